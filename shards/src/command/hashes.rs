@@ -1,0 +1,440 @@
+//! Hashes: HSET HSETNX HMSET HGET HMGET HDEL HGETALL HLEN HEXISTS HINCRBY HINCRBYFLOAT HKEYS HVALS
+//! HSTRLEN HRANDFIELD HSCAN.
+
+use super::{Args, Ctx, err, int_arg};
+use crate::bytes::SmallBytes;
+use crate::db::{Db, Value};
+use crate::dict::Dict;
+use crate::glob::glob_match;
+use crate::num::{parse_f64, parse_i64};
+use crate::reply::{Out, Proto};
+
+type Hash = Dict<SmallBytes>;
+
+/// Largest |count| HRANDFIELD accepts, so one request cannot build an unbounded reply.
+const RANDFIELD_COUNT_MAX: i64 = 1 << 24;
+
+/// The hash at `key`: `Ok(None)` if missing, `Err` (reply written) if another type.
+fn hash_of<'d>(db: &'d mut Db, key: &[u8], now: u64, out: &mut Out) -> Result<Option<&'d Hash>, ()> {
+    match db.get(key, now) {
+        None => Ok(None),
+        Some(Value::Hash(h)) => Ok(Some(h)),
+        Some(_) => {
+            out.error(err::WRONGTYPE);
+            Err(())
+        }
+    }
+}
+
+/// The hash at `key` for writing, created if missing; `None` (reply written) if another type.
+fn hash_for_write<'d>(db: &'d mut Db, key: &[u8], now: u64, out: &mut Out) -> Option<&'d mut Hash> {
+    if let Some(v) = db.get_mut(key, now) {
+        if !matches!(v, Value::Hash(_)) {
+            out.error(err::WRONGTYPE);
+            return None;
+        }
+    }
+    match db.get_or_insert_with(key, now, || Value::Hash(Box::default())) {
+        Value::Hash(h) => Some(h),
+        _ => unreachable!("checked the type above"),
+    }
+}
+
+/// Removes `key` if its hash became empty (Redis never keeps empty collections).
+fn drop_if_empty(db: &mut Db, key: &[u8], now: u64) {
+    if matches!(db.get_mut(key, now), Some(Value::Hash(h)) if h.is_empty()) {
+        db.remove(key, now);
+    }
+}
+
+fn set_fields(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, name: &str) -> Option<i64> {
+    if a.len() % 2 != 0 {
+        err::arity(out, name);
+        return None;
+    }
+    let h = hash_for_write(db, a.get(1), c.now_ms, out)?;
+    let mut added = 0;
+    for i in (2..a.len()).step_by(2) {
+        if h.insert(a.get(i), SmallBytes::new(a.get(i + 1))).is_none() {
+            added += 1;
+        }
+    }
+    Some(added)
+}
+
+pub fn hset(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Some(n) = set_fields(db, a, c, out, "hset") {
+        out.int(n)
+    }
+}
+
+pub fn hmset(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if set_fields(db, a, c, out, "hmset").is_some() {
+        out.ok()
+    }
+}
+
+pub fn hsetnx(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else { return };
+    let (_, inserted) = h.get_or_insert_with(a.get(2), || SmallBytes::new(a.get(3)));
+    out.int(inserted as i64)
+}
+
+pub fn hget(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
+        match h.and_then(|h| h.get(a.get(2))) {
+            Some(v) => out.bulk(v),
+            None => out.null(),
+        }
+    }
+}
+
+pub fn hmget(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
+        out.array(a.len() - 2);
+        for f in a.iter().skip(2) {
+            match h.and_then(|h| h.get(f)) {
+                Some(v) => out.bulk(v),
+                None => out.null(),
+            }
+        }
+    }
+}
+
+pub fn hdel(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let key = a.get(1);
+    let removed = match db.get_mut(key, c.now_ms) {
+        None => 0,
+        Some(Value::Hash(h)) => a.iter().skip(2).filter(|f| h.remove(f).is_some()).count(),
+        Some(_) => return out.error(err::WRONGTYPE),
+    };
+    if removed > 0 {
+        db.signal(key);
+        drop_if_empty(db, key, c.now_ms);
+    }
+    out.int(removed as i64)
+}
+
+/// HGETALL, HKEYS, HVALS: fields and/or values of the whole hash.
+fn dump(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, fields: bool, values: bool) {
+    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else { return };
+    let len = h.map_or(0, |h| h.len());
+    if fields && values {
+        out.map(len);
+    } else {
+        out.array(len);
+    }
+    for (f, v) in h.into_iter().flat_map(|h| h.iter()) {
+        if fields {
+            out.bulk(f);
+        }
+        if values {
+            out.bulk(v);
+        }
+    }
+}
+
+pub fn hgetall(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    dump(db, a, c, out, true, true)
+}
+
+pub fn hkeys(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    dump(db, a, c, out, true, false)
+}
+
+pub fn hvals(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    dump(db, a, c, out, false, true)
+}
+
+pub fn hlen(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
+        out.int(h.map_or(0, |h| h.len() as i64))
+    }
+}
+
+pub fn hexists(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
+        out.int(h.is_some_and(|h| h.contains(a.get(2))) as i64)
+    }
+}
+
+pub fn hstrlen(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
+        out.int(h.and_then(|h| h.get(a.get(2))).map_or(0, |v| v.len() as i64))
+    }
+}
+
+pub fn hincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Some(by) = int_arg(&a, 3, out) else { return };
+    let current = match hash_of(db, a.get(1), c.now_ms, out) {
+        Err(()) => return,
+        Ok(h) => match h.and_then(|h| h.get(a.get(2))) {
+            None => 0,
+            Some(v) => match parse_i64(v) {
+                Some(n) => n,
+                None => return out.error("ERR hash value is not an integer"),
+            },
+        },
+    };
+    let Some(n) = current.checked_add(by) else {
+        return out.error(err::OVERFLOW);
+    };
+    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else { return };
+    let mut tmp = [0u8; 20];
+    h.insert(a.get(2), SmallBytes::new(crate::num::format_i64(n, &mut tmp)));
+    out.int(n)
+}
+
+pub fn hincrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Some(by) = parse_f64(a.get(3)) else {
+        return out.error(err::NOT_FLOAT);
+    };
+    let current = match hash_of(db, a.get(1), c.now_ms, out) {
+        Err(()) => return,
+        Ok(h) => match h.and_then(|h| h.get(a.get(2))) {
+            None => 0.0,
+            Some(v) => match parse_f64(v) {
+                Some(n) => n,
+                None => return out.error("ERR hash value is not a float"),
+            },
+        },
+    };
+    let n = current + by;
+    if !n.is_finite() {
+        return out.error("ERR increment would produce NaN or Infinity");
+    }
+    let text = crate::num::format_incr_float(n);
+    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else { return };
+    h.insert(a.get(2), SmallBytes::new(text.as_bytes()));
+    out.bulk(text.as_bytes())
+}
+
+/// A random full bucket of `h` (which must not be empty).
+fn random_entry<'h>(h: &'h Hash, c: &mut Ctx) -> (usize, &'h SmallBytes, &'h SmallBytes) {
+    loop {
+        let b = c.rng.below(h.num_buckets() as u64) as usize;
+        if let Some((f, v)) = h.bucket(b) {
+            return (b, f, v);
+        }
+    }
+}
+
+pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let count = if a.len() >= 3 {
+        let Some(n) = int_arg(&a, 2, out) else { return };
+        if !(-RANDFIELD_COUNT_MAX..=RANDFIELD_COUNT_MAX).contains(&n) {
+            return out.error("ERR value is out of range");
+        }
+        Some(n)
+    } else {
+        None
+    };
+    let with_values = match a.len() {
+        4 if a.get(3).eq_ignore_ascii_case(b"withvalues") => true,
+        2 | 3 => false,
+        _ => return out.error(err::SYNTAX),
+    };
+    let proto = out.proto;
+    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else { return };
+    let Some(count) = count else {
+        return match h.filter(|h| !h.is_empty()) {
+            Some(h) => {
+                let (_, f, _) = random_entry(h, c);
+                out.bulk(f)
+            }
+            None => out.null(),
+        };
+    };
+    let Some(h) = h.filter(|h| !h.is_empty() && count != 0) else {
+        return out.array(0);
+    };
+    let emit = |out: &mut Out, f: &[u8], v: &[u8]| {
+        if with_values && proto == Proto::Resp3 {
+            out.array(2);
+        }
+        out.bulk(f);
+        if with_values {
+            out.bulk(v);
+        }
+    };
+    let per = if with_values && proto == Proto::Resp2 { 2 } else { 1 };
+    if count < 0 {
+        let n = count.unsigned_abs() as usize;
+        out.array(n * per);
+        for _ in 0..n {
+            let (_, f, v) = random_entry(h, c);
+            emit(out, f, v);
+        }
+        return;
+    }
+    let n = (count as usize).min(h.len());
+    out.array(n * per);
+    if n == h.len() {
+        for (f, v) in h.iter() {
+            emit(out, f, v);
+        }
+        return;
+    }
+    let mut picked = std::collections::HashSet::with_capacity(n);
+    while picked.len() < n {
+        let (b, f, v) = random_entry(h, c);
+        if picked.insert(b) {
+            emit(out, f, v);
+        }
+    }
+}
+
+pub fn hscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Some(cursor) = std::str::from_utf8(a.get(2)).ok().and_then(|s| s.parse::<u64>().ok()) else {
+        return out.error(err::INVALID_CURSOR);
+    };
+    let (mut pattern, mut count, mut novalues) = (None::<&[u8]>, 10usize, false);
+    let mut i = 3;
+    while i < a.len() {
+        let opt = a.get(i);
+        if opt.eq_ignore_ascii_case(b"novalues") {
+            novalues = true;
+            i += 1;
+            continue;
+        }
+        if i + 1 >= a.len() {
+            return out.error(err::SYNTAX);
+        }
+        if opt.eq_ignore_ascii_case(b"match") {
+            pattern = Some(a.get(i + 1));
+        } else if opt.eq_ignore_ascii_case(b"count") {
+            match parse_i64(a.get(i + 1)) {
+                Some(n) if n >= 1 => count = n.min(1 << 20) as usize,
+                Some(_) => return out.error(err::SYNTAX),
+                None => return out.error(err::NOT_INT),
+            }
+        } else {
+            return out.error(err::SYNTAX);
+        }
+        i += 2;
+    }
+    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else { return };
+    let mut found: Vec<(&[u8], &[u8])> = Vec::new();
+    let next = match h {
+        None => 0,
+        Some(h) => h.scan(cursor as usize, count, |f, v| {
+            if pattern.is_none_or(|p| glob_match(p, f)) {
+                found.push((f, v));
+            }
+        }),
+    };
+    out.array(2);
+    out.bulk(next.to_string().as_bytes());
+    out.array(found.len() * if novalues { 1 } else { 2 });
+    for (f, v) in found {
+        out.bulk(f);
+        if !novalues {
+            out.bulk(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::testing::*;
+    use crate::reply::Proto;
+
+    const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+    #[test]
+    fn hset_hget_hdel_lifecycle() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("HSET h a 1 b 2"), int(2));
+        assert_eq!(h.run("HSET h a 3 c 4"), int(1));
+        assert_eq!(h.run("HGET h a"), bulk("3"));
+        assert_eq!(h.run("HGET h zz"), NIL);
+        assert_eq!(h.run("HLEN h"), int(3));
+        assert_eq!(h.run("HMGET h a zz"), format!("*2\r\n{}{}", bulk("3"), NIL));
+        assert_eq!(h.run("HEXISTS h b"), int(1));
+        assert_eq!(h.run("HSTRLEN h b"), int(1));
+        assert_eq!(h.run("HSETNX h a 9"), int(0));
+        assert_eq!(h.run("HSETNX h d 9"), int(1));
+        assert_eq!(h.run("HDEL h a b c d zz"), int(4));
+        assert_eq!(h.run("EXISTS h"), int(0));
+        assert_eq!(h.run("HSET h a"), error("ERR wrong number of arguments for 'hset' command"));
+        assert_eq!(h.run("HMSET h a 1"), OK);
+        h.run("SET s v");
+        assert_eq!(h.run("HSET s a 1"), error(WRONGTYPE));
+        assert_eq!(h.run("HGET s a"), error(WRONGTYPE));
+        assert_eq!(h.run("HDEL s a"), error(WRONGTYPE));
+        assert_eq!(h.run("HLEN nokey"), int(0));
+    }
+
+    #[test]
+    fn hgetall_is_a_map_in_resp3() {
+        let mut h = Harness::new();
+        h.run("HSET h f v");
+        assert_eq!(h.run("HGETALL h"), format!("*2\r\n{}{}", bulk("f"), bulk("v")));
+        h.proto = Proto::Resp3;
+        assert_eq!(h.run("HGETALL h"), format!("%1\r\n{}{}", bulk("f"), bulk("v")));
+        assert_eq!(h.run("HKEYS h"), format!("*1\r\n{}", bulk("f")));
+        assert_eq!(h.run("HVALS h"), format!("*1\r\n{}", bulk("v")));
+        assert_eq!(h.run("HGETALL nokey"), "%0\r\n");
+    }
+
+    #[test]
+    fn hincr_checks_types_and_overflow() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("HINCRBY h n 5"), int(5));
+        assert_eq!(h.run("HINCRBY h n -10"), int(-5));
+        h.run("HSET h s abc");
+        assert_eq!(h.run("HINCRBY h s 1"), error("ERR hash value is not an integer"));
+        assert_eq!(h.run("HINCRBY h n x"), error("ERR value is not an integer or out of range"));
+        h.run("HSET h big 9223372036854775807");
+        assert_eq!(h.run("HINCRBY h big 1"), error("ERR increment or decrement would overflow"));
+        assert_eq!(h.run("HINCRBYFLOAT h f 1.5"), bulk("1.5"));
+        assert_eq!(h.run("HINCRBYFLOAT h s 1.5"), error("ERR hash value is not a float"));
+        h.run("SET str v");
+        assert_eq!(h.run("HINCRBY str f 1"), error(WRONGTYPE));
+        assert_eq!(h.run("HINCRBYFLOAT str f 1"), error(WRONGTYPE));
+    }
+
+    #[test]
+    fn hrandfield_counts() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("HRANDFIELD nokey"), NIL);
+        assert_eq!(h.run("HRANDFIELD nokey 3"), "*0\r\n");
+        h.run("HSET h a 1 b 2 c 3");
+        assert!(h.run("HRANDFIELD h").starts_with("$1\r\n"));
+        assert!(h.run("HRANDFIELD h 2").starts_with("*2\r\n"));
+        assert!(h.run("HRANDFIELD h 10").starts_with("*3\r\n"));
+        assert!(h.run("HRANDFIELD h -10").starts_with("*10\r\n"));
+        assert!(h.run("HRANDFIELD h 2 WITHVALUES").starts_with("*4\r\n"));
+        h.proto = Proto::Resp3;
+        assert!(h.run("HRANDFIELD h 2 WITHVALUES").starts_with("*2\r\n*2\r\n"));
+        assert_eq!(h.run("HRANDFIELD h 2 FOO"), error("ERR syntax error"));
+        assert_eq!(h.run("HRANDFIELD h -99999999999"), error("ERR value is out of range"));
+        let mut distinct = std::collections::HashSet::new();
+        for _ in 0..100 {
+            distinct.insert(h.run("HRANDFIELD h"));
+        }
+        assert_eq!(distinct.len(), 3, "every field should come up");
+    }
+
+    #[test]
+    fn hscan_walks_all_fields() {
+        let mut h = Harness::new();
+        for i in 0..100 {
+            h.run(&format!("HSET h f{i} v{i}"));
+        }
+        let mut cursor = "0".to_string();
+        let mut n = 0;
+        loop {
+            let r = h.run(&format!("HSCAN h {cursor} COUNT 7 NOVALUES"));
+            let lines: Vec<&str> = r.split("\r\n").collect();
+            cursor = lines[2].to_string();
+            n += lines[3][1..].parse::<usize>().unwrap();
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert_eq!(n, 100);
+        assert_eq!(h.run("HSCAN h x"), error("ERR invalid cursor"));
+        assert_eq!(h.run("HSCAN nokey 0"), format!("*2\r\n{}*0\r\n", bulk("0")));
+    }
+}

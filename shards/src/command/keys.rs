@@ -1,0 +1,397 @@
+//! Keys: DEL UNLINK EXISTS TOUCH EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME PEXPIRETIME TTL PTTL
+//! PERSIST TYPE RENAME RENAMENX COPY KEYS SCAN RANDOMKEY DBSIZE FLUSHDB FLUSHALL MEMORY USAGE.
+
+use super::{Args, Ctx, err, int_arg};
+use crate::db::{Db, Value};
+use crate::glob::glob_match;
+use crate::reply::Out;
+
+pub fn del(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let n = a.iter().skip(1).filter(|k| db.remove(k, c.now_ms).is_some()).count();
+    out.int(n as i64)
+}
+
+/// EXISTS and TOUCH: counts live keys, a key named twice counting twice.
+pub fn exists(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let n = a.iter().skip(1).filter(|k| db.exists(k, c.now_ms)).count();
+    out.int(n as i64)
+}
+
+/// The shared body of EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT.
+fn expire_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, unit_ms: u64, absolute: bool, name: &str) {
+    let Some(n) = int_arg(&a, 2, out) else { return };
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for opt in a.iter().skip(3) {
+        match opt.to_ascii_lowercase().as_slice() {
+            b"nx" => nx = true,
+            b"xx" => xx = true,
+            b"gt" => gt = true,
+            b"lt" => lt = true,
+            _ => return out.error(&format!("ERR Unsupported option {}", err::sanitize(opt))),
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return out.error("ERR NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if gt && lt {
+        return out.error("ERR GT and LT options at the same time are not compatible");
+    }
+    // The absolute deadline in ms, computed without overflow (Redis rejects overflowing values).
+    let at: i64 = {
+        let ms = n.checked_mul(unit_ms as i64);
+        let at = if absolute { ms } else { ms.and_then(|ms| ms.checked_add(c.now_ms as i64)) };
+        match at {
+            Some(at) => at,
+            None => return err::invalid_expire(out, name),
+        }
+    };
+    let key = a.get(1);
+    let current = match db.expire_at(key, c.now_ms) {
+        Err(()) => return out.int(0),
+        Ok(cur) => cur,
+    };
+    let allowed = match current {
+        None => !(xx || gt),
+        Some(cur) => !nx && !(gt && at <= cur as i64) && !(lt && at >= cur as i64),
+    };
+    if !allowed {
+        return out.int(0);
+    }
+    if at <= c.now_ms as i64 {
+        db.remove(key, c.now_ms);
+    } else {
+        db.set_expire(key, at as u64);
+    }
+    out.int(1)
+}
+
+pub fn expire(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    expire_generic(db, a, c, out, 1000, false, "expire")
+}
+
+pub fn pexpire(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    expire_generic(db, a, c, out, 1, false, "pexpire")
+}
+
+pub fn expireat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    expire_generic(db, a, c, out, 1000, true, "expireat")
+}
+
+pub fn pexpireat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    expire_generic(db, a, c, out, 1, true, "pexpireat")
+}
+
+/// -2 for a missing key, -1 for a persistent one, else `f(deadline_ms)`.
+fn ttl_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, f: impl Fn(u64, u64) -> i64) {
+    match db.expire_at(a.get(1), c.now_ms) {
+        Err(()) => out.int(-2),
+        Ok(None) => out.int(-1),
+        Ok(Some(at)) => out.int(f(at, c.now_ms)),
+    }
+}
+
+pub fn ttl(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    ttl_generic(db, a, c, out, |at, now| (at.saturating_sub(now) as i64 + 500) / 1000)
+}
+
+pub fn pttl(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    ttl_generic(db, a, c, out, |at, now| at.saturating_sub(now) as i64)
+}
+
+pub fn expiretime(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    ttl_generic(db, a, c, out, |at, _| at as i64 / 1000)
+}
+
+pub fn pexpiretime(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    ttl_generic(db, a, c, out, |at, _| at as i64)
+}
+
+pub fn persist(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    out.int(db.persist(a.get(1), c.now_ms) as i64)
+}
+
+pub fn type_(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let t = db.get(a.get(1), c.now_ms).map_or("none", |v| v.type_name());
+    out.simple(t)
+}
+
+/// Moves `src` to `dst` with its TTL. `nx`: only if `dst` does not exist.
+fn rename_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, nx: bool) {
+    let (src, dst) = (a.get(1), a.get(2));
+    let Ok(ttl) = db.expire_at(src, c.now_ms) else {
+        return out.error(err::NO_SUCH_KEY);
+    };
+    if src == dst {
+        return if nx { out.int(0) } else { out.ok() };
+    }
+    if nx && db.exists(dst, c.now_ms) {
+        return out.int(0);
+    }
+    let value = db.remove(src, c.now_ms).expect("checked live above");
+    db.set(dst, value, ttl, false);
+    if nx { out.int(1) } else { out.ok() }
+}
+
+pub fn rename(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    rename_generic(db, a, c, out, false)
+}
+
+pub fn renamenx(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    rename_generic(db, a, c, out, true)
+}
+
+pub fn copy(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let mut replace = false;
+    let mut i = 3;
+    while i < a.len() {
+        let opt = a.get(i);
+        if opt.eq_ignore_ascii_case(b"replace") {
+            replace = true;
+        } else if opt.eq_ignore_ascii_case(b"db") && i + 1 < a.len() {
+            i += 1;
+            match crate::num::parse_i64(a.get(i)) {
+                Some(0) => {}
+                Some(_) => return out.error("ERR DB index is out of range"),
+                None => return out.error(err::NOT_INT),
+            }
+        } else {
+            return out.error(err::SYNTAX);
+        }
+        i += 1;
+    }
+    let (src, dst) = (a.get(1), a.get(2));
+    if src == dst {
+        return out.error("ERR source and destination objects are the same");
+    }
+    let Ok(ttl) = db.expire_at(src, c.now_ms) else {
+        return out.int(0);
+    };
+    if !replace && db.exists(dst, c.now_ms) {
+        return out.int(0);
+    }
+    let value = db.get(src, c.now_ms).map(Value::deep_clone).expect("checked live above");
+    db.set(dst, value, ttl, false);
+    out.int(1)
+}
+
+pub fn keys(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let pattern = a.get(1);
+    let all = pattern == b"*";
+    let mut found: Vec<&[u8]> = Vec::new();
+    for vs in db.owned() {
+        for t in vs.slots.iter() {
+            for (k, _) in t.keys.iter() {
+                let live = !matches!(t.expires.get(k), Some(&at) if at <= c.now_ms);
+                if live && (all || glob_match(pattern, k)) {
+                    found.push(k);
+                }
+            }
+        }
+    }
+    out.array(found.len());
+    for k in found {
+        out.bulk(k);
+    }
+}
+
+pub fn scan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Some(cursor) = std::str::from_utf8(a.get(1)).ok().and_then(|s| s.parse::<u64>().ok()) else {
+        return out.error(err::INVALID_CURSOR);
+    };
+    let mut pattern: Option<&[u8]> = None;
+    let mut type_filter: Option<&[u8]> = None;
+    let mut count = 10usize;
+    let mut i = 2;
+    while i < a.len() {
+        let opt = a.get(i);
+        if i + 1 >= a.len() {
+            return out.error(err::SYNTAX);
+        }
+        if opt.eq_ignore_ascii_case(b"match") {
+            pattern = Some(a.get(i + 1)).filter(|p| *p != b"*");
+        } else if opt.eq_ignore_ascii_case(b"count") {
+            match crate::num::parse_i64(a.get(i + 1)) {
+                Some(n) if n >= 1 => count = n.min(1 << 20) as usize,
+                Some(_) => return out.error(err::SYNTAX),
+                None => return out.error(err::NOT_INT),
+            }
+        } else if opt.eq_ignore_ascii_case(b"type") {
+            type_filter = Some(a.get(i + 1));
+        } else {
+            return out.error(err::SYNTAX);
+        }
+        i += 2;
+    }
+    if !db.owns_slot((cursor & 0x3fff) as u16) {
+        return out.error(err::INVALID_CURSOR);
+    }
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    let next = db.scan(cursor, count, c.now_ms, |k, v| {
+        let type_ok = type_filter.is_none_or(|t| t.eq_ignore_ascii_case(v.type_name().as_bytes()));
+        if type_ok && pattern.is_none_or(|p| glob_match(p, k)) {
+            found.push(k.to_vec());
+        }
+    });
+    out.array(2);
+    out.bulk(next.to_string().as_bytes());
+    out.array(found.len());
+    for k in found {
+        out.bulk(&k);
+    }
+}
+
+pub fn randomkey(db: &mut Db, _a: Args, c: &mut Ctx, out: &mut Out) {
+    match db.random_key(c.rng, c.now_ms) {
+        Some(k) => out.bulk(&k),
+        None => out.null(),
+    }
+}
+
+pub fn dbsize(db: &mut Db, _a: Args, _c: &mut Ctx, out: &mut Out) {
+    out.int(db.len() as i64)
+}
+
+/// FLUSHDB and FLUSHALL, with the ASYNC/SYNC flag accepted (the flush is always synchronous).
+pub fn flush(db: &mut Db, a: Args, _c: &mut Ctx, out: &mut Out) {
+    if a.len() > 2 {
+        return out.error(err::SYNTAX);
+    }
+    if a.len() == 2 && !a.get(1).eq_ignore_ascii_case(b"async") && !a.get(1).eq_ignore_ascii_case(b"sync") {
+        return out.error(err::SYNTAX);
+    }
+    db.flush();
+    out.ok()
+}
+
+pub fn memory(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let sub = a.get(1);
+    if !sub.eq_ignore_ascii_case(b"usage") {
+        return err::unknown_subcommand(out, sub, "memory");
+    }
+    if a.len() < 3 {
+        return err::arity(out, "memory|usage");
+    }
+    if a.len() != 3 && !(a.len() == 5 && a.get(3).eq_ignore_ascii_case(b"samples")) {
+        return out.error(err::SYNTAX);
+    }
+    let key = a.get(2);
+    match db.get(key, c.now_ms) {
+        None => out.null(),
+        Some(v) => {
+            let entry = std::mem::size_of::<(crate::bytes::SmallBytes, Value)>() + 1;
+            let key_heap = if key.len() > 22 { crate::mem::alloc_size(key.len()) } else { 0 };
+            out.int((entry + key_heap + v.heap_bytes()) as i64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::testing::*;
+
+    #[test]
+    fn del_exists_count_each_key() {
+        let mut h = Harness::new();
+        h.run("MSET a 1 b 2");
+        assert_eq!(h.run("EXISTS a a b c"), int(3));
+        assert_eq!(h.run("DEL a c"), int(1));
+        assert_eq!(h.run("UNLINK b"), int(1));
+        assert_eq!(h.run("DBSIZE"), int(0));
+    }
+
+    #[test]
+    fn expire_options_and_ttl_replies() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("EXPIRE nokey 10"), int(0));
+        assert_eq!(h.run("TTL nokey"), int(-2));
+        h.run("SET k v");
+        assert_eq!(h.run("TTL k"), int(-1));
+        assert_eq!(h.run("EXPIRE k 100 XX"), int(0));
+        assert_eq!(h.run("EXPIRE k 100 GT"), int(0));
+        assert_eq!(h.run("EXPIRE k 100 NX"), int(1));
+        assert_eq!(h.run("EXPIRE k 50 GT"), int(0));
+        assert_eq!(h.run("EXPIRE k 50 LT"), int(1));
+        assert_eq!(h.run("TTL k"), int(50));
+        assert_eq!(h.run("EXPIRE k 50 NX XX"), error("ERR NX and XX, GT or LT options at the same time are not compatible"));
+        assert_eq!(h.run("EXPIRE k 50 GT LT"), error("ERR GT and LT options at the same time are not compatible"));
+        assert_eq!(h.run("EXPIRE k 50 FOO"), error("ERR Unsupported option FOO"));
+        assert_eq!(h.run("EXPIRE k 9223372036854775807"), error("ERR invalid expire time in 'expire' command"));
+        assert_eq!(h.run("PERSIST k"), int(1));
+        assert_eq!(h.run("PERSIST k"), int(0));
+        let at_s = h.now_ms / 1000 + 100;
+        assert_eq!(h.run(&format!("EXPIREAT k {at_s}")), int(1));
+        assert_eq!(h.run("EXPIRETIME k"), int(at_s as i64));
+        assert_eq!(h.run("EXPIRE k -1"), int(1));
+        assert_eq!(h.run("EXISTS k"), int(0));
+        assert_eq!(h.run("EXPIRETIME k"), int(-2));
+    }
+
+    #[test]
+    fn rename_and_copy_carry_ttl() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("RENAME a b"), error("ERR no such key"));
+        h.run("SET a 1 EX 100");
+        assert_eq!(h.run("RENAME a b"), OK);
+        assert_eq!(h.run("TTL b"), int(100));
+        assert_eq!(h.run("EXISTS a"), int(0));
+        h.run("SET c 3");
+        assert_eq!(h.run("RENAMENX b c"), int(0));
+        assert_eq!(h.run("COPY b c"), int(0));
+        assert_eq!(h.run("COPY b c REPLACE"), int(1));
+        assert_eq!(h.run("GET c"), bulk("1"));
+        assert_eq!(h.run("TTL c"), int(100));
+        assert_eq!(h.run("COPY b b"), error("ERR source and destination objects are the same"));
+        assert_eq!(h.run("COPY b d DB 1"), error("ERR DB index is out of range"));
+        h.run("HSET h f v");
+        assert_eq!(h.run("COPY h h2"), int(1));
+        h.run("HSET h f changed");
+        assert_eq!(h.run("HGET h2 f"), bulk("v"));
+    }
+
+    #[test]
+    fn keys_scan_randomkey_flush() {
+        let mut h = Harness::new();
+        for i in 0..200 {
+            h.run(&format!("SET user:{i} v"));
+        }
+        h.run("HSET other f v");
+        let keys = h.run("KEYS user:1?");
+        assert!(keys.starts_with("*10\r\n"), "{keys}");
+        let mut cursor = "0".to_string();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let r = h.run(&format!("SCAN {cursor} MATCH user:* COUNT 5"));
+            let lines: Vec<&str> = r.split("\r\n").collect();
+            cursor = lines[2].to_string();
+            for w in lines[4..].chunks(2) {
+                if w.len() == 2 && !w[1].is_empty() {
+                    seen.insert(w[1].to_string());
+                }
+            }
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 200);
+        let typed = h.run("SCAN 0 TYPE hash COUNT 100000");
+        assert!(typed.ends_with("*0\r\n") || typed.contains("other"));
+        assert_eq!(h.run("SCAN abc"), error("ERR invalid cursor"));
+        assert!(h.run("RANDOMKEY").starts_with('$'));
+        assert_eq!(h.run("FLUSHALL"), OK);
+        assert_eq!(h.run("RANDOMKEY"), NIL);
+        assert_eq!(h.run("FLUSHDB BAD"), error("ERR syntax error"));
+    }
+
+    #[test]
+    fn memory_usage_is_an_estimate_that_grows_with_size() {
+        let mut h = Harness::new();
+        h.run("SET small v");
+        h.run(&format!("SET big {}", "x".repeat(1000)));
+        let small: i64 = h.run("MEMORY USAGE small")[1..].trim().parse().unwrap();
+        let big: i64 = h.run("MEMORY USAGE big")[1..].trim().parse().unwrap();
+        assert!(small >= 40 && small < 100, "{small}");
+        assert!(big > 1000 && big < 1200, "{big}");
+        assert_eq!(h.run("MEMORY USAGE nokey"), NIL);
+        assert_eq!(h.run("MEMORY DOCTOR"), error("ERR unknown subcommand 'DOCTOR'. Try MEMORY HELP."));
+    }
+}

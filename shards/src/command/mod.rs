@@ -1,0 +1,427 @@
+//! The command layer: one declarative table (name, arity, flags, key positions, how a command
+//! spreads over shard threads, and its handler) that drives lookup, arity checks, routing and the
+//! `COMMAND` reply; one file per command family.
+//!
+//! A handler is `fn(&mut Db, Args, &mut Ctx, &mut Out)`: it reads and changes the keyspace and
+//! writes exactly one RESP reply. It does no I/O and reads no clock: time and randomness come in
+//! `Ctx`, so the same call gives the same result on every replica.
+
+mod connection;
+mod hashes;
+mod keys;
+mod strings;
+
+use crate::db::Db;
+use crate::reply::Out;
+use crate::rng::Rng;
+
+/// A span of an argument in a request buffer: `(start, end)` byte offsets.
+pub type Span = (u32, u32);
+
+/// The arguments of one command, the name first, as spans into a buffer (so parsing copies
+/// nothing).
+#[derive(Clone, Copy)]
+pub struct Args<'a> {
+    buf: &'a [u8],
+    spans: &'a [Span],
+}
+
+impl<'a> Args<'a> {
+    pub fn new(buf: &'a [u8], spans: &'a [Span]) -> Self {
+        Args { buf, spans }
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> &'a [u8] {
+        let (s, e) = self.spans[i];
+        &self.buf[s as usize..e as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    pub fn spans(&self) -> &'a [Span] {
+        self.spans
+    }
+
+    pub fn buf(&self) -> &'a [u8] {
+        self.buf
+    }
+}
+
+/// What a handler may use besides the keyspace: the time of the request and a seeded RNG.
+pub struct Ctx<'a> {
+    /// Unix time in milliseconds, read once per batch by the driver.
+    pub now_ms: u64,
+    /// Unix time in microseconds (TIME).
+    pub now_us: u64,
+    pub rng: &'a mut Rng,
+}
+
+pub type Handler = fn(&mut Db, Args, &mut Ctx, &mut Out);
+
+/// How a command's work spreads over the shard threads of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// No keys: runs on the connection's own thread.
+    Keyless,
+    /// Routed by its keys. With `Merge::Single` every key must live on one thread; otherwise the
+    /// command is split per thread and the parts' replies are merged.
+    Keys(Merge),
+    /// Runs on every shard thread; the replies are merged.
+    AllShards(Merge),
+    /// SCAN: routed by the slot held in its cursor.
+    Cursor,
+    /// Connection or server state (AUTH, HELLO, MULTI, INFO, ...): handled by the driver.
+    Conn,
+}
+
+/// How the replies of a command's parts on several threads combine into one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// Not splittable: all keys must be on one thread.
+    Single,
+    /// Integer replies are added (DEL, EXISTS, DBSIZE).
+    Sum,
+    /// Array replies, one element per key, put back in request order (MGET).
+    Positional,
+    /// Every part replies `+OK` (MSET, FLUSHALL).
+    AllOk,
+    /// Array replies are concatenated (KEYS).
+    Concat,
+    /// The first non-null reply, parts tried in a random order (RANDOMKEY).
+    AnyNonNull,
+}
+
+pub mod flags {
+    pub const WRITE: u32 = 1 << 0;
+    pub const READONLY: u32 = 1 << 1;
+    pub const FAST: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const DENYOOM: u32 = 1 << 4;
+    pub const NOSCRIPT: u32 = 1 << 5;
+    pub const LOADING: u32 = 1 << 6;
+    pub const STALE: u32 = 1 << 7;
+    /// Allowed before AUTH (AUTH, HELLO, QUIT, RESET).
+    pub const NO_AUTH: u32 = 1 << 8;
+    /// Not queued inside MULTI (EXEC, DISCARD, MULTI, WATCH run or fail at once).
+    pub const NO_MULTI: u32 = 1 << 9;
+    /// Keys must share one hash slot (RENAME, COPY: CROSSSLOT otherwise).
+    pub const SAME_SLOT: u32 = 1 << 10;
+    pub const RANDOM: u32 = 1 << 11;
+
+    pub const NAMES: &[(u32, &str)] = &[
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (NOSCRIPT, "noscript"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (NO_AUTH, "no_auth"),
+        (FAST, "fast"),
+        (RANDOM, "random"),
+    ];
+}
+
+/// One row of the command table.
+pub struct CommandSpec {
+    /// Lower case.
+    pub name: &'static str,
+    /// Redis arity: `n` exactly n arguments (name included), `-n` at least n.
+    pub arity: i32,
+    pub flags: u32,
+    /// Key positions as Redis describes them: first, last (negative counts from the end), step.
+    /// `first == 0` means no keys.
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub scope: Scope,
+    /// `None` for `Scope::Conn` commands, which the driver handles.
+    pub handler: Option<Handler>,
+    /// ACL categories, for COMMAND INFO.
+    pub group: &'static str,
+    pub summary: &'static str,
+}
+
+impl CommandSpec {
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let a = self.arity;
+        if a >= 0 { argc == a as usize } else { argc >= (-a) as usize }
+    }
+
+    pub fn is_write(&self) -> bool {
+        self.flags & flags::WRITE != 0
+    }
+
+    /// Indexes of the key arguments for a command with `argc` arguments.
+    pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let (first, step) = (self.first_key, self.step.max(1) as usize);
+        let last = if self.last_key < 0 { argc as i32 + self.last_key } else { self.last_key };
+        let range = if first <= 0 || argc as i32 <= first {
+            0..0
+        } else {
+            first as usize..(last.min(argc as i32 - 1) + 1).max(first) as usize
+        };
+        range.step_by(step)
+    }
+}
+
+/// Builds a table row. Kept terse so the table reads as a table.
+const fn cmd(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    keys: (i32, i32, i32),
+    scope: Scope,
+    handler: Option<Handler>,
+    group: &'static str,
+    summary: &'static str,
+) -> CommandSpec {
+    CommandSpec { name, arity, flags, first_key: keys.0, last_key: keys.1, step: keys.2, scope, handler, group, summary }
+}
+
+use Merge::*;
+use Scope::*;
+use flags::*;
+
+const NOKEY: (i32, i32, i32) = (0, 0, 0);
+const KEY1: (i32, i32, i32) = (1, 1, 1);
+const KEY12: (i32, i32, i32) = (1, 2, 1);
+const ALLKEYS: (i32, i32, i32) = (1, -1, 1);
+
+/// The command table. Order is the order of `COMMAND`'s reply.
+pub static COMMANDS: &[CommandSpec] = &[
+    // strings
+    cmd("get", 2, READONLY | FAST, KEY1, Keys(Single), Some(strings::get), "string", "Returns the string value of a key."),
+    cmd("set", -3, WRITE | DENYOOM, KEY1, Keys(Single), Some(strings::set), "string", "Sets the string value of a key, ignoring its type."),
+    cmd("setnx", 3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::setnx), "string", "Set the string value of a key only when the key doesn't exist."),
+    cmd("setex", 4, WRITE | DENYOOM, KEY1, Keys(Single), Some(strings::setex), "string", "Sets the string value and expiration time of a key."),
+    cmd("psetex", 4, WRITE | DENYOOM, KEY1, Keys(Single), Some(strings::psetex), "string", "Sets both string value and expiration time in milliseconds of a key."),
+    cmd("getset", 3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::getset), "string", "Returns the previous string value of a key after setting it to a new value."),
+    cmd("getdel", 2, WRITE | FAST, KEY1, Keys(Single), Some(strings::getdel), "string", "Returns the string value of a key after deleting the key."),
+    cmd("getex", -2, WRITE | FAST, KEY1, Keys(Single), Some(strings::getex), "string", "Returns the string value of a key after setting its expiration time."),
+    cmd("mget", -2, READONLY | FAST, ALLKEYS, Keys(Positional), Some(strings::mget), "string", "Atomically returns the string values of one or more keys."),
+    cmd("mset", -3, WRITE | DENYOOM, (1, -1, 2), Keys(AllOk), Some(strings::mset), "string", "Atomically creates or modifies the string values of one or more keys."),
+    cmd("msetnx", -3, WRITE | DENYOOM, (1, -1, 2), Keys(Single), Some(strings::msetnx), "string", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
+    cmd("incr", 2, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::incr), "string", "Increments the integer value of a key by one."),
+    cmd("decr", 2, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::decr), "string", "Decrements the integer value of a key by one."),
+    cmd("incrby", 3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::incrby), "string", "Increments the integer value of a key by a number."),
+    cmd("decrby", 3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::decrby), "string", "Decrements a number from the integer value of a key."),
+    cmd("incrbyfloat", 3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::incrbyfloat), "string", "Increment the floating point value of a key by a number."),
+    cmd("append", 3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::append), "string", "Appends a string to the value of a key."),
+    cmd("strlen", 2, READONLY | FAST, KEY1, Keys(Single), Some(strings::strlen), "string", "Returns the length of a string value."),
+    cmd("getrange", 4, READONLY, KEY1, Keys(Single), Some(strings::getrange), "string", "Returns a substring of the string stored at a key."),
+    cmd("setrange", 4, WRITE | DENYOOM, KEY1, Keys(Single), Some(strings::setrange), "string", "Overwrites a part of a string value with another by an offset."),
+    // keys
+    cmd("del", -2, WRITE, ALLKEYS, Keys(Sum), Some(keys::del), "keyspace", "Deletes one or more keys."),
+    cmd("unlink", -2, WRITE | FAST, ALLKEYS, Keys(Sum), Some(keys::del), "keyspace", "Asynchronously deletes one or more keys."),
+    cmd("exists", -2, READONLY | FAST, ALLKEYS, Keys(Sum), Some(keys::exists), "keyspace", "Determines whether one or more keys exist."),
+    cmd("touch", -2, READONLY | FAST, ALLKEYS, Keys(Sum), Some(keys::exists), "keyspace", "Returns the number of existing keys out of those specified after updating the time they were last accessed."),
+    cmd("expire", -3, WRITE | FAST, KEY1, Keys(Single), Some(keys::expire), "keyspace", "Sets the expiration time of a key in seconds."),
+    cmd("pexpire", -3, WRITE | FAST, KEY1, Keys(Single), Some(keys::pexpire), "keyspace", "Sets the expiration time of a key in milliseconds."),
+    cmd("expireat", -3, WRITE | FAST, KEY1, Keys(Single), Some(keys::expireat), "keyspace", "Sets the expiration time of a key to a Unix timestamp."),
+    cmd("pexpireat", -3, WRITE | FAST, KEY1, Keys(Single), Some(keys::pexpireat), "keyspace", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
+    cmd("expiretime", 2, READONLY | FAST, KEY1, Keys(Single), Some(keys::expiretime), "keyspace", "Returns the expiration time of a key as a Unix timestamp."),
+    cmd("pexpiretime", 2, READONLY | FAST, KEY1, Keys(Single), Some(keys::pexpiretime), "keyspace", "Returns the expiration time of a key as a Unix milliseconds timestamp."),
+    cmd("ttl", 2, READONLY | FAST, KEY1, Keys(Single), Some(keys::ttl), "keyspace", "Returns the expiration time in seconds of a key."),
+    cmd("pttl", 2, READONLY | FAST, KEY1, Keys(Single), Some(keys::pttl), "keyspace", "Returns the expiration time in milliseconds of a key."),
+    cmd("persist", 2, WRITE | FAST, KEY1, Keys(Single), Some(keys::persist), "keyspace", "Removes the expiration time of a key."),
+    cmd("type", 2, READONLY | FAST, KEY1, Keys(Single), Some(keys::type_), "keyspace", "Determines the type of value stored at a key."),
+    cmd("rename", 3, WRITE | SAME_SLOT, KEY12, Keys(Single), Some(keys::rename), "keyspace", "Renames a key and overwrites the destination."),
+    cmd("renamenx", 3, WRITE | FAST | SAME_SLOT, KEY12, Keys(Single), Some(keys::renamenx), "keyspace", "Renames a key only when the target key name doesn't exist."),
+    cmd("copy", -3, WRITE | DENYOOM | SAME_SLOT, KEY12, Keys(Single), Some(keys::copy), "keyspace", "Copies the value of a key to a new key."),
+    cmd("keys", 2, READONLY, NOKEY, AllShards(Concat), Some(keys::keys), "keyspace", "Returns all key names that match a pattern."),
+    cmd("scan", -2, READONLY, NOKEY, Cursor, Some(keys::scan), "keyspace", "Iterates over the key names in the database."),
+    cmd("randomkey", 1, READONLY | RANDOM, NOKEY, AllShards(AnyNonNull), Some(keys::randomkey), "keyspace", "Returns a random key name from the database."),
+    cmd("dbsize", 1, READONLY | FAST, NOKEY, AllShards(Sum), Some(keys::dbsize), "keyspace", "Returns the number of keys in the database."),
+    cmd("flushdb", -1, WRITE, NOKEY, AllShards(AllOk), Some(keys::flush), "keyspace", "Remove all keys from the current database."),
+    cmd("flushall", -1, WRITE, NOKEY, AllShards(AllOk), Some(keys::flush), "keyspace", "Removes all keys from all databases."),
+    cmd("memory", -2, READONLY, (2, 2, 1), Keys(Single), Some(keys::memory), "keyspace", "Memory introspection: MEMORY USAGE key [SAMPLES n]."),
+    // hashes
+    cmd("hset", -4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hashes::hset), "hash", "Creates or modifies the value of a field in a hash."),
+    cmd("hsetnx", 4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hashes::hsetnx), "hash", "Sets the value of a field in a hash only when the field doesn't exist."),
+    cmd("hmset", -4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hashes::hmset), "hash", "Sets the values of multiple fields."),
+    cmd("hget", 3, READONLY | FAST, KEY1, Keys(Single), Some(hashes::hget), "hash", "Returns the value of a field in a hash."),
+    cmd("hmget", -3, READONLY | FAST, KEY1, Keys(Single), Some(hashes::hmget), "hash", "Returns the values of all fields in a hash."),
+    cmd("hdel", -3, WRITE | FAST, KEY1, Keys(Single), Some(hashes::hdel), "hash", "Deletes one or more fields and their values from a hash."),
+    cmd("hgetall", 2, READONLY, KEY1, Keys(Single), Some(hashes::hgetall), "hash", "Returns all fields and values in a hash."),
+    cmd("hlen", 2, READONLY | FAST, KEY1, Keys(Single), Some(hashes::hlen), "hash", "Returns the number of fields in a hash."),
+    cmd("hexists", 3, READONLY | FAST, KEY1, Keys(Single), Some(hashes::hexists), "hash", "Determines whether a field exists in a hash."),
+    cmd("hincrby", 4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hashes::hincrby), "hash", "Increments the integer value of a field in a hash by a number."),
+    cmd("hincrbyfloat", 4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hashes::hincrbyfloat), "hash", "Increments the floating point value of a field by a number."),
+    cmd("hkeys", 2, READONLY, KEY1, Keys(Single), Some(hashes::hkeys), "hash", "Returns all fields in a hash."),
+    cmd("hvals", 2, READONLY, KEY1, Keys(Single), Some(hashes::hvals), "hash", "Returns all values in a hash."),
+    cmd("hstrlen", 3, READONLY | FAST, KEY1, Keys(Single), Some(hashes::hstrlen), "hash", "Returns the length of the value of a field."),
+    cmd("hrandfield", -2, READONLY | RANDOM, KEY1, Keys(Single), Some(hashes::hrandfield), "hash", "Returns one or more random fields from a hash."),
+    cmd("hscan", -3, READONLY, KEY1, Keys(Single), Some(hashes::hscan), "hash", "Iterates over fields and values of a hash."),
+    // connection and server: pure ones have handlers, the rest are the driver's
+    cmd("ping", -1, FAST | STALE, NOKEY, Keyless, Some(connection::ping), "connection", "Returns the server's liveliness response."),
+    cmd("echo", 2, FAST | STALE, NOKEY, Keyless, Some(connection::echo), "connection", "Returns the given string."),
+    cmd("time", 1, FAST | STALE | RANDOM, NOKEY, Keyless, Some(connection::time), "server", "Returns the server time."),
+    cmd("command", -1, LOADING | STALE, NOKEY, Keyless, Some(connection::command), "server", "Returns detailed information about all commands."),
+    cmd("hello", -1, FAST | NO_AUTH | STALE | NO_MULTI, NOKEY, Conn, None, "connection", "Handshakes with the Redis server."),
+    cmd("auth", -2, FAST | NO_AUTH | STALE | NO_MULTI, NOKEY, Conn, None, "connection", "Authenticates the connection."),
+    cmd("select", 2, FAST | LOADING | STALE, NOKEY, Conn, None, "connection", "Changes the selected database."),
+    cmd("quit", -1, FAST | NO_AUTH | STALE, NOKEY, Conn, None, "connection", "Closes the connection."),
+    cmd("reset", 1, FAST | NO_AUTH | STALE | NO_MULTI, NOKEY, Conn, None, "connection", "Resets the connection."),
+    cmd("client", -2, ADMIN | STALE, NOKEY, Conn, None, "connection", "CLIENT ID, SETNAME, GETNAME, LIST, INFO."),
+    cmd("info", -1, STALE, NOKEY, Conn, None, "server", "Returns information and statistics about the server."),
+    cmd("config", -2, ADMIN | STALE | NO_MULTI, NOKEY, Conn, None, "server", "CONFIG GET, CONFIG SET, CONFIG RESETSTAT."),
+    cmd("shutdown", -1, ADMIN | STALE | NO_MULTI, NOKEY, Conn, None, "server", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
+    cmd("multi", 1, FAST | NO_MULTI, NOKEY, Conn, None, "transaction", "Starts a transaction."),
+    cmd("exec", 1, NO_MULTI, NOKEY, Conn, None, "transaction", "Executes all commands in a transaction."),
+    cmd("discard", 1, FAST | NO_MULTI, NOKEY, Conn, None, "transaction", "Discards a transaction."),
+    cmd("watch", -2, FAST | NO_MULTI, ALLKEYS, Conn, None, "transaction", "Monitors changes to keys to determine the execution of a transaction."),
+    cmd("unwatch", 1, FAST | NO_MULTI, NOKEY, Conn, None, "transaction", "Forgets about watched keys of a transaction."),
+];
+
+/// Finds a command by name, case-insensitively, without allocating.
+#[inline]
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let mut lower = [0u8; 24];
+    if name.len() > lower.len() {
+        return None;
+    }
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    let lower = &lower[..name.len()];
+    index().get(lower).map(|&i| &COMMANDS[i])
+}
+
+fn index() -> &'static crate::dict::Dict<usize> {
+    static INDEX: std::sync::OnceLock<crate::dict::Dict<usize>> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut d = crate::dict::Dict::default();
+        for (i, c) in COMMANDS.iter().enumerate() {
+            let prev = d.insert(c.name.as_bytes(), i);
+            assert!(prev.is_none(), "duplicate command {}", c.name);
+        }
+        d
+    })
+}
+
+/// Runs a data command (any scope but `Conn`) against `db`. The caller checked arity and routed
+/// the keys to this `db`.
+#[inline]
+pub fn apply(spec: &CommandSpec, db: &mut Db, args: Args, ctx: &mut Ctx, out: &mut Out) {
+    match spec.handler {
+        Some(h) => h(db, args, ctx, out),
+        None => out.error("ERR this command is handled by the connection, not the keyspace"),
+    }
+}
+
+/// Looks up and runs a whole command: the entry point of tests and of replicated apply.
+pub fn execute(db: &mut Db, args: Args, ctx: &mut Ctx, out: &mut Out) {
+    let name = args.get(0);
+    let Some(spec) = lookup(name) else {
+        return err::unknown_command(out, args);
+    };
+    if !spec.arity_ok(args.len()) {
+        return err::arity(out, spec.name);
+    }
+    apply(spec, db, args, ctx, out)
+}
+
+/// Error replies in Redis's own wording.
+pub mod err {
+    use super::Args;
+    use crate::reply::Out;
+
+    pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    pub const NOT_INT: &str = "ERR value is not an integer or out of range";
+    pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+    pub const SYNTAX: &str = "ERR syntax error";
+    pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+    pub const NO_SUCH_KEY: &str = "ERR no such key";
+    pub const INVALID_CURSOR: &str = "ERR invalid cursor";
+    pub const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+    pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+    pub fn arity(out: &mut Out, name: &str) {
+        out.error(&format!("ERR wrong number of arguments for '{name}' command"));
+    }
+
+    pub fn unknown_command(out: &mut Out, args: Args) {
+        let mut msg = format!("ERR unknown command '{}', with args beginning with: ", sanitize(args.get(0)));
+        for a in args.iter().skip(1).take(16) {
+            msg.push('\'');
+            msg.push_str(&sanitize(a));
+            msg.push_str("' ");
+        }
+        out.error(&msg);
+    }
+
+    pub fn unknown_subcommand(out: &mut Out, sub: &[u8], cmd: &str) {
+        out.error(&format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            sanitize(sub),
+            cmd.to_ascii_uppercase()
+        ));
+    }
+
+    pub fn invalid_expire(out: &mut Out, name: &str) {
+        out.error(&format!("ERR invalid expire time in '{name}' command"));
+    }
+
+    /// Client bytes echoed in an error: at most 128 bytes, no CR/LF.
+    pub fn sanitize(b: &[u8]) -> String {
+        let s = String::from_utf8_lossy(&b[..b.len().min(128)]);
+        s.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect()
+    }
+}
+
+/// Parses argument `i` as an integer, writing Redis's error if it is not one.
+pub(crate) fn int_arg(args: &Args, i: usize, out: &mut Out) -> Option<i64> {
+    let v = crate::num::parse_i64(args.get(i));
+    if v.is_none() {
+        out.error(err::NOT_INT);
+    }
+    v
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_is_case_insensitive_and_table_has_no_duplicates() {
+        assert_eq!(lookup(b"GeT").unwrap().name, "get");
+        assert!(lookup(b"nosuchcommand").is_none());
+        assert!(lookup(&[b'a'; 100]).is_none());
+        for c in COMMANDS {
+            assert_eq!(lookup(c.name.as_bytes()).unwrap().name, c.name);
+            assert_eq!(c.scope == Scope::Conn, c.handler.is_none(), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn key_indexes_follow_first_last_step() {
+        let mset = lookup(b"mset").unwrap();
+        assert_eq!(mset.key_indexes(5).collect::<Vec<_>>(), vec![1, 3]);
+        let get = lookup(b"get").unwrap();
+        assert_eq!(get.key_indexes(2).collect::<Vec<_>>(), vec![1]);
+        let del = lookup(b"del").unwrap();
+        assert_eq!(del.key_indexes(4).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let ping = lookup(b"ping").unwrap();
+        assert_eq!(ping.key_indexes(2).count(), 0);
+        let memory = lookup(b"memory").unwrap();
+        assert_eq!(memory.key_indexes(2).count(), 0);
+        assert_eq!(memory.key_indexes(3).collect::<Vec<_>>(), vec![2]);
+    }
+}

@@ -1,0 +1,59 @@
+//! Test harness: a keyspace, a clock and an RNG; commands given as text, replies returned as the
+//! exact RESP text the client would read.
+
+use super::{Args, Ctx, Span, execute};
+use crate::db::Db;
+use crate::reply::{Out, Proto};
+use crate::rng::Rng;
+use crate::slot::VShardLayout;
+
+pub struct Harness {
+    pub db: Db,
+    pub now_ms: u64,
+    pub rng: Rng,
+    pub proto: Proto,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Harness { db: Db::new_all(VShardLayout::new(256).unwrap()), now_ms: 1_700_000_000_000, rng: Rng::new(7), proto: Proto::Resp2 }
+    }
+
+    /// Runs one command given as arguments.
+    pub fn run_args(&mut self, argv: &[&[u8]]) -> String {
+        let mut buf = Vec::new();
+        let mut spans: Vec<Span> = Vec::new();
+        for a in argv {
+            let s = buf.len() as u32;
+            buf.extend_from_slice(a);
+            spans.push((s, buf.len() as u32));
+        }
+        let mut out = Out::new(self.proto);
+        let mut ctx = Ctx { now_ms: self.now_ms, now_us: self.now_ms * 1000, rng: &mut self.rng };
+        execute(&mut self.db, Args::new(&buf, &spans), &mut ctx, &mut out);
+        String::from_utf8_lossy(&out.buf).into_owned()
+    }
+
+    /// Runs one command given as space-separated words.
+    pub fn run(&mut self, line: &str) -> String {
+        let words: Vec<&[u8]> = line.split_whitespace().map(|w| w.as_bytes()).collect();
+        self.run_args(&words)
+    }
+}
+
+/// RESP text of a bulk string.
+pub fn bulk(s: &str) -> String {
+    format!("${}\r\n{}\r\n", s.len(), s)
+}
+
+/// RESP text of an error.
+pub fn error(s: &str) -> String {
+    format!("-{s}\r\n")
+}
+
+pub const OK: &str = "+OK\r\n";
+pub const NIL: &str = "$-1\r\n";
+
+pub fn int(n: i64) -> String {
+    format!(":{n}\r\n")
+}

@@ -1,0 +1,536 @@
+//! The keyspace of one shard thread: the vShards it owns, each split into its slots, each slot a
+//! `Dict` of keys plus a `Dict` of expiry times for the keys that have one (as Redis keeps an
+//! `expires` dict). Expiry is lazy on access plus a bounded active pass (`active_expire`).
+//!
+//! Invariants:
+//! - a key lives in the table of its own slot, and only vShards this `Db` owns hold keys;
+//! - every key in `expires` is also in `keys` (an expiry never outlives its key);
+//! - a key whose expiry time is `<= now` is never returned to a command.
+
+use crate::bytes::SmallBytes;
+use crate::dict::Dict;
+use crate::slot::{Slot, VShardId, VShardLayout, key_slot};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A stored value.
+pub enum Value {
+    Str(SmallBytes),
+    Hash(Box<Dict<SmallBytes>>),
+}
+
+impl Value {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
+        }
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::Str(s) if s.len() <= 20 && crate::num::parse_i64(s).is_some() => "int",
+            Value::Str(s) if s.len() <= 44 => "embstr",
+            Value::Str(_) => "raw",
+            Value::Hash(_) => "hashtable",
+        }
+    }
+
+    /// A copy that shares nothing with `self` (COPY).
+    pub fn deep_clone(&self) -> Value {
+        match self {
+            Value::Str(s) => Value::Str(s.clone()),
+            Value::Hash(h) => {
+                let mut d = Dict::default();
+                for (k, v) in h.iter() {
+                    d.insert(k, v.clone());
+                }
+                Value::Hash(Box::new(d))
+            }
+        }
+    }
+
+    /// Estimated bytes owned by this value outside its table slot.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Value::Str(s) => s.heap_bytes(),
+            Value::Hash(h) => {
+                crate::mem::alloc_size(std::mem::size_of::<Dict<SmallBytes>>())
+                    + h.table_bytes()
+                    + h.iter().map(|(k, v)| k.heap_bytes() + v.heap_bytes()).sum::<usize>()
+            }
+        }
+    }
+}
+
+/// The keys of one slot.
+#[derive(Default)]
+pub struct SlotTable {
+    pub keys: Dict<Value>,
+    /// Absolute expiry, Unix milliseconds.
+    pub expires: Dict<u64>,
+}
+
+/// One vShard's state: its slots' tables.
+pub struct VShard {
+    pub id: VShardId,
+    pub first_slot: Slot,
+    pub slots: Box<[SlotTable]>,
+}
+
+impl VShard {
+    pub fn new(layout: VShardLayout, id: VShardId) -> Self {
+        let range = layout.slot_range(id);
+        let slots = range.clone().map(|_| SlotTable::default()).collect();
+        VShard { id, first_slot: range.start, slots }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.iter().map(|t| t.keys.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Counters kept by the keyspace itself.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct DbStats {
+    pub expired_keys: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+}
+
+/// WATCH bookkeeping: for each watched key, the flags of the transactions watching it. A write
+/// to the key sets the flags (the transactions will abort) and forgets them.
+#[derive(Default)]
+pub struct Watches {
+    by_key: Dict<Vec<Arc<AtomicBool>>>,
+}
+
+impl Watches {
+    pub fn watch(&mut self, key: &[u8], flag: Arc<AtomicBool>) {
+        let (v, _) = self.by_key.get_or_insert_with(key, Vec::new);
+        v.retain(|f| Arc::strong_count(f) > 1);
+        v.push(flag);
+    }
+
+    pub fn unwatch(&mut self, key: &[u8], flag: &Arc<AtomicBool>) {
+        if let Some(v) = self.by_key.get_mut(key) {
+            v.retain(|f| !Arc::ptr_eq(f, flag) && Arc::strong_count(f) > 1);
+            if v.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
+    }
+
+    #[inline]
+    fn touch(&mut self, key: &[u8]) {
+        if self.by_key.is_empty() {
+            return;
+        }
+        if let Some(v) = self.by_key.remove(key) {
+            for f in v {
+                f.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    fn touch_all(&mut self) {
+        for (_, v) in self.by_key.iter() {
+            for f in v {
+                f.store(true, Ordering::Release);
+            }
+        }
+        self.by_key.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+/// The keyspace of one shard thread.
+pub struct Db {
+    layout: VShardLayout,
+    /// Indexed by vShard id; `None` for vShards another thread (or node) owns.
+    vshards: Vec<Option<VShard>>,
+    pub watches: Watches,
+    pub stats: DbStats,
+    /// Where the next active-expiry pass starts: a slot index.
+    expire_cursor: u32,
+}
+
+impl Db {
+    /// A keyspace owning `owned` vShards of `layout`.
+    pub fn new(layout: VShardLayout, owned: impl IntoIterator<Item = VShardId>) -> Self {
+        let mut vshards: Vec<Option<VShard>> = (0..layout.count()).map(|_| None).collect();
+        for id in owned {
+            vshards[id.0 as usize] = Some(VShard::new(layout, id));
+        }
+        Db { layout, vshards, watches: Watches::default(), stats: DbStats::default(), expire_cursor: 0 }
+    }
+
+    /// A keyspace owning every vShard (one shard thread, and unit tests).
+    pub fn new_all(layout: VShardLayout) -> Self {
+        Self::new(layout, (0..layout.count()).map(|v| VShardId(v as u16)))
+    }
+
+    pub fn layout(&self) -> VShardLayout {
+        self.layout
+    }
+
+    pub fn owns_slot(&self, slot: Slot) -> bool {
+        self.vshards[self.layout.vshard_of(slot).0 as usize].is_some()
+    }
+
+    #[inline]
+    fn table(&self, slot: Slot) -> &SlotTable {
+        table_in(&self.vshards, self.layout, slot)
+    }
+
+    #[inline]
+    fn table_mut(&mut self, slot: Slot) -> &mut SlotTable {
+        let vs = self.vshards[self.layout.vshard_of(slot).0 as usize]
+            .as_mut()
+            .expect("routing sent a key to a shard thread that does not own its vShard");
+        &mut vs.slots[(slot - vs.first_slot) as usize]
+    }
+
+    /// Removes `key` if its expiry time has passed. Returns true if it did.
+    #[inline]
+    fn expire_if_due(&mut self, slot: Slot, key: &[u8], now_ms: u64) -> bool {
+        let t = self.table_mut(slot);
+        if t.expires.is_empty() {
+            return false;
+        }
+        match t.expires.get(key) {
+            Some(&at) if at <= now_ms => {
+                t.expires.remove(key);
+                t.keys.remove(key);
+                self.stats.expired_keys += 1;
+                self.watches.touch(key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The live value of `key`.
+    #[inline]
+    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Value> {
+        let slot = key_slot(key);
+        self.expire_if_due(slot, key, now_ms);
+        let found = table_in(&self.vshards, self.layout, slot).keys.get(key);
+        if found.is_some() {
+            self.stats.keyspace_hits += 1;
+        } else {
+            self.stats.keyspace_misses += 1;
+        }
+        found
+    }
+
+    /// The live value of `key`, for in-place change. Call `signal` after a change.
+    #[inline]
+    pub fn get_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Value> {
+        let slot = key_slot(key);
+        self.expire_if_due(slot, key, now_ms);
+        self.table_mut(slot).keys.get_mut(key)
+    }
+
+    /// Whether `key` is live, without counting a hit or miss.
+    pub fn exists(&mut self, key: &[u8], now_ms: u64) -> bool {
+        let slot = key_slot(key);
+        self.expire_if_due(slot, key, now_ms);
+        self.table(slot).keys.contains(key)
+    }
+
+    /// The value of `key`, created by `make` if absent. Signals the key as modified.
+    pub fn get_or_insert_with(&mut self, key: &[u8], now_ms: u64, make: impl FnOnce() -> Value) -> &mut Value {
+        let slot = key_slot(key);
+        self.expire_if_due(slot, key, now_ms);
+        self.watches.touch(key);
+        self.table_mut(slot).keys.get_or_insert_with(key, make).0
+    }
+
+    /// Tells WATCHers that `key` changed.
+    #[inline]
+    pub fn signal(&mut self, key: &[u8]) {
+        self.watches.touch(key);
+    }
+
+    /// Stores `value` at `key`. `expire_at_ms`: `Some` sets it, `None` clears any old one, unless
+    /// `keep_ttl` is set.
+    pub fn set(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>, keep_ttl: bool) {
+        let slot = key_slot(key);
+        self.watches.touch(key);
+        let t = self.table_mut(slot);
+        t.keys.insert(key, value);
+        match expire_at_ms {
+            Some(at) => {
+                t.expires.insert(key, at);
+            }
+            None if !keep_ttl => {
+                t.expires.remove(key);
+            }
+            None => {}
+        }
+    }
+
+    /// Removes `key`; returns its value if it was live.
+    pub fn remove(&mut self, key: &[u8], now_ms: u64) -> Option<Value> {
+        let slot = key_slot(key);
+        if self.expire_if_due(slot, key, now_ms) {
+            return None;
+        }
+        let t = self.table_mut(slot);
+        let v = t.keys.remove(key)?;
+        t.expires.remove(key);
+        self.watches.touch(key);
+        Some(v)
+    }
+
+    /// The expiry of a live key: `Err(())` if the key does not exist, `Ok(None)` if it is
+    /// persistent.
+    pub fn expire_at(&mut self, key: &[u8], now_ms: u64) -> Result<Option<u64>, ()> {
+        let slot = key_slot(key);
+        self.expire_if_due(slot, key, now_ms);
+        let t = self.table(slot);
+        if !t.keys.contains(key) {
+            return Err(());
+        }
+        Ok(t.expires.get(key).copied())
+    }
+
+    /// Sets the expiry of an existing key. The caller checked that the key is live.
+    pub fn set_expire(&mut self, key: &[u8], at_ms: u64) {
+        let slot = key_slot(key);
+        self.watches.touch(key);
+        self.table_mut(slot).expires.insert(key, at_ms);
+    }
+
+    /// Removes the expiry of `key`; true if it had one.
+    pub fn persist(&mut self, key: &[u8], now_ms: u64) -> bool {
+        let slot = key_slot(key);
+        self.expire_if_due(slot, key, now_ms);
+        let removed = self.table_mut(slot).expires.remove(key).is_some();
+        if removed {
+            self.watches.touch(key);
+        }
+        removed
+    }
+
+    /// Number of keys (including expired ones not yet collected, as Redis's DBSIZE does).
+    pub fn len(&self) -> usize {
+        self.owned().map(|v| v.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of keys with an expiry.
+    pub fn volatile_len(&self) -> usize {
+        self.owned().flat_map(|v| v.slots.iter()).map(|t| t.expires.len()).sum()
+    }
+
+    pub fn owned(&self) -> impl Iterator<Item = &VShard> {
+        self.vshards.iter().flatten()
+    }
+
+    /// Keys in `slot` (for CLUSTER COUNTKEYSINSLOT, later GETKEYSINSLOT and migration).
+    pub fn slot_table(&self, slot: Slot) -> Option<&SlotTable> {
+        if self.owns_slot(slot) { Some(self.table(slot)) } else { None }
+    }
+
+    /// A random live key: random owned slots and buckets are sampled, then, if sampling keeps
+    /// missing (a nearly empty keyspace), the first live key in order.
+    pub fn random_key(&self, rng: &mut crate::rng::Rng, now_ms: u64) -> Option<Vec<u8>> {
+        let owned: Vec<&VShard> = self.owned().filter(|v| !v.is_empty()).collect();
+        if owned.is_empty() {
+            return None;
+        }
+        let live = |t: &SlotTable, k: &[u8]| !matches!(t.expires.get(k), Some(&at) if at <= now_ms);
+        for _ in 0..256 {
+            let vs = owned[rng.below(owned.len() as u64) as usize];
+            let t = &vs.slots[rng.below(vs.slots.len() as u64) as usize];
+            if t.keys.is_empty() {
+                continue;
+            }
+            for _ in 0..8 {
+                let b = rng.below(t.keys.num_buckets() as u64) as usize;
+                if let Some((k, _)) = t.keys.bucket(b) {
+                    if live(t, k) {
+                        return Some(k.to_vec());
+                    }
+                }
+            }
+        }
+        owned
+            .iter()
+            .flat_map(|vs| vs.slots.iter())
+            .find_map(|t| t.keys.iter().find(|(k, _)| live(t, k)).map(|(k, _)| k.to_vec()))
+    }
+
+    /// Removes every key.
+    pub fn flush(&mut self) {
+        for vs in self.vshards.iter_mut().flatten() {
+            for t in vs.slots.iter_mut() {
+                t.keys.clear();
+                t.expires.clear();
+            }
+        }
+        self.watches.touch_all();
+    }
+
+    /// Visits live keys from `cursor` on. The cursor packs a slot (low 14 bits) and a bucket index
+    /// within that slot's table; a call stays within one vShard so that it runs on one thread.
+    /// Returns the next cursor (0 when the whole keyspace is done).
+    pub fn scan(&self, cursor: u64, count: usize, now_ms: u64, mut visit: impl FnMut(&[u8], &Value)) -> u64 {
+        let mut slot = (cursor & 0x3fff) as Slot;
+        let mut bucket = (cursor >> 14) as usize;
+        let vshard = self.layout.vshard_of(slot);
+        let end = self.layout.slot_range(vshard).end as u32;
+        let mut seen = 0usize;
+        loop {
+            let t = self.table(slot);
+            let next = t.keys.scan(bucket, count.saturating_sub(seen).max(1), |k, v| {
+                if !matches!(t.expires.get(k), Some(&at) if at <= now_ms) {
+                    visit(k, v);
+                }
+                seen += 1;
+            });
+            if next != 0 {
+                return ((next as u64) << 14) | slot as u64;
+            }
+            bucket = 0;
+            if slot as u32 + 1 >= end {
+                return if end >= crate::slot::SLOTS as u32 { 0 } else { end as u64 };
+            }
+            slot += 1;
+            if seen >= count {
+                return slot as u64;
+            }
+        }
+    }
+
+    /// One bounded active-expiry step: looks at up to `budget` keys with an expiry, starting where
+    /// the last step stopped, and removes the ones that are due. Returns how many it removed.
+    pub fn active_expire(&mut self, now_ms: u64, budget: usize) -> usize {
+        let mut looked = 0;
+        let mut removed = 0;
+        let mut due: Vec<SmallBytes> = Vec::new();
+        for _ in 0..crate::slot::SLOTS {
+            if looked >= budget {
+                break;
+            }
+            let slot = self.expire_cursor as Slot;
+            self.expire_cursor = (self.expire_cursor + 1) % crate::slot::SLOTS as u32;
+            if !self.owns_slot(slot) {
+                continue;
+            }
+            let t = self.table_mut(slot);
+            if t.expires.is_empty() {
+                continue;
+            }
+            due.clear();
+            for (k, &at) in t.expires.iter() {
+                looked += 1;
+                if at <= now_ms {
+                    due.push(k.clone());
+                }
+            }
+            for k in &due {
+                t.expires.remove(k);
+                t.keys.remove(k);
+            }
+            removed += due.len();
+            self.stats.expired_keys += due.len() as u64;
+            for k in &due {
+                self.watches.touch(k);
+            }
+        }
+        removed
+    }
+}
+
+#[inline]
+fn table_in(vshards: &[Option<VShard>], layout: VShardLayout, slot: Slot) -> &SlotTable {
+    let vs = vshards[layout.vshard_of(slot).0 as usize]
+        .as_ref()
+        .expect("routing sent a key to a shard thread that does not own its vShard");
+    &vs.slots[(slot - vs.first_slot) as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Db {
+        Db::new_all(VShardLayout::new(256).unwrap())
+    }
+
+    #[test]
+    fn expired_keys_vanish_on_access() {
+        let mut d = db();
+        d.set(b"k", Value::Str(SmallBytes::new(b"v")), Some(100), false);
+        assert!(d.get(b"k", 99).is_some());
+        assert!(d.get(b"k", 100).is_none());
+        assert_eq!(d.len(), 0);
+        assert_eq!(d.stats.expired_keys, 1);
+    }
+
+    #[test]
+    fn scan_visits_every_key_exactly_once() {
+        let mut d = db();
+        for i in 0..5000 {
+            d.set(format!("key:{i}").as_bytes(), Value::Str(SmallBytes::new(b"v")), None, false);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut calls = 0;
+        loop {
+            cursor = d.scan(cursor, 10, 0, |k, _| assert!(seen.insert(k.to_vec())));
+            calls += 1;
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 5000);
+        assert!(calls > 256, "scan should take several calls per vShard, took {calls}");
+    }
+
+    #[test]
+    fn active_expire_removes_due_keys_within_budget() {
+        let mut d = db();
+        for i in 0..1000 {
+            d.set(format!("k{i}").as_bytes(), Value::Str(SmallBytes::new(b"v")), Some(10), false);
+        }
+        d.set(b"live", Value::Str(SmallBytes::new(b"v")), Some(1000), false);
+        let mut total = 0;
+        for _ in 0..10_000 {
+            total += d.active_expire(20, 50);
+            if d.len() == 1 {
+                break;
+            }
+        }
+        assert_eq!(total, 1000);
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn watch_flag_is_set_by_a_write_to_the_key() {
+        let mut d = db();
+        let flag = Arc::new(AtomicBool::new(false));
+        d.watches.watch(b"k", flag.clone());
+        d.set(b"other", Value::Str(SmallBytes::new(b"v")), None, false);
+        assert!(!flag.load(Ordering::Acquire));
+        d.set(b"k", Value::Str(SmallBytes::new(b"v")), None, false);
+        assert!(flag.load(Ordering::Acquire));
+    }
+}

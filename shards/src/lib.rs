@@ -1,0 +1,26 @@
+//! # shardline-shards: the data plane's logic
+//!
+//! Everything here is pure: no sockets, no files, no clocks, no threads. A shard thread (in the
+//! `shardline` binary) owns one [`db::Db`] and feeds it commands; later, Raft apply and Calvin
+//! execution feed the same [`command::apply`] from a log.
+//!
+//! Call order for one request:
+//! 1. [`command::lookup`] the name, check [`command::CommandSpec::arity_ok`];
+//! 2. route: [`route::plan`] says which shard thread(s) own the keys;
+//! 3. on the owning thread, [`command::apply`] with the request time and RNG in a
+//!    [`command::Ctx`], writing the reply into an [`reply::Out`].
+//!
+//! It will not: parse RESP (see `shardline-transport`), decide placement across nodes, or read
+//! the time.
+
+pub mod bytes;
+pub mod command;
+pub mod db;
+pub mod dict;
+pub mod glob;
+pub mod mem;
+pub mod num;
+pub mod reply;
+pub mod rng;
+pub mod route;
+pub mod slot;

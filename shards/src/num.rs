@@ -1,0 +1,139 @@
+//! Number parsing and formatting with Redis's exact rules: `string2ll` (no leading `+`, no
+//! leading zeros, no spaces, fits in i64) and `%.17g`-style doubles with `inf`/`-inf`.
+
+/// Parses a decimal i64 the way Redis's `string2ll` does.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    if s == b"0" {
+        return Some(0);
+    }
+    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    if digits.is_empty() || digits[0] == b'0' {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+    }
+    if neg {
+        if v > i64::MAX as u64 + 1 {
+            return None;
+        }
+        Some((v as i64).wrapping_neg())
+    } else {
+        i64::try_from(v).ok()
+    }
+}
+
+/// Parses a double the way Redis's `string2ld`/`strtold` accepts it: no spaces, not NaN,
+/// `inf`, `+inf`, `-inf`, `infinity` accepted.
+pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    if s.is_empty() || s.len() > 256 {
+        return None;
+    }
+    if s[0].is_ascii_whitespace() || s[s.len() - 1].is_ascii_whitespace() {
+        return None;
+    }
+    let text = std::str::from_utf8(s).ok()?;
+    let lower = text.to_ascii_lowercase();
+    let v = match lower.as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ => {
+            // Rust's parser accepts forms Redis does not ("1_0" no, but "nan" yes): reject NaN.
+            let v: f64 = lower.parse().ok()?;
+            if v.is_nan() {
+                return None;
+            }
+            v
+        }
+    };
+    Some(v)
+}
+
+/// Writes `n` in decimal into `buf`, returning the used tail.
+#[inline]
+pub fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut v = n.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+/// Formats a double as Redis replies with it: `inf`, `-inf`, integers without a fraction when
+/// exactly representable below 2^53, otherwise the shortest round-trip representation.
+pub fn format_f64(d: f64, buf: &mut [u8; 48]) -> &[u8] {
+    use std::io::Write;
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    if d.is_infinite() {
+        let _ = cur.write_all(if d > 0.0 { b"inf" } else { b"-inf" });
+    } else if d == d.trunc() && d.abs() < 9007199254740992.0 {
+        let _ = write!(cur, "{}", d as i64);
+    } else {
+        let _ = write!(cur, "{}", d);
+    }
+    let len = cur.position() as usize;
+    &buf[..len]
+}
+
+/// Formats a long double result of INCRBYFLOAT/HINCRBYFLOAT (`%.17Lg`, trailing zeros removed).
+pub fn format_incr_float(d: f64) -> String {
+    let mut tmp = [0u8; 48];
+    String::from_utf8_lossy(format_f64(d, &mut tmp)).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_i64_follows_string2ll() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-1"), Some(-1));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        for bad in [&b""[..], b"+1", b"01", b" 1", b"1 ", b"-0", b"1.0", b"-", b"abc"] {
+            assert_eq!(parse_i64(bad), None, "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn parse_f64_rejects_nan_and_spaces() {
+        assert_eq!(parse_f64(b"1.5"), Some(1.5));
+        assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"+inf"), Some(f64::INFINITY));
+        assert_eq!(parse_f64(b"1e3"), Some(1000.0));
+        assert_eq!(parse_f64(b"nan"), None);
+        assert_eq!(parse_f64(b" 1"), None);
+        assert_eq!(parse_f64(b""), None);
+    }
+
+    #[test]
+    fn formats_match_redis_replies() {
+        let mut b = [0u8; 20];
+        assert_eq!(format_i64(i64::MIN, &mut b), b"-9223372036854775808");
+        let mut d = [0u8; 48];
+        assert_eq!(format_f64(3.0, &mut d), b"3");
+        assert_eq!(format_f64(10.5, &mut d), b"10.5");
+        assert_eq!(format_f64(f64::INFINITY, &mut d), b"inf");
+        assert_eq!(format_incr_float(5.0e3), "5000");
+        assert_eq!(format_incr_float(10.5 + 0.1), "10.6");
+    }
+}

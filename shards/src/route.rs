@@ -1,0 +1,159 @@
+//! Routing a command to the shard threads of this node that own its keys. Pure: the slot layout
+//! and the thread count come in, a [`Plan`] comes out.
+
+use crate::command::{Args, CommandSpec, Merge, Scope, flags};
+use crate::slot::{VShardLayout, key_slot};
+
+/// Where a command runs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Whole, on thread `t` (which may be the connection's own).
+    On(usize),
+    /// Split by keys: each part runs on its thread with the listed argument indexes (the key and
+    /// the `step - 1` arguments after it), in request order. Replies merge with `merge`.
+    Split { parts: Vec<Part>, merge: Merge },
+    /// On every shard thread; replies merge with `merge`.
+    All(Merge),
+    /// Refused without running anywhere.
+    Refuse(&'static str),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Part {
+    pub thread: usize,
+    /// Argument indexes of this part's keys; the values that follow each key (`step - 1` of
+    /// them) go with it.
+    pub keys: Vec<u32>,
+}
+
+/// Which thread owns `key`.
+#[inline]
+pub fn thread_of(key: &[u8], layout: VShardLayout, threads: usize) -> usize {
+    layout.owner_thread(layout.vshard_of(key_slot(key)), threads)
+}
+
+/// Plans `spec` with `args` on a node of `threads` shard threads; `here` is the connection's.
+pub fn plan(spec: &CommandSpec, args: Args, layout: VShardLayout, threads: usize, here: usize) -> Plan {
+    match spec.scope {
+        Scope::Keyless | Scope::Conn => Plan::On(here),
+        Scope::AllShards(merge) => {
+            if threads == 1 {
+                Plan::On(here)
+            } else {
+                Plan::All(merge)
+            }
+        }
+        Scope::Cursor => {
+            let slot = std::str::from_utf8(args.get(1)).ok().and_then(|s| s.parse::<u64>().ok());
+            match slot {
+                Some(c) => Plan::On(layout.owner_thread(layout.vshard_of((c & 0x3fff) as u16), threads)),
+                None => Plan::On(here),
+            }
+        }
+        Scope::Keys(merge) => plan_keys(spec, args, layout, threads, here, merge),
+    }
+}
+
+fn plan_keys(spec: &CommandSpec, args: Args, layout: VShardLayout, threads: usize, here: usize, merge: Merge) -> Plan {
+    let mut keys = spec.key_indexes(args.len());
+    let Some(first) = keys.next() else {
+        return Plan::On(here);
+    };
+    let first_slot = key_slot(args.get(first));
+    let first_thread = layout.owner_thread(layout.vshard_of(first_slot), threads);
+    let same_slot = spec.flags & flags::SAME_SLOT != 0;
+    let mut spread = false;
+    for i in keys {
+        let slot = key_slot(args.get(i));
+        if same_slot && slot != first_slot {
+            return Plan::Refuse(crate::command::err::CROSSSLOT);
+        }
+        if layout.owner_thread(layout.vshard_of(slot), threads) != first_thread {
+            spread = true;
+            break;
+        }
+    }
+    if !spread {
+        return Plan::On(first_thread);
+    }
+    if merge == Merge::Single {
+        return Plan::Refuse(
+            "CROSSSLOT Keys in request don't hash to the same shard thread (cross-shard atomicity is not available yet)",
+        );
+    }
+    let mut parts: Vec<Part> = Vec::new();
+    for i in spec.key_indexes(args.len()) {
+        let t = thread_of(args.get(i), layout, threads);
+        match parts.iter_mut().find(|p| p.thread == t) {
+            Some(p) => p.keys.push(i as u32),
+            None => parts.push(Part { thread: t, keys: vec![i as u32] }),
+        }
+    }
+    Plan::Split { parts, merge }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Span, lookup};
+
+    fn args_of(words: &[&str]) -> (Vec<u8>, Vec<Span>) {
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for w in words {
+            let s = buf.len() as u32;
+            buf.extend_from_slice(w.as_bytes());
+            spans.push((s, buf.len() as u32));
+        }
+        (buf, spans)
+    }
+
+    fn plan_of(words: &[&str], threads: usize) -> Plan {
+        let (buf, spans) = args_of(words);
+        let spec = lookup(words[0].as_bytes()).unwrap();
+        plan(spec, Args::new(&buf, &spans), VShardLayout::new(256).unwrap(), threads, 0)
+    }
+
+    #[test]
+    fn single_key_goes_to_its_owner() {
+        let layout = VShardLayout::new(256).unwrap();
+        // foo is slot 12182, vShard 190, thread 190 % 2 == 0; bar is 5061, vShard 79, thread 1.
+        assert_eq!(thread_of(b"foo", layout, 2), 0);
+        assert_eq!(thread_of(b"bar", layout, 2), 1);
+        assert_eq!(plan_of(&["get", "foo"], 2), Plan::On(0));
+        assert_eq!(plan_of(&["get", "bar"], 2), Plan::On(1));
+        assert_eq!(plan_of(&["get", "bar"], 1), Plan::On(0));
+    }
+
+    #[test]
+    fn spanning_multi_key_commands_split_in_request_order() {
+        let p = plan_of(&["mset", "foo", "1", "bar", "2", "{foo}x", "3"], 2);
+        assert_eq!(
+            p,
+            Plan::Split {
+                parts: vec![Part { thread: 0, keys: vec![1, 5] }, Part { thread: 1, keys: vec![3] }],
+                merge: Merge::AllOk
+            }
+        );
+        assert_eq!(plan_of(&["mget", "foo", "{foo}a"], 2), Plan::On(0));
+    }
+
+    #[test]
+    fn unsplittable_and_same_slot_commands_are_refused_across_owners() {
+        assert!(matches!(plan_of(&["msetnx", "foo", "1", "bar", "2"], 2), Plan::Refuse(_)));
+        assert!(matches!(plan_of(&["rename", "foo", "{foo}x"], 2), Plan::On(0)));
+        assert_eq!(
+            plan_of(&["rename", "foo", "other"], 1),
+            Plan::Refuse("CROSSSLOT Keys in request don't hash to the same slot")
+        );
+    }
+
+    #[test]
+    fn keyspace_commands_run_everywhere_and_scan_follows_its_cursor() {
+        assert_eq!(plan_of(&["dbsize"], 2), Plan::All(Merge::Sum));
+        assert_eq!(plan_of(&["dbsize"], 1), Plan::On(0));
+        assert_eq!(plan_of(&["scan", "64"], 2), Plan::On(1));
+        assert_eq!(plan_of(&["scan", "0"], 2), Plan::On(0));
+        assert_eq!(plan_of(&["ping"], 2), Plan::On(0));
+    }
+}

@@ -1,0 +1,11 @@
+//! # shardline-transport: what touches the OS and the wire
+//!
+//! - [`resp`]: RESP framing, sans-IO (the only part with no OS dependency);
+//! - [`net`]: listening sockets with SO_REUSEPORT, one per shard thread;
+//! - [`cpu`]: pinning a thread to a core, reading the process's CPU time.
+//!
+//! Every `unsafe` block of the project lives here, with a `// SAFETY:` line.
+
+pub mod cpu;
+pub mod net;
+pub mod resp;
