@@ -1,1 +1,122 @@
-fn main() {}
+//! `shardline`: a thread-per-core key-value server speaking the Redis protocol.
+//!
+//! Start-up: load and validate the configuration; open (or create) the data directory, which fixes
+//! the vShard count; start one pinned shard thread per configured core, each with its own
+//! listener; wait until all listen; then wait for SIGINT/SIGTERM or SHUTDOWN.
+
+mod config;
+mod conn;
+mod datadir;
+mod hop;
+mod info;
+mod merge;
+mod node;
+mod server_cmds;
+mod shard;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOC: shardline_transport::alloc::Counting = shardline_transport::alloc::Counting;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (cfg, cli) = match config::load(&args, &env) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("shardline: {e}");
+            std::process::exit(2);
+        }
+    };
+    if cli.help {
+        print!("{}", config::usage());
+        return;
+    }
+    if cli.print_config {
+        print!("{}", config::to_toml(&cfg));
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHARDLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("shardline={0},monoio=warn", cfg.log_level)));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    if let Err(e) = run(cfg) {
+        tracing::error!("{e}");
+        eprintln!("shardline: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cfg: config::Config) -> Result<(), String> {
+    datadir::open(&cfg)?;
+    let io_uring = monoio::utils::detect_uring();
+    if !io_uring {
+        tracing::warn!("io_uring is not available on this kernel (or is disabled); shard threads use the epoll driver");
+    }
+    let (shutdown_tx, shutdown_rx) = mpsc::channel::<()>();
+    let signals_tx = shutdown_tx.clone();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "signal received, shutting down");
+                let _ = signals_tx.send(());
+            }
+        })
+        .map_err(|e| e.to_string())?;
+
+    let cores = cfg.cores.clone();
+    let addr = cfg.listen_addr();
+    let node = Arc::new(node::Node::new(cfg, shutdown_tx, io_uring));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    for (id, &core) in cores.iter().enumerate() {
+        let node = node.clone();
+        let ready = ready_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("shard-{id}"))
+            .spawn(move || shard::run(id, core, node, ready))
+            .map_err(|e| format!("cannot start shard thread {id}: {e}"))?;
+    }
+    for _ in 0..cores.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a shard thread died during start-up".into()),
+        }
+    }
+    tracing::info!(
+        %addr,
+        shard_threads = cores.len(),
+        cores = ?cores,
+        vshards = node.layout.count(),
+        driver = if io_uring { "io_uring" } else { "epoll" },
+        "ready to accept connections"
+    );
+    let _ = shutdown_rx.recv();
+    shutdown(&node);
+    Ok(())
+}
+
+/// Stops accepting, gives in-flight replies up to `shutdown-timeout-ms`, then exits 0.
+fn shutdown(node: &node::Node) {
+    node.shutting_down.store(true, Ordering::Release);
+    let budget = Duration::from_millis(node.live.get(|l| &l.shutdown_timeout_ms));
+    let start = Instant::now();
+    // Shard tickers notice the flag within 1/hz s and close their listeners; connections that are
+    // mid-batch finish writing. We wait until the in-flight hops drain or the budget runs out.
+    let tick = Duration::from_millis(1000 / node.live.get(|l| &l.hz).max(1) + 10);
+    std::thread::sleep(tick.min(budget));
+    while start.elapsed() < budget {
+        let busy: u64 = node.mailboxes.iter().map(|m| m.backlog() as u64).sum();
+        if busy == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tracing::info!(elapsed_ms = start.elapsed().as_millis() as u64, "shutdown complete");
+    std::process::exit(0);
+}

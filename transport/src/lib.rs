@@ -6,6 +6,7 @@
 //!
 //! Every `unsafe` block of the project lives here, with a `// SAFETY:` line.
 
+pub mod alloc;
 pub mod cpu;
 pub mod net;
 pub mod resp;

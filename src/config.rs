@@ -1,0 +1,460 @@
+//! Configuration: one table of parameters serves the TOML file, `SHARDLINE_*` environment
+//! variables, command-line flags, `--print-config` and `CONFIG GET/SET`. Precedence, lowest
+//! first: built-in defaults, the TOML file (`--config`), the environment, the command line.
+//! Every value is validated once, into typed fields; a bad one is rejected with the key, the
+//! value and the reason.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// The node's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: IpAddr,
+    pub port: u16,
+    /// The cores of the shard threads, one thread each, in order.
+    pub cores: Vec<usize>,
+    pub data_dir: PathBuf,
+    pub requirepass: Option<String>,
+    pub log_level: String,
+    /// Refuse a non-loopback bind without `requirepass`.
+    pub protected_mode: bool,
+    /// vShards per node, a power of two; fixed when the data directory is created.
+    pub vshards: u32,
+    pub maxclients: u64,
+    pub proto_max_bulk_len: u64,
+    pub max_multibulk_len: u64,
+    pub client_query_buffer_limit: u64,
+    pub client_output_buffer_limit: u64,
+    /// Capacity of each shard thread's cross-thread job queue.
+    pub hop_queue_depth: u64,
+    pub shutdown_timeout_ms: u64,
+    /// Active-expiry passes per second per shard thread.
+    pub hz: u64,
+    /// Keys with a TTL examined per active-expiry pass.
+    pub active_expire_keys_per_pass: u64,
+}
+
+impl Config {
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+}
+
+/// One configuration parameter.
+pub struct Param {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// Whether `CONFIG SET` may change it while running.
+    pub runtime: bool,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+    get: fn(&Config) -> String,
+}
+
+fn parse_u64(v: &str, min: u64, max: u64) -> Result<u64, String> {
+    let n = parse_size(v)?;
+    if n < min || n > max {
+        return Err(format!("must be between {min} and {max}"));
+    }
+    Ok(n)
+}
+
+/// A number with an optional unit suffix as Redis accepts them: `k`, `kb`, `m`, `mb`, `g`, `gb`
+/// (k = 1000, kb = 1024).
+pub fn parse_size(v: &str) -> Result<u64, String> {
+    let l = v.trim().to_ascii_lowercase();
+    let (digits, mul) = [("gb", 1u64 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 1_000_000_000), ("m", 1_000_000), ("k", 1000)]
+        .iter()
+        .find_map(|(s, m)| l.strip_suffix(s).map(|d| (d.to_string(), *m)))
+        .unwrap_or((l.clone(), 1));
+    let n: u64 = digits.parse().map_err(|_| "not a non-negative integer".to_string())?;
+    n.checked_mul(mul).ok_or_else(|| "too large".to_string())
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" | "on" => Ok(true),
+        "no" | "false" | "0" | "off" => Ok(false),
+        _ => Err("must be yes or no".into()),
+    }
+}
+
+/// Parses a core list: `0`, `0-3`, `2,4,6`, `0-1,4`.
+pub fn parse_cores(v: &str) -> Result<Vec<usize>, String> {
+    let mut cores = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("'{part}' is not a core number or range like 0-3");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                if a > b || b - a > 4096 {
+                    return Err(bad());
+                }
+                cores.extend(a..=b);
+            }
+            None => cores.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if cores.is_empty() {
+        return Err("names no core".into());
+    }
+    let mut sorted = cores.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != cores.len() {
+        return Err("names a core twice".into());
+    }
+    Ok(cores)
+}
+
+fn format_cores(cores: &[usize]) -> String {
+    cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+}
+
+macro_rules! num_param {
+    ($name:literal, $field:ident, $min:expr, $max:expr, $runtime:expr, $help:literal) => {
+        Param {
+            name: $name,
+            help: $help,
+            runtime: $runtime,
+            set: |c, v| {
+                c.$field = parse_u64(v, $min, $max)?;
+                Ok(())
+            },
+            get: |c| c.$field.to_string(),
+        }
+    };
+}
+
+/// The parameter table. Names are Redis-style (`proto-max-bulk-len`); the TOML file uses the same
+/// keys, flags are `--name`, environment variables `SHARDLINE_NAME` with `_` for `-`.
+pub static PARAMS: &[Param] = &[
+    Param {
+        name: "bind",
+        help: "Address to listen on (default 127.0.0.1).",
+        runtime: false,
+        set: |c, v| {
+            c.bind = v.trim().parse().map_err(|_| "not an IP address".to_string())?;
+            Ok(())
+        },
+        get: |c| c.bind.to_string(),
+    },
+    Param {
+        name: "port",
+        help: "TCP port for clients (default 6379).",
+        runtime: false,
+        set: |c, v| {
+            c.port = parse_u64(v, 1, 65535)? as u16;
+            Ok(())
+        },
+        get: |c| c.port.to_string(),
+    },
+    Param {
+        name: "cores",
+        help: "Cores of the shard threads: 0, 0-3, 2,4,6 (default: every core this process may use).",
+        runtime: false,
+        set: |c, v| {
+            c.cores = parse_cores(v)?;
+            Ok(())
+        },
+        get: |c| format_cores(&c.cores),
+    },
+    Param {
+        name: "data-dir",
+        help: "Directory for the node's data (default ./shardline-data).",
+        runtime: false,
+        set: |c, v| {
+            if v.is_empty() {
+                return Err("must not be empty".into());
+            }
+            c.data_dir = PathBuf::from(v);
+            Ok(())
+        },
+        get: |c| c.data_dir.display().to_string(),
+    },
+    Param {
+        name: "requirepass",
+        help: "Password clients must AUTH with; empty for none.",
+        runtime: true,
+        set: |c, v| {
+            c.requirepass = if v.is_empty() { None } else { Some(v.to_string()) };
+            Ok(())
+        },
+        get: |c| c.requirepass.clone().unwrap_or_default(),
+    },
+    Param {
+        name: "log-level",
+        help: "error, warn, info, debug or trace (default info).",
+        runtime: false,
+        set: |c, v| match v.to_ascii_lowercase().as_str() {
+            l @ ("error" | "warn" | "info" | "debug" | "trace") => {
+                c.log_level = l.to_string();
+                Ok(())
+            }
+            _ => Err("must be error, warn, info, debug or trace".into()),
+        },
+        get: |c| c.log_level.clone(),
+    },
+    Param {
+        name: "protected-mode",
+        help: "Refuse to listen on a non-loopback address without requirepass (default yes).",
+        runtime: false,
+        set: |c, v| {
+            c.protected_mode = parse_bool(v)?;
+            Ok(())
+        },
+        get: |c| if c.protected_mode { "yes".into() } else { "no".into() },
+    },
+    Param {
+        name: "vshards",
+        help: "vShards per node, a power of two (default 256).",
+        runtime: false,
+        set: |c, v| {
+            let n = parse_u64(v, 1, 16384)?;
+            if !n.is_power_of_two() {
+                return Err("must be a power of two".into());
+            }
+            c.vshards = n as u32;
+            Ok(())
+        },
+        get: |c| c.vshards.to_string(),
+    },
+    num_param!("maxclients", maxclients, 1, 1_000_000, true, "Most client connections at once (default 10000)."),
+    num_param!("proto-max-bulk-len", proto_max_bulk_len, 1024, 1 << 32, true, "Largest bulk string a client may send (default 512mb)."),
+    num_param!("max-multibulk-len", max_multibulk_len, 1, 1 << 24, true, "Most arguments in one command (default 1048576)."),
+    num_param!("client-query-buffer-limit", client_query_buffer_limit, 1 << 20, 1 << 34, true, "Most unparsed bytes buffered for a client (default 1gb)."),
+    num_param!("client-output-buffer-limit", client_output_buffer_limit, 1 << 16, 1 << 34, true, "Most reply bytes pending for a client before it is disconnected (default 256mb)."),
+    num_param!("hop-queue-depth", hop_queue_depth, 16, 1 << 20, false, "Capacity of each shard thread's cross-thread job queue (default 4096)."),
+    num_param!("shutdown-timeout-ms", shutdown_timeout_ms, 0, 600_000, true, "How long SIGTERM waits for in-flight replies (default 5000)."),
+    num_param!("hz", hz, 1, 500, true, "Active-expiry passes per second on each shard thread (default 10)."),
+    num_param!("active-expire-keys-per-pass", active_expire_keys_per_pass, 1, 1 << 20, true, "Keys with a TTL examined per active-expiry pass (default 200)."),
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 6379,
+            cores: vec![0],
+            data_dir: PathBuf::from("./shardline-data"),
+            requirepass: None,
+            log_level: "info".into(),
+            protected_mode: true,
+            vshards: 256,
+            maxclients: 10_000,
+            proto_max_bulk_len: 512 << 20,
+            max_multibulk_len: 1 << 20,
+            client_query_buffer_limit: 1 << 30,
+            client_output_buffer_limit: 256 << 20,
+            hop_queue_depth: 4096,
+            shutdown_timeout_ms: 5000,
+            hz: 10,
+            active_expire_keys_per_pass: 200,
+        }
+    }
+}
+
+pub fn find(name: &str) -> Option<&'static Param> {
+    let n = name.to_ascii_lowercase().replace('_', "-");
+    PARAMS.iter().find(|p| p.name == n)
+}
+
+impl Param {
+    pub fn set(&self, c: &mut Config, v: &str) -> Result<(), String> {
+        (self.set)(c, v).map_err(|why| format!("invalid value '{v}' for '{}': {why}", self.name))
+    }
+
+    pub fn get(&self, c: &Config) -> String {
+        (self.get)(c)
+    }
+}
+
+/// What the command line asked for besides configuration.
+#[derive(Debug, Default)]
+pub struct Cli {
+    pub print_config: bool,
+    pub help: bool,
+}
+
+/// Builds the configuration from defaults, the TOML file, the environment and `args` (without
+/// the program name).
+pub fn load(args: &[String], env: &[(String, String)]) -> Result<(Config, Cli), String> {
+    let mut cfg = Config::default();
+    cfg.cores = default_cores();
+    let mut cli = Cli::default();
+    // First pass: flags, to find --config and the actions; values are applied after the file.
+    let mut flags: Vec<(&'static Param, String)> = Vec::new();
+    let mut config_file: Option<String> = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let (name, inline) = match a.strip_prefix("--") {
+            Some(rest) => match rest.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (rest.to_string(), None),
+            },
+            None if i == 0 && !a.starts_with('-') => {
+                config_file = Some(a.clone());
+                i += 1;
+                continue;
+            }
+            None => return Err(format!("unexpected argument '{a}' (flags look like --port 6380; see --help)")),
+        };
+        match name.as_str() {
+            "print-config" => cli.print_config = true,
+            "help" => cli.help = true,
+            _ => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        args.get(i).cloned().ok_or_else(|| format!("flag --{name} needs a value"))?
+                    }
+                };
+                if name == "config" {
+                    config_file = Some(value);
+                } else {
+                    let p = find(&name).ok_or_else(|| format!("unknown flag --{name} (see --help)"))?;
+                    flags.push((p, value));
+                }
+            }
+        }
+        i += 1;
+    }
+    if let Some(path) = &config_file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {path}: {e}"))?;
+        apply_toml(&mut cfg, &text).map_err(|e| format!("config file {path}: {e}"))?;
+    }
+    for (k, v) in env {
+        if let Some(name) = k.strip_prefix("SHARDLINE_") {
+            let p = find(name).ok_or_else(|| format!("unknown environment variable {k}"))?;
+            p.set(&mut cfg, v).map_err(|e| format!("environment {k}: {e}"))?;
+        }
+    }
+    for (p, v) in flags {
+        p.set(&mut cfg, &v).map_err(|e| format!("flag --{}: {e}", p.name))?;
+    }
+    validate(&cfg)?;
+    Ok((cfg, cli))
+}
+
+/// Applies a TOML document whose top-level keys are parameter names.
+pub fn apply_toml(cfg: &mut Config, text: &str) -> Result<(), String> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    for (k, v) in table {
+        let p = find(&k).ok_or_else(|| format!("unknown key '{k}'"))?;
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => if b { "yes" } else { "no" }.to_string(),
+            toml::Value::Array(a) => a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
+            other => return Err(format!("key '{k}': unsupported value {other}")),
+        };
+        p.set(cfg, &s)?;
+    }
+    Ok(())
+}
+
+/// Checks that concern several parameters or the machine.
+pub fn validate(cfg: &Config) -> Result<(), String> {
+    if cfg.protected_mode && !cfg.bind.is_loopback() && cfg.requirepass.is_none() {
+        return Err(format!(
+            "refusing to listen on non-loopback address {} without requirepass (protected mode): set requirepass, or protected-mode no if the network is trusted",
+            cfg.bind
+        ));
+    }
+    if let Ok(allowed) = shardline_transport::cpu::allowed_cpus() {
+        if let Some(c) = cfg.cores.iter().find(|c| !allowed.contains(c)) {
+            return Err(format!(
+                "invalid value '{}' for 'cores': core {c} is not available to this process (available: {})",
+                format_cores(&cfg.cores),
+                format_cores(&allowed)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every core in this process's affinity mask: a thread-per-core server uses the machine it is
+/// given; `taskset` or `--cores` narrow it.
+pub fn default_cores() -> Vec<usize> {
+    shardline_transport::cpu::allowed_cpus().ok().filter(|c| !c.is_empty()).unwrap_or_else(|| vec![0])
+}
+
+/// The effective configuration as a TOML document.
+pub fn to_toml(cfg: &Config) -> String {
+    let mut s = String::new();
+    for p in PARAMS {
+        s.push_str(&format!("# {}\n{} = {:?}\n", p.help, p.name, p.get(cfg)));
+    }
+    s
+}
+
+pub fn usage() -> String {
+    let mut s = String::from(
+        "shardline [CONFIG.toml] [--config FILE] [--NAME VALUE ...] [--print-config]\n\nParameters (also SHARDLINE_NAME in the environment, NAME = value in the TOML file):\n",
+    );
+    for p in PARAMS {
+        s.push_str(&format!("  --{:<28} {}\n", p.name, p.help));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flags_override_environment_which_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("shardline-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "port = 7000\nhz = 20\nrequirepass = \"file\"\n").unwrap();
+        let env = vec![("SHARDLINE_PORT".to_string(), "7001".to_string()), ("SHARDLINE_HZ".to_string(), "30".to_string())];
+        let (c, _) = load(&args(&format!("--config {} --port 7002", file.display())), &env).unwrap();
+        assert_eq!(c.port, 7002);
+        assert_eq!(c.hz, 30);
+        assert_eq!(c.requirepass.as_deref(), Some("file"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_the_value_and_the_reason() {
+        let e = load(&args("--port 70000"), &[]).unwrap_err();
+        assert_eq!(e, "flag --port: invalid value '70000' for 'port': must be between 1 and 65535");
+        let e = load(&args("--vshards 300"), &[]).unwrap_err();
+        assert!(e.contains("'300'") && e.contains("power of two"), "{e}");
+        let e = load(&args("--cores 5-2"), &[]).unwrap_err();
+        assert!(e.contains("cores"), "{e}");
+        let e = load(&args("--nosuch 1"), &[]).unwrap_err();
+        assert!(e.contains("unknown flag --nosuch"), "{e}");
+        let e = load(&args("--bind 0.0.0.0"), &[]).unwrap_err();
+        assert!(e.contains("protected mode"), "{e}");
+        assert!(load(&args("--bind 0.0.0.0 --requirepass x"), &[]).is_ok());
+        assert!(load(&args("--cores 100000"), &[]).unwrap_err().contains("not available"));
+    }
+
+    #[test]
+    fn core_lists_and_sizes_parse() {
+        assert_eq!(parse_cores("0").unwrap(), vec![0]);
+        assert_eq!(parse_cores("0-2,5").unwrap(), vec![0, 1, 2, 5]);
+        assert!(parse_cores("1,1").is_err());
+        assert!(parse_cores("").is_err());
+        assert_eq!(parse_size("512mb").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1k").unwrap(), 1000);
+        assert!(parse_size("-1").is_err());
+    }
+
+    #[test]
+    fn print_config_round_trips_through_toml() {
+        let (c, _) = load(&args("--port 7005 --hz 50"), &[]).unwrap();
+        let mut d = Config::default();
+        apply_toml(&mut d, &to_toml(&c)).unwrap();
+        assert_eq!(d.port, 7005);
+        assert_eq!(d.hz, 50);
+        assert_eq!(d.cores, c.cores);
+    }
+}

@@ -1,0 +1,668 @@
+//! A client connection: read, cut commands out of the buffer, run each where its keys live, write
+//! the replies back in request order. The loop per read:
+//!
+//! 1. parse and dispatch commands until the buffer is used up or the pending replies pass
+//!    `BATCH_OUT_BYTES` (so a client that never reads cannot make us buffer without bound);
+//! 2. local commands write their replies straight into the output buffer; commands for another
+//!    thread are appended to one job per thread and leave a [`Hole`] at their place in the output;
+//! 3. send the jobs, wait for their replies, fill the holes, write everything with one syscall.
+
+use crate::hop::{Done, Job, Op};
+use crate::shard::{ClientInfo, Shard, send_job, unix_now_us, wait};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use shardline_shards::command::{Args, CommandSpec, Merge, Scope, Span, err, flags, lookup};
+use shardline_shards::reply::{Out, Proto};
+use shardline_shards::route::{Plan, plan};
+use shardline_transport::resp::{self, Limits};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Replies buffered in one batch before the connection stops parsing and writes.
+const BATCH_OUT_BYTES: usize = 64 * 1024;
+/// Free space kept in the read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Where a part of a deferred reply comes from.
+enum PartRef {
+    /// Op `op` of the job sent to thread `thread` in this batch.
+    Remote { thread: usize, op: usize },
+    /// Already computed here.
+    Local(Vec<u8>),
+}
+
+/// How a deferred reply is finished from its parts.
+enum Finish {
+    /// The single part, as is.
+    Raw,
+    /// Parts merged as `Merge` says; for `Positional`, `order[i]` is the part of key `i`.
+    Merge(Merge, Vec<u8>),
+    /// WATCH: `+OK` once every part registered.
+    Ok,
+    /// INFO with these sections (lower case, empty = default).
+    Info(Vec<String>),
+    /// CLIENT LIST: the parts' lines concatenated.
+    Clients,
+}
+
+/// A reply that is filled in after the batch's jobs return.
+struct Hole {
+    at: usize,
+    parts: Vec<PartRef>,
+    finish: Finish,
+}
+
+/// Commands queued by MULTI.
+#[derive(Default)]
+struct Multi {
+    buf: Vec<u8>,
+    spans: Vec<Span>,
+    cmds: Vec<(u32, u32)>,
+    /// A queued command was refused: EXEC answers EXECABORT.
+    dirty: bool,
+}
+
+/// Per-connection state.
+pub struct Conn {
+    shard: Rc<Shard>,
+    info: Rc<RefCell<ClientInfo>>,
+    proto: Proto,
+    authed: bool,
+    multi: Option<Multi>,
+    /// The flag WATCHed keys set when written; replaced after each EXEC/DISCARD/UNWATCH.
+    watch_flag: Arc<AtomicBool>,
+    watched: Vec<(Vec<u8>, usize)>,
+    closing: bool,
+    // The current batch.
+    out: Out,
+    holes: Vec<Hole>,
+    jobs: Vec<Option<Job>>,
+    now_us: u64,
+}
+
+/// Answers a connection we will not serve, then closes it.
+pub async fn refuse(mut stream: TcpStream, msg: &'static str) {
+    let line = format!("-{msg}\r\n").into_bytes();
+    let _ = stream.write_all(line).await;
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let stats = &shard.node.stats[shard.id];
+    stats.connected.fetch_add(1, Ordering::Relaxed);
+    let id = shard.node.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let laddr = stream.local_addr().unwrap_or(peer);
+    let info = Rc::new(RefCell::new(ClientInfo {
+        id,
+        addr: peer,
+        laddr,
+        name: Vec::new(),
+        created: Instant::now(),
+        last_active: Instant::now(),
+        last_cmd: "NULL",
+        proto: Proto::Resp2,
+        multi: -1,
+        watching: 0,
+        qbuf: 0,
+    }));
+    shard.clients.borrow_mut().push(info.clone());
+    let authed = shard.node.config.lock().map(|c| c.requirepass.is_none()).unwrap_or(false);
+    let threads = shard.node.threads;
+    let mut conn = Conn {
+        shard: shard.clone(),
+        info: info.clone(),
+        proto: Proto::Resp2,
+        authed,
+        multi: None,
+        watch_flag: Arc::new(AtomicBool::new(false)),
+        watched: Vec::new(),
+        closing: false,
+        out: Out::new(Proto::Resp2),
+        holes: Vec::new(),
+        jobs: (0..threads).map(|_| None).collect(),
+        now_us: 0,
+    };
+    if let Err(e) = conn.run(stream).await {
+        tracing::debug!(client = id, error = %e, "connection ended with an error");
+    }
+    conn.drop_watches().await;
+    shard.clients.borrow_mut().retain(|c| !Rc::ptr_eq(c, &info));
+    stats.connected.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Conn {
+    async fn run(&mut self, mut stream: TcpStream) -> std::io::Result<()> {
+        let mut rbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut rpos = 0usize;
+        let mut spans: Vec<Span> = Vec::with_capacity(16);
+        let mut scratch: Vec<u8> = Vec::new();
+        let mut need_read = true;
+        loop {
+            if need_read {
+                if rpos == rbuf.len() {
+                    rbuf.clear();
+                    rpos = 0;
+                } else if rpos > 0 {
+                    rbuf.drain(..rpos);
+                    rpos = 0;
+                }
+                let want = resp::bytes_needed(&rbuf).unwrap_or(0).max(rbuf.len() + READ_CHUNK);
+                let limit = self.shard.node.live.get(|l| &l.client_query_buffer_limit) as usize;
+                if want > limit + READ_CHUNK {
+                    self.shard.local.borrow_mut().protocol_errors += 1;
+                    tracing::warn!(client = self.info.borrow().id, "query buffer limit exceeded; closing");
+                    let _ = stream.write_all(b"-ERR Protocol error: query buffer limit exceeded\r\n".to_vec()).await;
+                    return Ok(());
+                }
+                if rbuf.capacity() < want {
+                    rbuf.reserve(want - rbuf.len());
+                }
+                let len = rbuf.len();
+                let cap = rbuf.capacity();
+                let (res, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(rbuf, len..cap)).await;
+                rbuf = slice.into_inner();
+                let n = res?;
+                if n == 0 {
+                    return Ok(());
+                }
+                self.shard.local.borrow_mut().net_input_bytes += n as u64;
+            }
+            let started = Instant::now();
+            self.now_us = unix_now_us();
+            let (used, more) = self.parse_and_dispatch(&rbuf[rpos..], &mut spans, &mut scratch);
+            rpos += used;
+            need_read = !more;
+            self.info.borrow_mut().qbuf = rbuf.len() - rpos;
+            self.finish_batch(&mut stream).await?;
+            let us = started.elapsed().as_micros() as u64;
+            self.shard.local.borrow_mut().record_latency(us);
+            if self.closing {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Parses and dispatches commands from `buf`. Returns the bytes used and whether complete
+    /// commands may remain (the batch stopped early to write).
+    fn parse_and_dispatch(&mut self, buf: &[u8], spans: &mut Vec<Span>, scratch: &mut Vec<u8>) -> (usize, bool) {
+        let live = &self.shard.node.live;
+        let limits = Limits {
+            max_bulk_len: live.get(|l| &l.proto_max_bulk_len) as usize,
+            max_multibulk_len: live.get(|l| &l.max_multibulk_len) as usize,
+            max_inline_len: 64 * 1024,
+        };
+        let mut pos = 0;
+        while pos < buf.len() {
+            if self.out.buf.len() >= BATCH_OUT_BYTES || self.closing {
+                return (pos, true);
+            }
+            match resp::parse_command(&buf[pos..], &limits, spans, scratch) {
+                Ok(None) => break,
+                Ok(Some(frame)) => {
+                    let base: &[u8] = if frame.in_scratch { scratch } else { &buf[pos..] };
+                    pos += frame.consumed;
+                    if !spans.is_empty() {
+                        self.dispatch(Args::new(base, spans));
+                    }
+                }
+                Err(e) => {
+                    self.shard.local.borrow_mut().protocol_errors += 1;
+                    self.out.error(&e.0);
+                    self.closing = true;
+                    return (buf.len(), false);
+                }
+            }
+        }
+        (pos, false)
+    }
+
+    fn dispatch(&mut self, args: Args) {
+        self.shard.local.borrow_mut().commands += 1;
+        let Some(spec) = lookup(args.get(0)) else {
+            self.flag_multi();
+            return err::unknown_command(&mut self.out, args);
+        };
+        {
+            let mut info = self.info.borrow_mut();
+            info.last_cmd = spec.name;
+            info.last_active = Instant::now();
+        }
+        if !spec.arity_ok(args.len()) {
+            self.flag_multi();
+            return err::arity(&mut self.out, spec.name);
+        }
+        if !self.authed && spec.flags & flags::NO_AUTH == 0 {
+            self.flag_multi();
+            return self.out.error("NOAUTH Authentication required.");
+        }
+        if self.multi.is_some() && spec.flags & flags::NO_MULTI == 0 {
+            return self.queue(spec, args);
+        }
+        match spec.scope {
+            Scope::Conn => self.conn_command(spec, args),
+            _ => self.data_command(spec, args),
+        }
+    }
+
+    /// Runs a data command where its plan says.
+    fn data_command(&mut self, spec: &'static CommandSpec, args: Args) {
+        let here = self.shard.id;
+        let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
+        match plan(spec, args, layout, threads, here) {
+            Plan::On(t) if t == here => {
+                self.shard.run_op(&Op::Cmd { first: 0, len: args.len() as u32 }, args.buf(), args.spans(), self.now_us, &mut self.out);
+            }
+            Plan::On(t) => {
+                let op = self.push_cmd(t, args.buf(), args.spans());
+                self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
+            }
+            Plan::Refuse(msg) => self.out.error(msg),
+            Plan::All(merge) => {
+                let parts = (0..threads).map(|t| self.part(t, args.buf(), args.spans())).collect();
+                self.hole(parts, Finish::Merge(merge, Vec::new()));
+            }
+            Plan::Split { parts, merge } => {
+                let step = spec.step.max(1) as usize;
+                let mut order = Vec::new();
+                if merge == Merge::Positional {
+                    let mut by_key: Vec<(u32, u8)> =
+                        parts.iter().enumerate().flat_map(|(p, part)| part.keys.iter().map(move |&k| (k, p as u8))).collect();
+                    by_key.sort_unstable();
+                    order = by_key.into_iter().map(|(_, p)| p).collect();
+                }
+                let mut refs = Vec::with_capacity(parts.len());
+                for part in &parts {
+                    let mut sub_spans: Vec<Span> = Vec::with_capacity(1 + part.keys.len() * step);
+                    sub_spans.push(args.spans()[0]);
+                    for &k in &part.keys {
+                        sub_spans.extend_from_slice(&args.spans()[k as usize..k as usize + step]);
+                    }
+                    refs.push(self.part(part.thread, args.buf(), &sub_spans));
+                }
+                self.hole(refs, Finish::Merge(merge, order));
+            }
+        }
+    }
+
+    /// One part of a spread command: run now if local, else queued for its thread.
+    fn part(&mut self, t: usize, buf: &[u8], spans: &[Span]) -> PartRef {
+        if t == self.shard.id {
+            let mut out = Out::new(self.proto);
+            self.shard.run_op(&Op::Cmd { first: 0, len: spans.len() as u32 }, buf, spans, self.now_us, &mut out);
+            PartRef::Local(out.buf)
+        } else {
+            PartRef::Remote { thread: t, op: self.push_cmd(t, buf, spans) }
+        }
+    }
+
+    fn job(&mut self, t: usize) -> &mut Job {
+        let (origin, proto) = (self.shard.id, self.proto);
+        let shard = &self.shard;
+        self.jobs[t].get_or_insert_with(|| Job {
+            origin,
+            token: shard.pending.borrow_mut().alloc(),
+            proto,
+            buf: Vec::with_capacity(256),
+            spans: Vec::with_capacity(16),
+            ops: Vec::with_capacity(4),
+        })
+    }
+
+    /// Copies a command's arguments into thread `t`'s job; returns the span index of the first.
+    fn copy_args(&mut self, t: usize, buf: &[u8], spans: &[Span]) -> u32 {
+        let job = self.job(t);
+        let first = job.spans.len() as u32;
+        for &(s, e) in spans {
+            let start = job.buf.len() as u32;
+            job.buf.extend_from_slice(&buf[s as usize..e as usize]);
+            job.spans.push((start, job.buf.len() as u32));
+        }
+        first
+    }
+
+    /// Queues a command for thread `t`; returns its op index in the job.
+    fn push_cmd(&mut self, t: usize, buf: &[u8], spans: &[Span]) -> usize {
+        let first = self.copy_args(t, buf, spans);
+        self.push_op(t, Op::Cmd { first, len: spans.len() as u32 })
+    }
+
+    fn push_op(&mut self, t: usize, op: Op) -> usize {
+        let job = self.job(t);
+        job.ops.push(op);
+        job.ops.len() - 1
+    }
+
+    fn hole(&mut self, parts: Vec<PartRef>, finish: Finish) {
+        self.holes.push(Hole { at: self.out.buf.len(), parts, finish });
+    }
+
+    /// Sends the batch's jobs, fills the holes and writes the replies.
+    async fn finish_batch(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        let mut dones: Vec<Option<Done>> = (0..self.jobs.len()).map(|_| None).collect();
+        let mut tokens = Vec::new();
+        for t in 0..self.jobs.len() {
+            if let Some(job) = self.jobs[t].take() {
+                tokens.push((t, job.token));
+                self.shard.local.borrow_mut().hops_sent += 1;
+                send_job(&self.shard, t, job).await;
+            }
+        }
+        for (t, token) in tokens {
+            dones[t] = Some(wait(&self.shard, token).await);
+        }
+        let mut buf = std::mem::take(&mut self.out.buf);
+        if !self.holes.is_empty() {
+            buf = self.fill_holes(buf, &dones);
+        }
+        let limit = self.shard.node.live.get(|l| &l.client_output_buffer_limit) as usize;
+        if buf.len() > limit {
+            tracing::warn!(client = self.info.borrow().id, bytes = buf.len(), "client output buffer limit reached; closing");
+            self.closing = true;
+            self.out.buf = Vec::new();
+            return Ok(());
+        }
+        if !buf.is_empty() {
+            self.shard.local.borrow_mut().net_output_bytes += buf.len() as u64;
+            let (res, mut back) = stream.write_all(buf).await;
+            back.clear();
+            self.out.buf = back;
+            res?;
+        } else {
+            self.out.buf = buf;
+        }
+        if self.out.buf.capacity() > 4 * BATCH_OUT_BYTES {
+            self.out.buf = Vec::with_capacity(1024);
+        }
+        Ok(())
+    }
+
+    fn fill_holes(&mut self, buf: Vec<u8>, dones: &[Option<Done>]) -> Vec<u8> {
+        let mut full = Vec::with_capacity(buf.len() + 256);
+        let mut last = 0;
+        let holes = std::mem::take(&mut self.holes);
+        for hole in holes {
+            full.extend_from_slice(&buf[last..hole.at]);
+            last = hole.at;
+            let parts: Vec<&[u8]> = hole
+                .parts
+                .iter()
+                .map(|p| match p {
+                    PartRef::Local(b) => b.as_slice(),
+                    PartRef::Remote { thread, op } => dones[*thread].as_ref().expect("job was sent").segment(*op),
+                })
+                .collect();
+            let mut out = Out { buf: full, proto: self.proto };
+            self.finish(&hole.finish, &parts, &mut out);
+            full = out.buf;
+        }
+        full.extend_from_slice(&buf[last..]);
+        full
+    }
+
+    fn finish(&self, finish: &Finish, parts: &[&[u8]], out: &mut Out) {
+        if let Some(e) = parts.iter().find(|p| p.first() == Some(&b'-')) {
+            if !matches!(finish, Finish::Raw) {
+                return out.raw(e);
+            }
+        }
+        match finish {
+            Finish::Raw => out.raw(parts[0]),
+            Finish::Ok => out.ok(),
+            Finish::Merge(merge, order) => crate::merge::merge(*merge, order, parts, &mut self.shard.rng.borrow_mut(), out),
+            Finish::Info(sections) => crate::info::write(&self.shard, sections, parts, out),
+            Finish::Clients => {
+                let mut text = Vec::new();
+                for p in parts {
+                    if let Ok(Some((resp::Value::Bulk(b), _))) = resp::decode(p) {
+                        text.extend_from_slice(&b);
+                    }
+                }
+                out.verbatim(&text)
+            }
+        }
+    }
+
+    /// Marks an open transaction as failed (a queued command was refused).
+    fn flag_multi(&mut self) {
+        if let Some(m) = &mut self.multi {
+            m.dirty = true;
+        }
+    }
+
+    fn queue(&mut self, spec: &'static CommandSpec, args: Args) {
+        let threads = self.shard.node.threads;
+        let allowed = match spec.scope {
+            Scope::Conn => false,
+            Scope::AllShards(_) | Scope::Cursor => threads == 1,
+            _ => true,
+        };
+        if !allowed {
+            self.flag_multi();
+            return self.out.error(&format!(
+                "ERR Command not allowed inside a transaction: '{}' needs a single shard thread or connection state",
+                spec.name
+            ));
+        }
+        let m = self.multi.as_mut().expect("in MULTI");
+        let first = m.spans.len() as u32;
+        for &(s, e) in args.spans() {
+            let start = m.buf.len() as u32;
+            m.buf.extend_from_slice(&args.buf()[s as usize..e as usize]);
+            m.spans.push((start, m.buf.len() as u32));
+        }
+        m.cmds.push((first, args.len() as u32));
+        self.info.borrow_mut().multi = m.cmds.len() as i64;
+        self.out.simple("QUEUED");
+    }
+
+    fn exec(&mut self) {
+        let Some(m) = self.multi.take() else {
+            return self.out.error("ERR EXEC without MULTI");
+        };
+        self.info.borrow_mut().multi = -1;
+        let flag = std::mem::replace(&mut self.watch_flag, Arc::new(AtomicBool::new(false)));
+        let watched = !self.watched.is_empty();
+        self.unwatch_all();
+        if m.dirty {
+            return self.out.error("EXECABORT Transaction discarded because of previous errors.");
+        }
+        // Every queued command must run on one thread.
+        let node = self.shard.node.clone();
+        let mut target: Option<usize> = None;
+        for &(first, len) in &m.cmds {
+            let args = Args::new(&m.buf, &m.spans[first as usize..(first + len) as usize]);
+            let spec = lookup(args.get(0)).expect("checked when queued");
+            let t = match plan(spec, args, node.layout, node.threads, self.shard.id) {
+                Plan::On(t) => t,
+                Plan::Refuse(msg) => return self.out.error(msg),
+                _ => return self.out.error(err::CROSSSLOT),
+            };
+            if spec.scope == Scope::Keyless {
+                continue;
+            }
+            match target {
+                None => target = Some(t),
+                Some(x) if x != t => {
+                    return self.out.error(
+                        "CROSSSLOT Keys in request don't hash to the same shard thread (a transaction must stay on one shard thread for now)",
+                    );
+                }
+                _ => {}
+            }
+        }
+        let t = target.unwrap_or(self.shard.id);
+        let watch = watched.then_some(flag);
+        if t == self.shard.id {
+            let op = Op::Exec { cmds: m.cmds, watch };
+            self.shard.run_op(&op, &m.buf, &m.spans, self.now_us, &mut self.out);
+        } else {
+            let base = self.copy_args(t, &m.buf, &m.spans);
+            let cmds = m.cmds.iter().map(|&(f, l)| (f + base, l)).collect();
+            let op = self.push_op(t, Op::Exec { cmds, watch });
+            self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
+        }
+    }
+
+    fn watch(&mut self, args: Args) {
+        if self.multi.is_some() {
+            return self.out.error("ERR WATCH inside MULTI is not allowed");
+        }
+        let node = self.shard.node.clone();
+        let mut parts = Vec::new();
+        for i in 1..args.len() {
+            let key = args.get(i);
+            let t = shardline_shards::route::thread_of(key, node.layout, node.threads);
+            if t == self.shard.id {
+                self.shard.db.borrow_mut().watches.watch(key, self.watch_flag.clone());
+            } else {
+                let first = self.copy_args(t, args.buf(), &args.spans()[i..i + 1]);
+                let op = self.push_op(t, Op::Watch { first, add: true, flag: self.watch_flag.clone() });
+                parts.push(PartRef::Remote { thread: t, op });
+            }
+            self.watched.push((key.to_vec(), t));
+        }
+        self.info.borrow_mut().watching = self.watched.len();
+        if parts.is_empty() { self.out.ok() } else { self.hole(parts, Finish::Ok) }
+    }
+
+    /// Drops this connection's WATCH registrations (in this batch's jobs for remote keys).
+    fn unwatch_all(&mut self) {
+        let flag = self.watch_flag.clone();
+        for (key, t) in std::mem::take(&mut self.watched) {
+            if t == self.shard.id {
+                self.shard.db.borrow_mut().watches.unwatch(&key, &flag);
+            } else {
+                let first = self.copy_args(t, &key, &[(0, key.len() as u32)]);
+                self.push_op(t, Op::Watch { first, add: false, flag: flag.clone() });
+            }
+        }
+        self.watch_flag = Arc::new(AtomicBool::new(false));
+        self.info.borrow_mut().watching = 0;
+    }
+
+    /// On close: unregister watches and wait for the remote threads to have done so.
+    async fn drop_watches(&mut self) {
+        if self.watched.is_empty() {
+            return;
+        }
+        self.unwatch_all();
+        let mut tokens = Vec::new();
+        for t in 0..self.jobs.len() {
+            if let Some(job) = self.jobs[t].take() {
+                tokens.push(job.token);
+                send_job(&self.shard, t, job).await;
+            }
+        }
+        for token in tokens {
+            wait(&self.shard, token).await;
+        }
+    }
+
+    fn conn_command(&mut self, spec: &'static CommandSpec, args: Args) {
+        match spec.name {
+            "multi" => {
+                if self.multi.is_some() {
+                    return self.out.error("ERR MULTI calls can not be nested");
+                }
+                self.multi = Some(Multi::default());
+                self.info.borrow_mut().multi = 0;
+                self.out.ok()
+            }
+            "exec" => self.exec(),
+            "discard" => match self.multi.take() {
+                None => self.out.error("ERR DISCARD without MULTI"),
+                Some(_) => {
+                    self.info.borrow_mut().multi = -1;
+                    self.unwatch_all();
+                    self.out.ok()
+                }
+            },
+            "watch" => self.watch(args),
+            "unwatch" => {
+                self.unwatch_all();
+                self.out.ok()
+            }
+            "info" => {
+                let sections = args.iter().skip(1).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+                let parts = (0..self.shard.node.threads).map(|t| self.stats_part(t)).collect();
+                self.hole(parts, Finish::Info(sections));
+            }
+            _ => crate::server_cmds::run(self, spec, args),
+        }
+    }
+
+    fn stats_part(&mut self, t: usize) -> PartRef {
+        if t == self.shard.id {
+            let mut out = Out::new(self.proto);
+            self.shard.run_op(&Op::Stats, &[], &[], self.now_us, &mut out);
+            PartRef::Local(out.buf)
+        } else {
+            PartRef::Remote { thread: t, op: self.push_op(t, Op::Stats) }
+        }
+    }
+
+    // Accessors for the server commands module.
+    pub fn out(&mut self) -> &mut Out {
+        &mut self.out
+    }
+
+    pub fn shard(&self) -> &Rc<Shard> {
+        &self.shard
+    }
+
+    pub fn info(&self) -> &Rc<RefCell<ClientInfo>> {
+        &self.info
+    }
+
+    pub fn set_proto(&mut self, p: Proto) {
+        self.proto = p;
+        self.out.proto = p;
+        self.info.borrow_mut().proto = p;
+    }
+
+    pub fn is_authed(&self) -> bool {
+        self.authed
+    }
+
+    pub fn set_authed(&mut self, a: bool) {
+        self.authed = a;
+    }
+
+    pub fn close_after_reply(&mut self) {
+        self.closing = true;
+    }
+
+    /// RESET: back to a fresh connection's state.
+    pub fn reset(&mut self) {
+        self.multi = None;
+        self.info.borrow_mut().multi = -1;
+        self.unwatch_all();
+        self.set_proto(Proto::Resp2);
+        self.info.borrow_mut().name.clear();
+        self.authed = self.shard.node.config.lock().map(|c| c.requirepass.is_none()).unwrap_or(false);
+    }
+
+    /// CLIENT LIST: every thread's clients.
+    pub fn client_list(&mut self) {
+        let parts = (0..self.shard.node.threads)
+            .map(|t| {
+                if t == self.shard.id {
+                    let mut out = Out::new(self.proto);
+                    self.shard.run_op(&Op::Clients, &[], &[], self.now_us, &mut out);
+                    PartRef::Local(out.buf)
+                } else {
+                    PartRef::Remote { thread: t, op: self.push_op(t, Op::Clients) }
+                }
+            })
+            .collect();
+        self.hole(parts, Finish::Clients);
+    }
+
+    pub fn proto(&self) -> Proto {
+        self.proto
+    }
+}

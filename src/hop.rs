@@ -1,0 +1,178 @@
+//! Hops between shard threads. Each shard thread has a [`Mailbox`]: a bounded queue of [`Job`]s
+//! other threads send it, and a queue of [`Done`] replies to jobs it sent. A thread's inbox task
+//! drains both: it runs jobs against its keyspace and hands replies to the waiting connections.
+//!
+//! Deadlock freedom: a job's execution never waits on another thread. Replies have their own
+//! queue, which is bounded by the jobs in flight (each job yields at most one reply), so a full
+//! job queue can never stop a reply from being delivered.
+
+use atomic_waker::AtomicWaker;
+use crossbeam_queue::{ArrayQueue, SegQueue};
+use shardline_shards::command::Span;
+use shardline_shards::reply::Proto;
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::task::{Poll, Waker};
+
+/// A token of a pending reply on the sending thread: slot index in the low 32 bits, the slot's
+/// generation in the high 32, so a late reply to a released slot is never taken for another's.
+/// `NO_REPLY` asks for no reply.
+pub type Token = u64;
+pub const NO_REPLY: Token = u64::MAX;
+
+/// One unit of work for the owning thread. Each op writes one reply segment.
+pub enum Op {
+    /// A command: `args` indexes `spans` of the job's buffer.
+    Cmd { first: u32, len: u32 },
+    /// A transaction: the commands run back to back (atomically: a job runs without yielding),
+    /// unless `watch` was set by a write to a watched key, then the reply is a null array.
+    Exec { cmds: Vec<(u32, u32)>, watch: Option<Arc<AtomicBool>> },
+    /// Register (or, with `add == false`, drop) a WATCH on a key.
+    Watch { first: u32, add: bool, flag: Arc<AtomicBool> },
+    /// Keyspace figures for INFO: a RESP array of integers.
+    Stats,
+    /// This thread's clients for CLIENT LIST: one bulk string.
+    Clients,
+}
+
+/// A batch of ops from one connection to one thread, with their arguments in one buffer.
+pub struct Job {
+    pub origin: usize,
+    pub token: Token,
+    pub proto: Proto,
+    pub buf: Vec<u8>,
+    pub spans: Vec<Span>,
+    pub ops: Vec<Op>,
+}
+
+/// The replies to a job: `bytes` holds each op's reply, ending at `ends[i]`.
+pub struct Done {
+    pub token: Token,
+    pub bytes: Vec<u8>,
+    pub ends: Vec<u32>,
+}
+
+impl Done {
+    pub fn segment(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start..self.ends[i] as usize]
+    }
+}
+
+pub struct Mailbox {
+    jobs: ArrayQueue<Job>,
+    done: SegQueue<Done>,
+    waker: AtomicWaker,
+}
+
+impl Mailbox {
+    pub fn new(depth: usize) -> Self {
+        Mailbox { jobs: ArrayQueue::new(depth), done: SegQueue::new(), waker: AtomicWaker::new() }
+    }
+
+    /// Queues a job; gives it back if the queue is full.
+    pub fn push_job(&self, job: Job) -> Result<(), Job> {
+        self.jobs.push(job)?;
+        self.waker.wake();
+        Ok(())
+    }
+
+    pub fn push_done(&self, done: Done) {
+        self.done.push(done);
+        self.waker.wake();
+    }
+
+    /// Jobs and replies not yet drained.
+    pub fn backlog(&self) -> usize {
+        self.jobs.len() + self.done.len()
+    }
+
+    pub fn pop_job(&self) -> Option<Job> {
+        self.jobs.pop()
+    }
+
+    pub fn pop_done(&self) -> Option<Done> {
+        self.done.pop()
+    }
+
+    /// Resolves when there may be something to drain.
+    pub async fn ready(&self) {
+        std::future::poll_fn(|cx| {
+            if !self.jobs.is_empty() || !self.done.is_empty() {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if !self.jobs.is_empty() || !self.done.is_empty() { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await
+    }
+}
+
+/// Replies awaited by this thread's connections, by token. Thread-local.
+#[derive(Default)]
+pub struct Pending {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+#[derive(Default)]
+struct Slot {
+    done: Option<Done>,
+    waker: Option<Waker>,
+    live: bool,
+    generation: u32,
+}
+
+impl Pending {
+    pub fn alloc(&mut self) -> Token {
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[i as usize];
+        slot.live = true;
+        slot.generation = slot.generation.wrapping_add(1);
+        ((slot.generation as u64) << 32) | i as u64
+    }
+
+    fn slot(&mut self, t: Token) -> Option<&mut Slot> {
+        self.slots.get_mut((t & 0xffff_ffff) as usize).filter(|s| s.live && s.generation == (t >> 32) as u32)
+    }
+
+    /// Delivers a reply; wakes the connection waiting for it.
+    pub fn complete(&mut self, done: Done) {
+        let Some(slot) = self.slot(done.token) else {
+            return; // The connection went away; its token was released.
+        };
+        slot.done = Some(done);
+        if let Some(w) = slot.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn poll_take(&mut self, t: Token, waker: &Waker) -> Poll<Done> {
+        let slot = self.slot(t).expect("waiting on a token this connection holds");
+        match slot.done.take() {
+            Some(d) => {
+                slot.live = false;
+                slot.waker = None;
+                self.free.push((t & 0xffff_ffff) as u32);
+                Poll::Ready(d)
+            }
+            None => {
+                slot.waker = Some(waker.clone());
+                Poll::Pending
+            }
+        }
+    }
+
+}
+
+/// Waits for the reply to `t`.
+pub async fn wait(pending: &RefCell<Pending>, t: Token) -> Done {
+    std::future::poll_fn(|cx| pending.borrow_mut().poll_take(t, cx.waker())).await
+}

@@ -1,0 +1,187 @@
+//! INFO: Redis's sections and field names, so tools that read them work, plus a `shardline`
+//! section with one line per shard thread.
+
+use crate::node::{LATENCY_BUCKETS, Node};
+use crate::shard::Shard;
+use shardline_shards::reply::Out;
+use shardline_transport::resp;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+/// The version we report to clients as `redis_version`: the Redis release whose commands and
+/// replies Shardline follows. Clients gate features on it.
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+const DEFAULT_SECTIONS: &[&str] =
+    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace", "shardline"];
+
+/// Per-thread keyspace figures from `Op::Stats`: keys, expires, hits, misses, expired.
+fn thread_stats(part: &[u8]) -> [i64; 5] {
+    let mut v = [0i64; 5];
+    if let Ok(Some((resp::Value::Array(items), _))) = resp::decode(part) {
+        for (i, it) in items.iter().take(5).enumerate() {
+            if let resp::Value::Int(n) = it {
+                v[i] = *n;
+            }
+        }
+    }
+    v
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}G", b / (1024.0 * 1024.0 * 1024.0))
+    } else if b >= 1024.0 * 1024.0 {
+        format!("{:.2}M", b / (1024.0 * 1024.0))
+    } else if b >= 1024.0 {
+        format!("{:.2}K", b / 1024.0)
+    } else {
+        format!("{bytes}B")
+    }
+}
+
+/// The latency (µs, bucket upper bound) below which `q` of the recorded batches fall.
+pub fn percentile_us(buckets: &[u64; LATENCY_BUCKETS], q: f64) -> u64 {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let want = (total as f64 * q).ceil() as u64;
+    let mut seen = 0;
+    for (i, &n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return 1 << (i + 1);
+        }
+    }
+    1 << LATENCY_BUCKETS
+}
+
+pub fn write(shard: &Shard, sections: &[String], parts: &[&[u8]], out: &mut Out) {
+    let node = &shard.node;
+    let per: Vec<[i64; 5]> = parts.iter().map(|p| thread_stats(p)).collect();
+    let all = sections.is_empty() || sections.iter().any(|s| s == "all" || s == "everything" || s == "default");
+    let wanted: Vec<&str> =
+        DEFAULT_SECTIONS.iter().copied().filter(|s| all || sections.iter().any(|x| x == s)).collect();
+    let mut text = String::new();
+    for s in wanted {
+        if !text.is_empty() {
+            text.push_str("\r\n");
+        }
+        section(node, s, &per, &mut text);
+    }
+    out.verbatim(text.as_bytes())
+}
+
+fn section(node: &Node, name: &str, per: &[[i64; 5]], t: &mut String) {
+    let cfg = node.config.lock().map(|c| c.clone()).expect("config lock");
+    let sum = |i: usize| per.iter().map(|p| p[i]).sum::<i64>();
+    let uptime = node.started.elapsed().as_secs();
+    match name {
+        "server" => {
+            let _ = write!(
+                t,
+                "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nshardline_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:{}\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nhz:{}\r\nshard_threads:{}\r\nexecutable:{}\r\n",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+                if node.io_uring { "io_uring" } else { "epoll" },
+                std::process::id(),
+                node.run_id,
+                cfg.port,
+                uptime / 86400,
+                cfg.hz,
+                node.threads,
+                std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+            );
+        }
+        "clients" => {
+            let _ = write!(
+                t,
+                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+                node.connected_clients(),
+                cfg.maxclients
+            );
+        }
+        "memory" => {
+            let used = shardline_transport::alloc::used_bytes();
+            let rss = shardline_transport::cpu::rss_bytes();
+            let _ = write!(
+                t,
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak_rss:{}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n",
+                human(used),
+                human(rss),
+                shardline_transport::cpu::max_rss_bytes(),
+                rss as f64 / used.max(1) as f64,
+            );
+        }
+        "persistence" => {
+            t.push_str("# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\naof_enabled:0\r\n");
+        }
+        "stats" => {
+            let _ = write!(
+                t,
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:0\r\nprotocol_errors:{}\r\ncross_thread_hops:{}\r\n",
+                node.sum(|s| &s.connections),
+                node.sum(|s| &s.commands),
+                node.sum(|s| &s.net_input_bytes),
+                node.sum(|s| &s.net_output_bytes),
+                node.sum(|s| &s.rejected_connections),
+                sum(4),
+                sum(2),
+                sum(3),
+                node.sum(|s| &s.protocol_errors),
+                node.sum(|s| &s.hops_sent),
+            );
+        }
+        "replication" => t.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"),
+        "cpu" => {
+            let user: u64 = node.sum(|s| &s.cpu_user_us);
+            let sys: u64 = node.sum(|s| &s.cpu_sys_us);
+            let total = shardline_transport::cpu::process_cpu_time_us();
+            let _ = write!(
+                t,
+                "# CPU\r\nused_cpu_sys:{:.6}\r\nused_cpu_user:{:.6}\r\nused_cpu_total_process:{:.6}\r\n",
+                sys as f64 / 1e6,
+                user as f64 / 1e6,
+                total as f64 / 1e6
+            );
+        }
+        "keyspace" => {
+            t.push_str("# Keyspace\r\n");
+            if sum(0) > 0 {
+                let _ = write!(t, "db0:keys={},expires={},avg_ttl=0\r\n", sum(0), sum(1));
+            }
+        }
+        "shardline" => {
+            let _ = write!(t, "# Shardline\r\nshard_threads:{}\r\nvshards:{}\r\n", node.threads, node.layout.count());
+            for (i, s) in node.stats.iter().enumerate() {
+                let r = Ordering::Relaxed;
+                let mut lat = [0u64; LATENCY_BUCKETS];
+                for (b, a) in lat.iter_mut().zip(s.latency_us.iter()) {
+                    *b = a.load(r);
+                }
+                let p = per.get(i).copied().unwrap_or_default();
+                let _ = write!(
+                    t,
+                    "shard{i}:core={},vshards={},keys={},expires={},commands={},connections={},hops_sent={},jobs_run={},cpu_user_us={},cpu_sys_us={},batch_p50_us={},batch_p99_us={},batch_p999_us={}\r\n",
+                    cfg.cores.get(i).copied().unwrap_or(0),
+                    node.layout.count() as usize / node.threads + usize::from(i < node.layout.count() as usize % node.threads),
+                    p[0],
+                    p[1],
+                    s.commands.load(r),
+                    s.connected.load(r),
+                    s.hops_sent.load(r),
+                    s.jobs_run.load(r),
+                    s.cpu_user_us.load(r),
+                    s.cpu_sys_us.load(r),
+                    percentile_us(&lat, 0.5),
+                    percentile_us(&lat, 0.99),
+                    percentile_us(&lat, 0.999),
+                );
+            }
+        }
+        _ => {}
+    }
+}

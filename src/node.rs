@@ -1,0 +1,117 @@
+//! State shared by all shard threads of this node: configuration, the mailboxes, counters. Written
+//! rarely (CONFIG SET, connection counts, a publish of counters per tick), read by INFO.
+
+use crate::config::Config;
+use crate::hop::Mailbox;
+use shardline_shards::slot::VShardLayout;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::Instant;
+
+/// Limits read on the fast path, mirrored from the config so that CONFIG SET takes effect at once.
+#[derive(Default)]
+pub struct Live {
+    pub proto_max_bulk_len: AtomicU64,
+    pub max_multibulk_len: AtomicU64,
+    pub client_query_buffer_limit: AtomicU64,
+    pub client_output_buffer_limit: AtomicU64,
+    pub maxclients: AtomicU64,
+    pub hz: AtomicU64,
+    pub active_expire_keys_per_pass: AtomicU64,
+    pub shutdown_timeout_ms: AtomicU64,
+}
+
+impl Live {
+    pub fn load(&self, c: &Config) {
+        let r = Ordering::Relaxed;
+        self.proto_max_bulk_len.store(c.proto_max_bulk_len, r);
+        self.max_multibulk_len.store(c.max_multibulk_len, r);
+        self.client_query_buffer_limit.store(c.client_query_buffer_limit, r);
+        self.client_output_buffer_limit.store(c.client_output_buffer_limit, r);
+        self.maxclients.store(c.maxclients, r);
+        self.hz.store(c.hz, r);
+        self.active_expire_keys_per_pass.store(c.active_expire_keys_per_pass, r);
+        self.shutdown_timeout_ms.store(c.shutdown_timeout_ms, r);
+    }
+
+    pub fn get(&self, f: impl Fn(&Live) -> &AtomicU64) -> u64 {
+        f(self).load(Ordering::Relaxed)
+    }
+}
+
+/// Latency buckets: bucket `i` counts batches whose service time was in `[2^i, 2^(i+1))` µs.
+pub const LATENCY_BUCKETS: usize = 24;
+
+/// Counters of one shard thread, written by that thread only (published once per tick).
+#[repr(align(64))]
+#[derive(Default)]
+pub struct ShardStats {
+    pub commands: AtomicU64,
+    pub connections: AtomicU64,
+    pub connected: AtomicU64,
+    pub net_input_bytes: AtomicU64,
+    pub net_output_bytes: AtomicU64,
+    pub hops_sent: AtomicU64,
+    pub jobs_run: AtomicU64,
+    pub cpu_user_us: AtomicU64,
+    pub cpu_sys_us: AtomicU64,
+    pub latency_us: [AtomicU64; LATENCY_BUCKETS],
+    pub rejected_connections: AtomicU64,
+    pub protocol_errors: AtomicU64,
+}
+
+pub struct Node {
+    pub config: Mutex<Config>,
+    pub live: Live,
+    pub layout: VShardLayout,
+    pub threads: usize,
+    pub mailboxes: Vec<Mailbox>,
+    pub stats: Vec<ShardStats>,
+    pub started: Instant,
+    pub run_id: String,
+    pub next_client_id: AtomicU64,
+    pub shutting_down: AtomicBool,
+    /// Asks the main thread to shut the node down (SHUTDOWN command).
+    pub shutdown_tx: Mutex<mpsc::Sender<()>>,
+    pub io_uring: bool,
+}
+
+impl Node {
+    pub fn new(config: Config, shutdown_tx: mpsc::Sender<()>, io_uring: bool) -> Self {
+        let threads = config.cores.len();
+        let layout = VShardLayout::new(config.vshards).expect("validated at start");
+        let live = Live::default();
+        live.load(&config);
+        let depth = config.hop_queue_depth as usize;
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let run_id = format!("{:040x}", seed ^ ((std::process::id() as u128) << 64));
+        Node {
+            config: Mutex::new(config),
+            live,
+            layout,
+            threads,
+            mailboxes: (0..threads).map(|_| Mailbox::new(depth)).collect(),
+            stats: (0..threads).map(|_| ShardStats::default()).collect(),
+            started: Instant::now(),
+            run_id: run_id[run_id.len() - 40..].to_string(),
+            next_client_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+            shutdown_tx: Mutex::new(shutdown_tx),
+            io_uring,
+        }
+    }
+
+    pub fn connected_clients(&self) -> u64 {
+        self.stats.iter().map(|s| s.connected.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn sum(&self, f: impl Fn(&ShardStats) -> &AtomicU64) -> u64 {
+        self.stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn request_shutdown(&self) {
+        if let Ok(tx) = self.shutdown_tx.lock() {
+            let _ = tx.send(());
+        }
+    }
+}

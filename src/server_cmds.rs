@@ -1,0 +1,237 @@
+//! Connection and server commands that need connection or node state: HELLO AUTH SELECT QUIT RESET
+//! CLIENT CONFIG SHUTDOWN. (MULTI, EXEC, WATCH and INFO live in `conn`.)
+
+use crate::config;
+use crate::conn::Conn;
+use shardline_shards::command::{Args, CommandSpec, err};
+use shardline_shards::reply::Proto;
+use std::sync::atomic::Ordering;
+
+pub fn run(c: &mut Conn, spec: &'static CommandSpec, a: Args) {
+    match spec.name {
+        "hello" => hello(c, a),
+        "auth" => auth(c, a),
+        "select" => match shardline_shards::num::parse_i64(a.get(1)) {
+            Some(0) => c.out().ok(),
+            Some(_) => c.out().error("ERR DB index is out of range (Shardline serves db 0 only)"),
+            None => c.out().error(err::NOT_INT),
+        },
+        "quit" => {
+            c.out().ok();
+            c.close_after_reply();
+        }
+        "reset" => {
+            c.reset();
+            c.out().simple("RESET");
+        }
+        "client" => client(c, a),
+        "config" => config_cmd(c, a),
+        "shutdown" => shutdown(c, a),
+        _ => err::unknown_command(c.out(), a),
+    }
+}
+
+/// Checks a password against requirepass; writes the error and returns false if it is wrong.
+fn check_password(c: &mut Conn, user: &[u8], pass: &[u8]) -> bool {
+    let required = c.shard().node.config.lock().map(|cfg| cfg.requirepass.clone()).unwrap_or(None);
+    match required {
+        None => {
+            c.out().error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+            false
+        }
+        Some(p) if user == b"default" && p.as_bytes() == pass => {
+            c.set_authed(true);
+            true
+        }
+        Some(_) => {
+            c.out().error("WRONGPASS invalid username-password pair or user is disabled.");
+            false
+        }
+    }
+}
+
+fn auth(c: &mut Conn, a: Args) {
+    let ok = match a.len() {
+        2 => check_password(c, b"default", a.get(1)),
+        3 => check_password(c, a.get(1), a.get(2)),
+        _ => return c.out().error(err::SYNTAX),
+    };
+    if ok {
+        c.out().ok()
+    }
+}
+
+fn hello(c: &mut Conn, a: Args) {
+    let mut proto = c.proto();
+    let mut i = 1;
+    if a.len() > 1 {
+        match shardline_shards::num::parse_i64(a.get(1)) {
+            Some(2) => proto = Proto::Resp2,
+            Some(3) => proto = Proto::Resp3,
+            Some(_) => return c.out().error("NOPROTO unsupported protocol version"),
+            None => return c.out().error("ERR Protocol version is not an integer or out of range"),
+        }
+        i = 2;
+    }
+    let mut name: Option<Vec<u8>> = None;
+    while i < a.len() {
+        let opt = a.get(i);
+        if opt.eq_ignore_ascii_case(b"auth") && i + 2 < a.len() {
+            if !check_password(c, a.get(i + 1), a.get(i + 2)) {
+                return;
+            }
+            i += 3;
+        } else if opt.eq_ignore_ascii_case(b"setname") && i + 1 < a.len() {
+            name = Some(a.get(i + 1).to_vec());
+            i += 2;
+        } else {
+            return c.out().error(&format!("ERR Syntax error in HELLO option '{}'", err::sanitize(opt)));
+        }
+    }
+    let required = c.shard().node.config.lock().map(|cfg| cfg.requirepass.is_some()).unwrap_or(true);
+    if required && !authed(c) {
+        return c.out().error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    if let Some(n) = name {
+        c.info().borrow_mut().name = n;
+    }
+    c.set_proto(proto);
+    let id = c.info().borrow().id;
+    let out = c.out();
+    out.map(7);
+    out.bulk(b"server");
+    out.bulk(b"redis");
+    out.bulk(b"version");
+    out.bulk(crate::info::REDIS_COMPAT_VERSION.as_bytes());
+    out.bulk(b"proto");
+    out.int(if proto == Proto::Resp3 { 3 } else { 2 });
+    out.bulk(b"id");
+    out.int(id as i64);
+    out.bulk(b"mode");
+    out.bulk(b"standalone");
+    out.bulk(b"role");
+    out.bulk(b"master");
+    out.bulk(b"modules");
+    out.array(0);
+}
+
+fn authed(c: &mut Conn) -> bool {
+    // A NOAUTH connection cannot reach here except through HELLO (flagged NO_AUTH): probe the
+    // state by what AUTH set.
+    c.is_authed()
+}
+
+fn client(c: &mut Conn, a: Args) {
+    let sub = a.get(1).to_ascii_lowercase();
+    match (sub.as_slice(), a.len()) {
+        (b"id", 2) => {
+            let id = c.info().borrow().id;
+            c.out().int(id as i64)
+        }
+        (b"setname", 3) => {
+            let name = a.get(2);
+            if name.iter().any(|&b| b <= b' ' || b > b'~') {
+                return c.out().error("ERR Client names cannot contain spaces, newlines or special characters.");
+            }
+            c.info().borrow_mut().name = name.to_vec();
+            c.out().ok()
+        }
+        (b"getname", 2) => {
+            let name = c.info().borrow().name.clone();
+            if name.is_empty() { c.out().null() } else { c.out().bulk(&name) }
+        }
+        (b"list", 2) => c.client_list(),
+        (b"info", 2) => {
+            let line = c.info().borrow().line(c.shard().id);
+            c.out().verbatim(line.as_bytes())
+        }
+        (b"setinfo", 4) => c.out().ok(),
+        (b"list" | b"id" | b"getname" | b"info" | b"setname" | b"setinfo", _) => {
+            err::arity(c.out(), &format!("client|{}", String::from_utf8_lossy(&sub)))
+        }
+        _ => err::unknown_subcommand(c.out(), a.get(1), "client"),
+    }
+}
+
+/// Parameters Redis tools read that Shardline answers with a fixed value.
+const FIXED: &[(&str, &str)] = &[("save", ""), ("appendonly", "no"), ("databases", "1"), ("maxmemory", "0"), ("cluster-enabled", "no")];
+
+fn config_cmd(c: &mut Conn, a: Args) {
+    let sub = a.get(1).to_ascii_lowercase();
+    match sub.as_slice() {
+        b"get" if a.len() >= 3 => {
+            let cfg = c.shard().node.config.lock().map(|x| x.clone()).expect("config lock");
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            for pat in a.iter().skip(2) {
+                let pat = pat.to_ascii_lowercase();
+                for p in config::PARAMS {
+                    if shardline_shards::glob::glob_match(&pat, p.name.as_bytes()) && !pairs.iter().any(|(n, _)| n == p.name) {
+                        pairs.push((p.name.to_string(), p.get(&cfg)));
+                    }
+                }
+                for (n, v) in FIXED {
+                    if shardline_shards::glob::glob_match(&pat, n.as_bytes()) && !pairs.iter().any(|(x, _)| x == n) {
+                        pairs.push((n.to_string(), v.to_string()));
+                    }
+                }
+            }
+            let out = c.out();
+            out.map(pairs.len());
+            for (n, v) in pairs {
+                out.bulk(n.as_bytes());
+                out.bulk(v.as_bytes());
+            }
+        }
+        b"set" if a.len() >= 4 && a.len() % 2 == 0 => {
+            let node = c.shard().node.clone();
+            let mut cfg = node.config.lock().expect("config lock");
+            let mut next = cfg.clone();
+            for i in (2..a.len()).step_by(2) {
+                let name = String::from_utf8_lossy(a.get(i)).to_string();
+                let value = String::from_utf8_lossy(a.get(i + 1)).to_string();
+                let Some(p) = config::find(&name) else {
+                    drop(cfg);
+                    return c.out().error(&format!("ERR Unknown option or number of arguments for CONFIG SET - '{}'", err::sanitize(a.get(i))));
+                };
+                if !p.runtime {
+                    drop(cfg);
+                    return c.out().error(&format!("ERR CONFIG SET failed (possibly related to argument '{}') - can't set immutable config", p.name));
+                }
+                if let Err(why) = p.set(&mut next, &value) {
+                    drop(cfg);
+                    return c.out().error(&format!("ERR CONFIG SET failed (possibly related to argument '{}') - {why}", p.name));
+                }
+            }
+            *cfg = next;
+            node.live.load(&cfg);
+            drop(cfg);
+            c.out().ok()
+        }
+        b"resetstat" if a.len() == 2 => {
+            for s in &c.shard().node.stats {
+                for a in [&s.commands, &s.connections, &s.net_input_bytes, &s.net_output_bytes, &s.hops_sent, &s.jobs_run, &s.rejected_connections, &s.protocol_errors] {
+                    a.store(0, Ordering::Relaxed);
+                }
+                for b in &s.latency_us {
+                    b.store(0, Ordering::Relaxed);
+                }
+            }
+            c.out().ok()
+        }
+        b"rewrite" => c.out().error("ERR CONFIG REWRITE is not supported: edit the TOML file given with --config"),
+        b"get" | b"set" | b"resetstat" => err::arity(c.out(), &format!("config|{}", String::from_utf8_lossy(&sub))),
+        _ => err::unknown_subcommand(c.out(), a.get(1), "config"),
+    }
+}
+
+fn shutdown(c: &mut Conn, a: Args) {
+    for opt in a.iter().skip(1) {
+        let o = opt.to_ascii_lowercase();
+        if !matches!(o.as_slice(), b"nosave" | b"save" | b"now" | b"force") {
+            return c.out().error(err::SYNTAX);
+        }
+    }
+    tracing::info!(client = c.info().borrow().id, "SHUTDOWN requested by a client");
+    c.shard().node.request_shutdown();
+    c.close_after_reply();
+}

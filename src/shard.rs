@@ -1,0 +1,354 @@
+//! A shard thread: pinned to its core, running its own monoio runtime (io_uring, or epoll where
+//! io_uring is missing), with its own SO_REUSEPORT listener, its keyspace (the vShards it owns),
+//! and three kinds of task: one per connection, the inbox (jobs from other threads and replies to
+//! ours), and the ticker (active expiry, publishing counters, noticing shutdown).
+
+use crate::hop::{self, Done, Job, NO_REPLY, Op, Pending};
+use crate::node::{LATENCY_BUCKETS, Node};
+use shardline_shards::command::{self, Args, Ctx};
+use shardline_shards::db::Db;
+use shardline_shards::reply::{Out, Proto};
+use shardline_shards::rng::Rng;
+use shardline_shards::slot::VShardId;
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Counters kept without atomics on the thread, published to `ShardStats` each tick.
+#[derive(Default)]
+pub struct LocalStats {
+    pub commands: u64,
+    pub net_input_bytes: u64,
+    pub net_output_bytes: u64,
+    pub hops_sent: u64,
+    pub jobs_run: u64,
+    pub latency_us: [u64; LATENCY_BUCKETS],
+    pub protocol_errors: u64,
+}
+
+impl LocalStats {
+    pub fn record_latency(&mut self, us: u64) {
+        let b = (64 - us.max(1).leading_zeros() as usize - 1).min(LATENCY_BUCKETS - 1);
+        self.latency_us[b] += 1;
+    }
+}
+
+/// What CLIENT LIST shows of a connection.
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub name: Vec<u8>,
+    pub created: Instant,
+    pub last_active: Instant,
+    pub last_cmd: &'static str,
+    pub proto: Proto,
+    pub multi: i64,
+    pub watching: usize,
+    pub qbuf: usize,
+}
+
+impl ClientInfo {
+    pub fn line(&self, shard: usize) -> String {
+        let now = Instant::now();
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi={} watch={} qbuf={} obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default resp={} lib-name= lib-ver= shard={}\n",
+            self.id,
+            self.addr,
+            self.laddr,
+            String::from_utf8_lossy(&self.name),
+            now.duration_since(self.created).as_secs(),
+            now.duration_since(self.last_active).as_secs(),
+            self.multi,
+            self.watching,
+            self.qbuf,
+            self.last_cmd,
+            if self.proto == Proto::Resp3 { 3 } else { 2 },
+            shard,
+        )
+    }
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub node: Arc<Node>,
+    pub db: RefCell<Db>,
+    pub pending: RefCell<Pending>,
+    pub rng: RefCell<Rng>,
+    pub local: RefCell<LocalStats>,
+    pub clients: RefCell<Vec<Rc<RefCell<ClientInfo>>>>,
+    /// Set when the node shuts down; the accept loop waits on it.
+    stopping: Cell<bool>,
+    stop_waker: RefCell<Option<Waker>>,
+}
+
+/// Unix time now, in microseconds. The one clock read of a batch.
+pub fn unix_now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+impl Shard {
+    fn new(id: usize, node: Arc<Node>) -> Self {
+        let threads = node.threads;
+        let layout = node.layout;
+        let owned = (0..layout.count()).map(|v| VShardId(v as u16)).filter(|v| layout.owner_thread(*v, threads) == id);
+        let db = Db::new(layout, owned);
+        let seed = unix_now_us() ^ ((id as u64 + 1) << 48);
+        Shard {
+            id,
+            node,
+            db: RefCell::new(db),
+            pending: RefCell::new(Pending::default()),
+            rng: RefCell::new(Rng::new(seed)),
+            local: RefCell::new(LocalStats::default()),
+            clients: RefCell::new(Vec::new()),
+            stopping: Cell::new(false),
+            stop_waker: RefCell::new(None),
+        }
+    }
+
+    /// Runs one job from another thread and returns its replies.
+    fn run_job(&self, job: Job) -> Done {
+        let mut out = Out::new(job.proto);
+        let mut ends = Vec::with_capacity(job.ops.len());
+        let now_us = unix_now_us();
+        for op in &job.ops {
+            self.run_op(op, &job.buf, &job.spans, now_us, &mut out);
+            ends.push(out.buf.len() as u32);
+        }
+        self.local.borrow_mut().jobs_run += 1;
+        Done { token: job.token, bytes: out.buf, ends }
+    }
+
+    /// Runs one op against this thread's keyspace. Used for local and remote ops alike.
+    pub fn run_op(&self, op: &Op, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) {
+        let mut db = self.db.borrow_mut();
+        let mut rng = self.rng.borrow_mut();
+        let mut ctx = Ctx { now_ms: now_us / 1000, now_us, rng: &mut rng };
+        match op {
+            Op::Cmd { first, len } => {
+                let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
+                command::execute(&mut db, args, &mut ctx, out);
+            }
+            Op::Exec { cmds, watch } => {
+                if watch.as_ref().is_some_and(|w| w.load(Ordering::Acquire)) {
+                    return out.null_array();
+                }
+                out.array(cmds.len());
+                for (first, len) in cmds {
+                    let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
+                    command::execute(&mut db, args, &mut ctx, out);
+                }
+            }
+            Op::Watch { first, add, flag } => {
+                let (s, e) = spans[*first as usize];
+                let key = &buf[s as usize..e as usize];
+                if *add {
+                    db.watches.watch(key, flag.clone());
+                } else {
+                    db.watches.unwatch(key, flag);
+                }
+                out.ok();
+            }
+            Op::Stats => {
+                let st = db.stats;
+                out.array(5);
+                out.int(db.len() as i64);
+                out.int(db.volatile_len() as i64);
+                out.int(st.keyspace_hits as i64);
+                out.int(st.keyspace_misses as i64);
+                out.int(st.expired_keys as i64);
+            }
+            Op::Clients => {
+                let mut text = String::new();
+                for c in self.clients.borrow().iter() {
+                    text.push_str(&c.borrow().line(self.id));
+                }
+                out.bulk(text.as_bytes());
+            }
+        }
+    }
+
+    fn publish_stats(&self) {
+        let s = &self.node.stats[self.id];
+        let r = Ordering::Relaxed;
+        let mut l = self.local.borrow_mut();
+        s.commands.fetch_add(std::mem::take(&mut l.commands), r);
+        s.net_input_bytes.fetch_add(std::mem::take(&mut l.net_input_bytes), r);
+        s.net_output_bytes.fetch_add(std::mem::take(&mut l.net_output_bytes), r);
+        s.hops_sent.fetch_add(std::mem::take(&mut l.hops_sent), r);
+        s.jobs_run.fetch_add(std::mem::take(&mut l.jobs_run), r);
+        s.protocol_errors.fetch_add(std::mem::take(&mut l.protocol_errors), r);
+        for (i, b) in l.latency_us.iter_mut().enumerate() {
+            s.latency_us[i].fetch_add(std::mem::take(b), r);
+        }
+        let (user, sys) = shardline_transport::cpu::thread_cpu_time_us();
+        s.cpu_user_us.store(user, r);
+        s.cpu_sys_us.store(sys, r);
+    }
+}
+
+/// A future that yields once to the scheduler.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+/// Sends a job to thread `t`, waiting while its queue is full.
+pub async fn send_job(shard: &Shard, t: usize, mut job: Job) {
+    loop {
+        match shard.node.mailboxes[t].push_job(job) {
+            Ok(()) => return,
+            Err(back) => {
+                job = back;
+                yield_now().await;
+            }
+        }
+    }
+}
+
+async fn inbox(shard: Rc<Shard>) {
+    let mb = &shard.node.mailboxes[shard.id];
+    loop {
+        mb.ready().await;
+        // Bounded work per wake-up so connections on this thread are not starved.
+        for _ in 0..256 {
+            let mut idle = true;
+            if let Some(job) = mb.pop_job() {
+                idle = false;
+                let origin = job.origin;
+                let token = job.token;
+                let done = shard.run_job(job);
+                if token != NO_REPLY {
+                    shard.node.mailboxes[origin].push_done(done);
+                }
+            }
+            if let Some(done) = mb.pop_done() {
+                idle = false;
+                shard.pending.borrow_mut().complete(done);
+            }
+            if idle {
+                break;
+            }
+        }
+        yield_now().await;
+    }
+}
+
+async fn ticker(shard: Rc<Shard>) {
+    loop {
+        let hz = shard.node.live.get(|l| &l.hz).max(1);
+        monoio::time::sleep(Duration::from_millis(1000 / hz)).await;
+        let budget = shard.node.live.get(|l| &l.active_expire_keys_per_pass) as usize;
+        let now_ms = unix_now_us() / 1000;
+        shard.db.borrow_mut().active_expire(now_ms, budget);
+        shard.publish_stats();
+        if shard.node.shutting_down.load(Ordering::Acquire) && !shard.stopping.get() {
+            shard.stopping.set(true);
+            if let Some(w) = shard.stop_waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// Resolves once the node is shutting down.
+async fn stopped(shard: &Shard) {
+    std::future::poll_fn(|cx| {
+        if shard.stopping.get() {
+            Poll::Ready(())
+        } else {
+            *shard.stop_waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => Some(r),
+            _ = stopped(&shard) => None,
+        };
+        let Some(accepted) = accepted else {
+            tracing::debug!(shard = shard.id, "stopped accepting");
+            return;
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let stats = &shard.node.stats[shard.id];
+                stats.connections.fetch_add(1, Ordering::Relaxed);
+                if shard.node.connected_clients() >= shard.node.live.get(|l| &l.maxclients) {
+                    stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                    monoio::spawn(crate::conn::refuse(stream, "ERR max number of clients reached"));
+                    continue;
+                }
+                monoio::spawn(crate::conn::serve(shard.clone(), stream, peer));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The body of shard thread `id`: pins, builds the runtime, binds, reports readiness on `ready`,
+/// then serves until the process exits.
+pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(), String>>) {
+    if let Err(e) = shardline_transport::cpu::pin_current_thread(core) {
+        let _ = ready.send(Err(format!("shard {id}: cannot pin to core {core}: {e}")));
+        return;
+    }
+    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().with_entries(1024).build();
+    let mut rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot build the runtime: {e}")));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let addr = node.config.lock().map(|c| c.listen_addr()).expect("config lock");
+        let opts = monoio::net::ListenerOpts::default()
+            .reuse_port(true)
+            .reuse_addr(true)
+            .backlog(shardline_transport::net::LISTEN_BACKLOG);
+        let listener = match monoio::net::TcpListener::bind_with_config(addr, &opts) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
+                return;
+            }
+        };
+        let shard = Rc::new(Shard::new(id, node));
+        monoio::spawn(inbox(shard.clone()));
+        monoio::spawn(ticker(shard.clone()));
+        let _ = ready.send(Ok(()));
+        accept_loop(shard.clone(), listener).await;
+        // Keep serving in-flight connections and hops until the process exits.
+        loop {
+            monoio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
+}
+
+/// Waits for a reply token, used by connections.
+pub async fn wait(shard: &Shard, t: hop::Token) -> Done {
+    hop::wait(&shard.pending, t).await
+}
