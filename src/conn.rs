@@ -64,7 +64,12 @@ struct Multi {
     cmds: Vec<(u32, u32)>,
     /// A queued command was refused: EXEC answers EXECABORT.
     dirty: bool,
+    /// The shard thread owning the keys of the queued commands.
+    thread: Option<usize>,
 }
+
+const TXN_CROSS_THREAD: &str =
+    "CROSSSLOT Keys in request don't hash to the same shard thread (a transaction must stay on one shard thread for now)";
 
 /// Per-connection state.
 pub struct Conn {
@@ -434,18 +439,28 @@ impl Conn {
     }
 
     fn queue(&mut self, spec: &'static CommandSpec, args: Args) {
-        let threads = self.shard.node.threads;
-        let allowed = match spec.scope {
-            Scope::Conn => false,
-            Scope::AllShards(_) | Scope::Cursor => threads == 1,
-            _ => true,
+        let (layout, threads, here) = (self.shard.node.layout, self.shard.node.threads, self.shard.id);
+        let refusal: Option<String> = match spec.scope {
+            Scope::Conn => Some(format!("ERR Command not allowed inside a transaction: '{}' uses connection state", spec.name)),
+            _ => match plan(spec, args, layout, threads, here) {
+                Plan::Refuse(msg) => Some(msg.to_string()),
+                Plan::On(t) => {
+                    let m = self.multi.as_mut().expect("in MULTI");
+                    match (spec.scope, m.thread) {
+                        (Scope::Keyless, _) => None,
+                        (_, Some(x)) if x != t => Some(TXN_CROSS_THREAD.to_string()),
+                        _ => {
+                            m.thread = Some(t);
+                            None
+                        }
+                    }
+                }
+                Plan::All(_) | Plan::Split { .. } => Some(TXN_CROSS_THREAD.to_string()),
+            },
         };
-        if !allowed {
+        if let Some(msg) = refusal {
             self.flag_multi();
-            return self.out.error(&format!(
-                "ERR Command not allowed inside a transaction: '{}' needs a single shard thread or connection state",
-                spec.name
-            ));
+            return self.out.error(&msg);
         }
         let m = self.multi.as_mut().expect("in MULTI");
         let first = m.spans.len() as u32;
@@ -470,30 +485,8 @@ impl Conn {
         if m.dirty {
             return self.out.error("EXECABORT Transaction discarded because of previous errors.");
         }
-        // Every queued command must run on one thread.
-        let node = self.shard.node.clone();
-        let mut target: Option<usize> = None;
-        for &(first, len) in &m.cmds {
-            let args = Args::new(&m.buf, &m.spans[first as usize..(first + len) as usize]);
-            let spec = lookup(args.get(0)).expect("checked when queued");
-            let t = match plan(spec, args, node.layout, node.threads, self.shard.id) {
-                Plan::On(t) => t,
-                Plan::Refuse(msg) => return self.out.error(msg),
-                _ => return self.out.error(err::CROSSSLOT),
-            };
-            if spec.scope == Scope::Keyless {
-                continue;
-            }
-            match target {
-                None => target = Some(t),
-                Some(x) if x != t => {
-                    return self.out.error(
-                        "CROSSSLOT Keys in request don't hash to the same shard thread (a transaction must stay on one shard thread for now)",
-                    );
-                }
-                _ => {}
-            }
-        }
+        // Queueing kept every keyed command on one thread (`m.thread`).
+        let target = m.thread;
         let t = target.unwrap_or(self.shard.id);
         let watch = watched.then_some(flag);
         if t == self.shard.id {

@@ -39,7 +39,7 @@ fn main() {
         print!("{}", config::to_toml(&cfg));
         return;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHARDLINE_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("shardline={0},monoio=warn", cfg.log_level)));
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
     if let Err(e) = run(cfg) {

@@ -1,0 +1,226 @@
+//! End-to-end: real binary, real clients (the `redis` crate, RESP2 and RESP3).
+
+mod common;
+
+use common::Server;
+use redis::{Commands, Value};
+use std::time::Duration;
+
+#[test]
+fn strings_keys_and_hashes_work_through_a_real_client() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let _: () = c.set("foo", "bar").unwrap();
+    assert_eq!(c.get::<_, String>("foo").unwrap(), "bar");
+    assert_eq!(c.incr::<_, _, i64>("n", 5).unwrap(), 5);
+    let _: () = c.hset_multiple("h", &[("a", "1"), ("b", "2")]).unwrap();
+    let mut all: Vec<(String, String)> = c.hgetall("h").unwrap();
+    all.sort();
+    assert_eq!(all, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+    let e: redis::RedisResult<String> = c.get("h");
+    assert!(common::msg(e.unwrap_err()).contains("WRONGTYPE"));
+    let e: redis::RedisResult<Value> = redis::cmd("NOSUCHCMD").arg("x").query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("unknown command"));
+    let e: redis::RedisResult<Value> = redis::cmd("GET").query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("wrong number of arguments for 'get' command"));
+    assert_eq!(c.exists::<_, i64>(&["foo", "n", "nope"]).unwrap(), 2);
+}
+
+#[test]
+fn resp3_clients_get_maps_and_nulls() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client_resp3();
+    let _: () = c.hset("h", "f", "v").unwrap();
+    let v: Value = redis::cmd("HGETALL").arg("h").query(&mut c).unwrap();
+    assert!(matches!(v, Value::Map(ref m) if m.len() == 1), "{v:?}");
+    let v: Value = redis::cmd("GET").arg("missing").query(&mut c).unwrap();
+    assert_eq!(v, Value::Nil);
+    let hello: Value = redis::cmd("HELLO").arg(3).query(&mut c).unwrap();
+    assert!(matches!(hello, Value::Map(_)), "{hello:?}");
+}
+
+#[test]
+fn pipelines_across_shard_threads_keep_request_order() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let mut p = redis::pipe();
+    for i in 0..2000 {
+        p.set(format!("key:{i}"), i).ignore();
+    }
+    for i in 0..2000 {
+        p.get(format!("key:{i}"));
+    }
+    let got: Vec<i64> = p.query(&mut c).unwrap();
+    assert_eq!(got, (0..2000).collect::<Vec<i64>>());
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    let hops: u64 = info.lines().find_map(|l| l.strip_prefix("cross_thread_hops:")).unwrap().trim().parse().unwrap();
+    // Counters are published once per tick; a second INFO after a tick shows them.
+    std::thread::sleep(Duration::from_millis(250));
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    let hops2: u64 = info.lines().find_map(|l| l.strip_prefix("cross_thread_hops:")).unwrap().trim().parse().unwrap();
+    assert!(hops2 > 0 || hops > 0, "keys on the other thread must have hopped");
+}
+
+#[test]
+fn multi_key_commands_fan_out_and_gather() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+    let pairs: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v-{k}"))).collect();
+    let _: () = c.mset(&pairs).unwrap();
+    let mut asked = keys.clone();
+    asked.insert(50, "missing".into());
+    let got: Vec<Option<String>> = c.mget(&asked).unwrap();
+    for (k, v) in asked.iter().zip(&got) {
+        if k == "missing" {
+            assert_eq!(v, &None);
+        } else {
+            assert_eq!(v.as_deref(), Some(format!("v-{k}").as_str()));
+        }
+    }
+    assert_eq!(c.exists::<_, i64>(&keys).unwrap(), 200);
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 200);
+    let mut listed: Vec<String> = c.keys("k1*").unwrap();
+    listed.sort();
+    assert_eq!(listed.len(), 111);
+    let mut seen: Vec<String> = c.scan_match::<_, String>("k*").unwrap().collect::<Result<_, _>>().unwrap();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 200);
+    let rk: String = redis::cmd("RANDOMKEY").query(&mut c).unwrap();
+    assert!(rk.starts_with('k'));
+    assert_eq!(c.del::<_, i64>(&keys[..100]).unwrap(), 100);
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 0);
+    // MSETNX cannot be atomic across shard threads yet: refused, nothing written.
+    let e: redis::RedisResult<i64> = redis::cmd("MSETNX").arg("foo").arg(1).arg("bar").arg(2).query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("CROSSSLOT"));
+    assert_eq!(c.exists::<_, i64>(&["foo", "bar"]).unwrap(), 0);
+}
+
+#[test]
+fn expiry_is_lazy_and_active() {
+    let s = Server::start("0-1", &["--hz", "50"]);
+    let mut c = s.client();
+    let _: () = redis::cmd("SET").arg("short").arg("v").arg("PX").arg(100).query(&mut c).unwrap();
+    assert!(c.pttl::<_, i64>("short").unwrap() > 0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(c.get::<_, Option<String>>("short").unwrap(), None);
+    for i in 0..300 {
+        let _: () = redis::cmd("SET").arg(format!("t{i}")).arg("v").arg("PX").arg(50).query(&mut c).unwrap();
+    }
+    let _: () = c.set("keeper", "v").unwrap();
+    // No client touches the keys: only active expiry can remove them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "active expiry left {n} keys");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    assert!(info.contains("expired_keys:301"), "{info}");
+}
+
+#[test]
+fn multi_exec_watch_follow_redis_semantics() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let mut other = s.client();
+    // foo and bar live on different shard threads.
+    let r: (String, i64) = redis::pipe().atomic().set("foo", "1").incr("foo", 2).query(&mut c).unwrap();
+    assert_eq!(r, ("OK".to_string(), 3));
+    // A queued error aborts the transaction.
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    let e: redis::RedisResult<Value> = redis::cmd("GET").query(&mut c);
+    assert!(e.is_err());
+    let e: redis::RedisResult<Value> = redis::cmd("EXEC").query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("EXECABORT"));
+    // WATCH on a key of the other thread, modified by another client: EXEC returns null.
+    let _: () = redis::cmd("WATCH").arg("bar").query(&mut c).unwrap();
+    let _: () = other.set("bar", "changed").unwrap();
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("bar").arg("mine").query(&mut c).unwrap();
+    let r: Value = redis::cmd("EXEC").query(&mut c).unwrap();
+    assert_eq!(r, Value::Nil);
+    assert_eq!(other.get::<_, String>("bar").unwrap(), "changed");
+    // Untouched WATCH: EXEC runs.
+    let _: () = redis::cmd("WATCH").arg("bar").query(&mut c).unwrap();
+    let r: (String,) = redis::pipe().atomic().set("bar", "mine").query(&mut c).unwrap();
+    assert_eq!(r.0, "OK");
+    assert_eq!(other.get::<_, String>("bar").unwrap(), "mine");
+    // A transaction spanning shard threads is refused whole.
+    let e: redis::RedisResult<Value> = redis::pipe().atomic().set("foo", "x").set("bar", "x").query(&mut c);
+    let m = common::msg(e.unwrap_err());
+    assert!(m.contains("CROSSSLOT") || m.contains("EXECABORT"), "{m}");
+    assert_eq!(other.get::<_, String>("foo").unwrap(), "3");
+    let e: redis::RedisResult<Value> = redis::cmd("EXEC").query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("EXEC without MULTI"));
+    let e: redis::RedisResult<Value> = redis::cmd("DISCARD").query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("DISCARD without MULTI"));
+}
+
+#[test]
+fn auth_is_required_when_requirepass_is_set() {
+    let s = Server::start("0", &["--requirepass", "s3cret"]);
+    let mut c = s.client();
+    let e: redis::RedisResult<Value> = redis::cmd("GET").arg("k").query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("NOAUTH"));
+    let e: redis::RedisResult<Value> = redis::cmd("AUTH").arg("wrong").query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("WRONGPASS"));
+    let _: () = redis::cmd("AUTH").arg("s3cret").query(&mut c).unwrap();
+    let _: () = c.set("k", "v").unwrap();
+    let url = format!("redis://:s3cret@127.0.0.1:{}/?protocol=resp3", s.port);
+    let mut c3 = redis::Client::open(url).unwrap().get_connection().unwrap();
+    assert_eq!(c3.get::<_, String>("k").unwrap(), "v");
+}
+
+#[test]
+fn config_get_and_set_take_effect() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let v: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("port").query(&mut c).unwrap();
+    assert_eq!(v, vec!["port".to_string(), s.port.to_string()]);
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("proto-max-bulk-len").arg("2048").query(&mut c).unwrap();
+    let mut raw = s.raw();
+    let (got, closed) = common::exchange(&mut raw, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4096\r\n", Duration::from_secs(2));
+    assert_eq!(String::from_utf8_lossy(&got), "-ERR Protocol error: invalid bulk length\r\n");
+    assert!(closed);
+    let e: redis::RedisResult<Value> = redis::cmd("CONFIG").arg("SET").arg("port").arg("1").query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("immutable"));
+    let e: redis::RedisResult<Value> = redis::cmd("CONFIG").arg("SET").arg("hz").arg("abc").query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("hz"));
+    let all: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("*").query(&mut c).unwrap();
+    assert!(all.contains(&"client-output-buffer-limit".to_string()));
+}
+
+#[test]
+fn info_and_client_commands_answer_in_redis_formats() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let mut d = s.client();
+    let _: () = redis::cmd("CLIENT").arg("SETNAME").arg("tester").query(&mut d).unwrap();
+    let _: () = c.set("foo", "bar").unwrap();
+    let info: String = redis::cmd("INFO").query(&mut c).unwrap();
+    for field in ["redis_version:", "used_memory:", "mem_allocator:", "connected_clients:2", "db0:keys=1", "shard0:core=0", "shard1:core=1", "multiplexing_api:"] {
+        assert!(info.contains(field), "INFO lacks {field}:\n{info}");
+    }
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(list.contains("name=tester"));
+    let name: String = redis::cmd("CLIENT").arg("GETNAME").query(&mut d).unwrap();
+    assert_eq!(name, "tester");
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut d).unwrap();
+    assert!(id > 0);
+    let n: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
+    assert!(n > 70);
+    let usage: i64 = redis::cmd("MEMORY").arg("USAGE").arg("foo").query(&mut c).unwrap();
+    assert!(usage > 0);
+    let e: redis::RedisResult<Value> = redis::cmd("SELECT").arg(1).query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("out of range"));
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
+}

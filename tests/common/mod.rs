@@ -1,0 +1,129 @@
+//! Test support: start the real `shardline` binary on a free loopback port and talk to it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub port: u16,
+    pub child: Child,
+    pub dir: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts a server on cores `cores` with extra flags, and waits until it answers PING.
+    pub fn start(cores: &str, extra: &[&str]) -> Server {
+        for _ in 0..5 {
+            let port = free_port();
+            let dir = std::env::temp_dir().join(format!("shardline-test-{}-{port}", std::process::id()));
+            let mut args: Vec<String> =
+                vec!["--port".into(), port.to_string(), "--cores".into(), cores.into(), "--data-dir".into(), dir.display().to_string()];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let child = Command::new(env!("CARGO_BIN_EXE_shardline"))
+                .args(&args)
+                .env("SHARDLINE_LOG_LEVEL", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start shardline");
+            let mut s = Server { port, child, dir };
+            if s.wait_ready() {
+                return s;
+            }
+            let _ = s.child.kill();
+        }
+        panic!("shardline did not start");
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                if s.write_all(b"PING\r\n").is_ok() {
+                    let mut buf = [0u8; 64];
+                    if let Ok(n) = s.read(&mut buf) {
+                        if n > 0 && buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH") {
+                            return true;
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+
+    pub fn client_resp3(&self) -> redis::Connection {
+        redis::Client::open(format!("{}?protocol=resp3", self.url())).unwrap().get_connection().unwrap()
+    }
+
+    pub fn raw(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), 15);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends raw bytes and reads what comes back until the server closes or `timeout` passes.
+pub fn exchange(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> (Vec<u8>, bool) {
+    stream.write_all(bytes).unwrap();
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+/// An error's code and text, as one string to search (the `redis` crate moves known codes such as
+/// CROSSSLOT out of the message).
+pub fn msg(e: redis::RedisError) -> String {
+    format!("{} {} {:?}", e.code().unwrap_or(""), e, e)
+}
