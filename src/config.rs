@@ -63,11 +63,20 @@ fn parse_u64(v: &str, min: u64, max: u64) -> Result<u64, String> {
 /// (k = 1000, kb = 1024).
 pub fn parse_size(v: &str) -> Result<u64, String> {
     let l = v.trim().to_ascii_lowercase();
-    let (digits, mul) = [("gb", 1u64 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 1_000_000_000), ("m", 1_000_000), ("k", 1000)]
-        .iter()
-        .find_map(|(s, m)| l.strip_suffix(s).map(|d| (d.to_string(), *m)))
-        .unwrap_or((l.clone(), 1));
-    let n: u64 = digits.parse().map_err(|_| "not a non-negative integer".to_string())?;
+    let (digits, mul) = [
+        ("gb", 1u64 << 30),
+        ("mb", 1 << 20),
+        ("kb", 1 << 10),
+        ("g", 1_000_000_000),
+        ("m", 1_000_000),
+        ("k", 1000),
+    ]
+    .iter()
+    .find_map(|(s, m)| l.strip_suffix(s).map(|d| (d.to_string(), *m)))
+    .unwrap_or((l.clone(), 1));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "not a non-negative integer".to_string())?;
     n.checked_mul(mul).ok_or_else(|| "too large".to_string())
 }
 
@@ -86,7 +95,10 @@ pub fn parse_cores(v: &str) -> Result<Vec<usize>, String> {
         let bad = || format!("'{part}' is not a core number or range like 0-3");
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
                 if a > b || b - a > 4096 {
                     return Err(bad());
                 }
@@ -108,7 +120,11 @@ pub fn parse_cores(v: &str) -> Result<Vec<usize>, String> {
 }
 
 fn format_cores(cores: &[usize]) -> String {
-    cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+    cores
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 macro_rules! num_param {
@@ -134,7 +150,10 @@ pub static PARAMS: &[Param] = &[
         help: "Address to listen on (default 127.0.0.1).",
         runtime: false,
         set: |c, v| {
-            c.bind = v.trim().parse().map_err(|_| "not an IP address".to_string())?;
+            c.bind = v
+                .trim()
+                .parse()
+                .map_err(|_| "not an IP address".to_string())?;
             Ok(())
         },
         get: |c| c.bind.to_string(),
@@ -177,7 +196,11 @@ pub static PARAMS: &[Param] = &[
         help: "Password clients must AUTH with; empty for none.",
         runtime: true,
         set: |c, v| {
-            c.requirepass = if v.is_empty() { None } else { Some(v.to_string()) };
+            c.requirepass = if v.is_empty() {
+                None
+            } else {
+                Some(v.to_string())
+            };
             Ok(())
         },
         get: |c| c.requirepass.clone().unwrap_or_default(),
@@ -203,7 +226,13 @@ pub static PARAMS: &[Param] = &[
             c.protected_mode = parse_bool(v)?;
             Ok(())
         },
-        get: |c| if c.protected_mode { "yes".into() } else { "no".into() },
+        get: |c| {
+            if c.protected_mode {
+                "yes".into()
+            } else {
+                "no".into()
+            }
+        },
     },
     Param {
         name: "vshards",
@@ -219,15 +248,78 @@ pub static PARAMS: &[Param] = &[
         },
         get: |c| c.vshards.to_string(),
     },
-    num_param!("maxclients", maxclients, 1, 1_000_000, true, "Most client connections at once (default 10000)."),
-    num_param!("proto-max-bulk-len", proto_max_bulk_len, 1024, 1 << 32, true, "Largest bulk string a client may send (default 512mb)."),
-    num_param!("max-multibulk-len", max_multibulk_len, 1, 1 << 24, true, "Most arguments in one command (default 1048576)."),
-    num_param!("client-query-buffer-limit", client_query_buffer_limit, 1 << 20, 1 << 34, true, "Most unparsed bytes buffered for a client (default 1gb)."),
-    num_param!("client-output-buffer-limit", client_output_buffer_limit, 1 << 16, 1 << 34, true, "Most reply bytes pending for a client before it is disconnected (default 256mb)."),
-    num_param!("hop-queue-depth", hop_queue_depth, 16, 1 << 20, false, "Capacity of each shard thread's cross-thread job queue (default 4096)."),
-    num_param!("shutdown-timeout-ms", shutdown_timeout_ms, 0, 600_000, true, "How long SIGTERM waits for in-flight replies (default 5000)."),
-    num_param!("hz", hz, 1, 500, true, "Active-expiry passes per second on each shard thread (default 10)."),
-    num_param!("active-expire-keys-per-pass", active_expire_keys_per_pass, 1, 1 << 20, true, "Keys with a TTL examined per active-expiry pass (default 200)."),
+    num_param!(
+        "maxclients",
+        maxclients,
+        1,
+        1_000_000,
+        true,
+        "Most client connections at once (default 10000)."
+    ),
+    num_param!(
+        "proto-max-bulk-len",
+        proto_max_bulk_len,
+        1024,
+        1 << 32,
+        true,
+        "Largest bulk string a client may send (default 512mb)."
+    ),
+    num_param!(
+        "max-multibulk-len",
+        max_multibulk_len,
+        1,
+        1 << 24,
+        true,
+        "Most arguments in one command (default 1048576)."
+    ),
+    num_param!(
+        "client-query-buffer-limit",
+        client_query_buffer_limit,
+        1 << 20,
+        1 << 34,
+        true,
+        "Most unparsed bytes buffered for a client (default 1gb)."
+    ),
+    num_param!(
+        "client-output-buffer-limit",
+        client_output_buffer_limit,
+        1 << 16,
+        1 << 34,
+        true,
+        "Most reply bytes pending for a client before it is disconnected (default 256mb)."
+    ),
+    num_param!(
+        "hop-queue-depth",
+        hop_queue_depth,
+        16,
+        1 << 20,
+        false,
+        "Capacity of each shard thread's cross-thread job queue (default 4096)."
+    ),
+    num_param!(
+        "shutdown-timeout-ms",
+        shutdown_timeout_ms,
+        0,
+        600_000,
+        true,
+        "How long SIGTERM waits for in-flight replies (default 5000)."
+    ),
+    num_param!(
+        "hz",
+        hz,
+        1,
+        500,
+        true,
+        "Active-expiry passes per second on each shard thread (default 10)."
+    ),
+    num_param!(
+        "active-expire-keys-per-pass",
+        active_expire_keys_per_pass,
+        1,
+        1 << 20,
+        true,
+        "Keys with a TTL examined per active-expiry pass (default 200)."
+    ),
 ];
 
 impl Default for Config {
@@ -298,7 +390,11 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<(Config, Cli), 
                 i += 1;
                 continue;
             }
-            None => return Err(format!("unexpected argument '{a}' (flags look like --port 6380; see --help)")),
+            None => {
+                return Err(format!(
+                    "unexpected argument '{a}' (flags look like --port 6380; see --help)"
+                ));
+            }
         };
         match name.as_str() {
             "print-config" => cli.print_config = true,
@@ -308,13 +404,16 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<(Config, Cli), 
                     Some(v) => v,
                     None => {
                         i += 1;
-                        args.get(i).cloned().ok_or_else(|| format!("flag --{name} needs a value"))?
+                        args.get(i)
+                            .cloned()
+                            .ok_or_else(|| format!("flag --{name} needs a value"))?
                     }
                 };
                 if name == "config" {
                     config_file = Some(value);
                 } else {
-                    let p = find(&name).ok_or_else(|| format!("unknown flag --{name} (see --help)"))?;
+                    let p =
+                        find(&name).ok_or_else(|| format!("unknown flag --{name} (see --help)"))?;
                     flags.push((p, value));
                 }
             }
@@ -322,17 +421,20 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<(Config, Cli), 
         i += 1;
     }
     if let Some(path) = &config_file {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {path}: {e}"))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {path}: {e}"))?;
         apply_toml(&mut cfg, &text).map_err(|e| format!("config file {path}: {e}"))?;
     }
     for (k, v) in env {
         if let Some(name) = k.strip_prefix("SHARDLINE_") {
             let p = find(name).ok_or_else(|| format!("unknown environment variable {k}"))?;
-            p.set(&mut cfg, v).map_err(|e| format!("environment {k}: {e}"))?;
+            p.set(&mut cfg, v)
+                .map_err(|e| format!("environment {k}: {e}"))?;
         }
     }
     for (p, v) in flags {
-        p.set(&mut cfg, &v).map_err(|e| format!("flag --{}: {e}", p.name))?;
+        p.set(&mut cfg, &v)
+            .map_err(|e| format!("flag --{}: {e}", p.name))?;
     }
     validate(&cfg)?;
     Ok((cfg, cli))
@@ -347,7 +449,11 @@ pub fn apply_toml(cfg: &mut Config, text: &str) -> Result<(), String> {
             toml::Value::String(s) => s,
             toml::Value::Integer(n) => n.to_string(),
             toml::Value::Boolean(b) => if b { "yes" } else { "no" }.to_string(),
-            toml::Value::Array(a) => a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             other => return Err(format!("key '{k}': unsupported value {other}")),
         };
         p.set(cfg, &s)?;
@@ -378,7 +484,10 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
 /// Every core in this process's affinity mask: a thread-per-core server uses the machine it is
 /// given; `taskset` or `--cores` narrow it.
 pub fn default_cores() -> Vec<usize> {
-    shardline_transport::cpu::allowed_cpus().ok().filter(|c| !c.is_empty()).unwrap_or_else(|| vec![0])
+    shardline_transport::cpu::allowed_cpus()
+        .ok()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| vec![0])
 }
 
 /// The effective configuration as a TOML document.
@@ -414,8 +523,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         std::fs::write(&file, "port = 7000\nhz = 20\nrequirepass = \"file\"\n").unwrap();
-        let env = vec![("SHARDLINE_PORT".to_string(), "7001".to_string()), ("SHARDLINE_HZ".to_string(), "30".to_string())];
-        let (c, _) = load(&args(&format!("--config {} --port 7002", file.display())), &env).unwrap();
+        let env = vec![
+            ("SHARDLINE_PORT".to_string(), "7001".to_string()),
+            ("SHARDLINE_HZ".to_string(), "30".to_string()),
+        ];
+        let (c, _) = load(
+            &args(&format!("--config {} --port 7002", file.display())),
+            &env,
+        )
+        .unwrap();
         assert_eq!(c.port, 7002);
         assert_eq!(c.hz, 30);
         assert_eq!(c.requirepass.as_deref(), Some("file"));
@@ -424,7 +540,10 @@ mod tests {
     #[test]
     fn bad_values_name_the_key_the_value_and_the_reason() {
         let e = load(&args("--port 70000"), &[]).unwrap_err();
-        assert_eq!(e, "flag --port: invalid value '70000' for 'port': must be between 1 and 65535");
+        assert_eq!(
+            e,
+            "flag --port: invalid value '70000' for 'port': must be between 1 and 65535"
+        );
         let e = load(&args("--vshards 300"), &[]).unwrap_err();
         assert!(e.contains("'300'") && e.contains("power of two"), "{e}");
         let e = load(&args("--cores 5-2"), &[]).unwrap_err();
@@ -434,7 +553,11 @@ mod tests {
         let e = load(&args("--bind 0.0.0.0"), &[]).unwrap_err();
         assert!(e.contains("protected mode"), "{e}");
         assert!(load(&args("--bind 0.0.0.0 --requirepass x"), &[]).is_ok());
-        assert!(load(&args("--cores 100000"), &[]).unwrap_err().contains("not available"));
+        assert!(
+            load(&args("--cores 100000"), &[])
+                .unwrap_err()
+                .contains("not available")
+        );
     }
 
     #[test]

@@ -68,8 +68,7 @@ struct Multi {
     thread: Option<usize>,
 }
 
-const TXN_CROSS_THREAD: &str =
-    "CROSSSLOT Keys in request don't hash to the same shard thread (a transaction must stay on one shard thread for now)";
+const TXN_CROSS_THREAD: &str = "CROSSSLOT Keys in request don't hash to the same shard thread (a transaction must stay on one shard thread for now)";
 
 /// Per-connection state.
 pub struct Conn {
@@ -115,7 +114,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         qbuf: 0,
     }));
     shard.clients.borrow_mut().push(info.clone());
-    let authed = shard.node.config.lock().map(|c| c.requirepass.is_none()).unwrap_or(false);
+    let authed = shard
+        .node
+        .config
+        .lock()
+        .map(|c| c.requirepass.is_none())
+        .unwrap_or(false);
     let threads = shard.node.threads;
     let mut conn = Conn {
         shard: shard.clone(),
@@ -155,12 +159,19 @@ impl Conn {
                     rbuf.drain(..rpos);
                     rpos = 0;
                 }
-                let want = resp::bytes_needed(&rbuf).unwrap_or(0).max(rbuf.len() + READ_CHUNK);
+                let want = resp::bytes_needed(&rbuf)
+                    .unwrap_or(0)
+                    .max(rbuf.len() + READ_CHUNK);
                 let limit = self.shard.node.live.get(|l| &l.client_query_buffer_limit) as usize;
                 if want > limit + READ_CHUNK {
                     self.shard.local.borrow_mut().protocol_errors += 1;
-                    tracing::warn!(client = self.info.borrow().id, "query buffer limit exceeded; closing");
-                    let _ = stream.write_all(b"-ERR Protocol error: query buffer limit exceeded\r\n".to_vec()).await;
+                    tracing::warn!(
+                        client = self.info.borrow().id,
+                        "query buffer limit exceeded; closing"
+                    );
+                    let _ = stream
+                        .write_all(b"-ERR Protocol error: query buffer limit exceeded\r\n".to_vec())
+                        .await;
                     return Ok(());
                 }
                 if rbuf.capacity() < want {
@@ -168,7 +179,9 @@ impl Conn {
                 }
                 let len = rbuf.len();
                 let cap = rbuf.capacity();
-                let (res, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(rbuf, len..cap)).await;
+                let (res, slice) = stream
+                    .read(monoio::buf::IoBufMut::slice_mut(rbuf, len..cap))
+                    .await;
                 rbuf = slice.into_inner();
                 let n = res?;
                 if n == 0 {
@@ -193,7 +206,12 @@ impl Conn {
 
     /// Parses and dispatches commands from `buf`. Returns the bytes used and whether complete
     /// commands may remain (the batch stopped early to write).
-    fn parse_and_dispatch(&mut self, buf: &[u8], spans: &mut Vec<Span>, scratch: &mut Vec<u8>) -> (usize, bool) {
+    fn parse_and_dispatch(
+        &mut self,
+        buf: &[u8],
+        spans: &mut Vec<Span>,
+        scratch: &mut Vec<u8>,
+    ) -> (usize, bool) {
         let live = &self.shard.node.live;
         let limits = Limits {
             max_bulk_len: live.get(|l| &l.proto_max_bulk_len) as usize,
@@ -208,7 +226,11 @@ impl Conn {
             match resp::parse_command(&buf[pos..], &limits, spans, scratch) {
                 Ok(None) => break,
                 Ok(Some(frame)) => {
-                    let base: &[u8] = if frame.in_scratch { scratch } else { &buf[pos..] };
+                    let base: &[u8] = if frame.in_scratch {
+                        scratch
+                    } else {
+                        &buf[pos..]
+                    };
                     pos += frame.consumed;
                     if !spans.is_empty() {
                         self.dispatch(Args::new(base, spans));
@@ -259,7 +281,16 @@ impl Conn {
         let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
         match plan(spec, args, layout, threads, here) {
             Plan::On(t) if t == here => {
-                self.shard.run_op(&Op::Cmd { first: 0, len: args.len() as u32 }, args.buf(), args.spans(), self.now_us, &mut self.out);
+                self.shard.run_op(
+                    &Op::Cmd {
+                        first: 0,
+                        len: args.len() as u32,
+                    },
+                    args.buf(),
+                    args.spans(),
+                    self.now_us,
+                    &mut self.out,
+                );
             }
             Plan::On(t) => {
                 let op = self.push_cmd(t, args.buf(), args.spans());
@@ -267,15 +298,20 @@ impl Conn {
             }
             Plan::Refuse(msg) => self.out.error(msg),
             Plan::All(merge) => {
-                let parts = (0..threads).map(|t| self.part(t, args.buf(), args.spans())).collect();
+                let parts = (0..threads)
+                    .map(|t| self.part(t, args.buf(), args.spans()))
+                    .collect();
                 self.hole(parts, Finish::Merge(merge, Vec::new()));
             }
             Plan::Split { parts, merge } => {
                 let step = spec.step.max(1) as usize;
                 let mut order = Vec::new();
                 if merge == Merge::Positional {
-                    let mut by_key: Vec<(u32, u8)> =
-                        parts.iter().enumerate().flat_map(|(p, part)| part.keys.iter().map(move |&k| (k, p as u8))).collect();
+                    let mut by_key: Vec<(u32, u8)> = parts
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(p, part)| part.keys.iter().map(move |&k| (k, p as u8)))
+                        .collect();
                     by_key.sort_unstable();
                     order = by_key.into_iter().map(|(_, p)| p).collect();
                 }
@@ -297,10 +333,22 @@ impl Conn {
     fn part(&mut self, t: usize, buf: &[u8], spans: &[Span]) -> PartRef {
         if t == self.shard.id {
             let mut out = Out::new(self.proto);
-            self.shard.run_op(&Op::Cmd { first: 0, len: spans.len() as u32 }, buf, spans, self.now_us, &mut out);
+            self.shard.run_op(
+                &Op::Cmd {
+                    first: 0,
+                    len: spans.len() as u32,
+                },
+                buf,
+                spans,
+                self.now_us,
+                &mut out,
+            );
             PartRef::Local(out.buf)
         } else {
-            PartRef::Remote { thread: t, op: self.push_cmd(t, buf, spans) }
+            PartRef::Remote {
+                thread: t,
+                op: self.push_cmd(t, buf, spans),
+            }
         }
     }
 
@@ -332,7 +380,13 @@ impl Conn {
     /// Queues a command for thread `t`; returns its op index in the job.
     fn push_cmd(&mut self, t: usize, buf: &[u8], spans: &[Span]) -> usize {
         let first = self.copy_args(t, buf, spans);
-        self.push_op(t, Op::Cmd { first, len: spans.len() as u32 })
+        self.push_op(
+            t,
+            Op::Cmd {
+                first,
+                len: spans.len() as u32,
+            },
+        )
     }
 
     fn push_op(&mut self, t: usize, op: Op) -> usize {
@@ -342,7 +396,11 @@ impl Conn {
     }
 
     fn hole(&mut self, parts: Vec<PartRef>, finish: Finish) {
-        self.holes.push(Hole { at: self.out.buf.len(), parts, finish });
+        self.holes.push(Hole {
+            at: self.out.buf.len(),
+            parts,
+            finish,
+        });
     }
 
     /// Sends the batch's jobs, fills the holes and writes the replies.
@@ -365,7 +423,11 @@ impl Conn {
         }
         let limit = self.shard.node.live.get(|l| &l.client_output_buffer_limit) as usize;
         if buf.len() > limit {
-            tracing::warn!(client = self.info.borrow().id, bytes = buf.len(), "client output buffer limit reached; closing");
+            tracing::warn!(
+                client = self.info.borrow().id,
+                bytes = buf.len(),
+                "client output buffer limit reached; closing"
+            );
             self.closing = true;
             self.out.buf = Vec::new();
             return Ok(());
@@ -397,10 +459,15 @@ impl Conn {
                 .iter()
                 .map(|p| match p {
                     PartRef::Local(b) => b.as_slice(),
-                    PartRef::Remote { thread, op } => dones[*thread].as_ref().expect("job was sent").segment(*op),
+                    PartRef::Remote { thread, op } => {
+                        dones[*thread].as_ref().expect("job was sent").segment(*op)
+                    }
                 })
                 .collect();
-            let mut out = Out { buf: full, proto: self.proto };
+            let mut out = Out {
+                buf: full,
+                proto: self.proto,
+            };
             self.finish(&hole.finish, &parts, &mut out);
             full = out.buf;
         }
@@ -417,7 +484,9 @@ impl Conn {
         match finish {
             Finish::Raw => out.raw(parts[0]),
             Finish::Ok => out.ok(),
-            Finish::Merge(merge, order) => crate::merge::merge(*merge, order, parts, &mut self.shard.rng.borrow_mut(), out),
+            Finish::Merge(merge, order) => {
+                crate::merge::merge(*merge, order, parts, &mut self.shard.rng.borrow_mut(), out)
+            }
             Finish::Info(sections) => crate::info::write(&self.shard, sections, parts, out),
             Finish::Clients => {
                 let mut text = Vec::new();
@@ -439,9 +508,16 @@ impl Conn {
     }
 
     fn queue(&mut self, spec: &'static CommandSpec, args: Args) {
-        let (layout, threads, here) = (self.shard.node.layout, self.shard.node.threads, self.shard.id);
+        let (layout, threads, here) = (
+            self.shard.node.layout,
+            self.shard.node.threads,
+            self.shard.id,
+        );
         let refusal: Option<String> = match spec.scope {
-            Scope::Conn => Some(format!("ERR Command not allowed inside a transaction: '{}' uses connection state", spec.name)),
+            Scope::Conn => Some(format!(
+                "ERR Command not allowed inside a transaction: '{}' uses connection state",
+                spec.name
+            )),
             _ => match plan(spec, args, layout, threads, here) {
                 Plan::Refuse(msg) => Some(msg.to_string()),
                 Plan::On(t) => {
@@ -483,15 +559,21 @@ impl Conn {
         let watched = !self.watched.is_empty();
         self.unwatch_all();
         if m.dirty {
-            return self.out.error("EXECABORT Transaction discarded because of previous errors.");
+            return self
+                .out
+                .error("EXECABORT Transaction discarded because of previous errors.");
         }
         // Queueing kept every keyed command on one thread (`m.thread`).
         let target = m.thread;
         let t = target.unwrap_or(self.shard.id);
         let watch = watched.then_some(flag);
         if t == self.shard.id {
-            let op = Op::Exec { cmds: m.cmds, watch };
-            self.shard.run_op(&op, &m.buf, &m.spans, self.now_us, &mut self.out);
+            let op = Op::Exec {
+                cmds: m.cmds,
+                watch,
+            };
+            self.shard
+                .run_op(&op, &m.buf, &m.spans, self.now_us, &mut self.out);
         } else {
             let base = self.copy_args(t, &m.buf, &m.spans);
             let cmds = m.cmds.iter().map(|&(f, l)| (f + base, l)).collect();
@@ -510,16 +592,31 @@ impl Conn {
             let key = args.get(i);
             let t = shardline_shards::route::thread_of(key, node.layout, node.threads);
             if t == self.shard.id {
-                self.shard.db.borrow_mut().watches.watch(key, self.watch_flag.clone());
+                self.shard
+                    .db
+                    .borrow_mut()
+                    .watches
+                    .watch(key, self.watch_flag.clone());
             } else {
                 let first = self.copy_args(t, args.buf(), &args.spans()[i..i + 1]);
-                let op = self.push_op(t, Op::Watch { first, add: true, flag: self.watch_flag.clone() });
+                let op = self.push_op(
+                    t,
+                    Op::Watch {
+                        first,
+                        add: true,
+                        flag: self.watch_flag.clone(),
+                    },
+                );
                 parts.push(PartRef::Remote { thread: t, op });
             }
             self.watched.push((key.to_vec(), t));
         }
         self.info.borrow_mut().watching = self.watched.len();
-        if parts.is_empty() { self.out.ok() } else { self.hole(parts, Finish::Ok) }
+        if parts.is_empty() {
+            self.out.ok()
+        } else {
+            self.hole(parts, Finish::Ok)
+        }
     }
 
     /// Drops this connection's WATCH registrations (in this batch's jobs for remote keys).
@@ -530,7 +627,14 @@ impl Conn {
                 self.shard.db.borrow_mut().watches.unwatch(&key, &flag);
             } else {
                 let first = self.copy_args(t, &key, &[(0, key.len() as u32)]);
-                self.push_op(t, Op::Watch { first, add: false, flag: flag.clone() });
+                self.push_op(
+                    t,
+                    Op::Watch {
+                        first,
+                        add: false,
+                        flag: flag.clone(),
+                    },
+                );
             }
         }
         self.watch_flag = Arc::new(AtomicBool::new(false));
@@ -580,8 +684,14 @@ impl Conn {
                 self.out.ok()
             }
             "info" => {
-                let sections = args.iter().skip(1).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
-                let parts = (0..self.shard.node.threads).map(|t| self.stats_part(t)).collect();
+                let sections = args
+                    .iter()
+                    .skip(1)
+                    .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+                    .collect();
+                let parts = (0..self.shard.node.threads)
+                    .map(|t| self.stats_part(t))
+                    .collect();
                 self.hole(parts, Finish::Info(sections));
             }
             _ => crate::server_cmds::run(self, spec, args),
@@ -591,10 +701,14 @@ impl Conn {
     fn stats_part(&mut self, t: usize) -> PartRef {
         if t == self.shard.id {
             let mut out = Out::new(self.proto);
-            self.shard.run_op(&Op::Stats, &[], &[], self.now_us, &mut out);
+            self.shard
+                .run_op(&Op::Stats, &[], &[], self.now_us, &mut out);
             PartRef::Local(out.buf)
         } else {
-            PartRef::Remote { thread: t, op: self.push_op(t, Op::Stats) }
+            PartRef::Remote {
+                thread: t,
+                op: self.push_op(t, Op::Stats),
+            }
         }
     }
 
@@ -636,7 +750,13 @@ impl Conn {
         self.unwatch_all();
         self.set_proto(Proto::Resp2);
         self.info.borrow_mut().name.clear();
-        self.authed = self.shard.node.config.lock().map(|c| c.requirepass.is_none()).unwrap_or(false);
+        self.authed = self
+            .shard
+            .node
+            .config
+            .lock()
+            .map(|c| c.requirepass.is_none())
+            .unwrap_or(false);
     }
 
     /// CLIENT LIST: every thread's clients.
@@ -645,10 +765,14 @@ impl Conn {
             .map(|t| {
                 if t == self.shard.id {
                     let mut out = Out::new(self.proto);
-                    self.shard.run_op(&Op::Clients, &[], &[], self.now_us, &mut out);
+                    self.shard
+                        .run_op(&Op::Clients, &[], &[], self.now_us, &mut out);
                     PartRef::Local(out.buf)
                 } else {
-                    PartRef::Remote { thread: t, op: self.push_op(t, Op::Clients) }
+                    PartRef::Remote {
+                        thread: t,
+                        op: self.push_op(t, Op::Clients),
+                    }
                 }
             })
             .collect();

@@ -27,9 +27,16 @@ pub enum Op {
     Cmd { first: u32, len: u32 },
     /// A transaction: the commands run back to back (atomically: a job runs without yielding),
     /// unless `watch` was set by a write to a watched key, then the reply is a null array.
-    Exec { cmds: Vec<(u32, u32)>, watch: Option<Arc<AtomicBool>> },
+    Exec {
+        cmds: Vec<(u32, u32)>,
+        watch: Option<Arc<AtomicBool>>,
+    },
     /// Register (or, with `add == false`, drop) a WATCH on a key.
-    Watch { first: u32, add: bool, flag: Arc<AtomicBool> },
+    Watch {
+        first: u32,
+        add: bool,
+        flag: Arc<AtomicBool>,
+    },
     /// Keyspace figures for INFO: a RESP array of integers.
     Stats,
     /// This thread's clients for CLIENT LIST: one bulk string.
@@ -68,7 +75,11 @@ pub struct Mailbox {
 
 impl Mailbox {
     pub fn new(depth: usize) -> Self {
-        Mailbox { jobs: ArrayQueue::new(depth), done: SegQueue::new(), waker: AtomicWaker::new() }
+        Mailbox {
+            jobs: ArrayQueue::new(depth),
+            done: SegQueue::new(),
+            waker: AtomicWaker::new(),
+        }
     }
 
     /// Queues a job; gives it back if the queue is full.
@@ -103,7 +114,11 @@ impl Mailbox {
                 return Poll::Ready(());
             }
             self.waker.register(cx.waker());
-            if !self.jobs.is_empty() || !self.done.is_empty() { Poll::Ready(()) } else { Poll::Pending }
+            if !self.jobs.is_empty() || !self.done.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
         })
         .await
     }
@@ -140,7 +155,9 @@ impl Pending {
     }
 
     fn slot(&mut self, t: Token) -> Option<&mut Slot> {
-        self.slots.get_mut((t & 0xffff_ffff) as usize).filter(|s| s.live && s.generation == (t >> 32) as u32)
+        self.slots
+            .get_mut((t & 0xffff_ffff) as usize)
+            .filter(|s| s.live && s.generation == (t >> 32) as u32)
     }
 
     /// Delivers a reply; wakes the connection waiting for it.
@@ -155,7 +172,9 @@ impl Pending {
     }
 
     fn poll_take(&mut self, t: Token, waker: &Waker) -> Poll<Done> {
-        let slot = self.slot(t).expect("waiting on a token this connection holds");
+        let slot = self
+            .slot(t)
+            .expect("waiting on a token this connection holds");
         match slot.done.take() {
             Some(d) => {
                 slot.live = false;
@@ -169,7 +188,6 @@ impl Pending {
             }
         }
     }
-
 }
 
 /// Waits for the reply to `t`.

@@ -12,8 +12,17 @@ use std::sync::atomic::Ordering;
 /// replies Shardline follows. Clients gate features on it.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
-const DEFAULT_SECTIONS: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace", "shardline"];
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "keyspace",
+    "shardline",
+];
 
 /// Per-thread keyspace figures from `Op::Stats`: keys, expires, hits, misses, expired.
 fn thread_stats(part: &[u8]) -> [i64; 5] {
@@ -61,9 +70,15 @@ pub fn percentile_us(buckets: &[u64; LATENCY_BUCKETS], q: f64) -> u64 {
 pub fn write(shard: &Shard, sections: &[String], parts: &[&[u8]], out: &mut Out) {
     let node = &shard.node;
     let per: Vec<[i64; 5]> = parts.iter().map(|p| thread_stats(p)).collect();
-    let all = sections.is_empty() || sections.iter().any(|s| s == "all" || s == "everything" || s == "default");
-    let wanted: Vec<&str> =
-        DEFAULT_SECTIONS.iter().copied().filter(|s| all || sections.iter().any(|x| x == s)).collect();
+    let all = sections.is_empty()
+        || sections
+            .iter()
+            .any(|s| s == "all" || s == "everything" || s == "default");
+    let wanted: Vec<&str> = DEFAULT_SECTIONS
+        .iter()
+        .copied()
+        .filter(|s| all || sections.iter().any(|x| x == s))
+        .collect();
     let mut text = String::new();
     for s in wanted {
         if !text.is_empty() {
@@ -93,7 +108,9 @@ fn section(node: &Node, name: &str, per: &[[i64; 5]], t: &mut String) {
                 uptime / 86400,
                 cfg.hz,
                 node.threads,
-                std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+                std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
             );
         }
         "clients" => {
@@ -155,7 +172,12 @@ fn section(node: &Node, name: &str, per: &[[i64; 5]], t: &mut String) {
             }
         }
         "shardline" => {
-            let _ = write!(t, "# Shardline\r\nshard_threads:{}\r\nvshards:{}\r\n", node.threads, node.layout.count());
+            let _ = write!(
+                t,
+                "# Shardline\r\nshard_threads:{}\r\nvshards:{}\r\n",
+                node.threads,
+                node.layout.count()
+            );
             for (i, s) in node.stats.iter().enumerate() {
                 let r = Ordering::Relaxed;
                 let mut lat = [0u64; LATENCY_BUCKETS];
@@ -167,7 +189,8 @@ fn section(node: &Node, name: &str, per: &[[i64; 5]], t: &mut String) {
                     t,
                     "shard{i}:core={},vshards={},keys={},expires={},commands={},connections={},hops_sent={},jobs_run={},cpu_user_us={},cpu_sys_us={},batch_p50_us={},batch_p99_us={},batch_p999_us={}\r\n",
                     cfg.cores.get(i).copied().unwrap_or(0),
-                    node.layout.count() as usize / node.threads + usize::from(i < node.layout.count() as usize % node.threads),
+                    node.layout.count() as usize / node.threads
+                        + usize::from(i < node.layout.count() as usize % node.threads),
                     p[0],
                     p[1],
                     s.commands.load(r),

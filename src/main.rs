@@ -39,9 +39,13 @@ fn main() {
         print!("{}", config::to_toml(&cfg));
         return;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("shardline={0},monoio=warn", cfg.log_level)));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("shardline={0},monoio=warn", cfg.log_level))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     if let Err(e) = run(cfg) {
         tracing::error!("{e}");
         eprintln!("shardline: {e}");
@@ -53,12 +57,17 @@ fn run(cfg: config::Config) -> Result<(), String> {
     datadir::open(&cfg)?;
     let io_uring = monoio::utils::detect_uring();
     if !io_uring {
-        tracing::warn!("io_uring is not available on this kernel (or is disabled); shard threads use the epoll driver");
+        tracing::warn!(
+            "io_uring is not available on this kernel (or is disabled); shard threads use the epoll driver"
+        );
     }
     let (shutdown_tx, shutdown_rx) = mpsc::channel::<()>();
     let signals_tx = shutdown_tx.clone();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -117,6 +126,9 @@ fn shutdown(node: &node::Node) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    tracing::info!(elapsed_ms = start.elapsed().as_millis() as u64, "shutdown complete");
+    tracing::info!(
+        elapsed_ms = start.elapsed().as_millis() as u64,
+        "shutdown complete"
+    );
     std::process::exit(0);
 }

@@ -39,7 +39,9 @@ pub fn merge(merge: Merge, order: &[u8], parts: &[&[u8]], rng: &mut Rng, out: &m
             for p in parts {
                 match int_of(p) {
                     Some(n) => total += n,
-                    None => return out.error("ERR internal: a shard thread sent a malformed reply"),
+                    None => {
+                        return out.error("ERR internal: a shard thread sent a malformed reply");
+                    }
                 }
             }
             out.int(total)
@@ -53,7 +55,9 @@ pub fn merge(merge: Merge, order: &[u8], parts: &[&[u8]], rng: &mut Rng, out: &m
                         n += k;
                         bodies.push(body);
                     }
-                    None => return out.error("ERR internal: a shard thread sent a malformed reply"),
+                    None => {
+                        return out.error("ERR internal: a shard thread sent a malformed reply");
+                    }
                 }
             }
             out.array(n);
@@ -75,7 +79,9 @@ pub fn merge(merge: Merge, order: &[u8], parts: &[&[u8]], rng: &mut Rng, out: &m
                             q.push_back(&body[..len]);
                             body = &body[len..];
                         }
-                        _ => return out.error("ERR internal: a shard thread sent a malformed reply"),
+                        _ => {
+                            return out.error("ERR internal: a shard thread sent a malformed reply");
+                        }
                     }
                 }
                 elems.push(q);
@@ -116,16 +122,36 @@ mod tests {
     #[test]
     fn positional_merge_restores_request_order() {
         // Keys k0 (part 1), k1 (part 0), k2 (part 1).
-        let r = run(Merge::Positional, &[1, 0, 1], &["*1\r\n$1\r\nb\r\n", "*2\r\n$1\r\na\r\n$-1\r\n"]);
+        let r = run(
+            Merge::Positional,
+            &[1, 0, 1],
+            &["*1\r\n$1\r\nb\r\n", "*2\r\n$1\r\na\r\n$-1\r\n"],
+        );
         assert_eq!(r, "*3\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n");
     }
 
     #[test]
     fn sums_concats_and_any() {
         assert_eq!(run(Merge::Sum, &[], &[":2\r\n", ":3\r\n"]), ":5\r\n");
-        assert_eq!(run(Merge::Concat, &[], &["*1\r\n$1\r\na\r\n", "*0\r\n", "*1\r\n$1\r\nb\r\n"]), "*2\r\n$1\r\na\r\n$1\r\nb\r\n");
-        assert_eq!(run(Merge::AnyNonNull, &[], &["$-1\r\n", "$1\r\nk\r\n"]), "$1\r\nk\r\n");
-        assert_eq!(run(Merge::AnyNonNull, &[], &["$-1\r\n", "$-1\r\n"]), "$-1\r\n");
-        assert_eq!(run(Merge::Sum, &[], &["+OK\r\n"]), "-ERR internal: a shard thread sent a malformed reply\r\n");
+        assert_eq!(
+            run(
+                Merge::Concat,
+                &[],
+                &["*1\r\n$1\r\na\r\n", "*0\r\n", "*1\r\n$1\r\nb\r\n"]
+            ),
+            "*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        assert_eq!(
+            run(Merge::AnyNonNull, &[], &["$-1\r\n", "$1\r\nk\r\n"]),
+            "$1\r\nk\r\n"
+        );
+        assert_eq!(
+            run(Merge::AnyNonNull, &[], &["$-1\r\n", "$-1\r\n"]),
+            "$-1\r\n"
+        );
+        assert_eq!(
+            run(Merge::Sum, &[], &["+OK\r\n"]),
+            "-ERR internal: a shard thread sent a malformed reply\r\n"
+        );
     }
 }

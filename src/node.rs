@@ -26,11 +26,14 @@ impl Live {
         let r = Ordering::Relaxed;
         self.proto_max_bulk_len.store(c.proto_max_bulk_len, r);
         self.max_multibulk_len.store(c.max_multibulk_len, r);
-        self.client_query_buffer_limit.store(c.client_query_buffer_limit, r);
-        self.client_output_buffer_limit.store(c.client_output_buffer_limit, r);
+        self.client_query_buffer_limit
+            .store(c.client_query_buffer_limit, r);
+        self.client_output_buffer_limit
+            .store(c.client_output_buffer_limit, r);
         self.maxclients.store(c.maxclients, r);
         self.hz.store(c.hz, r);
-        self.active_expire_keys_per_pass.store(c.active_expire_keys_per_pass, r);
+        self.active_expire_keys_per_pass
+            .store(c.active_expire_keys_per_pass, r);
         self.shutdown_timeout_ms.store(c.shutdown_timeout_ms, r);
     }
 
@@ -83,7 +86,10 @@ impl Node {
         let live = Live::default();
         live.load(&config);
         let depth = config.hop_queue_depth as usize;
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let run_id = format!("{:040x}", seed ^ ((std::process::id() as u128) << 64));
         Node {
             config: Mutex::new(config),
@@ -102,11 +108,17 @@ impl Node {
     }
 
     pub fn connected_clients(&self) -> u64 {
-        self.stats.iter().map(|s| s.connected.load(Ordering::Relaxed)).sum()
+        self.stats
+            .iter()
+            .map(|s| s.connected.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn sum(&self, f: impl Fn(&ShardStats) -> &AtomicU64) -> u64 {
-        self.stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+        self.stats
+            .iter()
+            .map(|s| f(s).load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn request_shutdown(&self) {

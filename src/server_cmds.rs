@@ -13,7 +13,9 @@ pub fn run(c: &mut Conn, spec: &'static CommandSpec, a: Args) {
         "auth" => auth(c, a),
         "select" => match shardline_shards::num::parse_i64(a.get(1)) {
             Some(0) => c.out().ok(),
-            Some(_) => c.out().error("ERR DB index is out of range (Shardline serves db 0 only)"),
+            Some(_) => c
+                .out()
+                .error("ERR DB index is out of range (Shardline serves db 0 only)"),
             None => c.out().error(err::NOT_INT),
         },
         "quit" => {
@@ -33,7 +35,13 @@ pub fn run(c: &mut Conn, spec: &'static CommandSpec, a: Args) {
 
 /// Checks a password against requirepass; writes the error and returns false if it is wrong.
 fn check_password(c: &mut Conn, user: &[u8], pass: &[u8]) -> bool {
-    let required = c.shard().node.config.lock().map(|cfg| cfg.requirepass.clone()).unwrap_or(None);
+    let required = c
+        .shard()
+        .node
+        .config
+        .lock()
+        .map(|cfg| cfg.requirepass.clone())
+        .unwrap_or(None);
     match required {
         None => {
             c.out().error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
@@ -44,7 +52,8 @@ fn check_password(c: &mut Conn, user: &[u8], pass: &[u8]) -> bool {
             true
         }
         Some(_) => {
-            c.out().error("WRONGPASS invalid username-password pair or user is disabled.");
+            c.out()
+                .error("WRONGPASS invalid username-password pair or user is disabled.");
             false
         }
     }
@@ -69,7 +78,11 @@ fn hello(c: &mut Conn, a: Args) {
             Some(2) => proto = Proto::Resp2,
             Some(3) => proto = Proto::Resp3,
             Some(_) => return c.out().error("NOPROTO unsupported protocol version"),
-            None => return c.out().error("ERR Protocol version is not an integer or out of range"),
+            None => {
+                return c
+                    .out()
+                    .error("ERR Protocol version is not an integer or out of range");
+            }
         }
         i = 2;
     }
@@ -85,10 +98,19 @@ fn hello(c: &mut Conn, a: Args) {
             name = Some(a.get(i + 1).to_vec());
             i += 2;
         } else {
-            return c.out().error(&format!("ERR Syntax error in HELLO option '{}'", err::sanitize(opt)));
+            return c.out().error(&format!(
+                "ERR Syntax error in HELLO option '{}'",
+                err::sanitize(opt)
+            ));
         }
     }
-    let required = c.shard().node.config.lock().map(|cfg| cfg.requirepass.is_some()).unwrap_or(true);
+    let required = c
+        .shard()
+        .node
+        .config
+        .lock()
+        .map(|cfg| cfg.requirepass.is_some())
+        .unwrap_or(true);
     if required && !authed(c) {
         return c.out().error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
@@ -131,14 +153,20 @@ fn client(c: &mut Conn, a: Args) {
         (b"setname", 3) => {
             let name = a.get(2);
             if name.iter().any(|&b| b <= b' ' || b > b'~') {
-                return c.out().error("ERR Client names cannot contain spaces, newlines or special characters.");
+                return c.out().error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
             }
             c.info().borrow_mut().name = name.to_vec();
             c.out().ok()
         }
         (b"getname", 2) => {
             let name = c.info().borrow().name.clone();
-            if name.is_empty() { c.out().null() } else { c.out().bulk(&name) }
+            if name.is_empty() {
+                c.out().null()
+            } else {
+                c.out().bulk(&name)
+            }
         }
         (b"list", 2) => c.client_list(),
         (b"info", 2) => {
@@ -146,31 +174,48 @@ fn client(c: &mut Conn, a: Args) {
             c.out().verbatim(line.as_bytes())
         }
         (b"setinfo", 4) => c.out().ok(),
-        (b"list" | b"id" | b"getname" | b"info" | b"setname" | b"setinfo", _) => {
-            err::arity(c.out(), &format!("client|{}", String::from_utf8_lossy(&sub)))
-        }
+        (b"list" | b"id" | b"getname" | b"info" | b"setname" | b"setinfo", _) => err::arity(
+            c.out(),
+            &format!("client|{}", String::from_utf8_lossy(&sub)),
+        ),
         _ => err::unknown_subcommand(c.out(), a.get(1), "client"),
     }
 }
 
 /// Parameters Redis tools read that Shardline answers with a fixed value.
-const FIXED: &[(&str, &str)] = &[("save", ""), ("appendonly", "no"), ("databases", "1"), ("maxmemory", "0"), ("cluster-enabled", "no")];
+const FIXED: &[(&str, &str)] = &[
+    ("save", ""),
+    ("appendonly", "no"),
+    ("databases", "1"),
+    ("maxmemory", "0"),
+    ("cluster-enabled", "no"),
+];
 
 fn config_cmd(c: &mut Conn, a: Args) {
     let sub = a.get(1).to_ascii_lowercase();
     match sub.as_slice() {
         b"get" if a.len() >= 3 => {
-            let cfg = c.shard().node.config.lock().map(|x| x.clone()).expect("config lock");
+            let cfg = c
+                .shard()
+                .node
+                .config
+                .lock()
+                .map(|x| x.clone())
+                .expect("config lock");
             let mut pairs: Vec<(String, String)> = Vec::new();
             for pat in a.iter().skip(2) {
                 let pat = pat.to_ascii_lowercase();
                 for p in config::PARAMS {
-                    if shardline_shards::glob::glob_match(&pat, p.name.as_bytes()) && !pairs.iter().any(|(n, _)| n == p.name) {
+                    if shardline_shards::glob::glob_match(&pat, p.name.as_bytes())
+                        && !pairs.iter().any(|(n, _)| n == p.name)
+                    {
                         pairs.push((p.name.to_string(), p.get(&cfg)));
                     }
                 }
                 for (n, v) in FIXED {
-                    if shardline_shards::glob::glob_match(&pat, n.as_bytes()) && !pairs.iter().any(|(x, _)| x == n) {
+                    if shardline_shards::glob::glob_match(&pat, n.as_bytes())
+                        && !pairs.iter().any(|(x, _)| x == n)
+                    {
                         pairs.push((n.to_string(), v.to_string()));
                     }
                 }
@@ -191,7 +236,10 @@ fn config_cmd(c: &mut Conn, a: Args) {
                 let value = String::from_utf8_lossy(a.get(i + 1)).to_string();
                 let Some(p) = config::find(&name) else {
                     drop(cfg);
-                    return c.out().error(&format!("ERR Unknown option or number of arguments for CONFIG SET - '{}'", err::sanitize(a.get(i))));
+                    return c.out().error(&format!(
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                        err::sanitize(a.get(i))
+                    ));
                 };
                 if !p.runtime {
                     drop(cfg);
@@ -199,7 +247,10 @@ fn config_cmd(c: &mut Conn, a: Args) {
                 }
                 if let Err(why) = p.set(&mut next, &value) {
                     drop(cfg);
-                    return c.out().error(&format!("ERR CONFIG SET failed (possibly related to argument '{}') - {why}", p.name));
+                    return c.out().error(&format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{}') - {why}",
+                        p.name
+                    ));
                 }
             }
             *cfg = next;
@@ -209,7 +260,16 @@ fn config_cmd(c: &mut Conn, a: Args) {
         }
         b"resetstat" if a.len() == 2 => {
             for s in &c.shard().node.stats {
-                for a in [&s.commands, &s.connections, &s.net_input_bytes, &s.net_output_bytes, &s.hops_sent, &s.jobs_run, &s.rejected_connections, &s.protocol_errors] {
+                for a in [
+                    &s.commands,
+                    &s.connections,
+                    &s.net_input_bytes,
+                    &s.net_output_bytes,
+                    &s.hops_sent,
+                    &s.jobs_run,
+                    &s.rejected_connections,
+                    &s.protocol_errors,
+                ] {
                     a.store(0, Ordering::Relaxed);
                 }
                 for b in &s.latency_us {
@@ -218,8 +278,13 @@ fn config_cmd(c: &mut Conn, a: Args) {
             }
             c.out().ok()
         }
-        b"rewrite" => c.out().error("ERR CONFIG REWRITE is not supported: edit the TOML file given with --config"),
-        b"get" | b"set" | b"resetstat" => err::arity(c.out(), &format!("config|{}", String::from_utf8_lossy(&sub))),
+        b"rewrite" => c
+            .out()
+            .error("ERR CONFIG REWRITE is not supported: edit the TOML file given with --config"),
+        b"get" | b"set" | b"resetstat" => err::arity(
+            c.out(),
+            &format!("config|{}", String::from_utf8_lossy(&sub)),
+        ),
         _ => err::unknown_subcommand(c.out(), a.get(1), "config"),
     }
 }
@@ -231,7 +296,10 @@ fn shutdown(c: &mut Conn, a: Args) {
             return c.out().error(err::SYNTAX);
         }
     }
-    tracing::info!(client = c.info().borrow().id, "SHUTDOWN requested by a client");
+    tracing::info!(
+        client = c.info().borrow().id,
+        "SHUTDOWN requested by a client"
+    );
     c.shard().node.request_shutdown();
     c.close_after_reply();
 }

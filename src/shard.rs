@@ -89,14 +89,19 @@ pub struct Shard {
 
 /// Unix time now, in microseconds. The one clock read of a batch.
 pub fn unix_now_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 impl Shard {
     fn new(id: usize, node: Arc<Node>) -> Self {
         let threads = node.threads;
         let layout = node.layout;
-        let owned = (0..layout.count()).map(|v| VShardId(v as u16)).filter(|v| layout.owner_thread(*v, threads) == id);
+        let owned = (0..layout.count())
+            .map(|v| VShardId(v as u16))
+            .filter(|v| layout.owner_thread(*v, threads) == id);
         let db = Db::new(layout, owned);
         let seed = unix_now_us() ^ ((id as u64 + 1) << 48);
         Shard {
@@ -122,14 +127,22 @@ impl Shard {
             ends.push(out.buf.len() as u32);
         }
         self.local.borrow_mut().jobs_run += 1;
-        Done { token: job.token, bytes: out.buf, ends }
+        Done {
+            token: job.token,
+            bytes: out.buf,
+            ends,
+        }
     }
 
     /// Runs one op against this thread's keyspace. Used for local and remote ops alike.
     pub fn run_op(&self, op: &Op, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) {
         let mut db = self.db.borrow_mut();
         let mut rng = self.rng.borrow_mut();
-        let mut ctx = Ctx { now_ms: now_us / 1000, now_us, rng: &mut rng };
+        let mut ctx = Ctx {
+            now_ms: now_us / 1000,
+            now_us,
+            rng: &mut rng,
+        };
         match op {
             Op::Cmd { first, len } => {
                 let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
@@ -179,11 +192,14 @@ impl Shard {
         let r = Ordering::Relaxed;
         let mut l = self.local.borrow_mut();
         s.commands.fetch_add(std::mem::take(&mut l.commands), r);
-        s.net_input_bytes.fetch_add(std::mem::take(&mut l.net_input_bytes), r);
-        s.net_output_bytes.fetch_add(std::mem::take(&mut l.net_output_bytes), r);
+        s.net_input_bytes
+            .fetch_add(std::mem::take(&mut l.net_input_bytes), r);
+        s.net_output_bytes
+            .fetch_add(std::mem::take(&mut l.net_output_bytes), r);
         s.hops_sent.fetch_add(std::mem::take(&mut l.hops_sent), r);
         s.jobs_run.fetch_add(std::mem::take(&mut l.jobs_run), r);
-        s.protocol_errors.fetch_add(std::mem::take(&mut l.protocol_errors), r);
+        s.protocol_errors
+            .fetch_add(std::mem::take(&mut l.protocol_errors), r);
         for (i, b) in l.latency_us.iter_mut().enumerate() {
             s.latency_us[i].fetch_add(std::mem::take(b), r);
         }
@@ -294,7 +310,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 if shard.node.connected_clients() >= shard.node.live.get(|l| &l.maxclients) {
                     stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
-                    monoio::spawn(crate::conn::refuse(stream, "ERR max number of clients reached"));
+                    monoio::spawn(crate::conn::refuse(
+                        stream,
+                        "ERR max number of clients reached",
+                    ));
                     continue;
                 }
                 monoio::spawn(crate::conn::serve(shard.clone(), stream, peer));
@@ -315,7 +334,10 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
         let _ = ready.send(Err(format!("shard {id}: cannot pin to core {core}: {e}")));
         return;
     }
-    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().with_entries(1024).build();
+    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(1024)
+        .build();
     let mut rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
@@ -324,7 +346,11 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
         }
     };
     rt.block_on(async move {
-        let addr = node.config.lock().map(|c| c.listen_addr()).expect("config lock");
+        let addr = node
+            .config
+            .lock()
+            .map(|c| c.listen_addr())
+            .expect("config lock");
         let opts = monoio::net::ListenerOpts::default()
             .reuse_port(true)
             .reuse_addr(true)

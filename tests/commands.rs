@@ -16,7 +16,10 @@ fn strings_keys_and_hashes_work_through_a_real_client() {
     let _: () = c.hset_multiple("h", &[("a", "1"), ("b", "2")]).unwrap();
     let mut all: Vec<(String, String)> = c.hgetall("h").unwrap();
     all.sort();
-    assert_eq!(all, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+    assert_eq!(
+        all,
+        vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+    );
     let e: redis::RedisResult<String> = c.get("h");
     assert!(common::msg(e.unwrap_err()).contains("WRONGTYPE"));
     let e: redis::RedisResult<Value> = redis::cmd("NOSUCHCMD").arg("x").query(&mut c);
@@ -53,12 +56,27 @@ fn pipelines_across_shard_threads_keep_request_order() {
     let got: Vec<i64> = p.query(&mut c).unwrap();
     assert_eq!(got, (0..2000).collect::<Vec<i64>>());
     let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
-    let hops: u64 = info.lines().find_map(|l| l.strip_prefix("cross_thread_hops:")).unwrap().trim().parse().unwrap();
+    let hops: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("cross_thread_hops:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // Counters are published once per tick; a second INFO after a tick shows them.
     std::thread::sleep(Duration::from_millis(250));
     let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
-    let hops2: u64 = info.lines().find_map(|l| l.strip_prefix("cross_thread_hops:")).unwrap().trim().parse().unwrap();
-    assert!(hops2 > 0 || hops > 0, "keys on the other thread must have hopped");
+    let hops2: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("cross_thread_hops:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        hops2 > 0 || hops > 0,
+        "keys on the other thread must have hopped"
+    );
 }
 
 #[test]
@@ -84,7 +102,11 @@ fn multi_key_commands_fan_out_and_gather() {
     let mut listed: Vec<String> = c.keys("k1*").unwrap();
     listed.sort();
     assert_eq!(listed.len(), 111);
-    let mut seen: Vec<String> = c.scan_match::<_, String>("k*").unwrap().collect::<Result<_, _>>().unwrap();
+    let mut seen: Vec<String> = c
+        .scan_match::<_, String>("k*")
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 200);
@@ -95,7 +117,12 @@ fn multi_key_commands_fan_out_and_gather() {
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
     assert_eq!(n, 0);
     // MSETNX cannot be atomic across shard threads yet: refused, nothing written.
-    let e: redis::RedisResult<i64> = redis::cmd("MSETNX").arg("foo").arg(1).arg("bar").arg(2).query(&mut c);
+    let e: redis::RedisResult<i64> = redis::cmd("MSETNX")
+        .arg("foo")
+        .arg(1)
+        .arg("bar")
+        .arg(2)
+        .query(&mut c);
     assert!(common::msg(e.unwrap_err()).contains("CROSSSLOT"));
     assert_eq!(c.exists::<_, i64>(&["foo", "bar"]).unwrap(), 0);
 }
@@ -104,12 +131,24 @@ fn multi_key_commands_fan_out_and_gather() {
 fn expiry_is_lazy_and_active() {
     let s = Server::start("0-1", &["--hz", "50"]);
     let mut c = s.client();
-    let _: () = redis::cmd("SET").arg("short").arg("v").arg("PX").arg(100).query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("short")
+        .arg("v")
+        .arg("PX")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
     assert!(c.pttl::<_, i64>("short").unwrap() > 0);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(c.get::<_, Option<String>>("short").unwrap(), None);
     for i in 0..300 {
-        let _: () = redis::cmd("SET").arg(format!("t{i}")).arg("v").arg("PX").arg(50).query(&mut c).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("t{i}"))
+            .arg("v")
+            .arg("PX")
+            .arg(50)
+            .query(&mut c)
+            .unwrap();
     }
     let _: () = c.set("keeper", "v").unwrap();
     // No client touches the keys: only active expiry can remove them.
@@ -119,7 +158,10 @@ fn expiry_is_lazy_and_active() {
         if n == 1 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "active expiry left {n} keys");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "active expiry left {n} keys"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
@@ -132,7 +174,12 @@ fn multi_exec_watch_follow_redis_semantics() {
     let mut c = s.client();
     let mut other = s.client();
     // foo and bar live on different shard threads.
-    let r: (String, i64) = redis::pipe().atomic().set("foo", "1").incr("foo", 2).query(&mut c).unwrap();
+    let r: (String, i64) = redis::pipe()
+        .atomic()
+        .set("foo", "1")
+        .incr("foo", 2)
+        .query(&mut c)
+        .unwrap();
     assert_eq!(r, ("OK".to_string(), 3));
     // A queued error aborts the transaction.
     let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
@@ -144,17 +191,29 @@ fn multi_exec_watch_follow_redis_semantics() {
     let _: () = redis::cmd("WATCH").arg("bar").query(&mut c).unwrap();
     let _: () = other.set("bar", "changed").unwrap();
     let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
-    let _: () = redis::cmd("SET").arg("bar").arg("mine").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("bar")
+        .arg("mine")
+        .query(&mut c)
+        .unwrap();
     let r: Value = redis::cmd("EXEC").query(&mut c).unwrap();
     assert_eq!(r, Value::Nil);
     assert_eq!(other.get::<_, String>("bar").unwrap(), "changed");
     // Untouched WATCH: EXEC runs.
     let _: () = redis::cmd("WATCH").arg("bar").query(&mut c).unwrap();
-    let r: (String,) = redis::pipe().atomic().set("bar", "mine").query(&mut c).unwrap();
+    let r: (String,) = redis::pipe()
+        .atomic()
+        .set("bar", "mine")
+        .query(&mut c)
+        .unwrap();
     assert_eq!(r.0, "OK");
     assert_eq!(other.get::<_, String>("bar").unwrap(), "mine");
     // A transaction spanning shard threads is refused whole.
-    let e: redis::RedisResult<Value> = redis::pipe().atomic().set("foo", "x").set("bar", "x").query(&mut c);
+    let e: redis::RedisResult<Value> = redis::pipe()
+        .atomic()
+        .set("foo", "x")
+        .set("bar", "x")
+        .query(&mut c);
     let m = common::msg(e.unwrap_err());
     assert!(m.contains("CROSSSLOT") || m.contains("EXECABORT"), "{m}");
     assert_eq!(other.get::<_, String>("foo").unwrap(), "3");
@@ -183,18 +242,46 @@ fn auth_is_required_when_requirepass_is_set() {
 fn config_get_and_set_take_effect() {
     let s = Server::start("0-1", &[]);
     let mut c = s.client();
-    let v: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("port").query(&mut c).unwrap();
+    let v: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("port")
+        .query(&mut c)
+        .unwrap();
     assert_eq!(v, vec!["port".to_string(), s.port.to_string()]);
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("proto-max-bulk-len").arg("2048").query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("proto-max-bulk-len")
+        .arg("2048")
+        .query(&mut c)
+        .unwrap();
     let mut raw = s.raw();
-    let (got, closed) = common::exchange(&mut raw, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4096\r\n", Duration::from_secs(2));
-    assert_eq!(String::from_utf8_lossy(&got), "-ERR Protocol error: invalid bulk length\r\n");
+    let (got, closed) = common::exchange(
+        &mut raw,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4096\r\n",
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
     assert!(closed);
-    let e: redis::RedisResult<Value> = redis::cmd("CONFIG").arg("SET").arg("port").arg("1").query(&mut c);
+    let e: redis::RedisResult<Value> = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("port")
+        .arg("1")
+        .query(&mut c);
     assert!(common::msg(e.unwrap_err()).contains("immutable"));
-    let e: redis::RedisResult<Value> = redis::cmd("CONFIG").arg("SET").arg("hz").arg("abc").query(&mut c);
+    let e: redis::RedisResult<Value> = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("hz")
+        .arg("abc")
+        .query(&mut c);
     assert!(common::msg(e.unwrap_err()).contains("hz"));
-    let all: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("*").query(&mut c).unwrap();
+    let all: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*")
+        .query(&mut c)
+        .unwrap();
     assert!(all.contains(&"client-output-buffer-limit".to_string()));
 }
 
@@ -203,10 +290,23 @@ fn info_and_client_commands_answer_in_redis_formats() {
     let s = Server::start("0-1", &[]);
     let mut c = s.client();
     let mut d = s.client();
-    let _: () = redis::cmd("CLIENT").arg("SETNAME").arg("tester").query(&mut d).unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("tester")
+        .query(&mut d)
+        .unwrap();
     let _: () = c.set("foo", "bar").unwrap();
     let info: String = redis::cmd("INFO").query(&mut c).unwrap();
-    for field in ["redis_version:", "used_memory:", "mem_allocator:", "connected_clients:2", "db0:keys=1", "shard0:core=0", "shard1:core=1", "multiplexing_api:"] {
+    for field in [
+        "redis_version:",
+        "used_memory:",
+        "mem_allocator:",
+        "connected_clients:2",
+        "db0:keys=1",
+        "shard0:core=0",
+        "shard1:core=1",
+        "multiplexing_api:",
+    ] {
         assert!(info.contains(field), "INFO lacks {field}:\n{info}");
     }
     let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
@@ -218,7 +318,11 @@ fn info_and_client_commands_answer_in_redis_formats() {
     assert!(id > 0);
     let n: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
     assert!(n > 70);
-    let usage: i64 = redis::cmd("MEMORY").arg("USAGE").arg("foo").query(&mut c).unwrap();
+    let usage: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("foo")
+        .query(&mut c)
+        .unwrap();
     assert!(usage > 0);
     let e: redis::RedisResult<Value> = redis::cmd("SELECT").arg(1).query(&mut c);
     assert!(common::msg(e.unwrap_err()).contains("out of range"));

@@ -20,18 +20,41 @@ fn still_serves(s: &Server) {
 fn garbage_and_malformed_frames_get_an_error_then_a_close() {
     let s = Server::start("0-1", &[]);
     let cases: &[(&[u8], &str)] = &[
-        (b"*abc\r\n", "-ERR Protocol error: invalid multibulk length\r\n"),
-        (b"*99999999999\r\n", "-ERR Protocol error: invalid multibulk length\r\n"),
-        (b"*1\r\n$99999999999\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*1\r\n:1\r\n", "-ERR Protocol error: expected ':', got ':'\r\n"),
-        (b"*2\r\n$3\r\nGET\r\n$1\r\nabc\r\n", "-ERR Protocol error: bulk string not terminated by CRLF\r\n"),
-        (b"SET \"unbalanced\n", "-ERR Protocol error: unbalanced quotes in request\r\n"),
+        (
+            b"*abc\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*99999999999\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n$99999999999\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n:1\r\n",
+            "-ERR Protocol error: expected ':', got ':'\r\n",
+        ),
+        (
+            b"*2\r\n$3\r\nGET\r\n$1\r\nabc\r\n",
+            "-ERR Protocol error: bulk string not terminated by CRLF\r\n",
+        ),
+        (
+            b"SET \"unbalanced\n",
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
     ];
     for (bytes, want) in cases {
         let mut raw = s.raw();
         let (got, closed) = exchange(&mut raw, bytes, Duration::from_secs(3));
         let want = want.replace("expected ':'", "expected '$'");
-        assert_eq!(String::from_utf8_lossy(&got), want, "for {:?}", String::from_utf8_lossy(bytes));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            want,
+            "for {:?}",
+            String::from_utf8_lossy(bytes)
+        );
         assert!(closed, "connection must close after a protocol error");
     }
     // Random bytes: any reply is an error or a close; never a crash.
@@ -55,8 +78,15 @@ fn garbage_and_malformed_frames_get_an_error_then_a_close() {
 fn an_unterminated_frame_waits_and_a_dropped_client_is_cleaned_up() {
     let s = Server::start("0-1", &[]);
     let mut raw = s.raw();
-    let (got, closed) = exchange(&mut raw, b"*2\r\n$3\r\nGET\r\n$10\r\nabc", Duration::from_millis(300));
-    assert!(got.is_empty() && !closed, "a partial frame is not an error: the server waits");
+    let (got, closed) = exchange(
+        &mut raw,
+        b"*2\r\n$3\r\nGET\r\n$10\r\nabc",
+        Duration::from_millis(300),
+    );
+    assert!(
+        got.is_empty() && !closed,
+        "a partial frame is not an error: the server waits"
+    );
     // Completing the frame gets the reply.
     let (got, _) = exchange(&mut raw, b"defghij\r\n", Duration::from_millis(300));
     assert_eq!(got, b"$-1\r\n");
@@ -80,7 +110,9 @@ fn a_client_that_never_reads_cannot_stall_others() {
     let mut req = Vec::new();
     for i in 0..2000 {
         let key = if i % 2 == 0 { "big" } else { "{big}2" };
-        req.extend_from_slice(format!("*2\r\n$3\r\nGET\r\n${}\r\n{}\r\n", key.len(), key).as_bytes());
+        req.extend_from_slice(
+            format!("*2\r\n$3\r\nGET\r\n${}\r\n{}\r\n", key.len(), key).as_bytes(),
+        );
     }
     let _ = hog.write_all(&req); // may block once the server stops reading: that is the point
     for i in 0..100 {
@@ -89,8 +121,17 @@ fn a_client_that_never_reads_cannot_stall_others() {
     }
     // The server buffers a bounded amount for the hog: it stops reading instead of queueing 1 GB.
     let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
-    let used: u64 = info.lines().find_map(|l| l.strip_prefix("used_memory:")).unwrap().trim().parse().unwrap();
-    assert!(used < 256 << 20, "used_memory {used} grew with the unread replies");
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        used < 256 << 20,
+        "used_memory {used} grew with the unread replies"
+    );
     drop(hog);
     still_serves(&s);
 }
@@ -99,8 +140,15 @@ fn a_client_that_never_reads_cannot_stall_others() {
 fn query_buffer_limit_closes_a_client_that_declares_too_much() {
     let s = Server::start("0", &["--client-query-buffer-limit", "1mb"]);
     let mut raw = s.raw();
-    let (got, closed) = exchange(&mut raw, b"*2\r\n$3\r\nGET\r\n$100000000\r\nab", Duration::from_secs(3));
-    assert_eq!(String::from_utf8_lossy(&got), "-ERR Protocol error: query buffer limit exceeded\r\n");
+    let (got, closed) = exchange(
+        &mut raw,
+        b"*2\r\n$3\r\nGET\r\n$100000000\r\nab",
+        Duration::from_secs(3),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "-ERR Protocol error: query buffer limit exceeded\r\n"
+    );
     assert!(closed);
     still_serves(&s);
 }
@@ -111,11 +159,19 @@ fn redis_cli_talks_to_the_server() {
     let out = Command::new("redis-cli")
         .args(["-p", &s.port.to_string(), "PING"])
         .output()
-        .expect("redis-cli is needed for this test: apt-get install redis-tools (.ci/run installs it)");
+        .expect(
+            "redis-cli is needed for this test: apt-get install redis-tools (.ci/run installs it)",
+        );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
-    let out = Command::new("redis-cli").args(["-p", &s.port.to_string(), "SET", "a b", "c"]).output().unwrap();
+    let out = Command::new("redis-cli")
+        .args(["-p", &s.port.to_string(), "SET", "a b", "c"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
-    let out = Command::new("redis-cli").args(["-p", &s.port.to_string(), "GET", "a b"]).output().unwrap();
+    let out = Command::new("redis-cli")
+        .args(["-p", &s.port.to_string(), "GET", "a b"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "c");
 }
 
@@ -135,18 +191,29 @@ fn sigterm_exits_zero_and_shutdown_command_stops_the_server() {
             assert!(st.success());
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "SHUTDOWN did not stop the server");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SHUTDOWN did not stop the server"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 #[test]
 fn bad_configuration_is_refused_with_the_key_the_value_and_the_reason() {
-    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_shardline")).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_shardline"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
     let out = run(&["--port", "99999"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("'99999'") && err.contains("port") && err.contains("between"), "{err}");
+    assert!(
+        err.contains("'99999'") && err.contains("port") && err.contains("between"),
+        "{err}"
+    );
     let out = run(&["--bind", "0.0.0.0", "--port", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("protected mode"));
@@ -155,10 +222,24 @@ fn bad_configuration_is_refused_with_the_key_the_value_and_the_reason() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("port = \"7777\""));
     // The vShard count is fixed when the data directory is created.
     let dir = std::env::temp_dir().join(format!("shardline-vs-{}", std::process::id()));
-    let s = Server::start("0", &["--data-dir", dir.to_str().unwrap(), "--vshards", "64"]);
+    let s = Server::start(
+        "0",
+        &["--data-dir", dir.to_str().unwrap(), "--vshards", "64"],
+    );
     drop(s);
-    let out = run(&["--data-dir", dir.to_str().unwrap(), "--vshards", "128", "--port", "1"]);
+    let out = run(&[
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--vshards",
+        "128",
+        "--port",
+        "1",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("vshards = 64"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("vshards = 64"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

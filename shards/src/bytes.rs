@@ -18,14 +18,21 @@ impl SmallBytes {
         if s.len() <= INLINE_MAX {
             let mut data = [0u8; INLINE_MAX];
             data[..s.len()].copy_from_slice(s);
-            SmallBytes::Inline { len: s.len() as u8, data }
+            SmallBytes::Inline {
+                len: s.len() as u8,
+                data,
+            }
         } else {
             SmallBytes::Heap(s.into())
         }
     }
 
     pub fn from_vec(v: Vec<u8>) -> Self {
-        if v.len() <= INLINE_MAX { Self::new(&v) } else { SmallBytes::Heap(v.into_boxed_slice()) }
+        if v.len() <= INLINE_MAX {
+            Self::new(&v)
+        } else {
+            SmallBytes::Heap(v.into_boxed_slice())
+        }
     }
 
     #[inline]

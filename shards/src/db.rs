@@ -57,7 +57,9 @@ impl Value {
             Value::Hash(h) => {
                 crate::mem::alloc_size(std::mem::size_of::<Dict<SmallBytes>>())
                     + h.table_bytes()
-                    + h.iter().map(|(k, v)| k.heap_bytes() + v.heap_bytes()).sum::<usize>()
+                    + h.iter()
+                        .map(|(k, v)| k.heap_bytes() + v.heap_bytes())
+                        .sum::<usize>()
             }
         }
     }
@@ -82,7 +84,11 @@ impl VShard {
     pub fn new(layout: VShardLayout, id: VShardId) -> Self {
         let range = layout.slot_range(id);
         let slots = range.clone().map(|_| SlotTable::default()).collect();
-        VShard { id, first_slot: range.start, slots }
+        VShard {
+            id,
+            first_slot: range.start,
+            slots,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -173,7 +179,13 @@ impl Db {
         for id in owned {
             vshards[id.0 as usize] = Some(VShard::new(layout, id));
         }
-        Db { layout, vshards, watches: Watches::default(), stats: DbStats::default(), expire_cursor: 0 }
+        Db {
+            layout,
+            vshards,
+            watches: Watches::default(),
+            stats: DbStats::default(),
+            expire_cursor: 0,
+        }
     }
 
     /// A keyspace owning every vShard (one shard thread, and unit tests).
@@ -251,7 +263,12 @@ impl Db {
     }
 
     /// The value of `key`, created by `make` if absent. Signals the key as modified.
-    pub fn get_or_insert_with(&mut self, key: &[u8], now_ms: u64, make: impl FnOnce() -> Value) -> &mut Value {
+    pub fn get_or_insert_with(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        make: impl FnOnce() -> Value,
+    ) -> &mut Value {
         let slot = key_slot(key);
         self.expire_if_due(slot, key, now_ms);
         self.watches.touch(key);
@@ -336,7 +353,10 @@ impl Db {
 
     /// Number of keys with an expiry.
     pub fn volatile_len(&self) -> usize {
-        self.owned().flat_map(|v| v.slots.iter()).map(|t| t.expires.len()).sum()
+        self.owned()
+            .flat_map(|v| v.slots.iter())
+            .map(|t| t.expires.len())
+            .sum()
     }
 
     pub fn owned(&self) -> impl Iterator<Item = &VShard> {
@@ -345,7 +365,11 @@ impl Db {
 
     /// Keys in `slot` (for CLUSTER COUNTKEYSINSLOT, later GETKEYSINSLOT and migration).
     pub fn slot_table(&self, slot: Slot) -> Option<&SlotTable> {
-        if self.owns_slot(slot) { Some(self.table(slot)) } else { None }
+        if self.owns_slot(slot) {
+            Some(self.table(slot))
+        } else {
+            None
+        }
     }
 
     /// A random live key: random owned slots and buckets are sampled, then, if sampling keeps
@@ -371,10 +395,12 @@ impl Db {
                 }
             }
         }
-        owned
-            .iter()
-            .flat_map(|vs| vs.slots.iter())
-            .find_map(|t| t.keys.iter().find(|(k, _)| live(t, k)).map(|(k, _)| k.to_vec()))
+        owned.iter().flat_map(|vs| vs.slots.iter()).find_map(|t| {
+            t.keys
+                .iter()
+                .find(|(k, _)| live(t, k))
+                .map(|(k, _)| k.to_vec())
+        })
     }
 
     /// Removes every key.
@@ -391,7 +417,13 @@ impl Db {
     /// Visits live keys from `cursor` on. The cursor packs a slot (low 14 bits) and a bucket index
     /// within that slot's table; a call stays within one vShard so that it runs on one thread.
     /// Returns the next cursor (0 when the whole keyspace is done).
-    pub fn scan(&self, cursor: u64, count: usize, now_ms: u64, mut visit: impl FnMut(&[u8], &Value)) -> u64 {
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        now_ms: u64,
+        mut visit: impl FnMut(&[u8], &Value),
+    ) -> u64 {
         let mut slot = (cursor & 0x3fff) as Slot;
         let mut bucket = (cursor >> 14) as usize;
         let vshard = self.layout.vshard_of(slot);
@@ -399,18 +431,24 @@ impl Db {
         let mut seen = 0usize;
         loop {
             let t = self.table(slot);
-            let next = t.keys.scan(bucket, count.saturating_sub(seen).max(1), |k, v| {
-                if !matches!(t.expires.get(k), Some(&at) if at <= now_ms) {
-                    visit(k, v);
-                }
-                seen += 1;
-            });
+            let next = t
+                .keys
+                .scan(bucket, count.saturating_sub(seen).max(1), |k, v| {
+                    if !matches!(t.expires.get(k), Some(&at) if at <= now_ms) {
+                        visit(k, v);
+                    }
+                    seen += 1;
+                });
             if next != 0 {
                 return ((next as u64) << 14) | slot as u64;
             }
             bucket = 0;
             if slot as u32 + 1 >= end {
-                return if end >= crate::slot::SLOTS as u32 { 0 } else { end as u64 };
+                return if end >= crate::slot::SLOTS as u32 {
+                    0
+                } else {
+                    end as u64
+                };
             }
             slot += 1;
             if seen >= count {
@@ -489,7 +527,12 @@ mod tests {
     fn scan_visits_every_key_exactly_once() {
         let mut d = db();
         for i in 0..5000 {
-            d.set(format!("key:{i}").as_bytes(), Value::Str(SmallBytes::new(b"v")), None, false);
+            d.set(
+                format!("key:{i}").as_bytes(),
+                Value::Str(SmallBytes::new(b"v")),
+                None,
+                false,
+            );
         }
         let mut seen = std::collections::HashSet::new();
         let mut cursor = 0;
@@ -502,16 +545,29 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 5000);
-        assert!(calls > 256, "scan should take several calls per vShard, took {calls}");
+        assert!(
+            calls > 256,
+            "scan should take several calls per vShard, took {calls}"
+        );
     }
 
     #[test]
     fn active_expire_removes_due_keys_within_budget() {
         let mut d = db();
         for i in 0..1000 {
-            d.set(format!("k{i}").as_bytes(), Value::Str(SmallBytes::new(b"v")), Some(10), false);
+            d.set(
+                format!("k{i}").as_bytes(),
+                Value::Str(SmallBytes::new(b"v")),
+                Some(10),
+                false,
+            );
         }
-        d.set(b"live", Value::Str(SmallBytes::new(b"v")), Some(1000), false);
+        d.set(
+            b"live",
+            Value::Str(SmallBytes::new(b"v")),
+            Some(1000),
+            false,
+        );
         let mut total = 0;
         for _ in 0..10_000 {
             total += d.active_expire(20, 50);

@@ -20,7 +20,10 @@ pub struct Dict<V> {
 
 impl<V> Default for Dict<V> {
     fn default() -> Self {
-        Dict { table: HashTable::new(), hasher: Hasher::default() }
+        Dict {
+            table: HashTable::new(),
+            hasher: Hasher::default(),
+        }
     }
 }
 
@@ -46,7 +49,9 @@ impl<V> Dict<V> {
             return None;
         }
         let h = self.hash(key);
-        self.table.find(h, |(k, _)| k.as_slice() == key).map(|(_, v)| v)
+        self.table
+            .find(h, |(k, _)| k.as_slice() == key)
+            .map(|(_, v)| v)
     }
 
     #[inline]
@@ -55,7 +60,9 @@ impl<V> Dict<V> {
             return None;
         }
         let h = self.hash(key);
-        self.table.find_mut(h, |(k, _)| k.as_slice() == key).map(|(_, v)| v)
+        self.table
+            .find_mut(h, |(k, _)| k.as_slice() == key)
+            .map(|(_, v)| v)
     }
 
     #[inline]
@@ -68,7 +75,11 @@ impl<V> Dict<V> {
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
         let h = self.hash(key);
         let hasher = &self.hasher;
-        match self.table.entry(h, |(k, _)| k.as_slice() == key, |(k, _)| hasher.hash_one(k.as_slice())) {
+        match self.table.entry(
+            h,
+            |(k, _)| k.as_slice() == key,
+            |(k, _)| hasher.hash_one(k.as_slice()),
+        ) {
             Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
             Entry::Vacant(e) => {
                 e.insert((SmallBytes::new(key), value));
@@ -82,9 +93,16 @@ impl<V> Dict<V> {
     pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> (&mut V, bool) {
         let h = self.hash(key);
         let hasher = &self.hasher;
-        match self.table.entry(h, |(k, _)| k.as_slice() == key, |(k, _)| hasher.hash_one(k.as_slice())) {
+        match self.table.entry(
+            h,
+            |(k, _)| k.as_slice() == key,
+            |(k, _)| hasher.hash_one(k.as_slice()),
+        ) {
             Entry::Occupied(e) => (&mut e.into_mut().1, false),
-            Entry::Vacant(e) => (&mut e.insert((SmallBytes::new(key), make())).into_mut().1, true),
+            Entry::Vacant(e) => (
+                &mut e.insert((SmallBytes::new(key), make())).into_mut().1,
+                true,
+            ),
         }
     }
 
@@ -119,7 +137,12 @@ impl<V> Dict<V> {
 
     /// Visits entries from bucket `cursor` on until `visit` has been called `count` times or the
     /// table ends. Returns the next cursor, 0 when the table is done.
-    pub fn scan<'a>(&'a self, cursor: usize, count: usize, mut visit: impl FnMut(&'a SmallBytes, &'a V)) -> usize {
+    pub fn scan<'a>(
+        &'a self,
+        cursor: usize,
+        count: usize,
+        mut visit: impl FnMut(&'a SmallBytes, &'a V),
+    ) -> usize {
         let buckets = self.table.num_buckets();
         let mut i = cursor;
         let mut seen = 0;
@@ -143,7 +166,10 @@ impl<V> Dict<V> {
 
     /// Bytes held by the table itself (not by the values' heap parts).
     pub fn table_bytes(&self) -> usize {
-        crate::mem::table_size(self.table.num_buckets(), std::mem::size_of::<(SmallBytes, V)>())
+        crate::mem::table_size(
+            self.table.num_buckets(),
+            std::mem::size_of::<(SmallBytes, V)>(),
+        )
     }
 }
 

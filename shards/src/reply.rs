@@ -19,7 +19,10 @@ pub struct Out {
 
 impl Out {
     pub fn new(proto: Proto) -> Self {
-        Out { buf: Vec::with_capacity(256), proto }
+        Out {
+            buf: Vec::with_capacity(256),
+            proto,
+        }
     }
 
     #[inline]
@@ -89,7 +92,11 @@ impl Out {
 
     /// A set in RESP3 (`~`), an array in RESP2.
     pub fn set(&mut self, len: usize) {
-        let t = if self.proto == Proto::Resp3 { b'~' } else { b'*' };
+        let t = if self.proto == Proto::Resp3 {
+            b'~'
+        } else {
+            b'*'
+        };
         self.header(t, len);
     }
 
@@ -118,7 +125,9 @@ impl Out {
     /// A boolean: `#t`/`#f` in RESP3, `:1`/`:0` in RESP2.
     pub fn boolean(&mut self, b: bool) {
         match self.proto {
-            Proto::Resp3 => self.buf.extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
+            Proto::Resp3 => self
+                .buf
+                .extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
             Proto::Resp2 => self.int(b as i64),
         }
     }

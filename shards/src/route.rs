@@ -33,7 +33,13 @@ pub fn thread_of(key: &[u8], layout: VShardLayout, threads: usize) -> usize {
 }
 
 /// Plans `spec` with `args` on a node of `threads` shard threads; `here` is the connection's.
-pub fn plan(spec: &CommandSpec, args: Args, layout: VShardLayout, threads: usize, here: usize) -> Plan {
+pub fn plan(
+    spec: &CommandSpec,
+    args: Args,
+    layout: VShardLayout,
+    threads: usize,
+    here: usize,
+) -> Plan {
     match spec.scope {
         Scope::Keyless | Scope::Conn => Plan::On(here),
         Scope::AllShards(merge) => {
@@ -44,9 +50,13 @@ pub fn plan(spec: &CommandSpec, args: Args, layout: VShardLayout, threads: usize
             }
         }
         Scope::Cursor => {
-            let slot = std::str::from_utf8(args.get(1)).ok().and_then(|s| s.parse::<u64>().ok());
+            let slot = std::str::from_utf8(args.get(1))
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok());
             match slot {
-                Some(c) => Plan::On(layout.owner_thread(layout.vshard_of((c & 0x3fff) as u16), threads)),
+                Some(c) => {
+                    Plan::On(layout.owner_thread(layout.vshard_of((c & 0x3fff) as u16), threads))
+                }
                 None => Plan::On(here),
             }
         }
@@ -54,7 +64,14 @@ pub fn plan(spec: &CommandSpec, args: Args, layout: VShardLayout, threads: usize
     }
 }
 
-fn plan_keys(spec: &CommandSpec, args: Args, layout: VShardLayout, threads: usize, here: usize, merge: Merge) -> Plan {
+fn plan_keys(
+    spec: &CommandSpec,
+    args: Args,
+    layout: VShardLayout,
+    threads: usize,
+    here: usize,
+    merge: Merge,
+) -> Plan {
     let mut keys = spec.key_indexes(args.len());
     let Some(first) = keys.next() else {
         return Plan::On(here);
@@ -86,7 +103,10 @@ fn plan_keys(spec: &CommandSpec, args: Args, layout: VShardLayout, threads: usiz
         let t = thread_of(args.get(i), layout, threads);
         match parts.iter_mut().find(|p| p.thread == t) {
             Some(p) => p.keys.push(i as u32),
-            None => parts.push(Part { thread: t, keys: vec![i as u32] }),
+            None => parts.push(Part {
+                thread: t,
+                keys: vec![i as u32],
+            }),
         }
     }
     Plan::Split { parts, merge }
@@ -111,7 +131,13 @@ mod tests {
     fn plan_of(words: &[&str], threads: usize) -> Plan {
         let (buf, spans) = args_of(words);
         let spec = lookup(words[0].as_bytes()).unwrap();
-        plan(spec, Args::new(&buf, &spans), VShardLayout::new(256).unwrap(), threads, 0)
+        plan(
+            spec,
+            Args::new(&buf, &spans),
+            VShardLayout::new(256).unwrap(),
+            threads,
+            0,
+        )
     }
 
     #[test]
@@ -131,7 +157,16 @@ mod tests {
         assert_eq!(
             p,
             Plan::Split {
-                parts: vec![Part { thread: 0, keys: vec![1, 5] }, Part { thread: 1, keys: vec![3] }],
+                parts: vec![
+                    Part {
+                        thread: 0,
+                        keys: vec![1, 5]
+                    },
+                    Part {
+                        thread: 1,
+                        keys: vec![3]
+                    }
+                ],
                 merge: Merge::AllOk
             }
         );
@@ -140,8 +175,14 @@ mod tests {
 
     #[test]
     fn unsplittable_and_same_slot_commands_are_refused_across_owners() {
-        assert!(matches!(plan_of(&["msetnx", "foo", "1", "bar", "2"], 2), Plan::Refuse(_)));
-        assert!(matches!(plan_of(&["rename", "foo", "{foo}x"], 2), Plan::On(0)));
+        assert!(matches!(
+            plan_of(&["msetnx", "foo", "1", "bar", "2"], 2),
+            Plan::Refuse(_)
+        ));
+        assert!(matches!(
+            plan_of(&["rename", "foo", "{foo}x"], 2),
+            Plan::On(0)
+        ));
         assert_eq!(
             plan_of(&["rename", "foo", "other"], 1),
             Plan::Refuse("CROSSSLOT Keys in request don't hash to the same slot")

@@ -15,7 +15,11 @@ const CRC16_TABLE: [u16; 256] = {
         let mut crc = (i as u16) << 8;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
             bit += 1;
         }
         table[i] = crc;
@@ -70,9 +74,13 @@ impl VShardLayout {
     /// `count` must be a power of two between 1 and 16384.
     pub fn new(count: u32) -> Result<Self, String> {
         if count == 0 || !count.is_power_of_two() || count > SLOTS as u32 {
-            return Err(format!("must be a power of two between 1 and {SLOTS}, got {count}"));
+            return Err(format!(
+                "must be a power of two between 1 and {SLOTS}, got {count}"
+            ));
         }
-        Ok(VShardLayout { shift: (SLOTS as u32 / count).trailing_zeros() })
+        Ok(VShardLayout {
+            shift: (SLOTS as u32 / count).trailing_zeros(),
+        })
     }
 
     pub fn count(self) -> u32 {
@@ -128,7 +136,12 @@ mod tests {
             (b"a", 15495),
         ];
         for (key, slot) in golden {
-            assert_eq!(key_slot(key), *slot, "key {:?}", String::from_utf8_lossy(key));
+            assert_eq!(
+                key_slot(key),
+                *slot,
+                "key {:?}",
+                String::from_utf8_lossy(key)
+            );
         }
     }
 

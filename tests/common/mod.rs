@@ -13,7 +13,11 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -21,9 +25,16 @@ impl Server {
     pub fn start(cores: &str, extra: &[&str]) -> Server {
         for _ in 0..5 {
             let port = free_port();
-            let dir = std::env::temp_dir().join(format!("shardline-test-{}-{port}", std::process::id()));
-            let mut args: Vec<String> =
-                vec!["--port".into(), port.to_string(), "--cores".into(), cores.into(), "--data-dir".into(), dir.display().to_string()];
+            let dir =
+                std::env::temp_dir().join(format!("shardline-test-{}-{port}", std::process::id()));
+            let mut args: Vec<String> = vec![
+                "--port".into(),
+                port.to_string(),
+                "--cores".into(),
+                cores.into(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+            ];
             args.extend(extra.iter().map(|s| s.to_string()));
             let child = Command::new(env!("CARGO_BIN_EXE_shardline"))
                 .args(&args)
@@ -52,7 +63,9 @@ impl Server {
                 if s.write_all(b"PING\r\n").is_ok() {
                     let mut buf = [0u8; 64];
                     if let Ok(n) = s.read(&mut buf) {
-                        if n > 0 && buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH") {
+                        if n > 0 && buf[..n].starts_with(b"+PONG")
+                            || buf[..n].starts_with(b"-NOAUTH")
+                        {
                             return true;
                         }
                     }
@@ -68,11 +81,17 @@ impl Server {
     }
 
     pub fn client(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
     }
 
     pub fn client_resp3(&self) -> redis::Connection {
-        redis::Client::open(format!("{}?protocol=resp3", self.url())).unwrap().get_connection().unwrap()
+        redis::Client::open(format!("{}?protocol=resp3", self.url()))
+            .unwrap()
+            .get_connection()
+            .unwrap()
     }
 
     pub fn raw(&self) -> TcpStream {
@@ -89,14 +108,20 @@ impl Server {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
 
 fn unsafe_kill(pid: u32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for Server {

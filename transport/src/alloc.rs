@@ -78,7 +78,9 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: forwarded; `ptr` came from this allocator with `layout`.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            COUNTERS[slot()].0.fetch_add(usable(p) - old, Ordering::Relaxed);
+            COUNTERS[slot()]
+                .0
+                .fetch_add(usable(p) - old, Ordering::Relaxed);
         }
         p
     }
@@ -86,5 +88,9 @@ unsafe impl GlobalAlloc for Counting {
 
 /// Bytes currently allocated through [`Counting`] by all threads.
 pub fn used_bytes() -> u64 {
-    COUNTERS.iter().map(|c| c.0.load(Ordering::Relaxed)).sum::<i64>().max(0) as u64
+    COUNTERS
+        .iter()
+        .map(|c| c.0.load(Ordering::Relaxed))
+        .sum::<i64>()
+        .max(0) as u64
 }

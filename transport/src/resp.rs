@@ -20,7 +20,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bulk_len: 512 * 1024 * 1024, max_multibulk_len: 1024 * 1024, max_inline_len: 64 * 1024 }
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_multibulk_len: 1024 * 1024,
+            max_inline_len: 64 * 1024,
+        }
     }
 }
 
@@ -90,7 +94,11 @@ fn parse_len(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 19 {
         return None;
     }
-    let (neg, d) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    let (neg, d) = if s[0] == b'-' {
+        (true, &s[1..])
+    } else {
+        (false, s)
+    };
     if d.is_empty() {
         return None;
     }
@@ -107,20 +115,28 @@ fn parse_len(s: &[u8]) -> Option<i64> {
 /// How far a header line may run without its CRLF before the client is cut off.
 const HEADER_LINE_MAX: usize = 64 * 1024;
 
-fn parse_multibulk(buf: &[u8], limits: &Limits, spans: &mut Vec<Span>) -> Result<Option<Frame>, ProtocolError> {
+fn parse_multibulk(
+    buf: &[u8],
+    limits: &Limits,
+    spans: &mut Vec<Span>,
+) -> Result<Option<Frame>, ProtocolError> {
     let Some(eol) = find_crlf(buf, 1) else {
         if buf.len() > HEADER_LINE_MAX {
             return Err(ProtocolError::new("too big mbulk count string"));
         }
         return Ok(None);
     };
-    let count = parse_len(&buf[1..eol]).ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
+    let count =
+        parse_len(&buf[1..eol]).ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
     if count > limits.max_multibulk_len as i64 {
         return Err(ProtocolError::new("invalid multibulk length"));
     }
     let mut pos = eol + 2;
     if count <= 0 {
-        return Ok(Some(Frame { consumed: pos, in_scratch: false }));
+        return Ok(Some(Frame {
+            consumed: pos,
+            in_scratch: false,
+        }));
     }
     if buf.len() > u32::MAX as usize {
         return Err(ProtocolError::new("query buffer too large"));
@@ -132,7 +148,10 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, spans: &mut Vec<Span>) -> Result
         }
         if buf[pos] != b'$' {
             let got = buf[pos] as char;
-            return Err(ProtocolError(format!("ERR Protocol error: expected '$', got '{}'", got.escape_default())));
+            return Err(ProtocolError(format!(
+                "ERR Protocol error: expected '$', got '{}'",
+                got.escape_default()
+            )));
         }
         let Some(eol) = find_crlf(buf, pos + 1) else {
             if buf.len() - pos > HEADER_LINE_MAX {
@@ -141,7 +160,8 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, spans: &mut Vec<Span>) -> Result
             spans.clear();
             return Ok(None);
         };
-        let len = parse_len(&buf[pos + 1..eol]).ok_or_else(|| ProtocolError::new("invalid bulk length"))?;
+        let len = parse_len(&buf[pos + 1..eol])
+            .ok_or_else(|| ProtocolError::new("invalid bulk length"))?;
         if len < 0 || len as u64 > limits.max_bulk_len as u64 {
             return Err(ProtocolError::new("invalid bulk length"));
         }
@@ -157,7 +177,10 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, spans: &mut Vec<Span>) -> Result
         spans.push((start as u32, end as u32));
         pos = end + 2;
     }
-    Ok(Some(Frame { consumed: pos, in_scratch: false }))
+    Ok(Some(Frame {
+        consumed: pos,
+        in_scratch: false,
+    }))
 }
 
 /// The number of bytes a partial multibulk command needs at least, to let the driver size its
@@ -209,13 +232,20 @@ fn parse_inline(
     if spans.len() > limits.max_multibulk_len {
         return Err(ProtocolError::new("invalid multibulk length"));
     }
-    Ok(Some(Frame { consumed: nl + 1, in_scratch: true }))
+    Ok(Some(Frame {
+        consumed: nl + 1,
+        in_scratch: true,
+    }))
 }
 
 /// Splits an inline line into arguments with `sdssplitargs` rules: whitespace separates, double
 /// quotes allow `\n \r \t \b \a \\ \" \xHH` escapes, single quotes allow `\'`; a closing quote
 /// must be followed by whitespace or the end of the line.
-fn split_inline(line: &[u8], spans: &mut Vec<Span>, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+fn split_inline(
+    line: &[u8],
+    spans: &mut Vec<Span>,
+    out: &mut Vec<u8>,
+) -> Result<(), ProtocolError> {
     let unbalanced = || ProtocolError::new("unbalanced quotes in request");
     let mut i = 0;
     loop {
@@ -233,7 +263,11 @@ fn split_inline(line: &[u8], spans: &mut Vec<Span>, out: &mut Vec<u8>) -> Result
                     return Err(unbalanced());
                 }
                 let c = line[i];
-                if c == b'\\' && i + 3 < line.len() && line[i + 1] == b'x' && is_hex(line[i + 2]) && is_hex(line[i + 3])
+                if c == b'\\'
+                    && i + 3 < line.len()
+                    && line[i + 1] == b'x'
+                    && is_hex(line[i + 2])
+                    && is_hex(line[i + 3])
                 {
                     out.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
                     i += 4;
@@ -336,20 +370,30 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Value, usize)>, ProtocolError> {
     let mut v = Some(Vec::new());
     match walk(buf, 0, 0, &mut v)? {
         None => Ok(None),
-        Some(n) => Ok(Some((v.and_then(|mut v| v.pop()).expect("walk pushes one value"), n))),
+        Some(n) => Ok(Some((
+            v.and_then(|mut v| v.pop()).expect("walk pushes one value"),
+            n,
+        ))),
     }
 }
 
 /// Walks one value starting at `pos`; returns its end. When `sink` is `Some`, pushes the decoded
 /// value onto it.
-fn walk(buf: &[u8], pos: usize, depth: usize, sink: &mut Option<Vec<Value>>) -> Result<Option<usize>, ProtocolError> {
+fn walk(
+    buf: &[u8],
+    pos: usize,
+    depth: usize,
+    sink: &mut Option<Vec<Value>>,
+) -> Result<Option<usize>, ProtocolError> {
     if depth > DEPTH_MAX {
         return Err(ProtocolError::new("reply nested too deep"));
     }
     if pos >= buf.len() {
         return Ok(None);
     }
-    let Some(eol) = find_crlf(buf, pos + 1) else { return Ok(None) };
+    let Some(eol) = find_crlf(buf, pos + 1) else {
+        return Ok(None);
+    };
     let line = &buf[pos + 1..eol];
     let next = eol + 2;
     let text = || String::from_utf8_lossy(line).into_owned();
@@ -361,7 +405,10 @@ fn walk(buf: &[u8], pos: usize, depth: usize, sink: &mut Option<Vec<Value>>) -> 
     match buf[pos] {
         b'+' => push(sink, Value::Simple(text())),
         b'-' => push(sink, Value::Error(text())),
-        b':' => push(sink, Value::Int(parse_len(line).ok_or_else(|| ProtocolError::new("bad integer"))?)),
+        b':' => push(
+            sink,
+            Value::Int(parse_len(line).ok_or_else(|| ProtocolError::new("bad integer"))?),
+        ),
         b'_' => push(sink, Value::Null),
         b'#' => push(sink, Value::Bool(line == b"t")),
         b',' => push(sink, Value::Double(text().parse().unwrap_or(f64::NAN))),
@@ -379,19 +426,33 @@ fn walk(buf: &[u8], pos: usize, depth: usize, sink: &mut Option<Vec<Value>>) -> 
             let data = &buf[next..end];
             match buf[pos] {
                 b'$' => push(sink, Value::Bulk(data.to_vec())),
-                b'!' => push(sink, Value::Error(String::from_utf8_lossy(data).into_owned())),
-                _ => push(sink, Value::Verbatim(String::from_utf8_lossy(data.get(4..).unwrap_or(b"")).into_owned())),
+                b'!' => push(
+                    sink,
+                    Value::Error(String::from_utf8_lossy(data).into_owned()),
+                ),
+                _ => push(
+                    sink,
+                    Value::Verbatim(
+                        String::from_utf8_lossy(data.get(4..).unwrap_or(b"")).into_owned(),
+                    ),
+                ),
             }
             return Ok(Some(end + 2));
         }
         b'*' | b'~' | b'>' | b'%' | b'|' => {
-            let len = parse_len(line).ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
+            let len =
+                parse_len(line).ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
             if len < 0 {
                 push(sink, Value::Null);
                 return Ok(Some(next));
             }
-            let items = if matches!(buf[pos], b'%' | b'|') { len as usize * 2 } else { len as usize };
-            let mut inner: Option<Vec<Value>> = sink.as_ref().map(|_| Vec::with_capacity(items.min(1024)));
+            let items = if matches!(buf[pos], b'%' | b'|') {
+                len as usize * 2
+            } else {
+                len as usize
+            };
+            let mut inner: Option<Vec<Value>> =
+                sink.as_ref().map(|_| Vec::with_capacity(items.min(1024)));
             let mut p = next;
             for _ in 0..items {
                 match walk(buf, p, depth + 1, &mut inner)? {
@@ -418,7 +479,10 @@ fn walk(buf: &[u8], pos: usize, depth: usize, sink: &mut Option<Vec<Value>>) -> 
             return Ok(Some(p));
         }
         other => {
-            return Err(ProtocolError(format!("ERR Protocol error: unknown reply type '{}'", (other as char).escape_default())));
+            return Err(ProtocolError(format!(
+                "ERR Protocol error: unknown reply type '{}'",
+                (other as char).escape_default()
+            )));
         }
     }
     Ok(Some(next))

@@ -28,7 +28,11 @@ fn command_entry(c: &CommandSpec, out: &mut Out) {
     out.array(10);
     out.bulk(c.name.as_bytes());
     out.int(c.arity as i64);
-    let names: Vec<&str> = flags::NAMES.iter().filter(|(f, _)| c.flags & f != 0).map(|(_, n)| *n).collect();
+    let names: Vec<&str> = flags::NAMES
+        .iter()
+        .filter(|(f, _)| c.flags & f != 0)
+        .map(|(_, n)| *n)
+        .collect();
     out.set(names.len());
     for n in names {
         out.simple(n);
@@ -105,15 +109,30 @@ mod tests {
         let mut h = Harness::new();
         assert_eq!(h.run("PING"), "+PONG\r\n");
         assert_eq!(h.run("PING hi"), bulk("hi"));
-        assert_eq!(h.run("PING a b"), error("ERR wrong number of arguments for 'ping' command"));
+        assert_eq!(
+            h.run("PING a b"),
+            error("ERR wrong number of arguments for 'ping' command")
+        );
         assert_eq!(h.run("ECHO x"), bulk("x"));
         let n = crate::command::COMMANDS.len();
         assert_eq!(h.run("COMMAND COUNT"), int(n as i64));
-        assert!(h.run("COMMAND INFO get").starts_with("*1\r\n*10\r\n$3\r\nget\r\n:2\r\n"));
+        assert!(
+            h.run("COMMAND INFO get")
+                .starts_with("*1\r\n*10\r\n$3\r\nget\r\n:2\r\n")
+        );
         assert!(h.run("COMMAND INFO nosuch").starts_with("*1\r\n*-1\r\n"));
         assert!(h.run("COMMAND DOCS get").contains("summary"));
-        assert_eq!(h.run("COMMAND FOO"), error("ERR unknown subcommand 'FOO'. Try COMMAND HELP."));
-        assert_eq!(h.run("NOSUCH a"), error("ERR unknown command 'NOSUCH', with args beginning with: 'a' "));
-        assert_eq!(h.run("GET"), error("ERR wrong number of arguments for 'get' command"));
+        assert_eq!(
+            h.run("COMMAND FOO"),
+            error("ERR unknown subcommand 'FOO'. Try COMMAND HELP.")
+        );
+        assert_eq!(
+            h.run("NOSUCH a"),
+            error("ERR unknown command 'NOSUCH', with args beginning with: 'a' ")
+        );
+        assert_eq!(
+            h.run("GET"),
+            error("ERR wrong number of arguments for 'get' command")
+        );
     }
 }

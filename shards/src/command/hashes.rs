@@ -15,7 +15,12 @@ type Hash = Dict<SmallBytes>;
 const RANDFIELD_COUNT_MAX: i64 = 1 << 24;
 
 /// The hash at `key`: `Ok(None)` if missing, `Err` (reply written) if another type.
-fn hash_of<'d>(db: &'d mut Db, key: &[u8], now: u64, out: &mut Out) -> Result<Option<&'d Hash>, ()> {
+fn hash_of<'d>(
+    db: &'d mut Db,
+    key: &[u8],
+    now: u64,
+    out: &mut Out,
+) -> Result<Option<&'d Hash>, ()> {
     match db.get(key, now) {
         None => Ok(None),
         Some(Value::Hash(h)) => Ok(Some(h)),
@@ -75,7 +80,9 @@ pub fn hmset(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn hsetnx(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else { return };
+    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
     let (_, inserted) = h.get_or_insert_with(a.get(2), || SmallBytes::new(a.get(3)));
     out.int(inserted as i64)
 }
@@ -117,7 +124,9 @@ pub fn hdel(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 /// HGETALL, HKEYS, HVALS: fields and/or values of the whole hash.
 fn dump(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, fields: bool, values: bool) {
-    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else { return };
+    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
     let len = h.map_or(0, |h| h.len());
     if fields && values {
         out.map(len);
@@ -160,12 +169,17 @@ pub fn hexists(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 pub fn hstrlen(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
-        out.int(h.and_then(|h| h.get(a.get(2))).map_or(0, |v| v.len() as i64))
+        out.int(
+            h.and_then(|h| h.get(a.get(2)))
+                .map_or(0, |v| v.len() as i64),
+        )
     }
 }
 
 pub fn hincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(by) = int_arg(&a, 3, out) else { return };
+    let Some(by) = int_arg(&a, 3, out) else {
+        return;
+    };
     let current = match hash_of(db, a.get(1), c.now_ms, out) {
         Err(()) => return,
         Ok(h) => match h.and_then(|h| h.get(a.get(2))) {
@@ -179,9 +193,14 @@ pub fn hincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(n) = current.checked_add(by) else {
         return out.error(err::OVERFLOW);
     };
-    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else { return };
+    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
     let mut tmp = [0u8; 20];
-    h.insert(a.get(2), SmallBytes::new(crate::num::format_i64(n, &mut tmp)));
+    h.insert(
+        a.get(2),
+        SmallBytes::new(crate::num::format_i64(n, &mut tmp)),
+    );
     out.int(n)
 }
 
@@ -204,7 +223,9 @@ pub fn hincrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         return out.error("ERR increment would produce NaN or Infinity");
     }
     let text = crate::num::format_incr_float(n);
-    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else { return };
+    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
     h.insert(a.get(2), SmallBytes::new(text.as_bytes()));
     out.bulk(text.as_bytes())
 }
@@ -235,7 +256,9 @@ pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         _ => return out.error(err::SYNTAX),
     };
     let proto = out.proto;
-    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else { return };
+    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
     let Some(count) = count else {
         return match h.filter(|h| !h.is_empty()) {
             Some(h) => {
@@ -257,7 +280,11 @@ pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
             out.bulk(v);
         }
     };
-    let per = if with_values && proto == Proto::Resp2 { 2 } else { 1 };
+    let per = if with_values && proto == Proto::Resp2 {
+        2
+    } else {
+        1
+    };
     if count < 0 {
         let n = count.unsigned_abs() as usize;
         out.array(n * per);
@@ -285,7 +312,10 @@ pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn hscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(cursor) = std::str::from_utf8(a.get(2)).ok().and_then(|s| s.parse::<u64>().ok()) else {
+    let Some(cursor) = std::str::from_utf8(a.get(2))
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
         return out.error(err::INVALID_CURSOR);
     };
     let (mut pattern, mut count, mut novalues) = (None::<&[u8]>, 10usize, false);
@@ -313,7 +343,9 @@ pub fn hscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         }
         i += 2;
     }
-    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else { return };
+    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
     let mut found: Vec<(&[u8], &[u8])> = Vec::new();
     let next = match h {
         None => 0,
@@ -356,7 +388,10 @@ mod tests {
         assert_eq!(h.run("HSETNX h d 9"), int(1));
         assert_eq!(h.run("HDEL h a b c d zz"), int(4));
         assert_eq!(h.run("EXISTS h"), int(0));
-        assert_eq!(h.run("HSET h a"), error("ERR wrong number of arguments for 'hset' command"));
+        assert_eq!(
+            h.run("HSET h a"),
+            error("ERR wrong number of arguments for 'hset' command")
+        );
         assert_eq!(h.run("HMSET h a 1"), OK);
         h.run("SET s v");
         assert_eq!(h.run("HSET s a 1"), error(WRONGTYPE));
@@ -369,9 +404,15 @@ mod tests {
     fn hgetall_is_a_map_in_resp3() {
         let mut h = Harness::new();
         h.run("HSET h f v");
-        assert_eq!(h.run("HGETALL h"), format!("*2\r\n{}{}", bulk("f"), bulk("v")));
+        assert_eq!(
+            h.run("HGETALL h"),
+            format!("*2\r\n{}{}", bulk("f"), bulk("v"))
+        );
         h.proto = Proto::Resp3;
-        assert_eq!(h.run("HGETALL h"), format!("%1\r\n{}{}", bulk("f"), bulk("v")));
+        assert_eq!(
+            h.run("HGETALL h"),
+            format!("%1\r\n{}{}", bulk("f"), bulk("v"))
+        );
         assert_eq!(h.run("HKEYS h"), format!("*1\r\n{}", bulk("f")));
         assert_eq!(h.run("HVALS h"), format!("*1\r\n{}", bulk("v")));
         assert_eq!(h.run("HGETALL nokey"), "%0\r\n");
@@ -383,12 +424,24 @@ mod tests {
         assert_eq!(h.run("HINCRBY h n 5"), int(5));
         assert_eq!(h.run("HINCRBY h n -10"), int(-5));
         h.run("HSET h s abc");
-        assert_eq!(h.run("HINCRBY h s 1"), error("ERR hash value is not an integer"));
-        assert_eq!(h.run("HINCRBY h n x"), error("ERR value is not an integer or out of range"));
+        assert_eq!(
+            h.run("HINCRBY h s 1"),
+            error("ERR hash value is not an integer")
+        );
+        assert_eq!(
+            h.run("HINCRBY h n x"),
+            error("ERR value is not an integer or out of range")
+        );
         h.run("HSET h big 9223372036854775807");
-        assert_eq!(h.run("HINCRBY h big 1"), error("ERR increment or decrement would overflow"));
+        assert_eq!(
+            h.run("HINCRBY h big 1"),
+            error("ERR increment or decrement would overflow")
+        );
         assert_eq!(h.run("HINCRBYFLOAT h f 1.5"), bulk("1.5"));
-        assert_eq!(h.run("HINCRBYFLOAT h s 1.5"), error("ERR hash value is not a float"));
+        assert_eq!(
+            h.run("HINCRBYFLOAT h s 1.5"),
+            error("ERR hash value is not a float")
+        );
         h.run("SET str v");
         assert_eq!(h.run("HINCRBY str f 1"), error(WRONGTYPE));
         assert_eq!(h.run("HINCRBYFLOAT str f 1"), error(WRONGTYPE));
@@ -406,9 +459,15 @@ mod tests {
         assert!(h.run("HRANDFIELD h -10").starts_with("*10\r\n"));
         assert!(h.run("HRANDFIELD h 2 WITHVALUES").starts_with("*4\r\n"));
         h.proto = Proto::Resp3;
-        assert!(h.run("HRANDFIELD h 2 WITHVALUES").starts_with("*2\r\n*2\r\n"));
+        assert!(
+            h.run("HRANDFIELD h 2 WITHVALUES")
+                .starts_with("*2\r\n*2\r\n")
+        );
         assert_eq!(h.run("HRANDFIELD h 2 FOO"), error("ERR syntax error"));
-        assert_eq!(h.run("HRANDFIELD h -99999999999"), error("ERR value is out of range"));
+        assert_eq!(
+            h.run("HRANDFIELD h -99999999999"),
+            error("ERR value is out of range")
+        );
         let mut distinct = std::collections::HashSet::new();
         for _ in 0..100 {
             distinct.insert(h.run("HRANDFIELD h"));

@@ -7,7 +7,11 @@ use crate::glob::glob_match;
 use crate::reply::Out;
 
 pub fn del(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let n = a.iter().skip(1).filter(|k| db.remove(k, c.now_ms).is_some()).count();
+    let n = a
+        .iter()
+        .skip(1)
+        .filter(|k| db.remove(k, c.now_ms).is_some())
+        .count();
     out.int(n as i64)
 }
 
@@ -18,7 +22,15 @@ pub fn exists(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 /// The shared body of EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT.
-fn expire_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, unit_ms: u64, absolute: bool, name: &str) {
+fn expire_generic(
+    db: &mut Db,
+    a: Args,
+    c: &mut Ctx,
+    out: &mut Out,
+    unit_ms: u64,
+    absolute: bool,
+    name: &str,
+) {
     let Some(n) = int_arg(&a, 2, out) else { return };
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in a.iter().skip(3) {
@@ -39,7 +51,11 @@ fn expire_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, unit_ms: u64
     // The absolute deadline in ms, computed without overflow (Redis rejects overflowing values).
     let at: i64 = {
         let ms = n.checked_mul(unit_ms as i64);
-        let at = if absolute { ms } else { ms.and_then(|ms| ms.checked_add(c.now_ms as i64)) };
+        let at = if absolute {
+            ms
+        } else {
+            ms.and_then(|ms| ms.checked_add(c.now_ms as i64))
+        };
         match at {
             Some(at) => at,
             None => return err::invalid_expire(out, name),
@@ -91,7 +107,9 @@ fn ttl_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, f: impl Fn(u64,
 }
 
 pub fn ttl(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    ttl_generic(db, a, c, out, |at, now| (at.saturating_sub(now) as i64 + 500) / 1000)
+    ttl_generic(db, a, c, out, |at, now| {
+        (at.saturating_sub(now) as i64 + 500) / 1000
+    })
 }
 
 pub fn pttl(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
@@ -169,7 +187,10 @@ pub fn copy(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     if !replace && db.exists(dst, c.now_ms) {
         return out.int(0);
     }
-    let value = db.get(src, c.now_ms).map(Value::deep_clone).expect("checked live above");
+    let value = db
+        .get(src, c.now_ms)
+        .map(Value::deep_clone)
+        .expect("checked live above");
     db.set(dst, value, ttl, false);
     out.int(1)
 }
@@ -195,7 +216,10 @@ pub fn keys(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn scan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(cursor) = std::str::from_utf8(a.get(1)).ok().and_then(|s| s.parse::<u64>().ok()) else {
+    let Some(cursor) = std::str::from_utf8(a.get(1))
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
         return out.error(err::INVALID_CURSOR);
     };
     let mut pattern: Option<&[u8]> = None;
@@ -256,7 +280,10 @@ pub fn flush(db: &mut Db, a: Args, _c: &mut Ctx, out: &mut Out) {
     if a.len() > 2 {
         return out.error(err::SYNTAX);
     }
-    if a.len() == 2 && !a.get(1).eq_ignore_ascii_case(b"async") && !a.get(1).eq_ignore_ascii_case(b"sync") {
+    if a.len() == 2
+        && !a.get(1).eq_ignore_ascii_case(b"async")
+        && !a.get(1).eq_ignore_ascii_case(b"sync")
+    {
         return out.error(err::SYNTAX);
     }
     db.flush();
@@ -279,7 +306,11 @@ pub fn memory(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         None => out.null(),
         Some(v) => {
             let entry = std::mem::size_of::<(crate::bytes::SmallBytes, Value)>() + 1;
-            let key_heap = if key.len() > 22 { crate::mem::alloc_size(key.len()) } else { 0 };
+            let key_heap = if key.len() > 22 {
+                crate::mem::alloc_size(key.len())
+            } else {
+                0
+            };
             out.int((entry + key_heap + v.heap_bytes()) as i64)
         }
     }
@@ -312,10 +343,22 @@ mod tests {
         assert_eq!(h.run("EXPIRE k 50 GT"), int(0));
         assert_eq!(h.run("EXPIRE k 50 LT"), int(1));
         assert_eq!(h.run("TTL k"), int(50));
-        assert_eq!(h.run("EXPIRE k 50 NX XX"), error("ERR NX and XX, GT or LT options at the same time are not compatible"));
-        assert_eq!(h.run("EXPIRE k 50 GT LT"), error("ERR GT and LT options at the same time are not compatible"));
-        assert_eq!(h.run("EXPIRE k 50 FOO"), error("ERR Unsupported option FOO"));
-        assert_eq!(h.run("EXPIRE k 9223372036854775807"), error("ERR invalid expire time in 'expire' command"));
+        assert_eq!(
+            h.run("EXPIRE k 50 NX XX"),
+            error("ERR NX and XX, GT or LT options at the same time are not compatible")
+        );
+        assert_eq!(
+            h.run("EXPIRE k 50 GT LT"),
+            error("ERR GT and LT options at the same time are not compatible")
+        );
+        assert_eq!(
+            h.run("EXPIRE k 50 FOO"),
+            error("ERR Unsupported option FOO")
+        );
+        assert_eq!(
+            h.run("EXPIRE k 9223372036854775807"),
+            error("ERR invalid expire time in 'expire' command")
+        );
         assert_eq!(h.run("PERSIST k"), int(1));
         assert_eq!(h.run("PERSIST k"), int(0));
         let at_s = h.now_ms / 1000 + 100;
@@ -340,8 +383,14 @@ mod tests {
         assert_eq!(h.run("COPY b c REPLACE"), int(1));
         assert_eq!(h.run("GET c"), bulk("1"));
         assert_eq!(h.run("TTL c"), int(100));
-        assert_eq!(h.run("COPY b b"), error("ERR source and destination objects are the same"));
-        assert_eq!(h.run("COPY b d DB 1"), error("ERR DB index is out of range"));
+        assert_eq!(
+            h.run("COPY b b"),
+            error("ERR source and destination objects are the same")
+        );
+        assert_eq!(
+            h.run("COPY b d DB 1"),
+            error("ERR DB index is out of range")
+        );
         h.run("HSET h f v");
         assert_eq!(h.run("COPY h h2"), int(1));
         h.run("HSET h f changed");
@@ -392,6 +441,9 @@ mod tests {
         assert!(small >= 40 && small < 100, "{small}");
         assert!(big > 1000 && big < 1200, "{big}");
         assert_eq!(h.run("MEMORY USAGE nokey"), NIL);
-        assert_eq!(h.run("MEMORY DOCTOR"), error("ERR unknown subcommand 'DOCTOR'. Try MEMORY HELP."));
+        assert_eq!(
+            h.run("MEMORY DOCTOR"),
+            error("ERR unknown subcommand 'DOCTOR'. Try MEMORY HELP.")
+        );
     }
 }

@@ -11,7 +11,12 @@ use crate::reply::Out;
 pub const STRING_MAX_BYTES: usize = 512 * 1024 * 1024;
 
 /// The string at `key`: `Ok(None)` if missing, `Err` (reply written) if another type.
-fn string_of<'d>(db: &'d mut Db, key: &[u8], now: u64, out: &mut Out) -> Result<Option<&'d [u8]>, ()> {
+fn string_of<'d>(
+    db: &'d mut Db,
+    key: &[u8],
+    now: u64,
+    out: &mut Out,
+) -> Result<Option<&'d [u8]>, ()> {
     match db.get(key, now) {
         None => Ok(None),
         Some(Value::Str(s)) => Ok(Some(s.as_slice())),
@@ -42,7 +47,13 @@ enum Ttl {
 
 /// Parses `EX s | PX ms | EXAT s | PXAT ms` at `a[i]`; returns the absolute time and the arguments
 /// consumed, or writes an error.
-fn parse_expire(a: &Args, i: usize, c: &Ctx, cmd: &str, out: &mut Out) -> Result<Option<(u64, usize)>, ()> {
+fn parse_expire(
+    a: &Args,
+    i: usize,
+    c: &Ctx,
+    cmd: &str,
+    out: &mut Out,
+) -> Result<Option<(u64, usize)>, ()> {
     let opt = a.get(i);
     let (unit_ms, absolute) = if opt.eq_ignore_ascii_case(b"ex") {
         (1000, false)
@@ -67,7 +78,11 @@ fn parse_expire(a: &Args, i: usize, c: &Ctx, cmd: &str, out: &mut Out) -> Result
         None
     } else {
         let ms = (n as u64).checked_mul(unit_ms);
-        if absolute { ms } else { ms.and_then(|ms| ms.checked_add(c.now_ms)) }
+        if absolute {
+            ms
+        } else {
+            ms.and_then(|ms| ms.checked_add(c.now_ms))
+        }
     };
     match at {
         Some(at) if at <= i64::MAX as u64 => Ok(Some((at, 2))),
@@ -131,8 +146,17 @@ pub fn set(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         }
         return;
     }
-    let expire = if let Ttl::At(at) = ttl { Some(at) } else { None };
-    db.set(key, Value::Str(SmallBytes::new(a.get(2))), expire, ttl == Ttl::Keep);
+    let expire = if let Ttl::At(at) = ttl {
+        Some(at)
+    } else {
+        None
+    };
+    db.set(
+        key,
+        Value::Str(SmallBytes::new(a.get(2))),
+        expire,
+        ttl == Ttl::Keep,
+    );
     if !get {
         out.ok();
     }
@@ -149,10 +173,21 @@ pub fn setnx(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 fn set_with_ttl(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, unit_ms: u64, name: &str) {
     let Some(n) = int_arg(&a, 2, out) else { return };
-    let at = if n > 0 { (n as u64).checked_mul(unit_ms).and_then(|ms| ms.checked_add(c.now_ms)) } else { None };
+    let at = if n > 0 {
+        (n as u64)
+            .checked_mul(unit_ms)
+            .and_then(|ms| ms.checked_add(c.now_ms))
+    } else {
+        None
+    };
     match at {
         Some(at) if at <= i64::MAX as u64 => {
-            db.set(a.get(1), Value::Str(SmallBytes::new(a.get(3))), Some(at), false);
+            db.set(
+                a.get(1),
+                Value::Str(SmallBytes::new(a.get(3))),
+                Some(at),
+                false,
+            );
             out.ok()
         }
         _ => err::invalid_expire(out, name),
@@ -242,7 +277,12 @@ pub fn mset(db: &mut Db, a: Args, _c: &mut Ctx, out: &mut Out) {
         return err::arity(out, "mset");
     }
     for i in (1..a.len()).step_by(2) {
-        db.set(a.get(i), Value::Str(SmallBytes::new(a.get(i + 1))), None, false);
+        db.set(
+            a.get(i),
+            Value::Str(SmallBytes::new(a.get(i + 1))),
+            None,
+            false,
+        );
     }
     out.ok()
 }
@@ -257,7 +297,12 @@ pub fn msetnx(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         }
     }
     for i in (1..a.len()).step_by(2) {
-        db.set(a.get(i), Value::Str(SmallBytes::new(a.get(i + 1))), None, false);
+        db.set(
+            a.get(i),
+            Value::Str(SmallBytes::new(a.get(i + 1))),
+            None,
+            false,
+        );
     }
     out.int(1)
 }
@@ -328,7 +373,12 @@ pub fn incrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         return out.error("ERR increment would produce NaN or Infinity");
     }
     let text = crate::num::format_incr_float(n);
-    db.set(key, Value::Str(SmallBytes::new(text.as_bytes())), None, true);
+    db.set(
+        key,
+        Value::Str(SmallBytes::new(text.as_bytes())),
+        None,
+        true,
+    );
     out.bulk(text.as_bytes())
 }
 
@@ -368,12 +418,20 @@ pub fn range_of(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     let mut e = if end < 0 { len + end } else { end };
     s = s.max(0);
     e = e.min(len - 1);
-    if len == 0 || s > e || s >= len { None } else { Some((s as usize, e as usize)) }
+    if len == 0 || s > e || s >= len {
+        None
+    } else {
+        Some((s as usize, e as usize))
+    }
 }
 
 pub fn getrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(start) = int_arg(&a, 2, out) else { return };
-    let Some(end) = int_arg(&a, 3, out) else { return };
+    let Some(start) = int_arg(&a, 2, out) else {
+        return;
+    };
+    let Some(end) = int_arg(&a, 3, out) else {
+        return;
+    };
     if let Ok(v) = string_of(db, a.get(1), c.now_ms, out) {
         let s = v.unwrap_or(b"");
         // Redis: a negative start past a negative end is empty, as is any range on "".
@@ -388,7 +446,9 @@ pub fn getrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn setrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(offset) = int_arg(&a, 2, out) else { return };
+    let Some(offset) = int_arg(&a, 2, out) else {
+        return;
+    };
     if offset < 0 {
         return out.error("ERR offset is out of range");
     }
@@ -429,10 +489,19 @@ mod tests {
         assert_eq!(h.run("SET k w XX GET"), bulk("v"));
         assert_eq!(h.run("SET missing w XX"), NIL);
         assert_eq!(h.run("SET k v NX XX"), error("ERR syntax error"));
-        assert_eq!(h.run("SET k v EX 0"), error("ERR invalid expire time in 'set' command"));
-        assert_eq!(h.run("SET k v EX abc"), error("ERR value is not an integer or out of range"));
+        assert_eq!(
+            h.run("SET k v EX 0"),
+            error("ERR invalid expire time in 'set' command")
+        );
+        assert_eq!(
+            h.run("SET k v EX abc"),
+            error("ERR value is not an integer or out of range")
+        );
         assert_eq!(h.run("SET k v EX 10 PX 10"), error("ERR syntax error"));
-        assert_eq!(h.run("SET k v EX 9223372036854775807"), error("ERR invalid expire time in 'set' command"));
+        assert_eq!(
+            h.run("SET k v EX 9223372036854775807"),
+            error("ERR invalid expire time in 'set' command")
+        );
         assert_eq!(h.run("SET k v EX 10"), OK);
         assert_eq!(h.run("TTL k"), int(10));
         assert_eq!(h.run("SET k v2 KEEPTTL"), OK);
@@ -440,8 +509,14 @@ mod tests {
         assert_eq!(h.run("SET k v3"), OK);
         assert_eq!(h.run("TTL k"), int(-1));
         assert_eq!(h.run("HSET hk f v"), int(1));
-        assert_eq!(h.run("GET hk"), error("WRONGTYPE Operation against a key holding the wrong kind of value"));
-        assert_eq!(h.run("SET hk v GET"), error("WRONGTYPE Operation against a key holding the wrong kind of value"));
+        assert_eq!(
+            h.run("GET hk"),
+            error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        );
+        assert_eq!(
+            h.run("SET hk v GET"),
+            error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        );
         assert_eq!(h.run("TYPE hk"), "+hash\r\n");
         assert_eq!(h.run("SET hk v"), OK);
         assert_eq!(h.run("TYPE hk"), "+string\r\n");
@@ -463,7 +538,10 @@ mod tests {
         assert_eq!(h.run("TTL k"), int(-1));
         assert_eq!(h.run("GETEX k EX 5"), bulk("v"));
         assert_eq!(h.run("PTTL k"), int(5000));
-        assert_eq!(h.run("SETEX k 0 v"), error("ERR invalid expire time in 'setex' command"));
+        assert_eq!(
+            h.run("SETEX k 0 v"),
+            error("ERR invalid expire time in 'setex' command")
+        );
         assert_eq!(h.run("PSETEX k 50 v"), OK);
         assert_eq!(h.run("PTTL k"), int(50));
     }
@@ -479,24 +557,45 @@ mod tests {
         assert_eq!(h.run("INCR n"), int(-9));
         assert_eq!(h.run("TTL n"), int(100));
         assert_eq!(h.run("SET n 9223372036854775807"), OK);
-        assert_eq!(h.run("INCR n"), error("ERR increment or decrement would overflow"));
+        assert_eq!(
+            h.run("INCR n"),
+            error("ERR increment or decrement would overflow")
+        );
         assert_eq!(h.run("GET n"), bulk("9223372036854775807"));
         assert_eq!(h.run("SET s abc"), OK);
-        assert_eq!(h.run("INCR s"), error("ERR value is not an integer or out of range"));
-        assert_eq!(h.run("INCRBY s x"), error("ERR value is not an integer or out of range"));
+        assert_eq!(
+            h.run("INCR s"),
+            error("ERR value is not an integer or out of range")
+        );
+        assert_eq!(
+            h.run("INCRBY s x"),
+            error("ERR value is not an integer or out of range")
+        );
         assert_eq!(h.run("SET f 10.50"), OK);
         assert_eq!(h.run("INCRBYFLOAT f 0.1"), bulk("10.6"));
         assert_eq!(h.run("INCRBYFLOAT f -5.1"), bulk("5.5"));
-        assert_eq!(h.run("INCRBYFLOAT f abc"), error("ERR value is not a valid float"));
-        assert_eq!(h.run("INCRBYFLOAT f inf"), error("ERR increment would produce NaN or Infinity"));
+        assert_eq!(
+            h.run("INCRBYFLOAT f abc"),
+            error("ERR value is not a valid float")
+        );
+        assert_eq!(
+            h.run("INCRBYFLOAT f inf"),
+            error("ERR increment would produce NaN or Infinity")
+        );
     }
 
     #[test]
     fn multi_key_strings() {
         let mut h = Harness::new();
         assert_eq!(h.run("MSET a 1 b 2"), OK);
-        assert_eq!(h.run("MGET a b c"), format!("*3\r\n{}{}{}", bulk("1"), bulk("2"), NIL));
-        assert_eq!(h.run("MSET a 1 b"), error("ERR wrong number of arguments for 'mset' command"));
+        assert_eq!(
+            h.run("MGET a b c"),
+            format!("*3\r\n{}{}{}", bulk("1"), bulk("2"), NIL)
+        );
+        assert_eq!(
+            h.run("MSET a 1 b"),
+            error("ERR wrong number of arguments for 'mset' command")
+        );
         assert_eq!(h.run("MSETNX a 5 z 6"), int(0));
         assert_eq!(h.run("EXISTS z"), int(0));
         assert_eq!(h.run("MSETNX y 5 z 6"), int(1));
@@ -522,8 +621,14 @@ mod tests {
         assert_eq!(h.run("GET s"), bulk("HelloWRedis"));
         assert_eq!(h.run("SETRANGE z 2 ab"), int(4));
         assert_eq!(h.run("GET z"), "$4\r\n\0\0ab\r\n");
-        assert_eq!(h.run("SETRANGE z -1 ab"), error("ERR offset is out of range"));
-        assert_eq!(h.run("SETRANGE z 536870911 ab"), error("ERR string exceeds maximum allowed size (proto-max-bulk-len)"));
+        assert_eq!(
+            h.run("SETRANGE z -1 ab"),
+            error("ERR offset is out of range")
+        );
+        assert_eq!(
+            h.run("SETRANGE z 536870911 ab"),
+            error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+        );
         assert_eq!(h.run("GETRANGE nokey 0 -1"), bulk(""));
     }
 }

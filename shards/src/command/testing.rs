@@ -16,7 +16,12 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Self {
-        Harness { db: Db::new_all(VShardLayout::new(256).unwrap()), now_ms: 1_700_000_000_000, rng: Rng::new(7), proto: Proto::Resp2 }
+        Harness {
+            db: Db::new_all(VShardLayout::new(256).unwrap()),
+            now_ms: 1_700_000_000_000,
+            rng: Rng::new(7),
+            proto: Proto::Resp2,
+        }
     }
 
     /// Runs one command given as arguments.
@@ -29,7 +34,11 @@ impl Harness {
             spans.push((s, buf.len() as u32));
         }
         let mut out = Out::new(self.proto);
-        let mut ctx = Ctx { now_ms: self.now_ms, now_us: self.now_ms * 1000, rng: &mut self.rng };
+        let mut ctx = Ctx {
+            now_ms: self.now_ms,
+            now_us: self.now_ms * 1000,
+            rng: &mut self.rng,
+        };
         execute(&mut self.db, Args::new(&buf, &spans), &mut ctx, &mut out);
         String::from_utf8_lossy(&out.buf).into_owned()
     }

@@ -8,9 +8,18 @@ fn parse_all(buf: &[u8], limits: &Limits) -> Result<(Vec<Vec<Vec<u8>>>, usize), 
     let mut cmds = Vec::new();
     while let Some(frame) = parse_command(&buf[pos..], limits, &mut spans, &mut scratch)? {
         assert!(frame.consumed > 0, "a frame always consumes bytes");
-        let base: &[u8] = if frame.in_scratch { &scratch } else { &buf[pos..] };
+        let base: &[u8] = if frame.in_scratch {
+            &scratch
+        } else {
+            &buf[pos..]
+        };
         if !spans.is_empty() {
-            cmds.push(spans.iter().map(|&(s, e)| base[s as usize..e as usize].to_vec()).collect());
+            cmds.push(
+                spans
+                    .iter()
+                    .map(|&(s, e)| base[s as usize..e as usize].to_vec())
+                    .collect(),
+            );
         }
         pos += frame.consumed;
     }
@@ -28,7 +37,12 @@ fn expected() -> Vec<Vec<Vec<u8>>> {
         words(&["SET", "key", "va\r\nl"]),
         words(&["PING"]),
         words(&["ECHO", ""]),
-        vec![b"set".to_vec(), b"a b".to_vec(), b"c'd".to_vec(), b"A\n".to_vec()],
+        vec![
+            b"set".to_vec(),
+            b"a b".to_vec(),
+            b"c'd".to_vec(),
+            b"A\n".to_vec(),
+        ],
         words(&["PING"]),
     ]
 }
@@ -72,20 +86,57 @@ fn byte_at_a_time_feeding_gives_the_same_commands() {
 
 #[test]
 fn limits_and_malformed_frames_are_errors_with_redis_wording() {
-    let limits = Limits { max_bulk_len: 100, max_multibulk_len: 10, max_inline_len: 32 };
+    let limits = Limits {
+        max_bulk_len: 100,
+        max_multibulk_len: 10,
+        max_inline_len: 32,
+    };
     let err = |b: &[u8]| parse_all(b, &limits).unwrap_err().0;
-    assert_eq!(err(b"*11\r\n"), "ERR Protocol error: invalid multibulk length");
-    assert_eq!(err(b"*x\r\n"), "ERR Protocol error: invalid multibulk length");
-    assert_eq!(err(b"*1\r\n$101\r\n"), "ERR Protocol error: invalid bulk length");
-    assert_eq!(err(b"*1\r\n$99999999999999999999\r\n"), "ERR Protocol error: invalid bulk length");
-    assert_eq!(err(b"*1\r\n$-5\r\n"), "ERR Protocol error: invalid bulk length");
-    assert_eq!(err(b"*1\r\n+ok\r\n"), "ERR Protocol error: expected '$', got '+'");
-    assert_eq!(err(b"*1\r\n$2\r\nabcd\r\n"), "ERR Protocol error: bulk string not terminated by CRLF");
-    assert_eq!(err(&[b'a'; 40]), "ERR Protocol error: too big inline request");
-    assert_eq!(err(b"set \"abc\n"), "ERR Protocol error: unbalanced quotes in request");
-    assert_eq!(err(b"set \"a\"b\n"), "ERR Protocol error: unbalanced quotes in request");
+    assert_eq!(
+        err(b"*11\r\n"),
+        "ERR Protocol error: invalid multibulk length"
+    );
+    assert_eq!(
+        err(b"*x\r\n"),
+        "ERR Protocol error: invalid multibulk length"
+    );
+    assert_eq!(
+        err(b"*1\r\n$101\r\n"),
+        "ERR Protocol error: invalid bulk length"
+    );
+    assert_eq!(
+        err(b"*1\r\n$99999999999999999999\r\n"),
+        "ERR Protocol error: invalid bulk length"
+    );
+    assert_eq!(
+        err(b"*1\r\n$-5\r\n"),
+        "ERR Protocol error: invalid bulk length"
+    );
+    assert_eq!(
+        err(b"*1\r\n+ok\r\n"),
+        "ERR Protocol error: expected '$', got '+'"
+    );
+    assert_eq!(
+        err(b"*1\r\n$2\r\nabcd\r\n"),
+        "ERR Protocol error: bulk string not terminated by CRLF"
+    );
+    assert_eq!(
+        err(&[b'a'; 40]),
+        "ERR Protocol error: too big inline request"
+    );
+    assert_eq!(
+        err(b"set \"abc\n"),
+        "ERR Protocol error: unbalanced quotes in request"
+    );
+    assert_eq!(
+        err(b"set \"a\"b\n"),
+        "ERR Protocol error: unbalanced quotes in request"
+    );
     // Unterminated frames are not errors: they wait for more bytes.
-    assert_eq!(parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\n", &limits).unwrap().1, 0);
+    assert_eq!(
+        parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\n", &limits).unwrap().1,
+        0
+    );
     assert_eq!(parse_all(b"*1\r\n$100\r\n", &limits).unwrap().1, 0);
     assert_eq!(bytes_needed(b"*1\r\n$100\r\nab"), Some(4 + 6 + 102));
 }
@@ -103,7 +154,11 @@ impl Rng {
 
 #[test]
 fn random_garbage_never_panics_and_frames_stay_in_bounds() {
-    let limits = Limits { max_bulk_len: 1000, max_multibulk_len: 100, max_inline_len: 1000 };
+    let limits = Limits {
+        max_bulk_len: 1000,
+        max_multibulk_len: 100,
+        max_inline_len: 1000,
+    };
     let alphabet = b"*$+-:\r\n0123456789-\"'\\ xab";
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut spans = Vec::new();
@@ -113,12 +168,20 @@ fn random_garbage_never_panics_and_frames_stay_in_bounds() {
         let buf: Vec<u8> = (0..len)
             .map(|_| {
                 let r = rng.next();
-                if r % 4 == 0 { r as u8 } else { alphabet[(r >> 8) as usize % alphabet.len()] }
+                if r % 4 == 0 {
+                    r as u8
+                } else {
+                    alphabet[(r >> 8) as usize % alphabet.len()]
+                }
             })
             .collect();
         if let Ok(Some(frame)) = parse_command(&buf, &limits, &mut spans, &mut scratch) {
             assert!(frame.consumed > 0 && frame.consumed <= buf.len());
-            let base_len = if frame.in_scratch { scratch.len() } else { buf.len() };
+            let base_len = if frame.in_scratch {
+                scratch.len()
+            } else {
+                buf.len()
+            };
             for &(s, e) in &spans {
                 assert!(s <= e && e as usize <= base_len);
             }
@@ -137,7 +200,10 @@ fn decodes_resp2_and_resp3_replies() {
         v,
         Value::Map(vec![
             (Value::Simple("a".into()), Value::Int(1)),
-            (Value::Bulk(b"b".to_vec()), Value::Array(vec![Value::Double(1.5), Value::Null])),
+            (
+                Value::Bulk(b"b".to_vec()),
+                Value::Array(vec![Value::Double(1.5), Value::Null])
+            ),
         ])
     );
     assert_eq!(value_len(b"$5\r\nhel").unwrap(), None);
