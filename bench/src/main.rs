@@ -60,12 +60,11 @@ fn main() {
         server_cpu_us: cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b)),
     };
     print!("{}", summary.text());
-    if let Some(path) = &o.json {
-        if let Err(e) = std::fs::write(path, summary.json()) {
+    if let Some(path) = &o.json
+        && let Err(e) = std::fs::write(path, summary.json()) {
             eprintln!("cannot write {path}: {e}");
             std::process::exit(1);
         }
-    }
 }
 
 /// Runs all client threads to completion; merges their histograms.
@@ -103,12 +102,11 @@ fn progress(o: &args::Options, shared: &run::Shared, start: Instant) {
     let mut next = start + Duration::from_secs(1);
     while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        if let Some(d) = o.duration {
-            if now.duration_since(start) >= d {
+        if let Some(d) = o.duration
+            && now.duration_since(start) >= d {
                 shared.stop.store(true, Ordering::Relaxed);
                 return;
             }
-        }
         if now >= next {
             let done = shared.done.load(Ordering::Relaxed);
             if !o.quiet {

@@ -312,16 +312,16 @@ impl Db {
         Some(v)
     }
 
-    /// The expiry of a live key: `Err(())` if the key does not exist, `Ok(None)` if it is
+    /// The expiry of a live key: `None` if the key does not exist, `Some(None)` if it is
     /// persistent.
-    pub fn expire_at(&mut self, key: &[u8], now_ms: u64) -> Result<Option<u64>, ()> {
+    pub fn expire_at(&mut self, key: &[u8], now_ms: u64) -> Option<Option<u64>> {
         let slot = key_slot(key);
         self.expire_if_due(slot, key, now_ms);
         let t = self.table(slot);
         if !t.keys.contains(key) {
-            return Err(());
+            return None;
         }
-        Ok(t.expires.get(key).copied())
+        Some(t.expires.get(key).copied())
     }
 
     /// Sets the expiry of an existing key. The caller checked that the key is live.
@@ -388,11 +388,10 @@ impl Db {
             }
             for _ in 0..8 {
                 let b = rng.below(t.keys.num_buckets() as u64) as usize;
-                if let Some((k, _)) = t.keys.bucket(b) {
-                    if live(t, k) {
+                if let Some((k, _)) = t.keys.bucket(b)
+                    && live(t, k) {
                         return Some(k.to_vec());
                     }
-                }
             }
         }
         owned.iter().flat_map(|vs| vs.slots.iter()).find_map(|t| {

@@ -63,12 +63,15 @@ fn expire_generic(
     };
     let key = a.get(1);
     let current = match db.expire_at(key, c.now_ms) {
-        Err(()) => return out.int(0),
-        Ok(cur) => cur,
+        None => return out.int(0),
+        Some(cur) => cur,
     };
     let allowed = match current {
         None => !(xx || gt),
-        Some(cur) => !nx && !(gt && at <= cur as i64) && !(lt && at >= cur as i64),
+        Some(cur) => {
+            let cur = cur as i64;
+            !(nx || (gt && at <= cur) || (lt && at >= cur))
+        }
     };
     if !allowed {
         return out.int(0);
@@ -100,9 +103,9 @@ pub fn pexpireat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 /// -2 for a missing key, -1 for a persistent one, else `f(deadline_ms)`.
 fn ttl_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, f: impl Fn(u64, u64) -> i64) {
     match db.expire_at(a.get(1), c.now_ms) {
-        Err(()) => out.int(-2),
-        Ok(None) => out.int(-1),
-        Ok(Some(at)) => out.int(f(at, c.now_ms)),
+        None => out.int(-2),
+        Some(None) => out.int(-1),
+        Some(Some(at)) => out.int(f(at, c.now_ms)),
     }
 }
 
@@ -136,7 +139,7 @@ pub fn type_(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 /// Moves `src` to `dst` with its TTL. `nx`: only if `dst` does not exist.
 fn rename_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, nx: bool) {
     let (src, dst) = (a.get(1), a.get(2));
-    let Ok(ttl) = db.expire_at(src, c.now_ms) else {
+    let Some(ttl) = db.expire_at(src, c.now_ms) else {
         return out.error(err::NO_SUCH_KEY);
     };
     if src == dst {
@@ -181,7 +184,7 @@ pub fn copy(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     if src == dst {
         return out.error("ERR source and destination objects are the same");
     }
-    let Ok(ttl) = db.expire_at(src, c.now_ms) else {
+    let Some(ttl) = db.expire_at(src, c.now_ms) else {
         return out.int(0);
     };
     if !replace && db.exists(dst, c.now_ms) {
@@ -438,7 +441,7 @@ mod tests {
         h.run(&format!("SET big {}", "x".repeat(1000)));
         let small: i64 = h.run("MEMORY USAGE small")[1..].trim().parse().unwrap();
         let big: i64 = h.run("MEMORY USAGE big")[1..].trim().parse().unwrap();
-        assert!(small >= 40 && small < 100, "{small}");
+        assert!((40..100).contains(&small), "{small}");
         assert!(big > 1000 && big < 1200, "{big}");
         assert_eq!(h.run("MEMORY USAGE nokey"), NIL);
         assert_eq!(

@@ -187,6 +187,7 @@ impl CommandSpec {
 }
 
 /// Builds a table row. Kept terse so the table reads as a table.
+#[allow(clippy::too_many_arguments)]
 const fn cmd(
     name: &'static str,
     arity: i32,

@@ -273,7 +273,7 @@ pub fn mget(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn mset(db: &mut Db, a: Args, _c: &mut Ctx, out: &mut Out) {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return err::arity(out, "mset");
     }
     for i in (1..a.len()).step_by(2) {
@@ -288,7 +288,7 @@ pub fn mset(db: &mut Db, a: Args, _c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn msetnx(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return err::arity(out, "msetnx");
     }
     for i in (1..a.len()).step_by(2) {

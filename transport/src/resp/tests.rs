@@ -1,7 +1,10 @@
 use super::*;
 
+/// A command as its owned arguments.
+type Cmd = Vec<Vec<u8>>;
+
 /// Parses every complete command in `buf`; returns the commands and the bytes consumed.
-fn parse_all(buf: &[u8], limits: &Limits) -> Result<(Vec<Vec<Vec<u8>>>, usize), ProtocolError> {
+fn parse_all(buf: &[u8], limits: &Limits) -> Result<(Vec<Cmd>, usize), ProtocolError> {
     let mut spans = Vec::new();
     let mut scratch = Vec::new();
     let mut pos = 0;
@@ -32,7 +35,7 @@ fn words(cmd: &[&str]) -> Vec<Vec<u8>> {
 
 const STREAM: &[u8] = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva\r\nl\r\n*0\r\nPING\r\n\r\n*2\r\n$4\r\nECHO\r\n$0\r\n\r\nset \"a b\" 'c\\'d' \"\\x41\\n\"\n*-1\r\n*1\r\n$4\r\nPING\r\n";
 
-fn expected() -> Vec<Vec<Vec<u8>>> {
+fn expected() -> Vec<Cmd> {
     vec![
         words(&["SET", "key", "va\r\nl"]),
         words(&["PING"]),
@@ -168,7 +171,7 @@ fn random_garbage_never_panics_and_frames_stay_in_bounds() {
         let buf: Vec<u8> = (0..len)
             .map(|_| {
                 let r = rng.next();
-                if r % 4 == 0 {
+                if r.is_multiple_of(4) {
                     r as u8
                 } else {
                     alphabet[(r >> 8) as usize % alphabet.len()]

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Shardline against redis-server, side by side in one run: each server pinned to the same single
+# core (taskset), the load generator on another core, A/B runs alternated, REPEATS times.
+# Prints per-workload throughput ratios, p99s and server CPU per request, the 1 -> 2 shard-core
+# scaling, and bytes per key for 1M keys. Results also go to target/bench/vs-redis.md.
+#
+#   scripts/bench-vs-redis.sh                 # defaults: REPEATS=3 DURATION=5
+#   REPEATS=5 DURATION=10 scripts/bench-vs-redis.sh
+#
+# Environment: SERVER_CORE (0), CLIENT_CORE (1), REPEATS, DURATION (s per shardline-bench run),
+# SKIP_MEMORY=1, SKIP_SCALING=1, SKIP_REDIS_BENCHMARK=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+  echo "== installing redis-server and redis-tools from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+echo "== building release binaries"
+cargo build --release -q -p shardline -p shardline-bench
+mkdir -p target/bench
+exec python3 scripts/bench_vs_redis.py "$@"
