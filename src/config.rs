@@ -371,7 +371,10 @@ pub struct Cli {
 /// Builds the configuration from defaults, the TOML file, the environment and `args` (without
 /// the program name).
 pub fn load(args: &[String], env: &[(String, String)]) -> Result<(Config, Cli), String> {
-    let mut cfg = Config { cores: default_cores(), ..Config::default() };
+    let mut cfg = Config {
+        cores: default_cores(),
+        ..Config::default()
+    };
     let mut cli = Cli::default();
     // First pass: flags, to find --config and the actions; values are applied after the file.
     let mut flags: Vec<(&'static Param, String)> = Vec::new();

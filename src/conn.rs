@@ -8,7 +8,7 @@
 //! 3. send the jobs, wait for their replies, fill the holes, write everything with one syscall.
 
 use crate::hop::{Done, Job, Op};
-use crate::shard::{ClientInfo, Shard, send_job, unix_now_us, wait};
+use crate::shard::{ClientInfo, Shard, send_job, wait};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use shardline_shards::command::{Args, CommandSpec, Merge, Scope, Span, err, flags, lookup};
@@ -190,7 +190,8 @@ impl Conn {
                 self.shard.local.borrow_mut().net_input_bytes += n as u64;
             }
             let started = Instant::now();
-            self.now_us = unix_now_us();
+            self.now_us = self.shard.clock.unix_us(started);
+            self.info.borrow_mut().last_active = started;
             let (used, more) = self.parse_and_dispatch(&rbuf[rpos..], &mut spans, &mut scratch);
             rpos += used;
             need_read = !more;
@@ -253,11 +254,7 @@ impl Conn {
             self.flag_multi();
             return err::unknown_command(&mut self.out, args);
         };
-        {
-            let mut info = self.info.borrow_mut();
-            info.last_cmd = spec.name;
-            info.last_active = Instant::now();
-        }
+        self.info.borrow_mut().last_cmd = spec.name;
         if !spec.arity_ok(args.len()) {
             self.flag_multi();
             return err::arity(&mut self.out, spec.name);

@@ -2,14 +2,26 @@
 //! directory is created; later issues add the Raft logs and snapshots.
 
 use crate::config::Config;
+use shardline_transport::net::FileLock;
 
 const META: &str = "node.toml";
 
-/// Creates the directory (and its metadata) or checks an existing one against the config.
-pub fn open(cfg: &Config) -> Result<(), String> {
+/// Creates the directory (and its metadata) or checks an existing one against the config, and
+/// locks it so that a second server cannot use it. The lock lasts as long as the returned value.
+pub fn open(cfg: &Config) -> Result<FileLock, String> {
     let dir = &cfg.data_dir;
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+    let lock = FileLock::acquire(&dir.join("LOCK")).map_err(|e| {
+        format!("data directory {} is in use by another shardline process ({e}); stop it or choose another --data-dir", dir.display())
+    })?;
+    check(cfg)?;
+    Ok(lock)
+}
+
+/// Checks (or writes) the metadata that fixes the vShard count.
+fn check(cfg: &Config) -> Result<(), String> {
+    let dir = &cfg.data_dir;
     let meta = dir.join(META);
     match std::fs::read_to_string(&meta) {
         Ok(text) => {

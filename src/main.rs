@@ -54,7 +54,13 @@ fn main() {
 }
 
 fn run(cfg: config::Config) -> Result<(), String> {
-    datadir::open(&cfg)?;
+    let _lock = datadir::open(&cfg)?;
+    shardline_transport::net::check_port_free(cfg.listen_addr()).map_err(|e| {
+        format!(
+            "cannot listen on {}: {e} (is another server running there?)",
+            cfg.listen_addr()
+        )
+    })?;
     let io_uring = monoio::utils::detect_uring();
     if !io_uring {
         tracing::warn!(

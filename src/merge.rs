@@ -80,7 +80,8 @@ pub fn merge(merge: Merge, order: &[u8], parts: &[&[u8]], rng: &mut Rng, out: &m
                             body = &body[len..];
                         }
                         _ => {
-                            return out.error("ERR internal: a shard thread sent a malformed reply");
+                            return out
+                                .error("ERR internal: a shard thread sent a malformed reply");
                         }
                     }
                 }

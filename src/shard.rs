@@ -74,8 +74,34 @@ impl ClientInfo {
     }
 }
 
+/// Unix time from the monotonic clock: one clock read per batch instead of two. Re-anchored every
+/// tick so that wall-clock adjustments show up within 1/hz s.
+pub struct Clock {
+    base: Cell<(Instant, u64)>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            base: Cell::new((Instant::now(), unix_now_us())),
+        }
+    }
+
+    fn reanchor(&self) {
+        self.base.set((Instant::now(), unix_now_us()));
+    }
+
+    /// Unix µs at monotonic instant `at`.
+    #[inline]
+    pub fn unix_us(&self, at: Instant) -> u64 {
+        let (i, u) = self.base.get();
+        u + at.saturating_duration_since(i).as_micros() as u64
+    }
+}
+
 pub struct Shard {
     pub id: usize,
+    pub clock: Clock,
     pub node: Arc<Node>,
     pub db: RefCell<Db>,
     pub pending: RefCell<Pending>,
@@ -106,6 +132,7 @@ impl Shard {
         let seed = unix_now_us() ^ ((id as u64 + 1) << 48);
         Shard {
             id,
+            clock: Clock::new(),
             node,
             db: RefCell::new(db),
             pending: RefCell::new(Pending::default()),
@@ -269,6 +296,7 @@ async fn ticker(shard: Rc<Shard>) {
         let hz = shard.node.live.get(|l| &l.hz).max(1);
         monoio::time::sleep(Duration::from_millis(1000 / hz)).await;
         let budget = shard.node.live.get(|l| &l.active_expire_keys_per_pass) as usize;
+        shard.clock.reanchor();
         let now_ms = unix_now_us() / 1000;
         shard.db.borrow_mut().active_expire(now_ms, budget);
         shard.publish_stats();

@@ -243,3 +243,45 @@ fn bad_configuration_is_refused_with_the_key_the_value_and_the_reason() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_second_server_cannot_take_the_same_port_or_data_directory() {
+    let s = Server::start("0", &[]);
+    let other_dir = std::env::temp_dir().join(format!("shardline-second-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_shardline"))
+        .args([
+            "--port",
+            &s.port.to_string(),
+            "--cores",
+            "0",
+            "--data-dir",
+            other_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_shardline"))
+        .args([
+            "--port",
+            "1",
+            "--cores",
+            "0",
+            "--data-dir",
+            s.dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&other_dir);
+    still_serves(&s);
+}

@@ -14,7 +14,15 @@ fn parser(c: &mut Criterion) {
     let mut stream = Vec::new();
     for i in 0..16 {
         let key = format!("key:{i:012}");
-        stream.extend_from_slice(format!("*3\r\n$3\r\nSET\r\n${}\r\n{}\r\n$64\r\n{}\r\n", key.len(), key, "x".repeat(64)).as_bytes());
+        stream.extend_from_slice(
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{}\r\n$64\r\n{}\r\n",
+                key.len(),
+                key,
+                "x".repeat(64)
+            )
+            .as_bytes(),
+        );
     }
     let limits = Limits::default();
     let mut g = c.benchmark_group("resp");
@@ -23,7 +31,8 @@ fn parser(c: &mut Criterion) {
         let (mut spans, mut scratch) = (Vec::new(), Vec::new());
         b.iter(|| {
             let mut pos = 0;
-            while let Ok(Some(f)) = parse_command(&stream[pos..], &limits, &mut spans, &mut scratch) {
+            while let Ok(Some(f)) = parse_command(&stream[pos..], &limits, &mut spans, &mut scratch)
+            {
                 pos += f.consumed;
             }
             black_box(pos)
@@ -36,7 +45,13 @@ fn slots(c: &mut Criterion) {
     let keys: Vec<String> = (0..1024).map(|i| format!("key:{i:012}")).collect();
     let mut g = c.benchmark_group("slot");
     g.throughput(Throughput::Elements(keys.len() as u64));
-    g.bench_function("key_slot_16_byte_keys", |b| b.iter(|| keys.iter().map(|k| key_slot(k.as_bytes()) as u64).sum::<u64>()));
+    g.bench_function("key_slot_16_byte_keys", |b| {
+        b.iter(|| {
+            keys.iter()
+                .map(|k| key_slot(k.as_bytes()) as u64)
+                .sum::<u64>()
+        })
+    });
     g.finish();
 }
 
@@ -53,13 +68,24 @@ fn args_of(words: &[&[u8]], buf: &mut Vec<u8>, spans: &mut Vec<Span>) {
 fn apply(c: &mut Criterion) {
     let mut db = Db::new_all(VShardLayout::new(256).unwrap());
     let mut rng = Rng::new(1);
-    let keys: Vec<Vec<u8>> = (0..100_000).map(|i| format!("key:{i:012}").into_bytes()).collect();
+    let keys: Vec<Vec<u8>> = (0..100_000)
+        .map(|i| format!("key:{i:012}").into_bytes())
+        .collect();
     let value = vec![b'x'; 64];
     let (mut buf, mut spans) = (Vec::new(), Vec::new());
     let mut out = Out::new(Proto::Resp2);
     for k in &keys {
         args_of(&[b"SET", k, &value], &mut buf, &mut spans);
-        execute(&mut db, Args::new(&buf, &spans), &mut Ctx { now_ms: 1, now_us: 1000, rng: &mut rng }, &mut out);
+        execute(
+            &mut db,
+            Args::new(&buf, &spans),
+            &mut Ctx {
+                now_ms: 1,
+                now_us: 1000,
+                rng: &mut rng,
+            },
+            &mut out,
+        );
         out.buf.clear();
     }
     let mut g = c.benchmark_group("apply");
@@ -70,7 +96,16 @@ fn apply(c: &mut Criterion) {
             i = (i + 7919) % keys.len();
             args_of(&[b"GET", &keys[i]], &mut buf, &mut spans);
             out.buf.clear();
-            execute(&mut db, Args::new(&buf, &spans), &mut Ctx { now_ms: 1, now_us: 1000, rng: &mut rng }, &mut out);
+            execute(
+                &mut db,
+                Args::new(&buf, &spans),
+                &mut Ctx {
+                    now_ms: 1,
+                    now_us: 1000,
+                    rng: &mut rng,
+                },
+                &mut out,
+            );
             black_box(out.buf.len())
         })
     });
@@ -79,7 +114,16 @@ fn apply(c: &mut Criterion) {
             i = (i + 7919) % keys.len();
             args_of(&[b"SET", &keys[i], &value], &mut buf, &mut spans);
             out.buf.clear();
-            execute(&mut db, Args::new(&buf, &spans), &mut Ctx { now_ms: 1, now_us: 1000, rng: &mut rng }, &mut out);
+            execute(
+                &mut db,
+                Args::new(&buf, &spans),
+                &mut Ctx {
+                    now_ms: 1,
+                    now_us: 1000,
+                    rng: &mut rng,
+                },
+                &mut out,
+            );
             black_box(out.buf.len())
         })
     });

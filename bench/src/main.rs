@@ -61,10 +61,11 @@ fn main() {
     };
     print!("{}", summary.text());
     if let Some(path) = &o.json
-        && let Err(e) = std::fs::write(path, summary.json()) {
-            eprintln!("cannot write {path}: {e}");
-            std::process::exit(1);
-        }
+        && let Err(e) = std::fs::write(path, summary.json())
+    {
+        eprintln!("cannot write {path}: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Runs all client threads to completion; merges their histograms.
@@ -103,10 +104,11 @@ fn progress(o: &args::Options, shared: &run::Shared, start: Instant) {
     while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if let Some(d) = o.duration
-            && now.duration_since(start) >= d {
-                shared.stop.store(true, Ordering::Relaxed);
-                return;
-            }
+            && now.duration_since(start) >= d
+        {
+            shared.stop.store(true, Ordering::Relaxed);
+            return;
+        }
         if now >= next {
             let done = shared.done.load(Ordering::Relaxed);
             if !o.quiet {

@@ -389,9 +389,10 @@ impl Db {
             for _ in 0..8 {
                 let b = rng.below(t.keys.num_buckets() as u64) as usize;
                 if let Some((k, _)) = t.keys.bucket(b)
-                    && live(t, k) {
-                        return Some(k.to_vec());
-                    }
+                    && live(t, k)
+                {
+                    return Some(k.to_vec());
+                }
             }
         }
         owned.iter().flat_map(|vs| vs.slots.iter()).find_map(|t| {

@@ -51,9 +51,10 @@ pub fn key_slot(key: &[u8]) -> Slot {
 pub fn hash_tag(key: &[u8]) -> &[u8] {
     if let Some(open) = key.iter().position(|&b| b == b'{')
         && let Some(len) = key[open + 1..].iter().position(|&b| b == b'}')
-            && len > 0 {
-                return &key[open + 1..open + 1 + len];
-            }
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
     key
 }
 

@@ -9,3 +9,33 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
 
 /// The listen backlog asked of the kernel for each shard thread's listener.
 pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// Fails if another process already listens on `addr`. The shard threads bind with SO_REUSEPORT,
+/// which would otherwise silently share the port with a second server and split its traffic; a
+/// plain bind first makes that an error, as it is for Redis.
+pub fn check_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    std::net::TcpListener::bind(addr).map(drop)
+}
+
+/// An exclusive advisory lock on a file, held for the life of the value (one server per data
+/// directory).
+pub struct FileLock {
+    _file: std::fs::File,
+}
+
+impl FileLock {
+    pub fn acquire(path: &std::path::Path) -> std::io::Result<FileLock> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        // SAFETY: flock on a valid open descriptor has no memory-safety preconditions.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(FileLock { _file: file })
+    }
+}

@@ -34,10 +34,11 @@ fn hash_of<'d>(
 /// The hash at `key` for writing, created if missing; `None` (reply written) if another type.
 fn hash_for_write<'d>(db: &'d mut Db, key: &[u8], now: u64, out: &mut Out) -> Option<&'d mut Hash> {
     if let Some(v) = db.get_mut(key, now)
-        && !matches!(v, Value::Hash(_)) {
-            out.error(err::WRONGTYPE);
-            return None;
-        }
+        && !matches!(v, Value::Hash(_))
+    {
+        out.error(err::WRONGTYPE);
+        return None;
+    }
     match db.get_or_insert_with(key, now, || Value::Hash(Box::default())) {
         Value::Hash(h) => Some(h),
         _ => unreachable!("checked the type above"),
