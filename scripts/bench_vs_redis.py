@@ -128,6 +128,12 @@ def median_of(runs, key):
     return statistics.median(r[key] for r in runs)
 
 
+def prefill(srv):
+    """Fills the key space so GETs hit."""
+    subprocess.run([BENCH, "--port", str(srv.port), "--keys", str(KEYS), "--value-size", str(VALUE), "--prefill",
+                    "--requests", "0", "--quiet", "--connections", "8"], check=True, stdout=subprocess.DEVNULL)
+
+
 def compare(client, runner, lines):
     lines.append(f"\n### client: {client} (server on core {SERVER_CORE}, client on core {CLIENT_CORE}, "
                  f"{CONNS} connections, {VALUE}-byte values, {KEYS} keys, medians of {REPEATS} alternated runs)\n")
@@ -144,10 +150,7 @@ def compare(client, runner, lines):
                     srv = Server(kind)
                     try:
                         if workload == "get":
-                            # Fill the keys first so GETs hit.
-                            subprocess.run([BENCH, "--port", str(srv.port), "--keys", str(KEYS), "--value-size",
-                                            str(VALUE), "--prefill", "--requests", "0", "--quiet",
-                                            "--connections", "8"], check=True, stdout=subprocess.DEVNULL)
+                            prefill(srv)
                         runs[kind].append(runner(srv, workload, pipeline))
                     finally:
                         srv.stop()
@@ -173,6 +176,8 @@ def scaling(lines):
             for cores, dest in ((SERVER_CORE, one), ("0-1", two)):
                 srv = Server("shardline", cores)
                 try:
+                    if workload == "get":
+                        prefill(srv)
                     dest.append(run_shardline_bench(srv, workload, 16)["rps"])
                 finally:
                     srv.stop()
