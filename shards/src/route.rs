@@ -72,13 +72,17 @@ fn plan_keys(
     here: usize,
     merge: Merge,
 ) -> Plan {
+    let same_slot = spec.flags & flags::SAME_SLOT != 0;
+    if threads == 1 && !same_slot {
+        // One shard thread owns everything: no need to hash the keys here.
+        return Plan::On(here);
+    }
     let mut keys = spec.key_indexes(args.len());
     let Some(first) = keys.next() else {
         return Plan::On(here);
     };
     let first_slot = key_slot(args.get(first));
     let first_thread = layout.owner_thread(layout.vshard_of(first_slot), threads);
-    let same_slot = spec.flags & flags::SAME_SLOT != 0;
     let mut spread = false;
     for i in keys {
         let slot = key_slot(args.get(i));
