@@ -145,6 +145,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 
 impl Conn {
     async fn run(&mut self, mut stream: TcpStream) -> std::io::Result<()> {
+        let shard = self.shard.clone();
         let mut rbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut rpos = 0usize;
         let mut spans: Vec<Span> = Vec::with_capacity(16);
@@ -192,11 +193,15 @@ impl Conn {
             let started = Instant::now();
             self.now_us = self.shard.clock.unix_us(started);
             self.info.borrow_mut().last_active = started;
+            let in_flight = &shard.node.stats[shard.id].batches_in_flight;
+            in_flight.fetch_add(1, Ordering::Relaxed);
             let (used, more) = self.parse_and_dispatch(&rbuf[rpos..], &mut spans, &mut scratch);
             rpos += used;
             need_read = !more;
             self.info.borrow_mut().qbuf = rbuf.len() - rpos;
-            self.finish_batch(&mut stream).await?;
+            let written = self.finish_batch(&mut stream).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            written?;
             let us = started.elapsed().as_micros() as u64;
             self.shard.local.borrow_mut().record_latency(us);
             if self.closing {

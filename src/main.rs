@@ -122,12 +122,14 @@ fn shutdown(node: &node::Node) {
     let budget = Duration::from_millis(node.live.get(|l| &l.shutdown_timeout_ms));
     let start = Instant::now();
     // Shard tickers notice the flag within 1/hz s and close their listeners; connections that are
-    // mid-batch finish writing. We wait until the in-flight hops drain or the budget runs out.
+    // mid-batch finish writing their replies. We wait until no batch is in flight and no hop is
+    // queued, or until the budget runs out.
     let tick = Duration::from_millis(1000 / node.live.get(|l| &l.hz).max(1) + 10);
     std::thread::sleep(tick.min(budget));
     while start.elapsed() < budget {
-        let busy: u64 = node.mailboxes.iter().map(|m| m.backlog() as u64).sum();
-        if busy == 0 {
+        let queued: u64 = node.mailboxes.iter().map(|m| m.backlog() as u64).sum();
+        let batches = node.sum(|s| &s.batches_in_flight);
+        if queued == 0 && batches == 0 {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));

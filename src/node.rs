@@ -61,6 +61,8 @@ pub struct ShardStats {
     pub latency_us: [AtomicU64; LATENCY_BUCKETS],
     pub rejected_connections: AtomicU64,
     pub protocol_errors: AtomicU64,
+    /// Batches read but not yet answered (shutdown waits for them to drain).
+    pub batches_in_flight: AtomicU64,
 }
 
 pub struct Node {

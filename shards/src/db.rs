@@ -1,9 +1,12 @@
-//! The keyspace of one shard thread: the vShards it owns, each split into its slots, each slot a
-//! `Dict` of keys plus a `Dict` of expiry times for the keys that have one (as Redis keeps an
-//! `expires` dict). Expiry is lazy on access plus a bounded active pass (`active_expire`).
+//! The keyspace of one shard thread: the vShards it owns, each a `Dict` of keys plus a `Dict` of
+//! expiry times for the keys that have one (as Redis keeps an `expires` dict). Expiry is lazy on
+//! access plus a bounded active pass (`active_expire`).
+//!
+//! One table per vShard (not per slot): a lookup chases one fewer pointer, tables are large enough
+//! to fill well, and the vShard is the unit that Raft and migration move anyway.
 //!
 //! Invariants:
-//! - a key lives in the table of its own slot, and only vShards this `Db` owns hold keys;
+//! - a key lives in the table of its own slot's vShard, and only vShards this `Db` owns hold keys;
 //! - every key in `expires` is also in `keys` (an expiry never outlives its key);
 //! - a key whose expiry time is `<= now` is never returned to a command.
 
@@ -65,38 +68,34 @@ impl Value {
     }
 }
 
-/// The keys of one slot.
-#[derive(Default)]
-pub struct SlotTable {
+/// One vShard's state.
+pub struct VShard {
+    pub id: VShardId,
     pub keys: Dict<Value>,
-    /// Absolute expiry, Unix milliseconds.
+    /// Absolute expiry, Unix milliseconds, of the keys that have one.
     pub expires: Dict<u64>,
 }
 
-/// One vShard's state: its slots' tables.
-pub struct VShard {
-    pub id: VShardId,
-    pub first_slot: Slot,
-    pub slots: Box<[SlotTable]>,
-}
-
 impl VShard {
-    pub fn new(layout: VShardLayout, id: VShardId) -> Self {
-        let range = layout.slot_range(id);
-        let slots = range.clone().map(|_| SlotTable::default()).collect();
+    pub fn new(id: VShardId) -> Self {
         VShard {
             id,
-            first_slot: range.start,
-            slots,
+            keys: Dict::default(),
+            expires: Dict::default(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.slots.iter().map(|t| t.keys.len()).sum()
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.keys.is_empty()
+    }
+
+    #[inline]
+    fn is_live(&self, key: &[u8], now_ms: u64) -> bool {
+        !matches!(self.expires.get(key), Some(&at) if at <= now_ms)
     }
 }
 
@@ -168,8 +167,8 @@ pub struct Db {
     vshards: Vec<Option<VShard>>,
     pub watches: Watches,
     pub stats: DbStats,
-    /// Where the next active-expiry pass starts: a slot index.
-    expire_cursor: u32,
+    /// Where the next active-expiry pass starts: a vShard index and a bucket of its `expires`.
+    expire_cursor: (u32, usize),
 }
 
 impl Db {
@@ -177,14 +176,14 @@ impl Db {
     pub fn new(layout: VShardLayout, owned: impl IntoIterator<Item = VShardId>) -> Self {
         let mut vshards: Vec<Option<VShard>> = (0..layout.count()).map(|_| None).collect();
         for id in owned {
-            vshards[id.0 as usize] = Some(VShard::new(layout, id));
+            vshards[id.0 as usize] = Some(VShard::new(id));
         }
         Db {
             layout,
             vshards,
             watches: Watches::default(),
             stats: DbStats::default(),
-            expire_cursor: 0,
+            expire_cursor: (0, 0),
         }
     }
 
@@ -202,16 +201,15 @@ impl Db {
     }
 
     #[inline]
-    fn table(&self, slot: Slot) -> &SlotTable {
+    fn table(&self, slot: Slot) -> &VShard {
         table_in(&self.vshards, self.layout, slot)
     }
 
     #[inline]
-    fn table_mut(&mut self, slot: Slot) -> &mut SlotTable {
-        let vs = self.vshards[self.layout.vshard_of(slot).0 as usize]
+    fn table_mut(&mut self, slot: Slot) -> &mut VShard {
+        self.vshards[self.layout.vshard_of(slot).0 as usize]
             .as_mut()
-            .expect("routing sent a key to a shard thread that does not own its vShard");
-        &mut vs.slots[(slot - vs.first_slot) as usize]
+            .expect("routing sent a key to a shard thread that does not own its vShard")
     }
 
     /// Removes `key` if its expiry time has passed. Returns true if it did.
@@ -353,52 +351,33 @@ impl Db {
 
     /// Number of keys with an expiry.
     pub fn volatile_len(&self) -> usize {
-        self.owned()
-            .flat_map(|v| v.slots.iter())
-            .map(|t| t.expires.len())
-            .sum()
+        self.owned().map(|v| v.expires.len()).sum()
     }
 
     pub fn owned(&self) -> impl Iterator<Item = &VShard> {
         self.vshards.iter().flatten()
     }
 
-    /// Keys in `slot` (for CLUSTER COUNTKEYSINSLOT, later GETKEYSINSLOT and migration).
-    pub fn slot_table(&self, slot: Slot) -> Option<&SlotTable> {
-        if self.owns_slot(slot) {
-            Some(self.table(slot))
-        } else {
-            None
-        }
-    }
-
-    /// A random live key: random owned slots and buckets are sampled, then, if sampling keeps
+    /// A random live key: random owned vShards and buckets are sampled, then, if sampling keeps
     /// missing (a nearly empty keyspace), the first live key in order.
     pub fn random_key(&self, rng: &mut crate::rng::Rng, now_ms: u64) -> Option<Vec<u8>> {
         let owned: Vec<&VShard> = self.owned().filter(|v| !v.is_empty()).collect();
         if owned.is_empty() {
             return None;
         }
-        let live = |t: &SlotTable, k: &[u8]| !matches!(t.expires.get(k), Some(&at) if at <= now_ms);
-        for _ in 0..256 {
+        for _ in 0..1024 {
             let vs = owned[rng.below(owned.len() as u64) as usize];
-            let t = &vs.slots[rng.below(vs.slots.len() as u64) as usize];
-            if t.keys.is_empty() {
-                continue;
-            }
-            for _ in 0..8 {
-                let b = rng.below(t.keys.num_buckets() as u64) as usize;
-                if let Some((k, _)) = t.keys.bucket(b)
-                    && live(t, k)
-                {
-                    return Some(k.to_vec());
-                }
+            let b = rng.below(vs.keys.num_buckets() as u64) as usize;
+            if let Some((k, _)) = vs.keys.bucket(b)
+                && vs.is_live(k, now_ms)
+            {
+                return Some(k.to_vec());
             }
         }
-        owned.iter().flat_map(|vs| vs.slots.iter()).find_map(|t| {
-            t.keys
+        owned.iter().find_map(|vs| {
+            vs.keys
                 .iter()
-                .find(|(k, _)| live(t, k))
+                .find(|(k, _)| vs.is_live(k, now_ms))
                 .map(|(k, _)| k.to_vec())
         })
     }
@@ -406,17 +385,16 @@ impl Db {
     /// Removes every key.
     pub fn flush(&mut self) {
         for vs in self.vshards.iter_mut().flatten() {
-            for t in vs.slots.iter_mut() {
-                t.keys.clear();
-                t.expires.clear();
-            }
+            vs.keys.clear();
+            vs.expires.clear();
         }
         self.watches.touch_all();
     }
 
-    /// Visits live keys from `cursor` on. The cursor packs a slot (low 14 bits) and a bucket index
-    /// within that slot's table; a call stays within one vShard so that it runs on one thread.
-    /// Returns the next cursor (0 when the whole keyspace is done).
+    /// Visits live keys from `cursor` on. The cursor packs a slot of the vShard to scan (low 14
+    /// bits) and a bucket index in its table; a call stays within one vShard, so it runs on one
+    /// thread. Returns the next cursor: the same vShard further on, the first slot of the next
+    /// vShard, or 0 when the whole keyspace is done.
     pub fn scan(
         &self,
         cursor: u64,
@@ -424,36 +402,21 @@ impl Db {
         now_ms: u64,
         mut visit: impl FnMut(&[u8], &Value),
     ) -> u64 {
-        let mut slot = (cursor & 0x3fff) as Slot;
-        let mut bucket = (cursor >> 14) as usize;
-        let vshard = self.layout.vshard_of(slot);
-        let end = self.layout.slot_range(vshard).end as u32;
-        let mut seen = 0usize;
-        loop {
-            let t = self.table(slot);
-            let next = t
-                .keys
-                .scan(bucket, count.saturating_sub(seen).max(1), |k, v| {
-                    if !matches!(t.expires.get(k), Some(&at) if at <= now_ms) {
-                        visit(k, v);
-                    }
-                    seen += 1;
-                });
-            if next != 0 {
-                return ((next as u64) << 14) | slot as u64;
+        let slot = (cursor & 0x3fff) as Slot;
+        let bucket = (cursor >> 14) as usize;
+        let range = self.layout.slot_range(self.layout.vshard_of(slot));
+        let vs = self.table(slot);
+        let next = vs.keys.scan(bucket, count, |k, v| {
+            if vs.is_live(k, now_ms) {
+                visit(k, v);
             }
-            bucket = 0;
-            if slot as u32 + 1 >= end {
-                return if end >= crate::slot::SLOTS as u32 {
-                    0
-                } else {
-                    end as u64
-                };
-            }
-            slot += 1;
-            if seen >= count {
-                return slot as u64;
-            }
+        });
+        if next != 0 {
+            ((next as u64) << 14) | range.start as u64
+        } else if range.end as u32 >= crate::slot::SLOTS as u32 {
+            0
+        } else {
+            range.end as u64
         }
     }
 
@@ -463,34 +426,36 @@ impl Db {
         let mut looked = 0;
         let mut removed = 0;
         let mut due: Vec<SmallBytes> = Vec::new();
-        for _ in 0..crate::slot::SLOTS {
-            if looked >= budget {
-                break;
-            }
-            let slot = self.expire_cursor as Slot;
-            self.expire_cursor = (self.expire_cursor + 1) % crate::slot::SLOTS as u32;
-            if !self.owns_slot(slot) {
+        let count = self.vshards.len() as u32;
+        let mut moves = 0;
+        while looked < budget && moves <= count {
+            let (v, bucket) = self.expire_cursor;
+            let Some(vs) = self.vshards[v as usize].as_mut() else {
+                self.expire_cursor = ((v + 1) % count, 0);
+                moves += 1;
                 continue;
-            }
-            let t = self.table_mut(slot);
-            if t.expires.is_empty() {
-                continue;
-            }
+            };
             due.clear();
-            for (k, &at) in t.expires.iter() {
+            let next = vs.expires.scan(bucket, budget - looked, |k, &at| {
                 looked += 1;
                 if at <= now_ms {
                     due.push(k.clone());
                 }
-            }
+            });
             for k in &due {
-                t.expires.remove(k);
-                t.keys.remove(k);
+                vs.expires.remove(k);
+                vs.keys.remove(k);
             }
             removed += due.len();
             self.stats.expired_keys += due.len() as u64;
             for k in &due {
                 self.watches.touch(k);
+            }
+            if next == 0 {
+                self.expire_cursor = ((v + 1) % count, 0);
+                moves += 1;
+            } else {
+                self.expire_cursor = (v, next);
             }
         }
         removed
@@ -498,11 +463,10 @@ impl Db {
 }
 
 #[inline]
-fn table_in(vshards: &[Option<VShard>], layout: VShardLayout, slot: Slot) -> &SlotTable {
-    let vs = vshards[layout.vshard_of(slot).0 as usize]
+fn table_in(vshards: &[Option<VShard>], layout: VShardLayout, slot: Slot) -> &VShard {
+    vshards[layout.vshard_of(slot).0 as usize]
         .as_ref()
-        .expect("routing sent a key to a shard thread that does not own its vShard");
-    &vs.slots[(slot - vs.first_slot) as usize]
+        .expect("routing sent a key to a shard thread that does not own its vShard")
 }
 
 #[cfg(test)]

@@ -203,12 +203,10 @@ pub fn keys(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let all = pattern == b"*";
     let mut found: Vec<&[u8]> = Vec::new();
     for vs in db.owned() {
-        for t in vs.slots.iter() {
-            for (k, _) in t.keys.iter() {
-                let live = !matches!(t.expires.get(k), Some(&at) if at <= c.now_ms);
-                if live && (all || glob_match(pattern, k)) {
-                    found.push(k);
-                }
+        for (k, _) in vs.keys.iter() {
+            let live = !matches!(vs.expires.get(k), Some(&at) if at <= c.now_ms);
+            if live && (all || glob_match(pattern, k)) {
+                found.push(k);
             }
         }
     }
