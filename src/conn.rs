@@ -26,6 +26,17 @@ use std::time::Instant;
 const BATCH_OUT_BYTES: usize = 64 * 1024;
 /// Free space kept in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Commands parsed (and their keys prefetched) ahead of execution.
+const LOOKAHEAD: usize = 32;
+
+/// A command parsed ahead: its argument spans in `Conn::ahead_spans`, where it ends in the input,
+/// and its table entry.
+struct Ahead {
+    first: u32,
+    len: u32,
+    end: usize,
+    spec: Option<&'static CommandSpec>,
+}
 
 /// Where a part of a deferred reply comes from.
 enum PartRef {
@@ -86,6 +97,8 @@ pub struct Conn {
     holes: Vec<Hole>,
     jobs: Vec<Option<Job>>,
     now_us: u64,
+    ahead: Vec<Ahead>,
+    ahead_spans: Vec<Span>,
 }
 
 /// Answers a connection we will not serve, then closes it.
@@ -134,6 +147,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         holes: Vec::new(),
         jobs: (0..threads).map(|_| None).collect(),
         now_us: 0,
+        ahead: Vec::with_capacity(LOOKAHEAD),
+        ahead_spans: Vec::with_capacity(LOOKAHEAD * 3),
     };
     if let Err(e) = conn.run(stream).await {
         tracing::debug!(client = id, error = %e, "connection ended with an error");
@@ -212,6 +227,10 @@ impl Conn {
 
     /// Parses and dispatches commands from `buf`. Returns the bytes used and whether complete
     /// commands may remain (the batch stopped early to write).
+    ///
+    /// Multibulk commands are parsed up to `LOOKAHEAD` ahead of their execution, and the keyspace
+    /// memory of each one's first key is prefetched, so the cache misses of a pipelined batch
+    /// overlap instead of queueing.
     fn parse_and_dispatch(
         &mut self,
         buf: &[u8],
@@ -224,38 +243,101 @@ impl Conn {
             max_multibulk_len: live.get(|l| &l.max_multibulk_len) as usize,
             max_inline_len: 64 * 1024,
         };
+        let mut ahead = std::mem::take(&mut self.ahead);
+        let mut ahead_spans = std::mem::take(&mut self.ahead_spans);
         let mut pos = 0;
-        while pos < buf.len() {
-            if self.out.buf.len() >= BATCH_OUT_BYTES || self.closing {
-                return (pos, true);
-            }
-            match resp::parse_command(&buf[pos..], &limits, spans, scratch) {
-                Ok(None) => break,
-                Ok(Some(frame)) => {
-                    let base: &[u8] = if frame.in_scratch {
-                        scratch
-                    } else {
-                        &buf[pos..]
-                    };
-                    pos += frame.consumed;
-                    if !spans.is_empty() {
-                        self.dispatch(Args::new(base, spans));
+        let result = 'outer: loop {
+            // Phase 1: parse ahead (multibulk only; inline commands run alone, below).
+            ahead.clear();
+            ahead_spans.clear();
+            let mut p = pos;
+            while ahead.len() < LOOKAHEAD {
+                match resp::parse_command(&buf[p..], &limits, spans, scratch) {
+                    Ok(Some(frame)) if !frame.in_scratch => {
+                        let first = ahead_spans.len() as u32;
+                        ahead_spans
+                            .extend(spans.iter().map(|&(s, e)| (s + p as u32, e + p as u32)));
+                        p += frame.consumed;
+                        let spec = spans.first().and_then(|&(s, e)| {
+                            lookup(&buf[p - frame.consumed + s as usize..][..(e - s) as usize])
+                        });
+                        if let Some(spec) = spec {
+                            if spec.first_key > 0 && (spec.first_key as usize) < spans.len() {
+                                let (s, e) = ahead_spans[first as usize + spec.first_key as usize];
+                                self.shard
+                                    .db
+                                    .borrow()
+                                    .prefetch(&buf[s as usize..e as usize]);
+                            }
+                        }
+                        ahead.push(Ahead {
+                            first,
+                            len: spans.len() as u32,
+                            end: p,
+                            spec,
+                        });
+                    }
+                    Ok(Some(_)) | Err(_) if !ahead.is_empty() => break,
+                    Ok(Some(frame)) => {
+                        // An inline command (its arguments live in `scratch`): run it alone.
+                        pos += frame.consumed;
+                        if !spans.is_empty() {
+                            self.dispatch(None, Args::new(scratch, spans));
+                        }
+                        if self.out.buf.len() >= BATCH_OUT_BYTES || self.closing {
+                            break 'outer (pos, !self.closing);
+                        }
+                        p = pos;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.shard.local.borrow_mut().protocol_errors += 1;
+                        self.out.error(&e.0);
+                        self.closing = true;
+                        break 'outer (buf.len(), false);
                     }
                 }
-                Err(e) => {
-                    self.shard.local.borrow_mut().protocol_errors += 1;
-                    self.out.error(&e.0);
-                    self.closing = true;
-                    return (buf.len(), false);
+            }
+            if ahead.is_empty() {
+                break (pos, false);
+            }
+            // Phase 2: the buckets are arriving; find the values and prefetch those.
+            if ahead.len() > 1 {
+                let db = self.shard.db.borrow();
+                for a in &ahead {
+                    if let Some(spec) = a
+                        .spec
+                        .filter(|s| s.first_key > 0 && (s.first_key as u32) < a.len)
+                    {
+                        let (s, e) = ahead_spans[(a.first + spec.first_key as u32) as usize];
+                        db.prefetch_value(&buf[s as usize..e as usize]);
+                    }
                 }
             }
-        }
-        (pos, false)
+            // Phase 3: run them in order.
+            for a in &ahead {
+                if !ahead_spans[a.first as usize..][..a.len as usize].is_empty() {
+                    let args = Args::new(
+                        buf,
+                        &ahead_spans[a.first as usize..(a.first + a.len) as usize],
+                    );
+                    self.dispatch(Some(a.spec), args);
+                }
+                pos = a.end;
+                if self.out.buf.len() >= BATCH_OUT_BYTES || self.closing {
+                    break 'outer (pos, !self.closing);
+                }
+            }
+        };
+        self.ahead = ahead;
+        self.ahead_spans = ahead_spans;
+        result
     }
 
-    fn dispatch(&mut self, args: Args) {
+    /// Runs one command. `looked_up` is the result of `lookup` if the caller already has it.
+    fn dispatch(&mut self, looked_up: Option<Option<&'static CommandSpec>>, args: Args) {
         self.shard.local.borrow_mut().commands += 1;
-        let Some(spec) = lookup(args.get(0)) else {
+        let Some(spec) = looked_up.unwrap_or_else(|| lookup(args.get(0))) else {
             self.flag_multi();
             return err::unknown_command(&mut self.out, args);
         };

@@ -231,6 +231,30 @@ impl Db {
         }
     }
 
+    /// Starts loading the memory a lookup of `key` will touch, if this `Db` owns it. Called for
+    /// the commands of a pipelined batch before any of them runs, so their cache misses overlap.
+    #[inline]
+    pub fn prefetch(&self, key: &[u8]) {
+        if let Some(vs) = &self.vshards[self.layout.vshard_of(key_slot(key)).0 as usize] {
+            vs.keys.prefetch(vs.keys.hash(key));
+        }
+    }
+
+    /// The second stage of [`Db::prefetch`]: once the bucket of `key` is (nearly) in cache, finds
+    /// the value and starts loading its heap part.
+    #[inline]
+    pub fn prefetch_value(&self, key: &[u8]) {
+        if let Some(vs) = &self.vshards[self.layout.vshard_of(key_slot(key)).0 as usize] {
+            match vs.keys.get(key) {
+                Some(Value::Str(crate::bytes::SmallBytes::Heap(b))) => {
+                    shardline_transport::hint::prefetch(b.as_ptr())
+                }
+                Some(Value::Hash(h)) => shardline_transport::hint::prefetch(&**h),
+                _ => {}
+            }
+        }
+    }
+
     /// The live value of `key`.
     #[inline]
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Value> {

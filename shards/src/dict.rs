@@ -1,88 +1,197 @@
-//! `Dict`: a hash table keyed by byte strings, with a bucket-index cursor for SCAN-style
-//! iteration. Keys hash with a per-process random seed (foldhash), so clients cannot aim
-//! collisions at one bucket.
+//! `Dict`: the hash table behind every keyspace and hash value. Open addressing with linear
+//! probing over a power-of-two array of buckets, and a parallel array of one control byte per
+//! bucket (empty, deleted, or full with 7 bits of the key's hash), so a probe reads control bytes
+//! and touches a bucket only when its tag matches.
+//!
+//! Why our own table: a pipelined batch can compute each key's hash early and [`Dict::prefetch`]
+//! its control byte and bucket, so the cache misses of a batch's lookups overlap instead of
+//! queueing one after another. (hashbrown does not expose bucket addresses.) No `unsafe`: buckets
+//! are `Option<(SmallBytes, V)>`, which the niches of `SmallBytes` keep as small as the pair.
+//!
+//! Keys hash with a per-process random seed (foldhash), so clients cannot aim collisions.
 //!
 //! SCAN guarantee: every key present for the whole scan is returned at least once, provided the
-//! table is not resized between calls (a resize may repeat or skip keys). Tables only grow when
-//! they fill up and never shrink while they hold keys, so a scan over a stable keyspace is exact.
+//! table is not resized between calls (a resize may repeat or skip keys). Deletions leave
+//! tombstones rather than moving entries, so they never disturb a scan.
 
 use crate::bytes::SmallBytes;
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
 use std::hash::BuildHasher;
 
 pub type Hasher = hashbrown::DefaultHashBuilder;
 
+const EMPTY: u8 = 0;
+const DELETED: u8 = 1;
+/// Smallest non-zero capacity.
+const MIN_BUCKETS: usize = 8;
+
+#[inline]
+fn tag(hash: u64) -> u8 {
+    0x80 | (hash >> 57) as u8
+}
+
+/// Buckets in use (full or deleted) may not pass 7/8 of the capacity.
+#[inline]
+fn max_used(buckets: usize) -> usize {
+    buckets - buckets / 8
+}
+
 pub struct Dict<V> {
-    table: HashTable<(SmallBytes, V)>,
+    ctrl: Vec<u8>,
+    slots: Vec<Option<(SmallBytes, V)>>,
+    len: usize,
+    deleted: usize,
     hasher: Hasher,
 }
 
 impl<V> Default for Dict<V> {
     fn default() -> Self {
         Dict {
-            table: HashTable::new(),
+            ctrl: Vec::new(),
+            slots: Vec::new(),
+            len: 0,
+            deleted: 0,
             hasher: Hasher::default(),
         }
     }
 }
 
 impl<V> Dict<V> {
+    /// The hash of `key` in this table (for [`Dict::prefetch`]).
     #[inline]
-    fn hash(&self, key: &[u8]) -> u64 {
+    pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
 
     #[inline]
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.len
     }
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len == 0
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.ctrl.len().wrapping_sub(1)
+    }
+
+    /// Starts loading the cache lines a lookup of a key with `hash` will read first.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        if self.ctrl.is_empty() {
+            return;
+        }
+        let i = hash as usize & self.mask();
+        shardline_transport::hint::prefetch(self.ctrl.as_ptr().wrapping_add(i));
+        shardline_transport::hint::prefetch(self.slots.as_ptr().wrapping_add(i));
+    }
+
+    /// The bucket holding `key`, if any.
+    #[inline]
+    fn find(&self, key: &[u8], hash: u64) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let mask = self.mask();
+        let t = tag(hash);
+        let mut i = hash as usize & mask;
+        loop {
+            let c = self.ctrl[i];
+            if c == EMPTY {
+                return None;
+            }
+            if c == t {
+                if let Some((k, _)) = &self.slots[i] {
+                    if k.as_slice() == key {
+                        return Some(i);
+                    }
+                }
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&V> {
-        if self.table.is_empty() {
-            return None;
-        }
-        let h = self.hash(key);
-        self.table
-            .find(h, |(k, _)| k.as_slice() == key)
-            .map(|(_, v)| v)
+        let i = self.find(key, self.hash(key))?;
+        self.slots[i].as_ref().map(|(_, v)| v)
     }
 
     #[inline]
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
-        if self.table.is_empty() {
-            return None;
-        }
-        let h = self.hash(key);
-        self.table
-            .find_mut(h, |(k, _)| k.as_slice() == key)
-            .map(|(_, v)| v)
+        let i = self.find(key, self.hash(key))?;
+        self.slots[i].as_mut().map(|(_, v)| v)
     }
 
     #[inline]
     pub fn contains(&self, key: &[u8]) -> bool {
-        self.get(key).is_some()
+        self.find(key, self.hash(key)).is_some()
+    }
+
+    /// The first empty or deleted bucket on `hash`'s probe path. The table must have room.
+    #[inline]
+    fn free_bucket(&self, hash: u64) -> usize {
+        let mask = self.mask();
+        let mut i = hash as usize & mask;
+        while self.ctrl[i] & 0x80 != 0 {
+            i = (i + 1) & mask;
+        }
+        i
+    }
+
+    /// Makes room for one more entry: grows when live entries need it, otherwise rehashes in place
+    /// to drop tombstones.
+    fn reserve_one(&mut self) {
+        let buckets = self.ctrl.len();
+        if self.len + self.deleted < max_used(buckets) {
+            return;
+        }
+        let target = if self.len + 1 >= max_used(buckets) / 2 {
+            (buckets * 2).max(MIN_BUCKETS)
+        } else {
+            buckets
+        };
+        self.rebuild(target);
+    }
+
+    fn rebuild(&mut self, buckets: usize) {
+        debug_assert!(buckets.is_power_of_two() && max_used(buckets) > self.len);
+        let old = std::mem::take(&mut self.slots);
+        self.ctrl = vec![EMPTY; buckets];
+        self.slots = (0..buckets).map(|_| None).collect();
+        self.deleted = 0;
+        for (k, v) in old.into_iter().flatten() {
+            let h = self.hash(&k);
+            let i = self.free_bucket(h);
+            self.ctrl[i] = tag(h);
+            self.slots[i] = Some((k, v));
+        }
+    }
+
+    fn put_new(&mut self, key: &[u8], hash: u64, value: V) -> usize {
+        self.reserve_one();
+        let i = self.free_bucket(hash);
+        if self.ctrl[i] == DELETED {
+            self.deleted -= 1;
+        }
+        self.ctrl[i] = tag(hash);
+        self.slots[i] = Some((SmallBytes::new(key), value));
+        self.len += 1;
+        i
     }
 
     /// Inserts or replaces; returns the previous value.
     #[inline]
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
         let h = self.hash(key);
-        let hasher = &self.hasher;
-        match self.table.entry(
-            h,
-            |(k, _)| k.as_slice() == key,
-            |(k, _)| hasher.hash_one(k.as_slice()),
-        ) {
-            Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
-            Entry::Vacant(e) => {
-                e.insert((SmallBytes::new(key), value));
+        match self.find(key, h) {
+            Some(i) => self.slots[i]
+                .as_mut()
+                .map(|(_, v)| std::mem::replace(v, value)),
+            None => {
+                self.put_new(key, h, value);
                 None
             }
         }
@@ -92,47 +201,53 @@ impl<V> Dict<V> {
     #[inline]
     pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> (&mut V, bool) {
         let h = self.hash(key);
-        let hasher = &self.hasher;
-        match self.table.entry(
-            h,
-            |(k, _)| k.as_slice() == key,
-            |(k, _)| hasher.hash_one(k.as_slice()),
-        ) {
-            Entry::Occupied(e) => (&mut e.into_mut().1, false),
-            Entry::Vacant(e) => (
-                &mut e.insert((SmallBytes::new(key), make())).into_mut().1,
-                true,
-            ),
-        }
+        let (i, inserted) = match self.find(key, h) {
+            Some(i) => (i, false),
+            None => (self.put_new(key, h, make()), true),
+        };
+        let v = self.slots[i]
+            .as_mut()
+            .map(|(_, v)| v)
+            .expect("bucket is full");
+        (v, inserted)
     }
 
     #[inline]
     pub fn remove(&mut self, key: &[u8]) -> Option<V> {
-        if self.table.is_empty() {
-            return None;
+        let i = self.find(key, self.hash(key))?;
+        let mask = self.mask();
+        // With an empty next bucket no probe path runs through `i`: it can become empty again.
+        if self.ctrl[(i + 1) & mask] == EMPTY {
+            self.ctrl[i] = EMPTY;
+        } else {
+            self.ctrl[i] = DELETED;
+            self.deleted += 1;
         }
-        let h = self.hash(key);
-        match self.table.find_entry(h, |(k, _)| k.as_slice() == key) {
-            Ok(e) => Some(e.remove().0.1),
-            Err(_) => None,
+        self.len -= 1;
+        let (_, v) = self.slots[i].take().expect("bucket is full");
+        if self.len == 0 {
+            self.clear();
+        } else if self.len < self.ctrl.len() / 16 && self.ctrl.len() > 64 {
+            // Give memory back once the table is mostly empty (hysteresis: grow at 7/8, shrink
+            // below 1/16).
+            self.rebuild((self.len * 4).next_power_of_two().max(MIN_BUCKETS));
         }
+        Some(v)
     }
 
     pub fn clear(&mut self) {
-        self.table = HashTable::new();
+        self.ctrl = Vec::new();
+        self.slots = Vec::new();
+        self.len = 0;
+        self.deleted = 0;
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&SmallBytes, &V)> {
-        self.table.iter().map(|(k, v)| (k, v))
-    }
-
-    /// Keeps only the entries for which `keep` returns true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&SmallBytes, &mut V) -> bool) {
-        self.table.retain(|(k, v)| keep(k, v));
+        self.slots.iter().flatten().map(|(k, v)| (k, v))
     }
 
     pub fn num_buckets(&self) -> usize {
-        self.table.num_buckets()
+        self.ctrl.len()
     }
 
     /// Visits entries from bucket `cursor` on until `visit` has been called `count` times or the
@@ -143,11 +258,11 @@ impl<V> Dict<V> {
         count: usize,
         mut visit: impl FnMut(&'a SmallBytes, &'a V),
     ) -> usize {
-        let buckets = self.table.num_buckets();
+        let buckets = self.slots.len();
         let mut i = cursor;
         let mut seen = 0;
         while i < buckets {
-            if let Some((k, v)) = self.table.get_bucket(i) {
+            if let Some((k, v)) = &self.slots[i] {
                 visit(k, v);
                 seen += 1;
             }
@@ -161,15 +276,35 @@ impl<V> Dict<V> {
 
     /// The entry in bucket `index`, if that bucket is full (for random sampling).
     pub fn bucket(&self, index: usize) -> Option<(&SmallBytes, &V)> {
-        self.table.get_bucket(index).map(|(k, v)| (k, v))
+        self.slots.get(index)?.as_ref().map(|(k, v)| (k, v))
     }
 
     /// Bytes held by the table itself (not by the values' heap parts).
     pub fn table_bytes(&self) -> usize {
-        crate::mem::table_size(
-            self.table.num_buckets(),
-            std::mem::size_of::<(SmallBytes, V)>(),
-        )
+        let n = self.ctrl.len();
+        crate::mem::alloc_size(n)
+            + crate::mem::alloc_size(n * std::mem::size_of::<Option<(SmallBytes, V)>>())
+    }
+
+    /// Checks the table's invariants (tests and debug builds).
+    pub fn check(&self) {
+        assert_eq!(self.ctrl.len(), self.slots.len());
+        assert!(self.ctrl.is_empty() || self.ctrl.len().is_power_of_two());
+        let full = self.ctrl.iter().filter(|&&c| c & 0x80 != 0).count();
+        let deleted = self.ctrl.iter().filter(|&&c| c == DELETED).count();
+        assert_eq!((full, deleted), (self.len, self.deleted));
+        assert!(self.ctrl.is_empty() || self.len + self.deleted < max_used(self.ctrl.len()) + 1);
+        for (i, s) in self.slots.iter().enumerate() {
+            assert_eq!(s.is_some(), self.ctrl[i] & 0x80 != 0);
+            if let Some((k, _)) = s {
+                assert_eq!(self.ctrl[i], tag(self.hash(k)));
+                assert_eq!(
+                    self.find(k, self.hash(k)),
+                    Some(i),
+                    "entry unreachable from its home bucket"
+                );
+            }
+        }
     }
 }
 
@@ -206,5 +341,63 @@ mod tests {
         assert!(inserted);
         *v += 1;
         assert_eq!(d.get(b"b"), Some(&6));
+        assert_eq!(d.remove(b"zz"), None);
+    }
+
+    /// xorshift, so the model test is deterministic.
+    fn next(s: &mut u64) -> u64 {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    #[test]
+    fn random_operations_agree_with_a_std_hashmap() {
+        let mut d: Dict<u64> = Dict::default();
+        let mut model = std::collections::HashMap::new();
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        for step in 0..200_000u64 {
+            let r = next(&mut s);
+            // A key space that grows and shrinks, so tables grow, fill with tombstones and shrink.
+            let span = if (step / 20_000) % 2 == 0 { 5_000 } else { 300 };
+            let key = format!("key{}", r % span);
+            match (r >> 32) % 3 {
+                0 | 1 if (step / 20_000) % 2 == 0 => {
+                    assert_eq!(d.insert(key.as_bytes(), step), model.insert(key, step))
+                }
+                _ => assert_eq!(d.remove(key.as_bytes()), model.remove(&key)),
+            }
+            if step % 10_000 == 0 {
+                d.check();
+                assert_eq!(d.len(), model.len());
+            }
+        }
+        d.check();
+        for (k, v) in &model {
+            assert_eq!(d.get(k.as_bytes()), Some(v));
+        }
+        assert_eq!(d.iter().count(), model.len());
+    }
+
+    #[test]
+    fn an_emptied_table_gives_its_memory_back() {
+        let mut d = Dict::default();
+        for i in 0..10_000u32 {
+            d.insert(format!("k{i}").as_bytes(), i);
+        }
+        let big = d.num_buckets();
+        for i in 0..9_990u32 {
+            d.remove(format!("k{i}").as_bytes());
+        }
+        assert!(
+            d.num_buckets() < big / 16,
+            "{} buckets left of {big}",
+            d.num_buckets()
+        );
+        d.check();
+        for i in 9_990..10_000u32 {
+            assert_eq!(d.get(format!("k{i}").as_bytes()), Some(&i));
+        }
     }
 }

@@ -3,10 +3,12 @@
 //! - [`resp`]: RESP framing, sans-IO (the only part with no OS dependency);
 //! - [`net`]: listening sockets with SO_REUSEPORT, one per shard thread;
 //! - [`cpu`]: pinning a thread to a core, reading the process's CPU time.
+//! - [`hint`]: cache prefetch hints for the keyspace's batched lookups;
 //!
 //! Every `unsafe` block of the project lives here, with a `// SAFETY:` line.
 
 pub mod alloc;
 pub mod cpu;
+pub mod hint;
 pub mod net;
 pub mod resp;
