@@ -102,12 +102,11 @@ impl<V> Dict<V> {
             if c == EMPTY {
                 return None;
             }
-            if c == t {
-                if let Some((k, _)) = &self.slots[i] {
-                    if k.as_slice() == key {
-                        return Some(i);
-                    }
-                }
+            if c == t
+                && let Some((k, _)) = &self.slots[i]
+                && k.as_slice() == key
+            {
+                return Some(i);
             }
             i = (i + 1) & mask;
         }
