@@ -12,6 +12,7 @@ use crate::shard::{ClientInfo, Shard, send_job, wait};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use shardline_shards::command::{Args, CommandSpec, Merge, Scope, Span, err, flags, lookup};
+use shardline_shards::db::Prefetched;
 use shardline_shards::reply::{Out, Proto};
 use shardline_shards::route::{Plan, plan};
 use shardline_transport::resp::{self, Limits};
@@ -36,6 +37,8 @@ struct Ahead {
     len: u32,
     end: usize,
     spec: Option<&'static CommandSpec>,
+    /// Set when the first key's bucket was prefetched.
+    prefetched: Option<Prefetched>,
 }
 
 /// Where a part of a deferred reply comes from.
@@ -261,20 +264,25 @@ impl Conn {
                         let spec = spans.first().and_then(|&(s, e)| {
                             lookup(&buf[p - frame.consumed + s as usize..][..(e - s) as usize])
                         });
-                        if let Some(spec) = spec {
-                            if spec.first_key > 0 && (spec.first_key as usize) < spans.len() {
-                                let (s, e) = ahead_spans[first as usize + spec.first_key as usize];
-                                self.shard
-                                    .db
-                                    .borrow()
-                                    .prefetch(&buf[s as usize..e as usize]);
-                            }
+                        let mut prefetched = None;
+                        if let Some(spec) = spec
+                            && spec.first_key > 0
+                            && (spec.first_key as usize) < spans.len()
+                        {
+                            let (s, e) = ahead_spans[first as usize + spec.first_key as usize];
+                            prefetched = self
+                                .shard
+                                .db
+                                .borrow()
+                                .prefetch(&buf[s as usize..e as usize]);
                         }
+                        let len = spans.len() as u32;
                         ahead.push(Ahead {
                             first,
-                            len: spans.len() as u32,
+                            len,
                             end: p,
                             spec,
+                            prefetched,
                         });
                     }
                     Ok(Some(_)) | Err(_) if !ahead.is_empty() => break,
@@ -305,12 +313,9 @@ impl Conn {
             if ahead.len() > 1 {
                 let db = self.shard.db.borrow();
                 for a in &ahead {
-                    if let Some(spec) = a
-                        .spec
-                        .filter(|s| s.first_key > 0 && (s.first_key as u32) < a.len)
-                    {
+                    if let (Some(spec), Some(at)) = (a.spec, a.prefetched) {
                         let (s, e) = ahead_spans[(a.first + spec.first_key as u32) as usize];
-                        db.prefetch_value(&buf[s as usize..e as usize]);
+                        db.prefetch_value(&buf[s as usize..e as usize], at);
                     }
                 }
             }

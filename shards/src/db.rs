@@ -99,6 +99,13 @@ impl VShard {
     }
 }
 
+/// Where [`Db::prefetch`] found a key's table, for the second stage.
+#[derive(Clone, Copy, Debug)]
+pub struct Prefetched {
+    vshard: VShardId,
+    hash: u64,
+}
+
 /// Counters kept by the keyspace itself.
 #[derive(Default, Debug, Clone, Copy)]
 pub struct DbStats {
@@ -231,27 +238,31 @@ impl Db {
         }
     }
 
-    /// Starts loading the memory a lookup of `key` will touch, if this `Db` owns it. Called for
-    /// the commands of a pipelined batch before any of them runs, so their cache misses overlap.
+    /// Starts loading the memory a lookup of `key` will touch, if this `Db` owns it, and returns
+    /// what [`Db::prefetch_value`] needs. Called for the commands of a pipelined batch before any
+    /// of them runs, so that their cache misses overlap.
     #[inline]
-    pub fn prefetch(&self, key: &[u8]) {
-        if let Some(vs) = &self.vshards[self.layout.vshard_of(key_slot(key)).0 as usize] {
-            vs.keys.prefetch(vs.keys.hash(key));
-        }
+    pub fn prefetch(&self, key: &[u8]) -> Option<Prefetched> {
+        let v = self.layout.vshard_of(key_slot(key));
+        let vs = self.vshards[v.0 as usize].as_ref()?;
+        let hash = vs.keys.hash(key);
+        vs.keys.prefetch(hash);
+        Some(Prefetched { vshard: v, hash })
     }
 
     /// The second stage of [`Db::prefetch`]: once the bucket of `key` is (nearly) in cache, finds
     /// the value and starts loading its heap part.
     #[inline]
-    pub fn prefetch_value(&self, key: &[u8]) {
-        if let Some(vs) = &self.vshards[self.layout.vshard_of(key_slot(key)).0 as usize] {
-            match vs.keys.get(key) {
-                Some(Value::Str(crate::bytes::SmallBytes::Heap(b))) => {
-                    shardline_transport::hint::prefetch(b.as_ptr())
-                }
-                Some(Value::Hash(h)) => shardline_transport::hint::prefetch(&**h),
-                _ => {}
+    pub fn prefetch_value(&self, key: &[u8], at: Prefetched) {
+        let Some(vs) = &self.vshards[at.vshard.0 as usize] else {
+            return;
+        };
+        match vs.keys.get_hashed(key, at.hash) {
+            Some(Value::Str(crate::bytes::SmallBytes::Heap(b))) => {
+                shardline_transport::hint::prefetch(b.as_ptr())
             }
+            Some(Value::Hash(h)) => shardline_transport::hint::prefetch(&**h),
+            _ => {}
         }
     }
 

@@ -124,6 +124,13 @@ impl<V> Dict<V> {
         }
     }
 
+    /// `get` with the hash already computed by [`Dict::hash`].
+    #[inline]
+    pub fn get_hashed(&self, key: &[u8], hash: u64) -> Option<&V> {
+        let i = self.find(key, hash)?;
+        self.slots[i].as_ref().map(|(_, v)| v)
+    }
+
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&V> {
         let i = self.find(key, self.hash(key))?;
