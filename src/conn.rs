@@ -494,7 +494,11 @@ impl Conn {
 
     /// Sends the batch's jobs, fills the holes and writes the replies.
     async fn finish_batch(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
-        let mut dones: Vec<Option<Done>> = (0..self.jobs.len()).map(|_| None).collect();
+        // Allocation-free when the batch stayed on this thread (the common case).
+        let mut dones: Vec<Option<Done>> = Vec::new();
+        if self.jobs.iter().any(Option::is_some) {
+            dones.resize_with(self.jobs.len(), || None);
+        }
         let mut tokens = Vec::new();
         for t in 0..self.jobs.len() {
             if let Some(job) = self.jobs[t].take() {
