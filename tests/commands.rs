@@ -328,3 +328,34 @@ fn info_and_client_commands_answer_in_redis_formats() {
     assert!(common::msg(e.unwrap_err()).contains("out of range"));
     let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
 }
+
+#[test]
+fn concurrent_clients_on_both_threads_lose_no_increment() {
+    let s = Server::start("0-1", &[]);
+    let keys: Vec<String> = (0..64).map(|i| format!("ctr:{i}")).collect();
+    let handles: Vec<_> = (0..4)
+        .map(|c| {
+            let (url, keys) = (s.url(), keys.clone());
+            std::thread::spawn(move || {
+                let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+                for round in 0..20 {
+                    let mut p = redis::pipe();
+                    for i in 0..100 {
+                        p.incr(&keys[(c * 7 + round * 13 + i) % keys.len()], 1).ignore();
+                    }
+                    // A spanning MGET in the same pipeline must not disturb order or counts.
+                    p.mget(&keys[..8]);
+                    let (vals,): (Vec<Option<i64>>,) = p.query(&mut conn).unwrap();
+                    assert_eq!(vals.len(), 8);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let mut c = s.client();
+    let vals: Vec<Option<i64>> = c.mget(&keys).unwrap();
+    let total: i64 = vals.iter().map(|v| v.unwrap_or(0)).sum();
+    assert_eq!(total, 4 * 20 * 100, "increments were lost or duplicated: {vals:?}");
+}
