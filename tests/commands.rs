@@ -341,7 +341,8 @@ fn concurrent_clients_on_both_threads_lose_no_increment() {
                 for round in 0..20 {
                     let mut p = redis::pipe();
                     for i in 0..100 {
-                        p.incr(&keys[(c * 7 + round * 13 + i) % keys.len()], 1).ignore();
+                        p.incr(&keys[(c * 7 + round * 13 + i) % keys.len()], 1)
+                            .ignore();
                     }
                     // A spanning MGET in the same pipeline must not disturb order or counts.
                     p.mget(&keys[..8]);
@@ -357,5 +358,9 @@ fn concurrent_clients_on_both_threads_lose_no_increment() {
     let mut c = s.client();
     let vals: Vec<Option<i64>> = c.mget(&keys).unwrap();
     let total: i64 = vals.iter().map(|v| v.unwrap_or(0)).sum();
-    assert_eq!(total, 4 * 20 * 100, "increments were lost or duplicated: {vals:?}");
+    assert_eq!(
+        total,
+        4 * 20 * 100,
+        "increments were lost or duplicated: {vals:?}"
+    );
 }
