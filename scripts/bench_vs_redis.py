@@ -106,6 +106,7 @@ def run_shardline_bench(srv, workload, pipeline):
     after = cpu_us(srv.proc.pid)
     with open(out) as f:
         r = json.load(f)
+    os.remove(out)
     return {"rps": r["throughput"], "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
             "cpu_us_per_req": (after - before) / max(r["requests"], 1)}
 

@@ -537,6 +537,7 @@ mod tests {
         assert_eq!(c.port, 7002);
         assert_eq!(c.hz, 30);
         assert_eq!(c.requirepass.as_deref(), Some("file"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
