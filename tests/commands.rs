@@ -364,3 +364,53 @@ fn concurrent_clients_on_both_threads_lose_no_increment() {
         "increments were lost or duplicated: {vals:?}"
     );
 }
+
+#[test]
+fn lists_work_through_a_real_client_on_both_threads() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    // foo lives on thread 0, bar on thread 1 (see shards/src/route.rs tests).
+    for key in ["foo", "bar"] {
+        let n: i64 = c.rpush(key, &["a", "b", "c"]).unwrap();
+        assert_eq!(n, 3);
+        let all: Vec<String> = c.lrange(key, 0, -1).unwrap();
+        assert_eq!(all, vec!["a", "b", "c"]);
+        let first: Option<String> = c.lpop(key, None).unwrap();
+        assert_eq!(first.as_deref(), Some("a"));
+    }
+    let moved: Option<String> = redis::cmd("LMOVE")
+        .arg("foo")
+        .arg("{foo}dst")
+        .arg("LEFT")
+        .arg("RIGHT")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(moved.as_deref(), Some("b"));
+    let e: redis::RedisResult<Value> = redis::cmd("LMOVE")
+        .arg("foo")
+        .arg("bar")
+        .arg("LEFT")
+        .arg("RIGHT")
+        .query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("CROSSSLOT"));
+    let popped: Value = redis::cmd("LMPOP")
+        .arg(2)
+        .arg("{bar}nope")
+        .arg("bar")
+        .arg("RIGHT")
+        .arg("COUNT")
+        .arg(5)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        popped,
+        Value::Array(vec![
+            Value::BulkString(b"bar".to_vec()),
+            Value::Array(vec![
+                Value::BulkString(b"c".to_vec()),
+                Value::BulkString(b"b".to_vec())
+            ])
+        ])
+    );
+    assert_eq!(c.exists::<_, i64>("bar").unwrap(), 0);
+}

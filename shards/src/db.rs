@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub enum Value {
     Str(SmallBytes),
     Hash(Box<Dict<SmallBytes>>),
+    List(Box<crate::command::lists::List>),
 }
 
 impl Value {
@@ -27,6 +28,7 @@ impl Value {
         match self {
             Value::Str(_) => "string",
             Value::Hash(_) => "hash",
+            Value::List(_) => "list",
         }
     }
 
@@ -36,6 +38,8 @@ impl Value {
             Value::Str(s) if s.len() <= 44 => "embstr",
             Value::Str(_) => "raw",
             Value::Hash(_) => "hashtable",
+            // A deque of elements: the indexed encoding (compact encodings come with issue 4).
+            Value::List(_) => "quicklist",
         }
     }
 
@@ -50,6 +54,7 @@ impl Value {
                 }
                 Value::Hash(Box::new(d))
             }
+            Value::List(l) => Value::List(l.clone()),
         }
     }
 
@@ -63,6 +68,10 @@ impl Value {
                     + h.iter()
                         .map(|(k, v)| k.heap_bytes() + v.heap_bytes())
                         .sum::<usize>()
+            }
+            Value::List(l) => {
+                crate::mem::alloc_size(l.capacity() * std::mem::size_of::<SmallBytes>())
+                    + l.iter().map(SmallBytes::heap_bytes).sum::<usize>()
             }
         }
     }
@@ -262,6 +271,7 @@ impl Db {
                 shardline_transport::hint::prefetch(b.as_ptr())
             }
             Some(Value::Hash(h)) => shardline_transport::hint::prefetch(&**h),
+            Some(Value::List(l)) => shardline_transport::hint::prefetch(&**l),
             _ => {}
         }
     }

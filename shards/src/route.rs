@@ -77,7 +77,7 @@ fn plan_keys(
         // One shard thread owns everything: no need to hash the keys here.
         return Plan::On(here);
     }
-    let mut keys = spec.key_indexes(args.len());
+    let mut keys = spec.keys_of(args);
     let Some(first) = keys.next() else {
         return Plan::On(here);
     };
@@ -103,7 +103,7 @@ fn plan_keys(
         );
     }
     let mut parts: Vec<Part> = Vec::new();
-    for i in spec.key_indexes(args.len()) {
+    for i in spec.keys_of(args) {
         let t = thread_of(args.get(i), layout, threads);
         match parts.iter_mut().find(|p| p.thread == t) {
             Some(p) => p.keys.push(i as u32),
@@ -191,6 +191,20 @@ mod tests {
             plan_of(&["rename", "foo", "other"], 1),
             Plan::Refuse("CROSSSLOT Keys in request don't hash to the same slot")
         );
+    }
+
+    #[test]
+    fn movable_keys_route_by_their_count() {
+        // LMPOP 2 foo {foo}x LEFT: both keys on thread 0; "LEFT" is not taken for a key.
+        assert_eq!(
+            plan_of(&["lmpop", "2", "foo", "{foo}x", "LEFT"], 2),
+            Plan::On(0)
+        );
+        assert!(matches!(
+            plan_of(&["lmpop", "2", "foo", "bar", "LEFT"], 2),
+            Plan::Refuse(_)
+        ));
+        assert_eq!(plan_of(&["lmpop", "1", "bar", "LEFT"], 2), Plan::On(1));
     }
 
     #[test]

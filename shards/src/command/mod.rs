@@ -9,6 +9,7 @@
 mod connection;
 mod hashes;
 mod keys;
+pub mod lists;
 mod strings;
 
 use crate::db::Db;
@@ -120,6 +121,8 @@ pub mod flags {
     /// Keys must share one hash slot (RENAME, COPY: CROSSSLOT otherwise).
     pub const SAME_SLOT: u32 = 1 << 10;
     pub const RANDOM: u32 = 1 << 11;
+    /// Movable keys: `args[1]` is a key count and the keys follow it (LMPOP, SINTERCARD, ...).
+    pub const NUMKEYS: u32 = 1 << 12;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -132,6 +135,7 @@ pub mod flags {
         (NO_AUTH, "no_auth"),
         (FAST, "fast"),
         (RANDOM, "random"),
+        (NUMKEYS, "movablekeys"),
     ];
 }
 
@@ -169,8 +173,22 @@ impl CommandSpec {
         self.flags & flags::WRITE != 0
     }
 
-    /// Indexes of the key arguments for a command with `argc` arguments.
-    pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
+    /// Indexes of the key arguments of `args`, movable keys included.
+    pub fn keys_of(&self, args: Args) -> std::iter::StepBy<std::ops::Range<usize>> {
+        if self.flags & flags::NUMKEYS != 0 {
+            let n = if args.len() > 1 {
+                crate::num::parse_i64(args.get(1)).unwrap_or(0)
+            } else {
+                0
+            };
+            let n = (n.max(0) as usize).min(args.len().saturating_sub(2));
+            return (2..2 + n).step_by(1);
+        }
+        self.key_indexes(args.len())
+    }
+
+    /// Indexes of the key arguments for a command with `argc` arguments (fixed positions).
+    pub fn key_indexes(&self, argc: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
         let (first, step) = (self.first_key, self.step.max(1) as usize);
         let last = if self.last_key < 0 {
             argc as i32 + self.last_key
@@ -825,6 +843,177 @@ pub static COMMANDS: &[CommandSpec] = &[
         Some(hashes::hscan),
         "hash",
         "Iterates over fields and values of a hash.",
+    ),
+    // lists
+    cmd(
+        "lpush",
+        -3,
+        WRITE | DENYOOM | FAST,
+        KEY1,
+        Keys(Single),
+        Some(lists::lpush),
+        "list",
+        "Prepends one or more elements to a list. Creates the key if it doesn't exist.",
+    ),
+    cmd(
+        "rpush",
+        -3,
+        WRITE | DENYOOM | FAST,
+        KEY1,
+        Keys(Single),
+        Some(lists::rpush),
+        "list",
+        "Appends one or more elements to a list. Creates the key if it doesn't exist.",
+    ),
+    cmd(
+        "lpushx",
+        -3,
+        WRITE | DENYOOM | FAST,
+        KEY1,
+        Keys(Single),
+        Some(lists::lpushx),
+        "list",
+        "Prepends one or more elements to a list only when the list exists.",
+    ),
+    cmd(
+        "rpushx",
+        -3,
+        WRITE | DENYOOM | FAST,
+        KEY1,
+        Keys(Single),
+        Some(lists::rpushx),
+        "list",
+        "Appends an element to a list only when the list exists.",
+    ),
+    cmd(
+        "lpop",
+        -2,
+        WRITE | FAST,
+        KEY1,
+        Keys(Single),
+        Some(lists::lpop),
+        "list",
+        "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.",
+    ),
+    cmd(
+        "rpop",
+        -2,
+        WRITE | FAST,
+        KEY1,
+        Keys(Single),
+        Some(lists::rpop),
+        "list",
+        "Returns and removes the last elements of a list. Deletes the list if the last element was popped.",
+    ),
+    cmd(
+        "llen",
+        2,
+        READONLY | FAST,
+        KEY1,
+        Keys(Single),
+        Some(lists::llen),
+        "list",
+        "Returns the length of a list.",
+    ),
+    cmd(
+        "lrange",
+        4,
+        READONLY,
+        KEY1,
+        Keys(Single),
+        Some(lists::lrange),
+        "list",
+        "Returns a range of elements from a list.",
+    ),
+    cmd(
+        "lindex",
+        3,
+        READONLY,
+        KEY1,
+        Keys(Single),
+        Some(lists::lindex),
+        "list",
+        "Returns an element from a list by its index.",
+    ),
+    cmd(
+        "lset",
+        4,
+        WRITE | DENYOOM,
+        KEY1,
+        Keys(Single),
+        Some(lists::lset),
+        "list",
+        "Sets the value of an element in a list by its index.",
+    ),
+    cmd(
+        "linsert",
+        5,
+        WRITE | DENYOOM,
+        KEY1,
+        Keys(Single),
+        Some(lists::linsert),
+        "list",
+        "Inserts an element before or after another element in a list.",
+    ),
+    cmd(
+        "lrem",
+        4,
+        WRITE,
+        KEY1,
+        Keys(Single),
+        Some(lists::lrem),
+        "list",
+        "Removes elements from a list. Deletes the list if the last element was removed.",
+    ),
+    cmd(
+        "ltrim",
+        4,
+        WRITE,
+        KEY1,
+        Keys(Single),
+        Some(lists::ltrim),
+        "list",
+        "Removes elements from both ends a list. Deletes the list if all elements were trimmed.",
+    ),
+    cmd(
+        "lpos",
+        -3,
+        READONLY,
+        KEY1,
+        Keys(Single),
+        Some(lists::lpos),
+        "list",
+        "Returns the index of matching elements in a list.",
+    ),
+    cmd(
+        "lmove",
+        5,
+        WRITE | DENYOOM,
+        KEY12,
+        Keys(Single),
+        Some(lists::lmove),
+        "list",
+        "Returns an element after popping it from one list and pushing it to another.",
+    ),
+    cmd(
+        "rpoplpush",
+        3,
+        WRITE | DENYOOM,
+        KEY12,
+        Keys(Single),
+        Some(lists::rpoplpush),
+        "list",
+        "Returns the last element of a list after removing and pushing it to another list.",
+    ),
+    cmd(
+        "lmpop",
+        -4,
+        WRITE | NUMKEYS,
+        NOKEY,
+        Keys(Single),
+        Some(lists::lmpop),
+        "list",
+        "Returns multiple elements from a list after removing them.",
     ),
     // connection and server: pure ones have handlers, the rest are the driver's
     cmd(
