@@ -21,6 +21,7 @@ pub enum Value {
     Str(SmallBytes),
     Hash(Box<Dict<SmallBytes>>),
     List(Box<crate::command::lists::List>),
+    Set(Box<crate::command::sets::Set>),
 }
 
 impl Value {
@@ -29,6 +30,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::Hash(_) => "hash",
             Value::List(_) => "list",
+            Value::Set(_) => "set",
         }
     }
 
@@ -40,6 +42,7 @@ impl Value {
             Value::Hash(_) => "hashtable",
             // A deque of elements: the indexed encoding (compact encodings come with issue 4).
             Value::List(_) => "quicklist",
+            Value::Set(_) => "hashtable",
         }
     }
 
@@ -55,6 +58,13 @@ impl Value {
                 Value::Hash(Box::new(d))
             }
             Value::List(l) => Value::List(l.clone()),
+            Value::Set(s) => {
+                let mut d = Dict::default();
+                for (k, _) in s.iter() {
+                    d.insert(k, ());
+                }
+                Value::Set(Box::new(d))
+            }
         }
     }
 
@@ -73,6 +83,7 @@ impl Value {
                 crate::mem::alloc_size(l.capacity() * std::mem::size_of::<SmallBytes>())
                     + l.iter().map(SmallBytes::heap_bytes).sum::<usize>()
             }
+            Value::Set(s) => s.table_bytes() + s.iter().map(|(k, _)| k.heap_bytes()).sum::<usize>(),
         }
     }
 }
@@ -272,6 +283,7 @@ impl Db {
             }
             Some(Value::Hash(h)) => shardline_transport::hint::prefetch(&**h),
             Some(Value::List(l)) => shardline_transport::hint::prefetch(&**l),
+            Some(Value::Set(s)) => shardline_transport::hint::prefetch(&**s),
             _ => {}
         }
     }

@@ -291,6 +291,52 @@ impl<V> Dict<V> {
         if i >= buckets { 0 } else { i }
     }
 
+    /// A uniformly random entry and its bucket; `None` if the table is empty.
+    pub fn random(&self, rng: &mut crate::rng::Rng) -> Option<(usize, &SmallBytes, &V)> {
+        if self.len == 0 {
+            return None;
+        }
+        loop {
+            let b = rng.below(self.slots.len() as u64) as usize;
+            if let Some((k, v)) = &self.slots[b] {
+                return Some((b, k, v));
+            }
+        }
+    }
+
+    /// `min(n, len)` distinct random entries, each visited once. Picks buckets at random while
+    /// that is cheap, and walks the whole table when most of it is wanted.
+    pub fn sample_distinct(
+        &self,
+        n: usize,
+        rng: &mut crate::rng::Rng,
+        mut visit: impl FnMut(&SmallBytes, &V),
+    ) {
+        let n = n.min(self.len);
+        if n * 2 >= self.len {
+            // Most of the table: choose which to skip instead.
+            let mut skip = std::collections::HashSet::with_capacity(self.len - n);
+            while skip.len() < self.len - n {
+                skip.insert(self.random(rng).expect("not empty").0);
+            }
+            for (i, s) in self.slots.iter().enumerate() {
+                if let Some((k, v)) = s
+                    && !skip.contains(&i)
+                {
+                    visit(k, v);
+                }
+            }
+            return;
+        }
+        let mut picked = std::collections::HashSet::with_capacity(n);
+        while picked.len() < n {
+            let (b, k, v) = self.random(rng).expect("not empty");
+            if picked.insert(b) {
+                visit(k, v);
+            }
+        }
+    }
+
     /// The entry in bucket `index`, if that bucket is full (for random sampling).
     pub fn bucket(&self, index: usize) -> Option<(&SmallBytes, &V)> {
         self.slots.get(index)?.as_ref().map(|(k, v)| (k, v))

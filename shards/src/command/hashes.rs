@@ -230,16 +230,6 @@ pub fn hincrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     out.bulk(text.as_bytes())
 }
 
-/// A random full bucket of `h` (which must not be empty).
-fn random_entry<'h>(h: &'h Hash, c: &mut Ctx) -> (usize, &'h SmallBytes, &'h SmallBytes) {
-    loop {
-        let b = c.rng.below(h.num_buckets() as u64) as usize;
-        if let Some((f, v)) = h.bucket(b) {
-            return (b, f, v);
-        }
-    }
-}
-
 pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let count = if a.len() >= 3 {
         let Some(n) = int_arg(&a, 2, out) else { return };
@@ -262,7 +252,7 @@ pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(count) = count else {
         return match h.filter(|h| !h.is_empty()) {
             Some(h) => {
-                let (_, f, _) = random_entry(h, c);
+                let (_, f, _) = h.random(c.rng).expect("not empty");
                 out.bulk(f)
             }
             None => out.null(),
@@ -289,26 +279,14 @@ pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         let n = count.unsigned_abs() as usize;
         out.array(n * per);
         for _ in 0..n {
-            let (_, f, v) = random_entry(h, c);
+            let (_, f, v) = h.random(c.rng).expect("not empty");
             emit(out, f, v);
         }
         return;
     }
     let n = (count as usize).min(h.len());
     out.array(n * per);
-    if n == h.len() {
-        for (f, v) in h.iter() {
-            emit(out, f, v);
-        }
-        return;
-    }
-    let mut picked = std::collections::HashSet::with_capacity(n);
-    while picked.len() < n {
-        let (b, f, v) = random_entry(h, c);
-        if picked.insert(b) {
-            emit(out, f, v);
-        }
-    }
+    h.sample_distinct(n, c.rng, |f, v| emit(out, f, v));
 }
 
 pub fn hscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {

@@ -1,0 +1,514 @@
+//! Sets: SADD SREM SMEMBERS SISMEMBER SMISMEMBER SCARD SPOP SRANDMEMBER SMOVE SINTER SINTERSTORE
+//! SUNION SUNIONSTORE SDIFF SDIFFSTORE SINTERCARD SSCAN.
+//!
+//! A set is a `Dict<()>`: members are the keys. Emptied sets are removed. Random choices draw from
+//! the request's seeded RNG.
+
+use super::{Args, Ctx, err};
+use crate::db::{Db, Value};
+use crate::dict::Dict;
+use crate::glob::glob_match;
+use crate::num::parse_i64;
+use crate::reply::Out;
+
+pub type Set = Dict<()>;
+
+/// Largest |count| SPOP/SRANDMEMBER accept, so one request cannot build an unbounded reply.
+const COUNT_MAX: i64 = 1 << 24;
+
+fn set_of<'d>(
+    db: &'d mut Db,
+    key: &[u8],
+    now: u64,
+    out: &mut Out,
+) -> Result<Option<&'d mut Set>, ()> {
+    match db.get_mut(key, now) {
+        None => Ok(None),
+        Some(Value::Set(s)) => Ok(Some(s)),
+        Some(_) => {
+            out.error(err::WRONGTYPE);
+            Err(())
+        }
+    }
+}
+
+fn set_for_write<'d>(db: &'d mut Db, key: &[u8], now: u64) -> &'d mut Set {
+    match db.get_or_insert_with(key, now, || Value::Set(Box::default())) {
+        Value::Set(s) => s,
+        _ => unreachable!("the caller checked the type"),
+    }
+}
+
+fn drop_if_empty(db: &mut Db, key: &[u8], now: u64) {
+    if matches!(db.get_mut(key, now), Some(Value::Set(s)) if s.is_empty()) {
+        db.remove(key, now);
+    }
+}
+
+pub fn sadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let key = a.get(1);
+    if set_of(db, key, c.now_ms, out).is_err() {
+        return;
+    }
+    let s = set_for_write(db, key, c.now_ms);
+    let added = a
+        .iter()
+        .skip(2)
+        .filter(|m| s.insert(m, ()).is_none())
+        .count();
+    out.int(added as i64)
+}
+
+pub fn srem(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let key = a.get(1);
+    let Ok(s) = set_of(db, key, c.now_ms, out) else {
+        return;
+    };
+    let removed = s.map_or(0, |s| {
+        a.iter().skip(2).filter(|m| s.remove(m).is_some()).count()
+    });
+    if removed > 0 {
+        db.signal(key);
+        drop_if_empty(db, key, c.now_ms);
+    }
+    out.int(removed as i64)
+}
+
+fn write_members(out: &mut Out, s: Option<&Set>) {
+    out.set(s.map_or(0, |s| s.len()));
+    for (m, _) in s.into_iter().flat_map(|s| s.iter()) {
+        out.bulk(m);
+    }
+}
+
+pub fn smembers(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(s) = set_of(db, a.get(1), c.now_ms, out) {
+        write_members(out, s.map(|s| &*s));
+    }
+}
+
+pub fn sismember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(s) = set_of(db, a.get(1), c.now_ms, out) {
+        out.int(s.is_some_and(|s| s.contains(a.get(2))) as i64)
+    }
+}
+
+pub fn smismember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(s) = set_of(db, a.get(1), c.now_ms, out) {
+        out.array(a.len() - 2);
+        for m in a.iter().skip(2) {
+            out.int(s.as_ref().is_some_and(|s| s.contains(m)) as i64);
+        }
+    }
+}
+
+pub fn scard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(s) = set_of(db, a.get(1), c.now_ms, out) {
+        out.int(s.map_or(0, |s| s.len() as i64))
+    }
+}
+
+/// The optional count argument of SPOP/SRANDMEMBER at `a[2]`.
+fn count_arg(a: &Args, out: &mut Out, allow_negative: bool) -> Result<Option<i64>, ()> {
+    match a.len() {
+        2 => Ok(None),
+        3 => match parse_i64(a.get(2)) {
+            None => {
+                out.error(err::NOT_INT);
+                Err(())
+            }
+            Some(n) if n < 0 && !allow_negative => {
+                out.error("ERR value is out of range, must be positive");
+                Err(())
+            }
+            Some(n) if !(-COUNT_MAX..=COUNT_MAX).contains(&n) => {
+                out.error("ERR value is out of range");
+                Err(())
+            }
+            Some(n) => Ok(Some(n)),
+        },
+        _ => {
+            out.error(err::SYNTAX);
+            Err(())
+        }
+    }
+}
+
+pub fn spop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Ok(count) = count_arg(&a, out, false) else {
+        return;
+    };
+    let key = a.get(1);
+    let Ok(s) = set_of(db, key, c.now_ms, out) else {
+        return;
+    };
+    let Some(s) = s else {
+        return if count.is_some() {
+            out.set(0)
+        } else {
+            out.null()
+        };
+    };
+    let mut popped: Vec<Vec<u8>> = Vec::new();
+    match count {
+        None => {
+            let (_, m, _) = s.random(c.rng).expect("sets are never empty");
+            popped.push(m.to_vec());
+            out.bulk(m);
+        }
+        Some(n) => {
+            s.sample_distinct(n as usize, c.rng, |m, _| popped.push(m.to_vec()));
+            out.set(popped.len());
+            for m in &popped {
+                out.bulk(m);
+            }
+        }
+    }
+    for m in &popped {
+        s.remove(m);
+    }
+    if !popped.is_empty() {
+        db.signal(key);
+        drop_if_empty(db, key, c.now_ms);
+    }
+}
+
+pub fn srandmember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Ok(count) = count_arg(&a, out, true) else {
+        return;
+    };
+    let Ok(s) = set_of(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
+    match (count, s) {
+        (None, None) => out.null(),
+        (None, Some(s)) => out.bulk(s.random(c.rng).expect("sets are never empty").1),
+        (Some(_), None) | (Some(0), _) => out.array(0),
+        (Some(n), Some(s)) if n < 0 => {
+            out.array(n.unsigned_abs() as usize);
+            for _ in 0..n.unsigned_abs() {
+                out.bulk(s.random(c.rng).expect("sets are never empty").1);
+            }
+        }
+        (Some(n), Some(s)) => {
+            out.array((n as usize).min(s.len()));
+            s.sample_distinct(n as usize, c.rng, |m, _| out.bulk(m));
+        }
+    }
+}
+
+pub fn smove(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let (src, dst, member) = (a.get(1), a.get(2), a.get(3));
+    let Ok(from) = set_of(db, src, c.now_ms, out) else {
+        return;
+    };
+    let in_src = from.is_some_and(|s| s.contains(member));
+    if set_of(db, dst, c.now_ms, out).is_err() {
+        return;
+    }
+    if !in_src {
+        return out.int(0);
+    }
+    if src == dst {
+        return out.int(1);
+    }
+    if let Some(Value::Set(s)) = db.get_mut(src, c.now_ms) {
+        s.remove(member);
+    }
+    db.signal(src);
+    drop_if_empty(db, src, c.now_ms);
+    set_for_write(db, dst, c.now_ms).insert(member, ());
+    out.int(1)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Inter,
+    Union,
+    Diff,
+}
+
+/// Computes `op` over the sets at `keys` (missing keys are empty sets). `None` if a key holds
+/// another type (error written).
+fn combine<'k>(
+    db: &mut Db,
+    keys: impl Iterator<Item = &'k [u8]>,
+    op: Op,
+    c: &Ctx,
+    out: &mut Out,
+) -> Option<Vec<Vec<u8>>> {
+    let mut acc: Option<std::collections::HashSet<Vec<u8>>> = None;
+    for key in keys {
+        let Ok(s) = set_of(db, key, c.now_ms, out) else {
+            return None;
+        };
+        let members = s
+            .into_iter()
+            .flat_map(|s| s.iter())
+            .map(|(m, _)| m.to_vec());
+        match &mut acc {
+            None => acc = Some(members.collect()),
+            Some(acc) => {
+                let other: std::collections::HashSet<Vec<u8>> = members.collect();
+                match op {
+                    Op::Inter => acc.retain(|m| other.contains(m)),
+                    Op::Union => acc.extend(other),
+                    Op::Diff => acc.retain(|m| !other.contains(m)),
+                }
+            }
+        }
+    }
+    Some(acc.unwrap_or_default().into_iter().collect())
+}
+
+fn reply_combined(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, op: Op) {
+    if let Some(members) = combine(db, a.iter().skip(1), op, c, out) {
+        out.set(members.len());
+        for m in members {
+            out.bulk(&m);
+        }
+    }
+}
+
+fn store_combined(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, op: Op) {
+    let Some(members) = combine(db, a.iter().skip(2), op, c, out) else {
+        return;
+    };
+    let dst = a.get(1);
+    let n = members.len();
+    if n == 0 {
+        db.remove(dst, c.now_ms);
+        return out.int(0);
+    }
+    let mut s = Set::default();
+    for m in members {
+        s.insert(&m, ());
+    }
+    db.set(dst, Value::Set(Box::new(s)), None, false);
+    out.int(n as i64)
+}
+
+pub fn sinter(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    reply_combined(db, a, c, out, Op::Inter)
+}
+
+pub fn sunion(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    reply_combined(db, a, c, out, Op::Union)
+}
+
+pub fn sdiff(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    reply_combined(db, a, c, out, Op::Diff)
+}
+
+pub fn sinterstore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    store_combined(db, a, c, out, Op::Inter)
+}
+
+pub fn sunionstore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    store_combined(db, a, c, out, Op::Union)
+}
+
+pub fn sdiffstore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    store_combined(db, a, c, out, Op::Diff)
+}
+
+pub fn sintercard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let numkeys = match parse_i64(a.get(1)) {
+        Some(n) if n > 0 => n as usize,
+        _ => return out.error("ERR numkeys should be greater than 0"),
+    };
+    if numkeys > a.len() - 2 {
+        return out.error("ERR Number of keys can't be greater than number of args");
+    }
+    let mut limit = 0usize;
+    let rest = 2 + numkeys;
+    if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"limit") {
+        match parse_i64(a.get(rest + 1)) {
+            Some(n) if n >= 0 => limit = n as usize,
+            Some(_) => return out.error("ERR LIMIT can't be negative"),
+            None => return out.error(err::NOT_INT),
+        }
+    } else if a.len() != rest {
+        return out.error(err::SYNTAX);
+    }
+    if let Some(members) = combine(db, (2..rest).map(|i| a.get(i)), Op::Inter, c, out) {
+        let n = if limit == 0 {
+            members.len()
+        } else {
+            members.len().min(limit)
+        };
+        out.int(n as i64)
+    }
+}
+
+pub fn sscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Some(cursor) = std::str::from_utf8(a.get(2))
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return out.error(err::INVALID_CURSOR);
+    };
+    let (mut pattern, mut count) = (None::<&[u8]>, 10usize);
+    let mut i = 3;
+    while i < a.len() {
+        if i + 1 >= a.len() {
+            return out.error(err::SYNTAX);
+        }
+        let opt = a.get(i);
+        if opt.eq_ignore_ascii_case(b"match") {
+            pattern = Some(a.get(i + 1));
+        } else if opt.eq_ignore_ascii_case(b"count") {
+            match parse_i64(a.get(i + 1)) {
+                Some(n) if n >= 1 => count = n.min(1 << 20) as usize,
+                Some(_) => return out.error(err::SYNTAX),
+                None => return out.error(err::NOT_INT),
+            }
+        } else {
+            return out.error(err::SYNTAX);
+        }
+        i += 2;
+    }
+    let Ok(s) = set_of(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
+    let mut found: Vec<&[u8]> = Vec::new();
+    let next = match s {
+        None => 0,
+        Some(s) => s.scan(cursor as usize, count, |m, _| {
+            if pattern.is_none_or(|p| glob_match(p, m)) {
+                found.push(m);
+            }
+        }),
+    };
+    out.array(2);
+    out.bulk(next.to_string().as_bytes());
+    out.array(found.len());
+    for m in found {
+        out.bulk(m);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::testing::*;
+    use crate::reply::Proto;
+
+    const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+    /// The members of a set or array reply, sorted.
+    fn members(reply: &str) -> Vec<String> {
+        let mut v: Vec<String> = reply
+            .split("\r\n")
+            .skip(1)
+            .filter(|l| !l.starts_with('$') && !l.is_empty())
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn add_remove_membership_and_deletion_of_empty_sets() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("SADD s a b c a"), int(3));
+        assert_eq!(h.run("SADD s c d"), int(1));
+        assert_eq!(h.run("SCARD s"), int(4));
+        assert_eq!(members(&h.run("SMEMBERS s")), ["a", "b", "c", "d"]);
+        assert_eq!(h.run("SISMEMBER s a"), int(1));
+        assert_eq!(h.run("SISMEMBER s z"), int(0));
+        assert_eq!(h.run("SMISMEMBER s a z"), "*2\r\n:1\r\n:0\r\n");
+        assert_eq!(h.run("SREM s a z"), int(1));
+        assert_eq!(h.run("SREM s b c d"), int(3));
+        assert_eq!(h.run("EXISTS s"), int(0));
+        assert_eq!(h.run("SCARD s"), int(0));
+        h.run("SET str v");
+        assert_eq!(h.run("SADD str a"), error(WRONGTYPE));
+        assert_eq!(h.run("SMEMBERS str"), error(WRONGTYPE));
+        h.proto = Proto::Resp3;
+        h.run("SADD t x");
+        assert_eq!(h.run("SMEMBERS t"), format!("~1\r\n{}", bulk("x")));
+        assert_eq!(h.run("TYPE t"), "+set\r\n");
+    }
+
+    #[test]
+    fn pop_and_random_members() {
+        let mut h = Harness::new();
+        h.run("SADD s a b c d e");
+        assert_eq!(h.run("SRANDMEMBER s 10").matches('$').count(), 5);
+        assert_eq!(h.run("SRANDMEMBER s 3").matches('$').count(), 3);
+        assert_eq!(h.run("SRANDMEMBER s -8").matches('$').count(), 8);
+        assert_eq!(h.run("SRANDMEMBER s 0"), "*0\r\n");
+        assert_eq!(h.run("SRANDMEMBER nokey"), NIL);
+        assert!(h.run("SPOP s").starts_with("$1\r\n"));
+        assert_eq!(h.run("SCARD s"), int(4));
+        assert_eq!(members(&h.run("SPOP s 3")).len(), 3);
+        assert_eq!(h.run("SCARD s"), int(1));
+        assert_eq!(
+            h.run("SPOP s -1"),
+            error("ERR value is out of range, must be positive")
+        );
+        assert_eq!(members(&h.run("SPOP s 9")).len(), 1);
+        assert_eq!(h.run("EXISTS s"), int(0));
+        assert_eq!(h.run("SPOP s"), NIL);
+        assert_eq!(h.run("SPOP s 2"), "*0\r\n");
+    }
+
+    #[test]
+    fn algebra_and_store_forms() {
+        let mut h = Harness::new();
+        h.run("SADD {k}a 1 2 3 4");
+        h.run("SADD {k}b 3 4 5");
+        assert_eq!(members(&h.run("SINTER {k}a {k}b")), ["3", "4"]);
+        assert_eq!(
+            members(&h.run("SUNION {k}a {k}b")),
+            ["1", "2", "3", "4", "5"]
+        );
+        assert_eq!(members(&h.run("SDIFF {k}a {k}b")), ["1", "2"]);
+        assert_eq!(members(&h.run("SINTER {k}a {k}none")), Vec::<String>::new());
+        assert_eq!(h.run("SINTERSTORE {k}d {k}a {k}b"), int(2));
+        assert_eq!(members(&h.run("SMEMBERS {k}d")), ["3", "4"]);
+        assert_eq!(h.run("SDIFFSTORE {k}d {k}a {k}a"), int(0));
+        assert_eq!(h.run("EXISTS {k}d"), int(0));
+        assert_eq!(h.run("SUNIONSTORE {k}d {k}a {k}b"), int(5));
+        assert_eq!(h.run("SINTERCARD 2 {k}a {k}b"), int(2));
+        assert_eq!(h.run("SINTERCARD 2 {k}a {k}b LIMIT 1"), int(1));
+        assert_eq!(
+            h.run("SINTERCARD 0 {k}a"),
+            error("ERR numkeys should be greater than 0")
+        );
+        assert_eq!(
+            h.run("SINTERCARD 3 {k}a"),
+            error("ERR Number of keys can't be greater than number of args")
+        );
+        assert_eq!(
+            h.run("SINTERCARD 1 {k}a LIMIT -1"),
+            error("ERR LIMIT can't be negative")
+        );
+        h.run("SET {k}s v");
+        assert_eq!(h.run("SUNION {k}a {k}s"), error(WRONGTYPE));
+        assert_eq!(h.run("SMOVE {k}a {k}b 1"), int(1));
+        assert_eq!(h.run("SMOVE {k}a {k}b 1"), int(0));
+        assert_eq!(h.run("SMOVE {k}a {k}s 2"), error(WRONGTYPE));
+        assert_eq!(h.run("SISMEMBER {k}b 1"), int(1));
+    }
+
+    #[test]
+    fn sscan_walks_every_member() {
+        let mut h = Harness::new();
+        for i in 0..100 {
+            h.run(&format!("SADD s m{i}"));
+        }
+        let mut cursor = "0".to_string();
+        let mut n = 0;
+        loop {
+            let r = h.run(&format!("SSCAN s {cursor} COUNT 9"));
+            let lines: Vec<&str> = r.split("\r\n").collect();
+            cursor = lines[2].to_string();
+            n += lines[3][1..].parse::<usize>().unwrap();
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert_eq!(n, 100);
+    }
+}
