@@ -46,6 +46,16 @@ impl Value {
         }
     }
 
+    /// Whether this is a collection with no elements left (which Redis removes).
+    pub fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Str(_) => false,
+            Value::Hash(h) => h.is_empty(),
+            Value::List(l) => l.is_empty(),
+            Value::Set(s) => s.is_empty(),
+        }
+    }
+
     /// A copy that shares nothing with `self` (COPY).
     pub fn deep_clone(&self) -> Value {
         match self {

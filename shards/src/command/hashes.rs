@@ -1,63 +1,24 @@
 //! Hashes: HSET HSETNX HMSET HGET HMGET HDEL HGETALL HLEN HEXISTS HINCRBY HINCRBYFLOAT HKEYS HVALS
 //! HSTRLEN HRANDFIELD HSCAN.
 
-use super::{Args, Ctx, err, int_arg};
+use super::{Args, Ctx, create, drop_if_empty, err, int_arg, modify, read};
 use crate::bytes::SmallBytes;
-use crate::db::{Db, Value};
+use crate::db::Db;
 use crate::dict::Dict;
-use crate::glob::glob_match;
 use crate::num::{parse_f64, parse_i64};
 use crate::reply::{Out, Proto};
 
-type Hash = Dict<SmallBytes>;
+pub type Hash = Dict<SmallBytes>;
 
 /// Largest |count| HRANDFIELD accepts, so one request cannot build an unbounded reply.
 const RANDFIELD_COUNT_MAX: i64 = 1 << 24;
-
-/// The hash at `key`: `Ok(None)` if missing, `Err` (reply written) if another type.
-fn hash_of<'d>(
-    db: &'d mut Db,
-    key: &[u8],
-    now: u64,
-    out: &mut Out,
-) -> Result<Option<&'d Hash>, ()> {
-    match db.get(key, now) {
-        None => Ok(None),
-        Some(Value::Hash(h)) => Ok(Some(h)),
-        Some(_) => {
-            out.error(err::WRONGTYPE);
-            Err(())
-        }
-    }
-}
-
-/// The hash at `key` for writing, created if missing; `None` (reply written) if another type.
-fn hash_for_write<'d>(db: &'d mut Db, key: &[u8], now: u64, out: &mut Out) -> Option<&'d mut Hash> {
-    if let Some(v) = db.get_mut(key, now)
-        && !matches!(v, Value::Hash(_))
-    {
-        out.error(err::WRONGTYPE);
-        return None;
-    }
-    match db.get_or_insert_with(key, now, || Value::Hash(Box::default())) {
-        Value::Hash(h) => Some(h),
-        _ => unreachable!("checked the type above"),
-    }
-}
-
-/// Removes `key` if its hash became empty (Redis never keeps empty collections).
-fn drop_if_empty(db: &mut Db, key: &[u8], now: u64) {
-    if matches!(db.get_mut(key, now), Some(Value::Hash(h)) if h.is_empty()) {
-        db.remove(key, now);
-    }
-}
 
 fn set_fields(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, name: &str) -> Option<i64> {
     if !a.len().is_multiple_of(2) {
         err::arity(out, name);
         return None;
     }
-    let h = hash_for_write(db, a.get(1), c.now_ms, out)?;
+    let h = create::<Hash>(db, a.get(1), c.now_ms, out)?;
     let mut added = 0;
     for i in (2..a.len()).step_by(2) {
         if h.insert(a.get(i), SmallBytes::new(a.get(i + 1))).is_none() {
@@ -80,7 +41,7 @@ pub fn hmset(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn hsetnx(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else {
+    let Some(h) = create::<Hash>(db, a.get(1), c.now_ms, out) else {
         return;
     };
     let (_, inserted) = h.get_or_insert_with(a.get(2), || SmallBytes::new(a.get(3)));
@@ -88,7 +49,7 @@ pub fn hsetnx(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn hget(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
+    if let Ok(h) = read::<Hash>(db, a.get(1), c.now_ms, out) {
         match h.and_then(|h| h.get(a.get(2))) {
             Some(v) => out.bulk(v),
             None => out.null(),
@@ -97,7 +58,7 @@ pub fn hget(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn hmget(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
+    if let Ok(h) = read::<Hash>(db, a.get(1), c.now_ms, out) {
         out.array(a.len() - 2);
         for f in a.iter().skip(2) {
             match h.and_then(|h| h.get(f)) {
@@ -110,11 +71,12 @@ pub fn hmget(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 pub fn hdel(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let key = a.get(1);
-    let removed = match db.get_mut(key, c.now_ms) {
-        None => 0,
-        Some(Value::Hash(h)) => a.iter().skip(2).filter(|f| h.remove(f).is_some()).count(),
-        Some(_) => return out.error(err::WRONGTYPE),
+    let Ok(h) = modify::<Hash>(db, key, c.now_ms, out) else {
+        return;
     };
+    let removed = h.map_or(0, |h| {
+        a.iter().skip(2).filter(|f| h.remove(f).is_some()).count()
+    });
     if removed > 0 {
         db.signal(key);
         drop_if_empty(db, key, c.now_ms);
@@ -124,7 +86,7 @@ pub fn hdel(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 /// HGETALL, HKEYS, HVALS: fields and/or values of the whole hash.
 fn dump(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, fields: bool, values: bool) {
-    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else {
+    let Ok(h) = read::<Hash>(db, a.get(1), c.now_ms, out) else {
         return;
     };
     let len = h.map_or(0, |h| h.len());
@@ -156,19 +118,19 @@ pub fn hvals(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn hlen(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
+    if let Ok(h) = read::<Hash>(db, a.get(1), c.now_ms, out) {
         out.int(h.map_or(0, |h| h.len() as i64))
     }
 }
 
 pub fn hexists(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
+    if let Ok(h) = read::<Hash>(db, a.get(1), c.now_ms, out) {
         out.int(h.is_some_and(|h| h.contains(a.get(2))) as i64)
     }
 }
 
 pub fn hstrlen(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) {
+    if let Ok(h) = read::<Hash>(db, a.get(1), c.now_ms, out) {
         out.int(
             h.and_then(|h| h.get(a.get(2)))
                 .map_or(0, |v| v.len() as i64),
@@ -180,7 +142,7 @@ pub fn hincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(by) = int_arg(&a, 3, out) else {
         return;
     };
-    let current = match hash_of(db, a.get(1), c.now_ms, out) {
+    let current = match read::<Hash>(db, a.get(1), c.now_ms, out) {
         Err(()) => return,
         Ok(h) => match h.and_then(|h| h.get(a.get(2))) {
             None => 0,
@@ -193,7 +155,7 @@ pub fn hincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(n) = current.checked_add(by) else {
         return out.error(err::OVERFLOW);
     };
-    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else {
+    let Some(h) = create::<Hash>(db, a.get(1), c.now_ms, out) else {
         return;
     };
     let mut tmp = [0u8; 20];
@@ -208,7 +170,7 @@ pub fn hincrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(by) = parse_f64(a.get(3)) else {
         return out.error(err::NOT_FLOAT);
     };
-    let current = match hash_of(db, a.get(1), c.now_ms, out) {
+    let current = match read::<Hash>(db, a.get(1), c.now_ms, out) {
         Err(()) => return,
         Ok(h) => match h.and_then(|h| h.get(a.get(2))) {
             None => 0.0,
@@ -223,7 +185,7 @@ pub fn hincrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         return out.error("ERR increment would produce NaN or Infinity");
     }
     let text = crate::num::format_incr_float(n);
-    let Some(h) = hash_for_write(db, a.get(1), c.now_ms, out) else {
+    let Some(h) = create::<Hash>(db, a.get(1), c.now_ms, out) else {
         return;
     };
     h.insert(a.get(2), SmallBytes::new(text.as_bytes()));
@@ -246,7 +208,7 @@ pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         _ => return out.error(err::SYNTAX),
     };
     let proto = out.proto;
-    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else {
+    let Ok(h) = read::<Hash>(db, a.get(1), c.now_ms, out) else {
         return;
     };
     let Some(count) = count else {
@@ -290,58 +252,24 @@ pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn hscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(cursor) = std::str::from_utf8(a.get(2))
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
-        return out.error(err::INVALID_CURSOR);
-    };
-    let (mut pattern, mut count, mut novalues) = (None::<&[u8]>, 10usize, false);
-    let mut i = 3;
-    while i < a.len() {
-        let opt = a.get(i);
-        if opt.eq_ignore_ascii_case(b"novalues") {
-            novalues = true;
-            i += 1;
-            continue;
-        }
-        if i + 1 >= a.len() {
-            return out.error(err::SYNTAX);
-        }
-        if opt.eq_ignore_ascii_case(b"match") {
-            pattern = Some(a.get(i + 1));
-        } else if opt.eq_ignore_ascii_case(b"count") {
-            match parse_i64(a.get(i + 1)) {
-                Some(n) if n >= 1 => count = n.min(1 << 20) as usize,
-                Some(_) => return out.error(err::SYNTAX),
-                None => return out.error(err::NOT_INT),
-            }
-        } else {
-            return out.error(err::SYNTAX);
-        }
-        i += 2;
-    }
-    let Ok(h) = hash_of(db, a.get(1), c.now_ms, out) else {
+    let Some(sa) = super::scan_args(&a, 2, false, true, out) else {
         return;
     };
-    let mut found: Vec<(&[u8], &[u8])> = Vec::new();
-    let next = match h {
-        None => 0,
-        Some(h) => h.scan(cursor as usize, count, |f, v| {
-            if pattern.is_none_or(|p| glob_match(p, f)) {
-                found.push((f, v));
-            }
-        }),
+    let Ok(h) = read::<Hash>(db, a.get(1), c.now_ms, out) else {
+        return;
     };
-    out.array(2);
-    out.bulk(next.to_string().as_bytes());
-    out.array(found.len() * if novalues { 1 } else { 2 });
-    for (f, v) in found {
-        out.bulk(f);
-        if !novalues {
-            out.bulk(v);
-        }
-    }
+    let mut items: Vec<&[u8]> = Vec::new();
+    let next = h.map_or(0, |h| {
+        h.scan(sa.cursor as usize, sa.count, |f, v| {
+            if sa.matches(f) {
+                items.push(f);
+                if !sa.novalues {
+                    items.push(v);
+                }
+            }
+        })
+    });
+    super::scan_reply(out, next as u64, &items)
 }
 
 #[cfg(test)]

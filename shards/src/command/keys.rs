@@ -217,52 +217,23 @@ pub fn keys(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn scan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(cursor) = std::str::from_utf8(a.get(1))
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
-        return out.error(err::INVALID_CURSOR);
+    let Some(sa) = super::scan_args(&a, 1, true, false, out) else {
+        return;
     };
-    let mut pattern: Option<&[u8]> = None;
-    let mut type_filter: Option<&[u8]> = None;
-    let mut count = 10usize;
-    let mut i = 2;
-    while i < a.len() {
-        let opt = a.get(i);
-        if i + 1 >= a.len() {
-            return out.error(err::SYNTAX);
-        }
-        if opt.eq_ignore_ascii_case(b"match") {
-            pattern = Some(a.get(i + 1)).filter(|p| *p != b"*");
-        } else if opt.eq_ignore_ascii_case(b"count") {
-            match crate::num::parse_i64(a.get(i + 1)) {
-                Some(n) if n >= 1 => count = n.min(1 << 20) as usize,
-                Some(_) => return out.error(err::SYNTAX),
-                None => return out.error(err::NOT_INT),
-            }
-        } else if opt.eq_ignore_ascii_case(b"type") {
-            type_filter = Some(a.get(i + 1));
-        } else {
-            return out.error(err::SYNTAX);
-        }
-        i += 2;
-    }
-    if !db.owns_slot((cursor & 0x3fff) as u16) {
+    if !db.owns_slot((sa.cursor & 0x3fff) as u16) {
         return out.error(err::INVALID_CURSOR);
     }
     let mut found: Vec<Vec<u8>> = Vec::new();
-    let next = db.scan(cursor, count, c.now_ms, |k, v| {
-        let type_ok = type_filter.is_none_or(|t| t.eq_ignore_ascii_case(v.type_name().as_bytes()));
-        if type_ok && pattern.is_none_or(|p| glob_match(p, k)) {
+    let next = db.scan(sa.cursor, sa.count, c.now_ms, |k, v| {
+        let type_ok = sa
+            .type_name
+            .is_none_or(|t| t.eq_ignore_ascii_case(v.type_name().as_bytes()));
+        if type_ok && sa.matches(k) {
             found.push(k.to_vec());
         }
     });
-    out.array(2);
-    out.bulk(next.to_string().as_bytes());
-    out.array(found.len());
-    for k in found {
-        out.bulk(&k);
-    }
+    let items: Vec<&[u8]> = found.iter().map(Vec::as_slice).collect();
+    super::scan_reply(out, next, &items)
 }
 
 pub fn randomkey(db: &mut Db, _a: Args, c: &mut Ctx, out: &mut Out) {

@@ -4,7 +4,7 @@
 //! A list is a `VecDeque` of `SmallBytes`: O(1) at both ends, O(1) by index. An emptied list is
 //! removed, as Redis never keeps empty collections.
 
-use super::{Args, Ctx, err, int_arg};
+use super::{Args, Ctx, create, drop_if_empty, err, int_arg, modify};
 use crate::bytes::SmallBytes;
 use crate::db::{Db, Value};
 use crate::reply::Out;
@@ -28,42 +28,17 @@ fn end_of(arg: &[u8]) -> Option<End> {
     }
 }
 
-/// The list at `key`: `Ok(None)` if missing, `Err` (reply written) if another type.
-fn list_of<'d>(
-    db: &'d mut Db,
-    key: &[u8],
-    now: u64,
-    out: &mut Out,
-) -> Result<Option<&'d mut List>, ()> {
-    match db.get_mut(key, now) {
-        None => Ok(None),
-        Some(Value::List(l)) => Ok(Some(l)),
-        Some(_) => {
-            out.error(err::WRONGTYPE);
-            Err(())
-        }
-    }
-}
-
-/// Removes `key` if its list became empty.
-fn drop_if_empty(db: &mut Db, key: &[u8], now: u64) {
-    if matches!(db.get_mut(key, now), Some(Value::List(l)) if l.is_empty()) {
-        db.remove(key, now);
-    }
-}
-
 fn push(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, end: End, only_if_exists: bool) {
     let key = a.get(1);
-    let exists = match list_of(db, key, c.now_ms, out) {
-        Err(()) => return,
-        Ok(l) => l.is_some(),
-    };
-    if only_if_exists && !exists {
-        return out.int(0);
+    if only_if_exists {
+        match modify::<List>(db, key, c.now_ms, out) {
+            Err(()) => return,
+            Ok(None) => return out.int(0),
+            Ok(Some(_)) => {}
+        }
     }
-    let list = match db.get_or_insert_with(key, c.now_ms, || Value::List(Box::default())) {
-        Value::List(l) => l,
-        _ => unreachable!("checked the type above"),
+    let Some(list) = create::<List>(db, key, c.now_ms, out) else {
+        return;
     };
     for e in a.iter().skip(2) {
         match end {
@@ -107,7 +82,7 @@ fn pop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, end: End) {
         _ => return out.error(err::SYNTAX),
     };
     let key = a.get(1);
-    let Ok(found) = list_of(db, key, c.now_ms, out) else {
+    let Ok(found) = modify::<List>(db, key, c.now_ms, out) else {
         return;
     };
     let Some(list) = found else {
@@ -144,7 +119,7 @@ pub fn rpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn llen(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Ok(l) = list_of(db, a.get(1), c.now_ms, out) {
+    if let Ok(l) = modify::<List>(db, a.get(1), c.now_ms, out) {
         out.int(l.map_or(0, |l| l.len() as i64))
     }
 }
@@ -162,7 +137,7 @@ pub fn lrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(stop) = int_arg(&a, 3, out) else {
         return;
     };
-    let Ok(l) = list_of(db, a.get(1), c.now_ms, out) else {
+    let Ok(l) = modify::<List>(db, a.get(1), c.now_ms, out) else {
         return;
     };
     let l = l.map(|l| &*l);
@@ -179,7 +154,7 @@ pub fn lrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 pub fn lindex(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(i) = int_arg(&a, 2, out) else { return };
-    let Ok(l) = list_of(db, a.get(1), c.now_ms, out) else {
+    let Ok(l) = modify::<List>(db, a.get(1), c.now_ms, out) else {
         return;
     };
     match l.and_then(|l| index(i, l.len()).map(|i| &l[i])) {
@@ -191,7 +166,7 @@ pub fn lindex(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 pub fn lset(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(i) = int_arg(&a, 2, out) else { return };
     let key = a.get(1);
-    let Ok(l) = list_of(db, key, c.now_ms, out) else {
+    let Ok(l) = modify::<List>(db, key, c.now_ms, out) else {
         return;
     };
     let Some(l) = l else {
@@ -214,7 +189,7 @@ pub fn linsert(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         return out.error(err::SYNTAX);
     };
     let key = a.get(1);
-    let Ok(l) = list_of(db, key, c.now_ms, out) else {
+    let Ok(l) = modify::<List>(db, key, c.now_ms, out) else {
         return;
     };
     let Some(l) = l else { return out.int(0) };
@@ -232,7 +207,7 @@ pub fn lrem(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         return;
     };
     let key = a.get(1);
-    let Ok(l) = list_of(db, key, c.now_ms, out) else {
+    let Ok(l) = modify::<List>(db, key, c.now_ms, out) else {
         return;
     };
     let Some(l) = l else { return out.int(0) };
@@ -278,7 +253,7 @@ pub fn ltrim(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         return;
     };
     let key = a.get(1);
-    let Ok(l) = list_of(db, key, c.now_ms, out) else {
+    let Ok(l) = modify::<List>(db, key, c.now_ms, out) else {
         return;
     };
     let Some(l) = l else { return out.ok() };
@@ -328,7 +303,7 @@ pub fn lpos(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         }
         i += 2;
     }
-    let Ok(l) = list_of(db, a.get(1), c.now_ms, out) else {
+    let Ok(l) = modify::<List>(db, a.get(1), c.now_ms, out) else {
         return;
     };
     let target = a.get(2);
@@ -383,7 +358,7 @@ fn move_one(db: &mut Db, src: &[u8], dst: &[u8], from: End, to: End, c: &Ctx, ou
     if !matches!(db.get_mut(dst, c.now_ms), None | Some(Value::List(_))) {
         return out.error(err::WRONGTYPE);
     }
-    let Ok(l) = list_of(db, src, c.now_ms, out) else {
+    let Ok(l) = modify::<List>(db, src, c.now_ms, out) else {
         return;
     };
     let Some(e) = l.and_then(|l| pop_one(l, from)) else {
@@ -391,10 +366,7 @@ fn move_one(db: &mut Db, src: &[u8], dst: &[u8], from: End, to: End, c: &Ctx, ou
     };
     db.signal(src);
     drop_if_empty(db, src, c.now_ms);
-    let dest = match db.get_or_insert_with(dst, c.now_ms, || Value::List(Box::default())) {
-        Value::List(l) => l,
-        _ => unreachable!("checked the type above"),
-    };
+    let dest = create::<List>(db, dst, c.now_ms, out).expect("checked the type above");
     out.bulk(&e);
     match to {
         End::Left => dest.push_front(e),
@@ -437,7 +409,7 @@ pub fn lmpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     }
     for k in 2..2 + numkeys {
         let key = a.get(k);
-        let Ok(l) = list_of(db, key, c.now_ms, out) else {
+        let Ok(l) = modify::<List>(db, key, c.now_ms, out) else {
             return;
         };
         let Some(l) = l.filter(|l| !l.is_empty()) else {

@@ -7,13 +7,13 @@
 //! `Ctx`, so the same call gives the same result on every replica.
 
 mod connection;
-mod hashes;
+pub mod hashes;
 mod keys;
 pub mod lists;
 pub mod sets;
 mod strings;
 
-use crate::db::Db;
+use crate::db::{Db, Value};
 use crate::reply::Out;
 use crate::rng::Rng;
 
@@ -1470,6 +1470,183 @@ pub mod err {
         s.chars()
             .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
             .collect()
+    }
+}
+
+/// A collection type stored in one `Value` variant, so that type checks, creation and removal of
+/// emptied collections are written once for every family.
+pub(crate) trait Collection: Default {
+    fn of(v: &Value) -> Option<&Self>;
+    fn of_mut(v: &mut Value) -> Option<&mut Self>;
+    fn into_value(self: Box<Self>) -> Value;
+}
+
+macro_rules! collection {
+    ($ty:ty, $variant:ident) => {
+        impl Collection for $ty {
+            fn of(v: &Value) -> Option<&Self> {
+                if let Value::$variant(c) = v {
+                    Some(c)
+                } else {
+                    None
+                }
+            }
+            fn of_mut(v: &mut Value) -> Option<&mut Self> {
+                if let Value::$variant(c) = v {
+                    Some(c)
+                } else {
+                    None
+                }
+            }
+            fn into_value(self: Box<Self>) -> Value {
+                Value::$variant(self)
+            }
+        }
+    };
+}
+
+collection!(hashes::Hash, Hash);
+collection!(lists::List, List);
+collection!(sets::Set, Set);
+
+/// The collection at `key` for reading (counts a keyspace hit or miss): `Ok(None)` if missing,
+/// `Err` (WRONGTYPE written) if the key holds another type.
+pub(crate) fn read<'d, T: Collection>(
+    db: &'d mut Db,
+    key: &[u8],
+    now: u64,
+    out: &mut Out,
+) -> Result<Option<&'d T>, ()> {
+    match db.get(key, now) {
+        None => Ok(None),
+        Some(v) => T::of(v).map(Some).ok_or_else(|| out.error(err::WRONGTYPE)),
+    }
+}
+
+/// The collection at `key` for changing in place; as [`read`]. Call `db.signal` after a change.
+pub(crate) fn modify<'d, T: Collection>(
+    db: &'d mut Db,
+    key: &[u8],
+    now: u64,
+    out: &mut Out,
+) -> Result<Option<&'d mut T>, ()> {
+    match db.get_mut(key, now) {
+        None => Ok(None),
+        Some(v) => T::of_mut(v)
+            .map(Some)
+            .ok_or_else(|| out.error(err::WRONGTYPE)),
+    }
+}
+
+/// The collection at `key`, created empty if missing; `None` (WRONGTYPE written) if the key holds
+/// another type. Signals the key as modified.
+pub(crate) fn create<'d, T: Collection>(
+    db: &'d mut Db,
+    key: &[u8],
+    now: u64,
+    out: &mut Out,
+) -> Option<&'d mut T> {
+    if modify::<T>(db, key, now, out).is_err() {
+        return None;
+    }
+    T::of_mut(db.get_or_insert_with(key, now, || Box::<T>::default().into_value()))
+}
+
+/// Removes `key` if it holds an emptied collection: Redis never keeps empty ones.
+pub(crate) fn drop_if_empty(db: &mut Db, key: &[u8], now: u64) {
+    if db
+        .get_mut(key, now)
+        .is_some_and(|v| v.is_empty_collection())
+    {
+        db.remove(key, now);
+    }
+}
+
+/// The arguments of SCAN, HSCAN and SSCAN: the cursor, then MATCH, COUNT and, where the command
+/// has them, TYPE (SCAN) and NOVALUES (HSCAN).
+pub(crate) struct ScanArgs<'a> {
+    pub cursor: u64,
+    pub pattern: Option<&'a [u8]>,
+    pub count: usize,
+    pub type_name: Option<&'a [u8]>,
+    pub novalues: bool,
+}
+
+impl ScanArgs<'_> {
+    pub fn matches(&self, item: &[u8]) -> bool {
+        self.pattern
+            .is_none_or(|p| crate::glob::glob_match(p, item))
+    }
+}
+
+/// Parses the cursor at `a[at]` and the options after it; `allow_type` and `allow_novalues` say
+/// which of the command-specific options exist. Writes Redis's error and returns `None` on bad input.
+pub(crate) fn scan_args<'a>(
+    a: &Args<'a>,
+    at: usize,
+    allow_type: bool,
+    allow_novalues: bool,
+    out: &mut Out,
+) -> Option<ScanArgs<'a>> {
+    let Some(cursor) = std::str::from_utf8(a.get(at))
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        out.error(err::INVALID_CURSOR);
+        return None;
+    };
+    let mut s = ScanArgs {
+        cursor,
+        pattern: None,
+        count: 10,
+        type_name: None,
+        novalues: false,
+    };
+    let mut i = at + 1;
+    while i < a.len() {
+        let opt = a.get(i);
+        if allow_novalues && opt.eq_ignore_ascii_case(b"novalues") {
+            s.novalues = true;
+            i += 1;
+            continue;
+        }
+        if i + 1 >= a.len() {
+            out.error(err::SYNTAX);
+            return None;
+        }
+        let val = a.get(i + 1);
+        if opt.eq_ignore_ascii_case(b"match") {
+            s.pattern = Some(val).filter(|p| *p != b"*");
+        } else if opt.eq_ignore_ascii_case(b"count") {
+            match crate::num::parse_i64(val) {
+                Some(n) if n >= 1 => s.count = n.min(1 << 20) as usize,
+                Some(_) => {
+                    out.error(err::SYNTAX);
+                    return None;
+                }
+                None => {
+                    out.error(err::NOT_INT);
+                    return None;
+                }
+            }
+        } else if allow_type && opt.eq_ignore_ascii_case(b"type") {
+            s.type_name = Some(val);
+        } else {
+            out.error(err::SYNTAX);
+            return None;
+        }
+        i += 2;
+    }
+    Some(s)
+}
+
+/// Writes a SCAN-family reply: the next cursor and the items.
+pub(crate) fn scan_reply<'i>(out: &mut Out, next: u64, items: &[&'i [u8]]) {
+    out.array(2);
+    out.bulk_int(next as i64);
+    out.array(items.len());
+    for it in items {
+        out.bulk(it);
     }
 }
 

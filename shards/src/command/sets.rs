@@ -4,10 +4,9 @@
 //! A set is a `Dict<()>`: members are the keys. Emptied sets are removed. Random choices draw from
 //! the request's seeded RNG.
 
-use super::{Args, Ctx, err};
+use super::{Args, Ctx, create, drop_if_empty, err, modify};
 use crate::db::{Db, Value};
 use crate::dict::Dict;
-use crate::glob::glob_match;
 use crate::num::parse_i64;
 use crate::reply::Out;
 
@@ -16,41 +15,10 @@ pub type Set = Dict<()>;
 /// Largest |count| SPOP/SRANDMEMBER accept, so one request cannot build an unbounded reply.
 const COUNT_MAX: i64 = 1 << 24;
 
-fn set_of<'d>(
-    db: &'d mut Db,
-    key: &[u8],
-    now: u64,
-    out: &mut Out,
-) -> Result<Option<&'d mut Set>, ()> {
-    match db.get_mut(key, now) {
-        None => Ok(None),
-        Some(Value::Set(s)) => Ok(Some(s)),
-        Some(_) => {
-            out.error(err::WRONGTYPE);
-            Err(())
-        }
-    }
-}
-
-fn set_for_write<'d>(db: &'d mut Db, key: &[u8], now: u64) -> &'d mut Set {
-    match db.get_or_insert_with(key, now, || Value::Set(Box::default())) {
-        Value::Set(s) => s,
-        _ => unreachable!("the caller checked the type"),
-    }
-}
-
-fn drop_if_empty(db: &mut Db, key: &[u8], now: u64) {
-    if matches!(db.get_mut(key, now), Some(Value::Set(s)) if s.is_empty()) {
-        db.remove(key, now);
-    }
-}
-
 pub fn sadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let key = a.get(1);
-    if set_of(db, key, c.now_ms, out).is_err() {
+    let Some(s) = create::<Set>(db, a.get(1), c.now_ms, out) else {
         return;
-    }
-    let s = set_for_write(db, key, c.now_ms);
+    };
     let added = a
         .iter()
         .skip(2)
@@ -61,7 +29,7 @@ pub fn sadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 pub fn srem(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let key = a.get(1);
-    let Ok(s) = set_of(db, key, c.now_ms, out) else {
+    let Ok(s) = modify::<Set>(db, key, c.now_ms, out) else {
         return;
     };
     let removed = s.map_or(0, |s| {
@@ -82,19 +50,19 @@ fn write_members(out: &mut Out, s: Option<&Set>) {
 }
 
 pub fn smembers(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Ok(s) = set_of(db, a.get(1), c.now_ms, out) {
+    if let Ok(s) = modify::<Set>(db, a.get(1), c.now_ms, out) {
         write_members(out, s.map(|s| &*s));
     }
 }
 
 pub fn sismember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Ok(s) = set_of(db, a.get(1), c.now_ms, out) {
+    if let Ok(s) = modify::<Set>(db, a.get(1), c.now_ms, out) {
         out.int(s.is_some_and(|s| s.contains(a.get(2))) as i64)
     }
 }
 
 pub fn smismember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Ok(s) = set_of(db, a.get(1), c.now_ms, out) {
+    if let Ok(s) = modify::<Set>(db, a.get(1), c.now_ms, out) {
         out.array(a.len() - 2);
         for m in a.iter().skip(2) {
             out.int(s.as_ref().is_some_and(|s| s.contains(m)) as i64);
@@ -103,7 +71,7 @@ pub fn smismember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn scard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Ok(s) = set_of(db, a.get(1), c.now_ms, out) {
+    if let Ok(s) = modify::<Set>(db, a.get(1), c.now_ms, out) {
         out.int(s.map_or(0, |s| s.len() as i64))
     }
 }
@@ -139,7 +107,7 @@ pub fn spop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         return;
     };
     let key = a.get(1);
-    let Ok(s) = set_of(db, key, c.now_ms, out) else {
+    let Ok(s) = modify::<Set>(db, key, c.now_ms, out) else {
         return;
     };
     let Some(s) = s else {
@@ -177,7 +145,7 @@ pub fn srandmember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Ok(count) = count_arg(&a, out, true) else {
         return;
     };
-    let Ok(s) = set_of(db, a.get(1), c.now_ms, out) else {
+    let Ok(s) = modify::<Set>(db, a.get(1), c.now_ms, out) else {
         return;
     };
     match (count, s) {
@@ -199,11 +167,11 @@ pub fn srandmember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 pub fn smove(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let (src, dst, member) = (a.get(1), a.get(2), a.get(3));
-    let Ok(from) = set_of(db, src, c.now_ms, out) else {
+    let Ok(from) = modify::<Set>(db, src, c.now_ms, out) else {
         return;
     };
     let in_src = from.is_some_and(|s| s.contains(member));
-    if set_of(db, dst, c.now_ms, out).is_err() {
+    if modify::<Set>(db, dst, c.now_ms, out).is_err() {
         return;
     }
     if !in_src {
@@ -217,7 +185,9 @@ pub fn smove(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     }
     db.signal(src);
     drop_if_empty(db, src, c.now_ms);
-    set_for_write(db, dst, c.now_ms).insert(member, ());
+    if let Some(s) = create::<Set>(db, dst, c.now_ms, out) {
+        s.insert(member, ());
+    }
     out.int(1)
 }
 
@@ -239,7 +209,7 @@ fn combine<'k>(
 ) -> Option<Vec<Vec<u8>>> {
     let mut acc: Option<std::collections::HashSet<Vec<u8>>> = None;
     for key in keys {
-        let Ok(s) = set_of(db, key, c.now_ms, out) else {
+        let Ok(s) = modify::<Set>(db, key, c.now_ms, out) else {
             return None;
         };
         let members = s
@@ -342,50 +312,21 @@ pub fn sintercard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn sscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(cursor) = std::str::from_utf8(a.get(2))
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
-        return out.error(err::INVALID_CURSOR);
-    };
-    let (mut pattern, mut count) = (None::<&[u8]>, 10usize);
-    let mut i = 3;
-    while i < a.len() {
-        if i + 1 >= a.len() {
-            return out.error(err::SYNTAX);
-        }
-        let opt = a.get(i);
-        if opt.eq_ignore_ascii_case(b"match") {
-            pattern = Some(a.get(i + 1));
-        } else if opt.eq_ignore_ascii_case(b"count") {
-            match parse_i64(a.get(i + 1)) {
-                Some(n) if n >= 1 => count = n.min(1 << 20) as usize,
-                Some(_) => return out.error(err::SYNTAX),
-                None => return out.error(err::NOT_INT),
-            }
-        } else {
-            return out.error(err::SYNTAX);
-        }
-        i += 2;
-    }
-    let Ok(s) = set_of(db, a.get(1), c.now_ms, out) else {
+    let Some(sa) = super::scan_args(&a, 2, false, false, out) else {
         return;
     };
-    let mut found: Vec<&[u8]> = Vec::new();
-    let next = match s {
-        None => 0,
-        Some(s) => s.scan(cursor as usize, count, |m, _| {
-            if pattern.is_none_or(|p| glob_match(p, m)) {
-                found.push(m);
-            }
-        }),
+    let Ok(s) = modify::<Set>(db, a.get(1), c.now_ms, out) else {
+        return;
     };
-    out.array(2);
-    out.bulk(next.to_string().as_bytes());
-    out.array(found.len());
-    for m in found {
-        out.bulk(m);
-    }
+    let mut items: Vec<&[u8]> = Vec::new();
+    let next = s.map_or(0, |s| {
+        s.scan(sa.cursor as usize, sa.count, |m, _| {
+            if sa.matches(m) {
+                items.push(m);
+            }
+        })
+    });
+    super::scan_reply(out, next as u64, &items)
 }
 
 #[cfg(test)]
