@@ -387,17 +387,7 @@ mod tests {
         for i in 0..100 {
             h.run(&format!("HSET h f{i} v{i}"));
         }
-        let mut cursor = "0".to_string();
-        let mut n = 0;
-        loop {
-            let r = h.run(&format!("HSCAN h {cursor} COUNT 7 NOVALUES"));
-            let lines: Vec<&str> = r.split("\r\n").collect();
-            cursor = lines[2].to_string();
-            n += lines[3][1..].parse::<usize>().unwrap();
-            if cursor == "0" {
-                break;
-            }
-        }
+        let n = scan_all(&mut h, |c| format!("HSCAN h {c} COUNT 7 NOVALUES")).len();
         assert_eq!(n, 100);
         assert_eq!(h.run("HSCAN h x"), error("ERR invalid cursor"));
         assert_eq!(h.run("HSCAN nokey 0"), format!("*2\r\n{}*0\r\n", bulk("0")));

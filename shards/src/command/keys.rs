@@ -378,21 +378,10 @@ mod tests {
         h.run("HSET other f v");
         let keys = h.run("KEYS user:1?");
         assert!(keys.starts_with("*10\r\n"), "{keys}");
-        let mut cursor = "0".to_string();
-        let mut seen = std::collections::HashSet::new();
-        loop {
-            let r = h.run(&format!("SCAN {cursor} MATCH user:* COUNT 5"));
-            let lines: Vec<&str> = r.split("\r\n").collect();
-            cursor = lines[2].to_string();
-            for w in lines[4..].chunks(2) {
-                if w.len() == 2 && !w[1].is_empty() {
-                    seen.insert(w[1].to_string());
-                }
-            }
-            if cursor == "0" {
-                break;
-            }
-        }
+        let seen: std::collections::HashSet<String> =
+            scan_all(&mut h, |c| format!("SCAN {c} MATCH user:* COUNT 5"))
+                .into_iter()
+                .collect();
         assert_eq!(seen.len(), 200);
         let typed = h.run("SCAN 0 TYPE hash COUNT 100000");
         assert!(typed.ends_with("*0\r\n") || typed.contains("other"));

@@ -1641,7 +1641,7 @@ pub(crate) fn scan_args<'a>(
 }
 
 /// Writes a SCAN-family reply: the next cursor and the items.
-pub(crate) fn scan_reply<'i>(out: &mut Out, next: u64, items: &[&'i [u8]]) {
+pub(crate) fn scan_reply(out: &mut Out, next: u64, items: &[&[u8]]) {
     out.array(2);
     out.bulk_int(next as i64);
     out.array(items.len());

@@ -439,17 +439,7 @@ mod tests {
         for i in 0..100 {
             h.run(&format!("SADD s m{i}"));
         }
-        let mut cursor = "0".to_string();
-        let mut n = 0;
-        loop {
-            let r = h.run(&format!("SSCAN s {cursor} COUNT 9"));
-            let lines: Vec<&str> = r.split("\r\n").collect();
-            cursor = lines[2].to_string();
-            n += lines[3][1..].parse::<usize>().unwrap();
-            if cursor == "0" {
-                break;
-            }
-        }
+        let n = scan_all(&mut h, |c| format!("SSCAN s {c} COUNT 9")).len();
         assert_eq!(n, 100);
     }
 }

@@ -66,3 +66,26 @@ pub const NIL: &str = "$-1\r\n";
 pub fn int(n: i64) -> String {
     format!(":{n}\r\n")
 }
+
+/// Runs a SCAN-family command from cursor 0 to the end; returns the items of every call. `cmd`
+/// builds the command for a cursor.
+pub fn scan_all(h: &mut Harness, cmd: impl Fn(&str) -> String) -> Vec<String> {
+    let mut cursor = "0".to_string();
+    let mut items = Vec::new();
+    loop {
+        let r = h.run(&cmd(&cursor));
+        let lines: Vec<&str> = r.split("\r\n").collect();
+        cursor = lines[2].to_string();
+        items.extend(
+            lines[4..]
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .filter(|l| !l.is_empty())
+                .map(|l| l.to_string()),
+        );
+        if cursor == "0" {
+            return items;
+        }
+    }
+}
