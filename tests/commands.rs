@@ -414,3 +414,32 @@ fn lists_work_through_a_real_client_on_both_threads() {
     );
     assert_eq!(c.exists::<_, i64>("bar").unwrap(), 0);
 }
+
+#[test]
+fn sorted_sets_and_sets_work_through_a_real_client() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let added: i64 = c
+        .zadd_multiple("board", &[(10, "ann"), (30, "bob"), (20, "cid")])
+        .unwrap();
+    assert_eq!(added, 3);
+    let top: Vec<(String, f64)> = c.zrevrange_withscores("board", 0, 1).unwrap();
+    assert_eq!(
+        top,
+        vec![("bob".to_string(), 30.0), ("cid".to_string(), 20.0)]
+    );
+    let rank: Option<i64> = c.zrank("board", "cid").unwrap();
+    assert_eq!(rank, Some(1));
+    let n: i64 = c.sadd("tags", &["x", "y", "x"]).unwrap();
+    assert_eq!(n, 2);
+    let mut members: Vec<String> = c.smembers("tags").unwrap();
+    members.sort();
+    assert_eq!(members, vec!["x", "y"]);
+    let mut c3 = s.client_resp3();
+    let score: Value = redis::cmd("ZSCORE")
+        .arg("board")
+        .arg("ann")
+        .query(&mut c3)
+        .unwrap();
+    assert_eq!(score, Value::Double(10.0));
+}

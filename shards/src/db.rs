@@ -22,6 +22,7 @@ pub enum Value {
     Hash(Box<Dict<SmallBytes>>),
     List(Box<crate::command::lists::List>),
     Set(Box<crate::command::sets::Set>),
+    ZSet(Box<crate::command::zsets::ZSet>),
 }
 
 impl Value {
@@ -31,6 +32,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::List(_) => "list",
             Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -43,6 +45,7 @@ impl Value {
             // A deque of elements: the indexed encoding (compact encodings come with issue 4).
             Value::List(_) => "quicklist",
             Value::Set(_) => "hashtable",
+            Value::ZSet(_) => "skiplist",
         }
     }
 
@@ -53,6 +56,7 @@ impl Value {
             Value::Hash(h) => h.is_empty(),
             Value::List(l) => l.is_empty(),
             Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
         }
     }
 
@@ -75,6 +79,7 @@ impl Value {
                 }
                 Value::Set(Box::new(d))
             }
+            Value::ZSet(z) => Value::ZSet(Box::new(z.deep_clone())),
         }
     }
 
@@ -94,6 +99,7 @@ impl Value {
                     + l.iter().map(SmallBytes::heap_bytes).sum::<usize>()
             }
             Value::Set(s) => s.table_bytes() + s.iter().map(|(k, _)| k.heap_bytes()).sum::<usize>(),
+            Value::ZSet(z) => z.table_bytes(),
         }
     }
 }
@@ -294,6 +300,7 @@ impl Db {
             Some(Value::Hash(h)) => shardline_transport::hint::prefetch(&**h),
             Some(Value::List(l)) => shardline_transport::hint::prefetch(&**l),
             Some(Value::Set(s)) => shardline_transport::hint::prefetch(&**s),
+            Some(Value::ZSet(z)) => shardline_transport::hint::prefetch(&**z),
             _ => {}
         }
     }

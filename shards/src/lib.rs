@@ -20,6 +20,7 @@ pub mod dict;
 pub mod glob;
 pub mod mem;
 pub mod num;
+pub mod ostree;
 pub mod reply;
 pub mod rng;
 pub mod route;

@@ -96,6 +96,37 @@ pub fn format_f64(d: f64, buf: &mut [u8; 48]) -> &[u8] {
     &buf[..len]
 }
 
+/// Formats a double as C's `%.17g` does (Redis's sorted-set scores): 17 significant digits,
+/// trailing zeros dropped, exponent form below 1e-4 or from 1e17 on, `inf` and `-inf`.
+pub fn format_g17(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if d == 0.0 {
+        return if d.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let sci = format!("{:.16e}", d); // d.dddddddddddddddde[-]x
+    let (mantissa, exp) = sci.split_once('e').expect("exponent form");
+    let exp: i32 = exp.parse().expect("exponent");
+    let trim = |m: &str| -> String {
+        if m.contains('.') {
+            m.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            m.to_string()
+        }
+    };
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{}e{}{:02}", trim(mantissa), sign, exp.abs());
+    }
+    let decimals = (16 - exp).max(0) as usize;
+    trim(&format!("{:.*}", decimals, d))
+}
+
 /// Formats a long double result of INCRBYFLOAT/HINCRBYFLOAT (`%.17Lg`, trailing zeros removed).
 pub fn format_incr_float(d: f64) -> String {
     let mut tmp = [0u8; 48];
@@ -137,6 +168,19 @@ mod tests {
         assert_eq!(parse_f64(b"nan"), None);
         assert_eq!(parse_f64(b" 1"), None);
         assert_eq!(parse_f64(b""), None);
+    }
+
+    #[test]
+    fn g17_matches_what_redis_7_0_prints_for_scores() {
+        // Read off redis-server 7.0.15: ZADD then ZSCORE.
+        assert_eq!(format_g17(0.1), "0.10000000000000001");
+        assert_eq!(format_g17(3.0), "3");
+        assert_eq!(format_g17(1e20), "1e+20");
+        assert_eq!(format_g17(f64::NEG_INFINITY), "-inf");
+        assert_eq!(format_g17(1.5e-7), "1.4999999999999999e-07");
+        assert_eq!(format_g17(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(format_g17(-2.5), "-2.5");
+        assert_eq!(format_g17(123456.0), "123456");
     }
 
     #[test]

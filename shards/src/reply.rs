@@ -122,6 +122,19 @@ impl Out {
         }
     }
 
+    /// A sorted-set score: a RESP3 double or a RESP2 bulk string, formatted `%.17g` as Redis does.
+    pub fn score(&mut self, d: f64) {
+        let text = crate::num::format_g17(d);
+        match self.proto {
+            Proto::Resp3 => {
+                self.buf.push(b',');
+                self.buf.extend_from_slice(text.as_bytes());
+                self.buf.extend_from_slice(b"\r\n");
+            }
+            Proto::Resp2 => self.bulk(text.as_bytes()),
+        }
+    }
+
     /// A boolean: `#t`/`#f` in RESP3, `:1`/`:0` in RESP2.
     pub fn boolean(&mut self, b: bool) {
         match self.proto {

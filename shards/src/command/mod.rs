@@ -12,6 +12,7 @@ mod keys;
 pub mod lists;
 pub mod sets;
 mod strings;
+pub mod zsets;
 
 use crate::db::{Db, Value};
 use crate::reply::Out;
@@ -342,6 +343,30 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("sdiffstore", -3, WRITE | DENYOOM, ALLKEYS, Keys(Single), Some(sets::sdiffstore), "set", "Stores the difference of multiple sets in a key."),
     cmd("sintercard", -3, READONLY | NUMKEYS, NOKEY, Keys(Single), Some(sets::sintercard), "set", "Returns the number of members of the intersect of multiple sets."),
     cmd("sscan", -3, READONLY, KEY1, Keys(Single), Some(sets::sscan), "set", "Iterates over members of a set."),
+    // sorted sets
+    cmd("zadd", -4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(zsets::zadd), "sortedset", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist."),
+    cmd("zincrby", 4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(zsets::zincrby), "sortedset", "Increments the score of a member in a sorted set."),
+    cmd("zrem", -3, WRITE | FAST, KEY1, Keys(Single), Some(zsets::zrem), "sortedset", "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed."),
+    cmd("zscore", 3, READONLY | FAST, KEY1, Keys(Single), Some(zsets::zscore), "sortedset", "Returns the score of a member in a sorted set."),
+    cmd("zmscore", -3, READONLY | FAST, KEY1, Keys(Single), Some(zsets::zmscore), "sortedset", "Returns the score of one or more members in a sorted set."),
+    cmd("zcard", 2, READONLY | FAST, KEY1, Keys(Single), Some(zsets::zcard), "sortedset", "Returns the number of members in a sorted set."),
+    cmd("zcount", 4, READONLY | FAST, KEY1, Keys(Single), Some(zsets::zcount), "sortedset", "Returns the count of members in a sorted set that have scores within a range."),
+    cmd("zlexcount", 4, READONLY | FAST, KEY1, Keys(Single), Some(zsets::zlexcount), "sortedset", "Returns the number of members in a sorted set within a lexicographical range."),
+    cmd("zrank", -3, READONLY | FAST, KEY1, Keys(Single), Some(zsets::zrank), "sortedset", "Returns the index of a member in a sorted set ordered by ascending scores."),
+    cmd("zrevrank", -3, READONLY | FAST, KEY1, Keys(Single), Some(zsets::zrevrank), "sortedset", "Returns the index of a member in a sorted set ordered by descending scores."),
+    cmd("zrange", -4, READONLY, KEY1, Keys(Single), Some(zsets::zrange), "sortedset", "Returns members in a sorted set within a range of indexes."),
+    cmd("zrevrange", -4, READONLY, KEY1, Keys(Single), Some(zsets::zrevrange), "sortedset", "Returns members in a sorted set within a range of indexes in reverse order."),
+    cmd("zrangebyscore", -4, READONLY, KEY1, Keys(Single), Some(zsets::zrangebyscore), "sortedset", "Returns members in a sorted set within a range of scores."),
+    cmd("zrevrangebyscore", -4, READONLY, KEY1, Keys(Single), Some(zsets::zrevrangebyscore), "sortedset", "Returns members in a sorted set within a range of scores in reverse order."),
+    cmd("zrangebylex", -4, READONLY, KEY1, Keys(Single), Some(zsets::zrangebylex), "sortedset", "Returns members in a sorted set within a lexicographical range."),
+    cmd("zrevrangebylex", -4, READONLY, KEY1, Keys(Single), Some(zsets::zrevrangebylex), "sortedset", "Returns members in a sorted set within a lexicographical range in reverse order."),
+    cmd("zpopmin", -2, WRITE | FAST, KEY1, Keys(Single), Some(zsets::zpopmin), "sortedset", "Returns the lowest-scoring members from a sorted set after removing them."),
+    cmd("zpopmax", -2, WRITE | FAST, KEY1, Keys(Single), Some(zsets::zpopmax), "sortedset", "Returns the highest-scoring members from a sorted set after removing them."),
+    cmd("zremrangebyrank", 4, WRITE, KEY1, Keys(Single), Some(zsets::zremrangebyrank), "sortedset", "Removes members in a sorted set within a range of indexes."),
+    cmd("zremrangebyscore", 4, WRITE, KEY1, Keys(Single), Some(zsets::zremrangebyscore), "sortedset", "Removes members in a sorted set within a range of scores."),
+    cmd("zremrangebylex", 4, WRITE, KEY1, Keys(Single), Some(zsets::zremrangebylex), "sortedset", "Removes members in a sorted set within a lexicographical range."),
+    cmd("zrandmember", -2, READONLY | RANDOM, KEY1, Keys(Single), Some(zsets::zrandmember), "sortedset", "Returns one or more random members from a sorted set."),
+    cmd("zscan", -3, READONLY, KEY1, Keys(Single), Some(zsets::zscan), "sortedset", "Iterates over members and scores of a sorted set."),
     // connection and server: pure ones have handlers, the rest are the driver's
     cmd("ping", -1, FAST | STALE, NOKEY, Keyless, Some(connection::ping), "connection", "Returns the server's liveliness response."),
     cmd("echo", 2, FAST | STALE, NOKEY, Keyless, Some(connection::echo), "connection", "Returns the given string."),
@@ -501,6 +526,7 @@ macro_rules! collection {
 collection!(hashes::Hash, Hash);
 collection!(lists::List, List);
 collection!(sets::Set, Set);
+collection!(zsets::ZSet, ZSet);
 
 /// The collection at `key` for reading (counts a keyspace hit or miss): `Ok(None)` if missing,
 /// `Err` (WRONGTYPE written) if the key holds another type.

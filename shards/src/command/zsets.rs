@@ -1,0 +1,964 @@
+//! Sorted sets: ZADD (NX XX GT LT CH INCR) ZINCRBY ZREM ZSCORE ZMSCORE ZCARD ZCOUNT ZLEXCOUNT ZRANK
+//! ZREVRANK (WITHSCORE) ZRANGE (BYSCORE BYLEX REV LIMIT WITHSCORES) ZREVRANGE ZRANGEBYSCORE
+//! ZREVRANGEBYSCORE ZRANGEBYLEX ZREVRANGEBYLEX ZPOPMIN ZPOPMAX ZREMRANGEBYRANK ZREMRANGEBYSCORE
+//! ZREMRANGEBYLEX ZRANDMEMBER ZSCAN.
+//!
+//! A sorted set is a `Dict` from member to score plus an [`OrderIndex`] over `(score, member)`:
+//! O(1) score lookups, O(log n) rank, select and range seeks.
+
+use super::{Args, Ctx, create, drop_if_empty, err, int_arg, modify, read};
+use crate::db::Db;
+use crate::dict::Dict;
+use crate::num::{parse_f64, parse_i64};
+use crate::ostree::OrderIndex;
+use crate::reply::{Out, Proto};
+
+#[derive(Default)]
+pub struct ZSet {
+    scores: Dict<f64>,
+    index: OrderIndex,
+}
+
+impl ZSet {
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
+
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        self.scores.get(member).copied()
+    }
+
+    /// Sets `member`'s score; returns the previous one.
+    pub fn set(&mut self, member: &[u8], score: f64) -> Option<f64> {
+        let old = self.score(member);
+        match old {
+            Some(o) if o == score => return old,
+            Some(o) => {
+                self.index.remove(o, member);
+            }
+            None => {}
+        }
+        self.index.insert(score, member);
+        self.scores.insert(member, score);
+        old
+    }
+
+    pub fn remove(&mut self, member: &[u8]) -> bool {
+        match self.scores.remove(member) {
+            Some(s) => self.index.remove(s, member),
+            None => false,
+        }
+    }
+
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        self.score(member).map(|s| self.index.rank(s, member))
+    }
+
+    /// The entries with ascending ranks `from..to`.
+    fn entries(&self, from: usize, to: usize) -> Vec<(f64, Vec<u8>)> {
+        let mut v = Vec::with_capacity(to.saturating_sub(from).min(1 << 16));
+        self.index
+            .for_range(from, to, |s, m| v.push((s, m.to_vec())));
+        v
+    }
+
+    pub fn table_bytes(&self) -> usize {
+        self.scores.table_bytes() + self.len() * 48
+    }
+
+    pub fn deep_clone(&self) -> ZSet {
+        let mut z = ZSet::default();
+        for (m, &s) in self.scores.iter() {
+            z.set(m, s);
+        }
+        z
+    }
+}
+
+/// One end of a score range: `1.5`, `(1.5` (exclusive), `-inf`, `+inf`.
+#[derive(Clone, Copy)]
+struct ScoreBound {
+    value: f64,
+    exclusive: bool,
+}
+
+fn score_bound(s: &[u8]) -> Option<ScoreBound> {
+    let (exclusive, rest) = match s.first() {
+        Some(b'(') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    Some(ScoreBound {
+        value: parse_f64(rest)?,
+        exclusive,
+    })
+}
+
+/// One end of a lexicographic range: `-`, `+`, `[x` (inclusive), `(x` (exclusive).
+#[derive(Clone, Copy)]
+enum LexBound<'a> {
+    Min,
+    Max,
+    Incl(&'a [u8]),
+    Excl(&'a [u8]),
+}
+
+fn lex_bound(s: &[u8]) -> Option<LexBound<'_>> {
+    match s.first()? {
+        b'-' if s.len() == 1 => Some(LexBound::Min),
+        b'+' if s.len() == 1 => Some(LexBound::Max),
+        b'[' => Some(LexBound::Incl(&s[1..])),
+        b'(' => Some(LexBound::Excl(&s[1..])),
+        _ => None,
+    }
+}
+
+/// How a range is given.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum By {
+    Rank,
+    Score,
+    Lex,
+}
+
+const NOT_FLOAT_RANGE: &str = "ERR min or max is not a float";
+const NOT_LEX_RANGE: &str = "ERR min or max not valid string range item";
+
+/// The ascending rank interval `[from, to)` selected by `min`/`max` (already swapped for REV
+/// forms), or an error message.
+fn interval(
+    z: &ZSet,
+    by: By,
+    min: &[u8],
+    max: &[u8],
+    rev: bool,
+) -> Result<(usize, usize), &'static str> {
+    let len = z.len();
+    match by {
+        By::Rank => {
+            let (Some(start), Some(stop)) = (parse_i64(min), parse_i64(max)) else {
+                return Err(err::NOT_INT);
+            };
+            Ok(match super::strings::range_of(start, stop, len) {
+                None => (0, 0),
+                Some((a, b)) if rev => (len - 1 - b, len - a),
+                Some((a, b)) => (a, b + 1),
+            })
+        }
+        By::Score => {
+            let (Some(lo), Some(hi)) = (score_bound(min), score_bound(max)) else {
+                return Err(NOT_FLOAT_RANGE);
+            };
+            let from = z.index.position(|s, _| {
+                if lo.exclusive {
+                    s <= lo.value
+                } else {
+                    s < lo.value
+                }
+            });
+            let to = z.index.position(|s, _| {
+                if hi.exclusive {
+                    s < hi.value
+                } else {
+                    s <= hi.value
+                }
+            });
+            Ok((from, to.max(from)))
+        }
+        By::Lex => {
+            let (Some(lo), Some(hi)) = (lex_bound(min), lex_bound(max)) else {
+                return Err(NOT_LEX_RANGE);
+            };
+            let below = |m: &[u8], b: LexBound, upper: bool| match b {
+                LexBound::Min => false,
+                LexBound::Max => true,
+                LexBound::Incl(x) => {
+                    if upper {
+                        m <= x
+                    } else {
+                        m < x
+                    }
+                }
+                LexBound::Excl(x) => {
+                    if upper {
+                        m < x
+                    } else {
+                        m <= x
+                    }
+                }
+            };
+            let from = z.index.position(|_, m| below(m, lo, false));
+            let to = z.index.position(|_, m| below(m, hi, true));
+            Ok((from, to.max(from)))
+        }
+    }
+}
+
+/// Applies `LIMIT offset count` to `[from, to)` walked ascending, or descending with `rev`.
+fn limit(from: usize, to: usize, rev: bool, offset: i64, count: i64) -> (usize, usize) {
+    let n = to - from;
+    if offset < 0 || offset as usize >= n {
+        return (from, from);
+    }
+    let take = if count < 0 {
+        n - offset as usize
+    } else {
+        (count as usize).min(n - offset as usize)
+    };
+    if rev {
+        (to - offset as usize - take, to - offset as usize)
+    } else {
+        (from + offset as usize, from + offset as usize + take)
+    }
+}
+
+/// Writes entries in the order given, with or without scores.
+fn write_entries(out: &mut Out, entries: &[(f64, Vec<u8>)], withscores: bool) {
+    let nested = withscores && out.proto == Proto::Resp3;
+    out.array(if withscores && !nested {
+        entries.len() * 2
+    } else {
+        entries.len()
+    });
+    for (s, m) in entries {
+        if nested {
+            out.array(2);
+        }
+        out.bulk(m);
+        if withscores {
+            out.score(*s);
+        }
+    }
+}
+
+/// The body of every ZRANGE form. `min`/`max` are in the command's own order (the REV forms give
+/// the high end first).
+#[allow(clippy::too_many_arguments)]
+fn range(
+    db: &mut Db,
+    key: &[u8],
+    by: By,
+    rev: bool,
+    start: &[u8],
+    stop: &[u8],
+    lim: Option<(i64, i64)>,
+    withscores: bool,
+    c: &Ctx,
+    out: &mut Out,
+) {
+    let Ok(z) = read::<ZSet>(db, key, c.now_ms, out) else {
+        return;
+    };
+    let Some(z) = z else { return out.array(0) };
+    let (min, max) = if rev && by != By::Rank {
+        (stop, start)
+    } else {
+        (start, stop)
+    };
+    let (from, to) = match interval(z, by, min, max, rev) {
+        Ok(r) => r,
+        Err(e) => return out.error(e),
+    };
+    let (from, to) = match lim {
+        Some((o, n)) => limit(from, to, rev, o, n),
+        None => (from, to),
+    };
+    let mut entries = z.entries(from, to);
+    if rev {
+        entries.reverse();
+    }
+    write_entries(out, &entries, withscores)
+}
+
+/// Parses `[BYSCORE|BYLEX] [REV] [LIMIT o c] [WITHSCORES]` from `a[i..]` as ZRANGE accepts them.
+fn parse_range_opts(
+    a: &Args,
+    mut i: usize,
+    out: &mut Out,
+) -> Option<(By, bool, Option<(i64, i64)>, bool)> {
+    let (mut by, mut rev, mut lim, mut withscores) = (By::Rank, false, None, false);
+    while i < a.len() {
+        let opt = a.get(i);
+        if opt.eq_ignore_ascii_case(b"byscore") {
+            by = By::Score;
+        } else if opt.eq_ignore_ascii_case(b"bylex") {
+            by = By::Lex;
+        } else if opt.eq_ignore_ascii_case(b"rev") {
+            rev = true;
+        } else if opt.eq_ignore_ascii_case(b"withscores") {
+            withscores = true;
+        } else if opt.eq_ignore_ascii_case(b"limit") && i + 2 < a.len() {
+            let (Some(o), Some(n)) = (parse_i64(a.get(i + 1)), parse_i64(a.get(i + 2))) else {
+                out.error(err::NOT_INT);
+                return None;
+            };
+            lim = Some((o, n));
+            i += 2;
+        } else {
+            out.error(err::SYNTAX);
+            return None;
+        }
+        i += 1;
+    }
+    if lim.is_some() && by == By::Rank {
+        out.error(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        );
+        return None;
+    }
+    if withscores && by == By::Lex {
+        out.error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
+        return None;
+    }
+    Some((by, rev, lim, withscores))
+}
+
+pub fn zrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Some((by, rev, lim, ws)) = parse_range_opts(&a, 4, out) {
+        range(db, a.get(1), by, rev, a.get(2), a.get(3), lim, ws, c, out)
+    }
+}
+
+/// ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX: ZRANGE with a fixed
+/// mode; their options are a subset of ZRANGE's.
+fn legacy_range(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, by: By, rev: bool) {
+    let Some((lim, ws)) = parse_legacy_opts(&a, by, out) else {
+        return;
+    };
+    range(db, a.get(1), by, rev, a.get(2), a.get(3), lim, ws, c, out)
+}
+
+/// The options of the legacy range commands: WITHSCORES (not for BYLEX) and LIMIT (not for ranks).
+fn parse_legacy_opts(a: &Args, by: By, out: &mut Out) -> Option<(Option<(i64, i64)>, bool)> {
+    let mut i = 4;
+    let (mut lim, mut ws) = (None, false);
+    while i < a.len() {
+        let opt = a.get(i);
+        if opt.eq_ignore_ascii_case(b"withscores") && by != By::Lex {
+            ws = true;
+        } else if opt.eq_ignore_ascii_case(b"limit") && by != By::Rank && i + 2 < a.len() {
+            let (Some(o), Some(n)) = (parse_i64(a.get(i + 1)), parse_i64(a.get(i + 2))) else {
+                out.error(err::NOT_INT);
+                return None;
+            };
+            lim = Some((o, n));
+            i += 2;
+        } else {
+            out.error(err::SYNTAX);
+            return None;
+        }
+        i += 1;
+    }
+    Some((lim, ws))
+}
+
+pub fn zrevrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    legacy_range(db, a, c, out, By::Rank, true)
+}
+
+pub fn zrangebyscore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    legacy_range(db, a, c, out, By::Score, false)
+}
+
+pub fn zrevrangebyscore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    legacy_range(db, a, c, out, By::Score, true)
+}
+
+pub fn zrangebylex(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    legacy_range(db, a, c, out, By::Lex, false)
+}
+
+pub fn zrevrangebylex(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    legacy_range(db, a, c, out, By::Lex, true)
+}
+
+pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
+        (false, false, false, false, false, false);
+    let mut i = 2;
+    while i < a.len() {
+        let o = a.get(i).to_ascii_lowercase();
+        match o.as_slice() {
+            b"nx" => nx = true,
+            b"xx" => xx = true,
+            b"gt" => gt = true,
+            b"lt" => lt = true,
+            b"ch" => ch = true,
+            b"incr" => incr = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    let pairs = a.len() - i;
+    if pairs == 0 || pairs % 2 != 0 {
+        return out.error(err::SYNTAX);
+    }
+    if nx && xx {
+        return out.error("ERR XX and NX options at the same time are not compatible");
+    }
+    if (gt && nx) || (lt && nx) || (gt && lt) {
+        return out.error("ERR GT, LT, and/or NX options at the same time are not compatible");
+    }
+    if incr && pairs != 2 {
+        return out.error("ERR INCR option supports a single increment-element pair");
+    }
+    // Parse every score before changing anything: a bad one leaves the set untouched.
+    let mut scores = Vec::with_capacity(pairs / 2);
+    for j in (i..a.len()).step_by(2) {
+        match parse_f64(a.get(j)) {
+            Some(s) => scores.push(s),
+            None => return out.error(err::NOT_FLOAT),
+        }
+    }
+    let key = a.get(1);
+    let Some(z) = create::<ZSet>(db, key, c.now_ms, out) else {
+        return;
+    };
+    let (mut added, mut changed) = (0, 0);
+    let mut incr_result = None;
+    for (n, j) in (i..a.len()).step_by(2).enumerate() {
+        let member = a.get(j + 1);
+        let old = z.score(member);
+        let mut new = scores[n];
+        if incr {
+            new += old.unwrap_or(0.0);
+            if new.is_nan() {
+                drop_if_empty(db, key, c.now_ms);
+                return out.error("ERR resulting score is not a number (NaN)");
+            }
+        }
+        let allowed = match old {
+            None => !xx,
+            Some(o) => !nx && !(gt && new <= o) && !(lt && new >= o),
+        };
+        if !allowed {
+            continue;
+        }
+        match old {
+            None => added += 1,
+            Some(o) if o != new => changed += 1,
+            Some(_) => {}
+        }
+        z.set(member, new);
+        incr_result = Some(new);
+    }
+    drop_if_empty(db, key, c.now_ms);
+    if incr {
+        return match incr_result {
+            Some(s) => out.score(s),
+            None => out.null(),
+        };
+    }
+    out.int(if ch { added + changed } else { added })
+}
+
+pub fn zincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Some(by) = parse_f64(a.get(2)) else {
+        return out.error(err::NOT_FLOAT);
+    };
+    let Some(z) = create::<ZSet>(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
+    let new = z.score(a.get(3)).unwrap_or(0.0) + by;
+    if new.is_nan() {
+        drop_if_empty(db, a.get(1), c.now_ms);
+        return out.error("ERR resulting score is not a number (NaN)");
+    }
+    z.set(a.get(3), new);
+    out.score(new)
+}
+
+pub fn zrem(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let key = a.get(1);
+    let Ok(z) = modify::<ZSet>(db, key, c.now_ms, out) else {
+        return;
+    };
+    let removed = z.map_or(0, |z| a.iter().skip(2).filter(|m| z.remove(m)).count());
+    if removed > 0 {
+        db.signal(key);
+        drop_if_empty(db, key, c.now_ms);
+    }
+    out.int(removed as i64)
+}
+
+pub fn zscore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(z) = read::<ZSet>(db, a.get(1), c.now_ms, out) {
+        match z.and_then(|z| z.score(a.get(2))) {
+            Some(s) => out.score(s),
+            None => out.null(),
+        }
+    }
+}
+
+pub fn zmscore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(z) = read::<ZSet>(db, a.get(1), c.now_ms, out) {
+        out.array(a.len() - 2);
+        for m in a.iter().skip(2) {
+            match z.and_then(|z| z.score(m)) {
+                Some(s) => out.score(s),
+                None => out.null(),
+            }
+        }
+    }
+}
+
+pub fn zcard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(z) = read::<ZSet>(db, a.get(1), c.now_ms, out) {
+        out.int(z.map_or(0, |z| z.len() as i64))
+    }
+}
+
+fn count_by(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, by: By) {
+    let Ok(z) = read::<ZSet>(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
+    let empty = ZSet::default();
+    match interval(z.unwrap_or(&empty), by, a.get(2), a.get(3), false) {
+        Ok((from, to)) => out.int((to - from) as i64),
+        Err(e) => out.error(e),
+    }
+}
+
+pub fn zcount(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    count_by(db, a, c, out, By::Score)
+}
+
+pub fn zlexcount(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    count_by(db, a, c, out, By::Lex)
+}
+
+fn rank_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, rev: bool) {
+    let withscore = match a.len() {
+        3 => false,
+        4 if a.get(3).eq_ignore_ascii_case(b"withscore") => true,
+        _ => return out.error(err::SYNTAX),
+    };
+    let Ok(z) = read::<ZSet>(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
+    let found = z.and_then(|z| {
+        z.rank(a.get(2))
+            .map(|r| (z.len(), r, z.score(a.get(2)).unwrap_or(0.0)))
+    });
+    match found {
+        None if withscore => out.null_array(),
+        None => out.null(),
+        Some((len, r, s)) => {
+            let r = if rev { len - 1 - r } else { r };
+            if withscore {
+                out.array(2);
+                out.int(r as i64);
+                out.score(s);
+            } else {
+                out.int(r as i64)
+            }
+        }
+    }
+}
+
+pub fn zrank(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    rank_generic(db, a, c, out, false)
+}
+
+pub fn zrevrank(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    rank_generic(db, a, c, out, true)
+}
+
+fn pop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, max: bool) {
+    let count = match a.len() {
+        2 => None,
+        3 => match parse_i64(a.get(2)) {
+            Some(n) if n >= 0 => Some(n as usize),
+            Some(_) => return out.error("ERR value is out of range, must be positive"),
+            None => return out.error(err::NOT_INT),
+        },
+        _ => return out.error(err::SYNTAX),
+    };
+    let key = a.get(1);
+    let Ok(z) = modify::<ZSet>(db, key, c.now_ms, out) else {
+        return;
+    };
+    let Some(z) = z else { return out.array(0) };
+    let n = count.unwrap_or(1).min(z.len());
+    let (from, to) = if max { (z.len() - n, z.len()) } else { (0, n) };
+    let mut entries = z.entries(from, to);
+    if max {
+        entries.reverse();
+    }
+    for (_, m) in &entries {
+        z.remove(m);
+    }
+    // Without a count the reply is one flat [member, score]; with one, RESP3 nests the pairs.
+    let nested = count.is_some() && out.proto == Proto::Resp3;
+    out.array(if nested {
+        entries.len()
+    } else {
+        entries.len() * 2
+    });
+    for (s, m) in &entries {
+        if nested {
+            out.array(2);
+        }
+        out.bulk(m);
+        out.score(*s);
+    }
+    if !entries.is_empty() {
+        db.signal(key);
+        drop_if_empty(db, key, c.now_ms);
+    }
+}
+
+pub fn zpopmin(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    pop(db, a, c, out, false)
+}
+
+pub fn zpopmax(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    pop(db, a, c, out, true)
+}
+
+fn remrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, by: By) {
+    let key = a.get(1);
+    let Ok(z) = modify::<ZSet>(db, key, c.now_ms, out) else {
+        return;
+    };
+    let Some(z) = z else {
+        // Redis validates the range even for a missing key.
+        let empty = ZSet::default();
+        return match interval(&empty, by, a.get(2), a.get(3), false) {
+            Ok(_) => out.int(0),
+            Err(e) => out.error(e),
+        };
+    };
+    let (from, to) = match interval(z, by, a.get(2), a.get(3), false) {
+        Ok(r) => r,
+        Err(e) => return out.error(e),
+    };
+    let entries = z.entries(from, to);
+    for (_, m) in &entries {
+        z.remove(m);
+    }
+    if !entries.is_empty() {
+        db.signal(key);
+        drop_if_empty(db, key, c.now_ms);
+    }
+    out.int(entries.len() as i64)
+}
+
+pub fn zremrangebyrank(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    remrange(db, a, c, out, By::Rank)
+}
+
+pub fn zremrangebyscore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    remrange(db, a, c, out, By::Score)
+}
+
+pub fn zremrangebylex(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    remrange(db, a, c, out, By::Lex)
+}
+
+pub fn zrandmember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let count = if a.len() >= 3 {
+        let Some(n) = int_arg(&a, 2, out) else { return };
+        if !(-(1i64 << 24)..=(1 << 24)).contains(&n) {
+            return out.error("ERR value is out of range");
+        }
+        Some(n)
+    } else {
+        None
+    };
+    let withscores = match a.len() {
+        4 if a.get(3).eq_ignore_ascii_case(b"withscores") => true,
+        2 | 3 => false,
+        _ => return out.error(err::SYNTAX),
+    };
+    let Ok(z) = read::<ZSet>(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
+    let Some(count) = count else {
+        return match z {
+            Some(z) => out.bulk(
+                z.scores
+                    .random(c.rng)
+                    .expect("sorted sets are never empty")
+                    .1,
+            ),
+            None => out.null(),
+        };
+    };
+    let Some(z) = z.filter(|_| count != 0) else {
+        return out.array(0);
+    };
+    let mut picked: Vec<(f64, Vec<u8>)> = Vec::new();
+    if count < 0 {
+        for _ in 0..count.unsigned_abs() {
+            let (_, m, &s) = z.scores.random(c.rng).expect("sorted sets are never empty");
+            picked.push((s, m.to_vec()));
+        }
+    } else {
+        z.scores
+            .sample_distinct(count as usize, c.rng, |m, &s| picked.push((s, m.to_vec())));
+    }
+    write_entries(out, &picked, withscores)
+}
+
+pub fn zscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Some(sa) = super::scan_args(&a, 2, false, false, out) else {
+        return;
+    };
+    let Ok(z) = read::<ZSet>(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
+    let mut found: Vec<(Vec<u8>, String)> = Vec::new();
+    let next = z.map_or(0, |z| {
+        z.scores.scan(sa.cursor as usize, sa.count, |m, &s| {
+            if sa.matches(m) {
+                found.push((m.to_vec(), crate::num::format_g17(s)));
+            }
+        })
+    });
+    let items: Vec<&[u8]> = found
+        .iter()
+        .flat_map(|(m, s)| [m.as_slice(), s.as_bytes()])
+        .collect();
+    super::scan_reply(out, next as u64, &items)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::testing::*;
+    use crate::reply::Proto;
+
+    fn arr(items: &[&str]) -> String {
+        let mut s = format!("*{}\r\n", items.len());
+        for i in items {
+            s.push_str(&bulk(i));
+        }
+        s
+    }
+
+    #[test]
+    fn zadd_options_follow_redis() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("ZADD z 1 a 2 b 3 c"), int(3));
+        assert_eq!(h.run("ZADD z 1 a 5 b"), int(0));
+        assert_eq!(h.run("ZADD z CH 1 a 6 b"), int(1));
+        assert_eq!(h.run("ZADD z NX 9 a 4 d"), int(1));
+        assert_eq!(h.run("ZSCORE z a"), bulk("1"));
+        assert_eq!(h.run("ZADD z XX 9 zz"), int(0));
+        assert_eq!(h.run("EXISTS zz"), int(0));
+        assert_eq!(h.run("ZADD z GT CH 0 a 7 b"), int(1));
+        assert_eq!(h.run("ZADD z LT CH 0 a 9 b"), int(1));
+        assert_eq!(h.run("ZSCORE z a"), bulk("0"));
+        assert_eq!(h.run("ZSCORE z b"), bulk("7"));
+        assert_eq!(h.run("ZADD z INCR 2.5 a"), bulk("2.5"));
+        assert_eq!(h.run("ZADD z NX INCR 1 a"), NIL);
+        assert_eq!(
+            h.run("ZADD z XX NX 1 a"),
+            error("ERR XX and NX options at the same time are not compatible")
+        );
+        assert_eq!(
+            h.run("ZADD z GT LT 1 a"),
+            error("ERR GT, LT, and/or NX options at the same time are not compatible")
+        );
+        assert_eq!(
+            h.run("ZADD z INCR 1 a 2 b"),
+            error("ERR INCR option supports a single increment-element pair")
+        );
+        assert_eq!(
+            h.run("ZADD z 1 a x b"),
+            error("ERR value is not a valid float")
+        );
+        assert_eq!(
+            h.run("ZADD z 1"),
+            error("ERR wrong number of arguments for 'zadd' command")
+        );
+        assert_eq!(h.run("ZADD z 1 a 2"), error("ERR syntax error"));
+        assert_eq!(
+            h.run("ZADD new nan x"),
+            error("ERR value is not a valid float")
+        );
+        assert_eq!(h.run("EXISTS new"), int(0));
+        assert_eq!(h.run("ZINCRBY z 0.5 a"), bulk("3"));
+        assert_eq!(h.run("ZADD i +inf x"), int(1));
+        assert_eq!(
+            h.run("ZINCRBY i -inf x"),
+            error("ERR resulting score is not a number (NaN)")
+        );
+        assert_eq!(h.run("ZADD s 0.1 a"), int(1));
+        assert_eq!(h.run("ZSCORE s a"), bulk("0.10000000000000001"));
+        h.run("SET str v");
+        assert_eq!(
+            h.run("ZADD str 1 a"),
+            error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        );
+        assert_eq!(h.run("TYPE z"), "+zset\r\n");
+    }
+
+    #[test]
+    fn ranges_by_rank_score_and_lex() {
+        let mut h = Harness::new();
+        h.run("ZADD z 1 a 2 b 3 c 4 d 5 e");
+        assert_eq!(h.run("ZRANGE z 0 -1"), arr(&["a", "b", "c", "d", "e"]));
+        assert_eq!(h.run("ZRANGE z 1 2 WITHSCORES"), arr(&["b", "2", "c", "3"]));
+        assert_eq!(h.run("ZRANGE z 0 1 REV"), arr(&["e", "d"]));
+        assert_eq!(h.run("ZREVRANGE z 0 1"), arr(&["e", "d"]));
+        assert_eq!(h.run("ZRANGE z (1 3 BYSCORE"), arr(&["b", "c"]));
+        assert_eq!(h.run("ZRANGE z 3 (1 BYSCORE REV"), arr(&["c", "b"]));
+        assert_eq!(
+            h.run("ZRANGE z -inf +inf BYSCORE LIMIT 1 2"),
+            arr(&["b", "c"])
+        );
+        assert_eq!(
+            h.run("ZRANGE z +inf -inf BYSCORE REV LIMIT 1 2"),
+            arr(&["d", "c"])
+        );
+        assert_eq!(
+            h.run("ZRANGEBYSCORE z 2 4 WITHSCORES LIMIT 0 -1"),
+            arr(&["b", "2", "c", "3", "d", "4"])
+        );
+        assert_eq!(h.run("ZREVRANGEBYSCORE z 4 2"), arr(&["d", "c", "b"]));
+        assert_eq!(
+            h.run("ZRANGEBYSCORE z abc 1"),
+            error("ERR min or max is not a float")
+        );
+        assert_eq!(
+            h.run("ZRANGE z 0 -1 LIMIT 0 1"),
+            error(
+                "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+            )
+        );
+        assert_eq!(h.run("ZCOUNT z (1 +inf"), int(4));
+        assert_eq!(h.run("ZCOUNT z 10 20"), int(0));
+        h.run("ZADD l 0 a 0 b 0 c 0 d");
+        assert_eq!(h.run("ZRANGEBYLEX l [b (d"), arr(&["b", "c"]));
+        assert_eq!(h.run("ZRANGEBYLEX l - +"), arr(&["a", "b", "c", "d"]));
+        assert_eq!(h.run("ZREVRANGEBYLEX l + (b"), arr(&["d", "c"]));
+        assert_eq!(h.run("ZRANGE l [a [c BYLEX LIMIT 1 5"), arr(&["b", "c"]));
+        assert_eq!(h.run("ZLEXCOUNT l (a +"), int(3));
+        assert_eq!(
+            h.run("ZRANGEBYLEX l a b"),
+            error("ERR min or max not valid string range item")
+        );
+        assert_eq!(
+            h.run("ZRANGE l [a [c BYLEX WITHSCORES"),
+            error("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+        );
+        assert_eq!(h.run("ZRANGE nokey 0 -1"), "*0\r\n");
+    }
+
+    #[test]
+    fn ranks_pops_and_removals() {
+        let mut h = Harness::new();
+        h.run("ZADD z 10 a 20 b 30 c 40 d");
+        assert_eq!(h.run("ZRANK z c"), int(2));
+        assert_eq!(h.run("ZREVRANK z c"), int(1));
+        assert_eq!(
+            h.run("ZRANK z c WITHSCORE"),
+            format!("*2\r\n:2\r\n{}", bulk("30"))
+        );
+        assert_eq!(h.run("ZRANK z zz"), NIL);
+        assert_eq!(h.run("ZPOPMIN z"), arr(&["a", "10"]));
+        assert_eq!(h.run("ZPOPMAX z 2"), arr(&["d", "40", "c", "30"]));
+        assert_eq!(
+            h.run("ZPOPMIN z -1"),
+            error("ERR value is out of range, must be positive")
+        );
+        assert_eq!(h.run("ZCARD z"), int(1));
+        assert_eq!(h.run("ZPOPMIN z 5"), arr(&["b", "20"]));
+        assert_eq!(h.run("EXISTS z"), int(0));
+        assert_eq!(h.run("ZPOPMIN z"), "*0\r\n");
+        h.run("ZADD r 1 a 2 b 3 c 4 d 5 e");
+        assert_eq!(h.run("ZREMRANGEBYRANK r 0 1"), int(2));
+        assert_eq!(h.run("ZREMRANGEBYSCORE r (3 4"), int(1));
+        assert_eq!(h.run("ZRANGE r 0 -1"), arr(&["c", "e"]));
+        assert_eq!(h.run("ZREM r c e x"), int(2));
+        assert_eq!(h.run("EXISTS r"), int(0));
+        assert_eq!(
+            h.run("ZREMRANGEBYSCORE r x 1"),
+            error("ERR min or max is not a float")
+        );
+        h.run("ZADD m 1 a");
+        assert_eq!(
+            h.run("ZMSCORE m a b"),
+            format!("*2\r\n{}{}", bulk("1"), NIL)
+        );
+        h.proto = Proto::Resp3;
+        assert_eq!(h.run("ZSCORE m a"), ",1\r\n");
+        assert_eq!(
+            h.run("ZRANGE m 0 -1 WITHSCORES"),
+            format!("*1\r\n*2\r\n{},1\r\n", bulk("a"))
+        );
+    }
+
+    #[test]
+    fn random_members_and_zscan() {
+        let mut h = Harness::new();
+        for i in 0..50 {
+            h.run(&format!("ZADD z {i} m{i}"));
+        }
+        assert!(h.run("ZRANDMEMBER z").starts_with('$'));
+        assert_eq!(h.run("ZRANDMEMBER z 5").matches("\r\n$").count(), 5);
+        assert_eq!(h.run("ZRANDMEMBER z 100").matches("\r\n$").count(), 50);
+        assert!(h.run("ZRANDMEMBER z -60").starts_with("*60\r\n"));
+        assert!(h.run("ZRANDMEMBER z 3 WITHSCORES").starts_with("*6\r\n"));
+        assert_eq!(h.run("ZRANDMEMBER nokey 3"), "*0\r\n");
+        let items = scan_all(&mut h, |c| format!("ZSCAN z {c} COUNT 7"));
+        assert_eq!(items.len(), 100, "member and score for each of 50");
+    }
+
+    /// Random operations agree with a model (a map of member to score, sorted on demand).
+    #[test]
+    fn random_operations_agree_with_a_model() {
+        let mut h = Harness::new();
+        let mut model: std::collections::HashMap<String, i64> = Default::default();
+        let mut s = 0x5555_1234u64;
+        for step in 0..3000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let m = format!("m{}", s % 40);
+            let score = ((s >> 10) % 20) as i64;
+            match s % 5 {
+                0 | 1 => {
+                    h.run(&format!("ZADD z {score} {m}"));
+                    model.insert(m, score);
+                }
+                2 => {
+                    h.run(&format!("ZREM z {m}"));
+                    model.remove(&m);
+                }
+                3 => {
+                    let mut sorted: Vec<(i64, &String)> =
+                        model.iter().map(|(k, v)| (*v, k)).collect();
+                    sorted.sort();
+                    let want = sorted.iter().position(|(_, k)| **k == m);
+                    let got = h.run(&format!("ZRANK z {m}"));
+                    assert_eq!(
+                        got,
+                        want.map_or(NIL.to_string(), |r| int(r as i64)),
+                        "step {step}"
+                    );
+                }
+                _ => {
+                    let lo = score.min(10);
+                    let n = model
+                        .values()
+                        .filter(|v| **v >= lo && **v <= lo + 5)
+                        .count();
+                    assert_eq!(
+                        h.run(&format!("ZCOUNT z {lo} {}", lo + 5)),
+                        int(n as i64),
+                        "step {step}"
+                    );
+                }
+            }
+        }
+        let mut sorted: Vec<(i64, String)> = model.into_iter().map(|(k, v)| (v, k)).collect();
+        sorted.sort();
+        let names: Vec<&str> = sorted.iter().map(|(_, k)| k.as_str()).collect();
+        assert_eq!(h.run("ZRANGE z 0 -1"), arr(&names));
+    }
+}
