@@ -297,12 +297,17 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    #[derive(PartialEq, PartialOrd, Clone, Debug)]
+    #[derive(PartialEq, Clone, Debug)]
     struct Key(f64, Vec<u8>);
     impl Eq for Key {}
     impl Ord for Key {
         fn cmp(&self, o: &Self) -> Ordering {
             cmp_entry(self.0, &self.1, o.0, &o.1)
+        }
+    }
+    impl PartialOrd for Key {
+        fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+            Some(self.cmp(o))
         }
     }
 

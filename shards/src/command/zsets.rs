@@ -273,12 +273,11 @@ fn range(
     write_entries(out, &entries, withscores)
 }
 
+/// The options of a ZRANGE: mode, REV, LIMIT offset count, WITHSCORES.
+type RangeOpts = (By, bool, Option<(i64, i64)>, bool);
+
 /// Parses `[BYSCORE|BYLEX] [REV] [LIMIT o c] [WITHSCORES]` from `a[i..]` as ZRANGE accepts them.
-fn parse_range_opts(
-    a: &Args,
-    mut i: usize,
-    out: &mut Out,
-) -> Option<(By, bool, Option<(i64, i64)>, bool)> {
+fn parse_range_opts(a: &Args, mut i: usize, out: &mut Out) -> Option<RangeOpts> {
     let (mut by, mut rev, mut lim, mut withscores) = (By::Rank, false, None, false);
     while i < a.len() {
         let opt = a.get(i);
@@ -393,13 +392,13 @@ pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         i += 1;
     }
     let pairs = a.len() - i;
-    if pairs == 0 || pairs % 2 != 0 {
+    if pairs == 0 || !pairs.is_multiple_of(2) {
         return out.error(err::SYNTAX);
     }
     if nx && xx {
         return out.error("ERR XX and NX options at the same time are not compatible");
     }
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    if (nx && (gt || lt)) || (gt && lt) {
         return out.error("ERR GT, LT, and/or NX options at the same time are not compatible");
     }
     if incr && pairs != 2 {
@@ -432,7 +431,7 @@ pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         }
         let allowed = match old {
             None => !xx,
-            Some(o) => !nx && !(gt && new <= o) && !(lt && new >= o),
+            Some(o) => !(nx || (gt && new <= o) || (lt && new >= o)),
         };
         if !allowed {
             continue;
