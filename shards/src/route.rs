@@ -205,6 +205,15 @@ mod tests {
             Plan::Refuse(_)
         ));
         assert_eq!(plan_of(&["lmpop", "1", "bar", "LEFT"], 2), Plan::On(1));
+        // ZUNIONSTORE dest 2 a b: the destination is a key too.
+        assert_eq!(
+            plan_of(&["zunionstore", "foo", "2", "{foo}a", "{foo}b"], 2),
+            Plan::On(0)
+        );
+        assert!(matches!(
+            plan_of(&["zunionstore", "bar", "2", "{foo}a", "{foo}b"], 2),
+            Plan::Refuse(_)
+        ));
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub mod flags {
     pub const RANDOM: u32 = 1 << 11;
     /// Movable keys: `args[1]` is a key count and the keys follow it (LMPOP, SINTERCARD, ...).
     pub const NUMKEYS: u32 = 1 << 12;
+    /// Movable keys after a destination: `args[1]` is a destination key, `args[2]` a key count,
+    /// and the keys follow (ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE).
+    pub const DEST_NUMKEYS: u32 = 1 << 13;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -137,7 +140,7 @@ pub mod flags {
         (NO_AUTH, "no_auth"),
         (FAST, "fast"),
         (RANDOM, "random"),
-        (NUMKEYS, "movablekeys"),
+        (NUMKEYS | DEST_NUMKEYS, "movablekeys"),
     ];
 }
 
@@ -176,17 +179,32 @@ impl CommandSpec {
     }
 
     /// Indexes of the key arguments of `args`, movable keys included.
-    pub fn keys_of(&self, args: Args) -> std::iter::StepBy<std::ops::Range<usize>> {
-        if self.flags & flags::NUMKEYS != 0 {
-            let n = if args.len() > 1 {
-                crate::num::parse_i64(args.get(1)).unwrap_or(0)
+    pub fn keys_of(&self, args: Args) -> KeyIndexes {
+        let movable = |count_at: usize| {
+            let n = if args.len() > count_at {
+                crate::num::parse_i64(args.get(count_at)).unwrap_or(0)
             } else {
                 0
             };
-            let n = (n.max(0) as usize).min(args.len().saturating_sub(2));
-            return (2..2 + n).step_by(1);
+            let n = (n.max(0) as usize).min(args.len().saturating_sub(count_at + 1));
+            (count_at + 1..count_at + 1 + n).step_by(1)
+        };
+        if self.flags & flags::NUMKEYS != 0 {
+            return KeyIndexes {
+                dest: None,
+                rest: movable(1),
+            };
         }
-        self.key_indexes(args.len())
+        if self.flags & flags::DEST_NUMKEYS != 0 {
+            return KeyIndexes {
+                dest: (args.len() > 1).then_some(1),
+                rest: movable(2),
+            };
+        }
+        KeyIndexes {
+            dest: None,
+            rest: self.key_indexes(args.len()),
+        }
     }
 
     /// Indexes of the key arguments for a command with `argc` arguments (fixed positions).
@@ -203,6 +221,21 @@ impl CommandSpec {
             first as usize..(last.min(argc as i32 - 1) + 1).max(first) as usize
         };
         range.step_by(step)
+    }
+}
+
+/// The key positions of one command: an optional destination, then a stepped range.
+pub struct KeyIndexes {
+    dest: Option<usize>,
+    rest: std::iter::StepBy<std::ops::Range<usize>>,
+}
+
+impl Iterator for KeyIndexes {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        self.dest.take().or_else(|| self.rest.next())
     }
 }
 
@@ -366,6 +399,15 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("zremrangebyscore", 4, WRITE, KEY1, Keys(Single), Some(zsets::zremrangebyscore), "sortedset", "Removes members in a sorted set within a range of scores."),
     cmd("zremrangebylex", 4, WRITE, KEY1, Keys(Single), Some(zsets::zremrangebylex), "sortedset", "Removes members in a sorted set within a lexicographical range."),
     cmd("zrandmember", -2, READONLY | RANDOM, KEY1, Keys(Single), Some(zsets::zrandmember), "sortedset", "Returns one or more random members from a sorted set."),
+    cmd("zunion", -3, READONLY | NUMKEYS, NOKEY, Keys(Single), Some(zsets::zunion), "sortedset", "Returns the union of multiple sorted sets."),
+    cmd("zinter", -3, READONLY | NUMKEYS, NOKEY, Keys(Single), Some(zsets::zinter), "sortedset", "Returns the intersect of multiple sorted sets."),
+    cmd("zdiff", -3, READONLY | NUMKEYS, NOKEY, Keys(Single), Some(zsets::zdiff), "sortedset", "Returns the difference between multiple sorted sets."),
+    cmd("zunionstore", -4, WRITE | DENYOOM | DEST_NUMKEYS, NOKEY, Keys(Single), Some(zsets::zunionstore), "sortedset", "Stores the union of multiple sorted sets in a key."),
+    cmd("zinterstore", -4, WRITE | DENYOOM | DEST_NUMKEYS, NOKEY, Keys(Single), Some(zsets::zinterstore), "sortedset", "Stores the intersect of multiple sorted sets in a key."),
+    cmd("zdiffstore", -4, WRITE | DENYOOM | DEST_NUMKEYS, NOKEY, Keys(Single), Some(zsets::zdiffstore), "sortedset", "Stores the difference of multiple sorted sets in a key."),
+    cmd("zintercard", -3, READONLY | NUMKEYS, NOKEY, Keys(Single), Some(zsets::zintercard), "sortedset", "Returns the number of members of the intersect of multiple sorted sets."),
+    cmd("zrangestore", -5, WRITE | DENYOOM, KEY12, Keys(Single), Some(zsets::zrangestore), "sortedset", "Stores a range of members from sorted set in a key."),
+    cmd("zmpop", -4, WRITE | NUMKEYS, NOKEY, Keys(Single), Some(zsets::zmpop), "sortedset", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them."),
     cmd("zscan", -3, READONLY, KEY1, Keys(Single), Some(zsets::zscan), "sortedset", "Iterates over members and scores of a sorted set."),
     // connection and server: pure ones have handlers, the rest are the driver's
     cmd("ping", -1, FAST | STALE, NOKEY, Keyless, Some(connection::ping), "connection", "Returns the server's liveliness response."),

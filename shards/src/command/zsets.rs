@@ -7,7 +7,7 @@
 //! O(1) score lookups, O(log n) rank, select and range seeks.
 
 use super::{Args, Ctx, create, drop_if_empty, err, int_arg, modify, read};
-use crate::db::Db;
+use crate::db::{Db, Value};
 use crate::dict::Dict;
 use crate::num::{parse_f64, parse_i64};
 use crate::ostree::OrderIndex;
@@ -234,8 +234,34 @@ fn write_entries(out: &mut Out, entries: &[(f64, Vec<u8>)], withscores: bool) {
     }
 }
 
-/// The body of every ZRANGE form. `min`/`max` are in the command's own order (the REV forms give
-/// the high end first).
+/// The entries a ZRANGE form selects, in reply order. `start`/`stop` are in the command's own
+/// order (the REV forms give the high end first).
+fn select(
+    z: &ZSet,
+    by: By,
+    rev: bool,
+    start: &[u8],
+    stop: &[u8],
+    lim: Option<(i64, i64)>,
+) -> Result<Vec<(f64, Vec<u8>)>, &'static str> {
+    let (min, max) = if rev && by != By::Rank {
+        (stop, start)
+    } else {
+        (start, stop)
+    };
+    let (from, to) = interval(z, by, min, max, rev)?;
+    let (from, to) = match lim {
+        Some((o, n)) => limit(from, to, rev, o, n),
+        None => (from, to),
+    };
+    let mut entries = z.entries(from, to);
+    if rev {
+        entries.reverse();
+    }
+    Ok(entries)
+}
+
+/// The body of every ZRANGE form.
 #[allow(clippy::too_many_arguments)]
 fn range(
     db: &mut Db,
@@ -252,25 +278,11 @@ fn range(
     let Ok(z) = read::<ZSet>(db, key, c.now_ms, out) else {
         return;
     };
-    let Some(z) = z else { return out.array(0) };
-    let (min, max) = if rev && by != By::Rank {
-        (stop, start)
-    } else {
-        (start, stop)
-    };
-    let (from, to) = match interval(z, by, min, max, rev) {
-        Ok(r) => r,
-        Err(e) => return out.error(e),
-    };
-    let (from, to) = match lim {
-        Some((o, n)) => limit(from, to, rev, o, n),
-        None => (from, to),
-    };
-    let mut entries = z.entries(from, to);
-    if rev {
-        entries.reverse();
+    let empty = ZSet::default();
+    match select(z.unwrap_or(&empty), by, rev, start, stop, lim) {
+        Ok(entries) => write_entries(out, &entries, withscores),
+        Err(e) => out.error(e),
     }
-    write_entries(out, &entries, withscores)
 }
 
 /// The options of a ZRANGE: mode, REV, LIMIT offset count, WITHSCORES.
@@ -352,6 +364,358 @@ fn parse_legacy_opts(a: &Args, by: By, out: &mut Out) -> Option<(Option<(i64, i6
         i += 1;
     }
     Some((lim, ws))
+}
+
+/// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]
+pub fn zrangestore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Some((by, rev, lim, withscores)) = parse_range_opts(&a, 5, out) else {
+        return;
+    };
+    if withscores {
+        return out.error(err::SYNTAX);
+    }
+    let Ok(z) = read::<ZSet>(db, a.get(2), c.now_ms, out) else {
+        return;
+    };
+    let empty = ZSet::default();
+    let entries = match select(z.unwrap_or(&empty), by, rev, a.get(3), a.get(4), lim) {
+        Ok(e) => e,
+        Err(e) => return out.error(e),
+    };
+    store(db, a.get(1), entries, c, out)
+}
+
+/// Replaces `dst` with a sorted set of `entries` (or deletes it when empty); replies the size.
+fn store(db: &mut Db, dst: &[u8], entries: Vec<(f64, Vec<u8>)>, c: &Ctx, out: &mut Out) {
+    if entries.is_empty() {
+        db.remove(dst, c.now_ms);
+        return out.int(0);
+    }
+    let mut z = ZSet::default();
+    for (s, m) in &entries {
+        z.set(m, *s);
+    }
+    let n = z.len();
+    db.set(dst, Value::ZSet(Box::new(z)), None, false);
+    out.int(n as i64)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Agg {
+    Sum,
+    Min,
+    Max,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SetOp {
+    Union,
+    Inter,
+    Diff,
+}
+
+/// The parsed arguments of ZUNION, ZINTER, ZDIFF and their STORE forms.
+struct Algebra<'a> {
+    keys: Vec<&'a [u8]>,
+    weights: Vec<f64>,
+    agg: Agg,
+    withscores: bool,
+}
+
+fn parse_algebra<'a>(
+    a: &Args<'a>,
+    count_at: usize,
+    op: SetOp,
+    store: bool,
+    name: &str,
+    out: &mut Out,
+) -> Option<Algebra<'a>> {
+    let n = match parse_i64(a.get(count_at)) {
+        Some(n) if n >= 1 => n as usize,
+        Some(_) => {
+            out.error(&format!(
+                "ERR at least 1 input key is needed for '{name}' command"
+            ));
+            return None;
+        }
+        None => {
+            out.error(err::NOT_INT);
+            return None;
+        }
+    };
+    if count_at + 1 + n > a.len() {
+        out.error(err::SYNTAX);
+        return None;
+    }
+    let keys: Vec<&[u8]> = (count_at + 1..count_at + 1 + n).map(|i| a.get(i)).collect();
+    let mut p = Algebra {
+        keys,
+        weights: vec![1.0; n],
+        agg: Agg::Sum,
+        withscores: false,
+    };
+    let mut i = count_at + 1 + n;
+    while i < a.len() {
+        let opt = a.get(i);
+        if op != SetOp::Diff && opt.eq_ignore_ascii_case(b"weights") && i + n < a.len() {
+            for j in 0..n {
+                match parse_f64(a.get(i + 1 + j)) {
+                    Some(w) => p.weights[j] = w,
+                    None => {
+                        out.error("ERR weight value is not a float");
+                        return None;
+                    }
+                }
+            }
+            i += n + 1;
+            continue;
+        }
+        if op != SetOp::Diff && opt.eq_ignore_ascii_case(b"aggregate") && i + 1 < a.len() {
+            let v = a.get(i + 1);
+            p.agg = if v.eq_ignore_ascii_case(b"sum") {
+                Agg::Sum
+            } else if v.eq_ignore_ascii_case(b"min") {
+                Agg::Min
+            } else if v.eq_ignore_ascii_case(b"max") {
+                Agg::Max
+            } else {
+                out.error(err::SYNTAX);
+                return None;
+            };
+            i += 2;
+            continue;
+        }
+        if !store && opt.eq_ignore_ascii_case(b"withscores") {
+            p.withscores = true;
+            i += 1;
+            continue;
+        }
+        out.error(err::SYNTAX);
+        return None;
+    }
+    Some(p)
+}
+
+/// The members and scores of each input (sets count as score 1); `None` (error written) if one
+/// holds another type.
+fn inputs(db: &mut Db, keys: &[&[u8]], c: &Ctx, out: &mut Out) -> Option<Vec<Vec<(Vec<u8>, f64)>>> {
+    let mut all = Vec::with_capacity(keys.len());
+    for key in keys {
+        let members = match db.get(key, c.now_ms) {
+            None => Vec::new(),
+            Some(Value::ZSet(z)) => z.scores.iter().map(|(m, &s)| (m.to_vec(), s)).collect(),
+            Some(Value::Set(s)) => s.iter().map(|(m, _)| (m.to_vec(), 1.0)).collect(),
+            Some(_) => {
+                out.error(err::WRONGTYPE);
+                return None;
+            }
+        };
+        all.push(members);
+    }
+    Some(all)
+}
+
+fn aggregate(agg: Agg, a: f64, b: f64) -> f64 {
+    match agg {
+        Agg::Sum => {
+            let s = a + b;
+            // inf + -inf: Redis answers 0 rather than NaN.
+            if s.is_nan() { 0.0 } else { s }
+        }
+        Agg::Min => a.min(b),
+        Agg::Max => a.max(b),
+    }
+}
+
+/// Computes the operation; the result is sorted as a sorted set orders its entries.
+fn compute(op: SetOp, p: &Algebra, inputs: Vec<Vec<(Vec<u8>, f64)>>) -> Vec<(f64, Vec<u8>)> {
+    let weigh = |s: f64, w: f64| {
+        let v = s * w;
+        if v.is_nan() { 0.0 } else { v }
+    };
+    let mut acc: std::collections::HashMap<Vec<u8>, f64> = std::collections::HashMap::new();
+    let mut it = inputs.into_iter().enumerate();
+    if let Some((_, first)) = it.next() {
+        for (m, s) in first {
+            let v = if op == SetOp::Diff {
+                s
+            } else {
+                weigh(s, p.weights[0])
+            };
+            acc.insert(m, v);
+        }
+    }
+    for (i, input) in it {
+        match op {
+            SetOp::Union => {
+                for (m, s) in input {
+                    let v = weigh(s, p.weights[i]);
+                    acc.entry(m)
+                        .and_modify(|old| *old = aggregate(p.agg, *old, v))
+                        .or_insert(v);
+                }
+            }
+            SetOp::Inter => {
+                let other: std::collections::HashMap<Vec<u8>, f64> = input.into_iter().collect();
+                acc.retain(|m, old| match other.get(m) {
+                    Some(&s) => {
+                        *old = aggregate(p.agg, *old, weigh(s, p.weights[i]));
+                        true
+                    }
+                    None => false,
+                });
+            }
+            SetOp::Diff => {
+                for (m, _) in input {
+                    acc.remove(&m);
+                }
+            }
+        }
+    }
+    let mut v: Vec<(f64, Vec<u8>)> = acc.into_iter().map(|(m, s)| (s, m)).collect();
+    v.sort_by(|a, b| crate::ostree::cmp_entry(a.0, &a.1, b.0, &b.1));
+    v
+}
+
+fn algebra(
+    db: &mut Db,
+    a: Args,
+    c: &mut Ctx,
+    out: &mut Out,
+    op: SetOp,
+    store_form: bool,
+    name: &str,
+) {
+    let count_at = if store_form { 2 } else { 1 };
+    let Some(p) = parse_algebra(&a, count_at, op, store_form, name, out) else {
+        return;
+    };
+    let Some(ins) = inputs(db, &p.keys, c, out) else {
+        return;
+    };
+    let result = compute(op, &p, ins);
+    if store_form {
+        store(db, a.get(1), result, c, out)
+    } else {
+        write_entries(out, &result, p.withscores)
+    }
+}
+
+pub fn zunion(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    algebra(db, a, c, out, SetOp::Union, false, "zunion")
+}
+
+pub fn zinter(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    algebra(db, a, c, out, SetOp::Inter, false, "zinter")
+}
+
+pub fn zdiff(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    algebra(db, a, c, out, SetOp::Diff, false, "zdiff")
+}
+
+pub fn zunionstore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    algebra(db, a, c, out, SetOp::Union, true, "zunionstore")
+}
+
+pub fn zinterstore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    algebra(db, a, c, out, SetOp::Inter, true, "zinterstore")
+}
+
+pub fn zdiffstore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    algebra(db, a, c, out, SetOp::Diff, true, "zdiffstore")
+}
+
+/// ZINTERCARD numkeys key [key ...] [LIMIT limit]
+pub fn zintercard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let numkeys = match parse_i64(a.get(1)) {
+        Some(n) if n > 0 => n as usize,
+        _ => return out.error("ERR numkeys should be greater than 0"),
+    };
+    if numkeys > a.len() - 2 {
+        return out.error("ERR Number of keys can't be greater than number of args");
+    }
+    let rest = 2 + numkeys;
+    let mut lim = 0usize;
+    if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"limit") {
+        match parse_i64(a.get(rest + 1)) {
+            Some(n) if n >= 0 => lim = n as usize,
+            Some(_) => return out.error("ERR LIMIT can't be negative"),
+            None => return out.error(err::NOT_INT),
+        }
+    } else if a.len() != rest {
+        return out.error(err::SYNTAX);
+    }
+    let keys: Vec<&[u8]> = (2..rest).map(|i| a.get(i)).collect();
+    let Some(ins) = inputs(db, &keys, c, out) else {
+        return;
+    };
+    let p = Algebra {
+        keys: Vec::new(),
+        weights: vec![1.0; numkeys],
+        agg: Agg::Sum,
+        withscores: false,
+    };
+    let n = compute(SetOp::Inter, &p, ins).len();
+    out.int(if lim == 0 { n } else { n.min(lim) } as i64)
+}
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
+pub fn zmpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let numkeys = match parse_i64(a.get(1)) {
+        Some(n) if n > 0 => n as usize,
+        _ => return out.error("ERR numkeys should be greater than 0"),
+    };
+    if a.len() < 3 + numkeys {
+        return out.error(err::SYNTAX);
+    }
+    let which = a.get(2 + numkeys);
+    let max = if which.eq_ignore_ascii_case(b"max") {
+        true
+    } else if which.eq_ignore_ascii_case(b"min") {
+        false
+    } else {
+        return out.error(err::SYNTAX);
+    };
+    let rest = 3 + numkeys;
+    let mut count = 1usize;
+    if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"count") {
+        match parse_i64(a.get(rest + 1)) {
+            Some(n) if n > 0 => count = n as usize,
+            _ => return out.error("ERR count should be greater than 0"),
+        }
+    } else if a.len() != rest {
+        return out.error(err::SYNTAX);
+    }
+    for k in 2..2 + numkeys {
+        let key = a.get(k);
+        let Ok(z) = modify::<ZSet>(db, key, c.now_ms, out) else {
+            return;
+        };
+        let Some(z) = z.filter(|z| !z.is_empty()) else {
+            continue;
+        };
+        let n = count.min(z.len());
+        let (from, to) = if max { (z.len() - n, z.len()) } else { (0, n) };
+        let mut entries = z.entries(from, to);
+        if max {
+            entries.reverse();
+        }
+        for (_, m) in &entries {
+            z.remove(m);
+        }
+        out.array(2);
+        out.bulk(key);
+        out.array(entries.len());
+        for (s, m) in &entries {
+            out.array(2);
+            out.bulk(m);
+            out.score(*s);
+        }
+        db.signal(key);
+        drop_if_empty(db, key, c.now_ms);
+        return;
+    }
+    out.null_array()
 }
 
 pub fn zrevrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
@@ -906,6 +1270,69 @@ mod tests {
         assert_eq!(h.run("ZRANDMEMBER nokey 3"), "*0\r\n");
         let items = scan_all(&mut h, |c| format!("ZSCAN z {c} COUNT 7"));
         assert_eq!(items.len(), 100, "member and score for each of 50");
+    }
+
+    #[test]
+    fn union_inter_diff_with_weights_and_aggregates() {
+        let mut h = Harness::new();
+        h.run("ZADD {k}a 1 x 2 y 3 z");
+        h.run("ZADD {k}b 10 y 20 z 30 w");
+        h.run("SADD {k}s y q");
+        assert_eq!(
+            h.run("ZUNION 2 {k}a {k}b WITHSCORES"),
+            arr(&["x", "1", "y", "12", "z", "23", "w", "30"])
+        );
+        assert_eq!(
+            h.run("ZINTER 2 {k}a {k}b AGGREGATE MAX WITHSCORES"),
+            arr(&["y", "10", "z", "20"])
+        );
+        assert_eq!(
+            h.run("ZINTER 2 {k}a {k}b WEIGHTS 2 0.5 WITHSCORES"),
+            arr(&["y", "9", "z", "16"])
+        );
+        assert_eq!(h.run("ZDIFF 2 {k}a {k}b WITHSCORES"), arr(&["x", "1"]));
+        assert_eq!(h.run("ZINTER 2 {k}a {k}s"), arr(&["y"]));
+        assert_eq!(h.run("ZUNIONSTORE {k}d 2 {k}a {k}b AGGREGATE MIN"), int(4));
+        assert_eq!(
+            h.run("ZRANGE {k}d 0 -1 WITHSCORES"),
+            arr(&["x", "1", "y", "2", "z", "3", "w", "30"])
+        );
+        assert_eq!(h.run("ZINTERSTORE {k}d 2 {k}a {k}none"), int(0));
+        assert_eq!(h.run("EXISTS {k}d"), int(0));
+        assert_eq!(h.run("ZDIFFSTORE {k}d 1 {k}b"), int(3));
+        assert_eq!(h.run("ZINTERCARD 2 {k}a {k}b LIMIT 1"), int(1));
+        assert_eq!(
+            h.run("ZUNIONSTORE {k}d 0 {k}a"),
+            error("ERR at least 1 input key is needed for 'zunionstore' command")
+        );
+        assert_eq!(
+            h.run("ZUNION 2 {k}a {k}b WEIGHTS 1 x"),
+            error("ERR weight value is not a float")
+        );
+        assert_eq!(h.run("ZUNION 3 {k}a {k}b"), error("ERR syntax error"));
+        h.run("SET {k}str v");
+        assert_eq!(
+            h.run("ZUNION 2 {k}a {k}str"),
+            error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        );
+        assert_eq!(h.run("ZRANGESTORE {k}r {k}a 0 1"), int(2));
+        assert_eq!(h.run("ZRANGE {k}r 0 -1"), arr(&["x", "y"]));
+        assert_eq!(
+            h.run("ZRANGESTORE {k}r {k}b (10 +inf BYSCORE LIMIT 0 1"),
+            int(1)
+        );
+        assert_eq!(
+            h.run("ZMPOP 2 {k}none {k}a MAX COUNT 2"),
+            format!(
+                "*2\r\n{}*2\r\n*2\r\n{}{}*2\r\n{}{}",
+                bulk("{k}a"),
+                bulk("z"),
+                bulk("3"),
+                bulk("y"),
+                bulk("2")
+            )
+        );
+        assert_eq!(h.run("ZMPOP 1 {k}none MIN"), "*-1\r\n");
     }
 
     /// Random operations agree with a model (a map of member to score, sorted on demand).
