@@ -496,9 +496,12 @@ fn parse_algebra<'a>(
     Some(p)
 }
 
+/// One input of an algebra command: its members and scores.
+type Input = Vec<(Vec<u8>, f64)>;
+
 /// The members and scores of each input (sets count as score 1); `None` (error written) if one
 /// holds another type.
-fn inputs(db: &mut Db, keys: &[&[u8]], c: &Ctx, out: &mut Out) -> Option<Vec<Vec<(Vec<u8>, f64)>>> {
+fn inputs(db: &mut Db, keys: &[&[u8]], c: &Ctx, out: &mut Out) -> Option<Vec<Input>> {
     let mut all = Vec::with_capacity(keys.len());
     for key in keys {
         let members = match db.get(key, c.now_ms) {
@@ -528,7 +531,7 @@ fn aggregate(agg: Agg, a: f64, b: f64) -> f64 {
 }
 
 /// Computes the operation; the result is sorted as a sorted set orders its entries.
-fn compute(op: SetOp, p: &Algebra, inputs: Vec<Vec<(Vec<u8>, f64)>>) -> Vec<(f64, Vec<u8>)> {
+fn compute(op: SetOp, p: &Algebra, inputs: Vec<Input>) -> Vec<(f64, Vec<u8>)> {
     let weigh = |s: f64, w: f64| {
         let v = s * w;
         if v.is_nan() { 0.0 } else { v }
