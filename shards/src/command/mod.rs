@@ -6,6 +6,7 @@
 //! writes exactly one RESP reply. It does no I/O and reads no clock: time and randomness come in
 //! `Ctx`, so the same call gives the same result on every replica.
 
+mod bitmaps;
 mod connection;
 pub mod hashes;
 mod keys;
@@ -323,6 +324,12 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("flushdb", -1, WRITE, NOKEY, AllShards(AllOk), Some(keys::flush), "keyspace", "Remove all keys from the current database."),
     cmd("flushall", -1, WRITE, NOKEY, AllShards(AllOk), Some(keys::flush), "keyspace", "Removes all keys from all databases."),
     cmd("memory", -2, READONLY, (2, 2, 1), Keys(Single), Some(keys::memory), "keyspace", "Memory introspection: MEMORY USAGE key [SAMPLES n]."),
+    // bitmaps
+    cmd("setbit", 4, WRITE | DENYOOM, KEY1, Keys(Single), Some(bitmaps::setbit), "bitmap", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist."),
+    cmd("getbit", 3, READONLY | FAST, KEY1, Keys(Single), Some(bitmaps::getbit), "bitmap", "Returns a bit value by offset."),
+    cmd("bitcount", -2, READONLY, KEY1, Keys(Single), Some(bitmaps::bitcount), "bitmap", "Counts the number of set bits (population counting) in a string."),
+    cmd("bitpos", -3, READONLY, KEY1, Keys(Single), Some(bitmaps::bitpos), "bitmap", "Finds the first set (1) or clear (0) bit in a string."),
+    cmd("bitop", -4, WRITE | DENYOOM, (2, -1, 1), Keys(Single), Some(bitmaps::bitop), "bitmap", "Performs bitwise operations on multiple strings, and stores the result."),
     // hashes
     cmd("hset", -4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hashes::hset), "hash", "Creates or modifies the value of a field in a hash."),
     cmd("hsetnx", 4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hashes::hsetnx), "hash", "Sets the value of a field in a hash only when the field doesn't exist."),
