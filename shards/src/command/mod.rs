@@ -9,6 +9,7 @@
 mod bitmaps;
 mod connection;
 pub mod hashes;
+mod hyperloglog;
 mod keys;
 pub mod lists;
 pub mod sets;
@@ -330,6 +331,10 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("bitcount", -2, READONLY, KEY1, Keys(Single), Some(bitmaps::bitcount), "bitmap", "Counts the number of set bits (population counting) in a string."),
     cmd("bitpos", -3, READONLY, KEY1, Keys(Single), Some(bitmaps::bitpos), "bitmap", "Finds the first set (1) or clear (0) bit in a string."),
     cmd("bitop", -4, WRITE | DENYOOM, (2, -1, 1), Keys(Single), Some(bitmaps::bitop), "bitmap", "Performs bitwise operations on multiple strings, and stores the result."),
+    // HyperLogLog
+    cmd("pfadd", -2, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hyperloglog::pfadd), "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist."),
+    cmd("pfcount", -2, READONLY, ALLKEYS, Keys(Single), Some(hyperloglog::pfcount), "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s)."),
+    cmd("pfmerge", -2, WRITE | DENYOOM, ALLKEYS, Keys(Single), Some(hyperloglog::pfmerge), "hyperloglog", "Merges one or more HyperLogLog values into a single key."),
     // hashes
     cmd("hset", -4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hashes::hset), "hash", "Creates or modifies the value of a field in a hash."),
     cmd("hsetnx", 4, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hashes::hsetnx), "hash", "Sets the value of a field in a hash only when the field doesn't exist."),
