@@ -136,6 +136,56 @@ pub fn type_(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     out.simple(t)
 }
 
+/// OBJECT ENCODING | REFCOUNT | IDLETIME | FREQ key, and OBJECT HELP.
+pub fn object(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let sub = a.get(1).to_ascii_lowercase();
+    if sub == b"help" {
+        out.array(4);
+        for line in [
+            "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ENCODING <key> -- Return the kind of internal representation used to store the value.",
+            "REFCOUNT <key> -- Return the number of references of the value (always 1: values are not shared).",
+            "IDLETIME, FREQ -- Not tracked by Shardline yet.",
+        ] {
+            out.simple(line);
+        }
+        return;
+    }
+    if !matches!(
+        sub.as_slice(),
+        b"encoding" | b"refcount" | b"idletime" | b"freq"
+    ) {
+        return err::unknown_subcommand(out, a.get(1), "object");
+    }
+    if a.len() != 3 {
+        return err::arity(out, &format!("object|{}", String::from_utf8_lossy(&sub)));
+    }
+    let Some(v) = db.get(a.get(2), c.now_ms) else {
+        return out.null();
+    };
+    match sub.as_slice() {
+        b"encoding" => out.bulk(v.encoding().as_bytes()),
+        b"refcount" => out.int(1),
+        // Honest refusals: Shardline keeps no access clock or counter per key yet.
+        b"idletime" => out.error(
+            "ERR OBJECT IDLETIME is not supported: Shardline does not track key access times yet",
+        ),
+        _ => {
+            out.error("ERR An LFU maxmemory policy is not selected, access frequency not tracked.")
+        }
+    }
+}
+
+/// WAIT numreplicas timeout: there are no replicas yet, so no write is acknowledged by any.
+pub fn wait(_db: &mut Db, a: Args, _c: &mut Ctx, out: &mut Out) {
+    if crate::num::parse_i64(a.get(1)).is_none_or(|n| n < 0)
+        || crate::num::parse_i64(a.get(2)).is_none_or(|n| n < 0)
+    {
+        return out.error("ERR timeout is negative");
+    }
+    out.int(0)
+}
+
 /// Moves `src` to `dst` with its TTL. `nx`: only if `dst` does not exist.
 fn rename_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, nx: bool) {
     let (src, dst) = (a.get(1), a.get(2));
@@ -390,6 +440,36 @@ mod tests {
         assert_eq!(h.run("FLUSHALL"), OK);
         assert_eq!(h.run("RANDOMKEY"), NIL);
         assert_eq!(h.run("FLUSHDB BAD"), error("ERR syntax error"));
+    }
+
+    #[test]
+    fn object_answers_honestly() {
+        let mut h = Harness::new();
+        h.run("SET n 12345");
+        h.run("SET s hello");
+        h.run(&format!("SET big {}", "x".repeat(60)));
+        h.run("RPUSH l a");
+        h.run("ZADD z 1 a");
+        assert_eq!(h.run("OBJECT ENCODING n"), bulk("int"));
+        assert_eq!(h.run("OBJECT ENCODING s"), bulk("embstr"));
+        assert_eq!(h.run("OBJECT ENCODING big"), bulk("raw"));
+        assert_eq!(h.run("OBJECT ENCODING l"), bulk("quicklist"));
+        assert_eq!(h.run("OBJECT ENCODING z"), bulk("skiplist"));
+        assert_eq!(h.run("OBJECT ENCODING none"), NIL);
+        assert_eq!(h.run("OBJECT REFCOUNT s"), int(1));
+        assert!(
+            h.run("OBJECT FREQ s")
+                .starts_with("-ERR An LFU maxmemory policy is not selected")
+        );
+        assert!(
+            h.run("OBJECT IDLETIME s")
+                .starts_with("-ERR OBJECT IDLETIME is not supported")
+        );
+        assert_eq!(
+            h.run("OBJECT NOPE s"),
+            error("ERR unknown subcommand 'NOPE'. Try OBJECT HELP.")
+        );
+        assert_eq!(h.run("WAIT 1 0"), int(0));
     }
 
     #[test]

@@ -324,6 +324,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("dbsize", 1, READONLY | FAST, NOKEY, AllShards(Sum), Some(keys::dbsize), "keyspace", "Returns the number of keys in the database."),
     cmd("flushdb", -1, WRITE, NOKEY, AllShards(AllOk), Some(keys::flush), "keyspace", "Remove all keys from the current database."),
     cmd("flushall", -1, WRITE, NOKEY, AllShards(AllOk), Some(keys::flush), "keyspace", "Removes all keys from all databases."),
+    cmd("object", -2, READONLY, (2, 2, 1), Keys(Single), Some(keys::object), "keyspace", "OBJECT ENCODING | REFCOUNT | IDLETIME | FREQ key."),
+    cmd("wait", 3, 0, NOKEY, Keyless, Some(keys::wait), "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed."),
     cmd("memory", -2, READONLY, (2, 2, 1), Keys(Single), Some(keys::memory), "keyspace", "Memory introspection: MEMORY USAGE key [SAMPLES n]."),
     // bitmaps
     cmd("setbit", 4, WRITE | DENYOOM, KEY1, Keys(Single), Some(bitmaps::setbit), "bitmap", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist."),
