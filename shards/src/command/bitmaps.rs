@@ -1,5 +1,5 @@
-//! Bitmaps, on string values: SETBIT GETBIT BITCOUNT BITPOS BITOP. Bit 0 is the most significant
-//! bit of the first byte, as in Redis.
+//! Bitmaps, on string values: SETBIT GETBIT BITCOUNT BITPOS BITOP BITFIELD BITFIELD_RO. Bit 0 is
+//! the most significant bit of the first byte, as in Redis.
 
 use super::{Args, Ctx, err};
 use crate::bytes::SmallBytes;
@@ -226,6 +226,210 @@ pub fn bitop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     out.int(len as i64)
 }
 
+/// A BITFIELD integer type: `i1`..`i64` or `u1`..`u63`.
+#[derive(Clone, Copy)]
+struct FieldType {
+    signed: bool,
+    bits: u32,
+}
+
+impl FieldType {
+    fn parse(s: &[u8]) -> Option<FieldType> {
+        let signed = match s.first()? {
+            b'i' | b'I' => true,
+            b'u' | b'U' => false,
+            _ => return None,
+        };
+        let bits: u32 = std::str::from_utf8(&s[1..]).ok()?.parse().ok()?;
+        let max = if signed { 64 } else { 63 };
+        (1..=max)
+            .contains(&bits)
+            .then_some(FieldType { signed, bits })
+    }
+
+    fn min(self) -> i128 {
+        if self.signed {
+            -(1i128 << (self.bits - 1))
+        } else {
+            0
+        }
+    }
+
+    fn max(self) -> i128 {
+        if self.signed {
+            (1i128 << (self.bits - 1)) - 1
+        } else {
+            (1i128 << self.bits) - 1
+        }
+    }
+
+    /// Two's-complement wrap of `v` into the type.
+    fn wrap(self, v: i128) -> i128 {
+        let m = 1i128 << self.bits;
+        let u = v.rem_euclid(m);
+        if self.signed && u > self.max() {
+            u - m
+        } else {
+            u
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Overflow {
+    Wrap,
+    Sat,
+    Fail,
+}
+
+enum FieldOp {
+    Get,
+    Set(i64),
+    IncrBy(i64),
+}
+
+fn read_field(v: &[u8], offset: u64, t: FieldType) -> i128 {
+    let mut u: u128 = 0;
+    for i in 0..t.bits as u64 {
+        let bit = offset + i;
+        let byte = v.get((bit / 8) as usize).copied().unwrap_or(0);
+        u = (u << 1) | ((byte >> (7 - bit % 8)) & 1) as u128;
+    }
+    if t.signed && t.bits < 128 && (u >> (t.bits - 1)) & 1 == 1 {
+        u as i128 - (1i128 << t.bits)
+    } else {
+        u as i128
+    }
+}
+
+fn write_field(v: &mut Vec<u8>, offset: u64, t: FieldType, value: i128) {
+    let end = ((offset + t.bits as u64).div_ceil(8)) as usize;
+    if v.len() < end {
+        v.resize(end, 0);
+    }
+    let u = (value as u128) & ((1u128 << t.bits) - 1);
+    for i in 0..t.bits as u64 {
+        let bit = offset + i;
+        let on = (u >> (t.bits as u64 - 1 - i)) & 1 == 1;
+        let mask = 0x80u8 >> (bit % 8);
+        if on {
+            v[(bit / 8) as usize] |= mask;
+        } else {
+            v[(bit / 8) as usize] &= !mask;
+        }
+    }
+}
+
+/// Applies the overflow policy to a would-be value; `None` when FAIL refuses it.
+fn fit(t: FieldType, v: i128, policy: Overflow) -> Option<i128> {
+    if v >= t.min() && v <= t.max() {
+        return Some(v);
+    }
+    match policy {
+        Overflow::Wrap => Some(t.wrap(v)),
+        Overflow::Sat => Some(v.clamp(t.min(), t.max())),
+        Overflow::Fail => None,
+    }
+}
+
+fn bitfield_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, read_only: bool) {
+    let bad_type = "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
+    let mut ops: Vec<(FieldOp, FieldType, u64, Overflow)> = Vec::new();
+    let mut policy = Overflow::Wrap;
+    let mut i = 2;
+    while i < a.len() {
+        let sub = a.get(i).to_ascii_lowercase();
+        if sub == b"overflow" && i + 1 < a.len() {
+            let p = a.get(i + 1).to_ascii_lowercase();
+            policy = match p.as_slice() {
+                b"wrap" => Overflow::Wrap,
+                b"sat" => Overflow::Sat,
+                b"fail" => Overflow::Fail,
+                _ => return out.error("ERR Invalid OVERFLOW type specified"),
+            };
+            i += 2;
+            continue;
+        }
+        let arity = match sub.as_slice() {
+            b"get" => 3,
+            b"set" | b"incrby" => 4,
+            _ => return out.error(err::SYNTAX),
+        };
+        if i + arity > a.len() {
+            return out.error(err::SYNTAX);
+        }
+        if read_only && sub != b"get" {
+            return out.error("ERR BITFIELD_RO only supports the GET subcommand");
+        }
+        let Some(t) = FieldType::parse(a.get(i + 1)) else {
+            return out.error(bad_type);
+        };
+        let off_arg = a.get(i + 2);
+        let offset = match off_arg.strip_prefix(b"#") {
+            Some(n) => parse_i64(n).and_then(|n| n.checked_mul(t.bits as i64)),
+            None => parse_i64(off_arg),
+        };
+        let Some(offset) = offset.filter(|o| (0..=BIT_OFFSET_MAX).contains(o)) else {
+            return out.error("ERR bit offset is not an integer or out of range");
+        };
+        let op = match sub.as_slice() {
+            b"get" => FieldOp::Get,
+            _ => {
+                let Some(n) = parse_i64(a.get(i + 3)) else {
+                    return out.error(err::NOT_INT);
+                };
+                if sub == b"set" {
+                    FieldOp::Set(n)
+                } else {
+                    FieldOp::IncrBy(n)
+                }
+            }
+        };
+        ops.push((op, t, offset as u64, policy));
+        i += arity;
+    }
+    let key = a.get(1);
+    let Ok(cur) = bytes_of(db, key, c.now_ms, out) else {
+        return;
+    };
+    let mut v = cur.map(<[u8]>::to_vec).unwrap_or_default();
+    let mut wrote = false;
+    out.array(ops.len());
+    for (op, t, offset, policy) in ops {
+        let old = read_field(&v, offset, t);
+        match op {
+            FieldOp::Get => out.int(old as i64),
+            FieldOp::Set(n) => match fit(t, n as i128, policy) {
+                Some(new) => {
+                    write_field(&mut v, offset, t, new);
+                    wrote = true;
+                    out.int(old as i64)
+                }
+                None => out.null(),
+            },
+            FieldOp::IncrBy(n) => match fit(t, old + n as i128, policy) {
+                Some(new) => {
+                    write_field(&mut v, offset, t, new);
+                    wrote = true;
+                    out.int(new as i64)
+                }
+                None => out.null(),
+            },
+        }
+    }
+    if wrote {
+        db.set(key, Value::Str(SmallBytes::from_vec(v)), None, true);
+    }
+}
+
+pub fn bitfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    bitfield_generic(db, a, c, out, false)
+}
+
+pub fn bitfield_ro(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    bitfield_generic(db, a, c, out, true)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::command::testing::*;
@@ -291,6 +495,57 @@ mod tests {
             h.run("BITPOS q 2"),
             error("ERR The bit argument must be 1 or 0.")
         );
+    }
+
+    #[test]
+    fn bitfield_types_offsets_and_overflow() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.run("BITFIELD b SET i8 0 -5 GET i8 0 GET u8 0"),
+            "*3\r\n:0\r\n:-5\r\n:251\r\n"
+        );
+        // Bits 2-3 of 0xFB are 0b11: +3 wraps to 2, then +1 gives 3.
+        assert_eq!(
+            h.run("BITFIELD b INCRBY u2 #1 3 INCRBY u2 #1 1"),
+            "*2\r\n:2\r\n:3\r\n"
+        );
+        assert_eq!(
+            h.run("BITFIELD b OVERFLOW SAT INCRBY i8 0 -200"),
+            "*1\r\n:-128\r\n"
+        );
+        assert_eq!(
+            h.run("BITFIELD b OVERFLOW FAIL INCRBY i8 0 -1"),
+            "*1\r\n$-1\r\n"
+        );
+        assert_eq!(
+            h.run("BITFIELD b GET i8 0"),
+            "*1\r\n:-128\r\n",
+            "FAIL left the field alone"
+        );
+        assert_eq!(
+            h.run("BITFIELD b SET i64 64 -1 GET u63 65"),
+            "*2\r\n:0\r\n:9223372036854775807\r\n"
+        );
+        assert_eq!(
+            h.run("BITFIELD b GET u64 0"),
+            error(
+                "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is."
+            )
+        );
+        assert_eq!(
+            h.run("BITFIELD b GET i8 -1"),
+            error("ERR bit offset is not an integer or out of range")
+        );
+        assert_eq!(
+            h.run("BITFIELD b OVERFLOW NOPE GET i8 0"),
+            error("ERR Invalid OVERFLOW type specified")
+        );
+        assert_eq!(
+            h.run("BITFIELD_RO b SET i8 0 1"),
+            error("ERR BITFIELD_RO only supports the GET subcommand")
+        );
+        assert_eq!(h.run("BITFIELD_RO nokey GET u4 0"), "*1\r\n:0\r\n");
+        assert_eq!(h.run("EXISTS nokey"), int(0));
     }
 
     #[test]

@@ -332,6 +332,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("getbit", 3, READONLY | FAST, KEY1, Keys(Single), Some(bitmaps::getbit), "bitmap", "Returns a bit value by offset."),
     cmd("bitcount", -2, READONLY, KEY1, Keys(Single), Some(bitmaps::bitcount), "bitmap", "Counts the number of set bits (population counting) in a string."),
     cmd("bitpos", -3, READONLY, KEY1, Keys(Single), Some(bitmaps::bitpos), "bitmap", "Finds the first set (1) or clear (0) bit in a string."),
+    cmd("bitfield", -2, WRITE | DENYOOM, KEY1, Keys(Single), Some(bitmaps::bitfield), "bitmap", "Performs arbitrary bitfield integer operations on strings."),
+    cmd("bitfield_ro", -2, READONLY | FAST, KEY1, Keys(Single), Some(bitmaps::bitfield_ro), "bitmap", "Performs arbitrary read-only bitfield integer operations on strings."),
     cmd("bitop", -4, WRITE | DENYOOM, (2, -1, 1), Keys(Single), Some(bitmaps::bitop), "bitmap", "Performs bitwise operations on multiple strings, and stores the result."),
     // HyperLogLog
     cmd("pfadd", -2, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(hyperloglog::pfadd), "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist."),
