@@ -212,6 +212,10 @@ pub struct Db {
     pub stats: DbStats,
     /// Where the next active-expiry pass starts: a vShard index and a bucket of its `expires`.
     expire_cursor: (u32, usize),
+    /// Blocked clients by the key they wait on, in arrival order (ids are the driver's).
+    pub waiting: Dict<std::collections::VecDeque<u64>>,
+    /// Keys with waiters that were written since the driver last looked: it serves their waiters.
+    pub ready: Vec<Vec<u8>>,
 }
 
 impl Db {
@@ -227,6 +231,8 @@ impl Db {
             watches: Watches::default(),
             stats: DbStats::default(),
             expire_cursor: (0, 0),
+            waiting: Dict::default(),
+            ready: Vec::new(),
         }
     }
 
@@ -344,7 +350,20 @@ impl Db {
         let slot = key_slot(key);
         self.expire_if_due(slot, key, now_ms);
         self.watches.touch(key);
+        self.mark_ready(key);
         self.table_mut(slot).keys.get_or_insert_with(key, make).0
+    }
+
+    /// Notes that `key` was written, if a blocked client waits on it (one `is_empty` check when
+    /// nobody is blocked).
+    #[inline]
+    fn mark_ready(&mut self, key: &[u8]) {
+        if !self.waiting.is_empty()
+            && self.waiting.contains(key)
+            && !self.ready.iter().any(|k| k == key)
+        {
+            self.ready.push(key.to_vec());
+        }
     }
 
     /// Tells WATCHers that `key` changed.
@@ -358,6 +377,7 @@ impl Db {
     pub fn set(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>, keep_ttl: bool) {
         let slot = key_slot(key);
         self.watches.touch(key);
+        self.mark_ready(key);
         let t = self.table_mut(slot);
         t.keys.insert(key, value);
         match expire_at_ms {

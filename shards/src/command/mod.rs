@@ -7,6 +7,7 @@
 //! `Ctx`, so the same call gives the same result on every replica.
 
 mod bitmaps;
+pub mod blocking;
 mod connection;
 pub mod hashes;
 mod hyperloglog;
@@ -127,9 +128,14 @@ pub mod flags {
     pub const RANDOM: u32 = 1 << 11;
     /// Movable keys: `args[1]` is a key count and the keys follow it (LMPOP, SINTERCARD, ...).
     pub const NUMKEYS: u32 = 1 << 12;
-    /// Movable keys after a destination: `args[1]` is a destination key, `args[2]` a key count,
-    /// and the keys follow (ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE).
-    pub const DEST_NUMKEYS: u32 = 1 << 13;
+    /// Movable keys counted at `args[2]` (BLMPOP, BZMPOP, and with `DEST` the STORE forms).
+    pub const NUMKEYS2: u32 = 1 << 13;
+    /// `args[1]` is a destination key before movable keys (ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE).
+    pub const DEST: u32 = 1 << 15;
+    /// Destination plus keys counted at `args[2]`.
+    pub const DEST_NUMKEYS: u32 = DEST | NUMKEYS2;
+    /// May block the client until a key is written (BLPOP, ...): the driver parks it.
+    pub const BLOCKING: u32 = 1 << 14;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -142,7 +148,8 @@ pub mod flags {
         (NO_AUTH, "no_auth"),
         (FAST, "fast"),
         (RANDOM, "random"),
-        (NUMKEYS | DEST_NUMKEYS, "movablekeys"),
+        (NUMKEYS | NUMKEYS2, "movablekeys"),
+        (BLOCKING, "blocking"),
     ];
 }
 
@@ -197,9 +204,10 @@ impl CommandSpec {
                 rest: movable(1),
             };
         }
-        if self.flags & flags::DEST_NUMKEYS != 0 {
+        if self.flags & flags::NUMKEYS2 != 0 {
+            let dest = (self.flags & flags::DEST != 0 && args.len() > 1).then_some(1);
             return KeyIndexes {
-                dest: (args.len() > 1).then_some(1),
+                dest,
                 rest: movable(2),
             };
         }
@@ -374,6 +382,11 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("lmove", 5, WRITE | DENYOOM, KEY12, Keys(Single), Some(lists::lmove), "list", "Returns an element after popping it from one list and pushing it to another."),
     cmd("rpoplpush", 3, WRITE | DENYOOM, KEY12, Keys(Single), Some(lists::rpoplpush), "list", "Returns the last element of a list after removing and pushing it to another list."),
     cmd("lmpop", -4, WRITE | NUMKEYS, NOKEY, Keys(Single), Some(lists::lmpop), "list", "Returns multiple elements from a list after removing them."),
+    cmd("blpop", -3, WRITE | BLOCKING, (1, -2, 1), Keys(Single), Some(blocking::blpop), "list", "Removes and returns the first element in a list. Blocks until an element is available otherwise."),
+    cmd("brpop", -3, WRITE | BLOCKING, (1, -2, 1), Keys(Single), Some(blocking::brpop), "list", "Removes and returns the last element in a list. Blocks until an element is available otherwise."),
+    cmd("brpoplpush", 4, WRITE | DENYOOM | BLOCKING, KEY12, Keys(Single), Some(blocking::brpoplpush), "list", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise."),
+    cmd("blmove", 6, WRITE | DENYOOM | BLOCKING, KEY12, Keys(Single), Some(blocking::blmove), "list", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise."),
+    cmd("blmpop", -5, WRITE | BLOCKING | NUMKEYS2, NOKEY, Keys(Single), Some(blocking::blmpop), "list", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise."),
     // sets
     cmd("sadd", -3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(sets::sadd), "set", "Adds one or more members to a set. Creates the key if it doesn't exist."),
     cmd("srem", -3, WRITE | FAST, KEY1, Keys(Single), Some(sets::srem), "set", "Removes one or more members from a set. Deletes the set if the last member was removed."),
@@ -415,6 +428,9 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("zremrangebyscore", 4, WRITE, KEY1, Keys(Single), Some(zsets::zremrangebyscore), "sortedset", "Removes members in a sorted set within a range of scores."),
     cmd("zremrangebylex", 4, WRITE, KEY1, Keys(Single), Some(zsets::zremrangebylex), "sortedset", "Removes members in a sorted set within a lexicographical range."),
     cmd("zrandmember", -2, READONLY | RANDOM, KEY1, Keys(Single), Some(zsets::zrandmember), "sortedset", "Returns one or more random members from a sorted set."),
+    cmd("bzpopmin", -3, WRITE | FAST | BLOCKING, (1, -2, 1), Keys(Single), Some(blocking::bzpopmin), "sortedset", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise."),
+    cmd("bzpopmax", -3, WRITE | FAST | BLOCKING, (1, -2, 1), Keys(Single), Some(blocking::bzpopmax), "sortedset", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise."),
+    cmd("bzmpop", -5, WRITE | BLOCKING | NUMKEYS2, NOKEY, Keys(Single), Some(blocking::bzmpop), "sortedset", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise."),
     cmd("zunion", -3, READONLY | NUMKEYS, NOKEY, Keys(Single), Some(zsets::zunion), "sortedset", "Returns the union of multiple sorted sets."),
     cmd("zinter", -3, READONLY | NUMKEYS, NOKEY, Keys(Single), Some(zsets::zinter), "sortedset", "Returns the intersect of multiple sorted sets."),
     cmd("zdiff", -3, READONLY | NUMKEYS, NOKEY, Keys(Single), Some(zsets::zdiff), "sortedset", "Returns the difference between multiple sorted sets."),

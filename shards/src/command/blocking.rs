@@ -1,0 +1,277 @@
+//! The pure half of the blocking commands: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX
+//! BZMPOP. [`parse`] finds the keys a command waits on and its timeout; [`try_serve`] runs it once
+//! without blocking and says whether it was served. The handlers in the table are that single try
+//! with a nil answer, which is what these commands do inside MULTI. Waiting (parking the request,
+//! waking it when a key is written, timeouts) is the driver's; see ARCHITECTURE.md.
+
+use super::{Args, Ctx, Span, execute, modify};
+use crate::db::Db;
+use crate::reply::Out;
+
+/// What a blocking command waits on.
+pub struct Wait {
+    /// Indexes of the keys it waits on, in order.
+    pub keys: Vec<usize>,
+    /// `None`: wait forever (timeout 0).
+    pub timeout_ms: Option<u64>,
+}
+
+fn timeout(s: &[u8]) -> Result<Option<u64>, &'static str> {
+    let Some(t) = crate::num::parse_f64(s).filter(|t| t.is_finite()) else {
+        return Err("ERR timeout is not a float or out of range");
+    };
+    if t < 0.0 {
+        return Err("ERR timeout is negative");
+    }
+    if t > 1e12 {
+        return Err("ERR timeout is out of range");
+    }
+    let ms = (t * 1000.0).round() as u64;
+    Ok(if ms == 0 && t == 0.0 {
+        None
+    } else {
+        Some(ms.max(1))
+    })
+}
+
+/// The keys and timeout of blocking command `name` (lower case) with `args`.
+pub fn parse(name: &str, a: &Args) -> Result<Wait, &'static str> {
+    let n = a.len();
+    let numkeys = |at: usize| -> Result<Vec<usize>, &'static str> {
+        let k = crate::num::parse_i64(a.get(at))
+            .filter(|k| *k > 0)
+            .ok_or("ERR numkeys should be greater than 0")? as usize;
+        if at + 1 + k > n {
+            return Err("ERR syntax error");
+        }
+        Ok((at + 1..at + 1 + k).collect())
+    };
+    match name {
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => Ok(Wait {
+            keys: (1..n - 1).collect(),
+            timeout_ms: timeout(a.get(n - 1))?,
+        }),
+        "brpoplpush" => Ok(Wait {
+            keys: vec![1],
+            timeout_ms: timeout(a.get(3))?,
+        }),
+        "blmove" => Ok(Wait {
+            keys: vec![1],
+            timeout_ms: timeout(a.get(5))?,
+        }),
+        "blmpop" | "bzmpop" => Ok(Wait {
+            keys: numkeys(2)?,
+            timeout_ms: timeout(a.get(1))?,
+        }),
+        _ => Err("ERR not a blocking command"),
+    }
+}
+
+/// Runs `words` as a command into `out`.
+fn run_words(db: &mut Db, words: &[&[u8]], c: &mut Ctx, out: &mut Out) {
+    let mut buf = Vec::new();
+    let mut spans: Vec<Span> = Vec::with_capacity(words.len());
+    for w in words {
+        let s = buf.len() as u32;
+        buf.extend_from_slice(w);
+        spans.push((s, buf.len() as u32));
+    }
+    execute(db, Args::new(&buf, &spans), c, out)
+}
+
+fn is_nil(reply: &[u8]) -> bool {
+    matches!(reply, b"*-1\r\n" | b"$-1\r\n" | b"_\r\n" | b"*0\r\n")
+}
+
+/// Tries blocking command `name` once. Writes its reply and returns true when it was served
+/// (an error counts as served); writes nothing and returns false when it would block.
+pub fn try_serve(name: &str, db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) -> bool {
+    let wait = match parse(name, &a) {
+        Ok(w) => w,
+        Err(e) => {
+            out.error(e);
+            return true;
+        }
+    };
+    let mut tmp = Out::new(out.proto);
+    match name {
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => {
+            let pop: &[u8] = match name {
+                "blpop" => b"LPOP",
+                "brpop" => b"RPOP",
+                "bzpopmin" => b"ZPOPMIN",
+                _ => b"ZPOPMAX",
+            };
+            for &k in &wait.keys {
+                tmp.buf.clear();
+                run_words(db, &[pop, a.get(k)], c, &mut tmp);
+                if tmp.buf.first() == Some(&b'-') {
+                    out.raw(&tmp.buf);
+                    return true;
+                }
+                if is_nil(&tmp.buf) {
+                    continue;
+                }
+                if name.starts_with("bz") {
+                    // ZPOPMIN's reply is [member, score]: answer [key, member, score].
+                    let body = &tmp.buf[tmp
+                        .buf
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(0, |p| p + 1)..];
+                    out.array(3);
+                    out.bulk(a.get(k));
+                    out.raw(body);
+                } else {
+                    out.array(2);
+                    out.bulk(a.get(k));
+                    out.raw(&tmp.buf);
+                }
+                return true;
+            }
+            false
+        }
+        "brpoplpush" | "blmove" => {
+            // Nothing to move (and no type error to report) unless the source holds a list.
+            if matches!(
+                modify::<super::lists::List>(db, a.get(1), c.now_ms, &mut tmp),
+                Ok(None)
+            ) {
+                return false;
+            }
+            tmp.buf.clear();
+            let words: Vec<&[u8]> = if name == "brpoplpush" {
+                vec![b"RPOPLPUSH", a.get(1), a.get(2)]
+            } else {
+                vec![b"LMOVE", a.get(1), a.get(2), a.get(3), a.get(4)]
+            };
+            run_words(db, &words, c, &mut tmp);
+            out.raw(&tmp.buf);
+            true
+        }
+        _ => {
+            // BLMPOP/BZMPOP timeout numkeys ... => LMPOP/ZMPOP numkeys ...
+            let mut words: Vec<&[u8]> = vec![if name == "blmpop" { b"LMPOP" } else { b"ZMPOP" }];
+            words.extend((2..a.len()).map(|i| a.get(i)));
+            run_words(db, &words, c, &mut tmp);
+            if is_nil(&tmp.buf) {
+                return false;
+            }
+            out.raw(&tmp.buf);
+            true
+        }
+    }
+}
+
+/// What a blocking command answers when its timeout passes (or inside MULTI with nothing to pop).
+pub fn timeout_reply(name: &str, out: &mut Out) {
+    match name {
+        "brpoplpush" | "blmove" => out.null(),
+        _ => out.null_array(),
+    }
+}
+
+fn once(name: &str, db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if !try_serve(name, db, a, c, out) {
+        timeout_reply(name, out)
+    }
+}
+
+pub fn blpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    once("blpop", db, a, c, out)
+}
+
+pub fn brpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    once("brpop", db, a, c, out)
+}
+
+pub fn brpoplpush(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    once("brpoplpush", db, a, c, out)
+}
+
+pub fn blmove(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    once("blmove", db, a, c, out)
+}
+
+pub fn blmpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    once("blmpop", db, a, c, out)
+}
+
+pub fn bzpopmin(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    once("bzpopmin", db, a, c, out)
+}
+
+pub fn bzpopmax(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    once("bzpopmax", db, a, c, out)
+}
+
+pub fn bzmpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    once("bzmpop", db, a, c, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::testing::*;
+
+    #[test]
+    fn one_try_serves_or_answers_nil() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("BLPOP {q}a {q}b 0"), "*-1\r\n");
+        h.run("RPUSH {q}b x y");
+        assert_eq!(
+            h.run("BLPOP {q}a {q}b 0"),
+            format!("*2\r\n{}{}", bulk("{q}b"), bulk("x"))
+        );
+        assert_eq!(
+            h.run("BRPOP {q}b 1.5"),
+            format!("*2\r\n{}{}", bulk("{q}b"), bulk("y"))
+        );
+        assert_eq!(h.run("BLPOP {q}b -1"), error("ERR timeout is negative"));
+        assert_eq!(
+            h.run("BLPOP {q}b abc"),
+            error("ERR timeout is not a float or out of range")
+        );
+        h.run("RPUSH {q}c 1 2");
+        assert_eq!(h.run("BLMOVE {q}c {q}d LEFT RIGHT 0"), bulk("1"));
+        assert_eq!(h.run("BRPOPLPUSH {q}c {q}d 0"), bulk("2"));
+        assert_eq!(h.run("BRPOPLPUSH {q}c {q}d 0"), NIL);
+        assert_eq!(
+            h.run("BLMPOP 0 2 {q}none {q}d RIGHT COUNT 5"),
+            format!("*2\r\n{}*2\r\n{}{}", bulk("{q}d"), bulk("1"), bulk("2"))
+        );
+        h.run("ZADD {q}z 1 a 2 b");
+        assert_eq!(
+            h.run("BZPOPMAX {q}none {q}z 0"),
+            format!("*3\r\n{}{}{}", bulk("{q}z"), bulk("b"), bulk("2"))
+        );
+        assert_eq!(
+            h.run("BZMPOP 0 1 {q}z MIN"),
+            format!(
+                "*2\r\n{}*1\r\n*2\r\n{}{}",
+                bulk("{q}z"),
+                bulk("a"),
+                bulk("1")
+            )
+        );
+        assert_eq!(h.run("BZPOPMIN {q}z 0"), "*-1\r\n");
+        h.run("SET {q}s v");
+        assert_eq!(
+            h.run("BLPOP {q}s 0"),
+            error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        );
+    }
+
+    #[test]
+    fn writes_to_a_waited_key_mark_it_ready() {
+        let mut h = Harness::new();
+        h.run("RPUSH other x");
+        assert!(h.db.ready.is_empty());
+        h.db.waiting
+            .insert(b"q", std::collections::VecDeque::from([7]));
+        h.run("RPUSH other y");
+        assert!(h.db.ready.is_empty());
+        h.run("RPUSH q a");
+        h.run("RPUSH q b");
+        assert_eq!(h.db.ready, vec![b"q".to_vec()]);
+    }
+}
