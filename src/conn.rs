@@ -7,21 +7,22 @@
 //!    thread are appended to one job per thread and leave a [`Hole`] at their place in the output;
 //! 3. send the jobs, wait for their replies, fill the holes, write everything with one syscall.
 
-use crate::hop::{Done, Job, Op};
+use crate::hop::{Done, Job, Op, Token};
 use crate::shard::{ClientInfo, Shard, send_job, wait};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use shardline_shards::command::{Args, CommandSpec, Merge, Scope, Span, err, flags, lookup};
+use shardline_shards::command::{self, Args, CommandSpec, Merge, Scope, Span, err, flags, lookup};
 use shardline_shards::db::Prefetched;
 use shardline_shards::reply::{Out, Proto};
 use shardline_shards::route::{Plan, plan};
 use shardline_transport::resp::{self, Limits};
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Replies buffered in one batch before the connection stops parsing and writes.
 const BATCH_OUT_BYTES: usize = 64 * 1024;
@@ -102,6 +103,24 @@ pub struct Conn {
     now_us: u64,
     ahead: Vec<Ahead>,
     ahead_spans: Vec<Span>,
+    /// Set when this batch ends with a blocking command: the thread that parks it and how long
+    /// the client waits (`None`: forever).
+    blocked: Option<(usize, Option<Duration>)>,
+}
+
+async fn sleep_for(d: Option<Duration>) {
+    match d {
+        Some(d) => monoio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn readable_if(stream: &TcpStream, on: bool) {
+    if on {
+        let _ = stream.readable(false).await;
+    } else {
+        std::future::pending::<()>().await
+    }
 }
 
 /// Answers a connection we will not serve, then closes it.
@@ -152,6 +171,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         now_us: 0,
         ahead: Vec::with_capacity(LOOKAHEAD),
         ahead_spans: Vec::with_capacity(LOOKAHEAD * 3),
+        blocked: None,
     };
     if let Err(e) = conn.run(stream).await {
         tracing::debug!(client = id, error = %e, "connection ended with an error");
@@ -292,7 +312,10 @@ impl Conn {
                         if !spans.is_empty() {
                             self.dispatch(None, Args::new(scratch, spans));
                         }
-                        if self.out.buf.len() >= BATCH_OUT_BYTES || self.closing {
+                        if self.out.buf.len() >= BATCH_OUT_BYTES
+                            || self.closing
+                            || self.blocked.is_some()
+                        {
                             break 'outer (pos, !self.closing);
                         }
                         p = pos;
@@ -329,7 +352,7 @@ impl Conn {
                     self.dispatch(Some(a.spec), args);
                 }
                 pos = a.end;
-                if self.out.buf.len() >= BATCH_OUT_BYTES || self.closing {
+                if self.out.buf.len() >= BATCH_OUT_BYTES || self.closing || self.blocked.is_some() {
                     break 'outer (pos, !self.closing);
                 }
             }
@@ -366,6 +389,9 @@ impl Conn {
 
     /// Runs a data command where its plan says.
     fn data_command(&mut self, spec: &'static CommandSpec, args: Args) {
+        if spec.flags & flags::BLOCKING != 0 {
+            return self.blocking_command(spec, args);
+        }
         let here = self.shard.id;
         let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
         match plan(spec, args, layout, threads, here) {
@@ -416,6 +442,88 @@ impl Conn {
                 self.hole(refs, Finish::Merge(merge, order));
             }
         }
+    }
+
+    /// A blocking command: sent, as the batch's last op, to the thread that owns its keys (this
+    /// one included, through its own mailbox), which answers it or parks it; parsing stops here.
+    fn blocking_command(&mut self, spec: &'static CommandSpec, args: Args) {
+        let timeout = match command::blocking::parse(spec.name, &args) {
+            Ok(w) => w.timeout_ms.map(Duration::from_millis),
+            Err(e) => return self.out.error(e),
+        };
+        let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
+        let t = match plan(spec, args, layout, threads, self.shard.id) {
+            Plan::On(t) => t,
+            Plan::Refuse(msg) => return self.out.error(msg),
+            _ => return self.out.error(err::CROSSSLOT),
+        };
+        let first = self.copy_args(t, args.buf(), args.spans());
+        let op = self.push_op(
+            t,
+            Op::Block {
+                first,
+                len: args.len() as u32,
+            },
+        );
+        self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
+        self.blocked = Some((t, timeout));
+    }
+
+    /// Waits for the reply to a parked blocking command: until it is served, its timeout passes
+    /// (then the owner is told to give up, and whichever reply it sent is taken: nothing popped is
+    /// ever dropped), or the client hangs up.
+    async fn wait_blocked(
+        &mut self,
+        stream: &TcpStream,
+        t: usize,
+        token: Token,
+        timeout: Option<Duration>,
+    ) -> Done {
+        enum Event {
+            Done(Done),
+            Timeout,
+            Readable,
+        }
+        let deadline = timeout.map(|d| Instant::now() + d);
+        let mut watch_socket = true;
+        loop {
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let event = monoio::select! {
+                d = wait(&self.shard, token) => Event::Done(d),
+                _ = sleep_for(remaining) => Event::Timeout,
+                _ = readable_if(stream, watch_socket) => Event::Readable,
+            };
+            match event {
+                Event::Done(d) => return d,
+                Event::Timeout => return self.cancel_block(t, token).await,
+                Event::Readable => {
+                    if shardline_transport::net::peer_closed(stream.as_raw_fd()) {
+                        self.closing = true;
+                        return self.cancel_block(t, token).await;
+                    }
+                    // The client pipelined more commands: they wait their turn.
+                    watch_socket = false;
+                }
+            }
+        }
+    }
+
+    async fn cancel_block(&mut self, t: usize, token: Token) -> Done {
+        let origin = self.shard.id;
+        let job = Job {
+            origin,
+            token: self.shard.pending.borrow_mut().alloc(),
+            proto: self.proto,
+            buf: Vec::new(),
+            spans: Vec::new(),
+            ops: vec![Op::Unblock { origin, token }],
+        };
+        let ack = job.token;
+        send_job(&self.shard, t, job).await;
+        wait(&self.shard, ack).await;
+        // The owner has either finished the parked reply with the timeout answer or served it
+        // before; either way it is (or is about to be) delivered on `token`.
+        wait(&self.shard, token).await
     }
 
     /// One part of a spread command: run now if local, else queued for its thread.
@@ -508,7 +616,14 @@ impl Conn {
             }
         }
         for (t, token) in tokens {
-            dones[t] = Some(wait(&self.shard, token).await);
+            let done = match self.blocked {
+                Some((bt, timeout)) if bt == t => {
+                    self.blocked = None;
+                    self.wait_blocked(stream, t, token, timeout).await
+                }
+                _ => wait(&self.shard, token).await,
+            };
+            dones[t] = Some(done);
         }
         let mut buf = std::mem::take(&mut self.out.buf);
         if !self.holes.is_empty() {

@@ -41,6 +41,12 @@ pub enum Op {
     Stats,
     /// This thread's clients for CLIENT LIST: one bulk string.
     Clients,
+    /// A blocking command (always a job's last op). If it cannot be served now, the owner parks
+    /// the job's reply until a write serves it or an `Unblock` ends the wait.
+    Block { first: u32, len: u32 },
+    /// Ends the wait of the blocked request `(origin, token)`: its parked reply is finished with
+    /// the timeout answer, unless it was served already. Replies `+OK`.
+    Unblock { origin: usize, token: Token },
 }
 
 /// A batch of ops from one connection to one thread, with their arguments in one buffer.

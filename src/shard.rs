@@ -99,6 +99,19 @@ impl Clock {
     }
 }
 
+/// A request parked by a blocking command, waiting for a write to one of its keys.
+struct Waiter {
+    origin: usize,
+    token: hop::Token,
+    proto: Proto,
+    /// The blocking command's arguments.
+    buf: Vec<u8>,
+    spans: Vec<command::Span>,
+    keys: Vec<Vec<u8>>,
+    /// The replies of the job's earlier ops; the blocking command's reply is appended.
+    partial: Done,
+}
+
 pub struct Shard {
     pub id: usize,
     pub clock: Clock,
@@ -108,6 +121,10 @@ pub struct Shard {
     pub rng: RefCell<Rng>,
     pub local: RefCell<LocalStats>,
     pub clients: RefCell<Vec<Rc<RefCell<ClientInfo>>>>,
+    /// Parked blocking requests by id, and ids by `(origin, token)`.
+    waiters: RefCell<std::collections::HashMap<u64, Waiter>>,
+    waiter_ids: RefCell<std::collections::HashMap<(usize, hop::Token), u64>>,
+    next_waiter: Cell<u64>,
     /// Set when the node shuts down; the accept loop waits on it.
     stopping: Cell<bool>,
     stop_waker: RefCell<Option<Waker>>,
@@ -139,26 +156,208 @@ impl Shard {
             rng: RefCell::new(Rng::new(seed)),
             local: RefCell::new(LocalStats::default()),
             clients: RefCell::new(Vec::new()),
+            waiters: RefCell::new(std::collections::HashMap::new()),
+            waiter_ids: RefCell::new(std::collections::HashMap::new()),
+            next_waiter: Cell::new(1),
             stopping: Cell::new(false),
             stop_waker: RefCell::new(None),
         }
     }
 
-    /// Runs one job from another thread and returns its replies.
-    fn run_job(&self, job: Job) -> Done {
+    /// Runs one job and returns its replies, or `None` when its last op is a blocking command that
+    /// was parked (its reply is sent when the wait ends).
+    fn run_job(&self, job: Job) -> Option<Done> {
         let mut out = Out::new(job.proto);
         let mut ends = Vec::with_capacity(job.ops.len());
         let now_us = unix_now_us();
+        self.local.borrow_mut().jobs_run += 1;
         for op in &job.ops {
-            self.run_op(op, &job.buf, &job.spans, now_us, &mut out);
+            if let Op::Block { first, len } = op {
+                let spans = &job.spans[*first as usize..(*first + *len) as usize];
+                if !self.try_block(&job.buf, spans, now_us, &mut out) {
+                    let partial = Done {
+                        token: job.token,
+                        bytes: out.buf,
+                        ends,
+                    };
+                    self.park(job.origin, job.token, job.proto, &job.buf, spans, partial);
+                    return None;
+                }
+            } else {
+                self.run_op(op, &job.buf, &job.spans, now_us, &mut out);
+            }
             ends.push(out.buf.len() as u32);
         }
-        self.local.borrow_mut().jobs_run += 1;
-        Done {
+        self.serve_ready();
+        Some(Done {
             token: job.token,
             bytes: out.buf,
             ends,
+        })
+    }
+
+    /// Tries a blocking command once; true if it was answered.
+    fn try_block(&self, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) -> bool {
+        let args = Args::new(buf, spans);
+        let name = command::lookup(args.get(0)).map_or("", |s| s.name);
+        let served = {
+            let mut db = self.db.borrow_mut();
+            let mut rng = self.rng.borrow_mut();
+            let mut ctx = Ctx {
+                now_ms: now_us / 1000,
+                now_us,
+                rng: &mut rng,
+            };
+            command::blocking::try_serve(name, &mut db, args, &mut ctx, out)
+        };
+        if served {
+            self.serve_ready();
         }
+        served
+    }
+
+    /// Parks a blocking request on its keys.
+    fn park(
+        &self,
+        origin: usize,
+        token: hop::Token,
+        proto: Proto,
+        buf: &[u8],
+        spans: &[command::Span],
+        partial: Done,
+    ) {
+        let args = Args::new(buf, spans);
+        let name = command::lookup(args.get(0)).map_or("", |s| s.name);
+        let keys: Vec<Vec<u8>> = match command::blocking::parse(name, &args) {
+            Ok(w) => w.keys.iter().map(|&i| args.get(i).to_vec()).collect(),
+            Err(_) => Vec::new(), // unreachable: try_serve answered parse errors
+        };
+        let id = self.next_waiter.get();
+        self.next_waiter.set(id + 1);
+        {
+            let mut db = self.db.borrow_mut();
+            for k in &keys {
+                db.waiting
+                    .get_or_insert_with(k, std::collections::VecDeque::new)
+                    .0
+                    .push_back(id);
+            }
+        }
+        let mut own = Vec::new();
+        let mut own_spans = Vec::with_capacity(spans.len());
+        for &(s, e) in spans {
+            let start = own.len() as u32;
+            own.extend_from_slice(&buf[s as usize..e as usize]);
+            own_spans.push((start, own.len() as u32));
+        }
+        self.waiter_ids.borrow_mut().insert((origin, token), id);
+        self.waiters.borrow_mut().insert(
+            id,
+            Waiter {
+                origin,
+                token,
+                proto,
+                buf: own,
+                spans: own_spans,
+                keys,
+                partial,
+            },
+        );
+    }
+
+    /// Removes waiter `id` from every key it waits on and from the tables; returns it.
+    fn unpark(&self, id: u64) -> Option<Waiter> {
+        let w = self.waiters.borrow_mut().remove(&id)?;
+        self.waiter_ids.borrow_mut().remove(&(w.origin, w.token));
+        let mut db = self.db.borrow_mut();
+        for k in &w.keys {
+            let empty = match db.waiting.get_mut(k) {
+                Some(q) => {
+                    q.retain(|&x| x != id);
+                    q.is_empty()
+                }
+                None => false,
+            };
+            if empty {
+                db.waiting.remove(k);
+            }
+        }
+        Some(w)
+    }
+
+    /// Sends a finished reply to the connection waiting for it.
+    fn deliver(&self, origin: usize, done: Done) {
+        if origin == self.id {
+            self.pending.borrow_mut().complete(done);
+        } else {
+            self.node.mailboxes[origin].push_done(done);
+        }
+    }
+
+    /// Serves parked requests whose keys were written, oldest first, until none can be served.
+    pub fn serve_ready(&self) {
+        loop {
+            let key = {
+                let mut db = self.db.borrow_mut();
+                match db.ready.pop() {
+                    Some(k) => k,
+                    None => return,
+                }
+            };
+            loop {
+                let front = self
+                    .db
+                    .borrow()
+                    .waiting
+                    .get(&key)
+                    .and_then(|q| q.front().copied());
+                let Some(id) = front else { break };
+                let (proto, buf, spans) = {
+                    let ws = self.waiters.borrow();
+                    let w = &ws[&id];
+                    (w.proto, w.buf.clone(), w.spans.clone())
+                };
+                let mut out = Out::new(proto);
+                let served = {
+                    let args = Args::new(&buf, &spans);
+                    let name = command::lookup(args.get(0)).map_or("", |s| s.name);
+                    let mut db = self.db.borrow_mut();
+                    let mut rng = self.rng.borrow_mut();
+                    let now_us = unix_now_us();
+                    let mut ctx = Ctx {
+                        now_ms: now_us / 1000,
+                        now_us,
+                        rng: &mut rng,
+                    };
+                    command::blocking::try_serve(name, &mut db, args, &mut ctx, &mut out)
+                };
+                if !served {
+                    break;
+                }
+                let w = self.unpark(id).expect("waiter is parked");
+                let mut done = w.partial;
+                done.bytes.extend_from_slice(&out.buf);
+                done.ends.push(done.bytes.len() as u32);
+                self.deliver(w.origin, done);
+            }
+        }
+    }
+
+    /// Ends the wait of `(origin, token)`: finishes its reply with the timeout answer, unless it
+    /// was served already (then its reply is on its way).
+    fn unblock(&self, origin: usize, token: hop::Token) {
+        let id = self.waiter_ids.borrow().get(&(origin, token)).copied();
+        let Some(w) = id.and_then(|id| self.unpark(id)) else {
+            return;
+        };
+        let args = Args::new(&w.buf, &w.spans);
+        let name = command::lookup(args.get(0)).map_or("", |s| s.name);
+        let mut out = Out::new(w.proto);
+        command::blocking::timeout_reply(name, &mut out);
+        let mut done = w.partial;
+        done.bytes.extend_from_slice(&out.buf);
+        done.ends.push(done.bytes.len() as u32);
+        self.deliver(w.origin, done);
     }
 
     /// Runs one op against this thread's keyspace. Used for local and remote ops alike.
@@ -211,6 +410,19 @@ impl Shard {
                 }
                 out.bulk(text.as_bytes());
             }
+            // Only `run_job` runs blocking ops; the connection never runs them locally.
+            Op::Block { .. } => out.error("ERR internal: blocking op outside a job"),
+            Op::Unblock { origin, token } => {
+                drop(db);
+                drop(rng);
+                self.unblock(*origin, *token);
+                return out.ok();
+            }
+        }
+        drop(db);
+        drop(rng);
+        if !self.db.borrow().ready.is_empty() {
+            self.serve_ready();
         }
     }
 
@@ -274,8 +486,9 @@ async fn inbox(shard: Rc<Shard>) {
                 idle = false;
                 let origin = job.origin;
                 let token = job.token;
-                let done = shard.run_job(job);
-                if token != NO_REPLY {
+                if let Some(done) = shard.run_job(job)
+                    && token != NO_REPLY
+                {
                     shard.node.mailboxes[origin].push_done(done);
                 }
             }

@@ -39,3 +39,26 @@ impl FileLock {
         Ok(FileLock { _file: file })
     }
 }
+
+/// Whether the peer of a readable socket has closed it: a non-blocking one-byte `MSG_PEEK`
+/// returns 0 at end of stream. Consumes nothing, so bytes the client sent stay for later reads.
+pub fn peer_closed(fd: std::os::fd::RawFd) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is a valid writable one-byte buffer; an invalid `fd` yields an error.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n == 0 {
+        return true;
+    }
+    n < 0
+        && !matches!(
+            std::io::Error::last_os_error().kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        )
+}

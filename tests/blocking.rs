@@ -1,0 +1,189 @@
+//! Blocking commands end to end: a client parked on one shard thread is woken by a push from any
+//! connection, in arrival order, with timeouts, and no element is ever lost to a client that timed
+//! out or hung up.
+
+mod common;
+
+use common::Server;
+use redis::{Commands, Value};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn blpop_in_thread(url: String, key: &'static str, timeout: f64) -> mpsc::Receiver<Value> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let v: Value = redis::cmd("BLPOP")
+            .arg(key)
+            .arg(timeout)
+            .query(&mut c)
+            .unwrap();
+        let _ = tx.send(v);
+    });
+    rx
+}
+
+fn popped(key: &str, v: &str) -> Value {
+    Value::Array(vec![
+        Value::BulkString(key.as_bytes().to_vec()),
+        Value::BulkString(v.as_bytes().to_vec()),
+    ])
+}
+
+#[test]
+fn a_push_from_another_connection_wakes_the_blocked_client() {
+    let s = Server::start("0-1", &[]);
+    let mut pusher = s.client();
+    // foo is owned by shard thread 0, bar by thread 1; the blocked connections land on either.
+    for key in ["foo", "bar", "foo", "bar"] {
+        let rx = blpop_in_thread(s.url(), key, 0.0);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(rx.try_recv().is_err(), "BLPOP on an empty list must block");
+        let _: () = pusher.rpush(key, "v").unwrap();
+        let got = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("woken by the push");
+        assert_eq!(got, popped(key, "v"));
+    }
+    assert_eq!(pusher.exists::<_, i64>(&["foo", "bar"]).unwrap(), 0);
+}
+
+#[test]
+fn waiters_are_served_in_arrival_order() {
+    let s = Server::start("0-1", &[]);
+    let first = blpop_in_thread(s.url(), "q", 0.0);
+    std::thread::sleep(Duration::from_millis(100));
+    let second = blpop_in_thread(s.url(), "q", 0.0);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut c = s.client();
+    let _: () = c.rpush("q", "1").unwrap();
+    assert_eq!(
+        first.recv_timeout(Duration::from_secs(5)).unwrap(),
+        popped("q", "1")
+    );
+    assert!(second.recv_timeout(Duration::from_millis(200)).is_err());
+    let _: () = c.rpush("q", "2").unwrap();
+    assert_eq!(
+        second.recv_timeout(Duration::from_secs(5)).unwrap(),
+        popped("q", "2")
+    );
+}
+
+#[test]
+fn timeouts_answer_nil_and_lose_nothing() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let start = Instant::now();
+    let v: Value = redis::cmd("BLPOP")
+        .arg("empty")
+        .arg(0.2)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, Value::Nil);
+    assert!(
+        start.elapsed() >= Duration::from_millis(150),
+        "returned before its timeout"
+    );
+    // Many short waits racing with pushes: every element is either received or still queued.
+    let rxs: Vec<_> = (0..20)
+        .map(|_| blpop_in_thread(s.url(), "race", 0.05))
+        .collect();
+    let mut pushed = 0;
+    for i in 0..20 {
+        let _: () = c.rpush("race", i).unwrap();
+        pushed += 1;
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let received = rxs
+        .into_iter()
+        .filter(|rx| rx.recv_timeout(Duration::from_secs(5)).unwrap() != Value::Nil)
+        .count();
+    let left: i64 = c.llen("race").unwrap();
+    assert_eq!(
+        received as i64 + left,
+        pushed,
+        "an element was lost or duplicated"
+    );
+}
+
+#[test]
+fn a_client_that_hangs_up_while_blocked_does_not_take_an_element() {
+    let s = Server::start("0-1", &[]);
+    let mut raw = s.raw();
+    use std::io::Write;
+    raw.write_all(b"*3\r\n$5\r\nBLPOP\r\n$4\r\ngone\r\n$1\r\n0\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(raw);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = s.client();
+    let _: () = c.rpush("gone", "kept").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let left: Vec<String> = c.lrange("gone", 0, -1).unwrap();
+    assert_eq!(left, vec!["kept"]);
+}
+
+#[test]
+fn blmove_and_bzpopmin_wake_too_and_multi_does_not_block() {
+    let s = Server::start("0-1", &[]);
+    let url = s.url();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let v: Value = redis::cmd("BLMOVE")
+            .arg("src")
+            .arg("{src}dst")
+            .arg("LEFT")
+            .arg("RIGHT")
+            .arg(0)
+            .query(&mut c)
+            .unwrap();
+        let _ = tx.send(v);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut c = s.client();
+    let _: () = c.rpush("src", "x").unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Value::BulkString(b"x".to_vec())
+    );
+    let moved: Vec<String> = c.lrange("{src}dst", 0, -1).unwrap();
+    assert_eq!(moved, vec!["x"]);
+    let url = s.url();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let v: Value = redis::cmd("BZPOPMIN")
+            .arg("z")
+            .arg(0)
+            .query(&mut c)
+            .unwrap();
+        let _ = tx.send(v);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let _: () = c.zadd("z", "m", 5).unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        got,
+        Value::Array(vec![
+            Value::BulkString(b"z".to_vec()),
+            Value::BulkString(b"m".to_vec()),
+            Value::BulkString(b"5".to_vec())
+        ])
+    );
+    // Inside MULTI a blocking command answers at once.
+    let r: (Value,) = redis::pipe()
+        .atomic()
+        .cmd("BLPOP")
+        .arg("nothing")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r.0, Value::Nil);
+    let e: redis::RedisResult<Value> = redis::cmd("BLPOP")
+        .arg("foo")
+        .arg("bar")
+        .arg(0)
+        .query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("CROSSSLOT"));
+}
