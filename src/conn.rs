@@ -8,6 +8,7 @@
 //! 3. send the jobs, wait for their replies, fill the holes, write everything with one syscall.
 
 use crate::hop::{Done, Job, Op, Token};
+use crate::pubsub::{Kind, Subscriber};
 use crate::shard::{ClientInfo, Shard, send_job, wait};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -62,6 +63,12 @@ enum Finish {
     Info(Vec<String>),
     /// CLIENT LIST: the parts' lines concatenated.
     Clients,
+    /// Arrays of names from every thread, without duplicates (PUBSUB CHANNELS).
+    Union,
+    /// The number of distinct names (PUBSUB NUMPAT).
+    UnionCount,
+    /// Per-name counts added up over threads, answered as a map (PUBSUB NUMSUB).
+    SumPerName(Vec<Vec<u8>>),
 }
 
 /// A reply that is filled in after the batch's jobs return.
@@ -106,6 +113,10 @@ pub struct Conn {
     /// Set when this batch ends with a blocking command: the thread that parks it and how long
     /// the client waits (`None`: forever).
     blocked: Option<(usize, Option<Duration>)>,
+    /// Set once the connection subscribes: where deliveries for it queue up.
+    sub: Option<Rc<Subscriber>>,
+    /// This connection's subscriptions (registered on its own thread).
+    subscriptions: std::collections::HashSet<(Kind, Vec<u8>)>,
 }
 
 async fn sleep_for(d: Option<Duration>) {
@@ -172,11 +183,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         ahead: Vec::with_capacity(LOOKAHEAD),
         ahead_spans: Vec::with_capacity(LOOKAHEAD * 3),
         blocked: None,
+        sub: None,
+        subscriptions: std::collections::HashSet::new(),
     };
     if let Err(e) = conn.run(stream).await {
         tracing::debug!(client = id, error = %e, "connection ended with an error");
     }
     conn.drop_watches().await;
+    conn.unsubscribe_all();
     shard.clients.borrow_mut().retain(|c| !Rc::ptr_eq(c, &info));
     stats.connected.fetch_sub(1, Ordering::Relaxed);
 }
@@ -215,6 +229,32 @@ impl Conn {
                 }
                 if rbuf.capacity() < want {
                     rbuf.reserve(want - rbuf.len());
+                }
+                if let Some(sub) = self.sub.clone() {
+                    // Subscribed: write deliveries while waiting for the client to send more.
+                    loop {
+                        if sub.overflowed.get() {
+                            tracing::warn!(
+                                client = self.info.borrow().id,
+                                "subscriber output limit reached; closing"
+                            );
+                            return Ok(());
+                        }
+                        let pending = std::mem::take(&mut *sub.queue.borrow_mut());
+                        if !pending.is_empty() {
+                            self.shard.local.borrow_mut().net_output_bytes += pending.len() as u64;
+                            let (res, _) = stream.write_all(pending).await;
+                            res?;
+                            continue;
+                        }
+                        let readable = monoio::select! {
+                            r = stream.readable(false) => { r?; true },
+                            _ = sub.notified() => false,
+                        };
+                        if readable {
+                            break;
+                        }
+                    }
                 }
                 let len = rbuf.len();
                 let cap = rbuf.capacity();
@@ -381,6 +421,25 @@ impl Conn {
         if self.multi.is_some() && spec.flags & flags::NO_MULTI == 0 {
             return self.queue(spec, args);
         }
+        if self.proto == Proto::Resp2 && !self.subscriptions.is_empty() {
+            match spec.name {
+                "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ssubscribe"
+                | "sunsubscribe" | "quit" | "reset" => {}
+                "ping" => {
+                    // In RESP2 subscribed mode PING answers as a push: [pong, message].
+                    self.out.array(2);
+                    self.out.bulk(b"pong");
+                    return self
+                        .out
+                        .bulk(if args.len() > 1 { args.get(1) } else { b"" });
+                }
+                name => {
+                    return self.out.error(&format!(
+                        "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+                    ));
+                }
+            }
+        }
         match spec.scope {
             Scope::Conn => self.conn_command(spec, args),
             _ => self.data_command(spec, args),
@@ -524,6 +583,130 @@ impl Conn {
         // The owner has either finished the parked reply with the timeout answer or served it
         // before; either way it is (or is about to be) delivered on `token`.
         wait(&self.shard, token).await
+    }
+
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: registers on this thread and confirms each name.
+    fn subscribe(&mut self, kind: Kind, args: Args) {
+        let sub = self
+            .sub
+            .get_or_insert_with(|| Subscriber::new(self.proto))
+            .clone();
+        sub.proto.set(self.proto);
+        let id = self.info.borrow().id;
+        for name in args.iter().skip(1) {
+            if self.subscriptions.insert((kind, name.to_vec())) {
+                self.shard.pubsub.borrow_mut().add(kind, name, id, &sub);
+            }
+            self.confirm(kind, true, Some(name));
+        }
+    }
+
+    /// UNSUBSCRIBE and friends: the named subscriptions, or all of the kind when none is named.
+    fn unsubscribe(&mut self, kind: Kind, args: Args) {
+        let names: Vec<Vec<u8>> = if args.len() > 1 {
+            args.iter().skip(1).map(<[u8]>::to_vec).collect()
+        } else {
+            let mut v: Vec<Vec<u8>> = self
+                .subscriptions
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, n)| n.clone())
+                .collect();
+            v.sort();
+            v
+        };
+        if names.is_empty() {
+            return self.confirm(kind, false, None);
+        }
+        let id = self.info.borrow().id;
+        for name in names {
+            if self.subscriptions.remove(&(kind, name.clone())) {
+                self.shard.pubsub.borrow_mut().remove(kind, &name, id);
+            }
+            self.confirm(kind, false, Some(&name));
+        }
+    }
+
+    /// One (un)subscription confirmation, with the count of subscriptions left of its family.
+    fn confirm(&mut self, kind: Kind, subscribe: bool, name: Option<&[u8]>) {
+        let sharded = kind == Kind::Shard;
+        let count = self
+            .subscriptions
+            .iter()
+            .filter(|(k, _)| (*k == Kind::Shard) == sharded)
+            .count();
+        crate::pubsub::push_header(&mut self.out, 3);
+        self.out.bulk(kind.confirm(subscribe).as_bytes());
+        match name {
+            Some(n) => self.out.bulk(n),
+            None => self.out.null(),
+        }
+        self.out.int(count as i64);
+    }
+
+    /// Drops every subscription (disconnect, RESET).
+    pub fn unsubscribe_all(&mut self) {
+        let id = self.info.borrow().id;
+        for (kind, name) in self.subscriptions.drain() {
+            self.shard.pubsub.borrow_mut().remove(kind, &name, id);
+        }
+        self.sub = None;
+    }
+
+    /// PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT | SHARDCHANNELS [pattern] |
+    /// SHARDNUMSUB [channel ...], gathered from every thread.
+    fn pubsub_introspect(&mut self, args: Args) {
+        let sub = args.get(1).to_ascii_lowercase();
+        let (kind, counts) = match sub.as_slice() {
+            b"channels" => (Kind::Channel, false),
+            b"shardchannels" => (Kind::Shard, false),
+            b"numsub" => (Kind::Channel, true),
+            b"shardnumsub" => (Kind::Shard, true),
+            b"numpat" => (Kind::Pattern, false),
+            _ => return err::unknown_subcommand(&mut self.out, args.get(1), "pubsub"),
+        };
+        if (sub == b"numpat" && args.len() != 2) || (!counts && args.len() > 3) {
+            return err::arity(
+                &mut self.out,
+                &format!("pubsub|{}", String::from_utf8_lossy(&sub)),
+            );
+        }
+        let rest = &args.spans()[2..];
+        let len = rest.len() as u32;
+        let parts = (0..self.shard.node.threads)
+            .map(|t| {
+                let op = |first| {
+                    if counts {
+                        Op::PubsubCounts { kind, first, len }
+                    } else {
+                        Op::PubsubNames { kind, first, len }
+                    }
+                };
+                if t == self.shard.id {
+                    let mut out = Out::new(self.proto);
+                    self.shard
+                        .run_op(&op(2), args.buf(), args.spans(), self.now_us, &mut out);
+                    PartRef::Local(out.buf)
+                } else {
+                    let first = if len > 0 {
+                        self.copy_args(t, args.buf(), rest)
+                    } else {
+                        0
+                    };
+                    PartRef::Remote {
+                        thread: t,
+                        op: self.push_op(t, op(first)),
+                    }
+                }
+            })
+            .collect();
+        let names: Vec<Vec<u8>> = args.iter().skip(2).map(<[u8]>::to_vec).collect();
+        let finish = match sub.as_slice() {
+            b"numpat" => Finish::UnionCount,
+            _ if counts => Finish::SumPerName(names),
+            _ => Finish::Union,
+        };
+        self.hole(parts, finish);
     }
 
     /// One part of a spread command: run now if local, else queued for its thread.
@@ -696,6 +879,44 @@ impl Conn {
                 crate::merge::merge(*merge, order, parts, &mut self.shard.rng.borrow_mut(), out)
             }
             Finish::Info(sections) => crate::info::write(&self.shard, sections, parts, out),
+            Finish::Union | Finish::UnionCount => {
+                let mut all: Vec<Vec<u8>> = Vec::new();
+                for p in parts {
+                    if let Ok(Some((resp::Value::Array(items), _))) = resp::decode(p) {
+                        for it in items {
+                            if let resp::Value::Bulk(b) = it
+                                && !all.contains(&b)
+                            {
+                                all.push(b);
+                            }
+                        }
+                    }
+                }
+                if matches!(finish, Finish::UnionCount) {
+                    return out.int(all.len() as i64);
+                }
+                out.array(all.len());
+                for n in all {
+                    out.bulk(&n);
+                }
+            }
+            Finish::SumPerName(names) => {
+                let mut sums = vec![0i64; names.len()];
+                for p in parts {
+                    if let Ok(Some((resp::Value::Array(items), _))) = resp::decode(p) {
+                        for (i, it) in items.iter().enumerate().take(names.len()) {
+                            if let resp::Value::Int(n) = it {
+                                sums[i] += n;
+                            }
+                        }
+                    }
+                }
+                out.map(names.len());
+                for (n, c) in names.iter().zip(sums) {
+                    out.bulk(n);
+                    out.int(c);
+                }
+            }
             Finish::Clients => {
                 let mut text = Vec::new();
                 for p in parts {
@@ -891,6 +1112,38 @@ impl Conn {
                 self.unwatch_all();
                 self.out.ok()
             }
+            "subscribe" => self.subscribe(Kind::Channel, args),
+            "psubscribe" => self.subscribe(Kind::Pattern, args),
+            "ssubscribe" => self.subscribe(Kind::Shard, args),
+            "unsubscribe" => self.unsubscribe(Kind::Channel, args),
+            "punsubscribe" => self.unsubscribe(Kind::Pattern, args),
+            "sunsubscribe" => self.unsubscribe(Kind::Shard, args),
+            "publish" | "spublish" => {
+                let sharded = spec.name == "spublish";
+                let parts = (0..self.shard.node.threads)
+                    .map(|t| {
+                        if t == self.shard.id {
+                            let mut out = Out::new(self.proto);
+                            self.shard.run_op(
+                                &Op::Publish { first: 1, sharded },
+                                args.buf(),
+                                args.spans(),
+                                self.now_us,
+                                &mut out,
+                            );
+                            PartRef::Local(out.buf)
+                        } else {
+                            let first = self.copy_args(t, args.buf(), &args.spans()[1..3]);
+                            PartRef::Remote {
+                                thread: t,
+                                op: self.push_op(t, Op::Publish { first, sharded }),
+                            }
+                        }
+                    })
+                    .collect();
+                self.hole(parts, Finish::Merge(Merge::Sum, Vec::new()));
+            }
+            "pubsub" => self.pubsub_introspect(args),
             "info" => {
                 let sections = args
                     .iter()
@@ -953,6 +1206,7 @@ impl Conn {
 
     /// RESET: back to a fresh connection's state.
     pub fn reset(&mut self) {
+        self.unsubscribe_all();
         self.multi = None;
         self.info.borrow_mut().multi = -1;
         self.unwatch_all();

@@ -44,6 +44,20 @@ pub enum Op {
     /// A blocking command (always a job's last op). If it cannot be served now, the owner parks
     /// the job's reply until a write serves it or an `Unblock` ends the wait.
     Block { first: u32, len: u32 },
+    /// Delivers a message to this thread's subscribers; replies with how many received it.
+    Publish { first: u32, sharded: bool },
+    /// PUBSUB introspection on this thread: names subscribed (`count == false`, optional glob
+    /// pattern at `first` when `len == 1`), or the subscriber count of each name at `first..`.
+    PubsubNames {
+        kind: crate::pubsub::Kind,
+        first: u32,
+        len: u32,
+    },
+    PubsubCounts {
+        kind: crate::pubsub::Kind,
+        first: u32,
+        len: u32,
+    },
     /// Ends the wait of the blocked request `(origin, token)`: its parked reply is finished with
     /// the timeout answer, unless it was served already. Replies `+OK`.
     Unblock { origin: usize, token: Token },

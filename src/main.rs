@@ -11,6 +11,7 @@ mod hop;
 mod info;
 mod merge;
 mod node;
+mod pubsub;
 mod server_cmds;
 mod shard;
 

@@ -121,6 +121,8 @@ pub struct Shard {
     pub rng: RefCell<Rng>,
     pub local: RefCell<LocalStats>,
     pub clients: RefCell<Vec<Rc<RefCell<ClientInfo>>>>,
+    /// The subscriptions of this thread's connections.
+    pub pubsub: RefCell<crate::pubsub::Registry>,
     /// Parked blocking requests by id, and ids by `(origin, token)`.
     waiters: RefCell<std::collections::HashMap<u64, Waiter>>,
     waiter_ids: RefCell<std::collections::HashMap<(usize, hop::Token), u64>>,
@@ -156,6 +158,7 @@ impl Shard {
             rng: RefCell::new(Rng::new(seed)),
             local: RefCell::new(LocalStats::default()),
             clients: RefCell::new(Vec::new()),
+            pubsub: RefCell::new(crate::pubsub::Registry::default()),
             waiters: RefCell::new(std::collections::HashMap::new()),
             waiter_ids: RefCell::new(std::collections::HashMap::new()),
             next_waiter: Cell::new(1),
@@ -409,6 +412,40 @@ impl Shard {
                     text.push_str(&c.borrow().line(self.id));
                 }
                 out.bulk(text.as_bytes());
+            }
+            Op::Publish { first, sharded } => {
+                let (cs, ce) = spans[*first as usize];
+                let (ms, me) = spans[*first as usize + 1];
+                let limit = self.node.live.get(|l| &l.client_output_buffer_limit) as usize;
+                let n = self.pubsub.borrow().publish(
+                    *sharded,
+                    &buf[cs as usize..ce as usize],
+                    &buf[ms as usize..me as usize],
+                    limit,
+                );
+                out.int(n as i64);
+            }
+            Op::PubsubNames { kind, first, len } => {
+                let pattern = (*len == 1).then(|| {
+                    let (s, e) = spans[*first as usize];
+                    &buf[s as usize..e as usize]
+                });
+                let names = self.pubsub.borrow().names(*kind, pattern);
+                out.array(names.len());
+                for n in names {
+                    out.bulk(&n);
+                }
+            }
+            Op::PubsubCounts { kind, first, len } => {
+                out.array(*len as usize);
+                for &(s, e) in &spans[*first as usize..(*first + *len) as usize] {
+                    out.int(
+                        self.pubsub
+                            .borrow()
+                            .count(*kind, &buf[s as usize..e as usize])
+                            as i64,
+                    );
+                }
             }
             // Only `run_job` runs blocking ops; the connection never runs them locally.
             Op::Block { .. } => out.error("ERR internal: blocking op outside a job"),

@@ -459,6 +459,15 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("exec", 1, NO_MULTI, NOKEY, Conn, None, "transaction", "Executes all commands in a transaction."),
     cmd("discard", 1, FAST | NO_MULTI, NOKEY, Conn, None, "transaction", "Discards a transaction."),
     cmd("watch", -2, FAST | NO_MULTI, ALLKEYS, Conn, None, "transaction", "Monitors changes to keys to determine the execution of a transaction."),
+    cmd("subscribe", -2, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Listens for messages published to channels."),
+    cmd("unsubscribe", -1, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Stops listening to messages posted to channels."),
+    cmd("psubscribe", -2, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Listens for messages published to channels that match one or more patterns."),
+    cmd("punsubscribe", -1, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Stops listening to messages published to channels that match one or more patterns."),
+    cmd("ssubscribe", -2, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Listens for messages published to shard channels."),
+    cmd("sunsubscribe", -1, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Stops listening to messages posted to shard channels."),
+    cmd("publish", 3, STALE | FAST, NOKEY, Conn, None, "pubsub", "Posts a message to a channel."),
+    cmd("spublish", 3, STALE | FAST, NOKEY, Conn, None, "pubsub", "Post a message to a shard channel"),
+    cmd("pubsub", -2, STALE, NOKEY, Conn, None, "pubsub", "PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS, SHARDNUMSUB."),
     cmd("unwatch", 1, FAST | NO_MULTI, NOKEY, Conn, None, "transaction", "Forgets about watched keys of a transaction."),
 ];
 
