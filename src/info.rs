@@ -24,11 +24,14 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "shardline",
 ];
 
-/// Per-thread keyspace figures from `Op::Stats`: keys, expires, hits, misses, expired.
-fn thread_stats(part: &[u8]) -> [i64; 5] {
-    let mut v = [0i64; 5];
+/// Per-thread figures from `Op::Stats`: keys, expires, hits, misses, expired, blocked clients,
+/// channels and patterns with subscribers.
+const STATS: usize = 8;
+
+fn thread_stats(part: &[u8]) -> [i64; STATS] {
+    let mut v = [0i64; STATS];
     if let Ok(Some((resp::Value::Array(items), _))) = resp::decode(part) {
-        for (i, it) in items.iter().take(5).enumerate() {
+        for (i, it) in items.iter().take(STATS).enumerate() {
             if let resp::Value::Int(n) = it {
                 v[i] = *n;
             }
@@ -69,7 +72,7 @@ pub fn percentile_us(buckets: &[u64; LATENCY_BUCKETS], q: f64) -> u64 {
 
 pub fn write(shard: &Shard, sections: &[String], parts: &[&[u8]], out: &mut Out) {
     let node = &shard.node;
-    let per: Vec<[i64; 5]> = parts.iter().map(|p| thread_stats(p)).collect();
+    let per: Vec<[i64; STATS]> = parts.iter().map(|p| thread_stats(p)).collect();
     let all = sections.is_empty()
         || sections
             .iter()
@@ -89,7 +92,7 @@ pub fn write(shard: &Shard, sections: &[String], parts: &[&[u8]], out: &mut Out)
     out.verbatim(text.as_bytes())
 }
 
-fn section(node: &Node, name: &str, per: &[[i64; 5]], t: &mut String) {
+fn section(node: &Node, name: &str, per: &[[i64; STATS]], t: &mut String) {
     let cfg = node.config.lock().map(|c| c.clone()).expect("config lock");
     let sum = |i: usize| per.iter().map(|p| p[i]).sum::<i64>();
     let uptime = node.started.elapsed().as_secs();
@@ -116,9 +119,10 @@ fn section(node: &Node, name: &str, per: &[[i64; 5]], t: &mut String) {
         "clients" => {
             let _ = write!(
                 t,
-                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
                 node.connected_clients(),
-                cfg.maxclients
+                cfg.maxclients,
+                sum(5)
             );
         }
         "memory" => {
@@ -139,13 +143,15 @@ fn section(node: &Node, name: &str, per: &[[i64; 5]], t: &mut String) {
         "stats" => {
             let _ = write!(
                 t,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:0\r\nprotocol_errors:{}\r\ncross_thread_hops:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:0\r\nprotocol_errors:{}\r\ncross_thread_hops:{}\r\n",
                 node.sum(|s| &s.connections),
                 node.sum(|s| &s.commands),
                 node.sum(|s| &s.net_input_bytes),
                 node.sum(|s| &s.net_output_bytes),
                 node.sum(|s| &s.rejected_connections),
                 sum(4),
+                sum(6),
+                sum(7),
                 sum(2),
                 sum(3),
                 node.sum(|s| &s.protocol_errors),
@@ -184,7 +190,7 @@ fn section(node: &Node, name: &str, per: &[[i64; 5]], t: &mut String) {
                 for (b, a) in lat.iter_mut().zip(s.latency_us.iter()) {
                     *b = a.load(r);
                 }
-                let p = per.get(i).copied().unwrap_or_default();
+                let p = per.get(i).copied().unwrap_or([0; STATS]);
                 let _ = write!(
                     t,
                     "shard{i}:core={},vshards={},keys={},expires={},commands={},connections={},hops_sent={},jobs_run={},cpu_user_us={},cpu_sys_us={},batch_p50_us={},batch_p99_us={},batch_p999_us={}\r\n",

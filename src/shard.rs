@@ -399,12 +399,16 @@ impl Shard {
             }
             Op::Stats => {
                 let st = db.stats;
-                out.array(5);
+                let ps = self.pubsub.borrow();
+                out.array(8);
                 out.int(db.len() as i64);
                 out.int(db.volatile_len() as i64);
                 out.int(st.keyspace_hits as i64);
                 out.int(st.keyspace_misses as i64);
                 out.int(st.expired_keys as i64);
+                out.int(self.waiters.borrow().len() as i64);
+                out.int(ps.names(crate::pubsub::Kind::Channel, None).len() as i64);
+                out.int(ps.names(crate::pubsub::Kind::Pattern, None).len() as i64);
             }
             Op::Clients => {
                 let mut text = String::new();

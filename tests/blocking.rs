@@ -39,6 +39,11 @@ fn a_push_from_another_connection_wakes_the_blocked_client() {
         let rx = blpop_in_thread(s.url(), key, 0.0);
         std::thread::sleep(Duration::from_millis(100));
         assert!(rx.try_recv().is_err(), "BLPOP on an empty list must block");
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query(&mut pusher)
+            .unwrap();
+        assert!(info.contains("blocked_clients:1"), "{info}");
         let _: () = pusher.rpush(key, "v").unwrap();
         let got = rx
             .recv_timeout(Duration::from_secs(5))

@@ -91,6 +91,12 @@ fn patterns_subscribed_mode_and_introspection() {
         read_for(&mut c, 30),
         "*4\r\n$1\r\na\r\n:1\r\n$2\r\nzz\r\n:0\r\n"
     );
+    send(&mut c, "INFO stats");
+    let info = read_for(&mut c, 400);
+    assert!(
+        info.contains("pubsub_channels:2") && info.contains("pubsub_patterns:1"),
+        "{info}"
+    );
     send(&mut c, "PUBSUB NUMPAT");
     assert_eq!(read_for(&mut c, 4), ":1\r\n");
     send(&mut c, "PUBSUB CHANNELS");
