@@ -14,6 +14,7 @@ mod hyperloglog;
 mod keys;
 pub mod lists;
 pub mod sets;
+mod sort;
 mod strings;
 pub mod zsets;
 
@@ -332,6 +333,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("dbsize", 1, READONLY | FAST, NOKEY, AllShards(Sum), Some(keys::dbsize), "keyspace", "Returns the number of keys in the database."),
     cmd("flushdb", -1, WRITE, NOKEY, AllShards(AllOk), Some(keys::flush), "keyspace", "Remove all keys from the current database."),
     cmd("flushall", -1, WRITE, NOKEY, AllShards(AllOk), Some(keys::flush), "keyspace", "Removes all keys from all databases."),
+    cmd("sort", -2, WRITE | DENYOOM, KEY1, Keys(Single), Some(sort::sort), "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result."),
+    cmd("sort_ro", -2, READONLY, KEY1, Keys(Single), Some(sort::sort_ro), "generic", "Returns the sorted elements of a list, a set, or a sorted set."),
     cmd("object", -2, READONLY, (2, 2, 1), Keys(Single), Some(keys::object), "keyspace", "OBJECT ENCODING | REFCOUNT | IDLETIME | FREQ key."),
     cmd("wait", 3, 0, NOKEY, Keyless, Some(keys::wait), "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed."),
     cmd("memory", -2, READONLY, (2, 2, 1), Keys(Single), Some(keys::memory), "keyspace", "Memory introspection: MEMORY USAGE key [SAMPLES n]."),

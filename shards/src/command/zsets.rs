@@ -66,6 +66,11 @@ impl ZSet {
         v
     }
 
+    /// Visits the members in score order.
+    pub fn for_each_in_order(&self, mut visit: impl FnMut(&[u8])) {
+        self.index.for_range(0, self.len(), |_, m| visit(m));
+    }
+
     pub fn table_bytes(&self) -> usize {
         self.scores.table_bytes() + self.len() * 48
     }
