@@ -46,13 +46,14 @@ pub enum Op {
     Block { first: u32, len: u32 },
     /// Delivers a message to this thread's subscribers; replies with how many received it.
     Publish { first: u32, sharded: bool },
-    /// PUBSUB introspection on this thread: names subscribed (`count == false`, optional glob
-    /// pattern at `first` when `len == 1`), or the subscriber count of each name at `first..`.
+    /// PUBSUB introspection on this thread: the names with subscribers of `kind` (filtered by the
+    /// glob pattern at `first` when `len == 1`), as an array.
     PubsubNames {
         kind: crate::pubsub::Kind,
         first: u32,
         len: u32,
     },
+    /// The subscriber count of each name at `first..first + len`, as an array of integers.
     PubsubCounts {
         kind: crate::pubsub::Kind,
         first: u32,
