@@ -10,22 +10,7 @@ use crate::reply::Out;
 /// Largest bit offset (the string may grow to 512 MiB).
 const BIT_OFFSET_MAX: i64 = (512 * 1024 * 1024 * 8) - 1;
 
-/// The string at `key` as bytes: `Ok(None)` if missing, `Err` (WRONGTYPE written) otherwise.
-fn bytes_of<'d>(
-    db: &'d mut Db,
-    key: &[u8],
-    now: u64,
-    out: &mut Out,
-) -> Result<Option<&'d [u8]>, ()> {
-    match db.get(key, now) {
-        None => Ok(None),
-        Some(Value::Str(s)) => Ok(Some(s.as_slice())),
-        Some(_) => {
-            out.error(err::WRONGTYPE);
-            Err(())
-        }
-    }
-}
+use super::strings::string_of as bytes_of;
 
 fn bit_offset(a: &Args, i: usize, out: &mut Out) -> Option<u64> {
     match parse_i64(a.get(i)) {

@@ -434,14 +434,6 @@ pub fn lmpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 mod tests {
     use crate::command::testing::*;
 
-    fn arr(items: &[&str]) -> String {
-        let mut s = format!("*{}\r\n", items.len());
-        for i in items {
-            s.push_str(&bulk(i));
-        }
-        s
-    }
-
     #[test]
     fn push_pop_range_and_deletion_of_empty_lists() {
         let mut h = Harness::new();

@@ -755,6 +755,49 @@ pub(crate) fn scan_reply(out: &mut Out, next: u64, items: &[&[u8]]) {
     }
 }
 
+/// Parses `numkeys key [key ...] [LIMIT limit]` (SINTERCARD, ZINTERCARD): the key argument range
+/// and the limit (0 = none). Writes Redis's error and returns `None` on bad input.
+pub(crate) fn numkeys_and_limit(
+    a: &Args,
+    out: &mut Out,
+) -> Option<(std::ops::Range<usize>, usize)> {
+    let numkeys = match crate::num::parse_i64(a.get(1)) {
+        Some(n) if n > 0 => n as usize,
+        _ => {
+            out.error("ERR numkeys should be greater than 0");
+            return None;
+        }
+    };
+    if numkeys > a.len() - 2 {
+        out.error("ERR Number of keys can't be greater than number of args");
+        return None;
+    }
+    let rest = 2 + numkeys;
+    let mut limit = 0usize;
+    if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"limit") {
+        match crate::num::parse_i64(a.get(rest + 1)) {
+            Some(n) if n >= 0 => limit = n as usize,
+            Some(_) => {
+                out.error("ERR LIMIT can't be negative");
+                return None;
+            }
+            None => {
+                out.error(err::NOT_INT);
+                return None;
+            }
+        }
+    } else if a.len() != rest {
+        out.error(err::SYNTAX);
+        return None;
+    }
+    Some((2..rest, limit))
+}
+
+/// `n` capped by a LIMIT (0 = no limit).
+pub(crate) fn capped(n: usize, limit: usize) -> usize {
+    if limit == 0 { n } else { n.min(limit) }
+}
+
 /// Parses argument `i` as an integer, writing Redis's error if it is not one.
 pub(crate) fn int_arg(args: &Args, i: usize, out: &mut Out) -> Option<i64> {
     let v = crate::num::parse_i64(args.get(i));

@@ -283,31 +283,11 @@ pub fn sdiffstore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn sintercard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let numkeys = match parse_i64(a.get(1)) {
-        Some(n) if n > 0 => n as usize,
-        _ => return out.error("ERR numkeys should be greater than 0"),
+    let Some((keys, limit)) = super::numkeys_and_limit(&a, out) else {
+        return;
     };
-    if numkeys > a.len() - 2 {
-        return out.error("ERR Number of keys can't be greater than number of args");
-    }
-    let mut limit = 0usize;
-    let rest = 2 + numkeys;
-    if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"limit") {
-        match parse_i64(a.get(rest + 1)) {
-            Some(n) if n >= 0 => limit = n as usize,
-            Some(_) => return out.error("ERR LIMIT can't be negative"),
-            None => return out.error(err::NOT_INT),
-        }
-    } else if a.len() != rest {
-        return out.error(err::SYNTAX);
-    }
-    if let Some(members) = combine(db, (2..rest).map(|i| a.get(i)), Op::Inter, c, out) {
-        let n = if limit == 0 {
-            members.len()
-        } else {
-            members.len().min(limit)
-        };
-        out.int(n as i64)
+    if let Some(members) = combine(db, keys.map(|i| a.get(i)), Op::Inter, c, out) {
+        out.int(super::capped(members.len(), limit) as i64)
     }
 }
 

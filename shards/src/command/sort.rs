@@ -218,14 +218,6 @@ pub fn sort_ro(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 mod tests {
     use crate::command::testing::*;
 
-    fn arr(items: &[&str]) -> String {
-        let mut s = format!("*{}\r\n", items.len());
-        for i in items {
-            s.push_str(&bulk(i));
-        }
-        s
-    }
-
     #[test]
     fn numeric_alpha_limit_and_store() {
         let mut h = Harness::new();

@@ -11,7 +11,7 @@ use crate::reply::Out;
 pub const STRING_MAX_BYTES: usize = 512 * 1024 * 1024;
 
 /// The string at `key`: `Ok(None)` if missing, `Err` (reply written) if another type.
-fn string_of<'d>(
+pub(crate) fn string_of<'d>(
     db: &'d mut Db,
     key: &[u8],
     now: u64,

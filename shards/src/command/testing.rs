@@ -61,6 +61,15 @@ pub fn error(s: &str) -> String {
 }
 
 pub const OK: &str = "+OK\r\n";
+
+/// RESP text of an array of bulk strings.
+pub fn arr(items: &[&str]) -> String {
+    let mut s = format!("*{}\r\n", items.len());
+    for i in items {
+        s.push_str(&bulk(i));
+    }
+    s
+}
 pub const NIL: &str = "$-1\r\n";
 
 pub fn int(n: i64) -> String {

@@ -635,36 +635,20 @@ pub fn zdiffstore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 /// ZINTERCARD numkeys key [key ...] [LIMIT limit]
 pub fn zintercard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let numkeys = match parse_i64(a.get(1)) {
-        Some(n) if n > 0 => n as usize,
-        _ => return out.error("ERR numkeys should be greater than 0"),
+    let Some((keys, limit)) = super::numkeys_and_limit(&a, out) else {
+        return;
     };
-    if numkeys > a.len() - 2 {
-        return out.error("ERR Number of keys can't be greater than number of args");
-    }
-    let rest = 2 + numkeys;
-    let mut lim = 0usize;
-    if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"limit") {
-        match parse_i64(a.get(rest + 1)) {
-            Some(n) if n >= 0 => lim = n as usize,
-            Some(_) => return out.error("ERR LIMIT can't be negative"),
-            None => return out.error(err::NOT_INT),
-        }
-    } else if a.len() != rest {
-        return out.error(err::SYNTAX);
-    }
-    let keys: Vec<&[u8]> = (2..rest).map(|i| a.get(i)).collect();
+    let keys: Vec<&[u8]> = keys.map(|i| a.get(i)).collect();
     let Some(ins) = inputs(db, &keys, c, out) else {
         return;
     };
     let p = Algebra {
         keys: Vec::new(),
-        weights: vec![1.0; numkeys],
+        weights: vec![1.0; keys.len()],
         agg: Agg::Sum,
         withscores: false,
     };
-    let n = compute(SetOp::Inter, &p, ins).len();
-    out.int(if lim == 0 { n } else { n.min(lim) } as i64)
+    out.int(super::capped(compute(SetOp::Inter, &p, ins).len(), limit) as i64)
 }
 
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
@@ -1101,14 +1085,6 @@ pub fn zscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 mod tests {
     use crate::command::testing::*;
     use crate::reply::Proto;
-
-    fn arr(items: &[&str]) -> String {
-        let mut s = format!("*{}\r\n", items.len());
-        for i in items {
-            s.push_str(&bulk(i));
-        }
-        s
-    }
 
     #[test]
     fn zadd_options_follow_redis() {
