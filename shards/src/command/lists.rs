@@ -386,28 +386,11 @@ pub fn rpoplpush(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn lmpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let numkeys = match crate::num::parse_i64(a.get(1)) {
-        Some(n) if n > 0 => n as usize,
-        Some(_) => return out.error("ERR numkeys should be greater than 0"),
-        None => return out.error("ERR numkeys should be greater than 0"),
+    let Some((keys, right, count)) = super::mpop_args(&a, [b"left", b"right"], out) else {
+        return;
     };
-    if a.len() < 2 + numkeys + 1 {
-        return out.error(err::SYNTAX);
-    }
-    let Some(end) = end_of(a.get(2 + numkeys)) else {
-        return out.error(err::SYNTAX);
-    };
-    let mut count = 1usize;
-    let rest = 3 + numkeys;
-    if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"count") {
-        match crate::num::parse_i64(a.get(rest + 1)) {
-            Some(n) if n > 0 => count = n as usize,
-            _ => return out.error("ERR count should be greater than 0"),
-        }
-    } else if a.len() != rest {
-        return out.error(err::SYNTAX);
-    }
-    for k in 2..2 + numkeys {
+    let end = if right { End::Right } else { End::Left };
+    for k in keys {
         let key = a.get(k);
         let Ok(l) = modify::<List>(db, key, c.now_ms, out) else {
             return;

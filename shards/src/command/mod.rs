@@ -793,6 +793,50 @@ pub(crate) fn numkeys_and_limit(
     Some((2..rest, limit))
 }
 
+/// Parses `numkeys key [key ...] WHERE [COUNT count]` (LMPOP, ZMPOP), where WHERE is one of
+/// `words` (LEFT/RIGHT, MIN/MAX): the key range, whether WHERE was the second word, and the count.
+pub(crate) fn mpop_args(
+    a: &Args,
+    words: [&[u8]; 2],
+    out: &mut Out,
+) -> Option<(std::ops::Range<usize>, bool, usize)> {
+    let numkeys = match crate::num::parse_i64(a.get(1)) {
+        Some(n) if n > 0 => n as usize,
+        _ => {
+            out.error("ERR numkeys should be greater than 0");
+            return None;
+        }
+    };
+    if a.len() < 3 + numkeys {
+        out.error(err::SYNTAX);
+        return None;
+    }
+    let w = a.get(2 + numkeys);
+    let second = if w.eq_ignore_ascii_case(words[1]) {
+        true
+    } else if w.eq_ignore_ascii_case(words[0]) {
+        false
+    } else {
+        out.error(err::SYNTAX);
+        return None;
+    };
+    let rest = 3 + numkeys;
+    let mut count = 1usize;
+    if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"count") {
+        match crate::num::parse_i64(a.get(rest + 1)) {
+            Some(n) if n > 0 => count = n as usize,
+            _ => {
+                out.error("ERR count should be greater than 0");
+                return None;
+            }
+        }
+    } else if a.len() != rest {
+        out.error(err::SYNTAX);
+        return None;
+    }
+    Some((2..2 + numkeys, second, count))
+}
+
 /// `n` capped by a LIMIT (0 = no limit).
 pub(crate) fn capped(n: usize, limit: usize) -> usize {
     if limit == 0 { n } else { n.min(limit) }

@@ -653,32 +653,10 @@ pub fn zintercard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
 pub fn zmpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let numkeys = match parse_i64(a.get(1)) {
-        Some(n) if n > 0 => n as usize,
-        _ => return out.error("ERR numkeys should be greater than 0"),
+    let Some((keys, max, count)) = super::mpop_args(&a, [b"min", b"max"], out) else {
+        return;
     };
-    if a.len() < 3 + numkeys {
-        return out.error(err::SYNTAX);
-    }
-    let which = a.get(2 + numkeys);
-    let max = if which.eq_ignore_ascii_case(b"max") {
-        true
-    } else if which.eq_ignore_ascii_case(b"min") {
-        false
-    } else {
-        return out.error(err::SYNTAX);
-    };
-    let rest = 3 + numkeys;
-    let mut count = 1usize;
-    if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"count") {
-        match parse_i64(a.get(rest + 1)) {
-            Some(n) if n > 0 => count = n as usize,
-            _ => return out.error("ERR count should be greater than 0"),
-        }
-    } else if a.len() != rest {
-        return out.error(err::SYNTAX);
-    }
-    for k in 2..2 + numkeys {
+    for k in keys {
         let key = a.get(k);
         let Ok(z) = modify::<ZSet>(db, key, c.now_ms, out) else {
             return;
