@@ -199,24 +199,35 @@ impl Shard {
         })
     }
 
-    /// Tries a blocking command once; true if it was answered.
+    /// Tries a blocking command once; true if it was answered. Serves other waiters if it wrote.
     fn try_block(&self, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) -> bool {
-        let args = Args::new(buf, spans);
-        let name = command::lookup(args.get(0)).map_or("", |s| s.name);
-        let served = {
-            let mut db = self.db.borrow_mut();
-            let mut rng = self.rng.borrow_mut();
-            let mut ctx = Ctx {
-                now_ms: now_us / 1000,
-                now_us,
-                rng: &mut rng,
-            };
-            command::blocking::try_serve(name, &mut db, args, &mut ctx, out)
-        };
+        let served = self.try_once(buf, spans, now_us, out);
         if served {
             self.serve_ready();
         }
         served
+    }
+
+    /// One non-blocking try of the blocking command in `buf`/`spans`.
+    fn try_once(&self, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) -> bool {
+        let args = Args::new(buf, spans);
+        let name = command::lookup(args.get(0)).map_or("", |s| s.name);
+        let mut db = self.db.borrow_mut();
+        let mut rng = self.rng.borrow_mut();
+        let mut ctx = Ctx {
+            now_ms: now_us / 1000,
+            now_us,
+            rng: &mut rng,
+        };
+        command::blocking::try_serve(name, &mut db, args, &mut ctx, out)
+    }
+
+    /// Completes a parked request with `reply` and sends it to its connection.
+    fn finish_parked(&self, w: Waiter, reply: &[u8]) {
+        let mut done = w.partial;
+        done.bytes.extend_from_slice(reply);
+        done.ends.push(done.bytes.len() as u32);
+        self.deliver(w.origin, done);
     }
 
     /// Parks a blocking request on its keys.
@@ -321,27 +332,11 @@ impl Shard {
                     (w.proto, w.buf.clone(), w.spans.clone())
                 };
                 let mut out = Out::new(proto);
-                let served = {
-                    let args = Args::new(&buf, &spans);
-                    let name = command::lookup(args.get(0)).map_or("", |s| s.name);
-                    let mut db = self.db.borrow_mut();
-                    let mut rng = self.rng.borrow_mut();
-                    let now_us = unix_now_us();
-                    let mut ctx = Ctx {
-                        now_ms: now_us / 1000,
-                        now_us,
-                        rng: &mut rng,
-                    };
-                    command::blocking::try_serve(name, &mut db, args, &mut ctx, &mut out)
-                };
-                if !served {
+                if !self.try_once(&buf, &spans, unix_now_us(), &mut out) {
                     break;
                 }
                 let w = self.unpark(id).expect("waiter is parked");
-                let mut done = w.partial;
-                done.bytes.extend_from_slice(&out.buf);
-                done.ends.push(done.bytes.len() as u32);
-                self.deliver(w.origin, done);
+                self.finish_parked(w, &out.buf);
             }
         }
     }
@@ -357,10 +352,7 @@ impl Shard {
         let name = command::lookup(args.get(0)).map_or("", |s| s.name);
         let mut out = Out::new(w.proto);
         command::blocking::timeout_reply(name, &mut out);
-        let mut done = w.partial;
-        done.bytes.extend_from_slice(&out.buf);
-        done.ends.push(done.bytes.len() as u32);
-        self.deliver(w.origin, done);
+        self.finish_parked(w, &out.buf);
     }
 
     /// Runs one op against this thread's keyspace. Used for local and remote ops alike.
