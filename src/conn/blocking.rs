@@ -1,0 +1,103 @@
+//! Blocking commands on the connection side: the command goes to its owner as a job's last op,
+//! and the connection waits for the reply, its timeout, or the client hanging up.
+
+use super::*;
+
+impl Conn {
+    /// A blocking command: sent, as the batch's last op, to the thread that owns its keys (this
+    /// one included, through its own mailbox), which answers it or parks it; parsing stops here.
+    pub(super) fn blocking_command(&mut self, spec: &'static CommandSpec, args: Args) {
+        let timeout = match command::blocking::parse(spec.name, &args) {
+            Ok(w) => w.timeout_ms.map(Duration::from_millis),
+            Err(e) => return self.out.error(e),
+        };
+        let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
+        let t = match plan(spec, args, layout, threads, self.shard.id) {
+            Plan::On(t) => t,
+            Plan::Refuse(msg) => return self.out.error(msg),
+            _ => return self.out.error(err::CROSSSLOT),
+        };
+        let first = self.copy_args(t, args.buf(), args.spans());
+        let op = self.push_op(
+            t,
+            Op::Block {
+                first,
+                len: args.len() as u32,
+            },
+        );
+        self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
+        self.blocked = Some((t, timeout));
+    }
+
+    /// Waits for the reply to a parked blocking command: until it is served, its timeout passes
+    /// (then the owner is told to give up, and whichever reply it sent is taken: nothing popped is
+    /// ever dropped), or the client hangs up.
+    pub(super) async fn wait_blocked(
+        &mut self,
+        stream: &TcpStream,
+        t: usize,
+        token: Token,
+        timeout: Option<Duration>,
+    ) -> Done {
+        enum Event {
+            Done(Done),
+            Timeout,
+            Readable,
+        }
+        let deadline = timeout.map(|d| Instant::now() + d);
+        let mut watch_socket = true;
+        loop {
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let event = monoio::select! {
+                d = wait(&self.shard, token) => Event::Done(d),
+                _ = sleep_for(remaining) => Event::Timeout,
+                _ = readable_if(stream, watch_socket) => Event::Readable,
+            };
+            match event {
+                Event::Done(d) => return d,
+                Event::Timeout => return self.cancel_block(t, token).await,
+                Event::Readable => {
+                    if shardline_transport::net::peer_closed(stream.as_raw_fd()) {
+                        self.closing = true;
+                        return self.cancel_block(t, token).await;
+                    }
+                    // The client pipelined more commands: they wait their turn.
+                    watch_socket = false;
+                }
+            }
+        }
+    }
+
+    pub(super) async fn cancel_block(&mut self, t: usize, token: Token) -> Done {
+        let origin = self.shard.id;
+        let job = Job {
+            origin,
+            token: self.shard.pending.borrow_mut().alloc(),
+            proto: self.proto,
+            buf: Vec::new(),
+            spans: Vec::new(),
+            ops: vec![Op::Unblock { origin, token }],
+        };
+        let ack = job.token;
+        send_job(&self.shard, t, job).await;
+        wait(&self.shard, ack).await;
+        // The owner has either finished the parked reply with the timeout answer or served it
+        // before; either way it is (or is about to be) delivered on `token`.
+        wait(&self.shard, token).await
+    }
+}
+
+async fn sleep_for(d: Option<Duration>) {
+    match d {
+        Some(d) => monoio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn readable_if(stream: &TcpStream, on: bool) {
+    if on {
+        let _ = stream.readable(false).await;
+    } else {
+        std::future::pending::<()>().await
+    }
+}

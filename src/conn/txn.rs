@@ -1,0 +1,159 @@
+//! MULTI, EXEC, DISCARD's helpers, WATCH and UNWATCH for a connection: transactions run on one
+//! shard thread, queued commands are checked when queued, WATCH flags are set by writes on the
+//! owning thread.
+
+use super::*;
+
+impl Conn {
+    pub(super) fn queue(&mut self, spec: &'static CommandSpec, args: Args) {
+        let (layout, threads, here) = (
+            self.shard.node.layout,
+            self.shard.node.threads,
+            self.shard.id,
+        );
+        let refusal: Option<String> = match spec.scope {
+            Scope::Conn => Some(format!(
+                "ERR Command not allowed inside a transaction: '{}' uses connection state",
+                spec.name
+            )),
+            _ => match plan(spec, args, layout, threads, here) {
+                Plan::Refuse(msg) => Some(msg.to_string()),
+                Plan::On(t) => {
+                    let m = self.multi.as_mut().expect("in MULTI");
+                    match (spec.scope, m.thread) {
+                        (Scope::Keyless, _) => None,
+                        (_, Some(x)) if x != t => Some(TXN_CROSS_THREAD.to_string()),
+                        _ => {
+                            m.thread = Some(t);
+                            None
+                        }
+                    }
+                }
+                Plan::All(_) | Plan::Split { .. } => Some(TXN_CROSS_THREAD.to_string()),
+            },
+        };
+        if let Some(msg) = refusal {
+            self.flag_multi();
+            return self.out.error(&msg);
+        }
+        let m = self.multi.as_mut().expect("in MULTI");
+        let first = m.spans.len() as u32;
+        for &(s, e) in args.spans() {
+            let start = m.buf.len() as u32;
+            m.buf.extend_from_slice(&args.buf()[s as usize..e as usize]);
+            m.spans.push((start, m.buf.len() as u32));
+        }
+        m.cmds.push((first, args.len() as u32));
+        self.info.borrow_mut().multi = m.cmds.len() as i64;
+        self.out.simple("QUEUED");
+    }
+
+    pub(super) fn exec(&mut self) {
+        let Some(m) = self.multi.take() else {
+            return self.out.error("ERR EXEC without MULTI");
+        };
+        self.info.borrow_mut().multi = -1;
+        let flag = std::mem::replace(&mut self.watch_flag, Arc::new(AtomicBool::new(false)));
+        let watched = !self.watched.is_empty();
+        self.unwatch_all();
+        if m.dirty {
+            return self
+                .out
+                .error("EXECABORT Transaction discarded because of previous errors.");
+        }
+        // Queueing kept every keyed command on one thread (`m.thread`).
+        let target = m.thread;
+        let t = target.unwrap_or(self.shard.id);
+        let watch = watched.then_some(flag);
+        if t == self.shard.id {
+            let op = Op::Exec {
+                cmds: m.cmds,
+                watch,
+            };
+            self.shard
+                .run_op(&op, &m.buf, &m.spans, self.now_us, &mut self.out);
+        } else {
+            let base = self.copy_args(t, &m.buf, &m.spans);
+            let cmds = m.cmds.iter().map(|&(f, l)| (f + base, l)).collect();
+            let op = self.push_op(t, Op::Exec { cmds, watch });
+            self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
+        }
+    }
+
+    pub(super) fn watch(&mut self, args: Args) {
+        if self.multi.is_some() {
+            return self.out.error("ERR WATCH inside MULTI is not allowed");
+        }
+        let node = self.shard.node.clone();
+        let mut parts = Vec::new();
+        for i in 1..args.len() {
+            let key = args.get(i);
+            let t = shardline_shards::route::thread_of(key, node.layout, node.threads);
+            if t == self.shard.id {
+                self.shard
+                    .db
+                    .borrow_mut()
+                    .watches
+                    .watch(key, self.watch_flag.clone());
+            } else {
+                let first = self.copy_args(t, args.buf(), &args.spans()[i..i + 1]);
+                let op = self.push_op(
+                    t,
+                    Op::Watch {
+                        first,
+                        add: true,
+                        flag: self.watch_flag.clone(),
+                    },
+                );
+                parts.push(PartRef::Remote { thread: t, op });
+            }
+            self.watched.push((key.to_vec(), t));
+        }
+        self.info.borrow_mut().watching = self.watched.len();
+        if parts.is_empty() {
+            self.out.ok()
+        } else {
+            self.hole(parts, Finish::Ok)
+        }
+    }
+
+    /// Drops this connection's WATCH registrations (in this batch's jobs for remote keys).
+    pub(super) fn unwatch_all(&mut self) {
+        let flag = self.watch_flag.clone();
+        for (key, t) in std::mem::take(&mut self.watched) {
+            if t == self.shard.id {
+                self.shard.db.borrow_mut().watches.unwatch(&key, &flag);
+            } else {
+                let first = self.copy_args(t, &key, &[(0, key.len() as u32)]);
+                self.push_op(
+                    t,
+                    Op::Watch {
+                        first,
+                        add: false,
+                        flag: flag.clone(),
+                    },
+                );
+            }
+        }
+        self.watch_flag = Arc::new(AtomicBool::new(false));
+        self.info.borrow_mut().watching = 0;
+    }
+
+    /// On close: unregister watches and wait for the remote threads to have done so.
+    pub(super) async fn drop_watches(&mut self) {
+        if self.watched.is_empty() {
+            return;
+        }
+        self.unwatch_all();
+        let mut tokens = Vec::new();
+        for t in 0..self.jobs.len() {
+            if let Some(job) = self.jobs[t].take() {
+                tokens.push(job.token);
+                send_job(&self.shard, t, job).await;
+            }
+        }
+        for token in tokens {
+            wait(&self.shard, token).await;
+        }
+    }
+}
