@@ -290,6 +290,17 @@ fn range(
     }
 }
 
+/// The `offset count` after a LIMIT at `a[i]`; writes the error if they are not integers.
+fn limit_args(a: &Args, i: usize, out: &mut Out) -> Option<(i64, i64)> {
+    match (parse_i64(a.get(i + 1)), parse_i64(a.get(i + 2))) {
+        (Some(o), Some(n)) => Some((o, n)),
+        _ => {
+            out.error(err::NOT_INT);
+            None
+        }
+    }
+}
+
 /// The options of a ZRANGE: mode, REV, LIMIT offset count, WITHSCORES.
 type RangeOpts = (By, bool, Option<(i64, i64)>, bool);
 
@@ -307,11 +318,7 @@ fn parse_range_opts(a: &Args, mut i: usize, out: &mut Out) -> Option<RangeOpts> 
         } else if opt.eq_ignore_ascii_case(b"withscores") {
             withscores = true;
         } else if opt.eq_ignore_ascii_case(b"limit") && i + 2 < a.len() {
-            let (Some(o), Some(n)) = (parse_i64(a.get(i + 1)), parse_i64(a.get(i + 2))) else {
-                out.error(err::NOT_INT);
-                return None;
-            };
-            lim = Some((o, n));
+            lim = Some(limit_args(a, i, out)?);
             i += 2;
         } else {
             out.error(err::SYNTAX);
@@ -356,11 +363,7 @@ fn parse_legacy_opts(a: &Args, by: By, out: &mut Out) -> Option<(Option<(i64, i6
         if opt.eq_ignore_ascii_case(b"withscores") && by != By::Lex {
             ws = true;
         } else if opt.eq_ignore_ascii_case(b"limit") && by != By::Rank && i + 2 < a.len() {
-            let (Some(o), Some(n)) = (parse_i64(a.get(i + 1)), parse_i64(a.get(i + 2))) else {
-                out.error(err::NOT_INT);
-                return None;
-            };
-            lim = Some((o, n));
+            lim = Some(limit_args(a, i, out)?);
             i += 2;
         } else {
             out.error(err::SYNTAX);
