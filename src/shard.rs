@@ -257,11 +257,16 @@ impl Shard {
                     .push_back(id);
             }
         }
+        let words: Vec<Vec<u8>> = {
+            let mut db = self.db.borrow_mut();
+            command::blocking::park_args(&mut db, &args, unix_now_us() / 1000)
+                .unwrap_or_else(|| args.iter().map(<[u8]>::to_vec).collect())
+        };
         let mut own = Vec::new();
-        let mut own_spans = Vec::with_capacity(spans.len());
-        for &(s, e) in spans {
+        let mut own_spans = Vec::with_capacity(words.len());
+        for w in &words {
             let start = own.len() as u32;
-            own.extend_from_slice(&buf[s as usize..e as usize]);
+            own.extend_from_slice(w);
             own_spans.push((start, own.len() as u32));
         }
         self.waiter_ids.borrow_mut().insert((origin, token), id);

@@ -23,6 +23,7 @@ pub enum Value {
     List(Box<crate::command::lists::List>),
     Set(Box<crate::command::sets::Set>),
     ZSet(Box<crate::command::zsets::ZSet>),
+    Stream(Box<crate::command::streams::Stream>),
 }
 
 impl Value {
@@ -33,6 +34,7 @@ impl Value {
             Value::List(_) => "list",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -46,6 +48,7 @@ impl Value {
             Value::List(_) => "quicklist",
             Value::Set(_) => "hashtable",
             Value::ZSet(_) => "skiplist",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -57,6 +60,8 @@ impl Value {
             Value::List(l) => l.is_empty(),
             Value::Set(s) => s.is_empty(),
             Value::ZSet(z) => z.is_empty(),
+            // Redis keeps empty streams (they carry ids and groups).
+            Value::Stream(_) => false,
         }
     }
 
@@ -80,6 +85,7 @@ impl Value {
                 Value::Set(Box::new(d))
             }
             Value::ZSet(z) => Value::ZSet(Box::new(z.deep_clone())),
+            Value::Stream(s) => Value::Stream(s.clone()),
         }
     }
 
@@ -100,6 +106,7 @@ impl Value {
             }
             Value::Set(s) => s.table_bytes() + s.iter().map(|(k, _)| k.heap_bytes()).sum::<usize>(),
             Value::ZSet(z) => z.table_bytes(),
+            Value::Stream(s) => s.heap_bytes(),
         }
     }
 }
@@ -203,8 +210,24 @@ impl Watches {
     }
 }
 
+/// Settings the command layer reads (CONFIG SET changes them on every shard thread).
+#[derive(Clone, Copy, Debug)]
+pub struct Tunables {
+    /// Entries per stream node: the unit approximate (`~`) trimming removes.
+    pub stream_node_max_entries: usize,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Tunables {
+            stream_node_max_entries: 100,
+        }
+    }
+}
+
 /// The keyspace of one shard thread.
 pub struct Db {
+    pub tunables: Tunables,
     layout: VShardLayout,
     /// Indexed by vShard id; `None` for vShards another thread (or node) owns.
     vshards: Vec<Option<VShard>>,
@@ -226,6 +249,7 @@ impl Db {
             vshards[id.0 as usize] = Some(VShard::new(id));
         }
         Db {
+            tunables: Tunables::default(),
             layout,
             vshards,
             watches: Watches::default(),
@@ -307,6 +331,7 @@ impl Db {
             Some(Value::List(l)) => shardline_transport::hint::prefetch(&**l),
             Some(Value::Set(s)) => shardline_transport::hint::prefetch(&**s),
             Some(Value::ZSet(z)) => shardline_transport::hint::prefetch(&**z),
+            Some(Value::Stream(s)) => shardline_transport::hint::prefetch(&**s),
             _ => {}
         }
     }

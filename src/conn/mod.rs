@@ -437,7 +437,7 @@ impl Conn {
 
     /// Runs a data command where its plan says.
     fn data_command(&mut self, spec: &'static CommandSpec, args: Args) {
-        if spec.flags & flags::BLOCKING != 0 {
+        if spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args) {
             return self.blocking_command(spec, args);
         }
         let here = self.shard.id;

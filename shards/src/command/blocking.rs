@@ -63,8 +63,33 @@ pub fn parse(name: &str, a: &Args) -> Result<Wait, &'static str> {
             keys: numkeys(2)?,
             timeout_ms: timeout(a.get(1))?,
         }),
+        "xread" | "xreadgroup" => {
+            let r = super::streams::read_args(a, name == "xreadgroup")
+                .map_err(|_| "ERR syntax error")?;
+            Ok(Wait {
+                keys: (r.keys_at..r.keys_at + r.streams).collect(),
+                timeout_ms: r.block_ms.filter(|&ms| ms > 0),
+            })
+        }
         _ => Err("ERR not a blocking command"),
     }
+}
+
+/// Whether command `name` may block at all: XREAD and XREADGROUP only with BLOCK (badly formed
+/// ones are answered by their handler), the others always.
+pub fn blocks(name: &str, a: &Args) -> bool {
+    match name {
+        "xread" | "xreadgroup" => {
+            super::streams::read_args(a, name == "xreadgroup").is_ok_and(|r| r.block_ms.is_some())
+        }
+        _ => true,
+    }
+}
+
+/// The arguments a parked request keeps: XREAD's `$` becomes the stream's current last id
+/// (`None`: keep the request as it is).
+pub fn park_args(db: &mut Db, a: &Args, now_ms: u64) -> Option<Vec<Vec<u8>>> {
+    super::streams::resolve_dollar(db, a, now_ms)
 }
 
 /// Runs `words` as a command into `out`.
@@ -130,6 +155,14 @@ pub fn try_serve(name: &str, db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) -
                 return true;
             }
             false
+        }
+        "xread" | "xreadgroup" => {
+            execute(db, a, c, &mut tmp);
+            if is_nil(&tmp.buf) {
+                return false;
+            }
+            out.raw(&tmp.buf);
+            true
         }
         "brpoplpush" | "blmove" => {
             // Nothing to move (and no type error to report) unless the source holds a list.

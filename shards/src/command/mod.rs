@@ -15,6 +15,7 @@ mod keys;
 pub mod lists;
 pub mod sets;
 mod sort;
+pub mod streams;
 mod strings;
 pub mod zsets;
 
@@ -137,6 +138,8 @@ pub mod flags {
     pub const DEST_NUMKEYS: u32 = DEST | NUMKEYS2;
     /// May block the client until a key is written (BLPOP, ...): the driver parks it.
     pub const BLOCKING: u32 = 1 << 14;
+    /// Keys are the first half of the arguments after `STREAMS` (XREAD, XREADGROUP).
+    pub const STREAM_KEYS: u32 = 1 << 16;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -149,7 +152,7 @@ pub mod flags {
         (NO_AUTH, "no_auth"),
         (FAST, "fast"),
         (RANDOM, "random"),
-        (NUMKEYS | NUMKEYS2, "movablekeys"),
+        (NUMKEYS | NUMKEYS2 | STREAM_KEYS, "movablekeys"),
         (BLOCKING, "blocking"),
     ];
 }
@@ -203,6 +206,12 @@ impl CommandSpec {
             return KeyIndexes {
                 dest: None,
                 rest: movable(1),
+            };
+        }
+        if self.flags & flags::STREAM_KEYS != 0 {
+            return KeyIndexes {
+                dest: None,
+                rest: streams::read_key_range(&args).step_by(1),
             };
         }
         if self.flags & flags::NUMKEYS2 != 0 {
@@ -444,6 +453,22 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("zrangestore", -5, WRITE | DENYOOM, KEY12, Keys(Single), Some(zsets::zrangestore), "sortedset", "Stores a range of members from sorted set in a key."),
     cmd("zmpop", -4, WRITE | NUMKEYS, NOKEY, Keys(Single), Some(zsets::zmpop), "sortedset", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them."),
     cmd("zscan", -3, READONLY, KEY1, Keys(Single), Some(zsets::zscan), "sortedset", "Iterates over members and scores of a sorted set."),
+    // streams
+    cmd("xadd", -5, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(streams::xadd), "stream", "Appends a new message to a stream. Creates the key if it doesn't exist."),
+    cmd("xlen", 2, READONLY | FAST, KEY1, Keys(Single), Some(streams::xlen), "stream", "Return the number of messages in a stream."),
+    cmd("xrange", -4, READONLY, KEY1, Keys(Single), Some(streams::xrange), "stream", "Returns the messages from a stream within a range of IDs."),
+    cmd("xrevrange", -4, READONLY, KEY1, Keys(Single), Some(streams::xrevrange), "stream", "Returns the messages from a stream within a range of IDs in reverse order."),
+    cmd("xdel", -3, WRITE | FAST, KEY1, Keys(Single), Some(streams::xdel), "stream", "Returns the number of messages after removing them from a stream."),
+    cmd("xtrim", -4, WRITE, KEY1, Keys(Single), Some(streams::xtrim), "stream", "Deletes messages from the beginning of a stream."),
+    cmd("xsetid", -3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(streams::xsetid), "stream", "An internal command for replicating stream values."),
+    cmd("xread", -4, READONLY | BLOCKING | STREAM_KEYS, NOKEY, Keys(Single), Some(streams::xread), "stream", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise."),
+    cmd("xreadgroup", -7, WRITE | BLOCKING | STREAM_KEYS, NOKEY, Keys(Single), Some(streams::xreadgroup), "stream", "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise."),
+    cmd("xgroup", -2, WRITE, (2, 2, 1), Keys(Single), Some(streams::xgroup), "stream", "XGROUP CREATE | SETID | DESTROY | CREATECONSUMER | DELCONSUMER | HELP."),
+    cmd("xack", -4, WRITE | FAST, KEY1, Keys(Single), Some(streams::xack), "stream", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream."),
+    cmd("xpending", -3, READONLY, KEY1, Keys(Single), Some(streams::xpending), "stream", "Returns the information and entries from a stream consumer group's pending entries list."),
+    cmd("xclaim", -6, WRITE | FAST, KEY1, Keys(Single), Some(streams::xclaim), "stream", "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member."),
+    cmd("xautoclaim", -6, WRITE | FAST, KEY1, Keys(Single), Some(streams::xautoclaim), "stream", "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member."),
+    cmd("xinfo", -2, READONLY, (2, 2, 1), Keys(Single), Some(streams::xinfo), "stream", "XINFO STREAM | GROUPS | CONSUMERS | HELP."),
     // connection and server: pure ones have handlers, the rest are the driver's
     cmd("ping", -1, FAST | STALE, NOKEY, Keyless, Some(connection::ping), "connection", "Returns the server's liveliness response."),
     cmd("echo", 2, FAST | STALE, NOKEY, Keyless, Some(connection::echo), "connection", "Returns the given string."),
@@ -613,6 +638,7 @@ collection!(hashes::Hash, Hash);
 collection!(lists::List, List);
 collection!(sets::Set, Set);
 collection!(zsets::ZSet, ZSet);
+collection!(streams::Stream, Stream);
 
 /// The collection at `key` for reading (counts a keyspace hit or miss): `Ok(None)` if missing,
 /// `Err` (WRONGTYPE written) if the key holds another type.

@@ -1,0 +1,730 @@
+//! Streams: the type, ids, XADD XLEN XRANGE XREVRANGE XDEL XTRIM XSETID and XREAD here; consumer
+//! groups (XGROUP XREADGROUP XACK XPENDING XCLAIM XAUTOCLAIM) in `groups`, XINFO in `info`.
+//! See ARCHITECTURE.md ("Streams") for the representation and the trimming rule.
+
+mod groups;
+mod info;
+mod read;
+#[cfg(test)]
+mod tests;
+
+pub use groups::{xack, xautoclaim, xclaim, xgroup, xpending, xreadgroup};
+pub use info::xinfo;
+pub(crate) use read::{read_args, reply_streams};
+pub use read::{read_key_range, resolve_dollar, xread};
+
+use super::{Args, Ctx, create, err, modify, read};
+use crate::bytes::SmallBytes;
+use crate::db::Db;
+use crate::reply::Out;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound::Included;
+
+pub const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";
+
+/// A stream entry id: milliseconds and a sequence number, ordered as a pair.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Debug, Hash)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    pub const MIN: StreamId = StreamId { ms: 0, seq: 0 };
+    pub const MAX: StreamId = StreamId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
+
+    pub fn new(ms: u64, seq: u64) -> Self {
+        StreamId { ms, seq }
+    }
+
+    /// The id right after this one, `None` at the maximum.
+    pub fn next(self) -> Option<StreamId> {
+        match (self.ms, self.seq) {
+            (u64::MAX, u64::MAX) => None,
+            (ms, u64::MAX) => Some(StreamId::new(ms + 1, 0)),
+            (ms, seq) => Some(StreamId::new(ms, seq + 1)),
+        }
+    }
+
+    /// The id right before this one, `None` at 0-0.
+    pub fn prev(self) -> Option<StreamId> {
+        match (self.ms, self.seq) {
+            (0, 0) => None,
+            (ms, 0) => Some(StreamId::new(ms - 1, u64::MAX)),
+            (ms, seq) => Some(StreamId::new(ms, seq - 1)),
+        }
+    }
+
+    pub fn is_zero(self) -> bool {
+        self == StreamId::MIN
+    }
+
+    /// `ms-seq` in `buf`.
+    pub fn format(self, buf: &mut [u8; 41]) -> &[u8] {
+        let mut n = push_u64(buf, 0, self.ms);
+        buf[n] = b'-';
+        n = push_u64(buf, n + 1, self.seq);
+        &buf[..n]
+    }
+
+    pub fn to_vec(self) -> Vec<u8> {
+        self.format(&mut [0; 41]).to_vec()
+    }
+}
+
+/// Writes `v` in decimal at `buf[at..]`; returns the end.
+fn push_u64(buf: &mut [u8; 41], at: usize, mut v: u64) -> usize {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let digits = &tmp[i..];
+    buf[at..at + digits.len()].copy_from_slice(digits);
+    at + digits.len()
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Parses `ms-seq`, or `ms` alone (then the sequence is `missing_seq`). With `strict` false, `-`
+/// and `+` stand for the smallest and largest ids.
+pub fn parse_id(s: &[u8], missing_seq: u64, strict: bool) -> Option<StreamId> {
+    if !strict {
+        match s {
+            b"-" => return Some(StreamId::MIN),
+            b"+" => return Some(StreamId::MAX),
+            _ => {}
+        }
+    }
+    match s.iter().position(|&b| b == b'-') {
+        Some(p) => Some(StreamId::new(parse_u64(&s[..p])?, parse_u64(&s[p + 1..])?)),
+        None => Some(StreamId::new(parse_u64(s)?, missing_seq)),
+    }
+}
+
+/// A strict id argument, or Redis's error written.
+pub fn id_arg(s: &[u8], out: &mut Out) -> Option<StreamId> {
+    let id = parse_id(s, 0, true);
+    if id.is_none() {
+        out.error(INVALID_ID);
+    }
+    id
+}
+
+/// One end of an XRANGE-style interval: `-`, `+`, an id, or `(id` (exclusive), made inclusive.
+/// `Ok(None)`: the exclusive bound is past the end of the id space (the range is empty).
+fn interval_arg(s: &[u8], missing_seq: u64, start: bool, out: &mut Out) -> Result<StreamId, ()> {
+    if s.len() > 1 && s[0] == b'(' {
+        let Some(id) = parse_id(&s[1..], missing_seq, true) else {
+            out.error(INVALID_ID);
+            return Err(());
+        };
+        let moved = if start { id.next() } else { id.prev() };
+        return moved.ok_or_else(|| {
+            out.error(if start {
+                "ERR invalid start ID for the interval"
+            } else {
+                "ERR invalid end ID for the interval"
+            })
+        });
+    }
+    parse_id(s, missing_seq, false).ok_or_else(|| out.error(INVALID_ID))
+}
+
+/// The fields and values of one entry, interleaved.
+pub type Fields = Box<[SmallBytes]>;
+
+/// A pending (delivered, not yet acknowledged) entry of a consumer group.
+#[derive(Clone, Debug)]
+pub struct Nack {
+    pub consumer: Box<[u8]>,
+    pub delivery_ms: u64,
+    pub deliveries: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Consumer {
+    /// Last time the consumer tried to read or claim.
+    pub seen_ms: u64,
+    /// Last time it was delivered or claimed something (`None`: never).
+    pub active_ms: Option<u64>,
+    pub pel: BTreeSet<StreamId>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Group {
+    pub last_id: StreamId,
+    /// Entries the group has read, counted from the stream's first ever entry; `None` when that is
+    /// unknown (Redis's -1).
+    pub entries_read: Option<u64>,
+    /// Every pending entry of the group. Invariant: `id` is in `pel` with consumer `c` exactly when
+    /// `id` is in `consumers[c].pel`.
+    pub pel: BTreeMap<StreamId, Nack>,
+    pub consumers: BTreeMap<Box<[u8]>, Consumer>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stream {
+    pub entries: BTreeMap<StreamId, Fields>,
+    /// The largest id ever added (or set by XSETID); never decreases.
+    pub last_id: StreamId,
+    /// The largest id removed by XDEL.
+    pub max_deleted: StreamId,
+    /// Entries ever added.
+    pub entries_added: u64,
+    pub groups: BTreeMap<Box<[u8]>, Group>,
+}
+
+impl Stream {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Estimated heap bytes (B-tree nodes are counted at two thirds full).
+    pub fn heap_bytes(&self) -> usize {
+        let per_entry = (std::mem::size_of::<StreamId>() + std::mem::size_of::<Fields>()) * 3 / 2;
+        let entries: usize = self
+            .entries
+            .values()
+            .map(|f| {
+                per_entry
+                    + crate::mem::alloc_size(std::mem::size_of_val(&**f))
+                    + f.iter().map(SmallBytes::heap_bytes).sum::<usize>()
+            })
+            .sum();
+        let groups: usize = self
+            .groups
+            .values()
+            .map(|g| 128 + (g.pel.len() * 2 + g.consumers.len()) * 64)
+            .sum();
+        crate::mem::alloc_size(std::mem::size_of::<Stream>()) + entries + groups
+    }
+
+    pub fn first_id(&self) -> StreamId {
+        self.entries.keys().next().copied().unwrap_or_default()
+    }
+
+    /// The id of the last entry present (not `last_id`, which may have been deleted).
+    pub fn last_valid_id(&self) -> StreamId {
+        self.entries.keys().next_back().copied().unwrap_or_default()
+    }
+
+    /// Whether an XDEL may have left a gap at or after `from` (Redis's tombstone check).
+    fn has_tombstones_from(&self, from: StreamId) -> bool {
+        !self.is_empty() && !self.max_deleted.is_zero() && from <= self.max_deleted
+    }
+
+    /// How many entries were added up to and including `id`, when that can be known.
+    fn entries_up_to(&self, id: StreamId) -> Option<u64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        if self.is_empty() && id <= self.last_id {
+            return Some(self.entries_added);
+        }
+        if id == self.last_id {
+            return Some(self.entries_added);
+        }
+        if id > self.last_id {
+            return None;
+        }
+        let first = self.first_id();
+        if self.max_deleted.is_zero() || self.max_deleted < first {
+            if id < first {
+                return Some(self.entries_added - self.len() as u64);
+            }
+            if id == first {
+                return Some(self.entries_added - self.len() as u64 + 1);
+            }
+        }
+        None
+    }
+
+    /// Entries of the stream not yet read by `g`, when that can be known.
+    pub fn lag(&self, g: &Group) -> Option<u64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        if let Some(read) = g.entries_read
+            && !self.has_tombstones_from(g.last_id)
+        {
+            return Some(self.entries_added.saturating_sub(read));
+        }
+        self.entries_up_to(g.last_id)
+            .map(|read| self.entries_added.saturating_sub(read))
+    }
+
+    /// Records that `g` (by name) was delivered `id`: moves its last id and read counter.
+    fn advance_group(&mut self, group: &[u8], id: StreamId) {
+        let tomb = self.has_tombstones_from(id);
+        let estimate = self.entries_up_to(id);
+        let added = self.entries_added;
+        let g = self.groups.get_mut(group).expect("group exists");
+        if id > g.last_id {
+            g.entries_read = match g.entries_read {
+                Some(r) if !tomb => Some(r + 1),
+                _ if added > 0 => estimate,
+                other => other,
+            };
+            g.last_id = id;
+        }
+    }
+
+    /// Removes `id`; true if it was there.
+    fn delete(&mut self, id: StreamId) -> bool {
+        if self.entries.remove(&id).is_none() {
+            return false;
+        }
+        if id > self.max_deleted {
+            self.max_deleted = id;
+        }
+        true
+    }
+
+    /// Applies a trimming rule; returns the number of entries removed.
+    fn trim(&mut self, t: &Trim, node_entries: usize) -> usize {
+        let excess = match t.strategy {
+            Strategy::MaxLen(n) => self.len().saturating_sub(n as usize),
+            Strategy::MinId(min) => self.entries.range(..min).count(),
+        };
+        let n = if t.approx {
+            let node = node_entries.max(1);
+            let nodes = excess / node;
+            let nodes = if t.limit > 0 {
+                nodes.min(t.limit / node)
+            } else {
+                nodes
+            };
+            nodes * node
+        } else {
+            excess
+        };
+        for _ in 0..n {
+            self.entries.pop_first();
+        }
+        n
+    }
+}
+
+/// Writes an id as a bulk string.
+pub fn reply_id(out: &mut Out, id: StreamId) {
+    out.bulk(id.format(&mut [0; 41]))
+}
+
+/// Writes one entry: `[id, [field, value, ...]]`.
+pub fn reply_entry(out: &mut Out, id: StreamId, fields: &[SmallBytes]) {
+    out.array(2);
+    reply_id(out, id);
+    out.array(fields.len());
+    for f in fields {
+        out.bulk(f);
+    }
+}
+
+/// Writes the entries between `start` and `end` (inclusive), at most `count` (0: all), in
+/// ascending order or, with `rev`, descending.
+fn reply_range(out: &mut Out, s: &Stream, start: StreamId, end: StreamId, count: usize, rev: bool) {
+    if start > end {
+        return out.array(0);
+    }
+    let limit = if count == 0 { usize::MAX } else { count };
+    let range = s.entries.range((Included(start), Included(end)));
+    let picked: Vec<(&StreamId, &Fields)> = if rev {
+        range.rev().take(limit).collect()
+    } else {
+        range.take(limit).collect()
+    };
+    out.array(picked.len());
+    for (id, f) in picked {
+        reply_entry(out, *id, f);
+    }
+}
+
+fn nogroup(out: &mut Out, key: &[u8], group: &[u8]) {
+    out.error(&format!(
+        "NOGROUP No such key '{}' or consumer group '{}'",
+        err::sanitize(key),
+        err::sanitize(group)
+    ))
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Strategy {
+    MaxLen(u64),
+    MinId(StreamId),
+}
+
+/// A trimming rule of XADD or XTRIM.
+#[derive(Clone, Copy, Debug)]
+struct Trim {
+    strategy: Strategy,
+    approx: bool,
+    /// Most entries to remove (0: no limit).
+    limit: usize,
+}
+
+/// What XADD and XTRIM share: the trimming options, and for XADD NOMKSTREAM and where the id is.
+struct AddOrTrim {
+    trim: Option<Trim>,
+    nomkstream: bool,
+    /// Index of the id argument (XADD).
+    id_at: usize,
+}
+
+/// Parses the options of XADD (`xadd`) or XTRIM from `a[2..]`, as Redis does.
+fn add_or_trim_args(a: &Args, xadd: bool, node_entries: usize, out: &mut Out) -> Option<AddOrTrim> {
+    let mut strategy = None;
+    let (mut approx, mut limit, mut limit_given, mut nomkstream) = (false, 0i64, false, false);
+    let mut i = 2;
+    while i < a.len() {
+        let more = a.len() - 1 - i;
+        let opt = a.get(i);
+        let is = |w: &[u8]| opt.eq_ignore_ascii_case(w);
+        if xadd && opt == b"*" {
+            break;
+        } else if (is(b"maxlen") || is(b"minid")) && more > 0 {
+            if strategy.is_some() {
+                out.error(
+                    "ERR syntax error, MAXLEN and MINID options at the same time are not compatible",
+                );
+                return None;
+            }
+            approx = false;
+            match a.get(i + 1) {
+                b"~" => {
+                    approx = true;
+                    i += 1;
+                }
+                b"=" => i += 1,
+                _ => {}
+            }
+            if i + 1 >= a.len() {
+                out.error(err::SYNTAX);
+                return None;
+            }
+            let v = a.get(i + 1);
+            strategy = Some(if is(b"maxlen") {
+                match crate::num::parse_i64(v) {
+                    None => {
+                        out.error(err::NOT_INT);
+                        return None;
+                    }
+                    Some(n) if n < 0 => {
+                        out.error("ERR The MAXLEN argument must be >= 0.");
+                        return None;
+                    }
+                    Some(n) => Strategy::MaxLen(n as u64),
+                }
+            } else {
+                Strategy::MinId(id_arg(v, out)?)
+            });
+            i += 2;
+        } else if is(b"limit") && more > 0 {
+            match crate::num::parse_i64(a.get(i + 1)) {
+                Some(n) if n >= 0 => limit = n,
+                _ => {
+                    out.error("ERR The LIMIT argument must be >= 0.");
+                    return None;
+                }
+            }
+            limit_given = true;
+            i += 2;
+        } else if xadd && is(b"nomkstream") {
+            nomkstream = true;
+            i += 1;
+        } else if xadd {
+            break;
+        } else {
+            out.error(err::SYNTAX);
+            return None;
+        }
+    }
+    if limit_given && strategy.is_none() {
+        out.error("ERR syntax error, LIMIT cannot be used without specifying a trimming strategy");
+        return None;
+    }
+    if !xadd && strategy.is_none() {
+        out.error("ERR syntax error, XTRIM must be called with a trimming strategy");
+        return None;
+    }
+    if limit_given && !approx {
+        out.error("ERR syntax error, LIMIT cannot be used without the special ~ option");
+        return None;
+    }
+    if approx && !limit_given {
+        limit = 100 * node_entries as i64;
+    }
+    Some(AddOrTrim {
+        trim: strategy.map(|strategy| Trim {
+            strategy,
+            approx,
+            limit: limit as usize,
+        }),
+        nomkstream,
+        id_at: i,
+    })
+}
+
+/// The id XADD asked for.
+enum NewId {
+    Auto,
+    /// `ms-*`: the sequence is chosen.
+    AutoSeq(u64),
+    Exact(StreamId),
+}
+
+fn new_id_arg(s: &[u8], out: &mut Out) -> Option<NewId> {
+    if s == b"*" {
+        return Some(NewId::Auto);
+    }
+    if let Some(ms) = s.strip_suffix(b"-*") {
+        return match parse_u64(ms) {
+            Some(ms) => Some(NewId::AutoSeq(ms)),
+            None => {
+                out.error(INVALID_ID);
+                None
+            }
+        };
+    }
+    let id = id_arg(s, out)?;
+    if id.is_zero() {
+        out.error("ERR The ID specified in XADD must be greater than 0-0");
+        return None;
+    }
+    Some(NewId::Exact(id))
+}
+
+const ID_TOO_SMALL: &str =
+    "ERR The ID specified in XADD is equal or smaller than the target stream top item";
+const EXHAUSTED: &str =
+    "ERR The stream has exhausted the last possible ID, unable to add more items";
+
+/// The id an XADD gets, or the error it answers.
+fn next_id(s: &Stream, want: &NewId, now_ms: u64) -> Result<StreamId, &'static str> {
+    let last = s.last_id;
+    let id = match *want {
+        NewId::Auto if now_ms > last.ms => StreamId::new(now_ms, 0),
+        NewId::Auto => last.next().ok_or(EXHAUSTED)?,
+        NewId::AutoSeq(ms) if ms == last.ms => {
+            if last.seq == u64::MAX {
+                return Err(ID_TOO_SMALL);
+            }
+            StreamId::new(ms, last.seq + 1)
+        }
+        NewId::AutoSeq(ms) => StreamId::new(ms, 0),
+        NewId::Exact(id) => id,
+    };
+    if id <= last {
+        return Err(ID_TOO_SMALL);
+    }
+    Ok(id)
+}
+
+pub fn xadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let node_entries = db.tunables.stream_node_max_entries;
+    let Some(opts) = add_or_trim_args(&a, true, node_entries, out) else {
+        return;
+    };
+    if opts.id_at >= a.len() {
+        return err::arity(out, "xadd");
+    }
+    let fields = a.len() - opts.id_at - 1;
+    if fields < 2 || !fields.is_multiple_of(2) {
+        return err::arity(out, "xadd");
+    }
+    let Some(want) = new_id_arg(a.get(opts.id_at), out) else {
+        return;
+    };
+    let key = a.get(1);
+    // The id is checked before the stream is created, so a refused XADD creates nothing.
+    let id = match modify::<Stream>(db, key, c.now_ms, out) {
+        Err(()) => return,
+        Ok(None) if opts.nomkstream => return out.null(),
+        Ok(s) => {
+            let empty = Stream::default();
+            let current = s.map_or(&empty, |s| &*s);
+            if current.last_id == StreamId::MAX {
+                return out.error(EXHAUSTED);
+            }
+            match next_id(current, &want, c.now_ms) {
+                Ok(id) => id,
+                Err(e) => return out.error(e),
+            }
+        }
+    };
+    let s = create::<Stream>(db, key, c.now_ms, out).expect("type checked above");
+    let values: Fields = (opts.id_at + 1..a.len())
+        .map(|i| SmallBytes::new(a.get(i)))
+        .collect();
+    s.entries.insert(id, values);
+    s.last_id = id;
+    s.entries_added += 1;
+    if let Some(t) = &opts.trim {
+        s.trim(t, node_entries);
+    }
+    reply_id(out, id);
+}
+
+pub fn xlen(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    if let Ok(s) = read::<Stream>(db, a.get(1), c.now_ms, out) {
+        out.int(s.map_or(0, |s| s.len() as i64))
+    }
+}
+
+fn range_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, rev: bool) {
+    let (start_arg, end_arg) = if rev {
+        (a.get(3), a.get(2))
+    } else {
+        (a.get(2), a.get(3))
+    };
+    let Ok(start) = interval_arg(start_arg, 0, true, out) else {
+        return;
+    };
+    let Ok(end) = interval_arg(end_arg, u64::MAX, false, out) else {
+        return;
+    };
+    let mut count: Option<usize> = None;
+    let mut i = 4;
+    while i < a.len() {
+        if a.get(i).eq_ignore_ascii_case(b"count") && i + 1 < a.len() {
+            let Some(n) = super::int_arg(&a, i + 1, out) else {
+                return;
+            };
+            count = Some(n.max(0) as usize);
+            i += 2;
+        } else {
+            return out.error(err::SYNTAX);
+        }
+    }
+    match read::<Stream>(db, a.get(1), c.now_ms, out) {
+        Err(()) => {}
+        Ok(None) => out.array(0),
+        Ok(Some(_)) if count == Some(0) => out.null_array(),
+        Ok(Some(s)) => reply_range(out, s, start, end, count.unwrap_or(0), rev),
+    }
+}
+
+pub fn xrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    range_generic(db, a, c, out, false)
+}
+
+pub fn xrevrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    range_generic(db, a, c, out, true)
+}
+
+pub fn xdel(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let mut ids = Vec::with_capacity(a.len() - 2);
+    for i in 2..a.len() {
+        let Some(id) = id_arg(a.get(i), out) else {
+            return;
+        };
+        ids.push(id);
+    }
+    let key = a.get(1);
+    let Ok(s) = modify::<Stream>(db, key, c.now_ms, out) else {
+        return;
+    };
+    let deleted = s.map_or(0, |s| ids.iter().filter(|&&id| s.delete(id)).count());
+    if deleted > 0 {
+        db.signal(key);
+    }
+    out.int(deleted as i64)
+}
+
+pub fn xtrim(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let node_entries = db.tunables.stream_node_max_entries;
+    let Some(opts) = add_or_trim_args(&a, false, node_entries, out) else {
+        return;
+    };
+    let trim = opts.trim.expect("XTRIM parsing requires a strategy");
+    let key = a.get(1);
+    let Ok(s) = modify::<Stream>(db, key, c.now_ms, out) else {
+        return;
+    };
+    let removed = s.map_or(0, |s| s.trim(&trim, node_entries));
+    if removed > 0 {
+        db.signal(key);
+    }
+    out.int(removed as i64)
+}
+
+pub fn xsetid(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let Some(id) = id_arg(a.get(2), out) else {
+        return;
+    };
+    let (mut added, mut max_deleted) = (None, StreamId::MIN);
+    let mut i = 3;
+    while i < a.len() {
+        let opt = a.get(i);
+        if opt.eq_ignore_ascii_case(b"entriesadded") && i + 1 < a.len() {
+            let Some(n) = super::int_arg(&a, i + 1, out) else {
+                return;
+            };
+            if n < 0 {
+                return out.error("ERR entries_added must be positive");
+            }
+            added = Some(n as u64);
+        } else if opt.eq_ignore_ascii_case(b"maxdeletedid") && i + 1 < a.len() {
+            let Some(m) = id_arg(a.get(i + 1), out) else {
+                return;
+            };
+            if id < m {
+                return out.error(
+                    "ERR The ID specified in XSETID is smaller than the provided max_deleted_entry_id",
+                );
+            }
+            max_deleted = m;
+        } else {
+            return out.error(err::SYNTAX);
+        }
+        i += 2;
+    }
+    let key = a.get(1);
+    let s = match modify::<Stream>(db, key, c.now_ms, out) {
+        Err(()) => return,
+        Ok(None) => return out.error(err::NO_SUCH_KEY),
+        Ok(Some(s)) => s,
+    };
+    if id < s.max_deleted {
+        return out
+            .error("ERR The ID specified in XSETID is smaller than current max_deleted_entry_id");
+    }
+    if !s.is_empty() {
+        if id < s.last_valid_id() {
+            return out.error(
+                "ERR The ID specified in XSETID is smaller than the target stream top item",
+            );
+        }
+        if added.is_some_and(|n| (s.len() as u64) > n) {
+            return out.error(
+                "ERR The entries_added specified in XSETID is smaller than the target stream length",
+            );
+        }
+    }
+    s.last_id = id;
+    if let Some(n) = added {
+        s.entries_added = n;
+    }
+    if !max_deleted.is_zero() {
+        s.max_deleted = max_deleted;
+    }
+    db.signal(key);
+    out.ok()
+}
