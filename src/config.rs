@@ -4,6 +4,8 @@
 //! Every value is validated once, into typed fields; a bad one is rejected with the key, the
 //! value and the reason.
 
+use shardline_shards::db::Tunables;
+use shardline_shards::notify;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -33,6 +35,8 @@ pub struct Config {
     pub hz: u64,
     /// Keys with a TTL examined per active-expiry pass.
     pub active_expire_keys_per_pass: u64,
+    /// What the command layer reads: notifications, encoding thresholds, memory policy.
+    pub tunables: Tunables,
 }
 
 impl Config {
@@ -138,6 +142,21 @@ macro_rules! num_param {
                 Ok(())
             },
             get: |c| c.$field.to_string(),
+        }
+    };
+}
+
+macro_rules! tunable_param {
+    ($name:literal, $field:ident, $min:expr, $max:expr, $help:literal) => {
+        Param {
+            name: $name,
+            help: $help,
+            runtime: true,
+            set: |c, v| {
+                c.tunables.$field = parse_u64(v, $min, $max)? as _;
+                Ok(())
+            },
+            get: |c| c.tunables.$field.to_string(),
         }
     };
 }
@@ -320,6 +339,25 @@ pub static PARAMS: &[Param] = &[
         true,
         "Keys with a TTL examined per active-expiry pass (default 200)."
     ),
+    Param {
+        name: "notify-keyspace-events",
+        help: "Keyspace notifications to publish, as Redis's flags (K, E, g$lshzxetd, A, n; default none).",
+        runtime: true,
+        set: |c, v| {
+            c.tunables.notify_keyspace_events = notify::parse_flags(v).ok_or_else(|| {
+                "unknown flag (use K, E, g, $, l, s, h, z, x, e, t, m, d, n, A)".to_string()
+            })?;
+            Ok(())
+        },
+        get: |c| notify::format_flags(c.tunables.notify_keyspace_events),
+    },
+    tunable_param!(
+        "stream-node-max-entries",
+        stream_node_max_entries,
+        1,
+        999_999_999,
+        "Stream entries per node: the unit approximate (~) trimming removes (default 100)."
+    ),
 ];
 
 impl Default for Config {
@@ -342,6 +380,7 @@ impl Default for Config {
             shutdown_timeout_ms: 5000,
             hz: 10,
             active_expire_keys_per_pass: 200,
+            tunables: Tunables::default(),
         }
     }
 }

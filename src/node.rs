@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::hop::Mailbox;
+use shardline_shards::db::Tunables;
 use shardline_shards::slot::VShardLayout;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
@@ -19,6 +20,10 @@ pub struct Live {
     pub hz: AtomicU64,
     pub active_expire_keys_per_pass: AtomicU64,
     pub shutdown_timeout_ms: AtomicU64,
+    /// The command layer's settings; shard threads copy them into their `Db` when
+    /// `tunables_version` moves (one relaxed load per batch).
+    pub tunables: Mutex<Tunables>,
+    pub tunables_version: AtomicU64,
 }
 
 impl Live {
@@ -35,6 +40,8 @@ impl Live {
         self.active_expire_keys_per_pass
             .store(c.active_expire_keys_per_pass, r);
         self.shutdown_timeout_ms.store(c.shutdown_timeout_ms, r);
+        *self.tunables.lock().expect("tunables lock") = c.tunables;
+        self.tunables_version.fetch_add(1, Ordering::Release);
     }
 
     pub fn get(&self, f: impl Fn(&Live) -> &AtomicU64) -> u64 {

@@ -7,6 +7,7 @@ use crate::hop::{self, Done, Job, NO_REPLY, Op, Pending};
 use crate::node::{LATENCY_BUCKETS, Node};
 use shardline_shards::command::{self, Args, Ctx};
 use shardline_shards::db::Db;
+use shardline_shards::notify;
 use shardline_shards::reply::{Out, Proto};
 use shardline_shards::rng::Rng;
 use shardline_shards::slot::VShardId;
@@ -130,6 +131,8 @@ pub struct Shard {
     /// Set when the node shuts down; the accept loop waits on it.
     stopping: Cell<bool>,
     stop_waker: RefCell<Option<Waker>>,
+    /// The `Live::tunables_version` last copied into `db`.
+    tunables_seen: Cell<u64>,
 }
 
 /// Unix time now, in microseconds. The one clock read of a batch.
@@ -164,6 +167,87 @@ impl Shard {
             next_waiter: Cell::new(1),
             stopping: Cell::new(false),
             stop_waker: RefCell::new(None),
+            tunables_seen: Cell::new(u64::MAX),
+        }
+    }
+
+    /// Copies the command layer's settings into `db` if CONFIG SET changed them.
+    #[inline]
+    fn sync_tunables(&self) {
+        let v = self.node.live.tunables_version.load(Ordering::Acquire);
+        if v != self.tunables_seen.get() {
+            self.db.borrow_mut().tunables = *self.node.live.tunables.lock().expect("tunables");
+            self.tunables_seen.set(v);
+        }
+    }
+
+    /// Publishes the keyspace events the last commands raised: to this thread's subscribers
+    /// directly, to other threads' through their mailboxes (fire and forget).
+    fn flush_events(&self) {
+        let (events, flags) = {
+            let mut db = self.db.borrow_mut();
+            if db.events.is_empty() {
+                return;
+            }
+            (
+                std::mem::take(&mut db.events),
+                db.tunables.notify_keyspace_events,
+            )
+        };
+        let mut buf = Vec::new();
+        let mut spans: Vec<command::Span> = Vec::new();
+        let mut push = |parts: [&[u8]; 2], buf: &mut Vec<u8>| {
+            let start = buf.len() as u32;
+            buf.extend_from_slice(parts[0]);
+            buf.extend_from_slice(parts[1]);
+            spans.push((start, buf.len() as u32));
+        };
+        for e in &events {
+            if flags & notify::class::KEYSPACE != 0 {
+                push([b"__keyspace@0__:", &e.key], &mut buf);
+                push([e.name.as_bytes(), b""], &mut buf);
+            }
+            if flags & notify::class::KEYEVENT != 0 {
+                push([b"__keyevent@0__:", e.name.as_bytes()], &mut buf);
+                push([&e.key, b""], &mut buf);
+            }
+        }
+        let limit = self.node.live.get(|l| &l.client_output_buffer_limit) as usize;
+        let ops = || -> Vec<Op> {
+            (0..spans.len() as u32)
+                .step_by(2)
+                .map(|first| Op::Publish {
+                    first,
+                    sharded: false,
+                })
+                .collect()
+        };
+        for t in 0..self.node.threads {
+            if t == self.id {
+                let ps = self.pubsub.borrow();
+                for pair in spans.chunks(2) {
+                    let (c, m) = (pair[0], pair[1]);
+                    ps.publish(
+                        false,
+                        &buf[c.0 as usize..c.1 as usize],
+                        &buf[m.0 as usize..m.1 as usize],
+                        limit,
+                    );
+                }
+                continue;
+            }
+            let job = Job {
+                origin: self.id,
+                token: NO_REPLY,
+                proto: Proto::Resp2,
+                buf: buf.clone(),
+                spans: spans.clone(),
+                ops: ops(),
+            };
+            if let Err(job) = self.node.mailboxes[t].push_job(job) {
+                let node = self.node.clone();
+                monoio::spawn(async move { send_job_to(&node, t, job).await });
+            }
         }
     }
 
@@ -210,16 +294,21 @@ impl Shard {
 
     /// One non-blocking try of the blocking command in `buf`/`spans`.
     fn try_once(&self, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) -> bool {
+        self.sync_tunables();
         let args = Args::new(buf, spans);
         let name = command::lookup(args.get(0)).map_or("", |s| s.name);
-        let mut db = self.db.borrow_mut();
-        let mut rng = self.rng.borrow_mut();
-        let mut ctx = Ctx {
-            now_ms: now_us / 1000,
-            now_us,
-            rng: &mut rng,
+        let served = {
+            let mut db = self.db.borrow_mut();
+            let mut rng = self.rng.borrow_mut();
+            let mut ctx = Ctx {
+                now_ms: now_us / 1000,
+                now_us,
+                rng: &mut rng,
+            };
+            command::blocking::try_serve(name, &mut db, args, &mut ctx, out)
         };
-        command::blocking::try_serve(name, &mut db, args, &mut ctx, out)
+        self.flush_events();
+        served
     }
 
     /// Completes a parked request with `reply` and sends it to its connection.
@@ -362,6 +451,7 @@ impl Shard {
 
     /// Runs one op against this thread's keyspace. Used for local and remote ops alike.
     pub fn run_op(&self, op: &Op, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) {
+        self.sync_tunables();
         let mut db = self.db.borrow_mut();
         let mut rng = self.rng.borrow_mut();
         let mut ctx = Ctx {
@@ -462,6 +552,7 @@ impl Shard {
         if !self.db.borrow().ready.is_empty() {
             self.serve_ready();
         }
+        self.flush_events();
     }
 
     fn publish_stats(&self) {
@@ -501,9 +592,13 @@ pub async fn yield_now() {
 }
 
 /// Sends a job to thread `t`, waiting while its queue is full.
-pub async fn send_job(shard: &Shard, t: usize, mut job: Job) {
+pub async fn send_job(shard: &Shard, t: usize, job: Job) {
+    send_job_to(&shard.node, t, job).await
+}
+
+async fn send_job_to(node: &Node, t: usize, mut job: Job) {
     loop {
-        match shard.node.mailboxes[t].push_job(job) {
+        match node.mailboxes[t].push_job(job) {
             Ok(()) => return,
             Err(back) => {
                 job = back;
@@ -549,7 +644,9 @@ async fn ticker(shard: Rc<Shard>) {
         let budget = shard.node.live.get(|l| &l.active_expire_keys_per_pass) as usize;
         shard.clock.reanchor();
         let now_ms = unix_now_us() / 1000;
+        shard.sync_tunables();
         shard.db.borrow_mut().active_expire(now_ms, budget);
+        shard.flush_events();
         shard.publish_stats();
         if shard.node.shutting_down.load(Ordering::Acquire) && !shard.stopping.get() {
             shard.stopping.set(true);

@@ -141,3 +141,51 @@ fn resp3_subscribers_get_push_frames_and_keep_full_command_access() {
         ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n"
     );
 }
+
+#[test]
+fn keyspace_notifications_reach_subscribers_on_every_thread() {
+    let s = Server::start("0-1", &[]);
+    let mut subs: Vec<TcpStream> = (0..4).map(|_| s.raw()).collect();
+    for sub in subs.iter_mut() {
+        send(sub, "PSUBSCRIBE __key*@0__:*");
+        read_for(sub, 44);
+    }
+    let mut c = s.raw();
+    send(&mut c, "CONFIG SET notify-keyspace-events KEA");
+    assert_eq!(read_for(&mut c, 5), "+OK\r\n");
+    // foo and bar live on different shard threads.
+    for (cmd, key, event) in [
+        ("SET foo 1", "foo", "set"),
+        ("LPUSH bar x", "bar", "lpush"),
+        ("DEL foo", "foo", "del"),
+    ] {
+        send(&mut c, cmd);
+        read_for(&mut c, 4);
+        for sub in subs.iter_mut() {
+            let space = format!("__keyspace@0__:{key}");
+            let evch = format!("__keyevent@0__:{event}");
+            let want = format!(
+                "*4\r\n$8\r\npmessage\r\n$12\r\n__key*@0__:*\r\n${}\r\n{space}\r\n${}\r\n{event}\r\n\
+                 *4\r\n$8\r\npmessage\r\n$12\r\n__key*@0__:*\r\n${}\r\n{evch}\r\n${}\r\n{key}\r\n",
+                space.len(),
+                event.len(),
+                evch.len(),
+                key.len()
+            );
+            assert_eq!(read_for(sub, want.len()), want, "{cmd}");
+        }
+    }
+    // Turned off, nothing more is published.
+    let mut off = Vec::new();
+    shardline_transport::resp::encode_command(
+        &["CONFIG", "SET", "notify-keyspace-events", ""],
+        &mut off,
+    );
+    c.write_all(&off).unwrap();
+    assert_eq!(read_for(&mut c, 5), "+OK\r\n");
+    send(&mut c, "CONFIG GET notify-keyspace-events");
+    assert!(read_for(&mut c, 44).contains("notify-keyspace-events"));
+    send(&mut c, "SET foo 2");
+    read_for(&mut c, 5);
+    assert_eq!(read_for(&mut subs[0], 1), "");
+}

@@ -12,6 +12,7 @@
 
 use crate::bytes::SmallBytes;
 use crate::dict::Dict;
+use crate::notify::{Event, Touch, class};
 use crate::slot::{Slot, VShardId, VShardLayout, key_slot};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -215,12 +216,15 @@ impl Watches {
 pub struct Tunables {
     /// Entries per stream node: the unit approximate (`~`) trimming removes.
     pub stream_node_max_entries: usize,
+    /// `notify-keyspace-events` as `notify::class` bits; 0 turns notifications off.
+    pub notify_keyspace_events: u32,
 }
 
 impl Default for Tunables {
     fn default() -> Self {
         Tunables {
             stream_node_max_entries: 100,
+            notify_keyspace_events: 0,
         }
     }
 }
@@ -239,6 +243,10 @@ pub struct Db {
     pub waiting: Dict<std::collections::VecDeque<u64>>,
     /// Keys with waiters that were written since the driver last looked: it serves their waiters.
     pub ready: Vec<Vec<u8>>,
+    /// How the running command touched keys, recorded only while notifications are on.
+    pub touched: Vec<(Vec<u8>, Touch)>,
+    /// Keyspace events waiting for the driver to publish them.
+    pub events: Vec<Event>,
 }
 
 impl Db {
@@ -257,6 +265,8 @@ impl Db {
             expire_cursor: (0, 0),
             waiting: Dict::default(),
             ready: Vec::new(),
+            touched: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -298,6 +308,7 @@ impl Db {
                 t.keys.remove(key);
                 self.stats.expired_keys += 1;
                 self.watches.touch(key);
+                self.emit(class::EXPIRED, "expired", key);
                 true
             }
             _ => false,
@@ -376,7 +387,33 @@ impl Db {
         self.expire_if_due(slot, key, now_ms);
         self.watches.touch(key);
         self.mark_ready(key);
+        if self.tunables.notify_keyspace_events != 0 {
+            if !self.table(slot).keys.contains(key) {
+                self.touched.push((key.to_vec(), Touch::New));
+            }
+            self.touched.push((key.to_vec(), Touch::Write));
+        }
         self.table_mut(slot).keys.get_or_insert_with(key, make).0
+    }
+
+    /// Records how the running command touched `key` (for keyspace notifications).
+    #[inline]
+    fn note(&mut self, key: &[u8], how: Touch) {
+        if self.tunables.notify_keyspace_events != 0 {
+            self.touched.push((key.to_vec(), how));
+        }
+    }
+
+    /// Queues event `name` of `class_bit` on `key` if notifications want it.
+    #[inline]
+    pub fn emit(&mut self, class_bit: u32, name: &'static str, key: &[u8]) {
+        let f = self.tunables.notify_keyspace_events;
+        if f & class_bit != 0 && f & (class::KEYSPACE | class::KEYEVENT) != 0 {
+            self.events.push(Event {
+                name,
+                key: key.to_vec(),
+            });
+        }
     }
 
     /// Notes that `key` was written, if a blocked client waits on it (one `is_empty` check when
@@ -395,6 +432,7 @@ impl Db {
     #[inline]
     pub fn signal(&mut self, key: &[u8]) {
         self.watches.touch(key);
+        self.note(key, Touch::Write);
     }
 
     /// Stores `value` at `key`. `expire_at_ms`: `Some` sets it, `None` clears any old one, unless
@@ -403,6 +441,15 @@ impl Db {
         let slot = key_slot(key);
         self.watches.touch(key);
         self.mark_ready(key);
+        if self.tunables.notify_keyspace_events != 0 {
+            if !self.table(slot).keys.contains(key) {
+                self.note(key, Touch::New);
+            }
+            self.note(key, Touch::Write);
+            if expire_at_ms.is_some() {
+                self.note(key, Touch::Expire);
+            }
+        }
         let t = self.table_mut(slot);
         t.keys.insert(key, value);
         match expire_at_ms {
@@ -426,6 +473,7 @@ impl Db {
         let v = t.keys.remove(key)?;
         t.expires.remove(key);
         self.watches.touch(key);
+        self.note(key, Touch::Removed);
         Some(v)
     }
 
@@ -445,6 +493,7 @@ impl Db {
     pub fn set_expire(&mut self, key: &[u8], at_ms: u64) {
         let slot = key_slot(key);
         self.watches.touch(key);
+        self.note(key, Touch::Expire);
         self.table_mut(slot).expires.insert(key, at_ms);
     }
 
@@ -455,6 +504,7 @@ impl Db {
         let removed = self.table_mut(slot).expires.remove(key).is_some();
         if removed {
             self.watches.touch(key);
+            self.note(key, Touch::Persist);
         }
         removed
     }
@@ -569,6 +619,7 @@ impl Db {
             self.stats.expired_keys += due.len() as u64;
             for k in &due {
                 self.watches.touch(k);
+                self.emit(class::EXPIRED, "expired", k);
             }
             if next == 0 {
                 self.expire_cursor = ((v + 1) % count, 0);

@@ -19,6 +19,7 @@ pub mod db;
 pub mod dict;
 pub mod glob;
 pub mod mem;
+pub mod notify;
 pub mod num;
 pub mod ostree;
 pub mod reply;

@@ -529,10 +529,16 @@ fn index() -> &'static crate::dict::Dict<usize> {
 /// the keys to this `db`.
 #[inline]
 pub fn apply(spec: &CommandSpec, db: &mut Db, args: Args, ctx: &mut Ctx, out: &mut Out) {
-    match spec.handler {
-        Some(h) => h(db, args, ctx, out),
-        None => out.error("ERR this command is handled by the connection, not the keyspace"),
+    let Some(h) = spec.handler else {
+        return out.error("ERR this command is handled by the connection, not the keyspace");
+    };
+    if db.tunables.notify_keyspace_events == 0 {
+        return h(db, args, ctx, out);
     }
+    let start = out.buf.len();
+    h(db, args, ctx, out);
+    let failed = out.buf.get(start) == Some(&b'-');
+    crate::notify::after_command(db, spec, &args, failed);
 }
 
 /// Looks up and runs a whole command: the entry point of tests and of replicated apply.
