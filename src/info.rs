@@ -40,6 +40,61 @@ fn thread_stats(part: &[u8]) -> [i64; STATS] {
     v
 }
 
+/// Per-command rows of one thread's `Op::Stats` reply: `(index, [calls, ns, rejected, failed])`.
+fn thread_cmd_stats(part: &[u8]) -> Vec<(usize, [i64; 4])> {
+    let mut rows = Vec::new();
+    if let Ok(Some((resp::Value::Array(items), _))) = resp::decode(part)
+        && let Some(resp::Value::Array(list)) = items.get(STATS)
+    {
+        for row in list {
+            if let resp::Value::Array(v) = row
+                && let [resp::Value::Int(i), rest @ ..] = v.as_slice()
+            {
+                let mut r = [0i64; 4];
+                for (d, x) in r.iter_mut().zip(rest) {
+                    if let resp::Value::Int(n) = x {
+                        *d = *n;
+                    }
+                }
+                rows.push((*i as usize, r));
+            }
+        }
+    }
+    rows
+}
+
+/// The `# Commandstats` section: counters summed over the shard threads, in table order.
+fn commandstats(parts: &[&[u8]], t: &mut String) {
+    let table = shardline_shards::command::COMMANDS;
+    let mut sums = vec![[0i64; 4]; table.len()];
+    for p in parts {
+        for (i, r) in thread_cmd_stats(p) {
+            if let Some(s) = sums.get_mut(i) {
+                for k in 0..4 {
+                    s[k] += r[k];
+                }
+            }
+        }
+    }
+    t.push_str("# Commandstats\r\n");
+    for (spec, [calls, ns, rejected, failed]) in table.iter().zip(sums) {
+        if calls + rejected + failed == 0 {
+            continue;
+        }
+        let usec = ns / 1000;
+        let per_call = if calls > 0 {
+            ns as f64 / 1000.0 / calls as f64
+        } else {
+            0.0
+        };
+        let _ = write!(
+            t,
+            "cmdstat_{}:calls={calls},usec={usec},usec_per_call={per_call:.2},rejected_calls={rejected},failed_calls={failed}\r\n",
+            spec.name
+        );
+    }
+}
+
 fn human(bytes: u64) -> String {
     let b = bytes as f64;
     if b >= 1024.0 * 1024.0 * 1024.0 {
@@ -73,14 +128,13 @@ pub fn percentile_us(buckets: &[u64; LATENCY_BUCKETS], q: f64) -> u64 {
 pub fn write(shard: &Shard, sections: &[String], parts: &[&[u8]], out: &mut Out) {
     let node = &shard.node;
     let per: Vec<[i64; STATS]> = parts.iter().map(|p| thread_stats(p)).collect();
-    let all = sections.is_empty()
-        || sections
-            .iter()
-            .any(|s| s == "all" || s == "everything" || s == "default");
+    let has = |name: &str| sections.iter().any(|s| s == name);
+    let everything = has("all") || has("everything");
+    let default = sections.is_empty() || has("default") || everything;
     let wanted: Vec<&str> = DEFAULT_SECTIONS
         .iter()
         .copied()
-        .filter(|s| all || sections.iter().any(|x| x == s))
+        .filter(|s| default || has(s))
         .collect();
     let mut text = String::new();
     for s in wanted {
@@ -88,6 +142,13 @@ pub fn write(shard: &Shard, sections: &[String], parts: &[&[u8]], out: &mut Out)
             text.push_str("\r\n");
         }
         section(node, s, &per, &mut text);
+    }
+    // As in Redis, commandstats is in `all` and `everything` but not in the default set.
+    if everything || has("commandstats") {
+        if !text.is_empty() {
+            text.push_str("\r\n");
+        }
+        commandstats(parts, &mut text);
     }
     out.verbatim(text.as_bytes())
 }

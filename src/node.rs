@@ -83,6 +83,8 @@ pub struct Node {
     pub run_id: String,
     pub next_client_id: AtomicU64,
     pub shutting_down: AtomicBool,
+    /// Bumped by CONFIG RESETSTAT; each shard thread zeroes its own counters when it sees a new one.
+    pub stats_epoch: AtomicU64,
     /// Asks the main thread to shut the node down (SHUTDOWN command).
     pub shutdown_tx: Mutex<mpsc::Sender<()>>,
     pub io_uring: bool,
@@ -111,6 +113,7 @@ impl Node {
             run_id: run_id[run_id.len() - 40..].to_string(),
             next_client_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
+            stats_epoch: AtomicU64::new(0),
             shutdown_tx: Mutex::new(shutdown_tx),
             io_uring,
         }

@@ -259,6 +259,11 @@ fn config_cmd(c: &mut Conn, a: Args) {
             c.out().ok()
         }
         b"resetstat" if a.len() == 2 => {
+            // Per-thread counters (commandstats, keyspace hits/misses) reset on their threads.
+            c.shard()
+                .node
+                .stats_epoch
+                .fetch_add(1, Ordering::Relaxed);
             for s in &c.shard().node.stats {
                 for a in [
                     &s.commands,

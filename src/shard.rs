@@ -133,6 +133,23 @@ pub struct Shard {
     stop_waker: RefCell<Option<Waker>>,
     /// The `Live::tunables_version` last copied into `db`.
     tunables_seen: Cell<u64>,
+    /// Per-command counters of this thread, indexed like `command::COMMANDS`.
+    pub cmd_stats: RefCell<Vec<CmdStat>>,
+    /// The `Node::stats_epoch` (CONFIG RESETSTAT) these counters started at.
+    stats_epoch_seen: Cell<u64>,
+}
+
+/// Counters of one command on one thread (INFO commandstats).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct CmdStat {
+    /// Calls that arrived on this thread's connections.
+    pub calls: u64,
+    /// Service time in ns: each batch's time split evenly over its commands.
+    pub ns: u64,
+    /// Refused before running (arity, NOAUTH, CROSSSLOT, OOM).
+    pub rejected: u64,
+    /// Ran on this thread and answered an error.
+    pub failed: u64,
 }
 
 /// Unix time now, in microseconds. The one clock read of a batch.
@@ -168,6 +185,29 @@ impl Shard {
             stopping: Cell::new(false),
             stop_waker: RefCell::new(None),
             tunables_seen: Cell::new(u64::MAX),
+            cmd_stats: RefCell::new(vec![CmdStat::default(); command::COMMANDS.len()]),
+            stats_epoch_seen: Cell::new(0),
+        }
+    }
+
+    /// Zeroes this thread's counters if CONFIG RESETSTAT ran since they started.
+    #[inline]
+    pub fn check_reset(&self) {
+        let e = self.node.stats_epoch.load(Ordering::Relaxed);
+        if e != self.stats_epoch_seen.get() {
+            self.stats_epoch_seen.set(e);
+            self.cmd_stats.borrow_mut().fill(CmdStat::default());
+            self.db.borrow_mut().stats = Default::default();
+        }
+    }
+
+    /// Counts an error answer of a command that ran here.
+    #[inline]
+    fn count_failure(&self, spec: Option<&'static command::CommandSpec>, reply: &[u8]) {
+        if reply.first() == Some(&b'-')
+            && let Some(spec) = spec
+        {
+            self.cmd_stats.borrow_mut()[command::index_of(spec)].failed += 1;
         }
     }
 
@@ -452,6 +492,7 @@ impl Shard {
     /// Runs one op against this thread's keyspace. Used for local and remote ops alike.
     pub fn run_op(&self, op: &Op, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) {
         self.sync_tunables();
+        self.check_reset();
         let mut db = self.db.borrow_mut();
         let mut rng = self.rng.borrow_mut();
         let mut ctx = Ctx {
@@ -462,7 +503,9 @@ impl Shard {
         match op {
             Op::Cmd { first, len } => {
                 let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                command::execute(&mut db, args, &mut ctx, out);
+                let start = out.buf.len();
+                let spec = command::execute(&mut db, args, &mut ctx, out);
+                self.count_failure(spec, &out.buf[start..]);
             }
             Op::Exec { cmds, watch } => {
                 if watch.as_ref().is_some_and(|w| w.load(Ordering::Acquire)) {
@@ -471,7 +514,9 @@ impl Shard {
                 out.array(cmds.len());
                 for (first, len) in cmds {
                     let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                    command::execute(&mut db, args, &mut ctx, out);
+                    let start = out.buf.len();
+                    let spec = command::execute(&mut db, args, &mut ctx, out);
+                    self.count_failure(spec, &out.buf[start..]);
                 }
             }
             Op::Watch { first, add, flag } => {
@@ -487,7 +532,7 @@ impl Shard {
             Op::Stats => {
                 let st = db.stats;
                 let ps = self.pubsub.borrow();
-                out.array(8);
+                out.array(9);
                 out.int(db.len() as i64);
                 out.int(db.volatile_len() as i64);
                 out.int(st.keyspace_hits as i64);
@@ -496,6 +541,19 @@ impl Shard {
                 out.int(self.waiters.borrow().len() as i64);
                 out.int(ps.names(crate::pubsub::Kind::Channel, None).len() as i64);
                 out.int(ps.names(crate::pubsub::Kind::Pattern, None).len() as i64);
+                let stats = self.cmd_stats.borrow();
+                let rows: Vec<(usize, &CmdStat)> = stats
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.calls + s.rejected + s.failed > 0)
+                    .collect();
+                out.array(rows.len());
+                for (i, s) in rows {
+                    out.array(5);
+                    for v in [i as u64, s.calls, s.ns, s.rejected, s.failed] {
+                        out.int(v as i64);
+                    }
+                }
             }
             Op::Clients => {
                 let mut text = String::new();

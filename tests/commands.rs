@@ -443,3 +443,41 @@ fn sorted_sets_and_sets_work_through_a_real_client() {
         .unwrap();
     assert_eq!(score, Value::Double(10.0));
 }
+
+#[test]
+fn commandstats_count_calls_failures_and_rejections_and_reset() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    // foo and bar are owned by different shard threads.
+    let _: () = c.set("foo", "1").unwrap();
+    let _: () = c.set("bar", "x").unwrap();
+    let _: Option<String> = c.get("foo").unwrap();
+    let e: redis::RedisResult<i64> = c.incr("bar", 1);
+    assert!(e.is_err());
+    let e: redis::RedisResult<Value> = redis::cmd("GET").query(&mut c);
+    assert!(e.is_err());
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut c)
+        .unwrap();
+    let line = |name: &str| {
+        stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+            .to_string()
+    };
+    assert!(line("set").contains("calls=2,"), "{stats}");
+    assert!(line("get").contains("calls=1,"), "{stats}");
+    assert!(line("get").contains("rejected_calls=1,"), "{stats}");
+    assert!(line("incrby").contains("failed_calls=1"), "{stats}");
+    let default: String = redis::cmd("INFO").query(&mut c).unwrap();
+    assert!(!default.contains("cmdstat_"), "commandstats is not a default section");
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut c)
+        .unwrap();
+    assert!(!stats.contains("cmdstat_set"), "{stats}");
+    assert!(stats.contains("cmdstat_info:calls=1,"), "{stats}");
+}

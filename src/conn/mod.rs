@@ -121,6 +121,8 @@ pub struct Conn {
     sub: Option<Rc<Subscriber>>,
     /// This connection's subscriptions (registered on its own thread).
     subscriptions: std::collections::HashSet<(Kind, Vec<u8>)>,
+    /// Table indexes of the commands dispatched in this batch (their service time is shared).
+    batch_cmds: Vec<u16>,
 }
 
 /// Answers a connection we will not serve, then closes it.
@@ -174,6 +176,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         blocked: None,
         sub: None,
         subscriptions: std::collections::HashSet::new(),
+        batch_cmds: Vec::with_capacity(LOOKAHEAD),
     };
     if let Err(e) = conn.run(stream).await {
         tracing::debug!(client = id, error = %e, "connection ended with an error");
@@ -263,6 +266,7 @@ impl Conn {
             let in_flight = &shard.node.stats[shard.id].batches_in_flight;
             in_flight.fetch_add(1, Ordering::Relaxed);
             let (used, more) = self.parse_and_dispatch(&rbuf[rpos..], &mut spans, &mut scratch);
+            self.share_batch_time(started);
             rpos += used;
             need_read = !more;
             self.info.borrow_mut().qbuf = rbuf.len() - rpos;
@@ -391,6 +395,25 @@ impl Conn {
         result
     }
 
+    /// Splits the time since `started` over the commands dispatched in this batch (INFO
+    /// commandstats `usec`): no clock read per command.
+    fn share_batch_time(&mut self, started: Instant) {
+        if self.batch_cmds.is_empty() {
+            return;
+        }
+        let share = started.elapsed().as_nanos() as u64 / self.batch_cmds.len() as u64;
+        let mut stats = self.shard.cmd_stats.borrow_mut();
+        for &i in &self.batch_cmds {
+            stats[i as usize].ns += share;
+        }
+        self.batch_cmds.clear();
+    }
+
+    /// Counts a command refused before it ran (INFO commandstats `rejected_calls`).
+    fn reject(&mut self, spec: &CommandSpec) {
+        self.shard.cmd_stats.borrow_mut()[command::index_of(spec)].rejected += 1;
+    }
+
     /// Runs one command. `looked_up` is the result of `lookup` if the caller already has it.
     fn dispatch(&mut self, looked_up: Option<Option<&'static CommandSpec>>, args: Args) {
         self.shard.local.borrow_mut().commands += 1;
@@ -401,12 +424,18 @@ impl Conn {
         self.info.borrow_mut().last_cmd = spec.name;
         if !spec.arity_ok(args.len()) {
             self.flag_multi();
+            self.reject(spec);
             return err::arity(&mut self.out, spec.name);
         }
         if !self.authed && spec.flags & flags::NO_AUTH == 0 {
             self.flag_multi();
+            self.reject(spec);
             return self.out.error("NOAUTH Authentication required.");
         }
+        self.shard.check_reset();
+        let index = command::index_of(spec);
+        self.shard.cmd_stats.borrow_mut()[index].calls += 1;
+        self.batch_cmds.push(index as u16);
         if self.multi.is_some() && spec.flags & flags::NO_MULTI == 0 {
             return self.queue(spec, args);
         }
@@ -459,7 +488,10 @@ impl Conn {
                 let op = self.push_cmd(t, args.buf(), args.spans());
                 self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
             }
-            Plan::Refuse(msg) => self.out.error(msg),
+            Plan::Refuse(msg) => {
+                self.reject(spec);
+                self.out.error(msg)
+            }
             Plan::All(merge) => {
                 let parts = (0..threads)
                     .map(|t| self.part(t, args.buf(), args.spans()))

@@ -101,7 +101,7 @@ fn run_words(db: &mut Db, words: &[&[u8]], c: &mut Ctx, out: &mut Out) {
         buf.extend_from_slice(w);
         spans.push((s, buf.len() as u32));
     }
-    execute(db, Args::new(&buf, &spans), c, out)
+    execute(db, Args::new(&buf, &spans), c, out);
 }
 
 fn is_nil(reply: &[u8]) -> bool {

@@ -541,16 +541,34 @@ pub fn apply(spec: &CommandSpec, db: &mut Db, args: Args, ctx: &mut Ctx, out: &m
     crate::notify::after_command(db, spec, &args, failed);
 }
 
-/// Looks up and runs a whole command: the entry point of tests and of replicated apply.
-pub fn execute(db: &mut Db, args: Args, ctx: &mut Ctx, out: &mut Out) {
+/// Looks up and runs a whole command: the entry point of tests and of replicated apply. Returns
+/// the command's table row (`None` for an unknown command).
+pub fn execute(
+    db: &mut Db,
+    args: Args,
+    ctx: &mut Ctx,
+    out: &mut Out,
+) -> Option<&'static CommandSpec> {
     let name = args.get(0);
     let Some(spec) = lookup(name) else {
-        return err::unknown_command(out, args);
+        err::unknown_command(out, args);
+        return None;
     };
     if !spec.arity_ok(args.len()) {
-        return err::arity(out, spec.name);
+        err::arity(out, spec.name);
+        return Some(spec);
     }
-    apply(spec, db, args, ctx, out)
+    apply(spec, db, args, ctx, out);
+    Some(spec)
+}
+
+/// The position of `spec` in `COMMANDS` (for per-command counters).
+#[inline]
+pub fn index_of(spec: &CommandSpec) -> usize {
+    let base = COMMANDS.as_ptr() as usize;
+    let i = (spec as *const CommandSpec as usize - base) / std::mem::size_of::<CommandSpec>();
+    debug_assert!(std::ptr::eq(&COMMANDS[i], spec));
+    i
 }
 
 /// Error replies in Redis's own wording.
