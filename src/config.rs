@@ -5,6 +5,7 @@
 //! value and the reason.
 
 use shardline_shards::db::Tunables;
+use shardline_shards::evict::Policy;
 use shardline_shards::notify;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -351,6 +352,49 @@ pub static PARAMS: &[Param] = &[
         },
         get: |c| notify::format_flags(c.tunables.notify_keyspace_events),
     },
+    Param {
+        name: "maxmemory",
+        help: "Memory limit for the node (bytes, or 100mb, 2gb; 0: none). Over it, write commands evict keys by maxmemory-policy or are refused with OOM.",
+        runtime: true,
+        set: |c, v| {
+            c.tunables.maxmemory = parse_size(v)?;
+            Ok(())
+        },
+        get: |c| c.tunables.maxmemory.to_string(),
+    },
+    Param {
+        name: "maxmemory-policy",
+        help: "noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl (default noeviction).",
+        runtime: true,
+        set: |c, v| {
+            c.tunables.maxmemory_policy = Policy::parse(v.trim()).ok_or_else(|| {
+                "must be noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl".to_string()
+            })?;
+            Ok(())
+        },
+        get: |c| c.tunables.maxmemory_policy.name().to_string(),
+    },
+    tunable_param!(
+        "maxmemory-samples",
+        maxmemory_samples,
+        1,
+        64,
+        "Keys sampled per eviction (default 5)."
+    ),
+    tunable_param!(
+        "lfu-log-factor",
+        lfu_log_factor,
+        0,
+        1_000_000,
+        "How slowly the LFU counter grows (default 10)."
+    ),
+    tunable_param!(
+        "lfu-decay-time",
+        lfu_decay_time,
+        0,
+        1_000_000,
+        "Minutes per step of LFU counter decay; 0 never decays (default 1)."
+    ),
     tunable_param!(
         "stream-node-max-entries",
         stream_node_max_entries,

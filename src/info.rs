@@ -25,8 +25,8 @@ const DEFAULT_SECTIONS: &[&str] = &[
 ];
 
 /// Per-thread figures from `Op::Stats`: keys, expires, hits, misses, expired, blocked clients,
-/// channels and patterns with subscribers.
-const STATS: usize = 8;
+/// channels and patterns with subscribers, evicted keys.
+const STATS: usize = 9;
 
 fn thread_stats(part: &[u8]) -> [i64; STATS] {
     let mut v = [0i64; STATS];
@@ -191,9 +191,12 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], t: &mut String) {
             let rss = shardline_transport::cpu::rss_bytes();
             let _ = write!(
                 t,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak_rss:{}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak_rss:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n",
                 human(used),
                 human(rss),
+                cfg.tunables.maxmemory,
+                human(cfg.tunables.maxmemory),
+                cfg.tunables.maxmemory_policy.name(),
                 shardline_transport::cpu::max_rss_bytes(),
                 rss as f64 / used.max(1) as f64,
             );
@@ -204,13 +207,14 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], t: &mut String) {
         "stats" => {
             let _ = write!(
                 t,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:0\r\nprotocol_errors:{}\r\ncross_thread_hops:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:0\r\nprotocol_errors:{}\r\ncross_thread_hops:{}\r\n",
                 node.sum(|s| &s.connections),
                 node.sum(|s| &s.commands),
                 node.sum(|s| &s.net_input_bytes),
                 node.sum(|s| &s.net_output_bytes),
                 node.sum(|s| &s.rejected_connections),
                 sum(4),
+                sum(8),
                 sum(6),
                 sum(7),
                 sum(2),

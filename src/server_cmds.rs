@@ -187,7 +187,6 @@ const FIXED: &[(&str, &str)] = &[
     ("save", ""),
     ("appendonly", "no"),
     ("databases", "1"),
-    ("maxmemory", "0"),
     ("cluster-enabled", "no"),
 ];
 
@@ -260,10 +259,7 @@ fn config_cmd(c: &mut Conn, a: Args) {
         }
         b"resetstat" if a.len() == 2 => {
             // Per-thread counters (commandstats, keyspace hits/misses) reset on their threads.
-            c.shard()
-                .node
-                .stats_epoch
-                .fetch_add(1, Ordering::Relaxed);
+            c.shard().node.stats_epoch.fetch_add(1, Ordering::Relaxed);
             for s in &c.shard().node.stats {
                 for a in [
                     &s.commands,

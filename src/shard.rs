@@ -152,6 +152,9 @@ pub struct CmdStat {
     pub failed: u64,
 }
 
+/// Redis's refusal under `maxmemory` with nothing left to evict.
+pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
 /// Unix time now, in microseconds. The one clock read of a batch.
 pub fn unix_now_us() -> u64 {
     std::time::SystemTime::now()
@@ -199,6 +202,33 @@ impl Shard {
             self.cmd_stats.borrow_mut().fill(CmdStat::default());
             self.db.borrow_mut().stats = Default::default();
         }
+    }
+
+    /// Before a command that may grow memory (DENYOOM) while the node is over `maxmemory`: evicts
+    /// keys of this thread by the policy until it is under, or says there is nothing to evict
+    /// (then the command is refused with OOM and counted as rejected).
+    fn make_room(&self, db: &mut Db, args: Args, now_ms: u64) -> bool {
+        let Some(spec) = command::lookup(args.get(0)) else {
+            return true;
+        };
+        if spec.flags & command::flags::DENYOOM == 0 {
+            return true;
+        }
+        let limit = db.tunables.maxmemory;
+        // Bounded work per command, as Redis bounds an eviction cycle.
+        for _ in 0..10_000 {
+            if shardline_transport::alloc::used_bytes() <= limit {
+                return true;
+            }
+            if db.evict_one(now_ms).is_none() {
+                break;
+            }
+        }
+        if shardline_transport::alloc::used_bytes() <= limit {
+            return true;
+        }
+        self.cmd_stats.borrow_mut()[command::index_of(spec)].rejected += 1;
+        false
     }
 
     /// Counts an error answer of a command that ran here.
@@ -503,9 +533,13 @@ impl Shard {
         match op {
             Op::Cmd { first, len } => {
                 let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                let start = out.buf.len();
-                let spec = command::execute(&mut db, args, &mut ctx, out);
-                self.count_failure(spec, &out.buf[start..]);
+                if db.tunables.maxmemory > 0 && !self.make_room(&mut db, args, ctx.now_ms) {
+                    out.error(OOM);
+                } else {
+                    let start = out.buf.len();
+                    let spec = command::execute(&mut db, args, &mut ctx, out);
+                    self.count_failure(spec, &out.buf[start..]);
+                }
             }
             Op::Exec { cmds, watch } => {
                 if watch.as_ref().is_some_and(|w| w.load(Ordering::Acquire)) {
@@ -514,6 +548,10 @@ impl Shard {
                 out.array(cmds.len());
                 for (first, len) in cmds {
                     let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
+                    if db.tunables.maxmemory > 0 && !self.make_room(&mut db, args, ctx.now_ms) {
+                        out.error(OOM);
+                        continue;
+                    }
                     let start = out.buf.len();
                     let spec = command::execute(&mut db, args, &mut ctx, out);
                     self.count_failure(spec, &out.buf[start..]);
@@ -532,7 +570,7 @@ impl Shard {
             Op::Stats => {
                 let st = db.stats;
                 let ps = self.pubsub.borrow();
-                out.array(9);
+                out.array(10);
                 out.int(db.len() as i64);
                 out.int(db.volatile_len() as i64);
                 out.int(st.keyspace_hits as i64);
@@ -541,6 +579,7 @@ impl Shard {
                 out.int(self.waiters.borrow().len() as i64);
                 out.int(ps.names(crate::pubsub::Kind::Channel, None).len() as i64);
                 out.int(ps.names(crate::pubsub::Kind::Pattern, None).len() as i64);
+                out.int(st.evicted_keys as i64);
                 let stats = self.cmd_stats.borrow();
                 let rows: Vec<(usize, &CmdStat)> = stats
                     .iter()

@@ -472,7 +472,10 @@ fn commandstats_count_calls_failures_and_rejections_and_reset() {
     assert!(line("get").contains("rejected_calls=1,"), "{stats}");
     assert!(line("incrby").contains("failed_calls=1"), "{stats}");
     let default: String = redis::cmd("INFO").query(&mut c).unwrap();
-    assert!(!default.contains("cmdstat_"), "commandstats is not a default section");
+    assert!(
+        !default.contains("cmdstat_"),
+        "commandstats is not a default section"
+    );
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")

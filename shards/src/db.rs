@@ -12,7 +12,9 @@
 
 use crate::bytes::SmallBytes;
 use crate::dict::Dict;
+use crate::evict::{self, Policy};
 use crate::notify::{Event, Touch, class};
+use crate::rng::Rng;
 use crate::slot::{Slot, VShardId, VShardLayout, key_slot};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +39,11 @@ impl Value {
             Value::ZSet(_) => "zset",
             Value::Stream(_) => "stream",
         }
+    }
+
+    /// The encoding OBJECT ENCODING names, given the thresholds in `t`.
+    pub fn encoding_with(&self, _t: &Tunables) -> &'static str {
+        self.encoding()
     }
 
     pub fn encoding(&self) -> &'static str {
@@ -124,7 +131,7 @@ impl VShard {
     pub fn new(id: VShardId) -> Self {
         VShard {
             id,
-            keys: Dict::default(),
+            keys: Dict::with_meta(),
             expires: Dict::default(),
         }
     }
@@ -156,6 +163,7 @@ pub struct DbStats {
     pub expired_keys: u64,
     pub keyspace_hits: u64,
     pub keyspace_misses: u64,
+    pub evicted_keys: u64,
 }
 
 /// WATCH bookkeeping: for each watched key, the flags of the transactions watching it. A write
@@ -218,6 +226,14 @@ pub struct Tunables {
     pub stream_node_max_entries: usize,
     /// `notify-keyspace-events` as `notify::class` bits; 0 turns notifications off.
     pub notify_keyspace_events: u32,
+    /// Node-wide memory limit in bytes (0: none); enforced by the driver, which calls `evict`.
+    pub maxmemory: u64,
+    pub maxmemory_policy: Policy,
+    /// Keys sampled per eviction.
+    pub maxmemory_samples: u32,
+    pub lfu_log_factor: u32,
+    /// Minutes per step of LFU counter decay (0: never decays).
+    pub lfu_decay_time: u32,
 }
 
 impl Default for Tunables {
@@ -225,6 +241,11 @@ impl Default for Tunables {
         Tunables {
             stream_node_max_entries: 100,
             notify_keyspace_events: 0,
+            maxmemory: 0,
+            maxmemory_policy: Policy::NoEviction,
+            maxmemory_samples: 5,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
         }
     }
 }
@@ -247,6 +268,37 @@ pub struct Db {
     pub touched: Vec<(Vec<u8>, Touch)>,
     /// Keyspace events waiting for the driver to publish them.
     pub events: Vec<Event>,
+    /// Draws for the LFU counter and eviction sampling (bookkeeping, not replicated state).
+    access_rng: Rng,
+    /// The time of the running command (set by `command::apply`), for paths without a `now`.
+    pub now_ms: u64,
+}
+
+/// The access metadata of a key just created.
+#[inline]
+fn fresh_meta(t: &Tunables, now_ms: u64) -> u32 {
+    if t.maxmemory_policy.is_lfu() {
+        evict::lfu_new(now_ms)
+    } else {
+        evict::lru_stamp(now_ms)
+    }
+}
+
+/// The access metadata of a key after an access.
+#[inline]
+fn accessed_meta(t: &Tunables, rng: &mut Rng, old: u32, now_ms: u64) -> u32 {
+    if t.maxmemory_policy.is_lfu() {
+        evict::lfu_touch(old, now_ms, t.lfu_log_factor, t.lfu_decay_time, rng)
+    } else {
+        evict::lru_stamp(now_ms)
+    }
+}
+
+#[inline]
+fn table_in_mut(vshards: &mut [Option<VShard>], layout: VShardLayout, slot: Slot) -> &mut VShard {
+    vshards[layout.vshard_of(slot).0 as usize]
+        .as_mut()
+        .expect("routing sent a key to a shard thread that does not own its vShard")
 }
 
 impl Db {
@@ -267,6 +319,8 @@ impl Db {
             ready: Vec::new(),
             touched: Vec::new(),
             events: Vec::new(),
+            access_rng: Rng::new(0x5DEE_CE66),
+            now_ms: 0,
         }
     }
 
@@ -334,7 +388,11 @@ impl Db {
         let Some(vs) = &self.vshards[at.vshard.0 as usize] else {
             return;
         };
-        match vs.keys.get_hashed(key, at.hash) {
+        let Some(i) = vs.keys.index_hashed(key, at.hash) else {
+            return;
+        };
+        vs.keys.prefetch_meta(i);
+        match Some(vs.keys.at(i)) {
             Some(Value::Str(crate::bytes::SmallBytes::Heap(b))) => {
                 shardline_transport::hint::prefetch(b.as_ptr())
             }
@@ -352,13 +410,34 @@ impl Db {
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Value> {
         let slot = key_slot(key);
         self.expire_if_due(slot, key, now_ms);
-        let found = table_in(&self.vshards, self.layout, slot).keys.get(key);
-        if found.is_some() {
-            self.stats.keyspace_hits += 1;
-        } else {
+        let vs = table_in_mut(&mut self.vshards, self.layout, slot);
+        let Some(i) = vs.keys.index_of(key) else {
             self.stats.keyspace_misses += 1;
-        }
-        found
+            return None;
+        };
+        self.stats.keyspace_hits += 1;
+        let m = accessed_meta(
+            &self.tunables,
+            &mut self.access_rng,
+            vs.keys.meta(i),
+            now_ms,
+        );
+        vs.keys.set_meta(i, m);
+        Some(vs.keys.at(i))
+    }
+
+    /// The value of `key` without counting an access or checking expiry (call after
+    /// `access_meta`, which does).
+    pub fn peek(&self, key: &[u8]) -> Option<&Value> {
+        self.table(key_slot(key)).keys.get(key)
+    }
+
+    /// The access metadata of a live key without counting an access (OBJECT IDLETIME/FREQ).
+    pub fn access_meta(&mut self, key: &[u8], now_ms: u64) -> Option<u32> {
+        let slot = key_slot(key);
+        self.expire_if_due(slot, key, now_ms);
+        let keys = &self.table(slot).keys;
+        keys.index_of(key).map(|i| keys.meta(i))
     }
 
     /// The live value of `key`, for in-place change. Call `signal` after a change.
@@ -366,7 +445,16 @@ impl Db {
     pub fn get_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Value> {
         let slot = key_slot(key);
         self.expire_if_due(slot, key, now_ms);
-        self.table_mut(slot).keys.get_mut(key)
+        let vs = table_in_mut(&mut self.vshards, self.layout, slot);
+        let i = vs.keys.index_of(key)?;
+        let m = accessed_meta(
+            &self.tunables,
+            &mut self.access_rng,
+            vs.keys.meta(i),
+            now_ms,
+        );
+        vs.keys.set_meta(i, m);
+        Some(vs.keys.at_mut(i))
     }
 
     /// Whether `key` is live, without counting a hit or miss.
@@ -393,7 +481,20 @@ impl Db {
             }
             self.touched.push((key.to_vec(), Touch::Write));
         }
-        self.table_mut(slot).keys.get_or_insert_with(key, make).0
+        let vs = table_in_mut(&mut self.vshards, self.layout, slot);
+        let (i, inserted) = vs.keys.index_or_insert_with(key, make);
+        let m = if inserted {
+            fresh_meta(&self.tunables, now_ms)
+        } else {
+            accessed_meta(
+                &self.tunables,
+                &mut self.access_rng,
+                vs.keys.meta(i),
+                now_ms,
+            )
+        };
+        vs.keys.set_meta(i, m);
+        vs.keys.at_mut(i)
     }
 
     /// Records how the running command touched `key` (for keyspace notifications).
@@ -450,8 +551,10 @@ impl Db {
                 self.note(key, Touch::Expire);
             }
         }
+        let meta = fresh_meta(&self.tunables, self.now_ms);
         let t = self.table_mut(slot);
-        t.keys.insert(key, value);
+        let (i, _) = t.keys.insert_at(key, value);
+        t.keys.set_meta(i, meta);
         match expire_at_ms {
             Some(at) => {
                 t.expires.insert(key, at);
@@ -549,6 +652,63 @@ impl Db {
                 .find(|(k, _)| vs.is_live(k, now_ms))
                 .map(|(k, _)| k.to_vec())
         })
+    }
+
+    /// Evicts one key chosen by `maxmemory-policy` from a sample of this thread's keys; returns
+    /// it, or `None` under `noeviction` or with no candidate. See `evict`.
+    pub fn evict_one(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        let t = self.tunables;
+        if t.maxmemory_policy == Policy::NoEviction {
+            return None;
+        }
+        let volatile = t.maxmemory_policy.volatile();
+        let candidates: Vec<usize> = (0..self.vshards.len())
+            .filter(|&i| {
+                self.vshards[i].as_ref().is_some_and(|v| {
+                    if volatile {
+                        !v.expires.is_empty()
+                    } else {
+                        !v.keys.is_empty()
+                    }
+                })
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let samples = t.maxmemory_samples.clamp(1, 64);
+        let mut best: Option<(u64, Vec<u8>)> = None;
+        for _ in 0..samples {
+            let vi = candidates[self.access_rng.below(candidates.len() as u64) as usize];
+            let vs = self.vshards[vi].as_ref().expect("owned");
+            let (key, expire_at) = if volatile {
+                let (_, k, at) = vs.expires.random(&mut self.access_rng)?;
+                (k, Some(*at))
+            } else {
+                let (_, k, _) = vs.keys.random(&mut self.access_rng)?;
+                (k, None)
+            };
+            let meta = vs.keys.index_of(key).map_or(0, |i| vs.keys.meta(i));
+            let score = match t.maxmemory_policy {
+                Policy::AllKeysLru | Policy::VolatileLru => evict::idle_secs(meta, now_ms),
+                Policy::AllKeysLfu | Policy::VolatileLfu => {
+                    255 - evict::lfu_counter(meta, now_ms, t.lfu_decay_time) as u64
+                }
+                Policy::VolatileTtl => u64::MAX - expire_at.unwrap_or(u64::MAX),
+                _ => 0,
+            };
+            if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, key.to_vec()));
+            }
+        }
+        let (_, key) = best?;
+        let vs = table_in_mut(&mut self.vshards, self.layout, key_slot(&key));
+        vs.keys.remove(&key);
+        vs.expires.remove(&key);
+        self.watches.touch(&key);
+        self.stats.evicted_keys += 1;
+        self.emit(class::EVICTED, "evicted", &key);
+        Some(key)
     }
 
     /// Removes every key.

@@ -55,6 +55,10 @@ fn max_used(buckets: usize) -> usize {
 pub struct Dict<V> {
     ctrl: Vec<u8>,
     slots: Vec<Option<(SmallBytes, V)>>,
+    /// With [`Dict::with_meta`]: one `u32` per bucket that the owner uses as it likes (the
+    /// keyspace keeps access times or frequencies there); empty otherwise. Moves with its entry.
+    meta: Vec<u32>,
+    track_meta: bool,
     len: usize,
     deleted: usize,
     hasher: Hasher,
@@ -65,6 +69,8 @@ impl<V> Default for Dict<V> {
         Dict {
             ctrl: Vec::new(),
             slots: Vec::new(),
+            meta: Vec::new(),
+            track_meta: false,
             len: 0,
             deleted: 0,
             hasher: Hasher::default(),
@@ -73,6 +79,59 @@ impl<V> Default for Dict<V> {
 }
 
 impl<V> Dict<V> {
+    /// A table that keeps a `u32` of metadata per entry (see `meta`).
+    pub fn with_meta() -> Self {
+        Dict {
+            track_meta: true,
+            ..Dict::default()
+        }
+    }
+
+    /// The bucket of `key`, if present (for [`Dict::meta`] and [`Dict::at_mut`]).
+    #[inline]
+    pub fn index_of(&self, key: &[u8]) -> Option<usize> {
+        self.find(key, self.hash(key))
+    }
+
+    /// `index_of` with the hash already computed.
+    #[inline]
+    pub fn index_hashed(&self, key: &[u8], hash: u64) -> Option<usize> {
+        self.find(key, hash)
+    }
+
+    /// The metadata of the entry in bucket `i` (0 without `with_meta`).
+    #[inline]
+    pub fn meta(&self, i: usize) -> u32 {
+        self.meta.get(i).copied().unwrap_or(0)
+    }
+
+    #[inline]
+    pub fn set_meta(&mut self, i: usize, m: u32) {
+        if let Some(x) = self.meta.get_mut(i) {
+            *x = m;
+        }
+    }
+
+    /// Starts loading the metadata of bucket `i`.
+    #[inline]
+    pub fn prefetch_meta(&self, i: usize) {
+        if self.track_meta {
+            shardline_transport::hint::prefetch(self.meta.as_ptr().wrapping_add(i));
+        }
+    }
+
+    /// The value in bucket `i`, which must be full.
+    #[inline]
+    pub fn at(&self, i: usize) -> &V {
+        &self.slots[i].as_ref().expect("bucket is full").1
+    }
+
+    /// The value in bucket `i`, which must be full.
+    #[inline]
+    pub fn at_mut(&mut self, i: usize) -> &mut V {
+        &mut self.slots[i].as_mut().expect("bucket is full").1
+    }
+
     /// The hash of `key` in this table (for [`Dict::prefetch`]).
     #[inline]
     pub fn hash(&self, key: &[u8]) -> u64 {
@@ -177,14 +236,22 @@ impl<V> Dict<V> {
     fn rebuild(&mut self, buckets: usize) {
         debug_assert!(max_used(buckets) > self.len);
         let old = std::mem::take(&mut self.slots);
+        let old_meta = std::mem::take(&mut self.meta);
         self.ctrl = vec![EMPTY; buckets];
         self.slots = (0..buckets).map(|_| None).collect();
+        if self.track_meta {
+            self.meta = vec![0; buckets];
+        }
         self.deleted = 0;
-        for (k, v) in old.into_iter().flatten() {
+        for (j, entry) in old.into_iter().enumerate() {
+            let Some((k, v)) = entry else { continue };
             let h = self.hash(&k);
             let i = self.free_bucket(h);
             self.ctrl[i] = tag(h);
             self.slots[i] = Some((k, v));
+            if let Some(&m) = old_meta.get(j) {
+                self.meta[i] = m;
+            }
         }
     }
 
@@ -196,8 +263,32 @@ impl<V> Dict<V> {
         }
         self.ctrl[i] = tag(hash);
         self.slots[i] = Some((SmallBytes::new(key), value));
+        self.set_meta(i, 0);
         self.len += 1;
         i
+    }
+
+    /// Inserts or replaces; returns the bucket and whether the key is new.
+    #[inline]
+    pub fn insert_at(&mut self, key: &[u8], value: V) -> (usize, bool) {
+        let h = self.hash(key);
+        match self.find(key, h) {
+            Some(i) => {
+                *self.at_mut(i) = value;
+                (i, false)
+            }
+            None => (self.put_new(key, h, value), true),
+        }
+    }
+
+    /// `get_or_insert_with` that returns the bucket: `(bucket, inserted)`.
+    #[inline]
+    pub fn index_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> (usize, bool) {
+        let h = self.hash(key);
+        match self.find(key, h) {
+            Some(i) => (i, false),
+            None => (self.put_new(key, h, make()), true),
+        }
     }
 
     /// Inserts or replaces; returns the previous value.
@@ -255,6 +346,7 @@ impl<V> Dict<V> {
     pub fn clear(&mut self) {
         self.ctrl = Vec::new();
         self.slots = Vec::new();
+        self.meta = Vec::new();
         self.len = 0;
         self.deleted = 0;
     }
@@ -347,6 +439,11 @@ impl<V> Dict<V> {
         let n = self.ctrl.len();
         crate::mem::alloc_size(n)
             + crate::mem::alloc_size(n * std::mem::size_of::<Option<(SmallBytes, V)>>())
+            + if self.track_meta {
+                crate::mem::alloc_size(n * 4)
+            } else {
+                0
+            }
     }
 
     /// Checks the table's invariants (tests and debug builds).

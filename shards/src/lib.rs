@@ -17,6 +17,7 @@ pub mod bytes;
 pub mod command;
 pub mod db;
 pub mod dict;
+pub mod evict;
 pub mod glob;
 pub mod mem;
 pub mod notify;

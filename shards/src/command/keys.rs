@@ -145,7 +145,7 @@ pub fn object(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
             "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "ENCODING <key> -- Return the kind of internal representation used to store the value.",
             "REFCOUNT <key> -- Return the number of references of the value (always 1: values are not shared).",
-            "IDLETIME, FREQ -- Not tracked by Shardline yet.",
+            "IDLETIME <key> -- Seconds since the key was last accessed (not under an LFU policy); FREQ <key> -- its logarithmic access counter (under an LFU policy).",
         ] {
             out.simple(line);
         }
@@ -160,19 +160,26 @@ pub fn object(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     if a.len() != 3 {
         return err::arity(out, &format!("object|{}", String::from_utf8_lossy(&sub)));
     }
-    let Some(v) = db.get(a.get(2), c.now_ms) else {
+    // OBJECT does not count as an access (Redis's LOOKUP_NOTOUCH).
+    let Some(meta) = db.access_meta(a.get(2), c.now_ms) else {
         return out.null();
     };
+    let t = db.tunables;
+    const ADJUST: &str = "Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
     match sub.as_slice() {
-        b"encoding" => out.bulk(v.encoding().as_bytes()),
-        b"refcount" => out.int(1),
-        // Honest refusals: Shardline keeps no access clock or counter per key yet.
-        b"idletime" => out.error(
-            "ERR OBJECT IDLETIME is not supported: Shardline does not track key access times yet",
-        ),
-        _ => {
-            out.error("ERR An LFU maxmemory policy is not selected, access frequency not tracked.")
+        b"encoding" => {
+            let v = db.peek(a.get(2)).expect("live: checked above");
+            out.bulk(v.encoding_with(&t).as_bytes())
         }
+        b"refcount" => out.int(1),
+        b"idletime" if t.maxmemory_policy.is_lfu() => out.error(&format!(
+            "ERR An LFU maxmemory policy is selected, idle time not tracked. {ADJUST}"
+        )),
+        b"idletime" => out.int(crate::evict::idle_secs(meta, c.now_ms) as i64),
+        _ if !t.maxmemory_policy.is_lfu() => out.error(&format!(
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. {ADJUST}"
+        )),
+        _ => out.int(crate::evict::lfu_counter(meta, c.now_ms, t.lfu_decay_time) as i64),
     }
 }
 
@@ -461,10 +468,25 @@ mod tests {
             h.run("OBJECT FREQ s")
                 .starts_with("-ERR An LFU maxmemory policy is not selected")
         );
+        // Idle time counts seconds since the last access; OBJECT itself is not an access.
+        assert_eq!(h.run("OBJECT IDLETIME s"), int(0));
+        h.now_ms += 7_500;
+        assert_eq!(h.run("OBJECT IDLETIME s"), int(7));
+        assert_eq!(h.run("OBJECT IDLETIME s"), int(7));
+        h.run("GET s");
+        assert_eq!(h.run("OBJECT IDLETIME s"), int(0));
+        h.db.tunables.maxmemory_policy = crate::evict::Policy::AllKeysLfu;
         assert!(
             h.run("OBJECT IDLETIME s")
-                .starts_with("-ERR OBJECT IDLETIME is not supported")
+                .starts_with("-ERR An LFU maxmemory policy is selected")
         );
+        h.run("SET f v");
+        assert_eq!(h.run("OBJECT FREQ f"), int(5));
+        for _ in 0..1000 {
+            h.run("GET f");
+        }
+        let freq: i64 = h.run("OBJECT FREQ f")[1..].trim().parse().unwrap();
+        assert!(freq > 5 && freq < 255, "{freq}");
         assert_eq!(
             h.run("OBJECT NOPE s"),
             error("ERR unknown subcommand 'NOPE'. Try OBJECT HELP.")

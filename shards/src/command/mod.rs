@@ -532,6 +532,7 @@ pub fn apply(spec: &CommandSpec, db: &mut Db, args: Args, ctx: &mut Ctx, out: &m
     let Some(h) = spec.handler else {
         return out.error("ERR this command is handled by the connection, not the keyspace");
     };
+    db.now_ms = ctx.now_ms;
     if db.tunables.notify_keyspace_events == 0 {
         return h(db, args, ctx, out);
     }

@@ -1,0 +1,84 @@
+//! maxmemory end to end: over the limit, writes evict keys by the policy (and INFO counts them),
+//! or, under noeviction, are refused with Redis's OOM error while reads still work.
+
+mod common;
+
+use common::Server;
+use redis::Commands;
+
+fn info_field(c: &mut redis::Connection, section: &str, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg(section).query(c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn writes_over_maxmemory_evict_or_are_refused() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let base = info_field(&mut c, "memory", "used_memory");
+    let limit = base + 4 * 1024 * 1024;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(limit)
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query(&mut c)
+        .unwrap();
+    let value = "v".repeat(200);
+    let n = 60_000; // about 18 MB of data: far over the limit
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.set(format!("key:{i}"), &value).ignore();
+        if i % 1000 == 999 {
+            let _: () = pipe.query(&mut c).unwrap();
+            pipe = redis::pipe();
+        }
+    }
+    let keys: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert!(keys < n as u64 / 2, "{keys} keys kept: nothing was evicted");
+    assert!(keys > 1000, "{keys} keys kept: far too much was evicted");
+    let evicted = info_field(&mut c, "stats", "evicted_keys");
+    assert_eq!(
+        evicted + keys,
+        n as u64,
+        "every write either stayed or was evicted"
+    );
+    let used = info_field(&mut c, "memory", "used_memory");
+    assert!(
+        used < limit + 2 * 1024 * 1024,
+        "used {used} stays near the limit {limit}"
+    );
+    // The latest writes survive LRU eviction.
+    let last: Option<String> = c.get(format!("key:{}", n - 1)).unwrap();
+    assert_eq!(last.as_deref(), Some(value.as_str()));
+
+    // Under noeviction, writes that need memory are refused; reads and deletes still work.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .arg("maxmemory")
+        .arg(base)
+        .query(&mut c)
+        .unwrap();
+    let e: redis::RedisResult<()> = c.set("another", &value);
+    let msg = common::msg(e.unwrap_err());
+    assert!(
+        msg.contains("OOM") && msg.contains("command not allowed when used memory > 'maxmemory'"),
+        "{msg}"
+    );
+    let _: Option<String> = c.get(format!("key:{}", n - 1)).unwrap();
+    let _: i64 = c.del(format!("key:{}", n - 1)).unwrap();
+    let policy: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(policy, vec!["maxmemory-policy", "noeviction"]);
+}
