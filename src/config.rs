@@ -396,6 +396,111 @@ pub static PARAMS: &[Param] = &[
         "Minutes per step of LFU counter decay; 0 never decays (default 1)."
     ),
     tunable_param!(
+        "hash-max-listpack-entries",
+        hash_max_listpack_entries,
+        0,
+        1_000_000_000,
+        "Most fields of a hash kept packed (listpack) (default 128)."
+    ),
+    tunable_param!(
+        "hash-max-ziplist-entries",
+        hash_max_listpack_entries,
+        0,
+        1_000_000_000,
+        "Alias of hash-max-listpack-entries."
+    ),
+    tunable_param!(
+        "hash-max-listpack-value",
+        hash_max_listpack_value,
+        0,
+        1_000_000_000,
+        "Longest field or value, in bytes, of a packed hash (default 64)."
+    ),
+    tunable_param!(
+        "hash-max-ziplist-value",
+        hash_max_listpack_value,
+        0,
+        1_000_000_000,
+        "Alias of hash-max-listpack-value."
+    ),
+    tunable_param!(
+        "set-max-intset-entries",
+        set_max_intset_entries,
+        0,
+        1_000_000_000,
+        "Most members of an all-integer set kept as an intset (default 512)."
+    ),
+    tunable_param!(
+        "set-max-listpack-entries",
+        set_max_listpack_entries,
+        0,
+        1_000_000_000,
+        "Most members of a set kept packed (default 128)."
+    ),
+    tunable_param!(
+        "set-max-listpack-value",
+        set_max_listpack_value,
+        0,
+        1_000_000_000,
+        "Longest member, in bytes, of a packed set (default 64)."
+    ),
+    tunable_param!(
+        "zset-max-listpack-entries",
+        zset_max_listpack_entries,
+        0,
+        1_000_000_000,
+        "Most members of a sorted set kept packed (default 128)."
+    ),
+    tunable_param!(
+        "zset-max-ziplist-entries",
+        zset_max_listpack_entries,
+        0,
+        1_000_000_000,
+        "Alias of zset-max-listpack-entries."
+    ),
+    tunable_param!(
+        "zset-max-listpack-value",
+        zset_max_listpack_value,
+        0,
+        1_000_000_000,
+        "Longest member, in bytes, of a packed sorted set (default 64)."
+    ),
+    tunable_param!(
+        "zset-max-ziplist-value",
+        zset_max_listpack_value,
+        0,
+        1_000_000_000,
+        "Alias of zset-max-listpack-value."
+    ),
+    Param {
+        name: "list-max-listpack-size",
+        help: "Most entries (positive) or bytes (-1..-5: 4kb..64kb) of a packed list (default -2).",
+        runtime: true,
+        set: |c, v| {
+            let n: i64 = v.trim().parse().map_err(|_| "not an integer".to_string())?;
+            if n == 0 || !(-5..=1_000_000_000).contains(&n) {
+                return Err("must be -5..-1 (a size) or a positive count".into());
+            }
+            c.tunables.list_max_listpack_size = n;
+            Ok(())
+        },
+        get: |c| c.tunables.list_max_listpack_size.to_string(),
+    },
+    Param {
+        name: "list-max-ziplist-size",
+        help: "Alias of list-max-listpack-size.",
+        runtime: true,
+        set: |c, v| {
+            let n: i64 = v.trim().parse().map_err(|_| "not an integer".to_string())?;
+            if n == 0 || !(-5..=1_000_000_000).contains(&n) {
+                return Err("must be -5..-1 (a size) or a positive count".into());
+            }
+            c.tunables.list_max_listpack_size = n;
+            Ok(())
+        },
+        get: |c| c.tunables.list_max_listpack_size.to_string(),
+    },
+    tunable_param!(
         "stream-node-max-entries",
         stream_node_max_entries,
         1,

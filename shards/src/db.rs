@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// A stored value.
 pub enum Value {
     Str(SmallBytes),
-    Hash(Box<Dict<SmallBytes>>),
+    Hash(Box<crate::command::hashes::Hash>),
     List(Box<crate::command::lists::List>),
     Set(Box<crate::command::sets::Set>),
     ZSet(Box<crate::command::zsets::ZSet>),
@@ -51,11 +51,11 @@ impl Value {
             Value::Str(s) if s.len() <= 20 && crate::num::parse_i64(s).is_some() => "int",
             Value::Str(s) if s.len() <= 44 => "embstr",
             Value::Str(_) => "raw",
-            Value::Hash(_) => "hashtable",
+            Value::Hash(h) => h.encoding(),
             // A deque of elements: the indexed encoding (compact encodings come with issue 4).
-            Value::List(_) => "quicklist",
-            Value::Set(_) => "hashtable",
-            Value::ZSet(_) => "skiplist",
+            Value::List(l) => l.encoding(),
+            Value::Set(s) => s.encoding(),
+            Value::ZSet(z) => z.encoding(),
             Value::Stream(_) => "stream",
         }
     }
@@ -77,21 +77,9 @@ impl Value {
     pub fn deep_clone(&self) -> Value {
         match self {
             Value::Str(s) => Value::Str(s.clone()),
-            Value::Hash(h) => {
-                let mut d = Dict::default();
-                for (k, v) in h.iter() {
-                    d.insert(k, v.clone());
-                }
-                Value::Hash(Box::new(d))
-            }
+            Value::Hash(h) => Value::Hash(h.clone()),
             Value::List(l) => Value::List(l.clone()),
-            Value::Set(s) => {
-                let mut d = Dict::default();
-                for (k, _) in s.iter() {
-                    d.insert(k, ());
-                }
-                Value::Set(Box::new(d))
-            }
+            Value::Set(s) => Value::Set(s.clone()),
             Value::ZSet(z) => Value::ZSet(Box::new(z.deep_clone())),
             Value::Stream(s) => Value::Stream(s.clone()),
         }
@@ -102,17 +90,11 @@ impl Value {
         match self {
             Value::Str(s) => s.heap_bytes(),
             Value::Hash(h) => {
-                crate::mem::alloc_size(std::mem::size_of::<Dict<SmallBytes>>())
-                    + h.table_bytes()
-                    + h.iter()
-                        .map(|(k, v)| k.heap_bytes() + v.heap_bytes())
-                        .sum::<usize>()
+                crate::mem::alloc_size(std::mem::size_of::<crate::command::hashes::Hash>())
+                    + h.heap_bytes()
             }
-            Value::List(l) => {
-                crate::mem::alloc_size(l.capacity() * std::mem::size_of::<SmallBytes>())
-                    + l.iter().map(SmallBytes::heap_bytes).sum::<usize>()
-            }
-            Value::Set(s) => s.table_bytes() + s.iter().map(|(k, _)| k.heap_bytes()).sum::<usize>(),
+            Value::List(l) => l.heap_bytes(),
+            Value::Set(s) => s.heap_bytes(),
             Value::ZSet(z) => z.table_bytes(),
             Value::Stream(s) => s.heap_bytes(),
         }
@@ -234,6 +216,47 @@ pub struct Tunables {
     pub lfu_log_factor: u32,
     /// Minutes per step of LFU counter decay (0: never decays).
     pub lfu_decay_time: u32,
+    // Encoding thresholds, as Redis names them: collections stay packed while within them.
+    pub hash_max_listpack_entries: usize,
+    pub hash_max_listpack_value: usize,
+    pub set_max_intset_entries: usize,
+    pub set_max_listpack_entries: usize,
+    pub set_max_listpack_value: usize,
+    pub zset_max_listpack_entries: usize,
+    pub zset_max_listpack_value: usize,
+    /// Positive: most entries of a packed list; negative -1..-5: most bytes, 4 KiB << (-n - 1).
+    pub list_max_listpack_size: i64,
+}
+
+/// How far a packed collection may grow before it converts to its indexed encoding.
+#[derive(Clone, Copy, Debug)]
+pub struct PackLimits {
+    pub entries: usize,
+    /// Longest element (member, field or value) in bytes.
+    pub value: usize,
+}
+
+impl Tunables {
+    pub fn hash_limits(&self) -> PackLimits {
+        PackLimits {
+            entries: self.hash_max_listpack_entries,
+            value: self.hash_max_listpack_value,
+        }
+    }
+
+    pub fn set_limits(&self) -> PackLimits {
+        PackLimits {
+            entries: self.set_max_listpack_entries,
+            value: self.set_max_listpack_value,
+        }
+    }
+
+    pub fn zset_limits(&self) -> PackLimits {
+        PackLimits {
+            entries: self.zset_max_listpack_entries,
+            value: self.zset_max_listpack_value,
+        }
+    }
 }
 
 impl Default for Tunables {
@@ -246,6 +269,14 @@ impl Default for Tunables {
             maxmemory_samples: 5,
             lfu_log_factor: 10,
             lfu_decay_time: 1,
+            hash_max_listpack_entries: 128,
+            hash_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            set_max_listpack_entries: 128,
+            set_max_listpack_value: 64,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
+            list_max_listpack_size: -2,
         }
     }
 }

@@ -52,6 +52,7 @@ fn max_used(buckets: usize) -> usize {
     buckets - buckets / 8
 }
 
+#[derive(Clone)]
 pub struct Dict<V> {
     ctrl: Vec<u8>,
     slots: Vec<Option<(SmallBytes, V)>>,

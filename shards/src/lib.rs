@@ -23,6 +23,7 @@ pub mod mem;
 pub mod notify;
 pub mod num;
 pub mod ostree;
+pub mod packed;
 pub mod reply;
 pub mod rng;
 pub mod route;

@@ -3,12 +3,201 @@
 
 use super::{Args, Ctx, create, drop_if_empty, err, int_arg, modify, read};
 use crate::bytes::SmallBytes;
-use crate::db::Db;
+use crate::db::{Db, PackLimits};
 use crate::dict::Dict;
 use crate::num::{parse_f64, parse_i64};
+use crate::packed::Packed;
 use crate::reply::{Out, Proto};
 
-pub type Hash = Dict<SmallBytes>;
+/// A hash: packed (fields and values alternating in one allocation, Redis's `listpack`) while it
+/// has at most `hash-max-listpack-entries` fields and no field or value longer than
+/// `hash-max-listpack-value`; a table (`hashtable`) from then on. It never converts back, as in
+/// Redis.
+#[derive(Clone)]
+pub enum Hash {
+    Packed(Packed),
+    Table(Dict<SmallBytes>),
+}
+
+impl Default for Hash {
+    fn default() -> Self {
+        Hash::Packed(Packed::default())
+    }
+}
+
+impl Hash {
+    pub fn len(&self) -> usize {
+        match self {
+            Hash::Packed(p) => p.len() / 2,
+            Hash::Table(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Hash::Packed(_) => "listpack",
+            Hash::Table(_) => "hashtable",
+        }
+    }
+
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        match self {
+            Hash::Packed(p) => p.find(field, 2).map(|pos| p.at(p.at(pos).1).0),
+            Hash::Table(d) => d.get(field).map(SmallBytes::as_slice),
+        }
+    }
+
+    pub fn contains(&self, field: &[u8]) -> bool {
+        self.get(field).is_some()
+    }
+
+    /// Sets `field` to `value`; true if the field is new. Converts to a table when `lim` says.
+    pub fn insert(&mut self, field: &[u8], value: &[u8], lim: PackLimits) -> bool {
+        if matches!(self, Hash::Packed(_)) && (field.len() > lim.value || value.len() > lim.value) {
+            self.convert();
+        }
+        match self {
+            Hash::Packed(p) => match p.find(field, 2) {
+                Some(pos) => {
+                    let vpos = p.at(pos).1;
+                    p.replace(vpos, value);
+                    false
+                }
+                None => {
+                    p.push(field);
+                    p.push(value);
+                    if p.len() / 2 > lim.entries {
+                        self.convert();
+                    }
+                    true
+                }
+            },
+            Hash::Table(d) => d.insert(field, SmallBytes::new(value)).is_none(),
+        }
+    }
+
+    /// Removes `field`; true if it was there.
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match self {
+            Hash::Packed(p) => match p.find(field, 2) {
+                Some(pos) => {
+                    p.remove(pos, 2);
+                    true
+                }
+                None => false,
+            },
+            Hash::Table(d) => d.remove(field).is_some(),
+        }
+    }
+
+    fn convert(&mut self) {
+        let Hash::Packed(p) = &*self else { return };
+        let mut d = Dict::default();
+        {
+            let mut it = p.iter();
+            while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                d.insert(f, SmallBytes::new(v));
+            }
+        }
+        *self = Hash::Table(d);
+    }
+
+    /// Fields and values, in storage order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], &[u8])> + '_> {
+        match self {
+            Hash::Packed(p) => {
+                let mut it = p.iter();
+                Box::new(std::iter::from_fn(move || Some((it.next()?, it.next()?))))
+            }
+            Hash::Table(d) => Box::new(d.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))),
+        }
+    }
+
+    /// A uniformly random field and its value; the hash must not be empty.
+    pub fn random(&self, rng: &mut crate::rng::Rng) -> (&[u8], &[u8]) {
+        match self {
+            Hash::Packed(p) => {
+                let i = rng.below((p.len() / 2) as u64) as usize;
+                let pos = p.nth(2 * i).expect("in range");
+                let (f, next) = p.at(pos);
+                (f, p.at(next).0)
+            }
+            Hash::Table(d) => {
+                let (_, k, v) = d.random(rng).expect("hashes are never empty");
+                (k, v)
+            }
+        }
+    }
+
+    /// `min(n, len)` distinct random fields, each visited once.
+    pub fn sample_distinct(
+        &self,
+        n: usize,
+        rng: &mut crate::rng::Rng,
+        mut visit: impl FnMut(&[u8], &[u8]),
+    ) {
+        match self {
+            Hash::Packed(_) => {
+                let picked = pick_distinct(self.len(), n, rng);
+                for (i, (f, v)) in self.iter().enumerate() {
+                    if picked[i] {
+                        visit(f, v);
+                    }
+                }
+            }
+            Hash::Table(d) => d.sample_distinct(n, rng, |k, v| visit(k, v)),
+        }
+    }
+
+    /// HSCAN: a packed hash is returned whole, with cursor 0 (as Redis does for listpacks).
+    pub fn scan<'a>(
+        &'a self,
+        cursor: usize,
+        count: usize,
+        mut visit: impl FnMut(&'a [u8], &'a [u8]),
+    ) -> usize {
+        match self {
+            Hash::Packed(_) => {
+                for (f, v) in self.iter() {
+                    visit(f, v);
+                }
+                0
+            }
+            Hash::Table(d) => d.scan(cursor, count, |k, v| visit(k, v)),
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Hash::Packed(p) => p.heap_bytes(),
+            Hash::Table(d) => {
+                d.table_bytes()
+                    + d.iter()
+                        .map(|(k, v)| k.heap_bytes() + v.heap_bytes())
+                        .sum::<usize>()
+            }
+        }
+    }
+}
+
+/// Marks `min(n, len)` of `len` positions, chosen uniformly without repetition.
+pub(crate) fn pick_distinct(len: usize, n: usize, rng: &mut crate::rng::Rng) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..len).collect();
+    let n = n.min(len);
+    for i in 0..n {
+        let j = i + rng.below((len - i) as u64) as usize;
+        order.swap(i, j);
+    }
+    let mut picked = vec![false; len];
+    for &i in &order[..n] {
+        picked[i] = true;
+    }
+    picked
+}
 
 /// Largest |count| HRANDFIELD accepts, so one request cannot build an unbounded reply.
 const RANDFIELD_COUNT_MAX: i64 = 1 << 24;
@@ -18,10 +207,11 @@ fn set_fields(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, name: &str) -> O
         err::arity(out, name);
         return None;
     }
+    let lim = db.tunables.hash_limits();
     let h = create::<Hash>(db, a.get(1), c.now_ms, out)?;
     let mut added = 0;
     for i in (2..a.len()).step_by(2) {
-        if h.insert(a.get(i), SmallBytes::new(a.get(i + 1))).is_none() {
+        if h.insert(a.get(i), a.get(i + 1), lim) {
             added += 1;
         }
     }
@@ -41,10 +231,11 @@ pub fn hmset(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn hsetnx(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let lim = db.tunables.hash_limits();
     let Some(h) = create::<Hash>(db, a.get(1), c.now_ms, out) else {
         return;
     };
-    let (_, inserted) = h.get_or_insert_with(a.get(2), || SmallBytes::new(a.get(3)));
+    let inserted = !h.contains(a.get(2)) && h.insert(a.get(2), a.get(3), lim);
     out.int(inserted as i64)
 }
 
@@ -74,9 +265,7 @@ pub fn hdel(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Ok(h) = modify::<Hash>(db, key, c.now_ms, out) else {
         return;
     };
-    let removed = h.map_or(0, |h| {
-        a.iter().skip(2).filter(|f| h.remove(f).is_some()).count()
-    });
+    let removed = h.map_or(0, |h| a.iter().skip(2).filter(|f| h.remove(f)).count());
     if removed > 0 {
         db.signal(key);
         drop_if_empty(db, key, c.now_ms);
@@ -155,14 +344,12 @@ pub fn hincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(n) = current.checked_add(by) else {
         return out.error(err::OVERFLOW);
     };
+    let lim = db.tunables.hash_limits();
     let Some(h) = create::<Hash>(db, a.get(1), c.now_ms, out) else {
         return;
     };
     let mut tmp = [0u8; 20];
-    h.insert(
-        a.get(2),
-        SmallBytes::new(crate::num::format_i64(n, &mut tmp)),
-    );
+    h.insert(a.get(2), crate::num::format_i64(n, &mut tmp), lim);
     out.int(n)
 }
 
@@ -185,10 +372,11 @@ pub fn hincrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         return out.error("ERR increment would produce NaN or Infinity");
     }
     let text = crate::num::format_incr_float(n);
+    let lim = db.tunables.hash_limits();
     let Some(h) = create::<Hash>(db, a.get(1), c.now_ms, out) else {
         return;
     };
-    h.insert(a.get(2), SmallBytes::new(text.as_bytes()));
+    h.insert(a.get(2), text.as_bytes(), lim);
     out.bulk(text.as_bytes())
 }
 
@@ -214,7 +402,7 @@ pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(count) = count else {
         return match h.filter(|h| !h.is_empty()) {
             Some(h) => {
-                let (_, f, _) = h.random(c.rng).expect("not empty");
+                let (f, _) = h.random(c.rng);
                 out.bulk(f)
             }
             None => out.null(),
@@ -241,7 +429,7 @@ pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         let n = count.unsigned_abs() as usize;
         out.array(n * per);
         for _ in 0..n {
-            let (_, f, v) = h.random(c.rng).expect("not empty");
+            let (f, v) = h.random(c.rng);
             emit(out, f, v);
         }
         return;

@@ -460,8 +460,8 @@ mod tests {
         assert_eq!(h.run("OBJECT ENCODING n"), bulk("int"));
         assert_eq!(h.run("OBJECT ENCODING s"), bulk("embstr"));
         assert_eq!(h.run("OBJECT ENCODING big"), bulk("raw"));
-        assert_eq!(h.run("OBJECT ENCODING l"), bulk("quicklist"));
-        assert_eq!(h.run("OBJECT ENCODING z"), bulk("skiplist"));
+        assert_eq!(h.run("OBJECT ENCODING l"), bulk("listpack"));
+        assert_eq!(h.run("OBJECT ENCODING z"), bulk("listpack"));
         assert_eq!(h.run("OBJECT ENCODING none"), NIL);
         assert_eq!(h.run("OBJECT REFCOUNT s"), int(1));
         assert!(

@@ -1,16 +1,185 @@
 //! Lists: LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LLEN LRANGE LINDEX LSET LINSERT LREM LTRIM LPOS LMOVE
 //! RPOPLPUSH LMPOP. (The blocking forms need the connection layer and come with issue 4's rest.)
 //!
-//! A list is a `VecDeque` of `SmallBytes`: O(1) at both ends, O(1) by index. An emptied list is
-//! removed, as Redis never keeps empty collections.
+//! A list is packed (`listpack`: one allocation) while within `list-max-listpack-size`, then a
+//! `VecDeque` of `SmallBytes` (`quicklist` in OBJECT ENCODING): O(1) at both ends and by index.
+//! It does not convert back. An emptied list is removed, as Redis never keeps empty collections.
 
 use super::{Args, Ctx, create, drop_if_empty, err, int_arg, modify};
 use crate::bytes::SmallBytes;
-use crate::db::{Db, Value};
+use crate::db::{Db, Tunables, Value};
+use crate::packed::Packed;
 use crate::reply::Out;
 use std::collections::VecDeque;
 
-pub type List = VecDeque<SmallBytes>;
+#[derive(Clone)]
+pub enum List {
+    Packed(Packed),
+    Deque(VecDeque<SmallBytes>),
+}
+
+impl Default for List {
+    fn default() -> Self {
+        List::Packed(Packed::default())
+    }
+}
+
+impl List {
+    pub fn len(&self) -> usize {
+        match self {
+            List::Packed(p) => p.len(),
+            List::Deque(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            List::Packed(_) => "listpack",
+            List::Deque(_) => "quicklist",
+        }
+    }
+
+    /// Converts a packed list that `list-max-listpack-size` no longer allows.
+    fn check(&mut self, t: &Tunables) {
+        let List::Packed(p) = self else { return };
+        let over = match t.list_max_listpack_size {
+            n if n > 0 => p.len() > n as usize,
+            n => p.bytes() > 4096 << ((-n).clamp(1, 5) - 1),
+        };
+        if over {
+            let d: VecDeque<SmallBytes> = p.iter().map(SmallBytes::new).collect();
+            *self = List::Deque(d);
+        }
+    }
+
+    pub fn push_front(&mut self, e: &[u8], t: &Tunables) {
+        match self {
+            List::Packed(p) => p.insert(0, e),
+            List::Deque(d) => d.push_front(SmallBytes::new(e)),
+        }
+        self.check(t);
+    }
+
+    pub fn push_back(&mut self, e: &[u8], t: &Tunables) {
+        match self {
+            List::Packed(p) => p.push(e),
+            List::Deque(d) => d.push_back(SmallBytes::new(e)),
+        }
+        self.check(t);
+    }
+
+    pub fn pop_front(&mut self) -> Option<SmallBytes> {
+        match self {
+            List::Packed(p) => {
+                let e = SmallBytes::new(p.at(p.nth(0)?).0);
+                p.remove(0, 1);
+                Some(e)
+            }
+            List::Deque(d) => d.pop_front(),
+        }
+    }
+
+    pub fn pop_back(&mut self) -> Option<SmallBytes> {
+        match self {
+            List::Packed(p) => {
+                let pos = p.nth(p.len().checked_sub(1)?)?;
+                let e = SmallBytes::new(p.at(pos).0);
+                p.remove(pos, 1);
+                Some(e)
+            }
+            List::Deque(d) => d.pop_back(),
+        }
+    }
+
+    /// The element at `i` (in range).
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        match self {
+            List::Packed(p) => p.nth(i).map(|pos| p.at(pos).0),
+            List::Deque(d) => d.get(i).map(SmallBytes::as_slice),
+        }
+    }
+
+    pub fn set(&mut self, i: usize, e: &[u8], t: &Tunables) {
+        match self {
+            List::Packed(p) => {
+                if let Some(pos) = p.nth(i) {
+                    p.replace(pos, e);
+                }
+            }
+            List::Deque(d) => d[i] = SmallBytes::new(e),
+        }
+        self.check(t);
+    }
+
+    /// Inserts `e` before position `i` (`i == len` appends).
+    pub fn insert(&mut self, i: usize, e: &[u8], t: &Tunables) {
+        match self {
+            List::Packed(p) => {
+                let pos = p.nth(i).unwrap_or(p.bytes());
+                p.insert(pos, e);
+            }
+            List::Deque(d) => d.insert(i, SmallBytes::new(e)),
+        }
+        self.check(t);
+    }
+
+    pub fn remove(&mut self, i: usize) {
+        match self {
+            List::Packed(p) => {
+                if let Some(pos) = p.nth(i) {
+                    p.remove(pos, 1);
+                }
+            }
+            List::Deque(d) => {
+                d.remove(i);
+            }
+        }
+    }
+
+    /// Keeps only positions `from..=to` (in range).
+    pub fn keep(&mut self, from: usize, to: usize) {
+        match self {
+            List::Packed(p) => {
+                if let Some(pos) = p.nth(to + 1) {
+                    let n = p.len() - to - 1;
+                    p.remove(pos, n);
+                }
+                if from > 0 {
+                    p.remove(0, from);
+                }
+            }
+            List::Deque(d) => {
+                d.truncate(to + 1);
+                d.drain(..from);
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        *self = List::default();
+    }
+
+    pub fn iter(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+        match self {
+            List::Packed(p) => Box::new(p.iter()),
+            List::Deque(d) => Box::new(d.iter().map(SmallBytes::as_slice)),
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            List::Packed(p) => p.heap_bytes(),
+            List::Deque(d) => {
+                crate::mem::alloc_size(d.capacity() * std::mem::size_of::<SmallBytes>())
+                    + d.iter().map(SmallBytes::heap_bytes).sum::<usize>()
+            }
+        }
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -37,13 +206,14 @@ fn push(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, end: End, only_if_exis
             Ok(Some(_)) => {}
         }
     }
+    let t = db.tunables;
     let Some(list) = create::<List>(db, key, c.now_ms, out) else {
         return;
     };
     for e in a.iter().skip(2) {
         match end {
-            End::Left => list.push_front(SmallBytes::new(e)),
-            End::Right => list.push_back(SmallBytes::new(e)),
+            End::Left => list.push_front(e, &t),
+            End::Right => list.push_back(e, &t),
         }
     }
     out.int(list.len() as i64)
@@ -145,7 +315,7 @@ pub fn lrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         None => out.array(0),
         Some((l, (from, to))) => {
             out.array(to - from + 1);
-            for e in l.range(from..=to) {
+            for e in l.iter().skip(from).take(to - from + 1) {
                 out.bulk(e);
             }
         }
@@ -157,7 +327,7 @@ pub fn lindex(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Ok(l) = modify::<List>(db, a.get(1), c.now_ms, out) else {
         return;
     };
-    match l.and_then(|l| index(i, l.len()).map(|i| &l[i])) {
+    match l.and_then(|l| index(i, l.len()).and_then(|i| l.get(i))) {
         Some(e) => out.bulk(e),
         None => out.null(),
     }
@@ -166,6 +336,7 @@ pub fn lindex(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 pub fn lset(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(i) = int_arg(&a, 2, out) else { return };
     let key = a.get(1);
+    let t = db.tunables;
     let Ok(l) = modify::<List>(db, key, c.now_ms, out) else {
         return;
     };
@@ -175,7 +346,7 @@ pub fn lset(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(i) = index(i, l.len()) else {
         return out.error("ERR index out of range");
     };
-    l[i] = SmallBytes::new(a.get(3));
+    l.set(i, a.get(3), &t);
     db.signal(key);
     out.ok()
 }
@@ -189,14 +360,15 @@ pub fn linsert(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         return out.error(err::SYNTAX);
     };
     let key = a.get(1);
+    let t = db.tunables;
     let Ok(l) = modify::<List>(db, key, c.now_ms, out) else {
         return;
     };
     let Some(l) = l else { return out.int(0) };
-    let Some(at) = l.iter().position(|e| e.as_slice() == a.get(3)) else {
+    let Some(at) = l.iter().position(|e| e == a.get(3)) else {
         return out.int(-1);
     };
-    l.insert(at + after as usize, SmallBytes::new(a.get(4)));
+    l.insert(at + after as usize, a.get(4), &t);
     let len = l.len();
     db.signal(key);
     out.int(len as i64)
@@ -221,7 +393,7 @@ pub fn lrem(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     if count >= 0 {
         let mut i = 0;
         while i < l.len() && removed < limit {
-            if l[i].as_slice() == target {
+            if l.get(i) == Some(target) {
                 l.remove(i);
                 removed += 1;
             } else {
@@ -232,7 +404,7 @@ pub fn lrem(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         let mut i = l.len();
         while i > 0 && removed < limit {
             i -= 1;
-            if l[i].as_slice() == target {
+            if l.get(i) == Some(target) {
                 l.remove(i);
                 removed += 1;
             }
@@ -259,10 +431,7 @@ pub fn ltrim(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(l) = l else { return out.ok() };
     match super::strings::range_of(start, stop, l.len()) {
         None => l.clear(),
-        Some((from, to)) => {
-            l.truncate(to + 1);
-            l.drain(..from);
-        }
+        Some((from, to)) => l.keep(from, to),
     }
     db.signal(key);
     drop_if_empty(db, key, c.now_ms);
@@ -326,7 +495,7 @@ pub fn lpos(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
             Box::new((l.len() - scan..l.len()).rev())
         };
         for p in positions {
-            if l[p].as_slice() == target {
+            if l.get(p) == Some(target) {
                 if skip > 0 {
                     skip -= 1;
                     continue;
@@ -366,11 +535,12 @@ fn move_one(db: &mut Db, src: &[u8], dst: &[u8], from: End, to: End, c: &Ctx, ou
     };
     db.signal(src);
     drop_if_empty(db, src, c.now_ms);
+    let t = db.tunables;
     let dest = create::<List>(db, dst, c.now_ms, out).expect("checked the type above");
     out.bulk(&e);
     match to {
-        End::Left => dest.push_front(e),
-        End::Right => dest.push_back(e),
+        End::Left => dest.push_front(&e, &t),
+        End::Right => dest.push_back(&e, &t),
     }
 }
 

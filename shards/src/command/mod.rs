@@ -903,6 +903,8 @@ pub(crate) fn int_arg(args: &Args, i: usize, out: &mut Out) -> Option<i64> {
 }
 
 #[cfg(test)]
+mod encodings;
+#[cfg(test)]
 pub(crate) mod testing;
 
 #[cfg(test)]

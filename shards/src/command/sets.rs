@@ -1,29 +1,258 @@
 //! Sets: SADD SREM SMEMBERS SISMEMBER SMISMEMBER SCARD SPOP SRANDMEMBER SMOVE SINTER SINTERSTORE
 //! SUNION SUNIONSTORE SDIFF SDIFFSTORE SINTERCARD SSCAN.
 //!
-//! A set is a `Dict<()>`: members are the keys. Emptied sets are removed. Random choices draw from
+//! A set is an `intset` (sorted integers) while its members are all integers and at most
+//! `set-max-intset-entries`, a packed `listpack` while small, a `Dict<()>` (`hashtable`) beyond;
+//! the thresholds and conversions are Redis's. Emptied sets are removed. Random choices draw from
 //! the request's seeded RNG.
 
 use super::{Args, Ctx, create, drop_if_empty, err, modify};
-use crate::db::{Db, Value};
+use crate::db::{Db, Tunables, Value};
 use crate::dict::Dict;
 use crate::num::parse_i64;
+use crate::packed::Packed;
 use crate::reply::Out;
+use std::borrow::Cow;
 
-pub type Set = Dict<()>;
+#[derive(Clone)]
+pub enum Set {
+    /// Sorted, distinct.
+    Ints(Vec<i64>),
+    Packed(Packed),
+    Table(Dict<()>),
+}
+
+impl Default for Set {
+    fn default() -> Self {
+        Set::Ints(Vec::new())
+    }
+}
+
+/// `m` as an intset member: the canonical decimal form of an i64 only (`"01"` is a string).
+fn as_int(m: &[u8]) -> Option<i64> {
+    let n = parse_i64(m)?;
+    let mut buf = [0u8; 20];
+    (crate::num::format_i64(n, &mut buf) == m).then_some(n)
+}
+
+impl Set {
+    /// An empty set in the encoding Redis starts with for `first` and `hint` members.
+    pub fn for_members(first: &[u8], hint: usize, t: &Tunables) -> Set {
+        if as_int(first).is_some() && hint <= t.set_max_intset_entries {
+            Set::Ints(Vec::new())
+        } else if hint <= t.set_max_listpack_entries && first.len() <= t.set_max_listpack_value {
+            Set::Packed(Packed::default())
+        } else {
+            Set::Table(Dict::default())
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Set::Ints(v) => v.len(),
+            Set::Packed(p) => p.len(),
+            Set::Table(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Set::Ints(_) => "intset",
+            Set::Packed(_) => "listpack",
+            Set::Table(_) => "hashtable",
+        }
+    }
+
+    pub fn contains(&self, m: &[u8]) -> bool {
+        match self {
+            Set::Ints(v) => as_int(m).is_some_and(|n| v.binary_search(&n).is_ok()),
+            Set::Packed(p) => p.find(m, 1).is_some(),
+            Set::Table(d) => d.contains(m),
+        }
+    }
+
+    /// Adds `m`; true if it is new. Converts encodings as Redis does.
+    pub fn insert(&mut self, m: &[u8], t: &Tunables) -> bool {
+        match self {
+            Set::Ints(v) => {
+                if let Some(n) = as_int(m) {
+                    let Err(at) = v.binary_search(&n) else {
+                        return false;
+                    };
+                    v.insert(at, n);
+                    if v.len() > t.set_max_intset_entries {
+                        self.convert(false);
+                    }
+                    return true;
+                }
+                let longest = v
+                    .first()
+                    .into_iter()
+                    .chain(v.last())
+                    .map(|n| n.to_string().len())
+                    .max()
+                    .unwrap_or(0);
+                let packed_fits = v.len() < t.set_max_listpack_entries
+                    && m.len() <= t.set_max_listpack_value
+                    && longest <= t.set_max_listpack_value;
+                self.convert(packed_fits);
+                self.insert(m, t)
+            }
+            Set::Packed(p) => {
+                if p.find(m, 1).is_some() {
+                    return false;
+                }
+                if p.len() < t.set_max_listpack_entries && m.len() <= t.set_max_listpack_value {
+                    p.push(m);
+                } else {
+                    self.convert(false);
+                    self.insert(m, t);
+                }
+                true
+            }
+            Set::Table(d) => d.insert(m, ()).is_none(),
+        }
+    }
+
+    /// Removes `m`; true if it was there.
+    pub fn remove(&mut self, m: &[u8]) -> bool {
+        match self {
+            Set::Ints(v) => match as_int(m).and_then(|n| v.binary_search(&n).ok()) {
+                Some(i) => {
+                    v.remove(i);
+                    true
+                }
+                None => false,
+            },
+            Set::Packed(p) => match p.find(m, 1) {
+                Some(pos) => {
+                    p.remove(pos, 1);
+                    true
+                }
+                None => false,
+            },
+            Set::Table(d) => d.remove(m).is_some(),
+        }
+    }
+
+    /// Moves the members to a packed list (`packed`) or a table.
+    fn convert(&mut self, packed: bool) {
+        let members = self.members();
+        *self = if packed {
+            let mut p = Packed::default();
+            for m in &members {
+                p.push(m);
+            }
+            Set::Packed(p)
+        } else {
+            let mut d = Dict::default();
+            for m in &members {
+                d.insert(m, ());
+            }
+            Set::Table(d)
+        };
+    }
+
+    /// Visits every member.
+    pub fn for_each(&self, mut visit: impl FnMut(&[u8])) {
+        match self {
+            Set::Ints(v) => {
+                let mut buf = [0u8; 20];
+                for &n in v {
+                    visit(crate::num::format_i64(n, &mut buf));
+                }
+            }
+            Set::Packed(p) => p.iter().for_each(visit),
+            Set::Table(d) => d.iter().for_each(|(k, _)| visit(k)),
+        }
+    }
+
+    /// Every member, owned.
+    pub fn members(&self) -> Vec<Vec<u8>> {
+        let mut all = Vec::with_capacity(self.len());
+        self.for_each(|m| all.push(m.to_vec()));
+        all
+    }
+
+    fn nth(&self, i: usize) -> Cow<'_, [u8]> {
+        match self {
+            Set::Ints(v) => Cow::Owned(v[i].to_string().into_bytes()),
+            Set::Packed(p) => Cow::Borrowed(p.at(p.nth(i).expect("in range")).0),
+            Set::Table(_) => unreachable!("tables pick by bucket"),
+        }
+    }
+
+    /// A uniformly random member; the set must not be empty.
+    pub fn random(&self, rng: &mut crate::rng::Rng) -> Cow<'_, [u8]> {
+        match self {
+            Set::Table(d) => Cow::Borrowed(d.random(rng).expect("sets are never empty").1),
+            _ => self.nth(rng.below(self.len() as u64) as usize),
+        }
+    }
+
+    /// `min(n, len)` distinct random members, each visited once.
+    pub fn sample_distinct(
+        &self,
+        n: usize,
+        rng: &mut crate::rng::Rng,
+        mut visit: impl FnMut(&[u8]),
+    ) {
+        match self {
+            Set::Table(d) => d.sample_distinct(n, rng, |k, _| visit(k)),
+            _ => {
+                let picked = super::hashes::pick_distinct(self.len(), n, rng);
+                let mut i = 0;
+                self.for_each(|m| {
+                    if picked[i] {
+                        visit(m);
+                    }
+                    i += 1;
+                });
+            }
+        }
+    }
+
+    /// SSCAN: compact sets are returned whole with cursor 0, as Redis does.
+    pub fn scan(&self, cursor: usize, count: usize, mut visit: impl FnMut(&[u8])) -> usize {
+        match self {
+            Set::Table(d) => d.scan(cursor, count, |k, _| visit(k)),
+            _ => {
+                self.for_each(visit);
+                0
+            }
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Set::Ints(v) => crate::mem::alloc_size(v.capacity() * 8),
+            Set::Packed(p) => p.heap_bytes(),
+            Set::Table(d) => d.table_bytes() + d.iter().map(|(k, _)| k.heap_bytes()).sum::<usize>(),
+        }
+    }
+}
 
 /// Largest |count| SPOP/SRANDMEMBER accept, so one request cannot build an unbounded reply.
 const COUNT_MAX: i64 = 1 << 24;
 
 pub fn sadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let t = db.tunables;
+    match modify::<Set>(db, a.get(1), c.now_ms, out) {
+        Err(()) => return,
+        Ok(None) => {
+            let fresh = Set::for_members(a.get(2), a.len() - 2, &t);
+            db.set(a.get(1), Value::Set(Box::new(fresh)), None, false);
+        }
+        Ok(Some(_)) => {}
+    }
     let Some(s) = create::<Set>(db, a.get(1), c.now_ms, out) else {
         return;
     };
-    let added = a
-        .iter()
-        .skip(2)
-        .filter(|m| s.insert(m, ()).is_none())
-        .count();
+    let added = a.iter().skip(2).filter(|m| s.insert(m, &t)).count();
     out.int(added as i64)
 }
 
@@ -32,9 +261,7 @@ pub fn srem(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Ok(s) = modify::<Set>(db, key, c.now_ms, out) else {
         return;
     };
-    let removed = s.map_or(0, |s| {
-        a.iter().skip(2).filter(|m| s.remove(m).is_some()).count()
-    });
+    let removed = s.map_or(0, |s| a.iter().skip(2).filter(|m| s.remove(m)).count());
     if removed > 0 {
         db.signal(key);
         drop_if_empty(db, key, c.now_ms);
@@ -44,8 +271,8 @@ pub fn srem(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 fn write_members(out: &mut Out, s: Option<&Set>) {
     out.set(s.map_or(0, |s| s.len()));
-    for (m, _) in s.into_iter().flat_map(|s| s.iter()) {
-        out.bulk(m);
+    if let Some(s) = s {
+        s.for_each(|m| out.bulk(m));
     }
 }
 
@@ -120,12 +347,12 @@ pub fn spop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let mut popped: Vec<Vec<u8>> = Vec::new();
     match count {
         None => {
-            let (_, m, _) = s.random(c.rng).expect("sets are never empty");
-            popped.push(m.to_vec());
-            out.bulk(m);
+            let m = s.random(c.rng).into_owned();
+            out.bulk(&m);
+            popped.push(m);
         }
         Some(n) => {
-            s.sample_distinct(n as usize, c.rng, |m, _| popped.push(m.to_vec()));
+            s.sample_distinct(n as usize, c.rng, |m| popped.push(m.to_vec()));
             out.set(popped.len());
             for m in &popped {
                 out.bulk(m);
@@ -150,17 +377,17 @@ pub fn srandmember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     };
     match (count, s) {
         (None, None) => out.null(),
-        (None, Some(s)) => out.bulk(s.random(c.rng).expect("sets are never empty").1),
+        (None, Some(s)) => out.bulk(&s.random(c.rng)),
         (Some(_), None) | (Some(0), _) => out.array(0),
         (Some(n), Some(s)) if n < 0 => {
             out.array(n.unsigned_abs() as usize);
             for _ in 0..n.unsigned_abs() {
-                out.bulk(s.random(c.rng).expect("sets are never empty").1);
+                out.bulk(&s.random(c.rng));
             }
         }
         (Some(n), Some(s)) => {
             out.array((n as usize).min(s.len()));
-            s.sample_distinct(n as usize, c.rng, |m, _| out.bulk(m));
+            s.sample_distinct(n as usize, c.rng, |m| out.bulk(m));
         }
     }
 }
@@ -185,8 +412,13 @@ pub fn smove(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     }
     db.signal(src);
     drop_if_empty(db, src, c.now_ms);
+    let t = db.tunables;
+    if matches!(modify::<Set>(db, dst, c.now_ms, out), Ok(None)) {
+        let fresh = Set::for_members(member, 1, &t);
+        db.set(dst, Value::Set(Box::new(fresh)), None, false);
+    }
     if let Some(s) = create::<Set>(db, dst, c.now_ms, out) {
-        s.insert(member, ());
+        s.insert(member, &t);
     }
     out.int(1)
 }
@@ -212,10 +444,7 @@ fn combine<'k>(
         let Ok(s) = modify::<Set>(db, key, c.now_ms, out) else {
             return None;
         };
-        let members = s
-            .into_iter()
-            .flat_map(|s| s.iter())
-            .map(|(m, _)| m.to_vec());
+        let members = s.into_iter().flat_map(|s| s.members());
         match &mut acc {
             None => acc = Some(members.collect()),
             Some(acc) => {
@@ -250,9 +479,10 @@ fn store_combined(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, op: Op) {
         db.remove(dst, c.now_ms);
         return out.int(0);
     }
-    let mut s = Set::default();
+    let t = db.tunables;
+    let mut s = Set::for_members(&members[0], n, &t);
     for m in members {
-        s.insert(&m, ());
+        s.insert(&m, &t);
     }
     db.set(dst, Value::Set(Box::new(s)), None, false);
     out.int(n as i64)
@@ -298,14 +528,15 @@ pub fn sscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Ok(s) = modify::<Set>(db, a.get(1), c.now_ms, out) else {
         return;
     };
-    let mut items: Vec<&[u8]> = Vec::new();
+    let mut items: Vec<Vec<u8>> = Vec::new();
     let next = s.map_or(0, |s| {
-        s.scan(sa.cursor as usize, sa.count, |m, _| {
+        s.scan(sa.cursor as usize, sa.count, |m| {
             if sa.matches(m) {
-                items.push(m);
+                items.push(m.to_vec());
             }
         })
     });
+    let items: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
     super::scan_reply(out, next as u64, &items)
 }
 

@@ -4,7 +4,6 @@
 //! slot (they are read on the shard thread that owns it).
 
 use super::{Args, Ctx, err};
-use crate::bytes::SmallBytes;
 use crate::db::{Db, Value};
 use crate::num::{parse_f64, parse_i64};
 use crate::reply::Out;
@@ -102,7 +101,7 @@ fn sort_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, read_only: boo
     let elements: Vec<Vec<u8>> = match db.get(key, c.now_ms) {
         None => Vec::new(),
         Some(Value::List(l)) => l.iter().map(|e| e.to_vec()).collect(),
-        Some(Value::Set(s)) => s.iter().map(|(m, _)| m.to_vec()).collect(),
+        Some(Value::Set(s)) => s.members(),
         Some(Value::ZSet(z)) => {
             let mut v = Vec::with_capacity(z.len());
             z.for_each_in_order(|m| v.push(m.to_vec()));
@@ -186,10 +185,11 @@ fn sort_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, read_only: boo
             if len == 0 {
                 db.remove(dst, c.now_ms);
             } else {
-                let list: super::lists::List = rows
-                    .into_iter()
-                    .map(|v| SmallBytes::from_vec(v.unwrap_or_default()))
-                    .collect();
+                let t = db.tunables;
+                let mut list = super::lists::List::default();
+                for v in rows {
+                    list.push_back(&v.unwrap_or_default(), &t);
+                }
                 db.set(dst, Value::List(Box::new(list)), None, false);
             }
             out.int(len as i64)

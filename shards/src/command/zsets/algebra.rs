@@ -109,8 +109,8 @@ fn inputs(db: &mut Db, keys: &[&[u8]], c: &Ctx, out: &mut Out) -> Option<Vec<Inp
     for key in keys {
         let members = match db.get(key, c.now_ms) {
             None => Vec::new(),
-            Some(Value::ZSet(z)) => z.scores.iter().map(|(m, &s)| (m.to_vec(), s)).collect(),
-            Some(Value::Set(s)) => s.iter().map(|(m, _)| (m.to_vec(), 1.0)).collect(),
+            Some(Value::ZSet(z)) => z.members_and_scores(),
+            Some(Value::Set(s)) => s.members().into_iter().map(|m| (m, 1.0)).collect(),
             Some(_) => {
                 out.error(err::WRONGTYPE);
                 return None;

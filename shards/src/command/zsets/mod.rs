@@ -7,80 +7,273 @@
 //! O(1) score lookups, O(log n) rank, select and range seeks.
 
 use super::{Args, Ctx, create, drop_if_empty, err, int_arg, modify, read};
-use crate::db::{Db, Value};
+use crate::db::{Db, PackLimits, Value};
 use crate::dict::Dict;
 use crate::num::{parse_f64, parse_i64};
 use crate::ostree::OrderIndex;
+use crate::packed::Packed;
 use crate::reply::{Out, Proto};
 
-#[derive(Default)]
+/// A sorted set: packed (`listpack`: member and 8-byte score alternating, in `(score, member)`
+/// order, one allocation) while it has at most `zset-max-listpack-entries` members none longer
+/// than `zset-max-listpack-value`; then a `Dict` from member to score plus an [`OrderIndex`]
+/// (`skiplist` in OBJECT ENCODING, Redis's name for its indexed encoding). Never converts back.
 pub struct ZSet {
-    scores: Dict<f64>,
-    index: OrderIndex,
+    repr: Repr,
+}
+
+enum Repr {
+    Packed(Packed),
+    Indexed {
+        scores: Dict<f64>,
+        index: OrderIndex,
+    },
+}
+
+impl Default for ZSet {
+    fn default() -> Self {
+        ZSet {
+            repr: Repr::Packed(Packed::default()),
+        }
+    }
+}
+
+fn score_of(bytes: &[u8]) -> f64 {
+    f64::from_le_bytes(bytes.try_into().expect("8-byte score"))
 }
 
 impl ZSet {
     pub fn len(&self) -> usize {
-        self.scores.len()
+        match &self.repr {
+            Repr::Packed(p) => p.len() / 2,
+            Repr::Indexed { scores, .. } => scores.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.scores.is_empty()
+        self.len() == 0
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        match &self.repr {
+            Repr::Packed(_) => "listpack",
+            Repr::Indexed { .. } => "skiplist",
+        }
     }
 
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.scores.get(member).copied()
+        match &self.repr {
+            Repr::Packed(p) => p.find(member, 2).map(|pos| score_of(p.at(p.at(pos).1).0)),
+            Repr::Indexed { scores, .. } => scores.get(member).copied(),
+        }
     }
 
-    /// Sets `member`'s score; returns the previous one.
-    pub fn set(&mut self, member: &[u8], score: f64) -> Option<f64> {
+    /// Sets `member`'s score; returns the previous one. Converts to the indexed encoding when a
+    /// new member would pass `lim`.
+    pub fn set(&mut self, member: &[u8], score: f64, lim: PackLimits) -> Option<f64> {
         let old = self.score(member);
-        match old {
-            Some(o) if o == score => return old,
-            Some(o) => {
-                self.index.remove(o, member);
-            }
-            None => {}
+        if old == Some(score) {
+            return old;
         }
-        self.index.insert(score, member);
-        self.scores.insert(member, score);
+        if old.is_none()
+            && matches!(self.repr, Repr::Packed(_))
+            && (self.len() + 1 > lim.entries || member.len() > lim.value)
+        {
+            self.convert();
+        }
+        match &mut self.repr {
+            Repr::Packed(p) => {
+                if let Some(pos) = p.find(member, 2) {
+                    p.remove(pos, 2);
+                }
+                // Insert before the first entry ordered after (score, member).
+                let mut pos = 0;
+                while !p.is_end(pos) {
+                    let (m, next) = p.at(pos);
+                    let (sc, after) = p.at(next);
+                    if crate::ostree::cmp_entry(score_of(sc), m, score, member).is_gt() {
+                        break;
+                    }
+                    pos = after;
+                }
+                p.insert(pos, &score.to_le_bytes());
+                p.insert(pos, member);
+            }
+            Repr::Indexed { scores, index } => {
+                if let Some(o) = old {
+                    index.remove(o, member);
+                }
+                index.insert(score, member);
+                scores.insert(member, score);
+            }
+        }
         old
     }
 
     pub fn remove(&mut self, member: &[u8]) -> bool {
-        match self.scores.remove(member) {
-            Some(s) => self.index.remove(s, member),
-            None => false,
+        match &mut self.repr {
+            Repr::Packed(p) => match p.find(member, 2) {
+                Some(pos) => {
+                    p.remove(pos, 2);
+                    true
+                }
+                None => false,
+            },
+            Repr::Indexed { scores, index } => match scores.remove(member) {
+                Some(s) => index.remove(s, member),
+                None => false,
+            },
         }
     }
 
+    fn convert(&mut self) {
+        let Repr::Packed(p) = &self.repr else { return };
+        let mut scores = Dict::default();
+        let mut index = OrderIndex::default();
+        {
+            let mut it = p.iter();
+            while let (Some(m), Some(sc)) = (it.next(), it.next()) {
+                scores.insert(m, score_of(sc));
+                index.insert(score_of(sc), m);
+            }
+        }
+        self.repr = Repr::Indexed { scores, index };
+    }
+
+    /// The packed entries in order: `(member, score)`.
+    fn packed_iter(p: &Packed) -> impl Iterator<Item = (&[u8], f64)> + '_ {
+        let mut it = p.iter();
+        std::iter::from_fn(move || Some((it.next()?, score_of(it.next()?))))
+    }
+
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
-        self.score(member).map(|s| self.index.rank(s, member))
+        match &self.repr {
+            Repr::Packed(p) => Self::packed_iter(p).position(|(m, _)| m == member),
+            Repr::Indexed { index, .. } => self.score(member).map(|s| index.rank(s, member)),
+        }
+    }
+
+    /// Number of entries, in order, before the first for which `before` is false (a seek
+    /// position for ranges; `before` must hold for a prefix of the order).
+    pub fn position(&self, mut before: impl FnMut(f64, &[u8]) -> bool) -> usize {
+        match &self.repr {
+            Repr::Packed(p) => Self::packed_iter(p)
+                .take_while(|(m, s)| before(*s, m))
+                .count(),
+            Repr::Indexed { index, .. } => index.position(before),
+        }
+    }
+
+    /// Visits the entries with ascending ranks `from..to`.
+    fn for_range(&self, from: usize, to: usize, mut visit: impl FnMut(f64, &[u8])) {
+        match &self.repr {
+            Repr::Packed(p) => {
+                for (m, s) in Self::packed_iter(p)
+                    .skip(from)
+                    .take(to.saturating_sub(from))
+                {
+                    visit(s, m);
+                }
+            }
+            Repr::Indexed { index, .. } => index.for_range(from, to, |s, m| visit(s, m)),
+        }
     }
 
     /// The entries with ascending ranks `from..to`.
     fn entries(&self, from: usize, to: usize) -> Vec<(f64, Vec<u8>)> {
         let mut v = Vec::with_capacity(to.saturating_sub(from).min(1 << 16));
-        self.index
-            .for_range(from, to, |s, m| v.push((s, m.to_vec())));
+        self.for_range(from, to, |s, m| v.push((s, m.to_vec())));
         v
     }
 
     /// Visits the members in score order.
     pub fn for_each_in_order(&self, mut visit: impl FnMut(&[u8])) {
-        self.index.for_range(0, self.len(), |_, m| visit(m));
+        self.for_range(0, self.len(), |_, m| visit(m));
+    }
+
+    /// Every `(member, score)`, in no particular order.
+    pub fn members_and_scores(&self) -> Vec<(Vec<u8>, f64)> {
+        let mut v = Vec::with_capacity(self.len());
+        match &self.repr {
+            Repr::Packed(p) => v.extend(Self::packed_iter(p).map(|(m, s)| (m.to_vec(), s))),
+            Repr::Indexed { scores, .. } => v.extend(scores.iter().map(|(m, &s)| (m.to_vec(), s))),
+        }
+        v
+    }
+
+    /// A uniformly random `(member, score)`; the set must not be empty.
+    fn random(&self, rng: &mut crate::rng::Rng) -> (&[u8], f64) {
+        match &self.repr {
+            Repr::Packed(p) => {
+                let i = rng.below(self.len() as u64) as usize;
+                Self::packed_iter(p).nth(i).expect("in range")
+            }
+            Repr::Indexed { scores, .. } => {
+                let (_, m, &s) = scores.random(rng).expect("sorted sets are never empty");
+                (m, s)
+            }
+        }
+    }
+
+    /// `min(n, len)` distinct random entries, each visited once.
+    fn sample_distinct(
+        &self,
+        n: usize,
+        rng: &mut crate::rng::Rng,
+        mut visit: impl FnMut(&[u8], f64),
+    ) {
+        match &self.repr {
+            Repr::Packed(p) => {
+                let picked = super::hashes::pick_distinct(self.len(), n, rng);
+                for (i, (m, s)) in Self::packed_iter(p).enumerate() {
+                    if picked[i] {
+                        visit(m, s);
+                    }
+                }
+            }
+            Repr::Indexed { scores, .. } => scores.sample_distinct(n, rng, |m, &s| visit(m, s)),
+        }
+    }
+
+    /// ZSCAN: a packed set is returned whole with cursor 0, as Redis does.
+    fn scan(&self, cursor: usize, count: usize, mut visit: impl FnMut(&[u8], f64)) -> usize {
+        match &self.repr {
+            Repr::Packed(p) => {
+                Self::packed_iter(p).for_each(|(m, s)| visit(m, s));
+                0
+            }
+            Repr::Indexed { scores, .. } => scores.scan(cursor, count, |m, &s| visit(m, s)),
+        }
     }
 
     pub fn table_bytes(&self) -> usize {
-        self.scores.table_bytes() + self.len() * 48
+        match &self.repr {
+            Repr::Packed(p) => p.heap_bytes(),
+            Repr::Indexed { scores, .. } => scores.table_bytes() + self.len() * 48,
+        }
     }
 
     pub fn deep_clone(&self) -> ZSet {
-        let mut z = ZSet::default();
-        for (m, &s) in self.scores.iter() {
-            z.set(m, s);
+        match &self.repr {
+            Repr::Packed(p) => ZSet {
+                repr: Repr::Packed(p.clone()),
+            },
+            Repr::Indexed { scores, .. } => {
+                let mut z = ZSet::default();
+                z.convert();
+                for (m, &s) in scores.iter() {
+                    z.set(
+                        m,
+                        s,
+                        PackLimits {
+                            entries: 0,
+                            value: 0,
+                        },
+                    );
+                }
+                z
+            }
         }
-        z
     }
 }
 
@@ -157,14 +350,14 @@ fn interval(
             let (Some(lo), Some(hi)) = (score_bound(min), score_bound(max)) else {
                 return Err(NOT_FLOAT_RANGE);
             };
-            let from = z.index.position(|s, _| {
+            let from = z.position(|s, _| {
                 if lo.exclusive {
                     s <= lo.value
                 } else {
                     s < lo.value
                 }
             });
-            let to = z.index.position(|s, _| {
+            let to = z.position(|s, _| {
                 if hi.exclusive {
                     s < hi.value
                 } else {
@@ -195,8 +388,8 @@ fn interval(
                     }
                 }
             };
-            let from = z.index.position(|_, m| below(m, lo, false));
-            let to = z.index.position(|_, m| below(m, hi, true));
+            let from = z.position(|_, m| below(m, lo, false));
+            let to = z.position(|_, m| below(m, hi, true));
             Ok((from, to.max(from)))
         }
     }
@@ -399,9 +592,10 @@ fn store(db: &mut Db, dst: &[u8], entries: Vec<(f64, Vec<u8>)>, c: &Ctx, out: &m
         db.remove(dst, c.now_ms);
         return out.int(0);
     }
+    let lim = db.tunables.zset_limits();
     let mut z = ZSet::default();
     for (s, m) in &entries {
-        z.set(m, *s);
+        z.set(m, *s, lim);
     }
     let n = z.len();
     db.set(dst, Value::ZSet(Box::new(z)), None, false);
@@ -504,6 +698,7 @@ pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         }
     }
     let key = a.get(1);
+    let lim = db.tunables.zset_limits();
     let Some(z) = create::<ZSet>(db, key, c.now_ms, out) else {
         return;
     };
@@ -532,7 +727,7 @@ pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
             Some(o) if o != new => changed += 1,
             Some(_) => {}
         }
-        z.set(member, new);
+        z.set(member, new, lim);
         incr_result = Some(new);
     }
     drop_if_empty(db, key, c.now_ms);
@@ -549,6 +744,7 @@ pub fn zincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(by) = parse_f64(a.get(2)) else {
         return out.error(err::NOT_FLOAT);
     };
+    let lim = db.tunables.zset_limits();
     let Some(z) = create::<ZSet>(db, a.get(1), c.now_ms, out) else {
         return;
     };
@@ -557,7 +753,7 @@ pub fn zincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         drop_if_empty(db, a.get(1), c.now_ms);
         return out.error("ERR resulting score is not a number (NaN)");
     }
-    z.set(a.get(3), new);
+    z.set(a.get(3), new, lim);
     out.score(new)
 }
 
@@ -769,12 +965,7 @@ pub fn zrandmember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     };
     let Some(count) = count else {
         return match z {
-            Some(z) => out.bulk(
-                z.scores
-                    .random(c.rng)
-                    .expect("sorted sets are never empty")
-                    .1,
-            ),
+            Some(z) => out.bulk(z.random(c.rng).0),
             None => out.null(),
         };
     };
@@ -784,12 +975,11 @@ pub fn zrandmember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let mut picked: Vec<(f64, Vec<u8>)> = Vec::new();
     if count < 0 {
         for _ in 0..count.unsigned_abs() {
-            let (_, m, &s) = z.scores.random(c.rng).expect("sorted sets are never empty");
+            let (m, s) = z.random(c.rng);
             picked.push((s, m.to_vec()));
         }
     } else {
-        z.scores
-            .sample_distinct(count as usize, c.rng, |m, &s| picked.push((s, m.to_vec())));
+        z.sample_distinct(count as usize, c.rng, |m, s| picked.push((s, m.to_vec())));
     }
     write_entries(out, &picked, withscores)
 }
@@ -803,7 +993,7 @@ pub fn zscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     };
     let mut found: Vec<(Vec<u8>, String)> = Vec::new();
     let next = z.map_or(0, |z| {
-        z.scores.scan(sa.cursor as usize, sa.count, |m, &s| {
+        z.scan(sa.cursor as usize, sa.count, |m, s| {
             if sa.matches(m) {
                 found.push((m.to_vec(), crate::num::format_g17(s)));
             }
