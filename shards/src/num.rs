@@ -99,6 +99,15 @@ pub fn format_f64(d: f64, buf: &mut [u8; 48]) -> &[u8] {
 /// Formats a double as C's `%.17g` does (Redis's sorted-set scores): 17 significant digits,
 /// trailing zeros dropped, exponent form below 1e-4 or from 1e17 on, `inf` and `-inf`.
 pub fn format_g17(d: f64) -> String {
+    let mut buf = [0u8; 20];
+    if let Some(text) = format_g17_integral(d, &mut buf) {
+        return String::from_utf8_lossy(text).into_owned();
+    }
+    format_g17_general(d)
+}
+
+/// `%.17g` by float formatting: every value, slowly.
+fn format_g17_general(d: f64) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "inf".into() } else { "-inf".into() };
     }
@@ -125,6 +134,16 @@ pub fn format_g17(d: f64) -> String {
     }
     let decimals = (16 - exp).max(0) as usize;
     trim(&format!("{:.*}", decimals, d))
+}
+
+/// The fast path of [`format_g17`]: an integral `d` below 1e17 in magnitude prints as its integer
+/// digits (what `%.17g` gives for it) without float formatting. `None` otherwise (and for -0).
+#[inline]
+pub fn format_g17_integral(d: f64, buf: &mut [u8; 20]) -> Option<&[u8]> {
+    if d.fract() != 0.0 || d.abs() >= 1e17 || (d == 0.0 && d.is_sign_negative()) {
+        return None;
+    }
+    Some(format_i64(d as i64, buf))
 }
 
 /// Formats a long double result of INCRBYFLOAT/HINCRBYFLOAT (`%.17Lg`, trailing zeros removed).
@@ -168,6 +187,43 @@ mod tests {
         assert_eq!(parse_f64(b"nan"), None);
         assert_eq!(parse_f64(b" 1"), None);
         assert_eq!(parse_f64(b""), None);
+    }
+
+    #[test]
+    fn g17_integral_fast_path_agrees_with_float_formatting() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut cases: Vec<f64> = vec![
+            0.0,
+            1.0,
+            -1.0,
+            1e16,
+            -1e16,
+            99_999_999_999_999_990.0,
+            4503599627370497.0,
+        ];
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 17) as i32;
+            cases.push(
+                ((x >> 8) as f64 % 10f64.powi(digits)).trunc()
+                    * if x & 1 == 0 { 1.0 } else { -1.0 },
+            );
+        }
+        for d in cases {
+            let mut buf = [0u8; 20];
+            if let Some(fast) = format_g17_integral(d, &mut buf) {
+                assert_eq!(
+                    std::str::from_utf8(fast).unwrap(),
+                    format_g17_general(d),
+                    "{d}"
+                );
+            }
+        }
+        assert!(format_g17_integral(-0.0, &mut [0; 20]).is_none());
+        assert!(format_g17_integral(1e17, &mut [0; 20]).is_none());
+        assert!(format_g17_integral(0.5, &mut [0; 20]).is_none());
     }
 
     #[test]

@@ -117,6 +117,8 @@ impl Packed {
 
     /// Appends an entry.
     pub fn push(&mut self, item: &[u8]) {
+        // Exact growth, as a listpack reallocates to size: small collections are many.
+        self.buf.reserve_exact(varint_len(item.len()) + item.len());
         put_varint(&mut self.buf, item.len());
         self.buf.extend_from_slice(item);
         self.len += 1;
@@ -127,6 +129,7 @@ impl Packed {
         let mut enc = Vec::with_capacity(varint_len(item.len()) + item.len());
         put_varint(&mut enc, item.len());
         enc.extend_from_slice(item);
+        self.buf.reserve_exact(enc.len());
         self.buf.splice(pos..pos, enc);
         self.len += 1;
     }
@@ -150,6 +153,7 @@ impl Packed {
         let mut enc = Vec::with_capacity(varint_len(item.len()) + item.len());
         put_varint(&mut enc, item.len());
         enc.extend_from_slice(item);
+        self.buf.reserve_exact(enc.len().saturating_sub(end - pos));
         self.buf.splice(pos..end, enc);
     }
 }

@@ -124,6 +124,17 @@ impl Out {
 
     /// A sorted-set score: a RESP3 double or a RESP2 bulk string, formatted `%.17g` as Redis does.
     pub fn score(&mut self, d: f64) {
+        let mut buf = [0u8; 20];
+        if let Some(digits) = crate::num::format_g17_integral(d, &mut buf) {
+            return match self.proto {
+                Proto::Resp3 => {
+                    self.buf.push(b',');
+                    self.buf.extend_from_slice(digits);
+                    self.buf.extend_from_slice(b"\r\n");
+                }
+                Proto::Resp2 => self.bulk(digits),
+            };
+        }
         let text = crate::num::format_g17(d);
         match self.proto {
             Proto::Resp3 => {

@@ -16,7 +16,8 @@ use crate::reply::{Out, Proto};
 #[derive(Clone)]
 pub enum Hash {
     Packed(Packed),
-    Table(Dict<SmallBytes>),
+    /// Boxed so that a packed hash's `Value` allocation stays small.
+    Table(Box<Dict<SmallBytes>>),
 }
 
 impl Default for Hash {
@@ -103,7 +104,7 @@ impl Hash {
                 d.insert(f, SmallBytes::new(v));
             }
         }
-        *self = Hash::Table(d);
+        *self = Hash::Table(Box::new(d));
     }
 
     /// Fields and values, in storage order.

@@ -19,7 +19,8 @@ pub enum Set {
     /// Sorted, distinct.
     Ints(Vec<i64>),
     Packed(Packed),
-    Table(Dict<()>),
+    /// Boxed so that a compact set's `Value` allocation stays small.
+    Table(Box<Dict<()>>),
 }
 
 impl Default for Set {
@@ -43,7 +44,7 @@ impl Set {
         } else if hint <= t.set_max_listpack_entries && first.len() <= t.set_max_listpack_value {
             Set::Packed(Packed::default())
         } else {
-            Set::Table(Dict::default())
+            Set::Table(Box::default())
         }
     }
 
@@ -83,6 +84,7 @@ impl Set {
                     let Err(at) = v.binary_search(&n) else {
                         return false;
                     };
+                    v.reserve_exact(1);
                     v.insert(at, n);
                     if v.len() > t.set_max_intset_entries {
                         self.convert(false);
@@ -149,7 +151,7 @@ impl Set {
             }
             Set::Packed(p)
         } else {
-            let mut d = Dict::default();
+            let mut d = Box::<Dict<()>>::default();
             for m in &members {
                 d.insert(m, ());
             }
