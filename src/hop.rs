@@ -23,8 +23,13 @@ pub const NO_REPLY: Token = u64::MAX;
 
 /// One unit of work for the owning thread. Each op writes one reply segment.
 pub enum Op {
-    /// A command: `args` indexes `spans` of the job's buffer.
-    Cmd { first: u32, len: u32 },
+    /// A command: `args` indexes `spans` of the job's buffer. `spec` is its table row when the
+    /// sender looked it up and checked its arity already (the owner then skips both).
+    Cmd {
+        first: u32,
+        len: u32,
+        spec: Option<&'static shardline_shards::command::CommandSpec>,
+    },
     /// A transaction: the commands run back to back (atomically: a job runs without yielding),
     /// unless `watch` was set by a write to a watched key, then the reply is a null array.
     Exec {

@@ -207,10 +207,7 @@ impl Shard {
     /// Before a command that may grow memory (DENYOOM) while the node is over `maxmemory`: evicts
     /// keys of this thread by the policy until it is under, or says there is nothing to evict
     /// (then the command is refused with OOM and counted as rejected).
-    fn make_room(&self, db: &mut Db, args: Args, now_ms: u64) -> bool {
-        let Some(spec) = command::lookup(args.get(0)) else {
-            return true;
-        };
+    fn make_room(&self, db: &mut Db, spec: &'static command::CommandSpec, now_ms: u64) -> bool {
         if spec.flags & command::flags::DENYOOM == 0 {
             return true;
         }
@@ -231,12 +228,31 @@ impl Shard {
         false
     }
 
-    /// Counts an error answer of a command that ran here.
+    /// Runs one command here: looked up and arity-checked unless `known` says the sender did,
+    /// refused under maxmemory if nothing can be evicted, failures counted.
     #[inline]
-    fn count_failure(&self, spec: Option<&'static command::CommandSpec>, reply: &[u8]) {
-        if reply.first() == Some(&b'-')
-            && let Some(spec) = spec
-        {
+    fn exec(
+        &self,
+        db: &mut Db,
+        ctx: &mut Ctx,
+        known: Option<&'static command::CommandSpec>,
+        args: Args,
+        out: &mut Out,
+    ) {
+        let spec = match known {
+            Some(s) => s,
+            None => match command::lookup(args.get(0)) {
+                None => return command::err::unknown_command(out, args),
+                Some(s) if !s.arity_ok(args.len()) => return command::err::arity(out, s.name),
+                Some(s) => s,
+            },
+        };
+        if db.tunables.maxmemory > 0 && !self.make_room(db, spec, ctx.now_ms) {
+            return out.error(OOM);
+        }
+        let start = out.buf.len();
+        command::apply(spec, db, args, ctx, out);
+        if out.buf.get(start) == Some(&b'-') {
             self.cmd_stats.borrow_mut()[command::index_of(spec)].failed += 1;
         }
     }
@@ -531,15 +547,9 @@ impl Shard {
             rng: &mut rng,
         };
         match op {
-            Op::Cmd { first, len } => {
+            Op::Cmd { first, len, spec } => {
                 let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                if db.tunables.maxmemory > 0 && !self.make_room(&mut db, args, ctx.now_ms) {
-                    out.error(OOM);
-                } else {
-                    let start = out.buf.len();
-                    let spec = command::execute(&mut db, args, &mut ctx, out);
-                    self.count_failure(spec, &out.buf[start..]);
-                }
+                self.exec(&mut db, &mut ctx, *spec, args, out);
             }
             Op::Exec { cmds, watch } => {
                 if watch.as_ref().is_some_and(|w| w.load(Ordering::Acquire)) {
@@ -548,13 +558,7 @@ impl Shard {
                 out.array(cmds.len());
                 for (first, len) in cmds {
                     let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                    if db.tunables.maxmemory > 0 && !self.make_room(&mut db, args, ctx.now_ms) {
-                        out.error(OOM);
-                        continue;
-                    }
-                    let start = out.buf.len();
-                    let spec = command::execute(&mut db, args, &mut ctx, out);
-                    self.count_failure(spec, &out.buf[start..]);
+                    self.exec(&mut db, &mut ctx, None, args, out);
                 }
             }
             Op::Watch { first, add, flag } => {

@@ -151,27 +151,77 @@ impl OrderIndex {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let (a, b) = self.split(self.root, score, member, false);
-        let left = self.merge(a, id);
-        self.root = self.merge(left, b);
+        // Descend while the path's priorities stay at least the new node's (counting it in each
+        // subtree passed), then let it take over the subtree there, split around it: one pass
+        // down plus a split of a subtree that is small on average.
+        let prio = self.nodes[id as usize].priority;
+        let mut link: Option<(u32, bool)> = None;
+        let mut t = self.root;
+        while t != NIL && self.nodes[t as usize].priority >= prio {
+            let n = &mut self.nodes[t as usize];
+            n.size += 1;
+            let left = cmp_entry(score, member, n.score, &n.member) == Ordering::Less;
+            link = Some((t, left));
+            t = if left { n.left } else { n.right };
+        }
+        let (a, b) = self.split(t, score, member, false);
+        self.nodes[id as usize].left = a;
+        self.nodes[id as usize].right = b;
+        self.fix(id);
+        self.set_link(link, id);
+    }
+
+    /// Points the parent link `link` (`None`: the root) at `child`.
+    fn set_link(&mut self, link: Option<(u32, bool)>, child: u32) {
+        match link {
+            None => self.root = child,
+            Some((p, true)) => self.nodes[p as usize].left = child,
+            Some((p, false)) => self.nodes[p as usize].right = child,
+        }
     }
 
     /// Removes `(score, member)`; returns whether it was there.
     pub fn remove(&mut self, score: f64, member: &[u8]) -> bool {
-        let (a, b) = self.split(self.root, score, member, false);
-        let (mid, c) = self.split(b, score, member, true);
-        let found = mid != NIL;
-        if found {
-            debug_assert_eq!(self.size(mid), 1);
-            self.nodes[mid as usize].member = SmallBytes::new(b"");
-            self.free.push(mid);
+        // Find it (read only), then walk the same path again shrinking the subtree sizes, and
+        // replace it by the merge of its two children.
+        let (mut link, mut t) = (None, self.root);
+        loop {
+            if t == NIL {
+                return false;
+            }
+            let n = &self.nodes[t as usize];
+            match cmp_entry(score, member, n.score, &n.member) {
+                Ordering::Equal => break,
+                Ordering::Less => {
+                    link = Some((t, true));
+                    t = n.left;
+                }
+                Ordering::Greater => {
+                    link = Some((t, false));
+                    t = n.right;
+                }
+            }
         }
-        self.root = self.merge(a, c);
+        let mut u = self.root;
+        while u != t {
+            let n = &mut self.nodes[u as usize];
+            n.size -= 1;
+            u = if cmp_entry(score, member, n.score, &n.member) == Ordering::Less {
+                n.left
+            } else {
+                n.right
+            };
+        }
+        let (l, r) = (self.nodes[t as usize].left, self.nodes[t as usize].right);
+        let merged = self.merge(l, r);
+        self.set_link(link, merged);
+        self.nodes[t as usize].member = SmallBytes::new(b"");
+        self.free.push(t);
         if self.root == NIL {
             self.nodes.clear();
             self.free.clear();
         }
-        found
+        true
     }
 
     /// The 0-based rank of `(score, member)`, which must be present.

@@ -477,6 +477,7 @@ impl Conn {
                     &Op::Cmd {
                         first: 0,
                         len: args.len() as u32,
+                        spec: Some(spec),
                     },
                     args.buf(),
                     args.spans(),
@@ -485,7 +486,7 @@ impl Conn {
                 );
             }
             Plan::On(t) => {
-                let op = self.push_cmd(t, args.buf(), args.spans());
+                let op = self.push_cmd(t, spec, args.buf(), args.spans());
                 self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
             }
             Plan::Refuse(msg) => {
@@ -494,7 +495,7 @@ impl Conn {
             }
             Plan::All(merge) => {
                 let parts = (0..threads)
-                    .map(|t| self.part(t, args.buf(), args.spans()))
+                    .map(|t| self.part(t, spec, args.buf(), args.spans()))
                     .collect();
                 self.hole(parts, Finish::Merge(merge, Vec::new()));
             }
@@ -517,7 +518,7 @@ impl Conn {
                     for &k in &part.keys {
                         sub_spans.extend_from_slice(&args.spans()[k as usize..k as usize + step]);
                     }
-                    refs.push(self.part(part.thread, args.buf(), &sub_spans));
+                    refs.push(self.part(part.thread, spec, args.buf(), &sub_spans));
                 }
                 self.hole(refs, Finish::Merge(merge, order));
             }
@@ -525,13 +526,20 @@ impl Conn {
     }
 
     /// One part of a spread command: run now if local, else queued for its thread.
-    fn part(&mut self, t: usize, buf: &[u8], spans: &[Span]) -> PartRef {
+    fn part(
+        &mut self,
+        t: usize,
+        spec: &'static CommandSpec,
+        buf: &[u8],
+        spans: &[Span],
+    ) -> PartRef {
         if t == self.shard.id {
             let mut out = Out::new(self.proto);
             self.shard.run_op(
                 &Op::Cmd {
                     first: 0,
                     len: spans.len() as u32,
+                    spec: Some(spec),
                 },
                 buf,
                 spans,
@@ -542,7 +550,7 @@ impl Conn {
         } else {
             PartRef::Remote {
                 thread: t,
-                op: self.push_cmd(t, buf, spans),
+                op: self.push_cmd(t, spec, buf, spans),
             }
         }
     }
@@ -573,13 +581,20 @@ impl Conn {
     }
 
     /// Queues a command for thread `t`; returns its op index in the job.
-    fn push_cmd(&mut self, t: usize, buf: &[u8], spans: &[Span]) -> usize {
+    fn push_cmd(
+        &mut self,
+        t: usize,
+        spec: &'static CommandSpec,
+        buf: &[u8],
+        spans: &[Span],
+    ) -> usize {
         let first = self.copy_args(t, buf, spans);
         self.push_op(
             t,
             Op::Cmd {
                 first,
                 len: spans.len() as u32,
+                spec: Some(spec),
             },
         )
     }

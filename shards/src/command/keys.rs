@@ -34,7 +34,8 @@ fn expire_generic(
     let Some(n) = int_arg(&a, 2, out) else { return };
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in a.iter().skip(3) {
-        match opt.to_ascii_lowercase().as_slice() {
+        let mut kw = [0u8; 16];
+        match super::keyword(opt, &mut kw) {
             b"nx" => nx = true,
             b"xx" => xx = true,
             b"gt" => gt = true,

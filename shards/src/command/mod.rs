@@ -888,6 +888,19 @@ pub(crate) fn mpop_args(
     Some((2..2 + numkeys, second, count))
 }
 
+/// A keyword argument lowercased into `buf` (empty when longer than 16 bytes, so it matches no
+/// keyword): option parsing without an allocation per argument.
+#[inline]
+pub(crate) fn keyword<'b>(s: &[u8], buf: &'b mut [u8; 16]) -> &'b [u8] {
+    if s.len() > buf.len() {
+        return &[];
+    }
+    for (d, c) in buf.iter_mut().zip(s) {
+        *d = c.to_ascii_lowercase();
+    }
+    &buf[..s.len()]
+}
+
 /// `n` capped by a LIMIT (0 = no limit).
 pub(crate) fn capped(n: usize, limit: usize) -> usize {
     if limit == 0 { n } else { n.min(limit) }

@@ -664,8 +664,8 @@ pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         (false, false, false, false, false, false);
     let mut i = 2;
     while i < a.len() {
-        let o = a.get(i).to_ascii_lowercase();
-        match o.as_slice() {
+        let mut kw = [0u8; 16];
+        match super::keyword(a.get(i), &mut kw) {
             b"nx" => nx = true,
             b"xx" => xx = true,
             b"gt" => gt = true,
