@@ -11,12 +11,5 @@
 # SKIP_MEMORY=1, SKIP_THROUGHPUT=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-  echo "== installing redis-server and redis-tools from Debian's packages"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
-fi
-echo "== building release binaries"
-cargo build --release -q -p shardline -p shardline-bench
-mkdir -p target/bench
+source scripts/bench-prepare.sh
 exec python3 scripts/bench_collections.py "$@"

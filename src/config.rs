@@ -162,6 +162,15 @@ macro_rules! tunable_param {
     };
 }
 
+fn set_list_max_listpack_size(c: &mut Config, v: &str) -> Result<(), String> {
+    let n: i64 = v.trim().parse().map_err(|_| "not an integer".to_string())?;
+    if n == 0 || !(-5..=1_000_000_000).contains(&n) {
+        return Err("must be -5..-1 (a size) or a positive count".into());
+    }
+    c.tunables.list_max_listpack_size = n;
+    Ok(())
+}
+
 /// The parameter table. Names are Redis-style (`proto-max-bulk-len`); the TOML file uses the same
 /// keys, flags are `--name`, environment variables `SHARDLINE_NAME` with `_` for `-`.
 pub static PARAMS: &[Param] = &[
@@ -476,28 +485,14 @@ pub static PARAMS: &[Param] = &[
         name: "list-max-listpack-size",
         help: "Most entries (positive) or bytes (-1..-5: 4kb..64kb) of a packed list (default -2).",
         runtime: true,
-        set: |c, v| {
-            let n: i64 = v.trim().parse().map_err(|_| "not an integer".to_string())?;
-            if n == 0 || !(-5..=1_000_000_000).contains(&n) {
-                return Err("must be -5..-1 (a size) or a positive count".into());
-            }
-            c.tunables.list_max_listpack_size = n;
-            Ok(())
-        },
+        set: set_list_max_listpack_size,
         get: |c| c.tunables.list_max_listpack_size.to_string(),
     },
     Param {
         name: "list-max-ziplist-size",
         help: "Alias of list-max-listpack-size.",
         runtime: true,
-        set: |c, v| {
-            let n: i64 = v.trim().parse().map_err(|_| "not an integer".to_string())?;
-            if n == 0 || !(-5..=1_000_000_000).contains(&n) {
-                return Err("must be -5..-1 (a size) or a positive count".into());
-            }
-            c.tunables.list_max_listpack_size = n;
-            Ok(())
-        },
+        set: set_list_max_listpack_size,
         get: |c| c.tunables.list_max_listpack_size.to_string(),
     },
     tunable_param!(

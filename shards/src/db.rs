@@ -436,17 +436,13 @@ impl Db {
         }
     }
 
-    /// The live value of `key`.
+    /// Finds the live `key` and records the access in its metadata: its slot and bucket.
     #[inline]
-    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Value> {
+    fn find_and_touch(&mut self, key: &[u8], now_ms: u64) -> Option<(Slot, usize)> {
         let slot = key_slot(key);
         self.expire_if_due(slot, key, now_ms);
         let vs = table_in_mut(&mut self.vshards, self.layout, slot);
-        let Some(i) = vs.keys.index_of(key) else {
-            self.stats.keyspace_misses += 1;
-            return None;
-        };
-        self.stats.keyspace_hits += 1;
+        let i = vs.keys.index_of(key)?;
         let m = accessed_meta(
             &self.tunables,
             &mut self.access_rng,
@@ -454,7 +450,18 @@ impl Db {
             now_ms,
         );
         vs.keys.set_meta(i, m);
-        Some(vs.keys.at(i))
+        Some((slot, i))
+    }
+
+    /// The live value of `key` (counts a keyspace hit or miss).
+    #[inline]
+    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&Value> {
+        let Some((slot, i)) = self.find_and_touch(key, now_ms) else {
+            self.stats.keyspace_misses += 1;
+            return None;
+        };
+        self.stats.keyspace_hits += 1;
+        Some(self.table(slot).keys.at(i))
     }
 
     /// The value of `key` without counting an access or checking expiry (call after
@@ -474,18 +481,8 @@ impl Db {
     /// The live value of `key`, for in-place change. Call `signal` after a change.
     #[inline]
     pub fn get_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Value> {
-        let slot = key_slot(key);
-        self.expire_if_due(slot, key, now_ms);
-        let vs = table_in_mut(&mut self.vshards, self.layout, slot);
-        let i = vs.keys.index_of(key)?;
-        let m = accessed_meta(
-            &self.tunables,
-            &mut self.access_rng,
-            vs.keys.meta(i),
-            now_ms,
-        );
-        vs.keys.set_meta(i, m);
-        Some(vs.keys.at_mut(i))
+        let (slot, i) = self.find_and_touch(key, now_ms)?;
+        Some(self.table_mut(slot).keys.at_mut(i))
     }
 
     /// Whether `key` is live, without counting a hit or miss.
