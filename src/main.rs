@@ -14,6 +14,9 @@ mod node;
 mod pubsub;
 mod server_cmds;
 mod shard;
+// The log's file driver: tested here, wired into the shard threads with Raft (issue 3).
+#[cfg_attr(not(test), allow(dead_code))]
+mod wal;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};

@@ -28,3 +28,4 @@ pub mod reply;
 pub mod rng;
 pub mod route;
 pub mod slot;
+pub mod wal;

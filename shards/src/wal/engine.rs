@@ -1,0 +1,528 @@
+//! The log engine of one shard thread: every Raft group (vShard) the thread drives appends to one
+//! sequence of segment files, so one write and one fsync cover all groups' entries of a batch.
+//! Sans-IO: calls change the in-memory state and queue encoded records; [`Engine::take_batch`]
+//! hands the file operations to a driver, which runs them in order and then fires the batch's
+//! acknowledgements. See ARCHITECTURE.md ("Replication (issue 3)") for the rules.
+
+use super::record::{self, HEADER, Header, Kind, Record};
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Every batch is fsynced before its appends are acknowledged.
+    Always,
+    /// Appends are acknowledged once written; fsync at most every `interval_ms`.
+    Batch { interval_ms: u64 },
+    /// Appends are acknowledged once written; never fsynced by us.
+    Never,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct WalConfig {
+    pub shard: u32,
+    /// A segment is closed when the next batch would take it past this size.
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+}
+
+/// A group's vote as Raft persists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Vote {
+    pub term: u64,
+    /// The node voted for; 0 for none.
+    pub node: u64,
+    pub committed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, PartialOrd, Ord)]
+pub struct LogId {
+    pub index: u64,
+    pub term: u64,
+}
+
+/// One group's log: the entries after its purge point, contiguous, and its vote.
+#[derive(Default, Debug)]
+pub struct GroupLog {
+    /// `entries[i]` has index `purged.index + 1 + i`.
+    entries: VecDeque<(u64, Box<[u8]>)>,
+    purged: LogId,
+    vote: Option<Vote>,
+}
+
+impl GroupLog {
+    pub fn purged(&self) -> LogId {
+        self.purged
+    }
+
+    pub fn vote(&self) -> Option<Vote> {
+        self.vote
+    }
+
+    /// The id of the last entry (the purge point when there is none).
+    pub fn last(&self) -> LogId {
+        match self.entries.back() {
+            Some(&(term, _)) => LogId {
+                index: self.purged.index + self.entries.len() as u64,
+                term,
+            },
+            None => self.purged,
+        }
+    }
+
+    /// The entry at `index`: its term and payload.
+    pub fn entry(&self, index: u64) -> Option<(u64, &[u8])> {
+        let i = index.checked_sub(self.purged.index + 1)?;
+        self.entries.get(i as usize).map(|(t, p)| (*t, &**p))
+    }
+
+    fn truncate(&mut self, from: u64) {
+        let keep = from.saturating_sub(self.purged.index + 1) as usize;
+        self.entries.truncate(keep);
+    }
+
+    fn purge(&mut self, upto: LogId) {
+        if upto.index <= self.purged.index {
+            return;
+        }
+        let drop = (upto.index - self.purged.index) as usize;
+        if drop >= self.entries.len() {
+            self.entries.clear();
+        } else {
+            self.entries.drain(..drop);
+        }
+        self.purged = upto;
+    }
+}
+
+/// A file operation for the driver, run in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Io {
+    /// Create segment `seq` holding `header`.
+    Create {
+        seq: u64,
+        header: [u8; HEADER],
+    },
+    Write {
+        seq: u64,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    Sync {
+        seq: u64,
+    },
+    Delete {
+        seq: u64,
+    },
+}
+
+/// What the driver does next: `ops` in order, then acknowledge `acks`.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub ops: Vec<Io>,
+    pub acks: Vec<u64>,
+}
+
+/// An operating error of the caller's making; nothing changed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogError {
+    /// An append that does not follow the group's last entry.
+    NotContiguous {
+        group: u32,
+        index: u64,
+        expected: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Segment {
+    seq: u64,
+    /// Bytes written or queued, header included.
+    len: u64,
+    created: bool,
+    /// The highest entry index each group has in this segment.
+    max_index: HashMap<u32, u64>,
+}
+
+pub struct Engine {
+    cfg: WalConfig,
+    groups: HashMap<u32, GroupLog>,
+    /// Oldest first; the last is the one being written.
+    segments: VecDeque<Segment>,
+    /// Records queued per segment (in segment order), not yet handed to the driver.
+    queued: Vec<(u64, Vec<u8>)>,
+    /// Tokens to acknowledge after the next batch.
+    waiting: Vec<u64>,
+    /// Segments written since their last fsync.
+    unsynced: Vec<u64>,
+    last_sync_ms: u64,
+}
+
+impl Engine {
+    /// An empty log.
+    pub fn new(cfg: WalConfig) -> Engine {
+        Engine {
+            cfg,
+            groups: HashMap::new(),
+            segments: VecDeque::new(),
+            queued: Vec::new(),
+            waiting: Vec::new(),
+            unsynced: Vec::new(),
+            last_sync_ms: 0,
+        }
+    }
+
+    pub fn config(&self) -> WalConfig {
+        self.cfg
+    }
+
+    pub fn group(&self, g: u32) -> Option<&GroupLog> {
+        self.groups.get(&g)
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = (u32, &GroupLog)> {
+        self.groups.iter().map(|(g, l)| (*g, l))
+    }
+
+    /// Sequence numbers of the segments the log holds, oldest first.
+    pub fn segment_seqs(&self) -> Vec<u64> {
+        self.segments.iter().map(|s| s.seq).collect()
+    }
+
+    pub fn append(
+        &mut self,
+        group: u32,
+        index: u64,
+        term: u64,
+        payload: &[u8],
+    ) -> Result<(), LogError> {
+        let log = self.groups.entry(group).or_default();
+        let expected = log.last().index + 1;
+        if index != expected {
+            return Err(LogError::NotContiguous {
+                group,
+                index,
+                expected,
+            });
+        }
+        log.entries.push_back((term, payload.into()));
+        self.queue(Record {
+            kind: Kind::Entry,
+            group,
+            index,
+            term,
+            payload,
+        });
+        Ok(())
+    }
+
+    /// Drops the group's entries from `from` on (a new leader overwrote them).
+    pub fn truncate(&mut self, group: u32, from: u64) {
+        self.groups.entry(group).or_default().truncate(from);
+        self.queue(Record {
+            kind: Kind::Truncate,
+            group,
+            index: from,
+            term: 0,
+            payload: &[],
+        });
+    }
+
+    /// Drops the group's entries up to `upto` (a snapshot holds them now).
+    pub fn purge(&mut self, group: u32, upto: LogId) {
+        self.groups.entry(group).or_default().purge(upto);
+        self.queue(Record {
+            kind: Kind::Purge,
+            group,
+            index: upto.index,
+            term: upto.term,
+            payload: &[],
+        });
+    }
+
+    pub fn save_vote(&mut self, group: u32, vote: Vote) {
+        let log = self.groups.entry(group).or_default();
+        log.vote = Some(vote);
+        let purged = log.purged;
+        self.queue_state(group, purged, Some(vote));
+    }
+
+    /// Asks for `token` to be acknowledged once everything queued so far is written (and, with
+    /// `fsync = always`, synced).
+    pub fn flush(&mut self, token: u64) {
+        self.waiting.push(token);
+    }
+
+    fn queue_state(&mut self, group: u32, purged: LogId, vote: Option<Vote>) {
+        let has_vote = vote.is_some();
+        let vote = vote.unwrap_or_default();
+        let mut payload = [0u8; 17];
+        payload[..8].copy_from_slice(&vote.term.to_le_bytes());
+        payload[8..16].copy_from_slice(&vote.node.to_le_bytes());
+        payload[16] = vote.committed as u8 | (has_vote as u8) << 1;
+        self.queue(Record {
+            kind: Kind::State,
+            group,
+            index: purged.index,
+            term: purged.term,
+            payload: &payload,
+        });
+    }
+
+    /// Encodes `r` into the segment being written, starting a new one when it is full.
+    fn queue(&mut self, r: Record) {
+        let size = (record::FRAME + record::BODY_FIXED + r.payload.len()) as u64;
+        let full = self
+            .segments
+            .back()
+            .is_none_or(|s| s.len > HEADER as u64 && s.len + size > self.cfg.segment_bytes);
+        if full {
+            self.rotate();
+        }
+        let seg = self.segments.back_mut().expect("a segment after rotate");
+        seg.len += size;
+        if r.kind == Kind::Entry {
+            let m = seg.max_index.entry(r.group).or_insert(0);
+            *m = (*m).max(r.index);
+        }
+        let seq = seg.seq;
+        if self.queued.last().is_none_or(|(s, _)| *s != seq) {
+            self.queued.push((seq, Vec::new()));
+        }
+        let buf = &mut self.queued.last_mut().expect("pushed").1;
+        record::encode(&r, buf);
+    }
+
+    /// Starts a new segment, restating every group's vote and purge point at its head so that
+    /// older segments hold nothing the log still needs once their entries are purged.
+    fn rotate(&mut self) {
+        let seq = self.segments.back().map_or(1, |s| s.seq + 1);
+        self.segments.push_back(Segment {
+            seq,
+            len: HEADER as u64,
+            created: false,
+            max_index: HashMap::new(),
+        });
+        let mut states: Vec<(u32, LogId, Option<Vote>)> = self
+            .groups
+            .iter()
+            .filter(|(_, l)| l.vote.is_some() || l.purged.index > 0)
+            .map(|(g, l)| (*g, l.purged, l.vote))
+            .collect();
+        states.sort_unstable_by_key(|s| s.0);
+        for (g, purged, vote) in states {
+            self.queue_state(g, purged, vote);
+        }
+    }
+
+    /// The next file operations and the tokens to acknowledge after them; `None` when idle.
+    /// With `fsync = batch`, call it on a timer too so synced data does not wait for traffic.
+    pub fn take_batch(&mut self, now_ms: u64) -> Option<Batch> {
+        let mut b = Batch::default();
+        for (seq, bytes) in std::mem::take(&mut self.queued) {
+            let seg = self
+                .segments
+                .iter_mut()
+                .find(|s| s.seq == seq)
+                .expect("queued for a live segment");
+            if !seg.created {
+                seg.created = true;
+                b.ops.push(Io::Create {
+                    seq,
+                    header: Header {
+                        shard: self.cfg.shard,
+                        seq,
+                    }
+                    .encode(),
+                });
+            }
+            let offset = seg.len - bytes.len() as u64;
+            b.ops.push(Io::Write { seq, offset, bytes });
+            if !self.unsynced.contains(&seq) {
+                self.unsynced.push(seq);
+            }
+        }
+        let sync = match self.cfg.fsync {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Batch { interval_ms } => {
+                now_ms.saturating_sub(self.last_sync_ms) >= interval_ms
+            }
+            FsyncPolicy::Never => false,
+        };
+        let never = self.cfg.fsync == FsyncPolicy::Never;
+        if never {
+            self.unsynced.clear();
+        }
+        if (sync && !self.unsynced.is_empty()) || never {
+            for seq in self.unsynced.drain(..) {
+                b.ops.push(Io::Sync { seq });
+            }
+            self.last_sync_ms = now_ms;
+            // Old segments go only once what replaced them is on disk (or, with `never`, written).
+            while self.segments.len() > 1 && self.dead(&self.segments[0]) {
+                let s = self.segments.pop_front().expect("checked");
+                b.ops.push(Io::Delete { seq: s.seq });
+            }
+        }
+        b.acks = std::mem::take(&mut self.waiting);
+        (!b.ops.is_empty() || !b.acks.is_empty()).then_some(b)
+    }
+
+    /// Whether nothing in `s` is still needed: every entry in it was purged by its group.
+    fn dead(&self, s: &Segment) -> bool {
+        s.max_index
+            .iter()
+            .all(|(g, &max)| self.groups.get(g).is_none_or(|l| l.purged.index >= max))
+    }
+}
+
+/// Why a log cannot be opened: the file, the offset and what is wrong. Nothing was changed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Corrupt {
+    pub seq: u64,
+    pub offset: u64,
+    pub reason: String,
+}
+
+/// An opened log and what recovery repaired.
+pub struct Recovered {
+    pub engine: Engine,
+    /// A torn tail to cut off: the last segment is to be truncated to this length.
+    pub truncate_tail: Option<(u64, u64)>,
+}
+
+impl Engine {
+    /// Rebuilds the log from its segments (`(seq, contents)`, any order). A torn tail of the last
+    /// segment is reported for truncation; any other damage is `Corrupt`.
+    ///
+    /// Two passes: the first checks every record and finds each group's final purge point (it
+    /// only grows, and the segments that held the purged entries may be gone); the second replays
+    /// the records after it in order.
+    pub fn recover(cfg: WalConfig, mut files: Vec<(u64, Vec<u8>)>) -> Result<Recovered, Corrupt> {
+        files.sort_by_key(|f| f.0);
+        let mut e = Engine::new(cfg);
+        let mut truncate_tail = None;
+        let mut records: Vec<(u64, usize, Record)> = Vec::new();
+        let last = files.len().saturating_sub(1);
+        for (n, (seq, bytes)) in files.iter().enumerate() {
+            let bad = |offset: usize, reason: &str| Corrupt {
+                seq: *seq,
+                offset: offset as u64,
+                reason: reason.to_string(),
+            };
+            let h = Header::decode(bytes).map_err(|r| bad(0, r))?;
+            if h.seq != *seq || h.shard != cfg.shard {
+                return Err(bad(
+                    0,
+                    "segment header names another segment or shard thread",
+                ));
+            }
+            if let Some(prev) = e.segments.back()
+                && prev.seq + 1 != *seq
+            {
+                return Err(bad(0, "a segment is missing before this one"));
+            }
+            let mut seg = Segment {
+                seq: *seq,
+                len: HEADER as u64,
+                created: true,
+                max_index: HashMap::new(),
+            };
+            let mut at = HEADER;
+            loop {
+                match record::decode(bytes, at) {
+                    record::Decoded::Record(r, next) => {
+                        if r.kind == Kind::Entry {
+                            let m = seg.max_index.entry(r.group).or_insert(0);
+                            *m = (*m).max(r.index);
+                        }
+                        records.push((*seq, at, r));
+                        seg.len = next as u64;
+                        at = next;
+                    }
+                    record::Decoded::Short if at == bytes.len() => break,
+                    other => {
+                        let why = match other {
+                            record::Decoded::Bad(w) => w,
+                            _ => "record cut short",
+                        };
+                        if n == last && !valid_record_after(bytes, at + 1) {
+                            truncate_tail = Some((*seq, at as u64));
+                            break;
+                        }
+                        return Err(bad(at, why));
+                    }
+                }
+            }
+            e.segments.push_back(seg);
+        }
+        for (_, _, r) in &records {
+            if matches!(r.kind, Kind::Purge | Kind::State) {
+                e.groups.entry(r.group).or_default().purge(LogId {
+                    index: r.index,
+                    term: r.term,
+                });
+            }
+        }
+        for (seq, at, r) in &records {
+            e.replay(r).map_err(|reason| Corrupt {
+                seq: *seq,
+                offset: *at as u64,
+                reason,
+            })?;
+        }
+        Ok(Recovered {
+            engine: e,
+            truncate_tail,
+        })
+    }
+
+    fn replay(&mut self, r: &Record) -> Result<(), String> {
+        let log = self.groups.entry(r.group).or_default();
+        match r.kind {
+            Kind::Entry => {
+                let next = log.last().index + 1;
+                if r.index > next {
+                    return Err(format!(
+                        "group {} jumps from entry {} to {}",
+                        r.group,
+                        next - 1,
+                        r.index
+                    ));
+                }
+                if r.index <= log.purged.index {
+                    return Ok(()); // already in a snapshot
+                }
+                log.truncate(r.index);
+                log.entries.push_back((r.term, r.payload.into()));
+            }
+            Kind::Truncate => log.truncate(r.index),
+            Kind::Purge => log.purge(LogId {
+                index: r.index,
+                term: r.term,
+            }),
+            Kind::State => {
+                if r.payload.len() != 17 {
+                    return Err("state record of the wrong size".into());
+                }
+                log.purge(LogId {
+                    index: r.index,
+                    term: r.term,
+                });
+                if r.payload[16] & 2 != 0 {
+                    log.vote = Some(Vote {
+                        term: u64::from_le_bytes(r.payload[..8].try_into().expect("8")),
+                        node: u64::from_le_bytes(r.payload[8..16].try_into().expect("8")),
+                        committed: r.payload[16] & 1 != 0,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether any valid record starts at or after `from` (a resync scan: damage followed by good
+/// records is corruption, damage at the very end is a torn write).
+fn valid_record_after(bytes: &[u8], from: usize) -> bool {
+    (from..bytes.len()).any(|at| matches!(record::decode(bytes, at), record::Decoded::Record(..)))
+}
