@@ -64,6 +64,12 @@ pub enum Op {
         first: u32,
         len: u32,
     },
+    /// CLUSTER COUNTKEYSINSLOT (`count: None`) or GETKEYSINSLOT on the slot's owner: an integer,
+    /// or an array of at most `count` key names.
+    SlotKeys {
+        slot: shardline_shards::slot::Slot,
+        count: Option<u32>,
+    },
     /// Ends the wait of the blocked request `(origin, token)`: its parked reply is finished with
     /// the timeout answer, unless it was served already. Replies `+OK`.
     Unblock { origin: usize, token: Token },

@@ -58,7 +58,7 @@ fn main() {
 }
 
 fn run(cfg: config::Config) -> Result<(), String> {
-    let _lock = datadir::open(&cfg)?;
+    let (_lock, meta) = datadir::open(&cfg)?;
     shardline_transport::net::check_port_free(cfg.listen_addr()).map_err(|e| {
         format!(
             "cannot listen on {}: {e} (is another server running there?)",
@@ -90,7 +90,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
 
     let cores = cfg.cores.clone();
     let addr = cfg.listen_addr();
-    let node = Arc::new(node::Node::new(cfg, shutdown_tx, io_uring));
+    let node = Arc::new(node::Node::new(cfg, shutdown_tx, io_uring, meta.node_id));
     let (ready_tx, ready_rx) = mpsc::channel();
     for (id, &core) in cores.iter().enumerate() {
         let node = node.clone();

@@ -88,10 +88,17 @@ pub struct Node {
     /// Asks the main thread to shut the node down (SHUTDOWN command).
     pub shutdown_tx: Mutex<mpsc::Sender<()>>,
     pub io_uring: bool,
+    /// This node's id (CLUSTER MYID), fixed in the data directory.
+    pub node_id: String,
 }
 
 impl Node {
-    pub fn new(config: Config, shutdown_tx: mpsc::Sender<()>, io_uring: bool) -> Self {
+    pub fn new(
+        config: Config,
+        shutdown_tx: mpsc::Sender<()>,
+        io_uring: bool,
+        node_id: String,
+    ) -> Self {
         let threads = config.cores.len();
         let layout = VShardLayout::new(config.vshards).expect("validated at start");
         let live = Live::default();
@@ -116,6 +123,7 @@ impl Node {
             stats_epoch: AtomicU64::new(0),
             shutdown_tx: Mutex::new(shutdown_tx),
             io_uring,
+            node_id,
         }
     }
 

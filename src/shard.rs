@@ -639,6 +639,19 @@ impl Shard {
                     );
                 }
             }
+            Op::SlotKeys { slot, count } => {
+                let keys =
+                    db.keys_in_slot(*slot, count.map_or(usize::MAX, |n| n as usize), ctx.now_ms);
+                match count {
+                    None => out.int(keys.len() as i64),
+                    Some(_) => {
+                        out.array(keys.len());
+                        for k in keys {
+                            out.bulk(&k);
+                        }
+                    }
+                }
+            }
             // Only `run_job` runs blocking ops; the connection never runs them locally.
             Op::Block { .. } => out.error("ERR internal: blocking op outside a job"),
             Op::Unblock { origin, token } => {

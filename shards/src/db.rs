@@ -682,6 +682,20 @@ impl Db {
         })
     }
 
+    /// Up to `limit` live keys of `slot` (CLUSTER COUNTKEYSINSLOT / GETKEYSINSLOT). The slot's
+    /// vShard table holds the keys of all its slots; this filters them.
+    pub fn keys_in_slot(&self, slot: Slot, limit: usize, now_ms: u64) -> Vec<Vec<u8>> {
+        let Some(vs) = &self.vshards[self.layout.vshard_of(slot).0 as usize] else {
+            return Vec::new();
+        };
+        vs.keys
+            .iter()
+            .filter(|(k, _)| key_slot(k) == slot && vs.is_live(k, now_ms))
+            .take(limit)
+            .map(|(k, _)| k.to_vec())
+            .collect()
+    }
+
     /// Evicts one key chosen by `maxmemory-policy` from a sample of this thread's keys; returns
     /// it, or `None` under `noeviction` or with no candidate. See `evict`.
     pub fn evict_one(&mut self, now_ms: u64) -> Option<Vec<u8>> {

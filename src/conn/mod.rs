@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod blocking;
+mod cluster;
 mod pubsub;
 mod txn;
 
@@ -822,6 +823,9 @@ impl Conn {
                 self.hole(parts, Finish::Merge(Merge::Sum, Vec::new()));
             }
             "pubsub" => self.pubsub_introspect(args),
+            "cluster" => self.cluster(args),
+            // Cluster clients send these; a one-node cluster serves every slot itself.
+            "readonly" | "readwrite" | "asking" => self.out.ok(),
             "info" => {
                 let sections = args
                     .iter()

@@ -497,6 +497,10 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("spublish", 3, STALE | FAST, NOKEY, Conn, None, "pubsub", "Post a message to a shard channel"),
     cmd("pubsub", -2, STALE, NOKEY, Conn, None, "pubsub", "PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS, SHARDNUMSUB."),
     cmd("unwatch", 1, FAST | NO_MULTI, NOKEY, Conn, None, "transaction", "Forgets about watched keys of a transaction."),
+    cmd("cluster", -2, STALE, NOKEY, Conn, None, "cluster", "CLUSTER KEYSLOT, MYID, INFO, SLOTS, SHARDS, NODES, COUNTKEYSINSLOT, GETKEYSINSLOT."),
+    cmd("readonly", 1, FAST | STALE, NOKEY, Conn, None, "cluster", "Enables read-only queries for a connection to a Redis Cluster replica node."),
+    cmd("readwrite", 1, FAST | STALE, NOKEY, Conn, None, "cluster", "Enables read-write queries for a connection to a Redis Cluster replica node."),
+    cmd("asking", 1, FAST | STALE, NOKEY, Conn, None, "cluster", "Signals that a cluster client is following an -ASK redirect."),
 ];
 
 /// Finds a command by name, case-insensitively, without allocating.
