@@ -1,6 +1,7 @@
 //! # shardline-transport: what touches the OS and the wire
 //!
-//! - [`resp`]: RESP framing, sans-IO (the only part with no OS dependency);
+//! - [`resp`]: RESP framing, sans-IO (no OS dependency);
+//! - [`frame`]: node-to-node frames (hello, batches of Raft messages), sans-IO;
 //! - [`net`]: listening sockets with SO_REUSEPORT, one per shard thread;
 //! - [`cpu`]: pinning a thread to a core, reading the process's CPU time.
 //! - [`hint`]: cache prefetch hints for the keyspace's batched lookups;
@@ -9,6 +10,7 @@
 
 pub mod alloc;
 pub mod cpu;
+pub mod frame;
 pub mod hint;
 pub mod net;
 pub mod resp;

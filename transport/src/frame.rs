@@ -1,0 +1,299 @@
+//! Node-to-node framing, sans-IO (issue 3's transport between shard threads of different nodes).
+//!
+//! A connection starts with one `Hello` each way, then carries `Batch` frames: the messages of
+//! every Raft group between the two shard threads that were ready in one flush, coalesced. Every
+//! frame is `len: u32 | crc32c(body): u32 | body`, body = `version: u8 | kind: u8 | ...`,
+//! little-endian. [`decode`] says "need more bytes" with `Ok(None)` and reports a bad frame as a
+//! [`FrameError`] whose text the connection logs before closing: a peer never panics us.
+
+/// Wire versions this build speaks; a peer must share one.
+pub const WIRE_MIN: u8 = 1;
+pub const WIRE_MAX: u8 = 1;
+
+const FRAME: usize = 8;
+const KIND_HELLO: u8 = 1;
+const KIND_BATCH: u8 = 2;
+
+/// The first frame on a connection: who is calling, from which cluster, speaking what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub wire_min: u8,
+    pub wire_max: u8,
+    pub cluster_id: [u8; 16],
+    pub node_id: [u8; 20],
+    /// The sending shard thread.
+    pub shard: u16,
+}
+
+/// One group's message in a batch; `payload` is the Raft message, encoded by its layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message<'a> {
+    pub group: u32,
+    pub payload: &'a [u8],
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    Hello(Hello),
+    Batch(Vec<Message<'a>>),
+}
+
+/// Why a frame was refused; the connection is closed after logging it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameError {
+    TooLarge { len: usize, max: usize },
+    Checksum,
+    UnsupportedVersion(u8),
+    UnknownKind(u8),
+    Malformed(&'static str),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::TooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the {max}-byte limit")
+            }
+            FrameError::Checksum => write!(f, "frame checksum mismatch"),
+            FrameError::UnsupportedVersion(v) => write!(
+                f,
+                "wire version {v} is not spoken here ({WIRE_MIN}..={WIRE_MAX})"
+            ),
+            FrameError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
+            FrameError::Malformed(what) => write!(f, "malformed frame: {what}"),
+        }
+    }
+}
+
+fn begin(out: &mut Vec<u8>, kind: u8) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0; FRAME]);
+    out.push(WIRE_MAX);
+    out.push(kind);
+    at
+}
+
+fn finish(out: &mut [u8], at: usize) {
+    let len = (out.len() - at - FRAME) as u32;
+    let crc = crc32c::crc32c(&out[at + FRAME..]);
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+pub fn encode_hello(h: &Hello, out: &mut Vec<u8>) {
+    let at = begin(out, KIND_HELLO);
+    out.push(h.wire_min);
+    out.push(h.wire_max);
+    out.extend_from_slice(&h.cluster_id);
+    out.extend_from_slice(&h.node_id);
+    out.extend_from_slice(&h.shard.to_le_bytes());
+    finish(out, at);
+}
+
+/// Appends one batch frame holding `messages`.
+pub fn encode_batch(messages: &[Message], out: &mut Vec<u8>) {
+    let at = begin(out, KIND_BATCH);
+    out.extend_from_slice(&(messages.len() as u32).to_le_bytes());
+    for m in messages {
+        out.extend_from_slice(&m.group.to_le_bytes());
+        out.extend_from_slice(&(m.payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(m.payload);
+    }
+    finish(out, at);
+}
+
+/// Decodes the frame at the start of `buf`: `Ok(None)` when more bytes are needed, otherwise
+/// the frame and the bytes it used. `max` bounds a frame's body.
+pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
+    if buf.len() < FRAME {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4")) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    if buf.len() < FRAME + len {
+        return Ok(None);
+    }
+    let body = &buf[FRAME..FRAME + len];
+    if crc32c::crc32c(body) != u32::from_le_bytes(buf[4..8].try_into().expect("4")) {
+        return Err(FrameError::Checksum);
+    }
+    let mut r = Reader { b: body, at: 0 };
+    let version = r.u8()?;
+    if !(WIRE_MIN..=WIRE_MAX).contains(&version) {
+        return Err(FrameError::UnsupportedVersion(version));
+    }
+    let frame = match r.u8()? {
+        KIND_HELLO => {
+            let (wire_min, wire_max) = (r.u8()?, r.u8()?);
+            let cluster_id = r.take(16)?.try_into().expect("16");
+            let node_id = r.take(20)?.try_into().expect("20");
+            let shard = u16::from_le_bytes(r.take(2)?.try_into().expect("2"));
+            Frame::Hello(Hello {
+                wire_min,
+                wire_max,
+                cluster_id,
+                node_id,
+                shard,
+            })
+        }
+        KIND_BATCH => {
+            let n = r.u32()? as usize;
+            // Each message takes at least 8 bytes: a count beyond that is a lie, not a reason to
+            // allocate.
+            if n > r.rest() / 8 {
+                return Err(FrameError::Malformed("message count exceeds the frame"));
+            }
+            let mut msgs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let group = r.u32()?;
+                let len = r.u32()? as usize;
+                msgs.push(Message {
+                    group,
+                    payload: r.take(len)?,
+                });
+            }
+            Frame::Batch(msgs)
+        }
+        k => return Err(FrameError::UnknownKind(k)),
+    };
+    if r.rest() != 0 {
+        return Err(FrameError::Malformed("trailing bytes"));
+    }
+    Ok(Some((frame, FRAME + len)))
+}
+
+/// The wire version two peers share, if any: the highest both speak.
+pub fn negotiate(ours: (u8, u8), theirs: (u8, u8)) -> Option<u8> {
+    let hi = ours.1.min(theirs.1);
+    (hi >= ours.0.max(theirs.0)).then_some(hi)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn rest(&self) -> usize {
+        self.b.len() - self.at
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.rest() < n {
+            return Err(FrameError::Malformed("field runs past the frame"));
+        }
+        let s = &self.b[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> Hello {
+        Hello {
+            wire_min: 1,
+            wire_max: 1,
+            cluster_id: [7; 16],
+            node_id: [9; 20],
+            shard: 3,
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_back_to_back_and_need_more_bytes_when_cut() {
+        let mut buf = Vec::new();
+        encode_hello(&hello(), &mut buf);
+        let msgs = [
+            Message {
+                group: 1,
+                payload: b"append",
+            },
+            Message {
+                group: 77,
+                payload: b"",
+            },
+        ];
+        encode_batch(&msgs, &mut buf);
+        let (f, used) = decode(&buf, 1 << 20).unwrap().unwrap();
+        assert_eq!(f, Frame::Hello(hello()));
+        let (f2, used2) = decode(&buf[used..], 1 << 20).unwrap().unwrap();
+        assert_eq!(f2, Frame::Batch(msgs.to_vec()));
+        assert_eq!(used + used2, buf.len());
+        for cut in 0..used {
+            assert_eq!(decode(&buf[..cut], 1 << 20), Ok(None), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_errors_never_panics() {
+        let mut buf = Vec::new();
+        encode_batch(
+            &[Message {
+                group: 1,
+                payload: b"x",
+            }],
+            &mut buf,
+        );
+        let mut flipped = buf.clone();
+        flipped[12] ^= 1;
+        assert_eq!(decode(&flipped, 1 << 20), Err(FrameError::Checksum));
+        assert!(matches!(decode(&buf, 4), Err(FrameError::TooLarge { .. })));
+        // Every byte flip and every garbage prefix decodes to a value, never a panic.
+        for i in 0..buf.len() {
+            for bit in 0..8 {
+                let mut b = buf.clone();
+                b[i] ^= 1 << bit;
+                let _ = decode(&b, 1 << 20);
+            }
+        }
+        let mut x = 7u64;
+        for _ in 0..20_000 {
+            let garbage: Vec<u8> = (0..(x % 64) as usize)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = decode(&garbage, 1 << 20);
+        }
+        // A well-checksummed frame that lies about its message count.
+        let mut lie = Vec::new();
+        let at = begin(&mut lie, KIND_BATCH);
+        lie.extend_from_slice(&u32::MAX.to_le_bytes());
+        finish(&mut lie, at);
+        assert!(matches!(
+            decode(&lie, 1 << 20),
+            Err(FrameError::Malformed(_))
+        ));
+        let mut future = Vec::new();
+        let at = begin(&mut future, KIND_BATCH);
+        future[at + 8] = 9;
+        finish(&mut future, at);
+        assert_eq!(
+            decode(&future, 1 << 20),
+            Err(FrameError::UnsupportedVersion(9))
+        );
+    }
+
+    #[test]
+    fn peers_agree_on_the_highest_shared_version_or_refuse() {
+        assert_eq!(negotiate((1, 3), (2, 5)), Some(3));
+        assert_eq!(negotiate((1, 1), (1, 1)), Some(1));
+        assert_eq!(negotiate((1, 2), (3, 4)), None);
+    }
+}
