@@ -456,6 +456,14 @@ fn commandstats_count_calls_failures_and_rejections_and_reset() {
     assert!(e.is_err());
     let e: redis::RedisResult<Value> = redis::cmd("GET").query(&mut c);
     assert!(e.is_err());
+    // Refused for spanning shard threads: rejected, not called.
+    let e: redis::RedisResult<Value> = redis::cmd("MSETNX")
+        .arg("foo")
+        .arg(1)
+        .arg("bar")
+        .arg(2)
+        .query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("CROSSSLOT"));
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")
         .query(&mut c)
@@ -471,6 +479,11 @@ fn commandstats_count_calls_failures_and_rejections_and_reset() {
     assert!(line("get").contains("calls=1,"), "{stats}");
     assert!(line("get").contains("rejected_calls=1,"), "{stats}");
     assert!(line("incrby").contains("failed_calls=1"), "{stats}");
+    assert!(
+        line("msetnx").starts_with("cmdstat_msetnx:calls=0,"),
+        "{stats}"
+    );
+    assert!(line("msetnx").contains("rejected_calls=1,"), "{stats}");
     let default: String = redis::cmd("INFO").query(&mut c).unwrap();
     assert!(
         !default.contains("cmdstat_"),

@@ -491,7 +491,13 @@ impl Conn {
                 self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
             }
             Plan::Refuse(msg) => {
-                self.reject(spec);
+                // Counted as a call on dispatch; Redis counts a refused command as rejected only.
+                let mut stats = self.shard.cmd_stats.borrow_mut();
+                let s = &mut stats[command::index_of(spec)];
+                s.calls -= 1;
+                s.rejected += 1;
+                drop(stats);
+                self.batch_cmds.pop();
                 self.out.error(msg)
             }
             Plan::All(merge) => {
