@@ -682,6 +682,24 @@ impl Db {
         })
     }
 
+    /// The vShard `id`, if this `Db` owns it (for snapshots).
+    pub fn vshard(&self, id: VShardId) -> Option<&VShard> {
+        self.vshards.get(id.0 as usize)?.as_ref()
+    }
+
+    /// Replaces a vShard this `Db` owns with `vs` (an installed snapshot); false, and nothing
+    /// changed, if it does not own it. Every WATCH is broken, as after FLUSHALL.
+    pub fn install(&mut self, vs: VShard) -> bool {
+        match self.vshards.get_mut(vs.id.0 as usize) {
+            Some(slot @ Some(_)) => {
+                *slot = Some(vs);
+                self.watches.touch_all();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Up to `limit` live keys of `slot` (CLUSTER COUNTKEYSINSLOT / GETKEYSINSLOT). The slot's
     /// vShard table holds the keys of all its slots; this filters them.
     pub fn keys_in_slot(&self, slot: Slot, limit: usize, now_ms: u64) -> Vec<Vec<u8>> {

@@ -28,4 +28,5 @@ pub mod reply;
 pub mod rng;
 pub mod route;
 pub mod slot;
+pub mod snapshot;
 pub mod wal;
