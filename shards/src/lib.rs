@@ -24,6 +24,7 @@ pub mod notify;
 pub mod num;
 pub mod ostree;
 pub mod packed;
+pub mod placement;
 pub mod reply;
 pub mod rng;
 pub mod route;
