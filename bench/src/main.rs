@@ -2,6 +2,7 @@
 //! redis-server with the same client. See `--help`.
 
 mod args;
+mod cluster;
 mod report;
 mod run;
 mod workload;
@@ -58,6 +59,7 @@ fn main() {
         seconds,
         hist,
         server_cpu_us: cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b)),
+        redirects: o.cluster.then(|| shared.redirects.load(Ordering::Relaxed)),
     };
     print!("{}", summary.text());
     if let Some(path) = &o.json
@@ -74,10 +76,15 @@ fn spawn_threads(
     shared: &Arc<run::Shared>,
     prefill: bool,
 ) -> Result<hdrhistogram::Histogram<u64>, String> {
+    let slots = if o.cluster {
+        Some(cluster::SlotMap::load(&o.host, o.port)?)
+    } else {
+        None
+    };
     let handles: Vec<_> = (0..o.threads)
         .map(|t| {
-            let (o, shared) = (o.clone(), shared.clone());
-            std::thread::spawn(move || run::thread_main(t, o, shared, prefill))
+            let (o, shared, slots) = (o.clone(), shared.clone(), slots.clone());
+            std::thread::spawn(move || run::thread_main(t, o, shared, prefill, slots))
         })
         .collect();
     let mut total = run::new_histogram();

@@ -9,6 +9,8 @@ pub struct Summary {
     pub hist: Histogram<u64>,
     /// Server CPU time over the measured run, µs (with `--server-pid`).
     pub server_cpu_us: Option<u64>,
+    /// `-MOVED` redirects followed (with `--cluster`).
+    pub redirects: Option<u64>,
 }
 
 impl Summary {
@@ -34,6 +36,9 @@ impl Summary {
             ms(self.pct(0.999)),
             ms(self.hist.max()),
         );
+        if let Some(r) = self.redirects {
+            s.push_str(&format!("redirects followed: {r}\n"));
+        }
         if let Some(cpu) = self.server_cpu_us {
             s.push_str(&format!(
                 "server cpu: {:.3} s  ({:.3} us per request)\n",
@@ -51,6 +56,10 @@ impl Summary {
                 c as f64 / self.requests.max(1) as f64
             ),
             None => String::new(),
+        };
+        let cpu = match self.redirects {
+            Some(r) => format!("{cpu},\"redirects\":{r}"),
+            None => cpu,
         };
         format!(
             "{{\"requests\":{},\"errors\":{},\"seconds\":{:.4},\"throughput\":{:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}{cpu}}}\n",

@@ -22,6 +22,8 @@ pub struct Shared {
     pub errors: AtomicU64,
     pub issued: AtomicU64,
     pub stop: AtomicBool,
+    /// `-MOVED` replies followed (cluster mode).
+    pub redirects: AtomicU64,
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -29,7 +31,7 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// Claims up to `n` requests from the `--requests` budget; 0 when it is spent.
-fn claim(o: &Options, shared: &Shared, n: u64) -> u64 {
+pub(crate) fn claim(o: &Options, shared: &Shared, n: u64) -> u64 {
     match o.requests {
         None => n,
         Some(total) => {
@@ -45,16 +47,30 @@ async fn read_replies(
     buf: &mut Vec<u8>,
     n: usize,
 ) -> std::io::Result<u64> {
-    let mut got = 0;
     let mut errors = 0;
+    read_each(stream, buf, n, |r| {
+        if r.first() == Some(&b'-') {
+            errors += 1;
+        }
+    })
+    .await?;
+    Ok(errors)
+}
+
+/// Reads until `n` complete replies have arrived, handing each to `each`.
+pub(crate) async fn read_each(
+    stream: &mut impl AsyncReadRent,
+    buf: &mut Vec<u8>,
+    n: usize,
+    mut each: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let mut got = 0;
     let mut pos = 0;
     loop {
         while got < n {
             match shardline_transport::resp::value_len(&buf[pos..]) {
                 Ok(Some(len)) => {
-                    if buf[pos] == b'-' {
-                        errors += 1;
-                    }
+                    each(&buf[pos..pos + len]);
                     pos += len;
                     got += 1;
                 }
@@ -64,7 +80,7 @@ async fn read_replies(
         }
         if got == n {
             buf.drain(..pos);
-            return Ok(errors);
+            return Ok(());
         }
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
@@ -222,6 +238,7 @@ pub fn thread_main(
     o: Arc<Options>,
     shared: Arc<Shared>,
     phase_prefill: bool,
+    slots: Option<crate::cluster::SlotMap>,
 ) -> Result<Histogram<u64>, String> {
     if let Some(cores) = &o.cores {
         let core = cores[t % cores.len()];
@@ -235,6 +252,8 @@ pub fn thread_main(
     let o: Rc<Options> = Rc::new((*o).clone());
     rt.block_on(async move {
         let hist = Rc::new(RefCell::new(new_histogram()));
+        // Cluster mode: one slot map per client thread, shared by its connections.
+        let map = slots.map(|m| Rc::new(RefCell::new(m)));
         let conns = o.connections;
         let mut tasks = Vec::new();
         let total_conns = (o.threads * conns) as u64;
@@ -249,7 +268,24 @@ pub fn thread_main(
             if phase_prefill {
                 let per = o.keys.div_ceil(total_conns);
                 let (from, to) = ((idx * per).min(o.keys), ((idx + 1) * per).min(o.keys));
-                tasks.push(monoio::spawn(prefill(o2, generator, from, to)));
+                match &map {
+                    Some(m) => tasks.push(monoio::spawn(crate::cluster::prefill(
+                        generator,
+                        sh,
+                        m.clone(),
+                        from,
+                        to,
+                    ))),
+                    None => tasks.push(monoio::spawn(prefill(o2, generator, from, to))),
+                }
+            } else if let Some(m) = &map {
+                tasks.push(monoio::spawn(crate::cluster::closed_loop(
+                    o2,
+                    sh,
+                    generator,
+                    h,
+                    m.clone(),
+                )));
             } else if let Some(rate) = o.rate {
                 tasks.push(monoio::spawn(open_loop(
                     o2,

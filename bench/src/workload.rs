@@ -130,8 +130,37 @@ impl Generator {
         out.extend_from_slice(b"\r\n");
     }
 
+    /// The hash slot of key number `k` (cluster mode routes by it).
+    pub fn slot_of(&self, k: u64) -> u16 {
+        let mut key = self.prefix.clone();
+        let mut digits = [0u8; 12];
+        let mut v = k;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        key.extend_from_slice(&digits);
+        shardline_shards::slot::key_slot(&key)
+    }
+
+    /// SET of key `k`; returns its slot.
+    pub fn set_with_slot(&self, k: u64, out: &mut Vec<u8>) -> u16 {
+        self.set(k, out);
+        self.slot_of(k)
+    }
+
+    /// The next request of the workload; returns its key's slot.
+    pub fn next_with_slot(&mut self, out: &mut Vec<u8>) -> u16 {
+        let k = self.next_key(out);
+        self.slot_of(k)
+    }
+
     /// Appends the next request of the workload.
     pub fn next(&mut self, out: &mut Vec<u8>) {
+        self.next_key(out);
+    }
+
+    fn next_key(&mut self, out: &mut Vec<u8>) -> u64 {
         let k = self.keys.sample(&mut self.rng);
         let read = match self.workload {
             Workload::Set => false,
@@ -144,6 +173,7 @@ impl Generator {
         } else {
             self.set(k, out);
         }
+        k
     }
 }
 
