@@ -25,6 +25,7 @@ pub mod num;
 pub mod ostree;
 pub mod packed;
 pub mod placement;
+pub mod raft;
 pub mod reply;
 pub mod rng;
 pub mod route;

@@ -1,0 +1,526 @@
+//! A candidate Raft core for one vShard replica (issue 3), sans-IO and tick-driven, in the shape
+//! of raft-rs: `tick`, `step`, `propose`, then `take_ready` hands back what to persist, what to
+//! send once persisted, and what to apply. A prototype: the library decision between it and
+//! openraft is pending a spike (ARCHITECTURE.md); it has no snapshots or membership changes yet.
+//!
+//! Call order: `Group::new` (or `restore` from persisted state) → any of `tick` / `step` /
+//! `propose` → `take_ready` → persist its `truncate_from`, `entries` and `hard_state`, then send
+//! its `messages`, then apply its `committed` entries → repeat. The group must not be stepped
+//! again before the previous Ready is persisted.
+
+#[cfg(test)]
+mod sim;
+
+use crate::rng::Rng;
+use std::collections::{HashMap, HashSet};
+
+pub type NodeId = u64;
+
+/// A log position, ordered by term then index (Raft's "at least as up to date").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct LogId {
+    pub term: u64,
+    pub index: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Entry {
+    pub term: u64,
+    pub index: u64,
+    /// Empty for the no-op a new leader appends.
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg {
+    Vote {
+        term: u64,
+        last: LogId,
+    },
+    VoteReply {
+        term: u64,
+        granted: bool,
+    },
+    Append {
+        term: u64,
+        prev: LogId,
+        entries: Vec<Entry>,
+        commit: u64,
+    },
+    /// `last`: on success the follower's match index, on refusal its last index (a hint).
+    AppendReply {
+        term: u64,
+        success: bool,
+        last: u64,
+    },
+}
+
+impl Msg {
+    fn term(&self) -> u64 {
+        match self {
+            Msg::Vote { term, .. }
+            | Msg::VoteReply { term, .. }
+            | Msg::Append { term, .. }
+            | Msg::AppendReply { term, .. } => *term,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub msg: Msg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HardState {
+    pub term: u64,
+    pub vote: Option<NodeId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    Candidate,
+    Leader,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub id: NodeId,
+    /// Every member, this one included.
+    pub members: Vec<NodeId>,
+    /// Ticks without a leader before standing for election (randomized up to twice this).
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    /// Most entries in one Append.
+    pub max_batch: usize,
+    pub seed: u64,
+}
+
+/// What the driver does next, in this order: persist, send, apply.
+#[derive(Debug, Default)]
+pub struct Ready {
+    pub hard_state: Option<HardState>,
+    /// Drop persisted entries from this index on before appending `entries`.
+    pub truncate_from: Option<u64>,
+    pub entries: Vec<Entry>,
+    pub messages: Vec<Envelope>,
+    pub committed: Vec<Entry>,
+}
+
+/// Proposals go to the leader.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotLeader {
+    pub leader: Option<NodeId>,
+}
+
+pub struct Group {
+    cfg: Config,
+    role: Role,
+    term: u64,
+    vote: Option<NodeId>,
+    leader: Option<NodeId>,
+    /// `log[i]` has index `i + 1`.
+    log: Vec<Entry>,
+    commit: u64,
+    applied: u64,
+    /// Entries from this index on were not yet handed out to persist.
+    unpersisted_from: u64,
+    truncate_from: Option<u64>,
+    hs_dirty: bool,
+    votes: HashSet<NodeId>,
+    next: HashMap<NodeId, u64>,
+    matched: HashMap<NodeId, u64>,
+    elapsed: u32,
+    timeout: u32,
+    rng: Rng,
+    out: Vec<Envelope>,
+}
+
+impl Group {
+    pub fn new(cfg: Config) -> Group {
+        Group::restore(cfg, HardState::default(), Vec::new())
+    }
+
+    /// A replica restarted from its persisted hard state and log: a follower that knows nothing
+    /// is committed yet.
+    pub fn restore(cfg: Config, hs: HardState, log: Vec<Entry>) -> Group {
+        let mut rng = Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let timeout = cfg.election_ticks + rng.below(cfg.election_ticks.max(1) as u64) as u32;
+        let unpersisted_from = log.len() as u64 + 1;
+        Group {
+            cfg,
+            role: Role::Follower,
+            term: hs.term,
+            vote: hs.vote,
+            leader: None,
+            log,
+            commit: 0,
+            applied: 0,
+            unpersisted_from,
+            truncate_from: None,
+            hs_dirty: false,
+            votes: HashSet::new(),
+            next: HashMap::new(),
+            matched: HashMap::new(),
+            elapsed: 0,
+            timeout,
+            rng,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.commit
+    }
+
+    pub fn log(&self) -> &[Entry] {
+        &self.log
+    }
+
+    fn last(&self) -> LogId {
+        self.log.last().map_or(LogId::default(), |e| LogId {
+            term: e.term,
+            index: e.index,
+        })
+    }
+
+    fn term_at(&self, index: u64) -> Option<u64> {
+        match index {
+            0 => Some(0),
+            i => self.log.get(i as usize - 1).map(|e| e.term),
+        }
+    }
+
+    fn quorum(&self) -> usize {
+        self.cfg.members.len() / 2 + 1
+    }
+
+    fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.cfg
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| m != self.cfg.id)
+    }
+
+    fn send(&mut self, to: NodeId, msg: Msg) {
+        self.out.push(Envelope {
+            from: self.cfg.id,
+            to,
+            msg,
+        });
+    }
+
+    fn reset_timer(&mut self) {
+        self.elapsed = 0;
+        let base = self.cfg.election_ticks.max(1);
+        self.timeout = base + self.rng.below(base as u64) as u32;
+    }
+
+    fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+            self.hs_dirty = true;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.reset_timer();
+    }
+
+    fn campaign(&mut self) {
+        self.term += 1;
+        self.role = Role::Candidate;
+        self.vote = Some(self.cfg.id);
+        self.leader = None;
+        self.hs_dirty = true;
+        self.votes = HashSet::from([self.cfg.id]);
+        self.reset_timer();
+        let last = self.last();
+        let term = self.term;
+        let peers: Vec<NodeId> = self.peers().collect();
+        for p in peers {
+            self.send(p, Msg::Vote { term, last });
+        }
+        self.maybe_win();
+    }
+
+    fn maybe_win(&mut self) {
+        if self.role != Role::Candidate || self.votes.len() < self.quorum() {
+            return;
+        }
+        self.role = Role::Leader;
+        self.leader = Some(self.cfg.id);
+        let next = self.last().index + 1;
+        let peers: Vec<NodeId> = self.peers().collect();
+        self.next = peers.iter().map(|&p| (p, next)).collect();
+        self.matched = peers.iter().map(|&p| (p, 0)).collect();
+        // A no-op of the new term lets earlier entries commit through it.
+        self.append_local(Vec::new());
+        self.broadcast(true);
+    }
+
+    fn append_local(&mut self, data: Vec<u8>) -> u64 {
+        let index = self.last().index + 1;
+        self.log.push(Entry {
+            term: self.term,
+            index,
+            data,
+        });
+        index
+    }
+
+    /// Appends to peers that are behind (or to all, for a heartbeat).
+    fn broadcast(&mut self, heartbeat: bool) {
+        let peers: Vec<NodeId> = self.peers().collect();
+        for p in peers {
+            let next = self.next[&p];
+            if heartbeat || next <= self.last().index {
+                self.send_append(p);
+            }
+        }
+        self.elapsed = 0;
+    }
+
+    fn send_append(&mut self, to: NodeId) {
+        let next = self.next[&to].max(1);
+        let prev_index = next - 1;
+        let prev = LogId {
+            index: prev_index,
+            term: self.term_at(prev_index).expect("next is within the log"),
+        };
+        let end = (prev_index as usize + self.cfg.max_batch).min(self.log.len());
+        let entries = self.log[prev_index as usize..end].to_vec();
+        let (term, commit) = (self.term, self.commit);
+        self.send(
+            to,
+            Msg::Append {
+                term,
+                prev,
+                entries,
+                commit,
+            },
+        );
+    }
+
+    /// Advances time by one tick.
+    pub fn tick(&mut self) {
+        self.elapsed += 1;
+        match self.role {
+            Role::Leader => {
+                if self.elapsed >= self.cfg.heartbeat_ticks {
+                    self.broadcast(true);
+                }
+            }
+            _ => {
+                if self.elapsed >= self.timeout {
+                    self.campaign();
+                }
+            }
+        }
+    }
+
+    /// Appends `data` on the leader; returns its index (committed once applied from a Ready).
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, NotLeader> {
+        if self.role != Role::Leader {
+            return Err(NotLeader {
+                leader: self.leader,
+            });
+        }
+        Ok(self.append_local(data))
+    }
+
+    /// Takes a message from peer `from`.
+    pub fn step(&mut self, from: NodeId, msg: Msg) {
+        if !self.cfg.members.contains(&from) {
+            return; // not a member: ignored
+        }
+        let term = msg.term();
+        if term > self.term {
+            let leader = matches!(msg, Msg::Append { .. }).then_some(from);
+            self.become_follower(term, leader);
+        }
+        match msg {
+            Msg::Vote { term, last } => {
+                let granted =
+                    term == self.term && self.vote.is_none_or(|v| v == from) && last >= self.last();
+                if granted {
+                    self.vote = Some(from);
+                    self.hs_dirty = true;
+                    self.reset_timer();
+                }
+                let reply = Msg::VoteReply {
+                    term: self.term,
+                    granted,
+                };
+                self.send(from, reply);
+            }
+            Msg::VoteReply { term, granted } => {
+                if term == self.term && granted && self.role == Role::Candidate {
+                    self.votes.insert(from);
+                    self.maybe_win();
+                }
+            }
+            Msg::Append {
+                term,
+                prev,
+                entries,
+                commit,
+            } => self.on_append(from, term, prev, entries, commit),
+            Msg::AppendReply {
+                term,
+                success,
+                last,
+            } => self.on_append_reply(from, term, success, last),
+        }
+    }
+
+    fn on_append(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        prev: LogId,
+        entries: Vec<Entry>,
+        commit: u64,
+    ) {
+        if term < self.term {
+            let reply = Msg::AppendReply {
+                term: self.term,
+                success: false,
+                last: self.last().index,
+            };
+            return self.send(from, reply);
+        }
+        // A current-term Append makes us this leader's follower (a candidate steps down).
+        self.become_follower(term, Some(from));
+        if self.term_at(prev.index) != Some(prev.term) {
+            let hint = prev.index.saturating_sub(1).min(self.last().index);
+            let reply = Msg::AppendReply {
+                term: self.term,
+                success: false,
+                last: hint,
+            };
+            return self.send(from, reply);
+        }
+        let mut last_new = prev.index;
+        for e in entries {
+            last_new = e.index;
+            match self.term_at(e.index) {
+                Some(t) if t == e.term => {}
+                Some(_) => {
+                    // A conflicting suffix: drop it (never below what is committed).
+                    debug_assert!(e.index > self.commit, "committed entries never conflict");
+                    self.log.truncate(e.index as usize - 1);
+                    self.truncate_from =
+                        Some(self.truncate_from.map_or(e.index, |t| t.min(e.index)));
+                    self.unpersisted_from = self.unpersisted_from.min(e.index);
+                    self.log.push(e);
+                }
+                None => self.log.push(e),
+            }
+        }
+        if commit > self.commit {
+            self.commit = commit.min(last_new);
+        }
+        let reply = Msg::AppendReply {
+            term: self.term,
+            success: true,
+            last: last_new,
+        };
+        self.send(from, reply);
+    }
+
+    fn on_append_reply(&mut self, from: NodeId, term: u64, success: bool, last: u64) {
+        if self.role != Role::Leader || term != self.term {
+            return;
+        }
+        if success {
+            let m = self.matched.get_mut(&from).expect("a peer");
+            *m = (*m).max(last);
+            let m = *m;
+            self.next.insert(from, m + 1);
+            self.advance_commit();
+            if m < self.last().index {
+                self.send_append(from);
+            }
+        } else {
+            let next = self.next[&from];
+            let back = (last + 1).min(next.saturating_sub(1)).max(1);
+            self.next.insert(from, back);
+            self.send_append(from);
+        }
+    }
+
+    /// Commits the highest index of this term that a quorum has persisted.
+    fn advance_commit(&mut self) {
+        let own = self.unpersisted_from - 1;
+        let mut matches: Vec<u64> = self.matched.values().copied().collect();
+        matches.push(own);
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matches[self.quorum() - 1];
+        if candidate > self.commit && self.term_at(candidate) == Some(self.term) {
+            self.commit = candidate;
+        }
+    }
+
+    /// What to persist, send and apply now. The caller persists before it sends.
+    pub fn take_ready(&mut self) -> Ready {
+        if self.role == Role::Leader {
+            // Entries proposed since the last Ready go out to peers that are caught up.
+            let peers: Vec<NodeId> = self.peers().collect();
+            for p in peers {
+                if self.next[&p] <= self.last().index
+                    && self.next[&p] >= self.unpersisted_from
+                    && !self
+                        .out
+                        .iter()
+                        .any(|e| e.to == p && matches!(e.msg, Msg::Append { .. }))
+                {
+                    self.send_append(p);
+                }
+            }
+        }
+        let entries = self.log[(self.unpersisted_from as usize - 1).min(self.log.len())..].to_vec();
+        self.unpersisted_from = self.last().index + 1;
+        if self.role == Role::Leader {
+            self.advance_commit();
+        }
+        let committed = if self.commit > self.applied {
+            let c = self.log[self.applied as usize..self.commit as usize].to_vec();
+            self.applied = self.commit;
+            c
+        } else {
+            Vec::new()
+        };
+        let hard_state = std::mem::take(&mut self.hs_dirty).then_some(HardState {
+            term: self.term,
+            vote: self.vote,
+        });
+        Ready {
+            hard_state,
+            truncate_from: self.truncate_from.take(),
+            entries,
+            messages: std::mem::take(&mut self.out),
+            committed,
+        }
+    }
+}
