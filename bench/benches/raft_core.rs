@@ -29,7 +29,10 @@ fn cluster() -> Vec<Vec<Group>> {
         })
         .collect();
     // Elect a leader everywhere.
-    while all.iter().any(|reps| !reps.iter().any(|r| r.role() == Role::Leader)) {
+    while all
+        .iter()
+        .any(|reps| !reps.iter().any(|r| r.role() == Role::Leader))
+    {
         for reps in all.iter_mut() {
             for r in reps.iter_mut() {
                 r.tick();

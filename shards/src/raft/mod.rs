@@ -10,6 +10,7 @@
 
 #[cfg(test)]
 mod sim;
+pub mod storage;
 
 use crate::rng::Rng;
 use std::collections::{HashMap, HashSet};

@@ -1,0 +1,58 @@
+//! The candidate Raft core over the shard thread's write-ahead log: a group's Ready is persisted
+//! as log records of its vShard's group, and a restarted replica is rebuilt from what the log
+//! recovered. The vote record carries the Raft term and vote (node 0: none).
+
+use super::{Config, Entry, Group, HardState, Ready};
+use crate::wal::{Engine, LogError, Vote};
+
+/// Queues what `r` asks to persist into `wal` for `group` (the caller then flushes the WAL and
+/// sends `r.messages` only once that flush is acknowledged).
+pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> {
+    if let Some(from) = r.truncate_from {
+        wal.truncate(group, from);
+    }
+    for e in &r.entries {
+        if wal.group(group).is_some_and(|l| l.last().index >= e.index) {
+            wal.truncate(group, e.index);
+        }
+        wal.append(group, e.index, e.term, &e.data)?;
+    }
+    if let Some(hs) = r.hard_state {
+        wal.save_vote(
+            group,
+            Vote {
+                term: hs.term,
+                node: hs.vote.unwrap_or(0),
+                committed: false,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The replica of `group` as the recovered log has it.
+pub fn restore(wal: &Engine, group: u32, cfg: Config) -> Group {
+    let Some(log) = wal.group(group) else {
+        return Group::new(cfg);
+    };
+    assert_eq!(
+        log.purged().index,
+        0,
+        "the candidate core has no snapshots yet: its groups' logs are never purged"
+    );
+    let hs = log.vote().map_or(HardState::default(), |v| HardState {
+        term: v.term,
+        vote: (v.node != 0).then_some(v.node),
+    });
+    let entries = (log.purged().index + 1..=log.last().index)
+        .map(|i| {
+            let (term, data) = log.entry(i).expect("contiguous");
+            Entry {
+                term,
+                index: i,
+                data: data.to_vec(),
+            }
+        })
+        .collect();
+    Group::restore(cfg, hs, entries)
+}
