@@ -47,6 +47,9 @@ pub enum Msg {
         prev: LogId,
         entries: Vec<Entry>,
         commit: u64,
+        /// The leader has nothing more to replicate and goes quiet: followers stop their
+        /// election timers until it speaks again or their node learns it is gone.
+        quiet: bool,
     },
     /// `last`: on success the follower's match index, on refusal its last index (a hint).
     AppendReply {
@@ -138,6 +141,8 @@ pub struct Group {
     timeout: u32,
     rng: Rng,
     out: Vec<Envelope>,
+    /// Leader: followers were told it is quiet. Follower: the leader said so; no election timer.
+    quiet: bool,
 }
 
 impl Group {
@@ -170,7 +175,33 @@ impl Group {
             timeout,
             rng,
             out: Vec::new(),
+            quiet: false,
         }
+    }
+
+    /// Whether the group is quiet: no timer runs and it sends nothing until a proposal, a
+    /// message or `leader_lost` wakes it. A driver need not tick a quiet group (thousands of
+    /// idle vShards then cost nothing); node-level heartbeats stand in for the leader's.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// The node-level failure detector says this group's leader's node is gone: stand for
+    /// election now rather than after a timeout.
+    pub fn leader_lost(&mut self) {
+        if self.role != Role::Leader {
+            self.quiet = false;
+            self.campaign();
+        }
+    }
+
+    /// Leader: every follower holds every entry and knows it committed.
+    fn settled(&self) -> bool {
+        let last = self.last().index;
+        self.role == Role::Leader
+            && self.commit == last
+            && self.unpersisted_from > last
+            && self.matched.values().all(|&m| m == last)
     }
 
     pub fn id(&self) -> NodeId {
@@ -311,7 +342,7 @@ impl Group {
         };
         let end = (prev_index as usize + self.cfg.max_batch).min(self.log.len());
         let entries = self.log[prev_index as usize..end].to_vec();
-        let (term, commit) = (self.term, self.commit);
+        let (term, commit, quiet) = (self.term, self.commit, self.quiet);
         self.send(
             to,
             Msg::Append {
@@ -319,16 +350,24 @@ impl Group {
                 prev,
                 entries,
                 commit,
+                quiet,
             },
         );
     }
 
     /// Advances time by one tick.
     pub fn tick(&mut self) {
+        if self.quiet {
+            return;
+        }
         self.elapsed += 1;
         match self.role {
             Role::Leader => {
                 if self.elapsed >= self.cfg.heartbeat_ticks {
+                    // Once everyone holds and knows everything, one last heartbeat says so.
+                    if self.settled() {
+                        self.quiet = true;
+                    }
                     self.broadcast(true);
                 }
             }
@@ -347,6 +386,7 @@ impl Group {
                 leader: self.leader,
             });
         }
+        self.quiet = false;
         Ok(self.append_local(data))
     }
 
@@ -354,6 +394,9 @@ impl Group {
     pub fn step(&mut self, from: NodeId, msg: Msg) {
         if !self.cfg.members.contains(&from) {
             return; // not a member: ignored
+        }
+        if matches!(msg, Msg::Vote { .. } | Msg::VoteReply { .. }) {
+            self.quiet = false;
         }
         let term = msg.term();
         if term > self.term {
@@ -386,7 +429,15 @@ impl Group {
                 prev,
                 entries,
                 commit,
-            } => self.on_append(from, term, prev, entries, commit),
+                quiet,
+            } => {
+                self.on_append(from, term, prev, entries, commit);
+                // Quiet only if this follower is now as far as the leader (its reply went out).
+                self.quiet = quiet
+                    && self.role == Role::Follower
+                    && self.leader == Some(from)
+                    && self.commit == self.last().index;
+            }
             Msg::AppendReply {
                 term,
                 success,
@@ -461,9 +512,11 @@ impl Group {
             self.next.insert(from, m + 1);
             self.advance_commit();
             if m < self.last().index {
+                self.quiet = false;
                 self.send_append(from);
             }
         } else {
+            self.quiet = false;
             let next = self.next[&from];
             let back = (last + 1).min(next.saturating_sub(1)).max(1);
             self.next.insert(from, back);

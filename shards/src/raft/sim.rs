@@ -533,3 +533,71 @@ fn every_replica_is_what_its_log_restores() {
     }
     assert!(!sim.applied.is_empty(), "the run made progress");
 }
+
+/// An idle group goes quiet after one last heartbeat (no messages, no timers, so a driver need
+/// not tick it), wakes on a proposal, and fails over at once when the leader's node is reported
+/// gone.
+#[test]
+fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
+    let mut sim = Sim::new(11, &[1, 2, 3]);
+    // Elect, commit something, let it settle.
+    sim.converge();
+    let run = |sim: &mut Sim, ticks: usize| -> usize {
+        let mut sent = 0;
+        for _ in 0..ticks {
+            let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
+            for id in ids {
+                if let Some(g) = sim.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) {
+                    g.tick();
+                }
+                sim.drain(id);
+            }
+            sent += sim.net.len();
+            while let Some(env) = sim.net.pop() {
+                if let Some(g) = sim.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut()) {
+                    g.step(env.from, env.msg);
+                    sim.drain(env.to);
+                }
+            }
+        }
+        sent
+    };
+    run(&mut sim, 20);
+    assert!(
+        sim.nodes
+            .values()
+            .all(|n| n.group.as_ref().unwrap().is_quiet()),
+        "every replica is quiet"
+    );
+    assert_eq!(run(&mut sim, 500), 0, "a quiet group sends nothing");
+    // A write wakes it and commits.
+    let leader = *sim
+        .nodes
+        .iter()
+        .find(|(_, n)| n.group.as_ref().unwrap().role() == Role::Leader)
+        .unwrap()
+        .0;
+    let before = sim.applied.len();
+    let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
+    g.propose(b"wake".to_vec()).unwrap();
+    sim.drain(leader);
+    run(&mut sim, 20);
+    assert!(sim.applied.len() > before, "the write committed");
+    run(&mut sim, 20);
+    assert_eq!(run(&mut sim, 200), 0, "and it went quiet again");
+    // The leader's node dies; a quiet follower hears it from the node level and takes over
+    // without waiting out an election timeout.
+    sim.nodes.get_mut(&leader).unwrap().group = None;
+    let follower = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
+    sim.nodes
+        .get_mut(&follower)
+        .unwrap()
+        .group
+        .as_mut()
+        .unwrap()
+        .leader_lost();
+    sim.drain(follower);
+    run(&mut sim, 3);
+    let g = sim.nodes[&follower].group.as_ref().unwrap();
+    assert_eq!(g.role(), Role::Leader, "elected within a few ticks");
+}
