@@ -2,71 +2,32 @@
 //! `-MOVED` for keys in even slots, which node B serves. The bench must finish every request
 //! without an error, follow the redirects, and afterwards send even-slot keys straight to B.
 
-use shardline_transport::resp::{Limits, parse_command};
-use std::io::{Read, Write};
-use std::net::TcpListener;
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A node. With `moved_to`, keys in even slots are redirected there.
 fn node(moved_to: Option<u16>) -> (u16, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let served = Arc::new(AtomicU64::new(0));
     let counter = served.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let counter = counter.clone();
-            std::thread::spawn(move || {
-                let (mut buf, mut spans, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
-                let mut chunk = [0u8; 16 * 1024];
-                loop {
-                    let n = match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let mut out = Vec::new();
-                    let mut pos = 0;
-                    while let Ok(Some(f)) =
-                        parse_command(&buf[pos..], &Limits::default(), &mut spans, &mut scratch)
-                    {
-                        let arg = |i: usize| {
-                            spans
-                                .get(i)
-                                .map(|&(s, e)| buf[pos + s as usize..pos + e as usize].to_vec())
-                        };
-                        let name = arg(0).unwrap_or_default().to_ascii_uppercase();
-                        if name == b"CLUSTER" {
-                            out.extend_from_slice(
-                                format!(
-                                    "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$2\r\nid\r\n"
-                                )
-                                .as_bytes(),
-                            );
-                        } else {
-                            let slot =
-                                shardline_shards::slot::key_slot(&arg(1).unwrap_or_default());
-                            match moved_to {
-                                Some(b) if slot.is_multiple_of(2) => out.extend_from_slice(
-                                    format!("-MOVED {slot} 127.0.0.1:{b}\r\n").as_bytes(),
-                                ),
-                                _ => {
-                                    counter.fetch_add(1, Ordering::Relaxed);
-                                    out.extend_from_slice(b"+OK\r\n");
-                                }
-                            }
-                        }
-                        pos += f.consumed;
-                    }
-                    buf.drain(..pos);
-                    if stream.write_all(&out).is_err() {
-                        return;
-                    }
-                }
-            });
+    let port = common::serve(move |args, port| {
+        if args[0].eq_ignore_ascii_case(b"CLUSTER") {
+            return format!(
+                "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$2\r\nid\r\n"
+            )
+            .into_bytes();
+        }
+        let slot = shardline_shards::slot::key_slot(args.get(1).map_or(&[][..], |k| k));
+        match moved_to {
+            Some(b) if slot.is_multiple_of(2) => {
+                format!("-MOVED {slot} 127.0.0.1:{b}\r\n").into_bytes()
+            }
+            _ => {
+                counter.fetch_add(1, Ordering::Relaxed);
+                b"+OK\r\n".to_vec()
+            }
         }
     });
     (port, served)

@@ -1,9 +1,8 @@
 //! The load generator against a small in-test RESP responder: request counts, pipelining, open
 //! loop, error counting and the JSON summary are checked end to end on the real binary.
 
-use shardline_transport::resp::{Limits, parse_command};
-use std::io::{Read, Write};
-use std::net::TcpListener;
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,45 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Answers every command: `+OK` to SET, `$-1` to GET, or `-ERR` to everything when `fail`.
 /// Returns the port and the count of commands it saw.
 fn responder(fail: bool) -> (u16, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(AtomicU64::new(0));
     let counter = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let counter = counter.clone();
-            std::thread::spawn(move || {
-                let (mut buf, mut spans, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
-                let mut chunk = [0u8; 16 * 1024];
-                loop {
-                    let n = match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let mut out = Vec::new();
-                    let mut pos = 0;
-                    while let Ok(Some(f)) =
-                        parse_command(&buf[pos..], &Limits::default(), &mut spans, &mut scratch)
-                    {
-                        let name = spans.first().map(|&(s, e)| {
-                            buf[pos + s as usize..pos + e as usize].to_ascii_uppercase()
-                        });
-                        pos += f.consumed;
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        out.extend_from_slice(match (fail, name.as_deref()) {
-                            (true, _) => b"-ERR nope\r\n",
-                            (false, Some(b"GET")) => b"$-1\r\n",
-                            _ => b"+OK\r\n",
-                        });
-                    }
-                    buf.drain(..pos);
-                    if stream.write_all(&out).is_err() {
-                        return;
-                    }
-                }
-            });
+    let port = common::serve(move |args, _| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let name = args.first().map(|a| a.to_ascii_uppercase());
+        match (fail, name.as_deref()) {
+            (true, _) => b"-ERR nope\r\n".to_vec(),
+            (false, Some(b"GET")) => b"$-1\r\n".to_vec(),
+            _ => b"+OK\r\n".to_vec(),
         }
     });
     (port, seen)

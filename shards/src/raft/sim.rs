@@ -265,6 +265,27 @@ impl Sim {
         self.check_logs();
     }
 
+    /// One fault-free round: every live replica ticks, then every message is delivered until
+    /// none is left. Returns how many messages were sent.
+    fn round(&mut self, tick: bool) -> usize {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if tick && let Some(g) = self.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) {
+                g.tick();
+            }
+            self.drain(id);
+        }
+        let mut sent = 0;
+        while let Some(env) = self.net.pop() {
+            sent += 1;
+            if let Some(g) = self.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut()) {
+                g.step(env.from, env.msg);
+                self.drain(env.to);
+            }
+        }
+        sent
+    }
+
     /// Heals everything and runs without faults until an entry proposed now is applied by a
     /// majority: the cluster is still live.
     fn converge(&mut self) {
@@ -282,24 +303,16 @@ impl Sim {
         }
         let marker = b"final".to_vec();
         for round in 0..20_000 {
-            for &id in &ids {
-                if let Some(g) = self.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) {
-                    g.tick();
-                    // A proposal can be lost with a deposed leader: propose again now and then.
-                    if round % 50 == 0 {
+            // A proposal can be lost with a deposed leader: propose again now and then.
+            if round % 50 == 0 {
+                for n in self.nodes.values_mut() {
+                    if let Some(g) = n.group.as_mut() {
                         let _ = g.propose(marker.clone());
                     }
                 }
-                self.drain(id);
             }
-            while let Some(env) = self.net.pop() {
-                if let Some(g) = self.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut()) {
-                    g.step(env.from, env.msg);
-                    self.drain(env.to);
-                }
-            }
+            self.round(true);
             if self.applied.values().any(|e| e.data == marker) {
-                let _ = round;
                 return;
             }
         }
@@ -321,6 +334,24 @@ impl Sim {
             .collect();
         self.fail(format!("no progress after healing: {state:?}"));
     }
+}
+
+/// Runs `g` to candidacy and hands it the votes of `voters`.
+fn elect(g: &mut Group, voters: &[NodeId]) -> u64 {
+    while g.role() != Role::Candidate {
+        g.tick();
+    }
+    let term = g.term();
+    for &v in voters {
+        g.step(
+            v,
+            Msg::VoteReply {
+                term,
+                granted: true,
+            },
+        );
+    }
+    term
 }
 
 #[test]
@@ -374,17 +405,7 @@ fn a_stale_leader_cannot_commit_and_yields_to_a_higher_term() {
     };
     let mut a = Group::new(cfg(1));
     // Node 1 elects itself with node 2's vote.
-    while a.role() != Role::Candidate {
-        a.tick();
-    }
-    let term = a.term();
-    a.step(
-        2,
-        Msg::VoteReply {
-            term,
-            granted: true,
-        },
-    );
+    let term = elect(&mut a, &[2]);
     assert_eq!(a.role(), Role::Leader);
     let r = a.take_ready();
     assert!(
@@ -446,24 +467,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
         },
         vec![old(1, 1), old(2, 2)],
     );
-    while g.role() != Role::Candidate {
-        g.tick();
-    }
-    let term = g.term();
-    g.step(
-        2,
-        Msg::VoteReply {
-            term,
-            granted: true,
-        },
-    );
-    g.step(
-        3,
-        Msg::VoteReply {
-            term,
-            granted: true,
-        },
-    );
+    let term = elect(&mut g, &[2, 3]);
     assert_eq!(g.role(), Role::Leader);
     let r = g.take_ready();
     assert_eq!(
@@ -542,26 +546,7 @@ fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
     let mut sim = Sim::new(11, &[1, 2, 3]);
     // Elect, commit something, let it settle.
     sim.converge();
-    let run = |sim: &mut Sim, ticks: usize| -> usize {
-        let mut sent = 0;
-        for _ in 0..ticks {
-            let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
-            for id in ids {
-                if let Some(g) = sim.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) {
-                    g.tick();
-                }
-                sim.drain(id);
-            }
-            sent += sim.net.len();
-            while let Some(env) = sim.net.pop() {
-                if let Some(g) = sim.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut()) {
-                    g.step(env.from, env.msg);
-                    sim.drain(env.to);
-                }
-            }
-        }
-        sent
-    };
+    let run = |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
     run(&mut sim, 20);
     assert!(
         sim.nodes
