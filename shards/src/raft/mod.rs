@@ -143,6 +143,9 @@ pub struct Group {
     out: Vec<Envelope>,
     /// Leader: followers were told it is quiet. Follower: the leader said so; no election timer.
     quiet: bool,
+    /// Leader: peers heard from since the last quorum check, and ticks since it.
+    active: HashSet<NodeId>,
+    since_check: u32,
 }
 
 impl Group {
@@ -176,6 +179,8 @@ impl Group {
             rng,
             out: Vec::new(),
             quiet: false,
+            active: HashSet::new(),
+            since_check: 0,
         }
     }
 
@@ -304,6 +309,8 @@ impl Group {
         self.leader = Some(self.cfg.id);
         let next = self.last().index + 1;
         let peers: Vec<NodeId> = self.peers().collect();
+        self.active.clear();
+        self.since_check = 0;
         self.next = peers.iter().map(|&p| (p, next)).collect();
         self.matched = peers.iter().map(|&p| (p, 0)).collect();
         // A no-op of the new term lets earlier entries commit through it.
@@ -363,6 +370,20 @@ impl Group {
         self.elapsed += 1;
         match self.role {
             Role::Leader => {
+                // Check quorum: a leader that has not heard from a majority for an election
+                // timeout steps down, so a cut-off leader stops serving (no split brain).
+                self.since_check += 1;
+                if self.since_check >= self.cfg.election_ticks {
+                    self.since_check = 0;
+                    let heard = self.active.len() + 1;
+                    self.active.clear();
+                    if heard < self.quorum() {
+                        self.role = Role::Follower;
+                        self.leader = None;
+                        self.reset_timer();
+                        return;
+                    }
+                }
                 if self.elapsed >= self.cfg.heartbeat_ticks {
                     // Once everyone holds and knows everything, one last heartbeat says so.
                     if self.settled() {
@@ -394,6 +415,9 @@ impl Group {
     pub fn step(&mut self, from: NodeId, msg: Msg) {
         if !self.cfg.members.contains(&from) {
             return; // not a member: ignored
+        }
+        if self.role == Role::Leader {
+            self.active.insert(from);
         }
         if matches!(msg, Msg::Vote { .. } | Msg::VoteReply { .. }) {
             self.quiet = false;

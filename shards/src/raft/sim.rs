@@ -586,3 +586,63 @@ fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
     let g = sim.nodes[&follower].group.as_ref().unwrap();
     assert_eq!(g.role(), Role::Leader, "elected within a few ticks");
 }
+
+/// A leader cut off from its followers steps down within an election timeout (check quorum),
+/// refusing writes from then on, while the majority side elects a new leader.
+#[test]
+fn a_leader_cut_off_from_its_quorum_steps_down() {
+    let mut sim = Sim::new(5, &[1, 2, 3]);
+    sim.converge();
+    let leader = *sim
+        .nodes
+        .iter()
+        .find(|(_, n)| n.group.as_ref().unwrap().role() == Role::Leader)
+        .unwrap()
+        .0;
+    for o in [1u64, 2, 3] {
+        if o != leader {
+            sim.cut.insert((leader, o));
+        }
+    }
+    // A client write reaches the cut-off leader (waking the quiet group); the followers' node
+    // failure detector reports the leader's node unreachable.
+    let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
+    g.propose(b"lost".to_vec()).unwrap();
+    let follower = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
+    sim.nodes
+        .get_mut(&follower)
+        .unwrap()
+        .group
+        .as_mut()
+        .unwrap()
+        .leader_lost();
+    for _ in 0..40 {
+        let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
+        for id in ids {
+            if let Some(g) = sim.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) {
+                g.tick();
+            }
+            sim.drain(id);
+        }
+        while let Some(env) = sim.net.pop() {
+            if sim.linked(env.from, env.to)
+                && let Some(g) = sim.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut())
+            {
+                g.step(env.from, env.msg);
+                sim.drain(env.to);
+            }
+        }
+    }
+    let old = sim.nodes[&leader].group.as_ref().unwrap();
+    assert_ne!(old.role(), Role::Leader, "the cut-off leader stepped down");
+    let leaders = sim
+        .nodes
+        .values()
+        .filter(|n| n.group.as_ref().unwrap().role() == Role::Leader)
+        .count();
+    assert_eq!(leaders, 1, "the majority side has a leader");
+    assert!(
+        sim.applied.values().all(|e| e.data != b"lost"),
+        "the cut-off leader never committed"
+    );
+}
