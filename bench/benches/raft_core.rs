@@ -22,13 +22,14 @@ fn cluster() -> Vec<Vec<Group>> {
                         election_ticks: 10,
                         heartbeat_ticks: 3,
                         max_batch: 64,
+                        pre_vote: true,
                         seed: g as u64,
                     })
                 })
                 .collect()
         })
         .collect();
-    // Elect a leader everywhere.
+    // Elect a leader everywhere (a pre-vote round, then the vote).
     while all
         .iter()
         .any(|reps| !reps.iter().any(|r| r.role() == Role::Leader))

@@ -57,6 +57,15 @@ pub enum Msg {
         success: bool,
         last: u64,
     },
+    /// Would you vote for me in `term` (one above the sender's)? Changes nobody's term.
+    PreVote {
+        term: u64,
+        last: LogId,
+    },
+    PreVoteReply {
+        term: u64,
+        granted: bool,
+    },
 }
 
 impl Msg {
@@ -65,7 +74,9 @@ impl Msg {
             Msg::Vote { term, .. }
             | Msg::VoteReply { term, .. }
             | Msg::Append { term, .. }
-            | Msg::AppendReply { term, .. } => *term,
+            | Msg::AppendReply { term, .. }
+            | Msg::PreVote { term, .. }
+            | Msg::PreVoteReply { term, .. } => *term,
         }
     }
 }
@@ -86,6 +97,8 @@ pub struct HardState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Follower,
+    /// Asking whether a majority would vote, before raising the term (pre-vote).
+    PreCandidate,
     Candidate,
     Leader,
 }
@@ -100,6 +113,9 @@ pub struct Config {
     pub heartbeat_ticks: u32,
     /// Most entries in one Append.
     pub max_batch: usize,
+    /// Ask before raising the term, so a replica that was cut off cannot depose a working
+    /// leader when it comes back.
+    pub pre_vote: bool,
     pub seed: u64,
 }
 
@@ -196,6 +212,7 @@ impl Group {
     pub fn leader_lost(&mut self) {
         if self.role != Role::Leader {
             self.quiet = false;
+            // The failure detector vouches for the loss: no pre-vote round.
             self.campaign();
         }
     }
@@ -282,6 +299,25 @@ impl Group {
         self.role = Role::Follower;
         self.leader = leader;
         self.reset_timer();
+    }
+
+    /// An election timeout: a pre-vote round first when configured.
+    fn timeout_elapsed(&mut self) {
+        if !self.cfg.pre_vote {
+            return self.campaign();
+        }
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes = HashSet::from([self.cfg.id]);
+        self.reset_timer();
+        let (term, last) = (self.term + 1, self.last());
+        let peers: Vec<NodeId> = self.peers().collect();
+        for p in peers {
+            self.send(p, Msg::PreVote { term, last });
+        }
+        if self.votes.len() >= self.quorum() {
+            self.campaign();
+        }
     }
 
     fn campaign(&mut self) {
@@ -394,7 +430,7 @@ impl Group {
             }
             _ => {
                 if self.elapsed >= self.timeout {
-                    self.campaign();
+                    self.timeout_elapsed();
                 }
             }
         }
@@ -419,11 +455,16 @@ impl Group {
         if self.role == Role::Leader {
             self.active.insert(from);
         }
-        if matches!(msg, Msg::Vote { .. } | Msg::VoteReply { .. }) {
+        if matches!(
+            msg,
+            Msg::Vote { .. } | Msg::VoteReply { .. } | Msg::PreVoteReply { .. }
+        ) {
             self.quiet = false;
         }
         let term = msg.term();
-        if term > self.term {
+        // Pre-vote terms are hypothetical: they move nobody's term.
+        let hypothetical = matches!(msg, Msg::PreVote { .. } | Msg::PreVoteReply { .. });
+        if term > self.term && !hypothetical {
             let leader = matches!(msg, Msg::Append { .. }).then_some(from);
             self.become_follower(term, leader);
         }
@@ -441,6 +482,24 @@ impl Group {
                     granted,
                 };
                 self.send(from, reply);
+            }
+            Msg::PreVote { term, last } => {
+                // Granted only if we would vote: a newer term, an up-to-date log, and no leader
+                // heard from within an election timeout (a quiet group's leader counts as alive).
+                // (A pre-vote from our own leader means it restarted and leads no more.)
+                let leader_alive = self.role == Role::Leader
+                    || (self.leader.is_some_and(|l| l != from)
+                        && (self.quiet || self.elapsed < self.cfg.election_ticks));
+                let granted = term > self.term && last >= self.last() && !leader_alive;
+                self.send(from, Msg::PreVoteReply { term, granted });
+            }
+            Msg::PreVoteReply { term, granted } => {
+                if self.role == Role::PreCandidate && term == self.term + 1 && granted {
+                    self.votes.insert(from);
+                    if self.votes.len() >= self.quorum() {
+                        self.campaign();
+                    }
+                }
             }
             Msg::VoteReply { term, granted } => {
                 if term == self.term && granted && self.role == Role::Candidate {

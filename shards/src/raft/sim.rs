@@ -94,6 +94,7 @@ impl Sim {
             election_ticks: 10,
             heartbeat_ticks: 3,
             max_batch: 8,
+            pre_vote: seed.is_multiple_of(2),
             seed,
         };
         let nodes = members
@@ -401,6 +402,7 @@ fn a_stale_leader_cannot_commit_and_yields_to_a_higher_term() {
         election_ticks: 5,
         heartbeat_ticks: 2,
         max_batch: 8,
+        pre_vote: false,
         seed: 3,
     };
     let mut a = Group::new(cfg(1));
@@ -451,6 +453,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
         election_ticks: 5,
         heartbeat_ticks: 2,
         max_batch: 8,
+        pre_vote: false,
         seed: 8,
     };
     let old = |term, index| Entry {
@@ -645,4 +648,61 @@ fn a_leader_cut_off_from_its_quorum_steps_down() {
         sim.applied.values().all(|e| e.data != b"lost"),
         "the cut-off leader never committed"
     );
+}
+
+/// With pre-vote, a follower cut off while the group is busy keeps timing out without raising
+/// its term, so when the link heals the working leader is not deposed.
+#[test]
+fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
+    let mut sim = Sim::new(2, &[1, 2, 3]); // even seeds run with pre-vote
+    assert!(sim.cfg.pre_vote);
+    sim.converge();
+    let find_leader = |sim: &Sim| {
+        *sim.nodes
+            .iter()
+            .find(|(_, n)| n.group.as_ref().unwrap().role() == Role::Leader)
+            .unwrap()
+            .0
+    };
+    let leader = find_leader(&sim);
+    let term = sim.nodes[&leader].group.as_ref().unwrap().term();
+    let cut = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
+    for o in [1u64, 2, 3] {
+        if o != cut {
+            sim.cut.insert((cut, o));
+        }
+    }
+    let busy_round = |sim: &mut Sim| {
+        let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
+        let _ = g.propose(b"busy".to_vec());
+        let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
+        for id in ids {
+            if let Some(g) = sim.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) {
+                g.tick();
+            }
+            sim.drain(id);
+        }
+        while let Some(env) = sim.net.pop() {
+            if sim.linked(env.from, env.to)
+                && let Some(g) = sim.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut())
+            {
+                g.step(env.from, env.msg);
+                sim.drain(env.to);
+            }
+        }
+    };
+    for _ in 0..100 {
+        busy_round(&mut sim);
+    }
+    assert_eq!(
+        sim.nodes[&cut].group.as_ref().unwrap().term(),
+        term,
+        "no term inflation"
+    );
+    sim.cut.clear();
+    for _ in 0..30 {
+        busy_round(&mut sim);
+    }
+    assert_eq!(find_leader(&sim), leader, "the leader kept its place");
+    assert_eq!(sim.nodes[&leader].group.as_ref().unwrap().term(), term);
 }
