@@ -50,12 +50,15 @@ pub enum Msg {
         /// The leader has nothing more to replicate and goes quiet: followers stop their
         /// election timers until it speaks again or their node learns it is gone.
         quiet: bool,
+        /// The leader's read round (read-index), echoed in the reply.
+        ctx: u64,
     },
     /// `last`: on success the follower's match index, on refusal its last index (a hint).
     AppendReply {
         term: u64,
         success: bool,
         last: u64,
+        ctx: u64,
     },
     /// Would you vote for me in `term` (one above the sender's)? Changes nobody's term.
     PreVote {
@@ -128,6 +131,11 @@ pub struct Ready {
     pub entries: Vec<Entry>,
     pub messages: Vec<Envelope>,
     pub committed: Vec<Entry>,
+    /// Reads confirmed by a quorum (read-index): `(read id, index)`; serve each once the state
+    /// machine has applied `index`.
+    pub reads: Vec<(u64, u64)>,
+    /// Reads that cannot complete here (leadership lost): answer them with a retryable error.
+    pub failed_reads: Vec<u64>,
 }
 
 /// Proposals go to the leader.
@@ -162,6 +170,16 @@ pub struct Group {
     /// Leader: peers heard from since the last quorum check, and ticks since it.
     active: HashSet<NodeId>,
     since_check: u32,
+    /// Leader: read rounds started, and reads waiting for a quorum to confirm their round.
+    read_seq: u64,
+    pending_reads: Vec<PendingRead>,
+    failed_reads: Vec<u64>,
+}
+
+struct PendingRead {
+    id: u64,
+    ctx: u64,
+    acks: HashSet<NodeId>,
 }
 
 impl Group {
@@ -197,7 +215,32 @@ impl Group {
             quiet: false,
             active: HashSet::new(),
             since_check: 0,
+            read_seq: 0,
+            pending_reads: Vec::new(),
+            failed_reads: Vec::new(),
         }
+    }
+
+    /// Starts a linearizable read (read-index): the leader confirms with a quorum that it still
+    /// leads, then `take_ready` reports `(id, index)`: the read may be served once `index` is
+    /// applied. Not the leader: refused at once.
+    pub fn read_index(&mut self, id: u64) -> Result<(), NotLeader> {
+        if self.role != Role::Leader {
+            return Err(NotLeader {
+                leader: self.leader,
+            });
+        }
+        self.read_seq += 1;
+        self.pending_reads.push(PendingRead {
+            id,
+            ctx: self.read_seq,
+            acks: HashSet::from([self.cfg.id]),
+        });
+        // One round of heartbeats carries the read's context (the group need not wake).
+        let quiet = self.quiet;
+        self.broadcast(true);
+        self.quiet = quiet;
+        Ok(())
     }
 
     /// Whether the group is quiet: no timer runs and it sends nothing until a proposal, a
@@ -291,6 +334,9 @@ impl Group {
     }
 
     fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        // Reads waiting on this leadership can no longer be confirmed.
+        self.failed_reads
+            .extend(self.pending_reads.drain(..).map(|r| r.id));
         if term > self.term {
             self.term = term;
             self.vote = None;
@@ -385,7 +431,7 @@ impl Group {
         };
         let end = (prev_index as usize + self.cfg.max_batch).min(self.log.len());
         let entries = self.log[prev_index as usize..end].to_vec();
-        let (term, commit, quiet) = (self.term, self.commit, self.quiet);
+        let (term, commit, quiet, ctx) = (self.term, self.commit, self.quiet, self.read_seq);
         self.send(
             to,
             Msg::Append {
@@ -394,6 +440,7 @@ impl Group {
                 entries,
                 commit,
                 quiet,
+                ctx,
             },
         );
     }
@@ -414,9 +461,8 @@ impl Group {
                     let heard = self.active.len() + 1;
                     self.active.clear();
                     if heard < self.quorum() {
-                        self.role = Role::Follower;
-                        self.leader = None;
-                        self.reset_timer();
+                        let term = self.term;
+                        self.become_follower(term, None);
                         return;
                     }
                 }
@@ -513,8 +559,9 @@ impl Group {
                 entries,
                 commit,
                 quiet,
+                ctx,
             } => {
-                self.on_append(from, term, prev, entries, commit);
+                self.on_append(from, term, prev, entries, commit, ctx);
                 // Quiet only if this follower is now as far as the leader (its reply went out).
                 self.quiet = quiet
                     && self.role == Role::Follower
@@ -525,7 +572,15 @@ impl Group {
                 term,
                 success,
                 last,
-            } => self.on_append_reply(from, term, success, last),
+                ctx,
+            } => {
+                if self.role == Role::Leader && term == self.term {
+                    for r in self.pending_reads.iter_mut().filter(|r| r.ctx <= ctx) {
+                        r.acks.insert(from);
+                    }
+                }
+                self.on_append_reply(from, term, success, last)
+            }
         }
     }
 
@@ -536,12 +591,14 @@ impl Group {
         prev: LogId,
         entries: Vec<Entry>,
         commit: u64,
+        ctx: u64,
     ) {
         if term < self.term {
             let reply = Msg::AppendReply {
                 term: self.term,
                 success: false,
                 last: self.last().index,
+                ctx,
             };
             return self.send(from, reply);
         }
@@ -553,6 +610,7 @@ impl Group {
                 term: self.term,
                 success: false,
                 last: hint,
+                ctx,
             };
             return self.send(from, reply);
         }
@@ -580,6 +638,7 @@ impl Group {
             term: self.term,
             success: true,
             last: last_new,
+            ctx,
         };
         self.send(from, reply);
     }
@@ -648,6 +707,19 @@ impl Group {
         } else {
             Vec::new()
         };
+        // Reads confirmed by a quorum, once this leader has committed in its own term.
+        let mut reads = Vec::new();
+        if self.role == Role::Leader && self.term_at(self.commit) == Some(self.term) {
+            let quorum = self.quorum();
+            let commit = self.commit;
+            self.pending_reads.retain(|r| {
+                let ready = r.acks.len() >= quorum;
+                if ready {
+                    reads.push((r.id, commit));
+                }
+                !ready
+            });
+        }
         let hard_state = std::mem::take(&mut self.hs_dirty).then_some(HardState {
             term: self.term,
             vote: self.vote,
@@ -658,6 +730,8 @@ impl Group {
             entries,
             messages: std::mem::take(&mut self.out),
             committed,
+            reads,
+            failed_reads: std::mem::take(&mut self.failed_reads),
         }
     }
 }

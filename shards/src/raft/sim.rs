@@ -82,6 +82,10 @@ struct Sim {
     applied: BTreeMap<u64, Entry>,
     /// The earliest term in which each index was known committed (the applier's term).
     commit_term: BTreeMap<u64, u64>,
+    /// Reads in flight: id -> the highest index applied anywhere when the read began. A read
+    /// confirmed at a lower index could miss an acknowledged write: not linearizable.
+    reads: HashMap<u64, u64>,
+    confirmed_reads: usize,
     proposed: u64,
     seed: u64,
 }
@@ -110,6 +114,8 @@ impl Sim {
             leaders: HashMap::new(),
             applied: BTreeMap::new(),
             commit_term: BTreeMap::new(),
+            reads: HashMap::new(),
+            confirmed_reads: 0,
             proposed: 0,
             seed,
         }
@@ -131,6 +137,18 @@ impl Sim {
         let term = g.term();
         node.flush();
         self.net.extend(r.messages);
+        for (rid, index) in r.reads {
+            let floor = self.reads.remove(&rid).unwrap_or(0);
+            if index < floor {
+                self.fail(format!(
+                    "node {id} confirmed read {rid} at {index}, below {floor} applied before it began"
+                ));
+            }
+            self.confirmed_reads += 1;
+        }
+        for rid in r.failed_reads {
+            self.reads.remove(&rid);
+        }
         for e in r.committed {
             let t = self.commit_term.entry(e.index).or_insert(term);
             *t = (*t).min(term);
@@ -216,6 +234,19 @@ impl Sim {
                 {
                     g.step(env.from, env.msg);
                     self.drain(env.to);
+                }
+            }
+            72..=74 => {
+                // A linearizable read on whoever believes it leads.
+                let floor = self.applied.keys().next_back().copied().unwrap_or(0);
+                for id in ids {
+                    let rid = self.proposed * 1000 + id;
+                    if let Some(g) = self.nodes.get_mut(&id).and_then(|n| n.group.as_mut())
+                        && g.read_index(rid).is_ok()
+                    {
+                        self.reads.insert(rid, floor);
+                        self.drain(id);
+                    }
                 }
             }
             75..=84 => {
@@ -363,6 +394,7 @@ fn a_single_member_group_commits_alone() {
 }
 
 fn run_seeds(seeds: std::ops::Range<u64>) {
+    let mut reads = 0;
     for seed in seeds {
         for members in [&[1u64, 2, 3][..], &[1, 2, 3, 4, 5][..]] {
             let mut sim = Sim::new(seed, members);
@@ -370,10 +402,13 @@ fn run_seeds(seeds: std::ops::Range<u64>) {
                 sim.step();
             }
             sim.converge();
-            // Something was committed along the way, not only the final marker.
+            // Something was committed along the way, not only the final marker, and reads were
+            // confirmed (and checked).
             assert!(sim.applied.len() > 1, "seed {seed}: nothing committed");
+            reads += sim.confirmed_reads;
         }
     }
+    assert!(reads > 0, "no read was confirmed in any run");
 }
 
 #[test]
@@ -486,6 +521,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
             term,
             success: true,
             last: 2,
+            ctx: 0,
         },
     );
     g.step(
@@ -494,6 +530,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
             term,
             success: true,
             last: 2,
+            ctx: 0,
         },
     );
     assert_eq!(g.commit_index(), 0);
@@ -505,6 +542,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
             term,
             success: true,
             last: 3,
+            ctx: 0,
         },
     );
     g.step(
@@ -513,6 +551,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
             term,
             success: true,
             last: 3,
+            ctx: 0,
         },
     );
     assert_eq!(g.commit_index(), 3);
@@ -705,4 +744,67 @@ fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
     }
     assert_eq!(find_leader(&sim), leader, "the leader kept its place");
     assert_eq!(sim.nodes[&leader].group.as_ref().unwrap().term(), term);
+}
+
+/// Read-index: a leader confirms a read only with a quorum. One cut off from its followers never
+/// confirms the read it was asked for (a new leader may already have newer writes), and reports
+/// it failed when it steps down; a connected leader confirms reads.
+#[test]
+fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
+    let mut sim = Sim::new(4, &[1, 2, 3]);
+    sim.converge();
+    let leader = *sim
+        .nodes
+        .iter()
+        .find(|(_, n)| n.group.as_ref().unwrap().role() == Role::Leader)
+        .unwrap()
+        .0;
+    let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
+    g.read_index(1).unwrap();
+    sim.reads.insert(1, 0);
+    sim.drain(leader);
+    sim.round(false);
+    assert_eq!(sim.confirmed_reads, 1, "a connected leader confirms");
+    for o in [1u64, 2, 3] {
+        if o != leader {
+            sim.cut.insert((leader, o));
+        }
+    }
+    let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
+    g.propose(b"wake".to_vec()).unwrap();
+    g.read_index(2).unwrap();
+    sim.reads.insert(2, 0);
+    let follower = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
+    sim.nodes
+        .get_mut(&follower)
+        .unwrap()
+        .group
+        .as_mut()
+        .unwrap()
+        .leader_lost();
+    for _ in 0..40 {
+        let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
+        for id in ids {
+            if let Some(g) = sim.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) {
+                g.tick();
+            }
+            sim.drain(id);
+        }
+        while let Some(env) = sim.net.pop() {
+            if sim.linked(env.from, env.to)
+                && let Some(g) = sim.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut())
+            {
+                g.step(env.from, env.msg);
+                sim.drain(env.to);
+            }
+        }
+    }
+    assert_eq!(
+        sim.confirmed_reads, 1,
+        "the cut-off leader confirmed nothing"
+    );
+    assert!(
+        !sim.reads.contains_key(&2),
+        "its read was reported failed on stepping down"
+    );
 }
