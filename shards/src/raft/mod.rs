@@ -1,7 +1,7 @@
 //! A candidate Raft core for one vShard replica (issue 3), sans-IO and tick-driven, in the shape
 //! of raft-rs: `tick`, `step`, `propose`, then `take_ready` hands back what to persist, what to
 //! send once persisted, and what to apply. A prototype: the library decision between it and
-//! openraft is pending a spike (ARCHITECTURE.md); it has no snapshots or membership changes yet.
+//! openraft is pending a spike (ARCHITECTURE.md); it has no membership changes yet.
 //!
 //! Call order: `Group::new` (or `restore` from persisted state) → any of `tick` / `step` /
 //! `propose` → `take_ready` → persist its `truncate_from`, `entries` and `hard_state`, then send
@@ -60,6 +60,13 @@ pub enum Msg {
         last: u64,
         ctx: u64,
     },
+    /// The leader's state-machine snapshot up to `last`, for a follower whose next entry the
+    /// leader no longer has. Answered with an `AppendReply`.
+    Snapshot {
+        term: u64,
+        last: LogId,
+        data: Vec<u8>,
+    },
     /// Would you vote for me in `term` (one above the sender's)? Changes nobody's term.
     PreVote {
         term: u64,
@@ -78,6 +85,7 @@ impl Msg {
             | Msg::VoteReply { term, .. }
             | Msg::Append { term, .. }
             | Msg::AppendReply { term, .. }
+            | Msg::Snapshot { term, .. }
             | Msg::PreVote { term, .. }
             | Msg::PreVoteReply { term, .. } => *term,
         }
@@ -136,6 +144,11 @@ pub struct Ready {
     pub reads: Vec<(u64, u64)>,
     /// Reads that cannot complete here (leadership lost): answer them with a retryable error.
     pub failed_reads: Vec<u64>,
+    /// Entries up to this id are now in a snapshot: drop them from the persisted log.
+    pub purge: Option<LogId>,
+    /// A snapshot received from the leader: persist it, then install it in the state machine
+    /// (it replaces the state; `committed` entries, if any, follow it).
+    pub snapshot: Option<(LogId, Vec<u8>)>,
 }
 
 /// Proposals go to the leader.
@@ -150,8 +163,14 @@ pub struct Group {
     term: u64,
     vote: Option<NodeId>,
     leader: Option<NodeId>,
-    /// `log[i]` has index `i + 1`.
+    /// `log[i]` has index `snap.index + 1 + i`.
     log: Vec<Entry>,
+    /// The last entry folded into the latest snapshot (0-0: none), and that snapshot's bytes.
+    snap: LogId,
+    snap_data: Vec<u8>,
+    /// A compaction or an installed snapshot not yet handed out in a Ready.
+    purge: Option<LogId>,
+    snapshot_in: Option<(LogId, Vec<u8>)>,
     commit: u64,
     applied: u64,
     /// Entries from this index on were not yet handed out to persist.
@@ -190,9 +209,22 @@ impl Group {
     /// A replica restarted from its persisted hard state and log: a follower that knows nothing
     /// is committed yet.
     pub fn restore(cfg: Config, hs: HardState, log: Vec<Entry>) -> Group {
+        Group::restore_from(cfg, hs, LogId::default(), Vec::new(), log)
+    }
+
+    /// A replica restarted from its persisted hard state, its latest snapshot (`snap`, with the
+    /// state machine's bytes) and the log after it. The state machine starts from the snapshot.
+    pub fn restore_from(
+        cfg: Config,
+        hs: HardState,
+        snap: LogId,
+        snap_data: Vec<u8>,
+        log: Vec<Entry>,
+    ) -> Group {
         let mut rng = Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let timeout = cfg.election_ticks + rng.below(cfg.election_ticks.max(1) as u64) as u32;
-        let unpersisted_from = log.len() as u64 + 1;
+        debug_assert!(log.first().is_none_or(|e| e.index == snap.index + 1));
+        let unpersisted_from = snap.index + log.len() as u64 + 1;
         Group {
             cfg,
             role: Role::Follower,
@@ -200,8 +232,12 @@ impl Group {
             vote: hs.vote,
             leader: None,
             log,
-            commit: 0,
-            applied: 0,
+            snap,
+            snap_data,
+            purge: None,
+            snapshot_in: None,
+            commit: snap.index,
+            applied: snap.index,
             unpersisted_from,
             truncate_from: None,
             hs_dirty: false,
@@ -289,22 +325,57 @@ impl Group {
         self.commit
     }
 
+    /// The entries after the latest snapshot.
     pub fn log(&self) -> &[Entry] {
         &self.log
     }
 
+    /// The last entry folded into the latest snapshot.
+    pub fn snapshot_id(&self) -> LogId {
+        self.snap
+    }
+
+    /// The entry at `index`, if the log still holds it.
+    pub fn entry(&self, index: u64) -> Option<&Entry> {
+        let i = index.checked_sub(self.snap.index + 1)?;
+        self.log.get(i as usize)
+    }
+
     fn last(&self) -> LogId {
-        self.log.last().map_or(LogId::default(), |e| LogId {
+        self.log.last().map_or(self.snap, |e| LogId {
             term: e.term,
             index: e.index,
         })
     }
 
     fn term_at(&self, index: u64) -> Option<u64> {
-        match index {
-            0 => Some(0),
-            i => self.log.get(i as usize - 1).map(|e| e.term),
+        if index == self.snap.index {
+            return Some(self.snap.term);
         }
+        self.entry(index).map(|e| e.term)
+    }
+
+    /// Positions in `log` of the entries from index `from` (clamped) to `to` (exclusive).
+    fn slice(&self, from: u64, to: u64) -> &[Entry] {
+        let base = self.snap.index + 1;
+        let a = from.saturating_sub(base).min(self.log.len() as u64) as usize;
+        let b = to.saturating_sub(base).min(self.log.len() as u64) as usize;
+        &self.log[a..b.max(a)]
+    }
+
+    /// Folds everything up to `index` (applied already) into a snapshot whose state-machine
+    /// bytes are `data`: those entries leave the log, and followers too far behind get the
+    /// snapshot instead.
+    pub fn compact(&mut self, index: u64, data: Vec<u8>) {
+        if index <= self.snap.index || index > self.applied {
+            return;
+        }
+        let term = self.term_at(index).expect("applied entries are in the log");
+        let drop = (index - self.snap.index) as usize;
+        self.log.drain(..drop);
+        self.snap = LogId { term, index };
+        self.snap_data = data;
+        self.purge = Some(self.snap);
     }
 
     fn quorum(&self) -> usize {
@@ -424,13 +495,22 @@ impl Group {
 
     fn send_append(&mut self, to: NodeId) {
         let next = self.next[&to].max(1);
+        if next <= self.snap.index {
+            // The entries it needs are in the snapshot now.
+            let msg = Msg::Snapshot {
+                term: self.term,
+                last: self.snap,
+                data: self.snap_data.clone(),
+            };
+            self.next.insert(to, self.snap.index + 1);
+            return self.send(to, msg);
+        }
         let prev_index = next - 1;
         let prev = LogId {
             index: prev_index,
             term: self.term_at(prev_index).expect("next is within the log"),
         };
-        let end = (prev_index as usize + self.cfg.max_batch).min(self.log.len());
-        let entries = self.log[prev_index as usize..end].to_vec();
+        let entries = self.slice(next, next + self.cfg.max_batch as u64).to_vec();
         let (term, commit, quiet, ctx) = (self.term, self.commit, self.quiet, self.read_seq);
         self.send(
             to,
@@ -568,6 +648,7 @@ impl Group {
                     && self.leader == Some(from)
                     && self.commit == self.last().index;
             }
+            Msg::Snapshot { term, last, data } => self.on_snapshot(from, term, last, data),
             Msg::AppendReply {
                 term,
                 success,
@@ -604,6 +685,17 @@ impl Group {
         }
         // A current-term Append makes us this leader's follower (a candidate steps down).
         self.become_follower(term, Some(from));
+        if prev.index < self.commit {
+            // Everything up to our commit index is committed, so it matches the leader's log
+            // (and may already be folded into our snapshot): say where to continue from.
+            let reply = Msg::AppendReply {
+                term: self.term,
+                success: true,
+                last: self.commit,
+                ctx,
+            };
+            return self.send(from, reply);
+        }
         if self.term_at(prev.index) != Some(prev.term) {
             let hint = prev.index.saturating_sub(1).min(self.last().index);
             let reply = Msg::AppendReply {
@@ -622,7 +714,8 @@ impl Group {
                 Some(_) => {
                     // A conflicting suffix: drop it (never below what is committed).
                     debug_assert!(e.index > self.commit, "committed entries never conflict");
-                    self.log.truncate(e.index as usize - 1);
+                    let keep = (e.index - self.snap.index - 1) as usize;
+                    self.log.truncate(keep);
                     self.truncate_from =
                         Some(self.truncate_from.map_or(e.index, |t| t.min(e.index)));
                     self.unpersisted_from = self.unpersisted_from.min(e.index);
@@ -639,6 +732,41 @@ impl Group {
             success: true,
             last: last_new,
             ctx,
+        };
+        self.send(from, reply);
+    }
+
+    fn on_snapshot(&mut self, from: NodeId, term: u64, last: LogId, data: Vec<u8>) {
+        let reply_last = if term < self.term {
+            None
+        } else {
+            self.become_follower(term, Some(from));
+            if last.index > self.commit {
+                if self.term_at(last.index) == Some(last.term) {
+                    // Keep what follows it.
+                    let drop = (last.index - self.snap.index) as usize;
+                    self.log.drain(..drop);
+                } else {
+                    // Anything persisted beyond it conflicts with the snapshot: drop it too.
+                    self.truncate_from = Some(last.index + 1);
+                    self.log.clear();
+                    self.unpersisted_from = last.index + 1;
+                }
+                self.snap = last;
+                self.snap_data = data.clone();
+                self.commit = last.index;
+                self.applied = last.index;
+                self.purge = Some(last);
+                self.snapshot_in = Some((last, data));
+                self.unpersisted_from = self.unpersisted_from.max(last.index + 1);
+            }
+            Some(self.commit)
+        };
+        let reply = Msg::AppendReply {
+            term: self.term,
+            success: reply_last.is_some(),
+            last: reply_last.unwrap_or(self.last().index),
+            ctx: 0,
         };
         self.send(from, reply);
     }
@@ -695,13 +823,13 @@ impl Group {
                 }
             }
         }
-        let entries = self.log[(self.unpersisted_from as usize - 1).min(self.log.len())..].to_vec();
+        let entries = self.slice(self.unpersisted_from, u64::MAX).to_vec();
         self.unpersisted_from = self.last().index + 1;
         if self.role == Role::Leader {
             self.advance_commit();
         }
         let committed = if self.commit > self.applied {
-            let c = self.log[self.applied as usize..self.commit as usize].to_vec();
+            let c = self.slice(self.applied + 1, self.commit + 1).to_vec();
             self.applied = self.commit;
             c
         } else {
@@ -732,6 +860,8 @@ impl Group {
             committed,
             reads,
             failed_reads: std::mem::take(&mut self.failed_reads),
+            purge: self.purge.take(),
+            snapshot: self.snapshot_in.take(),
         }
     }
 }

@@ -24,6 +24,38 @@ struct Node {
     /// is rebuilt from them.
     wal: Engine,
     files: BTreeMap<u64, Vec<u8>>,
+    /// The state machine: every applied entry, in order (volatile).
+    sm: Vec<Entry>,
+    /// The latest snapshot of the state machine (survives a crash).
+    snap_file: Vec<u8>,
+}
+
+/// A state machine's bytes: its entries, each `term | index | len | data`.
+fn encode_sm(sm: &[Entry]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for e in sm {
+        b.extend_from_slice(&e.term.to_le_bytes());
+        b.extend_from_slice(&e.index.to_le_bytes());
+        b.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&e.data);
+    }
+    b
+}
+
+fn decode_sm(mut b: &[u8]) -> Vec<Entry> {
+    let mut sm = Vec::new();
+    while !b.is_empty() {
+        let term = u64::from_le_bytes(b[..8].try_into().unwrap());
+        let index = u64::from_le_bytes(b[8..16].try_into().unwrap());
+        let len = u32::from_le_bytes(b[16..20].try_into().unwrap()) as usize;
+        sm.push(Entry {
+            term,
+            index,
+            data: b[20..20 + len].to_vec(),
+        });
+        b = &b[20 + len..];
+    }
+    sm
 }
 
 impl Node {
@@ -32,6 +64,8 @@ impl Node {
             group: Some(group),
             wal: Engine::new(wal_config()),
             files: BTreeMap::new(),
+            sm: Vec::new(),
+            snap_file: Vec::new(),
         }
     }
 
@@ -64,7 +98,14 @@ impl Node {
         self.wal = Engine::recover(wal_config(), files)
             .unwrap_or_else(|c| panic!("the log does not recover: {c:?}"))
             .engine;
-        self.group = Some(storage::restore(&self.wal, GROUP, cfg));
+        let g = storage::restore(&self.wal, GROUP, cfg, self.snap_file.clone());
+        self.sm = decode_sm(&self.snap_file);
+        assert_eq!(
+            self.sm.len() as u64,
+            g.snapshot_id().index,
+            "snapshot and log agree"
+        );
+        self.group = Some(g);
     }
 }
 
@@ -86,6 +127,8 @@ struct Sim {
     /// confirmed at a lower index could miss an acknowledged write: not linearizable.
     reads: HashMap<u64, u64>,
     confirmed_reads: usize,
+    /// Snapshots sent by a leader and installed by a follower.
+    installed: usize,
     proposed: u64,
     seed: u64,
 }
@@ -116,6 +159,7 @@ impl Sim {
             commit_term: BTreeMap::new(),
             reads: HashMap::new(),
             confirmed_reads: 0,
+            installed: 0,
             proposed: 0,
             seed,
         }
@@ -132,6 +176,20 @@ impl Sim {
         };
         let Some(g) = node.group.as_mut() else { return };
         let r = g.take_ready();
+        // An installed snapshot is stored first, then replaces the state machine.
+        let mut installed = Vec::new();
+        if let Some((last, data)) = &r.snapshot {
+            node.snap_file = data.clone();
+            node.sm = decode_sm(data);
+            assert_eq!(
+                node.sm.len() as u64,
+                last.index,
+                "seed {}: snapshot length",
+                self.seed
+            );
+            installed = node.sm.clone();
+            self.installed += 1;
+        }
         // Persist through the write-ahead log, durably, before sending anything.
         storage::persist(&mut node.wal, GROUP, &r).expect("contiguous appends");
         let term = g.term();
@@ -149,7 +207,12 @@ impl Sim {
         for rid in r.failed_reads {
             self.reads.remove(&rid);
         }
-        for e in r.committed {
+        let node = self.nodes.get_mut(&id).expect("member");
+        for e in &r.committed {
+            assert_eq!(e.index, node.sm.len() as u64 + 1, "applied in order");
+            node.sm.push(e.clone());
+        }
+        for e in installed.into_iter().chain(r.committed) {
             let t = self.commit_term.entry(e.index).or_insert(term);
             *t = (*t).min(term);
             match self.applied.get(&e.index) {
@@ -180,30 +243,38 @@ impl Sim {
             self.fail(format!("two leaders in term {term}: {other} and {id}"));
         }
         self.leaders.insert(term, id);
-        // Leader completeness: every entry committed in an earlier term is in the leader's log.
+        // Leader completeness: every entry committed in an earlier term is in the leader's log
+        // (or in its snapshot, below which entries were checked as they were applied).
         for (i, e) in &self.applied {
-            if self.commit_term[i] < term && g.log().get(*i as usize - 1) != Some(e) {
+            if self.commit_term[i] < term && *i > g.snapshot_id().index && g.entry(*i) != Some(e) {
                 self.fail(format!("leader {id} of term {term} lacks committed {e:?}"));
             }
         }
     }
 
-    /// Log matching: two logs that agree on an index's term agree on everything before it.
+    /// Log matching: two logs that agree on an index's term agree on everything before it
+    /// (compared above both replicas' snapshots).
     fn check_logs(&self) {
-        let logs: Vec<(NodeId, &[Entry])> = self
+        let groups: Vec<(NodeId, &Group)> = self
             .nodes
             .iter()
-            .filter_map(|(id, n)| n.group.as_ref().map(|g| (*id, g.log())))
+            .filter_map(|(id, n)| n.group.as_ref().map(|g| (*id, g)))
             .collect();
-        for (i, (a, la)) in logs.iter().enumerate() {
-            for (b, lb) in &logs[i + 1..] {
-                let common = la.len().min(lb.len());
-                if let Some(k) = (0..common).rev().find(|&k| la[k].term == lb[k].term)
-                    && la[..=k] != lb[..=k]
-                {
+        for (i, (a, ga)) in groups.iter().enumerate() {
+            for (b, gb) in &groups[i + 1..] {
+                let from = ga.snapshot_id().index.max(gb.snapshot_id().index) + 1;
+                let last_a = ga.snapshot_id().index + ga.log().len() as u64;
+                let last_b = gb.snapshot_id().index + gb.log().len() as u64;
+                let to = last_a.min(last_b);
+                let Some(k) = (from..=to)
+                    .rev()
+                    .find(|&k| ga.entry(k).map(|e| e.term) == gb.entry(k).map(|e| e.term))
+                else {
+                    continue;
+                };
+                if (from..=k).any(|x| ga.entry(x) != gb.entry(x)) {
                     self.fail(format!(
-                        "logs of {a} and {b} match at {} but differ before",
-                        k + 1
+                        "logs of {a} and {b} match at {k} but differ before"
                     ));
                 }
             }
@@ -292,6 +363,20 @@ impl Sim {
                     n.restart(cfg);
                 }
             }
+            96..=97 => {
+                // Snapshot a replica's state machine and compact its log.
+                let id = ids[pick(&mut self.rng, ids.len())];
+                let n = self.nodes.get_mut(&id).expect("member");
+                if let Some(g) = n.group.as_mut() {
+                    let applied = n.sm.len() as u64;
+                    if applied > g.snapshot_id().index + 5 {
+                        let data = encode_sm(&n.sm);
+                        n.snap_file = data.clone(); // stored before the log is purged
+                        g.compact(applied, data);
+                        self.drain(id);
+                    }
+                }
+            }
             _ => {}
         }
         self.check_logs();
@@ -310,6 +395,9 @@ impl Sim {
         let mut sent = 0;
         while let Some(env) = self.net.pop() {
             sent += 1;
+            if sent > 100_000 {
+                self.fail(format!("messages never settle: still sending {env:?}"));
+            }
             if let Some(g) = self.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut()) {
                 g.step(env.from, env.msg);
                 self.drain(env.to);
@@ -394,8 +482,12 @@ fn a_single_member_group_commits_alone() {
 }
 
 fn run_seeds(seeds: std::ops::Range<u64>) {
-    let mut reads = 0;
+    let (mut reads, mut installed) = (0, 0);
+    let trace = std::env::var_os("RAFT_SIM_TRACE").is_some();
     for seed in seeds {
+        if trace {
+            eprintln!("seed {seed}");
+        }
         for members in [&[1u64, 2, 3][..], &[1, 2, 3, 4, 5][..]] {
             let mut sim = Sim::new(seed, members);
             for _ in 0..3000 {
@@ -406,9 +498,12 @@ fn run_seeds(seeds: std::ops::Range<u64>) {
             // confirmed (and checked).
             assert!(sim.applied.len() > 1, "seed {seed}: nothing committed");
             reads += sim.confirmed_reads;
+            installed += sim.installed;
         }
     }
     assert!(reads > 0, "no read was confirmed in any run");
+    assert!(installed > 0, "no snapshot was ever installed");
+    eprintln!("{reads} reads confirmed, {installed} snapshots installed");
 }
 
 #[test]
@@ -572,7 +667,7 @@ fn every_replica_is_what_its_log_restores() {
                 id: *id,
                 ..sim.cfg.clone()
             };
-            let r = storage::restore(&rec, GROUP, cfg);
+            let r = storage::restore(&rec, GROUP, cfg, n.snap_file.clone());
             assert_eq!(r.log(), g.log(), "step {step} node {id}");
             assert_eq!(r.term(), g.term(), "step {step} node {id} term");
         }
@@ -807,4 +902,12 @@ fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
         !sim.reads.contains_key(&2),
         "its read was reported failed on stepping down"
     );
+}
+
+/// Regression (found by `raft_soak`, seed 1855): a leader probing below a follower's snapshot
+/// got refusals with hint 0 forever; a follower now answers an Append that starts below its
+/// commit index with its commit index.
+#[test]
+fn a_probe_below_a_followers_snapshot_is_answered_with_its_commit() {
+    run_seeds(1855..1856);
 }

@@ -2,7 +2,7 @@
 //! as log records of its vShard's group, and a restarted replica is rebuilt from what the log
 //! recovered. The vote record carries the Raft term and vote (node 0: none).
 
-use super::{Config, Entry, Group, HardState, Ready};
+use super::{Config, Entry, Group, HardState, LogId, Ready};
 use crate::wal::{Engine, LogError, Vote};
 
 /// Queues what `r` asks to persist into `wal` for `group` (the caller then flushes the WAL and
@@ -17,6 +17,17 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
         }
         wal.append(group, e.index, e.term, &e.data)?;
     }
+    // A compaction, or an installed snapshot: the log keeps only what follows it. (The
+    // snapshot's bytes are the driver's to store, before this Ready's log records.)
+    if let Some(p) = r.purge {
+        wal.purge(
+            group,
+            crate::wal::LogId {
+                index: p.index,
+                term: p.term,
+            },
+        );
+    }
     if let Some(hs) = r.hard_state {
         wal.save_vote(
             group,
@@ -30,16 +41,12 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
     Ok(())
 }
 
-/// The replica of `group` as the recovered log has it.
-pub fn restore(wal: &Engine, group: u32, cfg: Config) -> Group {
+/// The replica of `group` as the recovered log has it, with `snapshot`: the state-machine
+/// bytes of the latest snapshot the driver stored (empty when the log was never purged).
+pub fn restore(wal: &Engine, group: u32, cfg: Config, snapshot: Vec<u8>) -> Group {
     let Some(log) = wal.group(group) else {
         return Group::new(cfg);
     };
-    assert_eq!(
-        log.purged().index,
-        0,
-        "the candidate core has no snapshots yet: its groups' logs are never purged"
-    );
     let hs = log.vote().map_or(HardState::default(), |v| HardState {
         term: v.term,
         vote: (v.node != 0).then_some(v.node),
@@ -54,5 +61,9 @@ pub fn restore(wal: &Engine, group: u32, cfg: Config) -> Group {
             }
         })
         .collect();
-    Group::restore(cfg, hs, entries)
+    let snap = LogId {
+        index: log.purged().index,
+        term: log.purged().term,
+    };
+    Group::restore_from(cfg, hs, snap, snapshot, entries)
 }
