@@ -187,11 +187,14 @@ mod db_tests {
         assert_eq!(h.db.len(), 10);
     }
 
+    // Eviction samples keys at random and tables are seeded per process, so these tests sample
+    // 64 keys per eviction: far more than production's 5, making a wrong pick vanishingly rare
+    // (a test must fail for a broken policy, not for an unlucky draw).
     #[test]
     fn lru_prefers_keys_idle_longest() {
         let mut h = Harness::new();
         h.db.tunables.maxmemory_policy = Policy::AllKeysLru;
-        h.db.tunables.maxmemory_samples = 10;
+        h.db.tunables.maxmemory_samples = 64;
         fill(&mut h, 100);
         h.now_ms += 100_000;
         // Keys 0..50 are read again; the other half stays idle.
@@ -216,7 +219,7 @@ mod db_tests {
     fn lfu_prefers_rarely_used_keys_and_volatile_policies_spare_persistent_keys() {
         let mut h = Harness::new();
         h.db.tunables.maxmemory_policy = Policy::AllKeysLfu;
-        h.db.tunables.maxmemory_samples = 10;
+        h.db.tunables.maxmemory_samples = 64;
         fill(&mut h, 40);
         for _ in 0..300 {
             for i in 0..20 {
