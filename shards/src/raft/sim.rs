@@ -382,8 +382,8 @@ impl Sim {
         self.check_logs();
     }
 
-    /// One fault-free round: every live replica ticks, then every message is delivered until
-    /// none is left. Returns how many messages were sent.
+    /// One round: every live replica ticks, then every message is delivered (unless a
+    /// partition cuts its link) until none is left. Returns how many messages were sent.
     fn round(&mut self, tick: bool) -> usize {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
@@ -397,6 +397,9 @@ impl Sim {
             sent += 1;
             if sent > 100_000 {
                 self.fail(format!("messages never settle: still sending {env:?}"));
+            }
+            if !self.linked(env.from, env.to) {
+                continue; // lost to a partition
             }
             if let Some(g) = self.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut()) {
                 g.step(env.from, env.msg);
@@ -754,21 +757,7 @@ fn a_leader_cut_off_from_its_quorum_steps_down() {
         .unwrap()
         .leader_lost();
     for _ in 0..40 {
-        let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
-        for id in ids {
-            if let Some(g) = sim.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) {
-                g.tick();
-            }
-            sim.drain(id);
-        }
-        while let Some(env) = sim.net.pop() {
-            if sim.linked(env.from, env.to)
-                && let Some(g) = sim.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut())
-            {
-                g.step(env.from, env.msg);
-                sim.drain(env.to);
-            }
-        }
+        sim.round(true);
     }
     let old = sim.nodes[&leader].group.as_ref().unwrap();
     assert_ne!(old.role(), Role::Leader, "the cut-off leader stepped down");
@@ -809,21 +798,7 @@ fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
     let busy_round = |sim: &mut Sim| {
         let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
         let _ = g.propose(b"busy".to_vec());
-        let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
-        for id in ids {
-            if let Some(g) = sim.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) {
-                g.tick();
-            }
-            sim.drain(id);
-        }
-        while let Some(env) = sim.net.pop() {
-            if sim.linked(env.from, env.to)
-                && let Some(g) = sim.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut())
-            {
-                g.step(env.from, env.msg);
-                sim.drain(env.to);
-            }
-        }
+        sim.round(true);
     };
     for _ in 0..100 {
         busy_round(&mut sim);
@@ -878,21 +853,7 @@ fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
         .unwrap()
         .leader_lost();
     for _ in 0..40 {
-        let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
-        for id in ids {
-            if let Some(g) = sim.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) {
-                g.tick();
-            }
-            sim.drain(id);
-        }
-        while let Some(env) = sim.net.pop() {
-            if sim.linked(env.from, env.to)
-                && let Some(g) = sim.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut())
-            {
-                g.step(env.from, env.msg);
-                sim.drain(env.to);
-            }
-        }
+        sim.round(true);
     }
     assert_eq!(
         sim.confirmed_reads, 1,
