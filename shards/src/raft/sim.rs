@@ -281,6 +281,24 @@ impl Sim {
         }
     }
 
+    /// The replica that is leader now (tests call this once one has been elected).
+    fn leader(&self) -> NodeId {
+        *self
+            .nodes
+            .iter()
+            .find(|(_, n)| n.group.as_ref().is_some_and(|g| g.role() == Role::Leader))
+            .expect("a leader")
+            .0
+    }
+
+    /// Cuts `id` off from every other member.
+    fn isolate(&mut self, id: NodeId) {
+        let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&o| o != id).collect();
+        for o in others {
+            self.cut.insert((id, o));
+        }
+    }
+
     fn linked(&self, a: NodeId, b: NodeId) -> bool {
         !self.cut.contains(&(a, b)) && !self.cut.contains(&(b, a))
     }
@@ -335,11 +353,7 @@ impl Sim {
                 // Partition one node from the others, or heal everything.
                 if self.cut.is_empty() {
                     let id = ids[pick(&mut self.rng, ids.len())];
-                    for &o in &ids {
-                        if o != id {
-                            self.cut.insert((id, o));
-                        }
-                    }
+                    self.isolate(id);
                 } else {
                     self.cut.clear();
                 }
@@ -696,12 +710,7 @@ fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
     );
     assert_eq!(run(&mut sim, 500), 0, "a quiet group sends nothing");
     // A write wakes it and commits.
-    let leader = *sim
-        .nodes
-        .iter()
-        .find(|(_, n)| n.group.as_ref().unwrap().role() == Role::Leader)
-        .unwrap()
-        .0;
+    let leader = sim.leader();
     let before = sim.applied.len();
     let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
     g.propose(b"wake".to_vec()).unwrap();
@@ -733,17 +742,8 @@ fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
 fn a_leader_cut_off_from_its_quorum_steps_down() {
     let mut sim = Sim::new(5, &[1, 2, 3]);
     sim.converge();
-    let leader = *sim
-        .nodes
-        .iter()
-        .find(|(_, n)| n.group.as_ref().unwrap().role() == Role::Leader)
-        .unwrap()
-        .0;
-    for o in [1u64, 2, 3] {
-        if o != leader {
-            sim.cut.insert((leader, o));
-        }
-    }
+    let leader = sim.leader();
+    sim.isolate(leader);
     // A client write reaches the cut-off leader (waking the quiet group); the followers' node
     // failure detector reports the leader's node unreachable.
     let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
@@ -780,21 +780,10 @@ fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
     let mut sim = Sim::new(2, &[1, 2, 3]); // even seeds run with pre-vote
     assert!(sim.cfg.pre_vote);
     sim.converge();
-    let find_leader = |sim: &Sim| {
-        *sim.nodes
-            .iter()
-            .find(|(_, n)| n.group.as_ref().unwrap().role() == Role::Leader)
-            .unwrap()
-            .0
-    };
-    let leader = find_leader(&sim);
+    let leader = sim.leader();
     let term = sim.nodes[&leader].group.as_ref().unwrap().term();
     let cut = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
-    for o in [1u64, 2, 3] {
-        if o != cut {
-            sim.cut.insert((cut, o));
-        }
-    }
+    sim.isolate(cut);
     let busy_round = |sim: &mut Sim| {
         let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
         let _ = g.propose(b"busy".to_vec());
@@ -812,7 +801,7 @@ fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
     for _ in 0..30 {
         busy_round(&mut sim);
     }
-    assert_eq!(find_leader(&sim), leader, "the leader kept its place");
+    assert_eq!(sim.leader(), leader, "the leader kept its place");
     assert_eq!(sim.nodes[&leader].group.as_ref().unwrap().term(), term);
 }
 
@@ -823,23 +812,14 @@ fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
 fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
     let mut sim = Sim::new(4, &[1, 2, 3]);
     sim.converge();
-    let leader = *sim
-        .nodes
-        .iter()
-        .find(|(_, n)| n.group.as_ref().unwrap().role() == Role::Leader)
-        .unwrap()
-        .0;
+    let leader = sim.leader();
     let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
     g.read_index(1).unwrap();
     sim.reads.insert(1, 0);
     sim.drain(leader);
     sim.round(false);
     assert_eq!(sim.confirmed_reads, 1, "a connected leader confirms");
-    for o in [1u64, 2, 3] {
-        if o != leader {
-            sim.cut.insert((leader, o));
-        }
-    }
+    sim.isolate(leader);
     let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
     g.propose(b"wake".to_vec()).unwrap();
     g.read_index(2).unwrap();
