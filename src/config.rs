@@ -38,11 +38,64 @@ pub struct Config {
     pub active_expire_keys_per_pass: u64,
     /// What the command layer reads: notifications, encoding thresholds, memory policy.
     pub tunables: Tunables,
+    /// The client addresses of every node of a replicated cluster, this one included, in the
+    /// same order on every node (a node's Raft id is its 1-based position). Empty: standalone.
+    pub cluster_nodes: Vec<SocketAddr>,
+    /// Replicas per vShard; 0 picks min(3, nodes).
+    pub cluster_replicas: u64,
+    /// A peer that sends nothing for this long is taken as down (its leaders fail over).
+    pub cluster_node_timeout_ms: u64,
+    /// When the write-ahead log is fsynced: always (before a write is acknowledged), batch
+    /// (every `fsync-batch-ms`), never.
+    pub fsync: shardline_shards::wal::FsyncPolicy,
+    pub wal_segment_bytes: u64,
+    pub fsync_batch_ms: u64,
 }
 
 impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)
+    }
+
+    /// The replication factor this configuration asks for, once validated.
+    pub fn replicas(&self) -> usize {
+        match self.cluster_replicas {
+            0 => self.cluster_nodes.len().min(3),
+            n => n as usize,
+        }
+    }
+}
+
+fn parse_addrs(v: &str) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let a: SocketAddr = part
+            .parse()
+            .map_err(|_| format!("'{part}' is not an address like 127.0.0.1:7001"))?;
+        if out.contains(&a) {
+            return Err(format!("'{part}' is listed twice"));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+fn parse_fsync(v: &str, interval_ms: u64) -> Result<shardline_shards::wal::FsyncPolicy, String> {
+    use shardline_shards::wal::FsyncPolicy;
+    match v.trim().to_ascii_lowercase().as_str() {
+        "always" => Ok(FsyncPolicy::Always),
+        "batch" => Ok(FsyncPolicy::Batch { interval_ms }),
+        "never" => Ok(FsyncPolicy::Never),
+        _ => Err("must be always, batch or never".into()),
+    }
+}
+
+fn format_fsync(p: shardline_shards::wal::FsyncPolicy) -> String {
+    use shardline_shards::wal::FsyncPolicy;
+    match p {
+        FsyncPolicy::Always => "always".into(),
+        FsyncPolicy::Batch { .. } => "batch".into(),
+        FsyncPolicy::Never => "never".into(),
     }
 }
 
@@ -174,6 +227,70 @@ fn set_list_max_listpack_size(c: &mut Config, v: &str) -> Result<(), String> {
 /// The parameter table. Names are Redis-style (`proto-max-bulk-len`); the TOML file uses the same
 /// keys, flags are `--name`, environment variables `SHARDLINE_NAME` with `_` for `-`.
 pub static PARAMS: &[Param] = &[
+    Param {
+        name: "cluster-nodes",
+        help: "Client addresses of every node of a replicated cluster, this one included, comma-separated, in the same order on every node (empty: standalone).",
+        runtime: false,
+        set: |c, v| {
+            c.cluster_nodes = parse_addrs(v)?;
+            Ok(())
+        },
+        get: |c| {
+            c.cluster_nodes
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    },
+    num_param!(
+        "cluster-replicas",
+        cluster_replicas,
+        0,
+        5,
+        false,
+        "Replicas of each vShard on distinct nodes: 1, 3 or 5 (0: min(3, nodes))."
+    ),
+    num_param!(
+        "cluster-node-timeout-ms",
+        cluster_node_timeout_ms,
+        50,
+        600_000,
+        false,
+        "A peer silent this long is taken as down and its vShards fail over (default 1000)."
+    ),
+    Param {
+        name: "fsync",
+        help: "When the write-ahead log is fsynced: always (default; a write is on disk on a quorum before it is acknowledged), batch (every fsync-batch-ms), never.",
+        runtime: false,
+        set: |c, v| {
+            c.fsync = parse_fsync(v, c.fsync_batch_ms)?;
+            Ok(())
+        },
+        get: |c| format_fsync(c.fsync),
+    },
+    Param {
+        name: "fsync-batch-ms",
+        help: "With fsync batch: the longest time between fsyncs (default 10).",
+        runtime: false,
+        set: |c, v| {
+            let ms = parse_u64(v, 1, 60_000)?;
+            if let shardline_shards::wal::FsyncPolicy::Batch { interval_ms } = &mut c.fsync {
+                *interval_ms = ms;
+            }
+            c.fsync_batch_ms = ms;
+            Ok(())
+        },
+        get: |c| c.fsync_batch_ms.to_string(),
+    },
+    num_param!(
+        "wal-segment-bytes",
+        wal_segment_bytes,
+        4096,
+        1 << 40,
+        false,
+        "Size at which a write-ahead log segment is closed and a new one started (default 64mb)."
+    ),
     Param {
         name: "bind",
         help: "Address to listen on (default 127.0.0.1).",
@@ -525,6 +642,12 @@ impl Default for Config {
             hz: 10,
             active_expire_keys_per_pass: 200,
             tunables: Tunables::default(),
+            cluster_nodes: Vec::new(),
+            cluster_replicas: 0,
+            cluster_node_timeout_ms: 1000,
+            fsync: shardline_shards::wal::FsyncPolicy::Always,
+            wal_segment_bytes: 64 << 20,
+            fsync_batch_ms: 10,
         }
     }
 }
@@ -653,6 +776,27 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
             "refusing to listen on non-loopback address {} without requirepass (protected mode): set requirepass, or protected-mode no if the network is trusted",
             cfg.bind
         ));
+    }
+    if !cfg.cluster_nodes.is_empty() {
+        let me = cfg.listen_addr();
+        if !cfg.cluster_nodes.contains(&me) {
+            return Err(format!(
+                "invalid value for 'cluster-nodes': this node's address {me} (bind:port) is not in the list; every node must be listed by the address it listens on"
+            ));
+        }
+        let rf = cfg.replicas();
+        if !matches!(rf, 1 | 3 | 5) || rf > cfg.cluster_nodes.len() {
+            return Err(format!(
+                "invalid value '{}' for 'cluster-replicas': a replication factor must be 1, 3 or 5 and at most the {} listed nodes",
+                cfg.cluster_replicas,
+                cfg.cluster_nodes.len()
+            ));
+        }
+        if let Some(a) = cfg.cluster_nodes.iter().find(|a| a.port() > 65535 - 10000) {
+            return Err(format!(
+                "invalid value for 'cluster-nodes': {a}: the cluster bus listens on the client port + 10000, so client ports must be at most 55535"
+            ));
+        }
     }
     if let Ok(allowed) = shardline_transport::cpu::allowed_cpus() {
         if let Some(c) = cfg.cores.iter().find(|c| !allowed.contains(c)) {

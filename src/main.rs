@@ -4,6 +4,7 @@
 //! the vShard count; start one pinned shard thread per configured core, each with its own
 //! listener; wait until all listen; then wait for SIGINT/SIGTERM or SHUTDOWN.
 
+mod cluster;
 mod config;
 mod conn;
 mod datadir;
@@ -14,8 +15,6 @@ mod node;
 mod pubsub;
 mod server_cmds;
 mod shard;
-// The log's file driver: tested here, wired into the shard threads with Raft (issue 3).
-#[cfg_attr(not(test), allow(dead_code))]
 mod wal;
 
 use std::sync::atomic::Ordering;
@@ -90,7 +89,11 @@ fn run(cfg: config::Config) -> Result<(), String> {
 
     let cores = cfg.cores.clone();
     let addr = cfg.listen_addr();
+    let bind = cfg.bind;
     let node = Arc::new(node::Node::new(cfg, shutdown_tx, io_uring, meta.node_id));
+    if let Some(c) = &node.cluster {
+        cluster::bus::start_acceptor(c.clone(), bind)?;
+    }
     let (ready_tx, ready_rx) = mpsc::channel();
     for (id, &core) in cores.iter().enumerate() {
         let node = node.clone();

@@ -90,6 +90,8 @@ pub struct Node {
     pub io_uring: bool,
     /// This node's id (CLUSTER MYID), fixed in the data directory.
     pub node_id: String,
+    /// The replicated cluster this node belongs to (`cluster-nodes`); `None`: standalone.
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 impl Node {
@@ -101,6 +103,11 @@ impl Node {
     ) -> Self {
         let threads = config.cores.len();
         let layout = VShardLayout::new(config.vshards).expect("validated at start");
+        let cluster = (!config.cluster_nodes.is_empty()).then(|| {
+            std::sync::Arc::new(
+                crate::cluster::Cluster::new(&config, layout).expect("validated at start"),
+            )
+        });
         let live = Live::default();
         live.load(&config);
         let depth = config.hop_queue_depth as usize;
@@ -124,6 +131,7 @@ impl Node {
             shutdown_tx: Mutex::new(shutdown_tx),
             io_uring,
             node_id,
+            cluster,
         }
     }
 

@@ -137,6 +137,8 @@ pub struct Shard {
     pub cmd_stats: RefCell<Vec<CmdStat>>,
     /// The `Node::stats_epoch` (CONFIG RESETSTAT) these counters started at.
     stats_epoch_seen: Cell<u64>,
+    /// On a replicated node: the Raft replicas this thread drives and their log.
+    pub repl: RefCell<Option<crate::cluster::replica::Replicas>>,
 }
 
 /// Counters of one command on one thread (INFO commandstats).
@@ -190,6 +192,7 @@ impl Shard {
             tunables_seen: Cell::new(u64::MAX),
             cmd_stats: RefCell::new(vec![CmdStat::default(); command::COMMANDS.len()]),
             stats_epoch_seen: Cell::new(0),
+            repl: RefCell::new(None),
         }
     }
 
@@ -269,7 +272,7 @@ impl Shard {
 
     /// Publishes the keyspace events the last commands raised: to this thread's subscribers
     /// directly, to other threads' through their mailboxes (fire and forget).
-    fn flush_events(&self) {
+    pub(crate) fn flush_events(&self) {
         let (events, flags) = {
             let mut db = self.db.borrow_mut();
             if db.events.is_empty() {
@@ -480,7 +483,7 @@ impl Shard {
     }
 
     /// Sends a finished reply to the connection waiting for it.
-    fn deliver(&self, origin: usize, done: Done) {
+    pub(crate) fn deliver(&self, origin: usize, done: Done) {
         if origin == self.id {
             self.pending.borrow_mut().complete(done);
         } else {
@@ -731,6 +734,10 @@ async fn inbox(shard: Rc<Shard>) {
             let mut idle = true;
             if let Some(job) = mb.pop_job() {
                 idle = false;
+                if shard.node.cluster.is_some() {
+                    shard.run_job_replicated(job);
+                    continue;
+                }
                 let origin = job.origin;
                 let token = job.token;
                 if let Some(done) = shard.run_job(job)
@@ -759,7 +766,10 @@ async fn ticker(shard: Rc<Shard>) {
         shard.clock.reanchor();
         let now_ms = unix_now_us() / 1000;
         shard.sync_tunables();
-        shard.db.borrow_mut().active_expire(now_ms, budget);
+        // On a replicated node expiry is the leaders' to decide (through the log).
+        if shard.node.cluster.is_none() {
+            shard.db.borrow_mut().active_expire(now_ms, budget);
+        }
         shard.flush_events();
         shard.publish_stats();
         if shard.node.shutting_down.load(Ordering::Acquire) && !shard.stopping.get() {
@@ -853,6 +863,28 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
             }
         };
         let shard = Rc::new(Shard::new(id, node));
+        if let Some(c) = shard.node.cluster.clone() {
+            let cfg = shard.node.config.lock().expect("config lock").clone();
+            let seed = shard.rng.borrow_mut().next_u64();
+            let opened = {
+                let mut db = shard.db.borrow_mut();
+                crate::cluster::replica::Replicas::open(c.clone(), id, &cfg, &mut db, seed)
+            };
+            match opened {
+                Ok(r) => *shard.repl.borrow_mut() = Some(r),
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            }
+            monoio::spawn(crate::cluster::replica::run(shard.clone()));
+            monoio::spawn(crate::cluster::bus::inbound(shard.clone(), c.clone()));
+            for peer in 1..=c.nodes.len() as u64 {
+                if peer != c.me {
+                    monoio::spawn(crate::cluster::bus::dial(shard.clone(), c.clone(), peer));
+                }
+            }
+        }
         monoio::spawn(inbox(shard.clone()));
         monoio::spawn(ticker(shard.clone()));
         let _ = ready.send(Ok(()));

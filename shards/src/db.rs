@@ -172,7 +172,7 @@ impl Watches {
     }
 
     #[inline]
-    fn touch(&mut self, key: &[u8]) {
+    pub fn touch(&mut self, key: &[u8]) {
         if self.by_key.is_empty() {
             return;
         }

@@ -26,6 +26,7 @@ pub mod ostree;
 pub mod packed;
 pub mod placement;
 pub mod raft;
+pub mod replicate;
 pub mod reply;
 pub mod rng;
 pub mod route;

@@ -30,6 +30,97 @@ const HELP: &[&str] = &[
 ];
 
 impl Conn {
+    /// A data command on a replicated node: a command on keys goes to its vShard's leader (this
+    /// node: through the owning thread's Raft group; another: `-MOVED`); keyless reads run here.
+    pub(super) fn replicated_command(
+        &mut self,
+        c: &Arc<crate::cluster::Cluster>,
+        spec: &'static CommandSpec,
+        args: Args,
+    ) {
+        if spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args) {
+            return self.out.error(
+                "ERR blocking commands that have to wait are not supported on a replicated cluster yet",
+            );
+        }
+        if !matches!(spec.scope, Scope::Keys(_)) {
+            if spec.flags & flags::WRITE != 0 {
+                return self.out.error(&format!(
+                    "ERR {} is not supported on a replicated cluster yet: it writes outside any one vShard",
+                    spec.name.to_uppercase()
+                ));
+            }
+            return self.local_command(spec, args);
+        }
+        let mut first: Option<(shardline_shards::slot::VShardId, Slot)> = None;
+        for k in spec.keys_of(args) {
+            let slot = key_slot(args.get(k));
+            let v = c.layout.vshard_of(slot);
+            match first {
+                None => first = Some((v, slot)),
+                Some((fv, _)) if fv != v => {
+                    return self
+                        .out
+                        .error("CROSSSLOT Keys in request don't hash to the same slot");
+                }
+                _ => {}
+            }
+        }
+        let Some((v, slot)) = first else {
+            return self.local_command(spec, args);
+        };
+        let t = c.layout.owner_thread(v, c.threads);
+        let leader = c.leader(v);
+        if leader != c.me {
+            if self.readonly && spec.flags & flags::WRITE == 0 && c.is_replica(v) {
+                // READONLY: served from this replica's applied state, which may lag the leader.
+                let op = self.push_cmd(t, spec, args.buf(), args.spans());
+                return self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
+            }
+            return self.out.error(&match leader {
+                0 => format!(
+                    "TRYAGAIN no leader for slot {slot} yet (an election is in progress); retry shortly"
+                ),
+                l => format!("MOVED {slot} {}", c.client_addr(l)),
+            });
+        }
+        let op = self.push_cmd(t, spec, args.buf(), args.spans());
+        self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
+    }
+
+    /// Runs a keyless command of a replicated node on this node's replicas as they are.
+    fn local_command(&mut self, spec: &'static CommandSpec, args: Args) {
+        let here = self.shard.id;
+        let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
+        match plan(spec, args, layout, threads, here) {
+            Plan::On(t) if t == here => self.shard.run_op(
+                &Op::Cmd {
+                    first: 0,
+                    len: args.len() as u32,
+                    spec: Some(spec),
+                },
+                args.buf(),
+                args.spans(),
+                self.now_us,
+                &mut self.out,
+            ),
+            Plan::On(t) => {
+                let op = self.push_cmd(t, spec, args.buf(), args.spans());
+                self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
+            }
+            Plan::Refuse(msg) => self.out.error(msg),
+            Plan::All(merge) => {
+                let parts = (0..threads)
+                    .map(|t| self.part(t, spec, args.buf(), args.spans()))
+                    .collect();
+                self.hole(parts, Finish::Merge(merge, Vec::new()));
+            }
+            Plan::Split { .. } => self
+                .out
+                .error("CROSSSLOT Keys in request don't hash to the same slot"),
+        }
+    }
+
     /// The address clients should use for this node: the one this connection reached.
     fn endpoint(&self) -> (String, u16) {
         let laddr = self.info.borrow().laddr;
@@ -49,6 +140,14 @@ impl Conn {
                 &mut self.out,
                 &format!("cluster|{}", String::from_utf8_lossy(&sub)),
             );
+        }
+        if let Some(c) = self.shard.node.cluster.clone()
+            && matches!(
+                sub.as_slice(),
+                b"myid" | b"info" | b"slots" | b"shards" | b"nodes"
+            )
+        {
+            return self.replicated_cluster(&c, &sub);
         }
         let id = self.shard.node.node_id.clone();
         let (ip, port) = self.endpoint();
@@ -108,6 +207,121 @@ impl Conn {
                 self.out.verbatim(line.as_bytes());
             }
             _ => self.slot_keys(args, sub == b"getkeysinslot"),
+        }
+    }
+
+    /// CLUSTER MYID/INFO/SLOTS/SHARDS/NODES of a replicated node, from its routing table: the
+    /// leader of each slot range is its master, the other replicas its replicas.
+    fn replicated_cluster(&mut self, c: &crate::cluster::Cluster, sub: &[u8]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ranges = c.ranges();
+        let served: u32 = ranges.iter().map(|r| (r.last - r.first) as u32 + 1).sum();
+        let epoch = c.epoch.load(Relaxed);
+        match sub {
+            b"myid" => self.out.bulk(c.node_name(c.me).as_bytes()),
+            b"info" => {
+                let up = c.up.iter().filter(|u| u.load(Relaxed)).count();
+                let text = format!(
+                    "cluster_enabled:1\r\ncluster_state:{}\r\ncluster_slots_assigned:{SLOTS}\r\ncluster_slots_ok:{served}\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:{}\r\ncluster_known_nodes:{}\r\ncluster_size:{}\r\ncluster_current_epoch:{epoch}\r\ncluster_my_epoch:{epoch}\r\ncluster_reachable_nodes:{up}\r\ncluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\ntotal_cluster_links_buffer_limit_exceeded:0\r\n",
+                    if served == SLOTS as u32 { "ok" } else { "fail" },
+                    SLOTS as u32 - served,
+                    c.nodes.len(),
+                    c.nodes.len(),
+                );
+                self.out.verbatim(text.as_bytes());
+            }
+            b"slots" => {
+                self.out.array(ranges.len());
+                for r in &ranges {
+                    self.out.array(2 + r.replicas.len());
+                    self.out.int(r.first as i64);
+                    self.out.int(r.last as i64);
+                    for &id in &r.replicas {
+                        let a = c.client_addr(id);
+                        self.out.array(4);
+                        self.out.bulk(a.ip().to_string().as_bytes());
+                        self.out.int(a.port() as i64);
+                        self.out.bulk(c.node_name(id).as_bytes());
+                        self.out.map(0);
+                    }
+                }
+            }
+            b"shards" => {
+                self.out.array(ranges.len());
+                for r in &ranges {
+                    self.out.map(2);
+                    self.out.bulk(b"slots");
+                    self.out.array(2);
+                    self.out.int(r.first as i64);
+                    self.out.int(r.last as i64);
+                    self.out.bulk(b"nodes");
+                    self.out.array(r.replicas.len());
+                    for (i, &id) in r.replicas.iter().enumerate() {
+                        let a = c.client_addr(id);
+                        let ip = a.ip().to_string();
+                        self.out.map(7);
+                        for (k, v) in [
+                            ("id", c.node_name(id)),
+                            ("endpoint", ip.clone()),
+                            ("ip", ip),
+                        ] {
+                            self.out.bulk(k.as_bytes());
+                            self.out.bulk(v.as_bytes());
+                        }
+                        self.out.bulk(b"port");
+                        self.out.int(a.port() as i64);
+                        let role = if i == 0 { "master" } else { "replica" };
+                        let health = if c.up[id as usize - 1].load(Relaxed) {
+                            "online"
+                        } else {
+                            "failed"
+                        };
+                        for (k, v) in [("role", role), ("health", health)] {
+                            self.out.bulk(k.as_bytes());
+                            self.out.bulk(v.as_bytes());
+                        }
+                        self.out.bulk(b"replication-offset");
+                        self.out.int(0);
+                    }
+                }
+            }
+            _ => {
+                // NODES: one line per member; a member leading nothing is listed as a replica of
+                // the first member that leads something.
+                let mut text = String::new();
+                let any_master = ranges.first().map(|r| r.replicas[0]);
+                for id in 1..=c.nodes.len() as u64 {
+                    let a = c.client_addr(id);
+                    let mine: Vec<String> = ranges
+                        .iter()
+                        .filter(|r| r.replicas[0] == id)
+                        .map(|r| format!("{}-{}", r.first, r.last))
+                        .collect();
+                    let me = if id == c.me { "myself," } else { "" };
+                    let state = if c.up[id as usize - 1].load(Relaxed) {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    };
+                    let fail = if c.up[id as usize - 1].load(Relaxed) {
+                        ""
+                    } else {
+                        ",fail"
+                    };
+                    let (role, master) = match (mine.is_empty(), any_master) {
+                        (false, _) | (true, None) => ("master".to_string(), "-".to_string()),
+                        (true, Some(m)) => ("slave".to_string(), c.node_name(m)),
+                    };
+                    text.push_str(&format!(
+                        "{} {a}@{} {me}{role}{fail} {master} 0 0 {epoch} {state}{}{}\n",
+                        c.node_name(id),
+                        a.port() + crate::cluster::BUS_PORT_OFFSET,
+                        if mine.is_empty() { "" } else { " " },
+                        mine.join(" "),
+                    ));
+                }
+                self.out.verbatim(text.as_bytes());
+            }
         }
     }
 

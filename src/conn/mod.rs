@@ -124,6 +124,8 @@ pub struct Conn {
     subscriptions: std::collections::HashSet<(Kind, Vec<u8>)>,
     /// Table indexes of the commands dispatched in this batch (their service time is shared).
     batch_cmds: Vec<u16>,
+    /// READONLY: reads may be served by this node's follower replicas (possibly stale).
+    readonly: bool,
 }
 
 /// Answers a connection we will not serve, then closes it.
@@ -178,6 +180,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         sub: None,
         subscriptions: std::collections::HashSet::new(),
         batch_cmds: Vec::with_capacity(LOOKAHEAD),
+        readonly: false,
     };
     if let Err(e) = conn.run(stream).await {
         tracing::debug!(client = id, error = %e, "connection ended with an error");
@@ -467,6 +470,9 @@ impl Conn {
 
     /// Runs a data command where its plan says.
     fn data_command(&mut self, spec: &'static CommandSpec, args: Args) {
+        if let Some(c) = self.shard.node.cluster.clone() {
+            return self.replicated_command(&c, spec, args);
+        }
         if spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args) {
             return self.blocking_command(spec, args);
         }
@@ -831,7 +837,11 @@ impl Conn {
             "pubsub" => self.pubsub_introspect(args),
             "cluster" => self.cluster(args),
             // Cluster clients send these; a one-node cluster serves every slot itself.
-            "readonly" | "readwrite" | "asking" => self.out.ok(),
+            "readonly" | "readwrite" => {
+                self.readonly = spec.name == "readonly";
+                self.out.ok()
+            }
+            "asking" => self.out.ok(),
             "info" => {
                 let sections = args
                     .iter()

@@ -65,7 +65,9 @@ impl Conn {
         let target = m.thread;
         let t = target.unwrap_or(self.shard.id);
         let watch = watched.then_some(flag);
-        if t == self.shard.id {
+        // On a replicated node a transaction on keys always goes through its vShard's log.
+        let replicated = self.shard.node.cluster.is_some() && target.is_some();
+        if t == self.shard.id && !replicated {
             let op = Op::Exec {
                 cmds: m.cmds,
                 watch,

@@ -8,6 +8,7 @@
 //! its `messages`, then apply its `committed` entries → repeat. The group must not be stepped
 //! again before the previous Ready is persisted.
 
+pub mod codec;
 #[cfg(test)]
 mod sim;
 pub mod storage;
@@ -618,6 +619,13 @@ impl Group {
                         && (self.quiet || self.elapsed < self.cfg.election_ticks));
                 let granted = term > self.term && last >= self.last() && !leader_alive;
                 self.send(from, Msg::PreVoteReply { term, granted });
+                if self.role == Role::Leader {
+                    // A member in sync says nothing to a quiet leader: one that asks for votes
+                    // lost track of us (it restarted). Wake and tell it who leads, so it follows
+                    // and catches up instead of asking forever.
+                    self.quiet = false;
+                    self.send_append(from);
+                }
             }
             Msg::PreVoteReply { term, granted } => {
                 if self.role == Role::PreCandidate && term == self.term + 1 && granted {

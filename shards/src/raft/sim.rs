@@ -736,6 +736,47 @@ fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
     assert_eq!(g.role(), Role::Leader, "elected within a few ticks");
 }
 
+/// A replica that restarts while its group is quiet learns the leader and catches up: its
+/// pre-vote is refused (the leader lives), but it wakes the quiet leader, which answers with an
+/// append (regression: the restarted replica used to ask forever, never told who leads).
+#[test]
+fn a_replica_restarted_under_a_quiet_leader_catches_up() {
+    for seed in 0..30 {
+        restart_under_quiet_leader(seed);
+    }
+}
+
+fn restart_under_quiet_leader(seed: u64) {
+    let mut sim = Sim::new(seed, &[1, 2, 3]);
+    sim.converge();
+    let run = |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
+    run(&mut sim, 20);
+    let leader = sim.leader();
+    let follower = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
+    let cfg = Config {
+        id: follower,
+        ..sim.cfg.clone()
+    };
+    sim.nodes.get_mut(&follower).unwrap().restart(cfg);
+    run(&mut sim, 200);
+    let leader = sim.leader();
+    let g = sim.nodes[&follower].group.as_ref().unwrap();
+    assert_eq!(
+        g.leader(),
+        Some(leader),
+        "seed {seed}: the restarted replica follows the leader"
+    );
+    assert_eq!(
+        g.commit_index(),
+        sim.nodes[&leader].group.as_ref().unwrap().commit_index(),
+        "seed {seed}: and has caught up"
+    );
+    assert_eq!(
+        sim.nodes[&leader].group.as_ref().unwrap().role(),
+        Role::Leader
+    );
+}
+
 /// A leader cut off from its followers steps down within an election timeout (check quorum),
 /// refusing writes from then on, while the majority side elects a new leader.
 #[test]

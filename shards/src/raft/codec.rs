@@ -1,0 +1,303 @@
+//! The wire encoding of Raft messages between nodes (the payload of a transport `Message`).
+//! Little-endian, sized integers; a tag byte per message kind. Decoding never panics: a short or
+//! malformed payload is an error the transport logs before closing the connection.
+
+use super::{Entry, LogId, Msg};
+
+const VOTE: u8 = 1;
+const VOTE_REPLY: u8 = 2;
+const APPEND: u8 = 3;
+const APPEND_REPLY: u8 = 4;
+const SNAPSHOT: u8 = 5;
+const PRE_VOTE: u8 = 6;
+const PRE_VOTE_REPLY: u8 = 7;
+
+/// Why a payload is not a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Short,
+    UnknownTag(u8),
+    /// More entries or bytes declared than the payload holds.
+    Length,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Short => write!(f, "raft message cut short"),
+            DecodeError::UnknownTag(t) => write!(f, "unknown raft message kind {t}"),
+            DecodeError::Length => write!(f, "raft message declares more than it holds"),
+        }
+    }
+}
+
+fn put_id(out: &mut Vec<u8>, id: LogId) {
+    out.extend_from_slice(&id.term.to_le_bytes());
+    out.extend_from_slice(&id.index.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Appends `msg`'s encoding to `out`.
+pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
+    match msg {
+        Msg::Vote { term, last } | Msg::PreVote { term, last } => {
+            out.push(if matches!(msg, Msg::Vote { .. }) {
+                VOTE
+            } else {
+                PRE_VOTE
+            });
+            out.extend_from_slice(&term.to_le_bytes());
+            put_id(out, *last);
+        }
+        Msg::VoteReply { term, granted } | Msg::PreVoteReply { term, granted } => {
+            out.push(if matches!(msg, Msg::VoteReply { .. }) {
+                VOTE_REPLY
+            } else {
+                PRE_VOTE_REPLY
+            });
+            out.extend_from_slice(&term.to_le_bytes());
+            out.push(*granted as u8);
+        }
+        Msg::Append {
+            term,
+            prev,
+            entries,
+            commit,
+            quiet,
+            ctx,
+        } => {
+            out.push(APPEND);
+            out.extend_from_slice(&term.to_le_bytes());
+            put_id(out, *prev);
+            out.extend_from_slice(&commit.to_le_bytes());
+            out.push(*quiet as u8);
+            out.extend_from_slice(&ctx.to_le_bytes());
+            out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+            for e in entries {
+                out.extend_from_slice(&e.term.to_le_bytes());
+                out.extend_from_slice(&e.index.to_le_bytes());
+                put_bytes(out, &e.data);
+            }
+        }
+        Msg::AppendReply {
+            term,
+            success,
+            last,
+            ctx,
+        } => {
+            out.push(APPEND_REPLY);
+            out.extend_from_slice(&term.to_le_bytes());
+            out.push(*success as u8);
+            out.extend_from_slice(&last.to_le_bytes());
+            out.extend_from_slice(&ctx.to_le_bytes());
+        }
+        Msg::Snapshot { term, last, data } => {
+            out.push(SNAPSHOT);
+            out.extend_from_slice(&term.to_le_bytes());
+            put_id(out, *last);
+            put_bytes(out, data);
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Short);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn id(&mut self) -> Result<LogId, DecodeError> {
+        Ok(LogId {
+            term: self.u64()?,
+            index: self.u64()?,
+        })
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let n = self.u32()? as usize;
+        if n > self.buf.len() {
+            return Err(DecodeError::Length);
+        }
+        Ok(self.take(n)?.to_vec())
+    }
+}
+
+/// Decodes one message that fills `buf` exactly.
+pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
+    let mut r = Reader { buf };
+    let tag = r.u8()?;
+    let msg = match tag {
+        VOTE | PRE_VOTE => {
+            let term = r.u64()?;
+            let last = r.id()?;
+            if tag == VOTE {
+                Msg::Vote { term, last }
+            } else {
+                Msg::PreVote { term, last }
+            }
+        }
+        VOTE_REPLY | PRE_VOTE_REPLY => {
+            let term = r.u64()?;
+            let granted = r.u8()? != 0;
+            if tag == VOTE_REPLY {
+                Msg::VoteReply { term, granted }
+            } else {
+                Msg::PreVoteReply { term, granted }
+            }
+        }
+        APPEND => {
+            let term = r.u64()?;
+            let prev = r.id()?;
+            let commit = r.u64()?;
+            let quiet = r.u8()? != 0;
+            let ctx = r.u64()?;
+            let n = r.u32()? as usize;
+            // Each entry takes at least 20 bytes: refuse a count the payload cannot hold
+            // before reserving anything for it.
+            if n > r.buf.len() / 20 {
+                return Err(DecodeError::Length);
+            }
+            let mut entries = Vec::with_capacity(n);
+            for _ in 0..n {
+                let term = r.u64()?;
+                let index = r.u64()?;
+                let data = r.bytes()?;
+                entries.push(Entry { term, index, data });
+            }
+            Msg::Append {
+                term,
+                prev,
+                entries,
+                commit,
+                quiet,
+                ctx,
+            }
+        }
+        APPEND_REPLY => Msg::AppendReply {
+            term: r.u64()?,
+            success: r.u8()? != 0,
+            last: r.u64()?,
+            ctx: r.u64()?,
+        },
+        SNAPSHOT => Msg::Snapshot {
+            term: r.u64()?,
+            last: r.id()?,
+            data: r.bytes()?,
+        },
+        t => return Err(DecodeError::UnknownTag(t)),
+    };
+    if !r.buf.is_empty() {
+        return Err(DecodeError::Length);
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Msg> {
+        let id = LogId { term: 7, index: 42 };
+        vec![
+            Msg::Vote { term: 3, last: id },
+            Msg::PreVote { term: 4, last: id },
+            Msg::VoteReply {
+                term: 3,
+                granted: true,
+            },
+            Msg::PreVoteReply {
+                term: 9,
+                granted: false,
+            },
+            Msg::Append {
+                term: 5,
+                prev: id,
+                entries: vec![
+                    Entry {
+                        term: 5,
+                        index: 43,
+                        data: b"set k v".to_vec(),
+                    },
+                    Entry {
+                        term: 5,
+                        index: 44,
+                        data: Vec::new(),
+                    },
+                ],
+                commit: 41,
+                quiet: true,
+                ctx: 99,
+            },
+            Msg::AppendReply {
+                term: 5,
+                success: false,
+                last: 12,
+                ctx: 3,
+            },
+            Msg::Snapshot {
+                term: 6,
+                last: id,
+                data: vec![1, 2, 3],
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_kind_round_trips() {
+        for m in samples() {
+            let mut buf = Vec::new();
+            encode(&m, &mut buf);
+            assert_eq!(decode(&buf), Ok(m));
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_refused_without_panicking() {
+        for m in samples() {
+            let mut buf = Vec::new();
+            encode(&m, &mut buf);
+            for cut in 0..buf.len() {
+                assert!(decode(&buf[..cut]).is_err(), "{m:?} cut at {cut}");
+            }
+            buf.push(0);
+            assert_eq!(decode(&buf), Err(DecodeError::Length));
+        }
+        assert_eq!(decode(&[200]), Err(DecodeError::UnknownTag(200)));
+    }
+
+    #[test]
+    fn a_huge_entry_count_is_refused_before_allocating() {
+        let mut buf = vec![APPEND];
+        buf.extend_from_slice(&[0; 8 + 16 + 8 + 1 + 8]);
+        buf.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&buf), Err(DecodeError::Length));
+    }
+}

@@ -1,0 +1,324 @@
+//! The cluster bus: TCP between shard thread `i` of this node and shard thread `i` of every peer.
+//! Each side dials the other and writes only on the connection it dialed; it reads on the ones
+//! peers dialed. A plain acceptor thread takes incoming connections, checks the peer's `Hello`
+//! (cluster id, wire version, member id, shard threads) and hands the socket to the named shard
+//! thread; a refused peer is told nothing and the reason is logged here.
+
+use super::{Cluster, RaftId};
+use crate::shard::Shard;
+use shardline_transport::frame::{self, Frame, Hello, WIRE_MAX, WIRE_MIN};
+use std::io::{Read, Write};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The largest frame a peer may send (a batch of entries, or a vShard snapshot).
+pub const FRAME_MAX: usize = 1 << 30;
+/// A handshake that takes longer than this is dropped.
+const HANDSHAKE: Duration = Duration::from_secs(2);
+
+/// Our `Hello` as shard thread `shard`: the member id and the thread count ride in `node_id`.
+pub fn hello(c: &Cluster, shard: usize) -> Hello {
+    let mut node_id = [0u8; 20];
+    node_id[..8].copy_from_slice(&c.me.to_le_bytes());
+    node_id[8..10].copy_from_slice(&(c.threads as u16).to_le_bytes());
+    Hello {
+        wire_min: WIRE_MIN,
+        wire_max: WIRE_MAX,
+        cluster_id: c.cluster_id,
+        node_id,
+        shard: shard as u16,
+    }
+}
+
+/// Checks a peer's `Hello`: the peer's member id and the shard thread it names, or why it is
+/// refused.
+pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(RaftId, usize), String> {
+    if h.cluster_id != c.cluster_id {
+        return Err("it belongs to another cluster (a different cluster-nodes list, vshards or cluster-replicas)".into());
+    }
+    if frame::negotiate((WIRE_MIN, WIRE_MAX), (h.wire_min, h.wire_max)).is_none() {
+        return Err(format!(
+            "it speaks wire versions {}..={}, this node {WIRE_MIN}..={WIRE_MAX}",
+            h.wire_min, h.wire_max
+        ));
+    }
+    let id = u64::from_le_bytes(h.node_id[..8].try_into().expect("8"));
+    let threads = u16::from_le_bytes(h.node_id[8..10].try_into().expect("2")) as usize;
+    if id == 0 || id as usize > c.nodes.len() || id == c.me {
+        return Err(format!("it claims member id {id}, which is not a peer"));
+    }
+    if threads != c.threads {
+        return Err(format!(
+            "it runs {threads} shard threads and this node {}: every member must run the same number",
+            c.threads
+        ));
+    }
+    if h.shard as usize >= c.threads {
+        return Err(format!("it names shard thread {}", h.shard));
+    }
+    Ok((id, h.shard as usize))
+}
+
+/// Reads one frame from a blocking socket (handshakes only).
+fn read_hello(s: &mut std::net::TcpStream) -> Result<Hello, String> {
+    let mut buf = Vec::with_capacity(128);
+    let mut chunk = [0u8; 128];
+    loop {
+        match frame::decode(&buf, 4096) {
+            Ok(Some((Frame::Hello(h), _))) => return Ok(h),
+            Ok(Some((Frame::Batch(_), _))) => return Err("a batch before the hello".into()),
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed during the handshake".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Starts the acceptor thread on this node's bus address.
+pub fn start_acceptor(c: Arc<Cluster>, bind: std::net::IpAddr) -> Result<(), String> {
+    let me = c.bus_addr(c.me);
+    let addr = std::net::SocketAddr::new(bind, me.port());
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen on the cluster bus {addr}: {e}"))?;
+    std::thread::Builder::new()
+        .name("bus-accept".into())
+        .spawn(move || {
+            for s in listener.incoming() {
+                let Ok(s) = s else { continue };
+                let c = c.clone();
+                // Handshakes are rare (a peer connecting); one short thread each keeps a slow
+                // peer from holding up the others.
+                let _ = std::thread::Builder::new()
+                    .name("bus-hello".into())
+                    .spawn(move || accept(&c, s));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn accept(c: &Cluster, mut s: std::net::TcpStream) {
+    let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let _ = s.set_read_timeout(Some(HANDSHAKE));
+    let checked = read_hello(&mut s).and_then(|h| check_hello(c, &h));
+    let (id, shard) = match checked {
+        Ok(x) => x,
+        Err(why) => {
+            tracing::warn!(%peer, "cluster bus: refused a connection: {why}");
+            return;
+        }
+    };
+    let mut reply = Vec::new();
+    frame::encode_hello(&hello(c, shard), &mut reply);
+    if s.write_all(&reply).is_err()
+        || s.set_read_timeout(None).is_err()
+        || s.set_nonblocking(true).is_err()
+    {
+        return;
+    }
+    let _ = s.set_nodelay(true);
+    c.inbound[shard].lock().expect("inbound").push((id, s));
+    c.inbound_waker[shard].wake();
+}
+
+/// Takes the sockets the acceptor handed to this shard thread and reads each.
+pub async fn inbound(shard: Rc<Shard>, c: Arc<Cluster>) {
+    loop {
+        std::future::poll_fn(|cx| {
+            c.inbound_waker[shard.id].register(cx.waker());
+            if c.inbound[shard.id].lock().expect("inbound").is_empty() {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        let taken = std::mem::take(&mut *c.inbound[shard.id].lock().expect("inbound"));
+        for (peer, s) in taken {
+            match monoio::net::TcpStream::from_std(s) {
+                Ok(s) => {
+                    monoio::spawn(read_peer(shard.clone(), peer, s));
+                }
+                Err(e) => tracing::warn!(peer, "cluster bus: cannot adopt a socket: {e}"),
+            }
+        }
+    }
+}
+
+/// Reads batches from `peer` until the connection ends or sends a bad frame.
+async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut s: monoio::net::TcpStream) {
+    use monoio::io::AsyncReadRent;
+    let conn = shard.with_replicas(|r| r.peer_connected(peer));
+    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+    let mut start = 0usize;
+    let why = 'conn: loop {
+        loop {
+            match frame::decode(&buf[start..], FRAME_MAX) {
+                Ok(Some((Frame::Batch(msgs), used))) => {
+                    let bad = shard.with_replicas(|r| r.receive(peer, &msgs));
+                    if let Err(e) = bad {
+                        break 'conn e;
+                    }
+                    start += used;
+                }
+                Ok(Some((Frame::Hello(_), _))) => break 'conn "a second hello".to_string(),
+                Ok(None) => break,
+                Err(e) => break 'conn e.to_string(),
+            }
+        }
+        if start > 0 {
+            buf.drain(..start);
+            start = 0;
+        }
+        let want = match frame::decode(&buf, FRAME_MAX) {
+            Ok(None) if buf.len() >= 4 => {
+                u32::from_le_bytes(buf[..4].try_into().expect("4")) as usize + 8
+            }
+            _ => 0,
+        };
+        let len = buf.len();
+        let cap = (len + (64 << 10)).max(want);
+        if buf.capacity() < cap {
+            buf.reserve(cap - len);
+        }
+        let (res, slice) = s
+            .read(monoio::buf::IoBufMut::slice_mut(buf, len..cap))
+            .await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) => break "closed by the peer".to_string(),
+            Ok(_) => {}
+            Err(e) => break e.to_string(),
+        }
+    };
+    tracing::info!(
+        peer,
+        shard = shard.id,
+        "cluster bus: connection from peer ended: {why}"
+    );
+    shard.with_replicas(|r| r.peer_disconnected(peer, conn));
+}
+
+/// Dials `peer`'s shard thread, then writes what the replicas queue for it (and a heartbeat
+/// frame when there is nothing else), reconnecting after any failure.
+pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+    let addr = c.bus_addr(peer);
+    let heartbeat = Duration::from_millis((c.node_timeout_ms / 4).max(10));
+    let mut logged = false;
+    loop {
+        let connected = monoio::time::timeout(HANDSHAKE, async {
+            let mut s = monoio::net::TcpStream::connect(addr).await?;
+            let _ = s.set_nodelay(true);
+            let mut h = Vec::new();
+            frame::encode_hello(&hello(&c, shard.id), &mut h);
+            let (r, _) = s.write_all(h).await;
+            r?;
+            // The acceptor answers with its hello, or closes if it refused us.
+            let mut got: Vec<u8> = Vec::with_capacity(128);
+            loop {
+                match frame::decode(&got, 4096) {
+                    Ok(Some((Frame::Hello(h), _))) => {
+                        return check_hello(&c, &h)
+                            .map(|_| s)
+                            .map_err(std::io::Error::other);
+                    }
+                    Ok(_) if got.len() < 4096 => {}
+                    _ => return Err(std::io::Error::other("bad handshake reply")),
+                }
+                let chunk = Vec::with_capacity(128);
+                let (r, chunk) = s.read(chunk).await;
+                if r? == 0 {
+                    return Err(std::io::Error::other(
+                        "the peer closed the connection during the handshake (see its log for why it refused us)",
+                    ));
+                }
+                got.extend_from_slice(&chunk);
+            }
+        })
+        .await;
+        let mut s = match connected {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                if !logged {
+                    tracing::info!(peer, %addr, "cluster bus: cannot reach peer yet: {e}");
+                    logged = true;
+                }
+                monoio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(_) => {
+                monoio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        tracing::info!(peer, shard = shard.id, "cluster bus: connected to peer");
+        logged = false;
+        shard.with_replicas(|r| r.outbox_reset(peer));
+        loop {
+            let bytes = monoio::select! {
+                b = shard.outbox_ready(peer) => b,
+                _ = monoio::time::sleep(heartbeat) => {
+                    let mut hb = Vec::new();
+                    frame::encode_batch(&[], &mut hb);
+                    hb
+                }
+            };
+            let (r, _) = s.write_all(bytes).await;
+            if let Err(e) = r {
+                tracing::info!(peer, "cluster bus: write to peer failed: {e}");
+                break;
+            }
+        }
+        monoio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(me: &str) -> Cluster {
+        let mut cfg = crate::config::Config {
+            cluster_nodes: vec![
+                "127.0.0.1:7001".parse().unwrap(),
+                "127.0.0.1:7002".parse().unwrap(),
+                "127.0.0.1:7003".parse().unwrap(),
+            ],
+            cores: vec![0, 1],
+            ..Default::default()
+        };
+        cfg.port = me.parse().unwrap();
+        Cluster::new(&cfg, shardline_shards::slot::VShardLayout::new(16).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_member_of_the_same_cluster_is_accepted_for_the_thread_it_names() {
+        let (a, b) = (cluster("7001"), cluster("7002"));
+        assert_eq!(check_hello(&a, &hello(&b, 1)), Ok((2, 1)));
+    }
+
+    #[test]
+    fn peers_of_another_cluster_or_wire_version_or_shape_are_refused_with_the_reason() {
+        let a = cluster("7001");
+        let mut h = hello(&cluster("7002"), 0);
+        h.cluster_id[0] ^= 1;
+        assert!(check_hello(&a, &h).unwrap_err().contains("another cluster"));
+        let mut h = hello(&cluster("7002"), 0);
+        (h.wire_min, h.wire_max) = (WIRE_MAX + 1, WIRE_MAX + 3);
+        assert!(check_hello(&a, &h).unwrap_err().contains("wire versions"));
+        let mut h = hello(&cluster("7002"), 0);
+        h.node_id[8] = 3;
+        assert!(check_hello(&a, &h).unwrap_err().contains("shard threads"));
+        assert!(
+            check_hello(&a, &hello(&a, 0))
+                .unwrap_err()
+                .contains("not a peer")
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! A replicated cluster as this node sees it (issue 3): the static member list, the placement of
+//! every vShard's replicas, the leader each vShard's local replica knows (the routing table the
+//! connections read), and the sockets the bus acceptor hands to shard threads.
+//!
+//! Members come from `cluster-nodes`, in the same order on every node: member `i` (0-based) has
+//! Raft id `i + 1` and its cluster bus on its client port + 10000. The cluster id is a hash of the
+//! list, the vShard count and the replication factor, so differently configured nodes refuse
+//! each other's handshakes.
+
+pub mod bus;
+pub mod replica;
+
+use atomic_waker::AtomicWaker;
+use shardline_shards::placement::{self, NodeSpec, Placement};
+use shardline_shards::slot::{Slot, VShardId, VShardLayout};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The cluster bus port is the client port plus this, as in Redis Cluster.
+pub const BUS_PORT_OFFSET: u16 = 10000;
+
+pub type RaftId = u64;
+
+pub struct Cluster {
+    /// This node's Raft id (1-based position in `nodes`).
+    pub me: RaftId,
+    /// Client addresses of the members; member `i` has Raft id `i + 1`.
+    pub nodes: Vec<SocketAddr>,
+    pub cluster_id: [u8; 16],
+    pub placement: Placement,
+    pub layout: VShardLayout,
+    pub threads: usize,
+    /// Per vShard, the leader this node's replica knows (0: none known, or not a replica here).
+    leaders: Vec<AtomicU64>,
+    /// Bumped whenever a leader hint changes (CLUSTER INFO's epoch).
+    pub epoch: AtomicU64,
+    /// Per member, whether this node currently hears from it.
+    pub up: Vec<AtomicBool>,
+    /// Sockets accepted by the bus, handed to the shard thread they name: `(peer, stream)`.
+    pub inbound: Vec<Mutex<Vec<(RaftId, std::net::TcpStream)>>>,
+    pub inbound_waker: Vec<AtomicWaker>,
+    pub node_timeout_ms: u64,
+}
+
+impl Cluster {
+    pub fn new(cfg: &crate::config::Config, layout: VShardLayout) -> Result<Cluster, String> {
+        let nodes = cfg.cluster_nodes.clone();
+        let me = nodes
+            .iter()
+            .position(|a| *a == cfg.listen_addr())
+            .ok_or("this node is not in cluster-nodes")? as RaftId
+            + 1;
+        let threads = cfg.cores.len();
+        let specs: Vec<NodeSpec> = (1..=nodes.len() as u64)
+            .map(|id| NodeSpec {
+                id: placement::NodeId(id),
+                threads: threads as u16,
+            })
+            .collect();
+        let rf = cfg.replicas() as u8;
+        let placement = placement::place(&specs, layout.count() as usize, rf)
+            .map_err(|e| format!("cannot place replicas: {e:?}"))?;
+        let mut h = Vec::new();
+        for a in &nodes {
+            h.extend_from_slice(a.to_string().as_bytes());
+            h.push(b',');
+        }
+        h.extend_from_slice(&layout.count().to_le_bytes());
+        h.push(rf);
+        let a = crc32c::crc32c(&h);
+        let b = crc32c::crc32c_append(a, b"shardline-cluster");
+        let c = crc32c::crc32c_append(b, &h);
+        let d = crc32c::crc32c_append(c, b"id");
+        let mut cluster_id = [0u8; 16];
+        for (i, x) in [a, b, c, d].iter().enumerate() {
+            cluster_id[i * 4..i * 4 + 4].copy_from_slice(&x.to_le_bytes());
+        }
+        let n = nodes.len();
+        Ok(Cluster {
+            me,
+            cluster_id,
+            placement,
+            layout,
+            threads,
+            leaders: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
+            epoch: AtomicU64::new(1),
+            up: (0..n)
+                .map(|i| AtomicBool::new(i as u64 + 1 == me))
+                .collect(),
+            inbound: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
+            inbound_waker: (0..threads).map(|_| AtomicWaker::new()).collect(),
+            node_timeout_ms: cfg.cluster_node_timeout_ms,
+            nodes,
+        })
+    }
+
+    /// The Raft ids of `v`'s replicas, preferred leader first.
+    pub fn members(&self, v: VShardId) -> Vec<RaftId> {
+        self.placement.of(v).iter().map(|r| r.node.0).collect()
+    }
+
+    pub fn is_replica(&self, v: VShardId) -> bool {
+        self.placement.of(v).iter().any(|r| r.node.0 == self.me)
+    }
+
+    #[inline]
+    pub fn leader(&self, v: VShardId) -> RaftId {
+        self.leaders[v.0 as usize].load(Ordering::Acquire)
+    }
+
+    pub fn set_leader(&self, v: VShardId, leader: RaftId) {
+        if self.leaders[v.0 as usize].swap(leader, Ordering::AcqRel) != leader {
+            self.epoch.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn client_addr(&self, id: RaftId) -> SocketAddr {
+        self.nodes[id as usize - 1]
+    }
+
+    pub fn bus_addr(&self, id: RaftId) -> SocketAddr {
+        let a = self.client_addr(id);
+        SocketAddr::new(a.ip(), a.port() + BUS_PORT_OFFSET)
+    }
+
+    /// A Redis Cluster node id (40 hex digits) for member `id`, the same on every node.
+    pub fn node_name(&self, id: RaftId) -> String {
+        let mut s = String::with_capacity(40);
+        let mut x = crc32c::crc32c_append(crc32c::crc32c(&self.cluster_id), &id.to_le_bytes());
+        while s.len() < 40 {
+            s.push_str(&format!("{x:08x}"));
+            x = crc32c::crc32c_append(x, &id.to_le_bytes());
+        }
+        s.truncate(40);
+        s
+    }
+
+    /// The slot ranges of the routing table: consecutive vShards with the same leader and
+    /// replicas merge into one range. A vShard with no known leader is left out (as Redis
+    /// leaves out unserved slots).
+    pub fn ranges(&self) -> Vec<SlotRange> {
+        let leaders: Vec<RaftId> = (0..self.layout.count())
+            .map(|v| self.leader(VShardId(v as u16)))
+            .collect();
+        slot_ranges(self.layout, &leaders, |v| self.members(v))
+    }
+}
+
+/// One range of CLUSTER SLOTS: `first..=last` led by `leader`, with `replicas` (the leader
+/// first).
+#[derive(Debug, PartialEq, Eq)]
+pub struct SlotRange {
+    pub first: Slot,
+    pub last: Slot,
+    pub replicas: Vec<RaftId>,
+}
+
+fn slot_ranges(
+    layout: VShardLayout,
+    leaders: &[RaftId],
+    members: impl Fn(VShardId) -> Vec<RaftId>,
+) -> Vec<SlotRange> {
+    let mut out: Vec<SlotRange> = Vec::new();
+    for (v, &leader) in leaders.iter().enumerate() {
+        let v = VShardId(v as u16);
+        if leader == 0 {
+            continue;
+        }
+        let mut replicas = vec![leader];
+        replicas.extend(members(v).into_iter().filter(|&m| m != leader));
+        let r = layout.slot_range(v);
+        match out.last_mut() {
+            Some(last) if last.last + 1 == r.start && last.replicas == replicas => {
+                last.last = r.end - 1;
+            }
+            _ => out.push(SlotRange {
+                first: r.start,
+                last: r.end - 1,
+                replicas,
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_consecutive_vshards_with_the_same_leader_and_skip_unknown_ones() {
+        let layout = VShardLayout::new(4).unwrap();
+        let r = slot_ranges(layout, &[1, 1, 0, 2], |_| vec![1, 2, 3]);
+        assert_eq!(
+            r,
+            vec![
+                SlotRange {
+                    first: 0,
+                    last: 8191,
+                    replicas: vec![1, 2, 3]
+                },
+                SlotRange {
+                    first: 12288,
+                    last: 16383,
+                    replicas: vec![2, 1, 3]
+                },
+            ]
+        );
+    }
+}

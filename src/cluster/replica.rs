@@ -1,0 +1,842 @@
+//! The Raft replicas a shard thread drives (issue 3): one `Group` per vShard this thread owns and
+//! this node replicates, one write-ahead log shared by all of them (group commit), and the
+//! driver step that moves messages, ticks, proposals, fsyncs and applies. The Raft rules live in
+//! `shardline_shards::raft`, the entry format and the apply in `shardline_shards::replicate`;
+//! this file only carries things between them, the files and the sockets.
+//!
+//! One driver step (`Shard::drive`): step the messages peers sent, tick the groups that are not
+//! quiet (every `TICK`), take every touched group's `Ready` and append it to the log, run the
+//! log's batch (one write, one fsync for all groups), then send the messages, apply the
+//! committed entries and answer the connections waiting on them.
+
+use super::{Cluster, RaftId};
+use crate::hop::{Done, Job, NO_REPLY, Op, Token};
+use crate::shard::{OOM, Shard, unix_now_us};
+use crate::wal::FsLog;
+use shardline_shards::command::{self, Args, flags};
+use shardline_shards::raft::{self, Group, LogId, Msg, Ready, codec, storage};
+use shardline_shards::replicate::{self, Encoder, Kind};
+use shardline_shards::reply::{Out, Proto};
+use shardline_shards::slot::{Slot, VShardId, key_slot};
+use shardline_shards::wal::{Engine, WalConfig};
+use shardline_transport::frame::{self, Message};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How often groups that are not quiet are ticked.
+pub const TICK: Duration = Duration::from_millis(10);
+const ELECTION_TICKS: u32 = 15;
+const HEARTBEAT_TICKS: u32 = 3;
+/// Most entries in one Append message.
+const MAX_BATCH: usize = 512;
+/// A proposal not committed within this long is answered `-UNKNOWN`.
+const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A group compacts its log into a snapshot once it holds this many entries.
+const COMPACT_ENTRIES: usize = 20_000;
+/// Bytes queued for one peer beyond which new messages are dropped (Raft resends).
+const OUTBOX_MAX: usize = 64 << 20;
+
+/// The answer to a write whose fate is unknown (it may or may not have been applied).
+pub const UNKNOWN: &str = "UNKNOWN the write may or may not have been applied: it was not confirmed by a quorum in time (leader lost or cut off); read the key before retrying";
+/// The answer to a proposal that another leader's entry replaced: it was not applied.
+const REPLACED: &str =
+    "TRYAGAIN leadership changed before the write was committed; it was not applied, retry";
+
+/// A job from a connection whose replies come from the log.
+struct PendingJob {
+    origin: usize,
+    token: Token,
+    proto: Proto,
+    segs: Vec<Option<Vec<u8>>>,
+    left: usize,
+}
+
+/// A proposal waiting for its entry to be applied: the job, its ops (in the entry's order) and
+/// the term it was proposed in (a different term at its index means another leader replaced it).
+struct Waiter {
+    job: u32,
+    ops: Vec<u32>,
+    term: u64,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Peer {
+    out: Vec<u8>,
+    waker: Option<Waker>,
+    heard: Option<Instant>,
+    /// Connections from the peer now open, and a generation per connection.
+    live: usize,
+    generation: u64,
+}
+
+pub struct Replicas {
+    c: Arc<Cluster>,
+    shard: usize,
+    groups: Vec<Option<Group>>,
+    /// Per vShard: the apply clock (µs) and the last applied index.
+    clocks: Vec<u64>,
+    applied: Vec<LogId>,
+    log: FsLog,
+    wal: Engine,
+    snap_dir: PathBuf,
+    incoming: Vec<(u32, RaftId, Msg)>,
+    waiting: HashMap<(u32, u64), Waiter>,
+    jobs: Vec<Option<PendingJob>>,
+    free_jobs: Vec<u32>,
+    dirty: Vec<u32>,
+    is_dirty: Vec<bool>,
+    peers: Vec<Peer>,
+    last_tick: Instant,
+    waker: Option<Waker>,
+    woken: bool,
+    /// Message payloads of one step, and per peer the `(group, range)` of each.
+    payloads: Vec<u8>,
+    per_peer: Vec<Vec<(u32, usize, usize)>>,
+}
+
+fn snap_path(dir: &Path, v: u32) -> PathBuf {
+    dir.join(format!("{v:05}.snap"))
+}
+
+const SNAP_MAGIC: &[u8; 8] = b"SLSNAP01";
+
+/// Writes a snapshot file atomically: magic, index, term, length, CRC32C, bytes.
+fn write_snapshot(dir: &Path, v: u32, id: LogId, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = snap_path(dir, v);
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    let mut head = Vec::with_capacity(36);
+    head.extend_from_slice(SNAP_MAGIC);
+    head.extend_from_slice(&id.index.to_le_bytes());
+    head.extend_from_slice(&id.term.to_le_bytes());
+    head.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    head.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    f.write_all(&head)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads a snapshot file; a damaged one stops start-up with the file and what to do.
+fn read_snapshot(dir: &Path, v: u32) -> Result<Option<(LogId, Vec<u8>)>, String> {
+    let path = snap_path(dir, v);
+    let b = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let bad = |offset: usize, why: &str| {
+        format!(
+            "{}: corrupt snapshot at offset {offset}: {why}. This replica cannot be trusted: stop the node, move its data directory away and start it again to rejoin the cluster",
+            path.display()
+        )
+    };
+    if b.len() < 36 || &b[..8] != SNAP_MAGIC {
+        return Err(bad(0, "not a snapshot header"));
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8"));
+    let id = LogId {
+        index: u64_at(8),
+        term: u64_at(16),
+    };
+    let len = u64_at(24) as usize;
+    if b.len() - 36 != len {
+        return Err(bad(24, "length does not match the file"));
+    }
+    let data = b[36..].to_vec();
+    if crc32c::crc32c(&data) != u32::from_le_bytes(b[32..36].try_into().expect("4")) {
+        return Err(bad(36, "checksum mismatch"));
+    }
+    Ok(Some((id, data)))
+}
+
+/// A replica's snapshot bytes: its apply clock, then the vShard's keys.
+fn snapshot_bytes(clock_us: u64, vs: &shardline_shards::db::VShard) -> Vec<u8> {
+    let mut b = clock_us.to_le_bytes().to_vec();
+    b.extend_from_slice(&shardline_shards::snapshot::encode(vs, clock_us / 1000));
+    b
+}
+
+/// Installs snapshot bytes into `db`; returns the apply clock they carry.
+fn install(
+    db: &mut shardline_shards::db::Db,
+    data: &[u8],
+) -> Result<u64, shardline_shards::snapshot::SnapshotError> {
+    let short = shardline_shards::snapshot::SnapshotError {
+        offset: 0,
+        reason: "shorter than a replica snapshot",
+    };
+    let clock = u64::from_le_bytes(data.get(..8).ok_or(short)?.try_into().expect("8"));
+    let vs = shardline_shards::snapshot::decode(&data[8..], &db.tunables)?;
+    db.install(vs);
+    Ok(clock)
+}
+
+impl Replicas {
+    /// Opens this thread's log and snapshots and restores every replica from them into `db`.
+    pub fn open(
+        c: Arc<Cluster>,
+        shard: usize,
+        cfg: &crate::config::Config,
+        db: &mut shardline_shards::db::Db,
+        seed: u64,
+    ) -> Result<Replicas, String> {
+        let wal_dir = cfg.data_dir.join("wal").join(format!("shard-{shard}"));
+        let snap_dir = cfg.data_dir.join("snap").join(format!("shard-{shard}"));
+        std::fs::create_dir_all(&snap_dir).map_err(|e| format!("{}: {e}", snap_dir.display()))?;
+        let (log, wal) = FsLog::open(
+            &wal_dir,
+            WalConfig {
+                shard: shard as u32,
+                segment_bytes: cfg.wal_segment_bytes,
+                fsync: cfg.fsync,
+            },
+        )?;
+        let count = c.layout.count() as usize;
+        let mut groups: Vec<Option<Group>> = (0..count).map(|_| None).collect();
+        let mut clocks = vec![0u64; count];
+        let mut applied = vec![LogId::default(); count];
+        for (v, slot) in groups.iter_mut().enumerate() {
+            let vid = VShardId(v as u16);
+            if c.layout.owner_thread(vid, c.threads) != shard || !c.is_replica(vid) {
+                continue;
+            }
+            let rcfg = raft::Config {
+                id: c.me,
+                members: c.members(vid),
+                election_ticks: ELECTION_TICKS,
+                heartbeat_ticks: HEARTBEAT_TICKS,
+                max_batch: MAX_BATCH,
+                pre_vote: true,
+                seed: seed ^ (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            };
+            let g = match read_snapshot(&snap_dir, v as u32)? {
+                None => storage::restore(&wal, v as u32, rcfg, Vec::new()),
+                Some((id, data)) => {
+                    clocks[v] = install(db, &data).map_err(|e| {
+                        format!(
+                            "{}: corrupt snapshot at offset {}: {}; move the data directory away and restart the node to rejoin",
+                            snap_path(&snap_dir, v as u32).display(),
+                            e.offset + 36 + 8,
+                            e.reason
+                        )
+                    })?;
+                    applied[v] = id;
+                    restore_after(&wal, v as u32, rcfg, id, data)
+                }
+            };
+            *slot = Some(g);
+        }
+        let n = c.nodes.len();
+        Ok(Replicas {
+            shard,
+            groups,
+            clocks,
+            applied,
+            log,
+            wal,
+            snap_dir,
+            incoming: Vec::new(),
+            waiting: HashMap::new(),
+            jobs: Vec::new(),
+            free_jobs: Vec::new(),
+            dirty: Vec::new(),
+            is_dirty: vec![false; count],
+            peers: (0..n).map(|_| Peer::default()).collect(),
+            last_tick: Instant::now(),
+            waker: None,
+            woken: false,
+            payloads: Vec::new(),
+            per_peer: (0..n).map(|_| Vec::new()).collect(),
+            c,
+        })
+    }
+
+    fn touch(&mut self, g: u32) {
+        if !self.is_dirty[g as usize] {
+            self.is_dirty[g as usize] = true;
+            self.dirty.push(g);
+        }
+        self.wake();
+    }
+
+    fn wake(&mut self) {
+        self.woken = true;
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Takes the messages of one batch frame from `peer`; an undecodable one ends the connection.
+    pub fn receive(&mut self, peer: RaftId, msgs: &[Message]) -> Result<(), String> {
+        self.peers[peer as usize - 1].heard = Some(Instant::now());
+        for m in msgs {
+            let g = m.group;
+            if self.groups.get(g as usize).is_none_or(Option::is_none) {
+                return Err(format!(
+                    "a message for vShard {g}, which has no replica on this shard thread"
+                ));
+            }
+            let msg = codec::decode(m.payload).map_err(|e| e.to_string())?;
+            self.incoming.push((g, peer, msg));
+        }
+        if !msgs.is_empty() {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    pub fn peer_connected(&mut self, peer: RaftId) -> u64 {
+        let p = &mut self.peers[peer as usize - 1];
+        p.live += 1;
+        p.generation += 1;
+        p.heard = Some(Instant::now());
+        self.c.up[peer as usize - 1].store(true, std::sync::atomic::Ordering::Relaxed);
+        p.generation
+    }
+
+    pub fn peer_disconnected(&mut self, peer: RaftId, _generation: u64) {
+        let p = &mut self.peers[peer as usize - 1];
+        p.live = p.live.saturating_sub(1);
+        if p.live == 0 {
+            self.peer_down(peer);
+        }
+    }
+
+    /// The node-level failure detector says `peer` is gone: every group it leads here elects
+    /// at once instead of waiting for a timer (quiet groups run none).
+    fn peer_down(&mut self, peer: RaftId) {
+        self.c.up[peer as usize - 1].store(false, std::sync::atomic::Ordering::Relaxed);
+        self.peers[peer as usize - 1].heard = None;
+        let mut lost = Vec::new();
+        for (v, g) in self.groups.iter_mut().enumerate() {
+            if let Some(g) = g
+                && g.leader() == Some(peer)
+            {
+                g.leader_lost();
+                lost.push(v as u32);
+            }
+        }
+        if !lost.is_empty() {
+            tracing::info!(
+                peer,
+                groups = lost.len(),
+                shard = self.shard,
+                "peer is down; electing new leaders for its vShards"
+            );
+        }
+        for v in lost {
+            self.touch(v);
+        }
+    }
+
+    pub fn outbox_reset(&mut self, peer: RaftId) {
+        self.peers[peer as usize - 1].out.clear();
+    }
+
+    fn poll_outbox(&mut self, peer: RaftId, w: &Waker) -> Poll<Vec<u8>> {
+        let p = &mut self.peers[peer as usize - 1];
+        if p.out.is_empty() {
+            p.waker = Some(w.clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(std::mem::take(&mut p.out))
+        }
+    }
+
+    fn poll_work(&mut self, w: &Waker) -> Poll<()> {
+        if std::mem::take(&mut self.woken) {
+            return Poll::Ready(());
+        }
+        self.waker = Some(w.clone());
+        Poll::Pending
+    }
+
+    fn alloc_job(&mut self, job: PendingJob) -> u32 {
+        match self.free_jobs.pop() {
+            Some(i) => {
+                self.jobs[i as usize] = Some(job);
+                i
+            }
+            None => {
+                self.jobs.push(Some(job));
+                (self.jobs.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Fills op `op` of job `j`; returns the finished job when that was its last op.
+    fn fill(&mut self, j: u32, op: u32, bytes: Vec<u8>) -> Option<PendingJob> {
+        let job = self.jobs[j as usize].as_mut()?;
+        if job.segs[op as usize].is_none() {
+            job.left -= 1;
+        }
+        job.segs[op as usize] = Some(bytes);
+        if job.left > 0 {
+            return None;
+        }
+        self.free_jobs.push(j);
+        self.jobs[j as usize].take()
+    }
+}
+
+/// A replica restarted from a snapshot taken at `snap`: the log entries after it.
+fn restore_after(wal: &Engine, g: u32, cfg: raft::Config, snap: LogId, data: Vec<u8>) -> Group {
+    let Some(log) = wal.group(g) else {
+        return Group::restore_from(cfg, raft::HardState::default(), snap, data, Vec::new());
+    };
+    let hs = log
+        .vote()
+        .map_or(raft::HardState::default(), |v| raft::HardState {
+            term: v.term,
+            vote: (v.node != 0).then_some(v.node),
+        });
+    let from = snap.index.max(log.purged().index) + 1;
+    let entries = (from..=log.last().index)
+        .filter_map(|i| {
+            log.entry(i).map(|(term, data)| raft::Entry {
+                term,
+                index: i,
+                data: data.to_vec(),
+            })
+        })
+        .collect();
+    Group::restore_from(cfg, hs, snap, data, entries)
+}
+
+/// The error that sends a client to the leader of `slot`, or asks it to wait for one.
+fn redirect(c: &Cluster, slot: Slot, leader: Option<RaftId>) -> String {
+    match leader {
+        Some(l) if l != c.me => format!("MOVED {slot} {}", c.client_addr(l)),
+        _ => format!(
+            "TRYAGAIN no leader for slot {slot} yet (an election is in progress); retry shortly"
+        ),
+    }
+}
+
+fn error_bytes(proto: Proto, msg: &str) -> Vec<u8> {
+    let mut o = Out::new(proto);
+    o.error(msg);
+    o.buf
+}
+
+impl Shard {
+    pub fn with_replicas<R>(&self, f: impl FnOnce(&mut Replicas) -> R) -> R {
+        f(self
+            .repl
+            .borrow_mut()
+            .as_mut()
+            .expect("a replicated node's shard thread"))
+    }
+
+    /// Resolves with the bytes queued for `peer`.
+    pub async fn outbox_ready(&self, peer: RaftId) -> Vec<u8> {
+        std::future::poll_fn(|cx| self.with_replicas(|r| r.poll_outbox(peer, cx.waker()))).await
+    }
+
+    /// A job of a replicated node: commands on keys become log entries of their vShard (one
+    /// entry per vShard per job, in request order); other ops run here at once. The replies go
+    /// back when the entries are applied.
+    pub fn run_job_replicated(&self, job: Job) {
+        let n = job.ops.len();
+        let mut segs: Vec<Option<Vec<u8>>> = vec![None; n];
+        let now_us = unix_now_us();
+        let seed = self.rng.borrow_mut().next_u64();
+        // (vShard, first op's slot, entry, ops)
+        let mut entries: Vec<(u32, Slot, Encoder, Vec<u32>)> = Vec::new();
+        let c = self.node.cluster.clone().expect("replicated");
+        for (i, op) in job.ops.iter().enumerate() {
+            let cmds: Vec<(u32, u32)> = match op {
+                Op::Cmd { first, len, .. } => vec![(*first, *len)],
+                Op::Exec { cmds, watch } => {
+                    if watch
+                        .as_ref()
+                        .is_some_and(|w| w.load(std::sync::atomic::Ordering::Acquire))
+                    {
+                        let mut o = Out::new(job.proto);
+                        o.null_array();
+                        segs[i] = Some(o.buf);
+                        continue;
+                    }
+                    cmds.clone()
+                }
+                _ => {
+                    let mut o = Out::new(job.proto);
+                    self.run_op(op, &job.buf, &job.spans, now_us, &mut o);
+                    segs[i] = Some(o.buf);
+                    continue;
+                }
+            };
+            match self.plan_entry(&c, &job.buf, &job.spans, &cmds) {
+                Err(msg) => segs[i] = Some(error_bytes(job.proto, &msg)),
+                Ok(None) => {
+                    // No keys at all (MULTI PING EXEC): nothing replicated to decide.
+                    let mut o = Out::new(job.proto);
+                    self.run_op(op, &job.buf, &job.spans, now_us, &mut o);
+                    segs[i] = Some(o.buf);
+                }
+                Ok(Some((v, slot))) => {
+                    let kind = if matches!(op, Op::Exec { .. }) {
+                        Kind::Transaction
+                    } else {
+                        Kind::Commands
+                    };
+                    let at = match entries.iter().position(|e| e.0 == v) {
+                        Some(at) if kind == Kind::Commands && !entries[at].3.is_empty() => at,
+                        _ => {
+                            entries.push((v, slot, Encoder::new(kind, now_us, seed), Vec::new()));
+                            entries.len() - 1
+                        }
+                    };
+                    // A transaction is an entry of its own.
+                    let at = if kind == Kind::Transaction {
+                        entries.len() - 1
+                    } else {
+                        at
+                    };
+                    for &(f, l) in &cmds {
+                        let spans = &job.spans[f as usize..(f + l) as usize];
+                        entries[at]
+                            .2
+                            .push(spans.iter().map(|&(s, e)| &job.buf[s as usize..e as usize]));
+                    }
+                    entries[at].3.push(i as u32);
+                }
+            }
+        }
+        let left = segs.iter().filter(|s| s.is_none()).count();
+        let proto = job.proto;
+        let mut r = self.repl.borrow_mut();
+        let r = r.as_mut().expect("replicated");
+        let j = r.alloc_job(PendingJob {
+            origin: job.origin,
+            token: job.token,
+            proto,
+            segs,
+            left,
+        });
+        for (v, slot, enc, ops) in entries {
+            let g = r.groups[v as usize].as_mut().expect("a replica here");
+            match g.propose(enc.finish()) {
+                Ok(index) => {
+                    let term = g.term();
+                    r.waiting.insert(
+                        (v, index),
+                        Waiter {
+                            job: j,
+                            ops,
+                            term,
+                            since: Instant::now(),
+                        },
+                    );
+                    r.touch(v);
+                }
+                Err(e) => {
+                    let msg = redirect(&c, slot, e.leader);
+                    for op in ops {
+                        if let Some(done) = r.fill(j, op, error_bytes(proto, &msg)) {
+                            drop_finished(self, done);
+                        }
+                    }
+                }
+            }
+        }
+        if left == 0 {
+            if let Some(done) = r.jobs[j as usize].take() {
+                r.free_jobs.push(j);
+                drop_finished(self, done);
+            }
+        }
+    }
+
+    /// The vShard and first slot of the commands `cmds` (one op), checked: every key in one
+    /// vShard, this node its leader, memory available; their watches touched. `None` when
+    /// they have no keys.
+    fn plan_entry(
+        &self,
+        c: &Cluster,
+        buf: &[u8],
+        spans: &[command::Span],
+        cmds: &[(u32, u32)],
+    ) -> Result<Option<(u32, Slot)>, String> {
+        let mut found: Option<(u32, Slot)> = None;
+        let mut db = self.db.borrow_mut();
+        for &(f, l) in cmds {
+            let args = Args::new(buf, &spans[f as usize..(f + l) as usize]);
+            let Some(spec) = command::lookup(args.get(0)) else {
+                continue;
+            };
+            if db.tunables.maxmemory > 0
+                && spec.flags & flags::DENYOOM != 0
+                && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
+            {
+                return Err(OOM.to_string());
+            }
+            for k in spec.keys_of(args) {
+                let key = args.get(k);
+                let slot = key_slot(key);
+                let v = c.layout.vshard_of(slot).0 as u32;
+                match found {
+                    None => found = Some((v, slot)),
+                    Some((fv, _)) if fv != v => {
+                        return Err(
+                            "CROSSSLOT Keys in request don't hash to the same slot".to_string()
+                        );
+                    }
+                    _ => {}
+                }
+                if spec.flags & flags::WRITE != 0 {
+                    db.watches.touch(key);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// One driver step; see the module documentation.
+    pub fn drive(&self) {
+        let now = Instant::now();
+        let c = self.node.cluster.clone().expect("replicated");
+        let mut guard = self.repl.borrow_mut();
+        let r = guard.as_mut().expect("replicated");
+        for (g, from, msg) in std::mem::take(&mut r.incoming) {
+            if let Some(grp) = r.groups[g as usize].as_mut() {
+                grp.step(from, msg);
+                r.touch(g);
+            }
+        }
+        let mut timed_out = Vec::new();
+        if now.duration_since(r.last_tick) >= TICK {
+            r.last_tick = now;
+            for v in 0..r.groups.len() {
+                if let Some(g) = r.groups[v].as_mut()
+                    && !g.is_quiet()
+                {
+                    g.tick();
+                    r.touch(v as u32);
+                }
+            }
+            let timeout = Duration::from_millis(c.node_timeout_ms);
+            for p in 1..=r.peers.len() as RaftId {
+                if p != c.me
+                    && r.peers[p as usize - 1]
+                        .heard
+                        .is_some_and(|h| now.duration_since(h) > timeout)
+                {
+                    tracing::info!(peer = p, "peer silent for cluster-node-timeout-ms");
+                    r.peer_down(p);
+                }
+            }
+            timed_out = r
+                .waiting
+                .iter()
+                .filter(|(_, w)| now.duration_since(w.since) > PROPOSAL_TIMEOUT)
+                .map(|(k, _)| *k)
+                .collect();
+        }
+        for k in timed_out {
+            let w = r.waiting.remove(&k).expect("listed");
+            let proto = r.jobs[w.job as usize]
+                .as_ref()
+                .map_or(Proto::Resp2, |j| j.proto);
+            for op in w.ops {
+                if let Some(done) = r.fill(w.job, op, error_bytes(proto, UNKNOWN)) {
+                    drop_finished(self, done);
+                }
+            }
+        }
+        // Persist every touched group's Ready, then one flush for all of them.
+        let mut readies: Vec<(u32, Ready)> = Vec::with_capacity(r.dirty.len());
+        for g in std::mem::take(&mut r.dirty) {
+            r.is_dirty[g as usize] = false;
+            let Some(grp) = r.groups[g as usize].as_mut() else {
+                continue;
+            };
+            let ready = grp.take_ready();
+            if let Some((id, data)) = &ready.snapshot {
+                if let Err(e) = write_snapshot(&r.snap_dir, g, *id, data) {
+                    fatal(&format!("cannot store a received snapshot: {e}"));
+                }
+                let mut db = self.db.borrow_mut();
+                match install(&mut db, data) {
+                    Ok(clock) => {
+                        r.clocks[g as usize] = clock;
+                        r.applied[g as usize] = *id;
+                    }
+                    Err(e) => fatal(&format!(
+                        "a snapshot received for vShard {g} does not decode at offset {}: {}",
+                        e.offset, e.reason
+                    )),
+                }
+            }
+            if let Err(e) = storage::persist(&mut r.wal, g, &ready) {
+                fatal(&format!("write-ahead log refused an append: {e:?}"));
+            }
+            readies.push((g, ready));
+        }
+        r.wal.flush(0);
+        if let Some(batch) = r.wal.take_batch(unix_now_us() / 1000)
+            && let Err(e) = r.log.run(batch)
+        {
+            fatal(&format!("cannot write the write-ahead log: {e}"));
+        }
+        // Send, now that what the messages promise is on disk.
+        r.payloads.clear();
+        for (g, ready) in &readies {
+            for env in &ready.messages {
+                let start = r.payloads.len();
+                codec::encode(&env.msg, &mut r.payloads);
+                let end = r.payloads.len();
+                if let Some(q) = r.per_peer.get_mut(env.to as usize - 1) {
+                    q.push((*g, start, end));
+                }
+            }
+        }
+        for p in 0..r.per_peer.len() {
+            if r.per_peer[p].is_empty() {
+                continue;
+            }
+            let q = std::mem::take(&mut r.per_peer[p]);
+            let msgs: Vec<Message> = q
+                .iter()
+                .map(|&(group, s, e)| Message {
+                    group,
+                    payload: &r.payloads[s..e],
+                })
+                .collect();
+            let peer = &mut r.peers[p];
+            if peer.out.len() < OUTBOX_MAX {
+                frame::encode_batch(&msgs, &mut peer.out);
+                if let Some(w) = peer.waker.take() {
+                    w.wake();
+                }
+            }
+            drop(msgs);
+            let mut q = q;
+            q.clear();
+            r.per_peer[p] = q;
+        }
+        // Apply what is committed, answering the proposals that wait on it.
+        let mut finished = Vec::new();
+        {
+            let mut db = self.db.borrow_mut();
+            let mut out = Out::new(Proto::Resp2);
+            let mut ends = Vec::new();
+            for (g, ready) in &readies {
+                for e in &ready.committed {
+                    let w = r.waiting.remove(&(*g, e.index));
+                    let proto = w
+                        .as_ref()
+                        .and_then(|w| r.jobs[w.job as usize].as_ref())
+                        .map_or(Proto::Resp2, |j| j.proto);
+                    out.buf.clear();
+                    out.proto = proto;
+                    ends.clear();
+                    if let Err(err) = replicate::apply(
+                        &mut db,
+                        &e.data,
+                        &mut r.clocks[*g as usize],
+                        &mut out,
+                        &mut ends,
+                    ) {
+                        fatal(&format!(
+                            "committed entry {} of vShard {g} does not decode: {err}",
+                            e.index
+                        ));
+                    }
+                    r.applied[*g as usize] = LogId {
+                        term: e.term,
+                        index: e.index,
+                    };
+                    let Some(w) = w else { continue };
+                    for (k, op) in w.ops.iter().enumerate() {
+                        let bytes = if w.term != e.term {
+                            error_bytes(proto, REPLACED)
+                        } else {
+                            let start = if k == 0 { 0 } else { ends[k - 1] as usize };
+                            out.buf[start..ends[k] as usize].to_vec()
+                        };
+                        if let Some(done) = r.fill(w.job, *op, bytes) {
+                            finished.push(done);
+                        }
+                    }
+                }
+            }
+        }
+        // Routing: publish the leader each touched group knows; compact long logs.
+        for (g, _) in &readies {
+            let grp = r.groups[*g as usize].as_mut().expect("ready of a group");
+            let leader = match grp.role() {
+                raft::Role::Leader => c.me,
+                _ => grp.leader().unwrap_or(0),
+            };
+            c.set_leader(VShardId(*g as u16), leader);
+            let applied = r.applied[*g as usize];
+            if grp.log().len() > COMPACT_ENTRIES && applied.index > grp.snapshot_id().index {
+                let db = self.db.borrow();
+                let Some(vs) = db.vshard(VShardId(*g as u16)) else {
+                    continue;
+                };
+                let bytes = snapshot_bytes(r.clocks[*g as usize], vs);
+                if let Err(e) = write_snapshot(&r.snap_dir, *g, applied, &bytes) {
+                    fatal(&format!("cannot write a snapshot: {e}"));
+                }
+                grp.compact(applied.index, bytes);
+                r.touch(*g);
+            }
+        }
+        drop(guard);
+        for done in finished {
+            drop_finished(self, done);
+        }
+        self.flush_events();
+        self.serve_ready();
+    }
+}
+
+/// Sends a finished job's replies to its connection.
+fn drop_finished(shard: &Shard, job: PendingJob) {
+    if job.token == NO_REPLY {
+        return;
+    }
+    let mut bytes = Vec::new();
+    let mut ends = Vec::with_capacity(job.segs.len());
+    for s in job.segs {
+        bytes.extend_from_slice(&s.unwrap_or_default());
+        ends.push(bytes.len() as u32);
+    }
+    shard.deliver(
+        job.origin,
+        Done {
+            token: job.token,
+            bytes,
+            ends,
+        },
+    );
+}
+
+/// The log or a snapshot cannot be written or trusted: acknowledging anything more would be a
+/// lie, so the node stops (its replicas elsewhere carry on; restart it after fixing the disk).
+fn fatal(msg: &str) -> ! {
+    tracing::error!("{msg}; stopping the node");
+    eprintln!("shardline: {msg}; stopping the node");
+    std::process::exit(1);
+}
+
+/// The driver task of a shard thread: one step per wake-up (proposals, messages) or tick.
+pub async fn run(shard: std::rc::Rc<Shard>) {
+    loop {
+        let work = std::future::poll_fn(|cx| shard.with_replicas(|r| r.poll_work(cx.waker())));
+        monoio::select! {
+            _ = work => {},
+            _ = monoio::time::sleep(TICK) => {},
+        }
+        shard.drive();
+    }
+}
