@@ -23,6 +23,10 @@ bin() {
   echo "$PWD/target/release/shardline"
 }
 
+alive() { # pid -> exit 0 when the process runs (a zombie does not count)
+  [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! grep -qE '^[0-9]+ \(.*\) Z' "/proc/$1/stat" 2>/dev/null
+}
+
 ping() { # port -> exit 0 when the node answers
   exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || return 1
   printf 'PING\r\n' >&3
@@ -52,12 +56,13 @@ start() {
   echo "$n" > "$DIR/size"
   for i in $(seq 1 "$n"); do
     local port=$((BASE_PORT + i - 1))
-    if [ -f "$DIR/node-$i.pid" ] && kill -0 "$(cat "$DIR/node-$i.pid")" 2>/dev/null; then
+    if [ -f "$DIR/node-$i.pid" ] && alive "$(cat "$DIR/node-$i.pid")"; then
       echo "node $i (port $port) is already running"; continue
     fi
-    local first=$(( (i - 1) * CORES_PER_NODE % ncpu ))
-    local cores; cores=$(seq -s, "$first" $((first + CORES_PER_NODE - 1)) | sed "s/[0-9]\+/&/g")
-    cores=$(echo "$cores" | tr ',' '\n' | while read -r c; do echo $((c % ncpu)); done | paste -sd,)
+    local cores="" c
+    for c in $(seq 0 $((CORES_PER_NODE - 1))); do
+      cores+="${cores:+,}$(( ((i - 1) * CORES_PER_NODE + c) % ncpu ))"
+    done
     # shellcheck disable=SC2086
     "$shardline" --port "$port" --cores "$cores" --data-dir "$DIR/node-$i" \
       --cluster-nodes "$nodes" ${REPLICAS:+--cluster-replicas "$REPLICAS"} --fsync "$FSYNC" \
@@ -68,7 +73,7 @@ start() {
   for i in $(seq 1 "$n"); do
     local port=$((BASE_PORT + i - 1))
     until [ "$(cluster_state "$port")" = ok ]; do
-      if ! kill -0 "$(cat "$DIR/node-$i.pid")" 2>/dev/null; then
+      if ! alive "$(cat "$DIR/node-$i.pid")"; then
         echo "node $i exited; its log:" >&2; tail -20 "$DIR/node-$i.log" >&2; exit 1
       fi
       if [ $SECONDS -ge $deadline ]; then echo "node $i: not every slot has a leader after 60 s" >&2; exit 1; fi
@@ -85,7 +90,7 @@ status() {
   for i in $(seq 1 "$n"); do
     local port=$((BASE_PORT + i - 1)) pid state
     pid=$(cat "$DIR/node-$i.pid" 2>/dev/null || echo "")
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then state="running (pid $pid), cluster_state:$(cluster_state "$port")"; else state="stopped"; fi
+    if alive "$pid"; then state="running (pid $pid), cluster_state:$(cluster_state "$port")"; else state="stopped"; fi
     echo "node $i 127.0.0.1:$port $state"
   done
 }
@@ -98,7 +103,7 @@ stop() {
   done
   for i in $(seq 1 "$n"); do
     local pid; pid=$(cat "$DIR/node-$i.pid" 2>/dev/null || echo "")
-    while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    while alive "$pid"; do sleep 0.1; done
     rm -f "$DIR/node-$i.pid"
   done
   echo "stopped"

@@ -41,6 +41,9 @@ pub struct Config {
     /// The client addresses of every node of a replicated cluster, this one included, in the
     /// same order on every node (a node's Raft id is its 1-based position). Empty: standalone.
     pub cluster_nodes: Vec<SocketAddr>,
+    /// Where to reach each member's cluster bus, in `cluster_nodes` order (this node's own entry
+    /// is where it listens). Empty: each member's client port + 10000.
+    pub cluster_bus_nodes: Vec<SocketAddr>,
     /// Replicas per vShard; 0 picks min(3, nodes).
     pub cluster_replicas: u64,
     /// A peer that sends nothing for this long is taken as down (its leaders fail over).
@@ -237,6 +240,22 @@ pub static PARAMS: &[Param] = &[
         },
         get: |c| {
             c.cluster_nodes
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    },
+    Param {
+        name: "cluster-bus-nodes",
+        help: "Cluster bus address of every member, in cluster-nodes order (this node's entry is where it listens); empty: each client port + 10000. Lets a proxy sit between nodes.",
+        runtime: false,
+        set: |c, v| {
+            c.cluster_bus_nodes = parse_addrs(v)?;
+            Ok(())
+        },
+        get: |c| {
+            c.cluster_bus_nodes
                 .iter()
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
@@ -643,6 +662,7 @@ impl Default for Config {
             active_expire_keys_per_pass: 200,
             tunables: Tunables::default(),
             cluster_nodes: Vec::new(),
+            cluster_bus_nodes: Vec::new(),
             cluster_replicas: 0,
             cluster_node_timeout_ms: 1000,
             fsync: shardline_shards::wal::FsyncPolicy::Always,
@@ -784,6 +804,15 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
                 "invalid value for 'cluster-nodes': this node's address {me} (bind:port) is not in the list; every node must be listed by the address it listens on"
             ));
         }
+        if !cfg.cluster_bus_nodes.is_empty()
+            && cfg.cluster_bus_nodes.len() != cfg.cluster_nodes.len()
+        {
+            return Err(format!(
+                "invalid value for 'cluster-bus-nodes': it lists {} addresses and cluster-nodes {}; give one per member, in the same order",
+                cfg.cluster_bus_nodes.len(),
+                cfg.cluster_nodes.len()
+            ));
+        }
         let rf = cfg.replicas();
         if !matches!(rf, 1 | 3 | 5) || rf > cfg.cluster_nodes.len() {
             return Err(format!(
@@ -792,7 +821,11 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
                 cfg.cluster_nodes.len()
             ));
         }
-        if let Some(a) = cfg.cluster_nodes.iter().find(|a| a.port() > 65535 - 10000) {
+        if let Some(a) = cfg
+            .cluster_nodes
+            .iter()
+            .find(|a| cfg.cluster_bus_nodes.is_empty() && a.port() > 65535 - 10000)
+        {
             return Err(format!(
                 "invalid value for 'cluster-nodes': {a}: the cluster bus listens on the client port + 10000, so client ports must be at most 55535"
             ));

@@ -30,6 +30,9 @@ pub enum Op {
         len: u32,
         spec: Option<&'static shardline_shards::command::CommandSpec>,
     },
+    /// A command run against this node's replica as it is, outside the log: a READONLY
+    /// connection's read on a follower (possibly stale).
+    Local { first: u32, len: u32 },
     /// A transaction: the commands run back to back (atomically: a job runs without yielding),
     /// unless `watch` was set by a write to a watched key, then the reply is a null array.
     Exec {

@@ -554,6 +554,10 @@ impl Shard {
                 let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
                 self.exec(&mut db, &mut ctx, *spec, args, out);
             }
+            Op::Local { first, len } => {
+                let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
+                self.exec(&mut db, &mut ctx, None, args, out);
+            }
             Op::Exec { cmds, watch } => {
                 if watch.as_ref().is_some_and(|w| w.load(Ordering::Acquire)) {
                     return out.null_array();

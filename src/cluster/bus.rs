@@ -83,7 +83,7 @@ fn read_hello(s: &mut std::net::TcpStream) -> Result<Hello, String> {
 pub fn start_acceptor(c: Arc<Cluster>, bind: std::net::IpAddr) -> Result<(), String> {
     let me = c.bus_addr(c.me);
     let addr = std::net::SocketAddr::new(bind, me.port());
-    let listener = std::net::TcpListener::bind(addr)
+    let listener = shardline_transport::net::bind_patiently(addr)
         .map_err(|e| format!("cannot listen on the cluster bus {addr}: {e}"))?;
     std::thread::Builder::new()
         .name("bus-accept".into())

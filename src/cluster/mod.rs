@@ -27,6 +27,8 @@ pub struct Cluster {
     pub me: RaftId,
     /// Client addresses of the members; member `i` has Raft id `i + 1`.
     pub nodes: Vec<SocketAddr>,
+    /// Cluster bus addresses of the members (this node's: where it listens).
+    bus: Vec<SocketAddr>,
     pub cluster_id: [u8; 16],
     pub placement: Placement,
     pub layout: VShardLayout,
@@ -77,7 +79,16 @@ impl Cluster {
             cluster_id[i * 4..i * 4 + 4].copy_from_slice(&x.to_le_bytes());
         }
         let n = nodes.len();
+        let bus = if cfg.cluster_bus_nodes.is_empty() {
+            nodes
+                .iter()
+                .map(|a| SocketAddr::new(a.ip(), a.port() + BUS_PORT_OFFSET))
+                .collect()
+        } else {
+            cfg.cluster_bus_nodes.clone()
+        };
         Ok(Cluster {
+            bus,
             me,
             cluster_id,
             placement,
@@ -120,8 +131,7 @@ impl Cluster {
     }
 
     pub fn bus_addr(&self, id: RaftId) -> SocketAddr {
-        let a = self.client_addr(id);
-        SocketAddr::new(a.ip(), a.port() + BUS_PORT_OFFSET)
+        self.bus[id as usize - 1]
     }
 
     /// A Redis Cluster node id (40 hex digits) for member `id`, the same on every node.

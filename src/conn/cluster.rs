@@ -74,7 +74,9 @@ impl Conn {
         if leader != c.me {
             if self.readonly && spec.flags & flags::WRITE == 0 && c.is_replica(v) {
                 // READONLY: served from this replica's applied state, which may lag the leader.
-                let op = self.push_cmd(t, spec, args.buf(), args.spans());
+                let first = self.copy_args(t, args.buf(), args.spans());
+                let len = args.len() as u32;
+                let op = self.push_op(t, Op::Local { first, len });
                 return self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
             }
             return self.out.error(&match leader {
@@ -315,7 +317,7 @@ impl Conn {
                     text.push_str(&format!(
                         "{} {a}@{} {me}{role}{fail} {master} 0 0 {epoch} {state}{}{}\n",
                         c.node_name(id),
-                        a.port() + crate::cluster::BUS_PORT_OFFSET,
+                        c.bus_addr(id).port(),
                         if mine.is_empty() { "" } else { " " },
                         mine.join(" "),
                     ));

@@ -1,6 +1,8 @@
 //! Test support: start the real `shardline` binary on a free loopback port and talk to it.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

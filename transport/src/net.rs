@@ -14,7 +14,26 @@ pub const LISTEN_BACKLOG: i32 = 1024;
 /// which would otherwise silently share the port with a second server and split its traffic; a
 /// plain bind first makes that an error, as it is for Redis.
 pub fn check_port_free(addr: SocketAddr) -> std::io::Result<()> {
-    std::net::TcpListener::bind(addr).map(drop)
+    bind_patiently(addr).map(drop)
+}
+
+/// Binds a listener, retrying for up to 3 s while the address is in use: a process killed a
+/// moment ago can hold its listeners a little longer (io_uring tears a dead process's ring down
+/// asynchronously, with the sockets its pending accepts reference), and a server restarted right
+/// after a crash must not fail on that.
+pub fn bind_patiently(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// An exclusive advisory lock on a file, held for the life of the value (one server per data

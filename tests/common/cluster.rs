@@ -1,0 +1,194 @@
+//! Test support: a replicated cluster of real `shardline` processes on loopback, optionally with a
+//! fault-injecting proxy on every directed link of the cluster bus (so a test can cut one node off).
+#![allow(dead_code)]
+
+use shardline_testkit::faultproxy::FaultProxy;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestCluster {
+    pub ports: Vec<u16>,
+    bus: Vec<u16>,
+    children: Vec<Option<Child>>,
+    pub dir: std::path::PathBuf,
+    /// `links[i][j]`: the proxy node `i` dials to reach node `j` (None on the diagonal).
+    pub links: Vec<Vec<Option<FaultProxy>>>,
+    extra: Vec<String>,
+}
+
+/// A free port below the kernel's ephemeral range (32768 and up by default): a node restarted
+/// on its old port must not find it taken by some outgoing connection's local port meanwhile.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let x = (std::process::id() as u64)
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(n.wrapping_mul(40_503));
+        let port = 20_000 + (x % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl TestCluster {
+    /// Starts `n` nodes (one shard thread each) and waits until every slot has a leader.
+    pub fn start(n: usize, proxied: bool, extra: &[&str]) -> TestCluster {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let bus: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let links = (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| {
+                        (proxied && i != j).then(|| {
+                            FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], bus[j]))).unwrap()
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(format!(
+            "shardline-cluster-test-{}-{}",
+            std::process::id(),
+            ports[0]
+        ));
+        let mut c = TestCluster {
+            ports,
+            bus,
+            children: (0..n).map(|_| None).collect(),
+            dir,
+            links,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c.wait_served(Duration::from_secs(30));
+        c
+    }
+
+    pub fn spawn(&mut self, i: usize) {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let bus: Vec<String> = (0..self.ports.len())
+            .map(|j| match &self.links[i][j] {
+                Some(p) => p.addr().to_string(),
+                None => format!("127.0.0.1:{}", self.bus[j]),
+            })
+            .collect();
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            self.ports[i].to_string(),
+            "--cores".into(),
+            (i % 2).to_string(),
+            "--data-dir".into(),
+            self.dir.join(format!("node-{i}")).display().to_string(),
+            "--cluster-nodes".into(),
+            nodes.join(","),
+            "--cluster-bus-nodes".into(),
+            bus.join(","),
+            "--vshards".into(),
+            "64".into(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        let child = Command::new(env!("CARGO_BIN_EXE_shardline"))
+            .args(&args)
+            .env("SHARDLINE_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start shardline");
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILL: the process dies at once, mid-write if it was writing.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("redis://127.0.0.1:{}/", self.ports[i])
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        (0..self.ports.len()).map(|i| self.url(i)).collect()
+    }
+
+    pub fn client(&self) -> redis::cluster::ClusterClient {
+        redis::cluster::ClusterClient::builder(self.urls())
+            .retries(20)
+            .min_retry_wait(20)
+            .max_retry_wait(500)
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(8))
+            .build()
+            .unwrap()
+    }
+
+    /// CLUSTER INFO of node `i`, if it answers.
+    pub fn info(&self, i: usize) -> Option<String> {
+        let c = redis::Client::open(self.url(i)).ok()?;
+        let mut conn = c.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
+        redis::cmd("CLUSTER").arg("INFO").query(&mut conn).ok()
+    }
+
+    /// Waits until every running node sees a leader for every slot.
+    pub fn wait_served(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.ports.len() {
+            if self.children[i].is_none() {
+                continue;
+            }
+            loop {
+                if self
+                    .info(i)
+                    .is_some_and(|s| s.contains("cluster_slots_ok:16384"))
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i}: not every slot has a leader after {timeout:?}: {:?}",
+                    self.info(i)
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Cuts node `i` off from the others (both directions of each link).
+    pub fn isolate(&self, i: usize) {
+        for j in 0..self.ports.len() {
+            if i != j {
+                self.links[i][j].as_ref().unwrap().partition();
+                self.links[j][i].as_ref().unwrap().partition();
+            }
+        }
+    }
+
+    pub fn heal(&self) {
+        for row in &self.links {
+            for p in row.iter().flatten() {
+                p.heal();
+            }
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,437 @@
+//! Replicated clusters of real processes on loopback (issue 3): a cluster client over all slots,
+//! kill -9 under writes with the histories checked for linearizability, a full restart, a leader
+//! cut off by a fault-injecting proxy, READONLY reads from replicas, and a damaged log.
+
+mod common;
+
+use common::cluster::TestCluster;
+use redis::Commands;
+use shardline_testkit::lincheck::{Op, OpKind, check_register};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_three_node_cluster_serves_10000_keys_through_the_cluster_client() {
+    let c = TestCluster::start(3, false, &[]);
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..10_000 {
+        let _: () = conn.set(format!("key:{i}"), i).unwrap();
+    }
+    for i in 0..10_000 {
+        let v: i64 = conn.get(format!("key:{i}")).unwrap();
+        assert_eq!(v, i);
+    }
+    // Every node holds a replica of every key (RF 3 on 3 nodes): the counts add up to 3x.
+    let mut total = 0;
+    for i in 0..3 {
+        let mut n = redis::Client::open(c.url(i))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let size: i64 = redis::cmd("DBSIZE").query(&mut n).unwrap();
+        total += size;
+    }
+    assert_eq!(total, 30_000);
+    // CLUSTER SLOTS: every slot covered once, each range with a master and two replicas.
+    let mut n = redis::Client::open(c.url(1))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut n).unwrap();
+    let mut covered = 0;
+    for r in &slots {
+        let redis::Value::Array(parts) = r else {
+            panic!("{r:?}")
+        };
+        let (redis::Value::Int(a), redis::Value::Int(b)) = (&parts[0], &parts[1]) else {
+            panic!("{parts:?}")
+        };
+        covered += b - a + 1;
+        assert_eq!(
+            parts.len(),
+            5,
+            "slot range, master, two replicas: {parts:?}"
+        );
+    }
+    assert_eq!(covered, 16384);
+    // Multi-key commands in one slot, transactions, and keys of different vShards.
+    let _: () = redis::cmd("MSET")
+        .arg("{u}a")
+        .arg(1)
+        .arg("{u}b")
+        .arg(2)
+        .query(&mut conn)
+        .unwrap();
+    let both: Vec<i64> = conn.mget(&["{u}a", "{u}b"]).unwrap();
+    assert_eq!(both, vec![1, 2]);
+    let mut leader = leader_of(&c, "{u}n");
+    let (x, y): (i64, i64) = redis::pipe()
+        .atomic()
+        .incr("{u}n", 1)
+        .incr("{u}n", 1)
+        .query(&mut leader)
+        .unwrap();
+    assert_eq!((x, y), (1, 2));
+    let mut direct = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let e = redis::cmd("MGET")
+        .arg("a")
+        .arg("b")
+        .arg("c")
+        .arg("d")
+        .query::<redis::Value>(&mut direct)
+        .unwrap_err();
+    assert!(
+        matches!(e.code(), Some("CROSSSLOT") | Some("MOVED")),
+        "{e:?}"
+    );
+}
+
+/// A plain connection to the node that leads `key`'s slot (the one that does not redirect).
+fn leader_of(c: &TestCluster, key: &str) -> redis::Connection {
+    for i in 0..c.ports.len() {
+        let mut n = redis::Client::open(c.url(i))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        if redis::cmd("EXISTS").arg(key).query::<i64>(&mut n).is_ok() {
+            return n;
+        }
+    }
+    panic!("no node leads {key}");
+}
+
+#[test]
+fn redis_cli_in_cluster_mode_writes_and_reads_through_any_node() {
+    let c = TestCluster::start(3, false, &[]);
+    let cli = |port: u16, args: &[&str]| -> String {
+        let out = std::process::Command::new("redis-cli")
+            .arg("-c")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .expect("redis-cli (Debian package redis-tools) runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for k in ["alpha", "beta", "gamma", "delta"] {
+        assert_eq!(cli(c.ports[0], &["SET", k, &format!("v-{k}")]), "OK");
+    }
+    for k in ["alpha", "beta", "gamma", "delta"] {
+        assert_eq!(cli(c.ports[2], &["GET", k]), format!("v-{k}"));
+    }
+}
+
+/// One register history per key, from clients that write unique values and read, while the
+/// test does something to the cluster; errors (a killed node, a timeout) count as unknown.
+struct Workload {
+    stop: Arc<AtomicBool>,
+    history: History,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    start: Instant,
+    acked: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// `(key index, operation)` from every client.
+type History = Arc<Mutex<Vec<(usize, Op<u64>)>>>;
+
+const KEYS: usize = 8;
+
+fn key(k: usize) -> String {
+    format!("reg:{k}")
+}
+
+impl Workload {
+    fn start(c: &TestCluster, clients: u32) -> Workload {
+        let stop = Arc::new(AtomicBool::new(false));
+        let history: History = Arc::default();
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let start = Instant::now();
+        let threads = (0..clients)
+            .map(|client| {
+                let cc = c.client();
+                let (stop, history, acked) = (stop.clone(), history.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    let mut conn = cc.get_connection().unwrap();
+                    let mut x = 0x2545_F491_4F6C_DD1Du64 ^ (client as u64 + 1);
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let k = (x % KEYS as u64) as usize;
+                        let call = start.elapsed().as_nanos() as u64;
+                        n += 1;
+                        let op = if x & 0x30 != 0 {
+                            let v = (client as u64 + 1) * 1_000_000 + n;
+                            let r: redis::RedisResult<()> = conn.set(key(k), v);
+                            if r.is_ok() {
+                                acked.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Op {
+                                client,
+                                call,
+                                ret: r.is_ok().then(|| start.elapsed().as_nanos() as u64),
+                                kind: OpKind::Write(v),
+                            }
+                        } else {
+                            let r: redis::RedisResult<Option<u64>> = conn.get(key(k));
+                            let Ok(v) = r else { continue };
+                            Op {
+                                client,
+                                call,
+                                ret: Some(start.elapsed().as_nanos() as u64),
+                                kind: OpKind::Read(v),
+                            }
+                        };
+                        history.lock().unwrap().push((k, op));
+                        std::thread::sleep(Duration::from_millis(8));
+                    }
+                })
+            })
+            .collect();
+        Workload {
+            stop,
+            history,
+            threads,
+            start,
+            acked,
+        }
+    }
+
+    /// Stops the clients, reads every key once more through `c`, and checks each key's history.
+    fn finish_and_check(self, c: &TestCluster) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let mut conn = c.client().get_connection().unwrap();
+        let mut all = self.history.lock().unwrap();
+        for k in 0..KEYS {
+            let call = self.start.elapsed().as_nanos() as u64;
+            let v: Option<u64> = conn.get(key(k)).unwrap();
+            all.push((
+                k,
+                Op {
+                    client: 999,
+                    call,
+                    ret: Some(self.start.elapsed().as_nanos() as u64),
+                    kind: OpKind::Read(v),
+                },
+            ));
+        }
+        assert!(
+            self.acked.load(Ordering::Relaxed) > 50,
+            "the workload made progress"
+        );
+        for k in 0..KEYS {
+            let ops: Vec<Op<u64>> = all
+                .iter()
+                .filter(|(i, _)| *i == k)
+                .map(|(_, o)| o.clone())
+                .collect();
+            if let Err(h) = check_register(&ops) {
+                panic!("{}: not linearizable:\n{h}", key(k));
+            }
+        }
+    }
+}
+
+#[test]
+fn killing_a_node_under_writes_loses_no_acknowledged_write() {
+    let mut c = TestCluster::start(3, false, &[]);
+    let w = Workload::start(&c, 4);
+    std::thread::sleep(Duration::from_millis(800));
+    let killed_at = Instant::now();
+    c.kill(0);
+    // The survivors elect leaders for everything node 0 led.
+    let mut probe = c.client().get_connection().unwrap();
+    let mut i = 0;
+    loop {
+        i += 1;
+        if (0..64).all(|s| probe.set::<_, _, ()>(format!("probe:{i}:{s}"), s).is_ok()) {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "writes on every slot again"
+        );
+    }
+    eprintln!(
+        "writes to 64 keys over all slots succeeded {:?} after the kill",
+        killed_at.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    c.spawn(0);
+    c.wait_served(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(800));
+    w.finish_and_check(&c);
+    // The restarted node caught up: it holds every key (it replicates everything).
+    let mut n = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("READONLY").query(&mut n).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut direct = c.client().get_connection().unwrap();
+    for k in 0..KEYS {
+        let want: Option<u64> = direct.get(key(k)).unwrap();
+        loop {
+            let got: Option<u64> = n.get(key(k)).unwrap();
+            if got == want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node 0 caught up on {}", key(k));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn a_full_cluster_restart_keeps_every_acknowledged_write() {
+    let mut c = TestCluster::start(3, false, &[]);
+    {
+        let mut conn = c.client().get_connection().unwrap();
+        for i in 0..2000 {
+            let _: () = conn.set(format!("durable:{i}"), i).unwrap();
+        }
+        let _: () = conn.rpush("durable:list", &[1, 2, 3]).unwrap();
+    }
+    for i in 0..3 {
+        c.kill(i);
+    }
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    c.wait_served(Duration::from_secs(30));
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..2000 {
+        let v: Option<i64> = conn.get(format!("durable:{i}")).unwrap();
+        assert_eq!(v, Some(i), "durable:{i}");
+    }
+    let l: Vec<i64> = conn.lrange("durable:list", 0, -1).unwrap();
+    assert_eq!(l, vec![1, 2, 3]);
+}
+
+/// A key whose slot node `i` leads now, by asking node `i` for its slot ranges.
+fn key_led_by(c: &TestCluster, i: usize) -> String {
+    let mut n = redis::Client::open(c.url(i))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let slots: Vec<(i64, i64, (String, i64))> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query::<Vec<redis::Value>>(&mut n)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let redis::Value::Array(p) = r else { panic!() };
+            let (redis::Value::Int(a), redis::Value::Int(b), redis::Value::Array(m)) =
+                (&p[0], &p[1], &p[2])
+            else {
+                panic!()
+            };
+            let (redis::Value::BulkString(h), redis::Value::Int(port)) = (&m[0], &m[1]) else {
+                panic!()
+            };
+            (*a, *b, (String::from_utf8_lossy(h).into_owned(), *port))
+        })
+        .collect();
+    for n_try in 0..100_000 {
+        let k = format!("cut:{n_try}");
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&k)
+            .query(&mut n)
+            .unwrap();
+        if slots
+            .iter()
+            .any(|(a, b, (_, port))| (*a..=*b).contains(&slot) && *port == c.ports[i] as i64)
+        {
+            return k;
+        }
+    }
+    panic!("node {i} leads nothing");
+}
+
+#[test]
+fn a_leader_cut_off_from_its_quorum_stops_acknowledging_and_the_cluster_converges_after_healing() {
+    let c = TestCluster::start(3, true, &[]);
+    let k = key_led_by(&c, 0);
+    let mut old = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = old.set(&k, "before").unwrap();
+    c.isolate(0);
+    // The cut-off node must not acknowledge a write: it answers an error that says the outcome is
+    // unknown, or redirects, but never OK.
+    let r: redis::RedisResult<()> = old.set(&k, "during-cut");
+    let e = r.expect_err("a cut-off leader acknowledged a write");
+    assert!(
+        matches!(e.code(), Some("UNKNOWN") | Some("TRYAGAIN") | Some("MOVED")),
+        "{e:?}"
+    );
+    // The majority elects a leader for that slot and takes writes.
+    let majority = redis::cluster::ClusterClient::builder(vec![c.url(1), c.url(2)])
+        .retries(30)
+        .max_retry_wait(300)
+        .build()
+        .unwrap();
+    let mut m = majority.get_connection().unwrap();
+    let _: () = m.set(&k, "after-cut").unwrap();
+    // Linearizable reads are not served by the cut-off side either.
+    let r: redis::RedisResult<Option<String>> = old.get(&k);
+    assert!(r.is_err(), "the cut-off node served a read: {r:?}");
+    c.heal();
+    c.wait_served(Duration::from_secs(20));
+    let mut all = c.client().get_connection().unwrap();
+    let v: String = all.get(&k).unwrap();
+    assert_eq!(v, "after-cut");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let _: () = redis::cmd("READONLY").query(&mut old).unwrap();
+    loop {
+        let v: Option<String> = old.get(&k).unwrap_or(None);
+        if v.as_deref() == Some("after-cut") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the healed node converged: {v:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn readonly_connections_read_from_replicas() {
+    let c = TestCluster::start(3, false, &[]);
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..100 {
+        let _: () = conn.set(format!("ro:{i}"), i).unwrap();
+    }
+    // On every node, READONLY reads of every key are answered (none is MOVED), and converge.
+    for n in 0..3 {
+        let mut r = redis::Client::open(c.url(n))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = redis::cmd("READONLY").query(&mut r).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for i in 0..100 {
+            loop {
+                let v: Option<i64> = r.get(format!("ro:{i}")).unwrap();
+                if v == Some(i) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node {n} ro:{i} = {v:?}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // READWRITE: back to redirects for keys led elsewhere.
+        let _: () = redis::cmd("READWRITE").query(&mut r).unwrap();
+    }
+}
