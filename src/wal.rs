@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 pub struct FsLog {
     dir: PathBuf,
     open: HashMap<u64, File>,
+    /// The same segments as the runtime's files (`run_async`).
+    aopen: HashMap<u64, monoio::fs::File>,
 }
 
 fn segment_name(seq: u64) -> String {
@@ -68,6 +70,7 @@ impl FsLog {
             FsLog {
                 dir: dir.to_path_buf(),
                 open: HashMap::new(),
+                aopen: HashMap::new(),
             },
             rec.engine,
         ))
@@ -82,6 +85,40 @@ impl FsLog {
             self.open.insert(seq, f);
         }
         Ok(&self.open[&seq])
+    }
+
+    /// `run` for the shard threads: writes and fsyncs go through the runtime's io_uring file ops,
+    /// so the thread serves connections and peers while the disk works. Segment creation and
+    /// deletion (rare: once per segment) stay blocking calls.
+    pub async fn run_async(&mut self, batch: Batch) -> io::Result<Vec<u64>> {
+        for op in batch.ops {
+            match op {
+                Io::Write { seq, offset, bytes } => {
+                    let f = self.async_file(seq)?;
+                    let (r, _) = f.write_all_at(bytes, offset).await;
+                    r?;
+                }
+                Io::Sync { seq } => self.async_file(seq)?.sync_data().await?,
+                op => {
+                    if let Io::Delete { seq } = &op {
+                        self.aopen.remove(seq);
+                    }
+                    self.run(Batch {
+                        ops: vec![op],
+                        acks: Vec::new(),
+                    })?;
+                }
+            }
+        }
+        Ok(batch.acks)
+    }
+
+    fn async_file(&mut self, seq: u64) -> io::Result<&monoio::fs::File> {
+        if !self.aopen.contains_key(&seq) {
+            let f = monoio::fs::File::from_std(self.file(seq)?.try_clone()?)?;
+            self.aopen.insert(seq, f);
+        }
+        Ok(&self.aopen[&seq])
     }
 
     /// Runs `batch`'s operations in order; returns the tokens to acknowledge. On an error the

@@ -44,6 +44,8 @@ pub struct Options {
     pub seed: u64,
     /// Route by hash slot from CLUSTER SLOTS and follow -MOVED.
     pub cluster: bool,
+    /// Puts through etcd's v3 JSON gateway instead of RESP.
+    pub etcd: bool,
 }
 
 impl Default for Options {
@@ -69,6 +71,7 @@ impl Default for Options {
             quiet: false,
             seed: 42,
             cluster: false,
+            etcd: false,
         }
     }
 }
@@ -97,6 +100,7 @@ pub const USAGE: &str = "shardline-bench: a RESP load generator
   --seed N              RNG seed (42)
   --quiet               no progress lines
   --cluster             Redis Cluster mode: route keys by CLUSTER SLOTS, follow -MOVED
+  --etcd                etcd mode: puts via etcd's v3 JSON gateway (HTTP/1.1), pipeline 1
 ";
 
 pub fn parse(args: &[String]) -> Result<Options, String> {
@@ -140,6 +144,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--seed" => o.seed = num(flag, val()?)?,
             "--prefill" => o.prefill = true,
             "--cluster" => o.cluster = true,
+            "--etcd" => o.etcd = true,
             "--quiet" => o.quiet = true,
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option {other}\n\n{USAGE}")),
@@ -164,6 +169,15 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     }
     if o.cluster && o.rate.is_some() {
         return Err("--rate (open loop) is not supported with --cluster yet".into());
+    }
+    if o.etcd
+        && (o.cluster
+            || o.rate.is_some()
+            || o.pipeline != 1
+            || o.prefill
+            || !matches!(o.workload, Workload::Set))
+    {
+        return Err("--etcd runs the closed-loop set workload at pipeline 1 only".into());
     }
     if o.rate.is_some_and(|r| r <= 0.0) {
         return Err("--rate must be positive".into());

@@ -3,6 +3,7 @@
 
 mod args;
 mod cluster;
+mod etcd;
 mod report;
 mod run;
 mod workload;

@@ -278,6 +278,9 @@ pub fn thread_main(
                     ))),
                     None => tasks.push(monoio::spawn(prefill(o2, generator, from, to))),
                 }
+            } else if o.etcd {
+                let seed = o.seed ^ (idx + 1).wrapping_mul(0x1000_0000_01b3);
+                tasks.push(monoio::spawn(crate::etcd::closed_loop(o2, sh, seed, h)));
             } else if let Some(m) = &map {
                 tasks.push(monoio::spawn(crate::cluster::closed_loop(
                     o2,

@@ -148,12 +148,19 @@ impl Cluster {
 
     /// The slot ranges of the routing table: consecutive vShards with the same leader and
     /// replicas merge into one range. A vShard with no known leader is left out (as Redis
-    /// leaves out unserved slots).
+    /// leaves out unserved slots), and so are replicas on nodes that are down.
     pub fn ranges(&self) -> Vec<SlotRange> {
         let leaders: Vec<RaftId> = (0..self.layout.count())
             .map(|v| self.leader(VShardId(v as u16)))
             .collect();
-        slot_ranges(self.layout, &leaders, |v| self.members(v))
+        // A replica on a node this one does not hear from is left out, as Redis leaves out
+        // failed replicas: a client reading from replicas should not be sent there.
+        slot_ranges(self.layout, &leaders, |v| {
+            self.members(v)
+                .into_iter()
+                .filter(|&m| self.up[m as usize - 1].load(Ordering::Relaxed))
+                .collect()
+        })
     }
 }
 

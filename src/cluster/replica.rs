@@ -80,7 +80,8 @@ pub struct Replicas {
     /// Per vShard: the apply clock (µs) and the last applied index.
     clocks: Vec<u64>,
     applied: Vec<LogId>,
-    log: FsLog,
+    /// The log's files; taken out while a flush is in flight.
+    log: Option<FsLog>,
     wal: Engine,
     snap_dir: PathBuf,
     incoming: Vec<(u32, RaftId, Msg)>,
@@ -239,7 +240,7 @@ impl Replicas {
             groups,
             clocks,
             applied,
-            log,
+            log: Some(log),
             wal,
             snap_dir,
             incoming: Vec::new(),
@@ -599,8 +600,9 @@ impl Shard {
         Ok(found)
     }
 
-    /// One driver step; see the module documentation.
-    pub fn drive(&self) {
+    /// The first half of a driver step (see the module documentation): everything up to the
+    /// log batch that must be on disk before the step's messages go out.
+    fn start_step(&self) -> Step {
         let now = Instant::now();
         let c = self.node.cluster.clone().expect("replicated");
         let mut guard = self.repl.borrow_mut();
@@ -681,11 +683,15 @@ impl Shard {
             readies.push((g, ready));
         }
         r.wal.flush(0);
-        if let Some(batch) = r.wal.take_batch(unix_now_us() / 1000)
-            && let Err(e) = r.log.run(batch)
-        {
-            fatal(&format!("cannot write the write-ahead log: {e}"));
-        }
+        let batch = r.wal.take_batch(unix_now_us() / 1000);
+        Step { readies, batch }
+    }
+
+    /// The second half of a driver step, once its log batch is on disk: send, apply, answer.
+    fn finish_step(&self, readies: Vec<(u32, Ready)>) {
+        let c = self.node.cluster.clone().expect("replicated");
+        let mut guard = self.repl.borrow_mut();
+        let r = guard.as_mut().expect("replicated");
         // Send, now that what the messages promise is on disk.
         r.payloads.clear();
         for (g, ready) in &readies {
@@ -829,7 +835,17 @@ fn fatal(msg: &str) -> ! {
     std::process::exit(1);
 }
 
-/// The driver task of a shard thread: one step per wake-up (proposals, messages) or tick.
+/// A driver step between its halves: the Readies taken and the log batch to write.
+struct Step {
+    readies: Vec<(u32, Ready)>,
+    batch: Option<shardline_shards::wal::Batch>,
+}
+
+/// The driver task of a shard thread: one step per wake-up (proposals, messages) or tick. While
+/// a step's batch is written and fsynced (io_uring), the thread serves connections and reads
+/// peers; proposals made meanwhile and messages received meanwhile go into the next step (peer
+/// messages are stepped only between flushes, so a Ready is never taken before the previous one
+/// is on disk), which makes the next group commit larger.
 pub async fn run(shard: std::rc::Rc<Shard>) {
     loop {
         let work = std::future::poll_fn(|cx| shard.with_replicas(|r| r.poll_work(cx.waker())));
@@ -837,6 +853,17 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
             _ = work => {},
             _ = monoio::time::sleep(TICK) => {},
         }
-        shard.drive();
+        let step = shard.start_step();
+        if let Some(batch) = step.batch {
+            let mut log = shard
+                .with_replicas(|r| r.log.take())
+                .expect("one flush at a time");
+            let res = log.run_async(batch).await;
+            shard.with_replicas(|r| r.log = Some(log));
+            if let Err(e) = res {
+                fatal(&format!("cannot write the write-ahead log: {e}"));
+            }
+        }
+        shard.finish_step(step.readies);
     }
 }
