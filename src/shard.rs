@@ -773,6 +773,8 @@ async fn ticker(shard: Rc<Shard>) {
         // On a replicated node expiry is the leaders' to decide (through the log).
         if shard.node.cluster.is_none() {
             shard.db.borrow_mut().active_expire(now_ms, budget);
+        } else {
+            shard.propose_expiry(now_ms * 1000, budget);
         }
         shard.flush_events();
         shard.publish_stats();

@@ -435,3 +435,39 @@ fn readonly_connections_read_from_replicas() {
         let _: () = redis::cmd("READWRITE").query(&mut r).unwrap();
     }
 }
+
+#[test]
+fn keys_with_a_ttl_expire_on_every_replica_without_being_touched() {
+    let c = TestCluster::start(3, false, &[]);
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("ttl:{i}"))
+            .arg(i)
+            .arg("PX")
+            .arg(300)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let _: () = conn.set("kept", 1).unwrap();
+    // The leaders' expiry cycles propose the checks; every replica applies them. DBSIZE on each
+    // node counts its replicas' keys without touching (or lazily expiring) any of them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in 0..3 {
+        let mut node = redis::Client::open(c.url(n))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        loop {
+            let size: i64 = redis::cmd("DBSIZE").query(&mut node).unwrap();
+            if size == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {n} still holds {size} keys"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

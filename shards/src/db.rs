@@ -812,34 +812,58 @@ impl Db {
     /// One bounded active-expiry step: looks at up to `budget` keys with an expiry, starting where
     /// the last step stopped, and removes the ones that are due. Returns how many it removed.
     pub fn active_expire(&mut self, now_ms: u64, budget: usize) -> usize {
-        let mut looked = 0;
+        let due = self.due_keys(now_ms, budget, |_| true);
         let mut removed = 0;
-        let mut due: Vec<SmallBytes> = Vec::new();
+        for (v, keys) in due {
+            let vs = self.vshards[v.0 as usize].as_mut().expect("scanned");
+            for k in &keys {
+                vs.expires.remove(k);
+                vs.keys.remove(k);
+            }
+            removed += keys.len();
+            self.stats.expired_keys += keys.len() as u64;
+            for k in &keys {
+                self.watches.touch(k);
+                self.emit(class::EXPIRED, "expired", k);
+            }
+        }
+        removed
+    }
+
+    /// Keys whose time has come, found by looking at up to `budget` keys with a TTL (resuming
+    /// where the last call stopped), in the vShards `include` accepts; nothing is removed. Active
+    /// expiry removes them at once; a replicated vShard's leader proposes them to its log
+    /// instead, so every replica expires them at the same point.
+    pub fn due_keys(
+        &mut self,
+        now_ms: u64,
+        budget: usize,
+        include: impl Fn(VShardId) -> bool,
+    ) -> Vec<(VShardId, Vec<SmallBytes>)> {
+        let mut looked = 0;
+        let mut out = Vec::new();
         let count = self.vshards.len() as u32;
         let mut moves = 0;
-        while looked < budget && moves <= count {
+        // One lap at most: a key is reported once per call.
+        while looked < budget && moves < count {
             let (v, bucket) = self.expire_cursor;
-            let Some(vs) = self.vshards[v as usize].as_mut() else {
-                self.expire_cursor = ((v + 1) % count, 0);
-                moves += 1;
-                continue;
+            let vs = match self.vshards[v as usize].as_ref() {
+                Some(vs) if include(VShardId(v as u16)) => vs,
+                _ => {
+                    self.expire_cursor = ((v + 1) % count, 0);
+                    moves += 1;
+                    continue;
+                }
             };
-            due.clear();
+            let mut due = Vec::new();
             let next = vs.expires.scan(bucket, budget - looked, |k, &at| {
                 looked += 1;
                 if at <= now_ms {
                     due.push(k.clone());
                 }
             });
-            for k in &due {
-                vs.expires.remove(k);
-                vs.keys.remove(k);
-            }
-            removed += due.len();
-            self.stats.expired_keys += due.len() as u64;
-            for k in &due {
-                self.watches.touch(k);
-                self.emit(class::EXPIRED, "expired", k);
+            if !due.is_empty() {
+                out.push((VShardId(v as u16), due));
             }
             if next == 0 {
                 self.expire_cursor = ((v + 1) % count, 0);
@@ -848,7 +872,7 @@ impl Db {
                 self.expire_cursor = (v, next);
             }
         }
-        removed
+        out
     }
 }
 

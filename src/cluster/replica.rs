@@ -556,6 +556,30 @@ impl Shard {
         }
     }
 
+    /// Active expiry of a replicated node: keys found due in vShards led here are proposed as
+    /// expiry checks, which every replica applies at the entry's clock (a key refreshed in the
+    /// meantime stays). Followers expire nothing on their own.
+    pub fn propose_expiry(&self, now_us: u64, budget: usize) {
+        let mut guard = self.repl.borrow_mut();
+        let r = guard.as_mut().expect("replicated");
+        let due = {
+            let groups = &r.groups;
+            self.db.borrow_mut().due_keys(now_us / 1000, budget, |v| {
+                groups[v.0 as usize]
+                    .as_ref()
+                    .is_some_and(|g| g.role() == raft::Role::Leader)
+            })
+        };
+        for (v, keys) in due {
+            let mut e = Encoder::new(Kind::ExpireCheck, now_us, 0);
+            e.push(keys.iter().map(|k| &k[..]));
+            let g = r.groups[v.0 as usize].as_mut().expect("led here");
+            if g.propose(e.finish()).is_ok() {
+                r.touch(v.0 as u32);
+            }
+        }
+    }
+
     /// The vShard and first slot of the commands `cmds` (one op), checked: every key in one
     /// vShard, this node its leader, memory available; their watches touched. `None` when
     /// they have no keys.
