@@ -46,6 +46,8 @@ pub struct Config {
     pub cluster_bus_nodes: Vec<SocketAddr>,
     /// Replicas per vShard; 0 picks min(3, nodes).
     pub cluster_replicas: u64,
+    /// `cluster-routing proxy`: forward a command to its slot's leader instead of `-MOVED`.
+    pub cluster_proxy: bool,
     /// A peer that sends nothing for this long is taken as down (its leaders fail over).
     pub cluster_node_timeout_ms: u64,
     /// When the write-ahead log is fsynced: always (before a write is acknowledged), batch
@@ -261,6 +263,20 @@ pub static PARAMS: &[Param] = &[
                 .collect::<Vec<_>>()
                 .join(",")
         },
+    },
+    Param {
+        name: "cluster-routing",
+        help: "moved (default: answer -MOVED as Redis Cluster does) or proxy (forward to the slot's leader, for clients that know one endpoint).",
+        runtime: false,
+        set: |c, v| {
+            c.cluster_proxy = match v.trim().to_ascii_lowercase().as_str() {
+                "moved" => false,
+                "proxy" => true,
+                _ => return Err("must be moved or proxy".into()),
+            };
+            Ok(())
+        },
+        get: |c| if c.cluster_proxy { "proxy" } else { "moved" }.into(),
     },
     num_param!(
         "cluster-replicas",
@@ -664,6 +680,7 @@ impl Default for Config {
             cluster_nodes: Vec::new(),
             cluster_bus_nodes: Vec::new(),
             cluster_replicas: 0,
+            cluster_proxy: false,
             cluster_node_timeout_ms: 1000,
             fsync: shardline_shards::wal::FsyncPolicy::Always,
             wal_segment_bytes: 64 << 20,

@@ -43,6 +43,8 @@ pub struct Cluster {
     pub inbound: Vec<Mutex<Vec<(RaftId, std::net::TcpStream)>>>,
     pub inbound_waker: Vec<AtomicWaker>,
     pub node_timeout_ms: u64,
+    /// `cluster-routing proxy`: forward commands to their leader instead of answering MOVED.
+    pub proxy: bool,
 }
 
 impl Cluster {
@@ -102,6 +104,7 @@ impl Cluster {
             inbound: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
             inbound_waker: (0..threads).map(|_| AtomicWaker::new()).collect(),
             node_timeout_ms: cfg.cluster_node_timeout_ms,
+            proxy: cfg.cluster_proxy,
             nodes,
         })
     }

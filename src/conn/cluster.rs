@@ -79,6 +79,9 @@ impl Conn {
                 let op = self.push_op(t, Op::Local { first, len });
                 return self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
             }
+            if leader != 0 && c.proxy {
+                return self.proxy(leader, spec, args);
+            }
             return self.out.error(&match leader {
                 0 => format!(
                     "TRYAGAIN no leader for slot {slot} yet (an election is in progress); retry shortly"

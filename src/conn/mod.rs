@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 mod blocking;
 mod cluster;
+mod proxy;
 mod pubsub;
 mod txn;
 
@@ -54,6 +55,8 @@ enum PartRef {
     Remote { thread: usize, op: usize },
     /// Already computed here.
     Local(Vec<u8>),
+    /// Reply `n` of the commands forwarded to peer `peer` (proxy mode).
+    Proxied { peer: usize, n: usize },
 }
 
 /// How a deferred reply is finished from its parts.
@@ -126,6 +129,8 @@ pub struct Conn {
     batch_cmds: Vec<u16>,
     /// READONLY: reads may be served by this node's follower replicas (possibly stale).
     readonly: bool,
+    /// Proxy mode: this connection's links to peers, by Raft id - 1.
+    links: Vec<proxy::Link>,
 }
 
 /// Answers a connection we will not serve, then closes it.
@@ -181,6 +186,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         subscriptions: std::collections::HashSet::new(),
         batch_cmds: Vec::with_capacity(LOOKAHEAD),
         readonly: false,
+        links: Vec::new(),
     };
     if let Err(e) = conn.run(stream).await {
         tracing::debug!(client = id, error = %e, "connection ended with an error");
@@ -641,6 +647,9 @@ impl Conn {
                 send_job(&self.shard, t, job).await;
             }
         }
+        if !self.links.is_empty() {
+            self.exchange_proxied().await;
+        }
         for (t, token) in tokens {
             let done = match self.blocked {
                 Some((bt, timeout)) if bt == t => {
@@ -696,6 +705,7 @@ impl Conn {
                     PartRef::Remote { thread, op } => {
                         dones[*thread].as_ref().expect("job was sent").segment(*op)
                     }
+                    PartRef::Proxied { peer, n } => self.links[*peer].replies[*n].as_slice(),
                 })
                 .collect();
             let mut out = Out {

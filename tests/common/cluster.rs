@@ -71,6 +71,43 @@ impl TestCluster {
     }
 
     pub fn spawn(&mut self, i: usize) {
+        let child = self
+            .command(i)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start shardline");
+        self.children[i] = Some(child);
+    }
+
+    /// Starts node `i` expecting it to refuse to start: its exit status and what it printed.
+    pub fn start_expecting_failure(&mut self, i: usize) -> (std::process::ExitStatus, String) {
+        let mut child = self
+            .command(i)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start shardline");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+                return (st, err);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {i} started although it should have refused");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.dir.join(format!("node-{i}"))
+    }
+
+    fn command(&self, i: usize) -> Command {
         let nodes: Vec<String> = self
             .ports
             .iter()
@@ -88,7 +125,7 @@ impl TestCluster {
             "--cores".into(),
             (i % 2).to_string(),
             "--data-dir".into(),
-            self.dir.join(format!("node-{i}")).display().to_string(),
+            self.data_dir(i).display().to_string(),
             "--cluster-nodes".into(),
             nodes.join(","),
             "--cluster-bus-nodes".into(),
@@ -97,14 +134,9 @@ impl TestCluster {
             "64".into(),
         ];
         args.extend(self.extra.iter().cloned());
-        let child = Command::new(env!("CARGO_BIN_EXE_shardline"))
-            .args(&args)
-            .env("SHARDLINE_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start shardline");
-        self.children[i] = Some(child);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardline"));
+        cmd.args(&args).env("SHARDLINE_LOG_LEVEL", "warn");
+        cmd
     }
 
     /// SIGKILL: the process dies at once, mid-write if it was writing.
