@@ -35,7 +35,9 @@ const MAX_BATCH: usize = 512;
 /// A proposal not committed within this long is answered `-UNKNOWN`.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A group compacts its log into a snapshot once it holds this many entries.
-const COMPACT_ENTRIES: usize = 20_000;
+const COMPACT_ENTRIES: usize = 10_000;
+/// Log segments beyond which the groups keeping the oldest one alive are compacted.
+const MAX_SEGMENTS: usize = 4;
 /// Bytes queued for one peer beyond which new messages are dropped (Raft resends).
 const OUTBOX_MAX: usize = 64 << 20;
 
@@ -359,6 +361,27 @@ impl Replicas {
         Poll::Pending
     }
 
+    /// Folds group `g`'s applied entries into a snapshot of its vShard (stored first), so the
+    /// log can drop them.
+    fn compact(&mut self, db: &shardline_shards::db::Db, g: u32) {
+        let applied = self.applied[g as usize];
+        let Some(grp) = self.groups[g as usize].as_mut() else {
+            return;
+        };
+        if applied.index <= grp.snapshot_id().index {
+            return;
+        }
+        let Some(vs) = db.vshard(VShardId(g as u16)) else {
+            return;
+        };
+        let bytes = snapshot_bytes(self.clocks[g as usize], vs);
+        if let Err(e) = write_snapshot(&self.snap_dir, g, applied, &bytes) {
+            fatal(&format!("cannot write a snapshot: {e}"));
+        }
+        grp.compact(applied.index, bytes);
+        self.touch(g);
+    }
+
     fn alloc_job(&mut self, job: PendingJob) -> u32 {
         match self.free_jobs.pop() {
             Some(i) => {
@@ -659,6 +682,11 @@ impl Shard {
                     r.peer_down(p);
                 }
             }
+            // Groups that write too rarely to compact on their own must not keep old log
+            // segments alive: once the log has more than a few, compact them.
+            for g in r.wal.pinning_oldest(MAX_SEGMENTS) {
+                r.compact(&self.db.borrow(), g);
+            }
             timed_out = r
                 .waiting
                 .iter()
@@ -807,18 +835,8 @@ impl Shard {
                 _ => grp.leader().unwrap_or(0),
             };
             c.set_leader(VShardId(*g as u16), leader);
-            let applied = r.applied[*g as usize];
-            if grp.log().len() > COMPACT_ENTRIES && applied.index > grp.snapshot_id().index {
-                let db = self.db.borrow();
-                let Some(vs) = db.vshard(VShardId(*g as u16)) else {
-                    continue;
-                };
-                let bytes = snapshot_bytes(r.clocks[*g as usize], vs);
-                if let Err(e) = write_snapshot(&r.snap_dir, *g, applied, &bytes) {
-                    fatal(&format!("cannot write a snapshot: {e}"));
-                }
-                grp.compact(applied.index, bytes);
-                r.touch(*g);
+            if grp.log().len() > COMPACT_ENTRIES {
+                r.compact(&self.db.borrow(), *g);
             }
         }
         drop(guard);

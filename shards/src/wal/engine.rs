@@ -367,6 +367,23 @@ impl Engine {
         (!b.ops.is_empty() || !b.acks.is_empty()).then_some(b)
     }
 
+    /// Once the log has more than `max_segments` segments: the groups whose unpurged entries keep
+    /// the oldest segment alive. Compacting them (a snapshot, then `purge`) lets it go, so disk
+    /// use stays bounded even when some groups write too rarely to compact on their own.
+    pub fn pinning_oldest(&self, max_segments: usize) -> Vec<u32> {
+        if self.segments.len() <= max_segments {
+            return Vec::new();
+        }
+        let mut g: Vec<u32> = self.segments[0]
+            .max_index
+            .iter()
+            .filter(|&(g, &max)| self.groups.get(g).is_some_and(|l| l.purged.index < max))
+            .map(|(g, _)| *g)
+            .collect();
+        g.sort_unstable();
+        g
+    }
+
     /// Whether nothing in `s` is still needed: every entry in it was purged by its group.
     fn dead(&self, s: &Segment) -> bool {
         s.max_index

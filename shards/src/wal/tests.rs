@@ -153,6 +153,37 @@ fn segments_rotate_restate_votes_and_go_once_purged_and_synced() {
     assert_eq!(rec.engine.group(9).unwrap().purged().index, 15);
 }
 
+#[test]
+fn a_rarely_written_group_that_pins_the_oldest_segment_is_named_for_compaction() {
+    let mut e = Engine::new(cfg(200, FsyncPolicy::Always));
+    let mut dir = Dir::default();
+    // Group 1 writes once; group 2 keeps writing and compacting as it goes.
+    e.append(1, 1, 1, &[b'a'; 20]).unwrap();
+    for i in 1..=30 {
+        e.append(2, i, 1, &[b'x'; 20]).unwrap();
+        e.purge(2, LogId { index: i, term: 1 });
+        dir.run(e.take_batch(i).unwrap());
+    }
+    assert!(e.segment_seqs().len() > 4);
+    assert!(
+        dir.files.contains_key(&1),
+        "group 1's entry keeps segment 1"
+    );
+    assert_eq!(e.pinning_oldest(4), vec![1]);
+    assert_eq!(
+        e.pinning_oldest(1000),
+        Vec::<u32>::new(),
+        "under the limit: nothing"
+    );
+    e.purge(1, LogId { index: 1, term: 1 });
+    dir.run(e.take_batch(100).unwrap());
+    assert!(
+        !dir.files.contains_key(&1),
+        "once compacted, the segment goes"
+    );
+    assert!(e.segment_seqs().len() <= 2, "{:?}", e.segment_seqs());
+}
+
 fn workload() -> (Engine, Dir) {
     let mut e = Engine::new(cfg(300, FsyncPolicy::Always));
     let mut dir = Dir::default();
