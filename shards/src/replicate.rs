@@ -101,7 +101,29 @@ fn u32_at(b: &[u8], at: usize) -> Result<u32, DecodeError> {
         .ok_or(DecodeError::Short)
 }
 
+/// Buffers `apply` reuses from entry to entry (the apply path allocates nothing per entry).
+#[derive(Default)]
+pub struct Scratch {
+    spans: Vec<Span>,
+    cmds: Vec<(u32, u32)>,
+}
+
 pub fn decode(data: &[u8]) -> Result<Decoded, DecodeError> {
+    let mut s = Scratch::default();
+    let (kind, now_us, seed) = decode_into(data, &mut s)?;
+    Ok(Decoded {
+        kind,
+        now_us,
+        seed,
+        spans: s.spans,
+        cmds: s.cmds,
+    })
+}
+
+/// Takes `data` apart into `s`; returns the kind, clock and seed.
+fn decode_into(data: &[u8], s: &mut Scratch) -> Result<(Kind, u64, u64), DecodeError> {
+    s.spans.clear();
+    s.cmds.clear();
     if data.len() < HEADER {
         return Err(DecodeError::Short);
     }
@@ -118,32 +140,24 @@ pub fn decode(data: &[u8]) -> Result<Decoded, DecodeError> {
     let seed = u64::from_le_bytes(data[10..18].try_into().expect("8 bytes"));
     let count = u32_at(data, 18)? as usize;
     let mut at = HEADER;
-    let mut spans = Vec::new();
-    let mut cmds = Vec::with_capacity(count.min(data.len() / 4));
     for _ in 0..count {
         let n = u32_at(data, at)?;
         at += 4;
-        cmds.push((spans.len() as u32, n));
+        s.cmds.push((s.spans.len() as u32, n));
         for _ in 0..n {
             let len = u32_at(data, at)? as usize;
             at += 4;
             if data.len() - at < len {
                 return Err(DecodeError::Short);
             }
-            spans.push((at as u32, (at + len) as u32));
+            s.spans.push((at as u32, (at + len) as u32));
             at += len;
         }
     }
     if at != data.len() {
         return Err(DecodeError::Short);
     }
-    Ok(Decoded {
-        kind,
-        now_us,
-        seed,
-        spans,
-        cmds,
-    })
+    Ok((kind, now_us, seed))
 }
 
 /// Applies entry `data` to `db`. `clock_us` is the group's clock: the entry runs at the later of
@@ -156,14 +170,16 @@ pub fn apply(
     clock_us: &mut u64,
     out: &mut Out,
     ends: &mut Vec<u32>,
+    scratch: &mut Scratch,
 ) -> Result<(), DecodeError> {
     if data.is_empty() {
         return Ok(());
     }
-    let e = decode(data)?;
-    let now_us = e.now_us.max(*clock_us);
+    let (kind, entry_us, seed) = decode_into(data, scratch)?;
+    let e = &*scratch;
+    let now_us = entry_us.max(*clock_us);
     *clock_us = now_us;
-    let mut rng = Rng::new(e.seed);
+    let mut rng = Rng::new(seed);
     let mut ctx = Ctx {
         now_ms: now_us / 1000,
         now_us,
@@ -171,7 +187,7 @@ pub fn apply(
     };
     let args_of =
         |(first, n): (u32, u32)| Args::new(data, &e.spans[first as usize..(first + n) as usize]);
-    match e.kind {
+    match kind {
         Kind::Commands => {
             for &c in &e.cmds {
                 run(db, args_of(c), &mut ctx, out);
@@ -261,8 +277,9 @@ mod tests {
             let mut clock = 0;
             let mut out = Out::new(Proto::Resp2);
             let mut ends = Vec::new();
+            let mut scratch = Scratch::default();
             for e in &log {
-                apply(&mut d, e, &mut clock, &mut out, &mut ends).unwrap();
+                apply(&mut d, e, &mut clock, &mut out, &mut ends, &mut scratch).unwrap();
             }
             assert_eq!(clock, 2_000_001);
             assert_eq!(
@@ -284,7 +301,8 @@ mod tests {
     fn a_noop_entry_applies_nothing() {
         let mut d = db();
         let (mut clock, mut out, mut ends) = (0, Out::new(Proto::Resp2), Vec::new());
-        apply(&mut d, &[], &mut clock, &mut out, &mut ends).unwrap();
+        let mut scratch = Scratch::default();
+        apply(&mut d, &[], &mut clock, &mut out, &mut ends, &mut scratch).unwrap();
         assert!(out.buf.is_empty() && ends.is_empty());
     }
 }

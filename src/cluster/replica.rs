@@ -99,6 +99,7 @@ pub struct Replicas {
     /// Message payloads of one step, and per peer the `(group, range)` of each.
     payloads: Vec<u8>,
     per_peer: Vec<Vec<(u32, usize, usize)>>,
+    scratch: replicate::Scratch,
 }
 
 fn snap_path(dir: &Path, v: u32) -> PathBuf {
@@ -257,6 +258,7 @@ impl Replicas {
             woken: false,
             payloads: Vec::new(),
             per_peer: (0..n).map(|_| Vec::new()).collect(),
+            scratch: replicate::Scratch::default(),
             c,
         })
     }
@@ -427,7 +429,7 @@ fn restore_after(wal: &Engine, g: u32, cfg: raft::Config, snap: LogId, data: Vec
             log.entry(i).map(|(term, data)| raft::Entry {
                 term,
                 index: i,
-                data: data.to_vec(),
+                data: data.to_vec().into(),
             })
         })
         .collect();
@@ -802,6 +804,7 @@ impl Shard {
                         &mut r.clocks[*g as usize],
                         &mut out,
                         &mut ends,
+                        &mut r.scratch,
                     ) {
                         fatal(&format!(
                             "committed entry {} of vShard {g} does not decode: {err}",

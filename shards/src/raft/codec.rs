@@ -190,7 +190,11 @@ pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
                 let term = r.u64()?;
                 let index = r.u64()?;
                 let data = r.bytes()?;
-                entries.push(Entry { term, index, data });
+                entries.push(Entry {
+                    term,
+                    index,
+                    data: data.into(),
+                });
             }
             Msg::Append {
                 term,
@@ -210,7 +214,7 @@ pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
         SNAPSHOT => Msg::Snapshot {
             term: r.u64()?,
             last: r.id()?,
-            data: r.bytes()?,
+            data: r.bytes()?.into(),
         },
         t => return Err(DecodeError::UnknownTag(t)),
     };
@@ -244,12 +248,12 @@ mod tests {
                     Entry {
                         term: 5,
                         index: 43,
-                        data: b"set k v".to_vec(),
+                        data: b"set k v".to_vec().into(),
                     },
                     Entry {
                         term: 5,
                         index: 44,
-                        data: Vec::new(),
+                        data: Default::default(),
                     },
                 ],
                 commit: 41,
@@ -265,7 +269,7 @@ mod tests {
             Msg::Snapshot {
                 term: 6,
                 last: id,
-                data: vec![1, 2, 3],
+                data: vec![1, 2, 3].into(),
             },
         ]
     }

@@ -14,6 +14,7 @@ mod sim;
 pub mod storage;
 
 use crate::rng::Rng;
+use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 
 pub type NodeId = u64;
@@ -29,8 +30,9 @@ pub struct LogId {
 pub struct Entry {
     pub term: u64,
     pub index: u64,
-    /// Empty for the no-op a new leader appends.
-    pub data: Vec<u8>,
+    /// Empty for the no-op a new leader appends. Shared, not copied, between the log, the
+    /// Ready's entries to persist and to apply, and the messages that carry it.
+    pub data: Bytes,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +68,7 @@ pub enum Msg {
     Snapshot {
         term: u64,
         last: LogId,
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Would you vote for me in `term` (one above the sender's)? Changes nobody's term.
     PreVote {
@@ -149,7 +151,7 @@ pub struct Ready {
     pub purge: Option<LogId>,
     /// A snapshot received from the leader: persist it, then install it in the state machine
     /// (it replaces the state; `committed` entries, if any, follow it).
-    pub snapshot: Option<(LogId, Vec<u8>)>,
+    pub snapshot: Option<(LogId, Bytes)>,
 }
 
 /// Proposals go to the leader.
@@ -168,10 +170,10 @@ pub struct Group {
     log: Vec<Entry>,
     /// The last entry folded into the latest snapshot (0-0: none), and that snapshot's bytes.
     snap: LogId,
-    snap_data: Vec<u8>,
+    snap_data: Bytes,
     /// A compaction or an installed snapshot not yet handed out in a Ready.
     purge: Option<LogId>,
-    snapshot_in: Option<(LogId, Vec<u8>)>,
+    snapshot_in: Option<(LogId, Bytes)>,
     commit: u64,
     applied: u64,
     /// Entries from this index on were not yet handed out to persist.
@@ -210,7 +212,7 @@ impl Group {
     /// A replica restarted from its persisted hard state and log: a follower that knows nothing
     /// is committed yet.
     pub fn restore(cfg: Config, hs: HardState, log: Vec<Entry>) -> Group {
-        Group::restore_from(cfg, hs, LogId::default(), Vec::new(), log)
+        Group::restore_from(cfg, hs, LogId::default(), Bytes::new(), log)
     }
 
     /// A replica restarted from its persisted hard state, its latest snapshot (`snap`, with the
@@ -219,9 +221,10 @@ impl Group {
         cfg: Config,
         hs: HardState,
         snap: LogId,
-        snap_data: Vec<u8>,
+        snap_data: impl Into<Bytes>,
         log: Vec<Entry>,
     ) -> Group {
+        let snap_data = snap_data.into();
         let mut rng = Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let timeout = cfg.election_ticks + rng.below(cfg.election_ticks.max(1) as u64) as u32;
         debug_assert!(log.first().is_none_or(|e| e.index == snap.index + 1));
@@ -367,7 +370,8 @@ impl Group {
     /// Folds everything up to `index` (applied already) into a snapshot whose state-machine
     /// bytes are `data`: those entries leave the log, and followers too far behind get the
     /// snapshot instead.
-    pub fn compact(&mut self, index: u64, data: Vec<u8>) {
+    pub fn compact(&mut self, index: u64, data: impl Into<Bytes>) {
+        let data = data.into();
         if index <= self.snap.index || index > self.applied {
             return;
         }
@@ -468,11 +472,11 @@ impl Group {
         self.next = peers.iter().map(|&p| (p, next)).collect();
         self.matched = peers.iter().map(|&p| (p, 0)).collect();
         // A no-op of the new term lets earlier entries commit through it.
-        self.append_local(Vec::new());
+        self.append_local(Bytes::new());
         self.broadcast(true);
     }
 
-    fn append_local(&mut self, data: Vec<u8>) -> u64 {
+    fn append_local(&mut self, data: Bytes) -> u64 {
         let index = self.last().index + 1;
         self.log.push(Entry {
             term: self.term,
@@ -564,14 +568,14 @@ impl Group {
     }
 
     /// Appends `data` on the leader; returns its index (committed once applied from a Ready).
-    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, NotLeader> {
+    pub fn propose(&mut self, data: impl Into<Bytes>) -> Result<u64, NotLeader> {
         if self.role != Role::Leader {
             return Err(NotLeader {
                 leader: self.leader,
             });
         }
         self.quiet = false;
-        Ok(self.append_local(data))
+        Ok(self.append_local(data.into()))
     }
 
     /// Takes a message from peer `from`.
@@ -744,7 +748,7 @@ impl Group {
         self.send(from, reply);
     }
 
-    fn on_snapshot(&mut self, from: NodeId, term: u64, last: LogId, data: Vec<u8>) {
+    fn on_snapshot(&mut self, from: NodeId, term: u64, last: LogId, data: Bytes) {
         let reply_last = if term < self.term {
             None
         } else {

@@ -51,7 +51,7 @@ fn decode_sm(mut b: &[u8]) -> Vec<Entry> {
         sm.push(Entry {
             term,
             index,
-            data: b[20..20 + len].to_vec(),
+            data: b[20..20 + len].to_vec().into(),
         });
         b = &b[20 + len..];
     }
@@ -179,7 +179,7 @@ impl Sim {
         // An installed snapshot is stored first, then replaces the state machine.
         let mut installed = Vec::new();
         if let Some((last, data)) = &r.snapshot {
-            node.snap_file = data.clone();
+            node.snap_file = data.to_vec();
             node.sm = decode_sm(data);
             assert_eq!(
                 node.sm.len() as u64,
@@ -495,7 +495,7 @@ fn elect(g: &mut Group, voters: &[NodeId]) -> u64 {
 fn a_single_member_group_commits_alone() {
     let mut sim = Sim::new(1, &[1]);
     sim.converge();
-    assert!(sim.applied.values().any(|e| e.data == b"final"));
+    assert!(sim.applied.values().any(|e| e.data[..] == b"final"[..]));
 }
 
 fn run_seeds(seeds: std::ops::Range<u64>) {
@@ -606,7 +606,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
     let old = |term, index| Entry {
         term,
         index,
-        data: b"old".to_vec(),
+        data: b"old".to_vec().into(),
     };
     // Restarted with an entry of term 2 that never committed, last voted in term 3.
     let mut g = Group::restore(
@@ -809,7 +809,7 @@ fn a_leader_cut_off_from_its_quorum_steps_down() {
         .count();
     assert_eq!(leaders, 1, "the majority side has a leader");
     assert!(
-        sim.applied.values().all(|e| e.data != b"lost"),
+        sim.applied.values().all(|e| e.data[..] != b"lost"[..]),
         "the cut-off leader never committed"
     );
 }

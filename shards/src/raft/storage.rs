@@ -15,7 +15,7 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
         if wal.group(group).is_some_and(|l| l.last().index >= e.index) {
             wal.truncate(group, e.index);
         }
-        wal.append(group, e.index, e.term, &e.data)?;
+        wal.append_shared(group, e.index, e.term, e.data.clone())?;
     }
     // A compaction, or an installed snapshot: the log keeps only what follows it. (The
     // snapshot's bytes are the driver's to store, before this Ready's log records.)
@@ -57,7 +57,7 @@ pub fn restore(wal: &Engine, group: u32, cfg: Config, snapshot: Vec<u8>) -> Grou
             Entry {
                 term,
                 index: i,
-                data: data.to_vec(),
+                data: data.to_vec().into(),
             }
         })
         .collect();

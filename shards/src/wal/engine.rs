@@ -44,9 +44,17 @@ pub struct LogId {
 #[derive(Default, Debug)]
 pub struct GroupLog {
     /// `entries[i]` has index `purged.index + 1 + i`.
-    entries: VecDeque<(u64, Box<[u8]>)>,
+    entries: VecDeque<(u64, bytes::Bytes)>,
     purged: LogId,
     vote: Option<Vote>,
+}
+
+fn log_push(groups: &mut HashMap<u32, GroupLog>, group: u32, term: u64, payload: bytes::Bytes) {
+    groups
+        .get_mut(&group)
+        .expect("checked by append")
+        .entries
+        .push_back((term, payload));
 }
 
 impl GroupLog {
@@ -195,6 +203,17 @@ impl Engine {
         term: u64,
         payload: &[u8],
     ) -> Result<(), LogError> {
+        self.append_shared(group, index, term, bytes::Bytes::copy_from_slice(payload))
+    }
+
+    /// `append` of a payload the caller shares (the Raft log holds the same bytes): no copy.
+    pub fn append_shared(
+        &mut self,
+        group: u32,
+        index: u64,
+        term: u64,
+        payload: bytes::Bytes,
+    ) -> Result<(), LogError> {
         let log = self.groups.entry(group).or_default();
         let expected = log.last().index + 1;
         if index != expected {
@@ -204,14 +223,14 @@ impl Engine {
                 expected,
             });
         }
-        log.entries.push_back((term, payload.into()));
         self.queue(Record {
             kind: Kind::Entry,
             group,
             index,
             term,
-            payload,
+            payload: &payload,
         });
+        log_push(&mut self.groups, group, term, payload);
         Ok(())
     }
 
@@ -510,7 +529,8 @@ impl Engine {
                     return Ok(()); // already in a snapshot
                 }
                 log.truncate(r.index);
-                log.entries.push_back((r.term, r.payload.into()));
+                log.entries
+                    .push_back((r.term, bytes::Bytes::copy_from_slice(r.payload)));
             }
             Kind::Truncate => log.truncate(r.index),
             Kind::Purge => log.purge(LogId {
