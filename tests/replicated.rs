@@ -366,7 +366,17 @@ fn a_leader_cut_off_from_its_quorum_stops_acknowledging_and_the_cluster_converge
         .get_connection()
         .unwrap();
     let _: () = old.set(&k, "before").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    old.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     c.isolate(0);
+    // A linearizable read on the cut-off node (its group quiet, nothing written) is refused,
+    // not served from a state that may be stale, and not left hanging.
+    let r: redis::RedisResult<Option<String>> = old.get(&k);
+    let e = r.expect_err("the cut-off node served a read");
+    assert!(
+        matches!(e.code(), Some("TRYAGAIN") | Some("MOVED")),
+        "{e:?}"
+    );
     // The cut-off node must not acknowledge a write: it answers an error that says the outcome is
     // unknown, or redirects, but never OK.
     let r: redis::RedisResult<()> = old.set(&k, "during-cut");
@@ -598,4 +608,21 @@ fn disk_use_stays_bounded_under_sustained_writes() {
     // And nothing was lost on the way: compaction kept every value.
     let v: String = conn.get("disk:4321").unwrap();
     assert!(v.starts_with("3-4321-"), "{v}");
+}
+
+#[test]
+fn a_pipeline_reads_its_own_writes_although_reads_skip_the_log() {
+    let c = TestCluster::start(3, false, &[]);
+    let mut leader = leader_of(&c, "{rw}x");
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.set("{rw}x", i)
+            .ignore()
+            .get("{rw}x")
+            .incr("{rw}n", 1)
+            .get("{rw}n");
+    }
+    let got: Vec<i64> = pipe.query(&mut leader).unwrap();
+    let want: Vec<i64> = (0..200).flat_map(|i| [i, i + 1, i + 1]).collect();
+    assert_eq!(got, want);
 }

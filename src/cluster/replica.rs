@@ -56,6 +56,19 @@ struct PendingJob {
     left: usize,
 }
 
+/// A read served by read-index: op `op` of job `job`, already run against the applied state
+/// (which held everything committed when it arrived), its reply held until a quorum confirms this
+/// replica still leads.
+struct ReadOp {
+    job: u32,
+    op: u32,
+    reply: Vec<u8>,
+    slot: Slot,
+}
+
+const READ_LOST: &str =
+    "TRYAGAIN this node could not confirm with a quorum that it still leads the slot; retry";
+
 /// A proposal waiting for its entry to be applied: the job, its ops (in the entry's order) and
 /// the term it was proposed in (a different term at its index means another leader replaced it).
 struct Waiter {
@@ -100,6 +113,10 @@ pub struct Replicas {
     payloads: Vec<u8>,
     per_peer: Vec<Vec<(u32, usize, usize)>>,
     scratch: replicate::Scratch,
+    /// Read-index: reads arrived since the last step, per vShard, and rounds started (by id).
+    reads_queued: Vec<Vec<ReadOp>>,
+    read_rounds: HashMap<u64, (Instant, Vec<ReadOp>)>,
+    next_read: u64,
 }
 
 fn snap_path(dir: &Path, v: u32) -> PathBuf {
@@ -259,6 +276,9 @@ impl Replicas {
             payloads: Vec::new(),
             per_peer: (0..n).map(|_| Vec::new()).collect(),
             scratch: replicate::Scratch::default(),
+            reads_queued: (0..count).map(|_| Vec::new()).collect(),
+            read_rounds: HashMap::new(),
+            next_read: 1,
             c,
         })
     }
@@ -384,6 +404,14 @@ impl Replicas {
         self.touch(g);
     }
 
+    /// Whether a read of vShard `v` may run on the current state: this replica leads and has
+    /// applied everything it knows committed.
+    fn can_read_now(&self, v: u32) -> bool {
+        self.groups[v as usize].as_ref().is_some_and(|g| {
+            g.role() == raft::Role::Leader && self.applied[v as usize].index >= g.commit_index()
+        })
+    }
+
     fn alloc_job(&mut self, job: PendingJob) -> u32 {
         match self.free_jobs.pop() {
             Some(i) => {
@@ -476,6 +504,8 @@ impl Shard {
         let seed = self.rng.borrow_mut().next_u64();
         // (vShard, first op's slot, entry, ops)
         let mut entries: Vec<(u32, Slot, Encoder, Vec<u32>)> = Vec::new();
+        // (vShard, slot, op, reply)
+        let mut reads: Vec<(u32, Slot, u32, Vec<u8>)> = Vec::new();
         let c = self.node.cluster.clone().expect("replicated");
         for (i, op) in job.ops.iter().enumerate() {
             let cmds: Vec<(u32, u32)> = match op {
@@ -506,6 +536,28 @@ impl Shard {
                     let mut o = Out::new(job.proto);
                     self.run_op(op, &job.buf, &job.spans, now_us, &mut o);
                     segs[i] = Some(o.buf);
+                }
+                Ok(Some((v, slot)))
+                    if matches!(op, Op::Cmd { spec: Some(s), .. }
+                        if s.flags & flags::WRITE == 0 && s.flags & flags::READONLY != 0)
+                        && !entries.iter().any(|e| e.0 == v)
+                        && self.with_replicas(|r| r.can_read_now(v)) =>
+                {
+                    // A read with no write of this job before it on its vShard, on a leader
+                    // that has applied all it committed: run now (so it sees neither this job's
+                    // later writes nor anything uncommitted), answered once a read-index round
+                    // confirms the leadership. (A read after such a write rides in the write's
+                    // entry, to see it.)
+                    let mut o = Out::new(job.proto);
+                    let (first, len) = cmds[0];
+                    self.run_op(
+                        &Op::Local { first, len },
+                        &job.buf,
+                        &job.spans,
+                        now_us,
+                        &mut o,
+                    );
+                    reads.push((v, slot, i as u32, o.buf));
                 }
                 Ok(Some((v, slot))) => {
                     let kind = if matches!(op, Op::Exec { .. }) {
@@ -572,6 +624,16 @@ impl Shard {
                     }
                 }
             }
+        }
+        // The reads, answered once their round confirms the leadership.
+        for (v, slot, op, reply) in reads {
+            r.reads_queued[v as usize].push(ReadOp {
+                job: j,
+                op,
+                reply,
+                slot,
+            });
+            r.touch(v);
         }
         if left == 0 {
             if let Some(done) = r.jobs[j as usize].take() {
@@ -696,6 +758,26 @@ impl Shard {
                 .map(|(k, _)| *k)
                 .collect();
         }
+        // A read round no quorum answered in time (a cut-off leader): the read was not served.
+        if !r.read_rounds.is_empty() && r.last_tick == now {
+            let late: Vec<u64> = r
+                .read_rounds
+                .iter()
+                .filter(|(_, (since, _))| now.duration_since(*since) > PROPOSAL_TIMEOUT)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in late {
+                let (_, ops) = r.read_rounds.remove(&id).expect("listed");
+                for o in ops {
+                    let proto = r.jobs[o.job as usize]
+                        .as_ref()
+                        .map_or(Proto::Resp2, |j| j.proto);
+                    if let Some(done) = r.fill(o.job, o.op, error_bytes(proto, READ_LOST)) {
+                        drop_finished(self, done);
+                    }
+                }
+            }
+        }
         for k in timed_out {
             let w = r.waiting.remove(&k).expect("listed");
             let proto = r.jobs[w.job as usize]
@@ -714,7 +796,49 @@ impl Shard {
             let Some(grp) = r.groups[g as usize].as_mut() else {
                 continue;
             };
+            if !r.reads_queued[g as usize].is_empty() {
+                // One read-index round for every read of this group in this step.
+                let ops = std::mem::take(&mut r.reads_queued[g as usize]);
+                let id = r.next_read;
+                r.next_read += 1;
+                match grp.read_index(id) {
+                    Ok(()) => {
+                        r.read_rounds.insert(id, (Instant::now(), ops));
+                    }
+                    Err(e) => {
+                        for o in ops {
+                            let msg = redirect(&c, o.slot, e.leader);
+                            let proto = r.jobs[o.job as usize]
+                                .as_ref()
+                                .map_or(Proto::Resp2, |j| j.proto);
+                            if let Some(done) = r.fill(o.job, o.op, error_bytes(proto, &msg)) {
+                                drop_finished(self, done);
+                            }
+                        }
+                    }
+                }
+            }
+            let grp = r.groups[g as usize].as_mut().expect("checked");
             let ready = grp.take_ready();
+            for &(id, _) in &ready.reads {
+                for o in r.read_rounds.remove(&id).map(|x| x.1).unwrap_or_default() {
+                    if let Some(done) = r.fill(o.job, o.op, o.reply) {
+                        drop_finished(self, done);
+                    }
+                }
+            }
+            for id in &ready.failed_reads {
+                if let Some((_, ops)) = r.read_rounds.remove(id) {
+                    for o in ops {
+                        let proto = r.jobs[o.job as usize]
+                            .as_ref()
+                            .map_or(Proto::Resp2, |j| j.proto);
+                        if let Some(done) = r.fill(o.job, o.op, error_bytes(proto, READ_LOST)) {
+                            drop_finished(self, done);
+                        }
+                    }
+                }
+            }
             if let Some((id, data)) = &ready.snapshot {
                 if let Err(e) = write_snapshot(&r.snap_dir, g, *id, data) {
                     fatal(&format!("cannot store a received snapshot: {e}"));

@@ -325,6 +325,11 @@ impl Group {
         self.leader
     }
 
+    /// The index of the last entry in the log (persisted or not).
+    pub fn last_index(&self) -> u64 {
+        self.last().index
+    }
+
     pub fn commit_index(&self) -> u64 {
         self.commit
     }
