@@ -1,7 +1,7 @@
-//! A candidate Raft core for one vShard replica (issue 3), sans-IO and tick-driven, in the shape
-//! of raft-rs: `tick`, `step`, `propose`, then `take_ready` hands back what to persist, what to
-//! send once persisted, and what to apply. A prototype: the library decision between it and
-//! openraft is pending a spike (ARCHITECTURE.md); it has no membership changes yet.
+//! The Raft core of one vShard replica (issue 3), sans-IO and tick-driven, in the shape of
+//! raft-rs: `tick`, `step`, `propose`, then `take_ready` hands back what to persist, what to send
+//! once persisted, and what to apply. Chosen over openraft (ARCHITECTURE.md records why); it has
+//! no membership changes yet.
 //!
 //! Call order: `Group::new` (or `restore` from persisted state) → any of `tick` / `step` /
 //! `propose` → `take_ready` → persist its `truncate_from`, `entries` and `hard_state`, then send
