@@ -2,7 +2,7 @@
 //! and the thread count come in, a [`Plan`] comes out.
 
 use crate::command::{Args, CommandSpec, Merge, Scope, flags};
-use crate::slot::{VShardLayout, key_slot};
+use crate::slot::{Slot, VShardId, VShardLayout, key_slot};
 
 /// Where a command runs.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,6 +24,30 @@ pub struct Part {
     /// Argument indexes of this part's keys; the values that follow each key (`step - 1` of
     /// them) go with it.
     pub keys: Vec<u32>,
+}
+
+/// Redis Cluster's refusal of a command whose keys are in different slots (here: vShards).
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// On a replicated node, where a command on keys goes: the vShard of all its keys and the first
+/// key's slot (`None` without keys), or `CROSSSLOT` when they span vShards (each vShard is its own
+/// Raft group, so one command cannot be applied atomically across them).
+pub fn vshard_of_keys(
+    spec: &CommandSpec,
+    args: Args,
+    layout: VShardLayout,
+) -> Result<Option<(VShardId, Slot)>, &'static str> {
+    let mut found: Option<(VShardId, Slot)> = None;
+    for k in spec.keys_of(args) {
+        let slot = key_slot(args.get(k));
+        let v = layout.vshard_of(slot);
+        match found {
+            None => found = Some((v, slot)),
+            Some((fv, _)) if fv != v => return Err(CROSSSLOT),
+            _ => {}
+        }
+    }
+    Ok(found)
 }
 
 /// Which thread owns `key`.

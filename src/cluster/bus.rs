@@ -153,7 +153,7 @@ pub async fn inbound(shard: Rc<Shard>, c: Arc<Cluster>) {
 /// Reads batches from `peer` until the connection ends or sends a bad frame.
 async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut s: monoio::net::TcpStream) {
     use monoio::io::AsyncReadRent;
-    let conn = shard.with_replicas(|r| r.peer_connected(peer));
+    shard.with_replicas(|r| r.peer_connected(peer));
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
     let mut start = 0usize;
     let why = 'conn: loop {
@@ -201,7 +201,7 @@ async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut s: monoio::net::TcpStream
         shard = shard.id,
         "cluster bus: connection from peer ended: {why}"
     );
-    shard.with_replicas(|r| r.peer_disconnected(peer, conn));
+    shard.with_replicas(|r| r.peer_disconnected(peer));
 }
 
 /// Dials `peer`'s shard thread, then writes what the replicas queue for it (and a heartbeat

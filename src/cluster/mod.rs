@@ -137,6 +137,17 @@ impl Cluster {
         self.bus[id as usize - 1]
     }
 
+    /// The error that sends a client to `slot`'s leader (`-MOVED`), or asks it to retry while
+    /// none is known (`-TRYAGAIN`). Either way the command was not applied.
+    pub fn redirect(&self, slot: Slot, leader: Option<RaftId>) -> String {
+        match leader {
+            Some(l) if l != 0 && l != self.me => format!("MOVED {slot} {}", self.client_addr(l)),
+            _ => format!(
+                "TRYAGAIN no leader for slot {slot} yet (an election is in progress); retry shortly"
+            ),
+        }
+    }
+
     /// A Redis Cluster node id (40 hex digits) for member `id`, the same on every node.
     pub fn node_name(&self, id: RaftId) -> String {
         let mut s = String::with_capacity(40);

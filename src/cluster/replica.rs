@@ -2,12 +2,13 @@
 //! this node replicates, one write-ahead log shared by all of them (group commit), and the
 //! driver step that moves messages, ticks, proposals, fsyncs and applies. The Raft rules live in
 //! `shardline_shards::raft`, the entry format and the apply in `shardline_shards::replicate`;
-//! this file only carries things between them, the files and the sockets.
+//! this file only carries things between them, the files and the sockets. `propose.rs` turns
+//! connections' jobs into proposals and read-index reads, `snapfile.rs` keeps snapshot files.
 //!
-//! One driver step (`Shard::drive`): step the messages peers sent, tick the groups that are not
-//! quiet (every `TICK`), take every touched group's `Ready` and append it to the log, run the
-//! log's batch (one write, one fsync for all groups), then send the messages, apply the
-//! committed entries and answer the connections waiting on them.
+//! One driver step (`run`: `start_step`, the log flush, `finish_step`): step the messages peers
+//! sent, tick the groups that are not quiet (every `TICK`), take every touched group's `Ready`
+//! and append it to the log, run the log's batch (one write, one fsync for all groups), then
+//! send the messages, apply the committed entries and answer the connections waiting on them.
 
 use super::{Cluster, RaftId};
 use crate::hop::{Done, Job, NO_REPLY, Op, Token};
@@ -17,14 +18,19 @@ use shardline_shards::command::{self, Args, flags};
 use shardline_shards::raft::{self, Group, LogId, Msg, Ready, codec, storage};
 use shardline_shards::replicate::{self, Encoder, Kind};
 use shardline_shards::reply::{Out, Proto};
-use shardline_shards::slot::{Slot, VShardId, key_slot};
+use shardline_shards::route;
+use shardline_shards::slot::{Slot, VShardId};
 use shardline_shards::wal::{Engine, WalConfig};
 use shardline_transport::frame::{self, Message};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
+
+mod propose;
+mod snapfile;
+use snapfile::{install, read_snapshot, snap_path, snapshot_bytes, write_snapshot};
 
 /// How often groups that are not quiet are ticked.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -83,9 +89,8 @@ struct Peer {
     out: Vec<u8>,
     waker: Option<Waker>,
     heard: Option<Instant>,
-    /// Connections from the peer now open, and a generation per connection.
+    /// Connections from the peer now open.
     live: usize,
-    generation: u64,
 }
 
 pub struct Replicas {
@@ -117,86 +122,6 @@ pub struct Replicas {
     reads_queued: Vec<Vec<ReadOp>>,
     read_rounds: HashMap<u64, (Instant, Vec<ReadOp>)>,
     next_read: u64,
-}
-
-fn snap_path(dir: &Path, v: u32) -> PathBuf {
-    dir.join(format!("{v:05}.snap"))
-}
-
-const SNAP_MAGIC: &[u8; 8] = b"SLSNAP01";
-
-/// Writes a snapshot file atomically: magic, index, term, length, CRC32C, bytes.
-fn write_snapshot(dir: &Path, v: u32, id: LogId, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let path = snap_path(dir, v);
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    let mut head = Vec::with_capacity(36);
-    head.extend_from_slice(SNAP_MAGIC);
-    head.extend_from_slice(&id.index.to_le_bytes());
-    head.extend_from_slice(&id.term.to_le_bytes());
-    head.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    head.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
-    f.write_all(&head)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Reads a snapshot file; a damaged one stops start-up with the file and what to do.
-fn read_snapshot(dir: &Path, v: u32) -> Result<Option<(LogId, Vec<u8>)>, String> {
-    let path = snap_path(dir, v);
-    let b = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let bad = |offset: usize, why: &str| {
-        format!(
-            "{}: corrupt snapshot at offset {offset}: {why}. This replica cannot be trusted: stop the node, move its data directory away and start it again to rejoin the cluster",
-            path.display()
-        )
-    };
-    if b.len() < 36 || &b[..8] != SNAP_MAGIC {
-        return Err(bad(0, "not a snapshot header"));
-    }
-    let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8"));
-    let id = LogId {
-        index: u64_at(8),
-        term: u64_at(16),
-    };
-    let len = u64_at(24) as usize;
-    if b.len() - 36 != len {
-        return Err(bad(24, "length does not match the file"));
-    }
-    let data = b[36..].to_vec();
-    if crc32c::crc32c(&data) != u32::from_le_bytes(b[32..36].try_into().expect("4")) {
-        return Err(bad(36, "checksum mismatch"));
-    }
-    Ok(Some((id, data)))
-}
-
-/// A replica's snapshot bytes: its apply clock, then the vShard's keys.
-fn snapshot_bytes(clock_us: u64, vs: &shardline_shards::db::VShard) -> Vec<u8> {
-    let mut b = clock_us.to_le_bytes().to_vec();
-    b.extend_from_slice(&shardline_shards::snapshot::encode(vs, clock_us / 1000));
-    b
-}
-
-/// Installs snapshot bytes into `db`; returns the apply clock they carry.
-fn install(
-    db: &mut shardline_shards::db::Db,
-    data: &[u8],
-) -> Result<u64, shardline_shards::snapshot::SnapshotError> {
-    let short = shardline_shards::snapshot::SnapshotError {
-        offset: 0,
-        reason: "shorter than a replica snapshot",
-    };
-    let clock = u64::from_le_bytes(data.get(..8).ok_or(short)?.try_into().expect("8"));
-    let vs = shardline_shards::snapshot::decode(&data[8..], &db.tunables)?;
-    db.install(vs);
-    Ok(clock)
 }
 
 impl Replicas {
@@ -249,7 +174,7 @@ impl Replicas {
                         )
                     })?;
                     applied[v] = id;
-                    restore_after(&wal, v as u32, rcfg, id, data)
+                    storage::restore_at(&wal, v as u32, rcfg, Some(id), data)
                 }
             };
             *slot = Some(g);
@@ -317,16 +242,14 @@ impl Replicas {
         Ok(())
     }
 
-    pub fn peer_connected(&mut self, peer: RaftId) -> u64 {
+    pub fn peer_connected(&mut self, peer: RaftId) {
         let p = &mut self.peers[peer as usize - 1];
         p.live += 1;
-        p.generation += 1;
         p.heard = Some(Instant::now());
         self.c.up[peer as usize - 1].store(true, std::sync::atomic::Ordering::Relaxed);
-        p.generation
     }
 
-    pub fn peer_disconnected(&mut self, peer: RaftId, _generation: u64) {
+    pub fn peer_disconnected(&mut self, peer: RaftId) {
         let p = &mut self.peers[peer as usize - 1];
         p.live = p.live.saturating_sub(1);
         if p.live == 0 {
@@ -425,6 +348,12 @@ impl Replicas {
         }
     }
 
+    /// Fills op `op` of job `j` with the error `msg` (in the job's protocol).
+    fn fail(&mut self, j: u32, op: u32, msg: &str) -> Option<PendingJob> {
+        let proto = self.jobs[j as usize].as_ref()?.proto;
+        self.fill(j, op, error_bytes(proto, msg))
+    }
+
     /// Fills op `op` of job `j`; returns the finished job when that was its last op.
     fn fill(&mut self, j: u32, op: u32, bytes: Vec<u8>) -> Option<PendingJob> {
         let job = self.jobs[j as usize].as_mut()?;
@@ -437,40 +366,6 @@ impl Replicas {
         }
         self.free_jobs.push(j);
         self.jobs[j as usize].take()
-    }
-}
-
-/// A replica restarted from a snapshot taken at `snap`: the log entries after it.
-fn restore_after(wal: &Engine, g: u32, cfg: raft::Config, snap: LogId, data: Vec<u8>) -> Group {
-    let Some(log) = wal.group(g) else {
-        return Group::restore_from(cfg, raft::HardState::default(), snap, data, Vec::new());
-    };
-    let hs = log
-        .vote()
-        .map_or(raft::HardState::default(), |v| raft::HardState {
-            term: v.term,
-            vote: (v.node != 0).then_some(v.node),
-        });
-    let from = snap.index.max(log.purged().index) + 1;
-    let entries = (from..=log.last().index)
-        .filter_map(|i| {
-            log.entry(i).map(|(term, data)| raft::Entry {
-                term,
-                index: i,
-                data: data.to_vec().into(),
-            })
-        })
-        .collect();
-    Group::restore_from(cfg, hs, snap, data, entries)
-}
-
-/// The error that sends a client to the leader of `slot`, or asks it to wait for one.
-fn redirect(c: &Cluster, slot: Slot, leader: Option<RaftId>) -> String {
-    match leader {
-        Some(l) if l != c.me => format!("MOVED {slot} {}", c.client_addr(l)),
-        _ => format!(
-            "TRYAGAIN no leader for slot {slot} yet (an election is in progress); retry shortly"
-        ),
     }
 }
 
@@ -494,228 +389,11 @@ impl Shard {
         std::future::poll_fn(|cx| self.with_replicas(|r| r.poll_outbox(peer, cx.waker()))).await
     }
 
-    /// A job of a replicated node: commands on keys become log entries of their vShard (one
-    /// entry per vShard per job, in request order); other ops run here at once. The replies go
-    /// back when the entries are applied.
-    pub fn run_job_replicated(&self, job: Job) {
-        let n = job.ops.len();
-        let mut segs: Vec<Option<Vec<u8>>> = vec![None; n];
-        let now_us = unix_now_us();
-        let seed = self.rng.borrow_mut().next_u64();
-        // (vShard, first op's slot, entry, ops)
-        let mut entries: Vec<(u32, Slot, Encoder, Vec<u32>)> = Vec::new();
-        // (vShard, slot, op, reply)
-        let mut reads: Vec<(u32, Slot, u32, Vec<u8>)> = Vec::new();
-        let c = self.node.cluster.clone().expect("replicated");
-        for (i, op) in job.ops.iter().enumerate() {
-            let cmds: Vec<(u32, u32)> = match op {
-                Op::Cmd { first, len, .. } => vec![(*first, *len)],
-                Op::Exec { cmds, watch } => {
-                    if watch
-                        .as_ref()
-                        .is_some_and(|w| w.load(std::sync::atomic::Ordering::Acquire))
-                    {
-                        let mut o = Out::new(job.proto);
-                        o.null_array();
-                        segs[i] = Some(o.buf);
-                        continue;
-                    }
-                    cmds.clone()
-                }
-                _ => {
-                    let mut o = Out::new(job.proto);
-                    self.run_op(op, &job.buf, &job.spans, now_us, &mut o);
-                    segs[i] = Some(o.buf);
-                    continue;
-                }
-            };
-            match self.plan_entry(&c, &job.buf, &job.spans, &cmds) {
-                Err(msg) => segs[i] = Some(error_bytes(job.proto, &msg)),
-                Ok(None) => {
-                    // No keys at all (MULTI PING EXEC): nothing replicated to decide.
-                    let mut o = Out::new(job.proto);
-                    self.run_op(op, &job.buf, &job.spans, now_us, &mut o);
-                    segs[i] = Some(o.buf);
-                }
-                Ok(Some((v, slot)))
-                    if matches!(op, Op::Cmd { spec: Some(s), .. }
-                        if s.flags & flags::WRITE == 0 && s.flags & flags::READONLY != 0)
-                        && !entries.iter().any(|e| e.0 == v)
-                        && self.with_replicas(|r| r.can_read_now(v)) =>
-                {
-                    // A read with no write of this job before it on its vShard, on a leader
-                    // that has applied all it committed: run now (so it sees neither this job's
-                    // later writes nor anything uncommitted), answered once a read-index round
-                    // confirms the leadership. (A read after such a write rides in the write's
-                    // entry, to see it.)
-                    let mut o = Out::new(job.proto);
-                    let (first, len) = cmds[0];
-                    self.run_op(
-                        &Op::Local { first, len },
-                        &job.buf,
-                        &job.spans,
-                        now_us,
-                        &mut o,
-                    );
-                    reads.push((v, slot, i as u32, o.buf));
-                }
-                Ok(Some((v, slot))) => {
-                    let kind = if matches!(op, Op::Exec { .. }) {
-                        Kind::Transaction
-                    } else {
-                        Kind::Commands
-                    };
-                    let at = match entries.iter().position(|e| e.0 == v) {
-                        Some(at) if kind == Kind::Commands && !entries[at].3.is_empty() => at,
-                        _ => {
-                            entries.push((v, slot, Encoder::new(kind, now_us, seed), Vec::new()));
-                            entries.len() - 1
-                        }
-                    };
-                    // A transaction is an entry of its own.
-                    let at = if kind == Kind::Transaction {
-                        entries.len() - 1
-                    } else {
-                        at
-                    };
-                    for &(f, l) in &cmds {
-                        let spans = &job.spans[f as usize..(f + l) as usize];
-                        entries[at]
-                            .2
-                            .push(spans.iter().map(|&(s, e)| &job.buf[s as usize..e as usize]));
-                    }
-                    entries[at].3.push(i as u32);
-                }
-            }
-        }
-        let left = segs.iter().filter(|s| s.is_none()).count();
-        let proto = job.proto;
-        let mut r = self.repl.borrow_mut();
-        let r = r.as_mut().expect("replicated");
-        let j = r.alloc_job(PendingJob {
-            origin: job.origin,
-            token: job.token,
-            proto,
-            segs,
-            left,
-        });
-        for (v, slot, enc, ops) in entries {
-            let g = r.groups[v as usize].as_mut().expect("a replica here");
-            match g.propose(enc.finish()) {
-                Ok(index) => {
-                    let term = g.term();
-                    r.waiting.insert(
-                        (v, index),
-                        Waiter {
-                            job: j,
-                            ops,
-                            term,
-                            since: Instant::now(),
-                        },
-                    );
-                    r.touch(v);
-                }
-                Err(e) => {
-                    let msg = redirect(&c, slot, e.leader);
-                    for op in ops {
-                        if let Some(done) = r.fill(j, op, error_bytes(proto, &msg)) {
-                            drop_finished(self, done);
-                        }
-                    }
-                }
-            }
-        }
-        // The reads, answered once their round confirms the leadership.
-        for (v, slot, op, reply) in reads {
-            r.reads_queued[v as usize].push(ReadOp {
-                job: j,
-                op,
-                reply,
-                slot,
-            });
-            r.touch(v);
-        }
-        if left == 0 {
-            if let Some(done) = r.jobs[j as usize].take() {
-                r.free_jobs.push(j);
-                drop_finished(self, done);
-            }
-        }
-    }
-
-    /// Active expiry of a replicated node: keys found due in vShards led here are proposed as
-    /// expiry checks, which every replica applies at the entry's clock (a key refreshed in the
-    /// meantime stays). Followers expire nothing on their own.
-    pub fn propose_expiry(&self, now_us: u64, budget: usize) {
-        let mut guard = self.repl.borrow_mut();
-        let r = guard.as_mut().expect("replicated");
-        let due = {
-            let groups = &r.groups;
-            self.db.borrow_mut().due_keys(now_us / 1000, budget, |v| {
-                groups[v.0 as usize]
-                    .as_ref()
-                    .is_some_and(|g| g.role() == raft::Role::Leader)
-            })
-        };
-        for (v, keys) in due {
-            let mut e = Encoder::new(Kind::ExpireCheck, now_us, 0);
-            e.push(keys.iter().map(|k| &k[..]));
-            let g = r.groups[v.0 as usize].as_mut().expect("led here");
-            if g.propose(e.finish()).is_ok() {
-                r.touch(v.0 as u32);
-            }
-        }
-    }
-
-    /// The vShard and first slot of the commands `cmds` (one op), checked: every key in one
-    /// vShard, this node its leader, memory available; their watches touched. `None` when
-    /// they have no keys.
-    fn plan_entry(
-        &self,
-        c: &Cluster,
-        buf: &[u8],
-        spans: &[command::Span],
-        cmds: &[(u32, u32)],
-    ) -> Result<Option<(u32, Slot)>, String> {
-        let mut found: Option<(u32, Slot)> = None;
-        let mut db = self.db.borrow_mut();
-        for &(f, l) in cmds {
-            let args = Args::new(buf, &spans[f as usize..(f + l) as usize]);
-            let Some(spec) = command::lookup(args.get(0)) else {
-                continue;
-            };
-            if db.tunables.maxmemory > 0
-                && spec.flags & flags::DENYOOM != 0
-                && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
-            {
-                return Err(OOM.to_string());
-            }
-            for k in spec.keys_of(args) {
-                let key = args.get(k);
-                let slot = key_slot(key);
-                let v = c.layout.vshard_of(slot).0 as u32;
-                match found {
-                    None => found = Some((v, slot)),
-                    Some((fv, _)) if fv != v => {
-                        return Err(
-                            "CROSSSLOT Keys in request don't hash to the same slot".to_string()
-                        );
-                    }
-                    _ => {}
-                }
-                if spec.flags & flags::WRITE != 0 {
-                    db.watches.touch(key);
-                }
-            }
-        }
-        Ok(found)
-    }
-
     /// The first half of a driver step (see the module documentation): everything up to the
     /// log batch that must be on disk before the step's messages go out.
     fn start_step(&self) -> Step {
         let now = Instant::now();
-        let c = self.node.cluster.clone().expect("replicated");
+        let c = self.node.cluster.as_deref().expect("replicated");
         let mut guard = self.repl.borrow_mut();
         let r = guard.as_mut().expect("replicated");
         for (g, from, msg) in std::mem::take(&mut r.incoming) {
@@ -769,10 +447,7 @@ impl Shard {
             for id in late {
                 let (_, ops) = r.read_rounds.remove(&id).expect("listed");
                 for o in ops {
-                    let proto = r.jobs[o.job as usize]
-                        .as_ref()
-                        .map_or(Proto::Resp2, |j| j.proto);
-                    if let Some(done) = r.fill(o.job, o.op, error_bytes(proto, READ_LOST)) {
+                    if let Some(done) = r.fail(o.job, o.op, READ_LOST) {
                         drop_finished(self, done);
                     }
                 }
@@ -780,11 +455,8 @@ impl Shard {
         }
         for k in timed_out {
             let w = r.waiting.remove(&k).expect("listed");
-            let proto = r.jobs[w.job as usize]
-                .as_ref()
-                .map_or(Proto::Resp2, |j| j.proto);
             for op in w.ops {
-                if let Some(done) = r.fill(w.job, op, error_bytes(proto, UNKNOWN)) {
+                if let Some(done) = r.fail(w.job, op, UNKNOWN) {
                     drop_finished(self, done);
                 }
             }
@@ -807,11 +479,8 @@ impl Shard {
                     }
                     Err(e) => {
                         for o in ops {
-                            let msg = redirect(&c, o.slot, e.leader);
-                            let proto = r.jobs[o.job as usize]
-                                .as_ref()
-                                .map_or(Proto::Resp2, |j| j.proto);
-                            if let Some(done) = r.fill(o.job, o.op, error_bytes(proto, &msg)) {
+                            let msg = c.redirect(o.slot, e.leader);
+                            if let Some(done) = r.fail(o.job, o.op, &msg) {
                                 drop_finished(self, done);
                             }
                         }
@@ -830,10 +499,7 @@ impl Shard {
             for id in &ready.failed_reads {
                 if let Some((_, ops)) = r.read_rounds.remove(id) {
                     for o in ops {
-                        let proto = r.jobs[o.job as usize]
-                            .as_ref()
-                            .map_or(Proto::Resp2, |j| j.proto);
-                        if let Some(done) = r.fill(o.job, o.op, error_bytes(proto, READ_LOST)) {
+                        if let Some(done) = r.fail(o.job, o.op, READ_LOST) {
                             drop_finished(self, done);
                         }
                     }
@@ -867,7 +533,7 @@ impl Shard {
 
     /// The second half of a driver step, once its log batch is on disk: send, apply, answer.
     fn finish_step(&self, readies: Vec<(u32, Ready)>) {
-        let c = self.node.cluster.clone().expect("replicated");
+        let c = self.node.cluster.as_deref().expect("replicated");
         let mut guard = self.repl.borrow_mut();
         let r = guard.as_mut().expect("replicated");
         // Send, now that what the messages promise is on disk.

@@ -34,7 +34,7 @@ impl Conn {
     /// node: through the owning thread's Raft group; another: `-MOVED`); keyless reads run here.
     pub(super) fn replicated_command(
         &mut self,
-        c: &Arc<crate::cluster::Cluster>,
+        c: &crate::cluster::Cluster,
         spec: &'static CommandSpec,
         args: Args,
     ) {
@@ -50,24 +50,15 @@ impl Conn {
                     spec.name.to_uppercase()
                 ));
             }
-            return self.local_command(spec, args);
+            // A keyless read (DBSIZE, SCAN, ...) answers from this node's replicas as they are.
+            return self.planned(spec, args);
         }
-        let mut first: Option<(shardline_shards::slot::VShardId, Slot)> = None;
-        for k in spec.keys_of(args) {
-            let slot = key_slot(args.get(k));
-            let v = c.layout.vshard_of(slot);
-            match first {
-                None => first = Some((v, slot)),
-                Some((fv, _)) if fv != v => {
-                    return self
-                        .out
-                        .error("CROSSSLOT Keys in request don't hash to the same slot");
-                }
-                _ => {}
-            }
-        }
+        let first = match shardline_shards::route::vshard_of_keys(spec, args, c.layout) {
+            Ok(first) => first,
+            Err(msg) => return self.out.error(msg),
+        };
         let Some((v, slot)) = first else {
-            return self.local_command(spec, args);
+            return self.planned(spec, args);
         };
         let t = c.layout.owner_thread(v, c.threads);
         let leader = c.leader(v);
@@ -82,48 +73,10 @@ impl Conn {
             if leader != 0 && c.proxy {
                 return self.proxy(leader, spec, args);
             }
-            return self.out.error(&match leader {
-                0 => format!(
-                    "TRYAGAIN no leader for slot {slot} yet (an election is in progress); retry shortly"
-                ),
-                l => format!("MOVED {slot} {}", c.client_addr(l)),
-            });
+            return self.out.error(&c.redirect(slot, Some(leader)));
         }
         let op = self.push_cmd(t, spec, args.buf(), args.spans());
         self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
-    }
-
-    /// Runs a keyless command of a replicated node on this node's replicas as they are.
-    fn local_command(&mut self, spec: &'static CommandSpec, args: Args) {
-        let here = self.shard.id;
-        let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
-        match plan(spec, args, layout, threads, here) {
-            Plan::On(t) if t == here => self.shard.run_op(
-                &Op::Cmd {
-                    first: 0,
-                    len: args.len() as u32,
-                    spec: Some(spec),
-                },
-                args.buf(),
-                args.spans(),
-                self.now_us,
-                &mut self.out,
-            ),
-            Plan::On(t) => {
-                let op = self.push_cmd(t, spec, args.buf(), args.spans());
-                self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
-            }
-            Plan::Refuse(msg) => self.out.error(msg),
-            Plan::All(merge) => {
-                let parts = (0..threads)
-                    .map(|t| self.part(t, spec, args.buf(), args.spans()))
-                    .collect();
-                self.hole(parts, Finish::Merge(merge, Vec::new()));
-            }
-            Plan::Split { .. } => self
-                .out
-                .error("CROSSSLOT Keys in request don't hash to the same slot"),
-        }
     }
 
     /// The address clients should use for this node: the one this connection reached.

@@ -476,12 +476,19 @@ impl Conn {
 
     /// Runs a data command where its plan says.
     fn data_command(&mut self, spec: &'static CommandSpec, args: Args) {
-        if let Some(c) = self.shard.node.cluster.clone() {
-            return self.replicated_command(&c, spec, args);
+        if self.shard.node.cluster.is_some() {
+            let shard = self.shard.clone();
+            let c = shard.node.cluster.as_deref().expect("checked");
+            return self.replicated_command(c, spec, args);
         }
         if spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args) {
             return self.blocking_command(spec, args);
         }
+        self.planned(spec, args)
+    }
+
+    /// Runs a command where `route::plan` says: here, on another thread, on all, or split.
+    fn planned(&mut self, spec: &'static CommandSpec, args: Args) {
         let here = self.shard.id;
         let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
         match plan(spec, args, layout, threads, here) {

@@ -134,6 +134,14 @@ struct Sim {
 }
 
 impl Sim {
+    /// The live replica of `id`.
+    fn group(&mut self, id: NodeId) -> &mut Group {
+        self.nodes
+            .get_mut(&id)
+            .and_then(|n| n.group.as_mut())
+            .expect("a live replica")
+    }
+
     fn new(seed: u64, members: &[NodeId]) -> Sim {
         let cfg = |id| Config {
             id,
@@ -712,7 +720,7 @@ fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
     // A write wakes it and commits.
     let leader = sim.leader();
     let before = sim.applied.len();
-    let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
+    let g = sim.group(leader);
     g.propose(b"wake".to_vec()).unwrap();
     sim.drain(leader);
     run(&mut sim, 20);
@@ -723,13 +731,7 @@ fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
     // without waiting out an election timeout.
     sim.nodes.get_mut(&leader).unwrap().group = None;
     let follower = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
-    sim.nodes
-        .get_mut(&follower)
-        .unwrap()
-        .group
-        .as_mut()
-        .unwrap()
-        .leader_lost();
+    sim.group(follower).leader_lost();
     sim.drain(follower);
     run(&mut sim, 3);
     let g = sim.nodes[&follower].group.as_ref().unwrap();
@@ -787,16 +789,10 @@ fn a_leader_cut_off_from_its_quorum_steps_down() {
     sim.isolate(leader);
     // A client write reaches the cut-off leader (waking the quiet group); the followers' node
     // failure detector reports the leader's node unreachable.
-    let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
+    let g = sim.group(leader);
     g.propose(b"lost".to_vec()).unwrap();
     let follower = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
-    sim.nodes
-        .get_mut(&follower)
-        .unwrap()
-        .group
-        .as_mut()
-        .unwrap()
-        .leader_lost();
+    sim.group(follower).leader_lost();
     for _ in 0..40 {
         sim.round(true);
     }
@@ -826,7 +822,7 @@ fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
     let cut = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
     sim.isolate(cut);
     let busy_round = |sim: &mut Sim| {
-        let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
+        let g = sim.group(leader);
         let _ = g.propose(b"busy".to_vec());
         sim.round(true);
     };
@@ -854,25 +850,19 @@ fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
     let mut sim = Sim::new(4, &[1, 2, 3]);
     sim.converge();
     let leader = sim.leader();
-    let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
+    let g = sim.group(leader);
     g.read_index(1).unwrap();
     sim.reads.insert(1, 0);
     sim.drain(leader);
     sim.round(false);
     assert_eq!(sim.confirmed_reads, 1, "a connected leader confirms");
     sim.isolate(leader);
-    let g = sim.nodes.get_mut(&leader).unwrap().group.as_mut().unwrap();
+    let g = sim.group(leader);
     g.propose(b"wake".to_vec()).unwrap();
     g.read_index(2).unwrap();
     sim.reads.insert(2, 0);
     let follower = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
-    sim.nodes
-        .get_mut(&follower)
-        .unwrap()
-        .group
-        .as_mut()
-        .unwrap()
-        .leader_lost();
+    sim.group(follower).leader_lost();
     for _ in 0..40 {
         sim.round(true);
     }

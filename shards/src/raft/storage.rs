@@ -42,16 +42,41 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
 }
 
 /// The replica of `group` as the recovered log has it, with `snapshot`: the state-machine
-/// bytes of the latest snapshot the driver stored (empty when the log was never purged).
+/// bytes of the latest snapshot the driver stored (empty when the log was never purged), taken
+/// at the log's purge point.
 pub fn restore(wal: &Engine, group: u32, cfg: Config, snapshot: Vec<u8>) -> Group {
+    restore_at(wal, group, cfg, None, snapshot)
+}
+
+/// `restore` with the snapshot's own position `snap` when the driver knows it (its snapshot
+/// file may be newer than the log's last purge record, after a crash between the two): the log
+/// entries it covers are skipped.
+pub fn restore_at(
+    wal: &Engine,
+    group: u32,
+    cfg: Config,
+    snap: Option<LogId>,
+    snapshot: Vec<u8>,
+) -> Group {
     let Some(log) = wal.group(group) else {
-        return Group::new(cfg);
+        return Group::restore_from(
+            cfg,
+            HardState::default(),
+            snap.unwrap_or_default(),
+            snapshot,
+            Vec::new(),
+        );
     };
     let hs = log.vote().map_or(HardState::default(), |v| HardState {
         term: v.term,
         vote: (v.node != 0).then_some(v.node),
     });
-    let entries = (log.purged().index + 1..=log.last().index)
+    let purged = LogId {
+        index: log.purged().index,
+        term: log.purged().term,
+    };
+    let snap = snap.unwrap_or(purged);
+    let entries = (snap.index.max(purged.index) + 1..=log.last().index)
         .map(|i| {
             let (term, data) = log.entry(i).expect("contiguous");
             Entry {
@@ -61,9 +86,5 @@ pub fn restore(wal: &Engine, group: u32, cfg: Config, snapshot: Vec<u8>) -> Grou
             }
         })
         .collect();
-    let snap = LogId {
-        index: log.purged().index,
-        term: log.purged().term,
-    };
     Group::restore_from(cfg, hs, snap, snapshot, entries)
 }

@@ -1,0 +1,219 @@
+//! The proposing side of a shard thread's replicas: a connection's job becomes log entries (one
+//! per vShard per job, in request order) and read-index reads; the leader's expiry cycle becomes
+//! expiry-check entries.
+
+use super::*;
+
+impl Shard {
+    /// A job of a replicated node: commands on keys become log entries of their vShard (one
+    /// entry per vShard per job, in request order); other ops run here at once. The replies go
+    /// back when the entries are applied.
+    pub fn run_job_replicated(&self, job: Job) {
+        let n = job.ops.len();
+        let mut segs: Vec<Option<Vec<u8>>> = vec![None; n];
+        let now_us = unix_now_us();
+        let seed = self.rng.borrow_mut().next_u64();
+        // (vShard, first op's slot, entry, ops)
+        let mut entries: Vec<(u32, Slot, Encoder, Vec<u32>)> = Vec::new();
+        // (vShard, slot, op, reply)
+        let mut reads: Vec<(u32, Slot, u32, Vec<u8>)> = Vec::new();
+        let c = self.node.cluster.as_deref().expect("replicated");
+        for (i, op) in job.ops.iter().enumerate() {
+            let cmds: Vec<(u32, u32)> = match op {
+                Op::Cmd { first, len, .. } => vec![(*first, *len)],
+                Op::Exec { cmds, watch } => {
+                    if watch
+                        .as_ref()
+                        .is_some_and(|w| w.load(std::sync::atomic::Ordering::Acquire))
+                    {
+                        let mut o = Out::new(job.proto);
+                        o.null_array();
+                        segs[i] = Some(o.buf);
+                        continue;
+                    }
+                    cmds.clone()
+                }
+                _ => {
+                    let mut o = Out::new(job.proto);
+                    self.run_op(op, &job.buf, &job.spans, now_us, &mut o);
+                    segs[i] = Some(o.buf);
+                    continue;
+                }
+            };
+            match self.plan_entry(c, &job.buf, &job.spans, &cmds) {
+                Err(msg) => segs[i] = Some(error_bytes(job.proto, &msg)),
+                Ok(None) => {
+                    // No keys at all (MULTI PING EXEC): nothing replicated to decide.
+                    let mut o = Out::new(job.proto);
+                    self.run_op(op, &job.buf, &job.spans, now_us, &mut o);
+                    segs[i] = Some(o.buf);
+                }
+                Ok(Some((v, slot)))
+                    if matches!(op, Op::Cmd { spec: Some(s), .. }
+                        if s.flags & flags::WRITE == 0 && s.flags & flags::READONLY != 0)
+                        && !entries.iter().any(|e| e.0 == v)
+                        && self.with_replicas(|r| r.can_read_now(v)) =>
+                {
+                    // A read with no write of this job before it on its vShard, on a leader
+                    // that has applied all it committed: run now (so it sees neither this job's
+                    // later writes nor anything uncommitted), answered once a read-index round
+                    // confirms the leadership. (A read after such a write rides in the write's
+                    // entry, to see it.)
+                    let mut o = Out::new(job.proto);
+                    let (first, len) = cmds[0];
+                    self.run_op(
+                        &Op::Local { first, len },
+                        &job.buf,
+                        &job.spans,
+                        now_us,
+                        &mut o,
+                    );
+                    reads.push((v, slot, i as u32, o.buf));
+                }
+                Ok(Some((v, slot))) => {
+                    let kind = if matches!(op, Op::Exec { .. }) {
+                        Kind::Transaction
+                    } else {
+                        Kind::Commands
+                    };
+                    let at = match entries.iter().position(|e| e.0 == v) {
+                        Some(at) if kind == Kind::Commands && !entries[at].3.is_empty() => at,
+                        _ => {
+                            entries.push((v, slot, Encoder::new(kind, now_us, seed), Vec::new()));
+                            entries.len() - 1
+                        }
+                    };
+                    // A transaction is an entry of its own.
+                    let at = if kind == Kind::Transaction {
+                        entries.len() - 1
+                    } else {
+                        at
+                    };
+                    for &(f, l) in &cmds {
+                        let spans = &job.spans[f as usize..(f + l) as usize];
+                        entries[at]
+                            .2
+                            .push(spans.iter().map(|&(s, e)| &job.buf[s as usize..e as usize]));
+                    }
+                    entries[at].3.push(i as u32);
+                }
+            }
+        }
+        let left = segs.iter().filter(|s| s.is_none()).count();
+        let proto = job.proto;
+        let mut r = self.repl.borrow_mut();
+        let r = r.as_mut().expect("replicated");
+        let j = r.alloc_job(PendingJob {
+            origin: job.origin,
+            token: job.token,
+            proto,
+            segs,
+            left,
+        });
+        for (v, slot, enc, ops) in entries {
+            let g = r.groups[v as usize].as_mut().expect("a replica here");
+            match g.propose(enc.finish()) {
+                Ok(index) => {
+                    let term = g.term();
+                    r.waiting.insert(
+                        (v, index),
+                        Waiter {
+                            job: j,
+                            ops,
+                            term,
+                            since: Instant::now(),
+                        },
+                    );
+                    r.touch(v);
+                }
+                Err(e) => {
+                    let msg = c.redirect(slot, e.leader);
+                    for op in ops {
+                        if let Some(done) = r.fail(j, op, &msg) {
+                            drop_finished(self, done);
+                        }
+                    }
+                }
+            }
+        }
+        // The reads, answered once their round confirms the leadership.
+        for (v, slot, op, reply) in reads {
+            r.reads_queued[v as usize].push(ReadOp {
+                job: j,
+                op,
+                reply,
+                slot,
+            });
+            r.touch(v);
+        }
+        if left == 0 {
+            if let Some(done) = r.jobs[j as usize].take() {
+                r.free_jobs.push(j);
+                drop_finished(self, done);
+            }
+        }
+    }
+
+    /// Active expiry of a replicated node: keys found due in vShards led here are proposed as
+    /// expiry checks, which every replica applies at the entry's clock (a key refreshed in the
+    /// meantime stays). Followers expire nothing on their own.
+    pub fn propose_expiry(&self, now_us: u64, budget: usize) {
+        let mut guard = self.repl.borrow_mut();
+        let r = guard.as_mut().expect("replicated");
+        let due = {
+            let groups = &r.groups;
+            self.db.borrow_mut().due_keys(now_us / 1000, budget, |v| {
+                groups[v.0 as usize]
+                    .as_ref()
+                    .is_some_and(|g| g.role() == raft::Role::Leader)
+            })
+        };
+        for (v, keys) in due {
+            let mut e = Encoder::new(Kind::ExpireCheck, now_us, 0);
+            e.push(keys.iter().map(|k| &k[..]));
+            let g = r.groups[v.0 as usize].as_mut().expect("led here");
+            if g.propose(e.finish()).is_ok() {
+                r.touch(v.0 as u32);
+            }
+        }
+    }
+
+    /// The vShard and first slot of the commands `cmds` (one op), checked: every key in one
+    /// vShard, this node its leader, memory available; their watches touched. `None` when
+    /// they have no keys.
+    fn plan_entry(
+        &self,
+        c: &Cluster,
+        buf: &[u8],
+        spans: &[command::Span],
+        cmds: &[(u32, u32)],
+    ) -> Result<Option<(u32, Slot)>, String> {
+        let mut found: Option<(u32, Slot)> = None;
+        let mut db = self.db.borrow_mut();
+        for &(f, l) in cmds {
+            let args = Args::new(buf, &spans[f as usize..(f + l) as usize]);
+            let Some(spec) = command::lookup(args.get(0)) else {
+                continue;
+            };
+            if db.tunables.maxmemory > 0
+                && spec.flags & flags::DENYOOM != 0
+                && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
+            {
+                return Err(OOM.to_string());
+            }
+            match route::vshard_of_keys(spec, args, c.layout)? {
+                Some((v, _)) if found.is_some_and(|(fv, _)| fv != v.0 as u32) => {
+                    return Err(route::CROSSSLOT.to_string());
+                }
+                Some((v, slot)) if found.is_none() => found = Some((v.0 as u32, slot)),
+                _ => {}
+            }
+            if spec.flags & flags::WRITE != 0 {
+                for k in spec.keys_of(args) {
+                    db.watches.touch(args.get(k));
+                }
+            }
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,85 @@
+//! A replica's snapshot file (`snap/shard-<n>/<vshard>.snap`): written atomically before the log
+//! purges what it covers, read at start-up; and the snapshot's bytes (apply clock + vShard).
+
+use shardline_shards::raft::LogId;
+use std::path::{Path, PathBuf};
+
+pub(super) fn snap_path(dir: &Path, v: u32) -> PathBuf {
+    dir.join(format!("{v:05}.snap"))
+}
+
+const SNAP_MAGIC: &[u8; 8] = b"SLSNAP01";
+
+/// Writes a snapshot file atomically: magic, index, term, length, CRC32C, bytes.
+pub(super) fn write_snapshot(dir: &Path, v: u32, id: LogId, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = snap_path(dir, v);
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    let mut head = Vec::with_capacity(36);
+    head.extend_from_slice(SNAP_MAGIC);
+    head.extend_from_slice(&id.index.to_le_bytes());
+    head.extend_from_slice(&id.term.to_le_bytes());
+    head.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    head.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    f.write_all(&head)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads a snapshot file; a damaged one stops start-up with the file and what to do.
+pub(super) fn read_snapshot(dir: &Path, v: u32) -> Result<Option<(LogId, Vec<u8>)>, String> {
+    let path = snap_path(dir, v);
+    let b = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let bad = |offset: usize, why: &str| {
+        format!(
+            "{}: corrupt snapshot at offset {offset}: {why}. This replica cannot be trusted: stop the node, move its data directory away and start it again to rejoin the cluster",
+            path.display()
+        )
+    };
+    if b.len() < 36 || &b[..8] != SNAP_MAGIC {
+        return Err(bad(0, "not a snapshot header"));
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8"));
+    let id = LogId {
+        index: u64_at(8),
+        term: u64_at(16),
+    };
+    let len = u64_at(24) as usize;
+    if b.len() - 36 != len {
+        return Err(bad(24, "length does not match the file"));
+    }
+    let data = b[36..].to_vec();
+    if crc32c::crc32c(&data) != u32::from_le_bytes(b[32..36].try_into().expect("4")) {
+        return Err(bad(36, "checksum mismatch"));
+    }
+    Ok(Some((id, data)))
+}
+
+/// A replica's snapshot bytes: its apply clock, then the vShard's keys.
+pub(super) fn snapshot_bytes(clock_us: u64, vs: &shardline_shards::db::VShard) -> Vec<u8> {
+    let mut b = clock_us.to_le_bytes().to_vec();
+    b.extend_from_slice(&shardline_shards::snapshot::encode(vs, clock_us / 1000));
+    b
+}
+
+/// Installs snapshot bytes into `db`; returns the apply clock they carry.
+pub(super) fn install(
+    db: &mut shardline_shards::db::Db,
+    data: &[u8],
+) -> Result<u64, shardline_shards::snapshot::SnapshotError> {
+    let short = shardline_shards::snapshot::SnapshotError {
+        offset: 0,
+        reason: "shorter than a replica snapshot",
+    };
+    let clock = u64::from_le_bytes(data.get(..8).ok_or(short)?.try_into().expect("8"));
+    let vs = shardline_shards::snapshot::decode(&data[8..], &db.tunables)?;
+    db.install(vs);
+    Ok(clock)
+}
