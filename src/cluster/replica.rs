@@ -34,8 +34,13 @@ use snapfile::{install, read_snapshot, snap_path, snapshot_bytes, write_snapshot
 
 /// How often groups that are not quiet are ticked.
 pub const TICK: Duration = Duration::from_millis(10);
-const ELECTION_TICKS: u32 = 15;
-const HEARTBEAT_TICKS: u32 = 3;
+/// Election timeout (randomized up to twice this) and check-quorum period, in ticks: 0.5 s. A
+/// dead node's groups fail over at once through the node-level failure detector, so this timer
+/// only covers what that cannot see; it is long enough that a starved shard thread on a busy
+/// machine (seen at 150 ms: leaders stepped down under the test suite's load) does not depose
+/// healthy leaders.
+const ELECTION_TICKS: u32 = 50;
+const HEARTBEAT_TICKS: u32 = 5;
 /// Most entries in one Append message.
 const MAX_BATCH: usize = 512;
 /// A proposal not committed within this long is answered `-UNKNOWN`.
