@@ -290,13 +290,23 @@ impl Group {
         self.quiet
     }
 
-    /// The node-level failure detector says this group's leader's node is gone: stand for
-    /// election now rather than after a timeout.
+    /// The node-level failure detector says this group's leader's node is gone. Every surviving
+    /// replica hears it at about the same moment; if all stood for election at once they would
+    /// split the vote and wait out a timeout. So the first member (in configuration order) other
+    /// than the lost leader stands at once, and the others only start their election timers, as
+    /// a fallback should it be gone too.
     pub fn leader_lost(&mut self) {
-        if self.role != Role::Leader {
-            self.quiet = false;
+        if self.role == Role::Leader {
+            return;
+        }
+        self.quiet = false;
+        let lost = self.leader;
+        let successor = self.cfg.members.iter().copied().find(|&m| Some(m) != lost);
+        if successor == Some(self.cfg.id) {
             // The failure detector vouches for the loss: no pre-vote round.
             self.campaign();
+        } else {
+            self.reset_timer();
         }
     }
 

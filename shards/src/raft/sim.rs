@@ -738,6 +738,46 @@ fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
     assert_eq!(g.role(), Role::Leader, "elected within a few ticks");
 }
 
+/// When every survivor hears that the leader's node is gone, only the designated successor (the
+/// first member other than the lost leader) stands at once: one election, one new term, no split
+/// vote (regression: all survivors campaigned together and split the vote, so failover waited
+/// out an election timeout).
+#[test]
+fn a_lost_leader_is_replaced_by_one_election_without_a_split_vote() {
+    for seed in 0..20 {
+        let mut sim = Sim::new(seed, &[1, 2, 3, 4, 5]);
+        sim.converge();
+        let run =
+            |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
+        run(&mut sim, 20);
+        let leader = sim.leader();
+        let term = sim.group(leader).term();
+        sim.nodes.get_mut(&leader).unwrap().group = None;
+        let survivors: Vec<NodeId> = sim
+            .nodes
+            .keys()
+            .copied()
+            .filter(|&id| id != leader)
+            .collect();
+        for &id in &survivors {
+            sim.group(id).leader_lost();
+            sim.drain(id);
+        }
+        run(&mut sim, 3);
+        let successor = survivors[0];
+        assert_eq!(
+            sim.group(successor).role(),
+            Role::Leader,
+            "seed {seed}: the designated successor leads within 3 ticks"
+        );
+        assert_eq!(
+            sim.group(successor).term(),
+            term + 1,
+            "seed {seed}: one election"
+        );
+    }
+}
+
 /// A replica that restarts while its group is quiet learns the leader and catches up: its
 /// pre-vote is refused (the leader lives), but it wakes the quiet leader, which answers with an
 /// append (regression: the restarted replica used to ask forever, never told who leads).
