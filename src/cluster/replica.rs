@@ -47,6 +47,10 @@ const MAX_BATCH: usize = 512;
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A group compacts its log into a snapshot once it holds this many entries.
 const COMPACT_ENTRIES: usize = 10_000;
+/// Bytes of entries the groups of one thread keep in memory (logs since their snapshots) beyond
+/// which the largest log is compacted, one per step: with thousands of groups, `COMPACT_ENTRIES`
+/// alone would let logs hold gigabytes.
+const LOG_BYTES_MAX: usize = 64 << 20;
 /// Log segments beyond which the groups keeping the oldest one alive are compacted.
 const MAX_SEGMENTS: usize = 4;
 /// Bytes queued for one peer beyond which new messages are dropped (Raft resends).
@@ -110,6 +114,15 @@ pub struct Replicas {
     wal: Engine,
     snap_dir: PathBuf,
     incoming: Vec<(u32, RaftId, Msg)>,
+    /// Groups keeping the oldest log segment alive when there are too many: compacted one per
+    /// step (`MAX_SEGMENTS`).
+    to_compact: Vec<u32>,
+    /// Per group, about the entry bytes its log holds (added when persisted, zeroed when
+    /// compacted; truncations not subtracted), and their sum (`LOG_BYTES_MAX`).
+    log_bytes: Vec<usize>,
+    log_bytes_total: usize,
+    /// Snapshot files to write before the next log batch (`compact`).
+    before_flush: Vec<crate::wal::Before>,
     waiting: HashMap<(u32, u64), Waiter>,
     jobs: Vec<Option<PendingJob>>,
     free_jobs: Vec<u32>,
@@ -185,6 +198,15 @@ impl Replicas {
             *slot = Some(g);
         }
         let n = c.nodes.len();
+        // What the restored logs hold in memory (`LOG_BYTES_MAX`).
+        let log_bytes: Vec<usize> = groups
+            .iter()
+            .map(|g| {
+                g.as_ref()
+                    .map_or(0, |g| g.log().iter().map(|e| e.data.len()).sum())
+            })
+            .collect();
+        let log_bytes_total = log_bytes.iter().sum();
         Ok(Replicas {
             shard,
             groups,
@@ -194,6 +216,10 @@ impl Replicas {
             wal,
             snap_dir,
             incoming: Vec::new(),
+            to_compact: Vec::new(),
+            before_flush: Vec::new(),
+            log_bytes,
+            log_bytes_total,
             waiting: HashMap::new(),
             jobs: Vec::new(),
             free_jobs: Vec::new(),
@@ -324,11 +350,14 @@ impl Replicas {
         let Some(vs) = db.vshard(VShardId(g as u16)) else {
             return;
         };
-        let bytes = snapshot_bytes(self.clocks[g as usize], vs);
-        if let Err(e) = write_snapshot(&self.snap_dir, g, applied, &bytes) {
-            fatal(&format!("cannot write a snapshot: {e}"));
-        }
+        let bytes = bytes::Bytes::from(snapshot_bytes(self.clocks[g as usize], vs));
+        // The file is written by the flush thread before the next batch, which holds the purge
+        // record this compaction causes: the log drops nothing the snapshot file lacks.
+        let (dir, data) = (self.snap_dir.clone(), bytes.clone());
+        self.before_flush
+            .push(Box::new(move || write_snapshot(&dir, g, applied, &data)));
         grp.compact(applied.index, bytes);
+        self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
         self.touch(g);
     }
 
@@ -430,9 +459,9 @@ impl Shard {
                 }
             }
             // Groups that write too rarely to compact on their own must not keep old log
-            // segments alive: once the log has more than a few, compact them.
-            for g in r.wal.pinning_oldest(MAX_SEGMENTS) {
-                r.compact(&self.db.borrow(), g);
+            // segments alive: once the log has more than a few, compact them (one per step).
+            if r.to_compact.is_empty() {
+                r.to_compact = r.wal.pinning_oldest(MAX_SEGMENTS);
             }
             timed_out = r
                 .waiting
@@ -519,6 +548,7 @@ impl Shard {
                     Ok(clock) => {
                         r.clocks[g as usize] = clock;
                         r.applied[g as usize] = *id;
+                        r.log_bytes_total -= std::mem::take(&mut r.log_bytes[g as usize]);
                     }
                     Err(e) => fatal(&format!(
                         "a snapshot received for vShard {g} does not decode at offset {}: {}",
@@ -529,11 +559,19 @@ impl Shard {
             if let Err(e) = storage::persist(&mut r.wal, g, &ready) {
                 fatal(&format!("write-ahead log refused an append: {e:?}"));
             }
+            let added: usize = ready.entries.iter().map(|e| e.data.len()).sum();
+            r.log_bytes[g as usize] += added;
+            r.log_bytes_total += added;
             readies.push((g, ready));
         }
         r.wal.flush(0);
         let batch = r.wal.take_batch(unix_now_us() / 1000);
-        Step { readies, batch }
+        let before = std::mem::take(&mut r.before_flush);
+        Step {
+            readies,
+            batch,
+            before,
+        }
     }
 
     /// The second half of a driver step, once its log batch is on disk: send, apply, answer.
@@ -625,7 +663,11 @@ impl Shard {
                 }
             }
         }
-        // Routing: publish the leader each touched group knows; compact long logs.
+        // Routing: publish the leader each touched group knows. Compact one group per step:
+        // one keeping an old segment alive, else the longest log past the limit. Groups written
+        // evenly reach the limits together and must not all stop the thread in one step (seen:
+        // 2 s stalls with 256 of them) but take turns.
+        let mut longest: Option<(usize, u32)> = None;
         for (g, _) in &readies {
             let grp = r.groups[*g as usize].as_mut().expect("ready of a group");
             let leader = match grp.role() {
@@ -633,9 +675,19 @@ impl Shard {
                 _ => grp.leader().unwrap_or(0),
             };
             c.set_leader(VShardId(*g as u16), leader);
-            if grp.log().len() > COMPACT_ENTRIES {
-                r.compact(&self.db.borrow(), *g);
+            let len = grp.log().len();
+            if len > COMPACT_ENTRIES && longest.is_none_or(|(l, _)| len > l) {
+                longest = Some((len, *g));
             }
+        }
+        if longest.is_none() && r.log_bytes_total > LOG_BYTES_MAX {
+            // Over the thread's memory budget for logs: the largest one.
+            longest = (0..r.log_bytes.len())
+                .max_by_key(|&g| r.log_bytes[g])
+                .map(|g| (0, g as u32));
+        }
+        if let Some(g) = r.to_compact.pop().or(longest.map(|(_, g)| g)) {
+            r.compact(&self.db.borrow(), g);
         }
         drop(guard);
         for done in finished {
@@ -679,6 +731,8 @@ fn fatal(msg: &str) -> ! {
 struct Step {
     readies: Vec<(u32, Ready)>,
     batch: Option<shardline_shards::wal::Batch>,
+    /// Snapshot files to write before the batch.
+    before: Vec<crate::wal::Before>,
 }
 
 /// The driver task of a shard thread: one step per wake-up (proposals, messages) or tick. While
@@ -687,6 +741,10 @@ struct Step {
 /// messages are stepped only between flushes, so a Ready is never taken before the previous one
 /// is on disk), which makes the next group commit larger.
 pub async fn run(shard: std::rc::Rc<Shard>) {
+    let flusher = match crate::wal::Flusher::spawn(shard.id) {
+        Ok(f) => f,
+        Err(e) => fatal(&format!("cannot start the log's flush thread: {e}")),
+    };
     loop {
         let work = std::future::poll_fn(|cx| shard.with_replicas(|r| r.poll_work(cx.waker())));
         monoio::select! {
@@ -694,11 +752,12 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
             _ = monoio::time::sleep(TICK) => {},
         }
         let step = shard.start_step();
-        if let Some(batch) = step.batch {
-            let mut log = shard
+        if step.batch.is_some() || !step.before.is_empty() {
+            let log = shard
                 .with_replicas(|r| r.log.take())
                 .expect("one flush at a time");
-            let res = log.run_async(batch).await;
+            let batch = step.batch.unwrap_or_default();
+            let (log, res) = flusher.run(log, batch, step.before).await;
             shard.with_replicas(|r| r.log = Some(log));
             if let Err(e) = res {
                 fatal(&format!("cannot write the write-ahead log: {e}"));

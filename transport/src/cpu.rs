@@ -3,13 +3,25 @@
 
 use std::io;
 
-/// The CPUs in this process's affinity mask, ascending.
+/// The CPUs the calling thread may run on, ascending.
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    affinity_of(0)
+}
+
+/// The CPUs the process's main thread may run on (threads pinned since keep this): what a
+/// helper thread spawned by a pinned thread should be allowed.
+pub fn process_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: getpid has no preconditions.
+    affinity_of(unsafe { libc::getpid() })
+}
+
+/// The affinity mask of thread `tid` (0: the calling thread), ascending.
+fn affinity_of(tid: libc::pid_t) -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain data; zeroed is a valid empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
     let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        unsafe { libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -22,16 +34,23 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
 
 /// Pins the calling thread to `cpu`.
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("cpu {cpu} out of range"),
-        ));
-    }
-    // SAFETY: zeroed cpu_set_t is a valid empty set; CPU_SET writes within it (index checked).
+    pin_current_thread_to(&[cpu])
+}
+
+/// Lets the calling thread run on `cpus` only.
+pub fn pin_current_thread_to(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: zeroed cpu_set_t is a valid empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: index checked against CPU_SETSIZE above.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cpu {cpu} out of range"),
+            ));
+        }
+        // SAFETY: index checked against CPU_SETSIZE above.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if rc != 0 {

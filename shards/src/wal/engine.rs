@@ -476,6 +476,9 @@ impl Engine {
                         at = next;
                     }
                     record::Decoded::Short if at == bytes.len() => break,
+                    // The rest of the segment is the zeros its file was extended with ahead
+                    // of the records (a zero length is never a record): the clean end.
+                    _ if bytes[at..].iter().all(|&b| b == 0) => break,
                     other => {
                         let why = match other {
                             record::Decoded::Bad(w) => w,

@@ -257,6 +257,32 @@ fn a_torn_tail_is_cut_at_the_last_whole_record_wherever_the_crash_fell() {
 }
 
 #[test]
+fn zeros_after_the_records_of_any_segment_are_their_clean_end_but_a_record_after_zeros_is_damage() {
+    let (e, dir) = workload();
+    // Every segment extended with zeros, as the file driver writes them ahead of the records.
+    let mut d = dir.clone();
+    for f in d.files.values_mut() {
+        f.resize(f.len() + 4096, 0);
+    }
+    let rec = Engine::recover(e.config(), d.contents()).unwrap();
+    assert_eq!(rec.truncate_tail, None);
+    assert_eq!(snapshot(&rec.engine), snapshot(&e));
+    // Zeros in the middle of the last segment with whole records after them: not a tail.
+    let last = *dir.files.keys().last().unwrap();
+    let mut d = dir.clone();
+    let f = d.files.get_mut(&last).unwrap();
+    let at = record::HEADER;
+    let record::Decoded::Record(_, next) = record::decode(f, at) else {
+        panic!("a first record");
+    };
+    f[at..next].fill(0);
+    let Err(c) = Engine::recover(e.config(), d.contents()) else {
+        panic!("zeros before whole records opened as a clean log");
+    };
+    assert_eq!((c.seq, c.offset), (last, at as u64));
+}
+
+#[test]
 fn damage_anywhere_but_the_tail_refuses_to_open_naming_segment_and_offset() {
     let (e, dir) = workload();
     let first = *dir.files.keys().next().unwrap();
