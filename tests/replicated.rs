@@ -626,3 +626,27 @@ fn a_pipeline_reads_its_own_writes_although_reads_skip_the_log() {
     let want: Vec<i64> = (0..200).flat_map(|i| [i, i + 1, i + 1]).collect();
     assert_eq!(got, want);
 }
+
+/// Commands of one vShard share a log entry, but never across a transaction: a command after
+/// an EXEC stays after it.
+#[test]
+fn a_pipeline_keeps_its_order_around_a_transaction_on_the_same_vshard() {
+    let c = TestCluster::start(3, false, &[]);
+    let mut leader = leader_of(&c, "{tx}k");
+    let mut pipe = redis::pipe();
+    pipe.set("{tx}k", 1)
+        .ignore()
+        .cmd("MULTI")
+        .ignore()
+        .set("{tx}k", 2)
+        .ignore()
+        .cmd("EXEC")
+        .ignore()
+        .set("{tx}k", 3)
+        .ignore()
+        .get("{tx}k");
+    let got: (i64,) = pipe.query(&mut leader).unwrap();
+    assert_eq!(got.0, 3);
+    let v: i64 = redis::cmd("GET").arg("{tx}k").query(&mut leader).unwrap();
+    assert_eq!(v, 3);
+}

@@ -47,6 +47,7 @@ impl std::fmt::Display for DecodeError {
 pub struct Encoder {
     buf: Vec<u8>,
     count: u32,
+    kind: Kind,
 }
 
 impl Encoder {
@@ -57,7 +58,11 @@ impl Encoder {
         buf.extend_from_slice(&now_us.to_le_bytes());
         buf.extend_from_slice(&seed.to_le_bytes());
         buf.extend_from_slice(&0u32.to_le_bytes());
-        Encoder { buf, count: 0 }
+        Encoder {
+            buf,
+            count: 0,
+            kind,
+        }
     }
 
     pub fn push<'a>(&mut self, args: impl ExactSizeIterator<Item = &'a [u8]>) {
@@ -72,6 +77,10 @@ impl Encoder {
 
     pub fn len(&self) -> u32 {
         self.count
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     pub fn is_empty(&self) -> bool {

@@ -11,7 +11,7 @@
 //! send the messages, apply the committed entries and answer the connections waiting on them.
 
 use super::{Cluster, RaftId};
-use crate::hop::{Done, Job, NO_REPLY, Op, Token};
+use crate::hop::{Job, NO_REPLY, Op};
 use crate::shard::{OOM, Shard, unix_now_us};
 use crate::wal::FsLog;
 use shardline_shards::command::{self, Args, flags};
@@ -22,14 +22,16 @@ use shardline_shards::route;
 use shardline_shards::slot::{Slot, VShardId};
 use shardline_shards::wal::{Engine, WalConfig};
 use shardline_transport::frame::{self, Message};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+mod job;
 mod propose;
 mod snapfile;
+use job::PendingJob;
 use snapfile::{install, read_snapshot, snap_path, snapshot_bytes, write_snapshot};
 
 /// How often groups that are not quiet are ticked.
@@ -62,22 +64,12 @@ pub const UNKNOWN: &str = "UNKNOWN the write may or may not have been applied: i
 const REPLACED: &str =
     "TRYAGAIN leadership changed before the write was committed; it was not applied, retry";
 
-/// A job from a connection whose replies come from the log.
-struct PendingJob {
-    origin: usize,
-    token: Token,
-    proto: Proto,
-    segs: Vec<Option<Vec<u8>>>,
-    left: usize,
-}
-
 /// A read served by read-index: op `op` of job `job`, already run against the applied state
-/// (which held everything committed when it arrived), its reply held until a quorum confirms this
-/// replica still leads.
+/// (which held everything committed when it arrived), its reply held in the job until a quorum
+/// confirms this replica still leads.
 struct ReadOp {
     job: u32,
     op: u32,
-    reply: Vec<u8>,
     slot: Slot,
 }
 
@@ -88,9 +80,31 @@ const READ_LOST: &str =
 /// the term it was proposed in (a different term at its index means another leader replaced it).
 struct Waiter {
     job: u32,
-    ops: Vec<u32>,
+    ops: OpList,
     term: u64,
     since: Instant,
+}
+
+/// The ops of a job that one entry answers, in the entry's order: nearly always one.
+enum OpList {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl OpList {
+    fn push(&mut self, op: u32) {
+        match self {
+            OpList::One(first) => *self = OpList::Many(vec![*first, op]),
+            OpList::Many(v) => v.push(op),
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            OpList::One(op) => std::slice::from_ref(op),
+            OpList::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -123,7 +137,8 @@ pub struct Replicas {
     log_bytes_total: usize,
     /// Snapshot files to write before the next log batch (`compact`).
     before_flush: Vec<crate::wal::Before>,
-    waiting: HashMap<(u32, u64), Waiter>,
+    /// Per group, the proposals waiting for their entries, by index (ascending).
+    waiting: Vec<VecDeque<(u64, Waiter)>>,
     jobs: Vec<Option<PendingJob>>,
     free_jobs: Vec<u32>,
     dirty: Vec<u32>,
@@ -220,7 +235,7 @@ impl Replicas {
             before_flush: Vec::new(),
             log_bytes,
             log_bytes_total,
-            waiting: HashMap::new(),
+            waiting: (0..count).map(|_| VecDeque::new()).collect(),
             jobs: Vec::new(),
             free_jobs: Vec::new(),
             dirty: Vec::new(),
@@ -382,31 +397,53 @@ impl Replicas {
         }
     }
 
-    /// Fills op `op` of job `j` with the error `msg` (in the job's protocol).
-    fn fail(&mut self, j: u32, op: u32, msg: &str) -> Option<PendingJob> {
-        let proto = self.jobs[j as usize].as_ref()?.proto;
-        self.fill(j, op, error_bytes(proto, msg))
+    /// The proposal waiting for entry `index` of group `g`, if any. Proposals before it that
+    /// no entry answered (the log moved past them by a snapshot from another leader) are
+    /// answered `UNKNOWN` into `finished`.
+    fn waiter(&mut self, g: u32, index: u64, finished: &mut Vec<PendingJob>) -> Option<Waiter> {
+        while let Some(&(i, _)) = self.waiting[g as usize].front() {
+            if i > index {
+                return None;
+            }
+            let (_, w) = self.waiting[g as usize].pop_front().expect("checked");
+            if i == index {
+                return Some(w);
+            }
+            for &op in w.ops.as_slice() {
+                finished.extend(self.fail(w.job, op, UNKNOWN));
+            }
+        }
+        None
     }
 
-    /// Fills op `op` of job `j`; returns the finished job when that was its last op.
-    fn fill(&mut self, j: u32, op: u32, bytes: Vec<u8>) -> Option<PendingJob> {
-        let job = self.jobs[j as usize].as_mut()?;
-        if job.segs[op as usize].is_none() {
-            job.left -= 1;
-        }
-        job.segs[op as usize] = Some(bytes);
-        if job.left > 0 {
+    /// Answers op `op` of job `j` with the error `msg` (replacing a reply held for it).
+    fn fail(&mut self, j: u32, op: u32, msg: &str) -> Option<PendingJob> {
+        self.jobs[j as usize]
+            .as_mut()?
+            .write(op, false, |o| o.error(msg));
+        self.finished(j)
+    }
+
+    /// Answers op `op` of job `j` with `reply`.
+    fn fill(&mut self, j: u32, op: u32, reply: &[u8]) -> Option<PendingJob> {
+        self.jobs[j as usize].as_mut()?.put(op, reply);
+        self.finished(j)
+    }
+
+    /// Lets the reply held for op `op` of job `j` go.
+    fn release(&mut self, j: u32, op: u32) -> Option<PendingJob> {
+        self.jobs[j as usize].as_mut()?.release(op);
+        self.finished(j)
+    }
+
+    /// Job `j`, taken out, when it has every reply.
+    fn finished(&mut self, j: u32) -> Option<PendingJob> {
+        if self.jobs[j as usize].as_ref()?.left() > 0 {
             return None;
         }
         self.free_jobs.push(j);
         self.jobs[j as usize].take()
     }
-}
-
-fn error_bytes(proto: Proto, msg: &str) -> Vec<u8> {
-    let mut o = Out::new(proto);
-    o.error(msg);
-    o.buf
 }
 
 impl Shard {
@@ -463,12 +500,15 @@ impl Shard {
             if r.to_compact.is_empty() {
                 r.to_compact = r.wal.pinning_oldest(MAX_SEGMENTS);
             }
-            timed_out = r
-                .waiting
-                .iter()
-                .filter(|(_, w)| now.duration_since(w.since) > PROPOSAL_TIMEOUT)
-                .map(|(k, _)| *k)
-                .collect();
+            // The oldest proposals of each group are at the front.
+            for q in &mut r.waiting {
+                while q
+                    .front()
+                    .is_some_and(|(_, w)| now.duration_since(w.since) > PROPOSAL_TIMEOUT)
+                {
+                    timed_out.push(q.pop_front().expect("checked").1);
+                }
+            }
         }
         // A read round no quorum answered in time (a cut-off leader): the read was not served.
         if !r.read_rounds.is_empty() && r.last_tick == now {
@@ -487,9 +527,8 @@ impl Shard {
                 }
             }
         }
-        for k in timed_out {
-            let w = r.waiting.remove(&k).expect("listed");
-            for op in w.ops {
+        for w in timed_out {
+            for &op in w.ops.as_slice() {
                 if let Some(done) = r.fail(w.job, op, UNKNOWN) {
                     drop_finished(self, done);
                 }
@@ -525,7 +564,7 @@ impl Shard {
             let ready = grp.take_ready();
             for &(id, _) in &ready.reads {
                 for o in r.read_rounds.remove(&id).map(|x| x.1).unwrap_or_default() {
-                    if let Some(done) = r.fill(o.job, o.op, o.reply) {
+                    if let Some(done) = r.release(o.job, o.op) {
                         drop_finished(self, done);
                     }
                 }
@@ -623,7 +662,7 @@ impl Shard {
             let mut ends = Vec::new();
             for (g, ready) in &readies {
                 for e in &ready.committed {
-                    let w = r.waiting.remove(&(*g, e.index));
+                    let w = r.waiter(*g, e.index, &mut finished);
                     let proto = w
                         .as_ref()
                         .and_then(|w| r.jobs[w.job as usize].as_ref())
@@ -649,16 +688,14 @@ impl Shard {
                         index: e.index,
                     };
                     let Some(w) = w else { continue };
-                    for (k, op) in w.ops.iter().enumerate() {
-                        let bytes = if w.term != e.term {
-                            error_bytes(proto, REPLACED)
+                    for (k, &op) in w.ops.as_slice().iter().enumerate() {
+                        let done = if w.term != e.term {
+                            r.fail(w.job, op, REPLACED)
                         } else {
                             let start = if k == 0 { 0 } else { ends[k - 1] as usize };
-                            out.buf[start..ends[k] as usize].to_vec()
+                            r.fill(w.job, op, &out.buf[start..ends[k] as usize])
                         };
-                        if let Some(done) = r.fill(w.job, *op, bytes) {
-                            finished.push(done);
-                        }
+                        finished.extend(done);
                     }
                 }
             }
@@ -703,20 +740,8 @@ fn drop_finished(shard: &Shard, job: PendingJob) {
     if job.token == NO_REPLY {
         return;
     }
-    let mut bytes = Vec::new();
-    let mut ends = Vec::with_capacity(job.segs.len());
-    for s in job.segs {
-        bytes.extend_from_slice(&s.unwrap_or_default());
-        ends.push(bytes.len() as u32);
-    }
-    shard.deliver(
-        job.origin,
-        Done {
-            token: job.token,
-            bytes,
-            ends,
-        },
-    );
+    let origin = job.origin;
+    shard.deliver(origin, job.into_done());
 }
 
 /// The log or a snapshot cannot be written or trusted: acknowledging anything more would be a

@@ -9,44 +9,46 @@ impl Shard {
     /// entry per vShard per job, in request order); other ops run here at once. The replies go
     /// back when the entries are applied.
     pub fn run_job_replicated(&self, job: Job) {
-        let n = job.ops.len();
-        let mut segs: Vec<Option<Vec<u8>>> = vec![None; n];
+        let mut pj = PendingJob::new(job.origin, job.token, job.proto, job.ops.len());
         let now_us = unix_now_us();
         let seed = self.rng.borrow_mut().next_u64();
         // (vShard, first op's slot, entry, ops)
-        let mut entries: Vec<(u32, Slot, Encoder, Vec<u32>)> = Vec::new();
-        // (vShard, slot, op, reply)
-        let mut reads: Vec<(u32, Slot, u32, Vec<u8>)> = Vec::new();
+        let mut entries: Vec<(u32, Slot, Encoder, OpList)> = Vec::new();
+        // (vShard, slot, op): reads held in `pj` until their round confirms the leadership.
+        let mut reads: Vec<(u32, Slot, u32)> = Vec::new();
         let c = self.node.cluster.as_deref().expect("replicated");
         for (i, op) in job.ops.iter().enumerate() {
-            let cmds: Vec<(u32, u32)> = match op {
-                Op::Cmd { first, len, .. } => vec![(*first, *len)],
+            let i = i as u32;
+            let one;
+            let cmds: &[(u32, u32)] = match op {
+                Op::Cmd { first, len, .. } => {
+                    one = [(*first, *len)];
+                    &one
+                }
                 Op::Exec { cmds, watch } => {
                     if watch
                         .as_ref()
                         .is_some_and(|w| w.load(std::sync::atomic::Ordering::Acquire))
                     {
-                        let mut o = Out::new(job.proto);
-                        o.null_array();
-                        segs[i] = Some(o.buf);
+                        pj.write(i, false, |o| o.null_array());
                         continue;
                     }
-                    cmds.clone()
+                    cmds
                 }
                 _ => {
-                    let mut o = Out::new(job.proto);
-                    self.run_op(op, &job.buf, &job.spans, now_us, &mut o);
-                    segs[i] = Some(o.buf);
+                    pj.write(i, false, |o| {
+                        self.run_op(op, &job.buf, &job.spans, now_us, o)
+                    });
                     continue;
                 }
             };
-            match self.plan_entry(c, &job.buf, &job.spans, &cmds) {
-                Err(msg) => segs[i] = Some(error_bytes(job.proto, &msg)),
+            match self.plan_entry(c, &job.buf, &job.spans, cmds) {
+                Err(msg) => pj.write(i, false, |o| o.error(&msg)),
                 Ok(None) => {
                     // No keys at all (MULTI PING EXEC): nothing replicated to decide.
-                    let mut o = Out::new(job.proto);
-                    self.run_op(op, &job.buf, &job.spans, now_us, &mut o);
-                    segs[i] = Some(o.buf);
+                    pj.write(i, false, |o| {
+                        self.run_op(op, &job.buf, &job.spans, now_us, o)
+                    });
                 }
                 Ok(Some((v, slot)))
                     if matches!(op, Op::Cmd { spec: Some(s), .. }
@@ -59,16 +61,11 @@ impl Shard {
                     // later writes nor anything uncommitted), answered once a read-index round
                     // confirms the leadership. (A read after such a write rides in the write's
                     // entry, to see it.)
-                    let mut o = Out::new(job.proto);
                     let (first, len) = cmds[0];
-                    self.run_op(
-                        &Op::Local { first, len },
-                        &job.buf,
-                        &job.spans,
-                        now_us,
-                        &mut o,
-                    );
-                    reads.push((v, slot, i as u32, o.buf));
+                    pj.write(i, true, |o| {
+                        self.run_op(&Op::Local { first, len }, &job.buf, &job.spans, now_us, o)
+                    });
+                    reads.push((v, slot, i));
                 }
                 Ok(Some((v, slot))) => {
                     let kind = if matches!(op, Op::Exec { .. }) {
@@ -76,59 +73,57 @@ impl Shard {
                     } else {
                         Kind::Commands
                     };
-                    let at = match entries.iter().position(|e| e.0 == v) {
-                        Some(at) if kind == Kind::Commands && !entries[at].3.is_empty() => at,
+                    // Commands of one vShard share an entry; a transaction is an entry of its
+                    // own.
+                    let at = match entries.iter().rposition(|e| e.0 == v) {
+                        Some(at)
+                            if kind == Kind::Commands && entries[at].2.kind() == Kind::Commands =>
+                        {
+                            entries[at].3.push(i);
+                            at
+                        }
                         _ => {
-                            entries.push((v, slot, Encoder::new(kind, now_us, seed), Vec::new()));
+                            let enc = Encoder::new(kind, now_us, seed);
+                            entries.push((v, slot, enc, OpList::One(i)));
                             entries.len() - 1
                         }
                     };
-                    // A transaction is an entry of its own.
-                    let at = if kind == Kind::Transaction {
-                        entries.len() - 1
-                    } else {
-                        at
-                    };
-                    for &(f, l) in &cmds {
+                    for &(f, l) in cmds {
                         let spans = &job.spans[f as usize..(f + l) as usize];
                         entries[at]
                             .2
                             .push(spans.iter().map(|&(s, e)| &job.buf[s as usize..e as usize]));
                     }
-                    entries[at].3.push(i as u32);
                 }
             }
         }
-        let left = segs.iter().filter(|s| s.is_none()).count();
-        let proto = job.proto;
         let mut r = self.repl.borrow_mut();
         let r = r.as_mut().expect("replicated");
-        let j = r.alloc_job(PendingJob {
-            origin: job.origin,
-            token: job.token,
-            proto,
-            segs,
-            left,
-        });
+        if entries.is_empty() && reads.is_empty() {
+            // Everything answered here.
+            drop_finished(self, pj);
+            return;
+        }
+        let j = r.alloc_job(pj);
         for (v, slot, enc, ops) in entries {
             let g = r.groups[v as usize].as_mut().expect("a replica here");
             match g.propose(enc.finish()) {
                 Ok(index) => {
                     let term = g.term();
-                    r.waiting.insert(
-                        (v, index),
+                    r.waiting[v as usize].push_back((
+                        index,
                         Waiter {
                             job: j,
                             ops,
                             term,
                             since: Instant::now(),
                         },
-                    );
+                    ));
                     r.touch(v);
                 }
                 Err(e) => {
                     let msg = c.redirect(slot, e.leader);
-                    for op in ops {
+                    for &op in ops.as_slice() {
                         if let Some(done) = r.fail(j, op, &msg) {
                             drop_finished(self, done);
                         }
@@ -137,20 +132,9 @@ impl Shard {
             }
         }
         // The reads, answered once their round confirms the leadership.
-        for (v, slot, op, reply) in reads {
-            r.reads_queued[v as usize].push(ReadOp {
-                job: j,
-                op,
-                reply,
-                slot,
-            });
+        for (v, slot, op) in reads {
+            r.reads_queued[v as usize].push(ReadOp { job: j, op, slot });
             r.touch(v);
-        }
-        if left == 0 {
-            if let Some(done) = r.jobs[j as usize].take() {
-                r.free_jobs.push(j);
-                drop_finished(self, done);
-            }
         }
     }
 

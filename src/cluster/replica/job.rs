@@ -1,0 +1,161 @@
+//! A connection's job while its replies come from the log: one reply per op, arriving in any
+//! order (entries of different vShards apply in different steps), written into one buffer as
+//! they arrive, and handed to the connection in op order when the last one is in. No allocation
+//! per op: when the replies arrived in op order (one vShard, or a pipeline of one) the buffer
+//! goes to the connection as it is; otherwise it is reassembled once.
+
+use crate::hop::{Done, Token};
+use shardline_shards::reply::{Out, Proto};
+
+const UNSET: u32 = u32::MAX;
+
+pub(super) struct PendingJob {
+    pub origin: usize,
+    pub token: Token,
+    pub proto: Proto,
+    /// Replies in arrival order; op `i`'s is `bytes[starts[i]..ends[i]]` (`UNSET` until put).
+    bytes: Vec<u8>,
+    starts: Vec<u32>,
+    ends: Vec<u32>,
+    /// Ops not yet answered. A held reply (a read waiting for its read-index round) is put but
+    /// not yet answered.
+    left: usize,
+}
+
+impl PendingJob {
+    pub fn new(origin: usize, token: Token, proto: Proto, ops: usize) -> PendingJob {
+        PendingJob {
+            origin,
+            token,
+            proto,
+            bytes: Vec::new(),
+            starts: vec![UNSET; ops],
+            ends: vec![UNSET; ops],
+            left: ops,
+        }
+    }
+
+    pub fn left(&self) -> usize {
+        self.left
+    }
+
+    /// Whether op `op` has a reply (answered or held).
+    pub fn has(&self, op: u32) -> bool {
+        self.ends[op as usize] != UNSET
+    }
+
+    /// Writes op `op`'s reply with `write` (into the job's buffer, as an `Out` of its protocol),
+    /// replacing any reply held for it. Answered unless `hold`.
+    pub fn write(&mut self, op: u32, hold: bool, write: impl FnOnce(&mut Out)) {
+        let start = self.bytes.len();
+        let mut o = Out {
+            buf: std::mem::take(&mut self.bytes),
+            proto: self.proto,
+        };
+        write(&mut o);
+        self.bytes = o.buf;
+        self.starts[op as usize] = start as u32;
+        self.ends[op as usize] = self.bytes.len() as u32;
+        if !hold {
+            self.left -= 1;
+        }
+    }
+
+    /// Op `op`'s reply is `reply` (answered).
+    pub fn put(&mut self, op: u32, reply: &[u8]) {
+        self.write(op, false, |o| o.buf.extend_from_slice(reply));
+    }
+
+    /// Op `op`'s held reply may go out now.
+    pub fn release(&mut self, op: u32) {
+        debug_assert!(self.has(op), "released a reply never held");
+        self.left -= 1;
+    }
+
+    /// The connection's `Done`: the replies in op order.
+    pub fn into_done(self) -> Done {
+        debug_assert_eq!(self.left, 0);
+        let in_order = self
+            .starts
+            .iter()
+            .zip(std::iter::once(&0).chain(&self.ends))
+            .all(|(s, prev_end)| s == prev_end)
+            && self
+                .ends
+                .last()
+                .is_none_or(|&e| e as usize == self.bytes.len());
+        if in_order {
+            return Done {
+                token: self.token,
+                bytes: self.bytes,
+                ends: self.ends,
+            };
+        }
+        let mut bytes = Vec::with_capacity(self.bytes.len());
+        let mut ends = self.ends;
+        for (s, e) in self.starts.iter().zip(ends.iter_mut()) {
+            bytes.extend_from_slice(&self.bytes[*s as usize..*e as usize]);
+            *e = bytes.len() as u32;
+        }
+        Done {
+            token: self.token,
+            bytes,
+            ends,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(n: usize) -> PendingJob {
+        PendingJob::new(0, 7, Proto::Resp2, n)
+    }
+
+    fn segments(d: &Done) -> Vec<&[u8]> {
+        (0..d.ends.len()).map(|i| d.segment(i)).collect()
+    }
+
+    #[test]
+    fn replies_put_in_op_order_go_out_as_they_are() {
+        let mut j = job(3);
+        j.put(0, b"+a\r\n");
+        j.put(1, b"+bb\r\n");
+        j.put(2, b":1\r\n");
+        assert_eq!(j.left(), 0);
+        let d = j.into_done();
+        assert_eq!(d.token, 7);
+        assert_eq!(segments(&d), [&b"+a\r\n"[..], b"+bb\r\n", b":1\r\n"]);
+    }
+
+    #[test]
+    fn replies_put_out_of_order_are_reassembled_in_op_order() {
+        let mut j = job(3);
+        j.put(2, b"+c\r\n");
+        j.put(0, b"+a\r\n");
+        j.put(1, b"+b\r\n");
+        let d = j.into_done();
+        assert_eq!(d.bytes, b"+a\r\n+b\r\n+c\r\n");
+        assert_eq!(segments(&d), [&b"+a\r\n"[..], b"+b\r\n", b"+c\r\n"]);
+    }
+
+    #[test]
+    fn a_held_reply_counts_once_released_and_a_replacement_wins() {
+        let mut j = job(2);
+        j.write(0, true, |o| o.buf.extend_from_slice(b"$1\r\nx\r\n"));
+        assert!(j.has(0));
+        assert_eq!(j.left(), 2, "held, not answered");
+        j.put(1, b"+OK\r\n");
+        j.release(0);
+        assert_eq!(j.left(), 0);
+        assert_eq!(segments(&j.into_done()), [&b"$1\r\nx\r\n"[..], b"+OK\r\n"]);
+
+        // A held read whose round failed: the error replaces it.
+        let mut j = job(1);
+        j.write(0, true, |o| o.buf.extend_from_slice(b"$1\r\nx\r\n"));
+        j.write(0, false, |o| o.error("TRYAGAIN lost"));
+        assert_eq!(j.left(), 0);
+        assert_eq!(j.into_done().bytes, b"-TRYAGAIN lost\r\n");
+    }
+}
