@@ -117,6 +117,10 @@ pub enum Role {
     Leader,
 }
 
+/// Most members of one group (replication factors are 1, 3 or 5); commit counting keeps
+/// them on the stack.
+pub const MAX_MEMBERS: usize = 9;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: NodeId,
@@ -224,6 +228,10 @@ impl Group {
         snap_data: impl Into<Bytes>,
         log: Vec<Entry>,
     ) -> Group {
+        assert!(
+            (1..=MAX_MEMBERS).contains(&cfg.members.len()),
+            "a group has 1 to {MAX_MEMBERS} members (the cluster config is validated before)"
+        );
         let snap_data = snap_data.into();
         let mut rng = Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let timeout = cfg.election_ticks + rng.below(cfg.election_ticks.max(1) as u64) as u32;
@@ -824,8 +832,13 @@ impl Group {
     /// Commits the highest index of this term that a quorum has persisted.
     fn advance_commit(&mut self) {
         let own = self.unpersisted_from - 1;
-        let mut matches: Vec<u64> = self.matched.values().copied().collect();
-        matches.push(own);
+        // On the stack: groups have a handful of members (`MAX_MEMBERS`).
+        let mut matches = [0u64; MAX_MEMBERS];
+        let n = self.matched.len() + 1;
+        for (m, &v) in matches.iter_mut().zip(self.matched.values().chain([&own])) {
+            *m = v;
+        }
+        let matches = &mut matches[..n];
         matches.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matches[self.quorum() - 1];
         if candidate > self.commit && self.term_at(candidate) == Some(self.term) {
@@ -837,8 +850,11 @@ impl Group {
     pub fn take_ready(&mut self) -> Ready {
         if self.role == Role::Leader {
             // Entries proposed since the last Ready go out to peers that are caught up.
-            let peers: Vec<NodeId> = self.peers().collect();
-            for p in peers {
+            for i in 0..self.cfg.members.len() {
+                let p = self.cfg.members[i];
+                if p == self.cfg.id {
+                    continue;
+                }
                 if self.next[&p] <= self.last().index
                     && self.next[&p] >= self.unpersisted_from
                     && !self
