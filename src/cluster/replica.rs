@@ -369,8 +369,10 @@ impl Replicas {
         // The file is written by the flush thread before the next batch, which holds the purge
         // record this compaction causes: the log drops nothing the snapshot file lacks.
         let (dir, data) = (self.snap_dir.clone(), bytes.clone());
-        self.before_flush
-            .push(Box::new(move || write_snapshot(&dir, g, applied, &data)));
+        self.before_flush.push(Box::new(move || {
+            write_snapshot(&dir, g, applied, &data)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("snapshot of vShard {g}: {e}")))
+        }));
         grp.compact(applied.index, bytes);
         self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
         self.touch(g);
@@ -785,7 +787,9 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
             let (log, res) = flusher.run(log, batch, step.before).await;
             shard.with_replicas(|r| r.log = Some(log));
             if let Err(e) = res {
-                fatal(&format!("cannot write the write-ahead log: {e}"));
+                fatal(&format!(
+                    "cannot write the write-ahead log or a snapshot: {e}"
+                ));
             }
         }
         shard.finish_step(step.readies);
