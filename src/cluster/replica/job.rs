@@ -57,7 +57,7 @@ impl PendingJob {
         self.starts[op as usize] = start as u32;
         self.ends[op as usize] = self.bytes.len() as u32;
         if !hold {
-            self.left -= 1;
+            self.answered();
         }
     }
 
@@ -69,7 +69,13 @@ impl PendingJob {
     /// Op `op`'s held reply may go out now.
     pub fn release(&mut self, op: u32) {
         debug_assert!(self.has(op), "released a reply never held");
-        self.left -= 1;
+        self.answered();
+    }
+
+    /// One more op answered. Answering one twice is our bug: it would otherwise hand the
+    /// connection a job with replies missing, or never finish it.
+    fn answered(&mut self) {
+        self.left = self.left.checked_sub(1).expect("an op answered twice");
     }
 
     /// The connection's `Done`: the replies in op order.
