@@ -13,6 +13,8 @@ use crate::reply::Out;
 use crate::rng::Rng;
 
 const VERSION: u8 = 1;
+// A Raft membership entry starts with its own tag: the two must never be confused.
+const _: () = assert!(VERSION != crate::raft::conf::CONF_TAG);
 const HEADER: usize = 1 + 1 + 8 + 8 + 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,7 +183,8 @@ pub fn apply(
     ends: &mut Vec<u32>,
     scratch: &mut Scratch,
 ) -> Result<(), DecodeError> {
-    if data.is_empty() {
+    // A leader's no-op, or a membership change (the Raft core's, not the state machine's).
+    if data.is_empty() || data[0] == crate::raft::conf::CONF_TAG {
         return Ok(());
     }
     let (kind, entry_us, seed) = decode_into(data, scratch)?;

@@ -32,7 +32,9 @@ mod job;
 mod propose;
 mod snapfile;
 use job::PendingJob;
-use snapfile::{install, read_snapshot, snap_path, snapshot_bytes, write_snapshot};
+use snapfile::{
+    SNAP_HEADER_BYTES, install, read_snapshot, snap_path, snapshot_bytes, write_snapshot,
+};
 
 /// How often groups that are not quiet are ticked.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -195,22 +197,26 @@ impl Replicas {
                 pre_vote: true,
                 seed: seed ^ (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             };
+            let corrupt = |offset: usize, reason: &str| {
+                format!(
+                    "{}: corrupt snapshot at offset {offset}: {reason}; move the data directory away and restart the node to rejoin",
+                    snap_path(&snap_dir, v as u32).display(),
+                )
+            };
             let g = match read_snapshot(&snap_dir, v as u32)? {
                 None => storage::restore(&wal, v as u32, rcfg, Vec::new()),
-                Some((id, data)) => {
-                    clocks[v] = install(db, &data).map_err(|e| {
-                        format!(
-                            "{}: corrupt snapshot at offset {}: {}; move the data directory away and restart the node to rejoin",
-                            snap_path(&snap_dir, v as u32).display(),
-                            e.offset + 36 + 8,
-                            e.reason
-                        )
-                    })?;
+                Some((id, blob)) => {
+                    let blob = bytes::Bytes::from(blob);
+                    let (_, state) = raft::conf::split_snapshot(&blob)
+                        .ok_or_else(|| corrupt(SNAP_HEADER_BYTES, "bad membership"))?;
+                    let at = SNAP_HEADER_BYTES + (blob.len() - state.len());
+                    clocks[v] =
+                        install(db, &state).map_err(|e| corrupt(at + 8 + e.offset, e.reason))?;
                     applied[v] = id;
-                    storage::restore_at(&wal, v as u32, rcfg, Some(id), data)
+                    storage::restore_at(&wal, v as u32, rcfg, Some(id), blob.to_vec())
                 }
             };
-            *slot = Some(g);
+            *slot = Some(g.map_err(|_| corrupt(SNAP_HEADER_BYTES, "bad membership"))?);
         }
         let n = c.nodes.len();
         // What the restored logs hold in memory (`LOG_BYTES_MAX`).
@@ -365,15 +371,14 @@ impl Replicas {
         let Some(vs) = db.vshard(VShardId(g as u16)) else {
             return;
         };
-        let bytes = bytes::Bytes::from(snapshot_bytes(self.clocks[g as usize], vs));
+        grp.compact(applied.index, snapshot_bytes(self.clocks[g as usize], vs));
         // The file is written by the flush thread before the next batch, which holds the purge
         // record this compaction causes: the log drops nothing the snapshot file lacks.
-        let (dir, data) = (self.snap_dir.clone(), bytes.clone());
+        let (dir, data) = (self.snap_dir.clone(), grp.snapshot_blob().clone());
         self.before_flush.push(Box::new(move || {
             write_snapshot(&dir, g, applied, &data)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("snapshot of vShard {g}: {e}")))
         }));
-        grp.compact(applied.index, bytes);
         self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
         self.touch(g);
     }
@@ -580,15 +585,15 @@ impl Shard {
                     }
                 }
             }
-            if let Some((id, data)) = &ready.snapshot {
-                if let Err(e) = write_snapshot(&r.snap_dir, g, *id, data) {
+            if let Some(snap) = &ready.snapshot {
+                if let Err(e) = write_snapshot(&r.snap_dir, g, snap.last, &snap.blob) {
                     fatal(&format!("cannot store a received snapshot: {e}"));
                 }
                 let mut db = self.db.borrow_mut();
-                match install(&mut db, data) {
+                match install(&mut db, &snap.state) {
                     Ok(clock) => {
                         r.clocks[g as usize] = clock;
-                        r.applied[g as usize] = *id;
+                        r.applied[g as usize] = snap.last;
                         r.log_bytes_total -= std::mem::take(&mut r.log_bytes[g as usize]);
                     }
                     Err(e) => fatal(&format!(

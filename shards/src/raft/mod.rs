@@ -1,7 +1,7 @@
 //! The Raft core of one vShard replica (issue 3), sans-IO and tick-driven, in the shape of
 //! raft-rs: `tick`, `step`, `propose`, then `take_ready` hands back what to persist, what to send
-//! once persisted, and what to apply. Chosen over openraft (ARCHITECTURE.md records why); it has
-//! no membership changes yet.
+//! once persisted, and what to apply. Chosen over openraft (ARCHITECTURE.md records why).
+//! Membership changes one server at a time, with learners (`conf.rs`, `propose_conf`).
 //!
 //! Call order: `Group::new` (or `restore` from persisted state) → any of `tick` / `step` /
 //! `propose` → `take_ready` → persist its `truncate_from`, `entries` and `hard_state`, then send
@@ -9,12 +9,14 @@
 //! again before the previous Ready is persisted.
 
 pub mod codec;
+pub mod conf;
 #[cfg(test)]
 mod sim;
 pub mod storage;
 
 use crate::rng::Rng;
 use bytes::Bytes;
+pub use conf::{ConfChange, ConfError, Membership};
 use std::collections::{HashMap, HashSet};
 
 pub type NodeId = u64;
@@ -33,6 +35,19 @@ pub struct Entry {
     /// Empty for the no-op a new leader appends. Shared, not copied, between the log, the
     /// Ready's entries to persist and to apply, and the messages that carry it.
     pub data: Bytes,
+}
+
+impl Entry {
+    /// Whether this entry changes the group's membership (the state machine skips it).
+    #[inline]
+    pub fn is_config(&self) -> bool {
+        self.data.first() == Some(&conf::CONF_TAG)
+    }
+
+    /// The membership a config entry sets.
+    pub fn membership(&self) -> Option<Membership> {
+        Membership::from_entry_data(&self.data)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,8 +78,8 @@ pub enum Msg {
         last: u64,
         ctx: u64,
     },
-    /// The leader's state-machine snapshot up to `last`, for a follower whose next entry the
-    /// leader no longer has. Answered with an `AppendReply`.
+    /// The leader's snapshot up to `last` (a blob: membership, then state-machine bytes), for
+    /// a follower whose next entry the leader no longer has. Answered with an `AppendReply`.
     Snapshot {
         term: u64,
         last: LogId,
@@ -124,7 +139,9 @@ pub const MAX_MEMBERS: usize = 9;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: NodeId,
-    /// Every member, this one included.
+    /// The voters the group starts with (before any snapshot or membership entry says
+    /// otherwise). A replica created to join an existing group is given the group's voters
+    /// without itself: it waits to be added.
     pub members: Vec<NodeId>,
     /// Ticks without a leader before standing for election (randomized up to twice this).
     pub election_ticks: u32,
@@ -155,8 +172,23 @@ pub struct Ready {
     pub purge: Option<LogId>,
     /// A snapshot received from the leader: persist it, then install it in the state machine
     /// (it replaces the state; `committed` entries, if any, follow it).
-    pub snapshot: Option<(LogId, Bytes)>,
+    pub snapshot: Option<SnapshotIn>,
 }
+
+/// A snapshot a follower received.
+#[derive(Debug)]
+pub struct SnapshotIn {
+    pub last: LogId,
+    /// What to store (and give back to `restore_from` at restart): membership and state.
+    pub blob: Bytes,
+    /// The state machine's bytes (a slice of `blob`): what to install.
+    pub state: Bytes,
+}
+
+/// A snapshot blob that does not decode (given back to `restore_from`): the snapshot store
+/// returned bytes the core never wrote.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadSnapshot;
 
 /// Proposals go to the leader.
 #[derive(Debug, PartialEq, Eq)]
@@ -172,12 +204,19 @@ pub struct Group {
     leader: Option<NodeId>,
     /// `log[i]` has index `snap.index + 1 + i`.
     log: Vec<Entry>,
-    /// The last entry folded into the latest snapshot (0-0: none), and that snapshot's bytes.
+    /// The last entry folded into the latest snapshot (0-0: none), and that snapshot's blob
+    /// (empty: none) with the membership in effect at `snap`.
     snap: LogId,
     snap_data: Bytes,
+    snap_conf: Membership,
+    /// The membership in effect: the latest config entry in the log (appended, committed or
+    /// not), else `snap_conf`; `conf_index` is that entry's index (`snap.index` for
+    /// `snap_conf`).
+    conf: Membership,
+    conf_index: u64,
     /// A compaction or an installed snapshot not yet handed out in a Ready.
     purge: Option<LogId>,
-    snapshot_in: Option<(LogId, Bytes)>,
+    snapshot_in: Option<SnapshotIn>,
     commit: u64,
     applied: u64,
     /// Entries from this index on were not yet handed out to persist.
@@ -185,6 +224,8 @@ pub struct Group {
     truncate_from: Option<u64>,
     hs_dirty: bool,
     votes: HashSet<NodeId>,
+    /// Leader: replication progress of every other member, voter or learner (kept equal to
+    /// `conf`'s members by `track_members`).
     next: HashMap<NodeId, u64>,
     matched: HashMap<NodeId, u64>,
     elapsed: u32,
@@ -217,27 +258,34 @@ impl Group {
     /// is committed yet.
     pub fn restore(cfg: Config, hs: HardState, log: Vec<Entry>) -> Group {
         Group::restore_from(cfg, hs, LogId::default(), Bytes::new(), log)
+            .expect("no snapshot blob to decode")
     }
 
     /// A replica restarted from its persisted hard state, its latest snapshot (`snap`, with the
-    /// state machine's bytes) and the log after it. The state machine starts from the snapshot.
+    /// blob a Ready or `snapshot_blob` handed out; empty for none) and the log after it. The
+    /// state machine starts from the snapshot's state (`conf::split_snapshot`).
     pub fn restore_from(
         cfg: Config,
         hs: HardState,
         snap: LogId,
         snap_data: impl Into<Bytes>,
         log: Vec<Entry>,
-    ) -> Group {
+    ) -> Result<Group, BadSnapshot> {
         assert!(
             (1..=MAX_MEMBERS).contains(&cfg.members.len()),
             "a group has 1 to {MAX_MEMBERS} members (the cluster config is validated before)"
         );
         let snap_data = snap_data.into();
+        let snap_conf = if snap_data.is_empty() {
+            Membership::of_voters(&cfg.members)
+        } else {
+            conf::split_snapshot(&snap_data).ok_or(BadSnapshot)?.0
+        };
         let mut rng = Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let timeout = cfg.election_ticks + rng.below(cfg.election_ticks.max(1) as u64) as u32;
         debug_assert!(log.first().is_none_or(|e| e.index == snap.index + 1));
         let unpersisted_from = snap.index + log.len() as u64 + 1;
-        Group {
+        let mut g = Group {
             cfg,
             role: Role::Follower,
             term: hs.term,
@@ -246,6 +294,9 @@ impl Group {
             log,
             snap,
             snap_data,
+            conf: snap_conf.clone(),
+            conf_index: snap.index,
+            snap_conf,
             purge: None,
             snapshot_in: None,
             commit: snap.index,
@@ -266,6 +317,99 @@ impl Group {
             read_seq: 0,
             pending_reads: Vec::new(),
             failed_reads: Vec::new(),
+        };
+        g.recompute_conf();
+        Ok(g)
+    }
+
+    /// The membership in effect (set by the latest config entry appended, committed or not).
+    pub fn membership(&self) -> &Membership {
+        &self.conf
+    }
+
+    /// Leader: how far member `id`'s log is known to match (to promote a learner once it has
+    /// caught up). `None` on a follower or for a non-member.
+    pub fn progress(&self, id: NodeId) -> Option<u64> {
+        if id == self.cfg.id {
+            return Some(self.unpersisted_from - 1);
+        }
+        self.matched.get(&id).copied()
+    }
+
+    /// Proposes one membership change (leader only). It takes effect here at once and on each
+    /// follower when appended; the next change may be proposed once it commits.
+    pub fn propose_conf(&mut self, change: ConfChange) -> Result<u64, ConfError> {
+        if self.role != Role::Leader {
+            return Err(ConfError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        // One change at a time, and not before this leader committed in its own term: then
+        // any two consecutive memberships share a majority.
+        if self.conf_index > self.commit || self.term_at(self.commit) != Some(self.term) {
+            return Err(ConfError::Pending);
+        }
+        let next = self.conf.apply(change)?;
+        self.quiet = false;
+        let index = self.append_local(next.to_entry_data());
+        self.conf = next;
+        self.conf_index = index;
+        self.track_members();
+        Ok(index)
+    }
+
+    /// Sets `conf` from the log's latest config entry, else the snapshot's (after a restore, a
+    /// truncation or an installed snapshot).
+    fn recompute_conf(&mut self) {
+        let found = self
+            .log
+            .iter()
+            .rev()
+            .find_map(|e| e.membership().map(|m| (m, e.index)));
+        (self.conf, self.conf_index) = found.unwrap_or((self.snap_conf.clone(), self.snap.index));
+    }
+
+    /// The membership in effect at `index` (for a snapshot taken there).
+    fn conf_at(&self, index: u64) -> Membership {
+        self.slice(self.snap.index + 1, index + 1)
+            .iter()
+            .rev()
+            .find_map(Entry::membership)
+            .unwrap_or_else(|| self.snap_conf.clone())
+    }
+
+    /// Leader: progress entries for exactly the members other than itself; a new member
+    /// starts from the leader's last entry (and backs off from there).
+    fn track_members(&mut self) {
+        let (ids, n) = self.peer_ids();
+        let ids = &ids[..n];
+        self.next.retain(|p, _| ids.contains(p));
+        self.matched.retain(|p, _| ids.contains(p));
+        self.active.retain(|p| ids.contains(p));
+        let last = self.last().index;
+        for &p in ids {
+            self.next.entry(p).or_insert(last);
+            self.matched.entry(p).or_insert(0);
+        }
+    }
+
+    fn is_voter(&self) -> bool {
+        self.conf.is_voter(self.cfg.id)
+    }
+
+    /// Voters stand for election; so does a replica whose latest membership removed it while
+    /// that change is not known committed: it may still be needed to commit it (the entry may
+    /// be on it and too few of the remaining voters; Raft thesis 4.2.2). Its own vote does not
+    /// count then.
+    fn may_campaign(&self) -> bool {
+        self.is_voter() || (self.conf_index > self.commit && !self.conf.contains(self.cfg.id))
+    }
+
+    fn own_vote(&self) -> HashSet<NodeId> {
+        if self.is_voter() {
+            HashSet::from([self.cfg.id])
+        } else {
+            HashSet::new()
         }
     }
 
@@ -309,7 +453,7 @@ impl Group {
         }
         self.quiet = false;
         let lost = self.leader;
-        let successor = self.cfg.members.iter().copied().find(|&m| Some(m) != lost);
+        let successor = self.conf.voters.iter().copied().find(|&m| Some(m) != lost);
         if successor == Some(self.cfg.id) {
             // The failure detector vouches for the loss: no pre-vote round.
             self.campaign();
@@ -362,6 +506,11 @@ impl Group {
         self.snap
     }
 
+    /// The latest snapshot's blob (membership and state), as `restore_from` takes it back.
+    pub fn snapshot_blob(&self) -> &Bytes {
+        &self.snap_data
+    }
+
     /// The entry at `index`, if the log still holds it.
     pub fn entry(&self, index: u64) -> Option<&Entry> {
         let i = index.checked_sub(self.snap.index + 1)?;
@@ -392,30 +541,46 @@ impl Group {
 
     /// Folds everything up to `index` (applied already) into a snapshot whose state-machine
     /// bytes are `data`: those entries leave the log, and followers too far behind get the
-    /// snapshot instead.
+    /// snapshot instead. The blob to store before the purge is `snapshot_blob()`.
     pub fn compact(&mut self, index: u64, data: impl Into<Bytes>) {
         let data = data.into();
         if index <= self.snap.index || index > self.applied {
             return;
         }
         let term = self.term_at(index).expect("applied entries are in the log");
+        let conf = self.conf_at(index);
         let drop = (index - self.snap.index) as usize;
         self.log.drain(..drop);
         self.snap = LogId { term, index };
-        self.snap_data = data;
+        self.snap_data = conf::snapshot_blob(&conf, &data);
+        self.snap_conf = conf;
         self.purge = Some(self.snap);
     }
 
     fn quorum(&self) -> usize {
-        self.cfg.members.len() / 2 + 1
+        self.conf.voters.len() / 2 + 1
     }
 
-    fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.cfg
-            .members
-            .iter()
-            .copied()
-            .filter(|&m| m != self.cfg.id)
+    /// The members other than this one, voters then learners, on the stack.
+    fn peer_ids(&self) -> ([NodeId; MAX_MEMBERS], usize) {
+        let mut ids = [0; MAX_MEMBERS];
+        let mut n = 0;
+        for m in self.conf.all().filter(|&m| m != self.cfg.id) {
+            ids[n] = m;
+            n += 1;
+        }
+        (ids, n)
+    }
+
+    /// The voters other than this one, on the stack.
+    fn voter_peers(&self) -> ([NodeId; MAX_MEMBERS], usize) {
+        let mut ids = [0; MAX_MEMBERS];
+        let mut n = 0;
+        for &m in self.conf.voters.iter().filter(|&&m| m != self.cfg.id) {
+            ids[n] = m;
+            n += 1;
+        }
+        (ids, n)
     }
 
     fn send(&mut self, to: NodeId, msg: Msg) {
@@ -443,6 +608,11 @@ impl Group {
         }
         self.role = Role::Follower;
         self.leader = leader;
+        if leader.is_none() {
+            // No leader to be quiet for: the election timer must run (a quiet leader deposed
+            // by a higher term in a reply would otherwise wait for nobody, forever).
+            self.quiet = false;
+        }
         self.reset_timer();
     }
 
@@ -453,11 +623,11 @@ impl Group {
         }
         self.role = Role::PreCandidate;
         self.leader = None;
-        self.votes = HashSet::from([self.cfg.id]);
+        self.votes = self.own_vote();
         self.reset_timer();
         let (term, last) = (self.term + 1, self.last());
-        let peers: Vec<NodeId> = self.peers().collect();
-        for p in peers {
+        let (peers, n) = self.voter_peers();
+        for &p in &peers[..n] {
             self.send(p, Msg::PreVote { term, last });
         }
         if self.votes.len() >= self.quorum() {
@@ -471,12 +641,12 @@ impl Group {
         self.vote = Some(self.cfg.id);
         self.leader = None;
         self.hs_dirty = true;
-        self.votes = HashSet::from([self.cfg.id]);
+        self.votes = self.own_vote();
         self.reset_timer();
         let last = self.last();
         let term = self.term;
-        let peers: Vec<NodeId> = self.peers().collect();
-        for p in peers {
+        let (peers, n) = self.voter_peers();
+        for &p in &peers[..n] {
             self.send(p, Msg::Vote { term, last });
         }
         self.maybe_win();
@@ -489,11 +659,11 @@ impl Group {
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id);
         let next = self.last().index + 1;
-        let peers: Vec<NodeId> = self.peers().collect();
+        let (peers, n) = self.peer_ids();
         self.active.clear();
         self.since_check = 0;
-        self.next = peers.iter().map(|&p| (p, next)).collect();
-        self.matched = peers.iter().map(|&p| (p, 0)).collect();
+        self.next = peers[..n].iter().map(|&p| (p, next)).collect();
+        self.matched = peers[..n].iter().map(|&p| (p, 0)).collect();
         // A no-op of the new term lets earlier entries commit through it.
         self.append_local(Bytes::new());
         self.broadcast(true);
@@ -511,8 +681,8 @@ impl Group {
 
     /// Appends to peers that are behind (or to all, for a heartbeat).
     fn broadcast(&mut self, heartbeat: bool) {
-        let peers: Vec<NodeId> = self.peers().collect();
-        for p in peers {
+        let (peers, n) = self.peer_ids();
+        for &p in &peers[..n] {
             let next = self.next[&p];
             if heartbeat || next <= self.last().index {
                 self.send_append(p);
@@ -521,8 +691,13 @@ impl Group {
         self.elapsed = 0;
     }
 
+    /// Sends `to` what it needs next (nothing to a non-member, e.g. a removed replica asking
+    /// for votes).
     fn send_append(&mut self, to: NodeId) {
-        let next = self.next[&to].max(1);
+        let Some(&next) = self.next.get(&to) else {
+            return;
+        };
+        let next = next.max(1);
         if next <= self.snap.index {
             // The entries it needs are in the snapshot now.
             let msg = Msg::Snapshot {
@@ -558,7 +733,7 @@ impl Group {
         if self.quiet {
             return;
         }
-        self.elapsed += 1;
+        self.elapsed = self.elapsed.saturating_add(1);
         match self.role {
             Role::Leader => {
                 // Check quorum: a leader that has not heard from a majority for an election
@@ -566,7 +741,12 @@ impl Group {
                 self.since_check += 1;
                 if self.since_check >= self.cfg.election_ticks {
                     self.since_check = 0;
-                    let heard = self.active.len() + 1;
+                    let heard = self
+                        .active
+                        .iter()
+                        .filter(|&&p| self.conf.is_voter(p))
+                        .count()
+                        + self.is_voter() as usize;
                     self.active.clear();
                     if heard < self.quorum() {
                         let term = self.term;
@@ -582,6 +762,9 @@ impl Group {
                     self.broadcast(true);
                 }
             }
+            // A learner, or a replica whose removal is committed, never stands for election.
+            // (Its timer still runs: it tells whether a leader was heard from lately.)
+            _ if !self.may_campaign() => {}
             _ => {
                 if self.elapsed >= self.timeout {
                     self.timeout_elapsed();
@@ -603,8 +786,22 @@ impl Group {
 
     /// Takes a message from peer `from`.
     pub fn step(&mut self, from: NodeId, msg: Msg) {
-        if !self.cfg.members.contains(&from) {
-            return; // not a member: ignored
+        // Only the votes of voters count, and only tracked members' acknowledgements. Requests
+        // are answered whoever asks: this replica's membership may be the stale one (an
+        // uncommitted change it holds may be undone), so ignoring a candidate it does not
+        // count as a voter could stall the group. A removed replica cannot win (its log lacks
+        // its committed removal), and pre-vote keeps it from disrupting a working leader.
+        // Appends and snapshots are taken from anyone (the term proves the leader), so a
+        // replica created to join a group needs only to exist.
+        let known = match msg {
+            Msg::VoteReply { .. } | Msg::PreVoteReply { .. } => self.conf.is_voter(from),
+            Msg::AppendReply { .. } => self.conf.contains(from),
+            Msg::Vote { .. } | Msg::PreVote { .. } | Msg::Append { .. } | Msg::Snapshot { .. } => {
+                true
+            }
+        };
+        if !known {
+            return;
         }
         if self.role == Role::Leader {
             self.active.insert(from);
@@ -742,11 +939,13 @@ impl Group {
             return self.send(from, reply);
         }
         let mut last_new = prev.index;
+        let mut conf_touched = false;
         for e in entries {
             last_new = e.index;
             match self.term_at(e.index) {
                 Some(t) if t == e.term => {}
                 Some(_) => {
+                    conf_touched = true;
                     // A conflicting suffix: drop it (never below what is committed).
                     debug_assert!(e.index > self.commit, "committed entries never conflict");
                     let keep = (e.index - self.snap.index - 1) as usize;
@@ -756,8 +955,15 @@ impl Group {
                     self.unpersisted_from = self.unpersisted_from.min(e.index);
                     self.log.push(e);
                 }
-                None => self.log.push(e),
+                None => {
+                    conf_touched |= e.is_config();
+                    self.log.push(e);
+                }
             }
+        }
+        if conf_touched {
+            // A membership takes effect when appended; a truncated one is undone.
+            self.recompute_conf();
         }
         if commit > self.commit {
             self.commit = commit.min(last_new);
@@ -772,6 +978,9 @@ impl Group {
     }
 
     fn on_snapshot(&mut self, from: NodeId, term: u64, last: LogId, data: Bytes) {
+        let Some((conf, state)) = conf::split_snapshot(&data) else {
+            return; // a blob no leader of ours wrote: nothing to answer
+        };
         let reply_last = if term < self.term {
             None
         } else {
@@ -789,10 +998,16 @@ impl Group {
                 }
                 self.snap = last;
                 self.snap_data = data.clone();
+                self.snap_conf = conf;
+                self.recompute_conf();
                 self.commit = last.index;
                 self.applied = last.index;
                 self.purge = Some(last);
-                self.snapshot_in = Some((last, data));
+                self.snapshot_in = Some(SnapshotIn {
+                    last,
+                    blob: data,
+                    state,
+                });
                 self.unpersisted_from = self.unpersisted_from.max(last.index + 1);
             }
             Some(self.commit)
@@ -810,8 +1025,10 @@ impl Group {
         if self.role != Role::Leader || term != self.term {
             return;
         }
+        let Some(m) = self.matched.get_mut(&from) else {
+            return; // removed since it was sent to
+        };
         if success {
-            let m = self.matched.get_mut(&from).expect("a peer");
             *m = (*m).max(last);
             let m = *m;
             self.next.insert(from, m + 1);
@@ -832,11 +1049,16 @@ impl Group {
     /// Commits the highest index of this term that a quorum has persisted.
     fn advance_commit(&mut self) {
         let own = self.unpersisted_from - 1;
-        // On the stack: groups have a handful of members (`MAX_MEMBERS`).
+        // Voters only, on the stack: groups have a handful of members (`MAX_MEMBERS`). A
+        // leader removing itself does not count its own log.
         let mut matches = [0u64; MAX_MEMBERS];
-        let n = self.matched.len() + 1;
-        for (m, &v) in matches.iter_mut().zip(self.matched.values().chain([&own])) {
-            *m = v;
+        let n = self.conf.voters.len();
+        for (m, v) in matches.iter_mut().zip(&self.conf.voters) {
+            *m = if *v == self.cfg.id {
+                own
+            } else {
+                self.matched.get(v).copied().unwrap_or(0)
+            };
         }
         let matches = &mut matches[..n];
         matches.sort_unstable_by(|a, b| b.cmp(a));
@@ -850,11 +1072,8 @@ impl Group {
     pub fn take_ready(&mut self) -> Ready {
         if self.role == Role::Leader {
             // Entries proposed since the last Ready go out to peers that are caught up.
-            for i in 0..self.cfg.members.len() {
-                let p = self.cfg.members[i];
-                if p == self.cfg.id {
-                    continue;
-                }
+            let (peers, n) = self.peer_ids();
+            for &p in &peers[..n] {
                 if self.next[&p] <= self.last().index
                     && self.next[&p] >= self.unpersisted_from
                     && !self
@@ -870,6 +1089,11 @@ impl Group {
         self.unpersisted_from = self.last().index + 1;
         if self.role == Role::Leader {
             self.advance_commit();
+            if !self.is_voter() && self.commit >= self.conf_index {
+                // Its own removal is committed: the remaining voters elect a leader.
+                let term = self.term;
+                self.become_follower(term, None);
+            }
         }
         let committed = if self.commit > self.applied {
             let c = self.slice(self.applied + 1, self.commit + 1).to_vec();
@@ -883,8 +1107,9 @@ impl Group {
         if self.role == Role::Leader && self.term_at(self.commit) == Some(self.term) {
             let quorum = self.quorum();
             let commit = self.commit;
+            let conf = &self.conf;
             self.pending_reads.retain(|r| {
-                let ready = r.acks.len() >= quorum;
+                let ready = r.acks.iter().filter(|&&a| conf.is_voter(a)).count() >= quorum;
                 if ready {
                     reads.push((r.id, commit));
                 }

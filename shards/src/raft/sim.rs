@@ -58,6 +58,19 @@ fn decode_sm(mut b: &[u8]) -> Vec<Entry> {
     sm
 }
 
+/// The state machine a stored snapshot blob holds (none: empty).
+fn state_of(blob: &[u8]) -> Vec<Entry> {
+    if blob.is_empty() {
+        return Vec::new();
+    }
+    let blob = Bytes::copy_from_slice(blob);
+    decode_sm(
+        &conf::split_snapshot(&blob)
+            .expect("a blob the core wrote")
+            .1,
+    )
+}
+
 impl Node {
     fn fresh(group: Group) -> Node {
         Node {
@@ -98,8 +111,9 @@ impl Node {
         self.wal = Engine::recover(wal_config(), files)
             .unwrap_or_else(|c| panic!("the log does not recover: {c:?}"))
             .engine;
-        let g = storage::restore(&self.wal, GROUP, cfg, self.snap_file.clone());
-        self.sm = decode_sm(&self.snap_file);
+        let g = storage::restore(&self.wal, GROUP, cfg, self.snap_file.clone())
+            .expect("the stored snapshot blob decodes");
+        self.sm = state_of(&self.snap_file);
         assert_eq!(
             self.sm.len() as u64,
             g.snapshot_id().index,
@@ -129,6 +143,11 @@ struct Sim {
     confirmed_reads: usize,
     /// Snapshots sent by a leader and installed by a follower.
     installed: usize,
+    /// Membership entries applied (each counted once, by the first replica to apply it).
+    conf_applied: usize,
+    /// Seeds that change membership: ids that may be added, beyond the first members (their
+    /// replicas exist from the start, knowing the first voters, and wait to be added).
+    conf_changes: bool,
     proposed: u64,
     seed: u64,
 }
@@ -143,6 +162,12 @@ impl Sim {
     }
 
     fn new(seed: u64, members: &[NodeId]) -> Sim {
+        Sim::with_changes(seed, members, false)
+    }
+
+    /// `changes`: membership changes are among the random events, with two more replicas
+    /// that may be added.
+    fn with_changes(seed: u64, members: &[NodeId], changes: bool) -> Sim {
         let cfg = |id| Config {
             id,
             members: members.to_vec(),
@@ -152,9 +177,14 @@ impl Sim {
             pre_vote: seed.is_multiple_of(2),
             seed,
         };
+        let conf_changes = members.len() > 1 && changes;
+        let top = members.iter().max().copied().unwrap_or(0);
+        let spares = if conf_changes { top + 1..top + 3 } else { 0..0 };
         let nodes = members
             .iter()
-            .map(|&id| (id, Node::fresh(Group::new(cfg(id)))))
+            .copied()
+            .chain(spares)
+            .map(|id| (id, Node::fresh(Group::new(cfg(id)))))
             .collect();
         Sim {
             rng: Rng::new(seed),
@@ -168,6 +198,8 @@ impl Sim {
             reads: HashMap::new(),
             confirmed_reads: 0,
             installed: 0,
+            conf_applied: 0,
+            conf_changes,
             proposed: 0,
             seed,
         }
@@ -186,12 +218,12 @@ impl Sim {
         let r = g.take_ready();
         // An installed snapshot is stored first, then replaces the state machine.
         let mut installed = Vec::new();
-        if let Some((last, data)) = &r.snapshot {
-            node.snap_file = data.to_vec();
-            node.sm = decode_sm(data);
+        if let Some(snap) = &r.snapshot {
+            node.snap_file = snap.blob.to_vec();
+            node.sm = decode_sm(&snap.state);
             assert_eq!(
                 node.sm.len() as u64,
-                last.index,
+                snap.last.index,
                 "seed {}: snapshot length",
                 self.seed
             );
@@ -230,6 +262,7 @@ impl Sim {
                 )),
                 Some(_) => {}
                 None => {
+                    self.conf_applied += e.is_config() as usize;
                     self.applied.insert(e.index, e);
                 }
             }
@@ -392,16 +425,58 @@ impl Sim {
                 if let Some(g) = n.group.as_mut() {
                     let applied = n.sm.len() as u64;
                     if applied > g.snapshot_id().index + 5 {
-                        let data = encode_sm(&n.sm);
-                        n.snap_file = data.clone(); // stored before the log is purged
-                        g.compact(applied, data);
+                        g.compact(applied, encode_sm(&n.sm));
+                        // Stored before the log is purged (that is in the next Ready).
+                        n.snap_file = g.snapshot_blob().to_vec();
                         self.drain(id);
                     }
                 }
             }
+            98..=99 if self.conf_changes => self.change_membership(),
             _ => {}
         }
         self.check_logs();
+    }
+
+    /// Whoever believes it leads proposes a random change: add a learner, promote one, or
+    /// remove any member (itself included). Refusals are part of the test.
+    fn change_membership(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for &id in &ids {
+            let pick = self.rng.below(3);
+            let r = self.rng.below(ids.len() as u64) as usize;
+            let Some(g) = self.nodes.get_mut(&id).and_then(|n| n.group.as_mut()) else {
+                continue;
+            };
+            if g.role() != Role::Leader {
+                continue;
+            }
+            let m = g.membership().clone();
+            let change = match pick {
+                0 => match ids
+                    .iter()
+                    .cycle()
+                    .skip(r)
+                    .take(ids.len())
+                    .find(|&&i| !m.contains(i))
+                {
+                    Some(&i) => ConfChange::AddLearner(i),
+                    None => continue,
+                },
+                1 => match m.learners.first() {
+                    Some(&l) => ConfChange::Promote(l),
+                    None => continue,
+                },
+                _ => ConfChange::Remove(
+                    m.all()
+                        .nth(r % (m.voters.len() + m.learners.len()))
+                        .unwrap(),
+                ),
+            };
+            if g.propose_conf(change).is_ok() {
+                self.drain(id);
+            }
+        }
     }
 
     /// One round: every live replica ticks, then every message is delivered (unless a
@@ -466,7 +541,8 @@ impl Sim {
             .iter()
             .map(|(id, n)| match &n.group {
                 Some(g) => format!(
-                    "{id}: {:?} term {} leader {:?} commit {} last {:?} files {}",
+                    "{id}: {:?} {:?} term {} leader {:?} commit {} last {:?} files {}",
+                    g.membership(),
                     g.role(),
                     g.term(),
                     g.leader(),
@@ -506,15 +582,17 @@ fn a_single_member_group_commits_alone() {
     assert!(sim.applied.values().any(|e| e.data[..] == b"final"[..]));
 }
 
-fn run_seeds(seeds: std::ops::Range<u64>) {
-    let (mut reads, mut installed) = (0, 0);
+/// Runs each seed with 3 and 5 members; with `changes`, two seeds in three also change
+/// membership.
+fn run_seeds(seeds: std::ops::Range<u64>, changes: bool) {
+    let (mut reads, mut installed, mut confs) = (0, 0, 0);
     let trace = std::env::var_os("RAFT_SIM_TRACE").is_some();
     for seed in seeds {
         if trace {
             eprintln!("seed {seed}");
         }
         for members in [&[1u64, 2, 3][..], &[1, 2, 3, 4, 5][..]] {
-            let mut sim = Sim::new(seed, members);
+            let mut sim = Sim::with_changes(seed, members, changes && !seed.is_multiple_of(3));
             for _ in 0..3000 {
                 sim.step();
             }
@@ -524,16 +602,23 @@ fn run_seeds(seeds: std::ops::Range<u64>) {
             assert!(sim.applied.len() > 1, "seed {seed}: nothing committed");
             reads += sim.confirmed_reads;
             installed += sim.installed;
+            confs += sim.conf_applied;
         }
     }
     assert!(reads > 0, "no read was confirmed in any run");
+    assert!(
+        !changes || confs > 0,
+        "no membership change was ever applied"
+    );
     assert!(installed > 0, "no snapshot was ever installed");
-    eprintln!("{reads} reads confirmed, {installed} snapshots installed");
+    eprintln!(
+        "{reads} reads confirmed, {installed} snapshots installed, {confs} membership changes applied"
+    );
 }
 
 #[test]
 fn random_faults_never_break_safety_and_the_cluster_recovers() {
-    run_seeds(0..60);
+    run_seeds(0..60, true);
 }
 
 /// The long run: `cargo test --release -p shardline-shards raft_soak -- --ignored`
@@ -545,7 +630,7 @@ fn raft_soak() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
-    run_seeds(1000..1000 + n);
+    run_seeds(1000..1000 + n, true);
 }
 
 #[test]
@@ -692,8 +777,9 @@ fn every_replica_is_what_its_log_restores() {
                 id: *id,
                 ..sim.cfg.clone()
             };
-            let r = storage::restore(&rec, GROUP, cfg, n.snap_file.clone());
+            let r = storage::restore(&rec, GROUP, cfg, n.snap_file.clone()).unwrap();
             assert_eq!(r.log(), g.log(), "step {step} node {id}");
+            assert_eq!(r.membership(), g.membership(), "step {step} node {id}");
             assert_eq!(r.term(), g.term(), "step {step} node {id} term");
         }
     }
@@ -921,5 +1007,145 @@ fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
 /// commit index with its commit index.
 #[test]
 fn a_probe_below_a_followers_snapshot_is_answered_with_its_commit() {
-    run_seeds(1855..1856);
+    run_seeds(1855..1856, false);
+}
+
+/// A 3-voter group with a spare replica 4 (knowing the first voters, waiting to be added),
+/// converged, with `leader` leading.
+fn group_with_spare(seed: u64) -> (Sim, NodeId) {
+    let mut sim = Sim::with_changes(seed, &[1, 2, 3], true);
+    sim.converge();
+    let leader = sim.leader();
+    (sim, leader)
+}
+
+fn applied_marker(sim: &Sim, data: &[u8]) -> bool {
+    sim.applied.values().any(|e| e.data[..] == *data)
+}
+
+#[test]
+fn a_learner_gets_the_log_but_never_counts_or_stands_for_election() {
+    let (mut sim, leader) = group_with_spare(3);
+    sim.group(leader)
+        .propose_conf(ConfChange::AddLearner(4))
+        .unwrap();
+    sim.drain(leader);
+    for _ in 0..30 {
+        sim.round(true);
+    }
+    let last = sim.group(leader).last_index();
+    assert_eq!(sim.group(4).last_index(), last, "the learner holds the log");
+    assert_eq!(sim.group(4).membership().learners, vec![4]);
+    // With both other voters cut off, the leader and the learner do not make a quorum.
+    for v in [1, 2, 3].into_iter().filter(|&v| v != leader) {
+        sim.isolate(v);
+    }
+    sim.group(leader).propose(b"alone".to_vec()).unwrap();
+    sim.drain(leader);
+    let term4 = sim.group(4).term();
+    for _ in 0..5 {
+        sim.round(true);
+    }
+    assert!(
+        !applied_marker(&sim, b"alone"),
+        "a learner's copy does not commit"
+    );
+    // However long it goes without a leader, a learner never stands for election.
+    sim.isolate(4);
+    for _ in 0..200 {
+        sim.group(4).tick();
+        sim.drain(4);
+    }
+    assert_eq!(
+        sim.group(4).term(),
+        term4,
+        "the learner never raised its term"
+    );
+    assert_eq!(sim.group(4).role(), Role::Follower);
+}
+
+#[test]
+fn a_change_waits_for_the_previous_one_and_for_the_leaders_first_commit() {
+    let (mut sim, leader) = group_with_spare(5);
+    let g = sim.group(leader);
+    g.propose_conf(ConfChange::AddLearner(4)).unwrap();
+    assert_eq!(
+        g.propose_conf(ConfChange::Promote(4)),
+        Err(ConfError::Pending),
+        "the previous change is not committed"
+    );
+    assert!(matches!(
+        g.propose_conf(ConfChange::AddLearner(4)),
+        Err(ConfError::Pending | ConfError::Invalid(_))
+    ));
+    sim.drain(leader);
+    for _ in 0..5 {
+        sim.round(true);
+    }
+    let g = sim.group(leader);
+    assert!(g.propose_conf(ConfChange::Promote(4)).is_ok());
+    assert_eq!(g.membership().voters, vec![1, 2, 3, 4]);
+    // A follower refuses, naming the leader.
+    let follower = [1, 2, 3].into_iter().find(|&v| v != leader).unwrap();
+    assert_eq!(
+        sim.group(follower).propose_conf(ConfChange::Remove(4)),
+        Err(ConfError::NotLeader {
+            leader: Some(leader)
+        })
+    );
+    // A new leader may not change anything before its own no-op commits.
+    let mut g = Group::new(Config {
+        id: 1,
+        members: vec![1, 2, 3],
+        election_ticks: 5,
+        heartbeat_ticks: 2,
+        max_batch: 8,
+        pre_vote: false,
+        seed: 1,
+    });
+    elect(&mut g, &[2]);
+    assert_eq!(g.role(), Role::Leader);
+    assert_eq!(
+        g.propose_conf(ConfChange::Remove(3)),
+        Err(ConfError::Pending)
+    );
+}
+
+#[test]
+fn a_leader_that_removes_itself_steps_down_once_that_commits() {
+    // An even seed: pre-vote on, as the shard threads run it.
+    let (mut sim, leader) = group_with_spare(8);
+    sim.group(leader)
+        .propose_conf(ConfChange::Remove(leader))
+        .unwrap();
+    sim.drain(leader);
+    // Until the removal commits it still leads (without counting itself).
+    assert_eq!(sim.group(leader).role(), Role::Leader);
+    for _ in 0..60 {
+        sim.round(true);
+    }
+    assert_ne!(sim.group(leader).role(), Role::Leader);
+    let rest: Vec<NodeId> = [1, 2, 3].into_iter().filter(|&v| v != leader).collect();
+    let new = sim.leader();
+    assert!(rest.contains(&new), "one of the remaining voters leads");
+    assert_eq!(sim.group(new).membership().voters, rest);
+    sim.group(new).propose(b"after".to_vec()).unwrap();
+    sim.drain(new);
+    for _ in 0..5 {
+        sim.round(true);
+    }
+    assert!(applied_marker(&sim, b"after"));
+    // The removed replica, cut off from the news, campaigns in ever higher terms: nobody
+    // listens, and the leader keeps its term.
+    let term = sim.group(new).term();
+    for _ in 0..100 {
+        sim.group(leader).tick();
+        sim.round(false);
+    }
+    assert_eq!(
+        sim.group(new).term(),
+        term,
+        "the removed replica disrupted nothing"
+    );
+    assert_eq!(sim.group(new).role(), Role::Leader);
 }

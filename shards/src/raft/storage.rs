@@ -2,7 +2,7 @@
 //! as log records of its vShard's group, and a restarted replica is rebuilt from what the log
 //! recovered. The vote record carries the Raft term and vote (node 0: none).
 
-use super::{Config, Entry, Group, HardState, LogId, Ready};
+use super::{BadSnapshot, Config, Entry, Group, HardState, LogId, Ready};
 use crate::wal::{Engine, LogError, Vote};
 
 /// Queues what `r` asks to persist into `wal` for `group` (the caller then flushes the WAL and
@@ -41,10 +41,15 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
     Ok(())
 }
 
-/// The replica of `group` as the recovered log has it, with `snapshot`: the state-machine
-/// bytes of the latest snapshot the driver stored (empty when the log was never purged), taken
-/// at the log's purge point.
-pub fn restore(wal: &Engine, group: u32, cfg: Config, snapshot: Vec<u8>) -> Group {
+/// The replica of `group` as the recovered log has it, with `snapshot`: the blob of the latest
+/// snapshot the driver stored (empty when the log was never purged), taken at the log's purge
+/// point.
+pub fn restore(
+    wal: &Engine,
+    group: u32,
+    cfg: Config,
+    snapshot: Vec<u8>,
+) -> Result<Group, BadSnapshot> {
     restore_at(wal, group, cfg, None, snapshot)
 }
 
@@ -57,7 +62,7 @@ pub fn restore_at(
     cfg: Config,
     snap: Option<LogId>,
     snapshot: Vec<u8>,
-) -> Group {
+) -> Result<Group, BadSnapshot> {
     let Some(log) = wal.group(group) else {
         return Group::restore_from(
             cfg,

@@ -8,7 +8,12 @@ pub(super) fn snap_path(dir: &Path, v: u32) -> PathBuf {
     dir.join(format!("{v:05}.snap"))
 }
 
-const SNAP_MAGIC: &[u8; 8] = b"SLSNAP01";
+/// `02`: the bytes are the Raft core's snapshot blob (membership, then state). A file of the
+/// earlier format is refused at start-up with the file named.
+const SNAP_MAGIC: &[u8; 8] = b"SLSNAP02";
+
+/// Bytes before the blob: magic, index, term, length, CRC32C.
+pub(super) const SNAP_HEADER_BYTES: usize = 36;
 
 /// Writes a snapshot file atomically: magic, index, term, length, CRC32C, bytes.
 pub(super) fn write_snapshot(dir: &Path, v: u32, id: LogId, data: &[u8]) -> std::io::Result<()> {
@@ -43,6 +48,12 @@ pub(super) fn read_snapshot(dir: &Path, v: u32) -> Result<Option<(LogId, Vec<u8>
             path.display()
         )
     };
+    if b.len() >= 8 && &b[..8] == b"SLSNAP01" {
+        return Err(bad(
+            0,
+            "a snapshot of an earlier format (SLSNAP01, before membership changes)",
+        ));
+    }
     if b.len() < 36 || &b[..8] != SNAP_MAGIC {
         return Err(bad(0, "not a snapshot header"));
     }

@@ -1,0 +1,273 @@
+//! Group membership: who votes, who only learns, how a change is carried in the log, and the
+//! snapshot blob that records the membership at a snapshot's last entry (ARCHITECTURE.md,
+//! "Membership changes in the Raft core"). Pure data and codecs; the rules of when a change
+//! may be proposed and when it takes effect are in `Group`.
+
+use super::{MAX_MEMBERS, NodeId};
+use bytes::Bytes;
+
+/// The first byte of a membership entry's data. The state machine's own encoding must never
+/// start with it (`replicate.rs` asserts this), so every replica can tell the two apart.
+pub const CONF_TAG: u8 = 0xC0;
+
+/// The members of a group. Invariant: the two lists are disjoint, hold no duplicates, and
+/// together hold at most `MAX_MEMBERS` ids; `voters` is not empty.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Membership {
+    /// In preference order: the first is the preferred leader and the first successor when
+    /// the node-level detector reports the leader lost.
+    pub voters: Vec<NodeId>,
+    /// Receive the log; never vote, never count towards a quorum, never stand for election.
+    pub learners: Vec<NodeId>,
+}
+
+/// One change, applied to the membership in effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfChange {
+    AddLearner(NodeId),
+    /// A learner becomes a voter (added last in preference order).
+    Promote(NodeId),
+    /// A voter or learner leaves the group.
+    Remove(NodeId),
+}
+
+/// Why a change was not proposed. Nothing changed in any case.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfError {
+    /// Only the leader proposes; retry there.
+    NotLeader { leader: Option<NodeId> },
+    /// The previous change is not committed yet, or this leader has not yet committed an entry
+    /// of its own term: retry shortly.
+    Pending,
+    /// The change makes no sense for the membership in effect (not retryable as is).
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for ConfError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfError::NotLeader { leader } => write!(f, "not the leader (leader: {leader:?})"),
+            ConfError::Pending => write!(f, "a membership change is still in progress"),
+            ConfError::Invalid(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl Membership {
+    pub fn of_voters(voters: &[NodeId]) -> Membership {
+        Membership {
+            voters: voters.to_vec(),
+            learners: Vec::new(),
+        }
+    }
+
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id)
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.learners.contains(&id)
+    }
+
+    /// Voters then learners.
+    pub fn all(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(&self.learners).copied()
+    }
+
+    /// The membership after `change`, if the change is valid here.
+    pub fn apply(&self, change: ConfChange) -> Result<Membership, ConfError> {
+        let mut m = self.clone();
+        match change {
+            ConfChange::AddLearner(id) => {
+                if self.contains(id) {
+                    return Err(ConfError::Invalid("already a member"));
+                }
+                if self.voters.len() + self.learners.len() >= MAX_MEMBERS {
+                    return Err(ConfError::Invalid("the group is full"));
+                }
+                m.learners.push(id);
+            }
+            ConfChange::Promote(id) => {
+                let Some(i) = self.learners.iter().position(|&l| l == id) else {
+                    return Err(ConfError::Invalid("only a learner can be promoted"));
+                };
+                m.learners.remove(i);
+                m.voters.push(id);
+            }
+            ConfChange::Remove(id) => {
+                if let Some(i) = self.learners.iter().position(|&l| l == id) {
+                    m.learners.remove(i);
+                } else if let Some(i) = self.voters.iter().position(|&v| v == id) {
+                    if self.voters.len() == 1 {
+                        return Err(ConfError::Invalid("the last voter cannot be removed"));
+                    }
+                    m.voters.remove(i);
+                } else {
+                    return Err(ConfError::Invalid("not a member"));
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    /// Appends the encoding: `count: u8 | ids: u64...` for voters, then for learners.
+    fn put(&self, out: &mut Vec<u8>) {
+        for list in [&self.voters, &self.learners] {
+            out.push(list.len() as u8);
+            for id in list {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+    }
+
+    /// Decodes a membership from the front of `b`; returns it and the bytes after it. `None`
+    /// for anything malformed or breaking the invariant (a peer's bad bytes, never a panic).
+    fn take(b: &[u8]) -> Option<(Membership, &[u8])> {
+        let mut rest = b;
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let (&n, r) = rest.split_first()?;
+            let n = n as usize;
+            if n > MAX_MEMBERS || r.len() < n * 8 {
+                return None;
+            }
+            list.extend(
+                r[..n * 8]
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().expect("8"))),
+            );
+            rest = &r[n * 8..];
+        }
+        let [voters, learners] = lists;
+        let m = Membership { voters, learners };
+        m.valid().then_some((m, rest))
+    }
+
+    fn valid(&self) -> bool {
+        let n = self.voters.len() + self.learners.len();
+        let mut ids: Vec<NodeId> = self.all().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        !self.voters.is_empty() && n <= MAX_MEMBERS && ids.len() == n
+    }
+
+    /// The data of the log entry that makes this the membership.
+    pub fn to_entry_data(&self) -> Bytes {
+        let mut out = vec![CONF_TAG];
+        self.put(&mut out);
+        out.into()
+    }
+
+    /// The membership an entry's data carries, if it is a membership entry (a malformed one
+    /// is treated as no change, and asserted in debug builds: only our leaders write them).
+    pub fn from_entry_data(data: &[u8]) -> Option<Membership> {
+        let rest = data.strip_prefix(&[CONF_TAG])?;
+        let m = Membership::take(rest).map(|(m, _)| m);
+        debug_assert!(m.is_some(), "a malformed membership entry");
+        m
+    }
+}
+
+/// A snapshot as the core stores and sends it: the membership at its last entry, then the
+/// state machine's bytes. An empty blob is "no snapshot yet".
+pub fn snapshot_blob(conf: &Membership, state: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(2 + 8 * MAX_MEMBERS + state.len());
+    conf.put(&mut out);
+    out.extend_from_slice(state);
+    out.into()
+}
+
+/// Splits a snapshot blob into its membership and the state machine's bytes (a zero-copy
+/// slice of `blob`). `None`: the blob is malformed.
+pub fn split_snapshot(blob: &Bytes) -> Option<(Membership, Bytes)> {
+    let (m, rest) = Membership::take(blob)?;
+    let state = blob.slice(blob.len() - rest.len()..);
+    Some((m, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(voters: &[u64], learners: &[u64]) -> Membership {
+        Membership {
+            voters: voters.to_vec(),
+            learners: learners.to_vec(),
+        }
+    }
+
+    #[test]
+    fn changes_follow_the_rules_of_one_server_at_a_time() {
+        let base = m(&[1, 2, 3], &[]);
+        let with4 = base.apply(ConfChange::AddLearner(4)).unwrap();
+        assert_eq!(with4, m(&[1, 2, 3], &[4]));
+        assert_eq!(
+            with4.apply(ConfChange::Promote(4)).unwrap(),
+            m(&[1, 2, 3, 4], &[])
+        );
+        assert_eq!(
+            with4.apply(ConfChange::Remove(2)).unwrap(),
+            m(&[1, 3], &[4])
+        );
+        assert_eq!(with4.apply(ConfChange::Remove(4)).unwrap(), base);
+        assert!(matches!(
+            base.apply(ConfChange::AddLearner(2)),
+            Err(ConfError::Invalid(_))
+        ));
+        assert!(matches!(
+            base.apply(ConfChange::Promote(2)),
+            Err(ConfError::Invalid(_))
+        ));
+        assert!(matches!(
+            base.apply(ConfChange::Remove(9)),
+            Err(ConfError::Invalid(_))
+        ));
+        assert!(matches!(
+            m(&[1], &[]).apply(ConfChange::Remove(1)),
+            Err(ConfError::Invalid(_))
+        ));
+        let full = m(&[1, 2, 3, 4, 5], &[6, 7, 8, 9]);
+        assert!(matches!(
+            full.apply(ConfChange::AddLearner(10)),
+            Err(ConfError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn membership_entries_round_trip_and_other_data_is_not_one() {
+        let x = m(&[3, 1], &[7]);
+        let data = x.to_entry_data();
+        assert_eq!(data[0], CONF_TAG);
+        assert_eq!(Membership::from_entry_data(&data), Some(x));
+        assert_eq!(Membership::from_entry_data(b""), None);
+        assert_eq!(Membership::from_entry_data(b"\x01SET"), None);
+    }
+
+    #[test]
+    fn malformed_memberships_are_refused_not_panicked_on() {
+        for bad in [
+            &[][..],
+            &[1][..],                            // a voter count with no id
+            &[0, 0][..],                         // no voters
+            &[10][..],                           // more than MAX_MEMBERS
+            &[1, 1, 0, 0, 0, 0, 0, 0, 0, 1][..], // learner count with no id
+        ] {
+            assert_eq!(Membership::take(bad), None, "{bad:?}");
+        }
+        // Duplicates break the invariant.
+        let dup = m(&[1, 1], &[]);
+        let mut b = Vec::new();
+        dup.put(&mut b);
+        assert_eq!(Membership::take(&b), None);
+    }
+
+    #[test]
+    fn a_snapshot_blob_splits_into_membership_and_state() {
+        let x = m(&[1, 2, 3], &[4]);
+        let blob = snapshot_blob(&x, b"state bytes");
+        let (c, state) = split_snapshot(&blob).unwrap();
+        assert_eq!(c, x);
+        assert_eq!(&state[..], b"state bytes");
+        assert_eq!(split_snapshot(&Bytes::from_static(b"\x05")), None);
+    }
+}
