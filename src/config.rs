@@ -55,6 +55,9 @@ pub struct Config {
     pub fsync: shardline_shards::wal::FsyncPolicy,
     pub wal_segment_bytes: u64,
     pub fsync_batch_ms: u64,
+    /// Bytes of a vShard snapshot per cluster-bus message when a replica catches up by
+    /// snapshot (one chunk in flight per replica).
+    pub snapshot_chunk_bytes: u64,
 }
 
 impl Config {
@@ -325,6 +328,14 @@ pub static PARAMS: &[Param] = &[
         1 << 40,
         false,
         "Size at which a write-ahead log segment is closed and a new one started (default 64mb)."
+    ),
+    num_param!(
+        "snapshot-chunk-bytes",
+        snapshot_chunk_bytes,
+        1024,
+        64 << 20,
+        false,
+        "Bytes of a snapshot per cluster-bus message when a replica catches up (default 1mb)."
     ),
     Param {
         name: "bind",
@@ -685,6 +696,7 @@ impl Default for Config {
             fsync: shardline_shards::wal::FsyncPolicy::Always,
             wal_segment_bytes: 64 << 20,
             fsync_batch_ms: 10,
+            snapshot_chunk_bytes: 1 << 20,
         }
     }
 }

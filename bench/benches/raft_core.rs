@@ -22,6 +22,7 @@ fn cluster() -> Vec<Vec<Group>> {
                         election_ticks: 10,
                         heartbeat_ticks: 3,
                         max_batch: 64,
+                        snapshot_chunk_bytes: 1 << 20,
                         pre_vote: true,
                         seed: g as u64,
                     })

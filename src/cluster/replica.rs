@@ -47,6 +47,7 @@ const ELECTION_TICKS: u32 = 50;
 const HEARTBEAT_TICKS: u32 = 5;
 /// Most entries in one Append message.
 const MAX_BATCH: usize = 512;
+
 /// A proposal not committed within this long is answered `-UNKNOWN`.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A group compacts its log into a snapshot once it holds this many entries.
@@ -194,6 +195,9 @@ impl Replicas {
                 election_ticks: ELECTION_TICKS,
                 heartbeat_ticks: HEARTBEAT_TICKS,
                 max_batch: MAX_BATCH,
+                // A replica far behind gets its vShard one chunk per round trip: a large snapshot
+                // needs no huge frame and holds up other groups' messages only briefly.
+                snapshot_chunk_bytes: cfg.snapshot_chunk_bytes as usize,
                 pre_vote: true,
                 seed: seed ^ (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             };
@@ -592,6 +596,12 @@ impl Shard {
                 let mut db = self.db.borrow_mut();
                 match install(&mut db, &snap.state) {
                     Ok(clock) => {
+                        tracing::info!(
+                            vshard = g,
+                            index = snap.last.index,
+                            bytes = snap.blob.len(),
+                            "installed a snapshot from the leader"
+                        );
                         r.clocks[g as usize] = clock;
                         r.applied[g as usize] = snap.last;
                         r.log_bytes_total -= std::mem::take(&mut r.log_bytes[g as usize]);

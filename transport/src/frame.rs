@@ -7,8 +7,9 @@
 //! [`FrameError`] whose text the connection logs before closing: a peer never panics us.
 
 /// Wire versions this build speaks; a peer must share one.
-pub const WIRE_MIN: u8 = 1;
-pub const WIRE_MAX: u8 = 1;
+/// 2: Raft snapshots travel in chunks and carry the group's membership.
+pub const WIRE_MIN: u8 = 2;
+pub const WIRE_MAX: u8 = 2;
 
 const FRAME: usize = 8;
 const KIND_HELLO: u8 = 1;

@@ -11,6 +11,7 @@ const APPEND_REPLY: u8 = 4;
 const SNAPSHOT: u8 = 5;
 const PRE_VOTE: u8 = 6;
 const PRE_VOTE_REPLY: u8 = 7;
+const SNAPSHOT_ACK: u8 = 8;
 
 /// Why a payload is not a message.
 #[derive(Debug, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub enum DecodeError {
     UnknownTag(u8),
     /// More entries or bytes declared than the payload holds.
     Length,
+    /// A flag byte other than 0 or 1.
+    Flag(u8),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -27,6 +30,7 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Short => write!(f, "raft message cut short"),
             DecodeError::UnknownTag(t) => write!(f, "unknown raft message kind {t}"),
             DecodeError::Length => write!(f, "raft message declares more than it holds"),
+            DecodeError::Flag(b) => write!(f, "raft message has flag byte {b} (0 or 1 expected)"),
         }
     }
 }
@@ -95,11 +99,25 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
             out.extend_from_slice(&last.to_le_bytes());
             out.extend_from_slice(&ctx.to_le_bytes());
         }
-        Msg::Snapshot { term, last, data } => {
+        Msg::Snapshot {
+            term,
+            last,
+            offset,
+            total,
+            data,
+        } => {
             out.push(SNAPSHOT);
             out.extend_from_slice(&term.to_le_bytes());
             put_id(out, *last);
+            out.extend_from_slice(&offset.to_le_bytes());
+            out.extend_from_slice(&total.to_le_bytes());
             put_bytes(out, data);
+        }
+        Msg::SnapshotAck { term, last, offset } => {
+            out.push(SNAPSHOT_ACK);
+            out.extend_from_slice(&term.to_le_bytes());
+            out.extend_from_slice(&last.to_le_bytes());
+            out.extend_from_slice(&offset.to_le_bytes());
         }
     }
 }
@@ -120,6 +138,14 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
+    }
+
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(DecodeError::Flag(b)),
+        }
     }
 
     fn u32(&mut self) -> Result<u32, DecodeError> {
@@ -166,7 +192,7 @@ pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
         }
         VOTE_REPLY | PRE_VOTE_REPLY => {
             let term = r.u64()?;
-            let granted = r.u8()? != 0;
+            let granted = r.flag()?;
             if tag == VOTE_REPLY {
                 Msg::VoteReply { term, granted }
             } else {
@@ -177,7 +203,7 @@ pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
             let term = r.u64()?;
             let prev = r.id()?;
             let commit = r.u64()?;
-            let quiet = r.u8()? != 0;
+            let quiet = r.flag()?;
             let ctx = r.u64()?;
             let n = r.u32()? as usize;
             // Each entry takes at least 20 bytes: refuse a count the payload cannot hold
@@ -207,14 +233,21 @@ pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
         }
         APPEND_REPLY => Msg::AppendReply {
             term: r.u64()?,
-            success: r.u8()? != 0,
+            success: r.flag()?,
             last: r.u64()?,
             ctx: r.u64()?,
         },
         SNAPSHOT => Msg::Snapshot {
             term: r.u64()?,
             last: r.id()?,
+            offset: r.u64()?,
+            total: r.u64()?,
             data: r.bytes()?.into(),
+        },
+        SNAPSHOT_ACK => Msg::SnapshotAck {
+            term: r.u64()?,
+            last: r.u64()?,
+            offset: r.u64()?,
         },
         t => return Err(DecodeError::UnknownTag(t)),
     };
@@ -269,7 +302,14 @@ mod tests {
             Msg::Snapshot {
                 term: 6,
                 last: id,
+                offset: 4096,
+                total: 8192,
                 data: vec![1, 2, 3].into(),
+            },
+            Msg::SnapshotAck {
+                term: 6,
+                last: 42,
+                offset: 4099,
             },
         ]
     }
@@ -295,6 +335,20 @@ mod tests {
             assert_eq!(decode(&buf), Err(DecodeError::Length));
         }
         assert_eq!(decode(&[200]), Err(DecodeError::UnknownTag(200)));
+        let mut reply = Vec::new();
+        encode(
+            &Msg::VoteReply {
+                term: 1,
+                granted: true,
+            },
+            &mut reply,
+        );
+        *reply.last_mut().unwrap() = 2;
+        assert_eq!(
+            decode(&reply),
+            Err(DecodeError::Flag(2)),
+            "flags are 0 or 1"
+        );
     }
 
     #[test]

@@ -78,12 +78,23 @@ pub enum Msg {
         last: u64,
         ctx: u64,
     },
-    /// The leader's snapshot up to `last` (a blob: membership, then state-machine bytes), for
-    /// a follower whose next entry the leader no longer has. Answered with an `AppendReply`.
+    /// One chunk, `data` at `offset`, of the leader's snapshot up to `last` (a blob of `total`
+    /// bytes: membership, then state-machine bytes), for a follower whose next entry the leader
+    /// no longer has. Answered with a `SnapshotAck` until the last chunk, then with an
+    /// `AppendReply` once installed.
     Snapshot {
         term: u64,
         last: LogId,
+        offset: u64,
+        total: u64,
         data: Bytes,
+    },
+    /// The follower holds the first `offset` bytes of the snapshot up to index `last`: send
+    /// what follows.
+    SnapshotAck {
+        term: u64,
+        last: u64,
+        offset: u64,
     },
     /// Would you vote for me in `term` (one above the sender's)? Changes nobody's term.
     PreVote {
@@ -104,6 +115,7 @@ impl Msg {
             | Msg::Append { term, .. }
             | Msg::AppendReply { term, .. }
             | Msg::Snapshot { term, .. }
+            | Msg::SnapshotAck { term, .. }
             | Msg::PreVote { term, .. }
             | Msg::PreVoteReply { term, .. } => *term,
         }
@@ -136,6 +148,10 @@ pub enum Role {
 /// them on the stack.
 pub const MAX_MEMBERS: usize = 9;
 
+/// Largest snapshot a follower assembles. A sanity bound against a peer's bogus `total`:
+/// memory is taken only as chunks arrive.
+pub const SNAPSHOT_BYTES_MAX: u64 = 64 << 30;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: NodeId,
@@ -148,6 +164,9 @@ pub struct Config {
     pub heartbeat_ticks: u32,
     /// Most entries in one Append.
     pub max_batch: usize,
+    /// Bytes of snapshot per message: a follower far behind is sent its snapshot one chunk at
+    /// a time, the next when it acknowledges the last (one chunk in flight per follower).
+    pub snapshot_chunk_bytes: usize,
     /// Ask before raising the term, so a replica that was cut off cannot depose a working
     /// leader when it comes back.
     pub pre_vote: bool,
@@ -227,6 +246,11 @@ pub struct Group {
     /// Leader: replication progress of every other member, voter or learner (kept equal to
     /// `conf`'s members by `track_members`).
     next: HashMap<NodeId, u64>,
+    /// Leader: followers being sent a snapshot: `(snapshot's last index, bytes acknowledged)`.
+    /// A newer snapshot starts over from 0.
+    snap_sending: HashMap<NodeId, (u64, u64)>,
+    /// Follower: the snapshot being assembled from chunks.
+    snap_recv: Option<SnapRecv>,
     matched: HashMap<NodeId, u64>,
     elapsed: u32,
     timeout: u32,
@@ -241,6 +265,12 @@ pub struct Group {
     read_seq: u64,
     pending_reads: Vec<PendingRead>,
     failed_reads: Vec<u64>,
+}
+
+struct SnapRecv {
+    last: LogId,
+    total: u64,
+    buf: Vec<u8>,
 }
 
 struct PendingRead {
@@ -306,6 +336,8 @@ impl Group {
             hs_dirty: false,
             votes: HashSet::new(),
             next: HashMap::new(),
+            snap_sending: HashMap::new(),
+            snap_recv: None,
             matched: HashMap::new(),
             elapsed: 0,
             timeout,
@@ -384,6 +416,7 @@ impl Group {
         let (ids, n) = self.peer_ids();
         let ids = &ids[..n];
         self.next.retain(|p, _| ids.contains(p));
+        self.snap_sending.retain(|p, _| ids.contains(p));
         self.matched.retain(|p, _| ids.contains(p));
         self.active.retain(|p| ids.contains(p));
         let last = self.last().index;
@@ -663,6 +696,7 @@ impl Group {
         self.active.clear();
         self.since_check = 0;
         self.next = peers[..n].iter().map(|&p| (p, next)).collect();
+        self.snap_sending.clear();
         self.matched = peers[..n].iter().map(|&p| (p, 0)).collect();
         // A no-op of the new term lets earlier entries commit through it.
         self.append_local(Bytes::new());
@@ -699,13 +733,22 @@ impl Group {
         };
         let next = next.max(1);
         if next <= self.snap.index {
-            // The entries it needs are in the snapshot now.
+            // The entries it needs are in the snapshot now: the chunk after what it holds (a
+            // heartbeat resends it, should it be lost).
+            let offset = match self.snap_sending.get(&to) {
+                Some(&(index, offset)) if index == self.snap.index => offset,
+                _ => 0,
+            };
+            self.snap_sending.insert(to, (self.snap.index, offset));
+            let total = self.snap_data.len() as u64;
+            let end = (offset + self.cfg.snapshot_chunk_bytes.max(1) as u64).min(total);
             let msg = Msg::Snapshot {
                 term: self.term,
                 last: self.snap,
-                data: self.snap_data.clone(),
+                offset,
+                total,
+                data: self.snap_data.slice(offset as usize..end as usize),
             };
-            self.next.insert(to, self.snap.index + 1);
             return self.send(to, msg);
         }
         let prev_index = next - 1;
@@ -795,7 +838,7 @@ impl Group {
         // replica created to join a group needs only to exist.
         let known = match msg {
             Msg::VoteReply { .. } | Msg::PreVoteReply { .. } => self.conf.is_voter(from),
-            Msg::AppendReply { .. } => self.conf.contains(from),
+            Msg::AppendReply { .. } | Msg::SnapshotAck { .. } => self.conf.contains(from),
             Msg::Vote { .. } | Msg::PreVote { .. } | Msg::Append { .. } | Msg::Snapshot { .. } => {
                 true
             }
@@ -880,7 +923,25 @@ impl Group {
                     && self.leader == Some(from)
                     && self.commit == self.last().index;
             }
-            Msg::Snapshot { term, last, data } => self.on_snapshot(from, term, last, data),
+            Msg::Snapshot {
+                term,
+                last,
+                offset,
+                total,
+                data,
+            } => self.on_snapshot_chunk(from, term, last, offset, total, data),
+            Msg::SnapshotAck { term, last, offset } => {
+                if self.role != Role::Leader || term != self.term || last != self.snap.index {
+                    return; // stale: a heartbeat sends the current snapshot
+                }
+                if let Some(sending) = self.snap_sending.get_mut(&from)
+                    && sending.0 == last
+                    && offset <= self.snap_data.len() as u64
+                {
+                    sending.1 = offset;
+                    self.send_append(from);
+                }
+            }
             Msg::AppendReply {
                 term,
                 success,
@@ -965,6 +1026,8 @@ impl Group {
             // A membership takes effect when appended; a truncated one is undone.
             self.recompute_conf();
         }
+        // The log continues from the leader's entries: a half-received snapshot is moot.
+        self.snap_recv = None;
         if commit > self.commit {
             self.commit = commit.min(last_new);
         }
@@ -977,15 +1040,65 @@ impl Group {
         self.send(from, reply);
     }
 
-    fn on_snapshot(&mut self, from: NodeId, term: u64, last: LogId, data: Bytes) {
-        let Some((conf, state)) = conf::split_snapshot(&data) else {
-            return; // a blob no leader of ours wrote: nothing to answer
+    /// One chunk of a snapshot: kept if it follows what is held (else the ack says where to
+    /// resume); the last one installs the whole.
+    fn on_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        last: LogId,
+        offset: u64,
+        total: u64,
+        data: Bytes,
+    ) {
+        if term < self.term || last.index <= self.commit {
+            // Stale, or nothing new: the whole-snapshot path answers both.
+            return self.on_snapshot(from, term, last, Bytes::new());
+        }
+        if total == 0 || total > SNAPSHOT_BYTES_MAX || offset + data.len() as u64 > total {
+            return; // no leader of ours sends this
+        }
+        if offset == 0 && data.len() as u64 == total {
+            return self.on_snapshot(from, term, last, data);
+        }
+        self.become_follower(term, Some(from));
+        let recv = match &mut self.snap_recv {
+            Some(r) if r.last == last && r.total == total => r,
+            _ => self.snap_recv.insert(SnapRecv {
+                last,
+                total,
+                buf: Vec::new(),
+            }),
         };
+        if offset == recv.buf.len() as u64 {
+            recv.buf.extend_from_slice(&data);
+        }
+        if recv.buf.len() as u64 == total {
+            let blob = std::mem::take(&mut recv.buf);
+            self.snap_recv = None;
+            return self.on_snapshot(from, term, last, blob.into());
+        }
+        let offset = recv.buf.len() as u64;
+        let term = self.term;
+        self.send(
+            from,
+            Msg::SnapshotAck {
+                term,
+                last: last.index,
+                offset,
+            },
+        );
+    }
+
+    fn on_snapshot(&mut self, from: NodeId, term: u64, last: LogId, data: Bytes) {
         let reply_last = if term < self.term {
             None
         } else {
             self.become_follower(term, Some(from));
             if last.index > self.commit {
+                let Some((conf, state)) = conf::split_snapshot(&data) else {
+                    return; // a blob no leader of ours wrote: nothing to answer
+                };
                 if self.term_at(last.index) == Some(last.term) {
                     // Keep what follows it.
                     let drop = (last.index - self.snap.index) as usize;
@@ -1029,6 +1142,7 @@ impl Group {
             return; // removed since it was sent to
         };
         if success {
+            self.snap_sending.remove(&from);
             *m = (*m).max(last);
             let m = *m;
             self.next.insert(from, m + 1);

@@ -174,6 +174,7 @@ impl Sim {
             election_ticks: 10,
             heartbeat_ticks: 3,
             max_batch: 8,
+            snapshot_chunk_bytes: 48,
             pre_vote: seed.is_multiple_of(2),
             seed,
         };
@@ -642,6 +643,7 @@ fn a_stale_leader_cannot_commit_and_yields_to_a_higher_term() {
         election_ticks: 5,
         heartbeat_ticks: 2,
         max_batch: 8,
+        snapshot_chunk_bytes: 48,
         pre_vote: false,
         seed: 3,
     };
@@ -693,6 +695,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
         election_ticks: 5,
         heartbeat_ticks: 2,
         max_batch: 8,
+        snapshot_chunk_bytes: 48,
         pre_vote: false,
         seed: 8,
     };
@@ -1100,6 +1103,7 @@ fn a_change_waits_for_the_previous_one_and_for_the_leaders_first_commit() {
         election_ticks: 5,
         heartbeat_ticks: 2,
         max_batch: 8,
+        snapshot_chunk_bytes: 48,
         pre_vote: false,
         seed: 1,
     });
@@ -1148,4 +1152,104 @@ fn a_leader_that_removes_itself_steps_down_once_that_commits() {
         "the removed replica disrupted nothing"
     );
     assert_eq!(sim.group(new).role(), Role::Leader);
+}
+
+/// Moves messages between `a` and `b` (dropping those `lose` picks, and any to others) until
+/// none is left; returns the Snapshot chunks delivered.
+fn exchange(a: &mut Group, b: &mut Group, mut lose: impl FnMut(&Envelope) -> bool) -> usize {
+    let mut net: Vec<Envelope> = a.take_ready().messages;
+    net.extend(b.take_ready().messages);
+    let mut chunks = 0;
+    while let Some(env) = net.pop() {
+        if lose(&env) {
+            continue;
+        }
+        let g = match env.to {
+            t if t == a.id() => &mut *a,
+            t if t == b.id() => &mut *b,
+            _ => continue,
+        };
+        chunks += matches!(env.msg, Msg::Snapshot { .. }) as usize;
+        g.step(env.from, env.msg);
+        net.extend(g.take_ready().messages);
+    }
+    chunks
+}
+
+#[test]
+fn a_snapshot_travels_in_chunks_and_a_lost_chunk_is_resent() {
+    let cfg = |id| Config {
+        id,
+        members: vec![1, 2, 3],
+        election_ticks: 5,
+        heartbeat_ticks: 2,
+        max_batch: 8,
+        snapshot_chunk_bytes: 100,
+        pre_vote: false,
+        seed: 4,
+    };
+    let mut leader = Group::new(cfg(1));
+    let term = elect(&mut leader, &[3]);
+    for i in 0..50 {
+        leader.propose(format!("entry {i}").into_bytes()).unwrap();
+    }
+    let last = leader.last_index();
+    // Replica 3 holds everything (2 is away): it all commits and is applied.
+    leader.take_ready();
+    leader.step(
+        3,
+        Msg::AppendReply {
+            term,
+            success: true,
+            last,
+            ctx: 0,
+        },
+    );
+    assert_eq!(
+        leader.take_ready().committed.last().map(|e| e.index),
+        Some(last)
+    );
+    let state = vec![7u8; 1000];
+    leader.compact(last, state.clone());
+    let blob_len = leader.snapshot_blob().len();
+    assert!(blob_len > 1000);
+    // Replica 2 comes back empty: a heartbeat finds it behind, and the snapshot follows in
+    // chunks of 100 bytes; the third chunk is lost once and comes again with a heartbeat.
+    let mut follower = Group::new(cfg(2));
+    while leader.take_ready().messages.iter().all(|e| e.to != 2) {
+        leader.tick();
+    }
+    let mut lost = false;
+    let mut delivered = exchange(&mut leader, &mut follower, |_| false);
+    let mut dropper = |e: &Envelope| {
+        let hit = !lost && matches!(e.msg, Msg::Snapshot { offset: 200, .. });
+        lost |= hit;
+        hit
+    };
+    // The first heartbeat's refusal starts the transfer; keep heartbeating until installed.
+    for _ in 0..50 {
+        if follower.snapshot_id().index == last {
+            break;
+        }
+        leader.tick();
+        delivered += exchange(&mut leader, &mut follower, &mut dropper);
+    }
+    assert!(lost, "a chunk was lost on the way");
+    assert_eq!(
+        follower.snapshot_id().index,
+        last,
+        "the snapshot was installed"
+    );
+    assert_eq!(follower.snapshot_blob().len(), blob_len);
+    let (m, got) = conf::split_snapshot(follower.snapshot_blob()).unwrap();
+    assert_eq!((m.voters, &got[..]), (vec![1, 2, 3], &state[..]));
+    assert!(
+        delivered >= blob_len.div_ceil(100),
+        "{delivered} chunks for {blob_len} bytes"
+    );
+    assert_eq!(
+        leader.progress(2),
+        Some(last),
+        "the leader knows it caught up"
+    );
 }
