@@ -47,6 +47,8 @@ const ELECTION_TICKS: u32 = 50;
 const HEARTBEAT_TICKS: u32 = 5;
 /// Most entries in one Append message.
 const MAX_BATCH: usize = 512;
+/// A Ready whose buffers grew past this many items is dropped after its step, not kept.
+const READY_KEEP_ENTRIES: usize = 1024;
 
 /// A proposal not committed within this long is answered `-UNKNOWN`.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -144,6 +146,10 @@ pub struct Replicas {
     waiting: Vec<VecDeque<(u64, Waiter)>>,
     jobs: Vec<Option<PendingJob>>,
     free_jobs: Vec<u32>,
+    /// Readies (and the step's list of them) kept for reuse, so a step allocates nothing for
+    /// them: at most one per group, each dropped instead when a burst left it large.
+    free_readies: Vec<Ready>,
+    readies_buf: Vec<(u32, Ready)>,
     dirty: Vec<u32>,
     is_dirty: Vec<bool>,
     peers: Vec<Peer>,
@@ -248,6 +254,8 @@ impl Replicas {
             waiting: (0..count).map(|_| VecDeque::new()).collect(),
             jobs: Vec::new(),
             free_jobs: Vec::new(),
+            free_readies: Vec::new(),
+            readies_buf: Vec::new(),
             dirty: Vec::new(),
             is_dirty: vec![false; count],
             peers: (0..n).map(|_| Peer::default()).collect(),
@@ -546,7 +554,8 @@ impl Shard {
             }
         }
         // Persist every touched group's Ready, then one flush for all of them.
-        let mut readies: Vec<(u32, Ready)> = Vec::with_capacity(r.dirty.len());
+        let mut readies = std::mem::take(&mut r.readies_buf);
+        debug_assert!(readies.is_empty());
         for g in std::mem::take(&mut r.dirty) {
             r.is_dirty[g as usize] = false;
             let Some(grp) = r.groups[g as usize].as_mut() else {
@@ -572,7 +581,8 @@ impl Shard {
                 }
             }
             let grp = r.groups[g as usize].as_mut().expect("checked");
-            let ready = grp.take_ready();
+            let mut ready = r.free_readies.pop().unwrap_or_default();
+            grp.take_ready_into(&mut ready);
             for &(id, _) in &ready.reads {
                 for o in r.read_rounds.remove(&id).map(|x| x.1).unwrap_or_default() {
                     if let Some(done) = r.release(o.job, o.op) {
@@ -743,6 +753,17 @@ impl Shard {
         if let Some(g) = r.to_compact.pop().or(longest.map(|(_, g)| g)) {
             r.compact(&self.db.borrow(), g);
         }
+        let mut readies = readies;
+        for (_, mut ready) in readies.drain(..) {
+            if ready.entries.capacity() <= READY_KEEP_ENTRIES
+                && ready.committed.capacity() <= READY_KEEP_ENTRIES
+                && ready.messages.capacity() <= READY_KEEP_ENTRIES
+            {
+                ready.clear();
+                r.free_readies.push(ready);
+            }
+        }
+        r.readies_buf = readies;
         drop(guard);
         for done in finished {
             drop_finished(self, done);

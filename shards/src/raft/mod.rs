@@ -194,6 +194,33 @@ pub struct Ready {
     pub snapshot: Option<SnapshotIn>,
 }
 
+impl Ready {
+    /// Empties it for reuse, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.hard_state = None;
+        self.truncate_from = None;
+        self.entries.clear();
+        self.messages.clear();
+        self.committed.clear();
+        self.reads.clear();
+        self.failed_reads.clear();
+        self.purge = None;
+        self.snapshot = None;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.truncate_from.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.committed.is_empty()
+            && self.reads.is_empty()
+            && self.failed_reads.is_empty()
+            && self.purge.is_none()
+            && self.snapshot.is_none()
+    }
+}
+
 /// A snapshot a follower received.
 #[derive(Debug)]
 pub struct SnapshotIn {
@@ -1184,6 +1211,15 @@ impl Group {
 
     /// What to persist, send and apply now. The caller persists before it sends.
     pub fn take_ready(&mut self) -> Ready {
+        let mut r = Ready::default();
+        self.take_ready_into(&mut r);
+        r
+    }
+
+    /// `take_ready` into `r`, which must be empty (`Ready::clear`): a driver that keeps its
+    /// Readies reuses their buffers, so a step allocates nothing for them.
+    pub fn take_ready_into(&mut self, r: &mut Ready) {
+        debug_assert!(r.is_empty(), "a Ready is cleared before reuse");
         if self.role == Role::Leader {
             // Entries proposed since the last Ready go out to peers that are caught up.
             let (peers, n) = self.peer_ids();
@@ -1199,7 +1235,8 @@ impl Group {
                 }
             }
         }
-        let entries = self.slice(self.unpersisted_from, u64::MAX).to_vec();
+        r.entries
+            .extend_from_slice(self.slice(self.unpersisted_from, u64::MAX));
         self.unpersisted_from = self.last().index + 1;
         if self.role == Role::Leader {
             self.advance_commit();
@@ -1209,15 +1246,13 @@ impl Group {
                 self.become_follower(term, None);
             }
         }
-        let committed = if self.commit > self.applied {
-            let c = self.slice(self.applied + 1, self.commit + 1).to_vec();
+        if self.commit > self.applied {
+            r.committed
+                .extend_from_slice(self.slice(self.applied + 1, self.commit + 1));
             self.applied = self.commit;
-            c
-        } else {
-            Vec::new()
-        };
+        }
         // Reads confirmed by a quorum, once this leader has committed in its own term.
-        let mut reads = Vec::new();
+        let reads = &mut r.reads;
         if self.role == Role::Leader && self.term_at(self.commit) == Some(self.term) {
             let quorum = self.quorum();
             let commit = self.commit;
@@ -1230,20 +1265,15 @@ impl Group {
                 !ready
             });
         }
-        let hard_state = std::mem::take(&mut self.hs_dirty).then_some(HardState {
+        r.hard_state = std::mem::take(&mut self.hs_dirty).then_some(HardState {
             term: self.term,
             vote: self.vote,
         });
-        Ready {
-            hard_state,
-            truncate_from: self.truncate_from.take(),
-            entries,
-            messages: std::mem::take(&mut self.out),
-            committed,
-            reads,
-            failed_reads: std::mem::take(&mut self.failed_reads),
-            purge: self.purge.take(),
-            snapshot: self.snapshot_in.take(),
-        }
+        r.truncate_from = self.truncate_from.take();
+        // The messages go out in `r`; the group keeps `r`'s empty buffer for the next ones.
+        std::mem::swap(&mut r.messages, &mut self.out);
+        std::mem::swap(&mut r.failed_reads, &mut self.failed_reads);
+        r.purge = self.purge.take();
+        r.snapshot = self.snapshot_in.take();
     }
 }
