@@ -166,6 +166,49 @@ impl Membership {
     }
 }
 
+/// The next change that moves a group's membership `m` towards the voters `target` without
+/// ever lowering its fault tolerance: a new replica joins as a learner (one at a time), is
+/// promoted once it holds everything committed (`progress` of a member, against `commit`), and
+/// only then does a voter outside the target leave; learners outside the target leave at once.
+/// `None`: the membership holds exactly the target's replicas (their order aside). The one
+/// mechanism for joins, leaves, replacing a node and changing the replication factor; the
+/// group's leader calls it, and proposes what it returns once the previous change committed.
+pub fn next_change(
+    target: &[NodeId],
+    m: &Membership,
+    progress: impl Fn(NodeId) -> Option<u64>,
+    commit: u64,
+) -> Option<ConfChange> {
+    if target.is_empty() {
+        return None; // no target to move to: a group never loses its last voter this way
+    }
+    // A learner that is no longer wanted leaves first.
+    if let Some(&l) = m.learners.iter().find(|l| !target.contains(l)) {
+        return Some(ConfChange::Remove(l));
+    }
+    // A wanted learner that caught up becomes a voter.
+    if let Some(&l) = m
+        .learners
+        .iter()
+        .find(|&&l| progress(l).is_some_and(|p| p >= commit))
+    {
+        return Some(ConfChange::Promote(l));
+    }
+    // An unwanted voter leaves once its replacement votes (more voters than the target has).
+    if let Some(&v) = m.voters.iter().find(|v| !target.contains(v))
+        && m.voters.len() > target.len()
+    {
+        return Some(ConfChange::Remove(v));
+    }
+    // The next missing replica joins, once no other is catching up.
+    if m.learners.is_empty()
+        && let Some(&t) = target.iter().find(|t| !m.contains(**t))
+    {
+        return Some(ConfChange::AddLearner(t));
+    }
+    None
+}
+
 /// A snapshot as the core stores and sends it: the membership at its last entry, then the
 /// state machine's bytes. An empty blob is "no snapshot yet".
 pub fn snapshot_blob(conf: &Membership, state: &[u8]) -> Bytes {
@@ -257,6 +300,67 @@ mod tests {
         let mut b = Vec::new();
         dup.put(&mut b);
         assert_eq!(Membership::take(&b), None);
+    }
+
+    /// Drives `next_change` to the end, every learner caught up at once; returns the steps.
+    fn plan(from: Membership, target: &[u64]) -> Vec<ConfChange> {
+        let mut m = from;
+        let mut steps = Vec::new();
+        while let Some(c) = next_change(target, &m, |_| Some(10), 10) {
+            m = m.apply(c).unwrap();
+            steps.push(c);
+            assert!(steps.len() < 20, "no end: {steps:?}");
+        }
+        let (mut got, mut want) = (m.voters.clone(), target.to_vec());
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!((got, m.learners.len()), (want, 0));
+        steps
+    }
+
+    #[test]
+    fn moves_add_a_learner_promote_it_then_remove_the_old_voter() {
+        use ConfChange::*;
+        // Replace node 1 by node 4 (a join taking its share, or a node leaving).
+        assert_eq!(
+            plan(m(&[1, 2, 3], &[]), &[4, 2, 3]),
+            vec![AddLearner(4), Promote(4), Remove(1)]
+        );
+        // Replace two: one at a time, never below three voters.
+        assert_eq!(
+            plan(m(&[1, 2, 3], &[]), &[2, 4, 5]),
+            vec![
+                AddLearner(4),
+                Promote(4),
+                Remove(1),
+                AddLearner(5),
+                Promote(5),
+                Remove(3)
+            ]
+        );
+        // Replication factor 1 to 3, and back.
+        assert_eq!(
+            plan(m(&[1], &[]), &[1, 2, 3]),
+            vec![AddLearner(2), Promote(2), AddLearner(3), Promote(3)]
+        );
+        assert_eq!(plan(m(&[1, 2, 3], &[]), &[2]), vec![Remove(1), Remove(3)]);
+        // An unwanted learner leaves first; the target reached means nothing to do.
+        assert_eq!(plan(m(&[1, 2, 3], &[9]), &[1, 2, 3]), vec![Remove(9)]);
+        assert_eq!(plan(m(&[3, 1, 2], &[]), &[1, 2, 3]), vec![]);
+    }
+
+    #[test]
+    fn a_learner_is_promoted_only_once_it_holds_everything_committed() {
+        let x = m(&[1, 2, 3], &[4]);
+        let behind = |id| (id == 4).then_some(7);
+        assert_eq!(next_change(&[4, 2, 3], &x, behind, 10), None, "wait");
+        let caught_up = |id| (id == 4).then_some(10);
+        assert_eq!(
+            next_change(&[4, 2, 3], &x, caught_up, 10),
+            Some(ConfChange::Promote(4))
+        );
+        // While it catches up, the old voter stays and no other learner is added.
+        assert_eq!(next_change(&[4, 5, 3], &x, behind, 10), None);
     }
 
     #[test]
