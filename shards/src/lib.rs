@@ -20,6 +20,7 @@ pub mod dict;
 pub mod evict;
 pub mod glob;
 pub mod mem;
+pub mod meta;
 pub mod notify;
 pub mod num;
 pub mod ostree;

@@ -1,0 +1,651 @@
+//! The cluster's metadata as a replicated state machine (issue 3, cluster formation, step 1 in
+//! ARCHITECTURE.md): the cluster id, an epoch bumped by every change, the nodes, and where every
+//! vShard's replicas are. Sans-IO and deterministic: the metadata group feeds it committed
+//! commands, every node applies them in the same order and holds the same state; `target`
+//! says where replicas should go (the vShards' leaders walk their groups there with
+//! `raft::conf::next_change` and report back with `SetReplicas`).
+//!
+//! Not wired yet: the member list is still static config (`cluster-nodes`).
+
+use crate::placement::{self, NodeId, NodeSpec, Placement, PlacementError, Replica};
+use std::net::{IpAddr, SocketAddr};
+
+/// The encoding's version (the first byte of a command or a state snapshot).
+const VERSION: u8 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    /// Where clients connect (and the node's identity: joining again from the same address
+    /// returns the same id).
+    pub client: SocketAddr,
+    pub bus: SocketAddr,
+    pub threads: u16,
+    /// Asked to leave: no new replicas go there; it is dropped once it holds none.
+    pub leaving: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub cluster_id: [u8; 16],
+    /// Bumped by every change: routing tables carry it, so a node can tell a newer one.
+    pub epoch: u64,
+    /// The replication factor asked for; vShards have fewer replicas while the cluster has
+    /// fewer nodes.
+    pub rf: u8,
+    /// By id, ascending.
+    pub nodes: Vec<NodeInfo>,
+    /// Where the replicas of every vShard are now (preferred leader first).
+    pub replicas: Vec<Vec<Replica>>,
+    next_id: u64,
+}
+
+/// A change, as the metadata group's log carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    AddNode {
+        client: SocketAddr,
+        bus: SocketAddr,
+        threads: u16,
+    },
+    RemoveNode {
+        id: NodeId,
+    },
+    /// A vShard's group now holds exactly these replicas (a move finished).
+    SetReplicas {
+        vshard: u16,
+        replicas: Vec<Replica>,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// `new`: false when a node at that client address was already a member (joining twice
+    /// is harmless and answers the same id).
+    Added {
+        id: NodeId,
+        new: bool,
+    },
+    Removed,
+    Set,
+}
+
+/// Why a command changed nothing (every replica refuses it the same way).
+#[derive(Debug, PartialEq, Eq)]
+pub enum MetaError {
+    /// A member already uses this client address with another bus address or thread count.
+    AddressTaken(NodeId),
+    UnknownNode(NodeId),
+    /// A node with no shard threads, or more than a placement can name.
+    BadThreads(u16),
+    UnknownVShard(u16),
+    /// Replicas on an unknown node, a thread it does not run, twice on one node, or none.
+    BadReplicas(&'static str),
+    Placement(PlacementError),
+}
+
+impl std::fmt::Display for MetaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetaError::AddressTaken(id) => write!(
+                f,
+                "node {} already uses this client address with another bus address or core count",
+                id.0
+            ),
+            MetaError::UnknownNode(id) => write!(f, "no node {} in this cluster", id.0),
+            MetaError::BadThreads(t) => write!(f, "a node runs 1 to 1024 shard threads, not {t}"),
+            MetaError::UnknownVShard(v) => write!(f, "no vShard {v}"),
+            MetaError::BadReplicas(why) => write!(f, "bad replica set: {why}"),
+            MetaError::Placement(e) => write!(f, "cannot place replicas: {e:?}"),
+        }
+    }
+}
+
+/// Bytes that are not a command or a state.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+const THREADS_MAX: u16 = 1024;
+
+impl Meta {
+    /// A new cluster of one node (id 1) holding every vShard.
+    pub fn bootstrap(
+        cluster_id: [u8; 16],
+        vshards: usize,
+        rf: u8,
+        client: SocketAddr,
+        bus: SocketAddr,
+        threads: u16,
+    ) -> Result<Meta, MetaError> {
+        if threads == 0 || threads > THREADS_MAX {
+            return Err(MetaError::BadThreads(threads));
+        }
+        let first = NodeInfo {
+            id: NodeId(1),
+            client,
+            bus,
+            threads,
+            leaving: false,
+        };
+        let spec = [NodeSpec {
+            id: first.id,
+            threads,
+        }];
+        let p = placement::place(&spec, vshards, 1).map_err(MetaError::Placement)?;
+        Ok(Meta {
+            cluster_id,
+            epoch: 1,
+            rf,
+            nodes: vec![first],
+            replicas: p.replicas,
+            next_id: 2,
+        })
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&NodeInfo> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Applies one committed command. An error changes nothing (and is the same on every
+    /// replica, so it is the command's answer, not a fault).
+    pub fn apply(&mut self, cmd: &Cmd) -> Result<Applied, MetaError> {
+        let applied = match cmd {
+            Cmd::AddNode {
+                client,
+                bus,
+                threads,
+            } => {
+                if *threads == 0 || *threads > THREADS_MAX {
+                    return Err(MetaError::BadThreads(*threads));
+                }
+                if let Some(n) = self.nodes.iter_mut().find(|n| n.client == *client) {
+                    if n.bus != *bus || n.threads != *threads {
+                        return Err(MetaError::AddressTaken(n.id));
+                    }
+                    // Joining again (an answer lost, a restart): the same id; a node that was
+                    // leaving stays a member after all.
+                    let changed = std::mem::replace(&mut n.leaving, false);
+                    let id = n.id;
+                    if changed {
+                        self.epoch += 1;
+                    }
+                    return Ok(Applied::Added { id, new: false });
+                }
+                let id = NodeId(self.next_id);
+                self.next_id += 1;
+                self.nodes.push(NodeInfo {
+                    id,
+                    client: *client,
+                    bus: *bus,
+                    threads: *threads,
+                    leaving: false,
+                });
+                Applied::Added { id, new: true }
+            }
+            Cmd::RemoveNode { id } => {
+                let n = self
+                    .nodes
+                    .iter_mut()
+                    .find(|n| n.id == *id)
+                    .ok_or(MetaError::UnknownNode(*id))?;
+                n.leaving = true;
+                self.drop_departed();
+                Applied::Removed
+            }
+            Cmd::SetReplicas { vshard, replicas } => {
+                if *vshard as usize >= self.replicas.len() {
+                    return Err(MetaError::UnknownVShard(*vshard));
+                }
+                self.check_replicas(replicas)?;
+                self.replicas[*vshard as usize] = replicas.clone();
+                self.drop_departed();
+                Applied::Set
+            }
+        };
+        self.epoch += 1;
+        Ok(applied)
+    }
+
+    fn check_replicas(&self, replicas: &[Replica]) -> Result<(), MetaError> {
+        if replicas.is_empty() {
+            return Err(MetaError::BadReplicas("no replica"));
+        }
+        for (i, r) in replicas.iter().enumerate() {
+            let n = self
+                .node(r.node)
+                .ok_or(MetaError::BadReplicas("an unknown node"))?;
+            if r.thread >= n.threads {
+                return Err(MetaError::BadReplicas("a thread the node does not run"));
+            }
+            if replicas[..i].iter().any(|o| o.node == r.node) {
+                return Err(MetaError::BadReplicas("two replicas on one node"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Nodes that are leaving and hold no replica any more are gone.
+    fn drop_departed(&mut self) {
+        let replicas = &self.replicas;
+        self.nodes
+            .retain(|n| !n.leaving || replicas.iter().flatten().any(|r| r.node == n.id));
+    }
+
+    /// Where the replicas should be: on the nodes not leaving, `rf` of them per vShard (fewer
+    /// while there are fewer nodes), moving as few as it can from where they are.
+    pub fn target(&self) -> Result<Placement, MetaError> {
+        let specs: Vec<NodeSpec> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.leaving)
+            .map(|n| NodeSpec {
+                id: n.id,
+                threads: n.threads,
+            })
+            .collect();
+        let rf = (self.rf as usize).min(specs.len()).max(1) as u8;
+        let current = Placement {
+            rf,
+            replicas: self.replicas.clone(),
+        };
+        placement::rebalance(&current, &specs).map_err(MetaError::Placement)
+    }
+
+    /// The state's encoding (the metadata group's snapshot).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        out.extend_from_slice(&self.cluster_id);
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out.push(self.rf);
+        out.extend_from_slice(&self.next_id.to_le_bytes());
+        out.extend_from_slice(&(self.nodes.len() as u32).to_le_bytes());
+        for n in &self.nodes {
+            out.extend_from_slice(&n.id.0.to_le_bytes());
+            put_addr(out, n.client);
+            put_addr(out, n.bus);
+            out.extend_from_slice(&n.threads.to_le_bytes());
+            out.push(n.leaving as u8);
+        }
+        out.extend_from_slice(&(self.replicas.len() as u32).to_le_bytes());
+        for set in &self.replicas {
+            put_replicas(out, set);
+        }
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Meta, DecodeError> {
+        let mut r = Reader { b };
+        if r.u8()? != VERSION {
+            return Err(DecodeError("unknown metadata version"));
+        }
+        let cluster_id = r.take(16)?.try_into().expect("16");
+        let epoch = r.u64()?;
+        let rf = r.u8()?;
+        let next_id = r.u64()?;
+        let n = r.count(4 + 8)?;
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(NodeInfo {
+                id: NodeId(r.u64()?),
+                client: r.addr()?,
+                bus: r.addr()?,
+                threads: r.u16()?,
+                leaving: r.flag()?,
+            });
+        }
+        let v = r.count(1)?;
+        let mut replicas = Vec::with_capacity(v);
+        for _ in 0..v {
+            replicas.push(r.replicas()?);
+        }
+        r.end()?;
+        Ok(Meta {
+            cluster_id,
+            epoch,
+            rf,
+            nodes,
+            replicas,
+            next_id,
+        })
+    }
+}
+
+impl Cmd {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        match self {
+            Cmd::AddNode {
+                client,
+                bus,
+                threads,
+            } => {
+                out.push(1);
+                put_addr(out, *client);
+                put_addr(out, *bus);
+                out.extend_from_slice(&threads.to_le_bytes());
+            }
+            Cmd::RemoveNode { id } => {
+                out.push(2);
+                out.extend_from_slice(&id.0.to_le_bytes());
+            }
+            Cmd::SetReplicas { vshard, replicas } => {
+                out.push(3);
+                out.extend_from_slice(&vshard.to_le_bytes());
+                put_replicas(out, replicas);
+            }
+        }
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Cmd, DecodeError> {
+        let mut r = Reader { b };
+        if r.u8()? != VERSION {
+            return Err(DecodeError("unknown metadata version"));
+        }
+        let cmd = match r.u8()? {
+            1 => Cmd::AddNode {
+                client: r.addr()?,
+                bus: r.addr()?,
+                threads: r.u16()?,
+            },
+            2 => Cmd::RemoveNode {
+                id: NodeId(r.u64()?),
+            },
+            3 => Cmd::SetReplicas {
+                vshard: r.u16()?,
+                replicas: r.replicas()?,
+            },
+            _ => return Err(DecodeError("unknown metadata command")),
+        };
+        r.end()?;
+        Ok(cmd)
+    }
+}
+
+/// `family: u8 (4 or 6) | ip (4 or 16 bytes) | port: u16`.
+fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(ip) => {
+            out.push(4);
+            out.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+    out.extend_from_slice(&a.port().to_le_bytes());
+}
+
+/// `count: u8 | (node: u64, thread: u16)...`.
+fn put_replicas(out: &mut Vec<u8>, set: &[Replica]) {
+    out.push(set.len() as u8);
+    for r in set {
+        out.extend_from_slice(&r.node.0.to_le_bytes());
+        out.extend_from_slice(&r.thread.to_le_bytes());
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.b.len() < n {
+            return Err(DecodeError("cut short"));
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError("a flag byte other than 0 or 1")),
+        }
+    }
+
+    /// A `u32` count of items taking at least `min_bytes` each, refused before anything is
+    /// reserved for it if the bytes left cannot hold that many.
+    fn count(&mut self, min_bytes: usize) -> Result<usize, DecodeError> {
+        let n = u32::from_le_bytes(self.take(4)?.try_into().expect("4")) as usize;
+        if n > self.b.len() / min_bytes {
+            return Err(DecodeError("declares more items than it holds"));
+        }
+        Ok(n)
+    }
+
+    fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
+        let ip = match self.u8()? {
+            4 => IpAddr::from(<[u8; 4]>::try_from(self.take(4)?).expect("4")),
+            6 => IpAddr::from(<[u8; 16]>::try_from(self.take(16)?).expect("16")),
+            _ => return Err(DecodeError("unknown address family")),
+        };
+        Ok(SocketAddr::new(ip, self.u16()?))
+    }
+
+    fn replicas(&mut self) -> Result<Vec<Replica>, DecodeError> {
+        let n = self.u8()? as usize;
+        if n > self.b.len() / 10 {
+            return Err(DecodeError("declares more replicas than it holds"));
+        }
+        (0..n)
+            .map(|_| {
+                Ok(Replica {
+                    node: NodeId(self.u64()?),
+                    thread: self.u16()?,
+                })
+            })
+            .collect()
+    }
+
+    fn end(&self) -> Result<(), DecodeError> {
+        if self.b.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError("trailing bytes"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn add(port: u16, threads: u16) -> Cmd {
+        Cmd::AddNode {
+            client: addr(port),
+            bus: addr(port + 10000),
+            threads,
+        }
+    }
+
+    fn three_nodes() -> Meta {
+        let mut m = Meta::bootstrap([9; 16], 16, 3, addr(7001), addr(17001), 2).unwrap();
+        for p in [7002, 7003] {
+            m.apply(&add(p, 2)).unwrap();
+        }
+        m
+    }
+
+    #[test]
+    fn a_bootstrapped_cluster_holds_every_vshard_on_its_one_node() {
+        let m = Meta::bootstrap([9; 16], 16, 3, addr(7001), addr(17001), 2).unwrap();
+        assert_eq!(m.nodes.len(), 1);
+        assert!(
+            m.replicas
+                .iter()
+                .all(|s| s.len() == 1 && s[0].node == NodeId(1))
+        );
+        // With one node the target is that node, whatever the factor asked for.
+        assert_eq!(m.target().unwrap().replicas, m.replicas);
+    }
+
+    #[test]
+    fn joining_assigns_ids_in_order_and_is_idempotent() {
+        let mut m = Meta::bootstrap([9; 16], 16, 3, addr(7001), addr(17001), 2).unwrap();
+        let e = m.epoch;
+        assert_eq!(
+            m.apply(&add(7002, 2)),
+            Ok(Applied::Added {
+                id: NodeId(2),
+                new: true
+            })
+        );
+        assert_eq!(
+            m.apply(&add(7002, 2)),
+            Ok(Applied::Added {
+                id: NodeId(2),
+                new: false
+            }),
+            "joining twice answers the same id"
+        );
+        assert_eq!(m.epoch, e + 1, "a repeated join changes nothing");
+        assert_eq!(
+            m.apply(&add(7002, 4)),
+            Err(MetaError::AddressTaken(NodeId(2)))
+        );
+        assert_eq!(m.apply(&add(7003, 0)), Err(MetaError::BadThreads(0)));
+        assert_eq!(m.nodes.len(), 2);
+    }
+
+    #[test]
+    fn the_target_spreads_rf_replicas_over_the_nodes_and_moves_only_what_it_must() {
+        let m = three_nodes();
+        let t = m.target().unwrap();
+        assert_eq!(t.rf, 3);
+        for set in &t.replicas {
+            let mut nodes: Vec<u64> = set.iter().map(|r| r.node.0).collect();
+            nodes.sort_unstable();
+            assert_eq!(nodes, vec![1, 2, 3]);
+        }
+        // Once the groups got there, a fourth node takes its share: 3 x 16 / 4 = 12.
+        let mut m = m;
+        for (v, set) in t.replicas.iter().enumerate() {
+            m.apply(&Cmd::SetReplicas {
+                vshard: v as u16,
+                replicas: set.clone(),
+            })
+            .unwrap();
+        }
+        m.apply(&add(7004, 2)).unwrap();
+        let t4 = m.target().unwrap();
+        let moved = t4.moves_from(&t);
+        assert_eq!(moved, 12, "{}", t4.render());
+    }
+
+    #[test]
+    fn a_leaving_node_gets_nothing_and_is_dropped_once_empty() {
+        let mut m = three_nodes();
+        let t = m.target().unwrap();
+        for (v, set) in t.replicas.iter().enumerate() {
+            m.apply(&Cmd::SetReplicas {
+                vshard: v as u16,
+                replicas: set.clone(),
+            })
+            .unwrap();
+        }
+        m.apply(&add(7004, 1)).unwrap();
+        m.apply(&Cmd::RemoveNode { id: NodeId(2) }).unwrap();
+        assert!(
+            m.node(NodeId(2)).is_some_and(|n| n.leaving),
+            "still holds replicas"
+        );
+        let t = m.target().unwrap();
+        assert!(t.replicas.iter().flatten().all(|r| r.node != NodeId(2)));
+        for (v, set) in t.replicas.iter().enumerate() {
+            m.apply(&Cmd::SetReplicas {
+                vshard: v as u16,
+                replicas: set.clone(),
+            })
+            .unwrap();
+        }
+        assert_eq!(m.node(NodeId(2)), None, "gone once it holds nothing");
+        assert_eq!(
+            m.apply(&Cmd::RemoveNode { id: NodeId(2) }),
+            Err(MetaError::UnknownNode(NodeId(2)))
+        );
+    }
+
+    #[test]
+    fn replica_sets_naming_what_does_not_exist_are_refused() {
+        let mut m = three_nodes();
+        let r = |node, thread| Replica {
+            node: NodeId(node),
+            thread,
+        };
+        for (replicas, why) in [
+            (vec![], "no replica"),
+            (vec![r(9, 0)], "an unknown node"),
+            (vec![r(1, 5)], "a thread the node does not run"),
+            (vec![r(1, 0), r(1, 1)], "two replicas on one node"),
+        ] {
+            assert_eq!(
+                m.apply(&Cmd::SetReplicas {
+                    vshard: 0,
+                    replicas
+                }),
+                Err(MetaError::BadReplicas(why))
+            );
+        }
+        assert_eq!(
+            m.apply(&Cmd::SetReplicas {
+                vshard: 99,
+                replicas: vec![r(1, 0)]
+            }),
+            Err(MetaError::UnknownVShard(99))
+        );
+    }
+
+    #[test]
+    fn state_and_commands_round_trip_and_damage_is_refused_without_panicking() {
+        let mut m = three_nodes();
+        m.apply(&Cmd::AddNode {
+            client: "[::1]:7009".parse().unwrap(),
+            bus: "[::1]:17009".parse().unwrap(),
+            threads: 3,
+        })
+        .unwrap();
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        assert_eq!(Meta::decode(&b), Ok(m.clone()));
+        for cut in 0..b.len() {
+            assert!(Meta::decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        let cmds = [
+            add(7005, 2),
+            Cmd::RemoveNode { id: NodeId(3) },
+            Cmd::SetReplicas {
+                vshard: 7,
+                replicas: m.replicas[7].clone(),
+            },
+        ];
+        for c in cmds {
+            let mut b = Vec::new();
+            c.encode(&mut b);
+            assert_eq!(Cmd::decode(&b), Ok(c.clone()));
+            for cut in 0..b.len() {
+                assert!(Cmd::decode(&b[..cut]).is_err());
+            }
+            b.push(0);
+            assert!(Cmd::decode(&b).is_err(), "trailing bytes");
+        }
+    }
+}
