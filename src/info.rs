@@ -20,6 +20,7 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "stats",
     "replication",
     "cpu",
+    "cluster",
     "keyspace",
     "shardline",
 ];
@@ -236,6 +237,9 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], t: &mut String) {
                 total as f64 / 1e6
             );
         }
+        // Every node answers the CLUSTER commands (a single node as a one-node cluster), and
+        // cluster clients (redis-py's RedisCluster) check this field before using them.
+        "cluster" => t.push_str("# Cluster\r\ncluster_enabled:1\r\n"),
         "keyspace" => {
             t.push_str("# Keyspace\r\n");
             if sum(0) > 0 {

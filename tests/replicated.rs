@@ -125,6 +125,58 @@ fn redis_cli_in_cluster_mode_writes_and_reads_through_any_node() {
     }
 }
 
+/// The Python client most Redis users have (redis-py's `RedisCluster`, Debian's python3-redis,
+/// run by Debian's own interpreter): it discovers the slots, writes and reads keys over all of
+/// them, pipelines across nodes, and reads from replicas.
+#[test]
+fn the_redis_py_cluster_client_works() {
+    let c = TestCluster::start(3, false, &[]);
+    let script = r#"
+import sys
+from redis.cluster import RedisCluster, ClusterNode
+port = int(sys.argv[1])
+rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", port)], decode_responses=True)
+nodes = {(n.host, n.port) for n in rc.get_nodes()}
+assert len(nodes) == 3, nodes
+for i in range(2000):
+    assert rc.set(f"py:{i}", i)
+for i in range(0, 2000, 7):
+    assert rc.get(f"py:{i}") == str(i), i
+assert rc.incrby("py:counter", 5) == 5
+rc.hset("py:h", mapping={"a": "1", "b": "2"})
+assert rc.hgetall("py:h") == {"a": "1", "b": "2"}
+assert rc.expire("py:h", 100) and 0 < rc.ttl("py:h") <= 100
+pipe = rc.pipeline()
+for i in range(100):
+    pipe.set(f"pp:{i}", i * 2)
+assert all(pipe.execute())
+pipe = rc.pipeline()
+for i in range(100):
+    pipe.get(f"pp:{i}")
+assert pipe.execute() == [str(i * 2) for i in range(100)]
+ro = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", port)], decode_responses=True,
+                  read_from_replicas=True)
+import time
+deadline = time.time() + 5
+while ro.get("py:1999") != "1999":
+    assert time.time() < deadline, "a replica never caught up"
+    time.sleep(0.05)
+print("redis-py ok")
+"#;
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(c.ports[1].to_string())
+        .output()
+        .expect("/usr/bin/python3 (Debian package python3-redis) runs");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("redis-py ok"),
+        "redis-py failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// One register history per key, from clients that write unique values and read, while the
 /// test does something to the cluster; errors (a killed node, a timeout) count as unknown.
 struct Workload {
