@@ -125,6 +125,55 @@ fn redis_cli_in_cluster_mode_writes_and_reads_through_any_node() {
     }
 }
 
+/// FLUSHALL / FLUSHDB on a node empty the vShards it leads, through their logs: every replica
+/// drops the same keys (no replica emptied alone), and sent to every node they empty the
+/// cluster.
+#[test]
+fn flushall_empties_what_a_node_leads_on_every_replica() {
+    let c = TestCluster::start(3, false, &[]);
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..1000 {
+        let _: () = conn.set(format!("fl:{i}"), i).unwrap();
+    }
+    let node = |i: usize| {
+        redis::Client::open(c.url(i))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    };
+    let dbsizes = || -> Vec<i64> {
+        (0..3)
+            .map(|i| redis::cmd("DBSIZE").query(&mut node(i)).unwrap())
+            .collect()
+    };
+    let settle = |want: &dyn Fn(&[i64]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let d = dbsizes();
+            if want(&d) {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "replicas disagree: {d:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    settle(&|d| d.iter().all(|&n| n == 1000));
+    let err: redis::RedisResult<()> = redis::cmd("FLUSHALL").arg("NOW").query(&mut node(0));
+    assert!(err.is_err(), "a bad flag is a syntax error");
+    let _: () = redis::cmd("FLUSHALL").query(&mut node(0)).unwrap();
+    let d = settle(&|d| d[0] == d[1] && d[1] == d[2] && d[0] < 1000);
+    assert!(d[0] > 0, "only node 0's vShards were emptied: {d:?}");
+    for i in 1..3 {
+        let _: () = redis::cmd("FLUSHDB")
+            .arg("ASYNC")
+            .query(&mut node(i))
+            .unwrap();
+    }
+    settle(&|d| d.iter().all(|&n| n == 0));
+    let v: Option<i64> = conn.get("fl:7").unwrap();
+    assert_eq!(v, None);
+}
+
 /// The Python client most Redis users have (redis-py's `RedisCluster`, Debian's python3-redis,
 /// run by Debian's own interpreter): it discovers the slots, writes and reads keys over all of
 /// them, pipelines across nodes, and reads from replicas.

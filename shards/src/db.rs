@@ -771,6 +771,16 @@ impl Db {
         Some(key)
     }
 
+    /// Removes every key of vShard `id` (FLUSHALL on a replicated node, one entry per vShard);
+    /// every WATCH is broken, as after FLUSHALL. Nothing if this `Db` does not own it.
+    pub fn flush_vshard(&mut self, id: VShardId) {
+        if let Some(Some(vs)) = self.vshards.get_mut(id.0 as usize) {
+            vs.keys.clear();
+            vs.expires.clear();
+            self.watches.touch_all();
+        }
+    }
+
     /// Removes every key.
     pub fn flush(&mut self) {
         for vs in self.vshards.iter_mut().flatten() {

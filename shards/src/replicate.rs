@@ -26,6 +26,8 @@ pub enum Kind {
     /// Expiry decided by the leader: each argument is a key, deleted if it has expired at the
     /// entry's clock. No reply.
     ExpireCheck = 3,
+    /// FLUSHALL / FLUSHDB of one vShard (the argument: its id, u16 little-endian). Replies OK.
+    Flush = 4,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -65,6 +67,13 @@ impl Encoder {
             count: 0,
             kind,
         }
+    }
+
+    /// The entry that flushes vShard `v`.
+    pub fn flush(v: u16, now_us: u64) -> Encoder {
+        let mut e = Encoder::new(Kind::Flush, now_us, 0);
+        e.push([&v.to_le_bytes()[..]].into_iter());
+        e
     }
 
     pub fn push<'a>(&mut self, args: impl ExactSizeIterator<Item = &'a [u8]>) {
@@ -145,6 +154,7 @@ fn decode_into(data: &[u8], s: &mut Scratch) -> Result<(Kind, u64, u64), DecodeE
         1 => Kind::Commands,
         2 => Kind::Transaction,
         3 => Kind::ExpireCheck,
+        4 => Kind::Flush,
         k => return Err(DecodeError::Kind(k)),
     };
     let now_us = u64::from_le_bytes(data[2..10].try_into().expect("8 bytes"));
@@ -217,6 +227,17 @@ pub fn apply(
             for &(s, end) in &e.spans {
                 db.exists(&data[s as usize..end as usize], ctx.now_ms);
             }
+        }
+        Kind::Flush => {
+            let Some(&(s, end)) = e.spans.first() else {
+                return Err(DecodeError::Short);
+            };
+            let id: [u8; 2] = data[s as usize..end as usize]
+                .try_into()
+                .map_err(|_| DecodeError::Short)?;
+            db.flush_vshard(crate::slot::VShardId(u16::from_le_bytes(id)));
+            out.ok();
+            ends.push(out.buf.len() as u32);
         }
     }
     Ok(())
@@ -307,6 +328,61 @@ mod tests {
         assert!(text.ends_with("*2\r\n:1\r\n:2\r\n"), "{text}");
         // GET a at the lagging clock still ran at 1_000_200 µs: a was alive.
         assert!(text.contains("$1\r\n1\r\n"), "{text}");
+    }
+
+    #[test]
+    fn a_flush_entry_empties_its_vshard_only() {
+        let mut d = db();
+        let (mut clock, mut out, mut ends) = (0, Out::new(Proto::Resp2), Vec::new());
+        let mut scratch = Scratch::default();
+        let keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let set: Vec<Vec<&str>> = keys.iter().map(|k| vec!["SET", k, "1"]).collect();
+        let set: Vec<&[&str]> = set.iter().map(|c| &c[..]).collect();
+        apply(
+            &mut d,
+            &entry(Kind::Commands, 1, &set),
+            &mut clock,
+            &mut out,
+            &mut ends,
+            &mut scratch,
+        )
+        .unwrap();
+        let layout = VShardLayout::new(16).unwrap();
+        let v = layout.vshard_of(crate::slot::key_slot(b"a"));
+        let in_v = keys
+            .iter()
+            .filter(|k| layout.vshard_of(crate::slot::key_slot(k.as_bytes())) == v)
+            .count();
+        assert!(in_v < keys.len(), "the keys span several vShards");
+        out.buf.clear();
+        ends.clear();
+        let flush = Encoder::flush(v.0, 2).finish();
+        apply(
+            &mut d,
+            &flush,
+            &mut clock,
+            &mut out,
+            &mut ends,
+            &mut scratch,
+        )
+        .unwrap();
+        assert_eq!((&out.buf[..], ends.len()), (&b"+OK\r\n"[..], 1));
+        assert_eq!(d.len(), keys.len() - in_v, "only vShard {v:?} was emptied");
+        // A flush entry cut short is refused, not applied.
+        let mut short = Encoder::new(Kind::Flush, 3, 0);
+        short.push([&b"x"[..]].into_iter());
+        let short = short.finish();
+        assert!(
+            apply(
+                &mut d,
+                &short,
+                &mut clock,
+                &mut out,
+                &mut ends,
+                &mut scratch
+            )
+            .is_err()
+        );
     }
 
     #[test]

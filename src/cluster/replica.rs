@@ -29,7 +29,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 mod job;
-mod propose;
+pub(crate) mod propose;
 mod snapfile;
 use job::PendingJob;
 use snapfile::{
@@ -403,6 +403,17 @@ impl Replicas {
         })
     }
 
+    /// The vShards whose groups on this thread this node leads.
+    fn led_vshards(&self) -> Vec<u32> {
+        (0..self.groups.len() as u32)
+            .filter(|&v| {
+                self.groups[v as usize]
+                    .as_ref()
+                    .is_some_and(|g| g.role() == raft::Role::Leader)
+            })
+            .collect()
+    }
+
     fn alloc_job(&mut self, job: PendingJob) -> u32 {
         match self.free_jobs.pop() {
             Some(i) => {
@@ -437,15 +448,24 @@ impl Replicas {
 
     /// Answers op `op` of job `j` with the error `msg` (replacing a reply held for it).
     fn fail(&mut self, j: u32, op: u32, msg: &str) -> Option<PendingJob> {
-        self.jobs[j as usize]
-            .as_mut()?
-            .write(op, false, |o| o.error(msg));
+        let job = self.jobs[j as usize].as_mut()?;
+        match job.part(op, true) {
+            job::Part::More => return None,
+            job::Part::Last(Some(partial)) => job.write(op, false, |o| o.error(partial)),
+            job::Part::Single | job::Part::Last(None) => job.write(op, false, |o| o.error(msg)),
+        }
         self.finished(j)
     }
 
-    /// Answers op `op` of job `j` with `reply`.
+    /// Answers op `op` of job `j` with `reply` (for an op answered by several entries, once
+    /// the last is in).
     fn fill(&mut self, j: u32, op: u32, reply: &[u8]) -> Option<PendingJob> {
-        self.jobs[j as usize].as_mut()?.put(op, reply);
+        let job = self.jobs[j as usize].as_mut()?;
+        match job.part(op, false) {
+            job::Part::More => return None,
+            job::Part::Last(Some(partial)) => job.write(op, false, |o| o.error(partial)),
+            job::Part::Single | job::Part::Last(None) => job.put(op, reply),
+        }
         self.finished(j)
     }
 

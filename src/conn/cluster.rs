@@ -43,6 +43,20 @@ impl Conn {
                 "ERR blocking commands that have to wait are not supported on a replicated cluster yet",
             );
         }
+        if crate::cluster::replica::propose::is_flush(spec) {
+            // Through every shard thread's log (this thread's too: never run on the spot, which
+            // would empty this replica alone).
+            let parts = (0..c.threads)
+                .map(|t| PartRef::Remote {
+                    thread: t,
+                    op: self.push_cmd(t, spec, args.buf(), args.spans()),
+                })
+                .collect();
+            return self.hole(
+                parts,
+                Finish::Merge(shardline_shards::command::Merge::AllOk, Vec::new()),
+            );
+        }
         if !matches!(spec.scope, Scope::Keys(_)) {
             if spec.flags & flags::WRITE != 0 {
                 return self.out.error(&format!(

@@ -20,6 +20,21 @@ pub(super) struct PendingJob {
     /// Ops not yet answered. A held reply (a read waiting for its read-index round) is put but
     /// not yet answered.
     left: usize,
+    /// Ops answered by several entries (FLUSHALL: one per vShard led here): `(op, entries
+    /// still to answer, whether one failed, the error to answer then)`. Usually empty.
+    parts: Vec<(u32, u32, bool, &'static str)>,
+}
+
+/// What `PendingJob::part` makes of one entry's answer to an op.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Part {
+    /// The op is answered by one entry: write this answer.
+    Single,
+    /// More of its entries are to come: write nothing yet.
+    More,
+    /// Its last entry: write this answer, or, if any of its entries failed, this error (some
+    /// entries may have applied: the error says so).
+    Last(Option<&'static str>),
 }
 
 impl PendingJob {
@@ -32,7 +47,34 @@ impl PendingJob {
             starts: vec![UNSET; ops],
             ends: vec![UNSET; ops],
             left: ops,
+            parts: Vec::new(),
         }
+    }
+
+    /// Op `op` is answered once `n` entries have been (each answer goes through `part`); if
+    /// any of them fails, the answer is the error `partial` (which must say that some entries
+    /// may have applied).
+    pub fn expect_parts(&mut self, op: u32, n: u32, partial: &'static str) {
+        assert!(
+            n > 0 && !self.has(op),
+            "a multi-entry op is set up before any answer"
+        );
+        self.parts.push((op, n, false, partial));
+    }
+
+    /// Counts one entry's answer to op `op` (`error`: it failed).
+    pub fn part(&mut self, op: u32, error: bool) -> Part {
+        let Some(i) = self.parts.iter().position(|p| p.0 == op) else {
+            return Part::Single;
+        };
+        let p = &mut self.parts[i];
+        p.2 |= error;
+        p.1 -= 1;
+        if p.1 > 0 {
+            return Part::More;
+        }
+        let (_, _, failed, partial) = self.parts.swap_remove(i);
+        Part::Last(failed.then_some(partial))
     }
 
     pub fn left(&self) -> usize {
@@ -121,6 +163,24 @@ mod tests {
 
     fn segments(d: &Done) -> Vec<&[u8]> {
         (0..d.ends.len()).map(|i| d.segment(i)).collect()
+    }
+
+    #[test]
+    fn an_op_of_several_entries_is_answered_once_by_the_last_and_fails_if_any_failed() {
+        let mut j = job(2);
+        j.expect_parts(1, 3, "TRYAGAIN partly applied");
+        assert_eq!(j.part(0, false), Part::Single);
+        assert_eq!(j.part(1, false), Part::More);
+        assert_eq!(j.part(1, true), Part::More);
+        assert_eq!(
+            j.part(1, false),
+            Part::Last(Some("TRYAGAIN partly applied"))
+        );
+        let mut k = job(1);
+        k.expect_parts(0, 2, "x");
+        assert_eq!(k.part(0, false), Part::More);
+        assert_eq!(k.part(0, false), Part::Last(None));
+        assert_eq!(k.part(0, false), Part::Single, "done with it");
     }
 
     #[test]

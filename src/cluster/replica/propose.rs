@@ -19,6 +19,37 @@ impl Shard {
         let c = self.node.cluster.as_deref().expect("replicated");
         for (i, op) in job.ops.iter().enumerate() {
             let i = i as u32;
+            if let Op::Cmd {
+                first,
+                len,
+                spec: Some(spec),
+            } = op
+                && is_flush(spec)
+            {
+                // FLUSHALL / FLUSHDB, as on a Redis Cluster node: the keys of what this node
+                // leads. One entry per vShard led on this thread; OK once all are applied.
+                let args = Args::new(
+                    &job.buf,
+                    &job.spans[*first as usize..(*first + *len) as usize],
+                );
+                if let Some(err) = flush_args_error(args) {
+                    pj.write(i, false, |o| o.error(err));
+                    continue;
+                }
+                let led = self.with_replicas(|r| r.led_vshards());
+                if led.is_empty() {
+                    pj.write(i, false, |o| o.ok());
+                    continue;
+                }
+                // Always counted, so any failure answers FLUSH_PARTIAL (never an error that
+                // would claim nothing was flushed).
+                pj.expect_parts(i, led.len() as u32, FLUSH_PARTIAL);
+                for v in led {
+                    let slot = c.layout.slot_range(VShardId(v as u16)).start;
+                    entries.push((v, slot, Encoder::flush(v as u16, now_us), OpList::One(i)));
+                }
+                continue;
+            }
             let one;
             let cmds: &[(u32, u32)] = match op {
                 Op::Cmd { first, len, .. } => {
@@ -200,4 +231,24 @@ impl Shard {
         }
         Ok(found)
     }
+}
+
+/// FLUSHALL and FLUSHDB: on a replicated node they empty the vShards it leads, through their
+/// logs (one flush entry each).
+pub fn is_flush(spec: &command::CommandSpec) -> bool {
+    spec.name == "flushall" || spec.name == "flushdb"
+}
+
+/// FLUSHALL's answer when one of its vShards' entries failed (leadership moved mid-way): the
+/// others may have been emptied. Running it again is safe.
+const FLUSH_PARTIAL: &str = "TRYAGAIN the flush may have emptied only some of the vShards this node leads (leadership moved while it ran); run it again";
+
+/// The ASYNC / SYNC flag is accepted (the flush is synchronous); anything else is an error.
+fn flush_args_error(a: Args) -> Option<&'static str> {
+    let ok = match a.len() {
+        1 => true,
+        2 => a.get(1).eq_ignore_ascii_case(b"async") || a.get(1).eq_ignore_ascii_case(b"sync"),
+        _ => false,
+    };
+    (!ok).then_some(shardline_shards::command::err::SYNTAX)
 }
