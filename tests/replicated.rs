@@ -158,6 +158,11 @@ fn flushall_empties_what_a_node_leads_on_every_replica() {
         }
     };
     settle(&|d| d.iter().all(|&n| n == 1000));
+    // Not inside a transaction (it would run on one replica alone): refused when queued.
+    let mut n0 = node(0);
+    let r: redis::RedisResult<()> = redis::pipe().atomic().cmd("FLUSHALL").query(&mut n0);
+    assert!(r.is_err(), "FLUSHALL in MULTI is refused");
+    assert_eq!(dbsizes(), vec![1000, 1000, 1000], "nothing was flushed");
     let err: redis::RedisResult<()> = redis::cmd("FLUSHALL").arg("NOW").query(&mut node(0));
     assert!(err.is_err(), "a bad flag is a syntax error");
     let _: () = redis::cmd("FLUSHALL").query(&mut node(0)).unwrap();

@@ -11,11 +11,23 @@ impl Conn {
             self.shard.node.threads,
             self.shard.id,
         );
+        let replicated = self.shard.node.cluster.is_some();
         let refusal: Option<String> = match spec.scope {
             Scope::Conn => Some(format!(
                 "ERR Command not allowed inside a transaction: '{}' uses connection state",
                 spec.name
             )),
+            // A transaction runs in one vShard's log; a write outside any one vShard (FLUSHALL)
+            // would run on this replica alone.
+            _ if replicated
+                && spec.flags & flags::WRITE != 0
+                && !matches!(spec.scope, Scope::Keys(_)) =>
+            {
+                Some(format!(
+                    "ERR Command not allowed inside a transaction on a replicated cluster: '{}' writes outside any one vShard",
+                    spec.name
+                ))
+            }
             _ => match plan(spec, args, layout, threads, here) {
                 Plan::Refuse(msg) => Some(msg.to_string()),
                 Plan::On(t) => {
