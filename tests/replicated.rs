@@ -682,6 +682,27 @@ fn proxy_routing_serves_clients_that_know_one_endpoint() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "321");
 }
 
+/// Four rounds of 5,000 SETs of `<prefix>:<i>` = `<round>-<i>-<64 x v>`, pipelined through a
+/// proxy-routing node. A round refused in part (TRYAGAIN: not applied, e.g. until a killed
+/// node's vShards have new leaders) is sent again: the same values, so harmless.
+fn write_rounds(conn: &mut redis::Connection, prefix: &str) {
+    for round in 0..4 {
+        let mut pipe = redis::pipe();
+        for i in 0..5000 {
+            pipe.set(
+                format!("{prefix}:{i}"),
+                format!("{round}-{i}-{}", "v".repeat(64)),
+            )
+            .ignore();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(e) = pipe.query::<()>(conn) {
+            assert!(Instant::now() < deadline, "writes still refused: {e}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 #[test]
 fn disk_use_stays_bounded_under_sustained_writes() {
     let c = TestCluster::start(
@@ -695,17 +716,7 @@ fn disk_use_stays_bounded_under_sustained_writes() {
         .get_connection()
         .unwrap();
     // About 3 MB of log records per node: some 50 segments of 64 KiB if nothing were dropped.
-    for round in 0..4 {
-        let mut pipe = redis::pipe();
-        for i in 0..5000 {
-            pipe.set(
-                format!("disk:{i}"),
-                format!("{round}-{i}-{}", "v".repeat(64)),
-            )
-            .ignore();
-        }
-        let _: () = pipe.query(&mut conn).unwrap();
-    }
+    write_rounds(&mut conn, "disk");
     std::thread::sleep(Duration::from_millis(500));
     for n in 0..3 {
         let segs = segments(&c, n).len();
@@ -739,23 +750,7 @@ fn a_node_behind_compacted_logs_catches_up_by_snapshot_and_a_full_restart_keeps_
         .unwrap()
         .get_connection()
         .unwrap();
-    for round in 0..4 {
-        let mut pipe = redis::pipe();
-        for i in 0..5000 {
-            pipe.set(
-                format!("snap:{i}"),
-                format!("{round}-{i}-{}", "v".repeat(64)),
-            )
-            .ignore();
-        }
-        // Until the others notice node 2 is gone, its vShards answer TRYAGAIN (not applied):
-        // the round is sent again (SETs of the same values).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Err(e) = pipe.query::<()>(&mut conn) {
-            assert!(Instant::now() < deadline, "writes still refused: {e}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    write_rounds(&mut conn, "snap");
     drop(conn);
     std::thread::sleep(Duration::from_millis(500));
     assert!(

@@ -477,6 +477,17 @@ mod tests {
         }
     }
 
+    /// Every vShard's group reached `t` (its moves finished).
+    fn reach(m: &mut Meta, t: &Placement) {
+        for (v, set) in t.replicas.iter().enumerate() {
+            m.apply(&Cmd::SetReplicas {
+                vshard: v as u16,
+                replicas: set.clone(),
+            })
+            .unwrap();
+        }
+    }
+
     fn three_nodes() -> Meta {
         let mut m = Meta::bootstrap([9; 16], 16, 3, addr(7001), addr(17001), 2).unwrap();
         for p in [7002, 7003] {
@@ -538,13 +549,7 @@ mod tests {
         }
         // Once the groups got there, a fourth node takes its share: 3 x 16 / 4 = 12.
         let mut m = m;
-        for (v, set) in t.replicas.iter().enumerate() {
-            m.apply(&Cmd::SetReplicas {
-                vshard: v as u16,
-                replicas: set.clone(),
-            })
-            .unwrap();
-        }
+        reach(&mut m, &t);
         m.apply(&add(7004, 2)).unwrap();
         let t4 = m.target().unwrap();
         let moved = t4.moves_from(&t);
@@ -555,13 +560,7 @@ mod tests {
     fn a_leaving_node_gets_nothing_and_is_dropped_once_empty() {
         let mut m = three_nodes();
         let t = m.target().unwrap();
-        for (v, set) in t.replicas.iter().enumerate() {
-            m.apply(&Cmd::SetReplicas {
-                vshard: v as u16,
-                replicas: set.clone(),
-            })
-            .unwrap();
-        }
+        reach(&mut m, &t);
         m.apply(&add(7004, 1)).unwrap();
         m.apply(&Cmd::RemoveNode { id: NodeId(2) }).unwrap();
         assert!(
@@ -570,13 +569,7 @@ mod tests {
         );
         let t = m.target().unwrap();
         assert!(t.replicas.iter().flatten().all(|r| r.node != NodeId(2)));
-        for (v, set) in t.replicas.iter().enumerate() {
-            m.apply(&Cmd::SetReplicas {
-                vshard: v as u16,
-                replicas: set.clone(),
-            })
-            .unwrap();
-        }
+        reach(&mut m, &t);
         assert_eq!(m.node(NodeId(2)), None, "gone once it holds nothing");
         assert_eq!(
             m.apply(&Cmd::RemoveNode { id: NodeId(2) }),
