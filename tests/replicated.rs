@@ -406,13 +406,7 @@ fn a_full_cluster_restart_keeps_every_acknowledged_write() {
         }
         let _: () = conn.rpush("durable:list", &[1, 2, 3]).unwrap();
     }
-    for i in 0..3 {
-        c.kill(i);
-    }
-    for i in 0..3 {
-        c.spawn(i);
-    }
-    c.wait_served(Duration::from_secs(30));
+    c.restart_all();
     let mut conn = c.client().get_connection().unwrap();
     for i in 0..2000 {
         let v: Option<i64> = conn.get(format!("durable:{i}")).unwrap();
@@ -783,13 +777,7 @@ fn a_node_behind_compacted_logs_catches_up_by_snapshot_and_a_full_restart_keeps_
         .map(|d| d.count())
         .unwrap_or(0);
     assert!(snaps > 0, "node 2 stored snapshots");
-    for i in 0..3 {
-        c.kill(i);
-    }
-    for i in 0..3 {
-        c.spawn(i);
-    }
-    c.wait_served(Duration::from_secs(30));
+    c.restart_all();
     let mut conn = c.client().get_connection().unwrap();
     for i in (0..5000).step_by(3) {
         let v: String = conn.get(format!("snap:{i}")).unwrap();

@@ -140,6 +140,17 @@ impl TestCluster {
     }
 
     /// SIGKILL: the process dies at once, mid-write if it was writing.
+    /// kill -9 of every node, then all started again, waiting until every slot is served.
+    pub fn restart_all(&mut self) {
+        for i in 0..self.ports.len() {
+            self.kill(i);
+        }
+        for i in 0..self.ports.len() {
+            self.spawn(i);
+        }
+        self.wait_served(Duration::from_secs(30));
+    }
+
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();
