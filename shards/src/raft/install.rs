@@ -1,0 +1,101 @@
+//! Receiving a snapshot: chunks assembled in order (the ack says where to resume), then the
+//! whole blob installed. (Sending is `send_append`; compaction is `compact`.)
+
+use super::{Group, LogId, Msg, NodeId, SNAPSHOT_BYTES_MAX, SnapRecv, SnapshotIn, conf};
+use bytes::Bytes;
+
+impl Group {
+    /// One chunk of a snapshot: kept if it follows what is held (else the ack says where to
+    /// resume); the last one installs the whole.
+    pub(super) fn on_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        last: LogId,
+        offset: u64,
+        total: u64,
+        data: Bytes,
+    ) {
+        if term < self.term || last.index <= self.commit {
+            // Stale, or nothing new: the whole-snapshot path answers both.
+            return self.on_snapshot(from, term, last, Bytes::new());
+        }
+        if total == 0 || total > SNAPSHOT_BYTES_MAX || offset + data.len() as u64 > total {
+            return; // no leader of ours sends this
+        }
+        if offset == 0 && data.len() as u64 == total {
+            return self.on_snapshot(from, term, last, data);
+        }
+        self.become_follower(term, Some(from));
+        let recv = match &mut self.snap_recv {
+            Some(r) if r.last == last && r.total == total => r,
+            _ => self.snap_recv.insert(SnapRecv {
+                last,
+                total,
+                buf: Vec::new(),
+            }),
+        };
+        if offset == recv.buf.len() as u64 {
+            recv.buf.extend_from_slice(&data);
+        }
+        if recv.buf.len() as u64 == total {
+            let blob = std::mem::take(&mut recv.buf);
+            self.snap_recv = None;
+            return self.on_snapshot(from, term, last, blob.into());
+        }
+        let offset = recv.buf.len() as u64;
+        let term = self.term;
+        self.send(
+            from,
+            Msg::SnapshotAck {
+                term,
+                last: last.index,
+                offset,
+            },
+        );
+    }
+
+    pub(super) fn on_snapshot(&mut self, from: NodeId, term: u64, last: LogId, data: Bytes) {
+        let reply_last = if term < self.term {
+            None
+        } else {
+            self.become_follower(term, Some(from));
+            if last.index > self.commit {
+                let Some((conf, state)) = conf::split_snapshot(&data) else {
+                    return; // a blob no leader of ours wrote: nothing to answer
+                };
+                if self.term_at(last.index) == Some(last.term) {
+                    // Keep what follows it.
+                    let drop = (last.index - self.snap.index) as usize;
+                    self.log.drain(..drop);
+                } else {
+                    // Anything persisted beyond it conflicts with the snapshot: drop it too.
+                    self.truncate_from = Some(last.index + 1);
+                    self.log.clear();
+                    self.unpersisted_from = last.index + 1;
+                }
+                self.snap = last;
+                self.snap_data = data.clone();
+                self.snap_conf = conf;
+                self.recompute_conf();
+                self.commit = last.index;
+                self.applied = last.index;
+                self.purge = Some(last);
+                self.snapshot_in = Some(SnapshotIn {
+                    last,
+                    blob: data,
+                    state,
+                });
+                self.unpersisted_from = self.unpersisted_from.max(last.index + 1);
+            }
+            Some(self.commit)
+        };
+        let reply = Msg::AppendReply {
+            term: self.term,
+            success: reply_last.is_some(),
+            last: reply_last.unwrap_or(self.last().index),
+            ctx: 0,
+        };
+        self.send(from, reply);
+    }
+}
