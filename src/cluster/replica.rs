@@ -214,7 +214,7 @@ impl Replicas {
                 )
             };
             let g = match read_snapshot(&snap_dir, v as u32)? {
-                None => storage::restore(&wal, v as u32, rcfg, Vec::new()),
+                None => storage::restore(&wal, v as u32, rcfg, bytes::Bytes::new()),
                 Some((id, blob)) => {
                     let blob = bytes::Bytes::from(blob);
                     let (_, state) = raft::conf::split_snapshot(&blob)
@@ -223,7 +223,7 @@ impl Replicas {
                     clocks[v] =
                         install(db, &state).map_err(|e| corrupt(at + 8 + e.offset, e.reason))?;
                     applied[v] = id;
-                    storage::restore_at(&wal, v as u32, rcfg, Some(id), blob.to_vec())
+                    storage::restore_at(&wal, v as u32, rcfg, Some(id), blob)
                 }
             };
             *slot = Some(g.map_err(|_| corrupt(SNAP_HEADER_BYTES, "bad membership"))?);
@@ -448,23 +448,29 @@ impl Replicas {
 
     /// Answers op `op` of job `j` with the error `msg` (replacing a reply held for it).
     fn fail(&mut self, j: u32, op: u32, msg: &str) -> Option<PendingJob> {
-        let job = self.jobs[j as usize].as_mut()?;
-        match job.part(op, true) {
-            job::Part::More => return None,
-            job::Part::Last(Some(partial)) => job.write(op, false, |o| o.error(partial)),
-            job::Part::Single | job::Part::Last(None) => job.write(op, false, |o| o.error(msg)),
-        }
-        self.finished(j)
+        self.answer(j, op, true, |job| job.write(op, false, |o| o.error(msg)))
     }
 
-    /// Answers op `op` of job `j` with `reply` (for an op answered by several entries, once
-    /// the last is in).
+    /// Answers op `op` of job `j` with `reply`.
     fn fill(&mut self, j: u32, op: u32, reply: &[u8]) -> Option<PendingJob> {
+        self.answer(j, op, false, |job| job.put(op, reply))
+    }
+
+    /// One entry's answer to op `op` of job `j` (`error`: it failed), written by `write`; for
+    /// an op answered by several entries, only once the last is in (an error then if any
+    /// failed).
+    fn answer(
+        &mut self,
+        j: u32,
+        op: u32,
+        error: bool,
+        write: impl FnOnce(&mut PendingJob),
+    ) -> Option<PendingJob> {
         let job = self.jobs[j as usize].as_mut()?;
-        match job.part(op, false) {
+        match job.part(op, error) {
             job::Part::More => return None,
             job::Part::Last(Some(partial)) => job.write(op, false, |o| o.error(partial)),
-            job::Part::Single | job::Part::Last(None) => job.put(op, reply),
+            job::Part::Single | job::Part::Last(None) => write(job),
         }
         self.finished(j)
     }

@@ -111,7 +111,7 @@ impl Node {
         self.wal = Engine::recover(wal_config(), files)
             .unwrap_or_else(|c| panic!("the log does not recover: {c:?}"))
             .engine;
-        let g = storage::restore(&self.wal, GROUP, cfg, self.snap_file.clone())
+        let g = storage::restore(&self.wal, GROUP, cfg, self.snap_file.clone().into())
             .expect("the stored snapshot blob decodes");
         self.sm = state_of(&self.snap_file);
         assert_eq!(

@@ -4,6 +4,7 @@
 
 use super::{BadSnapshot, Config, Entry, Group, HardState, LogId, Ready};
 use crate::wal::{Engine, LogError, Vote};
+use bytes::Bytes;
 
 /// Queues what `r` asks to persist into `wal` for `group` (the caller then flushes the WAL and
 /// sends `r.messages` only once that flush is acknowledged).
@@ -48,7 +49,7 @@ pub fn restore(
     wal: &Engine,
     group: u32,
     cfg: Config,
-    snapshot: Vec<u8>,
+    snapshot: Bytes,
 ) -> Result<Group, BadSnapshot> {
     restore_at(wal, group, cfg, None, snapshot)
 }
@@ -61,7 +62,7 @@ pub fn restore_at(
     group: u32,
     cfg: Config,
     snap: Option<LogId>,
-    snapshot: Vec<u8>,
+    snapshot: Bytes,
 ) -> Result<Group, BadSnapshot> {
     let Some(log) = wal.group(group) else {
         return Group::restore_from(
@@ -83,11 +84,11 @@ pub fn restore_at(
     let snap = snap.unwrap_or(purged);
     let entries = (snap.index.max(purged.index) + 1..=log.last().index)
         .map(|i| {
-            let (term, data) = log.entry(i).expect("contiguous");
+            let (term, data) = log.entry_shared(i).expect("contiguous");
             Entry {
                 term,
                 index: i,
-                data: data.to_vec().into(),
+                data,
             }
         })
         .collect();

@@ -83,6 +83,12 @@ impl GroupLog {
         self.entries.get(i as usize).map(|(t, p)| (*t, &**p))
     }
 
+    /// `entry`, its payload shared (not copied): a restored replica's log holds the same bytes.
+    pub fn entry_shared(&self, index: u64) -> Option<(u64, bytes::Bytes)> {
+        let i = index.checked_sub(self.purged.index + 1)?;
+        self.entries.get(i as usize).map(|(t, p)| (*t, p.clone()))
+    }
+
     fn truncate(&mut self, from: u64) {
         let keep = from.saturating_sub(self.purged.index + 1) as usize;
         self.entries.truncate(keep);

@@ -236,7 +236,9 @@ impl Shard {
 /// FLUSHALL and FLUSHDB: on a replicated node they empty the vShards it leads, through their
 /// logs (one flush entry each).
 pub fn is_flush(spec: &command::CommandSpec) -> bool {
-    spec.name == "flushall" || spec.name == "flushdb"
+    // Keyed commands (nearly every request) are answered by the first test.
+    !matches!(spec.scope, command::Scope::Keys(_))
+        && (spec.name == "flushall" || spec.name == "flushdb")
 }
 
 /// FLUSHALL's answer when one of its vShards' entries failed (leadership moved mid-way): the

@@ -149,7 +149,7 @@ fn every_replica_is_what_its_log_restores() {
                 id: *id,
                 ..sim.cfg.clone()
             };
-            let r = storage::restore(&rec, GROUP, cfg, n.snap_file.clone()).unwrap();
+            let r = storage::restore(&rec, GROUP, cfg, n.snap_file.clone().into()).unwrap();
             assert_eq!(r.log(), g.log(), "step {step} node {id}");
             assert_eq!(r.membership(), g.membership(), "step {step} node {id}");
             assert_eq!(r.term(), g.term(), "step {step} node {id} term");
