@@ -90,6 +90,59 @@ fn a_three_node_cluster_serves_10000_keys_through_the_cluster_client() {
     );
 }
 
+#[test]
+fn nodes_without_a_replica_of_a_vshard_route_it_by_the_leaders_hints() {
+    // RF 3 on 4 nodes: each node replicates 3/4 of the vShards and learns the leaders of the
+    // rest from their hints; without them it would answer TRYAGAIN for those slots forever.
+    let mut c = TestCluster::start(4, false, &[]);
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..2_000 {
+        let _: () = conn.set(format!("key:{i}"), i).unwrap();
+    }
+    for i in 0..4 {
+        let mut n = redis::Client::open(c.url(i))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        // Every key is served through this node: here, or by a MOVED to its leader.
+        for k in (0..2_000).step_by(97) {
+            let key = format!("key:{k}");
+            match redis::cmd("GET").arg(&key).query::<i64>(&mut n) {
+                Ok(v) => assert_eq!(v, k),
+                Err(e) => assert_eq!(e.code(), Some("MOVED"), "node {i}, {key}: {e:?}"),
+            }
+        }
+    }
+    // Each key on exactly 3 nodes, none on all 4 (followers apply once they hear the commit).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sizes: Vec<i64> = (0..4)
+            .map(|i| {
+                let mut n = redis::Client::open(c.url(i))
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                redis::cmd("DBSIZE").query(&mut n).unwrap()
+            })
+            .collect();
+        if sizes.iter().sum::<i64>() == 6_000 {
+            assert!(sizes.iter().all(|&s| s < 2_000), "{sizes:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica key counts: {sizes:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A node dies: the others learn its vShards' new leaders (elected among replicas that may
+    // not include the asking node) and every slot is served again.
+    c.kill(0);
+    c.wait_served(Duration::from_secs(20));
+    let mut conn = c.client().get_connection().unwrap();
+    for i in (0..2_000).step_by(7) {
+        let v: i64 = conn.get(format!("key:{i}")).unwrap();
+        assert_eq!(v, i);
+    }
+}
+
 /// A plain connection to the node that leads `key`'s slot (the one that does not redirect).
 fn leader_of(c: &TestCluster, key: &str) -> redis::Connection {
     for i in 0..c.ports.len() {

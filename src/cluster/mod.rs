@@ -17,6 +17,54 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// The group id of the bus messages that carry leader hints (`encode_hints`): no vShard has it.
+pub const HINTS_GROUP: u32 = u32::MAX;
+/// Member ids fit in the low 16 bits of a routing entry, terms in the rest.
+const LEADER_MASK: u64 = 0xFFFF;
+const TERM_MAX: u64 = u64::MAX >> 16;
+
+fn pack_leader(term: u64, leader: RaftId) -> u64 {
+    debug_assert!(leader <= LEADER_MASK);
+    term.min(TERM_MAX) << 16 | (leader & LEADER_MASK)
+}
+
+/// A leader's hint to its peers: the vShards it leads and their terms (10 bytes each), so that
+/// nodes without a replica of a vShard can route it too.
+pub fn encode_hints(led: impl Iterator<Item = (u16, u64)>, out: &mut Vec<u8>) {
+    for (v, term) in led {
+        out.extend_from_slice(&v.to_le_bytes());
+        out.extend_from_slice(&term.to_le_bytes());
+    }
+}
+
+/// The `(vShard, term)` pairs of a hint, or why it is malformed.
+pub fn decode_hints(
+    b: &[u8],
+    vshards: usize,
+) -> Result<impl Iterator<Item = (u16, u64)> + '_, String> {
+    if b.len() % 10 != 0 {
+        return Err(format!(
+            "a leader hint of {} bytes (not a multiple of 10)",
+            b.len()
+        ));
+    }
+    if let Some(c) = b
+        .chunks_exact(10)
+        .find(|c| u16::from_le_bytes([c[0], c[1]]) as usize >= vshards)
+    {
+        return Err(format!(
+            "a leader hint for vShard {}, which does not exist",
+            u16::from_le_bytes([c[0], c[1]])
+        ));
+    }
+    Ok(b.chunks_exact(10).map(|c| {
+        (
+            u16::from_le_bytes([c[0], c[1]]),
+            u64::from_le_bytes(c[2..10].try_into().expect("8")),
+        )
+    }))
+}
+
 /// The cluster bus port is the client port plus this, as in Redis Cluster.
 pub const BUS_PORT_OFFSET: u16 = 10000;
 
@@ -33,7 +81,10 @@ pub struct Cluster {
     pub placement: Placement,
     pub layout: VShardLayout,
     pub threads: usize,
-    /// Per vShard, the leader this node's replica knows (0: none known, or not a replica here).
+    /// Per vShard, `term << 16 | leader`: the leader this node knows of (0: none) and the term
+    /// it leads in, from this node's replica or, for vShards it does not replicate, from the
+    /// leaders' hints (`HINTS_GROUP`). Only a later term, or a first leader for the same term,
+    /// replaces it.
     leaders: Vec<AtomicU64>,
     /// Bumped whenever a leader hint changes (CLUSTER INFO's epoch).
     pub epoch: AtomicU64,
@@ -120,11 +171,43 @@ impl Cluster {
 
     #[inline]
     pub fn leader(&self, v: VShardId) -> RaftId {
-        self.leaders[v.0 as usize].load(Ordering::Acquire)
+        self.leaders[v.0 as usize].load(Ordering::Acquire) & LEADER_MASK
     }
 
-    pub fn set_leader(&self, v: VShardId, leader: RaftId) {
-        if self.leaders[v.0 as usize].swap(leader, Ordering::AcqRel) != leader {
+    /// Records that `leader` (0: none known) leads `v` in `term`, unless this node already
+    /// knows a later term or a leader of this one. Whether the routing table changed.
+    pub fn note_leader(&self, v: VShardId, term: u64, leader: RaftId) -> bool {
+        let slot = &self.leaders[v.0 as usize];
+        let new = pack_leader(term, leader);
+        let mut old = slot.load(Ordering::Acquire);
+        loop {
+            let (old_term, old_leader) = (old >> 16, old & LEADER_MASK);
+            let newer =
+                new >> 16 > old_term || (new >> 16 == old_term && old_leader == 0 && leader != 0);
+            if !newer {
+                return false;
+            }
+            match slot.compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.epoch.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(x) => old = x,
+            }
+        }
+    }
+
+    /// `peer` is down: vShards this node knew it to lead have no known leader (routing answers
+    /// `-TRYAGAIN` instead of sending clients to a dead node) until a newer term's leader is
+    /// heard of.
+    pub fn forget_leader(&self, v: VShardId, peer: RaftId) {
+        let slot = &self.leaders[v.0 as usize];
+        let old = slot.load(Ordering::Acquire);
+        if old & LEADER_MASK == peer
+            && slot
+                .compare_exchange(old, old & !LEADER_MASK, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
             self.epoch.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -218,6 +301,58 @@ fn slot_ranges(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn three() -> Cluster {
+        let mut cfg = crate::config::Config {
+            cluster_nodes: vec![
+                "127.0.0.1:7001".parse().unwrap(),
+                "127.0.0.1:7002".parse().unwrap(),
+                "127.0.0.1:7003".parse().unwrap(),
+            ],
+            cores: vec![0],
+            ..Default::default()
+        };
+        cfg.port = 7001;
+        Cluster::new(&cfg, VShardLayout::new(4).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_leader_hint_replaces_only_an_older_term_or_an_unknown_leader() {
+        let c = three();
+        let v = VShardId(1);
+        assert!(c.note_leader(v, 3, 2));
+        assert_eq!(c.leader(v), 2);
+        // A stale hint (an earlier term) and a second leader for the same term change nothing.
+        assert!(!c.note_leader(v, 2, 3));
+        assert!(!c.note_leader(v, 3, 3));
+        assert_eq!(c.leader(v), 2);
+        // This node's replica learns of an election in term 4 (no leader yet), then its winner.
+        assert!(c.note_leader(v, 4, 0));
+        assert_eq!(c.leader(v), 0);
+        assert!(c.note_leader(v, 4, 3));
+        assert_eq!(c.leader(v), 3);
+        // The leader's node goes down: unknown, until a newer term's leader is heard of.
+        c.forget_leader(v, 3);
+        assert_eq!(c.leader(v), 0);
+        c.forget_leader(v, 1);
+        assert!(c.note_leader(v, 5, 1));
+        assert_eq!(c.leader(v), 1);
+    }
+
+    #[test]
+    fn hints_round_trip_and_malformed_ones_are_refused() {
+        let mut b = Vec::new();
+        encode_hints([(0u16, 7u64), (3, 1 << 40)].into_iter(), &mut b);
+        let got: Vec<_> = decode_hints(&b, 4).unwrap().collect();
+        assert_eq!(got, vec![(0, 7), (3, 1 << 40)]);
+        assert!(
+            decode_hints(&b[..9], 4)
+                .err()
+                .unwrap()
+                .contains("multiple of 10")
+        );
+        assert!(decode_hints(&b, 3).err().unwrap().contains("vShard 3"));
+    }
 
     #[test]
     fn ranges_merge_consecutive_vshards_with_the_same_leader_and_skip_unknown_ones() {

@@ -60,6 +60,9 @@ const COMPACT_ENTRIES: usize = 10_000;
 const LOG_BYTES_MAX: usize = 64 << 20;
 /// Log segments beyond which the groups keeping the oldest one alive are compacted.
 const MAX_SEGMENTS: usize = 4;
+/// How often a shard thread tells its peers which vShards it leads (`send_hints`), besides at
+/// once after winning an election.
+const HINT_PERIOD: Duration = Duration::from_secs(1);
 /// Bytes queued for one peer beyond which new messages are dropped (Raft resends).
 const OUTBOX_MAX: usize = 64 << 20;
 
@@ -164,6 +167,8 @@ pub struct Replicas {
     reads_queued: Vec<Vec<ReadOp>>,
     read_rounds: HashMap<u64, (Instant, Vec<ReadOp>)>,
     next_read: u64,
+    /// When leader hints are next sent (`send_hints`).
+    hint_due: Instant,
 }
 
 impl Replicas {
@@ -268,6 +273,7 @@ impl Replicas {
             reads_queued: (0..count).map(|_| Vec::new()).collect(),
             read_rounds: HashMap::new(),
             next_read: 1,
+            hint_due: Instant::now(),
             c,
         })
     }
@@ -292,6 +298,12 @@ impl Replicas {
         self.peers[peer as usize - 1].heard = Some(Instant::now());
         for m in msgs {
             let g = m.group;
+            if g == super::HINTS_GROUP {
+                for (v, term) in super::decode_hints(m.payload, self.groups.len())? {
+                    self.c.note_leader(VShardId(v), term, peer);
+                }
+                continue;
+            }
             if self.groups.get(g as usize).is_none_or(Option::is_none) {
                 return Err(format!(
                     "a message for vShard {g}, which has no replica on this shard thread"
@@ -326,6 +338,12 @@ impl Replicas {
     fn peer_down(&mut self, peer: RaftId) {
         self.c.up[peer as usize - 1].store(false, std::sync::atomic::Ordering::Relaxed);
         self.peers[peer as usize - 1].heard = None;
+        for v in 0..self.groups.len() {
+            let vid = VShardId(v as u16);
+            if self.c.layout.owner_thread(vid, self.c.threads) == self.shard {
+                self.c.forget_leader(vid, peer);
+            }
+        }
         let mut lost = Vec::new();
         for (v, g) in self.groups.iter_mut().enumerate() {
             if let Some(g) = g
@@ -393,6 +411,36 @@ impl Replicas {
         }));
         self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
         self.touch(g);
+    }
+
+    /// Tells every peer which vShards this thread leads (a frame of one `HINTS_GROUP` message),
+    /// so nodes that do not replicate them can route them: at once when this thread wins an
+    /// election, else every `HINT_PERIOD`.
+    fn send_hints(&mut self, now: Instant) {
+        self.hint_due = now + HINT_PERIOD;
+        let mut payload = std::mem::take(&mut self.payloads);
+        payload.clear();
+        let led = self.groups.iter().enumerate().filter_map(|(v, g)| {
+            let g = g.as_ref()?;
+            (g.role() == raft::Role::Leader).then(|| (v as u16, g.term()))
+        });
+        super::encode_hints(led, &mut payload);
+        if !payload.is_empty() {
+            let msg = [Message {
+                group: super::HINTS_GROUP,
+                payload: &payload,
+            }];
+            for (i, p) in self.peers.iter_mut().enumerate() {
+                if i as RaftId + 1 == self.c.me || p.out.len() >= OUTBOX_MAX {
+                    continue;
+                }
+                frame::encode_batch(&msg, &mut p.out);
+                if let Some(w) = p.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+        self.payloads = payload;
     }
 
     /// Whether a read of vShard `v` may run on the current state: this replica leads and has
@@ -668,6 +716,7 @@ impl Shard {
 
     /// The second half of a driver step, once its log batch is on disk: send, apply, answer.
     fn finish_step(&self, readies: Vec<(u32, Ready)>) {
+        let now = Instant::now();
         let c = self.node.cluster.as_deref().expect("replicated");
         let mut guard = self.repl.borrow_mut();
         let r = guard.as_mut().expect("replicated");
@@ -764,7 +813,9 @@ impl Shard {
                 raft::Role::Leader => c.me,
                 _ => grp.leader().unwrap_or(0),
             };
-            c.set_leader(VShardId(*g as u16), leader);
+            if c.note_leader(VShardId(*g as u16), grp.term(), leader) && leader == c.me {
+                r.hint_due = now;
+            }
             let len = grp.log().len();
             if len > COMPACT_ENTRIES && longest.is_none_or(|(l, _)| len > l) {
                 longest = Some((len, *g));
@@ -778,6 +829,9 @@ impl Shard {
         }
         if let Some(g) = r.to_compact.pop().or(longest.map(|(_, g)| g)) {
             r.compact(&self.db.borrow(), g);
+        }
+        if now >= r.hint_due {
+            r.send_hints(now);
         }
         let mut readies = readies;
         for (_, mut ready) in readies.drain(..) {
