@@ -44,6 +44,10 @@ pub struct Config {
     /// Where to reach each member's cluster bus, in `cluster_nodes` order (this node's own entry
     /// is where it listens). Empty: each member's client port + 10000.
     pub cluster_bus_nodes: Vec<SocketAddr>,
+    /// `cluster-join`: a member to ask to join a running cluster.
+    pub cluster_join: Option<SocketAddr>,
+    /// `cluster-bus-addr`: this node's bus address when it joins.
+    pub cluster_bus_addr: Option<SocketAddr>,
     /// Replicas per vShard; 0 picks min(3, nodes).
     pub cluster_replicas: u64,
     /// `cluster-routing proxy`: forward a command to its slot's leader instead of `-MOVED`.
@@ -249,6 +253,40 @@ pub static PARAMS: &[Param] = &[
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
                 .join(",")
+        },
+    },
+    Param {
+        name: "cluster-join",
+        help: "Client address of any member of a running cluster: this node asks it to join (once; the answer is kept in the data directory's cluster.conf, which later starts use). Excludes cluster-nodes.",
+        runtime: false,
+        set: |c, v| {
+            let v = v.trim();
+            c.cluster_join = if v.is_empty() {
+                None
+            } else {
+                Some(parse_addrs(v)?.into_iter().next().ok_or("empty address")?)
+            };
+            Ok(())
+        },
+        get: |c| c.cluster_join.map(|a| a.to_string()).unwrap_or_default(),
+    },
+    Param {
+        name: "cluster-bus-addr",
+        help: "With cluster-join: where this node's cluster bus listens and peers reach it (empty: the client address with port + 10000).",
+        runtime: false,
+        set: |c, v| {
+            let v = v.trim();
+            c.cluster_bus_addr = if v.is_empty() {
+                None
+            } else {
+                Some(parse_addrs(v)?.into_iter().next().ok_or("empty address")?)
+            };
+            Ok(())
+        },
+        get: |c| {
+            c.cluster_bus_addr
+                .map(|a| a.to_string())
+                .unwrap_or_default()
         },
     },
     Param {
@@ -689,6 +727,8 @@ impl Default for Config {
             active_expire_keys_per_pass: 200,
             tunables: Tunables::default(),
             cluster_nodes: Vec::new(),
+            cluster_join: None,
+            cluster_bus_addr: None,
             cluster_bus_nodes: Vec::new(),
             cluster_replicas: 0,
             cluster_proxy: false,
@@ -825,6 +865,22 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
             "refusing to listen on non-loopback address {} without requirepass (protected mode): set requirepass, or protected-mode no if the network is trusted",
             cfg.bind
         ));
+    }
+    if cfg.cluster_join.is_some() {
+        if !cfg.cluster_nodes.is_empty() {
+            return Err("'cluster-join' and 'cluster-nodes' exclude each other: a node either starts a cluster from a list or joins a running one".into());
+        }
+        if cfg.listen_addr().ip().is_unspecified() {
+            return Err(format!(
+                "invalid value '{}' for 'bind' with 'cluster-join': members reach a node at the address it listens on, so bind a specific address",
+                cfg.bind
+            ));
+        }
+        if cfg.cluster_bus_addr.is_none() && cfg.port > 65535 - 10000 {
+            return Err("with 'cluster-join' the cluster bus listens on the client port + 10000, so the port must be at most 55535 (or set cluster-bus-addr)".into());
+        }
+    } else if cfg.cluster_bus_addr.is_some() {
+        return Err("'cluster-bus-addr' is for a node that joins with 'cluster-join'; a listed cluster takes cluster-bus-nodes".into());
     }
     if !cfg.cluster_nodes.is_empty() {
         let me = cfg.listen_addr();

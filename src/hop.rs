@@ -73,6 +73,9 @@ pub enum Op {
         slot: shardline_shards::slot::Slot,
         count: Option<u32>,
     },
+    /// A change to the cluster's metadata (an encoded `meta::Cmd`), for shard thread 0 of a
+    /// replicated node: answered once the metadata group applied it.
+    Meta(Vec<u8>),
     /// Ends the wait of the blocked request `(origin, token)`: its parked reply is finished with
     /// the timeout answer, unless it was served already. Replies `+OK`.
     Unblock { origin: usize, token: Token },

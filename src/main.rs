@@ -90,7 +90,22 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let cores = cfg.cores.clone();
     let addr = cfg.listen_addr();
     let bind = cfg.bind;
-    let node = Arc::new(node::Node::new(cfg, shutdown_tx, io_uring, meta.node_id));
+    let layout = shardline_shards::slot::VShardLayout::new(cfg.vshards).expect("validated");
+    let cluster = if !cfg.cluster_nodes.is_empty() {
+        Some(cluster::Cluster::new(&cfg, layout)?)
+    } else if cfg.cluster_join.is_some() {
+        let joined = cluster::join::load_or_join(&cfg)?;
+        Some(cluster::Cluster::joined(&cfg, layout, &joined)?)
+    } else {
+        None
+    };
+    let node = Arc::new(node::Node::new(
+        cfg,
+        shutdown_tx,
+        io_uring,
+        meta.node_id,
+        cluster.map(Arc::new),
+    ));
     if let Some(c) = &node.cluster {
         cluster::bus::start_acceptor(c.clone(), bind)?;
     }

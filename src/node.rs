@@ -100,14 +100,10 @@ impl Node {
         shutdown_tx: mpsc::Sender<()>,
         io_uring: bool,
         node_id: String,
+        cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     ) -> Self {
         let threads = config.cores.len();
         let layout = VShardLayout::new(config.vshards).expect("validated at start");
-        let cluster = (!config.cluster_nodes.is_empty()).then(|| {
-            std::sync::Arc::new(
-                crate::cluster::Cluster::new(&config, layout).expect("validated at start"),
-            )
-        });
         let live = Live::default();
         live.load(&config);
         let depth = config.hop_queue_depth as usize;

@@ -661,6 +661,7 @@ impl Shard {
             }
             // Only `run_job` runs blocking ops; the connection never runs them locally.
             Op::Block { .. } => out.error("ERR internal: blocking op outside a job"),
+            Op::Meta(_) => out.error("ERR this node is not part of a replicated cluster"),
             Op::Unblock { origin, token } => {
                 drop(db);
                 drop(rng);
@@ -885,11 +886,7 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
             }
             monoio::spawn(crate::cluster::replica::run(shard.clone()));
             monoio::spawn(crate::cluster::bus::inbound(shard.clone(), c.clone()));
-            for peer in 1..=c.nodes.len() as u64 {
-                if peer != c.me {
-                    monoio::spawn(crate::cluster::bus::dial(shard.clone(), c.clone(), peer));
-                }
-            }
+            monoio::spawn(crate::cluster::bus::dial_members(shard.clone(), c.clone()));
         }
         monoio::spawn(inbox(shard.clone()));
         monoio::spawn(ticker(shard.clone()));

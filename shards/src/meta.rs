@@ -82,6 +82,8 @@ pub enum MetaError {
     /// Replicas on an unknown node, a thread it does not run, twice on one node, or none.
     BadReplicas(&'static str),
     Placement(PlacementError),
+    /// Every member id (`1..=NODES_MAX`) has been given out.
+    Full,
 }
 
 impl std::fmt::Display for MetaError {
@@ -97,6 +99,7 @@ impl std::fmt::Display for MetaError {
             MetaError::UnknownVShard(v) => write!(f, "no vShard {v}"),
             MetaError::BadReplicas(why) => write!(f, "bad replica set: {why}"),
             MetaError::Placement(e) => write!(f, "cannot place replicas: {e:?}"),
+            MetaError::Full => write!(f, "a cluster has at most {NODES_MAX} members"),
         }
     }
 }
@@ -106,6 +109,8 @@ impl std::fmt::Display for MetaError {
 pub struct DecodeError(pub &'static str);
 
 const THREADS_MAX: u16 = 1024;
+/// Member ids run from 1 to this (routing keeps a vShard's replicas in a 64-bit set).
+pub const NODES_MAX: u64 = 64;
 
 impl Meta {
     /// A new cluster of one node (id 1) holding every vShard.
@@ -142,6 +147,44 @@ impl Meta {
         })
     }
 
+    /// The state every node of a cluster started from a static member list (`cluster-nodes`)
+    /// computes alike: members `1..=n` in list order, placed by `placement::place`.
+    pub fn from_list(
+        cluster_id: [u8; 16],
+        vshards: usize,
+        rf: u8,
+        members: &[(SocketAddr, SocketAddr)],
+        threads: u16,
+    ) -> Result<Meta, MetaError> {
+        if threads == 0 || threads > THREADS_MAX {
+            return Err(MetaError::BadThreads(threads));
+        }
+        let nodes: Vec<NodeInfo> = members
+            .iter()
+            .enumerate()
+            .map(|(i, &(client, bus))| NodeInfo {
+                id: NodeId(i as u64 + 1),
+                client,
+                bus,
+                threads,
+                leaving: false,
+            })
+            .collect();
+        let specs: Vec<NodeSpec> = nodes
+            .iter()
+            .map(|n| NodeSpec { id: n.id, threads })
+            .collect();
+        let p = placement::place(&specs, vshards, rf).map_err(MetaError::Placement)?;
+        Ok(Meta {
+            cluster_id,
+            epoch: 1,
+            rf,
+            next_id: nodes.len() as u64 + 1,
+            nodes,
+            replicas: p.replicas,
+        })
+    }
+
     pub fn node(&self, id: NodeId) -> Option<&NodeInfo> {
         self.nodes.iter().find(|n| n.id == id)
     }
@@ -170,6 +213,9 @@ impl Meta {
                         self.epoch += 1;
                     }
                     return Ok(Applied::Added { id, new: false });
+                }
+                if self.next_id > NODES_MAX {
+                    return Err(MetaError::Full);
                 }
                 let id = NodeId(self.next_id);
                 self.next_id += 1;
@@ -507,6 +553,38 @@ mod tests {
         );
         // With one node the target is that node, whatever the factor asked for.
         assert_eq!(m.target().unwrap().replicas, m.replicas);
+    }
+
+    #[test]
+    fn a_listed_cluster_starts_alike_everywhere_and_ids_run_out_at_the_limit() {
+        let list: Vec<_> = (0..3).map(|i| (addr(7001 + i), addr(17001 + i))).collect();
+        let a = Meta::from_list([9; 16], 16, 3, &list, 2).unwrap();
+        assert_eq!(a, Meta::from_list([9; 16], 16, 3, &list, 2).unwrap());
+        assert_eq!(
+            a.nodes.iter().map(|n| n.id.0).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(a.replicas.iter().all(|r| r.len() == 3));
+        let mut m = a.clone();
+        for p in 4..=NODES_MAX as u16 {
+            let add = Cmd::AddNode {
+                client: addr(7000 + p),
+                bus: addr(17000 + p),
+                threads: 2,
+            };
+            assert!(matches!(
+                m.apply(&add),
+                Ok(Applied::Added { new: true, .. })
+            ));
+        }
+        let epoch = m.epoch;
+        let one_more = Cmd::AddNode {
+            client: addr(9999),
+            bus: addr(19999),
+            threads: 2,
+        };
+        assert_eq!(m.apply(&one_more), Err(MetaError::Full));
+        assert_eq!(m.epoch, epoch, "a refused change changes nothing");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(RaftId, usize), String> {
     }
     let id = u64::from_le_bytes(h.node_id[..8].try_into().expect("8"));
     let threads = u16::from_le_bytes(h.node_id[8..10].try_into().expect("2")) as usize;
-    if id == 0 || id as usize > c.nodes.len() || id == c.me {
+    if id == c.me || c.member(id).is_none() {
         return Err(format!("it claims member id {id}, which is not a peer"));
     }
     if threads != c.threads {
@@ -202,6 +202,25 @@ async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut s: monoio::net::TcpStream
         "cluster bus: connection from peer ended: {why}"
     );
     shard.with_replicas(|r| r.peer_disconnected(peer));
+}
+
+/// Dials every member, and every member that joins later (checked every 100 ms: one atomic
+/// load while the membership is unchanged).
+pub async fn dial_members(shard: Rc<Shard>, c: Arc<Cluster>) {
+    let mut dialing = [false; super::NODES_MAX];
+    let mut seen = 0;
+    loop {
+        let version = c.members_version.load(std::sync::atomic::Ordering::Acquire);
+        if version != seen {
+            seen = version;
+            for peer in c.member_ids() {
+                if peer != c.me && !std::mem::replace(&mut dialing[peer as usize - 1], true) {
+                    monoio::spawn(dial(shard.clone(), c.clone(), peer));
+                }
+            }
+        }
+        monoio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Dials `peer`'s shard thread, then writes what the replicas queue for it (and a heartbeat

@@ -8,10 +8,11 @@
 //! each other's handshakes.
 
 pub mod bus;
+pub mod join;
 pub mod replica;
 
 use atomic_waker::AtomicWaker;
-use shardline_shards::placement::{self, NodeSpec, Placement};
+use shardline_shards::placement::{self, NodeSpec};
 use shardline_shards::slot::{Slot, VShardId, VShardLayout};
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -22,6 +23,15 @@ pub const HINTS_GROUP: u32 = u32::MAX;
 /// Member ids fit in the low 16 bits of a routing entry, terms in the rest.
 const LEADER_MASK: u64 = 0xFFFF;
 const TERM_MAX: u64 = u64::MAX >> 16;
+
+const UNSPECIFIED: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// Member `id`'s bit in a replica set.
+fn bit(id: RaftId) -> u64 {
+    debug_assert!((1..=NODES_MAX as RaftId).contains(&id));
+    1u64 << ((id - 1) & 63)
+}
 
 fn pack_leader(term: u64, leader: RaftId) -> u64 {
     debug_assert!(leader <= LEADER_MASK);
@@ -70,25 +80,43 @@ pub const BUS_PORT_OFFSET: u16 = 10000;
 
 pub type RaftId = u64;
 
+/// Member ids are 1..=`NODES_MAX`: per-member tables are allocated at this size up front, so a
+/// node joining changes no table's shape, and a vShard's replicas fit in a `u64` bit set.
+pub const NODES_MAX: usize = shardline_shards::meta::NODES_MAX as usize;
+
+/// Where a member listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberAddrs {
+    pub client: SocketAddr,
+    pub bus: SocketAddr,
+}
+
 pub struct Cluster {
-    /// This node's Raft id (1-based position in `nodes`).
+    /// This node's member id.
     pub me: RaftId,
-    /// Client addresses of the members; member `i` has Raft id `i + 1`.
-    pub nodes: Vec<SocketAddr>,
-    /// Cluster bus addresses of the members (this node's: where it listens).
-    bus: Vec<SocketAddr>,
+    /// The members' addresses, by id - 1 (`None`: no such member). Read off the request path
+    /// (redirects, CLUSTER replies, dialing); written when the membership changes.
+    members: Mutex<Vec<Option<MemberAddrs>>>,
+    /// Bumped whenever `members` changes, so shard threads notice new peers to dial.
+    pub members_version: AtomicU64,
     pub cluster_id: [u8; 16],
-    pub placement: Placement,
+    /// Per vShard, the bit set (bit `id - 1`) of the members that hold its replicas.
+    replicas: Vec<AtomicU64>,
     pub layout: VShardLayout,
     pub threads: usize,
-    /// Per vShard, `term << 16 | leader`: the leader this node knows of (0: none) and the term
+    /// The replication factor asked for.
+    pub rf: u8,
+    /// The static member list this cluster started from (`cluster-nodes`), `(client, bus)` by
+    /// id - 1; empty on a node that joined (its metadata comes from the metadata group).
+    pub bootstrap: Vec<(SocketAddr, SocketAddr)>,
+    /// Per vShard, then the metadata group (`meta_group`), `term << 16 | leader`: the leader this node knows of (0: none) and the term
     /// it leads in, from this node's replica or, for vShards it does not replicate, from the
     /// leaders' hints (`HINTS_GROUP`). Only a later term, or a first leader for the same term,
     /// replaces it.
     leaders: Vec<AtomicU64>,
     /// Bumped whenever a leader hint changes (CLUSTER INFO's epoch).
     pub epoch: AtomicU64,
-    /// Per member, whether this node currently hears from it.
+    /// Per member (by id - 1, `NODES_MAX` of them), whether this node currently hears from it.
     pub up: Vec<AtomicBool>,
     /// Sockets accepted by the bus, handed to the shard thread they name: `(peer, stream)`.
     pub inbound: Vec<Mutex<Vec<(RaftId, std::net::TcpStream)>>>,
@@ -101,6 +129,9 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(cfg: &crate::config::Config, layout: VShardLayout) -> Result<Cluster, String> {
         let nodes = cfg.cluster_nodes.clone();
+        if nodes.len() > NODES_MAX {
+            return Err(format!("at most {NODES_MAX} members, not {}", nodes.len()));
+        }
         let me = nodes
             .iter()
             .position(|a| *a == cfg.listen_addr())
@@ -131,7 +162,6 @@ impl Cluster {
         for (i, x) in [a, b, c, d].iter().enumerate() {
             cluster_id[i * 4..i * 4 + 4].copy_from_slice(&x.to_le_bytes());
         }
-        let n = nodes.len();
         let bus = if cfg.cluster_bus_nodes.is_empty() {
             nodes
                 .iter()
@@ -140,33 +170,137 @@ impl Cluster {
         } else {
             cfg.cluster_bus_nodes.clone()
         };
-        Ok(Cluster {
-            bus,
+        let bootstrap: Vec<_> = nodes.iter().copied().zip(bus).collect();
+        let members: Vec<_> = (1..).zip(bootstrap.iter().copied()).collect();
+        let cl = Cluster::assemble(cfg, layout, me, rf, cluster_id, bootstrap, &members);
+        cl.set_placement(&placement.replicas);
+        Ok(cl)
+    }
+
+    /// The parts every node has: tables sized for `NODES_MAX` members, no leader known.
+    fn assemble(
+        cfg: &crate::config::Config,
+        layout: VShardLayout,
+        me: RaftId,
+        rf: u8,
+        cluster_id: [u8; 16],
+        bootstrap: Vec<(SocketAddr, SocketAddr)>,
+        known: &[(RaftId, (SocketAddr, SocketAddr))],
+    ) -> Cluster {
+        let mut members = vec![None; NODES_MAX];
+        for &(id, (client, bus)) in known {
+            members[id as usize - 1] = Some(MemberAddrs { client, bus });
+        }
+        let threads = cfg.cores.len();
+        Cluster {
             me,
+            rf,
+            bootstrap,
+            members: Mutex::new(members),
+            members_version: AtomicU64::new(1),
             cluster_id,
-            placement,
+            replicas: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
             layout,
             threads,
-            leaders: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
+            leaders: (0..=layout.count()).map(|_| AtomicU64::new(0)).collect(),
             epoch: AtomicU64::new(1),
-            up: (0..n)
+            up: (0..NODES_MAX)
                 .map(|i| AtomicBool::new(i as u64 + 1 == me))
                 .collect(),
             inbound: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
             inbound_waker: (0..threads).map(|_| AtomicWaker::new()).collect(),
             node_timeout_ms: cfg.cluster_node_timeout_ms,
             proxy: cfg.cluster_proxy,
-            nodes,
-        })
+        }
     }
 
-    /// The Raft ids of `v`'s replicas, preferred leader first.
+    /// A node that joined a running cluster (`cluster-join`): the members it was told of; the
+    /// replica sets arrive with the metadata group's snapshot.
+    pub fn joined(
+        cfg: &crate::config::Config,
+        layout: VShardLayout,
+        j: &join::Joined,
+    ) -> Result<Cluster, String> {
+        let known: Vec<_> = j.members.iter().map(|&(id, c, b)| (id, (c, b))).collect();
+        Ok(Cluster::assemble(
+            cfg,
+            layout,
+            j.me,
+            j.rf,
+            j.cluster_id,
+            Vec::new(),
+            &known,
+        ))
+    }
+
+    /// The group id of the metadata group: the one after the vShards'.
+    pub fn meta_group(&self) -> u32 {
+        self.layout.count()
+    }
+
+    /// The shard thread that drives group `g` on every node (the metadata group: thread 0).
+    pub fn thread_of(&self, g: u32) -> usize {
+        if g == self.meta_group() {
+            0
+        } else {
+            self.layout.owner_thread(VShardId(g as u16), self.threads)
+        }
+    }
+
+    /// The metadata group's voters when the cluster starts from a static list: its first five
+    /// members (or all, when fewer); every other member follows as a learner.
+    pub fn meta_voters(&self) -> Vec<RaftId> {
+        (1..=self.bootstrap.len().min(5) as RaftId).collect()
+    }
+
+    /// Records where every vShard's replicas are.
+    pub fn set_placement(&self, replicas: &[Vec<placement::Replica>]) {
+        for (v, set) in replicas.iter().enumerate() {
+            let mask = set.iter().fold(0u64, |m, r| m | bit(r.node.0));
+            self.replicas[v].store(mask, Ordering::Release);
+        }
+    }
+
+    /// The member ids of `v`'s replicas, ascending.
     pub fn members(&self, v: VShardId) -> Vec<RaftId> {
-        self.placement.of(v).iter().map(|r| r.node.0).collect()
+        let mask = self.replicas[v.0 as usize].load(Ordering::Acquire);
+        (1..=NODES_MAX as RaftId)
+            .filter(|&id| mask & bit(id) != 0)
+            .collect()
     }
 
+    #[inline]
     pub fn is_replica(&self, v: VShardId) -> bool {
-        self.placement.of(v).iter().any(|r| r.node.0 == self.me)
+        self.replicas[v.0 as usize].load(Ordering::Acquire) & bit(self.me) != 0
+    }
+
+    /// The ids of the members, ascending.
+    pub fn member_ids(&self) -> Vec<RaftId> {
+        let m = self.members.lock().expect("members");
+        (1..=NODES_MAX as RaftId)
+            .filter(|&id| m[id as usize - 1].is_some())
+            .collect()
+    }
+
+    pub fn member(&self, id: RaftId) -> Option<MemberAddrs> {
+        let m = self.members.lock().expect("members");
+        *m.get((id as usize).wrapping_sub(1))?
+    }
+
+    /// Adds or updates member `id`.
+    pub fn set_member(&self, id: RaftId, addrs: MemberAddrs) {
+        assert!((1..=NODES_MAX as RaftId).contains(&id), "member id {id}");
+        let mut m = self.members.lock().expect("members");
+        if m[id as usize - 1] != Some(addrs) {
+            m[id as usize - 1] = Some(addrs);
+            self.members_version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    pub fn is_up(&self, id: RaftId) -> bool {
+        self.up
+            .get((id as usize).wrapping_sub(1))
+            .is_some_and(|u| u.load(Ordering::Relaxed))
     }
 
     #[inline]
@@ -212,19 +346,26 @@ impl Cluster {
         }
     }
 
+    /// Member `id`'s client address (unspecified for an id that is not a member: our bug).
     pub fn client_addr(&self, id: RaftId) -> SocketAddr {
-        self.nodes[id as usize - 1]
+        self.member(id).map_or(UNSPECIFIED, |m| m.client)
     }
 
     pub fn bus_addr(&self, id: RaftId) -> SocketAddr {
-        self.bus[id as usize - 1]
+        self.member(id).map_or(UNSPECIFIED, |m| m.bus)
     }
 
     /// The error that sends a client to `slot`'s leader (`-MOVED`), or asks it to retry while
     /// none is known (`-TRYAGAIN`). Either way the command was not applied.
     pub fn redirect(&self, slot: Slot, leader: Option<RaftId>) -> String {
         match leader {
-            Some(l) if l != 0 && l != self.me => format!("MOVED {slot} {}", self.client_addr(l)),
+            Some(l)
+                if l != 0
+                    && l != self.me
+                    && let Some(m) = self.member(l) =>
+            {
+                format!("MOVED {slot} {}", m.client)
+            }
             _ => format!(
                 "TRYAGAIN no leader for slot {slot} yet (an election is in progress); retry shortly"
             ),
@@ -255,7 +396,7 @@ impl Cluster {
         slot_ranges(self.layout, &leaders, |v| {
             self.members(v)
                 .into_iter()
-                .filter(|&m| self.up[m as usize - 1].load(Ordering::Relaxed))
+                .filter(|&m| self.is_up(m))
                 .collect()
         })
     }

@@ -29,9 +29,11 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 mod job;
+mod meta;
 pub(crate) mod propose;
 mod snapfile;
 use job::PendingJob;
+use meta::{meta_members, publish_meta, static_meta};
 use snapfile::{
     SNAP_HEADER_BYTES, install, read_snapshot, snap_path, snapshot_bytes, write_snapshot,
 };
@@ -169,6 +171,11 @@ pub struct Replicas {
     next_read: u64,
     /// When leader hints are next sent (`send_hints`).
     hint_due: Instant,
+    /// Thread 0: the cluster's metadata as the metadata group has applied it (`None` on a node
+    /// that joined, until the group's snapshot arrives).
+    meta: Option<shardline_shards::meta::Meta>,
+    /// The metadata group's id (`Cluster::meta_group`).
+    meta_g: u32,
 }
 
 impl Replicas {
@@ -191,49 +198,63 @@ impl Replicas {
                 fsync: cfg.fsync,
             },
         )?;
-        let count = c.layout.count() as usize;
+        // The vShards, then the metadata group.
+        let count = c.layout.count() as usize + 1;
+        let meta_g = c.meta_group();
+        let mut meta = None;
         let mut groups: Vec<Option<Group>> = (0..count).map(|_| None).collect();
         let mut clocks = vec![0u64; count];
         let mut applied = vec![LogId::default(); count];
         for (v, slot) in groups.iter_mut().enumerate() {
-            let vid = VShardId(v as u16);
-            if c.layout.owner_thread(vid, c.threads) != shard || !c.is_replica(vid) {
+            let g = v as u32;
+            if c.thread_of(g) != shard {
                 continue;
             }
-            let rcfg = raft::Config {
-                id: c.me,
-                members: c.members(vid),
-                election_ticks: ELECTION_TICKS,
-                heartbeat_ticks: HEARTBEAT_TICKS,
-                max_batch: MAX_BATCH,
-                // A replica far behind gets its vShard one chunk per round trip: a large snapshot
-                // needs no huge frame and holds up other groups' messages only briefly.
-                snapshot_chunk_bytes: cfg.snapshot_chunk_bytes as usize,
-                pre_vote: true,
-                seed: seed ^ (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            let members = if g == meta_g {
+                meta_members(&c)
+            } else if c.is_replica(VShardId(v as u16)) {
+                c.members(VShardId(v as u16))
+            } else {
+                continue;
             };
+            let rcfg = raft_config(&c, g, members, cfg.snapshot_chunk_bytes as usize, seed);
             let corrupt = |offset: usize, reason: &str| {
                 format!(
                     "{}: corrupt snapshot at offset {offset}: {reason}; move the data directory away and restart the node to rejoin",
-                    snap_path(&snap_dir, v as u32).display(),
+                    snap_path(&snap_dir, g).display(),
                 )
             };
-            let g = match read_snapshot(&snap_dir, v as u32)? {
-                None => storage::restore(&wal, v as u32, rcfg, bytes::Bytes::new()),
+            let grp = match read_snapshot(&snap_dir, g)? {
+                None => {
+                    if g == meta_g {
+                        meta = static_meta(&c)?;
+                    }
+                    storage::restore(&wal, g, rcfg, bytes::Bytes::new())
+                }
                 Some((id, blob)) => {
                     let blob = bytes::Bytes::from(blob);
                     let (_, state) = raft::conf::split_snapshot(&blob)
                         .ok_or_else(|| corrupt(SNAP_HEADER_BYTES, "bad membership"))?;
                     let at = SNAP_HEADER_BYTES + (blob.len() - state.len());
-                    clocks[v] =
-                        install(db, &state).map_err(|e| corrupt(at + 8 + e.offset, e.reason))?;
+                    if g == meta_g {
+                        meta = Some(
+                            shardline_shards::meta::Meta::decode(&state)
+                                .map_err(|e| corrupt(at, e.0))?,
+                        );
+                    } else {
+                        clocks[v] = install(db, &state)
+                            .map_err(|e| corrupt(at + 8 + e.offset, e.reason))?;
+                    }
                     applied[v] = id;
-                    storage::restore_at(&wal, v as u32, rcfg, Some(id), blob)
+                    storage::restore_at(&wal, g, rcfg, Some(id), blob)
                 }
             };
-            *slot = Some(g.map_err(|_| corrupt(SNAP_HEADER_BYTES, "bad membership"))?);
+            *slot = Some(grp.map_err(|_| corrupt(SNAP_HEADER_BYTES, "bad membership"))?);
         }
-        let n = c.nodes.len();
+        if let Some(m) = &meta {
+            publish_meta(&c, m);
+        }
+        let n = super::NODES_MAX;
         // What the restored logs hold in memory (`LOG_BYTES_MAX`).
         let log_bytes: Vec<usize> = groups
             .iter()
@@ -274,6 +295,8 @@ impl Replicas {
             read_rounds: HashMap::new(),
             next_read: 1,
             hint_due: Instant::now(),
+            meta,
+            meta_g,
             c,
         })
     }
@@ -338,10 +361,9 @@ impl Replicas {
     fn peer_down(&mut self, peer: RaftId) {
         self.c.up[peer as usize - 1].store(false, std::sync::atomic::Ordering::Relaxed);
         self.peers[peer as usize - 1].heard = None;
-        for v in 0..self.groups.len() {
-            let vid = VShardId(v as u16);
-            if self.c.layout.owner_thread(vid, self.c.threads) == self.shard {
-                self.c.forget_leader(vid, peer);
+        for g in 0..self.groups.len() as u32 {
+            if self.c.thread_of(g) == self.shard {
+                self.c.forget_leader(VShardId(g as u16), peer);
             }
         }
         let mut lost = Vec::new();
@@ -398,10 +420,18 @@ impl Replicas {
         if applied.index <= grp.snapshot_id().index {
             return;
         }
-        let Some(vs) = db.vshard(VShardId(g as u16)) else {
-            return;
+        let state = if g == self.meta_g {
+            let Some(m) = &self.meta else { return };
+            let mut b = Vec::new();
+            m.encode(&mut b);
+            b
+        } else {
+            let Some(vs) = db.vshard(VShardId(g as u16)) else {
+                return;
+            };
+            snapshot_bytes(self.clocks[g as usize], vs)
         };
-        grp.compact(applied.index, snapshot_bytes(self.clocks[g as usize], vs));
+        grp.compact(applied.index, state);
         // The file is written by the flush thread before the next batch, which holds the purge
         // record this compaction causes: the log drops nothing the snapshot file lacks.
         let (dir, data) = (self.snap_dir.clone(), grp.snapshot_blob().clone());
@@ -453,7 +483,7 @@ impl Replicas {
 
     /// The vShards whose groups on this thread this node leads.
     fn led_vshards(&self) -> Vec<u32> {
-        (0..self.groups.len() as u32)
+        (0..self.meta_g)
             .filter(|&v| {
                 self.groups[v as usize]
                     .as_ref()
@@ -678,7 +708,12 @@ impl Shard {
                     fatal(&format!("cannot store a received snapshot: {e}"));
                 }
                 let mut db = self.db.borrow_mut();
-                match install(&mut db, &snap.state) {
+                let installed = if g == r.meta_g {
+                    r.install_meta(&snap.state)
+                } else {
+                    install(&mut db, &snap.state)
+                };
+                match installed {
                     Ok(clock) => {
                         tracing::info!(
                             vshard = g,
@@ -772,14 +807,20 @@ impl Shard {
                     out.buf.clear();
                     out.proto = proto;
                     ends.clear();
-                    if let Err(err) = replicate::apply(
-                        &mut db,
-                        &e.data,
-                        &mut r.clocks[*g as usize],
-                        &mut out,
-                        &mut ends,
-                        &mut r.scratch,
-                    ) {
+                    let res = if *g == r.meta_g {
+                        r.apply_meta(&e.data, &mut out, &mut ends)
+                    } else {
+                        replicate::apply(
+                            &mut db,
+                            &e.data,
+                            &mut r.clocks[*g as usize],
+                            &mut out,
+                            &mut ends,
+                            &mut r.scratch,
+                        )
+                        .map_err(|e| e.to_string())
+                    };
+                    if let Err(err) = res {
                         fatal(&format!(
                             "committed entry {} of vShard {g} does not decode: {err}",
                             e.index
@@ -833,6 +874,9 @@ impl Shard {
         if now >= r.hint_due {
             r.send_hints(now);
         }
+        if self.id == 0 {
+            r.meta_duty(&self.db.borrow());
+        }
         let mut readies = readies;
         for (_, mut ready) in readies.drain(..) {
             if ready.entries.capacity() <= READY_KEEP_ENTRIES
@@ -850,6 +894,29 @@ impl Shard {
         }
         self.flush_events();
         self.serve_ready();
+    }
+}
+
+/// The Raft configuration of group `g` on this node, starting from `members` (its snapshot or
+/// log overrides them once it has one).
+fn raft_config(
+    c: &Cluster,
+    g: u32,
+    members: Vec<RaftId>,
+    snapshot_chunk_bytes: usize,
+    seed: u64,
+) -> raft::Config {
+    raft::Config {
+        id: c.me,
+        members,
+        election_ticks: ELECTION_TICKS,
+        heartbeat_ticks: HEARTBEAT_TICKS,
+        max_batch: MAX_BATCH,
+        // A replica far behind gets its state one chunk per round trip: a large snapshot
+        // needs no huge frame and holds up other groups' messages only briefly.
+        snapshot_chunk_bytes,
+        pre_vote: true,
+        seed: seed ^ (g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     }
 }
 

@@ -25,6 +25,8 @@ const HELP: &[&str] = &[
     "    Return information about slot range mappings and the nodes associated with them.",
     "SLOTS",
     "    Return information about slots range mappings.",
+    "JOIN <client-addr> <bus-addr> <threads> <vshards> <wire-min> <wire-max>",
+    "    Add a node to this cluster (what `shardline --cluster-join` sends).",
     "HELP",
     "    Print this help.",
 ];
@@ -93,6 +95,56 @@ impl Conn {
         self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
     }
 
+    /// CLUSTER JOIN: checked here (the joining node must run as many shard threads and vShards
+    /// as this one and share a wire version), then proposed to the metadata group on thread 0;
+    /// answered once applied (`-NOTLEADER <addr>` when another node leads the metadata).
+    fn cluster_join(&mut self, c: &crate::cluster::Cluster, args: Args) {
+        use shardline_transport::frame::{WIRE_MAX, WIRE_MIN, negotiate};
+        let text = |i: usize| std::str::from_utf8(args.get(i)).unwrap_or("");
+        let addr = |i: usize| text(i).parse::<std::net::SocketAddr>();
+        let num = |i: usize| text(i).parse::<u64>();
+        let (Ok(client), Ok(bus)) = (addr(2), addr(3)) else {
+            return self
+                .out
+                .error("ERR CLUSTER JOIN wants the client and bus addresses as ip:port");
+        };
+        let (Ok(threads), Ok(vshards), Ok(wmin), Ok(wmax)) = (num(4), num(5), num(6), num(7))
+        else {
+            return self.out.error(
+                "ERR CLUSTER JOIN wants threads, vshards and the wire version range as integers",
+            );
+        };
+        if threads != c.threads as u64 {
+            return self.out.error(&format!(
+                "ERR the joining node runs {threads} shard threads and this cluster {}: every member must run the same number",
+                c.threads
+            ));
+        }
+        if vshards != c.layout.count() as u64 {
+            return self.out.error(&format!(
+                "ERR the joining node has {vshards} vShards and this cluster {}",
+                c.layout.count()
+            ));
+        }
+        let (Ok(wmin), Ok(wmax)) = (u8::try_from(wmin), u8::try_from(wmax)) else {
+            return self.out.error("ERR wire versions are 8-bit");
+        };
+        if negotiate((WIRE_MIN, WIRE_MAX), (wmin, wmax)).is_none() {
+            return self.out.error(&format!(
+                "ERR the joining node speaks wire versions {wmin}..={wmax}, this cluster {WIRE_MIN}..={WIRE_MAX}"
+            ));
+        }
+        let mut cmd = Vec::new();
+        shardline_shards::meta::Cmd::AddNode {
+            client,
+            bus,
+            threads: threads as u16,
+        }
+        .encode(&mut cmd);
+        let op = self.push_op(0, Op::Meta(cmd));
+        self.hole(vec![PartRef::Remote { thread: 0, op }], Finish::Raw);
+    }
+
     /// The address clients should use for this node: the one this connection reached.
     fn endpoint(&self) -> (String, u16) {
         let laddr = self.info.borrow().laddr;
@@ -105,6 +157,7 @@ impl Conn {
             b"help" | b"myid" | b"info" | b"slots" | b"shards" | b"nodes" => args.len() == 2,
             b"keyslot" | b"countkeysinslot" => args.len() == 3,
             b"getkeysinslot" => args.len() == 4,
+            b"join" => args.len() == 8,
             _ => return err::unknown_subcommand(&mut self.out, args.get(1), "cluster"),
         };
         if !arity_ok {
@@ -120,6 +173,14 @@ impl Conn {
             )
         {
             return self.replicated_cluster(&c, &sub);
+        }
+        if sub.as_slice() == b"join" {
+            return match self.shard.node.cluster.clone() {
+                Some(c) => self.cluster_join(&c, args),
+                None => self
+                    .out
+                    .error("ERR this node is not part of a replicated cluster: nothing to join"),
+            };
         }
         let id = self.shard.node.node_id.clone();
         let (ip, port) = self.endpoint();
@@ -193,12 +254,13 @@ impl Conn {
             b"myid" => self.out.bulk(c.node_name(c.me).as_bytes()),
             b"info" => {
                 let up = c.up.iter().filter(|u| u.load(Relaxed)).count();
+                let known = c.member_ids().len();
                 let text = format!(
                     "cluster_enabled:1\r\ncluster_state:{}\r\ncluster_slots_assigned:{SLOTS}\r\ncluster_slots_ok:{served}\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:{}\r\ncluster_known_nodes:{}\r\ncluster_size:{}\r\ncluster_current_epoch:{epoch}\r\ncluster_my_epoch:{epoch}\r\ncluster_reachable_nodes:{up}\r\ncluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\ntotal_cluster_links_buffer_limit_exceeded:0\r\n",
                     if served == SLOTS as u32 { "ok" } else { "fail" },
                     SLOTS as u32 - served,
-                    c.nodes.len(),
-                    c.nodes.len(),
+                    known,
+                    known,
                 );
                 self.out.verbatim(text.as_bytes());
             }
@@ -243,11 +305,7 @@ impl Conn {
                         self.out.bulk(b"port");
                         self.out.int(a.port() as i64);
                         let role = if i == 0 { "master" } else { "replica" };
-                        let health = if c.up[id as usize - 1].load(Relaxed) {
-                            "online"
-                        } else {
-                            "failed"
-                        };
+                        let health = if c.is_up(id) { "online" } else { "failed" };
                         for (k, v) in [("role", role), ("health", health)] {
                             self.out.bulk(k.as_bytes());
                             self.out.bulk(v.as_bytes());
@@ -262,7 +320,7 @@ impl Conn {
                 // the first member that leads something.
                 let mut text = String::new();
                 let any_master = ranges.first().map(|r| r.replicas[0]);
-                for id in 1..=c.nodes.len() as u64 {
+                for id in c.member_ids() {
                     let a = c.client_addr(id);
                     let mine: Vec<String> = ranges
                         .iter()
@@ -270,16 +328,12 @@ impl Conn {
                         .map(|r| format!("{}-{}", r.first, r.last))
                         .collect();
                     let me = if id == c.me { "myself," } else { "" };
-                    let state = if c.up[id as usize - 1].load(Relaxed) {
+                    let state = if c.is_up(id) {
                         "connected"
                     } else {
                         "disconnected"
                     };
-                    let fail = if c.up[id as usize - 1].load(Relaxed) {
-                        ""
-                    } else {
-                        ",fail"
-                    };
+                    let fail = if c.is_up(id) { "" } else { ",fail" };
                     let (role, master) = match (mine.is_empty(), any_master) {
                         (false, _) | (true, None) => ("master".to_string(), "-".to_string()),
                         (true, Some(m)) => ("slave".to_string(), c.node_name(m)),

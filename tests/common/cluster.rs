@@ -15,6 +15,9 @@ pub struct TestCluster {
     /// `links[i][j]`: the proxy node `i` dials to reach node `j` (None on the diagonal).
     pub links: Vec<Vec<Option<FaultProxy>>>,
     extra: Vec<String>,
+    /// Per node, the node it asked to join (`--cluster-join`), for nodes added by `join`; the
+    /// first ones start from the static list.
+    joined_via: Vec<Option<usize>>,
 }
 
 /// A free port below the kernel's ephemeral range (32768 and up by default): a node restarted
@@ -62,6 +65,7 @@ impl TestCluster {
             dir,
             links,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            joined_via: vec![None; n],
         };
         for i in 0..n {
             c.spawn(i);
@@ -103,17 +107,84 @@ impl TestCluster {
         }
     }
 
+    /// A new node that joins the running cluster by asking node `via` (`--cluster-join`), with
+    /// `extra` flags of its own; not waited for. Its index.
+    pub fn join(&mut self, via: usize, extra: &[&str]) -> usize {
+        let i = self.ports.len();
+        self.ports.push(free_port());
+        self.bus.push(free_port());
+        for row in &mut self.links {
+            row.push(None);
+        }
+        self.links.push((0..=i).map(|_| None).collect());
+        self.children.push(None);
+        self.joined_via.push(Some(via));
+        let child = self
+            .command(i)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start shardline");
+        self.children[i] = Some(child);
+        i
+    }
+
+    /// Waits for node `i` (added by `join`) to exit on its own: its status and what it printed
+    /// (a node refused at start-up).
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.children[i].as_mut().unwrap();
+            if let Some(st) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(e) = child.stderr.as_mut() {
+                    std::io::Read::read_to_string(e, &mut err).unwrap();
+                }
+                self.children[i] = None;
+                return (st, err);
+            }
+            assert!(Instant::now() < deadline, "node {i} is still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn bus_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.bus[i])
+    }
+
     pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
         self.dir.join(format!("node-{i}"))
     }
 
     fn command(&self, i: usize) -> Command {
-        let nodes: Vec<String> = self
-            .ports
+        if let Some(via) = self.joined_via[i] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardline"));
+            cmd.args([
+                "--port",
+                &self.ports[i].to_string(),
+                "--cores",
+                &(i % 2).to_string(),
+                "--data-dir",
+                &self.data_dir(i).display().to_string(),
+                "--cluster-join",
+                &format!("127.0.0.1:{}", self.ports[via]),
+                "--cluster-bus-addr",
+                &format!("127.0.0.1:{}", self.bus[i]),
+                "--vshards",
+                "64",
+            ])
+            .args(&self.extra)
+            .env("SHARDLINE_LOG_LEVEL", "warn");
+            return cmd;
+        }
+        // The static list: the nodes that started the cluster.
+        let first = self.joined_via.iter().take_while(|j| j.is_none()).count();
+        let nodes: Vec<String> = self.ports[..first]
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        let bus: Vec<String> = (0..self.ports.len())
+        let bus: Vec<String> = (0..first)
             .map(|j| match &self.links[i][j] {
                 Some(p) => p.addr().to_string(),
                 None => format!("127.0.0.1:{}", self.bus[j]),

@@ -16,9 +16,15 @@ impl Shard {
         let mut entries: Vec<(u32, Slot, Encoder, OpList)> = Vec::new();
         // (vShard, slot, op): reads held in `pj` until their round confirms the leadership.
         let mut reads: Vec<(u32, Slot, u32)> = Vec::new();
+        // (metadata command, op): CLUSTER JOIN, on thread 0.
+        let mut metas: Vec<(Vec<u8>, u32)> = Vec::new();
         let c = self.node.cluster.as_deref().expect("replicated");
         for (i, op) in job.ops.iter().enumerate() {
             let i = i as u32;
+            if let Op::Meta(cmd) = op {
+                metas.push((cmd.clone(), i));
+                continue;
+            }
             if let Op::Cmd {
                 first,
                 len,
@@ -130,7 +136,7 @@ impl Shard {
         }
         let mut r = self.repl.borrow_mut();
         let r = r.as_mut().expect("replicated");
-        if entries.is_empty() && reads.is_empty() {
+        if entries.is_empty() && reads.is_empty() && metas.is_empty() {
             // Everything answered here.
             drop_finished(self, pj);
             return;
@@ -158,6 +164,31 @@ impl Shard {
                         if let Some(done) = r.fail(j, op, &msg) {
                             drop_finished(self, done);
                         }
+                    }
+                }
+            }
+        }
+        for (cmd, op) in metas {
+            match r.propose_meta(cmd) {
+                Ok((index, term)) => r.waiting[r.meta_g as usize].push_back((
+                    index,
+                    Waiter {
+                        job: j,
+                        ops: OpList::One(op),
+                        term,
+                        since: Instant::now(),
+                    },
+                )),
+                Err(leader) => {
+                    let msg = match leader.and_then(|l| c.member(l)) {
+                        Some(m) if leader != Some(c.me) => format!(
+                            "NOTLEADER {} leads the cluster's metadata: send this there (nothing was changed)",
+                            m.client
+                        ),
+                        _ => "TRYAGAIN the cluster's metadata group has no leader yet (nothing was changed); retry shortly".to_string(),
+                    };
+                    if let Some(done) = r.fail(j, op, &msg) {
+                        drop_finished(self, done);
                     }
                 }
             }

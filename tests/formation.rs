@@ -1,0 +1,109 @@
+//! Cluster formation end to end (issue 3): real processes on loopback; a node joins a running
+//! cluster by naming any member (`--cluster-join`), is known to every member through the
+//! metadata group, routes every slot, keeps its id across restarts, and mismatched nodes are
+//! refused with the reason.
+
+mod common;
+
+use common::cluster::TestCluster;
+use redis::Commands;
+use std::time::Duration;
+
+/// Sends CLUSTER JOIN for `(client, bus)` to node `i`, following `-NOTLEADER`.
+fn join_by_hand(
+    c: &TestCluster,
+    i: usize,
+    client: &str,
+    bus: &str,
+) -> redis::RedisResult<redis::Value> {
+    let mut url = c.url(i);
+    for _ in 0..8 {
+        let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
+        let r = redis::cmd("CLUSTER")
+            .arg("JOIN")
+            .arg(client)
+            .arg(bus)
+            .arg(1)
+            .arg(64)
+            .arg(1)
+            .arg(2)
+            .query::<redis::Value>(&mut conn);
+        match &r {
+            Err(e) if e.code() == Some("NOTLEADER") => {
+                let addr = e.detail().unwrap().split_whitespace().next().unwrap();
+                url = format!("redis://{addr}/");
+            }
+            _ => return r,
+        }
+    }
+    panic!("CLUSTER JOIN kept being redirected")
+}
+
+#[test]
+fn a_node_joins_by_naming_any_member_routes_every_slot_and_keeps_its_id() {
+    let mut c = TestCluster::start(3, false, &[]);
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..300 {
+        let _: () = conn.set(format!("k{i}"), i).unwrap();
+    }
+    // Asked of node 0, which may or may not lead the metadata group (redirects are followed).
+    let j = c.join(0, &[]);
+    c.wait_served(Duration::from_secs(30));
+    for i in 0..4 {
+        let info = c.info(i).unwrap();
+        assert!(info.contains("cluster_known_nodes:4"), "node {i}: {info}");
+    }
+    // A cluster client that knows only the new node finds every key.
+    let only_new = redis::cluster::ClusterClient::new(vec![c.url(j)]).unwrap();
+    let mut via_new = only_new.get_connection().unwrap();
+    for i in (0..300).step_by(7) {
+        let v: i64 = via_new.get(format!("k{i}")).unwrap();
+        assert_eq!(v, i);
+    }
+    let myid = |c: &TestCluster| -> String {
+        let mut n = redis::Client::open(c.url(j))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("CLUSTER").arg("MYID").query(&mut n).unwrap()
+    };
+    let id = myid(&c);
+    assert!(c.data_dir(j).join("cluster.conf").exists());
+    // Restarted, it uses what it kept and is the same member.
+    c.kill(j);
+    c.spawn(j);
+    c.wait_served(Duration::from_secs(30));
+    assert_eq!(myid(&c), id);
+    let mut nodes = redis::Client::open(c.url(1))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut nodes)
+        .unwrap();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(text.contains(&id), "{text}");
+
+    // Joining again from the same addresses is answered with the same member id; the same
+    // client address with another bus address is refused.
+    let client = format!("127.0.0.1:{}", c.ports[j]);
+    let again = join_by_hand(&c, 2, &client, &c.bus_addr(j)).unwrap();
+    let redis::Value::Array(parts) = again else {
+        panic!("{again:?}")
+    };
+    assert_eq!(parts[1], redis::Value::Int(4));
+    let e = join_by_hand(&c, 2, &client, "127.0.0.1:1").unwrap_err();
+    assert!(
+        e.to_string().contains("already uses this client address"),
+        "{e}"
+    );
+    let info = c.info(0).unwrap();
+    assert!(info.contains("cluster_known_nodes:4"), "{info}");
+
+    // A node that runs another number of shard threads is refused, and says why.
+    let k = c.join(1, &["--cores", "0,1"]);
+    let (status, err) = c.wait_exit(k, Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(err.contains("shard threads"), "{err}");
+}
