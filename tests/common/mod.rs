@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod workload;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
