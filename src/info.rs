@@ -239,7 +239,21 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], t: &mut String) {
         }
         // Every node answers the CLUSTER commands (a single node as a one-node cluster), and
         // cluster clients (redis-py's RedisCluster) check this field before using them.
-        "cluster" => t.push_str("# Cluster\r\ncluster_enabled:1\r\n"),
+        "cluster" => {
+            t.push_str("# Cluster\r\ncluster_enabled:1\r\n");
+            if let Some(c) = &node.cluster {
+                let hosted: usize = c
+                    .hosted
+                    .iter()
+                    .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
+                    .sum();
+                let _ = write!(
+                    t,
+                    "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\n",
+                    c.me
+                );
+            }
+        }
         "keyspace" => {
             t.push_str("# Keyspace\r\n");
             if sum(0) > 0 {

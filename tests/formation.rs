@@ -6,8 +6,9 @@
 mod common;
 
 use common::cluster::TestCluster;
+use common::workload::{KEYS, Workload};
 use redis::Commands;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Sends CLUSTER JOIN for `(client, bus)` to node `i`, following `-NOTLEADER`.
 fn join_by_hand(
@@ -106,4 +107,98 @@ fn a_node_joins_by_naming_any_member_routes_every_slot_and_keeps_its_id() {
     let (status, err) = c.wait_exit(k, Duration::from_secs(30));
     assert!(!status.success());
     assert!(err.contains("shard threads"), "{err}");
+}
+
+/// DBSIZE of every node (-1: it does not answer yet).
+fn sizes(c: &TestCluster) -> Vec<i64> {
+    (0..c.ports.len())
+        .map(|i| {
+            redis::Client::open(c.url(i))
+                .and_then(|cl| cl.get_connection_with_timeout(Duration::from_secs(1)))
+                .and_then(|mut n| redis::cmd("DBSIZE").query(&mut n))
+                .unwrap_or(-1)
+        })
+        .collect()
+}
+
+#[test]
+fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
+    let mut c = TestCluster::start(3, false, &[]);
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..1_000 {
+        let _: () = conn.set(format!("bulk:{i}"), i).unwrap();
+    }
+    let w = Workload::start(&c, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let j = c.join(2, &[]);
+    // The new node takes its share (a quarter of the replicas) while the clients write: every
+    // key stays on exactly three nodes once the moves are done.
+    let keys = 1_000 + KEYS as i64;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = sizes(&c);
+        if s[j] > keys / 5 && s.iter().all(|&n| n >= 0) && s.iter().sum::<i64>() == 3 * keys {
+            assert!(s.iter().all(|&n| n < keys), "{s:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "moves did not finish: {s:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    w.finish_and_check(&c);
+    // Every vShard (64) has exactly three replicas, a quarter of them on the new node.
+    let hosted = |c: &TestCluster| -> Vec<u64> {
+        (0..c.ports.len())
+            .map(|i| {
+                let mut n = redis::Client::open(c.url(i))
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                let info: String = redis::cmd("INFO").arg("cluster").query(&mut n).unwrap();
+                let line = info
+                    .lines()
+                    .find(|l| l.starts_with("cluster_vshard_replicas:"));
+                line.unwrap()
+                    .split(':')
+                    .nth(1)
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hosted(&c).iter().sum::<u64>() != 3 * 64 {
+        assert!(
+            Instant::now() < deadline,
+            "replicas per node: {:?}",
+            hosted(&c)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let placed = hosted(&c);
+    assert_eq!(placed[j], 48, "{placed:?}");
+    let check = |c: &TestCluster| {
+        let mut conn = c.client().get_connection().unwrap();
+        for i in 0..1_000 {
+            let v: i64 = conn.get(format!("bulk:{i}")).unwrap();
+            assert_eq!(v, i);
+        }
+    };
+    check(&c);
+    // A full restart comes back with every key where it was moved (and nothing where it was
+    // moved from: the tombstones keep dropped replicas dropped).
+    let before = sizes(&c);
+    c.restart_all();
+    check(&c);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sizes(&c) != before || hosted(&c) != placed {
+        assert!(
+            Instant::now() < deadline,
+            "keys {:?} vs {before:?}, replicas {:?} vs {placed:?}",
+            sizes(&c),
+            hosted(&c)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -35,7 +35,9 @@ pub struct Meta {
     pub rf: u8,
     /// By id, ascending.
     pub nodes: Vec<NodeInfo>,
-    /// Where the replicas of every vShard are now (preferred leader first).
+    /// Where the replicas of every vShard are to be (preferred leader first): set when the
+    /// cluster starts and recomputed by every join (`target`, which moves as few as it can);
+    /// the groups' memberships converge to it (routing follows the memberships themselves).
     pub replicas: Vec<Vec<Replica>>,
     next_id: u64,
 }
@@ -226,6 +228,16 @@ impl Meta {
                     threads: *threads,
                     leaving: false,
                 });
+                // Where the replicas are to be from now on: the vShards' leaders walk their
+                // groups there (`raft::conf::next_change`); the next change starts from it.
+                match self.target() {
+                    Ok(t) => self.replicas = t.replicas,
+                    Err(e) => {
+                        self.nodes.pop();
+                        self.next_id -= 1;
+                        return Err(e);
+                    }
+                }
                 Applied::Added { id, new: true }
             }
             Cmd::RemoveNode { id } => {
@@ -566,7 +578,27 @@ mod tests {
         );
         assert!(a.replicas.iter().all(|r| r.len() == 3));
         let mut m = a.clone();
-        for p in 4..=NODES_MAX as u16 {
+        // A 4th node is given its share of the replicas to be: 12 of 48, moved off the others.
+        m.apply(&add(7004, 2)).unwrap();
+        let on = |m: &Meta, id: u64| {
+            m.replicas
+                .iter()
+                .flatten()
+                .filter(|r| r.node.0 == id)
+                .count()
+        };
+        assert_eq!(on(&m, 4), 12);
+        assert_eq!(a.replicas.len(), m.replicas.len());
+        assert!(m.replicas.iter().all(|r| r.len() == 3));
+        assert_eq!(
+            m.replicas
+                .iter()
+                .zip(&a.replicas)
+                .filter(|(x, y)| x != y)
+                .count(),
+            12
+        );
+        for p in 5..=NODES_MAX as u16 {
             let add = Cmd::AddNode {
                 client: addr(7000 + p),
                 bus: addr(17000 + p),

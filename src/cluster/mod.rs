@@ -27,6 +27,17 @@ const TERM_MAX: u64 = u64::MAX >> 16;
 const UNSPECIFIED: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
+/// The bit set of member ids.
+pub fn mask(ids: impl Iterator<Item = RaftId>) -> u64 {
+    ids.fold(0, |m, id| m | bit(id))
+}
+
+fn ids(mask: u64) -> Vec<RaftId> {
+    (1..=NODES_MAX as RaftId)
+        .filter(|&id| mask & bit(id) != 0)
+        .collect()
+}
+
 /// Member `id`'s bit in a replica set.
 fn bit(id: RaftId) -> u64 {
     debug_assert!((1..=NODES_MAX as RaftId).contains(&id));
@@ -38,41 +49,79 @@ fn pack_leader(term: u64, leader: RaftId) -> u64 {
     term.min(TERM_MAX) << 16 | (leader & LEADER_MASK)
 }
 
-/// A leader's hint to its peers: the vShards it leads and their terms (10 bytes each), so that
-/// nodes without a replica of a vShard can route it too.
-pub fn encode_hints(led: impl Iterator<Item = (u16, u64)>, out: &mut Vec<u8>) {
-    for (v, term) in led {
+/// The group id of the bus messages that tell a node a committed membership left it out of a
+/// group (`encode_removed`).
+pub const REMOVED_GROUP: u32 = u32::MAX - 1;
+const HINT_BYTES: usize = 18;
+
+/// A leader's hint to its peers: the groups it leads, their terms and their voters (a bit set),
+/// 18 bytes each, so that nodes without a replica of a vShard can route it too.
+pub fn encode_hints(led: impl Iterator<Item = (u16, u64, u64)>, out: &mut Vec<u8>) {
+    for (v, term, voters) in led {
         out.extend_from_slice(&v.to_le_bytes());
         out.extend_from_slice(&term.to_le_bytes());
+        out.extend_from_slice(&voters.to_le_bytes());
     }
 }
 
-/// The `(vShard, term)` pairs of a hint, or why it is malformed.
+/// The `(group, term, voters)` of a hint, or why it is malformed.
 pub fn decode_hints(
     b: &[u8],
-    vshards: usize,
-) -> Result<impl Iterator<Item = (u16, u64)> + '_, String> {
-    if b.len() % 10 != 0 {
+    groups: usize,
+) -> Result<impl Iterator<Item = (u16, u64, u64)> + '_, String> {
+    if b.len() % HINT_BYTES != 0 {
         return Err(format!(
-            "a leader hint of {} bytes (not a multiple of 10)",
+            "a leader hint of {} bytes (not a multiple of {HINT_BYTES})",
             b.len()
         ));
     }
     if let Some(c) = b
-        .chunks_exact(10)
-        .find(|c| u16::from_le_bytes([c[0], c[1]]) as usize >= vshards)
+        .chunks_exact(HINT_BYTES)
+        .find(|c| u16::from_le_bytes([c[0], c[1]]) as usize >= groups)
     {
         return Err(format!(
             "a leader hint for vShard {}, which does not exist",
             u16::from_le_bytes([c[0], c[1]])
         ));
     }
-    Ok(b.chunks_exact(10).map(|c| {
+    Ok(b.chunks_exact(HINT_BYTES).map(|c| {
         (
             u16::from_le_bytes([c[0], c[1]]),
             u64::from_le_bytes(c[2..10].try_into().expect("8")),
+            u64::from_le_bytes(c[10..18].try_into().expect("8")),
         )
     }))
+}
+
+/// "A committed membership of group `g`, set by entry `index`, leaves you out": 12 bytes each.
+pub fn encode_removed(g: u32, index: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&g.to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+}
+
+pub fn decode_removed(
+    b: &[u8],
+    groups: usize,
+) -> Result<impl Iterator<Item = (u32, u64)> + '_, String> {
+    if b.len() % 12 != 0 {
+        return Err(format!("a removal notice of {} bytes", b.len()));
+    }
+    let each = |c: &[u8]| {
+        (
+            u32::from_le_bytes(c[..4].try_into().expect("4")),
+            u64::from_le_bytes(c[4..12].try_into().expect("8")),
+        )
+    };
+    if let Some((g, _)) = b
+        .chunks_exact(12)
+        .map(each)
+        .find(|&(g, _)| g as usize >= groups)
+    {
+        return Err(format!(
+            "a removal notice for group {g}, which does not exist"
+        ));
+    }
+    Ok(b.chunks_exact(12).map(each))
 }
 
 /// The cluster bus port is the client port plus this, as in Redis Cluster.
@@ -100,8 +149,15 @@ pub struct Cluster {
     /// Bumped whenever `members` changes, so shard threads notice new peers to dial.
     pub members_version: AtomicU64,
     pub cluster_id: [u8; 16],
-    /// Per vShard, the bit set (bit `id - 1`) of the members that hold its replicas.
+    /// Per vShard, the bit set (bit `id - 1`) of the voters of its group as this node last
+    /// heard (its own replica's membership, or the leader's hints): routing's replica lists.
     replicas: Vec<AtomicU64>,
+    /// Per vShard, the bit set of the members that are to hold its replicas (the metadata's
+    /// placement): the vShards' leaders move their groups there.
+    targets: Vec<AtomicU64>,
+    /// Per vShard, the members its group started with: the static list's placement (empty on
+    /// a node that joined). Never changes.
+    initial: Vec<Vec<RaftId>>,
     pub layout: VShardLayout,
     pub threads: usize,
     /// The replication factor asked for.
@@ -122,6 +178,8 @@ pub struct Cluster {
     pub inbound: Vec<Mutex<Vec<(RaftId, std::net::TcpStream)>>>,
     pub inbound_waker: Vec<AtomicWaker>,
     pub node_timeout_ms: u64,
+    /// Per shard thread, the vShard replicas it drives (INFO's `cluster_vshard_replicas`).
+    pub hosted: Vec<std::sync::atomic::AtomicUsize>,
     /// `cluster-routing proxy`: forward commands to their leader instead of answering MOVED.
     pub proxy: bool,
 }
@@ -172,8 +230,16 @@ impl Cluster {
         };
         let bootstrap: Vec<_> = nodes.iter().copied().zip(bus).collect();
         let members: Vec<_> = (1..).zip(bootstrap.iter().copied()).collect();
-        let cl = Cluster::assemble(cfg, layout, me, rf, cluster_id, bootstrap, &members);
-        cl.set_placement(&placement.replicas);
+        let mut cl = Cluster::assemble(cfg, layout, me, rf, cluster_id, bootstrap, &members);
+        cl.initial = placement
+            .replicas
+            .iter()
+            .map(|set| set.iter().map(|r| r.node.0).collect())
+            .collect();
+        cl.set_targets(&placement.replicas);
+        for (v, set) in placement.replicas.iter().enumerate() {
+            cl.set_replicas(VShardId(v as u16), mask(set.iter().map(|r| r.node.0)));
+        }
         Ok(cl)
     }
 
@@ -200,6 +266,8 @@ impl Cluster {
             members_version: AtomicU64::new(1),
             cluster_id,
             replicas: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
+            targets: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
+            initial: vec![Vec::new(); layout.count() as usize],
             layout,
             threads,
             leaders: (0..=layout.count()).map(|_| AtomicU64::new(0)).collect(),
@@ -210,6 +278,9 @@ impl Cluster {
             inbound: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
             inbound_waker: (0..threads).map(|_| AtomicWaker::new()).collect(),
             node_timeout_ms: cfg.cluster_node_timeout_ms,
+            hosted: (0..threads)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
             proxy: cfg.cluster_proxy,
         }
     }
@@ -253,20 +324,36 @@ impl Cluster {
         (1..=self.bootstrap.len().min(5) as RaftId).collect()
     }
 
-    /// Records where every vShard's replicas are.
-    pub fn set_placement(&self, replicas: &[Vec<placement::Replica>]) {
+    /// Records where every vShard's replicas are to be.
+    pub fn set_targets(&self, replicas: &[Vec<placement::Replica>]) {
         for (v, set) in replicas.iter().enumerate() {
-            let mask = set.iter().fold(0u64, |m, r| m | bit(r.node.0));
-            self.replicas[v].store(mask, Ordering::Release);
+            let m = mask(set.iter().map(|r| r.node.0));
+            self.targets[v].store(m, Ordering::Release);
         }
     }
 
-    /// The member ids of `v`'s replicas, ascending.
+    /// Records the voters of `v`'s group (a bit set, `mask`).
+    pub fn set_replicas(&self, v: VShardId, voters: u64) {
+        self.replicas[v.0 as usize].store(voters, Ordering::Release);
+    }
+
+    /// The member ids of `v`'s replicas (its group's voters), ascending.
     pub fn members(&self, v: VShardId) -> Vec<RaftId> {
-        let mask = self.replicas[v.0 as usize].load(Ordering::Acquire);
-        (1..=NODES_MAX as RaftId)
-            .filter(|&id| mask & bit(id) != 0)
-            .collect()
+        ids(self.replicas[v.0 as usize].load(Ordering::Acquire))
+    }
+
+    /// The member ids that are to hold `v`'s replicas, ascending (empty: not known yet).
+    pub fn target(&self, v: VShardId) -> Vec<RaftId> {
+        ids(self.targets[v.0 as usize].load(Ordering::Acquire))
+    }
+
+    /// The members `v`'s group started with (empty on a node that joined).
+    pub fn initial(&self, v: VShardId) -> Vec<RaftId> {
+        self.initial[v.0 as usize].clone()
+    }
+
+    pub fn is_target(&self, v: VShardId) -> bool {
+        self.targets[v.0 as usize].load(Ordering::Acquire) & bit(self.me) != 0
     }
 
     #[inline]
@@ -483,16 +570,27 @@ mod tests {
     #[test]
     fn hints_round_trip_and_malformed_ones_are_refused() {
         let mut b = Vec::new();
-        encode_hints([(0u16, 7u64), (3, 1 << 40)].into_iter(), &mut b);
+        encode_hints(
+            [(0u16, 7u64, 0b111u64), (3, 1 << 40, 1 << 63)].into_iter(),
+            &mut b,
+        );
         let got: Vec<_> = decode_hints(&b, 4).unwrap().collect();
-        assert_eq!(got, vec![(0, 7), (3, 1 << 40)]);
+        assert_eq!(got, vec![(0, 7, 0b111), (3, 1 << 40, 1 << 63)]);
         assert!(
             decode_hints(&b[..9], 4)
                 .err()
                 .unwrap()
-                .contains("multiple of 10")
+                .contains("multiple of 18")
         );
         assert!(decode_hints(&b, 3).err().unwrap().contains("vShard 3"));
+        let mut r = Vec::new();
+        encode_removed(5, 99, &mut r);
+        assert_eq!(
+            decode_removed(&r, 6).unwrap().collect::<Vec<_>>(),
+            [(5, 99)]
+        );
+        assert!(decode_removed(&r, 5).is_err());
+        assert!(decode_removed(&r[..11], 6).is_err());
     }
 
     #[test]

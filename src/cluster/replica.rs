@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 mod job;
 mod meta;
+mod moves;
 pub(crate) mod propose;
 mod snapfile;
 use job::PendingJob;
@@ -176,6 +177,16 @@ pub struct Replicas {
     meta: Option<shardline_shards::meta::Meta>,
     /// The metadata group's id (`Cluster::meta_group`).
     meta_g: u32,
+    /// Per group, whether its replica was removed from this node (a tombstone snapshot): it is
+    /// not created again on demand.
+    tombstoned: Vec<bool>,
+    /// Groups to drop at the next step (`moves::removed_notice`).
+    to_drop: Vec<u32>,
+    /// What new replicas are configured with (`raft_config`).
+    chunk_bytes: usize,
+    seed: u64,
+    /// When leaders next look for groups to move (`moves::drive_moves`).
+    moves_due: Instant,
 }
 
 impl Replicas {
@@ -205,17 +216,31 @@ impl Replicas {
         let mut groups: Vec<Option<Group>> = (0..count).map(|_| None).collect();
         let mut clocks = vec![0u64; count];
         let mut applied = vec![LogId::default(); count];
+        let mut tombstoned = vec![false; count];
+        // The first start of a listed cluster creates the replicas its placement gives this
+        // node; later starts restore the replicas the log or a snapshot holds (replicas move).
+        let fresh = wal.groups().next().is_none()
+            && (0..count as u32).all(|g| !snap_path(&snap_dir, g).exists());
         for (v, slot) in groups.iter_mut().enumerate() {
             let g = v as u32;
             if c.thread_of(g) != shard {
                 continue;
             }
+            let has_state = wal.group(g).is_some() || snap_path(&snap_dir, g).exists();
             let members = if g == meta_g {
                 meta_members(&c)
-            } else if c.is_replica(VShardId(v as u16)) {
-                c.members(VShardId(v as u16))
             } else {
-                continue;
+                // The membership the group started with (its log or snapshot says if it
+                // changed since); a replica created on demand always has one of those.
+                let initial = c.initial(VShardId(v as u16));
+                if !(has_state || (fresh && initial.contains(&c.me))) {
+                    continue;
+                }
+                if initial.is_empty() {
+                    meta_members(&c)
+                } else {
+                    initial
+                }
             };
             let rcfg = raft_config(&c, g, members, cfg.snapshot_chunk_bytes as usize, seed);
             let corrupt = |offset: usize, reason: &str| {
@@ -226,6 +251,15 @@ impl Replicas {
             };
             let grp = match read_snapshot(&snap_dir, g)? {
                 None => {
+                    if let Some(p) = wal.group(g).map(|l| l.purged()).filter(|p| p.index > 0) {
+                        // The log was compacted into a snapshot that is not there: starting
+                        // from the log alone would lose what the snapshot held.
+                        return Err(format!(
+                            "{}: missing, but the log of group {g} was compacted up to entry {}; move the data directory away and restart the node to rejoin",
+                            snap_path(&snap_dir, g).display(),
+                            p.index
+                        ));
+                    }
                     if g == meta_g {
                         meta = static_meta(&c)?;
                     }
@@ -233,9 +267,14 @@ impl Replicas {
                 }
                 Some((id, blob)) => {
                     let blob = bytes::Bytes::from(blob);
-                    let (_, state) = raft::conf::split_snapshot(&blob)
+                    let (conf, state) = raft::conf::split_snapshot(&blob)
                         .ok_or_else(|| corrupt(SNAP_HEADER_BYTES, "bad membership"))?;
                     let at = SNAP_HEADER_BYTES + (blob.len() - state.len());
+                    if g != meta_g && !conf.contains(c.me) {
+                        // A tombstone: the replica was moved off this node.
+                        tombstoned[v] = true;
+                        continue;
+                    }
                     if g == meta_g {
                         meta = Some(
                             shardline_shards::meta::Meta::decode(&state)
@@ -297,6 +336,11 @@ impl Replicas {
             hint_due: Instant::now(),
             meta,
             meta_g,
+            tombstoned,
+            to_drop: Vec::new(),
+            chunk_bytes: cfg.snapshot_chunk_bytes as usize,
+            seed,
+            moves_due: Instant::now(),
             c,
         })
     }
@@ -322,17 +366,31 @@ impl Replicas {
         for m in msgs {
             let g = m.group;
             if g == super::HINTS_GROUP {
-                for (v, term) in super::decode_hints(m.payload, self.groups.len())? {
-                    self.c.note_leader(VShardId(v), term, peer);
+                for (v, term, voters) in super::decode_hints(m.payload, self.groups.len())? {
+                    let v = VShardId(v);
+                    self.c.note_leader(v, term, peer);
+                    if v.0 < self.meta_g as u16 && self.c.leader(v) == peer && voters != 0 {
+                        self.c.set_replicas(v, voters);
+                    }
                 }
                 continue;
             }
-            if self.groups.get(g as usize).is_none_or(Option::is_none) {
+            if g == super::REMOVED_GROUP {
+                for (g, index) in super::decode_removed(m.payload, self.groups.len())? {
+                    self.removed_notice(g, index);
+                }
+                continue;
+            }
+            if g as usize >= self.groups.len() || self.c.thread_of(g) != self.shard {
                 return Err(format!(
-                    "a message for vShard {g}, which has no replica on this shard thread"
+                    "a message for group {g}, which this shard thread does not drive"
                 ));
             }
             let msg = codec::decode(m.payload).map_err(|e| e.to_string())?;
+            if self.groups[g as usize].is_none() && !self.create_on_demand(g, peer) {
+                continue; // a replica removed from here, or not (yet) placed here
+            }
+            self.non_member_check(g, peer);
             self.incoming.push((g, peer, msg));
         }
         if !msgs.is_empty() {
@@ -452,25 +510,33 @@ impl Replicas {
         payload.clear();
         let led = self.groups.iter().enumerate().filter_map(|(v, g)| {
             let g = g.as_ref()?;
-            (g.role() == raft::Role::Leader).then(|| (v as u16, g.term()))
+            let voters = super::mask(g.membership().voters.iter().copied());
+            (g.role() == raft::Role::Leader).then(|| (v as u16, g.term(), voters))
         });
         super::encode_hints(led, &mut payload);
         if !payload.is_empty() {
-            let msg = [Message {
-                group: super::HINTS_GROUP,
-                payload: &payload,
-            }];
-            for (i, p) in self.peers.iter_mut().enumerate() {
-                if i as RaftId + 1 == self.c.me || p.out.len() >= OUTBOX_MAX {
-                    continue;
-                }
-                frame::encode_batch(&msg, &mut p.out);
-                if let Some(w) = p.waker.take() {
-                    w.wake();
-                }
+            for peer in self.c.member_ids() {
+                self.queue_control(peer, super::HINTS_GROUP, &payload);
             }
         }
         self.payloads = payload;
+    }
+
+    /// Queues a one-message frame of a control group (hints, removal notices) for `peer`.
+    fn queue_control(&mut self, peer: RaftId, group: u32, payload: &[u8]) {
+        if peer == self.c.me {
+            return;
+        }
+        let Some(p) = self.peers.get_mut(peer as usize - 1) else {
+            return;
+        };
+        if p.out.len() >= OUTBOX_MAX {
+            return;
+        }
+        frame::encode_batch(&[Message { group, payload }], &mut p.out);
+        if let Some(w) = p.waker.take() {
+            w.wake();
+        }
     }
 
     /// Whether a read of vShard `v` may run on the current state: this replica leads and has
@@ -590,6 +656,9 @@ impl Shard {
         let c = self.node.cluster.as_deref().expect("replicated");
         let mut guard = self.repl.borrow_mut();
         let r = guard.as_mut().expect("replicated");
+        if !r.to_drop.is_empty() {
+            r.drop_removed(&mut self.db.borrow_mut());
+        }
         for (g, from, msg) in std::mem::take(&mut r.incoming) {
             if let Some(grp) = r.groups[g as usize].as_mut() {
                 grp.step(from, msg);
@@ -830,6 +899,9 @@ impl Shard {
                         term: e.term,
                         index: e.index,
                     };
+                    if e.is_config() {
+                        r.conf_applied(*g, e.index, &e.data);
+                    }
                     let Some(w) = w else { continue };
                     for (k, &op) in w.ops.as_slice().iter().enumerate() {
                         let done = if w.term != e.term {
@@ -857,6 +929,10 @@ impl Shard {
             if c.note_leader(VShardId(*g as u16), grp.term(), leader) && leader == c.me {
                 r.hint_due = now;
             }
+            if *g != r.meta_g {
+                let voters = super::mask(grp.membership().voters.iter().copied());
+                c.set_replicas(VShardId(*g as u16), voters);
+            }
             let len = grp.log().len();
             if len > COMPACT_ENTRIES && longest.is_none_or(|(l, _)| len > l) {
                 longest = Some((len, *g));
@@ -876,6 +952,10 @@ impl Shard {
         }
         if self.id == 0 {
             r.meta_duty(&self.db.borrow());
+        }
+        if now >= r.moves_due {
+            r.moves_due = now + moves::MOVES_PERIOD;
+            r.drive_moves();
         }
         let mut readies = readies;
         for (_, mut ready) in readies.drain(..) {

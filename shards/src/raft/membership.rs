@@ -11,6 +11,12 @@ impl Group {
         &self.conf
     }
 
+    /// The index of the entry that set the membership in effect (the snapshot's when none
+    /// since): committed once `commit_index` reaches it.
+    pub fn conf_index(&self) -> u64 {
+        self.conf_index
+    }
+
     /// Leader: how far member `id`'s log is known to match (to promote a learner once it has
     /// caught up). `None` on a follower or for a non-member.
     pub fn progress(&self, id: NodeId) -> Option<u64> {

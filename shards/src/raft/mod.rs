@@ -266,6 +266,11 @@ impl Group {
         self.log.get(i as usize)
     }
 
+    /// The id of the last entry (the snapshot's when the log is empty).
+    pub fn last_id(&self) -> LogId {
+        self.last()
+    }
+
     fn last(&self) -> LogId {
         self.log.last().map_or(self.snap, |e| LogId {
             term: e.term,

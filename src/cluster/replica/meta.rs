@@ -49,7 +49,7 @@ pub(super) fn publish_meta(c: &Cluster, m: &Meta) {
             },
         );
     }
-    c.set_placement(&m.replicas);
+    c.set_targets(&m.replicas);
 }
 
 /// The answer to `CLUSTER JOIN`: `[cluster id (hex), the node's id, vShards, replication

@@ -1,0 +1,177 @@
+//! Moving vShard replicas between nodes (issue 3, rebalancing): each vShard's leader walks its
+//! group toward the metadata's placement (`Cluster::target`) one membership change at a time
+//! (`raft::conf::next_change`: a learner, promoted once caught up, then the old voter removed);
+//! a node creates a replica when a leader first sends it a message for a group placed there;
+//! a node that a committed membership leaves out is told so (a `REMOVED_GROUP` notice) and
+//! drops its replica: the vShard's keys, and on disk a tombstone snapshot (the membership
+//! without it, no state) with the log purged, so a restart does not bring it back.
+
+use super::*;
+use shardline_shards::raft::conf::{ConfChange, Membership};
+
+/// Groups of one shard thread that may have a learner catching up at once: each learner gets
+/// the vShard by snapshot, so this bounds what a join costs the leaders' threads at a time.
+const MOVES_MAX: usize = 4;
+/// How often leaders look for groups to move.
+pub(super) const MOVES_PERIOD: Duration = Duration::from_millis(100);
+
+impl Replicas {
+    /// A message for group `g`, which has no replica here: one is created, empty (it gets the
+    /// vShard by snapshot or the whole log), if the metadata places `g` here and it was not
+    /// removed from here before. Its membership comes with what the leader sends; until then it
+    /// names only the sender, so it can never stand for election on its own.
+    pub(super) fn create_on_demand(&mut self, g: u32, from: RaftId) -> bool {
+        if g >= self.meta_g || self.tombstoned[g as usize] || !self.c.is_target(VShardId(g as u16))
+        {
+            return false;
+        }
+        let cfg = raft_config(&self.c, g, vec![from], self.chunk_bytes, self.seed);
+        self.groups[g as usize] = Some(Group::new(cfg));
+        tracing::info!(
+            vshard = g,
+            leader = from,
+            "creating a replica placed on this node"
+        );
+        true
+    }
+
+    /// On a leader: a message from `peer`, which a committed membership of `g` leaves out (a
+    /// replica that missed its removal): it is told again.
+    pub(super) fn non_member_check(&mut self, g: u32, peer: RaftId) {
+        let Some(grp) = self.groups[g as usize].as_ref() else {
+            return;
+        };
+        if grp.role() == raft::Role::Leader
+            && !grp.membership().contains(peer)
+            && grp.conf_index() <= grp.commit_index()
+        {
+            let mut b = Vec::with_capacity(12);
+            super::super::encode_removed(g, grp.conf_index(), &mut b);
+            self.queue_control(peer, super::super::REMOVED_GROUP, &b);
+        }
+    }
+
+    /// On a leader, once the membership set by entry `index` of `g` is committed and applied:
+    /// every member it leaves out is told (those that never held a replica ignore it).
+    pub(super) fn conf_applied(&mut self, g: u32, index: u64, data: &[u8]) {
+        let Some(grp) = self.groups[g as usize].as_ref() else {
+            return;
+        };
+        if grp.role() != raft::Role::Leader || g == self.meta_g {
+            return;
+        }
+        let Some(conf) = Membership::from_entry_data(data) else {
+            return;
+        };
+        let mut b = Vec::with_capacity(12);
+        super::super::encode_removed(g, index, &mut b);
+        for peer in self.c.member_ids() {
+            if !conf.contains(peer) {
+                self.queue_control(peer, super::super::REMOVED_GROUP, &b);
+            }
+        }
+    }
+
+    /// A leader says a committed membership of `g` (set by entry `index`) leaves this node
+    /// out. Dropped unless this replica already holds a later membership that includes it
+    /// (a notice delayed past a re-add).
+    pub(super) fn removed_notice(&mut self, g: u32, index: u64) {
+        let Some(grp) = self.groups[g as usize].as_ref() else {
+            return;
+        };
+        if g == self.meta_g
+            || (grp.membership().contains(self.c.me) && grp.conf_index() > index)
+            || self.to_drop.contains(&g)
+        {
+            return;
+        }
+        self.to_drop.push(g);
+        self.wake();
+    }
+
+    /// Drops the replicas of `to_drop` (`start_step`, which holds the keyspace).
+    pub(super) fn drop_removed(&mut self, db: &mut shardline_shards::db::Db) {
+        for g in std::mem::take(&mut self.to_drop) {
+            let Some(grp) = self.groups[g as usize].take() else {
+                continue;
+            };
+            let last = grp.last_id();
+            // The membership without this node (the notice says a committed one is so; this
+            // replica may never have received it, as the leader stops sending once appended).
+            let mut without = grp.membership().clone();
+            without.voters.retain(|&id| id != self.c.me);
+            without.learners.retain(|&id| id != self.c.me);
+            let tomb = raft::conf::snapshot_blob(&without, &[]);
+            let dir = self.snap_dir.clone();
+            // The tombstone is written before the purge record's batch (as compaction does).
+            self.before_flush.push(Box::new(move || {
+                write_snapshot(&dir, g, last, &tomb).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("tombstone of vShard {g}: {e}"))
+                })
+            }));
+            self.wal.purge(
+                g,
+                shardline_shards::wal::LogId {
+                    index: last.index,
+                    term: last.term,
+                },
+            );
+            db.flush_vshard(VShardId(g as u16));
+            self.tombstoned[g as usize] = true;
+            self.applied[g as usize] = LogId::default();
+            self.clocks[g as usize] = 0;
+            self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
+            self.reads_queued[g as usize].clear();
+            tracing::info!(vshard = g, "dropped a replica moved off this node");
+        }
+    }
+
+    /// On the leaders of this thread's vShards: the next membership change of groups that are
+    /// not where the metadata places them, at most `MOVES_MAX` learners catching up at once.
+    pub(super) fn drive_moves(&mut self) {
+        let hosted = self.groups[..self.meta_g as usize]
+            .iter()
+            .filter(|g| g.is_some())
+            .count();
+        self.c.hosted[self.shard].store(hosted, std::sync::atomic::Ordering::Relaxed);
+        let mut catching_up = 0;
+        let mut off_target = Vec::new();
+        for g in 0..self.meta_g {
+            let Some(grp) = self.groups[g as usize].as_ref() else {
+                continue;
+            };
+            if grp.role() != raft::Role::Leader {
+                continue;
+            }
+            let m = grp.membership();
+            catching_up += !m.learners.is_empty() as usize;
+            let target = self.c.target(VShardId(g as u16));
+            let same = m.learners.is_empty()
+                && m.voters.len() == target.len()
+                && target.iter().all(|t| m.voters.contains(t));
+            if !target.is_empty() && !same {
+                off_target.push((g, target));
+            }
+        }
+        for (g, target) in off_target {
+            let grp = self.groups[g as usize].as_mut().expect("listed");
+            let change = raft::conf::next_change(
+                &target,
+                grp.membership(),
+                |id| grp.progress(id),
+                grp.commit_index(),
+            );
+            match change {
+                None => continue,
+                Some(ConfChange::AddLearner(_)) if catching_up >= MOVES_MAX => continue,
+                Some(ConfChange::AddLearner(_)) => catching_up += 1,
+                Some(_) => {}
+            }
+            let change = change.expect("matched");
+            if grp.propose_conf(change).is_ok() {
+                tracing::info!(vshard = g, ?change, "moving a replica");
+                self.touch(g);
+            }
+        }
+    }
+}
