@@ -2,6 +2,8 @@
 # A local replicated cluster on loopback.
 #   scripts/cluster.sh start [N]   start N nodes (default 3) on ports BASE_PORT.. (default 7001),
 #                                  wait until every slot has a leader, print the addresses
+#   scripts/cluster.sh add         start one more node that joins the running cluster (through
+#                                  the first node; it takes its share of the replicas)
 #   scripts/cluster.sh status      each node's process and CLUSTER INFO
 #   scripts/cluster.sh stop        stop every node (SIGTERM)
 # Environment: BASE_PORT (7001), CLUSTER_DIR (/tmp/shardline-cluster: data and logs),
@@ -46,29 +48,56 @@ cluster_state() { # port -> prints ok/fail
   echo "$state"
 }
 
+# Starts node i (1-based): one of the first `listed` nodes from the static list, any later one
+# by joining through the first node.
+start_node() {
+  local i=$1 listed=$2 shardline=$3
+  local port=$((BASE_PORT + i - 1)) ncpu; ncpu=$(nproc)
+  if [ -f "$DIR/node-$i.pid" ] && alive "$(cat "$DIR/node-$i.pid")"; then
+    echo "node $i (port $port) is already running"; return
+  fi
+  local cores="" c
+  for c in $(seq 0 $((CORES_PER_NODE - 1))); do
+    cores+="${cores:+,}$(( ((i - 1) * CORES_PER_NODE + c) % ncpu ))"
+  done
+  local nodes="" j
+  for j in $(seq 1 "$listed"); do nodes+="${nodes:+,}127.0.0.1:$((BASE_PORT + j - 1))"; done
+  local membership=(--cluster-nodes "$nodes")
+  [ "$i" -le "$listed" ] || membership=(--cluster-join "127.0.0.1:$BASE_PORT")
+  # shellcheck disable=SC2086
+  "$shardline" --port "$port" --cores "$cores" --data-dir "$DIR/node-$i" \
+    "${membership[@]}" ${REPLICAS:+--cluster-replicas "$REPLICAS"} --fsync "$FSYNC" \
+    ${EXTRA:-} >>"$DIR/node-$i.log" 2>&1 &
+  echo $! > "$DIR/node-$i.pid"
+}
+
 start() {
   local n=${1:-3}
   local shardline; shardline=$(bin)
-  local ncpu; ncpu=$(nproc)
   mkdir -p "$DIR"
-  local nodes=""
-  for i in $(seq 1 "$n"); do nodes+="${nodes:+,}127.0.0.1:$((BASE_PORT + i - 1))"; done
+  # A cluster started before (and maybe grown by `add`) restarts with the same nodes.
+  local listed=$n
+  if [ -f "$DIR/listed" ]; then listed=$(cat "$DIR/listed"); n=$(cat "$DIR/size"); fi
+  echo "$listed" > "$DIR/listed"
   echo "$n" > "$DIR/size"
-  for i in $(seq 1 "$n"); do
-    local port=$((BASE_PORT + i - 1))
-    if [ -f "$DIR/node-$i.pid" ] && alive "$(cat "$DIR/node-$i.pid")"; then
-      echo "node $i (port $port) is already running"; continue
-    fi
-    local cores="" c
-    for c in $(seq 0 $((CORES_PER_NODE - 1))); do
-      cores+="${cores:+,}$(( ((i - 1) * CORES_PER_NODE + c) % ncpu ))"
-    done
-    # shellcheck disable=SC2086
-    "$shardline" --port "$port" --cores "$cores" --data-dir "$DIR/node-$i" \
-      --cluster-nodes "$nodes" ${REPLICAS:+--cluster-replicas "$REPLICAS"} --fsync "$FSYNC" \
-      ${EXTRA:-} >>"$DIR/node-$i.log" 2>&1 &
-    echo $! > "$DIR/node-$i.pid"
-  done
+  for i in $(seq 1 "$n"); do start_node "$i" "$listed" "$shardline"; done
+  wait_up "$n"
+  echo "cluster of $n nodes is up; data and logs under $DIR"
+  for i in $(seq 1 "$n"); do echo "127.0.0.1:$((BASE_PORT + i - 1))"; done
+}
+
+add() {
+  [ -f "$DIR/size" ] || { echo "no cluster under $DIR: start one first" >&2; exit 1; }
+  local n listed shardline; n=$(( $(cat "$DIR/size") + 1 )); listed=$(cat "$DIR/listed")
+  shardline=$(bin)
+  echo "$n" > "$DIR/size"
+  start_node "$n" "$listed" "$shardline"
+  wait_up "$n"
+  echo "node $n joined: 127.0.0.1:$((BASE_PORT + n - 1)) (replicas move to it in the background)"
+}
+
+wait_up() { # n: waits until nodes 1..n see a leader for every slot
+  local n=$1
   local deadline=$((SECONDS + 60))
   for i in $(seq 1 "$n"); do
     local port=$((BASE_PORT + i - 1))
@@ -80,8 +109,6 @@ start() {
       sleep 0.2
     done
   done
-  echo "cluster of $n nodes is up; data and logs under $DIR"
-  for i in $(seq 1 "$n"); do echo "127.0.0.1:$((BASE_PORT + i - 1))"; done
 }
 
 status() {
@@ -111,7 +138,8 @@ stop() {
 
 case "${1:-}" in
   start) start "${2:-3}" ;;
+  add) add ;;
   status) status ;;
   stop) stop ;;
-  *) echo "usage: $0 start [N] | status | stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start [N] | add | status | stop" >&2; exit 2 ;;
 esac

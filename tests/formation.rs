@@ -202,3 +202,49 @@ fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A field of INFO cluster on node `i` (None: it does not answer).
+fn info_field(c: &TestCluster, i: usize, field: &str) -> Option<u64> {
+    let mut n = redis::Client::open(c.url(i))
+        .ok()?
+        .get_connection_with_timeout(Duration::from_secs(1))
+        .ok()?;
+    let info: String = redis::cmd("INFO").arg("cluster").query(&mut n).ok()?;
+    let line = info.lines().find(|l| l.starts_with(field))?;
+    line.split(':').nth(1)?.trim().parse().ok()
+}
+
+#[test]
+fn killing_the_metadata_leader_during_the_moves_loses_nothing_and_the_moves_finish() {
+    let mut c = TestCluster::start(3, false, &[]);
+    let w = Workload::start(&c, 3);
+    let j = c.join(1, &[]);
+    // As soon as the new node is a member, the node leading the metadata dies mid-move.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        if let Some(l) = info_field(&c, j, "cluster_metadata_leader:").filter(|&l| l != 0) {
+            break l as usize - 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new node never learned the metadata leader"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    c.kill(leader);
+    std::thread::sleep(Duration::from_secs(2));
+    c.spawn(leader);
+    c.wait_served(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let hosted: Vec<Option<u64>> = (0..4)
+            .map(|i| info_field(&c, i, "cluster_vshard_replicas:"))
+            .collect();
+        if hosted.iter().all(|h| *h == Some(48)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas per node: {hosted:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    w.finish_and_check(&c);
+}

@@ -52,23 +52,34 @@ fn pack_leader(term: u64, leader: RaftId) -> u64 {
 /// The group id of the bus messages that tell a node a committed membership left it out of a
 /// group (`encode_removed`).
 pub const REMOVED_GROUP: u32 = u32::MAX - 1;
-const HINT_BYTES: usize = 18;
+const HINT_BYTES: usize = 26;
 
-/// A leader's hint to its peers: the groups it leads, their terms and their voters (a bit set),
-/// 18 bytes each, so that nodes without a replica of a vShard can route it too.
-pub fn encode_hints(led: impl Iterator<Item = (u16, u64, u64)>, out: &mut Vec<u8>) {
-    for (v, term, voters) in led {
-        out.extend_from_slice(&v.to_le_bytes());
-        out.extend_from_slice(&term.to_le_bytes());
-        out.extend_from_slice(&voters.to_le_bytes());
+/// What a leader tells its peers about a group it leads (`encode_hints`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hint {
+    pub group: u16,
+    pub term: u64,
+    /// The voters (a bit set) of the group's committed membership; 0 while a change is not
+    /// committed yet.
+    pub voters: u64,
+    /// The entry that set that membership.
+    pub conf_index: u64,
+}
+
+/// A leader's hint to its peers about the groups it leads, 26 bytes each: nodes without a
+/// replica of a vShard route it by them, and a replica that a committed membership left out
+/// learns it from them (its removal notice may have been lost).
+pub fn encode_hints(led: impl Iterator<Item = Hint>, out: &mut Vec<u8>) {
+    for h in led {
+        out.extend_from_slice(&h.group.to_le_bytes());
+        out.extend_from_slice(&h.term.to_le_bytes());
+        out.extend_from_slice(&h.voters.to_le_bytes());
+        out.extend_from_slice(&h.conf_index.to_le_bytes());
     }
 }
 
-/// The `(group, term, voters)` of a hint, or why it is malformed.
-pub fn decode_hints(
-    b: &[u8],
-    groups: usize,
-) -> Result<impl Iterator<Item = (u16, u64, u64)> + '_, String> {
+/// The hints of a message, or why it is malformed.
+pub fn decode_hints(b: &[u8], groups: usize) -> Result<impl Iterator<Item = Hint> + '_, String> {
     if b.len() % HINT_BYTES != 0 {
         return Err(format!(
             "a leader hint of {} bytes (not a multiple of {HINT_BYTES})",
@@ -84,12 +95,11 @@ pub fn decode_hints(
             u16::from_le_bytes([c[0], c[1]])
         ));
     }
-    Ok(b.chunks_exact(HINT_BYTES).map(|c| {
-        (
-            u16::from_le_bytes([c[0], c[1]]),
-            u64::from_le_bytes(c[2..10].try_into().expect("8")),
-            u64::from_le_bytes(c[10..18].try_into().expect("8")),
-        )
+    Ok(b.chunks_exact(HINT_BYTES).map(|c| Hint {
+        group: u16::from_le_bytes([c[0], c[1]]),
+        term: u64::from_le_bytes(c[2..10].try_into().expect("8")),
+        voters: u64::from_le_bytes(c[10..18].try_into().expect("8")),
+        conf_index: u64::from_le_bytes(c[18..26].try_into().expect("8")),
     }))
 }
 
@@ -570,17 +580,28 @@ mod tests {
     #[test]
     fn hints_round_trip_and_malformed_ones_are_refused() {
         let mut b = Vec::new();
-        encode_hints(
-            [(0u16, 7u64, 0b111u64), (3, 1 << 40, 1 << 63)].into_iter(),
-            &mut b,
-        );
+        let hints = [
+            Hint {
+                group: 0,
+                term: 7,
+                voters: 0b111,
+                conf_index: 0,
+            },
+            Hint {
+                group: 3,
+                term: 1 << 40,
+                voters: 1 << 63,
+                conf_index: 12,
+            },
+        ];
+        encode_hints(hints.into_iter(), &mut b);
         let got: Vec<_> = decode_hints(&b, 4).unwrap().collect();
-        assert_eq!(got, vec![(0, 7, 0b111), (3, 1 << 40, 1 << 63)]);
+        assert_eq!(got, hints);
         assert!(
             decode_hints(&b[..9], 4)
                 .err()
                 .unwrap()
-                .contains("multiple of 18")
+                .contains("multiple of 26")
         );
         assert!(decode_hints(&b, 3).err().unwrap().contains("vShard 3"));
         let mut r = Vec::new();

@@ -366,12 +366,8 @@ impl Replicas {
         for m in msgs {
             let g = m.group;
             if g == super::HINTS_GROUP {
-                for (v, term, voters) in super::decode_hints(m.payload, self.groups.len())? {
-                    let v = VShardId(v);
-                    self.c.note_leader(v, term, peer);
-                    if v.0 < self.meta_g as u16 && self.c.leader(v) == peer && voters != 0 {
-                        self.c.set_replicas(v, voters);
-                    }
+                for h in super::decode_hints(m.payload, self.groups.len())? {
+                    self.hint(peer, h);
                 }
                 continue;
             }
@@ -510,8 +506,14 @@ impl Replicas {
         payload.clear();
         let led = self.groups.iter().enumerate().filter_map(|(v, g)| {
             let g = g.as_ref()?;
+            let committed = g.conf_index() <= g.commit_index();
             let voters = super::mask(g.membership().voters.iter().copied());
-            (g.role() == raft::Role::Leader).then(|| (v as u16, g.term(), voters))
+            (g.role() == raft::Role::Leader).then(|| super::Hint {
+                group: v as u16,
+                term: g.term(),
+                voters: if committed { voters } else { 0 },
+                conf_index: g.conf_index(),
+            })
         });
         super::encode_hints(led, &mut payload);
         if !payload.is_empty() {

@@ -72,6 +72,29 @@ impl Replicas {
         }
     }
 
+    /// A leader's hint from `peer`: routing learns the leader and voters; a replica here that
+    /// the committed voters leave out (and that is no learner either: learners are not in the
+    /// hint) is dropped if this node is not placed there any more.
+    pub(super) fn hint(&mut self, peer: RaftId, h: super::super::Hint) {
+        let v = VShardId(h.group);
+        self.c.note_leader(v, h.term, peer);
+        if h.group as u32 >= self.meta_g || h.voters == 0 {
+            return;
+        }
+        if self.c.leader(v) == peer {
+            self.c.set_replicas(v, h.voters);
+        }
+        let me = super::super::mask(std::iter::once(self.c.me));
+        if h.voters & me == 0
+            && !self.c.is_target(v)
+            && self.groups[h.group as usize]
+                .as_ref()
+                .is_some_and(|g| !g.membership().learners.contains(&self.c.me))
+        {
+            self.removed_notice(h.group as u32, h.conf_index);
+        }
+    }
+
     /// A leader says a committed membership of `g` (set by entry `index`) leaves this node
     /// out. Dropped unless this replica already holds a later membership that includes it
     /// (a notice delayed past a re-add).
