@@ -1,11 +1,9 @@
 //! The cluster's metadata as a replicated state machine (issue 3, cluster formation, step 1 in
 //! ARCHITECTURE.md): the cluster id, an epoch bumped by every change, the nodes, and where every
-//! vShard's replicas are. Sans-IO and deterministic: the metadata group feeds it committed
-//! commands, every node applies them in the same order and holds the same state; `target`
-//! says where replicas should go (the vShards' leaders walk their groups there with
-//! `raft::conf::next_change` and report back with `SetReplicas`).
-//!
-//! Not wired yet: the member list is still static config (`cluster-nodes`).
+//! vShard's replicas are to be. Sans-IO and deterministic: the metadata group feeds it committed
+//! commands, every node applies them in the same order and holds the same state; the vShards'
+//! leaders walk their groups to `replicas` with `raft::conf::next_change`. (`SetReplicas` and
+//! `RemoveNode` are for removing nodes, which is not wired yet.)
 
 use crate::placement::{self, NodeId, NodeSpec, Placement, PlacementError, Replica};
 use std::net::{IpAddr, SocketAddr};

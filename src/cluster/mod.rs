@@ -1,11 +1,13 @@
-//! A replicated cluster as this node sees it (issue 3): the static member list, the placement of
-//! every vShard's replicas, the leader each vShard's local replica knows (the routing table the
-//! connections read), and the sockets the bus acceptor hands to shard threads.
+//! A replicated cluster as this node sees it (issue 3): the members (their addresses), where
+//! every vShard's replicas are and are to be, the leader of every vShard this node knows (the
+//! routing table the connections read: from its own replicas and the leaders' hints), and the
+//! sockets the bus acceptor hands to shard threads.
 //!
-//! Members come from `cluster-nodes`, in the same order on every node: member `i` (0-based) has
-//! Raft id `i + 1` and its cluster bus on its client port + 10000. The cluster id is a hash of the
-//! list, the vShard count and the replication factor, so differently configured nodes refuse
-//! each other's handshakes.
+//! A cluster starts from `cluster-nodes`, in the same order on every node: member `i`
+//! (0-based) has id `i + 1` and its cluster bus on its client port + 10000. The cluster id is a
+//! hash of the list, the vShard count and the replication factor, so differently configured
+//! nodes refuse each other's handshakes. Nodes that join later (`join.rs`) get the next ids from
+//! the metadata group (`replica/meta.rs`), which publishes every member here.
 
 pub mod bus;
 pub mod join;
@@ -360,6 +362,10 @@ impl Cluster {
     /// The members `v`'s group started with (empty on a node that joined).
     pub fn initial(&self, v: VShardId) -> Vec<RaftId> {
         self.initial[v.0 as usize].clone()
+    }
+
+    pub fn target_mask(&self, v: VShardId) -> u64 {
+        self.targets[v.0 as usize].load(Ordering::Acquire)
     }
 
     pub fn is_target(&self, v: VShardId) -> bool {

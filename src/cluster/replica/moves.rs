@@ -168,12 +168,11 @@ impl Replicas {
             }
             let m = grp.membership();
             catching_up += !m.learners.is_empty() as usize;
-            let target = self.c.target(VShardId(g as u16));
-            let same = m.learners.is_empty()
-                && m.voters.len() == target.len()
-                && target.iter().all(|t| m.voters.contains(t));
-            if !target.is_empty() && !same {
-                off_target.push((g, target));
+            // Bit sets: no allocation for the groups already in place (nearly all of them).
+            let target = self.c.target_mask(VShardId(g as u16));
+            let voters = super::super::mask(m.voters.iter().copied());
+            if target != 0 && (target != voters || !m.learners.is_empty()) {
+                off_target.push((g, self.c.target(VShardId(g as u16))));
             }
         }
         for (g, target) in off_target {
