@@ -247,10 +247,15 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], t: &mut String) {
                     .iter()
                     .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
                     .sum();
+                let moving: usize = c
+                    .moving
+                    .iter()
+                    .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
+                    .sum();
                 let meta = shardline_shards::slot::VShardId(c.meta_group() as u16);
                 let _ = write!(
                     t,
-                    "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\ncluster_metadata_leader:{}\r\n",
+                    "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\ncluster_moves_pending:{moving}\r\ncluster_metadata_leader:{}\r\n",
                     c.me,
                     c.leader(meta)
                 );

@@ -248,3 +248,56 @@ fn killing_the_metadata_leader_during_the_moves_loses_nothing_and_the_moves_fini
     }
     w.finish_and_check(&c);
 }
+
+/// Waits until `f` holds, or fails with what it last saw.
+fn wait_for<T: std::fmt::Debug>(what: &str, secs: u64, mut f: impl FnMut() -> (bool, T)) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (ok, seen) = f();
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_one_node_cluster_grows_to_three_replicas_and_its_metadata_survives_the_first_node() {
+    let mut c = TestCluster::start(1, false, &[]);
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..500 {
+        let _: () = conn.set(format!("k{i}"), i).unwrap();
+    }
+    // Two nodes join: every vShard gets three replicas (RF 3 once there are three nodes), so
+    // every node holds every key.
+    c.join(0, &[]);
+    c.join(0, &[]);
+    wait_for("three replicas of every vShard", 60, || {
+        let h: Vec<_> = (0..3)
+            .map(|i| info_field(&c, i, "cluster_vshard_replicas:"))
+            .collect();
+        // Moves pending anywhere: a group may still have two voters and a learner.
+        let pending: Vec<_> = (0..3)
+            .map(|i| info_field(&c, i, "cluster_moves_pending:"))
+            .collect();
+        let done = h.iter().all(|x| *x == Some(64))
+            && pending.iter().all(|x| *x == Some(0))
+            && sizes(&c) == [500, 500, 500];
+        (done, (h, pending, sizes(&c)))
+    });
+    // The metadata group got voters on the new nodes too: with the first node dead, a fourth
+    // node still joins (through the second) and gets its share.
+    c.kill(0);
+    let j = c.join(1, &[]);
+    wait_for("the fourth node's share", 60, || {
+        let h = info_field(&c, j, "cluster_vshard_replicas:");
+        (h == Some(48), h)
+    });
+    c.wait_served(Duration::from_secs(30));
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..500 {
+        let v: i64 = conn.get(format!("k{i}")).unwrap();
+        assert_eq!(v, i);
+    }
+}

@@ -174,7 +174,9 @@ impl Meta {
             .iter()
             .map(|n| NodeSpec { id: n.id, threads })
             .collect();
-        let p = placement::place(&specs, vshards, rf).map_err(MetaError::Placement)?;
+        // `rf` is what is asked for: fewer replicas while the cluster is smaller.
+        let placed = rf.min(nodes.len() as u8).max(1);
+        let p = placement::place(&specs, vshards, placed).map_err(MetaError::Placement)?;
         Ok(Meta {
             cluster_id,
             epoch: 1,

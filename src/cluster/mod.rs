@@ -172,8 +172,9 @@ pub struct Cluster {
     initial: Vec<Vec<RaftId>>,
     pub layout: VShardLayout,
     pub threads: usize,
-    /// The replication factor asked for.
-    pub rf: u8,
+    /// The replication factor the metadata aims for as the cluster grows: `cluster-replicas`,
+    /// or 3 when it is not set (a 1-node cluster becomes RF 3 once it has 3 nodes).
+    pub rf_wanted: u8,
     /// The static member list this cluster started from (`cluster-nodes`), `(client, bus)` by
     /// id - 1; empty on a node that joined (its metadata comes from the metadata group).
     pub bootstrap: Vec<(SocketAddr, SocketAddr)>,
@@ -192,6 +193,9 @@ pub struct Cluster {
     pub node_timeout_ms: u64,
     /// Per shard thread, the vShard replicas it drives (INFO's `cluster_vshard_replicas`).
     pub hosted: Vec<std::sync::atomic::AtomicUsize>,
+    /// Per shard thread, the groups it leads that are not yet where the metadata places them
+    /// (INFO's `cluster_moves_pending`; 0 on every node: the cluster is balanced).
+    pub moving: Vec<std::sync::atomic::AtomicUsize>,
     /// `cluster-routing proxy`: forward commands to their leader instead of answering MOVED.
     pub proxy: bool,
 }
@@ -242,7 +246,11 @@ impl Cluster {
         };
         let bootstrap: Vec<_> = nodes.iter().copied().zip(bus).collect();
         let members: Vec<_> = (1..).zip(bootstrap.iter().copied()).collect();
-        let mut cl = Cluster::assemble(cfg, layout, me, rf, cluster_id, bootstrap, &members);
+        let rf_wanted = match cfg.cluster_replicas {
+            0 => 3,
+            n => n as u8,
+        };
+        let mut cl = Cluster::assemble(cfg, layout, me, rf_wanted, cluster_id, bootstrap, &members);
         cl.initial = placement
             .replicas
             .iter()
@@ -260,7 +268,7 @@ impl Cluster {
         cfg: &crate::config::Config,
         layout: VShardLayout,
         me: RaftId,
-        rf: u8,
+        rf_wanted: u8,
         cluster_id: [u8; 16],
         bootstrap: Vec<(SocketAddr, SocketAddr)>,
         known: &[(RaftId, (SocketAddr, SocketAddr))],
@@ -272,7 +280,7 @@ impl Cluster {
         let threads = cfg.cores.len();
         Cluster {
             me,
-            rf,
+            rf_wanted,
             bootstrap,
             members: Mutex::new(members),
             members_version: AtomicU64::new(1),
@@ -291,6 +299,9 @@ impl Cluster {
             inbound_waker: (0..threads).map(|_| AtomicWaker::new()).collect(),
             node_timeout_ms: cfg.cluster_node_timeout_ms,
             hosted: (0..threads)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+            moving: (0..threads)
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),
             proxy: cfg.cluster_proxy,

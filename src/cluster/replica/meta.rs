@@ -30,7 +30,7 @@ pub(super) fn static_meta(c: &Cluster) -> Result<Option<Meta>, String> {
     Meta::from_list(
         c.cluster_id,
         c.layout.count() as usize,
-        c.rf,
+        c.rf_wanted,
         &c.bootstrap,
         c.threads as u16,
     )
@@ -136,6 +136,29 @@ impl Replicas {
             .map(|n| n.id.0)
             .find(|&id| !grp.membership().contains(id))
         else {
+            // Everyone holds the metadata: keep 3 voters once there are 3 nodes, 5 from 5
+            // (a cluster started from one node gets a fault-tolerant metadata group as it
+            // grows), promoting caught-up learners one at a time.
+            let want = match m.nodes.len() {
+                0..=2 => 1,
+                3 | 4 => 3,
+                _ => 5,
+            };
+            let conf = grp.membership();
+            if conf.voters.len() >= want {
+                return;
+            }
+            let ready = conf
+                .learners
+                .iter()
+                .copied()
+                .find(|&l| grp.progress(l).is_some_and(|p| p >= grp.commit_index()));
+            if let Some(l) = ready
+                && grp.propose_conf(ConfChange::Promote(l)).is_ok()
+            {
+                tracing::info!(node = l, "metadata group: a learner becomes a voter");
+                self.touch(g);
+            }
             return;
         };
         if grp.snapshot_id().index == 0 {

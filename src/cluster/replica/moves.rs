@@ -175,6 +175,7 @@ impl Replicas {
                 off_target.push((g, self.c.target(VShardId(g as u16))));
             }
         }
+        self.c.moving[self.shard].store(off_target.len(), std::sync::atomic::Ordering::Relaxed);
         for (g, target) in off_target {
             let grp = self.groups[g as usize].as_mut().expect("listed");
             let change = raft::conf::next_change(
