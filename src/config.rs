@@ -78,6 +78,15 @@ impl Config {
     }
 }
 
+/// One address, or none for an empty value.
+fn parse_one_addr(v: &str) -> Result<Option<SocketAddr>, String> {
+    match parse_addrs(v)?[..] {
+        [] => Ok(None),
+        [a] => Ok(Some(a)),
+        _ => Err("one address, not a list".into()),
+    }
+}
+
 fn parse_addrs(v: &str) -> Result<Vec<SocketAddr>, String> {
     let mut out = Vec::new();
     for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -260,12 +269,7 @@ pub static PARAMS: &[Param] = &[
         help: "Client address of any member of a running cluster: this node asks it to join (once; the answer is kept in the data directory's cluster.conf, which later starts use). Excludes cluster-nodes.",
         runtime: false,
         set: |c, v| {
-            let v = v.trim();
-            c.cluster_join = if v.is_empty() {
-                None
-            } else {
-                Some(parse_addrs(v)?.into_iter().next().ok_or("empty address")?)
-            };
+            c.cluster_join = parse_one_addr(v)?;
             Ok(())
         },
         get: |c| c.cluster_join.map(|a| a.to_string()).unwrap_or_default(),
@@ -275,12 +279,7 @@ pub static PARAMS: &[Param] = &[
         help: "With cluster-join: where this node's cluster bus listens and peers reach it (empty: the client address with port + 10000).",
         runtime: false,
         set: |c, v| {
-            let v = v.trim();
-            c.cluster_bus_addr = if v.is_empty() {
-                None
-            } else {
-                Some(parse_addrs(v)?.into_iter().next().ok_or("empty address")?)
-            };
+            c.cluster_bus_addr = parse_one_addr(v)?;
             Ok(())
         },
         get: |c| {

@@ -75,10 +75,15 @@ impl TestCluster {
     }
 
     pub fn spawn(&mut self, i: usize) {
+        self.spawn_with(i, &[], Stdio::inherit());
+    }
+
+    fn spawn_with(&mut self, i: usize, extra: &[&str], stderr: Stdio) {
         let child = self
             .command(i)
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start shardline");
         self.children[i] = Some(child);
@@ -119,14 +124,7 @@ impl TestCluster {
         self.links.push((0..=i).map(|_| None).collect());
         self.children.push(None);
         self.joined_via.push(Some(via));
-        let child = self
-            .command(i)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start shardline");
-        self.children[i] = Some(child);
+        self.spawn_with(i, extra, Stdio::piped());
         i
     }
 
