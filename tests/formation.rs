@@ -27,7 +27,7 @@ fn join_by_hand(
             .arg(1)
             .arg(64)
             .arg(1)
-            .arg(2)
+            .arg(200)
             .query::<redis::Value>(&mut conn);
         match &r {
             Err(e) if e.code() == Some("NOTLEADER") => {
@@ -102,6 +102,22 @@ fn a_node_joins_by_naming_any_member_routes_every_slot_and_keeps_its_id() {
     let info = c.info(0).unwrap();
     assert!(info.contains("cluster_known_nodes:4"), "{info}");
 
+    // A node speaking no wire version of the cluster's is refused by any member, with the reason.
+    let mut n0 = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let e = redis::cmd("CLUSTER")
+        .arg("JOIN")
+        .arg("127.0.0.1:1")
+        .arg("127.0.0.1:2")
+        .arg(1)
+        .arg(64)
+        .arg(200)
+        .arg(201)
+        .query::<redis::Value>(&mut n0)
+        .unwrap_err();
+    assert!(e.to_string().contains("wire versions 200..=201"), "{e}");
     // A node that runs another number of shard threads is refused, and says why.
     let k = c.join(1, &["--cores", "0,1"]);
     let (status, err) = c.wait_exit(k, Duration::from_secs(30));

@@ -8,8 +8,11 @@
 
 /// Wire versions this build speaks; a peer must share one.
 /// 2: Raft snapshots travel in chunks and carry the group's membership.
-pub const WIRE_MIN: u8 = 2;
-pub const WIRE_MAX: u8 = 2;
+/// 3: control messages in batches (leader hints, removal notices: group ids `u32::MAX` and
+///    `u32::MAX - 1`) and the metadata group (a version-2 node would close the connection on
+///    them, so the handshake refuses it with the reason instead).
+pub const WIRE_MIN: u8 = 3;
+pub const WIRE_MAX: u8 = 3;
 
 const FRAME: usize = 8;
 const KIND_HELLO: u8 = 1;
