@@ -12,6 +12,7 @@ const SNAPSHOT: u8 = 5;
 const PRE_VOTE: u8 = 6;
 const PRE_VOTE_REPLY: u8 = 7;
 const SNAPSHOT_ACK: u8 = 8;
+const TIMEOUT_NOW: u8 = 9;
 
 /// Why a payload is not a message.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,6 +113,10 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
             out.extend_from_slice(&offset.to_le_bytes());
             out.extend_from_slice(&total.to_le_bytes());
             put_bytes(out, data);
+        }
+        Msg::TimeoutNow { term } => {
+            out.push(TIMEOUT_NOW);
+            out.extend_from_slice(&term.to_le_bytes());
         }
         Msg::SnapshotAck { term, last, offset } => {
             out.push(SNAPSHOT_ACK);
@@ -244,6 +249,7 @@ pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
             total: r.u64()?,
             data: r.bytes()?.into(),
         },
+        TIMEOUT_NOW => Msg::TimeoutNow { term: r.u64()? },
         SNAPSHOT_ACK => Msg::SnapshotAck {
             term: r.u64()?,
             last: r.u64()?,
@@ -266,6 +272,7 @@ mod tests {
         vec![
             Msg::Vote { term: 3, last: id },
             Msg::PreVote { term: 4, last: id },
+            Msg::TimeoutNow { term: 6 },
             Msg::VoteReply {
                 term: 3,
                 granted: true,

@@ -211,6 +211,19 @@ impl Group {
         }
     }
 
+    /// Leader: hands leadership to voter `to` (a `TimeoutNow`, on which it stands at once in
+    /// the next term), if every follower holds every entry and knows it committed, so `to`
+    /// wins and nothing is in flight. This replica leads until it hears the next term. Whether
+    /// the handover was sent; nothing changes otherwise.
+    pub fn transfer_leader(&mut self, to: NodeId) -> bool {
+        if !self.settled() || to == self.cfg.id || !self.conf.is_voter(to) {
+            return false;
+        }
+        let term = self.term;
+        self.send(to, Msg::TimeoutNow { term });
+        true
+    }
+
     /// Leader: every follower holds every entry and knows it committed.
     fn settled(&self) -> bool {
         let last = self.last().index;
@@ -563,6 +576,8 @@ impl Group {
             Msg::Vote { .. } | Msg::PreVote { .. } | Msg::Append { .. } | Msg::Snapshot { .. } => {
                 true
             }
+            // Only from the leader this replica follows, in its term (checked below).
+            Msg::TimeoutNow { .. } => self.leader == Some(from),
         };
         if !known {
             return;
@@ -613,6 +628,11 @@ impl Group {
                     // and catches up instead of asking forever.
                     self.quiet = false;
                     self.send_append(from);
+                }
+            }
+            Msg::TimeoutNow { term } => {
+                if term == self.term && self.role == Role::Follower && self.is_voter() {
+                    self.campaign();
                 }
             }
             Msg::PreVoteReply { term, granted } => {

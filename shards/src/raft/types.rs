@@ -90,6 +90,11 @@ pub enum Msg {
         term: u64,
         granted: bool,
     },
+    /// The leader of `term` hands its leadership over: stand for election now (no pre-vote
+    /// round). Sent only to a voter whose log matches the leader's (`Group::transfer_leader`).
+    TimeoutNow {
+        term: u64,
+    },
 }
 
 impl Msg {
@@ -102,7 +107,8 @@ impl Msg {
             | Msg::Snapshot { term, .. }
             | Msg::SnapshotAck { term, .. }
             | Msg::PreVote { term, .. }
-            | Msg::PreVoteReply { term, .. } => *term,
+            | Msg::PreVoteReply { term, .. }
+            | Msg::TimeoutNow { term } => *term,
         }
     }
 }

@@ -236,6 +236,52 @@ fn a_lost_leader_is_replaced_by_one_election_without_a_split_vote() {
     }
 }
 
+/// A settled leader hands its leadership to a chosen voter: one election in the next term,
+/// won by that voter, nothing lost; an unsettled leader (a follower behind) refuses, as does a
+/// transfer to a non-voter or to itself. A `TimeoutNow` from anyone but the leader is ignored.
+#[test]
+fn a_settled_leader_hands_leadership_to_the_voter_it_names() {
+    for seed in 0..20 {
+        let mut sim = Sim::new(seed, &[1, 2, 3]);
+        sim.converge();
+        let run =
+            |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
+        run(&mut sim, 20);
+        let leader = sim.leader();
+        let term = sim.group(leader).term();
+        let to = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
+        let other = *sim
+            .nodes
+            .keys()
+            .find(|&&id| id != leader && id != to)
+            .unwrap();
+        assert!(!sim.group(leader).transfer_leader(leader), "seed {seed}");
+        assert!(
+            !sim.group(leader).transfer_leader(9),
+            "seed {seed}: not a member"
+        );
+        // Not from the leader: ignored.
+        sim.group(to).step(other, Msg::TimeoutNow { term });
+        assert_eq!(sim.group(to).role(), Role::Follower, "seed {seed}");
+        let applied = sim.applied.len();
+        assert!(sim.group(leader).transfer_leader(to), "seed {seed}");
+        sim.drain(leader);
+        run(&mut sim, 5);
+        assert_eq!(sim.group(to).role(), Role::Leader, "seed {seed}");
+        assert_eq!(sim.group(to).term(), term + 1, "seed {seed}: one election");
+        assert_eq!(sim.group(leader).role(), Role::Follower, "seed {seed}");
+        // The new leader commits; nothing committed before is lost (the sim checks every
+        // replica's applied entries against each other as it goes).
+        sim.group(to).propose(b"after".to_vec()).unwrap();
+        sim.drain(to);
+        run(&mut sim, 20);
+        assert!(sim.applied.len() > applied, "seed {seed}");
+        // A proposal not yet replicated: the leader is not settled and refuses to hand over.
+        sim.group(to).propose(b"in flight".to_vec()).unwrap();
+        assert!(!sim.group(to).transfer_leader(leader), "seed {seed}");
+    }
+}
+
 /// A replica that restarts while its group is quiet learns the leader and catches up: its
 /// pre-vote is refused (the leader lives), but it wakes the quiet leader, which answers with an
 /// append (regression: the restarted replica used to ask forever, never told who leads).
