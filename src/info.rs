@@ -253,9 +253,12 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], t: &mut String) {
                     .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
                     .sum();
                 let meta = shardline_shards::slot::VShardId(c.meta_group() as u16);
+                let led = (0..c.meta_group())
+                    .filter(|&v| c.leader(shardline_shards::slot::VShardId(v as u16)) == c.me)
+                    .count();
                 let _ = write!(
                     t,
-                    "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\ncluster_moves_pending:{moving}\r\ncluster_metadata_leader:{}\r\n",
+                    "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\ncluster_vshards_led:{led}\r\ncluster_moves_pending:{moving}\r\ncluster_metadata_leader:{}\r\n",
                     c.me,
                     c.leader(meta)
                 );

@@ -164,23 +164,7 @@ fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
     // Every vShard (64) has exactly three replicas, a quarter of them on the new node.
     let hosted = |c: &TestCluster| -> Vec<u64> {
         (0..c.ports.len())
-            .map(|i| {
-                let mut n = redis::Client::open(c.url(i))
-                    .unwrap()
-                    .get_connection()
-                    .unwrap();
-                let info: String = redis::cmd("INFO").arg("cluster").query(&mut n).unwrap();
-                let line = info
-                    .lines()
-                    .find(|l| l.starts_with("cluster_vshard_replicas:"));
-                line.unwrap()
-                    .split(':')
-                    .nth(1)
-                    .unwrap()
-                    .trim()
-                    .parse()
-                    .unwrap()
-            })
+            .map(|i| info_field(c, i, "cluster_vshard_replicas:").expect("answers"))
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -194,6 +178,13 @@ fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
     }
     let placed = hosted(&c);
     assert_eq!(placed[j], 48, "{placed:?}");
+    // Leaders follow the placement: once no move or handover is pending, every node leads
+    // its share (16 of 64; without handovers the new node led nothing).
+    c.wait_served(Duration::from_secs(30));
+    let led: Vec<_> = (0..c.ports.len())
+        .map(|i| info_field(&c, i, "cluster_vshards_led:").expect("answers"))
+        .collect();
+    assert!(led.iter().all(|&n| (15..=17).contains(&n)), "led: {led:?}");
     let check = |c: &TestCluster| {
         let mut conn = c.client().get_connection().unwrap();
         for i in 0..1_000 {
@@ -221,11 +212,7 @@ fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
 
 /// A field of INFO cluster on node `i` (None: it does not answer).
 fn info_field(c: &TestCluster, i: usize, field: &str) -> Option<u64> {
-    let mut n = redis::Client::open(c.url(i))
-        .ok()?
-        .get_connection_with_timeout(Duration::from_secs(1))
-        .ok()?;
-    let info: String = redis::cmd("INFO").arg("cluster").query(&mut n).ok()?;
+    let info = c.info_section(i, "cluster")?;
     let line = info.lines().find(|l| l.starts_with(field))?;
     line.split(':').nth(1)?.trim().parse().ok()
 }

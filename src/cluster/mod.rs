@@ -167,6 +167,9 @@ pub struct Cluster {
     /// Per vShard, the bit set of the members that are to hold its replicas (the metadata's
     /// placement): the vShards' leaders move their groups there.
     targets: Vec<AtomicU64>,
+    /// Per vShard, the member that should lead it (the first of its placement; 0: unknown):
+    /// placement spreads these evenly, and leaders hand over to them (`moves::drive_moves`).
+    preferred: Vec<AtomicU64>,
     /// Per vShard, the members its group started with: the static list's placement (empty on
     /// a node that joined). Never changes.
     initial: Vec<Vec<RaftId>>,
@@ -287,6 +290,7 @@ impl Cluster {
             cluster_id,
             replicas: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
             targets: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
+            preferred: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
             initial: vec![Vec::new(); layout.count() as usize],
             layout,
             threads,
@@ -352,6 +356,8 @@ impl Cluster {
         for (v, set) in replicas.iter().enumerate() {
             let m = mask(set.iter().map(|r| r.node.0));
             self.targets[v].store(m, Ordering::Release);
+            let first = set.first().map_or(0, |r| r.node.0);
+            self.preferred[v].store(first, Ordering::Release);
         }
     }
 
@@ -373,6 +379,11 @@ impl Cluster {
     /// The members `v`'s group started with (empty on a node that joined).
     pub fn initial(&self, v: VShardId) -> Vec<RaftId> {
         self.initial[v.0 as usize].clone()
+    }
+
+    /// The member that should lead `v` (0: unknown).
+    pub fn preferred(&self, v: VShardId) -> RaftId {
+        self.preferred[v.0 as usize].load(Ordering::Acquire)
     }
 
     pub fn target_mask(&self, v: VShardId) -> u64 {

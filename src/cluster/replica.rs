@@ -187,6 +187,8 @@ pub struct Replicas {
     seed: u64,
     /// When leaders next look for groups to move (`moves::drive_moves`).
     moves_due: Instant,
+    /// Per group, when its leadership may be handed over again.
+    handover_at: Vec<Option<Instant>>,
 }
 
 impl Replicas {
@@ -341,6 +343,7 @@ impl Replicas {
             chunk_bytes: cfg.snapshot_chunk_bytes as usize,
             seed,
             moves_due: Instant::now(),
+            handover_at: vec![None; count],
             c,
         })
     }
@@ -957,7 +960,7 @@ impl Shard {
         }
         if now >= r.moves_due {
             r.moves_due = now + moves::MOVES_PERIOD;
-            r.drive_moves();
+            r.drive_moves(now);
         }
         let mut readies = readies;
         for (_, mut ready) in readies.drain(..) {

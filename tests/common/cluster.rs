@@ -4,6 +4,7 @@
 
 use shardline_testkit::faultproxy::FaultProxy;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -124,8 +125,15 @@ impl TestCluster {
         self.links.push((0..=i).map(|_| None).collect());
         self.children.push(None);
         self.joined_via.push(Some(via));
-        self.spawn_with(i, extra, Stdio::piped());
+        // Its stderr goes to a file, not a pipe: a pipe nobody reads would stall a node that
+        // logs more than the pipe holds.
+        let log = std::fs::File::create(self.stderr_path(i)).expect("node log");
+        self.spawn_with(i, extra, Stdio::from(log));
         i
+    }
+
+    fn stderr_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node-{i}.stderr"))
     }
 
     /// Waits for node `i` (added by `join`) to exit on its own: its status and what it printed
@@ -135,10 +143,7 @@ impl TestCluster {
         loop {
             let child = self.children[i].as_mut().unwrap();
             if let Some(st) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(e) = child.stderr.as_mut() {
-                    std::io::Read::read_to_string(e, &mut err).unwrap();
-                }
+                let err = std::fs::read_to_string(self.stderr_path(i)).unwrap_or_default();
                 self.children[i] = None;
                 return (st, err);
             }
@@ -253,8 +258,40 @@ impl TestCluster {
         redis::cmd("CLUSTER").arg("INFO").query(&mut conn).ok()
     }
 
-    /// Waits until every running node sees a leader for every slot.
+    /// Waits until every running node sees a leader for every slot, and no node has moves or
+    /// leadership handovers pending (so tests that look up a key's leader see a stable one).
     pub fn wait_served(&self, timeout: Duration) {
+        self.wait_slots(timeout);
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.ports.len() {
+            if self.children[i].is_none() {
+                continue;
+            }
+            loop {
+                let info = self.info_section(i, "cluster");
+                if info
+                    .as_deref()
+                    .is_some_and(|s| s.contains("cluster_moves_pending:0\r\n"))
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i}: moves still pending after {timeout:?}: {info:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// INFO `section` of node `i`, if it answers.
+    pub fn info_section(&self, i: usize, section: &str) -> Option<String> {
+        let c = redis::Client::open(self.url(i)).ok()?;
+        let mut conn = c.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
+        redis::cmd("INFO").arg(section).query(&mut conn).ok()
+    }
+
+    fn wait_slots(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         for i in 0..self.ports.len() {
             if self.children[i].is_none() {

@@ -212,11 +212,17 @@ impl Group {
     }
 
     /// Leader: hands leadership to voter `to` (a `TimeoutNow`, on which it stands at once in
-    /// the next term), if every follower holds every entry and knows it committed, so `to`
-    /// wins and nothing is in flight. This replica leads until it hears the next term. Whether
-    /// the handover was sent; nothing changes otherwise.
+    /// the next term), if everything in the log is committed and persisted here and `to` holds
+    /// all of it, so `to` can win and nothing is in flight. Other followers may lag (a dead
+    /// voter must not pin leadership where it is). This replica leads until it hears the next
+    /// term. Whether the handover was sent; nothing changes otherwise.
     pub fn transfer_leader(&mut self, to: NodeId) -> bool {
-        if !self.settled() || to == self.cfg.id || !self.conf.is_voter(to) {
+        let last = self.last().index;
+        let ready = self.role == Role::Leader
+            && self.commit == last
+            && self.unpersisted_from > last
+            && self.matched.get(&to) == Some(&last);
+        if !ready || to == self.cfg.id || !self.conf.is_voter(to) {
             return false;
         }
         let term = self.term;

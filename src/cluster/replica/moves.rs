@@ -12,6 +12,10 @@ use shardline_shards::raft::conf::{ConfChange, Membership};
 /// Groups of one shard thread that may have a learner catching up at once: each learner gets
 /// the vShard by snapshot, so this bounds what a join costs the leaders' threads at a time.
 const MOVES_MAX: usize = 4;
+/// Leadership handovers one shard thread starts per look, and how soon a group may be handed
+/// over again (a preferred leader that cannot win must not make its group flap).
+const HANDOVERS_MAX: usize = 8;
+const HANDOVER_AGAIN: Duration = Duration::from_secs(10);
 /// How often leaders look for groups to move.
 pub(super) const MOVES_PERIOD: Duration = Duration::from_millis(100);
 
@@ -150,8 +154,10 @@ impl Replicas {
     }
 
     /// On the leaders of this thread's vShards: the next membership change of groups that are
-    /// not where the metadata places them, at most `MOVES_MAX` learners catching up at once.
-    pub(super) fn drive_moves(&mut self) {
+    /// not where the metadata places them, at most `MOVES_MAX` learners catching up at once;
+    /// groups in place whose preferred leader is another live voter are handed over to it
+    /// (once settled: `Group::transfer_leader`), so leaders spread as the placement does.
+    pub(super) fn drive_moves(&mut self, now: Instant) {
         let hosted = self.groups[..self.meta_g as usize]
             .iter()
             .filter(|g| g.is_some())
@@ -159,6 +165,7 @@ impl Replicas {
         self.c.hosted[self.shard].store(hosted, std::sync::atomic::Ordering::Relaxed);
         let mut catching_up = 0;
         let mut off_target = Vec::new();
+        let mut handovers = Vec::new();
         for g in 0..self.meta_g {
             let Some(grp) = self.groups[g as usize].as_ref() else {
                 continue;
@@ -173,9 +180,31 @@ impl Replicas {
             let voters = super::super::mask(m.voters.iter().copied());
             if target != 0 && (target != voters || !m.learners.is_empty()) {
                 off_target.push((g, self.c.target(VShardId(g as u16))));
+                continue;
+            }
+            let p = self.c.preferred(VShardId(g as u16));
+            if p != 0 && p != self.c.me && m.is_voter(p) && self.c.is_up(p) {
+                handovers.push((g, p));
             }
         }
-        self.c.moving[self.shard].store(off_target.len(), std::sync::atomic::Ordering::Relaxed);
+        let mut started = 0;
+        for &(g, p) in &handovers {
+            if started == HANDOVERS_MAX || self.handover_at[g as usize].is_some_and(|t| now < t) {
+                continue;
+            }
+            if self.groups[g as usize]
+                .as_mut()
+                .is_some_and(|grp| grp.transfer_leader(p))
+            {
+                self.handover_at[g as usize] = Some(now + HANDOVER_AGAIN);
+                started += 1;
+                self.touch(g);
+            }
+        }
+        self.c.moving[self.shard].store(
+            off_target.len() + handovers.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for (g, target) in off_target {
             let grp = self.groups[g as usize].as_mut().expect("listed");
             let change = raft::conf::next_change(

@@ -279,6 +279,23 @@ fn a_settled_leader_hands_leadership_to_the_voter_it_names() {
         // A proposal not yet replicated: the leader is not settled and refuses to hand over.
         sim.group(to).propose(b"in flight".to_vec()).unwrap();
         assert!(!sim.group(to).transfer_leader(leader), "seed {seed}");
+        // A voter cut off lags behind what commits next: it can no longer take over, but the
+        // caught-up one still can (regression: a dead voter pinned leadership where it was).
+        run(&mut sim, 20);
+        sim.isolate(other);
+        sim.group(to)
+            .propose(b"while other is away".to_vec())
+            .unwrap();
+        sim.drain(to);
+        run(&mut sim, 20);
+        assert_eq!(sim.group(to).role(), Role::Leader, "seed {seed}");
+        assert!(!sim.group(to).transfer_leader(other), "seed {seed}");
+        let term = sim.group(to).term();
+        assert!(sim.group(to).transfer_leader(leader), "seed {seed}");
+        sim.drain(to);
+        run(&mut sim, 5);
+        assert_eq!(sim.group(leader).role(), Role::Leader, "seed {seed}");
+        assert_eq!(sim.group(leader).term(), term + 1, "seed {seed}");
     }
 }
 
