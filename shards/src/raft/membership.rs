@@ -36,7 +36,11 @@ impl Group {
         }
         // One change at a time, and not before this leader committed in its own term: then
         // any two consecutive memberships share a majority.
-        if self.conf_index > self.commit || self.term_at(self.commit) != Some(self.term) {
+        // Nor while leadership is being handed over.
+        if self.conf_index > self.commit
+            || self.term_at(self.commit) != Some(self.term)
+            || self.transferring()
+        {
             return Err(ConfError::Pending);
         }
         let next = self.conf.apply(change)?;

@@ -66,6 +66,10 @@ pub struct Group {
     out: Vec<Envelope>,
     /// Leader: followers were told it is quiet. Follower: the leader said so; no election timer.
     quiet: bool,
+    /// Leader: ticks left of a leadership handover (0: none). While it runs the leader takes no
+    /// proposals (they would be lost when the target takes over, or make the target's log too
+    /// short to win) and stays awake, so the window ends even if the `TimeoutNow` was lost.
+    transfer_ticks: u32,
     /// Leader: peers heard from since the last quorum check, and ticks since it.
     active: HashSet<NodeId>,
     since_check: u32,
@@ -152,6 +156,7 @@ impl Group {
             rng,
             out: Vec::new(),
             quiet: false,
+            transfer_ticks: 0,
             active: HashSet::new(),
             since_check: 0,
             read_seq: 0,
@@ -227,7 +232,14 @@ impl Group {
         }
         let term = self.term;
         self.send(to, Msg::TimeoutNow { term });
+        self.transfer_ticks = self.cfg.election_ticks.max(1);
+        self.quiet = false;
         true
+    }
+
+    /// Leader: a handover is under way (`transfer_leader`): proposals are refused until it ends.
+    pub fn transferring(&self) -> bool {
+        self.role == Role::Leader && self.transfer_ticks > 0
     }
 
     /// Leader: every follower holds every entry and knows it committed.
@@ -381,6 +393,7 @@ impl Group {
         }
         self.role = Role::Follower;
         self.leader = leader;
+        self.transfer_ticks = 0;
         if leader.is_none() {
             // No leader to be quiet for: the election timer must run (a quiet leader deposed
             // by a higher term in a reply would otherwise wait for nobody, forever).
@@ -411,6 +424,7 @@ impl Group {
     fn campaign(&mut self) {
         self.term += 1;
         self.role = Role::Candidate;
+        self.transfer_ticks = 0;
         self.vote = Some(self.cfg.id);
         self.leader = None;
         self.hs_dirty = true;
@@ -519,6 +533,7 @@ impl Group {
         self.elapsed = self.elapsed.saturating_add(1);
         match self.role {
             Role::Leader => {
+                self.transfer_ticks = self.transfer_ticks.saturating_sub(1);
                 // Check quorum: a leader that has not heard from a majority for an election
                 // timeout steps down, so a cut-off leader stops serving (no split brain).
                 self.since_check += 1;
@@ -539,7 +554,7 @@ impl Group {
                 }
                 if self.elapsed >= self.cfg.heartbeat_ticks {
                     // Once everyone holds and knows everything, one last heartbeat says so.
-                    if self.settled() {
+                    if self.settled() && self.transfer_ticks == 0 {
                         self.quiet = true;
                     }
                     self.broadcast(true);
@@ -562,6 +577,10 @@ impl Group {
             return Err(NotLeader {
                 leader: self.leader,
             });
+        }
+        if self.transferring() {
+            // Not applied; the next leader is not known yet.
+            return Err(NotLeader { leader: None });
         }
         self.quiet = false;
         Ok(self.append_local(data.into()))

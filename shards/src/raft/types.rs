@@ -227,7 +227,8 @@ pub struct SnapshotIn {
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadSnapshot;
 
-/// Proposals go to the leader.
+/// Proposals go to the leader. Nothing was appended. `leader` is `None` when none is known,
+/// and on a leader that is handing over (`Group::transfer_leader`): retry shortly.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotLeader {
     pub leader: Option<NodeId>,

@@ -299,6 +299,47 @@ fn a_settled_leader_hands_leadership_to_the_voter_it_names() {
     }
 }
 
+/// While a handover runs the leader takes no proposal (it would be cut off by the target's
+/// election, or make the target's log too short to win); if the `TimeoutNow` is lost, the
+/// window closes after an election timeout and the leader takes proposals again.
+#[test]
+fn a_leader_handing_over_refuses_proposals_until_the_handover_ends() {
+    for seed in 0..20 {
+        let mut sim = Sim::new(seed, &[1, 2, 3]);
+        sim.converge();
+        let run =
+            |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
+        run(&mut sim, 20);
+        let leader = sim.leader();
+        let to = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
+        assert!(sim.group(leader).transfer_leader(to), "seed {seed}");
+        assert_eq!(
+            sim.group(leader).propose(b"x".to_vec()),
+            Err(NotLeader { leader: None }),
+            "seed {seed}"
+        );
+        assert_eq!(
+            sim.group(leader).propose_conf(ConfChange::AddLearner(9)),
+            Err(ConfError::Pending),
+            "seed {seed}"
+        );
+        // The TimeoutNow is lost: nobody stands, and the leader takes proposals again once
+        // an election timeout has passed.
+        sim.group(leader).out.clear();
+        let ticks = sim.group(leader).cfg.election_ticks;
+        for _ in 0..ticks {
+            assert!(sim.group(leader).transferring(), "seed {seed}");
+            sim.group(leader).tick();
+        }
+        assert!(!sim.group(leader).transferring(), "seed {seed}");
+        assert!(
+            sim.group(leader).propose(b"y".to_vec()).is_ok(),
+            "seed {seed}"
+        );
+        assert_eq!(sim.group(leader).role(), Role::Leader, "seed {seed}");
+    }
+}
+
 /// A replica that restarts while its group is quiet learns the leader and catches up: its
 /// pre-vote is refused (the leader lives), but it wakes the quiet leader, which answers with an
 /// append (regression: the restarted replica used to ask forever, never told who leads).
