@@ -4,6 +4,8 @@
 #                                  wait until every slot has a leader, print the addresses
 #   scripts/cluster.sh add         start one more node that joins the running cluster (through
 #                                  the first node; it takes its share of the replicas)
+#   scripts/cluster.sh remove I    node I hands its replicas to the others (CLUSTER FORGET), then
+#                                  leaves and exits; `start` skips it from then on
 #   scripts/cluster.sh status      each node's process and CLUSTER INFO
 #   scripts/cluster.sh stop        stop every node (SIGTERM)
 # Environment: BASE_PORT (7001), CLUSTER_DIR (/tmp/shardline-cluster: data and logs),
@@ -30,7 +32,7 @@ alive() { # pid -> exit 0 when the process runs (a zombie does not count)
 }
 
 ping() { # port -> exit 0 when the node answers
-  exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || return 1
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
   printf 'PING\r\n' >&3
   local line; read -r -t 1 line <&3 || true
   exec 3<&- 3>&-
@@ -38,7 +40,7 @@ ping() { # port -> exit 0 when the node answers
 }
 
 cluster_state() { # port -> prints ok/fail
-  exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || { echo down; return; }
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || { echo down; return; }
   printf '*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n' >&3
   local line state=unknown
   while read -r -t 1 line <&3; do
@@ -46,6 +48,27 @@ cluster_state() { # port -> prints ok/fail
   done
   exec 3<&- 3>&-
   echo "$state"
+}
+
+# One command to a node: prints the first line of its reply (`cmd port arg...`).
+cmd() {
+  local port=$1; shift
+  { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || { echo "-ERR node on port $port is down"; return; }
+  local req="*$#"$'\r\n' a
+  for a in "$@"; do req+="\$${#a}"$'\r\n'"$a"$'\r\n'; done
+  printf '%s' "$req" >&3
+  local line=""; read -r -t 5 line <&3 || true
+  exec 3<&- 3>&-
+  echo "${line%$'\r'}"
+}
+
+removed() { [ -f "$DIR/node-$1/REMOVED" ]; }
+
+# The first node that was not removed (joins go through it).
+first_member() {
+  local n; n=$(cat "$DIR/size")
+  for i in $(seq 1 "$n"); do removed "$i" || { echo "$i"; return; }; done
+  echo 1
 }
 
 # Starts node i (1-based): one of the first `listed` nodes from the static list, any later one
@@ -56,6 +79,7 @@ start_node() {
   if [ -f "$DIR/node-$i.pid" ] && alive "$(cat "$DIR/node-$i.pid")"; then
     echo "node $i (port $port) is already running"; return
   fi
+  if removed "$i"; then echo "node $i was removed from the cluster: not started"; return; fi
   local cores="" c
   for c in $(seq 0 $((CORES_PER_NODE - 1))); do
     cores+="${cores:+,}$(( ((i - 1) * CORES_PER_NODE + c) % ncpu ))"
@@ -63,7 +87,7 @@ start_node() {
   local nodes="" j
   for j in $(seq 1 "$listed"); do nodes+="${nodes:+,}127.0.0.1:$((BASE_PORT + j - 1))"; done
   local membership=(--cluster-nodes "$nodes")
-  [ "$i" -le "$listed" ] || membership=(--cluster-join "127.0.0.1:$BASE_PORT")
+  [ "$i" -le "$listed" ] || membership=(--cluster-join "127.0.0.1:$((BASE_PORT + $(first_member) - 1))")
   # shellcheck disable=SC2086
   "$shardline" --port "$port" --cores "$cores" --data-dir "$DIR/node-$i" \
     "${membership[@]}" ${REPLICAS:+--cluster-replicas "$REPLICAS"} --fsync "$FSYNC" \
@@ -83,7 +107,7 @@ start() {
   for i in $(seq 1 "$n"); do start_node "$i" "$listed" "$shardline"; done
   wait_up "$n"
   echo "cluster of $n nodes is up; data and logs under $DIR"
-  for i in $(seq 1 "$n"); do echo "127.0.0.1:$((BASE_PORT + i - 1))"; done
+  for i in $(seq 1 "$n"); do removed "$i" || echo "127.0.0.1:$((BASE_PORT + i - 1))"; done
 }
 
 add() {
@@ -101,6 +125,7 @@ wait_up() { # n: waits until nodes 1..n see a leader for every slot
   local deadline=$((SECONDS + 60))
   for i in $(seq 1 "$n"); do
     local port=$((BASE_PORT + i - 1))
+    removed "$i" && continue
     until [ "$(cluster_state "$port")" = ok ]; do
       if ! alive "$(cat "$DIR/node-$i.pid")"; then
         echo "node $i exited; its log:" >&2; tail -20 "$DIR/node-$i.log" >&2; exit 1
@@ -117,9 +142,41 @@ status() {
   for i in $(seq 1 "$n"); do
     local port=$((BASE_PORT + i - 1)) pid state
     pid=$(cat "$DIR/node-$i.pid" 2>/dev/null || echo "")
-    if alive "$pid"; then state="running (pid $pid), cluster_state:$(cluster_state "$port")"; else state="stopped"; fi
+    if alive "$pid"; then state="running (pid $pid), cluster_state:$(cluster_state "$port")";
+    elif removed "$i"; then state="removed from the cluster"; else state="stopped"; fi
     echo "node $i 127.0.0.1:$port $state"
   done
+}
+
+remove() {
+  local i=${1:?which node (1-based)}
+  local port=$((BASE_PORT + i - 1)) id="" line
+  { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || { echo "node $i (port $port) does not answer" >&2; exit 1; }
+  printf '*2\r\n$4\r\nINFO\r\n$7\r\ncluster\r\n' >&3
+  while read -r -t 1 line <&3; do
+    case "$line" in cluster_member_id:*) id=${line#cluster_member_id:}; id=${id%$'\r'}; break;; esac
+  done
+  exec 3<&- 3>&-
+  [ -n "$id" ] || { echo "node $i did not say its member id" >&2; exit 1; }
+  local via=$BASE_PORT n; n=$(cat "$DIR/size")
+  for j in $(seq 1 "$n"); do [ "$j" != "$i" ] && ! removed "$j" && { via=$((BASE_PORT + j - 1)); break; }; done
+  local reply
+  for _ in $(seq 1 16); do
+    reply=$(cmd "$via" CLUSTER FORGET "$id")
+    case "$reply" in
+      -NOTLEADER*) via=$(echo "$reply" | awk '{print $2}'); via=${via##*:} ;;
+      -TRYAGAIN*) sleep 0.2 ;;
+      *) break ;;
+    esac
+  done
+  [ "$reply" = "+OK" ] || { echo "CLUSTER FORGET $id: $reply" >&2; exit 1; }
+  echo "node $i (member $id) is leaving: its replicas move to the others"
+  local pid deadline=$((SECONDS + 300)); pid=$(cat "$DIR/node-$i.pid" 2>/dev/null || echo "")
+  while alive "$pid"; do
+    [ $SECONDS -lt $deadline ] || { echo "node $i still runs after 300 s (see cluster_moves_pending)" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "node $i left the cluster and exited"
 }
 
 stop() {
@@ -139,7 +196,8 @@ stop() {
 case "${1:-}" in
   start) start "${2:-3}" ;;
   add) add ;;
+  remove) remove "${2:-}" ;;
   status) status ;;
   stop) stop ;;
-  *) echo "usage: $0 start [N] | add | status | stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start [N] | add | remove I | status | stop" >&2; exit 2 ;;
 esac

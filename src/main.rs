@@ -91,6 +91,9 @@ fn run(cfg: config::Config) -> Result<(), String> {
     let addr = cfg.listen_addr();
     let bind = cfg.bind;
     let layout = shardline_shards::slot::VShardLayout::new(cfg.vshards).expect("validated");
+    if !cfg.cluster_nodes.is_empty() || cfg.cluster_join.is_some() {
+        cluster::check_not_removed(&cfg.data_dir)?;
+    }
     let cluster = if !cfg.cluster_nodes.is_empty() {
         Some(cluster::Cluster::new(&cfg, layout)?)
     } else if cfg.cluster_join.is_some() {

@@ -304,3 +304,98 @@ fn a_one_node_cluster_grows_to_three_replicas_and_its_metadata_survives_the_firs
         assert_eq!(v, i);
     }
 }
+
+/// `CLUSTER FORGET` sent to node `i`, following `-NOTLEADER` to the metadata leader.
+fn forget(c: &TestCluster, i: usize, node: &str) -> redis::RedisResult<()> {
+    let mut url = c.url(i);
+    for _ in 0..8 {
+        let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
+        let r = redis::cmd("CLUSTER")
+            .arg("FORGET")
+            .arg(node)
+            .query::<()>(&mut conn);
+        match &r {
+            Err(e) if e.code() == Some("NOTLEADER") => {
+                let addr = e.detail().unwrap().split_whitespace().next().unwrap();
+                url = format!("redis://{addr}/");
+            }
+            Err(e) if e.code() == Some("TRYAGAIN") => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            _ => return r,
+        }
+    }
+    panic!("CLUSTER FORGET kept being redirected")
+}
+
+fn known_nodes(c: &TestCluster, i: usize) -> usize {
+    let mut conn = redis::Client::open(c.url(i))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).unwrap();
+    nodes.lines().count()
+}
+
+#[test]
+fn a_node_removed_under_writes_hands_over_its_replicas_leaves_and_loses_nothing() {
+    let mut c = TestCluster::start(3, false, &[]);
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..1_000 {
+        let _: () = conn.set(format!("bulk:{i}"), i).unwrap();
+    }
+    c.join(0, &[]);
+    c.wait_served(Duration::from_secs(60));
+    let w = Workload::start(&c, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    // Node 1 (listed at start: it leads vShards and holds a metadata voter) is removed through
+    // node 0, by its CLUSTER NODES id.
+    let name: String = {
+        let mut n = redis::Client::open(c.url(1))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("CLUSTER").arg("MYID").query(&mut n).unwrap()
+    };
+    forget(&c, 0, &name).unwrap();
+    // It hands everything over, then exits by itself.
+    let (status, _) = c.wait_exit(1, Duration::from_secs(90));
+    assert!(status.success(), "{status:?}");
+    w.finish_and_check(&c);
+    // The three left hold every key three times; the metadata drops the node on every one.
+    let keys = 1_000 + KEYS as i64;
+    wait_for(
+        "the node dropped everywhere, every key on three nodes",
+        30,
+        || {
+            let s = sizes(&c);
+            let known: Vec<_> = [0, 2, 3].iter().map(|&i| known_nodes(&c, i)).collect();
+            let done = s[0] + s[2] + s[3] == 3 * keys && known == [3, 3, 3];
+            (done, (s, known))
+        },
+    );
+    c.wait_served(Duration::from_secs(30));
+    // It refuses to start again, saying why.
+    let (status, err) = c.start_expecting_failure(1);
+    assert!(!status.success());
+    assert!(err.contains("was removed from cluster"), "{err}");
+    // Three nodes for three replicas: none of them may leave.
+    let e = forget(&c, 2, "1").unwrap_err();
+    assert!(e.to_string().contains("would leave 2 node(s)"), "{e}");
+    let e = forget(&c, 2, "2").unwrap_err();
+    assert!(e.to_string().contains("unknown node"), "{e}");
+    // A restart of the three keeps everything.
+    for i in [0, 2, 3] {
+        c.kill(i);
+    }
+    for i in [0, 2, 3] {
+        c.spawn(i);
+    }
+    c.wait_served(Duration::from_secs(30));
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..1_000 {
+        let v: i64 = conn.get(format!("bulk:{i}")).unwrap();
+        assert_eq!(v, i);
+    }
+    assert_eq!(known_nodes(&c, 0), 3);
+}

@@ -2,8 +2,9 @@
 //! ARCHITECTURE.md): the cluster id, an epoch bumped by every change, the nodes, and where every
 //! vShard's replicas are to be. Sans-IO and deterministic: the metadata group feeds it committed
 //! commands, every node applies them in the same order and holds the same state; the vShards'
-//! leaders walk their groups to `replicas` with `raft::conf::next_change`. (`SetReplicas` and
-//! `RemoveNode` are for removing nodes, which is not wired yet.)
+//! leaders walk their groups to `replicas` with `raft::conf::next_change`. Removing a node is
+//! two commands: `RemoveNode` marks it leaving (the placement moves everything off it), and
+//! `Drained`, proposed by the metadata leader once no group holds a replica there, drops it.
 
 use crate::placement::{self, NodeId, NodeSpec, Placement, PlacementError, Replica};
 use std::net::{IpAddr, SocketAddr};
@@ -19,7 +20,8 @@ pub struct NodeInfo {
     pub client: SocketAddr,
     pub bus: SocketAddr,
     pub threads: u16,
-    /// Asked to leave: no new replicas go there; it is dropped once it holds none.
+    /// Asked to leave (`RemoveNode`): the placement holds nothing there; `Drained` drops it
+    /// once no group does either.
     pub leaving: bool,
 }
 
@@ -48,14 +50,12 @@ pub enum Cmd {
         bus: SocketAddr,
         threads: u16,
     },
-    RemoveNode {
-        id: NodeId,
-    },
-    /// A vShard's group now holds exactly these replicas (a move finished).
-    SetReplicas {
-        vshard: u16,
-        replicas: Vec<Replica>,
-    },
+    /// Start removing a node: it is marked leaving and the placement moves its replicas to
+    /// the others. Refused when fewer nodes than the replication factor would be left.
+    RemoveNode { id: NodeId },
+    /// A leaving node holds no replica of any group any more (the metadata leader saw every
+    /// group's committed voters leave it out): it stops being a member.
+    Drained { id: NodeId },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -66,8 +66,11 @@ pub enum Applied {
         id: NodeId,
         new: bool,
     },
-    Removed,
-    Set,
+    /// `RemoveNode`: `new` is false when the node was already leaving.
+    Leaving {
+        new: bool,
+    },
+    Dropped,
 }
 
 /// Why a command changed nothing (every replica refuses it the same way).
@@ -78,12 +81,16 @@ pub enum MetaError {
     UnknownNode(NodeId),
     /// A node with no shard threads, or more than a placement can name.
     BadThreads(u16),
-    UnknownVShard(u16),
-    /// Replicas on an unknown node, a thread it does not run, twice on one node, or none.
-    BadReplicas(&'static str),
     Placement(PlacementError),
     /// Every member id (`1..=NODES_MAX`) has been given out.
     Full,
+    /// Removing the node would leave `left` nodes for `rf` replicas per vShard.
+    TooFewNodes {
+        left: usize,
+        rf: usize,
+    },
+    /// `Drained` for a node that was not asked to leave.
+    NotLeaving(NodeId),
 }
 
 impl std::fmt::Display for MetaError {
@@ -96,10 +103,13 @@ impl std::fmt::Display for MetaError {
             ),
             MetaError::UnknownNode(id) => write!(f, "no node {} in this cluster", id.0),
             MetaError::BadThreads(t) => write!(f, "a node runs 1 to 1024 shard threads, not {t}"),
-            MetaError::UnknownVShard(v) => write!(f, "no vShard {v}"),
-            MetaError::BadReplicas(why) => write!(f, "bad replica set: {why}"),
             MetaError::Placement(e) => write!(f, "cannot place replicas: {e:?}"),
             MetaError::Full => write!(f, "a cluster has at most {NODES_MAX} members"),
+            MetaError::TooFewNodes { left, rf } => write!(
+                f,
+                "removing it would leave {left} node(s) for {rf} replicas per vShard: add a node first"
+            ),
+            MetaError::NotLeaving(id) => write!(f, "node {} is not leaving", id.0),
         }
     }
 }
@@ -208,10 +218,14 @@ impl Meta {
                         return Err(MetaError::AddressTaken(n.id));
                     }
                     // Joining again (an answer lost, a restart): the same id; a node that was
-                    // leaving stays a member after all.
+                    // leaving stays a member after all, and gets its share back.
                     let changed = std::mem::replace(&mut n.leaving, false);
                     let id = n.id;
                     if changed {
+                        self.retarget(|m| {
+                            let n = m.nodes.iter_mut().find(|n| n.id == id).expect("found");
+                            n.leaving = true;
+                        })?;
                         self.epoch += 1;
                     }
                     return Ok(Applied::Added { id, new: false });
@@ -230,63 +244,60 @@ impl Meta {
                 });
                 // Where the replicas are to be from now on: the vShards' leaders walk their
                 // groups there (`raft::conf::next_change`); the next change starts from it.
-                match self.target() {
-                    Ok(t) => self.replicas = t.replicas,
-                    Err(e) => {
-                        self.nodes.pop();
-                        self.next_id -= 1;
-                        return Err(e);
-                    }
-                }
+                self.retarget(|m| {
+                    m.nodes.pop();
+                    m.next_id -= 1;
+                })?;
                 Applied::Added { id, new: true }
             }
             Cmd::RemoveNode { id } => {
-                let n = self
-                    .nodes
-                    .iter_mut()
-                    .find(|n| n.id == *id)
-                    .ok_or(MetaError::UnknownNode(*id))?;
-                n.leaving = true;
-                self.drop_departed();
-                Applied::Removed
-            }
-            Cmd::SetReplicas { vshard, replicas } => {
-                if *vshard as usize >= self.replicas.len() {
-                    return Err(MetaError::UnknownVShard(*vshard));
+                let n = self.node(*id).ok_or(MetaError::UnknownNode(*id))?;
+                if n.leaving {
+                    return Ok(Applied::Leaving { new: false });
                 }
-                self.check_replicas(replicas)?;
-                self.replicas[*vshard as usize] = replicas.clone();
-                self.drop_departed();
-                Applied::Set
+                let staying = self.nodes.iter().filter(|n| !n.leaving).count();
+                let rf = (self.rf as usize).min(staying);
+                if staying - 1 < rf.max(1) {
+                    return Err(MetaError::TooFewNodes {
+                        left: staying - 1,
+                        rf: rf.max(1),
+                    });
+                }
+                let n = self.nodes.iter_mut().find(|n| n.id == *id).expect("found");
+                n.leaving = true;
+                self.retarget(|m| {
+                    let n = m.nodes.iter_mut().find(|n| n.id == *id).expect("found");
+                    n.leaving = false;
+                })?;
+                Applied::Leaving { new: true }
+            }
+            Cmd::Drained { id } => {
+                let n = self.node(*id).ok_or(MetaError::UnknownNode(*id))?;
+                if !n.leaving {
+                    return Err(MetaError::NotLeaving(*id));
+                }
+                debug_assert!(self.replicas.iter().flatten().all(|r| r.node != *id));
+                self.nodes.retain(|n| n.id != *id);
+                Applied::Dropped
             }
         };
         self.epoch += 1;
         Ok(applied)
     }
 
-    fn check_replicas(&self, replicas: &[Replica]) -> Result<(), MetaError> {
-        if replicas.is_empty() {
-            return Err(MetaError::BadReplicas("no replica"));
-        }
-        for (i, r) in replicas.iter().enumerate() {
-            let n = self
-                .node(r.node)
-                .ok_or(MetaError::BadReplicas("an unknown node"))?;
-            if r.thread >= n.threads {
-                return Err(MetaError::BadReplicas("a thread the node does not run"));
+    /// Recomputes where the replicas are to be after the nodes changed; on failure `undo`
+    /// restores the nodes and nothing changed.
+    fn retarget(&mut self, undo: impl FnOnce(&mut Meta)) -> Result<(), MetaError> {
+        match self.target() {
+            Ok(t) => {
+                self.replicas = t.replicas;
+                Ok(())
             }
-            if replicas[..i].iter().any(|o| o.node == r.node) {
-                return Err(MetaError::BadReplicas("two replicas on one node"));
+            Err(e) => {
+                undo(self);
+                Err(e)
             }
         }
-        Ok(())
-    }
-
-    /// Nodes that are leaving and hold no replica any more are gone.
-    fn drop_departed(&mut self) {
-        let replicas = &self.replicas;
-        self.nodes
-            .retain(|n| !n.leaving || replicas.iter().flatten().any(|r| r.node == n.id));
     }
 
     /// Where the replicas should be: on the nodes not leaving, `rf` of them per vShard (fewer
@@ -385,10 +396,9 @@ impl Cmd {
                 out.push(2);
                 out.extend_from_slice(&id.0.to_le_bytes());
             }
-            Cmd::SetReplicas { vshard, replicas } => {
+            Cmd::Drained { id } => {
                 out.push(3);
-                out.extend_from_slice(&vshard.to_le_bytes());
-                put_replicas(out, replicas);
+                out.extend_from_slice(&id.0.to_le_bytes());
             }
         }
     }
@@ -407,9 +417,8 @@ impl Cmd {
             2 => Cmd::RemoveNode {
                 id: NodeId(r.u64()?),
             },
-            3 => Cmd::SetReplicas {
-                vshard: r.u16()?,
-                replicas: r.replicas()?,
+            3 => Cmd::Drained {
+                id: NodeId(r.u64()?),
             },
             _ => return Err(DecodeError("unknown metadata command")),
         };
@@ -535,17 +544,6 @@ mod tests {
         }
     }
 
-    /// Every vShard's group reached `t` (its moves finished).
-    fn reach(m: &mut Meta, t: &Placement) {
-        for (v, set) in t.replicas.iter().enumerate() {
-            m.apply(&Cmd::SetReplicas {
-                vshard: v as u16,
-                replicas: set.clone(),
-            })
-            .unwrap();
-        }
-    }
-
     fn three_nodes() -> Meta {
         let mut m = Meta::bootstrap([9; 16], 16, 3, addr(7001), addr(17001), 2).unwrap();
         for p in [7002, 7003] {
@@ -659,7 +657,6 @@ mod tests {
         }
         // Once the groups got there, a fourth node takes its share: 3 x 16 / 4 = 12.
         let mut m = m;
-        reach(&mut m, &t);
         m.apply(&add(7004, 2)).unwrap();
         let t4 = m.target().unwrap();
         let moved = t4.moves_from(&t);
@@ -667,53 +664,85 @@ mod tests {
     }
 
     #[test]
-    fn a_leaving_node_gets_nothing_and_is_dropped_once_empty() {
+    fn a_leaving_node_gets_nothing_and_is_dropped_once_drained() {
         let mut m = three_nodes();
-        let t = m.target().unwrap();
-        reach(&mut m, &t);
         m.apply(&add(7004, 1)).unwrap();
-        m.apply(&Cmd::RemoveNode { id: NodeId(2) }).unwrap();
+        let before = m.replicas.clone();
+        let e = m.epoch;
+        assert_eq!(
+            m.apply(&Cmd::Drained { id: NodeId(2) }),
+            Err(MetaError::NotLeaving(NodeId(2)))
+        );
+        assert_eq!(
+            m.apply(&Cmd::RemoveNode { id: NodeId(2) }),
+            Ok(Applied::Leaving { new: true })
+        );
         assert!(
             m.node(NodeId(2)).is_some_and(|n| n.leaving),
-            "still holds replicas"
+            "a member while it drains"
         );
-        let t = m.target().unwrap();
-        assert!(t.replicas.iter().flatten().all(|r| r.node != NodeId(2)));
-        reach(&mut m, &t);
-        assert_eq!(m.node(NodeId(2)), None, "gone once it holds nothing");
+        assert!(m.replicas.iter().flatten().all(|r| r.node != NodeId(2)));
+        // Only what node 2 held moves: every other replica stays where it was.
+        for (v, (a, b)) in before.iter().zip(&m.replicas).enumerate() {
+            let kept = a
+                .iter()
+                .filter(|r| r.node != NodeId(2))
+                .all(|r| b.contains(r));
+            assert!(kept, "vShard {v}: {a:?} -> {b:?}");
+        }
+        assert_eq!(m.epoch, e + 1);
+        assert_eq!(
+            m.apply(&Cmd::RemoveNode { id: NodeId(2) }),
+            Ok(Applied::Leaving { new: false }),
+            "asking twice is harmless"
+        );
+        assert_eq!(
+            m.apply(&Cmd::Drained { id: NodeId(2) }),
+            Ok(Applied::Dropped)
+        );
+        assert_eq!(m.node(NodeId(2)), None);
         assert_eq!(
             m.apply(&Cmd::RemoveNode { id: NodeId(2) }),
             Err(MetaError::UnknownNode(NodeId(2)))
         );
+        // Three nodes for three replicas: none may leave.
+        let e = m.epoch;
+        assert_eq!(
+            m.apply(&Cmd::RemoveNode { id: NodeId(1) }),
+            Err(MetaError::TooFewNodes { left: 2, rf: 3 })
+        );
+        assert_eq!(m.epoch, e, "a refused change changes nothing");
+        assert!(m.nodes.iter().all(|n| !n.leaving));
     }
 
     #[test]
-    fn replica_sets_naming_what_does_not_exist_are_refused() {
+    fn a_leaving_node_that_joins_again_stays_and_gets_its_share_back() {
         let mut m = three_nodes();
-        let r = |node, thread| Replica {
-            node: NodeId(node),
-            thread,
-        };
-        for (replicas, why) in [
-            (vec![], "no replica"),
-            (vec![r(9, 0)], "an unknown node"),
-            (vec![r(1, 5)], "a thread the node does not run"),
-            (vec![r(1, 0), r(1, 1)], "two replicas on one node"),
-        ] {
-            assert_eq!(
-                m.apply(&Cmd::SetReplicas {
-                    vshard: 0,
-                    replicas
-                }),
-                Err(MetaError::BadReplicas(why))
-            );
-        }
+        m.apply(&add(7004, 2)).unwrap();
+        let placed = m.replicas.clone();
+        m.apply(&Cmd::RemoveNode { id: NodeId(4) }).unwrap();
         assert_eq!(
-            m.apply(&Cmd::SetReplicas {
-                vshard: 99,
-                replicas: vec![r(1, 0)]
-            }),
-            Err(MetaError::UnknownVShard(99))
+            m.apply(&add(7004, 2)),
+            Ok(Applied::Added {
+                id: NodeId(4),
+                new: false
+            })
+        );
+        assert!(!m.node(NodeId(4)).unwrap().leaving);
+        let share =
+            |r: &Vec<Vec<Replica>>| r.iter().flatten().filter(|r| r.node == NodeId(4)).count();
+        assert_eq!(share(&m.replicas), share(&placed));
+    }
+
+    #[test]
+    fn a_one_replica_cluster_can_shrink_to_one_node_but_not_to_none() {
+        let mut m = Meta::bootstrap([9; 16], 16, 1, addr(7001), addr(17001), 2).unwrap();
+        m.apply(&add(7002, 2)).unwrap();
+        m.apply(&Cmd::RemoveNode { id: NodeId(1) }).unwrap();
+        assert!(m.replicas.iter().flatten().all(|r| r.node == NodeId(2)));
+        assert_eq!(
+            m.apply(&Cmd::RemoveNode { id: NodeId(2) }),
+            Err(MetaError::TooFewNodes { left: 0, rf: 1 })
         );
     }
 
@@ -735,10 +764,7 @@ mod tests {
         let cmds = [
             add(7005, 2),
             Cmd::RemoveNode { id: NodeId(3) },
-            Cmd::SetReplicas {
-                vshard: 7,
-                replicas: m.replicas[7].clone(),
-            },
+            Cmd::Drained { id: NodeId(4) },
         ];
         for c in cmds {
             let mut b = Vec::new();

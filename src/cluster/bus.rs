@@ -45,8 +45,10 @@ pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(RaftId, usize), String> {
     }
     let id = u64::from_le_bytes(h.node_id[..8].try_into().expect("8"));
     let threads = u16::from_le_bytes(h.node_id[8..10].try_into().expect("2")) as usize;
-    if id == c.me || c.member(id).is_none() {
-        return Err(format!("it claims member id {id}, which is not a peer"));
+    if id == c.me || !c.may_be_member(id) {
+        return Err(format!(
+            "it claims member id {id}, which is not a peer (it was removed, or is this node)"
+        ));
     }
     if threads != c.threads {
         return Err(format!(
@@ -213,6 +215,12 @@ pub async fn dial_members(shard: Rc<Shard>, c: Arc<Cluster>) {
         let version = c.members_version.load(std::sync::atomic::Ordering::Acquire);
         if version != seen {
             seen = version;
+            // A removed member's dialer ends by itself (`dial`).
+            for (i, d) in dialing.iter_mut().enumerate() {
+                if c.member(i as RaftId + 1).is_none() {
+                    *d = false;
+                }
+            }
             for peer in c.member_ids() {
                 if peer != c.me && !std::mem::replace(&mut dialing[peer as usize - 1], true) {
                     monoio::spawn(dial(shard.clone(), c.clone(), peer));
@@ -224,13 +232,14 @@ pub async fn dial_members(shard: Rc<Shard>, c: Arc<Cluster>) {
 }
 
 /// Dials `peer`'s shard thread, then writes what the replicas queue for it (and a heartbeat
-/// frame when there is nothing else), reconnecting after any failure.
+/// frame when there is nothing else), reconnecting after any failure, until `peer` is no
+/// longer a member.
 pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
     use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
     let addr = c.bus_addr(peer);
     let heartbeat = Duration::from_millis((c.node_timeout_ms / 4).max(10));
     let mut logged = false;
-    loop {
+    while c.member(peer).is_some() {
         let connected = monoio::time::timeout(HANDSHAKE, async {
             let mut s = monoio::net::TcpStream::connect(addr).await?;
             let _ = s.set_nodelay(true);
@@ -283,6 +292,9 @@ pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
             let bytes = monoio::select! {
                 b = shard.outbox_ready(peer) => b,
                 _ = monoio::time::sleep(heartbeat) => {
+                    if c.member(peer).is_none() {
+                        break;
+                    }
                     let mut hb = Vec::new();
                     frame::encode_batch(&[], &mut hb);
                     hb
@@ -296,6 +308,11 @@ pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
         }
         monoio::time::sleep(Duration::from_millis(100)).await;
     }
+    tracing::info!(
+        peer,
+        shard = shard.id,
+        "cluster bus: peer removed from the cluster"
+    );
 }
 
 #[cfg(test)]
@@ -339,5 +356,19 @@ mod tests {
                 .unwrap_err()
                 .contains("not a peer")
         );
+    }
+
+    /// A node whose metadata is behind (restarted before it replayed a join) accepts a member
+    /// that joined since, so the metadata can reach it; a member it saw removed stays refused.
+    #[test]
+    fn a_newer_member_is_accepted_and_a_removed_one_refused() {
+        let a = cluster("7001");
+        let mut h = hello(&cluster("7002"), 0);
+        h.node_id[..8].copy_from_slice(&4u64.to_le_bytes());
+        assert_eq!(check_hello(&a, &h), Ok((4, 0)));
+        a.retain_members(&[1, 3]);
+        let h = hello(&cluster("7002"), 0);
+        assert!(check_hello(&a, &h).unwrap_err().contains("removed"));
+        assert_eq!(check_hello(&a, &hello(&cluster("7003"), 1)), Ok((3, 1)));
     }
 }

@@ -160,6 +160,10 @@ pub struct Cluster {
     members: Mutex<Vec<Option<MemberAddrs>>>,
     /// Bumped whenever `members` changes, so shard threads notice new peers to dial.
     pub members_version: AtomicU64,
+    /// The highest member id this node has known (ids are never reused): a peer with a higher
+    /// id joined after what this node's metadata has applied, and is accepted so the metadata
+    /// can catch up; a lower id that is not a member was removed, and is refused.
+    highest_member: AtomicU64,
     pub cluster_id: [u8; 16],
     /// Per vShard, the bit set (bit `id - 1`) of the voters of its group as this node last
     /// heard (its own replica's membership, or the leader's hints): routing's replica lists.
@@ -201,6 +205,30 @@ pub struct Cluster {
     pub moving: Vec<std::sync::atomic::AtomicUsize>,
     /// `cluster-routing proxy`: forward commands to their leader instead of answering MOVED.
     pub proxy: bool,
+    /// Whether this node's metadata replica knows a leader and has applied all it knows
+    /// committed (thread 0 sets it each step): until then its placement may be an old one
+    /// (a restart replaying the log), and no group is moved toward it.
+    pub meta_current: AtomicBool,
+    /// Where this node writes that it was removed from the cluster (`REMOVED_FILE`).
+    pub removed_marker: std::path::PathBuf,
+}
+
+/// The file in `data-dir` a node removed from its cluster leaves behind: start-up refuses while
+/// it is there (the node's copy of the cluster's data is gone and its member id retired).
+pub const REMOVED_FILE: &str = "REMOVED";
+
+/// Refuses to start a node whose data directory says it was removed from its cluster.
+pub fn check_not_removed(data_dir: &std::path::Path) -> Result<(), String> {
+    let path = data_dir.join(REMOVED_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(why) => Err(format!(
+            "{}: {} To start a new node here, empty the data directory (it holds no data the cluster needs) and join again.",
+            path.display(),
+            why.trim()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 impl Cluster {
@@ -283,10 +311,13 @@ impl Cluster {
         let threads = cfg.cores.len();
         Cluster {
             me,
+            removed_marker: cfg.data_dir.join(REMOVED_FILE),
+            meta_current: AtomicBool::new(false),
             rf_wanted,
             bootstrap,
             members: Mutex::new(members),
             members_version: AtomicU64::new(1),
+            highest_member: AtomicU64::new(known.iter().map(|k| k.0).max().unwrap_or(0).max(me)),
             cluster_id,
             replicas: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
             targets: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
@@ -362,6 +393,11 @@ impl Cluster {
     }
 
     /// Records the voters of `v`'s group (a bit set, `mask`).
+    /// The bit set of `v`'s voters as this node last heard (0: unknown).
+    pub fn replica_mask(&self, v: VShardId) -> u64 {
+        self.replicas[v.0 as usize].load(Ordering::Acquire)
+    }
+
     pub fn set_replicas(&self, v: VShardId, voters: u64) {
         self.replicas[v.0 as usize].store(voters, Ordering::Release);
     }
@@ -418,8 +454,40 @@ impl Cluster {
         let mut m = self.members.lock().expect("members");
         if m[id as usize - 1] != Some(addrs) {
             m[id as usize - 1] = Some(addrs);
+            self.highest_member.fetch_max(id, Ordering::AcqRel);
             self.members_version.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// Whether `id` may be a peer: a member, or one that joined after what this node knows.
+    pub fn may_be_member(&self, id: RaftId) -> bool {
+        (1..=NODES_MAX as RaftId).contains(&id)
+            && (self.member(id).is_some() || id > self.highest_member.load(Ordering::Acquire))
+    }
+
+    /// Drops the members not in `keep` (ascending ids): a node removed from the cluster. Its
+    /// dialers stop, its handshakes are refused, and routing forgets what it led.
+    pub fn retain_members(&self, keep: &[RaftId]) {
+        let gone: Vec<RaftId> = {
+            let mut m = self.members.lock().expect("members");
+            let gone: Vec<RaftId> = (1..=NODES_MAX as RaftId)
+                .filter(|id| m[*id as usize - 1].is_some() && keep.binary_search(id).is_err())
+                .collect();
+            for &id in &gone {
+                m[id as usize - 1] = None;
+            }
+            gone
+        };
+        if gone.is_empty() {
+            return;
+        }
+        for &id in &gone {
+            self.up[id as usize - 1].store(false, Ordering::Relaxed);
+            for v in 0..self.leaders.len() {
+                self.forget_leader(VShardId(v as u16), id);
+            }
+        }
+        self.members_version.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn is_up(&self, id: RaftId) -> bool {

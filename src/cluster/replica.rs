@@ -36,7 +36,8 @@ mod snapfile;
 use job::PendingJob;
 use meta::{meta_members, publish_meta, static_meta};
 use snapfile::{
-    SNAP_HEADER_BYTES, install, read_snapshot, snap_path, snapshot_bytes, write_snapshot,
+    SNAP_HEADER_BYTES, install, is_tombstone, read_snapshot, snap_path, snapshot_bytes,
+    write_snapshot,
 };
 
 /// How often groups that are not quiet are ticked.
@@ -177,9 +178,6 @@ pub struct Replicas {
     meta: Option<shardline_shards::meta::Meta>,
     /// The metadata group's id (`Cluster::meta_group`).
     meta_g: u32,
-    /// Per group, whether its replica was removed from this node (a tombstone snapshot): it is
-    /// not created again on demand.
-    tombstoned: Vec<bool>,
     /// Groups to drop at the next step (`moves::removed_notice`).
     to_drop: Vec<u32>,
     /// What new replicas are configured with (`raft_config`).
@@ -189,6 +187,13 @@ pub struct Replicas {
     moves_due: Instant,
     /// Per group, when its leadership may be handed over again.
     handover_at: Vec<Option<Instant>>,
+    /// Metadata leader: when `Drained` may be proposed again (`meta::propose_drained`), and
+    /// since when a leaving node has looked drained.
+    drained_at: Option<Instant>,
+    drained_seen: Option<(RaftId, Instant)>,
+    /// A metadata leader said a committed membership of the metadata group leaves this node
+    /// out (the conf index it named): with nothing hosted, a leaving node is then done.
+    meta_removed: Option<u64>,
 }
 
 impl Replicas {
@@ -218,7 +223,6 @@ impl Replicas {
         let mut groups: Vec<Option<Group>> = (0..count).map(|_| None).collect();
         let mut clocks = vec![0u64; count];
         let mut applied = vec![LogId::default(); count];
-        let mut tombstoned = vec![false; count];
         // The first start of a listed cluster creates the replicas its placement gives this
         // node; later starts restore the replicas the log or a snapshot holds (replicas move).
         let fresh = wal.groups().next().is_none()
@@ -251,7 +255,19 @@ impl Replicas {
                     snap_path(&snap_dir, g).display(),
                 )
             };
-            let grp = match read_snapshot(&snap_dir, g)? {
+            let snapshot = read_snapshot(&snap_dir, g)?;
+            // A tombstone (a snapshot without this node: the replica was moved off it) counts
+            // only if no replica was created here since (its log starts after the reset).
+            let snapshot = match snapshot {
+                Some((_, blob)) if g != meta_g && is_tombstone(&blob, c.me) => {
+                    if wal.group(g).is_none() {
+                        continue;
+                    }
+                    None
+                }
+                other => other,
+            };
+            let grp = match snapshot {
                 None => {
                     if let Some(p) = wal.group(g).map(|l| l.purged()).filter(|p| p.index > 0) {
                         // The log was compacted into a snapshot that is not there: starting
@@ -269,14 +285,9 @@ impl Replicas {
                 }
                 Some((id, blob)) => {
                     let blob = bytes::Bytes::from(blob);
-                    let (conf, state) = raft::conf::split_snapshot(&blob)
+                    let (_, state) = raft::conf::split_snapshot(&blob)
                         .ok_or_else(|| corrupt(SNAP_HEADER_BYTES, "bad membership"))?;
                     let at = SNAP_HEADER_BYTES + (blob.len() - state.len());
-                    if g != meta_g && !conf.contains(c.me) {
-                        // A tombstone: the replica was moved off this node.
-                        tombstoned[v] = true;
-                        continue;
-                    }
                     if g == meta_g {
                         meta = Some(
                             shardline_shards::meta::Meta::decode(&state)
@@ -338,12 +349,14 @@ impl Replicas {
             hint_due: Instant::now(),
             meta,
             meta_g,
-            tombstoned,
             to_drop: Vec::new(),
             chunk_bytes: cfg.snapshot_chunk_bytes as usize,
             seed,
             moves_due: Instant::now(),
             handover_at: vec![None; count],
+            drained_at: None,
+            drained_seen: None,
+            meta_removed: None,
             c,
         })
     }
@@ -956,7 +969,16 @@ impl Shard {
             r.send_hints(now);
         }
         if self.id == 0 {
-            r.meta_duty(&self.db.borrow());
+            let g = r.meta_g as usize;
+            // (A node removed from the metadata group hears no leader again: what it applied
+            // is final for it, and it still has to move its groups off.)
+            let out = r.out_of_meta();
+            let current = r.groups[g].as_ref().is_some_and(|grp| {
+                (grp.leader().is_some() || out) && r.applied[g].index >= grp.commit_index()
+            });
+            c.meta_current
+                .store(current, std::sync::atomic::Ordering::Release);
+            r.meta_duty(&self.db.borrow(), now);
         }
         if now >= r.moves_due {
             r.moves_due = now + moves::MOVES_PERIOD;

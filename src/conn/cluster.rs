@@ -27,6 +27,9 @@ const HELP: &[&str] = &[
     "    Return information about slots range mappings.",
     "JOIN <client-addr> <bus-addr> <threads> <vshards> <wire-min> <wire-max>",
     "    Add a node to this cluster (what `shardline --cluster-join` sends).",
+    "FORGET <node-id>",
+    "    Remove a node (its 40-character id or its member number): its replicas move to the",
+    "    others, then it leaves and its process exits.",
     "HELP",
     "    Print this help.",
 ];
@@ -95,6 +98,35 @@ impl Conn {
         self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
     }
 
+    /// CLUSTER FORGET <node>: the node (its 40-character name or its member number) starts
+    /// leaving: proposed to the metadata group on thread 0 (`RemoveNode`), `+OK` once applied;
+    /// `-NOTLEADER <addr>` when another node leads the metadata.
+    fn cluster_forget(&mut self, c: &crate::cluster::Cluster, args: Args) {
+        let arg = args.get(2);
+        let id = std::str::from_utf8(arg)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|&id| c.member(id).is_some())
+            .or_else(|| {
+                c.member_ids()
+                    .into_iter()
+                    .find(|&id| c.node_name(id).as_bytes().eq_ignore_ascii_case(arg))
+            });
+        let Some(id) = id else {
+            return self.out.error(&format!(
+                "ERR unknown node {}: give its id from CLUSTER NODES or its member number",
+                String::from_utf8_lossy(arg)
+            ));
+        };
+        let mut cmd = Vec::new();
+        shardline_shards::meta::Cmd::RemoveNode {
+            id: shardline_shards::placement::NodeId(id),
+        }
+        .encode(&mut cmd);
+        let op = self.push_op(0, Op::Meta(cmd));
+        self.hole(vec![PartRef::Remote { thread: 0, op }], Finish::Raw);
+    }
+
     /// CLUSTER JOIN: checked here (the joining node must run as many shard threads and vShards
     /// as this one and share a wire version), then proposed to the metadata group on thread 0;
     /// answered once applied (`-NOTLEADER <addr>` when another node leads the metadata).
@@ -158,6 +190,7 @@ impl Conn {
             b"keyslot" | b"countkeysinslot" => args.len() == 3,
             b"getkeysinslot" => args.len() == 4,
             b"join" => args.len() == 8,
+            b"forget" => args.len() == 3,
             _ => return err::unknown_subcommand(&mut self.out, args.get(1), "cluster"),
         };
         if !arity_ok {
@@ -174,12 +207,13 @@ impl Conn {
         {
             return self.replicated_cluster(&c, &sub);
         }
-        if sub.as_slice() == b"join" {
+        if matches!(sub.as_slice(), b"join" | b"forget") {
             return match self.shard.node.cluster.clone() {
-                Some(c) => self.cluster_join(&c, args),
+                Some(c) if sub.as_slice() == b"join" => self.cluster_join(&c, args),
+                Some(c) => self.cluster_forget(&c, args),
                 None => self
                     .out
-                    .error("ERR this node is not part of a replicated cluster: nothing to join"),
+                    .error("ERR this node is not part of a replicated cluster"),
             };
         }
         let id = self.shard.node.node_id.clone();

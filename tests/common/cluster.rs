@@ -83,7 +83,18 @@ impl TestCluster {
         let child = self
             .command(i)
             .args(extra)
-            .stdout(Stdio::null())
+            // The nodes' logs (stdout), for debugging: TEST_NODE_LOGS=<dir> (with RUST_LOG)
+            // appends node i's to <dir>/node-<i>.log.
+            .stdout(match std::env::var_os("TEST_NODE_LOGS") {
+                Some(d) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(PathBuf::from(d).join(format!("node-{i}.log")))
+                        .expect("node log file"),
+                ),
+                None => Stdio::null(),
+            })
             .stderr(stderr)
             .spawn()
             .expect("start shardline");

@@ -11,8 +11,10 @@
 /// 3: control messages in batches (leader hints, removal notices: group ids `u32::MAX` and
 ///    `u32::MAX - 1`) and the metadata group (a version-2 node would close the connection on
 ///    them, so the handshake refuses it with the reason instead).
-pub const WIRE_MIN: u8 = 3;
-pub const WIRE_MAX: u8 = 3;
+/// 4: the metadata's `Drained` command (removing a node; a version-3 node could not apply it
+///    and the metadata replicas would diverge).
+pub const WIRE_MIN: u8 = 4;
+pub const WIRE_MAX: u8 = 4;
 
 const FRAME: usize = 8;
 const KIND_HELLO: u8 = 1;

@@ -36,8 +36,9 @@ pub enum ConfChange {
 pub enum ConfError {
     /// Only the leader proposes; retry there.
     NotLeader { leader: Option<NodeId> },
-    /// The previous change is not committed yet, or this leader has not yet committed an entry
-    /// of its own term: retry shortly.
+    /// The previous change is not committed yet, this leader has not yet committed an entry
+    /// of its own term, or the learner to promote does not hold everything committed yet:
+    /// retry shortly.
     Pending,
     /// The change makes no sense for the membership in effect (not retryable as is).
     Invalid(&'static str),

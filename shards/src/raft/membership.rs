@@ -43,6 +43,14 @@ impl Group {
         {
             return Err(ConfError::Pending);
         }
+        // A learner votes only once it holds everything committed: a voter with an empty log
+        // could not be told apart from one created on demand, which gives no vote.
+        if let ConfChange::Promote(l) = change
+            && self.conf.learners.contains(&l)
+            && self.matched.get(&l).is_none_or(|&m| m < self.commit)
+        {
+            return Err(ConfError::Pending);
+        }
         let next = self.conf.apply(change)?;
         self.quiet = false;
         let index = self.append_local(next.to_entry_data());

@@ -625,8 +625,15 @@ impl Group {
         }
         match msg {
             Msg::Vote { term, last } => {
-                let granted =
-                    term == self.term && self.vote.is_none_or(|v| v == from) && last >= self.last();
+                // A replica that holds nothing and is not in its own membership (created on
+                // demand, maybe where an earlier replica of the group voted and was removed)
+                // gives no vote until the log or a snapshot says what it is: its empty log
+                // would let a stale candidate win.
+                let blank = self.last().index == 0 && !self.conf.contains(self.cfg.id);
+                let granted = term == self.term
+                    && !blank
+                    && self.vote.is_none_or(|v| v == from)
+                    && last >= self.last();
                 if granted {
                     self.vote = Some(from);
                     self.hs_dirty = true;

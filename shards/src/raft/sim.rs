@@ -557,12 +557,13 @@ impl Sim {
             .iter()
             .map(|(id, n)| match &n.group {
                 Some(g) => format!(
-                    "{id}: {:?} {:?} term {} leader {:?} commit {} last {:?} files {}",
+                    "{id}: {:?} {:?} term {} leader {:?} commit {} snapshot {:?} last {:?} files {}",
                     g.membership(),
                     g.role(),
                     g.term(),
                     g.leader(),
                     g.commit_index(),
+                    g.snapshot_id(),
                     g.log().last().map(|e| (e.term, e.index)),
                     n.files.len()
                 ),

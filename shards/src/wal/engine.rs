@@ -264,6 +264,23 @@ impl Engine {
         });
     }
 
+    /// Forgets the group (its replica left this node): its entries, purge point and vote. The
+    /// record voids every earlier record of the group on recovery, so a replica created here
+    /// later starts from nothing, and the segments holding the old entries can go.
+    pub fn reset(&mut self, group: u32) {
+        self.groups.remove(&group);
+        for s in &mut self.segments {
+            s.max_index.remove(&group);
+        }
+        self.queue(Record {
+            kind: Kind::Reset,
+            group,
+            index: 0,
+            term: 0,
+            payload: &[],
+        });
+    }
+
     pub fn save_vote(&mut self, group: u32, vote: Vote) {
         let log = self.groups.entry(group).or_default();
         log.vote = Some(vote);
@@ -500,6 +517,36 @@ impl Engine {
             }
             e.segments.push_back(seg);
         }
+        // Records of a group before its last `Reset` are void: they name a replica that left.
+        let mut reset_at: HashMap<u32, usize> = HashMap::new();
+        for (i, (_, _, r)) in records.iter().enumerate() {
+            if r.kind == Kind::Reset {
+                reset_at.insert(r.group, i);
+            }
+        }
+        let void = |i: usize, r: &Record| reset_at.get(&r.group).is_some_and(|&at| i <= at);
+        if !reset_at.is_empty() {
+            for s in &mut e.segments {
+                s.max_index.clear();
+            }
+            for (i, (seq, _, r)) in records.iter().enumerate() {
+                if r.kind == Kind::Entry && !void(i, r) {
+                    let s = e
+                        .segments
+                        .iter_mut()
+                        .find(|s| s.seq == *seq)
+                        .expect("read from it");
+                    let m = s.max_index.entry(r.group).or_insert(0);
+                    *m = (*m).max(r.index);
+                }
+            }
+        }
+        let records: Vec<_> = records
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (_, _, r))| !void(*i, r))
+            .map(|(_, x)| x)
+            .collect();
         for (_, _, r) in &records {
             if matches!(r.kind, Kind::Purge | Kind::State) {
                 e.groups.entry(r.group).or_default().purge(LogId {
@@ -523,6 +570,7 @@ impl Engine {
 
     fn replay(&mut self, r: &Record) -> Result<(), String> {
         let log = self.groups.entry(r.group).or_default();
+        debug_assert!(r.kind != Kind::Reset, "void: filtered out before replay");
         match r.kind {
             Kind::Entry => {
                 let next = log.last().index + 1;
@@ -542,6 +590,7 @@ impl Engine {
                     .push_back((r.term, bytes::Bytes::copy_from_slice(r.payload)));
             }
             Kind::Truncate => log.truncate(r.index),
+            Kind::Reset => {}
             Kind::Purge => log.purge(LogId {
                 index: r.index,
                 term: r.term,

@@ -26,6 +26,9 @@ pub enum Kind {
     /// `index`/`term` = purged log id, payload = vote term (u64) and voted-for node (u64, 0 none)
     /// and committed flag (u8).
     State = 4,
+    /// The group's replica left this node: every earlier record of the group is void (a
+    /// replica created later starts from nothing). `index`/`term` 0, no payload.
+    Reset = 5,
 }
 
 impl Kind {
@@ -35,6 +38,7 @@ impl Kind {
             2 => Kind::Truncate,
             3 => Kind::Purge,
             4 => Kind::State,
+            5 => Kind::Reset,
             _ => return None,
         })
     }

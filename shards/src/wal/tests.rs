@@ -153,6 +153,51 @@ fn segments_rotate_restate_votes_and_go_once_purged_and_synced() {
     assert_eq!(rec.engine.group(9).unwrap().purged().index, 15);
 }
 
+/// A group whose replica left is forgotten: its old records are void on recovery, the segments
+/// holding them can go, and a replica created later starts from index 1 again.
+#[test]
+fn a_reset_group_is_forgotten_and_can_start_again_from_nothing() {
+    let mut e = Engine::new(cfg(200, FsyncPolicy::Always));
+    let mut dir = Dir::default();
+    let vote = Vote {
+        term: 7,
+        node: 2,
+        committed: true,
+    };
+    e.save_vote(9, vote);
+    for i in 1..=12 {
+        e.append(9, i, 7, &[b'x'; 20]).unwrap();
+        e.append(4, i, 1, &[b'y'; 4]).unwrap();
+        dir.run(e.take_batch(i).unwrap());
+    }
+    e.purge(9, LogId { index: 10, term: 7 });
+    e.reset(9);
+    dir.run(e.take_batch(50).unwrap());
+    assert!(e.group(9).is_none());
+    let rec = Engine::recover(e.config(), dir.contents()).unwrap();
+    assert!(rec.engine.group(9).is_none(), "nothing of the old replica");
+    assert_eq!(snapshot(&rec.engine), snapshot(&e));
+    // A new replica of the group, from index 1 (the old one reached 12).
+    e.append(9, 1, 9, b"new").unwrap();
+    e.append(9, 2, 9, b"again").unwrap();
+    dir.run(e.take_batch(60).unwrap());
+    let rec = Engine::recover(e.config(), dir.contents()).unwrap();
+    assert_eq!(snapshot(&rec.engine), snapshot(&e));
+    let g = rec.engine.group(9).unwrap();
+    assert_eq!((g.purged().index, g.last().index, g.vote()), (0, 2, None));
+    // Once the other group's old entries are purged, every segment before the reset goes:
+    // the old replica's entries pin nothing.
+    e.purge(4, LogId { index: 12, term: 1 });
+    for i in 3..=20 {
+        e.append(9, i, 9, &[b'z'; 20]).unwrap();
+        dir.run(e.take_batch(60 + i).unwrap());
+    }
+    let oldest = *dir.files.keys().next().unwrap();
+    assert!(oldest > 1, "segments of the old replica were deleted");
+    let rec = Engine::recover(e.config(), dir.contents()).unwrap();
+    assert_eq!(snapshot(&rec.engine), snapshot(&e));
+}
+
 #[test]
 fn a_rarely_written_group_that_pins_the_oldest_segment_is_named_for_compaction() {
     let mut e = Engine::new(cfg(200, FsyncPolicy::Always));

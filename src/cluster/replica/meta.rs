@@ -6,6 +6,13 @@
 
 use super::*;
 use shardline_shards::meta::{Applied, Cmd, Meta};
+use shardline_shards::placement::NodeId;
+
+/// How soon the metadata leader proposes `Drained` again if the first did not apply.
+const DRAINED_AGAIN: Duration = Duration::from_secs(5);
+/// How long a live leaving node that no group holds any more keeps hearing the leaders before
+/// it is dropped (hints go out every second; it exits by itself once it has dropped all).
+const DRAINED_GRACE: Duration = Duration::from_secs(5);
 use shardline_shards::raft::conf::{CONF_TAG, ConfChange};
 use shardline_shards::snapshot::SnapshotError;
 
@@ -40,6 +47,8 @@ pub(super) fn static_meta(c: &Cluster) -> Result<Option<Meta>, String> {
 
 /// Hands the members and replica sets to the routing every thread reads.
 pub(super) fn publish_meta(c: &Cluster, m: &Meta) {
+    let ids: Vec<RaftId> = m.nodes.iter().map(|n| n.id.0).collect();
+    c.retain_members(&ids);
     for n in &m.nodes {
         c.set_member(
             n.id.0,
@@ -119,54 +128,106 @@ impl Replicas {
         Ok(0)
     }
 
-    /// On the metadata group's leader: adds the first member not yet in the group as a learner
-    /// (one change at a time). A learner must start from a snapshot (the static start state is
-    /// not in the log), so the group compacts first if it never has.
-    pub(super) fn meta_duty(&mut self, db: &shardline_shards::db::Db) {
+    /// On the metadata group's leader, one membership change at a time: adds the first member
+    /// not yet in the group as a learner (a learner must start from a snapshot, as the static
+    /// start state is not in the log, so the group compacts first if it never has); keeps 3
+    /// voters once there are 3 nodes staying, 5 from 5, promoting caught-up learners; removes
+    /// leaving or dropped nodes from the group once the voters that stay are enough; and
+    /// proposes `Drained` for a leaving node no group holds a replica on any more.
+    pub(super) fn meta_duty(&mut self, db: &shardline_shards::db::Db, now: Instant) {
         let g = self.meta_g;
         let (Some(m), Some(grp)) = (&self.meta, self.groups[g as usize].as_mut()) else {
             return;
         };
-        if grp.role() != raft::Role::Leader {
+        // Only on what is committed, applied: a leader that restarted acts on the metadata
+        // of its log's end, not on the older state it is replaying.
+        if grp.role() != raft::Role::Leader || self.applied[g as usize].index < grp.commit_index() {
             return;
         }
-        let Some(new) = m
+        let staying = |id: RaftId| m.node(NodeId(id)).is_some_and(|n| !n.leaving);
+        let conf = grp.membership().clone();
+        let change = if let Some(new) = m
             .nodes
             .iter()
             .map(|n| n.id.0)
-            .find(|&id| !grp.membership().contains(id))
-        else {
-            // Everyone holds the metadata: keep 3 voters once there are 3 nodes, 5 from 5
-            // (a cluster started from one node gets a fault-tolerant metadata group as it
-            // grows), promoting caught-up learners one at a time.
-            let want = match m.nodes.len() {
+            .find(|&id| staying(id) && !conf.contains(id))
+        {
+            if grp.snapshot_id().index == 0 {
+                return self.compact(db, g);
+            }
+            ConfChange::AddLearner(new)
+        } else {
+            let want = match m.nodes.iter().filter(|n| !n.leaving).count() {
                 0..=2 => 1,
                 3 | 4 => 3,
                 _ => 5,
             };
-            let conf = grp.membership();
-            if conf.voters.len() >= want {
-                return;
-            }
-            let ready = conf
-                .learners
+            let voters = conf.voters.iter().filter(|&&v| staying(v)).count();
+            let ready =
+                conf.learners.iter().copied().find(|&l| {
+                    staying(l) && grp.progress(l).is_some_and(|p| p >= grp.commit_index())
+                });
+            let departing = conf
+                .voters
                 .iter()
+                .chain(&conf.learners)
                 .copied()
-                .find(|&l| grp.progress(l).is_some_and(|p| p >= grp.commit_index()));
-            if let Some(l) = ready
-                && grp.propose_conf(ConfChange::Promote(l)).is_ok()
-            {
-                tracing::info!(node = l, "metadata group: a learner becomes a voter");
-                self.touch(g);
+                .find(|&id| !staying(id));
+            match (ready, departing) {
+                (Some(l), _) if voters < want => ConfChange::Promote(l),
+                (_, Some(d)) if voters >= want || !conf.is_voter(d) => ConfChange::Remove(d),
+                _ => return self.propose_drained(now),
             }
+        };
+        if grp.propose_conf(change).is_ok() {
+            tracing::info!(?change, "metadata group: membership change");
+            self.touch(g);
+        }
+    }
+
+    /// On the metadata leader: `Drained` for the first leaving node that neither the metadata
+    /// group nor any vShard's committed voters (as routing knows them) hold, at most once per
+    /// `DRAINED_AGAIN` (a repeat is refused harmlessly once the first applied).
+    fn propose_drained(&mut self, now: Instant) {
+        let Some(m) = &self.meta else { return };
+        if self.drained_at.is_some_and(|t| now < t) {
+            return;
+        }
+        let grp = self.groups[self.meta_g as usize].as_ref().expect("checked");
+        let vshards = self.meta_g as usize;
+        let drained = m.nodes.iter().map(|n| n.id).find(|&id| {
+            m.node(id).is_some_and(|n| n.leaving)
+                && !grp.membership().contains(id.0)
+                && (0..vshards).all(|v| {
+                    // Unknown (0) counts as holding it: only what routing saw committed counts.
+                    let voters = self.c.replica_mask(VShardId(v as u16));
+                    voters != 0 && voters & super::super::mask(std::iter::once(id.0)) == 0
+                })
+        });
+        let Some(id) = drained else {
+            self.drained_seen = None;
             return;
         };
-        if grp.snapshot_id().index == 0 {
-            return self.compact(db, g);
+        // A live leaving node learns of its last removals from notices and the leaders' hints
+        // (every second), which stop once it is dropped: give them time, unless it is gone.
+        let since = match self.drained_seen {
+            Some((seen, t)) if seen == id.0 => t,
+            _ => {
+                self.drained_seen = Some((id.0, now));
+                now
+            }
+        };
+        if self.c.is_up(id.0) && now < since + DRAINED_GRACE {
+            return;
         }
-        if grp.propose_conf(ConfChange::AddLearner(new)).is_ok() {
-            tracing::info!(node = new, "metadata group: adding a learner");
-            self.touch(g);
+        let mut cmd = Vec::new();
+        Cmd::Drained { id }.encode(&mut cmd);
+        if self.propose_meta(cmd).is_ok() {
+            tracing::info!(
+                node = id.0,
+                "no group holds a replica on a leaving node: dropping it"
+            );
+            self.drained_at = Some(now + DRAINED_AGAIN);
         }
     }
 

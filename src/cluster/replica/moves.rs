@@ -25,8 +25,7 @@ impl Replicas {
     /// removed from here before. Its membership comes with what the leader sends; until then it
     /// names only the sender, so it can never stand for election on its own.
     pub(super) fn create_on_demand(&mut self, g: u32, from: RaftId) -> bool {
-        if g >= self.meta_g || self.tombstoned[g as usize] || !self.c.is_target(VShardId(g as u16))
-        {
+        if g >= self.meta_g || !self.c.is_target(VShardId(g as u16)) {
             return false;
         }
         let cfg = raft_config(&self.c, g, vec![from], self.chunk_bytes, self.seed);
@@ -61,7 +60,7 @@ impl Replicas {
         let Some(grp) = self.groups[g as usize].as_ref() else {
             return;
         };
-        if grp.role() != raft::Role::Leader || g == self.meta_g {
+        if grp.role() != raft::Role::Leader {
             return;
         }
         let Some(conf) = Membership::from_entry_data(data) else {
@@ -106,10 +105,16 @@ impl Replicas {
         let Some(grp) = self.groups[g as usize].as_ref() else {
             return;
         };
-        if g == self.meta_g
-            || (grp.membership().contains(self.c.me) && grp.conf_index() > index)
-            || self.to_drop.contains(&g)
-        {
+        if grp.membership().contains(self.c.me) && grp.conf_index() > index {
+            return;
+        }
+        if g == self.meta_g {
+            // Kept (the node still follows the metadata until it is done leaving): noted for
+            // `leave_if_removed`. Members that are not in the group yet get these too.
+            self.meta_removed = Some(index);
+            return;
+        }
+        if self.to_drop.contains(&g) {
             return;
         }
         self.to_drop.push(g);
@@ -136,15 +141,9 @@ impl Replicas {
                     std::io::Error::new(e.kind(), format!("tombstone of vShard {g}: {e}"))
                 })
             }));
-            self.wal.purge(
-                g,
-                shardline_shards::wal::LogId {
-                    index: last.index,
-                    term: last.term,
-                },
-            );
+            // The log forgets the group: a replica placed here again starts from nothing.
+            self.wal.reset(g);
             db.flush_vshard(VShardId(g as u16));
-            self.tombstoned[g as usize] = true;
             self.applied[g as usize] = LogId::default();
             self.clocks[g as usize] = 0;
             self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
@@ -158,11 +157,23 @@ impl Replicas {
     /// groups in place whose preferred leader is another live voter are handed over to it
     /// (once settled: `Group::transfer_leader`), so leaders spread as the placement does.
     pub(super) fn drive_moves(&mut self, now: Instant) {
+        if self.shard == 0 {
+            self.leave_if_removed();
+        }
         let hosted = self.groups[..self.meta_g as usize]
             .iter()
             .filter(|g| g.is_some())
             .count();
         self.c.hosted[self.shard].store(hosted, std::sync::atomic::Ordering::Relaxed);
+        if !self
+            .c
+            .meta_current
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // The metadata here is behind its log (a restart replaying it): its placement may
+            // be an old one. Nothing moves until it caught up.
+            return;
+        }
         let mut catching_up = 0;
         let mut off_target = Vec::new();
         let mut handovers = Vec::new();
@@ -225,5 +236,61 @@ impl Replicas {
                 self.touch(g);
             }
         }
+    }
+
+    /// Thread 0: whether this node is out of the metadata group (its replica's membership
+    /// leaves it out, or a leader said a committed one does; a notice older than the
+    /// membership this replica holds, sent before it was added, says nothing).
+    pub(super) fn out_of_meta(&self) -> bool {
+        let Some(g) = self.groups[self.meta_g as usize].as_ref() else {
+            return true;
+        };
+        !g.membership().contains(self.c.me)
+            || self.meta_removed.is_some_and(|i| i >= g.conf_index())
+    }
+
+    /// Thread 0 of a node asked to leave (`RemoveNode`): once it holds no vShard replica and
+    /// the metadata group no longer counts it, it is done. It writes `REMOVED` into its data
+    /// directory (start-up refuses while it is there: its member id is retired and it holds
+    /// nothing the cluster needs) and the process exits. Every vShard replica it dropped was
+    /// dropped only after a committed membership without it, so nothing it acknowledged is
+    /// lost.
+    fn leave_if_removed(&mut self) {
+        let Some(m) = &self.meta else { return };
+        if m.node(shardline_shards::placement::NodeId(self.c.me))
+            .is_some_and(|n| !n.leaving)
+        {
+            return;
+        }
+        let hosted: usize = self
+            .c
+            .hosted
+            .iter()
+            .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        if hosted > 0 || !self.out_of_meta() {
+            return;
+        }
+        let hex: String = self
+            .c
+            .cluster_id
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let why = format!(
+            "this node (member {}) was removed from cluster {hex} and handed all its replicas to the other members.\n",
+            self.c.me
+        );
+        if let Err(e) = std::fs::write(&self.c.removed_marker, &why) {
+            tracing::error!(
+                "cannot write {}: {e}; a restart would find stale replicas",
+                self.c.removed_marker.display()
+            );
+        }
+        tracing::warn!(
+            member = self.c.me,
+            "this node was removed from the cluster and holds no replica any more: exiting"
+        );
+        std::process::exit(0);
     }
 }

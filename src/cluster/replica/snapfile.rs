@@ -95,6 +95,13 @@ pub(super) fn install(
     Ok(clock)
 }
 
+/// Whether a vShard snapshot is a tombstone: its membership leaves `me` out (the replica was
+/// moved off this node). A malformed one is not (reading it reports the damage).
+pub(super) fn is_tombstone(blob: &[u8], me: u64) -> bool {
+    shardline_shards::raft::conf::split_snapshot(&bytes::Bytes::copy_from_slice(blob))
+        .is_some_and(|(m, _)| !m.contains(me))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

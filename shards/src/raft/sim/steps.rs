@@ -485,3 +485,37 @@ fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
 fn a_probe_below_a_followers_snapshot_is_answered_with_its_commit() {
     run_seeds(1855..1856, false);
 }
+
+/// A replica created on demand (empty, not in its own membership) gives no vote: it may stand
+/// where an earlier replica of the group voted and was removed, and its empty log would let a
+/// stale candidate win. A listed member with an empty log still votes (a new group forms).
+#[test]
+fn a_blank_replica_created_on_demand_gives_no_vote_until_it_holds_the_log() {
+    let cfg = |id, members: Vec<NodeId>| Config {
+        id,
+        members,
+        election_ticks: 10,
+        heartbeat_ticks: 3,
+        max_batch: 64,
+        snapshot_chunk_bytes: 1 << 20,
+        pre_vote: true,
+        seed: 1,
+    };
+    let vote = |g: &mut Group| {
+        g.step(
+            3,
+            Msg::Vote {
+                term: 5,
+                last: LogId::default(),
+            },
+        );
+        let r = g.take_ready();
+        r.messages
+            .iter()
+            .any(|m| matches!(m.msg, Msg::VoteReply { granted: true, .. }))
+    };
+    let mut blank = Group::new(cfg(2, vec![1]));
+    assert!(!vote(&mut blank), "created on demand: no vote");
+    let mut listed = Group::new(cfg(2, vec![1, 2, 3]));
+    assert!(vote(&mut listed), "a member of a new group votes");
+}
