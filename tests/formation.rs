@@ -10,6 +10,31 @@ use common::workload::{KEYS, Workload};
 use redis::Commands;
 use std::time::{Duration, Instant};
 
+/// Sends a metadata command (`CLUSTER JOIN`, `CLUSTER FORGET`) to node `i`, following
+/// `-NOTLEADER` to the metadata leader and retrying `-TRYAGAIN`.
+fn to_metadata_leader<T: redis::FromRedisValue>(
+    c: &TestCluster,
+    i: usize,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let mut url = c.url(i);
+    for _ in 0..16 {
+        let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
+        let r = cmd.query::<T>(&mut conn);
+        match &r {
+            Err(e) if e.code() == Some("NOTLEADER") => {
+                let addr = e.detail().unwrap().split_whitespace().next().unwrap();
+                url = format!("redis://{addr}/");
+            }
+            Err(e) if e.code() == Some("TRYAGAIN") => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            _ => return r,
+        }
+    }
+    panic!("{cmd:?} kept being redirected")
+}
+
 /// Sends CLUSTER JOIN for `(client, bus)` to node `i`, following `-NOTLEADER`.
 fn join_by_hand(
     c: &TestCluster,
@@ -17,27 +42,15 @@ fn join_by_hand(
     client: &str,
     bus: &str,
 ) -> redis::RedisResult<redis::Value> {
-    let mut url = c.url(i);
-    for _ in 0..8 {
-        let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
-        let r = redis::cmd("CLUSTER")
-            .arg("JOIN")
-            .arg(client)
-            .arg(bus)
-            .arg(1)
-            .arg(64)
-            .arg(1)
-            .arg(200)
-            .query::<redis::Value>(&mut conn);
-        match &r {
-            Err(e) if e.code() == Some("NOTLEADER") => {
-                let addr = e.detail().unwrap().split_whitespace().next().unwrap();
-                url = format!("redis://{addr}/");
-            }
-            _ => return r,
-        }
-    }
-    panic!("CLUSTER JOIN kept being redirected")
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("JOIN")
+        .arg(client)
+        .arg(bus)
+        .arg(1)
+        .arg(64)
+        .arg(1)
+        .arg(200);
+    to_metadata_leader(c, i, &cmd)
 }
 
 #[test]
@@ -307,25 +320,9 @@ fn a_one_node_cluster_grows_to_three_replicas_and_its_metadata_survives_the_firs
 
 /// `CLUSTER FORGET` sent to node `i`, following `-NOTLEADER` to the metadata leader.
 fn forget(c: &TestCluster, i: usize, node: &str) -> redis::RedisResult<()> {
-    let mut url = c.url(i);
-    for _ in 0..8 {
-        let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
-        let r = redis::cmd("CLUSTER")
-            .arg("FORGET")
-            .arg(node)
-            .query::<()>(&mut conn);
-        match &r {
-            Err(e) if e.code() == Some("NOTLEADER") => {
-                let addr = e.detail().unwrap().split_whitespace().next().unwrap();
-                url = format!("redis://{addr}/");
-            }
-            Err(e) if e.code() == Some("TRYAGAIN") => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-            _ => return r,
-        }
-    }
-    panic!("CLUSTER FORGET kept being redirected")
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("FORGET").arg(node);
+    to_metadata_leader(c, i, &cmd)
 }
 
 fn known_nodes(c: &TestCluster, i: usize) -> usize {
