@@ -396,3 +396,33 @@ fn a_node_removed_under_writes_hands_over_its_replicas_leaves_and_loses_nothing(
     }
     assert_eq!(known_nodes(&c, 0), 3);
 }
+
+#[test]
+fn a_dead_node_can_be_removed_and_its_replicas_are_made_again_elsewhere() {
+    let mut c = TestCluster::start(3, false, &[]);
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..1_000 {
+        let _: () = conn.set(format!("bulk:{i}"), i).unwrap();
+    }
+    c.join(0, &[]);
+    c.wait_served(Duration::from_secs(60));
+    // Node 2 dies for good; the others are told to forget it (by member number).
+    c.kill(2);
+    forget(&c, 0, "3").unwrap();
+    wait_for(
+        "every key on the three left, the dead node dropped",
+        60,
+        || {
+            let s = sizes(&c);
+            let known: Vec<_> = [0, 1, 3].iter().map(|&i| known_nodes(&c, i)).collect();
+            let done = [s[0], s[1], s[3]] == [1_000, 1_000, 1_000] && known == [3, 3, 3];
+            (done, (s, known))
+        },
+    );
+    c.wait_served(Duration::from_secs(30));
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..1_000 {
+        let v: i64 = conn.get(format!("bulk:{i}")).unwrap();
+        assert_eq!(v, i);
+    }
+}
