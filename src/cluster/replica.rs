@@ -194,6 +194,8 @@ pub struct Replicas {
     /// A metadata leader said a committed membership of the metadata group leaves this node
     /// out (the conf index it named): with nothing hosted, a leaving node is then done.
     meta_removed: Option<u64>,
+    /// Thread 0: this node's metadata said it is leaving (`moves::leave_if_removed`).
+    seen_leaving: bool,
 }
 
 impl Replicas {
@@ -357,6 +359,7 @@ impl Replicas {
             drained_at: None,
             drained_seen: None,
             meta_removed: None,
+            seen_leaving: false,
             c,
         })
     }

@@ -257,9 +257,14 @@ impl Replicas {
     /// lost.
     fn leave_if_removed(&mut self) {
         let Some(m) = &self.meta else { return };
+        // Only on evidence that it was asked to leave: a node that just joined may hold an
+        // older metadata snapshot that does not name it yet, and holds nothing either.
         if m.node(shardline_shards::placement::NodeId(self.c.me))
-            .is_some_and(|n| !n.leaving)
+            .is_some_and(|n| n.leaving)
         {
+            self.seen_leaving = true;
+        }
+        if !self.seen_leaving {
             return;
         }
         let hosted: usize = self
