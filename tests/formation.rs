@@ -150,13 +150,36 @@ fn sizes(c: &TestCluster) -> Vec<i64> {
         .collect()
 }
 
-#[test]
-fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
-    let mut c = TestCluster::start(3, false, &[]);
+/// Writes `bulk:0..1000` (value i) through the cluster client.
+fn write_bulk(c: &TestCluster) {
     let mut conn = c.client().get_connection().unwrap();
     for i in 0..1_000 {
         let _: () = conn.set(format!("bulk:{i}"), i).unwrap();
     }
+}
+
+/// Reads `bulk:0..1000` back through the cluster client.
+fn check_bulk(c: &TestCluster) {
+    let mut conn = c.client().get_connection().unwrap();
+    for i in 0..1_000 {
+        let v: i64 = conn.get(format!("bulk:{i}")).unwrap();
+        assert_eq!(v, i);
+    }
+}
+
+/// Three listed nodes with the bulk keys, and a fourth that joined and got its share.
+fn four_nodes_with_bulk_keys() -> TestCluster {
+    let mut c = TestCluster::start(3, false, &[]);
+    write_bulk(&c);
+    c.join(0, &[]);
+    c.wait_served(Duration::from_secs(60));
+    c
+}
+
+#[test]
+fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
+    let mut c = TestCluster::start(3, false, &[]);
+    write_bulk(&c);
     let w = Workload::start(&c, 4);
     std::thread::sleep(Duration::from_millis(300));
     let j = c.join(2, &[]);
@@ -198,19 +221,12 @@ fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
         .map(|i| info_field(&c, i, "cluster_vshards_led:").expect("answers"))
         .collect();
     assert!(led.iter().all(|&n| (15..=17).contains(&n)), "led: {led:?}");
-    let check = |c: &TestCluster| {
-        let mut conn = c.client().get_connection().unwrap();
-        for i in 0..1_000 {
-            let v: i64 = conn.get(format!("bulk:{i}")).unwrap();
-            assert_eq!(v, i);
-        }
-    };
-    check(&c);
+    check_bulk(&c);
     // A full restart comes back with every key where it was moved (and nothing where it was
     // moved from: the tombstones keep dropped replicas dropped).
     let before = sizes(&c);
     c.restart_all();
-    check(&c);
+    check_bulk(&c);
     let deadline = Instant::now() + Duration::from_secs(20);
     while sizes(&c) != before || hosted(&c) != placed {
         assert!(
@@ -336,13 +352,7 @@ fn known_nodes(c: &TestCluster, i: usize) -> usize {
 
 #[test]
 fn a_node_removed_under_writes_hands_over_its_replicas_leaves_and_loses_nothing() {
-    let mut c = TestCluster::start(3, false, &[]);
-    let mut conn = c.client().get_connection().unwrap();
-    for i in 0..1_000 {
-        let _: () = conn.set(format!("bulk:{i}"), i).unwrap();
-    }
-    c.join(0, &[]);
-    c.wait_served(Duration::from_secs(60));
+    let mut c = four_nodes_with_bulk_keys();
     let w = Workload::start(&c, 4);
     std::thread::sleep(Duration::from_millis(300));
     // Node 1 (listed at start: it leads vShards and holds a metadata voter) is removed through
@@ -389,23 +399,13 @@ fn a_node_removed_under_writes_hands_over_its_replicas_leaves_and_loses_nothing(
         c.spawn(i);
     }
     c.wait_served(Duration::from_secs(30));
-    let mut conn = c.client().get_connection().unwrap();
-    for i in 0..1_000 {
-        let v: i64 = conn.get(format!("bulk:{i}")).unwrap();
-        assert_eq!(v, i);
-    }
+    check_bulk(&c);
     assert_eq!(known_nodes(&c, 0), 3);
 }
 
 #[test]
 fn a_dead_node_can_be_removed_and_its_replicas_are_made_again_elsewhere() {
-    let mut c = TestCluster::start(3, false, &[]);
-    let mut conn = c.client().get_connection().unwrap();
-    for i in 0..1_000 {
-        let _: () = conn.set(format!("bulk:{i}"), i).unwrap();
-    }
-    c.join(0, &[]);
-    c.wait_served(Duration::from_secs(60));
+    let mut c = four_nodes_with_bulk_keys();
     // Node 2 dies for good; the others are told to forget it (by member number).
     c.kill(2);
     forget(&c, 0, "3").unwrap();
@@ -420,9 +420,5 @@ fn a_dead_node_can_be_removed_and_its_replicas_are_made_again_elsewhere() {
         },
     );
     c.wait_served(Duration::from_secs(30));
-    let mut conn = c.client().get_connection().unwrap();
-    for i in 0..1_000 {
-        let v: i64 = conn.get(format!("bulk:{i}")).unwrap();
-        assert_eq!(v, i);
-    }
+    check_bulk(&c);
 }
