@@ -1,0 +1,171 @@
+//! Opening a shard thread's replicas: its log, its snapshots, and every replica restored from
+//! them (or created from the placement on a listed cluster's first start).
+
+use super::*;
+
+impl Replicas {
+    /// Opens this thread's log and snapshots and restores every replica from them into `db`.
+    pub fn open(
+        c: Arc<Cluster>,
+        shard: usize,
+        cfg: &crate::config::Config,
+        db: &mut shardline_shards::db::Db,
+        seed: u64,
+    ) -> Result<Replicas, String> {
+        let wal_dir = cfg.data_dir.join("wal").join(format!("shard-{shard}"));
+        let snap_dir = cfg.data_dir.join("snap").join(format!("shard-{shard}"));
+        std::fs::create_dir_all(&snap_dir).map_err(|e| format!("{}: {e}", snap_dir.display()))?;
+        let (log, wal) = FsLog::open(
+            &wal_dir,
+            WalConfig {
+                shard: shard as u32,
+                segment_bytes: cfg.wal_segment_bytes,
+                fsync: cfg.fsync,
+            },
+        )?;
+        // The vShards, then the metadata group.
+        let count = c.layout.count() as usize + 1;
+        let meta_g = c.meta_group();
+        let mut meta = None;
+        let mut groups: Vec<Option<Group>> = (0..count).map(|_| None).collect();
+        let mut clocks = vec![0u64; count];
+        let mut applied = vec![LogId::default(); count];
+        // The first start of a listed cluster creates the replicas its placement gives this
+        // node; later starts restore the replicas the log or a snapshot holds (replicas move).
+        let fresh = wal.groups().next().is_none()
+            && (0..count as u32).all(|g| !snap_path(&snap_dir, g).exists());
+        for (v, slot) in groups.iter_mut().enumerate() {
+            let g = v as u32;
+            if c.thread_of(g) != shard {
+                continue;
+            }
+            let has_state = wal.group(g).is_some() || snap_path(&snap_dir, g).exists();
+            let members = if g == meta_g {
+                meta_members(&c)
+            } else {
+                // The membership the group started with (its log or snapshot says if it
+                // changed since); a replica created on demand always has one of those.
+                let initial = c.initial(VShardId(v as u16));
+                if !(has_state || (fresh && initial.contains(&c.me))) {
+                    continue;
+                }
+                if initial.is_empty() {
+                    meta_members(&c)
+                } else {
+                    initial
+                }
+            };
+            let rcfg = raft_config(&c, g, members, cfg.snapshot_chunk_bytes as usize, seed);
+            let corrupt = |offset: usize, reason: &str| {
+                format!(
+                    "{}: corrupt snapshot at offset {offset}: {reason}; move the data directory away and restart the node to rejoin",
+                    snap_path(&snap_dir, g).display(),
+                )
+            };
+            let snapshot = read_snapshot(&snap_dir, g)?;
+            // A tombstone (a snapshot without this node: the replica was moved off it) counts
+            // only if no replica was created here since (its log starts after the reset).
+            let snapshot = match snapshot {
+                Some((_, blob)) if g != meta_g && is_tombstone(&blob, c.me) => {
+                    if wal.group(g).is_none() {
+                        continue;
+                    }
+                    None
+                }
+                other => other,
+            };
+            let grp = match snapshot {
+                None => {
+                    if let Some(p) = wal.group(g).map(|l| l.purged()).filter(|p| p.index > 0) {
+                        // The log was compacted into a snapshot that is not there: starting
+                        // from the log alone would lose what the snapshot held.
+                        return Err(format!(
+                            "{}: missing, but the log of group {g} was compacted up to entry {}; move the data directory away and restart the node to rejoin",
+                            snap_path(&snap_dir, g).display(),
+                            p.index
+                        ));
+                    }
+                    if g == meta_g {
+                        meta = static_meta(&c)?;
+                    }
+                    storage::restore(&wal, g, rcfg, bytes::Bytes::new())
+                }
+                Some((id, blob)) => {
+                    let blob = bytes::Bytes::from(blob);
+                    let (_, state) = raft::conf::split_snapshot(&blob)
+                        .ok_or_else(|| corrupt(SNAP_HEADER_BYTES, "bad membership"))?;
+                    let at = SNAP_HEADER_BYTES + (blob.len() - state.len());
+                    if g == meta_g {
+                        meta = Some(
+                            shardline_shards::meta::Meta::decode(&state)
+                                .map_err(|e| corrupt(at, e.0))?,
+                        );
+                    } else {
+                        clocks[v] = install(db, &state)
+                            .map_err(|e| corrupt(at + 8 + e.offset, e.reason))?;
+                    }
+                    applied[v] = id;
+                    storage::restore_at(&wal, g, rcfg, Some(id), blob)
+                }
+            };
+            *slot = Some(grp.map_err(|_| corrupt(SNAP_HEADER_BYTES, "bad membership"))?);
+        }
+        if let Some(m) = &meta {
+            publish_meta(&c, m);
+        }
+        let n = crate::cluster::NODES_MAX;
+        // What the restored logs hold in memory (`LOG_BYTES_MAX`).
+        let log_bytes: Vec<usize> = groups
+            .iter()
+            .map(|g| {
+                g.as_ref()
+                    .map_or(0, |g| g.log().iter().map(|e| e.data.len()).sum())
+            })
+            .collect();
+        let log_bytes_total = log_bytes.iter().sum();
+        Ok(Replicas {
+            shard,
+            groups,
+            clocks,
+            applied,
+            log: Some(log),
+            wal,
+            snap_dir,
+            incoming: Vec::new(),
+            to_compact: Vec::new(),
+            before_flush: Vec::new(),
+            log_bytes,
+            log_bytes_total,
+            waiting: (0..count).map(|_| VecDeque::new()).collect(),
+            jobs: Vec::new(),
+            free_jobs: Vec::new(),
+            free_readies: Vec::new(),
+            readies_buf: Vec::new(),
+            dirty: Vec::new(),
+            is_dirty: vec![false; count],
+            peers: (0..n).map(|_| Peer::default()).collect(),
+            last_tick: Instant::now(),
+            waker: None,
+            woken: false,
+            payloads: Vec::new(),
+            per_peer: (0..n).map(|_| Vec::new()).collect(),
+            scratch: replicate::Scratch::default(),
+            reads_queued: (0..count).map(|_| Vec::new()).collect(),
+            read_rounds: HashMap::new(),
+            next_read: 1,
+            hint_due: Instant::now(),
+            meta,
+            meta_g,
+            to_drop: Vec::new(),
+            chunk_bytes: cfg.snapshot_chunk_bytes as usize,
+            seed,
+            moves_due: Instant::now(),
+            handover_at: vec![None; count],
+            drained_at: None,
+            drained_seen: None,
+            meta_removed: None,
+            seen_leaving: false,
+            c,
+        })
+    }
+}

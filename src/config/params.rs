@@ -1,0 +1,501 @@
+//! The parameter table (`PARAMS`): one entry per key, with its parser, its formatter and its help.
+
+use super::*;
+
+macro_rules! num_param {
+    ($name:literal, $field:ident, $min:expr, $max:expr, $runtime:expr, $help:literal) => {
+        Param {
+            name: $name,
+            help: $help,
+            runtime: $runtime,
+            set: |c, v| {
+                c.$field = parse_u64(v, $min, $max)?;
+                Ok(())
+            },
+            get: |c| c.$field.to_string(),
+        }
+    };
+}
+
+macro_rules! tunable_param {
+    ($name:literal, $field:ident, $min:expr, $max:expr, $help:literal) => {
+        Param {
+            name: $name,
+            help: $help,
+            runtime: true,
+            set: |c, v| {
+                c.tunables.$field = parse_u64(v, $min, $max)? as _;
+                Ok(())
+            },
+            get: |c| c.tunables.$field.to_string(),
+        }
+    };
+}
+
+fn set_list_max_listpack_size(c: &mut Config, v: &str) -> Result<(), String> {
+    let n: i64 = v.trim().parse().map_err(|_| "not an integer".to_string())?;
+    if n == 0 || !(-5..=1_000_000_000).contains(&n) {
+        return Err("must be -5..-1 (a size) or a positive count".into());
+    }
+    c.tunables.list_max_listpack_size = n;
+    Ok(())
+}
+
+/// The parameter table. Names are Redis-style (`proto-max-bulk-len`); the TOML file uses the same
+/// keys, flags are `--name`, environment variables `SHARDLINE_NAME` with `_` for `-`.
+pub static PARAMS: &[Param] = &[
+    Param {
+        name: "cluster-nodes",
+        help: "Client addresses of every node of a replicated cluster, this one included, comma-separated, in the same order on every node (empty: standalone).",
+        runtime: false,
+        set: |c, v| {
+            c.cluster_nodes = parse_addrs(v)?;
+            Ok(())
+        },
+        get: |c| {
+            c.cluster_nodes
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    },
+    Param {
+        name: "cluster-join",
+        help: "Client address of any member of a running cluster: this node asks it to join (once; the answer is kept in the data directory's cluster.conf, which later starts use). Excludes cluster-nodes.",
+        runtime: false,
+        set: |c, v| {
+            c.cluster_join = parse_one_addr(v)?;
+            Ok(())
+        },
+        get: |c| c.cluster_join.map(|a| a.to_string()).unwrap_or_default(),
+    },
+    Param {
+        name: "cluster-bus-addr",
+        help: "With cluster-join: where this node's cluster bus listens and peers reach it (empty: the client address with port + 10000).",
+        runtime: false,
+        set: |c, v| {
+            c.cluster_bus_addr = parse_one_addr(v)?;
+            Ok(())
+        },
+        get: |c| {
+            c.cluster_bus_addr
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        },
+    },
+    Param {
+        name: "cluster-bus-nodes",
+        help: "Cluster bus address of every member, in cluster-nodes order (this node's entry is where it listens); empty: each client port + 10000. Lets a proxy sit between nodes.",
+        runtime: false,
+        set: |c, v| {
+            c.cluster_bus_nodes = parse_addrs(v)?;
+            Ok(())
+        },
+        get: |c| {
+            c.cluster_bus_nodes
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    },
+    Param {
+        name: "cluster-routing",
+        help: "moved (default: answer -MOVED as Redis Cluster does) or proxy (forward to the slot's leader, for clients that know one endpoint).",
+        runtime: false,
+        set: |c, v| {
+            c.cluster_proxy = match v.trim().to_ascii_lowercase().as_str() {
+                "moved" => false,
+                "proxy" => true,
+                _ => return Err("must be moved or proxy".into()),
+            };
+            Ok(())
+        },
+        get: |c| if c.cluster_proxy { "proxy" } else { "moved" }.into(),
+    },
+    num_param!(
+        "cluster-replicas",
+        cluster_replicas,
+        0,
+        5,
+        false,
+        "Replicas of each vShard on distinct nodes: 1, 3 or 5 (0: min(3, nodes))."
+    ),
+    num_param!(
+        "cluster-node-timeout-ms",
+        cluster_node_timeout_ms,
+        50,
+        600_000,
+        false,
+        "A peer silent this long is taken as down and its vShards fail over (default 1000)."
+    ),
+    Param {
+        name: "fsync",
+        help: "When the write-ahead log is fsynced: always (default; a write is on disk on a quorum before it is acknowledged), batch (every fsync-batch-ms), never.",
+        runtime: false,
+        set: |c, v| {
+            c.fsync = parse_fsync(v, c.fsync_batch_ms)?;
+            Ok(())
+        },
+        get: |c| format_fsync(c.fsync),
+    },
+    Param {
+        name: "fsync-batch-ms",
+        help: "With fsync batch: the longest time between fsyncs (default 10).",
+        runtime: false,
+        set: |c, v| {
+            let ms = parse_u64(v, 1, 60_000)?;
+            if let shardline_shards::wal::FsyncPolicy::Batch { interval_ms } = &mut c.fsync {
+                *interval_ms = ms;
+            }
+            c.fsync_batch_ms = ms;
+            Ok(())
+        },
+        get: |c| c.fsync_batch_ms.to_string(),
+    },
+    num_param!(
+        "wal-segment-bytes",
+        wal_segment_bytes,
+        4096,
+        1 << 40,
+        false,
+        "Size at which a write-ahead log segment is closed and a new one started (default 64mb)."
+    ),
+    num_param!(
+        "snapshot-chunk-bytes",
+        snapshot_chunk_bytes,
+        1024,
+        64 << 20,
+        false,
+        "Bytes of a snapshot per cluster-bus message when a replica catches up (default 1mb)."
+    ),
+    Param {
+        name: "bind",
+        help: "Address to listen on (default 127.0.0.1).",
+        runtime: false,
+        set: |c, v| {
+            c.bind = v
+                .trim()
+                .parse()
+                .map_err(|_| "not an IP address".to_string())?;
+            Ok(())
+        },
+        get: |c| c.bind.to_string(),
+    },
+    Param {
+        name: "port",
+        help: "TCP port for clients (default 6379).",
+        runtime: false,
+        set: |c, v| {
+            c.port = parse_u64(v, 1, 65535)? as u16;
+            Ok(())
+        },
+        get: |c| c.port.to_string(),
+    },
+    Param {
+        name: "cores",
+        help: "Cores of the shard threads: 0, 0-3, 2,4,6 (default: every core this process may use).",
+        runtime: false,
+        set: |c, v| {
+            c.cores = parse_cores(v)?;
+            Ok(())
+        },
+        get: |c| format_cores(&c.cores),
+    },
+    Param {
+        name: "data-dir",
+        help: "Directory for the node's data (default ./shardline-data).",
+        runtime: false,
+        set: |c, v| {
+            if v.is_empty() {
+                return Err("must not be empty".into());
+            }
+            c.data_dir = PathBuf::from(v);
+            Ok(())
+        },
+        get: |c| c.data_dir.display().to_string(),
+    },
+    Param {
+        name: "requirepass",
+        help: "Password clients must AUTH with; empty for none.",
+        runtime: true,
+        set: |c, v| {
+            c.requirepass = if v.is_empty() {
+                None
+            } else {
+                Some(v.to_string())
+            };
+            Ok(())
+        },
+        get: |c| c.requirepass.clone().unwrap_or_default(),
+    },
+    Param {
+        name: "log-level",
+        help: "error, warn, info, debug or trace (default info).",
+        runtime: false,
+        set: |c, v| match v.to_ascii_lowercase().as_str() {
+            l @ ("error" | "warn" | "info" | "debug" | "trace") => {
+                c.log_level = l.to_string();
+                Ok(())
+            }
+            _ => Err("must be error, warn, info, debug or trace".into()),
+        },
+        get: |c| c.log_level.clone(),
+    },
+    Param {
+        name: "protected-mode",
+        help: "Refuse to listen on a non-loopback address without requirepass (default yes).",
+        runtime: false,
+        set: |c, v| {
+            c.protected_mode = parse_bool(v)?;
+            Ok(())
+        },
+        get: |c| {
+            if c.protected_mode {
+                "yes".into()
+            } else {
+                "no".into()
+            }
+        },
+    },
+    Param {
+        name: "vshards",
+        help: "vShards per node, a power of two (default 256).",
+        runtime: false,
+        set: |c, v| {
+            let n = parse_u64(v, 1, 16384)?;
+            if !n.is_power_of_two() {
+                return Err("must be a power of two".into());
+            }
+            c.vshards = n as u32;
+            Ok(())
+        },
+        get: |c| c.vshards.to_string(),
+    },
+    num_param!(
+        "maxclients",
+        maxclients,
+        1,
+        1_000_000,
+        true,
+        "Most client connections at once (default 10000)."
+    ),
+    num_param!(
+        "proto-max-bulk-len",
+        proto_max_bulk_len,
+        1024,
+        1 << 32,
+        true,
+        "Largest bulk string a client may send (default 512mb)."
+    ),
+    num_param!(
+        "max-multibulk-len",
+        max_multibulk_len,
+        1,
+        1 << 24,
+        true,
+        "Most arguments in one command (default 1048576)."
+    ),
+    num_param!(
+        "client-query-buffer-limit",
+        client_query_buffer_limit,
+        1 << 20,
+        1 << 34,
+        true,
+        "Most unparsed bytes buffered for a client (default 1gb)."
+    ),
+    num_param!(
+        "client-output-buffer-limit",
+        client_output_buffer_limit,
+        1 << 16,
+        1 << 34,
+        true,
+        "Most reply bytes pending for a client before it is disconnected (default 256mb)."
+    ),
+    num_param!(
+        "hop-queue-depth",
+        hop_queue_depth,
+        16,
+        1 << 20,
+        false,
+        "Capacity of each shard thread's cross-thread job queue (default 4096)."
+    ),
+    num_param!(
+        "shutdown-timeout-ms",
+        shutdown_timeout_ms,
+        0,
+        600_000,
+        true,
+        "How long SIGTERM waits for in-flight replies (default 5000)."
+    ),
+    num_param!(
+        "hz",
+        hz,
+        1,
+        500,
+        true,
+        "Active-expiry passes per second on each shard thread (default 10)."
+    ),
+    num_param!(
+        "active-expire-keys-per-pass",
+        active_expire_keys_per_pass,
+        1,
+        1 << 20,
+        true,
+        "Keys with a TTL examined per active-expiry pass (default 200)."
+    ),
+    Param {
+        name: "notify-keyspace-events",
+        help: "Keyspace notifications to publish, as Redis's flags (K, E, g$lshzxetd, A, n; default none).",
+        runtime: true,
+        set: |c, v| {
+            c.tunables.notify_keyspace_events = notify::parse_flags(v).ok_or_else(|| {
+                "unknown flag (use K, E, g, $, l, s, h, z, x, e, t, m, d, n, A)".to_string()
+            })?;
+            Ok(())
+        },
+        get: |c| notify::format_flags(c.tunables.notify_keyspace_events),
+    },
+    Param {
+        name: "maxmemory",
+        help: "Memory limit for the node (bytes, or 100mb, 2gb; 0: none). Over it, write commands evict keys by maxmemory-policy or are refused with OOM.",
+        runtime: true,
+        set: |c, v| {
+            c.tunables.maxmemory = parse_size(v)?;
+            Ok(())
+        },
+        get: |c| c.tunables.maxmemory.to_string(),
+    },
+    Param {
+        name: "maxmemory-policy",
+        help: "noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl (default noeviction).",
+        runtime: true,
+        set: |c, v| {
+            c.tunables.maxmemory_policy = Policy::parse(v.trim()).ok_or_else(|| {
+                "must be noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl".to_string()
+            })?;
+            Ok(())
+        },
+        get: |c| c.tunables.maxmemory_policy.name().to_string(),
+    },
+    tunable_param!(
+        "maxmemory-samples",
+        maxmemory_samples,
+        1,
+        64,
+        "Keys sampled per eviction (default 5)."
+    ),
+    tunable_param!(
+        "lfu-log-factor",
+        lfu_log_factor,
+        0,
+        1_000_000,
+        "How slowly the LFU counter grows (default 10)."
+    ),
+    tunable_param!(
+        "lfu-decay-time",
+        lfu_decay_time,
+        0,
+        1_000_000,
+        "Minutes per step of LFU counter decay; 0 never decays (default 1)."
+    ),
+    tunable_param!(
+        "hash-max-listpack-entries",
+        hash_max_listpack_entries,
+        0,
+        1_000_000_000,
+        "Most fields of a hash kept packed (listpack) (default 128)."
+    ),
+    tunable_param!(
+        "hash-max-ziplist-entries",
+        hash_max_listpack_entries,
+        0,
+        1_000_000_000,
+        "Alias of hash-max-listpack-entries."
+    ),
+    tunable_param!(
+        "hash-max-listpack-value",
+        hash_max_listpack_value,
+        0,
+        1_000_000_000,
+        "Longest field or value, in bytes, of a packed hash (default 64)."
+    ),
+    tunable_param!(
+        "hash-max-ziplist-value",
+        hash_max_listpack_value,
+        0,
+        1_000_000_000,
+        "Alias of hash-max-listpack-value."
+    ),
+    tunable_param!(
+        "set-max-intset-entries",
+        set_max_intset_entries,
+        0,
+        1_000_000_000,
+        "Most members of an all-integer set kept as an intset (default 512)."
+    ),
+    tunable_param!(
+        "set-max-listpack-entries",
+        set_max_listpack_entries,
+        0,
+        1_000_000_000,
+        "Most members of a set kept packed (default 128)."
+    ),
+    tunable_param!(
+        "set-max-listpack-value",
+        set_max_listpack_value,
+        0,
+        1_000_000_000,
+        "Longest member, in bytes, of a packed set (default 64)."
+    ),
+    tunable_param!(
+        "zset-max-listpack-entries",
+        zset_max_listpack_entries,
+        0,
+        1_000_000_000,
+        "Most members of a sorted set kept packed (default 128)."
+    ),
+    tunable_param!(
+        "zset-max-ziplist-entries",
+        zset_max_listpack_entries,
+        0,
+        1_000_000_000,
+        "Alias of zset-max-listpack-entries."
+    ),
+    tunable_param!(
+        "zset-max-listpack-value",
+        zset_max_listpack_value,
+        0,
+        1_000_000_000,
+        "Longest member, in bytes, of a packed sorted set (default 64)."
+    ),
+    tunable_param!(
+        "zset-max-ziplist-value",
+        zset_max_listpack_value,
+        0,
+        1_000_000_000,
+        "Alias of zset-max-listpack-value."
+    ),
+    Param {
+        name: "list-max-listpack-size",
+        help: "Most entries (positive) or bytes (-1..-5: 4kb..64kb) of a packed list (default -2).",
+        runtime: true,
+        set: set_list_max_listpack_size,
+        get: |c| c.tunables.list_max_listpack_size.to_string(),
+    },
+    Param {
+        name: "list-max-ziplist-size",
+        help: "Alias of list-max-listpack-size.",
+        runtime: true,
+        set: set_list_max_listpack_size,
+        get: |c| c.tunables.list_max_listpack_size.to_string(),
+    },
+    tunable_param!(
+        "stream-node-max-entries",
+        stream_node_max_entries,
+        1,
+        999_999_999,
+        "Stream entries per node: the unit approximate (~) trimming removes (default 100)."
+    ),
+];
