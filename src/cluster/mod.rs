@@ -466,11 +466,14 @@ impl Cluster {
     }
 
     /// Drops the members not in `keep` (ascending ids): a node removed from the cluster. Its
-    /// dialers stop, its handshakes are refused, and routing forgets what it led.
+    /// dialers stop, its handshakes are refused, and routing forgets what it led. The node itself
+    /// always stays: a joined node applying a metadata snapshot older than its join does not
+    /// name itself yet, and a removed node stops by itself (`moves::leave_if_removed`).
     pub fn retain_members(&self, keep: &[RaftId]) {
         let gone: Vec<RaftId> = {
             let mut m = self.members.lock().expect("members");
             let gone: Vec<RaftId> = (1..=NODES_MAX as RaftId)
+                .filter(|&id| id != self.me)
                 .filter(|id| m[*id as usize - 1].is_some() && keep.binary_search(id).is_err())
                 .collect();
             for &id in &gone {

@@ -84,13 +84,14 @@ impl TestCluster {
             .command(i)
             .args(extra)
             // The nodes' logs (stdout), for debugging: TEST_NODE_LOGS=<dir> (with RUST_LOG)
-            // appends node i's to <dir>/node-<i>.log.
+            // appends node i's to <dir>/<first client port>-node-<i>.log (failure messages
+            // name that port, as tests run in parallel).
             .stdout(match std::env::var_os("TEST_NODE_LOGS") {
                 Some(d) => Stdio::from(
                     std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
-                        .open(PathBuf::from(d).join(format!("node-{i}.log")))
+                        .open(PathBuf::from(d).join(format!("{}-node-{i}.log", self.ports[0])))
                         .expect("node log file"),
                 ),
                 None => Stdio::null(),
@@ -317,7 +318,8 @@ impl TestCluster {
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "node {i}: not every slot has a leader after {timeout:?}: {:?}",
+                    "node {i} (cluster of port {}): not every slot has a leader after {timeout:?}: {:?}",
+                    self.ports[0],
                     self.info(i)
                 );
                 std::thread::sleep(Duration::from_millis(50));

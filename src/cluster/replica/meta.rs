@@ -129,8 +129,7 @@ impl Replicas {
     }
 
     /// On the metadata group's leader, one membership change at a time: adds the first member
-    /// not yet in the group as a learner (a learner must start from a snapshot, as the static
-    /// start state is not in the log, so the group compacts first if it never has); keeps 3
+    /// not yet in the group as a learner; keeps 3
     /// voters once there are 3 nodes staying, 5 from 5, promoting caught-up learners; removes
     /// leaving or dropped nodes from the group once the voters that stay are enough; and
     /// proposes `Drained` for a leaving node no group holds a replica on any more.
@@ -144,6 +143,15 @@ impl Replicas {
         if grp.role() != raft::Role::Leader || self.applied[g as usize].index < grp.commit_index() {
             return;
         }
+        // A replica that starts empty (a learner, a node that joined) must start from a
+        // snapshot: the static start state is not in the log. So a leader whose log was never
+        // compacted compacts before anything else, including a leader elected after another
+        // added a learner but died before its snapshot reached it (found by the test that kills
+        // the metadata leader mid-join: the new leader sent entries from index 1, and the
+        // joined node stopped on an entry it could not apply).
+        if grp.snapshot_id().index == 0 {
+            return self.compact(db, g);
+        }
         let staying = |id: RaftId| m.node(NodeId(id)).is_some_and(|n| !n.leaving);
         let conf = grp.membership().clone();
         let change = if let Some(new) = m
@@ -152,9 +160,6 @@ impl Replicas {
             .map(|n| n.id.0)
             .find(|&id| staying(id) && !conf.contains(id))
         {
-            if grp.snapshot_id().index == 0 {
-                return self.compact(db, g);
-            }
             ConfChange::AddLearner(new)
         } else {
             let want = match m.nodes.iter().filter(|n| !n.leaving).count() {
