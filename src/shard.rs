@@ -105,12 +105,44 @@ struct Waiter {
     origin: usize,
     token: hop::Token,
     proto: Proto,
-    /// The blocking command's arguments.
-    buf: Vec<u8>,
-    spans: Vec<command::Span>,
-    keys: Vec<Vec<u8>>,
+    cmd: Parked,
     /// The replies of the job's earlier ops; the blocking command's reply is appended.
     partial: Done,
+}
+
+/// A parked blocking command's own copy: its arguments (XREAD's `$` resolved) and the keys it
+/// waits on. Shared by waiters on one node and on a replicated leader.
+pub(crate) struct Parked {
+    pub name: &'static str,
+    pub buf: Vec<u8>,
+    pub spans: Vec<command::Span>,
+    pub keys: Vec<Vec<u8>>,
+}
+
+impl Parked {
+    /// The copy of blocking command `args` to park (`$` resolved against `db` at `now_ms`).
+    pub fn new(db: &mut Db, args: Args, now_ms: u64) -> Parked {
+        let name = command::lookup(args.get(0)).map_or("", |s| s.name);
+        let keys: Vec<Vec<u8>> = match command::blocking::parse(name, &args) {
+            Ok(w) => w.keys.iter().map(|&i| args.get(i).to_vec()).collect(),
+            Err(_) => Vec::new(), // unreachable: parse errors are answered before parking
+        };
+        let words: Vec<Vec<u8>> = command::blocking::park_args(db, &args, now_ms)
+            .unwrap_or_else(|| args.iter().map(<[u8]>::to_vec).collect());
+        let mut buf = Vec::new();
+        let mut spans = Vec::with_capacity(words.len());
+        for w in &words {
+            let start = buf.len() as u32;
+            buf.extend_from_slice(w);
+            spans.push((start, buf.len() as u32));
+        }
+        Parked {
+            name,
+            buf,
+            spans,
+            keys,
+        }
+    }
 }
 
 pub struct Shard {
@@ -418,35 +450,14 @@ impl Shard {
         spans: &[command::Span],
         partial: Done,
     ) {
-        let args = Args::new(buf, spans);
-        let name = command::lookup(args.get(0)).map_or("", |s| s.name);
-        let keys: Vec<Vec<u8>> = match command::blocking::parse(name, &args) {
-            Ok(w) => w.keys.iter().map(|&i| args.get(i).to_vec()).collect(),
-            Err(_) => Vec::new(), // unreachable: try_serve answered parse errors
-        };
+        let cmd = Parked::new(
+            &mut self.db.borrow_mut(),
+            Args::new(buf, spans),
+            unix_now_us() / 1000,
+        );
         let id = self.next_waiter.get();
         self.next_waiter.set(id + 1);
-        {
-            let mut db = self.db.borrow_mut();
-            for k in &keys {
-                db.waiting
-                    .get_or_insert_with(k, std::collections::VecDeque::new)
-                    .0
-                    .push_back(id);
-            }
-        }
-        let words: Vec<Vec<u8>> = {
-            let mut db = self.db.borrow_mut();
-            command::blocking::park_args(&mut db, &args, unix_now_us() / 1000)
-                .unwrap_or_else(|| args.iter().map(<[u8]>::to_vec).collect())
-        };
-        let mut own = Vec::new();
-        let mut own_spans = Vec::with_capacity(words.len());
-        for w in &words {
-            let start = own.len() as u32;
-            own.extend_from_slice(w);
-            own_spans.push((start, own.len() as u32));
-        }
+        self.db.borrow_mut().wait_on(id, &cmd.keys, false);
         self.waiter_ids.borrow_mut().insert((origin, token), id);
         self.waiters.borrow_mut().insert(
             id,
@@ -454,9 +465,7 @@ impl Shard {
                 origin,
                 token,
                 proto,
-                buf: own,
-                spans: own_spans,
-                keys,
+                cmd,
                 partial,
             },
         );
@@ -466,19 +475,7 @@ impl Shard {
     fn unpark(&self, id: u64) -> Option<Waiter> {
         let w = self.waiters.borrow_mut().remove(&id)?;
         self.waiter_ids.borrow_mut().remove(&(w.origin, w.token));
-        let mut db = self.db.borrow_mut();
-        for k in &w.keys {
-            let empty = match db.waiting.get_mut(k) {
-                Some(q) => {
-                    q.retain(|&x| x != id);
-                    q.is_empty()
-                }
-                None => false,
-            };
-            if empty {
-                db.waiting.remove(k);
-            }
-        }
+        self.db.borrow_mut().unwait(id, &w.cmd.keys);
         Some(w)
     }
 
@@ -493,6 +490,9 @@ impl Shard {
 
     /// Serves parked requests whose keys were written, oldest first, until none can be served.
     pub fn serve_ready(&self) {
+        if self.node.cluster.is_some() {
+            return self.serve_ready_replicated();
+        }
         loop {
             let key = {
                 let mut db = self.db.borrow_mut();
@@ -512,7 +512,7 @@ impl Shard {
                 let (proto, buf, spans) = {
                     let ws = self.waiters.borrow();
                     let w = &ws[&id];
-                    (w.proto, w.buf.clone(), w.spans.clone())
+                    (w.proto, w.cmd.buf.clone(), w.cmd.spans.clone())
                 };
                 let mut out = Out::new(proto);
                 if !self.try_once(&buf, &spans, unix_now_us(), &mut out) {
@@ -531,10 +531,8 @@ impl Shard {
         let Some(w) = id.and_then(|id| self.unpark(id)) else {
             return;
         };
-        let args = Args::new(&w.buf, &w.spans);
-        let name = command::lookup(args.get(0)).map_or("", |s| s.name);
         let mut out = Out::new(w.proto);
-        command::blocking::timeout_reply(name, &mut out);
+        command::blocking::timeout_reply(w.cmd.name, &mut out);
         self.finish_parked(w, &out.buf);
     }
 
@@ -587,7 +585,7 @@ impl Shard {
                 out.int(st.keyspace_hits as i64);
                 out.int(st.keyspace_misses as i64);
                 out.int(st.expired_keys as i64);
-                out.int(self.waiters.borrow().len() as i64);
+                out.int((self.waiters.borrow().len() + self.blocked_replicated()) as i64);
                 out.int(ps.names(crate::pubsub::Kind::Channel, None).len() as i64);
                 out.int(ps.names(crate::pubsub::Kind::Pattern, None).len() as i64);
                 out.int(st.evicted_keys as i64);

@@ -63,7 +63,7 @@ fn a_three_node_cluster_serves_10000_keys_through_the_cluster_client() {
         .unwrap();
     let both: Vec<i64> = conn.mget(&["{u}a", "{u}b"]).unwrap();
     assert_eq!(both, vec![1, 2]);
-    let mut leader = leader_of(&c, "{u}n");
+    let mut leader = c.leader_of("{u}n");
     let (x, y): (i64, i64) = redis::pipe()
         .atomic()
         .incr("{u}n", 1)
@@ -139,20 +139,6 @@ fn nodes_without_a_replica_of_a_vshard_route_it_by_the_leaders_hints() {
         let v: i64 = conn.get(format!("key:{i}")).unwrap();
         assert_eq!(v, i);
     }
-}
-
-/// A plain connection to the node that leads `key`'s slot (the one that does not redirect).
-fn leader_of(c: &TestCluster, key: &str) -> redis::Connection {
-    for i in 0..c.ports.len() {
-        let mut n = redis::Client::open(c.url(i))
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        if redis::cmd("EXISTS").arg(key).query::<i64>(&mut n).is_ok() {
-            return n;
-        }
-    }
-    panic!("no node leads {key}");
 }
 
 #[test]
@@ -353,50 +339,10 @@ fn a_full_cluster_restart_keeps_every_acknowledged_write() {
 }
 
 /// A key whose slot node `i` leads now, by asking node `i` for its slot ranges.
-fn key_led_by(c: &TestCluster, i: usize) -> String {
-    let mut n = redis::Client::open(c.url(i))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let slots: Vec<(i64, i64, (String, i64))> = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query::<Vec<redis::Value>>(&mut n)
-        .unwrap()
-        .into_iter()
-        .map(|r| {
-            let redis::Value::Array(p) = r else { panic!() };
-            let (redis::Value::Int(a), redis::Value::Int(b), redis::Value::Array(m)) =
-                (&p[0], &p[1], &p[2])
-            else {
-                panic!()
-            };
-            let (redis::Value::BulkString(h), redis::Value::Int(port)) = (&m[0], &m[1]) else {
-                panic!()
-            };
-            (*a, *b, (String::from_utf8_lossy(h).into_owned(), *port))
-        })
-        .collect();
-    for n_try in 0..100_000 {
-        let k = format!("cut:{n_try}");
-        let slot: i64 = redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(&k)
-            .query(&mut n)
-            .unwrap();
-        if slots
-            .iter()
-            .any(|(a, b, (_, port))| (*a..=*b).contains(&slot) && *port == c.ports[i] as i64)
-        {
-            return k;
-        }
-    }
-    panic!("node {i} leads nothing");
-}
-
 #[test]
 fn a_leader_cut_off_from_its_quorum_stops_acknowledging_and_the_cluster_converges_after_healing() {
     let c = TestCluster::start(3, true, &[]);
-    let k = key_led_by(&c, 0);
+    let k = c.key_led_by(0);
     let mut old = redis::Client::open(c.url(0))
         .unwrap()
         .get_connection()
@@ -724,7 +670,7 @@ fn a_node_behind_compacted_logs_catches_up_by_snapshot_and_a_full_restart_keeps_
 #[test]
 fn a_pipeline_reads_its_own_writes_although_reads_skip_the_log() {
     let c = TestCluster::start(3, false, &[]);
-    let mut leader = leader_of(&c, "{rw}x");
+    let mut leader = c.leader_of("{rw}x");
     let mut pipe = redis::pipe();
     for i in 0..200 {
         pipe.set("{rw}x", i)
@@ -743,7 +689,7 @@ fn a_pipeline_reads_its_own_writes_although_reads_skip_the_log() {
 #[test]
 fn a_pipeline_keeps_its_order_around_a_transaction_on_the_same_vshard() {
     let c = TestCluster::start(3, false, &[]);
-    let mut leader = leader_of(&c, "{tx}k");
+    let mut leader = c.leader_of("{tx}k");
     let mut pipe = redis::pipe();
     pipe.set("{tx}k", 1)
         .ignore()

@@ -545,10 +545,42 @@ impl Db {
         }
     }
 
+    /// Queues waiter `id` on `keys` (`first`: ahead of the others, for one whose turn came
+    /// and went without being served).
+    pub fn wait_on(&mut self, id: u64, keys: &[Vec<u8>], first: bool) {
+        for k in keys {
+            let q = self
+                .waiting
+                .get_or_insert_with(k, std::collections::VecDeque::new)
+                .0;
+            if first {
+                q.push_front(id);
+            } else {
+                q.push_back(id);
+            }
+        }
+    }
+
+    /// Takes waiter `id` off the queues of `keys`.
+    pub fn unwait(&mut self, id: u64, keys: &[Vec<u8>]) {
+        for k in keys {
+            let empty = match self.waiting.get_mut(k) {
+                Some(q) => {
+                    q.retain(|&x| x != id);
+                    q.is_empty()
+                }
+                None => false,
+            };
+            if empty {
+                self.waiting.remove(k);
+            }
+        }
+    }
+
     /// Notes that `key` was written, if a blocked client waits on it (one `is_empty` check when
     /// nobody is blocked).
     #[inline]
-    fn mark_ready(&mut self, key: &[u8]) {
+    pub fn mark_ready(&mut self, key: &[u8]) {
         if !self.waiting.is_empty()
             && self.waiting.contains(key)
             && !self.ready.iter().any(|k| k == key)

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+mod blocked;
 mod job;
 mod meta;
 mod moves;
@@ -99,6 +100,8 @@ struct Waiter {
     ops: OpList,
     term: u64,
     since: Instant,
+    /// The blocking command this entry tries (`blocked.rs`).
+    block: Option<u64>,
 }
 
 /// The ops of a job that one entry answers, in the entry's order: nearly always one.
@@ -200,6 +203,11 @@ pub struct Replicas {
     meta_removed: Option<u64>,
     /// Thread 0: this node's metadata said it is leaving (`moves::leave_if_removed`).
     seen_leaving: bool,
+    /// Blocking commands waiting on this thread's leaders, by id (`Db::waiting` holds the
+    /// ids), and their ids by the connection's `(origin, token)` (for `Unblock`).
+    blocked: HashMap<u64, blocked::Blocked>,
+    blocked_ids: HashMap<(usize, crate::hop::Token), u64>,
+    next_blocked: u64,
 }
 
 impl Replicas {
@@ -279,13 +287,20 @@ impl Replicas {
             }
         }
         let mut lost = Vec::new();
+        let mut verify = Vec::new();
         for (v, g) in self.groups.iter_mut().enumerate() {
-            if let Some(g) = g
-                && g.leader() == Some(peer)
-            {
+            let Some(g) = g else { continue };
+            if g.leader() == Some(peer) {
                 g.leader_lost();
                 lost.push(v as u32);
+            } else if g.role() == raft::Role::Leader && g.membership().voters.contains(&peer) {
+                // Led here: a quiet leader checks it still has a quorum (`verify_quorum`).
+                g.verify_quorum();
+                verify.push(v as u32);
             }
+        }
+        for v in verify {
+            self.touch(v);
         }
         if !lost.is_empty() {
             tracing::info!(
@@ -443,11 +458,20 @@ impl Replicas {
             if i == index {
                 return Some(w);
             }
-            for &op in w.ops.as_slice() {
-                finished.extend(self.fail(w.job, op, UNKNOWN));
-            }
+            self.fail_waiter(w, UNKNOWN, finished);
         }
         None
+    }
+
+    /// Answers every op of proposal `w` with the error `msg` (its entry was replaced, or its
+    /// fate is unknown), appending finished jobs to `finished`.
+    fn fail_waiter(&mut self, w: Waiter, msg: &str, finished: &mut Vec<PendingJob>) {
+        if let Some(id) = w.block {
+            self.forget_blocked(id);
+        }
+        for &op in w.ops.as_slice() {
+            finished.extend(self.fail(w.job, op, msg));
+        }
     }
 
     /// Answers op `op` of job `j` with the error `msg` (replacing a reply held for it).

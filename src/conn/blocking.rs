@@ -7,15 +7,20 @@ impl Conn {
     /// A blocking command: sent, as the batch's last op, to the thread that owns its keys (this
     /// one included, through its own mailbox), which answers it or parks it; parsing stops here.
     pub(super) fn blocking_command(&mut self, spec: &'static CommandSpec, args: Args) {
+        let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
+        match plan(spec, args, layout, threads, self.shard.id) {
+            Plan::On(t) => self.blocking_on(t, spec, args),
+            Plan::Refuse(msg) => self.out.error(msg),
+            _ => self.out.error(err::CROSSSLOT),
+        }
+    }
+
+    /// Sends blocking command `args` to thread `t`, which owns its keys (on a replicated node:
+    /// whose group leads their vShard), and waits for its answer.
+    pub(super) fn blocking_on(&mut self, t: usize, spec: &'static CommandSpec, args: Args) {
         let timeout = match command::blocking::parse(spec.name, &args) {
             Ok(w) => w.timeout_ms.map(Duration::from_millis),
             Err(e) => return self.out.error(e),
-        };
-        let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
-        let t = match plan(spec, args, layout, threads, self.shard.id) {
-            Plan::On(t) => t,
-            Plan::Refuse(msg) => return self.out.error(msg),
-            _ => return self.out.error(err::CROSSSLOT),
         };
         let first = self.copy_args(t, args.buf(), args.spans());
         let op = self.push_op(

@@ -43,11 +43,6 @@ impl Conn {
         spec: &'static CommandSpec,
         args: Args,
     ) {
-        if spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args) {
-            return self.out.error(
-                "ERR blocking commands that have to wait are not supported on a replicated cluster yet",
-            );
-        }
         if crate::cluster::replica::propose::is_flush(spec) {
             // Through every shard thread's log (this thread's too: never run on the spot, which
             // would empty this replica alone).
@@ -81,8 +76,12 @@ impl Conn {
         };
         let t = c.layout.owner_thread(v, c.threads);
         let leader = c.leader(v);
+        let blocking =
+            spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args);
         if leader != c.me {
-            if self.readonly && spec.flags & flags::WRITE == 0 && c.is_replica(v) {
+            // (A blocking read waits on the leader: a follower's state would only show what
+            // the leader already has.)
+            if self.readonly && spec.flags & flags::WRITE == 0 && !blocking && c.is_replica(v) {
                 // READONLY: served from this replica's applied state, which may lag the leader.
                 let first = self.copy_args(t, args.buf(), args.spans());
                 let len = args.len() as u32;
@@ -93,6 +92,10 @@ impl Conn {
                 return self.proxy(leader, spec, args);
             }
             return self.out.error(&c.redirect(slot, Some(leader)));
+        }
+        if blocking {
+            // Parked on the leader, popped through the log (`replica/blocked.rs`).
+            return self.blocking_on(t, spec, args);
         }
         let op = self.push_cmd(t, spec, args.buf(), args.spans());
         self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);

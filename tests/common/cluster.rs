@@ -327,6 +327,61 @@ impl TestCluster {
         }
     }
 
+    /// A plain connection to the node that leads `key`'s slot (the one that does not redirect).
+    pub fn leader_of(&self, key: &str) -> redis::Connection {
+        for i in 0..self.ports.len() {
+            let mut n = redis::Client::open(self.url(i))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            if redis::cmd("EXISTS").arg(key).query::<i64>(&mut n).is_ok() {
+                return n;
+            }
+        }
+        panic!("no node leads {key}");
+    }
+
+    /// A key whose slot node `i` leads.
+    pub fn key_led_by(&self, i: usize) -> String {
+        let mut n = redis::Client::open(self.url(i))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let slots: Vec<(i64, i64, (String, i64))> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query::<Vec<redis::Value>>(&mut n)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let redis::Value::Array(p) = r else { panic!() };
+                let (redis::Value::Int(a), redis::Value::Int(b), redis::Value::Array(m)) =
+                    (&p[0], &p[1], &p[2])
+                else {
+                    panic!()
+                };
+                let (redis::Value::BulkString(h), redis::Value::Int(port)) = (&m[0], &m[1]) else {
+                    panic!()
+                };
+                (*a, *b, (String::from_utf8_lossy(h).into_owned(), *port))
+            })
+            .collect();
+        for n_try in 0..100_000 {
+            let k = format!("cut:{n_try}");
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(&k)
+                .query(&mut n)
+                .unwrap();
+            if slots
+                .iter()
+                .any(|(a, b, (_, port))| (*a..=*b).contains(&slot) && *port == self.ports[i] as i64)
+            {
+                return k;
+            }
+        }
+        panic!("node {i} leads nothing");
+    }
+
     /// Cuts node `i` off from the others (both directions of each link).
     pub fn isolate(&self, i: usize) {
         for j in 0..self.ports.len() {

@@ -104,6 +104,12 @@ fn run_words(db: &mut Db, words: &[&[u8]], c: &mut Ctx, out: &mut Out) {
     execute(db, Args::new(&buf, &spans), c, out);
 }
 
+/// Whether `reply`, a table handler's answer (the single try), says the command was not served
+/// and would have blocked: a replicated leader parks the command again on it.
+pub fn would_block(reply: &[u8]) -> bool {
+    is_nil(reply)
+}
+
 fn is_nil(reply: &[u8]) -> bool {
     matches!(reply, b"*-1\r\n" | b"$-1\r\n" | b"_\r\n" | b"*0\r\n")
 }

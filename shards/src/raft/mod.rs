@@ -73,6 +73,8 @@ pub struct Group {
     /// Leader: peers heard from since the last quorum check, and ticks since it.
     active: HashSet<NodeId>,
     since_check: u32,
+    /// Leader: stays awake until a quorum check passes (`verify_quorum`).
+    verifying: bool,
     /// Leader: read rounds started, and reads waiting for a quorum to confirm their round.
     read_seq: u64,
     pending_reads: Vec<PendingRead>,
@@ -157,6 +159,7 @@ impl Group {
             out: Vec::new(),
             quiet: false,
             transfer_ticks: 0,
+            verifying: false,
             active: HashSet::new(),
             since_check: 0,
             read_seq: 0,
@@ -214,6 +217,21 @@ impl Group {
         } else {
             self.reset_timer();
         }
+    }
+
+    /// Leader: the node-level failure detector lost a voter's node. A quiet leader would go on
+    /// believing it leads (nothing is sent, so nothing fails); this one runs its timers again
+    /// and stays awake until a quorum check, a full election timeout from now, passes. Cut off
+    /// from its quorum, it steps down then, so routing and the waiters parked on it learn that
+    /// it no longer leads although nothing was written.
+    pub fn verify_quorum(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        self.quiet = false;
+        self.verifying = true;
+        self.since_check = 0;
+        self.active.clear();
     }
 
     /// Leader: hands leadership to voter `to` (a `TimeoutNow`, on which it stands at once in
@@ -394,6 +412,7 @@ impl Group {
         self.role = Role::Follower;
         self.leader = leader;
         self.transfer_ticks = 0;
+        self.verifying = false;
         if leader.is_none() {
             // No leader to be quiet for: the election timer must run (a quiet leader deposed
             // by a higher term in a reply would otherwise wait for nobody, forever).
@@ -551,10 +570,11 @@ impl Group {
                         self.become_follower(term, None);
                         return;
                     }
+                    self.verifying = false;
                 }
                 if self.elapsed >= self.cfg.heartbeat_ticks {
                     // Once everyone holds and knows everything, one last heartbeat says so.
-                    if self.settled() && self.transfer_ticks == 0 {
+                    if self.settled() && self.transfer_ticks == 0 && !self.verifying {
                         self.quiet = true;
                     }
                     self.broadcast(true);

@@ -165,6 +165,9 @@ impl Replicas {
             drained_seen: None,
             meta_removed: None,
             seen_leaving: false,
+            blocked: HashMap::new(),
+            blocked_ids: HashMap::new(),
+            next_blocked: 1,
             c,
         })
     }

@@ -18,12 +18,48 @@ impl Shard {
         let mut reads: Vec<(u32, Slot, u32)> = Vec::new();
         // (metadata command, op): CLUSTER JOIN, on thread 0.
         let mut metas: Vec<(Vec<u8>, u32)> = Vec::new();
+        // A blocking command (the job's last op): its vShard and copy, tried once proposed.
+        let mut block: Option<(u32, (u32, Slot), crate::shard::Parked)> = None;
         let c = self.node.cluster.as_deref().expect("replicated");
         for (i, op) in job.ops.iter().enumerate() {
             let i = i as u32;
-            if let Op::Meta(cmd) = op {
-                metas.push((cmd.clone(), i));
-                continue;
+            match op {
+                Op::Meta(cmd) => {
+                    metas.push((cmd.clone(), i));
+                    continue;
+                }
+                Op::Block { first, len } => {
+                    let cmds = [(*first, *len)];
+                    match self.plan_entry(c, &job.buf, &job.spans, &cmds) {
+                        Err(msg) => pj.write(i, false, |o| o.error(&msg)),
+                        Ok(None) => {
+                            pj.write(i, false, |o| o.error("ERR a blocking command without keys"))
+                        }
+                        Ok(Some(at)) => {
+                            let args = Args::new(
+                                &job.buf,
+                                &job.spans[*first as usize..(*first + *len) as usize],
+                            );
+                            let cmd = crate::shard::Parked::new(
+                                &mut self.db.borrow_mut(),
+                                args,
+                                now_us / 1000,
+                            );
+                            block = Some((i, at, cmd));
+                        }
+                    }
+                    continue;
+                }
+                Op::Unblock { origin, token } => {
+                    let done = self
+                        .with_replicas(|r| r.unblock(*origin, *token, &mut self.db.borrow_mut()));
+                    if let Some(done) = done {
+                        drop_finished(self, done);
+                    }
+                    pj.write(i, false, |o| o.ok());
+                    continue;
+                }
+                _ => {}
             }
             if let Op::Cmd {
                 first,
@@ -136,7 +172,7 @@ impl Shard {
         }
         let mut r = self.repl.borrow_mut();
         let r = r.as_mut().expect("replicated");
-        if entries.is_empty() && reads.is_empty() && metas.is_empty() {
+        if entries.is_empty() && reads.is_empty() && metas.is_empty() && block.is_none() {
             // Everything answered here.
             drop_finished(self, pj);
             return;
@@ -154,6 +190,7 @@ impl Shard {
                             ops,
                             term,
                             since: Instant::now(),
+                            block: None,
                         },
                     ));
                     r.touch(v);
@@ -177,6 +214,7 @@ impl Shard {
                         ops: OpList::One(op),
                         term,
                         since: Instant::now(),
+                        block: None,
                     },
                 )),
                 Err(leader) => {
@@ -197,6 +235,12 @@ impl Shard {
         for (v, slot, op) in reads {
             r.reads_queued[v as usize].push(ReadOp { job: j, op, slot });
             r.touch(v);
+        }
+        // Last, as the blocking command is the job's last op: after the job's other entries.
+        if let Some((op, at, cmd)) = block
+            && let Some(done) = r.block(j, op, at, cmd, now_us, seed)
+        {
+            drop_finished(self, done);
         }
     }
 

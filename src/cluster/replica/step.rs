@@ -74,12 +74,12 @@ impl Shard {
                 }
             }
         }
+        let mut finished = Vec::new();
         for w in timed_out {
-            for &op in w.ops.as_slice() {
-                if let Some(done) = r.fail(w.job, op, UNKNOWN) {
-                    drop_finished(self, done);
-                }
-            }
+            r.fail_waiter(w, UNKNOWN, &mut finished);
+        }
+        for done in finished {
+            drop_finished(self, done);
         }
         // Persist every touched group's Ready, then one flush for all of them.
         let mut readies = std::mem::take(&mut r.readies_buf);
@@ -258,16 +258,23 @@ impl Shard {
                         r.conf_applied(*g, e.index, &e.data);
                     }
                     let Some(w) = w else { continue };
+                    if w.term != e.term {
+                        r.fail_waiter(w, REPLACED, &mut finished);
+                        continue;
+                    }
+                    if let Some(id) = w.block {
+                        let reply = &out.buf[..ends[0] as usize];
+                        finished.extend(r.block_tried(id, reply, &mut db));
+                        continue;
+                    }
                     for (k, &op) in w.ops.as_slice().iter().enumerate() {
-                        let done = if w.term != e.term {
-                            r.fail(w.job, op, REPLACED)
-                        } else {
-                            let start = if k == 0 { 0 } else { ends[k - 1] as usize };
-                            r.fill(w.job, op, &out.buf[start..ends[k] as usize])
-                        };
-                        finished.extend(done);
+                        let start = if k == 0 { 0 } else { ends[k - 1] as usize };
+                        finished.extend(r.fill(w.job, op, &out.buf[start..ends[k] as usize]));
                     }
                 }
+            }
+            if !r.blocked.is_empty() {
+                r.redirect_blocked(&mut db, &mut finished);
             }
         }
         // Routing: publish the leader each touched group knows. Compact one group per step:

@@ -196,6 +196,49 @@ fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
     assert_eq!(g.role(), Role::Leader, "elected within a few ticks");
 }
 
+/// A quiet leader sends nothing, so cut off it would lead forever in its own eyes (the quiet
+/// followers run no timers either): told by the failure detector that a voter's node is gone,
+/// it runs a quorum check, steps down when cut off, and goes quiet again when its quorum
+/// answers. (Waiters of blocking commands parked on such a leader were never redirected.)
+#[test]
+fn a_quiet_leader_told_a_voter_is_lost_verifies_its_quorum() {
+    let mut sim = Sim::new(13, &[1, 2, 3]);
+    sim.converge();
+    let run = |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
+    run(&mut sim, 20);
+    let leader = sim.leader();
+    let term = sim.group(leader).term();
+    assert!(sim.group(leader).is_quiet());
+    // With its quorum: still the leader, in the same term, and quiet again.
+    sim.group(leader).verify_quorum();
+    assert!(!sim.group(leader).is_quiet());
+    sim.drain(leader);
+    run(&mut sim, 40);
+    assert_eq!(sim.group(leader).role(), Role::Leader);
+    assert_eq!(sim.group(leader).term(), term);
+    assert!(sim.group(leader).is_quiet(), "quiet again once verified");
+    assert_eq!(run(&mut sim, 100), 0, "and sends nothing");
+    // Cut off and quiet, it goes on leading...
+    sim.isolate(leader);
+    run(&mut sim, 100);
+    assert_eq!(sim.group(leader).role(), Role::Leader);
+    // ...until told: one election timeout (10 ticks) later it steps down.
+    sim.group(leader).verify_quorum();
+    sim.drain(leader);
+    run(&mut sim, 9);
+    assert_eq!(
+        sim.group(leader).role(),
+        Role::Leader,
+        "not before the check"
+    );
+    run(&mut sim, 1);
+    assert_eq!(sim.group(leader).role(), Role::Follower);
+    // A follower is not concerned.
+    let f = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
+    sim.group(f).verify_quorum();
+    assert!(sim.group(f).is_quiet());
+}
+
 /// When every survivor hears that the leader's node is gone, only the designated successor (the
 /// first member other than the lost leader) stands at once: one election, one new term, no split
 /// vote (regression: all survivors campaigned together and split the vote, so failover waited

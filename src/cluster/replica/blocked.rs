@@ -1,0 +1,262 @@
+//! Blocking commands on a replicated leader (ARCHITECTURE "Blocking commands", step 5): the
+//! leader waits, the log decides. Each try of a blocking command is an entry of its own, which
+//! every replica applies as the single try; the leader reads the try's answer: served (or an
+//! error) goes to the client, the nil answer parks the command on its keys' queues
+//! (`Db::waiting`, shared with one-node waiters; last in line after a first try, first again
+//! after a turn that found nothing). A write that makes a key
+//! ready proposes the first waiter of that key once more.
+//!
+//! A record lives from the command's arrival until its op is answered; it is either queued
+//! (waiting for a write, no entry in the log) or tried (its entry in the log, `Waiter::block`
+//! names it). Every path that answers a tried op (`block_tried`, `fail_waiter`) drops it.
+
+use super::*;
+use crate::shard::Parked;
+use shardline_shards::command::blocking;
+
+/// A blocking command parked on, or being tried by, this thread's leader.
+pub(super) struct Blocked {
+    job: u32,
+    op: u32,
+    v: u32,
+    slot: Slot,
+    proto: Proto,
+    cmd: Parked,
+    /// Queued on its keys in `Db::waiting` (else its try is in the log).
+    queued: bool,
+    /// Its timeout passed or its client left while its try was in the log: the try's answer
+    /// is final (the popped element if served, else the timeout answer).
+    cancelled: bool,
+    /// It was queued before: a try that fails puts it back first in line (its turn came and
+    /// went); a first try that fails queues it last, behind the waiters that came before it.
+    had_turn: bool,
+}
+
+impl Replicas {
+    /// Takes blocking command `cmd` (op `op` of job `j`, on vShard `v`) and proposes its first
+    /// try; the job's finished replies if that failed at once.
+    pub(super) fn block(
+        &mut self,
+        j: u32,
+        op: u32,
+        (v, slot): (u32, Slot),
+        cmd: Parked,
+        now_us: u64,
+        seed: u64,
+    ) -> Option<PendingJob> {
+        let id = self.next_blocked;
+        self.next_blocked += 1;
+        let job = self.jobs[j as usize].as_ref().expect("a live job");
+        self.blocked_ids.insert((job.origin, job.token), id);
+        let proto = job.proto;
+        self.blocked.insert(
+            id,
+            Blocked {
+                job: j,
+                op,
+                v,
+                slot,
+                proto,
+                cmd,
+                queued: false,
+                cancelled: false,
+                had_turn: false,
+            },
+        );
+        self.try_blocked(id, now_us, seed)
+    }
+
+    /// Proposes a try of blocking command `id` (not queued); fails its op if this replica cannot
+    /// propose (no longer the leader: nothing was applied, so the client may retry there).
+    fn try_blocked(&mut self, id: u64, now_us: u64, seed: u64) -> Option<PendingJob> {
+        let b = &self.blocked[&id];
+        debug_assert!(
+            !b.queued,
+            "a queued waiter is taken off its keys before a try"
+        );
+        let mut enc = Encoder::new(Kind::Commands, now_us, seed);
+        enc.push(
+            b.cmd
+                .spans
+                .iter()
+                .map(|&(s, e)| &b.cmd.buf[s as usize..e as usize]),
+        );
+        let (v, job, op, slot) = (b.v, b.job, b.op, b.slot);
+        let tried = match self.groups[v as usize].as_mut() {
+            Some(g) => g.propose(enc.finish()).map(|index| (index, g.term())),
+            None => Err(raft::NotLeader { leader: None }),
+        };
+        match tried {
+            Ok((index, term)) => {
+                self.waiting[v as usize].push_back((
+                    index,
+                    Waiter {
+                        job,
+                        ops: OpList::One(op),
+                        term,
+                        since: Instant::now(),
+                        block: Some(id),
+                    },
+                ));
+                self.touch(v);
+                None
+            }
+            Err(e) => {
+                let msg = self.c.redirect(slot, e.leader);
+                self.forget_blocked(id);
+                self.fail(job, op, &msg)
+            }
+        }
+    }
+
+    /// The answer of blocking command `id`'s try, just applied on this leader: the job's
+    /// finished replies when the op is answered, else the command is queued (`had_turn`).
+    pub(super) fn block_tried(
+        &mut self,
+        id: u64,
+        reply: &[u8],
+        db: &mut shardline_shards::db::Db,
+    ) -> Option<PendingJob> {
+        let b = self
+            .blocked
+            .get_mut(&id)
+            .expect("a tried waiter has a record");
+        if !blocking::would_block(reply) {
+            // Served (or an error): the next waiter of its keys gets its turn.
+            let (job, op) = (b.job, b.op);
+            for k in &b.cmd.keys {
+                db.mark_ready(k);
+            }
+            self.forget_blocked(id);
+            return self.fill(job, op, reply);
+        }
+        if b.cancelled {
+            let (job, op) = (b.job, b.op);
+            let mut out = Out::new(b.proto);
+            blocking::timeout_reply(b.cmd.name, &mut out);
+            self.forget_blocked(id);
+            return self.fill(job, op, &out.buf);
+        }
+        b.queued = true;
+        db.wait_on(id, &b.cmd.keys, b.had_turn);
+        None
+    }
+
+    /// `Unblock` for the blocking command of `(origin, token)`: a queued one is answered with
+    /// its timeout reply; one being tried is marked so its try's answer is final.
+    pub(super) fn unblock(
+        &mut self,
+        origin: usize,
+        token: crate::hop::Token,
+        db: &mut shardline_shards::db::Db,
+    ) -> Option<PendingJob> {
+        let id = *self.blocked_ids.get(&(origin, token))?;
+        let b = self.blocked.get_mut(&id).expect("ids and records agree");
+        if !b.queued {
+            b.cancelled = true;
+            return None;
+        }
+        let (job, op) = (b.job, b.op);
+        let mut out = Out::new(b.proto);
+        blocking::timeout_reply(b.cmd.name, &mut out);
+        db.unwait(id, &b.cmd.keys);
+        self.forget_blocked(id);
+        self.fill(job, op, &out.buf)
+    }
+
+    /// Proposes a try of the first waiter of every key made ready (one per key, so a key's
+    /// waiters are tried in arrival order), appending finished jobs to `finished`.
+    pub(super) fn serve_ready(
+        &mut self,
+        db: &mut shardline_shards::db::Db,
+        now_us: u64,
+        mut seed: impl FnMut() -> u64,
+        finished: &mut Vec<PendingJob>,
+    ) {
+        while let Some(key) = db.ready.pop() {
+            let Some(id) = db.waiting.get(&key).and_then(|q| q.front().copied()) else {
+                continue;
+            };
+            let b = self
+                .blocked
+                .get_mut(&id)
+                .expect("queued waiters have records");
+            b.queued = false;
+            b.had_turn = true;
+            db.unwait(id, &b.cmd.keys);
+            finished.extend(self.try_blocked(id, now_us, seed()));
+        }
+    }
+
+    /// Answers the queued waiters of groups this replica no longer leads with a redirect to
+    /// the new leader (nothing was applied for them). A walk over the records, run only while
+    /// some exist.
+    pub(super) fn redirect_blocked(
+        &mut self,
+        db: &mut shardline_shards::db::Db,
+        finished: &mut Vec<PendingJob>,
+    ) {
+        let lost: Vec<(u64, Option<RaftId>)> = self
+            .blocked
+            .iter()
+            .filter(|(_, b)| b.queued)
+            .filter_map(|(&id, b)| match self.groups[b.v as usize].as_ref() {
+                Some(g) if g.role() == raft::Role::Leader => None,
+                g => Some((id, g.and_then(|g| g.leader()))),
+            })
+            .collect();
+        for (id, leader) in lost {
+            let b = &self.blocked[&id];
+            let (job, op) = (b.job, b.op);
+            let msg = self.c.redirect(b.slot, leader);
+            db.unwait(id, &b.cmd.keys);
+            self.forget_blocked(id);
+            finished.extend(self.fail(job, op, &msg));
+        }
+    }
+
+    /// Drops blocking command `id`'s record (its op is being answered).
+    pub(super) fn forget_blocked(&mut self, id: u64) {
+        if let Some(b) = self.blocked.remove(&id)
+            && let Some(job) = self.jobs[b.job as usize].as_ref()
+        {
+            self.blocked_ids.remove(&(job.origin, job.token));
+        }
+    }
+
+    /// How many blocking commands wait on this thread (INFO `blocked_clients`).
+    pub fn blocked_count(&self) -> usize {
+        self.blocked.len()
+    }
+}
+
+impl Shard {
+    /// `Shard::serve_ready` on a replicated node: tries the first waiter of each ready key.
+    /// Keys stay ready for the next step if the replicas are busy.
+    pub(crate) fn serve_ready_replicated(&self) {
+        let (Ok(mut guard), Ok(mut db)) = (self.repl.try_borrow_mut(), self.db.try_borrow_mut())
+        else {
+            return;
+        };
+        let Some(r) = guard.as_mut() else { return };
+        if db.ready.is_empty() {
+            return;
+        }
+        let mut finished = Vec::new();
+        let mut rng = self.rng.borrow_mut();
+        r.serve_ready(&mut db, unix_now_us(), || rng.next_u64(), &mut finished);
+        drop((rng, db, guard));
+        for done in finished {
+            drop_finished(self, done);
+        }
+    }
+
+    /// Blocking commands waiting on this thread's leaders.
+    pub(crate) fn blocked_replicated(&self) -> usize {
+        self.repl
+            .try_borrow()
+            .ok()
+            .and_then(|r| r.as_ref().map(Replicas::blocked_count))
+            .unwrap_or(0)
+    }
+}
