@@ -556,6 +556,19 @@ fn proxy_routing_serves_clients_that_know_one_endpoint() {
         .output()
         .expect("redis-cli runs");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "321");
+    // A blocking pop of a slot another node leads is relayed and waits there.
+    let k = c.key_led_by(1);
+    let waiter = {
+        let mut w = redis::Client::open(c.url(0))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let k = k.clone();
+        std::thread::spawn(move || -> Option<(String, String)> { w.blpop(&k, 10.0).unwrap() })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let _: () = plain.rpush(&k, "relayed").unwrap();
+    assert_eq!(waiter.join().unwrap(), Some((k, "relayed".to_string())));
 }
 
 /// Four rounds of 5,000 SETs of `<prefix>:<i>` = `<round>-<i>-<64 x v>`, pipelined through a
