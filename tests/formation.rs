@@ -422,3 +422,29 @@ fn a_dead_node_can_be_removed_and_its_replicas_are_made_again_elsewhere() {
     c.wait_served(Duration::from_secs(30));
     check_bulk(&c);
 }
+
+#[test]
+fn two_nodes_removed_at_once_both_leave_and_nothing_is_lost() {
+    let mut c = four_nodes_with_bulk_keys();
+    c.join(2, &[]);
+    c.wait_served(Duration::from_secs(60));
+    // A listed node (a metadata voter) and a joined one, back to back, through two members.
+    forget(&c, 0, "2").unwrap();
+    forget(&c, 4, "4").unwrap();
+    for i in [1, 3] {
+        let (status, _) = c.wait_exit(i, Duration::from_secs(120));
+        assert!(status.success(), "node {i}: {status:?}");
+    }
+    wait_for(
+        "both dropped everywhere, every key on the three left",
+        30,
+        || {
+            let s = sizes(&c);
+            let known: Vec<_> = [0, 2, 4].iter().map(|&i| known_nodes(&c, i)).collect();
+            let done = [s[0], s[2], s[4]] == [1_000, 1_000, 1_000] && known == [3, 3, 3];
+            (done, (s, known))
+        },
+    );
+    c.wait_served(Duration::from_secs(30));
+    check_bulk(&c);
+}

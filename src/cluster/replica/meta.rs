@@ -80,6 +80,15 @@ fn join_answer(m: &Meta, id: u64, out: &mut Out) {
     }
 }
 
+/// Whether no vShard's committed voters (as routing knows them) hold member `id`. Unknown (0)
+/// counts as holding it: only what routing saw committed counts.
+fn vshards_free_of(c: &Cluster, vshards: usize, id: RaftId) -> bool {
+    (0..vshards).all(|v| {
+        let voters = c.replica_mask(VShardId(v as u16));
+        voters != 0 && voters & super::super::mask(std::iter::once(id)) == 0
+    })
+}
+
 impl Replicas {
     /// Applies one committed entry of the metadata group, writing its answer (one op).
     pub(super) fn apply_meta(
@@ -131,7 +140,8 @@ impl Replicas {
     /// On the metadata group's leader, one membership change at a time: adds the first member
     /// not yet in the group as a learner; keeps 3
     /// voters once there are 3 nodes staying, 5 from 5, promoting caught-up learners; removes
-    /// leaving or dropped nodes from the group once the voters that stay are enough; and
+    /// dropped nodes from the group, and leaving ones once no vShard holds them and the voters
+    /// that stay are enough; and
     /// proposes `Drained` for a leaving node no group holds a replica on any more.
     pub(super) fn meta_duty(&mut self, db: &shardline_shards::db::Db, now: Instant) {
         let g = self.meta_g;
@@ -172,12 +182,23 @@ impl Replicas {
                 conf.learners.iter().copied().find(|&l| {
                     staying(l) && grp.progress(l).is_some_and(|p| p >= grp.commit_index())
                 });
+            // A leaving node stays in the group until no vShard holds it: until then it must
+            // hear every metadata change (its leaders walk its groups toward the latest
+            // placement, and it learns it is leaving from the log). Removed at once, it could
+            // miss the commit of its own `RemoveNode` (a leader stops replicating to a member
+            // as soon as it appends the membership without it) and never leave, or act on a
+            // placement that still named a node removed after it (found by the test removing
+            // two nodes at once: both stayed forever). A dropped node goes at once.
+            let vshards = g as usize;
             let departing = conf
                 .voters
                 .iter()
                 .chain(&conf.learners)
                 .copied()
-                .find(|&id| !staying(id));
+                .find(|&id| {
+                    !staying(id)
+                        && (m.node(NodeId(id)).is_none() || vshards_free_of(&self.c, vshards, id))
+                });
             match (ready, departing) {
                 (Some(l), _) if voters < want => ConfChange::Promote(l),
                 (_, Some(d)) if voters >= want || !conf.is_voter(d) => ConfChange::Remove(d),
@@ -203,11 +224,7 @@ impl Replicas {
         let drained = m.nodes.iter().map(|n| n.id).find(|&id| {
             m.node(id).is_some_and(|n| n.leaving)
                 && !grp.membership().contains(id.0)
-                && (0..vshards).all(|v| {
-                    // Unknown (0) counts as holding it: only what routing saw committed counts.
-                    let voters = self.c.replica_mask(VShardId(v as u16));
-                    voters != 0 && voters & super::super::mask(std::iter::once(id.0)) == 0
-                })
+                && vshards_free_of(&self.c, vshards, id.0)
         });
         let Some(id) = drained else {
             self.drained_seen = None;
