@@ -49,6 +49,7 @@ class Shardline:
         for i in range(n):
             self.start(i)
         self.wait_served()
+        self.wait_settled()
 
     def start(self, i):
         self.procs[i] = subprocess.Popen(self.args[i], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -58,6 +59,14 @@ class Shardline:
             if self.procs[i] is not None:
                 wait(lambda: "cluster_slots_ok:16384" in cli(self.base + i, "cluster", "info"), timeout,
                      f"node {i} to see a leader for every slot")
+
+    def wait_settled(self, timeout=60):
+        # Leaders handed over to the placement's preferred replicas: a leader handing over
+        # refuses writes (-TRYAGAIN) for a moment, which is not what the steady state measures.
+        for i in range(self.n):
+            if self.procs[i] is not None:
+                wait(lambda: "cluster_moves_pending:0" in cli(self.base + i, "info", "cluster"), timeout,
+                     f"node {i} to have no move or handover pending")
 
     def kill(self, i):
         self.procs[i].send_signal(signal.SIGKILL)
