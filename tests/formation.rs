@@ -421,6 +421,22 @@ fn a_dead_node_can_be_removed_and_its_replicas_are_made_again_elsewhere() {
     );
     c.wait_served(Duration::from_secs(30));
     check_bulk(&c);
+    // It comes back with its old data directory: the members refuse it as removed, so it
+    // stops by itself, says why, and refuses to start again; the others lose nothing.
+    c.spawn_logged(2, &[]);
+    let (status, err) = c.wait_exit(2, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("removed from cluster") && err.contains("while it was away"),
+        "{err}"
+    );
+    let (status, err) = c.start_expecting_failure(2);
+    assert!(
+        !status.success() && err.contains("while it was away"),
+        "{err}"
+    );
+    c.wait_served(Duration::from_secs(30));
+    check_bulk(&c);
 }
 
 #[test]

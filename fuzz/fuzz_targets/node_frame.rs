@@ -11,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
         match &f {
             Frame::Hello(h) => frame::encode_hello(h, &mut again),
             Frame::Batch(m) => frame::encode_batch(m, &mut again),
+            Frame::Refused(r) => frame::encode_refused(r, &mut again),
         }
         assert_eq!(&again[..], &data[..used]);
     }

@@ -2,11 +2,13 @@
 //! Each side dials the other and writes only on the connection it dialed; it reads on the ones
 //! peers dialed. A plain acceptor thread takes incoming connections, checks the peer's `Hello`
 //! (cluster id, wire version, member id, shard threads) and hands the socket to the named shard
-//! thread; a refused peer is told nothing and the reason is logged here.
+//! thread; a refused peer is told why (a `Refused` frame) and the reason is logged on both
+//! sides. A dialer refused as removed by a member of its own cluster retires
+//! (`Cluster::retire`): it was removed while it was away and what it holds is stale.
 
-use super::{Cluster, RaftId};
+use super::{Cluster, RaftId, Retired};
 use crate::shard::Shard;
-use shardline_transport::frame::{self, Frame, Hello, WIRE_MAX, WIRE_MIN};
+use shardline_transport::frame::{self, Frame, Hello, Refused, WIRE_MAX, WIRE_MIN};
 use std::io::{Read, Write};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -31,35 +33,78 @@ pub fn hello(c: &Cluster, shard: usize) -> Hello {
     }
 }
 
+/// Why a peer's `Hello` is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The peer's member id was removed from this cluster (it may retire, `Retired`).
+    pub removed: bool,
+    pub why: String,
+}
+
+impl Refusal {
+    fn because(why: String) -> Refusal {
+        Refusal {
+            removed: false,
+            why,
+        }
+    }
+}
+
 /// Checks a peer's `Hello`: the peer's member id and the shard thread it names, or why it is
 /// refused.
-pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(RaftId, usize), String> {
+pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(RaftId, usize), Refusal> {
     if h.cluster_id != c.cluster_id {
-        return Err("it belongs to another cluster (a different cluster-nodes list, vshards or cluster-replicas)".into());
+        return Err(Refusal::because("it belongs to another cluster (a different cluster-nodes list, vshards or cluster-replicas)".into()));
     }
     if frame::negotiate((WIRE_MIN, WIRE_MAX), (h.wire_min, h.wire_max)).is_none() {
-        return Err(format!(
+        return Err(Refusal::because(format!(
             "it speaks wire versions {}..={}, this node {WIRE_MIN}..={WIRE_MAX}",
             h.wire_min, h.wire_max
-        ));
+        )));
     }
     let id = u64::from_le_bytes(h.node_id[..8].try_into().expect("8"));
     let threads = u16::from_le_bytes(h.node_id[8..10].try_into().expect("2")) as usize;
-    if id == c.me || !c.may_be_member(id) {
-        return Err(format!(
-            "it claims member id {id}, which is not a peer (it was removed, or is this node)"
-        ));
+    if id == c.me {
+        return Err(Refusal::because(format!(
+            "it claims member id {id}, which is this node's own"
+        )));
+    }
+    if !c.may_be_member(id) {
+        // Ids are handed out in order and never reused, and this node's member table is a
+        // committed state of the metadata: an id at or below the highest it has known that is
+        // not in the table was removed by a committed `Drained`.
+        return Err(Refusal {
+            removed: true,
+            why: format!("member id {id} was removed from this cluster"),
+        });
     }
     if threads != c.threads {
-        return Err(format!(
+        return Err(Refusal::because(format!(
             "it runs {threads} shard threads and this node {}: every member must run the same number",
             c.threads
-        ));
+        )));
     }
     if h.shard as usize >= c.threads {
-        return Err(format!("it names shard thread {}", h.shard));
+        return Err(Refusal::because(format!(
+            "it names shard thread {}",
+            h.shard
+        )));
     }
     Ok((id, h.shard as usize))
+}
+
+/// What a dialer makes of an acceptor's `Refused`: a removal said by a member of its own
+/// cluster retires this node; anything else is an error to log and retry.
+fn refused(c: &Cluster, r: &Refused) -> std::io::Error {
+    if r.removed && r.cluster_id == c.cluster_id {
+        let how = if c.leaving.load(std::sync::atomic::Ordering::Acquire) {
+            Retired::Left
+        } else {
+            Retired::RemovedWhileAway { by: r.from }
+        };
+        c.retire(how);
+    }
+    std::io::Error::other(format!("member {} refused this node: {}", r.from, r.why))
 }
 
 /// Reads one frame from a blocking socket (handshakes only).
@@ -69,7 +114,9 @@ fn read_hello(s: &mut std::net::TcpStream) -> Result<Hello, String> {
     loop {
         match frame::decode(&buf, 4096) {
             Ok(Some((Frame::Hello(h), _))) => return Ok(h),
-            Ok(Some((Frame::Batch(_), _))) => return Err("a batch before the hello".into()),
+            Ok(Some((Frame::Batch(_) | Frame::Refused(_), _))) => {
+                return Err("a batch or a refusal before the hello".into());
+            }
             Ok(None) => {}
             Err(e) => return Err(e.to_string()),
         }
@@ -107,11 +154,28 @@ pub fn start_acceptor(c: Arc<Cluster>, bind: std::net::IpAddr) -> Result<(), Str
 fn accept(c: &Cluster, mut s: std::net::TcpStream) {
     let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let _ = s.set_read_timeout(Some(HANDSHAKE));
-    let checked = read_hello(&mut s).and_then(|h| check_hello(c, &h));
-    let (id, shard) = match checked {
-        Ok(x) => x,
+    let h = match read_hello(&mut s) {
+        Ok(h) => h,
         Err(why) => {
-            tracing::warn!(%peer, "cluster bus: refused a connection: {why}");
+            tracing::warn!(%peer, "cluster bus: dropped a connection: {why}");
+            return;
+        }
+    };
+    let (id, shard) = match check_hello(c, &h) {
+        Ok(x) => x,
+        Err(r) => {
+            tracing::warn!(%peer, "cluster bus: refused a connection: {}", r.why);
+            let mut out = Vec::new();
+            frame::encode_refused(
+                &Refused {
+                    cluster_id: c.cluster_id,
+                    from: c.me,
+                    removed: r.removed,
+                    why: r.why,
+                },
+                &mut out,
+            );
+            let _ = s.write_all(&out);
             return;
         }
     };
@@ -168,7 +232,9 @@ async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut s: monoio::net::TcpStream
                     }
                     start += used;
                 }
-                Ok(Some((Frame::Hello(_), _))) => break 'conn "a second hello".to_string(),
+                Ok(Some((Frame::Hello(_) | Frame::Refused(_), _))) => {
+                    break 'conn "a hello or a refusal after the handshake".to_string();
+                }
                 Ok(None) => break,
                 Err(e) => break 'conn e.to_string(),
             }
@@ -254,8 +320,9 @@ pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
                     Ok(Some((Frame::Hello(h), _))) => {
                         return check_hello(&c, &h)
                             .map(|_| s)
-                            .map_err(std::io::Error::other);
+                            .map_err(|r| std::io::Error::other(r.why));
                     }
+                    Ok(Some((Frame::Refused(r), _))) => return Err(refused(&c, &r)),
                     Ok(_) if got.len() < 4096 => {}
                     _ => return Err(std::io::Error::other("bad handshake reply")),
                 }
@@ -263,7 +330,7 @@ pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
                 let (r, chunk) = s.read(chunk).await;
                 if r? == 0 {
                     return Err(std::io::Error::other(
-                        "the peer closed the connection during the handshake (see its log for why it refused us)",
+                        "the peer closed the connection during the handshake",
                     ));
                 }
                 got.extend_from_slice(&chunk);
@@ -342,20 +409,22 @@ mod tests {
     #[test]
     fn peers_of_another_cluster_or_wire_version_or_shape_are_refused_with_the_reason() {
         let a = cluster("7001");
+        // None of these says the peer was removed: only that retires a node.
+        let why = |h: &Hello| {
+            let r = check_hello(&a, h).unwrap_err();
+            assert!(!r.removed, "{r:?}");
+            r.why
+        };
         let mut h = hello(&cluster("7002"), 0);
         h.cluster_id[0] ^= 1;
-        assert!(check_hello(&a, &h).unwrap_err().contains("another cluster"));
+        assert!(why(&h).contains("another cluster"));
         let mut h = hello(&cluster("7002"), 0);
         (h.wire_min, h.wire_max) = (WIRE_MAX + 1, WIRE_MAX + 3);
-        assert!(check_hello(&a, &h).unwrap_err().contains("wire versions"));
+        assert!(why(&h).contains("wire versions"));
         let mut h = hello(&cluster("7002"), 0);
         h.node_id[8] = 3;
-        assert!(check_hello(&a, &h).unwrap_err().contains("shard threads"));
-        assert!(
-            check_hello(&a, &hello(&a, 0))
-                .unwrap_err()
-                .contains("not a peer")
-        );
+        assert!(why(&h).contains("shard threads"));
+        assert!(why(&hello(&a, 0)).contains("own"));
     }
 
     /// A node whose metadata is behind (restarted before it replayed a join) accepts a member
@@ -368,7 +437,8 @@ mod tests {
         assert_eq!(check_hello(&a, &h), Ok((4, 0)));
         a.retain_members(&[1, 3]);
         let h = hello(&cluster("7002"), 0);
-        assert!(check_hello(&a, &h).unwrap_err().contains("removed"));
+        let r = check_hello(&a, &h).unwrap_err();
+        assert!(r.removed && r.why.contains("removed"), "{r:?}");
         assert_eq!(check_hello(&a, &hello(&cluster("7003"), 1)), Ok((3, 1)));
     }
 }

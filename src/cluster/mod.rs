@@ -210,7 +210,19 @@ pub struct Cluster {
     /// (a restart replaying the log), and no group is moved toward it.
     pub meta_current: AtomicBool,
     /// Where this node writes that it was removed from the cluster (`REMOVED_FILE`).
-    pub removed_marker: std::path::PathBuf,
+    removed_marker: std::path::PathBuf,
+    /// This node's metadata said it is leaving (`RemoveNode`); set by thread 0, never cleared.
+    pub leaving: AtomicBool,
+}
+
+/// How a node learned that it is no longer a member (`Cluster::retire`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retired {
+    /// It was asked to leave and has handed every replica over.
+    Left,
+    /// Member `by` refused its handshake as removed: it was removed while it was away (dead or
+    /// cut off), its replicas were made again elsewhere and what it holds is stale.
+    RemovedWhileAway { by: RaftId },
 }
 
 /// The file in `data-dir` a node removed from its cluster leaves behind: start-up refuses while
@@ -232,6 +244,45 @@ pub fn check_not_removed(data_dir: &std::path::Path) -> Result<(), String> {
 }
 
 impl Cluster {
+    /// This node is out of the cluster: writes `REMOVED` into its data directory (start-up
+    /// refuses while it is there) and ends the process, with status 0 after a leave it was
+    /// asked for and 1 when it came back after being removed (it did not get to serve). Safe
+    /// from any thread: the first caller exits, later ones wait for it.
+    pub fn retire(&self, how: Retired) -> ! {
+        static EXITING: AtomicBool = AtomicBool::new(false);
+        if EXITING.swap(true, Ordering::AcqRel) {
+            loop {
+                std::thread::park();
+            }
+        }
+        let hex: String = self.cluster_id.iter().map(|b| format!("{b:02x}")).collect();
+        let (why, status) = match how {
+            Retired::Left => (
+                format!(
+                    "this node (member {}) was removed from cluster {hex} and handed all its replicas to the other members.",
+                    self.me
+                ),
+                0,
+            ),
+            Retired::RemovedWhileAway { by } => (
+                format!(
+                    "this node (member {}) was removed from cluster {hex} while it was away (member {by} refused it as removed); its replicas were made again on the other members and the data here is stale.",
+                    self.me
+                ),
+                1,
+            ),
+        };
+        if let Err(e) = std::fs::write(&self.removed_marker, format!("{why}\n")) {
+            tracing::error!(
+                "cannot write {}: {e}; a restart would find stale replicas",
+                self.removed_marker.display()
+            );
+        }
+        tracing::warn!(member = self.me, "{why} Exiting.");
+        eprintln!("shardline: {why} Exiting.");
+        std::process::exit(status);
+    }
+
     pub fn new(cfg: &crate::config::Config, layout: VShardLayout) -> Result<Cluster, String> {
         let nodes = cfg.cluster_nodes.clone();
         if nodes.len() > NODES_MAX {
@@ -312,6 +363,7 @@ impl Cluster {
         Cluster {
             me,
             removed_marker: cfg.data_dir.join(REMOVED_FILE),
+            leaving: AtomicBool::new(false),
             meta_current: AtomicBool::new(false),
             rf_wanted,
             bootstrap,

@@ -201,8 +201,6 @@ pub struct Replicas {
     /// A metadata leader said a committed membership of the metadata group leaves this node
     /// out (the conf index it named): with nothing hosted, a leaving node is then done.
     meta_removed: Option<u64>,
-    /// Thread 0: this node's metadata said it is leaving (`moves::leave_if_removed`).
-    seen_leaving: bool,
     /// Blocking commands waiting on this thread's leaders, by id (`Db::waiting` holds the
     /// ids), and their ids by the connection's `(origin, token)` (for `Unblock`).
     blocked: HashMap<u64, blocked::Blocked>,

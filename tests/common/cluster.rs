@@ -137,18 +137,22 @@ impl TestCluster {
         self.links.push((0..=i).map(|_| None).collect());
         self.children.push(None);
         self.joined_via.push(Some(via));
-        // Its stderr goes to a file, not a pipe: a pipe nobody reads would stall a node that
-        // logs more than the pipe holds.
+        self.spawn_logged(i, extra);
+        i
+    }
+
+    /// Starts node `i` with `extra` flags, its stderr kept for `wait_exit`: in a file, not a
+    /// pipe, as a pipe nobody reads would stall a node that logs more than the pipe holds.
+    pub fn spawn_logged(&mut self, i: usize, extra: &[&str]) {
         let log = std::fs::File::create(self.stderr_path(i)).expect("node log");
         self.spawn_with(i, extra, Stdio::from(log));
-        i
     }
 
     fn stderr_path(&self, i: usize) -> PathBuf {
         self.dir.join(format!("node-{i}.stderr"))
     }
 
-    /// Waits for node `i` (added by `join`) to exit on its own: its status and what it printed
+    /// Waits for node `i` (started by `join` or `spawn_logged`) to exit on its own: its status and what it printed
     /// (a node refused at start-up).
     pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> (std::process::ExitStatus, String) {
         let deadline = Instant::now() + timeout;

@@ -1,7 +1,9 @@
 //! Node-to-node framing, sans-IO (issue 3's transport between shard threads of different nodes).
 //!
 //! A connection starts with one `Hello` each way, then carries `Batch` frames: the messages of
-//! every Raft group between the two shard threads that were ready in one flush, coalesced. Every
+//! every Raft group between the two shard threads that were ready in one flush, coalesced. An
+//! acceptor that refuses a dialer answers with a `Refused` frame (why, and whether the dialer
+//! was removed from the cluster) instead of its `Hello`, then closes. Every
 //! frame is `len: u32 | crc32c(body): u32 | body`, body = `version: u8 | kind: u8 | ...`,
 //! little-endian. [`decode`] says "need more bytes" with `Ok(None)` and reports a bad frame as a
 //! [`FrameError`] whose text the connection logs before closing: a peer never panics us.
@@ -12,13 +14,18 @@
 ///    `u32::MAX - 1`) and the metadata group (a version-2 node would close the connection on
 ///    them, so the handshake refuses it with the reason instead).
 /// 4: the metadata's `Drained` command (removing a node; a version-3 node could not apply it
-///    and the metadata replicas would diverge).
+///    and the metadata replicas would diverge). The `Refused` frame came later without a new
+///    version: it is only ever the last frame of a refused handshake, and a build without it
+///    reads it as a bad reply, which it treats like the bare close it got before.
 pub const WIRE_MIN: u8 = 4;
 pub const WIRE_MAX: u8 = 4;
 
 const FRAME: usize = 8;
 const KIND_HELLO: u8 = 1;
 const KIND_BATCH: u8 = 2;
+const KIND_REFUSED: u8 = 3;
+/// The longest reason a `Refused` frame carries (longer ones are cut).
+pub const REFUSED_TEXT_MAX: usize = 512;
 
 /// The first frame on a connection: who is calling, from which cluster, speaking what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +36,19 @@ pub struct Hello {
     pub node_id: [u8; 20],
     /// The sending shard thread.
     pub shard: u16,
+}
+
+/// An acceptor's answer to a `Hello` it refuses; the connection closes after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The refusing node's cluster: a dialer believes `removed` only from its own cluster.
+    pub cluster_id: [u8; 16],
+    /// The refusing node's member id.
+    pub from: u64,
+    /// The dialer's member id was removed from the cluster: it holds nothing the cluster needs.
+    pub removed: bool,
+    /// Why, for the dialer's log (at most `REFUSED_TEXT_MAX` bytes).
+    pub why: String,
 }
 
 /// One group's message in a batch; `payload` is the Raft message, encoded by its layer.
@@ -42,6 +62,7 @@ pub struct Message<'a> {
 pub enum Frame<'a> {
     Hello(Hello),
     Batch(Vec<Message<'a>>),
+    Refused(Refused),
 }
 
 /// Why a frame was refused; the connection is closed after logging it.
@@ -93,6 +114,20 @@ pub fn encode_hello(h: &Hello, out: &mut Vec<u8>) {
     out.extend_from_slice(&h.cluster_id);
     out.extend_from_slice(&h.node_id);
     out.extend_from_slice(&h.shard.to_le_bytes());
+    finish(out, at);
+}
+
+pub fn encode_refused(r: &Refused, out: &mut Vec<u8>) {
+    let at = begin(out, KIND_REFUSED);
+    out.extend_from_slice(&r.cluster_id);
+    out.extend_from_slice(&r.from.to_le_bytes());
+    out.push(r.removed as u8);
+    let mut cut = r.why.len().min(REFUSED_TEXT_MAX);
+    while !r.why.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.extend_from_slice(&(cut as u16).to_le_bytes());
+    out.extend_from_slice(&r.why.as_bytes()[..cut]);
     finish(out, at);
 }
 
@@ -161,6 +196,28 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame<'_>, usize)>, Fram
                 });
             }
             Frame::Batch(msgs)
+        }
+        KIND_REFUSED => {
+            let cluster_id = r.take(16)?.try_into().expect("16");
+            let from = u64::from_le_bytes(r.take(8)?.try_into().expect("8"));
+            let removed = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(FrameError::Malformed("refusal flag")),
+            };
+            let len = u16::from_le_bytes(r.take(2)?.try_into().expect("2")) as usize;
+            if len > REFUSED_TEXT_MAX {
+                return Err(FrameError::Malformed("refusal reason too long"));
+            }
+            let why = std::str::from_utf8(r.take(len)?)
+                .map_err(|_| FrameError::Malformed("refusal reason is not UTF-8"))?
+                .to_owned();
+            Frame::Refused(Refused {
+                cluster_id,
+                from,
+                removed,
+                why,
+            })
         }
         k => return Err(FrameError::UnknownKind(k)),
     };
@@ -293,6 +350,37 @@ mod tests {
         assert_eq!(
             decode(&future, 1 << 20),
             Err(FrameError::UnsupportedVersion(9))
+        );
+    }
+
+    #[test]
+    fn a_refusal_round_trips_with_its_reason_cut_to_the_limit() {
+        let mut r = Refused {
+            cluster_id: [5; 16],
+            from: 3,
+            removed: true,
+            why: "member 4 was removed".into(),
+        };
+        let mut buf = Vec::new();
+        encode_refused(&r, &mut buf);
+        let (f, used) = decode(&buf, 4096).unwrap().unwrap();
+        assert_eq!((f, used), (Frame::Refused(r.clone()), buf.len()));
+        // A reason past the limit is cut on a character boundary, not refused.
+        r.why = "é".repeat(REFUSED_TEXT_MAX);
+        buf.clear();
+        encode_refused(&r, &mut buf);
+        let Frame::Refused(got) = decode(&buf, 4096).unwrap().unwrap().0 else {
+            panic!("not a refusal");
+        };
+        assert_eq!(got.why, "é".repeat(REFUSED_TEXT_MAX / 2));
+        // Flag values other than 0 and 1 are malformed, not "removed".
+        let at = buf.len();
+        encode_refused(&r, &mut buf);
+        buf[at + FRAME + 2 + 16 + 8] = 2;
+        finish(&mut buf, at);
+        assert_eq!(
+            decode(&buf[at..], 4096),
+            Err(FrameError::Malformed("refusal flag"))
         );
     }
 

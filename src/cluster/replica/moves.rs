@@ -262,9 +262,11 @@ impl Replicas {
         if m.node(shardline_shards::placement::NodeId(self.c.me))
             .is_some_and(|n| n.leaving)
         {
-            self.seen_leaving = true;
+            self.c
+                .leaving
+                .store(true, std::sync::atomic::Ordering::Release);
         }
-        if !self.seen_leaving {
+        if !self.c.leaving.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
         let hosted: usize = self
@@ -276,26 +278,6 @@ impl Replicas {
         if hosted > 0 || !self.out_of_meta() {
             return;
         }
-        let hex: String = self
-            .c
-            .cluster_id
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let why = format!(
-            "this node (member {}) was removed from cluster {hex} and handed all its replicas to the other members.\n",
-            self.c.me
-        );
-        if let Err(e) = std::fs::write(&self.c.removed_marker, &why) {
-            tracing::error!(
-                "cannot write {}: {e}; a restart would find stale replicas",
-                self.c.removed_marker.display()
-            );
-        }
-        tracing::warn!(
-            member = self.c.me,
-            "this node was removed from the cluster and holds no replica any more: exiting"
-        );
-        std::process::exit(0);
+        self.c.retire(super::super::Retired::Left);
     }
 }

@@ -164,7 +164,6 @@ impl Replicas {
             drained_at: None,
             drained_seen: None,
             meta_removed: None,
-            seen_leaving: false,
             blocked: HashMap::new(),
             blocked_ids: HashMap::new(),
             next_blocked: 1,
