@@ -1,0 +1,162 @@
+//! The end of a batch: jobs sent to other threads and peers, their replies put into the
+//! holes left for them, and the replies written in order.
+
+use super::*;
+
+impl Conn {
+    /// Sends the batch's jobs, fills the holes and writes the replies.
+    pub(super) async fn finish_batch(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        // Allocation-free when the batch stayed on this thread (the common case).
+        let mut dones: Vec<Option<Done>> = Vec::new();
+        if self.jobs.iter().any(Option::is_some) {
+            dones.resize_with(self.jobs.len(), || None);
+        }
+        let mut tokens = Vec::new();
+        for t in 0..self.jobs.len() {
+            if let Some(job) = self.jobs[t].take() {
+                tokens.push((t, job.token));
+                if t == self.shard.id && self.shard.node.cluster.is_some() {
+                    // A replicated command led on this very thread: straight to its group,
+                    // no trip through our own mailbox.
+                    self.shard.run_job_replicated(job);
+                    continue;
+                }
+                self.shard.local.borrow_mut().hops_sent += 1;
+                send_job(&self.shard, t, job).await;
+            }
+        }
+        if !self.links.is_empty() {
+            self.exchange_proxied().await;
+        }
+        for (t, token) in tokens {
+            let done = match self.blocked {
+                Some((bt, timeout)) if bt == t => {
+                    self.blocked = None;
+                    self.wait_blocked(stream, t, token, timeout).await
+                }
+                _ => wait(&self.shard, token).await,
+            };
+            dones[t] = Some(done);
+        }
+        let mut buf = std::mem::take(&mut self.out.buf);
+        if !self.holes.is_empty() {
+            buf = self.fill_holes(buf, &dones);
+        }
+        let limit = self.shard.node.live.get(|l| &l.client_output_buffer_limit) as usize;
+        if buf.len() > limit {
+            tracing::warn!(
+                client = self.info.borrow().id,
+                bytes = buf.len(),
+                "client output buffer limit reached; closing"
+            );
+            self.closing = true;
+            self.out.buf = Vec::new();
+            return Ok(());
+        }
+        if !buf.is_empty() {
+            self.shard.local.borrow_mut().net_output_bytes += buf.len() as u64;
+            let (res, mut back) = stream.write_all(buf).await;
+            back.clear();
+            self.out.buf = back;
+            res?;
+        } else {
+            self.out.buf = buf;
+        }
+        if self.out.buf.capacity() > 4 * BATCH_OUT_BYTES {
+            self.out.buf = Vec::with_capacity(1024);
+        }
+        Ok(())
+    }
+
+    fn fill_holes(&mut self, buf: Vec<u8>, dones: &[Option<Done>]) -> Vec<u8> {
+        let mut full = Vec::with_capacity(buf.len() + 256);
+        let mut last = 0;
+        let holes = std::mem::take(&mut self.holes);
+        for hole in holes {
+            full.extend_from_slice(&buf[last..hole.at]);
+            last = hole.at;
+            let parts: Vec<&[u8]> = hole
+                .parts
+                .iter()
+                .map(|p| match p {
+                    PartRef::Local(b) => b.as_slice(),
+                    PartRef::Remote { thread, op } => {
+                        dones[*thread].as_ref().expect("job was sent").segment(*op)
+                    }
+                    PartRef::Proxied { peer, n } => self.links[*peer].replies[*n].as_slice(),
+                })
+                .collect();
+            let mut out = Out {
+                buf: full,
+                proto: self.proto,
+            };
+            self.finish(&hole.finish, &parts, &mut out);
+            full = out.buf;
+        }
+        full.extend_from_slice(&buf[last..]);
+        full
+    }
+
+    pub(super) fn finish(&self, finish: &Finish, parts: &[&[u8]], out: &mut Out) {
+        if let Some(e) = parts.iter().find(|p| p.first() == Some(&b'-')) {
+            if !matches!(finish, Finish::Raw) {
+                return out.raw(e);
+            }
+        }
+        match finish {
+            Finish::Raw => out.raw(parts[0]),
+            Finish::Ok => out.ok(),
+            Finish::Merge(merge, order) => {
+                crate::merge::merge(*merge, order, parts, &mut self.shard.rng.borrow_mut(), out)
+            }
+            Finish::Info(sections) => crate::info::write(&self.shard, sections, parts, out),
+            Finish::Union | Finish::UnionCount => {
+                let mut all: Vec<Vec<u8>> = Vec::new();
+                for p in parts {
+                    if let Ok(Some((resp::Value::Array(items), _))) = resp::decode(p) {
+                        for it in items {
+                            if let resp::Value::Bulk(b) = it
+                                && !all.contains(&b)
+                            {
+                                all.push(b);
+                            }
+                        }
+                    }
+                }
+                if matches!(finish, Finish::UnionCount) {
+                    return out.int(all.len() as i64);
+                }
+                out.array(all.len());
+                for n in all {
+                    out.bulk(&n);
+                }
+            }
+            Finish::SumPerName(names) => {
+                let mut sums = vec![0i64; names.len()];
+                for p in parts {
+                    if let Ok(Some((resp::Value::Array(items), _))) = resp::decode(p) {
+                        for (i, it) in items.iter().enumerate().take(names.len()) {
+                            if let resp::Value::Int(n) = it {
+                                sums[i] += n;
+                            }
+                        }
+                    }
+                }
+                out.map(names.len());
+                for (n, c) in names.iter().zip(sums) {
+                    out.bulk(n);
+                    out.int(c);
+                }
+            }
+            Finish::Clients => {
+                let mut text = Vec::new();
+                for p in parts {
+                    if let Ok(Some((resp::Value::Bulk(b), _))) = resp::decode(p) {
+                        text.extend_from_slice(&b);
+                    }
+                }
+                out.verbatim(&text)
+            }
+        }
+    }
+}
