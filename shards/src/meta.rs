@@ -123,6 +123,12 @@ const THREADS_MAX: u16 = 1024;
 pub const NODES_MAX: u64 = 64;
 
 impl Meta {
+    /// Member ids below this one have been handed out (ids are never reused): one below it
+    /// that `nodes` lacks was removed, in this state's history.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// A new cluster of one node (id 1) holding every vShard.
     pub fn bootstrap(
         cluster_id: [u8; 16],

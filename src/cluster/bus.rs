@@ -70,13 +70,18 @@ pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(RaftId, usize), Refusal> {
         )));
     }
     if !c.may_be_member(id) {
-        // Ids are handed out in order and never reused, and this node's member table is a
-        // committed state of the metadata: an id at or below the highest it has known that is
-        // not in the table was removed by a committed `Drained`.
-        return Err(Refusal {
-            removed: true,
-            why: format!("member id {id} was removed from this cluster"),
-        });
+        // Said `removed` only on the word of this node's applied metadata (`was_removed`): the
+        // peer will retire on it. Otherwise (an id this node knew of from its join that its
+        // metadata, still catching up, does not hold) the refusal is for now, and retried.
+        if c.was_removed(id) {
+            return Err(Refusal {
+                removed: true,
+                why: format!("member id {id} was removed from this cluster"),
+            });
+        }
+        return Err(Refusal::because(format!(
+            "member id {id} is not a member in this node's metadata (it may be catching up)"
+        )));
     }
     if threads != c.threads {
         return Err(Refusal::because(format!(
@@ -428,7 +433,8 @@ mod tests {
     }
 
     /// A node whose metadata is behind (restarted before it replayed a join) accepts a member
-    /// that joined since, so the metadata can reach it; a member it saw removed stays refused.
+    /// that joined since, so the metadata can reach it; a member it saw removed stays refused,
+    /// and is told it was removed only on the word of the applied metadata.
     #[test]
     fn a_newer_member_is_accepted_and_a_removed_one_refused() {
         let a = cluster("7001");
@@ -438,7 +444,27 @@ mod tests {
         a.retain_members(&[1, 3]);
         let h = hello(&cluster("7002"), 0);
         let r = check_hello(&a, &h).unwrap_err();
+        assert!(!r.removed, "no applied metadata says so yet: {r:?}");
+        a.note_meta_next_id(4);
+        let r = check_hello(&a, &h).unwrap_err();
         assert!(r.removed && r.why.contains("removed"), "{r:?}");
         assert_eq!(check_hello(&a, &hello(&cluster("7003"), 1)), Ok((3, 1)));
+    }
+
+    /// A joined node knows the members of its join answer; the metadata snapshot it is sent
+    /// may be older than some of them. Applying it drops them from the member table for a
+    /// moment, and their handshakes are refused, but never as removed: they would retire.
+    #[test]
+    fn a_member_missing_from_an_older_metadata_state_is_not_told_it_was_removed() {
+        let a = cluster("7001");
+        let addrs = a.member(2).unwrap();
+        a.set_member(4, addrs);
+        // The applied state predates member 4's join: ids 1..=3 handed out, all members.
+        a.retain_members(&[1, 2, 3]);
+        a.note_meta_next_id(4);
+        let mut h = hello(&cluster("7002"), 0);
+        h.node_id[..8].copy_from_slice(&4u64.to_le_bytes());
+        let r = check_hello(&a, &h).unwrap_err();
+        assert!(!r.removed, "{r:?}");
     }
 }

@@ -164,6 +164,11 @@ pub struct Cluster {
     /// id joined after what this node's metadata has applied, and is accepted so the metadata
     /// can catch up; a lower id that is not a member was removed, and is refused.
     highest_member: AtomicU64,
+    /// The applied metadata's next member id (0 until a metadata state is applied): an id below
+    /// it that is not in `members` was removed (`was_removed`). Unlike `highest_member`, it
+    /// comes from the same applied state as `members`, so a joined node that applies a metadata
+    /// snapshot older than what it learned at its join never takes a newer member for removed.
+    meta_next_id: AtomicU64,
     pub cluster_id: [u8; 16],
     /// Per vShard, the bit set (bit `id - 1`) of the voters of its group as this node last
     /// heard (its own replica's membership, or the leader's hints): routing's replica lists.
@@ -370,6 +375,7 @@ impl Cluster {
             members: Mutex::new(members),
             members_version: AtomicU64::new(1),
             highest_member: AtomicU64::new(known.iter().map(|k| k.0).max().unwrap_or(0).max(me)),
+            meta_next_id: AtomicU64::new(0),
             cluster_id,
             replicas: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
             targets: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
@@ -515,6 +521,20 @@ impl Cluster {
     pub fn may_be_member(&self, id: RaftId) -> bool {
         (1..=NODES_MAX as RaftId).contains(&id)
             && (self.member(id).is_some() || id > self.highest_member.load(Ordering::Acquire))
+    }
+
+    /// Whether member `id` was removed from the cluster, as this node's applied metadata says
+    /// (a claim a removed node acts on: it retires). `note_meta_next_id` is stored after the
+    /// members it goes with and loaded here before them, and applied states only move forward,
+    /// so the pair read is never newer in its id than in its members.
+    pub fn was_removed(&self, id: RaftId) -> bool {
+        let next = self.meta_next_id.load(Ordering::Acquire);
+        id != self.me && id < next && self.member(id).is_none()
+    }
+
+    /// Notes the applied metadata's next member id, after its members were published.
+    pub fn note_meta_next_id(&self, next: u64) {
+        self.meta_next_id.store(next, Ordering::Release);
     }
 
     /// Drops the members not in `keep` (ascending ids): a node removed from the cluster. Its

@@ -58,6 +58,7 @@ pub(super) fn publish_meta(c: &Cluster, m: &Meta) {
             },
         );
     }
+    c.note_meta_next_id(m.next_id());
     c.set_targets(&m.replicas);
 }
 
