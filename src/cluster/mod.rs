@@ -162,7 +162,8 @@ pub struct Cluster {
     pub members_version: AtomicU64,
     /// The highest member id this node has known (ids are never reused): a peer with a higher
     /// id joined after what this node's metadata has applied, and is accepted so the metadata
-    /// can catch up; a lower id that is not a member was removed, and is refused.
+    /// can catch up; a lower id that is not a member is refused (removed, or not yet in the
+    /// applied metadata: `was_removed` tells which).
     highest_member: AtomicU64,
     /// The applied metadata's next member id (0 until a metadata state is applied): an id below
     /// it that is not in `members` was removed (`was_removed`). Unlike `highest_member`, it
