@@ -242,7 +242,7 @@ fn parse_hex(s: &str) -> Option<[u8; 16]> {
 
 fn write(path: &Path, j: &Joined) -> Result<(), String> {
     let mut text = String::from("# Written when this node joined its cluster. Do not edit.\n");
-    let hex: String = j.cluster_id.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = super::cluster_id_hex(&j.cluster_id);
     text.push_str(&format!("cluster-id {hex}\nme {}\nrf {}\n", j.me, j.rf));
     for (id, client, bus) in &j.members {
         text.push_str(&format!("member {id} {client} {bus}\n"));

@@ -235,6 +235,12 @@ pub enum Retired {
 /// it is there (the node's copy of the cluster's data is gone and its member id retired).
 pub const REMOVED_FILE: &str = "REMOVED";
 
+/// A cluster id as written in `cluster.conf`, `CLUSTER JOIN` answers and messages: 32 lowercase
+/// hex digits.
+pub fn cluster_id_hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Refuses to start a node whose data directory says it was removed from its cluster.
 pub fn check_not_removed(data_dir: &std::path::Path) -> Result<(), String> {
     let path = data_dir.join(REMOVED_FILE);
@@ -261,7 +267,7 @@ impl Cluster {
                 std::thread::park();
             }
         }
-        let hex: String = self.cluster_id.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = cluster_id_hex(&self.cluster_id);
         let (why, status) = match how {
             Retired::Left => (
                 format!(

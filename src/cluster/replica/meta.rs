@@ -66,7 +66,7 @@ pub(super) fn publish_meta(c: &Cluster, m: &Meta) {
 /// factor, [[id, client, bus, threads]...]]`.
 fn join_answer(m: &Meta, id: u64, out: &mut Out) {
     out.array(5);
-    let hex: String = m.cluster_id.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = super::super::cluster_id_hex(&m.cluster_id);
     out.bulk(hex.as_bytes());
     out.int(id as i64);
     out.int(m.replicas.len() as i64);
