@@ -5,9 +5,12 @@
 #   scripts/cluster.sh add         start one more node that joins the running cluster (through
 #                                  the first node; it takes its share of the replicas)
 #   scripts/cluster.sh remove I    node I hands its replicas to the others (CLUSTER FORGET), then
-#                                  leaves and exits; `start` skips it from then on
+#                                  leaves and exits; a node that is down is removed the same way
+#                                  (its replicas are made again on the others); `start` skips it
+#                                  from then on
 #   scripts/cluster.sh status      each node's process and CLUSTER INFO
-#   scripts/cluster.sh stop        stop every node (SIGTERM)
+#   scripts/cluster.sh stop        stop every node (SIGTERM); returns once each has exited and
+#                                  released its data directory
 # Environment: BASE_PORT (7001), CLUSTER_DIR (/tmp/shardline-cluster: data and logs),
 # REPLICAS (cluster-replicas, default min(3, N)), FSYNC (always), SHARDLINE (the binary; built in
 # release mode if not given), CORES_PER_NODE (1: node i is pinned to core (i-1) mod cores),
@@ -62,7 +65,20 @@ cmd() {
   echo "${line%$'\r'}"
 }
 
-removed() { [ -f "$DIR/node-$1/REMOVED" ]; }
+# A node that left (it wrote REMOVED) or that was removed while it was down (`remove I`).
+removed() { [ -f "$DIR/node-$1/REMOVED" ] || [ -f "$DIR/node-$1.removed" ]; }
+
+# The 40-character name of the node whose client port is $2, as the member on port $1 lists it
+# in CLUSTER NODES (prints nothing if it is not listed).
+name_by_port() {
+  local via=$1 port=$2 line
+  { exec 3<>"/dev/tcp/127.0.0.1/$via"; } 2>/dev/null || return 0
+  printf '*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n' >&3
+  while read -r -t 1 line <&3; do
+    case "$line" in *" 127.0.0.1:$port@"*) echo "${line%% *}"; break;; esac
+  done
+  exec 3<&- 3>&-
+}
 
 # The first node that was not removed (joins go through it).
 first_member() {
@@ -150,16 +166,24 @@ status() {
 
 remove() {
   local i=${1:?which node (1-based)}
-  local port=$((BASE_PORT + i - 1)) id="" line
-  { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || { echo "node $i (port $port) does not answer" >&2; exit 1; }
-  printf '*2\r\n$4\r\nINFO\r\n$7\r\ncluster\r\n' >&3
-  while read -r -t 1 line <&3; do
-    case "$line" in cluster_member_id:*) id=${line#cluster_member_id:}; id=${id%$'\r'}; break;; esac
-  done
-  exec 3<&- 3>&-
-  [ -n "$id" ] || { echo "node $i did not say its member id" >&2; exit 1; }
+  local port=$((BASE_PORT + i - 1)) id="" line down=""
   local via=$BASE_PORT n; n=$(cat "$DIR/size")
-  for j in $(seq 1 "$n"); do [ "$j" != "$i" ] && ! removed "$j" && { via=$((BASE_PORT + j - 1)); break; }; done
+  for j in $(seq 1 "$n"); do
+    [ "$j" != "$i" ] && ! removed "$j" && ping $((BASE_PORT + j - 1)) && { via=$((BASE_PORT + j - 1)); break; }
+  done
+  if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
+    printf '*2\r\n$4\r\nINFO\r\n$7\r\ncluster\r\n' >&3
+    while read -r -t 1 line <&3; do
+      case "$line" in cluster_member_id:*) id=${line#cluster_member_id:}; id=${id%$'\r'}; break;; esac
+    done
+    exec 3<&- 3>&-
+    [ -n "$id" ] || { echo "node $i did not say its member id" >&2; exit 1; }
+  else
+    # Down: a live member names it by its address.
+    down=1
+    id=$(name_by_port "$via" "$port")
+    [ -n "$id" ] || { echo "node $i (port $port) does not answer and no live member lists it" >&2; exit 1; }
+  fi
   local reply
   for _ in $(seq 1 16); do
     reply=$(cmd "$via" CLUSTER FORGET "$id")
@@ -170,6 +194,11 @@ remove() {
     esac
   done
   [ "$reply" = "+OK" ] || { echo "CLUSTER FORGET $id: $reply" >&2; exit 1; }
+  if [ -n "$down" ]; then
+    touch "$DIR/node-$i.removed"
+    echo "node $i (member $id) was down and is removed: its replicas are made again on the others; start will not start it"
+    return
+  fi
   echo "node $i (member $id) is leaving: its replicas move to the others"
   local pid deadline=$((SECONDS + 300)); pid=$(cat "$DIR/node-$i.pid" 2>/dev/null || echo "")
   while alive "$pid"; do
@@ -186,8 +215,19 @@ stop() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   done
   for i in $(seq 1 "$n"); do
-    local pid; pid=$(cat "$DIR/node-$i.pid" 2>/dev/null || echo "")
-    while alive "$pid"; do sleep 0.1; done
+    local pid deadline=$((SECONDS + 120)); pid=$(cat "$DIR/node-$i.pid" 2>/dev/null || echo "")
+    while alive "$pid"; do
+      [ $SECONDS -lt $deadline ] || { echo "node $i (pid $pid) still runs 120 s after SIGTERM" >&2; exit 1; }
+      sleep 0.1
+    done
+    # A process whose main thread is gone can still hold the data directory while its other
+    # threads finish (a long fsync): done only once its lock is free.
+    if [ -f "$DIR/node-$i/LOCK" ]; then
+      until flock -n "$DIR/node-$i/LOCK" true; do
+        [ $SECONDS -lt $deadline ] || { echo "node $i: its data directory is still locked 120 s after SIGTERM" >&2; exit 1; }
+        sleep 0.1
+      done
+    fi
     rm -f "$DIR/node-$i.pid"
   done
   echo "stopped"

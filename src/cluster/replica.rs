@@ -63,10 +63,6 @@ const READY_KEEP_ENTRIES: usize = 1024;
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A group compacts its log into a snapshot once it holds this many entries.
 const COMPACT_ENTRIES: usize = 10_000;
-/// Bytes of entries the groups of one thread keep in memory (logs since their snapshots) beyond
-/// which the largest log is compacted, one per step: with thousands of groups, `COMPACT_ENTRIES`
-/// alone would let logs hold gigabytes.
-const LOG_BYTES_MAX: usize = 64 << 20;
 /// Log segments beyond which the groups keeping the oldest one alive are compacted.
 const MAX_SEGMENTS: usize = 4;
 /// How often a shard thread tells its peers which vShards it leads (`send_hints`), besides at
@@ -151,7 +147,7 @@ pub struct Replicas {
     /// step (`MAX_SEGMENTS`).
     to_compact: Vec<u32>,
     /// Per group, about the entry bytes its log holds (added when persisted, zeroed when
-    /// compacted; truncations not subtracted), and their sum (`LOG_BYTES_MAX`).
+    /// compacted; truncations not subtracted), and their sum (`log_bytes_max`).
     log_bytes: Vec<usize>,
     log_bytes_total: usize,
     /// Snapshot files to write before the next log batch (`compact`).
@@ -189,6 +185,10 @@ pub struct Replicas {
     to_drop: Vec<u32>,
     /// What new replicas are configured with (`raft_config`).
     chunk_bytes: usize,
+    /// Bytes of entries the groups of this thread keep in memory (logs since their snapshots)
+    /// beyond which the largest log is compacted, one per step (`raft-log-memory-bytes`): with
+    /// thousands of groups, `COMPACT_ENTRIES` alone would let logs hold gigabytes.
+    log_bytes_max: usize,
     seed: u64,
     /// When leaders next look for groups to move (`moves::drive_moves`).
     moves_due: Instant,
@@ -412,12 +412,12 @@ impl Replicas {
         }
     }
 
-    /// Whether a read of vShard `v` may run on the current state: this replica leads and has
-    /// applied everything it knows committed.
+    /// Whether a read of vShard `v` may run on the current state (`raft::Group::can_read_at`:
+    /// this replica leads, has committed in its own term and applied all it knows committed).
     fn can_read_now(&self, v: u32) -> bool {
-        self.groups[v as usize].as_ref().is_some_and(|g| {
-            g.role() == raft::Role::Leader && self.applied[v as usize].index >= g.commit_index()
-        })
+        self.groups[v as usize]
+            .as_ref()
+            .is_some_and(|g| g.can_read_at(self.applied[v as usize].index))
     }
 
     /// The vShards whose groups on this thread this node leads.
@@ -552,6 +552,13 @@ fn raft_config(
         snapshot_chunk_bytes,
         pre_vote: true,
         seed: seed ^ (g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        // A snapshot from a peer is installed only if it decodes: a bad one must not stop
+        // the node (it is decoded once more to install it; installs are rare).
+        check_snapshot: if g == c.meta_group() {
+            snapfile::meta_snapshot_decodes
+        } else {
+            snapfile::vshard_snapshot_decodes
+        },
     }
 }
 

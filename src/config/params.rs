@@ -170,6 +170,14 @@ pub static PARAMS: &[Param] = &[
         false,
         "Bytes of a snapshot per cluster-bus message when a replica catches up (default 1mb)."
     ),
+    num_param!(
+        "raft-log-memory-bytes",
+        raft_log_memory_bytes,
+        1 << 20,
+        1 << 40,
+        false,
+        "Bytes of replicated log entries a shard thread keeps in memory; past it the largest log is compacted into a snapshot (default 64mb)."
+    ),
     Param {
         name: "bind",
         help: "Address to listen on (default 127.0.0.1).",

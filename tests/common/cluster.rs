@@ -241,6 +241,28 @@ impl TestCluster {
         self.wait_served(Duration::from_secs(30));
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`) to node `i`: a paused node lags, then catches up.
+    pub fn pause(&self, i: usize, paused: bool) {
+        let pid = self.children[i].as_ref().expect("node running").id();
+        let sig = if paused { "-STOP" } else { "-CONT" };
+        let st = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+    }
+
+    /// Panics, naming the node and how it ended, if a node the test started has exited.
+    pub fn assert_running(&mut self) {
+        for (i, c) in self.children.iter_mut().enumerate() {
+            if let Some(c) = c
+                && let Some(st) = c.try_wait().unwrap()
+            {
+                panic!("node {i} exited: {st}");
+            }
+        }
+    }
+
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();

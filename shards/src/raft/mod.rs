@@ -294,6 +294,17 @@ impl Group {
         self.commit
     }
 
+    /// Whether a read may be computed now on a state machine that has applied up to
+    /// `applied`, and answered once a read-index round (`read_index`) started with it confirms
+    /// the leadership. Only on a leader that has committed an entry of its own term: until
+    /// then its commit index can lag what an earlier leader acknowledged, and a read computed
+    /// at it would miss that write. And only once `applied` reaches that commit index.
+    pub fn can_read_at(&self, applied: u64) -> bool {
+        self.role == Role::Leader
+            && self.term_at(self.commit) == Some(self.term)
+            && applied >= self.commit
+    }
+
     /// The entries after the latest snapshot.
     pub fn log(&self) -> &[Entry] {
         &self.log

@@ -137,10 +137,14 @@ struct Sim {
     applied: BTreeMap<u64, Entry>,
     /// The earliest term in which each index was known committed (the applier's term).
     commit_term: BTreeMap<u64, u64>,
-    /// Reads in flight: id -> the highest index applied anywhere when the read began. A read
-    /// confirmed at a lower index could miss an acknowledged write: not linearizable.
-    reads: HashMap<u64, u64>,
+    /// Reads in flight: id -> the highest index applied anywhere when the read began, and the
+    /// index of the state it was computed on if it ran at once (`Group::can_read_at`, as the
+    /// driver serves reads) rather than once confirmed. A read confirmed at, or computed on,
+    /// a lower index could miss an acknowledged write: not linearizable.
+    reads: HashMap<u64, (u64, Option<u64>)>,
     confirmed_reads: usize,
+    /// Confirmed reads that were computed at once on the leader's state.
+    fast_reads: usize,
     /// Snapshots sent by a leader and installed by a follower.
     installed: usize,
     /// Membership entries applied (each counted once, by the first replica to apply it).
@@ -179,6 +183,7 @@ impl Sim {
             snapshot_chunk_bytes: 48,
             pre_vote: seed.is_multiple_of(2),
             seed,
+            check_snapshot: any_snapshot,
         };
         let conf_changes = members.len() > 1 && changes;
         let top = members.iter().max().copied().unwrap_or(0);
@@ -200,6 +205,7 @@ impl Sim {
             commit_term: BTreeMap::new(),
             reads: HashMap::new(),
             confirmed_reads: 0,
+            fast_reads: 0,
             installed: 0,
             conf_applied: 0,
             conf_changes,
@@ -240,11 +246,20 @@ impl Sim {
         node.flush();
         self.net.extend(r.messages);
         for (rid, index) in r.reads {
-            let floor = self.reads.remove(&rid).unwrap_or(0);
+            let (floor, computed) = self.reads.remove(&rid).unwrap_or((0, None));
             if index < floor {
                 self.fail(format!(
                     "node {id} confirmed read {rid} at {index}, below {floor} applied before it began"
                 ));
+            }
+            if let Some(at) = computed {
+                if at < floor {
+                    self.fail(format!(
+                        "node {id} confirmed read {rid} computed on the state at {at}, below \
+                         {floor} applied before it began"
+                    ));
+                }
+                self.fast_reads += 1;
             }
             self.confirmed_reads += 1;
         }
@@ -362,24 +377,48 @@ impl Sim {
             30..=74 if !self.net.is_empty() => {
                 let k = pick(&mut self.rng, self.net.len());
                 let env = self.net.swap_remove(k);
-                let dropped = self.rng.below(100) < 5 || !self.linked(env.from, env.to);
-                if !dropped
-                    && let Some(g) = self.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut())
-                {
-                    g.step(env.from, env.msg);
-                    self.drain(env.to);
+                let to = env.to;
+                // As the driver does, a node may step several messages before it takes one
+                // Ready for all of them (a snapshot and the appends that follow it, say).
+                let burst = if self.rng.below(3) == 0 { 4 } else { 0 };
+                let mut batch = vec![env];
+                while batch.len() <= burst {
+                    let Some(k) = self.net.iter().position(|e| e.to == to) else {
+                        break;
+                    };
+                    batch.push(self.net.remove(k));
+                }
+                let mut stepped = false;
+                for env in batch {
+                    let dropped = self.rng.below(100) < 5 || !self.linked(env.from, env.to);
+                    if !dropped
+                        && let Some(g) = self.nodes.get_mut(&to).and_then(|n| n.group.as_mut())
+                    {
+                        g.step(env.from, env.msg);
+                        stepped = true;
+                    }
+                }
+                if stepped {
+                    self.drain(to);
                 }
             }
             72..=74 => {
-                // A linearizable read on whoever believes it leads.
+                // A linearizable read on whoever believes it leads: computed at once on its
+                // state where the core allows it (as the driver does), else served at the
+                // index its confirmation names.
                 let floor = self.applied.keys().next_back().copied().unwrap_or(0);
                 for id in ids {
                     let rid = self.proposed * 1000 + id;
-                    if let Some(g) = self.nodes.get_mut(&id).and_then(|n| n.group.as_mut())
-                        && g.read_index(rid).is_ok()
-                    {
-                        self.reads.insert(rid, floor);
-                        self.drain(id);
+                    let Some(n) = self.nodes.get_mut(&id) else {
+                        continue;
+                    };
+                    let applied = n.sm.len() as u64;
+                    if let Some(g) = n.group.as_mut() {
+                        let computed = g.can_read_at(applied).then_some(applied);
+                        if g.read_index(rid).is_ok() {
+                            self.reads.insert(rid, (floor, computed));
+                            self.drain(id);
+                        }
                     }
                 }
             }
@@ -602,7 +641,7 @@ fn a_single_member_group_commits_alone() {
 /// Runs each seed with 3 and 5 members; with `changes`, two seeds in three also change
 /// membership.
 fn run_seeds(seeds: std::ops::Range<u64>, changes: bool) {
-    let (mut reads, mut installed, mut confs, mut transfers) = (0, 0, 0, 0);
+    let (mut reads, mut fast, mut installed, mut confs, mut transfers) = (0, 0, 0, 0, 0);
     // Handovers need a settled leader, rare under these faults: expected over many seeds only.
     let many = seeds.end - seeds.start >= 50;
     let trace = std::env::var_os("RAFT_SIM_TRACE").is_some();
@@ -620,12 +659,14 @@ fn run_seeds(seeds: std::ops::Range<u64>, changes: bool) {
             // confirmed (and checked).
             assert!(sim.applied.len() > 1, "seed {seed}: nothing committed");
             reads += sim.confirmed_reads;
+            fast += sim.fast_reads;
             installed += sim.installed;
             confs += sim.conf_applied;
             transfers += sim.transfers;
         }
     }
     assert!(reads > 0, "no read was confirmed in any run");
+    assert!(fast > 0, "no read was computed at once on a leader's state");
     assert!(
         !changes || confs > 0,
         "no membership change was ever applied"
@@ -636,7 +677,7 @@ fn run_seeds(seeds: std::ops::Range<u64>, changes: bool) {
         "no leadership handover was ever sent"
     );
     eprintln!(
-        "{reads} reads confirmed, {installed} snapshots installed, {confs} membership changes applied, {transfers} leadership handovers"
+        "{reads} reads confirmed ({fast} computed at once), {installed} snapshots installed, {confs} membership changes applied, {transfers} leadership handovers"
     );
 }
 

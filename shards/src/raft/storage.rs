@@ -12,14 +12,10 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
     if let Some(from) = r.truncate_from {
         wal.truncate(group, from);
     }
-    for e in &r.entries {
-        if wal.group(group).is_some_and(|l| l.last().index >= e.index) {
-            wal.truncate(group, e.index);
-        }
-        wal.append_shared(group, e.index, e.term, e.data.clone())?;
-    }
     // A compaction, or an installed snapshot: the log keeps only what follows it. (The
-    // snapshot's bytes are the driver's to store, before this Ready's log records.)
+    // snapshot's bytes are the driver's to store, before this Ready's log records.) Before the
+    // entries: those that follow an installed snapshot in the same Ready start past the log's
+    // old end.
     if let Some(p) = r.purge {
         wal.purge(
             group,
@@ -28,6 +24,12 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
                 term: p.term,
             },
         );
+    }
+    for e in &r.entries {
+        if wal.group(group).is_some_and(|l| l.last().index >= e.index) {
+            wal.truncate(group, e.index);
+        }
+        wal.append_shared(group, e.index, e.term, e.data.clone())?;
     }
     if let Some(hs) = r.hard_state {
         wal.save_vote(
@@ -40,6 +42,40 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
         );
     }
     Ok(())
+}
+
+/// Brings the recovered log of `group` in line with the driver's snapshot file at `snap`,
+/// which can be ahead of it after a crash between storing a snapshot and the log batch that
+/// purges up to it: entries that conflict with the snapshot are dropped and the log is purged
+/// up to it, so the next append follows the snapshot. Queues records; nothing when aligned.
+pub fn align_to_snapshot(wal: &mut Engine, group: u32, snap: LogId) {
+    let Some(log) = wal.group(group) else {
+        if snap.index > 0 {
+            purge_to(wal, group, snap);
+        }
+        return;
+    };
+    if log.purged().index >= snap.index {
+        return;
+    }
+    let conflicts = log.last().index > snap.index
+        && log
+            .entry(snap.index)
+            .is_some_and(|(term, _)| term != snap.term);
+    if conflicts {
+        wal.truncate(group, snap.index + 1);
+    }
+    purge_to(wal, group, snap);
+}
+
+fn purge_to(wal: &mut Engine, group: u32, snap: LogId) {
+    wal.purge(
+        group,
+        crate::wal::LogId {
+            index: snap.index,
+            term: snap.term,
+        },
+    );
 }
 
 /// The replica of `group` as the recovered log has it, with `snapshot`: the blob of the latest

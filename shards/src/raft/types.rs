@@ -162,6 +162,15 @@ pub struct Config {
     /// leader when it comes back.
     pub pre_vote: bool,
     pub seed: u64,
+    /// Whether the state-machine bytes of a snapshot received from a leader can be installed
+    /// (they decode). A refused snapshot is ignored as a malformed blob is: nothing changes and
+    /// nothing is answered, so a misbehaving peer costs its messages, never the replica.
+    pub check_snapshot: fn(&[u8]) -> bool,
+}
+
+/// A `Config::check_snapshot` that accepts every state.
+pub fn any_snapshot(_: &[u8]) -> bool {
+    true
 }
 
 /// What the driver does next, in this order: persist, send, apply.

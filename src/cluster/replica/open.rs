@@ -15,7 +15,7 @@ impl Replicas {
         let wal_dir = cfg.data_dir.join("wal").join(format!("shard-{shard}"));
         let snap_dir = cfg.data_dir.join("snap").join(format!("shard-{shard}"));
         std::fs::create_dir_all(&snap_dir).map_err(|e| format!("{}: {e}", snap_dir.display()))?;
-        let (log, wal) = FsLog::open(
+        let (log, mut wal) = FsLog::open(
             &wal_dir,
             WalConfig {
                 shard: shard as u32,
@@ -105,6 +105,7 @@ impl Replicas {
                             .map_err(|e| corrupt(at + 8 + e.offset, e.reason))?;
                     }
                     applied[v] = id;
+                    storage::align_to_snapshot(&mut wal, g, id);
                     storage::restore_at(&wal, g, rcfg, Some(id), blob)
                 }
             };
@@ -114,7 +115,7 @@ impl Replicas {
             publish_meta(&c, m);
         }
         let n = crate::cluster::NODES_MAX;
-        // What the restored logs hold in memory (`LOG_BYTES_MAX`).
+        // What the restored logs hold in memory (`log_bytes_max`).
         let log_bytes: Vec<usize> = groups
             .iter()
             .map(|g| {
@@ -158,6 +159,7 @@ impl Replicas {
             meta_g,
             to_drop: Vec::new(),
             chunk_bytes: cfg.snapshot_chunk_bytes as usize,
+            log_bytes_max: cfg.raft_log_memory_bytes as usize,
             seed,
             moves_due: Instant::now(),
             handover_at: vec![None; count],

@@ -95,11 +95,30 @@ pub(super) fn install(
     Ok(clock)
 }
 
-/// Whether a vShard snapshot is a tombstone: its membership leaves `me` out (the replica was
-/// moved off this node). A malformed one is not (reading it reports the damage).
+/// Whether the state of a vShard snapshot received from a peer decodes (`install` would take
+/// it).
+pub(super) fn vshard_snapshot_decodes(state: &[u8]) -> bool {
+    state.len() >= 8
+        && shardline_shards::snapshot::decode(
+            &state[8..],
+            &shardline_shards::db::Tunables::default(),
+        )
+        .is_ok()
+}
+
+/// Whether the state of a metadata snapshot received from a peer decodes.
+pub(super) fn meta_snapshot_decodes(state: &[u8]) -> bool {
+    shardline_shards::meta::Meta::decode(state).is_ok()
+}
+
+/// Whether a vShard snapshot is a tombstone (the replica was moved off this node): no state,
+/// and a membership that leaves `me` out. A replica's own snapshot always has state (its apply
+/// clock at least), and its membership may leave `me` out too: a snapshot a new learner
+/// received from a leader that took it before adding the learner. A malformed one is not a
+/// tombstone (reading it reports the damage).
 pub(super) fn is_tombstone(blob: &[u8], me: u64) -> bool {
     shardline_shards::raft::conf::split_snapshot(&bytes::Bytes::copy_from_slice(blob))
-        .is_some_and(|(m, _)| !m.contains(me))
+        .is_some_and(|(m, state)| state.is_empty() && !m.contains(me))
 }
 
 #[cfg(test)]
@@ -147,5 +166,22 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Regression (issue 15): a node that joined received a snapshot its leader took before
+    /// adding it, so the membership in it leaves the node out; it was taken for a tombstone and
+    /// the node refused to restart. Only a snapshot without state is one.
+    #[test]
+    fn only_a_snapshot_without_state_that_leaves_this_node_out_is_a_tombstone() {
+        use shardline_shards::raft::{Membership, conf::snapshot_blob};
+        let before_join = Membership::of_voters(&[1, 2, 3]);
+        let with_me = Membership::of_voters(&[1, 2, 4]);
+        assert!(is_tombstone(&snapshot_blob(&before_join, &[]), 4));
+        assert!(!is_tombstone(
+            &snapshot_blob(&before_join, &0u64.to_le_bytes()),
+            4
+        ));
+        assert!(!is_tombstone(&snapshot_blob(&with_me, &[]), 4));
+        assert!(!is_tombstone(b"\xff", 4), "malformed: not a tombstone");
     }
 }

@@ -300,7 +300,7 @@ impl Shard {
                 longest = Some((len, *g));
             }
         }
-        if longest.is_none() && r.log_bytes_total > LOG_BYTES_MAX {
+        if longest.is_none() && r.log_bytes_total > r.log_bytes_max {
             // Over the thread's memory budget for logs: the largest one.
             longest = (0..r.log_bytes.len())
                 .max_by_key(|&g| r.log_bytes[g])

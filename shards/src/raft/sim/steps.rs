@@ -15,6 +15,7 @@ fn a_stale_leader_cannot_commit_and_yields_to_a_higher_term() {
         snapshot_chunk_bytes: 48,
         pre_vote: false,
         seed: 3,
+        check_snapshot: any_snapshot,
     };
     let mut a = Group::new(cfg(1));
     // Node 1 elects itself with node 2's vote.
@@ -67,6 +68,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
         snapshot_chunk_bytes: 48,
         pre_vote: false,
         seed: 8,
+        check_snapshot: any_snapshot,
     };
     let old = |term, index| Entry {
         term,
@@ -497,7 +499,7 @@ fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
     let leader = sim.leader();
     let g = sim.group(leader);
     g.read_index(1).unwrap();
-    sim.reads.insert(1, 0);
+    sim.reads.insert(1, (0, None));
     sim.drain(leader);
     sim.round(false);
     assert_eq!(sim.confirmed_reads, 1, "a connected leader confirms");
@@ -505,7 +507,7 @@ fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
     let g = sim.group(leader);
     g.propose(b"wake".to_vec()).unwrap();
     g.read_index(2).unwrap();
-    sim.reads.insert(2, 0);
+    sim.reads.insert(2, (0, None));
     let follower = *sim.nodes.keys().find(|&&id| id != leader).unwrap();
     sim.group(follower).leader_lost();
     for _ in 0..40 {
@@ -519,6 +521,227 @@ fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
         !sim.reads.contains_key(&2),
         "its read was reported failed on stepping down"
     );
+}
+
+/// Regression (issue 15, a stale read after a failover): a new leader's commit index can lag
+/// what the previous leader acknowledged, so it computes no read on its state until it has
+/// committed an entry of its own term (its no-op), and then only once that is applied.
+#[test]
+fn a_new_leader_reads_at_once_only_after_committing_in_its_term() {
+    let cfg = |id| Config {
+        id,
+        members: vec![1, 2, 3],
+        election_ticks: 5,
+        heartbeat_ticks: 2,
+        max_batch: 8,
+        snapshot_chunk_bytes: 48,
+        pre_vote: false,
+        seed: 5,
+        check_snapshot: any_snapshot,
+    };
+    let mut a = Group::new(cfg(1));
+    // Leader 2 of term 1 replicated entries 1 and 2 here but told only of entry 1 committed;
+    // entry 2 may be acknowledged already (a quorum with node 3 has it).
+    let e = |index| Entry {
+        term: 1,
+        index,
+        data: Bytes::from_static(b"w"),
+    };
+    a.step(
+        2,
+        Msg::Append {
+            term: 1,
+            prev: LogId::default(),
+            entries: vec![e(1), e(2)],
+            commit: 1,
+            quiet: false,
+            ctx: 0,
+        },
+    );
+    let r = a.take_ready();
+    assert_eq!(r.committed.len(), 1);
+    assert!(!a.can_read_at(1), "a follower never reads at once");
+    // Node 1 wins term 2 with node 3's vote: it leads, with commit 1 of term 1.
+    let term = elect(&mut a, &[3]);
+    assert_eq!(a.role(), Role::Leader);
+    let r = a.take_ready();
+    let noop = a.last_index();
+    assert_eq!(noop, 3);
+    assert_eq!(a.commit_index(), 1);
+    assert!(
+        !a.can_read_at(1),
+        "commit 1 is of an earlier term: entry 2 may be acknowledged and missing from the state"
+    );
+    assert!(r.committed.is_empty());
+    // Node 3 acknowledges the no-op: entries 2 and 3 commit.
+    a.step(
+        3,
+        Msg::AppendReply {
+            term,
+            success: true,
+            last: noop,
+            ctx: 0,
+        },
+    );
+    let r = a.take_ready();
+    assert_eq!(a.commit_index(), noop);
+    assert_eq!(r.committed.last().map(|e| e.index), Some(noop));
+    assert!(!a.can_read_at(1), "applied must reach the commit index");
+    assert!(a.can_read_at(noop));
+}
+
+/// Regression (issue 15, a follower stopped under 1 KB writes): a snapshot installed in the
+/// same step as appends that follow it hands out one Ready with the purge and entries past the
+/// log's old end; persisting it purges first, so the appends follow the snapshot, and a
+/// restart restores the same replica.
+#[test]
+fn a_snapshot_and_the_appends_after_it_persist_from_one_ready() {
+    let cfg = |id| Config {
+        id,
+        members: vec![1, 2, 3],
+        election_ticks: 5,
+        heartbeat_ticks: 2,
+        max_batch: 8,
+        snapshot_chunk_bytes: 48,
+        pre_vote: false,
+        seed: 6,
+        check_snapshot: any_snapshot,
+    };
+    let mut node = Node::fresh(Group::new(cfg(1)));
+    let e = |index| Entry {
+        term: 1,
+        index,
+        data: Bytes::from_static(b"w"),
+    };
+    let append = |prev: u64, from: u64, to: u64| Msg::Append {
+        term: 1,
+        prev: LogId {
+            term: (prev > 0) as u64,
+            index: prev,
+        },
+        entries: (from..=to).map(e).collect(),
+        commit: prev,
+        quiet: false,
+        ctx: 0,
+    };
+    let g = node.group.as_mut().unwrap();
+    g.step(2, append(0, 1, 1));
+    let r = g.take_ready();
+    storage::persist(&mut node.wal, GROUP, &r).unwrap();
+    node.flush();
+    let g = node.group.as_mut().unwrap();
+    // One step: entries 2..=6, then the leader's snapshot up to 4 (its state: entries 1..=4),
+    // which keeps 5 and 6.
+    g.step(2, append(1, 2, 6));
+    let state = encode_sm(&(1..=4).map(e).collect::<Vec<_>>());
+    let blob = conf::snapshot_blob(&Membership::of_voters(&[1, 2, 3]), &state);
+    let last = LogId { term: 1, index: 4 };
+    g.step(
+        2,
+        Msg::Snapshot {
+            term: 1,
+            last,
+            offset: 0,
+            total: blob.len() as u64,
+            data: blob.clone(),
+        },
+    );
+    let r = g.take_ready();
+    assert_eq!(r.purge, Some(last));
+    assert_eq!(r.entries.first().map(|e| e.index), Some(5));
+    node.snap_file = blob.to_vec();
+    storage::persist(&mut node.wal, GROUP, &r).expect("the appends follow the snapshot");
+    node.flush();
+    let log = node.wal.group(GROUP).unwrap();
+    assert_eq!((log.purged().index, log.last().index), (4, 6));
+    node.restart(cfg(1));
+    let g = node.group.as_ref().unwrap();
+    assert_eq!((g.snapshot_id(), g.last_index()), (last, 6));
+}
+
+/// A snapshot whose state does not decode (`Config::check_snapshot`) is ignored: the replica
+/// keeps its log and commit, persists nothing and answers nothing (before, the node stopped).
+#[test]
+fn a_snapshot_whose_state_does_not_decode_changes_nothing() {
+    fn refuse_bad(state: &[u8]) -> bool {
+        state != b"bad"
+    }
+    let mut g = Group::new(Config {
+        id: 1,
+        members: vec![1, 2, 3],
+        election_ticks: 5,
+        heartbeat_ticks: 2,
+        max_batch: 8,
+        snapshot_chunk_bytes: 48,
+        pre_vote: false,
+        seed: 7,
+        check_snapshot: refuse_bad,
+    });
+    let _ = g.take_ready();
+    let m = Membership::of_voters(&[1, 2, 3]);
+    let last = LogId { term: 1, index: 9 };
+    let snapshot = |state: &'static [u8]| {
+        let blob = conf::snapshot_blob(&m, state);
+        Msg::Snapshot {
+            term: 1,
+            last,
+            offset: 0,
+            total: blob.len() as u64,
+            data: blob,
+        }
+    };
+    g.step(2, snapshot(b"bad"));
+    let r = g.take_ready();
+    assert!(r.snapshot.is_none() && r.purge.is_none());
+    assert!(
+        !r.messages
+            .iter()
+            .any(|e| matches!(e.msg, Msg::AppendReply { success: true, .. }))
+    );
+    assert_eq!((g.commit_index(), g.snapshot_id()), (0, LogId::default()));
+    g.step(2, snapshot(b"good"));
+    let r = g.take_ready();
+    assert_eq!(r.snapshot.map(|s| s.last), Some(last));
+    assert_eq!(g.commit_index(), 9);
+}
+
+/// A crash between storing a received snapshot and the log batch that purges up to it leaves
+/// the snapshot ahead of the log (and the log may hold entries that conflict with it): aligning
+/// the recovered log to the snapshot lets the next append follow it (before, each restart
+/// stopped again on `NotContiguous`).
+#[test]
+fn a_log_behind_its_snapshot_file_is_aligned_on_restart() {
+    let mut wal = Engine::new(wal_config());
+    for i in 1..=3 {
+        wal.append(GROUP, i, 1, b"old").unwrap();
+    }
+    // The snapshot was taken at 4 of term 2: entry 3 of term 1 conflicts with nothing below
+    // it but the log ends before the snapshot.
+    let snap = LogId { term: 2, index: 4 };
+    storage::align_to_snapshot(&mut wal, GROUP, snap);
+    let log = wal.group(GROUP).unwrap();
+    assert_eq!((log.purged().index, log.last().index), (4, 4));
+    wal.append(GROUP, 5, 2, b"next").unwrap();
+    // A log past the snapshot whose entry at the snapshot's index is of another term: what
+    // follows it is dropped too.
+    let mut wal = Engine::new(wal_config());
+    for i in 1..=6 {
+        wal.append(GROUP, i, 1, b"old").unwrap();
+    }
+    storage::align_to_snapshot(&mut wal, GROUP, snap);
+    let log = wal.group(GROUP).unwrap();
+    assert_eq!(
+        (log.purged(), log.last().index),
+        (crate::wal::LogId { index: 4, term: 2 }, 4)
+    );
+    // One that agrees with the snapshot keeps what follows it.
+    let mut wal = Engine::new(wal_config());
+    for i in 1..=6 {
+        wal.append(GROUP, i, 2, b"same").unwrap();
+    }
+    storage::align_to_snapshot(&mut wal, GROUP, snap);
+    let log = wal.group(GROUP).unwrap();
+    assert_eq!((log.purged().index, log.last().index), (4, 6));
 }
 
 /// Regression (found by `raft_soak`, seed 1855): a leader probing below a follower's snapshot
@@ -543,6 +766,7 @@ fn a_blank_replica_created_on_demand_gives_no_vote_until_it_holds_the_log() {
         snapshot_chunk_bytes: 1 << 20,
         pre_vote: true,
         seed: 1,
+        check_snapshot: any_snapshot,
     };
     let vote = |g: &mut Group| {
         g.step(
