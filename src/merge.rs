@@ -30,10 +30,34 @@ fn is_null(part: &[u8]) -> bool {
 /// Writes the merged reply of `parts` (in part order) into `out`. `order[i]` is the part holding
 /// key `i` (positional merges only). Parts are replies this server produced, so a malformed one
 /// is our bug: it is reported as an error reply rather than trusted.
+/// `+OK` when every part applied. When none did, the first part's error (nothing changed, as
+/// the error says). When some did and others were refused (`-OOM` on one shard thread), a
+/// `-PARTIAL` error that says so: neither `+OK` nor a plain error would tell the truth.
+fn all_ok(parts: &[&[u8]], out: &mut Out) {
+    let failed: Vec<&[u8]> = parts
+        .iter()
+        .copied()
+        .filter(|p| p.first() == Some(&b'-'))
+        .collect();
+    let Some(first) = failed.first() else {
+        return out.ok();
+    };
+    if failed.len() == parts.len() {
+        return out.raw(first);
+    }
+    let why = String::from_utf8_lossy(&first[1..]);
+    out.error(&format!(
+        "PARTIAL applied on {} of {} shard threads; the keys owned by the others were not written: {}",
+        parts.len() - failed.len(),
+        parts.len(),
+        why.trim_end()
+    ));
+}
+
 pub fn merge(merge: Merge, order: &[u8], parts: &[&[u8]], rng: &mut Rng, out: &mut Out) {
     match merge {
         Merge::Single => out.raw(parts[0]),
-        Merge::AllOk => out.ok(),
+        Merge::AllOk => all_ok(parts, out),
         Merge::Sum => {
             let mut total = 0i64;
             for p in parts {
@@ -129,6 +153,20 @@ mod tests {
             &["*1\r\n$1\r\nb\r\n", "*2\r\n$1\r\na\r\n$-1\r\n"],
         );
         assert_eq!(r, "*3\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n");
+    }
+
+    /// Regression (issue 15): a split MSET whose part on one thread was refused (`-OOM`) was
+    /// answered `+OK`.
+    #[test]
+    fn all_ok_says_which_parts_failed() {
+        assert_eq!(run(Merge::AllOk, &[], &["+OK\r\n", "+OK\r\n"]), "+OK\r\n");
+        let oom = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+        assert_eq!(run(Merge::AllOk, &[], &[oom, oom]), oom, "nothing applied");
+        assert_eq!(
+            run(Merge::AllOk, &[], &["+OK\r\n", oom]),
+            "-PARTIAL applied on 1 of 2 shard threads; the keys owned by the others were not \
+             written: OOM command not allowed when used memory > 'maxmemory'.\r\n"
+        );
     }
 
     #[test]

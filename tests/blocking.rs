@@ -191,4 +191,17 @@ fn blmove_and_bzpopmin_wake_too_and_multi_does_not_block() {
         .arg(0)
         .query(&mut c);
     assert!(common::msg(e.unwrap_err()).contains("CROSSSLOT"));
+    // Regression (issue 15): a timeout is a null array for BLMOVE and BRPOPLPUSH too, as in
+    // Redis; inside MULTI they answer as LMOVE does (a null bulk).
+    let mut raw = s.raw();
+    let (got, _) = common::exchange(
+        &mut raw,
+        b"BLMOVE none {none}d LEFT RIGHT 0.05\r\nBRPOPLPUSH none {none}d 0.05\r\n\
+          MULTI\r\nBLMOVE none {none}d LEFT RIGHT 0\r\nEXEC\r\n",
+        Duration::from_millis(500),
+    );
+    assert_eq!(
+        String::from_utf8(got).unwrap(),
+        "*-1\r\n*-1\r\n+OK\r\n+QUEUED\r\n*1\r\n$-1\r\n"
+    );
 }

@@ -223,6 +223,67 @@ fn multi_exec_watch_follow_redis_semantics() {
     assert!(common::msg(e.unwrap_err()).contains("DISCARD without MULTI"));
 }
 
+/// Regression (issue 15): a transaction answers exactly one reply per queued command, as
+/// Redis does. Connection commands (CONFIG, INFO, CLIENT, CLUSTER) are queued and answered in
+/// their places; SHUTDOWN is refused at queue time; an EXEC with arguments ends the
+/// transaction; a WATCHed key changed drops the connection commands' replies too.
+#[test]
+fn transactions_queue_connection_commands_and_answer_one_reply_each() {
+    let s = Server::start("0-1", &[]);
+    let mut raw = s.raw();
+    let ask = |raw: &mut std::net::TcpStream, cmds: &str| {
+        let (got, _) = common::exchange(raw, cmds.as_bytes(), Duration::from_millis(300));
+        String::from_utf8(got).unwrap()
+    };
+    let got = ask(
+        &mut raw,
+        "MULTI\r\nCONFIG GET maxmemory\r\nSET tk v\r\nCLIENT GETNAME\r\nGET tk\r\nEXEC\r\n",
+    );
+    assert_eq!(
+        got,
+        "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n\
+         *4\r\n*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n+OK\r\n$-1\r\n$1\r\nv\r\n"
+    );
+    // INFO (a reply gathered from every shard thread) inside a transaction.
+    let got = ask(&mut raw, "MULTI\r\nINFO keyspace\r\nINCR tn\r\nEXEC\r\n");
+    assert!(
+        got.starts_with("+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n$"),
+        "{got}"
+    );
+    assert!(got.ends_with(":1\r\n"), "{got}");
+    // SHUTDOWN is refused at queue time and the transaction fails.
+    let got = ask(
+        &mut raw,
+        "MULTI\r\nSET tk w\r\nSHUTDOWN\r\nEXEC\r\nGET tk\r\n",
+    );
+    assert_eq!(
+        got,
+        "+OK\r\n+QUEUED\r\n-ERR Command not allowed inside a transaction\r\n\
+         -EXECABORT Transaction discarded because of previous errors.\r\n$1\r\nv\r\n"
+    );
+    // EXEC with an argument ends the transaction: the next EXEC has no MULTI.
+    let got = ask(
+        &mut raw,
+        "MULTI\r\nSET tk w\r\nEXEC x\r\nEXEC\r\nGET tk\r\n",
+    );
+    assert_eq!(
+        got,
+        "+OK\r\n+QUEUED\r\n-EXECABORT Transaction discarded because of: wrong number of \
+         arguments for 'exec' command\r\n-ERR EXEC without MULTI\r\n$1\r\nv\r\n"
+    );
+    // A WATCHed key changed: null, for the connection commands too.
+    let mut other = s.client();
+    let got = ask(&mut raw, "WATCH tk\r\n");
+    assert_eq!(got, "+OK\r\n");
+    let _: () = other.set("tk", "z").unwrap();
+    let got = ask(
+        &mut raw,
+        "MULTI\r\nCONFIG GET maxmemory\r\nSET tk w\r\nEXEC\r\n",
+    );
+    assert_eq!(got, "+OK\r\n+QUEUED\r\n+QUEUED\r\n*-1\r\n");
+    assert_eq!(other.get::<_, String>("tk").unwrap(), "z");
+}
+
 #[test]
 fn auth_is_required_when_requirepass_is_set() {
     let s = Server::start("0", &["--requirepass", "s3cret"]);

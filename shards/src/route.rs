@@ -121,6 +121,13 @@ fn plan_keys(
     if !spread {
         return Plan::On(first_thread);
     }
+    // A split part takes each key with the `step - 1` arguments after it: a request whose last
+    // key lacks them (`MSET a 1 b`) is not split but run where it is, and its handler refuses
+    // it with the arity error, having applied nothing.
+    let step = spec.step.max(1) as usize;
+    if step > 1 && spec.keys_of(args).any(|i| i + step > args.len()) {
+        return Plan::On(here);
+    }
     if merge == Merge::Single {
         return Plan::Refuse(
             "CROSSSLOT Keys in request don't hash to the same shard thread (cross-shard atomicity is not available yet)",
@@ -199,6 +206,39 @@ mod tests {
             }
         );
         assert_eq!(plan_of(&["mget", "foo", "{foo}a"], 2), Plan::On(0));
+    }
+
+    /// Regression (issue 15): `MSET a 1 b` on two shard threads was split before its arguments
+    /// were checked, and a part sliced past the end (the node aborted). Every splittable
+    /// command, with every argument count up to 8: each part's keys and the arguments that
+    /// follow them lie within the request.
+    #[test]
+    fn split_parts_never_reach_past_the_arguments() {
+        let words = ["foo", "bar", "{foo}a", "{bar}b", "baz", "qux", "x", "y"];
+        for spec in crate::command::COMMANDS {
+            for n in 0..=words.len() {
+                let mut w = vec![spec.name];
+                w.extend_from_slice(&words[..n]);
+                let (buf, spans) = args_of(&w);
+                let args = Args::new(&buf, &spans);
+                if !spec.arity_ok(args.len()) {
+                    continue; // refused before routing
+                }
+                let p = plan(spec, args, VShardLayout::new(256).unwrap(), 2, 0);
+                if let Plan::Split { parts, .. } = p {
+                    let step = spec.step.max(1) as usize;
+                    for part in parts {
+                        for &k in &part.keys {
+                            assert!(
+                                k as usize + step <= args.len(),
+                                "{w:?}: key {k} with step {step}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(plan_of(&["mset", "foo", "1", "bar"], 2), Plan::On(0));
     }
 
     #[test]

@@ -71,8 +71,14 @@ impl Conn {
     fn fill_holes(&mut self, buf: Vec<u8>, dones: &[Option<Done>]) -> Vec<u8> {
         let mut full = Vec::with_capacity(buf.len() + 256);
         let mut last = 0;
+        // Holes inside an EXEC reply whose data part was refused: dropped with it.
+        let mut skip = 0;
         let holes = std::mem::take(&mut self.holes);
         for hole in holes {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
             full.extend_from_slice(&buf[last..hole.at]);
             last = hole.at;
             let parts: Vec<&[u8]> = hole
@@ -90,7 +96,17 @@ impl Conn {
                 buf: full,
                 proto: self.proto,
             };
-            self.finish(&hole.finish, &parts, &mut out);
+            if let Finish::ExecHead { n, end, inner } = hole.finish {
+                if parts[0].starts_with(b"*") && !parts[0].starts_with(b"*-1") {
+                    out.array(n);
+                } else {
+                    out.raw(parts[0]);
+                    last = end;
+                    skip = inner;
+                }
+            } else {
+                self.finish(&hole.finish, &parts, &mut out);
+            }
             full = out.buf;
         }
         full.extend_from_slice(&buf[last..]);
@@ -105,6 +121,9 @@ impl Conn {
         }
         match finish {
             Finish::Raw => out.raw(parts[0]),
+            // (Reached only when the head saw an array: `fill_holes`.)
+            Finish::ExecHead { n, .. } => out.array(*n),
+            Finish::ExecItem(i) => out.raw(array_item(parts[0], *i)),
             Finish::Ok => out.ok(),
             Finish::Merge(merge, order) => {
                 crate::merge::merge(*merge, order, parts, &mut self.shard.rng.borrow_mut(), out)
@@ -159,4 +178,23 @@ impl Conn {
             }
         }
     }
+}
+
+/// Element `i` of the RESP array `reply` (a reply we encoded: an array header, then whole
+/// values); empty if it has none.
+fn array_item(reply: &[u8], i: usize) -> &[u8] {
+    let Some(nl) = reply.iter().position(|&b| b == b'\n') else {
+        return &[];
+    };
+    let mut at = nl + 1;
+    for k in 0..=i {
+        let Ok(Some(len)) = resp::value_len(&reply[at..]) else {
+            return &[];
+        };
+        if k == i {
+            return &reply[at..at + len];
+        }
+        at += len;
+    }
+    &[]
 }

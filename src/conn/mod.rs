@@ -51,6 +51,7 @@ struct Ahead {
 }
 
 /// Where a part of a deferred reply comes from.
+#[derive(Clone)]
 enum PartRef {
     /// Op `op` of the job sent to thread `thread` in this batch.
     Remote { thread: usize, op: usize },
@@ -78,6 +79,14 @@ enum Finish {
     UnionCount,
     /// Per-name counts added up over threads, answered as a map (PUBSUB NUMSUB).
     SumPerName(Vec<Vec<u8>>),
+    /// The head of an EXEC reply whose transaction holds connection commands (CONFIG, INFO,
+    /// ...): the part is the reply of its data commands (`ExecItem`s below it). An array
+    /// becomes the header of `n` replies; anything else (null: a WATCHed key changed; an
+    /// error) is the whole reply, and the output up to `end` (the connection commands'
+    /// replies) and the `inner` holes after this one are dropped.
+    ExecHead { n: usize, end: usize, inner: usize },
+    /// Element `i` of the part's array: a data command's reply inside such an EXEC.
+    ExecItem(usize),
 }
 
 /// A reply that is filled in after the batch's jobs return.
@@ -93,6 +102,9 @@ struct Multi {
     buf: Vec<u8>,
     spans: Vec<Span>,
     cmds: Vec<(u32, u32)>,
+    /// Per queued command: a connection command (CONFIG, INFO, CLIENT, ...), run by the
+    /// connection at EXEC rather than by the shard thread of the data commands.
+    conn: Vec<bool>,
     /// A queued command was refused: EXEC answers EXECABORT.
     dirty: bool,
     /// The shard thread owning the keys of the queued commands.
@@ -436,6 +448,13 @@ impl Conn {
         if !spec.arity_ok(args.len()) {
             self.flag_multi();
             self.reject(spec);
+            if spec.name == "exec" && self.multi.is_some() {
+                // As Redis: an EXEC refused ends the transaction.
+                return self.exec_abort(&format!(
+                    "wrong number of arguments for '{}' command",
+                    spec.name
+                ));
+            }
             return err::arity(&mut self.out, spec.name);
         }
         if !self.authed && spec.flags & flags::NO_AUTH == 0 {
@@ -447,7 +466,14 @@ impl Conn {
         let index = command::index_of(spec);
         self.shard.cmd_stats.borrow_mut()[index].calls += 1;
         self.batch_cmds.push(index as u16);
-        if self.multi.is_some() && spec.flags & flags::NO_MULTI == 0 {
+        if self.multi.is_some() && spec.flags & flags::NO_MULTI != 0 {
+            self.flag_multi();
+            self.reject(spec);
+            return self
+                .out
+                .error("ERR Command not allowed inside a transaction");
+        }
+        if self.multi.is_some() && spec.flags & flags::IMMEDIATE == 0 {
             return self.queue(spec, args);
         }
         if self.proto == Proto::Resp2 && !self.subscriptions.is_empty() {

@@ -13,10 +13,8 @@ impl Conn {
         );
         let replicated = self.shard.node.cluster.is_some();
         let refusal: Option<String> = match spec.scope {
-            Scope::Conn => Some(format!(
-                "ERR Command not allowed inside a transaction: '{}' uses connection state",
-                spec.name
-            )),
+            // Run by this connection at EXEC (`exec_mixed`).
+            Scope::Conn => None,
             // A transaction runs in one vShard's log; a write outside any one vShard (FLUSHALL)
             // would run on this replica alone.
             _ if replicated
@@ -56,6 +54,7 @@ impl Conn {
             m.spans.push((start, m.buf.len() as u32));
         }
         m.cmds.push((first, args.len() as u32));
+        m.conn.push(spec.scope == Scope::Conn);
         self.info.borrow_mut().multi = m.cmds.len() as i64;
         self.out.simple("QUEUED");
     }
@@ -72,6 +71,9 @@ impl Conn {
             return self
                 .out
                 .error("EXECABORT Transaction discarded because of previous errors.");
+        }
+        if m.conn.iter().any(|&c| c) {
+            return self.exec_mixed(m, watched.then_some(flag));
         }
         // Queueing kept every keyed command on one thread (`m.thread`).
         let target = m.thread;
@@ -92,6 +94,75 @@ impl Conn {
             let op = self.push_op(t, Op::Exec { cmds, watch });
             self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
         }
+    }
+
+    /// Ends the transaction because EXEC itself was refused (Redis's `execCommandAbort`).
+    pub(super) fn exec_abort(&mut self, why: &str) {
+        self.multi = None;
+        self.info.borrow_mut().multi = -1;
+        self.unwatch_all();
+        self.out.error(&format!(
+            "EXECABORT Transaction discarded because of: {why}"
+        ));
+    }
+
+    /// EXEC of a transaction that holds connection commands (CONFIG, INFO, CLIENT, CLUSTER,
+    /// ...) besides data commands: the data commands run as one transaction on their shard
+    /// thread, as any EXEC; the connection commands run here, now, and their replies take their
+    /// places among the data commands' (holes `ExecHead` / `ExecItem`). If the data part is
+    /// refused (a WATCHed key changed, a redirect), that is the whole reply and the connection
+    /// commands' replies are dropped. A connection command with an effect (CONFIG SET, CLIENT
+    /// SETNAME) has it even then if the WATCHed key changed after the check made here.
+    fn exec_mixed(&mut self, m: Multi, watch: Option<Arc<AtomicBool>>) {
+        if watch.as_ref().is_some_and(|w| w.load(Ordering::Acquire)) {
+            return self.out.null_array();
+        }
+        let data: Vec<(u32, u32)> = m
+            .cmds
+            .iter()
+            .zip(&m.conn)
+            .filter(|(_, c)| !**c)
+            .map(|(c, _)| *c)
+            .collect();
+        let t = m.thread.unwrap_or(self.shard.id);
+        let replicated = self.shard.node.cluster.is_some() && m.thread.is_some();
+        let part = if data.is_empty() {
+            PartRef::Local(b"*0\r\n".to_vec())
+        } else if t == self.shard.id && !replicated {
+            let mut out = Out::new(self.proto);
+            let op = Op::Exec { cmds: data, watch };
+            self.shard
+                .run_op(&op, &m.buf, &m.spans, self.now_us, &mut out);
+            PartRef::Local(out.buf)
+        } else {
+            let base = self.copy_args(t, &m.buf, &m.spans);
+            let cmds = data.iter().map(|&(f, l)| (f + base, l)).collect();
+            let op = self.push_op(t, Op::Exec { cmds, watch });
+            PartRef::Remote { thread: t, op }
+        };
+        let n = m.cmds.len();
+        let head = self.holes.len();
+        self.hole(
+            vec![part.clone()],
+            Finish::ExecHead {
+                n,
+                end: 0,
+                inner: 0,
+            },
+        );
+        let mut k = 0;
+        for (i, &(f, l)) in m.cmds.iter().enumerate() {
+            if m.conn[i] {
+                let args = Args::new(&m.buf, &m.spans[f as usize..(f + l) as usize]);
+                let spec = lookup(args.get(0)).expect("looked up when queued");
+                self.conn_command(spec, args);
+            } else {
+                self.hole(vec![part.clone()], Finish::ExecItem(k));
+                k += 1;
+            }
+        }
+        let (end, inner) = (self.out.buf.len(), self.holes.len() - head - 1);
+        self.holes[head].finish = Finish::ExecHead { n, end, inner };
     }
 
     pub(super) fn watch(&mut self, args: Args) {

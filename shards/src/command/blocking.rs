@@ -202,8 +202,15 @@ pub fn try_serve(name: &str, db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) -
     }
 }
 
-/// What a blocking command answers when its timeout passes (or inside MULTI with nothing to pop).
-pub fn timeout_reply(name: &str, out: &mut Out) {
+/// What a blocking command answers when its timeout passes: a null array, for every one of
+/// them (BRPOPLPUSH and BLMOVE too, as Redis's `replyToBlockedClientTimedOut`).
+pub fn timeout_reply(_name: &str, out: &mut Out) {
+    out.null_array()
+}
+
+/// What it answers inside MULTI (it never waits there) with nothing to pop: BRPOPLPUSH and
+/// BLMOVE a null bulk, as their non-blocking forms, the others a null array.
+fn not_waiting_reply(name: &str, out: &mut Out) {
     match name {
         "brpoplpush" | "blmove" => out.null(),
         _ => out.null_array(),
@@ -212,7 +219,7 @@ pub fn timeout_reply(name: &str, out: &mut Out) {
 
 fn once(name: &str, db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     if !try_serve(name, db, a, c, out) {
-        timeout_reply(name, out)
+        not_waiting_reply(name, out)
     }
 }
 

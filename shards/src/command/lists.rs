@@ -527,15 +527,28 @@ fn move_one(db: &mut Db, src: &[u8], dst: &[u8], from: End, to: End, c: &Ctx, ou
     if !matches!(db.get_mut(dst, c.now_ms), None | Some(Value::List(_))) {
         return out.error(err::WRONGTYPE);
     }
+    let t = db.tunables;
     let Ok(l) = modify::<List>(db, src, c.now_ms, out) else {
         return;
     };
+    if src == dst {
+        // A rotation: the list is never empty on the way, so it keeps its TTL (as in Redis,
+        // where the push happens before the emptiness check).
+        let Some((l, e)) = l.and_then(|l| pop_one(l, from).map(|e| (l, e))) else {
+            return out.null();
+        };
+        match to {
+            End::Left => l.push_front(&e, &t),
+            End::Right => l.push_back(&e, &t),
+        }
+        db.signal(src);
+        return out.bulk(&e);
+    }
     let Some(e) = l.and_then(|l| pop_one(l, from)) else {
         return out.null();
     };
     db.signal(src);
     drop_if_empty(db, src, c.now_ms);
-    let t = db.tunables;
     let dest = create::<List>(db, dst, c.now_ms, out).expect("checked the type above");
     out.bulk(&e);
     match to {
@@ -586,6 +599,22 @@ pub fn lmpop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 #[cfg(test)]
 mod tests {
     use crate::command::testing::*;
+
+    /// Regression (issue 15): moving the only element of a list onto itself dropped its TTL.
+    #[test]
+    fn a_list_rotated_onto_itself_keeps_its_ttl() {
+        let mut h = Harness::new();
+        h.run("RPUSH l a");
+        h.run("EXPIRE l 100");
+        assert_eq!(h.run("RPOPLPUSH l l"), bulk("a"));
+        assert_eq!(h.run("TTL l"), int(100));
+        assert_eq!(h.run("LMOVE l l LEFT RIGHT"), bulk("a"));
+        h.run("RPUSH l b");
+        assert_eq!(h.run("LMOVE l l LEFT RIGHT"), bulk("a"));
+        assert_eq!(h.run("LRANGE l 0 -1"), arr(&["b", "a"]));
+        assert_eq!(h.run("TTL l"), int(100));
+        assert_eq!(h.run("RPOPLPUSH none none"), "$-1\r\n");
+    }
 
     #[test]
     fn push_pop_range_and_deletion_of_empty_lists() {

@@ -123,8 +123,11 @@ pub mod flags {
     pub const STALE: u32 = 1 << 7;
     /// Allowed before AUTH (AUTH, HELLO, QUIT, RESET).
     pub const NO_AUTH: u32 = 1 << 8;
-    /// Not queued inside MULTI (EXEC, DISCARD, MULTI, WATCH run or fail at once).
+    /// Refused inside MULTI, and the transaction with it (Redis's `no-multi`: SHUTDOWN).
     pub const NO_MULTI: u32 = 1 << 9;
+    /// Not queued inside MULTI: run (or fail) at once (EXEC, DISCARD, MULTI, WATCH, QUIT,
+    /// RESET). Every other command is queued.
+    pub const IMMEDIATE: u32 = 1 << 17;
     /// Keys must share one hash slot (RENAME, COPY: CROSSSLOT otherwise).
     pub const SAME_SLOT: u32 = 1 << 10;
     pub const RANDOM: u32 = 1 << 11;
@@ -150,6 +153,7 @@ pub mod flags {
         (LOADING, "loading"),
         (STALE, "stale"),
         (NO_AUTH, "no_auth"),
+        (NO_MULTI, "no_multi"),
         (FAST, "fast"),
         (RANDOM, "random"),
         (NUMKEYS | NUMKEYS2 | STREAM_KEYS, "movablekeys"),
@@ -474,29 +478,29 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("echo", 2, FAST | STALE, NOKEY, Keyless, Some(connection::echo), "connection", "Returns the given string."),
     cmd("time", 1, FAST | STALE | RANDOM, NOKEY, Keyless, Some(connection::time), "server", "Returns the server time."),
     cmd("command", -1, LOADING | STALE, NOKEY, Keyless, Some(connection::command), "server", "Returns detailed information about all commands."),
-    cmd("hello", -1, FAST | NO_AUTH | STALE | NO_MULTI, NOKEY, Conn, None, "connection", "Handshakes with the Redis server."),
-    cmd("auth", -2, FAST | NO_AUTH | STALE | NO_MULTI, NOKEY, Conn, None, "connection", "Authenticates the connection."),
+    cmd("hello", -1, FAST | NO_AUTH | STALE, NOKEY, Conn, None, "connection", "Handshakes with the Redis server."),
+    cmd("auth", -2, FAST | NO_AUTH | STALE, NOKEY, Conn, None, "connection", "Authenticates the connection."),
     cmd("select", 2, FAST | LOADING | STALE, NOKEY, Conn, None, "connection", "Changes the selected database."),
-    cmd("quit", -1, FAST | NO_AUTH | STALE, NOKEY, Conn, None, "connection", "Closes the connection."),
-    cmd("reset", 1, FAST | NO_AUTH | STALE | NO_MULTI, NOKEY, Conn, None, "connection", "Resets the connection."),
+    cmd("quit", -1, FAST | NO_AUTH | STALE | IMMEDIATE, NOKEY, Conn, None, "connection", "Closes the connection."),
+    cmd("reset", 1, FAST | NO_AUTH | STALE | IMMEDIATE, NOKEY, Conn, None, "connection", "Resets the connection."),
     cmd("client", -2, ADMIN | STALE, NOKEY, Conn, None, "connection", "CLIENT ID, SETNAME, GETNAME, LIST, INFO."),
     cmd("info", -1, STALE, NOKEY, Conn, None, "server", "Returns information and statistics about the server."),
-    cmd("config", -2, ADMIN | STALE | NO_MULTI, NOKEY, Conn, None, "server", "CONFIG GET, CONFIG SET, CONFIG RESETSTAT."),
+    cmd("config", -2, ADMIN | STALE, NOKEY, Conn, None, "server", "CONFIG GET, CONFIG SET, CONFIG RESETSTAT."),
     cmd("shutdown", -1, ADMIN | STALE | NO_MULTI, NOKEY, Conn, None, "server", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
-    cmd("multi", 1, FAST | NO_MULTI, NOKEY, Conn, None, "transaction", "Starts a transaction."),
-    cmd("exec", 1, NO_MULTI, NOKEY, Conn, None, "transaction", "Executes all commands in a transaction."),
-    cmd("discard", 1, FAST | NO_MULTI, NOKEY, Conn, None, "transaction", "Discards a transaction."),
-    cmd("watch", -2, FAST | NO_MULTI, ALLKEYS, Conn, None, "transaction", "Monitors changes to keys to determine the execution of a transaction."),
-    cmd("subscribe", -2, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Listens for messages published to channels."),
-    cmd("unsubscribe", -1, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Stops listening to messages posted to channels."),
-    cmd("psubscribe", -2, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Listens for messages published to channels that match one or more patterns."),
-    cmd("punsubscribe", -1, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Stops listening to messages published to channels that match one or more patterns."),
-    cmd("ssubscribe", -2, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Listens for messages published to shard channels."),
-    cmd("sunsubscribe", -1, STALE | NO_MULTI, NOKEY, Conn, None, "pubsub", "Stops listening to messages posted to shard channels."),
+    cmd("multi", 1, FAST | IMMEDIATE, NOKEY, Conn, None, "transaction", "Starts a transaction."),
+    cmd("exec", 1, IMMEDIATE, NOKEY, Conn, None, "transaction", "Executes all commands in a transaction."),
+    cmd("discard", 1, FAST | IMMEDIATE, NOKEY, Conn, None, "transaction", "Discards a transaction."),
+    cmd("watch", -2, FAST | IMMEDIATE, ALLKEYS, Conn, None, "transaction", "Monitors changes to keys to determine the execution of a transaction."),
+    cmd("subscribe", -2, STALE, NOKEY, Conn, None, "pubsub", "Listens for messages published to channels."),
+    cmd("unsubscribe", -1, STALE, NOKEY, Conn, None, "pubsub", "Stops listening to messages posted to channels."),
+    cmd("psubscribe", -2, STALE, NOKEY, Conn, None, "pubsub", "Listens for messages published to channels that match one or more patterns."),
+    cmd("punsubscribe", -1, STALE, NOKEY, Conn, None, "pubsub", "Stops listening to messages published to channels that match one or more patterns."),
+    cmd("ssubscribe", -2, STALE, NOKEY, Conn, None, "pubsub", "Listens for messages published to shard channels."),
+    cmd("sunsubscribe", -1, STALE, NOKEY, Conn, None, "pubsub", "Stops listening to messages posted to shard channels."),
     cmd("publish", 3, STALE | FAST, NOKEY, Conn, None, "pubsub", "Posts a message to a channel."),
     cmd("spublish", 3, STALE | FAST, NOKEY, Conn, None, "pubsub", "Post a message to a shard channel"),
     cmd("pubsub", -2, STALE, NOKEY, Conn, None, "pubsub", "PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS, SHARDNUMSUB."),
-    cmd("unwatch", 1, FAST | NO_MULTI, NOKEY, Conn, None, "transaction", "Forgets about watched keys of a transaction."),
+    cmd("unwatch", 1, FAST, NOKEY, Conn, None, "transaction", "Forgets about watched keys of a transaction."),
     cmd("cluster", -2, STALE, NOKEY, Conn, None, "cluster", "CLUSTER KEYSLOT, MYID, INFO, SLOTS, SHARDS, NODES, COUNTKEYSINSLOT, GETKEYSINSLOT."),
     cmd("readonly", 1, FAST | STALE, NOKEY, Conn, None, "cluster", "Enables read-only queries for a connection to a Redis Cluster replica node."),
     cmd("readwrite", 1, FAST | STALE, NOKEY, Conn, None, "cluster", "Enables read-write queries for a connection to a Redis Cluster replica node."),

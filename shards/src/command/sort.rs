@@ -161,7 +161,11 @@ fn sort_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, read_only: boo
         None => (0, n),
         Some((o, cnt)) => {
             let start = o.clamp(0, n);
-            let end = if cnt < 0 { n } else { (start + cnt).min(n) };
+            let end = if cnt < 0 {
+                n
+            } else {
+                start.saturating_add(cnt).min(n)
+            };
             (start, end)
         }
     };
@@ -224,6 +228,16 @@ mod tests {
         h.run("RPUSH {s}l 3 1 2 10");
         assert_eq!(h.run("SORT {s}l"), arr(&["1", "2", "3", "10"]));
         assert_eq!(h.run("SORT {s}l DESC LIMIT 1 2"), arr(&["3", "2"]));
+        // Regression (issue 15): start + count overflowed, then a slice index panicked.
+        assert_eq!(
+            h.run("SORT {s}l LIMIT 2 9223372036854775807"),
+            arr(&["3", "10"])
+        );
+        assert_eq!(
+            h.run("SORT_RO {s}l LIMIT 9223372036854775807 9223372036854775807"),
+            "*0\r\n"
+        );
+        assert_eq!(h.run("SORT {s}l LIMIT -5 1"), arr(&["1"]));
         assert_eq!(h.run("SORT {s}l ALPHA"), arr(&["1", "10", "2", "3"]));
         assert_eq!(h.run("SORT {s}l STORE {s}out"), int(4));
         assert_eq!(h.run("LRANGE {s}out 0 -1"), arr(&["1", "2", "3", "10"]));
