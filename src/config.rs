@@ -10,6 +10,7 @@ use shardline_shards::notify;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+pub mod inert;
 mod params;
 
 /// The node's configuration.
@@ -40,6 +41,8 @@ pub struct Config {
     pub active_expire_keys_per_pass: u64,
     /// What the command layer reads: notifications, encoding thresholds, memory policy.
     pub tunables: Tunables,
+    /// Values CONFIG SET gave parameters that have no effect here (`inert.rs`).
+    pub inert: std::collections::BTreeMap<&'static str, String>,
     /// The client addresses of every node of a replicated cluster, this one included, in the
     /// same order on every node (a node's Raft id is its 1-based position). Empty: standalone.
     pub cluster_nodes: Vec<SocketAddr>,
@@ -116,7 +119,7 @@ fn parse_fsync(v: &str, interval_ms: u64) -> Result<shardline_shards::wal::Fsync
     }
 }
 
-fn format_fsync(p: shardline_shards::wal::FsyncPolicy) -> String {
+pub fn format_fsync(p: shardline_shards::wal::FsyncPolicy) -> String {
     use shardline_shards::wal::FsyncPolicy;
     match p {
         FsyncPolicy::Always => "always".into(),
@@ -234,6 +237,7 @@ impl Default for Config {
             hz: 10,
             active_expire_keys_per_pass: 200,
             tunables: Tunables::default(),
+            inert: Default::default(),
             cluster_nodes: Vec::new(),
             cluster_join: None,
             cluster_bus_addr: None,
@@ -270,6 +274,7 @@ impl Param {
 pub struct Cli {
     pub print_config: bool,
     pub help: bool,
+    pub version: bool,
 }
 
 /// Builds the configuration from defaults, the TOML file, the environment and `args` (without
@@ -305,6 +310,7 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<(Config, Cli), 
         match name.as_str() {
             "print-config" => cli.print_config = true,
             "help" => cli.help = true,
+            "version" => cli.version = true,
             _ => {
                 let value = match inline {
                     Some(v) => v,
@@ -457,7 +463,7 @@ pub fn to_toml(cfg: &Config) -> String {
 
 pub fn usage() -> String {
     let mut s = String::from(
-        "shardline [CONFIG.toml] [--config FILE] [--NAME VALUE ...] [--print-config]\n\nParameters (also SHARDLINE_NAME in the environment, NAME = value in the TOML file):\n",
+        "shardline [CONFIG.toml] [--config FILE] [--NAME VALUE ...] [--print-config] [--version]\n\nParameters (also SHARDLINE_NAME in the environment, NAME = value in the TOML file):\n",
     );
     for p in PARAMS {
         s.push_str(&format!("  --{:<28} {}\n", p.name, p.help));

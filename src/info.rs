@@ -137,12 +137,18 @@ pub fn write(shard: &Shard, sections: &[String], parts: &[&[u8]], out: &mut Out)
         .copied()
         .filter(|s| default || has(s))
         .collect();
+    // Redis's total_error_replies: commands rejected before they ran plus those that failed.
+    let errors: i64 = parts
+        .iter()
+        .flat_map(|p| thread_cmd_stats(p))
+        .map(|(_, [_, _, rejected, failed])| rejected + failed)
+        .sum();
     let mut text = String::new();
     for s in wanted {
         if !text.is_empty() {
             text.push_str("\r\n");
         }
-        section(node, s, &per, &mut text);
+        section(node, s, &per, errors, &mut text);
     }
     // As in Redis, commandstats is in `all` and `everything` but not in the default set.
     if everything || has("commandstats") {
@@ -154,7 +160,7 @@ pub fn write(shard: &Shard, sections: &[String], parts: &[&[u8]], out: &mut Out)
     out.verbatim(text.as_bytes())
 }
 
-fn section(node: &Node, name: &str, per: &[[i64; STATS]], t: &mut String) {
+fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut String) {
     let cfg = node.config.lock().map(|c| c.clone()).expect("config lock");
     let sum = |i: usize| per.iter().map(|p| p[i]).sum::<i64>();
     let uptime = node.started.elapsed().as_secs();
@@ -195,10 +201,10 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], t: &mut String) {
                 "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak_rss:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n",
                 human(used),
                 human(rss),
+                shardline_transport::cpu::max_rss_bytes(),
                 cfg.tunables.maxmemory,
                 human(cfg.tunables.maxmemory),
                 cfg.tunables.maxmemory_policy.name(),
-                shardline_transport::cpu::max_rss_bytes(),
                 rss as f64 / used.max(1) as f64,
             );
         }
@@ -208,7 +214,7 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], t: &mut String) {
         "stats" => {
             let _ = write!(
                 t,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:0\r\nprotocol_errors:{}\r\ncross_thread_hops:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{errors}\r\nprotocol_errors:{}\r\ncross_thread_hops:{}\r\n",
                 node.sum(|s| &s.connections),
                 node.sum(|s| &s.commands),
                 node.sum(|s| &s.net_input_bytes),

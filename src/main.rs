@@ -38,6 +38,10 @@ fn main() {
         print!("{}", config::usage());
         return;
     }
+    if cli.version {
+        println!("shardline {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
     if cli.print_config {
         print!("{}", config::to_toml(&cfg));
         return;
@@ -45,9 +49,11 @@ fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("shardline={0},monoio=warn", cfg.log_level))
     });
+    // Colour only on a terminal: a log written to a file or a pipe stays plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     if let Err(e) = run(cfg) {
         tracing::error!("{e}");
@@ -128,12 +134,29 @@ fn run(cfg: config::Config) -> Result<(), String> {
             Err(_) => return Err("a shard thread died during start-up".into()),
         }
     }
+    let (data_dir, fsync, maxmemory) = {
+        let c = node.config.lock().expect("config lock");
+        (
+            c.data_dir.display().to_string(),
+            config::format_fsync(c.fsync),
+            c.tunables.maxmemory,
+        )
+    };
+    let mode = match &node.cluster {
+        Some(c) => format!("cluster member {} of {}", c.me, c.member_ids().len()),
+        None => "standalone".to_string(),
+    };
     tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
         %addr,
         shard_threads = cores.len(),
         cores = ?cores,
         vshards = node.layout.count(),
         driver = if io_uring { "io_uring" } else { "epoll" },
+        %mode,
+        data_dir,
+        fsync,
+        maxmemory,
         "ready to accept connections"
     );
     let _ = shutdown_rx.recv();

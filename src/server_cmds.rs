@@ -183,12 +183,7 @@ fn client(c: &mut Conn, a: Args) {
 }
 
 /// Parameters Redis tools read that Shardline answers with a fixed value.
-const FIXED: &[(&str, &str)] = &[
-    ("save", ""),
-    ("appendonly", "no"),
-    ("databases", "1"),
-    ("cluster-enabled", "no"),
-];
+const FIXED: &[(&str, &str)] = &[("databases", "1"), ("cluster-enabled", "no")];
 
 fn config_cmd(c: &mut Conn, a: Args) {
     let sub = a.get(1).to_ascii_lowercase();
@@ -209,6 +204,14 @@ fn config_cmd(c: &mut Conn, a: Args) {
                         && !pairs.iter().any(|(n, _)| n == p.name)
                     {
                         pairs.push((p.name.to_string(), p.get(&cfg)));
+                    }
+                }
+                for p in config::inert::INERT {
+                    if shardline_shards::glob::glob_match(&pat, p.name.as_bytes())
+                        && !pairs.iter().any(|(n, _)| n == p.name)
+                    {
+                        let v = cfg.inert.get(p.name).map_or(p.default, |v| v.as_str());
+                        pairs.push((p.name.to_string(), v.to_string()));
                     }
                 }
                 for (n, v) in FIXED {
@@ -233,6 +236,17 @@ fn config_cmd(c: &mut Conn, a: Args) {
             for i in (2..a.len()).step_by(2) {
                 let name = String::from_utf8_lossy(a.get(i)).to_string();
                 let value = String::from_utf8_lossy(a.get(i + 1)).to_string();
+                if let Some(p) = config::inert::find(&name) {
+                    if let Err(why) = config::inert::check(p.kind, &value) {
+                        drop(cfg);
+                        return c.out().error(&format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{}') - {why}",
+                            p.name
+                        ));
+                    }
+                    next.inert.insert(p.name, value);
+                    continue;
+                }
                 let Some(p) = config::find(&name) else {
                     drop(cfg);
                     return c.out().error(&format!(

@@ -284,6 +284,59 @@ fn transactions_queue_connection_commands_and_answer_one_reply_each() {
     assert_eq!(other.get::<_, String>("tk").unwrap(), "z");
 }
 
+/// Regression (issue 15): Redis parameters that tune Redis's own files or memory layout are
+/// accepted and read back (scripts and harnesses set them), with Redis's checks; unknown ones
+/// get Redis's error. INFO's memory fields are where their names say, and error replies are
+/// counted.
+#[test]
+fn config_accepts_redis_parameters_without_effect_and_info_fields_are_right() {
+    let s = Server::start("0-1", &["--maxmemory", "1gb"]);
+    let mut c = s.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&[
+            "SET",
+            "appendonly",
+            "yes",
+            "save",
+            "",
+            "list-compress-depth",
+            "2",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg(&["GET", "appendonly"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got, vec!["appendonly", "yes"]);
+    let e: redis::RedisResult<()> = redis::cmd("CONFIG")
+        .arg(&["SET", "appendfsync", "sometimes"])
+        .query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("must be one of the following"));
+    let e: redis::RedisResult<()> = redis::cmd("CONFIG")
+        .arg(&["SET", "no-such-parameter", "1"])
+        .query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("Unknown option"));
+    let _: () = c.set("cfgk", "v").unwrap();
+    let e: redis::RedisResult<()> = c.lpush("cfgk", "x");
+    assert!(e.is_err());
+    std::thread::sleep(Duration::from_millis(300));
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
+    assert!(info.contains("\r\nmaxmemory:1073741824\r\n"), "{info}");
+    assert!(info.contains("\r\nmaxmemory_human:1.00G"), "{info}");
+    assert!(
+        info.contains("\r\nmaxmemory_policy:noeviction\r\n"),
+        "{info}"
+    );
+    let peak = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory_peak_rss:"))
+        .unwrap();
+    assert!(peak.parse::<u64>().unwrap() > 0, "{info}");
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    assert!(!info.contains("total_error_replies:0\r\n"), "{info}");
+}
+
 #[test]
 fn auth_is_required_when_requirepass_is_set() {
     let s = Server::start("0", &["--requirepass", "s3cret"]);
