@@ -86,7 +86,8 @@ impl FaultProxy {
         self.shared.delay_ms.store(0, Ordering::SeqCst);
     }
 
-    /// Bytes forwarded so far, both directions.
+    /// Bytes handed to the other side so far, both directions (a chunk is counted before it is
+    /// written, so a reply seen by a client is always counted).
     pub fn forwarded_bytes(&self) -> u64 {
         self.shared.forwarded_bytes.load(Ordering::SeqCst)
     }
@@ -149,10 +150,12 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>) {
         if delay > 0 {
             std::thread::sleep(Duration::from_millis(delay));
         }
+        // Counted before the write: once the other side has the bytes (and may answer), the
+        // count already has them (counted after, an echo could reach the client first).
+        shared.forwarded_bytes.fetch_add(n as u64, Ordering::SeqCst);
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
-        shared.forwarded_bytes.fetch_add(n as u64, Ordering::SeqCst);
     }
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
