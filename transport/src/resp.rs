@@ -91,7 +91,10 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 
 /// Parses a decimal length line `digits` (optionally negative) strictly.
 fn parse_len(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 19 {
+    // Up to 19 digits and a sign: every i64, -9223372036854775808 included (an integer reply
+    // of a negative 19-digit number was refused as malformed, and a proxy or an EXEC that read
+    // it could not find the end of the reply).
+    if s.is_empty() || s.len() > 20 {
         return None;
     }
     let (neg, d) = if s[0] == b'-' {
@@ -99,17 +102,18 @@ fn parse_len(s: &[u8]) -> Option<i64> {
     } else {
         (false, s)
     };
-    if d.is_empty() {
+    if d.is_empty() || d.len() > 19 {
         return None;
     }
+    // Accumulated negative, so i64::MIN fits.
     let mut v: i64 = 0;
     for &b in d {
         if !b.is_ascii_digit() {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add((b - b'0') as i64)?;
+        v = v.checked_mul(10)?.checked_sub((b - b'0') as i64)?;
     }
-    Some(if neg { -v } else { v })
+    if neg { Some(v) } else { v.checked_neg() }
 }
 
 /// How far a header line may run without its CRLF before the client is cut off.

@@ -225,3 +225,31 @@ fn inline_nul_bytes_are_argument_bytes_not_separators() {
     let (cmds, _) = parse_all(b"a\0b c\n", &Limits::default()).unwrap();
     assert_eq!(cmds, vec![vec![b"a\0b".to_vec(), b"c".to_vec()]]);
 }
+
+/// Regression (issue 15): an integer reply of a negative 19-digit number was refused as
+/// malformed, so a proxying node or an EXEC reading it could not find where the reply ends.
+#[test]
+fn integer_replies_span_every_i64() {
+    for (text, n) in [
+        (":-9223372036854775808\r\n", i64::MIN),
+        (":-9223372036854775807\r\n", i64::MIN + 1),
+        (":9223372036854775807\r\n", i64::MAX),
+        (":-1\r\n", -1),
+        (":0\r\n", 0),
+    ] {
+        assert_eq!(
+            decode(text.as_bytes()).unwrap(),
+            Some((Value::Int(n), text.len())),
+            "{text:?}"
+        );
+        assert_eq!(value_len(text.as_bytes()).unwrap(), Some(text.len()));
+    }
+    for bad in [
+        ":9223372036854775808\r\n",
+        ":-9223372036854775809\r\n",
+        ":-\r\n",
+        ":1a\r\n",
+    ] {
+        assert!(decode(bad.as_bytes()).is_err(), "{bad:?}");
+    }
+}
