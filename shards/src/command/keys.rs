@@ -31,7 +31,7 @@ fn expire_generic(
     absolute: bool,
     name: &str,
 ) {
-    let Some(n) = int_arg(&a, 2, out) else { return };
+    // As Redis: the options (and their conflicts) first, then the number.
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in a.iter().skip(3) {
         let mut kw = [0u8; 16];
@@ -49,6 +49,7 @@ fn expire_generic(
     if gt && lt {
         return out.error("ERR GT and LT options at the same time are not compatible");
     }
+    let Some(n) = int_arg(&a, 2, out) else { return };
     // The absolute deadline in ms, computed without overflow (Redis rejects overflowing values).
     let at: i64 = {
         let ms = n.checked_mul(unit_ms as i64);

@@ -249,7 +249,8 @@ fn pop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, end: End) {
             Some(n) if n >= 0 => Some(n as usize),
             _ => return out.error("ERR value is out of range, must be positive"),
         },
-        _ => return out.error(err::SYNTAX),
+        // Redis's own check: LPOP/RPOP take at most a count.
+        _ => return err::arity(out, if end == End::Left { "lpop" } else { "rpop" }),
     };
     let key = a.get(1);
     let Ok(found) = modify::<List>(db, key, c.now_ms, out) else {
@@ -323,18 +324,20 @@ pub fn lrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn lindex(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(i) = int_arg(&a, 2, out) else { return };
+    // As Redis: the key (missing: nil; another type: WRONGTYPE), then the index.
     let Ok(l) = modify::<List>(db, a.get(1), c.now_ms, out) else {
         return;
     };
-    match l.and_then(|l| index(i, l.len()).and_then(|i| l.get(i))) {
+    let Some(l) = l else { return out.null() };
+    let Some(i) = int_arg(&a, 2, out) else { return };
+    match index(i, l.len()).and_then(|i| l.get(i)) {
         Some(e) => out.bulk(e),
         None => out.null(),
     }
 }
 
 pub fn lset(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(i) = int_arg(&a, 2, out) else { return };
+    // As Redis: the key (missing: no such key; another type: WRONGTYPE), then the index.
     let key = a.get(1);
     let t = db.tunables;
     let Ok(l) = modify::<List>(db, key, c.now_ms, out) else {
@@ -343,6 +346,7 @@ pub fn lset(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(l) = l else {
         return out.error(err::NO_SUCH_KEY);
     };
+    let Some(i) = int_arg(&a, 2, out) else { return };
     let Some(i) = index(i, l.len()) else {
         return out.error("ERR index out of range");
     };
@@ -523,7 +527,13 @@ pub fn lpos(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 /// Moves one element from `src`'s `from` end to `dst`'s `to` end; writes the element or nil.
 fn move_one(db: &mut Db, src: &[u8], dst: &[u8], from: End, to: End, c: &Ctx, out: &mut Out) {
-    // Redis checks the destination's type before popping anything.
+    // As Redis: the source first (missing: nil; another type: WRONGTYPE), then the
+    // destination's type, before anything is popped.
+    match db.get_mut(src, c.now_ms) {
+        None => return out.null(),
+        Some(Value::List(_)) => {}
+        Some(_) => return out.error(err::WRONGTYPE),
+    }
     if !matches!(db.get_mut(dst, c.now_ms), None | Some(Value::List(_))) {
         return out.error(err::WRONGTYPE);
     }
@@ -614,6 +624,26 @@ mod tests {
         assert_eq!(h.run("LRANGE l 0 -1"), arr(&["b", "a"]));
         assert_eq!(h.run("TTL l"), int(100));
         assert_eq!(h.run("RPOPLPUSH none none"), "$-1\r\n");
+    }
+
+    /// Regression (issue 15, found by the differential run): the key is looked at before the
+    /// index (LINDEX of a missing key is nil whatever the index; LSET checks the type first),
+    /// the source before the destination (RPOPLPUSH, LMOVE), and LPOP/RPOP take one count.
+    #[test]
+    fn keys_are_checked_before_arguments_as_redis_does() {
+        let mut h = Harness::new();
+        h.run("SET s v");
+        assert_eq!(h.run("LINDEX none x"), "$-1\r\n");
+        assert!(h.run("LSET s x v").starts_with("-WRONGTYPE"));
+        assert_eq!(h.run("RPOPLPUSH none s"), "$-1\r\n");
+        h.run("RPUSH l a");
+        assert!(h.run("RPOPLPUSH l s").starts_with("-WRONGTYPE"));
+        assert_eq!(h.run("LRANGE l 0 -1"), arr(&["a"]));
+        assert_eq!(
+            h.run("LPOP l 1 2"),
+            error("ERR wrong number of arguments for 'lpop' command")
+        );
+        assert_eq!(h.run("SMOVE none s m"), int(0));
     }
 
     #[test]

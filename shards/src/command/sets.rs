@@ -399,7 +399,9 @@ pub fn smove(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Ok(from) = modify::<Set>(db, src, c.now_ms, out) else {
         return;
     };
-    let in_src = from.is_some_and(|s| s.contains(member));
+    // As Redis: a missing source answers 0 before the destination's type is looked at.
+    let Some(from) = from else { return out.int(0) };
+    let in_src = from.contains(member);
     if modify::<Set>(db, dst, c.now_ms, out).is_err() {
         return;
     }

@@ -25,9 +25,38 @@ fn score_bound(s: &[u8]) -> Option<ScoreBound> {
         _ => (false, s),
     };
     Some(ScoreBound {
-        value: parse_f64(rest)?,
+        value: strtod_whole(rest)?,
         exclusive,
     })
+}
+
+/// A score bound as Redis's `zslParseRange` reads it with `strtod`: leading white space skipped,
+/// nothing at all read as 0 (so `(` alone is "above 0"), hexadecimal integers, out-of-range
+/// values as infinities; the whole string must be used, and NaN is refused.
+fn strtod_whole(s: &[u8]) -> Option<f64> {
+    let s = &s[s
+        .iter()
+        .take_while(|b| b" \t\n\x0b\x0c\r".contains(b))
+        .count()..];
+    if s.is_empty() {
+        return Some(0.0);
+    }
+    let (neg, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.len() > 2 && digits[..2].eq_ignore_ascii_case(b"0x") {
+        let hex = &digits[2..];
+        if hex.is_empty() || !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let v = hex.iter().fold(0f64, |v, &d| {
+            v * 16.0 + (d as char).to_digit(16).expect("checked") as f64
+        });
+        return Some(if neg { -v } else { v });
+    }
+    parse_f64(s)
 }
 
 /// One end of a lexicographic range: `-`, `+`, `[x` (inclusive), `(x` (exclusive).
@@ -208,6 +237,11 @@ fn range(
     c: &Ctx,
     out: &mut Out,
 ) {
+    // Redis parses the range before it looks the key up (a bad range on a key of another
+    // type is a range error, not WRONGTYPE).
+    if let Err(e) = interval(&ZSet::default(), by, start, stop, false) {
+        return out.error(e);
+    }
     let Ok(z) = read::<ZSet>(db, key, c.now_ms, out) else {
         return;
     };
@@ -254,16 +288,7 @@ fn parse_range_opts(a: &Args, mut i: usize, out: &mut Out) -> Option<RangeOpts> 
         }
         i += 1;
     }
-    if lim.is_some() && by == By::Rank {
-        out.error(
-            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
-        );
-        return None;
-    }
-    if withscores && by == By::Lex {
-        out.error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
-        return None;
-    }
+    let lim = conflicts(by, lim, withscores, out)?;
     Some((by, rev, lim, withscores))
 }
 
@@ -288,9 +313,9 @@ fn parse_legacy_opts(a: &Args, by: By, out: &mut Out) -> Option<(Option<(i64, i6
     let (mut lim, mut ws) = (None, false);
     while i < a.len() {
         let opt = a.get(i);
-        if opt.eq_ignore_ascii_case(b"withscores") && by != By::Lex {
+        if opt.eq_ignore_ascii_case(b"withscores") {
             ws = true;
-        } else if opt.eq_ignore_ascii_case(b"limit") && by != By::Rank && i + 2 < a.len() {
+        } else if opt.eq_ignore_ascii_case(b"limit") && i + 2 < a.len() {
             lim = Some(limit_args(a, i, out)?);
             i += 2;
         } else {
@@ -299,7 +324,31 @@ fn parse_legacy_opts(a: &Args, by: By, out: &mut Out) -> Option<(Option<(i64, i6
         }
         i += 1;
     }
+    // Conflicts are checked once every option parsed, as Redis does.
+    let lim = conflicts(by, lim, ws, out)?;
     Some((lim, ws))
+}
+
+/// Redis's checks of conflicting range options, after parsing them all: LIMIT only with scores
+/// or lex ranges (a count of -1 is "no limit", accepted and ignored for ranks), WITHSCORES not
+/// with a lex range. The LIMIT to apply.
+fn conflicts(
+    by: By,
+    lim: Option<(i64, i64)>,
+    withscores: bool,
+    out: &mut Out,
+) -> Option<Option<(i64, i64)>> {
+    if by == By::Rank && lim.is_some_and(|(_, n)| n != -1) {
+        out.error(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        );
+        return None;
+    }
+    if withscores && by == By::Lex {
+        out.error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
+        return None;
+    }
+    Some(if by == By::Rank { None } else { lim })
 }
 
 /// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]
@@ -309,6 +358,10 @@ pub fn zrangestore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     };
     if withscores {
         return out.error(err::SYNTAX);
+    }
+    // The range first, as Redis (see `range`).
+    if let Err(e) = interval(&ZSet::default(), by, a.get(3), a.get(4), false) {
+        return out.error(e);
     }
     let Ok(z) = read::<ZSet>(db, a.get(2), c.now_ms, out) else {
         return;
@@ -533,6 +586,10 @@ pub fn zcard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 fn count_by(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, by: By) {
+    // The range first, as Redis (see `range`).
+    if let Err(e) = interval(&ZSet::default(), by, a.get(2), a.get(3), false) {
+        return out.error(e);
+    }
     let Ok(z) = read::<ZSet>(db, a.get(1), c.now_ms, out) else {
         return;
     };
@@ -593,8 +650,8 @@ fn pop(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, max: bool) {
         2 => None,
         3 => match parse_i64(a.get(2)) {
             Some(n) if n >= 0 => Some(n as usize),
-            Some(_) => return out.error("ERR value is out of range, must be positive"),
-            None => return out.error(err::NOT_INT),
+            // (Redis's getPositiveLongFromObjectOrReply: one message for both.)
+            _ => return out.error("ERR value is out of range, must be positive"),
         },
         _ => return out.error(err::SYNTAX),
     };
@@ -642,6 +699,10 @@ pub fn zpopmax(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 fn remrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, by: By) {
     let key = a.get(1);
+    // The range first, as Redis (see `range`).
+    if let Err(e) = interval(&ZSet::default(), by, a.get(2), a.get(3), false) {
+        return out.error(e);
+    }
     let Ok(z) = modify::<ZSet>(db, key, c.now_ms, out) else {
         return;
     };

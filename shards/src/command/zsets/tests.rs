@@ -285,3 +285,44 @@ fn random_operations_agree_with_a_model() {
     let names: Vec<&str> = sorted.iter().map(|(_, k)| k.as_str()).collect();
     assert_eq!(h.run("ZRANGE z 0 -1"), arr(&names));
 }
+
+/// Regression (issue 15, found by the differential run): Redis parses a range before it looks
+/// the key up, reads score bounds with `strtod` (leading spaces, nothing at all as 0, a lone `(`
+/// as "above 0", hexadecimal), checks conflicting options after parsing them all, and answers a
+/// bad pop count with one message.
+#[test]
+fn ranges_are_parsed_before_the_key_and_as_redis_reads_them() {
+    let mut h = Harness::new();
+    h.run("SET s v");
+    h.run("ZADD z 0 a 1 b 16 c");
+    let not_float = error("ERR min or max is not a float");
+    assert_eq!(h.run("ZCOUNT s x 1"), not_float);
+    assert_eq!(h.run("ZRANGEBYSCORE s 1 x"), not_float);
+    assert_eq!(h.run("ZREMRANGEBYSCORE s x 1"), not_float);
+    assert_eq!(
+        h.run("ZRANGE s x 1"),
+        error("ERR value is not an integer or out of range")
+    );
+    assert_eq!(
+        h.run("ZLEXCOUNT s x +"),
+        error("ERR min or max not valid string range item")
+    );
+    assert!(h.run("ZCOUNT s 0 1").starts_with("-WRONGTYPE"));
+    assert_eq!(h.run("ZCOUNT z ( 1"), int(1));
+    assert_eq!(h.run("ZCOUNT z 0x10 0x10"), int(1));
+    assert_eq!(h.run_args(&[b"ZCOUNT", b"z", b" 1", b"+inf"]), int(2));
+    assert_eq!(h.run_args(&[b"ZCOUNT", b"z", b"", b"0"]), int(1));
+    assert_eq!(h.run_args(&[b"ZCOUNT", b"z", b"1 ", b"2"]), not_float);
+    assert_eq!(
+        h.run("ZRANGEBYLEX z - + WITHSCORES"),
+        error("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+    );
+    assert_eq!(
+        h.run("ZRANGEBYLEX z - + WITHSCORES x"),
+        error("ERR syntax error")
+    );
+    assert_eq!(
+        h.run("ZPOPMIN z x"),
+        error("ERR value is out of range, must be positive")
+    );
+}
