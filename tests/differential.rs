@@ -179,7 +179,6 @@ const KNOWN_DIFFERENT: &[&str] = &[
     "xrevrange",
     "xtrim",
     "xsetid",
-    "zadd",
     "zincrby",
     "zintercard",
     "zrank",

@@ -93,15 +93,14 @@ fn range_args(a: &Args, i: usize, out: &mut Out) -> Option<Option<(i64, Option<i
     Some(Some((start, Some(end), bits)))
 }
 
-/// Resolves `start..=end` (negative from the end) over `len` units; `None` if empty.
+/// Resolves `start..=end` (negative from the end) over `len` units as Redis 7 does: both ends
+/// clamped to `0..len` (so `-10 -10` over 4 units is the first unit); `None` if empty.
 fn resolve(start: i64, end: i64, len: i64) -> Option<(i64, i64)> {
-    let s = if start < 0 {
-        (len + start).max(0)
-    } else {
-        start
-    };
-    let e = if end < 0 { len + end } else { end.min(len - 1) };
-    (s <= e && s < len && e >= 0).then_some((s, e))
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    super::strings::byte_range_of(start, end, len.max(0) as usize)
+        .map(|(s, e)| (s as i64, e as i64))
 }
 
 fn bit_at(v: &[u8], i: i64) -> bool {

@@ -200,9 +200,6 @@ pub(crate) fn pick_distinct(len: usize, n: usize, rng: &mut crate::rng::Rng) -> 
     picked
 }
 
-/// Largest |count| HRANDFIELD accepts, so one request cannot build an unbounded reply.
-const RANDFIELD_COUNT_MAX: i64 = 1 << 24;
-
 fn set_fields(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, name: &str) -> Option<i64> {
     if !a.len().is_multiple_of(2) {
         err::arity(out, name);
@@ -384,8 +381,8 @@ pub fn hincrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 pub fn hrandfield(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let count = if a.len() >= 3 {
         let Some(n) = int_arg(&a, 2, out) else { return };
-        if !(-RANDFIELD_COUNT_MAX..=RANDFIELD_COUNT_MAX).contains(&n) {
-            return out.error("ERR value is out of range");
+        if !super::sets::random_count_ok(n, out) {
+            return;
         }
         Some(n)
     } else {
@@ -561,8 +558,11 @@ mod tests {
         assert_eq!(h.run("HRANDFIELD h 2 FOO"), error("ERR syntax error"));
         assert_eq!(
             h.run("HRANDFIELD h -99999999999"),
-            error("ERR value is out of range")
+            error(
+                "ERR value is out of range: a negative count repeats members, at most 16777216 of them"
+            )
         );
+        assert!(h.run("HRANDFIELD h 99999999999").starts_with("*3\r\n"));
         let mut distinct = std::collections::HashSet::new();
         for _ in 0..100 {
             distinct.insert(h.run("HRANDFIELD h"));

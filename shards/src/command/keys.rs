@@ -329,8 +329,18 @@ pub fn memory(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     if a.len() < 3 {
         return err::arity(out, "memory|usage");
     }
-    if a.len() != 3 && !(a.len() == 5 && a.get(3).eq_ignore_ascii_case(b"samples")) {
-        return out.error(err::SYNTAX);
+    // As Redis: `SAMPLES n` pairs (any number of them), n an integer, not negative.
+    let mut j = 3;
+    while j < a.len() {
+        if !(a.get(j).eq_ignore_ascii_case(b"samples") && j + 1 < a.len()) {
+            return out.error(err::SYNTAX);
+        }
+        match crate::num::parse_i64(a.get(j + 1)) {
+            None => return out.error(err::NOT_INT),
+            Some(n) if n < 0 => return out.error(err::SYNTAX),
+            Some(_) => {}
+        }
+        j += 2;
     }
     let key = a.get(2);
     match db.get(key, c.now_ms) {

@@ -238,8 +238,27 @@ impl Set {
     }
 }
 
-/// Largest |count| SPOP/SRANDMEMBER accept, so one request cannot build an unbounded reply.
+/// Largest negative count (repetitions allowed, so the reply has |count| elements) that
+/// SRANDMEMBER, HRANDFIELD and ZRANDMEMBER accept, so one request cannot build an unbounded
+/// reply. A positive count is bounded by the collection (distinct members), so any is taken.
 const COUNT_MAX: i64 = 1 << 24;
+
+/// Checks a SPOP/SRANDMEMBER/HRANDFIELD/ZRANDMEMBER count (see `COUNT_MAX`); writes the error.
+pub(crate) fn random_count_ok(n: i64, out: &mut Out) -> bool {
+    if n == i64::MIN {
+        out.error(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        );
+        return false;
+    }
+    if n < -COUNT_MAX {
+        out.error(&format!(
+            "ERR value is out of range: a negative count repeats members, at most {COUNT_MAX} of them"
+        ));
+        return false;
+    }
+    true
+}
 
 pub fn sadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let t = db.tunables;
@@ -318,10 +337,7 @@ fn count_arg(a: &Args, out: &mut Out, allow_negative: bool) -> Result<Option<i64
                 out.error("ERR value is out of range, must be positive");
                 Err(())
             }
-            Some(n) if !(-COUNT_MAX..=COUNT_MAX).contains(&n) => {
-                out.error("ERR value is out of range");
-                Err(())
-            }
+            Some(n) if !random_count_ok(n, out) => Err(()),
             Some(n) => Ok(Some(n)),
         },
         _ => {

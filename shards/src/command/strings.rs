@@ -94,34 +94,45 @@ fn parse_expire(
 }
 
 pub fn set(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let (mut nx, mut xx, mut get) = (false, false, false);
-    let mut ttl = Ttl::Unchanged;
+    let (mut nx, mut xx, mut get, mut keep) = (false, false, false, false);
+    // As Redis: every option is checked first (an option may repeat, the last expiry of one
+    // kind wins, two kinds conflict), then the expiry's number is read.
+    let mut expire: Option<usize> = None;
     let mut i = 3;
     while i < a.len() {
         let opt = a.get(i);
+        let is_expire = [b"ex" as &[u8], b"px", b"exat", b"pxat"]
+            .iter()
+            .any(|k| opt.eq_ignore_ascii_case(k));
         if opt.eq_ignore_ascii_case(b"nx") && !xx {
             nx = true;
         } else if opt.eq_ignore_ascii_case(b"xx") && !nx {
             xx = true;
         } else if opt.eq_ignore_ascii_case(b"get") {
             get = true;
-        } else if opt.eq_ignore_ascii_case(b"keepttl") && ttl == Ttl::Unchanged {
-            ttl = Ttl::Keep;
-        } else if ttl == Ttl::Unchanged {
-            match parse_expire(&a, i, c, "set", out) {
-                Err(()) => return,
-                Ok(Some((at, used))) => {
-                    ttl = Ttl::At(at);
-                    i += used;
-                    continue;
-                }
-                Ok(None) => return out.error(err::SYNTAX),
-            }
+        } else if opt.eq_ignore_ascii_case(b"keepttl") && expire.is_none() {
+            keep = true;
+        } else if is_expire
+            && !keep
+            && i + 1 < a.len()
+            && expire.is_none_or(|e| a.get(e).eq_ignore_ascii_case(opt))
+        {
+            expire = Some(i);
+            i += 1;
         } else {
             return out.error(err::SYNTAX);
         }
         i += 1;
     }
+    let ttl = match expire {
+        Some(e) => match parse_expire(&a, e, c, "set", out) {
+            Ok(Some((at, _))) => Ttl::At(at),
+            Ok(None) => return out.error(err::SYNTAX),
+            Err(()) => return,
+        },
+        None if keep => Ttl::Keep,
+        None => Ttl::Unchanged,
+    };
     let key = a.get(1);
     let exists = if get {
         match string_of(db, key, c.now_ms, out) {
@@ -425,6 +436,25 @@ pub fn range_of(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     }
 }
 
+/// A range as GETRANGE, BITCOUNT and BITPOS read it (Redis 7): negative ends count from the end,
+/// and both ends are clamped into `0..len` (so `GETRANGE s -10 -10` on 4 bytes is the first
+/// byte, where LRANGE's `range_of` gives nothing).
+pub fn byte_range_of(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let s = if start < 0 {
+        len.saturating_add(start)
+    } else {
+        start
+    };
+    let e = if end < 0 {
+        len.saturating_add(end)
+    } else {
+        end
+    };
+    let (s, e) = (s.max(0), e.max(0).min(len - 1));
+    (len > 0 && s <= e).then_some((s as usize, e as usize))
+}
+
 pub fn getrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(start) = int_arg(&a, 2, out) else {
         return;
@@ -438,7 +468,7 @@ pub fn getrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         if start < 0 && end < 0 && start > end {
             return out.bulk(b"");
         }
-        match range_of(start, end, s.len()) {
+        match byte_range_of(start, end, s.len()) {
             Some((from, to)) => out.bulk(&s[from..=to]),
             None => out.bulk(b""),
         }
@@ -478,6 +508,54 @@ pub fn setrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 #[cfg(test)]
 mod tests {
     use crate::command::testing::*;
+
+    /// Regression (issue 15): Redis 7.0's answers for ranges past the start, repeated SET
+    /// options, huge random counts, MEMORY USAGE SAMPLES and ZADD's score syntax.
+    #[test]
+    fn edge_arguments_answer_as_redis_does() {
+        let mut h = Harness::new();
+        h.run("SET s abcd");
+        assert_eq!(h.run("GETRANGE s -10 -10"), bulk("a"));
+        assert_eq!(h.run("GETRANGE s -1 -3"), bulk(""));
+        assert_eq!(h.run("BITCOUNT s -10 -10"), int(3));
+        assert_eq!(h.run("BITPOS s 1 -10 -10"), int(1));
+        assert_eq!(h.run("SET k v EX 50 EX 1000"), "+OK\r\n");
+        assert_eq!(h.run("TTL k"), int(1000));
+        assert_eq!(h.run("SET k v KEEPTTL KEEPTTL"), "+OK\r\n");
+        assert_eq!(h.run("TTL k"), int(1000));
+        assert_eq!(h.run("SET k v EX 5 PX 100"), error("ERR syntax error"));
+        assert_eq!(h.run("SET k v KEEPTTL EX 5"), error("ERR syntax error"));
+        assert_eq!(
+            h.run("SET k v EX abc"),
+            error("ERR value is not an integer or out of range")
+        );
+        assert_eq!(
+            h.run("MEMORY USAGE s SAMPLES -1"),
+            error("ERR syntax error")
+        );
+        h.run("SADD st a b c");
+        assert_eq!(h.run("SCARD st"), int(3));
+        assert!(
+            h.run("SRANDMEMBER st 9223372036854775807")
+                .starts_with("*3\r\n")
+        );
+        assert!(
+            h.run("SRANDMEMBER st -9223372036854775808")
+                .starts_with("-ERR value is out of range, value must between")
+        );
+        assert!(h.run("SPOP st 9223372036854775807").starts_with("*3\r\n"));
+        assert_eq!(
+            h.run("ZADD z 1e309 a"),
+            error("ERR value is not a valid float")
+        );
+        assert_eq!(
+            h.run("ZADD z 1e-400 a"),
+            error("ERR value is not a valid float")
+        );
+        assert_eq!(h.run("ZADD z 0x10 b -0 c inf d"), int(3));
+        assert_eq!(h.run("ZSCORE z b"), bulk("16"));
+        assert_eq!(h.run("ZSCORE z c"), bulk("0"));
+    }
 
     #[test]
     fn set_get_and_options() {

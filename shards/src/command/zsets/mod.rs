@@ -41,22 +41,50 @@ fn strtod_whole(s: &[u8]) -> Option<f64> {
     if s.is_empty() {
         return Some(0.0);
     }
-    let (neg, digits) = match s[0] {
+    hex_double(s).or_else(|| parse_f64(s))
+}
+
+/// A hexadecimal integer with an optional sign (`0x10`, `-0X1f`), as `strtod` reads one; `None`
+/// for anything else.
+fn hex_double(s: &[u8]) -> Option<f64> {
+    let (neg, digits) = match s.first()? {
         b'-' => (true, &s[1..]),
         b'+' => (false, &s[1..]),
         _ => (false, s),
     };
-    if digits.len() > 2 && digits[..2].eq_ignore_ascii_case(b"0x") {
-        let hex = &digits[2..];
-        if hex.is_empty() || !hex.iter().all(u8::is_ascii_hexdigit) {
-            return None;
-        }
-        let v = hex.iter().fold(0f64, |v, &d| {
-            v * 16.0 + (d as char).to_digit(16).expect("checked") as f64
-        });
-        return Some(if neg { -v } else { v });
+    if digits.len() <= 2 || !digits[..2].eq_ignore_ascii_case(b"0x") {
+        return None;
     }
-    parse_f64(s)
+    let hex = &digits[2..];
+    if !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let v = hex.iter().fold(0f64, |v, &d| {
+        v * 16.0 + (d as char).to_digit(16).expect("checked") as f64
+    });
+    Some(if neg { -v } else { v })
+}
+
+/// A score as ZADD and ZINCRBY read it (Redis's `getDoubleFromObject`, `strtod` on the whole
+/// string): hexadecimal accepted; a finite number too large (`1e309`) or so small it reads as 0
+/// (`1e-400`) refused, as is NaN; `-0` is 0.
+fn score_arg(s: &[u8]) -> Option<f64> {
+    let v = match hex_double(s) {
+        Some(v) => v,
+        None => {
+            let v = parse_f64(s)?;
+            let lower = s.to_ascii_lowercase();
+            let mantissa = lower.split(|&b| b == b'e').next().unwrap_or(&[]);
+            if v.is_infinite() && !lower.ends_with(b"inf") && !lower.ends_with(b"infinity") {
+                return None;
+            }
+            if v == 0.0 && mantissa.iter().any(|b| (b'1'..=b'9').contains(b)) {
+                return None;
+            }
+            v
+        }
+    };
+    Some(if v == 0.0 { 0.0 } else { v })
 }
 
 /// One end of a lexicographic range: `-`, `+`, `[x` (inclusive), `(x` (exclusive).
@@ -480,7 +508,7 @@ pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     // Parse every score before changing anything: a bad one leaves the set untouched.
     let mut scores = Vec::with_capacity(pairs / 2);
     for j in (i..a.len()).step_by(2) {
-        match parse_f64(a.get(j)) {
+        match score_arg(a.get(j)) {
             Some(s) => scores.push(s),
             None => return out.error(err::NOT_FLOAT),
         }
@@ -529,7 +557,7 @@ pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn zincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(by) = parse_f64(a.get(2)) else {
+    let Some(by) = score_arg(a.get(2)) else {
         return out.error(err::NOT_FLOAT);
     };
     let lim = db.tunables.zset_limits();
@@ -744,8 +772,8 @@ pub fn zremrangebylex(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 pub fn zrandmember(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let count = if a.len() >= 3 {
         let Some(n) = int_arg(&a, 2, out) else { return };
-        if !(-(1i64 << 24)..=(1 << 24)).contains(&n) {
-            return out.error("ERR value is out of range");
+        if !super::sets::random_count_ok(n, out) {
+            return;
         }
         Some(n)
     } else {
