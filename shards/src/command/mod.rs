@@ -321,6 +321,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("append", 3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::append), "string", "Appends a string to the value of a key."),
     cmd("strlen", 2, READONLY | FAST, KEY1, Keys(Single), Some(strings::strlen), "string", "Returns the length of a string value."),
     cmd("getrange", 4, READONLY, KEY1, Keys(Single), Some(strings::getrange), "string", "Returns a substring of the string stored at a key."),
+    cmd("substr", 4, READONLY, KEY1, Keys(Single), Some(strings::getrange), "string", "Returns a substring from a string value."),
     cmd("setrange", 4, WRITE | DENYOOM, KEY1, Keys(Single), Some(strings::setrange), "string", "Overwrites a part of a string value with another by an offset."),
     // keys
     cmd("del", -2, WRITE, ALLKEYS, Keys(Sum), Some(keys::del), "keyspace", "Deletes one or more keys."),
@@ -614,7 +615,201 @@ pub mod err {
         out.error(&msg);
     }
 
+    /// What a container command's subcommands are, for `<COMMAND> HELP`.
+    const HELP: &[(&str, &[(&str, &str)])] = &[
+        (
+            "object",
+            &[
+                (
+                    "ENCODING <key>",
+                    "Return the kind of internal representation used in order to store the value associated with a <key>.",
+                ),
+                (
+                    "FREQ <key>",
+                    "Return the access frequency index of the <key> (under an LFU maxmemory-policy).",
+                ),
+                (
+                    "IDLETIME <key>",
+                    "Return the idle time of the <key> (under an LRU maxmemory-policy).",
+                ),
+                (
+                    "REFCOUNT <key>",
+                    "Return the number of references of the value associated with the specified <key>.",
+                ),
+            ],
+        ),
+        (
+            "memory",
+            &[(
+                "USAGE <key> [SAMPLES <count>]",
+                "Return memory in bytes used by <key> and its value.",
+            )],
+        ),
+        (
+            "xinfo",
+            &[
+                (
+                    "CONSUMERS <key> <groupname>",
+                    "Show consumers of <groupname>.",
+                ),
+                ("GROUPS <key>", "Show the stream consumer groups."),
+                (
+                    "STREAM <key> [FULL [COUNT <count>]",
+                    "Show information about the stream.",
+                ),
+            ],
+        ),
+        (
+            "xgroup",
+            &[
+                (
+                    "CREATE <key> <groupname> <id|$> [option]",
+                    "Create a new consumer group. Options are: MKSTREAM, ENTRIESREAD entries_read.",
+                ),
+                (
+                    "CREATECONSUMER <key> <groupname> <consumer>",
+                    "Create a new consumer in the specified group.",
+                ),
+                (
+                    "DELCONSUMER <key> <groupname> <consumer>",
+                    "Remove the specified consumer.",
+                ),
+                ("DESTROY <key> <groupname>", "Remove the specified group."),
+                (
+                    "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
+                    "Set the current group ID and entries_read counter.",
+                ),
+            ],
+        ),
+        (
+            "config",
+            &[
+                (
+                    "GET <pattern>",
+                    "Return parameters matching the glob-like <pattern> and their values.",
+                ),
+                (
+                    "SET <directive> <value>",
+                    "Set the configuration <directive> to <value>.",
+                ),
+                (
+                    "RESETSTAT",
+                    "Reset statistics reported by the INFO command.",
+                ),
+                (
+                    "REWRITE",
+                    "Not supported: edit the TOML file given with --config.",
+                ),
+            ],
+        ),
+        (
+            "client",
+            &[
+                ("GETNAME", "Return the name of the current connection."),
+                ("ID", "Return the ID of the current connection."),
+                (
+                    "INFO",
+                    "Return information about the current client connection.",
+                ),
+                (
+                    "LIST [TYPE normal|pubsub] [ID <id> ...]",
+                    "Return information about client connections.",
+                ),
+                (
+                    "SETINFO <LIB-NAME|LIB-VER> <value>",
+                    "Set client meta attributes.",
+                ),
+                (
+                    "SETNAME <name>",
+                    "Assign the name <name> to the current connection.",
+                ),
+            ],
+        ),
+        (
+            "cluster",
+            &[
+                (
+                    "COUNTKEYSINSLOT <slot>",
+                    "Return the number of keys in <slot>.",
+                ),
+                (
+                    "FORGET <node-id>",
+                    "Remove a node from the cluster (its replicas move to the others).",
+                ),
+                (
+                    "GETKEYSINSLOT <slot> <count>",
+                    "Return key names stored by current node in a slot.",
+                ),
+                ("INFO", "Return information about the cluster."),
+                ("JOIN <args>", "Used by a node joining the cluster."),
+                ("KEYSLOT <key>", "Return the hash slot for <key>."),
+                ("MYID", "Return the node id."),
+                ("NODES", "Return cluster configuration seen by node."),
+                (
+                    "SHARDS",
+                    "Return information about slot range mappings and the nodes associated with them.",
+                ),
+                ("SLOTS", "Return information about slots range mappings."),
+            ],
+        ),
+        (
+            "command",
+            &[
+                ("(no subcommand)", "Return details about all commands."),
+                ("COUNT", "Return the total number of commands."),
+                (
+                    "DOCS [<command-name> ...]",
+                    "Return documentation details about multiple commands.",
+                ),
+                (
+                    "INFO [<command-name> ...]",
+                    "Return details about multiple commands.",
+                ),
+                ("LIST", "Return a list of all commands."),
+            ],
+        ),
+        (
+            "pubsub",
+            &[
+                (
+                    "CHANNELS [<pattern>]",
+                    "Return the currently active channels matching a <pattern> (default: '*').",
+                ),
+                ("NUMPAT", "Return number of subscriptions to patterns."),
+                (
+                    "NUMSUB [<channel> ...]",
+                    "Return the number of subscribers for the specified channels, excluding pattern subscriptions.",
+                ),
+                (
+                    "SHARDCHANNELS [<pattern>]",
+                    "Return the currently active shard level channels matching a <pattern> (default: '*').",
+                ),
+                (
+                    "SHARDNUMSUB [<shardchannel> ...]",
+                    "Return the number of subscribers for the specified shard level channel(s).",
+                ),
+            ],
+        ),
+    ];
+
+    /// An unknown subcommand of `cmd`, or `HELP`: its subcommands as Redis lists them (one
+    /// status line per subcommand and one per description).
     pub fn unknown_subcommand(out: &mut Out, sub: &[u8], cmd: &str) {
+        if sub.eq_ignore_ascii_case(b"help")
+            && let Some((_, subs)) = HELP.iter().find(|(n, _)| *n == cmd)
+        {
+            out.array(1 + subs.len() * 2 + 2);
+            out.simple(&format!(
+                "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                cmd.to_ascii_uppercase()
+            ));
+            for (usage, what) in subs.iter() {
+                out.simple(usage);
+                out.simple(&format!("    {what}"));
+            }
+            out.simple("HELP");
+            return out.simple("    Print this help.");
+        }
         out.error(&format!(
             "ERR unknown subcommand '{}'. Try {} HELP.",
             sanitize(sub),

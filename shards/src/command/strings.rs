@@ -517,6 +517,16 @@ mod tests {
         h.run("SET s abcd");
         assert_eq!(h.run("GETRANGE s -10 -10"), bulk("a"));
         assert_eq!(h.run("GETRANGE s -1 -3"), bulk(""));
+        assert_eq!(h.run("SUBSTR s 1 2"), bulk("bc"));
+        assert!(
+            h.run("MEMORY HELP")
+                .starts_with("*5\r\n+MEMORY <subcommand>")
+        );
+        assert!(h.run("XGROUP HELP").contains("+XGROUP <subcommand>"));
+        assert!(
+            h.run("XINFO BAD")
+                .starts_with("-ERR unknown subcommand 'BAD'")
+        );
         assert_eq!(h.run("BITCOUNT s -10 -10"), int(3));
         assert_eq!(h.run("BITPOS s 1 -10 -10"), int(1));
         assert_eq!(h.run("SET k v EX 50 EX 1000"), "+OK\r\n");
