@@ -271,6 +271,18 @@ fn transactions_queue_connection_commands_and_answer_one_reply_each() {
         "+OK\r\n+QUEUED\r\n-EXECABORT Transaction discarded because of: wrong number of \
          arguments for 'exec' command\r\n-ERR EXEC without MULTI\r\n$1\r\nv\r\n"
     );
+    // An unknown subcommand, or a subcommand with the wrong count, is refused at queue time.
+    let got = ask(
+        &mut raw,
+        "MULTI\r\nOBJECT BAD\r\nOBJECT ENCODING\r\nXINFO BAD k\r\nEXEC\r\n",
+    );
+    assert_eq!(
+        got,
+        "+OK\r\n-ERR unknown subcommand 'BAD'. Try OBJECT HELP.\r\n\
+         -ERR wrong number of arguments for 'object|encoding' command\r\n\
+         -ERR unknown subcommand 'BAD'. Try XINFO HELP.\r\n\
+         -EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
     // A WATCHed key changed: null, for the connection commands too.
     let mut other = s.client();
     let got = ask(&mut raw, "WATCH tk\r\n");

@@ -12,6 +12,10 @@ impl Conn {
             self.shard.id,
         );
         let replicated = self.shard.node.cluster.is_some();
+        if let Err(msg) = command::check_subcommand(spec, args) {
+            self.flag_multi();
+            return self.out.error(&msg);
+        }
         let refusal: Option<String> = match spec.scope {
             // Run by this connection at EXEC (`exec_mixed`).
             Scope::Conn => None,

@@ -534,6 +534,127 @@ fn index() -> &'static crate::dict::Dict<usize> {
     })
 }
 
+/// The subcommands of container commands and their arities (Redis's, name and subcommand
+/// counted): what a transaction checks when it queues one, as Redis refuses an unknown
+/// subcommand or a wrong count at queue time.
+const SUBCOMMANDS: &[(&str, &[(&str, i32)])] = &[
+    (
+        "object",
+        &[
+            ("encoding", 3),
+            ("freq", 3),
+            ("idletime", 3),
+            ("refcount", 3),
+            ("help", 2),
+        ],
+    ),
+    ("memory", &[("usage", -3), ("help", 2)]),
+    (
+        "xinfo",
+        &[("stream", -3), ("groups", 3), ("consumers", 4), ("help", 2)],
+    ),
+    (
+        "xgroup",
+        &[
+            ("create", -5),
+            ("setid", -5),
+            ("destroy", 4),
+            ("createconsumer", 5),
+            ("delconsumer", 5),
+            ("help", 2),
+        ],
+    ),
+    (
+        "config",
+        &[
+            ("get", -3),
+            ("set", -4),
+            ("resetstat", 2),
+            ("rewrite", 2),
+            ("help", 2),
+        ],
+    ),
+    (
+        "client",
+        &[
+            ("id", 2),
+            ("getname", 2),
+            ("setname", 3),
+            ("list", -2),
+            ("info", 2),
+            ("setinfo", 4),
+            ("help", 2),
+        ],
+    ),
+    (
+        "cluster",
+        &[
+            ("myid", 2),
+            ("info", 2),
+            ("slots", 2),
+            ("shards", 2),
+            ("nodes", 2),
+            ("keyslot", 3),
+            ("countkeysinslot", 3),
+            ("getkeysinslot", 4),
+            ("join", 8),
+            ("forget", 3),
+            ("help", 2),
+        ],
+    ),
+    (
+        "command",
+        &[
+            ("count", 2),
+            ("docs", -2),
+            ("info", -2),
+            ("list", -2),
+            ("help", 2),
+        ],
+    ),
+    (
+        "pubsub",
+        &[
+            ("channels", -2),
+            ("numpat", 2),
+            ("numsub", -2),
+            ("shardchannels", -2),
+            ("shardnumsub", -2),
+            ("help", 2),
+        ],
+    ),
+];
+
+/// Checks the subcommand of a container command (OBJECT, XINFO, CONFIG, ...) and its argument
+/// count as Redis does before running or queueing it; the error Redis gives otherwise.
+pub fn check_subcommand(spec: &CommandSpec, args: Args) -> Result<(), String> {
+    let Some((_, subs)) = SUBCOMMANDS.iter().find(|(n, _)| *n == spec.name) else {
+        return Ok(());
+    };
+    if args.len() < 2 {
+        return Ok(());
+    }
+    let sub = args.get(1);
+    let Some((name, arity)) = subs
+        .iter()
+        .find(|(n, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
+    else {
+        return Err(format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            err::sanitize(sub),
+            spec.name.to_ascii_uppercase()
+        ));
+    };
+    let n = args.len() as i32;
+    if (*arity > 0 && n != *arity) || n < -arity {
+        return Err(format!(
+            "ERR wrong number of arguments for '{}|{name}' command",
+            spec.name
+        ));
+    }
+    Ok(())
+}
+
 /// Runs a data command (any scope but `Conn`) against `db`. The caller checked arity and routed
 /// the keys to this `db`.
 #[inline]
