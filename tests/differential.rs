@@ -189,6 +189,8 @@ const KNOWN_DIFFERENT: &[&str] = &[
     "zinterstore",
     "zdiff",
     "zdiffstore",
+    "sort",
+    "sort_ro",
     // Deliberate: a HyperLogLog is always dense here, so a string command on one (APPEND,
     // GETRANGE, ...) sees other bytes than Redis's sparse encoding.
     "pfadd",

@@ -229,8 +229,14 @@ pub fn copy(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
             replace = true;
         } else if opt.eq_ignore_ascii_case(b"db") && i + 1 < a.len() {
             i += 1;
+            // As Redis's getIntFromObjectOrReply, then its database check (db 0 only here).
             match crate::num::parse_i64(a.get(i)) {
                 Some(0) => {}
+                Some(n) if i32::try_from(n).is_err() => {
+                    return out.error(
+                        "ERR value is out of range, value must between -2147483648 and 2147483647",
+                    );
+                }
                 Some(_) => return out.error("ERR DB index is out of range"),
                 None => return out.error(err::NOT_INT),
             }

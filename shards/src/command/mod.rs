@@ -1150,14 +1150,11 @@ pub(crate) fn numkeys_and_limit(
     let rest = 2 + numkeys;
     let mut limit = 0usize;
     if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"limit") {
+        // Redis's getPositiveLongFromObjectOrReply with this message: one for both failures.
         match crate::num::parse_i64(a.get(rest + 1)) {
             Some(n) if n >= 0 => limit = n as usize,
-            Some(_) => {
+            _ => {
                 out.error("ERR LIMIT can't be negative");
-                return None;
-            }
-            None => {
-                out.error(err::NOT_INT);
                 return None;
             }
         }

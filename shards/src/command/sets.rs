@@ -656,6 +656,10 @@ mod tests {
             h.run("SINTERCARD 1 {k}a LIMIT -1"),
             error("ERR LIMIT can't be negative")
         );
+        assert_eq!(
+            h.run("SINTERCARD 1 {k}a LIMIT x"),
+            error("ERR LIMIT can't be negative")
+        );
         h.run("SET {k}s v");
         assert_eq!(h.run("SUNION {k}a {k}s"), error(WRONGTYPE));
         assert_eq!(h.run("SMOVE {k}a {k}b 1"), int(1));
