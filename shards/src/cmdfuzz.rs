@@ -271,6 +271,7 @@ fn words_for(name: &str) -> &'static [&'static str] {
         "object" => &["ENCODING", "REFCOUNT", "IDLETIME", "FREQ", "HELP"],
         "memory" => &["USAGE", "SAMPLES", "HELP", "STATS", "DOCTOR"],
         "copy" => &["DB", "REPLACE"],
+        "lcs" => &["LEN", "IDX", "MINMATCHLEN", "WITHMATCHLEN"],
         "restore" => &["REPLACE", "ABSTTL", "IDLETIME", "FREQ"],
         _ => WORDS,
     }

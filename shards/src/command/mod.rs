@@ -321,6 +321,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("append", 3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::append), "string", "Appends a string to the value of a key."),
     cmd("strlen", 2, READONLY | FAST, KEY1, Keys(Single), Some(strings::strlen), "string", "Returns the length of a string value."),
     cmd("getrange", 4, READONLY, KEY1, Keys(Single), Some(strings::getrange), "string", "Returns a substring of the string stored at a key."),
+    cmd("lcs", -3, READONLY | SAME_SLOT, KEY12, Keys(Single), Some(strings::lcs), "string", "Finds the longest common substring."),
     cmd("substr", 4, READONLY, KEY1, Keys(Single), Some(strings::getrange), "string", "Returns a substring from a string value."),
     cmd("setrange", 4, WRITE | DENYOOM, KEY1, Keys(Single), Some(strings::setrange), "string", "Overwrites a part of a string value with another by an offset."),
     // keys

@@ -436,6 +436,132 @@ pub fn range_of(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     }
 }
 
+/// Most cells of LCS's table, `(len(a) + 1) * (len(b) + 1)`: the dynamic program runs on the
+/// shard thread, so two long strings must not hold it (Redis bounds the table by
+/// proto-max-bulk-len, 512 MB, which would be seconds of work here).
+const LCS_CELLS_MAX: u64 = 1 << 24;
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN], as Redis 7 computes and answers
+/// it (the same table walk, so the same matches in the same order).
+pub fn lcs(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    let is_str = |v: Option<&Value>| matches!(v, None | Some(Value::Str(_)));
+    if !is_str(db.get(a.get(1), c.now_ms)) || !is_str(db.get(a.get(2), c.now_ms)) {
+        return out.error("ERR The specified keys must contain string values");
+    }
+    let (mut getlen, mut getidx, mut withmatchlen, mut minmatchlen) = (false, false, false, 0i64);
+    let mut j = 3;
+    while j < a.len() {
+        let opt = a.get(j);
+        if opt.eq_ignore_ascii_case(b"idx") {
+            getidx = true;
+        } else if opt.eq_ignore_ascii_case(b"len") {
+            getlen = true;
+        } else if opt.eq_ignore_ascii_case(b"withmatchlen") {
+            withmatchlen = true;
+        } else if opt.eq_ignore_ascii_case(b"minmatchlen") && j + 1 < a.len() {
+            let Some(n) = parse_i64(a.get(j + 1)) else {
+                return out.error(err::NOT_INT);
+            };
+            minmatchlen = n.max(0);
+            j += 1;
+        } else {
+            return out.error(err::SYNTAX);
+        }
+        j += 1;
+    }
+    if getidx && getlen {
+        return out.error("ERR If you want both the length and indexes, please just use IDX.");
+    }
+    let text = |db: &mut Db, k: &[u8]| match db.get(k, c.now_ms) {
+        Some(Value::Str(s)) => s.as_slice().to_vec(),
+        _ => Vec::new(),
+    };
+    let (x, y) = (text(db, a.get(1)), text(db, a.get(2)));
+    let (alen, blen) = (x.len(), y.len());
+    if (alen as u64 + 1) * (blen as u64 + 1) > LCS_CELLS_MAX {
+        return out.error(&format!(
+            "ERR strings too long for LCS here: (len1 + 1) * (len2 + 1) is at most {LCS_CELLS_MAX}"
+        ));
+    }
+    let w = blen + 1;
+    let mut t = vec![0u32; (alen + 1) * w];
+    for i in 1..=alen {
+        for k in 1..=blen {
+            t[i * w + k] = if x[i - 1] == y[k - 1] {
+                t[(i - 1) * w + k - 1] + 1
+            } else {
+                t[(i - 1) * w + k].max(t[i * w + k - 1])
+            };
+        }
+    }
+    let total = t[alen * w + blen];
+    let mut result = vec![0u8; total as usize];
+    let mut matches: Vec<[u32; 5]> = Vec::new();
+    let (mut i, mut k, mut idx) = (alen, blen, total as usize);
+    // The current range: `a_start == alen` means none.
+    let (mut a_start, mut a_end, mut b_start, mut b_end) = (alen, 0usize, 0usize, 0usize);
+    let compute = getidx || !getlen;
+    while compute && i > 0 && k > 0 {
+        let mut emit = false;
+        if x[i - 1] == y[k - 1] {
+            result[idx - 1] = x[i - 1];
+            if a_start == alen {
+                (a_start, a_end, b_start, b_end) = (i - 1, i - 1, k - 1, k - 1);
+            } else if a_start == i && b_start == k {
+                a_start -= 1;
+                b_start -= 1;
+            } else {
+                emit = true;
+            }
+            if a_start == 0 || b_start == 0 {
+                emit = true;
+            }
+            idx -= 1;
+            i -= 1;
+            k -= 1;
+        } else {
+            if t[(i - 1) * w + k] > t[i * w + k - 1] {
+                i -= 1;
+            } else {
+                k -= 1;
+            }
+            if a_start != alen {
+                emit = true;
+            }
+        }
+        if emit {
+            let len = a_end - a_start + 1;
+            if minmatchlen == 0 || len as i64 >= minmatchlen {
+                matches.push([a_start, a_end, b_start, b_end, len].map(|v| v as u32));
+            }
+            a_start = alen;
+        }
+    }
+    if getidx {
+        out.map(2);
+        out.bulk(b"matches");
+        out.array(matches.len());
+        for m in &matches {
+            out.array(2 + withmatchlen as usize);
+            out.array(2);
+            out.int(m[0] as i64);
+            out.int(m[1] as i64);
+            out.array(2);
+            out.int(m[2] as i64);
+            out.int(m[3] as i64);
+            if withmatchlen {
+                out.int(m[4] as i64);
+            }
+        }
+        out.bulk(b"len");
+        out.int(total as i64);
+    } else if getlen {
+        out.int(total as i64);
+    } else {
+        out.bulk(&result);
+    }
+}
+
 /// A range as GETRANGE, BITCOUNT and BITPOS read it (Redis 7): negative ends count from the end,
 /// and both ends are clamped into `0..len` (so `GETRANGE s -10 -10` on 4 bytes is the first
 /// byte, where LRANGE's `range_of` gives nothing).
@@ -518,6 +644,19 @@ mod tests {
         assert_eq!(h.run("GETRANGE s -10 -10"), bulk("a"));
         assert_eq!(h.run("GETRANGE s -1 -3"), bulk(""));
         assert_eq!(h.run("SUBSTR s 1 2"), bulk("bc"));
+        // LCS, as redis-server 7.0 answers these (checked side by side).
+        h.run("MSET {k}1 ohmytext {k}2 mynewtext");
+        assert_eq!(h.run("LCS {k}1 {k}2"), bulk("mytext"));
+        assert_eq!(h.run("LCS {k}1 {k}2 LEN"), int(6));
+        assert_eq!(
+            h.run("LCS {k}1 {k}2 IDX MINMATCHLEN 4 WITHMATCHLEN"),
+            "*4\r\n$7\r\nmatches\r\n*1\r\n*3\r\n*2\r\n:4\r\n:7\r\n*2\r\n:5\r\n:8\r\n:4\r\n\
+             $3\r\nlen\r\n:6\r\n"
+        );
+        assert_eq!(
+            h.run("LCS {k}1 {k}2 IDX LEN"),
+            error("ERR If you want both the length and indexes, please just use IDX.")
+        );
         assert!(
             h.run("MEMORY HELP")
                 .starts_with("*5\r\n+MEMORY <subcommand>")

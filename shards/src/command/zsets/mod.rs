@@ -297,13 +297,15 @@ type RangeOpts = (By, bool, Option<(i64, i64)>, bool);
 /// Parses `[BYSCORE|BYLEX] [REV] [LIMIT o c] [WITHSCORES]` from `a[i..]` as ZRANGE accepts them.
 fn parse_range_opts(a: &Args, mut i: usize, out: &mut Out) -> Option<RangeOpts> {
     let (mut by, mut rev, mut lim, mut withscores) = (By::Rank, false, None, false);
+    // As Redis: BYSCORE/BYLEX and REV are taken once (a second one is a syntax error).
+    let mut by_set = false;
     while i < a.len() {
         let opt = a.get(i);
-        if opt.eq_ignore_ascii_case(b"byscore") {
-            by = By::Score;
-        } else if opt.eq_ignore_ascii_case(b"bylex") {
-            by = By::Lex;
-        } else if opt.eq_ignore_ascii_case(b"rev") {
+        if opt.eq_ignore_ascii_case(b"byscore") && !by_set {
+            (by, by_set) = (By::Score, true);
+        } else if opt.eq_ignore_ascii_case(b"bylex") && !by_set {
+            (by, by_set) = (By::Lex, true);
+        } else if opt.eq_ignore_ascii_case(b"rev") && !rev {
             rev = true;
         } else if opt.eq_ignore_ascii_case(b"withscores") {
             withscores = true;
