@@ -247,6 +247,14 @@ fn normalized(name: &str, reply: &[u8]) -> Vec<u8> {
     rows.join("|").into_bytes()
 }
 
+/// Gives both servers the same fresh values (`cmdfuzz::prefill`, without HyperLogLogs).
+fn prefill_both(a: &mut Link, b: &mut Link, rng: &mut Rng) {
+    for argv in same_encoding(cmdfuzz::prefill(rng)) {
+        a.call(&argv);
+        b.call(&argv);
+    }
+}
+
 /// Prefill without HyperLogLogs (their dense bytes differ from Redis's by design, and so would
 /// every GET, STRLEN or APPEND of one).
 fn same_encoding(cmds: Vec<Vec<Vec<u8>>>) -> Vec<Vec<Vec<u8>>> {
@@ -279,10 +287,7 @@ fn run(seeds: std::ops::Range<u64>, count: usize, all: bool, keep: usize) -> (Ve
         b.call(&flush);
         for i in 0..count {
             if i % 100 == 0 {
-                for argv in same_encoding(cmdfuzz::prefill(&mut rng)) {
-                    a.call(&argv);
-                    b.call(&argv);
-                }
+                prefill_both(&mut a, &mut b, &mut rng);
             }
             let argv = cmdfuzz::command(&mut rng);
             let spec = command::lookup(&argv[0]).expect("generated from the table");
@@ -297,10 +302,7 @@ fn run(seeds: std::ops::Range<u64>, count: usize, all: bool, keep: usize) -> (Ve
                 // The keyspaces may differ from here on: both start again from the same one.
                 a.call(&flush);
                 b.call(&flush);
-                for argv in same_encoding(cmdfuzz::prefill(&mut rng)) {
-                    a.call(&argv);
-                    b.call(&argv);
-                }
+                prefill_both(&mut a, &mut b, &mut rng);
             }
             if deliberate(&x, &y) {
                 continue;

@@ -3,20 +3,24 @@
 
 use super::*;
 
-#[test]
-fn a_stale_leader_cannot_commit_and_yields_to_a_higher_term() {
-    let members = [1u64, 2, 3];
-    let cfg = |id| Config {
+/// Replica `id` of a three-member group (1, 2, 3) with short timers and no pre-vote.
+fn three(id: NodeId, seed: u64) -> Config {
+    Config {
         id,
-        members: members.to_vec(),
+        members: vec![1, 2, 3],
         election_ticks: 5,
         heartbeat_ticks: 2,
         max_batch: 8,
         snapshot_chunk_bytes: 48,
         pre_vote: false,
-        seed: 3,
+        seed,
         check_snapshot: any_snapshot,
-    };
+    }
+}
+
+#[test]
+fn a_stale_leader_cannot_commit_and_yields_to_a_higher_term() {
+    let cfg = |id| three(id, 3);
     let mut a = Group::new(cfg(1));
     // Node 1 elects itself with node 2's vote.
     let term = elect(&mut a, &[2]);
@@ -528,17 +532,7 @@ fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
 /// committed an entry of its own term (its no-op), and then only once that is applied.
 #[test]
 fn a_new_leader_reads_at_once_only_after_committing_in_its_term() {
-    let cfg = |id| Config {
-        id,
-        members: vec![1, 2, 3],
-        election_ticks: 5,
-        heartbeat_ticks: 2,
-        max_batch: 8,
-        snapshot_chunk_bytes: 48,
-        pre_vote: false,
-        seed: 5,
-        check_snapshot: any_snapshot,
-    };
+    let cfg = |id| three(id, 5);
     let mut a = Group::new(cfg(1));
     // Leader 2 of term 1 replicated entries 1 and 2 here but told only of entry 1 committed;
     // entry 2 may be acknowledged already (a quorum with node 3 has it).
@@ -596,17 +590,7 @@ fn a_new_leader_reads_at_once_only_after_committing_in_its_term() {
 /// restart restores the same replica.
 #[test]
 fn a_snapshot_and_the_appends_after_it_persist_from_one_ready() {
-    let cfg = |id| Config {
-        id,
-        members: vec![1, 2, 3],
-        election_ticks: 5,
-        heartbeat_ticks: 2,
-        max_batch: 8,
-        snapshot_chunk_bytes: 48,
-        pre_vote: false,
-        seed: 6,
-        check_snapshot: any_snapshot,
-    };
+    let cfg = |id| three(id, 6);
     let mut node = Node::fresh(Group::new(cfg(1)));
     let e = |index| Entry {
         term: 1,
@@ -667,15 +651,8 @@ fn a_snapshot_whose_state_does_not_decode_changes_nothing() {
         state != b"bad"
     }
     let mut g = Group::new(Config {
-        id: 1,
-        members: vec![1, 2, 3],
-        election_ticks: 5,
-        heartbeat_ticks: 2,
-        max_batch: 8,
-        snapshot_chunk_bytes: 48,
-        pre_vote: false,
-        seed: 7,
         check_snapshot: refuse_bad,
+        ..three(1, 7)
     });
     let _ = g.take_ready();
     let m = Membership::of_voters(&[1, 2, 3]);

@@ -1,0 +1,362 @@
+//! The subcommands of container commands (OBJECT, XINFO, CONFIG, ...): one table that gives
+//! each its arity (Redis's, name and subcommand counted), its usage and what it does. It
+//! drives the check a transaction makes when it queues one (Redis refuses an unknown
+//! subcommand or a wrong count at queue time) and the `<COMMAND> HELP` reply.
+
+use super::{Args, CommandSpec, err};
+use crate::reply::Out;
+
+pub struct Sub {
+    pub name: &'static str,
+    pub arity: i32,
+    pub usage: &'static str,
+    pub help: &'static str,
+}
+
+const fn s(name: &'static str, arity: i32, usage: &'static str, help: &'static str) -> Sub {
+    Sub {
+        name,
+        arity,
+        usage,
+        help,
+    }
+}
+
+/// Every table ends with it: the help reply lists it last, as Redis does.
+const HELP: Sub = s("help", 2, "HELP", "Print this help.");
+
+pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
+    (
+        "object",
+        &[
+            s(
+                "encoding",
+                3,
+                "ENCODING <key>",
+                "Return the kind of internal representation used in order to store the value associated with a <key>.",
+            ),
+            s(
+                "freq",
+                3,
+                "FREQ <key>",
+                "Return the access frequency index of the <key> (under an LFU maxmemory-policy).",
+            ),
+            s(
+                "idletime",
+                3,
+                "IDLETIME <key>",
+                "Return the idle time of the <key> (under an LRU maxmemory-policy).",
+            ),
+            s(
+                "refcount",
+                3,
+                "REFCOUNT <key>",
+                "Return the number of references of the value associated with the specified <key>.",
+            ),
+            HELP,
+        ],
+    ),
+    (
+        "memory",
+        &[
+            s(
+                "usage",
+                -3,
+                "USAGE <key> [SAMPLES <count>]",
+                "Return memory in bytes used by <key> and its value.",
+            ),
+            HELP,
+        ],
+    ),
+    (
+        "xinfo",
+        &[
+            s(
+                "consumers",
+                4,
+                "CONSUMERS <key> <groupname>",
+                "Show consumers of <groupname>.",
+            ),
+            s(
+                "groups",
+                3,
+                "GROUPS <key>",
+                "Show the stream consumer groups.",
+            ),
+            s(
+                "stream",
+                -3,
+                "STREAM <key> [FULL [COUNT <count>]",
+                "Show information about the stream.",
+            ),
+            HELP,
+        ],
+    ),
+    (
+        "xgroup",
+        &[
+            s(
+                "create",
+                -5,
+                "CREATE <key> <groupname> <id|$> [option]",
+                "Create a new consumer group. Options are: MKSTREAM, ENTRIESREAD entries_read.",
+            ),
+            s(
+                "createconsumer",
+                5,
+                "CREATECONSUMER <key> <groupname> <consumer>",
+                "Create a new consumer in the specified group.",
+            ),
+            s(
+                "delconsumer",
+                5,
+                "DELCONSUMER <key> <groupname> <consumer>",
+                "Remove the specified consumer.",
+            ),
+            s(
+                "destroy",
+                4,
+                "DESTROY <key> <groupname>",
+                "Remove the specified group.",
+            ),
+            s(
+                "setid",
+                -5,
+                "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
+                "Set the current group ID and entries_read counter.",
+            ),
+            HELP,
+        ],
+    ),
+    (
+        "config",
+        &[
+            s(
+                "get",
+                -3,
+                "GET <pattern>",
+                "Return parameters matching the glob-like <pattern> and their values.",
+            ),
+            s(
+                "set",
+                -4,
+                "SET <directive> <value>",
+                "Set the configuration <directive> to <value>.",
+            ),
+            s(
+                "resetstat",
+                2,
+                "RESETSTAT",
+                "Reset statistics reported by the INFO command.",
+            ),
+            s(
+                "rewrite",
+                2,
+                "REWRITE",
+                "Not supported: edit the TOML file given with --config.",
+            ),
+            HELP,
+        ],
+    ),
+    (
+        "client",
+        &[
+            s(
+                "getname",
+                2,
+                "GETNAME",
+                "Return the name of the current connection.",
+            ),
+            s("id", 2, "ID", "Return the ID of the current connection."),
+            s(
+                "info",
+                2,
+                "INFO",
+                "Return information about the current client connection.",
+            ),
+            s(
+                "list",
+                -2,
+                "LIST [TYPE normal|pubsub] [ID <id> ...]",
+                "Return information about client connections.",
+            ),
+            s(
+                "setinfo",
+                4,
+                "SETINFO <LIB-NAME|LIB-VER> <value>",
+                "Set client meta attributes.",
+            ),
+            s(
+                "setname",
+                3,
+                "SETNAME <name>",
+                "Assign the name <name> to the current connection.",
+            ),
+            HELP,
+        ],
+    ),
+    (
+        "cluster",
+        &[
+            s(
+                "countkeysinslot",
+                3,
+                "COUNTKEYSINSLOT <slot>",
+                "Return the number of keys in <slot>.",
+            ),
+            s(
+                "forget",
+                3,
+                "FORGET <node-id>",
+                "Remove a node from the cluster (its replicas move to the others).",
+            ),
+            s(
+                "getkeysinslot",
+                4,
+                "GETKEYSINSLOT <slot> <count>",
+                "Return key names stored by current node in a slot.",
+            ),
+            s("info", 2, "INFO", "Return information about the cluster."),
+            s(
+                "join",
+                8,
+                "JOIN <args>",
+                "Used by a node joining the cluster.",
+            ),
+            s(
+                "keyslot",
+                3,
+                "KEYSLOT <key>",
+                "Return the hash slot for <key>.",
+            ),
+            s("myid", 2, "MYID", "Return the node id."),
+            s(
+                "nodes",
+                2,
+                "NODES",
+                "Return cluster configuration seen by node.",
+            ),
+            s(
+                "shards",
+                2,
+                "SHARDS",
+                "Return information about slot range mappings and the nodes associated with them.",
+            ),
+            s(
+                "slots",
+                2,
+                "SLOTS",
+                "Return information about slots range mappings.",
+            ),
+            HELP,
+        ],
+    ),
+    (
+        "command",
+        &[
+            s("count", 2, "COUNT", "Return the total number of commands."),
+            s(
+                "docs",
+                -2,
+                "DOCS [<command-name> ...]",
+                "Return documentation details about multiple commands.",
+            ),
+            s(
+                "info",
+                -2,
+                "INFO [<command-name> ...]",
+                "Return details about multiple commands.",
+            ),
+            s("list", -2, "LIST", "Return a list of all commands."),
+            HELP,
+        ],
+    ),
+    (
+        "pubsub",
+        &[
+            s(
+                "channels",
+                -2,
+                "CHANNELS [<pattern>]",
+                "Return the currently active channels matching a <pattern> (default: '*').",
+            ),
+            s(
+                "numpat",
+                2,
+                "NUMPAT",
+                "Return number of subscriptions to patterns.",
+            ),
+            s(
+                "numsub",
+                -2,
+                "NUMSUB [<channel> ...]",
+                "Return the number of subscribers for the specified channels, excluding pattern subscriptions.",
+            ),
+            s(
+                "shardchannels",
+                -2,
+                "SHARDCHANNELS [<pattern>]",
+                "Return the currently active shard level channels matching a <pattern> (default: '*').",
+            ),
+            s(
+                "shardnumsub",
+                -2,
+                "SHARDNUMSUB [<shardchannel> ...]",
+                "Return the number of subscribers for the specified shard level channel(s).",
+            ),
+            HELP,
+        ],
+    ),
+];
+
+fn subs_of(cmd: &str) -> Option<&'static [Sub]> {
+    SUBCOMMANDS.iter().find(|(n, _)| *n == cmd).map(|(_, s)| *s)
+}
+
+/// Checks the subcommand of a container command and its argument count as Redis does before
+/// running or queueing it; the error Redis gives otherwise.
+pub fn check(spec: &CommandSpec, args: Args) -> Result<(), String> {
+    let Some(subs) = subs_of(spec.name) else {
+        return Ok(());
+    };
+    if args.len() < 2 {
+        return Ok(());
+    }
+    let sub = args.get(1);
+    let Some(found) = subs
+        .iter()
+        .find(|s| sub.eq_ignore_ascii_case(s.name.as_bytes()))
+    else {
+        return Err(format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            err::sanitize(sub),
+            spec.name.to_ascii_uppercase()
+        ));
+    };
+    let (n, arity) = (args.len() as i32, found.arity);
+    if (arity > 0 && n != arity) || n < -arity {
+        return Err(format!(
+            "ERR wrong number of arguments for '{}|{}' command",
+            spec.name, found.name
+        ));
+    }
+    Ok(())
+}
+
+/// `<COMMAND> HELP`: its subcommands as Redis lists them (one status line per subcommand and
+/// one per description, HELP last). False if `cmd` has no subcommands here.
+pub fn write_help(out: &mut Out, cmd: &str) -> bool {
+    let Some(subs) = subs_of(cmd) else {
+        return false;
+    };
+    out.array(1 + subs.len() * 2);
+    out.simple(&format!(
+        "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        cmd.to_ascii_uppercase()
+    ));
+    for sub in subs {
+        out.simple(sub.usage);
+        out.simple(&format!("    {}", sub.help));
+    }
+    true
+}
