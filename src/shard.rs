@@ -406,15 +406,23 @@ impl Shard {
 
     /// Tries a blocking command once; true if it was answered. Serves other waiters if it wrote.
     fn try_block(&self, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) -> bool {
-        let served = self.try_once(buf, spans, now_us, out);
+        let served = self.try_once(buf, spans, now_us, None, out);
         if served {
             self.serve_ready();
         }
         served
     }
 
-    /// One non-blocking try of the blocking command in `buf`/`spans`.
-    fn try_once(&self, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) -> bool {
+    /// One non-blocking try of the blocking command in `buf`/`spans`: its first (`ready`
+    /// `None`), or a parked one's retry after key `ready` changed.
+    fn try_once(
+        &self,
+        buf: &[u8],
+        spans: &[command::Span],
+        now_us: u64,
+        ready: Option<&[u8]>,
+        out: &mut Out,
+    ) -> bool {
         self.sync_tunables();
         let args = Args::new(buf, spans);
         let name = command::lookup(args.get(0)).map_or("", |s| s.name);
@@ -426,7 +434,10 @@ impl Shard {
                 now_us,
                 rng: &mut rng,
             };
-            command::blocking::try_serve(name, &mut db, args, &mut ctx, out)
+            match ready {
+                None => command::blocking::try_serve(name, &mut db, args, &mut ctx, out),
+                Some(key) => command::blocking::retry(name, &mut db, args, key, &mut ctx, out),
+            }
         };
         self.flush_events();
         served
@@ -515,7 +526,7 @@ impl Shard {
                     (w.proto, w.cmd.buf.clone(), w.cmd.spans.clone())
                 };
                 let mut out = Out::new(proto);
-                if !self.try_once(&buf, &spans, unix_now_us(), &mut out) {
+                if !self.try_once(&buf, &spans, unix_now_us(), Some(&key), &mut out) {
                     break;
                 }
                 let w = self.unpark(id).expect("waiter is parked");

@@ -205,3 +205,88 @@ fn blmove_and_bzpopmin_wake_too_and_multi_does_not_block() {
         "*-1\r\n*-1\r\n+OK\r\n+QUEUED\r\n*1\r\n$-1\r\n"
     );
 }
+
+/// Regression (issue 15): a waited key that becomes another type, or that one transaction fills
+/// and empties, keeps the client waiting (it answered WRONGTYPE); a blocked XREADGROUP is told
+/// when its stream is flushed or its group destroyed, as Redis 7.0 does (it stayed blocked).
+#[test]
+fn waiters_see_type_changes_deletions_and_flushes_as_redis_does() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let url = s.url();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let v: redis::RedisResult<Value> = redis::cmd("BZPOPMIN").arg("z").arg(0).query(&mut c);
+        let _ = tx.send(v);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let _: () = c.set("z", "text").unwrap();
+    let _: () = redis::pipe()
+        .atomic()
+        .del("z")
+        .zadd("z", "m", 1)
+        .del("z")
+        .set("z", "text")
+        .query(&mut c)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(rx.try_recv().is_err(), "still waiting");
+    let _: () = redis::pipe()
+        .atomic()
+        .del("z")
+        .zadd("z", "m", 1)
+        .query(&mut c)
+        .unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(
+        got,
+        Value::Array(vec![
+            Value::BulkString(b"z".to_vec()),
+            Value::BulkString(b"m".to_vec()),
+            Value::BulkString(b"1".to_vec())
+        ])
+    );
+    for (end, code) in [("FLUSHALL", "UNBLOCKED"), ("XGROUP", "NOGROUP")] {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg("s")
+            .arg("g")
+            .arg("$")
+            .arg("MKSTREAM")
+            .query(&mut c)
+            .unwrap();
+        let url = s.url();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let v: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("g")
+                .arg("c")
+                .arg("BLOCK")
+                .arg(0)
+                .arg("STREAMS")
+                .arg("s")
+                .arg(">")
+                .query(&mut c);
+            let _ = tx.send(v);
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        if end == "FLUSHALL" {
+            let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+        } else {
+            let _: () = redis::cmd("XGROUP")
+                .arg("DESTROY")
+                .arg("s")
+                .arg("g")
+                .query(&mut c)
+                .unwrap();
+        }
+        let e = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.code(), Some(code), "{end}: {e:?}");
+    }
+}

@@ -147,6 +147,66 @@ fn blocking_pops_wait_on_the_leader_in_arrival_order_and_pop_the_same_element_ev
     let got = format!("{:?}", reader.join().unwrap());
     assert!(got.contains("new") && !got.contains("old"), "{got}");
 
+    // Regression (issue 15): a waited key that becomes a string (or is filled and emptied in one
+    // transaction) keeps BLPOP waiting, as in Redis, where it answered WRONGTYPE; the retry
+    // goes through the log, so every replica decides the same.
+    let list = format!("{{{k}}}:typed");
+    let popper = {
+        let (mut w, list) = (conn(&c, 0), list.clone());
+        std::thread::spawn(move || -> Option<(String, String)> { w.blpop(&list, 15.0).unwrap() })
+    };
+    wait_blocked(&c, 0, 1);
+    let mut leader = conn(&c, 0);
+    let _: () = writer.set(&list, "text").unwrap();
+    let _: () = redis::pipe()
+        .atomic()
+        .del(&list)
+        .rpush(&list, "gone")
+        .del(&list)
+        .set(&list, "text")
+        .query(&mut leader)
+        .unwrap();
+    settle(&c, 0, &k);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(blocked_clients(&c, 0), 1, "still waiting");
+    let _: () = redis::pipe()
+        .del(&list)
+        .rpush(&list, "real")
+        .query(&mut leader)
+        .unwrap();
+    assert_eq!(
+        popper.join().unwrap(),
+        Some((list.clone(), "real".to_string()))
+    );
+    // XREADGROUP is told when its stream is deleted, as Redis 7.0 does.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("g")
+        .arg("$")
+        .query(&mut writer)
+        .unwrap();
+    let group_reader = {
+        let (mut w, stream) = (conn(&c, 0), stream.clone());
+        std::thread::spawn(move || -> redis::RedisResult<redis::Value> {
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("g")
+                .arg("c")
+                .arg("BLOCK")
+                .arg(15_000)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">")
+                .query(&mut w)
+        })
+    };
+    wait_blocked(&c, 0, 1);
+    let _: () = writer.del(&stream).unwrap();
+    let e = group_reader.join().unwrap().unwrap_err();
+    assert_eq!(e.code(), Some("UNBLOCKED"), "{e:?}");
+    wait_blocked(&c, 0, 0);
+
     // Nothing to pop: the timeout answer, after the timeout, and nothing left waiting.
     let mut w = conn(&c, 0);
     let t = Instant::now();

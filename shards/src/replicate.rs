@@ -28,6 +28,10 @@ pub enum Kind {
     ExpireCheck = 3,
     /// FLUSHALL / FLUSHDB of one vShard (the argument: its id, u16 little-endian). Replies OK.
     Flush = 4,
+    /// A parked blocking command's retry after a key it waits on changed: each command's first
+    /// argument is that key, the rest the command (`command::blocking::retry`). One reply each:
+    /// the command's, or a null array when it keeps waiting.
+    Retry = 5,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -155,6 +159,7 @@ fn decode_into(data: &[u8], s: &mut Scratch) -> Result<(Kind, u64, u64), DecodeE
         2 => Kind::Transaction,
         3 => Kind::ExpireCheck,
         4 => Kind::Flush,
+        5 => Kind::Retry,
         k => return Err(DecodeError::Kind(k)),
     };
     let now_us = u64::from_le_bytes(data[2..10].try_into().expect("8 bytes"));
@@ -222,6 +227,25 @@ pub fn apply(
                 run(db, args_of(c), &mut ctx, out);
             }
             ends.push(out.buf.len() as u32);
+        }
+        Kind::Retry => {
+            for &(first, n) in &e.cmds {
+                if n < 2 {
+                    return Err(DecodeError::Short);
+                }
+                let (s, end) = e.spans[first as usize];
+                let key = &data[s as usize..end as usize];
+                let args = args_of((first + 1, n - 1));
+                match command::lookup(args.get(0)) {
+                    Some(spec) if spec.arity_ok(args.len()) => {
+                        if !command::blocking::retry(spec.name, db, args, key, &mut ctx, out) {
+                            out.null_array();
+                        }
+                    }
+                    _ => out.error("ERR command not known to this replica's build"),
+                }
+                ends.push(out.buf.len() as u32);
+            }
         }
         Kind::ExpireCheck => {
             for &(s, end) in &e.spans {
@@ -328,6 +352,32 @@ mod tests {
         assert!(text.ends_with("*2\r\n:1\r\n:2\r\n"), "{text}");
         // GET a at the lagging clock still ran at 1_000_200 µs: a was alive.
         assert!(text.contains("$1\r\n1\r\n"), "{text}");
+    }
+
+    #[test]
+    fn a_retry_entry_serves_from_its_key_or_answers_nil_to_keep_waiting() {
+        let mut d = db();
+        let (mut clock, mut out, mut ends) = (0, Out::new(Proto::Resp2), Vec::new());
+        let mut scratch = Scratch::default();
+        let log = [
+            entry(
+                Kind::Commands,
+                1,
+                &[&["SET", "{q}a", "x"], &["RPUSH", "{q}b", "1"]],
+            ),
+            // {q}a holds a string: BLPOP keeps waiting (nil), it does not answer WRONGTYPE.
+            entry(Kind::Retry, 2, &[&["{q}a", "BLPOP", "{q}a", "{q}b", "0"]]),
+            entry(Kind::Retry, 3, &[&["{q}b", "BLPOP", "{q}a", "{q}b", "0"]]),
+        ];
+        for e in &log {
+            apply(&mut d, e, &mut clock, &mut out, &mut ends, &mut scratch).unwrap();
+        }
+        let text = String::from_utf8_lossy(&out.buf).into_owned();
+        assert_eq!(text, "+OK\r\n:1\r\n*-1\r\n*2\r\n$4\r\n{q}b\r\n$1\r\n1\r\n");
+        assert_eq!(ends.len(), 4, "one reply per command");
+        // A retry without its command is malformed.
+        let bad = entry(Kind::Retry, 4, &[&["{q}b"]]);
+        assert!(apply(&mut d, &bad, &mut clock, &mut out, &mut ends, &mut scratch).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! waking it when a key is written, timeouts) is the driver's; see ARCHITECTURE.md.
 
 use super::{Args, Ctx, Span, execute, modify};
-use crate::db::Db;
+use crate::db::{Db, Value};
 use crate::reply::Out;
 
 /// What a blocking command waits on.
@@ -126,42 +126,10 @@ pub fn try_serve(name: &str, db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) -
     };
     let mut tmp = Out::new(out.proto);
     match name {
-        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => {
-            let pop: &[u8] = match name {
-                "blpop" => b"LPOP",
-                "brpop" => b"RPOP",
-                "bzpopmin" => b"ZPOPMIN",
-                _ => b"ZPOPMAX",
-            };
-            for &k in &wait.keys {
-                tmp.buf.clear();
-                run_words(db, &[pop, a.get(k)], c, &mut tmp);
-                if tmp.buf.first() == Some(&b'-') {
-                    out.raw(&tmp.buf);
-                    return true;
-                }
-                if is_nil(&tmp.buf) {
-                    continue;
-                }
-                if name.starts_with("bz") {
-                    // ZPOPMIN's reply is [member, score]: answer [key, member, score].
-                    let body = &tmp.buf[tmp
-                        .buf
-                        .iter()
-                        .position(|&b| b == b'\n')
-                        .map_or(0, |p| p + 1)..];
-                    out.array(3);
-                    out.bulk(a.get(k));
-                    out.raw(body);
-                } else {
-                    out.array(2);
-                    out.bulk(a.get(k));
-                    out.raw(&tmp.buf);
-                }
-                return true;
-            }
-            false
-        }
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => wait
+            .keys
+            .iter()
+            .any(|&k| pop_key(name, db, a.get(k), c, out, &mut tmp)),
         "xread" | "xreadgroup" => {
             execute(db, a, c, &mut tmp);
             if is_nil(&tmp.buf) {
@@ -178,14 +146,7 @@ pub fn try_serve(name: &str, db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) -
             ) {
                 return false;
             }
-            tmp.buf.clear();
-            let words: Vec<&[u8]> = if name == "brpoplpush" {
-                vec![b"RPOPLPUSH", a.get(1), a.get(2)]
-            } else {
-                vec![b"LMOVE", a.get(1), a.get(2), a.get(3), a.get(4)]
-            };
-            run_words(db, &words, c, &mut tmp);
-            out.raw(&tmp.buf);
+            move_one(name, db, &a, c, out);
             true
         }
         _ => {
@@ -199,6 +160,123 @@ pub fn try_serve(name: &str, db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) -
             out.raw(&tmp.buf);
             true
         }
+    }
+}
+
+/// BLPOP/BRPOP/BZPOPMIN/BZPOPMAX on one of their keys: true if it answered (served, or an
+/// error such as WRONGTYPE), false if `key` had nothing to pop.
+fn pop_key(name: &str, db: &mut Db, key: &[u8], c: &mut Ctx, out: &mut Out, tmp: &mut Out) -> bool {
+    let pop: &[u8] = match name {
+        "blpop" => b"LPOP",
+        "brpop" => b"RPOP",
+        "bzpopmin" => b"ZPOPMIN",
+        _ => b"ZPOPMAX",
+    };
+    tmp.buf.clear();
+    run_words(db, &[pop, key], c, tmp);
+    if tmp.buf.first() == Some(&b'-') {
+        out.raw(&tmp.buf);
+        return true;
+    }
+    if is_nil(&tmp.buf) {
+        return false;
+    }
+    if name.starts_with("bz") {
+        // ZPOPMIN's reply is [member, score]: answer [key, member, score].
+        let body = &tmp.buf[tmp
+            .buf
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)..];
+        out.array(3);
+        out.bulk(key);
+        out.raw(body);
+    } else {
+        out.array(2);
+        out.bulk(key);
+        out.raw(&tmp.buf);
+    }
+    true
+}
+
+/// BRPOPLPUSH/BLMOVE as RPOPLPUSH/LMOVE (the caller found a list at the source).
+fn move_one(name: &str, db: &mut Db, a: &Args, c: &mut Ctx, out: &mut Out) {
+    let words: Vec<&[u8]> = if name == "brpoplpush" {
+        vec![b"RPOPLPUSH", a.get(1), a.get(2)]
+    } else {
+        vec![b"LMOVE", a.get(1), a.get(2), a.get(3), a.get(4)]
+    };
+    run_words(db, &words, c, out);
+}
+
+/// Tries parked blocking command `name` again after `key`, one of the keys it waits on,
+/// changed (written, removed, expired, flushed). As Redis 7.0 serves a blocked client: from
+/// that key alone, and only if it now holds the command's type; a key that became a string, or
+/// that one transaction filled and emptied again, leaves the client waiting. XREADGROUP is
+/// Redis's exception: its stream gone (or no longer a stream) or its group destroyed answers
+/// an error. Returns whether it answered (reply in `out`).
+pub fn retry(name: &str, db: &mut Db, a: Args, key: &[u8], c: &mut Ctx, out: &mut Out) -> bool {
+    let kind = if db.exists(key, c.now_ms) {
+        db.peek(key).map(Value::type_name)
+    } else {
+        None
+    };
+    let Ok(wait) = parse(name, &a) else {
+        return try_serve(name, db, a, c, out);
+    };
+    match name {
+        "blpop" | "brpop" => {
+            kind == Some("list") && pop_key(name, db, key, c, out, &mut Out::new(out.proto))
+        }
+        "bzpopmin" | "bzpopmax" => {
+            kind == Some("zset") && pop_key(name, db, key, c, out, &mut Out::new(out.proto))
+        }
+        "brpoplpush" | "blmove" => {
+            if kind != Some("list") {
+                return false;
+            }
+            move_one(name, db, &a, c, out);
+            true
+        }
+        "blmpop" | "bzmpop" => {
+            if kind != Some(if name == "blmpop" { "list" } else { "zset" }) {
+                return false;
+            }
+            // From `key` alone: LMPOP/ZMPOP 1 key <direction and COUNT as given>.
+            let after = wait.keys.last().map_or(a.len(), |&k| k + 1);
+            let mut words: Vec<&[u8]> = vec![
+                if name == "blmpop" { b"LMPOP" } else { b"ZMPOP" },
+                b"1",
+                key,
+            ];
+            words.extend((after..a.len()).map(|i| a.get(i)));
+            let mut tmp = Out::new(out.proto);
+            run_words(db, &words, c, &mut tmp);
+            if is_nil(&tmp.buf) {
+                return false;
+            }
+            out.raw(&tmp.buf);
+            true
+        }
+        "xreadgroup" if kind != Some("stream") => {
+            out.error("UNBLOCKED the stream key no longer exists");
+            true
+        }
+        "xreadgroup" => {
+            let group = super::streams::read_args(&a, true)
+                .ok()
+                .and_then(|r| r.group)
+                .map_or(&b""[..], |g| g.0);
+            let has_group =
+                matches!(db.peek(key), Some(Value::Stream(s)) if s.groups.contains_key(group));
+            if !has_group {
+                out.error("NOGROUP the consumer group this client was blocked on no longer exists");
+                return true;
+            }
+            try_serve(name, db, a, c, out)
+        }
+        "xread" => kind == Some("stream") && try_serve(name, db, a, c, out),
+        _ => try_serve(name, db, a, c, out),
     }
 }
 
@@ -305,6 +383,109 @@ mod tests {
             h.run("BLPOP {q}s 0"),
             error("WRONGTYPE Operation against a key holding the wrong kind of value")
         );
+    }
+
+    /// Retries `line` (a parked command) after `key` changed: its reply, `None` if it keeps
+    /// waiting.
+    fn retry(h: &mut Harness, line: &str, key: &str) -> Option<String> {
+        let words: Vec<&[u8]> = line.split_whitespace().map(|w| w.as_bytes()).collect();
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for w in &words {
+            let s = buf.len() as u32;
+            buf.extend_from_slice(w);
+            spans.push((s, buf.len() as u32));
+        }
+        let name = crate::command::lookup(words[0]).unwrap().name;
+        let mut out = crate::reply::Out::new(h.proto);
+        let mut c = crate::command::Ctx {
+            now_ms: h.now_ms,
+            now_us: h.now_ms * 1000,
+            rng: &mut h.rng,
+        };
+        let args = crate::command::Args::new(&buf, &spans);
+        super::retry(name, &mut h.db, args, key.as_bytes(), &mut c, &mut out)
+            .then(|| String::from_utf8_lossy(&out.buf).into_owned())
+    }
+
+    #[test]
+    fn a_retry_serves_from_the_changed_key_only_if_it_holds_the_right_type() {
+        let mut h = Harness::new();
+        // Regression (issue 15): a waited key that became a string answered WRONGTYPE; Redis
+        // keeps the client waiting.
+        h.run("SET {q}a text");
+        assert_eq!(retry(&mut h, "BLPOP {q}a {q}b 0", "{q}a"), None);
+        assert_eq!(retry(&mut h, "BZPOPMIN {q}a 0", "{q}a"), None);
+        assert_eq!(retry(&mut h, "BLMOVE {q}a {q}d LEFT RIGHT 0", "{q}a"), None);
+        assert_eq!(retry(&mut h, "BLMPOP 0 1 {q}a LEFT", "{q}a"), None);
+        assert_eq!(retry(&mut h, "BLPOP {q}gone 0", "{q}gone"), None);
+        // Served from the changed key, though an earlier key is a string.
+        h.run("RPUSH {q}b x y");
+        assert_eq!(
+            retry(&mut h, "BLPOP {q}a {q}b 0", "{q}b"),
+            Some(format!("*2\r\n{}{}", bulk("{q}b"), bulk("x")))
+        );
+        assert_eq!(
+            retry(&mut h, "BLMPOP 0 2 {q}a {q}b RIGHT COUNT 5", "{q}b"),
+            Some(format!("*2\r\n{}*1\r\n{}", bulk("{q}b"), bulk("y")))
+        );
+        // A zset filled and emptied again (one transaction) keeps BZPOPMIN waiting.
+        h.run("ZADD {q}z 1 m");
+        h.run("ZREM {q}z m");
+        assert_eq!(retry(&mut h, "BZPOPMIN {q}z 0", "{q}z"), None);
+        h.run("ZADD {q}z 2 n");
+        assert_eq!(
+            retry(&mut h, "BZMPOP 0 1 {q}z MIN", "{q}z"),
+            Some(format!(
+                "*2\r\n{}*1\r\n*2\r\n{}{}",
+                bulk("{q}z"),
+                bulk("n"),
+                bulk("2")
+            ))
+        );
+        // XREAD keeps waiting when its stream goes; XREADGROUP is told, as in Redis 7.0.
+        h.run("XADD s 1-1 f v");
+        h.run("XGROUP CREATE s g $");
+        let read = "XREADGROUP GROUP g c BLOCK 0 STREAMS s >";
+        assert_eq!(retry(&mut h, read, "s"), None);
+        h.run("XADD s 2-1 f v");
+        assert!(retry(&mut h, read, "s").unwrap().contains("2-1"));
+        h.run("XGROUP DESTROY s g");
+        assert_eq!(
+            retry(&mut h, read, "s"),
+            Some(error(
+                "NOGROUP the consumer group this client was blocked on no longer exists"
+            ))
+        );
+        h.run("DEL s");
+        assert_eq!(retry(&mut h, "XREAD BLOCK 0 STREAMS s 0", "s"), None);
+        let gone = Some(error("UNBLOCKED the stream key no longer exists"));
+        assert_eq!(retry(&mut h, read, "s"), gone);
+        h.run("SET s text");
+        assert_eq!(retry(&mut h, read, "s"), gone);
+        assert_eq!(retry(&mut h, "XREAD BLOCK 0 STREAMS s 0", "s"), None);
+    }
+
+    #[test]
+    fn removals_expiry_and_flushes_mark_waited_keys_ready_too() {
+        let mut h = Harness::new();
+        h.db.waiting
+            .insert(b"q", std::collections::VecDeque::from([7]));
+        h.run("SET q v");
+        h.db.ready.clear();
+        h.run("DEL q");
+        assert_eq!(h.db.ready, vec![b"q".to_vec()]);
+        h.db.ready.clear();
+        h.run("SET q v PX 5");
+        h.db.ready.clear();
+        h.now_ms += 10;
+        h.run("EXISTS q");
+        assert_eq!(h.db.ready, vec![b"q".to_vec()], "lazy expiry");
+        h.db.ready.clear();
+        h.run("SET q v");
+        h.db.ready.clear();
+        h.run("FLUSHALL");
+        assert_eq!(h.db.ready, vec![b"q".to_vec()]);
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl Db {
                 t.expires.remove(key);
                 t.keys.remove(key);
                 self.stats.expired_keys += 1;
-                self.watches.touch(key);
+                self.changed(key);
                 self.emit(class::EXPIRED, "expired", key);
                 true
             }
@@ -292,8 +292,7 @@ impl Db {
     ) -> &mut Value {
         let slot = key_slot(key);
         self.expire_if_due(slot, key, now_ms);
-        self.watches.touch(key);
-        self.mark_ready(key);
+        self.changed(key);
         if self.tunables.notify_keyspace_events != 0 {
             if !self.table(slot).keys.contains(key) {
                 self.touched.push((key.to_vec(), Touch::New));
@@ -380,10 +379,30 @@ impl Db {
         }
     }
 
-    /// Tells WATCHers that `key` changed.
+    /// Tells WATCHers and blocked clients that `key` changed (written, removed or expired):
+    /// a waiter retries and either is served or keeps waiting (`command::blocking::retry`).
+    #[inline]
+    fn changed(&mut self, key: &[u8]) {
+        self.watches.touch(key);
+        self.mark_ready(key);
+    }
+
+    /// Every key may have changed (a flush, an installed snapshot): breaks every WATCH and
+    /// lets every waiter retry.
+    fn changed_all(&mut self) {
+        self.watches.touch_all();
+        if !self.waiting.is_empty() {
+            let keys: Vec<Vec<u8>> = self.waiting.iter().map(|(k, _)| k.to_vec()).collect();
+            for k in keys {
+                self.mark_ready(&k);
+            }
+        }
+    }
+
+    /// Tells WATCHers and blocked clients that `key` changed in place.
     #[inline]
     pub fn signal(&mut self, key: &[u8]) {
-        self.watches.touch(key);
+        self.changed(key);
         self.note(key, Touch::Write);
     }
 
@@ -391,8 +410,7 @@ impl Db {
     /// `keep_ttl` is set.
     pub fn set(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>, keep_ttl: bool) {
         let slot = key_slot(key);
-        self.watches.touch(key);
-        self.mark_ready(key);
+        self.changed(key);
         if self.tunables.notify_keyspace_events != 0 {
             if !self.table(slot).keys.contains(key) {
                 self.note(key, Touch::New);
@@ -426,7 +444,7 @@ impl Db {
         let t = self.table_mut(slot);
         let v = t.keys.remove(key)?;
         t.expires.remove(key);
-        self.watches.touch(key);
+        self.changed(key);
         self.note(key, Touch::Removed);
         Some(v)
     }
@@ -516,7 +534,7 @@ impl Db {
         match self.vshards.get_mut(vs.id.0 as usize) {
             Some(slot @ Some(_)) => {
                 *slot = Some(vs);
-                self.watches.touch_all();
+                self.changed_all();
                 true
             }
             _ => false,
@@ -588,7 +606,7 @@ impl Db {
         let vs = table_in_mut(&mut self.vshards, self.layout, key_slot(&key));
         vs.keys.remove(&key);
         vs.expires.remove(&key);
-        self.watches.touch(&key);
+        self.changed(&key);
         self.stats.evicted_keys += 1;
         self.emit(class::EVICTED, "evicted", &key);
         Some(key)
@@ -600,7 +618,7 @@ impl Db {
         if let Some(Some(vs)) = self.vshards.get_mut(id.0 as usize) {
             vs.keys.clear();
             vs.expires.clear();
-            self.watches.touch_all();
+            self.changed_all();
         }
     }
 
@@ -610,7 +628,7 @@ impl Db {
             vs.keys.clear();
             vs.expires.clear();
         }
-        self.watches.touch_all();
+        self.changed_all();
     }
 
     /// Visits live keys from `cursor` on. The cursor packs a slot of the vShard to scan (low 14
@@ -656,7 +674,7 @@ impl Db {
             removed += keys.len();
             self.stats.expired_keys += keys.len() as u64;
             for k in &keys {
-                self.watches.touch(k);
+                self.changed(k);
                 self.emit(class::EXPIRED, "expired", k);
             }
         }

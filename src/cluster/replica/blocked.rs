@@ -63,24 +63,42 @@ impl Replicas {
                 had_turn: false,
             },
         );
-        self.try_blocked(id, now_us, seed)
+        self.try_blocked(id, now_us, seed, None)
     }
 
-    /// Proposes a try of blocking command `id` (not queued); fails its op if this replica cannot
+    /// Proposes a try of blocking command `id` (not queued): its first (`ready` `None`), or a
+    /// retry after key `ready` changed (`Kind::Retry`). Fails its op if this replica cannot
     /// propose (no longer the leader: nothing was applied, so the client may retry there).
-    fn try_blocked(&mut self, id: u64, now_us: u64, seed: u64) -> Option<PendingJob> {
+    fn try_blocked(
+        &mut self,
+        id: u64,
+        now_us: u64,
+        seed: u64,
+        ready: Option<&[u8]>,
+    ) -> Option<PendingJob> {
         let b = &self.blocked[&id];
         debug_assert!(
             !b.queued,
             "a queued waiter is taken off its keys before a try"
         );
-        let mut enc = Encoder::new(Kind::Commands, now_us, seed);
-        enc.push(
-            b.cmd
-                .spans
-                .iter()
-                .map(|&(s, e)| &b.cmd.buf[s as usize..e as usize]),
-        );
+        let words = b
+            .cmd
+            .spans
+            .iter()
+            .map(|&(s, e)| &b.cmd.buf[s as usize..e as usize]);
+        let enc = match ready {
+            None => {
+                let mut enc = Encoder::new(Kind::Commands, now_us, seed);
+                enc.push(words);
+                enc
+            }
+            Some(key) => {
+                let mut enc = Encoder::new(Kind::Retry, now_us, seed);
+                let all: Vec<&[u8]> = std::iter::once(key).chain(words).collect();
+                enc.push(all.into_iter());
+                enc
+            }
+        };
         let (v, job, op, slot) = (b.v, b.job, b.op, b.slot);
         let tried = match self.groups[v as usize].as_mut() {
             Some(g) => g.propose(enc.finish()).map(|index| (index, g.term())),
@@ -184,7 +202,7 @@ impl Replicas {
             b.queued = false;
             b.had_turn = true;
             db.unwait(id, &b.cmd.keys);
-            finished.extend(self.try_blocked(id, now_us, seed()));
+            finished.extend(self.try_blocked(id, now_us, seed(), Some(&key)));
         }
     }
 
