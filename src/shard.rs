@@ -266,6 +266,8 @@ impl Shard {
     /// Runs one command here: looked up and arity-checked unless `known` says the sender did,
     /// refused under maxmemory if nothing can be evicted, failures counted.
     #[inline]
+    /// Runs one command. `led_only`: a keyspace-wide read covers the vShards this thread leads
+    /// on a replicated node (not for a READONLY connection's `Op::Local`).
     fn exec(
         &self,
         db: &mut Db,
@@ -273,6 +275,7 @@ impl Shard {
         known: Option<&'static command::CommandSpec>,
         args: Args,
         out: &mut Out,
+        led_only: bool,
     ) {
         let spec = match known {
             Some(s) => s,
@@ -286,7 +289,19 @@ impl Shard {
             return out.error(OOM);
         }
         let start = out.buf.len();
-        command::apply(spec, db, args, ctx, out);
+        if led_only && spec.reads_keyspace() && self.node.cluster.is_some() {
+            db.view = Some(
+                self.repl
+                    .try_borrow()
+                    .ok()
+                    .and_then(|r| r.as_ref().map(|r| r.led_mask()))
+                    .unwrap_or_default(),
+            );
+            command::apply(spec, db, args, ctx, out);
+            db.view = None;
+        } else {
+            command::apply(spec, db, args, ctx, out);
+        }
         if out.buf.get(start) == Some(&b'-') {
             self.cmd_stats.borrow_mut()[command::index_of(spec)].failed += 1;
         }
@@ -561,11 +576,11 @@ impl Shard {
         match op {
             Op::Cmd { first, len, spec } => {
                 let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                self.exec(&mut db, &mut ctx, *spec, args, out);
+                self.exec(&mut db, &mut ctx, *spec, args, out, true);
             }
             Op::Local { first, len } => {
                 let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                self.exec(&mut db, &mut ctx, None, args, out);
+                self.exec(&mut db, &mut ctx, None, args, out, false);
             }
             Op::Exec { cmds, watch } => {
                 if watch.as_ref().is_some_and(|w| w.load(Ordering::Acquire)) {
@@ -574,7 +589,7 @@ impl Shard {
                 out.array(cmds.len());
                 for (first, len) in cmds {
                     let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                    self.exec(&mut db, &mut ctx, None, args, out);
+                    self.exec(&mut db, &mut ctx, None, args, out, true);
                 }
             }
             Op::Watch { first, add, flag } => {

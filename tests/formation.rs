@@ -138,13 +138,13 @@ fn a_node_joins_by_naming_any_member_routes_every_slot_and_keeps_its_id() {
     assert!(err.contains("shard threads"), "{err}");
 }
 
-/// DBSIZE of every node (-1: it does not answer yet).
+/// The keys every node holds, replicas included (-1: it does not answer yet).
 fn sizes(c: &TestCluster) -> Vec<i64> {
     (0..c.ports.len())
         .map(|i| {
             redis::Client::open(c.url(i))
                 .and_then(|cl| cl.get_connection_with_timeout(Duration::from_secs(1)))
-                .and_then(|mut n| redis::cmd("DBSIZE").query(&mut n))
+                .and_then(|mut n| common::held_keys(&mut n))
                 .unwrap_or(-1)
         })
         .collect()

@@ -20,17 +20,50 @@ fn a_three_node_cluster_serves_10000_keys_through_the_cluster_client() {
         let v: i64 = conn.get(format!("key:{i}")).unwrap();
         assert_eq!(v, i);
     }
-    // Every node holds a replica of every key (RF 3 on 3 nodes): the counts add up to 3x.
-    let mut total = 0;
+    // Every node holds a replica of every key (RF 3 on 3 nodes): the counts add up to 3x; DBSIZE
+    // counts what each node leads, as on a Redis Cluster's primaries: the keys once.
+    let (mut held, mut led) = (0, 0);
     for i in 0..3 {
         let mut n = redis::Client::open(c.url(i))
             .unwrap()
             .get_connection()
             .unwrap();
-        let size: i64 = redis::cmd("DBSIZE").query(&mut n).unwrap();
-        total += size;
+        held += common::held_keys(&mut n).unwrap();
+        led += redis::cmd("DBSIZE").query::<i64>(&mut n).unwrap();
     }
-    assert_eq!(total, 30_000);
+    assert_eq!((held, led), (30_000, 10_000));
+    // SCAN and KEYS on every node, summed, see each key once too (redis-cli --cluster and
+    // cluster clients' scan_iter ask every primary).
+    let mut scanned = std::collections::HashSet::new();
+    let mut listed = 0;
+    for i in 0..3 {
+        let mut n = redis::Client::open(c.url(i))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut n)
+                .unwrap();
+            for k in keys {
+                assert!(scanned.insert(k.clone()), "{k} scanned on two nodes");
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        listed += redis::cmd("KEYS")
+            .arg("*")
+            .query::<Vec<String>>(&mut n)
+            .unwrap()
+            .len();
+    }
+    assert_eq!((scanned.len(), listed), (10_000, 10_000));
     // CLUSTER SLOTS: every slot covered once, each range with a master and two replicas.
     let mut n = redis::Client::open(c.url(1))
         .unwrap()
@@ -120,7 +153,7 @@ fn nodes_without_a_replica_of_a_vshard_route_it_by_the_leaders_hints() {
                     .unwrap()
                     .get_connection()
                     .unwrap();
-                redis::cmd("DBSIZE").query(&mut n).unwrap()
+                common::held_keys(&mut n).unwrap()
             })
             .collect();
         if sizes.iter().sum::<i64>() == 6_000 {
@@ -180,7 +213,7 @@ fn flushall_empties_what_a_node_leads_on_every_replica() {
     };
     let dbsizes = || -> Vec<i64> {
         (0..3)
-            .map(|i| redis::cmd("DBSIZE").query(&mut node(i)).unwrap())
+            .map(|i| common::held_keys(&mut node(i)).unwrap())
             .collect()
     };
     let settle = |want: &dyn Fn(&[i64]) -> bool| {
@@ -442,8 +475,8 @@ fn keys_with_a_ttl_expire_on_every_replica_without_being_touched() {
             .unwrap();
     }
     let _: () = conn.set("kept", 1).unwrap();
-    // The leaders' expiry cycles propose the checks; every replica applies them. DBSIZE on each
-    // node counts its replicas' keys without touching (or lazily expiring) any of them.
+    // The leaders' expiry cycles propose the checks; every replica applies them. INFO keyspace
+    // on each node counts its replicas' keys without touching (or lazily expiring) any of them.
     let deadline = Instant::now() + Duration::from_secs(10);
     for n in 0..3 {
         let mut node = redis::Client::open(c.url(n))
@@ -451,7 +484,7 @@ fn keys_with_a_ttl_expire_on_every_replica_without_being_touched() {
             .get_connection()
             .unwrap();
         loop {
-            let size: i64 = redis::cmd("DBSIZE").query(&mut node).unwrap();
+            let size = common::held_keys(&mut node).unwrap();
             if size == 1 {
                 break;
             }

@@ -34,6 +34,29 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
+/// Parses a SCAN cursor as Redis 7.0 does (`strtoul`, then no leading space and nothing after
+/// the digits): an optional sign, decimal digits, negative values wrapping (`-1` is 2^64 - 1),
+/// the empty string 0; out of range is refused.
+pub fn parse_cursor(s: &[u8]) -> Option<u64> {
+    let (neg, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ if s.is_empty() => return Some(0),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+    }
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
 /// Parses a double the way Redis's `string2ld`/`strtold` accepts it: no spaces, not NaN,
 /// `inf`, `+inf`, `-inf`, `infinity` accepted.
 pub fn parse_f64(s: &[u8]) -> Option<f64> {
@@ -155,6 +178,33 @@ pub fn format_incr_float(d: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursors_parse_as_strtoul_does() {
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"-0"), Some(0));
+        assert_eq!(parse_cursor(b"+7"), Some(7));
+        assert_eq!(parse_cursor(b"010"), Some(10));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"-18446744073709551615"), Some(1));
+        for bad in [
+            &b"18446744073709551616"[..],
+            b"-",
+            b"+",
+            b" 1",
+            b"1 ",
+            b"0x10",
+            b"--1",
+        ] {
+            assert_eq!(
+                parse_cursor(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn parse_i64_follows_string2ll() {

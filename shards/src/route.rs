@@ -73,17 +73,12 @@ pub fn plan(
                 Plan::All(merge)
             }
         }
-        Scope::Cursor => {
-            let slot = std::str::from_utf8(args.get(1))
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok());
-            match slot {
-                Some(c) => {
-                    Plan::On(layout.owner_thread(layout.vshard_of((c & 0x3fff) as u16), threads))
-                }
-                None => Plan::On(here),
+        Scope::Cursor => match crate::num::parse_cursor(args.get(1)) {
+            Some(c) => {
+                Plan::On(layout.owner_thread(layout.vshard_of((c & 0x3fff) as u16), threads))
             }
-        }
+            None => Plan::On(here),
+        },
         Scope::Keys(merge) => plan_keys(spec, args, layout, threads, here, merge),
     }
 }

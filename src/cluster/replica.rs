@@ -421,6 +421,15 @@ impl Replicas {
     }
 
     /// The vShards whose groups on this thread this node leads.
+    /// By vShard id: whether this thread leads it (`Db::view` of keyspace-wide reads).
+    pub(crate) fn led_mask(&self) -> Vec<bool> {
+        let mut mask = vec![false; self.meta_g as usize];
+        for v in self.led_vshards() {
+            mask[v as usize] = true;
+        }
+        mask
+    }
+
     fn led_vshards(&self) -> Vec<u32> {
         (0..self.meta_g)
             .filter(|&v| {

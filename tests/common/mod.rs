@@ -155,3 +155,16 @@ pub fn exchange(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> (Vec
 pub fn msg(e: redis::RedisError) -> String {
     format!("{} {} {:?}", e.code().unwrap_or(""), e, e)
 }
+
+/// Every key the node at `conn` holds, its replicas' too (INFO keyspace; DBSIZE on a replicated
+/// node counts only the vShards it leads, as a Redis Cluster primary counts its slots).
+#[allow(dead_code)]
+pub fn held_keys(conn: &mut redis::Connection) -> redis::RedisResult<i64> {
+    let info: String = redis::cmd("INFO").arg("keyspace").query(conn)?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("db0:keys="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}

@@ -267,7 +267,7 @@ pub fn keys(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let pattern = a.get(1);
     let all = pattern == b"*";
     let mut found: Vec<&[u8]> = Vec::new();
-    for vs in db.owned() {
+    for vs in db.visible() {
         for (k, _) in vs.keys.iter() {
             let live = !matches!(vs.expires.get(k), Some(&at) if at <= c.now_ms);
             if live && (all || glob_match(pattern, k)) {
@@ -309,7 +309,7 @@ pub fn randomkey(db: &mut Db, _a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn dbsize(db: &mut Db, _a: Args, _c: &mut Ctx, out: &mut Out) {
-    out.int(db.len() as i64)
+    out.int(db.visible_len() as i64)
 }
 
 /// FLUSHDB and FLUSHALL, with the ASYNC/SYNC flag accepted (the flush is always synchronous).

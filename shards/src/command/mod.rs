@@ -183,6 +183,12 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
+    /// A read of the whole keyspace (DBSIZE, KEYS, SCAN, RANDOMKEY): on a replicated node it
+    /// covers the vShards the node leads (`Db::view`).
+    pub fn reads_keyspace(&self) -> bool {
+        matches!(self.scope, Scope::AllShards(_) | Scope::Cursor) && self.flags & flags::WRITE == 0
+    }
+
     pub fn arity_ok(&self, argc: usize) -> bool {
         let a = self.arity;
         if a >= 0 {
@@ -762,10 +768,7 @@ pub(crate) fn scan_args<'a>(
     allow_novalues: bool,
     out: &mut Out,
 ) -> Option<ScanArgs<'a>> {
-    let Some(cursor) = std::str::from_utf8(a.get(at))
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
+    let Some(cursor) = crate::num::parse_cursor(a.get(at)) else {
         out.error(err::INVALID_CURSOR);
         return None;
     };

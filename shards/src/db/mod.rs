@@ -86,6 +86,10 @@ pub struct Db {
     pub waiting: Dict<std::collections::VecDeque<u64>>,
     /// Keys with waiters that were written since the driver last looked: it serves their waiters.
     pub ready: Vec<Vec<u8>>,
+    /// While a keyspace-wide read runs on a replicated node (DBSIZE, KEYS, SCAN, RANDOMKEY):
+    /// the vShards it covers, by id, those this node leads (as a Redis Cluster primary covers
+    /// its slots, so a tool summing over nodes counts each key once). `None`: every vShard.
+    pub view: Option<Vec<bool>>,
     /// How the running command touched keys, recorded only while notifications are on.
     pub touched: Vec<(Vec<u8>, Touch)>,
     /// Keyspace events waiting for the driver to publish them.
@@ -139,6 +143,7 @@ impl Db {
             expire_cursor: (0, 0),
             waiting: Dict::default(),
             ready: Vec::new(),
+            view: None,
             touched: Vec::new(),
             events: Vec::new(),
             access_rng: Rng::new(0x5DEE_CE66),
@@ -499,10 +504,28 @@ impl Db {
         self.vshards.iter().flatten()
     }
 
+    /// Whether vShard `id` is in the current [`Db::view`].
+    #[inline]
+    fn in_view(&self, id: VShardId) -> bool {
+        self.view
+            .as_ref()
+            .is_none_or(|v| v.get(id.0 as usize).copied().unwrap_or(false))
+    }
+
+    /// The owned vShards in the current [`Db::view`] (what keyspace-wide reads cover).
+    pub fn visible(&self) -> impl Iterator<Item = &VShard> {
+        self.owned().filter(|vs| self.in_view(vs.id))
+    }
+
+    /// Number of keys in the visible vShards (DBSIZE).
+    pub fn visible_len(&self) -> usize {
+        self.visible().map(|v| v.len()).sum()
+    }
+
     /// A random live key: random owned vShards and buckets are sampled, then, if sampling keeps
     /// missing (a nearly empty keyspace), the first live key in order.
     pub fn random_key(&self, rng: &mut crate::rng::Rng, now_ms: u64) -> Option<Vec<u8>> {
-        let owned: Vec<&VShard> = self.owned().filter(|v| !v.is_empty()).collect();
+        let owned: Vec<&VShard> = self.visible().filter(|v| !v.is_empty()).collect();
         if owned.is_empty() {
             return None;
         }
@@ -646,11 +669,16 @@ impl Db {
         let bucket = (cursor >> 14) as usize;
         let range = self.layout.slot_range(self.layout.vshard_of(slot));
         let vs = self.table(slot);
-        let next = vs.keys.scan(bucket, count, |k, v| {
-            if vs.is_live(k, now_ms) {
-                visit(k, v);
-            }
-        });
+        // A vShard out of view is passed over: the next cursor is the next vShard's.
+        let next = if self.in_view(vs.id) {
+            vs.keys.scan(bucket, count, |k, v| {
+                if vs.is_live(k, now_ms) {
+                    visit(k, v);
+                }
+            })
+        } else {
+            0
+        };
         if next != 0 {
             ((next as u64) << 14) | range.start as u64
         } else if range.end as u32 >= crate::slot::SLOTS as u32 {
