@@ -161,36 +161,21 @@ fn skipped(spec: &command::CommandSpec) -> bool {
 /// (argument parsing before or after the key's type) and option parsing. The suite's run
 /// compares every other data command and fails on any difference.
 const KNOWN_DIFFERENT: &[&str] = &[
-    "bitcount",
-    "bitfield",
-    "bitfield_ro",
-    "bitpos",
+    // Redis quotes an unknown option whole in its error; here at most 128 bytes of it.
     "expire",
     "expireat",
     "pexpire",
     "pexpireat",
-    "getex",
+    // Redis computes in `long double`, here in f64.
     "hincrbyfloat",
     "incrbyfloat",
-    "lpos",
-    "xack",
-    "xdel",
-    "xrange",
-    "xrevrange",
-    "xtrim",
-    "xsetid",
-    "zincrby",
-    "zintercard",
-    "zrank",
-    "zrevrank",
-    "zunionstore",
-    "zunion",
-    "zinter",
-    "zinterstore",
-    "zdiff",
-    "zdiffstore",
+    // Not explained yet: at one seed in 150, Redis refuses a numeric SORT of a set this server
+    // sorts (its numbers read by the same `strtod` rules here).
     "sort",
     "sort_ro",
+    // Deliberate: Redis 7.2's WITHSCORE is taken (7.0 answers an arity error).
+    "zrank",
+    "zrevrank",
     // Deliberate: a HyperLogLog is always dense here, so a string command on one (APPEND,
     // GETRANGE, ...) sees other bytes than Redis's sparse encoding.
     "pfadd",
@@ -214,10 +199,13 @@ fn sets_a_ttl(argv: &[Vec<u8>]) -> bool {
 /// Differences the README states as deliberate: commands on keys of two hash slots are refused
 /// with CROSSSLOT (Redis Cluster's rule, on one node too), a HyperLogLog is always in the
 /// dense encoding (its bytes differ from Redis's sparse ones; the estimates are the same), there
-/// is one database, and LCS's table is bounded.
-fn deliberate(ours: &[u8], redis: &[u8]) -> bool {
+/// is one database, LCS's table is bounded, and LPOS refuses RANK -2^63 as Redis 7.2 does.
+fn deliberate(argv: &[Vec<u8>], ours: &[u8], redis: &[u8]) -> bool {
     let has = |b: &[u8], what: &[u8]| b.windows(what.len()).any(|w| w == what);
-    ours.starts_with(b"-CROSSSLOT")
+    // LPOS ... RANK -2^63: Redis 7.2's error; 7.0 negates it (an overflow) and searches.
+    let lpos_rank_min = argv[0] == b"lpos" && ours.starts_with(b"-ERR value is out of range");
+    lpos_rank_min
+        || ours.starts_with(b"-CROSSSLOT")
         || has(ours, b"HYLL")
         || has(redis, b"HYLL")
         // One database (db 0), and a bound on LCS's table (README).
@@ -263,7 +251,11 @@ fn same_encoding(cmds: Vec<Vec<Vec<u8>>>) -> Vec<Vec<Vec<u8>>> {
 
 fn show(argv: &[Vec<u8>]) -> String {
     argv.iter()
-        .map(|a| String::from_utf8_lossy(&a[..a.len().min(40)]).into_owned())
+        .map(|a| {
+            String::from_utf8_lossy(&a[..a.len().min(40)])
+                .escape_debug()
+                .to_string()
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -304,14 +296,14 @@ fn run(seeds: std::ops::Range<u64>, count: usize, all: bool, keep: usize) -> (Ve
                 b.call(&flush);
                 prefill_both(&mut a, &mut b, &mut rng);
             }
-            if deliberate(&x, &y) {
+            if deliberate(&argv, &x, &y) {
                 continue;
             }
             compared += 1;
             if differ {
                 differing.entry(spec.name).or_insert_with(|| {
                     format!(
-                        "{}\n  shardline: {:?}\n  redis:     {:?}",
+                        "seed {seed} #{i}: {}\n  shardline: {:?}\n  redis:     {:?}",
                         show(&argv),
                         String::from_utf8_lossy(&x[..x.len().min(120)]),
                         String::from_utf8_lossy(&y[..y.len().min(120)])

@@ -57,6 +57,32 @@ pub fn parse_cursor(s: &[u8]) -> Option<u64> {
     Some(if neg { v.wrapping_neg() } else { v })
 }
 
+/// Parses an unsigned 64-bit number as Redis's `string2ull` does (stream ids): what `string2ll`
+/// takes if not negative, else what `strtoull` takes whole: leading white space, a `+` or `-`
+/// (which negates, wrapping), then only decimal digits, without overflow.
+pub fn parse_ull(s: &[u8]) -> Option<u64> {
+    if let Some(v) = parse_i64(s) {
+        return u64::try_from(v).ok();
+    }
+    let t = s.trim_ascii_start();
+    let (neg, digits) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+    }
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
 /// Parses a double the way Redis's `string2ld`/`strtold` accepts it: no spaces, not NaN,
 /// `inf`, `+inf`, `-inf`, `infinity` accepted.
 pub fn parse_f64(s: &[u8]) -> Option<f64> {
@@ -178,6 +204,27 @@ pub fn format_incr_float(d: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsigned_numbers_parse_as_string2ull_does() {
+        assert_eq!(parse_ull(b"+1"), Some(1));
+        assert_eq!(parse_ull(b"01"), Some(1));
+        assert_eq!(parse_ull(b" 7"), Some(7));
+        assert_eq!(parse_ull(b"-0"), Some(0));
+        assert_eq!(parse_ull(b" -1"), Some(u64::MAX));
+        assert_eq!(parse_ull(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b"-1"[..],
+            b"",
+            b" ",
+            b"1 ",
+            b"18446744073709551616",
+            b"0x1",
+            b"+",
+        ] {
+            assert_eq!(parse_ull(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn cursors_parse_as_strtoul_does() {

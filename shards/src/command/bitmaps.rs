@@ -108,16 +108,22 @@ fn bit_at(v: &[u8], i: i64) -> bool {
 }
 
 pub fn bitcount(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    // As Redis 7.0: the key first (missing: 0 whatever the arguments; WRONGTYPE), then the range.
+    let Ok(v) = bytes_of(db, a.get(1), c.now_ms, out) else {
+        return;
+    };
+    let Some(v) = v else {
+        return out.int(0);
+    };
+    if a.len() == 3 || a.len() > 5 {
+        return out.error(err::SYNTAX);
+    }
     let Some(range) = range_args(&a, 2, out) else {
         return;
     };
     if matches!(range, Some((_, None, _))) {
         return out.error(err::SYNTAX);
     }
-    let Ok(v) = bytes_of(db, a.get(1), c.now_ms, out) else {
-        return;
-    };
-    let v = v.unwrap_or(b"");
     let n = match range {
         None => v.iter().map(|b| b.count_ones() as i64).sum(),
         Some((s, Some(e), false)) => match resolve(s, e, v.len() as i64) {
@@ -137,19 +143,33 @@ pub fn bitcount(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn bitpos(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let want = match a.get(2) {
-        b"1" => true,
-        b"0" => false,
-        _ => return out.error("ERR The bit argument must be 1 or 0."),
-    };
-    let Some(range) = range_args(&a, 3, out) else {
-        return;
+    // As Redis 7.0: the bit (an integer, then 0 or 1), the key (missing: the answer for an
+    // endless run of zeros whatever the range; WRONGTYPE), then the range.
+    let want = match crate::num::parse_i64(a.get(2)) {
+        Some(1) => true,
+        Some(0) => false,
+        Some(_) => return out.error("ERR The bit argument must be 1 or 0."),
+        None => return out.error(err::NOT_INT),
     };
     let Ok(v) = bytes_of(db, a.get(1), c.now_ms, out) else {
         return;
     };
     let Some(v) = v else {
         return out.int(if want { -1 } else { 0 });
+    };
+    // With a unit word, it is checked before the end is read.
+    if a.len() > 6 {
+        return out.error(err::SYNTAX);
+    }
+    if a.len() == 6
+        && !a.get(5).eq_ignore_ascii_case(b"bit")
+        && !a.get(5).eq_ignore_ascii_case(b"byte")
+        && crate::num::parse_i64(a.get(3)).is_some()
+    {
+        return out.error(err::SYNTAX);
+    }
+    let Some(range) = range_args(&a, 3, out) else {
+        return;
     };
     let len_bytes = v.len() as i64;
     let (s, e, bits, end_given) = match range {
@@ -342,9 +362,6 @@ fn bitfield_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, read_only:
         if i + arity > a.len() {
             return out.error(err::SYNTAX);
         }
-        if read_only && sub != b"get" {
-            return out.error("ERR BITFIELD_RO only supports the GET subcommand");
-        }
         let Some(t) = FieldType::parse(a.get(i + 1)) else {
             return out.error(bad_type);
         };
@@ -372,12 +389,32 @@ fn bitfield_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, read_only:
         ops.push((op, t, offset as u64, policy));
         i += arity;
     }
+    // As Redis: refused once every op parsed (a bad type or number is reported first).
+    if read_only && ops.iter().any(|(op, ..)| !matches!(op, FieldOp::Get)) {
+        return out.error("ERR BITFIELD_RO only supports the GET subcommand");
+    }
     let key = a.get(1);
     let Ok(cur) = bytes_of(db, key, c.now_ms, out) else {
         return;
     };
+    let existed = cur.is_some();
     let mut v = cur.map(<[u8]>::to_vec).unwrap_or_default();
+    // As Redis's lookupStringForBitCommand: with any SET or INCRBY, the string is created and
+    // grown to hold the highest field written to before the ops run, even if OVERFLOW FAIL
+    // then refuses every one of them.
+    let highest = ops
+        .iter()
+        .filter(|(op, ..)| !matches!(op, FieldOp::Get))
+        .map(|&(_, t, offset, _)| offset + t.bits as u64 - 1)
+        .max();
     let mut wrote = false;
+    if let Some(bit) = highest {
+        let need = (bit >> 3) as usize + 1;
+        if v.len() < need || !existed {
+            v.resize(v.len().max(need), 0);
+            wrote = true;
+        }
+    }
     out.array(ops.len());
     for (op, t, offset, policy) in ops {
         let old = read_field(&v, offset, t);
@@ -479,6 +516,25 @@ mod tests {
             h.run("BITPOS q 2"),
             error("ERR The bit argument must be 1 or 0.")
         );
+    }
+
+    #[test]
+    fn bitfield_writes_create_and_grow_the_string_even_when_overflow_fail_refuses_them() {
+        // Regression (issue 15): Redis sizes the string for every SET/INCRBY before running
+        // them; here a refused write left no key.
+        let mut h = Harness::new();
+        assert_eq!(
+            h.run("BITFIELD n OVERFLOW FAIL INCRBY u8 0 300"),
+            "*1\r\n$-1\r\n"
+        );
+        assert_eq!(h.run("GET n"), bulk("\0"));
+        h.run("SET b a");
+        h.run("BITFIELD b OVERFLOW FAIL INCRBY u8 100 300");
+        assert_eq!(h.run("STRLEN b"), int(14));
+        h.run("BITFIELD b GET u8 1000");
+        assert_eq!(h.run("STRLEN b"), int(14), "GET grows nothing");
+        assert_eq!(h.run("BITFIELD_RO none GET u8 0"), "*1\r\n:0\r\n");
+        assert_eq!(h.run("EXISTS none"), int(0));
     }
 
     #[test]

@@ -444,16 +444,21 @@ pub fn ltrim(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 pub fn lpos(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let (mut rank, mut count, mut maxlen) = (1i64, None::<usize>, 0usize);
+    // As Redis: an unknown option (or one without its value) is a syntax error before its value
+    // is read; COUNT and MAXLEN answer "can't be negative" for any value that is not a
+    // non-negative integer.
     let mut i = 3;
     while i < a.len() {
-        if i + 1 >= a.len() {
+        let opt = a.get(i);
+        let is = |w: &[u8]| opt.eq_ignore_ascii_case(w);
+        if !(is(b"rank") || is(b"count") || is(b"maxlen")) || i + 1 >= a.len() {
             return out.error(err::SYNTAX);
         }
-        let Some(n) = crate::num::parse_i64(a.get(i + 1)) else {
-            return out.error(err::NOT_INT);
-        };
-        let opt = a.get(i);
-        if opt.eq_ignore_ascii_case(b"rank") {
+        let n = crate::num::parse_i64(a.get(i + 1));
+        if is(b"rank") {
+            let Some(n) = n else {
+                return out.error(err::NOT_INT);
+            };
             if n == 0 {
                 return out.error("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list");
             }
@@ -461,18 +466,16 @@ pub fn lpos(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
                 return out.error("ERR value is out of range");
             }
             rank = n;
-        } else if opt.eq_ignore_ascii_case(b"count") {
-            if n < 0 {
-                return out.error("ERR COUNT can't be negative");
+        } else if is(b"count") {
+            match n {
+                Some(n) if n >= 0 => count = Some(n as usize),
+                _ => return out.error("ERR COUNT can't be negative"),
             }
-            count = Some(n as usize);
-        } else if opt.eq_ignore_ascii_case(b"maxlen") {
-            if n < 0 {
-                return out.error("ERR MAXLEN can't be negative");
-            }
-            maxlen = n as usize;
         } else {
-            return out.error(err::SYNTAX);
+            match n {
+                Some(n) if n >= 0 => maxlen = n as usize,
+                _ => return out.error("ERR MAXLEN can't be negative"),
+            }
         }
         i += 2;
     }

@@ -827,39 +827,63 @@ pub(crate) fn scan_reply(out: &mut Out, next: u64, items: &[&[u8]]) {
     }
 }
 
-/// Parses `numkeys key [key ...] [LIMIT limit]` (SINTERCARD, ZINTERCARD): the key argument range
-/// and the limit (0 = none). Writes Redis's error and returns `None` on bad input.
-pub(crate) fn numkeys_and_limit(
-    a: &Args,
-    out: &mut Out,
-) -> Option<(std::ops::Range<usize>, usize)> {
-    let numkeys = match crate::num::parse_i64(a.get(1)) {
-        Some(n) if n > 0 => n as usize,
-        _ => {
-            out.error("ERR numkeys should be greater than 0");
-            return None;
+/// The keys of SINTERCARD / ZINTERCARD (`numkeys key [key ...]`), with each one's errors:
+/// Redis words them differently for the two (`zset`: ZINTERCARD).
+pub(crate) fn card_keys(a: &Args, zset: bool, out: &mut Out) -> Option<std::ops::Range<usize>> {
+    let n = crate::num::parse_i64(a.get(1));
+    let keys = a.len() - 2;
+    let numkeys = if zset {
+        match n {
+            None => {
+                out.error(err::NOT_INT);
+                return None;
+            }
+            Some(n) if n < 1 => {
+                out.error("ERR at least 1 input key is needed for 'zintercard' command");
+                return None;
+            }
+            Some(n) if n as u64 > keys as u64 => {
+                out.error(err::SYNTAX);
+                return None;
+            }
+            Some(n) => n as usize,
+        }
+    } else {
+        match n {
+            Some(n) if n > 0 && n as u64 <= keys as u64 => n as usize,
+            Some(n) if n > 0 => {
+                out.error("ERR Number of keys can't be greater than number of args");
+                return None;
+            }
+            _ => {
+                out.error("ERR numkeys should be greater than 0");
+                return None;
+            }
         }
     };
-    if numkeys > a.len() - 2 {
-        out.error("ERR Number of keys can't be greater than number of args");
-        return None;
-    }
-    let rest = 2 + numkeys;
+    Some(2..2 + numkeys)
+}
+
+/// `[LIMIT limit]` from `a[from..]` (SINTERCARD, ZINTERCARD): it may repeat, the last counts;
+/// Redis's getPositiveLongFromObjectOrReply answers one message for both failures.
+pub(crate) fn card_limit(a: &Args, from: usize, out: &mut Out) -> Option<usize> {
     let mut limit = 0usize;
-    if a.len() == rest + 2 && a.get(rest).eq_ignore_ascii_case(b"limit") {
-        // Redis's getPositiveLongFromObjectOrReply with this message: one for both failures.
-        match crate::num::parse_i64(a.get(rest + 1)) {
+    let mut i = from;
+    while i < a.len() {
+        if !(a.get(i).eq_ignore_ascii_case(b"limit") && i + 1 < a.len()) {
+            out.error(err::SYNTAX);
+            return None;
+        }
+        match crate::num::parse_i64(a.get(i + 1)) {
             Some(n) if n >= 0 => limit = n as usize,
             _ => {
                 out.error("ERR LIMIT can't be negative");
                 return None;
             }
         }
-    } else if a.len() != rest {
-        out.error(err::SYNTAX);
-        return None;
+        i += 2;
     }
-    Some((2..rest, limit))
+    Some(limit)
 }
 
 /// Parses `numkeys key [key ...] WHERE [COUNT count]` (LMPOP, ZMPOP), where WHERE is one of

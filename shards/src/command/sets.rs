@@ -533,7 +533,10 @@ pub fn sdiffstore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn sintercard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some((keys, limit)) = super::numkeys_and_limit(&a, out) else {
+    let Some(keys) = super::card_keys(&a, false, out) else {
+        return;
+    };
+    let Some(limit) = super::card_limit(&a, keys.end, out) else {
         return;
     };
     if let Some(members) = combine(db, keys.map(|i| a.get(i)), Op::Inter, c, out) {

@@ -5,7 +5,7 @@
 
 use super::{Args, Ctx, err};
 use crate::db::{Db, Value};
-use crate::num::{parse_f64, parse_i64};
+use crate::num::parse_i64;
 use crate::reply::Out;
 use crate::slot::key_slot;
 
@@ -131,7 +131,9 @@ fn sort_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, read_only: boo
             for (e, w) in keyed {
                 let score = match &w {
                     None => 0.0,
-                    Some(w) => match parse_f64(w) {
+                    // Redis's `strtod` with nothing after the number and no ERANGE: leading
+                    // spaces and hexadecimal taken, `1e309` refused.
+                    Some(w) => match super::zsets::score_arg(w.trim_ascii_start()) {
                         Some(s) => s,
                         None => {
                             return out

@@ -236,40 +236,55 @@ pub fn getdel(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn getex(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let mut ttl = Ttl::Unchanged;
+    // As Redis: the options' syntax first (an expiry may repeat, two kinds conflict, PERSIST
+    // with an expiry is refused), then the key (nil if missing, WRONGTYPE), then the expiry's
+    // number.
+    let mut expire: Option<usize> = None;
+    let mut persist = false;
     let mut i = 2;
     while i < a.len() {
-        if a.get(i).eq_ignore_ascii_case(b"persist") && ttl == Ttl::Unchanged {
-            ttl = Ttl::Persist;
+        let opt = a.get(i);
+        let is_expire = [b"ex" as &[u8], b"px", b"exat", b"pxat"]
+            .iter()
+            .any(|k| opt.eq_ignore_ascii_case(k));
+        if opt.eq_ignore_ascii_case(b"persist") && expire.is_none() {
+            persist = true;
+        } else if is_expire
+            && !persist
+            && i + 1 < a.len()
+            && expire.is_none_or(|e| a.get(e).eq_ignore_ascii_case(opt))
+        {
+            expire = Some(i);
             i += 1;
-            continue;
-        }
-        if ttl != Ttl::Unchanged {
+        } else {
             return out.error(err::SYNTAX);
         }
-        match parse_expire(&a, i, c, "getex", out) {
-            Err(()) => return,
-            Ok(Some((at, used))) => {
-                ttl = Ttl::At(at);
-                i += used;
-            }
-            Ok(None) => return out.error(err::SYNTAX),
-        }
+        i += 1;
     }
     let key = a.get(1);
     match string_of(db, key, c.now_ms, out) {
-        Err(()) => {}
-        Ok(None) => out.null(),
-        Ok(Some(v)) => {
-            out.bulk(v);
-            match ttl {
-                Ttl::At(at) => db.set_expire(key, at),
-                Ttl::Persist => {
-                    db.persist(key, c.now_ms);
-                }
-                Ttl::Unchanged | Ttl::Keep => {}
-            }
+        Err(()) => return,
+        Ok(None) => return out.null(),
+        Ok(Some(_)) => {}
+    }
+    let ttl = match expire {
+        Some(e) => match parse_expire(&a, e, c, "getex", out) {
+            Ok(Some((at, _))) => Ttl::At(at),
+            Ok(None) => return out.error(err::SYNTAX),
+            Err(()) => return,
+        },
+        None if persist => Ttl::Persist,
+        None => Ttl::Unchanged,
+    };
+    if let Some(Value::Str(v)) = db.peek(key) {
+        out.bulk(v);
+    }
+    match ttl {
+        Ttl::At(at) => db.set_expire(key, at),
+        Ttl::Persist => {
+            db.persist(key, c.now_ms);
         }
+        Ttl::Unchanged | Ttl::Keep => {}
     }
 }
 
@@ -367,9 +382,7 @@ pub fn decrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn incrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(by) = parse_f64(a.get(2)) else {
-        return out.error(err::NOT_FLOAT);
-    };
+    // As Redis: the key's type, then its value, then the increment.
     let key = a.get(1);
     let current = match db.get(key, c.now_ms) {
         None => 0.0,
@@ -378,6 +391,9 @@ pub fn incrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
             None => return out.error(err::NOT_FLOAT),
         },
         Some(_) => return out.error(err::WRONGTYPE),
+    };
+    let Some(by) = parse_f64(a.get(2)) else {
+        return out.error(err::NOT_FLOAT);
     };
     let n = current + by;
     if !n.is_finite() {

@@ -414,6 +414,10 @@ pub fn xack(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Ok(s) = modify::<Stream>(db, key, c.now_ms, out) else {
         return;
     };
+    // As Redis: no key or no group answers 0 before the ids are read.
+    let Some(g) = s.and_then(|s| s.groups.get_mut(group)) else {
+        return out.int(0);
+    };
     let mut ids = Vec::with_capacity(a.len() - 3);
     for i in 3..a.len() {
         match id_arg(a.get(i), out) {
@@ -421,9 +425,6 @@ pub fn xack(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
             None => return,
         }
     }
-    let Some(g) = s.and_then(|s| s.groups.get_mut(group)) else {
-        return out.int(0);
-    };
     let acked = ids.into_iter().filter(|&id| g.ack(id)).count();
     if acked > 0 {
         db.signal(key);

@@ -52,8 +52,8 @@ pub fn xinfo(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     }
 }
 
-fn optional_int(out: &mut Out, v: Option<u64>) {
-    match v {
+fn optional_int(out: &mut Out, v: Option<impl Into<i128>>) {
+    match v.map(Into::into) {
         Some(n) => out.int(n as i64),
         None => out.null(),
     }

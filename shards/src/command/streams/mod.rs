@@ -92,16 +92,19 @@ fn push_u64(buf: &mut [u8; 41], at: usize, mut v: u64) -> usize {
     at + digits.len()
 }
 
+/// One part of an id, as Redis's `string2ull` reads it (`+1`, `01` and ` 1` are 1).
 fn parse_u64(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
+    crate::num::parse_ull(s)
 }
 
 /// Parses `ms-seq`, or `ms` alone (then the sequence is `missing_seq`). With `strict` false, `-`
-/// and `+` stand for the smallest and largest ids.
+/// and `+` stand for the smallest and largest ids. As Redis: at most 127 bytes, read up to a
+/// NUL byte (a C string), split at the first `-`.
 pub fn parse_id(s: &[u8], missing_seq: u64, strict: bool) -> Option<StreamId> {
+    if s.len() > 127 {
+        return None;
+    }
+    let s = s.split(|&b| b == 0).next().unwrap_or(s);
     if !strict {
         match s {
             b"-" => return Some(StreamId::MIN),
@@ -257,18 +260,19 @@ impl Stream {
         None
     }
 
-    /// Entries of the stream not yet read by `g`, when that can be known.
-    pub fn lag(&self, g: &Group) -> Option<u64> {
+    /// Entries of the stream not yet read by `g`, when that can be known. As Redis computes it:
+    /// added minus read, negative when ENTRIESREAD claimed more than were added.
+    pub fn lag(&self, g: &Group) -> Option<i64> {
         if self.entries_added == 0 {
             return Some(0);
         }
+        let lag = |read: u64| (self.entries_added as i64).wrapping_sub(read as i64);
         if let Some(read) = g.entries_read
             && !self.has_tombstones_from(g.last_id)
         {
-            return Some(self.entries_added.saturating_sub(read));
+            return Some(lag(read));
         }
-        self.entries_up_to(g.last_id)
-            .map(|read| self.entries_added.saturating_sub(read))
+        self.entries_up_to(g.last_id).map(lag)
     }
 
     /// Records that `g` (by name) was delivered `id`: moves its last id and read counter.
@@ -407,17 +411,14 @@ fn add_or_trim_args(a: &Args, xadd: bool, node_entries: usize, out: &mut Out) ->
                 return None;
             }
             approx = false;
+            // `~` or `=` only with a value after it (else it is the value, and not a number).
             match a.get(i + 1) {
-                b"~" => {
+                b"~" if more >= 2 => {
                     approx = true;
                     i += 1;
                 }
-                b"=" => i += 1,
+                b"=" if more >= 2 => i += 1,
                 _ => {}
-            }
-            if i + 1 >= a.len() {
-                out.error(err::SYNTAX);
-                return None;
             }
             let v = a.get(i + 1);
             strategy = Some(if is(b"maxlen") {
@@ -439,8 +440,12 @@ fn add_or_trim_args(a: &Args, xadd: bool, node_entries: usize, out: &mut Out) ->
         } else if is(b"limit") && more > 0 {
             match crate::num::parse_i64(a.get(i + 1)) {
                 Some(n) if n >= 0 => limit = n,
-                _ => {
+                Some(_) => {
                     out.error("ERR The LIMIT argument must be >= 0.");
+                    return None;
+                }
+                None => {
+                    out.error(err::NOT_INT);
                     return None;
                 }
             }
@@ -630,6 +635,15 @@ pub fn xrevrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn xdel(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    // As Redis: a missing key answers 0 and a wrong type WRONGTYPE before the ids are read; then
+    // every id is checked before any is deleted.
+    let key = a.get(1);
+    let Ok(Some(s)) = modify::<Stream>(db, key, c.now_ms, out) else {
+        if db.peek(key).is_none() {
+            out.int(0);
+        }
+        return;
+    };
     let mut ids = Vec::with_capacity(a.len() - 2);
     for i in 2..a.len() {
         let Some(id) = id_arg(a.get(i), out) else {
@@ -637,11 +651,7 @@ pub fn xdel(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         };
         ids.push(id);
     }
-    let key = a.get(1);
-    let Ok(s) = modify::<Stream>(db, key, c.now_ms, out) else {
-        return;
-    };
-    let deleted = s.map_or(0, |s| ids.iter().filter(|&&id| s.delete(id)).count());
+    let deleted = ids.iter().filter(|&&id| s.delete(id)).count();
     if deleted > 0 {
         db.signal(key);
     }

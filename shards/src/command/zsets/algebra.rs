@@ -18,21 +18,22 @@ enum SetOp {
 }
 
 /// The parsed arguments of ZUNION, ZINTER, ZDIFF and their STORE forms.
-struct Algebra<'a> {
-    keys: Vec<&'a [u8]>,
+struct Algebra {
     weights: Vec<f64>,
     agg: Agg,
     withscores: bool,
 }
 
+/// Parses the arguments and reads the inputs, in Redis's order: the key count, the keys' types,
+/// then the options.
 fn parse_algebra<'a>(
+    db: &mut Db,
+    c: &Ctx,
     a: &Args<'a>,
     count_at: usize,
-    op: SetOp,
-    store: bool,
-    name: &str,
+    (op, store, name): (SetOp, bool, &str),
     out: &mut Out,
-) -> Option<Algebra<'a>> {
+) -> Option<(Algebra, Vec<Input>)> {
     let n = match parse_i64(a.get(count_at)) {
         Some(n) if n >= 1 => n as usize,
         Some(_) => {
@@ -51,8 +52,8 @@ fn parse_algebra<'a>(
         return None;
     }
     let keys: Vec<&[u8]> = (count_at + 1..count_at + 1 + n).map(|i| a.get(i)).collect();
+    let ins = inputs(db, &keys, c, out)?;
     let mut p = Algebra {
-        keys,
         weights: vec![1.0; n],
         agg: Agg::Sum,
         withscores: false,
@@ -96,7 +97,7 @@ fn parse_algebra<'a>(
         out.error(err::SYNTAX);
         return None;
     }
-    Some(p)
+    Some((p, ins))
 }
 
 /// One input of an algebra command: its members and scores.
@@ -193,10 +194,7 @@ fn algebra(
     name: &str,
 ) {
     let count_at = if store_form { 2 } else { 1 };
-    let Some(p) = parse_algebra(&a, count_at, op, store_form, name, out) else {
-        return;
-    };
-    let Some(ins) = inputs(db, &p.keys, c, out) else {
+    let Some((p, ins)) = parse_algebra(db, c, &a, count_at, (op, store_form, name), out) else {
         return;
     };
     let result = compute(op, &p, ins);
@@ -233,15 +231,18 @@ pub fn zdiffstore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 
 /// ZINTERCARD numkeys key [key ...] [LIMIT limit]
 pub fn zintercard(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some((keys, limit)) = crate::command::numkeys_and_limit(&a, out) else {
+    // As Redis: the keys' types are checked before the options are read.
+    let Some(range) = crate::command::card_keys(&a, true, out) else {
         return;
     };
-    let keys: Vec<&[u8]> = keys.map(|i| a.get(i)).collect();
+    let keys: Vec<&[u8]> = range.clone().map(|i| a.get(i)).collect();
     let Some(ins) = inputs(db, &keys, c, out) else {
         return;
     };
+    let Some(limit) = crate::command::card_limit(&a, range.end, out) else {
+        return;
+    };
     let p = Algebra {
-        keys: Vec::new(),
         weights: vec![1.0; keys.len()],
         agg: Agg::Sum,
         withscores: false,

@@ -65,10 +65,16 @@ fn hex_double(s: &[u8]) -> Option<f64> {
     Some(if neg { -v } else { v })
 }
 
+/// The score kept for `v`: `-0` is kept as 0 (Redis's small sorted sets hold it so; its large
+/// ones keep `-0`, a difference only ZSCORE of a zero score shows).
+fn stored(v: f64) -> f64 {
+    if v == 0.0 { 0.0 } else { v }
+}
+
 /// A score as ZADD and ZINCRBY read it (Redis's `getDoubleFromObject`, `strtod` on the whole
 /// string): hexadecimal accepted; a finite number too large (`1e309`) or so small it reads as 0
-/// (`1e-400`) refused, as is NaN; `-0` is 0.
-fn score_arg(s: &[u8]) -> Option<f64> {
+/// (`1e-400`) refused, as is NaN; `-0` stays `-0` (see [`stored`]).
+pub(crate) fn score_arg(s: &[u8]) -> Option<f64> {
     let v = match hex_double(s) {
         Some(v) => v,
         None => {
@@ -84,7 +90,7 @@ fn score_arg(s: &[u8]) -> Option<f64> {
             v
         }
     };
-    Some(if v == 0.0 { 0.0 } else { v })
+    Some(v)
 }
 
 /// One end of a lexicographic range: `-`, `+`, `[x` (inclusive), `(x` (exclusive).
@@ -527,7 +533,8 @@ pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
         let old = z.score(member);
         let mut new = scores[n];
         if incr {
-            new += old.unwrap_or(0.0);
+            // A new member's score is the increment itself: `-0` answers `-0`, as in Redis.
+            new = old.map_or(new, |o| new + o);
             if new.is_nan() {
                 drop_if_empty(db, key, c.now_ms);
                 return out.error("ERR resulting score is not a number (NaN)");
@@ -545,7 +552,7 @@ pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
             Some(o) if o != new => changed += 1,
             Some(_) => {}
         }
-        z.set(member, new, lim);
+        z.set(member, stored(new), lim);
         incr_result = Some(new);
     }
     drop_if_empty(db, key, c.now_ms);
@@ -559,6 +566,14 @@ pub fn zadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn zincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    // Redis runs ZINCRBY through ZADD's parser: a flag word in the increment's place is taken
+    // as a flag, and what is left is not a score-member pair.
+    let flag = [b"nx" as &[u8], b"xx", b"ch", b"incr", b"gt", b"lt"]
+        .iter()
+        .any(|f| a.get(2).eq_ignore_ascii_case(f));
+    if flag {
+        return out.error(err::SYNTAX);
+    }
     let Some(by) = score_arg(a.get(2)) else {
         return out.error(err::NOT_FLOAT);
     };
@@ -566,12 +581,12 @@ pub fn zincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Some(z) = create::<ZSet>(db, a.get(1), c.now_ms, out) else {
         return;
     };
-    let new = z.score(a.get(3)).unwrap_or(0.0) + by;
+    let new = z.score(a.get(3)).map_or(by, |o| o + by);
     if new.is_nan() {
         drop_if_empty(db, a.get(1), c.now_ms);
         return out.error("ERR resulting score is not a number (NaN)");
     }
-    z.set(a.get(3), new, lim);
+    z.set(a.get(3), stored(new), lim);
     out.score(new)
 }
 
