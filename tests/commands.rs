@@ -623,3 +623,82 @@ fn commandstats_count_calls_failures_and_rejections_and_reset() {
     assert!(!stats.contains("cmdstat_set"), "{stats}");
     assert!(stats.contains("cmdstat_info:calls=1,"), "{stats}");
 }
+
+/// The GEO family through a real client on two shard threads: positions come back as Redis
+/// prints them, searches find what they should, and a STORE destination on another thread is
+/// refused as any cross-thread write is (it is routed as a key, never written on the wrong
+/// thread).
+#[test]
+fn geo_commands_store_search_and_route_their_destination() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    let added: i64 = redis::cmd("GEOADD")
+        .arg("{sicily}")
+        .arg(&[
+            "13.361389",
+            "38.115556",
+            "Palermo",
+            "15.087269",
+            "37.502669",
+            "Catania",
+        ])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(added, 2);
+    let d: String = redis::cmd("GEODIST")
+        .arg(&["{sicily}", "Palermo", "Catania", "km"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(d, "166.2742");
+    let found: Vec<(String, String)> = redis::cmd("GEOSEARCH")
+        .arg(&[
+            "{sicily}",
+            "FROMLONLAT",
+            "15",
+            "37",
+            "BYRADIUS",
+            "200",
+            "km",
+        ])
+        .arg(&["ASC", "WITHDIST"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![
+            ("Catania".to_string(), "56.4413".to_string()),
+            ("Palermo".to_string(), "190.4424".to_string())
+        ]
+    );
+    let stored: i64 = redis::cmd("GEORADIUS")
+        .arg(&[
+            "{sicily}",
+            "15",
+            "37",
+            "200",
+            "km",
+            "STORE",
+            "{sicily}:near",
+        ])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(stored, 2);
+    // Find a destination owned by the other shard thread: refused, nothing written anywhere.
+    let (_, vshards): (String, u32) = redis::cmd("CONFIG")
+        .arg(&["GET", "vshards"])
+        .query(&mut c)
+        .unwrap();
+    let other = (0..100)
+        .map(|i| format!("near{i}"))
+        .find(|k| {
+            let layout = shardline_shards::slot::VShardLayout::new(vshards).unwrap();
+            shardline_shards::route::thread_of(k.as_bytes(), layout, 2)
+                != shardline_shards::route::thread_of(b"{sicily}", layout, 2)
+        })
+        .unwrap();
+    let e: redis::RedisResult<i64> = redis::cmd("GEORADIUS")
+        .arg(&["{sicily}", "15", "37", "200", "km", "STOREDIST", &other])
+        .query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("CROSSSLOT"));
+    assert_eq!(c.exists::<_, i64>(&other).unwrap(), 0);
+}

@@ -262,6 +262,42 @@ fn words_for(name: &str) -> &'static [&'static str] {
             "#1", "u1",
         ],
         "bitop" => &["AND", "OR", "XOR", "NOT"],
+        "geoadd" => &[
+            "NX",
+            "XX",
+            "CH",
+            "13.361389",
+            "38.115556",
+            "180",
+            "-85.05112878",
+            "85.0512",
+        ],
+        "geodist" => &["m", "km", "ft", "mi", "yd"],
+        "geosearch"
+        | "geosearchstore"
+        | "georadius"
+        | "georadius_ro"
+        | "georadiusbymember"
+        | "georadiusbymember_ro" => &[
+            "FROMMEMBER",
+            "FROMLONLAT",
+            "BYRADIUS",
+            "BYBOX",
+            "ASC",
+            "DESC",
+            "COUNT",
+            "ANY",
+            "WITHCOORD",
+            "WITHDIST",
+            "WITHHASH",
+            "STORE",
+            "STOREDIST",
+            "km",
+            "m",
+            "13.361389",
+            "38.115556",
+            "500",
+        ],
         "lpos" => &["RANK", "COUNT", "MAXLEN"],
         "linsert" => &["BEFORE", "AFTER"],
         "lmove" | "blmove" | "lmpop" | "blmpop" => &["LEFT", "RIGHT", "COUNT"],

@@ -93,7 +93,7 @@ pub fn park_args(db: &mut Db, a: &Args, now_ms: u64) -> Option<Vec<Vec<u8>>> {
 }
 
 /// Runs `words` as a command into `out`.
-fn run_words(db: &mut Db, words: &[&[u8]], c: &mut Ctx, out: &mut Out) {
+pub(crate) fn run_words(db: &mut Db, words: &[&[u8]], c: &mut Ctx, out: &mut Out) {
     let mut buf = Vec::new();
     let mut spans: Vec<Span> = Vec::with_capacity(words.len());
     for w in words {
@@ -389,13 +389,7 @@ mod tests {
     /// waiting.
     fn retry(h: &mut Harness, line: &str, key: &str) -> Option<String> {
         let words: Vec<&[u8]> = line.split_whitespace().map(|w| w.as_bytes()).collect();
-        let mut buf = Vec::new();
-        let mut spans = Vec::new();
-        for w in &words {
-            let s = buf.len() as u32;
-            buf.extend_from_slice(w);
-            spans.push((s, buf.len() as u32));
-        }
+        let (buf, spans) = buf_and_spans(&words);
         let name = crate::command::lookup(words[0]).unwrap().name;
         let mut out = crate::reply::Out::new(h.proto);
         let mut c = crate::command::Ctx {

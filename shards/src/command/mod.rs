@@ -9,6 +9,7 @@
 mod bitmaps;
 pub mod blocking;
 mod connection;
+pub mod geo;
 pub mod hashes;
 mod hyperloglog;
 mod keys;
@@ -144,6 +145,9 @@ pub mod flags {
     pub const BLOCKING: u32 = 1 << 14;
     /// Keys are the first half of the arguments after `STREAMS` (XREAD, XREADGROUP).
     pub const STREAM_KEYS: u32 = 1 << 16;
+    /// The key at 1, and the one after a STORE or STOREDIST option (GEORADIUS,
+    /// GEORADIUSBYMEMBER; the options start at `-arity`).
+    pub const GEO_STORE: u32 = 1 << 17;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -157,7 +161,7 @@ pub mod flags {
         (NO_MULTI, "no_multi"),
         (FAST, "fast"),
         (RANDOM, "random"),
-        (NUMKEYS | NUMKEYS2 | STREAM_KEYS, "movablekeys"),
+        (NUMKEYS | NUMKEYS2 | STREAM_KEYS | GEO_STORE, "movablekeys"),
         (BLOCKING, "blocking"),
     ];
 }
@@ -223,6 +227,12 @@ impl CommandSpec {
             return KeyIndexes {
                 dest: None,
                 rest: streams::read_key_range(&args).step_by(1),
+            };
+        }
+        if self.flags & flags::GEO_STORE != 0 {
+            return KeyIndexes {
+                dest: geo::store_key_index(&args, (-self.arity) as usize),
+                rest: self.key_indexes(args.len()),
             };
         }
         if self.flags & flags::NUMKEYS2 != 0 {
@@ -466,6 +476,17 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("zrangestore", -5, WRITE | DENYOOM, KEY12, Keys(Single), Some(zsets::zrangestore), "sortedset", "Stores a range of members from sorted set in a key."),
     cmd("zmpop", -4, WRITE | NUMKEYS, NOKEY, Keys(Single), Some(zsets::zmpop), "sortedset", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them."),
     cmd("zscan", -3, READONLY, KEY1, Keys(Single), Some(zsets::zscan), "sortedset", "Iterates over members and scores of a sorted set."),
+    // geo (sorted sets whose scores are geohashes)
+    cmd("geoadd", -5, WRITE | DENYOOM, KEY1, Keys(Single), Some(geo::geoadd), "geo", "Adds one or more members to a geospatial index. The key is created if it doesn't exist."),
+    cmd("geodist", -4, READONLY, KEY1, Keys(Single), Some(geo::geodist), "geo", "Returns the distance between two members of a geospatial index."),
+    cmd("geohash", -2, READONLY, KEY1, Keys(Single), Some(geo::geohash_cmd), "geo", "Returns members from a geospatial index as geohash strings."),
+    cmd("geopos", -2, READONLY, KEY1, Keys(Single), Some(geo::geopos), "geo", "Returns the longitude and latitude of members from a geospatial index."),
+    cmd("georadius", -6, WRITE | DENYOOM | GEO_STORE, KEY1, Keys(Single), Some(geo::georadius), "geo", "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result."),
+    cmd("georadius_ro", -6, READONLY, KEY1, Keys(Single), Some(geo::georadius_ro), "geo", "Returns members from a geospatial index that are within a distance from a coordinate."),
+    cmd("georadiusbymember", -5, WRITE | DENYOOM | GEO_STORE, KEY1, Keys(Single), Some(geo::georadiusbymember), "geo", "Queries a geospatial index for members within a distance from a member, optionally stores the result."),
+    cmd("georadiusbymember_ro", -5, READONLY, KEY1, Keys(Single), Some(geo::georadiusbymember_ro), "geo", "Returns members from a geospatial index that are within a distance from a member."),
+    cmd("geosearch", -7, READONLY, KEY1, Keys(Single), Some(geo::geosearch), "geo", "Queries a geospatial index for members inside an area of a box or a circle."),
+    cmd("geosearchstore", -8, WRITE | DENYOOM, KEY12, Keys(Single), Some(geo::geosearchstore), "geo", "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result."),
     // streams
     cmd("xadd", -5, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(streams::xadd), "stream", "Appends a new message to a stream. Creates the key if it doesn't exist."),
     cmd("xlen", 2, READONLY | FAST, KEY1, Keys(Single), Some(streams::xlen), "stream", "Return the number of messages in a stream."),

@@ -26,13 +26,7 @@ impl Harness {
 
     /// Runs one command given as arguments.
     pub fn run_args(&mut self, argv: &[&[u8]]) -> String {
-        let mut buf = Vec::new();
-        let mut spans: Vec<Span> = Vec::new();
-        for a in argv {
-            let s = buf.len() as u32;
-            buf.extend_from_slice(a);
-            spans.push((s, buf.len() as u32));
-        }
+        let (buf, spans) = buf_and_spans(argv);
         let mut out = Out::new(self.proto);
         let mut ctx = Ctx {
             now_ms: self.now_ms,
@@ -48,6 +42,18 @@ impl Harness {
         let words: Vec<&[u8]> = line.split_whitespace().map(|w| w.as_bytes()).collect();
         self.run_args(&words)
     }
+}
+
+/// The argument buffer and spans of `words`, to build an `Args` from.
+pub fn buf_and_spans(words: &[&[u8]]) -> (Vec<u8>, Vec<Span>) {
+    let mut buf = Vec::new();
+    let mut spans: Vec<Span> = Vec::with_capacity(words.len());
+    for w in words {
+        let s = buf.len() as u32;
+        buf.extend_from_slice(w);
+        spans.push((s, buf.len() as u32));
+    }
+    (buf, spans)
 }
 
 /// RESP text of a bulk string.

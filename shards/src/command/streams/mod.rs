@@ -461,7 +461,8 @@ fn add_or_trim_args(a: &Args, xadd: bool, node_entries: usize, out: &mut Out) ->
             return None;
         }
     }
-    if limit_given && strategy.is_none() {
+    // As Redis: a LIMIT of 0 counts as none here (its check reads the value).
+    if limit_given && limit != 0 && strategy.is_none() {
         out.error("ERR syntax error, LIMIT cannot be used without specifying a trimming strategy");
         return None;
     }

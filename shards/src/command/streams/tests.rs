@@ -234,13 +234,7 @@ fn dollar_is_resolved_when_an_xread_is_parked() {
     let words: Vec<&[u8]> = vec![
         b"XREAD", b"BLOCK", b"0", b"STREAMS", b"s", b"none", b"$", b"$",
     ];
-    let mut buf = Vec::new();
-    let mut spans = Vec::new();
-    for w in &words {
-        let start = buf.len() as u32;
-        buf.extend_from_slice(w);
-        spans.push((start, buf.len() as u32));
-    }
+    let (buf, spans) = crate::command::testing::buf_and_spans(&words);
     let args = crate::command::Args::new(&buf, &spans);
     let parked = crate::command::blocking::park_args(&mut h.db, &args, h.now_ms).unwrap();
     assert_eq!(parked[6], b"7-3");

@@ -300,8 +300,9 @@ fn limit_args(a: &Args, i: usize, out: &mut Out) -> Option<(i64, i64)> {
 /// The options of a ZRANGE: mode, REV, LIMIT offset count, WITHSCORES.
 type RangeOpts = (By, bool, Option<(i64, i64)>, bool);
 
-/// Parses `[BYSCORE|BYLEX] [REV] [LIMIT o c] [WITHSCORES]` from `a[i..]` as ZRANGE accepts them.
-fn parse_range_opts(a: &Args, mut i: usize, out: &mut Out) -> Option<RangeOpts> {
+/// Parses `[BYSCORE|BYLEX] [REV] [LIMIT o c] [WITHSCORES]` from `a[i..]` as ZRANGE accepts them
+/// (`store`: ZRANGESTORE, where WITHSCORES is a syntax error where it stands).
+fn parse_range_opts(a: &Args, mut i: usize, store: bool, out: &mut Out) -> Option<RangeOpts> {
     let (mut by, mut rev, mut lim, mut withscores) = (By::Rank, false, None, false);
     // As Redis: BYSCORE/BYLEX and REV are taken once (a second one is a syntax error).
     let mut by_set = false;
@@ -313,7 +314,7 @@ fn parse_range_opts(a: &Args, mut i: usize, out: &mut Out) -> Option<RangeOpts> 
             (by, by_set) = (By::Lex, true);
         } else if opt.eq_ignore_ascii_case(b"rev") && !rev {
             rev = true;
-        } else if opt.eq_ignore_ascii_case(b"withscores") {
+        } else if opt.eq_ignore_ascii_case(b"withscores") && !store {
             withscores = true;
         } else if opt.eq_ignore_ascii_case(b"limit") && i + 2 < a.len() {
             lim = Some(limit_args(a, i, out)?);
@@ -329,7 +330,7 @@ fn parse_range_opts(a: &Args, mut i: usize, out: &mut Out) -> Option<RangeOpts> 
 }
 
 pub fn zrange(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    if let Some((by, rev, lim, ws)) = parse_range_opts(&a, 4, out) {
+    if let Some((by, rev, lim, ws)) = parse_range_opts(&a, 4, false, out) {
         range(db, a.get(1), by, rev, a.get(2), a.get(3), lim, ws, c, out)
     }
 }
@@ -389,12 +390,9 @@ fn conflicts(
 
 /// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]
 pub fn zrangestore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some((by, rev, lim, withscores)) = parse_range_opts(&a, 5, out) else {
+    let Some((by, rev, lim, _)) = parse_range_opts(&a, 5, true, out) else {
         return;
     };
-    if withscores {
-        return out.error(err::SYNTAX);
-    }
     // The range first, as Redis (see `range`).
     if let Err(e) = interval(&ZSet::default(), by, a.get(3), a.get(4), false) {
         return out.error(e);
@@ -411,7 +409,7 @@ pub fn zrangestore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 /// Replaces `dst` with a sorted set of `entries` (or deletes it when empty); replies the size.
-fn store(db: &mut Db, dst: &[u8], entries: Vec<(f64, Vec<u8>)>, c: &Ctx, out: &mut Out) {
+pub(crate) fn store(db: &mut Db, dst: &[u8], entries: Vec<(f64, Vec<u8>)>, c: &Ctx, out: &mut Out) {
     if entries.is_empty() {
         db.remove(dst, c.now_ms);
         return out.int(0);

@@ -156,7 +156,7 @@ impl ZSet {
     }
 
     /// Visits the entries with ascending ranks `from..to`.
-    pub(super) fn for_range(&self, from: usize, to: usize, mut visit: impl FnMut(f64, &[u8])) {
+    pub(crate) fn for_range(&self, from: usize, to: usize, mut visit: impl FnMut(f64, &[u8])) {
         match &self.repr {
             Repr::Packed(p) => {
                 for (m, s) in Self::packed_iter(p)
