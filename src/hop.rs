@@ -49,6 +49,8 @@ pub enum Op {
     Stats,
     /// This thread's clients for CLIENT LIST: one bulk string.
     Clients,
+    /// CLIENT KILL on this thread's clients; replies with how many it killed.
+    Kill(Box<crate::shard::KillFilter>),
     /// A blocking command (always a job's last op). If it cannot be served now, the owner parks
     /// the job's reply until a write serves it or an `Unblock` ends the wait.
     Block { first: u32, len: u32 },

@@ -174,12 +174,75 @@ fn client(c: &mut Conn, a: Args) {
             c.out().verbatim(line.as_bytes())
         }
         (b"setinfo", 4) => c.out().ok(),
+        (b"kill", n) if n >= 3 => client_kill(c, a),
         (b"list" | b"id" | b"getname" | b"info" | b"setname" | b"setinfo", _) => err::arity(
             c.out(),
             &format!("client|{}", String::from_utf8_lossy(&sub)),
         ),
         _ => err::unknown_subcommand(c.out(), a.get(1), "client"),
     }
+}
+
+/// CLIENT KILL addr, or CLIENT KILL <filter value> ... (ID, ADDR, LADDR, TYPE, USER, SKIPME),
+/// as Redis 7.0 parses them.
+fn client_kill(c: &mut Conn, a: Args) {
+    let me = c.info().borrow().id;
+    let mut f = crate::shard::KillFilter {
+        requester: me,
+        ..Default::default()
+    };
+    if a.len() == 3 {
+        f.addr = Some(a.get(2).to_vec());
+        return c.client_kill(f, true);
+    }
+    if a.len() % 2 != 0 {
+        return c.out().error("ERR syntax error");
+    }
+    f.skip_me = true;
+    for i in (2..a.len()).step_by(2) {
+        let (opt, v) = (a.get(i).to_ascii_lowercase(), a.get(i + 1));
+        match opt.as_slice() {
+            b"id" => match shardline_shards::num::parse_i64(v) {
+                Some(id) if id >= 1 => f.id = Some(id as u64),
+                _ => return c.out().error("ERR client-id should be greater than 0"),
+            },
+            b"type" => {
+                f.pubsub = match v.to_ascii_lowercase().as_slice() {
+                    b"normal" => Some(false),
+                    b"pubsub" => Some(true),
+                    // No replication links here: nothing is of these types.
+                    b"master" | b"replica" | b"slave" => {
+                        f.none = true;
+                        None
+                    }
+                    _ => {
+                        return c.out().error(&format!(
+                            "ERR Unknown client type '{}'",
+                            String::from_utf8_lossy(v)
+                        ));
+                    }
+                }
+            }
+            b"addr" => f.addr = Some(v.to_vec()),
+            b"laddr" => f.laddr = Some(v.to_vec()),
+            b"user" if v == b"default" => {}
+            b"user" => {
+                return c.out().error(&format!(
+                    "ERR No such user '{}'",
+                    String::from_utf8_lossy(v)
+                ));
+            }
+            b"skipme" => {
+                f.skip_me = match v.to_ascii_lowercase().as_slice() {
+                    b"yes" => true,
+                    b"no" => false,
+                    _ => return c.out().error("ERR syntax error"),
+                }
+            }
+            _ => return c.out().error("ERR syntax error"),
+        }
+    }
+    c.client_kill(f, false)
 }
 
 /// Parameters Redis tools read that Shardline answers with a fixed value.

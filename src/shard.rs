@@ -52,6 +52,43 @@ pub struct ClientInfo {
     pub multi: i64,
     pub watching: usize,
     pub qbuf: usize,
+    /// The connection's socket (CLIENT KILL shuts it down; valid while the client is listed).
+    pub fd: i32,
+    /// Subscribed to something (CLIENT KILL TYPE pubsub).
+    pub pubsub: bool,
+    /// Killed by CLIENT KILL: the connection closes once its current replies are written.
+    pub killed: bool,
+}
+
+/// What CLIENT KILL matches (its new form's filters; the old form is `addr` alone).
+#[derive(Clone, Debug, Default)]
+pub struct KillFilter {
+    pub id: Option<u64>,
+    pub addr: Option<Vec<u8>>,
+    pub laddr: Option<Vec<u8>>,
+    /// `Some(true)`: pub/sub clients only; `Some(false)`: normal ones only.
+    pub pubsub: Option<bool>,
+    /// The client that sent the command, and whether it is spared (SKIPME yes).
+    pub requester: u64,
+    pub skip_me: bool,
+    /// TYPE master or replica: no client is one here.
+    pub none: bool,
+}
+
+impl KillFilter {
+    fn matches(&self, c: &ClientInfo) -> bool {
+        self.addr
+            .as_ref()
+            .is_none_or(|a| a == c.addr.to_string().as_bytes())
+            && self
+                .laddr
+                .as_ref()
+                .is_none_or(|a| a == c.laddr.to_string().as_bytes())
+            && self.pubsub.is_none_or(|p| p == c.pubsub)
+            && self.id.is_none_or(|id| id == c.id)
+            && !(self.skip_me && c.id == self.requester)
+            && !self.none
+    }
 }
 
 impl ClientInfo {
@@ -628,6 +665,24 @@ impl Shard {
                         out.int(v as i64);
                     }
                 }
+            }
+            Op::Kill(f) => {
+                // Another connection's socket is shut down, so its pending read ends and it
+                // closes; the requester closes after its reply (it is on this thread, and its
+                // socket is still listed, so the fd is its own).
+                let mut killed = 0;
+                for c in self.clients.borrow().iter() {
+                    let mut ci = c.borrow_mut();
+                    if ci.killed || !f.matches(&ci) {
+                        continue;
+                    }
+                    ci.killed = true;
+                    if ci.id != f.requester {
+                        shardline_transport::net::shutdown(ci.fd);
+                    }
+                    killed += 1;
+                }
+                out.int(killed);
             }
             Op::Clients => {
                 let mut text = String::new();

@@ -702,3 +702,78 @@ fn geo_commands_store_search_and_route_their_destination() {
     assert!(common::msg(e.unwrap_err()).contains("CROSSSLOT"));
     assert_eq!(c.exists::<_, i64>(&other).unwrap(), 0);
 }
+
+/// CLIENT KILL, as Redis 7.0 answers it: by ID or address on any shard thread (the killed
+/// connection is closed, even while blocked), the old form answering OK or "No such client",
+/// the caller spared unless SKIPME no (then it gets its reply before it is closed).
+#[test]
+fn client_kill_closes_the_matching_connections() {
+    let s = Server::start("0-1", &[]);
+    let mut admin = s.client();
+    let mut victims: Vec<redis::Connection> = (0..4).map(|_| s.client()).collect();
+    let ids: Vec<i64> = victims
+        .iter_mut()
+        .map(|v| redis::cmd("CLIENT").arg("ID").query(v).unwrap())
+        .collect();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "ID", &ids[0].to_string()])
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(killed, 1);
+    assert!(redis::cmd("PING").query::<String>(&mut victims[0]).is_err());
+    assert_eq!(
+        redis::cmd("PING").query::<String>(&mut victims[1]).unwrap(),
+        "PONG"
+    );
+    // The old form by address.
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
+    let addr = list
+        .lines()
+        .find(|l| l.starts_with(&format!("id={} ", ids[1])))
+        .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("addr=")))
+        .unwrap()
+        .to_string();
+    let ok: String = redis::cmd("CLIENT")
+        .arg(&["KILL", &addr])
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    assert!(redis::cmd("PING").query::<String>(&mut victims[1]).is_err());
+    let e: redis::RedisResult<String> = redis::cmd("CLIENT")
+        .arg(&["KILL", "127.0.0.1:1"])
+        .query(&mut admin);
+    assert!(common::msg(e.unwrap_err()).contains("No such client"));
+    // A client blocked in BLPOP is closed too.
+    let url = s.url();
+    let blocked = std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut c).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        (
+            id,
+            redis::cmd("BLPOP")
+                .arg(&["never", "0"])
+                .query::<Value>(&mut c),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // Every normal client but this one: the two victims left and the blocked one.
+    let n: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal"])
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(n, 3);
+    let (_, r) = blocked.join().unwrap();
+    assert!(r.is_err(), "the blocked client's connection was closed");
+    // SKIPME no: the caller gets its reply, then its connection closes.
+    let n: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "SKIPME", "no"])
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(redis::cmd("PING").query::<String>(&mut admin).is_err());
+    let e: redis::RedisResult<i64> = redis::cmd("CLIENT")
+        .arg(&["KILL", "ID", "0"])
+        .query(&mut s.client());
+    assert!(common::msg(e.unwrap_err()).contains("client-id should be greater than 0"));
+}

@@ -167,6 +167,20 @@ impl Conn {
                     out.int(c);
                 }
             }
+            Finish::Killed { old_form } => {
+                let killed: i64 = parts
+                    .iter()
+                    .filter_map(|p| match resp::decode(p) {
+                        Ok(Some((resp::Value::Int(n), _))) => Some(n),
+                        _ => None,
+                    })
+                    .sum();
+                match (old_form, killed) {
+                    (false, n) => out.int(n),
+                    (true, 0) => out.error("ERR No such client"),
+                    (true, _) => out.ok(),
+                }
+            }
             Finish::Clients => {
                 let mut text = Vec::new();
                 for p in parts {

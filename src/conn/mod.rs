@@ -73,6 +73,8 @@ enum Finish {
     Info(Vec<String>),
     /// CLIENT LIST: the parts' lines concatenated.
     Clients,
+    /// CLIENT KILL: the parts' counts added; the old form answers OK or an error.
+    Killed { old_form: bool },
     /// Arrays of names from every thread, without duplicates (PUBSUB CHANNELS).
     Union,
     /// The number of distinct names (PUBSUB NUMPAT).
@@ -170,6 +172,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         multi: -1,
         watching: 0,
         qbuf: 0,
+        fd: stream.as_raw_fd(),
+        pubsub: false,
+        killed: false,
     }));
     shard.clients.borrow_mut().push(info.clone());
     let authed = shard
@@ -298,7 +303,7 @@ impl Conn {
             written?;
             let us = started.elapsed().as_micros() as u64;
             self.shard.local.borrow_mut().record_latency(us);
-            if self.closing {
+            if self.closing || self.info.borrow().killed {
                 return Ok(());
             }
         }
@@ -831,6 +836,27 @@ impl Conn {
             })
             .collect();
         self.hole(parts, Finish::Clients);
+    }
+
+    /// CLIENT KILL on every thread; `old_form`: answers OK or "No such client" instead of
+    /// the count.
+    pub fn client_kill(&mut self, filter: crate::shard::KillFilter, old_form: bool) {
+        let parts = (0..self.shard.node.threads)
+            .map(|t| {
+                let op = Op::Kill(Box::new(filter.clone()));
+                if t == self.shard.id {
+                    let mut out = Out::new(self.proto);
+                    self.shard.run_op(&op, &[], &[], self.now_us, &mut out);
+                    PartRef::Local(out.buf)
+                } else {
+                    PartRef::Remote {
+                        thread: t,
+                        op: self.push_op(t, op),
+                    }
+                }
+            })
+            .collect();
+        self.hole(parts, Finish::Killed { old_form });
     }
 
     pub fn proto(&self) -> Proto {

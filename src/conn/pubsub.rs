@@ -15,6 +15,7 @@ impl Conn {
         for name in args.iter().skip(1) {
             if self.subscriptions.insert((kind, name.to_vec())) {
                 self.shard.pubsub.borrow_mut().add(kind, name, id, &sub);
+                self.info.borrow_mut().pubsub = true;
             }
             self.confirm(kind, true, Some(name));
         }
@@ -41,6 +42,7 @@ impl Conn {
         for name in names {
             if self.subscriptions.remove(&(kind, name.clone())) {
                 self.shard.pubsub.borrow_mut().remove(kind, &name, id);
+                self.info.borrow_mut().pubsub = !self.subscriptions.is_empty();
             }
             self.confirm(kind, false, Some(&name));
         }

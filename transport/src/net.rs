@@ -61,6 +61,14 @@ impl FileLock {
 
 /// Whether the peer of a readable socket has closed it: a non-blocking one-byte `MSG_PEEK`
 /// returns 0 at end of stream. Consumes nothing, so bytes the client sent stay for later reads.
+/// Shuts a socket down both ways: a read pending on it ends (CLIENT KILL).
+pub fn shutdown(fd: std::os::fd::RawFd) {
+    // SAFETY: plain syscall on a descriptor; an invalid one yields an error, ignored.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
 pub fn peer_closed(fd: std::os::fd::RawFd) -> bool {
     let mut b = [0u8; 1];
     // SAFETY: `b` is a valid writable one-byte buffer; an invalid `fd` yields an error.

@@ -175,6 +175,12 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
                 "Return information about the current client connection.",
             ),
             s(
+                "kill",
+                -3,
+                "KILL <ip:port> | <option> <value> [<option> <value> ...]",
+                "Kill connections: by address, or by ID, ADDR, LADDR, TYPE, USER and SKIPME filters.",
+            ),
+            s(
                 "list",
                 -2,
                 "LIST [TYPE normal|pubsub] [ID <id> ...]",
