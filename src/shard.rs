@@ -301,10 +301,10 @@ impl Shard {
     }
 
     /// Runs one command here: looked up and arity-checked unless `known` says the sender did,
-    /// refused under maxmemory if nothing can be evicted, failures counted.
+    /// refused under maxmemory if nothing can be evicted, failures counted. `led_only`: a
+    /// keyspace-wide read covers the vShards this thread leads on a replicated node (not for a
+    /// READONLY connection's `Op::Local`).
     #[inline]
-    /// Runs one command. `led_only`: a keyspace-wide read covers the vShards this thread leads
-    /// on a replicated node (not for a READONLY connection's `Op::Local`).
     fn exec(
         &self,
         db: &mut Db,
