@@ -313,3 +313,54 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
         _ => {}
     }
 }
+
+/// MEMORY DOCTOR's report, from the figures INFO memory shows (Redis's wording where it has
+/// one).
+pub fn memory_doctor() -> String {
+    let used = shardline_transport::alloc::used_bytes();
+    let rss = shardline_transport::cpu::rss_bytes();
+    if used < 5 << 20 {
+        return "Hi Sam, this instance is empty or is using very little memory, my issues detector can't be used in these conditions. Please, leave for your mission on Earth and fill it with some data. The new Sam and I will be back to our programming as soon as I finished rebooting.".into();
+    }
+    let ratio = rss as f64 / used as f64;
+    if ratio > 1.4 && rss - used > 10 << 20 {
+        return format!(
+            "Sam, I detected a few issues in this instance's memory implants:\n\n * High total RSS: the process's resident set ({}) is {ratio:.2} times what it has allocated ({}). This is usually memory freed after a peak that the allocator keeps, or fragmentation from the workload; MEMORY PURGE gives free memory back to the system. The allocator is \"libc\".\n\nI'm here to keep you safe, Sam. I want to help you.\n",
+            human(rss),
+            human(used)
+        );
+    }
+    "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base.".into()
+}
+
+/// MEMORY STATS from every thread's `Op::Stats`: what this node can account for (the
+/// allocator's figures, the process's resident set, the keys), under Redis's field names.
+pub fn memory_stats(parts: &[&[u8]], out: &mut Out) {
+    let per: Vec<[i64; STATS]> = parts.iter().map(|p| thread_stats(p)).collect();
+    let keys: i64 = per.iter().map(|p| p[0]).sum();
+    let used = shardline_transport::alloc::used_bytes() as i64;
+    let rss = shardline_transport::cpu::rss_bytes() as i64;
+    let peak_rss = shardline_transport::cpu::max_rss_bytes() as i64;
+    let ints: [(&str, i64); 6] = [
+        ("total.allocated", used),
+        ("keys.count", keys),
+        ("keys.bytes-per-key", if keys > 0 { used / keys } else { 0 }),
+        ("allocator.allocated", used),
+        ("allocator.resident", rss),
+        ("peak.resident", peak_rss),
+    ];
+    let ratio = if used > 0 {
+        rss as f64 / used as f64
+    } else {
+        0.0
+    };
+    out.map(ints.len() + 2);
+    for (k, v) in ints {
+        out.bulk(k.as_bytes());
+        out.int(v);
+    }
+    out.bulk(b"fragmentation");
+    out.score(ratio);
+    out.bulk(b"fragmentation.bytes");
+    out.int(rss - used);
+}

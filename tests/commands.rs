@@ -777,3 +777,38 @@ fn client_kill_closes_the_matching_connections() {
         .query(&mut s.client());
     assert!(common::msg(e.unwrap_err()).contains("client-id should be greater than 0"));
 }
+
+/// MEMORY STATS, DOCTOR, PURGE and MALLOC-STATS answer from the process's figures (node-wide
+/// key count from every shard thread), in and out of MULTI; USAGE still runs on the key's thread.
+#[test]
+fn memory_subcommands_report_the_process() {
+    let s = Server::start("0-1", &[]);
+    let mut c = s.client();
+    for k in ["foo", "bar", "baz"] {
+        let _: () = c.set(k, "v").unwrap();
+    }
+    let stats: std::collections::HashMap<String, Value> =
+        redis::cmd("MEMORY").arg("STATS").query(&mut c).unwrap();
+    assert_eq!(stats["keys.count"], Value::Int(3), "{stats:?}");
+    assert!(matches!(stats["total.allocated"], Value::Int(n) if n > 0));
+    let doctor: String = redis::cmd("MEMORY").arg("DOCTOR").query(&mut c).unwrap();
+    assert!(doctor.starts_with("Hi Sam"), "{doctor}");
+    let ok: String = redis::cmd("MEMORY").arg("PURGE").query(&mut c).unwrap();
+    assert_eq!(ok, "OK");
+    let usage: i64 = redis::cmd("MEMORY")
+        .arg(&["USAGE", "foo"])
+        .query(&mut c)
+        .unwrap();
+    assert!(usage > 0);
+    let (stats, usage): (Vec<Value>, i64) = redis::pipe()
+        .atomic()
+        .cmd("MEMORY")
+        .arg("STATS")
+        .cmd("MEMORY")
+        .arg(&["USAGE", "bar"])
+        .query(&mut c)
+        .unwrap();
+    assert!(!stats.is_empty() && usage > 0);
+    let e: redis::RedisResult<Value> = redis::cmd("MEMORY").arg(&["DOCTOR", "x"]).query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("wrong number of arguments for 'memory|doctor'"));
+}

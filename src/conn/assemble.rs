@@ -129,6 +129,7 @@ impl Conn {
                 crate::merge::merge(*merge, order, parts, &mut self.shard.rng.borrow_mut(), out)
             }
             Finish::Info(sections) => crate::info::write(&self.shard, sections, parts, out),
+            Finish::MemoryStats => crate::info::memory_stats(parts, out),
             Finish::Union | Finish::UnionCount => {
                 let mut all: Vec<Vec<u8>> = Vec::new();
                 for p in parts {

@@ -75,6 +75,8 @@ enum Finish {
     Clients,
     /// CLIENT KILL: the parts' counts added; the old form answers OK or an error.
     Killed { old_form: bool },
+    /// MEMORY STATS from every thread's `Op::Stats`.
+    MemoryStats,
     /// Arrays of names from every thread, without duplicates (PUBSUB CHANNELS).
     Union,
     /// The number of distinct names (PUBSUB NUMPAT).
@@ -500,9 +502,10 @@ impl Conn {
                 }
             }
         }
-        match spec.scope {
-            Scope::Conn => self.conn_command(spec, args),
-            _ => self.data_command(spec, args),
+        if spec.on_connection(args) {
+            self.conn_command(spec, args)
+        } else {
+            self.data_command(spec, args)
         }
     }
 
@@ -741,6 +744,7 @@ impl Conn {
                 self.out.ok()
             }
             "asking" => self.out.ok(),
+            "memory" => self.memory(args),
             "info" => {
                 let sections = args
                     .iter()
@@ -753,6 +757,35 @@ impl Conn {
                 self.hole(parts, Finish::Info(sections));
             }
             _ => crate::server_cmds::run(self, spec, args),
+        }
+    }
+
+    /// MEMORY DOCTOR, MALLOC-STATS, PURGE and STATS (USAGE runs on the key's thread), and HELP.
+    fn memory(&mut self, args: Args) {
+        let sub = args.get(1).to_ascii_lowercase();
+        if let Err(msg) = command::check_subcommand(lookup(b"memory").expect("in the table"), args)
+        {
+            return self.out.error(&msg);
+        }
+        match sub.as_slice() {
+            b"doctor" => {
+                let text = crate::info::memory_doctor();
+                self.out.verbatim(text.as_bytes())
+            }
+            b"malloc-stats" => self
+                .out
+                .verbatim(b"Stats not supported for the current allocator"),
+            b"purge" => {
+                shardline_transport::alloc::purge();
+                self.out.ok()
+            }
+            b"stats" => {
+                let parts = (0..self.shard.node.threads)
+                    .map(|t| self.stats_part(t))
+                    .collect();
+                self.hole(parts, Finish::MemoryStats);
+            }
+            _ => err::unknown_subcommand(&mut self.out, args.get(1), "memory"),
         }
     }
 

@@ -16,9 +16,10 @@ impl Conn {
             self.flag_multi();
             return self.out.error(&msg);
         }
+        let on_conn = spec.on_connection(args);
         let refusal: Option<String> = match spec.scope {
             // Run by this connection at EXEC (`exec_mixed`).
-            Scope::Conn => None,
+            _ if on_conn => None,
             // A transaction runs in one vShard's log; a write outside any one vShard (FLUSHALL)
             // would run on this replica alone.
             _ if replicated
@@ -58,7 +59,7 @@ impl Conn {
             m.spans.push((start, m.buf.len() as u32));
         }
         m.cmds.push((first, args.len() as u32));
-        m.conn.push(spec.scope == Scope::Conn);
+        m.conn.push(on_conn);
         self.info.borrow_mut().multi = m.cmds.len() as i64;
         self.out.simple("QUEUED");
     }

@@ -187,6 +187,16 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
+    /// Whether this command, with these arguments, is run by the connection rather than on a
+    /// shard thread: connection and server commands, and MEMORY's subcommands other than USAGE
+    /// (they report the process, not a key).
+    pub fn on_connection(&self, args: Args) -> bool {
+        self.scope == Scope::Conn
+            || (self.name == "memory"
+                && args.len() >= 2
+                && !args.get(1).eq_ignore_ascii_case(b"usage"))
+    }
+
     /// A read of the whole keyspace (DBSIZE, KEYS, SCAN, RANDOMKEY): on a replicated node it
     /// covers the vShards the node leads (`Db::view`).
     pub fn reads_keyspace(&self) -> bool {

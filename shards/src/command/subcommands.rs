@@ -59,6 +59,25 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
     (
         "memory",
         &[
+            s("doctor", 2, "DOCTOR", "Return memory problems reports."),
+            s(
+                "malloc-stats",
+                2,
+                "MALLOC-STATS",
+                "Return internal statistics report from the memory allocator.",
+            ),
+            s(
+                "purge",
+                2,
+                "PURGE",
+                "Attempt to purge dirty pages for reclamation by the allocator.",
+            ),
+            s(
+                "stats",
+                2,
+                "STATS",
+                "Return information about the memory usage of the server.",
+            ),
             s(
                 "usage",
                 -3,
