@@ -166,9 +166,6 @@ const KNOWN_DIFFERENT: &[&str] = &[
     "expireat",
     "pexpire",
     "pexpireat",
-    // Redis computes in `long double`, here in f64.
-    "hincrbyfloat",
-    "incrbyfloat",
     // Not explained yet: at one seed in 150, Redis refuses a numeric SORT of a set this server
     // sorts (its numbers read by the same `strtod` rules here).
     "sort",

@@ -195,12 +195,6 @@ pub fn format_g17_integral(d: f64, buf: &mut [u8; 20]) -> Option<&[u8]> {
     Some(format_i64(d as i64, buf))
 }
 
-/// Formats a long double result of INCRBYFLOAT/HINCRBYFLOAT (`%.17Lg`, trailing zeros removed).
-pub fn format_incr_float(d: f64) -> String {
-    let mut tmp = [0u8; 48];
-    String::from_utf8_lossy(format_f64(d, &mut tmp)).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,7 +338,5 @@ mod tests {
         assert_eq!(format_f64(3.0, &mut d), b"3");
         assert_eq!(format_f64(10.5, &mut d), b"10.5");
         assert_eq!(format_f64(f64::INFINITY, &mut d), b"inf");
-        assert_eq!(format_incr_float(5.0e3), "5000");
-        assert_eq!(format_incr_float(10.5 + 0.1), "10.6");
     }
 }

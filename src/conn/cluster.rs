@@ -31,7 +31,7 @@ const HELP: &[&str] = &[
     "    Remove a node (its 40-character id or its member number): its replicas move to the",
     "    others, then it leaves and its process exits.",
     "HELP",
-    "    Print this help.",
+    "    Prints this help.",
 ];
 
 impl Conn {

@@ -5,7 +5,7 @@ use super::{Args, Ctx, create, drop_if_empty, err, int_arg, modify, read};
 use crate::bytes::SmallBytes;
 use crate::db::{Db, PackLimits};
 use crate::dict::Dict;
-use crate::num::{parse_f64, parse_i64};
+use crate::num::parse_i64;
 use crate::packed::Packed;
 use crate::reply::{Out, Proto};
 
@@ -352,24 +352,27 @@ pub fn hincrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn hincrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    let Some(by) = parse_f64(a.get(3)) else {
-        return out.error(err::NOT_FLOAT);
-    };
-    let current = match read::<Hash>(db, a.get(1), c.now_ms, out) {
-        Err(()) => return,
-        Ok(h) => match h.and_then(|h| h.get(a.get(2))) {
-            None => 0.0,
-            Some(v) => match parse_f64(v) {
-                Some(n) => n,
-                None => return out.error("ERR hash value is not a float"),
-            },
-        },
-    };
-    let n = current + by;
-    if !n.is_finite() {
-        return out.error("ERR increment would produce NaN or Infinity");
+    // As Redis: the increment first (an infinite one refused), then the field's value, added
+    // in `long double`.
+    use crate::longdouble::{F80, Refused};
+    match F80::parse(a.get(3)) {
+        Ok(_) => {}
+        Err(Refused::Infinite) => return out.error("ERR value is NaN or Infinity"),
+        Err(Refused::NotFloat) => return out.error(err::NOT_FLOAT),
     }
-    let text = crate::num::format_incr_float(n);
+    let text = match read::<Hash>(db, a.get(1), c.now_ms, out) {
+        Err(()) => return,
+        Ok(h) => {
+            let current = h.and_then(|h| h.get(a.get(2))).unwrap_or(b"0");
+            match crate::longdouble::add_decimal(current, a.get(3)) {
+                Ok(t) => t,
+                Err((2, _)) => {
+                    return out.error("ERR increment would produce NaN or Infinity");
+                }
+                Err(_) => return out.error("ERR hash value is not a float"),
+            }
+        }
+    };
     let lim = db.tunables.hash_limits();
     let Some(h) = create::<Hash>(db, a.get(1), c.now_ms, out) else {
         return;

@@ -4,7 +4,7 @@
 use super::{Args, Ctx, err, int_arg};
 use crate::bytes::SmallBytes;
 use crate::db::{Db, Value};
-use crate::num::{parse_f64, parse_i64};
+use crate::num::parse_i64;
 use crate::reply::Out;
 
 /// Largest string a command may build (Redis's proto-max-bulk-len default).
@@ -382,24 +382,18 @@ pub fn decrby(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 pub fn incrbyfloat(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
-    // As Redis: the key's type, then its value, then the increment.
+    // As Redis: the key's type, then its value, then the increment, added in `long double`.
     let key = a.get(1);
-    let current = match db.get(key, c.now_ms) {
-        None => 0.0,
-        Some(Value::Str(s)) => match parse_f64(s) {
-            Some(n) => n,
-            None => return out.error(err::NOT_FLOAT),
-        },
+    let text = match db.get(key, c.now_ms) {
+        None => crate::longdouble::add_decimal(b"0", a.get(2)),
+        Some(Value::Str(s)) => crate::longdouble::add_decimal(s, a.get(2)),
         Some(_) => return out.error(err::WRONGTYPE),
     };
-    let Some(by) = parse_f64(a.get(2)) else {
-        return out.error(err::NOT_FLOAT);
+    let text = match text {
+        Ok(t) => t,
+        Err((2, _)) => return out.error("ERR increment would produce NaN or Infinity"),
+        Err(_) => return out.error(err::NOT_FLOAT),
     };
-    let n = current + by;
-    if !n.is_finite() {
-        return out.error("ERR increment would produce NaN or Infinity");
-    }
-    let text = crate::num::format_incr_float(n);
     db.set(
         key,
         Value::Str(SmallBytes::new(text.as_bytes())),
@@ -675,7 +669,7 @@ mod tests {
         );
         assert!(
             h.run("MEMORY HELP")
-                .starts_with("*5\r\n+MEMORY <subcommand>")
+                .starts_with("*14\r\n+MEMORY <subcommand>")
         );
         assert!(h.run("XGROUP HELP").contains("+XGROUP <subcommand>"));
         assert!(

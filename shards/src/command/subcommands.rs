@@ -23,7 +23,7 @@ const fn s(name: &'static str, arity: i32, usage: &'static str, help: &'static s
 }
 
 /// Every table ends with it: the help reply lists it last, as Redis does.
-const HELP: Sub = s("help", 2, "HELP", "Print this help.");
+const HELP: Sub = s("help", 2, "HELP", "Prints this help.");
 
 pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
     (
@@ -82,7 +82,7 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
                 "usage",
                 -3,
                 "USAGE <key> [SAMPLES <count>]",
-                "Return memory in bytes used by <key> and its value.",
+                "Return memory in bytes used by <key> and its value. Nested values are\nsampled up to <count> times (default: 5, 0 means sample all).",
             ),
             HELP,
         ],
@@ -374,14 +374,22 @@ pub fn write_help(out: &mut Out, cmd: &str) -> bool {
     let Some(subs) = subs_of(cmd) else {
         return false;
     };
-    out.array(1 + subs.len() * 2);
+    // A description may run over several lines (`\n`), each indented as Redis indents them.
+    out.array(
+        1 + subs
+            .iter()
+            .map(|s| 1 + s.help.lines().count())
+            .sum::<usize>(),
+    );
     out.simple(&format!(
         "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         cmd.to_ascii_uppercase()
     ));
     for sub in subs {
         out.simple(sub.usage);
-        out.simple(&format!("    {}", sub.help));
+        for line in sub.help.lines() {
+            out.simple(&format!("    {line}"));
+        }
     }
     true
 }
