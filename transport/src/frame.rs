@@ -17,8 +17,10 @@
 ///    and the metadata replicas would diverge). The `Refused` frame came later without a new
 ///    version: it is only ever the last frame of a refused handshake, and a build without it
 ///    reads it as a bad reply, which it treats like the bare close it got before.
-pub const WIRE_MIN: u8 = 4;
-pub const WIRE_MAX: u8 = 4;
+/// 5: the `Retry` log entry (a blocked client retried after a key it waits on changed); a
+///    version-4 replica could not apply it and would stop, so the handshake refuses it.
+pub const WIRE_MIN: u8 = 5;
+pub const WIRE_MAX: u8 = 5;
 
 const FRAME: usize = 8;
 const KIND_HELLO: u8 = 1;
