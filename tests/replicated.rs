@@ -6,7 +6,7 @@ mod common;
 
 use common::cluster::TestCluster;
 use common::workload::{KEYS, Workload, key};
-use redis::Commands;
+use redis::{Commands, Value};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -760,4 +760,41 @@ fn a_pipeline_keeps_its_order_around_a_transaction_on_the_same_vshard() {
     assert_eq!(got.0, 3);
     let v: i64 = redis::cmd("GET").arg("{tx}k").query(&mut leader).unwrap();
     assert_eq!(v, 3);
+    // As Redis Cluster when queuing: another vShard's key is CROSSSLOT, and on a node that
+    // does not lead the slot a command is MOVED; EXEC then answers EXECABORT (nothing applied).
+    let follower = (0..3)
+        .find(|&i| {
+            let mut n = redis::Client::open(c.url(i))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            redis::cmd("GET")
+                .arg("{tx}k")
+                .query::<Value>(&mut n)
+                .is_err()
+        })
+        .expect("a node that does not lead {tx}k");
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", c.ports[follower])).unwrap();
+    let (got, _) = common::exchange(
+        &mut raw,
+        b"MULTI\r\nSET {tx}k 9\r\nEXEC\r\n",
+        Duration::from_secs(5),
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("+OK\r\n-MOVED ")
+            && text.ends_with("-EXECABORT Transaction discarded because of previous errors.\r\n"),
+        "{text}"
+    );
+    let e: redis::RedisResult<Value> = redis::pipe()
+        .atomic()
+        .set("{tx}k", 10)
+        .set("{other}k", 10)
+        .query(&mut leader);
+    assert!(
+        format!("{e:?}").to_uppercase().contains("CROSSSLOT"),
+        "{e:?}"
+    );
+    let v: i64 = redis::cmd("GET").arg("{tx}k").query(&mut leader).unwrap();
+    assert_eq!(v, 3, "neither transaction applied anything");
 }

@@ -113,6 +113,9 @@ struct Multi {
     dirty: bool,
     /// The shard thread owning the keys of the queued commands.
     thread: Option<usize>,
+    /// On a replicated node: the vShard of the queued commands' keys (a transaction is one
+    /// entry of one vShard's log).
+    vshard: Option<u16>,
 }
 
 const TXN_CROSS_THREAD: &str = "CROSSSLOT Keys in request don't hash to the same shard thread (a transaction must stay on one shard thread for now)";

@@ -51,6 +51,30 @@ impl Conn {
             self.flag_multi();
             return self.out.error(&msg);
         }
+        // On a replicated node, as Redis Cluster does when queuing: keys of another vShard
+        // than the transaction's are CROSSSLOT, a slot led elsewhere is MOVED (TRYAGAIN during
+        // an election); EXEC then answers EXECABORT, having applied nothing.
+        if !on_conn && let Some(c) = self.shard.node.cluster.clone() {
+            let at = shardline_shards::route::vshard_of_keys(spec, args, c.layout);
+            let refusal = match at {
+                Err(msg) => Some(msg.to_string()),
+                Ok(None) => None,
+                Ok(Some((v, slot))) => {
+                    let m = self.multi.as_mut().expect("in MULTI");
+                    if m.vshard.is_some_and(|x| x != v.0) {
+                        Some(shardline_shards::route::CROSSSLOT.to_string())
+                    } else {
+                        m.vshard = Some(v.0);
+                        let leader = c.leader(v);
+                        (leader != c.me).then(|| c.redirect(slot, Some(leader)))
+                    }
+                }
+            };
+            if let Some(msg) = refusal {
+                self.flag_multi();
+                return self.out.error(&msg);
+            }
+        }
         let m = self.multi.as_mut().expect("in MULTI");
         let first = m.spans.len() as u32;
         for &(s, e) in args.spans() {
