@@ -70,7 +70,10 @@ fn replicas_hold(c: &TestCluster, key: &str, want: &[&str]) {
 
 #[test]
 fn blocking_pops_wait_on_the_leader_in_arrival_order_and_pop_the_same_element_everywhere() {
-    let c = TestCluster::start(3, false, &[]);
+    // About waiting, not failure detection: a longer node timeout keeps a debug build on a
+    // loaded 2-core machine from electing a new leader mid-test (a waiter is then redirected,
+    // which `a_leader_cut_off_from_its_quorum_redirects_its_waiters` covers).
+    let c = TestCluster::start(3, false, &["--cluster-node-timeout-ms", "5000"]);
     let k = c.key_led_by(0);
     let dst = format!("{{{k}}}:dst");
     let stream = format!("{{{k}}}:stream");
