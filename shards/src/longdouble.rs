@@ -195,6 +195,69 @@ impl Big {
     }
 }
 
+/// The digits of a number in `radix` with at most one point, as `strtold` reads them.
+struct Mantissa {
+    value: Big,
+    /// Digits after the point.
+    fraction: i64,
+    /// Digits from the first nonzero one.
+    significant: i64,
+    /// Where the digits and point end.
+    end: usize,
+}
+
+/// Reads the mantissa at the start of `s`; `None` without a single digit.
+fn mantissa(s: &[u8], radix: u32) -> Option<Mantissa> {
+    let mut m = Mantissa {
+        value: Big::default(),
+        fraction: 0,
+        significant: 0,
+        end: 0,
+    };
+    let (mut any, mut seen_dot) = (false, false);
+    while let Some(&c) = s.get(m.end) {
+        if let Some(d) = (c as char).to_digit(radix) {
+            any = true;
+            if m.significant > 0 || d != 0 {
+                m.value.mul_small_add(radix, d);
+                m.significant += 1;
+            }
+            if seen_dot {
+                m.fraction += 1;
+            }
+        } else if c == b'.' && !seen_dot {
+            seen_dot = true;
+        } else {
+            break;
+        }
+        m.end += 1;
+    }
+    any.then_some(m)
+}
+
+/// The exponent after the mantissa, `marker [+-] digits` up to the end of `s` (0 when `s` ends
+/// at `at`); anything else refuses the number. Saturates far past any finite value.
+fn exponent(s: &[u8], at: usize, marker: u8) -> Result<i64, Refused> {
+    let Some(&c) = s.get(at) else {
+        return Ok(0);
+    };
+    if c != marker {
+        return Err(Refused::NotFloat);
+    }
+    let (neg, digits) = match s.get(at + 1) {
+        Some(b'-') => (true, &s[at + 2..]),
+        Some(b'+') => (false, &s[at + 2..]),
+        _ => (false, &s[at + 1..]),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Refused::NotFloat);
+    }
+    let e = digits
+        .iter()
+        .fold(0i64, |e, &d| (e * 10 + (d - b'0') as i64).min(1 << 40));
+    Ok(if neg { -e } else { e })
+}
+
 impl F80 {
     const ZERO: F80 = F80 {
         neg: false,
@@ -278,60 +341,9 @@ impl F80 {
             return finite(Self::parse_hex(neg, &lower[2..]));
         }
         // digits [. digits] [e [+-] digits], at least one digit in the mantissa.
-        let mut i = 0;
-        let mut digits = Big::default();
-        let (mut nd, mut any, mut frac) = (0i64, false, 0i64);
-        let mut seen_dot = false;
-        while i < lower.len() {
-            let c = lower[i];
-            if c.is_ascii_digit() {
-                any = true;
-                if nd > 0 || c != b'0' {
-                    digits.mul_small_add(10, (c - b'0') as u32);
-                    nd += 1;
-                }
-                if seen_dot {
-                    frac += 1;
-                }
-            } else if c == b'.' && !seen_dot {
-                seen_dot = true;
-            } else {
-                break;
-            }
-            i += 1;
-        }
-        if !any {
-            return Err(Refused::NotFloat);
-        }
-        let mut exp10: i64 = 0;
-        if i < lower.len() {
-            if lower[i] != b'e' {
-                return Err(Refused::NotFloat);
-            }
-            i += 1;
-            let eneg = match lower.get(i) {
-                Some(b'-') => {
-                    i += 1;
-                    true
-                }
-                Some(b'+') => {
-                    i += 1;
-                    false
-                }
-                _ => false,
-            };
-            let start = i;
-            while i < lower.len() && lower[i].is_ascii_digit() {
-                exp10 = (exp10 * 10 + (lower[i] - b'0') as i64).min(1 << 40);
-                i += 1;
-            }
-            if i == start || i != lower.len() {
-                return Err(Refused::NotFloat);
-            }
-            if eneg {
-                exp10 = -exp10;
-            }
-        }
+        let m = mantissa(&lower, 10).ok_or(Refused::NotFloat)?;
+        let exp10 = exponent(&lower, m.end, b'e')?;
+        let (digits, nd, frac) = (m.value, m.significant, m.fraction);
         let k = exp10 - frac;
         if nd == 0 {
             return Ok(F80 { neg, ..F80::ZERO });
@@ -367,55 +379,9 @@ impl F80 {
 
     /// `strtold`'s hexadecimal form after `0x`: hex digits, an optional fraction, `p` exponent.
     fn parse_hex(neg: bool, s: &[u8]) -> Result<F80, Refused> {
-        let mut n = Big::default();
-        let (mut any, mut frac, mut seen_dot, mut i) = (false, 0i64, false, 0);
-        while i < s.len() {
-            let c = s[i];
-            if let Some(d) = (c as char).to_digit(16) {
-                any = true;
-                n.mul_small_add(16, d);
-                if seen_dot {
-                    frac += 4;
-                }
-            } else if c == b'.' && !seen_dot {
-                seen_dot = true;
-            } else {
-                break;
-            }
-            i += 1;
-        }
-        if !any {
-            return Err(Refused::NotFloat);
-        }
-        let mut e: i64 = 0;
-        if i < s.len() {
-            if s[i] != b'p' {
-                return Err(Refused::NotFloat);
-            }
-            i += 1;
-            let eneg = match s.get(i) {
-                Some(b'-') => {
-                    i += 1;
-                    true
-                }
-                Some(b'+') => {
-                    i += 1;
-                    false
-                }
-                _ => false,
-            };
-            let start = i;
-            while i < s.len() && s[i].is_ascii_digit() {
-                e = (e * 10 + (s[i] - b'0') as i64).min(1 << 40);
-                i += 1;
-            }
-            if i == start || i != s.len() {
-                return Err(Refused::NotFloat);
-            }
-            if eneg {
-                e = -e;
-            }
-        }
+        let m = mantissa(s, 16).ok_or(Refused::NotFloat)?;
+        let e = exponent(s, m.end, b'p')?;
+        let (n, frac) = (m.value, m.fraction * 4);
         if n.is_zero() {
             return Ok(F80 { neg, ..F80::ZERO });
         }

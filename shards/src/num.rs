@@ -38,10 +38,18 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 /// the digits): an optional sign, decimal digits, negative values wrapping (`-1` is 2^64 - 1),
 /// the empty string 0; out of range is refused.
 pub fn parse_cursor(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    strtoull_whole(s)
+}
+
+/// C's `strtoull` over the whole of `s` (no leading space taken here): an optional sign, then
+/// only decimal digits, without overflow; `-` negates, wrapping.
+fn strtoull_whole(s: &[u8]) -> Option<u64> {
     let (neg, digits) = match s.first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
-        _ if s.is_empty() => return Some(0),
         _ => (false, s),
     };
     if digits.is_empty() {
@@ -64,23 +72,7 @@ pub fn parse_ull(s: &[u8]) -> Option<u64> {
     if let Some(v) = parse_i64(s) {
         return u64::try_from(v).ok();
     }
-    let t = s.trim_ascii_start();
-    let (neg, digits) = match t.first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
-    }
-    Some(if neg { v.wrapping_neg() } else { v })
+    strtoull_whole(s.trim_ascii_start())
 }
 
 /// Parses a double the way Redis's `string2ld`/`strtold` accepts it: no spaces, not NaN,

@@ -4,7 +4,7 @@
 //! with a nil answer, which is what these commands do inside MULTI. Waiting (parking the request,
 //! waking it when a key is written, timeouts) is the driver's; see ARCHITECTURE.md.
 
-use super::{Args, Ctx, Span, execute, modify};
+use super::{Args, Ctx, execute, modify};
 use crate::db::{Db, Value};
 use crate::reply::Out;
 
@@ -94,13 +94,7 @@ pub fn park_args(db: &mut Db, a: &Args, now_ms: u64) -> Option<Vec<Vec<u8>>> {
 
 /// Runs `words` as a command into `out`.
 pub(crate) fn run_words(db: &mut Db, words: &[&[u8]], c: &mut Ctx, out: &mut Out) {
-    let mut buf = Vec::new();
-    let mut spans: Vec<Span> = Vec::with_capacity(words.len());
-    for w in words {
-        let s = buf.len() as u32;
-        buf.extend_from_slice(w);
-        spans.push((s, buf.len() as u32));
-    }
+    let (buf, spans) = super::buf_and_spans(words);
     execute(db, Args::new(&buf, &spans), c, out);
 }
 

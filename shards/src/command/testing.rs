@@ -1,7 +1,7 @@
 //! Test harness: a keyspace, a clock and an RNG; commands given as text, replies returned as the
 //! exact RESP text the client would read.
 
-use super::{Args, Ctx, Span, execute};
+use super::{Args, Ctx, execute};
 use crate::db::Db;
 use crate::reply::{Out, Proto};
 use crate::rng::Rng;
@@ -44,17 +44,7 @@ impl Harness {
     }
 }
 
-/// The argument buffer and spans of `words`, to build an `Args` from.
-pub fn buf_and_spans(words: &[&[u8]]) -> (Vec<u8>, Vec<Span>) {
-    let mut buf = Vec::new();
-    let mut spans: Vec<Span> = Vec::with_capacity(words.len());
-    for w in words {
-        let s = buf.len() as u32;
-        buf.extend_from_slice(w);
-        spans.push((s, buf.len() as u32));
-    }
-    (buf, spans)
-}
+pub(crate) use super::options::buf_and_spans;
 
 /// RESP text of a bulk string.
 pub fn bulk(s: &str) -> String {
