@@ -438,6 +438,23 @@ fn readonly_connections_read_from_replicas() {
     for i in 0..100 {
         let _: () = conn.set(format!("ro:{i}"), i).unwrap();
     }
+    // A RESTORE with a relative TTL is one log entry with the leader's clock: every replica
+    // stores the same value and the same expiry.
+    let _: () = conn
+        .hset_multiple("ro:h", &[("a", "1"), ("b", "2")])
+        .unwrap();
+    let payload: Vec<u8> = redis::cmd("DUMP").arg("ro:h").query(&mut conn).unwrap();
+    let _: () = redis::cmd("RESTORE")
+        .arg("ro:copy")
+        .arg(100_000)
+        .arg(payload)
+        .query(&mut conn)
+        .unwrap();
+    let expiry: i64 = redis::cmd("PEXPIRETIME")
+        .arg("ro:copy")
+        .query(&mut conn)
+        .unwrap();
+    assert!(expiry > 0);
     // On every node, READONLY reads of every key are answered (none is MOVED), and converge.
     for n in 0..3 {
         let mut r = redis::Client::open(c.url(n))
@@ -455,6 +472,18 @@ fn readonly_connections_read_from_replicas() {
                 assert!(Instant::now() < deadline, "node {n} ro:{i} = {v:?}");
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        loop {
+            let at: i64 = redis::cmd("PEXPIRETIME")
+                .arg("ro:copy")
+                .query(&mut r)
+                .unwrap();
+            let h: Vec<String> = redis::cmd("HGETALL").arg("ro:copy").query(&mut r).unwrap();
+            if at == expiry && h.len() == 4 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {n}: ro:copy {at} {h:?}");
+            std::thread::sleep(Duration::from_millis(20));
         }
         // READWRITE: back to redirects for keys led elsewhere.
         let _: () = redis::cmd("READWRITE").query(&mut r).unwrap();

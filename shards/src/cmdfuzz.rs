@@ -360,7 +360,61 @@ pub fn command(c: &mut impl Choices) -> Vec<Vec<u8>> {
         };
         argv.push(arg);
     }
+    if spec.name == "restore" && argv.len() > 3 && c.below(2) == 0 {
+        argv[3] = payload(c);
+    }
     argv
+}
+
+/// A DUMP payload of a small random value (sometimes with one byte changed and the checksum
+/// made good again, so RESTORE's decoder sees it).
+fn payload(c: &mut impl Choices) -> Vec<u8> {
+    use crate::bytes::SmallBytes;
+    use crate::command::{hashes::Hash, lists::List, sets::Set, zsets::ZSet};
+    use crate::db::{Tunables, Value};
+    let t = Tunables::default();
+    let most = if c.below(4) == 0 { 300 } else { 5 };
+    let n = 1 + c.below(most);
+    let members: Vec<Vec<u8>> = (0..n).map(|i| format!("m{i}").into_bytes()).collect();
+    let value = match c.below(5) {
+        0 => Value::Str(SmallBytes::new(&value(c))),
+        1 => {
+            let mut l = List::default();
+            members.iter().for_each(|m| l.push_back(m, &t));
+            Value::List(Box::new(l))
+        }
+        2 => {
+            let mut s = Set::default();
+            members.iter().for_each(|m| {
+                s.insert(m, &t);
+            });
+            Value::Set(Box::new(s))
+        }
+        3 => {
+            let mut z = ZSet::default();
+            for (i, m) in members.iter().enumerate() {
+                z.set(m, i as f64 / 2.0, t.zset_limits());
+            }
+            Value::ZSet(Box::new(z))
+        }
+        _ => {
+            let mut h = Hash::default();
+            members.iter().for_each(|m| {
+                h.insert(m, &value(c), t.hash_limits());
+            });
+            Value::Hash(Box::new(h))
+        }
+    };
+    let mut p = crate::rdb::dump(&value);
+    if c.below(4) == 0 {
+        let body = p.len() - 10;
+        let at = c.below(body);
+        p[at] ^= 1 << c.below(8);
+        p.truncate(body + 2);
+        let crc = crate::rdb::crc64(&p);
+        p.extend_from_slice(&crc.to_le_bytes());
+    }
+    p
 }
 
 const INTS: &[&str] = &[

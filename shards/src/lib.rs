@@ -29,6 +29,7 @@ pub mod ostree;
 pub mod packed;
 pub mod placement;
 pub mod raft;
+pub mod rdb;
 pub mod replicate;
 pub mod reply;
 pub mod rng;

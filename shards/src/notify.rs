@@ -127,6 +127,7 @@ pub fn command_event(spec: &CommandSpec, args: &Args, first: bool) -> Option<(u3
         "rename" | "renamenx" if first => (GENERIC, "rename_from"),
         "rename" | "renamenx" => (GENERIC, "rename_to"),
         "copy" if !first => (GENERIC, "copy_to"),
+        "restore" => (GENERIC, "restore"),
         "sort" => (LIST, "sortstore"),
         "hset" | "hsetnx" | "hmset" => (HASH, "hset"),
         "hdel" => (HASH, "hdel"),

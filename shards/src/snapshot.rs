@@ -375,47 +375,6 @@ mod tests {
     use super::*;
     use crate::command::testing::*;
 
-    /// Every key's `TYPE`, dump of contents, and TTL, as replies: equal dumps mean equal data.
-    fn dump(h: &mut Harness, keys: &[&str]) -> Vec<String> {
-        let mut out = Vec::new();
-        for k in keys {
-            let ty = h.run(&format!("TYPE {k}"));
-            let body = match ty.as_str() {
-                "+string\r\n" => h.run(&format!("GET {k}")),
-                "+hash\r\n" => {
-                    let mut lines: Vec<String> = h
-                        .run(&format!("HGETALL {k}"))
-                        .split("\r\n")
-                        .map(String::from)
-                        .collect();
-                    lines.sort();
-                    lines.join("|")
-                }
-                "+list\r\n" => h.run(&format!("LRANGE {k} 0 -1")),
-                "+set\r\n" => {
-                    let mut lines: Vec<String> = h
-                        .run(&format!("SMEMBERS {k}"))
-                        .split("\r\n")
-                        .map(String::from)
-                        .collect();
-                    lines.sort();
-                    lines.join("|")
-                }
-                "+zset\r\n" => h.run(&format!("ZRANGE {k} 0 -1 WITHSCORES")),
-                "+stream\r\n" => format!(
-                    "{}{}{}{}",
-                    h.run(&format!("XRANGE {k} - +")),
-                    h.run(&format!("XINFO STREAM {k}")),
-                    h.run(&format!("XINFO GROUPS {k}")),
-                    h.run(&format!("XPENDING {k} g - + 100"))
-                ),
-                _ => String::new(),
-            };
-            out.push(format!("{k} {ty} {body} {}", h.run(&format!("PTTL {k}"))));
-        }
-        out
-    }
-
     fn install(h: &mut Harness, bytes: &[u8]) {
         let t = h.db.tunables;
         let vs = decode(bytes, &t).unwrap();
@@ -443,12 +402,12 @@ mod tests {
             "{k}s", "{k}n", "{k}h", "{k}l", "{k}i", "{k}t", "{k}z", "{k}x", "{k}gone",
         ];
         h.now_ms += 10;
-        let before = dump(&mut h, &keys);
+        let before = contents(&mut h, &keys);
         let vid = h.db.layout().vshard_of(crate::slot::key_slot(b"{k}s"));
         let bytes = encode(h.db.vshard(vid).unwrap(), h.now_ms);
         h.run("FLUSHALL");
         install(&mut h, &bytes);
-        assert_eq!(dump(&mut h, &keys), before);
+        assert_eq!(contents(&mut h, &keys), before);
         assert_eq!(h.run("OBJECT ENCODING {k}i"), bulk("intset"));
     }
 
@@ -485,12 +444,12 @@ mod tests {
                 }
             }
             let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let before = dump(&mut h, &key_refs);
+            let before = contents(&mut h, &key_refs);
             let vid = h.db.layout().vshard_of(crate::slot::key_slot(b"{r}"));
             let bytes = encode(h.db.vshard(vid).unwrap(), h.now_ms);
             h.run("FLUSHALL");
             install(&mut h, &bytes);
-            assert_eq!(dump(&mut h, &key_refs), before, "round {round}");
+            assert_eq!(contents(&mut h, &key_refs), before, "round {round}");
         }
     }
 

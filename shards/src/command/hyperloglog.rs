@@ -2,8 +2,8 @@
 //! redis-server's register for register: MurmurHash64A (seed 0xadc83b19), 16384 six-bit registers
 //! in the dense encoding behind a 16-byte `HYLL` header, and Ertl's improved estimator (0.81%
 //! standard error). The value is a string, as in Redis. Shardline always writes the dense encoding
-//! (12 KiB); it does not read Redis's sparse encoding (such a value is refused as not a valid
-//! HyperLogLog rather than misread).
+//! (12 KiB); it reads Redis's sparse encoding (a value copied from Redis with DUMP/RESTORE or
+//! SET), expanding it to dense registers, which is what a write then stores.
 
 use super::{Args, Ctx, err};
 use crate::bytes::SmallBytes;
@@ -90,6 +90,43 @@ fn is_dense_hll(v: &[u8]) -> bool {
     v.len() == DENSE_SIZE && &v[..4] == b"HYLL" && v[4] == 0
 }
 
+/// Whether `v` claims Redis's sparse encoding.
+fn is_sparse_hll(v: &[u8]) -> bool {
+    v.len() >= HEADER && &v[..4] == b"HYLL" && v[4] == 1
+}
+
+/// The dense form of a sparse HyperLogLog: runs of zero registers (`00xxxxxx`: up to 64,
+/// `01xxxxxx yyyyyyyy`: up to 16384) and runs of up to 4 registers of one value
+/// (`1vvvvvxx`), which must cover the registers exactly. `None` if they do not.
+fn sparse_to_dense(v: &[u8]) -> Option<Vec<u8>> {
+    let mut dense = new_dense();
+    let mut at = HEADER;
+    let mut reg = 0usize;
+    while at < v.len() {
+        let op = v[at];
+        let (run, value) = match op >> 6 {
+            0 => ((op & 0x3f) as usize + 1, 0),
+            1 => {
+                let low = *v.get(at + 1)? as usize;
+                at += 1;
+                ((((op & 0x3f) as usize) << 8 | low) + 1, 0)
+            }
+            _ => ((op & 0x3) as usize + 1, ((op >> 2) & 0x1f) + 1),
+        };
+        at += 1;
+        if reg + run > REGISTERS {
+            return None;
+        }
+        if value != 0 {
+            for i in reg..reg + run {
+                set_register(&mut dense[HEADER..], i, value);
+            }
+        }
+        reg += run;
+    }
+    (reg == REGISTERS).then_some(dense)
+}
+
 fn sigma(mut x: f64) -> f64 {
     if x == 1.0 {
         return f64::INFINITY;
@@ -146,6 +183,13 @@ fn load(db: &mut Db, key: &[u8], now: u64, out: &mut Out) -> Result<Option<Vec<u
     match db.get(key, now) {
         None => Ok(None),
         Some(Value::Str(s)) if is_dense_hll(s) => Ok(Some(s.to_vec())),
+        Some(Value::Str(s)) if is_sparse_hll(s) => match sparse_to_dense(s) {
+            Some(d) => Ok(Some(d)),
+            None => {
+                out.error("INVALIDOBJ Corrupted HLL object detected");
+                Err(())
+            }
+        },
         Some(Value::Str(_)) => {
             out.error(NOT_HLL);
             Err(())
@@ -242,6 +286,36 @@ mod tests {
             assert_eq!(get_register(&regs, i), (i % 63) as u8 + 1, "register {i}");
         }
         assert_eq!(get_register(&regs, 4), 0);
+    }
+
+    /// A sparse HyperLogLog written by redis-server 7.0 (PFADD of 43 elements) counts, grows
+    /// and merges as in Redis; a sparse one whose runs do not cover the registers is refused.
+    #[test]
+    fn sparse_values_from_redis_are_read() {
+        let hex = "48594c4c010000000000000000000080388043389442a384404780148042148040fb904088801e8042ca884143844295b4404390404c8840dd800484429a80427c8040508842988041fe84405984412f8c40c884424280436780412a80453398417f8c446d80409f8840568441b08024842d88407b9444558c41088443ea842a8040faa440a9804050884061";
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let mut h = Harness::new();
+        h.run_args(&[b"SET", b"h", &bytes]);
+        assert_eq!(h.run("PFCOUNT h"), int(43));
+        assert_eq!(h.run("PFADD h zz"), int(1));
+        assert_eq!(h.run("PFCOUNT h"), int(44));
+        h.run_args(&[b"SET", b"s", &bytes]);
+        assert_eq!(h.run("PFMERGE m s"), "+OK\r\n");
+        assert_eq!(h.run("PFCOUNT m"), int(43));
+        let mut short = bytes.clone();
+        short.pop();
+        h.run_args(&[b"SET", b"bad", &short]);
+        assert_eq!(
+            h.run("PFCOUNT bad"),
+            error("INVALIDOBJ Corrupted HLL object detected")
+        );
+        assert_eq!(
+            h.run("PFADD bad x"),
+            error("INVALIDOBJ Corrupted HLL object detected")
+        );
     }
 
     #[test]

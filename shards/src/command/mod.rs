@@ -9,6 +9,7 @@
 mod bitmaps;
 pub mod blocking;
 mod connection;
+mod dump;
 pub mod geo;
 pub mod hashes;
 mod hyperloglog;
@@ -369,6 +370,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("rename", 3, WRITE | SAME_SLOT, KEY12, Keys(Single), Some(keys::rename), "keyspace", "Renames a key and overwrites the destination."),
     cmd("renamenx", 3, WRITE | FAST | SAME_SLOT, KEY12, Keys(Single), Some(keys::renamenx), "keyspace", "Renames a key only when the target key name doesn't exist."),
     cmd("copy", -3, WRITE | DENYOOM | SAME_SLOT, KEY12, Keys(Single), Some(keys::copy), "keyspace", "Copies the value of a key to a new key."),
+    cmd("dump", 2, READONLY, KEY1, Keys(Single), Some(dump::dump), "keyspace", "Returns a serialized representation of the value stored at a key."),
+    cmd("restore", -4, WRITE | DENYOOM, KEY1, Keys(Single), Some(dump::restore), "keyspace", "Creates a key from the serialized representation of a value."),
     cmd("keys", 2, READONLY, NOKEY, AllShards(Concat), Some(keys::keys), "keyspace", "Returns all key names that match a pattern."),
     cmd("scan", -2, READONLY, NOKEY, Cursor, Some(keys::scan), "keyspace", "Iterates over the key names in the database."),
     cmd("randomkey", 1, READONLY | RANDOM, NOKEY, AllShards(AnyNonNull), Some(keys::randomkey), "keyspace", "Returns a random key name from the database."),

@@ -26,6 +26,11 @@ impl Harness {
 
     /// Runs one command given as arguments.
     pub fn run_args(&mut self, argv: &[&[u8]]) -> String {
+        String::from_utf8_lossy(&self.run_raw(argv)).into_owned()
+    }
+
+    /// Runs one command; the reply's exact bytes.
+    pub fn run_raw(&mut self, argv: &[&[u8]]) -> Vec<u8> {
         let (buf, spans) = buf_and_spans(argv);
         let mut out = Out::new(self.proto);
         let mut ctx = Ctx {
@@ -34,7 +39,7 @@ impl Harness {
             rng: &mut self.rng,
         };
         execute(&mut self.db, Args::new(&buf, &spans), &mut ctx, &mut out);
-        String::from_utf8_lossy(&out.buf).into_owned()
+        out.buf
     }
 
     /// Runs one command given as space-separated words.
@@ -45,6 +50,47 @@ impl Harness {
 }
 
 pub(crate) use super::options::buf_and_spans;
+
+/// Every key's `TYPE`, dump of contents, and TTL, as replies: equal dumps mean equal data.
+pub fn contents(h: &mut Harness, keys: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for k in keys {
+        let ty = h.run(&format!("TYPE {k}"));
+        let body = match ty.as_str() {
+            "+string\r\n" => h.run(&format!("GET {k}")),
+            "+hash\r\n" => {
+                let mut lines: Vec<String> = h
+                    .run(&format!("HGETALL {k}"))
+                    .split("\r\n")
+                    .map(String::from)
+                    .collect();
+                lines.sort();
+                lines.join("|")
+            }
+            "+list\r\n" => h.run(&format!("LRANGE {k} 0 -1")),
+            "+set\r\n" => {
+                let mut lines: Vec<String> = h
+                    .run(&format!("SMEMBERS {k}"))
+                    .split("\r\n")
+                    .map(String::from)
+                    .collect();
+                lines.sort();
+                lines.join("|")
+            }
+            "+zset\r\n" => h.run(&format!("ZRANGE {k} 0 -1 WITHSCORES")),
+            "+stream\r\n" => format!(
+                "{}{}{}{}",
+                h.run(&format!("XRANGE {k} - +")),
+                h.run(&format!("XINFO STREAM {k}")),
+                h.run(&format!("XINFO GROUPS {k}")),
+                h.run(&format!("XPENDING {k} g - + 100"))
+            ),
+            _ => String::new(),
+        };
+        out.push(format!("{k} {ty} {body} {}", h.run(&format!("PTTL {k}"))));
+    }
+    out
+}
 
 /// RESP text of a bulk string.
 pub fn bulk(s: &str) -> String {

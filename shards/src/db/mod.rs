@@ -274,6 +274,14 @@ impl Db {
         keys.index_of(key).map(|i| keys.meta(i))
     }
 
+    /// Overwrites the access metadata of an existing key (RESTORE's IDLETIME and FREQ).
+    pub fn set_access_meta(&mut self, key: &[u8], meta: u32) {
+        let keys = &mut self.table_mut(key_slot(key)).keys;
+        if let Some(i) = keys.index_of(key) {
+            keys.set_meta(i, meta);
+        }
+    }
+
     /// The live value of `key`, for in-place change. Call `signal` after a change.
     #[inline]
     pub fn get_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Value> {

@@ -235,7 +235,7 @@ impl Stream {
     }
 
     /// How many entries were added up to and including `id`, when that can be known.
-    fn entries_up_to(&self, id: StreamId) -> Option<u64> {
+    pub(crate) fn entries_up_to(&self, id: StreamId) -> Option<u64> {
         if self.entries_added == 0 {
             return Some(0);
         }

@@ -1,0 +1,183 @@
+//! DUMP: a `Value` as Redis 7.0 serializes one (RDB version 10), in the plainest encodings it
+//! loads.
+
+use super::listpack::Writer;
+use super::*;
+use crate::command::streams::{Stream, StreamId};
+use crate::db::Value;
+
+/// Redis's stream node limits (`stream-node-max-entries`, `stream-node-max-bytes` defaults).
+const NODE_ENTRIES: usize = 100;
+const NODE_BYTES: usize = 4096;
+
+/// The DUMP payload of `value`: type, value, RDB version, CRC64.
+pub fn dump(value: &Value) -> Vec<u8> {
+    let mut w = Vec::new();
+    match value {
+        Value::Str(s) => {
+            w.push(T_STRING);
+            put_string(&mut w, s);
+        }
+        Value::List(l) => {
+            w.push(T_LIST);
+            put_len(&mut w, l.len() as u64);
+            for e in l.iter() {
+                put_string(&mut w, e);
+            }
+        }
+        Value::Set(s) => {
+            w.push(T_SET);
+            put_len(&mut w, s.len() as u64);
+            s.for_each(|m| put_string(&mut w, m));
+        }
+        Value::ZSet(z) => {
+            w.push(T_ZSET_2);
+            let all = z.members_and_scores();
+            put_len(&mut w, all.len() as u64);
+            for (m, s) in all {
+                put_string(&mut w, &m);
+                w.extend_from_slice(&s.to_le_bytes());
+            }
+        }
+        Value::Hash(h) => {
+            w.push(T_HASH);
+            put_len(&mut w, h.len() as u64);
+            for (f, v) in h.iter() {
+                put_string(&mut w, f);
+                put_string(&mut w, v);
+            }
+        }
+        Value::Stream(s) => {
+            w.push(T_STREAM_LISTPACKS_2);
+            put_stream(&mut w, s);
+        }
+    }
+    w.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = crc64(&w);
+    w.extend_from_slice(&crc.to_le_bytes());
+    w
+}
+
+/// A string, in an integer encoding when it is the canonical form of a 32-bit integer (as
+/// Redis's `rdbTryIntegerEncoding`).
+fn put_string(w: &mut Vec<u8>, s: &[u8]) {
+    let int = (s.len() <= 11)
+        .then(|| crate::num::parse_i64(s))
+        .flatten()
+        .filter(|n| n.to_string().as_bytes() == s);
+    if let Some(n) = int {
+        let code = LEN_ENCODED << 6;
+        if let Ok(n) = i8::try_from(n) {
+            w.push(code | ENC_INT8 as u8);
+            w.push(n as u8);
+            return;
+        } else if let Ok(n) = i16::try_from(n) {
+            w.push(code | ENC_INT16 as u8);
+            w.extend_from_slice(&n.to_le_bytes());
+            return;
+        } else if let Ok(n) = i32::try_from(n) {
+            w.push(code | ENC_INT32 as u8);
+            w.extend_from_slice(&n.to_le_bytes());
+            return;
+        }
+    }
+    put_len(w, s.len() as u64);
+    w.extend_from_slice(s);
+}
+
+fn put_id(w: &mut Vec<u8>, id: StreamId) {
+    put_len(w, id.ms);
+    put_len(w, id.seq);
+}
+
+fn raw_id(id: StreamId) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&id.ms.to_be_bytes());
+    b[8..].copy_from_slice(&id.seq.to_be_bytes());
+    b
+}
+
+fn put_stream(w: &mut Vec<u8>, s: &Stream) {
+    let nodes = stream_nodes(s);
+    put_len(w, nodes.len() as u64);
+    for (master, lp) in &nodes {
+        put_string(w, &raw_id(*master));
+        put_string(w, lp);
+    }
+    put_len(w, s.len() as u64);
+    put_id(w, s.last_id);
+    put_id(w, s.first_id());
+    put_id(w, s.max_deleted);
+    put_len(w, s.entries_added);
+    put_len(w, s.groups.len() as u64);
+    for (name, g) in &s.groups {
+        put_string(w, name);
+        put_id(w, g.last_id);
+        put_len(w, g.entries_read.unwrap_or(u64::MAX));
+        put_len(w, g.pel.len() as u64);
+        for (id, nack) in &g.pel {
+            w.extend_from_slice(&raw_id(*id));
+            w.extend_from_slice(&nack.delivery_ms.to_le_bytes());
+            put_len(w, nack.deliveries);
+        }
+        put_len(w, g.consumers.len() as u64);
+        for (cname, c) in &g.consumers {
+            put_string(w, cname);
+            w.extend_from_slice(&c.seen_ms.to_le_bytes());
+            put_len(w, c.pel.len() as u64);
+            for id in &c.pel {
+                w.extend_from_slice(&raw_id(*id));
+            }
+        }
+    }
+}
+
+/// The entries as Redis's listpack nodes: a master entry (count, deleted, the first entry's
+/// field names), then each entry relative to the master id, `SAME_FIELDS` when its field names
+/// are the master's.
+fn stream_nodes(s: &Stream) -> Vec<(StreamId, Vec<u8>)> {
+    let mut nodes = Vec::new();
+    let entries: Vec<_> = s.entries.iter().collect();
+    let mut start = 0;
+    while start < entries.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < entries.len() && end - start < NODE_ENTRIES && bytes < NODE_BYTES {
+            bytes += entries[end].1.iter().map(|f| f.len() + 2).sum::<usize>() + 8;
+            end += 1;
+        }
+        let (&master, first) = entries[start];
+        let names: Vec<&[u8]> = first.chunks(2).map(|p| &*p[0]).collect();
+        let mut lp = Writer::default();
+        lp.int((end - start) as i64);
+        lp.int(0);
+        lp.int(names.len() as i64);
+        for n in &names {
+            lp.str(n);
+        }
+        lp.int(0);
+        for &(&id, fields) in &entries[start..end] {
+            let same = fields.len() == names.len() * 2
+                && fields.chunks(2).zip(&names).all(|(p, n)| &*p[0] == *n);
+            lp.int(if same { 2 } else { 0 });
+            lp.int(id.ms.wrapping_sub(master.ms) as i64);
+            lp.int(id.seq.wrapping_sub(master.seq) as i64);
+            if same {
+                for p in fields.chunks(2) {
+                    lp.str(p.get(1).map_or(&[][..], |v| v));
+                }
+                lp.int(names.len() as i64 + 3);
+            } else {
+                let pairs = fields.len() / 2;
+                lp.int(pairs as i64);
+                for f in fields.iter().take(pairs * 2) {
+                    lp.str(f);
+                }
+                lp.int(pairs as i64 * 2 + 4);
+            }
+        }
+        nodes.push((master, lp.finish()));
+        start = end;
+    }
+    nodes
+}
