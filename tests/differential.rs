@@ -360,6 +360,17 @@ fn random_commands_answer_as_redis_server_does() {
     );
 }
 
+/// The number of listpack nodes XINFO STREAM reports (`radix-tree-keys`).
+fn radix_tree_keys(reply: &[u8]) -> Option<i64> {
+    let Ok(Some((Value::Array(items), _))) = resp::decode(reply) else {
+        return None;
+    };
+    items.chunks(2).find_map(|p| match (&p[0], &p[1]) {
+        (Value::Bulk(k), Value::Int(n)) if k == b"radix-tree-keys" => Some(*n),
+        _ => None,
+    })
+}
+
 /// What a key holds, read the same way on either server: its type, then its whole contents
 /// (sets and hashes sorted; a stream's entries, groups and pending summaries).
 fn contents(l: &mut Link, key: &[u8]) -> Vec<u8> {
@@ -376,6 +387,8 @@ fn contents(l: &mut Link, key: &[u8]) -> Vec<u8> {
         b"+zset\r\n" => out.extend(call(l, &[b"zrange", key, b"0", b"-1", b"withscores"])),
         b"+stream\r\n" => {
             out.extend(call(l, &[b"xrange", key, b"-", b"+"]));
+            let nodes = radix_tree_keys(&call(l, &[b"xinfo", b"stream", key]));
+            out.extend(format!("nodes {nodes:?}").into_bytes());
             let groups = call(l, &[b"xinfo", b"groups", key]);
             out.extend(&groups);
             if let Ok(Some((Value::Array(gs), _))) = resp::decode(&groups) {
@@ -547,4 +560,148 @@ fn dump_payloads_copy_both_ways_with_redis_server() {
     }
     eprintln!("{copied} keys copied both ways");
     assert!(copied > 50, "{copied}");
+}
+
+/// Streams laid out in Redis's listpack nodes: random XADD (field sets that repeat and change,
+/// integer and string values of 1 to 600 bytes), XDEL and trims (MAXLEN and MINID, `~` and
+/// `=`, LIMIT) under several node limits answer as redis-server does, and after every command
+/// both agree on the length and the number of nodes (XINFO STREAM's `radix-tree-keys`), and now
+/// and then on every entry.
+#[test]
+fn stream_nodes_and_approximate_trimming_follow_redis_server() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("redis-server is not installed: stream trimming comparison skipped");
+        return;
+    }
+    let redis = Redis::start().expect("redis-server");
+    let ours = Server::start("0", &[]);
+    let mut a = Link::new(ours.port);
+    let mut b = Link::new(redis.port);
+    let w = |s: &str| s.as_bytes().to_vec();
+    let mut compared = 0;
+    let mut trims_removing = 0;
+    for seed in 0..12u64 {
+        let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5713);
+        let (entries, bytes) = [
+            (100, 4096),
+            (3, 4096),
+            (10, 300),
+            (0, 500),
+            (7, 0),
+            (100, 1000),
+        ][(seed % 6) as usize];
+        for (name, v) in [
+            ("stream-node-max-entries", entries),
+            ("stream-node-max-bytes", bytes),
+        ] {
+            let set = vec![w("config"), w("set"), w(name), v.to_string().into_bytes()];
+            assert_eq!(a.call(&set), b"+OK\r\n");
+            assert_eq!(b.call(&set), b"+OK\r\n");
+        }
+        let flush = vec![w("flushall")];
+        a.call(&flush);
+        b.call(&flush);
+        let (mut ms, mut added) = (1u64, Vec::new());
+        let field_sets: [&[&str]; 5] = [&["a"], &["a", "b"], &["b", "a"], &["1", "2"], &["a"]];
+        let below = |rng: &mut Rng, n: u64| rng.below(n);
+        for i in 0..400 {
+            let min_arg = |rng: &mut Rng, added: &Vec<(u64, u64)>| -> Vec<u8> {
+                match added.get(rng.below(added.len().max(1) as u64) as usize) {
+                    Some((m, s)) => format!("{m}-{s}").into_bytes(),
+                    None => w("0"),
+                }
+            };
+            let trim_opts = |rng: &mut Rng, added: &Vec<(u64, u64)>| -> Vec<Vec<u8>> {
+                let mut o = Vec::new();
+                let maxlen = rng.below(2) == 0;
+                o.push(w(if maxlen { "MAXLEN" } else { "MINID" }));
+                let approx = rng.below(3) != 0;
+                match rng.below(3) {
+                    0 if approx => o.push(w("~")),
+                    0 | 1 => o.push(w(if approx { "~" } else { "=" })),
+                    _ if approx => o.push(w("~")),
+                    _ => {}
+                }
+                if maxlen {
+                    o.push(rng.below(60).to_string().into_bytes());
+                } else {
+                    o.push(min_arg(rng, added));
+                }
+                if approx && rng.below(3) == 0 {
+                    o.push(w("LIMIT"));
+                    o.push(rng.below(30).to_string().into_bytes());
+                }
+                o
+            };
+            let argv = match below(&mut rng, 10) {
+                0..=5 => {
+                    ms += below(&mut rng, 3);
+                    let seq = added
+                        .last()
+                        .map_or(0, |&(m, s)| if m == ms { s + 1 } else { 0 });
+                    let mut v = vec![w("xadd"), w("s")];
+                    if below(&mut rng, 6) == 0 {
+                        v.extend(trim_opts(&mut rng, &added));
+                    }
+                    v.push(format!("{ms}-{seq}").into_bytes());
+                    let fields = field_sets[below(&mut rng, 5) as usize];
+                    for f in fields {
+                        v.push(w(f));
+                        let value = match below(&mut rng, 4) {
+                            0 => below(&mut rng, 200_000).to_string().into_bytes(),
+                            1 => vec![b'x'; 1 + below(&mut rng, 600) as usize],
+                            2 => format!("-{}", below(&mut rng, 5000)).into_bytes(),
+                            _ => vec![b'v'; 1 + below(&mut rng, 40) as usize],
+                        };
+                        v.push(value);
+                    }
+                    added.push((ms, seq));
+                    v
+                }
+                6 | 7 => {
+                    let mut v = vec![w("xdel"), w("s")];
+                    for _ in 0..1 + below(&mut rng, 3) {
+                        v.push(min_arg(&mut rng, &added));
+                    }
+                    v
+                }
+                _ => {
+                    let mut v = vec![w("xtrim"), w("s")];
+                    v.extend(trim_opts(&mut rng, &added));
+                    v
+                }
+            };
+            let (x, y) = (a.call(&argv), b.call(&argv));
+            assert_eq!(
+                String::from_utf8_lossy(&x),
+                String::from_utf8_lossy(&y),
+                "seed {seed} #{i}: {}",
+                show(&argv)
+            );
+            if argv[0] == b"xtrim" && x != b":0\r\n" {
+                trims_removing += 1;
+            }
+            let info = vec![w("xinfo"), w("stream"), w("s")];
+            let (p, q) = (a.call(&info), b.call(&info));
+            assert_eq!(
+                radix_tree_keys(&p),
+                radix_tree_keys(&q),
+                "seed {seed} #{i}: nodes after {}",
+                show(&argv)
+            );
+            let len = vec![w("xlen"), w("s")];
+            assert_eq!(a.call(&len), b.call(&len), "seed {seed} #{i}");
+            if i % 50 == 49 {
+                let all = vec![w("xrange"), w("s"), w("-"), w("+")];
+                assert_eq!(a.call(&all), b.call(&all), "seed {seed} #{i}");
+            }
+            compared += 1;
+        }
+    }
+    eprintln!("{compared} stream commands compared, {trims_removing} XTRIMs removed entries");
+    assert!(trims_removing > 100, "{trims_removing}");
 }

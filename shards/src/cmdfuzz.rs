@@ -521,8 +521,9 @@ impl Node {
         out.buf
     }
 
-    /// The keyspace invariants: every key lives on the thread that owns its slot, and no
-    /// empty list, set, sorted set or hash is kept (Redis deletes them).
+    /// The keyspace invariants: every key lives on the thread that owns its slot, no empty
+    /// list, set, sorted set or hash is kept (Redis deletes them), and a stream's node layout
+    /// describes its entries.
     pub fn check(&mut self) -> Result<(), String> {
         for t in 0..self.dbs.len() {
             let keys = self.apply(t, &[b"keys".to_vec(), b"*".to_vec()]);
@@ -539,6 +540,10 @@ impl Node {
                         "key {:?} is on thread {t}, its slot's owner is {owner}",
                         String::from_utf8_lossy(&k)
                     ));
+                }
+                if let Some(crate::db::Value::Stream(st)) = self.dbs[t].peek(&k) {
+                    st.check_nodes()
+                        .map_err(|e| format!("stream {:?}: {e}", String::from_utf8_lossy(&k)))?;
                 }
                 let ty = self.apply(t, &[b"type".to_vec(), k.clone()]);
                 let len_cmd: &[u8] = match &ty[..] {

@@ -64,7 +64,6 @@ pub static INERT: &[Inert] = &[
     p("loading-process-events-interval-bytes", "2097152", Int),
     p("list-compress-depth", "0", Int),
     p("hll-sparse-max-bytes", "3000", Int),
-    p("stream-node-max-bytes", "4096", Int),
     p("activerehashing", "yes", Bool),
     p("activedefrag", "no", Bool),
     p("active-defrag-cycle-min", "1", Int),

@@ -502,8 +502,15 @@ pub static PARAMS: &[Param] = &[
     tunable_param!(
         "stream-node-max-entries",
         stream_node_max_entries,
-        1,
-        999_999_999,
-        "Stream entries per node: the unit approximate (~) trimming removes (default 100)."
+        0,
+        i64::MAX as u64,
+        "Most entries of a stream node, deleted ones included (0: no limit; default 100). Nodes are what approximate (~) trimming removes whole."
+    ),
+    tunable_param!(
+        "stream-node-max-bytes",
+        stream_node_max_bytes,
+        0,
+        i64::MAX as u64,
+        "Most bytes of a stream node's listpack (0: 1 GiB; default 4096), as Redis lays it out."
     ),
 ];

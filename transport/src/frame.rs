@@ -19,8 +19,11 @@
 ///    reads it as a bad reply, which it treats like the bare close it got before.
 /// 5: the `Retry` log entry (a blocked client retried after a key it waits on changed); a
 ///    version-4 replica could not apply it and would stop, so the handshake refuses it.
-pub const WIRE_MIN: u8 = 5;
-pub const WIRE_MAX: u8 = 5;
+/// 6: streams laid out in Redis's listpack nodes (snapshot format 2 carries the layout, and
+///    XADD, XDEL and XTRIM decide by it): a version-5 replica would apply the same log entries
+///    to a different result, so the handshake refuses it.
+pub const WIRE_MIN: u8 = 6;
+pub const WIRE_MAX: u8 = 6;
 
 const FRAME: usize = 8;
 const KIND_HELLO: u8 = 1;

@@ -5,8 +5,10 @@ use crate::evict::Policy;
 /// Settings the command layer reads (CONFIG SET changes them on every shard thread).
 #[derive(Clone, Copy, Debug)]
 pub struct Tunables {
-    /// Entries per stream node: the unit approximate (`~`) trimming removes.
+    /// Most entries (deleted ones included) of a stream node (0: no limit).
     pub stream_node_max_entries: usize,
+    /// Most bytes of a stream node's listpack (0: Redis's bound, 1 GiB).
+    pub stream_node_max_bytes: u64,
     /// `notify-keyspace-events` as `notify::class` bits; 0 turns notifications off.
     pub notify_keyspace_events: u32,
     /// Node-wide memory limit in bytes (0: none); enforced by the driver, which calls `evict`.
@@ -52,6 +54,13 @@ impl Tunables {
         }
     }
 
+    pub fn stream_limits(&self) -> crate::command::streams::NodeLimits {
+        crate::command::streams::NodeLimits {
+            bytes: self.stream_node_max_bytes,
+            entries: self.stream_node_max_entries as u64,
+        }
+    }
+
     pub fn zset_limits(&self) -> PackLimits {
         PackLimits {
             entries: self.zset_max_listpack_entries,
@@ -64,6 +73,7 @@ impl Default for Tunables {
     fn default() -> Self {
         Tunables {
             stream_node_max_entries: 100,
+            stream_node_max_bytes: 4096,
             notify_keyspace_events: 0,
             maxmemory: 0,
             maxmemory_policy: Policy::NoEviction,

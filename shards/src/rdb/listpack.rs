@@ -66,6 +66,56 @@ fn put_backlen(w: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// The integer a string is stored as in a listpack: its canonical decimal form only (as Redis's
+/// `lpStringToInt64`: no sign but `-`, no leading zeros, no `-0`).
+pub fn as_int(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    crate::num::parse_i64(s).filter(|n| {
+        let mut buf = [0u8; 20];
+        crate::num::format_i64(*n, &mut buf) == s
+    })
+}
+
+/// The encoding bytes of integer `v` (its tag included).
+fn int_encoding_len(v: i64) -> usize {
+    if (0..=127).contains(&v) {
+        1
+    } else if (-4096..=4095).contains(&v) {
+        2
+    } else if i16::try_from(v).is_ok() {
+        3
+    } else if (-(1 << 23)..1 << 23).contains(&v) {
+        4
+    } else if i32::try_from(v).is_ok() {
+        5
+    } else {
+        9
+    }
+}
+
+/// The bytes integer element `v` takes in a listpack (its back-length included).
+pub fn int_size(v: i64) -> usize {
+    int_encoding_len(v) + 1
+}
+
+/// The bytes string element `s` takes in a listpack, as an integer when it is one.
+pub fn str_size(s: &[u8]) -> usize {
+    if let Some(v) = as_int(s) {
+        return int_size(v);
+    }
+    let header = match s.len() {
+        0..=63 => 1,
+        64..=4095 => 2,
+        _ => 5,
+    };
+    header + s.len() + backlen_size(header + s.len())
+}
+
+/// The bytes of a listpack's header and end marker.
+pub const OVERHEAD: usize = 7;
+
 /// The elements of a listpack.
 pub fn listpack(b: &[u8]) -> Res<Vec<Elem<'_>>> {
     if b.len() < 7 || le(&b[..4]) != b.len() as u64 {
@@ -160,7 +210,11 @@ impl Writer {
         self.entry(start);
     }
 
+    /// Appends a string element, as an integer when it is one (as Redis's `lpAppend`).
     pub fn str(&mut self, s: &[u8]) {
+        if let Some(v) = as_int(s) {
+            return self.int(v);
+        }
         let start = self.body.len();
         let w = &mut self.body;
         let n = s.len();

@@ -6,7 +6,7 @@ use crate::bytes::SmallBytes;
 use crate::command::hashes::Hash;
 use crate::command::lists::List;
 use crate::command::sets::Set;
-use crate::command::streams::{Consumer, Group, Nack, Stream, StreamId};
+use crate::command::streams::{Consumer, Group, Nack, Node, Stream, StreamId};
 use crate::command::zsets::ZSet;
 use crate::db::{Tunables, Value};
 use std::borrow::Cow;
@@ -346,8 +346,9 @@ fn stream(r: &mut Cur, ty: u8) -> Res<Stream> {
         let master = raw_id(&key)?;
         let lp = r.string()?;
         let elems = listpack::listpack(&lp)?;
-        stream_node(&mut s, master, &elems)?;
+        stream_node(&mut s, master, &elems, lp.len() as u64)?;
     }
+    s.check_nodes()?;
     let length = r.len()?;
     if length != s.entries.len() as u64 {
         return Err("a stream's length differs from its entries");
@@ -434,8 +435,8 @@ fn stream(r: &mut Cur, ty: u8) -> Res<Stream> {
 const FLAG_DELETED: i64 = 1;
 const FLAG_SAME_FIELDS: i64 = 2;
 
-/// Adds the entries of one listpack node.
-fn stream_node(s: &mut Stream, master: StreamId, e: &[Elem]) -> Res<()> {
+/// Adds one listpack node and its entries (`bytes`: the listpack's size).
+fn stream_node(s: &mut Stream, master: StreamId, e: &[Elem], bytes: u64) -> Res<()> {
     let mut at = 0;
     let next = |at: &mut usize| -> Res<Elem> {
         let x = *e.get(*at).ok_or("a stream node ends mid-entry")?;
@@ -499,8 +500,22 @@ fn stream_node(s: &mut Stream, master: StreamId, e: &[Elem]) -> Res<()> {
     if valid != count || gone != deleted {
         return Err("a stream node's counts differ from its entries");
     }
-    if valid == 0 && gone == 0 {
+    let Some(last) = last else {
         return Err("an empty stream node");
+    };
+    if s.nodes
+        .last_key_value()
+        .is_some_and(|(_, n)| n.last >= master)
+    {
+        return Err("stream nodes overlap");
     }
+    let node = Node {
+        live: valid as u64,
+        deleted: gone as u64,
+        fields: master_fields.iter().map(|f| SmallBytes::new(f)).collect(),
+        last,
+        bytes,
+    };
+    s.nodes.insert(master, node);
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! CRC64 of both. `save` writes what Redis 7.0 loads; `load` reads every encoding Redis 7.0 and
 //! 7.2 write, trusting nothing (see ARCHITECTURE.md, "DUMP and RESTORE").
 
-mod listpack;
+pub mod listpack;
 mod load;
 mod save;
 

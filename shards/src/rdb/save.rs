@@ -1,14 +1,10 @@
 //! DUMP: a `Value` as Redis 7.0 serializes one (RDB version 10), in the plainest encodings it
 //! loads.
 
-use super::listpack::Writer;
+use super::listpack::{self, Writer};
 use super::*;
 use crate::command::streams::{Stream, StreamId};
 use crate::db::Value;
-
-/// Redis's stream node limits (`stream-node-max-entries`, `stream-node-max-bytes` defaults).
-const NODE_ENTRIES: usize = 100;
-const NODE_BYTES: usize = 4096;
 
 /// The DUMP payload of `value`: type, value, RDB version, CRC64.
 pub fn dump(value: &Value) -> Vec<u8> {
@@ -61,10 +57,7 @@ pub fn dump(value: &Value) -> Vec<u8> {
 /// A string, in an integer encoding when it is the canonical form of a 32-bit integer (as
 /// Redis's `rdbTryIntegerEncoding`).
 fn put_string(w: &mut Vec<u8>, s: &[u8]) {
-    let int = (s.len() <= 11)
-        .then(|| crate::num::parse_i64(s))
-        .flatten()
-        .filter(|n| n.to_string().as_bytes() == s);
+    let int = (s.len() <= 11).then(|| listpack::as_int(s)).flatten();
     if let Some(n) = int {
         let code = LEN_ENCODED << 6;
         if let Ok(n) = i8::try_from(n) {
@@ -132,33 +125,28 @@ fn put_stream(w: &mut Vec<u8>, s: &Stream) {
     }
 }
 
-/// The entries as Redis's listpack nodes: a master entry (count, deleted, the first entry's
-/// field names), then each entry relative to the master id, `SAME_FIELDS` when its field names
-/// are the master's.
+/// The entries as Redis's listpack nodes, in the stream's own node layout: a master entry
+/// (count, deleted, the node's field names), then each entry relative to the master id,
+/// `SAME_FIELDS` when its field names are the master's. Deleted entries are not kept here, so
+/// a node is written with its live entries only (a node with none is left out).
 fn stream_nodes(s: &Stream) -> Vec<(StreamId, Vec<u8>)> {
     let mut nodes = Vec::new();
-    let entries: Vec<_> = s.entries.iter().collect();
-    let mut start = 0;
-    while start < entries.len() {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < entries.len() && end - start < NODE_ENTRIES && bytes < NODE_BYTES {
-            bytes += entries[end].1.iter().map(|f| f.len() + 2).sum::<usize>() + 8;
-            end += 1;
+    for (&master, node) in &s.nodes {
+        if node.live == 0 {
+            continue;
         }
-        let (&master, first) = entries[start];
-        let names: Vec<&[u8]> = first.chunks(2).map(|p| &*p[0]).collect();
+        let names = &node.fields;
         let mut lp = Writer::default();
-        lp.int((end - start) as i64);
+        lp.int(node.live as i64);
         lp.int(0);
         lp.int(names.len() as i64);
-        for n in &names {
+        for n in names.iter() {
             lp.str(n);
         }
         lp.int(0);
-        for &(&id, fields) in &entries[start..end] {
+        for (&id, fields) in s.entries.range(master..=node.last) {
             let same = fields.len() == names.len() * 2
-                && fields.chunks(2).zip(&names).all(|(p, n)| &*p[0] == *n);
+                && fields.chunks(2).zip(names.iter()).all(|(p, n)| p[0] == *n);
             lp.int(if same { 2 } else { 0 });
             lp.int(id.ms.wrapping_sub(master.ms) as i64);
             lp.int(id.seq.wrapping_sub(master.seq) as i64);
@@ -177,7 +165,6 @@ fn stream_nodes(s: &Stream) -> Vec<(StreamId, Vec<u8>)> {
             }
         }
         nodes.push((master, lp.finish()));
-        start = end;
     }
     nodes
 }

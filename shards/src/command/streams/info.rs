@@ -100,11 +100,11 @@ fn groups(s: &Stream, out: &mut Out) {
     }
 }
 
-/// The fields XINFO STREAM shares between its short and FULL forms. Shardline keeps entries in
-/// a B-tree, not a radix tree of listpacks: `radix-tree-keys` and `radix-tree-nodes` report the
-/// number of `stream-node-max-entries`-sized nodes Redis would use, an estimate.
+/// The fields XINFO STREAM shares between its short and FULL forms. `radix-tree-keys` is the
+/// number of Redis's listpack nodes (tracked exactly); `radix-tree-nodes`, the radix tree's inner
+/// nodes, is estimated as one more.
 fn stream_header(s: &Stream, out: &mut Out) {
-    let nodes = s.len().div_ceil(100).max(1) as i64;
+    let nodes = s.nodes.len() as i64;
     out.bulk(b"length");
     out.int(s.len() as i64);
     out.bulk(b"radix-tree-keys");

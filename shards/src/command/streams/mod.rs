@@ -4,6 +4,7 @@
 
 mod groups;
 mod info;
+mod nodes;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ use super::{Args, Ctx, create, err, modify, read};
 use crate::bytes::SmallBytes;
 use crate::db::Db;
 use crate::reply::Out;
+pub use nodes::{Node, NodeLimits};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound::Included;
 
@@ -182,6 +184,9 @@ pub struct Group {
 #[derive(Clone, Debug, Default)]
 pub struct Stream {
     pub entries: BTreeMap<StreamId, Fields>,
+    /// Redis's listpack nodes, by master id (`nodes.rs`): every entry lies in the last node
+    /// whose master id is at most its id.
+    pub nodes: BTreeMap<StreamId, Node>,
     /// The largest id ever added (or set by XSETID); never decreases.
     pub last_id: StreamId,
     /// The largest id removed by XDEL.
@@ -217,7 +222,13 @@ impl Stream {
             .values()
             .map(|g| 128 + (g.pel.len() * 2 + g.consumers.len()) * 64)
             .sum();
-        crate::mem::alloc_size(std::mem::size_of::<Stream>()) + entries + groups
+        let per_node = (std::mem::size_of::<StreamId>() + std::mem::size_of::<Node>()) * 3 / 2;
+        let nodes: usize = self
+            .nodes
+            .values()
+            .map(|n| per_node + n.fields.iter().map(SmallBytes::heap_bytes).sum::<usize>())
+            .sum();
+        crate::mem::alloc_size(std::mem::size_of::<Stream>()) + entries + groups + nodes
     }
 
     pub fn first_id(&self) -> StreamId {
@@ -291,9 +302,9 @@ impl Stream {
         }
     }
 
-    /// Removes `id`; true if it was there.
+    /// Removes `id` (XDEL); true if it was there.
     fn delete(&mut self, id: StreamId) -> bool {
-        if self.entries.remove(&id).is_none() {
+        if !self.remove_entry(id) {
             return false;
         }
         if id > self.max_deleted {
@@ -303,27 +314,12 @@ impl Stream {
     }
 
     /// Applies a trimming rule; returns the number of entries removed.
-    fn trim(&mut self, t: &Trim, node_entries: usize) -> usize {
-        let excess = match t.strategy {
-            Strategy::MaxLen(n) => self.len().saturating_sub(n as usize),
-            Strategy::MinId(min) => self.entries.range(..min).count(),
+    fn trim(&mut self, t: &Trim) -> usize {
+        let (max_len, min_id) = match t.strategy {
+            Strategy::MaxLen(n) => (Some(n), StreamId::MIN),
+            Strategy::MinId(min) => (None, min),
         };
-        let n = if t.approx {
-            let node = node_entries.max(1);
-            let nodes = excess / node;
-            let nodes = if t.limit > 0 {
-                nodes.min(t.limit / node)
-            } else {
-                nodes
-            };
-            nodes * node
-        } else {
-            excess
-        };
-        for _ in 0..n {
-            self.entries.pop_first();
-        }
-        n
+        self.trim_nodes(max_len, min_id, t.approx, t.limit as u64) as usize
     }
 }
 
@@ -545,6 +541,7 @@ fn next_id(s: &Stream, want: &NewId, now_ms: u64) -> Result<StreamId, &'static s
 
 pub fn xadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let node_entries = db.tunables.stream_node_max_entries;
+    let lim = db.tunables.stream_limits();
     let Some(opts) = add_or_trim_args(&a, true, node_entries, out) else {
         return;
     };
@@ -579,11 +576,11 @@ pub fn xadd(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let values: Fields = (opts.id_at + 1..a.len())
         .map(|i| SmallBytes::new(a.get(i)))
         .collect();
-    s.entries.insert(id, values);
+    s.append(id, values, lim);
     s.last_id = id;
     s.entries_added += 1;
     if let Some(t) = &opts.trim {
-        s.trim(t, node_entries);
+        s.trim(t);
     }
     reply_id(out, id);
 }
@@ -669,7 +666,7 @@ pub fn xtrim(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     let Ok(s) = modify::<Stream>(db, key, c.now_ms, out) else {
         return;
     };
-    let removed = s.map_or(0, |s| s.trim(&trim, node_entries));
+    let removed = s.map_or(0, |s| s.trim(&trim));
     if removed > 0 {
         db.signal(key);
     }

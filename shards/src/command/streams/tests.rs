@@ -142,6 +142,31 @@ fn ranges_counts_and_exclusive_bounds() {
     assert_eq!(h.run("XRANGE s - + LIMIT 1"), error("ERR syntax error"));
 }
 
+/// Issue 15's reproducers, with what redis-server 7.0 answers: `~` removes a whole node when
+/// the rule allows it all (MAXLEN ~ 0 empties a small stream), never part of one (MINID ~ keeps a
+/// node whose last entry is not below the id), and `=` marks entries inside the node.
+#[test]
+fn approximate_trimming_removes_the_nodes_redis_removes() {
+    let mut h = Harness::new();
+    for i in 1..=10 {
+        h.run(&format!("XADD k {i}-1 f v"));
+    }
+    assert_eq!(h.run("XTRIM k MAXLEN ~ 0"), int(10));
+    for i in 1..=10 {
+        h.run(&format!("XADD k 1{i}-1 f v"));
+    }
+    assert_eq!(h.run("XADD k MINID ~ 15 200-1 f v"), bulk("200-1"));
+    assert_eq!(h.run("XLEN k"), int(11));
+    assert_eq!(h.run("XADD k MINID ~ 111 201-1 f v"), bulk("201-1"));
+    assert_eq!(h.run("XLEN k"), int(12));
+    assert_eq!(h.run("XTRIM k MINID = 111"), int(10));
+    let info = h.run("XINFO STREAM k");
+    assert!(
+        info.starts_with("*20\r\n$6\r\nlength\r\n:2\r\n$15\r\nradix-tree-keys\r\n:1\r\n"),
+        "{info}"
+    );
+}
+
 #[test]
 fn trimming_exact_and_approximate() {
     let mut h = Harness::new();
