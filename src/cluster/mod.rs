@@ -606,6 +606,41 @@ impl Cluster {
         }
     }
 
+    /// What this node's own replica of `v` knows (its term and leader, 0: none), which routes
+    /// `v` whatever was noted before: Raft's term only grows, and a replica's view is never a
+    /// peer's claim. Whether the routing table changed.
+    pub fn set_leader(&self, v: VShardId, term: u64, leader: RaftId) -> bool {
+        let new = pack_leader(term, leader);
+        let changed = self.leaders[v.0 as usize].swap(new, Ordering::AcqRel) != new;
+        if changed {
+            self.epoch.fetch_add(1, Ordering::Relaxed);
+        }
+        changed
+    }
+
+    /// A leader's hint about a group with no replica here: as `note_leader`, and also taken
+    /// whatever its term while no leader is known (after `forget_leader`), so a term that was
+    /// wrong (a peer's bug or malice) cannot keep the slot unrouted.
+    pub fn note_hint(&self, v: VShardId, term: u64, leader: RaftId) -> bool {
+        let slot = &self.leaders[v.0 as usize];
+        let old = slot.load(Ordering::Acquire);
+        if old & LEADER_MASK == 0
+            && leader != 0
+            && slot
+                .compare_exchange(
+                    old,
+                    pack_leader(term, leader),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        {
+            self.epoch.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        self.note_leader(v, term, leader)
+    }
+
     /// `peer` is down: vShards this node knew it to lead have no known leader (routing answers
     /// `-TRYAGAIN` instead of sending clients to a dead node) until a newer term's leader is
     /// heard of.

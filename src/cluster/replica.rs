@@ -277,6 +277,10 @@ impl Replicas {
     /// The node-level failure detector says `peer` is gone: every group it leads here elects
     /// at once instead of waiting for a timer (quiet groups run none).
     fn peer_down(&mut self, peer: RaftId) {
+        // What it sent and was not stepped yet is dropped (Raft tolerates lost messages): its
+        // last quiet append, stepped after this, would make a follower wait quietly for a
+        // leader that is gone, with no timer to end the wait.
+        self.incoming.retain(|(_, from, _)| *from != peer);
         self.c.up[peer as usize - 1].store(false, std::sync::atomic::Ordering::Relaxed);
         self.peers[peer as usize - 1].heard = None;
         for g in 0..self.groups.len() as u32 {

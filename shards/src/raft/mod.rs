@@ -635,7 +635,7 @@ impl Group {
             // Only from the leader this replica follows, in its term (checked below).
             Msg::TimeoutNow { .. } => self.leader == Some(from),
         };
-        if !known {
+        if !known || !msg.well_formed() {
             return;
         }
         if self.role == Role::Leader {
@@ -848,6 +848,9 @@ impl Group {
         if self.role != Role::Leader || term != self.term {
             return;
         }
+        // A follower cannot have matched past what this leader holds (a peer that says so is
+        // wrong, and would push the leader's next index past its log).
+        let last = last.min(self.last().index);
         let Some(m) = self.matched.get_mut(&from) else {
             return; // removed since it was sent to
         };

@@ -97,7 +97,64 @@ pub enum Msg {
     },
 }
 
+/// Terms and log indexes a message may carry: far beyond any a group reaches (2^62 elections
+/// or entries), and far enough below `u64::MAX` that no `+ 1` on them overflows. A message past
+/// them, or one no correct peer sends, is a peer's bug or malice and is dropped
+/// (`Msg::well_formed`). A group's own terms are not limited (a group pushed to the limit by
+/// such a peer must still elect): 3 * 2^62 elections remain before a term overflows.
+pub const TERM_LIMIT: u64 = 1 << 62;
+pub const INDEX_LIMIT: u64 = 1 << 62;
+
 impl Msg {
+    /// Whether a correct peer could have sent this: every term and index within `TERM_LIMIT`
+    /// and `INDEX_LIMIT`, an append's entries numbered on from `prev` with terms that never
+    /// decrease and never pass the leader's, a snapshot no newer than its sender's term with its
+    /// chunk inside it.
+    pub fn well_formed(&self) -> bool {
+        let log = |l: &LogId| l.term < TERM_LIMIT && l.index < INDEX_LIMIT;
+        let index = |i: &u64| *i < INDEX_LIMIT;
+        self.term() < TERM_LIMIT
+            && match self {
+                Msg::Vote { last, .. } | Msg::PreVote { last, .. } => log(last),
+                Msg::VoteReply { .. } | Msg::PreVoteReply { .. } | Msg::TimeoutNow { .. } => true,
+                Msg::Append {
+                    term,
+                    prev,
+                    entries,
+                    commit,
+                    ..
+                } => {
+                    let mut at = prev.index;
+                    let mut t = prev.term;
+                    log(prev)
+                        && prev.term <= *term
+                        && index(commit)
+                        && entries.iter().all(|e| {
+                            let ok = e.index == at + 1 && e.term >= t && e.term <= *term;
+                            at = e.index;
+                            t = e.term;
+                            ok && index(&e.index)
+                        })
+                }
+                Msg::AppendReply { last, .. } => index(last),
+                Msg::Snapshot {
+                    term,
+                    last,
+                    offset,
+                    total,
+                    data,
+                } => {
+                    log(last)
+                        && last.term <= *term
+                        && index(total)
+                        && offset
+                            .checked_add(data.len() as u64)
+                            .is_some_and(|end| end <= *total)
+                }
+                Msg::SnapshotAck { last, offset, .. } => index(last) && index(offset),
+            }
+    }
+
     pub(super) fn term(&self) -> u64 {
         match self {
             Msg::Vote { term, .. }

@@ -75,16 +75,21 @@ impl Replicas {
         }
     }
 
-    /// A leader's hint from `peer`: routing learns the leader and voters; a replica here that
-    /// the committed voters leave out (and that is no learner either: learners are not in the
-    /// hint) is dropped if this node is not placed there any more.
+    /// A leader's hint from `peer`: routing learns the leader and voters of a group with no
+    /// replica here (a replica's own Raft state routes its group: a peer's word, a wrong term
+    /// included, must not override it); a replica here that the committed voters leave out (and
+    /// that is no learner either: learners are not in the hint) is dropped if this node is not
+    /// placed there any more.
     pub(super) fn hint(&mut self, peer: RaftId, h: super::super::Hint) {
         let v = VShardId(h.group);
-        self.c.note_leader(v, h.term, peer);
+        let held = self.groups[h.group as usize].is_some();
+        if !held {
+            self.c.note_hint(v, h.term, peer);
+        }
         if h.group as u32 >= self.meta_g || h.voters == 0 {
             return;
         }
-        if self.c.leader(v) == peer {
+        if !held && self.c.leader(v) == peer {
             self.c.set_replicas(v, h.voters);
         }
         let me = super::super::mask(std::iter::once(self.c.me));

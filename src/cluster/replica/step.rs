@@ -288,7 +288,7 @@ impl Shard {
                 raft::Role::Leader => c.me,
                 _ => grp.leader().unwrap_or(0),
             };
-            if c.note_leader(VShardId(*g as u16), grp.term(), leader) && leader == c.me {
+            if c.set_leader(VShardId(*g as u16), grp.term(), leader) && leader == c.me {
                 r.hint_due = now;
             }
             if *g != r.meta_g {

@@ -763,3 +763,99 @@ fn a_blank_replica_created_on_demand_gives_no_vote_until_it_holds_the_log() {
     let mut listed = Group::new(cfg(2, vec![1, 2, 3]));
     assert!(vote(&mut listed), "a member of a new group votes");
 }
+
+/// A peer's messages that no correct peer sends are dropped whole (`Msg::well_formed`): terms
+/// or indexes past the limits (their `+ 1` would overflow), appends whose entries do not number
+/// on from `prev` or outrun the leader's term, snapshot chunks outside their snapshot. And a
+/// follower that claims to have matched past the leader's log moves nothing past it.
+#[test]
+fn messages_no_correct_peer_sends_change_nothing() {
+    let cfg = |id| three(id, 5);
+    let mut a = Group::new(cfg(1));
+    let term = elect(&mut a, &[2]);
+    a.take_ready();
+    let before = (a.term(), a.role(), a.last_id());
+    let entry = |term, index| Entry {
+        term,
+        index,
+        data: b"x".to_vec().into(),
+    };
+    let hostile = [
+        Msg::Vote {
+            term: u64::MAX,
+            last: LogId::default(),
+        },
+        Msg::Append {
+            term: TERM_LIMIT,
+            prev: LogId::default(),
+            entries: vec![],
+            commit: 0,
+            quiet: true,
+            ctx: 0,
+        },
+        Msg::Append {
+            term: term + 1,
+            prev: LogId::default(),
+            entries: vec![entry(term, 1), entry(term, 3)],
+            commit: 3,
+            quiet: false,
+            ctx: 0,
+        },
+        Msg::Append {
+            term: term + 1,
+            prev: LogId::default(),
+            entries: vec![entry(term + 2, 1)],
+            commit: 1,
+            quiet: false,
+            ctx: 0,
+        },
+        Msg::Snapshot {
+            term: term + 1,
+            last: LogId {
+                term: term + 1,
+                index: INDEX_LIMIT,
+            },
+            offset: 0,
+            total: 10,
+            data: Bytes::from_static(b"0123456789"),
+        },
+        Msg::Snapshot {
+            term: term + 1,
+            last: LogId { term, index: 5 },
+            offset: 8,
+            total: 10,
+            data: Bytes::from_static(b"0123"),
+        },
+    ];
+    for m in hostile {
+        assert!(!m.well_formed(), "{m:?}");
+        a.step(2, m);
+        assert_eq!((a.term(), a.role(), a.last_id()), before);
+    }
+    // An acknowledgement past the leader's log: the match stops at the log's end.
+    let last = a.last_id().index;
+    a.step(
+        2,
+        Msg::AppendReply {
+            term,
+            success: true,
+            last: last + 1000,
+            ctx: 0,
+        },
+    );
+    let i = a.propose(b"y".to_vec()).unwrap();
+    assert_eq!(i, last + 1);
+    let r = a.take_ready();
+    assert!(
+        r.committed.iter().all(|e| e.index <= last),
+        "{:?}",
+        r.committed
+    );
+    // The next append to that follower continues from the leader's log, not past it.
+    let to_2: Vec<_> = r.messages.iter().filter(|m| m.to == 2).collect();
+    assert!(
+        to_2.iter()
+            .any(|m| matches!(&m.msg, Msg::Append { prev, .. } if prev.index == last)),
+        "{to_2:?}"
+    );
+}
