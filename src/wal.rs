@@ -1,7 +1,7 @@
 //! The file driver of the write-ahead log (`shardline_shards::wal`): runs an engine's batches
 //! against real segment files under `data-dir/wal/shard-<n>/` and opens a log from them, with
 //! blocking `std::fs` calls. A shard thread hands its batches that fsync to its `Flusher`, a
-//! helper thread, so it keeps serving while the disk works (ARCHITECTURE.md, replication on the
+//! helper thread, so it keeps serving while the disk works (docs/design/replication.md, replication on the
 //! shard threads, "The log flush runs on a helper thread": io_uring's fsync measured 650-870 µs
 //! per flush here, the helper's 300-400 µs, then about 120 µs with zero-extended segments).
 

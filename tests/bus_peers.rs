@@ -7,7 +7,7 @@
 //! Raft does not survive a Byzantine member: one that votes twice, acknowledges what it does not
 //! hold or pushes terms to their limit can make a vShard lose writes or stay without a leader.
 //! So neither data nor availability is checked here, only that no input from a peer ends or
-//! stalls a node (ARCHITECTURE.md, "Hardening"; authenticating members is issue 20's).
+//! stalls a node (docs/design/hardening.md; authenticating members is issue 20's).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Blocking commands on a replicated cluster of real processes (ARCHITECTURE "Blocking
+//! Blocking commands on a replicated cluster of real processes (docs/design/commands.md "Blocking
 //! commands", step 5): they wait on the slot's leader and pop through the log, so every replica
 //! pops the same element; racing timeouts lose nothing; a leader cut off from its quorum sends
 //! its waiters elsewhere.

@@ -1,5 +1,5 @@
 //! The cluster's metadata as a replicated state machine (issue 3, cluster formation, step 1 in
-//! ARCHITECTURE.md): the cluster id, an epoch bumped by every change, the nodes, and where every
+//! docs/design/formation.md): the cluster id, an epoch bumped by every change, the nodes, and where every
 //! vShard's replicas are to be. Sans-IO and deterministic: the metadata group feeds it committed
 //! commands, every node applies them in the same order and holds the same state; the vShards'
 //! leaders walk their groups to `replicas` with `raft::conf::next_change`. Removing a node is

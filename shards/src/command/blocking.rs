@@ -2,7 +2,7 @@
 //! BZMPOP. [`parse`] finds the keys a command waits on and its timeout; [`try_serve`] runs it once
 //! without blocking and says whether it was served. The handlers in the table are that single try
 //! with a nil answer, which is what these commands do inside MULTI. Waiting (parking the request,
-//! waking it when a key is written, timeouts) is the driver's; see ARCHITECTURE.md.
+//! waking it when a key is written, timeouts) is the driver's; see docs/design/commands.md.
 
 use super::{Args, Ctx, execute, modify};
 use crate::db::{Db, Value};

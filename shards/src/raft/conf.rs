@@ -1,5 +1,5 @@
 //! Group membership: who votes, who only learns, how a change is carried in the log, and the
-//! snapshot blob that records the membership at a snapshot's last entry (ARCHITECTURE.md,
+//! snapshot blob that records the membership at a snapshot's last entry (docs/design/replication.md,
 //! "Membership changes in the Raft core"). Pure data and codecs; the rules of when a change
 //! may be proposed and when it takes effect are in `Group`.
 

@@ -1,5 +1,5 @@
 //! Membership changes of a group (one server at a time, with learners): the membership in
-//! effect, proposing a change, and who may vote and stand. The rules are in ARCHITECTURE.md,
+//! effect, proposing a change, and who may vote and stand. The rules are in docs/design/replication.md,
 //! "Membership changes in the Raft core".
 
 use super::{ConfChange, ConfError, Entry, Group, Membership, NodeId, Role};

@@ -1,6 +1,6 @@
 //! The Raft core of one vShard replica (issue 3), sans-IO and tick-driven, in the shape of
 //! raft-rs: `tick`, `step`, `propose`, then `take_ready` hands back what to persist, what to send
-//! once persisted, and what to apply. Chosen over openraft (ARCHITECTURE.md records why).
+//! once persisted, and what to apply. Chosen over openraft (docs/design/replication.md records why).
 //! Membership changes one server at a time, with learners (`conf.rs`, `propose_conf`).
 //!
 //! Call order: `Group::new` (or `restore` from persisted state) → any of `tick` / `step` /

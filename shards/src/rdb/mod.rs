@@ -1,6 +1,6 @@
 //! Redis's serialization of one value (DUMP and RESTORE): an RDB value, the RDB version and a
 //! CRC64 of both. `save` writes what Redis 7.0 loads; `load` reads every encoding Redis 7.0 and
-//! 7.2 write, trusting nothing (see ARCHITECTURE.md, "DUMP and RESTORE").
+//! 7.2 write, trusting nothing (see docs/design/commands.md, "DUMP and RESTORE").
 
 pub mod listpack;
 mod load;

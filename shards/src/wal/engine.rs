@@ -2,7 +2,7 @@
 //! sequence of segment files, so one write and one fsync cover all groups' entries of a batch.
 //! Sans-IO: calls change the in-memory state and queue encoded records; [`Engine::take_batch`]
 //! hands the file operations to a driver, which runs them in order and then fires the batch's
-//! acknowledgements. See ARCHITECTURE.md ("Replication (issue 3)") for the rules.
+//! acknowledgements. See docs/design/replication.md for the rules.
 
 use super::record::{self, HEADER, Header, Kind, Record};
 use std::collections::{HashMap, VecDeque};

@@ -1,4 +1,4 @@
-//! Blocking commands on a replicated leader (ARCHITECTURE "Blocking commands", step 5): the
+//! Blocking commands on a replicated leader (docs/design/commands.md "Blocking commands", step 5): the
 //! leader waits, the log decides. Each try of a blocking command is an entry of its own, which
 //! every replica applies as the single try; the leader reads the try's answer: served (or an
 //! error) goes to the client, the nil answer parks the command on its keys' queues

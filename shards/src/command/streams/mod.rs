@@ -1,6 +1,6 @@
 //! Streams: the type, ids, XADD XLEN XRANGE XREVRANGE XDEL XTRIM XSETID and XREAD here; consumer
 //! groups (XGROUP XREADGROUP XACK XPENDING XCLAIM XAUTOCLAIM) in `groups`, XINFO in `info`.
-//! See ARCHITECTURE.md ("Streams") for the representation and the trimming rule.
+//! See docs/design/commands.md ("Streams") for the representation and the trimming rule.
 
 mod groups;
 mod info;
