@@ -7,6 +7,7 @@
 //! `Drained`, proposed by the metadata leader once no group holds a replica there, drops it.
 
 use crate::placement::{self, NodeId, NodeSpec, Placement, PlacementError, Replica};
+use shardline_transport::wire::{Reader, WireError};
 use std::net::{IpAddr, SocketAddr};
 
 /// The encoding's version (the first byte of a command or a state snapshot).
@@ -348,31 +349,31 @@ impl Meta {
     }
 
     pub fn decode(b: &[u8]) -> Result<Meta, DecodeError> {
-        let mut r = Reader { b };
+        let mut r = Reader::new(b);
         if r.u8()? != VERSION {
             return Err(DecodeError("unknown metadata version"));
         }
-        let cluster_id = r.take(16)?.try_into().expect("16");
+        let cluster_id = r.array()?;
         let epoch = r.u64()?;
         let rf = r.u8()?;
         let next_id = r.u64()?;
-        let n = r.count(4 + 8)?;
+        let n = count(&mut r, 4 + 8)?;
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
             nodes.push(NodeInfo {
                 id: NodeId(r.u64()?),
-                client: r.addr()?,
-                bus: r.addr()?,
+                client: addr(&mut r)?,
+                bus: addr(&mut r)?,
                 threads: r.u16()?,
                 leaving: r.flag()?,
             });
         }
-        let v = r.count(1)?;
+        let v = count(&mut r, 1)?;
         let mut replicas = Vec::with_capacity(v);
         for _ in 0..v {
-            replicas.push(r.replicas()?);
+            replicas.push(replica_set(&mut r)?);
         }
-        r.end()?;
+        r.finish()?;
         Ok(Meta {
             cluster_id,
             epoch,
@@ -410,14 +411,14 @@ impl Cmd {
     }
 
     pub fn decode(b: &[u8]) -> Result<Cmd, DecodeError> {
-        let mut r = Reader { b };
+        let mut r = Reader::new(b);
         if r.u8()? != VERSION {
             return Err(DecodeError("unknown metadata version"));
         }
         let cmd = match r.u8()? {
             1 => Cmd::AddNode {
-                client: r.addr()?,
-                bus: r.addr()?,
+                client: addr(&mut r)?,
+                bus: addr(&mut r)?,
                 threads: r.u16()?,
             },
             2 => Cmd::RemoveNode {
@@ -428,7 +429,7 @@ impl Cmd {
             },
             _ => return Err(DecodeError("unknown metadata command")),
         };
-        r.end()?;
+        r.finish()?;
         Ok(cmd)
     }
 }
@@ -457,81 +458,38 @@ fn put_replicas(out: &mut Vec<u8>, set: &[Replica]) {
     }
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
+impl From<WireError> for DecodeError {
+    fn from(e: WireError) -> Self {
+        DecodeError(e.what())
+    }
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.b.len() < n {
-            return Err(DecodeError("cut short"));
-        }
-        let (head, rest) = self.b.split_at(n);
-        self.b = rest;
-        Ok(head)
-    }
+/// A `u32` count of items taking at least `min_bytes` each.
+fn count(r: &mut Reader, min_bytes: usize) -> Result<usize, DecodeError> {
+    let n = r.u32()?;
+    Ok(r.count(n as u64, min_bytes)?)
+}
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
+fn addr(r: &mut Reader) -> Result<SocketAddr, DecodeError> {
+    let ip = match r.u8()? {
+        4 => IpAddr::from(r.array::<4>()?),
+        6 => IpAddr::from(r.array::<16>()?),
+        _ => return Err(DecodeError("unknown address family")),
+    };
+    Ok(SocketAddr::new(ip, r.u16()?))
+}
 
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")))
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
-    }
-
-    fn flag(&mut self) -> Result<bool, DecodeError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(DecodeError("a flag byte other than 0 or 1")),
-        }
-    }
-
-    /// A `u32` count of items taking at least `min_bytes` each, refused before anything is
-    /// reserved for it if the bytes left cannot hold that many.
-    fn count(&mut self, min_bytes: usize) -> Result<usize, DecodeError> {
-        let n = u32::from_le_bytes(self.take(4)?.try_into().expect("4")) as usize;
-        if n > self.b.len() / min_bytes {
-            return Err(DecodeError("declares more items than it holds"));
-        }
-        Ok(n)
-    }
-
-    fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
-        let ip = match self.u8()? {
-            4 => IpAddr::from(<[u8; 4]>::try_from(self.take(4)?).expect("4")),
-            6 => IpAddr::from(<[u8; 16]>::try_from(self.take(16)?).expect("16")),
-            _ => return Err(DecodeError("unknown address family")),
-        };
-        Ok(SocketAddr::new(ip, self.u16()?))
-    }
-
-    fn replicas(&mut self) -> Result<Vec<Replica>, DecodeError> {
-        let n = self.u8()? as usize;
-        if n > self.b.len() / 10 {
-            return Err(DecodeError("declares more replicas than it holds"));
-        }
-        (0..n)
-            .map(|_| {
-                Ok(Replica {
-                    node: NodeId(self.u64()?),
-                    thread: self.u16()?,
-                })
+fn replica_set(r: &mut Reader) -> Result<Vec<Replica>, DecodeError> {
+    let n = r.u8()?;
+    let n = r.count(n as u64, 10)?;
+    (0..n)
+        .map(|_| {
+            Ok(Replica {
+                node: NodeId(r.u64()?),
+                thread: r.u16()?,
             })
-            .collect()
-    }
-
-    fn end(&self) -> Result<(), DecodeError> {
-        if self.b.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError("trailing bytes"))
-        }
-    }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::command::streams::{Consumer, Group, Nack, Node, Stream, StreamId};
 use crate::command::zsets::ZSet;
 use crate::db::{Tunables, VShard, Value};
 use crate::slot::VShardId;
+use shardline_transport::wire::{Reader, WireError, put_bytes_varint, put_varint};
 
 const MAGIC: [u8; 8] = *b"SLSNAP\0\x01";
 const VERSION: u32 = 2;
@@ -39,17 +40,12 @@ pub struct SnapshotError {
 struct W(Vec<u8>);
 
 impl W {
-    fn varint(&mut self, mut n: u64) {
-        while n >= 0x80 {
-            self.0.push((n as u8) | 0x80);
-            n >>= 7;
-        }
-        self.0.push(n as u8);
+    fn varint(&mut self, n: u64) {
+        put_varint(&mut self.0, n);
     }
 
     fn bytes(&mut self, b: &[u8]) {
-        self.varint(b.len() as u64);
-        self.0.extend_from_slice(b);
+        put_bytes_varint(&mut self.0, b);
     }
 
     fn u64(&mut self, n: u64) {
@@ -174,9 +170,18 @@ fn stream_into(w: &mut W, s: &Stream) {
     }
 }
 
+impl From<WireError> for SnapshotError {
+    fn from(e: WireError) -> Self {
+        SnapshotError {
+            offset: e.offset,
+            reason: e.what(),
+        }
+    }
+}
+
+/// The wire reader with this format's pieces: varint counts and strings, stream ids.
 struct R<'a> {
-    b: &'a [u8],
-    at: usize,
+    r: Reader<'a>,
     /// The snapshot's format version.
     version: u32,
 }
@@ -184,56 +189,36 @@ struct R<'a> {
 impl<'a> R<'a> {
     fn fail<T>(&self, reason: &'static str) -> Result<T, SnapshotError> {
         Err(SnapshotError {
-            offset: self.at,
+            offset: self.r.offset(),
             reason,
         })
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
-        if self.b.len() - self.at < n {
-            return self.fail("truncated");
-        }
-        let s = &self.b[self.at..self.at + n];
-        self.at += n;
-        Ok(s)
+        Ok(self.r.take(n)?)
     }
 
     fn u8(&mut self) -> Result<u8, SnapshotError> {
-        Ok(self.take(1)?[0])
+        Ok(self.r.u8()?)
     }
 
     fn u64(&mut self) -> Result<u64, SnapshotError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+        Ok(self.r.u64()?)
     }
 
     fn varint(&mut self) -> Result<u64, SnapshotError> {
-        let mut n = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            n |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return Ok(n);
-            }
-        }
-        self.fail("varint too long")
+        Ok(self.r.varint()?)
     }
 
     /// A count of items each taking at least `min` bytes: bounded by what is left, so a corrupt
     /// count cannot make us allocate.
     fn count(&mut self, min: usize) -> Result<usize, SnapshotError> {
-        let n = self.varint()?;
-        if n > ((self.b.len() - self.at) / min.max(1)) as u64 {
-            return self.fail("count exceeds the snapshot");
-        }
-        Ok(n as usize)
+        let n = self.r.varint()?;
+        Ok(self.r.count(n, min)?)
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], SnapshotError> {
-        let n = self.varint()?;
-        if n > (self.b.len() - self.at) as u64 {
-            return self.fail("string runs past the snapshot");
-        }
-        self.take(n as usize)
+        Ok(self.r.bytes_varint()?)
     }
 
     fn id(&mut self) -> Result<StreamId, SnapshotError> {
@@ -257,8 +242,7 @@ pub fn decode(b: &[u8], t: &Tunables) -> Result<VShard, SnapshotError> {
         });
     }
     let mut r = R {
-        b: body,
-        at: 0,
+        r: Reader::new(body),
         version: 0,
     };
     if r.take(8)? != MAGIC {
@@ -282,7 +266,7 @@ pub fn decode(b: &[u8], t: &Tunables) -> Result<VShard, SnapshotError> {
             vs.expires.insert(key, expire);
         }
     }
-    if r.at != body.len() {
+    if !r.r.is_empty() {
         return r.fail("trailing bytes");
     }
     Ok(vs)
@@ -342,6 +326,9 @@ fn stream_from(r: &mut R, t: &Tunables) -> Result<Stream, SnapshotError> {
     for _ in 0..r.count(17)? {
         let id = r.id()?;
         let n = r.count(1)?;
+        if n % 2 != 0 {
+            return r.fail("a stream entry with an odd number of fields and values");
+        }
         let mut fields = Vec::with_capacity(n);
         for _ in 0..n {
             fields.push(SmallBytes::new(r.bytes()?));
@@ -547,6 +534,35 @@ mod tests {
         assert_eq!(s.nodes.len(), 3);
         // Approximate trimming works on the laid-out nodes.
         assert_eq!(h.run("XTRIM {k}x MAXLEN ~ 100"), int(100));
+    }
+
+    /// Found by the `snapshot_decode` fuzz target: a well-checksummed format-1 snapshot whose
+    /// stream entry has an odd number of fields and values panicked laying out its nodes.
+    #[test]
+    fn a_stream_entry_with_an_odd_field_count_is_refused() {
+        let mut w = W(Vec::new());
+        w.0.extend_from_slice(&MAGIC);
+        w.0.extend_from_slice(&1u32.to_le_bytes());
+        w.0.extend_from_slice(&0u16.to_le_bytes());
+        w.u64(1);
+        w.bytes(b"s");
+        w.u64(0);
+        w.0.push(T_STREAM);
+        w.varint(1);
+        w.id(StreamId::new(1, 1));
+        w.varint(1);
+        w.bytes(b"lonely-field");
+        w.id(StreamId::new(1, 1));
+        w.id(StreamId::MIN);
+        w.u64(1);
+        w.varint(0);
+        let crc = crc32c::crc32c(&w.0);
+        w.0.extend_from_slice(&crc.to_le_bytes());
+        let err = decode(&w.0, &Tunables::default()).err().expect("refused");
+        assert_eq!(
+            err.reason,
+            "a stream entry with an odd number of fields and values"
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@
 pub const WIRE_MIN: u8 = 6;
 pub const WIRE_MAX: u8 = 6;
 
+use crate::wire::{Reader, WireError};
+
 const FRAME: usize = 8;
 const KIND_HELLO: u8 = 1;
 const KIND_BATCH: u8 = 2;
@@ -142,8 +144,7 @@ pub fn encode_batch(messages: &[Message], out: &mut Vec<u8>) {
     out.extend_from_slice(&(messages.len() as u32).to_le_bytes());
     for m in messages {
         out.extend_from_slice(&m.group.to_le_bytes());
-        out.extend_from_slice(&(m.payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(m.payload);
+        crate::wire::put_bytes_u32(out, m.payload);
     }
     finish(out, at);
 }
@@ -165,52 +166,38 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame<'_>, usize)>, Fram
     if crc32c::crc32c(body) != u32::from_le_bytes(buf[4..8].try_into().expect("4")) {
         return Err(FrameError::Checksum);
     }
-    let mut r = Reader { b: body, at: 0 };
+    let mut r = Reader::new(body);
     let version = r.u8()?;
     if !(WIRE_MIN..=WIRE_MAX).contains(&version) {
         return Err(FrameError::UnsupportedVersion(version));
     }
     let frame = match r.u8()? {
-        KIND_HELLO => {
-            let (wire_min, wire_max) = (r.u8()?, r.u8()?);
-            let cluster_id = r.take(16)?.try_into().expect("16");
-            let node_id = r.take(20)?.try_into().expect("20");
-            let shard = u16::from_le_bytes(r.take(2)?.try_into().expect("2"));
-            Frame::Hello(Hello {
-                wire_min,
-                wire_max,
-                cluster_id,
-                node_id,
-                shard,
-            })
-        }
+        KIND_HELLO => Frame::Hello(Hello {
+            wire_min: r.u8()?,
+            wire_max: r.u8()?,
+            cluster_id: r.array()?,
+            node_id: r.array()?,
+            shard: r.u16()?,
+        }),
         KIND_BATCH => {
-            let n = r.u32()? as usize;
             // Each message takes at least 8 bytes: a count beyond that is a lie, not a reason to
             // allocate.
-            if n > r.rest() / 8 {
-                return Err(FrameError::Malformed("message count exceeds the frame"));
-            }
+            let n = r.u32()?;
+            let n = r.count(n as u64, 8)?;
             let mut msgs = Vec::with_capacity(n);
             for _ in 0..n {
-                let group = r.u32()?;
-                let len = r.u32()? as usize;
                 msgs.push(Message {
-                    group,
-                    payload: r.take(len)?,
+                    group: r.u32()?,
+                    payload: r.bytes_u32()?,
                 });
             }
             Frame::Batch(msgs)
         }
         KIND_REFUSED => {
-            let cluster_id = r.take(16)?.try_into().expect("16");
-            let from = u64::from_le_bytes(r.take(8)?.try_into().expect("8"));
-            let removed = match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return Err(FrameError::Malformed("refusal flag")),
-            };
-            let len = u16::from_le_bytes(r.take(2)?.try_into().expect("2")) as usize;
+            let cluster_id = r.array()?;
+            let from = r.u64()?;
+            let removed = r.flag()?;
+            let len = r.u16()? as usize;
             if len > REFUSED_TEXT_MAX {
                 return Err(FrameError::Malformed("refusal reason too long"));
             }
@@ -226,44 +213,20 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame<'_>, usize)>, Fram
         }
         k => return Err(FrameError::UnknownKind(k)),
     };
-    if r.rest() != 0 {
-        return Err(FrameError::Malformed("trailing bytes"));
-    }
+    r.finish()?;
     Ok(Some((frame, FRAME + len)))
+}
+
+impl From<WireError> for FrameError {
+    fn from(e: WireError) -> Self {
+        FrameError::Malformed(e.what())
+    }
 }
 
 /// The wire version two peers share, if any: the highest both speak.
 pub fn negotiate(ours: (u8, u8), theirs: (u8, u8)) -> Option<u8> {
     let hi = ours.1.min(theirs.1);
     (hi >= ours.0.max(theirs.0)).then_some(hi)
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn rest(&self) -> usize {
-        self.b.len() - self.at
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        if self.rest() < n {
-            return Err(FrameError::Malformed("field runs past the frame"));
-        }
-        let s = &self.b[self.at..self.at + n];
-        self.at += n;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> Result<u8, FrameError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, FrameError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
-    }
 }
 
 #[cfg(test)]
@@ -385,7 +348,7 @@ mod tests {
         finish(&mut buf, at);
         assert_eq!(
             decode(&buf[at..], 4096),
-            Err(FrameError::Malformed("refusal flag"))
+            Err(FrameError::Malformed("a flag byte other than 0 or 1"))
         );
     }
 

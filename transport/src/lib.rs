@@ -2,6 +2,7 @@
 //!
 //! - [`resp`]: RESP framing, sans-IO (no OS dependency);
 //! - [`frame`]: node-to-node frames (hello, batches of Raft messages), sans-IO;
+//! - [`wire`]: the bounds-checked reader every binary format decodes with, sans-IO;
 //! - [`net`]: listening sockets with SO_REUSEPORT, one per shard thread;
 //! - [`cpu`]: pinning a thread to a core, reading the process's CPU time.
 //! - [`hint`]: cache prefetch hints for the keyspace's batched lookups;
@@ -14,3 +15,4 @@ pub mod frame;
 pub mod hint;
 pub mod net;
 pub mod resp;
+pub mod wire;

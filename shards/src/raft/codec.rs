@@ -3,6 +3,7 @@
 //! malformed payload is an error the transport logs before closing the connection.
 
 use super::{Entry, LogId, Msg};
+use shardline_transport::wire::{Reader, WireError, WireErrorKind, put_bytes_u32};
 
 const VOTE: u8 = 1;
 const VOTE_REPLY: u8 = 2;
@@ -39,11 +40,6 @@ impl std::fmt::Display for DecodeError {
 fn put_id(out: &mut Vec<u8>, id: LogId) {
     out.extend_from_slice(&id.term.to_le_bytes());
     out.extend_from_slice(&id.index.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b);
 }
 
 /// Appends `msg`'s encoding to `out`.
@@ -85,7 +81,7 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
             for e in entries {
                 out.extend_from_slice(&e.term.to_le_bytes());
                 out.extend_from_slice(&e.index.to_le_bytes());
-                put_bytes(out, &e.data);
+                put_bytes_u32(out, &e.data);
             }
         }
         Msg::AppendReply {
@@ -112,7 +108,7 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
             put_id(out, *last);
             out.extend_from_slice(&offset.to_le_bytes());
             out.extend_from_slice(&total.to_le_bytes());
-            put_bytes(out, data);
+            put_bytes_u32(out, data);
         }
         Msg::TimeoutNow { term } => {
             out.push(TIMEOUT_NOW);
@@ -127,68 +123,31 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
     }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
+impl From<WireError> for DecodeError {
+    fn from(e: WireError) -> Self {
+        match e.kind {
+            WireErrorKind::Short => DecodeError::Short,
+            WireErrorKind::Flag(b) => DecodeError::Flag(b),
+            _ => DecodeError::Length,
+        }
+    }
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.buf.len() < n {
-            return Err(DecodeError::Short);
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn flag(&mut self) -> Result<bool, DecodeError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            b => Err(DecodeError::Flag(b)),
-        }
-    }
-
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-
-    fn id(&mut self) -> Result<LogId, DecodeError> {
-        Ok(LogId {
-            term: self.u64()?,
-            index: self.u64()?,
-        })
-    }
-
-    fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
-        let n = self.u32()? as usize;
-        if n > self.buf.len() {
-            return Err(DecodeError::Length);
-        }
-        Ok(self.take(n)?.to_vec())
-    }
+fn id(r: &mut Reader) -> Result<LogId, DecodeError> {
+    Ok(LogId {
+        term: r.u64()?,
+        index: r.u64()?,
+    })
 }
 
 /// Decodes one message that fills `buf` exactly.
 pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
-    let mut r = Reader { buf };
+    let mut r = Reader::new(buf);
     let tag = r.u8()?;
     let msg = match tag {
         VOTE | PRE_VOTE => {
             let term = r.u64()?;
-            let last = r.id()?;
+            let last = id(&mut r)?;
             if tag == VOTE {
                 Msg::Vote { term, last }
             } else {
@@ -206,21 +165,19 @@ pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
         }
         APPEND => {
             let term = r.u64()?;
-            let prev = r.id()?;
+            let prev = id(&mut r)?;
             let commit = r.u64()?;
             let quiet = r.flag()?;
             let ctx = r.u64()?;
-            let n = r.u32()? as usize;
             // Each entry takes at least 20 bytes: refuse a count the payload cannot hold
             // before reserving anything for it.
-            if n > r.buf.len() / 20 {
-                return Err(DecodeError::Length);
-            }
+            let n = r.u32()?;
+            let n = r.count(n as u64, 20)?;
             let mut entries = Vec::with_capacity(n);
             for _ in 0..n {
                 let term = r.u64()?;
                 let index = r.u64()?;
-                let data = r.bytes()?;
+                let data = r.bytes_u32()?.to_vec();
                 entries.push(Entry {
                     term,
                     index,
@@ -244,10 +201,10 @@ pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
         },
         SNAPSHOT => Msg::Snapshot {
             term: r.u64()?,
-            last: r.id()?,
+            last: id(&mut r)?,
             offset: r.u64()?,
             total: r.u64()?,
-            data: r.bytes()?.into(),
+            data: r.bytes_u32()?.to_vec().into(),
         },
         TIMEOUT_NOW => Msg::TimeoutNow { term: r.u64()? },
         SNAPSHOT_ACK => Msg::SnapshotAck {
@@ -257,7 +214,7 @@ pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
         },
         t => return Err(DecodeError::UnknownTag(t)),
     };
-    if !r.buf.is_empty() {
+    if !r.is_empty() {
         return Err(DecodeError::Length);
     }
     Ok(msg)

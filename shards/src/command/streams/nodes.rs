@@ -58,12 +58,16 @@ fn master_size(names: &[&[u8]]) -> u64 {
 /// The bytes one entry takes in a node whose master is `master` with field names `names`.
 fn entry_size(master: StreamId, names: &[SmallBytes], id: StreamId, fields: &[SmallBytes]) -> u64 {
     let pairs = fields.len() / 2;
-    let same = pairs == names.len() && fields.chunks(2).zip(names).all(|(p, n)| p[0] == *n);
+    let same =
+        fields.len() == names.len() * 2 && fields.chunks(2).zip(names).all(|(p, n)| p[0] == *n);
     let mut n = int_size(if same { FLAG_SAME_FIELDS } else { 0 })
         + int_size(id.ms.wrapping_sub(master.ms) as i64)
         + int_size(id.seq.wrapping_sub(master.seq) as i64);
     if same {
-        n += fields.chunks(2).map(|p| str_size(&p[1])).sum::<usize>();
+        n += fields
+            .chunks(2)
+            .map(|p| p.get(1).map_or(1, |v| str_size(v)))
+            .sum::<usize>();
         n += int_size(pairs as i64 + 3);
     } else {
         n += int_size(pairs as i64);
