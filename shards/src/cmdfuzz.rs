@@ -370,8 +370,8 @@ pub fn command(c: &mut impl Choices) -> Vec<Vec<u8>> {
 /// made good again, so RESTORE's decoder sees it).
 fn payload(c: &mut impl Choices) -> Vec<u8> {
     use crate::bytes::SmallBytes;
-    use crate::command::{hashes::Hash, lists::List, sets::Set, zsets::ZSet};
     use crate::db::{Tunables, Value};
+    use crate::types::{Hash, List, Set, ZSet};
     let t = Tunables::default();
     let most = if c.below(4) == 0 { 300 } else { 5 };
     let n = 1 + c.below(most);

@@ -36,4 +36,5 @@ pub mod rng;
 pub mod route;
 pub mod slot;
 pub mod snapshot;
+pub mod types;
 pub mod wal;

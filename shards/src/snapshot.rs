@@ -11,13 +11,10 @@
 //! snapshot gets one laid out as if its entries had been appended in order.
 
 use crate::bytes::SmallBytes;
-use crate::command::hashes::Hash;
-use crate::command::lists::List;
-use crate::command::sets::Set;
 use crate::command::streams::{Consumer, Group, Nack, Node, Stream, StreamId};
-use crate::command::zsets::ZSet;
 use crate::db::{Tunables, VShard, Value};
 use crate::slot::VShardId;
+use crate::types::{Hash, List, Set, ZSet};
 use shardline_transport::wire::{Reader, WireError, put_bytes_varint, put_varint};
 
 const MAGIC: [u8; 8] = *b"SLSNAP\0\x01";

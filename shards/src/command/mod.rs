@@ -717,10 +717,10 @@ macro_rules! collection {
     };
 }
 
-collection!(hashes::Hash, Hash);
-collection!(lists::List, List);
-collection!(sets::Set, Set);
-collection!(zsets::ZSet, ZSet);
+collection!(crate::types::Hash, Hash);
+collection!(crate::types::List, List);
+collection!(crate::types::Set, Set);
+collection!(crate::types::ZSet, ZSet);
 collection!(streams::Stream, Stream);
 
 /// The collection at `key` for reading (counts a keyspace hit or miss): `Ok(None)` if missing,

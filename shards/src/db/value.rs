@@ -6,10 +6,10 @@ use crate::bytes::SmallBytes;
 /// A stored value.
 pub enum Value {
     Str(SmallBytes),
-    Hash(Box<crate::command::hashes::Hash>),
-    List(Box<crate::command::lists::List>),
-    Set(Box<crate::command::sets::Set>),
-    ZSet(Box<crate::command::zsets::ZSet>),
+    Hash(Box<crate::types::Hash>),
+    List(Box<crate::types::List>),
+    Set(Box<crate::types::Set>),
+    ZSet(Box<crate::types::ZSet>),
     Stream(Box<crate::command::streams::Stream>),
 }
 
@@ -74,8 +74,7 @@ impl Value {
         match self {
             Value::Str(s) => s.heap_bytes(),
             Value::Hash(h) => {
-                crate::mem::alloc_size(std::mem::size_of::<crate::command::hashes::Hash>())
-                    + h.heap_bytes()
+                crate::mem::alloc_size(std::mem::size_of::<crate::types::Hash>()) + h.heap_bytes()
             }
             Value::List(l) => l.heap_bytes(),
             Value::Set(s) => s.heap_bytes(),

@@ -3,12 +3,9 @@
 use super::listpack::{self, Elem};
 use super::*;
 use crate::bytes::SmallBytes;
-use crate::command::hashes::Hash;
-use crate::command::lists::List;
-use crate::command::sets::Set;
 use crate::command::streams::{Consumer, Group, Nack, Node, Stream, StreamId};
-use crate::command::zsets::ZSet;
 use crate::db::{Tunables, Value};
+use crate::types::{Hash, List, Set, ZSet};
 use std::borrow::Cow;
 use std::collections::HashSet;
 

@@ -10,7 +10,7 @@ use super::{Args, Ctx, create, drop_if_empty, err, int_arg, modify, read};
 use crate::db::{Db, Value};
 use crate::num::{parse_f64, parse_i64};
 use crate::reply::{Out, Proto};
-pub use zset::ZSet;
+pub use crate::types::ZSet;
 
 /// One end of a score range: `1.5`, `(1.5` (exclusive), `-inf`, `+inf`.
 #[derive(Clone, Copy)]
@@ -846,7 +846,6 @@ pub fn zscan(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 mod algebra;
-mod zset;
 pub use algebra::{zdiff, zdiffstore, zinter, zintercard, zinterstore, zunion, zunionstore};
 
 #[cfg(test)]

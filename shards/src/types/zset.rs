@@ -171,7 +171,7 @@ impl ZSet {
     }
 
     /// The entries with ascending ranks `from..to`.
-    pub(super) fn entries(&self, from: usize, to: usize) -> Vec<(f64, Vec<u8>)> {
+    pub(crate) fn entries(&self, from: usize, to: usize) -> Vec<(f64, Vec<u8>)> {
         let mut v = Vec::with_capacity(to.saturating_sub(from).min(1 << 16));
         self.for_range(from, to, |s, m| v.push((s, m.to_vec())));
         v
@@ -193,7 +193,7 @@ impl ZSet {
     }
 
     /// A uniformly random `(member, score)`; the set must not be empty.
-    pub(super) fn random(&self, rng: &mut crate::rng::Rng) -> (&[u8], f64) {
+    pub(crate) fn random(&self, rng: &mut crate::rng::Rng) -> (&[u8], f64) {
         match &self.repr {
             Repr::Packed(p) => {
                 let i = rng.below(self.len() as u64) as usize;
@@ -207,7 +207,7 @@ impl ZSet {
     }
 
     /// `min(n, len)` distinct random entries, each visited once.
-    pub(super) fn sample_distinct(
+    pub(crate) fn sample_distinct(
         &self,
         n: usize,
         rng: &mut crate::rng::Rng,
@@ -215,7 +215,7 @@ impl ZSet {
     ) {
         match &self.repr {
             Repr::Packed(p) => {
-                let picked = crate::command::hashes::pick_distinct(self.len(), n, rng);
+                let picked = super::pick_distinct(self.len(), n, rng);
                 for (i, (m, s)) in Self::packed_iter(p).enumerate() {
                     if picked[i] {
                         visit(m, s);
@@ -227,7 +227,7 @@ impl ZSet {
     }
 
     /// ZSCAN: a packed set is returned whole with cursor 0, as Redis does.
-    pub(super) fn scan(
+    pub(crate) fn scan(
         &self,
         cursor: usize,
         count: usize,
