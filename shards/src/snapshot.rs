@@ -7,13 +7,13 @@
 //! Layout: `magic: 8 | version: u32 | vshard: u16 | keys: u64 | entries... | crc32c: u32` where an
 //! entry is `key | expire_at_ms: u64 (0: none) | type: u8 | value`, byte strings are a LEB128
 //! length then the bytes, and integers are little-endian. Version 2 adds a stream's listpack
-//! node layout (`command::streams::nodes`), which approximate trimming reads; a version 1
+//! node layout (`types::stream::nodes`), which approximate trimming reads; a version 1
 //! snapshot gets one laid out as if its entries had been appended in order.
 
 use crate::bytes::SmallBytes;
-use crate::command::streams::{Consumer, Group, Nack, Node, Stream, StreamId};
 use crate::db::{Tunables, VShard, Value};
 use crate::slot::VShardId;
+use crate::types::stream::{Consumer, Group, Nack, Node, Stream, StreamId};
 use crate::types::{Hash, List, Set, ZSet};
 use shardline_transport::wire::{Reader, WireError, put_bytes_varint, put_varint};
 

@@ -54,8 +54,8 @@ impl Tunables {
         }
     }
 
-    pub fn stream_limits(&self) -> crate::command::streams::NodeLimits {
-        crate::command::streams::NodeLimits {
+    pub fn stream_limits(&self) -> crate::types::stream::NodeLimits {
+        crate::types::stream::NodeLimits {
             bytes: self.stream_node_max_bytes,
             entries: self.stream_node_max_entries as u64,
         }

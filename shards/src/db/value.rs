@@ -10,7 +10,7 @@ pub enum Value {
     List(Box<crate::types::List>),
     Set(Box<crate::types::Set>),
     ZSet(Box<crate::types::ZSet>),
-    Stream(Box<crate::command::streams::Stream>),
+    Stream(Box<crate::types::stream::Stream>),
 }
 
 impl Value {

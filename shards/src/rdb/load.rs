@@ -3,8 +3,8 @@
 use super::listpack::{self, Elem};
 use super::*;
 use crate::bytes::SmallBytes;
-use crate::command::streams::{Consumer, Group, Nack, Node, Stream, StreamId};
 use crate::db::{Tunables, Value};
+use crate::types::stream::{Consumer, Group, Nack, Node, Stream, StreamId};
 use crate::types::{Hash, List, Set, ZSet};
 use std::borrow::Cow;
 use std::collections::HashSet;

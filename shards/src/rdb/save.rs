@@ -3,8 +3,8 @@
 
 use super::listpack::{self, Writer};
 use super::*;
-use crate::command::streams::{Stream, StreamId};
 use crate::db::Value;
+use crate::types::stream::{Stream, StreamId};
 
 /// The DUMP payload of `value`: type, value, RDB version, CRC64.
 pub fn dump(value: &Value) -> Vec<u8> {

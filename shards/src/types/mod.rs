@@ -4,11 +4,13 @@
 mod hash;
 mod list;
 mod set;
+pub mod stream;
 mod zset;
 
 pub use hash::Hash;
 pub use list::List;
 pub use set::Set;
+pub use stream::Stream;
 pub use zset::ZSet;
 
 /// Marks `min(n, len)` of `len` positions, chosen uniformly without repetition.

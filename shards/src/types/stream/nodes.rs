@@ -124,7 +124,7 @@ impl Stream {
     }
 
     /// Removes entry `id` as XDEL does; true if it was there.
-    pub(super) fn remove_entry(&mut self, id: StreamId) -> bool {
+    pub(crate) fn remove_entry(&mut self, id: StreamId) -> bool {
         if self.entries.remove(&id).is_none() {
             return false;
         }
@@ -144,7 +144,7 @@ impl Stream {
     /// Applies a trimming rule as Redis 7.0's `streamTrim`: whole nodes from the head while the
     /// rule allows and `limit` (entries, 0: none) is not passed; then, for an exact trim, the
     /// entries of the first node it cannot remove whole. Returns the entries removed.
-    pub(super) fn trim_nodes(
+    pub(crate) fn trim_nodes(
         &mut self,
         max_len: Option<u64>,
         min_id: StreamId,
