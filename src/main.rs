@@ -13,8 +13,8 @@ mod info;
 mod merge;
 mod node;
 mod pubsub;
-mod server_cmds;
 mod shard;
+mod thread;
 mod wal;
 
 use std::sync::atomic::Ordering;
@@ -124,7 +124,7 @@ fn run(cfg: config::Config) -> Result<(), String> {
         let ready = ready_tx.clone();
         std::thread::Builder::new()
             .name(format!("shard-{id}"))
-            .spawn(move || shard::run(id, core, node, ready))
+            .spawn(move || thread::run(id, core, node, ready))
             .map_err(|e| format!("cannot start shard thread {id}: {e}"))?;
     }
     for _ in 0..cores.len() {

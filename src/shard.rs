@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -235,7 +234,7 @@ pub fn unix_now_us() -> u64 {
 }
 
 impl Shard {
-    fn new(id: usize, node: Arc<Node>) -> Self {
+    pub(crate) fn new(id: usize, node: Arc<Node>) -> Self {
         let threads = node.threads;
         let layout = node.layout;
         let owned = (0..layout.count())
@@ -809,7 +808,7 @@ async fn send_job_to(node: &Node, t: usize, mut job: Job) {
     }
 }
 
-async fn inbox(shard: Rc<Shard>) {
+pub(crate) async fn inbox(shard: Rc<Shard>) {
     let mb = &shard.node.mailboxes[shard.id];
     loop {
         mb.ready().await;
@@ -842,7 +841,7 @@ async fn inbox(shard: Rc<Shard>) {
     }
 }
 
-async fn ticker(shard: Rc<Shard>) {
+pub(crate) async fn ticker(shard: Rc<Shard>) {
     loop {
         let hz = shard.node.live.get(|l| &l.hz).max(1);
         monoio::time::sleep(Duration::from_millis(1000 / hz)).await;
@@ -868,7 +867,7 @@ async fn ticker(shard: Rc<Shard>) {
 }
 
 /// Resolves once the node is shutting down.
-async fn stopped(shard: &Shard) {
+pub(crate) async fn stopped(shard: &Shard) {
     std::future::poll_fn(|cx| {
         if shard.stopping.get() {
             Poll::Ready(())
@@ -878,104 +877,6 @@ async fn stopped(shard: &Shard) {
         }
     })
     .await
-}
-
-async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
-    loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => Some(r),
-            _ = stopped(&shard) => None,
-        };
-        let Some(accepted) = accepted else {
-            tracing::debug!(shard = shard.id, "stopped accepting");
-            return;
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let stats = &shard.node.stats[shard.id];
-                stats.connections.fetch_add(1, Ordering::Relaxed);
-                if shard.node.connected_clients() >= shard.node.live.get(|l| &l.maxclients) {
-                    stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
-                    monoio::spawn(crate::conn::refuse(
-                        stream,
-                        "ERR max number of clients reached",
-                    ));
-                    continue;
-                }
-                monoio::spawn(crate::conn::serve(shard.clone(), stream, peer));
-            }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// The body of shard thread `id`: pins, builds the runtime, binds, reports readiness on `ready`,
-/// then serves until the process exits.
-pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(), String>>) {
-    if let Err(e) = shardline_transport::cpu::pin_current_thread(core) {
-        let _ = ready.send(Err(format!("shard {id}: cannot pin to core {core}: {e}")));
-        return;
-    }
-    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .with_entries(1024)
-        .build();
-    let mut rt = match rt {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = ready.send(Err(format!("shard {id}: cannot build the runtime: {e}")));
-            return;
-        }
-    };
-    rt.block_on(async move {
-        let addr = node
-            .config
-            .lock()
-            .map(|c| c.listen_addr())
-            .expect("config lock");
-        let opts = monoio::net::ListenerOpts::default()
-            .reuse_port(true)
-            .reuse_addr(true)
-            .backlog(shardline_transport::net::LISTEN_BACKLOG);
-        let listener = match monoio::net::TcpListener::bind_with_config(addr, &opts) {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
-                return;
-            }
-        };
-        let shard = Rc::new(Shard::new(id, node));
-        if let Some(c) = shard.node.cluster.clone() {
-            let cfg = shard.node.config.lock().expect("config lock").clone();
-            let seed = shard.rng.borrow_mut().next_u64();
-            let opened = {
-                let mut db = shard.db.borrow_mut();
-                crate::cluster::replica::Replicas::open(c.clone(), id, &cfg, &mut db, seed)
-            };
-            match opened {
-                Ok(r) => *shard.repl.borrow_mut() = Some(r),
-                Err(e) => {
-                    let _ = ready.send(Err(e));
-                    return;
-                }
-            }
-            monoio::spawn(crate::cluster::replica::run(shard.clone()));
-            monoio::spawn(crate::cluster::bus::inbound(shard.clone(), c.clone()));
-            monoio::spawn(crate::cluster::bus::dial_members(shard.clone(), c.clone()));
-        }
-        monoio::spawn(inbox(shard.clone()));
-        monoio::spawn(ticker(shard.clone()));
-        let _ = ready.send(Ok(()));
-        accept_loop(shard.clone(), listener).await;
-        // Keep serving in-flight connections and hops until the process exits.
-        loop {
-            monoio::time::sleep(Duration::from_secs(3600)).await;
-        }
-    });
 }
 
 /// Waits for a reply token, used by connections.

@@ -30,6 +30,7 @@ mod blocking;
 mod cluster;
 mod proxy;
 mod pubsub;
+mod server_cmds;
 mod txn;
 
 /// Replies buffered in one batch before the connection stops parsing and writes.
@@ -759,7 +760,7 @@ impl Conn {
                     .collect();
                 self.hole(parts, Finish::Info(sections));
             }
-            _ => crate::server_cmds::run(self, spec, args),
+            _ => server_cmds::run(self, spec, args),
         }
     }
 

@@ -1,8 +1,8 @@
 //! Connection and server commands that need connection or node state: HELLO AUTH SELECT QUIT RESET
 //! CLIENT CONFIG SHUTDOWN. (MULTI, EXEC, WATCH and INFO live in `conn`.)
 
+use super::Conn;
 use crate::config;
-use crate::conn::Conn;
 use shardline_shards::command::{Args, CommandSpec, err};
 use shardline_shards::reply::Proto;
 use std::sync::atomic::Ordering;

@@ -1,0 +1,108 @@
+//! A shard thread's composition: its runtime, its listener, the keyspace's `Shard`, the replica
+//! tasks of a replicated node, and the accept loop that hands connections to `conn`. The one
+//! place that knows all of them, so `shard` does not depend on `conn` (nor `conn` on this).
+
+use crate::node::Node;
+use crate::shard::Shard;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+/// The body of shard thread `id`: pins, builds the runtime, binds, reports readiness on `ready`,
+/// then serves until the process exits.
+pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(), String>>) {
+    if let Err(e) = shardline_transport::cpu::pin_current_thread(core) {
+        let _ = ready.send(Err(format!("shard {id}: cannot pin to core {core}: {e}")));
+        return;
+    }
+    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(1024)
+        .build();
+    let mut rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot build the runtime: {e}")));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let addr = node
+            .config
+            .lock()
+            .map(|c| c.listen_addr())
+            .expect("config lock");
+        let opts = monoio::net::ListenerOpts::default()
+            .reuse_port(true)
+            .reuse_addr(true)
+            .backlog(shardline_transport::net::LISTEN_BACKLOG);
+        let listener = match monoio::net::TcpListener::bind_with_config(addr, &opts) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
+                return;
+            }
+        };
+        let shard = Rc::new(Shard::new(id, node));
+        if let Some(c) = shard.node.cluster.clone() {
+            let cfg = shard.node.config.lock().expect("config lock").clone();
+            let seed = shard.rng.borrow_mut().next_u64();
+            let opened = {
+                let mut db = shard.db.borrow_mut();
+                crate::cluster::replica::Replicas::open(c.clone(), id, &cfg, &mut db, seed)
+            };
+            match opened {
+                Ok(r) => *shard.repl.borrow_mut() = Some(r),
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            }
+            monoio::spawn(crate::cluster::replica::run(shard.clone()));
+            monoio::spawn(crate::cluster::bus::inbound(shard.clone(), c.clone()));
+            monoio::spawn(crate::cluster::bus::dial_members(shard.clone(), c.clone()));
+        }
+        monoio::spawn(crate::shard::inbox(shard.clone()));
+        monoio::spawn(crate::shard::ticker(shard.clone()));
+        let _ = ready.send(Ok(()));
+        accept_loop(shard.clone(), listener).await;
+        // Keep serving in-flight connections and hops until the process exits.
+        loop {
+            monoio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => Some(r),
+            _ = crate::shard::stopped(&shard) => None,
+        };
+        let Some(accepted) = accepted else {
+            tracing::debug!(shard = shard.id, "stopped accepting");
+            return;
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let stats = &shard.node.stats[shard.id];
+                stats.connections.fetch_add(1, Ordering::Relaxed);
+                if shard.node.connected_clients() >= shard.node.live.get(|l| &l.maxclients) {
+                    stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                    monoio::spawn(crate::conn::refuse(
+                        stream,
+                        "ERR max number of clients reached",
+                    ));
+                    continue;
+                }
+                monoio::spawn(crate::conn::serve(shard.clone(), stream, peer));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
