@@ -101,19 +101,31 @@ pub fn parse_f64(s: &[u8]) -> Option<f64> {
     Some(v)
 }
 
-/// Writes `n` in decimal into `buf`, returning the used tail.
+/// Writes `v`'s decimal digits at the end of `buf`; returns where they start.
 #[inline]
-pub fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut v = n.unsigned_abs();
+fn write_digits(mut v: u64, buf: &mut [u8; 20]) -> usize {
     let mut i = buf.len();
     loop {
         i -= 1;
         buf[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
-            break;
+            return i;
         }
     }
+}
+
+/// Writes `v` in decimal into `buf`, returning the used tail.
+#[inline]
+pub fn format_u64(v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let i = write_digits(v, buf);
+    &buf[i..]
+}
+
+/// Writes `n` in decimal into `buf`, returning the used tail.
+#[inline]
+pub fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = write_digits(n.unsigned_abs(), buf);
     if n < 0 {
         i -= 1;
         buf[i] = b'-';

@@ -6,32 +6,32 @@ use crate::bytes::SmallBytes;
 use crate::db::{Tunables, Value};
 use crate::types::stream::{Consumer, Group, Nack, Node, Stream, StreamId};
 use crate::types::{Hash, List, Set, ZSet};
+use shardline_transport::wire::Reader;
 use std::borrow::Cow;
 use std::collections::HashSet;
 
 type Res<T> = Result<T, &'static str>;
 
+/// The wire reader with RDB's pieces: its length encodings (big-endian, unlike our formats),
+/// strings in their encodings, scores, stream ids.
 struct Cur<'a> {
-    b: &'a [u8],
-    at: usize,
+    r: Reader<'a>,
 }
 
 impl<'a> Cur<'a> {
     fn left(&self) -> usize {
-        self.b.len() - self.at
+        self.r.left()
     }
 
     fn take(&mut self, n: u64) -> Res<&'a [u8]> {
         if n > self.left() as u64 {
             return Err("a value runs past the payload");
         }
-        let s = &self.b[self.at..self.at + n as usize];
-        self.at += n as usize;
-        Ok(s)
+        self.r.take(n as usize).map_err(|e| e.what())
     }
 
     fn u8(&mut self) -> Res<u8> {
-        Ok(self.take(1)?[0])
+        self.r.u8().map_err(|e| e.what())
     }
 
     /// A length, or the code of a special string encoding (`true`).
@@ -94,7 +94,7 @@ impl<'a> Cur<'a> {
     }
 
     fn u64_le(&mut self) -> Res<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+        self.r.u64().map_err(|e| e.what())
     }
 
     /// A score in the old text form: a length byte (253 NaN, 254 +inf, 255 -inf), then text.
@@ -137,7 +137,9 @@ fn score(s: &[u8]) -> Res<f64> {
 
 /// Decodes the value bytes of a verified payload (`verify` strips the version and checksum).
 pub fn load(body: &[u8], t: &Tunables) -> Result<Value, PayloadError> {
-    let mut r = Cur { b: body, at: 0 };
+    let mut r = Cur {
+        r: Reader::new(body),
+    };
     // Bytes after the value are ignored, as Redis ignores them.
     let value = value(&mut r, t).map_err(PayloadError::BadFormat)?;
     let empty = match &value {

@@ -63,18 +63,9 @@ impl StreamId {
 }
 
 /// Writes `v` in decimal at `buf[at..]`; returns the end.
-fn push_u64(buf: &mut [u8; 41], at: usize, mut v: u64) -> usize {
+fn push_u64(buf: &mut [u8; 41], at: usize, v: u64) -> usize {
     let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let digits = &tmp[i..];
+    let digits = crate::num::format_u64(v, &mut tmp);
     buf[at..at + digits.len()].copy_from_slice(digits);
     at + digits.len()
 }
