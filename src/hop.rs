@@ -6,6 +6,8 @@
 //! queue, which is bounded by the jobs in flight (each job yields at most one reply), so a full
 //! job queue can never stop a reply from being delivered.
 
+pub use shardline_shards::replica::{Done, NO_REPLY, Token};
+
 use atomic_waker::AtomicWaker;
 use crossbeam_queue::{ArrayQueue, SegQueue};
 use shardline_shards::command::Span;
@@ -14,12 +16,6 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::task::{Poll, Waker};
-
-/// A token of a pending reply on the sending thread: slot index in the low 32 bits, the slot's
-/// generation in the high 32, so a late reply to a released slot is never taken for another's.
-/// `NO_REPLY` asks for no reply.
-pub type Token = u64;
-pub const NO_REPLY: Token = u64::MAX;
 
 /// One unit of work for the owning thread. Each op writes one reply segment.
 pub enum Op {
@@ -91,20 +87,6 @@ pub struct Job {
     pub buf: Vec<u8>,
     pub spans: Vec<Span>,
     pub ops: Vec<Op>,
-}
-
-/// The replies to a job: `bytes` holds each op's reply, ending at `ends[i]`.
-pub struct Done {
-    pub token: Token,
-    pub bytes: Vec<u8>,
-    pub ends: Vec<u32>,
-}
-
-impl Done {
-    pub fn segment(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.bytes[start..self.ends[i] as usize]
-    }
 }
 
 pub struct Mailbox {

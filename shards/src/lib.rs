@@ -30,6 +30,7 @@ pub mod packed;
 pub mod placement;
 pub mod raft;
 pub mod rdb;
+pub mod replica;
 pub mod replicate;
 pub mod reply;
 pub mod rng;

@@ -30,15 +30,14 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 mod blocked;
-mod job;
 mod meta;
 mod moves;
 mod open;
 pub(crate) mod propose;
 mod snapfile;
 mod step;
-use job::PendingJob;
 use meta::{meta_members, publish_meta, static_meta};
+use shardline_shards::replica::job::{self, PendingJob};
 use snapfile::{
     SNAP_HEADER_BYTES, install, is_tombstone, read_snapshot, snap_path, snapshot_bytes,
     write_snapshot,

@@ -4,12 +4,12 @@
 //! per op: when the replies arrived in op order (one vShard, or a pipeline of one) the buffer
 //! goes to the connection as it is; otherwise it is reassembled once.
 
-use crate::hop::{Done, Token};
-use shardline_shards::reply::{Out, Proto};
+use super::{Done, Token};
+use crate::reply::{Out, Proto};
 
 const UNSET: u32 = u32::MAX;
 
-pub(super) struct PendingJob {
+pub struct PendingJob {
     pub origin: usize,
     pub token: Token,
     pub proto: Proto,
@@ -27,7 +27,7 @@ pub(super) struct PendingJob {
 
 /// What `PendingJob::part` makes of one entry's answer to an op.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Part {
+pub enum Part {
     /// The op is answered by one entry: write this answer.
     Single,
     /// More of its entries are to come: write nothing yet.
