@@ -611,11 +611,16 @@ impl Cluster {
     /// peer's claim. Whether the routing table changed.
     pub fn set_leader(&self, v: VShardId, term: u64, leader: RaftId) -> bool {
         let new = pack_leader(term, leader);
-        let changed = self.leaders[v.0 as usize].swap(new, Ordering::AcqRel) != new;
-        if changed {
-            self.epoch.fetch_add(1, Ordering::Relaxed);
+        let slot = &self.leaders[v.0 as usize];
+        // Read first: this runs for every group touched in a step, and a store of an unchanged
+        // value would still take the cache line from every thread that routes by it. The
+        // group's own shard thread is the only writer of a held group's entry.
+        if slot.load(Ordering::Acquire) == new {
+            return false;
         }
-        changed
+        slot.store(new, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// A leader's hint about a group with no replica here: as `note_leader`, and also taken
