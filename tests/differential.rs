@@ -260,14 +260,32 @@ fn show(argv: &[Vec<u8>]) -> String {
         .join(" ")
 }
 
-/// Runs `seeds` sequences of `count` commands on both servers; returns the differences found
-/// (at most `keep`) and the number of commands compared.
-fn run(seeds: std::ops::Range<u64>, count: usize, all: bool, keep: usize) -> (Vec<String>, usize) {
+/// Whether redis-server can be run here (`.ci/run` installs it; a machine without it cannot
+/// run these comparisons, and says so).
+fn redis_installed(what: &str) -> bool {
+    let ok = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !ok {
+        eprintln!("redis-server is not installed: {what} skipped");
+    }
+    ok
+}
+
+/// A Shardline node of one shard thread and a redis-server, with a connection to each.
+fn both() -> (Server, Redis, Link, Link) {
     let redis = Redis::start().expect("redis-server (Debian's redis-server package)");
     // One shard thread: cross-thread commands are refused here where Redis runs them.
     let ours = Server::start("0", &[]);
-    let mut a = Link::new(ours.port);
-    let mut b = Link::new(redis.port);
+    let (a, b) = (Link::new(ours.port), Link::new(redis.port));
+    (ours, redis, a, b)
+}
+
+/// Runs `seeds` sequences of `count` commands on both servers; returns the differences found
+/// (at most `keep`) and the number of commands compared.
+fn run(seeds: std::ops::Range<u64>, count: usize, all: bool, keep: usize) -> (Vec<String>, usize) {
+    let (_ours, _redis, mut a, mut b) = both();
     let mut diffs = Vec::new();
     let mut compared = 0;
     let mut differing = std::collections::BTreeMap::new();
@@ -335,13 +353,7 @@ fn run(seeds: std::ops::Range<u64>, count: usize, all: bool, keep: usize) -> (Ve
 
 #[test]
 fn random_commands_answer_as_redis_server_does() {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        // .ci/run installs it; a machine without it cannot run this comparison.
-        eprintln!("redis-server is not installed: differential run skipped");
+    if !redis_installed("differential run") {
         return;
     }
     let all = std::env::var_os("DIFF_ALL").is_some();
@@ -411,18 +423,10 @@ fn contents(l: &mut Link, key: &[u8]) -> Vec<u8> {
 /// streams one way; ours the other).
 #[test]
 fn dump_payloads_copy_both_ways_with_redis_server() {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("redis-server is not installed: DUMP/RESTORE comparison skipped");
+    if !redis_installed("DUMP/RESTORE comparison") {
         return;
     }
-    let redis = Redis::start().expect("redis-server");
-    let ours = Server::start("0", &[]);
-    let mut a = Link::new(ours.port);
-    let mut b = Link::new(redis.port);
+    let (_ours, _redis, mut a, mut b) = both();
     let mut copied = 0;
     for seed in 0..6u64 {
         let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xd0d0);
@@ -546,9 +550,7 @@ fn dump_payloads_copy_both_ways_with_redis_server() {
                 "Redis's RESTORE of our DUMP of {:?}",
                 String::from_utf8_lossy(&key)
             );
-            let mut theirs = contents(&mut b, &copy);
-            // The copy's name appears nowhere in the contents but the stream's XPENDING: none.
-            let _ = &mut theirs;
+            let theirs = contents(&mut b, &copy);
             assert_eq!(
                 String::from_utf8_lossy(&theirs),
                 String::from_utf8_lossy(&want),
@@ -569,18 +571,10 @@ fn dump_payloads_copy_both_ways_with_redis_server() {
 /// and then on every entry.
 #[test]
 fn stream_nodes_and_approximate_trimming_follow_redis_server() {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("redis-server is not installed: stream trimming comparison skipped");
+    if !redis_installed("stream trimming comparison") {
         return;
     }
-    let redis = Redis::start().expect("redis-server");
-    let ours = Server::start("0", &[]);
-    let mut a = Link::new(ours.port);
-    let mut b = Link::new(redis.port);
+    let (_ours, _redis, mut a, mut b) = both();
     let w = |s: &str| s.as_bytes().to_vec();
     let mut compared = 0;
     let mut trims_removing = 0;

@@ -273,12 +273,15 @@ fn value_from(r: &mut R, t: &Tunables) -> Result<Value, SnapshotError> {
     Ok(match r.u8()? {
         T_STR => Value::Str(SmallBytes::new(r.bytes()?)),
         T_HASH => {
-            let mut h = Hash::default();
-            for _ in 0..r.count(2)? {
-                let (f, v) = (r.bytes()?, r.bytes()?);
-                h.insert(f, v, t.hash_limits());
+            let n = r.count(2)?;
+            let mut pairs = Vec::with_capacity(n);
+            for _ in 0..n {
+                pairs.push((r.bytes()?, r.bytes()?));
             }
-            Value::Hash(Box::new(h))
+            match Hash::from_pairs(pairs, t.hash_limits()) {
+                Ok(h) => Value::Hash(Box::new(h)),
+                Err(reason) => return r.fail(reason),
+            }
         }
         T_LIST => {
             let mut l = List::default();
@@ -293,25 +296,21 @@ fn value_from(r: &mut R, t: &Tunables) -> Result<Value, SnapshotError> {
             for _ in 0..n {
                 members.push(r.bytes()?);
             }
-            let mut s = members
-                .first()
-                .map_or_else(Set::default, |m| Set::for_members(m, n, t));
-            for m in members {
-                s.insert(m, t);
+            match Set::from_members(&members, t) {
+                Ok(s) => Value::Set(Box::new(s)),
+                Err(reason) => return r.fail(reason),
             }
-            Value::Set(Box::new(s))
         }
         T_ZSET => {
-            let mut z = ZSet::default();
-            for _ in 0..r.count(9)? {
-                let m = r.bytes()?;
-                let score = f64::from_bits(r.u64()?);
-                if score.is_nan() {
-                    return r.fail("a NaN score");
-                }
-                z.set(m, score, t.zset_limits());
+            let n = r.count(9)?;
+            let mut pairs = Vec::with_capacity(n);
+            for _ in 0..n {
+                pairs.push((r.bytes()?, f64::from_bits(r.u64()?)));
             }
-            Value::ZSet(Box::new(z))
+            match ZSet::from_pairs(pairs, t.zset_limits()) {
+                Ok(z) => Value::ZSet(Box::new(z)),
+                Err(reason) => return r.fail(reason),
+            }
         }
         T_STREAM => Value::Stream(Box::new(stream_from(r, t)?)),
         _ => return r.fail("unknown value type"),

@@ -58,12 +58,15 @@ fn backlen_size(len: usize) -> usize {
     }
 }
 
-fn put_backlen(w: &mut Vec<u8>, len: usize) {
+/// The back-length of an element of `len` bytes, in its first `backlen_size(len)` bytes.
+fn backlen(len: usize) -> [u8; 5] {
     let n = backlen_size(len);
-    for i in (0..n).rev() {
+    let mut b = [0u8; 5];
+    for (k, i) in (0..n).rev().enumerate() {
         let group = ((len >> (7 * i)) & 127) as u8;
-        w.push(if i + 1 == n { group } else { group | 128 });
+        b[k] = if i + 1 == n { group } else { group | 128 };
     }
+    b
 }
 
 /// The integer a string is stored as in a listpack: its canonical decimal form only (as Redis's
@@ -154,12 +157,11 @@ pub fn listpack(b: &[u8]) -> Res<Vec<Elem<'_>>> {
             }
             _ => return Err("an unknown listpack encoding"),
         };
-        let mut back = Vec::with_capacity(5);
-        put_backlen(&mut back, len);
-        if take(b, at + len, back.len())? != back.as_slice() {
+        let n = backlen_size(len);
+        if take(b, at + len, n)? != &backlen(len)[..n] {
             return Err("a listpack back-length is wrong");
         }
-        at += len + back.len();
+        at += len + n;
         out.push(elem);
     }
     if at + 1 != b.len() {
@@ -181,31 +183,32 @@ pub struct Writer {
 impl Writer {
     fn entry(&mut self, start: usize) {
         let len = self.body.len() - start;
-        put_backlen(&mut self.body, len);
+        self.body
+            .extend_from_slice(&backlen(len)[..backlen_size(len)]);
         self.count += 1;
     }
 
     pub fn int(&mut self, v: i64) {
         let start = self.body.len();
         let w = &mut self.body;
-        if (0..=127).contains(&v) {
-            w.push(v as u8);
-        } else if (-4096..=4095).contains(&v) {
-            let u = (v as u64) & 0x1fff;
-            w.push(0xc0 | (u >> 8) as u8);
-            w.push(u as u8);
-        } else {
-            let (tag, bytes) = if i16::try_from(v).is_ok() {
-                (0xf1, 2)
-            } else if (-(1 << 23)..1 << 23).contains(&v) {
-                (0xf2, 3)
-            } else if i32::try_from(v).is_ok() {
-                (0xf3, 4)
-            } else {
-                (0xf4, 8)
-            };
-            w.push(tag);
-            w.extend_from_slice(&v.to_le_bytes()[..bytes]);
+        match int_encoding_len(v) {
+            1 => w.push(v as u8),
+            2 => {
+                let u = (v as u64) & 0x1fff;
+                w.push(0xc0 | (u >> 8) as u8);
+                w.push(u as u8);
+            }
+            n => {
+                // Tags 0xf1..0xf4 carry 2, 3, 4 and 8 bytes, little-endian.
+                let (tag, bytes) = match n {
+                    3 => (0xf1, 2),
+                    4 => (0xf2, 3),
+                    5 => (0xf3, 4),
+                    _ => (0xf4, 8),
+                };
+                w.push(tag);
+                w.extend_from_slice(&v.to_le_bytes()[..bytes]);
+            }
         }
         self.entry(start);
     }

@@ -173,7 +173,7 @@ fn value(r: &mut Cur, t: &Tunables) -> Res<Value> {
         T_LIST_QUICKLIST | T_LIST_QUICKLIST_2 => {
             let mut l = List::default();
             for _ in 0..r.count(1)? {
-                let packed = if ty == T_LIST_QUICKLIST {
+                let compact = if ty == T_LIST_QUICKLIST {
                     true
                 } else {
                     match r.len()? {
@@ -183,16 +183,11 @@ fn value(r: &mut Cur, t: &Tunables) -> Res<Value> {
                     }
                 };
                 let node = r.string()?;
-                if !packed {
+                if !compact {
                     l.push_back(&node, t);
                     continue;
                 }
-                let elems = if ty == T_LIST_QUICKLIST {
-                    listpack::ziplist(&node)?
-                } else {
-                    listpack::listpack(&node)?
-                };
-                for e in elems {
+                for e in packed(ty == T_LIST_QUICKLIST, &node)? {
                     l.push_back(&e.bytes(), t);
                 }
             }
@@ -240,14 +235,11 @@ fn value(r: &mut Cur, t: &Tunables) -> Res<Value> {
         }
         T_ZSET_ZIPLIST | T_ZSET_LISTPACK => {
             let s = r.string()?;
-            let elems = if ty == T_ZSET_ZIPLIST {
-                listpack::ziplist(&s)?
-            } else {
-                listpack::listpack(&s)?
-            };
-            if elems.len() % 2 != 0 {
-                return Err("a sorted set's listpack has an odd length");
-            }
+            let elems = packed_pairs(
+                ty == T_ZSET_ZIPLIST,
+                &s,
+                "a sorted set's listpack has an odd length",
+            )?;
             let mut pairs = Vec::with_capacity(elems.len() / 2);
             for p in elems.chunks_exact(2) {
                 let s = match p[1] {
@@ -277,14 +269,11 @@ fn value(r: &mut Cur, t: &Tunables) -> Res<Value> {
         }
         T_HASH_ZIPLIST | T_HASH_LISTPACK => {
             let s = r.string()?;
-            let elems = if ty == T_HASH_ZIPLIST {
-                listpack::ziplist(&s)?
-            } else {
-                listpack::listpack(&s)?
-            };
-            if elems.len() % 2 != 0 {
-                return Err("a hash's listpack has an odd length");
-            }
+            let elems = packed_pairs(
+                ty == T_HASH_ZIPLIST,
+                &s,
+                "a hash's listpack has an odd length",
+            )?;
             let pairs = elems
                 .chunks_exact(2)
                 .map(|p| (p[0].bytes(), p[1].bytes()))
@@ -299,42 +288,45 @@ fn value(r: &mut Cur, t: &Tunables) -> Res<Value> {
 }
 
 fn set(members: Vec<Cow<[u8]>>, t: &Tunables) -> Res<Value> {
-    let Some(first) = members.first() else {
+    if members.is_empty() {
         return Err("an empty set");
-    };
-    let mut s = Set::for_members(first, members.len(), t);
-    for m in &members {
-        if !s.insert(m, t) {
-            return Err("a set member appears twice");
-        }
     }
-    Ok(Value::Set(Box::new(s)))
+    Ok(Value::Set(Box::new(Set::from_members(&members, t)?)))
 }
 
 fn zset(pairs: Vec<(Cow<[u8]>, f64)>, t: &Tunables) -> Res<Value> {
-    let mut z = ZSet::default();
-    for (m, s) in pairs {
-        if s.is_nan() {
-            return Err("a NaN score");
-        }
-        if z.set(&m, s, t.zset_limits()).is_some() {
-            return Err("a sorted set member appears twice");
-        }
-    }
-    Ok(Value::ZSet(Box::new(z)))
+    Ok(Value::ZSet(Box::new(ZSet::from_pairs(
+        pairs,
+        t.zset_limits(),
+    )?)))
 }
 
 /// A field and its value, borrowed from the payload or decoded from it.
 type Pair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 
 fn hash(pairs: Vec<Pair>, t: &Tunables) -> Res<Value> {
-    let mut h = Hash::default();
-    for (f, v) in pairs {
-        if !h.insert(&f, &v, t.hash_limits()) {
-            return Err("a hash field appears twice");
-        }
+    Ok(Value::Hash(Box::new(Hash::from_pairs(
+        pairs,
+        t.hash_limits(),
+    )?)))
+}
+
+/// The elements of a packed blob: a ziplist (Redis before 7.0) or a listpack.
+fn packed(ziplist: bool, blob: &[u8]) -> Res<Vec<Elem<'_>>> {
+    if ziplist {
+        listpack::ziplist(blob)
+    } else {
+        listpack::listpack(blob)
     }
-    Ok(Value::Hash(Box::new(h)))
+}
+
+/// The elements of a packed blob as pairs (field and value, member and score).
+fn packed_pairs<'a>(ziplist: bool, blob: &'a [u8], what: &'static str) -> Res<Vec<Elem<'a>>> {
+    let elems = packed(ziplist, blob)?;
+    if elems.len() % 2 != 0 {
+        return Err(what);
+    }
+    Ok(elems)
 }
 
 /// A stream: listpack nodes of entries, then its ids and counters, then its consumer groups.
@@ -502,12 +494,6 @@ fn stream_node(s: &mut Stream, master: StreamId, e: &[Elem], bytes: u64) -> Res<
     let Some(last) = last else {
         return Err("an empty stream node");
     };
-    if s.nodes
-        .last_key_value()
-        .is_some_and(|(_, n)| n.last >= master)
-    {
-        return Err("stream nodes overlap");
-    }
     let node = Node {
         live: valid as u64,
         deleted: gone as u64,

@@ -24,6 +24,21 @@ impl Default for Hash {
 }
 
 impl Hash {
+    /// A hash of `pairs` (a decoded snapshot or DUMP payload); a field given twice means the
+    /// bytes are damaged.
+    pub fn from_pairs<F: AsRef<[u8]>, V: AsRef<[u8]>>(
+        pairs: impl IntoIterator<Item = (F, V)>,
+        lim: PackLimits,
+    ) -> Result<Hash, &'static str> {
+        let mut h = Hash::default();
+        for (f, v) in pairs {
+            if !h.insert(f.as_ref(), v.as_ref(), lim) {
+                return Err("a hash field appears twice");
+            }
+        }
+        Ok(h)
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Hash::Packed(p) => p.len() / 2,

@@ -30,6 +30,21 @@ fn as_int(m: &[u8]) -> Option<i64> {
 }
 
 impl Set {
+    /// A set of `members`, in the encoding the thresholds give (a decoded snapshot or DUMP
+    /// payload); a member given twice means the bytes are damaged.
+    pub fn from_members<M: AsRef<[u8]>>(members: &[M], t: &Tunables) -> Result<Set, &'static str> {
+        let Some(first) = members.first() else {
+            return Ok(Set::default());
+        };
+        let mut s = Set::for_members(first.as_ref(), members.len(), t);
+        for m in members {
+            if !s.insert(m.as_ref(), t) {
+                return Err("a set member appears twice");
+            }
+        }
+        Ok(s)
+    }
+
     /// An empty set in the encoding Redis starts with for `first` and `hint` members.
     pub fn for_members(first: &[u8], hint: usize, t: &Tunables) -> Set {
         if as_int(first).is_some() && hint <= t.set_max_intset_entries {

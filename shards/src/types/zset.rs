@@ -34,6 +34,24 @@ fn score_of(bytes: &[u8]) -> f64 {
 }
 
 impl ZSet {
+    /// A sorted set of `(member, score)` pairs (a decoded snapshot or DUMP payload); a NaN
+    /// score or a member given twice means the bytes are damaged.
+    pub fn from_pairs<M: AsRef<[u8]>>(
+        pairs: impl IntoIterator<Item = (M, f64)>,
+        lim: PackLimits,
+    ) -> Result<ZSet, &'static str> {
+        let mut z = ZSet::default();
+        for (m, s) in pairs {
+            if s.is_nan() {
+                return Err("a NaN score");
+            }
+            if z.set(m.as_ref(), s, lim).is_some() {
+                return Err("a sorted set member appears twice");
+            }
+        }
+        Ok(z)
+    }
+
     pub fn len(&self) -> usize {
         match &self.repr {
             Repr::Packed(p) => p.len() / 2,

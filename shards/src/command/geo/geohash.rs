@@ -237,44 +237,33 @@ fn steps_by_radius(mut range: f64, lat: f64) -> u32 {
     step.clamp(1, 26) as u32
 }
 
-fn move_x(h: &mut Hash, d: i8) {
+/// Moves `h` one cell along the axis whose interleaved bits are `axis` (`X_BITS` for longitude,
+/// `Y_BITS` for latitude), by the sign of `d`, as Redis's `geohash_move_x`/`_y`: the axis bits
+/// are stepped with the other axis's bits set as carries.
+fn move_axis(h: &mut Hash, d: i8, axis: u64) {
     if d == 0 {
         return;
     }
-    let mut x = h.bits & 0xaaaa_aaaa_aaaa_aaaa;
-    let y = h.bits & 0x5555_5555_5555_5555;
-    let zz = 0x5555_5555_5555_5555u64 >> (64 - h.step * 2);
+    let other = h.bits & !axis;
+    let mut v = h.bits & axis;
+    let zz = !axis >> (64 - h.step * 2);
     if d > 0 {
-        x = x.wrapping_add(zz + 1);
+        v = v.wrapping_add(zz + 1);
     } else {
-        x |= zz;
-        x = x.wrapping_sub(zz + 1);
+        v |= zz;
+        v = v.wrapping_sub(zz + 1);
     }
-    x &= 0xaaaa_aaaa_aaaa_aaaau64 >> (64 - h.step * 2);
-    h.bits = x | y;
+    v &= axis >> (64 - h.step * 2);
+    h.bits = v | other;
 }
 
-fn move_y(h: &mut Hash, d: i8) {
-    if d == 0 {
-        return;
-    }
-    let x = h.bits & 0xaaaa_aaaa_aaaa_aaaa;
-    let mut y = h.bits & 0x5555_5555_5555_5555;
-    let zz = 0xaaaa_aaaa_aaaa_aaaau64 >> (64 - h.step * 2);
-    if d > 0 {
-        y = y.wrapping_add(zz + 1);
-    } else {
-        y |= zz;
-        y = y.wrapping_sub(zz + 1);
-    }
-    y &= 0x5555_5555_5555_5555u64 >> (64 - h.step * 2);
-    h.bits = x | y;
-}
+const X_BITS: u64 = 0xaaaa_aaaa_aaaa_aaaa;
+const Y_BITS: u64 = 0x5555_5555_5555_5555;
 
 fn moved(h: Hash, dx: i8, dy: i8) -> Hash {
     let mut m = h;
-    move_x(&mut m, dx);
-    move_y(&mut m, dy);
+    move_axis(&mut m, dx, X_BITS);
+    move_axis(&mut m, dy, Y_BITS);
     m
 }
 
