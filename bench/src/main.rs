@@ -31,7 +31,14 @@ fn main() {
             eprintln!("prefill failed: {e}");
             std::process::exit(1);
         }
-        if !o.quiet {
+        let refused = shared.errors.load(std::sync::atomic::Ordering::Relaxed);
+        if refused > 0 {
+            // An error reply means that SET was not applied: say so rather than claim the keys.
+            eprintln!(
+                "prefill: {refused} of {} SETs were refused (not applied)",
+                o.keys
+            );
+        } else if !o.quiet {
             eprintln!("prefilled {} keys", o.keys);
         }
     }

@@ -214,7 +214,13 @@ async fn open_loop(
 }
 
 /// Fills every key once with pipelined SETs (not measured).
-async fn prefill(o: Rc<Options>, generator: Generator, from: u64, to: u64) -> std::io::Result<()> {
+async fn prefill(
+    o: Rc<Options>,
+    shared: Arc<Shared>,
+    generator: Generator,
+    from: u64,
+    to: u64,
+) -> std::io::Result<()> {
     let mut stream = TcpStream::connect((o.host.as_str(), o.port)).await?;
     let mut rbuf = Vec::with_capacity(64 * 1024);
     let mut k = from;
@@ -226,7 +232,8 @@ async fn prefill(o: Rc<Options>, generator: Generator, from: u64, to: u64) -> st
         }
         let (res, _) = stream.write_all(wbuf).await;
         res?;
-        read_replies(&mut stream, &mut rbuf, (end - k) as usize).await?;
+        let errors = read_replies(&mut stream, &mut rbuf, (end - k) as usize).await?;
+        shared.errors.fetch_add(errors, Ordering::Relaxed);
         k = end;
     }
     Ok(())
@@ -276,7 +283,7 @@ pub fn thread_main(
                         from,
                         to,
                     ))),
-                    None => tasks.push(monoio::spawn(prefill(o2, generator, from, to))),
+                    None => tasks.push(monoio::spawn(prefill(o2, sh, generator, from, to))),
                 }
             } else if o.etcd {
                 let seed = o.seed ^ (idx + 1).wrapping_mul(0x1000_0000_01b3);
