@@ -12,7 +12,7 @@ use shardline_transport::frame::{self, Frame, Hello, Refused, WIRE_MAX, WIRE_MIN
 use std::io::{Read, Write};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The largest frame a peer may send (a batch of entries, or a vShard snapshot).
 pub const FRAME_MAX: usize = 1 << 30;
@@ -224,14 +224,14 @@ pub async fn inbound(shard: Rc<Shard>, c: Arc<Cluster>) {
 /// Reads batches from `peer` until the connection ends or sends a bad frame.
 async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut s: monoio::net::TcpStream) {
     use monoio::io::AsyncReadRent;
-    shard.with_replicas(|r| r.peer_connected(peer));
+    shard.with_replicas(|r| r.peer_connected(peer, Instant::now()));
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
     let mut start = 0usize;
     let why = 'conn: loop {
         loop {
             match frame::decode(&buf[start..], FRAME_MAX) {
                 Ok(Some((Frame::Batch(msgs), used))) => {
-                    let bad = shard.with_replicas(|r| r.receive(peer, &msgs));
+                    let bad = shard.with_replicas(|r| r.receive(peer, &msgs, Instant::now()));
                     if let Err(e) = bad {
                         break 'conn e;
                     }

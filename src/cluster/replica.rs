@@ -16,6 +16,7 @@ use crate::hop::{Job, NO_REPLY, Op};
 use crate::shard::{OOM, Shard, unix_now_us};
 use crate::wal::FsLog;
 use shardline_shards::command::{self, Args, flags};
+use shardline_shards::db::Db;
 use shardline_shards::raft::{self, Group, LogId, Msg, Ready, codec, storage};
 use shardline_shards::replicate::{self, Encoder, Kind};
 use shardline_shards::reply::{Out, Proto};
@@ -23,7 +24,7 @@ use shardline_shards::route;
 use shardline_shards::slot::{Slot, VShardId};
 use shardline_shards::wal::{Engine, WalConfig};
 use shardline_transport::frame::{self, Message};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -37,7 +38,9 @@ pub(crate) mod propose;
 mod snapfile;
 mod step;
 use meta::{meta_members, publish_meta, static_meta};
-use shardline_shards::replica::job::{self, PendingJob};
+use shardline_shards::replica::job::PendingJob;
+use shardline_shards::replica::pending::{OpList, Pending, REPLACED, ReadOp, Waiter};
+use shardline_shards::replica::{Fatal, Now, SnapshotFile, SnapshotKind};
 use snapfile::{
     SNAP_HEADER_BYTES, install, is_tombstone, read_snapshot, snap_path, snapshot_bytes,
     write_snapshot,
@@ -70,57 +73,6 @@ const HINT_PERIOD: Duration = Duration::from_secs(1);
 /// Bytes queued for one peer beyond which new messages are dropped (Raft resends).
 const OUTBOX_MAX: usize = 64 << 20;
 
-/// The answer to a write whose fate is unknown (it may or may not have been applied).
-pub const UNKNOWN: &str = "UNKNOWN the write may or may not have been applied: it was not confirmed by a quorum in time (leader lost or cut off); read the key before retrying";
-/// The answer to a proposal that another leader's entry replaced: it was not applied.
-const REPLACED: &str =
-    "TRYAGAIN leadership changed before the write was committed; it was not applied, retry";
-
-/// A read served by read-index: op `op` of job `job`, already run against the applied state
-/// (which held everything committed when it arrived), its reply held in the job until a quorum
-/// confirms this replica still leads.
-struct ReadOp {
-    job: u32,
-    op: u32,
-    slot: Slot,
-}
-
-const READ_LOST: &str =
-    "TRYAGAIN this node could not confirm with a quorum that it still leads the slot; retry";
-
-/// A proposal waiting for its entry to be applied: the job, its ops (in the entry's order) and
-/// the term it was proposed in (a different term at its index means another leader replaced it).
-struct Waiter {
-    job: u32,
-    ops: OpList,
-    term: u64,
-    since: Instant,
-    /// The blocking command this entry tries (`blocked.rs`).
-    block: Option<u64>,
-}
-
-/// The ops of a job that one entry answers, in the entry's order: nearly always one.
-enum OpList {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-impl OpList {
-    fn push(&mut self, op: u32) {
-        match self {
-            OpList::One(first) => *self = OpList::Many(vec![*first, op]),
-            OpList::Many(v) => v.push(op),
-        }
-    }
-
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            OpList::One(op) => std::slice::from_ref(op),
-            OpList::Many(v) => v,
-        }
-    }
-}
-
 #[derive(Default)]
 struct Peer {
     out: Vec<u8>,
@@ -150,11 +102,10 @@ pub struct Replicas {
     log_bytes: Vec<usize>,
     log_bytes_total: usize,
     /// Snapshot files to write before the next log batch (`compact`).
-    before_flush: Vec<crate::wal::Before>,
-    /// Per group, the proposals waiting for their entries, by index (ascending).
-    waiting: Vec<VecDeque<(u64, Waiter)>>,
-    jobs: Vec<Option<PendingJob>>,
-    free_jobs: Vec<u32>,
+    before_flush: Vec<SnapshotFile>,
+    /// What this thread's replicas owe connections: jobs, proposals waiting for their
+    /// entries, reads waiting for their read-index round; finished jobs for the driver.
+    pending: Pending,
     /// Readies (and the step's list of them) kept for reuse, so a step allocates nothing for
     /// them: at most one per group, each dropped instead when a burst left it large.
     free_readies: Vec<Ready>,
@@ -169,10 +120,6 @@ pub struct Replicas {
     payloads: Vec<u8>,
     per_peer: Vec<Vec<(u32, usize, usize)>>,
     scratch: replicate::Scratch,
-    /// Read-index: reads arrived since the last step, per vShard, and rounds started (by id).
-    reads_queued: Vec<Vec<ReadOp>>,
-    read_rounds: HashMap<u64, (Instant, Vec<ReadOp>)>,
-    next_read: u64,
     /// When leader hints are next sent (`send_hints`).
     hint_due: Instant,
     /// Thread 0: the cluster's metadata as the metadata group has applied it (`None` on a node
@@ -224,8 +171,8 @@ impl Replicas {
     }
 
     /// Takes the messages of one batch frame from `peer`; an undecodable one ends the connection.
-    pub fn receive(&mut self, peer: RaftId, msgs: &[Message]) -> Result<(), String> {
-        self.peers[peer as usize - 1].heard = Some(Instant::now());
+    pub fn receive(&mut self, peer: RaftId, msgs: &[Message], now: Instant) -> Result<(), String> {
+        self.peers[peer as usize - 1].heard = Some(now);
         for m in msgs {
             let g = m.group;
             if g == super::HINTS_GROUP {
@@ -258,10 +205,10 @@ impl Replicas {
         Ok(())
     }
 
-    pub fn peer_connected(&mut self, peer: RaftId) {
+    pub fn peer_connected(&mut self, peer: RaftId, now: Instant) {
         let p = &mut self.peers[peer as usize - 1];
         p.live += 1;
-        p.heard = Some(Instant::now());
+        p.heard = Some(now);
         self.c.up[peer as usize - 1].store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -362,11 +309,12 @@ impl Replicas {
         grp.compact(applied.index, state);
         // The file is written by the flush thread before the next batch, which holds the purge
         // record this compaction causes: the log drops nothing the snapshot file lacks.
-        let (dir, data) = (self.snap_dir.clone(), grp.snapshot_blob().clone());
-        self.before_flush.push(Box::new(move || {
-            write_snapshot(&dir, g, applied, &data)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("snapshot of vShard {g}: {e}")))
-        }));
+        self.before_flush.push(SnapshotFile {
+            group: g,
+            last: applied,
+            blob: grp.snapshot_blob().clone(),
+            kind: SnapshotKind::Compacted,
+        });
         self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
         self.touch(g);
     }
@@ -443,89 +391,17 @@ impl Replicas {
             .collect()
     }
 
-    fn alloc_job(&mut self, job: PendingJob) -> u32 {
-        match self.free_jobs.pop() {
-            Some(i) => {
-                self.jobs[i as usize] = Some(job);
-                i
-            }
-            None => {
-                self.jobs.push(Some(job));
-                (self.jobs.len() - 1) as u32
-            }
-        }
+    /// Answers every op of proposal `w` with the error `msg` (and drops its blocking record).
+    fn fail_waiter(&mut self, w: Waiter, msg: &str) {
+        self.pending.fail_waiter(w, msg);
+        self.settle_blocks();
     }
 
-    /// The proposal waiting for entry `index` of group `g`, if any. Proposals before it that
-    /// no entry answered (the log moved past them by a snapshot from another leader) are
-    /// answered `UNKNOWN` into `finished`.
-    fn waiter(&mut self, g: u32, index: u64, finished: &mut Vec<PendingJob>) -> Option<Waiter> {
-        while let Some(&(i, _)) = self.waiting[g as usize].front() {
-            if i > index {
-                return None;
-            }
-            let (_, w) = self.waiting[g as usize].pop_front().expect("checked");
-            if i == index {
-                return Some(w);
-            }
-            self.fail_waiter(w, UNKNOWN, finished);
-        }
-        None
-    }
-
-    /// Answers every op of proposal `w` with the error `msg` (its entry was replaced, or its
-    /// fate is unknown), appending finished jobs to `finished`.
-    fn fail_waiter(&mut self, w: Waiter, msg: &str, finished: &mut Vec<PendingJob>) {
-        if let Some(id) = w.block {
+    /// Drops the records of blocking commands whose tried op `pending` answered.
+    fn settle_blocks(&mut self) {
+        for id in self.pending.take_lost_blocks() {
             self.forget_blocked(id);
         }
-        for &op in w.ops.as_slice() {
-            finished.extend(self.fail(w.job, op, msg));
-        }
-    }
-
-    /// Answers op `op` of job `j` with the error `msg` (replacing a reply held for it).
-    fn fail(&mut self, j: u32, op: u32, msg: &str) -> Option<PendingJob> {
-        self.answer(j, op, true, |job| job.write(op, false, |o| o.error(msg)))
-    }
-
-    /// Answers op `op` of job `j` with `reply`.
-    fn fill(&mut self, j: u32, op: u32, reply: &[u8]) -> Option<PendingJob> {
-        self.answer(j, op, false, |job| job.put(op, reply))
-    }
-
-    /// One entry's answer to op `op` of job `j` (`error`: it failed), written by `write`; for
-    /// an op answered by several entries, only once the last is in (an error then if any
-    /// failed).
-    fn answer(
-        &mut self,
-        j: u32,
-        op: u32,
-        error: bool,
-        write: impl FnOnce(&mut PendingJob),
-    ) -> Option<PendingJob> {
-        let job = self.jobs[j as usize].as_mut()?;
-        match job.part(op, error) {
-            job::Part::More => return None,
-            job::Part::Last(Some(partial)) => job.write(op, false, |o| o.error(partial)),
-            job::Part::Single | job::Part::Last(None) => write(job),
-        }
-        self.finished(j)
-    }
-
-    /// Lets the reply held for op `op` of job `j` go.
-    fn release(&mut self, j: u32, op: u32) -> Option<PendingJob> {
-        self.jobs[j as usize].as_mut()?.release(op);
-        self.finished(j)
-    }
-
-    /// Job `j`, taken out, when it has every reply.
-    fn finished(&mut self, j: u32) -> Option<PendingJob> {
-        if self.jobs[j as usize].as_ref()?.left() > 0 {
-            return None;
-        }
-        self.free_jobs.push(j);
-        self.jobs[j as usize].take()
     }
 }
 
@@ -574,13 +450,30 @@ fn raft_config(
     }
 }
 
-/// Sends a finished job's replies to its connection.
-fn drop_finished(shard: &Shard, job: PendingJob) {
-    if job.token == NO_REPLY {
-        return;
+impl Shard {
+    /// Hands the jobs the replicas finished to their connections.
+    fn deliver_finished(&self, r: &mut Replicas) {
+        for job in r.pending.take_finished() {
+            if job.token != NO_REPLY {
+                self.deliver(job.origin, job.into_done());
+            }
+        }
     }
-    let origin = job.origin;
-    shard.deliver(origin, job.into_done());
+}
+
+/// The files of snapshots to write before a log batch, as the flush thread's work.
+fn snapshot_writes(dir: &std::path::Path, files: Vec<SnapshotFile>) -> Vec<crate::wal::Before> {
+    files
+        .into_iter()
+        .map(|f| {
+            let dir = dir.to_path_buf();
+            Box::new(move || {
+                write_snapshot(&dir, f.group, f.last, &f.blob).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{} of vShard {}: {e}", f.kind, f.group))
+                })
+            }) as crate::wal::Before
+        })
+        .collect()
 }
 
 /// The log or a snapshot cannot be written or trusted: acknowledging anything more would be a

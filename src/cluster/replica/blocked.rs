@@ -18,6 +18,8 @@ use shardline_shards::command::blocking;
 pub(super) struct Blocked {
     job: u32,
     op: u32,
+    /// The connection's `(origin, token)`: its key in `blocked_ids`.
+    conn: (usize, crate::hop::Token),
     v: u32,
     slot: Slot,
     proto: Proto,
@@ -34,26 +36,28 @@ pub(super) struct Blocked {
 
 impl Replicas {
     /// Takes blocking command `cmd` (op `op` of job `j`, on vShard `v`) and proposes its first
-    /// try; the job's finished replies if that failed at once.
+    /// try (answered at once if that fails).
     pub(super) fn block(
         &mut self,
         j: u32,
         op: u32,
         (v, slot): (u32, Slot),
         cmd: Parked,
-        now_us: u64,
+        now: Now,
         seed: u64,
-    ) -> Option<PendingJob> {
+    ) {
         let id = self.next_blocked;
         self.next_blocked += 1;
-        let job = self.jobs[j as usize].as_ref().expect("a live job");
-        self.blocked_ids.insert((job.origin, job.token), id);
+        let job = self.pending.job(j).expect("a live job");
+        let conn = (job.origin, job.token);
+        self.blocked_ids.insert(conn, id);
         let proto = job.proto;
         self.blocked.insert(
             id,
             Blocked {
                 job: j,
                 op,
+                conn,
                 v,
                 slot,
                 proto,
@@ -63,19 +67,13 @@ impl Replicas {
                 had_turn: false,
             },
         );
-        self.try_blocked(id, now_us, seed, None)
+        self.try_blocked(id, now, seed, None)
     }
 
     /// Proposes a try of blocking command `id` (not queued): its first (`ready` `None`), or a
     /// retry after key `ready` changed (`Kind::Retry`). Fails its op if this replica cannot
     /// propose (no longer the leader: nothing was applied, so the client may retry there).
-    fn try_blocked(
-        &mut self,
-        id: u64,
-        now_us: u64,
-        seed: u64,
-        ready: Option<&[u8]>,
-    ) -> Option<PendingJob> {
+    fn try_blocked(&mut self, id: u64, now: Now, seed: u64, ready: Option<&[u8]>) {
         let b = &self.blocked[&id];
         debug_assert!(
             !b.queued,
@@ -88,12 +86,12 @@ impl Replicas {
             .map(|&(s, e)| &b.cmd.buf[s as usize..e as usize]);
         let enc = match ready {
             None => {
-                let mut enc = Encoder::new(Kind::Commands, now_us, seed);
+                let mut enc = Encoder::new(Kind::Commands, now.unix_us, seed);
                 enc.push(words);
                 enc
             }
             Some(key) => {
-                let mut enc = Encoder::new(Kind::Retry, now_us, seed);
+                let mut enc = Encoder::new(Kind::Retry, now.unix_us, seed);
                 let all: Vec<&[u8]> = std::iter::once(key).chain(words).collect();
                 enc.push(all.into_iter());
                 enc
@@ -106,35 +104,30 @@ impl Replicas {
         };
         match tried {
             Ok((index, term)) => {
-                self.waiting[v as usize].push_back((
+                self.pending.wait(
+                    v,
                     index,
                     Waiter {
                         job,
                         ops: OpList::One(op),
                         term,
-                        since: Instant::now(),
+                        since: now.mono,
                         block: Some(id),
                     },
-                ));
+                );
                 self.touch(v);
-                None
             }
             Err(e) => {
                 let msg = self.c.redirect(slot, e.leader);
                 self.forget_blocked(id);
-                self.fail(job, op, &msg)
+                self.pending.fail(job, op, &msg);
             }
         }
     }
 
-    /// The answer of blocking command `id`'s try, just applied on this leader: the job's
-    /// finished replies when the op is answered, else the command is queued (`had_turn`).
-    pub(super) fn block_tried(
-        &mut self,
-        id: u64,
-        reply: &[u8],
-        db: &mut shardline_shards::db::Db,
-    ) -> Option<PendingJob> {
+    /// The answer of blocking command `id`'s try, just applied on this leader: the op is
+    /// answered, or the command is queued (`had_turn`).
+    pub(super) fn block_tried(&mut self, id: u64, reply: &[u8], db: &mut shardline_shards::db::Db) {
         let b = self
             .blocked
             .get_mut(&id)
@@ -146,18 +139,17 @@ impl Replicas {
                 db.mark_ready(k);
             }
             self.forget_blocked(id);
-            return self.fill(job, op, reply);
+            return self.pending.fill(job, op, reply);
         }
         if b.cancelled {
             let (job, op) = (b.job, b.op);
             let mut out = Out::new(b.proto);
             blocking::timeout_reply(b.cmd.name, &mut out);
             self.forget_blocked(id);
-            return self.fill(job, op, &out.buf);
+            return self.pending.fill(job, op, &out.buf);
         }
         b.queued = true;
         db.wait_on(id, &b.cmd.keys, b.had_turn);
-        None
     }
 
     /// `Unblock` for the blocking command of `(origin, token)`: a queued one is answered with
@@ -167,29 +159,30 @@ impl Replicas {
         origin: usize,
         token: crate::hop::Token,
         db: &mut shardline_shards::db::Db,
-    ) -> Option<PendingJob> {
-        let id = *self.blocked_ids.get(&(origin, token))?;
+    ) {
+        let Some(&id) = self.blocked_ids.get(&(origin, token)) else {
+            return;
+        };
         let b = self.blocked.get_mut(&id).expect("ids and records agree");
         if !b.queued {
             b.cancelled = true;
-            return None;
+            return;
         }
         let (job, op) = (b.job, b.op);
         let mut out = Out::new(b.proto);
         blocking::timeout_reply(b.cmd.name, &mut out);
         db.unwait(id, &b.cmd.keys);
         self.forget_blocked(id);
-        self.fill(job, op, &out.buf)
+        self.pending.fill(job, op, &out.buf);
     }
 
     /// Proposes a try of the first waiter of every key made ready (one per key, so a key's
-    /// waiters are tried in arrival order), appending finished jobs to `finished`.
+    /// waiters are tried in arrival order).
     pub(super) fn serve_ready(
         &mut self,
         db: &mut shardline_shards::db::Db,
-        now_us: u64,
+        now: Now,
         mut seed: impl FnMut() -> u64,
-        finished: &mut Vec<PendingJob>,
     ) {
         while let Some(key) = db.ready.pop() {
             let Some(id) = db.waiting.get(&key).and_then(|q| q.front().copied()) else {
@@ -202,18 +195,14 @@ impl Replicas {
             b.queued = false;
             b.had_turn = true;
             db.unwait(id, &b.cmd.keys);
-            finished.extend(self.try_blocked(id, now_us, seed(), Some(&key)));
+            self.try_blocked(id, now, seed(), Some(&key));
         }
     }
 
     /// Answers the queued waiters of groups this replica no longer leads with a redirect to
     /// the new leader (nothing was applied for them). A walk over the records, run only while
     /// some exist.
-    pub(super) fn redirect_blocked(
-        &mut self,
-        db: &mut shardline_shards::db::Db,
-        finished: &mut Vec<PendingJob>,
-    ) {
+    pub(super) fn redirect_blocked(&mut self, db: &mut shardline_shards::db::Db) {
         let lost: Vec<(u64, Option<RaftId>)> = self
             .blocked
             .iter()
@@ -229,16 +218,14 @@ impl Replicas {
             let msg = self.c.redirect(b.slot, leader);
             db.unwait(id, &b.cmd.keys);
             self.forget_blocked(id);
-            finished.extend(self.fail(job, op, &msg));
+            self.pending.fail(job, op, &msg);
         }
     }
 
     /// Drops blocking command `id`'s record (its op is being answered).
     pub(super) fn forget_blocked(&mut self, id: u64) {
-        if let Some(b) = self.blocked.remove(&id)
-            && let Some(job) = self.jobs[b.job as usize].as_ref()
-        {
-            self.blocked_ids.remove(&(job.origin, job.token));
+        if let Some(b) = self.blocked.remove(&id) {
+            self.blocked_ids.remove(&b.conn);
         }
     }
 
@@ -260,13 +247,14 @@ impl Shard {
         if db.ready.is_empty() {
             return;
         }
-        let mut finished = Vec::new();
         let mut rng = self.rng.borrow_mut();
-        r.serve_ready(&mut db, unix_now_us(), || rng.next_u64(), &mut finished);
-        drop((rng, db, guard));
-        for done in finished {
-            drop_finished(self, done);
-        }
+        let now = Now {
+            mono: Instant::now(),
+            unix_us: unix_now_us(),
+        };
+        r.serve_ready(&mut db, now, || rng.next_u64());
+        drop((rng, db));
+        self.deliver_finished(r);
     }
 
     /// Blocking commands waiting on this thread's leaders.

@@ -138,21 +138,22 @@ impl Replicas {
             let mut without = grp.membership().clone();
             without.voters.retain(|&id| id != self.c.me);
             without.learners.retain(|&id| id != self.c.me);
-            let tomb = raft::conf::snapshot_blob(&without, &[]);
-            let dir = self.snap_dir.clone();
             // The tombstone is written before the purge record's batch (as compaction does).
-            self.before_flush.push(Box::new(move || {
-                write_snapshot(&dir, g, last, &tomb).map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("tombstone of vShard {g}: {e}"))
-                })
-            }));
+            self.before_flush.push(SnapshotFile {
+                group: g,
+                last,
+                blob: raft::conf::snapshot_blob(&without, &[]),
+                kind: SnapshotKind::Tombstone,
+            });
             // The log forgets the group: a replica placed here again starts from nothing.
             self.wal.reset(g);
             db.flush_vshard(VShardId(g as u16));
             self.applied[g as usize] = LogId::default();
             self.clocks[g as usize] = 0;
             self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
-            self.reads_queued[g as usize].clear();
+            // What waits on the replica is answered (never left hanging).
+            self.pending.drop_group(g);
+            self.settle_blocks();
             tracing::info!(vshard = g, "dropped a replica moved off this node");
         }
     }

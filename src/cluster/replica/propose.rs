@@ -10,7 +10,11 @@ impl Shard {
     /// back when the entries are applied.
     pub fn run_job_replicated(&self, job: Job) {
         let mut pj = PendingJob::new(job.origin, job.token, job.proto, job.ops.len());
-        let now_us = unix_now_us();
+        let now = Now {
+            mono: Instant::now(),
+            unix_us: unix_now_us(),
+        };
+        let now_us = now.unix_us;
         let seed = self.rng.borrow_mut().next_u64();
         // (vShard, first op's slot, entry, ops)
         let mut entries: Vec<(u32, Slot, Encoder, OpList)> = Vec::new();
@@ -51,11 +55,10 @@ impl Shard {
                     continue;
                 }
                 Op::Unblock { origin, token } => {
-                    let done = self
-                        .with_replicas(|r| r.unblock(*origin, *token, &mut self.db.borrow_mut()));
-                    if let Some(done) = done {
-                        drop_finished(self, done);
-                    }
+                    self.with_replicas(|r| {
+                        r.unblock(*origin, *token, &mut self.db.borrow_mut());
+                        self.deliver_finished(r);
+                    });
                     pj.write(i, false, |o| o.ok());
                     continue;
                 }
@@ -172,51 +175,50 @@ impl Shard {
         }
         let mut r = self.repl.borrow_mut();
         let r = r.as_mut().expect("replicated");
-        if entries.is_empty() && reads.is_empty() && metas.is_empty() && block.is_none() {
-            // Everything answered here.
-            drop_finished(self, pj);
+        // Nothing to wait for: everything answered here.
+        let Some(j) = r.pending.admit(pj) else {
+            self.deliver_finished(r);
             return;
-        }
-        let j = r.alloc_job(pj);
+        };
         for (v, slot, enc, ops) in entries {
             let g = r.groups[v as usize].as_mut().expect("a replica here");
             match g.propose(enc.finish()) {
                 Ok(index) => {
                     let term = g.term();
-                    r.waiting[v as usize].push_back((
+                    r.pending.wait(
+                        v,
                         index,
                         Waiter {
                             job: j,
                             ops,
                             term,
-                            since: Instant::now(),
+                            since: now.mono,
                             block: None,
                         },
-                    ));
+                    );
                     r.touch(v);
                 }
                 Err(e) => {
                     let msg = c.redirect(slot, e.leader);
                     for &op in ops.as_slice() {
-                        if let Some(done) = r.fail(j, op, &msg) {
-                            drop_finished(self, done);
-                        }
+                        r.pending.fail(j, op, &msg);
                     }
                 }
             }
         }
         for (cmd, op) in metas {
             match r.propose_meta(cmd) {
-                Ok((index, term)) => r.waiting[r.meta_g as usize].push_back((
+                Ok((index, term)) => r.pending.wait(
+                    r.meta_g,
                     index,
                     Waiter {
                         job: j,
                         ops: OpList::One(op),
                         term,
-                        since: Instant::now(),
+                        since: now.mono,
                         block: None,
                     },
-                )),
+                ),
                 Err(leader) => {
                     let msg = match leader.and_then(|l| c.member(l)) {
                         Some(m) if leader != Some(c.me) => format!(
@@ -225,23 +227,20 @@ impl Shard {
                         ),
                         _ => "TRYAGAIN the cluster's metadata group has no leader yet (nothing was changed); retry shortly".to_string(),
                     };
-                    if let Some(done) = r.fail(j, op, &msg) {
-                        drop_finished(self, done);
-                    }
+                    r.pending.fail(j, op, &msg);
                 }
             }
         }
         // The reads, answered once their round confirms the leadership.
         for (v, slot, op) in reads {
-            r.reads_queued[v as usize].push(ReadOp { job: j, op, slot });
+            r.pending.queue_read(v, ReadOp { job: j, op, slot });
             r.touch(v);
         }
         // Last, as the blocking command is the job's last op: after the job's other entries.
-        if let Some((op, at, cmd)) = block
-            && let Some(done) = r.block(j, op, at, cmd, now_us, seed)
-        {
-            drop_finished(self, done);
+        if let Some((op, at, cmd)) = block {
+            r.block(j, op, at, cmd, now, seed);
         }
+        self.deliver_finished(r);
     }
 
     /// Active expiry of a replicated node: keys found due in vShards led here are proposed as

@@ -4,15 +4,43 @@
 use super::*;
 
 impl Shard {
-    /// The first half of a driver step (see the module documentation): everything up to the
-    /// log batch that must be on disk before the step's messages go out.
-    fn start_step(&self) -> Step {
-        let now = Instant::now();
-        let c = self.node.cluster.as_deref().expect("replicated");
+    /// A step's first half on this thread's replicas; the jobs it finished go out at once.
+    fn start_step(&self) -> Result<Step, Fatal> {
         let mut guard = self.repl.borrow_mut();
         let r = guard.as_mut().expect("replicated");
+        let step = r.start_step(
+            &mut self.db.borrow_mut(),
+            Instant::now(),
+            unix_now_us() / 1000,
+        );
+        self.deliver_finished(r);
+        step
+    }
+
+    /// A step's second half; then the jobs it finished, keyspace events and woken waiters.
+    fn finish_step(&self, readies: Vec<(u32, Ready)>) -> Result<(), Fatal> {
+        {
+            let mut guard = self.repl.borrow_mut();
+            let r = guard.as_mut().expect("replicated");
+            let res = r.finish_step(&mut self.db.borrow_mut(), Instant::now(), readies);
+            self.deliver_finished(r);
+            res?;
+        }
+        self.flush_events();
+        self.serve_ready();
+        Ok(())
+    }
+}
+
+impl Replicas {
+    /// The first half of a driver step (see the module documentation): everything up to the
+    /// log batch that must be on disk before the step's messages go out. `wall_ms` stamps the
+    /// batch's records.
+    fn start_step(&mut self, db: &mut Db, now: Instant, wall_ms: u64) -> Result<Step, Fatal> {
+        let c = Arc::clone(&self.c);
+        let r = self;
         if !r.to_drop.is_empty() {
-            r.drop_removed(&mut self.db.borrow_mut());
+            r.drop_removed(db);
         }
         for (g, from, msg) in std::mem::take(&mut r.incoming) {
             if let Some(grp) = r.groups[g as usize].as_mut() {
@@ -20,7 +48,6 @@ impl Shard {
                 r.touch(g);
             }
         }
-        let mut timed_out = Vec::new();
         if now.duration_since(r.last_tick) >= TICK {
             r.last_tick = now;
             for v in 0..r.groups.len() {
@@ -47,39 +74,9 @@ impl Shard {
             if r.to_compact.is_empty() {
                 r.to_compact = r.wal.pinning_oldest(MAX_SEGMENTS);
             }
-            // The oldest proposals of each group are at the front.
-            for q in &mut r.waiting {
-                while q
-                    .front()
-                    .is_some_and(|(_, w)| now.duration_since(w.since) > PROPOSAL_TIMEOUT)
-                {
-                    timed_out.push(q.pop_front().expect("checked").1);
-                }
-            }
-        }
-        // A read round no quorum answered in time (a cut-off leader): the read was not served.
-        if !r.read_rounds.is_empty() && r.last_tick == now {
-            let late: Vec<u64> = r
-                .read_rounds
-                .iter()
-                .filter(|(_, (since, _))| now.duration_since(*since) > PROPOSAL_TIMEOUT)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in late {
-                let (_, ops) = r.read_rounds.remove(&id).expect("listed");
-                for o in ops {
-                    if let Some(done) = r.fail(o.job, o.op, READ_LOST) {
-                        drop_finished(self, done);
-                    }
-                }
-            }
-        }
-        let mut finished = Vec::new();
-        for w in timed_out {
-            r.fail_waiter(w, UNKNOWN, &mut finished);
-        }
-        for done in finished {
-            drop_finished(self, done);
+            // Proposals and read rounds no quorum answered in time (a cut-off leader).
+            r.pending.expire(now, PROPOSAL_TIMEOUT);
+            r.settle_blocks();
         }
         // Persist every touched group's Ready, then one flush for all of them.
         let mut readies = std::mem::take(&mut r.readies_buf);
@@ -89,53 +86,34 @@ impl Shard {
             let Some(grp) = r.groups[g as usize].as_mut() else {
                 continue;
             };
-            if !r.reads_queued[g as usize].is_empty() {
-                // One read-index round for every read of this group in this step.
-                let ops = std::mem::take(&mut r.reads_queued[g as usize]);
-                let id = r.next_read;
-                r.next_read += 1;
-                match grp.read_index(id) {
-                    Ok(()) => {
-                        r.read_rounds.insert(id, (Instant::now(), ops));
-                    }
-                    Err(e) => {
-                        for o in ops {
-                            let msg = c.redirect(o.slot, e.leader);
-                            if let Some(done) = r.fail(o.job, o.op, &msg) {
-                                drop_finished(self, done);
-                            }
-                        }
-                    }
-                }
-            }
-            let grp = r.groups[g as usize].as_mut().expect("checked");
+            // One read-index round for every read of this group in this step.
+            r.pending.start_round(
+                g,
+                now,
+                |id| grp.read_index(id),
+                |slot, e| c.redirect(slot, e.leader),
+            );
             let mut ready = r.free_readies.pop().unwrap_or_default();
             grp.take_ready_into(&mut ready);
             for &(id, _) in &ready.reads {
-                for o in r.read_rounds.remove(&id).map(|x| x.1).unwrap_or_default() {
-                    if let Some(done) = r.release(o.job, o.op) {
-                        drop_finished(self, done);
-                    }
-                }
+                r.pending.round_confirmed(id);
             }
-            for id in &ready.failed_reads {
-                if let Some((_, ops)) = r.read_rounds.remove(id) {
-                    for o in ops {
-                        if let Some(done) = r.fail(o.job, o.op, READ_LOST) {
-                            drop_finished(self, done);
-                        }
-                    }
-                }
+            for &id in &ready.failed_reads {
+                r.pending.round_failed(id);
             }
             if let Some(snap) = &ready.snapshot {
-                if let Err(e) = write_snapshot(&r.snap_dir, g, snap.last, &snap.blob) {
-                    fatal(&format!("cannot store a received snapshot: {e}"));
-                }
-                let mut db = self.db.borrow_mut();
+                // Stored by the flush thread before this step's batch, which records the
+                // install: nothing of the step goes out before both are on disk.
+                r.before_flush.push(SnapshotFile {
+                    group: g,
+                    last: snap.last,
+                    blob: snap.blob.clone(),
+                    kind: SnapshotKind::Received,
+                });
                 let installed = if g == r.meta_g {
                     r.install_meta(&snap.state)
                 } else {
-                    install(&mut db, &snap.state)
+                    install(db, &snap.state)
                 };
                 match installed {
                     Ok(clock) => {
@@ -149,36 +127,41 @@ impl Shard {
                         r.applied[g as usize] = snap.last;
                         r.log_bytes_total -= std::mem::take(&mut r.log_bytes[g as usize]);
                     }
-                    Err(e) => fatal(&format!(
-                        "a snapshot received for vShard {g} does not decode at offset {}: {}",
-                        e.offset, e.reason
-                    )),
+                    Err(e) => {
+                        return Err(Fatal::SnapshotInstall {
+                            group: g,
+                            offset: e.offset,
+                            reason: e.reason.to_string(),
+                        });
+                    }
                 }
             }
-            if let Err(e) = storage::persist(&mut r.wal, g, &ready) {
-                fatal(&format!("write-ahead log refused an append: {e:?}"));
-            }
+            storage::persist(&mut r.wal, g, &ready)
+                .map_err(|e| Fatal::LogAppend(format!("{e:?}")))?;
             let added: usize = ready.entries.iter().map(|e| e.data.len()).sum();
             r.log_bytes[g as usize] += added;
             r.log_bytes_total += added;
             readies.push((g, ready));
         }
         r.wal.flush(0);
-        let batch = r.wal.take_batch(unix_now_us() / 1000);
-        let before = std::mem::take(&mut r.before_flush);
-        Step {
+        let batch = r.wal.take_batch(wall_ms);
+        let before = snapshot_writes(&r.snap_dir, std::mem::take(&mut r.before_flush));
+        Ok(Step {
             readies,
             batch,
             before,
-        }
+        })
     }
 
     /// The second half of a driver step, once its log batch is on disk: send, apply, answer.
-    fn finish_step(&self, readies: Vec<(u32, Ready)>) {
-        let now = Instant::now();
-        let c = self.node.cluster.as_deref().expect("replicated");
-        let mut guard = self.repl.borrow_mut();
-        let r = guard.as_mut().expect("replicated");
+    fn finish_step(
+        &mut self,
+        db: &mut Db,
+        now: Instant,
+        readies: Vec<(u32, Ready)>,
+    ) -> Result<(), Fatal> {
+        let c = Arc::clone(&self.c);
+        let r = self;
         // Send, now that what the messages promise is on disk.
         r.payloads.clear();
         for (g, ready) in &readies {
@@ -216,17 +199,15 @@ impl Shard {
             r.per_peer[p] = q;
         }
         // Apply what is committed, answering the proposals that wait on it.
-        let mut finished = Vec::new();
         {
-            let mut db = self.db.borrow_mut();
             let mut out = Out::new(Proto::Resp2);
             let mut ends = Vec::new();
             for (g, ready) in &readies {
                 for e in &ready.committed {
-                    let w = r.waiter(*g, e.index, &mut finished);
+                    let w = r.pending.applied(*g, e.index);
                     let proto = w
                         .as_ref()
-                        .and_then(|w| r.jobs[w.job as usize].as_ref())
+                        .and_then(|w| r.pending.job(w.job))
                         .map_or(Proto::Resp2, |j| j.proto);
                     out.buf.clear();
                     out.proto = proto;
@@ -235,7 +216,7 @@ impl Shard {
                         r.apply_meta(&e.data, &mut out, &mut ends)
                     } else {
                         replicate::apply(
-                            &mut db,
+                            db,
                             &e.data,
                             &mut r.clocks[*g as usize],
                             &mut out,
@@ -244,11 +225,12 @@ impl Shard {
                         )
                         .map_err(|e| e.to_string())
                     };
-                    if let Err(err) = res {
-                        fatal(&format!(
-                            "committed entry {} of vShard {g} does not decode: {err}",
-                            e.index
-                        ));
+                    if let Err(reason) = res {
+                        return Err(Fatal::Entry {
+                            group: *g,
+                            index: e.index,
+                            reason,
+                        });
                     }
                     r.applied[*g as usize] = LogId {
                         term: e.term,
@@ -259,22 +241,23 @@ impl Shard {
                     }
                     let Some(w) = w else { continue };
                     if w.term != e.term {
-                        r.fail_waiter(w, REPLACED, &mut finished);
+                        r.fail_waiter(w, REPLACED);
                         continue;
                     }
                     if let Some(id) = w.block {
                         let reply = &out.buf[..ends[0] as usize];
-                        finished.extend(r.block_tried(id, reply, &mut db));
+                        r.block_tried(id, reply, db);
                         continue;
                     }
                     for (k, &op) in w.ops.as_slice().iter().enumerate() {
                         let start = if k == 0 { 0 } else { ends[k - 1] as usize };
-                        finished.extend(r.fill(w.job, op, &out.buf[start..ends[k] as usize]));
+                        r.pending.fill(w.job, op, &out.buf[start..ends[k] as usize]);
                     }
                 }
             }
+            r.settle_blocks();
             if !r.blocked.is_empty() {
-                r.redirect_blocked(&mut db, &mut finished);
+                r.redirect_blocked(db);
             }
         }
         // Routing: publish the leader each touched group knows. Compact one group per step:
@@ -307,12 +290,12 @@ impl Shard {
                 .map(|g| (0, g as u32));
         }
         if let Some(g) = r.to_compact.pop().or(longest.map(|(_, g)| g)) {
-            r.compact(&self.db.borrow(), g);
+            r.compact(db, g);
         }
         if now >= r.hint_due {
             r.send_hints(now);
         }
-        if self.id == 0 {
+        if r.shard == 0 {
             let g = r.meta_g as usize;
             // (A node removed from the metadata group hears no leader again: what it applied
             // is final for it, and it still has to move its groups off.)
@@ -322,7 +305,7 @@ impl Shard {
             });
             c.meta_current
                 .store(current, std::sync::atomic::Ordering::Release);
-            r.meta_duty(&self.db.borrow(), now);
+            r.meta_duty(db, now);
         }
         if now >= r.moves_due {
             r.moves_due = now + moves::MOVES_PERIOD;
@@ -339,12 +322,7 @@ impl Shard {
             }
         }
         r.readies_buf = readies;
-        drop(guard);
-        for done in finished {
-            drop_finished(self, done);
-        }
-        self.flush_events();
-        self.serve_ready();
+        Ok(())
     }
 }
 
@@ -372,7 +350,7 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
             _ = work => {},
             _ = monoio::time::sleep(TICK) => {},
         }
-        let step = shard.start_step();
+        let step = shard.start_step().unwrap_or_else(|e| fatal(&e.to_string()));
         if step.batch.is_some() || !step.before.is_empty() {
             let log = shard
                 .with_replicas(|r| r.log.take())
@@ -386,6 +364,8 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
                 ));
             }
         }
-        shard.finish_step(step.readies);
+        if let Err(e) = shard.finish_step(step.readies) {
+            fatal(&e.to_string());
+        }
     }
 }
