@@ -345,7 +345,7 @@ impl Shard {
 
     /// Copies the command layer's settings into `db` if CONFIG SET changed them.
     #[inline]
-    fn sync_tunables(&self) {
+    pub(crate) fn sync_tunables(&self) {
         let v = self.node.live.tunables_version.load(Ordering::Acquire);
         if v != self.tunables_seen.get() {
             self.db.borrow_mut().tunables = *self.node.live.tunables.lock().expect("tunables");
@@ -602,7 +602,28 @@ impl Shard {
     pub fn run_op(&self, op: &Op, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) {
         self.sync_tunables();
         self.check_reset();
-        let mut db = self.db.borrow_mut();
+        if let Op::Unblock { origin, token } = op {
+            self.unblock(*origin, *token);
+            return out.ok();
+        }
+        self.run_op_in(&mut self.db.borrow_mut(), op, buf, spans, now_us, out);
+        if !self.db.borrow().ready.is_empty() {
+            self.serve_ready();
+        }
+        self.flush_events();
+    }
+
+    /// `run_op` on a keyspace the caller has borrowed (its settings already synced); the
+    /// caller then serves woken waiters and publishes events.
+    pub(crate) fn run_op_in(
+        &self,
+        db: &mut Db,
+        op: &Op,
+        buf: &[u8],
+        spans: &[command::Span],
+        now_us: u64,
+        out: &mut Out,
+    ) {
         let mut rng = self.rng.borrow_mut();
         let mut ctx = Ctx {
             now_ms: now_us / 1000,
@@ -612,11 +633,11 @@ impl Shard {
         match op {
             Op::Cmd { first, len, spec } => {
                 let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                self.exec(&mut db, &mut ctx, *spec, args, out, true);
+                self.exec(db, &mut ctx, *spec, args, out, true);
             }
             Op::Local { first, len } => {
                 let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                self.exec(&mut db, &mut ctx, None, args, out, false);
+                self.exec(db, &mut ctx, None, args, out, false);
             }
             Op::Exec { cmds, watch } => {
                 if watch.as_ref().is_some_and(|w| w.load(Ordering::Acquire)) {
@@ -625,7 +646,7 @@ impl Shard {
                 out.array(cmds.len());
                 for (first, len) in cmds {
                     let args = Args::new(buf, &spans[*first as usize..(*first + *len) as usize]);
-                    self.exec(&mut db, &mut ctx, None, args, out, true);
+                    self.exec(db, &mut ctx, None, args, out, true);
                 }
             }
             Op::Watch { first, add, flag } => {
@@ -740,19 +761,9 @@ impl Shard {
             // Only `run_job` runs blocking ops; the connection never runs them locally.
             Op::Block { .. } => out.error("ERR internal: blocking op outside a job"),
             Op::Meta(_) => out.error("ERR this node is not part of a replicated cluster"),
-            Op::Unblock { origin, token } => {
-                drop(db);
-                drop(rng);
-                self.unblock(*origin, *token);
-                return out.ok();
-            }
+            // `run_op` and the replicated job path take it before the keyspace is borrowed.
+            Op::Unblock { .. } => out.error("ERR internal: unblock outside a job"),
         }
-        drop(db);
-        drop(rng);
-        if !self.db.borrow().ready.is_empty() {
-            self.serve_ready();
-        }
-        self.flush_events();
     }
 
     fn publish_stats(&self) {

@@ -4,37 +4,90 @@
 
 use super::*;
 
+/// A connection's job planned against this thread's replicas (`Replicas::plan_job`): what to
+/// propose, read and wait for. Ops answered at once are in `pj` already.
+pub(crate) struct Plan {
+    pj: PendingJob,
+    /// (vShard, first op's slot, entry, ops)
+    entries: Vec<(u32, Slot, Encoder, OpList)>,
+    /// (vShard, slot, op): reads held in `pj` until their round confirms the leadership.
+    reads: Vec<(u32, Slot, u32)>,
+    /// (metadata command, op): CLUSTER JOIN, on thread 0.
+    metas: Vec<(Vec<u8>, u32)>,
+    /// A blocking command (the job's last op): its op, vShard and copy, tried once proposed.
+    block: Option<(u32, (u32, Slot), crate::shard::Parked)>,
+    /// The blocking commands this job ends: `(origin, token)` of each.
+    unblocks: Vec<(usize, crate::hop::Token)>,
+}
+
 impl Shard {
     /// A job of a replicated node: commands on keys become log entries of their vShard (one
     /// entry per vShard per job, in request order); other ops run here at once. The replies go
     /// back when the entries are applied.
     pub fn run_job_replicated(&self, job: Job) {
-        let mut pj = PendingJob::new(job.origin, job.token, job.proto, job.ops.len());
+        self.sync_tunables();
+        self.check_reset();
         let now = Now {
             mono: Instant::now(),
             unix_us: unix_now_us(),
         };
-        let now_us = now.unix_us;
         let seed = self.rng.borrow_mut().next_u64();
-        // (vShard, first op's slot, entry, ops)
-        let mut entries: Vec<(u32, Slot, Encoder, OpList)> = Vec::new();
-        // (vShard, slot, op): reads held in `pj` until their round confirms the leadership.
-        let mut reads: Vec<(u32, Slot, u32)> = Vec::new();
-        // (metadata command, op): CLUSTER JOIN, on thread 0.
-        let mut metas: Vec<(Vec<u8>, u32)> = Vec::new();
-        // A blocking command (the job's last op): its vShard and copy, tried once proposed.
-        let mut block: Option<(u32, (u32, Slot), crate::shard::Parked)> = None;
-        let c = self.node.cluster.as_deref().expect("replicated");
+        let plan = {
+            // Shared: a local op (INFO's figures) reads the replicas too.
+            let repl = self.repl.borrow();
+            let r = repl.as_ref().expect("replicated");
+            r.plan_job(
+                &mut self.db.borrow_mut(),
+                &job,
+                now,
+                seed,
+                &mut |db, op, out| self.run_op_in(db, op, &job.buf, &job.spans, now.unix_us, out),
+            )
+        };
+        self.with_replicas(|r| {
+            r.submit(&mut self.db.borrow_mut(), plan, now, seed);
+            self.deliver_finished(r);
+        });
+        if !self.db.borrow().ready.is_empty() {
+            self.serve_ready();
+        }
+        self.flush_events();
+    }
+}
+
+impl Replicas {
+    /// Plans `job` (see `Plan`): each op in order is checked (keys in one vShard led here,
+    /// memory), a write becomes part of its vShard's entry, a read on a leader that may serve
+    /// it runs now and waits for a read-index round, anything else runs now through `local`.
+    pub(crate) fn plan_job(
+        &self,
+        db: &mut Db,
+        job: &Job,
+        now: Now,
+        seed: u64,
+        local: &mut dyn FnMut(&mut Db, &Op, &mut Out),
+    ) -> Plan {
+        let mut p = Plan {
+            pj: PendingJob::new(job.origin, job.token, job.proto, job.ops.len()),
+            entries: Vec::new(),
+            reads: Vec::new(),
+            metas: Vec::new(),
+            block: None,
+            unblocks: Vec::new(),
+        };
+        let now_us = now.unix_us;
+        let c = &*self.c;
         for (i, op) in job.ops.iter().enumerate() {
             let i = i as u32;
+            let pj = &mut p.pj;
             match op {
                 Op::Meta(cmd) => {
-                    metas.push((cmd.clone(), i));
+                    p.metas.push((cmd.clone(), i));
                     continue;
                 }
                 Op::Block { first, len } => {
                     let cmds = [(*first, *len)];
-                    match self.plan_entry(c, &job.buf, &job.spans, &cmds) {
+                    match plan_entry(c, db, &job.buf, &job.spans, &cmds) {
                         Err(msg) => pj.write(i, false, |o| o.error(&msg)),
                         Ok(None) => {
                             pj.write(i, false, |o| o.error("ERR a blocking command without keys"))
@@ -44,21 +97,14 @@ impl Shard {
                                 &job.buf,
                                 &job.spans[*first as usize..(*first + *len) as usize],
                             );
-                            let cmd = crate::shard::Parked::new(
-                                &mut self.db.borrow_mut(),
-                                args,
-                                now_us / 1000,
-                            );
-                            block = Some((i, at, cmd));
+                            let cmd = crate::shard::Parked::new(db, args, now_us / 1000);
+                            p.block = Some((i, at, cmd));
                         }
                     }
                     continue;
                 }
                 Op::Unblock { origin, token } => {
-                    self.with_replicas(|r| {
-                        r.unblock(*origin, *token, &mut self.db.borrow_mut());
-                        self.deliver_finished(r);
-                    });
+                    p.unblocks.push((*origin, *token));
                     pj.write(i, false, |o| o.ok());
                     continue;
                 }
@@ -81,7 +127,7 @@ impl Shard {
                     pj.write(i, false, |o| o.error(err));
                     continue;
                 }
-                let led = self.with_replicas(|r| r.led_vshards());
+                let led = self.led_vshards();
                 if led.is_empty() {
                     pj.write(i, false, |o| o.ok());
                     continue;
@@ -91,7 +137,8 @@ impl Shard {
                 pj.expect_parts(i, led.len() as u32, FLUSH_PARTIAL);
                 for v in led {
                     let slot = c.layout.slot_range(VShardId(v as u16)).start;
-                    entries.push((v, slot, Encoder::flush(v as u16, now_us), OpList::One(i)));
+                    p.entries
+                        .push((v, slot, Encoder::flush(v as u16, now_us), OpList::One(i)));
                 }
                 continue;
             }
@@ -112,25 +159,21 @@ impl Shard {
                     cmds
                 }
                 _ => {
-                    pj.write(i, false, |o| {
-                        self.run_op(op, &job.buf, &job.spans, now_us, o)
-                    });
+                    pj.write(i, false, |o| local(db, op, o));
                     continue;
                 }
             };
-            match self.plan_entry(c, &job.buf, &job.spans, cmds) {
+            match plan_entry(c, db, &job.buf, &job.spans, cmds) {
                 Err(msg) => pj.write(i, false, |o| o.error(&msg)),
                 Ok(None) => {
                     // No keys at all (MULTI PING EXEC): nothing replicated to decide.
-                    pj.write(i, false, |o| {
-                        self.run_op(op, &job.buf, &job.spans, now_us, o)
-                    });
+                    pj.write(i, false, |o| local(db, op, o));
                 }
                 Ok(Some((v, slot)))
                     if matches!(op, Op::Cmd { spec: Some(s), .. }
                         if s.flags & flags::WRITE == 0 && s.flags & flags::READONLY != 0)
-                        && !entries.iter().any(|e| e.0 == v)
-                        && self.with_replicas(|r| r.can_read_now(v)) =>
+                        && !p.entries.iter().any(|e| e.0 == v)
+                        && self.can_read_now(v) =>
                 {
                     // A read with no write of this job before it on its vShard, on a leader
                     // that has applied all it committed: run now (so it sees neither this job's
@@ -138,10 +181,8 @@ impl Shard {
                     // confirms the leadership. (A read after such a write rides in the write's
                     // entry, to see it.)
                     let (first, len) = cmds[0];
-                    pj.write(i, true, |o| {
-                        self.run_op(&Op::Local { first, len }, &job.buf, &job.spans, now_us, o)
-                    });
-                    reads.push((v, slot, i));
+                    pj.write(i, true, |o| local(db, &Op::Local { first, len }, o));
+                    p.reads.push((v, slot, i));
                 }
                 Ok(Some((v, slot))) => {
                     let kind = if matches!(op, Op::Exec { .. }) {
@@ -151,6 +192,7 @@ impl Shard {
                     };
                     // Commands of one vShard share an entry; a transaction is an entry of its
                     // own.
+                    let entries = &mut p.entries;
                     let at = match entries.iter().rposition(|e| e.0 == v) {
                         Some(at)
                             if kind == Kind::Commands && entries[at].2.kind() == Kind::Commands =>
@@ -173,19 +215,26 @@ impl Shard {
                 }
             }
         }
-        let mut r = self.repl.borrow_mut();
-        let r = r.as_mut().expect("replicated");
-        // Nothing to wait for: everything answered here.
-        let Some(j) = r.pending.admit(pj) else {
-            self.deliver_finished(r);
+        p
+    }
+
+    /// Proposes what `plan` holds and waits for it: the job's replies go out (`Pending`) as
+    /// its entries apply and its read rounds end.
+    pub(crate) fn submit(&mut self, db: &mut Db, plan: Plan, now: Now, seed: u64) {
+        for (origin, token) in plan.unblocks {
+            self.unblock(origin, token, db);
+        }
+        // Nothing to wait for: everything answered in planning.
+        let Some(j) = self.pending.admit(plan.pj) else {
             return;
         };
-        for (v, slot, enc, ops) in entries {
-            let g = r.groups[v as usize].as_mut().expect("a replica here");
+        let c = Arc::clone(&self.c);
+        for (v, slot, enc, ops) in plan.entries {
+            let g = self.groups[v as usize].as_mut().expect("a replica here");
             match g.propose(enc.finish()) {
                 Ok(index) => {
                     let term = g.term();
-                    r.pending.wait(
+                    self.pending.wait(
                         v,
                         index,
                         Waiter {
@@ -196,20 +245,20 @@ impl Shard {
                             block: None,
                         },
                     );
-                    r.touch(v);
+                    self.touch(v);
                 }
                 Err(e) => {
                     let msg = c.redirect(slot, e.leader);
                     for &op in ops.as_slice() {
-                        r.pending.fail(j, op, &msg);
+                        self.pending.fail(j, op, &msg);
                     }
                 }
             }
         }
-        for (cmd, op) in metas {
-            match r.propose_meta(cmd) {
-                Ok((index, term)) => r.pending.wait(
-                    r.meta_g,
+        for (cmd, op) in plan.metas {
+            match self.propose_meta(cmd) {
+                Ok((index, term)) => self.pending.wait(
+                    self.meta_g,
                     index,
                     Waiter {
                         job: j,
@@ -227,22 +276,23 @@ impl Shard {
                         ),
                         _ => "TRYAGAIN the cluster's metadata group has no leader yet (nothing was changed); retry shortly".to_string(),
                     };
-                    r.pending.fail(j, op, &msg);
+                    self.pending.fail(j, op, &msg);
                 }
             }
         }
         // The reads, answered once their round confirms the leadership.
-        for (v, slot, op) in reads {
-            r.pending.queue_read(v, ReadOp { job: j, op, slot });
-            r.touch(v);
+        for (v, slot, op) in plan.reads {
+            self.pending.queue_read(v, ReadOp { job: j, op, slot });
+            self.touch(v);
         }
         // Last, as the blocking command is the job's last op: after the job's other entries.
-        if let Some((op, at, cmd)) = block {
-            r.block(j, op, at, cmd, now, seed);
+        if let Some((op, at, cmd)) = plan.block {
+            self.block(j, op, at, cmd, now, seed);
         }
-        self.deliver_finished(r);
     }
+}
 
+impl Shard {
     /// Active expiry of a replicated node: keys found due in vShards led here are proposed as
     /// expiry checks, which every replica applies at the entry's clock (a key refreshed in the
     /// meantime stays). Followers expire nothing on their own.
@@ -266,45 +316,44 @@ impl Shard {
             }
         }
     }
+}
 
-    /// The vShard and first slot of the commands `cmds` (one op), checked: every key in one
-    /// vShard, this node its leader, memory available; their watches touched. `None` when
-    /// they have no keys.
-    fn plan_entry(
-        &self,
-        c: &Cluster,
-        buf: &[u8],
-        spans: &[command::Span],
-        cmds: &[(u32, u32)],
-    ) -> Result<Option<(u32, Slot)>, String> {
-        let mut found: Option<(u32, Slot)> = None;
-        let mut db = self.db.borrow_mut();
-        for &(f, l) in cmds {
-            let args = Args::new(buf, &spans[f as usize..(f + l) as usize]);
-            let Some(spec) = command::lookup(args.get(0)) else {
-                continue;
-            };
-            if db.tunables.maxmemory > 0
-                && spec.flags & flags::DENYOOM != 0
-                && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
-            {
-                return Err(OOM.to_string());
+/// The vShard and first slot of the commands `cmds` (one op), checked: every key in one
+/// vShard, this node its leader, memory available; their watches touched. `None` when
+/// they have no keys.
+fn plan_entry(
+    c: &Cluster,
+    db: &mut Db,
+    buf: &[u8],
+    spans: &[command::Span],
+    cmds: &[(u32, u32)],
+) -> Result<Option<(u32, Slot)>, String> {
+    let mut found: Option<(u32, Slot)> = None;
+    for &(f, l) in cmds {
+        let args = Args::new(buf, &spans[f as usize..(f + l) as usize]);
+        let Some(spec) = command::lookup(args.get(0)) else {
+            continue;
+        };
+        if db.tunables.maxmemory > 0
+            && spec.flags & flags::DENYOOM != 0
+            && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
+        {
+            return Err(OOM.to_string());
+        }
+        match route::vshard_of_keys(spec, args, c.layout)? {
+            Some((v, _)) if found.is_some_and(|(fv, _)| fv != v.0 as u32) => {
+                return Err(route::CROSSSLOT.to_string());
             }
-            match route::vshard_of_keys(spec, args, c.layout)? {
-                Some((v, _)) if found.is_some_and(|(fv, _)| fv != v.0 as u32) => {
-                    return Err(route::CROSSSLOT.to_string());
-                }
-                Some((v, slot)) if found.is_none() => found = Some((v.0 as u32, slot)),
-                _ => {}
-            }
-            if spec.flags & flags::WRITE != 0 {
-                for k in spec.keys_of(args) {
-                    db.watches.touch(args.get(k));
-                }
+            Some((v, slot)) if found.is_none() => found = Some((v.0 as u32, slot)),
+            _ => {}
+        }
+        if spec.flags & flags::WRITE != 0 {
+            for k in spec.keys_of(args) {
+                db.watches.touch(args.get(k));
             }
         }
-        Ok(found)
     }
+    Ok(found)
 }
 
 /// FLUSHALL and FLUSHDB: on a replicated node they empty the vShards it leads, through their
