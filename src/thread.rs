@@ -50,7 +50,14 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
             let seed = shard.rng.borrow_mut().next_u64();
             let opened = {
                 let mut db = shard.db.borrow_mut();
-                crate::cluster::replica::Replicas::open(c.clone(), id, &cfg, &mut db, seed)
+                crate::cluster::replica::Replicas::open(
+                    c.clone(),
+                    id,
+                    &cfg,
+                    &mut db,
+                    seed,
+                    std::time::Instant::now(),
+                )
             };
             match opened {
                 Ok(r) => *shard.repl.borrow_mut() = Some(r),

@@ -35,11 +35,13 @@ mod meta;
 mod moves;
 mod open;
 pub(crate) mod propose;
+#[cfg(test)]
+mod sim;
 mod snapfile;
 mod step;
 use meta::{meta_members, publish_meta, static_meta};
 use shardline_shards::replica::job::PendingJob;
-use shardline_shards::replica::pending::{OpList, Pending, REPLACED, ReadOp, Waiter};
+use shardline_shards::replica::pending::{OpList, Pending, ReadOp, Waiter};
 use shardline_shards::replica::{Fatal, Now, SnapshotFile, SnapshotKind};
 use snapfile::{
     SNAP_HEADER_BYTES, install, is_tombstone, read_snapshot, snap_path, snapshot_bytes,
@@ -70,6 +72,8 @@ const MAX_SEGMENTS: usize = 4;
 /// How often a shard thread tells its peers which vShards it leads (`send_hints`), besides at
 /// once after winning an election.
 const HINT_PERIOD: Duration = Duration::from_secs(1);
+/// The answer to a proposal whose committed entry did not decode (`finish_step`).
+const SKIPPED: &str = "ERR the log entry of this command did not decode and was skipped by every replica; it was not applied";
 /// Bytes queued for one peer beyond which new messages are dropped (Raft resends).
 const OUTBOX_MAX: usize = 64 << 20;
 
@@ -172,7 +176,12 @@ impl Replicas {
 
     /// Takes the messages of one batch frame from `peer`; an undecodable one ends the connection.
     pub fn receive(&mut self, peer: RaftId, msgs: &[Message], now: Instant) -> Result<(), String> {
-        self.peers[peer as usize - 1].heard = Some(now);
+        let p = &mut self.peers[peer as usize - 1];
+        if p.heard.replace(now).is_none() {
+            // Heard again after it was taken for down (silent past the node timeout on a
+            // connection that survived: a pause, a partition that healed): it is up.
+            self.c.up[peer as usize - 1].store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         for m in msgs {
             let g = m.group;
             if g == super::HINTS_GROUP {
@@ -389,12 +398,6 @@ impl Replicas {
                     .is_some_and(|g| g.role() == raft::Role::Leader)
             })
             .collect()
-    }
-
-    /// Answers every op of proposal `w` with the error `msg` (and drops its blocking record).
-    fn fail_waiter(&mut self, w: Waiter, msg: &str) {
-        self.pending.fail_waiter(w, msg);
-        self.settle_blocks();
     }
 
     /// Drops the records of blocking commands whose tried op `pending` answered.

@@ -73,12 +73,9 @@ pub enum Fatal {
     },
     /// The log engine refused an append (our bug or a damaged log).
     LogAppend(String),
-    /// A committed entry does not decode (a damaged log or our bug).
-    Entry {
-        group: u32,
-        index: u64,
-        reason: String,
-    },
+    /// A committed entry of the metadata group cannot be applied to this node's metadata
+    /// (none yet: its snapshot has not arrived).
+    Meta { index: u64, reason: String },
 }
 
 impl std::fmt::Display for Fatal {
@@ -93,13 +90,9 @@ impl std::fmt::Display for Fatal {
                 "a snapshot received for vShard {group} does not decode at offset {offset}: {reason}"
             ),
             Fatal::LogAppend(e) => write!(f, "write-ahead log refused an append: {e}"),
-            Fatal::Entry {
-                group,
-                index,
-                reason,
-            } => write!(
+            Fatal::Meta { index, reason } => write!(
                 f,
-                "committed entry {index} of vShard {group} does not decode: {reason}"
+                "committed entry {index} of the metadata group cannot be applied: {reason}"
             ),
         }
     }

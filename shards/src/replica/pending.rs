@@ -73,7 +73,8 @@ pub struct ReadOp {
 pub struct Pending {
     jobs: Vec<Option<PendingJob>>,
     free_jobs: Vec<u32>,
-    /// Per group, the proposals waiting for their entries, by index (ascending).
+    /// Per group, the proposals waiting for their entries, by index (ascending; several at
+    /// one index when a replica proposed there again in a later term: see `wait`).
     waiting: Vec<VecDeque<(u64, Waiter)>>,
     /// Per group, reads arrived since its last step; and the rounds started, by id.
     reads_queued: Vec<Vec<ReadOp>>,
@@ -129,28 +130,43 @@ impl Pending {
         self.jobs.len() - self.free_jobs.len()
     }
 
-    /// Proposal `w` waits for entry `index` of group `g` (indexes of a group only grow).
+    /// Proposal `w` waits for entry `index` of group `g`. Nearly always past every index
+    /// waited for; not when this replica lost its leadership with proposals uncommitted, its
+    /// log was cut back, and it leads again: the new proposal reuses an index an older one
+    /// still waits for. The older one is not answered then: its entry may still be committed
+    /// by a later leader that has it (Raft's figure 8), so only the entry applied at that
+    /// index decides (`applied`).
     pub fn wait(&mut self, g: u32, index: u64, w: Waiter) {
         let q = &mut self.waiting[g as usize];
-        debug_assert!(q.back().is_none_or(|&(i, _)| i < index));
-        q.push_back((index, w));
+        if q.back().is_none_or(|&(i, _)| i < index) {
+            q.push_back((index, w));
+        } else {
+            let at = q.partition_point(|&(i, _)| i <= index);
+            q.insert(at, (index, w));
+        }
     }
 
-    /// The proposal waiting for entry `index` of group `g`, just applied, if any. Proposals
-    /// before it that no entry answered (the log moved past them by a snapshot from another
-    /// leader) are answered `UNKNOWN`.
-    pub fn applied(&mut self, g: u32, index: u64) -> Option<Waiter> {
+    /// Entry `index` of group `g` was applied, written in term `term`: the proposal it
+    /// answers, if one waits here. Proposals at that index from other terms were replaced
+    /// (`REPLACED`: not applied); proposals before it that no entry answered (the log moved
+    /// past them by a snapshot from another leader) are `UNKNOWN`.
+    pub fn applied(&mut self, g: u32, index: u64, term: u64) -> Option<Waiter> {
+        let mut found = None;
         while let Some(&(i, _)) = self.waiting[g as usize].front() {
             if i > index {
-                return None;
+                break;
             }
             let (_, w) = self.waiting[g as usize].pop_front().expect("checked");
-            if i == index {
-                return Some(w);
+            if i < index {
+                self.fail_waiter(w, UNKNOWN);
+            } else if w.term == term {
+                debug_assert!(found.is_none(), "one proposal per index and term");
+                found = Some(w);
+            } else {
+                self.fail_waiter(w, REPLACED);
             }
-            self.fail_waiter(w, UNKNOWN);
         }
-        None
+        found
     }
 
     /// Answers every op of proposal `w` with the error `msg`.
@@ -361,12 +377,12 @@ mod tests {
         let j = admit(&mut p, 2);
         p.wait(0, 5, waiter(j, 1, 2, now));
         p.wait(1, 7, waiter(j, 0, 2, now));
-        assert!(p.applied(0, 4).is_none(), "an entry nobody waits for");
-        let w = p.applied(0, 5).expect("its waiter");
+        assert!(p.applied(0, 4, 2).is_none(), "an entry nobody waits for");
+        let w = p.applied(0, 5, 2).expect("its waiter");
         assert_eq!((w.job, w.ops.as_slice(), w.term), (j, &[1][..], 2));
         p.fill(j, 1, b":1\r\n");
         assert!(finished(&mut p).is_empty(), "op 0 still waits");
-        let w = p.applied(1, 7).expect("its waiter");
+        let w = p.applied(1, 7, 2).expect("its waiter");
         p.fill(w.job, 0, b"+OK\r\n");
         assert_eq!(finished(&mut p), [["+OK\r\n", ":1\r\n"]]);
         assert_eq!(p.jobs_open(), 0);
@@ -381,7 +397,7 @@ mod tests {
         p.wait(0, 3, waiter(a, 0, 1, now));
         p.wait(0, 9, waiter(b, 0, 1, now));
         // A snapshot took the log to 8, then entry 9 applied.
-        let w = p.applied(0, 9).expect("b's waiter");
+        let w = p.applied(0, 9, 1).expect("b's waiter");
         assert_eq!(w.job, b);
         assert_eq!(finished(&mut p), [[format!("-{UNKNOWN}\r\n")]]);
     }
@@ -394,13 +410,50 @@ mod tests {
         let b = admit(&mut p, 1);
         p.wait(0, 1, waiter(a, 0, 1, t0));
         p.wait(0, 2, waiter(b, 0, 1, t0 + Duration::from_secs(1)));
-        let w = p.applied(0, 1).expect("a");
-        p.fail_waiter(w, REPLACED);
+        // Another leader's entry (term 2) took a's index: not applied.
+        assert!(p.applied(0, 1, 2).is_none());
         assert_eq!(finished(&mut p), [[format!("-{REPLACED}\r\n")]]);
         p.expire(t0 + T, T);
         assert!(finished(&mut p).is_empty(), "b is 4 s old");
         p.expire(t0 + T + Duration::from_secs(2), T);
         assert_eq!(finished(&mut p), [[format!("-{UNKNOWN}\r\n")]]);
+    }
+
+    #[test]
+    fn a_proposal_at_an_index_reused_in_a_later_term_waits_for_that_index_to_decide() {
+        let now = Instant::now();
+        let mut p = Pending::new(1);
+        let old = admit(&mut p, 1);
+        let old2 = admit(&mut p, 1);
+        let new = admit(&mut p, 1);
+        // Proposed at 10 and 11 in term 1, leadership lost, log cut back to 9, led again in
+        // term 3: a new proposal at 10.
+        p.wait(0, 10, waiter(old, 0, 1, now));
+        p.wait(0, 11, waiter(old2, 0, 1, now));
+        p.wait(0, 10, waiter(new, 0, 3, now));
+        // The old term-1 entry at 10 may still win (a later leader that has it commits it):
+        // then the new proposal is the one replaced.
+        let w = p.applied(0, 10, 1).expect("the term-1 proposal");
+        assert_eq!(w.job, old);
+        p.fill(old, 0, b"+OK\r\n");
+        assert_eq!(
+            finished(&mut p),
+            [[format!("-{REPLACED}\r\n")], ["+OK\r\n".to_string()]],
+            "the new proposal replaced, the old one applied"
+        );
+        assert!(p.applied(0, 11, 1).is_some(), "old2's entry");
+        // Or the new one wins at 10: the old one is replaced, and the new one answered.
+        let mut p = Pending::new(1);
+        let old = admit(&mut p, 1);
+        let old2 = admit(&mut p, 1);
+        let new = admit(&mut p, 1);
+        p.wait(0, 10, waiter(old, 0, 1, now));
+        p.wait(0, 11, waiter(old2, 0, 1, now));
+        p.wait(0, 10, waiter(new, 0, 3, now));
+        let w = p.applied(0, 10, 3).expect("the term-3 proposal");
+        assert_eq!(w.job, new);
+        assert!(p.applied(0, 11, 3).is_none(), "11 went to term 3 too");
+        assert_eq!(p.jobs_open(), 1, "only the new job is left");
     }
 
     #[test]
@@ -432,7 +485,7 @@ mod tests {
                 block: Some(44),
             },
         );
-        let w = p.applied(0, 1).expect("first entry");
+        let w = p.applied(0, 1, 1).expect("first entry");
         assert_eq!(w.ops.as_slice(), [0, 2]);
         p.fill(j, 0, b"+a\r\n");
         p.fill(j, 2, b"+c\r\n");
@@ -569,11 +622,10 @@ mod tests {
         let j = p.admit(job).expect("waits");
         p.wait(0, 1, waiter(j, 0, 1, now));
         p.wait(1, 1, waiter(j, 0, 1, now));
-        let w = p.applied(0, 1).expect("first");
+        let w = p.applied(0, 1, 1).expect("first");
         p.fill(w.job, 0, b"+OK\r\n");
         assert!(finished(&mut p).is_empty());
-        let w = p.applied(1, 1).expect("second");
-        p.fail_waiter(w, REPLACED);
+        assert!(p.applied(1, 1, 2).is_none(), "replaced");
         assert_eq!(finished(&mut p), [["-TRYAGAIN partly flushed\r\n"]]);
     }
 }

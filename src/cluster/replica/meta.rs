@@ -101,7 +101,17 @@ impl Replicas {
         if data.is_empty() || data[0] == CONF_TAG {
             return Ok(());
         }
-        let cmd = Cmd::decode(data).map_err(|e| e.0.to_string())?;
+        let cmd = match Cmd::decode(data) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                // Skipped alike by every replica (as a vShard's entry is, `finish_step`).
+                tracing::error!(
+                    "a committed metadata entry does not decode ({}); skipped",
+                    e.0
+                );
+                return Ok(());
+            }
+        };
         let m = self
             .meta
             .as_mut()

@@ -230,10 +230,16 @@ impl Replicas {
         };
         let c = Arc::clone(&self.c);
         for (v, slot, enc, ops) in plan.entries {
-            let g = self.groups[v as usize].as_mut().expect("a replica here");
-            match g.propose(enc.finish()) {
-                Ok(index) => {
-                    let term = g.term();
+            // The routing that sent the job here may be older than this thread's state: the
+            // replica may have been moved off meanwhile (not applied: the known leader's).
+            let proposed = match self.groups[v as usize].as_mut() {
+                Some(g) => g.propose(enc.finish()).map(|index| (index, g.term())),
+                None => Err(raft::NotLeader {
+                    leader: Some(c.leader(VShardId(v as u16))),
+                }),
+            };
+            match proposed {
+                Ok((index, term)) => {
                     self.pending.wait(
                         v,
                         index,

@@ -36,7 +36,12 @@ impl Replicas {
     /// The first half of a driver step (see the module documentation): everything up to the
     /// log batch that must be on disk before the step's messages go out. `wall_ms` stamps the
     /// batch's records.
-    fn start_step(&mut self, db: &mut Db, now: Instant, wall_ms: u64) -> Result<Step, Fatal> {
+    pub(super) fn start_step(
+        &mut self,
+        db: &mut Db,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Result<Step, Fatal> {
         let c = Arc::clone(&self.c);
         let r = self;
         if !r.to_drop.is_empty() {
@@ -154,7 +159,7 @@ impl Replicas {
     }
 
     /// The second half of a driver step, once its log batch is on disk: send, apply, answer.
-    fn finish_step(
+    pub(super) fn finish_step(
         &mut self,
         db: &mut Db,
         now: Instant,
@@ -204,7 +209,7 @@ impl Replicas {
             let mut ends = Vec::new();
             for (g, ready) in &readies {
                 for e in &ready.committed {
-                    let w = r.pending.applied(*g, e.index);
+                    let w = r.pending.applied(*g, e.index, e.term);
                     let proto = w
                         .as_ref()
                         .and_then(|w| r.pending.job(w.job))
@@ -214,6 +219,11 @@ impl Replicas {
                     ends.clear();
                     let res = if *g == r.meta_g {
                         r.apply_meta(&e.data, &mut out, &mut ends)
+                            .map_err(|reason| Fatal::Meta {
+                                index: e.index,
+                                reason,
+                            })?;
+                        Ok(())
                     } else {
                         replicate::apply(
                             db,
@@ -226,11 +236,16 @@ impl Replicas {
                         .map_err(|e| e.to_string())
                     };
                     if let Err(reason) = res {
-                        return Err(Fatal::Entry {
-                            group: *g,
-                            index: e.index,
-                            reason,
-                        });
+                        // Every replica holds the same committed bytes and skips them alike
+                        // (the state stays the same everywhere): a member's damaged or forged
+                        // entry must not stop the node. Our own proposals always decode.
+                        tracing::error!(
+                            vshard = *g,
+                            index = e.index,
+                            "a committed entry does not decode ({reason}); skipped"
+                        );
+                        out.buf.clear();
+                        ends.clear();
                     }
                     r.applied[*g as usize] = LogId {
                         term: e.term,
@@ -240,8 +255,9 @@ impl Replicas {
                         r.conf_applied(*g, e.index, &e.data);
                     }
                     let Some(w) = w else { continue };
-                    if w.term != e.term {
-                        r.fail_waiter(w, REPLACED);
+                    if ends.len() < w.ops.as_slice().len() {
+                        // Skipped, or it answers fewer ops than were proposed: not ours.
+                        r.pending.fail_waiter(w, SKIPPED);
                         continue;
                     }
                     if let Some(id) = w.block {
@@ -327,11 +343,11 @@ impl Replicas {
 }
 
 /// A driver step between its halves: the Readies taken and the log batch to write.
-struct Step {
-    readies: Vec<(u32, Ready)>,
-    batch: Option<shardline_shards::wal::Batch>,
+pub(super) struct Step {
+    pub(super) readies: Vec<(u32, Ready)>,
+    pub(super) batch: Option<shardline_shards::wal::Batch>,
     /// Snapshot files to write before the batch.
-    before: Vec<crate::wal::Before>,
+    pub(super) before: Vec<crate::wal::Before>,
 }
 
 /// The driver task of a shard thread: one step per wake-up (proposals, messages) or tick. While

@@ -1,0 +1,942 @@
+//! The whole-cluster simulator, first cut (issue 16, step 4; docs/design/redesign.md §2).
+//!
+//! N nodes of one shard thread each run in one thread on simulated time, through the same entry
+//! points the driver and the bus use (`receive`, `peer_connected`/`peer_disconnected`,
+//! `outbox_reset`, `start_step`, the log batch, `finish_step`, `plan_job`/`submit`), with their
+//! real logs and snapshot files in a temporary directory (fsync off: a crash here is a process
+//! crash, which keeps what was written; a step cut between its halves loses its batch). The
+//! network is in memory: per message a seeded delay, cut links drop what they carry, a crashed
+//! node's connections end. Clients send SET and GET to the node they think leads the key,
+//! follow `-MOVED`, and record a history. Checked: one leader per term per group at every step;
+//! every request answered (a reply, or its node crashed); the history of every key
+//! linearizable, errors taken at their word (`-MOVED`/`-TRYAGAIN`: not applied; `-UNKNOWN`: may
+//! have been); after the faults stop, every node hears every other and the last write of every
+//! key is read back. A failure names its seed: `SIM_SEED=<seed> cargo test sim_` replays it.
+
+use super::*;
+use crate::config::Config;
+use shardline_shards::rng::Rng;
+use shardline_shards::slot::VShardLayout;
+use shardline_testkit::lincheck::{self, OpKind};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Where simulated wall clocks start (entries' stamps).
+const UNIX_START_US: u64 = 1_800_000_000_000_000;
+/// Keys the clients share: few, so their histories interleave.
+const KEYS: usize = 3;
+/// How often an idle dialer sends an empty batch (`bus::dial`: a quarter of the node timeout).
+const HEARTBEAT_MS: u64 = 250;
+/// A request with no answer for this long has found a hang (proposals time out at 5 s).
+const ANSWER_WITHIN_MS: u64 = 12_000;
+/// How long a client waits for a reply before it tries another node (redis-py's
+/// `socket_timeout`): the outcome of what it gave up on is unknown to it.
+const CLIENT_TIMEOUT_MS: u64 = 1_000;
+
+struct Node {
+    cfg: Config,
+    c: Arc<Cluster>,
+    db: Db,
+    /// `None` while crashed.
+    r: Option<Replicas>,
+    last_step_ms: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    /// The process is killed (and later restarted from its files).
+    Crash,
+    /// Its links to every other node drop everything (connections stay up).
+    Cut,
+    /// The process stops (SIGSTOP, a long GC-like stall): nothing runs, nothing is lost.
+    Pause,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Req {
+    Set(u64),
+    Get,
+}
+
+struct Client {
+    /// The node it sends to next (1-based).
+    target: RaftId,
+    /// The id of its request in flight (`Sim::requests`).
+    inflight: Option<u64>,
+    next_at: u64,
+}
+
+/// A request a node has not answered yet.
+#[derive(Clone, Copy, Debug)]
+struct Request {
+    client: usize,
+    key: usize,
+    req: Req,
+    node: RaftId,
+    call: u64,
+    /// The client stopped waiting (its timeout): the outcome is unknown to it.
+    abandoned: bool,
+}
+
+struct Sim {
+    seed: u64,
+    rng: Rng,
+    t0: Instant,
+    now_ms: u64,
+    dir: std::path::PathBuf,
+    nodes: Vec<Node>,
+    /// In flight: (delivery time, sequence) → (from, to, frame bytes).
+    net: BTreeMap<(u64, u64), (RaftId, RaftId, Vec<u8>)>,
+    net_seq: u64,
+    /// Directed links that drop what they carry.
+    cut: Vec<(RaftId, RaftId)>,
+    /// A node that runs nothing (its messages wait for it), and one that just resumed.
+    paused: Option<RaftId>,
+    resumed: Option<RaftId>,
+    /// A member whose frames are rewritten on the way (`mutate`): what a buggy or hostile
+    /// peer that passed the handshake sends. Its receivers drop the connection on a frame
+    /// they refuse, and it dials again.
+    hostile: Option<RaftId>,
+    mutated: u64,
+    refused_frames: u64,
+    clients: Vec<Client>,
+    /// Requests sent and not yet answered, by id (the job's token).
+    requests: BTreeMap<u64, Request>,
+    next_request: u64,
+    /// The clients send nothing new (`finish`).
+    clients_stopped: bool,
+    next_value: u64,
+    /// Per key, the history the clients saw.
+    history: Vec<Vec<lincheck::Op<u64>>>,
+    /// Per group, term → the node that led it in that term.
+    leaders: Vec<BTreeMap<u64, RaftId>>,
+    /// What happened, for a failure's report.
+    log: Vec<String>,
+    /// Replies by kind: acknowledged, refused (not applied), unknown outcome.
+    acked: u64,
+    refused: u64,
+    unknown: u64,
+}
+
+impl Sim {
+    fn new(seed: u64, nodes: usize) -> Sim {
+        let dir =
+            std::env::temp_dir().join(format!("shardline-sim-{}-{seed:x}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let addrs: Vec<SocketAddr> = (0..nodes)
+            .map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_001 + i as u16))
+            .collect();
+        let mut sim = Sim {
+            seed,
+            // Spread (splitmix64's finalizer): neighbouring seeds must not share a stream.
+            rng: Rng::new({
+                let z = (seed ^ 0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            }),
+            t0: Instant::now(),
+            now_ms: 0,
+            dir: dir.clone(),
+            nodes: Vec::new(),
+            net: BTreeMap::new(),
+            net_seq: 0,
+            cut: Vec::new(),
+            paused: None,
+            resumed: None,
+            hostile: None,
+            mutated: 0,
+            refused_frames: 0,
+            clients: (0..4)
+                .map(|i| Client {
+                    target: 1 + i % nodes as RaftId,
+                    inflight: None,
+                    next_at: 0,
+                })
+                .collect(),
+            requests: BTreeMap::new(),
+            next_request: 1,
+            clients_stopped: false,
+            next_value: 1,
+            history: vec![Vec::new(); KEYS],
+            leaders: Vec::new(),
+            log: Vec::new(),
+            acked: 0,
+            refused: 0,
+            unknown: 0,
+        };
+        for (i, addr) in addrs.iter().enumerate() {
+            let cfg = Config {
+                bind: addr.ip(),
+                port: addr.port(),
+                cores: vec![0],
+                data_dir: dir.join(format!("node-{}", i + 1)),
+                vshards: 4,
+                cluster_nodes: addrs.clone(),
+                cluster_replicas: 3,
+                cluster_node_timeout_ms: 1000,
+                fsync: shardline_shards::wal::FsyncPolicy::Never,
+                ..Config::default()
+            };
+            let layout = VShardLayout::new(cfg.vshards).expect("a valid count");
+            let c = Arc::new(Cluster::new(&cfg, layout).expect("a cluster"));
+            sim.nodes.push(Node {
+                db: Db::new(layout, (0..layout.count()).map(|v| VShardId(v as u16))),
+                cfg,
+                c,
+                r: None,
+                last_step_ms: 0,
+            });
+        }
+        sim.leaders = vec![BTreeMap::new(); sim.nodes[0].c.meta_group() as usize + 1];
+        for id in 1..=nodes as RaftId {
+            sim.start(id);
+        }
+        sim
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono: self.t0 + Duration::from_millis(self.now_ms),
+            unix_us: UNIX_START_US + self.now_ms * 1000,
+        }
+    }
+
+    fn node(&mut self, id: RaftId) -> &mut Node {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    fn up(&self, id: RaftId) -> bool {
+        self.nodes[id as usize - 1].r.is_some()
+    }
+
+    fn ids(&self) -> std::ops::RangeInclusive<RaftId> {
+        1..=self.nodes.len() as RaftId
+    }
+
+    fn note(&mut self, what: String) {
+        self.log.push(format!("{:>7} ms  {what}", self.now_ms));
+    }
+
+    /// Starts (or restarts) node `id` from its data directory, as a process start does, and
+    /// connects it with every live node both ways.
+    fn start(&mut self, id: RaftId) {
+        let now = self.now();
+        let now_ms = self.now_ms;
+        let seed = self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now_ms;
+        let n = self.node(id);
+        let layout = n.c.layout;
+        n.c = Arc::new(Cluster::new(&n.cfg, layout).expect("a cluster"));
+        n.db = Db::new(layout, (0..layout.count()).map(|v| VShardId(v as u16)));
+        let r = Replicas::open(n.c.clone(), 0, &n.cfg, &mut n.db, seed, now.mono)
+            .unwrap_or_else(|e| panic!("node {id} does not restart: {e}"));
+        n.r = Some(r);
+        n.last_step_ms = now_ms;
+        for p in self.ids() {
+            if p != id && self.up(p) {
+                self.node(p)
+                    .r
+                    .as_mut()
+                    .expect("up")
+                    .peer_connected(id, now.mono);
+                self.node(p).r.as_mut().expect("up").outbox_reset(id);
+                self.node(id)
+                    .r
+                    .as_mut()
+                    .expect("up")
+                    .peer_connected(p, now.mono);
+            }
+        }
+    }
+
+    /// Kills node `id`: what it has not written is gone, its connections end, its clients'
+    /// requests have unknown outcomes.
+    fn crash(&mut self, id: RaftId) {
+        self.note(format!("crash node {id}"));
+        self.node(id).r = None;
+        self.net.retain(|_, (from, to, _)| *from != id && *to != id);
+        for p in self.ids() {
+            if p != id && self.up(p) {
+                self.node(p).r.as_mut().expect("up").peer_disconnected(id);
+            }
+        }
+        // Its requests are gone with it: their outcome is unknown.
+        let lost: Vec<u64> = self
+            .requests
+            .iter()
+            .filter(|(_, q)| q.node == id)
+            .map(|(&rid, _)| rid)
+            .collect();
+        for rid in lost {
+            self.give_up(rid);
+            self.requests.remove(&rid);
+        }
+    }
+
+    /// One millisecond: deliver what is due, step the nodes that have work or a tick due,
+    /// send what they queued, move the clients.
+    fn tick(&mut self) {
+        self.now_ms += 1;
+        let now = self.now();
+        if let Some(id) = self.resumed.take() {
+            // Its clients first, then its step, then the messages held for it.
+            self.clients_move();
+            self.step(id);
+        }
+        let mut held = Vec::new();
+        while let Some((&(at, seq), _)) = self.net.first_key_value() {
+            if at > self.now_ms {
+                break;
+            }
+            let (from, to, bytes) = self.net.remove(&(at, seq)).expect("listed");
+            if !self.up(to) || self.cut.contains(&(from, to)) {
+                continue;
+            }
+            if self.paused == Some(to) {
+                held.push((from, to, bytes));
+                continue;
+            }
+            let bytes = if self.hostile == Some(from) {
+                self.mutate(bytes)
+            } else {
+                bytes
+            };
+            let r = self.nodes[to as usize - 1].r.as_mut().expect("up");
+            let mut rest = &bytes[..];
+            let mut refused = None;
+            while let Some((frame, used)) = frame::decode(rest, 1 << 30).expect("whole frames") {
+                let frame::Frame::Batch(msgs) = frame else {
+                    panic!("a replica queued a frame that is not a batch");
+                };
+                if let Err(e) = r.receive(from, &msgs, now.mono) {
+                    refused = Some(e);
+                    break;
+                }
+                rest = &rest[used..];
+            }
+            if let Some(e) = refused {
+                assert_eq!(
+                    self.hostile,
+                    Some(from),
+                    "seed {:#x}: node {to} refused node {from}'s batch: {e}",
+                    self.seed
+                );
+                // The reader ends the connection; the peer's dialer connects again.
+                self.refused_frames += 1;
+                r.peer_disconnected(from);
+                r.peer_connected(from, now.mono);
+                if let Some(h) = self.nodes[from as usize - 1].r.as_mut() {
+                    h.outbox_reset(to);
+                }
+            }
+        }
+        for (from, to, bytes) in held {
+            // Read once the node runs again.
+            self.net_seq += 1;
+            self.net
+                .insert((self.now_ms + 1, self.net_seq), (from, to, bytes));
+        }
+        for id in self.ids() {
+            if self.paused != Some(id) {
+                self.step(id);
+            }
+        }
+        if self.now_ms.is_multiple_of(HEARTBEAT_MS) {
+            self.heartbeats();
+        }
+        self.clients_move();
+    }
+
+    /// What each dialer sends when it has had nothing to send for a while (`bus::dial`): an
+    /// empty batch, so a peer that shares no group with this node still hears from it.
+    fn heartbeats(&mut self) {
+        let mut hb = Vec::new();
+        frame::encode_batch(&[], &mut hb);
+        for from in self.ids() {
+            if !self.up(from) || self.paused == Some(from) {
+                continue;
+            }
+            for to in self.ids() {
+                if to != from && !self.cut.contains(&(from, to)) {
+                    self.net_seq += 1;
+                    self.net
+                        .insert((self.now_ms + 1, self.net_seq), (from, to, hb.clone()));
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, id: RaftId) {
+        let now = self.now();
+        let now_ms = self.now_ms;
+        let n = &mut self.nodes[id as usize - 1];
+        let Some(r) = n.r.as_mut() else { return };
+        if !std::mem::take(&mut r.woken) && now_ms < n.last_step_ms + TICK.as_millis() as u64 {
+            return;
+        }
+        n.last_step_ms = now_ms;
+        let step = r
+            .start_step(&mut n.db, now.mono, now.unix_us / 1000)
+            .unwrap_or_else(|e| panic!("node {id}: {e}"));
+        let mut log = r.log.take().expect("one flush at a time");
+        for f in step.before {
+            f().unwrap_or_else(|e| panic!("node {id}: {e}"));
+        }
+        if let Some(batch) = step.batch {
+            log.run(batch).unwrap_or_else(|e| panic!("node {id}: {e}"));
+        }
+        r.log = Some(log);
+        r.finish_step(&mut n.db, now.mono, step.readies)
+            .unwrap_or_else(|e| panic!("node {id}: {e}"));
+        // One leader per term per group.
+        for (g, grp) in r.groups.iter().enumerate() {
+            let Some(grp) = grp else { continue };
+            if grp.role() == raft::Role::Leader {
+                let prev = *self.leaders[g].entry(grp.term()).or_insert(id);
+                assert_eq!(
+                    prev,
+                    id,
+                    "seed {:#x}: group {g} has two leaders in term {}",
+                    self.seed,
+                    grp.term()
+                );
+            }
+        }
+        let r = self.nodes[id as usize - 1].r.as_mut().expect("up");
+        let mut sent = Vec::new();
+        for (p, peer) in r.peers.iter_mut().enumerate() {
+            if !peer.out.is_empty() {
+                sent.push((p as RaftId + 1, std::mem::take(&mut peer.out)));
+            }
+        }
+        let done: Vec<PendingJob> = r.pending.take_finished().collect();
+        for (to, bytes) in sent {
+            if to as usize > self.nodes.len() || self.cut.contains(&(id, to)) {
+                continue;
+            }
+            let delay = 1 + self.rng.below(4);
+            self.net_seq += 1;
+            self.net
+                .insert((self.now_ms + delay, self.net_seq), (id, to, bytes));
+        }
+        for job in done {
+            self.answered(id, job);
+        }
+    }
+
+    /// A client stops waiting for request `rid`: a write's outcome is unknown to it.
+    fn give_up(&mut self, rid: u64) {
+        let q = self.requests.get_mut(&rid).expect("outstanding");
+        if q.abandoned {
+            return;
+        }
+        q.abandoned = true;
+        let q = *q;
+        if self.clients[q.client].inflight == Some(rid) {
+            self.clients[q.client].inflight = None;
+        }
+        if let Req::Set(v) = q.req {
+            self.unknown += 1;
+            self.history[q.key].push(lincheck::Op {
+                client: q.client as u32,
+                call: q.call,
+                ret: None,
+                kind: OpKind::Write(v),
+            });
+        }
+    }
+
+    /// The reply to request `job.token` arrived from node `id`.
+    fn answered(&mut self, id: RaftId, job: PendingJob) {
+        let rid = job.token;
+        let done = job.into_done();
+        let reply = String::from_utf8_lossy(done.segment(0)).into_owned();
+        let Some(q) = self.requests.remove(&rid) else {
+            panic!("seed {:#x}: a reply to no request: {reply}", self.seed);
+        };
+        assert_eq!(
+            q.node, id,
+            "seed {:#x}: a reply from the wrong node",
+            self.seed
+        );
+        let c = q.client;
+        let ret = Some(self.now_ms);
+        let kind = match (q.req, reply.as_bytes()[0]) {
+            (Req::Set(v), b'+') => Some((OpKind::Write(v), ret)),
+            (Req::Get, b'$') => {
+                let v = reply
+                    .split("\r\n")
+                    .nth(1)
+                    .and_then(|v| v.parse().ok())
+                    .expect("a value we wrote");
+                Some((OpKind::Read(Some(v)), ret))
+            }
+            (Req::Get, b'_') => Some((OpKind::Read(None), ret)),
+            (_, b'-') if reply.starts_with("-MOVED") => {
+                // Not applied: ask the node it names next time.
+                let port: u16 = reply
+                    .trim_end()
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("MOVED names an address");
+                if !q.abandoned {
+                    self.clients[c].target = (port - 40_000) as RaftId;
+                }
+                None
+            }
+            (_, b'-') if reply.starts_with("-TRYAGAIN") || reply.starts_with("-CLUSTERDOWN") => {
+                // Not applied; another node may know better.
+                if !q.abandoned {
+                    self.clients[c].target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+                }
+                None
+            }
+            (Req::Set(v), b'-') if reply.starts_with("-UNKNOWN") => Some((OpKind::Write(v), None)),
+            _ => panic!(
+                "seed {:#x}: unexpected reply to {:?} from node {id}: {reply}",
+                self.seed, q.req
+            ),
+        };
+        if q.abandoned {
+            // The client gave up on it: what it learns now changes nothing it saw.
+            return;
+        }
+        match &kind {
+            None => self.refused += 1,
+            Some((_, None)) => self.unknown += 1,
+            Some(_) => self.acked += 1,
+        }
+        if let Some((kind, ret)) = kind {
+            self.history[q.key].push(lincheck::Op {
+                client: c as u32,
+                call: q.call,
+                ret,
+                kind,
+            });
+        }
+        self.clients[c].inflight = None;
+        self.clients[c].next_at = self.now_ms + self.rng.below(5);
+    }
+
+    fn clients_move(&mut self) {
+        if self.clients_stopped && self.requests.is_empty() {
+            return;
+        }
+        // Every request is answered (a node that crashed took its requests with it).
+        if let Some((rid, q)) = self.requests.first_key_value() {
+            assert!(
+                self.now_ms < q.call + ANSWER_WITHIN_MS,
+                "seed {:#x}: request {rid} ({q:?}) is still unanswered\n{}",
+                self.seed,
+                self.log.join("\n")
+            );
+        }
+        for c in 0..self.clients.len() {
+            if let Some(rid) = self.clients[c].inflight {
+                // A client gives up after its timeout and tries another node.
+                if self.now_ms >= self.requests[&rid].call + CLIENT_TIMEOUT_MS {
+                    self.give_up(rid);
+                    self.clients[c].target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+                }
+                continue;
+            }
+            if self.now_ms < self.clients[c].next_at || self.clients_stopped {
+                continue;
+            }
+            let key = self.rng.below(KEYS as u64) as usize;
+            let req = if self.rng.below(2) == 0 {
+                self.next_value += 1;
+                Req::Set(self.next_value)
+            } else {
+                Req::Get
+            };
+            self.send(c, key, req);
+        }
+    }
+
+    /// Client `c` sends `req` on `key` to its target node.
+    fn send(&mut self, c: usize, key: usize, req: Req) {
+        let mut target = self.clients[c].target;
+        if self.paused == Some(target) {
+            // Connected, but nothing answers: the client waits to send.
+            self.clients[c].next_at = self.now_ms + 1;
+            return;
+        }
+        if !self.up(target) {
+            target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+            self.clients[c].target = target;
+            if !self.up(target) || self.paused == Some(target) {
+                self.clients[c].next_at = self.now_ms + 10;
+                return;
+            }
+        }
+        let key_name = format!("k{key}");
+        let words: Vec<Vec<u8>> = match req {
+            Req::Set(v) => vec![b"SET".to_vec(), key_name.into_bytes(), v.to_string().into()],
+            Req::Get => vec![b"GET".to_vec(), key_name.into_bytes()],
+        };
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for w in &words {
+            let s = buf.len() as u32;
+            buf.extend_from_slice(w);
+            spans.push((s, buf.len() as u32));
+        }
+        let spec = command::lookup(&words[0]).expect("a command");
+        let rid = self.next_request;
+        self.next_request += 1;
+        let job = Job {
+            origin: 0,
+            token: rid,
+            proto: Proto::Resp3,
+            buf,
+            spans,
+            ops: vec![Op::Cmd {
+                first: 0,
+                len: words.len() as u32,
+                spec: Some(spec),
+            }],
+        };
+        let now = self.now();
+        let seed = self.rng.next_u64();
+        self.clients[c].inflight = Some(rid);
+        self.requests.insert(
+            rid,
+            Request {
+                client: c,
+                key,
+                req,
+                node: target,
+                call: self.now_ms,
+                abandoned: false,
+            },
+        );
+        let n = self.node(target);
+        let r = n.r.as_mut().expect("up");
+        // A read served by read-index runs here at once, as `Shard::run_op_in` runs it.
+        let mut rng = Rng::new(seed);
+        let mut local = |db: &mut Db, op: &Op, o: &mut Out| {
+            let Op::Local { first, len } = op else {
+                return o.error("ERR not simulated");
+            };
+            let args = Args::new(
+                &job.buf,
+                &job.spans[*first as usize..(*first + *len) as usize],
+            );
+            let mut ctx = command::Ctx {
+                now_ms: now.unix_us / 1000,
+                now_us: now.unix_us,
+                rng: &mut rng,
+            };
+            command::apply(spec, db, args, &mut ctx, o);
+        };
+        let plan = r.plan_job(&mut n.db, &job, now, seed, &mut local);
+        r.submit(&mut n.db, plan, now, seed);
+        let done: Vec<PendingJob> = r.pending.take_finished().collect();
+        for job in done {
+            self.answered(target, job);
+        }
+    }
+
+    /// Runs `ms` of simulated time with a fault every few hundred milliseconds (a crash, a
+    /// cut-off node, a paused one) and its end (a restart, a heal, a resume); never more than
+    /// one node out at a time, so a quorum always exists and progress is owed.
+    fn run_with_faults(&mut self, ms: u64) {
+        let end = self.now_ms + ms;
+        // After the first elections.
+        let mut next_fault = self.now_ms + 1_500;
+        let mut out: Option<(RaftId, Fault)> = None;
+        while self.now_ms < end {
+            if self.now_ms >= next_fault {
+                next_fault = self.now_ms + 200 + self.rng.below(1500);
+                match out.take() {
+                    Some((id, f)) => self.end_fault(id, f),
+                    None => {
+                        let mut id = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+                        let f = match self.rng.below(3) {
+                            0 => Fault::Crash,
+                            1 => Fault::Cut,
+                            _ => Fault::Pause,
+                        };
+                        if f == Fault::Pause {
+                            // The worst node to stall: the one leading the most groups.
+                            id = self.ids().max_by_key(|&n| self.led_by(n)).expect("nodes");
+                        }
+                        self.note(format!("{f:?} node {id}"));
+                        match f {
+                            Fault::Crash => self.crash(id),
+                            Fault::Cut => {
+                                for p in self.ids() {
+                                    if p != id {
+                                        self.cut.push((id, p));
+                                        self.cut.push((p, id));
+                                    }
+                                }
+                            }
+                            Fault::Pause => {
+                                self.paused = Some(id);
+                                // Long enough for the others to elect new leaders.
+                                next_fault = self.now_ms + 1_500 + self.rng.below(1_500);
+                            }
+                        }
+                        out = Some((id, f));
+                    }
+                }
+            }
+            self.tick();
+        }
+        if let Some((id, f)) = out {
+            self.end_fault(id, f);
+        }
+    }
+
+    /// Rewrites a frame from the hostile member: its messages' payloads with bytes flipped,
+    /// fields overwritten with extremes, cut short or replaced, their groups changed, some
+    /// messages repeated. The frame itself is well formed (the checksum is the peer's to
+    /// compute), so what is refused or survived is the replica layer's doing.
+    fn mutate(&mut self, bytes: Vec<u8>) -> Vec<u8> {
+        if self.rng.below(3) != 0 {
+            return bytes;
+        }
+        self.mutated += 1;
+        let mut out = Vec::new();
+        let mut rest = &bytes[..];
+        while let Ok(Some((frame::Frame::Batch(msgs), used))) = frame::decode(rest, 1 << 30) {
+            let mut owned: Vec<(u32, Vec<u8>)> =
+                msgs.iter().map(|m| (m.group, m.payload.to_vec())).collect();
+            for (group, payload) in owned.iter_mut() {
+                match self.rng.below(8) {
+                    0 => *group = self.rng.below(8) as u32,
+                    1 if !payload.is_empty() => {
+                        let at = self.rng.below(payload.len() as u64) as usize;
+                        payload[at] ^= 1 << self.rng.below(8);
+                    }
+                    2 if payload.len() >= 8 => {
+                        let at = self.rng.below(payload.len() as u64 - 7) as usize;
+                        let v = match self.rng.below(4) {
+                            0 => u64::MAX,
+                            1 => 0,
+                            2 => (1 << 62) - 1,
+                            _ => self.rng.next_u64(),
+                        };
+                        payload[at..at + 8].copy_from_slice(&v.to_le_bytes());
+                    }
+                    3 => {
+                        let keep = self.rng.below(payload.len() as u64 + 1) as usize;
+                        payload.truncate(keep);
+                    }
+                    4 => {
+                        let n = self.rng.below(64) as usize;
+                        *payload = (0..n).map(|_| self.rng.next_u64() as u8).collect();
+                    }
+                    _ => {}
+                }
+            }
+            if self.rng.below(4) == 0 && !owned.is_empty() {
+                let i = self.rng.below(owned.len() as u64) as usize;
+                owned.push(owned[i].clone());
+            }
+            let msgs: Vec<Message> = owned
+                .iter()
+                .map(|(group, payload)| Message {
+                    group: *group,
+                    payload,
+                })
+                .collect();
+            frame::encode_batch(&msgs, &mut out);
+            rest = &rest[used..];
+        }
+        out
+    }
+
+    /// How many groups node `id` leads.
+    fn led_by(&self, id: RaftId) -> usize {
+        self.nodes[id as usize - 1].r.as_ref().map_or(0, |r| {
+            r.groups
+                .iter()
+                .flatten()
+                .filter(|g| g.role() == raft::Role::Leader)
+                .count()
+        })
+    }
+
+    fn end_fault(&mut self, id: RaftId, f: Fault) {
+        self.note(format!("end {f:?} node {id}"));
+        match f {
+            Fault::Crash => self.start(id),
+            Fault::Cut => self.cut.clear(),
+            Fault::Pause => {
+                // The process runs again: its clients' requests and the bus's messages are
+                // all waiting; the clients happen to come first (`tick` moves clients
+                // before it delivers what was held for the node).
+                self.paused = None;
+                self.resumed = Some(id);
+            }
+        }
+    }
+
+    /// Lets the cluster settle, then reads every key until a read succeeds, and checks the
+    /// histories and that every node hears every other.
+    fn finish(&mut self) {
+        self.note("faults stop".into());
+        for _ in 0..5_000 {
+            self.tick();
+        }
+        // No new requests; every one sent is answered (`clients_move` bounds the wait).
+        self.clients_stopped = true;
+        while !self.requests.is_empty() {
+            self.tick();
+        }
+        // Read every key back.
+        for key in 0..KEYS {
+            let mut tries = 0;
+            loop {
+                let before = self.history[key].len();
+                self.send(0, key, Req::Get);
+                while self.clients[0].inflight.is_some() {
+                    self.tick();
+                }
+                if self.history[key].len() > before {
+                    break;
+                }
+                tries += 1;
+                assert!(
+                    tries < 50,
+                    "seed {:#x}: key {key} cannot be read",
+                    self.seed
+                );
+                for _ in 0..20 {
+                    self.tick();
+                }
+            }
+        }
+        for key in 0..KEYS {
+            if let Err(e) = lincheck::check_register(&self.history[key]) {
+                panic!(
+                    "seed {:#x}: key k{key} is not linearizable: {e}\n{}",
+                    self.seed,
+                    self.log.join("\n")
+                );
+            }
+        }
+        let elections: usize = self.leaders.iter().map(BTreeMap::len).sum();
+        eprintln!(
+            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, faults: {}",
+            self.seed,
+            self.now_ms,
+            self.acked,
+            self.refused,
+            self.unknown,
+            elections,
+            self.log.len()
+        );
+        // A quorum was there all along: the clients got work done.
+        assert!(
+            self.acked > self.now_ms / 20,
+            "seed {:#x}: only {} requests acknowledged in {} ms\n{}",
+            self.seed,
+            self.acked,
+            self.now_ms,
+            self.log.join("\n")
+        );
+        // Routing converged: every node names the same leader for every vShard, and it leads.
+        for v in 0..self.nodes[0].c.layout.count() {
+            let v = VShardId(v as u16);
+            let named: Vec<RaftId> = self.nodes.iter().map(|n| n.c.leader(v)).collect();
+            let l = named[0];
+            assert!(
+                l != 0
+                    && named.iter().all(|&x| x == l)
+                    && self.nodes[l as usize - 1]
+                        .r
+                        .as_ref()
+                        .is_some_and(|r| r.groups[v.0 as usize]
+                            .as_ref()
+                            .is_some_and(|g| g.role() == raft::Role::Leader)),
+                "seed {:#x}: vShard {} is routed to {named:?} after the faults stopped\n{}",
+                self.seed,
+                v.0,
+                self.log.join("\n")
+            );
+        }
+        for id in self.ids() {
+            for p in self.ids() {
+                assert!(
+                    self.nodes[id as usize - 1].c.is_up(p),
+                    "seed {:#x}: node {id} takes node {p} for down after the faults stopped\n{}",
+                    self.seed,
+                    self.log.join("\n")
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The seeds to run: `SIM_SEED` (hex) alone; else `SIM_SEEDS` of them (default `count`) from
+/// `SIM_SEED_START` (hex, default 0x510000). `scripts/sim-soak.sh` runs thousands.
+fn seeds(count: u64) -> Vec<u64> {
+    let hex = |name: &str| {
+        std::env::var(name).ok().map(|s| {
+            u64::from_str_radix(s.trim_start_matches("0x"), 16)
+                .unwrap_or_else(|_| panic!("{name} is hex"))
+        })
+    };
+    if let Some(seed) = hex("SIM_SEED") {
+        return vec![seed];
+    }
+    let count = std::env::var("SIM_SEEDS")
+        .ok()
+        .map_or(count, |n| n.parse().expect("SIM_SEEDS is a count"));
+    let start = hex("SIM_SEED_START").unwrap_or(0x51_0000);
+    (start..start + count).collect()
+}
+
+#[test]
+fn sim_three_nodes_survive_crashes_restarts_and_cut_links_with_linearizable_keys() {
+    for seed in seeds(12) {
+        let mut sim = Sim::new(seed, 3);
+        sim.run_with_faults(8_000);
+        sim.finish();
+    }
+}
+
+#[test]
+fn sim_five_nodes_with_three_replicas_each_survive_the_same_faults() {
+    for seed in seeds(4) {
+        let mut sim = Sim::new(seed ^ 0x5_0000_0000, 5);
+        sim.run_with_faults(8_000);
+        sim.finish();
+    }
+}
+
+#[test]
+fn sim_a_member_sending_damaged_and_hostile_messages_takes_no_node_down() {
+    for seed in seeds(6) {
+        let mut sim = Sim::new(seed ^ 0xBAD_0000_0000, 3);
+        sim.hostile = Some(3);
+        // No other faults: whatever goes wrong is the hostile member's doing. Every node keeps
+        // running (a `Fatal` or a panic fails the test) and answers every request in time.
+        for _ in 0..6_000 {
+            sim.tick();
+        }
+        eprintln!(
+            "sim seed {:#x}: {} frames rewritten, {} refused, {} acknowledged, {} refused requests",
+            sim.seed, sim.mutated, sim.refused_frames, sim.acked, sim.refused
+        );
+        assert!(
+            sim.mutated > 100 && sim.refused_frames > 10,
+            "the fuzzing ran"
+        );
+        sim.hostile = None;
+        sim.clients_stopped = true;
+        while !sim.requests.is_empty() {
+            sim.tick();
+        }
+    }
+}
