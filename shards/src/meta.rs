@@ -374,14 +374,55 @@ impl Meta {
             replicas.push(replica_set(&mut r)?);
         }
         r.finish()?;
-        Ok(Meta {
+        let m = Meta {
             cluster_id,
             epoch,
             rf,
             nodes,
             replicas,
             next_id,
-        })
+        };
+        m.check()?;
+        Ok(m)
+    }
+
+    /// What every metadata state this code makes holds, checked on what comes from a peer or
+    /// a file: member ids in `1..=NODES_MAX`, each once, below `next_id` (at most one past the
+    /// last id); replicas only on members, on a thread they have, each member once per set.
+    fn check(&self) -> Result<(), DecodeError> {
+        if self.next_id > NODES_MAX + 1 {
+            return Err(DecodeError("a next member id past the member limit"));
+        }
+        let mut seen = 0u64;
+        for n in &self.nodes {
+            if n.id.0 == 0 || n.id.0 >= self.next_id {
+                return Err(DecodeError("a member id out of range"));
+            }
+            let bit = 1u64 << (n.id.0 - 1);
+            if seen & bit != 0 {
+                return Err(DecodeError("a member listed twice"));
+            }
+            seen |= bit;
+            if n.threads == 0 || n.threads > THREADS_MAX {
+                return Err(DecodeError("a member with no or too many shard threads"));
+            }
+        }
+        for set in &self.replicas {
+            let mut in_set = 0u64;
+            for r in set {
+                let Some(n) = self.nodes.iter().find(|n| n.id == r.node) else {
+                    return Err(DecodeError("a replica on a node that is not a member"));
+                };
+                let bit = 1u64 << (r.node.0 - 1);
+                if r.thread >= n.threads || in_set & bit != 0 {
+                    return Err(DecodeError(
+                        "a replica on a thread its node lacks, or twice",
+                    ));
+                }
+                in_set |= bit;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -740,5 +781,30 @@ mod tests {
             b.push(0);
             assert!(Cmd::decode(&b).is_err(), "trailing bytes");
         }
+    }
+
+    #[test]
+    fn decoded_metadata_names_only_members_in_range() {
+        let m = three_nodes();
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        assert_eq!(Meta::decode(&b).expect("round trip"), m);
+        let bad = |f: &dyn Fn(&mut Meta)| {
+            let mut x = m.clone();
+            f(&mut x);
+            let mut b = Vec::new();
+            x.encode(&mut b);
+            Meta::decode(&b).expect_err("refused")
+        };
+        bad(&|x| x.nodes[0].id = NodeId(0));
+        bad(&|x| x.nodes[0].id = NodeId(1000));
+        bad(&|x| x.nodes[1].id = x.nodes[0].id);
+        bad(&|x| x.next_id = NODES_MAX + 2);
+        bad(&|x| x.replicas[0][0].node = NodeId(9));
+        bad(&|x| x.replicas[0][0].thread = 99);
+        bad(&|x| {
+            let r = x.replicas[0][0];
+            x.replicas[0].push(r)
+        });
     }
 }

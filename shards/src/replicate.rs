@@ -11,6 +11,7 @@ use crate::command::{self, Args, Ctx, Span};
 use crate::db::Db;
 use crate::reply::Out;
 use crate::rng::Rng;
+use crate::slot::key_slot;
 
 const VERSION: u8 = 1;
 // A Raft membership entry starts with its own tag: the two must never be confused.
@@ -238,7 +239,10 @@ pub fn apply(
                 let args = args_of((first + 1, n - 1));
                 match command::lookup(args.get(0)) {
                     Some(spec) if spec.arity_ok(args.len()) => {
-                        if !command::blocking::retry(spec.name, db, args, key, &mut ctx, out) {
+                        if !(owned(db, spec, args) && db.owns_slot(key_slot(key))) {
+                            out.error(FOREIGN);
+                        } else if !command::blocking::retry(spec.name, db, args, key, &mut ctx, out)
+                        {
                             out.null_array();
                         }
                     }
@@ -249,7 +253,10 @@ pub fn apply(
         }
         Kind::ExpireCheck => {
             for &(s, end) in &e.spans {
-                db.exists(&data[s as usize..end as usize], ctx.now_ms);
+                let key = &data[s as usize..end as usize];
+                if db.owns_slot(key_slot(key)) {
+                    db.exists(key, ctx.now_ms);
+                }
             }
         }
         Kind::Flush => {
@@ -267,8 +274,23 @@ pub fn apply(
     Ok(())
 }
 
+/// The answer to a command of an entry whose keys are not all in one vShard this replica holds.
+/// Our leaders put only commands on keys of the entry's vShard in it; a member's damaged or
+/// forged entry is refused alike by every replica (they hold the same vShards of the group).
+const FOREIGN: &str = "ERR a command of this log entry names keys outside its vShard; not applied";
+
+/// Whether every key of `spec` with `args` is in one vShard `db` holds.
+fn owned(db: &Db, spec: &command::CommandSpec, args: Args) -> bool {
+    match crate::route::vshard_of_keys(spec, args, db.layout()) {
+        Ok(Some((_, slot))) => db.owns_slot(slot),
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
 fn run(db: &mut Db, args: Args, ctx: &mut Ctx, out: &mut Out) {
     match command::lookup(args.get(0)) {
+        Some(spec) if spec.arity_ok(args.len()) && !owned(db, spec, args) => out.error(FOREIGN),
         Some(spec) if spec.arity_ok(args.len()) => command::apply(spec, db, args, ctx, out),
         // The leader checked both before proposing; an entry from a newer build could differ.
         _ => out.error("ERR command not known to this replica's build"),
@@ -442,5 +464,38 @@ mod tests {
         let mut scratch = Scratch::default();
         apply(&mut d, &[], &mut clock, &mut out, &mut ends, &mut scratch).unwrap();
         assert!(out.buf.is_empty() && ends.is_empty());
+    }
+
+    #[test]
+    fn a_command_on_keys_of_a_vshard_this_replica_lacks_is_refused_not_run() {
+        let layout = VShardLayout::new(16).unwrap();
+        let v = layout.vshard_of(crate::slot::key_slot(b"a"));
+        let other = (b'b'..=b'z')
+            .map(|c| [c])
+            .find(|k| layout.vshard_of(crate::slot::key_slot(k)) != v)
+            .expect("a key elsewhere");
+        let other = std::str::from_utf8(&other).unwrap();
+        let mut d = Db::new(layout, [v]);
+        let (mut clock, mut out, mut ends) = (0, Out::new(Proto::Resp2), Vec::new());
+        let mut scratch = Scratch::default();
+        for e in [
+            entry(
+                Kind::Commands,
+                1,
+                &[&["SET", "a", "1"], &["SET", other, "1"]],
+            ),
+            entry(Kind::Commands, 2, &[&["MSET", "a", "1", other, "2"]]),
+            entry(Kind::ExpireCheck, 3, &[&[other]]),
+            entry(Kind::Retry, 4, &[&[other, "BLPOP", other, "0"]]),
+        ] {
+            apply(&mut d, &e, &mut clock, &mut out, &mut ends, &mut scratch).unwrap();
+        }
+        let text = String::from_utf8_lossy(&out.buf).into_owned();
+        assert_eq!(
+            text,
+            format!("+OK\r\n-{FOREIGN}\r\n-{FOREIGN}\r\n-{FOREIGN}\r\n"),
+            "only the command on this replica's vShard ran"
+        );
+        assert_eq!(d.len(), 1);
     }
 }
