@@ -29,6 +29,8 @@ const UNIX_START_US: u64 = 1_800_000_000_000_000;
 const KEYS: usize = 3;
 /// How often an idle dialer sends an empty batch (`bus::dial`: a quarter of the node timeout).
 const HEARTBEAT_MS: u64 = 250;
+/// How long the cluster may take to settle once the faults stop (`Sim::unsettled`).
+const SETTLE_MS: u64 = 10_000;
 /// The timeout of the clients' BLPOPs.
 const BLPOP_TIMEOUT_MS: u64 = 300;
 /// A request with no answer for this long has found a hang (proposals time out at 5 s).
@@ -73,6 +75,38 @@ enum Req {
     /// duplication (`QueueLog`).
     Push(u64),
     Pop,
+    /// `MULTI SET {t<key>}a <v> SET {t<key>}b <v> EXEC` and the same with GETs: a pair written
+    /// and read together, checked for atomicity (both halves equal) and, as one register,
+    /// for linearizability.
+    TxSet(u64),
+    TxGet,
+}
+
+impl Req {
+    /// The history a register request goes to: plain keys first, then the transaction pairs.
+    fn history(self, key: usize) -> usize {
+        match self {
+            Req::TxSet(_) | Req::TxGet => KEYS + key,
+            _ => key,
+        }
+    }
+}
+
+/// The items of a RESP array of bulk strings or nulls (`None` if `reply` is not one).
+fn bulk_items(reply: &str) -> Option<Vec<Option<String>>> {
+    let mut lines = reply.split("\r\n");
+    let n: usize = lines.next()?.strip_prefix('*')?.parse().ok()?;
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        let head = lines.next()?;
+        if head == "_" || head == "$-1" {
+            items.push(None);
+        } else {
+            head.strip_prefix('$')?;
+            items.push(Some(lines.next()?.to_string()));
+        }
+    }
+    Some(items)
 }
 
 /// What the clients saw of one queue.
@@ -202,7 +236,7 @@ impl Sim {
             next_request: 1,
             clients_stopped: false,
             next_value: 1,
-            history: vec![Vec::new(); KEYS],
+            history: vec![Vec::new(); 2 * KEYS],
             queues: (0..KEYS).map(|_| QueueLog::default()).collect(),
             unblocks: Vec::new(),
             queue_stats: (0, 0),
@@ -537,9 +571,9 @@ impl Sim {
             self.clients[q.client].inflight = None;
         }
         match q.req {
-            Req::Set(v) => {
+            Req::Set(v) | Req::TxSet(v) => {
                 self.unknown += 1;
-                self.history[q.key].push(lincheck::Op {
+                self.history[q.req.history(q.key)].push(lincheck::Op {
                     client: q.client as u32,
                     call: q.call,
                     ret: None,
@@ -555,7 +589,7 @@ impl Sim {
                 // The client disconnects: its node ends the wait (if it is still there).
                 self.unblocks.push((q.node, q.key, rid));
             }
-            Req::Get => {}
+            Req::Get | Req::TxGet => {}
         }
     }
 
@@ -589,6 +623,26 @@ impl Sim {
                 }
             }
             (Req::Get, b'_') => Some((OpKind::Read(None), ret)),
+            (Req::TxSet(v), b'*') if reply == "*2\r\n+OK\r\n+OK\r\n" => {
+                Some((OpKind::Write(v), ret))
+            }
+            (Req::TxGet, b'*') => match bulk_items(&reply).as_deref() {
+                Some([a, b]) if a == b => match a.as_ref().map(|v| v.parse()) {
+                    None => Some((OpKind::Read(None), ret)),
+                    Some(Ok(v)) => Some((OpKind::Read(Some(v)), ret)),
+                    Some(Err(_)) if self.hostile.is_some() => None,
+                    Some(Err(_)) => panic!("seed {:#x}: a pair holds {reply}", self.seed),
+                },
+                _ if self.hostile.is_some() => None,
+                _ => panic!(
+                    "seed {:#x}: a transaction saw half of another: {reply:?}\n{}",
+                    self.seed,
+                    self.log.join("\n")
+                ),
+            },
+            (Req::TxSet(v), b'-') if reply.starts_with("-UNKNOWN") => {
+                Some((OpKind::Write(v), None))
+            }
             (_, b'-') if reply.starts_with("-MOVED") => {
                 // Not applied: ask the node it names next time.
                 let port: u16 = reply
@@ -611,7 +665,7 @@ impl Sim {
             }
             (Req::Set(v), b'-') if reply.starts_with("-UNKNOWN") => Some((OpKind::Write(v), None)),
             // A read that rode in an entry whose fate is unknown: it constrains nothing.
-            (Req::Get, b'-') if reply.starts_with("-UNKNOWN") => {
+            (Req::Get | Req::TxGet, b'-') if reply.starts_with("-UNKNOWN") => {
                 self.unknown += 1;
                 None
             }
@@ -637,7 +691,7 @@ impl Sim {
             Some(_) => self.acked += 1,
         }
         if let Some((kind, ret)) = kind {
-            self.history[q.key].push(lincheck::Op {
+            self.history[q.req.history(q.key)].push(lincheck::Op {
                 client: c as u32,
                 call: q.call,
                 ret,
@@ -754,11 +808,13 @@ impl Sim {
             }
             let key = self.rng.below(KEYS as u64) as usize;
             self.next_value += 1;
-            let req = match self.rng.below(6) {
+            let req = match self.rng.below(8) {
                 0 | 1 => Req::Set(self.next_value),
                 2 | 3 => Req::Get,
                 4 => Req::Push(self.next_value),
-                _ => Req::Pop,
+                5 => Req::Pop,
+                6 => Req::TxSet(self.next_value),
+                _ => Req::TxGet,
             };
             self.send(c, key, req);
         }
@@ -781,8 +837,9 @@ impl Sim {
             }
         }
         let (k, q) = (format!("k{key}"), format!("q{key}"));
+        let (ta, tb) = (format!("{{t{key}}}a"), format!("{{t{key}}}b"));
         let value = match req {
-            Req::Set(v) | Req::Push(v) => v.to_string(),
+            Req::Set(v) | Req::Push(v) | Req::TxSet(v) => v.to_string(),
             _ => String::new(),
         };
         let words: Vec<&[u8]> = match req {
@@ -790,11 +847,28 @@ impl Sim {
             Req::Get => vec![b"GET", k.as_bytes()],
             Req::Push(_) => vec![b"RPUSH", q.as_bytes(), value.as_bytes()],
             Req::Pop => vec![b"BLPOP", q.as_bytes(), b"0.3"], // BLPOP_TIMEOUT_MS
+            Req::TxSet(_) => vec![
+                b"SET",
+                ta.as_bytes(),
+                value.as_bytes(),
+                b"SET",
+                tb.as_bytes(),
+                value.as_bytes(),
+            ],
+            Req::TxGet => vec![b"GET", ta.as_bytes(), b"GET", tb.as_bytes()],
         };
         let rid = self.next_request;
         self.next_request += 1;
         let job = job_of(&words, rid, |len| match req {
             Req::Pop => Op::Block { first: 0, len },
+            Req::TxSet(_) => Op::Exec {
+                cmds: vec![(0, 3), (3, 3)],
+                watch: None,
+            },
+            Req::TxGet => Op::Exec {
+                cmds: vec![(0, 2), (2, 2)],
+                watch: None,
+            },
             _ => Op::Cmd {
                 first: 0,
                 len,
@@ -997,6 +1071,44 @@ impl Sim {
         }
     }
 
+    /// Why the cluster is not settled yet (`None`: it is): every node names the same leader
+    /// for every vShard, that node leads it, and every replica has applied all it committed.
+    fn unsettled(&self) -> Option<String> {
+        let c = &self.nodes[0].c;
+        for v in 0..c.layout.count() {
+            let v = VShardId(v as u16);
+            let t = c.thread_of(v.0 as u32);
+            let named: Vec<RaftId> = self.nodes.iter().map(|n| n.c.leader(v)).collect();
+            let l = named[0];
+            let group = |id: RaftId| {
+                self.nodes[id as usize - 1].threads[t]
+                    .r
+                    .as_ref()
+                    .and_then(|r| r.groups[v.0 as usize].as_ref())
+            };
+            let leads = l != 0 && group(l).is_some_and(|g| g.role() == raft::Role::Leader);
+            if !leads || named.iter().any(|&x| x != l) {
+                return Some(format!("vShard {} is routed to {named:?}", v.0));
+            }
+            let commit = group(l).expect("leads").commit_index();
+            for id in self.ids() {
+                if let Some(g) = group(id)
+                    && (g.commit_index() != commit
+                        || self.nodes[id as usize - 1].threads[t]
+                            .r
+                            .as_ref()
+                            .is_some_and(|r| r.applied[v.0 as usize].index != commit))
+                {
+                    return Some(format!(
+                        "node {id}'s replica of vShard {} is behind its leader's commit {commit}",
+                        v.0
+                    ));
+                }
+            }
+        }
+        None
+    }
+
     /// Runs `words` on node `id`'s replica of the key (its second word) as it stands, outside
     /// the log: what that replica holds.
     fn read_replica(&mut self, id: RaftId, words: &[&[u8]]) -> Vec<u8> {
@@ -1136,16 +1248,20 @@ impl Sim {
         while !self.requests.is_empty() {
             self.tick();
         }
-        // Read every key back.
-        for key in 0..KEYS {
+        // Read every key and pair back.
+        for (key, req) in (0..KEYS)
+            .map(|k| (k, Req::Get))
+            .chain((0..KEYS).map(|k| (k, Req::TxGet)))
+        {
             let mut tries = 0;
             loop {
-                let before = self.history[key].len();
-                self.send(0, key, Req::Get);
+                let h = req.history(key);
+                let before = self.history[h].len();
+                self.send(0, key, req);
                 while self.clients[0].inflight.is_some() {
                     self.tick();
                 }
-                if self.history[key].len() > before {
+                if self.history[h].len() > before {
                     break;
                 }
                 tries += 1;
@@ -1159,17 +1275,28 @@ impl Sim {
                 }
             }
         }
-        for key in 0..KEYS {
+        for key in 0..2 * KEYS {
             if let Err(e) = lincheck::check_register(&self.history[key]) {
                 panic!(
-                    "seed {:#x}: key k{key} is not linearizable: {e}\n{}",
+                    "seed {:#x}: register {key} is not linearizable: {e}\n{}",
                     self.seed,
                     self.log.join("\n")
                 );
             }
         }
-        // Followers learn the last commit index from the leader's next heartbeat.
-        for _ in 0..1_000 {
+        // Leadership may still move (handovers to the preferred replicas) and followers learn
+        // the last commit index from the leader's next heartbeat: wait, boundedly, for every
+        // vShard to be routed alike everywhere to a leader that every replica has caught up
+        // with.
+        let mut waited = 0;
+        while let Some(why) = self.unsettled() {
+            waited += 1;
+            assert!(
+                waited < SETTLE_MS,
+                "seed {:#x}: not settled {SETTLE_MS} ms after the faults stopped: {why}\n{}",
+                self.seed,
+                self.log.join("\n")
+            );
             self.tick();
         }
         self.check_replicas_and_queues();
@@ -1195,26 +1322,6 @@ impl Sim {
             self.now_ms,
             self.log.join("\n")
         );
-        // Routing converged: every node names the same leader for every vShard, and it leads.
-        for v in 0..self.nodes[0].c.layout.count() {
-            let v = VShardId(v as u16);
-            let named: Vec<RaftId> = self.nodes.iter().map(|n| n.c.leader(v)).collect();
-            let l = named[0];
-            assert!(
-                l != 0
-                    && named.iter().all(|&x| x == l)
-                    && self.nodes[l as usize - 1].threads[self.nodes[0].c.thread_of(v.0 as u32)]
-                        .r
-                        .as_ref()
-                        .is_some_and(|r| r.groups[v.0 as usize]
-                            .as_ref()
-                            .is_some_and(|g| g.role() == raft::Role::Leader)),
-                "seed {:#x}: vShard {} is routed to {named:?} after the faults stopped\n{}",
-                self.seed,
-                v.0,
-                self.log.join("\n")
-            );
-        }
         for id in self.ids() {
             for p in self.ids() {
                 assert!(
