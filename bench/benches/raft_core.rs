@@ -25,7 +25,7 @@ fn cluster() -> Vec<Vec<Group>> {
                         snapshot_chunk_bytes: 1 << 20,
                         pre_vote: true,
                         seed: g as u64,
-                        check_snapshot: shardline_shards::raft::any_snapshot,
+                        check_snapshot: shardline_shards::raft::SnapshotCheck::any(),
                     })
                 })
                 .collect()

@@ -443,12 +443,15 @@ fn raft_config(
         snapshot_chunk_bytes,
         pre_vote: true,
         seed: seed ^ (g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        // A snapshot from a peer is installed only if it decodes: a bad one must not stop
-        // the node (it is decoded once more to install it; installs are rare).
+        // A snapshot from a peer is installed only if it decodes and is this group's (this
+        // cluster's metadata, this vShard's keys): a bad one must not stop the node (it is
+        // decoded once more to install it; installs are rare).
         check_snapshot: if g == c.meta_group() {
-            snapfile::meta_snapshot_decodes
+            let cluster = c.cluster_id;
+            raft::SnapshotCheck::new(move |s| snapfile::meta_snapshot_fits(s, cluster))
         } else {
-            snapfile::vshard_snapshot_decodes
+            let v = VShardId(g as u16);
+            raft::SnapshotCheck::new(move |s| snapfile::vshard_snapshot_fits(s, v))
         },
     }
 }

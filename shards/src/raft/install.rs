@@ -64,7 +64,7 @@ impl Group {
                 let Some((conf, state)) = conf::split_snapshot(&data) else {
                     return; // a blob no leader of ours wrote: nothing to answer
                 };
-                if !(self.cfg.check_snapshot)(&state) {
+                if !self.cfg.check_snapshot.accepts(&state) {
                     return; // nor is a state that does not decode
                 }
                 if self.term_at(last.index) == Some(last.term) {

@@ -183,7 +183,7 @@ impl Sim {
             snapshot_chunk_bytes: 48,
             pre_vote: seed.is_multiple_of(2),
             seed,
-            check_snapshot: any_snapshot,
+            check_snapshot: SnapshotCheck::any(),
         };
         let conf_changes = members.len() > 1 && changes;
         let top = members.iter().max().copied().unwrap_or(0);

@@ -220,14 +220,38 @@ pub struct Config {
     pub pre_vote: bool,
     pub seed: u64,
     /// Whether the state-machine bytes of a snapshot received from a leader can be installed
-    /// (they decode). A refused snapshot is ignored as a malformed blob is: nothing changes and
-    /// nothing is answered, so a misbehaving peer costs its messages, never the replica.
-    pub check_snapshot: fn(&[u8]) -> bool,
+    /// (they decode, and they are this group's). A refused snapshot is ignored as a malformed
+    /// blob is: nothing changes and nothing is answered, so a misbehaving peer costs its
+    /// messages, never the replica.
+    pub check_snapshot: SnapshotCheck,
 }
 
-/// A `Config::check_snapshot` that accepts every state.
-pub fn any_snapshot(_: &[u8]) -> bool {
-    true
+/// `Config::check_snapshot`: a test of a snapshot's state-machine bytes, with whatever context
+/// the group needs (its vShard, its cluster).
+#[derive(Clone)]
+pub struct SnapshotCheck(std::sync::Arc<CheckFn>);
+
+type CheckFn = dyn Fn(&[u8]) -> bool + Send + Sync;
+
+impl SnapshotCheck {
+    pub fn new(f: impl Fn(&[u8]) -> bool + Send + Sync + 'static) -> SnapshotCheck {
+        SnapshotCheck(std::sync::Arc::new(f))
+    }
+
+    /// Accepts every state.
+    pub fn any() -> SnapshotCheck {
+        SnapshotCheck::new(|_| true)
+    }
+
+    pub fn accepts(&self, state: &[u8]) -> bool {
+        (self.0)(state)
+    }
+}
+
+impl std::fmt::Debug for SnapshotCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotCheck")
+    }
 }
 
 /// What the driver does next, in this order: persist, send, apply.

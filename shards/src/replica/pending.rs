@@ -419,20 +419,23 @@ mod tests {
         assert_eq!(finished(&mut p), [[format!("-{UNKNOWN}\r\n")]]);
     }
 
-    #[test]
-    fn a_proposal_at_an_index_reused_in_a_later_term_waits_for_that_index_to_decide() {
+    /// Proposed at 10 and 11 in term 1, leadership lost, log cut back to 9, led again in term
+    /// 3: a new proposal at 10. The jobs: (old at 10, old at 11, new at 10).
+    fn reproposed() -> (Pending, u32, u32, u32) {
         let now = Instant::now();
         let mut p = Pending::new(1);
-        let old = admit(&mut p, 1);
-        let old2 = admit(&mut p, 1);
-        let new = admit(&mut p, 1);
-        // Proposed at 10 and 11 in term 1, leadership lost, log cut back to 9, led again in
-        // term 3: a new proposal at 10.
+        let (old, old2, new) = (admit(&mut p, 1), admit(&mut p, 1), admit(&mut p, 1));
         p.wait(0, 10, waiter(old, 0, 1, now));
         p.wait(0, 11, waiter(old2, 0, 1, now));
         p.wait(0, 10, waiter(new, 0, 3, now));
+        (p, old, old2, new)
+    }
+
+    #[test]
+    fn a_proposal_at_an_index_reused_in_a_later_term_waits_for_that_index_to_decide() {
         // The old term-1 entry at 10 may still win (a later leader that has it commits it):
         // then the new proposal is the one replaced.
+        let (mut p, old, _, _) = reproposed();
         let w = p.applied(0, 10, 1).expect("the term-1 proposal");
         assert_eq!(w.job, old);
         p.fill(old, 0, b"+OK\r\n");
@@ -443,13 +446,7 @@ mod tests {
         );
         assert!(p.applied(0, 11, 1).is_some(), "old2's entry");
         // Or the new one wins at 10: the old one is replaced, and the new one answered.
-        let mut p = Pending::new(1);
-        let old = admit(&mut p, 1);
-        let old2 = admit(&mut p, 1);
-        let new = admit(&mut p, 1);
-        p.wait(0, 10, waiter(old, 0, 1, now));
-        p.wait(0, 11, waiter(old2, 0, 1, now));
-        p.wait(0, 10, waiter(new, 0, 3, now));
+        let (mut p, _, _, new) = reproposed();
         let w = p.applied(0, 10, 3).expect("the term-3 proposal");
         assert_eq!(w.job, new);
         assert!(p.applied(0, 11, 3).is_none(), "11 went to term 3 too");

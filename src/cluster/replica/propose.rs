@@ -299,15 +299,20 @@ impl Replicas {
 }
 
 impl Shard {
-    /// Active expiry of a replicated node: keys found due in vShards led here are proposed as
-    /// expiry checks, which every replica applies at the entry's clock (a key refreshed in the
-    /// meantime stays). Followers expire nothing on their own.
+    /// Active expiry of a replicated node (`Replicas::propose_expiry`).
     pub fn propose_expiry(&self, now_us: u64, budget: usize) {
-        let mut guard = self.repl.borrow_mut();
-        let r = guard.as_mut().expect("replicated");
+        self.with_replicas(|r| r.propose_expiry(&mut self.db.borrow_mut(), now_us, budget));
+    }
+}
+
+impl Replicas {
+    /// Active expiry: keys found due in vShards led here are proposed as expiry checks, which
+    /// every replica applies at the entry's clock (a key refreshed in the meantime stays).
+    /// Followers expire nothing on their own.
+    pub(crate) fn propose_expiry(&mut self, db: &mut Db, now_us: u64, budget: usize) {
         let due = {
-            let groups = &r.groups;
-            self.db.borrow_mut().due_keys(now_us / 1000, budget, |v| {
+            let groups = &self.groups;
+            db.due_keys(now_us / 1000, budget, |v| {
                 groups[v.0 as usize]
                     .as_ref()
                     .is_some_and(|g| g.role() == raft::Role::Leader)
@@ -316,9 +321,9 @@ impl Shard {
         for (v, keys) in due {
             let mut e = Encoder::new(Kind::ExpireCheck, now_us, 0);
             e.push(keys.iter().map(|k| &k[..]));
-            let g = r.groups[v.0 as usize].as_mut().expect("led here");
+            let g = self.groups[v.0 as usize].as_mut().expect("led here");
             if g.propose(e.finish()).is_ok() {
-                r.touch(v.0 as u32);
+                self.touch(v.0 as u32);
             }
         }
     }

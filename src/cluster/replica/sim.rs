@@ -29,6 +29,8 @@ const UNIX_START_US: u64 = 1_800_000_000_000_000;
 const KEYS: usize = 3;
 /// How often an idle dialer sends an empty batch (`bus::dial`: a quarter of the node timeout).
 const HEARTBEAT_MS: u64 = 250;
+/// How often the shard threads look for expired keys (`hz`).
+const EXPIRY_MS: u64 = 100;
 /// How long the cluster may take to settle once the faults stop (`Sim::unsettled`).
 const SETTLE_MS: u64 = 10_000;
 /// The timeout of the clients' BLPOPs.
@@ -80,6 +82,9 @@ enum Req {
     /// for linearizability.
     TxSet(u64),
     TxGet,
+    /// `SET x<key> <value> PX <ms>`: keys that expire through the leaders' expiry checks;
+    /// checked by comparing the replicas.
+    SetPx(u64),
 }
 
 impl Req {
@@ -468,6 +473,20 @@ impl Sim {
         if self.now_ms.is_multiple_of(HEARTBEAT_MS) {
             self.heartbeats();
         }
+        if self.now_ms.is_multiple_of(EXPIRY_MS) {
+            // The shard threads' active expiry (`shard::ticker`): leaders propose checks.
+            let unix_us = self.now().unix_us;
+            for id in self.ids() {
+                if self.paused == Some(id) {
+                    continue;
+                }
+                for th in &mut self.nodes[id as usize - 1].threads {
+                    if let Some(r) = th.r.as_mut() {
+                        r.propose_expiry(&mut th.db, unix_us, 20);
+                    }
+                }
+            }
+        }
         self.clients_move();
     }
 
@@ -589,7 +608,7 @@ impl Sim {
                 // The client disconnects: its node ends the wait (if it is still there).
                 self.unblocks.push((q.node, q.key, rid));
             }
-            Req::Get | Req::TxGet => {}
+            Req::Get | Req::TxGet | Req::SetPx(_) => {}
         }
     }
 
@@ -607,6 +626,21 @@ impl Sim {
             self.seed
         );
         let c = q.client;
+        if matches!(q.req, Req::SetPx(_)) && !reply.starts_with("-MOVED") {
+            if !q.abandoned {
+                match reply.as_bytes()[0] {
+                    b'+' => self.acked += 1,
+                    _ if reply.starts_with("-UNKNOWN") => self.unknown += 1,
+                    _ if reply.starts_with("-TRYAGAIN") || self.hostile.is_some() => {
+                        self.refused += 1
+                    }
+                    _ => panic!("seed {:#x}: SET PX answered {reply}", self.seed),
+                }
+                self.clients[c].inflight = None;
+                self.clients[c].next_at = self.now_ms + self.rng.below(5);
+            }
+            return;
+        }
         if matches!(q.req, Req::Push(_) | Req::Pop) && !reply.starts_with("-MOVED") {
             self.answered_queue(q, &reply);
             return;
@@ -808,13 +842,14 @@ impl Sim {
             }
             let key = self.rng.below(KEYS as u64) as usize;
             self.next_value += 1;
-            let req = match self.rng.below(8) {
+            let req = match self.rng.below(9) {
                 0 | 1 => Req::Set(self.next_value),
                 2 | 3 => Req::Get,
                 4 => Req::Push(self.next_value),
                 5 => Req::Pop,
                 6 => Req::TxSet(self.next_value),
-                _ => Req::TxGet,
+                7 => Req::TxGet,
+                _ => Req::SetPx(self.next_value),
             };
             self.send(c, key, req);
         }
@@ -838,10 +873,12 @@ impl Sim {
         }
         let (k, q) = (format!("k{key}"), format!("q{key}"));
         let (ta, tb) = (format!("{{t{key}}}a"), format!("{{t{key}}}b"));
+        let x = format!("x{key}");
         let value = match req {
-            Req::Set(v) | Req::Push(v) | Req::TxSet(v) => v.to_string(),
+            Req::Set(v) | Req::Push(v) | Req::TxSet(v) | Req::SetPx(v) => v.to_string(),
             _ => String::new(),
         };
+        let ttl = (50 + self.rng.below(400)).to_string();
         let words: Vec<&[u8]> = match req {
             Req::Set(_) => vec![b"SET", k.as_bytes(), value.as_bytes()],
             Req::Get => vec![b"GET", k.as_bytes()],
@@ -856,6 +893,13 @@ impl Sim {
                 value.as_bytes(),
             ],
             Req::TxGet => vec![b"GET", ta.as_bytes(), b"GET", tb.as_bytes()],
+            Req::SetPx(_) => vec![
+                b"SET",
+                x.as_bytes(),
+                value.as_bytes(),
+                b"PX",
+                ttl.as_bytes(),
+            ],
         };
         let rid = self.next_request;
         self.next_request += 1;
@@ -1137,9 +1181,10 @@ impl Sim {
     /// refused or never pushed shows up.
     fn check_replicas_and_queues(&mut self) {
         for key in 0..KEYS {
-            let (k, q) = (format!("k{key}"), format!("q{key}"));
+            let (k, q, x) = (format!("k{key}"), format!("q{key}"), format!("x{key}"));
             for words in [
                 vec![&b"GET"[..], k.as_bytes()],
+                vec![&b"GET"[..], x.as_bytes()],
                 vec![&b"LRANGE"[..], q.as_bytes(), b"0", b"-1"],
             ] {
                 let v = self.nodes[0]

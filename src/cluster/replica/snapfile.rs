@@ -2,6 +2,7 @@
 //! purges what it covers, read at start-up; and the snapshot's bytes (apply clock + vShard).
 
 use shardline_shards::raft::LogId;
+use shardline_shards::slot::VShardId;
 use std::path::{Path, PathBuf};
 
 pub(super) fn snap_path(dir: &Path, v: u32) -> PathBuf {
@@ -91,24 +92,30 @@ pub(super) fn install(
     };
     let clock = u64::from_le_bytes(data.get(..8).ok_or(short)?.try_into().expect("8"));
     let vs = shardline_shards::snapshot::decode(&data[8..], &db.tunables)?;
-    db.install(vs);
+    if !db.install(vs) {
+        return Err(shardline_shards::snapshot::SnapshotError {
+            offset: 8,
+            reason: "a vShard this shard thread does not own",
+        });
+    }
     Ok(clock)
 }
 
-/// Whether the state of a vShard snapshot received from a peer decodes (`install` would take
-/// it).
-pub(super) fn vshard_snapshot_decodes(state: &[u8]) -> bool {
+/// Whether the state of a snapshot of vShard `v` received from a peer decodes and holds that
+/// vShard (`install` would take it into the right place).
+pub(super) fn vshard_snapshot_fits(state: &[u8], v: VShardId) -> bool {
     state.len() >= 8
         && shardline_shards::snapshot::decode(
             &state[8..],
             &shardline_shards::db::Tunables::default(),
         )
-        .is_ok()
+        .is_ok_and(|vs| vs.id == v)
 }
 
-/// Whether the state of a metadata snapshot received from a peer decodes.
-pub(super) fn meta_snapshot_decodes(state: &[u8]) -> bool {
-    shardline_shards::meta::Meta::decode(state).is_ok()
+/// Whether the state of a metadata snapshot received from a peer decodes and is this
+/// cluster's (`install_meta` would take it).
+pub(super) fn meta_snapshot_fits(state: &[u8], cluster: [u8; 16]) -> bool {
+    shardline_shards::meta::Meta::decode(state).is_ok_and(|m| m.cluster_id == cluster)
 }
 
 /// Whether a vShard snapshot is a tombstone (the replica was moved off this node): no state,
@@ -183,5 +190,23 @@ mod tests {
         ));
         assert!(!is_tombstone(&snapshot_blob(&with_me, &[]), 4));
         assert!(!is_tombstone(b"\xff", 4), "malformed: not a tombstone");
+    }
+
+    #[test]
+    fn a_peer_snapshot_is_taken_only_for_its_own_vshard_and_cluster() {
+        let state = snapshot_bytes(7, &shardline_shards::db::VShard::new(VShardId(3)));
+        assert!(vshard_snapshot_fits(&state, VShardId(3)));
+        assert!(
+            !vshard_snapshot_fits(&state, VShardId(4)),
+            "another vShard's"
+        );
+        assert!(!vshard_snapshot_fits(&state[..5], VShardId(3)), "cut short");
+        let a: std::net::SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let b: std::net::SocketAddr = "127.0.0.1:17001".parse().unwrap();
+        let m = shardline_shards::meta::Meta::from_list([1; 16], 4, 1, &[(a, b)], 1).unwrap();
+        let mut state = Vec::new();
+        m.encode(&mut state);
+        assert!(meta_snapshot_fits(&state, [1; 16]));
+        assert!(!meta_snapshot_fits(&state, [2; 16]), "another cluster's");
     }
 }

@@ -96,7 +96,7 @@ fn a_change_waits_for_the_previous_one_and_for_the_leaders_first_commit() {
         snapshot_chunk_bytes: 48,
         pre_vote: false,
         seed: 1,
-        check_snapshot: any_snapshot,
+        check_snapshot: SnapshotCheck::any(),
     });
     elect(&mut g, &[2]);
     assert_eq!(g.role(), Role::Leader);
@@ -178,7 +178,7 @@ fn a_snapshot_travels_in_chunks_and_a_lost_chunk_is_resent() {
         snapshot_chunk_bytes: 100,
         pre_vote: false,
         seed: 4,
-        check_snapshot: any_snapshot,
+        check_snapshot: SnapshotCheck::any(),
     };
     let mut leader = Group::new(cfg(1));
     let term = elect(&mut leader, &[3]);

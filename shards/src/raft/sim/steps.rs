@@ -14,7 +14,7 @@ fn three(id: NodeId, seed: u64) -> Config {
         snapshot_chunk_bytes: 48,
         pre_vote: false,
         seed,
-        check_snapshot: any_snapshot,
+        check_snapshot: SnapshotCheck::any(),
     }
 }
 
@@ -72,7 +72,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
         snapshot_chunk_bytes: 48,
         pre_vote: false,
         seed: 8,
-        check_snapshot: any_snapshot,
+        check_snapshot: SnapshotCheck::any(),
     };
     let old = |term, index| Entry {
         term,
@@ -651,7 +651,7 @@ fn a_snapshot_whose_state_does_not_decode_changes_nothing() {
         state != b"bad"
     }
     let mut g = Group::new(Config {
-        check_snapshot: refuse_bad,
+        check_snapshot: SnapshotCheck::new(refuse_bad),
         ..three(1, 7)
     });
     let _ = g.take_ready();
@@ -743,7 +743,7 @@ fn a_blank_replica_created_on_demand_gives_no_vote_until_it_holds_the_log() {
         snapshot_chunk_bytes: 1 << 20,
         pre_vote: true,
         seed: 1,
-        check_snapshot: any_snapshot,
+        check_snapshot: SnapshotCheck::any(),
     };
     let vote = |g: &mut Group| {
         g.step(
