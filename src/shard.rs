@@ -207,6 +207,8 @@ pub struct Shard {
     stats_epoch_seen: Cell<u64>,
     /// On a replicated node: the Raft replicas this thread drives and their log.
     pub repl: RefCell<Option<crate::cluster::replica::Replicas>>,
+    /// The cluster bus dialers waiting for bytes to send, by peer id - 1 (`outbox_ready`).
+    pub(crate) dialers: RefCell<Vec<Option<std::task::Waker>>>,
 }
 
 /// Counters of one command on one thread (INFO commandstats).
@@ -261,6 +263,7 @@ impl Shard {
             cmd_stats: RefCell::new(vec![CmdStat::default(); command::COMMANDS.len()]),
             stats_epoch_seen: Cell::new(0),
             repl: RefCell::new(None),
+            dialers: RefCell::new(Vec::new()),
         }
     }
 

@@ -231,7 +231,11 @@ async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut s: monoio::net::TcpStream
         loop {
             match frame::decode(&buf[start..], FRAME_MAX) {
                 Ok(Some((Frame::Batch(msgs), used))) => {
-                    let bad = shard.with_replicas(|r| r.receive(peer, &msgs, Instant::now()));
+                    let bad = shard.with_replicas(|r| {
+                        let bad = r.receive(peer, &msgs, Instant::now());
+                        shard.wake_dialers(r);
+                        bad
+                    });
                     if let Err(e) = bad {
                         break 'conn e;
                     }

@@ -79,8 +79,8 @@ const OUTBOX_MAX: usize = 64 << 20;
 
 #[derive(Default)]
 struct Peer {
+    /// Frames queued for the peer's dialer (`Shard::outbox_ready`).
     out: Vec<u8>,
-    waker: Option<Waker>,
     heard: Option<Instant>,
     /// Connections from the peer now open.
     live: usize,
@@ -117,6 +117,8 @@ pub struct Replicas {
     dirty: Vec<u32>,
     is_dirty: Vec<bool>,
     peers: Vec<Peer>,
+    /// Peers whose empty outbox got bytes since the driver last woke their dialers.
+    out_ready: Vec<RaftId>,
     last_tick: Instant,
     waker: Option<Waker>,
     woken: bool,
@@ -276,14 +278,10 @@ impl Replicas {
         self.peers[peer as usize - 1].out.clear();
     }
 
-    fn poll_outbox(&mut self, peer: RaftId, w: &Waker) -> Poll<Vec<u8>> {
+    /// The bytes queued for `peer`, if any (its dialer writes them).
+    fn take_outbox(&mut self, peer: RaftId) -> Option<Vec<u8>> {
         let p = &mut self.peers[peer as usize - 1];
-        if p.out.is_empty() {
-            p.waker = Some(w.clone());
-            Poll::Pending
-        } else {
-            Poll::Ready(std::mem::take(&mut p.out))
-        }
+        (!p.out.is_empty()).then(|| std::mem::take(&mut p.out))
     }
 
     fn poll_work(&mut self, w: &Waker) -> Poll<()> {
@@ -366,10 +364,10 @@ impl Replicas {
         if p.out.len() >= OUTBOX_MAX {
             return;
         }
-        frame::encode_batch(&[Message { group, payload }], &mut p.out);
-        if let Some(w) = p.waker.take() {
-            w.wake();
+        if p.out.is_empty() {
+            self.out_ready.push(peer);
         }
+        frame::encode_batch(&[Message { group, payload }], &mut p.out);
     }
 
     /// Whether a read of vShard `v` may run on the current state (`raft::Group::can_read_at`:
@@ -417,9 +415,34 @@ impl Shard {
             .expect("a replicated node's shard thread"))
     }
 
-    /// Resolves with the bytes queued for `peer`.
+    /// Resolves with the bytes queued for `peer` (its dialer's wait).
     pub async fn outbox_ready(&self, peer: RaftId) -> Vec<u8> {
-        std::future::poll_fn(|cx| self.with_replicas(|r| r.poll_outbox(peer, cx.waker()))).await
+        std::future::poll_fn(|cx| match self.with_replicas(|r| r.take_outbox(peer)) {
+            Some(bytes) => Poll::Ready(bytes),
+            None => {
+                let mut dialers = self.dialers.borrow_mut();
+                let i = peer as usize - 1;
+                if dialers.len() <= i {
+                    dialers.resize(i + 1, None);
+                }
+                dialers[i] = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Wakes the dialers of the peers the replicas queued bytes for (`Replicas::out_ready`).
+    pub fn wake_dialers(&self, r: &mut Replicas) {
+        if r.out_ready.is_empty() {
+            return;
+        }
+        let mut dialers = self.dialers.borrow_mut();
+        for peer in r.out_ready.drain(..) {
+            if let Some(w) = dialers.get_mut(peer as usize - 1).and_then(Option::take) {
+                w.wake();
+            }
+        }
     }
 }
 

@@ -144,6 +144,7 @@ impl Replicas {
             dirty: Vec::new(),
             is_dirty: vec![false; count],
             peers: (0..n).map(|_| Peer::default()).collect(),
+            out_ready: Vec::new(),
             last_tick: now,
             waker: None,
             woken: false,

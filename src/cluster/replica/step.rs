@@ -23,6 +23,9 @@ impl Shard {
             let mut guard = self.repl.borrow_mut();
             let r = guard.as_mut().expect("replicated");
             let res = r.finish_step(&mut self.db.borrow_mut(), Instant::now(), readies);
+            // The dialers first: the appends they carry are the next commit's critical path,
+            // and woken tasks run in order (woken after the connections, SET p1 lost 15%).
+            self.wake_dialers(r);
             self.deliver_finished(r);
             res?;
         }
@@ -193,10 +196,10 @@ impl Replicas {
                 .collect();
             let peer = &mut r.peers[p];
             if peer.out.len() < OUTBOX_MAX {
-                frame::encode_batch(&msgs, &mut peer.out);
-                if let Some(w) = peer.waker.take() {
-                    w.wake();
+                if peer.out.is_empty() {
+                    r.out_ready.push(p as RaftId + 1);
                 }
+                frame::encode_batch(&msgs, &mut peer.out);
             }
             drop(msgs);
             let mut q = q;
