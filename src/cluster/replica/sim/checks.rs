@@ -1,0 +1,270 @@
+//! What the simulation checks once the faults stop: the cluster settles, every key and pair
+//! reads back linearizably, replicas hold the same, queues lost and duplicated nothing.
+
+use super::*;
+
+impl Sim {
+    /// Why the cluster is not settled yet (`None`: it is): every node names the same leader
+    /// for every vShard, that node leads it, and every replica has applied all it committed.
+    pub(super) fn unsettled(&self) -> Option<String> {
+        let c = &self.nodes[0].c;
+        for v in 0..c.layout.count() {
+            let v = VShardId(v as u16);
+            let t = c.thread_of(v.0 as u32);
+            let named: Vec<RaftId> = self.nodes.iter().map(|n| n.c.leader(v)).collect();
+            let l = named[0];
+            let group = |id: RaftId| {
+                self.nodes[id as usize - 1].threads[t]
+                    .r
+                    .as_ref()
+                    .and_then(|r| r.groups[v.0 as usize].as_ref())
+            };
+            let leads = l != 0 && group(l).is_some_and(|g| g.role() == raft::Role::Leader);
+            if !leads || named.iter().any(|&x| x != l) {
+                return Some(format!("vShard {} is routed to {named:?}", v.0));
+            }
+            let commit = group(l).expect("leads").commit_index();
+            for id in self.ids() {
+                if let Some(g) = group(id)
+                    && (g.commit_index() != commit
+                        || self.nodes[id as usize - 1].threads[t]
+                            .r
+                            .as_ref()
+                            .is_some_and(|r| r.applied[v.0 as usize].index != commit))
+                {
+                    return Some(format!(
+                        "node {id}'s replica of vShard {} is behind its leader's commit {commit}",
+                        v.0
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Runs `words` on node `id`'s replica of the key (its second word) as it stands, outside
+    /// the log: what that replica holds.
+    pub(super) fn read_replica(&mut self, id: RaftId, words: &[&[u8]]) -> Vec<u8> {
+        let c = self.nodes[id as usize - 1].c.clone();
+        let v = c
+            .layout
+            .vshard_of(shardline_shards::slot::key_slot(words[1]));
+        let th = &mut self.nodes[id as usize - 1].threads[c.thread_of(v.0 as u32)];
+        let mut out = Out::new(Proto::Resp3);
+        let job = job_of(words, 0, |_| Op::Stats);
+        let args = Args::new(&job.buf, &job.spans);
+        let mut rng = Rng::new(1);
+        let mut ctx = command::Ctx {
+            now_ms: UNIX_START_US / 1000 + self.now_ms,
+            now_us: UNIX_START_US + self.now_ms * 1000,
+            rng: &mut rng,
+        };
+        let spec = command::lookup(words[0]).expect("a command");
+        command::apply(spec, &mut th.db, args, &mut ctx, &mut out);
+        out.buf
+    }
+
+    /// Once quiet: every replica of every key holds the same (they applied the same log), and
+    /// every queue lost and duplicated nothing: each value acknowledged pushed is still there
+    /// or was popped (at most once), except as many as pops whose outcome is unknown; nothing
+    /// refused or never pushed shows up.
+    pub(super) fn check_replicas_and_queues(&mut self) {
+        for key in 0..KEYS {
+            let (k, q, x) = (format!("k{key}"), format!("q{key}"), format!("x{key}"));
+            for words in [
+                vec![&b"GET"[..], k.as_bytes()],
+                vec![&b"GET"[..], x.as_bytes()],
+                vec![&b"LRANGE"[..], q.as_bytes(), b"0", b"-1"],
+            ] {
+                let v = self.nodes[0]
+                    .c
+                    .layout
+                    .vshard_of(shardline_shards::slot::key_slot(words[1]));
+                let holders: Vec<RaftId> = self
+                    .ids()
+                    .filter(|&id| {
+                        let t = self.nodes[0].c.thread_of(v.0 as u32);
+                        self.nodes[id as usize - 1].threads[t]
+                            .r
+                            .as_ref()
+                            .is_some_and(|r| r.groups[v.0 as usize].is_some())
+                    })
+                    .collect();
+                let seen: Vec<Vec<u8>> = holders
+                    .iter()
+                    .map(|&id| self.read_replica(id, &words))
+                    .collect();
+                let t = self.nodes[0].c.thread_of(v.0 as u32);
+                let states: Vec<String> = holders
+                    .iter()
+                    .map(|&id| {
+                        let r = self.nodes[id as usize - 1].threads[t]
+                            .r
+                            .as_ref()
+                            .expect("up");
+                        let g = r.groups[v.0 as usize].as_ref().expect("held");
+                        format!(
+                            "node {id}: {:?} quiet {} term {} commit {} applied {:?} last {:?}",
+                            g.role(),
+                            g.is_quiet(),
+                            g.term(),
+                            g.commit_index(),
+                            r.applied[v.0 as usize],
+                            g.last_id()
+                        )
+                    })
+                    .collect();
+                assert!(
+                    seen.windows(2).all(|w| w[0] == w[1]),
+                    "seed {:#x}: the replicas on {holders:?} of {} differ: {:?}\n{states:#?}\n{}",
+                    self.seed,
+                    String::from_utf8_lossy(words[1]),
+                    seen.iter()
+                        .map(|b| String::from_utf8_lossy(b))
+                        .collect::<Vec<_>>(),
+                    self.log.join("\n")
+                );
+            }
+            let leader = self.nodes[0].c.leader(
+                self.nodes[0]
+                    .c
+                    .layout
+                    .vshard_of(shardline_shards::slot::key_slot(q.as_bytes())),
+            );
+            let list = self.read_replica(leader, &[b"LRANGE", q.as_bytes(), b"0", b"-1"]);
+            let list = String::from_utf8_lossy(&list).into_owned();
+            let remaining: Vec<u64> = list
+                .split("\r\n")
+                .filter(|l| !l.is_empty() && !l.starts_with(['*', '$']))
+                .map(|l| l.parse().expect("a value we pushed"))
+                .collect();
+            let log = &self.queues[key];
+            let mut seen = BTreeSet::new();
+            for &v in remaining.iter().chain(&log.popped) {
+                assert!(
+                    seen.insert(v),
+                    "seed {:#x}: q{key}: value {v} popped twice or popped and still there",
+                    self.seed
+                );
+                assert!(
+                    log.acked.contains(&v) || log.unknown.contains(&v),
+                    "seed {:#x}: q{key}: value {v} is there but was {}",
+                    self.seed,
+                    if log.refused.contains(&v) {
+                        "refused (not applied)"
+                    } else {
+                        "never pushed"
+                    }
+                );
+            }
+            let missing = log.acked.iter().filter(|v| !seen.contains(v)).count() as u64;
+            assert!(
+                missing <= log.lost_pops,
+                "seed {:#x}: q{key}: {missing} acknowledged values gone, only {} pops unaccounted for\n{}",
+                self.seed,
+                log.lost_pops,
+                self.log.join("\n")
+            );
+            self.queue_stats.0 += log.acked.len() as u64;
+            self.queue_stats.1 += log.popped.len() as u64;
+        }
+    }
+
+    /// Lets the cluster settle, then reads every key until a read succeeds, and checks the
+    /// histories and that every node hears every other.
+    pub(super) fn finish(&mut self) {
+        self.note("faults stop".into());
+        for _ in 0..5_000 {
+            self.tick();
+        }
+        // No new requests; every one sent is answered (`clients_move` bounds the wait).
+        self.clients_stopped = true;
+        while !self.requests.is_empty() {
+            self.tick();
+        }
+        // Read every key and pair back.
+        for (key, req) in (0..KEYS)
+            .map(|k| (k, Req::Get))
+            .chain((0..KEYS).map(|k| (k, Req::TxGet)))
+        {
+            let mut tries = 0;
+            loop {
+                let h = req.history(key);
+                let before = self.history[h].len();
+                self.send(0, key, req);
+                while self.clients[0].inflight.is_some() {
+                    self.tick();
+                }
+                if self.history[h].len() > before {
+                    break;
+                }
+                tries += 1;
+                assert!(
+                    tries < 50,
+                    "seed {:#x}: key {key} cannot be read",
+                    self.seed
+                );
+                for _ in 0..20 {
+                    self.tick();
+                }
+            }
+        }
+        for key in 0..2 * KEYS {
+            if let Err(e) = lincheck::check_register(&self.history[key]) {
+                panic!(
+                    "seed {:#x}: register {key} is not linearizable: {e}\n{}",
+                    self.seed,
+                    self.log.join("\n")
+                );
+            }
+        }
+        // Leadership may still move (handovers to the preferred replicas) and followers learn
+        // the last commit index from the leader's next heartbeat: wait, boundedly, for every
+        // vShard to be routed alike everywhere to a leader that every replica has caught up
+        // with.
+        let mut waited = 0;
+        while let Some(why) = self.unsettled() {
+            waited += 1;
+            assert!(
+                waited < SETTLE_MS,
+                "seed {:#x}: not settled {SETTLE_MS} ms after the faults stopped: {why}\n{}",
+                self.seed,
+                self.log.join("\n")
+            );
+            self.tick();
+        }
+        self.check_replicas_and_queues();
+        let elections: usize = self.leaders.iter().map(BTreeMap::len).sum();
+        eprintln!(
+            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}",
+            self.seed,
+            self.now_ms,
+            self.acked,
+            self.refused,
+            self.unknown,
+            elections,
+            self.queue_stats.0,
+            self.queue_stats.1,
+            self.log.len()
+        );
+        // A quorum was there all along: the clients got work done.
+        assert!(
+            self.acked > self.now_ms / 50,
+            "seed {:#x}: only {} requests acknowledged in {} ms\n{}",
+            self.seed,
+            self.acked,
+            self.now_ms,
+            self.log.join("\n")
+        );
+        for id in self.ids() {
+            for p in self.ids() {
+                assert!(
+                    self.nodes[id as usize - 1].c.is_up(p),
+                    "seed {:#x}: node {id} takes node {p} for down after the faults stopped\n{}",
+                    self.seed,
+                    self.log.join("\n")
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The simulated clients: what they send (`send`, `submit_job`: through the layer as a
+//! connection's job), how they read the answers (`answered`: every reply taken at its word),
+//! when they give up, and the history they record.
+
+use super::*;
+
+impl Sim {
+    /// A client stops waiting for request `rid`: a write's outcome is unknown to it.
+    pub(super) fn give_up(&mut self, rid: u64) {
+        let q = self.requests.get_mut(&rid).expect("outstanding");
+        if q.abandoned {
+            return;
+        }
+        q.abandoned = true;
+        let q = *q;
+        if self.clients[q.client].inflight == Some(rid) {
+            self.clients[q.client].inflight = None;
+        }
+        match q.req {
+            Req::Set(v) | Req::TxSet(v) => {
+                self.unknown += 1;
+                self.history[q.req.history(q.key)].push(lincheck::Op {
+                    client: q.client as u32,
+                    call: q.call,
+                    ret: None,
+                    kind: OpKind::Write(v),
+                });
+            }
+            Req::Push(v) => {
+                self.unknown += 1;
+                self.queues[q.key].unknown.insert(v);
+            }
+            Req::Pop => {
+                self.queues[q.key].lost_pops += 1;
+                // The client disconnects: its node ends the wait (if it is still there).
+                self.unblocks.push((q.node, q.key, rid));
+            }
+            Req::Get | Req::TxGet | Req::SetPx(_) => {}
+        }
+    }
+
+    /// The reply to request `job.token` arrived from node `id`.
+    pub(super) fn answered(&mut self, id: RaftId, job: PendingJob) {
+        let rid = job.token;
+        let done = job.into_done();
+        let reply = String::from_utf8_lossy(done.segment(0)).into_owned();
+        let Some(q) = self.requests.remove(&rid) else {
+            panic!("seed {:#x}: a reply to no request: {reply}", self.seed);
+        };
+        assert_eq!(
+            q.node, id,
+            "seed {:#x}: a reply from the wrong node",
+            self.seed
+        );
+        let c = q.client;
+        if matches!(q.req, Req::SetPx(_)) && !reply.starts_with("-MOVED") {
+            if !q.abandoned {
+                match reply.as_bytes()[0] {
+                    b'+' => self.acked += 1,
+                    _ if reply.starts_with("-UNKNOWN") => self.unknown += 1,
+                    _ if reply.starts_with("-TRYAGAIN") || self.hostile.is_some() => {
+                        self.refused += 1
+                    }
+                    _ => panic!("seed {:#x}: SET PX answered {reply}", self.seed),
+                }
+                self.clients[c].inflight = None;
+                self.clients[c].next_at = self.now_ms + self.rng.below(5);
+            }
+            return;
+        }
+        if matches!(q.req, Req::Push(_) | Req::Pop) && !reply.starts_with("-MOVED") {
+            self.answered_queue(q, &reply);
+            return;
+        }
+        let ret = Some(self.now_ms);
+        let kind = match (q.req, reply.as_bytes()[0]) {
+            (Req::Set(v), b'+') => Some((OpKind::Write(v), ret)),
+            (Req::Get, b'$') => {
+                match reply.split("\r\n").nth(1).and_then(|v| v.parse().ok()) {
+                    Some(v) => Some((OpKind::Read(Some(v)), ret)),
+                    // A hostile member's forged entries may have written anything.
+                    None if self.hostile.is_some() => None,
+                    None => panic!("seed {:#x}: GET returned {reply}", self.seed),
+                }
+            }
+            (Req::Get, b'_') => Some((OpKind::Read(None), ret)),
+            (Req::TxSet(v), b'*') if reply == "*2\r\n+OK\r\n+OK\r\n" => {
+                Some((OpKind::Write(v), ret))
+            }
+            (Req::TxGet, b'*') => match bulk_items(&reply).as_deref() {
+                Some([a, b]) if a == b => match a.as_ref().map(|v| v.parse()) {
+                    None => Some((OpKind::Read(None), ret)),
+                    Some(Ok(v)) => Some((OpKind::Read(Some(v)), ret)),
+                    Some(Err(_)) if self.hostile.is_some() => None,
+                    Some(Err(_)) => panic!("seed {:#x}: a pair holds {reply}", self.seed),
+                },
+                _ if self.hostile.is_some() => None,
+                _ => panic!(
+                    "seed {:#x}: a transaction saw half of another: {reply:?}\n{}",
+                    self.seed,
+                    self.log.join("\n")
+                ),
+            },
+            (Req::TxSet(v), b'-') if reply.starts_with("-UNKNOWN") => {
+                Some((OpKind::Write(v), None))
+            }
+            (_, b'-') if reply.starts_with("-MOVED") => {
+                // Not applied: ask the node it names next time.
+                let port: u16 = reply
+                    .trim_end()
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("MOVED names an address");
+                if !q.abandoned {
+                    self.clients[c].target = (port - 40_000) as RaftId;
+                }
+                None
+            }
+            (_, b'-') if reply.starts_with("-TRYAGAIN") || reply.starts_with("-CLUSTERDOWN") => {
+                // Not applied; another node may know better.
+                if !q.abandoned {
+                    self.clients[c].target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+                }
+                None
+            }
+            (Req::Set(v), b'-') if reply.starts_with("-UNKNOWN") => Some((OpKind::Write(v), None)),
+            // A read that rode in an entry whose fate is unknown: it constrains nothing.
+            (Req::Get | Req::TxGet, b'-') if reply.starts_with("-UNKNOWN") => {
+                self.unknown += 1;
+                None
+            }
+            (Req::Push(v), _) => {
+                self.queues[q.key].refused.insert(v);
+                None
+            }
+            (Req::Pop, _) => None,
+            // A hostile member's forged entries may have made anything of the keys.
+            _ if self.hostile.is_some() => None,
+            _ => panic!(
+                "seed {:#x}: unexpected reply to {:?} from node {id}: {reply}",
+                self.seed, q.req
+            ),
+        };
+        if q.abandoned {
+            // The client gave up on it: what it learns now changes nothing it saw.
+            return;
+        }
+        match &kind {
+            None => self.refused += 1,
+            Some((_, None)) => self.unknown += 1,
+            Some(_) => self.acked += 1,
+        }
+        if let Some((kind, ret)) = kind {
+            self.history[q.req.history(q.key)].push(lincheck::Op {
+                client: c as u32,
+                call: q.call,
+                ret,
+                kind,
+            });
+        }
+        self.clients[c].inflight = None;
+        self.clients[c].next_at = self.now_ms + self.rng.below(5);
+    }
+
+    /// A queue request's reply (a `-MOVED` goes through `answered`'s redirect).
+    pub(super) fn answered_queue(&mut self, q: Request, reply: &str) {
+        let c = q.client;
+        let log = &mut self.queues[q.key];
+        let outcome = match (q.req, reply.as_bytes()[0]) {
+            (Req::Push(v), b':') => {
+                log.acked.insert(v);
+                Some(true)
+            }
+            (Req::Push(v), b'-') if reply.starts_with("-UNKNOWN") => {
+                log.unknown.insert(v);
+                Some(false)
+            }
+            (Req::Push(v), b'-') if reply.starts_with("-TRYAGAIN") => {
+                log.refused.insert(v);
+                None
+            }
+            (Req::Pop, b'*') => {
+                // [key, value]
+                match reply.split("\r\n").nth(4).and_then(|v| v.parse().ok()) {
+                    Some(v) => {
+                        log.popped.push(v);
+                        Some(true)
+                    }
+                    None if self.hostile.is_some() => None,
+                    None => panic!("seed {:#x}: BLPOP returned {reply}", self.seed),
+                }
+            }
+            (Req::Pop, b'_') => Some(true), // timed out: nothing popped
+            (Req::Pop, b'-') if reply.starts_with("-UNKNOWN") => {
+                log.lost_pops += 1;
+                Some(false)
+            }
+            (Req::Pop, b'-') if reply.starts_with("-TRYAGAIN") => None,
+            _ if self.hostile.is_some() => None,
+            _ => panic!(
+                "seed {:#x}: unexpected reply to {:?} from node {}: {reply}",
+                self.seed, q.req, q.node
+            ),
+        };
+        if q.abandoned {
+            return;
+        }
+        match outcome {
+            Some(true) => self.acked += 1,
+            Some(false) => self.unknown += 1,
+            None => {
+                self.refused += 1;
+                self.clients[c].target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+            }
+        }
+        self.clients[c].inflight = None;
+        self.clients[c].next_at = self.now_ms + self.rng.below(5);
+    }
+
+    pub(super) fn clients_move(&mut self) {
+        for (node, key, rid) in std::mem::take(&mut self.unblocks) {
+            if self.paused == Some(node) {
+                self.unblocks.push((node, key, rid));
+            } else if self.up(node) {
+                let job = job_of(&[b"BLPOP", format!("q{key}").as_bytes()], NO_REPLY, |_| {
+                    Op::Unblock {
+                        origin: 0,
+                        token: rid,
+                    }
+                });
+                self.submit_job(node, job);
+            }
+        }
+        if self.clients_stopped && self.requests.is_empty() {
+            return;
+        }
+        // Every request is answered (a node that crashed took its requests with it).
+        if let Some((rid, q)) = self.requests.first_key_value() {
+            assert!(
+                self.now_ms < q.call + ANSWER_WITHIN_MS,
+                "seed {:#x}: request {rid} ({q:?}) is still unanswered\n{}",
+                self.seed,
+                self.log.join("\n")
+            );
+        }
+        for c in 0..self.clients.len() {
+            if let Some(rid) = self.clients[c].inflight {
+                let q = self.requests[&rid];
+                if q.req == Req::Pop && !q.unblocked && self.now_ms >= q.call + BLPOP_TIMEOUT_MS {
+                    // The connection's timer: the node ends the wait (answering nil, or what
+                    // a try in the log already popped).
+                    self.requests.get_mut(&rid).expect("listed").unblocked = true;
+                    self.unblocks.push((q.node, q.key, rid));
+                }
+                // A client gives up after its timeout and tries another node.
+                let wait = match q.req {
+                    Req::Pop => CLIENT_TIMEOUT_MS * 3,
+                    _ => CLIENT_TIMEOUT_MS,
+                };
+                if self.now_ms >= q.call + wait {
+                    self.give_up(rid);
+                    self.clients[c].target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+                }
+                continue;
+            }
+            if self.now_ms < self.clients[c].next_at || self.clients_stopped {
+                continue;
+            }
+            let key = self.rng.below(KEYS as u64) as usize;
+            self.next_value += 1;
+            let req = match self.rng.below(9) {
+                0 | 1 => Req::Set(self.next_value),
+                2 | 3 => Req::Get,
+                4 => Req::Push(self.next_value),
+                5 => Req::Pop,
+                6 => Req::TxSet(self.next_value),
+                7 => Req::TxGet,
+                _ => Req::SetPx(self.next_value),
+            };
+            self.send(c, key, req);
+        }
+    }
+
+    /// Client `c` sends `req` on `key` to its target node.
+    pub(super) fn send(&mut self, c: usize, key: usize, req: Req) {
+        let mut target = self.clients[c].target;
+        if self.paused == Some(target) {
+            // Connected, but nothing answers: the client waits to send.
+            self.clients[c].next_at = self.now_ms + 1;
+            return;
+        }
+        if !self.up(target) {
+            target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+            self.clients[c].target = target;
+            if !self.up(target) || self.paused == Some(target) {
+                self.clients[c].next_at = self.now_ms + 10;
+                return;
+            }
+        }
+        let (k, q) = (format!("k{key}"), format!("q{key}"));
+        let (ta, tb) = (format!("{{t{key}}}a"), format!("{{t{key}}}b"));
+        let x = format!("x{key}");
+        let value = match req {
+            Req::Set(v) | Req::Push(v) | Req::TxSet(v) | Req::SetPx(v) => v.to_string(),
+            _ => String::new(),
+        };
+        let ttl = (50 + self.rng.below(400)).to_string();
+        let words: Vec<&[u8]> = match req {
+            Req::Set(_) => vec![b"SET", k.as_bytes(), value.as_bytes()],
+            Req::Get => vec![b"GET", k.as_bytes()],
+            Req::Push(_) => vec![b"RPUSH", q.as_bytes(), value.as_bytes()],
+            Req::Pop => vec![b"BLPOP", q.as_bytes(), b"0.3"], // BLPOP_TIMEOUT_MS
+            Req::TxSet(_) => vec![
+                b"SET",
+                ta.as_bytes(),
+                value.as_bytes(),
+                b"SET",
+                tb.as_bytes(),
+                value.as_bytes(),
+            ],
+            Req::TxGet => vec![b"GET", ta.as_bytes(), b"GET", tb.as_bytes()],
+            Req::SetPx(_) => vec![
+                b"SET",
+                x.as_bytes(),
+                value.as_bytes(),
+                b"PX",
+                ttl.as_bytes(),
+            ],
+        };
+        let rid = self.next_request;
+        self.next_request += 1;
+        let job = job_of(&words, rid, |len| match req {
+            Req::Pop => Op::Block { first: 0, len },
+            Req::TxSet(_) => Op::Exec {
+                cmds: vec![(0, 3), (3, 3)],
+                watch: None,
+            },
+            Req::TxGet => Op::Exec {
+                cmds: vec![(0, 2), (2, 2)],
+                watch: None,
+            },
+            _ => Op::Cmd {
+                first: 0,
+                len,
+                spec: command::lookup(words[0]),
+            },
+        });
+        self.clients[c].inflight = Some(rid);
+        self.requests.insert(
+            rid,
+            Request {
+                client: c,
+                key,
+                req,
+                node: target,
+                call: self.now_ms,
+                abandoned: false,
+                unblocked: false,
+            },
+        );
+        self.submit_job(target, job);
+    }
+
+    /// Hands `job` (its key second) to the shard thread of node `node` that owns the key, as
+    /// the connection layer does, and takes the replies it finished at once.
+    pub(super) fn submit_job(&mut self, node: RaftId, job: Job) {
+        let key = &job.buf[job.spans[1].0 as usize..job.spans[1].1 as usize];
+        let c = &self.nodes[0].c;
+        let t = c.thread_of(c.layout.vshard_of(shardline_shards::slot::key_slot(key)).0 as u32);
+        let now = self.now();
+        let seed = self.rng.next_u64();
+        let n = &mut self.nodes[node as usize - 1].threads[t];
+        let r = n.r.as_mut().expect("up");
+        // A read served by read-index runs here at once, as `Shard::run_op_in` runs it.
+        let mut rng = Rng::new(seed);
+        let mut local = |db: &mut Db, op: &Op, o: &mut Out| {
+            let Op::Local { first, len } = op else {
+                return o.error("ERR not simulated");
+            };
+            let args = Args::new(
+                &job.buf,
+                &job.spans[*first as usize..(*first + *len) as usize],
+            );
+            let mut ctx = command::Ctx {
+                now_ms: now.unix_us / 1000,
+                now_us: now.unix_us,
+                rng: &mut rng,
+            };
+            let spec = command::lookup(args.get(0)).expect("a command");
+            command::apply(spec, db, args, &mut ctx, o);
+        };
+        let plan = r.plan_job(&mut n.db, &job, now, seed, &mut local);
+        r.submit(&mut n.db, plan, now, seed);
+        let done: Vec<PendingJob> = r.pending.take_finished().collect();
+        for job in done {
+            if job.token != NO_REPLY {
+                self.answered(node, job);
+            }
+        }
+    }
+}
+
+/// A job of one op, `op(words)`, over `words`, answered to `token`.
+pub(super) fn job_of(words: &[&[u8]], token: u64, op: impl FnOnce(u32) -> Op) -> Job {
+    let mut buf = Vec::new();
+    let mut spans = Vec::new();
+    for w in words {
+        let s = buf.len() as u32;
+        buf.extend_from_slice(w);
+        spans.push((s, buf.len() as u32));
+    }
+    Job {
+        origin: 0,
+        token,
+        proto: Proto::Resp3,
+        buf,
+        spans,
+        ops: vec![op(words.len() as u32)],
+    }
+}
+
+/// The items of a RESP array of bulk strings or nulls (`None` if `reply` is not one).
+fn bulk_items(reply: &str) -> Option<Vec<Option<String>>> {
+    let mut lines = reply.split("\r\n");
+    let n: usize = lines.next()?.strip_prefix('*')?.parse().ok()?;
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        let head = lines.next()?;
+        if head == "_" || head == "$-1" {
+            items.push(None);
+        } else {
+            head.strip_prefix('$')?;
+            items.push(Some(lines.next()?.to_string()));
+        }
+    }
+    Some(items)
+}
