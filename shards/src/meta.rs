@@ -807,4 +807,27 @@ mod tests {
             x.replicas[0].push(r)
         });
     }
+
+    #[test]
+    fn damaged_metadata_is_refused_or_holds_the_checked_rules_never_a_panic() {
+        let mut b = Vec::new();
+        three_nodes().encode(&mut b);
+        let mut rng = crate::rng::Rng::new(0x3e7a);
+        for _ in 0..20_000 {
+            let mut x = b.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(x.len() as u64) as usize;
+                x[at] = match rng.below(3) {
+                    0 => x[at] ^ (1 << rng.below(8)),
+                    1 => 0xff,
+                    _ => rng.next_u64() as u8,
+                };
+            }
+            if rng.below(8) == 0 {
+                x.truncate(rng.below(x.len() as u64) as usize);
+            }
+            // Refused or accepted (with `check` passed inside), never a panic or an overflow.
+            let _ = Meta::decode(&x);
+        }
+    }
 }

@@ -40,6 +40,8 @@ pub enum DecodeError {
     Short,
     Version(u8),
     Kind(u8),
+    /// A command without even its name (no leader writes one: a member's forged entry).
+    EmptyCommand,
 }
 
 impl std::fmt::Display for DecodeError {
@@ -48,6 +50,7 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Short => write!(f, "log entry cut short"),
             DecodeError::Version(v) => write!(f, "log entry format {v} is not known here"),
             DecodeError::Kind(k) => write!(f, "unknown log entry kind {k}"),
+            DecodeError::EmptyCommand => write!(f, "a command of the log entry has no words"),
         }
     }
 }
@@ -170,6 +173,10 @@ fn decode_into(data: &[u8], s: &mut Scratch) -> Result<(Kind, u64, u64), DecodeE
     for _ in 0..count {
         let n = u32_at(data, at)?;
         at += 4;
+        // Commands name themselves; an expiry check's key list may be empty.
+        if n == 0 && kind != Kind::ExpireCheck {
+            return Err(DecodeError::EmptyCommand);
+        }
         s.cmds.push((s.spans.len() as u32, n));
         for _ in 0..n {
             let len = u32_at(data, at)? as usize;
@@ -497,5 +504,35 @@ mod tests {
             "only the command on this replica's vShard ran"
         );
         assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn an_entry_with_a_command_of_no_words_is_refused_not_run() {
+        // Found by the `committed_entry` fuzz target: it indexed the missing command name.
+        let crash = [
+            0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x53, 0xff, 0xff, 0xfa,
+            0x32, 0xca, 0xff, 0xff, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        let mut d = db();
+        let (mut clock, mut out, mut ends) = (0, Out::new(Proto::Resp2), Vec::new());
+        let mut scratch = Scratch::default();
+        assert!(matches!(
+            apply(
+                &mut d,
+                &crash,
+                &mut clock,
+                &mut out,
+                &mut ends,
+                &mut scratch
+            ),
+            Err(DecodeError::EmptyCommand)
+        ));
+        for kind in [Kind::Commands, Kind::Transaction, Kind::Retry, Kind::Flush] {
+            let mut e = Encoder::new(kind, 1, 1);
+            e.push(std::iter::empty());
+            let e = e.finish();
+            assert!(apply(&mut d, &e, &mut clock, &mut out, &mut ends, &mut scratch).is_err());
+        }
+        assert!(out.buf.is_empty() && d.is_empty(), "nothing ran");
     }
 }

@@ -1,0 +1,40 @@
+//! A committed log entry from a member, applied by a replica that holds only some vShards:
+//! arbitrary bytes, and entries well formed around fuzzed commands (so the apply proper is
+//! reached: commands on keys of vShards the replica lacks, transactions, retries, expiry
+//! checks, flushes). Never panics; a damaged entry is an error, a foreign command a refusal.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shardline_shards::db::Db;
+use shardline_shards::reply::{Out, Proto};
+use shardline_shards::replicate::{self, Encoder, Kind, Scratch};
+use shardline_shards::slot::{VShardId, VShardLayout};
+
+fuzz_target!(|data: &[u8]| {
+    let layout = VShardLayout::new(16).expect("16 vShards");
+    let mut db = Db::new(layout, (0..16).step_by(2).map(VShardId));
+    let mut clock = 0;
+    let mut out = Out::new(Proto::Resp3);
+    let mut ends = Vec::new();
+    let mut scratch = Scratch::default();
+    let _ = replicate::apply(&mut db, data, &mut clock, &mut out, &mut ends, &mut scratch);
+    let Some((&k, rest)) = data.split_first() else {
+        return;
+    };
+    let kind = match k % 5 {
+        0 => Kind::Commands,
+        1 => Kind::Transaction,
+        2 => Kind::Retry,
+        3 => Kind::ExpireCheck,
+        _ => Kind::Flush,
+    };
+    // Commands separated by 0xff, their words by 0xfe.
+    let mut e = Encoder::new(kind, u64::from(k) * 1_000, u64::from(k));
+    for cmd in rest.split(|&b| b == 0xff) {
+        let words: Vec<&[u8]> = cmd.split(|&b| b == 0xfe).collect();
+        e.push(words.into_iter());
+    }
+    out.buf.clear();
+    ends.clear();
+    let _ = replicate::apply(&mut db, &e.finish(), &mut clock, &mut out, &mut ends, &mut scratch);
+});
