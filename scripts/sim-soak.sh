@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long runs of the whole-cluster simulator (src/cluster/replica/sim.rs): SIM_SEEDS seeds of each
+# Long runs of the whole-cluster simulator (src/cluster/replica/sim/): SIM_SEEDS seeds of each
 # scenario from SIM_SEED_START (hex; default: the time), in release. A failure prints its seed;
 # replay it with
 #   SIM_SEED=<hex> cargo test --release --bin shardline sim_ -- --nocapture

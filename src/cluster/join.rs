@@ -45,6 +45,12 @@ pub fn load_or_join(cfg: &Config) -> Result<Joined, String> {
     }
     let seed = cfg.cluster_join.ok_or("cluster-join is not set")?;
     let j = ask(cfg, seed)?;
+    keep(cfg, seed, j)
+}
+
+/// Checks the cluster's answer names this node and keeps it in `cluster.conf`.
+fn keep(cfg: &Config, seed: SocketAddr, j: Joined) -> Result<Joined, String> {
+    let path = cfg.data_dir.join(FILE);
     if j.members
         .iter()
         .all(|&(id, client, _)| id != j.me || client != cfg.listen_addr())
@@ -105,6 +111,14 @@ fn ask(cfg: &Config, seed: SocketAddr) -> Result<Joined, String> {
         tracing::info!(%target, "joining: {retry}; retrying");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A joining node's reading of `CLUSTER JOIN`'s answer `reply` (RESP) from `seed`, kept as
+/// `load_or_join` keeps it: the simulator's joins, which carry the request themselves.
+#[cfg(test)]
+pub(crate) fn accept(cfg: &Config, seed: SocketAddr, reply: &[u8]) -> Result<Joined, String> {
+    let r = read_reply(&mut &reply[..], 0)?;
+    keep(cfg, seed, parse_answer(&r)?)
 }
 
 fn encode(args: &[&str], out: &mut Vec<u8>) {

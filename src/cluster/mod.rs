@@ -547,7 +547,7 @@ impl Cluster {
     /// Drops the members not in `keep` (ascending ids): a node removed from the cluster. Its
     /// dialers stop, its handshakes are refused, and routing forgets what it led. The node itself
     /// always stays: a joined node applying a metadata snapshot older than its join does not
-    /// name itself yet, and a removed node stops by itself (`moves::leave_if_removed`).
+    /// name itself yet, and a removed node stops by itself (`moves`, `Replicas::left`).
     pub fn retain_members(&self, keep: &[RaftId]) {
         let gone: Vec<RaftId> = {
             let mut m = self.members.lock().expect("members");

@@ -84,6 +84,12 @@ struct Peer {
     heard: Option<Instant>,
     /// Connections from the peer now open.
     live: usize,
+    /// The applied metadata dropped it from the cluster (`Cluster::was_removed`), as of
+    /// `Replicas::members_seen`: what it sends is refused, its connections end, and its
+    /// dialer's next handshake tells it it was removed (so a node dropped while it held a
+    /// connection, one asked to leave just after it joined that never got the metadata,
+    /// learns it: found by the simulator, such a node ran on forever).
+    removed: bool,
 }
 
 pub struct Replicas {
@@ -154,9 +160,13 @@ pub struct Replicas {
     /// out (the conf index it named): with nothing hosted, a leaving node is then done.
     meta_removed: Option<u64>,
     /// Blocking commands waiting on this thread's leaders, by id (`Db::waiting` holds the
-    /// ids), and their ids by the connection's `(origin, token)` (for `Unblock`).
-    blocked: HashMap<u64, blocked::Blocked>,
+    /// ids), and their ids by the connection's `(origin, token)` (for `Unblock`). Ordered:
+    /// walks over it (`redirect_blocked`) answer the oldest first, and the same way on every
+    /// run (a `HashMap` walk made the simulator's seeds replay differently).
+    blocked: std::collections::BTreeMap<u64, blocked::Blocked>,
     blocked_ids: HashMap<(usize, crate::hop::Token), u64>,
+    /// `Cluster::members_version` when `Peer::removed` was last worked out.
+    members_seen: u64,
     next_blocked: u64,
 }
 
@@ -178,7 +188,21 @@ impl Replicas {
 
     /// Takes the messages of one batch frame from `peer`; an undecodable one ends the connection.
     pub fn receive(&mut self, peer: RaftId, msgs: &[Message], now: Instant) -> Result<(), String> {
+        let version = self
+            .c
+            .members_version
+            .load(std::sync::atomic::Ordering::Acquire);
+        if version != self.members_seen {
+            // One atomic load per batch while the membership is unchanged.
+            self.members_seen = version;
+            for (i, p) in self.peers.iter_mut().enumerate() {
+                p.removed = self.c.was_removed(i as RaftId + 1);
+            }
+        }
         let p = &mut self.peers[peer as usize - 1];
+        if p.removed {
+            return Err(format!("member {peer} was removed from this cluster"));
+        }
         if p.heard.replace(now).is_none() {
             // Heard again after it was taken for down (silent past the node timeout on a
             // connection that survived: a pause, a partition that healed): it is up.

@@ -76,6 +76,10 @@ pub enum Fatal {
     /// A committed entry of the metadata group cannot be applied to this node's metadata
     /// (none yet: its snapshot has not arrived).
     Meta { index: u64, reason: String },
+    /// Not a failure: this node was asked to leave (`CLUSTER FORGET`), handed every replica
+    /// over and is out of the metadata group. The driver retires it (it marks the data
+    /// directory as removed and ends the process with status 0).
+    Left,
 }
 
 impl std::fmt::Display for Fatal {
@@ -94,6 +98,7 @@ impl std::fmt::Display for Fatal {
                 f,
                 "committed entry {index} of the metadata group cannot be applied: {reason}"
             ),
+            Fatal::Left => write!(f, "this node left the cluster"),
         }
     }
 }

@@ -115,7 +115,7 @@ impl Replicas {
         }
         if g == self.meta_g {
             // Kept (the node still follows the metadata until it is done leaving): noted for
-            // `leave_if_removed`. Members that are not in the group yet get these too.
+            // `left`. Members that are not in the group yet get these too.
             self.meta_removed = Some(index);
             return;
         }
@@ -162,9 +162,10 @@ impl Replicas {
     /// not where the metadata places them, at most `MOVES_MAX` learners catching up at once;
     /// groups in place whose preferred leader is another live voter are handed over to it
     /// (once settled: `Group::transfer_leader`), so leaders spread as the placement does.
-    pub(super) fn drive_moves(&mut self, now: Instant) {
-        if self.shard == 0 {
-            self.leave_if_removed();
+    /// `Err(Fatal::Left)` once this node, asked to leave, holds nothing more (thread 0).
+    pub(super) fn drive_moves(&mut self, now: Instant) -> Result<(), Fatal> {
+        if self.shard == 0 && self.left() {
+            return Err(Fatal::Left);
         }
         let hosted = self.groups[..self.meta_g as usize]
             .iter()
@@ -178,7 +179,7 @@ impl Replicas {
         {
             // The metadata here is behind its log (a restart replaying it): its placement may
             // be an old one. Nothing moves until it caught up.
-            return;
+            return Ok(());
         }
         let mut catching_up = 0;
         let mut off_target = Vec::new();
@@ -242,6 +243,7 @@ impl Replicas {
                 self.touch(g);
             }
         }
+        Ok(())
     }
 
     /// Thread 0: whether this node is out of the metadata group (its replica's membership
@@ -256,24 +258,35 @@ impl Replicas {
     }
 
     /// Thread 0 of a node asked to leave (`RemoveNode`): once it holds no vShard replica and
-    /// the metadata group no longer counts it, it is done. It writes `REMOVED` into its data
-    /// directory (start-up refuses while it is there: its member id is retired and it holds
-    /// nothing the cluster needs) and the process exits. Every vShard replica it dropped was
-    /// dropped only after a committed membership without it, so nothing it acknowledged is
-    /// lost.
-    fn leave_if_removed(&mut self) {
-        let Some(m) = &self.meta else { return };
+    /// the metadata group no longer counts it, it is done (the driver writes `REMOVED` into
+    /// its data directory, where start-up refuses while it is there: its member id is retired
+    /// and it holds nothing the cluster needs, and the process exits). Every vShard replica it
+    /// dropped was dropped only after a committed membership without it, so nothing it
+    /// acknowledged is lost.
+    fn left(&mut self) -> bool {
+        let Some(m) = &self.meta else { return false };
         // Only on evidence that it was asked to leave: a node that just joined may hold an
-        // older metadata snapshot that does not name it yet, and holds nothing either.
-        if m.node(shardline_shards::placement::NodeId(self.c.me))
-            .is_some_and(|n| n.leaving)
+        // older metadata snapshot that does not name it yet, and holds nothing either. The
+        // evidence is its `RemoveNode` applied here, or a committed membership of the
+        // metadata group that leaves it out after one that held it: the leader removes only
+        // leaving (or dropped) nodes from the group, and a leaving node that holds no vShard
+        // replica is removed at once, possibly before it applied its own `RemoveNode` (found
+        // by the simulator: a node asked to leave just after it joined ran on forever).
+        let meta = self.groups[self.meta_g as usize].as_ref();
+        let removed_from_meta = meta.is_some_and(|g| {
+            g.membership().contains(self.c.me)
+                && self.meta_removed.is_some_and(|i| i >= g.conf_index())
+        });
+        if removed_from_meta
+            || m.node(shardline_shards::placement::NodeId(self.c.me))
+                .is_some_and(|n| n.leaving)
         {
             self.c
                 .leaving
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         if !self.c.leaving.load(std::sync::atomic::Ordering::Acquire) {
-            return;
+            return false;
         }
         let hosted: usize = self
             .c
@@ -281,9 +294,6 @@ impl Replicas {
             .iter()
             .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
             .sum();
-        if hosted > 0 || !self.out_of_meta() {
-            return;
-        }
-        self.c.retire(super::super::Retired::Left);
+        hosted == 0 && self.out_of_meta()
     }
 }

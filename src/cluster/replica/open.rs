@@ -163,8 +163,9 @@ impl Replicas {
             drained_at: None,
             drained_seen: None,
             meta_removed: None,
-            blocked: HashMap::new(),
+            blocked: std::collections::BTreeMap::new(),
             blocked_ids: HashMap::new(),
+            members_seen: 0,
             next_blocked: 1,
             c,
         })

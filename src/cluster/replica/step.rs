@@ -328,7 +328,7 @@ impl Replicas {
         }
         if now >= r.moves_due {
             r.moves_due = now + moves::MOVES_PERIOD;
-            r.drive_moves(now);
+            r.drive_moves(now)?;
         }
         let mut readies = readies;
         for (_, mut ready) in readies.drain(..) {
@@ -383,8 +383,15 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
                 ));
             }
         }
-        if let Err(e) = shard.finish_step(step.readies) {
-            fatal(&e.to_string());
+        match shard.finish_step(step.readies) {
+            Ok(()) => {}
+            Err(Fatal::Left) => shard
+                .node
+                .cluster
+                .as_ref()
+                .expect("replicated")
+                .retire(crate::cluster::Retired::Left),
+            Err(e) => fatal(&e.to_string()),
         }
     }
 }

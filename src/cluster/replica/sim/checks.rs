@@ -4,14 +4,62 @@
 use super::*;
 
 impl Sim {
-    /// Why the cluster is not settled yet (`None`: it is): every node names the same leader
-    /// for every vShard, that node leads it, and every replica has applied all it committed.
+    /// Why the cluster is not settled yet (`None`: it is): no membership change is under
+    /// way (a node asked to leave has left); every member names the same leader for every
+    /// vShard, that node leads it, its replicas are where the metadata places them (no
+    /// learner, no replica left on a node it was moved off), and every replica has applied
+    /// all it committed.
     pub(super) fn unsettled(&self) -> Option<String> {
+        if let Some(a) = &self.admin {
+            return Some(format!("{:?} of node {} is under way", a.op, a.node));
+        }
+        if let Some(id) = self.leaving {
+            let n = &self.nodes[id as usize - 1];
+            let why = match n.threads[0].r.as_ref() {
+                None => "it is down".to_string(),
+                Some(r) => format!(
+                    "metadata {}, leaving {}, replicas hosted {:?}, out of the metadata group {}; its metadata replica and the others: {:?}",
+                    if r.meta.is_some() { "known" } else { "not known yet" },
+                    n.c.leaving.load(std::sync::atomic::Ordering::Relaxed),
+                    n.c.hosted
+                        .iter()
+                        .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
+                        .collect::<Vec<_>>(),
+                    r.out_of_meta(),
+                    self.members()
+                        .into_iter()
+                        .filter_map(|m| {
+                            let r = self.nodes[m as usize - 1].threads[0].r.as_ref()?;
+                            let g = r.groups[r.meta_g as usize].as_ref()?;
+                            Some(format!(
+                                "node {m}: {:?} term {} commit {} applied {} conf {} {:?} progress of {id}: {:?}; removal notice {:?}",
+                                g.role(),
+                                g.term(),
+                                g.commit_index(),
+                                r.applied[r.meta_g as usize].index,
+                                g.conf_index(),
+                                g.membership(),
+                                g.progress(id),
+                                r.meta_removed
+                            ))
+                        })
+                        .collect::<Vec<_>>()
+                ),
+            };
+            return Some(format!(
+                "node {id} has not left yet: {why} links {:?}",
+                self.links
+            ));
+        }
+        let members = self.members();
         let c = &self.nodes[0].c;
         for v in 0..c.layout.count() {
             let v = VShardId(v as u16);
             let t = c.thread_of(v.0 as u32);
-            let named: Vec<RaftId> = self.nodes.iter().map(|n| n.c.leader(v)).collect();
+            let named: Vec<RaftId> = members
+                .iter()
+                .map(|&id| self.nodes[id as usize - 1].c.leader(v))
+                .collect();
             let l = named[0];
             let group = |id: RaftId| {
                 self.nodes[id as usize - 1].threads[t]
@@ -21,7 +69,28 @@ impl Sim {
             };
             let leads = l != 0 && group(l).is_some_and(|g| g.role() == raft::Role::Leader);
             if !leads || named.iter().any(|&x| x != l) {
-                return Some(format!("vShard {} is routed to {named:?}", v.0));
+                return Some(format!(
+                    "vShard {} is routed to {named:?} by {members:?}",
+                    v.0
+                ));
+            }
+            let m = group(l).expect("leads").membership();
+            let target = self.nodes[l as usize - 1].c.target_mask(v);
+            if !m.learners.is_empty()
+                || super::super::super::mask(m.voters.iter().copied()) != target
+            {
+                return Some(format!(
+                    "vShard {}'s voters are {:?} (learners {:?}), not where the metadata places them ({target:#b})",
+                    v.0, m.voters, m.learners
+                ));
+            }
+            for &id in &members {
+                if group(id).is_some() && !m.is_voter(id) {
+                    return Some(format!(
+                        "node {id} still holds a replica of vShard {} (voters {:?})",
+                        v.0, m.voters
+                    ));
+                }
             }
             let commit = group(l).expect("leads").commit_index();
             for id in self.ids() {
@@ -125,7 +194,7 @@ impl Sim {
                     self.log.join("\n")
                 );
             }
-            let leader = self.nodes[0].c.leader(
+            let leader = self.nodes[self.members()[0] as usize - 1].c.leader(
                 self.nodes[0]
                     .c
                     .layout
@@ -256,8 +325,9 @@ impl Sim {
             self.now_ms,
             self.log.join("\n")
         );
-        for id in self.ids() {
-            for p in self.ids() {
+        let members = self.members();
+        for &id in &members {
+            for &p in &members {
                 assert!(
                     self.nodes[id as usize - 1].c.is_up(p),
                     "seed {:#x}: node {id} takes node {p} for down after the faults stopped\n{}",

@@ -42,6 +42,9 @@ impl Sim {
     /// The reply to request `job.token` arrived from node `id`.
     pub(super) fn answered(&mut self, id: RaftId, job: PendingJob) {
         let rid = job.token;
+        if rid >= ADMIN_TOKEN {
+            return self.admin_answered(job);
+        }
         let done = job.into_done();
         let reply = String::from_utf8_lossy(done.segment(0)).into_owned();
         let Some(q) = self.requests.remove(&rid) else {
@@ -120,7 +123,7 @@ impl Sim {
             (_, b'-') if reply.starts_with("-TRYAGAIN") || reply.starts_with("-CLUSTERDOWN") => {
                 // Not applied; another node may know better.
                 if !q.abandoned {
-                    self.clients[c].target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+                    self.clients[c].target = self.pick_member();
                 }
                 None
             }
@@ -211,7 +214,7 @@ impl Sim {
             Some(false) => self.unknown += 1,
             None => {
                 self.refused += 1;
-                self.clients[c].target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+                self.clients[c].target = self.pick_member();
             }
         }
         self.clients[c].inflight = None;
@@ -260,7 +263,7 @@ impl Sim {
                 };
                 if self.now_ms >= q.call + wait {
                     self.give_up(rid);
-                    self.clients[c].target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+                    self.clients[c].target = self.pick_member();
                 }
                 continue;
             }
@@ -291,7 +294,7 @@ impl Sim {
             return;
         }
         if !self.up(target) {
-            target = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+            target = self.pick_member();
             self.clients[c].target = target;
             if !self.up(target) || self.paused == Some(target) {
                 self.clients[c].next_at = self.now_ms + 10;
@@ -368,6 +371,12 @@ impl Sim {
         let key = &job.buf[job.spans[1].0 as usize..job.spans[1].1 as usize];
         let c = &self.nodes[0].c;
         let t = c.thread_of(c.layout.vshard_of(shardline_shards::slot::key_slot(key)).0 as u32);
+        self.submit_on(node, t, job);
+    }
+
+    /// Hands `job` to shard thread `t` of node `node` and takes the replies it finished at
+    /// once.
+    pub(super) fn submit_on(&mut self, node: RaftId, t: usize, job: Job) {
         let now = self.now();
         let seed = self.rng.next_u64();
         let n = &mut self.nodes[node as usize - 1].threads[t];

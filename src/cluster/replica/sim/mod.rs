@@ -14,11 +14,12 @@
 //! key is read back. A failure names its seed: `SIM_SEED=<seed> cargo test sim_` replays it.
 
 use super::*;
+use crate::cluster::join;
 use crate::config::Config;
 use shardline_shards::rng::Rng;
 use shardline_shards::slot::VShardLayout;
 use shardline_testkit::lincheck::{self, OpKind};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 mod checks;
@@ -50,7 +51,39 @@ struct Node {
     c: Arc<Cluster>,
     /// Its shard threads: thread `t` talks to thread `t` of every peer, as on the bus.
     threads: Vec<Thread>,
+    /// It has started (a joining node exists before the cluster answers its join).
+    member: bool,
+    /// It left the cluster (`Fatal::Left`): its process ended for good.
+    gone: bool,
 }
+
+/// A membership change asked of the cluster as an operator asks it: `CLUSTER JOIN` from a new
+/// node, `CLUSTER FORGET` of a member. Sent to thread 0 of a member, following `-NOTLEADER`,
+/// and sent again (elsewhere, later) on an error or no answer, until answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admin {
+    /// A new node joins (it gets the next member id).
+    Join,
+    /// The member leaves: it hands its replicas over, then its process ends.
+    Remove(RaftId),
+}
+
+/// The membership change under way.
+struct AdminState {
+    /// `Join`'s node is made when the change starts.
+    op: Admin,
+    node: RaftId,
+    /// (token, node asked, when): the request waiting for its answer.
+    inflight: Option<(u64, RaftId, u64)>,
+    /// Where to send it next (a `-NOTLEADER`'s answer), and when.
+    target: Option<RaftId>,
+    next_at: u64,
+}
+
+/// Admin requests' tokens: above the clients'.
+const ADMIN_TOKEN: u64 = 1 << 62;
+/// An admin request with no answer for this long is sent again.
+const ADMIN_RETRY_MS: u64 = 3_000;
 
 struct Thread {
     db: Db,
@@ -177,6 +210,17 @@ struct Sim {
     queue_stats: (u64, u64),
     /// Per group, term → the node that led it in that term.
     leaders: Vec<BTreeMap<u64, RaftId>>,
+    /// Connections (from, to): `from`'s dialer to `to`, whose reader takes what it sends.
+    /// Made when both are up, `from` knows `to`'s address (a member in its view) and `to`
+    /// accepts `from` (`bus::check_hello`'s rule: a member, or an id above every member it
+    /// knows, which may have joined since).
+    links: BTreeSet<(RaftId, RaftId)>,
+    /// Membership changes to make, each at its time (ms), one at a time.
+    admin_queue: VecDeque<(u64, Admin)>,
+    admin: Option<AdminState>,
+    next_admin: u64,
+    /// The member asked to leave that has not left yet.
+    leaving: Option<RaftId>,
     /// What happened, for a failure's report.
     log: Vec<String>,
     /// Replies by kind: acknowledged, refused (not applied), unknown outcome.
@@ -233,6 +277,11 @@ impl Sim {
             unblocks: Vec::new(),
             queue_stats: (0, 0),
             leaders: Vec::new(),
+            links: BTreeSet::new(),
+            admin_queue: VecDeque::new(),
+            admin: None,
+            next_admin: ADMIN_TOKEN,
+            leaving: None,
             log: Vec::new(),
             acked: 0,
             refused: 0,
@@ -263,6 +312,8 @@ impl Sim {
                     .collect(),
                 cfg,
                 c,
+                member: true,
+                gone: false,
             });
         }
         sim.leaders = vec![BTreeMap::new(); sim.nodes[0].c.meta_group() as usize + 1];
@@ -315,7 +366,14 @@ impl Sim {
         let seed = self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now_ms;
         let n = self.node(id);
         let layout = n.c.layout;
-        n.c = Arc::new(Cluster::new(&n.cfg, layout).expect("a cluster"));
+        n.c = Arc::new(if n.cfg.cluster_join.is_some() {
+            // Its cluster.conf, kept when the cluster answered its join.
+            let j = join::load_or_join(&n.cfg).expect("cluster.conf");
+            Cluster::joined(&n.cfg, layout, &j).expect("a cluster")
+        } else {
+            Cluster::new(&n.cfg, layout).expect("a cluster")
+        });
+        n.member = true;
         let threads = n.threads.len();
         for (t, th) in n.threads.iter_mut().enumerate() {
             th.db = thread_db(layout, threads, t);
@@ -324,15 +382,67 @@ impl Sim {
             th.r = Some(r);
             th.last_step_ms = now_ms;
         }
-        for p in self.ids() {
-            if p != id && self.up(p) {
-                for t in 0..threads {
-                    self.replicas(p, t).peer_connected(id, now.mono);
-                    self.replicas(p, t).outbox_reset(id);
-                    self.replicas(id, t).peer_connected(p, now.mono);
+        self.connect_known();
+    }
+
+    /// Makes every connection that can be made and is not (`links`), as the dialers do: the
+    /// dialer's outbox starts afresh, the reader counts the peer connected.
+    fn connect_known(&mut self) {
+        let now = self.now().mono;
+        let mut retired = Vec::new();
+        for a in self.ids() {
+            for b in self.ids() {
+                if a == b || self.links.contains(&(a, b)) || !self.up(a) || !self.up(b) {
+                    continue;
+                }
+                let (ca, cb) = (&self.nodes[a as usize - 1].c, &self.nodes[b as usize - 1].c);
+                if ca.member(b).is_none() {
+                    continue;
+                }
+                if cb.was_removed(a) {
+                    // `b` refuses `a` as removed (a node removed while it was down): `a`
+                    // retires on that word (`bus::refused`).
+                    retired.push(a);
+                    continue;
+                }
+                if !cb.may_be_member(a) {
+                    continue;
+                }
+                self.links.insert((a, b));
+                for t in 0..self.threads() {
+                    self.replicas(a, t).outbox_reset(b);
+                    self.replicas(b, t).peer_connected(a, now);
                 }
             }
         }
+        retired.dedup();
+        for a in retired {
+            if self.up(a) {
+                self.note(format!("node {a} refused as removed: it retires"));
+                self.left(a);
+            }
+        }
+    }
+
+    /// Whether `from`'s dialer is connected to `to`.
+    fn linked(&self, from: RaftId, to: RaftId) -> bool {
+        self.links.contains(&(from, to))
+    }
+
+    /// The members that have started and not left.
+    fn members(&self) -> Vec<RaftId> {
+        self.ids()
+            .filter(|&id| {
+                let n = &self.nodes[id as usize - 1];
+                n.member && !n.gone
+            })
+            .collect()
+    }
+
+    /// A member, at random (where a client goes next).
+    fn pick_member(&mut self) -> RaftId {
+        let m = self.members();
+        m[self.rng.below(m.len() as u64) as usize]
     }
 
     /// Kills node `id`: what it has not written is gone, its connections end, its clients'
@@ -345,11 +455,20 @@ impl Sim {
         self.net
             .retain(|_, (from, to, _, _)| *from != id && *to != id);
         for p in self.ids() {
-            if p != id && self.up(p) {
+            // Its connections end: its peers' readers of it see so; their dialers to it
+            // fail and retry (`connect_known`).
+            self.links.remove(&(p, id));
+            if self.links.remove(&(id, p)) && self.up(p) {
                 for t in 0..self.threads() {
                     self.replicas(p, t).peer_disconnected(id);
                 }
             }
+        }
+        if let Some(a) = self.admin.as_mut()
+            && a.inflight.is_some_and(|(_, node, _)| node == id)
+        {
+            // The answer went with it: ask again.
+            a.inflight = None;
         }
         // Its requests are gone with it: their outcome is unknown.
         let lost: Vec<u64> = self
@@ -361,6 +480,183 @@ impl Sim {
         for rid in lost {
             self.give_up(rid);
             self.requests.remove(&rid);
+        }
+    }
+
+    /// Node `id` left the cluster (`Fatal::Left`): its process ends for good.
+    fn left(&mut self, id: RaftId) {
+        assert_eq!(
+            self.leaving,
+            Some(id),
+            "seed {:#x}: node {id} left without being asked to\n{}",
+            self.seed,
+            self.log.join("\n")
+        );
+        self.leaving = None;
+        self.crash(id);
+        self.note(format!("node {id} left"));
+        self.node(id).gone = true;
+    }
+
+    /// A new node, not started: it starts once the cluster answers its join.
+    fn add_node(&mut self) -> RaftId {
+        let id = self.nodes.len() as RaftId + 1;
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_000 + id as u16);
+        let first = &self.nodes[0];
+        let cfg = Config {
+            bind: addr.ip(),
+            port: addr.port(),
+            data_dir: self.dir.join(format!("node-{id}")),
+            cluster_nodes: Vec::new(),
+            cluster_join: Some(first.cfg.listen_addr()),
+            ..first.cfg.clone()
+        };
+        std::fs::create_dir_all(&cfg.data_dir).expect("a data directory");
+        let layout = first.c.layout;
+        let threads = self.threads();
+        self.nodes.push(Node {
+            threads: (0..threads)
+                .map(|t| Thread {
+                    db: thread_db(layout, threads, t),
+                    r: None,
+                    last_step_ms: 0,
+                })
+                .collect(),
+            cfg,
+            // Not read before it starts (`member`).
+            c: self.nodes[0].c.clone(),
+            member: false,
+            gone: false,
+        });
+        id
+    }
+
+    /// Moves the membership change under way (or starts the next one due): sends its request
+    /// to thread 0 of a member, again after an error or no answer.
+    fn admin_move(&mut self) {
+        if self.admin.is_none() {
+            match self.admin_queue.front() {
+                Some(&(at, op)) if self.now_ms >= at => {
+                    self.admin_queue.pop_front();
+                    let node = match op {
+                        Admin::Join => self.add_node(),
+                        Admin::Remove(id) => {
+                            self.leaving = Some(id);
+                            id
+                        }
+                    };
+                    self.note(format!("{op:?}: node {node}"));
+                    self.admin = Some(AdminState {
+                        op,
+                        node,
+                        inflight: None,
+                        target: None,
+                        next_at: self.now_ms,
+                    });
+                }
+                _ => return,
+            }
+        }
+        let now_ms = self.now_ms;
+        let a = self.admin.as_mut().expect("under way");
+        if let Some((_, _, sent)) = a.inflight {
+            if now_ms < sent + ADMIN_RETRY_MS {
+                return;
+            }
+            a.inflight = None;
+            a.target = None;
+        }
+        if now_ms < a.next_at {
+            return;
+        }
+        let (op, node, target) = (a.op, a.node, a.target);
+        let to = match target {
+            Some(t) if self.up(t) => t,
+            _ => self.pick_member(),
+        };
+        if !self.up(to) || self.paused == Some(to) {
+            self.admin.as_mut().expect("under way").next_at = now_ms + 50;
+            return;
+        }
+        let mut cmd = Vec::new();
+        match op {
+            Admin::Join => {
+                let cfg = &self.nodes[node as usize - 1].cfg;
+                shardline_shards::meta::Cmd::AddNode {
+                    client: cfg.listen_addr(),
+                    bus: join::bus_addr(cfg),
+                    threads: cfg.cores.len() as u16,
+                }
+                .encode(&mut cmd);
+            }
+            Admin::Remove(id) => shardline_shards::meta::Cmd::RemoveNode {
+                id: shardline_shards::placement::NodeId(id),
+            }
+            .encode(&mut cmd),
+        }
+        let token = self.next_admin;
+        self.next_admin += 1;
+        self.admin.as_mut().expect("under way").inflight = Some((token, to, now_ms));
+        let job = job_of(&[b"CLUSTER", b"MEMBERSHIP"], token, |_| Op::Meta(cmd));
+        self.submit_on(to, 0, job);
+    }
+
+    /// The answer to a membership change's request (`token` at or above `ADMIN_TOKEN`).
+    fn admin_answered(&mut self, job: PendingJob) {
+        let token = job.token;
+        let reply = job.into_done().segment(0).to_vec();
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let now_ms = self.now_ms;
+        let Some(a) = self.admin.as_mut() else { return };
+        if a.inflight.map(|i| i.0) != Some(token) {
+            // A request given up on (no answer in time): its change is asked again anyway.
+            return;
+        }
+        a.inflight = None;
+        if let Some(rest) = text.strip_prefix("-NOTLEADER ") {
+            let port: u16 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .expect("NOTLEADER names an address");
+            a.target = Some((port - 40_000) as RaftId);
+            a.next_at = now_ms + 1;
+            return;
+        }
+        if text.starts_with('-') {
+            // No metadata leader yet, or the entry's fate was lost: nothing (or something
+            // idempotent) was done; ask again, elsewhere.
+            assert!(
+                text.starts_with("-TRYAGAIN") || text.starts_with("-UNKNOWN"),
+                "seed {:#x}: {:?} answered {text}\n{}",
+                self.seed,
+                a.op,
+                self.log.join("\n")
+            );
+            a.target = None;
+            a.next_at = now_ms + 100;
+            return;
+        }
+        let (op, node) = (a.op, a.node);
+        self.admin = None;
+        match op {
+            Admin::Join => {
+                let cfg = self.nodes[node as usize - 1].cfg.clone();
+                let j = join::accept(&cfg, cfg.cluster_join.expect("joins"), &reply)
+                    .unwrap_or_else(|e| panic!("seed {:#x}: {e}", self.seed));
+                assert_eq!(
+                    j.me, node,
+                    "seed {:#x}: a join answered another id",
+                    self.seed
+                );
+                self.note(format!("node {node} joined: starts"));
+                self.start(node);
+            }
+            Admin::Remove(id) => {
+                assert_eq!(text, "+OK\r\n", "seed {:#x}: FORGET {id}", self.seed);
+                self.note(format!("node {id} is leaving"));
+            }
         }
     }
 
@@ -380,7 +676,7 @@ impl Sim {
                 break;
             }
             let (from, to, t, bytes) = self.net.remove(&(at, seq)).expect("listed");
-            if !self.up(to) || self.cut.contains(&(from, to)) {
+            if !self.up(to) || self.cut.contains(&(from, to)) || !self.linked(from, to) {
                 continue;
             }
             if self.paused == Some(to) {
@@ -392,6 +688,7 @@ impl Sim {
             } else {
                 bytes
             };
+            let view = self.nodes[to as usize - 1].c.clone();
             let r = self.nodes[to as usize - 1].threads[t]
                 .r
                 .as_mut()
@@ -409,19 +706,16 @@ impl Sim {
                 rest = &rest[used..];
             }
             if let Some(e) = refused {
-                assert_eq!(
-                    self.hostile,
-                    Some(from),
+                assert!(
+                    self.hostile == Some(from) || view.was_removed(from),
                     "seed {:#x}: node {to} refused node {from}'s batch: {e}",
                     self.seed
                 );
-                // The reader ends the connection; the peer's dialer connects again.
+                // The reader ends the connection; the peer's dialer connects again
+                // (`connect_known`, where a removed node is refused and retires).
                 self.refused_frames += 1;
                 r.peer_disconnected(from);
-                r.peer_connected(from, now.mono);
-                if let Some(h) = self.nodes[from as usize - 1].threads[t].r.as_mut() {
-                    h.outbox_reset(to);
-                }
+                self.links.remove(&(from, to));
             }
         }
         for (from, to, t, bytes) in held {
@@ -458,6 +752,7 @@ impl Sim {
             );
         }
         if self.now_ms.is_multiple_of(HEARTBEAT_MS) {
+            self.connect_known();
             self.heartbeats();
         }
         if self.now_ms.is_multiple_of(EXPIRY_MS) {
@@ -475,6 +770,7 @@ impl Sim {
             }
         }
         self.clients_move();
+        self.admin_move();
     }
 
     /// What each dialer sends when it has had nothing to send for a while (`bus::dial`): an
@@ -487,7 +783,7 @@ impl Sim {
                 continue;
             }
             for to in self.ids() {
-                if to != from && !self.cut.contains(&(from, to)) {
+                if to != from && !self.cut.contains(&(from, to)) && self.linked(from, to) {
                     for t in 0..self.threads() {
                         self.net_seq += 1;
                         self.net
@@ -525,8 +821,11 @@ impl Sim {
             log.run(batch).unwrap_or_else(|e| panic!("node {id}: {e}"));
         }
         r.log = Some(log);
-        r.finish_step(&mut n.db, now.mono, step.readies)
-            .unwrap_or_else(|e| panic!("node {id}: {e}"));
+        match r.finish_step(&mut n.db, now.mono, step.readies) {
+            Ok(()) => {}
+            Err(Fatal::Left) => return self.left(id),
+            Err(e) => panic!("node {id}: {e}"),
+        }
         // One leader per term per group (a member that forges its votes can break that: Raft
         // trusts its members; with one, only "no node goes down" is checked).
         for (g, grp) in r.groups.iter().enumerate() {
@@ -550,7 +849,10 @@ impl Sim {
         }
         let done: Vec<PendingJob> = r.pending.take_finished().collect();
         for (to, bytes) in sent {
-            if to as usize > self.nodes.len() || self.cut.contains(&(id, to)) {
+            if to as usize > self.nodes.len()
+                || self.cut.contains(&(id, to))
+                || !self.linked(id, to)
+            {
                 continue;
             }
             let delay = 1 + self.rng.below(4);
@@ -579,7 +881,7 @@ impl Sim {
                 match out.take() {
                     Some((id, f)) => self.end_fault(id, f),
                     None => {
-                        let mut id = 1 + self.rng.below(self.nodes.len() as u64) as RaftId;
+                        let mut id = self.pick_member();
                         let f = match self.rng.below(3) {
                             0 => Fault::Crash,
                             1 => Fault::Cut,
@@ -587,7 +889,11 @@ impl Sim {
                         };
                         if f == Fault::Pause {
                             // The worst node to stall: the one leading the most groups.
-                            id = self.ids().max_by_key(|&n| self.led_by(n)).expect("nodes");
+                            id = self
+                                .members()
+                                .into_iter()
+                                .max_by_key(|&n| self.led_by(n))
+                                .expect("nodes");
                         }
                         self.note(format!("{f:?} node {id}"));
                         match f {
@@ -759,6 +1065,44 @@ fn sim_five_nodes_with_three_replicas_each_survive_the_same_faults() {
         sim.run_with_faults(8_000);
         sim.finish();
     }
+}
+
+#[test]
+fn sim_nodes_join_and_leave_while_crashes_cuts_and_pauses_go_on() {
+    for seed in seeds(6) {
+        let mut sim = Sim::new(seed, 3, 1 + (seed as usize & 1));
+        // Two nodes join, one at a time; then one of the five (a founder or a newcomer)
+        // is asked to leave.
+        sim.admin_queue.push_back((1_000, Admin::Join));
+        sim.admin_queue.push_back((2_500, Admin::Join));
+        let leaver = 1 + sim.rng.below(5) as RaftId;
+        sim.admin_queue.push_back((4_000, Admin::Remove(leaver)));
+        sim.run_with_faults(10_000);
+        sim.finish();
+        assert!(sim.nodes[leaver as usize - 1].gone, "node {leaver} left");
+        assert_eq!(sim.members().len(), 4);
+    }
+}
+
+#[test]
+fn sim_a_seed_replays_exactly() {
+    // The same seed twice in one process (where every `HashMap` gets other keys): the same
+    // run, or a failure's seed would not replay it.
+    let run = || {
+        let mut sim = Sim::new(0x5EED, 3, 2);
+        sim.admin_queue.push_back((800, Admin::Join));
+        sim.run_with_faults(3_000);
+        (
+            sim.now_ms,
+            sim.acked,
+            sim.refused,
+            sim.unknown,
+            sim.next_request,
+            sim.leaders.clone(),
+            sim.log.clone(),
+        )
+    };
+    assert_eq!(run(), run());
 }
 
 #[test]
