@@ -363,7 +363,7 @@ pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
         };
         tracing::info!(peer, shard = shard.id, "cluster bus: connected to peer");
         logged = false;
-        shard.with_replicas(|r| r.outbox_reset(peer));
+        shard.with_replicas(|r| r.dialed(peer));
         loop {
             let bytes = monoio::select! {
                 b = shard.outbox_ready(peer) => b,

@@ -298,8 +298,24 @@ impl Replicas {
         }
     }
 
-    pub fn outbox_reset(&mut self, peer: RaftId) {
+    /// This node's dialer to `peer` (re)connected: what was queued for the old connection is
+    /// dropped, and the groups led here that count the peer probe it again from what it last
+    /// acknowledged (`raft::Group::peer_reconnected`). A quiet leader would otherwise never
+    /// tell a peer that restarted what it missed, and the peer may not be able to ask: found
+    /// by the simulator, a node restarted with its metadata behind did not know the address of
+    /// the member that joined while it was away and led its groups (the metadata's among
+    /// them), so its refusals never reached that leader and it never caught up.
+    pub fn dialed(&mut self, peer: RaftId) {
         self.peers[peer as usize - 1].out.clear();
+        for v in 0..self.groups.len() {
+            let Some(g) = self.groups[v].as_mut() else {
+                continue;
+            };
+            if g.role() == raft::Role::Leader && g.membership().contains(peer) {
+                g.peer_reconnected(peer);
+                self.touch(v as u32);
+            }
+        }
     }
 
     /// The bytes queued for `peer`, if any (its dialer writes them).

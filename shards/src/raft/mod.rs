@@ -234,6 +234,27 @@ impl Group {
         self.active.clear();
     }
 
+    /// Leader: a connection to `to` was made again (the driver's dialer reconnected). What was
+    /// sent to it meanwhile may be lost, and its refusals with it: a leader elected while it
+    /// was away starts every peer at the end of its own log and backs off only on a refusal,
+    /// so a peer whose refusals cannot reach it (it cannot dial back yet, not knowing this
+    /// node's address) would be sent a `prev` it lacks forever. So the peer is probed again
+    /// from what it last acknowledged (`matched + 1`, a snapshot from its start if that is
+    /// compacted away), and a quiet leader sends again. Found by the whole-cluster simulator:
+    /// a node restarted after another joined never caught up with the newcomer's groups.
+    pub fn peer_reconnected(&mut self, to: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(&m) = self.matched.get(&to) else {
+            return;
+        };
+        self.next.insert(to, m + 1);
+        self.snap_sending.remove(&to);
+        self.quiet = false;
+        self.send_append(to);
+    }
+
     /// Leader: hands leadership to voter `to` (a `TimeoutNow`, on which it stands at once in
     /// the next term), if everything in the log is committed and persisted here and `to` holds
     /// all of it, so `to` can win and nothing is in flight. Other followers may lag (a dead

@@ -859,3 +859,47 @@ fn messages_no_correct_peer_sends_change_nothing() {
         "{to_2:?}"
     );
 }
+
+/// A leader elected while a peer was away starts it at the end of its own log; the peer
+/// refuses (it lacks that `prev`), and if its refusal cannot reach the leader, only a probe
+/// from what it acknowledged gets it going again (`peer_reconnected`).
+#[test]
+fn a_reconnected_peer_is_probed_again_from_what_it_acknowledged() {
+    let log: Vec<Entry> = (1..=5)
+        .map(|index| Entry {
+            term: 1,
+            index,
+            data: Bytes::from_static(b"x"),
+        })
+        .collect();
+    let hs = HardState {
+        term: 1,
+        vote: None,
+    };
+    let mut a = Group::restore(three(1, 7), hs, log);
+    elect(&mut a, &[2]);
+    assert_eq!(a.role(), Role::Leader);
+    let prev_to_3 = |r: &Ready| {
+        r.messages
+            .iter()
+            .filter(|m| m.to == 3)
+            .find_map(|m| match &m.msg {
+                Msg::Append { prev, .. } => Some(prev.index),
+                _ => None,
+            })
+    };
+    // At election: everyone is sent the new no-op after the leader's last entry.
+    let r = a.take_ready();
+    assert_eq!(prev_to_3(&r), Some(5));
+    // Nothing 3 says arrives; its connection comes back.
+    a.peer_reconnected(3);
+    let r = a.take_ready();
+    assert_eq!(
+        prev_to_3(&r),
+        Some(0),
+        "probed from what it acknowledged (nothing)"
+    );
+    // Not for a follower, nor for a non-member.
+    a.peer_reconnected(9);
+    assert_eq!(prev_to_3(&a.take_ready()), None);
+}

@@ -70,8 +70,9 @@ impl Sim {
             let leads = l != 0 && group(l).is_some_and(|g| g.role() == raft::Role::Leader);
             if !leads || named.iter().any(|&x| x != l) {
                 return Some(format!(
-                    "vShard {} is routed to {named:?} by {members:?}",
-                    v.0
+                    "vShard {} is routed to {named:?} by {members:?}\n{}",
+                    v.0,
+                    self.views(v)
                 ));
             }
             let m = group(l).expect("leads").membership();
@@ -80,15 +81,20 @@ impl Sim {
                 || super::super::super::mask(m.voters.iter().copied()) != target
             {
                 return Some(format!(
-                    "vShard {}'s voters are {:?} (learners {:?}), not where the metadata places them ({target:#b})",
-                    v.0, m.voters, m.learners
+                    "vShard {}'s voters are {:?} (learners {:?}), not where the metadata places them ({target:#b})\n{}",
+                    v.0,
+                    m.voters,
+                    m.learners,
+                    self.views(v)
                 ));
             }
             for &id in &members {
                 if group(id).is_some() && !m.is_voter(id) {
                     return Some(format!(
-                        "node {id} still holds a replica of vShard {} (voters {:?})",
-                        v.0, m.voters
+                        "node {id} still holds a replica of vShard {} (voters {:?})\n{}",
+                        v.0,
+                        m.voters,
+                        self.views(v)
                     ));
                 }
             }
@@ -102,13 +108,58 @@ impl Sim {
                             .is_some_and(|r| r.applied[v.0 as usize].index != commit))
                 {
                     return Some(format!(
-                        "node {id}'s replica of vShard {} is behind its leader's commit {commit}",
-                        v.0
+                        "node {id}'s replica of vShard {} is behind its leader's commit {commit}\n{}",
+                        v.0,
+                        self.views(v)
                     ));
                 }
             }
         }
         None
+    }
+
+    /// What each member knows of vShard `v` and of the cluster, and the connections: a
+    /// settle failure's report.
+    fn views(&self, v: VShardId) -> String {
+        let t = self.nodes[0].c.thread_of(v.0 as u32);
+        let mut out = String::new();
+        for id in self.members() {
+            let n = &self.nodes[id as usize - 1];
+            let state = |r: &Replicas, g: u32| {
+                r.groups[g as usize].as_ref().map(|grp| {
+                    let m = grp.membership();
+                    let progress: Vec<(RaftId, Option<u64>)> = m
+                        .voters
+                        .iter()
+                        .chain(&m.learners)
+                        .map(|&p| (p, grp.progress(p)))
+                        .collect();
+                    format!(
+                        "{:?} term {} leader {:?} commit {} applied {} last {:?} {m:?} matched {progress:?} quiet {}",
+                        grp.role(),
+                        grp.term(),
+                        grp.leader(),
+                        grp.commit_index(),
+                        r.applied[g as usize].index,
+                        grp.last_id(),
+                        grp.is_quiet()
+                    )
+                })
+            };
+            let replica = n.threads[t].r.as_ref().and_then(|r| state(r, v.0 as u32));
+            let meta = n.threads[0].r.as_ref().and_then(|r| state(r, r.meta_g));
+            out.push_str(&format!(
+                "  node {id}: members {:?}, routes to {}, up {:?}; replica {replica:?}; metadata replica {meta:?}\n",
+                n.c.member_ids(),
+                n.c.leader(v),
+                self.members()
+                    .into_iter()
+                    .filter(|&p| n.c.is_up(p))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        out.push_str(&format!("  connections {:?}", self.links));
+        out
     }
 
     /// Runs `words` on node `id`'s replica of the key (its second word) as it stands, outside

@@ -1,17 +1,20 @@
 //! The whole-cluster simulator, first cut (issue 16, step 4; docs/design/redesign.md §2).
 //!
-//! N nodes of one shard thread each run in one thread on simulated time, through the same entry
+//! N nodes of T shard threads each run in one thread on simulated time, through the same entry
 //! points the driver and the bus use (`receive`, `peer_connected`/`peer_disconnected`,
-//! `outbox_reset`, `start_step`, the log batch, `finish_step`, `plan_job`/`submit`), with their
+//! `dialed`, `start_step`, the log batch, `finish_step`, `plan_job`/`submit`), with their
 //! real logs and snapshot files in a temporary directory (fsync off: a crash here is a process
 //! crash, which keeps what was written; a step cut between its halves loses its batch). The
-//! network is in memory: per message a seeded delay, cut links drop what they carry, a crashed
-//! node's connections end. Clients send SET and GET to the node they think leads the key,
-//! follow `-MOVED`, and record a history. Checked: one leader per term per group at every step;
-//! every request answered (a reply, or its node crashed); the history of every key
-//! linearizable, errors taken at their word (`-MOVED`/`-TRYAGAIN`: not applied; `-UNKNOWN`: may
-//! have been); after the faults stop, every node hears every other and the last write of every
-//! key is read back. A failure names its seed: `SIM_SEED=<seed> cargo test sim_` replays it.
+//! network is in memory: directed connections made by the bus's rules, per message a seeded
+//! delay, cut links drop what they carry, a crashed node's connections end. Faults: crashes,
+//! cut-off and paused nodes, a hostile member; nodes join and leave through the metadata
+//! group as an operator asks. Clients (`clients.rs`) send to the node they think leads the
+//! key, follow `-MOVED`, and record a history. Checked (`checks.rs`): one leader per term per
+//! group at every step; every request answered; the history of every key linearizable,
+//! errors taken at their word (`-MOVED`/`-TRYAGAIN`: not applied; `-UNKNOWN`: may have been);
+//! after the faults stop, the cluster settles (routing, placement, no replica left behind),
+//! every replica holds the same, queues lost nothing. A failure names its seed:
+//! `SIM_SEED=<seed> cargo test sim_` replays it.
 
 use super::*;
 use crate::cluster::join;
@@ -34,6 +37,8 @@ const UNIX_START_US: u64 = 1_800_000_000_000_000;
 const KEYS: usize = 3;
 /// How often an idle dialer sends an empty batch (`bus::dial`: a quarter of the node timeout).
 const HEARTBEAT_MS: u64 = 250;
+/// How often a dialer that is not connected tries again (`bus::dial`).
+const DIAL_AGAIN_MS: u64 = 100;
 /// How often the shard threads look for expired keys (`hz`).
 const EXPIRY_MS: u64 = 100;
 /// How long the cluster may take to settle once the faults stop (`Sim::unsettled`).
@@ -410,7 +415,7 @@ impl Sim {
                 }
                 self.links.insert((a, b));
                 for t in 0..self.threads() {
-                    self.replicas(a, t).outbox_reset(b);
+                    self.replicas(a, t).dialed(b);
                     self.replicas(b, t).peer_connected(a, now);
                 }
             }
@@ -751,8 +756,10 @@ impl Sim {
                     .collect::<Vec<_>>()
             );
         }
-        if self.now_ms.is_multiple_of(HEARTBEAT_MS) {
+        if self.now_ms.is_multiple_of(DIAL_AGAIN_MS) {
             self.connect_known();
+        }
+        if self.now_ms.is_multiple_of(HEARTBEAT_MS) {
             self.heartbeats();
         }
         if self.now_ms.is_multiple_of(EXPIRY_MS) {
