@@ -203,10 +203,13 @@ impl Replicas {
         if p.removed {
             return Err(format!("member {peer} was removed from this cluster"));
         }
-        if p.heard.replace(now).is_none() {
+        p.heard = Some(now);
+        let up = &self.c.up[peer as usize - 1];
+        if !up.load(std::sync::atomic::Ordering::Relaxed) {
             // Heard again after it was taken for down (silent past the node timeout on a
-            // connection that survived: a pause, a partition that healed): it is up.
-            self.c.up[peer as usize - 1].store(true, std::sync::atomic::Ordering::Relaxed);
+            // connection that survived: a pause, a partition that healed; or dropped from
+            // the member table and added back): it is up.
+            up.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         for m in msgs {
             let g = m.group;

@@ -45,10 +45,15 @@ pub(super) fn static_meta(c: &Cluster) -> Result<Option<Meta>, String> {
     .map_err(|e| format!("cannot start the cluster's metadata: {e}"))
 }
 
-/// Hands the members and replica sets to the routing every thread reads.
-pub(super) fn publish_meta(c: &Cluster, m: &Meta) {
-    let ids: Vec<RaftId> = m.nodes.iter().map(|n| n.id.0).collect();
-    c.retain_members(&ids);
+/// Hands the members and replica sets to the routing every thread reads. Members the
+/// metadata no longer names are dropped only when it is current (`current`): while a
+/// restarted node replays it, its member table keeps what it knew and what its log hints at
+/// (`dial_hints`), or it could not reach the members that would bring it up to date.
+pub(super) fn publish_meta(c: &Cluster, m: &Meta, current: bool) {
+    if current {
+        let ids: Vec<RaftId> = m.nodes.iter().map(|n| n.id.0).collect();
+        c.retain_members(&ids);
+    }
     for n in &m.nodes {
         c.set_member(
             n.id.0,
@@ -60,6 +65,36 @@ pub(super) fn publish_meta(c: &Cluster, m: &Meta) {
     }
     c.note_meta_next_id(m.next_id());
     c.set_targets(&m.replicas);
+}
+
+/// Thread 0, at start: the members that the metadata log's entries beyond what is known
+/// committed (`tail`, applied to a copy of `m`) would add, given to the member table as
+/// addresses to dial; nothing is removed. A node restarts knowing only what its snapshot
+/// holds as committed; after a join, every member restarting at once (or the newcomer leading
+/// the metadata) left the founders unable to reach the newcomers and the metadata group
+/// without a quorum (found by the simulator's restart of every node). An entry that never
+/// commits names at worst an address dialed for nothing until the metadata is current.
+pub(super) fn dial_hints(c: &Cluster, m: &Meta, tail: &[raft::Entry]) {
+    let mut scratch = m.clone();
+    for e in tail {
+        if e.data.first().is_none_or(|&b| b == CONF_TAG) {
+            continue;
+        }
+        if let Ok(cmd) = Cmd::decode(&e.data) {
+            let _ = scratch.apply(&cmd);
+        }
+    }
+    for n in &scratch.nodes {
+        if n.id.0 != c.me && c.member(n.id.0).is_none() {
+            c.set_member(
+                n.id.0,
+                super::super::MemberAddrs {
+                    client: n.client,
+                    bus: n.bus,
+                },
+            );
+        }
+    }
 }
 
 /// The answer to `CLUSTER JOIN`: `[cluster id (hex), the node's id, vShards, replication
@@ -127,7 +162,11 @@ impl Replicas {
             Err(e) => out.error(&format!("ERR {e}")),
         }
         ends.push(out.buf.len() as u32);
-        publish_meta(&self.c, m);
+        let current = self
+            .c
+            .meta_current
+            .load(std::sync::atomic::Ordering::Acquire);
+        publish_meta(&self.c, m, current);
         Ok(())
     }
 
@@ -143,7 +182,11 @@ impl Replicas {
                 reason: "the metadata of another cluster",
             });
         }
-        publish_meta(&self.c, &m);
+        let current = self
+            .c
+            .meta_current
+            .load(std::sync::atomic::Ordering::Acquire);
+        publish_meta(&self.c, &m, current);
         self.meta = Some(m);
         Ok(0)
     }

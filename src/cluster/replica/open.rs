@@ -113,7 +113,10 @@ impl Replicas {
             *slot = Some(grp.map_err(|_| corrupt(SNAP_HEADER_BYTES, "bad membership"))?);
         }
         if let Some(m) = &meta {
-            publish_meta(&c, m);
+            publish_meta(&c, m, false);
+            if let Some(g) = groups[meta_g as usize].as_ref() {
+                meta::dial_hints(&c, m, g.log());
+            }
         }
         let n = crate::cluster::NODES_MAX;
         // What the restored logs hold in memory (`log_bytes_max`).

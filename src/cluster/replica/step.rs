@@ -317,13 +317,36 @@ impl Replicas {
         if r.shard == 0 {
             let g = r.meta_g as usize;
             // (A node removed from the metadata group hears no leader again: what it applied
-            // is final for it, and it still has to move its groups off.)
+            // is final for it, and it still has to move its groups off.) With a leader, its
+            // commit counts once it is of the leader's term (its no-op committed): a leader
+            // elected after a restart of every node knows only its snapshot as committed
+            // until then, and metadata taken as current there dropped the members that
+            // joined after that snapshot (found by the simulator's restart of every node).
             let out = r.out_of_meta();
             let current = r.groups[g].as_ref().is_some_and(|grp| {
-                (grp.leader().is_some() || out) && r.applied[g].index >= grp.commit_index()
+                let commit = grp.commit_index();
+                let of_this_term = match grp.entry(commit) {
+                    Some(e) => e.term == grp.term(),
+                    None => {
+                        grp.snapshot_id()
+                            == LogId {
+                                term: grp.term(),
+                                index: commit,
+                            }
+                    }
+                };
+                ((grp.leader().is_some() && of_this_term) || out) && r.applied[g].index >= commit
             });
-            c.meta_current
-                .store(current, std::sync::atomic::Ordering::Release);
+            let was = c
+                .meta_current
+                .swap(current, std::sync::atomic::Ordering::AcqRel);
+            if current
+                && !was
+                && let Some(m) = &r.meta
+            {
+                // Caught up: now the members it no longer names go (`publish_meta`).
+                meta::publish_meta(&c, m, true);
+            }
             r.meta_duty(db, now);
         }
         if now >= r.moves_due {

@@ -99,6 +99,14 @@ impl Sim {
                 }
             }
             let commit = group(l).expect("leads").commit_index();
+            if commit != group(l).expect("leads").last_id().index {
+                // Its own entries not committed yet (a leader just elected: its no-op).
+                return Some(format!(
+                    "vShard {}'s leader has not committed its log\n{}",
+                    v.0,
+                    self.views(v)
+                ));
+            }
             for id in self.ids() {
                 if let Some(g) = group(id)
                     && (g.commit_index() != commit
@@ -290,6 +298,80 @@ impl Sim {
         }
     }
 
+    /// What the cluster holds of every key the clients used (but the expiring ones), read on
+    /// each key's leader.
+    fn contents(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for key in 0..KEYS {
+            let (k, q) = (format!("k{key}"), format!("q{key}"));
+            let (ta, tb) = (format!("{{t{key}}}a"), format!("{{t{key}}}b"));
+            for words in [
+                vec![&b"GET"[..], k.as_bytes()],
+                vec![&b"GET"[..], ta.as_bytes()],
+                vec![&b"GET"[..], tb.as_bytes()],
+                vec![&b"LRANGE"[..], q.as_bytes(), b"0", b"-1"],
+            ] {
+                let v = self.nodes[0]
+                    .c
+                    .layout
+                    .vshard_of(shardline_shards::slot::key_slot(words[1]));
+                let leader = self.nodes[self.members()[0] as usize - 1].c.leader(v);
+                out.push(self.read_replica(leader, &words));
+            }
+        }
+        out
+    }
+
+    /// Every node restarts at once (a power cut of the whole cluster, processes killed): the
+    /// cluster settles again and holds what it held.
+    fn restart_everything(&mut self) {
+        let before = self.contents();
+        let members = self.members();
+        for &id in &members {
+            self.crash(id);
+        }
+        self.note("every node restarts".into());
+        for &id in &members {
+            self.start(id);
+        }
+        let mut waited = 0;
+        while let Some(why) = self.unsettled() {
+            waited += 1;
+            assert!(
+                waited < SETTLE_MS,
+                "seed {:#x}: not settled {SETTLE_MS} ms after every node restarted: {why}\n{}",
+                self.seed,
+                self.log.join("\n")
+            );
+            self.tick();
+        }
+        let after = self.contents();
+        let changed: Vec<String> = before
+            .iter()
+            .zip(&after)
+            .enumerate()
+            .filter(|(_, (b, a))| b != a)
+            .map(|(i, (b, a))| {
+                format!(
+                    "item {i}: {:?} became {:?}",
+                    String::from_utf8_lossy(b),
+                    String::from_utf8_lossy(a)
+                )
+            })
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "seed {:#x}: a restart of every node changed what the cluster holds: {changed:#?}\n{}\n{}",
+            self.seed,
+            (0..self.nodes[0].c.layout.count())
+                .map(|v| format!("vShard {v}:\n{}", self.views(VShardId(v as u16))))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            self.log.join("\n")
+        );
+        self.check_replicas_and_queues();
+    }
+
     /// Lets the cluster settle, then reads every key until a read succeeds, and checks the
     /// histories and that every node hears every other.
     pub(super) fn finish(&mut self) {
@@ -354,6 +436,7 @@ impl Sim {
             self.tick();
         }
         self.check_replicas_and_queues();
+        self.restart_everything();
         let elections: usize = self.leaders.iter().map(BTreeMap::len).sum();
         eprintln!(
             "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}",
@@ -381,8 +464,9 @@ impl Sim {
             for &p in &members {
                 assert!(
                     self.nodes[id as usize - 1].c.is_up(p),
-                    "seed {:#x}: node {id} takes node {p} for down after the faults stopped\n{}",
+                    "seed {:#x}: node {id} takes node {p} for down after the faults stopped\n{}\n{}",
                     self.seed,
+                    self.views(VShardId(0)),
                     self.log.join("\n")
                 );
             }

@@ -721,6 +721,9 @@ impl Sim {
                 self.refused_frames += 1;
                 r.peer_disconnected(from);
                 self.links.remove(&(from, to));
+                if self.hostile.is_none() {
+                    self.note(format!("node {to} refused node {from}'s batch: {e}"));
+                }
             }
         }
         for (from, to, t, bytes) in held {
