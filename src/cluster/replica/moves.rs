@@ -77,9 +77,12 @@ impl Replicas {
 
     /// A leader's hint from `peer`: routing learns the leader and voters of a group with no
     /// replica here (a replica's own Raft state routes its group: a peer's word, a wrong term
-    /// included, must not override it); a replica here that the committed voters leave out (and
-    /// that is no learner either: learners are not in the hint) is dropped if this node is not
-    /// placed there any more.
+    /// included, must not override it); a replica here that the committed voters leave out is
+    /// dropped if this node is not placed there any more, unless it is a learner of the
+    /// hinting leader's term or of a membership at least as new (learners are not in the
+    /// hint). A learner of an older term whose addition never committed (its leader lost the
+    /// lead before) hears from nobody and asks nobody: it was never dropped, and routed its
+    /// vShard to that old leader for good (found by the simulator's join scenario).
     pub(super) fn hint(&mut self, peer: RaftId, h: super::super::Hint) {
         let v = VShardId(h.group);
         let held = self.groups[h.group as usize].is_some();
@@ -95,9 +98,10 @@ impl Replicas {
         let me = super::super::mask(std::iter::once(self.c.me));
         if h.voters & me == 0
             && !self.c.is_target(v)
-            && self.groups[h.group as usize]
-                .as_ref()
-                .is_some_and(|g| !g.membership().learners.contains(&self.c.me))
+            && self.groups[h.group as usize].as_ref().is_some_and(|g| {
+                !g.membership().learners.contains(&self.c.me)
+                    || (g.term() < h.term && g.conf_index() < h.conf_index)
+            })
         {
             self.removed_notice(h.group as u32, h.conf_index);
         }

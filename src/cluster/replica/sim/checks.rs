@@ -157,9 +157,10 @@ impl Sim {
             let replica = n.threads[t].r.as_ref().and_then(|r| state(r, v.0 as u32));
             let meta = n.threads[0].r.as_ref().and_then(|r| state(r, r.meta_g));
             out.push_str(&format!(
-                "  node {id}: members {:?}, routes to {}, up {:?}; replica {replica:?}; metadata replica {meta:?}\n",
+                "  node {id}: members {:?}, routes to {}, places it on {:?}, up {:?}; replica {replica:?}; metadata replica {meta:?}\n",
                 n.c.member_ids(),
                 n.c.leader(v),
+                n.c.target(v),
                 self.members()
                     .into_iter()
                     .filter(|&p| n.c.is_up(p))
