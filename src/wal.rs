@@ -67,6 +67,17 @@ impl FsLog {
                 c.reason
             )
         })?;
+        if let Some(seq) = rec.drop_newest {
+            let path = dir.join(segment_name(seq));
+            tracing::warn!(
+                file = %path.display(),
+                "the newest write-ahead log segment was started but never fsynced (a crash right \
+                 after it was made): it holds nothing acknowledged; removing it"
+            );
+            std::fs::remove_file(&path)
+                .and_then(|()| File::open(dir)?.sync_all())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
         if let Some((seq, len)) = rec.truncate_tail {
             let path = dir.join(segment_name(seq));
             tracing::warn!(

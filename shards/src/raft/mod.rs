@@ -596,6 +596,21 @@ impl Group {
                         .filter(|&&p| self.conf.is_voter(p))
                         .count()
                         + self.is_voter() as usize;
+                    // A peer silent for the whole period may have refused what it was sent
+                    // without the refusal getting here (it may not know this node's address
+                    // yet, its metadata being behind): it is probed again from what it
+                    // acknowledged, so what it lacks reaches it even if it cannot answer
+                    // (found by the whole-cluster simulator: a node cut off while a newcomer
+                    // became the metadata leader never caught up).
+                    let (peers, n) = self.peer_ids();
+                    for &p in &peers[..n] {
+                        if !self.active.contains(&p)
+                            && let Some(&m) = self.matched.get(&p)
+                        {
+                            self.next.insert(p, m + 1);
+                            self.snap_sending.remove(&p);
+                        }
+                    }
                     self.active.clear();
                     if heard < self.quorum() {
                         let term = self.term;

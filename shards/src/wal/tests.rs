@@ -153,6 +153,42 @@ fn segments_rotate_restate_votes_and_go_once_purged_and_synced() {
     assert_eq!(rec.engine.group(9).unwrap().purged().index, 15);
 }
 
+/// With fsync `always`, only the newest segment ever holds writes not on disk: a batch that
+/// starts a segment first fsyncs what it wrote to the older one (a crash can then tear only
+/// the newest segment, which recovery repairs).
+#[test]
+fn a_new_segment_starts_only_after_the_older_ones_writes_are_synced() {
+    let mut e = Engine::new(cfg(200, FsyncPolicy::Always));
+    let mut dir = Dir::default();
+    let mut rolled = 0;
+    for i in 1..=20u64 {
+        // Several entries a batch, so batches straddle segment boundaries.
+        for k in 0..3 {
+            e.append(9, 3 * (i - 1) + k + 1, 4, &[b'x'; 30]).unwrap();
+        }
+        let b = e.take_batch(i).unwrap();
+        let mut unsynced: Vec<u64> = Vec::new();
+        for op in &b.ops {
+            match op {
+                Io::Write { seq, .. } => unsynced.push(*seq),
+                Io::Sync { seq } => unsynced.retain(|s| s != seq),
+                Io::Create { seq, .. } => {
+                    assert!(
+                        unsynced.iter().all(|s| s == seq),
+                        "segment {seq} made while {unsynced:?} hold unsynced writes: {:?}",
+                        b.ops
+                    );
+                    rolled += 1;
+                }
+                Io::Delete { .. } => {}
+            }
+        }
+        assert!(unsynced.is_empty(), "a batch ends synced");
+        dir.run(b);
+    }
+    assert!(rolled > 3, "segments rolled over mid-batch");
+}
+
 /// A group whose replica left is forgotten: its old records are void on recovery, the segments
 /// holding them can go, and a replica created later starts from index 1 again.
 #[test]
@@ -299,6 +335,51 @@ fn a_torn_tail_is_cut_at_the_last_whole_record_wherever_the_crash_fell() {
             );
         }
     }
+}
+
+#[test]
+fn a_newest_segment_whose_header_never_reached_the_disk_is_dropped_and_nothing_else() {
+    let (e, dir) = workload();
+    let last = *dir.files.keys().last().unwrap();
+    let full = dir.files[&last].clone();
+    let expect = snapshot(&Engine::recover(e.config(), dir.contents()).unwrap().engine);
+    // Without the newest segment: what recovery must give back when that segment is dropped.
+    let mut without = dir.clone();
+    without.files.remove(&last);
+    let before = snapshot(
+        &Engine::recover(e.config(), without.contents())
+            .unwrap()
+            .engine,
+    );
+    assert_ne!(before, expect, "the newest segment holds records");
+    // Its header torn anywhere (a prefix written, the rest zeros; records after it or not).
+    for keep in 0..record::HEADER {
+        if full[keep..record::HEADER].iter().all(|&b| b == 0) {
+            break; // the rest of the header is zeros anyway: whole
+        }
+        for records in [false, true] {
+            let mut d = dir.clone();
+            let f = d.files.get_mut(&last).unwrap();
+            f[keep..record::HEADER].fill(0);
+            if !records {
+                f.truncate(record::HEADER);
+            }
+            let rec = Engine::recover(e.config(), d.contents())
+                .unwrap_or_else(|c| panic!("keep {keep}: {c:?}"));
+            assert_eq!(rec.drop_newest, Some(last), "keep {keep}");
+            assert_eq!(snapshot(&rec.engine), before, "keep {keep}");
+        }
+    }
+    // A header that is not a torn write of its own (another byte in it) is damage.
+    let mut d = dir.clone();
+    d.files.get_mut(&last).unwrap()[3] ^= 0x40;
+    assert!(Engine::recover(e.config(), d.contents()).is_err());
+    // And an older segment's torn header is damage too.
+    let first = *dir.files.keys().next().unwrap();
+    let mut d = dir.clone();
+    d.files.get_mut(&first).unwrap()[10..record::HEADER].fill(0);
+    assert!(Engine::recover(e.config(), d.contents()).is_err());
+    assert_eq!(full, dir.files[&last]);
 }
 
 #[test]

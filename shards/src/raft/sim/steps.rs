@@ -903,3 +903,57 @@ fn a_reconnected_peer_is_probed_again_from_what_it_acknowledged() {
     a.peer_reconnected(9);
     assert_eq!(prev_to_3(&a.take_ready()), None);
 }
+
+/// A peer silent for a whole check-quorum period is probed again from what it acknowledged:
+/// its refusals may not reach the leader (the leader's own reconnection never happened).
+#[test]
+fn a_peer_silent_for_an_election_timeout_is_probed_again_from_what_it_acknowledged() {
+    let log: Vec<Entry> = (1..=5)
+        .map(|index| Entry {
+            term: 1,
+            index,
+            data: Bytes::from_static(b"x"),
+        })
+        .collect();
+    let mut a = Group::restore(
+        three(1, 7),
+        HardState {
+            term: 1,
+            vote: None,
+        },
+        log,
+    );
+    let term = elect(&mut a, &[2]);
+    let prev_to_3 = |r: &Ready| {
+        r.messages
+            .iter()
+            .filter(|m| m.to == 3)
+            .find_map(|m| match &m.msg {
+                Msg::Append { prev, .. } => Some(prev.index),
+                _ => None,
+            })
+    };
+    assert_eq!(prev_to_3(&a.take_ready()), Some(5));
+    // Node 2 answers everything; node 3 nothing. Within an election timeout (and its
+    // heartbeats), what 3 is sent starts again from what it acknowledged.
+    let mut seen = Vec::new();
+    for _ in 0..2 * 5 {
+        a.tick();
+        let last = a.last_index();
+        a.step(
+            2,
+            Msg::AppendReply {
+                term,
+                success: true,
+                last,
+                ctx: 0,
+            },
+        );
+        if let Some(p) = prev_to_3(&a.take_ready()) {
+            seen.push(p);
+        }
+        assert_eq!(a.role(), Role::Leader);
+    }
+    assert_eq!(seen.first(), Some(&5), "{seen:?}");
+    assert_eq!(seen.last(), Some(&0), "{seen:?}");
+}

@@ -440,7 +440,7 @@ impl Sim {
         self.restart_everything();
         let elections: usize = self.leaders.iter().map(BTreeMap::len).sum();
         eprintln!(
-            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}",
+            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}, connection resets: {}, power cuts: {}",
             self.seed,
             self.now_ms,
             self.acked,
@@ -449,7 +449,9 @@ impl Sim {
             elections,
             self.queue_stats.0,
             self.queue_stats.1,
-            self.log.len()
+            self.log.len(),
+            self.resets,
+            self.power_cuts
         );
         // A quorum was there all along: the clients got work done.
         assert!(

@@ -3,12 +3,14 @@
 //! N nodes of T shard threads each run in one thread on simulated time, through the same entry
 //! points the driver and the bus use (`receive`, `peer_connected`/`peer_disconnected`,
 //! `dialed`, `start_step`, the log batch, `finish_step`, `plan_job`/`submit`), with their
-//! real logs and snapshot files in a temporary directory (fsync off: a crash here is a process
-//! crash, which keeps what was written; a step cut between its halves loses its batch). The
-//! network is in memory: directed connections made by the bus's rules, per message a seeded
-//! delay, cut links drop what they carry, a crashed node's connections end. Faults: crashes,
-//! cut-off and paused nodes, a hostile member; nodes join and leave through the metadata
-//! group as an operator asks. Clients (`clients.rs`) send to the node they think leads the
+//! real logs and snapshot files in a temporary directory. The logs run with `fsync always`, but
+//! a fsync is only noted (`run_ops`): a process crash keeps what was written, a power cut
+//! (during a batch) loses what was not fsynced, a prefix of it possibly on disk. The network is
+//! in memory: directed connections made by the bus's rules, per message a seeded delay,
+//! partitions drop what crosses them, connections reset now and then, a crashed node's
+//! connections end. Faults: crashes, power cuts, partitions (a minority), paused nodes, a
+//! hostile member; nodes join and leave through the metadata group as an operator asks; at
+//! the end every node restarts at once. Clients (`clients.rs`) send to the node they think leads the
 //! key, follow `-MOVED`, and record a history. Checked (`checks.rs`): one leader per term per
 //! group at every step; every request answered; the history of every key linearizable,
 //! errors taken at their word (`-MOVED`/`-TRYAGAIN`: not applied; `-UNKNOWN`: may have been);
@@ -37,6 +39,8 @@ const UNIX_START_US: u64 = 1_800_000_000_000_000;
 const KEYS: usize = 3;
 /// How often an idle dialer sends an empty batch (`bus::dial`: a quarter of the node timeout).
 const HEARTBEAT_MS: u64 = 250;
+/// On average, one connection resets every this many ms (`run_with_faults`).
+const RESET_EVERY_MS: u64 = 300;
 /// How often a dialer that is not connected tries again (`bus::dial`).
 const DIAL_AGAIN_MS: u64 = 100;
 /// How often the shard threads look for expired keys (`hz`).
@@ -97,6 +101,9 @@ struct Thread {
     last_step_ms: u64,
 }
 
+/// A log write not fsynced yet: (segment, offset, length).
+type Unsynced = (u64, u64, u64);
+
 /// A frame on the simulated network: (from, to, shard thread, bytes).
 type InFlight = (RaftId, RaftId, usize, Vec<u8>);
 
@@ -104,7 +111,11 @@ type InFlight = (RaftId, RaftId, usize, Vec<u8>);
 enum Fault {
     /// The process is killed (and later restarted from its files).
     Crash,
-    /// Its links to every other node drop everything (connections stay up).
+    /// The machine loses power during a log batch: what was not fsynced is lost (and later
+    /// it restarts from its files).
+    PowerCut,
+    /// The links between it (with others, up to a minority) and the rest drop everything
+    /// (connections stay up): a network partition.
     Cut,
     /// The process stops (SIGSTOP, a long GC-like stall): nothing runs, nothing is lost.
     Pause,
@@ -198,6 +209,16 @@ struct Sim {
     hostile: Option<RaftId>,
     mutated: u64,
     refused_frames: u64,
+    /// Connections reset (`reset`).
+    resets: u64,
+    /// Per (node, shard thread): log writes not fsynced since, as (segment, offset, length).
+    volatile: BTreeMap<(RaftId, usize), Vec<Unsynced>>,
+    /// The node whose power goes during its next log batch (`Fault::PowerCut`), and how many
+    /// times that happened.
+    power_cut: Option<RaftId>,
+    power_cuts: u64,
+    /// The power cut waits for a batch that makes a new segment (one in two).
+    power_cut_on_create: bool,
     clients: Vec<Client>,
     /// Requests sent and not yet answered, by id (the job's token).
     requests: BTreeMap<u64, Request>,
@@ -266,6 +287,11 @@ impl Sim {
             hostile: None,
             mutated: 0,
             refused_frames: 0,
+            resets: 0,
+            volatile: BTreeMap::new(),
+            power_cut: None,
+            power_cuts: 0,
+            power_cut_on_create: false,
             clients: (0..6)
                 .map(|i| Client {
                     target: 1 + i % nodes as RaftId,
@@ -302,7 +328,10 @@ impl Sim {
                 cluster_nodes: addrs.clone(),
                 cluster_replicas: 3,
                 cluster_node_timeout_ms: 1000,
-                fsync: shardline_shards::wal::FsyncPolicy::Never,
+                // Every batch fsyncs, as in production; the fsyncs are only noted (`run_ops`).
+                fsync: shardline_shards::wal::FsyncPolicy::Always,
+                // Small segments: new ones are made and old ones deleted all along.
+                wal_segment_bytes: 32 << 10,
                 ..Config::default()
             };
             let layout = VShardLayout::new(cfg.vshards).expect("a valid count");
@@ -454,6 +483,8 @@ impl Sim {
     /// requests have unknown outcomes.
     fn crash(&mut self, id: RaftId) {
         self.note(format!("crash node {id}"));
+        // What it wrote stays (the page cache survives a process).
+        self.volatile.retain(|&(n, _), _| n != id);
         for th in &mut self.node(id).threads {
             th.r = None;
         }
@@ -501,6 +532,32 @@ impl Sim {
         self.crash(id);
         self.note(format!("node {id} left"));
         self.node(id).gone = true;
+    }
+
+    /// The power goes on node `id` (a machine crash): what its logs wrote since their last
+    /// fsync is lost, a prefix of each such write possibly on disk (a torn write); then as a
+    /// crash. (A segment deleted since the last fsync of its directory is not brought back.)
+    fn power_fail(&mut self, id: RaftId) {
+        self.power_cut = None;
+        self.power_cuts += 1;
+        self.note(format!("power cut on node {id}"));
+        let dir = self.nodes[id as usize - 1].cfg.data_dir.clone();
+        for t in 0..self.threads() {
+            for (seq, offset, len) in self.volatile.remove(&(id, t)).unwrap_or_default() {
+                let path = dir
+                    .join("wal")
+                    .join(format!("shard-{t}"))
+                    .join(format!("{seq:020}.seg"));
+                let keep = self.rng.below(len + 1);
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+                    use std::os::unix::fs::FileExt;
+                    let zeros = vec![0u8; (len - keep) as usize];
+                    f.write_all_at(&zeros, offset + keep)
+                        .expect("the simulation's own file");
+                }
+            }
+        }
+        self.crash(id);
     }
 
     /// A new node, not started: it starts once the cluster answers its join.
@@ -828,7 +885,29 @@ impl Sim {
             f().unwrap_or_else(|e| panic!("node {id}: {e}"));
         }
         if let Some(batch) = step.batch {
-            log.run(batch).unwrap_or_else(|e| panic!("node {id}: {e}"));
+            // The power may go during the batch: only its first operations ran.
+            let has_create = batch
+                .ops
+                .iter()
+                .any(|op| matches!(op, shardline_shards::wal::Io::Create { .. }));
+            let cut = (self.power_cut == Some(id) && (has_create || !self.power_cut_on_create))
+                .then(|| {
+                    // Anywhere; often just after a new segment was made (its header not fsynced).
+                    let created = batch
+                        .ops
+                        .iter()
+                        .position(|op| matches!(op, shardline_shards::wal::Io::Create { .. }));
+                    match created {
+                        Some(i) if self.rng.below(2) == 0 => i + 1,
+                        _ => self.rng.below(batch.ops.len() as u64 + 1) as usize,
+                    }
+                });
+            let volatile = self.volatile.entry((id, t)).or_default();
+            run_ops(&mut log, batch, volatile, cut).unwrap_or_else(|e| panic!("node {id}: {e}"));
+            if cut.is_some() {
+                r.log = Some(log);
+                return self.power_fail(id);
+            }
         }
         r.log = Some(log);
         match r.finish_step(&mut n.db, now.mono, step.readies) {
@@ -878,8 +957,10 @@ impl Sim {
     }
 
     /// Runs `ms` of simulated time with a fault every few hundred milliseconds (a crash, a
-    /// cut-off node, a paused one) and its end (a restart, a heal, a resume); never more than
-    /// one node out at a time, so a quorum always exists and progress is owed.
+    /// partition, a paused node) and its end (a restart, a heal, a resume); never more than
+    /// one fault at a time, a partition cutting off a minority, so a quorum of the cluster
+    /// always exists and progress is owed. Connections also reset now and then (a TCP
+    /// connection that breaks: what it carried is lost, the dialer connects again).
     fn run_with_faults(&mut self, ms: u64) {
         let end = self.now_ms + ms;
         // After the first elections.
@@ -892,9 +973,10 @@ impl Sim {
                     Some((id, f)) => self.end_fault(id, f),
                     None => {
                         let mut id = self.pick_member();
-                        let f = match self.rng.below(3) {
+                        let f = match self.rng.below(4) {
                             0 => Fault::Crash,
                             1 => Fault::Cut,
+                            2 => Fault::PowerCut,
                             _ => Fault::Pause,
                         };
                         if f == Fault::Pause {
@@ -908,11 +990,29 @@ impl Sim {
                         self.note(format!("{f:?} node {id}"));
                         match f {
                             Fault::Crash => self.crash(id),
+                            Fault::PowerCut => {
+                                self.power_cut = Some(id);
+                                self.power_cut_on_create = self.rng.below(2) == 0;
+                            }
                             Fault::Cut => {
-                                for p in self.ids() {
-                                    if p != id {
-                                        self.cut.push((id, p));
-                                        self.cut.push((p, id));
+                                // `id` and up to a minority with it, against the rest.
+                                let mut others: Vec<RaftId> =
+                                    self.members().into_iter().filter(|&p| p != id).collect();
+                                let with = self.rng.below(others.len().div_ceil(2) as u64) as usize;
+                                let mut side = vec![id];
+                                for _ in 0..with {
+                                    let i = self.rng.below(others.len() as u64) as usize;
+                                    side.push(others.swap_remove(i));
+                                }
+                                if side.len() > 1 {
+                                    self.note(format!("  with {:?}", &side[1..]));
+                                }
+                                for &a in &side {
+                                    for p in self.ids() {
+                                        if !side.contains(&p) {
+                                            self.cut.push((a, p));
+                                            self.cut.push((p, a));
+                                        }
                                     }
                                 }
                             }
@@ -926,10 +1026,28 @@ impl Sim {
                     }
                 }
             }
+            if self.rng.below(RESET_EVERY_MS) == 0 && !self.links.is_empty() {
+                let i = self.rng.below(self.links.len() as u64) as usize;
+                let (from, to) = *self.links.iter().nth(i).expect("in range");
+                self.reset(from, to);
+            }
             self.tick();
         }
         if let Some((id, f)) = out {
             self.end_fault(id, f);
+        }
+    }
+
+    /// The connection from `from`'s dialer to `to` breaks: what it carried is lost, `to`'s
+    /// reader sees it end, the dialer connects again (`connect_known`).
+    fn reset(&mut self, from: RaftId, to: RaftId) {
+        self.resets += 1;
+        self.net.retain(|_, (f, t, _, _)| !(*f == from && *t == to));
+        self.links.remove(&(from, to));
+        if self.up(to) {
+            for t in 0..self.threads() {
+                self.replicas(to, t).peer_disconnected(from);
+            }
         }
     }
 
@@ -1012,6 +1130,13 @@ impl Sim {
         self.note(format!("end {f:?} node {id}"));
         match f {
             Fault::Crash => self.start(id),
+            Fault::PowerCut => {
+                if self.power_cut == Some(id) {
+                    // It wrote no batch meanwhile: the power goes now.
+                    self.power_fail(id);
+                }
+                self.start(id);
+            }
             Fault::Cut => self.cut.clear(),
             Fault::Pause => {
                 // The process runs again: its clients' requests and the bus's messages are
@@ -1028,6 +1153,38 @@ impl Drop for Sim {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Runs `batch`'s operations as the flush thread does, but a fsync is only noted: what was
+/// written to a segment and not fsynced since is listed in `volatile` (a power cut loses it).
+/// With `cut`, only the first `cut` operations run (the power went during the batch).
+fn run_ops(
+    log: &mut crate::wal::FsLog,
+    batch: shardline_shards::wal::Batch,
+    volatile: &mut Vec<Unsynced>,
+    cut: Option<usize>,
+) -> std::io::Result<()> {
+    use shardline_shards::wal::{Batch, Io};
+    for (i, op) in batch.ops.into_iter().enumerate() {
+        if cut.is_some_and(|c| i >= c) {
+            break;
+        }
+        match &op {
+            Io::Sync { seq } => {
+                volatile.retain(|w| w.0 != *seq);
+                continue;
+            }
+            Io::Write { seq, offset, bytes } => volatile.push((*seq, *offset, bytes.len() as u64)),
+            // Its directory entry is fsynced; its header is not, until the segment is.
+            Io::Create { seq, header } => volatile.push((*seq, 0, header.len() as u64)),
+            Io::Delete { seq } => volatile.retain(|w| w.0 != *seq),
+        }
+        log.run(Batch {
+            ops: vec![op],
+            acks: Vec::new(),
+        })?;
+    }
+    Ok(())
 }
 
 /// A shard thread's keyspace: the vShards thread `t` of `threads` owns.
