@@ -1130,6 +1130,10 @@ impl Sim {
         self.note(format!("end {f:?} node {id}"));
         match f {
             Fault::Crash => self.start(id),
+            Fault::PowerCut if self.nodes[id as usize - 1].gone => {
+                // It left the cluster meanwhile (its process ended): nothing to restart.
+                self.power_cut = None;
+            }
             Fault::PowerCut => {
                 if self.power_cut == Some(id) {
                     // It wrote no batch meanwhile: the power goes now.
