@@ -720,6 +720,13 @@ impl Group {
                     || (self.leader.is_some_and(|l| l != from)
                         && (self.quiet || self.elapsed < self.cfg.election_ticks));
                 let granted = term > self.term && last >= self.last() && !leader_alive;
+                // A grant names the term asked for; a refusal names this replica's own term
+                // (real, never hypothetical), so a pre-candidate behind it catches up: a
+                // replica at a lower term with the longer log and one at a higher term with a
+                // shorter one refused each other forever (found by the whole-cluster
+                // simulator: the metadata group after a restart of every node; etcd's raft
+                // answers the same way).
+                let term = if granted { term } else { self.term };
                 self.send(from, Msg::PreVoteReply { term, granted });
                 if self.role == Role::Leader {
                     // A member in sync says nothing to a quiet leader: one that asks for votes
@@ -735,6 +742,11 @@ impl Group {
                 }
             }
             Msg::PreVoteReply { term, granted } => {
+                if !granted && term > self.term {
+                    // Refused by a replica of a later term (its own): follow that term.
+                    self.become_follower(term, None);
+                    return;
+                }
                 if self.role == Role::PreCandidate && term == self.term + 1 && granted {
                     self.votes.insert(from);
                     if self.votes.len() >= self.quorum() {

@@ -957,3 +957,102 @@ fn a_peer_silent_for_an_election_timeout_is_probed_again_from_what_it_acknowledg
     assert_eq!(seen.first(), Some(&5), "{seen:?}");
     assert_eq!(seen.last(), Some(&0), "{seen:?}");
 }
+
+/// Pre-vote refusals name the refuser's own term: a replica at a lower term with the longer
+/// log and one at a higher term with a shorter log no longer refuse each other forever (the
+/// lower one catches up in term, then wins the other's pre-vote).
+#[test]
+fn a_pre_vote_refusal_names_the_refusers_term_and_the_pre_candidate_takes_it() {
+    let cfg = |id| Config {
+        pre_vote: true,
+        ..three(id, 11)
+    };
+    let entries = |n: u64| -> Vec<Entry> {
+        (1..=n)
+            .map(|index| Entry {
+                term: 1,
+                index,
+                data: Bytes::from_static(b"x"),
+            })
+            .collect()
+    };
+    // Node 1: term 1, the longer log. Node 2: term 2 (an election it saw), a shorter log.
+    let mut a = Group::restore(
+        cfg(1),
+        HardState {
+            term: 1,
+            vote: None,
+        },
+        entries(9),
+    );
+    let mut b = Group::restore(
+        cfg(2),
+        HardState {
+            term: 2,
+            vote: None,
+        },
+        entries(8),
+    );
+    while a.role() != Role::PreCandidate {
+        a.tick();
+    }
+    let last = a.last_id();
+    // Node 2 refuses the pre-vote for term 2 (not after its own) and says its term.
+    b.step(1, Msg::PreVote { term: 2, last });
+    let r = b.take_ready();
+    let reply = r
+        .messages
+        .iter()
+        .find(|m| m.to == 1)
+        .map(|m| m.msg.clone())
+        .expect("a reply");
+    assert_eq!(
+        reply,
+        Msg::PreVoteReply {
+            term: 2,
+            granted: false
+        }
+    );
+    a.step(2, reply);
+    assert_eq!((a.role(), a.term()), (Role::Follower, 2));
+    // Its next pre-vote asks for term 3, which node 2 grants (a newer term, a longer log).
+    while a.role() != Role::PreCandidate {
+        a.tick();
+    }
+    b.step(1, Msg::PreVote { term: 3, last });
+    let r = b.take_ready();
+    assert!(r.messages.iter().any(|m| m.to == 1
+        && m.msg
+            == Msg::PreVoteReply {
+                term: 3,
+                granted: true
+            }));
+    // A replica behind the term asked for refuses with its own term (here: its log is
+    // longer), never the hypothetical one, so nobody's term climbs on refusals.
+    let mut c = Group::restore(
+        cfg(3),
+        HardState {
+            term: 1,
+            vote: None,
+        },
+        entries(10),
+    );
+    c.step(1, Msg::PreVote { term: 2, last });
+    let r = c.take_ready();
+    assert!(r.messages.iter().any(|m| m.to == 1
+        && m.msg
+            == Msg::PreVoteReply {
+                term: 1,
+                granted: false
+            }));
+    // A refusal from a replica at or behind this one's term moves nothing.
+    let before = (a.role(), a.term());
+    a.step(
+        3,
+        Msg::PreVoteReply {
+            term: 2,
+            granted: false,
+        },
+    );
+    assert_eq!((a.role(), a.term()), before);
+}
