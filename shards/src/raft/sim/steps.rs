@@ -863,8 +863,8 @@ fn messages_no_correct_peer_sends_change_nothing() {
 /// A leader elected while a peer was away starts it at the end of its own log; the peer
 /// refuses (it lacks that `prev`), and if its refusal cannot reach the leader, only a probe
 /// from what it acknowledged gets it going again (`peer_reconnected`).
-#[test]
-fn a_reconnected_peer_is_probed_again_from_what_it_acknowledged() {
+/// Node 1 of three, restarted with entries 1 to 5 of term 1, elected with node 2's vote.
+fn leader_over_five_entries() -> (Group, u64) {
     let log: Vec<Entry> = (1..=5)
         .map(|index| Entry {
             term: 1,
@@ -877,17 +877,25 @@ fn a_reconnected_peer_is_probed_again_from_what_it_acknowledged() {
         vote: None,
     };
     let mut a = Group::restore(three(1, 7), hs, log);
-    elect(&mut a, &[2]);
+    let term = elect(&mut a, &[2]);
     assert_eq!(a.role(), Role::Leader);
-    let prev_to_3 = |r: &Ready| {
-        r.messages
-            .iter()
-            .filter(|m| m.to == 3)
-            .find_map(|m| match &m.msg {
-                Msg::Append { prev, .. } => Some(prev.index),
-                _ => None,
-            })
-    };
+    (a, term)
+}
+
+/// The `prev` index of the append `r` sends node 3, if any.
+fn prev_to_3(r: &Ready) -> Option<u64> {
+    r.messages
+        .iter()
+        .filter(|m| m.to == 3)
+        .find_map(|m| match &m.msg {
+            Msg::Append { prev, .. } => Some(prev.index),
+            _ => None,
+        })
+}
+
+#[test]
+fn a_reconnected_peer_is_probed_again_from_what_it_acknowledged() {
+    let (mut a, _) = leader_over_five_entries();
     // At election: everyone is sent the new no-op after the leader's last entry.
     let r = a.take_ready();
     assert_eq!(prev_to_3(&r), Some(5));
@@ -908,31 +916,7 @@ fn a_reconnected_peer_is_probed_again_from_what_it_acknowledged() {
 /// its refusals may not reach the leader (the leader's own reconnection never happened).
 #[test]
 fn a_peer_silent_for_an_election_timeout_is_probed_again_from_what_it_acknowledged() {
-    let log: Vec<Entry> = (1..=5)
-        .map(|index| Entry {
-            term: 1,
-            index,
-            data: Bytes::from_static(b"x"),
-        })
-        .collect();
-    let mut a = Group::restore(
-        three(1, 7),
-        HardState {
-            term: 1,
-            vote: None,
-        },
-        log,
-    );
-    let term = elect(&mut a, &[2]);
-    let prev_to_3 = |r: &Ready| {
-        r.messages
-            .iter()
-            .filter(|m| m.to == 3)
-            .find_map(|m| match &m.msg {
-                Msg::Append { prev, .. } => Some(prev.index),
-                _ => None,
-            })
-    };
+    let (mut a, term) = leader_over_five_entries();
     assert_eq!(prev_to_3(&a.take_ready()), Some(5));
     // Node 2 answers everything; node 3 nothing. Within an election timeout (and its
     // heartbeats), what 3 is sent starts again from what it acknowledged.

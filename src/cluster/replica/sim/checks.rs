@@ -299,6 +299,21 @@ impl Sim {
         }
     }
 
+    /// Runs until the cluster is settled (`unsettled`), at most `SETTLE_MS` after `after`.
+    fn settle(&mut self, after: &str) {
+        let mut waited = 0;
+        while let Some(why) = self.unsettled() {
+            waited += 1;
+            assert!(
+                waited < SETTLE_MS,
+                "seed {:#x}: not settled {SETTLE_MS} ms after {after}: {why}\n{}",
+                self.seed,
+                self.log.join("\n")
+            );
+            self.tick();
+        }
+    }
+
     /// What the cluster holds of every key the clients used (but the expiring ones), read on
     /// each key's leader.
     fn contents(&mut self) -> Vec<Vec<u8>> {
@@ -335,17 +350,7 @@ impl Sim {
         for &id in &members {
             self.start(id);
         }
-        let mut waited = 0;
-        while let Some(why) = self.unsettled() {
-            waited += 1;
-            assert!(
-                waited < SETTLE_MS,
-                "seed {:#x}: not settled {SETTLE_MS} ms after every node restarted: {why}\n{}",
-                self.seed,
-                self.log.join("\n")
-            );
-            self.tick();
-        }
+        self.settle("every node restarted");
         let after = self.contents();
         let changed: Vec<String> = before
             .iter()
@@ -425,17 +430,7 @@ impl Sim {
         // the last commit index from the leader's next heartbeat: wait, boundedly, for every
         // vShard to be routed alike everywhere to a leader that every replica has caught up
         // with.
-        let mut waited = 0;
-        while let Some(why) = self.unsettled() {
-            waited += 1;
-            assert!(
-                waited < SETTLE_MS,
-                "seed {:#x}: not settled {SETTLE_MS} ms after the faults stopped: {why}\n{}",
-                self.seed,
-                self.log.join("\n")
-            );
-            self.tick();
-        }
+        self.settle("the faults stopped");
         self.check_replicas_and_queues();
         self.restart_everything();
         let elections: usize = self.leaders.iter().map(BTreeMap::len).sum();

@@ -66,6 +66,26 @@ struct Node {
     gone: bool,
 }
 
+impl Node {
+    /// A node of `threads` shard threads, not started.
+    fn new(cfg: Config, c: Arc<Cluster>, threads: usize, member: bool) -> Node {
+        let layout = c.layout;
+        Node {
+            threads: (0..threads)
+                .map(|t| Thread {
+                    db: thread_db(layout, threads, t),
+                    r: None,
+                    last_step_ms: 0,
+                })
+                .collect(),
+            cfg,
+            c,
+            member,
+            gone: false,
+        }
+    }
+}
+
 /// A membership change asked of the cluster as an operator asks it: `CLUSTER JOIN` from a new
 /// node, `CLUSTER FORGET` of a member. Sent to thread 0 of a member, following `-NOTLEADER`,
 /// and sent again (elsewhere, later) on an error or no answer, until answered.
@@ -336,19 +356,7 @@ impl Sim {
             };
             let layout = VShardLayout::new(cfg.vshards).expect("a valid count");
             let c = Arc::new(Cluster::new(&cfg, layout).expect("a cluster"));
-            sim.nodes.push(Node {
-                threads: (0..threads)
-                    .map(|t| Thread {
-                        db: thread_db(layout, threads, t),
-                        r: None,
-                        last_step_ms: 0,
-                    })
-                    .collect(),
-                cfg,
-                c,
-                member: true,
-                gone: false,
-            });
+            sim.nodes.push(Node::new(cfg, c, threads, true));
         }
         sim.leaders = vec![BTreeMap::new(); sim.nodes[0].c.meta_group() as usize + 1];
         for id in 1..=nodes as RaftId {
@@ -574,22 +582,10 @@ impl Sim {
             ..first.cfg.clone()
         };
         std::fs::create_dir_all(&cfg.data_dir).expect("a data directory");
-        let layout = first.c.layout;
         let threads = self.threads();
-        self.nodes.push(Node {
-            threads: (0..threads)
-                .map(|t| Thread {
-                    db: thread_db(layout, threads, t),
-                    r: None,
-                    last_step_ms: 0,
-                })
-                .collect(),
-            cfg,
-            // Not read before it starts (`member`).
-            c: self.nodes[0].c.clone(),
-            member: false,
-            gone: false,
-        });
+        // Its `Cluster` is made when it starts; until then one it does not read (`member`).
+        let c = self.nodes[0].c.clone();
+        self.nodes.push(Node::new(cfg, c, threads, false));
         id
     }
 
