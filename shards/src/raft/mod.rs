@@ -631,7 +631,10 @@ impl Group {
             // (Its timer still runs: it tells whether a leader was heard from lately.)
             _ if !self.may_campaign() => {}
             _ => {
-                if self.elapsed >= self.timeout {
+                // The only voter has nobody to wait for: it stands at once (a one-node
+                // cluster served `-TRYAGAIN` for an election timeout after every start).
+                let alone = self.conf.voters.len() == 1 && self.is_voter();
+                if self.elapsed >= self.timeout || alone {
                     self.timeout_elapsed();
                 }
             }

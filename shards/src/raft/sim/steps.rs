@@ -1040,3 +1040,22 @@ fn a_pre_vote_refusal_names_the_refusers_term_and_the_pre_candidate_takes_it() {
     );
     assert_eq!((a.role(), a.term()), before);
 }
+
+/// The only voter of a group stands at its first tick: nobody else can lead, and waiting an
+/// election timeout only kept a one-node cluster answering `-TRYAGAIN` after every start.
+#[test]
+fn the_only_voter_leads_from_its_first_tick() {
+    for pre_vote in [false, true] {
+        let mut g = Group::new(Config {
+            members: vec![1],
+            pre_vote,
+            ..three(1, 3)
+        });
+        g.tick();
+        assert_eq!(g.role(), Role::Leader, "pre-vote {pre_vote}");
+    }
+    // One voter of three waits its timeout as before.
+    let mut g = Group::new(three(1, 3));
+    g.tick();
+    assert_eq!(g.role(), Role::Follower);
+}
