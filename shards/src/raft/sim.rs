@@ -698,5 +698,6 @@ fn raft_soak() {
     run_seeds(1000..1000 + n, true);
 }
 
+mod catch_up;
 mod membership;
 mod steps;

@@ -46,11 +46,11 @@ pub(super) fn static_meta(c: &Cluster) -> Result<Option<Meta>, String> {
 }
 
 /// Hands the members and replica sets to the routing every thread reads. Members the
-/// metadata no longer names are dropped only when it is current (`current`): while a
-/// restarted node replays it, its member table keeps what it knew and what its log hints at
-/// (`dial_hints`), or it could not reach the members that would bring it up to date.
-pub(super) fn publish_meta(c: &Cluster, m: &Meta, current: bool) {
-    if current {
+/// metadata no longer names are dropped only when it is current (`Cluster::meta_current`):
+/// while a restarted node replays it, its member table keeps what it knew and what its log
+/// hints at (`dial_hints`), or it could not reach the members that would bring it up to date.
+pub(super) fn publish_meta(c: &Cluster, m: &Meta) {
+    if c.meta_current.load(std::sync::atomic::Ordering::Acquire) {
         let ids: Vec<RaftId> = m.nodes.iter().map(|n| n.id.0).collect();
         c.retain_members(&ids);
     }
@@ -162,11 +162,7 @@ impl Replicas {
             Err(e) => out.error(&format!("ERR {e}")),
         }
         ends.push(out.buf.len() as u32);
-        let current = self
-            .c
-            .meta_current
-            .load(std::sync::atomic::Ordering::Acquire);
-        publish_meta(&self.c, m, current);
+        publish_meta(&self.c, m);
         Ok(())
     }
 
@@ -182,11 +178,7 @@ impl Replicas {
                 reason: "the metadata of another cluster",
             });
         }
-        let current = self
-            .c
-            .meta_current
-            .load(std::sync::atomic::Ordering::Acquire);
-        publish_meta(&self.c, &m, current);
+        publish_meta(&self.c, &m);
         self.meta = Some(m);
         Ok(0)
     }

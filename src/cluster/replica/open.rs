@@ -113,7 +113,7 @@ impl Replicas {
             *slot = Some(grp.map_err(|_| corrupt(SNAP_HEADER_BYTES, "bad membership"))?);
         }
         if let Some(m) = &meta {
-            publish_meta(&c, m, false);
+            publish_meta(&c, m);
             if let Some(g) = groups[meta_g as usize].as_ref() {
                 meta::dial_hints(&c, m, g.log());
             }

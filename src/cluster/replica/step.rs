@@ -345,7 +345,7 @@ impl Replicas {
                 && let Some(m) = &r.meta
             {
                 // Caught up: now the members it no longer names go (`publish_meta`).
-                meta::publish_meta(&c, m, true);
+                meta::publish_meta(&c, m);
             }
             r.meta_duty(db, now);
         }

@@ -1,0 +1,206 @@
+//! Step-by-step tests of how a replica that fell behind, or cannot answer, is brought back:
+//! re-probing a peer (after a reconnection, or a silent check-quorum period), pre-vote
+//! refusals that carry the refuser's term, and a group's only voter standing at once.
+
+use super::steps::three;
+use super::*;
+
+/// Node 1 of three, restarted with entries 1 to 5 of term 1, elected with node 2's vote.
+fn leader_over_five_entries() -> (Group, u64) {
+    let log: Vec<Entry> = (1..=5)
+        .map(|index| Entry {
+            term: 1,
+            index,
+            data: Bytes::from_static(b"x"),
+        })
+        .collect();
+    let hs = HardState {
+        term: 1,
+        vote: None,
+    };
+    let mut a = Group::restore(three(1, 7), hs, log);
+    let term = elect(&mut a, &[2]);
+    assert_eq!(a.role(), Role::Leader);
+    (a, term)
+}
+
+/// The `prev` index of the append `r` sends node 3, if any.
+fn prev_to_3(r: &Ready) -> Option<u64> {
+    r.messages
+        .iter()
+        .filter(|m| m.to == 3)
+        .find_map(|m| match &m.msg {
+            Msg::Append { prev, .. } => Some(prev.index),
+            _ => None,
+        })
+}
+
+/// A leader elected while a peer was away starts it at the end of its own log; the peer
+/// refuses (it lacks that `prev`), and if its refusal cannot reach the leader, only a probe
+/// from what it acknowledged gets it going again (`peer_reconnected`).
+#[test]
+fn a_reconnected_peer_is_probed_again_from_what_it_acknowledged() {
+    let (mut a, _) = leader_over_five_entries();
+    // At election: everyone is sent the new no-op after the leader's last entry.
+    let r = a.take_ready();
+    assert_eq!(prev_to_3(&r), Some(5));
+    // Nothing 3 says arrives; its connection comes back.
+    a.peer_reconnected(3);
+    let r = a.take_ready();
+    assert_eq!(
+        prev_to_3(&r),
+        Some(0),
+        "probed from what it acknowledged (nothing)"
+    );
+    // Not for a follower, nor for a non-member.
+    a.peer_reconnected(9);
+    assert_eq!(prev_to_3(&a.take_ready()), None);
+}
+
+/// A peer silent for a whole check-quorum period is probed again from what it acknowledged:
+/// its refusals may not reach the leader (the leader's own reconnection never happened).
+#[test]
+fn a_peer_silent_for_an_election_timeout_is_probed_again_from_what_it_acknowledged() {
+    let (mut a, term) = leader_over_five_entries();
+    assert_eq!(prev_to_3(&a.take_ready()), Some(5));
+    // Node 2 answers everything; node 3 nothing. Within an election timeout (and its
+    // heartbeats), what 3 is sent starts again from what it acknowledged.
+    let mut seen = Vec::new();
+    for _ in 0..2 * 5 {
+        a.tick();
+        let last = a.last_index();
+        a.step(
+            2,
+            Msg::AppendReply {
+                term,
+                success: true,
+                last,
+                ctx: 0,
+            },
+        );
+        if let Some(p) = prev_to_3(&a.take_ready()) {
+            seen.push(p);
+        }
+        assert_eq!(a.role(), Role::Leader);
+    }
+    assert_eq!(seen.first(), Some(&5), "{seen:?}");
+    assert_eq!(seen.last(), Some(&0), "{seen:?}");
+}
+
+/// Pre-vote refusals name the refuser's own term: a replica at a lower term with the longer
+/// log and one at a higher term with a shorter log no longer refuse each other forever (the
+/// lower one catches up in term, then wins the other's pre-vote).
+#[test]
+fn a_pre_vote_refusal_names_the_refusers_term_and_the_pre_candidate_takes_it() {
+    let cfg = |id| Config {
+        pre_vote: true,
+        ..three(id, 11)
+    };
+    let entries = |n: u64| -> Vec<Entry> {
+        (1..=n)
+            .map(|index| Entry {
+                term: 1,
+                index,
+                data: Bytes::from_static(b"x"),
+            })
+            .collect()
+    };
+    // Node 1: term 1, the longer log. Node 2: term 2 (an election it saw), a shorter log.
+    let mut a = Group::restore(
+        cfg(1),
+        HardState {
+            term: 1,
+            vote: None,
+        },
+        entries(9),
+    );
+    let mut b = Group::restore(
+        cfg(2),
+        HardState {
+            term: 2,
+            vote: None,
+        },
+        entries(8),
+    );
+    while a.role() != Role::PreCandidate {
+        a.tick();
+    }
+    let last = a.last_id();
+    // Node 2 refuses the pre-vote for term 2 (not after its own) and says its term.
+    b.step(1, Msg::PreVote { term: 2, last });
+    let r = b.take_ready();
+    let reply = r
+        .messages
+        .iter()
+        .find(|m| m.to == 1)
+        .map(|m| m.msg.clone())
+        .expect("a reply");
+    assert_eq!(
+        reply,
+        Msg::PreVoteReply {
+            term: 2,
+            granted: false
+        }
+    );
+    a.step(2, reply);
+    assert_eq!((a.role(), a.term()), (Role::Follower, 2));
+    // Its next pre-vote asks for term 3, which node 2 grants (a newer term, a longer log).
+    while a.role() != Role::PreCandidate {
+        a.tick();
+    }
+    b.step(1, Msg::PreVote { term: 3, last });
+    let r = b.take_ready();
+    assert!(r.messages.iter().any(|m| m.to == 1
+        && m.msg
+            == Msg::PreVoteReply {
+                term: 3,
+                granted: true
+            }));
+    // A replica behind the term asked for refuses with its own term (here: its log is
+    // longer), never the hypothetical one, so nobody's term climbs on refusals.
+    let mut c = Group::restore(
+        cfg(3),
+        HardState {
+            term: 1,
+            vote: None,
+        },
+        entries(10),
+    );
+    c.step(1, Msg::PreVote { term: 2, last });
+    let r = c.take_ready();
+    assert!(r.messages.iter().any(|m| m.to == 1
+        && m.msg
+            == Msg::PreVoteReply {
+                term: 1,
+                granted: false
+            }));
+    // A refusal from a replica at or behind this one's term moves nothing.
+    let before = (a.role(), a.term());
+    a.step(
+        3,
+        Msg::PreVoteReply {
+            term: 2,
+            granted: false,
+        },
+    );
+    assert_eq!((a.role(), a.term()), before);
+}
+
+/// The only voter of a group stands at its first tick: nobody else can lead, and waiting an
+/// election timeout only kept a one-node cluster answering `-TRYAGAIN` after every start.
+#[test]
+fn the_only_voter_leads_from_its_first_tick() {
+    for pre_vote in [false, true] {
+        let mut g = Group::new(Config {
+            members: vec![1],
+            pre_vote,
+            ..three(1, 3)
+        });
+        g.tick();
+        assert_eq!(g.role(), Role::Leader, "pre-vote {pre_vote}");
+    }
+    // One voter of three waits its timeout as before.
+    let mut g = Group::new(three(1, 3));
+    g.tick();
+    assert_eq!(g.role(), Role::Follower);
+}
