@@ -354,17 +354,25 @@ impl TestCluster {
     }
 
     /// A plain connection to the node that leads `key`'s slot (the one that does not redirect).
+    /// During an election no node leads the key for a moment: asks again for up to 10 s.
     pub fn leader_of(&self, key: &str) -> redis::Connection {
-        for i in 0..self.ports.len() {
-            let mut n = redis::Client::open(self.url(i))
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            if redis::cmd("EXISTS").arg(key).query::<i64>(&mut n).is_ok() {
-                return n;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for i in 0..self.ports.len() {
+                if self.children[i].is_none() {
+                    continue;
+                }
+                let Ok(mut n) = redis::Client::open(self.url(i)).and_then(|c| c.get_connection())
+                else {
+                    continue;
+                };
+                if redis::cmd("EXISTS").arg(key).query::<i64>(&mut n).is_ok() {
+                    return n;
+                }
             }
+            assert!(Instant::now() < deadline, "no node leads {key}");
+            std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("no node leads {key}");
     }
 
     /// A key whose slot node `i` leads.
