@@ -295,7 +295,9 @@ fn owned(db: &Db, spec: &command::CommandSpec, args: Args) -> bool {
     }
 }
 
-fn run(db: &mut Db, args: Args, ctx: &mut Ctx, out: &mut Out) {
+/// Runs one command of an entry as every replica does (a leader that applies at append runs
+/// its commands through this too, so the log replays to the same state).
+pub fn run(db: &mut Db, args: Args, ctx: &mut Ctx, out: &mut Out) {
     match command::lookup(args.get(0)) {
         Some(spec) if spec.arity_ok(args.len()) && !owned(db, spec, args) => out.error(FOREIGN),
         Some(spec) if spec.arity_ok(args.len()) => command::apply(spec, db, args, ctx, out),

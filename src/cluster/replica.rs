@@ -31,6 +31,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 mod blocked;
+mod direct;
 mod meta;
 mod moves;
 mod open;
@@ -168,6 +169,8 @@ pub struct Replicas {
     /// `Cluster::members_version` when `Peer::removed` was last worked out.
     members_seen: u64,
     next_blocked: u64,
+    /// Groups of one that apply at append (`direct.rs`).
+    direct: direct::Direct,
 }
 
 impl Replicas {
@@ -345,6 +348,10 @@ impl Replicas {
         if applied.index <= grp.snapshot_id().index {
             return;
         }
+        if self.want_direct_cut(g) {
+            // Its keyspace is ahead of what is applied: cut at the next step's start.
+            return;
+        }
         let state = if g == self.meta_g {
             let Some(m) = &self.meta else { return };
             let mut b = Vec::new();
@@ -356,12 +363,23 @@ impl Replicas {
             };
             snapshot_bytes(self.clocks[g as usize], vs)
         };
-        grp.compact(applied.index, state);
+        self.compact_at(g, applied, state);
+    }
+
+    /// Folds group `g`'s log up to `last` (applied) into a snapshot holding `state`.
+    fn compact_at(&mut self, g: u32, last: LogId, state: Vec<u8>) {
+        let Some(grp) = self.groups[g as usize].as_mut() else {
+            return;
+        };
+        if last.index <= grp.snapshot_id().index {
+            return;
+        }
+        grp.compact(last.index, state);
         // The file is written by the flush thread before the next batch, which holds the purge
         // record this compaction causes: the log drops nothing the snapshot file lacks.
         self.before_flush.push(SnapshotFile {
             group: g,
-            last: applied,
+            last,
             blob: grp.snapshot_blob().clone(),
             kind: SnapshotKind::Compacted,
         });

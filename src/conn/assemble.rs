@@ -38,6 +38,12 @@ impl Conn {
             };
             dones[t] = Some(done);
         }
+        if self.durable_seq > 0 {
+            // What ran directly is not answered before the log holds it.
+            self.shard
+                .durable(std::mem::take(&mut self.durable_seq))
+                .await;
+        }
         let mut buf = std::mem::take(&mut self.out.buf);
         if !self.holes.is_empty() {
             buf = self.fill_holes(buf, &dones);

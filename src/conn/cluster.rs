@@ -97,6 +97,17 @@ impl Conn {
             // Parked on the leader, popped through the log (`replica/blocked.rs`).
             return self.blocking_on(t, spec, args);
         }
+        if t == self.shard.id
+            && self.jobs[t].is_none()
+            && let Some(seq) =
+                self.shard
+                    .run_direct(v.0 as u32, spec, args, self.now_us, &mut self.out)
+        {
+            // A group of one on this thread, and no op of this batch queued for it before
+            // (which would have to run first): run here; the batch's replies wait for the log.
+            self.durable_seq = self.durable_seq.max(seq);
+            return;
+        }
         let op = self.push_cmd(t, spec, args.buf(), args.spans());
         self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
     }

@@ -152,6 +152,8 @@ pub struct Conn {
     readonly: bool,
     /// Proxy mode: this connection's links to peers, by Raft id - 1.
     links: Vec<proxy::Link>,
+    /// The direct job number this batch's replies wait for (`Shard::run_direct`); 0: none.
+    durable_seq: u64,
 }
 
 /// Answers a connection we will not serve, then closes it.
@@ -211,6 +213,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         batch_cmds: Vec::with_capacity(LOOKAHEAD),
         readonly: false,
         links: Vec::new(),
+        durable_seq: 0,
     };
     if let Err(e) = conn.run(stream).await {
         tracing::debug!(client = id, error = %e, "connection ended with an error");

@@ -73,6 +73,9 @@ pub struct Group {
     /// Leader: peers heard from since the last quorum check, and ticks since it.
     active: HashSet<NodeId>,
     since_check: u32,
+    /// Check-quorum periods so far as leader: a silent peer's probe alternates on its parity
+    /// (see `tick`).
+    checks: u64,
     /// Leader: stays awake until a quorum check passes (`verify_quorum`).
     verifying: bool,
     /// Leader: read rounds started, and reads waiting for a quorum to confirm their round.
@@ -162,6 +165,7 @@ impl Group {
             verifying: false,
             active: HashSet::new(),
             since_check: 0,
+            checks: 0,
             read_seq: 0,
             pending_reads: Vec::new(),
             failed_reads: Vec::new(),
@@ -602,12 +606,25 @@ impl Group {
                     // acknowledged, so what it lacks reaches it even if it cannot answer
                     // (found by the whole-cluster simulator: a node cut off while a newcomer
                     // became the metadata leader never caught up).
+                    // When what it acknowledged is compacted away, the probe is the snapshot
+                    // (for a peer behind it) and, every other period, the log after the
+                    // snapshot (for a peer that holds the snapshot's entry: it ignores a
+                    // snapshot it is past, and could not say so; found by the simulator: a
+                    // newcomer that acknowledged nothing to a new metadata leader was sent
+                    // the same useless snapshot forever).
+                    self.checks += 1;
+                    let from_log = self.checks.is_multiple_of(2);
                     let (peers, n) = self.peer_ids();
                     for &p in &peers[..n] {
                         if !self.active.contains(&p)
                             && let Some(&m) = self.matched.get(&p)
                         {
-                            self.next.insert(p, m + 1);
+                            let next = if from_log && m < self.snap.index {
+                                self.snap.index + 1
+                            } else {
+                                m + 1
+                            };
+                            self.next.insert(p, next);
                             self.snap_sending.remove(&p);
                         }
                     }
@@ -833,16 +850,33 @@ impl Group {
         }
         // A current-term Append makes us this leader's follower (a candidate steps down).
         self.become_follower(term, Some(from));
+        let (mut prev, mut entries) = (prev, entries);
         if prev.index < self.commit {
             // Everything up to our commit index is committed, so it matches the leader's log
-            // (and may already be folded into our snapshot): say where to continue from.
-            let reply = Msg::AppendReply {
-                term: self.term,
-                success: true,
-                last: self.commit,
-                ctx,
-            };
-            return self.send(from, reply);
+            // (and may already be folded into our snapshot). The entries past it are taken
+            // (from our commit on, whose term the message says), not only the reply that
+            // says where to continue: this follower may be unable to reach the leader (it does
+            // not know its address until its metadata catches up, from these very entries;
+            // found by the simulator, a newcomer probed from before its commit never caught
+            // up). With none past it, the reply says where to continue from.
+            match entries.iter().position(|e| e.index > self.commit) {
+                Some(i) if i > 0 => {
+                    prev = LogId {
+                        index: entries[i - 1].index,
+                        term: entries[i - 1].term,
+                    };
+                    entries.drain(..i);
+                }
+                _ => {
+                    let reply = Msg::AppendReply {
+                        term: self.term,
+                        success: true,
+                        last: self.commit,
+                        ctx,
+                    };
+                    return self.send(from, reply);
+                }
+            }
         }
         if self.term_at(prev.index) != Some(prev.term) {
             let hint = prev.index.saturating_sub(1).min(self.last().index);

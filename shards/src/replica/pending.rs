@@ -85,6 +85,10 @@ pub struct Pending {
     /// Blocking commands whose tried op was answered here (skipped, timed out, dropped): their
     /// owner drops their records (`take_lost_blocks`).
     lost_blocks: Vec<u64>,
+    /// Ops run at once on groups of one (`(sequence, job, op)`, sequences ascending): their
+    /// held replies go out once the log batch holding every entry up to that sequence is
+    /// written (`durable`).
+    durable_holds: VecDeque<(u64, u32, u32)>,
 }
 
 impl Pending {
@@ -98,6 +102,7 @@ impl Pending {
             next_read: 1,
             finished: Vec::new(),
             lost_blocks: Vec::new(),
+            durable_holds: VecDeque::new(),
         }
     }
 
@@ -315,6 +320,30 @@ impl Pending {
         }
     }
 
+    /// Op `op` of job `j` (its reply held in the job) goes out once the log is written up to
+    /// sequence `seq` (`durable`). Sequences come in ascending order.
+    pub fn hold_until_durable(&mut self, j: u32, op: u32, seq: u64) {
+        debug_assert!(
+            self.durable_holds.back().is_none_or(|&(s, _, _)| s <= seq),
+            "holds in sequence order"
+        );
+        self.durable_holds.push_back((seq, j, op));
+    }
+
+    /// The log is written up to sequence `seq`: the replies held until then go out.
+    pub fn durable(&mut self, seq: u64) {
+        while let Some(&(s, j, op)) = self.durable_holds.front() {
+            if s > seq {
+                break;
+            }
+            self.durable_holds.pop_front();
+            if let Some(job) = self.jobs[j as usize].as_mut() {
+                job.release(op);
+                self.finish_if_done(j);
+            }
+        }
+    }
+
     /// Jobs with every reply since the last call, for their connections.
     pub fn take_finished(&mut self) -> std::vec::Drain<'_, PendingJob> {
         self.finished.drain(..)
@@ -496,6 +525,42 @@ mod tests {
                 "+c\r\n".into()
             ]]
         );
+    }
+
+    #[test]
+    fn replies_held_until_durable_go_out_when_the_log_reaches_their_sequence_and_not_before() {
+        let mut p = Pending::new(1);
+        let (a, b) = (admit(&mut p, 2), admit(&mut p, 1));
+        for (j, ops) in [(a, 2), (b, 1)] {
+            let mut job = p.jobs[j as usize].take().expect("live");
+            for op in 0..ops {
+                job.write(op, true, |o| o.simple(&format!("r{j}{op}")));
+            }
+            p.jobs[j as usize] = Some(job);
+        }
+        p.hold_until_durable(a, 0, 4);
+        p.hold_until_durable(a, 1, 5);
+        p.hold_until_durable(b, 0, 5);
+        p.durable(3);
+        assert!(
+            finished(&mut p).is_empty(),
+            "nothing written up to their entries yet"
+        );
+        p.durable(4);
+        assert!(
+            finished(&mut p).is_empty(),
+            "job a still waits for its second op"
+        );
+        p.durable(6);
+        assert_eq!(
+            finished(&mut p),
+            vec![
+                vec![format!("+r{a}0\r\n"), format!("+r{a}1\r\n")],
+                vec![format!("+r{b}0\r\n")]
+            ]
+        );
+        p.durable(9);
+        assert!(finished(&mut p).is_empty(), "each released once");
     }
 
     #[test]

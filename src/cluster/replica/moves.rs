@@ -157,6 +157,7 @@ impl Replicas {
             self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
             // What waits on the replica is answered (never left hanging).
             self.pending.drop_group(g);
+            self.drop_direct(g);
             self.settle_blocks();
             tracing::info!(vshard = g, "dropped a replica moved off this node");
         }

@@ -142,6 +142,7 @@ impl Replicas {
             log_bytes,
             log_bytes_total,
             pending: Pending::new(count),
+            direct: direct::Direct::new(count),
             free_readies: Vec::new(),
             readies_buf: Vec::new(),
             dirty: Vec::new(),

@@ -2,14 +2,22 @@
 //! per vShard per job, in request order) and read-index reads; the leader's expiry cycle becomes
 //! expiry-check entries.
 
+use super::direct::DirectEntry;
 use super::*;
+use shardline_shards::rng::Rng;
 
 /// A connection's job planned against this thread's replicas (`Replicas::plan_job`): what to
 /// propose, read and wait for. Ops answered at once are in `pj` already.
 pub(crate) struct Plan {
     pj: PendingJob,
-    /// (vShard, first op's slot, entry, ops)
-    entries: Vec<(u32, Slot, Encoder, OpList)>,
+    /// (vShard, first op's slot, entry, ops, run already when the group is direct)
+    entries: Vec<(u32, Slot, Encoder, OpList, Option<DirectEntry>)>,
+    /// Ops run at once on direct groups: their replies are held until the log holds what
+    /// they wrote or may have read (`direct.rs`).
+    held: Vec<u32>,
+    /// vShards this job put an entry of the usual kind in (a flush): not direct for the
+    /// rest of the job, whose later ops must apply after it.
+    undirect: Vec<u32>,
     /// (vShard, slot, op): reads held in `pj` until their round confirms the leadership.
     reads: Vec<(u32, Slot, u32)>,
     /// (metadata command, op): CLUSTER JOIN, on thread 0.
@@ -70,6 +78,8 @@ impl Replicas {
         let mut p = Plan {
             pj: PendingJob::new(job.origin, job.token, job.proto, job.ops.len()),
             entries: Vec::new(),
+            held: Vec::new(),
+            undirect: Vec::new(),
             reads: Vec::new(),
             metas: Vec::new(),
             block: None,
@@ -136,9 +146,15 @@ impl Replicas {
                 // would claim nothing was flushed).
                 pj.expect_parts(i, led.len() as u32, FLUSH_PARTIAL);
                 for v in led {
+                    p.undirect.push(v);
                     let slot = c.layout.slot_range(VShardId(v as u16)).start;
-                    p.entries
-                        .push((v, slot, Encoder::flush(v as u16, now_us), OpList::One(i)));
+                    p.entries.push((
+                        v,
+                        slot,
+                        Encoder::flush(v as u16, now_us),
+                        OpList::One(i),
+                        None,
+                    ));
                 }
                 continue;
             }
@@ -169,6 +185,9 @@ impl Replicas {
                     // No keys at all (MULTI PING EXEC): nothing replicated to decide.
                     pj.write(i, false, |o| local(db, op, o));
                 }
+                Ok(Some((v, slot))) if self.is_direct(v) && !p.undirect.contains(&v) => {
+                    self.plan_direct(&mut p, db, job, op, i, cmds, (v, slot), (now_us, seed));
+                }
                 Ok(Some((v, slot)))
                     if matches!(op, Op::Cmd { spec: Some(s), .. }
                         if s.flags & flags::WRITE == 0 && s.flags & flags::READONLY != 0)
@@ -193,19 +212,7 @@ impl Replicas {
                     // Commands of one vShard share an entry; a transaction is an entry of its
                     // own.
                     let entries = &mut p.entries;
-                    let at = match entries.iter().rposition(|e| e.0 == v) {
-                        Some(at)
-                            if kind == Kind::Commands && entries[at].2.kind() == Kind::Commands =>
-                        {
-                            entries[at].3.push(i);
-                            at
-                        }
-                        _ => {
-                            let enc = Encoder::new(kind, now_us, seed);
-                            entries.push((v, slot, enc, OpList::One(i)));
-                            entries.len() - 1
-                        }
-                    };
+                    let at = entry_for(entries, v, slot, kind, i, (now_us, seed), None);
                     for &(f, l) in cmds {
                         let spans = &job.spans[f as usize..(f + l) as usize];
                         entries[at]
@@ -216,6 +223,67 @@ impl Replicas {
             }
         }
         p
+    }
+
+    /// Op `i` (commands `cmds`) on direct group `v`: run now with its entry's clock and seed
+    /// (as a replay of the log runs it), its reply held until the log holds its job's
+    /// entries. Writes join the group's entry of this job; reads are not logged and draw
+    /// from a stream of their own (so the entry's draws replay alike).
+    #[allow(clippy::too_many_arguments)]
+    fn plan_direct(
+        &self,
+        p: &mut Plan,
+        db: &mut Db,
+        job: &Job,
+        op: &Op,
+        i: u32,
+        cmds: &[(u32, u32)],
+        (v, slot): (u32, Slot),
+        (now_us, seed): (u64, u64),
+    ) {
+        let args =
+            |&(f, l): &(u32, u32)| Args::new(&job.buf, &job.spans[f as usize..(f + l) as usize]);
+        let writes = cmds
+            .iter()
+            .any(|c| command::lookup(args(c).get(0)).is_some_and(|s| s.flags & flags::WRITE != 0));
+        let exec = matches!(op, Op::Exec { .. });
+        let run = |db: &mut Db, rng: &mut Rng, now_us: u64, o: &mut Out| {
+            let mut ctx = command::Ctx {
+                now_ms: now_us / 1000,
+                now_us,
+                rng,
+            };
+            if exec {
+                o.array(cmds.len());
+            }
+            for c in cmds {
+                replicate::run(db, args(c), &mut ctx, o);
+            }
+        };
+        let now = self.direct_clock(v, now_us);
+        if !writes {
+            let mut rng = Rng::new(seed ^ READ_STREAM);
+            p.pj.write(i, true, |o| run(db, &mut rng, now, o));
+        } else {
+            let kind = if exec {
+                Kind::Transaction
+            } else {
+                Kind::Commands
+            };
+            let direct = DirectEntry {
+                rng: Rng::new(seed),
+                now_us: now,
+            };
+            let at = entry_for(&mut p.entries, v, slot, kind, i, (now, seed), Some(direct));
+            let e = &mut p.entries[at];
+            let d = e.4.as_mut().expect("a direct entry");
+            p.pj.write(i, true, |o| run(db, &mut d.rng, d.now_us, o));
+            for c in cmds {
+                let a = args(c);
+                e.2.push((0..a.len()).map(|k| a.get(k)));
+            }
+        }
+        p.held.push(i);
     }
 
     /// Proposes what `plan` holds and waits for it: the job's replies go out (`Pending`) as
@@ -229,7 +297,14 @@ impl Replicas {
             return;
         };
         let c = Arc::clone(&self.c);
-        for (v, slot, enc, ops) in plan.entries {
+        let mut direct = false;
+        for (v, slot, enc, ops, d) in plan.entries {
+            if let Some(d) = d {
+                // Applied already (`plan_direct`); its ops' replies are held below.
+                self.propose_direct(v, enc.finish(), d.now_us);
+                direct = true;
+                continue;
+            }
             // The routing that sent the job here may be older than this thread's state: the
             // replica may have been moved off meanwhile (not applied: the known leader's).
             let proposed = match self.groups[v as usize].as_mut() {
@@ -286,6 +361,17 @@ impl Replicas {
                 }
             }
         }
+        if !plan.held.is_empty() {
+            // Writes wait for their job's entries, reads for every direct write before them.
+            let seq = if direct {
+                self.direct_job()
+            } else {
+                self.direct_read_seq()
+            };
+            for op in plan.held {
+                self.hold_direct(j, op, seq);
+            }
+        }
         // The reads, answered once their round confirms the leadership.
         for (v, slot, op) in plan.reads {
             self.pending.queue_read(v, ReadOp { job: j, op, slot });
@@ -321,10 +407,55 @@ impl Replicas {
         for (v, keys) in due {
             let mut e = Encoder::new(Kind::ExpireCheck, now_us, 0);
             e.push(keys.iter().map(|k| &k[..]));
+            if self.is_direct(v.0 as u32) {
+                // Applied at append as well (else the group would take the usual path until
+                // this entry commits); it answers nobody.
+                let data = e.finish();
+                let mut out = Out::new(Proto::Resp2);
+                let mut ends = Vec::new();
+                let clock = &mut self.clocks[v.0 as usize];
+                replicate::apply(db, &data, clock, &mut out, &mut ends, &mut self.scratch)
+                    .expect("our own entry decodes");
+                self.propose_direct(v.0 as u32, data, now_us);
+                continue;
+            }
             let g = self.groups[v.0 as usize].as_mut().expect("led here");
             if g.propose(e.finish()).is_ok() {
                 self.touch(v.0 as u32);
             }
+        }
+    }
+}
+
+/// Reads on direct groups draw from `seed ^ READ_STREAM`, not from their entry's stream.
+pub(super) const READ_STREAM: u64 = 0x5eed_0f4e_ad5e_ed00;
+
+/// The entry of `entries` op `i` of vShard `v` joins (`kind` `Commands` joins the vShard's
+/// last entry if that is of commands too; a transaction is an entry of its own, and so is
+/// whatever follows one), made if there is none; its position.
+fn entry_for(
+    entries: &mut Vec<(u32, Slot, Encoder, OpList, Option<DirectEntry>)>,
+    v: u32,
+    slot: Slot,
+    kind: Kind,
+    i: u32,
+    (now_us, seed): (u64, u64),
+    direct: Option<DirectEntry>,
+) -> usize {
+    match entries.iter().rposition(|e| e.0 == v) {
+        Some(at) if kind == Kind::Commands && entries[at].2.kind() == Kind::Commands => {
+            entries[at].3.push(i);
+            at
+        }
+        _ => {
+            entries.push((
+                v,
+                slot,
+                Encoder::new(kind, now_us, seed),
+                OpList::One(i),
+                direct,
+            ));
+            entries.len() - 1
         }
     }
 }

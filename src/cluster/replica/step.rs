@@ -50,6 +50,8 @@ impl Replicas {
         if !r.to_drop.is_empty() {
             r.drop_removed(db);
         }
+        // Before anything of the step: here a direct group's keyspace holds its whole log.
+        r.direct_cuts(db);
         for (g, from, msg) in std::mem::take(&mut r.incoming) {
             if let Some(grp) = r.groups[g as usize].as_mut() {
                 grp.step(from, msg);
@@ -153,6 +155,7 @@ impl Replicas {
         }
         r.wal.flush(0);
         let batch = r.wal.take_batch(wall_ms);
+        r.direct_batch_taken();
         let before = snapshot_writes(&r.snap_dir, std::mem::take(&mut r.before_flush));
         Ok(Step {
             readies,
@@ -220,7 +223,15 @@ impl Replicas {
                     out.buf.clear();
                     out.proto = proto;
                     ends.clear();
-                    let res = if *g == r.meta_g {
+                    let res = if r.committed_direct(*g, e.index) {
+                        // Applied when appended (`direct.rs`); no proposal waits on it.
+                        debug_assert!(w.is_none(), "direct entries have no waiters");
+                        r.applied[*g as usize] = LogId {
+                            term: e.term,
+                            index: e.index,
+                        };
+                        continue;
+                    } else if *g == r.meta_g {
                         r.apply_meta(&e.data, &mut out, &mut ends)
                             .map_err(|reason| Fatal::Meta {
                                 index: e.index,
@@ -279,6 +290,9 @@ impl Replicas {
                 r.redirect_blocked(db);
             }
         }
+        // The batch is on disk: what direct ops held goes out; cuts now committed are folded.
+        r.direct_batch_written()?;
+        r.direct_cuts_committed();
         // Routing: publish the leader each touched group knows. Compact one group per step:
         // one keeping an old segment alive, else the longest log past the limit. Groups written
         // evenly reach the limits together and must not all stop the thread in one step (seen:

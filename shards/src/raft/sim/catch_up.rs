@@ -204,3 +204,140 @@ fn the_only_voter_leads_from_its_first_tick() {
     g.tick();
     assert_eq!(g.role(), Role::Follower);
 }
+
+/// An Append that starts below the follower's commit index but reaches past it: the entries
+/// past the commit are taken (with the reply), not only a reply saying where to continue,
+/// which a follower that cannot reach the leader could never send.
+#[test]
+fn an_append_from_below_the_commit_index_still_delivers_the_entries_past_it() {
+    let entries = |from: u64, to: u64| -> Vec<Entry> {
+        (from..=to)
+            .map(|index| Entry {
+                term: 1,
+                index,
+                data: Bytes::from_static(b"x"),
+            })
+            .collect()
+    };
+    // A follower holding entries 1..=5, all committed.
+    let mut f = Group::restore(
+        three(3, 5),
+        HardState {
+            term: 1,
+            vote: None,
+        },
+        entries(1, 5),
+    );
+    f.step(
+        1,
+        Msg::Append {
+            term: 1,
+            prev: LogId { term: 1, index: 5 },
+            entries: vec![],
+            commit: 5,
+            quiet: false,
+            ctx: 0,
+        },
+    );
+    let _ = f.take_ready();
+    assert_eq!(f.commit_index(), 5);
+    // The leader probes from index 1 with entries 2..=9, commit 8.
+    f.step(
+        1,
+        Msg::Append {
+            term: 1,
+            prev: LogId { term: 1, index: 1 },
+            entries: entries(2, 9),
+            commit: 8,
+            quiet: false,
+            ctx: 0,
+        },
+    );
+    let r = f.take_ready();
+    assert_eq!(
+        f.last_index(),
+        9,
+        "the entries past the commit index are taken"
+    );
+    assert_eq!(f.commit_index(), 8);
+    assert!(r.messages.iter().any(|m| m.to == 1
+        && m.msg
+            == Msg::AppendReply {
+                term: 1,
+                success: true,
+                last: 9,
+                ctx: 0
+            }));
+    // Nothing past the commit index: the reply says where to continue, as before.
+    f.step(
+        1,
+        Msg::Append {
+            term: 1,
+            prev: LogId { term: 1, index: 2 },
+            entries: entries(3, 4),
+            commit: 8,
+            quiet: false,
+            ctx: 0,
+        },
+    );
+    let r = f.take_ready();
+    assert_eq!(f.last_index(), 9);
+    assert!(r.messages.iter().any(|m| m.to == 1
+        && m.msg
+            == Msg::AppendReply {
+                term: 1,
+                success: true,
+                last: 8,
+                ctx: 0
+            }));
+}
+
+/// A silent peer whose acknowledged position is compacted away is probed with the snapshot
+/// and, every other check-quorum period, with the log after the snapshot: a peer already past
+/// the snapshot ignores it and may be unable to say so.
+#[test]
+fn a_silent_peer_behind_the_snapshot_is_probed_with_it_and_with_the_log_after_it() {
+    let (mut a, term) = leader_over_five_entries();
+    let _ = a.take_ready();
+    // Node 2 acknowledges everything; the leader compacts up to 5.
+    let last = a.last_index();
+    a.step(
+        2,
+        Msg::AppendReply {
+            term,
+            success: true,
+            last,
+            ctx: 0,
+        },
+    );
+    let _ = a.take_ready();
+    a.compact(5, Bytes::from_static(b"state"));
+    let _ = a.take_ready();
+    // Node 3 says nothing, over several check-quorum periods (node 2 answers).
+    // (Before the first probe, its sends continue from the election's no-op, after 5.)
+    let (mut snapshots, mut from_log) = (0, 0);
+    for _ in 0..4 * 5 {
+        a.tick();
+        let last = a.last_index();
+        a.step(
+            2,
+            Msg::AppendReply {
+                term,
+                success: true,
+                last,
+                ctx: 0,
+            },
+        );
+        for m in a.take_ready().messages.iter().filter(|m| m.to == 3) {
+            match &m.msg {
+                Msg::Snapshot { last, .. } if last.index == 5 => snapshots += 1,
+                Msg::Append { prev, .. } if prev.index == 5 && snapshots > 0 => from_log += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        snapshots > 0 && from_log > 0,
+        "{snapshots} snapshots, {from_log} appends from the log after one"
+    );
+}

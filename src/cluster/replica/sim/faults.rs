@@ -46,7 +46,11 @@ impl Sim {
                                 // `id` and up to a minority with it, against the rest.
                                 let mut others: Vec<RaftId> =
                                     self.members().into_iter().filter(|&p| p != id).collect();
-                                let with = self.rng.below(others.len().div_ceil(2) as u64) as usize;
+                                // (A node alone is cut from nobody: its clients still reach it.)
+                                let with = match others.len().div_ceil(2) {
+                                    0 => 0,
+                                    m => self.rng.below(m as u64) as usize,
+                                };
                                 let mut side = vec![id];
                                 for _ in 0..with {
                                     let i = self.rng.below(others.len() as u64) as usize;

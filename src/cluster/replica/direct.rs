@@ -1,0 +1,295 @@
+//! Groups of one apply at append (docs/design/redesign.md, "Groups of one apply at append"). A
+//! group whose only voter is its leader here (replication factor 1) cannot lose an entry to
+//! another leader: its connections' ops run at once, with the clock and seed their entry
+//! carries (`replicate::run`, the function replay uses), the writes are logged, and the
+//! replies wait until the log batch holding them is written. Everything else about the group
+//! (its log, snapshots, restart, a replica added by a join) is as for any group.
+
+use super::*;
+use shardline_shards::rng::Rng;
+use std::collections::VecDeque;
+
+/// The state of this thread's direct groups.
+#[derive(Default)]
+pub(super) struct Direct {
+    /// Per group: the indexes of its entries applied when they were appended and not yet
+    /// committed, ascending. A group is direct while every entry after its applied index is
+    /// one of these (`Replicas::is_direct`).
+    pre: Vec<VecDeque<u64>>,
+    /// Jobs that ran ops directly, counted: a held reply waits for its job's number to be
+    /// written (`Pending::durable`). `batch` is the count when the step in flight took its
+    /// batch (everything up to it is in that batch), `durable` what the last batch wrote.
+    seq: u64,
+    batch: u64,
+    durable: u64,
+    /// Compactions of groups whose keyspace is ahead of their commit: cut at the start of the
+    /// next step (`cut`), handed to the group once that step committed the cut's entry.
+    want_cut: Vec<u32>,
+    cuts: Vec<(u32, LogId, Vec<u8>)>,
+    /// Entries applied at append since the count was last taken (the simulator's).
+    pub(super) appended: u64,
+    /// Connections waiting for the log to hold a job number (`Shard::durable`).
+    wakers: Vec<Waker>,
+}
+
+impl Direct {
+    pub(super) fn new(groups: usize) -> Direct {
+        Direct {
+            pre: (0..groups).map(|_| VecDeque::new()).collect(),
+            ..Direct::default()
+        }
+    }
+}
+
+/// One direct entry being built by a plan: its commands already ran with `rng` (the entry's
+/// seed) at `now_us` (the group's clock).
+pub(super) struct DirectEntry {
+    pub(super) rng: Rng,
+    pub(super) now_us: u64,
+}
+
+impl Replicas {
+    /// Whether group `v` applies at append now: this node leads it, its membership is this
+    /// node alone, and nothing in its log waits to be applied the other way.
+    pub(super) fn is_direct(&self, v: u32) -> bool {
+        if v == self.meta_g {
+            return false;
+        }
+        let Some(g) = self.groups[v as usize].as_ref() else {
+            return false;
+        };
+        let m = g.membership();
+        g.role() == raft::Role::Leader
+            && m.learners.is_empty()
+            && m.voters.len() == 1
+            && m.voters[0] == self.c.me
+            && g.last_index() - self.applied[v as usize].index
+                == self.direct.pre[v as usize].len() as u64
+    }
+
+    /// The clock a direct entry of group `v` runs at, for a job that arrived at `now_us`: the
+    /// later of the two, as `replicate::apply` computes it on replay.
+    pub(super) fn direct_clock(&self, v: u32, now_us: u64) -> u64 {
+        now_us.max(self.clocks[v as usize])
+    }
+
+    /// Appends direct entry `data` of group `v` (its commands already ran at `now_us`).
+    pub(super) fn propose_direct(&mut self, v: u32, data: Vec<u8>, now_us: u64) {
+        let g = self.groups[v as usize]
+            .as_mut()
+            .expect("a direct group is here");
+        // A direct group leads and transfers nothing (it has no other voter): our bug if not.
+        let index = g
+            .propose(data)
+            .expect("a direct group's leader takes proposals");
+        self.direct.pre[v as usize].push_back(index);
+        self.direct.appended += 1;
+        let clock = &mut self.clocks[v as usize];
+        *clock = (*clock).max(now_us);
+        self.touch(v);
+    }
+
+    /// A job ran ops directly: its number, which its held replies wait for.
+    pub(super) fn direct_job(&mut self) -> u64 {
+        self.direct.seq += 1;
+        self.direct.seq
+    }
+
+    /// Whether committed entry `index` of group `g` was applied when appended (then it is not
+    /// applied again).
+    pub(super) fn committed_direct(&mut self, g: u32, index: u64) -> bool {
+        let q = &mut self.direct.pre[g as usize];
+        if q.front() == Some(&index) {
+            q.pop_front();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A step takes its batch: every direct entry so far is in it.
+    pub(super) fn direct_batch_taken(&mut self) {
+        self.direct.batch = self.direct.seq;
+    }
+
+    /// The step's batch is written: replies held for it go out. A direct group that stopped
+    /// leading with entries it applied uncommitted would hold a state its log may not: our
+    /// bug, or a member of another history; the node stops (a restart replays the log).
+    pub(super) fn direct_batch_written(&mut self) -> Result<(), Fatal> {
+        self.direct.durable = self.direct.batch;
+        self.pending.durable(self.direct.durable);
+        for w in self.direct.wakers.drain(..) {
+            w.wake();
+        }
+        for (g, q) in self.direct.pre.iter().enumerate() {
+            if !q.is_empty()
+                && self.groups[g]
+                    .as_ref()
+                    .is_none_or(|grp| grp.role() != raft::Role::Leader)
+            {
+                return Err(Fatal::LogAppend(format!(
+                    "vShard {g}'s replica of one lost its leadership with {} entries applied and not committed",
+                    q.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ready once the log holds job number `seq`; else `w` is woken when a batch is written.
+    fn poll_durable(&mut self, seq: u64, w: &Waker) -> Poll<()> {
+        if seq <= self.direct.durable {
+            return Poll::Ready(());
+        }
+        if !self.direct.wakers.iter().any(|x| x.will_wake(w)) {
+            self.direct.wakers.push(w.clone());
+        }
+        self.wake(); // a step must run to write it
+        Poll::Pending
+    }
+
+    /// Holds op `op` of job `j` until the log holds job number `seq` (at once if it does).
+    pub(super) fn hold_direct(&mut self, j: u32, op: u32, seq: u64) {
+        self.pending.hold_until_durable(j, op, seq);
+        if seq <= self.direct.durable {
+            self.pending.durable(self.direct.durable);
+        }
+    }
+
+    /// The number a read's reply waits for: every direct job so far (it may have seen their
+    /// writes), or nothing when the log holds them all.
+    pub(super) fn direct_read_seq(&self) -> u64 {
+        self.direct.seq
+    }
+
+    /// Compaction of group `g`, whose keyspace holds entries not yet committed: cut at the
+    /// next step's start.
+    pub(super) fn want_direct_cut(&mut self, g: u32) -> bool {
+        if self.direct.pre[g as usize].is_empty() {
+            return false;
+        }
+        if !self.direct.want_cut.contains(&g) && !self.direct.cuts.iter().any(|c| c.0 == g) {
+            self.direct.want_cut.push(g);
+        }
+        true
+    }
+
+    /// At a step's start the keyspace of a direct group holds exactly its log: the snapshot
+    /// of what compactions wait for is taken there.
+    pub(super) fn direct_cuts(&mut self, db: &Db) {
+        for g in std::mem::take(&mut self.direct.want_cut) {
+            if !self.is_direct(g) {
+                continue; // compacted the usual way once applied
+            }
+            let (Some(grp), Some(vs)) = (
+                self.groups[g as usize].as_ref(),
+                db.vshard(VShardId(g as u16)),
+            ) else {
+                continue;
+            };
+            let last = LogId {
+                term: grp.term(),
+                index: grp.last_index(),
+            };
+            let state = snapshot_bytes(self.clocks[g as usize], vs);
+            self.direct.cuts.push((g, last, state));
+        }
+    }
+
+    /// The cuts whose entry is committed and applied now: folded into their groups' snapshots.
+    pub(super) fn direct_cuts_committed(&mut self) {
+        let mut i = 0;
+        while i < self.direct.cuts.len() {
+            let (g, last, _) = &self.direct.cuts[i];
+            if self.applied[*g as usize].index < last.index {
+                i += 1;
+                continue;
+            }
+            let (g, last, state) = self.direct.cuts.swap_remove(i);
+            if self.groups[g as usize].is_some() {
+                self.compact_at(g, last, state);
+            }
+        }
+    }
+
+    /// Group `g` is dropped from this thread.
+    pub(super) fn drop_direct(&mut self, g: u32) {
+        self.direct.pre[g as usize].clear();
+        self.direct.want_cut.retain(|&x| x != g);
+        self.direct.cuts.retain(|c| c.0 != g);
+    }
+}
+
+impl Shard {
+    /// A command on keys of vShard `v`, sent by a connection of this thread, run at once if
+    /// its group is direct (what `Replicas::plan_direct` does for a job, without the job): the
+    /// reply goes to `out`, and the job number it must wait for (`durable`) is returned.
+    /// `None`: the group is not direct now; the command takes the job path.
+    pub(crate) fn run_direct(
+        &self,
+        v: u32,
+        spec: &'static command::CommandSpec,
+        args: Args,
+        now_us: u64,
+        out: &mut Out,
+    ) -> Option<u64> {
+        let seq = {
+            let mut guard = self.repl.borrow_mut();
+            let r = guard.as_mut()?;
+            if !r.is_direct(v) {
+                return None;
+            }
+            self.sync_tunables();
+            let mut db = self.db.borrow_mut();
+            let now = r.direct_clock(v, now_us);
+            let seed = self.rng.borrow_mut().next_u64();
+            let start = out.buf.len();
+            let seq = if spec.flags & flags::WRITE == 0 {
+                let mut rng = Rng::new(seed ^ super::propose::READ_STREAM);
+                run_one(&mut db, args, now, &mut rng, out);
+                r.direct_read_seq()
+            } else if db.tunables.maxmemory > 0
+                && spec.flags & flags::DENYOOM != 0
+                && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
+            {
+                out.error(OOM);
+                0 // nothing was applied or seen
+            } else {
+                for k in spec.keys_of(args) {
+                    db.watches.touch(args.get(k));
+                }
+                let mut rng = Rng::new(seed);
+                run_one(&mut db, args, now, &mut rng, out);
+                let mut enc = Encoder::new(Kind::Commands, now, seed);
+                enc.push((0..args.len()).map(|k| args.get(k)));
+                r.propose_direct(v, enc.finish(), now);
+                r.direct_job()
+            };
+            if out.buf.get(start) == Some(&b'-') {
+                self.cmd_stats.borrow_mut()[command::index_of(spec)].failed += 1;
+            }
+            seq
+        };
+        if !self.db.borrow().ready.is_empty() {
+            self.serve_ready();
+        }
+        self.flush_events();
+        Some(seq)
+    }
+
+    /// Waits until the log holds direct job number `seq` (written, and fsynced per the
+    /// policy): what a direct op wrote or may have seen.
+    pub(crate) async fn durable(&self, seq: u64) {
+        std::future::poll_fn(|cx| self.with_replicas(|r| r.poll_durable(seq, cx.waker()))).await
+    }
+}
+
+/// Runs one command of a direct entry at `now_us` with `rng`.
+fn run_one(db: &mut Db, args: Args, now_us: u64, rng: &mut Rng, out: &mut Out) {
+    let mut ctx = command::Ctx {
+        now_ms: now_us / 1000,
+        now_us,
+        rng,
+    };
+    replicate::run(db, args, &mut ctx, out);
+}
