@@ -62,9 +62,24 @@ pub struct Encoder {
     kind: Kind,
 }
 
+/// The bytes of an entry's header (version, kind, clock, seed, command count).
+pub const HEADER_BYTES: usize = 22;
+
+/// The bytes `Encoder::push` adds for a command of these words.
+pub fn command_bytes<'a>(args: impl ExactSizeIterator<Item = &'a [u8]>) -> usize {
+    4 + args.map(|a| 4 + a.len()).sum::<usize>()
+}
+
 impl Encoder {
     pub fn new(kind: Kind, now_us: u64, seed: u64) -> Encoder {
-        let mut buf = Vec::with_capacity(128);
+        Encoder::with_capacity(kind, now_us, seed, 128)
+    }
+
+    /// An encoder for an entry of `bytes` in all (`HEADER_BYTES` and `command_bytes` of each
+    /// command): exactly that much is allocated, and an entry of exactly its capacity becomes
+    /// a `Bytes` without a second allocation.
+    pub fn with_capacity(kind: Kind, now_us: u64, seed: u64, bytes: usize) -> Encoder {
+        let mut buf = Vec::with_capacity(bytes.max(HEADER_BYTES));
         buf.push(VERSION);
         buf.push(kind as u8);
         buf.extend_from_slice(&now_us.to_le_bytes());
@@ -96,6 +111,11 @@ impl Encoder {
 
     pub fn len(&self) -> u32 {
         self.count
+    }
+
+    /// The entry's bytes so far.
+    pub fn byte_len(&self) -> usize {
+        self.buf.len()
     }
 
     pub fn kind(&self) -> Kind {

@@ -260,8 +260,11 @@ impl Shard {
                 }
                 let mut rng = Rng::new(seed);
                 run_one(&mut db, args, now, &mut rng, out);
-                let mut enc = Encoder::new(Kind::Commands, now, seed);
-                enc.push((0..args.len()).map(|k| args.get(k)));
+                let words = || (0..args.len()).map(|k| args.get(k));
+                let bytes = replicate::HEADER_BYTES + replicate::command_bytes(words());
+                let mut enc = Encoder::with_capacity(Kind::Commands, now, seed, bytes);
+                enc.push(words());
+                debug_assert_eq!(enc.byte_len(), bytes, "sized exactly");
                 r.propose_direct(v, enc.finish(), now);
                 r.direct_job()
             };

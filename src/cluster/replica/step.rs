@@ -91,7 +91,8 @@ impl Replicas {
         // Persist every touched group's Ready, then one flush for all of them.
         let mut readies = std::mem::take(&mut r.readies_buf);
         debug_assert!(readies.is_empty());
-        for g in std::mem::take(&mut r.dirty) {
+        let mut dirty = std::mem::take(&mut r.dirty);
+        for &g in &dirty {
             r.is_dirty[g as usize] = false;
             let Some(grp) = r.groups[g as usize].as_mut() else {
                 continue;
@@ -152,6 +153,11 @@ impl Replicas {
             r.log_bytes[g as usize] += added;
             r.log_bytes_total += added;
             readies.push((g, ready));
+        }
+        if r.dirty.is_empty() {
+            // Kept for the next step's touches (none came during this loop).
+            dirty.clear();
+            r.dirty = dirty;
         }
         r.wal.flush(0);
         let batch = r.wal.take_batch(wall_ms);
