@@ -141,36 +141,42 @@ impl FsLog {
     /// Runs `batch`'s operations in order; returns the tokens to acknowledge. On an error the
     /// batch's appends are not durable: the caller must not acknowledge them (and stops the node:
     /// a log it cannot write is a log it cannot trust).
-    pub fn run(&mut self, batch: Batch) -> io::Result<Vec<u64>> {
-        for op in batch.ops {
-            match op {
-                Io::Create { seq, header } => {
-                    let path = self.dir.join(segment_name(seq));
-                    let f = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create_new(true)
-                        .open(&path)?;
-                    f.write_all_at(&header, 0)?;
-                    // The new file's directory entry must survive a crash too.
-                    File::open(&self.dir)?.sync_all()?;
-                    self.open.insert(
-                        seq,
-                        Open {
-                            file: f,
-                            zeroed: header.len() as u64,
-                        },
-                    );
-                }
-                Io::Write { seq, offset, bytes } => self.write_at(seq, offset, &bytes)?,
-                Io::Sync { seq } => self.file(seq)?.file.sync_data()?,
-                Io::Delete { seq } => {
-                    self.open.remove(&seq);
-                    std::fs::remove_file(self.dir.join(segment_name(seq)))?;
-                }
-            }
-        }
+    #[cfg(test)]
+    pub fn run(&mut self, mut batch: Batch) -> io::Result<Vec<u64>> {
+        self.run_batch(&mut batch)?;
         Ok(batch.acks)
+    }
+
+    /// Runs `batch`'s operations in order, its write buffers kept in `spent` for reuse
+    /// (`Engine::recycle`). On an error, as `run`.
+    pub fn run_batch(&mut self, batch: &mut Batch) -> io::Result<()> {
+        batch.run(|op| match op {
+            Io::Create { seq, header } => {
+                let path = self.dir.join(segment_name(*seq));
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?;
+                f.write_all_at(header, 0)?;
+                // The new file's directory entry must survive a crash too.
+                File::open(&self.dir)?.sync_all()?;
+                self.open.insert(
+                    *seq,
+                    Open {
+                        file: f,
+                        zeroed: header.len() as u64,
+                    },
+                );
+                Ok(())
+            }
+            Io::Write { seq, offset, bytes } => self.write_at(*seq, *offset, bytes),
+            Io::Sync { seq } => self.file(*seq)?.file.sync_data(),
+            Io::Delete { seq } => {
+                self.open.remove(seq);
+                std::fs::remove_file(self.dir.join(segment_name(*seq)))
+            }
+        })
     }
 }
 
@@ -192,14 +198,15 @@ pub struct Flusher {
 pub type Before = Box<dyn FnOnce() -> io::Result<()> + Send>;
 
 type Job = (FsLog, Batch, Vec<Before>);
-type Flushed = (FsLog, io::Result<Vec<u64>>);
+/// The log back, the batch run (to recycle), and whether it was all written.
+type Flushed = (FsLog, Batch, io::Result<()>);
 
 /// Runs `before`, then `batch`.
-fn run_job(log: &mut FsLog, batch: Batch, before: Vec<Before>) -> io::Result<Vec<u64>> {
+fn run_job(log: &mut FsLog, batch: &mut Batch, before: Vec<Before>) -> io::Result<()> {
     for f in before {
         f()?;
     }
-    log.run(batch)
+    log.run_batch(batch)
 }
 
 struct Back {
@@ -224,29 +231,31 @@ impl Flusher {
                 if let Ok(cpus) = shardline_transport::cpu::process_cpus() {
                     let _ = shardline_transport::cpu::pin_current_thread_to(&cpus);
                 }
-                while let Ok((mut log, batch, before)) = rx.recv() {
-                    let res = run_job(&mut log, batch, before);
-                    *theirs.done.lock().expect("flusher lock") = Some((log, res));
+                while let Ok((mut log, mut batch, before)) = rx.recv() {
+                    let res = run_job(&mut log, &mut batch, before);
+                    *theirs.done.lock().expect("flusher lock") = Some((log, batch, res));
                     theirs.waker.wake();
                 }
             })?;
         Ok(Flusher { tx, back })
     }
 
-    /// Runs `before`, then `batch`, on the helper thread; hands back the log and the tokens to
-    /// acknowledge, or the first error (then nothing in the batch may be acknowledged).
+    /// Runs `before`, then `batch`, on the helper thread; hands back the log, the batch (to
+    /// recycle) and the first error (then nothing in the batch may be acknowledged).
     pub async fn run(&self, log: FsLog, batch: Batch, before: Vec<Before>) -> Flushed {
         if before.is_empty() && batch.ops.iter().all(|op| matches!(op, Io::Write { .. })) {
             // Nothing to wait for on the disk (fsync never / batch): page-cache writes are
             // cheaper than the hand-off.
-            let mut log = log;
-            let res = log.run(batch);
-            return (log, res);
+            let (mut log, mut batch) = (log, batch);
+            let res = log.run_batch(&mut batch);
+            return (log, batch, res);
         }
-        if let Err(mpsc::SendError((mut log, batch, before))) = self.tx.send((log, batch, before)) {
+        if let Err(mpsc::SendError((mut log, mut batch, before))) =
+            self.tx.send((log, batch, before))
+        {
             // The helper is gone (it cannot panic short of a bug): do it here.
-            let res = run_job(&mut log, batch, before);
-            return (log, res);
+            let res = run_job(&mut log, &mut batch, before);
+            return (log, batch, res);
         }
         std::future::poll_fn(|cx| {
             self.back.waker.register(cx.waker());

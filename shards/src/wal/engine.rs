@@ -129,12 +129,33 @@ pub enum Io {
     },
 }
 
-/// What the driver does next: `ops` in order, then acknowledge `acks`.
+/// What the driver does next: `ops` in order, then acknowledge `acks`. The driver may hand
+/// the batch back once done (`Engine::recycle`), its writes' buffers in `spent`, so the next
+/// batches reuse them instead of allocating.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub ops: Vec<Io>,
     pub acks: Vec<u64>,
+    pub spent: Vec<Vec<u8>>,
 }
+
+impl Batch {
+    /// Runs `op` on each operation in order (a write's buffer goes to `spent` after it), up
+    /// to the first error.
+    pub fn run<E>(&mut self, mut op: impl FnMut(&Io) -> Result<(), E>) -> Result<(), E> {
+        for o in self.ops.drain(..) {
+            op(&o)?;
+            if let Io::Write { bytes, .. } = o {
+                self.spent.push(bytes);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Write buffers kept for reuse, at most this many, each at most `SPARE_BYTES_MAX`.
+const SPARES_MAX: usize = 4;
+const SPARE_BYTES_MAX: usize = 4 << 20;
 
 /// An operating error of the caller's making; nothing changed.
 #[derive(Debug, PartialEq, Eq)]
@@ -164,6 +185,9 @@ pub struct Engine {
     segments: VecDeque<Segment>,
     /// Records queued per segment (in segment order), not yet handed to the driver.
     queued: Vec<(u64, Vec<u8>)>,
+    /// A batch handed back and buffers for the next writes (`recycle`).
+    spare_batch: Option<Batch>,
+    spare_bufs: Vec<Vec<u8>>,
     /// Tokens to acknowledge after the next batch.
     waiting: Vec<u64>,
     /// Segments written since their last fsync.
@@ -179,6 +203,8 @@ impl Engine {
             groups: HashMap::new(),
             segments: VecDeque::new(),
             queued: Vec::new(),
+            spare_batch: None,
+            spare_bufs: Vec::new(),
             waiting: Vec::new(),
             unsynced: Vec::new(),
             last_sync_ms: 0,
@@ -328,10 +354,24 @@ impl Engine {
         }
         let seq = seg.seq;
         if self.queued.last().is_none_or(|(s, _)| *s != seq) {
-            self.queued.push((seq, Vec::new()));
+            let buf = self.spare_bufs.pop().unwrap_or_default();
+            self.queued.push((seq, buf));
         }
         let buf = &mut self.queued.last_mut().expect("pushed").1;
         record::encode(&r, buf);
+    }
+
+    /// A batch the driver ran: its vectors and write buffers are kept for the next batches.
+    pub fn recycle(&mut self, mut b: Batch) {
+        for mut buf in b.spent.drain(..) {
+            if self.spare_bufs.len() < SPARES_MAX && buf.capacity() <= SPARE_BYTES_MAX {
+                buf.clear();
+                self.spare_bufs.push(buf);
+            }
+        }
+        b.ops.clear();
+        b.acks.clear();
+        self.spare_batch = Some(b);
     }
 
     /// Starts a new segment, restating every group's vote and purge point at its head so that
@@ -359,7 +399,7 @@ impl Engine {
     /// The next file operations and the tokens to acknowledge after them; `None` when idle.
     /// With `fsync = batch`, call it on a timer too so synced data does not wait for traffic.
     pub fn take_batch(&mut self, now_ms: u64) -> Option<Batch> {
-        let mut b = Batch::default();
+        let mut b = self.spare_batch.take().unwrap_or_default();
         for (seq, bytes) in std::mem::take(&mut self.queued) {
             let seg = self
                 .segments
@@ -415,8 +455,12 @@ impl Engine {
                 b.ops.push(Io::Delete { seq: s.seq });
             }
         }
-        b.acks = std::mem::take(&mut self.waiting);
-        (!b.ops.is_empty() || !b.acks.is_empty()).then_some(b)
+        std::mem::swap(&mut b.acks, &mut self.waiting);
+        if b.ops.is_empty() && b.acks.is_empty() {
+            self.spare_batch = Some(b);
+            return None;
+        }
+        Some(b)
     }
 
     /// Once the log has more than `max_segments` segments: the groups whose unpurged entries keep

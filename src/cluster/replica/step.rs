@@ -418,8 +418,11 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
                 .with_replicas(|r| r.log.take())
                 .expect("one flush at a time");
             let batch = step.batch.unwrap_or_default();
-            let (log, res) = flusher.run(log, batch, step.before).await;
-            shard.with_replicas(|r| r.log = Some(log));
+            let (log, batch, res) = flusher.run(log, batch, step.before).await;
+            shard.with_replicas(|r| {
+                r.log = Some(log);
+                r.wal.recycle(batch);
+            });
             if let Err(e) = res {
                 fatal(&format!(
                     "cannot write the write-ahead log or a snapshot: {e}"
