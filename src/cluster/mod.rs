@@ -496,6 +496,12 @@ impl Cluster {
     }
 
     #[inline]
+    /// Whether this node is `v`'s only replica (a group of one: commands across such vShards
+    /// of one thread run, `replica/direct.rs`).
+    pub fn alone(&self, v: VShardId) -> bool {
+        self.replicas[v.0 as usize].load(Ordering::Acquire) == bit(self.me)
+    }
+
     pub fn is_replica(&self, v: VShardId) -> bool {
         self.replicas[v.0 as usize].load(Ordering::Acquire) & bit(self.me) != 0
     }

@@ -69,7 +69,15 @@ impl Conn {
         }
         let first = match shardline_shards::route::vshard_of_keys(spec, args, c.layout) {
             Ok(first) => first,
-            Err(msg) => return self.out.error(msg),
+            Err(msg) => {
+                if msg == shardline_shards::route::CROSSSLOT
+                    && let Some(seq) = self.across_vshards(c, spec, args)
+                {
+                    self.durable_seq = self.durable_seq.max(seq);
+                    return;
+                }
+                return self.out.error(msg);
+            }
         };
         let Some((v, slot)) = first else {
             return self.planned(spec, args);
@@ -110,6 +118,37 @@ impl Conn {
         }
         let op = self.push_cmd(t, spec, args.buf(), args.spans());
         self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
+    }
+
+    /// A command whose keys span vShards: run here if they are all groups of one on this
+    /// thread (`Shard::run_direct_across`) and no op of this batch waits for this thread
+    /// before it; `None` otherwise (refused with `-CROSSSLOT`).
+    fn across_vshards(
+        &mut self,
+        c: &crate::cluster::Cluster,
+        spec: &'static CommandSpec,
+        args: Args,
+    ) -> Option<u64> {
+        let here = self.shard.id;
+        // (A blocking command waits on one vShard's leader: across vShards it is refused.)
+        if self.jobs[here].is_some()
+            || (spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args))
+        {
+            return None;
+        }
+        let mut vshards = Vec::new();
+        crate::cluster::replica::vshards_of(spec, args, c.layout, &mut vshards);
+        vshards.sort_unstable();
+        vshards.dedup();
+        if vshards.iter().any(|&v| {
+            c.layout
+                .owner_thread(shardline_shards::slot::VShardId(v as u16), c.threads)
+                != here
+        }) {
+            return None;
+        }
+        self.shard
+            .run_direct_across(&vshards, spec, args, self.now_us, &mut self.out)
     }
 
     /// CLUSTER FORGET <node>: the node (its 40-character name or its member number) starts

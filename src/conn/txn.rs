@@ -57,11 +57,35 @@ impl Conn {
         if !on_conn && let Some(c) = self.shard.node.cluster.clone() {
             let at = shardline_shards::route::vshard_of_keys(spec, args, c.layout);
             let refusal = match at {
+                Err(msg)
+                    if msg == shardline_shards::route::CROSSSLOT && {
+                        // Keys of several vShards that this node alone replicates (and leads):
+                        // as for a transaction over them, below.
+                        let mut vs = Vec::new();
+                        crate::cluster::replica::vshards_of(spec, args, c.layout, &mut vs);
+                        vs.iter().all(|&x| {
+                            let x = shardline_shards::slot::VShardId(x as u16);
+                            c.alone(x) && c.leader(x) == c.me
+                        }) && self
+                            .multi
+                            .as_ref()
+                            .and_then(|m| m.vshard)
+                            .is_none_or(|x| c.alone(shardline_shards::slot::VShardId(x)))
+                    } =>
+                {
+                    None
+                }
                 Err(msg) => Some(msg.to_string()),
                 Ok(None) => None,
                 Ok(Some((v, slot))) => {
                     let m = self.multi.as_mut().expect("in MULTI");
-                    if m.vshard.is_some_and(|x| x != v.0) {
+                    // vShards of one thread that this node alone replicates may mix (their
+                    // groups run it at once: `replica/direct.rs`; should one have grown
+                    // meanwhile, EXEC answers CROSSSLOT, having applied nothing).
+                    let alone = |x: u16| c.alone(shardline_shards::slot::VShardId(x));
+                    if m.vshard
+                        .is_some_and(|x| x != v.0 && !(alone(x) && alone(v.0)))
+                    {
                         Some(shardline_shards::route::CROSSSLOT.to_string())
                     } else {
                         m.vshard = Some(v.0);

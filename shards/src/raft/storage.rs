@@ -26,6 +26,14 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
         );
     }
     for e in &r.entries {
+        let held = wal
+            .group(group)
+            .and_then(|l| l.entry(e.index).map(|(t, _)| t));
+        if held == Some(e.term) {
+            // Written already, as a part of a unit (`Engine::append_unit`): the same entry
+            // (one index and term name one entry).
+            continue;
+        }
         if wal.group(group).is_some_and(|l| l.last().index >= e.index) {
             wal.truncate(group, e.index);
         }

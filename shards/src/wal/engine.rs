@@ -266,6 +266,52 @@ impl Engine {
         Ok(())
     }
 
+    /// Appends entries of several groups as one record (`Kind::Unit`): after a crash they are
+    /// all in the log or none is. Each must follow its group's last entry (in order within a
+    /// group); nothing changes if one does not.
+    pub fn append_unit(&mut self, parts: &[(u32, u64, u64, bytes::Bytes)]) -> Result<(), LogError> {
+        let mut next: HashMap<u32, u64> = HashMap::new();
+        for &(group, index, _, _) in parts {
+            let expected = next
+                .get(&group)
+                .copied()
+                .unwrap_or_else(|| self.groups.get(&group).map_or(0, |l| l.last().index) + 1);
+            if index != expected {
+                return Err(LogError::NotContiguous {
+                    group,
+                    index,
+                    expected,
+                });
+            }
+            next.insert(group, index + 1);
+        }
+        let mut payload = Vec::new();
+        record::unit_payload(
+            parts.iter().map(|(group, index, term, p)| record::Part {
+                group: *group,
+                index: *index,
+                term: *term,
+                payload: p,
+            }),
+            &mut payload,
+        );
+        self.queue(Record {
+            kind: Kind::Unit,
+            group: 0,
+            index: 0,
+            term: 0,
+            payload: &payload,
+        });
+        let seg = self.segments.back_mut().expect("queued into a segment");
+        for (group, index, term, p) in parts {
+            let m = seg.max_index.entry(*group).or_insert(0);
+            *m = (*m).max(*index);
+            self.groups.entry(*group).or_default();
+            log_push(&mut self.groups, *group, *term, p.clone());
+        }
+        Ok(())
+    }
+
     /// Drops the group's entries from `from` on (a new leader overwrote them).
     pub fn truncate(&mut self, group: u32, from: u64) {
         self.groups.entry(group).or_default().truncate(from);
@@ -576,6 +622,12 @@ impl Engine {
                             let m = seg.max_index.entry(r.group).or_insert(0);
                             *m = (*m).max(r.index);
                         }
+                        if r.kind == Kind::Unit {
+                            for p in record::unit_parts(r.payload).map_err(|w| bad(at, w))? {
+                                let m = seg.max_index.entry(p.group).or_insert(0);
+                                *m = (*m).max(p.index);
+                            }
+                        }
                         records.push((*seq, at, r));
                         seg.len = next as u64;
                         at = next;
@@ -606,20 +658,30 @@ impl Engine {
                 reset_at.insert(r.group, i);
             }
         }
-        let void = |i: usize, r: &Record| reset_at.get(&r.group).is_some_and(|&at| i <= at);
+        // (A unit's entries are void or not each by its own group: `replay`.)
+        let void_in = |i: usize, g: u32| reset_at.get(&g).is_some_and(|&at| i <= at);
+        let void = |i: usize, r: &Record| r.kind != Kind::Unit && void_in(i, r.group);
         if !reset_at.is_empty() {
             for s in &mut e.segments {
                 s.max_index.clear();
             }
             for (i, (seq, _, r)) in records.iter().enumerate() {
+                let s = e
+                    .segments
+                    .iter_mut()
+                    .find(|s| s.seq == *seq)
+                    .expect("read from it");
                 if r.kind == Kind::Entry && !void(i, r) {
-                    let s = e
-                        .segments
-                        .iter_mut()
-                        .find(|s| s.seq == *seq)
-                        .expect("read from it");
                     let m = s.max_index.entry(r.group).or_insert(0);
                     *m = (*m).max(r.index);
+                }
+                if r.kind == Kind::Unit {
+                    for p in record::unit_parts(r.payload).expect("checked when read") {
+                        if !void_in(i, p.group) {
+                            let m = s.max_index.entry(p.group).or_insert(0);
+                            *m = (*m).max(p.index);
+                        }
+                    }
                 }
             }
         }
@@ -627,9 +689,8 @@ impl Engine {
             .into_iter()
             .enumerate()
             .filter(|(i, (_, _, r))| !void(*i, r))
-            .map(|(_, x)| x)
             .collect();
-        for (_, _, r) in &records {
+        for (_, (_, _, r)) in &records {
             if matches!(r.kind, Kind::Purge | Kind::State) {
                 e.groups.entry(r.group).or_default().purge(LogId {
                     index: r.index,
@@ -637,12 +698,29 @@ impl Engine {
                 });
             }
         }
-        for (seq, at, r) in &records {
-            e.replay(r).map_err(|reason| Corrupt {
+        for (i, (seq, at, r)) in &records {
+            let corrupt = |reason| Corrupt {
                 seq: *seq,
                 offset: *at as u64,
                 reason,
-            })?;
+            };
+            if r.kind == Kind::Unit {
+                for p in record::unit_parts(r.payload).expect("checked when read") {
+                    if void_in(*i, p.group) {
+                        continue;
+                    }
+                    e.replay(&Record {
+                        kind: Kind::Entry,
+                        group: p.group,
+                        index: p.index,
+                        term: p.term,
+                        payload: p.payload,
+                    })
+                    .map_err(corrupt)?;
+                }
+                continue;
+            }
+            e.replay(r).map_err(corrupt)?;
         }
         Ok(Recovered {
             engine: e,
@@ -674,6 +752,7 @@ impl Engine {
             }
             Kind::Truncate => log.truncate(r.index),
             Kind::Reset => {}
+            Kind::Unit => unreachable!("a unit is replayed entry by entry"),
             Kind::Purge => log.purge(LogId {
                 index: r.index,
                 term: r.term,

@@ -29,6 +29,11 @@ pub enum Kind {
     /// The group's replica left this node: every earlier record of the group is void (a
     /// replica created later starts from nothing). `index`/`term` 0, no payload.
     Reset = 5,
+    /// Entries of several groups that hold together or not at all (the parts of one command
+    /// across vShards, `docs/design/redesign.md`): one record, so a torn write drops them
+    /// all. `group`/`index`/`term` 0; the payload is `count: u32`, then per entry `group:
+    /// u32 | index: u64 | term: u64 | len: u32 | payload` (`unit_parts`).
+    Unit = 6,
 }
 
 impl Kind {
@@ -39,6 +44,7 @@ impl Kind {
             3 => Kind::Purge,
             4 => Kind::State,
             5 => Kind::Reset,
+            6 => Kind::Unit,
             _ => return None,
         })
     }
@@ -69,6 +75,54 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(r.payload);
     let crc = crc32c::crc32c(&out[body_at..]);
     out[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// One entry of a `Unit` record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part<'a> {
+    pub group: u32,
+    pub index: u64,
+    pub term: u64,
+    pub payload: &'a [u8],
+}
+
+/// The payload of a `Unit` record holding `parts`.
+pub fn unit_payload<'a>(parts: impl ExactSizeIterator<Item = Part<'a>>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(parts.len() as u32).to_le_bytes());
+    for p in parts {
+        out.extend_from_slice(&p.group.to_le_bytes());
+        out.extend_from_slice(&p.index.to_le_bytes());
+        out.extend_from_slice(&p.term.to_le_bytes());
+        out.extend_from_slice(&(p.payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(p.payload);
+    }
+}
+
+/// The entries of a `Unit` record's payload, or why it is not one (never a panic: the
+/// checksum passed, so this is our bug or a damaged disk the checksum missed).
+pub fn unit_parts(payload: &[u8]) -> Result<Vec<Part<'_>>, &'static str> {
+    const FIXED: usize = 4 + 8 + 8 + 4;
+    let short = "unit record cut short inside";
+    let count = payload.get(..4).ok_or(short)?;
+    let count = u32::from_le_bytes(count.try_into().expect("4 bytes")) as usize;
+    let mut parts = Vec::with_capacity(count.min(payload.len() / FIXED));
+    let mut at = 4;
+    for _ in 0..count {
+        let fixed = payload.get(at..at + FIXED).ok_or(short)?;
+        let len = u32_at(fixed, 20) as usize;
+        let body = payload.get(at + FIXED..at + FIXED + len).ok_or(short)?;
+        parts.push(Part {
+            group: u32_at(fixed, 0),
+            index: u64_at(fixed, 4),
+            term: u64_at(fixed, 12),
+            payload: body,
+        });
+        at += FIXED + len;
+    }
+    if at != payload.len() {
+        return Err("unit record has bytes after its entries");
+    }
+    Ok(parts)
 }
 
 /// What is at an offset of a segment.

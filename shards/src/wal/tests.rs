@@ -516,6 +516,18 @@ fn random_workloads_recover_to_the_same_state() {
                     let term = e.group(g).unwrap().entry(upto).unwrap().0;
                     e.purge(g, LogId { index: upto, term });
                 }
+                3 => {
+                    // A unit: the next entry of `g` and of another group.
+                    let h = (g + 1 + (next() % 3) as u32) % 4;
+                    let hl = e.group(h).map_or(0, |l| l.last().index);
+                    let len = (next() % 40) as usize;
+                    let p = bytes::Bytes::from(vec![b'u'; len]);
+                    e.append_unit(&[
+                        (g, last.index + 1, step / 10 + 1, p.clone()),
+                        (h, hl + 1, step / 10 + 1, p),
+                    ])
+                    .unwrap();
+                }
                 2 => e.save_vote(
                     g,
                     Vote {
@@ -551,4 +563,65 @@ fn random_workloads_recover_to_the_same_state() {
             }
         }
     }
+}
+
+/// A unit (entries of several groups in one record) comes back whole from a recovery, and a
+/// crash anywhere inside it loses all of its entries, never some: what a command across
+/// vShards wrote holds together.
+#[test]
+fn a_unit_of_entries_across_groups_is_recovered_whole_or_not_at_all() {
+    let mut e = Engine::new(cfg(1 << 20, FsyncPolicy::Always));
+    let mut dir = Dir::default();
+    e.append(1, 1, 1, b"a1").unwrap();
+    e.append(2, 1, 1, b"b1").unwrap();
+    dir.run(e.take_batch(1).unwrap());
+    let before = snapshot(&e);
+    let written = dir.files[&1].len();
+    // Group 1's next two entries and group 2's next one, as one unit; then an entry after it.
+    let part = |g: u32, i: u64, p: &'static [u8]| (g, i, 1, bytes::Bytes::from_static(p));
+    e.append_unit(&[part(1, 2, b"a2"), part(1, 3, b"a3"), part(2, 2, b"b2")])
+        .unwrap();
+    e.append(2, 3, 1, b"b3").unwrap();
+    dir.run(e.take_batch(2).unwrap());
+    let rec = Engine::recover(e.config(), dir.contents()).unwrap();
+    assert_eq!(snapshot(&rec.engine), snapshot(&e), "recovered whole");
+    assert_eq!(rec.engine.group(1).unwrap().last().index, 3);
+    let full = dir.files[&1].clone();
+    let unit_end = match record::decode(&full, written) {
+        record::Decoded::Record(r, next) => {
+            assert_eq!(r.kind, record::Kind::Unit);
+            next
+        }
+        other => panic!("{other:?}"),
+    };
+    for cut in written..unit_end {
+        let mut d = dir.clone();
+        d.files.get_mut(&1).unwrap().truncate(cut);
+        let rec = Engine::recover(e.config(), d.contents()).unwrap_or_else(|c| panic!("{c:?}"));
+        assert_eq!(snapshot(&rec.engine), before, "cut {cut}: none of the unit");
+    }
+    // A unit that does not follow its groups' logs changes nothing.
+    let err = e.append_unit(&[part(1, 4, b"a4"), part(2, 9, b"b9")]);
+    assert!(
+        matches!(err, Err(LogError::NotContiguous { group: 2, .. })),
+        "{err:?}"
+    );
+    assert_eq!(e.group(1).unwrap().last().index, 3);
+}
+
+/// A unit's entry of a group reset later is void like any record of that group; the other
+/// groups' entries in the same unit stay.
+#[test]
+fn a_reset_voids_only_its_own_groups_entries_of_a_unit() {
+    let mut e = Engine::new(cfg(1 << 20, FsyncPolicy::Always));
+    let mut dir = Dir::default();
+    let part = |g: u32, i: u64, p: &'static [u8]| (g, i, 1, bytes::Bytes::from_static(p));
+    e.append_unit(&[part(0, 1, b"z1"), part(7, 1, b"s1")])
+        .unwrap();
+    e.reset(0);
+    dir.run(e.take_batch(1).unwrap());
+    let rec = Engine::recover(e.config(), dir.contents()).unwrap();
+    assert_eq!(snapshot(&rec.engine), snapshot(&e));
+    assert_eq!(rec.engine.group(7).unwrap().last().index, 1);
+    assert!(rec.engine.group(0).is_none_or(|l| l.last().index == 0));
 }

@@ -7,6 +7,7 @@
 
 use super::*;
 use shardline_shards::rng::Rng;
+use shardline_shards::slot::key_slot;
 use std::collections::VecDeque;
 
 /// The state of this thread's direct groups.
@@ -26,6 +27,9 @@ pub(super) struct Direct {
     /// next step (`cut`), handed to the group once that step committed the cut's entry.
     want_cut: Vec<u32>,
     cuts: Vec<(u32, LogId, Vec<u8>)>,
+    /// Ops across vShards waiting for the next step: each one's entries (`(group, index)`)
+    /// are written as one log record (`write_units`).
+    units: Vec<Vec<(u32, u64)>>,
     /// Entries applied at append since the count was last taken (the simulator's).
     pub(super) appended: u64,
     /// Connections waiting for the log to hold a job number (`Shard::durable`).
@@ -46,6 +50,9 @@ impl Direct {
 pub(super) struct DirectEntry {
     pub(super) rng: Rng,
     pub(super) now_us: u64,
+    /// The op across vShards whose effects begin this entry (its parts go into the log as
+    /// one record), numbered within the plan.
+    pub(super) unit: Option<u32>,
 }
 
 impl Replicas {
@@ -87,6 +94,76 @@ impl Replicas {
         let clock = &mut self.clocks[v as usize];
         *clock = (*clock).max(now_us);
         self.touch(v);
+    }
+
+    /// Whether every one of `vshards` is direct and on this thread: an op across them may run
+    /// at once (`effects`).
+    pub(super) fn all_direct(&self, vshards: &[u32]) -> bool {
+        vshards
+            .iter()
+            .all(|&v| self.c.thread_of(v) == self.shard && self.is_direct(v))
+    }
+
+    /// Appends an op across vShards that ran already: its effects on each vShard (`effects`),
+    /// written together as one log record at the next step.
+    pub(super) fn propose_unit(&mut self, parts: Vec<(u32, Vec<u8>)>, now_us: u64) {
+        let mut unit = Vec::with_capacity(parts.len());
+        for (v, data) in parts {
+            self.propose_direct(v, data, now_us);
+            let index = *self.direct.pre[v as usize].back().expect("just proposed");
+            unit.push((v, index));
+        }
+        if unit.len() > 1 {
+            self.direct.units.push(unit);
+        }
+    }
+
+    /// Entries of one op across vShards, proposed already (`(group, index)`): written as one
+    /// record at the next step.
+    pub(super) fn unit_proposed(&mut self, unit: Vec<(u32, u64)>) {
+        if unit.len() > 1 {
+            self.direct.units.push(unit);
+        }
+    }
+
+    /// At a step's start: every unit proposed since the last step goes into the log as one
+    /// record, with its groups' earlier entries of the step (their own appends then skip what
+    /// the unit wrote).
+    pub(super) fn write_units(&mut self) -> Result<(), Fatal> {
+        for unit in std::mem::take(&mut self.direct.units) {
+            let mut parts = Vec::new();
+            for (g, index) in unit {
+                let Some(grp) = self.groups[g as usize].as_ref() else {
+                    continue; // dropped meanwhile: it cannot have been (direct), but be safe
+                };
+                let written = self.wal.group(g).map_or(0, |l| l.last().index);
+                let from = (written.max(grp.snapshot_id().index) + 1).max(
+                    parts
+                        .iter()
+                        .filter(|p: &&(u32, u64, u64, bytes::Bytes)| p.0 == g)
+                        .map(|p| p.1 + 1)
+                        .max()
+                        .unwrap_or(0),
+                );
+                for i in from..=index {
+                    let e = grp.entry(i).ok_or_else(|| {
+                        Fatal::LogAppend(format!("vShard {g} has no entry {i} for a unit"))
+                    })?;
+                    parts.push((g, i, e.term, e.data.clone()));
+                }
+            }
+            self.wal
+                .append_unit(&parts)
+                .map_err(|e| Fatal::LogAppend(format!("{e:?}")))?;
+        }
+        Ok(())
+    }
+
+    /// The index of group `v`'s last entry applied at append.
+    pub(super) fn last_direct(&self, v: u32) -> u64 {
+        *self.direct.pre[v as usize]
+            .back()
+            .expect("an entry applied at append")
     }
 
     /// A job ran ops directly: its number, which its held replies wait for.
@@ -280,6 +357,70 @@ impl Shard {
         Some(seq)
     }
 
+    /// A command whose keys span vShards (`vshards`, of this thread), sent by a connection of
+    /// this thread: run at once if every one of them is direct, each vShard logging its
+    /// effects (`effects`), all in one log record. `None`: not all direct now (the command is
+    /// refused with `-CROSSSLOT`, as on a replicated cluster).
+    pub(crate) fn run_direct_across(
+        &self,
+        vshards: &[u32],
+        spec: &'static command::CommandSpec,
+        args: Args,
+        now_us: u64,
+        out: &mut Out,
+    ) -> Option<u64> {
+        let seq = {
+            let mut guard = self.repl.borrow_mut();
+            let r = guard.as_mut()?;
+            if !r.all_direct(vshards) {
+                return None;
+            }
+            self.sync_tunables();
+            let mut db = self.db.borrow_mut();
+            let now = vshards.iter().fold(now_us, |t, &v| r.direct_clock(v, t));
+            let seed = self.rng.borrow_mut().next_u64();
+            let writes = spec.flags & flags::WRITE != 0;
+            if writes
+                && db.tunables.maxmemory > 0
+                && spec.flags & flags::DENYOOM != 0
+                && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
+            {
+                out.error(OOM);
+                return Some(0);
+            }
+            let mut written = Vec::new();
+            if writes {
+                for k in spec.keys_of(args) {
+                    db.watches.touch(args.get(k));
+                }
+            }
+            run_cmds_across(
+                &mut db,
+                std::iter::once(args),
+                false,
+                now,
+                seed,
+                out,
+                &mut written,
+            );
+            if written.is_empty() {
+                r.direct_read_seq()
+            } else {
+                let parts = effects(&mut db, &written, now, seed);
+                r.propose_unit(
+                    parts.into_iter().map(|(v, e)| (v, e.finish())).collect(),
+                    now,
+                );
+                r.direct_job()
+            }
+        };
+        if !self.db.borrow().ready.is_empty() {
+            self.serve_ready();
+        }
+        self.flush_events();
+        Some(seq)
+    }
+
     /// Waits until the log holds direct job number `seq` (written, and fsynced per the
     /// policy): what a direct op wrote or may have seen.
     pub(crate) async fn durable(&self, seq: u64) {
@@ -295,4 +436,105 @@ fn run_one(db: &mut Db, args: Args, now_us: u64, rng: &mut Rng, out: &mut Out) {
         rng,
     };
     replicate::run(db, args, &mut ctx, out);
+}
+
+/// The effects of an op across vShards that just ran, per vShard (ascending): for every key
+/// in `written`, its value as `RESTORE key <abs-ttl> <payload> REPLACE ABSTTL`, or `DEL key`
+/// if it is gone. Each vShard's log replays them alone (its replicas hold no other vShard),
+/// which the op itself would not.
+pub(super) fn effects(
+    db: &mut Db,
+    written: &[&[u8]],
+    now_us: u64,
+    seed: u64,
+) -> Vec<(u32, Encoder)> {
+    let now_ms = now_us / 1000;
+    let layout = db.layout();
+    let mut keys: Vec<(u32, &[u8])> = written
+        .iter()
+        .map(|k| (layout.vshard_of(key_slot(k)).0 as u32, *k))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut parts: Vec<(u32, Encoder)> = Vec::new();
+    for (v, key) in keys {
+        if parts.last().is_none_or(|p| p.0 != v) {
+            parts.push((v, Encoder::new(Kind::Commands, now_us, seed)));
+        }
+        let enc = &mut parts.last_mut().expect("pushed").1;
+        match db.expire_at(key, now_ms) {
+            None => enc.push([&b"DEL"[..], key].into_iter()),
+            Some(at) => {
+                let value = db.peek(key).expect("a live key");
+                let payload = shardline_shards::rdb::dump(value);
+                let ttl = at.unwrap_or(0).to_string();
+                enc.push(
+                    [
+                        &b"RESTORE"[..],
+                        key,
+                        ttl.as_bytes(),
+                        &payload,
+                        b"REPLACE",
+                        b"ABSTTL",
+                    ]
+                    .into_iter(),
+                );
+            }
+        }
+    }
+    parts
+}
+
+/// The vShards of the keys of `spec` with `args`, added to `out` (unsorted, with repeats).
+pub(crate) fn vshards_of(
+    spec: &'static command::CommandSpec,
+    args: Args,
+    layout: shardline_shards::slot::VShardLayout,
+    out: &mut Vec<u32>,
+) {
+    for k in spec.keys_of(args) {
+        out.push(layout.vshard_of(key_slot(args.get(k))).0 as u32);
+    }
+}
+
+/// Runs `args` (a whole command) at `now_us` on `db` as a standalone node runs it (no check
+/// that its keys share a vShard): an op across vShards of groups of one.
+fn run_across(db: &mut Db, args: Args, now_us: u64, rng: &mut Rng, out: &mut Out) {
+    let mut ctx = command::Ctx {
+        now_ms: now_us / 1000,
+        now_us,
+        rng,
+    };
+    match command::lookup(args.get(0)) {
+        None => command::err::unknown_command(out, args),
+        Some(s) if !s.arity_ok(args.len()) => command::err::arity(out, s.name),
+        Some(s) => command::apply(s, db, args, &mut ctx, out),
+    }
+}
+
+/// Runs the commands `cmds` of a job (one op: a command, or a transaction when `exec`) across
+/// vShards at `now_us`, their replies to `out`; the keys the written ones name go to
+/// `written`.
+pub(super) fn run_cmds_across<'a>(
+    db: &mut Db,
+    cmds: impl Iterator<Item = Args<'a>> + Clone,
+    exec: bool,
+    now_us: u64,
+    seed: u64,
+    out: &mut Out,
+    written: &mut Vec<&'a [u8]>,
+) {
+    let mut rng = Rng::new(seed);
+    if exec {
+        out.array(cmds.clone().count());
+    }
+    for args in cmds {
+        run_across(db, args, now_us, &mut rng, out);
+        if let Some(spec) = command::lookup(args.get(0))
+            && spec.flags & flags::WRITE != 0
+            && spec.arity_ok(args.len())
+        {
+            written.extend(spec.keys_of(args).map(|k| args.get(k)));
+        }
+    }
 }

@@ -50,7 +50,15 @@ pub(super) fn static_meta(c: &Cluster) -> Result<Option<Meta>, String> {
 /// while a restarted node replays it, its member table keeps what it knew and what its log
 /// hints at (`dial_hints`), or it could not reach the members that would bring it up to date.
 pub(super) fn publish_meta(c: &Cluster, m: &Meta) {
-    if c.meta_current.load(std::sync::atomic::Ordering::Acquire) {
+    // Members are dropped only from metadata that is current and names this node: metadata
+    // without it is older than its join (a newcomer gets the metadata group's snapshot, which
+    // may predate members its join answer named; found by the simulator: a newcomer that
+    // took such a snapshot from the old leader as current forgot the member that had become
+    // the metadata leader, refused its connections, and never caught up). Its removal is
+    // told otherwise (`Replicas::left`).
+    if c.meta_current.load(std::sync::atomic::Ordering::Acquire)
+        && m.nodes.iter().any(|n| n.id.0 == c.me)
+    {
         let ids: Vec<RaftId> = m.nodes.iter().map(|n| n.id.0).collect();
         c.retain_members(&ids);
     }

@@ -18,6 +18,8 @@ pub(crate) struct Plan {
     /// vShards this job put an entry of the usual kind in (a flush): not direct for the
     /// rest of the job, whose later ops must apply after it.
     undirect: Vec<u32>,
+    /// Ops across vShards planned (`plan_across`): their entries carry the op's number.
+    units: u32,
     /// (vShard, slot, op): reads held in `pj` until their round confirms the leadership.
     reads: Vec<(u32, Slot, u32)>,
     /// (metadata command, op): CLUSTER JOIN, on thread 0.
@@ -80,6 +82,7 @@ impl Replicas {
             entries: Vec::new(),
             held: Vec::new(),
             undirect: Vec::new(),
+            units: 0,
             reads: Vec::new(),
             metas: Vec::new(),
             block: None,
@@ -180,10 +183,13 @@ impl Replicas {
                 }
             };
             match plan_entry(c, db, &job.buf, &job.spans, cmds) {
-                Err(msg) => pj.write(i, false, |o| o.error(&msg)),
+                Err(msg)
+                    if msg == route::CROSSSLOT
+                        && self.plan_across(&mut p, db, job, op, i, cmds, (now_us, seed)) => {}
+                Err(msg) => p.pj.write(i, false, |o| o.error(&msg)),
                 Ok(None) => {
                     // No keys at all (MULTI PING EXEC): nothing replicated to decide.
-                    pj.write(i, false, |o| local(db, op, o));
+                    p.pj.write(i, false, |o| local(db, op, o));
                 }
                 Ok(Some((v, slot))) if self.is_direct(v) && !p.undirect.contains(&v) => {
                     self.plan_direct(&mut p, db, job, op, i, cmds, (v, slot), (now_us, seed));
@@ -200,7 +206,7 @@ impl Replicas {
                     // confirms the leadership. (A read after such a write rides in the write's
                     // entry, to see it.)
                     let (first, len) = cmds[0];
-                    pj.write(i, true, |o| local(db, &Op::Local { first, len }, o));
+                    p.pj.write(i, true, |o| local(db, &Op::Local { first, len }, o));
                     p.reads.push((v, slot, i));
                 }
                 Ok(Some((v, slot))) => {
@@ -223,6 +229,89 @@ impl Replicas {
             }
         }
         p
+    }
+
+    /// Op `i` (commands `cmds`) whose keys span vShards: if they are all direct groups of
+    /// this thread, run now and each vShard's effects begin an entry of its own, the entries
+    /// marked as one unit (one log record); its reply held as any direct op's. False (nothing
+    /// done) otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_across(
+        &self,
+        p: &mut Plan,
+        db: &mut Db,
+        job: &Job,
+        op: &Op,
+        i: u32,
+        cmds: &[(u32, u32)],
+        (now_us, seed): (u64, u64),
+    ) -> bool {
+        let args =
+            |&(f, l): &(u32, u32)| Args::new(&job.buf, &job.spans[f as usize..(f + l) as usize]);
+        let mut vshards = Vec::new();
+        for c in cmds {
+            if let Some(spec) = command::lookup(args(c).get(0)) {
+                super::direct::vshards_of(spec, args(c), self.c.layout, &mut vshards);
+            }
+        }
+        vshards.sort_unstable();
+        vshards.dedup();
+        if !self.all_direct(&vshards) || vshards.iter().any(|v| p.undirect.contains(v)) {
+            return false;
+        }
+        let oom = db.tunables.maxmemory > 0
+            && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
+            && cmds.iter().any(|c| {
+                command::lookup(args(c).get(0)).is_some_and(|s| s.flags & flags::DENYOOM != 0)
+            });
+        if oom {
+            p.pj.write(i, false, |o| o.error(OOM));
+            return true;
+        }
+        let now = vshards.iter().fold(now_us, |t, &v| self.direct_clock(v, t));
+        // The unit's vShards' entries of this job so far are before it in the log, as they
+        // ran before it; what follows it on them joins the entries its effects begin.
+        let unit = p.units;
+        p.units += 1;
+        let exec = matches!(op, Op::Exec { .. });
+        let mut written = Vec::new();
+        for c in cmds {
+            let a = args(c);
+            if let Some(spec) = command::lookup(a.get(0))
+                && spec.flags & flags::WRITE != 0
+            {
+                for k in spec.keys_of(a) {
+                    db.watches.touch(a.get(k));
+                }
+            }
+        }
+        p.pj.write(i, true, |o| {
+            super::direct::run_cmds_across(
+                db,
+                cmds.iter().map(args),
+                exec,
+                now,
+                seed,
+                o,
+                &mut written,
+            )
+        });
+        for (v, enc) in super::direct::effects(db, &written, now, seed) {
+            let slot = self.c.layout.slot_range(VShardId(v as u16)).start;
+            p.entries.push((
+                v,
+                slot,
+                enc,
+                OpList::One(i),
+                Some(DirectEntry {
+                    rng: Rng::new(seed),
+                    now_us: now,
+                    unit: Some(unit),
+                }),
+            ));
+        }
+        p.held.push(i);
+        true
     }
 
     /// Op `i` (commands `cmds`) on direct group `v`: run now with its entry's clock and seed
@@ -273,6 +362,7 @@ impl Replicas {
             let direct = DirectEntry {
                 rng: Rng::new(seed),
                 now_us: now,
+                unit: None,
             };
             let at = entry_for(&mut p.entries, v, slot, kind, i, (now, seed), Some(direct));
             let e = &mut p.entries[at];
@@ -298,10 +388,16 @@ impl Replicas {
         };
         let c = Arc::clone(&self.c);
         let mut direct = false;
+        let mut units: Vec<Vec<(u32, u64)>> = (0..plan.units).map(|_| Vec::new()).collect();
         for (v, slot, enc, ops, d) in plan.entries {
             if let Some(d) = d {
-                // Applied already (`plan_direct`); its ops' replies are held below.
+                // Applied already (`plan_direct`, `plan_across`); its ops' replies are held
+                // below.
                 self.propose_direct(v, enc.finish(), d.now_us);
+                if let Some(u) = d.unit {
+                    let index = self.last_direct(v);
+                    units[u as usize].push((v, index));
+                }
                 direct = true;
                 continue;
             }
@@ -360,6 +456,9 @@ impl Replicas {
                     self.pending.fail(j, op, &msg);
                 }
             }
+        }
+        for unit in units {
+            self.unit_proposed(unit);
         }
         if !plan.held.is_empty() {
             // Writes wait for their job's entries, reads for every direct write before them.

@@ -52,6 +52,8 @@ impl Replicas {
         }
         // Before anything of the step: here a direct group's keyspace holds its whole log.
         r.direct_cuts(db);
+        // Ops across vShards: each one's entries as one record, before the groups' own.
+        r.write_units()?;
         for (g, from, msg) in std::mem::take(&mut r.incoming) {
             if let Some(grp) = r.groups[g as usize].as_mut() {
                 grp.step(from, msg);
