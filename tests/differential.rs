@@ -277,7 +277,13 @@ fn redis_installed(what: &str) -> bool {
 fn both() -> (Server, Redis, Link, Link) {
     let redis = Redis::start().expect("redis-server (Debian's redis-server package)");
     // One shard thread: cross-thread commands are refused here where Redis runs them.
-    let ours = Server::start("0", &[]);
+    // `DIFF_ONE_NODE=1`: a one-node cluster (every vShard a group of one, applied at append).
+    let extra: &[&str] = if std::env::var_os("DIFF_ONE_NODE").is_some() {
+        &["--cluster-nodes", "127.0.0.1:{port}", "--fsync", "never"]
+    } else {
+        &[]
+    };
+    let ours = Server::start("0", extra);
     let (a, b) = (Link::new(ours.port), Link::new(redis.port));
     (ours, redis, a, b)
 }

@@ -69,15 +69,14 @@ impl Conn {
         }
         let first = match shardline_shards::route::vshard_of_keys(spec, args, c.layout) {
             Ok(first) => first,
-            Err(msg) => {
-                if msg == shardline_shards::route::CROSSSLOT
-                    && let Some(seq) = self.across_vshards(c, spec, args)
-                {
-                    self.durable_seq = self.durable_seq.max(seq);
-                    return;
+            Err(msg) if msg == shardline_shards::route::CROSSSLOT => {
+                match self.across_vshards(c, spec, args) {
+                    Ok(seq) => self.durable_seq = self.durable_seq.max(seq),
+                    Err(msg) => self.out.error(msg),
                 }
-                return self.out.error(msg);
+                return;
             }
+            Err(msg) => return self.out.error(msg),
         };
         let Some((v, slot)) = first else {
             return self.planned(spec, args);
@@ -122,19 +121,20 @@ impl Conn {
 
     /// A command whose keys span vShards: run here if they are all groups of one on this
     /// thread (`Shard::run_direct_across`) and no op of this batch waits for this thread
-    /// before it; `None` otherwise (refused with `-CROSSSLOT`).
+    /// before it; else the error to answer (nothing applied).
     fn across_vshards(
         &mut self,
         c: &crate::cluster::Cluster,
         spec: &'static CommandSpec,
         args: Args,
-    ) -> Option<u64> {
+    ) -> Result<u64, &'static str> {
         let here = self.shard.id;
-        // (A blocking command waits on one vShard's leader: across vShards it is refused.)
+        // (A blocking command waits on one vShard's leader: across vShards it is refused. So
+        // is one after an op of this batch queued for this thread, which must run first.)
         if self.jobs[here].is_some()
             || (spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args))
         {
-            return None;
+            return Err(shardline_shards::route::CROSSSLOT);
         }
         let mut vshards = Vec::new();
         crate::cluster::replica::vshards_of(spec, args, c.layout, &mut vshards);
@@ -145,7 +145,7 @@ impl Conn {
                 .owner_thread(shardline_shards::slot::VShardId(v as u16), c.threads)
                 != here
         }) {
-            return None;
+            return Err(shardline_shards::route::CROSSSLOT);
         }
         self.shard
             .run_direct_across(&vshards, spec, args, self.now_us, &mut self.out)

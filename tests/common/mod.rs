@@ -38,7 +38,8 @@ impl Server {
                 "--data-dir".into(),
                 dir.display().to_string(),
             ];
-            args.extend(extra.iter().map(|s| s.to_string()));
+            // `{port}` in a flag stands for the port chosen here (`--cluster-nodes` of itself).
+            args.extend(extra.iter().map(|s| s.replace("{port}", &port.to_string())));
             let child = Command::new(env!("CARGO_BIN_EXE_shardline"))
                 .args(&args)
                 .env("SHARDLINE_LOG_LEVEL", "warn")

@@ -45,6 +45,9 @@ impl Direct {
     }
 }
 
+/// The answer to an op across vShards of groups of one that are catching up (not applied).
+pub(crate) const ACROSS_CATCHING_UP: &str = "TRYAGAIN the vShards of this command are catching up with their logs (nothing was applied); retry shortly";
+
 /// One direct entry being built by a plan: its commands already ran with `rng` (the entry's
 /// seed) at `now_us` (the group's clock).
 pub(super) struct DirectEntry {
@@ -102,6 +105,25 @@ impl Replicas {
         vshards
             .iter()
             .all(|&v| self.c.thread_of(v) == self.shard && self.is_direct(v))
+    }
+
+    /// Why an op across `vshards` cannot run now: `-TRYAGAIN` while they are all groups of one
+    /// led here that are only catching up (an entry of the usual kind, or the log replayed
+    /// after a start, not yet applied), else `-CROSSSLOT` (replicated elsewhere too, moving, or
+    /// on several threads: Redis Cluster's answer).
+    pub(super) fn across_refusal(&self, vshards: &[u32]) -> &'static str {
+        let alone = vshards.iter().all(|&v| {
+            self.c.thread_of(v) == self.shard
+                && self.groups[v as usize].as_ref().is_some_and(|g| {
+                    let m = g.membership();
+                    m.learners.is_empty() && m.voters == [self.c.me]
+                })
+        });
+        if alone {
+            ACROSS_CATCHING_UP
+        } else {
+            route::CROSSSLOT
+        }
     }
 
     /// Appends an op across vShards that ran already: its effects on each vShard (`effects`),
@@ -368,12 +390,14 @@ impl Shard {
         args: Args,
         now_us: u64,
         out: &mut Out,
-    ) -> Option<u64> {
+    ) -> Result<u64, &'static str> {
         let seq = {
             let mut guard = self.repl.borrow_mut();
-            let r = guard.as_mut()?;
+            let Some(r) = guard.as_mut() else {
+                return Err(route::CROSSSLOT);
+            };
             if !r.all_direct(vshards) {
-                return None;
+                return Err(r.across_refusal(vshards));
             }
             self.sync_tunables();
             let mut db = self.db.borrow_mut();
@@ -386,7 +410,7 @@ impl Shard {
                 && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
             {
                 out.error(OOM);
-                return Some(0);
+                return Ok(0);
             }
             let mut written = Vec::new();
             if writes {
@@ -418,7 +442,7 @@ impl Shard {
             self.serve_ready();
         }
         self.flush_events();
-        Some(seq)
+        Ok(seq)
     }
 
     /// Waits until the log holds direct job number `seq` (written, and fsynced per the

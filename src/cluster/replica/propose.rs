@@ -183,9 +183,9 @@ impl Replicas {
                 }
             };
             match plan_entry(c, db, &job.buf, &job.spans, cmds) {
-                Err(msg)
-                    if msg == route::CROSSSLOT
-                        && self.plan_across(&mut p, db, job, op, i, cmds, (now_us, seed)) => {}
+                Err(msg) if msg == route::CROSSSLOT => {
+                    self.plan_across(&mut p, db, job, op, i, cmds, (now_us, seed));
+                }
                 Err(msg) => p.pj.write(i, false, |o| o.error(&msg)),
                 Ok(None) => {
                     // No keys at all (MULTI PING EXEC): nothing replicated to decide.
@@ -233,8 +233,8 @@ impl Replicas {
 
     /// Op `i` (commands `cmds`) whose keys span vShards: if they are all direct groups of
     /// this thread, run now and each vShard's effects begin an entry of its own, the entries
-    /// marked as one unit (one log record); its reply held as any direct op's. False (nothing
-    /// done) otherwise.
+    /// marked as one unit (one log record); its reply held as any direct op's. Else it is
+    /// answered with why not (nothing applied).
     #[allow(clippy::too_many_arguments)]
     fn plan_across(
         &self,
@@ -245,7 +245,7 @@ impl Replicas {
         i: u32,
         cmds: &[(u32, u32)],
         (now_us, seed): (u64, u64),
-    ) -> bool {
+    ) {
         let args =
             |&(f, l): &(u32, u32)| Args::new(&job.buf, &job.spans[f as usize..(f + l) as usize]);
         let mut vshards = Vec::new();
@@ -257,7 +257,12 @@ impl Replicas {
         vshards.sort_unstable();
         vshards.dedup();
         if !self.all_direct(&vshards) || vshards.iter().any(|v| p.undirect.contains(v)) {
-            return false;
+            let why = if vshards.iter().any(|v| p.undirect.contains(v)) {
+                route::CROSSSLOT
+            } else {
+                self.across_refusal(&vshards)
+            };
+            return p.pj.write(i, false, |o| o.error(why));
         }
         let oom = db.tunables.maxmemory > 0
             && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
@@ -265,8 +270,7 @@ impl Replicas {
                 command::lookup(args(c).get(0)).is_some_and(|s| s.flags & flags::DENYOOM != 0)
             });
         if oom {
-            p.pj.write(i, false, |o| o.error(OOM));
-            return true;
+            return p.pj.write(i, false, |o| o.error(OOM));
         }
         let now = vshards.iter().fold(now_us, |t, &v| self.direct_clock(v, t));
         // The unit's vShards' entries of this job so far are before it in the log, as they
@@ -311,7 +315,6 @@ impl Replicas {
             ));
         }
         p.held.push(i);
-        true
     }
 
     /// Op `i` (commands `cmds`) on direct group `v`: run now with its entry's clock and seed

@@ -320,7 +320,11 @@ impl Sim {
         let mut out = Vec::new();
         for key in 0..KEYS {
             let (k, q) = (format!("k{key}"), format!("q{key}"));
-            let (ta, tb) = (format!("{{t{key}}}a"), format!("{{t{key}}}b"));
+            let (ta, tb) = if self.cross_pairs {
+                self.cross_pair(key)
+            } else {
+                (format!("{{t{key}}}a"), format!("{{t{key}}}b"))
+            };
             for words in [
                 vec![&b"GET"[..], k.as_bytes()],
                 vec![&b"GET"[..], ta.as_bytes()],

@@ -302,7 +302,11 @@ impl Sim {
             }
         }
         let (k, q) = (format!("k{key}"), format!("q{key}"));
-        let (ta, tb) = (format!("{{t{key}}}a"), format!("{{t{key}}}b"));
+        let (ta, tb) = if self.cross_pairs {
+            self.cross_pair(key)
+        } else {
+            (format!("{{t{key}}}a"), format!("{{t{key}}}b"))
+        };
         let x = format!("x{key}");
         let value = match req {
             Req::Set(v) | Req::Push(v) | Req::TxSet(v) | Req::SetPx(v) => v.to_string(),
@@ -363,6 +367,28 @@ impl Sim {
             },
         );
         self.submit_job(target, job);
+    }
+
+    /// Two keys for pair `key` in different vShards owned by one shard thread (the first
+    /// such, so every run names the same).
+    pub(super) fn cross_pair(&self, key: usize) -> (String, String) {
+        let c = &self.nodes[0].c;
+        let at = |k: &str| {
+            let v = c
+                .layout
+                .vshard_of(shardline_shards::slot::key_slot(k.as_bytes()));
+            (v, c.layout.owner_thread(v, c.threads))
+        };
+        let a = format!("{{t{key}}}a");
+        let (va, ta) = at(&a);
+        (0..)
+            .map(|i| format!("{{u{key}.{i}}}b"))
+            .find(|b| {
+                let (vb, tb) = at(b);
+                vb != va && tb == ta
+            })
+            .map(|b| (a, b))
+            .expect("another vShard on the thread")
     }
 
     /// Hands `job` (its key second) to the shard thread of node `node` that owns the key, as

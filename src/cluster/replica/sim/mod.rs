@@ -230,6 +230,9 @@ struct Sim {
     /// peer that passed the handshake sends. Its receivers drop the connection on a frame
     /// they refuse, and it dials again.
     hostile: Option<RaftId>,
+    /// Transaction pairs put their two keys in different vShards of one shard thread (run
+    /// across vShards on groups of one: their effects in one log record).
+    cross_pairs: bool,
     mutated: u64,
     /// Entries the nodes applied at append (groups of one).
     direct_entries: u64,
@@ -310,6 +313,7 @@ impl Sim {
             paused: None,
             resumed: None,
             hostile: None,
+            cross_pairs: false,
             mutated: 0,
             direct_entries: 0,
             refused_frames: 0,
@@ -805,6 +809,19 @@ fn sim_a_node_alone_applies_at_append_survives_power_cuts_and_grows_by_joins() {
             "sim seed {:#x}: {} entries applied at append, {} acknowledged",
             sim.seed, sim.direct_entries, sim.acked
         );
+        assert!(sim.direct_entries > 0, "the node applied entries at append");
+    }
+}
+
+#[test]
+fn sim_a_node_alone_runs_transactions_across_vshards_through_crashes_and_power_cuts() {
+    for seed in seeds(6) {
+        // Every transaction pair spans two vShards of one thread: run at once, its effects on
+        // each vShard written as one log record, which a power cut keeps whole or drops.
+        let mut sim = Sim::new(seed, 1, 1 + (seed as usize & 1));
+        sim.cross_pairs = true;
+        sim.run_with_faults(8_000);
+        sim.finish();
         assert!(sim.direct_entries > 0, "the node applied entries at append");
     }
 }
