@@ -274,11 +274,11 @@ fn redis_installed(what: &str) -> bool {
 }
 
 /// A Shardline node of one shard thread and a redis-server, with a connection to each.
-fn both() -> (Server, Redis, Link, Link) {
+fn both(one_node: bool) -> (Server, Redis, Link, Link) {
     let redis = Redis::start().expect("redis-server (Debian's redis-server package)");
     // One shard thread: cross-thread commands are refused here where Redis runs them.
-    // `DIFF_ONE_NODE=1`: a one-node cluster (every vShard a group of one, applied at append).
-    let extra: &[&str] = if std::env::var_os("DIFF_ONE_NODE").is_some() {
+    // `one_node`: a one-node cluster (every vShard a group of one, applied at append).
+    let extra: &[&str] = if one_node {
         &["--cluster-nodes", "127.0.0.1:{port}", "--fsync", "never"]
     } else {
         &[]
@@ -290,8 +290,14 @@ fn both() -> (Server, Redis, Link, Link) {
 
 /// Runs `seeds` sequences of `count` commands on both servers; returns the differences found
 /// (at most `keep`) and the number of commands compared.
-fn run(seeds: std::ops::Range<u64>, count: usize, all: bool, keep: usize) -> (Vec<String>, usize) {
-    let (_ours, _redis, mut a, mut b) = both();
+fn run(
+    seeds: std::ops::Range<u64>,
+    count: usize,
+    all: bool,
+    keep: usize,
+    one_node: bool,
+) -> (Vec<String>, usize) {
+    let (_ours, _redis, mut a, mut b) = both(one_node);
     let mut diffs = Vec::new();
     let mut compared = 0;
     let mut differing = std::collections::BTreeMap::new();
@@ -359,6 +365,19 @@ fn run(seeds: std::ops::Range<u64>, count: usize, all: bool, keep: usize) -> (Ve
 
 #[test]
 fn random_commands_answer_as_redis_server_does() {
+    differential(std::env::var_os("DIFF_ONE_NODE").is_some());
+}
+
+/// The same on a one-node cluster: every command runs through its vShard's group of one
+/// (applied at append, logged), commands across vShards through their effects.
+#[test]
+fn random_commands_answer_as_redis_server_does_on_a_one_node_cluster() {
+    differential(true);
+}
+
+/// `DIFF_SEEDS` (default 20) seeds from `DIFF_SEED_FROM` (default 0) against a fresh
+/// redis-server; `DIFF_ALL=1` compares the known-different commands too.
+fn differential(one_node: bool) {
     if !redis_installed("differential run") {
         return;
     }
@@ -367,7 +386,11 @@ fn random_commands_answer_as_redis_server_does() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let (diffs, compared) = run(0..seeds, 500, all, 200);
+    let from: u64 = std::env::var("DIFF_SEED_FROM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (diffs, compared) = run(from..from + seeds, 500, all, 200, one_node);
     eprintln!("{compared} commands compared, {} differences", diffs.len());
     assert!(compared > 1000, "{compared} commands compared");
     assert!(
@@ -432,7 +455,7 @@ fn dump_payloads_copy_both_ways_with_redis_server() {
     if !redis_installed("DUMP/RESTORE comparison") {
         return;
     }
-    let (_ours, _redis, mut a, mut b) = both();
+    let (_ours, _redis, mut a, mut b) = both(false);
     let mut copied = 0;
     for seed in 0..6u64 {
         let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xd0d0);
@@ -580,7 +603,7 @@ fn stream_nodes_and_approximate_trimming_follow_redis_server() {
     if !redis_installed("stream trimming comparison") {
         return;
     }
-    let (_ours, _redis, mut a, mut b) = both();
+    let (_ours, _redis, mut a, mut b) = both(false);
     let w = |s: &str| s.as_bytes().to_vec();
     let mut compared = 0;
     let mut trims_removing = 0;

@@ -70,7 +70,9 @@ pub fn restore(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     } else if absttl {
         Some(ttl)
     } else {
-        Some(ttl.saturating_add(c.now_ms as i64))
+        // As Redis computes it (a relative TTL past i64::MAX wraps to the past: the key is
+        // taken for expired and not stored; found by the differential run).
+        Some(ttl.wrapping_add(c.now_ms as i64))
     };
     // A TTL already past stores nothing (and REPLACE has removed the old value), as in Redis.
     if at.is_some_and(|at| at <= c.now_ms as i64) {
