@@ -30,6 +30,26 @@ pub(crate) struct Plan {
     unblocks: Vec<(usize, crate::hop::Token)>,
 }
 
+/// One op of a job being planned: the job, the op, its number and its commands' spans.
+#[derive(Clone, Copy)]
+struct OpAt<'a> {
+    job: &'a Job,
+    op: &'a Op,
+    i: u32,
+    cmds: &'a [(u32, u32)],
+}
+
+impl<'a> OpAt<'a> {
+    /// The words of command `c` (a `(first span, count)` of the job).
+    fn args(&self, &(f, l): &(u32, u32)) -> Args<'a> {
+        Args::new(&self.job.buf, &self.job.spans[f as usize..(f + l) as usize])
+    }
+
+    fn is_exec(&self) -> bool {
+        matches!(self.op, Op::Exec { .. })
+    }
+}
+
 impl Shard {
     /// A job of a replicated node: commands on keys become log entries of their vShard (one
     /// entry per vShard per job, in request order); other ops run here at once. The replies go
@@ -184,7 +204,8 @@ impl Replicas {
             };
             match plan_entry(c, db, &job.buf, &job.spans, cmds) {
                 Err(msg) if msg == route::CROSSSLOT => {
-                    self.plan_across(&mut p, db, job, op, i, cmds, (now_us, seed));
+                    let at = OpAt { job, op, i, cmds };
+                    self.plan_across(&mut p, db, at, (now_us, seed));
                 }
                 Err(msg) => p.pj.write(i, false, |o| o.error(&msg)),
                 Ok(None) => {
@@ -192,7 +213,8 @@ impl Replicas {
                     p.pj.write(i, false, |o| local(db, op, o));
                 }
                 Ok(Some((v, slot))) if self.is_direct(v) && !p.undirect.contains(&v) => {
-                    self.plan_direct(&mut p, db, job, op, i, cmds, (v, slot), (now_us, seed));
+                    let at = OpAt { job, op, i, cmds };
+                    self.plan_direct(&mut p, db, at, (v, slot), (now_us, seed));
                 }
                 Ok(Some((v, slot)))
                     if matches!(op, Op::Cmd { spec: Some(s), .. }
@@ -235,19 +257,9 @@ impl Replicas {
     /// this thread, run now and each vShard's effects begin an entry of its own, the entries
     /// marked as one unit (one log record); its reply held as any direct op's. Else it is
     /// answered with why not (nothing applied).
-    #[allow(clippy::too_many_arguments)]
-    fn plan_across(
-        &self,
-        p: &mut Plan,
-        db: &mut Db,
-        job: &Job,
-        op: &Op,
-        i: u32,
-        cmds: &[(u32, u32)],
-        (now_us, seed): (u64, u64),
-    ) {
-        let args =
-            |&(f, l): &(u32, u32)| Args::new(&job.buf, &job.spans[f as usize..(f + l) as usize]);
+    fn plan_across(&self, p: &mut Plan, db: &mut Db, at: OpAt, (now_us, seed): (u64, u64)) {
+        let (i, cmds) = (at.i, at.cmds);
+        let args = |c: &(u32, u32)| at.args(c);
         let mut vshards = Vec::new();
         for c in cmds {
             if let Some(spec) = command::lookup(args(c).get(0)) {
@@ -277,7 +289,7 @@ impl Replicas {
         // ran before it; what follows it on them joins the entries its effects begin.
         let unit = p.units;
         p.units += 1;
-        let exec = matches!(op, Op::Exec { .. });
+        let exec = at.is_exec();
         let mut written = Vec::new();
         for c in cmds {
             let a = args(c);
@@ -321,24 +333,20 @@ impl Replicas {
     /// (as a replay of the log runs it), its reply held until the log holds its job's
     /// entries. Writes join the group's entry of this job; reads are not logged and draw
     /// from a stream of their own (so the entry's draws replay alike).
-    #[allow(clippy::too_many_arguments)]
     fn plan_direct(
         &self,
         p: &mut Plan,
         db: &mut Db,
-        job: &Job,
-        op: &Op,
-        i: u32,
-        cmds: &[(u32, u32)],
+        at: OpAt,
         (v, slot): (u32, Slot),
         (now_us, seed): (u64, u64),
     ) {
-        let args =
-            |&(f, l): &(u32, u32)| Args::new(&job.buf, &job.spans[f as usize..(f + l) as usize]);
+        let (i, cmds) = (at.i, at.cmds);
+        let args = |c: &(u32, u32)| at.args(c);
         let writes = cmds
             .iter()
             .any(|c| command::lookup(args(c).get(0)).is_some_and(|s| s.flags & flags::WRITE != 0));
-        let exec = matches!(op, Op::Exec { .. });
+        let exec = at.is_exec();
         let run = |db: &mut Db, rng: &mut Rng, now_us: u64, o: &mut Out| {
             let mut ctx = command::Ctx {
                 now_ms: now_us / 1000,
