@@ -262,9 +262,13 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
                 let led = (0..c.meta_group())
                     .filter(|&v| c.leader(shardline_shards::slot::VShardId(v as u16)) == c.me)
                     .count();
+                // vShards this node alone replicates: their groups apply at append.
+                let alone = (0..c.meta_group())
+                    .filter(|&v| c.alone(shardline_shards::slot::VShardId(v as u16)))
+                    .count();
                 let _ = write!(
                     t,
-                    "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\ncluster_vshards_led:{led}\r\ncluster_moves_pending:{moving}\r\ncluster_metadata_leader:{}\r\n",
+                    "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\ncluster_vshards_led:{led}\r\ncluster_vshards_alone:{alone}\r\ncluster_moves_pending:{moving}\r\ncluster_metadata_leader:{}\r\n",
                     c.me,
                     c.leader(meta)
                 );

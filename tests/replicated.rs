@@ -879,6 +879,8 @@ fn pipeline_order_around_a_transaction(c: &TestCluster, tag: &str) -> Result<(),
 #[test]
 fn a_one_node_cluster_killed_under_load_keeps_every_acknowledged_write() {
     let mut c = TestCluster::start(1, false, &["--fsync", "always"]);
+    let info = c.info_section(0, "cluster").unwrap_or_default();
+    assert!(info.contains("cluster_vshards_alone:64\r\n"), "{info}");
     let mut conn = redis::Client::open(c.url(0))
         .unwrap()
         .get_connection()
