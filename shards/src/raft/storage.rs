@@ -26,15 +26,15 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
         );
     }
     for e in &r.entries {
-        let held = wal
-            .group(group)
-            .and_then(|l| l.entry(e.index).map(|(t, _)| t));
+        let (held, within) = wal.group(group).map_or((None, false), |l| {
+            (l.entry(e.index).map(|(t, _)| t), l.last().index >= e.index)
+        });
         if held == Some(e.term) {
             // Written already, as a part of a unit (`Engine::append_unit`): the same entry
             // (one index and term name one entry).
             continue;
         }
-        if wal.group(group).is_some_and(|l| l.last().index >= e.index) {
+        if within {
             wal.truncate(group, e.index);
         }
         wal.append_shared(group, e.index, e.term, e.data.clone())?;

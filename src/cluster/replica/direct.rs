@@ -68,13 +68,16 @@ impl Replicas {
         let Some(g) = self.groups[v as usize].as_ref() else {
             return false;
         };
-        let m = g.membership();
-        g.role() == raft::Role::Leader
-            && m.learners.is_empty()
-            && m.voters.len() == 1
-            && m.voters[0] == self.c.me
+        self.alone(g)
+            && g.role() == raft::Role::Leader
             && g.last_index() - self.applied[v as usize].index
                 == self.direct.pre[v as usize].len() as u64
+    }
+
+    /// Whether group `g`'s latest membership is this node alone (no other voter, no learner).
+    fn alone(&self, g: &Group) -> bool {
+        let m = g.membership();
+        m.learners.is_empty() && m.voters == [self.c.me]
     }
 
     /// The clock a direct entry of group `v` runs at, for a job that arrived at `now_us`: the
@@ -114,10 +117,9 @@ impl Replicas {
     pub(super) fn across_refusal(&self, vshards: &[u32]) -> &'static str {
         let alone = vshards.iter().all(|&v| {
             self.c.thread_of(v) == self.shard
-                && self.groups[v as usize].as_ref().is_some_and(|g| {
-                    let m = g.membership();
-                    m.learners.is_empty() && m.voters == [self.c.me]
-                })
+                && self.groups[v as usize]
+                    .as_ref()
+                    .is_some_and(|g| self.alone(g))
         });
         if alone {
             ACROSS_CATCHING_UP
@@ -132,12 +134,9 @@ impl Replicas {
         let mut unit = Vec::with_capacity(parts.len());
         for (v, data) in parts {
             self.propose_direct(v, data, now_us);
-            let index = *self.direct.pre[v as usize].back().expect("just proposed");
-            unit.push((v, index));
+            unit.push((v, self.last_direct(v)));
         }
-        if unit.len() > 1 {
-            self.direct.units.push(unit);
-        }
+        self.unit_proposed(unit);
     }
 
     /// Entries of one op across vShards, proposed already (`(group, index)`): written as one
@@ -158,15 +157,9 @@ impl Replicas {
                 let Some(grp) = self.groups[g as usize].as_ref() else {
                     continue; // dropped meanwhile: it cannot have been (direct), but be safe
                 };
+                // (A unit has one entry per group: the effects of one op on one vShard.)
                 let written = self.wal.group(g).map_or(0, |l| l.last().index);
-                let from = (written.max(grp.snapshot_id().index) + 1).max(
-                    parts
-                        .iter()
-                        .filter(|p: &&(u32, u64, u64, bytes::Bytes)| p.0 == g)
-                        .map(|p| p.1 + 1)
-                        .max()
-                        .unwrap_or(0),
-                );
+                let from = written.max(grp.snapshot_id().index) + 1;
                 for i in from..=index {
                     let e = grp.entry(i).ok_or_else(|| {
                         Fatal::LogAppend(format!("vShard {g} has no entry {i} for a unit"))
@@ -214,15 +207,20 @@ impl Replicas {
     /// The step's batch is written: replies held for it go out. A direct group that stopped
     /// leading with entries it applied uncommitted would hold a state its log may not: our
     /// bug, or a member of another history; the node stops (a restart replays the log).
-    pub(super) fn direct_batch_written(&mut self) -> Result<(), Fatal> {
+    /// Only the groups `touched` in the step can have changed role.
+    pub(super) fn direct_batch_written(
+        &mut self,
+        touched: impl Iterator<Item = u32>,
+    ) -> Result<(), Fatal> {
         self.direct.durable = self.direct.batch;
         self.pending.durable(self.direct.durable);
         for w in self.direct.wakers.drain(..) {
             w.wake();
         }
-        for (g, q) in self.direct.pre.iter().enumerate() {
+        for g in touched {
+            let q = &self.direct.pre[g as usize];
             if !q.is_empty()
-                && self.groups[g]
+                && self.groups[g as usize]
                     .as_ref()
                     .is_none_or(|grp| grp.role() != raft::Role::Leader)
             {
@@ -347,16 +345,11 @@ impl Shard {
                 let mut rng = Rng::new(seed ^ super::propose::READ_STREAM);
                 run_one(&mut db, args, now, &mut rng, out);
                 r.direct_read_seq()
-            } else if db.tunables.maxmemory > 0
-                && spec.flags & flags::DENYOOM != 0
-                && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
-            {
+            } else if over_maxmemory(&db, spec) {
                 out.error(OOM);
                 0 // nothing was applied or seen
             } else {
-                for k in spec.keys_of(args) {
-                    db.watches.touch(args.get(k));
-                }
+                touch_watches(&mut db, spec, args);
                 let mut rng = Rng::new(seed);
                 run_one(&mut db, args, now, &mut rng, out);
                 let words = || (0..args.len()).map(|k| args.get(k));
@@ -403,21 +396,12 @@ impl Shard {
             let mut db = self.db.borrow_mut();
             let now = vshards.iter().fold(now_us, |t, &v| r.direct_clock(v, t));
             let seed = self.rng.borrow_mut().next_u64();
-            let writes = spec.flags & flags::WRITE != 0;
-            if writes
-                && db.tunables.maxmemory > 0
-                && spec.flags & flags::DENYOOM != 0
-                && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
-            {
+            if over_maxmemory(&db, spec) {
                 out.error(OOM);
                 return Ok(0);
             }
             let mut written = Vec::new();
-            if writes {
-                for k in spec.keys_of(args) {
-                    db.watches.touch(args.get(k));
-                }
-            }
+            touch_watches(&mut db, spec, args);
             run_cmds_across(
                 &mut db,
                 std::iter::once(args),
@@ -452,8 +436,25 @@ impl Shard {
     }
 }
 
+/// Whether `spec` is refused for memory now: it may grow memory (`DENYOOM`) and the node is
+/// over `maxmemory` (replicated groups refuse; they do not evict).
+pub(super) fn over_maxmemory(db: &Db, spec: &command::CommandSpec) -> bool {
+    db.tunables.maxmemory > 0
+        && spec.flags & flags::DENYOOM != 0
+        && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
+}
+
+/// A write's keys: the WATCH flags on them are set.
+pub(super) fn touch_watches(db: &mut Db, spec: &command::CommandSpec, args: Args) {
+    if spec.flags & flags::WRITE != 0 {
+        for k in spec.keys_of(args) {
+            db.watches.touch(args.get(k));
+        }
+    }
+}
+
 /// Runs one command of a direct entry at `now_us` with `rng`.
-fn run_one(db: &mut Db, args: Args, now_us: u64, rng: &mut Rng, out: &mut Out) {
+pub(super) fn run_one(db: &mut Db, args: Args, now_us: u64, rng: &mut Rng, out: &mut Out) {
     let mut ctx = command::Ctx {
         now_ms: now_us / 1000,
         now_us,

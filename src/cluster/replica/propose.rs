@@ -2,7 +2,7 @@
 //! per vShard per job, in request order) and read-index reads; the leader's expiry cycle becomes
 //! expiry-check entries.
 
-use super::direct::DirectEntry;
+use super::direct::{DirectEntry, over_maxmemory, touch_watches};
 use super::*;
 use shardline_shards::rng::Rng;
 
@@ -260,29 +260,27 @@ impl Replicas {
     fn plan_across(&self, p: &mut Plan, db: &mut Db, at: OpAt, (now_us, seed): (u64, u64)) {
         let (i, cmds) = (at.i, at.cmds);
         let args = |c: &(u32, u32)| at.args(c);
+        let specs: Vec<_> = cmds
+            .iter()
+            .filter_map(|c| Some((command::lookup(args(c).get(0))?, args(c))))
+            .collect();
         let mut vshards = Vec::new();
-        for c in cmds {
-            if let Some(spec) = command::lookup(args(c).get(0)) {
-                super::direct::vshards_of(spec, args(c), self.c.layout, &mut vshards);
-            }
+        for &(spec, a) in &specs {
+            super::direct::vshards_of(spec, a, self.c.layout, &mut vshards);
         }
         vshards.sort_unstable();
         vshards.dedup();
-        if !self.all_direct(&vshards) || vshards.iter().any(|v| p.undirect.contains(v)) {
-            let why = if vshards.iter().any(|v| p.undirect.contains(v)) {
-                route::CROSSSLOT
-            } else {
-                self.across_refusal(&vshards)
-            };
+        let why = if vshards.iter().any(|v| p.undirect.contains(v)) {
+            Some(route::CROSSSLOT)
+        } else if !self.all_direct(&vshards) {
+            Some(self.across_refusal(&vshards))
+        } else if specs.iter().any(|&(spec, _)| over_maxmemory(db, spec)) {
+            Some(OOM)
+        } else {
+            None
+        };
+        if let Some(why) = why {
             return p.pj.write(i, false, |o| o.error(why));
-        }
-        let oom = db.tunables.maxmemory > 0
-            && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
-            && cmds.iter().any(|c| {
-                command::lookup(args(c).get(0)).is_some_and(|s| s.flags & flags::DENYOOM != 0)
-            });
-        if oom {
-            return p.pj.write(i, false, |o| o.error(OOM));
         }
         let now = vshards.iter().fold(now_us, |t, &v| self.direct_clock(v, t));
         // The unit's vShards' entries of this job so far are before it in the log, as they
@@ -291,15 +289,8 @@ impl Replicas {
         p.units += 1;
         let exec = at.is_exec();
         let mut written = Vec::new();
-        for c in cmds {
-            let a = args(c);
-            if let Some(spec) = command::lookup(a.get(0))
-                && spec.flags & flags::WRITE != 0
-            {
-                for k in spec.keys_of(a) {
-                    db.watches.touch(a.get(k));
-                }
-            }
+        for &(spec, a) in &specs {
+            touch_watches(db, spec, a);
         }
         p.pj.write(i, true, |o| {
             super::direct::run_cmds_across(
@@ -348,16 +339,11 @@ impl Replicas {
             .any(|c| command::lookup(args(c).get(0)).is_some_and(|s| s.flags & flags::WRITE != 0));
         let exec = at.is_exec();
         let run = |db: &mut Db, rng: &mut Rng, now_us: u64, o: &mut Out| {
-            let mut ctx = command::Ctx {
-                now_ms: now_us / 1000,
-                now_us,
-                rng,
-            };
             if exec {
                 o.array(cmds.len());
             }
             for c in cmds {
-                replicate::run(db, args(c), &mut ctx, o);
+                super::direct::run_one(db, args(c), now_us, rng, o);
             }
         };
         let now = self.direct_clock(v, now_us);
@@ -586,10 +572,7 @@ fn plan_entry(
         let Some(spec) = command::lookup(args.get(0)) else {
             continue;
         };
-        if db.tunables.maxmemory > 0
-            && spec.flags & flags::DENYOOM != 0
-            && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
-        {
+        if over_maxmemory(db, spec) {
             return Err(OOM.to_string());
         }
         match route::vshard_of_keys(spec, args, c.layout)? {
@@ -599,11 +582,7 @@ fn plan_entry(
             Some((v, slot)) if found.is_none() => found = Some((v.0 as u32, slot)),
             _ => {}
         }
-        if spec.flags & flags::WRITE != 0 {
-            for k in spec.keys_of(args) {
-                db.watches.touch(args.get(k));
-            }
-        }
+        touch_watches(db, spec, args);
     }
     Ok(found)
 }

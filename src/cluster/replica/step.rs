@@ -299,7 +299,7 @@ impl Replicas {
             }
         }
         // The batch is on disk: what direct ops held goes out; cuts now committed are folded.
-        r.direct_batch_written()?;
+        r.direct_batch_written(readies.iter().map(|(g, _)| *g))?;
         r.direct_cuts_committed();
         // Routing: publish the leader each touched group knows. Compact one group per step:
         // one keeping an old segment alive, else the longest log past the limit. Groups written

@@ -24,6 +24,20 @@ fn leader_over_five_entries() -> (Group, u64) {
     (a, term)
 }
 
+/// Node 2 acknowledges everything leader `a` holds, in `term`.
+fn acked_by_2(a: &mut Group, term: u64) {
+    let last = a.last_index();
+    a.step(
+        2,
+        Msg::AppendReply {
+            term,
+            success: true,
+            last,
+            ctx: 0,
+        },
+    );
+}
+
 /// The `prev` index of the append `r` sends node 3, if any.
 fn prev_to_3(r: &Ready) -> Option<u64> {
     r.messages
@@ -68,16 +82,7 @@ fn a_peer_silent_for_an_election_timeout_is_probed_again_from_what_it_acknowledg
     let mut seen = Vec::new();
     for _ in 0..2 * 5 {
         a.tick();
-        let last = a.last_index();
-        a.step(
-            2,
-            Msg::AppendReply {
-                term,
-                success: true,
-                last,
-                ctx: 0,
-            },
-        );
+        acked_by_2(&mut a, term);
         if let Some(p) = prev_to_3(&a.take_ready()) {
             seen.push(p);
         }
@@ -300,16 +305,7 @@ fn a_silent_peer_behind_the_snapshot_is_probed_with_it_and_with_the_log_after_it
     let (mut a, term) = leader_over_five_entries();
     let _ = a.take_ready();
     // Node 2 acknowledges everything; the leader compacts up to 5.
-    let last = a.last_index();
-    a.step(
-        2,
-        Msg::AppendReply {
-            term,
-            success: true,
-            last,
-            ctx: 0,
-        },
-    );
+    acked_by_2(&mut a, term);
     let _ = a.take_ready();
     a.compact(5, Bytes::from_static(b"state"));
     let _ = a.take_ready();
@@ -318,16 +314,7 @@ fn a_silent_peer_behind_the_snapshot_is_probed_with_it_and_with_the_log_after_it
     let (mut snapshots, mut from_log) = (0, 0);
     for _ in 0..4 * 5 {
         a.tick();
-        let last = a.last_index();
-        a.step(
-            2,
-            Msg::AppendReply {
-                term,
-                success: true,
-                last,
-                ctx: 0,
-            },
-        );
+        acked_by_2(&mut a, term);
         for m in a.take_ready().messages.iter().filter(|m| m.to == 3) {
             match &m.msg {
                 Msg::Snapshot { last, .. } if last.index == 5 => snapshots += 1,
