@@ -1,0 +1,209 @@
+//! A node alone: a one-node cluster (`--cluster-nodes` of itself), every vShard a Raft group of
+//! one that applies at append (docs/design/redesign.md). Real processes on loopback, killed
+//! with SIGKILL: acknowledged writes, random commands' replay and commands across vShards all
+//! survive the restart.
+
+mod common;
+
+use common::cluster::TestCluster;
+use redis::Commands;
+use std::time::{Duration, Instant};
+
+/// A node alone (a one-node cluster: every vShard a group of one, applied at append, answered
+/// once in the log) killed with SIGKILL under pipelined writes of 1 KB values loses no
+/// acknowledged write, and a restart replays random commands (SPOP) to what they popped.
+#[test]
+fn a_one_node_cluster_killed_under_load_keeps_every_acknowledged_write() {
+    let mut c = TestCluster::start(1, false, &["--fsync", "always"]);
+    let info = c.info_section(0, "cluster").unwrap_or_default();
+    assert!(info.contains("cluster_vshards_alone:64\r\n"), "{info}");
+    let mut conn = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // Random choices are the entry's: replayed, they pop the same members.
+    let members: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+    let _: () = conn.sadd("{s}set", &members).unwrap();
+    let popped: Vec<String> = redis::cmd("SPOP")
+        .arg("{s}set")
+        .arg(10)
+        .query(&mut conn)
+        .unwrap();
+    let mut left: Vec<String> = conn.smembers("{s}set").unwrap();
+    left.sort();
+    assert_eq!(left.len() + popped.len(), 100);
+    // Writers: pipelines of 16 SETs of 1 KB values and an INCR of their own counter.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let url = c.url(0);
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+                let (mut acked, mut counted) = (Vec::new(), 0i64);
+                for round in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let mut pipe = redis::pipe();
+                    for k in 0..16 {
+                        let key = format!("w{w}:{round}:{k}");
+                        pipe.set(&key, format!("{key}:{}", "v".repeat(1000)))
+                            .ignore();
+                    }
+                    pipe.incr(format!("count{w}"), 1).ignore();
+                    match pipe.query::<()>(&mut conn) {
+                        Ok(()) => {
+                            acked.push(round);
+                            counted += 1;
+                        }
+                        Err(_) => break, // the node is gone: not acknowledged
+                    }
+                }
+                (acked, counted)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.kill(0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<(Vec<u64>, i64)> = writers
+        .into_iter()
+        .map(|h| {
+            let (a, n) = h.join().unwrap();
+            (a.into_iter().map(|r| r as u64).collect(), n)
+        })
+        .collect();
+    assert!(
+        acked.iter().all(|(a, _)| !a.is_empty()),
+        "every writer got acknowledgements"
+    );
+    c.spawn(0);
+    c.wait_served(Duration::from_secs(30));
+    let mut conn = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut again: Vec<String> = conn.smembers("{s}set").unwrap();
+    again.sort();
+    assert_eq!(again, left, "the replayed SPOP popped the same members");
+    for (w, (rounds, counted)) in acked.iter().enumerate() {
+        let n: i64 = conn.get(format!("count{w}")).unwrap();
+        assert!(
+            n >= *counted,
+            "writer {w}: counter {n} < {counted} acknowledged"
+        );
+        for &round in rounds {
+            for k in 0..16 {
+                let key = format!("w{w}:{round}:{k}");
+                let v: Option<String> = conn.get(&key).unwrap();
+                assert_eq!(
+                    v.as_deref().map(|v| v.len()),
+                    Some(key.len() + 1001),
+                    "{key} was acknowledged"
+                );
+            }
+        }
+    }
+}
+
+/// On a node alone, commands and transactions over keys of several vShards (of one shard
+/// thread) run atomically as on a standalone Redis, and what they wrote survives SIGKILL:
+/// each vShard's log holds their effects on its keys, written as one record.
+#[test]
+fn a_one_node_cluster_runs_commands_across_vshards_atomically_and_keeps_them() {
+    let mut c = TestCluster::start(1, false, &["--fsync", "always", "--cores", "0"]);
+    let mut conn = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+    let _: () = redis::cmd("MSET")
+        .arg(
+            keys.iter()
+                .flat_map(|k| [k.clone(), "0".into()])
+                .collect::<Vec<_>>(),
+        )
+        .query(&mut conn)
+        .unwrap();
+    // One writer sets all ten to the same number, readers never see a mix.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (url, keys, stop) = (c.url(0), keys.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let mut last = 0;
+            for n in 1.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let args: Vec<String> = keys
+                    .iter()
+                    .flat_map(|k| [k.clone(), n.to_string()])
+                    .collect();
+                let _: () = redis::cmd("MSET").arg(args).query(&mut conn).unwrap();
+                last = n;
+            }
+            last
+        })
+    };
+    let mut reads = 0;
+    let until = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < until {
+        let got: Vec<i64> = conn.mget(&keys).unwrap();
+        assert!(
+            got.iter().all(|&v| v == got[0]),
+            "a fractured read: {got:?}"
+        );
+        reads += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let last = writer.join().unwrap();
+    assert!(reads > 10 && last > 10, "{reads} reads, {last} writes");
+    // Commands that read some vShards and write others, and a transaction across them.
+    let _: () = conn.sadd("s1", &["x", "y", "z"]).unwrap();
+    let _: () = conn.sadd("s2", &["y", "w"]).unwrap();
+    let n: i64 = redis::cmd("SUNIONSTORE")
+        .arg("dst")
+        .arg("s1")
+        .arg("s2")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(n, 4);
+    let _: () = conn.set_ex("old", "v", 1000).unwrap();
+    let ttl_set = Instant::now();
+    let _: () = redis::cmd("RENAME")
+        .arg("old")
+        .arg("new")
+        .query(&mut conn)
+        .unwrap();
+    let (a, b): (i64, i64) = redis::pipe()
+        .atomic()
+        .incr("ta", 1)
+        .incr("tb", 2)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!((a, b), (1, 2));
+    c.kill(0);
+    c.spawn(0);
+    c.wait_served(Duration::from_secs(30));
+    let mut conn = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let got: Vec<i64> = conn.mget(&keys).unwrap();
+    assert_eq!(got, vec![last; 10], "the last MSET, whole");
+    let mut dst: Vec<String> = conn.smembers("dst").unwrap();
+    dst.sort();
+    assert_eq!(dst, ["w", "x", "y", "z"]);
+    let old: Option<String> = conn.get("old").unwrap();
+    let new: Option<String> = conn.get("new").unwrap();
+    let ttl: i64 = conn.ttl("new").unwrap();
+    assert_eq!((old, new.as_deref()), (None, Some("v")));
+    assert!(
+        ttl <= 1000 && ttl >= 999 - ttl_set.elapsed().as_secs() as i64,
+        "the TTL moved with the key: {ttl}"
+    );
+    let t: (i64, i64) = (conn.get("ta").unwrap(), conn.get("tb").unwrap());
+    assert_eq!(t, (1, 2));
+}
