@@ -613,14 +613,16 @@ fn proxy_routing_serves_clients_that_know_one_endpoint() {
         .unwrap()
         .get_connection()
         .unwrap();
+    // (An election on the loaded machine answers -TRYAGAIN, nothing applied: asked again, as a
+    // client would.)
     for i in 0..500 {
-        let _: () = plain.set(format!("px:{i}"), i).unwrap();
+        let _: () = again_on_tryagain(|| plain.set(format!("px:{i}"), i));
     }
     let mut pipe = redis::pipe();
     for i in 0..500 {
         pipe.get(format!("px:{i}"));
     }
-    let got: Vec<i64> = pipe.query(&mut plain).unwrap();
+    let got: Vec<i64> = again_on_tryagain(|| pipe.query(&mut plain));
     assert_eq!(got, (0..500).collect::<Vec<i64>>());
     // Another node sees the same data, and plain redis-cli works.
     let out = std::process::Command::new("redis-cli")
@@ -641,6 +643,23 @@ fn proxy_routing_serves_clients_that_know_one_endpoint() {
     std::thread::sleep(Duration::from_millis(200));
     let _: () = plain.rpush(&k, "relayed").unwrap();
     assert_eq!(waiter.join().unwrap(), Some((k, "relayed".to_string())));
+}
+
+/// `f`'s answer, asked again for up to 10 s while it is `-TRYAGAIN` (an election: nothing was
+/// applied); any other error fails the test.
+fn again_on_tryagain<T>(mut f: impl FnMut() -> redis::RedisResult<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(e)
+                if (e.code() == Some("TRYAGAIN") || format!("{e:?}").contains("TryAgain"))
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => return r.unwrap(),
+        }
+    }
 }
 
 /// Four rounds of 5,000 SETs of `<prefix>:<i>` = `<round>-<i>-<64 x v>`, pipelined through a
