@@ -62,6 +62,9 @@ pub struct Config {
     /// When the write-ahead log is fsynced: always (before a write is acknowledged), batch
     /// (every `fsync-batch-ms`), never.
     pub fsync: shardline_shards::wal::FsyncPolicy,
+    /// `fsync` was not given: a node alone uses `batch` every second (Redis's `appendfsync
+    /// everysec`), a cluster of several `always` (`resolve_fsync`).
+    pub fsync_default: bool,
     pub wal_segment_bytes: u64,
     pub fsync_batch_ms: u64,
     /// Bytes of a vShard snapshot per cluster-bus message when a replica catches up by
@@ -116,6 +119,76 @@ fn parse_fsync(v: &str, interval_ms: u64) -> Result<shardline_shards::wal::Fsync
         "batch" => Ok(FsyncPolicy::Batch { interval_ms }),
         "never" => Ok(FsyncPolicy::Never),
         _ => Err("must be always, batch or never".into()),
+    }
+}
+
+/// Redis's `appendfsync` names for the policies: `everysec` is `batch` every second.
+fn parse_appendfsync(v: &str) -> Result<shardline_shards::wal::FsyncPolicy, String> {
+    use shardline_shards::wal::FsyncPolicy;
+    match v.trim().to_ascii_lowercase().as_str() {
+        "always" => Ok(FsyncPolicy::Always),
+        "everysec" => Ok(FsyncPolicy::Batch {
+            interval_ms: EVERYSEC_MS,
+        }),
+        "no" => Ok(FsyncPolicy::Never),
+        _ => Err("argument(s) must be one of the following: always, everysec, no".into()),
+    }
+}
+
+/// `appendfsync everysec`: the log is fsynced at most this long after a write.
+pub const EVERYSEC_MS: u64 = 1000;
+
+fn format_appendfsync(p: shardline_shards::wal::FsyncPolicy) -> &'static str {
+    use shardline_shards::wal::FsyncPolicy;
+    match p {
+        FsyncPolicy::Always => "always",
+        FsyncPolicy::Batch { .. } => "everysec",
+        FsyncPolicy::Never => "no",
+    }
+}
+
+/// A node given no cluster (neither `cluster-nodes` nor `cluster-join`) is a cluster of
+/// itself: `cluster-nodes` is its own address and its bus listens at `cluster-bus-addr`, or
+/// on the client port + 10000 (port 0, none, past 65535: it then serves, but cannot be
+/// joined until it restarts with `cluster-bus-addr`).
+pub fn make_alone(cfg: &mut Config) {
+    let me = cfg.listen_addr();
+    let bus = cfg
+        .cluster_bus_addr
+        .unwrap_or_else(|| SocketAddr::new(me.ip(), me.port().checked_add(10_000).unwrap_or(0)));
+    cfg.cluster_nodes = vec![me];
+    cfg.cluster_bus_nodes = vec![bus];
+}
+
+/// The fsync policy when none was given (`fsync_default`): a node alone fsyncs its log every
+/// second, as Redis's default `appendfsync everysec` (a machine crash may lose the last second
+/// of writes; a crash of the process alone loses nothing), a node of a cluster of several
+/// before it acknowledges (a quorum's disks hold every acknowledged write).
+pub fn resolve_fsync(cfg: &mut Config, alone: bool) {
+    if cfg.fsync_default && alone {
+        cfg.fsync = shardline_shards::wal::FsyncPolicy::Batch {
+            interval_ms: EVERYSEC_MS,
+        };
+    }
+}
+
+/// The fsync policy as one number, for `Live`: 0 always, 1 never, else the batch interval
+/// in ms plus 2.
+pub fn fsync_code(p: shardline_shards::wal::FsyncPolicy) -> u64 {
+    use shardline_shards::wal::FsyncPolicy;
+    match p {
+        FsyncPolicy::Always => 0,
+        FsyncPolicy::Never => 1,
+        FsyncPolicy::Batch { interval_ms } => interval_ms + 2,
+    }
+}
+
+pub fn fsync_of_code(code: u64) -> shardline_shards::wal::FsyncPolicy {
+    use shardline_shards::wal::FsyncPolicy;
+    match code {
+        0 => FsyncPolicy::Always,
+        1 => FsyncPolicy::Never,
+        n => FsyncPolicy::Batch { interval_ms: n - 2 },
     }
 }
 
@@ -246,6 +319,7 @@ impl Default for Config {
             cluster_proxy: false,
             cluster_node_timeout_ms: 1000,
             fsync: shardline_shards::wal::FsyncPolicy::Always,
+            fsync_default: true,
             wal_segment_bytes: 64 << 20,
             fsync_batch_ms: 10,
             snapshot_chunk_bytes: 1 << 20,
@@ -394,8 +468,8 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
         if cfg.cluster_bus_addr.is_none() && cfg.port > 65535 - 10000 {
             return Err("with 'cluster-join' the cluster bus listens on the client port + 10000, so the port must be at most 55535 (or set cluster-bus-addr)".into());
         }
-    } else if cfg.cluster_bus_addr.is_some() {
-        return Err("'cluster-bus-addr' is for a node that joins with 'cluster-join'; a listed cluster takes cluster-bus-nodes".into());
+    } else if cfg.cluster_bus_addr.is_some() && !cfg.cluster_nodes.is_empty() {
+        return Err("'cluster-bus-addr' is for a node that joins with 'cluster-join' or runs alone; a listed cluster takes cluster-bus-nodes".into());
     }
     if !cfg.cluster_nodes.is_empty() {
         let me = cfg.listen_addr();

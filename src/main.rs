@@ -62,8 +62,16 @@ fn main() {
     }
 }
 
-fn run(cfg: config::Config) -> Result<(), String> {
+fn run(mut cfg: config::Config) -> Result<(), String> {
     let (_lock, meta) = datadir::open(&cfg)?;
+    // A node given no cluster is a cluster of itself (replication factor 1): the same log,
+    // snapshots and request path as any member, and it grows by joins.
+    let given_none = cfg.cluster_nodes.is_empty() && cfg.cluster_join.is_none();
+    if given_none {
+        config::make_alone(&mut cfg);
+    }
+    let alone = cfg.cluster_nodes.len() == 1;
+    config::resolve_fsync(&mut cfg, alone);
     shardline_transport::net::check_port_free(cfg.listen_addr()).map_err(|e| {
         format!(
             "cannot listen on {}: {e} (is another server running there?)",
@@ -116,7 +124,19 @@ fn run(cfg: config::Config) -> Result<(), String> {
         cluster.map(Arc::new),
     ));
     if let Some(c) = &node.cluster {
-        cluster::bus::start_acceptor(c.clone(), bind)?;
+        // A node alone serves without its bus; it needs one only to be joined.
+        if given_none && c.bus_addr(c.me).port() == 0 {
+            tracing::warn!(
+                "no cluster bus: the client port + 10000 is past 65535, so no node can join this one (set cluster-bus-addr)"
+            );
+        } else if let Err(e) = cluster::bus::start_acceptor(c.clone(), bind) {
+            if !given_none {
+                return Err(e);
+            }
+            tracing::warn!(
+                "{e}: no node can join this one until it restarts with a free cluster-bus-addr"
+            );
+        }
     }
     let (ready_tx, ready_rx) = mpsc::channel();
     for (id, &core) in cores.iter().enumerate() {

@@ -20,6 +20,9 @@ pub struct Live {
     pub hz: AtomicU64,
     pub active_expire_keys_per_pass: AtomicU64,
     pub shutdown_timeout_ms: AtomicU64,
+    /// The log's fsync policy (`config::fsync_code`), which each shard thread's log takes at
+    /// its next step.
+    pub fsync: AtomicU64,
     /// The command layer's settings; shard threads copy them into their `Db` when
     /// `tunables_version` moves (one relaxed load per batch).
     pub tunables: Mutex<Tunables>,
@@ -40,6 +43,7 @@ impl Live {
         self.active_expire_keys_per_pass
             .store(c.active_expire_keys_per_pass, r);
         self.shutdown_timeout_ms.store(c.shutdown_timeout_ms, r);
+        self.fsync.store(crate::config::fsync_code(c.fsync), r);
         *self.tunables.lock().expect("tunables lock") = c.tunables;
         self.tunables_version.fetch_add(1, Ordering::Release);
     }

@@ -69,6 +69,7 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
             monoio::spawn(crate::cluster::replica::run(shard.clone()));
             monoio::spawn(crate::cluster::bus::inbound(shard.clone(), c.clone()));
             monoio::spawn(crate::cluster::bus::dial_members(shard.clone(), c.clone()));
+            lead_alone_groups(&c, id).await;
         }
         monoio::spawn(crate::shard::inbox(shard.clone()));
         monoio::spawn(crate::shard::ticker(shard.clone()));
@@ -79,6 +80,30 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
             monoio::time::sleep(Duration::from_secs(3600)).await;
         }
     });
+}
+
+/// Waits (up to `ALONE_LEAD_WAIT`) until every vShard that this node alone replicates is led
+/// here (every thread's: a connection accepted on this thread may ask any): such a group
+/// elects itself within a driver step or two, and a client that connects at once (a node
+/// alone just started) should be served, not told `-TRYAGAIN`. Groups with other voters
+/// elect with their peers, after the node listens.
+async fn lead_alone_groups(c: &crate::cluster::Cluster, id: usize) {
+    const ALONE_LEAD_WAIT: Duration = Duration::from_secs(10);
+    let start = std::time::Instant::now();
+    let mine: Vec<_> = (0..c.layout.count())
+        .map(|v| shardline_shards::slot::VShardId(v as u16))
+        .filter(|&v| c.alone(v))
+        .collect();
+    while mine.iter().any(|&v| c.leader(v) != c.me) {
+        if start.elapsed() > ALONE_LEAD_WAIT {
+            tracing::warn!(
+                shard = id,
+                "some vShards this node alone replicates have no leader yet; serving anyway"
+            );
+            return;
+        }
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {

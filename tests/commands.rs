@@ -325,6 +325,20 @@ fn config_accepts_redis_parameters_without_effect_and_info_fields_are_right() {
         .arg(&["SET", "appendfsync", "sometimes"])
         .query(&mut c);
     assert!(common::msg(e.unwrap_err()).contains("must be one of the following"));
+    // appendfsync is the log's fsync policy under Redis's names; appendonly is always yes.
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "appendfsync", "always"])
+        .query(&mut c)
+        .unwrap();
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg(&["GET", "fsync"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got, vec!["fsync", "always"]);
+    let e: redis::RedisResult<()> = redis::cmd("CONFIG")
+        .arg(&["SET", "appendonly", "no"])
+        .query(&mut c);
+    assert!(common::msg(e.unwrap_err()).contains("always logged"));
     let e: redis::RedisResult<()> = redis::cmd("CONFIG")
         .arg(&["SET", "no-such-parameter", "1"])
         .query(&mut c);

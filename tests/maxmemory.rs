@@ -18,7 +18,7 @@ fn info_field(c: &mut redis::Connection, section: &str, field: &str) -> u64 {
 
 #[test]
 fn writes_over_maxmemory_evict_or_are_refused() {
-    let s = Server::start("0-1", &[]);
+    let mut s = Server::start("0-1", &[]);
     let mut c = s.client();
     let base = info_field(&mut c, "memory", "used_memory");
     let limit = base + 4 * 1024 * 1024;
@@ -40,23 +40,58 @@ fn writes_over_maxmemory_evict_or_are_refused() {
             pipe = redis::pipe();
         }
     }
-    let keys: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    // A node still over the limit after the last write goes on evicting in the background
+    // (each shard thread at its next step): read the counts once they hold still.
+    let (keys, evicted) = loop {
+        let keys: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        let evicted = info_field(&mut c, "stats", "evicted_keys");
+        let again: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        if again == keys {
+            break (keys, evicted);
+        }
+    };
     assert!(keys < n as u64 / 2, "{keys} keys kept: nothing was evicted");
     assert!(keys > 1000, "{keys} keys kept: far too much was evicted");
-    let evicted = info_field(&mut c, "stats", "evicted_keys");
     assert_eq!(
         evicted + keys,
         n as u64,
         "every write either stayed or was evicted"
     );
+    // What the logs and snapshots hold is left out of the limit, as Redis leaves its AOF
+    // buffers out (`mem_not_counted_for_evict`), and kept small beside it.
     let used = info_field(&mut c, "memory", "used_memory");
+    let not_counted = info_field(&mut c, "memory", "mem_not_counted_for_evict");
     assert!(
-        used < limit + 2 * 1024 * 1024,
-        "used {used} stays near the limit {limit}"
+        used - not_counted < limit + 2 * 1024 * 1024,
+        "used {used} less {not_counted} stays near the limit {limit}"
     );
-    // The latest writes survive LRU eviction.
-    let last: Option<String> = c.get(format!("key:{}", n - 1)).unwrap();
-    assert_eq!(last.as_deref(), Some(value.as_str()));
+    assert!(
+        not_counted < limit,
+        "{not_counted} bytes of logs and snapshots beside a limit of {limit}"
+    );
+    // The latest writes survive LRU eviction (approximated, as Redis's: keys of the same
+    // second tie, so one of them may go).
+    let recent = (n - 100..n).filter(|i| c.exists::<_, bool>(format!("key:{i}")).unwrap());
+    let kept = recent.count();
+    assert!(kept >= 90, "{kept} of the last 100 writes kept");
+    // Evictions are logged: after a crash the keyspace is what it was, evicted keys gone.
+    let sample: Vec<bool> = (0..n)
+        .step_by(97)
+        .map(|i| c.exists(format!("key:{i}")).unwrap())
+        .collect();
+    drop(c);
+    s.kill_and_restart();
+    let mut c = s.client();
+    let after: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(after, keys, "the keys after a restart");
+    let after: Vec<bool> = (0..n)
+        .step_by(97)
+        .map(|i| c.exists(format!("key:{i}")).unwrap())
+        .collect();
+    assert_eq!(
+        after, sample,
+        "the same keys after a restart, evicted ones gone"
+    );
 
     // Under noeviction, writes that need memory are refused; reads and deletes still work.
     let _: () = redis::cmd("CONFIG")

@@ -69,6 +69,21 @@ const READY_KEEP_ENTRIES: usize = 1024;
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A group compacts its log into a snapshot once it holds this many entries.
 const COMPACT_ENTRIES: usize = 10_000;
+/// What an entry of an in-memory log costs besides its bytes (the entry, its buffer's
+/// allocation, the log's slot), counted in `log_bytes`.
+pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 128;
+
+/// What every shard thread's replicas hold in memory for replication (logs since their
+/// snapshots, and the snapshots kept to send), summed: left out of the memory `maxmemory`
+/// evicts for, as Redis leaves its AOF and replication buffers out
+/// (`mem_not_counted_for_evict`). Published by each thread's step while `maxmemory` is set.
+pub static REPLICATION_MEMORY_BYTES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+/// The keys every shard thread could evict by the policy (all, or those with a TTL), summed
+/// as last published with `REPLICATION_MEMORY_BYTES`: a thread with none left lets a write
+/// through while others have some (they evict at their next step).
+pub(crate) static EVICTABLE_KEYS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
 /// Log segments beyond which the groups keeping the oldest one alive are compacted.
 const MAX_SEGMENTS: usize = 4;
 /// How often a shard thread tells its peers which vShards it leads (`send_hints`), besides at
@@ -149,6 +164,10 @@ pub struct Replicas {
     /// beyond which the largest log is compacted, one per step (`raft-log-memory-bytes`): with
     /// thousands of groups, `COMPACT_ENTRIES` alone would let logs hold gigabytes.
     log_bytes_max: usize,
+    /// This thread's shares of `REPLICATION_MEMORY_BYTES` and `EVICTABLE_KEYS` as last
+    /// published.
+    memory_published: u64,
+    keys_published: u64,
     seed: u64,
     /// When leaders next look for groups to move (`moves::drive_moves`).
     moves_due: Instant,
@@ -386,6 +405,65 @@ impl Replicas {
         });
         self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
         self.touch(g);
+    }
+
+    /// The bytes of entries this thread's logs may hold before the largest is compacted:
+    /// `raft-log-memory-bytes`, and with `maxmemory` set at most an eighth of it per thread
+    /// (at least 1 MiB): the logs are left out of what `maxmemory` evicts for, so they must
+    /// stay small beside it.
+    fn log_budget(&self, maxmemory: u64) -> usize {
+        if maxmemory == 0 {
+            return self.log_bytes_max;
+        }
+        let share = (maxmemory / 8) as usize / self.c.threads.max(1);
+        self.log_bytes_max.min(share.max(1 << 20))
+    }
+
+    /// Publishes what this thread's replicas hold for replication, entries, snapshots and
+    /// buffers (`REPLICATION_MEMORY_BYTES`), or withdraws it (`on` false: `maxmemory` unset).
+    fn publish_memory(&mut self, db: &Db, on: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let keys = match db.tunables.maxmemory_policy {
+            _ if !on => 0,
+            shardline_shards::evict::Policy::NoEviction => 0,
+            p if p.volatile() => db.volatile_len() as u64,
+            _ => db.len() as u64,
+        };
+        let old = std::mem::replace(&mut self.keys_published, keys);
+        EVICTABLE_KEYS.fetch_add(keys.wrapping_sub(old), Relaxed);
+        let now = if on {
+            let snaps: usize = self
+                .groups
+                .iter()
+                .flatten()
+                .map(|g| g.snapshot_blob().len())
+                .sum();
+            // The logs' and the kept Readies' spare room is the replicas' too.
+            let entry = std::mem::size_of::<raft::Entry>();
+            let spare: usize = self
+                .groups
+                .iter()
+                .flatten()
+                .map(|g| (g.log_capacity() - g.log().len()) * entry)
+                .sum();
+            let readies: usize = self
+                .free_readies
+                .iter()
+                .map(|r| {
+                    (r.entries.capacity() + r.committed.capacity()) * entry
+                        + r.messages.capacity() * std::mem::size_of::<raft::Envelope>()
+                })
+                .sum();
+            (self.log_bytes_total + snaps + spare + readies) as u64
+        } else {
+            0
+        };
+        let old = std::mem::replace(&mut self.memory_published, now);
+        if now > old {
+            REPLICATION_MEMORY_BYTES.fetch_add(now - old, Relaxed);
+        } else {
+            REPLICATION_MEMORY_BYTES.fetch_sub(old - now, Relaxed);
+        }
     }
 
     /// Tells every peer which vShards this thread leads (a frame of one `HINTS_GROUP` message),

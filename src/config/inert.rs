@@ -31,12 +31,6 @@ use Kind::*;
 
 pub static INERT: &[Inert] = &[
     p("save", "", Text),
-    p("appendonly", "no", Bool),
-    p(
-        "appendfsync",
-        "everysec",
-        OneOf(&["always", "everysec", "no"]),
-    ),
     p("appendfilename", "appendonly.aof", Text),
     p("appenddirname", "appendonlydir", Text),
     p("dbfilename", "dump.rdb", Text),

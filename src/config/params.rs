@@ -72,7 +72,7 @@ pub static PARAMS: &[Param] = &[
     },
     Param {
         name: "cluster-bus-addr",
-        help: "With cluster-join: where this node's cluster bus listens and peers reach it (empty: the client address with port + 10000).",
+        help: "With cluster-join, or on a node started alone: where this node's cluster bus listens and peers reach it (empty: the client address with port + 10000).",
         runtime: false,
         set: |c, v| {
             c.cluster_bus_addr = parse_one_addr(v)?;
@@ -132,18 +132,46 @@ pub static PARAMS: &[Param] = &[
     ),
     Param {
         name: "fsync",
-        help: "When the write-ahead log is fsynced: always (default; a write is on disk on a quorum before it is acknowledged), batch (every fsync-batch-ms), never.",
-        runtime: false,
+        help: "When the write-ahead log is fsynced: always (a write is on disk, on a quorum, before it is acknowledged; the default of a cluster of several nodes), batch (every fsync-batch-ms; a node alone defaults to batch every second), never (left to the OS).",
+        runtime: true,
         set: |c, v| {
             c.fsync = parse_fsync(v, c.fsync_batch_ms)?;
+            c.fsync_default = false;
             Ok(())
         },
         get: |c| format_fsync(c.fsync),
     },
     Param {
+        name: "appendfsync",
+        help: "Redis's name for fsync: always, everysec (batch every second), no (never).",
+        runtime: true,
+        set: |c, v| {
+            c.fsync = parse_appendfsync(v)?;
+            if let shardline_shards::wal::FsyncPolicy::Batch { interval_ms } = c.fsync {
+                c.fsync_batch_ms = interval_ms;
+            }
+            c.fsync_default = false;
+            Ok(())
+        },
+        get: |c| format_appendfsync(c.fsync).to_string(),
+    },
+    Param {
+        name: "appendonly",
+        help: "Always yes: every write is logged (the write-ahead log is the append-only file); appendfsync says when it is fsynced.",
+        runtime: true,
+        set: |_, v| {
+            match v.trim().to_ascii_lowercase().as_str() {
+            "yes" => Ok(()),
+            "no" => Err("writes are always logged here (the write-ahead log is the node's append-only file); use appendfsync no to leave the flushing to the OS".into()),
+            _ => Err("argument must be 'yes' or 'no'".into()),
+        }
+        },
+        get: |_| "yes".to_string(),
+    },
+    Param {
         name: "fsync-batch-ms",
-        help: "With fsync batch: the longest time between fsyncs (default 10).",
-        runtime: false,
+        help: "With fsync batch: the longest time between fsyncs (default 10; 1000 for a node alone by default).",
+        runtime: true,
         set: |c, v| {
             let ms = parse_u64(v, 1, 60_000)?;
             if let shardline_shards::wal::FsyncPolicy::Batch { interval_ms } = &mut c.fsync {

@@ -128,24 +128,35 @@ impl Conn {
         spec: &'static CommandSpec,
         args: Args,
     ) -> Result<u64, &'static str> {
+        use shardline_shards::slot::VShardId;
         let here = self.shard.id;
-        // (A blocking command waits on one vShard's leader: across vShards it is refused. So
-        // is one after an op of this batch queued for this thread, which must run first.)
-        if self.jobs[here].is_some()
-            || (spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args))
-        {
+        // (A blocking command waits on one vShard's leader: across vShards it is refused.)
+        if spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args) {
             return Err(shardline_shards::route::CROSSSLOT);
         }
         let mut vshards = Vec::new();
         crate::cluster::replica::vshards_of(spec, args, c.layout, &mut vshards);
         vshards.sort_unstable();
         vshards.dedup();
-        if vshards.iter().any(|&v| {
-            c.layout
-                .owner_thread(shardline_shards::slot::VShardId(v as u16), c.threads)
-                != here
-        }) {
+        if vshards
+            .iter()
+            .any(|&v| c.layout.owner_thread(VShardId(v as u16), c.threads) != here)
+        {
+            if vshards.iter().all(|&v| c.alone(VShardId(v as u16))) {
+                // A node alone splits it by thread as a single node always has (MSET, MGET,
+                // DEL ...: atomic on each thread, not across them, until Calvin); each part
+                // runs on its thread's groups of one. A command that does not split is
+                // refused by the plan.
+                self.planned_as(spec, args, true);
+                return Ok(0);
+            }
             return Err(shardline_shards::route::CROSSSLOT);
+        }
+        // An op of this batch queued for this thread must run first.
+        if self.jobs[here].is_some() {
+            let op = self.push_cmd(here, spec, args.buf(), args.spans());
+            self.hole(vec![PartRef::Remote { thread: here, op }], Finish::Raw);
+            return Ok(0);
         }
         self.shard
             .run_direct_across(&vshards, spec, args, self.now_us, &mut self.out)
@@ -334,6 +345,17 @@ impl Conn {
     /// leader of each slot range is its master, the other replicas its replicas.
     fn replicated_cluster(&mut self, c: &crate::cluster::Cluster, sub: &[u8]) {
         use std::sync::atomic::Ordering::Relaxed;
+        // This node as the client reached it (its member address may be unspecified, or an
+        // older one of a node alone restarted on another port); the others as the metadata
+        // has them.
+        let reached = self.info.borrow().laddr;
+        let client_addr = |id| {
+            if id == c.me {
+                reached
+            } else {
+                c.client_addr(id)
+            }
+        };
         let ranges = c.ranges();
         let served: u32 = ranges.iter().map(|r| (r.last - r.first) as u32 + 1).sum();
         let epoch = c.epoch.load(Relaxed);
@@ -358,7 +380,7 @@ impl Conn {
                     self.out.int(r.first as i64);
                     self.out.int(r.last as i64);
                     for &id in &r.replicas {
-                        let a = c.client_addr(id);
+                        let a = client_addr(id);
                         self.out.array(4);
                         self.out.bulk(a.ip().to_string().as_bytes());
                         self.out.int(a.port() as i64);
@@ -378,7 +400,7 @@ impl Conn {
                     self.out.bulk(b"nodes");
                     self.out.array(r.replicas.len());
                     for (i, &id) in r.replicas.iter().enumerate() {
-                        let a = c.client_addr(id);
+                        let a = client_addr(id);
                         let ip = a.ip().to_string();
                         self.out.map(7);
                         for (k, v) in [
@@ -408,7 +430,7 @@ impl Conn {
                 let mut text = String::new();
                 let any_master = ranges.first().map(|r| r.replicas[0]);
                 for id in c.member_ids() {
-                    let a = c.client_addr(id);
+                    let a = client_addr(id);
                     let mine: Vec<String> = ranges
                         .iter()
                         .filter(|r| r.replicas[0] == id)

@@ -531,10 +531,16 @@ impl Conn {
 
     /// Runs a command where `route::plan` says: here, on another thread, on all, or split.
     fn planned(&mut self, spec: &'static CommandSpec, args: Args) {
+        self.planned_as(spec, args, false)
+    }
+
+    /// `planned`; with `logged`, every part goes through its thread's job (this thread's
+    /// too), where the replicas run it (parts of a command across vShards of a node alone).
+    fn planned_as(&mut self, spec: &'static CommandSpec, args: Args, logged: bool) {
         let here = self.shard.id;
         let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
         match plan(spec, args, layout, threads, here) {
-            Plan::On(t) if t == here => {
+            Plan::On(t) if t == here && !logged => {
                 self.shard.run_op(
                     &Op::Cmd {
                         first: 0,
@@ -586,7 +592,15 @@ impl Conn {
                     for &k in &part.keys {
                         sub_spans.extend_from_slice(&args.spans()[k as usize..k as usize + step]);
                     }
-                    refs.push(self.part(part.thread, spec, args.buf(), &sub_spans));
+                    refs.push(if logged {
+                        let op = self.push_cmd(part.thread, spec, args.buf(), &sub_spans);
+                        PartRef::Remote {
+                            thread: part.thread,
+                            op,
+                        }
+                    } else {
+                        self.part(part.thread, spec, args.buf(), &sub_spans)
+                    });
                 }
                 self.hole(refs, Finish::Merge(merge, order));
             }

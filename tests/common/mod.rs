@@ -13,6 +13,8 @@ pub struct Server {
     pub port: u16,
     pub child: Child,
     pub dir: std::path::PathBuf,
+    /// The flags it was started with (`kill_and_restart` starts it the same way).
+    args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -40,20 +42,28 @@ impl Server {
             ];
             // `{port}` in a flag stands for the port chosen here (`--cluster-nodes` of itself).
             args.extend(extra.iter().map(|s| s.replace("{port}", &port.to_string())));
-            let child = Command::new(env!("CARGO_BIN_EXE_shardline"))
-                .args(&args)
-                .env("SHARDLINE_LOG_LEVEL", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("start shardline");
-            let mut s = Server { port, child, dir };
+            let child = spawn(&args);
+            let mut s = Server {
+                port,
+                child,
+                dir,
+                args,
+            };
             if s.wait_ready() {
                 return s;
             }
             let _ = s.child.kill();
         }
         panic!("shardline did not start");
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind) and starts it again on the
+    /// same port and data directory, with the same flags; waits until it answers.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.args);
+        assert!(self.wait_ready(), "shardline did not start again");
     }
 
     fn wait_ready(&mut self) -> bool {
@@ -119,6 +129,16 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_shardline"))
+        .args(args)
+        .env("SHARDLINE_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start shardline")
 }
 
 fn unsafe_kill(pid: u32, sig: i32) {

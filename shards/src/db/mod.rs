@@ -589,12 +589,19 @@ impl Db {
     /// Evicts one key chosen by `maxmemory-policy` from a sample of this thread's keys; returns
     /// it, or `None` under `noeviction` or with no candidate. See `evict`.
     pub fn evict_one(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        self.evict_one_of(now_ms, &|_| true)
+    }
+
+    /// `evict_one` among the vShards `allowed` takes (by index): a node evicts only where it
+    /// can log the eviction.
+    pub fn evict_one_of(&mut self, now_ms: u64, allowed: &dyn Fn(u32) -> bool) -> Option<Vec<u8>> {
         let t = self.tunables;
         if t.maxmemory_policy == Policy::NoEviction {
             return None;
         }
         let volatile = t.maxmemory_policy.volatile();
         let candidates: Vec<usize> = (0..self.vshards.len())
+            .filter(|&i| allowed(i as u32))
             .filter(|&i| {
                 self.vshards[i].as_ref().is_some_and(|v| {
                     if volatile {

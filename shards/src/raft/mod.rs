@@ -311,6 +311,11 @@ impl Group {
     }
 
     /// The entries after the latest snapshot.
+    /// How many entries the in-memory log has room for (its memory, with `log`).
+    pub fn log_capacity(&self) -> usize {
+        self.log.capacity()
+    }
+
     pub fn log(&self) -> &[Entry] {
         &self.log
     }
@@ -370,6 +375,10 @@ impl Group {
         let conf = self.conf_at(index);
         let drop = (index - self.snap.index) as usize;
         self.log.drain(..drop);
+        // A burst's room is given back once compacted away.
+        if self.log.capacity() > 4 * self.log.len().max(256) {
+            self.log.shrink_to(2 * self.log.len().max(256));
+        }
         self.snap = LogId { term, index };
         self.snap_data = conf::snapshot_blob(&conf, &data);
         self.snap_conf = conf;

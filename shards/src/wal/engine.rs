@@ -197,6 +197,15 @@ pub struct Engine {
 
 impl Engine {
     /// An empty log.
+    /// Changes when the log is fsynced from the next batch on (CONFIG SET appendfsync).
+    pub fn set_fsync(&mut self, fsync: FsyncPolicy) {
+        self.cfg.fsync = fsync;
+    }
+
+    pub fn fsync(&self) -> FsyncPolicy {
+        self.cfg.fsync
+    }
+
     pub fn new(cfg: WalConfig) -> Engine {
         Engine {
             cfg,

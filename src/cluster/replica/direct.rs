@@ -341,11 +341,12 @@ impl Shard {
             let now = r.direct_clock(v, now_us);
             let seed = self.rng.borrow_mut().next_u64();
             let start = out.buf.len();
+            let room = r.evict_now(&mut db, spec, now_us);
             let seq = if spec.flags & flags::WRITE == 0 {
                 let mut rng = Rng::new(seed ^ super::propose::READ_STREAM);
                 run_one(&mut db, args, now, &mut rng, out);
                 r.direct_read_seq()
-            } else if over_maxmemory(&db, spec) {
+            } else if !room {
                 out.error(OOM);
                 0 // nothing was applied or seen
             } else {
@@ -396,7 +397,7 @@ impl Shard {
             let mut db = self.db.borrow_mut();
             let now = vshards.iter().fold(now_us, |t, &v| r.direct_clock(v, t));
             let seed = self.rng.borrow_mut().next_u64();
-            if over_maxmemory(&db, spec) {
+            if !r.evict_now(&mut db, spec, now_us) {
                 out.error(OOM);
                 return Ok(0);
             }
@@ -441,7 +442,104 @@ impl Shard {
 pub(super) fn over_maxmemory(db: &Db, spec: &command::CommandSpec) -> bool {
     db.tunables.maxmemory > 0
         && spec.flags & flags::DENYOOM != 0
-        && shardline_transport::alloc::used_bytes() > db.tunables.maxmemory
+        && used_for_eviction() > db.tunables.maxmemory
+}
+
+/// The memory `maxmemory` is held to: what is allocated, less what the replicas hold for
+/// replication (`REPLICATION_MEMORY_BYTES`, Redis's `mem_not_counted_for_evict`).
+pub(crate) fn used_for_eviction() -> u64 {
+    shardline_transport::alloc::used_bytes()
+        .saturating_sub(super::REPLICATION_MEMORY_BYTES.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// A `DEL key` entry: how an eviction is logged.
+pub(super) fn del_entry(key: &[u8], now_us: u64) -> Encoder {
+    let words = || [&b"DEL"[..], key].into_iter();
+    let bytes = replicate::HEADER_BYTES + replicate::command_bytes(words());
+    let mut enc = Encoder::with_capacity(Kind::Commands, now_us, 0, bytes);
+    enc.push(words());
+    enc
+}
+
+impl Replicas {
+    /// Before `spec` (if it may grow memory) on a node over `maxmemory`: evicts keys of this
+    /// thread's direct groups (but `undirect`) by the policy until under it, with work bounded
+    /// as Redis bounds an eviction cycle. Each evicted key goes to `log` with its vShard, to
+    /// be logged as a `DEL` in order with the group's other entries (a replay evicts it too).
+    /// Groups with other replicas do not evict. Whether `spec` may run: under the limit now
+    /// (or it does not grow memory); else it is refused with OOM.
+    pub(super) fn evict_direct(
+        &self,
+        db: &mut Db,
+        spec: &command::CommandSpec,
+        now_ms: u64,
+        undirect: &[u32],
+        log: &mut dyn FnMut(u32, Vec<u8>),
+    ) -> bool {
+        if db.tunables.maxmemory == 0 || spec.flags & flags::DENYOOM == 0 {
+            return true;
+        }
+        self.make_room(db, now_ms, undirect, log)
+    }
+
+    /// `evict_direct` for any write: under the limit now, or made so.
+    fn make_room(
+        &self,
+        db: &mut Db,
+        now_ms: u64,
+        undirect: &[u32],
+        log: &mut dyn FnMut(u32, Vec<u8>),
+    ) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let policy = db.tunables.maxmemory_policy;
+        // What the `DEL` entries will take until a step publishes them as the log's.
+        let mut logged = 0;
+        for _ in 0..10_000 {
+            if used_for_eviction() + logged <= db.tunables.maxmemory {
+                return true;
+            }
+            let allowed = |v: u32| self.is_direct(v) && !undirect.contains(&v);
+            let Some(key) = db.evict_one_of(now_ms, &allowed) else {
+                // Nothing here to evict: the node is over with other threads' keys (memory
+                // is the process's), which they evict at their next step
+                // (`evict_background`); the write goes on. With none anywhere: OOM.
+                return policy != shardline_shards::evict::Policy::NoEviction
+                    && super::EVICTABLE_KEYS.load(Relaxed) > self.keys_published;
+            };
+            let v = self.c.layout.vshard_of(key_slot(&key)).0 as u32;
+            logged +=
+                (replicate::HEADER_BYTES + key.len() + 16 + super::ENTRY_OVERHEAD_BYTES) as u64;
+            log(v, key);
+        }
+        false
+    }
+
+    /// `evict_direct`, each eviction logged at once (nothing of this thread waits to be
+    /// proposed: a connection's own command, or an op across vShards run on the spot).
+    pub(super) fn evict_now(
+        &mut self,
+        db: &mut Db,
+        spec: &command::CommandSpec,
+        now_us: u64,
+    ) -> bool {
+        if db.tunables.maxmemory == 0 || spec.flags & flags::DENYOOM == 0 {
+            return true;
+        }
+        self.evict_background(db, now_us)
+    }
+
+    /// Evicts from this thread's direct groups while the node is over `maxmemory`, each
+    /// eviction logged at once: before a write here, and at every driver step (a thread
+    /// whose keys hold the memory evicts even if the writes arrive elsewhere).
+    pub(crate) fn evict_background(&mut self, db: &mut Db, now_us: u64) -> bool {
+        let mut evicted = Vec::new();
+        let room = self.make_room(db, now_us / 1000, &[], &mut |v, k| evicted.push((v, k)));
+        for (v, key) in evicted {
+            let now = self.direct_clock(v, now_us);
+            self.propose_direct(v, del_entry(&key, now).finish(), now);
+        }
+        room
+    }
 }
 
 /// A write's keys: the WATCH flags on them are set.

@@ -123,8 +123,12 @@ impl Replicas {
         let log_bytes: Vec<usize> = groups
             .iter()
             .map(|g| {
-                g.as_ref()
-                    .map_or(0, |g| g.log().iter().map(|e| e.data.len()).sum())
+                g.as_ref().map_or(0, |g| {
+                    g.log()
+                        .iter()
+                        .map(|e| e.data.len() + super::ENTRY_OVERHEAD_BYTES)
+                        .sum()
+                })
             })
             .collect();
         let log_bytes_total = log_bytes.iter().sum();
@@ -161,6 +165,8 @@ impl Replicas {
             to_drop: Vec::new(),
             chunk_bytes: cfg.snapshot_chunk_bytes as usize,
             log_bytes_max: cfg.raft_log_memory_bytes as usize,
+            memory_published: 0,
+            keys_published: 0,
             seed,
             moves_due: now,
             handover_at: vec![None; count],

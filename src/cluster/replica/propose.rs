@@ -28,6 +28,9 @@ pub(crate) struct Plan {
     block: Option<(u32, (u32, Slot), crate::shard::Parked)>,
     /// The blocking commands this job ends: `(origin, token)` of each.
     unblocks: Vec<(usize, crate::hop::Token)>,
+    /// Commands run at once that answered an error (INFO commandstats `failed_calls`), by
+    /// their index in the command table.
+    pub(crate) failed: Vec<usize>,
 }
 
 /// One op of a job being planned: the job, the op, its number and its commands' spans.
@@ -37,6 +40,8 @@ struct OpAt<'a> {
     op: &'a Op,
     i: u32,
     cmds: &'a [(u32, u32)],
+    /// The op may grow memory: under `maxmemory`, or room was made (`evict_for`).
+    room: bool,
 }
 
 impl<'a> OpAt<'a> {
@@ -74,6 +79,12 @@ impl Shard {
                 &mut |db, op, out| self.run_op_in(db, op, &job.buf, &job.spans, now.unix_us, out),
             )
         };
+        if !plan.failed.is_empty() {
+            let mut stats = self.cmd_stats.borrow_mut();
+            for &i in &plan.failed {
+                stats[i].failed += 1;
+            }
+        }
         self.with_replicas(|r| {
             r.submit(&mut self.db.borrow_mut(), plan, now, seed);
             self.deliver_finished(r);
@@ -107,6 +118,7 @@ impl Replicas {
             metas: Vec::new(),
             block: None,
             unblocks: Vec::new(),
+            failed: Vec::new(),
         };
         let now_us = now.unix_us;
         let c = &*self.c;
@@ -120,7 +132,7 @@ impl Replicas {
                 }
                 Op::Block { first, len } => {
                     let cmds = [(*first, *len)];
-                    match plan_entry(c, db, &job.buf, &job.spans, &cmds) {
+                    match plan_entry(c, db, &job.buf, &job.spans, &cmds, false) {
                         Err(msg) => pj.write(i, false, |o| o.error(&msg)),
                         Ok(None) => {
                             pj.write(i, false, |o| o.error("ERR a blocking command without keys"))
@@ -202,9 +214,17 @@ impl Replicas {
                     continue;
                 }
             };
-            match plan_entry(c, db, &job.buf, &job.spans, cmds) {
+            let room = db.tunables.maxmemory == 0
+                || self.evict_for(&mut p, db, job, cmds, i, (now_us, seed));
+            match plan_entry(c, db, &job.buf, &job.spans, cmds, room) {
                 Err(msg) if msg == route::CROSSSLOT => {
-                    let at = OpAt { job, op, i, cmds };
+                    let at = OpAt {
+                        job,
+                        op,
+                        i,
+                        cmds,
+                        room,
+                    };
                     self.plan_across(&mut p, db, at, (now_us, seed));
                 }
                 Err(msg) => p.pj.write(i, false, |o| o.error(&msg)),
@@ -213,7 +233,13 @@ impl Replicas {
                     p.pj.write(i, false, |o| local(db, op, o));
                 }
                 Ok(Some((v, slot))) if self.is_direct(v) && !p.undirect.contains(&v) => {
-                    let at = OpAt { job, op, i, cmds };
+                    let at = OpAt {
+                        job,
+                        op,
+                        i,
+                        cmds,
+                        room,
+                    };
                     self.plan_direct(&mut p, db, at, (v, slot), (now_us, seed));
                 }
                 Ok(Some((v, slot)))
@@ -253,6 +279,41 @@ impl Replicas {
         p
     }
 
+    /// Before op `at` on a node over `maxmemory`: evicts from this thread's direct groups
+    /// (`evict_direct`), each eviction a `DEL` in its group's entry of this job, so the log
+    /// keeps it in order with the job's writes before and after it.
+    fn evict_for(
+        &self,
+        p: &mut Plan,
+        db: &mut Db,
+        job: &Job,
+        cmds: &[(u32, u32)],
+        i: u32,
+        (now_us, seed): (u64, u64),
+    ) -> bool {
+        let mut room = true;
+        for &(f, l) in cmds {
+            let args = Args::new(&job.buf, &job.spans[f as usize..(f + l) as usize]);
+            let Some(spec) = command::lookup(args.get(0)) else {
+                continue;
+            };
+            let (entries, undirect) = (&mut p.entries, &p.undirect);
+            room &= self.evict_direct(db, spec, now_us / 1000, undirect, &mut |v, key| {
+                let slot = self.c.layout.slot_range(VShardId(v as u16)).start;
+                let now = self.direct_clock(v, now_us);
+                let direct = DirectEntry {
+                    rng: Rng::new(seed),
+                    now_us: now,
+                    unit: None,
+                };
+                let kind = Kind::Commands;
+                let e = entry_for(entries, v, slot, kind, i, (now, seed), Some(direct));
+                entries[e].2.push([&b"DEL"[..], &key[..]].into_iter());
+            });
+        }
+        room
+    }
+
     /// Op `i` (commands `cmds`) whose keys span vShards: if they are all direct groups of
     /// this thread, run now and each vShard's effects begin an entry of its own, the entries
     /// marked as one unit (one log record); its reply held as any direct op's. Else it is
@@ -274,7 +335,7 @@ impl Replicas {
             Some(route::CROSSSLOT)
         } else if !self.all_direct(&vshards) {
             Some(self.across_refusal(&vshards))
-        } else if specs.iter().any(|&(spec, _)| over_maxmemory(db, spec)) {
+        } else if !at.room {
             Some(OOM)
         } else {
             None
@@ -338,12 +399,19 @@ impl Replicas {
             .iter()
             .any(|c| command::lookup(args(c).get(0)).is_some_and(|s| s.flags & flags::WRITE != 0));
         let exec = at.is_exec();
-        let run = |db: &mut Db, rng: &mut Rng, now_us: u64, o: &mut Out| {
+        let mut failed = Vec::new();
+        let mut run = |db: &mut Db, rng: &mut Rng, now_us: u64, o: &mut Out| {
             if exec {
                 o.array(cmds.len());
             }
             for c in cmds {
+                let start = o.buf.len();
                 super::direct::run_one(db, args(c), now_us, rng, o);
+                if o.buf.get(start) == Some(&b'-')
+                    && let Some(spec) = command::lookup(args(c).get(0))
+                {
+                    failed.push(command::index_of(spec));
+                }
             }
         };
         let now = self.direct_clock(v, now_us);
@@ -370,6 +438,7 @@ impl Replicas {
                 e.2.push((0..a.len()).map(|k| a.get(k)));
             }
         }
+        p.failed.extend(failed);
         p.held.push(i);
     }
 
@@ -565,6 +634,7 @@ fn plan_entry(
     buf: &[u8],
     spans: &[command::Span],
     cmds: &[(u32, u32)],
+    room: bool,
 ) -> Result<Option<(u32, Slot)>, String> {
     let mut found: Option<(u32, Slot)> = None;
     for &(f, l) in cmds {
@@ -572,7 +642,7 @@ fn plan_entry(
         let Some(spec) = command::lookup(args.get(0)) else {
             continue;
         };
-        if over_maxmemory(db, spec) {
+        if !room && over_maxmemory(db, spec) {
             return Err(OOM.to_string());
         }
         match route::vshard_of_keys(spec, args, c.layout)? {

@@ -8,6 +8,10 @@ impl Shard {
     fn start_step(&self) -> Result<Step, Fatal> {
         let mut guard = self.repl.borrow_mut();
         let r = guard.as_mut().expect("replicated");
+        let fsync = crate::config::fsync_of_code(self.node.live.get(|l| &l.fsync));
+        if fsync != r.wal.fsync() {
+            r.wal.set_fsync(fsync);
+        }
         let step = r.start_step(
             &mut self.db.borrow_mut(),
             Instant::now(),
@@ -23,6 +27,11 @@ impl Shard {
             let mut guard = self.repl.borrow_mut();
             let r = guard.as_mut().expect("replicated");
             let res = r.finish_step(&mut self.db.borrow_mut(), Instant::now(), readies);
+            let mut db = self.db.borrow_mut();
+            if db.tunables.maxmemory > 0 {
+                r.evict_background(&mut db, unix_now_us());
+            }
+            drop(db);
             // The dialers first: the appends they carry are the next commit's critical path,
             // and woken tasks run in order (woken after the connections, SET p1 lost 15%).
             self.wake_dialers(r);
@@ -151,7 +160,11 @@ impl Replicas {
             }
             storage::persist(&mut r.wal, g, &ready)
                 .map_err(|e| Fatal::LogAppend(format!("{e:?}")))?;
-            let added: usize = ready.entries.iter().map(|e| e.data.len()).sum();
+            let added: usize = ready
+                .entries
+                .iter()
+                .map(|e| e.data.len() + super::ENTRY_OVERHEAD_BYTES)
+                .sum();
             r.log_bytes[g as usize] += added;
             r.log_bytes_total += added;
             readies.push((g, ready));
@@ -324,7 +337,7 @@ impl Replicas {
                 longest = Some((len, *g));
             }
         }
-        if longest.is_none() && r.log_bytes_total > r.log_bytes_max {
+        if longest.is_none() && r.log_bytes_total > r.log_budget(db.tunables.maxmemory) {
             // Over the thread's memory budget for logs: the largest one.
             longest = (0..r.log_bytes.len())
                 .max_by_key(|&g| r.log_bytes[g])
@@ -332,6 +345,9 @@ impl Replicas {
         }
         if let Some(g) = r.to_compact.pop().or(longest.map(|(_, g)| g)) {
             r.compact(db, g);
+        }
+        if db.tunables.maxmemory > 0 || r.memory_published > 0 {
+            r.publish_memory(db, db.tunables.maxmemory > 0);
         }
         if now >= r.hint_due {
             r.send_hints(now);
