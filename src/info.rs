@@ -249,32 +249,31 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
         // cluster clients (redis-py's RedisCluster) check this field before using them.
         "cluster" => {
             t.push_str("# Cluster\r\ncluster_enabled:1\r\n");
-            if let Some(c) = &node.cluster {
-                let hosted: usize = c
-                    .hosted
-                    .iter()
-                    .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
-                    .sum();
-                let moving: usize = c
-                    .moving
-                    .iter()
-                    .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
-                    .sum();
-                let meta = shardline_shards::slot::VShardId(c.meta_group() as u16);
-                let led = (0..c.meta_group())
-                    .filter(|&v| c.leader(shardline_shards::slot::VShardId(v as u16)) == c.me)
-                    .count();
-                // vShards this node alone replicates: their groups apply at append.
-                let alone = (0..c.meta_group())
-                    .filter(|&v| c.alone(shardline_shards::slot::VShardId(v as u16)))
-                    .count();
-                let _ = write!(
-                    t,
-                    "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\ncluster_vshards_led:{led}\r\ncluster_vshards_alone:{alone}\r\ncluster_moves_pending:{moving}\r\ncluster_metadata_leader:{}\r\n",
-                    c.me,
-                    c.leader(meta)
-                );
-            }
+            let c = &node.cluster;
+            let hosted: usize = c
+                .hosted
+                .iter()
+                .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
+            let moving: usize = c
+                .moving
+                .iter()
+                .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
+            let meta = shardline_shards::slot::VShardId(c.meta_group() as u16);
+            let led = (0..c.meta_group())
+                .filter(|&v| c.leader(shardline_shards::slot::VShardId(v as u16)) == c.me)
+                .count();
+            // vShards this node alone replicates: their groups apply at append.
+            let alone = (0..c.meta_group())
+                .filter(|&v| c.alone(shardline_shards::slot::VShardId(v as u16)))
+                .count();
+            let _ = write!(
+                t,
+                "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\ncluster_vshards_led:{led}\r\ncluster_vshards_alone:{alone}\r\ncluster_moves_pending:{moving}\r\ncluster_metadata_leader:{}\r\n",
+                c.me,
+                c.leader(meta)
+            );
         }
         "keyspace" => {
             t.push_str("# Keyspace\r\n");

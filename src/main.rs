@@ -105,38 +105,32 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
     let addr = cfg.listen_addr();
     let bind = cfg.bind;
     let layout = shardline_shards::slot::VShardLayout::new(cfg.vshards).expect("validated");
-    if !cfg.cluster_nodes.is_empty() || cfg.cluster_join.is_some() {
-        cluster::check_not_removed(&cfg.data_dir)?;
-    }
-    let cluster = if !cfg.cluster_nodes.is_empty() {
-        Some(cluster::Cluster::new(&cfg, layout)?)
-    } else if cfg.cluster_join.is_some() {
+    cluster::check_not_removed(&cfg.data_dir)?;
+    let cluster = if cfg.cluster_join.is_some() {
         let joined = cluster::join::load_or_join(&cfg)?;
-        Some(cluster::Cluster::joined(&cfg, layout, &joined)?)
+        cluster::Cluster::joined(&cfg, layout, &joined)?
     } else {
-        None
+        cluster::Cluster::new(&cfg, layout)?
     };
     let node = Arc::new(node::Node::new(
         cfg,
         shutdown_tx,
         io_uring,
-        meta.node_id,
-        cluster.map(Arc::new),
+        Arc::new(cluster),
     ));
-    if let Some(c) = &node.cluster {
-        // A node alone serves without its bus; it needs one only to be joined.
-        if given_none && c.bus_addr(c.me).port() == 0 {
-            tracing::warn!(
-                "no cluster bus: the client port + 10000 is past 65535, so no node can join this one (set cluster-bus-addr)"
-            );
-        } else if let Err(e) = cluster::bus::start_acceptor(c.clone(), bind) {
-            if !given_none {
-                return Err(e);
-            }
-            tracing::warn!(
-                "{e}: no node can join this one until it restarts with a free cluster-bus-addr"
-            );
+    let c = &node.cluster;
+    // A node alone serves without its bus; it needs one only to be joined.
+    if given_none && c.bus_addr(c.me).port() == 0 {
+        tracing::warn!(
+            "no cluster bus: the client port + 10000 is past 65535, so no node can join this one (set cluster-bus-addr)"
+        );
+    } else if let Err(e) = cluster::bus::start_acceptor(c.clone(), bind) {
+        if !given_none {
+            return Err(e);
         }
+        tracing::warn!(
+            "{e}: no node can join this one until it restarts with a free cluster-bus-addr"
+        );
     }
     let (ready_tx, ready_rx) = mpsc::channel();
     for (id, &core) in cores.iter().enumerate() {
@@ -162,10 +156,11 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
             c.tunables.maxmemory,
         )
     };
-    let mode = match &node.cluster {
-        Some(c) => format!("cluster member {} of {}", c.me, c.member_ids().len()),
-        None => "standalone".to_string(),
-    };
+    let mode = format!(
+        "cluster member {} of {}",
+        node.cluster.me,
+        node.cluster.member_ids().len()
+    );
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         %addr,
@@ -174,6 +169,7 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
         vshards = node.layout.count(),
         driver = if io_uring { "io_uring" } else { "epoll" },
         %mode,
+        node_id = meta.node_id,
         data_dir,
         fsync,
         maxmemory,

@@ -92,10 +92,8 @@ pub struct Node {
     /// Asks the main thread to shut the node down (SHUTDOWN command).
     pub shutdown_tx: Mutex<mpsc::Sender<()>>,
     pub io_uring: bool,
-    /// This node's id (CLUSTER MYID), fixed in the data directory.
-    pub node_id: String,
-    /// The replicated cluster this node belongs to (`cluster-nodes`); `None`: standalone.
-    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    /// The cluster this node belongs to (of itself alone when given none).
+    pub cluster: std::sync::Arc<crate::cluster::Cluster>,
 }
 
 impl Node {
@@ -103,8 +101,7 @@ impl Node {
         config: Config,
         shutdown_tx: mpsc::Sender<()>,
         io_uring: bool,
-        node_id: String,
-        cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+        cluster: std::sync::Arc<crate::cluster::Cluster>,
     ) -> Self {
         let threads = config.cores.len();
         let layout = VShardLayout::new(config.vshards).expect("validated at start");
@@ -130,7 +127,6 @@ impl Node {
             stats_epoch: AtomicU64::new(0),
             shutdown_tx: Mutex::new(shutdown_tx),
             io_uring,
-            node_id,
             cluster,
         }
     }

@@ -136,16 +136,6 @@ impl Clock {
     }
 }
 
-/// A request parked by a blocking command, waiting for a write to one of its keys.
-struct Waiter {
-    origin: usize,
-    token: hop::Token,
-    proto: Proto,
-    cmd: Parked,
-    /// The replies of the job's earlier ops; the blocking command's reply is appended.
-    partial: Done,
-}
-
 /// A parked blocking command's own copy: its arguments (XREAD's `$` resolved) and the keys it
 /// waits on. Shared by waiters on one node and on a replicated leader.
 pub(crate) struct Parked {
@@ -192,10 +182,6 @@ pub struct Shard {
     pub clients: RefCell<Vec<Rc<RefCell<ClientInfo>>>>,
     /// The subscriptions of this thread's connections.
     pub pubsub: RefCell<crate::pubsub::Registry>,
-    /// Parked blocking requests by id, and ids by `(origin, token)`.
-    waiters: RefCell<std::collections::HashMap<u64, Waiter>>,
-    waiter_ids: RefCell<std::collections::HashMap<(usize, hop::Token), u64>>,
-    next_waiter: Cell<u64>,
     /// Set when the node shuts down; the accept loop waits on it.
     stopping: Cell<bool>,
     stop_waker: RefCell<Option<Waker>>,
@@ -254,9 +240,6 @@ impl Shard {
             local: RefCell::new(LocalStats::default()),
             clients: RefCell::new(Vec::new()),
             pubsub: RefCell::new(crate::pubsub::Registry::default()),
-            waiters: RefCell::new(std::collections::HashMap::new()),
-            waiter_ids: RefCell::new(std::collections::HashMap::new()),
-            next_waiter: Cell::new(1),
             stopping: Cell::new(false),
             stop_waker: RefCell::new(None),
             tunables_seen: Cell::new(u64::MAX),
@@ -278,28 +261,17 @@ impl Shard {
         }
     }
 
-    /// Before a command that may grow memory (DENYOOM) while the node is over `maxmemory`: evicts
-    /// keys of this thread by the policy until it is under, or says there is nothing to evict
-    /// (then the command is refused with OOM and counted as rejected).
-    fn make_room(&self, db: &mut Db, spec: &'static command::CommandSpec, now_ms: u64) -> bool {
-        if spec.flags & command::flags::DENYOOM == 0 {
-            return true;
-        }
-        let limit = db.tunables.maxmemory;
-        // Bounded work per command, as Redis bounds an eviction cycle.
-        for _ in 0..10_000 {
-            if shardline_transport::alloc::used_bytes() <= limit {
-                return true;
-            }
-            if db.evict_one(now_ms).is_none() {
-                break;
-            }
-        }
-        if shardline_transport::alloc::used_bytes() <= limit {
-            return true;
+    /// Whether a command that runs here, outside any log (a keyless one), is refused for memory:
+    /// it may grow memory (DENYOOM) and the node is over `maxmemory`. Evictions happen only
+    /// where they are logged (`Replicas::evict_direct`); this counts the refusal as rejected.
+    fn refused_for_memory(&self, db: &Db, spec: &'static command::CommandSpec) -> bool {
+        if spec.flags & command::flags::DENYOOM == 0
+            || crate::cluster::replica::used_for_eviction() <= db.tunables.maxmemory
+        {
+            return false;
         }
         self.cmd_stats.borrow_mut()[command::index_of(spec)].rejected += 1;
-        false
+        true
     }
 
     /// Runs one command here: looked up and arity-checked unless `known` says the sender did,
@@ -324,11 +296,11 @@ impl Shard {
                 Some(s) => s,
             },
         };
-        if db.tunables.maxmemory > 0 && !self.make_room(db, spec, ctx.now_ms) {
+        if db.tunables.maxmemory > 0 && self.refused_for_memory(db, spec) {
             return out.error(OOM);
         }
         let start = out.buf.len();
-        if led_only && spec.reads_keyspace() && self.node.cluster.is_some() {
+        if led_only && spec.reads_keyspace() {
             db.view = Some(
                 self.repl
                     .try_borrow()
@@ -426,124 +398,6 @@ impl Shard {
         }
     }
 
-    /// Runs one job and returns its replies, or `None` when its last op is a blocking command that
-    /// was parked (its reply is sent when the wait ends).
-    fn run_job(&self, job: Job) -> Option<Done> {
-        let mut out = Out::new(job.proto);
-        let mut ends = Vec::with_capacity(job.ops.len());
-        let now_us = unix_now_us();
-        self.local.borrow_mut().jobs_run += 1;
-        for op in &job.ops {
-            if let Op::Block { first, len } = op {
-                let spans = &job.spans[*first as usize..(*first + *len) as usize];
-                if !self.try_block(&job.buf, spans, now_us, &mut out) {
-                    let partial = Done {
-                        token: job.token,
-                        bytes: out.buf,
-                        ends,
-                    };
-                    self.park(job.origin, job.token, job.proto, &job.buf, spans, partial);
-                    return None;
-                }
-            } else {
-                self.run_op(op, &job.buf, &job.spans, now_us, &mut out);
-            }
-            ends.push(out.buf.len() as u32);
-        }
-        self.serve_ready();
-        Some(Done {
-            token: job.token,
-            bytes: out.buf,
-            ends,
-        })
-    }
-
-    /// Tries a blocking command once; true if it was answered. Serves other waiters if it wrote.
-    fn try_block(&self, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) -> bool {
-        let served = self.try_once(buf, spans, now_us, None, out);
-        if served {
-            self.serve_ready();
-        }
-        served
-    }
-
-    /// One non-blocking try of the blocking command in `buf`/`spans`: its first (`ready`
-    /// `None`), or a parked one's retry after key `ready` changed.
-    fn try_once(
-        &self,
-        buf: &[u8],
-        spans: &[command::Span],
-        now_us: u64,
-        ready: Option<&[u8]>,
-        out: &mut Out,
-    ) -> bool {
-        self.sync_tunables();
-        let args = Args::new(buf, spans);
-        let name = command::lookup(args.get(0)).map_or("", |s| s.name);
-        let served = {
-            let mut db = self.db.borrow_mut();
-            let mut rng = self.rng.borrow_mut();
-            let mut ctx = Ctx {
-                now_ms: now_us / 1000,
-                now_us,
-                rng: &mut rng,
-            };
-            match ready {
-                None => command::blocking::try_serve(name, &mut db, args, &mut ctx, out),
-                Some(key) => command::blocking::retry(name, &mut db, args, key, &mut ctx, out),
-            }
-        };
-        self.flush_events();
-        served
-    }
-
-    /// Completes a parked request with `reply` and sends it to its connection.
-    fn finish_parked(&self, w: Waiter, reply: &[u8]) {
-        let mut done = w.partial;
-        done.bytes.extend_from_slice(reply);
-        done.ends.push(done.bytes.len() as u32);
-        self.deliver(w.origin, done);
-    }
-
-    /// Parks a blocking request on its keys.
-    fn park(
-        &self,
-        origin: usize,
-        token: hop::Token,
-        proto: Proto,
-        buf: &[u8],
-        spans: &[command::Span],
-        partial: Done,
-    ) {
-        let cmd = Parked::new(
-            &mut self.db.borrow_mut(),
-            Args::new(buf, spans),
-            unix_now_us() / 1000,
-        );
-        let id = self.next_waiter.get();
-        self.next_waiter.set(id + 1);
-        self.db.borrow_mut().wait_on(id, &cmd.keys, false);
-        self.waiter_ids.borrow_mut().insert((origin, token), id);
-        self.waiters.borrow_mut().insert(
-            id,
-            Waiter {
-                origin,
-                token,
-                proto,
-                cmd,
-                partial,
-            },
-        );
-    }
-
-    /// Removes waiter `id` from every key it waits on and from the tables; returns it.
-    fn unpark(&self, id: u64) -> Option<Waiter> {
-        let w = self.waiters.borrow_mut().remove(&id)?;
-        self.waiter_ids.borrow_mut().remove(&(w.origin, w.token));
-        self.db.borrow_mut().unwait(id, &w.cmd.keys);
-        Some(w)
-    }
-
     /// Sends a finished reply to the connection waiting for it.
     pub(crate) fn deliver(&self, origin: usize, done: Done) {
         if origin == self.id {
@@ -553,62 +407,15 @@ impl Shard {
         }
     }
 
-    /// Serves parked requests whose keys were written, oldest first, until none can be served.
+    /// Serves parked requests whose keys were written: their leaders try them again.
     pub fn serve_ready(&self) {
-        if self.node.cluster.is_some() {
-            return self.serve_ready_replicated();
-        }
-        loop {
-            let key = {
-                let mut db = self.db.borrow_mut();
-                match db.ready.pop() {
-                    Some(k) => k,
-                    None => return,
-                }
-            };
-            loop {
-                let front = self
-                    .db
-                    .borrow()
-                    .waiting
-                    .get(&key)
-                    .and_then(|q| q.front().copied());
-                let Some(id) = front else { break };
-                let (proto, buf, spans) = {
-                    let ws = self.waiters.borrow();
-                    let w = &ws[&id];
-                    (w.proto, w.cmd.buf.clone(), w.cmd.spans.clone())
-                };
-                let mut out = Out::new(proto);
-                if !self.try_once(&buf, &spans, unix_now_us(), Some(&key), &mut out) {
-                    break;
-                }
-                let w = self.unpark(id).expect("waiter is parked");
-                self.finish_parked(w, &out.buf);
-            }
-        }
-    }
-
-    /// Ends the wait of `(origin, token)`: finishes its reply with the timeout answer, unless it
-    /// was served already (then its reply is on its way).
-    fn unblock(&self, origin: usize, token: hop::Token) {
-        let id = self.waiter_ids.borrow().get(&(origin, token)).copied();
-        let Some(w) = id.and_then(|id| self.unpark(id)) else {
-            return;
-        };
-        let mut out = Out::new(w.proto);
-        command::blocking::timeout_reply(w.cmd.name, &mut out);
-        self.finish_parked(w, &out.buf);
+        self.serve_ready_replicated()
     }
 
     /// Runs one op against this thread's keyspace. Used for local and remote ops alike.
     pub fn run_op(&self, op: &Op, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) {
         self.sync_tunables();
         self.check_reset();
-        if let Op::Unblock { origin, token } = op {
-            self.unblock(*origin, *token);
-            return out.ok();
-        }
         self.run_op_in(&mut self.db.borrow_mut(), op, buf, spans, now_us, out);
         if !self.db.borrow().ready.is_empty() {
             self.serve_ready();
@@ -671,7 +478,7 @@ impl Shard {
                 out.int(st.keyspace_hits as i64);
                 out.int(st.keyspace_misses as i64);
                 out.int(st.expired_keys as i64);
-                out.int((self.waiters.borrow().len() + self.blocked_replicated()) as i64);
+                out.int(self.blocked_replicated() as i64);
                 out.int(ps.names(crate::pubsub::Kind::Channel, None).len() as i64);
                 out.int(ps.names(crate::pubsub::Kind::Pattern, None).len() as i64);
                 out.int(st.evicted_keys as i64);
@@ -831,17 +638,7 @@ pub(crate) async fn inbox(shard: Rc<Shard>) {
             let mut idle = true;
             if let Some(job) = mb.pop_job() {
                 idle = false;
-                if shard.node.cluster.is_some() {
-                    shard.run_job_replicated(job);
-                    continue;
-                }
-                let origin = job.origin;
-                let token = job.token;
-                if let Some(done) = shard.run_job(job)
-                    && token != NO_REPLY
-                {
-                    shard.node.mailboxes[origin].push_done(done);
-                }
+                shard.run_job_replicated(job);
             }
             if let Some(done) = mb.pop_done() {
                 idle = false;
@@ -863,12 +660,8 @@ pub(crate) async fn ticker(shard: Rc<Shard>) {
         shard.clock.reanchor();
         let now_ms = unix_now_us() / 1000;
         shard.sync_tunables();
-        // On a replicated node expiry is the leaders' to decide (through the log).
-        if shard.node.cluster.is_none() {
-            shard.db.borrow_mut().active_expire(now_ms, budget);
-        } else {
-            shard.propose_expiry(now_ms * 1000, budget);
-        }
+        // Expiry is the leaders' to decide (through the log).
+        shard.propose_expiry(now_ms * 1000, budget);
         shard.flush_events();
         shard.publish_stats();
         if shard.node.shutting_down.load(Ordering::Acquire) && !shard.stopping.get() {

@@ -45,32 +45,31 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
             }
         };
         let shard = Rc::new(Shard::new(id, node));
-        if let Some(c) = shard.node.cluster.clone() {
-            let cfg = shard.node.config.lock().expect("config lock").clone();
-            let seed = shard.rng.borrow_mut().next_u64();
-            let opened = {
-                let mut db = shard.db.borrow_mut();
-                crate::cluster::replica::Replicas::open(
-                    c.clone(),
-                    id,
-                    &cfg,
-                    &mut db,
-                    seed,
-                    std::time::Instant::now(),
-                )
-            };
-            match opened {
-                Ok(r) => *shard.repl.borrow_mut() = Some(r),
-                Err(e) => {
-                    let _ = ready.send(Err(e));
-                    return;
-                }
+        let c = shard.node.cluster.clone();
+        let cfg = shard.node.config.lock().expect("config lock").clone();
+        let seed = shard.rng.borrow_mut().next_u64();
+        let opened = {
+            let mut db = shard.db.borrow_mut();
+            crate::cluster::replica::Replicas::open(
+                c.clone(),
+                id,
+                &cfg,
+                &mut db,
+                seed,
+                std::time::Instant::now(),
+            )
+        };
+        match opened {
+            Ok(r) => *shard.repl.borrow_mut() = Some(r),
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
             }
-            monoio::spawn(crate::cluster::replica::run(shard.clone()));
-            monoio::spawn(crate::cluster::bus::inbound(shard.clone(), c.clone()));
-            monoio::spawn(crate::cluster::bus::dial_members(shard.clone(), c.clone()));
-            lead_alone_groups(&c, id).await;
         }
+        monoio::spawn(crate::cluster::replica::run(shard.clone()));
+        monoio::spawn(crate::cluster::bus::inbound(shard.clone(), c.clone()));
+        monoio::spawn(crate::cluster::bus::dial_members(shard.clone(), c.clone()));
+        lead_alone_groups(&c, id).await;
         monoio::spawn(crate::shard::inbox(shard.clone()));
         monoio::spawn(crate::shard::ticker(shard.clone()));
         let _ = ready.send(Ok(()));

@@ -15,7 +15,7 @@ impl Conn {
         for t in 0..self.jobs.len() {
             if let Some(job) = self.jobs[t].take() {
                 tokens.push((t, job.token));
-                if t == self.shard.id && self.shard.node.cluster.is_some() {
+                if t == self.shard.id {
                     // A replicated command led on this very thread: straight to its group,
                     // no trip through our own mailbox.
                     self.shard.run_job_replicated(job);

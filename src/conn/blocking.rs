@@ -4,17 +4,6 @@
 use super::*;
 
 impl Conn {
-    /// A blocking command: sent, as the batch's last op, to the thread that owns its keys (this
-    /// one included, through its own mailbox), which answers it or parks it; parsing stops here.
-    pub(super) fn blocking_command(&mut self, spec: &'static CommandSpec, args: Args) {
-        let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
-        match plan(spec, args, layout, threads, self.shard.id) {
-            Plan::On(t) => self.blocking_on(t, spec, args),
-            Plan::Refuse(msg) => self.out.error(msg),
-            _ => self.out.error(err::CROSSSLOT),
-        }
-    }
-
     /// Sends blocking command `args` to thread `t`, which owns its keys (on a replicated node:
     /// whose group leads their vShard), and waits for its answer.
     pub(super) fn blocking_on(&mut self, t: usize, spec: &'static CommandSpec, args: Args) {

@@ -1,8 +1,8 @@
 //! Redis Cluster's view of this node: CLUSTER KEYSLOT MYID INFO SLOTS SHARDS NODES
-//! COUNTKEYSINSLOT GETKEYSINSLOT, and READONLY/READWRITE/ASKING. Until replication and multi-node
-//! clusters exist (issue 3) a node is a one-node cluster that serves all 16384 slots as master,
-//! which is what lets cluster-aware clients (`redis-cli -c`, the `redis` crate's cluster client,
-//! redis-py's RedisCluster) talk to it.
+//! COUNTKEYSINSLOT GETKEYSINSLOT JOIN FORGET, READONLY/READWRITE/ASKING, and where a data
+//! command goes on a node of a cluster (every node is one: a node given no cluster is a
+//! cluster of itself), which is what lets cluster-aware clients (`redis-cli -c`, the `redis`
+//! crate's cluster client, redis-py's RedisCluster) talk to it.
 
 use super::*;
 use shardline_shards::slot::{SLOTS, Slot, key_slot};
@@ -241,12 +241,6 @@ impl Conn {
         self.hole(vec![PartRef::Remote { thread: 0, op }], Finish::Raw);
     }
 
-    /// The address clients should use for this node: the one this connection reached.
-    fn endpoint(&self) -> (String, u16) {
-        let laddr = self.info.borrow().laddr;
-        (laddr.ip().to_string(), laddr.port())
-    }
-
     pub(super) fn cluster(&mut self, args: Args) {
         let sub = args.get(1).to_ascii_lowercase();
         let arity_ok = match sub.as_slice() {
@@ -263,26 +257,13 @@ impl Conn {
                 &format!("cluster|{}", String::from_utf8_lossy(&sub)),
             );
         }
-        if let Some(c) = self.shard.node.cluster.clone()
-            && matches!(
-                sub.as_slice(),
-                b"myid" | b"info" | b"slots" | b"shards" | b"nodes"
-            )
-        {
-            return self.replicated_cluster(&c, &sub);
-        }
-        if matches!(sub.as_slice(), b"join" | b"forget") {
-            return match self.shard.node.cluster.clone() {
-                Some(c) if sub.as_slice() == b"join" => self.cluster_join(&c, args),
-                Some(c) => self.cluster_forget(&c, args),
-                None => self
-                    .out
-                    .error("ERR this node is not part of a replicated cluster"),
-            };
-        }
-        let id = self.shard.node.node_id.clone();
-        let (ip, port) = self.endpoint();
+        let c = self.shard.node.cluster.clone();
         match sub.as_slice() {
+            b"myid" | b"info" | b"slots" | b"shards" | b"nodes" => {
+                self.replicated_cluster(&c, &sub)
+            }
+            b"join" => self.cluster_join(&c, args),
+            b"forget" => self.cluster_forget(&c, args),
             b"help" => {
                 self.out.array(HELP.len());
                 for l in HELP {
@@ -290,53 +271,6 @@ impl Conn {
                 }
             }
             b"keyslot" => self.out.int(key_slot(args.get(2)) as i64),
-            b"myid" => self.out.bulk(id.as_bytes()),
-            b"info" => {
-                let text = "cluster_enabled:1\r\ncluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\ncluster_current_epoch:1\r\ncluster_my_epoch:1\r\ncluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\ntotal_cluster_links_buffer_limit_exceeded:0\r\n";
-                self.out.verbatim(text.as_bytes());
-            }
-            b"slots" => {
-                self.out.array(1);
-                self.out.array(3);
-                self.out.int(0);
-                self.out.int(SLOTS as i64 - 1);
-                self.out.array(4);
-                self.out.bulk(ip.as_bytes());
-                self.out.int(port as i64);
-                self.out.bulk(id.as_bytes());
-                self.out.map(0);
-            }
-            b"shards" => {
-                self.out.array(1);
-                self.out.map(2);
-                self.out.bulk(b"slots");
-                self.out.array(2);
-                self.out.int(0);
-                self.out.int(SLOTS as i64 - 1);
-                self.out.bulk(b"nodes");
-                self.out.array(1);
-                self.out.map(7);
-                for (k, v) in [("id", id.as_str()), ("endpoint", &ip), ("ip", &ip)] {
-                    self.out.bulk(k.as_bytes());
-                    self.out.bulk(v.as_bytes());
-                }
-                self.out.bulk(b"port");
-                self.out.int(port as i64);
-                for (k, v) in [("role", "master"), ("health", "online")] {
-                    self.out.bulk(k.as_bytes());
-                    self.out.bulk(v.as_bytes());
-                }
-                self.out.bulk(b"replication-offset");
-                self.out.int(0);
-            }
-            b"nodes" => {
-                let line = format!(
-                    "{id} {ip}:{port}@{} myself,master - 0 0 1 connected 0-{}\n",
-                    port as u32 + 10000,
-                    SLOTS - 1
-                );
-                self.out.verbatim(line.as_bytes());
-            }
             _ => self.slot_keys(args, sub == b"getkeysinslot"),
         }
     }

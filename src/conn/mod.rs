@@ -518,15 +518,8 @@ impl Conn {
 
     /// Runs a data command where its plan says.
     fn data_command(&mut self, spec: &'static CommandSpec, args: Args) {
-        if self.shard.node.cluster.is_some() {
-            let shard = self.shard.clone();
-            let c = shard.node.cluster.as_deref().expect("checked");
-            return self.replicated_command(c, spec, args);
-        }
-        if spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args) {
-            return self.blocking_command(spec, args);
-        }
-        self.planned(spec, args)
+        let c = self.shard.node.cluster.clone();
+        self.replicated_command(&c, spec, args)
     }
 
     /// Runs a command where `route::plan` says: here, on another thread, on all, or split.

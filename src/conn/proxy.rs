@@ -48,9 +48,7 @@ impl Conn {
 
     /// Exchanges the batch's forwarded commands with every peer that has some.
     pub(super) async fn exchange_proxied(&mut self) {
-        let Some(c) = self.shard.node.cluster.clone() else {
-            return;
-        };
+        let c = self.shard.node.cluster.clone();
         for i in 0..self.links.len() {
             if self.links[i].writes.is_empty() {
                 continue;

@@ -11,7 +11,6 @@ impl Conn {
             self.shard.node.threads,
             self.shard.id,
         );
-        let replicated = self.shard.node.cluster.is_some();
         if let Err(msg) = command::check_subcommand(spec, args) {
             self.flag_multi();
             return self.out.error(&msg);
@@ -22,10 +21,7 @@ impl Conn {
             _ if on_conn => None,
             // A transaction runs in one vShard's log; a write outside any one vShard (FLUSHALL)
             // would run on this replica alone.
-            _ if replicated
-                && spec.flags & flags::WRITE != 0
-                && !matches!(spec.scope, Scope::Keys(_)) =>
-            {
+            _ if spec.flags & flags::WRITE != 0 && !matches!(spec.scope, Scope::Keys(_)) => {
                 Some(format!(
                     "ERR Command not allowed inside a transaction on a replicated cluster: '{}' writes outside any one vShard",
                     spec.name
@@ -54,7 +50,8 @@ impl Conn {
         // On a replicated node, as Redis Cluster does when queuing: keys of another vShard
         // than the transaction's are CROSSSLOT, a slot led elsewhere is MOVED (TRYAGAIN during
         // an election); EXEC then answers EXECABORT, having applied nothing.
-        if !on_conn && let Some(c) = self.shard.node.cluster.clone() {
+        if !on_conn {
+            let c = self.shard.node.cluster.clone();
             let at = shardline_shards::route::vshard_of_keys(spec, args, c.layout);
             let refusal = match at {
                 Err(msg)
@@ -133,7 +130,7 @@ impl Conn {
         let t = target.unwrap_or(self.shard.id);
         let watch = watched.then_some(flag);
         // On a replicated node a transaction on keys always goes through its vShard's log.
-        let replicated = self.shard.node.cluster.is_some() && target.is_some();
+        let replicated = target.is_some();
         if t == self.shard.id && !replicated {
             let op = Op::Exec {
                 cmds: m.cmds,
@@ -178,7 +175,7 @@ impl Conn {
             .map(|(c, _)| *c)
             .collect();
         let t = m.thread.unwrap_or(self.shard.id);
-        let replicated = self.shard.node.cluster.is_some() && m.thread.is_some();
+        let replicated = m.thread.is_some();
         let part = if data.is_empty() {
             PartRef::Local(b"*0\r\n".to_vec())
         } else if t == self.shard.id && !replicated {

@@ -449,12 +449,7 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
         }
         match shard.finish_step(step.readies) {
             Ok(()) => {}
-            Err(Fatal::Left) => shard
-                .node
-                .cluster
-                .as_ref()
-                .expect("replicated")
-                .retire(crate::cluster::Retired::Left),
+            Err(Fatal::Left) => shard.node.cluster.retire(crate::cluster::Retired::Left),
             Err(e) => fatal(&e.to_string()),
         }
     }
