@@ -57,6 +57,31 @@ impl Server {
         panic!("shardline did not start");
     }
 
+    /// Stops this server (SIGKILL) and starts one on another free port with the same data
+    /// directory and flags; this one no longer owns the directory.
+    pub fn restart_on_another_port(&mut self) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = free_port();
+        let mut args = self.args.clone();
+        let at = args
+            .iter()
+            .position(|a| a == "--port")
+            .expect("started with --port")
+            + 1;
+        args[at] = port.to_string();
+        let mut s = Server {
+            port,
+            child: spawn(&args),
+            dir: self.dir.clone(),
+            args,
+        };
+        assert!(s.wait_ready(), "shardline did not start on port {port}");
+        // The directory is the new server's to remove.
+        self.dir = std::path::PathBuf::new();
+        s
+    }
+
     /// Kills the server with SIGKILL (no shutdown of any kind) and starts it again on the
     /// same port and data directory, with the same flags; waits until it answers.
     pub fn kill_and_restart(&mut self) {
