@@ -8,7 +8,8 @@
 #   REPEATS=5 DURATION=10 scripts/bench-vs-redis.sh
 #
 # Environment: SERVER_CORE (0), CLIENT_CORE (1), REPEATS, DURATION (s per shardline-bench run),
-# SKIP_MEMORY=1, SKIP_SCALING=1, SKIP_REDIS_BENCHMARK=1.
+# SKIP_MEMORY=1, SKIP_SCALING=1, SKIP_REDIS_BENCHMARK=1, REDIS_AOF=everysec|always|no (how the
+# redis-server peer persists; everysec by default, as Shardline's node alone does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-prepare.sh

@@ -19,6 +19,9 @@ SERVER_CORE = os.environ.get("SERVER_CORE", "0")
 CLIENT_CORE = os.environ.get("CLIENT_CORE", "1")
 REPEATS = int(os.environ.get("REPEATS", "3"))
 DURATION = float(os.environ.get("DURATION", "5"))
+# How the redis-server peer persists: everysec (default; Shardline's default for a node
+# alone), always, or no (no persistence at all).
+REDIS_AOF = os.environ.get("REDIS_AOF", "everysec")
 KEYS = 100_000
 CONNS = 50
 VALUE = 64
@@ -66,8 +69,12 @@ class Server:
                    "--data-dir", self.dir, "--log-level", "warn"]
             self.name = f"shardline({ncores} core{'s' if ncores > 1 else ''})"
         else:
+            # The peer persists as Shardline does by default (a log fsynced every second),
+            # unless REDIS_AOF=no asks for Redis without persistence.
+            aof = ["--appendonly", "no"] if REDIS_AOF == "no" else \
+                ["--appendonly", "yes", "--appendfsync", REDIS_AOF]
             cmd = ["taskset", "-c", cores, "redis-server", "--port", str(self.port), "--save", "",
-                   "--appendonly", "no", "--dir", self.dir, "--protected-mode", "yes"]
+                   *aof, "--dir", self.dir, "--protected-mode", "yes"]
             self.name = "redis-server"
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
@@ -213,7 +220,9 @@ def memory(lines):
 def main():
     lines = [f"## bench-vs-redis, {time.strftime('%Y-%m-%d %H:%M')}",
              f"redis-server: {subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.strip()}",
-             f"machine: {os.cpu_count()} cores; REPEATS={REPEATS}, DURATION={DURATION}s"]
+             f"machine: {os.cpu_count()} cores; REPEATS={REPEATS}, DURATION={DURATION}s",
+             "persistence: shardline as started with no flags (its log, fsync every second); "
+             f"redis-server appendonly {'no' if REDIS_AOF == 'no' else 'yes, appendfsync ' + REDIS_AOF}"]
     compare("shardline-bench", run_shardline_bench, lines)
     if not os.environ.get("SKIP_REDIS_BENCHMARK"):
         compare("redis-benchmark", run_redis_benchmark, lines)

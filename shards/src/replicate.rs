@@ -132,6 +132,27 @@ impl Encoder {
     }
 }
 
+/// Writes at the end of `out` the entry of one command (`words`) that an `Encoder` would make,
+/// without an allocation of its own: a thread cuts the entries of its writes from one buffer
+/// (`BytesMut::split`), which they then share.
+pub fn encode_command_into<'a>(
+    out: &mut bytes::BytesMut,
+    kind: Kind,
+    now_us: u64,
+    seed: u64,
+    words: impl ExactSizeIterator<Item = &'a [u8]>,
+) {
+    out.extend_from_slice(&[VERSION, kind as u8]);
+    out.extend_from_slice(&now_us.to_le_bytes());
+    out.extend_from_slice(&seed.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&(words.len() as u32).to_le_bytes());
+    for w in words {
+        out.extend_from_slice(&(w.len() as u32).to_le_bytes());
+        out.extend_from_slice(w);
+    }
+}
+
 /// An entry taken apart: the argument spans of each command index into the entry's bytes.
 #[derive(Debug)]
 pub struct Decoded {
@@ -353,6 +374,20 @@ mod tests {
         for cut in 0..data.len() {
             assert!(decode(&data[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn an_entry_written_into_a_shared_buffer_is_the_encoders() {
+        let mut buf = bytes::BytesMut::with_capacity(64);
+        buf.extend_from_slice(b"earlier entry");
+        let _ = buf.split();
+        let words = [&b"SET"[..], b"key", b"value"];
+        encode_command_into(&mut buf, Kind::Commands, 5, 7, words.into_iter());
+        assert_eq!(buf.len(), HEADER_BYTES + command_bytes(words.into_iter()));
+        assert_eq!(
+            &buf[..],
+            &entry(Kind::Commands, 5, &[&["SET", "key", "value"]])[..]
+        );
     }
 
     #[test]

@@ -164,6 +164,8 @@ pub struct Replicas {
     /// beyond which the largest log is compacted, one per step (`raft-log-memory-bytes`): with
     /// thousands of groups, `COMPACT_ENTRIES` alone would let logs hold gigabytes.
     log_bytes_max: usize,
+    /// The buffer direct entries are cut from (`direct::arena_entry`).
+    arena: bytes::BytesMut,
     /// This thread's shares of `REPLICATION_MEMORY_BYTES` and `EVICTABLE_KEYS` as last
     /// published.
     memory_published: u64,

@@ -58,6 +58,10 @@ pub(super) struct DirectEntry {
     pub(super) unit: Option<u32>,
 }
 
+/// The buffer the entries of a thread's direct writes are cut from: small enough that an entry
+/// kept long (a group that rarely compacts) holds little beside it.
+const ENTRY_ARENA_BYTES: usize = 16 << 10;
+
 impl Replicas {
     /// Whether group `v` applies at append now: this node leads it, its membership is this
     /// node alone, and nothing in its log waits to be applied the other way.
@@ -87,7 +91,7 @@ impl Replicas {
     }
 
     /// Appends direct entry `data` of group `v` (its commands already ran at `now_us`).
-    pub(super) fn propose_direct(&mut self, v: u32, data: Vec<u8>, now_us: u64) {
+    pub(super) fn propose_direct(&mut self, v: u32, data: impl Into<bytes::Bytes>, now_us: u64) {
         let g = self.groups[v as usize]
             .as_mut()
             .expect("a direct group is here");
@@ -100,6 +104,26 @@ impl Replicas {
         let clock = &mut self.clocks[v as usize];
         *clock = (*clock).max(now_us);
         self.touch(v);
+    }
+
+    /// The entry of one command, cut from this thread's entry buffer (`ENTRY_ARENA_BYTES`):
+    /// the entries of a thread's writes share buffers, one allocation for many, and the log's
+    /// copies of an entry (to persist, to apply) share it without allocating (an entry of its
+    /// own allocation costs one more when first shared).
+    pub(super) fn arena_entry<'a>(
+        &mut self,
+        kind: Kind,
+        now_us: u64,
+        seed: u64,
+        words: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
+    ) -> bytes::Bytes {
+        let n = replicate::HEADER_BYTES + replicate::command_bytes(words.clone());
+        if self.arena.capacity() - self.arena.len() < n {
+            self.arena = bytes::BytesMut::with_capacity(ENTRY_ARENA_BYTES.max(n));
+        }
+        replicate::encode_command_into(&mut self.arena, kind, now_us, seed, words);
+        debug_assert_eq!(self.arena.len(), n, "sized exactly");
+        self.arena.split().freeze()
     }
 
     /// Whether every one of `vshards` is direct and on this thread: an op across them may run
@@ -353,12 +377,9 @@ impl Shard {
                 touch_watches(&mut db, spec, args);
                 let mut rng = Rng::new(seed);
                 run_one(&mut db, args, now, &mut rng, out);
-                let words = || (0..args.len()).map(|k| args.get(k));
-                let bytes = replicate::HEADER_BYTES + replicate::command_bytes(words());
-                let mut enc = Encoder::with_capacity(Kind::Commands, now, seed, bytes);
-                enc.push(words());
-                debug_assert_eq!(enc.byte_len(), bytes, "sized exactly");
-                r.propose_direct(v, enc.finish(), now);
+                let words = (0..args.len()).map(|k| args.get(k));
+                let entry = r.arena_entry(Kind::Commands, now, seed, words);
+                r.propose_direct(v, entry, now);
                 r.direct_job()
             };
             if out.buf.get(start) == Some(&b'-') {

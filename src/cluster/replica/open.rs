@@ -165,6 +165,7 @@ impl Replicas {
             to_drop: Vec::new(),
             chunk_bytes: cfg.snapshot_chunk_bytes as usize,
             log_bytes_max: cfg.raft_log_memory_bytes as usize,
+            arena: bytes::BytesMut::new(),
             memory_published: 0,
             keys_published: 0,
             seed,
