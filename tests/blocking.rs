@@ -290,3 +290,71 @@ fn waiters_see_type_changes_deletions_and_flushes_as_redis_does() {
         assert_eq!(e.code(), Some(code), "{end}: {e:?}");
     }
 }
+
+/// On a node alone, a blocking command whose keys are in several vShards of one shard thread
+/// waits on all of them as on a single Redis (one shard thread here: every vShard is its);
+/// what it pops or moves is logged, so a restart after SIGKILL shows the same lists. Keys on
+/// different shard threads answer -CROSSSLOT.
+#[test]
+fn a_blocking_command_across_vshards_of_one_thread_waits_and_its_pops_survive_a_restart() {
+    let mut s = Server::start("0", &[]);
+    let mut c = s.client();
+    // "a" and "b" hash to different slots, so to different vShards.
+    let slot = |k: &str| {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(k)
+            .query::<i64>(&mut s.client())
+    };
+    assert_ne!(slot("a").unwrap() / 64, slot("b").unwrap() / 64);
+    // Served at once from the second key.
+    let _: () = c.rpush("b", &["x", "y"]).unwrap();
+    let got: Value = redis::cmd("BLPOP")
+        .arg("a")
+        .arg("b")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got, popped("b", "x"));
+    // Parked on both, woken by a push to the first.
+    let (tx, rx) = mpsc::channel();
+    let url = s.url();
+    std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let v: Value = redis::cmd("BLPOP")
+            .arg("a")
+            .arg("c")
+            .arg(5)
+            .query(&mut c)
+            .unwrap();
+        let _ = tx.send(v);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(rx.try_recv().is_err(), "BLPOP on empty lists must block");
+    let _: () = c.rpush("a", &["1", "2"]).unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(5)).expect("woken");
+    assert_eq!(got, popped("a", "1"));
+    // BLMOVE across vShards moves the element; a timeout answers nil and moves nothing.
+    let moved: String = redis::cmd("BLMOVE")
+        .arg("a")
+        .arg("dst")
+        .arg("LEFT")
+        .arg("RIGHT")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(moved, "2");
+    let none: Value = redis::cmd("BLPOP")
+        .arg("a")
+        .arg("c")
+        .arg(0.1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(none, Value::Nil);
+    drop(c);
+    s.kill_and_restart();
+    let mut c = s.client();
+    assert_eq!(c.lrange::<_, Vec<String>>("b", 0, -1).unwrap(), vec!["y"]);
+    assert!(!c.exists::<_, bool>("a").unwrap(), "a was emptied");
+    assert_eq!(c.lrange::<_, Vec<String>>("dst", 0, -1).unwrap(), vec!["2"]);
+}

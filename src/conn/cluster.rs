@@ -130,19 +130,32 @@ impl Conn {
     ) -> Result<u64, &'static str> {
         use shardline_shards::slot::VShardId;
         let here = self.shard.id;
-        // (A blocking command waits on one vShard's leader: across vShards it is refused.)
-        if spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args) {
-            return Err(shardline_shards::route::CROSSSLOT);
-        }
         let mut vshards = Vec::new();
         crate::cluster::replica::vshards_of(spec, args, c.layout, &mut vshards);
         vshards.sort_unstable();
         vshards.dedup();
+        let alone = vshards.iter().all(|&v| c.alone(VShardId(v as u16)));
+        if spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args) {
+            // A blocking command waits on its keys' thread; across vShards only where they
+            // are all this node's alone, on one thread (`replica/blocked.rs`, `try_across`).
+            let t = c
+                .layout
+                .owner_thread(VShardId(vshards[0] as u16), c.threads);
+            if !alone
+                || vshards
+                    .iter()
+                    .any(|&v| c.layout.owner_thread(VShardId(v as u16), c.threads) != t)
+            {
+                return Err(shardline_shards::route::CROSSSLOT);
+            }
+            self.blocking_on(t, spec, args);
+            return Ok(0);
+        }
         if vshards
             .iter()
             .any(|&v| c.layout.owner_thread(VShardId(v as u16), c.threads) != here)
         {
-            if vshards.iter().all(|&v| c.alone(VShardId(v as u16))) {
+            if alone {
                 // A node alone splits it by thread as a single node always has (MSET, MGET,
                 // DEL ...: atomic on each thread, not across them, until Calvin); each part
                 // runs on its thread's groups of one. A command that does not split is

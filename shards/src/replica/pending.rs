@@ -189,6 +189,13 @@ impl Pending {
         self.answer(j, op, true, |job| job.write(op, false, |o| o.error(msg)));
     }
 
+    /// Puts `reply` as op `op`'s of job `j`, held until released (`hold_until_durable`).
+    pub fn fill_held(&mut self, j: u32, op: u32, reply: &[u8]) {
+        if let Some(job) = self.jobs.get_mut(j as usize).and_then(Option::as_mut) {
+            job.write(op, true, |o| o.raw(reply));
+        }
+    }
+
     /// Answers op `op` of job `j` with `reply`.
     pub fn fill(&mut self, j: u32, op: u32, reply: &[u8]) {
         self.answer(j, op, false, |job| job.put(op, reply));

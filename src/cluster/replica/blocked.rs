@@ -32,16 +32,22 @@ pub(super) struct Blocked {
     /// It was queued before: a try that fails puts it back first in line (its turn came and
     /// went); a first try that fails queues it last, behind the waiters that came before it.
     had_turn: bool,
+    /// Its keys are in several vShards, all direct groups of this thread (a node alone): it
+    /// is tried at once, not through a log, and a try that serves logs its effects on each
+    /// (`try_across`).
+    across: Option<Vec<u32>>,
 }
 
 impl Replicas {
     /// Takes blocking command `cmd` (op `op` of job `j`, on vShard `v`) and proposes its first
     /// try (answered at once if that fails).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn block(
         &mut self,
+        db: &mut shardline_shards::db::Db,
         j: u32,
         op: u32,
-        (v, slot): (u32, Slot),
+        ((v, slot), across): ((u32, Slot), Option<Vec<u32>>),
         cmd: Parked,
         now: Now,
         seed: u64,
@@ -65,15 +71,26 @@ impl Replicas {
                 queued: false,
                 cancelled: false,
                 had_turn: false,
+                across,
             },
         );
-        self.try_blocked(id, now, seed, None)
+        self.try_blocked(db, id, now, seed, None)
     }
 
     /// Proposes a try of blocking command `id` (not queued): its first (`ready` `None`), or a
     /// retry after key `ready` changed (`Kind::Retry`). Fails its op if this replica cannot
     /// propose (no longer the leader: nothing was applied, so the client may retry there).
-    fn try_blocked(&mut self, id: u64, now: Now, seed: u64, ready: Option<&[u8]>) {
+    fn try_blocked(
+        &mut self,
+        db: &mut shardline_shards::db::Db,
+        id: u64,
+        now: Now,
+        seed: u64,
+        ready: Option<&[u8]>,
+    ) {
+        if self.blocked[&id].across.is_some() {
+            return self.try_across(db, id, now, seed, ready);
+        }
         let b = &self.blocked[&id];
         debug_assert!(
             !b.queued,
@@ -123,6 +140,74 @@ impl Replicas {
                 self.pending.fail(job, op, &msg);
             }
         }
+    }
+
+    /// A try of blocking command `id` whose keys are in several direct groups of this thread:
+    /// run at once with the groups' clock and `seed`; one that serves (or fails) logs its
+    /// effects on each vShard of its keys (`RESTORE`/`DEL`, all in one record, as any op
+    /// across vShards) and is answered once they are written; one that finds nothing queues
+    /// the command on its keys again. Its groups no longer all direct (being moved, or a
+    /// node joined): answered with why (nothing popped).
+    fn try_across(
+        &mut self,
+        db: &mut shardline_shards::db::Db,
+        id: u64,
+        now: Now,
+        seed: u64,
+        ready: Option<&[u8]>,
+    ) {
+        let b = &self.blocked[&id];
+        let (job, op) = (b.job, b.op);
+        let vs = b.across.clone().unwrap_or_default();
+        if !self.all_direct(&vs) {
+            let why = self.across_refusal(&vs);
+            self.forget_blocked(id);
+            return self.pending.fail(job, op, why);
+        }
+        let now_us = vs.iter().fold(now.unix_us, |t, &v| self.direct_clock(v, t));
+        let b = &self.blocked[&id];
+        let args = Args::new(&b.cmd.buf, &b.cmd.spans);
+        let mut out = Out::new(b.proto);
+        let mut rng = shardline_shards::rng::Rng::new(seed);
+        let mut ctx = command::Ctx {
+            now_ms: now_us / 1000,
+            now_us,
+            rng: &mut rng,
+        };
+        let served = match ready {
+            None => blocking::try_serve(b.cmd.name, db, args, &mut ctx, &mut out),
+            Some(key) => blocking::retry(b.cmd.name, db, args, key, &mut ctx, &mut out),
+        };
+        if !served {
+            let b = self.blocked.get_mut(&id).expect("a waiter being tried");
+            b.queued = true;
+            db.wait_on(id, &b.cmd.keys, b.had_turn);
+            return;
+        }
+        // Every key of the command (BLMOVE's destination too, not only the keys waited on).
+        let owned: Vec<Vec<u8>> = match command::lookup(args.get(0)) {
+            Some(spec) => spec.keys_of(args).map(|k| args.get(k).to_vec()).collect(),
+            None => b.cmd.keys.clone(),
+        };
+        let keys: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        let parts = if out.buf.first() == Some(&b'-') {
+            Vec::new() // an error: nothing written
+        } else {
+            super::direct::effects(db, &keys, now_us, seed)
+        };
+        for k in &keys {
+            db.mark_ready(k);
+        }
+        let seq = if parts.is_empty() {
+            self.direct_read_seq()
+        } else {
+            let parts = parts.into_iter().map(|(v, e)| (v, e.finish())).collect();
+            self.propose_unit(parts, now_us);
+            self.direct_job()
+        };
+        self.forget_blocked(id);
+        self.pending.fill_held(job, op, &out.buf);
+        self.hold_direct(job, op, seq);
     }
 
     /// The answer of blocking command `id`'s try, just applied on this leader: the op is
@@ -195,7 +280,7 @@ impl Replicas {
             b.queued = false;
             b.had_turn = true;
             db.unwait(id, &b.cmd.keys);
-            self.try_blocked(id, now, seed(), Some(&key));
+            self.try_blocked(db, id, now, seed(), Some(&key));
         }
     }
 

@@ -24,14 +24,18 @@ pub(crate) struct Plan {
     reads: Vec<(u32, Slot, u32)>,
     /// (metadata command, op): CLUSTER JOIN, on thread 0.
     metas: Vec<(Vec<u8>, u32)>,
-    /// A blocking command (the job's last op): its op, vShard and copy, tried once proposed.
-    block: Option<(u32, (u32, Slot), crate::shard::Parked)>,
+    /// A blocking command (the job's last op), tried once proposed.
+    block: Option<PlannedBlock>,
     /// The blocking commands this job ends: `(origin, token)` of each.
     unblocks: Vec<(usize, crate::hop::Token)>,
     /// Commands run at once that answered an error (INFO commandstats `failed_calls`), by
     /// their index in the command table.
     pub(crate) failed: Vec<usize>,
 }
+
+/// A job's blocking command: its op, its (first) vShard and slot, its copy, and the vShards
+/// of its keys when they are several direct groups (tried at once, `blocked.rs`).
+type PlannedBlock = (u32, (u32, Slot), crate::shard::Parked, Option<Vec<u32>>);
 
 /// One op of a job being planned: the job, the op, its number and its commands' spans.
 #[derive(Clone, Copy)]
@@ -132,18 +136,36 @@ impl Replicas {
                 }
                 Op::Block { first, len } => {
                     let cmds = [(*first, *len)];
+                    let args = Args::new(
+                        &job.buf,
+                        &job.spans[*first as usize..(*first + *len) as usize],
+                    );
                     match plan_entry(c, db, &job.buf, &job.spans, &cmds, false) {
+                        Err(msg) if msg == route::CROSSSLOT => {
+                            // Keys of several vShards: waited on at once if they are all
+                            // direct groups of this thread (`blocked.rs`, `try_across`).
+                            let mut vs = Vec::new();
+                            if let Some(spec) = command::lookup(args.get(0)) {
+                                super::direct::vshards_of(spec, args, c.layout, &mut vs);
+                            }
+                            vs.sort_unstable();
+                            vs.dedup();
+                            if !self.all_direct(&vs) || vs.iter().any(|v| p.undirect.contains(v)) {
+                                let why = self.across_refusal(&vs);
+                                p.pj.write(i, false, |o| o.error(why));
+                            } else {
+                                let slot = c.layout.slot_range(VShardId(vs[0] as u16)).start;
+                                let cmd = crate::shard::Parked::new(db, args, now_us / 1000);
+                                p.block = Some((i, (vs[0], slot), cmd, Some(vs)));
+                            }
+                        }
                         Err(msg) => pj.write(i, false, |o| o.error(&msg)),
                         Ok(None) => {
                             pj.write(i, false, |o| o.error("ERR a blocking command without keys"))
                         }
                         Ok(Some(at)) => {
-                            let args = Args::new(
-                                &job.buf,
-                                &job.spans[*first as usize..(*first + *len) as usize],
-                            );
                             let cmd = crate::shard::Parked::new(db, args, now_us / 1000);
-                            p.block = Some((i, at, cmd));
+                            p.block = Some((i, at, cmd, None));
                         }
                     }
                     continue;
@@ -543,8 +565,8 @@ impl Replicas {
             self.touch(v);
         }
         // Last, as the blocking command is the job's last op: after the job's other entries.
-        if let Some((op, at, cmd)) = plan.block {
-            self.block(j, op, at, cmd, now, seed);
+        if let Some((op, at, cmd, across)) = plan.block {
+            self.block(db, j, op, (at, across), cmd, now, seed);
         }
     }
 }
