@@ -296,9 +296,14 @@ fn wait_for<T: std::fmt::Debug>(what: &str, secs: u64, mut f: impl FnMut() -> (b
 
 #[test]
 fn a_one_node_cluster_grows_to_three_replicas_and_its_metadata_survives_the_first_node() {
-    let mut c = TestCluster::start(1, false, &[]);
+    // A small log budget: its groups compact (and drop the in-memory copy of their snapshots,
+    // having no one to send them to) before anyone joins; the joins must get them back.
+    let mut c = TestCluster::start(1, false, &["--raft-log-memory-bytes", "1mb"]);
     let mut conn = c.client().get_connection().unwrap();
+    let pad = "p".repeat(4096);
     for i in 0..500 {
+        let _: () = conn.set(format!("pad{i}"), &pad).unwrap();
+        let _: () = conn.del(format!("pad{i}")).unwrap();
         let _: () = conn.set(format!("k{i}"), i).unwrap();
     }
     // Two nodes join: every vShard gets three replicas (RF 3 once there are three nodes), so

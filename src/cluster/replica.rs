@@ -405,8 +405,56 @@ impl Replicas {
             blob: grp.snapshot_blob().clone(),
             kind: SnapshotKind::Compacted,
         });
+        if g != self.meta_g {
+            // Nobody to send it to in a group of one: its file holds it (`restore_blob`).
+            grp.release_snapshot_blob();
+        }
         self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
         self.touch(g);
+    }
+
+    /// Before a member is added to group `g`: its snapshot blob back in memory if it was
+    /// released (taken from the file about to be written, or read from the one written).
+    /// False if it cannot be (the change waits; the warning says why).
+    fn restore_blob(&mut self, g: u32) -> bool {
+        let Some(grp) = self.groups[g as usize].as_mut() else {
+            return false;
+        };
+        if !grp.snapshot_blob_released() {
+            return true;
+        }
+        let id = grp.snapshot_id();
+        let pending = self
+            .before_flush
+            .iter()
+            .rev()
+            .find(|f| f.group == g && f.last == id && f.kind == SnapshotKind::Compacted)
+            .map(|f| f.blob.clone());
+        let blob = match pending {
+            Some(b) => Ok(b),
+            None => match snapfile::read_snapshot(&self.snap_dir, g) {
+                Ok(Some((at, data))) if at == id => Ok(bytes::Bytes::from(data)),
+                Ok(_) => Err("its snapshot file is not the group's snapshot".to_string()),
+                Err(e) => Err(e),
+            },
+        };
+        match blob.map(|b| grp.restore_snapshot_blob(b)) {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => {
+                tracing::warn!(
+                    vshard = g,
+                    "its snapshot file holds another membership; the move waits"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(
+                    vshard = g,
+                    "cannot read back its snapshot: {e}; the move waits"
+                );
+                false
+            }
+        }
     }
 
     /// The bytes of entries this thread's logs may hold before the largest is compacted:

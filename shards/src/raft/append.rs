@@ -56,6 +56,12 @@ impl Group {
         };
         let next = next.max(1);
         if next <= self.snap.index {
+            if self.snapshot_blob_released() {
+                // Only a group without peers releases its blob (and takes none before it is
+                // back): nothing to send to a peer that cannot be.
+                debug_assert!(false, "a released snapshot blob wanted by a peer");
+                return;
+            }
             // The entries it needs are in the snapshot now: the chunk after what it holds (a
             // heartbeat resends it, should it be lost).
             let offset = match self.snap_sending.get(&to) {

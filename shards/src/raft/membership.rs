@@ -43,6 +43,10 @@ impl Group {
         {
             return Err(ConfError::Pending);
         }
+        // A new member may need the snapshot: not before its blob is back in memory.
+        if self.snapshot_blob_released() {
+            return Err(ConfError::Pending);
+        }
         // A learner votes only once it holds everything committed: a voter with an empty log
         // could not be told apart from one created on demand, which gives no vote.
         if let ConfChange::Promote(l) = change

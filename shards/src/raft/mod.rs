@@ -330,6 +330,33 @@ impl Group {
         &self.snap_data
     }
 
+    /// Drops the in-memory copy of the snapshot blob when nobody can need it: this replica is
+    /// the group's only voter and there is no learner (a group of one keeps a copy of its whole
+    /// state otherwise). Its file holds it; `restore_snapshot_blob` gives it back before a
+    /// member is added (`propose_conf` refuses until then).
+    pub fn release_snapshot_blob(&mut self) {
+        if self.conf.voters.len() == 1 && self.is_voter() && self.conf.learners.is_empty() {
+            self.snap_data = Bytes::new();
+        }
+    }
+
+    /// Whether the snapshot's blob was released (`release_snapshot_blob`).
+    pub fn snapshot_blob_released(&self) -> bool {
+        self.snap.index > 0 && self.snap_data.is_empty()
+    }
+
+    /// Gives back a released snapshot blob (read from its file): refused unless it holds the
+    /// snapshot's membership.
+    pub fn restore_snapshot_blob(&mut self, blob: Bytes) -> Result<(), BadSnapshot> {
+        match conf::split_snapshot(&blob) {
+            Some((conf, _)) if conf == self.snap_conf => {
+                self.snap_data = blob;
+                Ok(())
+            }
+            _ => Err(BadSnapshot),
+        }
+    }
+
     /// The entry at `index`, if the log still holds it.
     pub fn entry(&self, index: u64) -> Option<&Entry> {
         let i = index.checked_sub(self.snap.index + 1)?;

@@ -110,7 +110,12 @@ impl Replicas {
                     storage::restore_at(&wal, g, rcfg, Some(id), blob)
                 }
             };
-            *slot = Some(grp.map_err(|_| corrupt(SNAP_HEADER_BYTES, "bad membership"))?);
+            let mut grp = grp.map_err(|_| corrupt(SNAP_HEADER_BYTES, "bad membership"))?;
+            if g != meta_g {
+                // A group of one needs no copy of its snapshot in memory (`restore_blob`).
+                grp.release_snapshot_blob();
+            }
+            *slot = Some(grp);
         }
         if let Some(m) = &meta {
             publish_meta(&c, m);

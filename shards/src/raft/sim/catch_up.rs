@@ -328,3 +328,45 @@ fn a_silent_peer_behind_the_snapshot_is_probed_with_it_and_with_the_log_after_it
         "{snapshots} snapshots, {from_log} appends from the log after one"
     );
 }
+
+/// A group of one drops the in-memory copy of its snapshot (its file holds it) and adds no
+/// member before it is given back, with the snapshot's own membership.
+#[test]
+fn a_group_of_one_releases_its_snapshot_blob_and_adds_a_member_only_once_it_is_back() {
+    let mut g = Group::new(Config {
+        members: vec![1],
+        ..three(1, 3)
+    });
+    g.tick();
+    assert_eq!(g.role(), Role::Leader);
+    for i in 0..5 {
+        g.propose(format!("entry {i}").into_bytes()).unwrap();
+    }
+    g.take_ready(); // persisted: committed and applied at RF 1
+    let last = g.last_index();
+    g.compact(last, b"state".to_vec());
+    let blob = g.snapshot_blob().clone();
+    assert!(!blob.is_empty());
+    g.release_snapshot_blob();
+    assert!(g.snapshot_blob_released());
+    assert_eq!(
+        g.propose_conf(ConfChange::AddLearner(2)),
+        Err(ConfError::Pending),
+        "a member added now could be sent an empty snapshot"
+    );
+    // Another membership's blob is refused; its own is taken.
+    let other = conf::snapshot_blob(
+        &Membership {
+            voters: vec![1, 2, 3],
+            learners: vec![],
+        },
+        b"state",
+    );
+    assert!(g.restore_snapshot_blob(other).is_err());
+    g.restore_snapshot_blob(blob.clone()).unwrap();
+    assert_eq!(g.snapshot_blob(), &blob);
+    assert!(g.propose_conf(ConfChange::AddLearner(2)).is_ok());
+    // With a learner, the blob is kept.
+    g.release_snapshot_blob();
+    assert!(!g.snapshot_blob_released());
+}
