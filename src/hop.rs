@@ -74,6 +74,10 @@ pub enum Op {
     /// A change to the cluster's metadata (an encoded `meta::Cmd`), for shard thread 0 of a
     /// replicated node: answered once the metadata group applied it.
     Meta(Vec<u8>),
+    /// SAVE, BGSAVE and BGREWRITEAOF on this thread: its log fsynced with its next batch,
+    /// `+OK` once that is done; with `rewrite`, every vShard's log is also compacted into a
+    /// snapshot (one per step, Redis's AOF rewrite).
+    Persist { rewrite: bool },
     /// Ends the wait of the blocked request `(origin, token)`: its parked reply is finished with
     /// the timeout answer, unless it was served already. Replies `+OK`.
     Unblock { origin: usize, token: Token },

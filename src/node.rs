@@ -92,6 +92,9 @@ pub struct Node {
     /// Asks the main thread to shut the node down (SHUTDOWN command).
     pub shutdown_tx: Mutex<mpsc::Sender<()>>,
     pub io_uring: bool,
+    /// When the last SAVE/BGSAVE/BGREWRITEAOF completed (Unix seconds; the start before any):
+    /// LASTSAVE, INFO `rdb_last_save_time`.
+    pub last_save: AtomicU64,
     /// The cluster this node belongs to (of itself alone when given none).
     pub cluster: std::sync::Arc<crate::cluster::Cluster>,
 }
@@ -127,6 +130,11 @@ impl Node {
             stats_epoch: AtomicU64::new(0),
             shutdown_tx: Mutex::new(shutdown_tx),
             io_uring,
+            last_save: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            ),
             cluster,
         }
     }

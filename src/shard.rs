@@ -573,6 +573,7 @@ impl Shard {
             Op::Meta(_) => out.error("ERR this node is not part of a replicated cluster"),
             // `run_op` and the replicated job path take it before the keyspace is borrowed.
             Op::Unblock { .. } => out.error("ERR internal: unblock outside a job"),
+            Op::Persist { .. } => out.error("ERR internal: a save outside a job"),
         }
     }
 

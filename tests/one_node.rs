@@ -299,3 +299,41 @@ fn the_quick_start_server_keeps_its_data_across_kill_9() {
     let mut c = moved.client();
     check(&mut c, 1);
 }
+
+/// SAVE, BGSAVE and BGREWRITEAOF answer as Redis does, once every shard thread's log is
+/// fsynced (even under `appendfsync no`); LASTSAVE and INFO persistence say so.
+#[test]
+fn save_and_its_kin_fsync_the_log_and_answer_as_redis_does() {
+    let mut s = common::Server::start("0-1", &["--appendfsync", "no"]);
+    let mut c = s.client();
+    let before: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+    for i in 0..200 {
+        let _: () = c.set(format!("k{i}"), i).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let ok: String = redis::cmd("SAVE").query(&mut c).unwrap();
+    assert_eq!(ok, "OK");
+    let after: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+    assert!(after > before, "LASTSAVE {before} -> {after}");
+    let bg: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+    assert_eq!(bg, "Background saving started");
+    let e: redis::RedisResult<String> = redis::cmd("BGSAVE").arg("NOW").query(&mut c);
+    assert!(e.is_err());
+    let rw: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
+    assert_eq!(rw, "Background append only file rewriting started");
+    let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+    assert!(info.contains("aof_enabled:1\r\n"), "{info}");
+    assert!(info.contains("rdb_last_save_time:"), "{info}");
+    // The rewrite compacts in the background; the data stays what it was, across a crash.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(c);
+    s.kill_and_restart();
+    let mut c = s.client();
+    for i in 0..200 {
+        assert_eq!(c.get::<_, i64>(format!("k{i}")).unwrap(), i);
+    }
+    let e: redis::RedisResult<String> = redis::cmd("MULTI").query(&mut c);
+    assert!(e.is_ok());
+    let refused: redis::RedisResult<String> = redis::cmd("SAVE").query(&mut c);
+    assert!(common::msg(refused.unwrap_err()).contains("not allowed"));
+}

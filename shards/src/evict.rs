@@ -77,10 +77,13 @@ pub fn lru_stamp(now_ms: u64) -> u32 {
     (now_ms / 1000) as u32
 }
 
-/// Seconds since the LRU stamp `meta`.
+/// Seconds since the LRU stamp `meta`; 0 for a stamp a little ahead of `now_ms` (a key
+/// written with a later clock than the one evicting: a group's clock, a batch read earlier),
+/// which a wrapping difference would make the idlest key of all.
 #[inline]
 pub fn idle_secs(meta: u32, now_ms: u64) -> u64 {
-    lru_stamp(now_ms).wrapping_sub(meta) as u64
+    let idle = lru_stamp(now_ms).wrapping_sub(meta);
+    if idle > u32::MAX / 2 { 0 } else { idle as u64 }
 }
 
 #[inline]
@@ -144,6 +147,10 @@ mod tests {
         let stamp = lru_stamp(10_500);
         assert_eq!(idle_secs(stamp, 12_900), 2);
         assert_eq!(idle_secs(u32::MAX, 1000 * (1u64 << 32)), 1);
+        // Stamped a second after the evicting clock (a write with its group's later clock):
+        // as fresh as can be, not the idlest key (found by an LRU test that lost the newest
+        // writes first).
+        assert_eq!(idle_secs(lru_stamp(13_000), 12_900), 0);
     }
 
     #[test]

@@ -79,6 +79,15 @@ pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 128;
 /// (`mem_not_counted_for_evict`). Published by each thread's step while `maxmemory` is set.
 pub static REPLICATION_MEMORY_BYTES: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
+/// The keys of `db` its policy may evict (all, or those with a TTL; none under noeviction).
+pub(crate) fn evictable_keys(db: &Db) -> u64 {
+    match db.tunables.maxmemory_policy {
+        shardline_shards::evict::Policy::NoEviction => 0,
+        p if p.volatile() => db.volatile_len() as u64,
+        _ => db.len() as u64,
+    }
+}
+
 /// The keys every shard thread could evict by the policy (all, or those with a TTL), summed
 /// as last published with `REPLICATION_MEMORY_BYTES`: a thread with none left lets a write
 /// through while others have some (they evict at their next step).
@@ -473,12 +482,7 @@ impl Replicas {
     /// buffers (`REPLICATION_MEMORY_BYTES`), or withdraws it (`on` false: `maxmemory` unset).
     fn publish_memory(&mut self, db: &Db, on: bool) {
         use std::sync::atomic::Ordering::Relaxed;
-        let keys = match db.tunables.maxmemory_policy {
-            _ if !on => 0,
-            shardline_shards::evict::Policy::NoEviction => 0,
-            p if p.volatile() => db.volatile_len() as u64,
-            _ => db.len() as u64,
-        };
+        let keys = if on { evictable_keys(db) } else { 0 };
         let old = std::mem::replace(&mut self.keys_published, keys);
         EVICTABLE_KEYS.fetch_add(keys.wrapping_sub(old), Relaxed);
         let now = if on {
@@ -504,7 +508,10 @@ impl Replicas {
                         + r.messages.capacity() * std::mem::size_of::<raft::Envelope>()
                 })
                 .sum();
-            (self.log_bytes_total + snaps + spare + readies) as u64
+            // Snapshots on their way to their files (a group of one's no longer in the group).
+            let files: usize = self.before_flush.iter().map(|f| f.blob.len()).sum();
+            let wal = self.wal.buffer_bytes();
+            (self.log_bytes_total + snaps + spare + readies + files + wal) as u64
         } else {
             0
         };

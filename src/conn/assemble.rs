@@ -131,6 +131,12 @@ impl Conn {
             Finish::ExecHead { n, .. } => out.array(*n),
             Finish::ExecItem(i) => out.raw(array_item(parts[0], *i)),
             Finish::Ok => out.ok(),
+            Finish::Text(text) => {
+                // Every shard thread's log is fsynced: a save completed.
+                let now = crate::shard::unix_now_us() / 1_000_000;
+                self.shard.node.last_save.store(now, Ordering::Relaxed);
+                out.simple(text)
+            }
             Finish::Merge(merge, order) => {
                 crate::merge::merge(*merge, order, parts, &mut self.shard.rng.borrow_mut(), out)
             }

@@ -78,6 +78,8 @@ enum Finish {
     Killed { old_form: bool },
     /// MEMORY STATS from every thread's `Op::Stats`.
     MemoryStats,
+    /// This simple string once every part answered `+OK` (SAVE, BGSAVE, BGREWRITEAOF).
+    Text(&'static str),
     /// Arrays of names from every thread, without duplicates (PUBSUB CHANNELS).
     Union,
     /// The number of distinct names (PUBSUB NUMPAT).
@@ -751,6 +753,7 @@ impl Conn {
                 self.hole(parts, Finish::Merge(Merge::Sum, Vec::new()));
             }
             "pubsub" => self.pubsub_introspect(args),
+            "save" | "bgsave" | "bgrewriteaof" => self.persist(spec.name, args),
             "cluster" => self.cluster(args),
             // Cluster clients send these; a one-node cluster serves every slot itself.
             "readonly" | "readwrite" => {
@@ -772,6 +775,32 @@ impl Conn {
             }
             _ => server_cmds::run(self, spec, args),
         }
+    }
+
+    /// SAVE, BGSAVE [SCHEDULE] and BGREWRITEAOF: every write is in the log already, so a save
+    /// makes it durable now: every shard thread fsyncs its log with its next batch, and the
+    /// reply comes once all have (`Op::Persist`). BGREWRITEAOF also compacts every vShard's
+    /// log into a snapshot, in the background (one per driver step).
+    fn persist(&mut self, name: &'static str, args: Args) {
+        if name == "bgsave"
+            && (args.len() > 2
+                || (args.len() == 2 && !args.get(1).eq_ignore_ascii_case(b"schedule")))
+        {
+            return self.out.error(err::SYNTAX);
+        }
+        let rewrite = name == "bgrewriteaof";
+        let parts = (0..self.shard.node.threads)
+            .map(|t| PartRef::Remote {
+                thread: t,
+                op: self.push_op(t, Op::Persist { rewrite }),
+            })
+            .collect();
+        let text = match name {
+            "save" => "OK",
+            "bgsave" => "Background saving started",
+            _ => "Background append only file rewriting started",
+        };
+        self.hole(parts, Finish::Text(text));
     }
 
     /// MEMORY DOCTOR, MALLOC-STATS, PURGE and STATS (USAGE runs on the key's thread), and HELP.

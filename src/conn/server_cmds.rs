@@ -1,5 +1,5 @@
 //! Connection and server commands that need connection or node state: HELLO AUTH SELECT QUIT RESET
-//! CLIENT CONFIG SHUTDOWN. (MULTI, EXEC, WATCH and INFO live in `conn`.)
+//! CLIENT CONFIG SHUTDOWN LASTSAVE. (MULTI, EXEC, WATCH and INFO live in `conn`.)
 
 use super::Conn;
 use crate::config;
@@ -29,6 +29,10 @@ pub fn run(c: &mut Conn, spec: &'static CommandSpec, a: Args) {
         "client" => client(c, a),
         "config" => config_cmd(c, a),
         "shutdown" => shutdown(c, a),
+        "lastsave" => {
+            let at = c.shard().node.last_save.load(Ordering::Relaxed);
+            c.out().int(at as i64)
+        }
         _ => err::unknown_command(c.out(), a),
     }
 }

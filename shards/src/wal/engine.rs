@@ -193,10 +193,19 @@ pub struct Engine {
     /// Segments written since their last fsync.
     unsynced: Vec<u64>,
     last_sync_ms: u64,
+    /// The next batch fsyncs what it and earlier ones wrote, whatever the policy
+    /// (`sync_next`: SAVE).
+    force_sync: bool,
 }
 
 impl Engine {
     /// An empty log.
+    /// The next batch (`take_batch`) fsyncs the segments written since the last fsync, whatever
+    /// the policy (with `never`, those its own writes reach): SAVE.
+    pub fn sync_next(&mut self) {
+        self.force_sync = true;
+    }
+
     /// Changes when the log is fsynced from the next batch on (CONFIG SET appendfsync).
     pub fn set_fsync(&mut self, fsync: FsyncPolicy) {
         self.cfg.fsync = fsync;
@@ -217,6 +226,7 @@ impl Engine {
             waiting: Vec::new(),
             unsynced: Vec::new(),
             last_sync_ms: 0,
+            force_sync: false,
         }
     }
 
@@ -416,6 +426,13 @@ impl Engine {
         record::encode(&r, buf);
     }
 
+    /// The bytes of the write buffers this log holds: records not yet in a batch and buffers
+    /// kept for the next ones (the node's AOF buffers, in Redis's terms).
+    pub fn buffer_bytes(&self) -> usize {
+        self.queued.iter().map(|(_, b)| b.capacity()).sum::<usize>()
+            + self.spare_bufs.iter().map(Vec::capacity).sum::<usize>()
+    }
+
     /// A batch the driver ran: its vectors and write buffers are kept for the next batches.
     pub fn recycle(&mut self, mut b: Batch) {
         for mut buf in b.spent.drain(..) {
@@ -488,15 +505,16 @@ impl Engine {
                 self.unsynced.push(seq);
             }
         }
-        let sync = match self.cfg.fsync {
-            FsyncPolicy::Always => true,
-            FsyncPolicy::Batch { interval_ms } => {
-                now_ms.saturating_sub(self.last_sync_ms) >= interval_ms
-            }
-            FsyncPolicy::Never => false,
-        };
+        let sync = std::mem::take(&mut self.force_sync)
+            || match self.cfg.fsync {
+                FsyncPolicy::Always => true,
+                FsyncPolicy::Batch { interval_ms } => {
+                    now_ms.saturating_sub(self.last_sync_ms) >= interval_ms
+                }
+                FsyncPolicy::Never => false,
+            };
         let never = self.cfg.fsync == FsyncPolicy::Never;
-        if never {
+        if never && !sync {
             self.unsynced.clear();
         }
         if (sync && !self.unsynced.is_empty()) || never {

@@ -154,6 +154,29 @@ fn never_and_batch_policies_acknowledge_after_the_write() {
 }
 
 #[test]
+fn a_save_fsyncs_the_next_batch_whatever_the_policy() {
+    for policy in [FsyncPolicy::Never, FsyncPolicy::Batch { interval_ms: 1000 }] {
+        let mut e = Engine::new(cfg(1 << 20, policy));
+        e.append(1, 1, 1, b"a").unwrap();
+        let _ = e.take_batch(0); // a batch fsync's first sync, or none with never
+        e.append(1, 2, 1, b"b").unwrap();
+        e.sync_next();
+        let b = e.take_batch(10).unwrap();
+        assert!(
+            b.ops.iter().any(|o| matches!(o, Io::Sync { seq: 1 })),
+            "{policy:?}: {:?}",
+            b.ops
+        );
+        e.append(1, 3, 1, b"c").unwrap();
+        let after = e.take_batch(20).unwrap();
+        assert!(
+            !after.ops.iter().any(|o| matches!(o, Io::Sync { .. })),
+            "{policy:?}: once only"
+        );
+    }
+}
+
+#[test]
 fn segments_rotate_restate_votes_and_go_once_purged_and_synced() {
     let mut e = Engine::new(cfg(200, FsyncPolicy::Always));
     let mut dir = Dir::default();

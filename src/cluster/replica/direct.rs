@@ -58,6 +58,9 @@ pub(super) struct DirectEntry {
     pub(super) unit: Option<u32>,
 }
 
+/// Keys a thread evicts at most for one write, or at one driver step.
+const EVICT_KEYS_MAX: usize = 64;
+
 /// The buffer the entries of a thread's direct writes are cut from: small enough that an entry
 /// kept long (a group that rarely compacts) holds little beside it.
 const ENTRY_ARENA_BYTES: usize = 16 << 10;
@@ -513,10 +516,29 @@ impl Replicas {
     ) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let policy = db.tunables.maxmemory_policy;
+        // Memory is the process's, keys are per thread: a thread that holds fewer evictable
+        // keys than its share leaves the evicting to the others (each evicts at its steps,
+        // `evict_background`), so the threads keep alike shares and the least recently used
+        // keys go wherever they are, not all of one thread's first.
+        let total = super::EVICTABLE_KEYS.load(Relaxed);
+        let threads = self.c.threads.max(1) as u64;
+        if policy != shardline_shards::evict::Policy::NoEviction
+            && super::evictable_keys(db) * threads * 10 < total * 9
+            && used_for_eviction() <= db.tunables.maxmemory + db.tunables.maxmemory / 8
+        {
+            return true;
+        }
         // What the `DEL` entries will take until a step publishes them as the log's.
         let mut logged = 0;
-        for _ in 0..10_000 {
+        for n in 0..=EVICT_KEYS_MAX {
             if used_for_eviction() + logged <= db.tunables.maxmemory {
+                return true;
+            }
+            if n == EVICT_KEYS_MAX {
+                // Bounded work per write, as Redis bounds an eviction cycle: having made
+                // progress, the write goes on and the thread's steps evict the rest. (A spike
+                // of memory that is not keys, a batch's buffers, must not cost a thread every
+                // key it has.)
                 return true;
             }
             let allowed = |v: u32| self.is_direct(v) && !undirect.contains(&v);
@@ -532,7 +554,7 @@ impl Replicas {
                 (replicate::HEADER_BYTES + key.len() + 16 + super::ENTRY_OVERHEAD_BYTES) as u64;
             log(v, key);
         }
-        false
+        unreachable!("the loop returns at its last turn")
     }
 
     /// `evict_direct`, each eviction logged at once (nothing of this thread waits to be

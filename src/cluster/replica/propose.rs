@@ -28,6 +28,8 @@ pub(crate) struct Plan {
     block: Option<PlannedBlock>,
     /// The blocking commands this job ends: `(origin, token)` of each.
     unblocks: Vec<(usize, crate::hop::Token)>,
+    /// SAVE/BGSAVE/BGREWRITEAOF's op (`Op::Persist`), answered once the next batch is fsynced.
+    persist: Option<(u32, bool)>,
     /// Commands run at once that answered an error (INFO commandstats `failed_calls`), by
     /// their index in the command table.
     pub(crate) failed: Vec<usize>,
@@ -122,6 +124,7 @@ impl Replicas {
             metas: Vec::new(),
             block: None,
             unblocks: Vec::new(),
+            persist: None,
             failed: Vec::new(),
         };
         let now_us = now.unix_us;
@@ -173,6 +176,11 @@ impl Replicas {
                 Op::Unblock { origin, token } => {
                     p.unblocks.push((*origin, *token));
                     pj.write(i, false, |o| o.ok());
+                    continue;
+                }
+                Op::Persist { rewrite } => {
+                    pj.write(i, true, |o| o.ok());
+                    p.persist = Some((i, *rewrite));
                     continue;
                 }
                 _ => {}
@@ -558,6 +566,19 @@ impl Replicas {
             for op in plan.held {
                 self.hold_direct(j, op, seq);
             }
+        }
+        if let Some((op, rewrite)) = plan.persist {
+            // Everything appended so far goes out with the next batch, which fsyncs; the
+            // reply waits for it (a fresh job number: that batch's).
+            self.wal.sync_next();
+            if rewrite {
+                self.to_compact = (0..self.groups.len() as u32)
+                    .filter(|&g| g != self.meta_g && self.groups[g as usize].is_some())
+                    .collect();
+            }
+            let seq = self.direct_job();
+            self.hold_direct(j, op, seq);
+            self.wake();
         }
         // The reads, answered once their round confirms the leadership.
         for (v, slot, op) in plan.reads {
