@@ -308,6 +308,13 @@ impl Sim {
             (format!("{{t{key}}}a"), format!("{{t{key}}}b"))
         };
         let x = format!("x{key}");
+        // With pairs across vShards, pops wait on a second, never-pushed list in another
+        // vShard of the queue's thread too (a waiter across vShards, `blocked.rs`).
+        let also = if self.cross_pairs && req == Req::Pop {
+            self.partner(&q, &format!("w{key}"))
+        } else {
+            String::new()
+        };
         let value = match req {
             Req::Set(v) | Req::Push(v) | Req::TxSet(v) | Req::SetPx(v) => v.to_string(),
             _ => String::new(),
@@ -317,6 +324,7 @@ impl Sim {
             Req::Set(_) => vec![b"SET", k.as_bytes(), value.as_bytes()],
             Req::Get => vec![b"GET", k.as_bytes()],
             Req::Push(_) => vec![b"RPUSH", q.as_bytes(), value.as_bytes()],
+            Req::Pop if !also.is_empty() => vec![b"BLPOP", q.as_bytes(), also.as_bytes(), b"0.3"],
             Req::Pop => vec![b"BLPOP", q.as_bytes(), b"0.3"], // BLPOP_TIMEOUT_MS
             Req::TxSet(_) => vec![
                 b"SET",
@@ -372,6 +380,13 @@ impl Sim {
     /// Two keys for pair `key` in different vShards owned by one shard thread (the first
     /// such, so every run names the same).
     pub(super) fn cross_pair(&self, key: usize) -> (String, String) {
+        let a = format!("{{t{key}}}a");
+        let b = self.partner(&a, &format!("u{key}"));
+        (a, b)
+    }
+
+    /// A key (`{<tag>.<i>}b`) in another vShard than `a`'s, on the same shard thread.
+    fn partner(&self, a: &str, tag: &str) -> String {
         let c = &self.nodes[0].c;
         let at = |k: &str| {
             let v = c
@@ -379,15 +394,13 @@ impl Sim {
                 .vshard_of(shardline_shards::slot::key_slot(k.as_bytes()));
             (v, c.layout.owner_thread(v, c.threads))
         };
-        let a = format!("{{t{key}}}a");
-        let (va, ta) = at(&a);
+        let (va, ta) = at(a);
         (0..)
-            .map(|i| format!("{{u{key}.{i}}}b"))
+            .map(|i| format!("{{{tag}.{i}}}b"))
             .find(|b| {
                 let (vb, tb) = at(b);
                 vb != va && tb == ta
             })
-            .map(|b| (a, b))
             .expect("another vShard on the thread")
     }
 

@@ -817,7 +817,9 @@ fn sim_a_node_alone_applies_at_append_survives_power_cuts_and_grows_by_joins() {
 fn sim_a_node_alone_runs_transactions_across_vshards_through_crashes_and_power_cuts() {
     for seed in seeds(6) {
         // Every transaction pair spans two vShards of one thread: run at once, its effects on
-        // each vShard written as one log record, which a power cut keeps whole or drops.
+        // each vShard written as one log record, which a power cut keeps whole or drops. Pops
+        // wait on two lists of two vShards of a thread (a waiter across vShards, tried at
+        // once, its effects logged).
         let mut sim = Sim::new(seed, 1, 1 + (seed as usize & 1));
         sim.cross_pairs = true;
         sim.run_with_faults(8_000);
