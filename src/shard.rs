@@ -265,9 +265,7 @@ impl Shard {
     /// it may grow memory (DENYOOM) and the node is over `maxmemory`. Evictions happen only
     /// where they are logged (`Replicas::evict_direct`); this counts the refusal as rejected.
     fn refused_for_memory(&self, db: &Db, spec: &'static command::CommandSpec) -> bool {
-        if spec.flags & command::flags::DENYOOM == 0
-            || crate::cluster::replica::used_for_eviction() <= db.tunables.maxmemory
-        {
+        if !crate::cluster::replica::over_maxmemory(db, spec) {
             return false;
         }
         self.cmd_stats.borrow_mut()[command::index_of(spec)].rejected += 1;
@@ -296,7 +294,7 @@ impl Shard {
                 Some(s) => s,
             },
         };
-        if db.tunables.maxmemory > 0 && self.refused_for_memory(db, spec) {
+        if self.refused_for_memory(db, spec) {
             return out.error(OOM);
         }
         let start = out.buf.len();

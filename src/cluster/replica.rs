@@ -40,7 +40,7 @@ pub(crate) mod propose;
 mod sim;
 mod snapfile;
 mod step;
-pub(crate) use direct::{used_for_eviction, vshards_of};
+pub(crate) use direct::{over_maxmemory, vshards_of};
 use meta::{meta_members, publish_meta, static_meta};
 use shardline_shards::replica::job::PendingJob;
 use shardline_shards::replica::pending::{OpList, Pending, ReadOp, Waiter};

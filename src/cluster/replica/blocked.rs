@@ -190,21 +190,16 @@ impl Replicas {
             None => b.cmd.keys.clone(),
         };
         let keys: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-        let parts = if out.buf.first() == Some(&b'-') {
-            Vec::new() // an error: nothing written
-        } else {
-            super::direct::effects(db, &keys, now_us, seed)
-        };
         for k in &keys {
             db.mark_ready(k);
         }
-        let seq = if parts.is_empty() {
-            self.direct_read_seq()
+        // (An error wrote nothing.)
+        let written = if out.buf.first() == Some(&b'-') {
+            &[][..]
         } else {
-            let parts = parts.into_iter().map(|(v, e)| (v, e.finish())).collect();
-            self.propose_unit(parts, now_us);
-            self.direct_job()
+            &keys[..]
         };
+        let seq = self.log_effects(db, written, now_us, seed);
         self.forget_blocked(id);
         self.pending.fill_held(job, op, &out.buf);
         self.hold_direct(job, op, seq);

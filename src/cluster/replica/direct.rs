@@ -166,6 +166,27 @@ impl Replicas {
         self.unit_proposed(unit);
     }
 
+    /// Logs what an op across vShards that just ran wrote (the `effects` on `written`, one
+    /// record for all its vShards) and returns the job number its reply waits for: a read's
+    /// when it wrote nothing.
+    pub(super) fn log_effects(
+        &mut self,
+        db: &mut Db,
+        written: &[&[u8]],
+        now_us: u64,
+        seed: u64,
+    ) -> u64 {
+        if written.is_empty() {
+            return self.direct_read_seq();
+        }
+        let parts = effects(db, written, now_us, seed);
+        self.propose_unit(
+            parts.into_iter().map(|(v, e)| (v, e.finish())).collect(),
+            now_us,
+        );
+        self.direct_job()
+    }
+
     /// Entries of one op across vShards, proposed already (`(group, index)`): written as one
     /// record at the next step.
     pub(super) fn unit_proposed(&mut self, unit: Vec<(u32, u64)>) {
@@ -436,16 +457,7 @@ impl Shard {
                 out,
                 &mut written,
             );
-            if written.is_empty() {
-                r.direct_read_seq()
-            } else {
-                let parts = effects(&mut db, &written, now, seed);
-                r.propose_unit(
-                    parts.into_iter().map(|(v, e)| (v, e.finish())).collect(),
-                    now,
-                );
-                r.direct_job()
-            }
+            r.log_effects(&mut db, &written, now, seed)
         };
         if !self.db.borrow().ready.is_empty() {
             self.serve_ready();
@@ -463,7 +475,7 @@ impl Shard {
 
 /// Whether `spec` is refused for memory now: it may grow memory (`DENYOOM`) and the node is
 /// over `maxmemory` (replicated groups refuse; they do not evict).
-pub(super) fn over_maxmemory(db: &Db, spec: &command::CommandSpec) -> bool {
+pub(crate) fn over_maxmemory(db: &Db, spec: &command::CommandSpec) -> bool {
     db.tunables.maxmemory > 0
         && spec.flags & flags::DENYOOM != 0
         && used_for_eviction() > db.tunables.maxmemory
@@ -474,15 +486,6 @@ pub(super) fn over_maxmemory(db: &Db, spec: &command::CommandSpec) -> bool {
 pub(crate) fn used_for_eviction() -> u64 {
     shardline_transport::alloc::used_bytes()
         .saturating_sub(super::REPLICATION_MEMORY_BYTES.load(std::sync::atomic::Ordering::Relaxed))
-}
-
-/// A `DEL key` entry: how an eviction is logged.
-pub(super) fn del_entry(key: &[u8], now_us: u64) -> Encoder {
-    let words = || [&b"DEL"[..], key].into_iter();
-    let bytes = replicate::HEADER_BYTES + replicate::command_bytes(words());
-    let mut enc = Encoder::with_capacity(Kind::Commands, now_us, 0, bytes);
-    enc.push(words());
-    enc
 }
 
 impl Replicas {
@@ -579,7 +582,9 @@ impl Replicas {
         let room = self.make_room(db, now_us / 1000, &[], &mut |v, k| evicted.push((v, k)));
         for (v, key) in evicted {
             let now = self.direct_clock(v, now_us);
-            self.propose_direct(v, del_entry(&key, now).finish(), now);
+            // An eviction is logged as `DEL key`.
+            let entry = self.arena_entry(Kind::Commands, now, 0, [&b"DEL"[..], &key].into_iter());
+            self.propose_direct(v, entry, now);
         }
         room
     }
