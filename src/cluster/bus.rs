@@ -1,23 +1,21 @@
-//! The cluster bus: TCP between shard thread `i` of this node and shard thread `i` of every peer.
-//! Each side dials the other and writes only on the connection it dialed; it reads on the ones
-//! peers dialed. A plain acceptor thread takes incoming connections, checks the peer's `Hello`
-//! (cluster id, wire version, member id, shard threads) and hands the socket to the named shard
-//! thread; a refused peer is told why (a `Refused` frame) and the reason is logged on both
-//! sides. A dialer refused as removed by a member of its own cluster retires
+//! The cluster bus: the node's policy on the node-to-node link (`shardline_transport::link`)
+//! and the shard threads' dialers and readers on its TCP implementation. Shard thread `i` of
+//! this node talks to shard thread `i` of every peer; each side dials the other and writes only
+//! on the connection it dialed; it reads on the ones peers dialed. The acceptor judges a
+//! peer's `Hello` (`check_hello`: cluster id, wire version, member id, shard threads) and hands
+//! the socket to the named shard thread; a refused peer is told why (a `Refused` frame) and the
+//! reason is logged on both sides. The simulator connects its nodes through the same `judge`,
+//! `take_answer` and `deliver`. A dialer refused as removed by a member of its own cluster retires
 //! (`Cluster::retire`): it was removed while it was away and what it holds is stale.
 
+use super::replica::Replicas;
 use super::{Cluster, RaftId, Retired};
 use crate::shard::Shard;
-use shardline_transport::frame::{self, Frame, Hello, Refused, WIRE_MAX, WIRE_MIN};
-use std::io::{Read, Write};
+use shardline_transport::frame::{self, Hello, Refused, WIRE_MAX, WIRE_MIN};
+use shardline_transport::link::{Answer, Frames, tcp};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The largest frame a peer may send (a batch of entries, or a vShard snapshot).
-pub const FRAME_MAX: usize = 1 << 30;
-/// A handshake that takes longer than this is dropped.
-const HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// Our `Hello` as shard thread `shard`: the member id and the thread count ride in `node_id`.
 pub fn hello(c: &Cluster, shard: usize) -> Hello {
@@ -31,6 +29,14 @@ pub fn hello(c: &Cluster, shard: usize) -> Hello {
         node_id,
         shard: shard as u16,
     }
+}
+
+/// The member id and shard thread count a `Hello` carries (in `node_id`, as [`hello`] puts
+/// them).
+fn node_of(h: &Hello) -> (RaftId, usize) {
+    let id = u64::from_le_bytes(h.node_id[..8].try_into().expect("8"));
+    let threads = u16::from_le_bytes(h.node_id[8..10].try_into().expect("2")) as usize;
+    (id, threads)
 }
 
 /// Why a peer's `Hello` is refused.
@@ -62,8 +68,7 @@ pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(RaftId, usize), Refusal> {
             h.wire_min, h.wire_max
         )));
     }
-    let id = u64::from_le_bytes(h.node_id[..8].try_into().expect("8"));
-    let threads = u16::from_le_bytes(h.node_id[8..10].try_into().expect("2")) as usize;
+    let (id, threads) = node_of(h);
     if id == c.me {
         return Err(Refusal::because(format!(
             "it claims member id {id}, which is this node's own"
@@ -98,38 +103,96 @@ pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(RaftId, usize), Refusal> {
     Ok((id, h.shard as usize))
 }
 
-/// What a dialer makes of an acceptor's `Refused`: a removal said by a member of its own
-/// cluster retires this node; anything else is an error to log and retry.
-fn refused(c: &Cluster, r: &Refused) -> std::io::Error {
-    if r.removed && r.cluster_id == c.cluster_id {
-        let how = if c.leaving.load(std::sync::atomic::Ordering::Acquire) {
-            Retired::Left
-        } else {
-            Retired::RemovedWhileAway { by: r.from }
-        };
-        c.retire(how);
+/// The acceptor's answer to a dialer's hello: this node's hello for the thread it names, or
+/// the refusal and why.
+pub fn judge(c: &Cluster, theirs: &Hello) -> Answer {
+    match check_hello(c, theirs) {
+        Ok((_, shard)) => Answer::Accepted(hello(c, shard)),
+        Err(r) => Answer::Refused(Refused {
+            cluster_id: c.cluster_id,
+            from: c.me,
+            removed: r.removed,
+            why: r.why,
+        }),
     }
-    std::io::Error::other(format!("member {} refused this node: {}", r.from, r.why))
 }
 
-/// Reads one frame from a blocking socket (handshakes only).
-fn read_hello(s: &mut std::net::TcpStream) -> Result<Hello, String> {
-    let mut buf = Vec::with_capacity(128);
-    let mut chunk = [0u8; 128];
-    loop {
-        match frame::decode(&buf, 4096) {
-            Ok(Some((Frame::Hello(h), _))) => return Ok(h),
-            Ok(Some((Frame::Batch(_) | Frame::Refused(_), _))) => {
-                return Err("a batch or a refusal before the hello".into());
-            }
-            Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
+/// Why a dialer's connection did not open, and whether this node must retire because of it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotConnected {
+    /// A member of this node's own cluster said it was removed (`Cluster::retire`).
+    pub retire: Option<Retired>,
+    pub why: String,
+}
+
+/// What a dialer makes of the acceptor's answer: an acceptance must name a member of this
+/// cluster; a removal said by a member of its own cluster retires this node; anything else is
+/// an error to log and retry.
+pub fn take_answer(c: &Cluster, answer: &Answer) -> Result<(), NotConnected> {
+    match answer {
+        Answer::Accepted(h) => check_hello(c, h).map(|_| ()).map_err(|r| NotConnected {
+            retire: None,
+            why: r.why,
+        }),
+        Answer::Refused(r) => {
+            let retire = (r.removed && r.cluster_id == c.cluster_id).then(|| {
+                if c.leaving.load(std::sync::atomic::Ordering::Acquire) {
+                    Retired::Left
+                } else {
+                    Retired::RemovedWhileAway { by: r.from }
+                }
+            });
+            Err(NotConnected {
+                retire,
+                why: format!("member {} refused this node: {}", r.from, r.why),
+            })
         }
-        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("closed during the handshake".into());
+    }
+}
+
+/// Hands every whole batch `frames` holds to the replicas, as peer `peer`'s; the error says
+/// why the connection must end (a bad frame, or a batch the replicas refuse).
+pub fn deliver(
+    r: &mut Replicas,
+    peer: RaftId,
+    frames: &mut Frames,
+    now: Instant,
+) -> Result<(), String> {
+    while let Some(msgs) = frames.next_batch()? {
+        r.receive(peer, &msgs, now)?;
+    }
+    Ok(())
+}
+
+/// The node's side of accepting: judging hellos and handing accepted sockets to their
+/// shard threads.
+struct Accepting(Arc<Cluster>);
+
+impl tcp::Acceptor for Accepting {
+    fn judge(&self, theirs: &Hello) -> Answer {
+        let answer = judge(&self.0, theirs);
+        if let Answer::Refused(r) = &answer {
+            tracing::warn!(
+                from = r.from,
+                "cluster bus: refused a connection: {}",
+                r.why
+            );
         }
-        buf.extend_from_slice(&chunk[..n]);
+        answer
+    }
+
+    fn adopt(&self, theirs: Hello, s: std::net::TcpStream, rest: Vec<u8>) {
+        let (id, _) = node_of(&theirs);
+        let shard = theirs.shard as usize;
+        self.0.inbound[shard]
+            .lock()
+            .expect("inbound")
+            .push((id, s, rest));
+        self.0.inbound_waker[shard].wake();
+    }
+
+    fn dropped(&self, peer: Option<std::net::SocketAddr>, why: String) {
+        tracing::warn!(?peer, "cluster bus: dropped a connection: {why}");
     }
 }
 
@@ -139,62 +202,7 @@ pub fn start_acceptor(c: Arc<Cluster>, bind: std::net::IpAddr) -> Result<(), Str
     let addr = std::net::SocketAddr::new(bind, me.port());
     let listener = shardline_transport::net::bind_patiently(addr)
         .map_err(|e| format!("cannot listen on the cluster bus {addr}: {e}"))?;
-    std::thread::Builder::new()
-        .name("bus-accept".into())
-        .spawn(move || {
-            for s in listener.incoming() {
-                let Ok(s) = s else { continue };
-                let c = c.clone();
-                // Handshakes are rare (a peer connecting); one short thread each keeps a slow
-                // peer from holding up the others.
-                let _ = std::thread::Builder::new()
-                    .name("bus-hello".into())
-                    .spawn(move || accept(&c, s));
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-fn accept(c: &Cluster, mut s: std::net::TcpStream) {
-    let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let _ = s.set_read_timeout(Some(HANDSHAKE));
-    let h = match read_hello(&mut s) {
-        Ok(h) => h,
-        Err(why) => {
-            tracing::warn!(%peer, "cluster bus: dropped a connection: {why}");
-            return;
-        }
-    };
-    let (id, shard) = match check_hello(c, &h) {
-        Ok(x) => x,
-        Err(r) => {
-            tracing::warn!(%peer, "cluster bus: refused a connection: {}", r.why);
-            let mut out = Vec::new();
-            frame::encode_refused(
-                &Refused {
-                    cluster_id: c.cluster_id,
-                    from: c.me,
-                    removed: r.removed,
-                    why: r.why,
-                },
-                &mut out,
-            );
-            let _ = s.write_all(&out);
-            return;
-        }
-    };
-    let mut reply = Vec::new();
-    frame::encode_hello(&hello(c, shard), &mut reply);
-    if s.write_all(&reply).is_err()
-        || s.set_read_timeout(None).is_err()
-        || s.set_nonblocking(true).is_err()
-    {
-        return;
-    }
-    let _ = s.set_nodelay(true);
-    c.inbound[shard].lock().expect("inbound").push((id, s));
-    c.inbound_waker[shard].wake();
+    tcp::serve(listener, Arc::new(Accepting(c))).map_err(|e| e.to_string())
 }
 
 /// Takes the sockets the acceptor handed to this shard thread and reads each.
@@ -210,10 +218,10 @@ pub async fn inbound(shard: Rc<Shard>, c: Arc<Cluster>) {
         })
         .await;
         let taken = std::mem::take(&mut *c.inbound[shard.id].lock().expect("inbound"));
-        for (peer, s) in taken {
-            match monoio::net::TcpStream::from_std(s) {
-                Ok(s) => {
-                    monoio::spawn(read_peer(shard.clone(), peer, s));
+        for (peer, s, rest) in taken {
+            match tcp::Reader::adopt(s, rest) {
+                Ok(reader) => {
+                    monoio::spawn(read_peer(shard.clone(), peer, reader));
                 }
                 Err(e) => tracing::warn!(peer, "cluster bus: cannot adopt a socket: {e}"),
             }
@@ -222,52 +230,18 @@ pub async fn inbound(shard: Rc<Shard>, c: Arc<Cluster>) {
 }
 
 /// Reads batches from `peer` until the connection ends or sends a bad frame.
-async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut s: monoio::net::TcpStream) {
-    use monoio::io::AsyncReadRent;
+async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut reader: tcp::Reader) {
     shard.with_replicas(|r| r.peer_connected(peer, Instant::now()));
-    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
-    let mut start = 0usize;
-    let why = 'conn: loop {
-        loop {
-            match frame::decode(&buf[start..], FRAME_MAX) {
-                Ok(Some((Frame::Batch(msgs), used))) => {
-                    let bad = shard.with_replicas(|r| {
-                        let bad = r.receive(peer, &msgs, Instant::now());
-                        shard.wake_dialers(r);
-                        bad
-                    });
-                    if let Err(e) = bad {
-                        break 'conn e;
-                    }
-                    start += used;
-                }
-                Ok(Some((Frame::Hello(_) | Frame::Refused(_), _))) => {
-                    break 'conn "a hello or a refusal after the handshake".to_string();
-                }
-                Ok(None) => break,
-                Err(e) => break 'conn e.to_string(),
-            }
+    let why = loop {
+        let delivered = shard.with_replicas(|r| {
+            let res = deliver(r, peer, reader.frames(), Instant::now());
+            shard.wake_dialers(r);
+            res
+        });
+        if let Err(e) = delivered {
+            break e;
         }
-        if start > 0 {
-            buf.drain(..start);
-            start = 0;
-        }
-        let want = match frame::decode(&buf, FRAME_MAX) {
-            Ok(None) if buf.len() >= 4 => {
-                u32::from_le_bytes(buf[..4].try_into().expect("4")) as usize + 8
-            }
-            _ => 0,
-        };
-        let len = buf.len();
-        let cap = (len + (64 << 10)).max(want);
-        if buf.capacity() < cap {
-            buf.reserve(cap - len);
-        }
-        let (res, slice) = s
-            .read(monoio::buf::IoBufMut::slice_mut(buf, len..cap))
-            .await;
-        buf = slice.into_inner();
-        match res {
+        match reader.read().await {
             Ok(0) => break "closed by the peer".to_string(),
             Ok(_) => {}
             Err(e) => break e.to_string(),
@@ -310,53 +284,27 @@ pub async fn dial_members(shard: Rc<Shard>, c: Arc<Cluster>) {
 /// frame when there is nothing else), reconnecting after any failure, until `peer` is no
 /// longer a member.
 pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
-    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
     let addr = c.bus_addr(peer);
     let heartbeat = Duration::from_millis((c.node_timeout_ms / 4).max(10));
     let mut logged = false;
     while c.member(peer).is_some() {
-        let connected = monoio::time::timeout(HANDSHAKE, async {
-            let mut s = monoio::net::TcpStream::connect(addr).await?;
-            let _ = s.set_nodelay(true);
-            let mut h = Vec::new();
-            frame::encode_hello(&hello(&c, shard.id), &mut h);
-            let (r, _) = s.write_all(h).await;
-            r?;
-            // The acceptor answers with its hello, or closes if it refused us.
-            let mut got: Vec<u8> = Vec::with_capacity(128);
-            loop {
-                match frame::decode(&got, 4096) {
-                    Ok(Some((Frame::Hello(h), _))) => {
-                        return check_hello(&c, &h)
-                            .map(|_| s)
-                            .map_err(|r| std::io::Error::other(r.why));
-                    }
-                    Ok(Some((Frame::Refused(r), _))) => return Err(refused(&c, &r)),
-                    Ok(_) if got.len() < 4096 => {}
-                    _ => return Err(std::io::Error::other("bad handshake reply")),
+        let opened = match tcp::dial(addr, &hello(&c, shard.id)).await {
+            Ok((w, answer)) => take_answer(&c, &answer).map(|()| w),
+            Err(e) => Err(NotConnected {
+                retire: None,
+                why: e.to_string(),
+            }),
+        };
+        let mut w = match opened {
+            Ok(w) => w,
+            Err(e) => {
+                if let Some(how) = e.retire {
+                    c.retire(how);
                 }
-                let chunk = Vec::with_capacity(128);
-                let (r, chunk) = s.read(chunk).await;
-                if r? == 0 {
-                    return Err(std::io::Error::other(
-                        "the peer closed the connection during the handshake",
-                    ));
-                }
-                got.extend_from_slice(&chunk);
-            }
-        })
-        .await;
-        let mut s = match connected {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
                 if !logged {
-                    tracing::info!(peer, %addr, "cluster bus: cannot reach peer yet: {e}");
+                    tracing::info!(peer, %addr, "cluster bus: cannot reach peer yet: {}", e.why);
                     logged = true;
                 }
-                monoio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            Err(_) => {
                 monoio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -376,8 +324,7 @@ pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
                     hb
                 }
             };
-            let (r, _) = s.write_all(bytes).await;
-            if let Err(e) = r {
+            if let Err(e) = w.send(bytes).await {
                 tracing::info!(peer, "cluster bus: write to peer failed: {e}");
                 break;
             }

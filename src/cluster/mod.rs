@@ -200,8 +200,8 @@ pub struct Cluster {
     pub epoch: AtomicU64,
     /// Per member (by id - 1, `NODES_MAX` of them), whether this node currently hears from it.
     pub up: Vec<AtomicBool>,
-    /// Sockets accepted by the bus, handed to the shard thread they name: `(peer, stream)`.
-    pub inbound: Vec<Mutex<Vec<(RaftId, std::net::TcpStream)>>>,
+    /// Sockets accepted by the bus, handed to the shard thread they name.
+    pub inbound: Vec<Mutex<Vec<Accepted>>>,
     pub inbound_waker: Vec<AtomicWaker>,
     pub node_timeout_ms: u64,
     /// Per shard thread, the vShard replicas it drives (INFO's `cluster_vshard_replicas`).
@@ -220,6 +220,9 @@ pub struct Cluster {
     /// This node's metadata said it is leaving (`RemoveNode`); set by thread 0, never cleared.
     pub leaving: AtomicBool,
 }
+
+/// A connection the bus accepted: the peer, its socket, the bytes read past its hello.
+pub type Accepted = (RaftId, std::net::TcpStream, Vec<u8>);
 
 /// How a node learned that it is no longer a member (`Cluster::retire`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,6 +2,8 @@
 //!
 //! - [`resp`]: RESP framing, sans-IO (no OS dependency);
 //! - [`frame`]: node-to-node frames (hello, batches of Raft messages), sans-IO;
+//! - [`link`]: the node-to-node link: handshake and frame reading (sans-IO), its TCP
+//!   implementation on monoio and the simulator's in-memory one;
 //! - [`wire`]: the bounds-checked reader every binary format decodes with, sans-IO;
 //! - [`net`]: listening sockets with SO_REUSEPORT, one per shard thread;
 //! - [`cpu`]: pinning a thread to a core, reading the process's CPU time.
@@ -13,6 +15,7 @@ pub mod alloc;
 pub mod cpu;
 pub mod frame;
 pub mod hint;
+pub mod link;
 pub mod net;
 pub mod resp;
 pub mod wire;

@@ -94,7 +94,7 @@ impl Sim {
     /// reader sees it end, the dialer connects again (`connect_known`).
     pub(super) fn reset(&mut self, from: RaftId, to: RaftId) {
         self.resets += 1;
-        self.net.retain(|_, (f, t, _, _)| !(*f == from && *t == to));
+        self.net.retain(|&(f, t, _)| !(f == from && t == to));
         self.links.remove(&(from, to));
         if self.up(to) {
             for t in 0..self.threads() {

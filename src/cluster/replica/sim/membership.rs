@@ -4,8 +4,10 @@
 use super::*;
 
 impl Sim {
-    /// Makes every connection that can be made and is not (`links`), as the dialers do: the
-    /// dialer's outbox starts afresh, the reader counts the peer connected.
+    /// Makes every connection that can be made and is not (`links`), as the dialers do: a
+    /// handshake in memory judged by the bus's own rules (`bus::judge` at the acceptor,
+    /// `bus::take_answer` at the dialer); then the dialer's outbox starts afresh and the reader
+    /// counts the peer connected.
     pub(super) fn connect_known(&mut self) {
         let now = self.now().mono;
         let mut retired = Vec::new();
@@ -16,16 +18,20 @@ impl Sim {
                 }
                 let (ca, cb) = (&self.nodes[a as usize - 1].c, &self.nodes[b as usize - 1].c);
                 if ca.member(b).is_none() {
+                    // The dialer needs the peer's address.
                     continue;
                 }
-                if cb.was_removed(a) {
-                    // `b` refuses `a` as removed (a node removed while it was down): `a`
-                    // retires on that word (`bus::refused`).
-                    retired.push(a);
-                    continue;
-                }
-                if !cb.may_be_member(a) {
-                    continue;
+                let answer = mem::handshake(&bus::hello(ca, 0), |h| bus::judge(cb, h))
+                    .expect("hellos encoded by the bus read back whole");
+                match bus::take_answer(ca, &answer) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        if e.retire.is_some() {
+                            // `a` retires on that word (`Cluster::retire`).
+                            retired.push(a);
+                        }
+                        continue;
+                    }
                 }
                 self.links.insert((a, b));
                 for t in 0..self.threads() {

@@ -6,7 +6,8 @@
 //! real logs and snapshot files in a temporary directory. The logs run with `fsync always`, but
 //! a fsync is only noted (`run_ops`): a process crash keeps what was written, a power cut
 //! (during a batch) loses what was not fsynced, a prefix of it possibly on disk. The network is
-//! in memory: directed connections made by the bus's rules, per message a seeded delay,
+//! in memory (`shardline_transport::link::mem`): directed connections opened by a handshake
+//! the bus's own `judge` and `take_answer` decide, read by its `deliver`, per write a seeded delay,
 //! partitions drop what crosses them, connections reset now and then, a crashed node's
 //! connections end. Faults: crashes, power cuts, partitions (a minority), paused nodes, a
 //! hostile member; nodes join and leave through the metadata group as an operator asks; at
@@ -19,11 +20,12 @@
 //! `SIM_SEED=<seed> cargo test sim_` replays it.
 
 use super::*;
-use crate::cluster::join;
+use crate::cluster::{bus, join};
 use crate::config::Config;
 use shardline_shards::rng::Rng;
 use shardline_shards::slot::VShardLayout;
 use shardline_testkit::lincheck::{self, OpKind};
+use shardline_transport::link::{self, Frames, mem};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -128,7 +130,8 @@ struct Thread {
 type Unsynced = (u64, u64, u64);
 
 /// A frame on the simulated network: (from, to, shard thread, bytes).
-type InFlight = (RaftId, RaftId, usize, Vec<u8>);
+/// A connection's writes in flight: (from, to, shard thread).
+type Link = (RaftId, RaftId, usize);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Fault {
@@ -218,9 +221,8 @@ struct Sim {
     now_ms: u64,
     dir: std::path::PathBuf,
     nodes: Vec<Node>,
-    /// In flight: (delivery time, sequence) → (from, to, shard thread, frame bytes).
-    net: BTreeMap<(u64, u64), InFlight>,
-    net_seq: u64,
+    /// The in-memory link: writes in flight between shard threads, each due at its time.
+    net: mem::Net<Link>,
     /// Directed links that drop what they carry.
     cut: Vec<(RaftId, RaftId)>,
     /// A node that runs nothing (its messages wait for it), and one that just resumed.
@@ -307,8 +309,7 @@ impl Sim {
             now_ms: 0,
             dir: dir.clone(),
             nodes: Vec::new(),
-            net: BTreeMap::new(),
-            net_seq: 0,
+            net: mem::Net::default(),
             cut: Vec::new(),
             paused: None,
             resumed: None,
@@ -447,8 +448,7 @@ impl Sim {
         for th in &mut self.node(id).threads {
             th.r = None;
         }
-        self.net
-            .retain(|_, (from, to, _, _)| *from != id && *to != id);
+        self.net.retain(|&(from, to, _)| from != id && to != id);
         for p in self.ids() {
             // Its connections end: its peers' readers of it see so; their dialers to it
             // fail and retry (`connect_known`).
@@ -489,11 +489,7 @@ impl Sim {
             self.step(id);
         }
         let mut held = Vec::new();
-        while let Some((&(at, seq), _)) = self.net.first_key_value() {
-            if at > self.now_ms {
-                break;
-            }
-            let (from, to, t, bytes) = self.net.remove(&(at, seq)).expect("listed");
+        while let Some(((from, to, t), bytes)) = self.net.next_due(self.now_ms) {
             if !self.up(to) || self.cut.contains(&(from, to)) || !self.linked(from, to) {
                 continue;
             }
@@ -511,19 +507,10 @@ impl Sim {
                 .r
                 .as_mut()
                 .expect("up");
-            let mut rest = &bytes[..];
-            let mut refused = None;
-            while let Some((frame, used)) = frame::decode(rest, 1 << 30).expect("whole frames") {
-                let frame::Frame::Batch(msgs) = frame else {
-                    panic!("a replica queued a frame that is not a batch");
-                };
-                if let Err(e) = r.receive(from, &msgs, now.mono) {
-                    refused = Some(e);
-                    break;
-                }
-                rest = &rest[used..];
-            }
-            if let Some(e) = refused {
+            // Each write carries whole frames: a reader of its own reads them as the TCP
+            // reader would.
+            let mut frames = Frames::new(link::FRAME_BYTES_MAX, bytes);
+            if let Err(e) = bus::deliver(r, from, &mut frames, now.mono) {
                 assert!(
                     self.hostile == Some(from) || view.was_removed(from),
                     "seed {:#x}: node {to} refused node {from}'s batch: {e}",
@@ -541,9 +528,7 @@ impl Sim {
         }
         for (from, to, t, bytes) in held {
             // Read once the node runs again.
-            self.net_seq += 1;
-            self.net
-                .insert((self.now_ms + 1, self.net_seq), (from, to, t, bytes));
+            self.net.send(self.now_ms + 1, (from, to, t), bytes);
         }
         for id in self.ids() {
             if self.paused != Some(id) {
@@ -608,9 +593,7 @@ impl Sim {
             for to in self.ids() {
                 if to != from && !self.cut.contains(&(from, to)) && self.linked(from, to) {
                     for t in 0..self.threads() {
-                        self.net_seq += 1;
-                        self.net
-                            .insert((self.now_ms + 1, self.net_seq), (from, to, t, hb.clone()));
+                        self.net.send(self.now_ms + 1, (from, to, t), hb.clone());
                     }
                 }
             }
@@ -711,9 +694,7 @@ impl Sim {
                 continue;
             }
             let delay = 1 + self.rng.below(4);
-            self.net_seq += 1;
-            self.net
-                .insert((self.now_ms + delay, self.net_seq), (id, to, t, bytes));
+            self.net.send(self.now_ms + delay, (id, to, t), bytes);
         }
         for job in done {
             if job.token != NO_REPLY {
