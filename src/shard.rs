@@ -297,7 +297,7 @@ impl Shard {
         if self.refused_for_memory(db, spec) {
             return out.error(OOM);
         }
-        let start = out.buf.len();
+        let errors = out.errors;
         if led_only && spec.reads_keyspace() {
             db.view = Some(
                 self.repl
@@ -311,7 +311,7 @@ impl Shard {
         } else {
             command::apply(spec, db, args, ctx, out);
         }
-        if out.buf.get(start) == Some(&b'-') {
+        if out.errors != errors {
             self.cmd_stats.borrow_mut()[command::index_of(spec)].failed += 1;
         }
     }

@@ -15,6 +15,10 @@ pub enum Proto {
 pub struct Out {
     pub buf: Vec<u8>,
     pub proto: Proto,
+    /// Error replies written so far, at any depth (an EXEC's array counts the errors in it):
+    /// whoever runs a command compares this before and after to learn whether it failed,
+    /// instead of reading the reply's bytes.
+    pub errors: u32,
 }
 
 impl Out {
@@ -22,6 +26,7 @@ impl Out {
         Out {
             buf: Vec::with_capacity(256),
             proto,
+            errors: 0,
         }
     }
 
@@ -40,6 +45,7 @@ impl Out {
     /// An error. `msg` must include its prefix (`ERR ...`, `WRONGTYPE ...`) and no CR/LF.
     #[inline]
     pub fn error(&mut self, msg: &str) {
+        self.errors += 1;
         self.buf.push(b'-');
         self.buf.extend_from_slice(msg.as_bytes());
         self.buf.extend_from_slice(b"\r\n");
@@ -171,7 +177,10 @@ impl Out {
     }
 
     /// Bytes that already are a complete RESP value in this connection's protocol.
+    /// Copies an encoded reply (another sink's, or another thread's); an error reply counts
+    /// as one.
     pub fn raw(&mut self, resp: &[u8]) {
+        self.errors += u32::from(resp.first() == Some(&b'-'));
         self.buf.extend_from_slice(resp);
     }
 
@@ -193,6 +202,19 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sink_counts_the_error_replies_it_takes_however_they_arrive() {
+        let mut o = Out::new(Proto::Resp2);
+        o.bulk(b"-not an error");
+        o.simple("-neither");
+        o.raw(b"+OK\r\n");
+        assert_eq!(o.errors, 0);
+        o.array(2);
+        o.error("ERR one");
+        o.raw(b"-WRONGTYPE copied\r\n");
+        assert_eq!(o.errors, 2);
+    }
 
     #[test]
     fn resp2_and_resp3_differ_only_where_redis_does() {

@@ -101,6 +101,7 @@ impl Conn {
             let mut out = Out {
                 buf: full,
                 proto: self.proto,
+                errors: 0,
             };
             if let Finish::ExecHead { n, end, inner } = hole.finish {
                 if parts[0].starts_with(b"*") && !parts[0].starts_with(b"*-1") {

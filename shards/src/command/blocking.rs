@@ -167,8 +167,9 @@ fn pop_key(name: &str, db: &mut Db, key: &[u8], c: &mut Ctx, out: &mut Out, tmp:
         _ => b"ZPOPMAX",
     };
     tmp.buf.clear();
+    let errors = tmp.errors;
     run_words(db, &[pop, key], c, tmp);
-    if tmp.buf.first() == Some(&b'-') {
+    if tmp.errors != errors {
         out.raw(&tmp.buf);
         return true;
     }

@@ -593,9 +593,9 @@ pub fn apply(spec: &CommandSpec, db: &mut Db, args: Args, ctx: &mut Ctx, out: &m
     if db.tunables.notify_keyspace_events == 0 {
         return h(db, args, ctx, out);
     }
-    let start = out.buf.len();
+    let errors = out.errors;
     h(db, args, ctx, out);
-    let failed = out.buf.get(start) == Some(&b'-');
+    let failed = out.errors != errors;
     crate::notify::after_command(db, spec, &args, failed);
 }
 

@@ -93,6 +93,7 @@ impl PendingJob {
         let mut o = Out {
             buf: std::mem::take(&mut self.bytes),
             proto: self.proto,
+            errors: 0,
         };
         write(&mut o);
         self.bytes = o.buf;

@@ -194,11 +194,7 @@ impl Replicas {
             db.mark_ready(k);
         }
         // (An error wrote nothing.)
-        let written = if out.buf.first() == Some(&b'-') {
-            &[][..]
-        } else {
-            &keys[..]
-        };
+        let written = if out.errors != 0 { &[][..] } else { &keys[..] };
         let seq = self.log_effects(db, written, now_us, seed);
         self.forget_blocked(id);
         self.pending.fill_held(job, op, &out.buf);

@@ -388,7 +388,7 @@ impl Shard {
             let mut db = self.db.borrow_mut();
             let now = r.direct_clock(v, now_us);
             let seed = self.rng.borrow_mut().next_u64();
-            let start = out.buf.len();
+            let errors = out.errors;
             let room = r.evict_now(&mut db, spec, now_us);
             let seq = if spec.flags & flags::WRITE == 0 {
                 let mut rng = Rng::new(seed ^ super::propose::READ_STREAM);
@@ -406,7 +406,7 @@ impl Shard {
                 r.propose_direct(v, entry, now);
                 r.direct_job()
             };
-            if out.buf.get(start) == Some(&b'-') {
+            if out.errors != errors {
                 self.cmd_stats.borrow_mut()[command::index_of(spec)].failed += 1;
             }
             seq

@@ -435,9 +435,9 @@ impl Replicas {
                 o.array(cmds.len());
             }
             for c in cmds {
-                let start = o.buf.len();
+                let errors = o.errors;
                 super::direct::run_one(db, args(c), now_us, rng, o);
-                if o.buf.get(start) == Some(&b'-')
+                if o.errors != errors
                     && let Some(spec) = command::lookup(args(c).get(0))
                 {
                     failed.push(command::index_of(spec));
