@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p shardline-bench --bench raft_core`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use shardline_shards::raft::{Config, Envelope, Group, Role};
+use shardline_shards::raft::{Config, Envelope, Group, NodeId, Role};
 
 const GROUPS: usize = 1000;
 const WRITES: usize = 10;
@@ -17,8 +17,8 @@ fn cluster() -> Vec<Vec<Group>> {
             (1..=3)
                 .map(|id| {
                     Group::new(Config {
-                        id,
-                        members: vec![1, 2, 3],
+                        id: NodeId(id),
+                        members: vec![NodeId(1), NodeId(2), NodeId(3)],
                         election_ticks: 10,
                         heartbeat_ticks: 3,
                         max_batch: 64,
@@ -57,7 +57,7 @@ fn settle(reps: &mut [Group]) {
             return;
         }
         for env in inbox.drain(..) {
-            reps[env.to as usize - 1].step(env.from, env.msg);
+            reps[env.to.slot()].step(env.from, env.msg);
         }
     }
 }

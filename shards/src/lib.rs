@@ -20,6 +20,7 @@ pub mod db;
 pub mod dict;
 pub mod evict;
 pub mod glob;
+pub mod ids;
 pub mod longdouble;
 pub mod mem;
 pub mod meta;

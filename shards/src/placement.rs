@@ -6,8 +6,7 @@
 
 use crate::slot::VShardId;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeId(pub u64);
+pub use crate::ids::NodeId;
 
 /// A member of the cluster and how many shard threads it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 //! (`Cluster::retire`): it was removed while it was away and what it holds is stale.
 
 use super::replica::Replicas;
-use super::{Cluster, RaftId, Retired};
+use super::{Cluster, NodeId, Retired};
 use crate::shard::Shard;
 use shardline_transport::frame::{self, Hello, Refused, WIRE_MAX, WIRE_MIN};
 use shardline_transport::link::{Answer, Frames, tcp};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 /// Our `Hello` as shard thread `shard`: the member id and the thread count ride in `node_id`.
 pub fn hello(c: &Cluster, shard: usize) -> Hello {
     let mut node_id = [0u8; 20];
-    node_id[..8].copy_from_slice(&c.me.to_le_bytes());
+    node_id[..8].copy_from_slice(&c.me.0.to_le_bytes());
     node_id[8..10].copy_from_slice(&(c.threads as u16).to_le_bytes());
     Hello {
         wire_min: WIRE_MIN,
@@ -33,10 +33,10 @@ pub fn hello(c: &Cluster, shard: usize) -> Hello {
 
 /// The member id and shard thread count a `Hello` carries (in `node_id`, as [`hello`] puts
 /// them).
-fn node_of(h: &Hello) -> (RaftId, usize) {
+fn node_of(h: &Hello) -> (NodeId, usize) {
     let id = u64::from_le_bytes(h.node_id[..8].try_into().expect("8"));
     let threads = u16::from_le_bytes(h.node_id[8..10].try_into().expect("2")) as usize;
-    (id, threads)
+    (NodeId(id), threads)
 }
 
 /// Why a peer's `Hello` is refused.
@@ -58,7 +58,7 @@ impl Refusal {
 
 /// Checks a peer's `Hello`: the peer's member id and the shard thread it names, or why it is
 /// refused.
-pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(RaftId, usize), Refusal> {
+pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(NodeId, usize), Refusal> {
     if h.cluster_id != c.cluster_id {
         return Err(Refusal::because("it belongs to another cluster (a different cluster-nodes list, vshards or cluster-replicas)".into()));
     }
@@ -110,7 +110,7 @@ pub fn judge(c: &Cluster, theirs: &Hello) -> Answer {
         Ok((_, shard)) => Answer::Accepted(hello(c, shard)),
         Err(r) => Answer::Refused(Refused {
             cluster_id: c.cluster_id,
-            from: c.me,
+            from: c.me.0,
             removed: r.removed,
             why: r.why,
         }),
@@ -139,7 +139,7 @@ pub fn take_answer(c: &Cluster, answer: &Answer) -> Result<(), NotConnected> {
                 if c.leaving.load(std::sync::atomic::Ordering::Acquire) {
                     Retired::Left
                 } else {
-                    Retired::RemovedWhileAway { by: r.from }
+                    Retired::RemovedWhileAway { by: NodeId(r.from) }
                 }
             });
             Err(NotConnected {
@@ -154,7 +154,7 @@ pub fn take_answer(c: &Cluster, answer: &Answer) -> Result<(), NotConnected> {
 /// why the connection must end (a bad frame, or a batch the replicas refuse).
 pub fn deliver(
     r: &mut Replicas,
-    peer: RaftId,
+    peer: NodeId,
     frames: &mut Frames,
     now: Instant,
 ) -> Result<(), String> {
@@ -223,14 +223,14 @@ pub async fn inbound(shard: Rc<Shard>, c: Arc<Cluster>) {
                 Ok(reader) => {
                     monoio::spawn(read_peer(shard.clone(), peer, reader));
                 }
-                Err(e) => tracing::warn!(peer, "cluster bus: cannot adopt a socket: {e}"),
+                Err(e) => tracing::warn!(%peer, "cluster bus: cannot adopt a socket: {e}"),
             }
         }
     }
 }
 
 /// Reads batches from `peer` until the connection ends or sends a bad frame.
-async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut reader: tcp::Reader) {
+async fn read_peer(shard: Rc<Shard>, peer: NodeId, mut reader: tcp::Reader) {
     shard.with_replicas(|r| r.peer_connected(peer, Instant::now()));
     let why = loop {
         let delivered = shard.with_replicas(|r| {
@@ -248,7 +248,7 @@ async fn read_peer(shard: Rc<Shard>, peer: RaftId, mut reader: tcp::Reader) {
         }
     };
     tracing::info!(
-        peer,
+        %peer,
         shard = shard.id,
         "cluster bus: connection from peer ended: {why}"
     );
@@ -266,12 +266,12 @@ pub async fn dial_members(shard: Rc<Shard>, c: Arc<Cluster>) {
             seen = version;
             // A removed member's dialer ends by itself (`dial`).
             for (i, d) in dialing.iter_mut().enumerate() {
-                if c.member(i as RaftId + 1).is_none() {
+                if c.member(NodeId::of_slot(i)).is_none() {
                     *d = false;
                 }
             }
             for peer in c.member_ids() {
-                if peer != c.me && !std::mem::replace(&mut dialing[peer as usize - 1], true) {
+                if peer != c.me && !std::mem::replace(&mut dialing[peer.slot()], true) {
                     monoio::spawn(dial(shard.clone(), c.clone(), peer));
                 }
             }
@@ -283,7 +283,7 @@ pub async fn dial_members(shard: Rc<Shard>, c: Arc<Cluster>) {
 /// Dials `peer`'s shard thread, then writes what the replicas queue for it (and a heartbeat
 /// frame when there is nothing else), reconnecting after any failure, until `peer` is no
 /// longer a member.
-pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
+pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: NodeId) {
     let addr = c.bus_addr(peer);
     let heartbeat = Duration::from_millis((c.node_timeout_ms / 4).max(10));
     let mut logged = false;
@@ -302,14 +302,14 @@ pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
                     c.retire(how);
                 }
                 if !logged {
-                    tracing::info!(peer, %addr, "cluster bus: cannot reach peer yet: {}", e.why);
+                    tracing::info!(%peer, %addr, "cluster bus: cannot reach peer yet: {}", e.why);
                     logged = true;
                 }
                 monoio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        tracing::info!(peer, shard = shard.id, "cluster bus: connected to peer");
+        tracing::info!(%peer, shard = shard.id, "cluster bus: connected to peer");
         logged = false;
         shard.with_replicas(|r| r.dialed(peer));
         loop {
@@ -325,14 +325,14 @@ pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: RaftId) {
                 }
             };
             if let Err(e) = w.send(bytes).await {
-                tracing::info!(peer, "cluster bus: write to peer failed: {e}");
+                tracing::info!(%peer, "cluster bus: write to peer failed: {e}");
                 break;
             }
         }
         monoio::time::sleep(Duration::from_millis(100)).await;
     }
     tracing::info!(
-        peer,
+        %peer,
         shard = shard.id,
         "cluster bus: peer removed from the cluster"
     );
@@ -359,7 +359,7 @@ mod tests {
     #[test]
     fn a_member_of_the_same_cluster_is_accepted_for_the_thread_it_names() {
         let (a, b) = (cluster("7001"), cluster("7002"));
-        assert_eq!(check_hello(&a, &hello(&b, 1)), Ok((2, 1)));
+        assert_eq!(check_hello(&a, &hello(&b, 1)), Ok((NodeId(2), 1)));
     }
 
     #[test]
@@ -391,15 +391,18 @@ mod tests {
         let a = cluster("7001");
         let mut h = hello(&cluster("7002"), 0);
         h.node_id[..8].copy_from_slice(&4u64.to_le_bytes());
-        assert_eq!(check_hello(&a, &h), Ok((4, 0)));
-        a.retain_members(&[1, 3]);
+        assert_eq!(check_hello(&a, &h), Ok((NodeId(4), 0)));
+        a.retain_members(&[NodeId(1), NodeId(3)]);
         let h = hello(&cluster("7002"), 0);
         let r = check_hello(&a, &h).unwrap_err();
         assert!(!r.removed, "no applied metadata says so yet: {r:?}");
         a.note_meta_next_id(4);
         let r = check_hello(&a, &h).unwrap_err();
         assert!(r.removed && r.why.contains("removed"), "{r:?}");
-        assert_eq!(check_hello(&a, &hello(&cluster("7003"), 1)), Ok((3, 1)));
+        assert_eq!(
+            check_hello(&a, &hello(&cluster("7003"), 1)),
+            Ok((NodeId(3), 1))
+        );
     }
 
     /// A joined node knows the members of its join answer; the metadata snapshot it is sent
@@ -408,10 +411,10 @@ mod tests {
     #[test]
     fn a_member_missing_from_an_older_metadata_state_is_not_told_it_was_removed() {
         let a = cluster("7001");
-        let addrs = a.member(2).unwrap();
-        a.set_member(4, addrs);
+        let addrs = a.member(NodeId(2)).unwrap();
+        a.set_member(NodeId(4), addrs);
         // The applied state predates member 4's join: ids 1..=3 handed out, all members.
-        a.retain_members(&[1, 2, 3]);
+        a.retain_members(&[NodeId(1), NodeId(2), NodeId(3)]);
         a.note_meta_next_id(4);
         let mut h = hello(&cluster("7002"), 0);
         h.node_id[..8].copy_from_slice(&4u64.to_le_bytes());

@@ -5,7 +5,7 @@
 //! directory. Later starts read that file and never ask again; joining twice from the same
 //! address is answered with the same id anyway.
 
-use super::RaftId;
+use super::NodeId;
 use crate::config::Config;
 use shardline_transport::frame::{WIRE_MAX, WIRE_MIN};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,10 +23,10 @@ const HOPS_MAX: usize = 16;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Joined {
     pub cluster_id: [u8; 16],
-    pub me: RaftId,
+    pub me: NodeId,
     pub rf: u8,
     /// `(id, client, bus)`.
-    pub members: Vec<(RaftId, SocketAddr, SocketAddr)>,
+    pub members: Vec<(NodeId, SocketAddr, SocketAddr)>,
 }
 
 /// This node's bus address when it joins.
@@ -62,7 +62,7 @@ fn keep(cfg: &Config, seed: SocketAddr, j: Joined) -> Result<Joined, String> {
         ));
     }
     write(&path, &j)?;
-    tracing::info!(id = j.me, members = j.members.len(), "joined the cluster");
+    tracing::info!(id = %j.me, members = j.members.len(), "joined the cluster");
     Ok(j)
 }
 
@@ -237,10 +237,10 @@ fn parse_answer(r: &Reply) -> Result<Joined, String> {
     })
 }
 
-fn member_id(x: i64) -> Option<RaftId> {
+fn member_id(x: i64) -> Option<NodeId> {
     (1..=super::NODES_MAX as i64)
         .contains(&x)
-        .then_some(x as RaftId)
+        .then_some(NodeId(x as u64))
 }
 
 fn parse_hex(s: &str) -> Option<[u8; 16]> {
@@ -273,7 +273,7 @@ fn read(path: &Path) -> Result<Joined, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut j = Joined {
         cluster_id: [0; 16],
-        me: 0,
+        me: NodeId(0),
         rf: 0,
         members: Vec::new(),
     };
@@ -304,7 +304,7 @@ fn read(path: &Path) -> Result<Joined, String> {
             _ => return Err(bad()),
         }
     }
-    if !have_id || j.me == 0 || j.rf == 0 || !j.members.iter().any(|m| m.0 == j.me) {
+    if !have_id || j.me == NodeId(0) || j.rf == 0 || !j.members.iter().any(|m| m.0 == j.me) {
         return Err(format!(
             "{}: incomplete (a cluster-id, me, rf and this node's member line are needed); move the data directory away and join again",
             path.display()
@@ -320,16 +320,16 @@ mod tests {
     fn sample() -> Joined {
         Joined {
             cluster_id: [0xab; 16],
-            me: 4,
+            me: NodeId(4),
             rf: 3,
             members: vec![
                 (
-                    1,
+                    NodeId(1),
                     "127.0.0.1:7001".parse().unwrap(),
                     "127.0.0.1:17001".parse().unwrap(),
                 ),
                 (
-                    4,
+                    NodeId(4),
                     "127.0.0.1:7004".parse().unwrap(),
                     "127.0.0.1:17004".parse().unwrap(),
                 ),

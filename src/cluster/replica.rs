@@ -11,7 +11,7 @@
 //! and append it to the log, run the log's batch (one write, one fsync for all groups), then
 //! send the messages, apply the committed entries and answer the connections waiting on them.
 
-use super::{Cluster, RaftId};
+use super::{Cluster, NodeId};
 use crate::hop::{Job, NO_REPLY, Op};
 use crate::shard::{OOM, Shard, unix_now_us};
 use crate::wal::FsLog;
@@ -129,7 +129,7 @@ pub struct Replicas {
     log: Option<FsLog>,
     wal: Engine,
     snap_dir: PathBuf,
-    incoming: Vec<(u32, RaftId, Msg)>,
+    incoming: Vec<(u32, NodeId, Msg)>,
     /// Groups keeping the oldest log segment alive when there are too many: compacted one per
     /// step (`MAX_SEGMENTS`).
     to_compact: Vec<u32>,
@@ -150,7 +150,7 @@ pub struct Replicas {
     is_dirty: Vec<bool>,
     peers: Vec<Peer>,
     /// Peers whose empty outbox got bytes since the driver last woke their dialers.
-    out_ready: Vec<RaftId>,
+    out_ready: Vec<NodeId>,
     last_tick: Instant,
     waker: Option<Waker>,
     woken: bool,
@@ -187,7 +187,7 @@ pub struct Replicas {
     /// Metadata leader: when `Drained` may be proposed again (`meta::propose_drained`), and
     /// since when a leaving node has looked drained.
     drained_at: Option<Instant>,
-    drained_seen: Option<(RaftId, Instant)>,
+    drained_seen: Option<(NodeId, Instant)>,
     /// A metadata leader said a committed membership of the metadata group leaves this node
     /// out (the conf index it named): with nothing hosted, a leaving node is then done.
     meta_removed: Option<u64>,
@@ -221,7 +221,7 @@ impl Replicas {
     }
 
     /// Takes the messages of one batch frame from `peer`; an undecodable one ends the connection.
-    pub fn receive(&mut self, peer: RaftId, msgs: &[Message], now: Instant) -> Result<(), String> {
+    pub fn receive(&mut self, peer: NodeId, msgs: &[Message], now: Instant) -> Result<(), String> {
         let version = self
             .c
             .members_version
@@ -230,15 +230,15 @@ impl Replicas {
             // One atomic load per batch while the membership is unchanged.
             self.members_seen = version;
             for (i, p) in self.peers.iter_mut().enumerate() {
-                p.removed = self.c.was_removed(i as RaftId + 1);
+                p.removed = self.c.was_removed(NodeId::of_slot(i));
             }
         }
-        let p = &mut self.peers[peer as usize - 1];
+        let p = &mut self.peers[peer.slot()];
         if p.removed {
             return Err(format!("member {peer} was removed from this cluster"));
         }
         p.heard = Some(now);
-        let up = &self.c.up[peer as usize - 1];
+        let up = &self.c.up[peer.slot()];
         if !up.load(std::sync::atomic::Ordering::Relaxed) {
             // Heard again after it was taken for down (silent past the node timeout on a
             // connection that survived: a pause, a partition that healed; or dropped from
@@ -277,15 +277,15 @@ impl Replicas {
         Ok(())
     }
 
-    pub fn peer_connected(&mut self, peer: RaftId, now: Instant) {
-        let p = &mut self.peers[peer as usize - 1];
+    pub fn peer_connected(&mut self, peer: NodeId, now: Instant) {
+        let p = &mut self.peers[peer.slot()];
         p.live += 1;
         p.heard = Some(now);
-        self.c.up[peer as usize - 1].store(true, std::sync::atomic::Ordering::Relaxed);
+        self.c.up[peer.slot()].store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub fn peer_disconnected(&mut self, peer: RaftId) {
-        let p = &mut self.peers[peer as usize - 1];
+    pub fn peer_disconnected(&mut self, peer: NodeId) {
+        let p = &mut self.peers[peer.slot()];
         p.live = p.live.saturating_sub(1);
         if p.live == 0 {
             self.peer_down(peer);
@@ -294,13 +294,13 @@ impl Replicas {
 
     /// The node-level failure detector says `peer` is gone: every group it leads here elects
     /// at once instead of waiting for a timer (quiet groups run none).
-    fn peer_down(&mut self, peer: RaftId) {
+    fn peer_down(&mut self, peer: NodeId) {
         // What it sent and was not stepped yet is dropped (Raft tolerates lost messages): its
         // last quiet append, stepped after this, would make a follower wait quietly for a
         // leader that is gone, with no timer to end the wait.
         self.incoming.retain(|(_, from, _)| *from != peer);
-        self.c.up[peer as usize - 1].store(false, std::sync::atomic::Ordering::Relaxed);
-        self.peers[peer as usize - 1].heard = None;
+        self.c.up[peer.slot()].store(false, std::sync::atomic::Ordering::Relaxed);
+        self.peers[peer.slot()].heard = None;
         for g in 0..self.groups.len() as u32 {
             if self.c.thread_of(g) == self.shard {
                 self.c.forget_leader(VShardId(g as u16), peer);
@@ -324,7 +324,7 @@ impl Replicas {
         }
         if !lost.is_empty() {
             tracing::info!(
-                peer,
+                %peer,
                 groups = lost.len(),
                 shard = self.shard,
                 "peer is down; electing new leaders for its vShards"
@@ -342,8 +342,8 @@ impl Replicas {
     /// by the simulator, a node restarted with its metadata behind did not know the address of
     /// the member that joined while it was away and led its groups (the metadata's among
     /// them), so its refusals never reached that leader and it never caught up.
-    pub fn dialed(&mut self, peer: RaftId) {
-        self.peers[peer as usize - 1].out.clear();
+    pub fn dialed(&mut self, peer: NodeId) {
+        self.peers[peer.slot()].out.clear();
         for v in 0..self.groups.len() {
             let Some(g) = self.groups[v].as_mut() else {
                 continue;
@@ -356,8 +356,8 @@ impl Replicas {
     }
 
     /// The bytes queued for `peer`, if any (its dialer writes them).
-    fn take_outbox(&mut self, peer: RaftId) -> Option<Vec<u8>> {
-        let p = &mut self.peers[peer as usize - 1];
+    fn take_outbox(&mut self, peer: NodeId) -> Option<Vec<u8>> {
+        let p = &mut self.peers[peer.slot()];
         (!p.out.is_empty()).then(|| std::mem::take(&mut p.out))
     }
 
@@ -551,11 +551,11 @@ impl Replicas {
     }
 
     /// Queues a one-message frame of a control group (hints, removal notices) for `peer`.
-    fn queue_control(&mut self, peer: RaftId, group: u32, payload: &[u8]) {
+    fn queue_control(&mut self, peer: NodeId, group: u32, payload: &[u8]) {
         if peer == self.c.me {
             return;
         }
-        let Some(p) = self.peers.get_mut(peer as usize - 1) else {
+        let Some(p) = self.peers.get_mut(peer.slot()) else {
             return;
         };
         if p.out.len() >= OUTBOX_MAX {
@@ -613,12 +613,12 @@ impl Shard {
     }
 
     /// Resolves with the bytes queued for `peer` (its dialer's wait).
-    pub async fn outbox_ready(&self, peer: RaftId) -> Vec<u8> {
+    pub async fn outbox_ready(&self, peer: NodeId) -> Vec<u8> {
         std::future::poll_fn(|cx| match self.with_replicas(|r| r.take_outbox(peer)) {
             Some(bytes) => Poll::Ready(bytes),
             None => {
                 let mut dialers = self.dialers.borrow_mut();
-                let i = peer as usize - 1;
+                let i = peer.slot();
                 if dialers.len() <= i {
                     dialers.resize(i + 1, None);
                 }
@@ -636,7 +636,7 @@ impl Shard {
         }
         let mut dialers = self.dialers.borrow_mut();
         for peer in r.out_ready.drain(..) {
-            if let Some(w) = dialers.get_mut(peer as usize - 1).and_then(Option::take) {
+            if let Some(w) = dialers.get_mut(peer.slot()).and_then(Option::take) {
                 w.wake();
             }
         }
@@ -648,7 +648,7 @@ impl Shard {
 fn raft_config(
     c: &Cluster,
     g: u32,
-    members: Vec<RaftId>,
+    members: Vec<NodeId>,
     snapshot_chunk_bytes: usize,
     seed: u64,
 ) -> raft::Config {

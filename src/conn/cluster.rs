@@ -5,6 +5,7 @@
 //! crate's cluster client, redis-py's RedisCluster) talk to it.
 
 use super::*;
+use crate::cluster::NodeId;
 use shardline_shards::slot::{SLOTS, Slot, key_slot};
 
 const HELP: &[&str] = &[
@@ -95,7 +96,7 @@ impl Conn {
                 let op = self.push_op(t, Op::Local { first, len });
                 return self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
             }
-            if leader != 0 && c.proxy {
+            if leader != NodeId(0) && c.proxy {
                 return self.proxy(leader, spec, args);
             }
             return self.out.error(&c.redirect(slot, Some(leader)));
@@ -183,6 +184,7 @@ impl Conn {
         let id = std::str::from_utf8(arg)
             .ok()
             .and_then(|t| t.parse::<u64>().ok())
+            .map(NodeId)
             .filter(|&id| c.member(id).is_some())
             .or_else(|| {
                 c.member_ids()
@@ -196,10 +198,7 @@ impl Conn {
             ));
         };
         let mut cmd = Vec::new();
-        shardline_shards::meta::Cmd::RemoveNode {
-            id: shardline_shards::placement::NodeId(id),
-        }
-        .encode(&mut cmd);
+        shardline_shards::meta::Cmd::RemoveNode { id }.encode(&mut cmd);
         let op = self.push_op(0, Op::Meta(cmd));
         self.hole(vec![PartRef::Remote { thread: 0, op }], Finish::Raw);
     }

@@ -5,6 +5,7 @@
 //! order of a client's commands is kept.
 
 use super::*;
+use crate::cluster::NodeId;
 
 /// This connection's link to one peer.
 #[derive(Default)]
@@ -26,9 +27,9 @@ const LOST_READ: &str =
     "TRYAGAIN the slot's leader could not be reached (nothing was applied); retry";
 
 impl Conn {
-    /// Queues a command for the leader `peer` (a Raft id) and leaves a hole for its reply.
-    pub(super) fn proxy(&mut self, peer: u64, spec: &'static CommandSpec, args: Args) {
-        let i = peer as usize - 1;
+    /// Queues a command for the leader `peer` and leaves a hole for its reply.
+    pub(super) fn proxy(&mut self, peer: NodeId, spec: &'static CommandSpec, args: Args) {
+        let i = peer.slot();
         if self.links.len() <= i {
             self.links.resize_with(i + 1, Link::default);
         }
@@ -53,7 +54,7 @@ impl Conn {
             if self.links[i].writes.is_empty() {
                 continue;
             }
-            let addr = c.client_addr(i as u64 + 1);
+            let addr = c.client_addr(NodeId::of_slot(i));
             let link = &mut self.links[i];
             link.replies.clear();
             link.sent = false;

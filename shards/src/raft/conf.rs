@@ -116,7 +116,7 @@ impl Membership {
         for list in [&self.voters, &self.learners] {
             out.push(list.len() as u8);
             for id in list {
-                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&id.0.to_le_bytes());
             }
         }
     }
@@ -135,7 +135,7 @@ impl Membership {
             list.extend(
                 r[..n * 8]
                     .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().expect("8"))),
+                    .map(|c| NodeId(u64::from_le_bytes(c.try_into().expect("8")))),
             );
             rest = &r[n * 8..];
         }
@@ -233,44 +233,44 @@ mod tests {
 
     fn m(voters: &[u64], learners: &[u64]) -> Membership {
         Membership {
-            voters: voters.to_vec(),
-            learners: learners.to_vec(),
+            voters: crate::ids::nodes(voters),
+            learners: crate::ids::nodes(learners),
         }
     }
 
     #[test]
     fn changes_follow_the_rules_of_one_server_at_a_time() {
         let base = m(&[1, 2, 3], &[]);
-        let with4 = base.apply(ConfChange::AddLearner(4)).unwrap();
+        let with4 = base.apply(ConfChange::AddLearner(NodeId(4))).unwrap();
         assert_eq!(with4, m(&[1, 2, 3], &[4]));
         assert_eq!(
-            with4.apply(ConfChange::Promote(4)).unwrap(),
+            with4.apply(ConfChange::Promote(NodeId(4))).unwrap(),
             m(&[1, 2, 3, 4], &[])
         );
         assert_eq!(
-            with4.apply(ConfChange::Remove(2)).unwrap(),
+            with4.apply(ConfChange::Remove(NodeId(2))).unwrap(),
             m(&[1, 3], &[4])
         );
-        assert_eq!(with4.apply(ConfChange::Remove(4)).unwrap(), base);
+        assert_eq!(with4.apply(ConfChange::Remove(NodeId(4))).unwrap(), base);
         assert!(matches!(
-            base.apply(ConfChange::AddLearner(2)),
+            base.apply(ConfChange::AddLearner(NodeId(2))),
             Err(ConfError::Invalid(_))
         ));
         assert!(matches!(
-            base.apply(ConfChange::Promote(2)),
+            base.apply(ConfChange::Promote(NodeId(2))),
             Err(ConfError::Invalid(_))
         ));
         assert!(matches!(
-            base.apply(ConfChange::Remove(9)),
+            base.apply(ConfChange::Remove(NodeId(9))),
             Err(ConfError::Invalid(_))
         ));
         assert!(matches!(
-            m(&[1], &[]).apply(ConfChange::Remove(1)),
+            m(&[1], &[]).apply(ConfChange::Remove(NodeId(1))),
             Err(ConfError::Invalid(_))
         ));
         let full = m(&[1, 2, 3, 4, 5], &[6, 7, 8, 9]);
         assert!(matches!(
-            full.apply(ConfChange::AddLearner(10)),
+            full.apply(ConfChange::AddLearner(NodeId(10))),
             Err(ConfError::Invalid(_))
         ));
     }
@@ -307,6 +307,7 @@ mod tests {
     fn plan(from: Membership, target: &[u64]) -> Vec<ConfChange> {
         let mut m = from;
         let mut steps = Vec::new();
+        let target = &crate::ids::nodes(target)[..];
         while let Some(c) = next_change(target, &m, |_| Some(10), 10) {
             m = m.apply(c).unwrap();
             steps.push(c);
@@ -325,43 +326,61 @@ mod tests {
         // Replace node 1 by node 4 (a join taking its share, or a node leaving).
         assert_eq!(
             plan(m(&[1, 2, 3], &[]), &[4, 2, 3]),
-            vec![AddLearner(4), Promote(4), Remove(1)]
+            vec![AddLearner(NodeId(4)), Promote(NodeId(4)), Remove(NodeId(1))]
         );
         // Replace two: one at a time, never below three voters.
         assert_eq!(
             plan(m(&[1, 2, 3], &[]), &[2, 4, 5]),
             vec![
-                AddLearner(4),
-                Promote(4),
-                Remove(1),
-                AddLearner(5),
-                Promote(5),
-                Remove(3)
+                AddLearner(NodeId(4)),
+                Promote(NodeId(4)),
+                Remove(NodeId(1)),
+                AddLearner(NodeId(5)),
+                Promote(NodeId(5)),
+                Remove(NodeId(3))
             ]
         );
         // Replication factor 1 to 3, and back.
         assert_eq!(
             plan(m(&[1], &[]), &[1, 2, 3]),
-            vec![AddLearner(2), Promote(2), AddLearner(3), Promote(3)]
+            vec![
+                AddLearner(NodeId(2)),
+                Promote(NodeId(2)),
+                AddLearner(NodeId(3)),
+                Promote(NodeId(3))
+            ]
         );
-        assert_eq!(plan(m(&[1, 2, 3], &[]), &[2]), vec![Remove(1), Remove(3)]);
+        assert_eq!(
+            plan(m(&[1, 2, 3], &[]), &[2]),
+            vec![Remove(NodeId(1)), Remove(NodeId(3))]
+        );
         // An unwanted learner leaves first; the target reached means nothing to do.
-        assert_eq!(plan(m(&[1, 2, 3], &[9]), &[1, 2, 3]), vec![Remove(9)]);
+        assert_eq!(
+            plan(m(&[1, 2, 3], &[9]), &[1, 2, 3]),
+            vec![Remove(NodeId(9))]
+        );
         assert_eq!(plan(m(&[3, 1, 2], &[]), &[1, 2, 3]), vec![]);
     }
 
     #[test]
     fn a_learner_is_promoted_only_once_it_holds_everything_committed() {
         let x = m(&[1, 2, 3], &[4]);
-        let behind = |id| (id == 4).then_some(7);
-        assert_eq!(next_change(&[4, 2, 3], &x, behind, 10), None, "wait");
-        let caught_up = |id| (id == 4).then_some(10);
+        let behind = |id| (id == NodeId(4)).then_some(7);
         assert_eq!(
-            next_change(&[4, 2, 3], &x, caught_up, 10),
-            Some(ConfChange::Promote(4))
+            next_change(&[NodeId(4), NodeId(2), NodeId(3)], &x, behind, 10),
+            None,
+            "wait"
+        );
+        let caught_up = |id| (id == NodeId(4)).then_some(10);
+        assert_eq!(
+            next_change(&[NodeId(4), NodeId(2), NodeId(3)], &x, caught_up, 10),
+            Some(ConfChange::Promote(NodeId(4)))
         );
         // While it catches up, the old voter stays and no other learner is added.
-        assert_eq!(next_change(&[4, 5, 3], &x, behind, 10), None);
+        assert_eq!(
+            next_change(&[NodeId(4), NodeId(5), NodeId(3)], &x, behind, 10),
+            None
+        );
     }
 
     #[test]

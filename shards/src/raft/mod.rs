@@ -129,7 +129,7 @@ impl Group {
         } else {
             conf::split_snapshot(&snap_data).ok_or(BadSnapshot)?.0
         };
-        let mut rng = Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = Rng::new(cfg.seed ^ cfg.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let timeout = cfg.election_ticks + rng.below(cfg.election_ticks.max(1) as u64) as u32;
         debug_assert!(log.first().is_none_or(|e| e.index == snap.index + 1));
         let unpersisted_from = snap.index + log.len() as u64 + 1;
@@ -418,7 +418,7 @@ impl Group {
 
     /// The members other than this one, voters then learners, on the stack.
     fn peer_ids(&self) -> ([NodeId; MAX_MEMBERS], usize) {
-        let mut ids = [0; MAX_MEMBERS];
+        let mut ids = [NodeId(0); MAX_MEMBERS];
         let mut n = 0;
         for m in self.conf.all().filter(|&m| m != self.cfg.id) {
             ids[n] = m;
@@ -429,7 +429,7 @@ impl Group {
 
     /// The voters other than this one, on the stack.
     fn voter_peers(&self) -> ([NodeId; MAX_MEMBERS], usize) {
-        let mut ids = [0; MAX_MEMBERS];
+        let mut ids = [NodeId(0); MAX_MEMBERS];
         let mut n = 0;
         for &m in self.conf.voters.iter().filter(|&&m| m != self.cfg.id) {
             ids[n] = m;

@@ -186,17 +186,17 @@ impl Sim {
             check_snapshot: SnapshotCheck::any(),
         };
         let conf_changes = members.len() > 1 && changes;
-        let top = members.iter().max().copied().unwrap_or(0);
+        let top = members.iter().max().map_or(0, |m| m.0);
         let spares = if conf_changes { top + 1..top + 3 } else { 0..0 };
         let nodes = members
             .iter()
             .copied()
-            .chain(spares)
+            .chain(spares.map(NodeId))
             .map(|id| (id, Node::fresh(Group::new(cfg(id)))))
             .collect();
         Sim {
             rng: Rng::new(seed),
-            cfg: cfg(0),
+            cfg: cfg(NodeId(0)),
             nodes,
             net: Vec::new(),
             cut: HashSet::new(),
@@ -408,7 +408,7 @@ impl Sim {
                 // index its confirmation names.
                 let floor = self.applied.keys().next_back().copied().unwrap_or(0);
                 for id in ids {
-                    let rid = self.proposed * 1000 + id;
+                    let rid = self.proposed * 1000 + id.0;
                     let Some(n) = self.nodes.get_mut(&id) else {
                         continue;
                     };
@@ -633,7 +633,7 @@ fn elect(g: &mut Group, voters: &[NodeId]) -> u64 {
 
 #[test]
 fn a_single_member_group_commits_alone() {
-    let mut sim = Sim::new(1, &[1]);
+    let mut sim = Sim::new(1, &[NodeId(1)]);
     sim.converge();
     assert!(sim.applied.values().any(|e| e.data[..] == b"final"[..]));
 }
@@ -650,7 +650,8 @@ fn run_seeds(seeds: std::ops::Range<u64>, changes: bool) {
             eprintln!("seed {seed}");
         }
         for members in [&[1u64, 2, 3][..], &[1, 2, 3, 4, 5][..]] {
-            let mut sim = Sim::with_changes(seed, members, changes && !seed.is_multiple_of(3));
+            let members = crate::ids::nodes(members);
+            let mut sim = Sim::with_changes(seed, &members, changes && !seed.is_multiple_of(3));
             for _ in 0..3000 {
                 sim.step();
             }

@@ -2,7 +2,7 @@
 //! as log records of its vShard's group, and a restarted replica is rebuilt from what the log
 //! recovered. The vote record carries the Raft term and vote (node 0: none).
 
-use super::{BadSnapshot, Config, Entry, Group, HardState, LogId, Ready};
+use super::{BadSnapshot, Config, Entry, Group, HardState, LogId, NodeId, Ready};
 use crate::wal::{Engine, LogError, Vote};
 use bytes::Bytes;
 
@@ -44,7 +44,7 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
             group,
             Vote {
                 term: hs.term,
-                node: hs.vote.unwrap_or(0),
+                node: hs.vote.map_or(0, |n| n.0),
                 committed: false,
             },
         );
@@ -119,7 +119,7 @@ pub fn restore_at(
     };
     let hs = log.vote().map_or(HardState::default(), |v| HardState {
         term: v.term,
-        vote: (v.node != 0).then_some(v.node),
+        vote: (v.node != 0).then_some(NodeId(v.node)),
     });
     let purged = LogId {
         index: log.purged().index,

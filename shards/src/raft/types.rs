@@ -4,7 +4,7 @@
 use super::conf::{self, Membership};
 use bytes::Bytes;
 
-pub type NodeId = u64;
+pub use crate::ids::NodeId;
 
 /// A log position, ordered by term then index (Raft's "at least as up to date").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]

@@ -279,7 +279,7 @@ impl Replicas {
     /// the new leader (nothing was applied for them). A walk over the records, run only while
     /// some exist.
     pub(super) fn redirect_blocked(&mut self, db: &mut shardline_shards::db::Db) {
-        let lost: Vec<(u64, Option<RaftId>)> = self
+        let lost: Vec<(u64, Option<NodeId>)> = self
             .blocked
             .iter()
             .filter(|(_, b)| b.queued)

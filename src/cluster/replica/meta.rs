@@ -19,13 +19,17 @@ use shardline_shards::snapshot::SnapshotError;
 /// The metadata group's members to start from: the static list's first five; on a node that
 /// joined, some other member (a placeholder that never makes this node a voter; the group's
 /// snapshot brings the real membership).
-pub(super) fn meta_members(c: &Cluster) -> Vec<RaftId> {
+pub(super) fn meta_members(c: &Cluster) -> Vec<NodeId> {
     let voters = c.meta_voters();
     if !voters.is_empty() {
         return voters;
     }
     let other = c.member_ids().into_iter().find(|&id| id != c.me);
-    vec![other.unwrap_or(if c.me == 1 { 2 } else { 1 })]
+    vec![other.unwrap_or(if c.me == NodeId(1) {
+        NodeId(2)
+    } else {
+        NodeId(1)
+    })]
 }
 
 /// The metadata every node of a statically listed cluster starts from (`None` on a node that
@@ -57,14 +61,14 @@ pub(super) fn publish_meta(c: &Cluster, m: &Meta) {
     // the metadata leader, refused its connections, and never caught up). Its removal is
     // told otherwise (`Replicas::left`).
     if c.meta_current.load(std::sync::atomic::Ordering::Acquire)
-        && m.nodes.iter().any(|n| n.id.0 == c.me)
+        && m.nodes.iter().any(|n| n.id == c.me)
     {
-        let ids: Vec<RaftId> = m.nodes.iter().map(|n| n.id.0).collect();
+        let ids: Vec<NodeId> = m.nodes.iter().map(|n| n.id).collect();
         c.retain_members(&ids);
     }
     for n in &m.nodes {
         c.set_member(
-            n.id.0,
+            n.id,
             super::super::MemberAddrs {
                 client: n.client,
                 bus: n.bus,
@@ -93,9 +97,9 @@ pub(super) fn dial_hints(c: &Cluster, m: &Meta, tail: &[raft::Entry]) {
         }
     }
     for n in &scratch.nodes {
-        if n.id.0 != c.me && c.member(n.id.0).is_none() {
+        if n.id != c.me && c.member(n.id).is_none() {
             c.set_member(
-                n.id.0,
+                n.id,
                 super::super::MemberAddrs {
                     client: n.client,
                     bus: n.bus,
@@ -126,7 +130,7 @@ fn join_answer(m: &Meta, id: u64, out: &mut Out) {
 
 /// Whether no vShard's committed voters (as routing knows them) hold member `id`. Unknown (0)
 /// counts as holding it: only what routing saw committed counts.
-fn vshards_free_of(c: &Cluster, vshards: usize, id: RaftId) -> bool {
+fn vshards_free_of(c: &Cluster, vshards: usize, id: NodeId) -> bool {
     (0..vshards).all(|v| {
         let voters = c.replica_mask(VShardId(v as u16));
         voters != 0 && voters & super::super::mask(std::iter::once(id)) == 0
@@ -216,12 +220,12 @@ impl Replicas {
         if grp.snapshot_id().index == 0 {
             return self.compact(db, g);
         }
-        let staying = |id: RaftId| m.node(NodeId(id)).is_some_and(|n| !n.leaving);
+        let staying = |id: NodeId| m.node(id).is_some_and(|n| !n.leaving);
         let conf = grp.membership().clone();
         let change = if let Some(new) = m
             .nodes
             .iter()
-            .map(|n| n.id.0)
+            .map(|n| n.id)
             .find(|&id| staying(id) && !conf.contains(id))
         {
             ConfChange::AddLearner(new)
@@ -250,8 +254,7 @@ impl Replicas {
                 .chain(&conf.learners)
                 .copied()
                 .find(|&id| {
-                    !staying(id)
-                        && (m.node(NodeId(id)).is_none() || vshards_free_of(&self.c, vshards, id))
+                    !staying(id) && (m.node(id).is_none() || vshards_free_of(&self.c, vshards, id))
                 });
             match (ready, departing) {
                 (Some(l), _) if voters < want => ConfChange::Promote(l),
@@ -277,8 +280,8 @@ impl Replicas {
         let vshards = self.meta_g as usize;
         let drained = m.nodes.iter().map(|n| n.id).find(|&id| {
             m.node(id).is_some_and(|n| n.leaving)
-                && !grp.membership().contains(id.0)
-                && vshards_free_of(&self.c, vshards, id.0)
+                && !grp.membership().contains(id)
+                && vshards_free_of(&self.c, vshards, id)
         });
         let Some(id) = drained else {
             self.drained_seen = None;
@@ -287,13 +290,13 @@ impl Replicas {
         // A live leaving node learns of its last removals from notices and the leaders' hints
         // (every second), which stop once it is dropped: give them time, unless it is gone.
         let since = match self.drained_seen {
-            Some((seen, t)) if seen == id.0 => t,
+            Some((seen, t)) if seen == id => t,
             _ => {
-                self.drained_seen = Some((id.0, now));
+                self.drained_seen = Some((id, now));
                 now
             }
         };
-        if self.c.is_up(id.0) && now < since + DRAINED_GRACE {
+        if self.c.is_up(id) && now < since + DRAINED_GRACE {
             return;
         }
         let mut cmd = Vec::new();
@@ -309,7 +312,7 @@ impl Replicas {
 
     /// Proposes a metadata change for op `op` of job `j` (thread 0): the answer is written when
     /// it is applied. `Err`: this node does not lead the metadata group (nothing proposed).
-    pub(super) fn propose_meta(&mut self, cmd: Vec<u8>) -> Result<(u64, u64), Option<RaftId>> {
+    pub(super) fn propose_meta(&mut self, cmd: Vec<u8>) -> Result<(u64, u64), Option<NodeId>> {
         let g = self.meta_g as usize;
         let grp = self.groups[g].as_mut().ok_or(None)?;
         if self.meta.is_none() {

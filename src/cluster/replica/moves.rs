@@ -24,7 +24,7 @@ impl Replicas {
     /// vShard by snapshot or the whole log), if the metadata places `g` here and it was not
     /// removed from here before. Its membership comes with what the leader sends; until then it
     /// names only the sender, so it can never stand for election on its own.
-    pub(super) fn create_on_demand(&mut self, g: u32, from: RaftId) -> bool {
+    pub(super) fn create_on_demand(&mut self, g: u32, from: NodeId) -> bool {
         if g >= self.meta_g || !self.c.is_target(VShardId(g as u16)) {
             return false;
         }
@@ -32,7 +32,7 @@ impl Replicas {
         self.groups[g as usize] = Some(Group::new(cfg));
         tracing::info!(
             vshard = g,
-            leader = from,
+            leader = %from,
             "creating a replica placed on this node"
         );
         true
@@ -40,7 +40,7 @@ impl Replicas {
 
     /// On a leader: a message from `peer`, which a committed membership of `g` leaves out (a
     /// replica that missed its removal): it is told again.
-    pub(super) fn non_member_check(&mut self, g: u32, peer: RaftId) {
+    pub(super) fn non_member_check(&mut self, g: u32, peer: NodeId) {
         let Some(grp) = self.groups[g as usize].as_ref() else {
             return;
         };
@@ -83,7 +83,7 @@ impl Replicas {
     /// hint). A learner of an older term whose addition never committed (its leader lost the
     /// lead before) hears from nobody and asks nobody: it was never dropped, and routed its
     /// vShard to that old leader for good (found by the simulator's join scenario).
-    pub(super) fn hint(&mut self, peer: RaftId, h: super::super::Hint) {
+    pub(super) fn hint(&mut self, peer: NodeId, h: super::super::Hint) {
         let v = VShardId(h.group);
         let held = self.groups[h.group as usize].is_some();
         if !held {
@@ -206,7 +206,7 @@ impl Replicas {
                 continue;
             }
             let p = self.c.preferred(VShardId(g as u16));
-            if p != 0 && p != self.c.me && m.is_voter(p) && self.c.is_up(p) {
+            if p != NodeId(0) && p != self.c.me && m.is_voter(p) && self.c.is_up(p) {
                 handovers.push((g, p));
             }
         }
@@ -285,10 +285,7 @@ impl Replicas {
             g.membership().contains(self.c.me)
                 && self.meta_removed.is_some_and(|i| i >= g.conf_index())
         });
-        if removed_from_meta
-            || m.node(shardline_shards::placement::NodeId(self.c.me))
-                .is_some_and(|n| n.leaving)
-        {
+        if removed_from_meta || m.node(self.c.me).is_some_and(|n| n.leaving) {
             self.c
                 .leaving
                 .store(true, std::sync::atomic::Ordering::Release);

@@ -1,6 +1,7 @@
 //! A replica's snapshot file (`snap/shard-<n>/<vshard>.snap`): written atomically before the log
 //! purges what it covers, read at start-up; and the snapshot's bytes (apply clock + vShard).
 
+use shardline_shards::ids::NodeId;
 use shardline_shards::raft::LogId;
 use shardline_shards::slot::VShardId;
 use std::path::{Path, PathBuf};
@@ -123,7 +124,7 @@ pub(super) fn meta_snapshot_fits(state: &[u8], cluster: [u8; 16]) -> bool {
 /// clock at least), and its membership may leave `me` out too: a snapshot a new learner
 /// received from a leader that took it before adding the learner. A malformed one is not a
 /// tombstone (reading it reports the damage).
-pub(super) fn is_tombstone(blob: &[u8], me: u64) -> bool {
+pub(super) fn is_tombstone(blob: &[u8], me: NodeId) -> bool {
     shardline_shards::raft::conf::split_snapshot(&bytes::Bytes::copy_from_slice(blob))
         .is_some_and(|(m, state)| state.is_empty() && !m.contains(me))
 }
@@ -181,15 +182,18 @@ mod tests {
     #[test]
     fn only_a_snapshot_without_state_that_leaves_this_node_out_is_a_tombstone() {
         use shardline_shards::raft::{Membership, conf::snapshot_blob};
-        let before_join = Membership::of_voters(&[1, 2, 3]);
-        let with_me = Membership::of_voters(&[1, 2, 4]);
-        assert!(is_tombstone(&snapshot_blob(&before_join, &[]), 4));
+        let before_join = Membership::of_voters(&[NodeId(1), NodeId(2), NodeId(3)]);
+        let with_me = Membership::of_voters(&[NodeId(1), NodeId(2), NodeId(4)]);
+        assert!(is_tombstone(&snapshot_blob(&before_join, &[]), NodeId(4)));
         assert!(!is_tombstone(
             &snapshot_blob(&before_join, &0u64.to_le_bytes()),
-            4
+            NodeId(4)
         ));
-        assert!(!is_tombstone(&snapshot_blob(&with_me, &[]), 4));
-        assert!(!is_tombstone(b"\xff", 4), "malformed: not a tombstone");
+        assert!(!is_tombstone(&snapshot_blob(&with_me, &[]), NodeId(4)));
+        assert!(
+            !is_tombstone(b"\xff", NodeId(4)),
+            "malformed: not a tombstone"
+        );
     }
 
     #[test]

@@ -80,13 +80,13 @@ impl Replicas {
                 }
             }
             let timeout = Duration::from_millis(c.node_timeout_ms);
-            for p in 1..=r.peers.len() as RaftId {
+            for p in (0..r.peers.len()).map(NodeId::of_slot) {
                 if p != c.me
-                    && r.peers[p as usize - 1]
+                    && r.peers[p.slot()]
                         .heard
                         .is_some_and(|h| now.duration_since(h) > timeout)
                 {
-                    tracing::info!(peer = p, "peer silent for cluster-node-timeout-ms");
+                    tracing::info!(peer = %p, "peer silent for cluster-node-timeout-ms");
                     r.peer_down(p);
                 }
             }
@@ -201,7 +201,7 @@ impl Replicas {
                 let start = r.payloads.len();
                 codec::encode(&env.msg, &mut r.payloads);
                 let end = r.payloads.len();
-                if let Some(q) = r.per_peer.get_mut(env.to as usize - 1) {
+                if let Some(q) = r.per_peer.get_mut(env.to.slot()) {
                     q.push((*g, start, end));
                 }
             }
@@ -221,7 +221,7 @@ impl Replicas {
             let peer = &mut r.peers[p];
             if peer.out.len() < OUTBOX_MAX {
                 if peer.out.is_empty() {
-                    r.out_ready.push(p as RaftId + 1);
+                    r.out_ready.push(NodeId::of_slot(p));
                 }
                 frame::encode_batch(&msgs, &mut peer.out);
             }
@@ -323,7 +323,7 @@ impl Replicas {
             let grp = r.groups[*g as usize].as_mut().expect("ready of a group");
             let leader = match grp.role() {
                 raft::Role::Leader => c.me,
-                _ => grp.leader().unwrap_or(0),
+                _ => grp.leader().unwrap_or(NodeId(0)),
             };
             if c.set_leader(VShardId(*g as u16), grp.term(), leader) && leader == c.me {
                 r.hint_due = now;

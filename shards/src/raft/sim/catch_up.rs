@@ -18,8 +18,8 @@ fn leader_over_five_entries() -> (Group, u64) {
         term: 1,
         vote: None,
     };
-    let mut a = Group::restore(three(1, 7), hs, log);
-    let term = elect(&mut a, &[2]);
+    let mut a = Group::restore(three(NodeId(1), 7), hs, log);
+    let term = elect(&mut a, &[NodeId(2)]);
     assert_eq!(a.role(), Role::Leader);
     (a, term)
 }
@@ -28,7 +28,7 @@ fn leader_over_five_entries() -> (Group, u64) {
 fn acked_by_2(a: &mut Group, term: u64) {
     let last = a.last_index();
     a.step(
-        2,
+        NodeId(2),
         Msg::AppendReply {
             term,
             success: true,
@@ -42,7 +42,7 @@ fn acked_by_2(a: &mut Group, term: u64) {
 fn prev_to_3(r: &Ready) -> Option<u64> {
     r.messages
         .iter()
-        .filter(|m| m.to == 3)
+        .filter(|m| m.to == NodeId(3))
         .find_map(|m| match &m.msg {
             Msg::Append { prev, .. } => Some(prev.index),
             _ => None,
@@ -59,7 +59,7 @@ fn a_reconnected_peer_is_probed_again_from_what_it_acknowledged() {
     let r = a.take_ready();
     assert_eq!(prev_to_3(&r), Some(5));
     // Nothing 3 says arrives; its connection comes back.
-    a.peer_reconnected(3);
+    a.peer_reconnected(NodeId(3));
     let r = a.take_ready();
     assert_eq!(
         prev_to_3(&r),
@@ -67,7 +67,7 @@ fn a_reconnected_peer_is_probed_again_from_what_it_acknowledged() {
         "probed from what it acknowledged (nothing)"
     );
     // Not for a follower, nor for a non-member.
-    a.peer_reconnected(9);
+    a.peer_reconnected(NodeId(9));
     assert_eq!(prev_to_3(&a.take_ready()), None);
 }
 
@@ -112,7 +112,7 @@ fn a_pre_vote_refusal_names_the_refusers_term_and_the_pre_candidate_takes_it() {
     };
     // Node 1: term 1, the longer log. Node 2: term 2 (an election it saw), a shorter log.
     let mut a = Group::restore(
-        cfg(1),
+        cfg(NodeId(1)),
         HardState {
             term: 1,
             vote: None,
@@ -120,7 +120,7 @@ fn a_pre_vote_refusal_names_the_refusers_term_and_the_pre_candidate_takes_it() {
         entries(9),
     );
     let mut b = Group::restore(
-        cfg(2),
+        cfg(NodeId(2)),
         HardState {
             term: 2,
             vote: None,
@@ -132,12 +132,12 @@ fn a_pre_vote_refusal_names_the_refusers_term_and_the_pre_candidate_takes_it() {
     }
     let last = a.last_id();
     // Node 2 refuses the pre-vote for term 2 (not after its own) and says its term.
-    b.step(1, Msg::PreVote { term: 2, last });
+    b.step(NodeId(1), Msg::PreVote { term: 2, last });
     let r = b.take_ready();
     let reply = r
         .messages
         .iter()
-        .find(|m| m.to == 1)
+        .find(|m| m.to == NodeId(1))
         .map(|m| m.msg.clone())
         .expect("a reply");
     assert_eq!(
@@ -147,15 +147,15 @@ fn a_pre_vote_refusal_names_the_refusers_term_and_the_pre_candidate_takes_it() {
             granted: false
         }
     );
-    a.step(2, reply);
+    a.step(NodeId(2), reply);
     assert_eq!((a.role(), a.term()), (Role::Follower, 2));
     // Its next pre-vote asks for term 3, which node 2 grants (a newer term, a longer log).
     while a.role() != Role::PreCandidate {
         a.tick();
     }
-    b.step(1, Msg::PreVote { term: 3, last });
+    b.step(NodeId(1), Msg::PreVote { term: 3, last });
     let r = b.take_ready();
-    assert!(r.messages.iter().any(|m| m.to == 1
+    assert!(r.messages.iter().any(|m| m.to == NodeId(1)
         && m.msg
             == Msg::PreVoteReply {
                 term: 3,
@@ -164,16 +164,16 @@ fn a_pre_vote_refusal_names_the_refusers_term_and_the_pre_candidate_takes_it() {
     // A replica behind the term asked for refuses with its own term (here: its log is
     // longer), never the hypothetical one, so nobody's term climbs on refusals.
     let mut c = Group::restore(
-        cfg(3),
+        cfg(NodeId(3)),
         HardState {
             term: 1,
             vote: None,
         },
         entries(10),
     );
-    c.step(1, Msg::PreVote { term: 2, last });
+    c.step(NodeId(1), Msg::PreVote { term: 2, last });
     let r = c.take_ready();
-    assert!(r.messages.iter().any(|m| m.to == 1
+    assert!(r.messages.iter().any(|m| m.to == NodeId(1)
         && m.msg
             == Msg::PreVoteReply {
                 term: 1,
@@ -182,7 +182,7 @@ fn a_pre_vote_refusal_names_the_refusers_term_and_the_pre_candidate_takes_it() {
     // A refusal from a replica at or behind this one's term moves nothing.
     let before = (a.role(), a.term());
     a.step(
-        3,
+        NodeId(3),
         Msg::PreVoteReply {
             term: 2,
             granted: false,
@@ -197,15 +197,15 @@ fn a_pre_vote_refusal_names_the_refusers_term_and_the_pre_candidate_takes_it() {
 fn the_only_voter_leads_from_its_first_tick() {
     for pre_vote in [false, true] {
         let mut g = Group::new(Config {
-            members: vec![1],
+            members: vec![NodeId(1)],
             pre_vote,
-            ..three(1, 3)
+            ..three(NodeId(1), 3)
         });
         g.tick();
         assert_eq!(g.role(), Role::Leader, "pre-vote {pre_vote}");
     }
     // One voter of three waits its timeout as before.
-    let mut g = Group::new(three(1, 3));
+    let mut g = Group::new(three(NodeId(1), 3));
     g.tick();
     assert_eq!(g.role(), Role::Follower);
 }
@@ -226,7 +226,7 @@ fn an_append_from_below_the_commit_index_still_delivers_the_entries_past_it() {
     };
     // A follower holding entries 1..=5, all committed.
     let mut f = Group::restore(
-        three(3, 5),
+        three(NodeId(3), 5),
         HardState {
             term: 1,
             vote: None,
@@ -234,7 +234,7 @@ fn an_append_from_below_the_commit_index_still_delivers_the_entries_past_it() {
         entries(1, 5),
     );
     f.step(
-        1,
+        NodeId(1),
         Msg::Append {
             term: 1,
             prev: LogId { term: 1, index: 5 },
@@ -248,7 +248,7 @@ fn an_append_from_below_the_commit_index_still_delivers_the_entries_past_it() {
     assert_eq!(f.commit_index(), 5);
     // The leader probes from index 1 with entries 2..=9, commit 8.
     f.step(
-        1,
+        NodeId(1),
         Msg::Append {
             term: 1,
             prev: LogId { term: 1, index: 1 },
@@ -265,7 +265,7 @@ fn an_append_from_below_the_commit_index_still_delivers_the_entries_past_it() {
         "the entries past the commit index are taken"
     );
     assert_eq!(f.commit_index(), 8);
-    assert!(r.messages.iter().any(|m| m.to == 1
+    assert!(r.messages.iter().any(|m| m.to == NodeId(1)
         && m.msg
             == Msg::AppendReply {
                 term: 1,
@@ -275,7 +275,7 @@ fn an_append_from_below_the_commit_index_still_delivers_the_entries_past_it() {
             }));
     // Nothing past the commit index: the reply says where to continue, as before.
     f.step(
-        1,
+        NodeId(1),
         Msg::Append {
             term: 1,
             prev: LogId { term: 1, index: 2 },
@@ -287,7 +287,7 @@ fn an_append_from_below_the_commit_index_still_delivers_the_entries_past_it() {
     );
     let r = f.take_ready();
     assert_eq!(f.last_index(), 9);
-    assert!(r.messages.iter().any(|m| m.to == 1
+    assert!(r.messages.iter().any(|m| m.to == NodeId(1)
         && m.msg
             == Msg::AppendReply {
                 term: 1,
@@ -315,7 +315,7 @@ fn a_silent_peer_behind_the_snapshot_is_probed_with_it_and_with_the_log_after_it
     for _ in 0..4 * 5 {
         a.tick();
         acked_by_2(&mut a, term);
-        for m in a.take_ready().messages.iter().filter(|m| m.to == 3) {
+        for m in a.take_ready().messages.iter().filter(|m| m.to == NodeId(3)) {
             match &m.msg {
                 Msg::Snapshot { last, .. } if last.index == 5 => snapshots += 1,
                 Msg::Append { prev, .. } if prev.index == 5 && snapshots > 0 => from_log += 1,
@@ -334,8 +334,8 @@ fn a_silent_peer_behind_the_snapshot_is_probed_with_it_and_with_the_log_after_it
 #[test]
 fn a_group_of_one_releases_its_snapshot_blob_and_adds_a_member_only_once_it_is_back() {
     let mut g = Group::new(Config {
-        members: vec![1],
-        ..three(1, 3)
+        members: vec![NodeId(1)],
+        ..three(NodeId(1), 3)
     });
     g.tick();
     assert_eq!(g.role(), Role::Leader);
@@ -350,14 +350,14 @@ fn a_group_of_one_releases_its_snapshot_blob_and_adds_a_member_only_once_it_is_b
     g.release_snapshot_blob();
     assert!(g.snapshot_blob_released());
     assert_eq!(
-        g.propose_conf(ConfChange::AddLearner(2)),
+        g.propose_conf(ConfChange::AddLearner(NodeId(2))),
         Err(ConfError::Pending),
         "a member added now could be sent an empty snapshot"
     );
     // Another membership's blob is refused; its own is taken.
     let other = conf::snapshot_blob(
         &Membership {
-            voters: vec![1, 2, 3],
+            voters: vec![NodeId(1), NodeId(2), NodeId(3)],
             learners: vec![],
         },
         b"state",
@@ -365,7 +365,7 @@ fn a_group_of_one_releases_its_snapshot_blob_and_adds_a_member_only_once_it_is_b
     assert!(g.restore_snapshot_blob(other).is_err());
     g.restore_snapshot_blob(blob.clone()).unwrap();
     assert_eq!(g.snapshot_blob(), &blob);
-    assert!(g.propose_conf(ConfChange::AddLearner(2)).is_ok());
+    assert!(g.propose_conf(ConfChange::AddLearner(NodeId(2))).is_ok());
     // With a learner, the blob is kept.
     g.release_snapshot_blob();
     assert!(!g.snapshot_blob_released());

@@ -6,7 +6,7 @@ use super::*;
 /// A 3-voter group with a spare replica 4 (knowing the first voters, waiting to be added),
 /// converged, with `leader` leading.
 fn group_with_spare(seed: u64) -> (Sim, NodeId) {
-    let mut sim = Sim::with_changes(seed, &[1, 2, 3], true);
+    let mut sim = Sim::with_changes(seed, &[NodeId(1), NodeId(2), NodeId(3)], true);
     sim.converge();
     let leader = sim.leader();
     (sim, leader)
@@ -20,22 +20,29 @@ fn applied_marker(sim: &Sim, data: &[u8]) -> bool {
 fn a_learner_gets_the_log_but_never_counts_or_stands_for_election() {
     let (mut sim, leader) = group_with_spare(3);
     sim.group(leader)
-        .propose_conf(ConfChange::AddLearner(4))
+        .propose_conf(ConfChange::AddLearner(NodeId(4)))
         .unwrap();
     sim.drain(leader);
     for _ in 0..30 {
         sim.round(true);
     }
     let last = sim.group(leader).last_index();
-    assert_eq!(sim.group(4).last_index(), last, "the learner holds the log");
-    assert_eq!(sim.group(4).membership().learners, vec![4]);
+    assert_eq!(
+        sim.group(NodeId(4)).last_index(),
+        last,
+        "the learner holds the log"
+    );
+    assert_eq!(sim.group(NodeId(4)).membership().learners, vec![NodeId(4)]);
     // With both other voters cut off, the leader and the learner do not make a quorum.
-    for v in [1, 2, 3].into_iter().filter(|&v| v != leader) {
+    for v in crate::ids::nodes(&[1, 2, 3])
+        .into_iter()
+        .filter(|&v| v != leader)
+    {
         sim.isolate(v);
     }
     sim.group(leader).propose(b"alone".to_vec()).unwrap();
     sim.drain(leader);
-    let term4 = sim.group(4).term();
+    let term4 = sim.group(NodeId(4)).term();
     for _ in 0..5 {
         sim.round(true);
     }
@@ -44,31 +51,31 @@ fn a_learner_gets_the_log_but_never_counts_or_stands_for_election() {
         "a learner's copy does not commit"
     );
     // However long it goes without a leader, a learner never stands for election.
-    sim.isolate(4);
+    sim.isolate(NodeId(4));
     for _ in 0..200 {
-        sim.group(4).tick();
-        sim.drain(4);
+        sim.group(NodeId(4)).tick();
+        sim.drain(NodeId(4));
     }
     assert_eq!(
-        sim.group(4).term(),
+        sim.group(NodeId(4)).term(),
         term4,
         "the learner never raised its term"
     );
-    assert_eq!(sim.group(4).role(), Role::Follower);
+    assert_eq!(sim.group(NodeId(4)).role(), Role::Follower);
 }
 
 #[test]
 fn a_change_waits_for_the_previous_one_and_for_the_leaders_first_commit() {
     let (mut sim, leader) = group_with_spare(5);
     let g = sim.group(leader);
-    g.propose_conf(ConfChange::AddLearner(4)).unwrap();
+    g.propose_conf(ConfChange::AddLearner(NodeId(4))).unwrap();
     assert_eq!(
-        g.propose_conf(ConfChange::Promote(4)),
+        g.propose_conf(ConfChange::Promote(NodeId(4))),
         Err(ConfError::Pending),
         "the previous change is not committed"
     );
     assert!(matches!(
-        g.propose_conf(ConfChange::AddLearner(4)),
+        g.propose_conf(ConfChange::AddLearner(NodeId(4))),
         Err(ConfError::Pending | ConfError::Invalid(_))
     ));
     sim.drain(leader);
@@ -76,20 +83,24 @@ fn a_change_waits_for_the_previous_one_and_for_the_leaders_first_commit() {
         sim.round(true);
     }
     let g = sim.group(leader);
-    assert!(g.propose_conf(ConfChange::Promote(4)).is_ok());
-    assert_eq!(g.membership().voters, vec![1, 2, 3, 4]);
+    assert!(g.propose_conf(ConfChange::Promote(NodeId(4))).is_ok());
+    assert_eq!(g.membership().voters, crate::ids::nodes(&[1, 2, 3, 4]));
     // A follower refuses, naming the leader.
-    let follower = [1, 2, 3].into_iter().find(|&v| v != leader).unwrap();
+    let follower = crate::ids::nodes(&[1, 2, 3])
+        .into_iter()
+        .find(|&v| v != leader)
+        .unwrap();
     assert_eq!(
-        sim.group(follower).propose_conf(ConfChange::Remove(4)),
+        sim.group(follower)
+            .propose_conf(ConfChange::Remove(NodeId(4))),
         Err(ConfError::NotLeader {
             leader: Some(leader)
         })
     );
     // A new leader may not change anything before its own no-op commits.
     let mut g = Group::new(Config {
-        id: 1,
-        members: vec![1, 2, 3],
+        id: NodeId(1),
+        members: vec![NodeId(1), NodeId(2), NodeId(3)],
         election_ticks: 5,
         heartbeat_ticks: 2,
         max_batch: 8,
@@ -98,10 +109,10 @@ fn a_change_waits_for_the_previous_one_and_for_the_leaders_first_commit() {
         seed: 1,
         check_snapshot: SnapshotCheck::any(),
     });
-    elect(&mut g, &[2]);
+    elect(&mut g, &[NodeId(2)]);
     assert_eq!(g.role(), Role::Leader);
     assert_eq!(
-        g.propose_conf(ConfChange::Remove(3)),
+        g.propose_conf(ConfChange::Remove(NodeId(3))),
         Err(ConfError::Pending)
     );
 }
@@ -120,7 +131,10 @@ fn a_leader_that_removes_itself_steps_down_once_that_commits() {
         sim.round(true);
     }
     assert_ne!(sim.group(leader).role(), Role::Leader);
-    let rest: Vec<NodeId> = [1, 2, 3].into_iter().filter(|&v| v != leader).collect();
+    let rest: Vec<NodeId> = crate::ids::nodes(&[1, 2, 3])
+        .into_iter()
+        .filter(|&v| v != leader)
+        .collect();
     let new = sim.leader();
     assert!(rest.contains(&new), "one of the remaining voters leads");
     assert_eq!(sim.group(new).membership().voters, rest);
@@ -171,7 +185,7 @@ fn exchange(a: &mut Group, b: &mut Group, mut lose: impl FnMut(&Envelope) -> boo
 fn a_snapshot_travels_in_chunks_and_a_lost_chunk_is_resent() {
     let cfg = |id| Config {
         id,
-        members: vec![1, 2, 3],
+        members: vec![NodeId(1), NodeId(2), NodeId(3)],
         election_ticks: 5,
         heartbeat_ticks: 2,
         max_batch: 8,
@@ -180,8 +194,8 @@ fn a_snapshot_travels_in_chunks_and_a_lost_chunk_is_resent() {
         seed: 4,
         check_snapshot: SnapshotCheck::any(),
     };
-    let mut leader = Group::new(cfg(1));
-    let term = elect(&mut leader, &[3]);
+    let mut leader = Group::new(cfg(NodeId(1)));
+    let term = elect(&mut leader, &[NodeId(3)]);
     for i in 0..50 {
         leader.propose(format!("entry {i}").into_bytes()).unwrap();
     }
@@ -189,7 +203,7 @@ fn a_snapshot_travels_in_chunks_and_a_lost_chunk_is_resent() {
     // Replica 3 holds everything (2 is away): it all commits and is applied.
     leader.take_ready();
     leader.step(
-        3,
+        NodeId(3),
         Msg::AppendReply {
             term,
             success: true,
@@ -207,8 +221,13 @@ fn a_snapshot_travels_in_chunks_and_a_lost_chunk_is_resent() {
     assert!(blob_len > 1000);
     // Replica 2 comes back empty: a heartbeat finds it behind, and the snapshot follows in
     // chunks of 100 bytes; the third chunk is lost once and comes again with a heartbeat.
-    let mut follower = Group::new(cfg(2));
-    while leader.take_ready().messages.iter().all(|e| e.to != 2) {
+    let mut follower = Group::new(cfg(NodeId(2)));
+    while leader
+        .take_ready()
+        .messages
+        .iter()
+        .all(|e| e.to != NodeId(2))
+    {
         leader.tick();
     }
     let mut lost = false;
@@ -234,13 +253,16 @@ fn a_snapshot_travels_in_chunks_and_a_lost_chunk_is_resent() {
     );
     assert_eq!(follower.snapshot_blob().len(), blob_len);
     let (m, got) = conf::split_snapshot(follower.snapshot_blob()).unwrap();
-    assert_eq!((m.voters, &got[..]), (vec![1, 2, 3], &state[..]));
+    assert_eq!(
+        (m.voters, &got[..]),
+        (crate::ids::nodes(&[1, 2, 3]), &state[..])
+    );
     assert!(
         delivered >= blob_len.div_ceil(100),
         "{delivered} chunks for {blob_len} bytes"
     );
     assert_eq!(
-        leader.progress(2),
+        leader.progress(NodeId(2)),
         Some(last),
         "the leader knows it caught up"
     );
@@ -252,9 +274,9 @@ fn a_snapshot_travels_in_chunks_and_a_lost_chunk_is_resent() {
 #[test]
 fn a_group_moves_to_new_replicas_under_writes_and_faults() {
     for seed in 0..100 {
-        let mut sim = Sim::with_changes(seed * 2, &[1, 2, 3], true);
+        let mut sim = Sim::with_changes(seed * 2, &[NodeId(1), NodeId(2), NodeId(3)], true);
         sim.converge();
-        let target = [2u64, 4, 5];
+        let target = crate::ids::nodes(&[2, 4, 5]);
         let mut moved = false;
         for round in 0..3000 {
             if round % 3 == 1 {
@@ -262,16 +284,16 @@ fn a_group_moves_to_new_replicas_under_writes_and_faults() {
                 let id = 1 + sim.rng.below(5);
                 let down = sim.nodes.values().any(|n| n.group.is_none());
                 match sim.rng.below(3) {
-                    0 if sim.cut.is_empty() => sim.isolate(id),
-                    1 if !down => sim.nodes.get_mut(&id).expect("node").group = None,
+                    0 if sim.cut.is_empty() => sim.isolate(NodeId(id)),
+                    1 if !down => sim.nodes.get_mut(&NodeId(id)).expect("node").group = None,
                     _ => {
                         sim.cut.clear();
                         for id in 1..=5 {
                             let cfg = Config {
-                                id,
+                                id: NodeId(id),
                                 ..sim.cfg.clone()
                             };
-                            let n = sim.nodes.get_mut(&id).expect("node");
+                            let n = sim.nodes.get_mut(&NodeId(id)).expect("node");
                             if n.group.is_none() {
                                 n.restart(cfg);
                             }
@@ -280,6 +302,7 @@ fn a_group_moves_to_new_replicas_under_writes_and_faults() {
                 }
             }
             let leaders: Vec<NodeId> = (1..=5)
+                .map(NodeId)
                 .filter(|id| {
                     sim.nodes[id]
                         .group
@@ -303,7 +326,7 @@ fn a_group_moves_to_new_replicas_under_writes_and_faults() {
             }
             sim.round(true);
             let done = (1..=5).any(|id| {
-                sim.nodes[&id].group.as_ref().is_some_and(|g| {
+                sim.nodes[&NodeId(id)].group.as_ref().is_some_and(|g| {
                     let mut v = g.membership().voters.clone();
                     v.sort_unstable();
                     g.role() == Role::Leader

@@ -7,7 +7,7 @@ use super::*;
 pub(super) fn three(id: NodeId, seed: u64) -> Config {
     Config {
         id,
-        members: vec![1, 2, 3],
+        members: vec![NodeId(1), NodeId(2), NodeId(3)],
         election_ticks: 5,
         heartbeat_ticks: 2,
         max_batch: 8,
@@ -21,9 +21,9 @@ pub(super) fn three(id: NodeId, seed: u64) -> Config {
 #[test]
 fn a_stale_leader_cannot_commit_and_yields_to_a_higher_term() {
     let cfg = |id| three(id, 3);
-    let mut a = Group::new(cfg(1));
+    let mut a = Group::new(cfg(NodeId(1)));
     // Node 1 elects itself with node 2's vote.
-    let term = elect(&mut a, &[2]);
+    let term = elect(&mut a, &[NodeId(2)]);
     assert_eq!(a.role(), Role::Leader);
     let r = a.take_ready();
     assert!(
@@ -37,7 +37,7 @@ fn a_stale_leader_cannot_commit_and_yields_to_a_higher_term() {
     assert!(r.committed.iter().all(|e| e.index < i));
     // A message of a higher term turns it into a follower; proposals are refused.
     a.step(
-        3,
+        NodeId(3),
         Msg::Vote {
             term: term + 1,
             last: LogId {
@@ -53,7 +53,7 @@ fn a_stale_leader_cannot_commit_and_yields_to_a_higher_term() {
         r.hard_state,
         Some(HardState {
             term: term + 1,
-            vote: Some(3)
+            vote: Some(NodeId(3))
         })
     );
 }
@@ -64,8 +64,8 @@ fn a_stale_leader_cannot_commit_and_yields_to_a_higher_term() {
 fn entries_of_earlier_terms_commit_only_through_the_current_term() {
     let members = [1u64, 2, 3, 4, 5];
     let cfg = Config {
-        id: 1,
-        members: members.to_vec(),
+        id: NodeId(1),
+        members: crate::ids::nodes(&members),
         election_ticks: 5,
         heartbeat_ticks: 2,
         max_batch: 8,
@@ -88,7 +88,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
         },
         vec![old(1, 1), old(2, 2)],
     );
-    let term = elect(&mut g, &[2, 3]);
+    let term = elect(&mut g, &[NodeId(2), NodeId(3)]);
     assert_eq!(g.role(), Role::Leader);
     let r = g.take_ready();
     assert_eq!(
@@ -99,7 +99,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
     // Two followers now hold index 2 (term 2): with the leader that is a majority of five, but
     // index 2 is from an earlier term and must not commit yet.
     g.step(
-        2,
+        NodeId(2),
         Msg::AppendReply {
             term,
             success: true,
@@ -108,7 +108,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
         },
     );
     g.step(
-        3,
+        NodeId(3),
         Msg::AppendReply {
             term,
             success: true,
@@ -120,7 +120,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
     assert!(g.take_ready().committed.is_empty());
     // Once the no-op of this term is on a majority, everything up to it commits.
     g.step(
-        2,
+        NodeId(2),
         Msg::AppendReply {
             term,
             success: true,
@@ -129,7 +129,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
         },
     );
     g.step(
-        3,
+        NodeId(3),
         Msg::AppendReply {
             term,
             success: true,
@@ -144,7 +144,7 @@ fn entries_of_earlier_terms_commit_only_through_the_current_term() {
 /// After every step, each live replica equals what its write-ahead log alone would restore.
 #[test]
 fn every_replica_is_what_its_log_restores() {
-    let mut sim = Sim::new(0, &[1, 2, 3]);
+    let mut sim = Sim::new(0, &[NodeId(1), NodeId(2), NodeId(3)]);
     for step in 0..3000 {
         sim.step();
         for (id, n) in sim.nodes.iter() {
@@ -169,7 +169,7 @@ fn every_replica_is_what_its_log_restores() {
 /// gone.
 #[test]
 fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
-    let mut sim = Sim::new(11, &[1, 2, 3]);
+    let mut sim = Sim::new(11, &[NodeId(1), NodeId(2), NodeId(3)]);
     // Elect, commit something, let it settle.
     sim.converge();
     let run = |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
@@ -208,7 +208,7 @@ fn idle_groups_go_quiet_and_wake_for_writes_and_failover() {
 /// answers. (Waiters of blocking commands parked on such a leader were never redirected.)
 #[test]
 fn a_quiet_leader_told_a_voter_is_lost_verifies_its_quorum() {
-    let mut sim = Sim::new(13, &[1, 2, 3]);
+    let mut sim = Sim::new(13, &[NodeId(1), NodeId(2), NodeId(3)]);
     sim.converge();
     let run = |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
     run(&mut sim, 20);
@@ -252,7 +252,10 @@ fn a_quiet_leader_told_a_voter_is_lost_verifies_its_quorum() {
 #[test]
 fn a_lost_leader_is_replaced_by_one_election_without_a_split_vote() {
     for seed in 0..20 {
-        let mut sim = Sim::new(seed, &[1, 2, 3, 4, 5]);
+        let mut sim = Sim::new(
+            seed,
+            &[NodeId(1), NodeId(2), NodeId(3), NodeId(4), NodeId(5)],
+        );
         sim.converge();
         let run =
             |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
@@ -291,7 +294,7 @@ fn a_lost_leader_is_replaced_by_one_election_without_a_split_vote() {
 #[test]
 fn a_settled_leader_hands_leadership_to_the_voter_it_names() {
     for seed in 0..20 {
-        let mut sim = Sim::new(seed, &[1, 2, 3]);
+        let mut sim = Sim::new(seed, &[NodeId(1), NodeId(2), NodeId(3)]);
         sim.converge();
         let run =
             |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
@@ -306,7 +309,7 @@ fn a_settled_leader_hands_leadership_to_the_voter_it_names() {
             .unwrap();
         assert!(!sim.group(leader).transfer_leader(leader), "seed {seed}");
         assert!(
-            !sim.group(leader).transfer_leader(9),
+            !sim.group(leader).transfer_leader(NodeId(9)),
             "seed {seed}: not a member"
         );
         // Not from the leader: ignored.
@@ -354,7 +357,7 @@ fn a_settled_leader_hands_leadership_to_the_voter_it_names() {
 #[test]
 fn a_leader_handing_over_refuses_proposals_until_the_handover_ends() {
     for seed in 0..20 {
-        let mut sim = Sim::new(seed, &[1, 2, 3]);
+        let mut sim = Sim::new(seed, &[NodeId(1), NodeId(2), NodeId(3)]);
         sim.converge();
         let run =
             |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
@@ -368,7 +371,8 @@ fn a_leader_handing_over_refuses_proposals_until_the_handover_ends() {
             "seed {seed}"
         );
         assert_eq!(
-            sim.group(leader).propose_conf(ConfChange::AddLearner(9)),
+            sim.group(leader)
+                .propose_conf(ConfChange::AddLearner(NodeId(9))),
             Err(ConfError::Pending),
             "seed {seed}"
         );
@@ -400,7 +404,7 @@ fn a_replica_restarted_under_a_quiet_leader_catches_up() {
 }
 
 fn restart_under_quiet_leader(seed: u64) {
-    let mut sim = Sim::new(seed, &[1, 2, 3]);
+    let mut sim = Sim::new(seed, &[NodeId(1), NodeId(2), NodeId(3)]);
     sim.converge();
     let run = |sim: &mut Sim, ticks: usize| -> usize { (0..ticks).map(|_| sim.round(true)).sum() };
     run(&mut sim, 20);
@@ -434,7 +438,7 @@ fn restart_under_quiet_leader(seed: u64) {
 /// refusing writes from then on, while the majority side elects a new leader.
 #[test]
 fn a_leader_cut_off_from_its_quorum_steps_down() {
-    let mut sim = Sim::new(5, &[1, 2, 3]);
+    let mut sim = Sim::new(5, &[NodeId(1), NodeId(2), NodeId(3)]);
     sim.converge();
     let leader = sim.leader();
     sim.isolate(leader);
@@ -465,7 +469,7 @@ fn a_leader_cut_off_from_its_quorum_steps_down() {
 /// its term, so when the link heals the working leader is not deposed.
 #[test]
 fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
-    let mut sim = Sim::new(2, &[1, 2, 3]); // even seeds run with pre-vote
+    let mut sim = Sim::new(2, &[NodeId(1), NodeId(2), NodeId(3)]); // even seeds run with pre-vote
     assert!(sim.cfg.pre_vote);
     sim.converge();
     let leader = sim.leader();
@@ -498,7 +502,7 @@ fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
 /// it failed when it steps down; a connected leader confirms reads.
 #[test]
 fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
-    let mut sim = Sim::new(4, &[1, 2, 3]);
+    let mut sim = Sim::new(4, &[NodeId(1), NodeId(2), NodeId(3)]);
     sim.converge();
     let leader = sim.leader();
     let g = sim.group(leader);
@@ -533,7 +537,7 @@ fn reads_need_a_quorum_and_fail_when_leadership_is_lost() {
 #[test]
 fn a_new_leader_reads_at_once_only_after_committing_in_its_term() {
     let cfg = |id| three(id, 5);
-    let mut a = Group::new(cfg(1));
+    let mut a = Group::new(cfg(NodeId(1)));
     // Leader 2 of term 1 replicated entries 1 and 2 here but told only of entry 1 committed;
     // entry 2 may be acknowledged already (a quorum with node 3 has it).
     let e = |index| Entry {
@@ -542,7 +546,7 @@ fn a_new_leader_reads_at_once_only_after_committing_in_its_term() {
         data: Bytes::from_static(b"w"),
     };
     a.step(
-        2,
+        NodeId(2),
         Msg::Append {
             term: 1,
             prev: LogId::default(),
@@ -556,7 +560,7 @@ fn a_new_leader_reads_at_once_only_after_committing_in_its_term() {
     assert_eq!(r.committed.len(), 1);
     assert!(!a.can_read_at(1), "a follower never reads at once");
     // Node 1 wins term 2 with node 3's vote: it leads, with commit 1 of term 1.
-    let term = elect(&mut a, &[3]);
+    let term = elect(&mut a, &[NodeId(3)]);
     assert_eq!(a.role(), Role::Leader);
     let r = a.take_ready();
     let noop = a.last_index();
@@ -569,7 +573,7 @@ fn a_new_leader_reads_at_once_only_after_committing_in_its_term() {
     assert!(r.committed.is_empty());
     // Node 3 acknowledges the no-op: entries 2 and 3 commit.
     a.step(
-        3,
+        NodeId(3),
         Msg::AppendReply {
             term,
             success: true,
@@ -591,7 +595,7 @@ fn a_new_leader_reads_at_once_only_after_committing_in_its_term() {
 #[test]
 fn a_snapshot_and_the_appends_after_it_persist_from_one_ready() {
     let cfg = |id| three(id, 6);
-    let mut node = Node::fresh(Group::new(cfg(1)));
+    let mut node = Node::fresh(Group::new(cfg(NodeId(1))));
     let e = |index| Entry {
         term: 1,
         index,
@@ -609,19 +613,22 @@ fn a_snapshot_and_the_appends_after_it_persist_from_one_ready() {
         ctx: 0,
     };
     let g = node.group.as_mut().unwrap();
-    g.step(2, append(0, 1, 1));
+    g.step(NodeId(2), append(0, 1, 1));
     let r = g.take_ready();
     storage::persist(&mut node.wal, GROUP, &r).unwrap();
     node.flush();
     let g = node.group.as_mut().unwrap();
     // One step: entries 2..=6, then the leader's snapshot up to 4 (its state: entries 1..=4),
     // which keeps 5 and 6.
-    g.step(2, append(1, 2, 6));
+    g.step(NodeId(2), append(1, 2, 6));
     let state = encode_sm(&(1..=4).map(e).collect::<Vec<_>>());
-    let blob = conf::snapshot_blob(&Membership::of_voters(&[1, 2, 3]), &state);
+    let blob = conf::snapshot_blob(
+        &Membership::of_voters(&[NodeId(1), NodeId(2), NodeId(3)]),
+        &state,
+    );
     let last = LogId { term: 1, index: 4 };
     g.step(
-        2,
+        NodeId(2),
         Msg::Snapshot {
             term: 1,
             last,
@@ -638,7 +645,7 @@ fn a_snapshot_and_the_appends_after_it_persist_from_one_ready() {
     node.flush();
     let log = node.wal.group(GROUP).unwrap();
     assert_eq!((log.purged().index, log.last().index), (4, 6));
-    node.restart(cfg(1));
+    node.restart(cfg(NodeId(1)));
     let g = node.group.as_ref().unwrap();
     assert_eq!((g.snapshot_id(), g.last_index()), (last, 6));
 }
@@ -652,10 +659,10 @@ fn a_snapshot_whose_state_does_not_decode_changes_nothing() {
     }
     let mut g = Group::new(Config {
         check_snapshot: SnapshotCheck::new(refuse_bad),
-        ..three(1, 7)
+        ..three(NodeId(1), 7)
     });
     let _ = g.take_ready();
-    let m = Membership::of_voters(&[1, 2, 3]);
+    let m = Membership::of_voters(&[NodeId(1), NodeId(2), NodeId(3)]);
     let last = LogId { term: 1, index: 9 };
     let snapshot = |state: &'static [u8]| {
         let blob = conf::snapshot_blob(&m, state);
@@ -667,7 +674,7 @@ fn a_snapshot_whose_state_does_not_decode_changes_nothing() {
             data: blob,
         }
     };
-    g.step(2, snapshot(b"bad"));
+    g.step(NodeId(2), snapshot(b"bad"));
     let r = g.take_ready();
     assert!(r.snapshot.is_none() && r.purge.is_none());
     assert!(
@@ -676,7 +683,7 @@ fn a_snapshot_whose_state_does_not_decode_changes_nothing() {
             .any(|e| matches!(e.msg, Msg::AppendReply { success: true, .. }))
     );
     assert_eq!((g.commit_index(), g.snapshot_id()), (0, LogId::default()));
-    g.step(2, snapshot(b"good"));
+    g.step(NodeId(2), snapshot(b"good"));
     let r = g.take_ready();
     assert_eq!(r.snapshot.map(|s| s.last), Some(last));
     assert_eq!(g.commit_index(), 9);
@@ -747,7 +754,7 @@ fn a_blank_replica_created_on_demand_gives_no_vote_until_it_holds_the_log() {
     };
     let vote = |g: &mut Group| {
         g.step(
-            3,
+            NodeId(3),
             Msg::Vote {
                 term: 5,
                 last: LogId::default(),
@@ -758,9 +765,9 @@ fn a_blank_replica_created_on_demand_gives_no_vote_until_it_holds_the_log() {
             .iter()
             .any(|m| matches!(m.msg, Msg::VoteReply { granted: true, .. }))
     };
-    let mut blank = Group::new(cfg(2, vec![1]));
+    let mut blank = Group::new(cfg(NodeId(2), vec![NodeId(1)]));
     assert!(!vote(&mut blank), "created on demand: no vote");
-    let mut listed = Group::new(cfg(2, vec![1, 2, 3]));
+    let mut listed = Group::new(cfg(NodeId(2), vec![NodeId(1), NodeId(2), NodeId(3)]));
     assert!(vote(&mut listed), "a member of a new group votes");
 }
 
@@ -771,8 +778,8 @@ fn a_blank_replica_created_on_demand_gives_no_vote_until_it_holds_the_log() {
 #[test]
 fn messages_no_correct_peer_sends_change_nothing() {
     let cfg = |id| three(id, 5);
-    let mut a = Group::new(cfg(1));
-    let term = elect(&mut a, &[2]);
+    let mut a = Group::new(cfg(NodeId(1)));
+    let term = elect(&mut a, &[NodeId(2)]);
     a.take_ready();
     let before = (a.term(), a.role(), a.last_id());
     let entry = |term, index| Entry {
@@ -829,13 +836,13 @@ fn messages_no_correct_peer_sends_change_nothing() {
     ];
     for m in hostile {
         assert!(!m.well_formed(), "{m:?}");
-        a.step(2, m);
+        a.step(NodeId(2), m);
         assert_eq!((a.term(), a.role(), a.last_id()), before);
     }
     // An acknowledgement past the leader's log: the match stops at the log's end.
     let last = a.last_id().index;
     a.step(
-        2,
+        NodeId(2),
         Msg::AppendReply {
             term,
             success: true,
@@ -852,7 +859,7 @@ fn messages_no_correct_peer_sends_change_nothing() {
         r.committed
     );
     // The next append to that follower continues from the leader's log, not past it.
-    let to_2: Vec<_> = r.messages.iter().filter(|m| m.to == 2).collect();
+    let to_2: Vec<_> = r.messages.iter().filter(|m| m.to == NodeId(2)).collect();
     assert!(
         to_2.iter()
             .any(|m| matches!(&m.msg, Msg::Append { prev, .. } if prev.index == last)),

@@ -14,7 +14,7 @@ impl Sim {
             return Some(format!("{:?} of node {} is under way", a.op, a.node));
         }
         if let Some(id) = self.leaving {
-            let n = &self.nodes[id as usize - 1];
+            let n = &self.nodes[id.slot()];
             let why = match n.threads[0].r.as_ref() {
                 None => "it is down".to_string(),
                 Some(r) => format!(
@@ -29,7 +29,7 @@ impl Sim {
                     self.members()
                         .into_iter()
                         .filter_map(|m| {
-                            let r = self.nodes[m as usize - 1].threads[0].r.as_ref()?;
+                            let r = self.nodes[m.slot()].threads[0].r.as_ref()?;
                             let g = r.groups[r.meta_g as usize].as_ref()?;
                             Some(format!(
                                 "node {m}: {:?} term {} commit {} applied {} conf {} {:?} progress of {id}: {:?}; removal notice {:?}",
@@ -56,18 +56,18 @@ impl Sim {
         for v in 0..c.layout.count() {
             let v = VShardId(v as u16);
             let t = c.thread_of(v.0 as u32);
-            let named: Vec<RaftId> = members
+            let named: Vec<NodeId> = members
                 .iter()
-                .map(|&id| self.nodes[id as usize - 1].c.leader(v))
+                .map(|&id| self.nodes[id.slot()].c.leader(v))
                 .collect();
             let l = named[0];
-            let group = |id: RaftId| {
-                self.nodes[id as usize - 1].threads[t]
+            let group = |id: NodeId| {
+                self.nodes[id.slot()].threads[t]
                     .r
                     .as_ref()
                     .and_then(|r| r.groups[v.0 as usize].as_ref())
             };
-            let leads = l != 0 && group(l).is_some_and(|g| g.role() == raft::Role::Leader);
+            let leads = l != NodeId(0) && group(l).is_some_and(|g| g.role() == raft::Role::Leader);
             if !leads || named.iter().any(|&x| x != l) {
                 return Some(format!(
                     "vShard {} is routed to {named:?} by {members:?}\n{}",
@@ -76,7 +76,7 @@ impl Sim {
                 ));
             }
             let m = group(l).expect("leads").membership();
-            let target = self.nodes[l as usize - 1].c.target_mask(v);
+            let target = self.nodes[l.slot()].c.target_mask(v);
             if !m.learners.is_empty()
                 || super::super::super::mask(m.voters.iter().copied()) != target
             {
@@ -110,7 +110,7 @@ impl Sim {
             for id in self.ids() {
                 if let Some(g) = group(id)
                     && (g.commit_index() != commit
-                        || self.nodes[id as usize - 1].threads[t]
+                        || self.nodes[id.slot()].threads[t]
                             .r
                             .as_ref()
                             .is_some_and(|r| r.applied[v.0 as usize].index != commit))
@@ -132,11 +132,11 @@ impl Sim {
         let t = self.nodes[0].c.thread_of(v.0 as u32);
         let mut out = String::new();
         for id in self.members() {
-            let n = &self.nodes[id as usize - 1];
+            let n = &self.nodes[id.slot()];
             let state = |r: &Replicas, g: u32| {
                 r.groups[g as usize].as_ref().map(|grp| {
                     let m = grp.membership();
-                    let progress: Vec<(RaftId, Option<u64>)> = m
+                    let progress: Vec<(NodeId, Option<u64>)> = m
                         .voters
                         .iter()
                         .chain(&m.learners)
@@ -173,12 +173,12 @@ impl Sim {
 
     /// Runs `words` on node `id`'s replica of the key (its second word) as it stands, outside
     /// the log: what that replica holds.
-    pub(super) fn read_replica(&mut self, id: RaftId, words: &[&[u8]]) -> Vec<u8> {
-        let c = self.nodes[id as usize - 1].c.clone();
+    pub(super) fn read_replica(&mut self, id: NodeId, words: &[&[u8]]) -> Vec<u8> {
+        let c = self.nodes[id.slot()].c.clone();
         let v = c
             .layout
             .vshard_of(shardline_shards::slot::key_slot(words[1]));
-        let th = &mut self.nodes[id as usize - 1].threads[c.thread_of(v.0 as u32)];
+        let th = &mut self.nodes[id.slot()].threads[c.thread_of(v.0 as u32)];
         let mut out = Out::new(Proto::Resp3);
         let job = job_of(words, 0, |_| Op::Stats);
         let args = Args::new(&job.buf, &job.spans);
@@ -209,11 +209,11 @@ impl Sim {
                     .c
                     .layout
                     .vshard_of(shardline_shards::slot::key_slot(words[1]));
-                let holders: Vec<RaftId> = self
+                let holders: Vec<NodeId> = self
                     .ids()
                     .filter(|&id| {
                         let t = self.nodes[0].c.thread_of(v.0 as u32);
-                        self.nodes[id as usize - 1].threads[t]
+                        self.nodes[id.slot()].threads[t]
                             .r
                             .as_ref()
                             .is_some_and(|r| r.groups[v.0 as usize].is_some())
@@ -227,10 +227,7 @@ impl Sim {
                 let states: Vec<String> = holders
                     .iter()
                     .map(|&id| {
-                        let r = self.nodes[id as usize - 1].threads[t]
-                            .r
-                            .as_ref()
-                            .expect("up");
+                        let r = self.nodes[id.slot()].threads[t].r.as_ref().expect("up");
                         let g = r.groups[v.0 as usize].as_ref().expect("held");
                         format!(
                             "node {id}: {:?} quiet {} term {} commit {} applied {:?} last {:?}",
@@ -254,7 +251,7 @@ impl Sim {
                     self.log.join("\n")
                 );
             }
-            let leader = self.nodes[self.members()[0] as usize - 1].c.leader(
+            let leader = self.nodes[self.members()[0].slot()].c.leader(
                 self.nodes[0]
                     .c
                     .layout
@@ -335,7 +332,7 @@ impl Sim {
                     .c
                     .layout
                     .vshard_of(shardline_shards::slot::key_slot(words[1]));
-                let leader = self.nodes[self.members()[0] as usize - 1].c.leader(v);
+                let leader = self.nodes[self.members()[0].slot()].c.leader(v);
                 out.push(self.read_replica(leader, &words));
             }
         }
@@ -465,7 +462,7 @@ impl Sim {
         for &id in &members {
             for &p in &members {
                 assert!(
-                    self.nodes[id as usize - 1].c.is_up(p),
+                    self.nodes[id.slot()].c.is_up(p),
                     "seed {:#x}: node {id} takes node {p} for down after the faults stopped\n{}\n{}",
                     self.seed,
                     self.views(VShardId(0)),

@@ -40,7 +40,7 @@ impl Sim {
     }
 
     /// The reply to request `job.token` arrived from node `id`.
-    pub(super) fn answered(&mut self, id: RaftId, job: PendingJob) {
+    pub(super) fn answered(&mut self, id: NodeId, job: PendingJob) {
         let rid = job.token;
         if rid >= ADMIN_TOKEN {
             return self.admin_answered(job);
@@ -116,7 +116,7 @@ impl Sim {
                     .and_then(|p| p.parse().ok())
                     .expect("MOVED names an address");
                 if !q.abandoned {
-                    self.clients[c].target = (port - 40_000) as RaftId;
+                    self.clients[c].target = NodeId((port - 40_000) as u64);
                 }
                 None
             }
@@ -406,7 +406,7 @@ impl Sim {
 
     /// Hands `job` (its key second) to the shard thread of node `node` that owns the key, as
     /// the connection layer does, and takes the replies it finished at once.
-    pub(super) fn submit_job(&mut self, node: RaftId, job: Job) {
+    pub(super) fn submit_job(&mut self, node: NodeId, job: Job) {
         let key = &job.buf[job.spans[1].0 as usize..job.spans[1].1 as usize];
         let c = &self.nodes[0].c;
         let t = c.thread_of(c.layout.vshard_of(shardline_shards::slot::key_slot(key)).0 as u32);
@@ -415,10 +415,10 @@ impl Sim {
 
     /// Hands `job` to shard thread `t` of node `node` and takes the replies it finished at
     /// once.
-    pub(super) fn submit_on(&mut self, node: RaftId, t: usize, job: Job) {
+    pub(super) fn submit_on(&mut self, node: NodeId, t: usize, job: Job) {
         let now = self.now();
         let seed = self.rng.next_u64();
-        let n = &mut self.nodes[node as usize - 1].threads[t];
+        let n = &mut self.nodes[node.slot()].threads[t];
         let r = n.r.as_mut().expect("up");
         // A read served by read-index runs here at once, as `Shard::run_op_in` runs it.
         let mut rng = Rng::new(seed);

@@ -13,7 +13,7 @@ impl Sim {
         let end = self.now_ms + ms;
         // After the first elections.
         let mut next_fault = self.now_ms + 1_500;
-        let mut out: Option<(RaftId, Fault)> = None;
+        let mut out: Option<(NodeId, Fault)> = None;
         while self.now_ms < end {
             if self.now_ms >= next_fault {
                 next_fault = self.now_ms + 200 + self.rng.below(1500);
@@ -44,7 +44,7 @@ impl Sim {
                             }
                             Fault::Cut => {
                                 // `id` and up to a minority with it, against the rest.
-                                let mut others: Vec<RaftId> =
+                                let mut others: Vec<NodeId> =
                                     self.members().into_iter().filter(|&p| p != id).collect();
                                 // (A node alone is cut from nobody: its clients still reach it.)
                                 let with = match others.len().div_ceil(2) {
@@ -92,7 +92,7 @@ impl Sim {
 
     /// The connection from `from`'s dialer to `to` breaks: what it carried is lost, `to`'s
     /// reader sees it end, the dialer connects again (`connect_known`).
-    pub(super) fn reset(&mut self, from: RaftId, to: RaftId) {
+    pub(super) fn reset(&mut self, from: NodeId, to: NodeId) {
         self.resets += 1;
         self.net.retain(|&(f, t, _)| !(f == from && t == to));
         self.links.remove(&(from, to));
@@ -163,8 +163,8 @@ impl Sim {
     }
 
     /// How many groups node `id` leads.
-    pub(super) fn led_by(&self, id: RaftId) -> usize {
-        self.nodes[id as usize - 1]
+    pub(super) fn led_by(&self, id: NodeId) -> usize {
+        self.nodes[id.slot()]
             .threads
             .iter()
             .filter_map(|th| th.r.as_ref())
@@ -178,11 +178,11 @@ impl Sim {
             .sum()
     }
 
-    pub(super) fn end_fault(&mut self, id: RaftId, f: Fault) {
+    pub(super) fn end_fault(&mut self, id: NodeId, f: Fault) {
         self.note(format!("end {f:?} node {id}"));
         match f {
             Fault::Crash => self.start(id),
-            Fault::PowerCut if self.nodes[id as usize - 1].gone => {
+            Fault::PowerCut if self.nodes[id.slot()].gone => {
                 // It left the cluster meanwhile (its process ended): nothing to restart.
                 self.power_cut = None;
             }
@@ -207,11 +207,11 @@ impl Sim {
     /// The power goes on node `id` (a machine crash): what its logs wrote since their last
     /// fsync is lost, a prefix of each such write possibly on disk (a torn write); then as a
     /// crash. (A segment deleted since the last fsync of its directory is not brought back.)
-    pub(super) fn power_fail(&mut self, id: RaftId) {
+    pub(super) fn power_fail(&mut self, id: NodeId) {
         self.power_cut = None;
         self.power_cuts += 1;
         self.note(format!("power cut on node {id}"));
-        let dir = self.nodes[id as usize - 1].cfg.data_dir.clone();
+        let dir = self.nodes[id.slot()].cfg.data_dir.clone();
         for t in 0..self.threads() {
             for (seq, offset, len) in self.volatile.remove(&(id, t)).unwrap_or_default() {
                 let path = dir

@@ -16,7 +16,7 @@ impl Sim {
                 if a == b || self.links.contains(&(a, b)) || !self.up(a) || !self.up(b) {
                     continue;
                 }
-                let (ca, cb) = (&self.nodes[a as usize - 1].c, &self.nodes[b as usize - 1].c);
+                let (ca, cb) = (&self.nodes[a.slot()].c, &self.nodes[b.slot()].c);
                 if ca.member(b).is_none() {
                     // The dialer needs the peer's address.
                     continue;
@@ -50,28 +50,28 @@ impl Sim {
     }
 
     /// Whether `from`'s dialer is connected to `to`.
-    pub(super) fn linked(&self, from: RaftId, to: RaftId) -> bool {
+    pub(super) fn linked(&self, from: NodeId, to: NodeId) -> bool {
         self.links.contains(&(from, to))
     }
 
     /// The members that have started and not left.
-    pub(super) fn members(&self) -> Vec<RaftId> {
+    pub(super) fn members(&self) -> Vec<NodeId> {
         self.ids()
             .filter(|&id| {
-                let n = &self.nodes[id as usize - 1];
+                let n = &self.nodes[id.slot()];
                 n.member && !n.gone
             })
             .collect()
     }
 
     /// A member, at random (where a client goes next).
-    pub(super) fn pick_member(&mut self) -> RaftId {
+    pub(super) fn pick_member(&mut self) -> NodeId {
         let m = self.members();
         m[self.rng.below(m.len() as u64) as usize]
     }
 
     /// Node `id` left the cluster (`Fatal::Left`): its process ends for good.
-    pub(super) fn left(&mut self, id: RaftId) {
+    pub(super) fn left(&mut self, id: NodeId) {
         assert_eq!(
             self.leaving,
             Some(id),
@@ -86,9 +86,9 @@ impl Sim {
     }
 
     /// A new node, not started: it starts once the cluster answers its join.
-    pub(super) fn add_node(&mut self) -> RaftId {
-        let id = self.nodes.len() as RaftId + 1;
-        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_000 + id as u16);
+    pub(super) fn add_node(&mut self) -> NodeId {
+        let id = NodeId::of_slot(self.nodes.len());
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_000 + id.0 as u16);
         let first = &self.nodes[0];
         let cfg = Config {
             bind: addr.ip(),
@@ -156,7 +156,7 @@ impl Sim {
         let mut cmd = Vec::new();
         match op {
             Admin::Join => {
-                let cfg = &self.nodes[node as usize - 1].cfg;
+                let cfg = &self.nodes[node.slot()].cfg;
                 shardline_shards::meta::Cmd::AddNode {
                     client: cfg.listen_addr(),
                     bus: join::bus_addr(cfg),
@@ -164,10 +164,7 @@ impl Sim {
                 }
                 .encode(&mut cmd);
             }
-            Admin::Remove(id) => shardline_shards::meta::Cmd::RemoveNode {
-                id: shardline_shards::placement::NodeId(id),
-            }
-            .encode(&mut cmd),
+            Admin::Remove(id) => shardline_shards::meta::Cmd::RemoveNode { id }.encode(&mut cmd),
         }
         let token = self.next_admin;
         self.next_admin += 1;
@@ -195,7 +192,7 @@ impl Sim {
                 .and_then(|a| a.rsplit(':').next())
                 .and_then(|p| p.parse().ok())
                 .expect("NOTLEADER names an address");
-            a.target = Some((port - 40_000) as RaftId);
+            a.target = Some(NodeId((port - 40_000) as u64));
             a.next_at = now_ms + 1;
             return;
         }
@@ -217,7 +214,7 @@ impl Sim {
         self.admin = None;
         match op {
             Admin::Join => {
-                let cfg = self.nodes[node as usize - 1].cfg.clone();
+                let cfg = self.nodes[node.slot()].cfg.clone();
                 let j = join::accept(&cfg, cfg.cluster_join.expect("joins"), &reply)
                     .unwrap_or_else(|e| panic!("seed {:#x}: {e}", self.seed));
                 assert_eq!(

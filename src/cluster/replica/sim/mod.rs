@@ -99,18 +99,18 @@ enum Admin {
     /// A new node joins (it gets the next member id).
     Join,
     /// The member leaves: it hands its replicas over, then its process ends.
-    Remove(RaftId),
+    Remove(NodeId),
 }
 
 /// The membership change under way.
 struct AdminState {
     /// `Join`'s node is made when the change starts.
     op: Admin,
-    node: RaftId,
+    node: NodeId,
     /// (token, node asked, when): the request waiting for its answer.
-    inflight: Option<(u64, RaftId, u64)>,
+    inflight: Option<(u64, NodeId, u64)>,
     /// Where to send it next (a `-NOTLEADER`'s answer), and when.
-    target: Option<RaftId>,
+    target: Option<NodeId>,
     next_at: u64,
 }
 
@@ -131,7 +131,7 @@ type Unsynced = (u64, u64, u64);
 
 /// A frame on the simulated network: (from, to, shard thread, bytes).
 /// A connection's writes in flight: (from, to, shard thread).
-type Link = (RaftId, RaftId, usize);
+type Link = (NodeId, NodeId, usize);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Fault {
@@ -193,7 +193,7 @@ struct QueueLog {
 
 struct Client {
     /// The node it sends to next (1-based).
-    target: RaftId,
+    target: NodeId,
     /// The id of its request in flight (`Sim::requests`).
     inflight: Option<u64>,
     next_at: u64,
@@ -205,7 +205,7 @@ struct Request {
     client: usize,
     key: usize,
     req: Req,
-    node: RaftId,
+    node: NodeId,
     call: u64,
     /// The client stopped waiting (its timeout): the outcome is unknown to it.
     abandoned: bool,
@@ -224,14 +224,14 @@ struct Sim {
     /// The in-memory link: writes in flight between shard threads, each due at its time.
     net: mem::Net<Link>,
     /// Directed links that drop what they carry.
-    cut: Vec<(RaftId, RaftId)>,
+    cut: Vec<(NodeId, NodeId)>,
     /// A node that runs nothing (its messages wait for it), and one that just resumed.
-    paused: Option<RaftId>,
-    resumed: Option<RaftId>,
+    paused: Option<NodeId>,
+    resumed: Option<NodeId>,
     /// A member whose frames are rewritten on the way (`mutate`): what a buggy or hostile
     /// peer that passed the handshake sends. Its receivers drop the connection on a frame
     /// they refuse, and it dials again.
-    hostile: Option<RaftId>,
+    hostile: Option<NodeId>,
     /// Transaction pairs put their two keys in different vShards of one shard thread (run
     /// across vShards on groups of one: their effects in one log record).
     cross_pairs: bool,
@@ -242,10 +242,10 @@ struct Sim {
     /// Connections reset (`reset`).
     resets: u64,
     /// Per (node, shard thread): log writes not fsynced since, as (segment, offset, length).
-    volatile: BTreeMap<(RaftId, usize), Vec<Unsynced>>,
+    volatile: BTreeMap<(NodeId, usize), Vec<Unsynced>>,
     /// The node whose power goes during its next log batch (`Fault::PowerCut`), and how many
     /// times that happened.
-    power_cut: Option<RaftId>,
+    power_cut: Option<NodeId>,
     power_cuts: u64,
     /// The power cut waits for a batch that makes a new segment (one in two).
     power_cut_on_create: bool,
@@ -261,22 +261,22 @@ struct Sim {
     /// Per queue key, what the clients saw of it.
     queues: Vec<QueueLog>,
     /// Clients that gave up on a pop and disconnect: the node ends its wait (`Op::Unblock`).
-    unblocks: Vec<(RaftId, usize, u64)>,
+    unblocks: Vec<(NodeId, usize, u64)>,
     /// Values acknowledged pushed and popped, over all queues (the report).
     queue_stats: (u64, u64),
     /// Per group, term → the node that led it in that term.
-    leaders: Vec<BTreeMap<u64, RaftId>>,
+    leaders: Vec<BTreeMap<u64, NodeId>>,
     /// Connections (from, to): `from`'s dialer to `to`, whose reader takes what it sends.
     /// Made when both are up, `from` knows `to`'s address (a member in its view) and `to`
     /// accepts `from` (`bus::check_hello`'s rule: a member, or an id above every member it
     /// knows, which may have joined since).
-    links: BTreeSet<(RaftId, RaftId)>,
+    links: BTreeSet<(NodeId, NodeId)>,
     /// Membership changes to make, each at its time (ms), one at a time.
     admin_queue: VecDeque<(u64, Admin)>,
     admin: Option<AdminState>,
     next_admin: u64,
     /// The member asked to leave that has not left yet.
-    leaving: Option<RaftId>,
+    leaving: Option<NodeId>,
     /// What happened, for a failure's report.
     log: Vec<String>,
     /// Replies by kind: acknowledged, refused (not applied), unknown outcome.
@@ -325,7 +325,7 @@ impl Sim {
             power_cut_on_create: false,
             clients: (0..6)
                 .map(|i| Client {
-                    target: 1 + i % nodes as RaftId,
+                    target: NodeId(1 + i % nodes as u64),
                     inflight: None,
                     next_at: 0,
                 })
@@ -371,7 +371,7 @@ impl Sim {
             sim.nodes.push(Node::new(cfg, c, threads, true));
         }
         sim.leaders = vec![BTreeMap::new(); sim.nodes[0].c.meta_group() as usize + 1];
-        for id in 1..=nodes as RaftId {
+        for id in (1..=nodes as u64).map(NodeId) {
             sim.start(id);
         }
         sim
@@ -384,17 +384,17 @@ impl Sim {
         }
     }
 
-    fn node(&mut self, id: RaftId) -> &mut Node {
-        &mut self.nodes[id as usize - 1]
+    fn node(&mut self, id: NodeId) -> &mut Node {
+        &mut self.nodes[id.slot()]
     }
 
-    fn up(&self, id: RaftId) -> bool {
-        self.nodes[id as usize - 1].threads[0].r.is_some()
+    fn up(&self, id: NodeId) -> bool {
+        self.nodes[id.slot()].threads[0].r.is_some()
     }
 
     /// Shard thread `t` of node `id`'s replicas (the node is up).
-    fn replicas(&mut self, id: RaftId, t: usize) -> &mut Replicas {
-        self.nodes[id as usize - 1].threads[t]
+    fn replicas(&mut self, id: NodeId, t: usize) -> &mut Replicas {
+        self.nodes[id.slot()].threads[t]
             .r
             .as_mut()
             .expect("a node that is up")
@@ -404,8 +404,8 @@ impl Sim {
         self.nodes[0].threads.len()
     }
 
-    fn ids(&self) -> std::ops::RangeInclusive<RaftId> {
-        1..=self.nodes.len() as RaftId
+    fn ids(&self) -> impl Iterator<Item = NodeId> + use<> {
+        (1..=self.nodes.len() as u64).map(NodeId)
     }
 
     fn note(&mut self, what: String) {
@@ -414,10 +414,10 @@ impl Sim {
 
     /// Starts (or restarts) node `id` from its data directory, as a process start does, and
     /// connects it with every live node both ways.
-    fn start(&mut self, id: RaftId) {
+    fn start(&mut self, id: NodeId) {
         let now = self.now();
         let now_ms = self.now_ms;
-        let seed = self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now_ms;
+        let seed = self.seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now_ms;
         let n = self.node(id);
         let layout = n.c.layout;
         n.c = Arc::new(if n.cfg.cluster_join.is_some() {
@@ -441,7 +441,7 @@ impl Sim {
 
     /// Kills node `id`: what it has not written is gone, its connections end, its clients'
     /// requests have unknown outcomes.
-    fn crash(&mut self, id: RaftId) {
+    fn crash(&mut self, id: NodeId) {
         self.note(format!("crash node {id}"));
         // What it wrote stays (the page cache survives a process).
         self.volatile.retain(|&(n, _), _| n != id);
@@ -502,11 +502,8 @@ impl Sim {
             } else {
                 bytes
             };
-            let view = self.nodes[to as usize - 1].c.clone();
-            let r = self.nodes[to as usize - 1].threads[t]
-                .r
-                .as_mut()
-                .expect("up");
+            let view = self.nodes[to.slot()].c.clone();
+            let r = self.nodes[to.slot()].threads[t].r.as_mut().expect("up");
             // Each write carries whole frames: a reader of its own reads them as the TCP
             // reader would.
             let mut frames = Frames::new(link::FRAME_BYTES_MAX, bytes);
@@ -536,10 +533,11 @@ impl Sim {
             }
         }
         if std::env::var("SIM_TRACE").is_ok() && self.now_ms.is_multiple_of(500) {
-            let led: Vec<Vec<RaftId>> = (1..=self.nodes.len() as RaftId)
+            let led: Vec<Vec<NodeId>> = (1..=self.nodes.len() as u64)
+                .map(NodeId)
                 .map(|id| {
                     (0..self.nodes[0].c.layout.count())
-                        .map(|v| self.nodes[id as usize - 1].c.leader(VShardId(v as u16)))
+                        .map(|v| self.nodes[id.slot()].c.leader(VShardId(v as u16)))
                         .collect()
                 })
                 .collect();
@@ -570,7 +568,7 @@ impl Sim {
                 if self.paused == Some(id) {
                     continue;
                 }
-                for th in &mut self.nodes[id as usize - 1].threads {
+                for th in &mut self.nodes[id.slot()].threads {
                     if let Some(r) = th.r.as_mut() {
                         r.propose_expiry(&mut th.db, unix_us, 20);
                     }
@@ -600,17 +598,17 @@ impl Sim {
         }
     }
 
-    fn step(&mut self, id: RaftId) {
+    fn step(&mut self, id: NodeId) {
         for t in 0..self.threads() {
             self.step_thread(id, t);
         }
     }
 
     /// One driver step of shard thread `t` of node `id`, if it has work or a tick is due.
-    fn step_thread(&mut self, id: RaftId, t: usize) {
+    fn step_thread(&mut self, id: NodeId, t: usize) {
         let now = self.now();
         let now_ms = self.now_ms;
-        let n = &mut self.nodes[id as usize - 1].threads[t];
+        let n = &mut self.nodes[id.slot()].threads[t];
         let Some(r) = n.r.as_mut() else { return };
         if !std::mem::take(&mut r.woken) && now_ms < n.last_step_ms + TICK.as_millis() as u64 {
             return;
@@ -626,7 +624,7 @@ impl Sim {
         if self.rng.below(2) == 0 {
             self.clients_move();
         }
-        let n = &mut self.nodes[id as usize - 1].threads[t];
+        let n = &mut self.nodes[id.slot()].threads[t];
         let r = n.r.as_mut().expect("a node stepping is up");
         for f in step.before {
             f().unwrap_or_else(|e| panic!("node {id}: {e}"));
@@ -682,12 +680,12 @@ impl Sim {
         let mut sent = Vec::new();
         for (p, peer) in r.peers.iter_mut().enumerate() {
             if !peer.out.is_empty() {
-                sent.push((p as RaftId + 1, std::mem::take(&mut peer.out)));
+                sent.push((NodeId::of_slot(p), std::mem::take(&mut peer.out)));
             }
         }
         let done: Vec<PendingJob> = r.pending.take_finished().collect();
         for (to, bytes) in sent {
-            if to as usize > self.nodes.len()
+            if to.0 as usize > self.nodes.len()
                 || self.cut.contains(&(id, to))
                 || !self.linked(id, to)
             {
@@ -765,11 +763,11 @@ fn sim_nodes_join_and_leave_while_crashes_cuts_and_pauses_go_on() {
         // is asked to leave.
         sim.admin_queue.push_back((1_000, Admin::Join));
         sim.admin_queue.push_back((2_500, Admin::Join));
-        let leaver = 1 + sim.rng.below(5) as RaftId;
+        let leaver = NodeId(1 + sim.rng.below(5));
         sim.admin_queue.push_back((4_000, Admin::Remove(leaver)));
         sim.run_with_faults(10_000);
         sim.finish();
-        assert!(sim.nodes[leaver as usize - 1].gone, "node {leaver} left");
+        assert!(sim.nodes[leaver.slot()].gone, "node {leaver} left");
         assert_eq!(sim.members().len(), 4);
     }
 }
@@ -834,7 +832,7 @@ fn sim_a_seed_replays_exactly() {
 fn sim_a_member_sending_damaged_and_hostile_messages_takes_no_node_down() {
     for seed in seeds(10) {
         let mut sim = Sim::new(seed, 3, 2);
-        sim.hostile = Some(3);
+        sim.hostile = Some(NodeId(3));
         // No other faults: whatever goes wrong is the hostile member's doing. Every node keeps
         // running (a `Fatal` or a panic fails the test) and answers every request in time.
         for _ in 0..6_000 {
