@@ -190,20 +190,22 @@ impl Frames {
     }
 }
 
+/// A hello from thread `shard` of a test node.
+#[cfg(test)]
+pub(crate) fn test_hello(shard: u16) -> Hello {
+    Hello {
+        wire_min: frame::WIRE_MIN,
+        wire_max: frame::WIRE_MAX,
+        cluster_id: [7; 16],
+        node_id: [1; 20],
+        shard,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_hello as hello;
     use super::*;
-    use crate::frame::{WIRE_MAX, WIRE_MIN};
-
-    fn hello(shard: u16) -> Hello {
-        Hello {
-            wire_min: WIRE_MIN,
-            wire_max: WIRE_MAX,
-            cluster_id: [7; 16],
-            node_id: [1; 20],
-            shard,
-        }
-    }
 
     fn batch(payloads: &[&[u8]]) -> Vec<u8> {
         let msgs: Vec<Message> = payloads

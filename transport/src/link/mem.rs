@@ -75,18 +75,9 @@ impl<K> Net<K> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_hello as hello;
     use super::*;
-    use crate::frame::{Refused, WIRE_MAX, WIRE_MIN};
-
-    fn hello(shard: u16) -> Hello {
-        Hello {
-            wire_min: WIRE_MIN,
-            wire_max: WIRE_MAX,
-            cluster_id: [3; 16],
-            node_id: [2; 20],
-            shard,
-        }
-    }
+    use crate::frame::Refused;
 
     #[test]
     fn a_handshake_in_memory_carries_the_hello_and_the_answer_both_ways() {
@@ -96,7 +87,7 @@ mod tests {
         });
         assert_eq!(got, Ok(Answer::Accepted(hello(1))));
         let refused = Refused {
-            cluster_id: [3; 16],
+            cluster_id: [7; 16],
             from: 9,
             removed: false,
             why: "no".into(),

@@ -158,20 +158,11 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_hello as hello;
     use super::*;
-    use crate::frame::{Message, Refused, WIRE_MAX, WIRE_MIN};
+    use crate::frame::{Message, Refused};
     use std::sync::Mutex;
     use std::sync::mpsc;
-
-    fn hello(shard: u16) -> Hello {
-        Hello {
-            wire_min: WIRE_MIN,
-            wire_max: WIRE_MAX,
-            cluster_id: [5; 16],
-            node_id: [1; 20],
-            shard,
-        }
-    }
 
     /// Accepts thread 1's dialers, refuses the others.
     struct OnlyThreadOne(Mutex<mpsc::Sender<(Hello, std::net::TcpStream, Vec<u8>)>>);
@@ -182,7 +173,7 @@ mod tests {
                 return Answer::Accepted(hello(1));
             }
             Answer::Refused(Refused {
-                cluster_id: [5; 16],
+                cluster_id: [7; 16],
                 from: 2,
                 removed: false,
                 why: format!("no thread {}", theirs.shard),
