@@ -197,7 +197,15 @@ pub struct Flusher {
 /// purge records rely on).
 pub type Before = Box<dyn FnOnce() -> io::Result<()> + Send>;
 
-type Job = (FsLog, Batch, Vec<Before>);
+enum Job {
+    /// A batch to run and hand back.
+    Batch(FsLog, Batch, Vec<Before>),
+    /// File work nobody waits for, in order with the rest: a periodic batch's fsyncs and the
+    /// segment deletions after them (`Batch::syncs_behind`), or a compaction's snapshot file.
+    /// Done, its token (if any) is handed back (`Flusher::behind_done`); an error stops the
+    /// node at its next step.
+    Behind(Before, Option<u64>),
+}
 /// The log back, the batch run (to recycle), and whether it was all written.
 type Flushed = (FsLog, Batch, io::Result<()>);
 
@@ -212,6 +220,35 @@ fn run_job(log: &mut FsLog, batch: &mut Batch, before: Vec<Before>) -> io::Resul
 struct Back {
     done: Mutex<Option<Flushed>>,
     waker: atomic_waker::AtomicWaker,
+    /// The first error of work left behind, taken by the next batch.
+    behind_failed: Mutex<Option<io::Error>>,
+    /// Tokens of work left behind that is done.
+    behind_done: Mutex<Vec<u64>>,
+}
+
+impl Back {
+    fn finished_behind(&self, res: io::Result<()>, token: Option<u64>) {
+        match res {
+            Ok(()) => self.behind_done.lock().expect("flusher lock").extend(token),
+            Err(e) => {
+                let mut failed = self.behind_failed.lock().expect("flusher lock");
+                failed.get_or_insert(e);
+            }
+        }
+        // The driver's next wait ends (it takes the tokens at its step).
+        self.waker.wake();
+    }
+}
+
+/// Runs a periodic batch's fsyncs, then the deletions they make safe.
+fn sync_then_delete(files: Vec<File>, paths: Vec<PathBuf>) -> io::Result<()> {
+    for f in files {
+        f.sync_data()?;
+    }
+    for p in paths {
+        std::fs::remove_file(p)?;
+    }
+    Ok(())
 }
 
 impl Flusher {
@@ -223,6 +260,8 @@ impl Flusher {
         let back = Arc::new(Back {
             done: Mutex::new(None),
             waker: atomic_waker::AtomicWaker::new(),
+            behind_failed: Mutex::new(None),
+            behind_done: Mutex::new(Vec::new()),
         });
         let theirs = back.clone();
         std::thread::Builder::new()
@@ -231,10 +270,15 @@ impl Flusher {
                 if let Ok(cpus) = shardline_transport::cpu::process_cpus() {
                     let _ = shardline_transport::cpu::pin_current_thread_to(&cpus);
                 }
-                while let Ok((mut log, mut batch, before)) = rx.recv() {
-                    let res = run_job(&mut log, &mut batch, before);
-                    *theirs.done.lock().expect("flusher lock") = Some((log, batch, res));
-                    theirs.waker.wake();
+                while let Ok(job) = rx.recv() {
+                    match job {
+                        Job::Batch(mut log, mut batch, before) => {
+                            let res = run_job(&mut log, &mut batch, before);
+                            *theirs.done.lock().expect("flusher lock") = Some((log, batch, res));
+                            theirs.waker.wake();
+                        }
+                        Job::Behind(work, token) => theirs.finished_behind(work(), token),
+                    }
                 }
             })?;
         Ok(Flusher { tx, back })
@@ -243,15 +287,34 @@ impl Flusher {
     /// Runs `before`, then `batch`, on the helper thread; hands back the log, the batch (to
     /// recycle) and the first error (then nothing in the batch may be acknowledged).
     pub async fn run(&self, log: FsLog, batch: Batch, before: Vec<Before>) -> Flushed {
-        if before.is_empty() && batch.ops.iter().all(|op| matches!(op, Io::Write { .. })) {
-            // Nothing to wait for on the disk (fsync never / batch): page-cache writes are
-            // cheaper than the hand-off.
+        if let Some(e) = self.back.behind_failed.lock().expect("flusher lock").take() {
+            return (log, batch, Err(e));
+        }
+        let behind_ok =
+            |op: &Io| batch.syncs_behind && matches!(op, Io::Sync { .. } | Io::Delete { .. });
+        if before.is_empty()
+            && batch
+                .ops
+                .iter()
+                .all(|op| matches!(op, Io::Write { .. }) || behind_ok(op))
+        {
+            // Nothing to wait for on the disk (fsync never, or batch's periodic fsync left
+            // behind): page-cache writes are cheaper than the hand-off.
             let (mut log, mut batch) = (log, batch);
-            let res = log.run_batch(&mut batch);
+            let first_sync = batch
+                .ops
+                .iter()
+                .position(|op| !matches!(op, Io::Write { .. }));
+            let behind = first_sync
+                .map(|at| batch.ops.split_off(at))
+                .unwrap_or_default();
+            let res = log
+                .run_batch(&mut batch)
+                .and_then(|()| self.leave_behind(&mut log, behind));
             return (log, batch, res);
         }
-        if let Err(mpsc::SendError((mut log, mut batch, before))) =
-            self.tx.send((log, batch, before))
+        if let Err(mpsc::SendError(Job::Batch(mut log, mut batch, before))) =
+            self.tx.send(Job::Batch(log, batch, before))
         {
             // The helper is gone (it cannot panic short of a bug): do it here.
             let res = run_job(&mut log, &mut batch, before);
@@ -265,6 +328,51 @@ impl Flusher {
             }
         })
         .await
+    }
+
+    /// Hands a periodic batch's `Sync`s and the `Delete`s after them to the helper, to run in
+    /// order behind the acknowledgements (`Batch::syncs_behind`): the files to fsync are
+    /// duplicated descriptors, the deleted segments leave the log's open files now.
+    fn leave_behind(&self, log: &mut FsLog, ops: Vec<Io>) -> io::Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (mut files, mut paths) = (Vec::new(), Vec::new());
+        for op in &ops {
+            match op {
+                Io::Sync { seq } => files.push(log.file(*seq)?.file.try_clone()?),
+                Io::Delete { seq } => {
+                    log.open.remove(seq);
+                    paths.push(log.dir.join(segment_name(*seq)));
+                }
+                Io::Create { .. } | Io::Write { .. } => {
+                    unreachable!("only syncs and deletes are left behind")
+                }
+            }
+        }
+        self.behind(Box::new(move || sync_then_delete(files, paths)), None);
+        Ok(())
+    }
+
+    /// Runs `work` on the helper thread in order with the batches, nobody waiting for it;
+    /// `token` comes back from `behind_done` once it is done.
+    pub fn behind(&self, work: Before, token: Option<u64>) {
+        if let Err(mpsc::SendError(Job::Behind(work, token))) =
+            self.tx.send(Job::Behind(work, token))
+        {
+            // The helper is gone (it cannot panic short of a bug): do it here.
+            self.back.finished_behind(work(), token);
+        }
+    }
+
+    /// The tokens of work left behind that is done, or the first error of any.
+    pub fn behind_done(&self) -> io::Result<Vec<u64>> {
+        if let Some(e) = self.back.behind_failed.lock().expect("flusher lock").take() {
+            return Err(e);
+        }
+        Ok(std::mem::take(
+            &mut *self.back.behind_done.lock().expect("flusher lock"),
+        ))
     }
 }
 

@@ -137,8 +137,16 @@ pub struct Replicas {
     /// compacted; truncations not subtracted), and their sum (`log_bytes_max`).
     log_bytes: Vec<usize>,
     log_bytes_total: usize,
-    /// Snapshot files to write before the next log batch (`compact`).
+    /// Snapshot files to write before the next log batch (received, tombstones).
     before_flush: Vec<SnapshotFile>,
+    /// Compactions' snapshot files, written behind the log's batches instead of before them
+    /// (a batch does not wait for them): the next step hands them to the driver
+    /// (`Step::behind`) and keeps them in `in_flight_snapshots` until it hears they are on
+    /// disk (`snapshot_written`); only then does the log purge what they cover (the purge
+    /// record of a compaction is held back meanwhile, `purge_waits_for_file`).
+    behind: Vec<SnapshotFile>,
+    in_flight_snapshots: Vec<(u64, SnapshotFile)>,
+    next_snapshot_token: u64,
     /// What this thread's replicas owe connections: jobs, proposals waiting for their
     /// entries, reads waiting for their read-index round; finished jobs for the driver.
     pending: Pending,
@@ -406,9 +414,9 @@ impl Replicas {
             return;
         }
         grp.compact(last.index, state);
-        // The file is written by the flush thread before the next batch, which holds the purge
-        // record this compaction causes: the log drops nothing the snapshot file lacks.
-        self.before_flush.push(SnapshotFile {
+        // The file is written behind the log's batches; the log purges what it covers once
+        // it is on disk (`snapshot_written`): the log drops nothing the snapshot file lacks.
+        self.behind.push(SnapshotFile {
             group: g,
             last,
             blob: grp.snapshot_blob().clone(),
@@ -420,6 +428,58 @@ impl Replicas {
         }
         self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
         self.touch(g);
+    }
+
+    /// The compactions' snapshot files to write behind the log's batches, each with the
+    /// token the driver hands back to `snapshot_written` once it is on disk.
+    pub(super) fn take_behind(&mut self) -> Vec<(u64, SnapshotFile)> {
+        let mut out = Vec::with_capacity(self.behind.len());
+        for f in self.behind.drain(..) {
+            self.next_snapshot_token += 1;
+            let token = self.next_snapshot_token;
+            self.in_flight_snapshots.push((token, f.clone()));
+            out.push((token, f));
+        }
+        out
+    }
+
+    /// Whether a compaction's purge of group `g`'s log up to `upto` must wait: its snapshot
+    /// file is not on disk yet (the purge follows once it is, `snapshot_written`).
+    pub(super) fn purge_waits_for_file(&self, g: u32, upto: LogId) -> bool {
+        self.behind
+            .iter()
+            .chain(self.in_flight_snapshots.iter().map(|(_, f)| f))
+            .any(|f| f.group == g && f.last == upto)
+    }
+
+    /// Snapshot file `token` (a compaction's) is on disk: the log may purge what it covers,
+    /// if the group's log still holds that entry as it was (not reset, not replaced by an
+    /// installed snapshot, not purged past it since).
+    pub fn snapshot_written(&mut self, token: u64) {
+        let Some(at) = self
+            .in_flight_snapshots
+            .iter()
+            .position(|(t, _)| *t == token)
+        else {
+            return;
+        };
+        let (_, f) = self.in_flight_snapshots.remove(at);
+        let same = self.groups[f.group as usize].is_some()
+            && self.wal.group(f.group).is_some_and(|l| {
+                l.purged().index < f.last.index
+                    && l.entry(f.last.index)
+                        .is_some_and(|(term, _)| term == f.last.term)
+            });
+        if same {
+            self.wal.purge(
+                f.group,
+                shardline_shards::wal::LogId {
+                    index: f.last.index,
+                    term: f.last.term,
+                },
+            );
+            self.touch(f.group);
+        }
     }
 
     /// Before a member is added to group `g`: its snapshot blob back in memory if it was
@@ -436,8 +496,10 @@ impl Replicas {
         let pending = self
             .before_flush
             .iter()
-            .rev()
-            .find(|f| f.group == g && f.last == id && f.kind == SnapshotKind::Compacted)
+            .chain(&self.behind)
+            .chain(self.in_flight_snapshots.iter().map(|(_, f)| f))
+            .filter(|f| f.group == g && f.last == id && f.kind == SnapshotKind::Compacted)
+            .last()
             .map(|f| f.blob.clone());
         let blob = match pending {
             Some(b) => Ok(b),
@@ -509,7 +571,13 @@ impl Replicas {
                 })
                 .sum();
             // Snapshots on their way to their files (a group of one's no longer in the group).
-            let files: usize = self.before_flush.iter().map(|f| f.blob.len()).sum();
+            let files: usize = self
+                .before_flush
+                .iter()
+                .chain(&self.behind)
+                .chain(self.in_flight_snapshots.iter().map(|(_, f)| f))
+                .map(|f| f.blob.len())
+                .sum();
             let wal = self.wal.buffer_bytes();
             (self.log_bytes_total + snaps + spare + readies + files + wal) as u64
         } else {
@@ -693,13 +761,16 @@ fn snapshot_writes(dir: &std::path::Path, files: Vec<SnapshotFile>) -> Vec<crate
         .into_iter()
         .map(|f| {
             let dir = dir.to_path_buf();
-            Box::new(move || {
-                write_snapshot(&dir, f.group, f.last, &f.blob).map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("{} of vShard {}: {e}", f.kind, f.group))
-                })
-            }) as crate::wal::Before
+            Box::new(move || write_file(&dir, &f)) as crate::wal::Before
         })
         .collect()
+}
+
+/// Writes a snapshot file, its error naming what it was and its vShard.
+fn write_file(dir: &std::path::Path, f: &SnapshotFile) -> std::io::Result<()> {
+    write_snapshot(dir, f.group, f.last, &f.blob).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("{} of vShard {}: {e}", f.kind, f.group))
+    })
 }
 
 /// The log or a snapshot cannot be written or trusted: acknowledging anything more would be a

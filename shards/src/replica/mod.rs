@@ -27,9 +27,11 @@ impl Done {
     }
 }
 
-/// A snapshot file the layer needs on disk before the log batch of its step is written: that
-/// batch's purge records (or the group's reset) rely on it. The driver hands it to the flush
-/// thread with the batch.
+/// A snapshot file the layer needs on disk: a received one or a tombstone before the log
+/// batch of its step is written (that batch's records rely on it; the driver hands it to the
+/// flush thread with the batch), a compaction's behind the batches (the log purges what it
+/// covers once the driver says it is on disk).
+#[derive(Clone)]
 pub struct SnapshotFile {
     pub group: u32,
     pub last: crate::raft::LogId,

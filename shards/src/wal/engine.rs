@@ -137,6 +137,12 @@ pub struct Batch {
     pub ops: Vec<Io>,
     pub acks: Vec<u64>,
     pub spent: Vec<Vec<u8>>,
+    /// The batch's `Sync`s are `fsync batch`'s periodic ones (not `always`'s, not a forced
+    /// one): the acks need only the writes before them, so the driver may acknowledge once
+    /// the other operations are done and leave the `Sync`s and the `Delete`s after them to run
+    /// behind, in order, as Redis's `appendfsync everysec` leaves its fsync to a background
+    /// thread. A later batch's operations never depend on them.
+    pub syncs_behind: bool,
 }
 
 impl Batch {
@@ -505,7 +511,8 @@ impl Engine {
                 self.unsynced.push(seq);
             }
         }
-        let sync = std::mem::take(&mut self.force_sync)
+        let forced = std::mem::take(&mut self.force_sync);
+        let sync = forced
             || match self.cfg.fsync {
                 FsyncPolicy::Always => true,
                 FsyncPolicy::Batch { interval_ms } => {
@@ -517,7 +524,9 @@ impl Engine {
         if never && !sync {
             self.unsynced.clear();
         }
+        b.syncs_behind = false;
         if (sync && !self.unsynced.is_empty()) || never {
+            b.syncs_behind = !forced && matches!(self.cfg.fsync, FsyncPolicy::Batch { .. });
             for seq in self.unsynced.drain(..) {
                 b.ops.push(Io::Sync { seq });
             }

@@ -68,6 +68,7 @@ impl Dir {
             ops,
             acks: b.acks.clone(),
             spent: Vec::new(),
+            syncs_behind: b.syncs_behind,
         });
         e.recycle(b);
         acks
@@ -115,6 +116,7 @@ fn one_batch_creates_writes_syncs_then_acknowledges() {
     assert_eq!(b.ops[2], Io::Sync { seq: 1 });
     assert_eq!(b.ops.len(), 3, "one write and one fsync for both groups");
     assert_eq!(b.acks, vec![7]);
+    assert!(!b.syncs_behind, "always: the acks wait for the fsync");
     assert!(e.take_batch(0).is_none(), "idle");
     assert_eq!(
         e.append(1, 5, 1, b"x"),
@@ -151,6 +153,10 @@ fn never_and_batch_policies_acknowledge_after_the_write() {
         vec![Io::Sync { seq: 1 }],
         "the timer syncs what is pending"
     );
+    assert!(
+        first.syncs_behind && later.syncs_behind,
+        "periodic syncs may run behind"
+    );
 }
 
 #[test]
@@ -167,6 +173,7 @@ fn a_save_fsyncs_the_next_batch_whatever_the_policy() {
             "{policy:?}: {:?}",
             b.ops
         );
+        assert!(!b.syncs_behind, "{policy:?}: a save waits for its fsync");
         e.append(1, 3, 1, b"c").unwrap();
         let after = e.take_batch(20).unwrap();
         assert!(

@@ -158,6 +158,12 @@ impl Replicas {
                     }
                 }
             }
+            if let Some(p) = ready.purge
+                && r.purge_waits_for_file(g, p)
+            {
+                // A compaction whose file is still to be written: purged once it is.
+                ready.purge = None;
+            }
             storage::persist(&mut r.wal, g, &ready)
                 .map_err(|e| Fatal::LogAppend(format!("{e:?}")))?;
             let added: usize = ready
@@ -182,6 +188,7 @@ impl Replicas {
             readies,
             batch,
             before,
+            behind: r.take_behind(),
         })
     }
 
@@ -412,6 +419,9 @@ pub(super) struct Step {
     pub(super) batch: Option<shardline_shards::wal::Batch>,
     /// Snapshot files to write before the batch.
     pub(super) before: Vec<crate::wal::Before>,
+    /// Compactions' snapshot files to write behind the batches, with their tokens
+    /// (`Replicas::snapshot_written`).
+    pub(super) behind: Vec<(u64, SnapshotFile)>,
 }
 
 /// The driver task of a shard thread: one step per wake-up (proposals, messages) or tick. While
@@ -430,7 +440,20 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
             _ = work => {},
             _ = monoio::time::sleep(TICK) => {},
         }
-        let step = shard.start_step().unwrap_or_else(|e| fatal(&e.to_string()));
+        match flusher.behind_done() {
+            Ok(done) => {
+                shard.with_replicas(|r| done.into_iter().for_each(|t| r.snapshot_written(t)))
+            }
+            Err(e) => fatal(&format!(
+                "cannot write the write-ahead log or a snapshot: {e}"
+            )),
+        }
+        let mut step = shard.start_step().unwrap_or_else(|e| fatal(&e.to_string()));
+        let dir = shard.with_replicas(|r| r.snap_dir.clone());
+        for (token, f) in std::mem::take(&mut step.behind) {
+            let dir = dir.clone();
+            flusher.behind(Box::new(move || write_file(&dir, &f)), Some(token));
+        }
         if step.batch.is_some() || !step.before.is_empty() {
             let log = shard
                 .with_replicas(|r| r.log.take())

@@ -436,7 +436,7 @@ impl Sim {
         self.restart_everything();
         let elections: usize = self.leaders.iter().map(BTreeMap::len).sum();
         eprintln!(
-            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}, connection resets: {}, power cuts: {}",
+            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}, connection resets: {}, power cuts: {}, snapshot files written behind: {} (lost to crashes: {})",
             self.seed,
             self.now_ms,
             self.acked,
@@ -447,7 +447,9 @@ impl Sim {
             self.queue_stats.1,
             self.log.len(),
             self.resets,
-            self.power_cuts
+            self.power_cuts,
+            self.behind_written,
+            self.behind_lost
         );
         // A quorum was there all along: the clients got work done.
         assert!(

@@ -257,8 +257,7 @@ pub(super) fn run_ops(
         }
         log.run(Batch {
             ops: vec![op],
-            acks: Vec::new(),
-            spent: Vec::new(),
+            ..Batch::default()
         })?;
     }
     Ok(())

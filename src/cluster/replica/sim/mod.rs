@@ -243,6 +243,13 @@ struct Sim {
     resets: u64,
     /// Per (node, shard thread): log writes not fsynced since, as (segment, offset, length).
     volatile: BTreeMap<(NodeId, usize), Vec<Unsynced>>,
+    /// Per (node, shard thread): compactions' snapshot files the flush thread has yet to
+    /// write behind the batches, in order (written at a seeded later step, or before the
+    /// next files that must precede a batch; a crash loses them).
+    behind: BTreeMap<(NodeId, usize), VecDeque<(u64, SnapshotFile)>>,
+    /// Compactions' snapshot files written behind, and those lost to a crash.
+    behind_written: u64,
+    behind_lost: u64,
     /// The node whose power goes during its next log batch (`Fault::PowerCut`), and how many
     /// times that happened.
     power_cut: Option<NodeId>,
@@ -320,6 +327,9 @@ impl Sim {
             refused_frames: 0,
             resets: 0,
             volatile: BTreeMap::new(),
+            behind: BTreeMap::new(),
+            behind_written: 0,
+            behind_lost: 0,
             power_cut: None,
             power_cuts: 0,
             power_cut_on_create: false,
@@ -364,6 +374,9 @@ impl Sim {
                 fsync: shardline_shards::wal::FsyncPolicy::Always,
                 // Small segments: new ones are made and old ones deleted all along.
                 wal_segment_bytes: 32 << 10,
+                // Small logs: compactions (their files written behind the batches) and
+                // snapshots sent to lagging followers all along.
+                raft_log_memory_bytes: 64 << 10,
                 ..Config::default()
             };
             let layout = VShardLayout::new(cfg.vshards).expect("a valid count");
@@ -443,8 +456,12 @@ impl Sim {
     /// requests have unknown outcomes.
     fn crash(&mut self, id: NodeId) {
         self.note(format!("crash node {id}"));
-        // What it wrote stays (the page cache survives a process).
+        // What it wrote stays (the page cache survives a process); what its flush thread had
+        // yet to write is lost.
         self.volatile.retain(|&(n, _), _| n != id);
+        for t in 0..self.threads() {
+            self.behind_lost += self.behind.remove(&(id, t)).map_or(0, |q| q.len() as u64);
+        }
         for th in &mut self.node(id).threads {
             th.r = None;
         }
@@ -624,8 +641,21 @@ impl Sim {
         if self.rng.below(2) == 0 {
             self.clients_move();
         }
+        // The flush thread writes compactions' files in order with the rest: now, or at a
+        // later step, but before any file that must precede a batch.
+        let queue = self.behind.entry((id, t)).or_default();
+        queue.extend(step.behind);
+        let now_too = self.rng.below(4) == 0;
         let n = &mut self.nodes[id.slot()].threads[t];
         let r = n.r.as_mut().expect("a node stepping is up");
+        let queue = self.behind.get_mut(&(id, t)).expect("made above");
+        if now_too || !step.before.is_empty() {
+            for (token, f) in queue.drain(..) {
+                write_file(&r.snap_dir, &f).unwrap_or_else(|e| panic!("node {id}: {e}"));
+                r.snapshot_written(token);
+                self.behind_written += 1;
+            }
+        }
         for f in step.before {
             f().unwrap_or_else(|e| panic!("node {id}: {e}"));
         }
