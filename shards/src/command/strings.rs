@@ -162,12 +162,7 @@ pub fn set(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     } else {
         None
     };
-    db.set(
-        key,
-        Value::Str(SmallBytes::new(a.get(2))),
-        expire,
-        ttl == Ttl::Keep,
-    );
+    db.set_str(key, a.get(2), expire, ttl == Ttl::Keep);
     if !get {
         out.ok();
     }

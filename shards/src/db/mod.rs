@@ -448,6 +448,46 @@ impl Db {
         }
     }
 
+    /// `set` of a string value. A key that holds a string of the same length on the heap is
+    /// rewritten in place: no allocation and no free for the rewrite of a fixed-size record
+    /// (a counter's digits, a 1 KB blob), which SET at pipeline 1 spent about 4% of its CPU on.
+    pub fn set_str(&mut self, key: &[u8], bytes: &[u8], expire_at_ms: Option<u64>, keep_ttl: bool) {
+        let slot = key_slot(key);
+        self.changed(key);
+        let meta = fresh_meta(&self.tunables, self.now_ms);
+        let t = self.table_mut(slot);
+        let (i, inserted) = t
+            .keys
+            .index_or_insert_with(key, || Value::Str(SmallBytes::new(bytes)));
+        if !inserted {
+            match t.keys.at_mut(i) {
+                Value::Str(SmallBytes::Heap(b)) if b.len() == bytes.len() => {
+                    b.copy_from_slice(bytes)
+                }
+                v => *v = Value::Str(SmallBytes::new(bytes)),
+            }
+        }
+        t.keys.set_meta(i, meta);
+        match expire_at_ms {
+            Some(at) => {
+                t.expires.insert(key, at);
+            }
+            None if !keep_ttl => {
+                t.expires.remove(key);
+            }
+            None => {}
+        }
+        if self.tunables.notify_keyspace_events != 0 {
+            if inserted {
+                self.note(key, Touch::New);
+            }
+            self.note(key, Touch::Write);
+            if expire_at_ms.is_some() {
+                self.note(key, Touch::Expire);
+            }
+        }
+    }
+
     /// Removes `key`; returns its value if it was live.
     pub fn remove(&mut self, key: &[u8], now_ms: u64) -> Option<Value> {
         let slot = key_slot(key);

@@ -82,3 +82,37 @@ fn watch_flag_is_set_by_a_write_to_the_key() {
     d.set(b"k", Value::Str(SmallBytes::new(b"v")), None, false);
     assert!(flag.load(Ordering::Acquire));
 }
+
+#[test]
+fn a_string_rewritten_at_the_same_length_keeps_its_buffer_and_anything_else_is_replaced() {
+    let mut d = db();
+    let heap = |d: &mut Db| match d.get(b"k", 0) {
+        Some(Value::Str(SmallBytes::Heap(b))) => Some(b.as_ptr()),
+        _ => None,
+    };
+    let string = |d: &mut Db, k: &[u8]| match d.get(k, 0) {
+        Some(Value::Str(s)) => Some(s.to_vec()),
+        _ => None,
+    };
+    let a = [b'a'; 64];
+    d.set_str(b"k", &a, None, false);
+    let first = heap(&mut d).expect("64 bytes live on the heap");
+    d.set_str(b"k", &[b'b'; 64], Some(500), false);
+    assert_eq!(heap(&mut d), Some(first), "rewritten in place");
+    assert_eq!(string(&mut d, b"k"), Some(vec![b'b'; 64]));
+    assert_eq!(d.expire_at(b"k", 0), Some(Some(500)));
+    d.set_str(b"k", &[b'c'; 64], None, true);
+    assert_eq!(d.expire_at(b"k", 0), Some(Some(500)), "KEEPTTL");
+    d.set_str(b"k", &[b'd'; 64], None, false);
+    assert_eq!(
+        d.expire_at(b"k", 0),
+        Some(None),
+        "a plain SET clears the TTL"
+    );
+    d.set_str(b"k", &[b'e'; 100], None, false);
+    assert_eq!(string(&mut d, b"k"), Some(vec![b'e'; 100]));
+    d.set(b"l", Value::List(Default::default()), None, false);
+    d.set_str(b"l", b"short", None, false);
+    assert_eq!(string(&mut d, b"l"), Some(b"short".to_vec()));
+    assert_eq!(d.len(), 2);
+}
