@@ -9,6 +9,61 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+/// The ring setups a shard thread tries, best first: completions handed to the shard thread
+/// only when it asks for them (`DEFER_TASKRUN`, with `SINGLE_ISSUER`: the thread is the ring's
+/// only submitter), else without the interrupt that tells it (`COOP_TASKRUN`), else none
+/// (kernels before 5.19 and 6.1 refuse the flags they do not know).
+///
+/// Why (issue 22, docs/BENCHMARKS.md session 17): a connection's receive completes on the core
+/// where the client's send ran, which without these flags queues the completion to the shard
+/// thread with an interrupt across cores and a lock on the ring. Against redis-benchmark at
+/// pipeline 1 (one client thread, 50 connections), GET went from 0.67x to 1.04x of Redis's
+/// throughput and its CPU per request from 9.9 to 5.8 µs; SET from 0.77x to 1.00x.
+const RING_SETUPS: [(&str, RingSetup); 3] = [
+    ("SINGLE_ISSUER | DEFER_TASKRUN", |b| {
+        b.setup_single_issuer().setup_defer_taskrun();
+    }),
+    ("COOP_TASKRUN | TASKRUN_FLAG", |b| {
+        b.setup_coop_taskrun().setup_taskrun_flag();
+    }),
+    ("no setup flags", |_| {}),
+];
+
+/// A shard thread's runtime (io_uring, or epoll where io_uring is missing), with timers.
+type ShardRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// Sets a ring's setup flags.
+type RingSetup = fn(&mut io_uring::Builder);
+
+/// The shard thread's runtime: io_uring with the best setup the kernel takes
+/// (`RING_SETUPS`), or monoio's epoll driver where io_uring is missing.
+fn build_runtime() -> std::io::Result<ShardRuntime> {
+    let mut last = None;
+    for (name, setup) in RING_SETUPS {
+        let mut urb = io_uring::IoUring::builder();
+        setup(&mut urb);
+        match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .with_entries(1024)
+            .uring_builder(urb)
+            .build()
+        {
+            Ok(rt) => {
+                tracing::debug!("shard runtime: io_uring with {name}");
+                return Ok(rt);
+            }
+            Err(e) => {
+                tracing::debug!("shard runtime: io_uring with {name} refused: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("at least one setup"))
+}
+
 /// The body of shard thread `id`: pins, builds the runtime, binds, reports readiness on `ready`,
 /// then serves until the process exits.
 pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(), String>>) {
@@ -16,10 +71,7 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
         let _ = ready.send(Err(format!("shard {id}: cannot pin to core {core}: {e}")));
         return;
     }
-    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .with_entries(1024)
-        .build();
+    let rt = build_runtime();
     let mut rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
