@@ -15,29 +15,10 @@ throughput, p99) or redis-benchmark (`--client redis-benchmark`: throughput). Th
 per request comes from /proc/<pid>/task/*/schedstat (every thread of the server).
 Prints every run and the medians with ratios to the first variant.
 """
-import argparse, json, os, shutil, socket, statistics, subprocess, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH = os.path.join(ROOT, "target/release/shardline-bench")
-
-
-def cpu_ns(pid):
-    total = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            pass
-    return total
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_vs_redis import BENCH, cpu_us, free_port, wait_port  # noqa: E402  (shared helpers)
 
 
 def start(variant, a):
@@ -55,14 +36,7 @@ def start(variant, a):
                "--log-level", "warn"]
     p = subprocess.Popen(["taskset", "-c", a.server_core, *cmd], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        raise RuntimeError(f"{variant} did not start")
+    wait_port(port)
     time.sleep(0.5)
     return p, port, d
 
@@ -95,9 +69,9 @@ def run(variant, a):
     try:
         if a.workload == "get":
             client(a, port, "set", 16, 2)  # the keys, for reads to find
-        before = cpu_ns(p.pid)
+        before = cpu_us(p.pid)
         rps, p99, n = client(a, port, a.workload, a.pipeline, a.duration)
-        cpu = (cpu_ns(p.pid) - before) / max(n, 1)
+        cpu = (cpu_us(p.pid) - before) * 1000 / max(n, 1)
         return rps, p99, cpu
     finally:
         p.terminate()

@@ -220,21 +220,25 @@ fn run_job(log: &mut FsLog, batch: &mut Batch, before: Vec<Before>) -> io::Resul
 struct Back {
     done: Mutex<Option<Flushed>>,
     waker: atomic_waker::AtomicWaker,
-    /// The first error of work left behind, taken by the next batch.
-    behind_failed: Mutex<Option<io::Error>>,
-    /// Tokens of work left behind that is done.
-    behind_done: Mutex<Vec<u64>>,
+    /// Work left behind that finished: its tokens, and the first error of any.
+    behind: Mutex<(Vec<u64>, Option<io::Error>)>,
+    /// Set when `behind` has news, so the driver's step takes the lock only then.
+    behind_news: std::sync::atomic::AtomicBool,
 }
 
 impl Back {
     fn finished_behind(&self, res: io::Result<()>, token: Option<u64>) {
-        match res {
-            Ok(()) => self.behind_done.lock().expect("flusher lock").extend(token),
-            Err(e) => {
-                let mut failed = self.behind_failed.lock().expect("flusher lock");
-                failed.get_or_insert(e);
+        {
+            let mut behind = self.behind.lock().expect("flusher lock");
+            match res {
+                Ok(()) => behind.0.extend(token),
+                Err(e) => {
+                    behind.1.get_or_insert(e);
+                }
             }
         }
+        self.behind_news
+            .store(true, std::sync::atomic::Ordering::Release);
         // The driver's next wait ends (it takes the tokens at its step).
         self.waker.wake();
     }
@@ -260,8 +264,8 @@ impl Flusher {
         let back = Arc::new(Back {
             done: Mutex::new(None),
             waker: atomic_waker::AtomicWaker::new(),
-            behind_failed: Mutex::new(None),
-            behind_done: Mutex::new(Vec::new()),
+            behind: Mutex::new((Vec::new(), None)),
+            behind_news: std::sync::atomic::AtomicBool::new(false),
         });
         let theirs = back.clone();
         std::thread::Builder::new()
@@ -285,11 +289,9 @@ impl Flusher {
     }
 
     /// Runs `before`, then `batch`, on the helper thread; hands back the log, the batch (to
-    /// recycle) and the first error (then nothing in the batch may be acknowledged).
+    /// recycle) and the first error (then nothing in the batch may be acknowledged). Errors of
+    /// work left behind come from `behind_done`, which the driver asks at every step.
     pub async fn run(&self, log: FsLog, batch: Batch, before: Vec<Before>) -> Flushed {
-        if let Some(e) = self.back.behind_failed.lock().expect("flusher lock").take() {
-            return (log, batch, Err(e));
-        }
         let behind_ok =
             |op: &Io| batch.syncs_behind && matches!(op, Io::Sync { .. } | Io::Delete { .. });
         if before.is_empty()
@@ -367,12 +369,18 @@ impl Flusher {
 
     /// The tokens of work left behind that is done, or the first error of any.
     pub fn behind_done(&self) -> io::Result<Vec<u64>> {
-        if let Some(e) = self.back.behind_failed.lock().expect("flusher lock").take() {
-            return Err(e);
+        if !self
+            .back
+            .behind_news
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(Vec::new());
         }
-        Ok(std::mem::take(
-            &mut *self.back.behind_done.lock().expect("flusher lock"),
-        ))
+        let mut behind = self.back.behind.lock().expect("flusher lock");
+        match behind.1.take() {
+            Some(e) => Err(e),
+            None => Ok(std::mem::take(&mut behind.0)),
+        }
     }
 }
 
@@ -524,5 +532,57 @@ mod tests {
         assert!(err.contains("offset"), "{err}");
         assert!(err.contains("move the data directory away"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Waits (bounded) until the helper has news of work left behind.
+    fn news(f: &Flusher) -> io::Result<Vec<u64>> {
+        for _ in 0..500 {
+            match f.behind_done() {
+                Ok(v) if v.is_empty() => std::thread::sleep(std::time::Duration::from_millis(2)),
+                other => return other,
+            }
+        }
+        panic!("no news from the flush thread");
+    }
+
+    #[test]
+    fn work_left_behind_hands_back_its_token_and_its_first_error_once() {
+        let f = Flusher::spawn(0).unwrap();
+        assert!(f.behind_done().unwrap().is_empty(), "nothing yet");
+        f.behind(Box::new(|| Ok(())), Some(7));
+        assert_eq!(news(&f).unwrap(), vec![7]);
+        f.behind(Box::new(|| Err(io::Error::other("disk gone"))), Some(8));
+        let e = news(&f).unwrap_err();
+        assert!(e.to_string().contains("disk gone"), "{e}");
+        assert!(
+            f.behind_done().unwrap().is_empty(),
+            "the error is told once"
+        );
+    }
+
+    #[test]
+    fn a_periodic_fsync_runs_behind_and_the_segment_it_frees_goes_after_it() {
+        let dir = tempdir("behind");
+        let mut wal_cfg = cfg();
+        wal_cfg.fsync = FsyncPolicy::Batch { interval_ms: 0 };
+        let (mut log, mut e) = FsLog::open(&dir, wal_cfg).unwrap();
+        e.append(1, 1, 2, b"record").unwrap();
+        let batch = e.take_batch(1).unwrap();
+        assert!(batch.syncs_behind);
+        let seg = dir.join(segment_name(1));
+        let f = Flusher::spawn(0).unwrap();
+        let gone = seg.clone();
+        log.run_batch(&mut Batch {
+            ops: batch.ops,
+            ..Batch::default()
+        })
+        .unwrap();
+        // A deletion left behind after the (periodic) fsync: the file goes once the helper ran.
+        f.leave_behind(&mut log, vec![Io::Sync { seq: 1 }, Io::Delete { seq: 1 }])
+            .unwrap();
+        f.behind(Box::new(|| Ok(())), Some(1));
+        assert_eq!(news(&f).unwrap(), vec![1]);
+        assert!(!gone.exists(), "deleted behind, after its fsync");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -424,28 +424,8 @@ impl Db {
     pub fn set(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>, keep_ttl: bool) {
         let slot = key_slot(key);
         self.changed(key);
-        if self.tunables.notify_keyspace_events != 0 {
-            if !self.table(slot).keys.contains(key) {
-                self.note(key, Touch::New);
-            }
-            self.note(key, Touch::Write);
-            if expire_at_ms.is_some() {
-                self.note(key, Touch::Expire);
-            }
-        }
-        let meta = fresh_meta(&self.tunables, self.now_ms);
-        let t = self.table_mut(slot);
-        let (i, _) = t.keys.insert_at(key, value);
-        t.keys.set_meta(i, meta);
-        match expire_at_ms {
-            Some(at) => {
-                t.expires.insert(key, at);
-            }
-            None if !keep_ttl => {
-                t.expires.remove(key);
-            }
-            None => {}
-        }
+        let (i, inserted) = self.table_mut(slot).keys.insert_at(key, value);
+        self.stored(slot, key, i, inserted, expire_at_ms, keep_ttl);
     }
 
     /// `set` of a string value. A key that holds a string of the same length on the heap is
@@ -454,7 +434,6 @@ impl Db {
     pub fn set_str(&mut self, key: &[u8], bytes: &[u8], expire_at_ms: Option<u64>, keep_ttl: bool) {
         let slot = key_slot(key);
         self.changed(key);
-        let meta = fresh_meta(&self.tunables, self.now_ms);
         let t = self.table_mut(slot);
         let (i, inserted) = t
             .keys
@@ -467,6 +446,22 @@ impl Db {
                 v => *v = Value::Str(SmallBytes::new(bytes)),
             }
         }
+        self.stored(slot, key, i, inserted, expire_at_ms, keep_ttl);
+    }
+
+    /// The rest of a store at bucket `i` of `slot`'s table (`inserted`: the key is new): its
+    /// access metadata, its expiry as `set` says, and its notifications.
+    fn stored(
+        &mut self,
+        slot: Slot,
+        key: &[u8],
+        i: usize,
+        inserted: bool,
+        expire_at_ms: Option<u64>,
+        keep_ttl: bool,
+    ) {
+        let meta = fresh_meta(&self.tunables, self.now_ms);
+        let t = self.table_mut(slot);
         t.keys.set_meta(i, meta);
         match expire_at_ms {
             Some(at) => {

@@ -449,10 +449,12 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
             )),
         }
         let mut step = shard.start_step().unwrap_or_else(|e| fatal(&e.to_string()));
-        let dir = shard.with_replicas(|r| r.snap_dir.clone());
-        for (token, f) in std::mem::take(&mut step.behind) {
-            let dir = dir.clone();
-            flusher.behind(Box::new(move || write_file(&dir, &f)), Some(token));
+        if !step.behind.is_empty() {
+            let dir = shard.with_replicas(|r| r.snap_dir.clone());
+            for (token, f) in std::mem::take(&mut step.behind) {
+                let dir = dir.clone();
+                flusher.behind(Box::new(move || write_file(&dir, &f)), Some(token));
+            }
         }
         if step.batch.is_some() || !step.before.is_empty() {
             let log = shard
