@@ -466,9 +466,7 @@ impl Replicas {
         let (_, f) = self.in_flight_snapshots.remove(at);
         let same = self.groups[f.group as usize].is_some()
             && self.wal.group(f.group).is_some_and(|l| {
-                l.purged().index < f.last.index
-                    && l.entry(f.last.index)
-                        .is_some_and(|(term, _)| term == f.last.term)
+                l.purged().index < f.last.index && l.term_at(f.last.index) == Some(f.last.term)
             });
         if same {
             self.wal.purge(

@@ -27,9 +27,9 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
     }
     for e in &r.entries {
         let (held, within) = wal.group(group).map_or((None, false), |l| {
-            (l.entry(e.index).map(|(t, _)| t), l.last().index >= e.index)
+            (l.term_at(e.index), l.last().index >= e.index)
         });
-        if held == Some(e.term) {
+        if held == Some(e.term) && e.index > wal.group(group).map_or(0, |l| l.purged().index) {
             // Written already, as a part of a unit (`Engine::append_unit`): the same entry
             // (one index and term name one entry).
             continue;
@@ -37,7 +37,7 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
         if within {
             wal.truncate(group, e.index);
         }
-        wal.append_shared(group, e.index, e.term, e.data.clone())?;
+        wal.append_shared(group, e.index, e.term, &e.data)?;
     }
     if let Some(hs) = r.hard_state {
         wal.save_vote(
@@ -66,10 +66,8 @@ pub fn align_to_snapshot(wal: &mut Engine, group: u32, snap: LogId) {
     if log.purged().index >= snap.index {
         return;
     }
-    let conflicts = log.last().index > snap.index
-        && log
-            .entry(snap.index)
-            .is_some_and(|(term, _)| term != snap.term);
+    let conflicts =
+        log.last().index > snap.index && log.term_at(snap.index).is_some_and(|t| t != snap.term);
     if conflicts {
         wal.truncate(group, snap.index + 1);
     }

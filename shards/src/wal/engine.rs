@@ -6,6 +6,31 @@
 
 use super::record::{self, HEADER, Header, Kind, Record};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Maps keyed by group id, looked up several times per appended entry: a multiply (the ids
+/// are small dense integers, not adversarial input) instead of SipHash.
+type GroupMap<V> = HashMap<u32, V, BuildHasherDefault<GroupHasher>>;
+
+#[derive(Default)]
+struct GroupHasher(u64);
+
+impl Hasher for GroupHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        // Fibonacci hashing: the table takes the high bits.
+        self.0 = (n as u64 ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
@@ -40,21 +65,20 @@ pub struct LogId {
     pub term: u64,
 }
 
-/// One group's log: the entries after its purge point, contiguous, and its vote.
+/// One group's log: its purge point, its vote, the term of every entry after the purge point
+/// (as runs: terms change rarely), and the entries themselves while the engine keeps them
+/// (`Engine::release_entries`).
 #[derive(Default, Debug)]
 pub struct GroupLog {
-    /// `entries[i]` has index `purged.index + 1 + i`.
+    /// `entries[i]` has index `purged.index + 1 + i`; empty once released.
     entries: VecDeque<(u64, bytes::Bytes)>,
+    /// `(first index, term)` of each run of entries of one term, in order; the first run may
+    /// start at or before the purge point. Empty when the log holds no entries.
+    terms: VecDeque<(u64, u64)>,
+    /// The last entry (the purge point when there is none).
+    last: LogId,
     purged: LogId,
     vote: Option<Vote>,
-}
-
-fn log_push(groups: &mut HashMap<u32, GroupLog>, group: u32, term: u64, payload: bytes::Bytes) {
-    groups
-        .get_mut(&group)
-        .expect("checked by append")
-        .entries
-        .push_back((term, payload));
 }
 
 impl GroupLog {
@@ -68,16 +92,41 @@ impl GroupLog {
 
     /// The id of the last entry (the purge point when there is none).
     pub fn last(&self) -> LogId {
-        match self.entries.back() {
-            Some(&(term, _)) => LogId {
-                index: self.purged.index + self.entries.len() as u64,
-                term,
-            },
-            None => self.purged,
+        self.last
+    }
+
+    /// The term of the entry at `index`, if the log holds it (the purge point's, at it).
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        if index == self.purged.index {
+            return Some(self.purged.term);
+        }
+        if index < self.purged.index || index > self.last.index {
+            return None;
+        }
+        let run = self.terms.partition_point(|&(first, _)| first <= index);
+        debug_assert!(run > 0, "a run covers every held entry");
+        Some(self.terms[run - 1].1)
+    }
+
+    fn push(&mut self, term: u64, payload: bytes::Bytes, keep: bool) {
+        self.last = LogId {
+            index: self.last.index + 1,
+            term,
+        };
+        if self.terms.back().is_none_or(|&(_, t)| t != term) {
+            self.terms.push_back((self.last.index, term));
+        }
+        if keep {
+            debug_assert_eq!(
+                self.purged.index + self.entries.len() as u64 + 1,
+                self.last.index,
+                "kept entries are contiguous"
+            );
+            self.entries.push_back((term, payload));
         }
     }
 
-    /// The entry at `index`: its term and payload.
+    /// The entry at `index`, while the engine keeps entries: its term and payload.
     pub fn entry(&self, index: u64) -> Option<(u64, &[u8])> {
         let i = index.checked_sub(self.purged.index + 1)?;
         self.entries.get(i as usize).map(|(t, p)| (*t, &**p))
@@ -90,8 +139,19 @@ impl GroupLog {
     }
 
     fn truncate(&mut self, from: u64) {
-        let keep = from.saturating_sub(self.purged.index + 1) as usize;
-        self.entries.truncate(keep);
+        if from > self.last.index {
+            return;
+        }
+        let index = from.saturating_sub(1).max(self.purged.index);
+        let term = self
+            .term_at(index)
+            .expect("held: between the purge point and the end");
+        let keep = index - self.purged.index;
+        self.entries.truncate(keep as usize);
+        while self.terms.back().is_some_and(|&(first, _)| first > index) {
+            self.terms.pop_back();
+        }
+        self.last = LogId { index, term };
     }
 
     fn purge(&mut self, upto: LogId) {
@@ -103,6 +163,19 @@ impl GroupLog {
             self.entries.clear();
         } else {
             self.entries.drain(..drop);
+        }
+        if upto.index >= self.last.index {
+            self.last = upto;
+            self.terms.clear();
+        } else {
+            // Runs wholly at or before the purge point go; the one holding it stays.
+            while self
+                .terms
+                .get(1)
+                .is_some_and(|&(first, _)| first <= upto.index)
+            {
+                self.terms.pop_front();
+            }
         }
         self.purged = upto;
     }
@@ -181,12 +254,17 @@ struct Segment {
     len: u64,
     created: bool,
     /// The highest entry index each group has in this segment.
-    max_index: HashMap<u32, u64>,
+    max_index: GroupMap<u64>,
 }
 
 pub struct Engine {
     cfg: WalConfig,
-    groups: HashMap<u32, GroupLog>,
+    groups: GroupMap<GroupLog>,
+    /// Whether appended entries are kept in memory (`GroupLog::entry`): true until the caller
+    /// has restored its replicas from them (`release_entries`); the Raft logs hold the same
+    /// entries from then on, and keeping a second reference to each costs a reference count
+    /// up and down per write.
+    keep_entries: bool,
     /// Oldest first; the last is the one being written.
     segments: VecDeque<Segment>,
     /// Records queued per segment (in segment order), not yet handed to the driver.
@@ -224,7 +302,8 @@ impl Engine {
     pub fn new(cfg: WalConfig) -> Engine {
         Engine {
             cfg,
-            groups: HashMap::new(),
+            groups: GroupMap::default(),
+            keep_entries: true,
             segments: VecDeque::new(),
             queued: Vec::new(),
             spare_batch: None,
@@ -238,6 +317,15 @@ impl Engine {
 
     pub fn config(&self) -> WalConfig {
         self.cfg
+    }
+
+    /// Drops the entries kept in memory and keeps no more (`GroupLog::entry` finds none from
+    /// then on): for a caller whose replicas were restored from them and hold them now.
+    pub fn release_entries(&mut self) {
+        self.keep_entries = false;
+        for log in self.groups.values_mut() {
+            log.entries = VecDeque::new();
+        }
     }
 
     pub fn group(&self, g: u32) -> Option<&GroupLog> {
@@ -260,16 +348,30 @@ impl Engine {
         term: u64,
         payload: &[u8],
     ) -> Result<(), LogError> {
-        self.append_shared(group, index, term, bytes::Bytes::copy_from_slice(payload))
+        self.append_with(group, index, term, payload, || {
+            bytes::Bytes::copy_from_slice(payload)
+        })
     }
 
-    /// `append` of a payload the caller shares (the Raft log holds the same bytes): no copy.
+    /// `append` of a payload the caller shares (the Raft log holds the same bytes): no copy,
+    /// and a reference only while the engine keeps entries (`release_entries`).
     pub fn append_shared(
         &mut self,
         group: u32,
         index: u64,
         term: u64,
-        payload: bytes::Bytes,
+        payload: &bytes::Bytes,
+    ) -> Result<(), LogError> {
+        self.append_with(group, index, term, payload, || payload.clone())
+    }
+
+    fn append_with(
+        &mut self,
+        group: u32,
+        index: u64,
+        term: u64,
+        payload: &[u8],
+        kept: impl FnOnce() -> bytes::Bytes,
     ) -> Result<(), LogError> {
         let log = self.groups.entry(group).or_default();
         let expected = log.last().index + 1;
@@ -280,14 +382,18 @@ impl Engine {
                 expected,
             });
         }
+        if self.keep_entries {
+            log.push(term, kept(), true);
+        } else {
+            log.push(term, bytes::Bytes::new(), false);
+        }
         self.queue(Record {
             kind: Kind::Entry,
             group,
             index,
             term,
-            payload: &payload,
+            payload,
         });
-        log_push(&mut self.groups, group, term, payload);
         Ok(())
     }
 
@@ -295,7 +401,7 @@ impl Engine {
     /// all in the log or none is. Each must follow its group's last entry (in order within a
     /// group); nothing changes if one does not.
     pub fn append_unit(&mut self, parts: &[(u32, u64, u64, bytes::Bytes)]) -> Result<(), LogError> {
-        let mut next: HashMap<u32, u64> = HashMap::new();
+        let mut next: GroupMap<u64> = GroupMap::default();
         for &(group, index, _, _) in parts {
             let expected = next
                 .get(&group)
@@ -331,8 +437,13 @@ impl Engine {
         for (group, index, term, p) in parts {
             let m = seg.max_index.entry(*group).or_insert(0);
             *m = (*m).max(*index);
-            self.groups.entry(*group).or_default();
-            log_push(&mut self.groups, *group, *term, p.clone());
+            let keep = self.keep_entries;
+            let log = self.groups.entry(*group).or_default();
+            log.push(
+                *term,
+                if keep { p.clone() } else { bytes::Bytes::new() },
+                keep,
+            );
         }
         Ok(())
     }
@@ -460,7 +571,7 @@ impl Engine {
             seq,
             len: HEADER as u64,
             created: false,
-            max_index: HashMap::new(),
+            max_index: GroupMap::default(),
         });
         let mut states: Vec<(u32, LogId, Option<Vote>)> = self
             .groups
@@ -648,7 +759,7 @@ impl Engine {
                 seq: *seq,
                 len: HEADER as u64,
                 created: true,
-                max_index: HashMap::new(),
+                max_index: GroupMap::default(),
             };
             let mut at = HEADER;
             loop {
@@ -688,7 +799,7 @@ impl Engine {
             e.segments.push_back(seg);
         }
         // Records of a group before its last `Reset` are void: they name a replica that left.
-        let mut reset_at: HashMap<u32, usize> = HashMap::new();
+        let mut reset_at: GroupMap<usize> = GroupMap::default();
         for (i, (_, _, r)) in records.iter().enumerate() {
             if r.kind == Kind::Reset {
                 reset_at.insert(r.group, i);
@@ -783,8 +894,7 @@ impl Engine {
                     return Ok(()); // already in a snapshot
                 }
                 log.truncate(r.index);
-                log.entries
-                    .push_back((r.term, bytes::Bytes::copy_from_slice(r.payload)));
+                log.push(r.term, bytes::Bytes::copy_from_slice(r.payload), true);
             }
             Kind::Truncate => log.truncate(r.index),
             Kind::Reset => {}

@@ -655,3 +655,99 @@ fn a_reset_voids_only_its_own_groups_entries_of_a_unit() {
     assert_eq!(rec.engine.group(7).unwrap().last().index, 1);
     assert!(rec.engine.group(0).is_none_or(|l| l.last().index == 0));
 }
+
+/// An engine that keeps no entries in memory (`release_entries`, as the node runs) writes the
+/// same records as one that keeps them and knows the term of every entry it holds: its runs of
+/// terms follow truncations, purges and units as the entries would.
+#[test]
+fn an_engine_that_keeps_no_entries_writes_the_same_records_and_knows_every_term() {
+    let mut x = 0xC0FF_EE12_3456u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..20 {
+        let mut kept = Engine::new(cfg(400, FsyncPolicy::Always));
+        let mut lean = Engine::new(cfg(400, FsyncPolicy::Always));
+        lean.release_entries();
+        for step in 0..300u64 {
+            let g = (next() % 4) as u32;
+            let last = kept.group(g).map_or(LogId::default(), |l| l.last());
+            let purged = kept.group(g).map_or(LogId::default(), |l| l.purged());
+            // Terms move every few steps, so truncations cut runs.
+            let term = step / 7 + 1;
+            match next() % 8 {
+                0 if last.index > purged.index + 2 => {
+                    let from = purged.index + 2 + next() % (last.index - purged.index - 1);
+                    kept.truncate(g, from);
+                    lean.truncate(g, from);
+                }
+                1 if last.index > purged.index => {
+                    let upto = purged.index + 1 + next() % (last.index - purged.index);
+                    let t = kept.group(g).unwrap().entry(upto).unwrap().0;
+                    let id = LogId {
+                        index: upto,
+                        term: t,
+                    };
+                    kept.purge(g, id);
+                    lean.purge(g, id);
+                }
+                2 => {
+                    let h = (g + 1 + (next() % 3) as u32) % 4;
+                    let hl = kept.group(h).map_or(0, |l| l.last().index);
+                    let p = bytes::Bytes::from(vec![b'u'; (next() % 40) as usize]);
+                    let parts = [(g, last.index + 1, term, p.clone()), (h, hl + 1, term, p)];
+                    kept.append_unit(&parts).unwrap();
+                    lean.append_unit(&parts).unwrap();
+                }
+                3 if next() % 4 == 0 => {
+                    // A snapshot installed past the end.
+                    let id = LogId {
+                        index: last.index + 1 + next() % 5,
+                        term,
+                    };
+                    kept.purge(g, id);
+                    lean.purge(g, id);
+                }
+                _ => {
+                    let p = bytes::Bytes::from(vec![b'p'; (next() % 40) as usize]);
+                    kept.append_shared(g, last.index + 1, term, &p).unwrap();
+                    lean.append_shared(g, last.index + 1, term, &p).unwrap();
+                }
+            }
+            for g in 0..4 {
+                let (Some(k), Some(l)) = (kept.group(g), lean.group(g)) else {
+                    assert_eq!(kept.group(g).is_some(), lean.group(g).is_some());
+                    continue;
+                };
+                assert_eq!(l.last(), k.last(), "round {round} step {step} group {g}");
+                assert_eq!(l.purged(), k.purged());
+                assert_eq!(l.entry(k.last().index), None, "keeps no entries");
+                for i in k.purged().index.saturating_sub(1)..=k.last().index + 1 {
+                    let want = match i {
+                        _ if i == k.purged().index => Some(k.purged().term),
+                        _ => k.entry(i).map(|(t, _)| t),
+                    };
+                    assert_eq!(
+                        l.term_at(i),
+                        want,
+                        "round {round} step {step} group {g} entry {i}"
+                    );
+                    assert_eq!(k.term_at(i), want);
+                }
+            }
+            if next() % 4 == 0 {
+                kept.flush(step);
+                lean.flush(step);
+                let ops = |b: Option<Batch>| b.map(|b| b.ops);
+                assert_eq!(
+                    ops(lean.take_batch(step)),
+                    ops(kept.take_batch(step)),
+                    "the same records"
+                );
+            }
+        }
+    }
+}

@@ -117,6 +117,8 @@ impl Replicas {
             }
             *slot = Some(grp);
         }
+        // The replicas hold their entries now: the log engine keeps no second reference.
+        wal.release_entries();
         if let Some(m) = &meta {
             publish_meta(&c, m);
             if let Some(g) = groups[meta_g as usize].as_ref() {
