@@ -39,7 +39,8 @@ run() { # name, command...
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
   local rps
-  rps=$(tr '\r' '\n' <"$OUT/$name.bench" | grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1)
+  # The last progress line's overall rate (the run is stopped before its summary).
+  rps=$(tr '\r' '\n' <"$OUT/$name.bench" | grep -o 'overall: [0-9.]*' | tail -1 | cut -d' ' -f2)
   echo "== $name ($WORKLOAD, pipeline 1): redis-benchmark ${rps:-?} requests per second"
   echo "  samples by object (kernel, the server, libc, vdso):"
   perf report -i "$OUT/$name.data" --no-children --sort dso -q -g none 2>/dev/null \

@@ -244,6 +244,16 @@ fn transactions_queue_connection_commands_and_answer_one_reply_each() {
         "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n\
          *4\r\n*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n+OK\r\n$-1\r\n$1\r\nv\r\n"
     );
+    // GEORADIUS is queued like any command (its key flag once shared MULTI's own commands'
+    // bit, and it ran at once).
+    let got = ask(
+        &mut raw,
+        "MULTI\r\nGEOADD tg 13.36 38.11 a\r\nGEORADIUS tg 15 37 200 km\r\nEXEC\r\n",
+    );
+    assert_eq!(
+        got,
+        "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:1\r\n*1\r\n$1\r\na\r\n"
+    );
     // INFO (a reply gathered from every shard thread) inside a transaction.
     let got = ask(&mut raw, "MULTI\r\nINFO keyspace\r\nINCR tn\r\nEXEC\r\n");
     assert!(

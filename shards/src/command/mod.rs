@@ -148,7 +148,31 @@ pub mod flags {
     pub const STREAM_KEYS: u32 = 1 << 16;
     /// The key at 1, and the one after a STORE or STOREDIST option (GEORADIUS,
     /// GEORADIUSBYMEMBER; the options start at `-arity`).
-    pub const GEO_STORE: u32 = 1 << 17;
+    pub const GEO_STORE: u32 = 1 << 18;
+
+    /// Every flag of one bit: no two share it (`IMMEDIATE` and `GEO_STORE` once did, and
+    /// GEORADIUS ran at once inside MULTI instead of being queued).
+    pub const SINGLE: &[u32] = &[
+        WRITE,
+        READONLY,
+        FAST,
+        ADMIN,
+        DENYOOM,
+        NOSCRIPT,
+        LOADING,
+        STALE,
+        NO_AUTH,
+        NO_MULTI,
+        IMMEDIATE,
+        SAME_SLOT,
+        RANDOM,
+        NUMKEYS,
+        NUMKEYS2,
+        DEST,
+        BLOCKING,
+        STREAM_KEYS,
+        GEO_STORE,
+    ];
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -800,6 +824,27 @@ mod tests {
         for c in COMMANDS {
             assert_eq!(lookup(c.name.as_bytes()).unwrap().name, c.name);
             assert_eq!(c.scope == Scope::Conn, c.handler.is_none(), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn each_flag_has_a_bit_of_its_own() {
+        let mut seen = 0u32;
+        for &f in flags::SINGLE {
+            assert_eq!(f.count_ones(), 1, "{f:#x} is one bit");
+            assert_eq!(seen & f, 0, "{f:#x} is taken twice");
+            seen |= f;
+        }
+        // Only MULTI's own commands run at once inside it; GEORADIUS is queued.
+        let own = [
+            "quit", "reset", "multi", "exec", "discard", "watch", "unwatch",
+        ];
+        for c in COMMANDS.iter().filter(|c| c.flags & flags::IMMEDIATE != 0) {
+            assert!(
+                own.contains(&c.name),
+                "{} would run at once inside MULTI",
+                c.name
+            );
         }
     }
 

@@ -122,7 +122,12 @@ impl Replicas {
     ) -> bytes::Bytes {
         let n = replicate::HEADER_BYTES + replicate::command_bytes(words.clone());
         if self.arena.capacity() - self.arena.len() < n {
-            self.arena = bytes::BytesMut::with_capacity(ENTRY_ARENA_BYTES.max(n));
+            let cap = ENTRY_ARENA_BYTES.max(n);
+            self.arena = bytes::BytesMut::with_capacity(cap);
+            // Touched in one burst now, so the entries' stores hit the cache: the reference
+            // count's locked increment in `split` waits for every store before it.
+            self.arena.resize(cap, 0);
+            self.arena.clear();
         }
         replicate::encode_command_into(&mut self.arena, kind, now_us, seed, words);
         debug_assert_eq!(self.arena.len(), n, "sized exactly");
