@@ -56,13 +56,7 @@ fn slots(c: &mut Criterion) {
 }
 
 fn args_of(words: &[&[u8]], buf: &mut Vec<u8>, spans: &mut Vec<Span>) {
-    buf.clear();
-    spans.clear();
-    for w in words {
-        let s = buf.len() as u32;
-        buf.extend_from_slice(w);
-        spans.push((s, buf.len() as u32));
-    }
+    shardline_shards::command::words_into(words, buf, spans);
 }
 
 fn apply(c: &mut Criterion) {

@@ -568,13 +568,8 @@ impl Node {
 }
 
 fn flatten(argv: &[Vec<u8>]) -> (Vec<u8>, Vec<Span>) {
-    let mut buf = Vec::new();
-    let mut spans = Vec::with_capacity(argv.len());
-    for a in argv {
-        let s = buf.len() as u32;
-        buf.extend_from_slice(a);
-        spans.push((s, buf.len() as u32));
-    }
+    let (mut buf, mut spans) = (Vec::new(), Vec::with_capacity(argv.len()));
+    command::words_into(argv, &mut buf, &mut spans);
     (buf, spans)
 }
 

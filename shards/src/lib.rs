@@ -14,6 +14,7 @@
 //! the time.
 
 pub mod bytes;
+pub mod calvin;
 pub mod cmdfuzz;
 pub mod command;
 pub mod db;

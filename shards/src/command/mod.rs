@@ -37,6 +37,18 @@ pub struct Args<'a> {
     spans: &'a [Span],
 }
 
+/// Lays `words` out as one buffer and their spans, what a parsed request gives [`Args::new`]
+/// (both cleared first, so callers reuse them).
+pub fn words_into<W: AsRef<[u8]>>(words: &[W], buf: &mut Vec<u8>, spans: &mut Vec<Span>) {
+    buf.clear();
+    spans.clear();
+    for w in words {
+        let s = buf.len() as u32;
+        buf.extend_from_slice(w.as_ref());
+        spans.push((s, buf.len() as u32));
+    }
+}
+
 impl<'a> Args<'a> {
     pub fn new(buf: &'a [u8], spans: &'a [Span]) -> Self {
         Args { buf, spans }

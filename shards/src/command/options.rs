@@ -6,13 +6,8 @@ use crate::reply::Out;
 
 /// The argument buffer and spans of `words`, to build an [`Args`] from.
 pub(crate) fn buf_and_spans(words: &[&[u8]]) -> (Vec<u8>, Vec<Span>) {
-    let mut buf = Vec::new();
-    let mut spans: Vec<Span> = Vec::with_capacity(words.len());
-    for w in words {
-        let s = buf.len() as u32;
-        buf.extend_from_slice(w);
-        spans.push((s, buf.len() as u32));
-    }
+    let (mut buf, mut spans) = (Vec::new(), Vec::with_capacity(words.len()));
+    super::words_into(words, &mut buf, &mut spans);
     (buf, spans)
 }
 

@@ -226,6 +226,43 @@ impl Set {
         }
     }
 
+    /// `min(n, len)` distinct members chosen by `rng` and the members alone, each visited once
+    /// (SPOP: what it removes is replayed from the log on every replica and after every
+    /// restart). A value drawn from `rng` is a point on a ring of 64-bit hashes; the members
+    /// chosen are the `n` whose [`stable_hash`] follows it most closely. So the choice
+    /// depends on the set's content, never on its encoding or its hash table's layout, which
+    /// differ between replicas (per-process seeds) and after a snapshot is loaded (`random`
+    /// and `sample_distinct` pick by layout: they only answer). O(len), where Redis's SPOP
+    /// is O(n) in the members it pops: what replicated, replayed pops cost here.
+    pub fn pick_by_content(
+        &self,
+        n: usize,
+        rng: &mut crate::rng::Rng,
+        mut visit: impl FnMut(&[u8]),
+    ) {
+        let at = rng.next_u64();
+        if n == 0 {
+            return;
+        }
+        // The `n` closest so far, farthest on top: one copy per member kept, not per member.
+        let mut kept: std::collections::BinaryHeap<(u64, Vec<u8>)> =
+            std::collections::BinaryHeap::with_capacity(n.min(self.len()) + 1);
+        self.for_each(|m| {
+            let d = stable_hash(m).wrapping_sub(at);
+            if kept.len() < n {
+                kept.push((d, m.to_vec()));
+            } else if let Some(top) = kept.peek()
+                && (d, m) < (top.0, top.1.as_slice())
+            {
+                kept.pop();
+                kept.push((d, m.to_vec()));
+            }
+        });
+        for (_, m) in kept.into_sorted_vec() {
+            visit(&m);
+        }
+    }
+
     /// SSCAN: compact sets are returned whole with cursor 0, as Redis does.
     pub fn scan(&self, cursor: usize, count: usize, mut visit: impl FnMut(&[u8])) -> usize {
         match self {
@@ -244,4 +281,27 @@ impl Set {
             Set::Table(d) => d.table_bytes() + d.iter().map(|(k, _)| k.heap_bytes()).sum::<usize>(),
         }
     }
+}
+
+/// A hash of `bytes` that is the same in every process and every build: it decides which
+/// members SPOP removes when a log entry is replayed (`Set::pick_by_content`), so changing it
+/// changes what existing logs replay to. Not for tables (no seed: clients could aim
+/// collisions).
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h ^ w).wrapping_mul(K).rotate_left(29);
+    }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h ^ u64::from_le_bytes(last)).wrapping_mul(K);
+    // Final avalanche (the 64-bit finalizer of MurmurHash3).
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
