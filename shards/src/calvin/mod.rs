@@ -6,10 +6,15 @@
 //!   every participant's reads on a scratch keyspace (so every participant decides the same
 //!   outcome from the same inputs), and how it keeps the writes to its own keys.
 //!
-//! Not here yet: the sequencer group (step 1) and the per-thread scheduler (step 2), which
-//! decide *when* `exec` runs; the driver that carries reads between participants.
+//! - [`sched`]: the participant side on one shard thread: per-key queues in sequence order,
+//!   when a transaction reads and sends (the ready mark), when it is proposed, which keys
+//!   single-vShard commands wait for.
+//!
+//! Not here yet: the sequencer group (step 1), the execution entry kind, and the driver that
+//! carries reads between participants and feeds the scheduler.
 
 pub mod exec;
+pub mod sched;
 
 #[cfg(test)]
 mod tests;

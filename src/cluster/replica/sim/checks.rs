@@ -190,6 +190,17 @@ impl Sim {
         };
         let spec = command::lookup(words[0]).expect("a command");
         command::apply(spec, &mut th.db, args, &mut ctx, &mut out);
+        if words[0] == b"SMEMBERS" {
+            // In the replica's table order, which is its own: compared sorted.
+            let text = String::from_utf8_lossy(&out.buf).into_owned();
+            let mut members: Vec<&str> = text
+                .split("\r\n")
+                .skip(1)
+                .filter(|l| !l.is_empty() && !l.starts_with('$'))
+                .collect();
+            members.sort_unstable();
+            return members.join(",").into_bytes();
+        }
         out.buf
     }
 
@@ -200,10 +211,12 @@ impl Sim {
     pub(super) fn check_replicas_and_queues(&mut self) {
         for key in 0..KEYS {
             let (k, q, x) = (format!("k{key}"), format!("q{key}"), format!("x{key}"));
+            let s = format!("s{key}");
             for words in [
                 vec![&b"GET"[..], k.as_bytes()],
                 vec![&b"GET"[..], x.as_bytes()],
                 vec![&b"LRANGE"[..], q.as_bytes(), b"0", b"-1"],
+                vec![&b"SMEMBERS"[..], s.as_bytes()],
             ] {
                 let v = self.nodes[0]
                     .c
@@ -316,7 +329,7 @@ impl Sim {
     fn contents(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for key in 0..KEYS {
-            let (k, q) = (format!("k{key}"), format!("q{key}"));
+            let (k, q, s) = (format!("k{key}"), format!("q{key}"), format!("s{key}"));
             let (ta, tb) = if self.cross_pairs {
                 self.cross_pair(key)
             } else {
@@ -327,6 +340,7 @@ impl Sim {
                 vec![&b"GET"[..], ta.as_bytes()],
                 vec![&b"GET"[..], tb.as_bytes()],
                 vec![&b"LRANGE"[..], q.as_bytes(), b"0", b"-1"],
+                vec![&b"SMEMBERS"[..], s.as_bytes()],
             ] {
                 let v = self.nodes[0]
                     .c

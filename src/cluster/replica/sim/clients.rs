@@ -35,7 +35,7 @@ impl Sim {
                 // The client disconnects: its node ends the wait (if it is still there).
                 self.unblocks.push((q.node, q.key, rid));
             }
-            Req::Get | Req::TxGet | Req::SetPx(_) => {}
+            Req::Get | Req::TxGet | Req::SetPx(_) | Req::SetAdd(_) | Req::SetPop => {}
         }
     }
 
@@ -56,15 +56,17 @@ impl Sim {
             self.seed
         );
         let c = q.client;
-        if matches!(q.req, Req::SetPx(_)) && !reply.starts_with("-MOVED") {
+        if matches!(q.req, Req::SetPx(_) | Req::SetAdd(_) | Req::SetPop)
+            && !reply.starts_with("-MOVED")
+        {
             if !q.abandoned {
                 match reply.as_bytes()[0] {
-                    b'+' => self.acked += 1,
+                    b'+' | b':' | b'*' | b'~' => self.acked += 1,
                     _ if reply.starts_with("-UNKNOWN") => self.unknown += 1,
                     _ if reply.starts_with("-TRYAGAIN") || self.hostile.is_some() => {
                         self.refused += 1
                     }
-                    _ => panic!("seed {:#x}: SET PX answered {reply}", self.seed),
+                    _ => panic!("seed {:#x}: {:?} answered {reply}", self.seed, q.req),
                 }
                 self.clients[c].inflight = None;
                 self.clients[c].next_at = self.now_ms + self.rng.below(5);
@@ -272,13 +274,15 @@ impl Sim {
             }
             let key = self.rng.below(KEYS as u64) as usize;
             self.next_value += 1;
-            let req = match self.rng.below(9) {
+            let req = match self.rng.below(11) {
                 0 | 1 => Req::Set(self.next_value),
                 2 | 3 => Req::Get,
                 4 => Req::Push(self.next_value),
                 5 => Req::Pop,
                 6 => Req::TxSet(self.next_value),
                 7 => Req::TxGet,
+                8 => Req::SetAdd(self.next_value),
+                9 => Req::SetPop,
                 _ => Req::SetPx(self.next_value),
             };
             self.send(c, key, req);
@@ -308,6 +312,11 @@ impl Sim {
             (format!("{{t{key}}}a"), format!("{{t{key}}}b"))
         };
         let x = format!("x{key}");
+        let set = format!("s{key}");
+        let members: Vec<String> = match req {
+            Req::SetAdd(v) => (0..16).map(|i| format!("m{}", v * 16 + i)).collect(),
+            _ => Vec::new(),
+        };
         // With pairs across vShards, pops wait on a second, never-pushed list in another
         // vShard of the queue's thread too (a waiter across vShards, `blocked.rs`).
         let also = if self.cross_pairs && req == Req::Pop {
@@ -342,6 +351,11 @@ impl Sim {
                 b"PX",
                 ttl.as_bytes(),
             ],
+            Req::SetAdd(_) => [&b"SADD"[..], set.as_bytes()]
+                .into_iter()
+                .chain(members.iter().map(|m| m.as_bytes()))
+                .collect(),
+            Req::SetPop => vec![b"SPOP", set.as_bytes(), b"2"],
         };
         let rid = self.next_request;
         self.next_request += 1;

@@ -164,6 +164,12 @@ enum Req {
     /// `SET x<key> <value> PX <ms>`: keys that expire through the leaders' expiry checks;
     /// checked by comparing the replicas.
     SetPx(u64),
+    /// `SADD s<key>` of 16 new members and `SPOP s<key> 2`: sets that grow past the packed
+    /// encoding into hash tables, whose layouts differ between replicas; checked by comparing
+    /// the replicas' members and what the cluster holds across a restart of every node (SPOP
+    /// once chose by layout: replicas and restarts popped other members).
+    SetAdd(u64),
+    SetPop,
 }
 
 impl Req {

@@ -1,0 +1,440 @@
+//! The participant side of Calvin on one shard thread (`docs/design/calvin.md`, step 2):
+//! which sequenced transactions each vShard this thread leads may read, send, and propose,
+//! and which keys single-vShard commands must wait for. Sans-IO: the driver feeds it what
+//! happened and takes [`Output`]s; it reads the keyspace only when told to step.
+//!
+//! Call order: [`Scheduler::lead`] for each vShard this thread leads (with its `last_seq`
+//! and the log's indexes); [`Scheduler::deliver`] each sequenced transaction, in sequence
+//! order; [`Scheduler::applied`] as the vShard's log applies; [`Scheduler::reads`] as other
+//! participants' reads arrive; [`Scheduler::step`] to advance; [`Scheduler::take_outputs`];
+//! [`Scheduler::executed`] once an execution entry applied.
+//!
+//! Rules (one vShard `v`):
+//! - Each key has a queue of the transactions that name it, in sequence order; a transaction
+//!   holds its keys of `v` when it heads every one of their queues.
+//! - It reads once it holds them and `v` has applied every entry proposed before it was
+//!   delivered (the values it sends are then those every replica has at its execution
+//!   entry: nothing can change them until it executes); it sends them to every other
+//!   participant (the ready mark).
+//! - It is proposed once it has every other participant's reads and every earlier
+//!   transaction of `v` is proposed: `v`'s log holds execution entries in sequence order, so
+//!   `last_seq` only grows.
+//! - Its keys are released when its execution entry applies (`executed`).
+
+use super::exec::Read;
+use crate::slot::VShardId;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+
+/// A transaction's place in the global order.
+pub type Seq = u64;
+
+/// A sequenced transaction as a participant receives it.
+#[derive(Debug)]
+pub struct Sequenced {
+    pub seq: Seq,
+    /// Every key it names, with the vShard that owns it.
+    pub keys: Vec<(VShardId, Vec<u8>)>,
+}
+
+impl Sequenced {
+    /// Its participants, sorted, each once.
+    pub fn participants(&self) -> Vec<VShardId> {
+        let mut p: Vec<VShardId> = self.keys.iter().map(|(v, _)| *v).collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    }
+
+    fn keys_of(&self, v: VShardId) -> impl Iterator<Item = &[u8]> {
+        self.keys
+            .iter()
+            .filter(move |(w, _)| *w == v)
+            .map(|(_, k)| k.as_slice())
+    }
+}
+
+/// What the driver is to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send participant `from`'s reads for `seq` to the others (`to`; some may be on this
+    /// thread: hand them back through `reads`).
+    Reads {
+        seq: Seq,
+        from: VShardId,
+        to: Vec<VShardId>,
+        reads: Vec<Read>,
+    },
+    /// Propose `seq`'s execution entry in `v`'s log, carrying the other participants' reads.
+    Propose {
+        seq: Seq,
+        v: VShardId,
+        remote: Vec<Read>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Read,
+    Proposed,
+}
+
+struct Pending {
+    t: Rc<Sequenced>,
+    /// `v`'s last proposed index when it was delivered: it reads once `v` applied it.
+    after: u64,
+    phase: Phase,
+    /// The participants heard from, and their reads.
+    heard: Vec<(VShardId, Vec<Read>)>,
+}
+
+/// One vShard this thread leads.
+struct Part {
+    /// Every transaction of `v` below it is executed (`last_seq + 1`).
+    next: Seq,
+    applied: u64,
+    txns: BTreeMap<Seq, Pending>,
+    /// Per key of a pending transaction: the transactions naming it, in sequence order.
+    queues: HashMap<Vec<u8>, VecDeque<Seq>>,
+}
+
+/// Reads that came before their transaction was delivered here, bounded.
+const EARLY_MAX: usize = 4096;
+
+#[derive(Default)]
+pub struct Scheduler {
+    parts: HashMap<VShardId, Part>,
+    early: BTreeMap<Seq, Vec<(VShardId, Vec<Read>)>>,
+    out: Vec<Output>,
+}
+
+impl Scheduler {
+    /// Takes part for `v`, which this thread now leads: every transaction of `v` below `next`
+    /// is executed (its replicated `last_seq + 1`), and its log applied up to `applied`.
+    pub fn lead(&mut self, v: VShardId, next: Seq, applied: u64) {
+        self.parts.insert(
+            v,
+            Part {
+                next,
+                applied,
+                txns: BTreeMap::new(),
+                queues: HashMap::new(),
+            },
+        );
+    }
+
+    /// Stops taking part for `v` (no longer led here): what it held is the next leader's to
+    /// take again from the stream.
+    pub fn step_down(&mut self, v: VShardId) {
+        self.parts.remove(&v);
+    }
+
+    /// A sequenced transaction; `proposed(v)` is `v`'s last proposed log index now. Those
+    /// already executed or delivered are ignored.
+    pub fn deliver(&mut self, t: Rc<Sequenced>, proposed: impl Fn(VShardId) -> u64) {
+        for v in t.participants() {
+            let Some(part) = self.parts.get_mut(&v) else {
+                continue;
+            };
+            if t.seq < part.next || part.txns.contains_key(&t.seq) {
+                continue;
+            }
+            debug_assert!(
+                part.txns.last_key_value().is_none_or(|(s, _)| *s < t.seq),
+                "delivered in sequence order"
+            );
+            for k in t.keys_of(v) {
+                let q = part.queues.entry(k.to_vec()).or_default();
+                if q.back() != Some(&t.seq) {
+                    q.push_back(t.seq);
+                }
+            }
+            let heard = self
+                .early
+                .get(&t.seq)
+                .map(|e| e.iter().filter(|(from, _)| *from != v).cloned().collect())
+                .unwrap_or_default();
+            part.txns.insert(
+                t.seq,
+                Pending {
+                    t: t.clone(),
+                    after: proposed(v),
+                    phase: Phase::Waiting,
+                    heard,
+                },
+            );
+        }
+    }
+
+    /// `v`'s log has applied up to `index`.
+    pub fn applied(&mut self, v: VShardId, index: u64) {
+        if let Some(part) = self.parts.get_mut(&v) {
+            part.applied = part.applied.max(index);
+        }
+    }
+
+    /// Participant `from`'s reads for `seq`. Kept (bounded) when the transaction has not
+    /// been delivered here yet.
+    pub fn reads(&mut self, seq: Seq, from: VShardId, reads: Vec<Read>) {
+        let mut taken = false;
+        for (&v, part) in &mut self.parts {
+            if v == from {
+                continue;
+            }
+            if let Some(p) = part.txns.get_mut(&seq) {
+                taken = true;
+                if !p.heard.iter().any(|(f, _)| *f == from) {
+                    p.heard.push((from, reads.clone()));
+                }
+            }
+        }
+        let below_all = self.parts.values().all(|p| seq < p.next);
+        if !taken && !below_all && self.early.len() < EARLY_MAX {
+            let e = self.early.entry(seq).or_default();
+            if !e.iter().any(|(f, _)| *f == from) {
+                e.push((from, reads));
+            }
+        }
+    }
+
+    /// `seq`'s execution entry applied in `v`'s log: its keys are released.
+    pub fn executed(&mut self, v: VShardId, seq: Seq) {
+        let Some(part) = self.parts.get_mut(&v) else {
+            return;
+        };
+        part.next = part.next.max(seq + 1);
+        let Some(p) = part.txns.remove(&seq) else {
+            return;
+        };
+        for k in p.t.keys_of(v) {
+            if let Some(q) = part.queues.get_mut(k) {
+                q.retain(|s| *s != seq);
+                if q.is_empty() {
+                    part.queues.remove(k);
+                }
+            }
+        }
+        let lowest = self.parts.values().map(|p| p.next).min().unwrap_or(0);
+        self.early = self.early.split_off(&lowest);
+    }
+
+    /// Whether a single-vShard command on `key` of `v` must wait: a transaction delivered
+    /// here names it and has not executed.
+    pub fn is_locked(&self, v: VShardId, key: &[u8]) -> bool {
+        self.parts
+            .get(&v)
+            .is_some_and(|p| p.queues.contains_key(key))
+    }
+
+    /// Advances every vShard: reads what may be read (from `db`), proposes what may be.
+    pub fn step(&mut self, db: &mut crate::db::Db, now_ms: u64) {
+        for (&v, part) in &mut self.parts {
+            let mut all_earlier_proposed = true;
+            for (seq, p) in part.txns.iter_mut() {
+                if p.phase == Phase::Waiting
+                    && part.applied >= p.after
+                    && p.t
+                        .keys_of(v)
+                        .all(|k| part.queues.get(k).and_then(|q| q.front()) == Some(seq))
+                {
+                    let reads = super::exec::read(db, p.t.keys_of(v), now_ms);
+                    let to = p.t.participants().into_iter().filter(|w| *w != v).collect();
+                    self.out.push(Output::Reads {
+                        seq: *seq,
+                        from: v,
+                        to,
+                        reads,
+                    });
+                    p.phase = Phase::Read;
+                }
+                let others = p.t.participants().len() - 1;
+                if p.phase == Phase::Read && all_earlier_proposed && p.heard.len() == others {
+                    let mut heard = std::mem::take(&mut p.heard);
+                    heard.sort_by_key(|(from, _)| *from);
+                    let remote = heard.into_iter().flat_map(|(_, r)| r).collect();
+                    self.out.push(Output::Propose {
+                        seq: *seq,
+                        v,
+                        remote,
+                    });
+                    p.phase = Phase::Proposed;
+                }
+                all_earlier_proposed &= p.phase == Phase::Proposed;
+            }
+        }
+    }
+
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use crate::slot::VShardLayout;
+
+    const V1: VShardId = VShardId(1);
+    const V2: VShardId = VShardId(2);
+    /// A participant led by another thread or node.
+    const FAR: VShardId = VShardId(9);
+
+    fn db() -> Db {
+        Db::new_all(VShardLayout::new(16).unwrap())
+    }
+
+    fn txn(seq: Seq, keys: &[(VShardId, &str)]) -> Rc<Sequenced> {
+        Rc::new(Sequenced {
+            seq,
+            keys: keys
+                .iter()
+                .map(|(v, k)| (*v, k.as_bytes().to_vec()))
+                .collect(),
+        })
+    }
+
+    fn absent(key: &str) -> Vec<Read> {
+        vec![Read {
+            key: key.as_bytes().to_vec(),
+            value: None,
+        }]
+    }
+
+    /// The outputs as `(kind, seq, vShard)`, `r` for reads and `p` for a proposal, sorted
+    /// (vShards are stepped in any order; within one, proposals keep sequence order).
+    fn shape(out: &[Output]) -> Vec<(char, Seq, u16)> {
+        let mut s: Vec<_> = out
+            .iter()
+            .map(|o| match o {
+                Output::Reads { seq, from, .. } => ('r', *seq, from.0),
+                Output::Propose { seq, v, .. } => ('p', *seq, v.0),
+            })
+            .collect();
+        s.sort_unstable();
+        s
+    }
+
+    /// Steps and takes the outputs.
+    fn step(s: &mut Scheduler, db: &mut Db) -> Vec<Output> {
+        s.step(db, 0);
+        s.take_outputs()
+    }
+
+    #[test]
+    fn a_transaction_reads_once_it_holds_its_keys_then_proposes_with_the_others_reads() {
+        let (mut s, mut db) = (Scheduler::default(), db());
+        s.lead(V1, 0, 0);
+        s.lead(V2, 0, 0);
+        s.deliver(txn(5, &[(V1, "a"), (V2, "b")]), |_| 0);
+        assert!(s.is_locked(V1, b"a") && s.is_locked(V2, b"b"));
+        assert!(!s.is_locked(V1, b"b"), "a key of the other vShard");
+        let out = step(&mut s, &mut db);
+        assert_eq!(shape(&out), [('r', 5, 1), ('r', 5, 2)]);
+        for o in &out {
+            let Output::Reads { to, from, .. } = o else {
+                unreachable!()
+            };
+            assert_eq!(to, &[if *from == V1 { V2 } else { V1 }]);
+        }
+        assert!(step(&mut s, &mut db).is_empty(), "each reads once");
+        s.reads(5, V1, absent("a"));
+        s.reads(5, V2, absent("b"));
+        let out = step(&mut s, &mut db);
+        assert_eq!(shape(&out), [('p', 5, 1), ('p', 5, 2)]);
+        for o in &out {
+            let Output::Propose { v, remote, .. } = o else {
+                unreachable!()
+            };
+            let other = if *v == V1 { "b" } else { "a" };
+            assert_eq!(remote, &absent(other), "the other participant's reads");
+        }
+        s.executed(V1, 5);
+        s.executed(V2, 5);
+        assert!(!s.is_locked(V1, b"a") && !s.is_locked(V2, b"b"));
+    }
+
+    #[test]
+    fn a_later_transaction_on_the_same_key_reads_only_once_the_earlier_executed() {
+        let (mut s, mut db) = (Scheduler::default(), db());
+        s.lead(V1, 0, 0);
+        s.deliver(txn(1, &[(V1, "a"), (FAR, "x")]), |_| 0);
+        s.deliver(txn(2, &[(V1, "a"), (FAR, "y")]), |_| 0);
+        assert_eq!(shape(&step(&mut s, &mut db)), [('r', 1, 1)]);
+        s.reads(2, FAR, absent("y"));
+        assert!(step(&mut s, &mut db).is_empty(), "2 waits for key a");
+        s.reads(1, FAR, absent("x"));
+        assert_eq!(shape(&step(&mut s, &mut db)), [('p', 1, 1)]);
+        assert!(step(&mut s, &mut db).is_empty(), "proposed is not executed");
+        s.executed(V1, 1);
+        assert!(s.is_locked(V1, b"a"), "2 still holds it");
+        assert_eq!(shape(&step(&mut s, &mut db)), [('p', 2, 1), ('r', 2, 1)]);
+    }
+
+    #[test]
+    fn transactions_on_other_keys_read_at_once_but_are_proposed_in_sequence_order() {
+        let (mut s, mut db) = (Scheduler::default(), db());
+        s.lead(V1, 0, 0);
+        s.deliver(txn(1, &[(V1, "a"), (FAR, "x")]), |_| 0);
+        s.deliver(txn(2, &[(V1, "b"), (FAR, "y")]), |_| 0);
+        assert_eq!(shape(&step(&mut s, &mut db)), [('r', 1, 1), ('r', 2, 1)]);
+        s.reads(2, FAR, absent("y"));
+        assert!(
+            step(&mut s, &mut db).is_empty(),
+            "2 is not proposed before 1"
+        );
+        s.reads(1, FAR, absent("x"));
+        let out = step(&mut s, &mut db);
+        let order: Vec<Seq> = out
+            .iter()
+            .map(|o| match o {
+                Output::Propose { seq, .. } => *seq,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(order, [1, 2], "in sequence order");
+    }
+
+    #[test]
+    fn it_reads_only_once_the_log_applied_what_was_proposed_before_it_came() {
+        let (mut s, mut db) = (Scheduler::default(), db());
+        s.lead(V1, 0, 5);
+        s.deliver(txn(1, &[(V1, "a"), (FAR, "x")]), |_| 10);
+        assert!(step(&mut s, &mut db).is_empty());
+        s.applied(V1, 9);
+        assert!(step(&mut s, &mut db).is_empty());
+        s.applied(V1, 10);
+        assert_eq!(shape(&step(&mut s, &mut db)), [('r', 1, 1)]);
+    }
+
+    #[test]
+    fn reads_that_come_early_are_kept_and_repeated_or_executed_deliveries_ignored() {
+        let (mut s, mut db) = (Scheduler::default(), db());
+        s.lead(V1, 3, 0);
+        s.reads(7, FAR, absent("x"));
+        s.deliver(txn(7, &[(V1, "a"), (FAR, "x")]), |_| 0);
+        s.deliver(txn(7, &[(V1, "a"), (FAR, "x")]), |_| 0);
+        assert_eq!(shape(&step(&mut s, &mut db)), [('p', 7, 1), ('r', 7, 1)]);
+        s.executed(V1, 7);
+        s.deliver(txn(7, &[(V1, "a"), (FAR, "x")]), |_| 0);
+        s.deliver(txn(2, &[(V1, "b"), (FAR, "x")]), |_| 0);
+        assert!(
+            step(&mut s, &mut db).is_empty(),
+            "executed, or below last_seq"
+        );
+        assert!(!s.is_locked(V1, b"a") && !s.is_locked(V1, b"b"));
+    }
+
+    #[test]
+    fn a_vshard_no_longer_led_here_holds_nothing() {
+        let (mut s, mut db) = (Scheduler::default(), db());
+        s.lead(V1, 0, 0);
+        s.deliver(txn(1, &[(V1, "a"), (FAR, "x")]), |_| 0);
+        s.step_down(V1);
+        assert!(!s.is_locked(V1, b"a"));
+        assert!(step(&mut s, &mut db).is_empty());
+        s.deliver(txn(2, &[(V1, "a"), (FAR, "x")]), |_| 0);
+        assert!(step(&mut s, &mut db).is_empty(), "not a participant here");
+    }
+}
