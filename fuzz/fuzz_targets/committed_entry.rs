@@ -1,7 +1,8 @@
 //! A committed log entry from a member, applied by a replica that holds only some vShards:
 //! arbitrary bytes, and entries well formed around fuzzed commands (so the apply proper is
 //! reached: commands on keys of vShards the replica lacks, transactions, retries, expiry
-//! checks, flushes). Never panics; a damaged entry is an error, a foreign command a refusal.
+//! checks, flushes), and the same bytes as an entry of the Calvin sequencer's group. Never
+//! panics; a damaged entry is an error, a foreign command a refusal.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +19,10 @@ fuzz_target!(|data: &[u8]| {
     let mut ends = Vec::new();
     let mut scratch = Scratch::default();
     let _ = replicate::apply(&mut db, data, &mut clock, &mut out, &mut ends, &mut scratch);
+    let mut seq = shardline_shards::calvin::seq::Sequencer::default();
+    if seq.apply(data).is_err() {
+        assert_eq!(seq.next_seq(), 0, "a damaged sequencer entry changes nothing");
+    }
     let Some((&k, rest)) = data.split_first() else {
         return;
     };

@@ -10,11 +10,16 @@
 //!   when a transaction reads and sends (the ready mark), when it is proposed, which keys
 //!   single-vShard commands wait for.
 //!
-//! Not here yet: the sequencer group (step 1), the execution entry kind, and the driver that
-//! carries reads between participants and feeds the scheduler.
+//! - [`seq`]: the sequencer group's state machine: epochs of submissions by group commit,
+//!   sequence numbers given once per submission id, the transactions kept for participants
+//!   that ask, forgotten through the log, backpressure.
+//!
+//! Not here yet: the sequencer as a Raft group beside the metadata group, the execution entry
+//! kind, and the driver that carries submissions, the stream and reads between them.
 
 pub mod exec;
 pub mod sched;
+pub mod seq;
 
 #[cfg(test)]
 mod tests;
