@@ -82,6 +82,8 @@ enum Phase {
 
 struct Pending {
     t: Rc<Sequenced>,
+    /// The other participants: whom it sends its reads to, and hears from.
+    others: Vec<VShardId>,
     /// `v`'s last proposed index when it was delivered: it reads once `v` applied it.
     after: u64,
     phase: Phase,
@@ -133,7 +135,8 @@ impl Scheduler {
     /// A sequenced transaction; `proposed(v)` is `v`'s last proposed log index now. Those
     /// already executed or delivered are ignored.
     pub fn deliver(&mut self, t: Rc<Sequenced>, proposed: impl Fn(VShardId) -> u64) {
-        for v in t.participants() {
+        let participants = t.participants();
+        for &v in &participants {
             let Some(part) = self.parts.get_mut(&v) else {
                 continue;
             };
@@ -159,6 +162,7 @@ impl Scheduler {
                 t.seq,
                 Pending {
                     t: t.clone(),
+                    others: participants.iter().copied().filter(|w| *w != v).collect(),
                     after: proposed(v),
                     phase: Phase::Waiting,
                     heard,
@@ -239,17 +243,16 @@ impl Scheduler {
                         .all(|k| part.queues.get(k).and_then(|q| q.front()) == Some(seq))
                 {
                     let reads = super::exec::read(db, p.t.keys_of(v), now_ms);
-                    let to = p.t.participants().into_iter().filter(|w| *w != v).collect();
                     self.out.push(Output::Reads {
                         seq: *seq,
                         from: v,
-                        to,
+                        to: p.others.clone(),
                         reads,
                     });
                     p.phase = Phase::Read;
                 }
-                let others = p.t.participants().len() - 1;
-                if p.phase == Phase::Read && all_earlier_proposed && p.heard.len() == others {
+                if p.phase == Phase::Read && all_earlier_proposed && p.heard.len() == p.others.len()
+                {
                     let mut heard = std::mem::take(&mut p.heard);
                     heard.sort_by_key(|(from, _)| *from);
                     let remote = heard.into_iter().flat_map(|(_, r)| r).collect();

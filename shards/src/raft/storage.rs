@@ -26,10 +26,12 @@ pub fn persist(wal: &mut Engine, group: u32, r: &Ready) -> Result<(), LogError> 
         );
     }
     for e in &r.entries {
+        // (At the purge point `term_at` answers the purge's term: no entry is held there.)
         let (held, within) = wal.group(group).map_or((None, false), |l| {
-            (l.term_at(e.index), l.last().index >= e.index)
+            let held = l.term_at(e.index).filter(|_| e.index > l.purged().index);
+            (held, l.last().index >= e.index)
         });
-        if held == Some(e.term) && e.index > wal.group(group).map_or(0, |l| l.purged().index) {
+        if held == Some(e.term) {
             // Written already, as a part of a unit (`Engine::append_unit`): the same entry
             // (one index and term name one entry).
             continue;

@@ -108,7 +108,8 @@ impl GroupLog {
         Some(self.terms[run - 1].1)
     }
 
-    fn push(&mut self, term: u64, payload: bytes::Bytes, keep: bool) {
+    /// Appends the next entry, its payload kept when given (`Engine::release_entries`).
+    fn push(&mut self, term: u64, kept: Option<bytes::Bytes>) {
         self.last = LogId {
             index: self.last.index + 1,
             term,
@@ -116,7 +117,7 @@ impl GroupLog {
         if self.terms.back().is_none_or(|&(_, t)| t != term) {
             self.terms.push_back((self.last.index, term));
         }
-        if keep {
+        if let Some(payload) = kept {
             debug_assert_eq!(
                 self.purged.index + self.entries.len() as u64 + 1,
                 self.last.index,
@@ -382,11 +383,7 @@ impl Engine {
                 expected,
             });
         }
-        if self.keep_entries {
-            log.push(term, kept(), true);
-        } else {
-            log.push(term, bytes::Bytes::new(), false);
-        }
+        log.push(term, self.keep_entries.then(kept));
         self.queue(Record {
             kind: Kind::Entry,
             group,
@@ -437,13 +434,8 @@ impl Engine {
         for (group, index, term, p) in parts {
             let m = seg.max_index.entry(*group).or_insert(0);
             *m = (*m).max(*index);
-            let keep = self.keep_entries;
-            let log = self.groups.entry(*group).or_default();
-            log.push(
-                *term,
-                if keep { p.clone() } else { bytes::Bytes::new() },
-                keep,
-            );
+            let kept = self.keep_entries.then(|| p.clone());
+            self.groups.entry(*group).or_default().push(*term, kept);
         }
         Ok(())
     }
@@ -894,7 +886,7 @@ impl Engine {
                     return Ok(()); // already in a snapshot
                 }
                 log.truncate(r.index);
-                log.push(r.term, bytes::Bytes::copy_from_slice(r.payload), true);
+                log.push(r.term, Some(bytes::Bytes::copy_from_slice(r.payload)));
             }
             Kind::Truncate => log.truncate(r.index),
             Kind::Reset => {}

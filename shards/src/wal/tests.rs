@@ -661,13 +661,8 @@ fn a_reset_voids_only_its_own_groups_entries_of_a_unit() {
 /// terms follow truncations, purges and units as the entries would.
 #[test]
 fn an_engine_that_keeps_no_entries_writes_the_same_records_and_knows_every_term() {
-    let mut x = 0xC0FF_EE12_3456u64;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = crate::rng::Rng::new(0xC0FF_EE12_3456);
+    let mut next = || rng.next_u64();
     for round in 0..20 {
         let mut kept = Engine::new(cfg(400, FsyncPolicy::Always));
         let mut lean = Engine::new(cfg(400, FsyncPolicy::Always));
