@@ -33,6 +33,9 @@ pub enum Kind {
     /// argument is that key, the rest the command (`command::blocking::retry`). One reply each:
     /// the command's, or a null array when it keeps waiting.
     Retry = 5,
+    /// A cross-vShard transaction's execution on one participant (Calvin): its words are
+    /// `calvin::exec::Execution`'s. One reply: the transaction's.
+    Execute = 6,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -205,6 +208,7 @@ fn decode_into(data: &[u8], s: &mut Scratch) -> Result<(Kind, u64, u64), DecodeE
         3 => Kind::ExpireCheck,
         4 => Kind::Flush,
         5 => Kind::Retry,
+        6 => Kind::Execute,
         k => return Err(DecodeError::Kind(k)),
     };
     let now_us = u64::from_le_bytes(data[2..10].try_into().expect("8 bytes"));
@@ -298,6 +302,23 @@ pub fn apply(
                 }
                 ends.push(out.buf.len() as u32);
             }
+        }
+        Kind::Execute => {
+            let words = e.cmds.iter().map(|&c| {
+                let a = args_of(c);
+                (0..a.len()).map(|i| a.get(i).to_vec()).collect()
+            });
+            let x = crate::calvin::exec::Execution::decode(entry_us, seed, words)
+                .ok_or(DecodeError::Short)?;
+            if let Err(err) = x.apply(db, out) {
+                out.error(match err {
+                    crate::calvin::exec::ExecError::Foreign => FOREIGN,
+                    crate::calvin::exec::ExecError::BadRead { .. } => {
+                        "ERR a read of this transaction's log entry does not decode; not applied"
+                    }
+                });
+            }
+            ends.push(out.buf.len() as u32);
         }
         Kind::ExpireCheck => {
             for &(s, end) in &e.spans {

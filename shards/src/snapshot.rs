@@ -8,7 +8,8 @@
 //! entry is `key | expire_at_ms: u64 (0: none) | type: u8 | value`, byte strings are a LEB128
 //! length then the bytes, and integers are little-endian. Version 2 adds a stream's listpack
 //! node layout (`types::stream::nodes`), which approximate trimming reads; a version 1
-//! snapshot gets one laid out as if its entries had been appended in order.
+//! snapshot gets one laid out as if its entries had been appended in order. Version 3 ends the
+//! entries with `calvin_next: u64` (the vShard's Calvin position; older snapshots: 0).
 
 use crate::bytes::SmallBytes;
 use crate::db::{Tunables, VShard, Value};
@@ -18,7 +19,7 @@ use crate::types::{Hash, List, Set, ZSet};
 use shardline_transport::wire::{Reader, WireError, put_bytes_varint, put_varint};
 
 const MAGIC: [u8; 8] = *b"SLSNAP\0\x01";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 const T_STR: u8 = 1;
 const T_HASH: u8 = 2;
@@ -75,6 +76,7 @@ pub fn encode(vs: &VShard, now_ms: u64) -> Vec<u8> {
         value_into(&mut w, value);
     }
     w.0[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
+    w.u64(vs.calvin_next);
     let crc = crc32c::crc32c(&w.0);
     w.0.extend_from_slice(&crc.to_le_bytes());
     w.0
@@ -262,6 +264,9 @@ pub fn decode(b: &[u8], t: &Tunables) -> Result<VShard, SnapshotError> {
         if expire != 0 {
             vs.expires.insert(key, expire);
         }
+    }
+    if r.version >= 3 {
+        vs.calvin_next = r.u64()?;
     }
     if !r.r.is_empty() {
         return r.fail("trailing bytes");

@@ -27,6 +27,9 @@ pub enum ExecError {
     /// A read's payload does not decode (a damaged or forged message): nothing ran, nothing
     /// changed; every participant that holds the same reads refuses alike.
     BadRead { key: Vec<u8> },
+    /// An execution entry for a vShard this keyspace does not hold, or whose remote reads
+    /// name its own keys (no leader writes one): nothing changed.
+    Foreign,
 }
 
 /// The values of `keys` in `db` at `now_ms`.
@@ -119,6 +122,163 @@ pub fn execute(
         written.iter().map(Vec::as_slice),
         now_ms,
     ))
+}
+
+/// Every key `cmds` name (by the command table's key positions), each once, in the order
+/// first named. A command the table does not know, or of the wrong arity, names none (it
+/// answers its error on every participant alike).
+pub fn keys_of(cmds: &[Vec<Vec<u8>>]) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let (mut buf, mut spans) = (Vec::new(), Vec::new());
+    for argv in cmds {
+        command::words_into(argv, &mut buf, &mut spans);
+        let args = Args::new(&buf, &spans);
+        let Some(spec) = command::lookup(args.get(0)) else {
+            continue;
+        };
+        if !spec.arity_ok(args.len()) {
+            continue;
+        }
+        for k in spec.keys_of(args) {
+            let key = args.get(k);
+            if !keys.iter().any(|w| w == key) {
+                keys.push(key.to_vec());
+            }
+        }
+    }
+    keys
+}
+
+/// What a vShard's execution entry carries (`replicate::Kind::Execute`): the transaction's
+/// place, the participant it is for, the transaction, and every other participant's reads.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Execution {
+    pub seq: u64,
+    pub v: VShardId,
+    pub exec: bool,
+    pub now_us: u64,
+    pub seed: u64,
+    pub cmds: Vec<Vec<Vec<u8>>>,
+    pub remote: Vec<Read>,
+}
+
+impl Execution {
+    /// The entry's bytes: `replicate`'s header (the transaction's clock and seed), then a
+    /// first word list `[seq: u64, v: u16, exec: u8, commands: u32]`, the commands, and one
+    /// word list per remote read: `[key]` for no key, else `[key, expire_at_ms (0: none),
+    /// DUMP payload]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e =
+            crate::replicate::Encoder::new(crate::replicate::Kind::Execute, self.now_us, self.seed);
+        let (seq, v, n) = (
+            self.seq.to_le_bytes(),
+            self.v.0.to_le_bytes(),
+            (self.cmds.len() as u32).to_le_bytes(),
+        );
+        e.push([&seq[..], &v[..], &[self.exec as u8][..], &n[..]].into_iter());
+        for argv in &self.cmds {
+            e.push(argv.iter().map(Vec::as_slice));
+        }
+        for r in &self.remote {
+            match &r.value {
+                None => e.push(std::iter::once(r.key.as_slice())),
+                Some((at, payload)) => {
+                    let at = at.unwrap_or(0).to_le_bytes();
+                    e.push([r.key.as_slice(), &at[..], payload.as_slice()].into_iter());
+                }
+            }
+        }
+        e.finish()
+    }
+
+    /// Takes apart an entry `replicate::decode` split into `words` (each command's words);
+    /// `None` if it is not a well-formed execution entry.
+    pub fn decode(
+        now_us: u64,
+        seed: u64,
+        mut words: impl Iterator<Item = Vec<Vec<u8>>>,
+    ) -> Option<Execution> {
+        let head = words.next()?;
+        let [seq, v, exec, n] = <[Vec<u8>; 4]>::try_from(head).ok()?;
+        let seq = u64::from_le_bytes(seq.try_into().ok()?);
+        let v = VShardId(u16::from_le_bytes(v.try_into().ok()?));
+        let exec = match exec.as_slice() {
+            [0] => false,
+            [1] => true,
+            _ => return None,
+        };
+        let n = u32::from_le_bytes(n.try_into().ok()?) as usize;
+        let cmds: Vec<Vec<Vec<u8>>> = words.by_ref().take(n).collect();
+        if cmds.len() != n {
+            return None;
+        }
+        let mut remote = Vec::new();
+        for w in words {
+            let mut w = w.into_iter();
+            let key = w.next()?;
+            let value = match (w.next(), w.next(), w.next()) {
+                (None, _, _) => None,
+                (Some(at), Some(payload), None) => {
+                    let at = u64::from_le_bytes(at.try_into().ok()?);
+                    Some(((at != 0).then_some(at), payload))
+                }
+                _ => return None,
+            };
+            remote.push(Read { key, value });
+        }
+        Some(Execution {
+            seq,
+            v,
+            exec,
+            now_us,
+            seed,
+            cmds,
+            remote,
+        })
+    }
+
+    /// Applies this entry to `db` (every replica of `v` alike): reads `v`'s keys, runs the
+    /// transaction on them and the remote reads, keeps `v`'s writes, and moves `v`'s
+    /// `calvin_next` past it; the reply goes to `out`. An entry at or below what `v` executed
+    /// already changes nothing and answers a null (a repeated proposal). Errors change
+    /// nothing.
+    pub fn apply(&self, db: &mut Db, out: &mut Out) -> Result<(), ExecError> {
+        let layout = db.layout();
+        let v = self.v;
+        let Some(vs) = db.vshard(v) else {
+            return Err(ExecError::Foreign);
+        };
+        if self.seq < vs.calvin_next {
+            out.null();
+            return Ok(());
+        }
+        if self
+            .remote
+            .iter()
+            .any(|r| layout.vshard_of(key_slot(&r.key)) == v)
+        {
+            return Err(ExecError::Foreign);
+        }
+        let now_ms = self.now_us / 1000;
+        let keys = keys_of(&self.cmds);
+        let mine = keys
+            .iter()
+            .filter(|k| layout.vshard_of(key_slot(k)) == v)
+            .map(Vec::as_slice);
+        let mut reads = read(db, mine, now_ms);
+        reads.extend(self.remote.iter().cloned());
+        let txn = Txn {
+            cmds: &self.cmds,
+            exec: self.exec,
+            now_us: self.now_us,
+            seed: self.seed,
+        };
+        // `execute` checks every read before it writes a reply.
+        let writes = execute(layout, &db.tunables, &reads, txn, out)?;
+        apply(db, &writes, |w| w == v, now_ms);
+        db.vshard_mut(v).expect("owned").calvin_next = self.seq + 1;
+        Ok(())
+    }
 }
 
 /// Gives the keys of `writes` that are in vShards `db` owns and `mine` accepts their values

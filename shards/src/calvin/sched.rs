@@ -22,37 +22,13 @@
 //! - Its keys are released when its execution entry applies (`executed`).
 
 use super::exec::Read;
+use super::seq::Ordered;
 use crate::slot::VShardId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 
 /// A transaction's place in the global order.
 pub type Seq = u64;
-
-/// A sequenced transaction as a participant receives it.
-#[derive(Debug)]
-pub struct Sequenced {
-    pub seq: Seq,
-    /// Every key it names, with the vShard that owns it.
-    pub keys: Vec<(VShardId, Vec<u8>)>,
-}
-
-impl Sequenced {
-    /// Its participants, sorted, each once.
-    pub fn participants(&self) -> Vec<VShardId> {
-        let mut p: Vec<VShardId> = self.keys.iter().map(|(v, _)| *v).collect();
-        p.sort_unstable();
-        p.dedup();
-        p
-    }
-
-    fn keys_of(&self, v: VShardId) -> impl Iterator<Item = &[u8]> {
-        self.keys
-            .iter()
-            .filter(move |(w, _)| *w == v)
-            .map(|(_, k)| k.as_slice())
-    }
-}
 
 /// What the driver is to do.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,7 +57,7 @@ enum Phase {
 }
 
 struct Pending {
-    t: Rc<Sequenced>,
+    t: Rc<Ordered>,
     /// The other participants: whom it sends its reads to, and hears from.
     others: Vec<VShardId>,
     /// `v`'s last proposed index when it was delivered: it reads once `v` applied it.
@@ -134,7 +110,7 @@ impl Scheduler {
 
     /// A sequenced transaction; `proposed(v)` is `v`'s last proposed log index now. Those
     /// already executed or delivered are ignored.
-    pub fn deliver(&mut self, t: Rc<Sequenced>, proposed: impl Fn(VShardId) -> u64) {
+    pub fn deliver(&mut self, t: Rc<Ordered>, proposed: impl Fn(VShardId) -> u64) {
         let participants = t.participants();
         for &v in &participants {
             let Some(part) = self.parts.get_mut(&v) else {
@@ -231,8 +207,9 @@ impl Scheduler {
             .is_some_and(|p| p.queues.contains_key(key))
     }
 
-    /// Advances every vShard: reads what may be read (from `db`), proposes what may be.
-    pub fn step(&mut self, db: &mut crate::db::Db, now_ms: u64) {
+    /// Advances every vShard: reads what may be read (from `db`, at each transaction's own
+    /// clock: what its execution entry reads again on every replica), proposes what may be.
+    pub fn step(&mut self, db: &mut crate::db::Db) {
         for (&v, part) in &mut self.parts {
             let mut all_earlier_proposed = true;
             for (seq, p) in part.txns.iter_mut() {
@@ -242,7 +219,7 @@ impl Scheduler {
                         .keys_of(v)
                         .all(|k| part.queues.get(k).and_then(|q| q.front()) == Some(seq))
                 {
-                    let reads = super::exec::read(db, p.t.keys_of(v), now_ms);
+                    let reads = super::exec::read(db, p.t.keys_of(v), p.t.now_us / 1000);
                     self.out.push(Output::Reads {
                         seq: *seq,
                         from: v,
@@ -288,13 +265,20 @@ mod tests {
         Db::new_all(VShardLayout::new(16).unwrap())
     }
 
-    fn txn(seq: Seq, keys: &[(VShardId, &str)]) -> Rc<Sequenced> {
-        Rc::new(Sequenced {
+    fn txn(seq: Seq, keys: &[(VShardId, &str)]) -> Rc<Ordered> {
+        Rc::new(Ordered {
             seq,
-            keys: keys
-                .iter()
-                .map(|(v, k)| (*v, k.as_bytes().to_vec()))
-                .collect(),
+            now_us: 0,
+            seed: 0,
+            sub: crate::calvin::seq::Submission {
+                id: crate::calvin::seq::TxnId { origin: 0, n: seq },
+                keys: keys
+                    .iter()
+                    .map(|(v, k)| (*v, k.as_bytes().to_vec()))
+                    .collect(),
+                cmds: Vec::new(),
+                exec: false,
+            },
         })
     }
 
@@ -321,7 +305,7 @@ mod tests {
 
     /// Steps and takes the outputs.
     fn step(s: &mut Scheduler, db: &mut Db) -> Vec<Output> {
-        s.step(db, 0);
+        s.step(db);
         s.take_outputs()
     }
 

@@ -44,6 +44,38 @@ pub struct Ordered {
     pub sub: Submission,
 }
 
+impl Ordered {
+    /// Its participants, sorted, each once.
+    pub fn participants(&self) -> Vec<VShardId> {
+        let mut p: Vec<VShardId> = self.sub.keys.iter().map(|(v, _)| *v).collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    }
+
+    /// Its keys in participant `v`.
+    pub fn keys_of(&self, v: VShardId) -> impl Iterator<Item = &[u8]> {
+        self.sub
+            .keys
+            .iter()
+            .filter(move |(w, _)| *w == v)
+            .map(|(_, k)| k.as_slice())
+    }
+
+    /// Participant `v`'s execution entry, with the others' reads.
+    pub fn execution(&self, v: VShardId, remote: Vec<super::exec::Read>) -> super::exec::Execution {
+        super::exec::Execution {
+            seq: self.seq,
+            v,
+            exec: self.sub.exec,
+            now_us: self.now_us,
+            seed: self.seed,
+            cmds: self.sub.cmds.clone(),
+            remote,
+        }
+    }
+}
+
 /// Why a submission is not taken now. Nothing changed; the origin waits and submits again
 /// (backpressure: nothing sequenced is ever dropped).
 #[derive(Debug, PartialEq, Eq)]

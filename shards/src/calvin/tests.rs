@@ -280,3 +280,200 @@ fn an_expired_key_reads_as_none_and_a_ttl_travels_with_its_value() {
     assert_eq!(reads[0].value, None);
     assert_eq!(reads[1].value.as_ref().unwrap().0, Some(NOW_MS + 100_000));
 }
+
+/// Each participant's execution entry, as its leader would propose it: the other
+/// participants' reads of their own keys.
+fn entries(
+    dbs: &mut [(crate::slot::VShardId, Db)],
+    seq: u64,
+    cmds: &[Vec<Vec<u8>>],
+    exec: bool,
+    now_ms: u64,
+) -> Vec<Vec<u8>> {
+    let layout = dbs[0].1.layout();
+    let keys = exec::keys_of(cmds);
+    let reads: Vec<(crate::slot::VShardId, Vec<Read>)> = dbs
+        .iter_mut()
+        .map(|(v, db)| {
+            let mine = keys
+                .iter()
+                .filter(|k| layout.vshard_of(key_slot(k)) == *v)
+                .map(Vec::as_slice);
+            (*v, exec::read(db, mine, now_ms))
+        })
+        .collect();
+    dbs.iter()
+        .map(|(v, _)| {
+            exec::Execution {
+                seq,
+                v: *v,
+                exec,
+                now_us: now_ms * 1000,
+                seed: 3,
+                cmds: cmds.to_vec(),
+                remote: reads
+                    .iter()
+                    .filter(|(w, _)| w != v)
+                    .flat_map(|(_, r)| r.iter().cloned())
+                    .collect(),
+            }
+            .encode()
+        })
+        .collect()
+}
+
+/// Applies `entry` as a replica's log does; returns the reply.
+fn apply_entry(db: &mut Db, entry: &[u8]) -> Result<String, crate::replicate::DecodeError> {
+    let (mut out, mut ends, mut clock) = (Out::new(Proto::Resp2), Vec::new(), 0);
+    let mut scratch = crate::replicate::Scratch::default();
+    crate::replicate::apply(db, entry, &mut clock, &mut out, &mut ends, &mut scratch)?;
+    assert_eq!(ends.len(), 1, "one reply");
+    Ok(String::from_utf8_lossy(&out.buf).into_owned())
+}
+
+#[test]
+fn execution_entries_move_a_value_across_vshards_once() {
+    let layout = VShardLayout::new(16).unwrap();
+    let w = |a: &[&str]| -> Vec<Vec<u8>> { a.iter().map(|s| s.as_bytes().to_vec()).collect() };
+    let (vf, vt) = (
+        layout.vshard_of(key_slot(b"from")),
+        layout.vshard_of(key_slot(b"to")),
+    );
+    assert_ne!(vf, vt, "the test spans vShards");
+    // Two participants, each a keyspace holding only its vShard (two threads or nodes).
+    let mut dbs = vec![(vf, Db::new(layout, [vf])), (vt, Db::new(layout, [vt]))];
+    run(&mut dbs[0].1, &w(&["rpush", "from", "a", "b"]), NOW_MS, 0);
+    let cmds = [w(&["rename", "from", "to"])];
+    let es = entries(&mut dbs, 7, &cmds, false, NOW_MS);
+    for ((_, db), e) in dbs.iter_mut().zip(&es) {
+        assert_eq!(apply_entry(db, e).unwrap(), "+OK\r\n");
+    }
+    let to = &mut dbs[1].1;
+    assert_eq!(
+        run(to, &w(&["lrange", "to", "0", "-1"]), NOW_MS, 0),
+        b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+    );
+    assert_eq!(
+        run(&mut dbs[0].1, &w(&["exists", "from"]), NOW_MS, 0),
+        b":0\r\n"
+    );
+    for (v, db) in &dbs {
+        assert_eq!(db.vshard(*v).unwrap().calvin_next, 8);
+    }
+    // A repeated entry (a new leader proposing again) changes nothing and answers a null.
+    run(&mut dbs[1].1, &w(&["rpush", "to", "c"]), NOW_MS, 0);
+    assert_eq!(apply_entry(&mut dbs[1].1, &es[1]).unwrap(), "$-1\r\n");
+    assert_eq!(
+        run(&mut dbs[1].1, &w(&["llen", "to"]), NOW_MS, 0),
+        b":3\r\n"
+    );
+    // The position travels in the vShard's snapshot.
+    let snap = crate::snapshot::encode(dbs[1].1.vshard(vt).unwrap(), NOW_MS);
+    let back = crate::snapshot::decode(&snap, &Tunables::default()).unwrap();
+    assert_eq!(back.calvin_next, 8);
+}
+
+#[test]
+fn every_participant_decides_msetnx_alike_from_the_same_reads() {
+    let layout = VShardLayout::new(16).unwrap();
+    let w = |a: &[&str]| -> Vec<Vec<u8>> { a.iter().map(|s| s.as_bytes().to_vec()).collect() };
+    let (va, vb) = (
+        layout.vshard_of(key_slot(b"from")),
+        layout.vshard_of(key_slot(b"to")),
+    );
+    let mut dbs = vec![(va, Db::new(layout, [va])), (vb, Db::new(layout, [vb]))];
+    run(&mut dbs[1].1, &w(&["set", "to", "taken"]), NOW_MS, 0);
+    let cmds = [w(&["msetnx", "from", "1", "to", "2"])];
+    let es = entries(&mut dbs, 0, &cmds, false, NOW_MS);
+    for ((_, db), e) in dbs.iter_mut().zip(&es) {
+        assert_eq!(apply_entry(db, e).unwrap(), ":0\r\n");
+    }
+    assert_eq!(
+        run(&mut dbs[0].1, &w(&["exists", "from"]), NOW_MS, 0),
+        b":0\r\n"
+    );
+    assert_eq!(
+        run(&mut dbs[1].1, &w(&["get", "to"]), NOW_MS, 0),
+        b"$5\r\ntaken\r\n"
+    );
+    // A MULTI/EXEC across both answers one array on each.
+    let cmds = [w(&["incr", "from"]), w(&["append", "to", "!"])];
+    let es = entries(&mut dbs, 1, &cmds, true, NOW_MS);
+    for ((_, db), e) in dbs.iter_mut().zip(&es) {
+        assert_eq!(apply_entry(db, e).unwrap(), "*2\r\n:1\r\n:6\r\n");
+    }
+}
+
+#[test]
+fn a_damaged_or_foreign_execution_entry_changes_nothing() {
+    let layout = VShardLayout::new(16).unwrap();
+    let w = |a: &[&str]| -> Vec<Vec<u8>> { a.iter().map(|s| s.as_bytes().to_vec()).collect() };
+    let (va, vb) = (
+        layout.vshard_of(key_slot(b"from")),
+        layout.vshard_of(key_slot(b"to")),
+    );
+    let mut dbs = vec![(va, Db::new(layout, [va])), (vb, Db::new(layout, [vb]))];
+    run(&mut dbs[0].1, &w(&["set", "from", "x"]), NOW_MS, 0);
+    let es = entries(&mut dbs, 4, &[w(&["rename", "from", "to"])], false, NOW_MS);
+    for cut in 0..es[0].len() {
+        let mut db = Db::new(layout, [va]);
+        // Cut short anywhere: refused (or, cut to nothing, a leader's no-op), never a panic.
+        let (mut out, mut ends, mut clock) = (Out::new(Proto::Resp2), Vec::new(), 0);
+        let mut scratch = crate::replicate::Scratch::default();
+        let got = crate::replicate::apply(
+            &mut db,
+            &es[0][..cut],
+            &mut clock,
+            &mut out,
+            &mut ends,
+            &mut scratch,
+        );
+        assert!(cut == 0 || got.is_err(), "cut at {cut}");
+        assert_eq!(db.vshard(va).unwrap().calvin_next, 0);
+    }
+    // Another vShard's entry: refused, nothing moved.
+    let mut other = Db::new(layout, [vb]);
+    assert!(apply_entry(&mut other, &es[0]).unwrap().starts_with("-ERR"));
+    assert_eq!(other.vshard(vb).unwrap().calvin_next, 0);
+    // Remote reads that name the participant's own keys (no leader writes one): refused.
+    let forged = exec::Execution {
+        seq: 4,
+        v: va,
+        exec: false,
+        now_us: NOW_MS * 1000,
+        seed: 0,
+        cmds: vec![w(&["del", "from"])],
+        remote: vec![Read {
+            key: b"from".to_vec(),
+            value: None,
+        }],
+    };
+    assert_eq!(
+        exec::Execution::decode(forged.now_us, 0, {
+            let d = crate::replicate::decode(&forged.encode()).unwrap();
+            let e = forged.encode();
+            d.cmds
+                .iter()
+                .map(|&(f, n)| {
+                    d.spans[f as usize..(f + n) as usize]
+                        .iter()
+                        .map(|&(s, t)| e[s as usize..t as usize].to_vec())
+                        .collect()
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+        })
+        .as_ref(),
+        Some(&forged),
+        "round trip"
+    );
+    assert!(
+        apply_entry(&mut dbs[0].1, &forged.encode())
+            .unwrap()
+            .starts_with("-ERR")
+    );
+    assert_eq!(
+        run(&mut dbs[0].1, &w(&["get", "from"]), NOW_MS, 0),
+        b"$1\r\nx\r\n"
+    );
+}

@@ -31,6 +31,9 @@ pub struct VShard {
     pub keys: Dict<Value>,
     /// Absolute expiry, Unix milliseconds, of the keys that have one.
     pub expires: Dict<u64>,
+    /// Every cross-vShard transaction (Calvin, `docs/design/calvin.md`) numbered below it has
+    /// executed here: replicated state (in the snapshot), so an execution entry applies once.
+    pub calvin_next: u64,
 }
 
 impl VShard {
@@ -39,6 +42,7 @@ impl VShard {
             id,
             keys: Dict::with_meta(),
             expires: Dict::default(),
+            calvin_next: 0,
         }
     }
 
@@ -592,6 +596,11 @@ impl Db {
     /// The vShard `id`, if this `Db` owns it (for snapshots).
     pub fn vshard(&self, id: VShardId) -> Option<&VShard> {
         self.vshards.get(id.0 as usize)?.as_ref()
+    }
+
+    /// The vShard `id` to change, if this `Db` owns it.
+    pub fn vshard_mut(&mut self, id: VShardId) -> Option<&mut VShard> {
+        self.vshards.get_mut(id.0 as usize)?.as_mut()
     }
 
     /// Replaces a vShard this `Db` owns with `vs` (an installed snapshot); false, and nothing
