@@ -81,6 +81,37 @@ pub enum Op {
     /// Ends the wait of the blocked request `(origin, token)`: its parked reply is finished with
     /// the timeout answer, unless it was served already. Replies `+OK`.
     Unblock { origin: usize, token: Token },
+    /// A command whose keys span vShards of several shard threads, for the connection's own
+    /// thread: submitted to the sequencer as a Calvin transaction (`replica/calvin.rs`),
+    /// answered when a participant has executed it.
+    Txn { first: u32, len: u32 },
+}
+
+/// What shard threads send each other for Calvin transactions (`replica/calvin.rs`).
+pub enum CalvinMsg {
+    /// To thread 0 (the sequencer's host): sequence this submission.
+    Submit(shardline_shards::calvin::seq::Submission),
+    /// A participant's reads of its keys for transaction `seq`, to a thread that leads
+    /// another participant.
+    Reads {
+        seq: u64,
+        from: shardline_shards::slot::VShardId,
+        reads: Vec<shardline_shards::calvin::exec::Read>,
+    },
+    /// To the origin's thread: the transaction's reply, or (`Err`) why it was not applied.
+    Reply {
+        id: shardline_shards::calvin::seq::TxnId,
+        reply: Result<Vec<u8>, &'static str>,
+    },
+    /// Participant `by` lacks participant `of`'s reads for `seq` (its thread restarted, or
+    /// it has a new leader), to `of`'s thread: sent again (`replica/calvin.rs`).
+    Want {
+        seq: u64,
+        of: shardline_shards::slot::VShardId,
+        by: shardline_shards::slot::VShardId,
+    },
+    /// Sequenced transactions were published (`calvin::Stream`): look.
+    Poke,
 }
 
 /// A batch of ops from one connection to one thread, with their arguments in one buffer.
@@ -96,6 +127,9 @@ pub struct Job {
 pub struct Mailbox {
     jobs: ArrayQueue<Job>,
     done: SegQueue<Done>,
+    /// Unbounded like `done`: bounded by the sequencer's limit on transactions in flight,
+    /// and never waited on (a step cannot wait for room).
+    calvin: SegQueue<CalvinMsg>,
     waker: AtomicWaker,
 }
 
@@ -104,6 +138,7 @@ impl Mailbox {
         Mailbox {
             jobs: ArrayQueue::new(depth),
             done: SegQueue::new(),
+            calvin: SegQueue::new(),
             waker: AtomicWaker::new(),
         }
     }
@@ -133,14 +168,23 @@ impl Mailbox {
         self.done.pop()
     }
 
+    pub fn push_calvin(&self, msg: CalvinMsg) {
+        self.calvin.push(msg);
+        self.waker.wake();
+    }
+
+    pub fn pop_calvin(&self) -> Option<CalvinMsg> {
+        self.calvin.pop()
+    }
+
     /// Resolves when there may be something to drain.
     pub async fn ready(&self) {
         std::future::poll_fn(|cx| {
-            if !self.jobs.is_empty() || !self.done.is_empty() {
+            if !self.jobs.is_empty() || !self.done.is_empty() || !self.calvin.is_empty() {
                 return Poll::Ready(());
             }
             self.waker.register(cx.waker());
-            if !self.jobs.is_empty() || !self.done.is_empty() {
+            if !self.jobs.is_empty() || !self.done.is_empty() || !self.calvin.is_empty() {
                 Poll::Ready(())
             } else {
                 Poll::Pending

@@ -572,6 +572,7 @@ impl Shard {
             // `run_op` and the replicated job path take it before the keyspace is borrowed.
             Op::Unblock { .. } => out.error("ERR internal: unblock outside a job"),
             Op::Persist { .. } => out.error("ERR internal: a save outside a job"),
+            Op::Txn { .. } => out.error("ERR internal: a transaction outside a job"),
         }
     }
 
@@ -642,6 +643,12 @@ pub(crate) async fn inbox(shard: Rc<Shard>) {
             if let Some(done) = mb.pop_done() {
                 idle = false;
                 shard.pending.borrow_mut().complete(done);
+            }
+            // After this round's job: a job sent before a transaction was sequenced is run
+            // before the transaction is seen here (`Conn::finish_batch` sends it first).
+            if let Some(msg) = mb.pop_calvin() {
+                idle = false;
+                shard.with_replicas(|r| r.calvin_receive(msg));
             }
             if idle {
                 break;

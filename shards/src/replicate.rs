@@ -156,6 +156,12 @@ pub fn encode_command_into<'a>(
     }
 }
 
+/// Whether `data` is an execution entry (`Kind::Execute`): one byte compared, so the apply
+/// path can single them out.
+pub fn is_execute(data: &[u8]) -> bool {
+    data.len() > 1 && data[0] == VERSION && data[1] == Kind::Execute as u8
+}
+
 /// An entry taken apart: the argument spans of each command index into the entry's bytes.
 #[derive(Debug)]
 pub struct Decoded {

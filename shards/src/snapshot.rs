@@ -9,7 +9,9 @@
 //! length then the bytes, and integers are little-endian. Version 2 adds a stream's listpack
 //! node layout (`types::stream::nodes`), which approximate trimming reads; a version 1
 //! snapshot gets one laid out as if its entries had been appended in order. Version 3 ends the
-//! entries with `calvin_next: u64` (the vShard's Calvin position; older snapshots: 0).
+//! entries with `calvin_next: u64` (the vShard's Calvin position; older snapshots: 0) and the
+//! reads it keeps for other participants (`calvin_sent`: count, then per transaction its
+//! number, a count and per read `key | 0`, or `key | 1 | expire_at_ms | payload`).
 
 use crate::bytes::SmallBytes;
 use crate::db::{Tunables, VShard, Value};
@@ -77,6 +79,22 @@ pub fn encode(vs: &VShard, now_ms: u64) -> Vec<u8> {
     }
     w.0[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
     w.u64(vs.calvin_next);
+    w.varint(vs.calvin_sent.len() as u64);
+    for (seq, reads) in &vs.calvin_sent {
+        w.u64(*seq);
+        w.varint(reads.len() as u64);
+        for r in reads {
+            w.bytes(&r.key);
+            match &r.value {
+                None => w.0.push(0),
+                Some((at, payload)) => {
+                    w.0.push(1);
+                    w.u64(at.unwrap_or(0));
+                    w.bytes(payload);
+                }
+            }
+        }
+    }
     let crc = crc32c::crc32c(&w.0);
     w.0.extend_from_slice(&crc.to_le_bytes());
     w.0
@@ -267,6 +285,25 @@ pub fn decode(b: &[u8], t: &Tunables) -> Result<VShard, SnapshotError> {
     }
     if r.version >= 3 {
         vs.calvin_next = r.u64()?;
+        for _ in 0..r.count(8 + 1)? {
+            let seq = r.u64()?;
+            let mut reads = Vec::new();
+            for _ in 0..r.count(2)? {
+                let key = r.bytes()?.to_vec();
+                let value = match r.u8()? {
+                    0 => None,
+                    1 => {
+                        let at = r.u64()?;
+                        Some(((at != 0).then_some(at), r.bytes()?.to_vec()))
+                    }
+                    _ => return r.fail("a Calvin read's flag is neither 0 nor 1"),
+                };
+                reads.push(crate::calvin::exec::Read { key, value });
+            }
+            if vs.calvin_sent.insert(seq, reads).is_some() {
+                return r.fail("a Calvin transaction's reads appear twice");
+            }
+        }
     }
     if !r.r.is_empty() {
         return r.fail("trailing bytes");

@@ -212,6 +212,8 @@ pub struct Cluster {
     removed_marker: std::path::PathBuf,
     /// This node's metadata said it is leaving (`RemoveNode`); set by thread 0, never cleared.
     pub leaving: AtomicBool,
+    /// The transactions across vShards sequenced and not yet forgotten (`replica/calvin.rs`).
+    pub calvin: replica::calvin::Stream,
 }
 
 /// A connection the bus accepted: the peer, its socket, the bytes read past its hello.
@@ -402,6 +404,7 @@ impl Cluster {
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),
             proxy: cfg.cluster_proxy,
+            calvin: replica::calvin::Stream::new(threads),
         }
     }
 

@@ -31,6 +31,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 mod blocked;
+pub(crate) mod calvin;
 mod direct;
 mod meta;
 mod moves;
@@ -210,6 +211,8 @@ pub struct Replicas {
     next_blocked: u64,
     /// Groups of one that apply at append (`direct.rs`).
     direct: direct::Direct,
+    /// Transactions across vShards (`calvin.rs`).
+    calvin: calvin::Calvin,
 }
 
 impl Replicas {
@@ -395,7 +398,7 @@ impl Replicas {
             let Some(m) = &self.meta else { return };
             let mut b = Vec::new();
             m.encode(&mut b);
-            b
+            self.meta_state(&b)
         } else {
             let Some(vs) = db.vshard(VShardId(g as u16)) else {
                 return;
@@ -749,6 +752,9 @@ impl Shard {
             if job.token != NO_REPLY {
                 self.deliver(job.origin, job.into_done());
             }
+        }
+        for (t, msg) in r.calvin.outbox.drain(..) {
+            self.node.mailboxes[t].push_calvin(msg);
         }
     }
 }

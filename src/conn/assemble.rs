@@ -12,6 +12,14 @@ impl Conn {
             dones.resize_with(self.jobs.len(), || None);
         }
         let mut tokens = Vec::new();
+        // A batch that ends with a transaction across threads submits it (in this thread's
+        // job) only once every other job of the batch is answered: what the client sent
+        // before it is applied before the transaction reads.
+        let txn_job = if std::mem::take(&mut self.barrier) {
+            self.jobs[self.shard.id].take()
+        } else {
+            None
+        };
         for t in 0..self.jobs.len() {
             if let Some(job) = self.jobs[t].take() {
                 tokens.push((t, job.token));
@@ -37,6 +45,11 @@ impl Conn {
                 _ => wait(&self.shard, token).await,
             };
             dones[t] = Some(done);
+        }
+        if let Some(job) = txn_job {
+            let (t, token) = (self.shard.id, job.token);
+            self.shard.run_job_replicated(job);
+            dones[t] = Some(wait(&self.shard, token).await);
         }
         if self.durable_seq > 0 {
             // What ran directly is not answered before the log holds it.

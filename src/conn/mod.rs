@@ -156,6 +156,9 @@ pub struct Conn {
     links: Vec<proxy::Link>,
     /// The direct job number this batch's replies wait for (`Shard::run_direct`); 0: none.
     durable_seq: u64,
+    /// This batch ends with a Calvin transaction (`Op::Txn` in this thread's job): it is
+    /// submitted once the batch's other jobs are answered, and the batch stops there.
+    barrier: bool,
 }
 
 /// Answers a connection we will not serve, then closes it.
@@ -216,6 +219,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         readonly: false,
         links: Vec::new(),
         durable_seq: 0,
+        barrier: false,
     };
     if let Err(e) = conn.run(stream).await {
         tracing::debug!(client = id, error = %e, "connection ended with an error");
@@ -387,6 +391,7 @@ impl Conn {
                         if self.out.buf.len() >= BATCH_OUT_BYTES
                             || self.closing
                             || self.blocked.is_some()
+                            || self.barrier
                         {
                             break 'outer (pos, !self.closing);
                         }
@@ -424,7 +429,11 @@ impl Conn {
                     self.dispatch(Some(a.spec), args);
                 }
                 pos = a.end;
-                if self.out.buf.len() >= BATCH_OUT_BYTES || self.closing || self.blocked.is_some() {
+                if self.out.buf.len() >= BATCH_OUT_BYTES
+                    || self.closing
+                    || self.blocked.is_some()
+                    || self.barrier
+                {
                     break 'outer (pos, !self.closing);
                 }
             }
@@ -449,6 +458,18 @@ impl Conn {
     }
 
     /// Counts a command refused before it ran (INFO commandstats `rejected_calls`).
+    /// Answers `msg` to a command refused where it would run: counted as a call on
+    /// dispatch; Redis counts a refused command (CROSSSLOT) as rejected only.
+    fn refuse(&mut self, spec: &CommandSpec, msg: &str) {
+        let mut stats = self.shard.cmd_stats.borrow_mut();
+        let s = &mut stats[command::index_of(spec)];
+        s.calls -= 1;
+        s.rejected += 1;
+        drop(stats);
+        self.batch_cmds.pop();
+        self.out.error(msg)
+    }
+
     fn reject(&mut self, spec: &CommandSpec) {
         self.shard.cmd_stats.borrow_mut()[command::index_of(spec)].rejected += 1;
     }
@@ -552,16 +573,7 @@ impl Conn {
                 let op = self.push_cmd(t, spec, args.buf(), args.spans());
                 self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
             }
-            Plan::Refuse(msg) => {
-                // Counted as a call on dispatch; Redis counts a refused command as rejected only.
-                let mut stats = self.shard.cmd_stats.borrow_mut();
-                let s = &mut stats[command::index_of(spec)];
-                s.calls -= 1;
-                s.rejected += 1;
-                drop(stats);
-                self.batch_cmds.pop();
-                self.out.error(msg)
-            }
+            Plan::Refuse(msg) => self.refuse(spec, msg),
             Plan::All(merge) => {
                 let parts = (0..threads)
                     .map(|t| self.part(t, spec, args.buf(), args.spans()))

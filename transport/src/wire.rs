@@ -19,6 +19,8 @@ pub enum WireErrorKind {
     Varint,
     /// Bytes after the value.
     Trailing,
+    /// Values that must ascend do not.
+    Order,
 }
 
 /// Why bytes did not decode, and where.
@@ -37,6 +39,7 @@ impl WireError {
             WireErrorKind::Flag(_) => "a flag byte other than 0 or 1",
             WireErrorKind::Varint => "a varint longer than 10 bytes",
             WireErrorKind::Trailing => "bytes after the value",
+            WireErrorKind::Order => "values out of order",
         }
     }
 }

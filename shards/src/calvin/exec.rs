@@ -27,8 +27,8 @@ pub enum ExecError {
     /// A read's payload does not decode (a damaged or forged message): nothing ran, nothing
     /// changed; every participant that holds the same reads refuses alike.
     BadRead { key: Vec<u8> },
-    /// An execution entry for a vShard this keyspace does not hold, or whose remote reads
-    /// name its own keys (no leader writes one): nothing changed.
+    /// An execution entry for a vShard this keyspace does not hold (no leader writes one):
+    /// nothing changed.
     Foreign,
 }
 
@@ -150,7 +150,9 @@ pub fn keys_of(cmds: &[Vec<Vec<u8>>]) -> Vec<Vec<u8>> {
 }
 
 /// What a vShard's execution entry carries (`replicate::Kind::Execute`): the transaction's
-/// place, the participant it is for, the transaction, and every other participant's reads.
+/// place, the participant it is for, the transaction, and every participant's reads (its
+/// own as its leader read and sent them: a participant that has not executed it yet may ask
+/// for them again after this one has, `VShard::calvin_sent`).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Execution {
     pub seq: u64,
@@ -159,27 +161,32 @@ pub struct Execution {
     pub now_us: u64,
     pub seed: u64,
     pub cmds: Vec<Vec<Vec<u8>>>,
-    pub remote: Vec<Read>,
+    pub reads: Vec<Read>,
+    /// Every transaction below it has executed on every participant: the reads `v` keeps
+    /// for the others below it can go.
+    pub forget_below: u64,
 }
 
 impl Execution {
     /// The entry's bytes: `replicate`'s header (the transaction's clock and seed), then a
-    /// first word list `[seq: u64, v: u16, exec: u8, commands: u32]`, the commands, and one
-    /// word list per remote read: `[key]` for no key, else `[key, expire_at_ms (0: none),
-    /// DUMP payload]`.
+    /// first word list `[seq: u64, v: u16, exec: u8, commands: u32, forget_below: u64]`, the
+    /// commands, and one word list per read: `[key]` for no key, else `[key, expire_at_ms
+    /// (0: none), DUMP payload]`.
     pub fn encode(&self) -> Vec<u8> {
         let mut e =
             crate::replicate::Encoder::new(crate::replicate::Kind::Execute, self.now_us, self.seed);
-        let (seq, v, n) = (
+        let (seq, v, n, below) = (
             self.seq.to_le_bytes(),
             self.v.0.to_le_bytes(),
             (self.cmds.len() as u32).to_le_bytes(),
+            self.forget_below.to_le_bytes(),
         );
-        e.push([&seq[..], &v[..], &[self.exec as u8][..], &n[..]].into_iter());
+        let head = [&seq[..], &v[..], &[self.exec as u8][..], &n[..], &below[..]];
+        e.push(head.into_iter());
         for argv in &self.cmds {
             e.push(argv.iter().map(Vec::as_slice));
         }
-        for r in &self.remote {
+        for r in &self.reads {
             match &r.value {
                 None => e.push(std::iter::once(r.key.as_slice())),
                 Some((at, payload)) => {
@@ -199,7 +206,7 @@ impl Execution {
         mut words: impl Iterator<Item = Vec<Vec<u8>>>,
     ) -> Option<Execution> {
         let head = words.next()?;
-        let [seq, v, exec, n] = <[Vec<u8>; 4]>::try_from(head).ok()?;
+        let [seq, v, exec, n, below] = <[Vec<u8>; 5]>::try_from(head).ok()?;
         let seq = u64::from_le_bytes(seq.try_into().ok()?);
         let v = VShardId(u16::from_le_bytes(v.try_into().ok()?));
         let exec = match exec.as_slice() {
@@ -208,11 +215,12 @@ impl Execution {
             _ => return None,
         };
         let n = u32::from_le_bytes(n.try_into().ok()?) as usize;
+        let forget_below = u64::from_le_bytes(below.try_into().ok()?);
         let cmds: Vec<Vec<Vec<u8>>> = words.by_ref().take(n).collect();
         if cmds.len() != n {
             return None;
         }
-        let mut remote = Vec::new();
+        let mut reads = Vec::new();
         for w in words {
             let mut w = w.into_iter();
             let key = w.next()?;
@@ -224,7 +232,7 @@ impl Execution {
                 }
                 _ => return None,
             };
-            remote.push(Read { key, value });
+            reads.push(Read { key, value });
         }
         Some(Execution {
             seq,
@@ -233,15 +241,16 @@ impl Execution {
             now_us,
             seed,
             cmds,
-            remote,
+            reads,
+            forget_below,
         })
     }
 
-    /// Applies this entry to `db` (every replica of `v` alike): reads `v`'s keys, runs the
-    /// transaction on them and the remote reads, keeps `v`'s writes, and moves `v`'s
-    /// `calvin_next` past it; the reply goes to `out`. An entry at or below what `v` executed
-    /// already changes nothing and answers a null (a repeated proposal). Errors change
-    /// nothing.
+    /// Applies this entry to `db` (every replica of `v` alike): runs the transaction on the
+    /// reads it carries, keeps `v`'s writes, keeps `v`'s own reads for participants that ask
+    /// again, and moves `v`'s `calvin_next` past it; the reply goes to `out`. An entry at or
+    /// below what `v` executed already changes nothing and answers a null (a repeated
+    /// proposal). Errors change nothing.
     pub fn apply(&self, db: &mut Db, out: &mut Out) -> Result<(), ExecError> {
         let layout = db.layout();
         let v = self.v;
@@ -252,21 +261,6 @@ impl Execution {
             out.null();
             return Ok(());
         }
-        if self
-            .remote
-            .iter()
-            .any(|r| layout.vshard_of(key_slot(&r.key)) == v)
-        {
-            return Err(ExecError::Foreign);
-        }
-        let now_ms = self.now_us / 1000;
-        let keys = keys_of(&self.cmds);
-        let mine = keys
-            .iter()
-            .filter(|k| layout.vshard_of(key_slot(k)) == v)
-            .map(Vec::as_slice);
-        let mut reads = read(db, mine, now_ms);
-        reads.extend(self.remote.iter().cloned());
         let txn = Txn {
             cmds: &self.cmds,
             exec: self.exec,
@@ -274,9 +268,24 @@ impl Execution {
             seed: self.seed,
         };
         // `execute` checks every read before it writes a reply.
-        let writes = execute(layout, &db.tunables, &reads, txn, out)?;
-        apply(db, &writes, |w| w == v, now_ms);
-        db.vshard_mut(v).expect("owned").calvin_next = self.seq + 1;
+        let writes = execute(layout, &db.tunables, &self.reads, txn, out)?;
+        apply(db, &writes, |w| w == v, self.now_us / 1000);
+        let vs = db.vshard_mut(v).expect("owned");
+        vs.calvin_next = self.seq + 1;
+        let mine = self
+            .reads
+            .iter()
+            .filter(|r| layout.vshard_of(key_slot(&r.key)) == v)
+            .cloned()
+            .collect();
+        vs.calvin_sent.insert(self.seq, mine);
+        if vs
+            .calvin_sent
+            .first_key_value()
+            .is_some_and(|(s, _)| *s < self.forget_below)
+        {
+            vs.calvin_sent = vs.calvin_sent.split_off(&self.forget_below);
+        }
         Ok(())
     }
 }

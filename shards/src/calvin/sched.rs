@@ -25,7 +25,7 @@ use super::exec::Read;
 use super::seq::Ordered;
 use crate::slot::VShardId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A transaction's place in the global order.
 pub type Seq = u64;
@@ -41,11 +41,12 @@ pub enum Output {
         to: Vec<VShardId>,
         reads: Vec<Read>,
     },
-    /// Propose `seq`'s execution entry in `v`'s log, carrying the other participants' reads.
+    /// Propose `t`'s execution entry in `v`'s log, carrying every participant's reads
+    /// (`v`'s first, then the others' by vShard: `Ordered::execution`).
     Propose {
-        seq: Seq,
+        t: Arc<Ordered>,
         v: VShardId,
-        remote: Vec<Read>,
+        reads: Vec<Read>,
     },
 }
 
@@ -57,7 +58,7 @@ enum Phase {
 }
 
 struct Pending {
-    t: Rc<Ordered>,
+    t: Arc<Ordered>,
     /// The other participants: whom it sends its reads to, and hears from.
     others: Vec<VShardId>,
     /// `v`'s last proposed index when it was delivered: it reads once `v` applied it.
@@ -65,6 +66,8 @@ struct Pending {
     phase: Phase,
     /// The participants heard from, and their reads.
     heard: Vec<(VShardId, Vec<Read>)>,
+    /// Its own reads once made (sent again to a participant that asks, `want`).
+    mine: Option<Vec<Read>>,
 }
 
 /// One vShard this thread leads.
@@ -77,12 +80,17 @@ struct Part {
     queues: HashMap<Vec<u8>, VecDeque<Seq>>,
 }
 
-/// Reads that came before their transaction was delivered here, bounded.
-const EARLY_MAX: usize = 4096;
+/// Reads that came before their transaction was delivered here: at most one set per
+/// participant of a transaction the sequencer let in (its bound on transactions in flight
+/// bounds them); past this many transactions, something is wrong and the oldest go.
+const EARLY_MAX: usize = 1 << 20;
 
 #[derive(Default)]
 pub struct Scheduler {
     parts: HashMap<VShardId, Part>,
+    /// Transactions waiting in all parts (one per part they wait in): `is_busy` in O(1),
+    /// for the paths of single-vShard commands.
+    waiting: usize,
     early: BTreeMap<Seq, Vec<(VShardId, Vec<Read>)>>,
     out: Vec<Output>,
 }
@@ -91,7 +99,7 @@ impl Scheduler {
     /// Takes part for `v`, which this thread now leads: every transaction of `v` below `next`
     /// is executed (its replicated `last_seq + 1`), and its log applied up to `applied`.
     pub fn lead(&mut self, v: VShardId, next: Seq, applied: u64) {
-        self.parts.insert(
+        let old = self.parts.insert(
             v,
             Part {
                 next,
@@ -100,17 +108,22 @@ impl Scheduler {
                 queues: HashMap::new(),
             },
         );
+        if let Some(old) = old {
+            self.waiting -= old.txns.len();
+        }
     }
 
     /// Stops taking part for `v` (no longer led here): what it held is the next leader's to
     /// take again from the stream.
     pub fn step_down(&mut self, v: VShardId) {
-        self.parts.remove(&v);
+        if let Some(p) = self.parts.remove(&v) {
+            self.waiting -= p.txns.len();
+        }
     }
 
     /// A sequenced transaction; `proposed(v)` is `v`'s last proposed log index now. Those
     /// already executed or delivered are ignored.
-    pub fn deliver(&mut self, t: Rc<Ordered>, proposed: impl Fn(VShardId) -> u64) {
+    pub fn deliver(&mut self, t: Arc<Ordered>, proposed: impl Fn(VShardId) -> u64) {
         let participants = t.participants();
         for &v in &participants {
             let Some(part) = self.parts.get_mut(&v) else {
@@ -134,6 +147,7 @@ impl Scheduler {
                 .get(&t.seq)
                 .map(|e| e.iter().filter(|(from, _)| *from != v).cloned().collect())
                 .unwrap_or_default();
+            self.waiting += 1;
             part.txns.insert(
                 t.seq,
                 Pending {
@@ -142,6 +156,7 @@ impl Scheduler {
                     after: proposed(v),
                     phase: Phase::Waiting,
                     heard,
+                    mine: None,
                 },
             );
         }
@@ -169,8 +184,14 @@ impl Scheduler {
                 }
             }
         }
-        let below_all = self.parts.values().all(|p| seq < p.next);
-        if !taken && !below_all && self.early.len() < EARLY_MAX {
+        // Kept even when no vShard led here waits for it yet: the participant it is for may
+        // not be led here yet (electing, catching up; found when the first transaction
+        // across two threads waited forever for reads dropped so). The driver forgets them
+        // below its low watermark (`forget_early_below`).
+        if !taken {
+            if self.early.len() >= EARLY_MAX {
+                self.early.pop_first();
+            }
             let e = self.early.entry(seq).or_default();
             if !e.iter().any(|(f, _)| *f == from) {
                 e.push((from, reads));
@@ -178,15 +199,21 @@ impl Scheduler {
         }
     }
 
-    /// `seq`'s execution entry applied in `v`'s log: its keys are released.
-    pub fn executed(&mut self, v: VShardId, seq: Seq) {
-        let Some(part) = self.parts.get_mut(&v) else {
-            return;
-        };
+    /// Forgets reads kept for transactions below `seq` (every one of them that concerns a
+    /// vShard of this thread has executed here).
+    pub fn forget_early_below(&mut self, seq: Seq) {
+        if self.early.first_key_value().is_some_and(|(s, _)| *s < seq) {
+            self.early = self.early.split_off(&seq);
+        }
+    }
+
+    /// `seq`'s execution entry applied in `v`'s log: its keys are released. Returns the
+    /// transaction if `v` was waiting for it here.
+    pub fn executed(&mut self, v: VShardId, seq: Seq) -> Option<Arc<Ordered>> {
+        let part = self.parts.get_mut(&v)?;
         part.next = part.next.max(seq + 1);
-        let Some(p) = part.txns.remove(&seq) else {
-            return;
-        };
+        let p = part.txns.remove(&seq)?;
+        self.waiting -= 1;
         for k in p.t.keys_of(v) {
             if let Some(q) = part.queues.get_mut(k) {
                 q.retain(|s| *s != seq);
@@ -195,8 +222,83 @@ impl Scheduler {
                 }
             }
         }
-        let lowest = self.parts.values().map(|p| p.next).min().unwrap_or(0);
-        self.early = self.early.split_off(&lowest);
+        Some(p.t)
+    }
+
+    /// The vShards led here (`lead`).
+    pub fn led(&self) -> impl Iterator<Item = VShardId> + '_ {
+        self.parts.keys().copied()
+    }
+
+    /// The transaction `seq` waiting on `v` here.
+    pub fn get(&self, v: VShardId, seq: Seq) -> Option<&Arc<Ordered>> {
+        Some(&self.parts.get(&v)?.txns.get(&seq)?.t)
+    }
+
+    /// Whether `v` is led here (`lead`).
+    pub fn leads(&self, v: VShardId) -> bool {
+        self.parts.contains_key(&v)
+    }
+
+    /// Whether any transaction waits here (holds or waits for keys): the one check the
+    /// paths of single-vShard commands make before looking at keys.
+    pub fn is_busy(&self) -> bool {
+        self.waiting > 0
+    }
+
+    /// Whether a transaction waits on `v` here.
+    pub fn is_busy_on(&self, v: VShardId) -> bool {
+        self.parts.get(&v).is_some_and(|p| !p.txns.is_empty())
+    }
+
+    /// The lowest sequence number delivered here and not executed, if any.
+    pub fn lowest_pending(&self) -> Option<Seq> {
+        self.parts
+            .values()
+            .filter_map(|p| p.txns.keys().next().copied())
+            .min()
+    }
+
+    /// Participant `by` asks for `of`'s reads for `seq` (it lost them: restarted, or a new
+    /// leader): sent again if `of` made them here and has not executed. Whether `of` is led
+    /// here and has executed `seq` (then its log's record answers, `VShard::calvin_sent`).
+    pub fn want(&mut self, seq: Seq, of: VShardId, by: VShardId) -> bool {
+        let Some(part) = self.parts.get(&of) else {
+            return false;
+        };
+        if seq < part.next {
+            return true;
+        }
+        if let Some(reads) = part.txns.get(&seq).and_then(|p| p.mine.clone()) {
+            self.out.push(Output::Reads {
+                seq,
+                from: of,
+                to: vec![by],
+                reads,
+            });
+        }
+        false
+    }
+
+    /// The transactions that have read here and still wait for other participants' reads:
+    /// `(seq, the participant waiting, those it has not heard from)`.
+    pub fn missing(&self) -> Vec<(Seq, VShardId, Vec<VShardId>)> {
+        let mut out = Vec::new();
+        for (&v, part) in &self.parts {
+            for (&seq, p) in &part.txns {
+                if p.phase != Phase::Read || p.heard.len() == p.others.len() {
+                    continue;
+                }
+                let lacking = p
+                    .others
+                    .iter()
+                    .copied()
+                    .filter(|o| !p.heard.iter().any(|(f, _)| f == o))
+                    .collect();
+                out.push((seq, v, lacking));
+            }
+        }
+        out
     }
 
     /// Whether a single-vShard command on `key` of `v` must wait: a transaction delivered
@@ -220,6 +322,7 @@ impl Scheduler {
                         .all(|k| part.queues.get(k).and_then(|q| q.front()) == Some(seq))
                 {
                     let reads = super::exec::read(db, p.t.keys_of(v), p.t.now_us / 1000);
+                    p.mine = Some(reads.clone());
                     self.out.push(Output::Reads {
                         seq: *seq,
                         from: v,
@@ -232,11 +335,12 @@ impl Scheduler {
                 {
                     let mut heard = std::mem::take(&mut p.heard);
                     heard.sort_by_key(|(from, _)| *from);
-                    let remote = heard.into_iter().flat_map(|(_, r)| r).collect();
+                    let mut reads = p.mine.clone().unwrap_or_default();
+                    reads.extend(heard.into_iter().flat_map(|(_, r)| r));
                     self.out.push(Output::Propose {
-                        seq: *seq,
+                        t: p.t.clone(),
                         v,
-                        remote,
+                        reads,
                     });
                     p.phase = Phase::Proposed;
                 }
@@ -246,6 +350,11 @@ impl Scheduler {
     }
 
     pub fn take_outputs(&mut self) -> Vec<Output> {
+        debug_assert_eq!(
+            self.waiting,
+            self.parts.values().map(|p| p.txns.len()).sum::<usize>(),
+            "the count of waiting transactions"
+        );
         std::mem::take(&mut self.out)
     }
 }
@@ -265,8 +374,8 @@ mod tests {
         Db::new_all(VShardLayout::new(16).unwrap())
     }
 
-    fn txn(seq: Seq, keys: &[(VShardId, &str)]) -> Rc<Ordered> {
-        Rc::new(Ordered {
+    fn txn(seq: Seq, keys: &[(VShardId, &str)]) -> Arc<Ordered> {
+        Arc::new(Ordered {
             seq,
             now_us: 0,
             seed: 0,
@@ -278,6 +387,7 @@ mod tests {
                     .collect(),
                 cmds: Vec::new(),
                 exec: false,
+                resp3: false,
             },
         })
     }
@@ -296,7 +406,7 @@ mod tests {
             .iter()
             .map(|o| match o {
                 Output::Reads { seq, from, .. } => ('r', *seq, from.0),
-                Output::Propose { seq, v, .. } => ('p', *seq, v.0),
+                Output::Propose { t, v, .. } => ('p', t.seq, v.0),
             })
             .collect();
         s.sort_unstable();
@@ -331,11 +441,13 @@ mod tests {
         let out = step(&mut s, &mut db);
         assert_eq!(shape(&out), [('p', 5, 1), ('p', 5, 2)]);
         for o in &out {
-            let Output::Propose { v, remote, .. } = o else {
+            let Output::Propose { v, reads, .. } = o else {
                 unreachable!()
             };
-            let other = if *v == V1 { "b" } else { "a" };
-            assert_eq!(remote, &absent(other), "the other participant's reads");
+            let (mine, other) = if *v == V1 { ("a", "b") } else { ("b", "a") };
+            let mut want = absent(mine);
+            want.extend(absent(other));
+            assert_eq!(reads, &want, "its own reads, then the other participant's");
         }
         s.executed(V1, 5);
         s.executed(V2, 5);
@@ -376,7 +488,7 @@ mod tests {
         let order: Vec<Seq> = out
             .iter()
             .map(|o| match o {
-                Output::Propose { seq, .. } => *seq,
+                Output::Propose { t, .. } => t.seq,
                 _ => unreachable!(),
             })
             .collect();
@@ -411,6 +523,25 @@ mod tests {
             "executed, or below last_seq"
         );
         assert!(!s.is_locked(V1, b"a") && !s.is_locked(V1, b"b"));
+    }
+
+    #[test]
+    fn reads_for_a_vshard_not_led_yet_wait_for_it() {
+        let (mut s, mut db) = (Scheduler::default(), db());
+        s.reads(4, FAR, absent("x"));
+        s.lead(V1, 0, 0);
+        s.deliver(txn(4, &[(V1, "a"), (FAR, "x")]), |_| 0);
+        assert_eq!(shape(&step(&mut s, &mut db)), [('p', 4, 1), ('r', 4, 1)]);
+        s.forget_early_below(5);
+        s.reads(6, FAR, absent("x"));
+        s.forget_early_below(7);
+        s.lead(V2, 6, 0);
+        s.deliver(txn(6, &[(V2, "b"), (FAR, "x")]), |_| 0);
+        assert_eq!(
+            shape(&step(&mut s, &mut db)),
+            [('r', 6, 2)],
+            "forgotten below the watermark"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::sched::Seq;
 use crate::slot::VShardId;
 use shardline_transport::wire::{self, Reader, WireError};
 use std::collections::{HashSet, VecDeque};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A submission's id: the origin node and its counter. A retried submission keeps its id,
 /// and is sequenced once.
@@ -32,6 +32,8 @@ pub struct Submission {
     /// Each command's argv; with `exec`, a MULTI/EXEC's commands (one array reply).
     pub cmds: Vec<Vec<Vec<u8>>>,
     pub exec: bool,
+    /// The reply is written in RESP3 (the origin connection's protocol).
+    pub resp3: bool,
 }
 
 /// A transaction in the global order, as participants receive it.
@@ -62,8 +64,13 @@ impl Ordered {
             .map(|(_, k)| k.as_slice())
     }
 
-    /// Participant `v`'s execution entry, with the others' reads.
-    pub fn execution(&self, v: VShardId, remote: Vec<super::exec::Read>) -> super::exec::Execution {
+    /// Participant `v`'s execution entry, with every participant's reads.
+    pub fn execution(
+        &self,
+        v: VShardId,
+        reads: Vec<super::exec::Read>,
+        forget_below: Seq,
+    ) -> super::exec::Execution {
         super::exec::Execution {
             seq: self.seq,
             v,
@@ -71,7 +78,8 @@ impl Ordered {
             now_us: self.now_us,
             seed: self.seed,
             cmds: self.sub.cmds.clone(),
-            remote,
+            reads,
+            forget_below,
         }
     }
 }
@@ -95,13 +103,44 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             outstanding_max: 65_536,
-            window: 1 << 20,
+            window: 65_536,
         }
     }
 }
 
 const EPOCH: u8 = 1;
 const FORGET: u8 = 2;
+
+/// The first byte of a metadata-group entry that is the sequencer's (the sequencer's entries
+/// share the metadata group's log: `docs/design/calvin.md`, "Where the sequencer runs").
+pub const SEQ_TAG: u8 = 0xC5;
+/// The first byte of a metadata-group snapshot state that holds the sequencer's state after
+/// the metadata's (`join_state`); one without it is the metadata's alone (an older node's).
+pub const STATE_TAG: u8 = 0xC6;
+const _: () = assert!(SEQ_TAG != crate::raft::conf::CONF_TAG && STATE_TAG != SEQ_TAG);
+
+/// The metadata group's snapshot state: `STATE_TAG | meta length: u32 | meta | sequencer`.
+pub fn join_state(meta: &[u8], seq: &Sequencer) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + meta.len() + 64);
+    out.push(STATE_TAG);
+    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    out.extend_from_slice(meta);
+    seq.encode(&mut out);
+    out
+}
+
+/// The metadata's bytes and the sequencer's (`None` in a state written before it had one).
+pub fn split_state(b: &[u8]) -> Result<(&[u8], Option<&[u8]>), WireError> {
+    if b.first() != Some(&STATE_TAG) {
+        return Ok((b, None));
+    }
+    let mut r = Reader::new(&b[1..]);
+    let n = r.u32()? as usize;
+    if b.len() - 5 < n {
+        return Err(r.error(wire::WireErrorKind::Length));
+    }
+    Ok((&b[5..5 + n], Some(&b[5 + n..])))
+}
 
 #[derive(Default)]
 pub struct Sequencer {
@@ -111,7 +150,7 @@ pub struct Sequencer {
     next: Seq,
     seen: VecDeque<TxnId>,
     seen_set: HashSet<TxnId>,
-    retained: VecDeque<Rc<Ordered>>,
+    retained: VecDeque<Arc<Ordered>>,
     /// The leader's: submissions for the next epoch, and whether one is in flight.
     pending: Vec<Submission>,
     in_flight: bool,
@@ -169,7 +208,7 @@ impl Sequencer {
     /// Applies a committed entry of the group (every replica, in log order): an epoch's
     /// transactions get the next sequence numbers, each submission id once; returns them.
     /// An entry that does not decode changes nothing (every replica refuses it alike).
-    pub fn apply(&mut self, entry: &[u8]) -> Result<Vec<Rc<Ordered>>, WireError> {
+    pub fn apply(&mut self, entry: &[u8]) -> Result<Vec<Arc<Ordered>>, WireError> {
         let mut r = Reader::new(entry);
         match r.u8()? {
             FORGET => {
@@ -202,7 +241,7 @@ impl Sequencer {
                         let old = self.seen.pop_front().expect("over the window");
                         self.seen_set.remove(&old);
                     }
-                    let t = Rc::new(Ordered {
+                    let t = Arc::new(Ordered {
                         seq: self.next,
                         now_us,
                         seed: seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -219,7 +258,7 @@ impl Sequencer {
 
     /// The transactions sequenced from `seq` on that are still retained, for a participant
     /// that asks (after a gap, or as a new leader of its vShard).
-    pub fn retained_from(&self, seq: Seq) -> impl Iterator<Item = &Rc<Ordered>> {
+    pub fn retained_from(&self, seq: Seq) -> impl Iterator<Item = &Arc<Ordered>> {
         let start = self.retained.partition_point(|t| t.seq < seq);
         self.retained.range(start..)
     }
@@ -235,12 +274,76 @@ impl Sequencer {
     pub fn next_seq(&self) -> Seq {
         self.next
     }
+
+    /// The lowest sequence number still retained (`next_seq` when none is).
+    pub fn first_retained(&self) -> Seq {
+        self.retained.front().map_or(self.next, |t| t.seq)
+    }
+
+    /// Every transaction retained, in sequence order.
+    pub fn retained(&self) -> impl Iterator<Item = &Arc<Ordered>> {
+        self.retained.iter()
+    }
+
+    /// The replicated state (the group's snapshot): the next number, the ids remembered
+    /// (oldest first) and the transactions retained.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.next.to_le_bytes());
+        wire::put_varint(out, self.seen.len() as u64);
+        for id in &self.seen {
+            out.extend_from_slice(&id.origin.to_le_bytes());
+            out.extend_from_slice(&id.n.to_le_bytes());
+        }
+        wire::put_varint(out, self.retained.len() as u64);
+        for t in &self.retained {
+            out.extend_from_slice(&t.seq.to_le_bytes());
+            out.extend_from_slice(&t.now_us.to_le_bytes());
+            out.extend_from_slice(&t.seed.to_le_bytes());
+            encode_submission(&t.sub, out);
+        }
+    }
+
+    /// A sequencer holding the state `encode` wrote, with `limits`; `Err` for bytes that
+    /// are not one (nothing is taken from them).
+    pub fn decode(b: &[u8], limits: Limits) -> Result<Sequencer, WireError> {
+        let mut r = Reader::new(b);
+        let mut s = Sequencer::new(limits);
+        s.next = r.u64()?;
+        let n = r.varint()?;
+        let n = r.count(n, 16)?;
+        for _ in 0..n {
+            let id = TxnId {
+                origin: r.u64()?,
+                n: r.u64()?,
+            };
+            if s.seen_set.insert(id) {
+                s.seen.push_back(id);
+            }
+        }
+        let n = r.varint()?;
+        let n = r.count(n, 24)?;
+        for _ in 0..n {
+            let (seq, now_us, seed) = (r.u64()?, r.u64()?, r.u64()?);
+            let sub = decode_submission(&mut r)?;
+            if seq >= s.next || s.retained.back().is_some_and(|t| t.seq >= seq) {
+                return Err(r.error(wire::WireErrorKind::Order));
+            }
+            s.retained.push_back(Arc::new(Ordered {
+                seq,
+                now_us,
+                seed,
+                sub,
+            }));
+        }
+        r.finish()?;
+        Ok(s)
+    }
 }
 
 fn encode_submission(s: &Submission, out: &mut Vec<u8>) {
     out.extend_from_slice(&s.id.origin.to_le_bytes());
     out.extend_from_slice(&s.id.n.to_le_bytes());
-    out.push(s.exec as u8);
+    out.push(s.exec as u8 | (s.resp3 as u8) << 1);
     wire::put_varint(out, s.keys.len() as u64);
     for (v, k) in &s.keys {
         out.extend_from_slice(&v.0.to_le_bytes());
@@ -260,7 +363,11 @@ fn decode_submission(r: &mut Reader) -> Result<Submission, WireError> {
         origin: r.u64()?,
         n: r.u64()?,
     };
-    let exec = r.flag()?;
+    let flags = r.u8()?;
+    if flags > 3 {
+        return Err(r.error(wire::WireErrorKind::Flag(flags)));
+    }
+    let (exec, resp3) = (flags & 1 != 0, flags & 2 != 0);
     let n = r.varint()?;
     let n = r.count(n, 3)?;
     let mut keys = Vec::with_capacity(n);
@@ -284,6 +391,7 @@ fn decode_submission(r: &mut Reader) -> Result<Submission, WireError> {
         keys,
         cmds,
         exec,
+        resp3,
     })
 }
 
@@ -303,10 +411,11 @@ mod tests {
                 b"2".to_vec(),
             ]],
             exec: false,
+            resp3: false,
         }
     }
 
-    fn seqs(t: &[Rc<Ordered>]) -> Vec<Seq> {
+    fn seqs(t: &[Arc<Ordered>]) -> Vec<Seq> {
         t.iter().map(|t| t.seq).collect()
     }
 
@@ -328,6 +437,35 @@ mod tests {
             .take_epoch(12, 9)
             .expect("the next, once the first applied");
         assert_eq!(seqs(&leader.apply(&e2).unwrap()), [2]);
+    }
+
+    #[test]
+    fn the_snapshot_keeps_numbers_ids_and_retained_transactions() {
+        let mut s = Sequencer::default();
+        for n in 1..=3 {
+            s.submit(sub(1, n)).unwrap();
+        }
+        let e = s.take_epoch(5, 5).unwrap();
+        s.apply(&e).unwrap();
+        s.apply(&Sequencer::forget_entry(1)).unwrap();
+        let mut b = Vec::new();
+        s.encode(&mut b);
+        let mut back = Sequencer::decode(&b, Limits::default()).unwrap();
+        assert_eq!(back.next_seq(), 3);
+        assert_eq!(back.first_retained(), 1);
+        let kept: Vec<_> = back.retained().cloned().collect();
+        let want: Vec<_> = s.retained().cloned().collect();
+        assert_eq!(kept, want);
+        // A retry of one it sequenced is still known after the snapshot.
+        back.submit(sub(1, 2)).unwrap();
+        let again = back.take_epoch(6, 6).unwrap();
+        assert!(back.apply(&again).unwrap().is_empty());
+        for cut in 0..b.len() {
+            assert!(Sequencer::decode(&b[..cut], Limits::default()).is_err());
+        }
+        let mut trailing = b.clone();
+        trailing.push(0);
+        assert!(Sequencer::decode(&trailing, Limits::default()).is_err());
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct VShard {
     /// Every cross-vShard transaction (Calvin, `docs/design/calvin.md`) numbered below it has
     /// executed here: replicated state (in the snapshot), so an execution entry applies once.
     pub calvin_next: u64,
+    /// The reads of this vShard's keys each executed transaction used, kept until every
+    /// participant has executed it (a participant that lost them, restarted or with a new
+    /// leader, asks again): replicated state, in the snapshot.
+    pub calvin_sent: std::collections::BTreeMap<u64, Vec<crate::calvin::exec::Read>>,
 }
 
 impl VShard {
@@ -43,6 +47,7 @@ impl VShard {
             keys: Dict::with_meta(),
             expires: Dict::default(),
             calvin_next: 0,
+            calvin_sent: std::collections::BTreeMap::new(),
         }
     }
 

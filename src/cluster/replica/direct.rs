@@ -386,7 +386,8 @@ impl Shard {
         let seq = {
             let mut guard = self.repl.borrow_mut();
             let r = guard.as_mut()?;
-            if !r.is_direct(v) {
+            if !r.is_direct(v) || r.calvin_busy() {
+                // (A transaction holds keys on this thread: the job path waits for them.)
                 return None;
             }
             self.sync_tunables();

@@ -148,6 +148,11 @@ impl Replicas {
         if data.is_empty() || data[0] == CONF_TAG {
             return Ok(());
         }
+        if data[0] == shardline_shards::calvin::seq::SEQ_TAG {
+            // The sequencer's (`calvin.rs`): nobody waits on it here.
+            self.apply_seq(&data[1..]);
+            return Ok(());
+        }
         let cmd = match Cmd::decode(data) {
             Ok(cmd) => cmd,
             Err(e) => {
@@ -180,6 +185,11 @@ impl Replicas {
 
     /// Installs the metadata group's snapshot (a node that joined gets its first one so).
     pub(super) fn install_meta(&mut self, state: &[u8]) -> Result<u64, SnapshotError> {
+        let (state, seq) =
+            shardline_shards::calvin::seq::split_state(state).map_err(|e| SnapshotError {
+                offset: e.offset,
+                reason: e.what(),
+            })?;
         let m = Meta::decode(state).map_err(|e| SnapshotError {
             offset: 0,
             reason: e.0,
@@ -190,6 +200,8 @@ impl Replicas {
                 reason: "the metadata of another cluster",
             });
         }
+        self.install_seq(seq)
+            .map_err(|reason| SnapshotError { offset: 0, reason })?;
         publish_meta(&self.c, &m);
         self.meta = Some(m);
         Ok(0)

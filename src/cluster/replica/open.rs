@@ -28,6 +28,7 @@ impl Replicas {
         let count = c.layout.count() as usize + 1;
         let meta_g = c.meta_group();
         let mut meta = None;
+        let mut seq_state: Option<(usize, Vec<u8>)> = None;
         let mut groups: Vec<Option<Group>> = (0..count).map(|_| None).collect();
         let mut clocks = vec![0u64; count];
         let mut applied = vec![LogId::default(); count];
@@ -97,10 +98,13 @@ impl Replicas {
                         .ok_or_else(|| corrupt(SNAP_HEADER_BYTES, "bad membership"))?;
                     let at = SNAP_HEADER_BYTES + (blob.len() - state.len());
                     if g == meta_g {
+                        let (m, sq) = shardline_shards::calvin::seq::split_state(&state)
+                            .map_err(|e| corrupt(at, e.what()))?;
                         meta = Some(
-                            shardline_shards::meta::Meta::decode(&state)
+                            shardline_shards::meta::Meta::decode(m)
                                 .map_err(|e| corrupt(at, e.0))?,
                         );
+                        seq_state = sq.map(|b| (at + (state.len() - b.len()), b.to_vec()));
                     } else {
                         clocks[v] = install(db, &state)
                             .map_err(|e| corrupt(at + 8 + e.offset, e.reason))?;
@@ -139,7 +143,7 @@ impl Replicas {
             })
             .collect();
         let log_bytes_total = log_bytes.iter().sum();
-        Ok(Replicas {
+        let mut r = Replicas {
             shard,
             groups,
             clocks,
@@ -157,6 +161,7 @@ impl Replicas {
             log_bytes_total,
             pending: Pending::new(count),
             direct: direct::Direct::new(count),
+            calvin: calvin::Calvin::default(),
             free_readies: Vec::new(),
             readies_buf: Vec::new(),
             dirty: Vec::new(),
@@ -189,6 +194,15 @@ impl Replicas {
             members_seen: 0,
             next_blocked: 1,
             c,
-        })
+        };
+        if let Some((at, b)) = seq_state {
+            r.install_seq(Some(&b)).map_err(|reason| {
+                format!(
+                    "{}: corrupt snapshot at offset {at}: the sequencer's state: {reason}; move the data directory away and restart the node to rejoin",
+                    snap_path(&r.snap_dir, meta_g).display(),
+                )
+            })?;
+        }
+        Ok(r)
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Plan {
     unblocks: Vec<(usize, crate::hop::Token)>,
     /// SAVE/BGSAVE/BGREWRITEAOF's op (`Op::Persist`), answered once the next batch is fsynced.
     persist: Option<(u32, bool)>,
+    /// Transactions across vShards (`Op::Txn`): each command's words and its op.
+    txns: Vec<(Vec<Vec<u8>>, u32)>,
     /// Commands run at once that answered an error (INFO commandstats `failed_calls`), by
     /// their index in the command table.
     pub(crate) failed: Vec<usize>,
@@ -66,6 +68,16 @@ impl Shard {
     /// entry per vShard per job, in request order); other ops run here at once. The replies go
     /// back when the entries are applied.
     pub fn run_job_replicated(&self, job: Job) {
+        let job = {
+            let mut guard = self.repl.borrow_mut();
+            let r = guard.as_mut().expect("replicated");
+            if r.calvin_blocks(&job) {
+                // Keys a transaction holds: run once it executed (`calvin.rs`).
+                r.calvin.deferred.push_back(job);
+                return;
+            }
+            job
+        };
         self.sync_tunables();
         self.check_reset();
         let now = Now {
@@ -125,6 +137,7 @@ impl Replicas {
             block: None,
             unblocks: Vec::new(),
             persist: None,
+            txns: Vec::new(),
             failed: Vec::new(),
         };
         let now_us = now.unix_us;
@@ -181,6 +194,14 @@ impl Replicas {
                 Op::Persist { rewrite } => {
                     pj.write(i, true, |o| o.ok());
                     p.persist = Some((i, *rewrite));
+                    continue;
+                }
+                Op::Txn { first, len } => {
+                    let words = job.spans[*first as usize..(*first + *len) as usize]
+                        .iter()
+                        .map(|&(s, e)| job.buf[s as usize..e as usize].to_vec())
+                        .collect();
+                    p.txns.push((words, i));
                     continue;
                 }
                 _ => {}
@@ -528,6 +549,10 @@ impl Replicas {
                 }
             }
         }
+        for (words, op) in plan.txns {
+            let proto = self.pending.job(j).map_or(Proto::Resp2, |pj| pj.proto);
+            self.calvin_submit(vec![words], false, proto, (j, op), now.mono);
+        }
         for (cmd, op) in plan.metas {
             match self.propose_meta(cmd) {
                 Ok((index, term)) => self.pending.wait(
@@ -612,7 +637,14 @@ impl Replicas {
                     .is_some_and(|g| g.role() == raft::Role::Leader)
             })
         };
-        for (v, keys) in due {
+        for (v, mut keys) in due {
+            if self.calvin_busy() {
+                // A key a transaction holds stays until it executed (its reads were sent).
+                keys.retain(|k| !self.calvin_holds(v, k));
+                if keys.is_empty() {
+                    continue;
+                }
+            }
             let mut e = Encoder::new(Kind::ExpireCheck, now_us, 0);
             e.push(keys.iter().map(|k| &k[..]));
             if self.is_direct(v.0 as u32) {

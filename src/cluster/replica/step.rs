@@ -40,7 +40,22 @@ impl Shard {
         }
         self.flush_events();
         self.serve_ready();
+        self.run_deferred();
         Ok(())
+    }
+
+    /// Runs again the jobs that waited for keys transactions held, once one executed here
+    /// (in arrival order; those still blocked wait again).
+    fn run_deferred(&self) {
+        let jobs = self.with_replicas(|r| {
+            if !std::mem::take(&mut r.calvin.released) {
+                return std::collections::VecDeque::new();
+            }
+            std::mem::take(&mut r.calvin.deferred)
+        });
+        for job in jobs {
+            self.run_job_replicated(job);
+        }
     }
 }
 
@@ -266,6 +281,22 @@ impl Replicas {
                                 reason,
                             })?;
                         Ok(())
+                    } else if replicate::is_execute(&e.data) {
+                        // A transaction across vShards (`calvin.rs`): its reply goes to its
+                        // origin, written in the origin's protocol.
+                        out.proto = r.calvin_proto(*g, &e.data);
+                        let res = replicate::apply(
+                            db,
+                            &e.data,
+                            &mut r.clocks[*g as usize],
+                            &mut out,
+                            &mut ends,
+                            &mut r.scratch,
+                        );
+                        if res.is_ok() {
+                            r.calvin_applied(*g, &e.data, &out.buf);
+                        }
+                        res.map_err(|e| e.to_string())
                     } else {
                         replicate::apply(
                             db,
@@ -409,6 +440,7 @@ impl Replicas {
             }
         }
         r.readies_buf = readies;
+        r.calvin_step(db, now);
         Ok(())
     }
 }
