@@ -81,10 +81,11 @@ pub enum Op {
     /// Ends the wait of the blocked request `(origin, token)`: its parked reply is finished with
     /// the timeout answer, unless it was served already. Replies `+OK`.
     Unblock { origin: usize, token: Token },
-    /// A command whose keys span vShards of several shard threads, for the connection's own
-    /// thread: submitted to the sequencer as a Calvin transaction (`replica/calvin.rs`),
-    /// answered when a participant has executed it.
-    Txn { first: u32, len: u32 },
+    /// A command (or, with `exec`, a MULTI/EXEC's commands: one array reply) whose keys span
+    /// vShards of several shard threads, for the connection's own thread: submitted to the
+    /// sequencer as a Calvin transaction (`replica/calvin.rs`), answered when a participant
+    /// has executed it.
+    Txn { cmds: Vec<(u32, u32)>, exec: bool },
 }
 
 /// What shard threads send each other for Calvin transactions (`replica/calvin.rs`).

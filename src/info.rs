@@ -279,6 +279,7 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
                 c.me,
                 c.leader(meta)
             );
+            t.push_str(&c.calvin.info());
         }
         "keyspace" => {
             t.push_str("# Keyspace\r\n");

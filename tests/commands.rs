@@ -217,15 +217,26 @@ fn multi_exec_watch_follow_redis_semantics() {
         .unwrap();
     assert_eq!(r.0, "OK");
     assert_eq!(other.get::<_, String>("bar").unwrap(), "mine");
-    // A transaction spanning shard threads is refused whole.
-    let e: redis::RedisResult<Value> = redis::pipe()
+    // A transaction spanning shard threads is one Calvin transaction; with WATCH it is
+    // refused whole (not built).
+    let r: (String, String, i64) = redis::pipe()
         .atomic()
         .set("foo", "x")
+        .set("bar", "y")
+        .append("foo", "z")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r, ("OK".into(), "OK".into(), 2));
+    assert_eq!(other.get::<_, String>("bar").unwrap(), "y");
+    let _: () = redis::cmd("WATCH").arg("bar").query(&mut c).unwrap();
+    let e: redis::RedisResult<Value> = redis::pipe()
+        .atomic()
+        .set("foo", "3")
         .set("bar", "x")
         .query(&mut c);
     let m = common::msg(e.unwrap_err());
     assert!(m.contains("CROSSSLOT") || m.contains("EXECABORT"), "{m}");
-    assert_eq!(other.get::<_, String>("foo").unwrap(), "3");
+    assert_eq!(other.get::<_, String>("foo").unwrap(), "xz");
     let e: redis::RedisResult<Value> = redis::cmd("EXEC").query(&mut c);
     assert!(common::msg(e.unwrap_err()).contains("EXEC without MULTI"));
     let e: redis::RedisResult<Value> = redis::cmd("DISCARD").query(&mut c);

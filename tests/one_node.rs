@@ -485,6 +485,26 @@ fn a_node_alone_runs_commands_across_its_threads_atomically_and_keeps_them() {
     assert_eq!(before, 5);
     assert_eq!(after, ["one", "two", "5"]);
 
+    // MULTI/EXEC across threads: one transaction, one array; WATCH with one is refused.
+    let t = spread_keys("t");
+    let (a, b, both): (i64, i64, Vec<i64>) = redis::pipe()
+        .atomic()
+        .incr(&t[0], 1)
+        .incr(&t[9], 2)
+        .mget(&[&t[0], &t[9]])
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!((a, b, both), (1, 2, vec![1, 2]));
+    let _: () = redis::cmd("WATCH").arg(&t[0]).query(&mut conn).unwrap();
+    let refused: redis::RedisResult<(i64, i64)> = redis::pipe()
+        .atomic()
+        .incr(&t[0], 1)
+        .incr(&t[9], 1)
+        .query(&mut conn);
+    assert!(refused.is_err(), "{refused:?}");
+    let both: Vec<i64> = conn.mget(&[&t[0], &t[9]]).unwrap();
+    assert_eq!(both, [1, 2], "nothing applied");
+
     // Killed amid MSETs: every key at one MSET, the last acknowledged or the one after.
     let writer = {
         let (url, keys) = (c.url(0), spread_keys("c"));

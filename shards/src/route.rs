@@ -26,6 +26,10 @@ pub struct Part {
     pub keys: Vec<u32>,
 }
 
+/// The plan's refusal of a command that cannot be split by thread and whose keys span threads
+/// (a node alone runs it as a Calvin transaction instead: `docs/design/calvin.md`).
+pub const ACROSS_THREADS: &str = "CROSSSLOT Keys in request don't hash to the same shard thread (transactions across shard threads are sequenced by the node that leads the cluster's metadata; from other nodes: not built yet)";
+
 /// Redis Cluster's refusal of a command whose keys are in different slots (here: vShards).
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
@@ -124,9 +128,7 @@ fn plan_keys(
         return Plan::On(here);
     }
     if merge == Merge::Single {
-        return Plan::Refuse(
-            "CROSSSLOT Keys in request don't hash to the same shard thread (cross-shard atomicity is not available yet)",
-        );
+        return Plan::Refuse(ACROSS_THREADS);
     }
     let mut parts: Vec<Part> = Vec::new();
     for i in spec.keys_of(args) {

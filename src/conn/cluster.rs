@@ -160,10 +160,17 @@ impl Conn {
             .iter()
             .any(|&v| c.layout.owner_thread(VShardId(v as u16), c.threads) != here)
         {
-            if alone {
+            if alone && self.calvin_here() {
                 // Across shard threads of a node alone: a Calvin transaction, atomic and
                 // serializable with everything else (`replica/calvin.rs`).
                 return self.submit_txn(spec, args).map(|()| 0);
+            }
+            if alone {
+                // vShards only this node holds in a cluster whose metadata another node
+                // leads (replication factor 1): split by thread as before (atomic per thread)
+                // until submissions travel between nodes.
+                self.planned_as(spec, args, true);
+                return Ok(0);
             }
             return Err(shardline_shards::route::CROSSSLOT);
         }
@@ -190,18 +197,34 @@ impl Conn {
             // Its BY and GET patterns name keys the command table does not list.
             return Err(SORT_PATTERNS_ACROSS);
         }
-        let here = self.shard.id;
-        let first = self.copy_args(here, args.buf(), args.spans());
-        let op = self.push_op(
-            here,
-            Op::Txn {
-                first,
-                len: args.len() as u32,
-            },
-        );
-        self.hole(vec![PartRef::Remote { thread: here, op }], Finish::Raw);
-        self.barrier = true;
+        let op = self.push_txn(args.buf(), args.spans(), &[(0, args.len() as u32)], false);
+        self.hole(op, Finish::Raw);
         Ok(())
+    }
+
+    /// Queues the Calvin transaction of `cmds` (spans of `buf`) in this thread's job, which
+    /// ends the batch (`barrier`); returns the part its reply fills.
+    pub(super) fn push_txn(
+        &mut self,
+        buf: &[u8],
+        spans: &[Span],
+        cmds: &[(u32, u32)],
+        exec: bool,
+    ) -> Vec<PartRef> {
+        let here = self.shard.id;
+        let base = self.copy_args(here, buf, spans);
+        let cmds = cmds.iter().map(|&(f, l)| (f + base, l)).collect();
+        let op = self.push_op(here, Op::Txn { cmds, exec });
+        self.barrier = true;
+        vec![PartRef::Remote { thread: here, op }]
+    }
+
+    /// Whether a command across the shard threads of this node can be a Calvin transaction:
+    /// this node leads the metadata group, which sequences them (a node alone always does;
+    /// across nodes, submissions are not built yet).
+    pub(super) fn calvin_here(&self) -> bool {
+        let c = &self.shard.node.cluster;
+        c.leader(shardline_shards::slot::VShardId(c.meta_group() as u16)) == c.me
     }
 
     /// CLUSTER FORGET <node>: the node (its 40-character name or its member number) starts

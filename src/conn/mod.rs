@@ -119,9 +119,14 @@ struct Multi {
     /// On a replicated node: the vShard of the queued commands' keys (a transaction is one
     /// entry of one vShard's log).
     vshard: Option<u16>,
+    /// The queued commands' keys span shard threads: EXEC is a Calvin transaction.
+    across: bool,
 }
 
 const TXN_CROSS_THREAD: &str = "CROSSSLOT Keys in request don't hash to the same shard thread (a transaction must stay on one shard thread for now)";
+/// WATCH with a transaction across shard threads: its check would have to be decided alike
+/// by every participant from replicated data (not built).
+const TXN_WATCH_ACROSS: &str = "CROSSSLOT WATCH is not supported yet with a transaction across shard threads: keep the watched keys and the transaction's keys in one hash tag";
 
 /// Per-connection state.
 pub struct Conn {

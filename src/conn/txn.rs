@@ -28,19 +28,23 @@ impl Conn {
                 ))
             }
             _ => match plan(spec, args, layout, threads, here) {
+                Plan::Refuse(msg) if msg == shardline_shards::route::ACROSS_THREADS => {
+                    self.go_across()
+                }
                 Plan::Refuse(msg) => Some(msg.to_string()),
                 Plan::On(t) => {
-                    let m = self.multi.as_mut().expect("in MULTI");
+                    let m = self.multi.as_ref().expect("in MULTI");
                     match (spec.scope, m.thread) {
                         (Scope::Keyless, _) => None,
-                        (_, Some(x)) if x != t => Some(TXN_CROSS_THREAD.to_string()),
+                        (_, Some(x)) if x != t => self.go_across(),
                         _ => {
-                            m.thread = Some(t);
+                            self.multi.as_mut().expect("in MULTI").thread = Some(t);
                             None
                         }
                     }
                 }
-                Plan::All(_) | Plan::Split { .. } => Some(TXN_CROSS_THREAD.to_string()),
+                Plan::Split { .. } => self.go_across(),
+                Plan::All(_) => Some(TXN_CROSS_THREAD.to_string()),
             },
         };
         if let Some(msg) = refusal {
@@ -109,6 +113,19 @@ impl Conn {
         self.out.simple("QUEUED");
     }
 
+    /// The transaction being queued spans shard threads: a Calvin transaction at EXEC where
+    /// this node sequences them (`Conn::calvin_here`), without WATCH; else the refusal.
+    fn go_across(&mut self) -> Option<String> {
+        if !self.calvin_here() {
+            return Some(TXN_CROSS_THREAD.to_string());
+        }
+        if !self.watched.is_empty() {
+            return Some(TXN_WATCH_ACROSS.to_string());
+        }
+        self.multi.as_mut().expect("in MULTI").across = true;
+        None
+    }
+
     pub(super) fn exec(&mut self) {
         let Some(m) = self.multi.take() else {
             return self.out.error("ERR EXEC without MULTI");
@@ -124,6 +141,11 @@ impl Conn {
         }
         if m.conn.iter().any(|&c| c) {
             return self.exec_mixed(m, watched.then_some(flag));
+        }
+        if m.across {
+            // (No WATCH: refused when queued.) One Calvin transaction, one array reply.
+            let part = self.push_txn(&m.buf, &m.spans, &m.cmds, true);
+            return self.hole(part, Finish::Raw);
         }
         // Queueing kept every keyed command on one thread (`m.thread`).
         let target = m.thread;
@@ -178,6 +200,8 @@ impl Conn {
         let replicated = m.thread.is_some();
         let part = if data.is_empty() {
             PartRef::Local(b"*0\r\n".to_vec())
+        } else if m.across {
+            self.push_txn(&m.buf, &m.spans, &data, true).remove(0)
         } else if t == self.shard.id && !replicated {
             let mut out = Out::new(self.proto);
             let op = Op::Exec { cmds: data, watch };

@@ -12,6 +12,9 @@ use crate::reply::Out;
 use crate::rng::Rng;
 use crate::slot::{VShardId, VShardLayout, key_slot};
 
+/// A transaction's commands, each its words.
+pub type Cmds = Vec<Vec<Vec<u8>>>;
+
 /// One key of a transaction as a participant read it, or as the transaction left it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Read {

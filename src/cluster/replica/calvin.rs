@@ -44,6 +44,11 @@ pub struct Stream {
     /// Per shard thread: every transaction below it that involves a vShard of that thread
     /// has executed there (its low watermark; thread 0 forgets below the lowest).
     low: Vec<AtomicU64>,
+    /// INFO's figures: execution entries applied by this node's leaders, reads asked for
+    /// again (`Want`), jobs that waited for keys a transaction held.
+    pub executions: AtomicU64,
+    pub asked_again: AtomicU64,
+    pub deferred: AtomicU64,
 }
 
 impl Stream {
@@ -52,7 +57,22 @@ impl Stream {
             txns: Mutex::new(VecDeque::new()),
             end: AtomicU64::new(0),
             low: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+            executions: AtomicU64::new(0),
+            asked_again: AtomicU64::new(0),
+            deferred: AtomicU64::new(0),
         }
+    }
+
+    /// INFO's lines: `calvin_*`.
+    pub fn info(&self) -> String {
+        let (first, end) = (self.first(), self.end.load(Ordering::Acquire));
+        format!(
+            "calvin_sequenced:{end}\r\ncalvin_retained:{}\r\ncalvin_executions:{}\r\ncalvin_reads_asked_again:{}\r\ncalvin_jobs_deferred:{}\r\n",
+            end.saturating_sub(first),
+            self.executions.load(Ordering::Relaxed),
+            self.asked_again.load(Ordering::Relaxed),
+            self.deferred.load(Ordering::Relaxed),
+        )
     }
 
     /// Thread 0: publishes the sequencer's retained transactions from `from` on (all of
@@ -308,6 +328,7 @@ impl Replicas {
             return;
         };
         self.calvin.released = true;
+        self.c.calvin.executions.fetch_add(1, Ordering::Relaxed);
         if t.participants().first() == Some(&v) {
             self.reply_to(t.sub.id, Ok(reply.to_vec()));
         }
@@ -363,6 +384,7 @@ impl Replicas {
             self.calvin.want_due = Some(now + WANT_EVERY);
             for (seq, by, lacking) in self.calvin.sched.missing() {
                 for of in lacking {
+                    self.c.calvin.asked_again.fetch_add(1, Ordering::Relaxed);
                     let t = self.c.thread_of(of.0 as u32);
                     self.send(t, CalvinMsg::Want { seq, of, by });
                 }

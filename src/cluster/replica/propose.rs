@@ -30,8 +30,9 @@ pub(crate) struct Plan {
     unblocks: Vec<(usize, crate::hop::Token)>,
     /// SAVE/BGSAVE/BGREWRITEAOF's op (`Op::Persist`), answered once the next batch is fsynced.
     persist: Option<(u32, bool)>,
-    /// Transactions across vShards (`Op::Txn`): each command's words and its op.
-    txns: Vec<(Vec<Vec<u8>>, u32)>,
+    /// Transactions across vShards (`Op::Txn`): their commands' words, whether a MULTI/EXEC,
+    /// and the op.
+    txns: Vec<(shardline_shards::calvin::exec::Cmds, bool, u32)>,
     /// Commands run at once that answered an error (INFO commandstats `failed_calls`), by
     /// their index in the command table.
     pub(crate) failed: Vec<usize>,
@@ -74,6 +75,11 @@ impl Shard {
             if r.calvin_blocks(&job) {
                 // Keys a transaction holds: run once it executed (`calvin.rs`).
                 r.calvin.deferred.push_back(job);
+                self.node
+                    .cluster
+                    .calvin
+                    .deferred
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
             job
@@ -196,12 +202,17 @@ impl Replicas {
                     p.persist = Some((i, *rewrite));
                     continue;
                 }
-                Op::Txn { first, len } => {
-                    let words = job.spans[*first as usize..(*first + *len) as usize]
+                Op::Txn { cmds, exec } => {
+                    let words = cmds
                         .iter()
-                        .map(|&(s, e)| job.buf[s as usize..e as usize].to_vec())
+                        .map(|&(f, l)| {
+                            job.spans[f as usize..(f + l) as usize]
+                                .iter()
+                                .map(|&(s, e)| job.buf[s as usize..e as usize].to_vec())
+                                .collect()
+                        })
                         .collect();
-                    p.txns.push((words, i));
+                    p.txns.push((words, *exec, i));
                     continue;
                 }
                 _ => {}
@@ -549,9 +560,9 @@ impl Replicas {
                 }
             }
         }
-        for (words, op) in plan.txns {
+        for (cmds, exec, op) in plan.txns {
             let proto = self.pending.job(j).map_or(Proto::Resp2, |pj| pj.proto);
-            self.calvin_submit(vec![words], false, proto, (j, op), now.mono);
+            self.calvin_submit(cmds, exec, proto, (j, op), now.mono);
         }
         for (cmd, op) in plan.metas {
             match self.propose_meta(cmd) {
