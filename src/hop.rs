@@ -99,9 +99,11 @@ pub enum CalvinMsg {
         from: shardline_shards::slot::VShardId,
         reads: Vec<shardline_shards::calvin::exec::Read>,
     },
-    /// To the origin's thread: the transaction's reply, or (`Err`) why it was not applied.
+    /// To the origin's thread: the transaction's reply (participant `from`'s part, for a
+    /// command split by key), or (`Err`) why it was not applied.
     Reply {
         id: shardline_shards::calvin::seq::TxnId,
+        from: shardline_shards::slot::VShardId,
         reply: Result<Vec<u8>, &'static str>,
     },
     /// Participant `by` lacks participant `of`'s reads for `seq` (its thread restarted, or

@@ -54,7 +54,7 @@ fn all_ok(parts: &[&[u8]], out: &mut Out) {
     ));
 }
 
-pub fn merge(merge: Merge, order: &[u8], parts: &[&[u8]], rng: &mut Rng, out: &mut Out) {
+pub fn merge(merge: Merge, order: &[u16], parts: &[&[u8]], rng: &mut Rng, out: &mut Out) {
     match merge {
         Merge::Single => out.raw(parts[0]),
         Merge::AllOk => all_ok(parts, out),
@@ -137,7 +137,7 @@ mod tests {
     use super::*;
     use shardline_shards::reply::Proto;
 
-    fn run(m: Merge, order: &[u8], parts: &[&str]) -> String {
+    fn run(m: Merge, order: &[u16], parts: &[&str]) -> String {
         let mut out = Out::new(Proto::Resp2);
         let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
         merge(m, order, &parts, &mut Rng::new(1), &mut out);

@@ -67,7 +67,7 @@ enum Finish {
     /// The single part, as is.
     Raw,
     /// Parts merged as `Merge` says; for `Positional`, `order[i]` is the part of key `i`.
-    Merge(Merge, Vec<u8>),
+    Merge(Merge, Vec<u16>),
     /// WATCH: `+OK` once every part registered.
     Ok,
     /// INFO with these sections (lower case, empty = default).
@@ -589,10 +589,10 @@ impl Conn {
                 let step = spec.step.max(1) as usize;
                 let mut order = Vec::new();
                 if merge == Merge::Positional {
-                    let mut by_key: Vec<(u32, u8)> = parts
+                    let mut by_key: Vec<(u32, u16)> = parts
                         .iter()
                         .enumerate()
-                        .flat_map(|(p, part)| part.keys.iter().map(move |&k| (k, p as u8)))
+                        .flat_map(|(p, part)| part.keys.iter().map(move |&k| (k, p as u16)))
                         .collect();
                     by_key.sort_unstable();
                     order = by_key.into_iter().map(|(_, p)| p).collect();

@@ -59,12 +59,11 @@ pub struct Txn<'a> {
     pub seed: u64,
 }
 
-/// Runs `txn` on a scratch keyspace of `layout` holding `reads` (every key its commands name,
+/// Runs `txn` on a scratch keyspace holding `reads` (every key its commands name,
 /// from every participant), with `tunables` (the encodings' thresholds); its replies go to
 /// `out`. Returns the value afterwards of every key a write command named, in the order first
 /// named: what each participant keeps of its own.
 pub fn execute(
-    layout: VShardLayout,
     tunables: &Tunables,
     reads: &[Read],
     txn: Txn,
@@ -77,13 +76,10 @@ pub fn execute(
         seed,
     } = txn;
     let now_ms = now_us / 1000;
-    let mut vshards: Vec<VShardId> = reads
-        .iter()
-        .map(|r| layout.vshard_of(key_slot(&r.key)))
-        .collect();
-    vshards.sort_unstable();
-    vshards.dedup();
-    let mut scratch = Db::new(layout, vshards.iter().copied());
+    // One table for every key: the transaction's keys are all here, and a scratch keyspace
+    // of the node's layout cost a table per vShard and a slot for each of its vShards (most
+    // of a transaction's time across threads went to allocating them).
+    let mut scratch = Db::new_all(VShardLayout::new(1).expect("one vShard is a layout"));
     scratch.tunables = *tunables;
     for r in reads {
         let Some((at, payload)) = &r.value else {
@@ -152,6 +148,74 @@ pub fn keys_of(cmds: &[Vec<Vec<u8>>]) -> Vec<Vec<u8>> {
     keys
 }
 
+/// How a command that splits by key (MSET, MGET, DEL, UNLINK, EXISTS, TOUCH: each key's part
+/// needs nothing from the others) is cut into its participants' parts, or `None` for one
+/// that does not split (it runs whole on every participant, from their reads).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Split {
+    pub merge: command::Merge,
+    /// Per participant (ascending): the argument indexes of its keys, in request order.
+    pub parts: Vec<(VShardId, Vec<u32>)>,
+    /// The words after each key that go with it (`CommandSpec::step - 1`).
+    pub step: u32,
+}
+
+impl Split {
+    pub fn of(argv: &[Vec<u8>], layout: VShardLayout) -> Option<Split> {
+        let (mut buf, mut spans) = (Vec::new(), Vec::new());
+        command::words_into(argv, &mut buf, &mut spans);
+        let args = Args::new(&buf, &spans);
+        let spec = command::lookup(args.get(0))?;
+        let command::Scope::Keys(merge) = spec.scope else {
+            return None;
+        };
+        if !matches!(
+            merge,
+            command::Merge::Sum | command::Merge::Positional | command::Merge::AllOk
+        ) || !spec.arity_ok(args.len())
+        {
+            return None;
+        }
+        let step = spec.step.max(1) as u32;
+        let mut parts: Vec<(VShardId, Vec<u32>)> = Vec::new();
+        for k in spec.keys_of(args) {
+            if k + step as usize > args.len() {
+                return None; // a key without its values: the handler's arity error, whole
+            }
+            let v = layout.vshard_of(key_slot(args.get(k)));
+            match parts.iter_mut().find(|(w, _)| *w == v) {
+                Some((_, ks)) => ks.push(k as u32),
+                None => parts.push((v, vec![k as u32])),
+            }
+        }
+        parts.sort_unstable_by_key(|(v, _)| *v);
+        Some(Split { merge, parts, step })
+    }
+
+    /// Participant `v`'s command: the name, then each of its keys with the words after it.
+    pub fn part_of(&self, argv: &[Vec<u8>], v: VShardId) -> Vec<Vec<u8>> {
+        let mut out = vec![argv[0].clone()];
+        if let Some((_, keys)) = self.parts.iter().find(|(w, _)| *w == v) {
+            for &k in keys {
+                out.extend_from_slice(&argv[k as usize..(k + self.step) as usize]);
+            }
+        }
+        out
+    }
+
+    /// For a positional merge: the part (index into `parts`) of each key, in request order.
+    pub fn order(&self) -> Vec<u16> {
+        let mut by_key: Vec<(u32, u16)> = self
+            .parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, ks))| ks.iter().map(move |&k| (k, i as u16)))
+            .collect();
+        by_key.sort_unstable();
+        by_key.into_iter().map(|(_, i)| i).collect()
+    }
+}
+
 /// What a vShard's execution entry carries (`replicate::Kind::Execute`): the transaction's
 /// place, the participant it is for, the transaction, and every participant's reads (its
 /// own as its leader read and sent them: a participant that has not executed it yet may ask
@@ -161,6 +225,9 @@ pub struct Execution {
     pub seq: u64,
     pub v: VShardId,
     pub exec: bool,
+    /// `cmds` is this participant's part of a command that splits by key (`Split`): it runs
+    /// on the keyspace itself, and `reads` is empty.
+    pub split: bool,
     pub now_us: u64,
     pub seed: u64,
     pub cmds: Vec<Vec<Vec<u8>>>,
@@ -184,7 +251,8 @@ impl Execution {
             (self.cmds.len() as u32).to_le_bytes(),
             self.forget_below.to_le_bytes(),
         );
-        let head = [&seq[..], &v[..], &[self.exec as u8][..], &n[..], &below[..]];
+        let mode = [self.exec as u8 | (self.split as u8) << 1];
+        let head = [&seq[..], &v[..], &mode[..], &n[..], &below[..]];
         e.push(head.into_iter());
         for argv in &self.cmds {
             e.push(argv.iter().map(Vec::as_slice));
@@ -212,9 +280,10 @@ impl Execution {
         let [seq, v, exec, n, below] = <[Vec<u8>; 5]>::try_from(head).ok()?;
         let seq = u64::from_le_bytes(seq.try_into().ok()?);
         let v = VShardId(u16::from_le_bytes(v.try_into().ok()?));
-        let exec = match exec.as_slice() {
-            [0] => false,
-            [1] => true,
+        let (exec, split) = match exec.as_slice() {
+            [0] => (false, false),
+            [1] => (true, false),
+            [2] => (false, true),
             _ => return None,
         };
         let n = u32::from_le_bytes(n.try_into().ok()?) as usize;
@@ -241,6 +310,7 @@ impl Execution {
             seq,
             v,
             exec,
+            split,
             now_us,
             seed,
             cmds,
@@ -264,15 +334,31 @@ impl Execution {
             out.null();
             return Ok(());
         }
-        let txn = Txn {
-            cmds: &self.cmds,
-            exec: self.exec,
-            now_us: self.now_us,
-            seed: self.seed,
-        };
-        // `execute` checks every read before it writes a reply.
-        let writes = execute(layout, &db.tunables, &self.reads, txn, out)?;
-        apply(db, &writes, |w| w == v, self.now_us / 1000);
+        if self.split {
+            // Its own keys only, on the keyspace itself (`replicate::run` refuses a key of
+            // another vShard, as for any entry).
+            let mut rng = Rng::new(self.seed);
+            let mut ctx = Ctx {
+                now_ms: self.now_us / 1000,
+                now_us: self.now_us,
+                rng: &mut rng,
+            };
+            let (mut buf, mut spans) = (Vec::new(), Vec::new());
+            for argv in &self.cmds {
+                command::words_into(argv, &mut buf, &mut spans);
+                crate::replicate::run(db, Args::new(&buf, &spans), &mut ctx, out);
+            }
+        } else {
+            let txn = Txn {
+                cmds: &self.cmds,
+                exec: self.exec,
+                now_us: self.now_us,
+                seed: self.seed,
+            };
+            // `execute` checks every read before it writes a reply.
+            let writes = execute(&db.tunables, &self.reads, txn, out)?;
+            apply(db, &writes, |w| w == v, self.now_us / 1000);
+        }
         let vs = db.vshard_mut(v).expect("owned");
         vs.calvin_next = self.seq + 1;
         let mine = self

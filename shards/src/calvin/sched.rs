@@ -91,6 +91,8 @@ pub struct Scheduler {
     /// Transactions waiting in all parts (one per part they wait in): `is_busy` in O(1),
     /// for the paths of single-vShard commands.
     waiting: usize,
+    /// Per waiting transaction, the parts it waits in (`reads` goes to those only).
+    holders: HashMap<Seq, Vec<VShardId>>,
     early: BTreeMap<Seq, Vec<(VShardId, Vec<Read>)>>,
     out: Vec<Output>,
 }
@@ -110,6 +112,9 @@ impl Scheduler {
         );
         if let Some(old) = old {
             self.waiting -= old.txns.len();
+            for seq in old.txns.keys() {
+                self.unhold(*seq, v);
+            }
         }
     }
 
@@ -118,7 +123,14 @@ impl Scheduler {
     pub fn step_down(&mut self, v: VShardId) {
         if let Some(p) = self.parts.remove(&v) {
             self.waiting -= p.txns.len();
+            for seq in p.txns.keys() {
+                self.unhold(*seq, v);
+            }
         }
+    }
+
+    fn unhold(&mut self, seq: Seq, v: VShardId) {
+        unhold(&mut self.holders, seq, v);
     }
 
     /// A sequenced transaction; `proposed(v)` is `v`'s last proposed log index now. Those
@@ -148,6 +160,7 @@ impl Scheduler {
                 .map(|e| e.iter().filter(|(from, _)| *from != v).cloned().collect())
                 .unwrap_or_default();
             self.waiting += 1;
+            self.holders.entry(t.seq).or_default().push(v);
             part.txns.insert(
                 t.seq,
                 Pending {
@@ -173,11 +186,15 @@ impl Scheduler {
     /// been delivered here yet.
     pub fn reads(&mut self, seq: Seq, from: VShardId, reads: Vec<Read>) {
         let mut taken = false;
-        for (&v, part) in &mut self.parts {
-            if v == from {
+        for v in self.holders.get(&seq).into_iter().flatten() {
+            if *v == from {
                 continue;
             }
-            if let Some(p) = part.txns.get_mut(&seq) {
+            if let Some(p) = self
+                .parts
+                .get_mut(v)
+                .and_then(|part| part.txns.get_mut(&seq))
+            {
                 taken = true;
                 if !p.heard.iter().any(|(f, _)| *f == from) {
                     p.heard.push((from, reads.clone()));
@@ -214,6 +231,7 @@ impl Scheduler {
         part.next = part.next.max(seq + 1);
         let p = part.txns.remove(&seq)?;
         self.waiting -= 1;
+        unhold(&mut self.holders, seq, v);
         for k in p.t.keys_of(v) {
             if let Some(q) = part.queues.get_mut(k) {
                 q.retain(|s| *s != seq);
@@ -225,9 +243,12 @@ impl Scheduler {
         Some(p.t)
     }
 
-    /// The vShards led here (`lead`).
-    pub fn led(&self) -> impl Iterator<Item = VShardId> + '_ {
-        self.parts.keys().copied()
+    /// The vShards led here (`lead`) where transactions wait.
+    pub fn busy_parts(&self) -> impl Iterator<Item = VShardId> + '_ {
+        self.parts
+            .iter()
+            .filter(|(_, p)| !p.txns.is_empty())
+            .map(|(v, _)| *v)
     }
 
     /// The transaction `seq` waiting on `v` here.
@@ -313,6 +334,9 @@ impl Scheduler {
     /// clock: what its execution entry reads again on every replica), proposes what may be.
     pub fn step(&mut self, db: &mut crate::db::Db) {
         for (&v, part) in &mut self.parts {
+            if part.txns.is_empty() {
+                continue;
+            }
             let mut all_earlier_proposed = true;
             for (seq, p) in part.txns.iter_mut() {
                 if p.phase == Phase::Waiting
@@ -321,7 +345,13 @@ impl Scheduler {
                         .keys_of(v)
                         .all(|k| part.queues.get(k).and_then(|q| q.front()) == Some(seq))
                 {
-                    let reads = super::exec::read(db, p.t.keys_of(v), p.t.now_us / 1000);
+                    // A command split by key reads nothing: its parts need nothing from each
+                    // other, and the message is only the ready mark.
+                    let reads = if p.t.sub.split {
+                        Vec::new()
+                    } else {
+                        super::exec::read(db, p.t.keys_of(v), p.t.now_us / 1000)
+                    };
                     p.mine = Some(reads.clone());
                     self.out.push(Output::Reads {
                         seq: *seq,
@@ -355,7 +385,22 @@ impl Scheduler {
             self.parts.values().map(|p| p.txns.len()).sum::<usize>(),
             "the count of waiting transactions"
         );
+        debug_assert_eq!(
+            self.waiting,
+            self.holders.values().map(Vec::len).sum::<usize>(),
+            "the index of waiting transactions"
+        );
         std::mem::take(&mut self.out)
+    }
+}
+
+/// `v` no longer waits for `seq`.
+fn unhold(holders: &mut HashMap<Seq, Vec<VShardId>>, seq: Seq, v: VShardId) {
+    if let Some(h) = holders.get_mut(&seq) {
+        h.retain(|w| *w != v);
+        if h.is_empty() {
+            holders.remove(&seq);
+        }
     }
 }
 
@@ -376,6 +421,7 @@ mod tests {
 
     fn txn(seq: Seq, keys: &[(VShardId, &str)]) -> Arc<Ordered> {
         Arc::new(Ordered {
+            split: Default::default(),
             seq,
             now_us: 0,
             seed: 0,
@@ -388,6 +434,7 @@ mod tests {
                 cmds: Vec::new(),
                 exec: false,
                 resp3: false,
+                split: false,
             },
         })
     }

@@ -34,6 +34,9 @@ pub struct Submission {
     pub exec: bool,
     /// The reply is written in RESP3 (the origin connection's protocol).
     pub resp3: bool,
+    /// One command that splits by key (`exec::Split`): each participant runs its keys' part
+    /// and answers it; the origin merges the parts.
+    pub split: bool,
 }
 
 /// A transaction in the global order, as participants receive it.
@@ -44,6 +47,8 @@ pub struct Ordered {
     pub now_us: u64,
     pub seed: u64,
     pub sub: Submission,
+    /// Its split by key, worked out once (`execution`).
+    pub split: std::sync::OnceLock<Option<super::exec::Split>>,
 }
 
 impl Ordered {
@@ -65,19 +70,32 @@ impl Ordered {
     }
 
     /// Participant `v`'s execution entry, with every participant's reads.
+    /// (`layout`: where keys are, for a split transaction's part.)
     pub fn execution(
         &self,
         v: VShardId,
         reads: Vec<super::exec::Read>,
         forget_below: Seq,
+        layout: crate::slot::VShardLayout,
     ) -> super::exec::Execution {
+        let split = self.split.get_or_init(|| {
+            self.sub
+                .split
+                .then(|| super::exec::Split::of(&self.sub.cmds[0], layout))
+                .flatten()
+        });
+        let (cmds, reads) = match split {
+            Some(s) => (vec![s.part_of(&self.sub.cmds[0], v)], Vec::new()),
+            None => (self.sub.cmds.clone(), reads),
+        };
         super::exec::Execution {
             seq: self.seq,
             v,
             exec: self.sub.exec,
+            split: split.is_some(),
             now_us: self.now_us,
             seed: self.seed,
-            cmds: self.sub.cmds.clone(),
+            cmds,
             reads,
             forget_below,
         }
@@ -246,6 +264,7 @@ impl Sequencer {
                         now_us,
                         seed: seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                         sub,
+                        split: Default::default(),
                     });
                     self.next += 1;
                     self.retained.push_back(t.clone());
@@ -333,6 +352,7 @@ impl Sequencer {
                 now_us,
                 seed,
                 sub,
+                split: Default::default(),
             }));
         }
         r.finish()?;
@@ -343,7 +363,7 @@ impl Sequencer {
 fn encode_submission(s: &Submission, out: &mut Vec<u8>) {
     out.extend_from_slice(&s.id.origin.to_le_bytes());
     out.extend_from_slice(&s.id.n.to_le_bytes());
-    out.push(s.exec as u8 | (s.resp3 as u8) << 1);
+    out.push(s.exec as u8 | (s.resp3 as u8) << 1 | (s.split as u8) << 2);
     wire::put_varint(out, s.keys.len() as u64);
     for (v, k) in &s.keys {
         out.extend_from_slice(&v.0.to_le_bytes());
@@ -364,10 +384,11 @@ fn decode_submission(r: &mut Reader) -> Result<Submission, WireError> {
         n: r.u64()?,
     };
     let flags = r.u8()?;
-    if flags > 3 {
+    if flags > 7 || flags & 5 == 5 {
+        // (A split transaction is one command, never a MULTI/EXEC.)
         return Err(r.error(wire::WireErrorKind::Flag(flags)));
     }
-    let (exec, resp3) = (flags & 1 != 0, flags & 2 != 0);
+    let (exec, resp3, split) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
     let n = r.varint()?;
     let n = r.count(n, 3)?;
     let mut keys = Vec::with_capacity(n);
@@ -392,6 +413,7 @@ fn decode_submission(r: &mut Reader) -> Result<Submission, WireError> {
         cmds,
         exec,
         resp3,
+        split,
     })
 }
 
@@ -412,6 +434,7 @@ mod tests {
             ]],
             exec: false,
             resp3: false,
+            split: false,
         }
     }
 

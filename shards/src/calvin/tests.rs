@@ -152,7 +152,7 @@ fn each_participant_answers_and_writes_what_one_keyspace_would() {
                     now_us: now_ms * 1000,
                     seed,
                 };
-                let writes = exec::execute(layout, &tunables, &reads, txn, &mut out)
+                let writes = exec::execute(&tunables, &reads, txn, &mut out)
                     .expect("reads of this build decode");
                 exec::apply(&mut parts, &writes, |w| w == v, now_ms);
                 replies.push(out.buf);
@@ -229,7 +229,7 @@ fn a_transaction_runs_all_its_commands_on_one_scratch_and_answers_one_array() {
         now_us: NOW_MS * 1000,
         seed: 9,
     };
-    let writes = exec::execute(layout, &Tunables::default(), &reads, txn, &mut out).unwrap();
+    let writes = exec::execute(&Tunables::default(), &reads, txn, &mut out).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.buf),
         "*3\r\n:7\r\n:8\r\n*2\r\n$1\r\n7\r\n$1\r\n8\r\n"
@@ -246,7 +246,6 @@ fn a_transaction_runs_all_its_commands_on_one_scratch_and_answers_one_array() {
 
 #[test]
 fn a_damaged_read_runs_nothing_and_names_its_key() {
-    let layout = VShardLayout::new(16).unwrap();
     let reads = [Read {
         key: b"k".to_vec(),
         value: Some((None, b"not a payload".to_vec())),
@@ -259,7 +258,7 @@ fn a_damaged_read_runs_nothing_and_names_its_key() {
         now_us: 0,
         seed: 0,
     };
-    let got = exec::execute(layout, &Tunables::default(), &reads, txn, &mut out);
+    let got = exec::execute(&Tunables::default(), &reads, txn, &mut out);
     assert_eq!(got, Err(ExecError::BadRead { key: b"k".to_vec() }));
     assert!(out.buf.is_empty(), "nothing ran");
 }
@@ -308,6 +307,7 @@ fn entries(
                 seq,
                 v: *v,
                 exec,
+                split: false,
                 now_us: now_ms * 1000,
                 seed: 3,
                 cmds: cmds.to_vec(),
@@ -463,6 +463,7 @@ fn a_damaged_or_foreign_execution_entry_changes_nothing() {
         seq: 4,
         v: va,
         exec: false,
+        split: false,
         now_us: NOW_MS * 1000,
         seed: 0,
         cmds: vec![w(&["del", "from"])],
@@ -491,4 +492,54 @@ fn a_damaged_or_foreign_execution_entry_changes_nothing() {
         Some(&forged),
         "round trip"
     );
+}
+
+#[test]
+fn a_command_that_splits_by_key_runs_each_part_on_its_participant() {
+    let layout = VShardLayout::new(16).unwrap();
+    let w = |a: &[&str]| -> Vec<Vec<u8>> { a.iter().map(|s| s.as_bytes().to_vec()).collect() };
+    let argv = w(&["mget", "from", "to", "from", "x"]);
+    let split = exec::Split::of(&argv, layout).expect("MGET splits");
+    let (vf, vt, vx) = (
+        layout.vshard_of(key_slot(b"from")),
+        layout.vshard_of(key_slot(b"to")),
+        layout.vshard_of(key_slot(b"x")),
+    );
+    let mut want: Vec<_> = vec![vf, vt, vx];
+    want.sort_unstable();
+    want.dedup();
+    assert_eq!(
+        split.parts.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+        want
+    );
+    assert_eq!(split.part_of(&argv, vf), w(&["mget", "from", "from"]));
+    let order = split.order();
+    assert_eq!(order.len(), 4);
+    assert_eq!(order[0], order[2], "both `from`s in one part");
+    // MSET's values go with their keys; a key without its value is not split (the arity
+    // error, whole).
+    let mset = w(&["mset", "from", "1", "to", "2"]);
+    let s = exec::Split::of(&mset, layout).unwrap();
+    assert_eq!(s.part_of(&mset, vt), w(&["mset", "to", "2"]));
+    assert_eq!(
+        exec::Split::of(&w(&["mset", "from", "1", "to"]), layout),
+        None
+    );
+    assert_eq!(exec::Split::of(&w(&["rename", "from", "to"]), layout), None);
+    // Its execution entry runs the part on the keyspace itself.
+    let mut db = Db::new(layout, [vt]);
+    let e = exec::Execution {
+        seq: 3,
+        v: vt,
+        exec: false,
+        split: true,
+        now_us: NOW_MS * 1000,
+        seed: 1,
+        cmds: vec![s.part_of(&mset, vt)],
+        reads: Vec::new(),
+        forget_below: 0,
+    };
+    assert_eq!(apply_entry(&mut db, &e.encode()).unwrap(), "+OK\r\n");
+    assert_eq!(run(&mut db, &w(&["get", "to"]), NOW_MS, 0), b"$1\r\n2\r\n");
+    assert_eq!(db.vshard(vt).unwrap().calvin_next, 4);
 }

@@ -16,6 +16,7 @@
 
 use super::*;
 use crate::hop::CalvinMsg;
+use shardline_shards::calvin::exec::Split;
 use shardline_shards::calvin::sched::{Output, Scheduler};
 use shardline_shards::calvin::seq::{self, Ordered, Sequencer, Submission, TxnId};
 use std::collections::{BTreeSet, VecDeque};
@@ -126,9 +127,8 @@ pub(super) struct Calvin {
     inbox: Vec<CalvinMsg>,
     /// Messages for other threads' mailboxes: `(thread, message)`.
     pub(super) outbox: Vec<(usize, CalvinMsg)>,
-    /// Origin: the transactions submitted from this thread, by id: the job and op that wait
-    /// for the reply, and since when.
-    waits: HashMap<TxnId, (u32, u32, Instant)>,
+    /// Origin: the transactions submitted from this thread, by id.
+    waits: HashMap<TxnId, Wait>,
     /// This run's id (high 32 bits, drawn at the first submission) and counter.
     next_id: u64,
     /// Jobs that touch keys a transaction holds here, in arrival order: run again once one
@@ -137,6 +137,16 @@ pub(super) struct Calvin {
     pub(super) released: bool,
     forget_due: Option<Instant>,
     want_due: Option<Instant>,
+}
+
+/// A transaction submitted from this thread: the job and op that wait for its reply, since
+/// when, and for a command split by key, the parts and what came of them.
+struct Wait {
+    job: u32,
+    op: u32,
+    since: Instant,
+    split: Option<(Split, Vec<Option<Vec<u8>>>)>,
+    proto: Proto,
 }
 
 /// The origin of a transaction id: this node and thread.
@@ -179,14 +189,30 @@ impl Replicas {
             origin: origin_of(self.c.me, self.shard),
             n: self.calvin.next_id,
         };
-        self.calvin.waits.insert(id, (j, op, now));
+        let split = match &cmds[..] {
+            [argv] if !exec => Split::of(argv, layout),
+            _ => None,
+        };
         let sub = Submission {
             id,
             keys,
             cmds,
             exec,
             resp3: proto == Proto::Resp3,
+            split: split.is_some(),
         };
+        let split = split.map(|s| {
+            let n = s.parts.len();
+            (s, vec![None; n])
+        });
+        let wait = Wait {
+            job: j,
+            op,
+            since: now,
+            split,
+            proto,
+        };
+        self.calvin.waits.insert(id, wait);
         self.send(0, CalvinMsg::Submit(sub));
     }
 
@@ -200,14 +226,14 @@ impl Replicas {
         }
     }
 
-    /// Answers transaction `id` at its origin.
-    fn reply_to(&mut self, id: TxnId, reply: Result<Vec<u8>, &'static str>) {
+    /// Answers transaction `id` at its origin (participant `from`'s part).
+    fn reply_to(&mut self, id: TxnId, from: VShardId, reply: Result<Vec<u8>, &'static str>) {
         if id.origin >> 16 != self.c.me.0 {
             return; // another node's (not submitted across nodes yet)
         }
         let t = (id.origin & 0xffff) as usize;
         if t < self.c.threads {
-            self.send(t, CalvinMsg::Reply { id, reply });
+            self.send(t, CalvinMsg::Reply { id, from, reply });
         }
     }
 
@@ -218,7 +244,7 @@ impl Replicas {
             .is_some_and(|g| g.role() == raft::Role::Leader);
         let id = sub.id;
         if !leads || self.calvin.seq.submit(sub).is_err() {
-            self.reply_to(id, Err(NOT_SEQUENCED));
+            self.reply_to(id, VShardId(0), Err(NOT_SEQUENCED));
         }
         self.wake();
     }
@@ -329,8 +355,10 @@ impl Replicas {
         };
         self.calvin.released = true;
         self.c.calvin.executions.fetch_add(1, Ordering::Relaxed);
-        if t.participants().first() == Some(&v) {
-            self.reply_to(t.sub.id, Ok(reply.to_vec()));
+        // A command split by key: every participant answers its part; else every participant
+        // holds the whole reply and the lowest answers.
+        if t.sub.split || t.participants().first() == Some(&v) {
+            self.reply_to(t.sub.id, v, Ok(reply.to_vec()));
         }
     }
 
@@ -340,14 +368,7 @@ impl Replicas {
             match msg {
                 CalvinMsg::Submit(sub) => self.sequence(sub),
                 CalvinMsg::Reads { seq, from, reads } => self.calvin.sched.reads(seq, from, reads),
-                CalvinMsg::Reply { id, reply } => {
-                    if let Some((j, op, _)) = self.calvin.waits.remove(&id) {
-                        match reply {
-                            Ok(bytes) => self.pending.fill(j, op, &bytes),
-                            Err(msg) => self.pending.fail(j, op, msg),
-                        }
-                    }
-                }
+                CalvinMsg::Reply { id, from, reply } => self.txn_replied(id, from, reply),
                 CalvinMsg::Want { seq, of, by } => {
                     let kept = db.vshard(of).and_then(|vs| vs.calvin_sent.get(&seq));
                     if let Some(reads) = kept {
@@ -394,7 +415,9 @@ impl Replicas {
             self.sequencer_duty(now);
         }
         self.take_stream(db);
-        for v in self.calvin.sched.led().collect::<Vec<_>>() {
+        // (Only where transactions wait: a part idle while its leadership moved is corrected
+        // by the next proposal that fails, which steps it down.)
+        for v in self.calvin.sched.busy_parts().collect::<Vec<_>>() {
             let g = v.0 as usize;
             let leads = self.groups[g]
                 .as_ref()
@@ -421,12 +444,12 @@ impl Replicas {
             .calvin
             .waits
             .iter()
-            .filter(|(_, (_, _, since))| now.duration_since(*since) > PROPOSAL_TIMEOUT)
+            .filter(|(_, w)| now.duration_since(w.since) > PROPOSAL_TIMEOUT)
             .map(|(id, _)| *id)
             .collect();
         for id in late {
-            let (j, op, _) = self.calvin.waits.remove(&id).expect("listed");
-            self.pending.fail(j, op, TXN_UNKNOWN);
+            let w = self.calvin.waits.remove(&id).expect("listed");
+            self.pending.fail(w.job, w.op, TXN_UNKNOWN);
         }
         let mut low = self
             .calvin
@@ -439,6 +462,42 @@ impl Replicas {
         let low = low.min(self.calvin.cursor);
         self.calvin.sched.forget_early_below(low);
         self.c.calvin.low[self.shard].store(low, Ordering::Release);
+    }
+
+    /// Origin: participant `from`'s answer to transaction `id`. The op is answered with it,
+    /// or for a command split by key once every part is in, with their merge.
+    fn txn_replied(&mut self, id: TxnId, from: VShardId, reply: Result<Vec<u8>, &'static str>) {
+        let Some(w) = self.calvin.waits.get_mut(&id) else {
+            return; // answered already (timed out), or another run's
+        };
+        let bytes = match (reply, &mut w.split) {
+            (Err(msg), _) => {
+                let w = self.calvin.waits.remove(&id).expect("present");
+                return self.pending.fail(w.job, w.op, msg);
+            }
+            (Ok(bytes), None) => bytes,
+            (Ok(bytes), Some((split, got))) => {
+                let Some(i) = split.parts.iter().position(|(v, _)| *v == from) else {
+                    return;
+                };
+                got[i] = Some(bytes);
+                if got.iter().any(Option::is_none) {
+                    return;
+                }
+                let parts: Vec<&[u8]> = got.iter().flatten().map(Vec::as_slice).collect();
+                let order = if split.merge == command::Merge::Positional {
+                    split.order()
+                } else {
+                    Vec::new()
+                };
+                let mut out = Out::new(w.proto);
+                let mut rng = shardline_shards::rng::Rng::new(id.n);
+                crate::merge::merge(split.merge, &order, &parts, &mut rng, &mut out);
+                out.buf
+            }
+        };
+        let w = self.calvin.waits.remove(&id).expect("present");
+        self.pending.fill(w.job, w.op, &bytes);
     }
 
     fn calvin_output(&mut self, o: Output) {
@@ -464,7 +523,9 @@ impl Replicas {
             }
             Output::Propose { t, v, reads } => {
                 let g = v.0 as u32;
-                let entry = t.execution(v, reads, self.c.calvin.first()).encode();
+                let entry = t
+                    .execution(v, reads, self.c.calvin.first(), self.c.layout)
+                    .encode();
                 let proposed = self.groups[g as usize]
                     .as_mut()
                     .map(|grp| grp.propose(entry));
