@@ -1,8 +1,10 @@
 //! A committed log entry from a member, applied by a replica that holds only some vShards:
 //! arbitrary bytes, and entries well formed around fuzzed commands (so the apply proper is
 //! reached: commands on keys of vShards the replica lacks, transactions, retries, expiry
-//! checks, flushes), and the same bytes as an entry of the Calvin sequencer's group. Never
-//! panics; a damaged entry is an error, a foreign command a refusal.
+//! checks, flushes, Calvin execution entries with fuzzed commands and reads), and the same
+//! bytes as an entry of the Calvin sequencer's group, as its snapshot state, and as the
+//! metadata group's snapshot state. Never panics; a damaged entry is an error, a foreign
+//! command a refusal.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,9 +25,48 @@ fuzz_target!(|data: &[u8]| {
     if seq.apply(data).is_err() {
         assert_eq!(seq.next_seq(), 0, "a damaged sequencer entry changes nothing");
     }
+    let _ = shardline_shards::calvin::seq::Sequencer::decode(data, Default::default());
+    if let Ok((_, Some(state))) = shardline_shards::calvin::seq::split_state(data) {
+        let _ = shardline_shards::calvin::seq::Sequencer::decode(state, Default::default());
+    }
     let Some((&k, rest)) = data.split_first() else {
         return;
     };
+    if k % 6 == 5 {
+        // An execution entry: commands, then (after a 0xfd) reads as `key 0xfe payload`.
+        let (cmds, reads) = match rest.iter().position(|&b| b == 0xfd) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &[][..]),
+        };
+        let x = shardline_shards::calvin::exec::Execution {
+            seq: u64::from(k),
+            v: VShardId(u16::from(k) % 16),
+            exec: k & 64 != 0,
+            split: k & 128 != 0,
+            now_us: 1_000_000,
+            seed: u64::from(k),
+            cmds: cmds
+                .split(|&b| b == 0xff)
+                .map(|c| c.split(|&b| b == 0xfe).map(<[u8]>::to_vec).collect())
+                .collect(),
+            reads: reads
+                .split(|&b| b == 0xff)
+                .map(|r| {
+                    let mut w = r.splitn(2, |&b| b == 0xfe);
+                    let key = w.next().unwrap_or_default().to_vec();
+                    shardline_shards::calvin::exec::Read {
+                        key,
+                        value: w.next().map(|p| (None, p.to_vec())),
+                    }
+                })
+                .collect(),
+            forget_below: 0,
+        };
+        out.buf.clear();
+        ends.clear();
+        let _ = replicate::apply(&mut db, &x.encode(), &mut clock, &mut out, &mut ends, &mut scratch);
+        return;
+    }
     let kind = match k % 5 {
         0 => Kind::Commands,
         1 => Kind::Transaction,

@@ -362,9 +362,15 @@ impl F80 {
         }
         let mut p = Big::from_u128(1);
         p.mul_pow10((-k) as u64);
-        // q = (digits << s) / p with at least 66 bits, the remainder a sticky bit.
-        let s = (p.bits() as i64 - digits.bits() as i64 + 66).max(0) as u64;
-        let mut r = digits.shl(s);
+        // q = (digits << s) / p with 66 or 67 bits, the remainder a sticky bit; with more
+        // digits than that past the divisor, the divisor is shifted up instead (s < 0: found
+        // by the fuzzer, INCRBYFLOAT of 25 digits then a long fraction overflowed q).
+        let s = p.bits() as i64 - digits.bits() as i64 + 66;
+        let (mut r, p) = if s >= 0 {
+            (digits.shl(s as u64), p)
+        } else {
+            (digits, p.shl((-s) as u64))
+        };
         let qbits = (r.bits() as i64 - p.bits() as i64 + 1).max(0) as u64;
         let mut q: u128 = 0;
         for b in (0..qbits).rev() {
@@ -374,7 +380,7 @@ impl F80 {
                 q |= 1u128 << b;
             }
         }
-        F80::round(neg, &Big::from_u128(q), -(s as i64), !r.is_zero())
+        F80::round(neg, &Big::from_u128(q), -s, !r.is_zero())
     }
 
     /// `strtold`'s hexadecimal form after `0x`: hex digits, an optional fraction, `p` exponent.
@@ -510,6 +516,23 @@ mod tests {
             "2^64 + 1 rounds to even"
         );
         assert_eq!(sum("1e30", "0"), "1000000000000000000024696061952");
+        // More digits before the point than the quotient's bits past the divisor (found by
+        // the fuzzer: q's shift overflowed).
+        assert_eq!(
+            sum(
+                "0",
+                "4444444444444000000000000000000000100000000001518140749.444444444444444444444444444444444444444444444444444449444"
+            ),
+            "4444444444443999999968755713653888483468207572069122048"
+        );
+        assert_eq!(
+            sum("0", "123456789012345678901234567890.5"),
+            "123456789012345678899921813504"
+        );
+        assert_eq!(
+            sum("0", "1.00000000000000000000000000000000000000000001"),
+            "1"
+        );
         assert_eq!(
             sum("3.7e-4951", "0"),
             "0",

@@ -1,7 +1,7 @@
 //! Routing a command to the shard threads of this node that own its keys. Pure: the slot layout
 //! and the thread count come in, a [`Plan`] comes out.
 
-use crate::command::{Args, CommandSpec, Merge, Scope, flags};
+use crate::command::{Args, CommandSpec, Merge, Scope};
 use crate::slot::{Slot, VShardId, VShardLayout, key_slot};
 
 /// Where a command runs.
@@ -95,8 +95,7 @@ fn plan_keys(
     here: usize,
     merge: Merge,
 ) -> Plan {
-    let same_slot = spec.flags & flags::SAME_SLOT != 0;
-    if threads == 1 && !same_slot {
+    if threads == 1 {
         // One shard thread owns everything: no need to hash the keys here.
         return Plan::On(here);
     }
@@ -109,9 +108,6 @@ fn plan_keys(
     let mut spread = false;
     for i in keys {
         let slot = key_slot(args.get(i));
-        if same_slot && slot != first_slot {
-            return Plan::Refuse(crate::command::err::CROSSSLOT);
-        }
         if layout.owner_thread(layout.vshard_of(slot), threads) != first_thread {
             spread = true;
             break;
@@ -239,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn unsplittable_and_same_slot_commands_are_refused_across_owners() {
+    fn unsplittable_commands_are_refused_across_owners_by_the_plan() {
         assert!(matches!(
             plan_of(&["msetnx", "foo", "1", "bar", "2"], 2),
             Plan::Refuse(_)
@@ -248,10 +244,9 @@ mod tests {
             plan_of(&["rename", "foo", "{foo}x"], 2),
             Plan::On(0)
         ));
-        assert_eq!(
-            plan_of(&["rename", "foo", "other"], 1),
-            Plan::Refuse("CROSSSLOT Keys in request don't hash to the same slot")
-        );
+        // Keys of two slots are no refusal of their own (Redis Cluster's is): the node runs
+        // them atomically, on one thread or as a Calvin transaction across threads.
+        assert_eq!(plan_of(&["rename", "foo", "other"], 1), Plan::On(0));
     }
 
     #[test]

@@ -143,8 +143,6 @@ pub mod flags {
     /// Not queued inside MULTI: run (or fail) at once (EXEC, DISCARD, MULTI, WATCH, QUIT,
     /// RESET). Every other command is queued.
     pub const IMMEDIATE: u32 = 1 << 17;
-    /// Keys must share one hash slot (RENAME, COPY: CROSSSLOT otherwise).
-    pub const SAME_SLOT: u32 = 1 << 10;
     pub const RANDOM: u32 = 1 << 11;
     /// Movable keys: `args[1]` is a key count and the keys follow it (LMPOP, SINTERCARD, ...).
     pub const NUMKEYS: u32 = 1 << 12;
@@ -176,7 +174,6 @@ pub mod flags {
         NO_AUTH,
         NO_MULTI,
         IMMEDIATE,
-        SAME_SLOT,
         RANDOM,
         NUMKEYS,
         NUMKEYS2,
@@ -385,7 +382,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("append", 3, WRITE | DENYOOM | FAST, KEY1, Keys(Single), Some(strings::append), "string", "Appends a string to the value of a key."),
     cmd("strlen", 2, READONLY | FAST, KEY1, Keys(Single), Some(strings::strlen), "string", "Returns the length of a string value."),
     cmd("getrange", 4, READONLY, KEY1, Keys(Single), Some(strings::getrange), "string", "Returns a substring of the string stored at a key."),
-    cmd("lcs", -3, READONLY | SAME_SLOT, KEY12, Keys(Single), Some(strings::lcs), "string", "Finds the longest common substring."),
+    cmd("lcs", -3, READONLY, KEY12, Keys(Single), Some(strings::lcs), "string", "Finds the longest common substring."),
     cmd("substr", 4, READONLY, KEY1, Keys(Single), Some(strings::getrange), "string", "Returns a substring from a string value."),
     cmd("setrange", 4, WRITE | DENYOOM, KEY1, Keys(Single), Some(strings::setrange), "string", "Overwrites a part of a string value with another by an offset."),
     // keys
@@ -403,9 +400,9 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("pttl", 2, READONLY | FAST, KEY1, Keys(Single), Some(keys::pttl), "keyspace", "Returns the expiration time in milliseconds of a key."),
     cmd("persist", 2, WRITE | FAST, KEY1, Keys(Single), Some(keys::persist), "keyspace", "Removes the expiration time of a key."),
     cmd("type", 2, READONLY | FAST, KEY1, Keys(Single), Some(keys::type_), "keyspace", "Determines the type of value stored at a key."),
-    cmd("rename", 3, WRITE | SAME_SLOT, KEY12, Keys(Single), Some(keys::rename), "keyspace", "Renames a key and overwrites the destination."),
-    cmd("renamenx", 3, WRITE | FAST | SAME_SLOT, KEY12, Keys(Single), Some(keys::renamenx), "keyspace", "Renames a key only when the target key name doesn't exist."),
-    cmd("copy", -3, WRITE | DENYOOM | SAME_SLOT, KEY12, Keys(Single), Some(keys::copy), "keyspace", "Copies the value of a key to a new key."),
+    cmd("rename", 3, WRITE, KEY12, Keys(Single), Some(keys::rename), "keyspace", "Renames a key and overwrites the destination."),
+    cmd("renamenx", 3, WRITE | FAST, KEY12, Keys(Single), Some(keys::renamenx), "keyspace", "Renames a key only when the target key name doesn't exist."),
+    cmd("copy", -3, WRITE | DENYOOM, KEY12, Keys(Single), Some(keys::copy), "keyspace", "Copies the value of a key to a new key."),
     cmd("dump", 2, READONLY, KEY1, Keys(Single), Some(dump::dump), "keyspace", "Returns a serialized representation of the value stored at a key."),
     cmd("restore", -4, WRITE | DENYOOM, KEY1, Keys(Single), Some(dump::restore), "keyspace", "Creates a key from the serialized representation of a value."),
     cmd("keys", 2, READONLY, NOKEY, AllShards(Concat), Some(keys::keys), "keyspace", "Returns all key names that match a pattern."),
