@@ -9,6 +9,34 @@ use common::cluster::TestCluster;
 use redis::Commands;
 use std::time::{Duration, Instant};
 
+/// A client that MSETs `keys` to 1, 2, 3 ... until `stop` is set or a reply is an error
+/// (the node killed); returns the last number acknowledged.
+fn mset_writer(
+    url: String,
+    keys: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<i64> {
+    std::thread::spawn(move || {
+        let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let mut last = 0;
+        for n in 1.. {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let args: Vec<String> = keys
+                .iter()
+                .flat_map(|k| [k.clone(), n.to_string()])
+                .collect();
+            let res: redis::RedisResult<()> = redis::cmd("MSET").arg(args).query(&mut conn);
+            if res.is_err() {
+                break;
+            }
+            last = n;
+        }
+        last
+    })
+}
+
 /// A connection to the node.
 fn connect(c: &TestCluster) -> redis::Connection {
     redis::Client::open(c.url(0))
@@ -137,25 +165,7 @@ fn a_one_node_cluster_runs_commands_across_vshards_atomically_and_keeps_them() {
         .unwrap();
     // One writer sets all ten to the same number, readers never see a mix.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (url, keys, stop) = (c.url(0), keys.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-            let mut last = 0;
-            for n in 1.. {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                let args: Vec<String> = keys
-                    .iter()
-                    .flat_map(|k| [k.clone(), n.to_string()])
-                    .collect();
-                let _: () = redis::cmd("MSET").arg(args).query(&mut conn).unwrap();
-                last = n;
-            }
-            last
-        })
-    };
+    let writer = mset_writer(c.url(0), keys.clone(), stop.clone());
     let mut reads = 0;
     let until = Instant::now() + Duration::from_millis(800);
     while Instant::now() < until {
@@ -362,25 +372,7 @@ fn a_node_alone_runs_commands_across_its_threads_atomically_and_keeps_them() {
     let mut conn = connect(&c);
     let keys = spread_keys("k");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (url, keys, stop) = (c.url(0), keys.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-            let mut last = 0;
-            for n in 1.. {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                let args: Vec<String> = keys
-                    .iter()
-                    .flat_map(|k| [k.clone(), n.to_string()])
-                    .collect();
-                let _: () = redis::cmd("MSET").arg(args).query(&mut conn).unwrap();
-                last = n;
-            }
-            last
-        })
-    };
+    let writer = mset_writer(c.url(0), keys.clone(), stop.clone());
     let (mut reads, mut seen) = (0, 0);
     let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
@@ -506,25 +498,8 @@ fn a_node_alone_runs_commands_across_its_threads_atomically_and_keeps_them() {
     assert_eq!(both, [1, 2], "nothing applied");
 
     // Killed amid MSETs: every key at one MSET, the last acknowledged or the one after.
-    let writer = {
-        let (url, keys) = (c.url(0), spread_keys("c"));
-        std::thread::spawn(move || {
-            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-            let mut acked = 0;
-            for n in 1.. {
-                let args: Vec<String> = keys
-                    .iter()
-                    .flat_map(|k| [k.clone(), n.to_string()])
-                    .collect();
-                let res: redis::RedisResult<()> = redis::cmd("MSET").arg(args).query(&mut conn);
-                if res.is_err() {
-                    break;
-                }
-                acked = n;
-            }
-            acked
-        })
-    };
+    let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = mset_writer(c.url(0), spread_keys("c"), never);
     std::thread::sleep(Duration::from_millis(700));
     c.kill(0);
     let acked = writer.join().unwrap();

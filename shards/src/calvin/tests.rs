@@ -334,17 +334,30 @@ fn apply_entry(db: &mut Db, entry: &[u8]) -> Result<String, crate::replicate::De
     Ok(String::from_utf8_lossy(&out.buf).into_owned())
 }
 
-#[test]
-fn execution_entries_move_a_value_across_vshards_once() {
+/// The words of a command.
+fn w(a: &[&str]) -> Vec<Vec<u8>> {
+    a.iter().map(|s| s.as_bytes().to_vec()).collect()
+}
+
+/// Two participants, each a keyspace holding only its vShard (two threads or nodes): that of
+/// `from` and that of `to`.
+fn two_participants() -> (VShardLayout, Vec<(crate::slot::VShardId, Db)>) {
     let layout = VShardLayout::new(16).unwrap();
-    let w = |a: &[&str]| -> Vec<Vec<u8>> { a.iter().map(|s| s.as_bytes().to_vec()).collect() };
     let (vf, vt) = (
         layout.vshard_of(key_slot(b"from")),
         layout.vshard_of(key_slot(b"to")),
     );
-    assert_ne!(vf, vt, "the test spans vShards");
-    // Two participants, each a keyspace holding only its vShard (two threads or nodes).
-    let mut dbs = vec![(vf, Db::new(layout, [vf])), (vt, Db::new(layout, [vt]))];
+    assert_ne!(vf, vt, "the tests span vShards");
+    (
+        layout,
+        vec![(vf, Db::new(layout, [vf])), (vt, Db::new(layout, [vt]))],
+    )
+}
+
+#[test]
+fn execution_entries_move_a_value_across_vshards_once() {
+    let (_, mut dbs) = two_participants();
+    let vf = dbs[0].0;
     run(&mut dbs[0].1, &w(&["rpush", "from", "a", "b"]), NOW_MS, 0);
     let cmds = [w(&["rename", "from", "to"])];
     let es = entries(&mut dbs, 7, &cmds, false, NOW_MS);
@@ -398,13 +411,7 @@ fn execution_entries_move_a_value_across_vshards_once() {
 
 #[test]
 fn every_participant_decides_msetnx_alike_from_the_same_reads() {
-    let layout = VShardLayout::new(16).unwrap();
-    let w = |a: &[&str]| -> Vec<Vec<u8>> { a.iter().map(|s| s.as_bytes().to_vec()).collect() };
-    let (va, vb) = (
-        layout.vshard_of(key_slot(b"from")),
-        layout.vshard_of(key_slot(b"to")),
-    );
-    let mut dbs = vec![(va, Db::new(layout, [va])), (vb, Db::new(layout, [vb]))];
+    let (_, mut dbs) = two_participants();
     run(&mut dbs[1].1, &w(&["set", "to", "taken"]), NOW_MS, 0);
     let cmds = [w(&["msetnx", "from", "1", "to", "2"])];
     let es = entries(&mut dbs, 0, &cmds, false, NOW_MS);
@@ -429,13 +436,8 @@ fn every_participant_decides_msetnx_alike_from_the_same_reads() {
 
 #[test]
 fn a_damaged_or_foreign_execution_entry_changes_nothing() {
-    let layout = VShardLayout::new(16).unwrap();
-    let w = |a: &[&str]| -> Vec<Vec<u8>> { a.iter().map(|s| s.as_bytes().to_vec()).collect() };
-    let (va, vb) = (
-        layout.vshard_of(key_slot(b"from")),
-        layout.vshard_of(key_slot(b"to")),
-    );
-    let mut dbs = vec![(va, Db::new(layout, [va])), (vb, Db::new(layout, [vb]))];
+    let (layout, mut dbs) = two_participants();
+    let (va, vb) = (dbs[0].0, dbs[1].0);
     run(&mut dbs[0].1, &w(&["set", "from", "x"]), NOW_MS, 0);
     let es = entries(&mut dbs, 4, &[w(&["rename", "from", "to"])], false, NOW_MS);
     for cut in 0..es[0].len() {
@@ -497,7 +499,6 @@ fn a_damaged_or_foreign_execution_entry_changes_nothing() {
 #[test]
 fn a_command_that_splits_by_key_runs_each_part_on_its_participant() {
     let layout = VShardLayout::new(16).unwrap();
-    let w = |a: &[&str]| -> Vec<Vec<u8>> { a.iter().map(|s| s.as_bytes().to_vec()).collect() };
     let argv = w(&["mget", "from", "to", "from", "x"]);
     let split = exec::Split::of(&argv, layout).expect("MGET splits");
     let (vf, vt, vx) = (

@@ -281,10 +281,13 @@ impl Replicas {
                                 reason,
                             })?;
                         Ok(())
-                    } else if replicate::is_execute(&e.data) {
-                        // A transaction across vShards (`calvin.rs`): its reply goes to its
-                        // origin, written in the origin's protocol.
-                        out.proto = r.calvin_proto(*g, &e.data);
+                    } else {
+                        // A transaction across vShards (`calvin.rs`) answers its origin, in
+                        // the origin's protocol.
+                        let calvin = replicate::is_execute(&e.data);
+                        if calvin {
+                            out.proto = r.calvin_proto(*g, &e.data);
+                        }
                         let res = replicate::apply(
                             db,
                             &e.data,
@@ -293,20 +296,10 @@ impl Replicas {
                             &mut ends,
                             &mut r.scratch,
                         );
-                        if res.is_ok() {
+                        if calvin && res.is_ok() {
                             r.calvin_applied(*g, &e.data, &out.buf);
                         }
                         res.map_err(|e| e.to_string())
-                    } else {
-                        replicate::apply(
-                            db,
-                            &e.data,
-                            &mut r.clocks[*g as usize],
-                            &mut out,
-                            &mut ends,
-                            &mut r.scratch,
-                        )
-                        .map_err(|e| e.to_string())
                     };
                     if let Err(reason) = res {
                         // Every replica holds the same committed bytes and skips them alike
