@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(seq.next_seq(), 0, "a damaged sequencer entry changes nothing");
     }
     let _ = shardline_shards::calvin::seq::Sequencer::decode(data, Default::default());
+    let _ = shardline_shards::calvin::exec::Execution::head(data);
     if let Ok((_, Some(state))) = shardline_shards::calvin::seq::split_state(data) {
         let _ = shardline_shards::calvin::seq::Sequencer::decode(state, Default::default());
     }
@@ -64,7 +65,12 @@ fuzz_target!(|data: &[u8]| {
         };
         out.buf.clear();
         ends.clear();
-        let _ = replicate::apply(&mut db, &x.encode(), &mut clock, &mut out, &mut ends, &mut scratch);
+        let entry = x.encode();
+        assert_eq!(
+            shardline_shards::calvin::exec::Execution::head(&entry),
+            Some((x.seq, x.v))
+        );
+        let _ = replicate::apply(&mut db, &entry, &mut clock, &mut out, &mut ends, &mut scratch);
         return;
     }
     let kind = match k % 5 {

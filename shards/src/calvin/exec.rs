@@ -269,6 +269,32 @@ impl Execution {
         e.finish()
     }
 
+    /// The place and participant of execution entry `data` (`replicate::Kind::Execute`),
+    /// read from its first word list alone (the apply path asks per entry; decoding the
+    /// whole entry, reads included, is for `apply`). `None` if `data` is not one.
+    pub fn head(data: &[u8]) -> Option<(u64, VShardId)> {
+        if !crate::replicate::is_execute(data) {
+            return None;
+        }
+        let mut at = crate::replicate::HEADER_BYTES;
+        let u32_at = |at: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?))
+        };
+        if u32_at(at - 4)? == 0 || u32_at(at)? != 5 {
+            return None;
+        }
+        at += 4;
+        let mut word = || -> Option<&[u8]> {
+            let len = u32_at(at)? as usize;
+            let w = data.get(at + 4..(at + 4).checked_add(len)?)?;
+            at += 4 + len;
+            Some(w)
+        };
+        let seq = u64::from_le_bytes(word()?.try_into().ok()?);
+        let v = u16::from_le_bytes(word()?.try_into().ok()?);
+        Some((seq, VShardId(v)))
+    }
+
     /// Takes apart an entry `replicate::decode` split into `words` (each command's words);
     /// `None` if it is not a well-formed execution entry.
     pub fn decode(

@@ -113,29 +113,23 @@ impl Scheduler {
                 queues: HashMap::new(),
             },
         );
-        if let Some(old) = old {
-            self.waiting -= old.txns.len();
-            for seq in old.txns.keys() {
-                self.unhold(*seq, v);
-            }
-        }
-        self.busy.remove(&v);
+        self.dropped(v, old);
     }
 
     /// Stops taking part for `v` (no longer led here): what it held is the next leader's to
     /// take again from the stream.
     pub fn step_down(&mut self, v: VShardId) {
-        if let Some(p) = self.parts.remove(&v) {
-            self.waiting -= p.txns.len();
-            for seq in p.txns.keys() {
-                self.unhold(*seq, v);
-            }
-        }
-        self.busy.remove(&v);
+        let old = self.parts.remove(&v);
+        self.dropped(v, old);
     }
 
-    fn unhold(&mut self, seq: Seq, v: VShardId) {
-        unhold(&mut self.holders, seq, v);
+    /// `v`'s part `old` (if it had one) is gone: its transactions wait here no more.
+    fn dropped(&mut self, v: VShardId, old: Option<Part>) {
+        for seq in old.iter().flat_map(|p| p.txns.keys()) {
+            self.waiting -= 1;
+            unhold(&mut self.holders, *seq, v);
+        }
+        self.busy.remove(&v);
     }
 
     /// A sequenced transaction; `proposed(v)` is `v`'s last proposed log index now. Those
@@ -271,11 +265,6 @@ impl Scheduler {
     /// paths of single-vShard commands make before looking at keys.
     pub fn is_busy(&self) -> bool {
         self.waiting > 0
-    }
-
-    /// Whether a transaction waits on `v` here.
-    pub fn is_busy_on(&self, v: VShardId) -> bool {
-        self.parts.get(&v).is_some_and(|p| !p.txns.is_empty())
     }
 
     /// The lowest sequence number delivered here and not executed, if any.

@@ -191,10 +191,15 @@ impl Sequencer {
         Ok(())
     }
 
+    /// On the leader: whether `take_epoch` would give an epoch now.
+    pub fn epoch_ready(&self) -> bool {
+        !self.in_flight && !self.pending.is_empty()
+    }
+
     /// On the leader: the next epoch entry to propose, if submissions wait and none is in
     /// flight; `now_us` and `seed` are what its transactions run with (each its own seed).
     pub fn take_epoch(&mut self, now_us: u64, seed: u64) -> Option<Vec<u8>> {
-        if self.in_flight || self.pending.is_empty() {
+        if !self.epoch_ready() {
             return None;
         }
         self.in_flight = true;

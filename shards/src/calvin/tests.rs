@@ -544,3 +544,23 @@ fn a_command_that_splits_by_key_runs_each_part_on_its_participant() {
     assert_eq!(run(&mut db, &w(&["get", "to"]), NOW_MS, 0), b"$1\r\n2\r\n");
     assert_eq!(db.vshard(vt).unwrap().calvin_next, 4);
 }
+
+#[test]
+fn an_execution_entrys_head_is_read_without_decoding_it_and_nothing_else_has_one() {
+    let (_, mut dbs) = two_participants();
+    let es = entries(&mut dbs, 9, &[w(&["rename", "from", "to"])], false, NOW_MS);
+    assert_eq!(exec::Execution::head(&es[1]), Some((9, dbs[1].0)));
+    for cut in 0..es[1].len() {
+        // Cut inside its first word list: none; past it, the head is still there.
+        let head = exec::Execution::head(&es[1][..cut]);
+        assert!(
+            head.is_none() || head == Some((9, dbs[1].0)),
+            "cut at {cut}"
+        );
+    }
+    let mut other = crate::replicate::Encoder::new(crate::replicate::Kind::Commands, 1, 1);
+    other.push([&b"set"[..], b"k", b"v"].into_iter());
+    assert_eq!(exec::Execution::head(&other.finish()), None);
+    let no_words = crate::replicate::Encoder::new(crate::replicate::Kind::Execute, 1, 1);
+    assert_eq!(exec::Execution::head(&no_words.finish()), None);
+}

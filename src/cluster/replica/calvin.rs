@@ -16,7 +16,7 @@
 
 use super::*;
 use crate::hop::CalvinMsg;
-use shardline_shards::calvin::exec::Split;
+use shardline_shards::calvin::exec::{Execution, Split};
 use shardline_shards::calvin::sched::{Output, Scheduler};
 use shardline_shards::calvin::seq::{self, Ordered, Sequencer, Submission, TxnId};
 use std::collections::{BTreeSet, VecDeque};
@@ -146,7 +146,6 @@ struct Wait {
     op: u32,
     since: Instant,
     split: Option<(Split, Vec<Option<Vec<u8>>>)>,
-    proto: Proto,
 }
 
 /// The origin of a transaction id: this node and thread.
@@ -162,17 +161,17 @@ impl Replicas {
     }
 
     /// Origin: op `op` of job `j` is the transaction of `cmds` (one command; with `exec` a
-    /// MULTI/EXEC's) in `proto`: sends it to the sequencer; the op is answered with the
+    /// MULTI/EXEC's), answered in the job's protocol: sends it to the sequencer; the op is answered with the
     /// transaction's reply (`reply`).
     pub(super) fn calvin_submit(
         &mut self,
         cmds: Vec<Vec<Vec<u8>>>,
         exec: bool,
-        proto: Proto,
         (j, op): (u32, u32),
         now: Instant,
     ) {
         let layout = self.c.layout;
+        let proto = self.pending.job(j).map_or(Proto::Resp2, |pj| pj.proto);
         let keys = shardline_shards::calvin::exec::keys_of(&cmds)
             .into_iter()
             .map(|k| (layout.vshard_of(shardline_shards::slot::key_slot(&k)), k))
@@ -210,7 +209,6 @@ impl Replicas {
             op,
             since: now,
             split,
-            proto,
         };
         self.calvin.waits.insert(id, wait);
         self.send(0, CalvinMsg::Submit(sub));
@@ -304,7 +302,7 @@ impl Replicas {
             keys.any(|k| {
                 let key = args.get(k);
                 let v = layout.vshard_of(shardline_shards::slot::key_slot(key));
-                self.calvin.sched.is_busy_on(v) && self.calvin.sched.is_locked(v, key)
+                self.calvin.sched.is_locked(v, key)
             })
         };
         job.ops.iter().any(|op| match op {
@@ -316,21 +314,21 @@ impl Replicas {
         })
     }
 
-    /// Whether keys of vShard `v` are held by a transaction here (the direct paths then
-    /// leave the command to the job path, which waits).
+    /// Whether any transaction waits on this thread (one count: the direct paths then leave
+    /// their command to the job path, which waits only for the keys held).
     pub(crate) fn calvin_busy(&self) -> bool {
         self.calvin.sched.is_busy()
     }
 
     /// Whether `key` of `v` is held by a transaction here (active expiry leaves it).
     pub(super) fn calvin_holds(&self, v: VShardId, key: &[u8]) -> bool {
-        self.calvin.sched.is_busy_on(v) && self.calvin.sched.is_locked(v, key)
+        self.calvin.sched.is_locked(v, key)
     }
 
     /// The protocol the reply of execution entry `data` of group `g` is to be written in:
     /// its origin's, when this thread waits for it.
     pub(super) fn calvin_proto(&self, g: u32, data: &[u8]) -> Proto {
-        execution_head(data)
+        Execution::head(data)
             .and_then(|(seq, _)| self.calvin.sched.get(VShardId(g as u16), seq))
             .map_or(Proto::Resp2, |t| {
                 if t.sub.resp3 {
@@ -344,7 +342,7 @@ impl Replicas {
     /// An execution entry of group `g` applied with `reply`: its keys are released, and the
     /// participant that answers (the lowest) sends the reply to the origin.
     pub(super) fn calvin_applied(&mut self, g: u32, data: &[u8], reply: &[u8]) {
-        let Some((seq, v)) = execution_head(data) else {
+        let Some((seq, v)) = Execution::head(data) else {
             return;
         };
         if v.0 as u32 != g {
@@ -461,7 +459,12 @@ impl Replicas {
         }
         let low = low.min(self.calvin.cursor);
         self.calvin.sched.forget_early_below(low);
-        self.c.calvin.low[self.shard].store(low, Ordering::Release);
+        // Written only when it moved: the threads' marks share cache lines, and this runs
+        // every step.
+        let mark = &self.c.calvin.low[self.shard];
+        if mark.load(Ordering::Relaxed) != low {
+            mark.store(low, Ordering::Release);
+        }
     }
 
     /// Origin: participant `from`'s answer to transaction `id`. The op is answered with it,
@@ -490,7 +493,8 @@ impl Replicas {
                 } else {
                     Vec::new()
                 };
-                let mut out = Out::new(w.proto);
+                let proto = self.pending.job(w.job).map_or(Proto::Resp2, |j| j.proto);
+                let mut out = Out::new(proto);
                 let mut rng = shardline_shards::rng::Rng::new(id.n);
                 crate::merge::merge(split.merge, &order, &parts, &mut rng, &mut out);
                 out.buf
@@ -616,7 +620,13 @@ impl Replicas {
             return;
         }
         let seed = self.seed.wrapping_add(self.calvin.seq.next_seq());
-        if let Some(epoch) = self.calvin.seq.take_epoch(unix_now_us(), seed) {
+        // (The clock is read only when an epoch is to be taken: this runs every step.)
+        let epoch = self
+            .calvin
+            .seq
+            .epoch_ready()
+            .then(|| self.calvin.seq.take_epoch(unix_now_us(), seed));
+        if let Some(epoch) = epoch.flatten() {
             let mut entry = Vec::with_capacity(1 + epoch.len());
             entry.push(seq::SEQ_TAG);
             entry.extend_from_slice(&epoch);
@@ -642,23 +652,4 @@ impl Replicas {
             let _ = self.propose_meta(entry);
         }
     }
-}
-
-/// The place and vShard of an execution entry (`replicate::Kind::Execute`), if `data` is one.
-fn execution_head(data: &[u8]) -> Option<(u64, VShardId)> {
-    if !replicate::is_execute(data) {
-        return None;
-    }
-    let d = replicate::decode(data).ok()?;
-    let &(first, n) = d.cmds.first()?;
-    if n != 5 {
-        return None;
-    }
-    let word = |i: u32| {
-        let (s, e) = d.spans[(first + i) as usize];
-        &data[s as usize..e as usize]
-    };
-    let seq = u64::from_le_bytes(word(0).try_into().ok()?);
-    let v = u16::from_le_bytes(word(1).try_into().ok()?);
-    Some((seq, VShardId(v)))
 }

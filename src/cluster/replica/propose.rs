@@ -561,8 +561,7 @@ impl Replicas {
             }
         }
         for (cmds, exec, op) in plan.txns {
-            let proto = self.pending.job(j).map_or(Proto::Resp2, |pj| pj.proto);
-            self.calvin_submit(cmds, exec, proto, (j, op), now.mono);
+            self.calvin_submit(cmds, exec, (j, op), now.mono);
         }
         for (cmd, op) in plan.metas {
             match self.propose_meta(cmd) {
