@@ -88,34 +88,9 @@ pub enum Op {
     Txn { cmds: Vec<(u32, u32)>, exec: bool },
 }
 
-/// What shard threads send each other for Calvin transactions (`replica/calvin.rs`).
-pub enum CalvinMsg {
-    /// To thread 0 (the sequencer's host): sequence this submission.
-    Submit(shardline_shards::calvin::seq::Submission),
-    /// A participant's reads of its keys for transaction `seq`, to a thread that leads
-    /// another participant.
-    Reads {
-        seq: u64,
-        from: shardline_shards::slot::VShardId,
-        reads: Vec<shardline_shards::calvin::exec::Read>,
-    },
-    /// To the origin's thread: the transaction's reply (participant `from`'s part, for a
-    /// command split by key), or (`Err`) why it was not applied.
-    Reply {
-        id: shardline_shards::calvin::seq::TxnId,
-        from: shardline_shards::slot::VShardId,
-        reply: Result<Vec<u8>, &'static str>,
-    },
-    /// Participant `by` lacks participant `of`'s reads for `seq` (its thread restarted, or
-    /// it has a new leader), to `of`'s thread: sent again (`replica/calvin.rs`).
-    Want {
-        seq: u64,
-        of: shardline_shards::slot::VShardId,
-        by: shardline_shards::slot::VShardId,
-    },
-    /// Sequenced transactions were published (`calvin::Stream`): look.
-    Poke,
-}
+/// What shard threads send each other for Calvin transactions (`replica/calvin.rs`), on the
+/// mailboxes and, encoded, on the cluster bus.
+pub use shardline_shards::calvin::msg::Msg as CalvinMsg;
 
 /// A batch of ops from one connection to one thread, with their arguments in one buffer.
 pub struct Job {

@@ -56,6 +56,10 @@ fn pack_leader(term: u64, leader: NodeId) -> u64 {
 /// The group id of the bus messages that tell a node a committed membership left it out of a
 /// group (`encode_removed`).
 pub const REMOVED_GROUP: u32 = u32::MAX - 1;
+/// The group id of the bus messages that carry Calvin's messages between nodes
+/// (`shardline_shards::calvin::msg`: submissions, reads, replies, asks, executed marks),
+/// each naming the shard thread it is for.
+pub const CALVIN_GROUP: u32 = u32::MAX - 2;
 const HINT_BYTES: usize = 26;
 
 /// What a leader tells its peers about a group it leads (`encode_hints`).
@@ -404,7 +408,7 @@ impl Cluster {
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),
             proxy: cfg.cluster_proxy,
-            calvin: replica::calvin::Stream::new(threads),
+            calvin: replica::calvin::Stream::new(layout.count() as usize),
         }
     }
 

@@ -270,6 +270,24 @@ impl Replicas {
                 }
                 continue;
             }
+            if g == super::CALVIN_GROUP {
+                let msgs = shardline_shards::calvin::msg::decode_all(
+                    m.payload,
+                    self.c.threads,
+                    self.meta_g as usize,
+                )
+                .map_err(|e| format!("a Calvin message: {e}"))?;
+                for (t, msg) in msgs {
+                    if t == self.shard {
+                        self.calvin.inbox.push(msg);
+                    } else {
+                        // For another thread of this node (the peer's thread `t` has no
+                        // connection of its own to this thread).
+                        self.calvin.outbox.push((t, msg));
+                    }
+                }
+                continue;
+            }
             if g as usize >= self.groups.len() || self.c.thread_of(g) != self.shard {
                 return Err(format!(
                     "a message for group {g}, which this shard thread does not drive"

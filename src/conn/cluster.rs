@@ -126,7 +126,8 @@ impl Conn {
 
     /// A command whose keys span vShards: run here if they are all groups of one on this
     /// thread (`Shard::run_direct_across`) and no op of this batch waits for this thread
-    /// before it; else the error to answer (nothing applied).
+    /// before it; else a Calvin transaction submitted from here, wherever the vShards are
+    /// led; or the error to answer (nothing applied).
     fn across_vshards(
         &mut self,
         c: &crate::cluster::Cluster,
@@ -156,23 +157,15 @@ impl Conn {
             self.blocking_on(t, spec, args);
             return Ok(0);
         }
-        if vshards
-            .iter()
-            .any(|&v| c.layout.owner_thread(VShardId(v as u16), c.threads) != here)
+        if !alone
+            || vshards
+                .iter()
+                .any(|&v| c.layout.owner_thread(VShardId(v as u16), c.threads) != here)
         {
-            if alone && self.calvin_here() {
-                // Across shard threads of a node alone: a Calvin transaction, atomic and
-                // serializable with everything else (`replica/calvin.rs`).
-                return self.submit_txn(spec, args).map(|()| 0);
-            }
-            if alone {
-                // vShards only this node holds in a cluster whose metadata another node
-                // leads (replication factor 1): split by thread as before (atomic per thread)
-                // until submissions travel between nodes.
-                self.planned_as(spec, args, true);
-                return Ok(0);
-            }
-            return Err(shardline_shards::route::CROSSSLOT);
+            // Across shard threads, or vShards with other replicas (led here or by any
+            // node): a Calvin transaction, atomic and serializable with everything else
+            // (`replica/calvin.rs`).
+            return self.submit_txn(spec, args).map(|()| 0);
         }
         // An op of this batch queued for this thread must run first; and while a
         // transaction holds keys here, the job path waits for them.
@@ -181,8 +174,16 @@ impl Conn {
             self.hole(vec![PartRef::Remote { thread: here, op }], Finish::Raw);
             return Ok(0);
         }
-        self.shard
+        match self
+            .shard
             .run_direct_across(&vshards, spec, args, self.now_us, &mut self.out)
+        {
+            // Not all groups of one after all (one is growing a replica): through Calvin.
+            Err(msg) if msg == shardline_shards::route::CROSSSLOT => {
+                self.submit_txn(spec, args).map(|()| 0)
+            }
+            r => r,
+        }
     }
 
     /// Submits the command as a Calvin transaction from this thread (`Op::Txn`): answered
@@ -217,14 +218,6 @@ impl Conn {
         let op = self.push_op(here, Op::Txn { cmds, exec });
         self.barrier = true;
         vec![PartRef::Remote { thread: here, op }]
-    }
-
-    /// Whether a command across the shard threads of this node can be a Calvin transaction:
-    /// this node leads the metadata group, which sequences them (a node alone always does;
-    /// across nodes, submissions are not built yet).
-    pub(super) fn calvin_here(&self) -> bool {
-        let c = &self.shard.node.cluster;
-        c.leader(shardline_shards::slot::VShardId(c.meta_group() as u16)) == c.me
     }
 
     /// CLUSTER FORGET <node>: the node (its 40-character name or its member number) starts

@@ -76,8 +76,13 @@ impl Conn {
                 {
                     None
                 }
+                // Keys of several vShards, with other replicas or led elsewhere: the
+                // transaction is one across them (Calvin).
+                Err(msg) if msg == shardline_shards::route::CROSSSLOT => self.go_across(),
                 Err(msg) => Some(msg.to_string()),
                 Ok(None) => None,
+                // Across vShards already: any vShard, led anywhere, may join it.
+                Ok(Some(_)) if self.multi.as_ref().is_some_and(|m| m.across) => None,
                 Ok(Some((v, slot))) => {
                     let m = self.multi.as_mut().expect("in MULTI");
                     // vShards of one thread that this node alone replicates may mix (their
@@ -87,7 +92,7 @@ impl Conn {
                     if m.vshard
                         .is_some_and(|x| x != v.0 && !(alone(x) && alone(v.0)))
                     {
-                        Some(shardline_shards::route::CROSSSLOT.to_string())
+                        self.go_across()
                     } else {
                         m.vshard = Some(v.0);
                         let leader = c.leader(v);
@@ -113,12 +118,9 @@ impl Conn {
         self.out.simple("QUEUED");
     }
 
-    /// The transaction being queued spans shard threads: a Calvin transaction at EXEC where
-    /// this node sequences them (`Conn::calvin_here`), without WATCH; else the refusal.
+    /// The transaction being queued spans shard threads or vShards that are not all this
+    /// node's alone: a Calvin transaction at EXEC, without WATCH; else the refusal.
     fn go_across(&mut self) -> Option<String> {
-        if !self.calvin_here() {
-            return Some(TXN_CROSS_THREAD.to_string());
-        }
         if !self.watched.is_empty() {
             return Some(TXN_WATCH_ACROSS.to_string());
         }

@@ -22,8 +22,11 @@
 /// 6: streams laid out in Redis's listpack nodes (snapshot format 2 carries the layout, and
 ///    XADD, XDEL and XTRIM decide by it): a version-5 replica would apply the same log entries
 ///    to a different result, so the handshake refuses it.
-pub const WIRE_MIN: u8 = 6;
-pub const WIRE_MAX: u8 = 6;
+/// 7: Calvin transactions across vShards: the sequencer's entries in the metadata group's
+///    log, execution entries in the vShards' logs (vShard snapshot format 3), and Calvin's
+///    messages between nodes (group id `u32::MAX - 2`); a version-6 node could apply none.
+pub const WIRE_MIN: u8 = 7;
+pub const WIRE_MAX: u8 = 7;
 
 use crate::wire::{Reader, WireError};
 

@@ -14,10 +14,13 @@
 //!   sequence numbers given once per submission id, the transactions kept for participants
 //!   that ask, forgotten through the log, backpressure.
 //!
-//! Not here yet: the sequencer as a Raft group beside the metadata group, the execution entry
-//! kind, and the driver that carries submissions, the stream and reads between them.
+//! - [`msg`]: what threads and nodes send each other (submissions, reads, replies, asks,
+//!   executed marks) and its encoding on the cluster bus.
+//!
+//! The driver that carries them is `src/cluster/replica/calvin.rs`.
 
 pub mod exec;
+pub mod msg;
 pub mod sched;
 pub mod seq;
 

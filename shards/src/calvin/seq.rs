@@ -213,11 +213,12 @@ impl Sequencer {
         Some(out)
     }
 
-    /// On the leader: its epoch will not apply (leadership lost before it committed): the
-    /// origins submit again to the next leader (the ids keep a retry from counting twice).
-    pub fn epoch_lost(&mut self) {
+    /// On the leader: leadership was lost. The epoch in flight may still commit under the
+    /// next leader, or not (its origins cannot know); the submissions not proposed yet never
+    /// will be: they are returned, for their origins to be told nothing was applied.
+    pub fn epoch_lost(&mut self) -> Vec<Submission> {
         self.in_flight = false;
-        self.pending.clear();
+        std::mem::take(&mut self.pending)
     }
 
     /// An entry to tell every replica to forget the transactions below `seq` (executed by
@@ -365,7 +366,7 @@ impl Sequencer {
     }
 }
 
-fn encode_submission(s: &Submission, out: &mut Vec<u8>) {
+pub(crate) fn encode_submission(s: &Submission, out: &mut Vec<u8>) {
     out.extend_from_slice(&s.id.origin.to_le_bytes());
     out.extend_from_slice(&s.id.n.to_le_bytes());
     out.push(s.exec as u8 | (s.resp3 as u8) << 1 | (s.split as u8) << 2);
@@ -383,7 +384,7 @@ fn encode_submission(s: &Submission, out: &mut Vec<u8>) {
     }
 }
 
-fn decode_submission(r: &mut Reader) -> Result<Submission, WireError> {
+pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError> {
     let id = TxnId {
         origin: r.u64()?,
         n: r.u64()?,
@@ -558,7 +559,10 @@ mod tests {
         let mut s = Sequencer::default();
         s.submit(sub(1, 1)).unwrap();
         let e = s.take_epoch(1, 1).unwrap();
-        s.epoch_lost();
+        s.submit(sub(1, 2)).unwrap();
+        let lost = s.epoch_lost();
+        assert_eq!(lost, vec![sub(1, 2)], "the one not proposed comes back");
+        assert!(s.epoch_lost().is_empty());
         s.submit(sub(1, 1)).unwrap();
         assert!(s.take_epoch(2, 2).is_some(), "free to propose again");
         for cut in 0..e.len() {

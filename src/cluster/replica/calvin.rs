@@ -1,37 +1,45 @@
 //! Calvin's driver on a shard thread (issue 17, `docs/design/calvin.md`): moves submissions,
 //! sequenced transactions, reads and replies between the pure pieces
-//! (`shardline_shards::calvin`) and the replicas. What it runs today: commands whose keys
-//! span vShards of several shard threads of a node that alone replicates them.
+//! (`shardline_shards::calvin`) and the replicas, on this node's mailboxes and, to other
+//! nodes, on the cluster bus (`CALVIN_GROUP` messages, `calvin::msg`; a message for another
+//! thread of a peer goes on this thread's connection and the peer hands it on).
 //!
-//! - The origin (the connection's thread) gives its transaction an id and sends it to
-//!   thread 0, and answers the client when a participant sends the reply back.
+//! - The origin (the connection's thread, on any node) gives its transaction an id and
+//!   sends it to thread 0 of the node that leads the metadata group, and answers the client
+//!   when a participant sends the reply back.
 //! - Thread 0 hosts the sequencer: its epochs are entries of the metadata group's log
-//!   (`seq::SEQ_TAG`), its state part of that group's snapshot; what it sequences is
-//!   published in the node's `Stream`.
+//!   (`seq::SEQ_TAG`), its state part of that group's snapshot; every node applies that log,
+//!   and what it sequences is published in each node's `Stream`.
 //! - Every thread takes from the stream what concerns the vShards it leads, into its
-//!   scheduler (`sched`), sends the reads it makes to the threads of the other participants,
+//!   scheduler (`sched`), sends the reads it makes to the leaders of the other participants,
 //!   proposes execution entries, and releases keys as they apply.
+//! - Every replica that applies an execution entry raises its vShard's executed mark
+//!   (`Stream::done`); thread 0 tells the sequencer's leader the marks that moved, which
+//!   forgets what every participant executed.
 //! - Commands on keys a transaction holds wait (`blocks`): their job is run again once a
 //!   transaction executed here.
 
 use super::*;
 use crate::hop::CalvinMsg;
 use shardline_shards::calvin::exec::{Execution, Split};
+pub(crate) use shardline_shards::calvin::msg::NOT_SEQUENCED;
 use shardline_shards::calvin::sched::{Output, Scheduler};
 use shardline_shards::calvin::seq::{self, Ordered, Sequencer, Submission, TxnId};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// How often thread 0 looks whether transactions executed everywhere can be forgotten.
+/// How often thread 0 looks whether transactions executed everywhere can be forgotten (on
+/// the sequencer's leader) or tells it the executed marks that moved (elsewhere), and each
+/// thread drops the vShards it follows that wait for nothing any more.
 const FORGET_EVERY: Duration = Duration::from_millis(100);
 /// How often a participant that has read and still lacks others' reads asks for them again
 /// (a participant that restarted, or whose leader changed, lost what was sent to it).
 const WANT_EVERY: Duration = Duration::from_millis(200);
+/// Every how many `FORGET_EVERY` rounds a node tells the sequencer's leader every executed
+/// mark, moved or not.
+const TELL_ALL_EVERY: u64 = 20;
 
-/// The answer to a transaction the sequencer did not take: nothing was applied.
-pub(crate) const NOT_SEQUENCED: &str =
-    "TRYAGAIN the transaction could not be sequenced now (nothing was applied); retry";
 /// The answer to a transaction whose reply did not come in time: it may have been applied.
 pub(crate) const TXN_UNKNOWN: &str = "UNKNOWN the transaction across vShards was not confirmed in time; it may or may not have been applied: read its keys before retrying";
 
@@ -42,9 +50,9 @@ pub struct Stream {
     txns: Mutex<VecDeque<Arc<Ordered>>>,
     /// The sequence number after the last published (0: none yet).
     end: AtomicU64,
-    /// Per shard thread: every transaction below it that involves a vShard of that thread
-    /// has executed there (its low watermark; thread 0 forgets below the lowest).
-    low: Vec<AtomicU64>,
+    /// Per vShard replicated here: every transaction below it that involves the vShard has
+    /// executed there (committed: raised by every replica as it applies, so it only grows).
+    done: Vec<AtomicU64>,
     /// INFO's figures: execution entries applied by this node's leaders, reads asked for
     /// again (`Want`), jobs that waited for keys a transaction held.
     pub executions: AtomicU64,
@@ -53,11 +61,11 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(threads: usize) -> Stream {
+    pub fn new(vshards: usize) -> Stream {
         Stream {
             txns: Mutex::new(VecDeque::new()),
             end: AtomicU64::new(0),
-            low: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+            done: (0..vshards).map(|_| AtomicU64::new(0)).collect(),
             executions: AtomicU64::new(0),
             asked_again: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
@@ -123,8 +131,8 @@ pub(super) struct Calvin {
     /// vShards of this thread a transaction involves that it could not lead yet (catching
     /// up, electing): tried again every step.
     stalled: BTreeSet<u32>,
-    /// Messages from other threads, handled at the next step.
-    inbox: Vec<CalvinMsg>,
+    /// Messages from other threads and nodes, handled at the next step.
+    pub(super) inbox: Vec<CalvinMsg>,
     /// Messages for other threads' mailboxes: `(thread, message)`.
     pub(super) outbox: Vec<(usize, CalvinMsg)>,
     /// Origin: the transactions submitted from this thread, by id.
@@ -137,6 +145,15 @@ pub(super) struct Calvin {
     pub(super) released: bool,
     forget_due: Option<Instant>,
     want_due: Option<Instant>,
+    /// Thread 0 on the sequencer's leader: every vShard's executed mark as its replicas
+    /// reported it (this node's and the others', `Msg::Done`); the sequencer forgets below
+    /// the first transaction a participant has not executed.
+    known: Vec<u64>,
+    /// Thread 0 elsewhere: the marks last told to the sequencer's leader, and which node that
+    /// was (a new leader is told every mark).
+    told: Vec<u64>,
+    told_to: NodeId,
+    rounds: u64,
 }
 
 /// A transaction submitted from this thread: the job and op that wait for its reply, since
@@ -210,8 +227,13 @@ impl Replicas {
             since: now,
             split,
         };
+        let sequencer = self.leader_of(VShardId(self.meta_g as u16));
+        if sequencer == NodeId(0) {
+            // No sequencer known (an election): nothing was sent, nothing applied.
+            return self.pending.fail(j, op, NOT_SEQUENCED);
+        }
         self.calvin.waits.insert(id, wait);
-        self.send(0, CalvinMsg::Submit(sub));
+        self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
     }
 
     /// Sends `msg` to thread `t` (handled here at once when `t` is this thread).
@@ -226,16 +248,38 @@ impl Replicas {
 
     /// Answers transaction `id` at its origin (participant `from`'s part).
     fn reply_to(&mut self, id: TxnId, from: VShardId, reply: Result<Vec<u8>, &'static str>) {
-        if id.origin >> 16 != self.c.me.0 {
-            return; // another node's (not submitted across nodes yet)
-        }
-        let t = (id.origin & 0xffff) as usize;
+        let (node, t) = (NodeId(id.origin >> 16), (id.origin & 0xffff) as usize);
         if t < self.c.threads {
-            self.send(t, CalvinMsg::Reply { id, from, reply });
+            self.send_to(node, t, CalvinMsg::Reply { id, from, reply });
         }
     }
 
-    /// Thread 0: a submission for the sequencer.
+    /// Sends `msg` to thread `t` of `node`: this node's through the mailboxes; a peer's on
+    /// this thread's bus connection to it, whose reader hands it to its thread `t`. Not sent
+    /// to a node that is not a member (`NodeId(0)`: no leader known): every message is
+    /// asked for again or timed out by its waiter.
+    fn send_to(&mut self, node: NodeId, t: usize, msg: CalvinMsg) {
+        if node == self.c.me {
+            return self.send(t, msg);
+        }
+        if node == NodeId(0) || self.c.member(node).is_none() {
+            return;
+        }
+        let mut payload = std::mem::take(&mut self.payloads);
+        payload.clear();
+        shardline_shards::calvin::msg::encode(t as u16, &msg, &mut payload);
+        self.queue_control(node, super::super::CALVIN_GROUP, &payload);
+        self.payloads = payload;
+    }
+
+    /// The node that leads vShard `v` as this node's routing table has it (`NodeId(0)`:
+    /// none known).
+    fn leader_of(&self, v: VShardId) -> NodeId {
+        self.c.leader(v)
+    }
+
+    /// Thread 0: a submission for the sequencer; refused (nothing applied) when this node
+    /// does not lead it.
     fn sequence(&mut self, sub: Submission) {
         let leads = self.groups[self.meta_g as usize]
             .as_ref()
@@ -339,7 +383,8 @@ impl Replicas {
             })
     }
 
-    /// An execution entry of group `g` applied with `reply`: its keys are released, and the
+    /// An execution entry of group `g` applied with `reply` (on every replica): the
+    /// vShard's executed mark moves past it; on its leader its keys are released, and the
     /// participant that answers (the lowest) sends the reply to the origin.
     pub(super) fn calvin_applied(&mut self, g: u32, data: &[u8], reply: &[u8]) {
         let Some((seq, v)) = Execution::head(data) else {
@@ -347,6 +392,9 @@ impl Replicas {
         };
         if v.0 as u32 != g {
             return;
+        }
+        if let Some(done) = self.c.calvin.done.get(g as usize) {
+            done.fetch_max(seq + 1, Ordering::Release);
         }
         let Some(t) = self.calvin.sched.executed(v, seq) else {
             return;
@@ -373,7 +421,9 @@ impl Replicas {
                         // Executed here: the reads its entry recorded.
                         let reads = reads.clone();
                         let t = self.c.thread_of(by.0 as u32);
-                        self.send(
+                        let to = self.leader_of(by);
+                        self.send_to(
+                            to,
                             t,
                             CalvinMsg::Reads {
                                 seq,
@@ -383,6 +433,13 @@ impl Replicas {
                         );
                     } else {
                         self.calvin.sched.want(seq, of, by);
+                    }
+                }
+                CalvinMsg::Done(marks) => {
+                    for (v, mark) in marks {
+                        if let Some(k) = self.calvin.known.get_mut(v.0 as usize) {
+                            *k = (*k).max(mark);
+                        }
                     }
                 }
                 CalvinMsg::Poke => {}
@@ -405,12 +462,10 @@ impl Replicas {
                 for of in lacking {
                     self.c.calvin.asked_again.fetch_add(1, Ordering::Relaxed);
                     let t = self.c.thread_of(of.0 as u32);
-                    self.send(t, CalvinMsg::Want { seq, of, by });
+                    let to = self.leader_of(of);
+                    self.send_to(to, t, CalvinMsg::Want { seq, of, by });
                 }
             }
-        }
-        if self.shard == 0 {
-            self.sequencer_duty(now);
         }
         self.take_stream(db);
         // (Only where transactions wait: a part idle while its leadership moved is corrected
@@ -449,21 +504,61 @@ impl Replicas {
             let w = self.calvin.waits.remove(&id).expect("listed");
             self.pending.fail(w.job, w.op, TXN_UNKNOWN);
         }
-        let mut low = self
+        // Reads that came before their transaction are kept until it is delivered or its
+        // place passed (those for a vShard this thread does not lead, from a sender with an
+        // old leader, go then; a leader that needs them asks again).
+        let low = self
             .calvin
             .sched
             .lowest_pending()
-            .unwrap_or(self.calvin.cursor);
-        for &g in &self.calvin.stalled {
-            low = low.min(db.vshard(VShardId(g as u16)).map_or(0, |vs| vs.calvin_next));
-        }
-        let low = low.min(self.calvin.cursor);
+            .unwrap_or(self.calvin.cursor)
+            .min(self.calvin.cursor);
         self.calvin.sched.forget_early_below(low);
-        // Written only when it moved: the threads' marks share cache lines, and this runs
-        // every step.
-        let mark = &self.c.calvin.low[self.shard];
-        if mark.load(Ordering::Relaxed) != low {
-            mark.store(low, Ordering::Release);
+        if self.shard == 0 {
+            self.sequencer_duty();
+        }
+        if self.calvin.forget_due.is_none_or(|t| now >= t) {
+            self.calvin.forget_due = Some(now + FORGET_EVERY);
+            self.tidy_stalled(db);
+            if self.shard == 0 {
+                self.marks_duty();
+            }
+        }
+    }
+
+    /// Every `FORGET_EVERY`: stops watching the vShards this thread follows (replicas here
+    /// led elsewhere) that wait for no retained transaction any more; one that still does is
+    /// taken up if this node comes to lead it.
+    fn tidy_stalled(&mut self, db: &Db) {
+        let follows: Vec<(u32, u64)> = self
+            .calvin
+            .stalled
+            .iter()
+            .filter(|&&g| {
+                self.groups[g as usize]
+                    .as_ref()
+                    .is_none_or(|grp| grp.role() != raft::Role::Leader)
+            })
+            .map(|&g| {
+                (
+                    g,
+                    db.vshard(VShardId(g as u16)).map_or(0, |vs| vs.calvin_next),
+                )
+            })
+            .collect();
+        let Some(from) = follows.iter().map(|&(_, next)| next).min() else {
+            return;
+        };
+        let mut waits = BTreeSet::new();
+        for t in self.c.calvin.range(from, self.calvin.cursor) {
+            for (v, _) in &t.sub.keys {
+                waits.insert((v.0 as u32, t.seq));
+            }
+        }
+        for (g, next) in follows {
+            if !waits.range((g, next)..(g, u64::MAX)).any(|_| true) {
+                self.calvin.stalled.remove(&g);
+            }
         }
     }
 
@@ -512,16 +607,21 @@ impl Replicas {
                 to,
                 reads,
             } => {
-                let mut threads: Vec<usize> =
-                    to.iter().map(|w| self.c.thread_of(w.0 as u32)).collect();
-                threads.sort_unstable();
-                threads.dedup();
-                for t in threads {
-                    if t == self.shard {
+                // To each other participant's leader, once per (node, thread). One whose
+                // leader is not known now asks again (`Want`) once it has one.
+                let mut dests: Vec<(NodeId, usize)> = to
+                    .iter()
+                    .map(|&w| (self.leader_of(w), self.c.thread_of(w.0 as u32)))
+                    .filter(|&(node, _)| node != NodeId(0))
+                    .collect();
+                dests.sort_unstable();
+                dests.dedup();
+                for (node, t) in dests {
+                    if node == self.c.me && t == self.shard {
                         self.calvin.sched.reads(seq, from, reads.clone());
                     } else {
                         let reads = reads.clone();
-                        self.send(t, CalvinMsg::Reads { seq, from, reads });
+                        self.send_to(node, t, CalvinMsg::Reads { seq, from, reads });
                     }
                 }
             }
@@ -609,47 +709,113 @@ impl Replicas {
     }
 
     /// Thread 0: proposes the next epoch when submissions wait and none is in flight (or
-    /// forgets them when it does not lead), and forgets what executed everywhere.
-    fn sequencer_duty(&mut self, now: Instant) {
+    /// forgets them when it does not lead).
+    fn sequencer_duty(&mut self) {
         let g = self.meta_g as usize;
         let Some(grp) = self.groups[g].as_ref() else {
             return;
         };
-        if grp.role() != raft::Role::Leader {
-            self.calvin.seq.epoch_lost();
-            return;
-        }
-        let seed = self.seed.wrapping_add(self.calvin.seq.next_seq());
-        // (The clock is read only when an epoch is to be taken: this runs every step.)
-        let epoch = self
-            .calvin
-            .seq
-            .epoch_ready()
-            .then(|| self.calvin.seq.take_epoch(unix_now_us(), seed));
-        if let Some(epoch) = epoch.flatten() {
-            let mut entry = Vec::with_capacity(1 + epoch.len());
-            entry.push(seq::SEQ_TAG);
-            entry.extend_from_slice(&epoch);
-            if self.propose_meta(entry).is_err() {
-                self.calvin.seq.epoch_lost();
+        if grp.role() == raft::Role::Leader {
+            let seed = self.seed.wrapping_add(self.calvin.seq.next_seq());
+            // (The clock is read only when an epoch is to be taken: this runs every step.)
+            let epoch = self
+                .calvin
+                .seq
+                .epoch_ready()
+                .then(|| self.calvin.seq.take_epoch(unix_now_us(), seed));
+            if let Some(epoch) = epoch.flatten() {
+                let mut entry = Vec::with_capacity(1 + epoch.len());
+                entry.push(seq::SEQ_TAG);
+                entry.extend_from_slice(&epoch);
+                if self.propose_meta(entry).is_err() {
+                    self.epoch_lost();
+                }
             }
-        }
-        if self.calvin.forget_due.is_some_and(|t| now < t) {
-            return;
-        }
-        self.calvin.forget_due = Some(now + FORGET_EVERY);
-        let low = self
-            .c
-            .calvin
-            .low
-            .iter()
-            .map(|l| l.load(Ordering::Acquire))
-            .min()
-            .unwrap_or(0);
-        if low > self.calvin.seq.first_retained() {
-            let mut entry = vec![seq::SEQ_TAG];
-            entry.extend_from_slice(&Sequencer::forget_entry(low));
-            let _ = self.propose_meta(entry);
+        } else {
+            // (Nothing allocated when nothing waits: this runs every step.)
+            self.epoch_lost();
         }
     }
+
+    /// Thread 0: the sequencer lost its leadership: the submissions it had not proposed are
+    /// refused (nothing applied); those of the epoch in flight wait for it to commit or not
+    /// (their origins time out with `-UNKNOWN` if it does not).
+    fn epoch_lost(&mut self) {
+        for sub in self.calvin.seq.epoch_lost() {
+            self.reply_to(sub.id, VShardId(0), Err(NOT_SEQUENCED));
+        }
+    }
+
+    /// Thread 0, every `FORGET_EVERY`: on the sequencer's leader, forgets what executed
+    /// everywhere; elsewhere, tells the leader the executed marks that moved (every mark to
+    /// a new leader, and every `TELL_ALL_EVERY` rounds: a message lost on a connection
+    /// that dropped must not hold back forgetting for good).
+    fn marks_duty(&mut self) {
+        let leads = self.groups[self.meta_g as usize]
+            .as_ref()
+            .is_some_and(|g| g.role() == raft::Role::Leader);
+        let vshards = self.c.calvin.done.len();
+        let leader = self.leader_of(VShardId(self.meta_g as u16));
+        let calvin = &mut self.calvin;
+        calvin.known.resize(vshards, 0);
+        calvin.told.resize(vshards, 0);
+        let marks: Vec<u64> = self
+            .c
+            .calvin
+            .done
+            .iter()
+            .map(|d| d.load(Ordering::Acquire))
+            .collect();
+        if leads {
+            for (k, m) in calvin.known.iter_mut().zip(&marks) {
+                *k = (*k).max(*m);
+            }
+            let low = forget_point(calvin.seq.retained(), &calvin.known, calvin.seq.next_seq());
+            if low > calvin.seq.first_retained() {
+                let mut entry = vec![seq::SEQ_TAG];
+                entry.extend_from_slice(&Sequencer::forget_entry(low));
+                let _ = self.propose_meta(entry);
+            }
+        } else {
+            calvin.rounds += 1;
+            if leader != calvin.told_to || calvin.rounds % TELL_ALL_EVERY == 0 {
+                calvin.told_to = leader;
+                calvin.told.iter_mut().for_each(|t| *t = 0);
+            }
+            let moved: Vec<(VShardId, u64)> = marks
+                .iter()
+                .zip(calvin.told.iter_mut())
+                .enumerate()
+                .filter(|(_, (m, t))| *m > *t)
+                .map(|(v, (m, t))| {
+                    *t = *m;
+                    (VShardId(v as u16), *m)
+                })
+                .collect();
+            if !moved.is_empty() {
+                self.send_to(leader, 0, CalvinMsg::Done(moved));
+            }
+        }
+    }
+}
+
+/// The point below which every transaction `retained` (in sequence order) has executed on
+/// every participant, by the participants' executed marks `known` (`next`: none retained is
+/// waited for). A vShard with no mark known waits.
+fn forget_point<'a>(
+    retained: impl Iterator<Item = &'a Arc<Ordered>>,
+    known: &[u64],
+    next: u64,
+) -> u64 {
+    for t in retained {
+        let waits = t
+            .sub
+            .keys
+            .iter()
+            .any(|(v, _)| known.get(v.0 as usize).is_none_or(|&k| k <= t.seq));
+        if waits {
+            return t.seq;
+        }
+    }
+    next
 }

@@ -330,11 +330,7 @@ impl Sim {
         let mut out = Vec::new();
         for key in 0..KEYS {
             let (k, q, s) = (format!("k{key}"), format!("q{key}"), format!("s{key}"));
-            let (ta, tb) = if self.cross_pairs {
-                self.cross_pair(key)
-            } else {
-                (format!("{{t{key}}}a"), format!("{{t{key}}}b"))
-            };
+            let (ta, tb) = self.pair(key);
             for words in [
                 vec![&b"GET"[..], k.as_bytes()],
                 vec![&b"GET"[..], ta.as_bytes()],

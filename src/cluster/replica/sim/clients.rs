@@ -92,6 +92,8 @@ impl Sim {
             (Req::TxSet(v), b'*') if reply == "*2\r\n+OK\r\n+OK\r\n" => {
                 Some((OpKind::Write(v), ret))
             }
+            // An MSET (`calvin_pairs`).
+            (Req::TxSet(v), b'+') if reply == "+OK\r\n" => Some((OpKind::Write(v), ret)),
             (Req::TxGet, b'*') => match bulk_items(&reply).as_deref() {
                 Some([a, b]) if a == b => match a.as_ref().map(|v| v.parse()) {
                     None => Some((OpKind::Read(None), ret)),
@@ -306,11 +308,7 @@ impl Sim {
             }
         }
         let (k, q) = (format!("k{key}"), format!("q{key}"));
-        let (ta, tb) = if self.cross_pairs {
-            self.cross_pair(key)
-        } else {
-            (format!("{{t{key}}}a"), format!("{{t{key}}}b"))
-        };
+        let (ta, tb) = self.pair(key);
         let x = format!("x{key}");
         let set = format!("s{key}");
         let members: Vec<String> = match req {
@@ -320,7 +318,7 @@ impl Sim {
         // With pairs across vShards, pops wait on a second, never-pushed list in another
         // vShard of the queue's thread too (a waiter across vShards, `blocked.rs`).
         let also = if self.cross_pairs && req == Req::Pop {
-            self.partner(&q, &format!("w{key}"))
+            self.other_vshard(&q, &format!("w{key}"), true)
         } else {
             String::new()
         };
@@ -359,8 +357,33 @@ impl Sim {
         };
         let rid = self.next_request;
         self.next_request += 1;
+        // Calvin pairs: half as a MULTI/EXEC, half as an MSET or MGET (split by key).
+        let split = self.calvin_pairs && rid % 2 == 0;
+        let words: Vec<&[u8]> = match req {
+            Req::TxSet(_) if split => vec![
+                b"MSET",
+                ta.as_bytes(),
+                value.as_bytes(),
+                tb.as_bytes(),
+                value.as_bytes(),
+            ],
+            Req::TxGet if split => vec![b"MGET", ta.as_bytes(), tb.as_bytes()],
+            _ => words,
+        };
         let job = job_of(&words, rid, |len| match req {
             Req::Pop => Op::Block { first: 0, len },
+            Req::TxSet(_) | Req::TxGet if split => Op::Txn {
+                cmds: vec![(0, len)],
+                exec: false,
+            },
+            Req::TxSet(_) if self.calvin_pairs => Op::Txn {
+                cmds: vec![(0, 3), (3, 3)],
+                exec: true,
+            },
+            Req::TxGet if self.calvin_pairs => Op::Txn {
+                cmds: vec![(0, 2), (2, 2)],
+                exec: true,
+            },
             Req::TxSet(_) => Op::Exec {
                 cmds: vec![(0, 3), (3, 3)],
                 watch: None,
@@ -391,16 +414,24 @@ impl Sim {
         self.submit_job(target, job);
     }
 
-    /// Two keys for pair `key` in different vShards owned by one shard thread (the first
-    /// such, so every run names the same).
-    pub(super) fn cross_pair(&self, key: usize) -> (String, String) {
+    /// The two keys of pair `key`: in one vShard; with `cross_pairs`, in different vShards
+    /// owned by one shard thread; with `calvin_pairs`, in different vShards of different
+    /// threads where there are several (the first such, so every run names the same).
+    pub(super) fn pair(&self, key: usize) -> (String, String) {
         let a = format!("{{t{key}}}a");
-        let b = self.partner(&a, &format!("u{key}"));
+        let b = if self.cross_pairs {
+            self.other_vshard(&a, &format!("u{key}"), true)
+        } else if self.calvin_pairs {
+            self.other_vshard(&a, &format!("u{key}"), false)
+        } else {
+            format!("{{t{key}}}b")
+        };
         (a, b)
     }
 
-    /// A key (`{<tag>.<i>}b`) in another vShard than `a`'s, on the same shard thread.
-    fn partner(&self, a: &str, tag: &str) -> String {
+    /// A key (`{<tag>.<i>}b`) in another vShard than `a`'s: on the same shard thread
+    /// (`same_thread`), else on another one if there are several.
+    fn other_vshard(&self, a: &str, tag: &str, same_thread: bool) -> String {
         let c = &self.nodes[0].c;
         let at = |k: &str| {
             let v = c
@@ -413,9 +444,9 @@ impl Sim {
             .map(|i| format!("{{{tag}.{i}}}b"))
             .find(|b| {
                 let (vb, tb) = at(b);
-                vb != va && tb == ta
+                vb != va && (tb == ta) == (same_thread || c.threads == 1)
             })
-            .expect("another vShard on the thread")
+            .expect("another vShard")
     }
 
     /// Hands `job` (its key second) to the shard thread of node `node` that owns the key, as
