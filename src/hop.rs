@@ -85,7 +85,22 @@ pub enum Op {
     /// vShards of several shard threads, for the connection's own thread: submitted to the
     /// sequencer as a Calvin transaction (`replica/calvin.rs`), answered when a participant
     /// has executed it.
-    Txn { cmds: Vec<(u32, u32)>, exec: bool },
+    /// With `watch`, the MULTI/EXEC's connection WATCHed keys: it aborts if one changed.
+    /// With `block`, a blocking command: tried again each time one of its keys is written
+    /// (a stand-in on each participant wakes it), until served or `Unblock`ed.
+    Txn {
+        cmds: Vec<(u32, u32)>,
+        exec: bool,
+        watch: Option<Box<Watched>>,
+        block: bool,
+    },
+}
+
+/// The WATCHes of a transaction across vShards: the keys, and the connection's flag that
+/// writes to them set (kept registered until the transaction's participants have read).
+pub struct Watched {
+    pub keys: Vec<Vec<u8>>,
+    pub flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What shard threads send each other for Calvin transactions (`replica/calvin.rs`), on the

@@ -1016,6 +1016,46 @@ fn commands_across_vshards_led_by_different_nodes_are_atomic_from_any_node() {
     }
     let got: Vec<i64> = retry_tryagain(|| pipe.query(&mut c.leader_of(&counters[0])));
     assert_eq!(got, vec![5, 5, 5]);
+    // WATCH with a transaction across vShards is for a node alone yet: refused when queued,
+    // nothing applied.
+    let mut leader = c.leader_of(&counters[0]);
+    let _: () = redis::cmd("WATCH")
+        .arg(&counters[0])
+        .query(&mut leader)
+        .unwrap();
+    let refused: redis::RedisResult<Vec<i64>> = pipe.query(&mut leader);
+    let text = format!("{refused:?}").to_uppercase();
+    assert!(text.contains("CROSSSLOT"), "{refused:?}");
+    let n: Vec<i64> = retry_tryagain(|| redis::cmd("MGET").arg(&counters).query(&mut conns[0]));
+    assert_eq!(n, vec![5, 5, 5], "nothing applied");
+    // A blocking pop on lists led by different nodes, sent to a third: woken by a push to
+    // either, through the cluster client; a timeout answers nil.
+    let queues: Vec<String> = tags[..3].iter().map(|t| format!("{{{t}}}q")).collect();
+    for (i, q) in queues[..2].iter().enumerate() {
+        let rx = {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (queues, mut conn) = (queues.clone(), plain(&c, 2).unwrap());
+            std::thread::spawn(move || {
+                let v: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
+                    .arg(&queues[..2])
+                    .arg(8)
+                    .query(&mut conn);
+                let _ = tx.send(v);
+            });
+            rx
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let _: i64 = cluster.rpush(q, format!("job{i}")).unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(9)).expect("woken");
+        assert_eq!(got.unwrap(), Some((q.clone(), format!("job{i}"))));
+    }
+    let none: Option<(String, String)> = retry_tryagain(|| {
+        redis::cmd("BLPOP")
+            .arg(&queues)
+            .arg(0.2)
+            .query(&mut conns[0])
+    });
+    assert_eq!(none, None);
     // No fractured reads: one writer MSETs every key to one value, readers on the other two
     // nodes MGET them all (from a state where all hold one value: the RENAME and MSETNX
     // above left one key out).

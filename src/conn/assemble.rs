@@ -49,7 +49,14 @@ impl Conn {
         if let Some(job) = txn_job {
             let (t, token) = (self.shard.id, job.token);
             self.shard.run_job_replicated(job);
-            dones[t] = Some(wait(&self.shard, token).await);
+            let done = match self.blocked.take() {
+                // A blocking command across vShards (`blocking_txn`).
+                Some((bt, timeout)) if bt == t => {
+                    self.wait_blocked(stream, t, token, timeout).await
+                }
+                _ => wait(&self.shard, token).await,
+            };
+            dones[t] = Some(done);
         }
         if self.durable_seq > 0 {
             // What ran directly is not answered before the log holds it.

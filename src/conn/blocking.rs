@@ -23,6 +23,30 @@ impl Conn {
         self.blocked = Some((t, timeout));
     }
 
+    /// A blocking command whose keys span shard threads or nodes: a Calvin transaction in
+    /// this thread's job, tried until served; its wait ends as a parked one's does
+    /// (`wait_blocked`: on its timeout or a hang-up, `Unblock` goes to this thread).
+    pub(super) fn blocking_txn(&mut self, spec: &'static CommandSpec, args: Args) {
+        let timeout = match command::blocking::parse(spec.name, &args) {
+            Ok(w) => w.timeout_ms.map(Duration::from_millis),
+            Err(e) => return self.out.error(e),
+        };
+        let here = self.shard.id;
+        let first = self.copy_args(here, args.buf(), args.spans());
+        let op = self.push_op(
+            here,
+            Op::Txn {
+                cmds: vec![(first, args.len() as u32)],
+                exec: false,
+                watch: None,
+                block: true,
+            },
+        );
+        self.barrier = true;
+        self.hole(vec![PartRef::Remote { thread: here, op }], Finish::Raw);
+        self.blocked = Some((here, timeout));
+    }
+
     /// Waits for the reply to a parked blocking command: until it is served, its timeout passes
     /// (then the owner is told to give up, and whichever reply it sent is taken: nothing popped is
     /// ever dropped), or the client hangs up.

@@ -142,8 +142,10 @@ impl Conn {
         vshards.dedup();
         let alone = vshards.iter().all(|&v| c.alone(VShardId(v as u16)));
         if spec.flags & flags::BLOCKING != 0 && command::blocking::blocks(spec.name, &args) {
-            // A blocking command waits on its keys' thread; across vShards only where they
-            // are all this node's alone, on one thread (`replica/blocked.rs`, `try_across`).
+            // A blocking command waits on its keys' thread where they are all this node's
+            // alone, on one thread (`replica/blocked.rs`, `try_across`); else it is tried as
+            // a Calvin transaction each time a participant's stand-in sees one of its keys
+            // written (`replica/calvin.rs`).
             let t = c
                 .layout
                 .owner_thread(VShardId(vshards[0] as u16), c.threads);
@@ -152,9 +154,10 @@ impl Conn {
                     .iter()
                     .any(|&v| c.layout.owner_thread(VShardId(v as u16), c.threads) != t)
             {
-                return Err(shardline_shards::route::CROSSSLOT);
+                self.blocking_txn(spec, args);
+            } else {
+                self.blocking_on(t, spec, args);
             }
-            self.blocking_on(t, spec, args);
             return Ok(0);
         }
         if !alone
@@ -198,24 +201,41 @@ impl Conn {
             // Its BY and GET patterns name keys the command table does not list.
             return Err(SORT_PATTERNS_ACROSS);
         }
-        let op = self.push_txn(args.buf(), args.spans(), &[(0, args.len() as u32)], false);
+        let op = self.push_txn(
+            args.buf(),
+            args.spans(),
+            &[(0, args.len() as u32)],
+            false,
+            None,
+        );
         self.hole(op, Finish::Raw);
         Ok(())
     }
 
-    /// Queues the Calvin transaction of `cmds` (spans of `buf`) in this thread's job, which
-    /// ends the batch (`barrier`); returns the part its reply fills.
+    /// Queues the Calvin transaction of `cmds` (spans of `buf`; with `exec`, a MULTI/EXEC's,
+    /// with `watch`, its WATCHes) in this thread's job, which ends the batch (`barrier`);
+    /// returns the part its reply fills.
     pub(super) fn push_txn(
         &mut self,
         buf: &[u8],
         spans: &[Span],
         cmds: &[(u32, u32)],
         exec: bool,
+        watch: Option<crate::hop::Watched>,
     ) -> Vec<PartRef> {
         let here = self.shard.id;
         let base = self.copy_args(here, buf, spans);
         let cmds = cmds.iter().map(|&(f, l)| (f + base, l)).collect();
-        let op = self.push_op(here, Op::Txn { cmds, exec });
+        let watch = watch.map(Box::new);
+        let op = self.push_op(
+            here,
+            Op::Txn {
+                cmds,
+                exec,
+                watch,
+                block: false,
+            },
+        );
         self.barrier = true;
         vec![PartRef::Remote { thread: here, op }]
     }

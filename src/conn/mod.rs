@@ -126,7 +126,7 @@ struct Multi {
 const TXN_CROSS_THREAD: &str = "CROSSSLOT Keys in request don't hash to the same shard thread (a transaction must stay on one shard thread for now)";
 /// WATCH with a transaction across shard threads: its check would have to be decided alike
 /// by every participant from replicated data (not built).
-const TXN_WATCH_ACROSS: &str = "CROSSSLOT WATCH is not supported yet with a transaction across shard threads: keep the watched keys and the transaction's keys in one hash tag";
+const TXN_WATCH_ACROSS: &str = "CROSSSLOT WATCH with a transaction across vShards is supported on a node alone only for now: keep the watched keys and the transaction's keys in one hash tag";
 
 /// Per-connection state.
 pub struct Conn {
@@ -552,16 +552,10 @@ impl Conn {
 
     /// Runs a command where `route::plan` says: here, on another thread, on all, or split.
     fn planned(&mut self, spec: &'static CommandSpec, args: Args) {
-        self.planned_as(spec, args, false)
-    }
-
-    /// `planned`; with `logged`, every part goes through its thread's job (this thread's
-    /// too), where the replicas run it (parts of a command across vShards of a node alone).
-    fn planned_as(&mut self, spec: &'static CommandSpec, args: Args, logged: bool) {
         let here = self.shard.id;
         let (layout, threads) = (self.shard.node.layout, self.shard.node.threads);
         match plan(spec, args, layout, threads, here) {
-            Plan::On(t) if t == here && !logged => {
+            Plan::On(t) if t == here => {
                 self.shard.run_op(
                     &Op::Cmd {
                         first: 0,
@@ -604,15 +598,7 @@ impl Conn {
                     for &k in &part.keys {
                         sub_spans.extend_from_slice(&args.spans()[k as usize..k as usize + step]);
                     }
-                    refs.push(if logged {
-                        let op = self.push_cmd(part.thread, spec, args.buf(), &sub_spans);
-                        PartRef::Remote {
-                            thread: part.thread,
-                            op,
-                        }
-                    } else {
-                        self.part(part.thread, spec, args.buf(), &sub_spans)
-                    });
+                    refs.push(self.part(part.thread, spec, args.buf(), &sub_spans));
                 }
                 self.hole(refs, Finish::Merge(merge, order));
             }

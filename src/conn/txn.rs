@@ -119,9 +119,10 @@ impl Conn {
     }
 
     /// The transaction being queued spans shard threads or vShards that are not all this
-    /// node's alone: a Calvin transaction at EXEC, without WATCH; else the refusal.
+    /// node's alone: a Calvin transaction at EXEC; with WATCH, on a node alone only (its
+    /// participants check the connection's flag, which lives on this node); else the refusal.
     fn go_across(&mut self) -> Option<String> {
-        if !self.watched.is_empty() {
+        if !self.watched.is_empty() && self.shard.node.cluster.member_ids().len() > 1 {
             return Some(TXN_WATCH_ACROSS.to_string());
         }
         self.multi.as_mut().expect("in MULTI").across = true;
@@ -135,6 +136,13 @@ impl Conn {
         self.info.borrow_mut().multi = -1;
         let flag = std::mem::replace(&mut self.watch_flag, Arc::new(AtomicBool::new(false)));
         let watched = !self.watched.is_empty();
+        // A transaction across vShards checks its WATCHes where it runs: its participants
+        // read the keys, and the flag stays registered while the transaction holds it (the
+        // registrations go once nothing else does, `Watches::unwatch`).
+        let watch_across = (m.across && watched).then(|| crate::hop::Watched {
+            keys: self.watched.iter().map(|(k, _)| k.clone()).collect(),
+            flag: flag.clone(),
+        });
         self.unwatch_all();
         if m.dirty {
             return self
@@ -142,11 +150,14 @@ impl Conn {
                 .error("EXECABORT Transaction discarded because of previous errors.");
         }
         if m.conn.iter().any(|&c| c) {
-            return self.exec_mixed(m, watched.then_some(flag));
+            return self.exec_mixed(m, watched.then_some(flag), watch_across);
         }
         if m.across {
-            // (No WATCH: refused when queued.) One Calvin transaction, one array reply.
-            let part = self.push_txn(&m.buf, &m.spans, &m.cmds, true);
+            // One Calvin transaction, one array reply.
+            if flag.load(Ordering::Acquire) {
+                return self.out.null_array();
+            }
+            let part = self.push_txn(&m.buf, &m.spans, &m.cmds, true, watch_across);
             return self.hole(part, Finish::Raw);
         }
         // Queueing kept every keyed command on one thread (`m.thread`).
@@ -187,7 +198,12 @@ impl Conn {
     /// refused (a WATCHed key changed, a redirect), that is the whole reply and the connection
     /// commands' replies are dropped. A connection command with an effect (CONFIG SET, CLIENT
     /// SETNAME) has it even then if the WATCHed key changed after the check made here.
-    fn exec_mixed(&mut self, m: Multi, watch: Option<Arc<AtomicBool>>) {
+    fn exec_mixed(
+        &mut self,
+        m: Multi,
+        watch: Option<Arc<AtomicBool>>,
+        watch_across: Option<crate::hop::Watched>,
+    ) {
         if watch.as_ref().is_some_and(|w| w.load(Ordering::Acquire)) {
             return self.out.null_array();
         }
@@ -203,7 +219,8 @@ impl Conn {
         let part = if data.is_empty() {
             PartRef::Local(b"*0\r\n".to_vec())
         } else if m.across {
-            self.push_txn(&m.buf, &m.spans, &data, true).remove(0)
+            self.push_txn(&m.buf, &m.spans, &data, true, watch_across)
+                .remove(0)
         } else if t == self.shard.id && !replicated {
             let mut out = Out::new(self.proto);
             let op = Op::Exec { cmds: data, watch };
@@ -250,7 +267,13 @@ impl Conn {
         for i in 1..args.len() {
             let key = args.get(i);
             let t = shardline_shards::route::thread_of(key, node.layout, node.threads);
-            if t == self.shard.id {
+            // (A key a transaction across vShards holds here: through the job path, which
+            // waits until it executed.)
+            let held = || {
+                let v = node.layout.vshard_of(shardline_shards::slot::key_slot(key));
+                self.shard.with_replicas(|r| r.calvin_holds(v, key))
+            };
+            if t == self.shard.id && !held() {
                 self.shard
                     .db
                     .borrow_mut()

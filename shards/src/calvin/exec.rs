@@ -24,6 +24,28 @@ pub struct Read {
     pub value: Option<(Option<u64>, Vec<u8>)>,
 }
 
+impl Read {
+    /// Participant `v`'s verdict that a key its transaction WATCHed changed since the WATCH
+    /// (a read of no key, with no payload, naming `v` where the expiry goes: no real read
+    /// has an empty DUMP payload). Every participant that holds one aborts the transaction.
+    pub fn watch_broken(v: VShardId) -> Read {
+        Read {
+            key: Vec::new(),
+            value: Some((Some(v.0 as u64), Vec::new())),
+        }
+    }
+
+    /// The participant whose verdict this is, if it is one (`watch_broken`).
+    pub fn broken_by(&self) -> Option<VShardId> {
+        match &self.value {
+            Some((Some(v), payload)) if self.key.is_empty() && payload.is_empty() => {
+                u16::try_from(*v).ok().map(VShardId)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Why a transaction's part cannot run.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ExecError {
@@ -76,6 +98,12 @@ pub fn execute(
         seed,
     } = txn;
     let now_ms = now_us / 1000;
+    if exec && reads.iter().any(|r| r.broken_by().is_some()) {
+        // A WATCHed key changed before the transaction: it aborts (as EXEC answers then),
+        // alike on every participant, since each holds every participant's verdict.
+        out.null_array();
+        return Ok(Vec::new());
+    }
     // One table for every key: the transaction's keys are all here, and a scratch keyspace
     // of the node's layout cost a table per vShard and a slot for each of its vShards (most
     // of a transaction's time across threads went to allocating them).
@@ -390,7 +418,10 @@ impl Execution {
         let mine = self
             .reads
             .iter()
-            .filter(|r| layout.vshard_of(key_slot(&r.key)) == v)
+            .filter(|r| match r.broken_by() {
+                Some(by) => by == v,
+                None => layout.vshard_of(key_slot(&r.key)) == v,
+            })
             .cloned()
             .collect();
         vs.calvin_sent.insert(self.seq, mine);

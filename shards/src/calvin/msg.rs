@@ -45,6 +45,9 @@ pub enum Msg {
     /// To the sequencer's leader, thread 0: a node's replicas of these vShards executed every
     /// transaction below each one's mark (what lets the sequencer forget).
     Done(Vec<(VShardId, u64)>),
+    /// To the origin's thread: a key that blocking command try `id` found empty was written
+    /// on a participant (its stand-in fired): try again.
+    Wake { id: TxnId },
     /// Sequenced transactions were published on this node: look (never on the bus).
     Poke,
 }
@@ -54,6 +57,7 @@ const READS: u8 = 2;
 const REPLY: u8 = 3;
 const WANT: u8 = 4;
 const DONE: u8 = 5;
+const WAKE: u8 = 6;
 
 /// Reply kinds: the reply's bytes, or a refusal by its code.
 const REPLY_OK: u8 = 0;
@@ -68,6 +72,7 @@ pub fn encode(thread: u16, msg: &Msg, out: &mut Vec<u8>) {
         Msg::Reply { .. } => REPLY,
         Msg::Want { .. } => WANT,
         Msg::Done(_) => DONE,
+        Msg::Wake { .. } => WAKE,
         Msg::Poke => return,
     };
     out.extend_from_slice(&thread.to_le_bytes());
@@ -102,6 +107,10 @@ pub fn encode(thread: u16, msg: &Msg, out: &mut Vec<u8>) {
                 out.extend_from_slice(&v.0.to_le_bytes());
                 out.extend_from_slice(&mark.to_le_bytes());
             }
+        }
+        Msg::Wake { id } => {
+            out.extend_from_slice(&id.origin.to_le_bytes());
+            out.extend_from_slice(&id.n.to_le_bytes());
         }
         Msg::Poke => unreachable!("returned above"),
     }
@@ -169,6 +178,12 @@ pub fn decode_all(
                 }
                 Msg::Done(marks)
             }
+            WAKE => Msg::Wake {
+                id: TxnId {
+                    origin: r.u64()?,
+                    n: r.u64()?,
+                },
+            },
             k => return Err(r.error(WireErrorKind::Flag(k))),
         };
         msgs.push((thread, msg));
@@ -225,6 +240,8 @@ mod tests {
                 exec: false,
                 resp3: true,
                 split: true,
+                watch: false,
+                block: false,
             }),
             Msg::Reads {
                 seq: 42,
@@ -260,6 +277,7 @@ mod tests {
                 by: VShardId(4),
             },
             Msg::Done(vec![(VShardId(0), 5), (VShardId(7), u64::MAX)]),
+            Msg::Wake { id },
         ]
     }
 
@@ -291,8 +309,9 @@ mod tests {
             }
             // A thread the node does not run, a vShard it does not have.
             assert!(decode_all(&b, 1, 8).is_err());
-            // (Every message names a vShard above 0, but the refused reply.)
-            let names_vshards = !matches!(&m, Msg::Reply { from, .. } if from.0 == 0);
+            // (Every message names a vShard above 0, but the refused reply and a wake-up.)
+            let names_vshards = !matches!(&m, Msg::Reply { from, .. } if from.0 == 0)
+                && !matches!(&m, Msg::Wake { .. });
             assert_eq!(decode_all(&b, 2, 1).is_err(), names_vshards, "{m:?}");
         }
         // An unknown kind.

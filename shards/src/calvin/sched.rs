@@ -327,8 +327,9 @@ impl Scheduler {
     }
 
     /// Advances every vShard: reads what may be read (from `db`, at each transaction's own
-    /// clock: what its execution entry reads again on every replica), proposes what may be.
-    pub fn step(&mut self, db: &mut crate::db::Db) {
+    /// clock: what its execution entry reads again on every replica; for one that watches,
+    /// with `watch_broken`'s verdict on it), proposes what may be.
+    pub fn step(&mut self, db: &mut crate::db::Db, watch_broken: impl Fn(&Ordered) -> bool) {
         for &v in &self.busy {
             let Some(part) = self.parts.get_mut(&v) else {
                 continue;
@@ -343,11 +344,14 @@ impl Scheduler {
                 {
                     // A command split by key reads nothing: its parts need nothing from each
                     // other, and the message is only the ready mark.
-                    let reads = if p.t.sub.split {
+                    let mut reads = if p.t.sub.split {
                         Vec::new()
                     } else {
                         super::exec::read(db, p.t.keys_of(v), p.t.now_us / 1000)
                     };
+                    if p.t.sub.watch && watch_broken(&p.t) {
+                        reads.push(Read::watch_broken(v));
+                    }
                     p.mine = Some(reads.clone());
                     self.out.push(Output::Reads {
                         seq: *seq,
@@ -437,6 +441,8 @@ mod tests {
                 exec: false,
                 resp3: false,
                 split: false,
+                watch: false,
+                block: false,
             },
         })
     }
@@ -464,7 +470,7 @@ mod tests {
 
     /// Steps and takes the outputs.
     fn step(s: &mut Scheduler, db: &mut Db) -> Vec<Output> {
-        s.step(db);
+        s.step(db, |_| false);
         s.take_outputs()
     }
 

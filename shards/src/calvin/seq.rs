@@ -37,6 +37,14 @@ pub struct Submission {
     /// One command that splits by key (`exec::Split`): each participant runs its keys' part
     /// and answers it; the origin merges the parts.
     pub split: bool,
+    /// A MULTI/EXEC whose connection WATCHed keys (among `keys`, read and held like the
+    /// others): each participant says at its read whether one changed since the WATCH
+    /// (`exec::Read::watch_broken`), and if any did, every participant aborts it alike.
+    pub watch: bool,
+    /// A try of a blocking command (BLPOP ... on keys of several vShards): run as it runs in
+    /// MULTI (never waiting); when it finds nothing, each participant's leader parks a
+    /// stand-in on its keys that wakes the origin (`msg::Msg::Wake`) when one is written.
+    pub block: bool,
 }
 
 /// A transaction in the global order, as participants receive it.
@@ -369,7 +377,13 @@ impl Sequencer {
 pub(crate) fn encode_submission(s: &Submission, out: &mut Vec<u8>) {
     out.extend_from_slice(&s.id.origin.to_le_bytes());
     out.extend_from_slice(&s.id.n.to_le_bytes());
-    out.push(s.exec as u8 | (s.resp3 as u8) << 1 | (s.split as u8) << 2);
+    out.push(
+        s.exec as u8
+            | (s.resp3 as u8) << 1
+            | (s.split as u8) << 2
+            | (s.watch as u8) << 3
+            | (s.block as u8) << 4,
+    );
     wire::put_varint(out, s.keys.len() as u64);
     for (v, k) in &s.keys {
         out.extend_from_slice(&v.0.to_le_bytes());
@@ -390,11 +404,13 @@ pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError>
         n: r.u64()?,
     };
     let flags = r.u8()?;
-    if flags > 7 || flags & 5 == 5 {
-        // (A split transaction is one command, never a MULTI/EXEC.)
+    if flags > 31 || flags & 5 == 5 || flags & 9 == 8 || (flags & 16 != 0 && flags & 13 != 0) {
+        // (A split transaction is one command, never a MULTI/EXEC; only a MULTI/EXEC
+        // watches; a blocking command's try is one command that neither splits nor watches.)
         return Err(r.error(wire::WireErrorKind::Flag(flags)));
     }
     let (exec, resp3, split) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+    let (watch, block) = (flags & 8 != 0, flags & 16 != 0);
     let n = r.varint()?;
     let n = r.count(n, 3)?;
     let mut keys = Vec::with_capacity(n);
@@ -420,6 +436,8 @@ pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError>
         exec,
         resp3,
         split,
+        watch,
+        block,
     })
 }
 
@@ -441,6 +459,8 @@ mod tests {
             exec: false,
             resp3: false,
             split: false,
+            watch: false,
+            block: false,
         }
     }
 

@@ -237,6 +237,8 @@ impl Replicas {
         db: &mut shardline_shards::db::Db,
     ) {
         let Some(&id) = self.blocked_ids.get(&(origin, token)) else {
+            // Or a blocking command across vShards (`calvin.rs`).
+            self.calvin_unblock(origin, token);
             return;
         };
         let b = self.blocked.get_mut(&id).expect("ids and records agree");
@@ -264,6 +266,9 @@ impl Replicas {
             let Some(id) = db.waiting.get(&key).and_then(|q| q.front().copied()) else {
                 continue;
             };
+            if self.fire_stand_in(db, id, &key) {
+                continue;
+            }
             let b = self
                 .blocked
                 .get_mut(&id)
@@ -330,6 +335,8 @@ impl Shard {
         };
         r.serve_ready(&mut db, now, || rng.next_u64());
         drop((rng, db));
+        // (A stand-in that fired may have queued a wake-up for a peer.)
+        self.wake_dialers(r);
         self.deliver_finished(r);
     }
 

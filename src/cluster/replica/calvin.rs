@@ -39,6 +39,14 @@ const WANT_EVERY: Duration = Duration::from_millis(200);
 /// Every how many `FORGET_EVERY` rounds a node tells the sequencer's leader every executed
 /// mark, moved or not.
 const TELL_ALL_EVERY: u64 = 20;
+/// A blocking command across vShards whose try found nothing is tried again when a stand-in
+/// wakes it, and at the latest after this long (a stand-in lost with a leader change, or a
+/// wake-up lost with a connection, must not leave it waiting for good).
+const BLOCK_RETRY: Duration = Duration::from_secs(1);
+/// A try that was not sequenced (no sequencer for a moment) is made again after this long.
+const BLOCK_RETRY_SOON: Duration = Duration::from_millis(100);
+/// How long a participant's stand-in waits for a write before it goes.
+const STAND_IN_FOR: Duration = Duration::from_secs(3);
 
 /// The answer to a transaction whose reply did not come in time: it may have been applied.
 pub(crate) const TXN_UNKNOWN: &str = "UNKNOWN the transaction across vShards was not confirmed in time; it may or may not have been applied: read its keys before retrying";
@@ -58,6 +66,10 @@ pub struct Stream {
     pub executions: AtomicU64,
     pub asked_again: AtomicU64,
     pub deferred: AtomicU64,
+    /// The WATCH flags of the MULTI/EXECs submitted from this node that watch, by id, until
+    /// answered: a participant's leader (on this node: WATCH across vShards is for a node
+    /// alone) reads its verdict from it. No entry: it cannot tell, and says "changed".
+    watches: Mutex<HashMap<TxnId, Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 impl Stream {
@@ -69,6 +81,7 @@ impl Stream {
             executions: AtomicU64::new(0),
             asked_again: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
+            watches: Mutex::new(HashMap::new()),
         }
     }
 
@@ -131,6 +144,11 @@ pub(super) struct Calvin {
     /// vShards of this thread a transaction involves that it could not lead yet (catching
     /// up, electing): tried again every step.
     stalled: BTreeSet<u32>,
+    /// Those of them this node leads (elected, not caught up yet): every job on their keys
+    /// waits (`calvin_blocks`) until the transactions pending there are taken up, else a
+    /// write could change what the last leader read for them, and a read could miss what
+    /// another participant already answered for.
+    catching_up: BTreeSet<u32>,
     /// Messages from other threads and nodes, handled at the next step.
     pub(super) inbox: Vec<CalvinMsg>,
     /// Messages for other threads' mailboxes: `(thread, message)`.
@@ -154,6 +172,8 @@ pub(super) struct Calvin {
     told: Vec<u64>,
     told_to: NodeId,
     rounds: u64,
+    /// Participants' stand-ins for blocking commands across vShards, by their waiter id.
+    stand_ins: HashMap<u64, StandIn>,
 }
 
 /// A transaction submitted from this thread: the job and op that wait for its reply, since
@@ -163,6 +183,34 @@ struct Wait {
     op: u32,
     since: Instant,
     split: Option<(Split, Vec<Option<Vec<u8>>>)>,
+    /// Its WATCH flag is registered (`Stream::watches`).
+    watches: bool,
+    /// A blocking command: tried until served.
+    block: Option<BlockWait>,
+}
+
+/// A blocking command across vShards at its origin: tried as a transaction each time a
+/// stand-in wakes it, until one try serves it or its connection gives up.
+struct BlockWait {
+    /// What each try submits (under a new id).
+    sub: Submission,
+    /// A try is sequenced or on its way (its answer is awaited).
+    in_flight: bool,
+    /// A stand-in woke it while a try was in flight: try again as soon as that one answers.
+    woken: bool,
+    /// Its connection gave up while a try was in flight: that try's answer is final.
+    cancelled: bool,
+    /// When it is tried again if nothing wakes it first.
+    retry_at: Instant,
+}
+
+/// A participant's stand-in for a blocking command's origin, waiting on the keys of a
+/// vShard led here (`Db::waiting`, by an id from the blocked commands' counter).
+pub(super) struct StandIn {
+    /// The try that found nothing: its origin is woken with it.
+    wakes: TxnId,
+    keys: Vec<Vec<u8>>,
+    until: Instant,
 }
 
 /// The origin of a transaction id: this node and thread.
@@ -178,35 +226,35 @@ impl Replicas {
     }
 
     /// Origin: op `op` of job `j` is the transaction of `cmds` (one command; with `exec` a
-    /// MULTI/EXEC's), answered in the job's protocol: sends it to the sequencer; the op is answered with the
-    /// transaction's reply (`reply`).
+    /// MULTI/EXEC's, with `watch` its WATCHes), answered in the job's protocol: sends it to
+    /// the sequencer; the op is answered with the transaction's reply (`reply`).
     pub(super) fn calvin_submit(
         &mut self,
         cmds: Vec<Vec<Vec<u8>>>,
-        exec: bool,
+        (exec, block): (bool, bool),
+        watch: Option<crate::hop::Watched>,
         (j, op): (u32, u32),
         now: Instant,
     ) {
         let layout = self.c.layout;
         let proto = self.pending.job(j).map_or(Proto::Resp2, |pj| pj.proto);
-        let keys = shardline_shards::calvin::exec::keys_of(&cmds)
+        let mut keys = shardline_shards::calvin::exec::keys_of(&cmds);
+        if let Some(w) = &watch {
+            // Held and read like the commands' own: nothing changes them between a
+            // participant's verdict and the execution.
+            for k in &w.keys {
+                if !keys.contains(k) {
+                    keys.push(k.clone());
+                }
+            }
+        }
+        let keys = keys
             .into_iter()
             .map(|k| (layout.vshard_of(shardline_shards::slot::key_slot(&k)), k))
             .collect();
-        if self.calvin.next_id == 0 {
-            // Ids stay unique across restarts: the sequencer remembers those it has seen, and
-            // a new run's counter starting at 1 again had its transactions taken for retries
-            // of the last run's and never sequenced (found by a restart in a loop of MSETs).
-            let run = (self.seed ^ unix_now_us()).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-            self.calvin.next_id = run.max(1) << 32;
-        }
-        self.calvin.next_id += 1;
-        let id = TxnId {
-            origin: origin_of(self.c.me, self.shard),
-            n: self.calvin.next_id,
-        };
+        let id = self.next_txn_id();
         let split = match &cmds[..] {
-            [argv] if !exec => Split::of(argv, layout),
+            [argv] if !exec && !block => Split::of(argv, layout),
             _ => None,
         };
         let sub = Submission {
@@ -216,6 +264,8 @@ impl Replicas {
             exec,
             resp3: proto == Proto::Resp3,
             split: split.is_some(),
+            watch: watch.is_some(),
+            block,
         };
         let split = split.map(|s| {
             let n = s.parts.len();
@@ -226,14 +276,182 @@ impl Replicas {
             op,
             since: now,
             split,
+            watches: watch.is_some(),
+            block: block.then(|| BlockWait {
+                sub: sub.clone(),
+                in_flight: true,
+                woken: false,
+                cancelled: false,
+                retry_at: now,
+            }),
         };
         let sequencer = self.leader_of(VShardId(self.meta_g as u16));
         if sequencer == NodeId(0) {
             // No sequencer known (an election): nothing was sent, nothing applied.
             return self.pending.fail(j, op, NOT_SEQUENCED);
         }
+        if let Some(w) = watch {
+            let mut watches = self.c.calvin.watches.lock().expect("calvin watches");
+            watches.insert(id, w.flag);
+        }
         self.calvin.waits.insert(id, wait);
         self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
+    }
+
+    /// A transaction id of this thread, unique across restarts: the sequencer remembers
+    /// those it has seen, and a new run's counter starting at 1 again had its transactions
+    /// taken for retries of the last run's and never sequenced (found by a restart in a loop
+    /// of MSETs).
+    fn next_txn_id(&mut self) -> TxnId {
+        if self.calvin.next_id == 0 {
+            let run = (self.seed ^ unix_now_us()).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+            self.calvin.next_id = run.max(1) << 32;
+        }
+        self.calvin.next_id += 1;
+        TxnId {
+            origin: origin_of(self.c.me, self.shard),
+            n: self.calvin.next_id,
+        }
+    }
+
+    /// Origin: blocking command try `id` found nothing and one of its keys was written since
+    /// (or its retry is due): the next try, under a new id (each try is a transaction of its
+    /// own; stand-ins of the last one that fire later name an id no longer waited for).
+    fn try_again(&mut self, id: TxnId, now: Instant) {
+        let Some(mut w) = self.calvin.waits.remove(&id) else {
+            return;
+        };
+        let sequencer = self.leader_of(VShardId(self.meta_g as u16));
+        let next = self.next_txn_id();
+        let b = w.block.as_mut().expect("a blocking command's wait");
+        b.sub.id = next;
+        b.in_flight = sequencer != NodeId(0);
+        b.woken = false;
+        b.retry_at = now + BLOCK_RETRY_SOON;
+        w.since = now;
+        let sub = b.sub.clone();
+        self.calvin.waits.insert(next, w);
+        if sequencer != NodeId(0) {
+            self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
+        }
+    }
+
+    /// Origin: `Unblock` of the connection `(origin, token)` (its timeout, or it left) if it
+    /// waits for a blocking command here: answered with the timeout reply, or, with a try in
+    /// flight, that try's answer is made final. Whether one was found.
+    pub(super) fn calvin_unblock(&mut self, origin: usize, token: crate::hop::Token) -> bool {
+        let found = self.calvin.waits.iter_mut().find(|(_, w)| {
+            w.block.is_some()
+                && self
+                    .pending
+                    .job(w.job)
+                    .is_some_and(|j| j.origin == origin && j.token == token)
+        });
+        let Some((&id, w)) = found else {
+            return false;
+        };
+        let b = w.block.as_mut().expect("found so");
+        if b.in_flight {
+            b.cancelled = true;
+            return true;
+        }
+        let w = self.waited(id).expect("found");
+        self.fail_blocked_wait(w);
+        true
+    }
+
+    /// Answers a blocking command's wait with its timeout reply.
+    fn fail_blocked_wait(&mut self, w: Wait) {
+        let proto = self.pending.job(w.job).map_or(Proto::Resp2, |j| j.proto);
+        let mut out = Out::new(proto);
+        shardline_shards::command::blocking::timeout_reply("", &mut out);
+        self.pending.fill(w.job, w.op, &out.buf);
+    }
+
+    /// Participant `v`'s leader: blocking command try `t` found nothing: a stand-in waits on
+    /// `v`'s keys it waits on, in line behind the waiters there, and wakes its origin when one
+    /// is written (`serve_ready`); gone after `STAND_IN_FOR` (the origin tries again by then).
+    fn stand_in(&mut self, db: &mut Db, v: VShardId, t: &Ordered, now: Instant) {
+        let Some(argv) = t.sub.cmds.first() else {
+            return;
+        };
+        let (mut buf, mut spans) = (Vec::new(), Vec::new());
+        command::words_into(argv, &mut buf, &mut spans);
+        let args = Args::new(&buf, &spans);
+        let Some(spec) = command::lookup(args.get(0)) else {
+            return;
+        };
+        let Ok(wait) = shardline_shards::command::blocking::parse(spec.name, &args) else {
+            return;
+        };
+        let layout = self.c.layout;
+        let keys: Vec<Vec<u8>> = wait
+            .keys
+            .iter()
+            .map(|&i| args.get(i).to_vec())
+            .filter(|k| layout.vshard_of(shardline_shards::slot::key_slot(k)) == v)
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let sid = self.next_blocked;
+        self.next_blocked += 1;
+        db.wait_on(sid, &keys, false);
+        self.calvin.stand_ins.insert(
+            sid,
+            StandIn {
+                wakes: t.sub.id,
+                keys,
+                until: now + STAND_IN_FOR,
+            },
+        );
+    }
+
+    /// A key with waiters was written: if its first waiter is a stand-in, it wakes its
+    /// origin and goes (true; the key stays ready for the waiter after it).
+    pub(super) fn fire_stand_in(&mut self, db: &mut Db, id: u64, key: &[u8]) -> bool {
+        let Some(s) = self.calvin.stand_ins.remove(&id) else {
+            return false;
+        };
+        db.unwait(id, &s.keys);
+        db.mark_ready(key);
+        let (node, t) = (
+            NodeId(s.wakes.origin >> 16),
+            (s.wakes.origin & 0xffff) as usize,
+        );
+        if t < self.c.threads {
+            self.send_to(node, t, CalvinMsg::Wake { id: s.wakes });
+        }
+        true
+    }
+
+    /// Drops the stand-ins past their time (their origins have tried again since, or gone).
+    fn expire_stand_ins(&mut self, db: &mut Db, now: Instant) {
+        let old: Vec<u64> = self
+            .calvin
+            .stand_ins
+            .iter()
+            .filter(|(_, s)| s.until <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in old {
+            let s = self.calvin.stand_ins.remove(&id).expect("listed");
+            db.unwait(id, &s.keys);
+        }
+    }
+
+    /// Origin: transaction `id` is answered (or given up): its WATCH flag, if any, goes.
+    fn waited(&mut self, id: TxnId) -> Option<Wait> {
+        let w = self.calvin.waits.remove(&id)?;
+        if w.watches {
+            self.c
+                .calvin
+                .watches
+                .lock()
+                .expect("calvin watches")
+                .remove(&id);
+        }
+        Some(w)
     }
 
     /// Sends `msg` to thread `t` (handled here at once when `t` is this thread).
@@ -327,7 +545,7 @@ impl Replicas {
     /// Whether `job` touches a key a transaction holds (or waits for) on this thread, or
     /// writes without keys (a flush) while one does: it must wait (`deferred`).
     pub(crate) fn calvin_blocks(&self, job: &Job) -> bool {
-        if !self.calvin.sched.is_busy() {
+        if !self.calvin_busy() {
             return false;
         }
         let layout = self.c.layout;
@@ -347,11 +565,21 @@ impl Replicas {
                 let key = args.get(k);
                 let v = layout.vshard_of(shardline_shards::slot::key_slot(key));
                 self.calvin.sched.is_locked(v, key)
+                    || self.calvin.catching_up.contains(&(v.0 as u32))
             })
         };
         job.ops.iter().any(|op| match op {
             Op::Cmd { first, len, .. } | Op::Local { first, len } | Op::Block { first, len } => {
                 locked(*first, *len)
+            }
+            // A WATCH after a transaction that replied must not see its last participants'
+            // entries apply as changes (a spurious abort).
+            Op::Watch { first, .. } => {
+                let (s, e) = job.spans[*first as usize];
+                let key = &job.buf[s as usize..e as usize];
+                let v = layout.vshard_of(shardline_shards::slot::key_slot(key));
+                self.calvin.sched.is_locked(v, key)
+                    || self.calvin.catching_up.contains(&(v.0 as u32))
             }
             Op::Exec { cmds, .. } => cmds.iter().any(|&(f, l)| locked(f, l)),
             _ => false,
@@ -361,12 +589,18 @@ impl Replicas {
     /// Whether any transaction waits on this thread (one count: the direct paths then leave
     /// their command to the job path, which waits only for the keys held).
     pub(crate) fn calvin_busy(&self) -> bool {
-        self.calvin.sched.is_busy()
+        self.calvin.sched.is_busy() || !self.calvin.catching_up.is_empty()
+    }
+
+    /// Whether transactions involve `v` that this thread has not taken up into its scheduler
+    /// (it follows `v`, or leads it and is catching up): active expiry leaves `v` alone.
+    pub(super) fn calvin_waits_for(&self, v: VShardId) -> bool {
+        !self.calvin.stalled.is_empty() && self.calvin.stalled.contains(&(v.0 as u32))
     }
 
     /// Whether `key` of `v` is held by a transaction here (active expiry leaves it).
-    pub(super) fn calvin_holds(&self, v: VShardId, key: &[u8]) -> bool {
-        self.calvin.sched.is_locked(v, key)
+    pub(crate) fn calvin_holds(&self, v: VShardId, key: &[u8]) -> bool {
+        self.calvin.sched.is_locked(v, key) || self.calvin.catching_up.contains(&(v.0 as u32))
     }
 
     /// The protocol the reply of execution entry `data` of group `g` is to be written in:
@@ -386,7 +620,13 @@ impl Replicas {
     /// An execution entry of group `g` applied with `reply` (on every replica): the
     /// vShard's executed mark moves past it; on its leader its keys are released, and the
     /// participant that answers (the lowest) sends the reply to the origin.
-    pub(super) fn calvin_applied(&mut self, g: u32, data: &[u8], reply: &[u8]) {
+    pub(super) fn calvin_applied(
+        &mut self,
+        db: &mut Db,
+        (g, data): (u32, &[u8]),
+        reply: &[u8],
+        now: Instant,
+    ) {
         let Some((seq, v)) = Execution::head(data) else {
             return;
         };
@@ -401,6 +641,9 @@ impl Replicas {
         };
         self.calvin.released = true;
         self.c.calvin.executions.fetch_add(1, Ordering::Relaxed);
+        if t.sub.block && shardline_shards::command::blocking::would_block(reply) {
+            self.stand_in(db, v, &t, now);
+        }
         // A command split by key: every participant answers its part; else every participant
         // holds the whole reply and the lowest answers.
         if t.sub.split || t.participants().first() == Some(&v) {
@@ -414,7 +657,22 @@ impl Replicas {
             match msg {
                 CalvinMsg::Submit(sub) => self.sequence(sub),
                 CalvinMsg::Reads { seq, from, reads } => self.calvin.sched.reads(seq, from, reads),
-                CalvinMsg::Reply { id, from, reply } => self.txn_replied(id, from, reply),
+                CalvinMsg::Reply { id, from, reply } => self.txn_replied(id, from, reply, now),
+                CalvinMsg::Wake { id } => {
+                    let Some(b) = self
+                        .calvin
+                        .waits
+                        .get_mut(&id)
+                        .and_then(|w| w.block.as_mut())
+                    else {
+                        continue; // an earlier try's stand-in, or answered
+                    };
+                    if b.in_flight {
+                        b.woken = true;
+                    } else {
+                        self.try_again(id, now);
+                    }
+                }
                 CalvinMsg::Want { seq, of, by } => {
                     let kept = db.vshard(of).and_then(|vs| vs.calvin_sent.get(&seq));
                     if let Some(reads) = kept {
@@ -480,29 +738,55 @@ impl Replicas {
             } else {
                 self.calvin.sched.step_down(v);
                 self.calvin.stalled.insert(v.0 as u32);
+                // Its keys are free here: what waited for them goes (to be redirected).
+                self.calvin.released = true;
             }
         }
         // Reads between participants on this thread go round here; a few rounds at most.
-        for _ in 0..8 {
-            self.calvin.sched.step(db);
-            let outs = self.calvin.sched.take_outputs();
-            if outs.is_empty() {
-                break;
-            }
-            for o in outs {
-                self.calvin_output(o);
+        // A transaction that watches: WATCHed keys changed if its origin's flag (on this
+        // node) is set, or the origin is not here to tell.
+        if self.calvin.sched.is_busy() {
+            let c = self.c.clone();
+            let broken = |t: &Ordered| {
+                let watches = c.calvin.watches.lock().expect("calvin watches");
+                watches
+                    .get(&t.sub.id)
+                    .is_none_or(|f| f.load(Ordering::Acquire))
+            };
+            for _ in 0..8 {
+                self.calvin.sched.step(db, broken);
+                let outs = self.calvin.sched.take_outputs();
+                if outs.is_empty() {
+                    break;
+                }
+                for o in outs {
+                    self.calvin_output(o);
+                }
             }
         }
-        let late: Vec<TxnId> = self
-            .calvin
-            .waits
-            .iter()
-            .filter(|(_, w)| now.duration_since(w.since) > PROPOSAL_TIMEOUT)
-            .map(|(id, _)| *id)
-            .collect();
+        let mut late = Vec::new();
+        let mut again = Vec::new();
+        for (id, w) in &self.calvin.waits {
+            match &w.block {
+                // A blocking command between tries: its retry may be due.
+                Some(b) if !b.in_flight => {
+                    if now >= b.retry_at {
+                        again.push(*id);
+                    }
+                }
+                Some(_) | None => {
+                    if now.duration_since(w.since) > PROPOSAL_TIMEOUT {
+                        late.push(*id);
+                    }
+                }
+            }
+        }
         for id in late {
-            let w = self.calvin.waits.remove(&id).expect("listed");
+            let w = self.waited(id).expect("listed");
             self.pending.fail(w.job, w.op, TXN_UNKNOWN);
+        }
+        for id in again {
+            self.try_again(id, now);
         }
         // Reads that came before their transaction are kept until it is delivered or its
         // place passed (those for a vShard this thread does not lead, from a sender with an
@@ -520,6 +804,14 @@ impl Replicas {
         if self.calvin.forget_due.is_none_or(|t| now >= t) {
             self.calvin.forget_due = Some(now + FORGET_EVERY);
             self.tidy_stalled(db);
+            if !self.calvin.deferred.is_empty() {
+                // (Jobs that wait are looked at again now and then whatever happened: one
+                // that no longer has to wait must not hang on a release nobody announced.)
+                self.calvin.released = true;
+            }
+            if !self.calvin.stand_ins.is_empty() {
+                self.expire_stand_ins(db, now);
+            }
             if self.shard == 0 {
                 self.marks_duty();
             }
@@ -564,13 +856,44 @@ impl Replicas {
 
     /// Origin: participant `from`'s answer to transaction `id`. The op is answered with it,
     /// or for a command split by key once every part is in, with their merge.
-    fn txn_replied(&mut self, id: TxnId, from: VShardId, reply: Result<Vec<u8>, &'static str>) {
+    fn txn_replied(
+        &mut self,
+        id: TxnId,
+        from: VShardId,
+        reply: Result<Vec<u8>, &'static str>,
+        now: Instant,
+    ) {
         let Some(w) = self.calvin.waits.get_mut(&id) else {
             return; // answered already (timed out), or another run's
         };
+        if let Some(b) = w.block.as_mut() {
+            // A blocking command's try that found nothing (or was not sequenced: nothing
+            // happened) waits for a stand-in, or its retry.
+            let empty = match &reply {
+                Ok(bytes) => shardline_shards::command::blocking::would_block(bytes),
+                Err(_) => true,
+            };
+            if empty {
+                if b.cancelled {
+                    let w = self.waited(id).expect("present");
+                    return self.fail_blocked_wait(w);
+                }
+                b.in_flight = false;
+                if b.woken {
+                    return self.try_again(id, now);
+                }
+                b.retry_at = now
+                    + if reply.is_err() {
+                        BLOCK_RETRY_SOON
+                    } else {
+                        BLOCK_RETRY
+                    };
+                return;
+            }
+        }
         let bytes = match (reply, &mut w.split) {
             (Err(msg), _) => {
-                let w = self.calvin.waits.remove(&id).expect("present");
+                let w = self.waited(id).expect("present");
                 return self.pending.fail(w.job, w.op, msg);
             }
             (Ok(bytes), None) => bytes,
@@ -595,7 +918,7 @@ impl Replicas {
                 out.buf
             }
         };
-        let w = self.calvin.waits.remove(&id).expect("present");
+        let w = self.waited(id).expect("present");
         self.pending.fill(w.job, w.op, &bytes);
     }
 
@@ -639,6 +962,7 @@ impl Replicas {
                         // Not the leader any more: the next one takes it from the stream.
                         self.calvin.sched.step_down(v);
                         self.calvin.stalled.insert(g);
+                        self.calvin.released = true;
                     }
                 }
             }
@@ -658,14 +982,36 @@ impl Replicas {
         for t in &fresh {
             for v in t.participants() {
                 let g = v.0 as u32;
-                if self.c.thread_of(g) == self.shard && !self.calvin.sched.leads(v) {
+                if self.c.thread_of(g) == self.shard
+                    && !self.calvin.sched.leads(v)
+                    && db.vshard(v).is_some()
+                {
                     self.calvin.stalled.insert(g);
                 }
             }
         }
-        let stalled: Vec<u32> = self.calvin.stalled.iter().copied().collect();
-        for g in stalled {
+        // The stalled vShards this node leads (most are followed: nothing to try for them).
+        let led: Vec<u32> = self
+            .calvin
+            .stalled
+            .iter()
+            .copied()
+            .filter(|&g| {
+                self.groups[g as usize]
+                    .as_ref()
+                    .is_some_and(|grp| grp.role() == raft::Role::Leader)
+            })
+            .collect();
+        let was = std::mem::take(&mut self.calvin.catching_up);
+        for g in led {
             self.try_lead(db, g);
+            if self.calvin.stalled.contains(&g) {
+                self.calvin.catching_up.insert(g);
+            }
+        }
+        if was.iter().any(|g| !self.calvin.catching_up.contains(g)) {
+            // Caught up, or no longer led: what waited for it goes (served, or redirected).
+            self.calvin.released = true;
         }
         for t in fresh {
             self.deliver(t);
@@ -689,6 +1035,8 @@ impl Replicas {
             return;
         }
         self.calvin.stalled.remove(&g);
+        // Jobs on its keys that waited while it caught up go now (`calvin_blocks`).
+        self.calvin.released = true;
         self.calvin
             .sched
             .lead(v, next, self.applied[g as usize].index);

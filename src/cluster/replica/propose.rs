@@ -6,6 +6,15 @@ use super::direct::{DirectEntry, over_maxmemory, touch_watches};
 use super::*;
 use shardline_shards::rng::Rng;
 
+/// A transaction across vShards of a job: its commands' words, whether a MULTI/EXEC and
+/// whether a blocking command, its WATCHes, and its op.
+type PlannedTxn = (
+    shardline_shards::calvin::exec::Cmds,
+    (bool, bool),
+    Option<crate::hop::Watched>,
+    u32,
+);
+
 /// A connection's job planned against this thread's replicas (`Replicas::plan_job`): what to
 /// propose, read and wait for. Ops answered at once are in `pj` already.
 pub(crate) struct Plan {
@@ -31,8 +40,8 @@ pub(crate) struct Plan {
     /// SAVE/BGSAVE/BGREWRITEAOF's op (`Op::Persist`), answered once the next batch is fsynced.
     persist: Option<(u32, bool)>,
     /// Transactions across vShards (`Op::Txn`): their commands' words, whether a MULTI/EXEC,
-    /// and the op.
-    txns: Vec<(shardline_shards::calvin::exec::Cmds, bool, u32)>,
+    /// its WATCHes, and the op.
+    txns: Vec<PlannedTxn>,
     /// Commands run at once that answered an error (INFO commandstats `failed_calls`), by
     /// their index in the command table.
     pub(crate) failed: Vec<usize>,
@@ -202,7 +211,12 @@ impl Replicas {
                     p.persist = Some((i, *rewrite));
                     continue;
                 }
-                Op::Txn { cmds, exec } => {
+                Op::Txn {
+                    cmds,
+                    exec,
+                    watch,
+                    block,
+                } => {
                     let words = cmds
                         .iter()
                         .map(|&(f, l)| {
@@ -212,7 +226,11 @@ impl Replicas {
                                 .collect()
                         })
                         .collect();
-                    p.txns.push((words, *exec, i));
+                    let watch = watch.as_ref().map(|w| crate::hop::Watched {
+                        keys: w.keys.clone(),
+                        flag: w.flag.clone(),
+                    });
+                    p.txns.push((words, (*exec, *block), watch, i));
                     continue;
                 }
                 _ => {}
@@ -560,8 +578,8 @@ impl Replicas {
                 }
             }
         }
-        for (cmds, exec, op) in plan.txns {
-            self.calvin_submit(cmds, exec, (j, op), now.mono);
+        for (cmds, (exec, block), watch, op) in plan.txns {
+            self.calvin_submit(cmds, (exec, block), watch, (j, op), now.mono);
         }
         for (cmd, op) in plan.metas {
             match self.propose_meta(cmd) {
@@ -648,6 +666,12 @@ impl Replicas {
             })
         };
         for (v, mut keys) in due {
+            if self.calvin_waits_for(v) {
+                // Transactions wait for this vShard that this thread has not taken up yet (it
+                // became the leader after another read for them): their keys must read again
+                // here what the last leader read, at the transactions' clocks.
+                continue;
+            }
             if self.calvin_busy() {
                 // A key a transaction holds stays until it executed (its reads were sent).
                 keys.retain(|k| !self.calvin_holds(v, k));

@@ -297,7 +297,7 @@ impl Replicas {
                             &mut r.scratch,
                         );
                         if calvin && res.is_ok() {
-                            r.calvin_applied(*g, &e.data, &out.buf);
+                            r.calvin_applied(db, (*g, &e.data), &out.buf, now);
                         }
                         res.map_err(|e| e.to_string())
                     };

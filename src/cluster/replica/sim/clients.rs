@@ -316,9 +316,11 @@ impl Sim {
             _ => Vec::new(),
         };
         // With pairs across vShards, pops wait on a second, never-pushed list in another
-        // vShard of the queue's thread too (a waiter across vShards, `blocked.rs`).
-        let also = if self.cross_pairs && req == Req::Pop {
-            self.other_vshard(&q, &format!("w{key}"), true)
+        // vShard of the queue's thread too (a waiter across vShards, `blocked.rs`); with
+        // Calvin pairs, in a vShard of another thread, led by any node (each try a Calvin
+        // transaction, woken by stand-ins: `calvin.rs`).
+        let also = if (self.cross_pairs || self.calvin_pairs) && req == Req::Pop {
+            self.other_vshard(&q, &format!("w{key}"), self.cross_pairs)
         } else {
             String::new()
         };
@@ -371,18 +373,30 @@ impl Sim {
             _ => words,
         };
         let job = job_of(&words, rid, |len| match req {
+            Req::Pop if self.calvin_pairs => Op::Txn {
+                cmds: vec![(0, len)],
+                exec: false,
+                watch: None,
+                block: true,
+            },
             Req::Pop => Op::Block { first: 0, len },
             Req::TxSet(_) | Req::TxGet if split => Op::Txn {
                 cmds: vec![(0, len)],
                 exec: false,
+                watch: None,
+                block: false,
             },
             Req::TxSet(_) if self.calvin_pairs => Op::Txn {
                 cmds: vec![(0, 3), (3, 3)],
                 exec: true,
+                watch: None,
+                block: false,
             },
             Req::TxGet if self.calvin_pairs => Op::Txn {
                 cmds: vec![(0, 2), (2, 2)],
                 exec: true,
+                watch: None,
+                block: false,
             },
             Req::TxSet(_) => Op::Exec {
                 cmds: vec![(0, 3), (3, 3)],
@@ -465,6 +479,12 @@ impl Sim {
         let seed = self.rng.next_u64();
         let n = &mut self.nodes[node.slot()].threads[t];
         let r = n.r.as_mut().expect("up");
+        if r.calvin_blocks(&job) {
+            // Keys a transaction holds: run once one executed, as `Shard::run_job_replicated`
+            // defers it (`step_thread` runs them again).
+            r.calvin.deferred.push_back(job);
+            return;
+        }
         // A read served by read-index runs here at once, as `Shard::run_op_in` runs it.
         let mut rng = Rng::new(seed);
         let mut local = |db: &mut Db, op: &Op, o: &mut Out| {

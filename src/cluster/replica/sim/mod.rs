@@ -726,8 +726,14 @@ impl Sim {
         }
         let done: Vec<PendingJob> = r.pending.take_finished().collect();
         // Calvin's messages for the node's other threads (its mailboxes), as `Shard` hands
-        // them on.
+        // them on; the jobs that waited for keys a transaction held, once one executed, as
+        // `Shard::run_deferred` runs them again.
         let mail: Vec<_> = r.calvin.outbox.drain(..).collect();
+        let again = if std::mem::take(&mut r.calvin.released) {
+            std::mem::take(&mut r.calvin.deferred)
+        } else {
+            VecDeque::new()
+        };
         for (t2, msg) in mail {
             self.replicas(id, t2).calvin_receive(msg);
         }
@@ -745,6 +751,9 @@ impl Sim {
             if job.token != NO_REPLY {
                 self.answered(id, job);
             }
+        }
+        for job in again {
+            self.submit_on(id, t, job);
         }
     }
 }
