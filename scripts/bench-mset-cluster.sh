@@ -23,7 +23,7 @@ N=${N:-20000}
 row() { # name, then redis-benchmark arguments
   local name=$1; shift
   redis-benchmark -c 50 -n "$N" -r 100000 -d 64 --csv "$@" 2>/dev/null \
-    | tr -d '"' | awk -F, -v n="$name" 'NR>1{printf "%-24s %10.0f req/s  p50 %s ms  p99 %s ms\n", n, $2, $5, $7}'
+    | tr -d '"' | awk -F, -v n="$name" 'NR>1 && $2+0>0{printf "%-24s %10.0f req/s  p50 %s ms  p99 %s ms\n", n, $2, $5, $7}'
 }
 for round in $(seq 1 "${ROUNDS:-3}"); do
   echo "== round $round"
