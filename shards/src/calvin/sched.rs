@@ -510,6 +510,50 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_that_watches_carries_the_verdict_given_at_its_read() {
+        let (mut s, mut db) = (Scheduler::default(), db());
+        s.lead(V1, 0, 0);
+        let watching = |seq, watch, key| {
+            let mut t = Arc::into_inner(txn(seq, &[(V1, key), (FAR, "x")])).unwrap();
+            t.sub.exec = true;
+            t.sub.watch = watch;
+            Arc::new(t)
+        };
+        s.deliver(watching(1, true, "a"), |_| 0);
+        s.step(&mut db, |t| t.seq == 1);
+        let out = s.take_outputs();
+        let [Output::Reads { reads, .. }] = &out[..] else {
+            panic!("{out:?}")
+        };
+        let mut want = absent("a");
+        want.push(Read::watch_broken(V1));
+        assert_eq!(reads, &want, "the verdict after its reads");
+        s.reads(1, FAR, absent("x"));
+        s.step(&mut db, |_| unreachable!("asked once, at the read"));
+        s.take_outputs();
+        s.executed(V1, 1);
+        // Not asked for one that does not watch, nor added when unchanged.
+        s.deliver(watching(2, false, "b"), |_| 0);
+        s.deliver(watching(3, true, "c"), |_| 0);
+        let asked = std::cell::Cell::new(Vec::new());
+        s.step(&mut db, |t| {
+            let mut a = asked.take();
+            a.push(t.seq);
+            asked.set(a);
+            false
+        });
+        assert_eq!(asked.take(), [3], "only one that watches is asked");
+        let out = s.take_outputs();
+        assert_eq!(shape(&out), [('r', 2, 1), ('r', 3, 1)]);
+        for o in out {
+            let Output::Reads { reads, .. } = o else {
+                unreachable!()
+            };
+            assert!(reads.iter().all(|r| r.broken_by().is_none()));
+        }
+    }
+
+    #[test]
     fn a_later_transaction_on_the_same_key_reads_only_once_the_earlier_executed() {
         let (mut s, mut db) = (Scheduler::default(), db());
         s.lead(V1, 0, 0);

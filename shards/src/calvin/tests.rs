@@ -289,6 +289,21 @@ fn entries(
     exec: bool,
     now_ms: u64,
 ) -> Vec<Vec<u8>> {
+    executions(dbs, seq, cmds, exec, now_ms)
+        .iter()
+        .map(exec::Execution::encode)
+        .collect()
+}
+
+/// Each participant's execution entry for transaction `seq` of `cmds`, from every
+/// participant's reads of `dbs` now.
+fn executions(
+    dbs: &mut [(crate::slot::VShardId, Db)],
+    seq: u64,
+    cmds: &[Vec<Vec<u8>>],
+    exec: bool,
+    now_ms: u64,
+) -> Vec<exec::Execution> {
     let layout = dbs[0].1.layout();
     let keys = exec::keys_of(cmds);
     let reads: Vec<(crate::slot::VShardId, Vec<Read>)> = dbs
@@ -320,7 +335,6 @@ fn entries(
                     .collect(),
                 forget_below: seq.saturating_sub(1),
             }
-            .encode()
         })
         .collect()
 }
@@ -432,6 +446,54 @@ fn every_participant_decides_msetnx_alike_from_the_same_reads() {
     for ((_, db), e) in dbs.iter_mut().zip(&es) {
         assert_eq!(apply_entry(db, e).unwrap(), "*2\r\n:1\r\n:6\r\n");
     }
+}
+
+#[test]
+fn a_watch_verdict_from_any_participant_aborts_the_transaction_on_every_one() {
+    let (_, mut dbs) = two_participants();
+    let (vf, vt) = (dbs[0].0, dbs[1].0);
+    run(&mut dbs[0].1, &w(&["set", "from", "1"]), NOW_MS, 0);
+    let cmds = [w(&["incr", "from"]), w(&["set", "to", "x"])];
+    // `to`'s participant saw a WATCHed key change: its verdict rides with its reads, in
+    // every participant's entry.
+    let es: Vec<Vec<u8>> = executions(&mut dbs, 4, &cmds, true, NOW_MS)
+        .into_iter()
+        .map(|mut e| {
+            e.reads.push(Read::watch_broken(vt));
+            e.encode()
+        })
+        .collect();
+    for ((_, db), e) in dbs.iter_mut().zip(&es) {
+        assert_eq!(apply_entry(db, e).unwrap(), "*-1\r\n", "EXEC's nil on each");
+    }
+    assert_eq!(
+        run(&mut dbs[0].1, &w(&["get", "from"]), NOW_MS, 0),
+        b"$1\r\n1\r\n"
+    );
+    assert_eq!(
+        run(&mut dbs[1].1, &w(&["exists", "to"]), NOW_MS, 0),
+        b":0\r\n"
+    );
+    // Executed all the same (its place passed); the verdict is kept by the participant that
+    // gave it, for one that asks again.
+    for (v, db) in &dbs {
+        let vs = db.vshard(*v).unwrap();
+        assert_eq!(vs.calvin_next, 5);
+        let kept = vs.calvin_sent[&4].iter().any(|r| r.broken_by() == Some(vt));
+        assert_eq!(kept, *v == vt, "vShard {v:?}");
+    }
+    assert_eq!(Read::watch_broken(vf).broken_by(), Some(vf));
+    // No real read is a verdict, an empty key with a value included.
+    let real = exec::read(&mut dbs[0].1, [&b"from"[..]], NOW_MS);
+    assert!(real.iter().all(|r| r.broken_by().is_none()));
+    assert_eq!(
+        Read {
+            key: Vec::new(),
+            value: None
+        }
+        .broken_by(),
+        None
+    );
 }
 
 #[test]
