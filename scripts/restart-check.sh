@@ -18,8 +18,17 @@ rm -rf "$CLUSTER_DIR"
 trap 'bash scripts/cluster.sh stop >/dev/null 2>&1 || true' EXIT
 bash scripts/cluster.sh start 3 >/dev/null
 $PY - "$BASE_PORT" <<'PY'
-import sys
+import sys, time, redis
 from redis.cluster import RedisCluster, ClusterNode
+# Right after formation the nodes may still disagree on who leads what for a moment (leaders'
+# hints travel once a second): start once all three answer the same CLUSTER SLOTS.
+base = int(sys.argv[1])
+deadline = time.time() + 20
+while time.time() < deadline:
+    views = [redis.Redis(port=base + i).execute_command("CLUSTER", "SLOTS") for i in range(3)]
+    if all(sorted(map(str, v)) == sorted(map(str, views[0])) for v in views):
+        break
+    time.sleep(0.2)
 rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", int(sys.argv[1]))])
 v = b"x" * 1000
 p = rc.pipeline()

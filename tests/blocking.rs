@@ -370,6 +370,8 @@ fn blocking_commands_across_shard_threads_wait_on_every_key_and_pop_each_element
         let rx = in_thread(s.url(), blpop);
         std::thread::sleep(Duration::from_millis(200));
         assert!(rx.try_recv().is_err(), "BLPOP on empty lists must block");
+        let info: String = redis::cmd("INFO").arg("clients").query(&mut c).unwrap();
+        assert!(info.contains("blocked_clients:1\r\n"), "{info}");
         let _: () = c.rpush(key, value).unwrap();
         let got = rx.recv_timeout(Duration::from_secs(4)).expect("woken");
         assert_eq!(got, popped(key, value));

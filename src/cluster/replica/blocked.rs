@@ -310,9 +310,10 @@ impl Replicas {
         }
     }
 
-    /// How many blocking commands wait on this thread (INFO `blocked_clients`).
+    /// How many blocking commands wait on this thread (INFO `blocked_clients`): parked
+    /// here, or across vShards from a connection of this thread (`calvin.rs`).
     pub fn blocked_count(&self) -> usize {
-        self.blocked.len()
+        self.blocked.len() + self.calvin_blocked()
     }
 }
 

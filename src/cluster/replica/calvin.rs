@@ -360,6 +360,15 @@ impl Replicas {
         true
     }
 
+    /// Blocking commands across vShards waiting at this thread (their origin).
+    pub(super) fn calvin_blocked(&self) -> usize {
+        self.calvin
+            .waits
+            .values()
+            .filter(|w| w.block.is_some())
+            .count()
+    }
+
     /// Answers a blocking command's wait with its timeout reply.
     fn fail_blocked_wait(&mut self, w: Wait) {
         let proto = self.pending.job(w.job).map_or(Proto::Resp2, |j| j.proto);

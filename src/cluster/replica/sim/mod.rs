@@ -243,7 +243,8 @@ struct Sim {
     cross_pairs: bool,
     /// Transaction pairs put their two keys in different vShards (of different shard
     /// threads, with two) and go as Calvin transactions (`Op::Txn`: a MULTI/EXEC of two
-    /// SETs or GETs, or an MSET or MGET split by key), whatever node they are sent to.
+    /// SETs or GETs, or an MSET or MGET split by key), whatever node they are sent to; pops
+    /// wait on their queue and a list of another vShard, each try a Calvin transaction.
     calvin_pairs: bool,
     mutated: u64,
     /// Entries the nodes applied at append (groups of one).
