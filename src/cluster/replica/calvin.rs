@@ -66,6 +66,8 @@ pub struct Stream {
     pub executions: AtomicU64,
     pub asked_again: AtomicU64,
     pub deferred: AtomicU64,
+    /// Submissions sent again to a new sequencer leader.
+    pub resent: AtomicU64,
     /// The WATCH flags of the MULTI/EXECs submitted from this node that watch, by id, until
     /// answered: a participant's leader (on this node: WATCH across vShards is for a node
     /// alone) reads its verdict from it. No entry: it cannot tell, and says "changed".
@@ -81,6 +83,7 @@ impl Stream {
             executions: AtomicU64::new(0),
             asked_again: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
             watches: Mutex::new(HashMap::new()),
         }
     }
@@ -89,11 +92,12 @@ impl Stream {
     pub fn info(&self) -> String {
         let (first, end) = (self.first(), self.end.load(Ordering::Acquire));
         format!(
-            "calvin_sequenced:{end}\r\ncalvin_retained:{}\r\ncalvin_executions:{}\r\ncalvin_reads_asked_again:{}\r\ncalvin_jobs_deferred:{}\r\n",
+            "calvin_sequenced:{end}\r\ncalvin_retained:{}\r\ncalvin_executions:{}\r\ncalvin_reads_asked_again:{}\r\ncalvin_jobs_deferred:{}\r\ncalvin_submissions_resent:{}\r\n",
             end.saturating_sub(first),
             self.executions.load(Ordering::Relaxed),
             self.asked_again.load(Ordering::Relaxed),
             self.deferred.load(Ordering::Relaxed),
+            self.resent.load(Ordering::Relaxed),
         )
     }
 
@@ -182,6 +186,11 @@ struct Wait {
     job: u32,
     op: u32,
     since: Instant,
+    /// What was submitted (a blocking command's tries reuse it under new ids), to which
+    /// node's sequencer, and whether it was sent again to a new one (`resend`).
+    sub: Submission,
+    sent_to: NodeId,
+    resent: bool,
     split: Option<(Split, Vec<Option<Vec<u8>>>)>,
     /// Its WATCH flag is registered (`Stream::watches`).
     watches: bool,
@@ -192,8 +201,6 @@ struct Wait {
 /// A blocking command across vShards at its origin: tried as a transaction each time a
 /// stand-in wakes it, until one try serves it or its connection gives up.
 struct BlockWait {
-    /// What each try submits (under a new id).
-    sub: Submission,
     /// A try is sequenced or on its way (its answer is awaited).
     in_flight: bool,
     /// A stand-in woke it while a try was in flight: try again as soon as that one answers.
@@ -271,25 +278,27 @@ impl Replicas {
             let n = s.parts.len();
             (s, vec![None; n])
         });
+        let sequencer = self.leader_of(VShardId(self.meta_g as u16));
+        if sequencer == NodeId(0) {
+            // No sequencer known (an election): nothing was sent, nothing applied.
+            return self.pending.fail(j, op, NOT_SEQUENCED);
+        }
         let wait = Wait {
             job: j,
             op,
             since: now,
+            sub: sub.clone(),
+            sent_to: sequencer,
+            resent: false,
             split,
             watches: watch.is_some(),
-            block: block.then(|| BlockWait {
-                sub: sub.clone(),
+            block: block.then_some(BlockWait {
                 in_flight: true,
                 woken: false,
                 cancelled: false,
                 retry_at: now,
             }),
         };
-        let sequencer = self.leader_of(VShardId(self.meta_g as u16));
-        if sequencer == NodeId(0) {
-            // No sequencer known (an election): nothing was sent, nothing applied.
-            return self.pending.fail(j, op, NOT_SEQUENCED);
-        }
         if let Some(w) = watch {
             let mut watches = self.c.calvin.watches.lock().expect("calvin watches");
             watches.insert(id, w.flag);
@@ -324,16 +333,33 @@ impl Replicas {
         let sequencer = self.leader_of(VShardId(self.meta_g as u16));
         let next = self.next_txn_id();
         let b = w.block.as_mut().expect("a blocking command's wait");
-        b.sub.id = next;
         b.in_flight = sequencer != NodeId(0);
         b.woken = false;
         b.retry_at = now + BLOCK_RETRY_SOON;
+        w.sub.id = next;
         w.since = now;
-        let sub = b.sub.clone();
+        w.sent_to = sequencer;
+        w.resent = false;
+        let sub = w.sub.clone();
         self.calvin.waits.insert(next, w);
         if sequencer != NodeId(0) {
             self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
         }
+    }
+
+    /// Origin: the sequencer's leadership moved while transaction `id` waited: it is sent
+    /// again, with its id, to the new leader (sequenced once whatever happened to the first
+    /// send: the sequencer's id window), and waits afresh.
+    fn resend(&mut self, id: TxnId, sequencer: NodeId, now: Instant) {
+        let Some(w) = self.calvin.waits.get_mut(&id) else {
+            return;
+        };
+        w.sent_to = sequencer;
+        w.resent = true;
+        w.since = now;
+        let sub = w.sub.clone();
+        self.c.calvin.resent.fetch_add(1, Ordering::Relaxed);
+        self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
     }
 
     /// Origin: `Unblock` of the connection `(origin, token)` (its timeout, or it left) if it
@@ -775,7 +801,17 @@ impl Replicas {
         }
         let mut late = Vec::new();
         let mut again = Vec::new();
+        let mut resend = Vec::new();
+        let sequencer = self.leader_of(VShardId(self.meta_g as u16));
         for (id, w) in &self.calvin.waits {
+            let in_flight = w.block.as_ref().is_none_or(|b| b.in_flight);
+            let answered_in_part = w
+                .split
+                .as_ref()
+                .is_some_and(|(_, got)| got.iter().any(Option::is_some));
+            if in_flight && sequencer != w.sent_to && sequencer != NodeId(0) && !answered_in_part {
+                resend.push(*id);
+            }
             match &w.block {
                 // A blocking command between tries: its retry may be due.
                 Some(b) if !b.in_flight => {
@@ -796,6 +832,9 @@ impl Replicas {
         }
         for id in again {
             self.try_again(id, now);
+        }
+        for id in resend {
+            self.resend(id, sequencer, now);
         }
         // Reads that came before their transaction are kept until it is delivered or its
         // place passed (those for a vShard this thread does not lead, from a sender with an
@@ -875,6 +914,11 @@ impl Replicas {
         let Some(w) = self.calvin.waits.get_mut(&id) else {
             return; // answered already (timed out), or another run's
         };
+        if reply.is_err() && w.resent {
+            // A refusal of the first send (a sequencer that lost its leadership) says
+            // nothing of the send to the next one, which may yet be sequenced: wait for it.
+            return;
+        }
         if let Some(b) = w.block.as_mut() {
             // A blocking command's try that found nothing (or was not sequenced: nothing
             // happened) waits for a stand-in, or its retry.

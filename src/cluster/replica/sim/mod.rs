@@ -876,20 +876,17 @@ fn sim_transactions_across_nodes_stay_whole_and_linearizable_through_crashes_and
         let mut sim = Sim::new(seed, nodes, 1 + (seed as usize & 1));
         sim.calvin_pairs = true;
         sim.run_with_faults(8_000);
-        let executed: u64 = sim
-            .members()
-            .iter()
-            .map(|&id| {
-                sim.nodes[id.slot()]
-                    .c
-                    .calvin
-                    .executions
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .sum();
+        let count = |f: fn(&crate::cluster::replica::calvin::Stream) -> u64| -> u64 {
+            sim.members()
+                .iter()
+                .map(|&id| f(&sim.nodes[id.slot()].c.calvin))
+                .sum()
+        };
+        let executed = count(|s| s.executions.load(std::sync::atomic::Ordering::Relaxed));
+        let resent = count(|s| s.resent.load(std::sync::atomic::Ordering::Relaxed));
         sim.finish();
         eprintln!(
-            "sim seed {:#x}: {executed} execution entries applied on the nodes' leaders since their last start, {} requests acknowledged",
+            "sim seed {:#x}: {executed} execution entries applied on the nodes' leaders and {resent} submissions sent again to a new sequencer since their last start, {} requests acknowledged",
             sim.seed, sim.acked
         );
         assert!(executed > 0, "transactions executed");
