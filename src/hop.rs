@@ -83,7 +83,7 @@ pub enum Op {
     Unblock { origin: usize, token: Token },
     /// A command (or, with `exec`, a MULTI/EXEC's commands: one array reply) whose keys span
     /// vShards of several shard threads, for the connection's own thread: submitted to the
-    /// sequencer as a Calvin transaction (`replica/calvin.rs`), answered when a participant
+    /// sequencer as a Calvin transaction (`replica/calvin/`), answered when a participant
     /// has executed it.
     /// With `watch`, the MULTI/EXEC's connection WATCHed keys: it aborts if one changed.
     /// With `block`, a blocking command: tried again each time one of its keys is written
@@ -103,7 +103,7 @@ pub struct Watched {
     pub flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// What shard threads send each other for Calvin transactions (`replica/calvin.rs`), on the
+/// What shard threads send each other for Calvin transactions (`replica/calvin/`), on the
 /// mailboxes and, encoded, on the cluster bus.
 pub use shardline_shards::calvin::msg::Msg as CalvinMsg;
 

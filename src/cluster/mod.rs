@@ -216,7 +216,7 @@ pub struct Cluster {
     removed_marker: std::path::PathBuf,
     /// This node's metadata said it is leaving (`RemoveNode`); set by thread 0, never cleared.
     pub leaving: AtomicBool,
-    /// The transactions across vShards sequenced and not yet forgotten (`replica/calvin.rs`).
+    /// The transactions across vShards sequenced and not yet forgotten (`replica/calvin/`).
     pub calvin: replica::calvin::Stream,
 }
 

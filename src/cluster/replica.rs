@@ -211,7 +211,7 @@ pub struct Replicas {
     next_blocked: u64,
     /// Groups of one that apply at append (`direct.rs`).
     direct: direct::Direct,
-    /// Transactions across vShards (`calvin.rs`).
+    /// Transactions across vShards (`calvin/`).
     calvin: calvin::Calvin,
 }
 

@@ -145,7 +145,7 @@ impl Conn {
             // A blocking command waits on its keys' thread where they are all this node's
             // alone, on one thread (`replica/blocked.rs`, `try_across`); else it is tried as
             // a Calvin transaction each time a participant's stand-in sees one of its keys
-            // written (`replica/calvin.rs`).
+            // written (`replica/calvin/`).
             let t = c
                 .layout
                 .owner_thread(VShardId(vshards[0] as u16), c.threads);
@@ -167,7 +167,7 @@ impl Conn {
         {
             // Across shard threads, or vShards with other replicas (led here or by any
             // node): a Calvin transaction, atomic and serializable with everything else
-            // (`replica/calvin.rs`).
+            // (`replica/calvin/`).
             return self.submit_txn(spec, args).map(|()| 0);
         }
         // An op of this batch queued for this thread must run first; and while a

@@ -443,3 +443,17 @@ impl Drop for TestCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Runs `f` again while it answers -TRYAGAIN (nothing applied: no sequencer or leader known
+/// for a moment, during an election), up to 10 s.
+pub fn retry_tryagain<T>(mut f: impl FnMut() -> redis::RedisResult<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(e) if e.code() == Some("TRYAGAIN") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            r => return r.unwrap(),
+        }
+    }
+}

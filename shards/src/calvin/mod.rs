@@ -17,7 +17,7 @@
 //! - [`msg`]: what threads and nodes send each other (submissions, reads, replies, asks,
 //!   executed marks) and its encoding on the cluster bus.
 //!
-//! The driver that carries them is `src/cluster/replica/calvin.rs`.
+//! The driver that carries them is `src/cluster/replica/calvin/`.
 
 pub mod exec;
 pub mod msg;

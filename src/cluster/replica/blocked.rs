@@ -237,7 +237,7 @@ impl Replicas {
         db: &mut shardline_shards::db::Db,
     ) {
         let Some(&id) = self.blocked_ids.get(&(origin, token)) else {
-            // Or a blocking command across vShards (`calvin.rs`).
+            // Or a blocking command across vShards (`calvin/`).
             self.calvin_unblock(origin, token);
             return;
         };
@@ -311,7 +311,7 @@ impl Replicas {
     }
 
     /// How many blocking commands wait on this thread (INFO `blocked_clients`): parked
-    /// here, or across vShards from a connection of this thread (`calvin.rs`).
+    /// here, or across vShards from a connection of this thread (`calvin/`).
     pub fn blocked_count(&self) -> usize {
         self.blocked.len() + self.calvin_blocked()
     }

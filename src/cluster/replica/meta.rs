@@ -149,7 +149,7 @@ impl Replicas {
             return Ok(());
         }
         if data[0] == shardline_shards::calvin::seq::SEQ_TAG {
-            // The sequencer's (`calvin.rs`): nobody waits on it here.
+            // The sequencer's (`calvin/`): nobody waits on it here.
             self.apply_seq(&data[1..]);
             return Ok(());
         }

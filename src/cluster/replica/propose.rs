@@ -82,7 +82,7 @@ impl Shard {
             let mut guard = self.repl.borrow_mut();
             let r = guard.as_mut().expect("replicated");
             if r.calvin_blocks(&job) {
-                // Keys a transaction holds: run once it executed (`calvin.rs`).
+                // Keys a transaction holds: run once it executed (`calvin/`).
                 r.calvin.deferred.push_back(job);
                 self.node
                     .cluster

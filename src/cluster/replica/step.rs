@@ -282,7 +282,7 @@ impl Replicas {
                             })?;
                         Ok(())
                     } else {
-                        // A transaction across vShards (`calvin.rs`) answers its origin, in
+                        // A transaction across vShards (`calvin/`) answers its origin, in
                         // the origin's protocol.
                         let calvin = replicate::is_execute(&e.data);
                         if calvin {

@@ -318,7 +318,7 @@ impl Sim {
         // With pairs across vShards, pops wait on a second, never-pushed list in another
         // vShard of the queue's thread too (a waiter across vShards, `blocked.rs`); with
         // Calvin pairs, in a vShard of another thread, led by any node (each try a Calvin
-        // transaction, woken by stand-ins: `calvin.rs`).
+        // transaction, woken by stand-ins: `calvin/block.rs`).
         let also = if (self.cross_pairs || self.calvin_pairs) && req == Req::Pop {
             self.other_vshard(&q, &format!("w{key}"), self.cross_pairs)
         } else {

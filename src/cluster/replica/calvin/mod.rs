@@ -29,6 +29,13 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod block;
+mod sequencer;
+mod stream;
+
+use block::{BlockWait, StandIn};
+pub use stream::Stream;
+
 /// How often thread 0 looks whether transactions executed everywhere can be forgotten (on
 /// the sequencer's leader) or tells it the executed marks that moved (elsewhere), and each
 /// thread drops the vShards it follows that wait for nothing any more.
@@ -39,103 +46,8 @@ const WANT_EVERY: Duration = Duration::from_millis(200);
 /// Every how many `FORGET_EVERY` rounds a node tells the sequencer's leader every executed
 /// mark, moved or not.
 const TELL_ALL_EVERY: u64 = 20;
-/// A blocking command across vShards whose try found nothing is tried again when a stand-in
-/// wakes it, and at the latest after this long (a stand-in lost with a leader change, or a
-/// wake-up lost with a connection, must not leave it waiting for good).
-const BLOCK_RETRY: Duration = Duration::from_secs(1);
-/// A try that was not sequenced (no sequencer for a moment) is made again after this long.
-const BLOCK_RETRY_SOON: Duration = Duration::from_millis(100);
-/// How long a participant's stand-in waits for a write before it goes.
-const STAND_IN_FOR: Duration = Duration::from_secs(3);
-
 /// The answer to a transaction whose reply did not come in time: it may have been applied.
 pub(crate) const TXN_UNKNOWN: &str = "UNKNOWN the transaction across vShards was not confirmed in time; it may or may not have been applied: read its keys before retrying";
-
-/// The transactions thread 0's sequencer has sequenced and not yet forgotten, in sequence
-/// order, for the node's threads to take (each keeps its own position). Written by thread 0
-/// only; read under the lock only when its end moved or a thread starts leading a vShard.
-pub struct Stream {
-    txns: Mutex<VecDeque<Arc<Ordered>>>,
-    /// The sequence number after the last published (0: none yet).
-    end: AtomicU64,
-    /// Per vShard replicated here: every transaction below it that involves the vShard has
-    /// executed there (committed: raised by every replica as it applies, so it only grows).
-    done: Vec<AtomicU64>,
-    /// INFO's figures: execution entries applied by this node's leaders, reads asked for
-    /// again (`Want`), jobs that waited for keys a transaction held.
-    pub executions: AtomicU64,
-    pub asked_again: AtomicU64,
-    pub deferred: AtomicU64,
-    /// Submissions sent again to a new sequencer leader.
-    pub resent: AtomicU64,
-    /// The WATCH flags of the MULTI/EXECs submitted from this node that watch, by id, until
-    /// answered: a participant's leader (on this node: WATCH across vShards is for a node
-    /// alone) reads its verdict from it. No entry: it cannot tell, and says "changed".
-    watches: Mutex<HashMap<TxnId, Arc<std::sync::atomic::AtomicBool>>>,
-}
-
-impl Stream {
-    pub fn new(vshards: usize) -> Stream {
-        Stream {
-            txns: Mutex::new(VecDeque::new()),
-            end: AtomicU64::new(0),
-            done: (0..vshards).map(|_| AtomicU64::new(0)).collect(),
-            executions: AtomicU64::new(0),
-            asked_again: AtomicU64::new(0),
-            deferred: AtomicU64::new(0),
-            resent: AtomicU64::new(0),
-            watches: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// INFO's lines: `calvin_*`.
-    pub fn info(&self) -> String {
-        let (first, end) = (self.first(), self.end.load(Ordering::Acquire));
-        format!(
-            "calvin_sequenced:{end}\r\ncalvin_retained:{}\r\ncalvin_executions:{}\r\ncalvin_reads_asked_again:{}\r\ncalvin_jobs_deferred:{}\r\ncalvin_submissions_resent:{}\r\n",
-            end.saturating_sub(first),
-            self.executions.load(Ordering::Relaxed),
-            self.asked_again.load(Ordering::Relaxed),
-            self.deferred.load(Ordering::Relaxed),
-            self.resent.load(Ordering::Relaxed),
-        )
-    }
-
-    /// Thread 0: publishes the sequencer's retained transactions from `from` on (all of
-    /// them, replacing what was there, with `replace`: a snapshot installed).
-    fn publish(&self, s: &Sequencer, from: u64, replace: bool) {
-        let mut q = self.txns.lock().expect("calvin stream");
-        if replace {
-            q.clear();
-        }
-        let have = q.back().map_or(0, |t| t.seq + 1);
-        for t in s.retained_from(from.max(have)) {
-            q.push_back(t.clone());
-        }
-        while q.front().is_some_and(|t| t.seq < s.first_retained()) {
-            q.pop_front();
-        }
-        self.end.store(s.next_seq(), Ordering::Release);
-    }
-
-    /// The lowest sequence number still published: every transaction below it has
-    /// executed on every participant.
-    fn first(&self) -> u64 {
-        let q = self.txns.lock().expect("calvin stream");
-        q.front()
-            .map_or_else(|| self.end.load(Ordering::Acquire), |t| t.seq)
-    }
-
-    /// The transactions from `from` (inclusive) to `to` (exclusive).
-    fn range(&self, from: u64, to: u64) -> Vec<Arc<Ordered>> {
-        let q = self.txns.lock().expect("calvin stream");
-        let start = q.partition_point(|t| t.seq < from);
-        q.range(start..)
-            .take_while(|t| t.seq < to)
-            .cloned()
-            .collect()
-    }
-}
 
 /// A thread's Calvin state.
 #[derive(Default)]
@@ -192,37 +104,18 @@ struct Wait {
     sent_to: NodeId,
     resent: bool,
     split: Option<(Split, Vec<Option<Vec<u8>>>)>,
-    /// Its WATCH flag is registered (`Stream::watches`).
-    watches: bool,
     /// A blocking command: tried until served.
     block: Option<BlockWait>,
-}
-
-/// A blocking command across vShards at its origin: tried as a transaction each time a
-/// stand-in wakes it, until one try serves it or its connection gives up.
-struct BlockWait {
-    /// A try is sequenced or on its way (its answer is awaited).
-    in_flight: bool,
-    /// A stand-in woke it while a try was in flight: try again as soon as that one answers.
-    woken: bool,
-    /// Its connection gave up while a try was in flight: that try's answer is final.
-    cancelled: bool,
-    /// When it is tried again if nothing wakes it first.
-    retry_at: Instant,
-}
-
-/// A participant's stand-in for a blocking command's origin, waiting on the keys of a
-/// vShard led here (`Db::waiting`, by an id from the blocked commands' counter).
-pub(super) struct StandIn {
-    /// The try that found nothing: its origin is woken with it.
-    wakes: TxnId,
-    keys: Vec<Vec<u8>>,
-    until: Instant,
 }
 
 /// The origin of a transaction id: this node and thread.
 fn origin_of(me: NodeId, thread: usize) -> u64 {
     me.0 << 16 | thread as u64
+}
+
+/// The node and thread a transaction id's origin names (`origin_of`).
+fn origin_in(id: TxnId) -> (NodeId, usize) {
+    (NodeId(id.origin >> 16), (id.origin & 0xffff) as usize)
 }
 
 impl Replicas {
@@ -278,7 +171,7 @@ impl Replicas {
             let n = s.parts.len();
             (s, vec![None; n])
         });
-        let sequencer = self.leader_of(VShardId(self.meta_g as u16));
+        let sequencer = self.c.leader(VShardId(self.meta_g as u16));
         if sequencer == NodeId(0) {
             // No sequencer known (an election): nothing was sent, nothing applied.
             return self.pending.fail(j, op, NOT_SEQUENCED);
@@ -291,7 +184,6 @@ impl Replicas {
             sent_to: sequencer,
             resent: false,
             split,
-            watches: watch.is_some(),
             block: block.then_some(BlockWait {
                 in_flight: true,
                 woken: false,
@@ -323,30 +215,6 @@ impl Replicas {
         }
     }
 
-    /// Origin: blocking command try `id` found nothing and one of its keys was written since
-    /// (or its retry is due): the next try, under a new id (each try is a transaction of its
-    /// own; stand-ins of the last one that fire later name an id no longer waited for).
-    fn try_again(&mut self, id: TxnId, now: Instant) {
-        let Some(mut w) = self.calvin.waits.remove(&id) else {
-            return;
-        };
-        let sequencer = self.leader_of(VShardId(self.meta_g as u16));
-        let next = self.next_txn_id();
-        let b = w.block.as_mut().expect("a blocking command's wait");
-        b.in_flight = sequencer != NodeId(0);
-        b.woken = false;
-        b.retry_at = now + BLOCK_RETRY_SOON;
-        w.sub.id = next;
-        w.since = now;
-        w.sent_to = sequencer;
-        w.resent = false;
-        let sub = w.sub.clone();
-        self.calvin.waits.insert(next, w);
-        if sequencer != NodeId(0) {
-            self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
-        }
-    }
-
     /// Origin: the sequencer's leadership moved while transaction `id` waited: it is sent
     /// again, with its id, to the new leader (sequenced once whatever happened to the first
     /// send: the sequencer's id window), and waits afresh.
@@ -362,123 +230,11 @@ impl Replicas {
         self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
     }
 
-    /// Origin: `Unblock` of the connection `(origin, token)` (its timeout, or it left) if it
-    /// waits for a blocking command here: answered with the timeout reply, or, with a try in
-    /// flight, that try's answer is made final. Whether one was found.
-    pub(super) fn calvin_unblock(&mut self, origin: usize, token: crate::hop::Token) -> bool {
-        let found = self.calvin.waits.iter_mut().find(|(_, w)| {
-            w.block.is_some()
-                && self
-                    .pending
-                    .job(w.job)
-                    .is_some_and(|j| j.origin == origin && j.token == token)
-        });
-        let Some((&id, w)) = found else {
-            return false;
-        };
-        let b = w.block.as_mut().expect("found so");
-        if b.in_flight {
-            b.cancelled = true;
-            return true;
-        }
-        let w = self.waited(id).expect("found");
-        self.fail_blocked_wait(w);
-        true
-    }
-
-    /// Blocking commands across vShards waiting at this thread (their origin).
-    pub(super) fn calvin_blocked(&self) -> usize {
-        self.calvin
-            .waits
-            .values()
-            .filter(|w| w.block.is_some())
-            .count()
-    }
-
-    /// Answers a blocking command's wait with its timeout reply.
-    fn fail_blocked_wait(&mut self, w: Wait) {
-        let proto = self.pending.job(w.job).map_or(Proto::Resp2, |j| j.proto);
-        let mut out = Out::new(proto);
-        shardline_shards::command::blocking::timeout_reply("", &mut out);
-        self.pending.fill(w.job, w.op, &out.buf);
-    }
-
-    /// Participant `v`'s leader: blocking command try `t` found nothing: a stand-in waits on
-    /// `v`'s keys it waits on, in line behind the waiters there, and wakes its origin when one
-    /// is written (`serve_ready`); gone after `STAND_IN_FOR` (the origin tries again by then).
-    fn stand_in(&mut self, db: &mut Db, v: VShardId, t: &Ordered, now: Instant) {
-        let Some(argv) = t.sub.cmds.first() else {
-            return;
-        };
-        let (mut buf, mut spans) = (Vec::new(), Vec::new());
-        command::words_into(argv, &mut buf, &mut spans);
-        let args = Args::new(&buf, &spans);
-        let Some(spec) = command::lookup(args.get(0)) else {
-            return;
-        };
-        let Ok(wait) = shardline_shards::command::blocking::parse(spec.name, &args) else {
-            return;
-        };
-        let layout = self.c.layout;
-        let keys: Vec<Vec<u8>> = wait
-            .keys
-            .iter()
-            .map(|&i| args.get(i).to_vec())
-            .filter(|k| layout.vshard_of(shardline_shards::slot::key_slot(k)) == v)
-            .collect();
-        if keys.is_empty() {
-            return;
-        }
-        let sid = self.next_blocked;
-        self.next_blocked += 1;
-        db.wait_on(sid, &keys, false);
-        self.calvin.stand_ins.insert(
-            sid,
-            StandIn {
-                wakes: t.sub.id,
-                keys,
-                until: now + STAND_IN_FOR,
-            },
-        );
-    }
-
-    /// A key with waiters was written: if its first waiter is a stand-in, it wakes its
-    /// origin and goes (true; the key stays ready for the waiter after it).
-    pub(super) fn fire_stand_in(&mut self, db: &mut Db, id: u64, key: &[u8]) -> bool {
-        let Some(s) = self.calvin.stand_ins.remove(&id) else {
-            return false;
-        };
-        db.unwait(id, &s.keys);
-        db.mark_ready(key);
-        let (node, t) = (
-            NodeId(s.wakes.origin >> 16),
-            (s.wakes.origin & 0xffff) as usize,
-        );
-        if t < self.c.threads {
-            self.send_to(node, t, CalvinMsg::Wake { id: s.wakes });
-        }
-        true
-    }
-
-    /// Drops the stand-ins past their time (their origins have tried again since, or gone).
-    fn expire_stand_ins(&mut self, db: &mut Db, now: Instant) {
-        let old: Vec<u64> = self
-            .calvin
-            .stand_ins
-            .iter()
-            .filter(|(_, s)| s.until <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in old {
-            let s = self.calvin.stand_ins.remove(&id).expect("listed");
-            db.unwait(id, &s.keys);
-        }
-    }
-
     /// Origin: transaction `id` is answered (or given up): its WATCH flag, if any, goes.
     fn waited(&mut self, id: TxnId) -> Option<Wait> {
         let w = self.calvin.waits.remove(&id)?;
-        if w.watches {
+        if w.sub.watch {
+            // (Its WATCH flag is registered, `Stream::watches`.)
             self.c
                 .calvin
                 .watches
@@ -501,7 +257,7 @@ impl Replicas {
 
     /// Answers transaction `id` at its origin (participant `from`'s part).
     fn reply_to(&mut self, id: TxnId, from: VShardId, reply: Result<Vec<u8>, &'static str>) {
-        let (node, t) = (NodeId(id.origin >> 16), (id.origin & 0xffff) as usize);
+        let (node, t) = origin_in(id);
         if t < self.c.threads {
             self.send_to(node, t, CalvinMsg::Reply { id, from, reply });
         }
@@ -523,58 +279,6 @@ impl Replicas {
         shardline_shards::calvin::msg::encode(t as u16, &msg, &mut payload);
         self.queue_control(node, super::super::CALVIN_GROUP, &payload);
         self.payloads = payload;
-    }
-
-    /// The node that leads vShard `v` as this node's routing table has it (`NodeId(0)`:
-    /// none known).
-    fn leader_of(&self, v: VShardId) -> NodeId {
-        self.c.leader(v)
-    }
-
-    /// Thread 0: a submission for the sequencer; refused (nothing applied) when this node
-    /// does not lead it.
-    fn sequence(&mut self, sub: Submission) {
-        let leads = self.groups[self.meta_g as usize]
-            .as_ref()
-            .is_some_and(|g| g.role() == raft::Role::Leader);
-        let id = sub.id;
-        if !leads || self.calvin.seq.submit(sub).is_err() {
-            self.reply_to(id, VShardId(0), Err(NOT_SEQUENCED));
-        }
-        self.wake();
-    }
-
-    /// Applies a committed entry of the sequencer (in the metadata group's log, after its
-    /// tag): the transactions it sequences are published.
-    pub(super) fn apply_seq(&mut self, data: &[u8]) {
-        let from = self.calvin.seq.next_seq();
-        match self.calvin.seq.apply(data) {
-            Ok(_) => self.publish(from, false),
-            // Skipped alike by every replica, as a metadata entry that does not decode is.
-            Err(e) => tracing::error!("a committed sequencer entry does not decode ({e}); skipped"),
-        }
-    }
-
-    /// Thread 0: the sequencer's state from the metadata group's snapshot.
-    pub(super) fn install_seq(&mut self, state: Option<&[u8]>) -> Result<(), &'static str> {
-        self.calvin.seq = match state {
-            None => Sequencer::default(),
-            Some(b) => Sequencer::decode(b, seq::Limits::default()).map_err(|e| e.what())?,
-        };
-        self.publish(0, true);
-        Ok(())
-    }
-
-    /// The metadata group's snapshot state: the metadata's and the sequencer's.
-    pub(super) fn meta_state(&self, meta: &[u8]) -> Vec<u8> {
-        seq::join_state(meta, &self.calvin.seq)
-    }
-
-    fn publish(&mut self, from: u64, replace: bool) {
-        self.c.calvin.publish(&self.calvin.seq, from, replace);
-        for t in 0..self.c.threads {
-            self.send(t, CalvinMsg::Poke);
-        }
     }
 
     /// Whether `job` touches a key a transaction holds (or waits for) on this thread, or
@@ -630,7 +334,7 @@ impl Replicas {
     /// Whether transactions involve `v` that this thread has not taken up into its scheduler
     /// (it follows `v`, or leads it and is catching up): active expiry leaves `v` alone.
     pub(super) fn calvin_waits_for(&self, v: VShardId) -> bool {
-        !self.calvin.stalled.is_empty() && self.calvin.stalled.contains(&(v.0 as u32))
+        self.calvin.stalled.contains(&(v.0 as u32))
     }
 
     /// Whether `key` of `v` is held by a transaction here (active expiry leaves it).
@@ -693,28 +397,14 @@ impl Replicas {
                 CalvinMsg::Submit(sub) => self.sequence(sub),
                 CalvinMsg::Reads { seq, from, reads } => self.calvin.sched.reads(seq, from, reads),
                 CalvinMsg::Reply { id, from, reply } => self.txn_replied(id, from, reply, now),
-                CalvinMsg::Wake { id } => {
-                    let Some(b) = self
-                        .calvin
-                        .waits
-                        .get_mut(&id)
-                        .and_then(|w| w.block.as_mut())
-                    else {
-                        continue; // an earlier try's stand-in, or answered
-                    };
-                    if b.in_flight {
-                        b.woken = true;
-                    } else {
-                        self.try_again(id, now);
-                    }
-                }
+                CalvinMsg::Wake { id } => self.woken(id, now),
                 CalvinMsg::Want { seq, of, by } => {
                     let kept = db.vshard(of).and_then(|vs| vs.calvin_sent.get(&seq));
                     if let Some(reads) = kept {
                         // Executed here: the reads its entry recorded.
                         let reads = reads.clone();
                         let t = self.c.thread_of(by.0 as u32);
-                        let to = self.leader_of(by);
+                        let to = self.c.leader(by);
                         self.send_to(
                             to,
                             t,
@@ -755,7 +445,7 @@ impl Replicas {
                 for of in lacking {
                     self.c.calvin.asked_again.fetch_add(1, Ordering::Relaxed);
                     let t = self.c.thread_of(of.0 as u32);
-                    let to = self.leader_of(of);
+                    let to = self.c.leader(of);
                     self.send_to(to, t, CalvinMsg::Want { seq, of, by });
                 }
             }
@@ -802,7 +492,7 @@ impl Replicas {
         let mut late = Vec::new();
         let mut again = Vec::new();
         let mut resend = Vec::new();
-        let sequencer = self.leader_of(VShardId(self.meta_g as u16));
+        let sequencer = self.c.leader(VShardId(self.meta_g as u16));
         for (id, w) in &self.calvin.waits {
             let in_flight = w.block.as_ref().is_none_or(|b| b.in_flight);
             let answered_in_part = w
@@ -919,31 +609,12 @@ impl Replicas {
             // nothing of the send to the next one, which may yet be sequenced: wait for it.
             return;
         }
-        if let Some(b) = w.block.as_mut() {
-            // A blocking command's try that found nothing (or was not sequenced: nothing
-            // happened) waits for a stand-in, or its retry.
-            let empty = match &reply {
-                Ok(bytes) => shardline_shards::command::blocking::would_block(bytes),
-                Err(_) => true,
-            };
-            if empty {
-                if b.cancelled {
-                    let w = self.waited(id).expect("present");
-                    return self.fail_blocked_wait(w);
-                }
-                b.in_flight = false;
-                if b.woken {
-                    return self.try_again(id, now);
-                }
-                b.retry_at = now
-                    + if reply.is_err() {
-                        BLOCK_RETRY_SOON
-                    } else {
-                        BLOCK_RETRY
-                    };
-                return;
-            }
+        if w.block.is_some() && self.block_replied(id, &reply, now) {
+            return;
         }
+        let Some(w) = self.calvin.waits.get_mut(&id) else {
+            return;
+        };
         let bytes = match (reply, &mut w.split) {
             (Err(msg), _) => {
                 let w = self.waited(id).expect("present");
@@ -987,7 +658,7 @@ impl Replicas {
                 // leader is not known now asks again (`Want`) once it has one.
                 let mut dests: Vec<(NodeId, usize)> = to
                     .iter()
-                    .map(|&w| (self.leader_of(w), self.c.thread_of(w.0 as u32)))
+                    .map(|&w| (self.c.leader(w), self.c.thread_of(w.0 as u32)))
                     .filter(|&(node, _)| node != NodeId(0))
                     .collect();
                 dests.sort_unstable();
@@ -1108,115 +779,4 @@ impl Replicas {
                 .map_or(0, |grp| grp.last_index())
         });
     }
-
-    /// Thread 0: proposes the next epoch when submissions wait and none is in flight (or
-    /// forgets them when it does not lead).
-    fn sequencer_duty(&mut self) {
-        let g = self.meta_g as usize;
-        let Some(grp) = self.groups[g].as_ref() else {
-            return;
-        };
-        if grp.role() == raft::Role::Leader {
-            let seed = self.seed.wrapping_add(self.calvin.seq.next_seq());
-            // (The clock is read only when an epoch is to be taken: this runs every step.)
-            let epoch = self
-                .calvin
-                .seq
-                .epoch_ready()
-                .then(|| self.calvin.seq.take_epoch(unix_now_us(), seed));
-            if let Some(epoch) = epoch.flatten() {
-                let mut entry = Vec::with_capacity(1 + epoch.len());
-                entry.push(seq::SEQ_TAG);
-                entry.extend_from_slice(&epoch);
-                if self.propose_meta(entry).is_err() {
-                    self.epoch_lost();
-                }
-            }
-        } else {
-            // (Nothing allocated when nothing waits: this runs every step.)
-            self.epoch_lost();
-        }
-    }
-
-    /// Thread 0: the sequencer lost its leadership: the submissions it had not proposed are
-    /// refused (nothing applied); those of the epoch in flight wait for it to commit or not
-    /// (their origins time out with `-UNKNOWN` if it does not).
-    fn epoch_lost(&mut self) {
-        for sub in self.calvin.seq.epoch_lost() {
-            self.reply_to(sub.id, VShardId(0), Err(NOT_SEQUENCED));
-        }
-    }
-
-    /// Thread 0, every `FORGET_EVERY`: on the sequencer's leader, forgets what executed
-    /// everywhere; elsewhere, tells the leader the executed marks that moved (every mark to
-    /// a new leader, and every `TELL_ALL_EVERY` rounds: a message lost on a connection
-    /// that dropped must not hold back forgetting for good).
-    fn marks_duty(&mut self) {
-        let leads = self.groups[self.meta_g as usize]
-            .as_ref()
-            .is_some_and(|g| g.role() == raft::Role::Leader);
-        let vshards = self.c.calvin.done.len();
-        let leader = self.leader_of(VShardId(self.meta_g as u16));
-        let calvin = &mut self.calvin;
-        calvin.known.resize(vshards, 0);
-        calvin.told.resize(vshards, 0);
-        let marks: Vec<u64> = self
-            .c
-            .calvin
-            .done
-            .iter()
-            .map(|d| d.load(Ordering::Acquire))
-            .collect();
-        if leads {
-            for (k, m) in calvin.known.iter_mut().zip(&marks) {
-                *k = (*k).max(*m);
-            }
-            let low = forget_point(calvin.seq.retained(), &calvin.known, calvin.seq.next_seq());
-            if low > calvin.seq.first_retained() {
-                let mut entry = vec![seq::SEQ_TAG];
-                entry.extend_from_slice(&Sequencer::forget_entry(low));
-                let _ = self.propose_meta(entry);
-            }
-        } else {
-            calvin.rounds += 1;
-            if leader != calvin.told_to || calvin.rounds % TELL_ALL_EVERY == 0 {
-                calvin.told_to = leader;
-                calvin.told.iter_mut().for_each(|t| *t = 0);
-            }
-            let moved: Vec<(VShardId, u64)> = marks
-                .iter()
-                .zip(calvin.told.iter_mut())
-                .enumerate()
-                .filter(|(_, (m, t))| *m > *t)
-                .map(|(v, (m, t))| {
-                    *t = *m;
-                    (VShardId(v as u16), *m)
-                })
-                .collect();
-            if !moved.is_empty() {
-                self.send_to(leader, 0, CalvinMsg::Done(moved));
-            }
-        }
-    }
-}
-
-/// The point below which every transaction `retained` (in sequence order) has executed on
-/// every participant, by the participants' executed marks `known` (`next`: none retained is
-/// waited for). A vShard with no mark known waits.
-fn forget_point<'a>(
-    retained: impl Iterator<Item = &'a Arc<Ordered>>,
-    known: &[u64],
-    next: u64,
-) -> u64 {
-    for t in retained {
-        let waits = t
-            .sub
-            .keys
-            .iter()
-            .any(|(v, _)| known.get(v.0 as usize).is_none_or(|&k| k <= t.seq));
-        if waits {
-            return t.seq;
-        }
-    }
-    next
 }

@@ -1,0 +1,91 @@
+//! The node's stream of sequenced transactions (`Stream`): what thread 0's sequencer applied,
+//! for every thread to take from its own position, with the node's executed marks, the
+//! WATCH flags of transactions submitted here, and INFO's figures.
+
+use super::*;
+
+/// The transactions thread 0's sequencer has sequenced and not yet forgotten, in sequence
+/// order, for the node's threads to take (each keeps its own position). Written by thread 0
+/// only; read under the lock only when its end moved or a thread starts leading a vShard.
+pub struct Stream {
+    pub(super) txns: Mutex<VecDeque<Arc<Ordered>>>,
+    /// The sequence number after the last published (0: none yet).
+    pub(super) end: AtomicU64,
+    /// Per vShard replicated here: every transaction below it that involves the vShard has
+    /// executed there (committed: raised by every replica as it applies, so it only grows).
+    pub(super) done: Vec<AtomicU64>,
+    /// INFO's figures: execution entries applied by this node's leaders, reads asked for
+    /// again (`Want`), jobs that waited for keys a transaction held.
+    pub executions: AtomicU64,
+    pub asked_again: AtomicU64,
+    pub deferred: AtomicU64,
+    /// Submissions sent again to a new sequencer leader.
+    pub resent: AtomicU64,
+    /// The WATCH flags of the MULTI/EXECs submitted from this node that watch, by id, until
+    /// answered: a participant's leader (on this node: WATCH across vShards is for a node
+    /// alone) reads its verdict from it. No entry: it cannot tell, and says "changed".
+    pub(super) watches: Mutex<HashMap<TxnId, Arc<std::sync::atomic::AtomicBool>>>,
+}
+
+impl Stream {
+    pub fn new(vshards: usize) -> Stream {
+        Stream {
+            txns: Mutex::new(VecDeque::new()),
+            end: AtomicU64::new(0),
+            done: (0..vshards).map(|_| AtomicU64::new(0)).collect(),
+            executions: AtomicU64::new(0),
+            asked_again: AtomicU64::new(0),
+            deferred: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            watches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// INFO's lines: `calvin_*`.
+    pub fn info(&self) -> String {
+        let (first, end) = (self.first(), self.end.load(Ordering::Acquire));
+        format!(
+            "calvin_sequenced:{end}\r\ncalvin_retained:{}\r\ncalvin_executions:{}\r\ncalvin_reads_asked_again:{}\r\ncalvin_jobs_deferred:{}\r\ncalvin_submissions_resent:{}\r\n",
+            end.saturating_sub(first),
+            self.executions.load(Ordering::Relaxed),
+            self.asked_again.load(Ordering::Relaxed),
+            self.deferred.load(Ordering::Relaxed),
+            self.resent.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Thread 0: publishes the sequencer's retained transactions from `from` on (all of
+    /// them, replacing what was there, with `replace`: a snapshot installed).
+    pub(super) fn publish(&self, s: &Sequencer, from: u64, replace: bool) {
+        let mut q = self.txns.lock().expect("calvin stream");
+        if replace {
+            q.clear();
+        }
+        let have = q.back().map_or(0, |t| t.seq + 1);
+        for t in s.retained_from(from.max(have)) {
+            q.push_back(t.clone());
+        }
+        while q.front().is_some_and(|t| t.seq < s.first_retained()) {
+            q.pop_front();
+        }
+        self.end.store(s.next_seq(), Ordering::Release);
+    }
+
+    /// The lowest sequence number still published: every transaction below it has
+    /// executed on every participant.
+    pub(super) fn first(&self) -> u64 {
+        let q = self.txns.lock().expect("calvin stream");
+        q.front()
+            .map_or_else(|| self.end.load(Ordering::Acquire), |t| t.seq)
+    }
+
+    /// The transactions from `from` (inclusive) to `to` (exclusive).
+    pub(super) fn range(&self, from: u64, to: u64) -> Vec<Arc<Ordered>> {
+        let q = self.txns.lock().expect("calvin stream");
+        let start = q.partition_point(|t| t.seq < from);
+        q.range(start..)
+            .take_while(|t| t.seq < to)
+            .cloned()
+            .collect()
+    }
+}
