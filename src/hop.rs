@@ -94,13 +94,42 @@ pub enum Op {
         watch: Option<Box<Watched>>,
         block: bool,
     },
+    /// For the connection's own thread: registers a WATCH of the key at `first` on `node`,
+    /// which leads its vShard, for the MULTI/EXEC to be submitted as `id`; `+OK` once that
+    /// node has it. Had it not in time, `flag` is set (that EXEC answers nil: nothing can
+    /// vouch for the key).
+    WatchAt {
+        first: u32,
+        id: shardline_shards::calvin::seq::TxnId,
+        node: crate::cluster::NodeId,
+        flag: Arc<AtomicBool>,
+    },
+    /// For the connection's own thread: drops the WATCH registrations made elsewhere for
+    /// `id` (`WatchAt`) of these keys. `+OK` at once.
+    Unwatch {
+        id: shardline_shards::calvin::seq::TxnId,
+        keys: Vec<WatchedKey>,
+    },
 }
 
-/// The WATCHes of a transaction across vShards: the keys, and the connection's flag that
-/// writes to them set (kept registered until the transaction's participants have read).
+/// The WATCHes of a transaction across vShards: each key with its shard thread and where
+/// it is registered (`None`: on this node, with the connection's `flag`, which writes to it
+/// set; `Some(node)`: on the node that led its vShard, `Op::WatchAt`), and the id the
+/// transaction is submitted under (the one its registrations elsewhere were made for). The
+/// registrations are kept until the transaction's participants have read.
 pub struct Watched {
-    pub keys: Vec<Vec<u8>>,
+    pub keys: Vec<WatchedKey>,
     pub flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub id: Option<shardline_shards::calvin::seq::TxnId>,
+}
+
+/// A WATCHed key: its name, its shard thread, and the node it is registered on (`None`:
+/// this one).
+#[derive(Clone, Debug)]
+pub struct WatchedKey {
+    pub key: Vec<u8>,
+    pub thread: usize,
+    pub at: Option<crate::cluster::NodeId>,
 }
 
 /// What shard threads send each other for Calvin transactions (`replica/calvin/`), on the

@@ -573,6 +573,9 @@ impl Shard {
             Op::Unblock { .. } => out.error("ERR internal: unblock outside a job"),
             Op::Persist { .. } => out.error("ERR internal: a save outside a job"),
             Op::Txn { .. } => out.error("ERR internal: a transaction outside a job"),
+            Op::WatchAt { .. } | Op::Unwatch { .. } => {
+                out.error("ERR internal: a WATCH elsewhere outside a job")
+            }
         }
     }
 

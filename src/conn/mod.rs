@@ -124,9 +124,6 @@ struct Multi {
 }
 
 const TXN_CROSS_THREAD: &str = "CROSSSLOT Keys in request don't hash to the same shard thread (a transaction must stay on one shard thread for now)";
-/// WATCH with a transaction across shard threads: its check would have to be decided alike
-/// by every participant from replicated data (not built).
-const TXN_WATCH_ACROSS: &str = "CROSSSLOT WATCH with a transaction across vShards is supported on a node alone only for now: keep the watched keys and the transaction's keys in one hash tag";
 
 /// Per-connection state.
 pub struct Conn {
@@ -137,7 +134,12 @@ pub struct Conn {
     multi: Option<Multi>,
     /// The flag WATCHed keys set when written; replaced after each EXEC/DISCARD/UNWATCH.
     watch_flag: Arc<AtomicBool>,
-    watched: Vec<(Vec<u8>, usize)>,
+    /// The WATCHed keys: each with its shard thread and, for one registered on the node
+    /// that led its vShard, that node.
+    watched: Vec<crate::hop::WatchedKey>,
+    /// The id the next MULTI/EXEC is submitted under once a WATCH was registered on
+    /// another node (`Op::WatchAt`); none before, and none again after EXEC or UNWATCH.
+    watch_id: Option<shardline_shards::calvin::seq::TxnId>,
     closing: bool,
     // The current batch.
     out: Out,
@@ -210,6 +212,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         multi: None,
         watch_flag: Arc::new(AtomicBool::new(false)),
         watched: Vec::new(),
+        watch_id: None,
         closing: false,
         out: Out::new(Proto::Resp2),
         holes: Vec::new(),

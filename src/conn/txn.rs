@@ -119,29 +119,39 @@ impl Conn {
     }
 
     /// The transaction being queued spans shard threads or vShards that are not all this
-    /// node's alone: a Calvin transaction at EXEC; with WATCH, on a node alone only (its
-    /// participants check the connection's flag, which lives on this node); else the refusal.
+    /// node's alone: a Calvin transaction at EXEC.
     fn go_across(&mut self) -> Option<String> {
-        if !self.watched.is_empty() && self.shard.node.cluster.member_ids().len() > 1 {
-            return Some(TXN_WATCH_ACROSS.to_string());
-        }
         self.multi.as_mut().expect("in MULTI").across = true;
         None
     }
 
     pub(super) fn exec(&mut self) {
-        let Some(m) = self.multi.take() else {
+        let Some(mut m) = self.multi.take() else {
             return self.out.error("ERR EXEC without MULTI");
         };
         self.info.borrow_mut().multi = -1;
         let flag = std::mem::replace(&mut self.watch_flag, Arc::new(AtomicBool::new(false)));
         let watched = !self.watched.is_empty();
+        // A key WATCHed on the node that led it is checked there: only a transaction across
+        // vShards (Calvin) asks its participants' leaders.
+        m.across |= self.watched.iter().any(|k| k.at.is_some());
+        // Each vShard's participant vouches for its watched keys from the registrations on
+        // its own node: a vShard whose keys were registered on different nodes (its
+        // leadership moved between WATCHes) has none that can, and the EXEC answers nil.
+        let sound = !m.across || self.watches_on_one_node();
+        let changed = flag.load(Ordering::Acquire);
         // A transaction across vShards checks its WATCHes where it runs: its participants
         // read the keys, and the flag stays registered while the transaction holds it (the
-        // registrations go once nothing else does, `Watches::unwatch`).
-        let watch_across = (m.across && watched).then(|| crate::hop::Watched {
-            keys: self.watched.iter().map(|(k, _)| k.clone()).collect(),
-            flag: flag.clone(),
+        // registrations go once nothing else does, `Watches::unwatch`; those on other nodes
+        // when it is answered).
+        let watch_across = (m.across && watched && sound && !changed && !m.dirty).then(|| {
+            let keys = self.watched.clone();
+            self.watched.retain(|k| k.at.is_none());
+            crate::hop::Watched {
+                keys,
+                flag: flag.clone(),
+                id: self.watch_id,
+            }
         });
         self.unwatch_all();
         if m.dirty {
@@ -149,14 +159,15 @@ impl Conn {
                 .out
                 .error("EXECABORT Transaction discarded because of previous errors.");
         }
+        if m.across && watched && (changed || !sound) {
+            return self.out.null_array();
+        }
         if m.conn.iter().any(|&c| c) {
-            return self.exec_mixed(m, watched.then_some(flag), watch_across);
+            let watch = (watched && !m.across).then_some(flag);
+            return self.exec_mixed(m, watch, watch_across);
         }
         if m.across {
             // One Calvin transaction, one array reply.
-            if flag.load(Ordering::Acquire) {
-                return self.out.null_array();
-            }
             let part = self.push_txn(&m.buf, &m.spans, &m.cmds, true, watch_across);
             return self.hole(part, Finish::Raw);
         }
@@ -263,17 +274,43 @@ impl Conn {
             return self.out.error("ERR WATCH inside MULTI is not allowed");
         }
         let node = self.shard.node.clone();
+        let c = node.cluster.clone();
+        let several = c.member_ids().len() > 1;
         let mut parts = Vec::new();
         for i in 1..args.len() {
             let key = args.get(i);
             let t = shardline_shards::route::thread_of(key, node.layout, node.threads);
+            let v = node.layout.vshard_of(shardline_shards::slot::key_slot(key));
+            // A key whose vShard another node leads is registered there, where its
+            // participant will read (`Op::WatchAt`; the transaction then runs across vShards).
+            let leader = c.leader(v);
+            let elsewhere = several && leader != c.me && leader != crate::cluster::NodeId(0);
             // (A key a transaction across vShards holds here: through the job path, which
             // waits until it executed.)
-            let held = || {
-                let v = node.layout.vshard_of(shardline_shards::slot::key_slot(key));
-                self.shard.with_replicas(|r| r.calvin_holds(v, key))
-            };
-            if t == self.shard.id && !held() {
+            let held = || self.shard.with_replicas(|r| r.calvin_holds(v, key));
+            if elsewhere {
+                let here = self.shard.id;
+                let id = match self.watch_id {
+                    Some(id) => id,
+                    None => {
+                        let id = self.shard.with_replicas(|r| r.next_txn_id());
+                        *self.watch_id.insert(id)
+                    }
+                };
+                let first = self.copy_args(here, args.buf(), &args.spans()[i..i + 1]);
+                let op = self.push_op(
+                    here,
+                    Op::WatchAt {
+                        first,
+                        id,
+                        node: leader,
+                        flag: self.watch_flag.clone(),
+                    },
+                );
+                parts.push(PartRef::Remote { thread: here, op });
+                // What the client sends next waits until it is registered.
+                self.barrier = true;
+            } else if t == self.shard.id && !held() {
                 self.shard
                     .db
                     .borrow_mut()
@@ -291,7 +328,11 @@ impl Conn {
                 );
                 parts.push(PartRef::Remote { thread: t, op });
             }
-            self.watched.push((key.to_vec(), t));
+            self.watched.push(crate::hop::WatchedKey {
+                key: key.to_vec(),
+                thread: t,
+                at: elsewhere.then_some(leader),
+            });
         }
         self.info.borrow_mut().watching = self.watched.len();
         if parts.is_empty() {
@@ -304,11 +345,15 @@ impl Conn {
     /// Drops this connection's WATCH registrations (in this batch's jobs for remote keys).
     pub(super) fn unwatch_all(&mut self) {
         let flag = self.watch_flag.clone();
-        for (key, t) in std::mem::take(&mut self.watched) {
-            if t == self.shard.id {
-                self.shard.db.borrow_mut().watches.unwatch(&key, &flag);
+        let mut elsewhere = Vec::new();
+        for wk in std::mem::take(&mut self.watched) {
+            let (key, t) = (&wk.key, wk.thread);
+            if wk.at.is_some() {
+                elsewhere.push(wk);
+            } else if t == self.shard.id {
+                self.shard.db.borrow_mut().watches.unwatch(key, &flag);
             } else {
-                let first = self.copy_args(t, &key, &[(0, key.len() as u32)]);
+                let first = self.copy_args(t, key, &[(0, key.len() as u32)]);
                 self.push_op(
                     t,
                     Op::Watch {
@@ -319,8 +364,30 @@ impl Conn {
                 );
             }
         }
+        if let Some(id) = self.watch_id.take()
+            && !elsewhere.is_empty()
+        {
+            let here = self.shard.id;
+            self.push_op(
+                here,
+                Op::Unwatch {
+                    id,
+                    keys: elsewhere,
+                },
+            );
+        }
         self.watch_flag = Arc::new(AtomicBool::new(false));
         self.info.borrow_mut().watching = 0;
+    }
+
+    /// Whether the WATCHed keys of each vShard were all registered on one node.
+    fn watches_on_one_node(&self) -> bool {
+        let layout = self.shard.node.layout;
+        let mut at = std::collections::HashMap::new();
+        self.watched.iter().all(|k| {
+            let v = layout.vshard_of(shardline_shards::slot::key_slot(&k.key));
+            *at.entry(v).or_insert(k.at) == k.at
+        })
     }
 
     /// On close: unregister watches and wait for the remote threads to have done so.

@@ -25,8 +25,11 @@
 /// 7: Calvin transactions across vShards: the sequencer's entries in the metadata group's
 ///    log, execution entries in the vShards' logs (vShard snapshot format 3), and Calvin's
 ///    messages between nodes (group id `u32::MAX - 2`); a version-6 node could apply none.
-pub const WIRE_MIN: u8 = 7;
-pub const WIRE_MAX: u8 = 7;
+/// 8: WATCH with a transaction across nodes: a submission lists the vShards whose keys it
+///    watches (a version-7 sequencer replica would refuse the entry and stop), and the WATCH
+///    registrations travel as Calvin messages (`Watch`, `Watched`, `Unwatch`).
+pub const WIRE_MIN: u8 = 8;
+pub const WIRE_MAX: u8 = 8;
 
 use crate::wire::{Reader, WireError};
 

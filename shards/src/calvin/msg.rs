@@ -48,6 +48,20 @@ pub enum Msg {
     /// To the origin's thread: a key that blocking command try `id` found empty was written
     /// on a participant (its stand-in fired): try again.
     Wake { id: TxnId },
+    /// To the thread of `v` on the node that leads it: register a WATCH of `key` (of `v`)
+    /// for the MULTI/EXEC that will be submitted as `id`; answered with `Watched { ack }`
+    /// once registered. That node's participant for `v` then tells whether the key changed.
+    Watch {
+        id: TxnId,
+        ack: u64,
+        v: VShardId,
+        key: Vec<u8>,
+    },
+    /// To the origin's thread: WATCH registration `ack` is in place.
+    Watched { ack: u64 },
+    /// To a thread that registered WATCHes of `keys` for `id`: they go (the transaction
+    /// executed, or the connection unwatched).
+    Unwatch { id: TxnId, keys: Vec<Vec<u8>> },
     /// Sequenced transactions were published on this node: look (never on the bus).
     Poke,
 }
@@ -58,6 +72,9 @@ const REPLY: u8 = 3;
 const WANT: u8 = 4;
 const DONE: u8 = 5;
 const WAKE: u8 = 6;
+const WATCH: u8 = 7;
+const WATCHED: u8 = 8;
+const UNWATCH: u8 = 9;
 
 /// Reply kinds: the reply's bytes, or a refusal by its code.
 const REPLY_OK: u8 = 0;
@@ -73,6 +90,9 @@ pub fn encode(thread: u16, msg: &Msg, out: &mut Vec<u8>) {
         Msg::Want { .. } => WANT,
         Msg::Done(_) => DONE,
         Msg::Wake { .. } => WAKE,
+        Msg::Watch { .. } => WATCH,
+        Msg::Watched { .. } => WATCHED,
+        Msg::Unwatch { .. } => UNWATCH,
         Msg::Poke => return,
     };
     out.extend_from_slice(&thread.to_le_bytes());
@@ -85,8 +105,7 @@ pub fn encode(thread: u16, msg: &Msg, out: &mut Vec<u8>) {
             encode_reads(reads, out);
         }
         Msg::Reply { id, from, reply } => {
-            out.extend_from_slice(&id.origin.to_le_bytes());
-            out.extend_from_slice(&id.n.to_le_bytes());
+            put_id(out, id);
             out.extend_from_slice(&from.0.to_le_bytes());
             match reply {
                 Ok(bytes) => {
@@ -108,9 +127,20 @@ pub fn encode(thread: u16, msg: &Msg, out: &mut Vec<u8>) {
                 out.extend_from_slice(&mark.to_le_bytes());
             }
         }
-        Msg::Wake { id } => {
-            out.extend_from_slice(&id.origin.to_le_bytes());
-            out.extend_from_slice(&id.n.to_le_bytes());
+        Msg::Wake { id } => put_id(out, id),
+        Msg::Watch { id, ack, v, key } => {
+            put_id(out, id);
+            out.extend_from_slice(&ack.to_le_bytes());
+            out.extend_from_slice(&v.0.to_le_bytes());
+            wire::put_bytes_varint(out, key);
+        }
+        Msg::Watched { ack } => out.extend_from_slice(&ack.to_le_bytes()),
+        Msg::Unwatch { id, keys } => {
+            put_id(out, id);
+            wire::put_varint(out, keys.len() as u64);
+            for k in keys {
+                wire::put_bytes_varint(out, k);
+            }
         }
         Msg::Poke => unreachable!("returned above"),
     }
@@ -141,7 +171,12 @@ pub fn decode_all(
         let msg = match r.u8()? {
             SUBMIT => {
                 let s = decode_submission(&mut r)?;
-                if s.keys.iter().any(|(v, _)| v.0 as usize >= vshards) {
+                if s.keys
+                    .iter()
+                    .map(|(v, _)| v)
+                    .chain(&s.watched)
+                    .any(|v| v.0 as usize >= vshards)
+                {
                     return Err(r.error(WireErrorKind::Length));
                 }
                 Msg::Submit(s)
@@ -152,10 +187,7 @@ pub fn decode_all(
                 reads: decode_reads(&mut r)?,
             },
             REPLY => {
-                let id = TxnId {
-                    origin: r.u64()?,
-                    n: r.u64()?,
-                };
+                let id = get_id(&mut r)?;
                 let from = vshard(&mut r)?;
                 let reply = match r.u8()? {
                     REPLY_OK => Ok(r.bytes_varint()?.to_vec()),
@@ -179,16 +211,42 @@ pub fn decode_all(
                 Msg::Done(marks)
             }
             WAKE => Msg::Wake {
-                id: TxnId {
-                    origin: r.u64()?,
-                    n: r.u64()?,
-                },
+                id: get_id(&mut r)?,
             },
+            WATCH => Msg::Watch {
+                id: get_id(&mut r)?,
+                ack: r.u64()?,
+                v: vshard(&mut r)?,
+                key: r.bytes_varint()?.to_vec(),
+            },
+            WATCHED => Msg::Watched { ack: r.u64()? },
+            UNWATCH => {
+                let id = get_id(&mut r)?;
+                let n = r.varint()?;
+                let n = r.count(n, 1)?;
+                let mut keys = Vec::with_capacity(n);
+                for _ in 0..n {
+                    keys.push(r.bytes_varint()?.to_vec());
+                }
+                Msg::Unwatch { id, keys }
+            }
             k => return Err(r.error(WireErrorKind::Flag(k))),
         };
         msgs.push((thread, msg));
     }
     Ok(msgs)
+}
+
+fn put_id(out: &mut Vec<u8>, id: &TxnId) {
+    out.extend_from_slice(&id.origin.to_le_bytes());
+    out.extend_from_slice(&id.n.to_le_bytes());
+}
+
+fn get_id(r: &mut Reader) -> Result<TxnId, WireError> {
+    Ok(TxnId {
+        origin: r.u64()?,
+        n: r.u64()?,
+    })
 }
 
 fn encode_reads(reads: &[Read], out: &mut Vec<u8>) {
@@ -240,7 +298,7 @@ mod tests {
                 exec: false,
                 resp3: true,
                 split: true,
-                watch: false,
+                watched: Vec::new(),
                 block: false,
             }),
             Msg::Reads {
@@ -278,6 +336,27 @@ mod tests {
             },
             Msg::Done(vec![(VShardId(0), 5), (VShardId(7), u64::MAX)]),
             Msg::Wake { id },
+            Msg::Submit(Submission {
+                id,
+                keys: vec![(VShardId(1), b"a".to_vec()), (VShardId(5), b"b".to_vec())],
+                cmds: vec![vec![b"SET".to_vec(), b"a".to_vec(), b"1".to_vec()]],
+                exec: true,
+                resp3: false,
+                split: false,
+                watched: vec![VShardId(1), VShardId(5)],
+                block: false,
+            }),
+            Msg::Watch {
+                id,
+                ack: 77,
+                v: VShardId(6),
+                key: b"w".to_vec(),
+            },
+            Msg::Watched { ack: 77 },
+            Msg::Unwatch {
+                id,
+                keys: vec![b"w".to_vec(), Vec::new()],
+            },
         ]
     }
 
@@ -311,7 +390,10 @@ mod tests {
             assert!(decode_all(&b, 1, 8).is_err());
             // (Every message names a vShard above 0, but the refused reply and a wake-up.)
             let names_vshards = !matches!(&m, Msg::Reply { from, .. } if from.0 == 0)
-                && !matches!(&m, Msg::Wake { .. });
+                && !matches!(
+                    &m,
+                    Msg::Wake { .. } | Msg::Watched { .. } | Msg::Unwatch { .. }
+                );
             assert_eq!(decode_all(&b, 2, 1).is_err(), names_vshards, "{m:?}");
         }
         // An unknown kind.

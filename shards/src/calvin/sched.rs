@@ -327,9 +327,13 @@ impl Scheduler {
     }
 
     /// Advances every vShard: reads what may be read (from `db`, at each transaction's own
-    /// clock: what its execution entry reads again on every replica; for one that watches,
-    /// with `watch_broken`'s verdict on it), proposes what may be.
-    pub fn step(&mut self, db: &mut crate::db::Db, watch_broken: impl Fn(&Ordered) -> bool) {
+    /// clock: what its execution entry reads again on every replica; for one that watches
+    /// keys of the vShard, with `watch_broken`'s verdict on them), proposes what may be.
+    pub fn step(
+        &mut self,
+        db: &mut crate::db::Db,
+        watch_broken: impl Fn(&Ordered, VShardId) -> bool,
+    ) {
         for &v in &self.busy {
             let Some(part) = self.parts.get_mut(&v) else {
                 continue;
@@ -349,7 +353,7 @@ impl Scheduler {
                     } else {
                         super::exec::read(db, p.t.keys_of(v), p.t.now_us / 1000)
                     };
-                    if p.t.sub.watch && watch_broken(&p.t) {
+                    if p.t.sub.watched.contains(&v) && watch_broken(&p.t, v) {
                         reads.push(Read::watch_broken(v));
                     }
                     p.mine = Some(reads.clone());
@@ -441,7 +445,7 @@ mod tests {
                 exec: false,
                 resp3: false,
                 split: false,
-                watch: false,
+                watched: Vec::new(),
                 block: false,
             },
         })
@@ -470,7 +474,7 @@ mod tests {
 
     /// Steps and takes the outputs.
     fn step(s: &mut Scheduler, db: &mut Db) -> Vec<Output> {
-        s.step(db, |_| false);
+        s.step(db, |_, _| false);
         s.take_outputs()
     }
 
@@ -513,14 +517,14 @@ mod tests {
     fn a_transaction_that_watches_carries_the_verdict_given_at_its_read() {
         let (mut s, mut db) = (Scheduler::default(), db());
         s.lead(V1, 0, 0);
-        let watching = |seq, watch, key| {
+        let watching = |seq, watched: &[VShardId], key| {
             let mut t = Arc::into_inner(txn(seq, &[(V1, key), (FAR, "x")])).unwrap();
             t.sub.exec = true;
-            t.sub.watch = watch;
+            t.sub.watched = watched.to_vec();
             Arc::new(t)
         };
-        s.deliver(watching(1, true, "a"), |_| 0);
-        s.step(&mut db, |t| t.seq == 1);
+        s.deliver(watching(1, &[V1, FAR], "a"), |_| 0);
+        s.step(&mut db, |t, v| t.seq == 1 && v == V1);
         let out = s.take_outputs();
         let [Output::Reads { reads, .. }] = &out[..] else {
             panic!("{out:?}")
@@ -529,22 +533,28 @@ mod tests {
         want.push(Read::watch_broken(V1));
         assert_eq!(reads, &want, "the verdict after its reads");
         s.reads(1, FAR, absent("x"));
-        s.step(&mut db, |_| unreachable!("asked once, at the read"));
+        s.step(&mut db, |_, _| unreachable!("asked once, at the read"));
         s.take_outputs();
         s.executed(V1, 1);
-        // Not asked for one that does not watch, nor added when unchanged.
-        s.deliver(watching(2, false, "b"), |_| 0);
-        s.deliver(watching(3, true, "c"), |_| 0);
+        // Not asked for one that does not watch, nor for one that watches keys of other
+        // vShards only, nor added when unchanged.
+        s.deliver(watching(2, &[], "b"), |_| 0);
+        s.deliver(watching(3, &[V1], "c"), |_| 0);
+        s.deliver(watching(4, &[FAR], "d"), |_| 0);
         let asked = std::cell::Cell::new(Vec::new());
-        s.step(&mut db, |t| {
+        s.step(&mut db, |t, v| {
             let mut a = asked.take();
-            a.push(t.seq);
+            a.push((t.seq, v));
             asked.set(a);
             false
         });
-        assert_eq!(asked.take(), [3], "only one that watches is asked");
+        assert_eq!(
+            asked.take(),
+            [(3, V1)],
+            "only one that watches keys of this vShard is asked"
+        );
         let out = s.take_outputs();
-        assert_eq!(shape(&out), [('r', 2, 1), ('r', 3, 1)]);
+        assert_eq!(shape(&out), [('r', 2, 1), ('r', 3, 1), ('r', 4, 1)]);
         for o in out {
             let Output::Reads { reads, .. } = o else {
                 unreachable!()

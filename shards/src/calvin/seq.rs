@@ -38,9 +38,11 @@ pub struct Submission {
     /// and answers it; the origin merges the parts.
     pub split: bool,
     /// A MULTI/EXEC whose connection WATCHed keys (among `keys`, read and held like the
-    /// others): each participant says at its read whether one changed since the WATCH
+    /// others): the vShards of those keys, in order. Each of these participants says at its
+    /// read whether one of its watched keys changed since the WATCH
     /// (`exec::Read::watch_broken`), and if any did, every participant aborts it alike.
-    pub watch: bool,
+    /// Empty: it watches nothing.
+    pub watched: Vec<VShardId>,
     /// A try of a blocking command (BLPOP ... on keys of several vShards): run as it runs in
     /// MULTI (never waiting); when it finds nothing, each participant's leader parks a
     /// stand-in on its keys that wakes the origin (`msg::Msg::Wake`) when one is written.
@@ -381,8 +383,9 @@ pub(crate) fn encode_submission(s: &Submission, out: &mut Vec<u8>) {
         s.exec as u8
             | (s.resp3 as u8) << 1
             | (s.split as u8) << 2
-            | (s.watch as u8) << 3
-            | (s.block as u8) << 4,
+            | (!s.watched.is_empty() as u8) << 3
+            | (s.block as u8) << 4
+            | (!s.watched.is_empty() as u8) << 5,
     );
     wire::put_varint(out, s.keys.len() as u64);
     for (v, k) in &s.keys {
@@ -396,6 +399,12 @@ pub(crate) fn encode_submission(s: &Submission, out: &mut Vec<u8>) {
             wire::put_bytes_varint(out, a);
         }
     }
+    if !s.watched.is_empty() {
+        wire::put_varint(out, s.watched.len() as u64);
+        for v in &s.watched {
+            out.extend_from_slice(&v.0.to_le_bytes());
+        }
+    }
 }
 
 pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError> {
@@ -404,13 +413,19 @@ pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError>
         n: r.u64()?,
     };
     let flags = r.u8()?;
-    if flags > 31 || flags & 5 == 5 || flags & 9 == 8 || (flags & 16 != 0 && flags & 13 != 0) {
+    if flags > 63
+        || flags & 5 == 5
+        || flags & 9 == 8
+        || (flags & 16 != 0 && flags & 13 != 0)
+        || flags & 40 == 32
+    {
         // (A split transaction is one command, never a MULTI/EXEC; only a MULTI/EXEC
-        // watches; a blocking command's try is one command that neither splits nor watches.)
+        // watches; a blocking command's try is one command that neither splits nor watches;
+        // the list of watched vShards (32) goes with watching (8).)
         return Err(r.error(wire::WireErrorKind::Flag(flags)));
     }
     let (exec, resp3, split) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
-    let (watch, block) = (flags & 8 != 0, flags & 16 != 0);
+    let (watch, block, listed) = (flags & 8 != 0, flags & 16 != 0, flags & 32 != 0);
     let n = r.varint()?;
     let n = r.count(n, 3)?;
     let mut keys = Vec::with_capacity(n);
@@ -429,6 +444,27 @@ pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError>
         }
         cmds.push(argv);
     }
+    let watched = if listed {
+        let n = r.varint()?;
+        let n = r.count(n, 2)?;
+        let mut vs = Vec::with_capacity(n);
+        for _ in 0..n {
+            vs.push(VShardId(r.u16()?));
+        }
+        if vs.is_empty() {
+            return Err(r.error(wire::WireErrorKind::Length));
+        }
+        vs
+    } else if watch {
+        // Written before the list existed (WATCH on a node alone): every participant
+        // checks, as then.
+        let mut vs: Vec<VShardId> = keys.iter().map(|(v, _)| *v).collect();
+        vs.sort_unstable();
+        vs.dedup();
+        vs
+    } else {
+        Vec::new()
+    };
     Ok(Submission {
         id,
         keys,
@@ -436,7 +472,7 @@ pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError>
         exec,
         resp3,
         split,
-        watch,
+        watched,
         block,
     })
 }
@@ -459,7 +495,7 @@ mod tests {
             exec: false,
             resp3: false,
             split: false,
-            watch: false,
+            watched: Vec::new(),
             block: false,
         }
     }
@@ -596,5 +632,64 @@ mod tests {
         long.push(0);
         assert!(t.apply(&long).is_err(), "trailing bytes");
         assert_eq!(t.next_seq(), 0);
+    }
+}
+
+#[cfg(test)]
+mod watched_tests {
+    use super::*;
+
+    fn watching(watched: Vec<VShardId>) -> Submission {
+        Submission {
+            id: TxnId { origin: 1, n: 2 },
+            keys: vec![
+                (VShardId(4), b"a".to_vec()),
+                (VShardId(2), b"b".to_vec()),
+                (VShardId(4), b"c".to_vec()),
+            ],
+            cmds: vec![vec![b"SET".to_vec(), b"a".to_vec(), b"1".to_vec()]],
+            exec: true,
+            resp3: false,
+            split: false,
+            watched,
+            block: false,
+        }
+    }
+
+    fn round_trip(s: &Submission) -> Result<Submission, WireError> {
+        let mut b = Vec::new();
+        encode_submission(s, &mut b);
+        let mut r = Reader::new(&b);
+        let got = decode_submission(&mut r)?;
+        r.finish()?;
+        Ok(got)
+    }
+
+    #[test]
+    fn the_watched_vshards_travel_with_a_submission_and_old_entries_mean_every_participant() {
+        for w in [vec![], vec![VShardId(2)], vec![VShardId(2), VShardId(4)]] {
+            let s = watching(w);
+            assert_eq!(round_trip(&s).unwrap(), s);
+        }
+        // An entry written before the list (flag 8 alone): every participant checks.
+        let mut b = Vec::new();
+        encode_submission(&watching(vec![VShardId(4)]), &mut b);
+        let at = 16;
+        assert_eq!(b[at], 1 | 8 | 32);
+        b[at] = 1 | 8;
+        b.truncate(b.len() - 3); // the list: a count of 1 and one vShard
+        let mut r = Reader::new(&b);
+        let old = decode_submission(&mut r).unwrap();
+        assert_eq!(old.watched, [VShardId(2), VShardId(4)]);
+        // The list without the watch flag, or an empty list, is refused.
+        let mut b = Vec::new();
+        encode_submission(&watching(vec![VShardId(4)]), &mut b);
+        b[at] = 1 | 32;
+        assert!(decode_submission(&mut Reader::new(&b)).is_err());
+        let mut b = Vec::new();
+        encode_submission(&watching(vec![VShardId(4)]), &mut b);
+        b.truncate(b.len() - 3);
+        b.push(0);
+        assert!(decode_submission(&mut Reader::new(&b)).is_err());
     }
 }

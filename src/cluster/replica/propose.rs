@@ -4,6 +4,7 @@
 
 use super::direct::{DirectEntry, over_maxmemory, touch_watches};
 use super::*;
+use shardline_shards::calvin::seq::TxnId;
 use shardline_shards::rng::Rng;
 
 /// A transaction across vShards of a job: its commands' words, whether a MULTI/EXEC and
@@ -42,10 +43,22 @@ pub(crate) struct Plan {
     /// Transactions across vShards (`Op::Txn`): their commands' words, whether a MULTI/EXEC,
     /// its WATCHes, and the op.
     txns: Vec<PlannedTxn>,
+    /// WATCHes registered on other nodes (`Op::WatchAt`): the key, the transaction id and
+    /// node, the connection's flag, and the op.
+    watch_at: Vec<PlannedWatch>,
+    /// WATCHes elsewhere dropped (`Op::Unwatch`).
+    unwatch: Vec<(TxnId, Vec<crate::hop::WatchedKey>)>,
     /// Commands run at once that answered an error (INFO commandstats `failed_calls`), by
     /// their index in the command table.
     pub(crate) failed: Vec<usize>,
 }
+
+/// A WATCH to register on another node: (key, transaction id, node), the flag, the op.
+type PlannedWatch = (
+    (Vec<u8>, TxnId, NodeId),
+    Arc<std::sync::atomic::AtomicBool>,
+    u32,
+);
 
 /// A job's blocking command: its op, its (first) vShard and slot, its copy, and the vShards
 /// of its keys when they are several direct groups (tried at once, `blocked.rs`).
@@ -153,6 +166,8 @@ impl Replicas {
             unblocks: Vec::new(),
             persist: None,
             txns: Vec::new(),
+            watch_at: Vec::new(),
+            unwatch: Vec::new(),
             failed: Vec::new(),
         };
         let now_us = now.unix_us;
@@ -229,8 +244,25 @@ impl Replicas {
                     let watch = watch.as_ref().map(|w| crate::hop::Watched {
                         keys: w.keys.clone(),
                         flag: w.flag.clone(),
+                        id: w.id,
                     });
                     p.txns.push((words, (*exec, *block), watch, i));
+                    continue;
+                }
+                Op::WatchAt {
+                    first,
+                    id,
+                    node,
+                    flag,
+                } => {
+                    let (s, e) = job.spans[*first as usize];
+                    let key = job.buf[s as usize..e as usize].to_vec();
+                    p.watch_at.push(((key, *id, *node), flag.clone(), i));
+                    continue;
+                }
+                Op::Unwatch { id, keys } => {
+                    p.unwatch.push((*id, keys.clone()));
+                    pj.write(i, false, |o| o.ok());
                     continue;
                 }
                 _ => {}
@@ -528,6 +560,9 @@ impl Replicas {
         for (origin, token) in plan.unblocks {
             self.unblock(origin, token, db);
         }
+        for (id, keys) in plan.unwatch {
+            self.unwatch(id, keys);
+        }
         // Nothing to wait for: everything answered in planning.
         let Some(j) = self.pending.admit(plan.pj) else {
             return;
@@ -577,6 +612,9 @@ impl Replicas {
                     }
                 }
             }
+        }
+        for (at, flag, op) in plan.watch_at {
+            self.watch_at(at, flag, (j, op), now.mono);
         }
         for (cmds, (exec, block), watch, op) in plan.txns {
             self.calvin_submit(cmds, (exec, block), watch, (j, op), now.mono);

@@ -32,9 +32,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 mod block;
 mod sequencer;
 mod stream;
+mod watch;
 
 use block::{BlockWait, StandIn};
 pub use stream::Stream;
+use stream::WatchReg;
 
 /// How often thread 0 looks whether transactions executed everywhere can be forgotten (on
 /// the sequencer's leader) or tells it the executed marks that moved (elsewhere), and each
@@ -46,6 +48,12 @@ const WANT_EVERY: Duration = Duration::from_millis(200);
 /// Every how many `FORGET_EVERY` rounds a node tells the sequencer's leader every executed
 /// mark, moved or not.
 const TELL_ALL_EVERY: u64 = 20;
+/// How long a WATCH registration asked of another node may take to be acknowledged; past it
+/// the WATCH answers `+OK` with its transaction bound to abort (EXEC's nil).
+const WATCH_ACK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a WATCH registration nobody dropped is kept (its origin crashed, or the message
+/// that dropped it was lost): an EXEC after it answers nil.
+const WATCH_KEPT: Duration = Duration::from_secs(600);
 /// The answer to a transaction whose reply did not come in time: it may have been applied.
 pub(crate) const TXN_UNKNOWN: &str = "UNKNOWN the transaction across vShards was not confirmed in time; it may or may not have been applied: read its keys before retrying";
 
@@ -90,6 +98,19 @@ pub(super) struct Calvin {
     rounds: u64,
     /// Participants' stand-ins for blocking commands across vShards, by their waiter id.
     stand_ins: HashMap<u64, StandIn>,
+    /// Origin: WATCH registrations asked of other nodes (`watch_at`), by their number, until
+    /// acknowledged.
+    watch_acks: HashMap<u64, WatchAck>,
+    next_ack: u64,
+}
+
+/// A WATCH registration asked of another node: the job and op that answer the WATCH, since
+/// when, and the connection's flag (set if no acknowledgement comes in time).
+struct WatchAck {
+    job: u32,
+    op: u32,
+    since: Instant,
+    flag: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A transaction submitted from this thread: the job and op that wait for its reply, since
@@ -106,6 +127,9 @@ struct Wait {
     split: Option<(Split, Vec<Option<Vec<u8>>>)>,
     /// A blocking command: tried until served.
     block: Option<BlockWait>,
+    /// A MULTI/EXEC that watches: its keys registered on other nodes (dropped there once
+    /// answered).
+    unwatch: Vec<crate::hop::WatchedKey>,
 }
 
 /// The origin of a transaction id: this node and thread.
@@ -137,22 +161,27 @@ impl Replicas {
         now: Instant,
     ) {
         let layout = self.c.layout;
+        let vshard_of = |k: &[u8]| layout.vshard_of(shardline_shards::slot::key_slot(k));
         let proto = self.pending.job(j).map_or(Proto::Resp2, |pj| pj.proto);
         let mut keys = shardline_shards::calvin::exec::keys_of(&cmds);
+        let mut watched = Vec::new();
         if let Some(w) = &watch {
             // Held and read like the commands' own: nothing changes them between a
             // participant's verdict and the execution.
-            for k in &w.keys {
-                if !keys.contains(k) {
-                    keys.push(k.clone());
+            for wk in &w.keys {
+                if !keys.contains(&wk.key) {
+                    keys.push(wk.key.clone());
                 }
+                watched.push(vshard_of(&wk.key));
             }
+            watched.sort_unstable();
+            watched.dedup();
         }
-        let keys = keys
-            .into_iter()
-            .map(|k| (layout.vshard_of(shardline_shards::slot::key_slot(&k)), k))
-            .collect();
-        let id = self.next_txn_id();
+        let keys = keys.into_iter().map(|k| (vshard_of(&k), k)).collect();
+        let id = match watch.as_ref().and_then(|w| w.id) {
+            Some(id) => id,
+            None => self.next_txn_id(),
+        };
         let split = match &cmds[..] {
             [argv] if !exec && !block => Split::of(argv, layout),
             _ => None,
@@ -164,7 +193,7 @@ impl Replicas {
             exec,
             resp3: proto == Proto::Resp3,
             split: split.is_some(),
-            watch: watch.is_some(),
+            watched,
             block,
         };
         let split = split.map(|s| {
@@ -174,9 +203,12 @@ impl Replicas {
         let sequencer = self.c.leader(VShardId(self.meta_g as u16));
         if sequencer == NodeId(0) {
             // No sequencer known (an election): nothing was sent, nothing applied.
+            if let Some(w) = watch {
+                self.unwatch(id, w.keys);
+            }
             return self.pending.fail(j, op, NOT_SEQUENCED);
         }
-        let wait = Wait {
+        let mut wait = Wait {
             job: j,
             op,
             since: now,
@@ -190,10 +222,34 @@ impl Replicas {
                 cancelled: false,
                 retry_at: now,
             }),
+            unwatch: Vec::new(),
         };
         if let Some(w) = watch {
-            let mut watches = self.c.calvin.watches.lock().expect("calvin watches");
-            watches.insert(id, w.flag);
+            // The registrations here answer for the vShards whose watched keys are all
+            // registered here; the others' are on the nodes that led them (`watch_at`).
+            let mut here: Vec<VShardId> = w
+                .keys
+                .iter()
+                .filter(|k| k.at.is_none())
+                .map(|k| vshard_of(&k.key))
+                .collect();
+            here.sort_unstable();
+            here.dedup();
+            here.retain(|&v| {
+                w.keys
+                    .iter()
+                    .all(|k| k.at.is_none() || vshard_of(&k.key) != v)
+            });
+            if !here.is_empty() {
+                let mut watches = self.c.calvin.watches.lock().expect("calvin watches");
+                let reg = WatchReg {
+                    flag: w.flag,
+                    vshards: here,
+                    since: now,
+                };
+                watches.insert(id, reg);
+            }
+            wait.unwatch = w.keys.into_iter().filter(|k| k.at.is_some()).collect();
         }
         self.calvin.waits.insert(id, wait);
         self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
@@ -203,7 +259,7 @@ impl Replicas {
     /// those it has seen, and a new run's counter starting at 1 again had its transactions
     /// taken for retries of the last run's and never sequenced (found by a restart in a loop
     /// of MSETs).
-    fn next_txn_id(&mut self) -> TxnId {
+    pub(crate) fn next_txn_id(&mut self) -> TxnId {
         if self.calvin.next_id == 0 {
             let run = (self.seed ^ unix_now_us()).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
             self.calvin.next_id = run.max(1) << 32;
@@ -230,17 +286,19 @@ impl Replicas {
         self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
     }
 
-    /// Origin: transaction `id` is answered (or given up): its WATCH flag, if any, goes.
+    /// Origin: transaction `id` is answered (or given up): its WATCH registrations, if any,
+    /// go, here and on the nodes that hold them.
     fn waited(&mut self, id: TxnId) -> Option<Wait> {
-        let w = self.calvin.waits.remove(&id)?;
-        if w.sub.watch {
-            // (Its WATCH flag is registered, `Stream::watches`.)
+        let mut w = self.calvin.waits.remove(&id)?;
+        if !w.sub.watched.is_empty() {
             self.c
                 .calvin
                 .watches
                 .lock()
                 .expect("calvin watches")
                 .remove(&id);
+            let keys = std::mem::take(&mut w.unwatch);
+            self.unwatch(id, keys);
         }
         Some(w)
     }
@@ -425,8 +483,18 @@ impl Replicas {
                         }
                     }
                 }
+                CalvinMsg::Watch { id, ack, v, key } => self.watch_here(db, id, v, &key, ack, now),
+                CalvinMsg::Watched { ack } => {
+                    if let Some(a) = self.calvin.watch_acks.remove(&ack) {
+                        self.pending.fill(a.job, a.op, b"+OK\r\n");
+                    }
+                }
+                CalvinMsg::Unwatch { id, keys } => self.unwatch_here(db, id, &keys),
                 CalvinMsg::Poke => {}
             }
+        }
+        if !self.calvin.watch_acks.is_empty() {
+            self.watch_acks_due(now);
         }
         let ask = match self.calvin.want_due {
             _ if !self.calvin.sched.is_busy() => {
@@ -468,15 +536,13 @@ impl Replicas {
             }
         }
         // Reads between participants on this thread go round here; a few rounds at most.
-        // A transaction that watches: WATCHed keys changed if its origin's flag (on this
-        // node) is set, or the origin is not here to tell.
+        // A transaction that watches keys of a vShard led here: they changed if their
+        // registration here says so, or none here can tell (`WatchReg::broken`).
         if self.calvin.sched.is_busy() {
             let c = self.c.clone();
-            let broken = |t: &Ordered| {
+            let broken = |t: &Ordered, v: VShardId| {
                 let watches = c.calvin.watches.lock().expect("calvin watches");
-                watches
-                    .get(&t.sub.id)
-                    .is_none_or(|f| f.load(Ordering::Acquire))
+                WatchReg::broken(&watches, t.sub.id, v)
             };
             for _ in 0..8 {
                 self.calvin.sched.step(db, broken);
@@ -552,6 +618,8 @@ impl Replicas {
             }
             if self.shard == 0 {
                 self.marks_duty();
+                let mut watches = self.c.calvin.watches.lock().expect("calvin watches");
+                watches.retain(|_, r| now.duration_since(r.since) < WATCH_KEPT);
             }
         }
     }

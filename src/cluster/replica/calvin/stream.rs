@@ -21,10 +21,31 @@ pub struct Stream {
     pub deferred: AtomicU64,
     /// Submissions sent again to a new sequencer leader.
     pub resent: AtomicU64,
-    /// The WATCH flags of the MULTI/EXECs submitted from this node that watch, by id, until
-    /// answered: a participant's leader (on this node: WATCH across vShards is for a node
-    /// alone) reads its verdict from it. No entry: it cannot tell, and says "changed".
-    pub(super) watches: Mutex<HashMap<TxnId, Arc<std::sync::atomic::AtomicBool>>>,
+    /// The WATCH registrations on this node of MULTI/EXECs across vShards, by transaction
+    /// id: those of connections here (made when submitted) and those other nodes asked for
+    /// (`Msg::Watch`). A participant's leader here reads its verdict from it
+    /// (`WatchReg::broken`).
+    pub(super) watches: Mutex<HashMap<TxnId, WatchReg>>,
+}
+
+/// The WATCHes of one transaction registered on this node: the flag that writes to them set,
+/// the vShards whose watched keys are all registered here, and since when (a registration
+/// nobody dropped goes after `WATCH_KEPT`).
+pub(super) struct WatchReg {
+    pub(super) flag: Arc<std::sync::atomic::AtomicBool>,
+    pub(super) vshards: Vec<VShardId>,
+    pub(super) since: Instant,
+}
+
+impl WatchReg {
+    /// Whether the participant for `v` of transaction `id` must say its watched keys
+    /// changed: they did, or this node cannot tell (they were registered elsewhere, or the
+    /// registration is gone).
+    pub(super) fn broken(regs: &HashMap<TxnId, WatchReg>, id: TxnId, v: VShardId) -> bool {
+        regs.get(&id).is_none_or(|r| {
+            !r.vshards.contains(&v) || r.flag.load(std::sync::atomic::Ordering::Acquire)
+        })
+    }
 }
 
 impl Stream {
@@ -45,12 +66,13 @@ impl Stream {
     pub fn info(&self) -> String {
         let (first, end) = (self.first(), self.end.load(Ordering::Acquire));
         format!(
-            "calvin_sequenced:{end}\r\ncalvin_retained:{}\r\ncalvin_executions:{}\r\ncalvin_reads_asked_again:{}\r\ncalvin_jobs_deferred:{}\r\ncalvin_submissions_resent:{}\r\n",
+            "calvin_sequenced:{end}\r\ncalvin_retained:{}\r\ncalvin_executions:{}\r\ncalvin_reads_asked_again:{}\r\ncalvin_jobs_deferred:{}\r\ncalvin_submissions_resent:{}\r\ncalvin_watch_registrations:{}\r\n",
             end.saturating_sub(first),
             self.executions.load(Ordering::Relaxed),
             self.asked_again.load(Ordering::Relaxed),
             self.deferred.load(Ordering::Relaxed),
             self.resent.load(Ordering::Relaxed),
+            self.watches.lock().expect("calvin watches").len(),
         )
     }
 
