@@ -95,7 +95,7 @@ pub enum Op {
         block: bool,
     },
     /// For the connection's own thread: registers a WATCH of the key at `first` on `node`,
-    /// which leads its vShard, for the MULTI/EXEC to be submitted as `id`; `+OK` once that
+    /// which leads its vShard, under `id` (the connection's); `+OK` once that
     /// node has it. Had it not in time, `flag` is set (that EXEC answers nil: nothing can
     /// vouch for the key).
     WatchAt {

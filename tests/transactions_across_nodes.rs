@@ -26,7 +26,8 @@ fn spread_tags(c: &TestCluster, n: usize) -> Vec<String> {
 
 /// Issue 17 across nodes: a command whose keys are in vShards led by different nodes, sent
 /// to any node, is one atomic, serializable transaction (Calvin): MSET and MGET, RENAME,
-/// SMOVE, LMOVE, MSETNX, MULTI/EXEC, with a concurrent MGET never seeing part of an MSET.
+/// SMOVE, LMOVE, MSETNX, SORT with BY/GET patterns and STORE, MULTI/EXEC, with a concurrent
+/// MGET never seeing part of an MSET.
 #[test]
 fn commands_across_vshards_led_by_different_nodes_are_atomic_from_any_node() {
     let c = TestCluster::start(3, false, &[]);
@@ -99,6 +100,27 @@ fn commands_across_vshards_led_by_different_nodes_are_atomic_from_any_node() {
         cluster.lrange(&l1, 0, -1).unwrap(),
     );
     assert_eq!((a, b), (vec!["a".to_string()], vec!["x".to_string()]));
+    // SORT with BY and GET patterns naming keys anywhere, storing on another node's vShard:
+    // a transaction that learns the keys its patterns name when it first runs.
+    let ids = format!("{{{}}}ids", tags[0]);
+    let out = format!("{{{}}}sorted", tags[2]);
+    let _: i64 = cluster.rpush(&ids, &["1", "2", "3", "4"]).unwrap();
+    for (i, w) in [(1, 30), (2, 10), (3, 20)] {
+        let () = cluster.set(format!("w_{i}"), w).unwrap();
+        let _: i64 = cluster
+            .hset(format!("h_{i}"), "name", format!("n{i}"))
+            .unwrap();
+    }
+    let n: i64 = retry_tryagain(|| {
+        redis::cmd("SORT")
+            .arg(&ids)
+            .arg(&["BY", "w_*", "GET", "#", "GET", "h_*->name", "STORE"])
+            .arg(&out)
+            .query(&mut conns[1])
+    });
+    assert_eq!(n, 8);
+    let sorted: Vec<String> = cluster.lrange(&out, 0, -1).unwrap();
+    assert_eq!(sorted, ["4", "", "2", "n2", "3", "n3", "1", "n1"]);
     // MULTI/EXEC over vShards led by three nodes. (Its first key goes to the node that
     // leads it, as Redis Cluster asks: a transaction on one vShard led elsewhere is -MOVED.)
     let counters: Vec<String> = tags[..3].iter().map(|t| format!("{{{t}}}n")).collect();
@@ -357,11 +379,14 @@ fn watch_with_a_transaction_across_nodes_aborts_on_a_change_and_loses_no_update(
 }
 
 /// kill -9 of each node in turn amid transactions across nodes (MSETs of keys led by every
-/// node, LMOVEs between lists led by different nodes), each restarted: every MSET applied
-/// whole or not at all, and no element is lost or made twice.
+/// node, LMOVEs between lists led by different nodes, a bank's transfers as MULTI/EXEC and its
+/// audits), each restarted, then two nodes cut off in turn: every MSET applied whole or not
+/// at all, no element lost or made twice, no audit sees a transfer in part and the accounts
+/// still sum to zero.
 #[test]
 fn kill_9_amid_transactions_across_nodes_keeps_each_one_whole() {
-    let mut c = TestCluster::start(3, false, &[]);
+    // (Its bus through fault-injecting proxies: a node is also cut off, after the kills.)
+    let mut c = TestCluster::start(3, true, &[]);
     let tags = spread_tags(&c, 6);
     let keys: Vec<String> = tags.iter().map(|t| format!("{{{t}}}k")).collect();
     let lists: Vec<String> = tags[..3].iter().map(|t| format!("{{{t}}}l")).collect();
@@ -374,10 +399,14 @@ fn kill_9_amid_transactions_across_nodes_keeps_each_one_whole() {
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ports = c.ports.clone();
-    let clients: Vec<_> = (0..2)
+    // A bank: accounts led by every node, transfers as MULTI/EXEC, audits as one MGET.
+    let accounts: Vec<String> = tags.iter().map(|t| format!("{{{t}}}acct")).collect();
+    let audits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let clients: Vec<_> = (0..3)
         .map(|w| {
             let (stop, keys, lists, ports) =
                 (stop.clone(), keys.clone(), lists.clone(), ports.clone());
+            let (accounts, audits) = (accounts.clone(), audits.clone());
             std::thread::spawn(move || {
                 let (mut ok, mut n) = (0u64, 0u64);
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -398,6 +427,28 @@ fn kill_9_amid_transactions_across_nodes_keeps_each_one_whole() {
                                 mset.arg(k).arg(n);
                             }
                             mset.query::<()>(&mut conn)
+                        } else if w == 2 && n % 3 == 0 {
+                            let balances: redis::RedisResult<Vec<Option<i64>>> =
+                                redis::cmd("MGET").arg(&accounts).query(&mut conn);
+                            balances.map(|b| {
+                                let sum: i64 = b.iter().map(|x| x.unwrap_or(0)).sum();
+                                assert_eq!(sum, 0, "an audit saw a transfer in part: {b:?}");
+                                audits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            })
+                        } else if w == 2 {
+                            let (a, b) = (n as usize % 6, (n as usize / 6 + 1 + n as usize) % 6);
+                            let b = if a == b { (b + 1) % 6 } else { b };
+                            let amount = (n % 50 + 1) as i64;
+                            redis::pipe()
+                                .atomic()
+                                .cmd("DECRBY")
+                                .arg(&accounts[a])
+                                .arg(amount)
+                                .cmd("INCRBY")
+                                .arg(&accounts[b])
+                                .arg(amount)
+                                .query::<(i64, i64)>(&mut conn)
+                                .map(|_| ())
                         } else {
                             let (a, b) = (n as usize % 3, (n as usize + 1) % 3);
                             redis::cmd("LMOVE")
@@ -426,6 +477,13 @@ fn kill_9_amid_transactions_across_nodes_keeps_each_one_whole() {
         c.spawn(round);
         c.wait_served(Duration::from_secs(60));
     }
+    // A partition: each of two nodes cut off for two seconds, then healed.
+    for i in 0..2 {
+        c.isolate(i);
+        std::thread::sleep(Duration::from_millis(2000));
+        c.heal();
+        c.wait_served(Duration::from_secs(60));
+    }
     std::thread::sleep(Duration::from_millis(1000));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let done: Vec<u64> = clients.into_iter().map(|t| t.join().unwrap()).collect();
@@ -433,7 +491,19 @@ fn kill_9_amid_transactions_across_nodes_keeps_each_one_whole() {
         done.iter().all(|&n| n > 0),
         "transactions acknowledged: {done:?}"
     );
+    assert!(
+        audits.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the bank was audited"
+    );
     let mut conn = plain(&c, 0).unwrap();
+    let balances: Vec<Option<i64>> =
+        retry_tryagain(|| redis::cmd("MGET").arg(&accounts).query(&mut conn));
+    assert_eq!(
+        balances.iter().map(|b| b.unwrap_or(0)).sum::<i64>(),
+        0,
+        "{balances:?}"
+    );
+    assert!(balances.iter().any(Option::is_some), "transfers applied");
     let values: Vec<Option<String>> =
         retry_tryagain(|| redis::cmd("MGET").arg(&keys).query(&mut conn));
     assert!(

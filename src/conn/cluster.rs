@@ -35,10 +35,6 @@ const HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// SORT with BY or GET patterns whose keys span vShards (Calvin would need the keys they
-/// name before sequencing it: not built).
-const SORT_PATTERNS_ACROSS: &str = "CROSSSLOT SORT with BY or GET patterns across vShards is not supported yet: keep the sorted key and the pattern's keys in one hash tag";
-
 impl Conn {
     /// A data command on a replicated node: a command on keys goes to its vShard's leader (this
     /// node: through the owning thread's Raft group; another: `-MOVED`); keyless reads run here.
@@ -71,6 +67,11 @@ impl Conn {
             }
             // A keyless read (DBSIZE, SCAN, ...) answers from this node's replicas as they are.
             return self.planned(spec, args);
+        }
+        if spec.name.starts_with("sort") && command::sort::patterns_leave_slot(args) {
+            // BY or GET patterns that may name keys of other slots: a transaction across
+            // vShards, which learns the keys when it first runs (`calvin::exec::needs_keys`).
+            return self.submit_txn(args);
         }
         let first = match shardline_shards::route::vshard_of_keys(spec, args, c.layout) {
             Ok(first) => first,
@@ -168,7 +169,8 @@ impl Conn {
             // Across shard threads, or vShards with other replicas (led here or by any
             // node): a Calvin transaction, atomic and serializable with everything else
             // (`replica/calvin/`).
-            return self.submit_txn(spec, args).map(|()| 0);
+            self.submit_txn(args);
+            return Ok(0);
         }
         // An op of this batch queued for this thread must run first; and while a
         // transaction holds keys here, the job path waits for them.
@@ -183,7 +185,8 @@ impl Conn {
         {
             // Not all groups of one after all (one is growing a replica): through Calvin.
             Err(msg) if msg == shardline_shards::route::CROSSSLOT => {
-                self.submit_txn(spec, args).map(|()| 0)
+                self.submit_txn(args);
+                Ok(0)
             }
             r => r,
         }
@@ -191,16 +194,7 @@ impl Conn {
 
     /// Submits the command as a Calvin transaction from this thread (`Op::Txn`): answered
     /// when it has executed; the batch ends with it, so the commands after it wait for it.
-    fn submit_txn(&mut self, spec: &'static CommandSpec, args: Args) -> Result<(), &'static str> {
-        if spec.name.starts_with("sort")
-            && (1..args.len()).any(|i| {
-                let a = args.get(i);
-                a.eq_ignore_ascii_case(b"by") || a.eq_ignore_ascii_case(b"get")
-            })
-        {
-            // Its BY and GET patterns name keys the command table does not list.
-            return Err(SORT_PATTERNS_ACROSS);
-        }
+    fn submit_txn(&mut self, args: Args) {
         let op = self.push_txn(
             args.buf(),
             args.spans(),
@@ -209,7 +203,6 @@ impl Conn {
             None,
         );
         self.hole(op, Finish::Raw);
-        Ok(())
     }
 
     /// Queues the Calvin transaction of `cmds` (spans of `buf`; with `exec`, a MULTI/EXEC's,

@@ -137,8 +137,8 @@ pub struct Conn {
     /// The WATCHed keys: each with its shard thread and, for one registered on the node
     /// that led its vShard, that node.
     watched: Vec<crate::hop::WatchedKey>,
-    /// The id the next MULTI/EXEC is submitted under once a WATCH was registered on
-    /// another node (`Op::WatchAt`); none before, and none again after EXEC or UNWATCH.
+    /// The id this connection's WATCHes on other nodes are registered under (`Op::WatchAt`),
+    /// drawn at the first; none again after EXEC or UNWATCH.
     watch_id: Option<shardline_shards::calvin::seq::TxnId>,
     closing: bool,
     // The current batch.

@@ -57,7 +57,11 @@ impl Conn {
         if !on_conn {
             let c = self.shard.node.cluster.clone();
             let at = shardline_shards::route::vshard_of_keys(spec, args, c.layout);
+            let sort_across = spec.name.starts_with("sort")
+                && shardline_shards::command::sort::patterns_leave_slot(args);
             let refusal = match at {
+                // SORT's patterns may name keys of other slots (`replicated_command`).
+                _ if sort_across => self.go_across(),
                 Err(msg)
                     if msg == shardline_shards::route::CROSSSLOT && {
                         // Keys of several vShards that this node alone replicates (and leads):

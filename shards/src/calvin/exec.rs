@@ -109,6 +109,7 @@ pub fn execute(
     // of a transaction's time across threads went to allocating them).
     let mut scratch = Db::new_all(VShardLayout::new(1).expect("one vShard is a layout"));
     scratch.tunables = *tunables;
+    scratch.across_slots = true;
     for r in reads {
         let Some((at, payload)) = &r.value else {
             continue;
@@ -124,6 +125,7 @@ pub fn execute(
         now_us,
         rng: &mut rng,
     };
+    let start = out.buf.len();
     if exec {
         out.array(cmds.len());
     }
@@ -132,6 +134,19 @@ pub fn execute(
     for argv in cmds {
         command::words_into(argv, &mut buf, &mut spans);
         let args = Args::new(&buf, &spans);
+        if is_sort(args) {
+            // SORT's patterns name keys by the elements it sorts, known only now: the
+            // transaction must hold them all, or nothing of it runs (alike on every
+            // participant: the same reads) and its origin submits it again with them.
+            let named = command::sort::pattern_keys(&mut scratch, args, now_ms);
+            let held: std::collections::HashSet<&[u8]> =
+                reads.iter().map(|r| r.key.as_slice()).collect();
+            if named.iter().any(|k| !held.contains(k.as_slice())) {
+                out.buf.truncate(start);
+                write_needs_keys(&named, out);
+                return Ok(Vec::new());
+            }
+        }
         if let Some(spec) = command::execute(&mut scratch, args, &mut ctx, out)
             && spec.flags & command::flags::WRITE != 0
             && spec.arity_ok(args.len())
@@ -149,6 +164,40 @@ pub fn execute(
         written.iter().map(Vec::as_slice),
         now_ms,
     ))
+}
+
+/// The head of the reply of a transaction that did not hold every key its SORT's patterns
+/// name (they are known only once the sorted key is read): nothing of it ran, on any
+/// participant, and its origin submits it again holding them ([`needs_keys`]). Not RESP: it
+/// never reaches a client.
+const NEEDS_KEYS: &[u8] = b"\0needs-keys\0";
+
+fn is_sort(args: Args) -> bool {
+    let name = args.get(0);
+    name.eq_ignore_ascii_case(b"sort") || name.eq_ignore_ascii_case(b"sort_ro")
+}
+
+/// Writes the reply saying the transaction needs `keys` (each a length, 4 bytes LE, and
+/// its bytes).
+fn write_needs_keys(keys: &[Vec<u8>], out: &mut Out) {
+    out.buf.extend_from_slice(NEEDS_KEYS);
+    for k in keys {
+        out.buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.buf.extend_from_slice(k);
+    }
+}
+
+/// The keys a transaction's reply says it must hold to run (see `NEEDS_KEYS`), or `None` for
+/// any other reply (a damaged one too).
+pub fn needs_keys(reply: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut rest = reply.strip_prefix(NEEDS_KEYS)?;
+    let mut keys = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        keys.push(rest.get(4..4usize.checked_add(len)?)?.to_vec());
+        rest = &rest[4 + len..];
+    }
+    Some(keys)
 }
 
 /// Every key `cmds` name (by the command table's key positions), each once, in the order

@@ -174,7 +174,7 @@ pub fn decode_all(
                 if s.keys
                     .iter()
                     .map(|(v, _)| v)
-                    .chain(&s.watched)
+                    .chain(s.watch.iter().flat_map(|w| &w.vshards))
                     .any(|v| v.0 as usize >= vshards)
                 {
                     return Err(r.error(WireErrorKind::Length));
@@ -298,7 +298,7 @@ mod tests {
                 exec: false,
                 resp3: true,
                 split: true,
-                watched: Vec::new(),
+                watch: None,
                 block: false,
             }),
             Msg::Reads {
@@ -343,7 +343,10 @@ mod tests {
                 exec: true,
                 resp3: false,
                 split: false,
-                watched: vec![VShardId(1), VShardId(5)],
+                watch: Some(super::super::seq::Watching {
+                    id: TxnId { origin: 1, n: 2 },
+                    vshards: vec![VShardId(1), VShardId(5)],
+                }),
                 block: false,
             }),
             Msg::Watch {

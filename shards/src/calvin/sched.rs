@@ -353,7 +353,13 @@ impl Scheduler {
                     } else {
                         super::exec::read(db, p.t.keys_of(v), p.t.now_us / 1000)
                     };
-                    if p.t.sub.watched.contains(&v) && watch_broken(&p.t, v) {
+                    if p.t
+                        .sub
+                        .watch
+                        .as_ref()
+                        .is_some_and(|w| w.vshards.contains(&v))
+                        && watch_broken(&p.t, v)
+                    {
                         reads.push(Read::watch_broken(v));
                     }
                     p.mine = Some(reads.clone());
@@ -445,7 +451,7 @@ mod tests {
                 exec: false,
                 resp3: false,
                 split: false,
-                watched: Vec::new(),
+                watch: None,
                 block: false,
             },
         })
@@ -520,7 +526,10 @@ mod tests {
         let watching = |seq, watched: &[VShardId], key| {
             let mut t = Arc::into_inner(txn(seq, &[(V1, key), (FAR, "x")])).unwrap();
             t.sub.exec = true;
-            t.sub.watched = watched.to_vec();
+            t.sub.watch = (!watched.is_empty()).then(|| super::super::seq::Watching {
+                id: t.sub.id,
+                vshards: watched.to_vec(),
+            });
             Arc::new(t)
         };
         s.deliver(watching(1, &[V1, FAR], "a"), |_| 0);

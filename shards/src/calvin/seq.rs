@@ -38,15 +38,23 @@ pub struct Submission {
     /// and answers it; the origin merges the parts.
     pub split: bool,
     /// A MULTI/EXEC whose connection WATCHed keys (among `keys`, read and held like the
-    /// others): the vShards of those keys, in order. Each of these participants says at its
-    /// read whether one of its watched keys changed since the WATCH
-    /// (`exec::Read::watch_broken`), and if any did, every participant aborts it alike.
-    /// Empty: it watches nothing.
-    pub watched: Vec<VShardId>,
+    /// others): each participant of `Watching::vshards` says at its read whether one of its
+    /// watched keys changed since the WATCH (`exec::Read::watch_broken`), and if any did,
+    /// every participant aborts it alike.
+    pub watch: Option<Watching>,
     /// A try of a blocking command (BLPOP ... on keys of several vShards): run as it runs in
     /// MULTI (never waiting); when it finds nothing, each participant's leader parks a
     /// stand-in on its keys that wakes the origin (`msg::Msg::Wake`) when one is written.
     pub block: bool,
+}
+
+/// What a transaction that watches names: the id its WATCHes were registered under (on
+/// every node, `Stream::watches` in the driver: not the transaction's own id, which a try
+/// again changes) and the vShards of its watched keys, ascending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watching {
+    pub id: TxnId,
+    pub vshards: Vec<VShardId>,
 }
 
 /// A transaction in the global order, as participants receive it.
@@ -383,9 +391,9 @@ pub(crate) fn encode_submission(s: &Submission, out: &mut Vec<u8>) {
         s.exec as u8
             | (s.resp3 as u8) << 1
             | (s.split as u8) << 2
-            | (!s.watched.is_empty() as u8) << 3
+            | (s.watch.is_some() as u8) << 3
             | (s.block as u8) << 4
-            | (!s.watched.is_empty() as u8) << 5,
+            | (s.watch.is_some() as u8) << 5,
     );
     wire::put_varint(out, s.keys.len() as u64);
     for (v, k) in &s.keys {
@@ -399,9 +407,11 @@ pub(crate) fn encode_submission(s: &Submission, out: &mut Vec<u8>) {
             wire::put_bytes_varint(out, a);
         }
     }
-    if !s.watched.is_empty() {
-        wire::put_varint(out, s.watched.len() as u64);
-        for v in &s.watched {
+    if let Some(w) = &s.watch {
+        out.extend_from_slice(&w.id.origin.to_le_bytes());
+        out.extend_from_slice(&w.id.n.to_le_bytes());
+        wire::put_varint(out, w.vshards.len() as u64);
+        for v in &w.vshards {
             out.extend_from_slice(&v.0.to_le_bytes());
         }
     }
@@ -444,26 +454,30 @@ pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError>
         }
         cmds.push(argv);
     }
-    let watched = if listed {
+    let watch = if listed {
+        let wid = TxnId {
+            origin: r.u64()?,
+            n: r.u64()?,
+        };
         let n = r.varint()?;
         let n = r.count(n, 2)?;
-        let mut vs = Vec::with_capacity(n);
+        let mut vshards = Vec::with_capacity(n);
         for _ in 0..n {
-            vs.push(VShardId(r.u16()?));
+            vshards.push(VShardId(r.u16()?));
         }
-        if vs.is_empty() {
+        if vshards.is_empty() {
             return Err(r.error(wire::WireErrorKind::Length));
         }
-        vs
+        Some(Watching { id: wid, vshards })
     } else if watch {
-        // Written before the list existed (WATCH on a node alone): every participant
-        // checks, as then.
-        let mut vs: Vec<VShardId> = keys.iter().map(|(v, _)| *v).collect();
-        vs.sort_unstable();
-        vs.dedup();
-        vs
+        // Written before the list existed (WATCH on a node alone, registered under the
+        // transaction's id): every participant checks, as then.
+        let mut vshards: Vec<VShardId> = keys.iter().map(|(v, _)| *v).collect();
+        vshards.sort_unstable();
+        vshards.dedup();
+        Some(Watching { id, vshards })
     } else {
-        Vec::new()
+        None
     };
     Ok(Submission {
         id,
@@ -472,7 +486,7 @@ pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError>
         exec,
         resp3,
         split,
-        watched,
+        watch,
         block,
     })
 }
@@ -495,7 +509,7 @@ mod tests {
             exec: false,
             resp3: false,
             split: false,
-            watched: Vec::new(),
+            watch: None,
             block: false,
         }
     }
@@ -639,7 +653,7 @@ mod tests {
 mod watched_tests {
     use super::*;
 
-    fn watching(watched: Vec<VShardId>) -> Submission {
+    fn watching(vshards: Vec<VShardId>) -> Submission {
         Submission {
             id: TxnId { origin: 1, n: 2 },
             keys: vec![
@@ -651,7 +665,10 @@ mod watched_tests {
             exec: true,
             resp3: false,
             split: false,
-            watched,
+            watch: (!vshards.is_empty()).then_some(Watching {
+                id: TxnId { origin: 9, n: 8 },
+                vshards,
+            }),
             block: false,
         }
     }
@@ -677,10 +694,14 @@ mod watched_tests {
         let at = 16;
         assert_eq!(b[at], 1 | 8 | 32);
         b[at] = 1 | 8;
-        b.truncate(b.len() - 3); // the list: a count of 1 and one vShard
+        b.truncate(b.len() - 19); // the id, a count of 1 and one vShard
         let mut r = Reader::new(&b);
         let old = decode_submission(&mut r).unwrap();
-        assert_eq!(old.watched, [VShardId(2), VShardId(4)]);
+        let want = Watching {
+            id: old.id,
+            vshards: vec![VShardId(2), VShardId(4)],
+        };
+        assert_eq!(old.watch, Some(want));
         // The list without the watch flag, or an empty list, is refused.
         let mut b = Vec::new();
         encode_submission(&watching(vec![VShardId(4)]), &mut b);

@@ -626,3 +626,73 @@ fn an_execution_entrys_head_is_read_without_decoding_it_and_nothing_else_has_one
     let no_words = crate::replicate::Encoder::new(crate::replicate::Kind::Execute, 1, 1);
     assert_eq!(exec::Execution::head(&no_words.finish()), None);
 }
+
+#[test]
+fn a_sort_whose_patterns_name_keys_it_does_not_hold_runs_nothing_and_names_them() {
+    let layout = VShardLayout::new(16).unwrap();
+    let mut db = Db::new_all(layout);
+    for c in [
+        w(&["rpush", "ids", "2", "1", "3"]),
+        w(&["set", "w_1", "30"]),
+        w(&["set", "w_2", "10"]),
+        w(&["set", "w_3", "20"]),
+        w(&["hset", "h_2", "name", "bob"]),
+    ] {
+        run(&mut db, &c, NOW_MS, 0);
+    }
+    let run_txn = |db: &mut Db, cmds: &[Vec<Vec<u8>>], held: &[&str], exec: bool| {
+        let reads = exec::read(db, held.iter().map(|k| k.as_bytes()), NOW_MS);
+        let mut out = Out::new(Proto::Resp2);
+        let txn = Txn {
+            cmds,
+            exec,
+            now_us: NOW_MS * 1000,
+            seed: 1,
+        };
+        let writes = exec::execute(&Tunables::default(), &reads, txn, &mut out).unwrap();
+        (out.buf, writes)
+    };
+    // Holding the sorted key alone (its first try): the keys its patterns name, in order,
+    // each once; nothing written, even by a command before it in the transaction.
+    let sort = w(&[
+        "sort",
+        "ids",
+        "by",
+        "w_*",
+        "get",
+        "#",
+        "get",
+        "h_*->name",
+        "store",
+        "d",
+    ]);
+    let cmds = [w(&["rpush", "ids", "1"]), sort.clone()];
+    let (reply, writes) = run_txn(&mut db, &cmds, &["ids", "d"], true);
+    let asked = reply.clone();
+    let need = exec::needs_keys(&reply).expect("it names the keys it needs");
+    let want: Vec<Vec<u8>> = ["w_2", "h_2", "w_1", "h_1", "w_3", "h_3"]
+        .iter()
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+    assert_eq!(need, want);
+    assert!(writes.is_empty(), "nothing ran");
+    // Holding them: it runs, as on one keyspace, whatever the keys' slots.
+    let mut held = vec!["ids", "d"];
+    held.extend(["w_1", "w_2", "w_3", "h_1", "h_2", "h_3"]);
+    let (reply, writes) = run_txn(&mut db, &cmds, &held, true);
+    assert_eq!(reply, b"*2\r\n:4\r\n:8\r\n");
+    let keys: Vec<&[u8]> = writes.iter().map(|r| r.key.as_slice()).collect();
+    assert_eq!(
+        keys,
+        [&b"ids"[..], b"d"],
+        "the list and STORE's destination"
+    );
+    exec::apply(&mut db, &writes, |_| true, NOW_MS);
+    assert_eq!(
+        run(&mut db, &w(&["lrange", "d", "0", "-1"]), NOW_MS, 0),
+        b"*8\r\n$1\r\n2\r\n$3\r\nbob\r\n$1\r\n3\r\n$0\r\n\r\n$1\r\n1\r\n$0\r\n\r\n$1\r\n1\r\n$0\r\n\r\n"
+    );
+    // Any other reply is not a request for keys; a cut one neither.
+    assert_eq!(exec::needs_keys(&reply), None);
+    assert_eq!(exec::needs_keys(&asked[..asked.len() - 1]), None);
+}

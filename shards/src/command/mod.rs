@@ -16,7 +16,7 @@ mod hyperloglog;
 mod keys;
 pub mod lists;
 pub mod sets;
-mod sort;
+pub mod sort;
 pub mod streams;
 mod strings;
 mod subcommands;
@@ -159,6 +159,8 @@ pub mod flags {
     /// The key at 1, and the one after a STORE or STOREDIST option (GEORADIUS,
     /// GEORADIUSBYMEMBER; the options start at `-arity`).
     pub const GEO_STORE: u32 = 1 << 18;
+    /// The key at 1, and the one after a STORE option (SORT).
+    pub const SORT_STORE: u32 = 1 << 19;
 
     /// Every flag of one bit: no two share it (`IMMEDIATE` and `GEO_STORE` once did, and
     /// GEORADIUS ran at once inside MULTI instead of being queued).
@@ -181,6 +183,7 @@ pub mod flags {
         BLOCKING,
         STREAM_KEYS,
         GEO_STORE,
+        SORT_STORE,
     ];
 
     pub const NAMES: &[(u32, &str)] = &[
@@ -195,7 +198,10 @@ pub mod flags {
         (NO_MULTI, "no_multi"),
         (FAST, "fast"),
         (RANDOM, "random"),
-        (NUMKEYS | NUMKEYS2 | STREAM_KEYS | GEO_STORE, "movablekeys"),
+        (
+            NUMKEYS | NUMKEYS2 | STREAM_KEYS | GEO_STORE | SORT_STORE,
+            "movablekeys",
+        ),
         (BLOCKING, "blocking"),
     ];
 }
@@ -276,6 +282,12 @@ impl CommandSpec {
         if self.flags & flags::GEO_STORE != 0 {
             return KeyIndexes {
                 dest: geo::store_key_index(&args, (-self.arity) as usize),
+                rest: self.key_indexes(args.len()),
+            };
+        }
+        if self.flags & flags::SORT_STORE != 0 {
+            return KeyIndexes {
+                dest: sort::store_key_index(&args),
                 rest: self.key_indexes(args.len()),
             };
         }
@@ -411,7 +423,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("dbsize", 1, READONLY | FAST, NOKEY, AllShards(Sum), Some(keys::dbsize), "keyspace", "Returns the number of keys in the database."),
     cmd("flushdb", -1, WRITE, NOKEY, AllShards(AllOk), Some(keys::flush), "keyspace", "Remove all keys from the current database."),
     cmd("flushall", -1, WRITE, NOKEY, AllShards(AllOk), Some(keys::flush), "keyspace", "Removes all keys from all databases."),
-    cmd("sort", -2, WRITE | DENYOOM, KEY1, Keys(Single), Some(sort::sort), "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result."),
+    cmd("sort", -2, WRITE | DENYOOM | SORT_STORE, KEY1, Keys(Single), Some(sort::sort), "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result."),
     cmd("sort_ro", -2, READONLY, KEY1, Keys(Single), Some(sort::sort_ro), "generic", "Returns the sorted elements of a list, a set, or a sorted set."),
     cmd("object", -2, READONLY, (2, 2, 1), Keys(Single), Some(keys::object), "keyspace", "OBJECT ENCODING | REFCOUNT | IDLETIME | FREQ key."),
     cmd("wait", 3, 0, NOKEY, Keyless, Some(keys::wait), "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed."),

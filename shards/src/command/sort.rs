@@ -1,7 +1,9 @@
 //! SORT and SORT_RO: the elements of a list, set or sorted set, ordered numerically or with ALPHA,
 //! optionally by external weights (BY pattern) and projected through GET patterns, with LIMIT and
-//! STORE. As in Redis Cluster, the keys a BY or GET pattern names must hash to the sorted key's
-//! slot (they are read on the shard thread that owns it).
+//! STORE. On a vShard's own thread, as in Redis Cluster, the keys a BY or GET pattern names must
+//! hash to the sorted key's slot; a SORT whose patterns may name keys elsewhere
+//! (`patterns_leave_slot`) runs as a transaction across vShards instead, on a scratch keyspace
+//! that holds every key it names (`Db::across_slots`; `pattern_keys` says which before it runs).
 
 use super::{Args, Ctx, err};
 use crate::db::{Db, Value};
@@ -39,7 +41,7 @@ fn lookup(
     let Some((key, field)) = substitute(pattern, element) else {
         return Ok(None);
     };
-    if key_slot(&key) != slot {
+    if !db.across_slots && key_slot(&key) != slot {
         return Err(format!(
             "ERR {what} option of SORT denied in Cluster mode when keys in different slots"
         ));
@@ -51,54 +53,156 @@ fn lookup(
     })
 }
 
-fn sort_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, read_only: bool) {
-    let key = a.get(1);
-    let slot = key_slot(key);
-    let (mut by, mut gets, mut limit, mut desc, mut alpha, mut store) = (
-        None::<&[u8]>,
-        Vec::<&[u8]>::new(),
-        None,
-        false,
-        false,
-        None::<&[u8]>,
-    );
+/// The index of SORT's STORE destination in `a`, if it has one (the last STORE's, as Redis
+/// takes it), skipping LIMIT's, BY's and GET's arguments as Redis's `sortGetKeys` does.
+pub fn store_key_index(a: &Args) -> Option<usize> {
+    let mut found = None;
     let mut i = 2;
     while i < a.len() {
-        let opt = a.get(i).to_ascii_lowercase();
-        let has = |n: usize| i + n < a.len();
-        match opt.as_slice() {
-            b"asc" => desc = false,
-            b"desc" => desc = true,
-            b"alpha" => alpha = true,
-            b"by" if has(1) => {
-                by = Some(a.get(i + 1));
-                i += 1;
+        let w = a.get(i);
+        let skip = if w.eq_ignore_ascii_case(b"limit") {
+            2
+        } else if w.eq_ignore_ascii_case(b"get") || w.eq_ignore_ascii_case(b"by") {
+            1
+        } else if w.eq_ignore_ascii_case(b"store") {
+            if i + 1 < a.len() {
+                found = Some(i + 1);
             }
-            b"get" if has(1) => {
-                gets.push(a.get(i + 1));
-                i += 1;
+            1
+        } else {
+            0
+        };
+        i += skip + 1;
+    }
+    found
+}
+
+/// SORT's options.
+#[derive(Default)]
+struct Opts<'a> {
+    by: Option<&'a [u8]>,
+    gets: Vec<&'a [u8]>,
+    limit: Option<(i64, i64)>,
+    desc: bool,
+    alpha: bool,
+    store: Option<&'a [u8]>,
+}
+
+impl<'a> Opts<'a> {
+    /// SORT's (or, `read_only`, SORT_RO's) options from its arguments after the key.
+    fn parse(a: Args<'a>, read_only: bool) -> Result<Opts<'a>, &'static str> {
+        let mut o = Opts::default();
+        let mut i = 2;
+        while i < a.len() {
+            let opt = a.get(i).to_ascii_lowercase();
+            let has = |n: usize| i + n < a.len();
+            match opt.as_slice() {
+                b"asc" => o.desc = false,
+                b"desc" => o.desc = true,
+                b"alpha" => o.alpha = true,
+                b"by" if has(1) => {
+                    o.by = Some(a.get(i + 1));
+                    i += 1;
+                }
+                b"get" if has(1) => {
+                    o.gets.push(a.get(i + 1));
+                    i += 1;
+                }
+                b"limit" if has(2) => {
+                    let (Some(off), Some(n)) = (parse_i64(a.get(i + 1)), parse_i64(a.get(i + 2)))
+                    else {
+                        return Err(err::NOT_INT);
+                    };
+                    o.limit = Some((off, n));
+                    i += 2;
+                }
+                b"store" if has(1) && !read_only => {
+                    o.store = Some(a.get(i + 1));
+                    i += 1;
+                }
+                _ => return Err(err::SYNTAX),
             }
-            b"limit" if has(2) => {
-                let (Some(o), Some(n)) = (parse_i64(a.get(i + 1)), parse_i64(a.get(i + 2))) else {
-                    return out.error(err::NOT_INT);
-                };
-                limit = Some((o, n));
-                i += 2;
-            }
-            b"store" if has(1) && !read_only => {
-                store = Some(a.get(i + 1));
-                i += 1;
-            }
-            _ => return out.error(err::SYNTAX),
+            i += 1;
         }
-        i += 1;
+        Ok(o)
     }
-    if let Some(dst) = store
-        && key_slot(dst) != slot
-    {
-        return out.error(err::CROSSSLOT);
+
+    /// The patterns that name keys: BY's unless constant (nosort), GET's but `#`.
+    fn key_patterns(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        let by = self.by.filter(|p| p.contains(&b'*'));
+        by.into_iter()
+            .chain(self.gets.iter().copied().filter(|g| *g != b"#"))
+            .filter(|p| p.contains(&b'*'))
     }
-    let elements: Vec<Vec<u8>> = match db.get(key, c.now_ms) {
+}
+
+/// Whether the SORT (or SORT_RO) of `a` may name keys outside its sorted key's slot through
+/// its BY or GET patterns: a pattern naming keys whose key part has no hash tag before its
+/// `*` (the element decides the slot then), or a tag of another slot. A malformed SORT names
+/// none (it answers its error where it runs).
+pub fn patterns_leave_slot(a: Args) -> bool {
+    if a.len() < 2 {
+        return false;
+    }
+    let read_only = a.get(0).eq_ignore_ascii_case(b"sort_ro");
+    let Ok(o) = Opts::parse(a, read_only) else {
+        return false;
+    };
+    let slot = key_slot(a.get(1));
+    o.key_patterns().any(|p| {
+        let star = p
+            .iter()
+            .position(|&b| b == b'*')
+            .expect("a pattern naming keys");
+        let before = &p[..star];
+        // The substituted key's tag is fixed by the pattern when its first `{` and the
+        // first `}` after it both come before the `*`, with something between.
+        let fixed = before.iter().position(|&b| b == b'{').is_some_and(|open| {
+            before[open + 1..]
+                .iter()
+                .position(|&b| b == b'}')
+                .is_some_and(|close| close > 0)
+        });
+        !fixed || key_slot(before) != slot
+    })
+}
+
+/// The keys the BY and GET patterns of the SORT (or SORT_RO) of `a` name for the elements its
+/// key holds in `db` at `now_ms`, each once, in order: what a transaction running it must
+/// hold. None for a SORT that names none, is malformed or sorts a value of another type (it
+/// answers its error, or its result, from what it holds).
+pub fn pattern_keys(db: &mut Db, a: Args, now_ms: u64) -> Vec<Vec<u8>> {
+    if a.len() < 2 {
+        return Vec::new();
+    }
+    let read_only = a.get(0).eq_ignore_ascii_case(b"sort_ro");
+    let Ok(o) = Opts::parse(a, read_only) else {
+        return Vec::new();
+    };
+    let patterns: Vec<&[u8]> = o.key_patterns().collect();
+    if patterns.is_empty() {
+        return Vec::new();
+    }
+    let Ok(elements) = elements(db, a.get(1), now_ms) else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut keys = Vec::new();
+    for e in &elements {
+        for p in &patterns {
+            if let Some((k, _)) = substitute(p, e)
+                && seen.insert(k.clone())
+            {
+                keys.push(k);
+            }
+        }
+    }
+    keys
+}
+
+/// The elements of the sorted key: a list's in order, a set's, a sorted set's by score.
+fn elements(db: &mut Db, key: &[u8], now_ms: u64) -> Result<Vec<Vec<u8>>, ()> {
+    Ok(match db.get(key, now_ms) {
         None => Vec::new(),
         Some(Value::List(l)) => l.iter().map(|e| e.to_vec()).collect(),
         Some(Value::Set(s)) => s.members(),
@@ -107,7 +211,33 @@ fn sort_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, read_only: boo
             z.for_each_in_order(|m| v.push(m.to_vec()));
             v
         }
-        Some(_) => return out.error(err::WRONGTYPE),
+        Some(_) => return Err(()),
+    })
+}
+
+fn sort_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, read_only: bool) {
+    let key = a.get(1);
+    let slot = key_slot(key);
+    let Opts {
+        by,
+        gets,
+        limit,
+        desc,
+        alpha,
+        store,
+    } = match Opts::parse(a, read_only) {
+        Ok(o) => o,
+        Err(e) => return out.error(e),
+    };
+    // (Routing brings the destination here: its vShard's, or one keyspace for both.)
+    if let Some(dst) = store
+        && !db.across_slots
+        && !db.owns_slot(key_slot(dst))
+    {
+        return out.error(err::CROSSSLOT);
+    }
+    let Ok(elements) = elements(db, key, c.now_ms) else {
+        return out.error(err::WRONGTYPE);
     };
     // Sort keys: the element itself or its BY weight.
     let nosort = by.is_some_and(|p| !p.contains(&b'*'));
@@ -263,6 +393,63 @@ mod tests {
             h.run("SORT {s}str"),
             error("WRONGTYPE Operation against a key holding the wrong kind of value")
         );
+    }
+
+    #[test]
+    fn the_store_key_and_the_keys_patterns_name_are_known_before_it_runs() {
+        use super::{pattern_keys, patterns_leave_slot, store_key_index};
+        use crate::command::Args;
+        let parse = |s: &str| -> (Vec<u8>, Vec<(u32, u32)>) {
+            let mut buf = Vec::new();
+            let mut spans = Vec::new();
+            for w in s.split(' ') {
+                let start = buf.len() as u32;
+                buf.extend_from_slice(w.as_bytes());
+                spans.push((start, buf.len() as u32));
+            }
+            (buf, spans)
+        };
+        let with = |s: &str, f: &dyn Fn(Args) -> String| {
+            let (buf, spans) = parse(s);
+            f(Args::new(&buf, &spans))
+        };
+        let store = |s: &str| with(s, &|a| format!("{:?}", store_key_index(&a)));
+        assert_eq!(store("SORT l STORE d"), "Some(3)");
+        // The last STORE; LIMIT's, BY's and GET's arguments are never taken for it.
+        assert_eq!(store("SORT l STORE d STORE e"), "Some(5)");
+        assert_eq!(store("SORT l GET store BY store LIMIT 0 1"), "None");
+        assert_eq!(store("SORT l STORE"), "None");
+        let leaves = |s: &str| with(s, &|a| patterns_leave_slot(a).to_string());
+        assert_eq!(leaves("SORT {u}l BY w_*"), "true");
+        assert_eq!(leaves("SORT {u}l BY {u}w_* GET {u}h_*->f GET #"), "false");
+        assert_eq!(leaves("SORT {u}l GET {v}h_*"), "true", "another tag");
+        assert_eq!(leaves("SORT {u}l BY nosort GET #"), "false");
+        assert_eq!(leaves("SORT {u}l BY {}w_*"), "true", "an empty tag");
+        assert_eq!(leaves("SORT {u}l BY w_{*}"), "true", "the element decides");
+        assert_eq!(leaves("SORT {u}l GET constant"), "false", "names no key");
+        assert_eq!(
+            leaves("SORT {u}l BY w_* BADOPT"),
+            "false",
+            "answers its error"
+        );
+        let mut h = Harness::new();
+        h.run("RPUSH l b a b");
+        let named = |h: &mut Harness, s: &str| {
+            let (buf, spans) = parse(s);
+            let keys = pattern_keys(&mut h.db, Args::new(&buf, &spans), 0);
+            keys.iter()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            named(&mut h, "SORT l BY w_* GET h_*->f GET #"),
+            "w_b h_b w_a h_a"
+        );
+        assert_eq!(named(&mut h, "SORT l BY nosort"), "");
+        assert_eq!(named(&mut h, "SORT missing BY w_*"), "");
+        h.run("SET s x");
+        assert_eq!(named(&mut h, "SORT s BY w_*"), "", "its WRONGTYPE answers");
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub struct Db {
     access_rng: Rng,
     /// The time of the running command (set by `command::apply`), for paths without a `now`.
     pub now_ms: u64,
+    /// A transaction's scratch keyspace (`calvin::exec`): it holds every key its commands
+    /// name, whatever their slots, so a command that may name keys it does not list (SORT's
+    /// patterns and STORE) need not keep them in its first key's slot.
+    pub across_slots: bool,
 }
 
 /// The access metadata of a key just created.
@@ -157,6 +161,7 @@ impl Db {
             events: Vec::new(),
             access_rng: Rng::new(0x5DEE_CE66),
             now_ms: 0,
+            across_slots: false,
         }
     }
 

@@ -54,6 +54,13 @@ const WATCH_ACK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a WATCH registration nobody dropped is kept (its origin crashed, or the message
 /// that dropped it was lost): an EXEC after it answers nil.
 const WATCH_KEPT: Duration = Duration::from_secs(600);
+/// How many times a transaction is submitted again holding the keys its SORT's patterns
+/// name (`hold_more`) before the client is told to retry, and the most keys it may hold.
+const WIDEN_MAX: u8 = 8;
+const WIDEN_KEYS_MAX: usize = 100_000;
+const SORT_KEYS_MOVING: &str =
+    "TRYAGAIN the keys SORT's BY/GET patterns name changed at every try (nothing applied); retry";
+const SORT_KEYS_TOO_MANY: &str = "ERR SORT's BY/GET patterns name more than 100000 keys across vShards (nothing applied): keep them in the sorted key's hash tag";
 /// The answer to a transaction whose reply did not come in time: it may have been applied.
 pub(crate) const TXN_UNKNOWN: &str = "UNKNOWN the transaction across vShards was not confirmed in time; it may or may not have been applied: read its keys before retrying";
 
@@ -130,6 +137,8 @@ struct Wait {
     /// A MULTI/EXEC that watches: its keys registered on other nodes (dropped there once
     /// answered).
     unwatch: Vec<crate::hop::WatchedKey>,
+    /// How many times it was submitted again holding more keys (`hold_more`).
+    widened: u8,
 }
 
 /// The origin of a transaction id: this node and thread.
@@ -164,24 +173,28 @@ impl Replicas {
         let vshard_of = |k: &[u8]| layout.vshard_of(shardline_shards::slot::key_slot(k));
         let proto = self.pending.job(j).map_or(Proto::Resp2, |pj| pj.proto);
         let mut keys = shardline_shards::calvin::exec::keys_of(&cmds);
-        let mut watched = Vec::new();
+        let mut watching = None;
         if let Some(w) = &watch {
             // Held and read like the commands' own: nothing changes them between a
             // participant's verdict and the execution.
+            let mut vshards = Vec::new();
             for wk in &w.keys {
                 if !keys.contains(&wk.key) {
                     keys.push(wk.key.clone());
                 }
-                watched.push(vshard_of(&wk.key));
+                vshards.push(vshard_of(&wk.key));
             }
-            watched.sort_unstable();
-            watched.dedup();
+            vshards.sort_unstable();
+            vshards.dedup();
+            // (Registered under the connection's id if a WATCH went to another node.)
+            let id = match w.id {
+                Some(id) => id,
+                None => self.next_txn_id(),
+            };
+            watching = Some(seq::Watching { id, vshards });
         }
         let keys = keys.into_iter().map(|k| (vshard_of(&k), k)).collect();
-        let id = match watch.as_ref().and_then(|w| w.id) {
-            Some(id) => id,
-            None => self.next_txn_id(),
-        };
+        let id = self.next_txn_id();
         let split = match &cmds[..] {
             [argv] if !exec && !block => Split::of(argv, layout),
             _ => None,
@@ -193,7 +206,7 @@ impl Replicas {
             exec,
             resp3: proto == Proto::Resp3,
             split: split.is_some(),
-            watched,
+            watch: watching,
             block,
         };
         let split = split.map(|s| {
@@ -203,8 +216,8 @@ impl Replicas {
         let sequencer = self.c.leader(VShardId(self.meta_g as u16));
         if sequencer == NodeId(0) {
             // No sequencer known (an election): nothing was sent, nothing applied.
-            if let Some(w) = watch {
-                self.unwatch(id, w.keys);
+            if let (Some(w), Some(wg)) = (watch, &sub.watch) {
+                self.unwatch(wg.id, w.keys);
             }
             return self.pending.fail(j, op, NOT_SEQUENCED);
         }
@@ -223,8 +236,9 @@ impl Replicas {
                 retry_at: now,
             }),
             unwatch: Vec::new(),
+            widened: 0,
         };
-        if let Some(w) = watch {
+        if let (Some(w), Some(wg)) = (watch, &wait.sub.watch) {
             // The registrations here answer for the vShards whose watched keys are all
             // registered here; the others' are on the nodes that led them (`watch_at`).
             let mut here: Vec<VShardId> = w
@@ -247,7 +261,7 @@ impl Replicas {
                     vshards: here,
                     since: now,
                 };
-                watches.insert(id, reg);
+                watches.insert(wg.id, reg);
             }
             wait.unwatch = w.keys.into_iter().filter(|k| k.at.is_some()).collect();
         }
@@ -290,15 +304,15 @@ impl Replicas {
     /// go, here and on the nodes that hold them.
     fn waited(&mut self, id: TxnId) -> Option<Wait> {
         let mut w = self.calvin.waits.remove(&id)?;
-        if !w.sub.watched.is_empty() {
+        if let Some(wid) = w.sub.watch.as_ref().map(|wg| wg.id) {
             self.c
                 .calvin
                 .watches
                 .lock()
                 .expect("calvin watches")
-                .remove(&id);
+                .remove(&wid);
             let keys = std::mem::take(&mut w.unwatch);
-            self.unwatch(id, keys);
+            self.unwatch(wid, keys);
         }
         Some(w)
     }
@@ -542,7 +556,10 @@ impl Replicas {
             let c = self.c.clone();
             let broken = |t: &Ordered, v: VShardId| {
                 let watches = c.calvin.watches.lock().expect("calvin watches");
-                WatchReg::broken(&watches, t.sub.id, v)
+                t.sub
+                    .watch
+                    .as_ref()
+                    .is_none_or(|w| WatchReg::broken(&watches, w.id, v))
             };
             for _ in 0..8 {
                 self.calvin.sched.step(db, broken);
@@ -683,6 +700,11 @@ impl Replicas {
         let Some(w) = self.calvin.waits.get_mut(&id) else {
             return;
         };
+        if let (Ok(bytes), None) = (&reply, &w.split)
+            && let Some(keys) = shardline_shards::calvin::exec::needs_keys(bytes)
+        {
+            return self.hold_more(id, keys, now);
+        }
         let bytes = match (reply, &mut w.split) {
             (Err(msg), _) => {
                 let w = self.waited(id).expect("present");
@@ -712,6 +734,48 @@ impl Replicas {
         };
         let w = self.waited(id).expect("present");
         self.pending.fill(w.job, w.op, &bytes);
+    }
+
+    /// Origin: transaction `id` ran nothing because it did not hold every key its SORT's
+    /// patterns name (`exec::needs_keys`, alike on every participant): it is submitted again,
+    /// under a new id, holding `keys` too (Calvin's reconnaissance: the keys are those the
+    /// sorted key's elements named when it ran, and hold unless they changed meanwhile; after
+    /// `WIDEN_MAX` tries the client is told to retry).
+    fn hold_more(&mut self, id: TxnId, keys: Vec<Vec<u8>>, now: Instant) {
+        let Some(mut w) = self.calvin.waits.remove(&id) else {
+            return;
+        };
+        let layout = self.c.layout;
+        for k in keys {
+            if !w.sub.keys.iter().any(|(_, x)| *x == k) {
+                let v = layout.vshard_of(shardline_shards::slot::key_slot(&k));
+                w.sub.keys.push((v, k));
+            }
+        }
+        let sequencer = self.c.leader(VShardId(self.meta_g as u16));
+        w.widened += 1;
+        let refusal = if w.widened > WIDEN_MAX {
+            Some(SORT_KEYS_MOVING)
+        } else if w.sub.keys.len() > WIDEN_KEYS_MAX {
+            Some(SORT_KEYS_TOO_MANY)
+        } else if sequencer == NodeId(0) {
+            Some(NOT_SEQUENCED)
+        } else {
+            None
+        };
+        if let Some(msg) = refusal {
+            self.calvin.waits.insert(id, w);
+            let w = self.waited(id).expect("present");
+            return self.pending.fail(w.job, w.op, msg);
+        }
+        let id = self.next_txn_id();
+        w.sub.id = id;
+        w.since = now;
+        w.sent_to = sequencer;
+        w.resent = false;
+        let sub = w.sub.clone();
+        self.calvin.waits.insert(id, w);
+        self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
     }
 
     fn calvin_output(&mut self, o: Output) {

@@ -21,8 +21,8 @@ pub struct Stream {
     pub deferred: AtomicU64,
     /// Submissions sent again to a new sequencer leader.
     pub resent: AtomicU64,
-    /// The WATCH registrations on this node of MULTI/EXECs across vShards, by transaction
-    /// id: those of connections here (made when submitted) and those other nodes asked for
+    /// The WATCH registrations on this node of MULTI/EXECs across vShards, by the id they
+    /// were registered under (`seq::Watching::id`): those of connections here (made when submitted) and those other nodes asked for
     /// (`Msg::Watch`). A participant's leader here reads its verdict from it
     /// (`WatchReg::broken`).
     pub(super) watches: Mutex<HashMap<TxnId, WatchReg>>,
@@ -38,7 +38,7 @@ pub(super) struct WatchReg {
 }
 
 impl WatchReg {
-    /// Whether the participant for `v` of transaction `id` must say its watched keys
+    /// Whether the participant for `v` of a transaction watching under `id` must say its watched keys
     /// changed: they did, or this node cannot tell (they were registered elsewhere, or the
     /// registration is gone).
     pub(super) fn broken(regs: &HashMap<TxnId, WatchReg>, id: TxnId, v: VShardId) -> bool {

@@ -1,15 +1,15 @@
 //! WATCH with a transaction across nodes (`docs/design/calvin.md`, "WATCH"): a connection
 //! WATCHing a key whose vShard another node leads registers it there (`watch_at`, answered
-//! once that node has it); the MULTI/EXEC is then submitted under the id the registrations
-//! were made for, and each participant's leader tells from the registrations on its own
-//! node whether its watched keys changed (`WatchReg::broken`). The registrations go when the
+//! once that node has it, under an id the connection draws at its first such WATCH); the
+//! MULTI/EXEC names that id (`seq::Watching`), and each participant's leader tells from the
+//! registrations on its own node whether its watched keys changed (`WatchReg::broken`). The registrations go when the
 //! transaction is answered or the connection unwatches (`unwatch`), or after `WATCH_KEPT`.
 
 use super::*;
 use crate::hop::WatchedKey;
 
 impl Replicas {
-    /// Origin: registers a WATCH of `key` for transaction `id` on `node`, which leads its
+    /// Origin: registers a WATCH of `key` under `id` on `node`, which leads its
     /// vShard; op `op` of job `j` is answered `+OK` once `node` acknowledges it, or after
     /// `WATCH_ACK_TIMEOUT` with `flag` set (the EXEC then answers nil).
     pub(in crate::cluster::replica) fn watch_at(
@@ -74,8 +74,8 @@ impl Replicas {
         }
     }
 
-    /// Another node's connection WATCHes `key` of `v` (led here, as it saw) for transaction
-    /// `id`: registered with the transaction's flag on this node, then acknowledged.
+    /// Another node's connection WATCHes `key` of `v` (led here, as it saw) under `id`:
+    /// registered with that id's flag on this node, then acknowledged.
     pub(super) fn watch_here(
         &mut self,
         db: &mut Db,
@@ -107,7 +107,7 @@ impl Replicas {
     }
 
     /// Another node's connection no longer WATCHes `keys` (of this thread's vShards) for
-    /// `id`: their registrations go, and the transaction's entry with the last of them.
+    /// `id`: their registrations go, and the id's entry with the last of them.
     pub(super) fn unwatch_here(&mut self, db: &mut Db, id: TxnId, keys: &[Vec<u8>]) {
         let mut watches = self.c.calvin.watches.lock().expect("calvin watches");
         let Some(reg) = watches.get_mut(&id) else {

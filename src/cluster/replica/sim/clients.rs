@@ -35,7 +35,8 @@ impl Sim {
                 // The client disconnects: its node ends the wait (if it is still there).
                 self.unblocks.push((q.node, q.key, rid));
             }
-            Req::Get | Req::TxGet | Req::SetPx(_) | Req::SetAdd(_) | Req::SetPop => {}
+            Req::Transfer(_) => self.unknown += 1,
+            Req::Get | Req::TxGet | Req::SetPx(_) | Req::SetAdd(_) | Req::SetPop | Req::Audit => {}
         }
     }
 
@@ -72,6 +73,9 @@ impl Sim {
                 self.clients[c].next_at = self.now_ms + self.rng.below(5);
             }
             return;
+        }
+        if matches!(q.req, Req::Transfer(_) | Req::Audit) {
+            return self.answered_bank(q, &reply);
         }
         if matches!(q.req, Req::Push(_) | Req::Pop) && !reply.starts_with("-MOVED") {
             self.answered_queue(q, &reply);
@@ -168,6 +172,47 @@ impl Sim {
         }
         self.clients[c].inflight = None;
         self.clients[c].next_at = self.now_ms + self.rng.below(5);
+    }
+
+    /// A bank request's reply: an audit's accounts sum to 0 (a transfer is never seen in
+    /// part); a transfer applied, refused, or of unknown outcome.
+    fn answered_bank(&mut self, q: Request, reply: &str) {
+        if q.abandoned {
+            return;
+        }
+        match (q.req, reply.as_bytes()[0]) {
+            (Req::Audit, b'*') => match bulk_items(reply) {
+                Some(items) if items.len() == ACCOUNTS => {
+                    let sum: i64 = items
+                        .iter()
+                        .map(|v| v.as_ref().map_or(Some(0), |v| v.parse::<i64>().ok()))
+                        .sum::<Option<i64>>()
+                        .unwrap_or_else(|| {
+                            panic!("seed {:#x}: an account holds {reply}", self.seed)
+                        });
+                    assert!(
+                        sum == 0 || self.hostile.is_some(),
+                        "seed {:#x}: an audit saw a transfer in part (the accounts sum to {sum}): {reply:?}\n{}",
+                        self.seed,
+                        self.log.join("\n")
+                    );
+                    self.audits += 1;
+                    self.acked += 1;
+                }
+                _ if self.hostile.is_some() => self.refused += 1,
+                _ => panic!("seed {:#x}: an audit answered {reply:?}", self.seed),
+            },
+            (Req::Transfer(_), b'*') if reply.starts_with("*2\r\n:") => self.acked += 1,
+            (_, b'-') if reply.starts_with("-UNKNOWN") => self.unknown += 1,
+            (_, b'-') if reply.starts_with("-TRYAGAIN") || reply.starts_with("-CLUSTERDOWN") => {
+                self.refused += 1;
+                self.clients[q.client].target = self.pick_member();
+            }
+            _ if self.hostile.is_some() => self.refused += 1,
+            _ => panic!("seed {:#x}: {:?} answered {reply:?}", self.seed, q.req),
+        }
+        self.clients[q.client].inflight = None;
+        self.clients[q.client].next_at = self.now_ms + self.rng.below(5);
     }
 
     /// A queue request's reply (a `-MOVED` goes through `answered`'s redirect).
@@ -276,7 +321,8 @@ impl Sim {
             }
             let key = self.rng.below(KEYS as u64) as usize;
             self.next_value += 1;
-            let req = match self.rng.below(11) {
+            let kinds = if self.calvin_pairs { 13 } else { 11 };
+            let req = match self.rng.below(kinds) {
                 0 | 1 => Req::Set(self.next_value),
                 2 | 3 => Req::Get,
                 4 => Req::Push(self.next_value),
@@ -285,7 +331,9 @@ impl Sim {
                 7 => Req::TxGet,
                 8 => Req::SetAdd(self.next_value),
                 9 => Req::SetPop,
-                _ => Req::SetPx(self.next_value),
+                10 => Req::SetPx(self.next_value),
+                11 => Req::Transfer(self.next_value),
+                _ => Req::Audit,
             };
             self.send(c, key, req);
         }
@@ -326,7 +374,16 @@ impl Sim {
         };
         let value = match req {
             Req::Set(v) | Req::Push(v) | Req::TxSet(v) | Req::SetPx(v) => v.to_string(),
+            Req::Transfer(v) => (1 + v % 100).to_string(),
             _ => String::new(),
+        };
+        let accounts: Vec<String> = (0..ACCOUNTS).map(|i| format!("{{bank{i}}}acct")).collect();
+        let (from, to) = match req {
+            Req::Transfer(v) => {
+                let from = key % ACCOUNTS;
+                (from, (from + 1 + v as usize % (ACCOUNTS - 1)) % ACCOUNTS)
+            }
+            _ => (0, 0),
         };
         let ttl = (50 + self.rng.below(400)).to_string();
         let words: Vec<&[u8]> = match req {
@@ -356,6 +413,18 @@ impl Sim {
                 .chain(members.iter().map(|m| m.as_bytes()))
                 .collect(),
             Req::SetPop => vec![b"SPOP", set.as_bytes(), b"2"],
+            Req::Transfer(_) => vec![
+                b"DECRBY",
+                accounts[from].as_bytes(),
+                value.as_bytes(),
+                b"INCRBY",
+                accounts[to].as_bytes(),
+                value.as_bytes(),
+            ],
+            Req::Audit => accounts
+                .iter()
+                .flat_map(|a| [&b"GET"[..], a.as_bytes()])
+                .collect(),
         };
         let rid = self.next_request;
         self.next_request += 1;
@@ -370,6 +439,11 @@ impl Sim {
                 value.as_bytes(),
             ],
             Req::TxGet if split => vec![b"MGET", ta.as_bytes(), tb.as_bytes()],
+            // (Half the audits an MGET split by key, half a MULTI of GETs.)
+            Req::Audit if split => [&b"MGET"[..]]
+                .into_iter()
+                .chain(accounts.iter().map(|a| a.as_bytes()))
+                .collect(),
             _ => words,
         };
         let job = job_of(&words, rid, |len| match req {
@@ -394,6 +468,24 @@ impl Sim {
             },
             Req::TxGet if self.calvin_pairs => Op::Txn {
                 cmds: vec![(0, 2), (2, 2)],
+                exec: true,
+                watch: None,
+                block: false,
+            },
+            Req::Transfer(_) => Op::Txn {
+                cmds: vec![(0, 3), (3, 3)],
+                exec: true,
+                watch: None,
+                block: false,
+            },
+            Req::Audit if split => Op::Txn {
+                cmds: vec![(0, len)],
+                exec: false,
+                watch: None,
+                block: false,
+            },
+            Req::Audit => Op::Txn {
+                cmds: (0..ACCOUNTS as u32).map(|i| (2 * i, 2)).collect(),
                 exec: true,
                 watch: None,
                 block: false,

@@ -170,7 +170,17 @@ enum Req {
     /// once chose by layout: replicas and restarts popped other members).
     SetAdd(u64),
     SetPop,
+    /// With `calvin_pairs`, a bank: `MULTI DECRBY <from> n INCRBY <to> n EXEC` between two of
+    /// `ACCOUNTS` accounts in vShards led anywhere (the amount and the accounts drawn from
+    /// the value and the key), and an audit reading every account in one transaction (an
+    /// MGET split by key, or a MULTI of GETs): the accounts always sum to 0, or a transfer
+    /// was seen in part.
+    Transfer(u64),
+    Audit,
 }
+
+/// The bank's accounts (`Req::Transfer`).
+const ACCOUNTS: usize = 8;
 
 impl Req {
     /// The history a register request goes to: plain keys first, then the transaction pairs.
@@ -301,6 +311,8 @@ struct Sim {
     acked: u64,
     refused: u64,
     unknown: u64,
+    /// Bank audits answered (each checked to sum to 0).
+    audits: u64,
 }
 
 impl Sim {
@@ -368,6 +380,7 @@ impl Sim {
             leaving: None,
             log: Vec::new(),
             acked: 0,
+            audits: 0,
             refused: 0,
             unknown: 0,
         };
@@ -871,11 +884,13 @@ fn sim_transactions_across_nodes_stay_whole_and_linearizable_through_crashes_and
         // are two): a Calvin transaction through the sequencer in the metadata log, reads
         // exchanged between the participants' leaders, one execution entry per participant,
         // the reply merged at the origin. Pairs are one register each in the history (a
-        // read that saw half of a write fails the run), checked for linearizability.
+        // read that saw half of a write fails the run), checked for linearizability; a bank's
+        // transfers between accounts led anywhere never show in part to its audits.
         let nodes = if seed % 3 == 2 { 5 } else { 3 };
         let mut sim = Sim::new(seed, nodes, 1 + (seed as usize & 1));
         sim.calvin_pairs = true;
         sim.run_with_faults(8_000);
+        assert!(sim.audits > 0, "seed {:#x}: the bank was audited", sim.seed);
         let count = |f: fn(&crate::cluster::replica::calvin::Stream) -> u64| -> u64 {
             sim.members()
                 .iter()
@@ -886,8 +901,8 @@ fn sim_transactions_across_nodes_stay_whole_and_linearizable_through_crashes_and
         let resent = count(|s| s.resent.load(std::sync::atomic::Ordering::Relaxed));
         sim.finish();
         eprintln!(
-            "sim seed {:#x}: {executed} execution entries applied on the nodes' leaders and {resent} submissions sent again to a new sequencer since their last start, {} requests acknowledged",
-            sim.seed, sim.acked
+            "sim seed {:#x}: {executed} execution entries applied on the nodes' leaders and {resent} submissions sent again to a new sequencer since their last start, {} requests acknowledged, {} bank audits",
+            sim.seed, sim.acked, sim.audits
         );
         assert!(executed > 0, "transactions executed");
     }
