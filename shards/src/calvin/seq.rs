@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// A submission's id: the origin node and its counter. A retried submission keeps its id,
 /// and is sequenced once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TxnId {
     pub origin: u64,
     pub n: u64,

@@ -25,7 +25,7 @@ use shardline_shards::calvin::exec::{Execution, Split};
 pub(crate) use shardline_shards::calvin::msg::NOT_SEQUENCED;
 use shardline_shards::calvin::sched::{Output, Scheduler};
 use shardline_shards::calvin::seq::{self, Ordered, Sequencer, Submission, TxnId};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -85,7 +85,8 @@ pub(super) struct Calvin {
     /// Messages for other threads' mailboxes: `(thread, message)`.
     pub(super) outbox: Vec<(usize, CalvinMsg)>,
     /// Origin: the transactions submitted from this thread, by id.
-    waits: HashMap<TxnId, Wait>,
+    /// (Ordered maps where walked: a seed of the simulator replays exactly.)
+    waits: BTreeMap<TxnId, Wait>,
     /// This run's id (high 32 bits, drawn at the first submission) and counter.
     next_id: u64,
     /// Jobs that touch keys a transaction holds here, in arrival order: run again once one
@@ -104,10 +105,10 @@ pub(super) struct Calvin {
     told_to: NodeId,
     rounds: u64,
     /// Participants' stand-ins for blocking commands across vShards, by their waiter id.
-    stand_ins: HashMap<u64, StandIn>,
+    stand_ins: BTreeMap<u64, StandIn>,
     /// Origin: WATCH registrations asked of other nodes (`watch_at`), by their number, until
     /// acknowledged.
-    watch_acks: HashMap<u64, WatchAck>,
+    watch_acks: BTreeMap<u64, WatchAck>,
     next_ack: u64,
 }
 
@@ -275,7 +276,9 @@ impl Replicas {
     /// of MSETs).
     pub(crate) fn next_txn_id(&mut self) -> TxnId {
         if self.calvin.next_id == 0 {
-            let run = (self.seed ^ unix_now_us()).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+            // (The thread's seed differs at every start: drawn from the clock, or in the
+            // simulator from its seed and time, so a seed replays exactly.)
+            let run = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
             self.calvin.next_id = run.max(1) << 32;
         }
         self.calvin.next_id += 1;

@@ -890,7 +890,6 @@ fn sim_transactions_across_nodes_stay_whole_and_linearizable_through_crashes_and
         let mut sim = Sim::new(seed, nodes, 1 + (seed as usize & 1));
         sim.calvin_pairs = true;
         sim.run_with_faults(8_000);
-        assert!(sim.audits > 0, "seed {:#x}: the bank was audited", sim.seed);
         let count = |f: fn(&crate::cluster::replica::calvin::Stream) -> u64| -> u64 {
             sim.members()
                 .iter()
@@ -905,6 +904,9 @@ fn sim_transactions_across_nodes_stay_whole_and_linearizable_through_crashes_and
             sim.seed, sim.acked, sim.audits
         );
         assert!(executed > 0, "transactions executed");
+        // (Some seeds' faults leave no audit of eight participants through before the
+        // quiet end.)
+        assert!(sim.audits > 0, "seed {:#x}: the bank was audited", sim.seed);
     }
 }
 
@@ -912,8 +914,11 @@ fn sim_transactions_across_nodes_stay_whole_and_linearizable_through_crashes_and
 fn sim_a_seed_replays_exactly() {
     // The same seed twice in one process (where every `HashMap` gets other keys): the same
     // run, or a failure's seed would not replay it.
-    let run = || {
+    // With transactions across nodes too (their ids, and the maps Calvin's driver walks,
+    // once made runs differ).
+    let run = |calvin: bool| {
         let mut sim = Sim::new(0x5EED, 3, 2);
+        sim.calvin_pairs = calvin;
         sim.admin_queue.push_back((800, Admin::Join));
         sim.run_with_faults(3_000);
         (
@@ -926,7 +931,8 @@ fn sim_a_seed_replays_exactly() {
             sim.log.clone(),
         )
     };
-    assert_eq!(run(), run());
+    assert_eq!(run(false), run(false));
+    assert_eq!(run(true), run(true));
 }
 
 #[test]
