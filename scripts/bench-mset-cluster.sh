@@ -8,6 +8,7 @@
 #   MSET across            10 random keys on a plain connection to node 1: spans vShards led
 #                          by all three nodes, a Calvin transaction (sequencer commit, reads
 #                          exchanged, one execution entry per participant vShard)
+#   MSET2 across           the same with 2 random keys (two participants)
 # and redis-server's MSET (appendonly yes, appendfsync always, core 0) on one node as the
 # single-node reference. ROUNDS rounds (default 3), N requests per test (default 20000).
 #   scripts/bench-mset-cluster.sh
@@ -32,10 +33,12 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
   row "shardline SET" --cluster -p 7701 -t set
   row "shardline MSET tagged" --cluster -p 7701 -t mset
   row "shardline MSET across" -p 7701 -t mset
+  row "shardline MSET2 across" -p 7701 MSET 'k:__rand_int__' v 'k:__rand_int__' v
   scripts/cluster.sh stop >/dev/null
   taskset -c 0 redis-server --port 7799 --save "" --appendonly yes --appendfsync always \
     --dir "$R" >/dev/null & P=$!
   sleep 1
   row "redis MSET (one node)" -p 7799 -t mset
+  row "redis MSET2 (one node)" -p 7799 MSET 'k:__rand_int__' v 'k:__rand_int__' v
   kill $P; wait $P 2>/dev/null || true
 done

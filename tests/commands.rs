@@ -863,3 +863,45 @@ fn memory_subcommands_report_the_process() {
     let e: redis::RedisResult<Value> = redis::cmd("MEMORY").arg(&["DOCTOR", "x"]).query(&mut c);
     assert!(common::msg(e.unwrap_err()).contains("wrong number of arguments for 'memory|doctor'"));
 }
+
+/// Many clients' MSETs of two random keys on two shard threads: some span both threads
+/// (Calvin transactions), some two vShards of one thread, which then have a transaction's
+/// entries in flight. Every one answers OK (one whose vShards were catching up once answered
+/// -TRYAGAIN under this load: it now waits for them).
+#[test]
+fn two_key_msets_from_many_clients_on_two_threads_all_apply() {
+    let s = Server::start("0-1", &[]);
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..16u64)
+        .map(|w| {
+            let (mut c, errors) = (s.client(), errors.clone());
+            std::thread::spawn(move || {
+                let mut rng = shardline_shards::rng::Rng::new(w + 1);
+                for i in 0..400u64 {
+                    // Keys of 8 hash tags (8 vShards, on either thread), 50 keys each: a
+                    // transaction in flight on a vShard holds other keys than the next one's.
+                    let mut key = || format!("{{t{}}}k{}", rng.next_u64() % 8, rng.next_u64() % 50);
+                    let (a, b) = (key(), key());
+                    if a == b {
+                        continue;
+                    }
+                    let v = format!("{w}-{i}");
+                    let pairs = [(a, v.clone()), (b, v)];
+                    if let Err(e) = c.mset::<_, _, ()>(&pairs) {
+                        errors.lock().unwrap().push(format!("{e:?}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in clients {
+        t.join().unwrap();
+    }
+    let errors = errors.lock().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+}

@@ -357,13 +357,17 @@ impl Replicas {
     }
 
     /// Whether `job` touches a key a transaction holds (or waits for) on this thread, or
-    /// writes without keys (a flush) while one does: it must wait (`deferred`).
+    /// writes without keys (a flush) while one does, or spans vShards of groups of one here
+    /// that a transaction's execution entries keep from running ops at once (they are
+    /// direct again once those apply; refusing the op there answered -TRYAGAIN to a
+    /// 2-key MSET under load): it must wait (`deferred`).
     pub(crate) fn calvin_blocks(&self, job: &Job) -> bool {
         if !self.calvin_busy() {
             return false;
         }
         let layout = self.c.layout;
-        let locked = |f: u32, l: u32| {
+        let mut vshards = Vec::new();
+        let locked = |f: u32, l: u32, vshards: &mut Vec<u32>| {
             let args = Args::new(&job.buf, &job.spans[f as usize..(f + l) as usize]);
             let Some(spec) = command::lookup(args.get(0)) else {
                 return false;
@@ -375,16 +379,31 @@ impl Replicas {
             if keys.peek().is_none() {
                 return spec.flags & flags::WRITE != 0;
             }
-            keys.any(|k| {
+            let held = keys.any(|k| {
                 let key = args.get(k);
                 let v = layout.vshard_of(shardline_shards::slot::key_slot(key));
                 self.calvin.sched.is_locked(v, key)
                     || self.calvin.catching_up.contains(&(v.0 as u32))
-            })
+            });
+            if !held {
+                super::direct::vshards_of(spec, args, layout, vshards);
+            }
+            held
+        };
+        // An op's (or a MULTI's) vShards: several, all of this thread's groups of one, not
+        // all direct now.
+        let waits_for_direct = |vshards: &mut Vec<u32>| {
+            vshards.sort_unstable();
+            vshards.dedup();
+            let wait = vshards.len() > 1
+                && !self.all_direct(vshards)
+                && self.across_refusal(vshards) == super::direct::ACROSS_CATCHING_UP;
+            vshards.clear();
+            wait
         };
         job.ops.iter().any(|op| match op {
             Op::Cmd { first, len, .. } | Op::Local { first, len } | Op::Block { first, len } => {
-                locked(*first, *len)
+                locked(*first, *len, &mut vshards) || waits_for_direct(&mut vshards)
             }
             // A WATCH after a transaction that replied must not see its last participants'
             // entries apply as changes (a spurious abort).
@@ -395,7 +414,10 @@ impl Replicas {
                 self.calvin.sched.is_locked(v, key)
                     || self.calvin.catching_up.contains(&(v.0 as u32))
             }
-            Op::Exec { cmds, .. } => cmds.iter().any(|&(f, l)| locked(f, l)),
+            Op::Exec { cmds, .. } => {
+                cmds.iter().any(|&(f, l)| locked(f, l, &mut vshards))
+                    || waits_for_direct(&mut vshards)
+            }
             _ => false,
         })
     }
