@@ -8,7 +8,9 @@
 #   MSET across            10 random keys on a plain connection to node 1: spans vShards led
 #                          by all three nodes, a Calvin transaction (sequencer commit, reads
 #                          exchanged, one execution entry per participant vShard)
-#   MSET2 across           the same with 2 random keys (two participants)
+#   MSET2 across           the same with 2 random keys (two participants; the nodes run with
+#                          `--cluster-routing proxy`, as the rare pair in one vShard led
+#                          elsewhere would be -MOVED to a plain connection)
 # and redis-server's MSET (appendonly yes, appendfsync always, core 0) on one node as the
 # single-node reference. ROUNDS rounds (default 3), N requests per test (default 20000).
 #   scripts/bench-mset-cluster.sh
@@ -29,7 +31,7 @@ row() { # name, then redis-benchmark arguments
 for round in $(seq 1 "${ROUNDS:-3}"); do
   echo "== round $round"
   rm -rf "${CLUSTER_DIR:?}"/* "${R:?}"/*
-  scripts/cluster.sh start 3 >/dev/null
+  EXTRA="--cluster-routing proxy" scripts/cluster.sh start 3 >/dev/null
   row "shardline SET" --cluster -p 7701 -t set
   row "shardline MSET tagged" --cluster -p 7701 -t mset
   row "shardline MSET across" -p 7701 -t mset
