@@ -97,6 +97,8 @@ pub struct Node {
     pub last_save: AtomicU64,
     /// The cluster this node belongs to (of itself alone when given none).
     pub cluster: std::sync::Arc<crate::cluster::Cluster>,
+    /// The node's script bodies (SCRIPT LOAD, EVAL), shared by its shard threads' keyspaces.
+    pub scripts: std::sync::Arc<shardline_shards::script::Cache>,
 }
 
 impl Node {
@@ -136,6 +138,7 @@ impl Node {
                     .map_or(0, |d| d.as_secs()),
             ),
             cluster,
+            scripts: std::sync::Arc::default(),
         }
     }
 

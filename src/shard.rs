@@ -228,7 +228,8 @@ impl Shard {
         let owned = (0..layout.count())
             .map(|v| VShardId(v as u16))
             .filter(|v| layout.owner_thread(*v, threads) == id);
-        let db = Db::new(layout, owned);
+        let mut db = Db::new(layout, owned);
+        db.scripts.cache = node.scripts.clone();
         let seed = unix_now_us() ^ ((id as u64 + 1) << 48);
         Shard {
             id,

@@ -316,9 +316,11 @@ fn words_for(name: &str) -> &'static [&'static str] {
 /// Commands the generator picks from: every data command (connection commands are the
 /// driver's, tested end to end).
 fn data_commands() -> Vec<&'static command::CommandSpec> {
+    // (Scripts have their own generator to come, issue 18: random words as a script body
+    // only try the compiler, and a script's effects are the driver's to log.)
     command::COMMANDS
         .iter()
-        .filter(|c| c.scope != Scope::Conn && c.handler.is_some())
+        .filter(|c| c.scope != Scope::Conn && c.handler.is_some() && c.group != "scripting")
         .collect()
 }
 

@@ -37,6 +37,7 @@ pub mod replicate;
 pub mod reply;
 pub mod rng;
 pub mod route;
+pub mod script;
 pub mod slot;
 pub mod snapshot;
 pub mod types;

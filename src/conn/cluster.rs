@@ -35,6 +35,10 @@ const HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
+/// A script whose keys several shard threads serve (issue 18's step 6 runs them as Calvin
+/// transactions).
+const SCRIPT_THREADS: &str = "CROSSSLOT this script's keys are served by several shard threads: scripts across them are not built yet (issue 18); keep its keys in one hash tag";
+
 impl Conn {
     /// A data command on a replicated node: a command on keys goes to its vShard's leader (this
     /// node: through the owning thread's Raft group; another: `-MOVED`); keyless reads run here.
@@ -67,6 +71,9 @@ impl Conn {
             }
             // A keyless read (DBSIZE, SCAN, ...) answers from this node's replicas as they are.
             return self.planned(spec, args);
+        }
+        if matches!(spec.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro") {
+            return self.script(c, spec, args);
         }
         if spec.name.starts_with("sort") && command::sort::patterns_leave_slot(args) {
             // BY or GET patterns that may name keys of other slots: a transaction across
@@ -189,6 +196,33 @@ impl Conn {
                 Ok(0)
             }
             r => r,
+        }
+    }
+
+    /// EVAL and its family (issue 18, step 1): on the thread of its keys (the connection's
+    /// without keys), at once when that is this one and nothing of this batch waits for it
+    /// (`Shard::run_script_direct`), else through that thread's job (`plan_script`); its
+    /// effects are logged. Keys on several threads are refused for now.
+    fn script(&mut self, c: &crate::cluster::Cluster, spec: &'static CommandSpec, args: Args) {
+        let here = self.shard.id;
+        let mut vshards = Vec::new();
+        crate::cluster::replica::vshards_of(spec, args, c.layout, &mut vshards);
+        let t = vshards.first().map_or(here, |&v| c.thread_of(v));
+        if vshards.iter().any(|&v| c.thread_of(v) != t) {
+            return self.out.error(SCRIPT_THREADS);
+        }
+        if t != here || self.jobs[here].is_some() || self.shard.with_replicas(|r| r.calvin_busy()) {
+            // On its keys' thread, or after what this batch queued here, through the job
+            // path (`plan_script`), which waits while transactions hold this thread's groups.
+            let op = self.push_cmd(t, spec, args.buf(), args.spans());
+            return self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
+        }
+        match self
+            .shard
+            .run_script_direct(spec, args, self.now_us, &mut self.out)
+        {
+            Ok(seq) => self.durable_seq = self.durable_seq.max(seq),
+            Err(msg) => self.out.error(msg),
         }
     }
 

@@ -580,6 +580,11 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("bgrewriteaof", 1, ADMIN | NO_MULTI, NOKEY, Conn, None, "server", "Asynchronously rewrites the append-only file to disk."),
     cmd("lastsave", 1, FAST | STALE, NOKEY, Conn, None, "server", "Returns the Unix timestamp of the last successful save to disk."),
     cmd("multi", 1, FAST | IMMEDIATE, NOKEY, Conn, None, "transaction", "Starts a transaction."),
+    cmd("eval", -3, NOSCRIPT | STALE | NUMKEYS2, NOKEY, Keys(Single), Some(scripting::eval), "scripting", "Executes a server-side Lua script."),
+    cmd("evalsha", -3, NOSCRIPT | STALE | NUMKEYS2, NOKEY, Keys(Single), Some(scripting::evalsha), "scripting", "Executes a server-side Lua script by SHA1 digest."),
+    cmd("eval_ro", -3, NOSCRIPT | STALE | READONLY | NUMKEYS2, NOKEY, Keys(Single), Some(scripting::eval_ro), "scripting", "Executes a read-only server-side Lua script."),
+    cmd("evalsha_ro", -3, NOSCRIPT | STALE | READONLY | NUMKEYS2, NOKEY, Keys(Single), Some(scripting::evalsha_ro), "scripting", "Executes a read-only server-side Lua script by SHA1 digest."),
+    cmd("script", -2, NOSCRIPT, NOKEY, Keyless, Some(scripting::script), "scripting", "A container for Lua scripts management commands."),
     cmd("exec", 1, IMMEDIATE, NOKEY, Conn, None, "transaction", "Executes all commands in a transaction."),
     cmd("discard", 1, FAST | IMMEDIATE, NOKEY, Conn, None, "transaction", "Discards a transaction."),
     cmd("watch", -2, FAST | IMMEDIATE, ALLKEYS, Conn, None, "transaction", "Monitors changes to keys to determine the execution of a transaction."),
@@ -826,6 +831,7 @@ pub(crate) fn drop_if_empty(db: &mut Db, key: &[u8], now: u64) {
 }
 
 mod options;
+pub mod scripting;
 pub(crate) use options::*;
 
 #[cfg(test)]

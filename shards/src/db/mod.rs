@@ -111,6 +111,9 @@ pub struct Db {
     /// name, whatever their slots, so a command that may name keys it does not list (SORT's
     /// patterns and STORE) need not keep them in its first key's slot.
     pub across_slots: bool,
+    /// Lua scripting on this thread: the node's script cache, the Lua state, the keys the
+    /// last script wrote (`script`).
+    pub scripts: crate::script::Scripts,
 }
 
 /// The access metadata of a key just created.
@@ -162,6 +165,7 @@ impl Db {
             access_rng: Rng::new(0x5DEE_CE66),
             now_ms: 0,
             across_slots: false,
+            scripts: crate::script::Scripts::default(),
         }
     }
 

@@ -46,6 +46,8 @@ impl Direct {
 }
 
 /// The answer to an op across vShards of groups of one that are catching up (not applied).
+/// Scripts on vShards with other replicas wait for issue 18's step 3.
+pub(crate) const SCRIPTS_ALONE: &str = "ERR scripts run on a node alone for now (vShards with replicas on other nodes: not built yet, issue 18)";
 pub(crate) const ACROSS_CATCHING_UP: &str = "TRYAGAIN the vShards of this command are catching up with their logs (nothing was applied); retry shortly";
 
 /// One direct entry being built by a plan: its commands already ran with `rng` (the entry's
@@ -140,6 +142,22 @@ impl Replicas {
         vshards
             .iter()
             .all(|&v| self.c.thread_of(v) == self.shard && self.is_direct(v))
+    }
+
+    /// The vShards this thread drives (whatever their role).
+    pub(crate) fn thread_vshards(&self) -> Vec<u32> {
+        (0..self.c.layout.count())
+            .filter(|&v| self.c.thread_of(v) == self.shard)
+            .collect()
+    }
+
+    /// Whether every one of `vshards` is a group of one here (a node alone's).
+    pub(super) fn all_alone(&self, vshards: &[u32]) -> bool {
+        vshards.iter().all(|&v| {
+            self.groups[v as usize]
+                .as_ref()
+                .is_some_and(|g| self.alone(g))
+        })
     }
 
     /// Why an op across `vshards` cannot run now: `-TRYAGAIN` while they are all groups of one
@@ -464,6 +482,58 @@ impl Shard {
                 &mut written,
             );
             r.log_effects(&mut db, &written, now, seed)
+        };
+        if !self.db.borrow().ready.is_empty() {
+            self.serve_ready();
+        }
+        self.flush_events();
+        Ok(seq)
+    }
+
+    /// EVAL and its family (issue 18, step 1: `docs/design/scripting.md`), on the
+    /// connection's thread: the script runs at once on this thread's keyspace while every
+    /// group of this thread is a group of one applied at append (a node alone), and what it
+    /// wrote is logged as its effects, never the script (replicas and restarts never run
+    /// Lua). `Err`: it cannot run here now (nothing ran).
+    pub(crate) fn run_script_direct(
+        &self,
+        spec: &'static command::CommandSpec,
+        args: Args,
+        now_us: u64,
+        out: &mut Out,
+    ) -> Result<u64, &'static str> {
+        let seq = {
+            let mut guard = self.repl.borrow_mut();
+            let Some(r) = guard.as_mut() else {
+                return Err(SCRIPTS_ALONE);
+            };
+            let mine = r.thread_vshards();
+            if !r.all_alone(&mine) {
+                return Err(SCRIPTS_ALONE);
+            }
+            if !r.all_direct(&mine) {
+                return Err(ACROSS_CATCHING_UP);
+            }
+            self.sync_tunables();
+            let mut db = self.db.borrow_mut();
+            let now = mine.iter().fold(now_us, |t, &v| r.direct_clock(v, t));
+            let seed = self.rng.borrow_mut().next_u64();
+            let mut rng = Rng::new(seed);
+            let mut ctx = command::Ctx {
+                now_ms: now / 1000,
+                now_us: now,
+                rng: &mut rng,
+            };
+            let errors = out.errors;
+            command::execute(&mut db, args, &mut ctx, out);
+            if out.errors != errors {
+                self.cmd_stats.borrow_mut()[command::index_of(spec)].failed += 1;
+            }
+            let written = std::mem::take(&mut db.scripts.written);
+            let keys: Vec<&[u8]> = written.iter().map(Vec::as_slice).collect();
+            let seq = r.log_effects(&mut db, &keys, now, seed);
+            db.scripts.written = written;
+            seq
         };
         if !self.db.borrow().ready.is_empty() {
             self.serve_ready();

@@ -7,6 +7,11 @@ use super::*;
 use shardline_shards::calvin::seq::TxnId;
 use shardline_shards::rng::Rng;
 
+/// Whether `spec` runs a script (EVAL and its family): its effects are logged, not itself.
+pub(crate) fn is_script(spec: &command::CommandSpec) -> bool {
+    matches!(spec.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro")
+}
+
 /// A transaction across vShards of a job: its commands' words, whether a MULTI/EXEC and
 /// whether a blocking command, its WATCHes, and its op.
 type PlannedTxn = (
@@ -178,6 +183,22 @@ impl Replicas {
             match op {
                 Op::Meta(cmd) => {
                     p.metas.push((cmd.clone(), i));
+                    continue;
+                }
+                Op::Cmd {
+                    first,
+                    len,
+                    spec: Some(spec),
+                } if is_script(spec) => {
+                    let cmds = [(*first, *len)];
+                    let at = OpAt {
+                        job,
+                        op,
+                        i,
+                        cmds: &cmds,
+                        room: true,
+                    };
+                    self.plan_script(&mut p, db, at, (now_us, seed));
                     continue;
                 }
                 Op::Block { first, len } => {
@@ -497,6 +518,55 @@ impl Replicas {
     /// (as a replay of the log runs it), its reply held until the log holds its job's
     /// entries. Writes join the group's entry of this job; reads are not logged and draw
     /// from a stream of their own (so the entry's draws replay alike).
+    /// EVAL and its family on this thread (issue 18, step 1): run at once while every group of
+    /// this thread is direct (a node alone), the keys the script wrote logged as its effects
+    /// in one unit (never the script), its reply held until the log holds them.
+    fn plan_script(&self, p: &mut Plan, db: &mut Db, at: OpAt, (now_us, seed): (u64, u64)) {
+        let i = at.i;
+        let mine = self.thread_vshards();
+        let why = if !self.all_alone(&mine) {
+            Some(super::direct::SCRIPTS_ALONE)
+        } else if !self.all_direct(&mine) {
+            Some(super::direct::ACROSS_CATCHING_UP)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return p.pj.write(i, false, |o| o.error(why));
+        }
+        let now = mine.iter().fold(now_us, |t, &v| self.direct_clock(v, t));
+        let unit = p.units;
+        p.units += 1;
+        let args = at.args(&at.cmds[0]);
+        p.pj.write(i, true, |o| {
+            let mut rng = Rng::new(seed);
+            let mut ctx = command::Ctx {
+                now_ms: now / 1000,
+                now_us: now,
+                rng: &mut rng,
+            };
+            command::execute(db, args, &mut ctx, o);
+        });
+        let written = std::mem::take(&mut db.scripts.written);
+        let keys: Vec<&[u8]> = written.iter().map(Vec::as_slice).collect();
+        for (v, enc) in super::direct::effects(db, &keys, now, seed) {
+            let slot = self.c.layout.slot_range(VShardId(v as u16)).start;
+            p.entries.push((
+                v,
+                slot,
+                enc,
+                OpList::One(i),
+                Some(DirectEntry {
+                    rng: Rng::new(seed),
+                    now_us: now,
+                    unit: Some(unit),
+                }),
+            ));
+        }
+        db.scripts.written = written;
+        p.held.push(i);
+    }
+
     fn plan_direct(
         &self,
         p: &mut Plan,

@@ -386,7 +386,12 @@ impl Replicas {
                     || self.calvin.catching_up.contains(&(v.0 as u32))
             });
             if !held {
-                super::direct::vshards_of(spec, args, layout, vshards);
+                if super::propose::is_script(spec) {
+                    // A script may touch any key of this thread (`plan_script`).
+                    vshards.extend(self.thread_vshards());
+                } else {
+                    super::direct::vshards_of(spec, args, layout, vshards);
+                }
             }
             held
         };

@@ -1,0 +1,517 @@
+//! Lua scripting (issue 18, `docs/design/scripting.md`): EVAL and its family run a script in
+//! the shard thread's Lua 5.1 state (mlua, the interpreter Redis runs), with `redis.call` and
+//! `redis.pcall` running commands on the thread's keyspace. What a script wrote is recorded
+//! (`Scripts::written`) so the driver logs its *effects*, never the script: replicas and
+//! restarts never run Lua.
+//!
+//! Replies and errors follow Redis 7.0 (checked against redis-server 7.0.15): the conversions
+//! between RESP and Lua values (`convert.rs`), the error texts (`... script: <sha>, on
+//! @user_script:<line>.`), the sandbox (no `os`, `io`, `debug`, `print`, `loadstring`,
+//! `require`, ...; reading an undefined global or creating one is an error).
+
+mod convert;
+pub mod sha1;
+
+use crate::command::{self, Args, Ctx, flags};
+use crate::db::Db;
+use crate::reply::{Out, Proto};
+use crate::slot::key_slot;
+use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The node's script bodies by id (SHA-1, lowercase hex): SCRIPT LOAD's and EVAL's, as Redis
+/// caches them; shared by the shard threads (each compiles a body into its own state when it
+/// first runs it there).
+#[derive(Default)]
+pub struct Cache {
+    bodies: Mutex<HashMap<String, Arc<[u8]>>>,
+    /// Raised by SCRIPT FLUSH: a thread drops what it compiled when it sees it move.
+    generation: AtomicU64,
+}
+
+impl Cache {
+    /// Caches `body`; returns its id.
+    pub fn insert(&self, body: &[u8]) -> String {
+        let sha = sha1::hex(body);
+        let mut bodies = self.bodies.lock().expect("script cache");
+        bodies.entry(sha.clone()).or_insert_with(|| Arc::from(body));
+        sha
+    }
+
+    /// The body cached under `sha` (any case).
+    pub fn get(&self, sha: &[u8]) -> Option<Arc<[u8]>> {
+        let sha = std::str::from_utf8(sha).ok()?.to_ascii_lowercase();
+        self.bodies.lock().expect("script cache").get(&sha).cloned()
+    }
+
+    pub fn flush(&self) {
+        self.bodies.lock().expect("script cache").clear();
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many scripts are cached (INFO's `number_of_cached_scripts`).
+    pub fn len(&self) -> usize {
+        self.bodies.lock().expect("script cache").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A shard thread's scripting state, in its keyspace: the node's cache, the Lua state once a
+/// script ran here, and the keys the last script wrote.
+pub struct Scripts {
+    pub cache: Arc<Cache>,
+    engine: Option<Box<Engine>>,
+    /// The keys the last script wrote, each once, in the order first written: what the
+    /// driver logs the effects of.
+    pub written: Vec<Vec<u8>>,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Scripts {
+            cache: Arc::new(Cache::default()),
+            engine: None,
+            written: Vec::new(),
+        }
+    }
+}
+
+impl Scripts {
+    /// Memory of the thread's Lua state (INFO's `used_memory_lua`).
+    pub fn lua_memory(&self) -> usize {
+        self.engine.as_ref().map_or(0, |e| e.lua.used_memory())
+    }
+}
+
+/// A thread's Lua state: the sandboxed globals, the runner that catches a script's error with
+/// its line, and the scripts compiled here by id.
+struct Engine {
+    lua: Lua,
+    run: Function,
+    compiled: HashMap<String, Function>,
+    generation: u64,
+}
+
+/// What a script may do: EVAL_RO and `no-writes` refuse write commands.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mode {
+    pub read_only: bool,
+}
+
+/// The sandbox, run once per state: the runner (a script under `xpcall`, its error with the
+/// line it was raised at, found by `error_line`), what Redis leaves out of the globals, and the
+/// globals made read-only (reading an undefined one is an error too).
+const SANDBOX: &str = r#"
+local xp, err, tostr, handler = xpcall, error, tostring, ...
+local runner = function(f)
+  local ok, res = xp(f, handler)
+  return ok, res
+end
+for _, name in ipairs({"os", "io", "print", "loadstring", "dofile", "loadfile",
+    "require", "module", "package", "getfenv", "setfenv", "newproxy"}) do
+  rawset(_G, name, nil)
+end
+setmetatable(_G, {
+  __newindex = function(t, n, v)
+    err("Attempt to modify a readonly table", 2)
+  end,
+  __index = function(t, n)
+    err("Script attempted to access nonexistent global variable '" .. tostr(n) .. "'", 2)
+  end,
+})
+return runner
+"#;
+
+/// The line of the script where the error being handled was raised: the innermost frame of
+/// the script's chunk on the stack (levels above are the handler and C functions such as
+/// `error` and `redis.call`); kept in the registry for the runner's caller.
+fn error_line(lua: &Lua, e: Value) -> mlua::Result<Value> {
+    let mut line = 0;
+    for level in 1..12 {
+        let found = lua.inspect_stack(level, |d| {
+            let src = d.source();
+            (src.short_src.as_deref() == Some("user_script"))
+                .then(|| d.current_line())
+                .flatten()
+        });
+        match found {
+            None => break,
+            Some(Some(l)) => {
+                line = l;
+                break;
+            }
+            Some(None) => {}
+        }
+    }
+    lua.set_named_registry_value("line", line as i64)?;
+    Ok(e)
+}
+
+/// `redis.pcall` in Lua over the Rust function of the run (`raw.f`): it answers an error as a
+/// table `{err = ...}` (no other reply converts to a table with that field).
+const REDIS_LIB: &str = r#"
+local redis, raw = ...
+redis.pcall = function(...) return raw.f(...) end
+"#;
+
+/// The registry name of the run's Rust function for `redis.call` (`redis_call`).
+const RAW_F: &std::ffi::CStr = c"shardline.raw_f";
+
+/// `redis.call`: a C function, so that `return redis.call(...)` (a tail call) keeps the
+/// script's frame on the stack, where the error's line is found, and so that it can raise the
+/// error *table* Redis raises (what `pcall(redis.call, ...)` in a script catches).
+///
+/// # Safety
+/// Called by Lua only, as a `lua_CFunction`. It holds no Rust value with a destructor when it
+/// raises (`lua_error` does not return), and calls the run's function unprotected, so an
+/// error in it propagates to the script's `xpcall` as any Lua error does.
+unsafe extern "C-unwind" fn redis_call(state: *mut mlua::lua_State) -> std::os::raw::c_int {
+    use mlua::ffi;
+    // SAFETY: `state` is the running Lua state; every index used is on its stack.
+    unsafe {
+        let n = ffi::lua_gettop(state);
+        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, RAW_F.as_ptr());
+        if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
+            ffi::lua_pushstring(state, c"redis.call outside a script".as_ptr());
+            ffi::lua_error(state)
+        }
+        ffi::lua_insert(state, 1);
+        ffi::lua_call(state, n, 1);
+        if ffi::lua_type(state, -1) == ffi::LUA_TTABLE {
+            ffi::lua_getfield(state, -1, c"err".as_ptr());
+            let failed = ffi::lua_type(state, -1) != ffi::LUA_TNIL;
+            ffi::lua_settop(state, -2);
+            if failed {
+                ffi::lua_error(state)
+            }
+        }
+        1
+    }
+}
+
+impl Engine {
+    fn new() -> mlua::Result<Engine> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            LuaOptions::default(),
+        )?;
+        let redis = lua.create_table()?;
+        redis.set("REDIS_VERSION", "7.0.15")?;
+        redis.set("REDIS_VERSION_NUM", 0x07_00_0f)?;
+        for (name, level) in [
+            ("LOG_DEBUG", 0),
+            ("LOG_VERBOSE", 1),
+            ("LOG_NOTICE", 2),
+            ("LOG_WARNING", 3),
+        ] {
+            redis.set(name, level)?;
+        }
+        for (name, v) in [
+            ("REPL_NONE", 0),
+            ("REPL_AOF", 1),
+            ("REPL_SLAVE", 2),
+            ("REPL_REPLICA", 2),
+            ("REPL_ALL", 3),
+        ] {
+            redis.set(name, v)?;
+        }
+        redis.set(
+            "sha1hex",
+            lua.create_function(|lua, s: mlua::LuaString| {
+                lua.create_string(sha1::hex(&s.as_bytes()))
+            })?,
+        )?;
+        redis.set(
+            "error_reply",
+            lua.create_function(|lua, s: mlua::LuaString| {
+                let t = lua.create_table()?;
+                let text = s.to_str()?.to_string();
+                // Redis prefixes a code-less message with "ERR ".
+                let text = match text.strip_prefix('-') {
+                    Some(rest) => rest.to_string(),
+                    None => text,
+                };
+                t.set("err", text)?;
+                Ok(t)
+            })?,
+        )?;
+        redis.set(
+            "status_reply",
+            lua.create_function(|lua, s: mlua::LuaString| {
+                let t = lua.create_table()?;
+                t.set("ok", s)?;
+                Ok(t)
+            })?,
+        )?;
+        // Logged nowhere yet (the node's log has no place for scripts' lines): accepted.
+        redis.set("log", lua.create_function(|_, _: mlua::MultiValue| Ok(()))?)?;
+        redis.set(
+            "setresp",
+            lua.create_function(|lua, v: i64| {
+                if v != 2 && v != 3 {
+                    return Err(mlua::Error::runtime("RESP version must be 2 or 3."));
+                }
+                lua.set_named_registry_value("resp", v)?;
+                Ok(())
+            })?,
+        )?;
+        // Effects are what is replicated, always: these are accepted for old scripts.
+        redis.set("set_repl", lua.create_function(|_, _: i64| Ok(()))?)?;
+        redis.set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
+        redis.set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
+        redis.set(
+            "debug",
+            lua.create_function(|_, _: mlua::MultiValue| Ok(()))?,
+        )?;
+        let raw = lua.create_table()?;
+        lua.set_named_registry_value("raw", &raw)?;
+        let g = lua.globals();
+        lua.load(REDIS_LIB)
+            .set_name("=redis")
+            .call::<()>((&redis, &raw))?;
+        // SAFETY: `redis_call` is a `lua_CFunction` that follows the C API's rules (above).
+        redis.set("call", unsafe { lua.create_c_function(redis_call)? })?;
+        g.set("redis", redis)?;
+        let handler = lua.create_function(error_line)?;
+        let run: Function = lua.load(SANDBOX).set_name("=sandbox").call(handler)?;
+        Ok(Engine {
+            lua,
+            run,
+            compiled: HashMap::new(),
+            generation: 0,
+        })
+    }
+}
+
+/// A script to run: its body and id, its keys and arguments.
+pub struct Call<'a> {
+    pub body: &'a [u8],
+    pub sha: &'a str,
+    pub keys: Vec<&'a [u8]>,
+    pub argv: Vec<&'a [u8]>,
+    pub mode: Mode,
+}
+
+/// Runs `call` on `db` (its commands with `ctx`'s clock and a generator seeded from it),
+/// writing its reply to `out`; the keys it wrote are left in `db.scripts.written`.
+pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
+    db.scripts.written.clear();
+    let mut engine = match db.scripts.engine.take() {
+        Some(e) => e,
+        None => match Engine::new() {
+            Ok(e) => Box::new(e),
+            Err(e) => return out.error(&format!("ERR the Lua interpreter did not start: {e}")),
+        },
+    };
+    let generation = db.scripts.cache.generation.load(Ordering::Acquire);
+    if engine.generation != generation {
+        engine.compiled.clear();
+        engine.generation = generation;
+    }
+    run_in(&mut engine, db, call, ctx, out);
+    db.scripts.engine = Some(engine);
+}
+
+fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
+    let Call {
+        body,
+        sha,
+        keys,
+        argv,
+        mode,
+    } = call;
+    let body = strip_shebang(body);
+    let lua = &engine.lua;
+    let f = match engine.compiled.get(sha) {
+        Some(f) => f.clone(),
+        None => match lua.load(body).set_name("@user_script").into_function() {
+            Ok(f) => {
+                engine.compiled.insert(sha.to_string(), f.clone());
+                f
+            }
+            Err(e) => {
+                return out.error(&format!(
+                    "ERR Error compiling script (new function): {}",
+                    lua_message(&e)
+                ));
+            }
+        },
+    };
+    let result = (|| -> mlua::Result<()> {
+        let g = lua.globals();
+        g.raw_set(
+            "KEYS",
+            lua.create_sequence_from(keys.iter().map(|k| lua.create_string(k).expect("a string")))?,
+        )?;
+        g.raw_set(
+            "ARGV",
+            lua.create_sequence_from(argv.iter().map(|a| lua.create_string(a).expect("a string")))?,
+        )?;
+        lua.set_named_registry_value("resp", 2)?;
+        // A generator per script, from the run's seed (the same on a retry of the same run).
+        let math: Table = g.raw_get("math")?;
+        let seed = (ctx.rng.next_u64() >> 33) as i64;
+        math.get::<Function>("randomseed")?.call::<()>(seed)?;
+        let raw: Table = lua.named_registry_value("raw")?;
+        lua.scope(|scope| {
+            let f_raw = scope.create_function_mut(|lua, args: mlua::MultiValue| {
+                let resp: i64 = lua.named_registry_value("resp").unwrap_or(2);
+                redis_command(lua, db, &args, ctx, mode, resp == 3)
+            })?;
+            raw.raw_set("f", &f_raw)?;
+            lua.set_named_registry_value(RAW_F.to_str().expect("ASCII"), &f_raw)?;
+            let (ok, res): (bool, Value) = engine.run.call(f.clone())?;
+            let line: i64 = lua.named_registry_value("line").unwrap_or(0);
+            raw.raw_set("f", Value::Nil)?;
+            lua.set_named_registry_value(RAW_F.to_str().expect("ASCII"), Value::Nil)?;
+            if ok {
+                convert::to_resp(&res, out, 0);
+            } else {
+                out.error(&script_error(&res, sha, line));
+            }
+            Ok(())
+        })
+    })();
+    if let Err(e) = result {
+        out.error(&format!(
+            "ERR {} script: {sha}, on @user_script:0.",
+            lua_message(&e)
+        ));
+    }
+}
+
+/// The body after a `#!` line (the shebang is read by `shebang`).
+fn strip_shebang(body: &[u8]) -> &[u8] {
+    if body.starts_with(b"#!") {
+        match body.iter().position(|&b| b == b'\n') {
+            // (Its newline is kept so line numbers stay those of the text sent.)
+            Some(nl) => &body[nl..],
+            None => b"",
+        }
+    } else {
+        body
+    }
+}
+
+/// A script's `#!lua flags=...` line, if it has one: its flags, or the error to answer.
+pub fn shebang(body: &[u8]) -> Result<Mode, String> {
+    let mut mode = Mode::default();
+    if !body.starts_with(b"#!") {
+        return Ok(mode);
+    }
+    let line = body.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(&line[2..]).into_owned();
+    let mut parts = line.split(' ').filter(|p| !p.is_empty());
+    match parts.next() {
+        Some("lua") => {}
+        Some(engine) => return Err(format!("ERR Could not find engine '{engine}'")),
+        None => return Err("ERR Could not find engine ''".to_string()),
+    }
+    for part in parts {
+        let Some(list) = part.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {part}"));
+        };
+        for flag in list.split(',').filter(|f| !f.is_empty()) {
+            match flag {
+                "no-writes" => mode.read_only = true,
+                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
+            }
+        }
+    }
+    Ok(mode)
+}
+
+/// The reply to a script that raised `err` at `line`.
+fn script_error(err: &Value, sha: &str, line: i64) -> String {
+    let text = match err {
+        Value::Table(t) => match t.raw_get::<Value>("err") {
+            Ok(Value::String(s)) => s.to_string_lossy().to_string(),
+            _ => "ERR unknown error".to_string(),
+        },
+        Value::String(s) => format!("ERR {}", s.to_string_lossy()),
+        Value::Error(e) => format!("ERR {}", lua_message(e)),
+        other => format!("ERR {}", other.to_string().unwrap_or_default()),
+    };
+    format!("{text} script: {sha}, on @user_script:{line}.")
+}
+
+/// An mlua error as Lua would print it.
+fn lua_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => lua_message(cause),
+        other => other.to_string(),
+    }
+}
+
+/// `redis.call` / `redis.pcall`: runs `args` as a command on `db`, answering its reply as a
+/// Lua value, or an error table (`{err = ...}`, marked for `call` to raise).
+fn redis_command(
+    lua: &Lua,
+    db: &mut Db,
+    args: &mlua::MultiValue,
+    ctx: &mut Ctx,
+    mode: Mode,
+    resp3: bool,
+) -> mlua::Result<Value> {
+    let fail = |msg: &str| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        t.raw_set("err", msg)?;
+        Ok(Value::Table(t))
+    };
+    if args.is_empty() {
+        return fail("ERR Please specify at least one argument for this redis lib call");
+    }
+    let mut words: Vec<Vec<u8>> = Vec::with_capacity(args.len());
+    for a in args.iter() {
+        match a {
+            Value::String(s) => words.push(s.as_bytes().to_vec()),
+            Value::Number(_) | Value::Integer(_) => match lua.coerce_string(a.clone())? {
+                Some(s) => words.push(s.as_bytes().to_vec()),
+                None => {
+                    return fail("ERR Lua redis lib command arguments must be strings or integers");
+                }
+            },
+            _ => return fail("ERR Lua redis lib command arguments must be strings or integers"),
+        }
+    }
+    let (mut buf, mut spans) = (Vec::new(), Vec::new());
+    command::words_into(&words, &mut buf, &mut spans);
+    let cmd = Args::new(&buf, &spans);
+    let Some(spec) = command::lookup(cmd.get(0)) else {
+        return fail("ERR Unknown Redis command called from script");
+    };
+    if spec.flags & flags::NOSCRIPT != 0 || spec.handler.is_none() {
+        return fail("ERR This Redis command is not allowed from script");
+    }
+    if !spec.arity_ok(cmd.len()) {
+        return fail("ERR Wrong number of args calling Redis command from script");
+    }
+    let writes = spec.flags & flags::WRITE != 0;
+    if writes && mode.read_only {
+        return fail("ERR Write commands are not allowed from read-only scripts.");
+    }
+    for k in spec.keys_of(cmd) {
+        if !db.owns_slot(key_slot(cmd.get(k))) {
+            return fail("ERR Script attempted to access a non local key in a cluster node script");
+        }
+    }
+    let mut reply = Out::new(if resp3 { Proto::Resp3 } else { Proto::Resp2 });
+    command::execute(db, cmd, ctx, &mut reply);
+    if writes {
+        for k in spec.keys_of(cmd) {
+            let key = cmd.get(k);
+            if !db.scripts.written.iter().any(|w| w == key) {
+                db.scripts.written.push(key.to_vec());
+            }
+        }
+    }
+    convert::from_resp(lua, &reply.buf, resp3)
+}
