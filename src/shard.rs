@@ -214,6 +214,12 @@ pub struct CmdStat {
 pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 /// Unix time now, in microseconds. The one clock read of a batch.
+/// Milliseconds on a monotonic clock since the process's first reading (scripts' budgets).
+fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
 pub fn unix_now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -230,6 +236,7 @@ impl Shard {
             .filter(|v| layout.owner_thread(*v, threads) == id);
         let mut db = Db::new(layout, owned);
         db.scripts.cache = node.scripts.clone();
+        db.scripts.clock = Some(mono_ms);
         let seed = unix_now_us() ^ ((id as u64 + 1) << 48);
         Shard {
             id,

@@ -299,3 +299,33 @@ fn scripts_run_on_their_keys_thread_of_a_node_with_two() {
     assert!(format!("{queued:?}").contains("inside MULTI"), "{queued:?}");
     let _: redis::RedisResult<redis::Value> = redis::cmd("EXEC").query(&mut c);
 }
+
+/// A script that loops without writing is stopped after `busy-reply-threshold` (5 s) instead
+/// of holding its shard thread forever, and the node serves again.
+#[test]
+fn a_looping_script_does_not_hold_the_node() {
+    let s = Server::start("0", &[]);
+    let mut c = s.client();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = std::time::Instant::now();
+    let stopped: redis::RedisResult<()> = redis::cmd("EVAL")
+        .arg("while true do end")
+        .arg(0)
+        .query(&mut c);
+    assert!(
+        format!("{stopped:?}").contains("was stopped"),
+        "{stopped:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "not before the threshold"
+    );
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let mut other = s.client();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut other)
+        .unwrap();
+}

@@ -279,6 +279,37 @@ mod tests {
     }
 
     #[test]
+    fn a_script_that_runs_too_long_without_writing_is_stopped_and_one_that_wrote_is_not() {
+        fn now_ms() -> u64 {
+            static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_millis() as u64
+        }
+        let mut h = Harness::new();
+        h.db.scripts.clock = Some(now_ms);
+        h.db.scripts.busy_ms = 50;
+        let b = "while true do end";
+        let got = eval(&mut h, b, &["0"]);
+        assert!(got.contains("without writing and was stopped"), "{got}");
+        assert_eq!(h.run("PING"), "+PONG\r\n", "the thread is free again");
+        // One that wrote first runs to its end, however long.
+        h.db.scripts.busy_ms = 5;
+        let b = "redis.call('set','w','1'); local n = 0; for i = 1, 3e6 do n = n + i end; return 'done'";
+        let started = std::time::Instant::now();
+        assert_eq!(eval(&mut h, b, &["0"]), "$4\r\ndone\r\n");
+        assert!(
+            started.elapsed() > std::time::Duration::from_millis(5),
+            "ran past the limit"
+        );
+        // A script may not take the node's memory.
+        h.db.scripts.memory_max = 64 << 20;
+        let b = "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1e6) .. i end";
+        assert!(eval(&mut h, b, &["0"]).contains("memory"));
+    }
+
+    #[test]
     fn scripts_read_and_write_keys_and_the_cache_names_them() {
         let mut h = Harness::new();
         let body =

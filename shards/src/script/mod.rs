@@ -69,7 +69,26 @@ pub struct Scripts {
     /// The keys the last script wrote, each once, in the order first written: what the
     /// driver logs the effects of.
     pub written: Vec<Vec<u8>>,
+    /// A monotonic clock in milliseconds (the driver's; none: scripts are never timed).
+    pub clock: Option<fn() -> u64>,
+    /// How long a script may run without writing before it is stopped (`BUSY_MS`).
+    pub busy_ms: u64,
+    /// The most memory the Lua state may hold (`LUA_MEMORY_MAX`).
+    pub memory_max: usize,
 }
+
+/// Redis's `busy-reply-threshold` default. Until the busy-script rules are built (issue 18,
+/// step 2: `-BUSY` for others, SCRIPT KILL), a script that has run this long *without writing*
+/// is stopped by the node itself, so no script can hold its shard thread forever; one that has
+/// written runs to its end (stopping it would break its atomicity: Redis's `UNKILLABLE`).
+pub const BUSY_MS: u64 = 5_000;
+
+/// The most memory a thread's Lua state may hold (a script past it gets Lua's "not enough
+/// memory" error instead of taking the node's memory).
+const LUA_MEMORY_MAX: usize = 1 << 30;
+
+/// How often (in Lua instructions) a running script's clock is looked at.
+const HOOK_EVERY: u32 = 100_000;
 
 impl Default for Scripts {
     fn default() -> Self {
@@ -77,9 +96,24 @@ impl Default for Scripts {
             cache: Arc::new(Cache::default()),
             engine: None,
             written: Vec::new(),
+            clock: None,
+            busy_ms: BUSY_MS,
+            memory_max: LUA_MEMORY_MAX,
         }
     }
 }
+
+/// A running script's budget, in the state's app data: when it started, how long it may run
+/// without writing, whether it wrote.
+struct Budget {
+    clock: Option<fn() -> u64>,
+    started_ms: u64,
+    busy_ms: u64,
+    wrote: bool,
+}
+
+/// The error of a script stopped for running too long without writing.
+const STOPPED: &str = "ERR the script ran longer than busy-reply-threshold without writing and was stopped (nothing was written); SCRIPT KILL and -BUSY are not built yet (issue 18)";
 
 impl Scripts {
     /// Memory of the thread's Lua state (INFO's `used_memory_lua`).
@@ -277,6 +311,30 @@ impl Engine {
         // SAFETY: `redis_call` is a `lua_CFunction` that follows the C API's rules (above).
         redis.set("call", unsafe { lua.create_c_function(redis_call)? })?;
         g.set("redis", redis)?;
+        lua.set_memory_limit(LUA_MEMORY_MAX)?;
+        lua.set_app_data(Budget {
+            clock: None,
+            started_ms: 0,
+            busy_ms: BUSY_MS,
+            wrote: false,
+        });
+        lua.set_hook(
+            mlua::HookTriggers {
+                every_nth_instruction: Some(HOOK_EVERY),
+                ..Default::default()
+            },
+            |lua, _| {
+                let Some(b) = lua.app_data_ref::<Budget>() else {
+                    return Ok(mlua::VmState::Continue);
+                };
+                match b.clock {
+                    Some(now) if !b.wrote && now().saturating_sub(b.started_ms) > b.busy_ms => {
+                        Err(mlua::Error::runtime(STOPPED))
+                    }
+                    _ => Ok(mlua::VmState::Continue),
+                }
+            },
+        )?;
         let handler = lua.create_function(error_line)?;
         let run: Function = lua.load(SANDBOX).set_name("=sandbox").call(handler)?;
         Ok(Engine {
@@ -312,6 +370,13 @@ pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
     if engine.generation != generation {
         engine.compiled.clear();
         engine.generation = generation;
+    }
+    let _ = engine.lua.set_memory_limit(db.scripts.memory_max);
+    if let Some(mut b) = engine.lua.app_data_mut::<Budget>() {
+        b.clock = db.scripts.clock;
+        b.started_ms = db.scripts.clock.map_or(0, |now| now());
+        b.busy_ms = db.scripts.busy_ms;
+        b.wrote = false;
     }
     run_in(&mut engine, db, call, ctx, out);
     db.scripts.engine = Some(engine);
@@ -505,6 +570,9 @@ fn redis_command(
     }
     let mut reply = Out::new(if resp3 { Proto::Resp3 } else { Proto::Resp2 });
     command::execute(db, cmd, ctx, &mut reply);
+    if writes && let Some(mut b) = lua.app_data_mut::<Budget>() {
+        b.wrote = true;
+    }
     if writes {
         for k in spec.keys_of(cmd) {
             let key = cmd.get(k);
