@@ -497,21 +497,7 @@ impl Replicas {
                 &mut written,
             )
         });
-        for (v, enc) in super::direct::effects(db, &written, now, seed) {
-            let slot = self.c.layout.slot_range(VShardId(v as u16)).start;
-            p.entries.push((
-                v,
-                slot,
-                enc,
-                OpList::One(i),
-                Some(DirectEntry {
-                    rng: Rng::new(seed),
-                    now_us: now,
-                    unit: Some(unit),
-                }),
-            ));
-        }
-        p.held.push(i);
+        self.plan_effects(p, db, &written, (i, unit), (now, seed));
     }
 
     /// Op `i` (commands `cmds`) on direct group `v`: run now with its entry's clock and seed
@@ -549,7 +535,21 @@ impl Replicas {
         });
         let written = std::mem::take(&mut db.scripts.written);
         let keys: Vec<&[u8]> = written.iter().map(Vec::as_slice).collect();
-        for (v, enc) in super::direct::effects(db, &keys, now, seed) {
+        self.plan_effects(p, db, &keys, (i, unit), (now, seed));
+        db.scripts.written = written;
+    }
+
+    /// Op `i` ran at once on direct groups and wrote `written`: their values afterwards go in
+    /// an entry per vShard, all of unit `unit` (one log record), and its reply waits for them.
+    fn plan_effects(
+        &self,
+        p: &mut Plan,
+        db: &mut Db,
+        written: &[&[u8]],
+        (i, unit): (u32, u32),
+        (now, seed): (u64, u64),
+    ) {
+        for (v, enc) in super::direct::effects(db, written, now, seed) {
             let slot = self.c.layout.slot_range(VShardId(v as u16)).start;
             p.entries.push((
                 v,
@@ -563,7 +563,6 @@ impl Replicas {
                 }),
             ));
         }
-        db.scripts.written = written;
         p.held.push(i);
     }
 
