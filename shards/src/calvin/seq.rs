@@ -475,7 +475,9 @@ pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError>
         let mut vshards: Vec<VShardId> = keys.iter().map(|(v, _)| *v).collect();
         vshards.sort_unstable();
         vshards.dedup();
-        Some(Watching { id, vshards })
+        // (Without keys nothing is watched: found by the `calvin_msg` fuzz target, whose
+        // round trip wrote an empty list the decoder refuses.)
+        (!vshards.is_empty()).then_some(Watching { id, vshards })
     } else {
         None
     };
@@ -702,6 +704,15 @@ mod watched_tests {
             vshards: vec![VShardId(2), VShardId(4)],
         };
         assert_eq!(old.watch, Some(want));
+        // An old entry that watched without keys watches nothing (its round trip once wrote
+        // an empty list, which is refused).
+        let mut keyless = watching(Vec::new());
+        keyless.keys.clear();
+        let mut b = Vec::new();
+        encode_submission(&keyless, &mut b);
+        b[at] |= 8;
+        let old = decode_submission(&mut Reader::new(&b)).unwrap();
+        assert_eq!(old.watch, None);
         // The list without the watch flag, or an empty list, is refused.
         let mut b = Vec::new();
         encode_submission(&watching(vec![VShardId(4)]), &mut b);
