@@ -79,6 +79,9 @@ fn a_lock_and_a_rate_limiter_work_and_what_scripts_wrote_survives_kill_9() {
     assert_eq!(ok, 1);
     let ttl: i64 = redis::cmd("PTTL").arg("lock:job").query(&mut c).unwrap();
     assert!(ttl > 10_000, "extended: {ttl}");
+    // The node's script cache, in INFO (the lock's two scripts).
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
+    assert!(info.contains("number_of_cached_scripts:2\r\n"), "{info}");
     let released: i64 = release
         .key("lock:job")
         .arg("token-a")
