@@ -418,6 +418,15 @@ impl Shard {
         self.serve_ready_replicated()
     }
 
+    /// After ops that may have written: waiters on written keys are tried again, and the
+    /// keyspace events they raised are published.
+    pub(crate) fn after_writes(&self) {
+        if !self.db.borrow().ready.is_empty() {
+            self.serve_ready();
+        }
+        self.flush_events();
+    }
+
     /// Runs one op against this thread's keyspace. Used for local and remote ops alike.
     pub fn run_op(&self, op: &Op, buf: &[u8], spans: &[command::Span], now_us: u64, out: &mut Out) {
         self.sync_tunables();

@@ -137,10 +137,11 @@ fn a_lock_and_a_rate_limiter_work_and_what_scripts_wrote_survives_kill_9() {
 /// byte: conversions both ways, errors with their line, the sandbox, read-only scripts.
 #[test]
 fn script_replies_are_redis_servers() {
-    let Ok(redis_port) = start_redis() else {
+    let Some(redis) = common::Redis::start() else {
         eprintln!("redis-server is not installed: skipped");
         return;
     };
+    let redis_port = redis.port;
     let s = Server::start("0", &[]);
     let mut ours = s.raw();
     let mut theirs = std::net::TcpStream::connect(("127.0.0.1", redis_port)).unwrap();
@@ -209,36 +210,6 @@ fn script_replies_are_redis_servers() {
             "EVAL {body:?} {rest:?} (left: shardline)"
         );
     }
-    let _ = std::process::Command::new("redis-cli")
-        .args(["-p", &redis_port.to_string(), "shutdown", "nosave"])
-        .output();
-}
-
-fn start_redis() -> Result<u16, ()> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|_| ())?
-        .local_addr()
-        .map_err(|_| ())?
-        .port();
-    std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no", "--daemonize", "yes"])
-        .output()
-        .map_err(|_| ())?;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(())
 }
 
 fn call(s: &mut std::net::TcpStream, argv: &[Vec<u8>]) -> Vec<u8> {

@@ -409,14 +409,8 @@ fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut
     };
     let result = (|| -> mlua::Result<()> {
         let g = lua.globals();
-        g.raw_set(
-            "KEYS",
-            lua.create_sequence_from(keys.iter().map(|k| lua.create_string(k).expect("a string")))?,
-        )?;
-        g.raw_set(
-            "ARGV",
-            lua.create_sequence_from(argv.iter().map(|a| lua.create_string(a).expect("a string")))?,
-        )?;
+        g.raw_set("KEYS", strings(lua, &keys)?)?;
+        g.raw_set("ARGV", strings(lua, &argv)?)?;
         lua.set_named_registry_value("resp", 2)?;
         // A generator per script, from the run's seed (the same on a retry of the same run).
         let math: Table = g.raw_get("math")?;
@@ -448,6 +442,16 @@ fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut
             lua_message(&e)
         ));
     }
+}
+
+/// A Lua sequence of `words` (KEYS, ARGV). A string the state has no memory left for is the
+/// script's error, never a panic.
+fn strings(lua: &Lua, words: &[&[u8]]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(words.len(), 0)?;
+    for (i, w) in words.iter().enumerate() {
+        t.raw_set(i + 1, lua.create_string(w)?)?;
+    }
+    Ok(t)
 }
 
 /// The body after a `#!` line (the shebang is read by `shebang`).

@@ -435,10 +435,7 @@ impl Shard {
             }
             seq
         };
-        if !self.db.borrow().ready.is_empty() {
-            self.serve_ready();
-        }
-        self.flush_events();
+        self.after_writes();
         Some(seq)
     }
 
@@ -483,10 +480,7 @@ impl Shard {
             );
             r.log_effects(&mut db, &written, now, seed)
         };
-        if !self.db.borrow().ready.is_empty() {
-            self.serve_ready();
-        }
-        self.flush_events();
+        self.after_writes();
         Ok(seq)
     }
 
@@ -535,10 +529,7 @@ impl Shard {
             db.scripts.written = written;
             seq
         };
-        if !self.db.borrow().ready.is_empty() {
-            self.serve_ready();
-        }
-        self.flush_events();
+        self.after_writes();
         Ok(seq)
     }
 

@@ -140,10 +140,7 @@ impl Shard {
             r.submit(&mut self.db.borrow_mut(), plan, now, seed);
             self.deliver_finished(r);
         });
-        if !self.db.borrow().ready.is_empty() {
-            self.serve_ready();
-        }
-        self.flush_events();
+        self.after_writes();
     }
 }
 
