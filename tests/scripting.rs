@@ -303,3 +303,156 @@ fn a_looping_script_does_not_hold_the_node() {
         .query(&mut other)
         .unwrap();
 }
+
+/// A library as users write one: a counter with a ceiling and a read-only getter.
+const LIBRARY: &str = "#!lua name=counters
+local function bump(keys, args)
+  local n = redis.call('incr', keys[1])
+  if n > tonumber(args[1]) then
+    redis.call('set', keys[1], args[1])
+    return tonumber(args[1])
+  end
+  return n
+end
+redis.register_function('bump', bump)
+redis.register_function{function_name='peek', callback=function(keys) return redis.call('get', keys[1]) end, flags={'no-writes'}}
+";
+
+/// Runs redis-cli against `port` with `args` (and `stdin` for `-x`); its output, or `None`
+/// if redis-cli is not installed (CI installs redis-tools).
+fn redis_cli(port: u16, args: &[&str], stdin: Option<&str>) -> Option<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// FUNCTION LOAD and FCALL from redis-cli on a node alone; the library is data: it survives
+/// kill -9 (the metadata group's log holds it), DUMP/FLUSH/RESTORE round-trip it.
+#[test]
+fn functions_from_redis_cli_are_data_that_survive_kill_9() {
+    let mut s = Server::start("0", &[]);
+    let Some(name) = redis_cli(s.port, &["-x", "FUNCTION", "LOAD"], Some(LIBRARY)) else {
+        eprintln!("redis-cli is not installed; skipped (CI installs redis-tools)");
+        return;
+    };
+    assert_eq!(name, "counters");
+    let calls: Vec<String> = (0..4)
+        .map(|_| redis_cli(s.port, &["FCALL", "bump", "1", "c", "3"], None).unwrap())
+        .collect();
+    assert_eq!(calls, ["1", "2", "3", "3"]);
+    assert_eq!(
+        redis_cli(s.port, &["FCALL_RO", "peek", "1", "c"], None).unwrap(),
+        "3"
+    );
+    assert!(
+        redis_cli(s.port, &["FCALL_RO", "bump", "1", "c", "9"], None)
+            .unwrap()
+            .contains("write flag")
+    );
+    s.kill_and_restart();
+    let mut c = s.client();
+    let n: i64 = redis::cmd("FCALL")
+        .arg("bump")
+        .arg(1)
+        .arg("d")
+        .arg(5)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1, "the library came back with the node");
+    let dump: Vec<u8> = redis::cmd("FUNCTION").arg("DUMP").query(&mut c).unwrap();
+    let () = redis::cmd("FUNCTION").arg("FLUSH").query(&mut c).unwrap();
+    let gone: redis::RedisResult<i64> = redis::cmd("FCALL").arg("bump").arg(0).query(&mut c);
+    assert!(
+        format!("{gone:?}").contains("Function not found"),
+        "{gone:?}"
+    );
+    let () = redis::cmd("FUNCTION")
+        .arg("RESTORE")
+        .arg(&dump)
+        .query(&mut c)
+        .unwrap();
+    let listed: Vec<redis::Value> = redis::cmd("FUNCTION").arg("LIST").query(&mut c).unwrap();
+    assert_eq!(listed.len(), 1);
+    s.kill_and_restart();
+    let mut c = s.client();
+    let peek: String = redis::cmd("FCALL_RO")
+        .arg("peek")
+        .arg(1)
+        .arg("d")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(peek, "1");
+}
+
+/// Functions are the cluster's: a library loaded through any node (forwarded to the metadata
+/// group's leader) is on every node, after every node restarts, and on a node that joins
+/// later (in the metadata group's snapshot).
+#[test]
+fn functions_are_the_same_on_every_node_of_a_cluster() {
+    let mut cl = common::cluster::TestCluster::start(3, false, &[]);
+    let libs = ["alpha", "beta", "gamma"];
+    for (i, lib) in libs.iter().enumerate() {
+        let mut c = redis::Client::open(cl.url(i))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let code = format!(
+            "#!lua name={lib}\nredis.register_function('{lib}_f', function(keys, args) return '{lib}' end)"
+        );
+        let name: String = common::cluster::retry_tryagain(|| {
+            redis::cmd("FUNCTION").arg("LOAD").arg(&code).query(&mut c)
+        });
+        assert_eq!(name, *lib);
+    }
+    let names = |cl: &common::cluster::TestCluster, i: usize| -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let listed: Option<Vec<Vec<redis::Value>>> = redis::Client::open(cl.url(i))
+                .ok()
+                .and_then(|c| c.get_connection().ok())
+                .and_then(|mut c| redis::cmd("FUNCTION").arg("LIST").query(&mut c).ok());
+            let got: Vec<String> = listed
+                .unwrap_or_default()
+                .iter()
+                .map(|lib| redis::from_redis_value(lib[1].clone()).unwrap())
+                .collect();
+            if got.len() == 3 || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(names(&cl, i), libs, "node {i}");
+    }
+    cl.restart_all();
+    for i in 0..3 {
+        assert_eq!(names(&cl, i), libs, "node {i} after the restart");
+    }
+    let new = cl.join(1, &[]);
+    assert_eq!(names(&cl, new), libs, "the node that joined");
+    // A second load of a name is refused wherever it is sent, as one library.
+    let mut c = redis::Client::open(cl.url(new))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let again: redis::RedisResult<String> = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("#!lua name=alpha\nredis.register_function('x', function() return 1 end)")
+        .query(&mut c);
+    assert!(format!("{again:?}").contains("already exists"), "{again:?}");
+}

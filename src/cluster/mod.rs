@@ -218,6 +218,9 @@ pub struct Cluster {
     pub leaving: AtomicBool,
     /// The transactions across vShards sequenced and not yet forgotten (`replica/calvin/`).
     pub calvin: replica::calvin::Stream,
+    /// The function libraries (FUNCTION LOAD) as this node's metadata group applied them:
+    /// every shard thread's FCALL reads them (`shardline_shards::script::functions`).
+    pub functions: std::sync::Arc<shardline_shards::script::functions::Registry>,
 }
 
 /// A connection the bus accepted: the peer, its socket, the bytes read past its hello.
@@ -409,6 +412,7 @@ impl Cluster {
                 .collect(),
             proxy: cfg.cluster_proxy,
             calvin: replica::calvin::Stream::new(layout.count() as usize),
+            functions: std::sync::Arc::default(),
         }
     }
 

@@ -172,6 +172,9 @@ pub struct Replicas {
     /// Thread 0: the cluster's metadata as the metadata group has applied it (`None` on a node
     /// that joined, until the group's snapshot arrives).
     meta: Option<shardline_shards::meta::Meta>,
+    /// Thread 0: the function libraries as the metadata group has applied them (published
+    /// to `Cluster::functions` at every change).
+    functions: shardline_shards::script::functions::Libraries,
     /// The metadata group's id (`Cluster::meta_group`).
     meta_g: u32,
     /// Groups to drop at the next step (`moves::removed_notice`).

@@ -62,6 +62,9 @@ impl Conn {
                 Finish::Merge(shardline_shards::command::Merge::AllOk, Vec::new()),
             );
         }
+        if spec.name == "function" && command::scripting::changes_functions(args) {
+            return self.function_change(c, spec, args);
+        }
         if !matches!(spec.scope, Scope::Keys(_)) {
             if spec.flags & flags::WRITE != 0 {
                 return self.out.error(&format!(
@@ -72,7 +75,7 @@ impl Conn {
             // A keyless read (DBSIZE, SCAN, ...) answers from this node's replicas as they are.
             return self.planned(spec, args);
         }
-        if matches!(spec.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro") {
+        if crate::cluster::replica::propose::is_script(spec) {
             return self.script(c, spec, args);
         }
         if spec.name.starts_with("sort") && command::sort::patterns_leave_slot(args) {
@@ -265,6 +268,36 @@ impl Conn {
         );
         self.barrier = true;
         vec![PartRef::Remote { thread: here, op }]
+    }
+
+    /// FUNCTION LOAD, DELETE, FLUSH or RESTORE: checked here (new code is loaded once in this
+    /// thread's Lua state to find its functions), then proposed to the metadata group on
+    /// thread 0, so every node holds the same libraries; answered once applied. Where another
+    /// node leads the metadata, the command is forwarded there (as `cluster-routing proxy`
+    /// forwards a data command), so it may be sent to any node.
+    fn function_change(
+        &mut self,
+        c: &crate::cluster::Cluster,
+        spec: &'static CommandSpec,
+        args: Args,
+    ) {
+        let leader = c.leader(shardline_shards::slot::VShardId(c.meta_group() as u16));
+        if leader != c.me && leader != NodeId(0) {
+            return self.proxy(leader, spec, args);
+        }
+        let cmd = {
+            let mut db = self.shard.db.borrow_mut();
+            command::scripting::function_change(&mut db, args)
+        };
+        match cmd {
+            Err(e) => self.out.error(&e),
+            Ok(cmd) => {
+                let mut b = Vec::new();
+                cmd.encode(&mut b);
+                let op = self.push_op(0, Op::Meta(b));
+                self.hole(vec![PartRef::Remote { thread: 0, op }], Finish::Raw);
+            }
+        }
     }
 
     /// CLUSTER FORGET <node>: the node (its 40-character name or its member number) starts

@@ -18,10 +18,15 @@ impl Conn {
         let on_conn = spec.on_connection(args);
         let refusal: Option<String> = match spec.scope {
             // (Inside MULTI a script would be logged as itself, not its effects.)
-            _ if spec.group == "scripting" && spec.name != "script" => Some(format!(
-                "ERR {} inside MULTI is not supported yet (issue 18)",
-                spec.name.to_uppercase()
-            )),
+            _ if spec.group == "scripting"
+                && spec.name != "script"
+                && (spec.name != "function" || command::scripting::changes_functions(args)) =>
+            {
+                Some(format!(
+                    "ERR {} inside MULTI is not supported yet (issue 18)",
+                    spec.name.to_uppercase()
+                ))
+            }
             // Run by this connection at EXEC (`exec_mixed`).
             _ if on_conn => None,
             // A transaction runs in one vShard's log; a write outside any one vShard (FLUSHALL)

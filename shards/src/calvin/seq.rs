@@ -11,6 +11,7 @@
 //! participant has executed below a point (itself an entry, so replicas forget alike).
 
 use super::sched::Seq;
+use crate::script::functions::Libraries;
 use crate::slot::VShardId;
 use shardline_transport::wire::{self, Reader, WireError};
 use std::collections::{HashSet, VecDeque};
@@ -153,29 +154,70 @@ pub const SEQ_TAG: u8 = 0xC5;
 /// The first byte of a metadata-group snapshot state that holds the sequencer's state after
 /// the metadata's (`join_state`); one without it is the metadata's alone (an older node's).
 pub const STATE_TAG: u8 = 0xC6;
-const _: () = assert!(SEQ_TAG != crate::raft::conf::CONF_TAG && STATE_TAG != SEQ_TAG);
+/// The first byte of a metadata-group snapshot state that holds the metadata's, the
+/// sequencer's and the function libraries' (`join_state`).
+pub const STATE_TAG_2: u8 = 0xC7;
+const _: () = assert!(
+    SEQ_TAG != crate::raft::conf::CONF_TAG
+        && STATE_TAG != SEQ_TAG
+        && STATE_TAG_2 != SEQ_TAG
+        && STATE_TAG_2 != STATE_TAG
+        && crate::script::functions::FN_TAG != SEQ_TAG
+        && crate::script::functions::FN_TAG != crate::raft::conf::CONF_TAG
+);
 
-/// The metadata group's snapshot state: `STATE_TAG | meta length: u32 | meta | sequencer`.
-pub fn join_state(meta: &[u8], seq: &Sequencer) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + meta.len() + 64);
-    out.push(STATE_TAG);
+/// The metadata group's snapshot state: `STATE_TAG_2 | meta length: u32 | meta | sequencer
+/// length: u32 | sequencer | libraries`.
+pub fn join_state(meta: &[u8], seq: &Sequencer, libs: &Libraries) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + meta.len() + 64);
+    out.push(STATE_TAG_2);
     out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
     out.extend_from_slice(meta);
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
     seq.encode(&mut out);
+    let n = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+    libs.encode(&mut out);
     out
 }
 
-/// The metadata's bytes and the sequencer's (`None` in a state written before it had one).
-pub fn split_state(b: &[u8]) -> Result<(&[u8], Option<&[u8]>), WireError> {
-    if b.first() != Some(&STATE_TAG) {
-        return Ok((b, None));
+/// The parts of a metadata-group snapshot state (`join_state`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct StateParts<'a> {
+    pub meta: &'a [u8],
+    /// `None` in a state written before the sequencer had one.
+    pub seq: Option<&'a [u8]>,
+    /// `None` in a state written before functions had one.
+    pub libs: Option<&'a [u8]>,
+}
+
+/// The metadata's bytes, the sequencer's and the libraries'.
+pub fn split_state(b: &[u8]) -> Result<StateParts<'_>, WireError> {
+    let tag = b.first().copied();
+    if tag != Some(STATE_TAG) && tag != Some(STATE_TAG_2) {
+        return Ok(StateParts {
+            meta: b,
+            seq: None,
+            libs: None,
+        });
     }
     let mut r = Reader::new(&b[1..]);
-    let n = r.u32()? as usize;
-    if b.len() - 5 < n {
-        return Err(r.error(wire::WireErrorKind::Length));
+    let meta = r.bytes_u32()?;
+    if tag == Some(STATE_TAG) {
+        let seq = &b[1 + r.offset()..];
+        return Ok(StateParts {
+            meta,
+            seq: Some(seq),
+            libs: None,
+        });
     }
-    Ok((&b[5..5 + n], Some(&b[5 + n..])))
+    let seq = r.bytes_u32()?;
+    Ok(StateParts {
+        meta,
+        seq: Some(seq),
+        libs: Some(&b[1 + r.offset()..]),
+    })
 }
 
 #[derive(Default)]
@@ -496,6 +538,42 @@ pub(crate) fn decode_submission(r: &mut Reader) -> Result<Submission, WireError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metadata_snapshot_state_keeps_its_three_parts_and_older_states_still_read() {
+        use crate::script::functions::{FnCmd, FunctionInfo, Library};
+        let mut libs = Libraries::default();
+        libs.apply(&FnCmd::Load {
+            replace: false,
+            lib: Library {
+                name: "l".into(),
+                code: b"#!lua name=l\n".to_vec(),
+                functions: vec![FunctionInfo {
+                    name: "f".into(),
+                    description: None,
+                    flags: 0,
+                }],
+            },
+        })
+        .unwrap();
+        let seq = Sequencer::default();
+        let state = join_state(b"meta", &seq, &libs);
+        let parts = split_state(&state).unwrap();
+        assert_eq!(parts.meta, b"meta");
+        assert!(Sequencer::decode(parts.seq.unwrap(), Limits::default()).is_ok());
+        assert_eq!(Libraries::decode(parts.libs.unwrap()), Ok(libs));
+        // The layout before functions: tag, metadata, then the sequencer to the end.
+        let mut old = vec![STATE_TAG];
+        old.extend_from_slice(&4u32.to_le_bytes());
+        old.extend_from_slice(b"meta");
+        seq.encode(&mut old);
+        let parts = split_state(&old).unwrap();
+        assert_eq!((parts.meta, parts.libs), (&b"meta"[..], None));
+        assert!(Sequencer::decode(parts.seq.unwrap(), Limits::default()).is_ok());
+        // And before the sequencer: the metadata alone.
+        assert_eq!(split_state(b"\x01rest").unwrap().meta, b"\x01rest");
+        assert!(split_state(&state[..7]).is_err(), "a cut state");
+    }
 
     fn sub(origin: u64, n: u64) -> Submission {
         Submission {

@@ -4,7 +4,7 @@
 use super::{Args, Ctx, err};
 use crate::db::Db;
 use crate::reply::Out;
-use crate::script::{self, Call};
+use crate::script::{self, Call, Mode, Target, functions};
 
 /// A script's keys and arguments.
 type KeysAndArgs<'a> = (Vec<&'a [u8]>, Vec<&'a [u8]>);
@@ -50,13 +50,228 @@ fn eval_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, by_sha: bool, 
     };
     mode.read_only |= ro;
     let call = Call {
-        body: &body,
-        sha: &sha,
+        target: Target::Script {
+            body: &body,
+            sha: &sha,
+        },
         keys,
         argv,
         mode,
     };
     script::run(db, call, c, out);
+}
+
+/// FCALL and FCALL_RO: `<function> <numkeys> [key ...] [arg ...]`, checked in Redis's
+/// order (the function, then the keys, then the flags).
+fn fcall_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, ro: bool) {
+    let name = String::from_utf8_lossy(a.get(1));
+    let Some(flags) = script::flags_of(db, &name) else {
+        return out.error("ERR Function not found");
+    };
+    let (keys, argv) = match keys_and_args(a) {
+        Ok(ka) => ka,
+        Err(e) if e == err::NOT_INT => return out.error("ERR Bad number of keys provided"),
+        Err(e) => return out.error(e),
+    };
+    let no_writes = flags & functions::NO_WRITES != 0;
+    if ro && !no_writes {
+        return out.error("ERR Can not execute a script with write flag using *_ro command.");
+    }
+    let call = Call {
+        target: Target::Function { name: &name },
+        keys,
+        argv,
+        mode: Mode {
+            read_only: ro || no_writes,
+        },
+    };
+    script::run(db, call, c, out);
+}
+
+pub fn fcall(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    fcall_generic(db, a, c, out, false)
+}
+
+pub fn fcall_ro(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
+    fcall_generic(db, a, c, out, true)
+}
+
+/// FUNCTION: LIST, STATS, DUMP, KILL and HELP read the node's libraries; LOAD, DELETE, FLUSH
+/// and RESTORE change them. On a node, those go to the metadata group (the connection takes
+/// them before this handler, `function_change`); here, where there is none (the command
+/// layer's tests), they change the published set directly.
+pub fn function(db: &mut Db, a: Args, _c: &mut Ctx, out: &mut Out) {
+    let spec = super::lookup(b"function").expect("in the table");
+    if let Err(e) = super::check_subcommand(spec, a) {
+        return out.error(&e);
+    }
+    match a.get(1).to_ascii_lowercase().as_slice() {
+        b"list" => function_list(db, a, out),
+        b"stats" => {
+            let libs = db.scripts.functions.get();
+            out.map(2);
+            out.bulk(b"running_script");
+            // A running script holds its thread: nothing runs beside it there to see it.
+            out.null();
+            out.bulk(b"engines");
+            out.map(1);
+            out.bulk(b"LUA");
+            out.map(2);
+            out.bulk(b"libraries_count");
+            out.int(libs.len() as i64);
+            out.bulk(b"functions_count");
+            out.int(libs.functions_count() as i64);
+        }
+        b"dump" => {
+            let libs = db.scripts.functions.get();
+            out.bulk(&crate::rdb::dump_functions(
+                libs.iter().map(|l| l.code.as_slice()),
+            ))
+        }
+        b"kill" => out.error("NOTBUSY No scripts in execution right now."),
+        b"help" => err::unknown_subcommand(out, a.get(1), "function"),
+        _ => match function_change(db, a) {
+            Ok(cmd) => match db.scripts.functions.apply_local(&cmd) {
+                Ok(functions::FnApplied::Loaded(name)) => out.bulk(name.as_bytes()),
+                Ok(functions::FnApplied::Done) => out.ok(),
+                Err(e) => out.error(&e),
+            },
+            Err(e) => out.error(&e),
+        },
+    }
+}
+
+/// Whether `a` is a FUNCTION subcommand that changes the libraries (LOAD, DELETE, FLUSH,
+/// RESTORE): what the connection sends to the metadata group.
+pub fn changes_functions(a: Args) -> bool {
+    a.len() >= 2
+        && [&b"load"[..], b"delete", b"flush", b"restore"]
+            .iter()
+            .any(|s| a.get(1).eq_ignore_ascii_case(s))
+}
+
+/// FUNCTION LOAD, DELETE, FLUSH or RESTORE as a change to the libraries (what the metadata
+/// group's log carries); new code is loaded once here, in this thread's Lua state, to find its
+/// name and functions (`script::describe`). `Err`: the reply (nothing changed).
+pub fn function_change(db: &mut Db, a: Args) -> Result<functions::FnCmd, String> {
+    use functions::{FnCmd, Policy};
+    let spec = super::lookup(b"function").expect("in the table");
+    super::check_subcommand(spec, a)?;
+    let n = a.len();
+    match a.get(1).to_ascii_lowercase().as_slice() {
+        b"load" => {
+            for i in 2..n - 1 {
+                if !a.get(i).eq_ignore_ascii_case(b"replace") {
+                    return Err(format!(
+                        "ERR Unknown option given: {}",
+                        String::from_utf8_lossy(a.get(i))
+                    ));
+                }
+            }
+            let lib = script::describe(db, a.get(n - 1))?;
+            Ok(FnCmd::Load {
+                replace: n > 3,
+                lib,
+            })
+        }
+        b"delete" => Ok(FnCmd::Delete {
+            name: String::from_utf8_lossy(a.get(2)).into_owned(),
+        }),
+        b"flush" => {
+            if n > 3
+                || (n == 3
+                    && !a.get(2).eq_ignore_ascii_case(b"async")
+                    && !a.get(2).eq_ignore_ascii_case(b"sync"))
+            {
+                return Err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option".to_string());
+            }
+            Ok(FnCmd::Flush)
+        }
+        b"restore" => {
+            let policy = match n {
+                3 => Policy::Append,
+                _ => match a.get(3).to_ascii_lowercase().as_slice() {
+                    b"append" => Policy::Append,
+                    b"replace" => Policy::Replace,
+                    b"flush" => Policy::Flush,
+                    _ => return Err("ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.".to_string()),
+                },
+            };
+            let codes = crate::rdb::load_functions(a.get(2)).map_err(str::to_string)?;
+            let libs = codes
+                .iter()
+                .map(|code| script::describe(db, code))
+                .collect::<Result<_, _>>()?;
+            Ok(FnCmd::Restore { policy, libs })
+        }
+        _ => Err(format!(
+            "ERR unknown subcommand '{}'. Try FUNCTION HELP.",
+            err::sanitize(a.get(1))
+        )),
+    }
+}
+
+/// FUNCTION LIST [WITHCODE] [LIBRARYNAME <pattern>].
+fn function_list(db: &Db, a: Args, out: &mut Out) {
+    let (mut code, mut pattern) = (false, None);
+    let mut i = 2;
+    while i < a.len() {
+        let arg = a.get(i);
+        if arg.eq_ignore_ascii_case(b"withcode") && !code {
+            code = true;
+        } else if arg.eq_ignore_ascii_case(b"libraryname") && pattern.is_none() {
+            if i + 1 >= a.len() {
+                return out.error("ERR library name argument was not given");
+            }
+            i += 1;
+            pattern = Some(a.get(i));
+        } else {
+            return out.error(&format!(
+                "ERR Unknown argument {}",
+                String::from_utf8_lossy(arg)
+            ));
+        }
+        i += 1;
+    }
+    let libs = db.scripts.functions.get();
+    let shown: Vec<_> = libs
+        .iter()
+        .filter(|l| pattern.is_none_or(|p| crate::glob::glob_match(p, l.name.as_bytes())))
+        .collect();
+    out.array(shown.len());
+    for lib in shown {
+        out.map(3 + code as usize);
+        out.bulk(b"library_name");
+        out.bulk(lib.name.as_bytes());
+        out.bulk(b"engine");
+        out.bulk(b"LUA");
+        out.bulk(b"functions");
+        out.array(lib.functions.len());
+        for f in &lib.functions {
+            out.map(3);
+            out.bulk(b"name");
+            out.bulk(f.name.as_bytes());
+            out.bulk(b"description");
+            match &f.description {
+                Some(d) => out.bulk(d.as_bytes()),
+                None => out.null(),
+            }
+            out.bulk(b"flags");
+            let names: Vec<_> = functions::FLAG_NAMES
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| f.flags & (1 << b) != 0)
+                .collect();
+            out.set(names.len());
+            for (_, name) in names {
+                out.simple(name);
+            }
+        }
+        if code {
+            out.bulk(b"library_code");
+            out.bulk(&lib.code);
+        }
+    }
 }
 
 pub fn eval(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
@@ -378,6 +593,278 @@ mod tests {
                 .matches("*1\r\n")
                 .count(),
             1001
+        );
+    }
+
+    /// FUNCTION LOAD of `code` (with REPLACE if `replace`).
+    fn load(h: &mut Harness, code: &str, replace: bool) -> String {
+        let mut argv: Vec<&[u8]> = vec![b"FUNCTION", b"LOAD"];
+        if replace {
+            argv.push(b"REPLACE");
+        }
+        argv.push(code.as_bytes());
+        h.run_args(&argv)
+    }
+
+    const LIB: &str = "#!lua name=mylib\nredis.register_function('f1', function(keys, args) return redis.call('get', keys[1]) end)\nredis.register_function{function_name='f2', callback=function(keys, args) return args[1] end, flags={'no-writes','allow-oom'}, description='desc two'}";
+
+    #[test]
+    fn functions_load_list_call_and_delete_as_redis_7() {
+        let mut h = Harness::new();
+        // (Each expectation is what redis-server 7.0.15 answers.)
+        assert_eq!(load(&mut h, LIB, false), "$5\r\nmylib\r\n");
+        assert_eq!(
+            load(&mut h, LIB, false),
+            "-ERR Library 'mylib' already exists\r\n"
+        );
+        assert_eq!(
+            load(
+                &mut h,
+                "#!lua name=other\nredis.register_function('f1', function() return 1 end)",
+                false
+            ),
+            "-ERR Function f1 already exists\r\n"
+        );
+        h.run("SET k v");
+        assert_eq!(h.run("FCALL f1 1 k"), "$1\r\nv\r\n");
+        assert_eq!(h.run("FCALL f2 0 hello"), "$5\r\nhello\r\n");
+        assert_eq!(h.run("FCALL_RO f2 0 hello"), "$5\r\nhello\r\n");
+        assert_eq!(
+            h.run("FCALL_RO f1 0"),
+            "-ERR Can not execute a script with write flag using *_ro command.\r\n"
+        );
+        assert_eq!(h.run("FCALL nope 0"), "-ERR Function not found\r\n");
+        assert_eq!(h.run("FCALL nope -1"), "-ERR Function not found\r\n");
+        assert_eq!(h.run("FCALL f1 x"), "-ERR Bad number of keys provided\r\n");
+        assert_eq!(
+            h.run("FCALL f1 3 a"),
+            "-ERR Number of keys can't be greater than number of args\r\n"
+        );
+        assert_eq!(
+            h.run("FUNCTION LIST"),
+            "*1\r\n*6\r\n$12\r\nlibrary_name\r\n$5\r\nmylib\r\n$6\r\nengine\r\n$3\r\nLUA\r\n$9\r\nfunctions\r\n*2\r\n*6\r\n$4\r\nname\r\n$2\r\nf1\r\n$11\r\ndescription\r\n$-1\r\n$5\r\nflags\r\n*0\r\n*6\r\n$4\r\nname\r\n$2\r\nf2\r\n$11\r\ndescription\r\n$8\r\ndesc two\r\n$5\r\nflags\r\n*2\r\n+no-writes\r\n+allow-oom\r\n"
+        );
+        assert_eq!(h.run("FUNCTION LIST LIBRARYNAME my"), "*0\r\n");
+        assert!(
+            h.run("FUNCTION LIST LIBRARYNAME my* WITHCODE")
+                .contains("library_code")
+        );
+        assert_eq!(
+            h.run("FUNCTION LIST WITHCODE WITHCODE"),
+            "-ERR Unknown argument WITHCODE\r\n"
+        );
+        assert_eq!(
+            h.run("FUNCTION LIST LIBRARYNAME"),
+            "-ERR library name argument was not given\r\n"
+        );
+        assert_eq!(
+            h.run("FUNCTION STATS"),
+            "*4\r\n$14\r\nrunning_script\r\n$-1\r\n$7\r\nengines\r\n*2\r\n$3\r\nLUA\r\n*4\r\n$15\r\nlibraries_count\r\n:1\r\n$15\r\nfunctions_count\r\n:2\r\n"
+        );
+        h.proto = crate::reply::Proto::Resp3;
+        assert!(
+            h.run("FUNCTION LIST")
+                .contains("~2\r\n+no-writes\r\n+allow-oom\r\n")
+        );
+        h.proto = crate::reply::Proto::Resp2;
+        assert_eq!(h.run("FUNCTION DELETE nope"), "-ERR Library not found\r\n");
+        assert_eq!(h.run("FUNCTION DELETE mylib"), "+OK\r\n");
+        assert_eq!(h.run("FCALL f1 1 k"), "-ERR Function not found\r\n");
+        assert_eq!(
+            h.run("FUNCTION KILL"),
+            "-NOTBUSY No scripts in execution right now.\r\n"
+        );
+        assert_eq!(
+            h.run("FUNCTION STATS x"),
+            "-ERR wrong number of arguments for 'function|stats' command\r\n"
+        );
+        assert_eq!(
+            h.run("FUNCTION FOO"),
+            "-ERR unknown subcommand 'FOO'. Try FUNCTION HELP.\r\n"
+        );
+        assert!(h.run("FUNCTION HELP").starts_with("*"));
+        assert_eq!(
+            h.run("FUNCTION FLUSH bad"),
+            "-ERR FUNCTION FLUSH only supports SYNC|ASYNC option\r\n"
+        );
+        assert_eq!(h.run("FUNCTION FLUSH ASYNC"), "+OK\r\n");
+    }
+
+    #[test]
+    fn function_load_errors_are_redis_7s() {
+        let mut h = Harness::new();
+        let cases = [
+            (
+                "redis.register_function('f1', function() return 1 end)",
+                "ERR Missing library metadata",
+            ),
+            ("#!lua name=x\nreturn 1", "ERR No functions registered"),
+            (
+                "#!lua name=x-y\nreturn 1",
+                "ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long",
+            ),
+            (
+                "#!lua name=x foo=bar\nreturn 1",
+                "ERR Invalid metadata value given: foo=bar",
+            ),
+            (
+                "#!lua name=x name=y\nreturn 1",
+                "ERR Invalid metadata value, name argument was given multiple times",
+            ),
+            ("#!lua\nreturn 1", "ERR Library name was not given"),
+            ("#!luax name=x\nreturn 1", "ERR Engine 'luax' not found"),
+            (
+                "#!lua name=x\nredis.call('ping')",
+                "ERR Error registering functions: ERR user_function:2: Script attempted to access nonexistent global variable 'call'",
+            ),
+            (
+                "#!lua name=x\nlocal x = string",
+                "ERR Error registering functions: ERR user_function:2: Script attempted to access nonexistent global variable 'string'",
+            ),
+            (
+                "#!lua name=x\nredis.register_function('f-1', function() end)",
+                "ERR Error registering functions: ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long",
+            ),
+            (
+                "#!lua name=x\nredis.register_function{function_name='f3', callback=function() end, flags={'bad'}}",
+                "ERR Error registering functions: ERR unknown flag given",
+            ),
+            (
+                "#!lua name=x\nredis.register_function{function_name='f3', callback=function() end, foo=1}",
+                "ERR Error registering functions: ERR unknown argument given to redis.register_function",
+            ),
+            (
+                "#!lua name=x\nredis.register_function('f3', 1)",
+                "ERR Error registering functions: ERR second argument to redis.register_function must be a function",
+            ),
+            (
+                "#!lua name=x\nredis.register_function()",
+                "ERR Error registering functions: ERR wrong number of arguments to redis.register_function",
+            ),
+            (
+                "#!lua name=x\nredis.register_function('a')",
+                "ERR Error registering functions: ERR calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).",
+            ),
+            (
+                "#!lua name=x\nredis.register_function{callback=function() end}",
+                "ERR Error registering functions: ERR redis.register_function must get a function name argument",
+            ),
+            (
+                "#!lua name=x\nredis.register_function{function_name='a'}",
+                "ERR Error registering functions: ERR redis.register_function must get a callback argument",
+            ),
+            (
+                "#!lua name=x\nredis.register_function{function_name='a', callback=function() end, flags='no-writes'}",
+                "ERR Error registering functions: ERR flags argument to redis.register_function must be a table representing function flags",
+            ),
+            (
+                "#!lua name=x\nredis.register_function('a', function() end) redis.register_function('a', function() end)",
+                "ERR Error registering functions: ERR Function already exists in the library",
+            ),
+            (
+                "#!lua name=x\nlocal t = {} t.x.y = 1",
+                "ERR Error registering functions: ERR user_function:2: attempt to index field 'x' (a nil value)",
+            ),
+            (
+                "#!lua name=x\nsyntax error here",
+                "ERR Error compiling function: user_function:2: '=' expected near 'error'",
+            ),
+        ];
+        for (code, want) in cases {
+            assert_eq!(load(&mut h, code, false), format!("-{want}\r\n"), "{code}");
+        }
+        assert_eq!(
+            h.run_args(&[b"FUNCTION", b"LOAD", b"a", b"b"]),
+            "-ERR Unknown option given: a\r\n"
+        );
+        assert_eq!(h.run("FUNCTION LIST"), "*0\r\n", "nothing was loaded");
+        // A number is a name; the load-time API is not there at run time, the state's is.
+        let code = "#!lua name=probe\nlocal function helper(s) return string.len(s) end\nredis.register_function(1, function(keys, args) return helper(args[1]) end)\nredis.register_function('probe2', function(keys, args) x = 1 return 1 end)\nredis.register_function('probe3', function(keys, args) return #KEYS end)\nredis.register_function('probe4', function(keys, args) return {keys[1], args[1], type(redis.register_function)} end)";
+        assert_eq!(load(&mut h, code, false), "$5\r\nprobe\r\n");
+        assert_eq!(h.run("FCALL 1 0 hello"), ":5\r\n");
+        assert_eq!(
+            h.run("FCALL probe2 0"),
+            "-ERR user_function:4: Attempt to modify a readonly table script: probe2, on @user_function:4.\r\n"
+        );
+        assert_eq!(
+            h.run("FCALL probe3 0"),
+            "-ERR user_function:5: Script attempted to access nonexistent global variable 'KEYS' script: probe3, on @user_function:5.\r\n"
+        );
+        assert_eq!(
+            h.run("FCALL probe4 1 k a"),
+            "*3\r\n$1\r\nk\r\n$1\r\na\r\n$3\r\nnil\r\n"
+        );
+        let boom = "#!lua name=probe\nredis.register_function('probe', function(keys, args) error('boom') end)\nredis.register_function('probe2', function(keys, args) return redis.call('nosuch') end)";
+        assert_eq!(load(&mut h, boom, true), "$5\r\nprobe\r\n");
+        assert_eq!(
+            h.run("FCALL probe 0"),
+            "-ERR user_function:2: boom script: probe, on @user_function:2.\r\n"
+        );
+        assert_eq!(
+            h.run("FCALL probe2 0"),
+            "-ERR Unknown Redis command called from script script: probe2, on @user_function:3.\r\n"
+        );
+        // A function with no-writes may not write.
+        let ro = "#!lua name=ro\nredis.register_function{function_name='w', callback=function(keys) return redis.call('set', keys[1], 'x') end, flags={'no-writes'}}";
+        assert_eq!(load(&mut h, ro, false), "$2\r\nro\r\n");
+        assert!(
+            h.run("FCALL w 1 k")
+                .contains("Write commands are not allowed from read-only scripts")
+        );
+    }
+
+    #[test]
+    fn function_dump_and_restore_follow_the_policies() {
+        let mut h = Harness::new();
+        load(&mut h, LIB, false);
+        let dump = h.run_raw(&[b"FUNCTION", b"DUMP"]);
+        let payload = &dump[dump.iter().position(|&b| b == b'\n').unwrap() + 1..dump.len() - 2];
+        let restore = |h: &mut Harness, p: &[u8], policy: &[u8]| {
+            let mut argv: Vec<&[u8]> = vec![b"FUNCTION", b"RESTORE", p];
+            if !policy.is_empty() {
+                argv.push(policy);
+            }
+            h.run_args(&argv)
+        };
+        assert_eq!(
+            restore(&mut h, payload, b""),
+            "-ERR Library mylib already exists\r\n"
+        );
+        assert_eq!(
+            restore(&mut h, payload, b"APPEND"),
+            "-ERR Library mylib already exists\r\n"
+        );
+        assert_eq!(restore(&mut h, payload, b"REPLACE"), "+OK\r\n");
+        assert_eq!(restore(&mut h, payload, b"FLUSH"), "+OK\r\n");
+        assert_eq!(
+            restore(&mut h, payload, b"BAD"),
+            "-ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.\r\n"
+        );
+        let mut bad = payload.to_vec();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            restore(&mut h, &bad, b""),
+            "-ERR DUMP payload version or checksum are wrong\r\n"
+        );
+        h.run("SET k v");
+        let key = h.run_raw(&[b"DUMP", b"k"]);
+        let key = &key[key.iter().position(|&b| b == b'\n').unwrap() + 1..key.len() - 2];
+        assert_eq!(
+            restore(&mut h, key, b""),
+            "-ERR given type is not a function\r\n"
+        );
+        h.run("FUNCTION FLUSH");
+        assert_eq!(h.run("FUNCTION LIST"), "*0\r\n");
+        assert_eq!(restore(&mut h, payload, b""), "+OK\r\n");
+        assert_eq!(h.run("FCALL f2 0 back"), "$4\r\nback\r\n");
+        // Redis 7.0.15's own payload of the same library (its code LZF-compressed) restores.
+        let redis = b"\xf5\xc3@\xbfA\x01\x1f#!lua name=mylib\nredis.register_\x0efunction('f1', \xe0\x00\x0e\x11keys, args) return \x06@9\x08call('get -@$\x08[1]) end)\xe0\x0fY\x00{\xc0S\x00_`\x85\x02'f2 9@E\x04back=\xc0\x1c\xe0\x0bp@} ^@] \x99\x12lags={'no-writes',' \x8a\x10ow-oom'}, descrip@\xcc\x01='@\x0c\x05 two'}\n\x00mj\x1fV\xaa\x97R\x80";
+        assert_eq!(restore(&mut h, redis, b"FLUSH"), "+OK\r\n");
+        assert_eq!(h.run("FCALL f2 0 again"), "$5\r\nagain\r\n");
+        assert_eq!(
+            h.run_raw(&[b"FUNCTION", b"DUMP"]),
+            dump,
+            "the same library dumps alike"
         );
     }
 }

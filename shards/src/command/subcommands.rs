@@ -27,6 +27,55 @@ const HELP: Sub = s("help", 2, "HELP", "Prints this help.");
 
 pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
     (
+        "function",
+        &[
+            s(
+                "load",
+                -3,
+                "LOAD [REPLACE] <FUNCTION CODE>",
+                "Create a new library with the given library name and code.",
+            ),
+            s(
+                "delete",
+                3,
+                "DELETE <LIBRARY NAME>",
+                "Delete the given library.",
+            ),
+            s(
+                "list",
+                -2,
+                "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+                "Return general information on all the libraries:\n* Library name\n* The engine used to run the Library\n* Library description\n* Functions list\n* Library code (if WITHCODE is given)\nIt also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+            ),
+            s(
+                "stats",
+                2,
+                "STATS",
+                "Return information about the current function running:\n* Function name\n* Command used to run the function\n* Duration in MS that the function is running\nIf no function is running, return nil\nIn addition, returns a list of available engines.",
+            ),
+            s("kill", 2, "KILL", "Kill the current running function."),
+            s(
+                "flush",
+                -2,
+                "FLUSH [ASYNC|SYNC]",
+                "Delete all the libraries.\nWhen called without the optional mode argument, the behavior is determined by the\nlazyfree-lazy-user-flush configuration directive. Valid modes are:\n* ASYNC: Asynchronously flush the libraries.\n* SYNC: Synchronously flush the libraries.",
+            ),
+            s(
+                "dump",
+                2,
+                "DUMP",
+                "Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command",
+            ),
+            s(
+                "restore",
+                -3,
+                "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+                "Restore the libraries represented by the given payload, it is possible to give a restore policy to\ncontrol how to handle existing libraries (default APPEND):\n* FLUSH: delete all existing libraries.\n* APPEND: appends the restored libraries to the existing libraries. On collision, abort.\n* REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old\n  libraries with the new libraries (notice that even on this option there is a chance of failure\n  in case of functions name collision with another library).",
+            ),
+            HELP,
+        ],
+    ),
+    (
         "object",
         &[
             s(

@@ -152,6 +152,26 @@ pub fn load(body: &[u8], t: &Tunables) -> Result<Value, PayloadError> {
     Ok(value)
 }
 
+/// FUNCTION RESTORE's payload: the code of each library it holds (Redis 7.0's
+/// `RDB_OPCODE_FUNCTION2` records), or the error to answer.
+pub fn load_functions(payload: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
+    let body = verify(payload).map_err(|_| "ERR DUMP payload version or checksum are wrong")?;
+    let mut r = Cur {
+        r: Reader::new(body),
+    };
+    let mut codes = Vec::new();
+    while r.left() > 0 {
+        if r.u8().map_err(|_| "ERR given type is not a function")? != OPCODE_FUNCTION2 {
+            return Err("ERR given type is not a function");
+        }
+        let code = r
+            .string()
+            .map_err(|_| "ERR failed loading the library's code from the payload")?;
+        codes.push(code.into_owned());
+    }
+    Ok(codes)
+}
+
 fn value(r: &mut Cur, t: &Tunables) -> Res<Value> {
     let ty = r.u8()?;
     Ok(match ty {

@@ -6,8 +6,8 @@ pub mod listpack;
 mod load;
 mod save;
 
-pub use load::load;
-pub use save::dump;
+pub use load::{load, load_functions};
+pub use save::{dump, dump_functions};
 
 /// The RDB version DUMP writes (Redis 7.0's).
 pub const RDB_VERSION: u16 = 10;
@@ -37,6 +37,9 @@ const T_LIST_QUICKLIST_2: u8 = 18;
 const T_STREAM_LISTPACKS_2: u8 = 19;
 const T_SET_LISTPACK: u8 = 20;
 const T_STREAM_LISTPACKS_3: u8 = 21;
+
+/// A function library's record (Redis 7.0's `RDB_OPCODE_FUNCTION2`).
+const OPCODE_FUNCTION2: u8 = 245;
 
 // Length encodings: the top two bits of the first byte.
 const LEN_6BIT: u8 = 0;

@@ -54,6 +54,21 @@ pub fn dump(value: &Value) -> Vec<u8> {
     w
 }
 
+/// FUNCTION DUMP's payload: each library's code as an `RDB_OPCODE_FUNCTION2` record, then the
+/// RDB version and CRC64, as Redis 7.0 writes it (uncompressed).
+pub fn dump_functions<'a>(codes: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut w = Vec::new();
+    for code in codes {
+        w.push(OPCODE_FUNCTION2);
+        put_len(&mut w, code.len() as u64);
+        w.extend_from_slice(code);
+    }
+    w.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = crc64(&w);
+    w.extend_from_slice(&crc.to_le_bytes());
+    w
+}
+
 /// A string, in an integer encoding when it is the canonical form of a 32-bit integer (as
 /// Redis's `rdbTryIntegerEncoding`).
 fn put_string(w: &mut Vec<u8>, s: &[u8]) {

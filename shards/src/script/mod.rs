@@ -10,6 +10,9 @@
 //! `require`, ...; reading an undefined global or creating one is an error).
 
 mod convert;
+pub mod functions;
+mod library;
+pub use library::{describe, flags_of};
 pub mod sha1;
 
 use crate::command::{self, Args, Ctx, flags};
@@ -75,6 +78,8 @@ pub struct Scripts {
     pub busy_ms: u64,
     /// The most memory the Lua state may hold (`LUA_MEMORY_MAX`).
     pub memory_max: usize,
+    /// The cluster's libraries as this node has applied them (FCALL's functions).
+    pub functions: Arc<functions::Registry>,
 }
 
 /// Redis's `busy-reply-threshold` default. Until the busy-script rules are built (issue 18,
@@ -99,6 +104,7 @@ impl Default for Scripts {
             clock: None,
             busy_ms: BUSY_MS,
             memory_max: LUA_MEMORY_MAX,
+            functions: Arc::default(),
         }
     }
 }
@@ -110,6 +116,8 @@ struct Budget {
     started_ms: u64,
     busy_ms: u64,
     wrote: bool,
+    /// The error a run stopped by the budget raises.
+    stop: &'static str,
 }
 
 /// The error of a script stopped for running too long without writing.
@@ -129,6 +137,15 @@ struct Engine {
     run: Function,
     compiled: HashMap<String, Function>,
     generation: u64,
+    /// Runs a function with its keys and arguments (`fn_runner` of the sandbox).
+    fn_run: Function,
+    /// Runs a library's chunk with the load-time API (`loader`), and that API.
+    loader: Function,
+    load_api: Table,
+    /// The functions of the libraries loaded here, by name, with their flags; and the
+    /// generation of the node's libraries they were loaded from (`functions::Registry`).
+    functions: HashMap<String, (Function, u8)>,
+    fn_generation: Option<u64>,
 }
 
 /// What a script may do: EVAL_RO and `no-writes` refuse write commands.
@@ -142,9 +159,42 @@ pub struct Mode {
 /// globals made read-only (reading an undefined one is an error too).
 const SANDBOX: &str = r#"
 local xp, err, tostr, handler = xpcall, error, tostring, ...
+local setenv, setmt, G = setfenv, setmetatable, _G
 local runner = function(f)
   local ok, res = xp(f, handler)
   return ok, res
+end
+-- A function's call: its keys and arguments are its parameters (KEYS and ARGV are not globals).
+local fn_runner = function(f, keys, args)
+  local ok, res = xp(function() return f(keys, args) end, handler)
+  return ok, res
+end
+local missing = function(t, n)
+  err("Script attempted to access nonexistent global variable '" .. tostr(n) .. "'", 2)
+end
+local readonly = function(t, n, v)
+  err("Attempt to modify a readonly table", 2)
+end
+-- A library's globals once loaded: the state's, but for the scripts' KEYS and ARGV.
+local fn_index = function(t, n)
+  if n ~= "KEYS" and n ~= "ARGV" then
+    local v = rawget(G, n)
+    if v ~= nil then return v end
+  end
+  err("Script attempted to access nonexistent global variable '" .. tostr(n) .. "'", 2)
+end
+-- Runs a library's chunk with the load-time API (`api`: redis.register_function, redis.log,
+-- the versions) as its only globals, then gives it the state's.
+local loader = function(chunk, api)
+  local mt = {__index = api, __newindex = readonly}
+  setenv(chunk, setmt({}, mt))
+  local ok, res = xp(chunk, handler)
+  mt.__index = fn_index
+  return ok, res
+end
+local load_api = function(redis_api)
+  setmt(redis_api, {__index = missing, __newindex = readonly})
+  return setmt({redis = redis_api}, {__index = missing, __newindex = readonly})
 end
 for _, name in ipairs({"os", "io", "print", "loadstring", "dofile", "loadfile",
     "require", "module", "package", "getfenv", "setfenv", "newproxy"}) do
@@ -158,7 +208,7 @@ setmetatable(_G, {
     err("Script attempted to access nonexistent global variable '" .. tostr(n) .. "'", 2)
   end,
 })
-return runner
+return runner, fn_runner, loader, load_api
 "#;
 
 /// The line of the script where the error being handled was raised: the innermost frame of
@@ -169,9 +219,12 @@ fn error_line(lua: &Lua, e: Value) -> mlua::Result<Value> {
     for level in 1..12 {
         let found = lua.inspect_stack(level, |d| {
             let src = d.source();
-            (src.short_src.as_deref() == Some("user_script"))
-                .then(|| d.current_line())
-                .flatten()
+            matches!(
+                src.short_src.as_deref(),
+                Some("user_script" | "user_function")
+            )
+            .then(|| d.current_line())
+            .flatten()
         });
         match found {
             None => break,
@@ -317,6 +370,7 @@ impl Engine {
             started_ms: 0,
             busy_ms: BUSY_MS,
             wrote: false,
+            stop: STOPPED,
         });
         lua.set_hook(
             mlua::HookTriggers {
@@ -329,27 +383,40 @@ impl Engine {
                 };
                 match b.clock {
                     Some(now) if !b.wrote && now().saturating_sub(b.started_ms) > b.busy_ms => {
-                        Err(mlua::Error::runtime(STOPPED))
+                        Err(mlua::Error::runtime(b.stop))
                     }
                     _ => Ok(mlua::VmState::Continue),
                 }
             },
         )?;
         let handler = lua.create_function(error_line)?;
-        let run: Function = lua.load(SANDBOX).set_name("=sandbox").call(handler)?;
+        let (run, fn_run, loader, make_api): (Function, Function, Function, Function) =
+            lua.load(SANDBOX).set_name("=sandbox").call(handler)?;
+        let load_api = library::load_api(&lua, &make_api)?;
         Ok(Engine {
             lua,
             run,
             compiled: HashMap::new(),
             generation: 0,
+            fn_run,
+            loader,
+            load_api,
+            functions: HashMap::new(),
+            fn_generation: None,
         })
     }
 }
 
-/// A script to run: its body and id, its keys and arguments.
+/// What a call runs: a script's body (EVAL and its family) or a function of the node's
+/// libraries (FCALL, FCALL_RO).
+pub enum Target<'a> {
+    Script { body: &'a [u8], sha: &'a str },
+    Function { name: &'a str },
+}
+
+/// A call to run: what, its keys and arguments, and what it may do.
 pub struct Call<'a> {
-    pub body: &'a [u8],
-    pub sha: &'a str,
+    pub target: Target<'a>,
     pub keys: Vec<&'a [u8]>,
     pub argv: Vec<&'a [u8]>,
     pub mode: Mode,
@@ -359,11 +426,28 @@ pub struct Call<'a> {
 /// writing its reply to `out`; the keys it wrote are left in `db.scripts.written`.
 pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
     db.scripts.written.clear();
+    let Some(mut engine) = take_engine(db, out) else {
+        return;
+    };
+    if let Target::Function { .. } = call.target {
+        library::sync(&mut engine, db);
+    }
+    set_budget(&engine, db, db.scripts.busy_ms, STOPPED);
+    run_in(&mut engine, db, call, ctx, out);
+    db.scripts.engine = Some(engine);
+}
+
+/// The thread's Lua state (made at its first use), its scripts dropped if SCRIPT FLUSH ran
+/// since; `None` (the error answered) if the interpreter does not start.
+fn take_engine(db: &mut Db, out: &mut Out) -> Option<Box<Engine>> {
     let mut engine = match db.scripts.engine.take() {
         Some(e) => e,
         None => match Engine::new() {
             Ok(e) => Box::new(e),
-            Err(e) => return out.error(&format!("ERR the Lua interpreter did not start: {e}")),
+            Err(e) => {
+                out.error(&format!("ERR the Lua interpreter did not start: {e}"));
+                return None;
+            }
         },
     };
     let generation = db.scripts.cache.generation.load(Ordering::Acquire);
@@ -372,45 +456,61 @@ pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
         engine.generation = generation;
     }
     let _ = engine.lua.set_memory_limit(db.scripts.memory_max);
+    Some(engine)
+}
+
+/// Starts a run's budget: `busy_ms` from now, stopped with `stop` past it unless it wrote.
+fn set_budget(engine: &Engine, db: &Db, busy_ms: u64, stop: &'static str) {
     if let Some(mut b) = engine.lua.app_data_mut::<Budget>() {
         b.clock = db.scripts.clock;
         b.started_ms = db.scripts.clock.map_or(0, |now| now());
-        b.busy_ms = db.scripts.busy_ms;
+        b.busy_ms = busy_ms;
         b.wrote = false;
+        b.stop = stop;
     }
-    run_in(&mut engine, db, call, ctx, out);
-    db.scripts.engine = Some(engine);
 }
 
 fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
     let Call {
-        body,
-        sha,
+        target,
         keys,
         argv,
         mode,
     } = call;
-    let body = strip_shebang(body);
     let lua = &engine.lua;
-    let f = match engine.compiled.get(sha) {
-        Some(f) => f.clone(),
-        None => match lua.load(body).set_name("@user_script").into_function() {
-            Ok(f) => {
-                engine.compiled.insert(sha.to_string(), f.clone());
-                f
-            }
-            Err(e) => {
-                return out.error(&format!(
-                    "ERR Error compiling script (new function): {}",
-                    lua_message(&e)
-                ));
-            }
+    // The function to call, the chunk name errors give, and the id they name.
+    let (f, label, id, is_fn) = match target {
+        Target::Script { body, sha } => {
+            let body = strip_shebang(body);
+            let f = match engine.compiled.get(sha) {
+                Some(f) => f.clone(),
+                None => match lua.load(body).set_name("@user_script").into_function() {
+                    Ok(f) => {
+                        engine.compiled.insert(sha.to_string(), f.clone());
+                        f
+                    }
+                    Err(e) => {
+                        return out.error(&format!(
+                            "ERR Error compiling script (new function): {}",
+                            lua_message(&e)
+                        ));
+                    }
+                },
+            };
+            (f, "user_script", sha, false)
+        }
+        Target::Function { name } => match engine.functions.get(name) {
+            Some((f, _)) => (f.clone(), "user_function", name, true),
+            None => return out.error("ERR Function not found"),
         },
     };
     let result = (|| -> mlua::Result<()> {
         let g = lua.globals();
-        g.raw_set("KEYS", strings(lua, &keys)?)?;
-        g.raw_set("ARGV", strings(lua, &argv)?)?;
+        let (keys, argv) = (strings(lua, &keys)?, strings(lua, &argv)?);
+        if !is_fn {
+            g.raw_set("KEYS", &keys)?;
+            g.raw_set("ARGV", &argv)?;
+        }
         lua.set_named_registry_value("resp", 2)?;
         // A generator per script, from the run's seed (the same on a retry of the same run).
         let math: Table = g.raw_get("math")?;
@@ -424,21 +524,25 @@ fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut
             })?;
             raw.raw_set("f", &f_raw)?;
             lua.set_named_registry_value(RAW_F.to_str().expect("ASCII"), &f_raw)?;
-            let (ok, res): (bool, Value) = engine.run.call(f.clone())?;
+            let (ok, res): (bool, Value) = if is_fn {
+                engine.fn_run.call((f.clone(), keys, argv))?
+            } else {
+                engine.run.call(f.clone())?
+            };
             let line: i64 = lua.named_registry_value("line").unwrap_or(0);
             raw.raw_set("f", Value::Nil)?;
             lua.set_named_registry_value(RAW_F.to_str().expect("ASCII"), Value::Nil)?;
             if ok {
                 convert::to_resp(&res, out, 0);
             } else {
-                out.error(&script_error(&res, sha, line));
+                out.error(&script_error(&res, id, label, line));
             }
             Ok(())
         })
     })();
     if let Err(e) = result {
         out.error(&format!(
-            "ERR {} script: {sha}, on @user_script:0.",
+            "ERR {} script: {id}, on @{label}:0.",
             lua_message(&e)
         ));
     }
@@ -496,9 +600,15 @@ pub fn shebang(body: &[u8]) -> Result<Mode, String> {
     Ok(mode)
 }
 
-/// The reply to a script that raised `err` at `line`.
-fn script_error(err: &Value, sha: &str, line: i64) -> String {
-    let text = match err {
+/// The reply to a script (or function) `id` that raised `err` at `line` of chunk `label`.
+fn script_error(err: &Value, id: &str, label: &str, line: i64) -> String {
+    format!("{} script: {id}, on @{label}:{line}.", error_text(err))
+}
+
+/// The error a script raised, as its reply begins: an error table's text, else `ERR ` and
+/// the message.
+fn error_text(err: &Value) -> String {
+    match err {
         Value::Table(t) => match t.raw_get::<Value>("err") {
             Ok(Value::String(s)) => s.to_string_lossy().to_string(),
             _ => "ERR unknown error".to_string(),
@@ -506,8 +616,7 @@ fn script_error(err: &Value, sha: &str, line: i64) -> String {
         Value::String(s) => format!("ERR {}", s.to_string_lossy()),
         Value::Error(e) => format!("ERR {}", lua_message(e)),
         other => format!("ERR {}", other.to_string().unwrap_or_default()),
-    };
-    format!("{text} script: {sha}, on @user_script:{line}.")
+    }
 }
 
 /// An mlua error as Lua would print it.

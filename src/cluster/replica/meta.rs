@@ -7,6 +7,7 @@
 use super::*;
 use shardline_shards::meta::{Applied, Cmd, Meta};
 use shardline_shards::placement::NodeId;
+use shardline_shards::script::functions::{FN_TAG, FnApplied, FnCmd, Libraries};
 
 /// How soon the metadata leader proposes `Drained` again if the first did not apply.
 const DRAINED_AGAIN: Duration = Duration::from_secs(5);
@@ -153,6 +154,11 @@ impl Replicas {
             self.apply_seq(&data[1..]);
             return Ok(());
         }
+        if data[0] == FN_TAG {
+            self.apply_functions(&data[1..], out);
+            ends.push(out.buf.len() as u32);
+            return Ok(());
+        }
         let cmd = match Cmd::decode(data) {
             Ok(cmd) => cmd,
             Err(e) => {
@@ -183,25 +189,59 @@ impl Replicas {
         Ok(())
     }
 
+    /// Applies a committed change to the function libraries (FUNCTION LOAD, DELETE, FLUSH,
+    /// RESTORE), writing its answer, and publishes the libraries to the node's threads.
+    fn apply_functions(&mut self, data: &[u8], out: &mut Out) {
+        let cmd = match FnCmd::decode(data) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                // Skipped alike by every replica, as any metadata entry that does not decode.
+                tracing::error!("a committed function entry does not decode ({e}); skipped");
+                return out
+                    .error("ERR the change to the functions did not decode (nothing was changed)");
+            }
+        };
+        match self.functions.apply(&cmd) {
+            Ok(FnApplied::Loaded(name)) => out.bulk(name.as_bytes()),
+            Ok(FnApplied::Done) => out.ok(),
+            Err(e) => return out.error(&e),
+        }
+        self.c.functions.publish(self.functions.clone());
+    }
+
+    /// The function libraries of the metadata group's snapshot (or start state), published.
+    pub(super) fn install_functions(&mut self, libs: Libraries) {
+        self.functions = libs;
+        self.c.functions.publish(self.functions.clone());
+    }
+
     /// Installs the metadata group's snapshot (a node that joined gets its first one so).
     pub(super) fn install_meta(&mut self, state: &[u8]) -> Result<u64, SnapshotError> {
-        let (state, seq) =
+        let parts =
             shardline_shards::calvin::seq::split_state(state).map_err(|e| SnapshotError {
                 offset: e.offset,
                 reason: e.what(),
             })?;
-        let m = Meta::decode(state).map_err(|e| SnapshotError {
+        let m = Meta::decode(parts.meta).map_err(|e| SnapshotError {
             offset: 0,
             reason: e.0,
         })?;
+        let libs = match parts.libs {
+            None => Libraries::default(),
+            Some(b) => Libraries::decode(b).map_err(|e| SnapshotError {
+                offset: e.offset,
+                reason: "the function libraries do not decode",
+            })?,
+        };
         if m.cluster_id != self.c.cluster_id {
             return Err(SnapshotError {
                 offset: 1,
                 reason: "the metadata of another cluster",
             });
         }
-        self.install_seq(seq)
+        self.install_seq(parts.seq)
             .map_err(|reason| SnapshotError { offset: 0, reason })?;
+        self.install_functions(libs);
         publish_meta(&self.c, &m);
         self.meta = Some(m);
         Ok(0)

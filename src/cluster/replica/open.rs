@@ -2,6 +2,7 @@
 //! them (or created from the placement on a listed cluster's first start).
 
 use super::*;
+use shardline_shards::script::functions::Libraries;
 
 impl Replicas {
     /// Opens this thread's log and snapshots and restores every replica from them into `db`.
@@ -29,6 +30,7 @@ impl Replicas {
         let meta_g = c.meta_group();
         let mut meta = None;
         let mut seq_state: Option<(usize, Vec<u8>)> = None;
+        let mut libs = Libraries::default();
         let mut groups: Vec<Option<Group>> = (0..count).map(|_| None).collect();
         let mut clocks = vec![0u64; count];
         let mut applied = vec![LogId::default(); count];
@@ -98,13 +100,21 @@ impl Replicas {
                         .ok_or_else(|| corrupt(SNAP_HEADER_BYTES, "bad membership"))?;
                     let at = SNAP_HEADER_BYTES + (blob.len() - state.len());
                     if g == meta_g {
-                        let (m, sq) = shardline_shards::calvin::seq::split_state(&state)
+                        let parts = shardline_shards::calvin::seq::split_state(&state)
                             .map_err(|e| corrupt(at, e.what()))?;
                         meta = Some(
-                            shardline_shards::meta::Meta::decode(m)
+                            shardline_shards::meta::Meta::decode(parts.meta)
                                 .map_err(|e| corrupt(at, e.0))?,
                         );
-                        seq_state = sq.map(|b| (at + (state.len() - b.len()), b.to_vec()));
+                        seq_state = parts
+                            .seq
+                            .map(|b| (at + (state.len() - b.len()), b.to_vec()));
+                        if let Some(b) = parts.libs {
+                            let libs_at = at + (state.len() - b.len());
+                            libs = Libraries::decode(b).map_err(|e| {
+                                corrupt(libs_at + e.offset, "the function libraries do not decode")
+                            })?;
+                        }
                     } else {
                         clocks[v] = install(db, &state)
                             .map_err(|e| corrupt(at + 8 + e.offset, e.reason))?;
@@ -176,6 +186,7 @@ impl Replicas {
             scratch: replicate::Scratch::default(),
             hint_due: now,
             meta,
+            functions: Libraries::default(),
             meta_g,
             to_drop: Vec::new(),
             chunk_bytes: cfg.snapshot_chunk_bytes as usize,
@@ -195,6 +206,7 @@ impl Replicas {
             next_blocked: 1,
             c,
         };
+        r.install_functions(libs);
         if let Some((at, b)) = seq_state {
             r.install_seq(Some(&b)).map_err(|reason| {
                 format!(

@@ -7,9 +7,13 @@ use super::*;
 use shardline_shards::calvin::seq::TxnId;
 use shardline_shards::rng::Rng;
 
-/// Whether `spec` runs a script (EVAL and its family): its effects are logged, not itself.
+/// Whether `spec` runs a script (EVAL and its family, FCALL and FCALL_RO): its effects are
+/// logged, not itself.
 pub(crate) fn is_script(spec: &command::CommandSpec) -> bool {
-    matches!(spec.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro")
+    matches!(
+        spec.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
 }
 
 /// A transaction across vShards of a job: its commands' words, whether a MULTI/EXEC and

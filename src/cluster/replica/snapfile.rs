@@ -116,13 +116,18 @@ pub(super) fn vshard_snapshot_fits(state: &[u8], v: VShardId) -> bool {
 /// Whether the state of a metadata snapshot received from a peer decodes and is this
 /// cluster's (`install_meta` would take it).
 pub(super) fn meta_snapshot_fits(state: &[u8], cluster: [u8; 16]) -> bool {
-    let Ok((meta, seq)) = shardline_shards::calvin::seq::split_state(state) else {
+    let Ok(parts) = shardline_shards::calvin::seq::split_state(state) else {
         return false;
     };
-    let seq_ok = seq.is_none_or(|b| {
+    let seq_ok = parts.seq.is_none_or(|b| {
         shardline_shards::calvin::seq::Sequencer::decode(b, Default::default()).is_ok()
     });
-    seq_ok && shardline_shards::meta::Meta::decode(meta).is_ok_and(|m| m.cluster_id == cluster)
+    let libs_ok = parts
+        .libs
+        .is_none_or(|b| shardline_shards::script::functions::Libraries::decode(b).is_ok());
+    seq_ok
+        && libs_ok
+        && shardline_shards::meta::Meta::decode(parts.meta).is_ok_and(|m| m.cluster_id == cluster)
 }
 
 /// Whether a vShard snapshot is a tombstone (the replica was moved off this node): no state,

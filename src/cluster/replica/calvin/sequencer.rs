@@ -42,9 +42,10 @@ impl Replicas {
         Ok(())
     }
 
-    /// The metadata group's snapshot state: the metadata's and the sequencer's.
+    /// The metadata group's snapshot state: the metadata's, the sequencer's and the
+    /// function libraries'.
     pub(in crate::cluster::replica) fn meta_state(&self, meta: &[u8]) -> Vec<u8> {
-        seq::join_state(meta, &self.calvin.seq)
+        seq::join_state(meta, &self.calvin.seq, &self.functions)
     }
 
     pub(super) fn publish(&mut self, from: u64, replace: bool) {
