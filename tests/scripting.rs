@@ -456,3 +456,139 @@ fn functions_are_the_same_on_every_node_of_a_cluster() {
         .query(&mut c);
     assert!(format!("{again:?}").contains("already exists"), "{again:?}");
 }
+
+/// Scripts on a 3-node cluster (replication factor 3) while their vShard's leader is killed
+/// with -9 and comes back: clients retry only what was refused (`-MOVED`, `-TRYAGAIN`: not
+/// applied) and count the rest (`-UNKNOWN`, a broken connection) as maybe; at the end every
+/// acknowledged script's effects are there, none twice, and both effects of each script
+/// together (the list and the counter agree), on every node after a restart of all.
+#[test]
+fn scripts_on_a_replicated_cluster_survive_kill_9_of_their_leader() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    const SCRIPT: &str =
+        "redis.call('rpush', KEYS[1], ARGV[1]); return redis.call('incr', KEYS[2])";
+    let mut cl = common::cluster::TestCluster::start(3, false, &[]);
+    let ports = cl.ports.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let maybe: Arc<Mutex<Vec<String>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (stop, acked, maybe, ports) =
+                (stop.clone(), acked.clone(), maybe.clone(), ports.clone());
+            std::thread::spawn(move || {
+                let mut port = ports[c % ports.len()];
+                let mut conn: Option<redis::Connection> = None;
+                let mut j = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    j += 1;
+                    let item = format!("c{c}:{j}");
+                    loop {
+                        let Some(n) = conn.as_mut() else {
+                            conn = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                                .ok();
+                            if conn.is_none() {
+                                port = ports[(ports.iter().position(|&p| p == port).unwrap() + 1)
+                                    % ports.len()];
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            continue;
+                        };
+                        let _ = n.set_read_timeout(Some(Duration::from_secs(10)));
+                        let r: redis::RedisResult<i64> = redis::cmd("EVAL")
+                            .arg(SCRIPT)
+                            .arg(2)
+                            .arg("{t}log")
+                            .arg("{t}n")
+                            .arg(&item)
+                            .query(n);
+                        match r {
+                            Ok(_) => {
+                                acked.lock().unwrap().push(item);
+                                break;
+                            }
+                            Err(e)
+                                if e.kind()
+                                    == redis::ErrorKind::Server(redis::ServerErrorKind::Moved) =>
+                            {
+                                if let Some((_, p)) =
+                                    e.redirect_node().and_then(|(a, _)| a.rsplit_once(':'))
+                                {
+                                    port = p.parse().unwrap();
+                                }
+                                conn = None;
+                            }
+                            Err(e)
+                                if e.kind()
+                                    == redis::ErrorKind::Server(
+                                        redis::ServerErrorKind::TryAgain,
+                                    ) =>
+                            {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            Err(_) => {
+                                maybe.lock().unwrap().push(item);
+                                conn = None;
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let leader = (0..3)
+        .find(|&i| {
+            let mut n = redis::Client::open(cl.url(i))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            redis::cmd("EXISTS")
+                .arg("{t}log")
+                .query::<i64>(&mut n)
+                .is_ok()
+        })
+        .expect("a leader");
+    cl.kill(leader);
+    std::thread::sleep(Duration::from_secs(3));
+    cl.spawn(leader);
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    for t in clients {
+        t.join().unwrap();
+    }
+    let (acked, maybe) = (acked.lock().unwrap().clone(), maybe.lock().unwrap().clone());
+    assert!(
+        acked.len() > 100,
+        "the scripts made progress: {}",
+        acked.len()
+    );
+    let check = |cl: &common::cluster::TestCluster| {
+        let mut n = cl.leader_of("{t}log");
+        let list: Vec<String> = redis::cmd("LRANGE")
+            .arg("{t}log")
+            .arg(0)
+            .arg(-1)
+            .query(&mut n)
+            .unwrap();
+        let count: i64 = redis::cmd("GET").arg("{t}n").query(&mut n).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for item in &list {
+            assert!(seen.insert(item.clone()), "{item} applied twice");
+            assert!(
+                acked.contains(item) || maybe.contains(item),
+                "{item} was never sent"
+            );
+        }
+        for item in &acked {
+            assert!(seen.contains(item), "acknowledged {item} lost");
+        }
+        assert_eq!(list.len() as i64, count, "a script's two effects apart");
+    };
+    check(&cl);
+    cl.restart_all();
+    check(&cl);
+}

@@ -37,11 +37,12 @@ mod meta;
 mod moves;
 mod open;
 pub(crate) mod propose;
+pub(crate) mod scripts;
 #[cfg(test)]
 mod sim;
 mod snapfile;
 mod step;
-pub(crate) use direct::{over_maxmemory, vshards_of};
+pub(crate) use direct::{SCRIPTS_ALONE, over_maxmemory, vshards_of};
 use meta::{meta_members, publish_meta, static_meta};
 use shardline_shards::replica::job::PendingJob;
 use shardline_shards::replica::pending::{OpList, Pending, ReadOp, Waiter};
@@ -175,6 +176,10 @@ pub struct Replicas {
     /// Thread 0: the function libraries as the metadata group has applied them (published
     /// to `Cluster::functions` at every change).
     functions: shardline_shards::script::functions::Libraries,
+    /// Scripts waiting for their vShards to settle (`scripts.rs`), in arrival order, and the
+    /// jobs waiting behind them.
+    script_waits: std::collections::VecDeque<scripts::ScriptWait>,
+    script_deferred: std::collections::VecDeque<Job>,
     /// The metadata group's id (`Cluster::meta_group`).
     meta_g: u32,
     /// Groups to drop at the next step (`moves::removed_notice`).

@@ -207,9 +207,15 @@ impl Conn {
     /// (`Shard::run_script_direct`), else through that thread's job (`plan_script`); its
     /// effects are logged. Keys on several threads are refused for now.
     fn script(&mut self, c: &crate::cluster::Cluster, spec: &'static CommandSpec, args: Args) {
+        use shardline_shards::slot::VShardId;
         let here = self.shard.id;
         let mut vshards = Vec::new();
         crate::cluster::replica::vshards_of(spec, args, c.layout, &mut vshards);
+        vshards.sort_unstable();
+        vshards.dedup();
+        if !vshards.iter().all(|&v| c.alone(VShardId(v as u16))) {
+            return self.replicated_script(c, spec, args, &vshards);
+        }
         let t = vshards.first().map_or(here, |&v| c.thread_of(v));
         if vshards.iter().any(|&v| c.thread_of(v) != t) {
             return self.out.error(SCRIPT_THREADS);
@@ -225,8 +231,46 @@ impl Conn {
             .run_script_direct(spec, args, self.now_us, &mut self.out)
         {
             Ok(seq) => self.durable_seq = self.durable_seq.max(seq),
+            Err(msg) if msg == crate::cluster::replica::SCRIPTS_ALONE => {
+                // Without keys, on a thread whose groups have replicas elsewhere.
+                let op = self.push_cmd(here, spec, args.buf(), args.spans());
+                self.barrier = true;
+                self.hole(vec![PartRef::Remote { thread: here, op }], Finish::Raw);
+            }
             Err(msg) => self.out.error(msg),
         }
+    }
+
+    /// A script whose keys are in vShards with replicas on other nodes (issue 18, step 3):
+    /// to its vShard's leader (`-MOVED`, or forwarded with `cluster-routing proxy`), where it
+    /// runs once the vShard has settled (`replica/scripts.rs`). It ends the batch: what the
+    /// client sent after it waits for it. Keys in several such vShards are refused for now.
+    fn replicated_script(
+        &mut self,
+        c: &crate::cluster::Cluster,
+        spec: &'static CommandSpec,
+        args: Args,
+        vshards: &[u32],
+    ) {
+        use shardline_shards::slot::VShardId;
+        let &[v] = vshards else {
+            return self
+                .out
+                .error(crate::cluster::replica::scripts::SCRIPT_ACROSS);
+        };
+        let leader = c.leader(VShardId(v as u16));
+        if leader != c.me {
+            if leader != NodeId(0) && c.proxy {
+                return self.proxy(leader, spec, args);
+            }
+            let key = spec.keys_of(args).next().map_or(&b""[..], |k| args.get(k));
+            let slot = shardline_shards::slot::key_slot(key);
+            return self.out.error(&c.redirect(slot, Some(leader)));
+        }
+        let t = c.thread_of(v);
+        let op = self.push_cmd(t, spec, args.buf(), args.spans());
+        self.barrier = true;
+        self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
     }
 
     /// Submits the command as a Calvin transaction from this thread (`Op::Txn`): answered

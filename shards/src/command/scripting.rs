@@ -867,4 +867,43 @@ mod tests {
             "the same library dumps alike"
         );
     }
+
+    /// A script run for a replicated group (`script::Isolation`): it sees its own writes,
+    /// touches only its vShard, and once undone leaves the keyspace exactly as it was (its
+    /// effects go through the log instead).
+    #[test]
+    fn an_isolated_script_is_undone_completely_and_stays_in_its_vshard() {
+        use crate::script::Isolation;
+        let mut h = Harness::new();
+        h.run("SET {t}a 1");
+        h.run("RPUSH {t}l x y");
+        h.run("PEXPIRE {t}l 100000");
+        let before = crate::command::testing::contents(&mut h, &["{t}a", "{t}l", "{t}new"]);
+        let v = h.db.layout().vshard_of(crate::slot::key_slot(b"{t}a"));
+        h.db.scripts.isolation = Some(Isolation::new(Some(v)));
+        let body = "redis.call('incr', KEYS[1]); redis.call('del', KEYS[2]); redis.call('set', KEYS[3], 'n', 'EX', 5); return {redis.call('get', KEYS[1]), redis.call('exists', KEYS[2])}";
+        assert_eq!(
+            eval(&mut h, body, &["3", "{t}a", "{t}l", "{t}new"]),
+            "*2\r\n$1\r\n2\r\n:0\r\n"
+        );
+        let mut written = h.db.scripts.written.clone();
+        written.sort();
+        assert_eq!(
+            written,
+            [b"{t}a".to_vec(), b"{t}l".to_vec(), b"{t}new".to_vec()]
+        );
+        // Another vShard's key, or a keyless write, is refused.
+        assert!(
+            eval(
+                &mut h,
+                "return redis.call('set', KEYS[1], 1)",
+                &["1", "other"]
+            )
+            .contains("non local key")
+        );
+        assert!(eval(&mut h, "return redis.call('flushall')", &["0"]).contains("not allowed"));
+        h.db.scripts.isolation.take().unwrap().undo(&mut h.db);
+        let after = crate::command::testing::contents(&mut h, &["{t}a", "{t}l", "{t}new"]);
+        assert_eq!(before, after);
+    }
 }

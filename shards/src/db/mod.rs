@@ -515,6 +515,40 @@ impl Db {
         Some(v)
     }
 
+    /// What `key` holds, due or not, and its expiry: a copy for a script's journal
+    /// (`script::Isolation`), put back with `put_raw`.
+    pub fn raw_entry(&self, key: &[u8]) -> Option<(Value, Option<u64>)> {
+        let t = self.table(key_slot(key));
+        let v = t.keys.get(key)?;
+        Some((v.deep_clone(), t.expires.get(key).copied()))
+    }
+
+    /// Puts `key` back as `raw_entry` found it (absent: removed), signalling nothing: what a
+    /// script ran for a replicated group is undone so (its effects apply through the log).
+    pub fn put_raw(&mut self, key: &[u8], entry: Option<(Value, Option<u64>)>) {
+        let slot = key_slot(key);
+        let meta = fresh_meta(&self.tunables, self.now_ms);
+        let t = self.table_mut(slot);
+        match entry {
+            None => {
+                t.keys.remove(key);
+                t.expires.remove(key);
+            }
+            Some((v, at)) => {
+                let (i, _) = t.keys.insert_at(key, v);
+                t.keys.set_meta(i, meta);
+                match at {
+                    Some(at) => {
+                        t.expires.insert(key, at);
+                    }
+                    None => {
+                        t.expires.remove(key);
+                    }
+                }
+            }
+        }
+    }
+
     /// The expiry of a live key: `None` if the key does not exist, `Some(None)` if it is
     /// persistent.
     pub fn expire_at(&mut self, key: &[u8], now_ms: u64) -> Option<Option<u64>> {

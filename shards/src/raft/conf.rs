@@ -80,6 +80,9 @@ impl Membership {
         let mut m = self.clone();
         match change {
             ConfChange::AddLearner(id) => {
+                if !(1..=crate::meta::NODES_MAX).contains(&id.0) {
+                    return Err(ConfError::Invalid("not a member id"));
+                }
                 if self.contains(id) {
                     return Err(ConfError::Invalid("already a member"));
                 }
@@ -144,12 +147,20 @@ impl Membership {
         m.valid().then_some((m, rest))
     }
 
+    /// Voters, at most `MAX_MEMBERS` members, each once, each a member id the cluster can
+    /// give (`1..=NODES_MAX`: a forged id out of that range was once taken in from a hostile
+    /// member's snapshot, found by the simulator, and tripped the routing's replica masks).
     fn valid(&self) -> bool {
         let n = self.voters.len() + self.learners.len();
         let mut ids: Vec<NodeId> = self.all().collect();
         ids.sort_unstable();
         ids.dedup();
-        !self.voters.is_empty() && n <= MAX_MEMBERS && ids.len() == n
+        !self.voters.is_empty()
+            && n <= MAX_MEMBERS
+            && ids.len() == n
+            && ids
+                .iter()
+                .all(|id| (1..=crate::meta::NODES_MAX).contains(&id.0))
     }
 
     /// The data of the log entry that makes this the membership.
@@ -280,9 +291,17 @@ mod tests {
         let x = m(&[3, 1], &[7]);
         let data = x.to_entry_data();
         assert_eq!(data[0], CONF_TAG);
-        assert_eq!(Membership::from_entry_data(&data), Some(x));
+        assert_eq!(Membership::from_entry_data(&data), Some(x.clone()));
         assert_eq!(Membership::from_entry_data(b""), None);
         assert_eq!(Membership::from_entry_data(b"\x01SET"), None);
+        // Ids the cluster never gives out (0, past NODES_MAX): refused.
+        for bad in [0, crate::meta::NODES_MAX + 1] {
+            assert_eq!(
+                Membership::from_entry_data(&m(&[1, bad], &[]).to_entry_data()),
+                None
+            );
+            assert!(x.apply(ConfChange::AddLearner(NodeId(bad))).is_err());
+        }
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Waiter {
     pub since: Instant,
     /// The blocking command this entry tries, if it is one.
     pub block: Option<u64>,
+    /// Its ops' replies are held in the job already (a script's, whose entry carries its
+    /// effects): applied, they are released; failed, replaced by the error.
+    pub held: bool,
 }
 
 /// The ops of a job that one entry answers, in the entry's order: nearly always one.
@@ -194,6 +197,11 @@ impl Pending {
         if let Some(job) = self.jobs.get_mut(j as usize).and_then(Option::as_mut) {
             job.write(op, true, |o| o.raw(reply));
         }
+    }
+
+    /// Releases op `op`'s held reply (its entry applied).
+    pub fn release(&mut self, j: u32, op: u32) {
+        self.answer(j, op, false, |job| job.release(op));
     }
 
     /// Answers op `op` of job `j` with `reply`.
@@ -376,6 +384,7 @@ mod tests {
             term,
             since,
             block: None,
+            held: false,
         }
     }
 
@@ -505,6 +514,7 @@ mod tests {
                 term: 1,
                 since: now,
                 block: None,
+                held: false,
             },
         );
         p.wait(
@@ -516,6 +526,7 @@ mod tests {
                 term: 1,
                 since: now,
                 block: Some(44),
+                held: false,
             },
         );
         let w = p.applied(0, 1, 1).expect("first entry");

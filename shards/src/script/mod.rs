@@ -80,6 +80,46 @@ pub struct Scripts {
     pub memory_max: usize,
     /// The cluster's libraries as this node has applied them (FCALL's functions).
     pub functions: Arc<functions::Registry>,
+    /// Set while a script runs for a replicated group (`Isolation`).
+    pub isolation: Option<Isolation>,
+}
+
+/// A script run for a vShard with replicas elsewhere (issue 18, step 3): it runs on the
+/// leader's keyspace, but nothing it does may show before its effects commit, so every key a
+/// write command of it names is copied first (`journal`) and put back after the run
+/// (`undo`); its effects go through the log. Its commands may touch keys of `vshard` only
+/// (`None`: no key at all).
+#[derive(Default)]
+pub struct Isolation {
+    pub vshard: Option<crate::slot::VShardId>,
+    journal: Vec<(Vec<u8>, Option<Kept>)>,
+}
+
+/// A key's value and expiry as a script found it (`Isolation::keep`).
+type Kept = (crate::db::Value, Option<u64>);
+
+impl Isolation {
+    pub fn new(vshard: Option<crate::slot::VShardId>) -> Isolation {
+        Isolation {
+            vshard,
+            journal: Vec::new(),
+        }
+    }
+
+    /// Copies `key` as it is now, the first time a write names it.
+    fn keep(&mut self, db: &Db, key: &[u8]) {
+        if !self.journal.iter().any(|(k, _)| k == key) {
+            self.journal.push((key.to_vec(), db.raw_entry(key)));
+        }
+    }
+
+    /// Puts every key the run wrote back as it was before it (latest copy first: each key
+    /// once, so the order does not matter).
+    pub fn undo(self, db: &mut Db) {
+        for (key, entry) in self.journal.into_iter().rev() {
+            db.put_raw(&key, entry);
+        }
+    }
 }
 
 /// Redis's `busy-reply-threshold` default. Until the busy-script rules are built (issue 18,
@@ -105,6 +145,7 @@ impl Default for Scripts {
             busy_ms: BUSY_MS,
             memory_max: LUA_MEMORY_MAX,
             functions: Arc::default(),
+            isolation: None,
         }
     }
 }
@@ -677,9 +718,27 @@ fn redis_command(
         return fail("ERR Write commands are not allowed from read-only scripts.");
     }
     for k in spec.keys_of(cmd) {
-        if !db.owns_slot(key_slot(cmd.get(k))) {
+        let slot = key_slot(cmd.get(k));
+        let local = match &db.scripts.isolation {
+            Some(iso) => iso.vshard == Some(db.layout().vshard_of(slot)),
+            None => db.owns_slot(slot),
+        };
+        if !local {
             return fail("ERR Script attempted to access a non local key in a cluster node script");
         }
+    }
+    if let Some(mut iso) = db.scripts.isolation.take() {
+        if writes && spec.keys_of(cmd).next().is_none() {
+            db.scripts.isolation = Some(iso);
+            // (It would write this replica alone: FLUSHALL, SWAPDB, ...)
+            return fail("ERR This Redis command is not allowed from script");
+        }
+        if writes {
+            for k in spec.keys_of(cmd) {
+                iso.keep(db, cmd.get(k));
+            }
+        }
+        db.scripts.isolation = Some(iso);
     }
     let mut reply = Out::new(if resp3 { Proto::Resp3 } else { Proto::Resp2 });
     command::execute(db, cmd, ctx, &mut reply);

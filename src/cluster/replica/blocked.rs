@@ -130,6 +130,7 @@ impl Replicas {
                         term,
                         since: now.mono,
                         block: Some(id),
+                        held: false,
                     },
                 );
                 self.touch(v);

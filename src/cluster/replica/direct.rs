@@ -47,7 +47,10 @@ impl Direct {
 
 /// The answer to an op across vShards of groups of one that are catching up (not applied).
 /// Scripts on vShards with other replicas wait for issue 18's step 3.
-pub(crate) const SCRIPTS_ALONE: &str = "ERR scripts run on a node alone for now (vShards with replicas on other nodes: not built yet, issue 18)";
+/// `run_script_direct`'s answer on a thread with groups that have replicas elsewhere: the
+/// script goes through its vShard's job (`scripts.rs`).
+pub(crate) const SCRIPTS_ALONE: &str =
+    "ERR scripts run at once only where every group is a group of one";
 pub(crate) const ACROSS_CATCHING_UP: &str = "TRYAGAIN the vShards of this command are catching up with their logs (nothing was applied); retry shortly";
 
 /// One direct entry being built by a plan: its commands already ran with `rng` (the entry's

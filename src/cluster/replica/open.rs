@@ -187,6 +187,8 @@ impl Replicas {
             hint_due: now,
             meta,
             functions: Libraries::default(),
+            script_waits: Default::default(),
+            script_deferred: Default::default(),
             meta_g,
             to_drop: Vec::new(),
             chunk_bytes: cfg.snapshot_chunk_bytes as usize,

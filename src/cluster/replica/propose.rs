@@ -57,6 +57,9 @@ pub(crate) struct Plan {
     watch_at: Vec<PlannedWatch>,
     /// WATCHes elsewhere dropped (`Op::Unwatch`).
     unwatch: Vec<(TxnId, Vec<crate::hop::WatchedKey>)>,
+    /// Scripts for vShards with replicas elsewhere: (op, vShard and slot, command), run or
+    /// queued once the job's entries are proposed (`scripts.rs`).
+    scripts: Vec<(u32, (u32, Slot), Vec<Vec<u8>>)>,
     /// Commands run at once that answered an error (INFO commandstats `failed_calls`), by
     /// their index in the command table.
     pub(crate) failed: Vec<usize>,
@@ -103,6 +106,11 @@ impl Shard {
         let job = {
             let mut guard = self.repl.borrow_mut();
             let r = guard.as_mut().expect("replicated");
+            if r.script_gates(&job) {
+                // A script waits for a vShard of it to settle (`scripts.rs`): behind it.
+                r.script_deferred.push_back(job);
+                return;
+            }
             if r.calvin_blocks(&job) {
                 // Keys a transaction holds: run once it executed (`calvin/`).
                 r.calvin.deferred.push_back(job);
@@ -174,6 +182,7 @@ impl Replicas {
             txns: Vec::new(),
             watch_at: Vec::new(),
             unwatch: Vec::new(),
+            scripts: Vec::new(),
             failed: Vec::new(),
         };
         let now_us = now.unix_us;
@@ -501,25 +510,22 @@ impl Replicas {
         self.plan_effects(p, db, &written, (i, unit), (now, seed));
     }
 
-    /// Op `i` (commands `cmds`) on direct group `v`: run now with its entry's clock and seed
-    /// (as a replay of the log runs it), its reply held until the log holds its job's
-    /// entries. Writes join the group's entry of this job; reads are not logged and draw
-    /// from a stream of their own (so the entry's draws replay alike).
-    /// EVAL and its family on this thread (issue 18, step 1): run at once while every group of
-    /// this thread is direct (a node alone), the keys the script wrote logged as its effects
-    /// in one unit (never the script), its reply held until the log holds them.
+    /// EVAL and its family, FCALL (issue 18). While every group of this thread is a group of
+    /// one (a node alone): run at once, the keys the script wrote logged as its effects in one
+    /// unit (never the script), its reply held until the log holds them. Else by its declared
+    /// keys: none, run at once touching no key; one vShard, led here, run once that vShard
+    /// has settled, after this job's earlier entries (`scripts.rs`); several, refused until
+    /// scripts run as Calvin transactions (step 6).
     fn plan_script(&self, p: &mut Plan, db: &mut Db, at: OpAt, (now_us, seed): (u64, u64)) {
         let i = at.i;
         let mine = self.thread_vshards();
-        let why = if !self.all_alone(&mine) {
-            Some(super::direct::SCRIPTS_ALONE)
-        } else if !self.all_direct(&mine) {
-            Some(super::direct::ACROSS_CATCHING_UP)
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            return p.pj.write(i, false, |o| o.error(why));
+        if !self.all_alone(&mine) {
+            return self.plan_replicated_script(p, db, at, (now_us, seed));
+        }
+        if !self.all_direct(&mine) {
+            return p
+                .pj
+                .write(i, false, |o| o.error(super::direct::ACROSS_CATCHING_UP));
         }
         let now = mine.iter().fold(now_us, |t, &v| self.direct_clock(v, t));
         let unit = p.units;
@@ -567,6 +573,56 @@ impl Replicas {
         p.held.push(i);
     }
 
+    /// A script on a thread whose groups have replicas elsewhere (`plan_script`).
+    fn plan_replicated_script(
+        &self,
+        p: &mut Plan,
+        db: &mut Db,
+        at: OpAt,
+        (now_us, seed): (u64, u64),
+    ) {
+        let i = at.i;
+        let args = at.args(&at.cmds[0]);
+        let Some(spec) = command::lookup(args.get(0)) else {
+            return;
+        };
+        let layout = self.c.layout;
+        let mut vs = Vec::new();
+        super::direct::vshards_of(spec, args, layout, &mut vs);
+        vs.sort_unstable();
+        vs.dedup();
+        match vs.as_slice() {
+            [] => p.pj.write(i, false, |o| {
+                db.scripts.isolation = Some(shardline_shards::script::Isolation::new(None));
+                super::scripts::run_isolated(db, args, now_us, seed, o);
+                if let Some(iso) = db.scripts.isolation.take() {
+                    iso.undo(db);
+                }
+            }),
+            &[v] => {
+                let key = spec.keys_of(args).next().map(|k| args.get(k));
+                let slot = key.map_or(0, shardline_shards::slot::key_slot);
+                match self.groups[v as usize].as_ref() {
+                    Some(g) if g.role() == raft::Role::Leader => {
+                        p.scripts
+                            .push((i, (v, slot), args.iter().map(<[u8]>::to_vec).collect()));
+                    }
+                    g => {
+                        let msg = self.c.redirect(slot, g.and_then(|g| g.leader()));
+                        p.pj.write(i, false, |o| o.error(&msg));
+                    }
+                }
+            }
+            _ => {
+                p.pj.write(i, false, |o| o.error(super::scripts::SCRIPT_ACROSS))
+            }
+        }
+    }
+
+    /// Op `i` (commands `cmds`) on direct group `v`: run now with its entry's clock and seed
+    /// (as a replay of the log runs it), its reply held until the log holds its job's
+    /// entries. Writes join the group's entry of this job; reads are not logged and draw
+    /// from a stream of their own (so the entry's draws replay alike).
     fn plan_direct(
         &self,
         p: &mut Plan,
@@ -671,6 +727,7 @@ impl Replicas {
                             term,
                             since: now.mono,
                             block: None,
+                            held: false,
                         },
                     );
                     self.touch(v);
@@ -682,6 +739,10 @@ impl Replicas {
                     }
                 }
             }
+        }
+        for (op, at, words) in plan.scripts {
+            let w = super::scripts::ScriptWait::new((j, op), at, words, now.mono);
+            self.start_script(db, w, now, seed ^ SCRIPT_STREAM);
         }
         for (at, flag, op) in plan.watch_at {
             self.watch_at(at, flag, (j, op), now.mono);
@@ -700,6 +761,7 @@ impl Replicas {
                         term,
                         since: now.mono,
                         block: None,
+                        held: false,
                     },
                 ),
                 Err(leader) => {
@@ -809,6 +871,8 @@ impl Replicas {
     }
 }
 
+/// Scripts on replicated groups draw from `seed ^ SCRIPT_STREAM` (`scripts.rs`).
+const SCRIPT_STREAM: u64 = 0x5c41_97e1_0000_0001;
 /// Reads on direct groups draw from `seed ^ READ_STREAM`, not from their entry's stream.
 pub(super) const READ_STREAM: u64 = 0x5eed_0f4e_ad5e_ed00;
 

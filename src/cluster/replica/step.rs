@@ -41,6 +41,7 @@ impl Shard {
         self.flush_events();
         self.serve_ready();
         self.run_deferred();
+        self.run_script_waits();
         Ok(())
     }
 
@@ -321,6 +322,17 @@ impl Replicas {
                         r.conf_applied(*g, e.index, &e.data);
                     }
                     let Some(w) = w else { continue };
+                    if w.held {
+                        // A script's effects (`scripts.rs`): its reply was held until now.
+                        if ends.is_empty() {
+                            r.pending.fail_waiter(w, SKIPPED);
+                        } else {
+                            for &op in w.ops.as_slice() {
+                                r.pending.release(w.job, op);
+                            }
+                        }
+                        continue;
+                    }
                     if ends.len() < w.ops.as_slice().len() {
                         // Skipped, or it answers fewer ops than were proposed: not ours.
                         r.pending.fail_waiter(w, SKIPPED);

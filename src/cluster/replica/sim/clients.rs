@@ -430,7 +430,25 @@ impl Sim {
         self.next_request += 1;
         // Calvin pairs: half as a MULTI/EXEC, half as an MSET or MGET (split by key).
         let split = self.calvin_pairs && rid % 2 == 0;
+        // Pairs in one vShard: a third as scripts (`replica/scripts.rs`), whose replies are
+        // the MULTI/EXEC's in RESP2.
+        let script = !self.calvin_pairs && !self.cross_pairs && rid % 3 == 0;
         let words: Vec<&[u8]> = match req {
+            Req::TxSet(_) if script => vec![
+                b"EVAL",
+                SET_PAIR.as_bytes(),
+                b"2",
+                ta.as_bytes(),
+                tb.as_bytes(),
+                value.as_bytes(),
+            ],
+            Req::TxGet if script => vec![
+                b"EVAL",
+                GET_PAIR.as_bytes(),
+                b"2",
+                ta.as_bytes(),
+                tb.as_bytes(),
+            ],
             Req::TxSet(_) if split => vec![
                 b"MSET",
                 ta.as_bytes(),
@@ -446,7 +464,12 @@ impl Sim {
                 .collect(),
             _ => words,
         };
-        let job = job_of(&words, rid, |len| match req {
+        let mut job = job_of(&words, rid, |len| match req {
+            Req::TxSet(_) | Req::TxGet if script => Op::Cmd {
+                first: 0,
+                len,
+                spec: command::lookup(words[0]),
+            },
             Req::Pop if self.calvin_pairs => Op::Txn {
                 cmds: vec![(0, len)],
                 exec: false,
@@ -504,6 +527,9 @@ impl Sim {
                 spec: command::lookup(words[0]),
             },
         });
+        if script && matches!(req, Req::TxSet(_) | Req::TxGet) {
+            job.proto = Proto::Resp2;
+        }
         self.clients[c].inflight = Some(rid);
         self.requests.insert(
             rid,
@@ -558,7 +584,9 @@ impl Sim {
     /// Hands `job` (its key second) to the shard thread of node `node` that owns the key, as
     /// the connection layer does, and takes the replies it finished at once.
     pub(super) fn submit_job(&mut self, node: NodeId, job: Job) {
-        let key = &job.buf[job.spans[1].0 as usize..job.spans[1].1 as usize];
+        // (A script's first key is its fourth word.)
+        let at = if job.buf.starts_with(b"EVAL") { 3 } else { 1 };
+        let key = &job.buf[job.spans[at].0 as usize..job.spans[at].1 as usize];
         let c = &self.nodes[0].c;
         let t = c.thread_of(c.layout.vshard_of(shardline_shards::slot::key_slot(key)).0 as u32);
         self.submit_on(node, t, job);
@@ -571,6 +599,12 @@ impl Sim {
         let seed = self.rng.next_u64();
         let n = &mut self.nodes[node.slot()].threads[t];
         let r = n.r.as_mut().expect("up");
+        if r.script_gates(&job) {
+            // Behind a script that waits for its vShard to settle (`scripts.rs`), as
+            // `Shard::run_job_replicated` defers it (`step_thread` runs them again).
+            r.script_deferred.push_back(job);
+            return;
+        }
         if r.calvin_blocks(&job) {
             // Keys a transaction holds: run once one executed, as `Shard::run_job_replicated`
             // defers it (`step_thread` runs them again).
@@ -624,6 +658,12 @@ pub(super) fn job_of(words: &[&[u8]], token: u64, op: impl FnOnce(u32) -> Op) ->
         ops: vec![op(words.len() as u32)],
     }
 }
+
+/// A pair written by a script (`Req::TxSet`): both keys in one entry of effects.
+const SET_PAIR: &str =
+    "return {redis.call('set', KEYS[1], ARGV[1]), redis.call('set', KEYS[2], ARGV[1])}";
+/// A pair read by a script (`Req::TxGet`).
+const GET_PAIR: &str = "return {redis.call('get', KEYS[1]), redis.call('get', KEYS[2])}";
 
 /// The items of a RESP array of bulk strings or nulls (`None` if `reply` is not one).
 fn bulk_items(reply: &str) -> Option<Vec<Option<String>>> {

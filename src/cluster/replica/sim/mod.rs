@@ -738,16 +738,25 @@ impl Sim {
                 sent.push((NodeId::of_slot(p), std::mem::take(&mut peer.out)));
             }
         }
+        // Scripts whose vShards settled run, as `Shard::run_script_waits` runs them.
+        let seed = self.rng.next_u64();
+        let n = &mut self.nodes[id.slot()].threads[t];
+        let r = n.r.as_mut().expect("up");
+        let scripts_ended = (!r.script_waits.is_empty() || !r.script_deferred.is_empty())
+            && (r.run_waiting_scripts(&mut n.db, now, seed) || r.script_waits.is_empty());
         let done: Vec<PendingJob> = r.pending.take_finished().collect();
         // Calvin's messages for the node's other threads (its mailboxes), as `Shard` hands
         // them on; the jobs that waited for keys a transaction held, once one executed, as
-        // `Shard::run_deferred` runs them again.
+        // `Shard::run_deferred` runs them again; those that waited behind scripts.
         let mail: Vec<_> = r.calvin.outbox.drain(..).collect();
-        let again = if std::mem::take(&mut r.calvin.released) {
+        let mut again = if std::mem::take(&mut r.calvin.released) {
             std::mem::take(&mut r.calvin.deferred)
         } else {
             VecDeque::new()
         };
+        if scripts_ended {
+            again.extend(std::mem::take(&mut r.script_deferred));
+        }
         for (t2, msg) in mail {
             self.replicas(id, t2).calvin_receive(msg);
         }
