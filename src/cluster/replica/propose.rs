@@ -59,11 +59,14 @@ pub(crate) struct Plan {
     unwatch: Vec<(TxnId, Vec<crate::hop::WatchedKey>)>,
     /// Scripts for vShards with replicas elsewhere: (op, vShard and slot, command), run or
     /// queued once the job's entries are proposed (`scripts.rs`).
-    scripts: Vec<(u32, (u32, Slot), Vec<Vec<u8>>)>,
+    scripts: Vec<PlannedScript>,
     /// Commands run at once that answered an error (INFO commandstats `failed_calls`), by
     /// their index in the command table.
     pub(crate) failed: Vec<usize>,
 }
+
+/// A script for a replicated vShard: its op, the vShard and a slot of it, its command's words.
+type PlannedScript = (u32, (u32, Slot), Vec<Vec<u8>>);
 
 /// A WATCH to register on another node: (key, transaction id, node), the flag, the op.
 type PlannedWatch = (
