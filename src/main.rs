@@ -138,6 +138,7 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
         let ready = ready_tx.clone();
         std::thread::Builder::new()
             .name(format!("shard-{id}"))
+            .stack_size(thread::STACK_BYTES)
             .spawn(move || thread::run(id, core, node, ready))
             .map_err(|e| format!("cannot start shard thread {id}: {e}"))?;
     }

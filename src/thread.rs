@@ -9,6 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+/// A shard thread's stack: scripts nest (a JSON document or a Lua table 8,000 levels deep is
+/// what Redis's Lua takes, `script::libs`), and a stack only takes the memory it touches.
+pub const STACK_BYTES: usize = 64 << 20;
+
 /// The ring setups a shard thread tries, best first: completions handed to the shard thread
 /// only when it asks for them (`DEFER_TASKRUN`, with `SINGLE_ISSUER`: the thread is the ring's
 /// only submitter), else without the interrupt that tells it (`COOP_TASKRUN`), else none

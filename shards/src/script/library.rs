@@ -19,10 +19,9 @@ struct Registering(Vec<(FunctionInfo, Function)>);
 
 /// The load-time API: a `redis` table with `register_function` and what Redis lets a library
 /// use while it loads, every other name an error (`make` is the sandbox's `load_api`).
-pub(super) fn load_api(lua: &Lua, make: &Function) -> mlua::Result<Table> {
+pub(super) fn load_api(lua: &Lua, make: &Function, full: &Table) -> mlua::Result<Table> {
     let redis = lua.create_table()?;
     redis.raw_set("register_function", lua.create_function(register_function)?)?;
-    let full: Table = lua.globals().raw_get("redis")?;
     for name in [
         "log",
         "LOG_DEBUG",

@@ -12,6 +12,7 @@
 mod convert;
 pub mod functions;
 mod library;
+mod libs;
 pub use library::{describe, flags_of};
 pub mod sha1;
 
@@ -175,6 +176,8 @@ impl Scripts {
 /// its line, and the scripts compiled here by id.
 struct Engine {
     lua: Lua,
+    /// The globals (the sandbox's `R`: the state's global table reads through to it).
+    globals: Table,
     run: Function,
     compiled: HashMap<String, Function>,
     generation: u64,
@@ -195,12 +198,20 @@ pub struct Mode {
     pub read_only: bool,
 }
 
-/// The sandbox, run once per state: the runner (a script under `xpcall`, its error with the
-/// line it was raised at, found by `error_line`), what Redis leaves out of the globals, and the
-/// globals made read-only (reading an undefined one is an error too).
-const SANDBOX: &str = r#"
+/// The sandbox, run once per state: the runners (a script or a function under `xpcall`, its
+/// error with the line it was raised at, found by `error_line`), FUNCTION LOAD's loader, what
+/// Redis leaves out of the globals, and the read-only globals Redis 7 has. The state's global
+/// table `G` keeps no key of its own: the globals live in `R`, which `G` reads through, so a
+/// script can neither add a global nor replace one (`redis = nil` once broke every later
+/// script of its thread); the libraries (`redis`, `string`, `cjson`, ...) are read-only
+/// proxies of theirs, whose `pairs` and `next` still walk them; `rawset` refuses them all.
+/// Returns the runners, the loader, the load-time API's maker and `R` (where EVAL sets KEYS
+/// and ARGV).
+const SANDBOX: &str = r##"
 local xp, err, tostr, handler = xpcall, error, tostring, ...
-local setenv, setmt, G = setfenv, setmetatable, _G
+local setenv, setmt, getmt, rawset_, rawget_, next_, type_, select_, ipairs_ =
+  setfenv, setmetatable, getmetatable, rawset, rawget, next, type, select, ipairs
+local G = _G
 local runner = function(f)
   local ok, res = xp(f, handler)
   return ok, res
@@ -216,10 +227,56 @@ end
 local readonly = function(t, n, v)
   err("Attempt to modify a readonly table", 2)
 end
+-- (What getmetatable answers for a protected table: a table, as in Redis, but not its own.)
+local shield = {}
+-- The globals, moved out of G.
+local R = {}
+local names = {}
+for k, v in next_, G do R[k] = v; names[#names + 1] = k end
+for _, k in ipairs_(names) do rawset_(G, k, nil) end
+for _, name in ipairs_({"os", "io", "print", "dofile", "loadfile", "require", "module",
+    "package", "getfenv", "setfenv", "newproxy"}) do
+  R[name] = nil
+end
+-- Protected table -> what it stands for.
+local protected = {}
+local proxy = function(t)
+  local p = setmt({}, {__index = t, __newindex = readonly, __metatable = shield})
+  protected[p] = t
+  return p
+end
+for _, name in ipairs_({"redis", "cjson", "cmsgpack", "bit", "struct", "string", "table",
+    "math", "coroutine"}) do
+  if R[name] ~= nil then R[name] = proxy(R[name]) end
+end
+protected[G] = R
+R._G = G
+R.rawset = function(t, k, v)
+  if protected[t] then err("Attempt to modify a readonly table", 0) end
+  return rawset_(t, k, v)
+end
+R.rawget = function(t, k)
+  return rawget_(protected[t] or t, k)
+end
+R.next = function(t, k)
+  return next_(protected[t] or t, k)
+end
+local next_of = R.next
+R.pairs = function(...)
+  local t = ...
+  if type_(t) ~= "table" then
+    local got = select_("#", ...) == 0 and "no value" or type_(t)
+    err("bad argument #1 to 'pairs' (table expected, got " .. got .. ")", 2)
+  end
+  return next_of, t, nil
+end
+getmt("").__metatable = shield
+setmt(R, {__index = missing})
+setmt(G, {__index = R, __newindex = readonly, __metatable = shield})
 -- A library's globals once loaded: the state's, but for the scripts' KEYS and ARGV.
 local fn_index = function(t, n)
   if n ~= "KEYS" and n ~= "ARGV" then
-    local v = rawget(G, n)
+    local v = rawget_(R, n)
     if v ~= nil then return v end
   end
   err("Script attempted to access nonexistent global variable '" .. tostr(n) .. "'", 2)
@@ -227,30 +284,18 @@ end
 -- Runs a library's chunk with the load-time API (`api`: redis.register_function, redis.log,
 -- the versions) as its only globals, then gives it the state's.
 local loader = function(chunk, api)
-  local mt = {__index = api, __newindex = readonly}
+  local mt = {__index = api, __newindex = readonly, __metatable = shield}
   setenv(chunk, setmt({}, mt))
   local ok, res = xp(chunk, handler)
   mt.__index = fn_index
   return ok, res
 end
 local load_api = function(redis_api)
-  setmt(redis_api, {__index = missing, __newindex = readonly})
-  return setmt({redis = redis_api}, {__index = missing, __newindex = readonly})
+  setmt(redis_api, {__index = missing, __newindex = readonly, __metatable = shield})
+  return setmt({redis = redis_api}, {__index = missing, __newindex = readonly, __metatable = shield})
 end
-for _, name in ipairs({"os", "io", "print", "loadstring", "dofile", "loadfile",
-    "require", "module", "package", "getfenv", "setfenv", "newproxy"}) do
-  rawset(_G, name, nil)
-end
-setmetatable(_G, {
-  __newindex = function(t, n, v)
-    err("Attempt to modify a readonly table", 2)
-  end,
-  __index = function(t, n)
-    err("Script attempted to access nonexistent global variable '" .. tostr(n) .. "'", 2)
-  end,
-})
-return runner, fn_runner, loader, load_api
-"#;
+return runner, fn_runner, loader, load_api, R
+"##;
 
 /// The line of the script where the error being handled was raised: the innermost frame of
 /// the script's chunk on the stack (levels above are the handler and C functions such as
@@ -404,7 +449,9 @@ impl Engine {
             .call::<()>((&redis, &raw))?;
         // SAFETY: `redis_call` is a `lua_CFunction` that follows the C API's rules (above).
         redis.set("call", unsafe { lua.create_c_function(redis_call)? })?;
+        let redis_real = redis.clone();
         g.set("redis", redis)?;
+        libs::open(&lua)?;
         lua.set_memory_limit(LUA_MEMORY_MAX)?;
         lua.set_app_data(Budget {
             clock: None,
@@ -431,11 +478,17 @@ impl Engine {
             },
         )?;
         let handler = lua.create_function(error_line)?;
-        let (run, fn_run, loader, make_api): (Function, Function, Function, Function) =
-            lua.load(SANDBOX).set_name("=sandbox").call(handler)?;
-        let load_api = library::load_api(&lua, &make_api)?;
+        let (run, fn_run, loader, make_api, globals): (
+            Function,
+            Function,
+            Function,
+            Function,
+            Table,
+        ) = lua.load(SANDBOX).set_name("=sandbox").call(handler)?;
+        let load_api = library::load_api(&lua, &make_api, &redis_real)?;
         Ok(Engine {
             lua,
+            globals,
             run,
             compiled: HashMap::new(),
             generation: 0,
@@ -546,7 +599,7 @@ fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut
         },
     };
     let result = (|| -> mlua::Result<()> {
-        let g = lua.globals();
+        let g = &engine.globals;
         let (keys, argv) = (strings(lua, &keys)?, strings(lua, &argv)?);
         if !is_fn {
             g.raw_set("KEYS", &keys)?;
