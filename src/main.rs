@@ -184,6 +184,7 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
 /// Stops accepting, gives in-flight replies up to `shutdown-timeout-ms`, then exits 0.
 fn shutdown(node: &node::Node) {
     node.shutting_down.store(true, Ordering::Release);
+    node.stop_scripts();
     let budget = Duration::from_millis(node.live.get(|l| &l.shutdown_timeout_ms));
     let start = Instant::now();
     // Shard tickers notice the flag within 1/hz s and close their listeners; connections that are

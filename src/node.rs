@@ -99,6 +99,8 @@ pub struct Node {
     pub cluster: std::sync::Arc<crate::cluster::Cluster>,
     /// The node's script bodies (SCRIPT LOAD, EVAL), shared by its shard threads' keyspaces.
     pub scripts: std::sync::Arc<shardline_shards::script::Cache>,
+    /// Per shard thread, its running script as the others see it (`-BUSY`, SCRIPT KILL).
+    pub script_busy: Vec<std::sync::Arc<shardline_shards::script::Busy>>,
 }
 
 impl Node {
@@ -139,6 +141,7 @@ impl Node {
             ),
             cluster,
             scripts: std::sync::Arc::default(),
+            script_busy: (0..threads).map(|_| std::sync::Arc::default()).collect(),
         }
     }
 
@@ -154,6 +157,15 @@ impl Node {
             .iter()
             .map(|s| f(s).load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Stops every running script whatever it did (the node is going down: nothing of a
+    /// script stopped so is logged).
+    pub fn stop_scripts(&self) {
+        for b in &self.script_busy {
+            b.kill
+                .store(shardline_shards::script::KILL_SHUTDOWN, Ordering::Release);
+        }
     }
 
     pub fn request_shutdown(&self) {

@@ -237,6 +237,7 @@ impl Shard {
         let mut db = Db::new(layout, owned);
         db.scripts.cache = node.scripts.clone();
         db.scripts.functions = node.cluster.functions.clone();
+        db.scripts.busy = node.script_busy[id].clone();
         db.scripts.clock = Some(mono_ms);
         let seed = unix_now_us() ^ ((id as u64 + 1) << 48);
         Shard {

@@ -321,11 +321,12 @@ fn scripts_run_on_their_keys_thread_of_a_node_with_two() {
     let _: redis::RedisResult<redis::Value> = redis::cmd("EXEC").query(&mut c);
 }
 
-/// A script that loops without writing is stopped after `busy-reply-threshold` (5 s) instead
-/// of holding its shard thread forever, and the node serves again.
+/// A script that loops without writing is stopped after `script-stop-ms` instead of holding
+/// its shard thread forever (its own thread's clients cannot reach SCRIPT KILL while it runs),
+/// and the node serves again.
 #[test]
 fn a_looping_script_does_not_hold_the_node() {
-    let s = Server::start("0", &[]);
+    let s = Server::start("0", &["--script-stop-ms", "3000"]);
     let mut c = s.client();
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let started = std::time::Instant::now();
@@ -338,8 +339,8 @@ fn a_looping_script_does_not_hold_the_node() {
         "{stopped:?}"
     );
     assert!(
-        started.elapsed() >= Duration::from_secs(5),
-        "not before the threshold"
+        started.elapsed() >= Duration::from_secs(3),
+        "not before the limit"
     );
     let pong: String = redis::cmd("PING").query(&mut c).unwrap();
     assert_eq!(pong, "PONG");
@@ -349,6 +350,86 @@ fn a_looping_script_does_not_hold_the_node() {
         .arg("v")
         .query(&mut other)
         .unwrap();
+}
+
+/// Past `busy-reply-threshold` a script's thread is busy: a command for it from another
+/// thread's connection is answered `-BUSY` at once, SCRIPT KILL (from there) stops a script
+/// that has not written, answers `-UNKILLABLE` for one that has, and SHUTDOWN NOSAVE stops that
+/// one too with nothing it wrote kept.
+#[test]
+fn a_busy_script_answers_busy_to_the_other_threads_and_script_kill_stops_it() {
+    let mut s = Server::start("0-1", &["--busy-reply-threshold", "200"]);
+    let spawn_script = |url: String, body: &'static str| {
+        std::thread::spawn(move || {
+            let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            redis::cmd("EVAL")
+                .arg(body)
+                .arg(1)
+                .arg("busykey")
+                .query::<()>(&mut c)
+        })
+    };
+    // A connection of the other thread: the one whose GET of the key is answered -BUSY (a
+    // connection of the busy thread waits for it instead).
+    let other_thread = |s: &Server| {
+        for _ in 0..24 {
+            // (A connection the busy thread accepted is not even set up: a short timeout.)
+            let Ok(mut c) = redis::Client::open(s.url())
+                .unwrap()
+                .get_connection_with_timeout(Duration::from_millis(300))
+            else {
+                continue;
+            };
+            c.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let r: redis::RedisResult<Option<String>> =
+                redis::cmd("GET").arg("busykey").query(&mut c);
+            if let Err(e) = r
+                && e.code() == Some("BUSY")
+            {
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                return c;
+            }
+        }
+        panic!("no connection answered -BUSY");
+    };
+    let looping = spawn_script(s.url(), "while true do end");
+    std::thread::sleep(Duration::from_millis(600));
+    let mut other = other_thread(&s);
+    let () = redis::cmd("SCRIPT").arg("KILL").query(&mut other).unwrap();
+    let killed = looping.join().unwrap();
+    assert!(
+        format!("{killed:?}").contains("Script killed by user"),
+        "{killed:?}"
+    );
+    let none: Option<String> = redis::cmd("GET").arg("busykey").query(&mut other).unwrap();
+    assert_eq!(none, None, "served again");
+    let idle: redis::RedisResult<()> = redis::cmd("SCRIPT").arg("KILL").query(&mut other);
+    assert!(
+        format!("{idle:?}").to_uppercase().contains("NOTBUSY"),
+        "{idle:?}"
+    );
+    // One that wrote cannot be killed; SHUTDOWN NOSAVE stops it and the node.
+    let writer = spawn_script(
+        s.url(),
+        "redis.call('set', KEYS[1], 'half') while true do end",
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let refused: redis::RedisResult<()> = redis::cmd("SCRIPT").arg("KILL").query(&mut other);
+    assert!(
+        format!("{refused:?}").to_uppercase().contains("UNKILLABLE"),
+        "{refused:?}"
+    );
+    let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("NOSAVE").query(&mut other);
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let stopped = writer.join().unwrap();
+    assert!(stopped.is_err(), "{stopped:?}");
+    s.kill_and_restart();
+    let mut c = s.client();
+    let kept: Option<String> = redis::cmd("GET").arg("busykey").query(&mut c).unwrap();
+    assert_eq!(kept, None, "nothing of the stopped script was kept");
 }
 
 /// A library as users write one: a counter with a ceiling and a read-only getter.

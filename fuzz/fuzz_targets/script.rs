@@ -32,7 +32,7 @@ fn run(db: &mut Db, argv: &[&[u8]], rng: &mut Rng) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let mut db = Db::new_all(VShardLayout::new(16).expect("a layout"));
     db.scripts.clock = Some(now_ms);
-    db.scripts.busy_ms = 20;
+    db.tunables.script_stop_ms = 20;
     db.scripts.memory_max = 32 << 20;
     let mut rng = Rng::new(1);
     let mut parts = data.split(|&b| b == 0);

@@ -78,8 +78,6 @@ pub static INERT: &[Inert] = &[
     p("latency-tracking-info-percentiles", "50 99 99.9", Text),
     p("slowlog-log-slower-than", "10000", Int),
     p("slowlog-max-len", "128", Int),
-    p("lua-time-limit", "5000", Int),
-    p("busy-reply-threshold", "5000", Int),
     p("tracking-table-max-keys", "1000000", Int),
     p("maxmemory-clients", "0", Text),
     p("maxmemory-eviction-tenacity", "10", Int),

@@ -416,6 +416,27 @@ pub static PARAMS: &[Param] = &[
         get: |c| c.tunables.maxmemory_policy.name().to_string(),
     },
     tunable_param!(
+        "busy-reply-threshold",
+        busy_reply_ms,
+        0,
+        1 << 40,
+        "Milliseconds a script runs before its shard thread is busy: jobs for that thread from the others get -BUSY, and SCRIPT KILL or FUNCTION KILL (sent to another thread) stops a script that has not written (default 5000)."
+    ),
+    tunable_param!(
+        "lua-time-limit",
+        busy_reply_ms,
+        0,
+        1 << 40,
+        "Alias of busy-reply-threshold."
+    ),
+    tunable_param!(
+        "script-stop-ms",
+        script_stop_ms,
+        0,
+        1 << 40,
+        "Milliseconds after which a script that has not written is stopped by the node itself (the clients of its own shard thread cannot reach SCRIPT KILL while it runs); 0: never (default 60000)."
+    ),
+    tunable_param!(
         "maxmemory-samples",
         maxmemory_samples,
         1,

@@ -20,8 +20,19 @@ impl Conn {
         } else {
             None
         };
-        for t in 0..self.jobs.len() {
+        for (t, done) in dones.iter_mut().enumerate() {
             if let Some(job) = self.jobs[t].take() {
+                let busy = &self.shard.node.script_busy[t];
+                if t != self.shard.id && busy.is_busy() && only_commands(&job) {
+                    // Its thread runs a script past busy-reply-threshold: `-BUSY`, as Redis
+                    // answers while a script runs (nothing of the job ran).
+                    if matches!(self.blocked, Some((bt, _)) if bt == t) {
+                        self.blocked = None;
+                    }
+                    let msg = shardline_shards::script::busy_error(busy);
+                    *done = Some(answered_all(&job, msg));
+                    continue;
+                }
                 tokens.push((t, job.token));
                 if t == self.shard.id {
                     // A replicated command led on this very thread: straight to its group,
@@ -245,4 +256,29 @@ fn array_item(reply: &[u8], i: usize) -> &[u8] {
         at += len;
     }
     &[]
+}
+
+/// Whether every op of `job` is a client's command (none bookkeeping another thread must see,
+/// such as ending a blocked client's wait).
+fn only_commands(job: &Job) -> bool {
+    job.ops.iter().all(|op| {
+        matches!(
+            op,
+            Op::Cmd { .. } | Op::Exec { .. } | Op::Local { .. } | Op::Block { .. }
+        )
+    })
+}
+
+/// `job`'s replies with every op answered the error `msg`.
+fn answered_all(job: &Job, msg: &str) -> Done {
+    let mut pj = shardline_shards::replica::job::PendingJob::new(
+        job.origin,
+        job.token,
+        job.proto,
+        job.ops.len(),
+    );
+    for i in 0..job.ops.len() as u32 {
+        pj.write(i, false, |o| o.error(msg));
+    }
+    pj.into_done()
 }

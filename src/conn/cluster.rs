@@ -65,6 +65,17 @@ impl Conn {
         if spec.name == "function" && command::scripting::changes_functions(args) {
             return self.function_change(c, spec, args);
         }
+        if matches!(spec.name, "script" | "function")
+            && args.len() == 2
+            && args.get(1).eq_ignore_ascii_case(b"kill")
+        {
+            // Any thread's busy script (`script::Busy`), from this one.
+            let function = spec.name == "function";
+            return match shardline_shards::script::kill(&self.shard.node.script_busy, function) {
+                Ok(()) => self.out.ok(),
+                Err(e) => self.out.error(e),
+            };
+        }
         if !matches!(spec.scope, Scope::Keys(_)) {
             if spec.flags & flags::WRITE != 0 {
                 return self.out.error(&format!(

@@ -504,13 +504,13 @@ mod tests {
         }
         let mut h = Harness::new();
         h.db.scripts.clock = Some(now_ms);
-        h.db.scripts.busy_ms = 50;
+        h.db.tunables.script_stop_ms = 50;
         let b = "while true do end";
         let got = eval(&mut h, b, &["0"]);
         assert!(got.contains("without writing and was stopped"), "{got}");
         assert_eq!(h.run("PING"), "+PONG\r\n", "the thread is free again");
         // One that wrote first runs to its end, however long.
-        h.db.scripts.busy_ms = 5;
+        h.db.tunables.script_stop_ms = 5;
         let b = "redis.call('set','w','1'); local n = 0; for i = 1, 3e6 do n = n + i end; return 'done'";
         let started = std::time::Instant::now();
         assert_eq!(eval(&mut h, b, &["0"]), "$4\r\ndone\r\n");
@@ -518,6 +518,37 @@ mod tests {
             started.elapsed() > std::time::Duration::from_millis(5),
             "ran past the limit"
         );
+        // Past busy-reply-threshold the thread is busy for the others, and SCRIPT KILL from
+        // one of them stops a script that has not written...
+        h.db.tunables.script_stop_ms = 0;
+        h.db.tunables.busy_reply_ms = 10;
+        let killer = |function: bool, busy: std::sync::Arc<crate::script::Busy>| {
+            std::thread::spawn(move || {
+                while !busy.is_busy() {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                crate::script::kill(&[busy], function)
+            })
+        };
+        let k = killer(false, h.db.scripts.busy.clone());
+        let got = eval(&mut h, "while true do end", &["0"]);
+        assert!(
+            got.contains("Script killed by user with SCRIPT KILL"),
+            "{got}"
+        );
+        assert_eq!(k.join().unwrap(), Ok(()));
+        assert!(!h.db.scripts.busy.is_busy(), "not busy once it ended");
+        // ... but not one that wrote (UNKILLABLE), which runs to its end.
+        let k = killer(false, h.db.scripts.busy.clone());
+        let b = "redis.call('set','w','2'); local n = 0; for i = 1, 3e7 do n = n + i end; return 'done'";
+        assert_eq!(eval(&mut h, b, &["0"]), "$4\r\ndone\r\n");
+        assert!(k.join().unwrap().unwrap_err().starts_with("UNKILLABLE"));
+        // FUNCTION KILL does not stop a script (nor SCRIPT KILL a function).
+        let k = killer(true, h.db.scripts.busy.clone());
+        let b = "local n = 0; for i = 1, 3e7 do n = n + i end; return 'done'";
+        assert_eq!(eval(&mut h, b, &["0"]), "$4\r\ndone\r\n");
+        assert!(k.join().unwrap().unwrap_err().starts_with("NOTBUSY"));
+        h.db.tunables.busy_reply_ms = crate::script::BUSY_MS;
         // A script may not take the node's memory.
         h.db.scripts.memory_max = 64 << 20;
         let b = "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1e6) .. i end";

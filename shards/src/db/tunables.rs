@@ -29,6 +29,11 @@ pub struct Tunables {
     pub zset_max_listpack_value: usize,
     /// Positive: most entries of a packed list; negative -1..-5: most bytes, 4 KiB << (-n - 1).
     pub list_max_listpack_size: i64,
+    /// `busy-reply-threshold` (alias `lua-time-limit`): past it a running script's thread is
+    /// busy (`script::Busy`).
+    pub busy_reply_ms: u64,
+    /// `script-stop-ms`: a script that has not written is stopped past it (0: never).
+    pub script_stop_ms: u64,
 }
 
 /// How far a packed collection may grow before it converts to its indexed encoding.
@@ -88,6 +93,8 @@ impl Default for Tunables {
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
             list_max_listpack_size: -2,
+            busy_reply_ms: crate::script::BUSY_MS,
+            script_stop_ms: crate::script::STOP_MS,
         }
     }
 }

@@ -209,7 +209,7 @@ fn load(engine: &Engine, db: &Db, code: &[u8]) -> Result<Loaded, String> {
         .into_function()
         .map_err(|e| format!("ERR Error compiling function: {}", lua_message(&e)))?;
     lua.set_app_data(Registering::default());
-    set_budget(engine, db, LOAD_MS, LOAD_TIMEOUT);
+    set_budget(engine, db, (u64::MAX, LOAD_MS, LOAD_TIMEOUT), None);
     let ran = engine
         .loader
         .call::<(bool, Value)>((chunk, &engine.load_api));

@@ -22,7 +22,7 @@ use crate::reply::{Out, Proto};
 use crate::slot::key_slot;
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The node's script bodies by id (SHA-1, lowercase hex): SCRIPT LOAD's and EVAL's, as Redis
@@ -75,14 +75,14 @@ pub struct Scripts {
     pub written: Vec<Vec<u8>>,
     /// A monotonic clock in milliseconds (the driver's; none: scripts are never timed).
     pub clock: Option<fn() -> u64>,
-    /// How long a script may run without writing before it is stopped (`BUSY_MS`).
-    pub busy_ms: u64,
     /// The most memory the Lua state may hold (`LUA_MEMORY_MAX`).
     pub memory_max: usize,
     /// The cluster's libraries as this node has applied them (FCALL's functions).
     pub functions: Arc<functions::Registry>,
     /// Set while a script runs for a replicated group (`Isolation`).
     pub isolation: Option<Isolation>,
+    /// This thread's running script as the node's other threads see it.
+    pub busy: Arc<Busy>,
 }
 
 /// A script run for a vShard with replicas elsewhere (issue 18, step 3): it runs on the
@@ -123,11 +123,76 @@ impl Isolation {
     }
 }
 
-/// Redis's `busy-reply-threshold` default. Until the busy-script rules are built (issue 18,
-/// step 2: `-BUSY` for others, SCRIPT KILL), a script that has run this long *without writing*
-/// is stopped by the node itself, so no script can hold its shard thread forever; one that has
-/// written runs to its end (stopping it would break its atomicity: Redis's `UNKILLABLE`).
+/// A thread's running script as the node's other threads see it (issue 18, step 2): set once
+/// it has run past `busy-reply-threshold`, when they answer `-BUSY` for jobs bound to its
+/// thread and SCRIPT KILL, FUNCTION KILL and SHUTDOWN may stop it (`kill`, which the count
+/// hook reads). Written by its thread (but `kill`), read by any.
+#[derive(Default)]
+pub struct Busy {
+    /// When the script started (the node's monotonic ms, at least 1) while it is past the
+    /// threshold; 0 otherwise.
+    pub since_ms: AtomicU64,
+    /// `KILL_SCRIPT` (SCRIPT KILL / FUNCTION KILL: stop it unless it wrote) or
+    /// `KILL_SHUTDOWN` (stop it whatever it did: the node is going down); 0 otherwise.
+    pub kill: AtomicU8,
+    /// It wrote (SCRIPT KILL answers `-UNKILLABLE`).
+    pub wrote: AtomicBool,
+    /// It is a function (FUNCTION KILL's, not SCRIPT KILL's).
+    pub function: AtomicBool,
+}
+
+pub const KILL_SCRIPT: u8 = 1;
+pub const KILL_SHUTDOWN: u8 = 2;
+
+impl Busy {
+    /// Whether a script runs past the threshold.
+    pub fn is_busy(&self) -> bool {
+        self.since_ms.load(Ordering::Acquire) != 0
+    }
+
+    fn clear(&self) {
+        self.since_ms.store(0, Ordering::Release);
+        self.kill.store(0, Ordering::Release);
+        self.wrote.store(false, Ordering::Release);
+    }
+}
+
+/// What SCRIPT KILL (`function`: FUNCTION KILL) answers, having asked the busy script among
+/// `threads` to stop if it may.
+pub fn kill(threads: &[Arc<Busy>], function: bool) -> Result<(), &'static str> {
+    let Some(b) = threads.iter().find(|b| b.is_busy()) else {
+        return Err("NOTBUSY No scripts in execution right now.");
+    };
+    if b.function.load(Ordering::Acquire) != function {
+        return Err(if function {
+            "NOTBUSY No scripts in execution right now."
+        } else {
+            "NOTBUSY No scripts in execution right now. (A function runs: use FUNCTION KILL.)"
+        });
+    }
+    if b.wrote.load(Ordering::Acquire) {
+        return Err(
+            "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
+        );
+    }
+    b.kill.store(KILL_SCRIPT, Ordering::Release);
+    Ok(())
+}
+
+/// The `-BUSY` answer for a job bound to a thread whose script is busy.
+pub fn busy_error(b: &Busy) -> &'static str {
+    if b.function.load(Ordering::Acquire) {
+        "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+    } else {
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+    }
+}
+
+/// Redis's `busy-reply-threshold` default.
 pub const BUSY_MS: u64 = 5_000;
+/// How long a script that has not written may run before the node stops it by itself
+/// (`script-stop-ms`; its own thread's clients cannot reach SCRIPT KILL while it runs).
+pub const STOP_MS: u64 = 60_000;
 
 /// The most memory a thread's Lua state may hold (a script past it gets Lua's "not enough
 /// memory" error instead of taking the node's memory).
@@ -143,10 +208,10 @@ impl Default for Scripts {
             engine: None,
             written: Vec::new(),
             clock: None,
-            busy_ms: BUSY_MS,
             memory_max: LUA_MEMORY_MAX,
             functions: Arc::default(),
             isolation: None,
+            busy: Arc::default(),
         }
     }
 }
@@ -156,14 +221,23 @@ impl Default for Scripts {
 struct Budget {
     clock: Option<fn() -> u64>,
     started_ms: u64,
+    /// Past it, the thread is marked busy (`busy`, none: never).
     busy_ms: u64,
+    busy: Option<Arc<Busy>>,
+    marked: bool,
+    function: bool,
+    /// Past it, a run that has not written is stopped with `stop` (0: never).
+    stop_ms: u64,
     wrote: bool,
-    /// The error a run stopped by the budget raises.
     stop: &'static str,
 }
 
 /// The error of a script stopped for running too long without writing.
-const STOPPED: &str = "ERR the script ran longer than busy-reply-threshold without writing and was stopped (nothing was written); SCRIPT KILL and -BUSY are not built yet (issue 18)";
+const STOPPED: &str = "the script ran longer than script-stop-ms without writing and was stopped by the node (nothing was written)";
+/// The error of a script stopped by SCRIPT KILL or FUNCTION KILL.
+const KILLED: &str = "Script killed by user with SCRIPT KILL...";
+/// The error of a script stopped by SHUTDOWN: what it wrote is not kept.
+const SHUT_DOWN: &str = "Script killed by SHUTDOWN (nothing it wrote was kept)";
 
 impl Scripts {
     /// Memory of the thread's Lua state (INFO's `used_memory_lua`).
@@ -457,6 +531,10 @@ impl Engine {
             clock: None,
             started_ms: 0,
             busy_ms: BUSY_MS,
+            busy: None,
+            marked: false,
+            function: false,
+            stop_ms: STOP_MS,
             wrote: false,
             stop: STOPPED,
         });
@@ -466,15 +544,10 @@ impl Engine {
                 ..Default::default()
             },
             |lua, _| {
-                let Some(b) = lua.app_data_ref::<Budget>() else {
+                let Some(mut b) = lua.app_data_mut::<Budget>() else {
                     return Ok(mlua::VmState::Continue);
                 };
-                match b.clock {
-                    Some(now) if !b.wrote && now().saturating_sub(b.started_ms) > b.busy_ms => {
-                        Err(mlua::Error::runtime(b.stop))
-                    }
-                    _ => Ok(mlua::VmState::Continue),
-                }
+                hook(&mut b).map(|()| mlua::VmState::Continue)
             },
         )?;
         let handler = lua.create_function(error_line)?;
@@ -526,9 +599,48 @@ pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
     if let Target::Function { .. } = call.target {
         library::sync(&mut engine, db);
     }
-    set_budget(&engine, db, db.scripts.busy_ms, STOPPED);
+    let function = matches!(call.target, Target::Function { .. });
+    let t = db.tunables;
+    let budget = (t.busy_reply_ms, t.script_stop_ms, STOPPED);
+    set_budget(&engine, db, budget, Some(function));
     run_in(&mut engine, db, call, ctx, out);
+    let busy = &db.scripts.busy;
+    if busy.kill.load(Ordering::Acquire) == KILL_SHUTDOWN {
+        // Stopped midway by SHUTDOWN: nothing of it is logged (the node goes down).
+        db.scripts.written.clear();
+    }
+    busy.clear();
     db.scripts.engine = Some(engine);
+}
+
+/// The count hook's look at a running script: marks its thread busy past the threshold,
+/// stops it when killed or past `stop_ms` without writing.
+fn hook(b: &mut Budget) -> mlua::Result<()> {
+    let Some(now) = b.clock else {
+        return Ok(());
+    };
+    let elapsed = now().saturating_sub(b.started_ms);
+    let Some(busy) = &b.busy else {
+        return match b.stop_ms {
+            ms if ms > 0 && elapsed > ms && !b.wrote => Err(mlua::Error::runtime(b.stop)),
+            _ => Ok(()),
+        };
+    };
+    if !b.marked && elapsed > b.busy_ms {
+        b.marked = true;
+        busy.function.store(b.function, Ordering::Release);
+        busy.wrote.store(b.wrote, Ordering::Release);
+        busy.since_ms.store(b.started_ms.max(1), Ordering::Release);
+    }
+    match busy.kill.load(Ordering::Acquire) {
+        KILL_SHUTDOWN => return Err(mlua::Error::runtime(SHUT_DOWN)),
+        KILL_SCRIPT if !b.wrote => return Err(mlua::Error::runtime(KILLED)),
+        _ => {}
+    }
+    if b.stop_ms > 0 && elapsed > b.stop_ms && !b.wrote {
+        return Err(mlua::Error::runtime(b.stop));
+    }
+    Ok(())
 }
 
 /// The thread's Lua state (made at its first use), its scripts dropped if SCRIPT FLUSH ran
@@ -553,12 +665,30 @@ fn take_engine(db: &mut Db, out: &mut Out) -> Option<Box<Engine>> {
     Some(engine)
 }
 
-/// Starts a run's budget: `busy_ms` from now, stopped with `stop` past it unless it wrote.
-fn set_budget(engine: &Engine, db: &Db, busy_ms: u64, stop: &'static str) {
+/// Starts a run's budget: busy past `busy_ms` from now (when `function` says what runs: a
+/// script or function others may see; `None`: a library loading), stopped with `stop` past
+/// `stop_ms` unless it wrote.
+fn set_budget(
+    engine: &Engine,
+    db: &Db,
+    (busy_ms, stop_ms, stop): (u64, u64, &'static str),
+    function: Option<bool>,
+) {
     if let Some(mut b) = engine.lua.app_data_mut::<Budget>() {
         b.clock = db.scripts.clock;
         b.started_ms = db.scripts.clock.map_or(0, |now| now());
         b.busy_ms = busy_ms;
+        b.busy = function.map(|_| db.scripts.busy.clone());
+        // (A SCRIPT KILL that came as the last script ended is not for this one.)
+        let _ = db.scripts.busy.kill.compare_exchange(
+            KILL_SCRIPT,
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        b.marked = false;
+        b.function = function.unwrap_or(false);
+        b.stop_ms = stop_ms;
         b.wrote = false;
         b.stop = stop;
     }
@@ -797,6 +927,9 @@ fn redis_command(
     command::execute(db, cmd, ctx, &mut reply);
     if writes && let Some(mut b) = lua.app_data_mut::<Budget>() {
         b.wrote = true;
+        if b.marked {
+            db.scripts.busy.wrote.store(true, Ordering::Release);
+        }
     }
     if writes {
         for k in spec.keys_of(cmd) {
