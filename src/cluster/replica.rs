@@ -179,6 +179,8 @@ pub struct Replicas {
     /// Scripts waiting for their vShards to settle (`scripts.rs`), in arrival order, and the
     /// jobs waiting behind them.
     script_waits: std::collections::VecDeque<scripts::ScriptWait>,
+    /// The kept answer of `thread_direct_clock` (`None`: to compute).
+    thread_direct: std::cell::Cell<Option<Result<u64, &'static str>>>,
     script_deferred: std::collections::VecDeque<Job>,
     /// The metadata group's id (`Cluster::meta_group`).
     meta_g: u32,

@@ -32,17 +32,23 @@ fn eval_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, by_sha: bool, 
         Ok(ka) => ka,
         Err(e) => return out.error(e),
     };
-    let (body, sha) = if by_sha {
-        match db.scripts.cache.get(a.get(1)) {
-            Some(body) => {
-                let sha = String::from_utf8_lossy(a.get(1)).to_ascii_lowercase();
-                (body, sha)
+    let given = a.get(1);
+    let lowered;
+    let (body, sha): (std::sync::Arc<[u8]>, &str) = if by_sha {
+        let sha = match std::str::from_utf8(given) {
+            Ok(s) if !s.bytes().any(|b| b.is_ascii_uppercase()) => s,
+            _ => {
+                lowered = String::from_utf8_lossy(given).to_ascii_lowercase();
+                &lowered
             }
+        };
+        match db.scripts.body(sha) {
+            Some(body) => (body, sha),
             None => return out.error("NOSCRIPT No matching script. Please use EVAL."),
         }
     } else {
-        let sha = db.scripts.cache.insert(a.get(1));
-        (std::sync::Arc::from(a.get(1)), sha)
+        lowered = db.scripts.cache.insert(given);
+        (std::sync::Arc::from(given), &lowered)
     };
     let mut mode = match script::shebang(&body) {
         Ok(m) => m,
@@ -50,10 +56,7 @@ fn eval_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, by_sha: bool, 
     };
     mode.read_only |= ro;
     let call = Call {
-        target: Target::Script {
-            body: &body,
-            sha: &sha,
-        },
+        target: Target::Script { body: &body, sha },
         keys,
         argv,
         mode,

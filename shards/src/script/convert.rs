@@ -11,10 +11,39 @@ const DEPTH_MAX: usize = 1000;
 
 /// The Lua value of the RESP reply in `bytes` (one complete value).
 pub(super) fn from_resp(lua: &Lua, bytes: &[u8], resp3: bool) -> mlua::Result<Value> {
+    if let Some(v) = scalar(lua, bytes, resp3)? {
+        return Ok(v);
+    }
     match resp::decode(bytes) {
         Ok(Some((v, _))) => to_lua(lua, &v, resp3),
         _ => Err(mlua::Error::runtime("a command's reply did not decode")),
     }
+}
+
+/// The common replies (an integer, a bulk string, a null) straight from their bytes, without
+/// decoding into a value first; `None` for the others.
+fn scalar(lua: &Lua, bytes: &[u8], resp3: bool) -> mlua::Result<Option<Value>> {
+    let Some(line_end) = bytes.windows(2).position(|w| w == b"\r\n") else {
+        return Ok(None);
+    };
+    let head = &bytes[1..line_end];
+    Ok(match bytes.first() {
+        Some(b':') => crate::num::parse_i64(head).map(|n| Value::Number(n as f64)),
+        Some(b'$') if head == b"-1" => Some(if resp3 {
+            Value::Nil
+        } else {
+            Value::Boolean(false)
+        }),
+        Some(b'$') => match crate::num::parse_i64(head) {
+            Some(n) if n >= 0 && bytes.len() >= line_end + 2 + n as usize => {
+                let body = &bytes[line_end + 2..line_end + 2 + n as usize];
+                Some(Value::String(lua.create_string(body)?))
+            }
+            _ => None,
+        },
+        Some(b'_') if resp3 => Some(Value::Nil),
+        _ => None,
+    })
 }
 
 fn tagged(lua: &Lua, tag: &str, v: Value) -> mlua::Result<Value> {

@@ -83,6 +83,11 @@ pub struct Scripts {
     pub isolation: Option<Isolation>,
     /// This thread's running script as the node's other threads see it.
     pub busy: Arc<Busy>,
+    /// `redis.call`'s buffers, kept between calls: the command's words and its reply.
+    call_words: (Vec<u8>, Vec<command::Span>),
+    reply_buf: Vec<u8>,
+    /// This thread's copies of cached bodies (`body`), and the cache generation they are of.
+    bodies: (u64, HashMap<String, Arc<[u8]>>),
 }
 
 /// A script run for a vShard with replicas elsewhere (issue 18, step 3): it runs on the
@@ -212,6 +217,9 @@ impl Default for Scripts {
             functions: Arc::default(),
             isolation: None,
             busy: Arc::default(),
+            call_words: Default::default(),
+            reply_buf: Vec::new(),
+            bodies: Default::default(),
         }
     }
 }
@@ -240,6 +248,22 @@ const KILLED: &str = "Script killed by user with SCRIPT KILL...";
 const SHUT_DOWN: &str = "Script killed by SHUTDOWN (nothing it wrote was kept)";
 
 impl Scripts {
+    /// The body of script `sha` (lowercase): from this thread's copies of the node's cache,
+    /// which EVALSHA reads without its lock; a copy is taken at a thread's first use, and
+    /// all dropped when SCRIPT FLUSH moves the cache's generation.
+    pub fn body(&mut self, sha: &str) -> Option<Arc<[u8]>> {
+        let generation = self.cache.generation.load(Ordering::Acquire);
+        if self.bodies.0 != generation {
+            self.bodies = (generation, HashMap::new());
+        }
+        if let Some(b) = self.bodies.1.get(sha) {
+            return Some(b.clone());
+        }
+        let b = self.cache.get(sha.as_bytes())?;
+        self.bodies.1.insert(sha.to_string(), b.clone());
+        Some(b)
+    }
+
     /// Memory of the thread's Lua state (INFO's `used_memory_lua`).
     pub fn lua_memory(&self) -> usize {
         self.engine.as_ref().map_or(0, |e| e.lua.used_memory())
@@ -503,7 +527,9 @@ impl Engine {
                 if v != 2 && v != 3 {
                     return Err(mlua::Error::runtime("RESP version must be 2 or 3."));
                 }
-                lua.set_named_registry_value("resp", v)?;
+                if let Some(mut run) = lua.app_data_mut::<RunCtx>() {
+                    run.resp3 = v == 3;
+                }
                 Ok(())
             })?,
         )?;
@@ -516,7 +542,29 @@ impl Engine {
             lua.create_function(|_, _: mlua::MultiValue| Ok(()))?,
         )?;
         let raw = lua.create_table()?;
-        lua.set_named_registry_value("raw", &raw)?;
+        // `redis.call`'s and `redis.pcall`'s Rust side, for every run: it finds the run's
+        // keyspace in `RunCtx`.
+        let f_raw = lua.create_function(|lua, args: mlua::MultiValue| {
+            let run = lua.app_data_ref::<RunCtx>().map(|r| *r);
+            let Some(run) = run.filter(|r| !r.db.is_null()) else {
+                return Err(mlua::Error::runtime("redis.call outside a script"));
+            };
+            // SAFETY: `run_in` set these from its `&mut Db` and `&mut Rng`, which it leaves
+            // untouched while the script runs and nulls when the script returns; Lua calls
+            // this on the same thread, within that call, and no other borrow of them exists
+            // meanwhile (a command run here cannot start another script: scripts are
+            // NOSCRIPT).
+            let (db, rng) = unsafe { (&mut *run.db, &mut *run.rng) };
+            let mut ctx = Ctx {
+                now_ms: run.now_ms,
+                now_us: run.now_us,
+                rng,
+            };
+            redis_command(lua, db, &args, &mut ctx, run.mode, run.resp3)
+        })?;
+        raw.raw_set("f", &f_raw)?;
+        lua.set_named_registry_value(RAW_F.to_str().expect("ASCII"), &f_raw)?;
+        lua.set_app_data(RunCtx::idle());
         let g = lua.globals();
         lua.load(REDIS_LIB)
             .set_name("=redis")
@@ -735,40 +783,73 @@ fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut
             g.raw_set("KEYS", &keys)?;
             g.raw_set("ARGV", &argv)?;
         }
-        lua.set_named_registry_value("resp", 2)?;
         // A generator per script, from the run's seed (the same on a retry of the same run).
-        let math: Table = g.raw_get("math")?;
-        let seed = (ctx.rng.next_u64() >> 33) as i64;
-        math.get::<Function>("randomseed")?.call::<()>(seed)?;
-        let raw: Table = lua.named_registry_value("raw")?;
-        lua.scope(|scope| {
-            let f_raw = scope.create_function_mut(|lua, args: mlua::MultiValue| {
-                let resp: i64 = lua.named_registry_value("resp").unwrap_or(2);
-                redis_command(lua, db, &args, ctx, mode, resp == 3)
-            })?;
-            raw.raw_set("f", &f_raw)?;
-            lua.set_named_registry_value(RAW_F.to_str().expect("ASCII"), &f_raw)?;
-            let (ok, res): (bool, Value) = if is_fn {
-                engine.fn_run.call((f.clone(), keys, argv))?
-            } else {
-                engine.run.call(f.clone())?
-            };
+        libs::seed_random(lua, ctx.rng.next_u64());
+        set_run(
+            lua,
+            RunCtx {
+                db: db as *mut Db,
+                rng: ctx.rng as *mut crate::rng::Rng,
+                now_ms: ctx.now_ms,
+                now_us: ctx.now_us,
+                mode,
+                resp3: false,
+            },
+        );
+        // (From here until the run is idle again, `db` and `ctx.rng` are reached only
+        // through `RunCtx`, by `redis.call`.)
+        let ran: mlua::Result<(bool, Value)> = if is_fn {
+            engine.fn_run.call((f.clone(), keys, argv))
+        } else {
+            engine.run.call(f.clone())
+        };
+        set_run(lua, RunCtx::idle());
+        let (ok, res) = ran?;
+        if ok {
+            convert::to_resp(&res, out, 0);
+        } else {
             let line: i64 = lua.named_registry_value("line").unwrap_or(0);
-            raw.raw_set("f", Value::Nil)?;
-            lua.set_named_registry_value(RAW_F.to_str().expect("ASCII"), Value::Nil)?;
-            if ok {
-                convert::to_resp(&res, out, 0);
-            } else {
-                out.error(&script_error(&res, id, label, line));
-            }
-            Ok(())
-        })
+            out.error(&script_error(&res, id, label, line));
+        }
+        Ok(())
     })();
     if let Err(e) = result {
         out.error(&format!(
             "ERR {} script: {id}, on @{label}:0.",
             lua_message(&e)
         ));
+    }
+}
+
+/// What `redis.call` works on while a script runs (the state's app data; `idle` between runs):
+/// the run's keyspace and generator as `run_in` lent them, its clock, its mode and protocol.
+#[derive(Clone, Copy)]
+struct RunCtx {
+    db: *mut Db,
+    rng: *mut crate::rng::Rng,
+    now_ms: u64,
+    now_us: u64,
+    mode: Mode,
+    resp3: bool,
+}
+
+/// Sets the state's `RunCtx` in place (no allocation per run).
+fn set_run(lua: &Lua, run: RunCtx) {
+    if let Some(mut r) = lua.app_data_mut::<RunCtx>() {
+        *r = run;
+    }
+}
+
+impl RunCtx {
+    fn idle() -> RunCtx {
+        RunCtx {
+            db: std::ptr::null_mut(),
+            rng: std::ptr::null_mut(),
+            now_ms: 0,
+            now_us: 0,
+            mode: Mode::default(),
+            resp3: false,
+        }
     }
 }
 
@@ -871,22 +952,42 @@ fn redis_command(
     if args.is_empty() {
         return fail("ERR Please specify at least one argument for this redis lib call");
     }
-    let mut words: Vec<Vec<u8>> = Vec::with_capacity(args.len());
+    // The command's words into the thread's buffers (lent out for the call, no allocation
+    // once they have grown); numbers as Lua writes them.
+    let (mut buf, mut spans) = std::mem::take(&mut db.scripts.call_words);
+    buf.clear();
+    spans.clear();
     for a in args.iter() {
+        let start = buf.len() as u32;
         match a {
-            Value::String(s) => words.push(s.as_bytes().to_vec()),
-            Value::Number(_) | Value::Integer(_) => match lua.coerce_string(a.clone())? {
-                Some(s) => words.push(s.as_bytes().to_vec()),
-                None => {
-                    return fail("ERR Lua redis lib command arguments must be strings or integers");
-                }
-            },
-            _ => return fail("ERR Lua redis lib command arguments must be strings or integers"),
+            Value::String(s) => buf.extend_from_slice(&s.as_bytes()),
+            Value::Integer(i) => buf.extend_from_slice(i.to_string().as_bytes()),
+            Value::Number(x) => buf.extend_from_slice(libs::lua_number_text(*x).as_bytes()),
+            _ => {
+                db.scripts.call_words = (buf, spans);
+                return fail("ERR Lua redis lib command arguments must be strings or integers");
+            }
         }
+        spans.push((start, buf.len() as u32));
     }
-    let (mut buf, mut spans) = (Vec::new(), Vec::new());
-    command::words_into(&words, &mut buf, &mut spans);
-    let cmd = Args::new(&buf, &spans);
+    let reply = redis_command_words(lua, db, Args::new(&buf, &spans), ctx, (mode, resp3));
+    db.scripts.call_words = (buf, spans);
+    reply
+}
+
+/// `redis_command` once the command's words are in `cmd`.
+fn redis_command_words(
+    lua: &Lua,
+    db: &mut Db,
+    cmd: Args,
+    ctx: &mut Ctx,
+    (mode, resp3): (Mode, bool),
+) -> mlua::Result<Value> {
+    let fail = |msg: &str| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        t.raw_set("err", msg)?;
+        Ok(Value::Table(t))
+    };
     let Some(spec) = command::lookup(cmd.get(0)) else {
         return fail("ERR Unknown Redis command called from script");
     };
@@ -923,7 +1024,12 @@ fn redis_command(
         }
         db.scripts.isolation = Some(iso);
     }
-    let mut reply = Out::new(if resp3 { Proto::Resp3 } else { Proto::Resp2 });
+    let mut reply = Out {
+        buf: std::mem::take(&mut db.scripts.reply_buf),
+        proto: if resp3 { Proto::Resp3 } else { Proto::Resp2 },
+        errors: 0,
+    };
+    reply.buf.clear();
     command::execute(db, cmd, ctx, &mut reply);
     if writes && let Some(mut b) = lua.app_data_mut::<Budget>() {
         b.wrote = true;
@@ -939,5 +1045,7 @@ fn redis_command(
             }
         }
     }
-    convert::from_resp(lua, &reply.buf, resp3)
+    let value = convert::from_resp(lua, &reply.buf, resp3);
+    db.scripts.reply_buf = reply.buf;
+    value
 }

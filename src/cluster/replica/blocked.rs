@@ -115,6 +115,7 @@ impl Replicas {
             }
         };
         let (v, job, op, slot) = (b.v, b.job, b.op, b.slot);
+        self.undirect();
         let tried = match self.groups[v as usize].as_mut() {
             Some(g) => g.propose(enc.finish()).map(|index| (index, g.term())),
             None => Err(raft::NotLeader { leader: None }),

@@ -111,6 +111,10 @@ impl Replicas {
         self.direct.appended += 1;
         let clock = &mut self.clocks[v as usize];
         *clock = (*clock).max(now_us);
+        let clock = *clock;
+        if let Some(Ok(c)) = self.thread_direct.get() {
+            self.thread_direct.set(Some(Ok(c.max(clock))));
+        }
         self.touch(v);
     }
 
@@ -147,20 +151,69 @@ impl Replicas {
             .all(|&v| self.c.thread_of(v) == self.shard && self.is_direct(v))
     }
 
+    /// For a script, which may touch any key of this thread: the clock to run it at if every
+    /// group of the thread is a group of one applied at append now, in one pass without
+    /// allocating (it runs for every script); else why not (`SCRIPTS_ALONE`: some group has
+    /// replicas elsewhere; `ACROSS_CATCHING_UP`: some group has entries to apply first).
+    /// The pass over every group touches each one's state (cache misses: it was a seventh of
+    /// a small script's time), so its result is kept (`thread_direct`) until something may
+    /// change it: any step (roles, memberships, applies), any entry of the usual kind
+    /// (`undirect`); a direct entry only raises the clock, which is kept up to date. Debug
+    /// builds check every kept answer against the pass.
+    pub(super) fn thread_direct_clock(&self, now_us: u64) -> Result<u64, &'static str> {
+        let kept = self.thread_direct.get();
+        let answer = match kept {
+            Some(a) => {
+                debug_assert_eq!(a, self.thread_direct_pass(), "a kept answer went stale");
+                a
+            }
+            None => {
+                let a = self.thread_direct_pass();
+                self.thread_direct.set(Some(a));
+                a
+            }
+        };
+        answer.map(|clock| clock.max(now_us))
+    }
+
+    /// Forgets the kept `thread_direct_clock` answer: a step ran, or an entry of the usual kind
+    /// was proposed.
+    pub(in crate::cluster) fn undirect(&self) {
+        self.thread_direct.set(None);
+    }
+
+    /// `thread_direct_clock`'s pass over the thread's groups.
+    fn thread_direct_pass(&self) -> Result<u64, &'static str> {
+        let mut clock = 0;
+        let mut direct = true;
+        for v in 0..self.c.layout.count() {
+            if self.c.thread_of(v) != self.shard {
+                continue;
+            }
+            let Some(g) = self.groups[v as usize].as_ref() else {
+                return Err(SCRIPTS_ALONE);
+            };
+            if !self.alone(g) {
+                return Err(SCRIPTS_ALONE);
+            }
+            direct = direct
+                && g.role() == raft::Role::Leader
+                && g.last_index() - self.applied[v as usize].index
+                    == self.direct.pre[v as usize].len() as u64;
+            clock = clock.max(self.clocks[v as usize]);
+        }
+        if direct {
+            Ok(clock)
+        } else {
+            Err(ACROSS_CATCHING_UP)
+        }
+    }
+
     /// The vShards this thread drives (whatever their role).
     pub(crate) fn thread_vshards(&self) -> Vec<u32> {
         (0..self.c.layout.count())
             .filter(|&v| self.c.thread_of(v) == self.shard)
             .collect()
-    }
-
-    /// Whether every one of `vshards` is a group of one here (a node alone's).
-    pub(super) fn all_alone(&self, vshards: &[u32]) -> bool {
-        vshards.iter().all(|&v| {
-            self.groups[v as usize]
-                .as_ref()
-                .is_some_and(|g| self.alone(g))
-        })
     }
 
     /// Why an op across `vshards` cannot run now: `-TRYAGAIN` while they are all groups of one
@@ -504,16 +557,9 @@ impl Shard {
             let Some(r) = guard.as_mut() else {
                 return Err(SCRIPTS_ALONE);
             };
-            let mine = r.thread_vshards();
-            if !r.all_alone(&mine) {
-                return Err(SCRIPTS_ALONE);
-            }
-            if !r.all_direct(&mine) {
-                return Err(ACROSS_CATCHING_UP);
-            }
+            let now = r.thread_direct_clock(now_us)?;
             self.sync_tunables();
             let mut db = self.db.borrow_mut();
-            let now = mine.iter().fold(now_us, |t, &v| r.direct_clock(v, t));
             let seed = self.rng.borrow_mut().next_u64();
             let mut rng = Rng::new(seed);
             let mut ctx = command::Ctx {

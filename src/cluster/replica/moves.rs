@@ -246,6 +246,7 @@ impl Replicas {
                 Some(_) => {}
             }
             let change = change.expect("matched");
+            self.thread_direct.set(None);
             if grp.propose_conf(change).is_ok() {
                 tracing::info!(vshard = g, ?change, "moving a replica");
                 self.touch(g);

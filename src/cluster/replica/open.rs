@@ -188,6 +188,7 @@ impl Replicas {
             meta,
             functions: Libraries::default(),
             script_waits: Default::default(),
+            thread_direct: Default::default(),
             script_deferred: Default::default(),
             meta_g,
             to_drop: Vec::new(),

@@ -521,16 +521,13 @@ impl Replicas {
     /// scripts run as Calvin transactions (step 6).
     fn plan_script(&self, p: &mut Plan, db: &mut Db, at: OpAt, (now_us, seed): (u64, u64)) {
         let i = at.i;
-        let mine = self.thread_vshards();
-        if !self.all_alone(&mine) {
-            return self.plan_replicated_script(p, db, at, (now_us, seed));
-        }
-        if !self.all_direct(&mine) {
-            return p
-                .pj
-                .write(i, false, |o| o.error(super::direct::ACROSS_CATCHING_UP));
-        }
-        let now = mine.iter().fold(now_us, |t, &v| self.direct_clock(v, t));
+        let now = match self.thread_direct_clock(now_us) {
+            Ok(now) => now,
+            Err(why) if why == super::direct::SCRIPTS_ALONE => {
+                return self.plan_replicated_script(p, db, at, (now_us, seed));
+            }
+            Err(why) => return p.pj.write(i, false, |o| o.error(why)),
+        };
         let unit = p.units;
         p.units += 1;
         let args = at.args(&at.cmds[0]);
@@ -713,6 +710,7 @@ impl Replicas {
             }
             // The routing that sent the job here may be older than this thread's state: the
             // replica may have been moved off meanwhile (not applied: the known leader's).
+            self.undirect();
             let proposed = match self.groups[v as usize].as_mut() {
                 Some(g) => g.propose(enc.finish()).map(|index| (index, g.term())),
                 None => Err(raft::NotLeader {
@@ -866,6 +864,7 @@ impl Replicas {
                 self.propose_direct(v.0 as u32, data, now_us);
                 continue;
             }
+            self.undirect();
             let g = self.groups[v.0 as usize].as_mut().expect("led here");
             if g.propose(e.finish()).is_ok() {
                 self.touch(v.0 as u32);

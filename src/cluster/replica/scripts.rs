@@ -214,6 +214,7 @@ impl Replicas {
             self.pending.queue_read(w.v, r);
             return self.touch(w.v);
         };
+        self.undirect();
         let proposed = match self.groups[w.v as usize].as_mut() {
             Some(g) => g.propose(enc.finish()).map(|index| (index, g.term())),
             None => Err(raft::NotLeader { leader: None }),

@@ -17,6 +17,7 @@ impl Shard {
             Instant::now(),
             unix_now_us() / 1000,
         );
+        r.undirect();
         self.deliver_finished(r);
         step
     }
@@ -27,6 +28,7 @@ impl Shard {
             let mut guard = self.repl.borrow_mut();
             let r = guard.as_mut().expect("replicated");
             let res = r.finish_step(&mut self.db.borrow_mut(), Instant::now(), readies);
+            r.undirect();
             let mut db = self.db.borrow_mut();
             if db.tunables.maxmemory > 0 {
                 r.evict_background(&mut db, unix_now_us());
@@ -72,6 +74,7 @@ impl Replicas {
     ) -> Result<Step, Fatal> {
         let c = Arc::clone(&self.c);
         let r = self;
+        r.undirect();
         if !r.to_drop.is_empty() {
             r.drop_removed(db);
         }
@@ -217,6 +220,7 @@ impl Replicas {
     ) -> Result<(), Fatal> {
         let c = Arc::clone(&self.c);
         let r = self;
+        r.undirect();
         // Send, now that what the messages promise is on disk.
         r.payloads.clear();
         for (g, ready) in &readies {

@@ -102,7 +102,57 @@ pub(super) fn open(lua: &Lua) -> mlua::Result<()> {
     g.raw_set("cjson", cjson::open(&b)?)?;
     g.raw_set("cmsgpack", cmsgpack::open(&b)?)?;
     g.raw_set("struct", structlib::open(&b)?)?;
+    let math: Table = g.raw_get("math")?;
+    lua.set_app_data(LuaRng(crate::rng::Rng::new(0)));
+    b.add(&math, "random", random)?;
+    b.add(&math, "randomseed", |lua, a| {
+        let seed = check_number(lua, &a, 1)? as i64 as i32;
+        seed_random(lua, seed as u64);
+        Ok(MultiValue::new())
+    })?;
     Ok(())
+}
+
+/// The generator behind `math.random` (the state's app data): seeded for every run from the
+/// run's seed (`seed_random`), or by `math.randomseed`. (Lua's own draws from C's `rand`,
+/// which `srandom` took a fifth of a small script's time to seed.)
+struct LuaRng(crate::rng::Rng);
+
+/// Seeds `math.random`'s generator.
+pub(super) fn seed_random(lua: &Lua, seed: u64) {
+    if let Some(mut r) = lua.app_data_mut::<LuaRng>() {
+        r.0 = crate::rng::Rng::new(seed);
+    }
+}
+
+/// `math.random([m [, n]])` as Lua 5.1 has it: a number in [0, 1), or an integer in [1, m]
+/// or [m, n].
+fn random(lua: &Lua, a: MultiValue) -> LibResult {
+    let r = match lua.app_data_mut::<LuaRng>() {
+        Some(mut g) => (g.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64,
+        None => 0.0,
+    };
+    let int =
+        |n: usize| -> Result<f64, String> { Ok(check_number(lua, &a, n)? as i64 as i32 as f64) };
+    let x = match a.len() {
+        0 => r,
+        1 => {
+            let u = int(1)?;
+            if u < 1.0 {
+                return Err(arg_error(lua, 1, "interval is empty"));
+            }
+            (r * u).floor() + 1.0
+        }
+        2 => {
+            let (l, u) = (int(1)?, int(2)?);
+            if l > u {
+                return Err(arg_error(lua, 2, "interval is empty"));
+            }
+            (r * (u - l + 1.0)).floor() + l
+        }
+        _ => return Err("wrong number of arguments".to_string()),
+    };
+    Ok(MultiValue::from_iter([number(x)]))
 }
 
 /// The name the caller called the function by (`'?'` from C), as `luaL_argerror` gives it
@@ -161,6 +211,15 @@ fn check_string(lua: &Lua, args: &MultiValue, n: usize) -> Result<Vec<u8>, Strin
         _ => None,
     };
     s.ok_or_else(|| arg_error(lua, n, &format!("string expected, got {}", type_name(v))))
+}
+
+/// A number as Lua 5.1 writes it (`%.14g`), without making a Lua string.
+pub(super) fn lua_number_text(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 && !(x == 0.0 && x.is_sign_negative()) {
+        // (An integer in that range prints as itself: the common case, cheaply.)
+        return format!("{}", x as i64);
+    }
+    cjson::fmt_g(x, 14)
 }
 
 /// A number as a Lua value (Lua 5.1 has only doubles).

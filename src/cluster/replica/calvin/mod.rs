@@ -839,6 +839,7 @@ impl Replicas {
                 let entry = t
                     .execution(v, reads, self.c.calvin.first(), self.c.layout)
                     .encode();
+                self.undirect();
                 let proposed = self.groups[g as usize]
                     .as_mut()
                     .map(|grp| grp.propose(entry));

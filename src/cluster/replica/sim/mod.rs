@@ -659,6 +659,7 @@ impl Sim {
         let step = r
             .start_step(&mut n.db, now.mono, now.unix_us / 1000)
             .unwrap_or_else(|e| panic!("node {id}: {e}"));
+        r.undirect();
         let mut log = r.log.take().expect("one flush at a time");
         // The driver serves its connections while the flush thread writes the batch: their
         // jobs propose into the next step (and a group of one applies them at once, ahead of
@@ -711,6 +712,7 @@ impl Sim {
         }
         r.log = Some(log);
         let res = r.finish_step(&mut n.db, now.mono, step.readies);
+        r.undirect();
         self.direct_entries += std::mem::take(&mut r.direct.appended);
         match res {
             Ok(()) => {}
