@@ -9,10 +9,14 @@
 //! @user_script:<line>.`), the sandbox (no `os`, `io`, `debug`, `print`, `loadstring`,
 //! `require`, ...; reading an undefined global or creating one is an error).
 
+mod busy;
 mod convert;
 pub mod functions;
+mod isolation;
 mod library;
 mod libs;
+pub use busy::{Busy, KILL_SCRIPT, KILL_SHUTDOWN, busy_error, kill};
+pub use isolation::Isolation;
 pub use library::{describe, flags_of};
 pub mod sha1;
 
@@ -22,7 +26,7 @@ use crate::reply::{Out, Proto};
 use crate::slot::key_slot;
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The node's script bodies by id (SHA-1, lowercase hex): SCRIPT LOAD's and EVAL's, as Redis
@@ -88,109 +92,6 @@ pub struct Scripts {
     reply_buf: Vec<u8>,
     /// This thread's copies of cached bodies (`body`), and the cache generation they are of.
     bodies: (u64, HashMap<String, Arc<[u8]>>),
-}
-
-/// A script run for a vShard with replicas elsewhere (issue 18, step 3): it runs on the
-/// leader's keyspace, but nothing it does may show before its effects commit, so every key a
-/// write command of it names is copied first (`journal`) and put back after the run
-/// (`undo`); its effects go through the log. Its commands may touch keys of `vshard` only
-/// (`None`: no key at all).
-#[derive(Default)]
-pub struct Isolation {
-    pub vshard: Option<crate::slot::VShardId>,
-    journal: Vec<(Vec<u8>, Option<Kept>)>,
-}
-
-/// A key's value and expiry as a script found it (`Isolation::keep`).
-type Kept = (crate::db::Value, Option<u64>);
-
-impl Isolation {
-    pub fn new(vshard: Option<crate::slot::VShardId>) -> Isolation {
-        Isolation {
-            vshard,
-            journal: Vec::new(),
-        }
-    }
-
-    /// Copies `key` as it is now, the first time a write names it.
-    fn keep(&mut self, db: &Db, key: &[u8]) {
-        if !self.journal.iter().any(|(k, _)| k == key) {
-            self.journal.push((key.to_vec(), db.raw_entry(key)));
-        }
-    }
-
-    /// Puts every key the run wrote back as it was before it (latest copy first: each key
-    /// once, so the order does not matter).
-    pub fn undo(self, db: &mut Db) {
-        for (key, entry) in self.journal.into_iter().rev() {
-            db.put_raw(&key, entry);
-        }
-    }
-}
-
-/// A thread's running script as the node's other threads see it (issue 18, step 2): set once
-/// it has run past `busy-reply-threshold`, when they answer `-BUSY` for jobs bound to its
-/// thread and SCRIPT KILL, FUNCTION KILL and SHUTDOWN may stop it (`kill`, which the count
-/// hook reads). Written by its thread (but `kill`), read by any.
-#[derive(Default)]
-pub struct Busy {
-    /// When the script started (the node's monotonic ms, at least 1) while it is past the
-    /// threshold; 0 otherwise.
-    pub since_ms: AtomicU64,
-    /// `KILL_SCRIPT` (SCRIPT KILL / FUNCTION KILL: stop it unless it wrote) or
-    /// `KILL_SHUTDOWN` (stop it whatever it did: the node is going down); 0 otherwise.
-    pub kill: AtomicU8,
-    /// It wrote (SCRIPT KILL answers `-UNKILLABLE`).
-    pub wrote: AtomicBool,
-    /// It is a function (FUNCTION KILL's, not SCRIPT KILL's).
-    pub function: AtomicBool,
-}
-
-pub const KILL_SCRIPT: u8 = 1;
-pub const KILL_SHUTDOWN: u8 = 2;
-
-impl Busy {
-    /// Whether a script runs past the threshold.
-    pub fn is_busy(&self) -> bool {
-        self.since_ms.load(Ordering::Acquire) != 0
-    }
-
-    fn clear(&self) {
-        self.since_ms.store(0, Ordering::Release);
-        self.kill.store(0, Ordering::Release);
-        self.wrote.store(false, Ordering::Release);
-    }
-}
-
-/// What SCRIPT KILL (`function`: FUNCTION KILL) answers, having asked the busy script among
-/// `threads` to stop if it may.
-pub fn kill(threads: &[Arc<Busy>], function: bool) -> Result<(), &'static str> {
-    let Some(b) = threads.iter().find(|b| b.is_busy()) else {
-        return Err("NOTBUSY No scripts in execution right now.");
-    };
-    if b.function.load(Ordering::Acquire) != function {
-        return Err(if function {
-            "NOTBUSY No scripts in execution right now."
-        } else {
-            "NOTBUSY No scripts in execution right now. (A function runs: use FUNCTION KILL.)"
-        });
-    }
-    if b.wrote.load(Ordering::Acquire) {
-        return Err(
-            "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
-        );
-    }
-    b.kill.store(KILL_SCRIPT, Ordering::Release);
-    Ok(())
-}
-
-/// The `-BUSY` answer for a job bound to a thread whose script is busy.
-pub fn busy_error(b: &Busy) -> &'static str {
-    if b.function.load(Ordering::Acquire) {
-        "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
-    } else {
-        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
-    }
 }
 
 /// Redis's `busy-reply-threshold` default.
