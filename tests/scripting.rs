@@ -541,9 +541,9 @@ fn functions_are_the_same_on_every_node_of_a_cluster() {
         let code = format!(
             "#!lua name={lib}\nredis.register_function('{lib}_f', function(keys, args) return '{lib}' end)"
         );
-        let name: String = common::cluster::retry_tryagain(|| {
-            redis::cmd("FUNCTION").arg("LOAD").arg(&code).query(&mut c)
-        });
+        let name: String =
+            retry_moving_metadata(|| redis::cmd("FUNCTION").arg("LOAD").arg(&code).query(&mut c))
+                .unwrap();
         assert_eq!(name, *lib);
     }
     let names = |cl: &common::cluster::TestCluster, i: usize| -> Vec<String> {
@@ -578,11 +578,30 @@ fn functions_are_the_same_on_every_node_of_a_cluster() {
         .unwrap()
         .get_connection()
         .unwrap();
-    let again: redis::RedisResult<String> = redis::cmd("FUNCTION")
-        .arg("LOAD")
-        .arg("#!lua name=alpha\nredis.register_function('x', function() return 1 end)")
-        .query(&mut c);
+    let again: redis::RedisResult<String> = retry_moving_metadata(|| {
+        redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("#!lua name=alpha\nredis.register_function('x', function() return 1 end)")
+            .query(&mut c)
+    });
     assert!(format!("{again:?}").contains("already exists"), "{again:?}");
+}
+
+/// `f` again while the metadata group's leadership moves (`-TRYAGAIN`, or `-NOTLEADER` from a
+/// node that led it a moment ago: nothing was changed), for up to 10 s.
+fn retry_moving_metadata<T>(mut f: impl FnMut() -> redis::RedisResult<T>) -> redis::RedisResult<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(e)
+                if matches!(e.code(), Some("TRYAGAIN" | "NOTLEADER"))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Scripts on a 3-node cluster (replication factor 3) while their vShard's leader is killed
