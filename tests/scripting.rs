@@ -739,3 +739,66 @@ fn scripts_on_a_replicated_cluster_survive_kill_9_of_their_leader() {
     cl.restart_all();
     check(&cl);
 }
+
+/// redis-py's `Lock` (its Lua scripts for release, extend and reacquire) from four processes
+/// contending for one lock: each takes it 40 times, increments a counter by read-then-write
+/// under it, extends it once and releases it; the counter ends at 160 (mutual exclusion), and
+/// a release by a token that does not hold the lock is refused (`LockNotOwnedError`).
+#[test]
+fn redis_py_locks_exclude_across_processes() {
+    if std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import redis"])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        eprintln!("redis-py (python3-redis) is not installed; skipped (CI installs it)");
+        return;
+    }
+    let s = Server::start("0-1", &[]);
+    let script = r#"
+import multiprocessing, sys, time
+import redis
+
+PORT = int(sys.argv[1])
+
+def worker(n):
+    r = redis.Redis(port=PORT, decode_responses=True)
+    for _ in range(40):
+        with r.lock("lock:counter", timeout=5, blocking_timeout=30, sleep=0.001) as lock:
+            v = int(r.get("counter") or 0)
+            time.sleep(0.0005)
+            r.set("counter", v + 1)
+            lock.extend(2)
+    return n
+
+if __name__ == "__main__":
+    with multiprocessing.Pool(4) as p:
+        p.map(worker, range(4))
+    r = redis.Redis(port=PORT, decode_responses=True)
+    assert r.get("counter") == "160", r.get("counter")
+    held = r.lock("lock:other", timeout=5)
+    assert held.acquire(blocking=False)
+    intruder = r.lock("lock:other", timeout=5)
+    intruder.local.token = "not-the-holder"
+    try:
+        intruder.release()
+        raise SystemExit("a release by another token succeeded")
+    except redis.exceptions.LockNotOwnedError:
+        pass
+    held.release()
+    assert r.get("lock:other") is None
+    print("locks ok")
+"#;
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(s.port.to_string())
+        .output()
+        .expect("/usr/bin/python3 runs");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("locks ok"),
+        "redis-py's Lock failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
