@@ -1,7 +1,8 @@
 #![no_main]
 //! Scripts (issue 18): the fuzzer's bytes as a script body and its keys and arguments (split
-//! at zero bytes), run by EVAL on a keyspace, then again by EVALSHA; and, from the same
-//! arguments, `redis.call` with whatever they name. No script may panic the node, and none
+//! at zero bytes), run by EVAL on a keyspace, then again by EVALSHA; from the same
+//! arguments, `redis.call` with whatever they name; and the body as a library's code
+//! (FUNCTION LOAD), then FCALL of a function it may have registered. No script may panic the node, and none
 //! may hold it past its budget (a 20 ms one here) or its Lua memory cap (32 MiB here).
 
 use libfuzzer_sys::fuzz_target;
@@ -53,6 +54,16 @@ fuzz_target!(|data: &[u8]| {
     let mut argv: Vec<&[u8]> = vec![b"EVAL", call.as_bytes(), b"0"];
     argv.extend(&rest);
     run(&mut db, &argv, &mut rng);
+    // The body as a library's code (its load time-limited: 500 ms), then a call of whatever
+    // it registered under the first argument's name.
+    let mut code = b"#!lua name=fuzzlib\n".to_vec();
+    code.extend_from_slice(body);
+    run(&mut db, &[b"FUNCTION", b"LOAD", b"REPLACE", &code], &mut rng);
+    let name = rest.first().copied().unwrap_or(b"f");
+    let mut argv: Vec<&[u8]> = vec![b"FCALL", name, numkeys.as_bytes()];
+    argv.extend(&rest);
+    run(&mut db, &argv, &mut rng);
+    run(&mut db, &[b"FUNCTION", b"LIST", b"WITHCODE"], &mut rng);
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "scripts held the thread for {:?}",
