@@ -284,11 +284,14 @@ pub(super) fn sync(engine: &mut Engine, db: &Db) {
     engine.fn_generation = Some(generation);
 }
 
-/// Whether this thread's state has function `name`, and its flags (after `sync`).
-pub fn flags_of(db: &Db, name: &str) -> Option<u8> {
-    db.scripts
-        .functions
-        .get()
-        .function(name)
-        .map(|(_, f)| f.flags)
+/// The flags of function `name` as this thread's state has loaded it (`sync`: one atomic load
+/// when the libraries did not change), `None` if there is none: FCALL's lookup, without the
+/// registry's lock or a walk over every library.
+pub fn flags_of(db: &mut Db, name: &str) -> Option<u8> {
+    let mut scratch = Out::new(Proto::Resp2);
+    let mut engine = take_engine(db, &mut scratch)?;
+    sync(&mut engine, db);
+    let flags = engine.functions.get(name).map(|&(_, flags)| flags);
+    db.scripts.engine = Some(engine);
+    flags
 }

@@ -554,11 +554,14 @@ pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
     set_budget(&engine, db, budget, Some(function));
     run_in(&mut engine, db, call, ctx, out);
     let busy = &db.scripts.busy;
-    if busy.kill.load(Ordering::Acquire) == KILL_SHUTDOWN {
+    let kill = busy.kill.load(Ordering::Acquire);
+    if kill == KILL_SHUTDOWN {
         // Stopped midway by SHUTDOWN: nothing of it is logged (the node goes down).
         db.scripts.written.clear();
     }
-    busy.clear();
+    if kill != 0 || busy.is_busy() {
+        busy.clear();
+    }
     db.scripts.engine = Some(engine);
 }
 
@@ -837,6 +840,13 @@ fn lua_message(e: &mlua::Error) -> String {
 
 /// `redis.call` / `redis.pcall`: runs `args` as a command on `db`, answering its reply as a
 /// Lua value, or an error table (`{err = ...}`, marked for `call` to raise).
+/// `{err = msg}`: a command's error as `redis.pcall` answers it (and `redis.call` raises it).
+fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
+    let t = lua.create_table()?;
+    t.raw_set("err", msg)?;
+    Ok(Value::Table(t))
+}
+
 fn redis_command(
     lua: &Lua,
     db: &mut Db,
@@ -845,11 +855,7 @@ fn redis_command(
     mode: Mode,
     resp3: bool,
 ) -> mlua::Result<Value> {
-    let fail = |msg: &str| -> mlua::Result<Value> {
-        let t = lua.create_table()?;
-        t.raw_set("err", msg)?;
-        Ok(Value::Table(t))
-    };
+    let fail = |msg: &str| error_table(lua, msg);
     if args.is_empty() {
         return fail("ERR Please specify at least one argument for this redis lib call");
     }
@@ -884,11 +890,7 @@ fn redis_command_words(
     ctx: &mut Ctx,
     (mode, resp3): (Mode, bool),
 ) -> mlua::Result<Value> {
-    let fail = |msg: &str| -> mlua::Result<Value> {
-        let t = lua.create_table()?;
-        t.raw_set("err", msg)?;
-        Ok(Value::Table(t))
-    };
+    let fail = |msg: &str| error_table(lua, msg);
     let Some(spec) = command::lookup(cmd.get(0)) else {
         return fail("ERR Unknown Redis command called from script");
     };

@@ -2,7 +2,7 @@
 //! (the same Lua, the same order as Redis), numbers as `%.14g`; decoding follows its
 //! tokenizer, so errors read `Expected <what> but found <token> at character <n>`.
 
-use super::{Builder, LibResult, arg_error, check_string, number, type_name};
+use super::{Builder, LibResult, arg_error, check_string, lua_err, lua_number, number, type_name};
 use mlua::{LightUserData, Lua, MultiValue, Table, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -46,10 +46,6 @@ fn null() -> Value {
 
 fn one(v: Value) -> LibResult {
     Ok(MultiValue::from_iter([v]))
-}
-
-fn lua_err(e: mlua::Error) -> String {
-    e.to_string()
 }
 
 pub(super) fn open(b: &Builder) -> mlua::Result<Table> {
@@ -188,11 +184,7 @@ fn flag(lua: &Lua, v: &Value, n: usize) -> Result<bool, String> {
 
 /// A setting's integer argument, at least `min`.
 fn integer(lua: &Lua, v: &Value, n: usize, min: i64) -> Result<i64, String> {
-    let x = match v {
-        Value::Integer(i) => *i as f64,
-        Value::Number(x) => *x,
-        _ => f64::NAN,
-    };
+    let x = lua_number(v).unwrap_or(f64::NAN);
     if x.is_nan() || x < min as f64 || x > i32::MAX as f64 {
         return Err(arg_error(
             lua,
@@ -234,14 +226,6 @@ fn trim_zeros(s: &str) -> &str {
         return s;
     }
     s.trim_end_matches('0').trim_end_matches('.')
-}
-
-fn lua_number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Integer(i) => Some(*i as f64),
-        Value::Number(x) => Some(*x),
-        _ => None,
-    }
 }
 
 fn encode_number(cfg: &Config, x: f64, out: &mut Vec<u8>) -> Result<(), String> {

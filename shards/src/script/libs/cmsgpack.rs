@@ -4,7 +4,7 @@
 //! float32 when exact, else float64; strings as str8/16/32 (no bin or ext types: decoding
 //! them is "Bad data format").
 
-use super::{Builder, LibResult, check_number, check_string, number};
+use super::{Builder, LibResult, check_number, check_string, lua_number, number};
 use mlua::{Lua, MultiValue, Table, Value};
 
 /// Past this nesting, a table packs as nil (lua-cmsgpack's `LUACMSGPACK_MAX_NESTING`).
@@ -47,14 +47,6 @@ fn optional(lua: &Lua, a: &MultiValue, n: usize) -> Result<i64, String> {
     match a.get(n - 1) {
         None | Some(Value::Nil) => Ok(0),
         _ => Ok(check_number(lua, a, n)? as i64),
-    }
-}
-
-fn lua_number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Integer(i) => Some(*i as f64),
-        Value::Number(x) => Some(*x),
-        _ => None,
     }
 }
 

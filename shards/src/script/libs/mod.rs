@@ -187,13 +187,12 @@ fn type_name(v: Option<&Value>) -> &'static str {
 fn check_number(lua: &Lua, args: &MultiValue, n: usize) -> Result<f64, String> {
     let v = args.get(n - 1);
     let num = match v {
-        Some(Value::Integer(i)) => Some(*i as f64),
-        Some(Value::Number(x)) => Some(*x),
         Some(Value::String(_)) => lua
             .coerce_number(v.cloned().unwrap_or(Value::Nil))
             .ok()
             .flatten(),
-        _ => None,
+        Some(v) => lua_number(v),
+        None => None,
     };
     num.ok_or_else(|| arg_error(lua, n, &format!("number expected, got {}", type_name(v))))
 }
@@ -220,6 +219,20 @@ pub(super) fn lua_number_text(x: f64) -> String {
         return format!("{}", x as i64);
     }
     cjson::fmt_g(x, 14)
+}
+
+/// A Lua number's value (mlua hands integral ones as integers), `None` for anything else.
+fn lua_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Number(x) => Some(*x),
+        _ => None,
+    }
+}
+
+/// An mlua error as a library error's text.
+fn lua_err(e: mlua::Error) -> String {
+    e.to_string()
 }
 
 /// A number as a Lua value (Lua 5.1 has only doubles).

@@ -2,7 +2,9 @@
 //! `size`), on x86-64's sizes (short 2, int 4, long and size_t 8) and native little-endian
 //! order; `!` aligns to at most 8.
 
-use super::{Builder, LibResult, arg_error, check_number, check_string, number};
+use super::{
+    Builder, LibResult, arg_error, check_number, check_string, lua_err, lua_number, number,
+};
 use mlua::{Lua, MultiValue, Table, Value};
 
 /// The largest integer size (`i32` and the like).
@@ -113,10 +115,6 @@ fn default_header() -> Header {
         big: false,
         align: 1,
     }
-}
-
-fn lua_err(e: mlua::Error) -> String {
-    e.to_string()
 }
 
 pub(super) fn open(b: &Builder) -> mlua::Result<Table> {
@@ -269,11 +267,7 @@ fn unpack(lua: &Lua, a: MultiValue) -> LibResult {
             }
             b'c' => {
                 if size == 0 {
-                    let prev = match results.last() {
-                        Some(Value::Number(x)) => Some(*x),
-                        Some(Value::Integer(i)) => Some(*i as f64),
-                        _ => None,
-                    };
+                    let prev = results.last().and_then(lua_number);
                     let Some(n) = prev else {
                         return Err("format 'c0' needs a previous size".to_string());
                     };
