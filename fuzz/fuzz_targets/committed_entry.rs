@@ -39,19 +39,8 @@ fuzz_target!(|data: &[u8]| {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &[][..]),
         };
-        let x = shardline_shards::calvin::exec::Execution {
-            seq: u64::from(k),
-            v: VShardId(u16::from(k) % 16),
-            exec: k & 64 != 0,
-            split: k & 128 != 0,
-            now_us: 1_000_000,
-            seed: u64::from(k),
-            cmds: cmds
-                .split(|&b| b == 0xff)
-                .map(|c| c.split(|&b| b == 0xfe).map(<[u8]>::to_vec).collect())
-                .collect(),
-            reads: reads
-                .split(|&b| b == 0xff)
+        let parse_reads = |b: &[u8]| -> Vec<shardline_shards::calvin::exec::Read> {
+            b.split(|&b| b == 0xff)
                 .map(|r| {
                     let mut w = r.splitn(2, |&b| b == 0xfe);
                     let key = w.next().unwrap_or_default().to_vec();
@@ -60,8 +49,33 @@ fuzz_target!(|data: &[u8]| {
                         value: w.next().map(|p| (None, p.to_vec())),
                     }
                 })
-                .collect(),
+                .collect()
+        };
+        // Some of them a script's effects (a reply, then writes as reads are written).
+        let script = k & 32 != 0 && k & 192 == 0;
+        let x = shardline_shards::calvin::exec::Execution {
+            seq: u64::from(k),
+            v: VShardId(u16::from(k) % 16),
+            exec: k & 64 != 0,
+            split: k & 128 != 0,
+            now_us: 1_000_000,
+            seed: u64::from(k),
+            cmds: match script {
+                true => Vec::new(),
+                false => cmds
+                    .split(|&b| b == 0xff)
+                    .map(|c| c.split(|&b| b == 0xfe).map(<[u8]>::to_vec).collect())
+                    .collect(),
+            },
+            reads: parse_reads(reads),
             forget_below: 0,
+            effects: script.then(|| {
+                let (reply, writes) = cmds.split_at(cmds.len() / 3);
+                shardline_shards::calvin::exec::Effects {
+                    reply: reply.to_vec(),
+                    writes: parse_reads(writes),
+                }
+            }),
         };
         out.buf.clear();
         ends.clear();

@@ -319,6 +319,10 @@ pub fn apply(
             if let Err(err) = x.apply(db, out) {
                 out.error(match err {
                     crate::calvin::exec::ExecError::Foreign => FOREIGN,
+                    // (Only a leader's run of a script stops so; an entry runs none.)
+                    crate::calvin::exec::ExecError::ShutDown => {
+                        "ERR stopped by SHUTDOWN; not applied"
+                    }
                     crate::calvin::exec::ExecError::BadRead { .. } => {
                         "ERR a read of this transaction's log entry does not decode; not applied"
                     }
@@ -354,6 +358,10 @@ pub fn apply(
 /// forged entry is refused alike by every replica (they hold the same vShards of the group).
 const FOREIGN: &str = "ERR a command of this log entry names keys outside its vShard; not applied";
 
+/// The answer to a scripting command in an entry (`run`).
+pub const SCRIPT_IN_ENTRY: &str =
+    "ERR a log entry holds a scripting command (entries hold a script's effects); not applied";
+
 /// Whether every key of `spec` with `args` is in one vShard `db` holds.
 fn owned(db: &Db, spec: &command::CommandSpec, args: Args) -> bool {
     match crate::route::vshard_of_keys(spec, args, db.layout()) {
@@ -367,6 +375,10 @@ fn owned(db: &Db, spec: &command::CommandSpec, args: Args) -> bool {
 /// its commands through this too, so the log replays to the same state).
 pub fn run(db: &mut Db, args: Args, ctx: &mut Ctx, out: &mut Out) {
     match command::lookup(args.get(0)) {
+        // Our leaders log a script's effects, never the script (nor FUNCTION or SCRIPT,
+        // which are node state): one in a member's entry would run Lua on every replica,
+        // unbounded.
+        Some(spec) if spec.group == "scripting" => out.error(SCRIPT_IN_ENTRY),
         Some(spec) if spec.arity_ok(args.len()) && !owned(db, spec, args) => out.error(FOREIGN),
         Some(spec) if spec.arity_ok(args.len()) => command::apply(spec, db, args, ctx, out),
         // The leader checked both before proposing; an entry from a newer build could differ.

@@ -35,10 +35,6 @@ const HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// A script whose keys several shard threads serve (issue 18's step 6 runs them as Calvin
-/// transactions).
-const SCRIPT_THREADS: &str = "CROSSSLOT this script's keys are served by several shard threads: scripts across them are not built yet (issue 18); keep its keys in one hash tag";
-
 impl Conn {
     /// A data command on a replicated node: a command on keys goes to its vShard's leader (this
     /// node: through the owning thread's Raft group; another: `-MOVED`); keyless reads run here.
@@ -216,7 +212,7 @@ impl Conn {
     /// EVAL and its family (issue 18, step 1): on the thread of its keys (the connection's
     /// without keys), at once when that is this one and nothing of this batch waits for it
     /// (`Shard::run_script_direct`), else through that thread's job (`plan_script`); its
-    /// effects are logged. Keys on several threads are refused for now.
+    /// effects are logged. Keys on several threads: a Calvin transaction (step 6).
     fn script(&mut self, c: &crate::cluster::Cluster, spec: &'static CommandSpec, args: Args) {
         use shardline_shards::slot::VShardId;
         let here = self.shard.id;
@@ -229,7 +225,8 @@ impl Conn {
         }
         let t = vshards.first().map_or(here, |&v| c.thread_of(v));
         if vshards.iter().any(|&v| c.thread_of(v) != t) {
-            return self.out.error(SCRIPT_THREADS);
+            // Keys of several shard threads: a Calvin transaction (issue 18, step 6).
+            return self.submit_txn(args);
         }
         if t != here || self.jobs[here].is_some() || self.shard.with_replicas(|r| r.calvin_busy()) {
             // On its keys' thread, or after what this batch queued here, through the job
@@ -255,7 +252,8 @@ impl Conn {
     /// A script whose keys are in vShards with replicas on other nodes (issue 18, step 3):
     /// to its vShard's leader (`-MOVED`, or forwarded with `cluster-routing proxy`), where it
     /// runs once the vShard has settled (`replica/scripts.rs`). It ends the batch: what the
-    /// client sent after it waits for it. Keys in several such vShards are refused for now.
+    /// client sent after it waits for it. Keys in several such vShards: a Calvin transaction
+    /// from here, wherever they are led (`calvin::exec::run_script`).
     fn replicated_script(
         &mut self,
         c: &crate::cluster::Cluster,
@@ -265,9 +263,7 @@ impl Conn {
     ) {
         use shardline_shards::slot::VShardId;
         let &[v] = vshards else {
-            return self
-                .out
-                .error(crate::cluster::replica::scripts::SCRIPT_ACROSS);
+            return self.submit_txn(args);
         };
         let leader = c.leader(VShardId(v as u16));
         if leader != c.me {

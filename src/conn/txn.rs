@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// A script without keys inside MULTI (a transaction with a script runs on its keys'
+/// participants, and this one names none).
+const SCRIPT_WITHOUT_KEYS: &str = "ERR a script without keys inside MULTI is not supported: declare the keys it uses, or run it outside the transaction";
+
 impl Conn {
     pub(super) fn queue(&mut self, spec: &'static CommandSpec, args: Args) {
         let (layout, threads, here) = (
@@ -17,15 +21,18 @@ impl Conn {
         }
         let on_conn = spec.on_connection(args);
         let refusal: Option<String> = match spec.scope {
-            // (Inside MULTI a script would be logged as itself, not its effects.)
-            _ if spec.group == "scripting"
-                && spec.name != "script"
-                && (spec.name != "function" || command::scripting::changes_functions(args)) =>
-            {
-                Some(format!(
-                    "ERR {} inside MULTI is not supported yet (issue 18)",
-                    spec.name.to_uppercase()
-                ))
+            _ if spec.name == "function" && command::scripting::changes_functions(args) => Some(
+                "ERR FUNCTION LOAD/DELETE/FLUSH/RESTORE inside MULTI is not supported yet"
+                    .to_string(),
+            ),
+            // A transaction with a script runs as a Calvin transaction, whatever its keys: its
+            // participants' leaders run it and log its effects (`calvin::exec::run_script`),
+            // so a script may name only its declared keys, and needs some.
+            _ if crate::cluster::replica::propose::is_script(spec) => {
+                match spec.keys_of(args).next() {
+                    Some(_) => self.go_across(),
+                    None => Some(SCRIPT_WITHOUT_KEYS.to_string()),
+                }
             }
             // Run by this connection at EXEC (`exec_mixed`).
             _ if on_conn => None,

@@ -55,6 +55,9 @@ pub enum ExecError {
     /// An execution entry for a vShard this keyspace does not hold (no leader writes one):
     /// nothing changed.
     Foreign,
+    /// SHUTDOWN stopped one of its scripts midway (`run_script`): nothing is proposed; the
+    /// next leader runs it again.
+    ShutDown,
 }
 
 /// The values of `keys` in `db` at `now_ms`.
@@ -84,9 +87,22 @@ pub struct Txn<'a> {
 /// Runs `txn` on a scratch keyspace holding `reads` (every key its commands name,
 /// from every participant), with `tunables` (the encodings' thresholds); its replies go to
 /// `out`. Returns the value afterwards of every key a write command named, in the order first
-/// named: what each participant keeps of its own.
+/// named: what each participant keeps of its own. (A transaction with scripts runs through
+/// `run_script`, in a thread's Lua state.)
 pub fn execute(
     tunables: &Tunables,
+    reads: &[Read],
+    txn: Txn,
+    out: &mut Out,
+) -> Result<Vec<Read>, ExecError> {
+    let mut scratch = scratch_of(tunables, reads.iter())?;
+    run_on(&mut scratch, reads, txn, out)
+}
+
+/// `execute`'s run on `scratch` (which holds `reads`); with a thread's scripting state
+/// swapped in (`run_script`), scripts run too, each on the transaction's keys only.
+fn run_on(
+    scratch: &mut Db,
     reads: &[Read],
     txn: Txn,
     out: &mut Out,
@@ -104,21 +120,6 @@ pub fn execute(
         out.null_array();
         return Ok(Vec::new());
     }
-    // One table for every key: the transaction's keys are all here, and a scratch keyspace
-    // of the node's layout cost a table per vShard and a slot for each of its vShards (most
-    // of a transaction's time across threads went to allocating them).
-    let mut scratch = Db::new_all(VShardLayout::new(1).expect("one vShard is a layout"));
-    scratch.tunables = *tunables;
-    scratch.across_slots = true;
-    for r in reads {
-        let Some((at, payload)) = &r.value else {
-            continue;
-        };
-        let value = rdb::verify(payload)
-            .and_then(|body| rdb::load(body, tunables))
-            .map_err(|_| ExecError::BadRead { key: r.key.clone() })?;
-        scratch.set(&r.key, value, *at, false);
-    }
     let mut rng = Rng::new(seed);
     let mut ctx = Ctx {
         now_ms,
@@ -127,18 +128,29 @@ pub fn execute(
     };
     let start = out.buf.len();
     if exec {
-        out.array(cmds.len());
+        out.array(cmds.iter().filter(|c| !is_library(c)).count());
     }
     let mut written: Vec<Vec<u8>> = Vec::new();
+    let add = |written: &mut Vec<Vec<u8>>, key: &[u8]| {
+        if !written.iter().any(|w| w == key) {
+            written.push(key.to_vec());
+        }
+    };
     let (mut buf, mut spans) = (Vec::new(), Vec::new());
-    for argv in cmds {
+    let mut cmds = cmds.iter().peekable();
+    while let Some(argv) = cmds.next() {
+        // (An FCALL's library follows it: what the function runs, `resolve_script`.)
+        let library = cmds.next_if(|c| is_library(c)).and_then(|c| c.get(1));
+        if let Some(t) = scratch.scripts.txn.as_mut() {
+            t.library = library.map(|code| std::sync::Arc::from(code.as_slice()));
+        }
         command::words_into(argv, &mut buf, &mut spans);
         let args = Args::new(&buf, &spans);
         if is_sort(args) {
             // SORT's patterns name keys by the elements it sorts, known only now: the
             // transaction must hold them all, or nothing of it runs (alike on every
             // participant: the same reads) and its origin submits it again with them.
-            let named = command::sort::pattern_keys(&mut scratch, args, now_ms);
+            let named = command::sort::pattern_keys(scratch, args, now_ms);
             let held: std::collections::HashSet<&[u8]> =
                 reads.iter().map(|r| r.key.as_slice()).collect();
             if named.iter().any(|k| !held.contains(k.as_slice())) {
@@ -147,23 +159,199 @@ pub fn execute(
                 return Ok(Vec::new());
             }
         }
-        if let Some(spec) = command::execute(&mut scratch, args, &mut ctx, out)
+        if scratch.scripts.txn.is_none()
+            && command::lookup(args.get(0)).is_some_and(|s| s.group == "scripting")
+        {
+            // An execution entry runs no script (a script's carries its effects): a
+            // member's entry that holds one is refused alike by every replica.
+            out.error(crate::replicate::SCRIPT_IN_ENTRY);
+            continue;
+        }
+        let spec = command::execute(scratch, args, &mut ctx, out);
+        if spec.is_some_and(|s| s.group == "scripting") {
+            // A script (where scripts run at all: a thread's state is swapped in).
+            if scratch.scripts.shut_down {
+                return Err(ExecError::ShutDown);
+            }
+            for key in std::mem::take(&mut scratch.scripts.written) {
+                add(&mut written, &key);
+            }
+        } else if let Some(spec) = spec
             && spec.flags & command::flags::WRITE != 0
             && spec.arity_ok(args.len())
         {
             for k in spec.keys_of(args) {
-                let key = args.get(k);
-                if !written.iter().any(|w| w == key) {
-                    written.push(key.to_vec());
-                }
+                add(&mut written, args.get(k));
             }
         }
     }
-    Ok(read(
-        &mut scratch,
-        written.iter().map(Vec::as_slice),
-        now_ms,
-    ))
+    Ok(read(scratch, written.iter().map(Vec::as_slice), now_ms))
+}
+
+fn is_library(argv: &[Vec<u8>]) -> bool {
+    argv.first().is_some_and(|w| w == LIBRARY)
+}
+
+/// The word list after a script transaction's FCALL that carries the code of the library
+/// defining the function, as the origin held it (`resolve_script`): every participant runs
+/// that code, whatever version of the library it holds by then.
+pub const LIBRARY: &[u8] = b"\0library";
+
+/// Whether a transaction of `cmds` has a script (EVAL, EVAL_RO, FCALL, FCALL_RO, resolved by
+/// `resolve_script`): its participants' leaders run it and log its effects (`run_script`).
+pub fn is_script(cmds: &[Vec<Vec<u8>>]) -> bool {
+    cmds.iter()
+        .any(|c| c.first().is_some_and(|n| is_script_name(n)))
+}
+
+fn is_script_name(n: &[u8]) -> bool {
+    [&b"eval"[..], b"eval_ro", b"fcall", b"fcall_ro"]
+        .iter()
+        .any(|s| n.eq_ignore_ascii_case(s))
+}
+
+/// At the origin: makes the scripts among `cmds` ones every participant can run alike.
+/// EVALSHA becomes EVAL with the body from the node's cache (`-NOSCRIPT` if there is none);
+/// EVAL caches its body here, as Redis does; FCALL is followed by its library's code
+/// (`LIBRARY`). Other commands are left. The error to answer if a script cannot be sent.
+pub fn resolve_script(db: &mut Db, cmds: &mut Cmds) -> Result<(), String> {
+    let by_sha =
+        |n: &[u8]| n.eq_ignore_ascii_case(b"evalsha") || n.eq_ignore_ascii_case(b"evalsha_ro");
+    if !cmds
+        .iter()
+        .any(|c| c.first().is_some_and(|n| is_script_name(n) || by_sha(n)))
+    {
+        return Ok(());
+    }
+    let mut resolved = Vec::with_capacity(cmds.len() + 1);
+    for mut argv in std::mem::take(cmds) {
+        let name = argv
+            .first()
+            .map(|n| n.to_ascii_lowercase())
+            .unwrap_or_default();
+        let mut library = None;
+        if argv.len() >= 2 {
+            match name.as_slice() {
+                b"eval" | b"eval_ro" => {
+                    db.scripts.cache.insert(&argv[1]);
+                }
+                b"evalsha" | b"evalsha_ro" => {
+                    let sha = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
+                    let Some(body) = db.scripts.body(&sha) else {
+                        return Err("NOSCRIPT No matching script. Please use EVAL.".to_string());
+                    };
+                    argv[0] = if name == b"evalsha" {
+                        b"EVAL".to_vec()
+                    } else {
+                        b"EVAL_RO".to_vec()
+                    };
+                    argv[1] = body.to_vec();
+                }
+                b"fcall" | b"fcall_ro" => {
+                    let libs = db.scripts.functions.get();
+                    let Some((lib, _)) = libs.function(&String::from_utf8_lossy(&argv[1])) else {
+                        return Err("ERR Function not found".to_string());
+                    };
+                    library = Some(vec![LIBRARY.to_vec(), lib.code.clone()]);
+                }
+                _ => {}
+            }
+        }
+        resolved.push(argv);
+        resolved.extend(library);
+    }
+    *cmds = resolved;
+    Ok(())
+}
+
+/// A scratch keyspace holding `reads`. One table for every key: the transaction's keys are
+/// all here, and a scratch keyspace of the node's layout cost a table per vShard and a slot
+/// for each of its vShards (most of a transaction's time across threads went to allocating
+/// them).
+fn scratch_of<'a>(
+    tunables: &Tunables,
+    reads: impl Iterator<Item = &'a Read>,
+) -> Result<Db, ExecError> {
+    let mut scratch = Db::new_all(VShardLayout::new(1).expect("one vShard is a layout"));
+    scratch.tunables = *tunables;
+    scratch.across_slots = true;
+    // (A WATCH verdict is no key's value: `run_on` aborts on it.)
+    for r in reads.filter(|r| r.broken_by().is_none()) {
+        let Some((at, payload)) = &r.value else {
+            continue;
+        };
+        let value = rdb::verify(payload)
+            .and_then(|body| rdb::load(body, tunables))
+            .map_err(|_| ExecError::BadRead { key: r.key.clone() })?;
+        scratch.set(&r.key, value, *at, false);
+    }
+    Ok(scratch)
+}
+
+/// What a participant's execution entry of a script transaction carries instead of the
+/// commands (`docs/design/scripting.md`: effects, never the script): replicas apply values,
+/// they never run Lua.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effects {
+    /// The script's reply, in its origin's protocol.
+    pub reply: Vec<u8>,
+    /// The values afterwards of the keys it wrote (`None`: removed); in an entry, the
+    /// participant's own only.
+    pub writes: Vec<Read>,
+}
+
+const BAD_READ: &str = "ERR a read of this transaction's log entry does not decode; not applied";
+
+/// Runs transaction `txn` that has scripts (its commands made alike by `resolve_script`) in
+/// `db`'s Lua state, on a scratch keyspace of `reads` (every participant's, taken in key order
+/// so the scratch is the same everywhere), with the transaction's clock and seed, its scripts
+/// naming only the keys of `held`; its reply written in `proto`. Returns its reply and the
+/// values afterwards of every key it wrote, or `None` if SHUTDOWN stopped a script midway
+/// (nothing is to be proposed: the next leader runs it again). Every participant computes
+/// the same.
+pub fn run_script<'a>(
+    db: &mut Db,
+    reads: &[Read],
+    held: impl Iterator<Item = &'a [u8]>,
+    txn: Txn,
+    proto: crate::reply::Proto,
+) -> Option<Effects> {
+    let mut sorted: Vec<&Read> = reads.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut out = Out::new(proto);
+    let Ok(mut scratch) = scratch_of(&db.tunables, sorted.into_iter()) else {
+        out.error(BAD_READ);
+        return Some(Effects {
+            reply: out.buf,
+            writes: Vec::new(),
+        });
+    };
+    // The thread's scripting state (its Lua state, the node's cache and libraries) works on
+    // the scratch for this run.
+    std::mem::swap(&mut scratch.scripts, &mut db.scripts);
+    scratch.scripts.txn = Some(crate::script::TxnRun {
+        held: held.map(<[u8]>::to_vec).collect(),
+        library: None,
+        instructions_max: crate::script::TXN_INSTRUCTIONS_MAX,
+    });
+    let ran = run_on(&mut scratch, reads, txn, &mut out);
+    scratch.scripts.txn = None;
+    std::mem::swap(&mut scratch.scripts, &mut db.scripts);
+    match ran {
+        Ok(writes) => Some(Effects {
+            reply: out.buf,
+            writes,
+        }),
+        Err(ExecError::ShutDown) => None,
+        Err(_) => {
+            let mut out = Out::new(proto);
+            out.error(BAD_READ);
+            Some(Effects {
+                reply: out.buf,
+                writes: Vec::new(),
+            })
+        }
+    }
 }
 
 /// The head of the reply of a transaction that did not hold every key its SORT's patterns
@@ -312,36 +500,57 @@ pub struct Execution {
     /// Every transaction below it has executed on every participant: the reads `v` keeps
     /// for the others below it can go.
     pub forget_below: u64,
+    /// A script's: what its leader's run made (`run_script`), applied instead of running
+    /// `cmds` (then empty); `reads` holds `v`'s own only.
+    pub effects: Option<Effects>,
 }
 
 impl Execution {
     /// The entry's bytes: `replicate`'s header (the transaction's clock and seed), then a
-    /// first word list `[seq: u64, v: u16, exec: u8, commands: u32, forget_below: u64]`, the
-    /// commands, and one word list per read: `[key]` for no key, else `[key, expire_at_ms
-    /// (0: none), DUMP payload]`.
+    /// first word list `[seq: u64, v: u16, mode: u8, commands: u32, forget_below: u64]`
+    /// (mode: 1 a MULTI/EXEC, 2 split by key, 4 a script's effects), the commands, and one
+    /// word list per read: `[key]` for no key, else `[key, expire_at_ms (0: none), DUMP
+    /// payload]`. A script's effects stand in the commands' place: `[reply]`, then a word
+    /// list per write, written as reads are.
     pub fn encode(&self) -> Vec<u8> {
         let mut e =
             crate::replicate::Encoder::new(crate::replicate::Kind::Execute, self.now_us, self.seed);
         let (seq, v, n, below) = (
             self.seq.to_le_bytes(),
             self.v.0.to_le_bytes(),
-            (self.cmds.len() as u32).to_le_bytes(),
+            match &self.effects {
+                Some(fx) => (1 + fx.writes.len()) as u32,
+                None => self.cmds.len() as u32,
+            }
+            .to_le_bytes(),
             self.forget_below.to_le_bytes(),
         );
-        let mode = [self.exec as u8 | (self.split as u8) << 1];
+        let mode =
+            [self.exec as u8 | (self.split as u8) << 1 | (self.effects.is_some() as u8) << 2];
         let head = [&seq[..], &v[..], &mode[..], &n[..], &below[..]];
         e.push(head.into_iter());
-        for argv in &self.cmds {
-            e.push(argv.iter().map(Vec::as_slice));
-        }
-        for r in &self.reads {
-            match &r.value {
-                None => e.push(std::iter::once(r.key.as_slice())),
-                Some((at, payload)) => {
-                    let at = at.unwrap_or(0).to_le_bytes();
-                    e.push([r.key.as_slice(), &at[..], payload.as_slice()].into_iter());
+        let push_read = |e: &mut crate::replicate::Encoder, r: &Read| match &r.value {
+            None => e.push(std::iter::once(r.key.as_slice())),
+            Some((at, payload)) => {
+                let at = at.unwrap_or(0).to_le_bytes();
+                e.push([r.key.as_slice(), &at[..], payload.as_slice()].into_iter());
+            }
+        };
+        match &self.effects {
+            Some(fx) => {
+                e.push(std::iter::once(fx.reply.as_slice()));
+                for w in &fx.writes {
+                    push_read(&mut e, w);
                 }
             }
+            None => {
+                for argv in &self.cmds {
+                    e.push(argv.iter().map(Vec::as_slice));
+                }
+            }
+        }
+        for r in &self.reads {
+            push_read(&mut e, r);
         }
         e.finish()
     }
@@ -383,32 +592,29 @@ impl Execution {
         let [seq, v, exec, n, below] = <[Vec<u8>; 5]>::try_from(head).ok()?;
         let seq = u64::from_le_bytes(seq.try_into().ok()?);
         let v = VShardId(u16::from_le_bytes(v.try_into().ok()?));
-        let (exec, split) = match exec.as_slice() {
-            [0] => (false, false),
-            [1] => (true, false),
-            [2] => (false, true),
+        let (exec, split, script) = match exec.as_slice() {
+            [0] => (false, false, false),
+            [1] => (true, false, false),
+            [2] => (false, true, false),
+            [4] => (false, false, true),
             _ => return None,
         };
         let n = u32::from_le_bytes(n.try_into().ok()?) as usize;
         let forget_below = u64::from_le_bytes(below.try_into().ok()?);
-        let cmds: Vec<Vec<Vec<u8>>> = words.by_ref().take(n).collect();
+        let mut cmds: Vec<Vec<Vec<u8>>> = words.by_ref().take(n).collect();
         if cmds.len() != n {
             return None;
         }
-        let mut reads = Vec::new();
-        for w in words {
-            let mut w = w.into_iter();
-            let key = w.next()?;
-            let value = match (w.next(), w.next(), w.next()) {
-                (None, _, _) => None,
-                (Some(at), Some(payload), None) => {
-                    let at = u64::from_le_bytes(at.try_into().ok()?);
-                    Some(((at != 0).then_some(at), payload))
-                }
-                _ => return None,
-            };
-            reads.push(Read { key, value });
-        }
+        let effects = match script {
+            false => None,
+            true => {
+                let mut lists = std::mem::take(&mut cmds).into_iter();
+                let [reply] = <[Vec<u8>; 1]>::try_from(lists.next()?).ok()?;
+                let writes = lists.map(read_of).collect::<Option<Vec<Read>>>()?;
+                Some(Effects { reply, writes })
+            }
+        };
+        let reads = words.map(read_of).collect::<Option<Vec<Read>>>()?;
         Some(Execution {
             seq,
             v,
@@ -419,6 +625,7 @@ impl Execution {
             cmds,
             reads,
             forget_below,
+            effects,
         })
     }
 
@@ -437,7 +644,22 @@ impl Execution {
             out.null();
             return Ok(());
         }
-        if self.split {
+        if let Some(fx) = &self.effects {
+            // A script's: its leader's run decided; the values are applied as they are (each
+            // checked first: a damaged entry changes nothing).
+            let values = decode_writes(&fx.writes, &db.tunables)?;
+            let now_ms = self.now_us / 1000;
+            for (w, value) in fx.writes.iter().zip(values) {
+                if layout.vshard_of(key_slot(&w.key)) != v {
+                    continue;
+                }
+                db.remove(&w.key, now_ms);
+                if let Some((at, value)) = value {
+                    db.set(&w.key, value, at, false);
+                }
+            }
+            out.buf.extend_from_slice(&fx.reply);
+        } else if self.split {
             // Its own keys only, on the keyspace itself (`replicate::run` refuses a key of
             // another vShard, as for any entry).
             let mut rng = Rng::new(self.seed);
@@ -483,6 +705,39 @@ impl Execution {
         }
         Ok(())
     }
+}
+
+/// A read's word list in an entry (`Execution::encode`), `None` if malformed.
+fn read_of(w: Vec<Vec<u8>>) -> Option<Read> {
+    let mut w = w.into_iter();
+    let key = w.next()?;
+    let value = match (w.next(), w.next(), w.next()) {
+        (None, _, _) => None,
+        (Some(at), Some(payload), None) => {
+            let at = u64::from_le_bytes(at.try_into().ok()?);
+            Some(((at != 0).then_some(at), payload))
+        }
+        _ => return None,
+    };
+    Some(Read { key, value })
+}
+
+/// A value with its absolute expiry in ms (`None`: persistent).
+type Expiring = (Option<u64>, crate::db::Value);
+
+/// The values `writes` carry, each with its expiry; the first that does not decode refuses
+/// them all.
+fn decode_writes(writes: &[Read], tunables: &Tunables) -> Result<Vec<Option<Expiring>>, ExecError> {
+    writes
+        .iter()
+        .map(|w| match &w.value {
+            None => Ok(None),
+            Some((at, payload)) => rdb::verify(payload)
+                .and_then(|body| rdb::load(body, tunables))
+                .map(|value| Some((*at, value)))
+                .map_err(|_| ExecError::BadRead { key: w.key.clone() }),
+        })
+        .collect()
 }
 
 /// Gives the keys of `writes` that are in vShards `db` owns and `mine` accepts their values

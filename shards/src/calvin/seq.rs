@@ -88,7 +88,14 @@ impl Ordered {
             .map(|(_, k)| k.as_slice())
     }
 
-    /// Participant `v`'s execution entry, with every participant's reads.
+    /// Whether it is a script (`exec::is_script`): its participants' leaders run it and
+    /// propose its effects.
+    pub fn is_script(&self) -> bool {
+        super::exec::is_script(&self.sub.cmds)
+    }
+
+    /// Participant `v`'s execution entry, with every participant's reads; a script's with
+    /// its `effects` (for `v`'s keys) and `v`'s own reads instead.
     /// (`layout`: where keys are, for a split transaction's part.)
     pub fn execution(
         &self,
@@ -96,7 +103,31 @@ impl Ordered {
         reads: Vec<super::exec::Read>,
         forget_below: Seq,
         layout: crate::slot::VShardLayout,
+        effects: Option<super::exec::Effects>,
     ) -> super::exec::Execution {
+        if let Some(mut fx) = effects {
+            let mine = |k: &[u8]| layout.vshard_of(crate::slot::key_slot(k)) == v;
+            fx.writes.retain(|w| mine(&w.key));
+            let reads = reads
+                .into_iter()
+                .filter(|r| match r.broken_by() {
+                    Some(by) => by == v,
+                    None => mine(&r.key),
+                })
+                .collect();
+            return super::exec::Execution {
+                seq: self.seq,
+                v,
+                exec: false,
+                split: false,
+                now_us: self.now_us,
+                seed: self.seed,
+                cmds: Vec::new(),
+                reads,
+                forget_below,
+                effects: Some(fx),
+            };
+        }
         let split = self.split.get_or_init(|| {
             self.sub
                 .split
@@ -117,6 +148,7 @@ impl Ordered {
             cmds,
             reads,
             forget_below,
+            effects: None,
         }
     }
 }

@@ -334,6 +334,7 @@ fn executions(
                     .flat_map(|(_, r)| r.iter().cloned())
                     .collect(),
                 forget_below: seq.saturating_sub(1),
+                effects: None,
             }
         })
         .collect()
@@ -536,6 +537,7 @@ fn a_damaged_or_foreign_execution_entry_changes_nothing() {
             value: None,
         }],
         forget_below: 2,
+        effects: None,
     };
     assert_eq!(
         exec::Execution::decode(forged.now_us, 0, {
@@ -601,6 +603,7 @@ fn a_command_that_splits_by_key_runs_each_part_on_its_participant() {
         cmds: vec![s.part_of(&mset, vt)],
         reads: Vec::new(),
         forget_below: 0,
+        effects: None,
     };
     assert_eq!(apply_entry(&mut db, &e.encode()).unwrap(), "+OK\r\n");
     assert_eq!(run(&mut db, &w(&["get", "to"]), NOW_MS, 0), b"$1\r\n2\r\n");
@@ -696,3 +699,5 @@ fn a_sort_whose_patterns_name_keys_it_does_not_hold_runs_nothing_and_names_them(
     assert_eq!(exec::needs_keys(&reply), None);
     assert_eq!(exec::needs_keys(&asked[..asked.len() - 1]), None);
 }
+
+mod scripts;

@@ -47,7 +47,11 @@ fn eval_generic(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out, by_sha: bool, 
             None => return out.error("NOSCRIPT No matching script. Please use EVAL."),
         }
     } else {
-        lowered = db.scripts.cache.insert(given);
+        // (A transaction's run is a participant's, not a client's EVAL: nothing is cached.)
+        lowered = match db.scripts.txn {
+            Some(_) => script::sha1::hex(given),
+            None => db.scripts.cache.insert(given),
+        };
         (std::sync::Arc::from(given), &lowered)
     };
     let mut mode = match script::shebang(&body) {

@@ -200,7 +200,7 @@ type Loaded = (String, Vec<(FunctionInfo, Function)>);
 
 /// Loads library `code` into `engine`'s state: its name from its first line, its chunk run
 /// (at most `LOAD_MS`) with the load-time API; what it registered.
-fn load(engine: &Engine, db: &Db, code: &[u8]) -> Result<Loaded, String> {
+pub(super) fn load(engine: &Engine, db: &Db, code: &[u8]) -> Result<Loaded, String> {
     let name = metadata(code)?;
     let lua = &engine.lua;
     let chunk = lua
@@ -286,12 +286,22 @@ pub(super) fn sync(engine: &mut Engine, db: &Db) {
 
 /// The flags of function `name` as this thread's state has loaded it (`sync`: one atomic load
 /// when the libraries did not change), `None` if there is none: FCALL's lookup, without the
-/// registry's lock or a walk over every library.
+/// registry's lock or a walk over every library. In a transaction across vShards, of the
+/// library it carried (`txn::carried`).
 pub fn flags_of(db: &mut Db, name: &str) -> Option<u8> {
     let mut scratch = Out::new(Proto::Resp2);
     let mut engine = take_engine(db, &mut scratch)?;
-    sync(&mut engine, db);
-    let flags = engine.functions.get(name).map(|&(_, flags)| flags);
+    match db.scripts.txn.as_ref().and_then(|t| t.library.clone()) {
+        Some(code) => engine.carried_now = Some(super::txn::carried(&mut engine, db, &code)),
+        None => sync(&mut engine, db),
+    }
+    // (A carried library that did not load answers why when called: flags of none.)
+    let flags = match engine.function(name) {
+        Ok((_, flags)) => Some(flags),
+        Err(_) if engine.carried_now.is_some() => Some(0),
+        Err(_) => None,
+    };
+    engine.carried_now = None;
     db.scripts.engine = Some(engine);
     flags
 }

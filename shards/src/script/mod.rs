@@ -15,9 +15,11 @@ pub mod functions;
 mod isolation;
 mod library;
 mod libs;
+mod txn;
 pub use busy::{Busy, KILL_SCRIPT, KILL_SHUTDOWN, busy_error, kill};
 pub use isolation::Isolation;
 pub use library::{describe, flags_of};
+pub use txn::{TXN_INSTRUCTIONS_MAX, TxnRun};
 pub mod sha1;
 
 use crate::command::{self, Args, Ctx, flags};
@@ -92,6 +94,10 @@ pub struct Scripts {
     reply_buf: Vec<u8>,
     /// This thread's copies of cached bodies (`body`), and the cache generation they are of.
     bodies: (u64, HashMap<String, Arc<[u8]>>),
+    /// Set while a script runs as a transaction across vShards (`TxnRun`).
+    pub txn: Option<TxnRun>,
+    /// The last script was stopped by SHUTDOWN (a transaction's run is then not proposed).
+    pub shut_down: bool,
 }
 
 /// Redis's `busy-reply-threshold` default.
@@ -121,6 +127,8 @@ impl Default for Scripts {
             call_words: Default::default(),
             reply_buf: Vec::new(),
             bodies: Default::default(),
+            txn: None,
+            shut_down: false,
         }
     }
 }
@@ -139,6 +147,10 @@ struct Budget {
     stop_ms: u64,
     wrote: bool,
     stop: &'static str,
+    /// A transaction's run: the hook's calls left before it is stopped (`txn::TXN_HOOKS`),
+    /// and whether it was.
+    hooks_left: Option<u64>,
+    exhausted: bool,
 }
 
 /// The error of a script stopped for running too long without writing.
@@ -189,6 +201,10 @@ struct Engine {
     /// generation of the node's libraries they were loaded from (`functions::Registry`).
     functions: HashMap<String, (Function, u8)>,
     fn_generation: Option<u64>,
+    /// Libraries carried by transactions across vShards, by their code's SHA-1
+    /// (`txn::carried`), and the one the running FCALL calls into.
+    carried: HashMap<String, txn::Carried>,
+    carried_now: Option<String>,
 }
 
 /// What a script may do: EVAL_RO and `no-writes` refuse write commands.
@@ -486,6 +502,8 @@ impl Engine {
             stop_ms: STOP_MS,
             wrote: false,
             stop: STOPPED,
+            hooks_left: None,
+            exhausted: false,
         });
         lua.set_hook(
             mlua::HookTriggers {
@@ -519,7 +537,27 @@ impl Engine {
             load_api,
             functions: HashMap::new(),
             fn_generation: None,
+            carried: HashMap::new(),
+            carried_now: None,
         })
+    }
+}
+
+impl Engine {
+    /// Function `name` and its flags: of the library the running transaction carried
+    /// (`carried_now`), else of the node's libraries as this state loaded them.
+    fn function(&self, name: &str) -> Result<(Function, u8), String> {
+        let found = match &self.carried_now {
+            Some(sha) => match self.carried.get(sha) {
+                Some(Ok(fns)) => fns.get(name),
+                Some(Err(e)) => return Err(e.clone()),
+                None => None,
+            },
+            None => self.functions.get(name),
+        };
+        found
+            .map(|(f, flags)| (f.clone(), *flags))
+            .ok_or_else(|| "ERR Function not found".to_string())
     }
 }
 
@@ -542,22 +580,54 @@ pub struct Call<'a> {
 /// writing its reply to `out`; the keys it wrote are left in `db.scripts.written`.
 pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
     db.scripts.written.clear();
+    db.scripts.shut_down = false;
     let Some(mut engine) = take_engine(db, out) else {
         return;
     };
-    if let Target::Function { .. } = call.target {
-        library::sync(&mut engine, db);
-    }
     let function = matches!(call.target, Target::Function { .. });
+    let in_txn = db.scripts.txn.is_some();
+    let carried = db.scripts.txn.as_ref().and_then(|t| t.library.clone());
+    let hooks = db
+        .scripts
+        .txn
+        .as_ref()
+        .map(|t| t.instructions_max / u64::from(HOOK_EVERY));
+    engine.carried_now = None;
+    match carried {
+        Some(code) if function => engine.carried_now = Some(txn::carried(&mut engine, db, &code)),
+        _ if function => library::sync(&mut engine, db),
+        _ => {}
+    }
     let t = db.tunables;
-    let budget = (t.busy_reply_ms, t.script_stop_ms, STOPPED);
-    set_budget(&engine, db, budget, Some(function));
+    // A transaction's run is never stopped by time (its participants run at other moments).
+    let stop_ms = if in_txn { 0 } else { t.script_stop_ms };
+    set_budget(
+        &engine,
+        db,
+        (t.busy_reply_ms, stop_ms, STOPPED),
+        Some(function),
+    );
+    if let Some(hooks) = hooks
+        && let Some(mut b) = engine.lua.app_data_mut::<Budget>()
+    {
+        // (Marked as having written: SCRIPT KILL answers -UNKILLABLE, since one participant
+        // stopping alone would split the transaction's outcome.)
+        b.wrote = true;
+        b.hooks_left = Some(hooks);
+    }
     run_in(&mut engine, db, call, ctx, out);
+    let exhausted = engine
+        .lua
+        .app_data_ref::<Budget>()
+        .is_some_and(|b| b.exhausted);
+    engine.carried_now = None;
     let busy = &db.scripts.busy;
     let kill = busy.kill.load(Ordering::Acquire);
-    if kill == KILL_SHUTDOWN {
-        // Stopped midway by SHUTDOWN: nothing of it is logged (the node goes down).
+    if kill == KILL_SHUTDOWN || exhausted {
+        // Stopped midway by SHUTDOWN (the node goes down), or a transaction's past its
+        // instruction limit: nothing of it is kept.
         db.scripts.written.clear();
+        db.scripts.shut_down = kill == KILL_SHUTDOWN;
     }
     if kill != 0 || busy.is_busy() {
         busy.clear();
@@ -568,6 +638,14 @@ pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
 /// The count hook's look at a running script: marks its thread busy past the threshold,
 /// stops it when killed or past `stop_ms` without writing.
 fn hook(b: &mut Budget) -> mlua::Result<()> {
+    if let Some(left) = &mut b.hooks_left {
+        // (Counted before any clock is read: it must end alike on every participant.)
+        if *left == 0 {
+            b.exhausted = true;
+            return Err(mlua::Error::runtime(txn::EXHAUSTED));
+        }
+        *left -= 1;
+    }
     let Some(now) = b.clock else {
         return Ok(());
     };
@@ -643,6 +721,8 @@ fn set_budget(
         b.stop_ms = stop_ms;
         b.wrote = false;
         b.stop = stop;
+        b.hooks_left = None;
+        b.exhausted = false;
     }
 }
 
@@ -675,9 +755,9 @@ fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut
             };
             (f, "user_script", sha, false)
         }
-        Target::Function { name } => match engine.functions.get(name) {
-            Some((f, _)) => (f.clone(), "user_function", name, true),
-            None => return out.error("ERR Function not found"),
+        Target::Function { name } => match engine.function(name) {
+            Ok((f, _)) => (f, "user_function", name, true),
+            Err(e) => return out.error(&e),
         },
     };
     let result = (|| -> mlua::Result<()> {
@@ -903,6 +983,14 @@ fn redis_command_words(
     let writes = spec.flags & flags::WRITE != 0;
     if writes && mode.read_only {
         return fail("ERR Write commands are not allowed from read-only scripts.");
+    }
+    if let Some(why) = db
+        .scripts
+        .txn
+        .as_ref()
+        .and_then(|t| txn::refusal(t, spec, cmd))
+    {
+        return fail(why);
     }
     for k in spec.keys_of(cmd) {
         let slot = key_slot(cmd.get(k));

@@ -517,8 +517,8 @@ impl Replicas {
     /// one (a node alone): run at once, the keys the script wrote logged as its effects in one
     /// unit (never the script), its reply held until the log holds them. Else by its declared
     /// keys: none, run at once touching no key; one vShard, led here, run once that vShard
-    /// has settled, after this job's earlier entries (`scripts.rs`); several, refused until
-    /// scripts run as Calvin transactions (step 6).
+    /// has settled, after this job's earlier entries (`scripts.rs`); several, a Calvin
+    /// transaction (step 6: each participant's leader runs it and logs its effects).
     fn plan_script(&self, p: &mut Plan, db: &mut Db, at: OpAt, (now_us, seed): (u64, u64)) {
         let i = at.i;
         let now = match self.thread_direct_clock(now_us) {
@@ -613,9 +613,14 @@ impl Replicas {
                     }
                 }
             }
-            _ => {
-                p.pj.write(i, false, |o| o.error(super::scripts::SCRIPT_ACROSS))
-            }
+            // Keys in several vShards: a Calvin transaction (its effects logged by each
+            // participant, `calvin::exec::run_script`).
+            _ => p.txns.push((
+                vec![args.iter().map(<[u8]>::to_vec).collect()],
+                (false, false),
+                None,
+                i,
+            )),
         }
     }
 
@@ -748,7 +753,12 @@ impl Replicas {
         for (at, flag, op) in plan.watch_at {
             self.watch_at(at, flag, (j, op), now.mono);
         }
-        for (cmds, (exec, block), watch, op) in plan.txns {
+        for (mut cmds, (exec, block), watch, op) in plan.txns {
+            // A script goes as every participant can run it alike (its body, its library).
+            if let Err(e) = shardline_shards::calvin::exec::resolve_script(db, &mut cmds) {
+                self.pending.fail(j, op, &e);
+                continue;
+            }
             self.calvin_submit(cmds, (exec, block), watch, (j, op), now.mono);
         }
         for (cmd, op) in plan.metas {

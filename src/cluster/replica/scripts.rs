@@ -19,9 +19,6 @@ use shardline_shards::script::Isolation;
 /// How long a script may wait for its vShard to settle before it is refused (nothing ran).
 const SETTLE_MAX: Duration = Duration::from_secs(5);
 
-/// A script whose keys are in several vShards, some with replicas elsewhere.
-pub(crate) const SCRIPT_ACROSS: &str = "CROSSSLOT this script's keys are in several vShards with replicas on other nodes: scripts across them are not built yet (issue 18); keep its keys in one hash tag";
-
 const UNSETTLED: &str = "TRYAGAIN the script's vShard did not settle in time (entries kept arriving or a quorum was missing); it did not run, retry";
 
 /// A script waiting for its vShard to settle: its job and op, the vShard and a slot of it, its

@@ -598,7 +598,7 @@ impl Replicas {
                     break;
                 }
                 for o in outs {
-                    self.calvin_output(o);
+                    self.calvin_output(db, o);
                 }
             }
         }
@@ -808,7 +808,7 @@ impl Replicas {
         self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
     }
 
-    fn calvin_output(&mut self, o: Output) {
+    fn calvin_output(&mut self, db: &mut Db, o: Output) {
         match o {
             Output::Reads {
                 seq,
@@ -836,8 +836,17 @@ impl Replicas {
             }
             Output::Propose { t, v, reads } => {
                 let g = v.0 as u32;
+                let effects = match t.is_script() {
+                    // A script: run here, its effects proposed (`docs/design/scripting.md`).
+                    true => match self.run_txn_script(db, &t, &reads) {
+                        Some(fx) => Some(fx),
+                        // Stopped by SHUTDOWN: nothing proposed (the next leader runs it).
+                        None => return,
+                    },
+                    false => None,
+                };
                 let entry = t
-                    .execution(v, reads, self.c.calvin.first(), self.c.layout)
+                    .execution(v, reads, self.c.calvin.first(), self.c.layout, effects)
                     .encode();
                 self.undirect();
                 let proposed = self.groups[g as usize]
@@ -854,6 +863,30 @@ impl Replicas {
                 }
             }
         }
+    }
+
+    /// Runs transaction `t`, which has scripts, on every participant's `reads` in this
+    /// thread's Lua state (`exec::run_script`): its effects, or `None` if SHUTDOWN stopped
+    /// one of them.
+    fn run_txn_script(
+        &mut self,
+        db: &mut Db,
+        t: &Ordered,
+        reads: &[shardline_shards::calvin::exec::Read],
+    ) -> Option<shardline_shards::calvin::exec::Effects> {
+        let proto = if t.sub.resp3 {
+            Proto::Resp3
+        } else {
+            Proto::Resp2
+        };
+        let txn = shardline_shards::calvin::exec::Txn {
+            cmds: &t.sub.cmds,
+            exec: t.sub.exec,
+            now_us: t.now_us,
+            seed: t.seed,
+        };
+        let held = t.sub.keys.iter().map(|(_, k)| k.as_slice());
+        shardline_shards::calvin::exec::run_script(db, reads, held, txn, proto)
     }
 
     /// Takes what the stream published since this thread last looked into the scheduler,

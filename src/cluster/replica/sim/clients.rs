@@ -430,9 +430,10 @@ impl Sim {
         self.next_request += 1;
         // Calvin pairs: half as a MULTI/EXEC, half as an MSET or MGET (split by key).
         let split = self.calvin_pairs && rid % 2 == 0;
-        // Pairs in one vShard: a third as scripts (`replica/scripts.rs`), whose replies are
-        // the MULTI/EXEC's in RESP2.
-        let script = !self.calvin_pairs && !self.cross_pairs && rid % 3 == 0;
+        // A third of the pairs as scripts, whose replies are the MULTI/EXEC's in RESP2: in one
+        // vShard (`replica/scripts.rs`), or across vShards as Calvin transactions, each
+        // participant's leader running it and logging its effects (`calvin::exec::run_script`).
+        let script = !self.cross_pairs && rid % 3 == 0 && !split;
         let words: Vec<&[u8]> = match req {
             Req::TxSet(_) if script => vec![
                 b"EVAL",
@@ -465,6 +466,12 @@ impl Sim {
             _ => words,
         };
         let mut job = job_of(&words, rid, |len| match req {
+            Req::TxSet(_) | Req::TxGet if script && self.calvin_pairs => Op::Txn {
+                cmds: vec![(0, len)],
+                exec: false,
+                watch: None,
+                block: false,
+            },
             Req::TxSet(_) | Req::TxGet if script => Op::Cmd {
                 first: 0,
                 len,
