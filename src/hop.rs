@@ -144,6 +144,9 @@ pub struct Job {
     pub buf: Vec<u8>,
     pub spans: Vec<Span>,
     pub ops: Vec<Op>,
+    /// Its place in the key queues of transactions, once it waited for keys one held
+    /// (`calvin::sched::Scheduler::wait_local`): those delivered after it wait for it.
+    pub calvin_place: Option<u64>,
 }
 
 pub struct Mailbox {

@@ -15,7 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,16 @@ pub struct ClientInfo {
     pub pubsub: bool,
     /// Killed by CLIENT KILL: the connection closes once its current replies are written.
     pub killed: bool,
+    /// Set while the connection's task waits for its read with nothing of the client's kept
+    /// and nothing to write (not in MULTI, subscribed or blocked), cleared by that read's
+    /// wake-up: a busy script's thread may then serve it (`conn::busy`).
+    pub busy_idle: Arc<AtomicBool>,
+    /// It has authenticated (what `conn::busy` may let it do).
+    pub busy_authed: bool,
+    /// Bytes `conn::busy` read and did not answer (an incomplete command), and the replies
+    /// the socket has not taken yet: the task takes both when its read completes.
+    pub busy_in: Vec<u8>,
+    pub busy_out: Vec<u8>,
 }
 
 /// What CLIENT KILL matches (its new form's filters; the old form is `addr` alone).
@@ -398,6 +408,7 @@ impl Shard {
                 buf: buf.clone(),
                 spans: spans.clone(),
                 ops: ops(),
+                calvin_place: None,
             };
             if let Err(job) = self.node.mailboxes[t].push_job(job) {
                 let node = self.node.clone();

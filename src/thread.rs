@@ -43,8 +43,10 @@ type ShardRuntime = monoio::FusionRuntime<
 type RingSetup = fn(&mut io_uring::Builder);
 
 /// The shard thread's runtime: io_uring with the best setup the kernel takes
-/// (`RING_SETUPS`), or monoio's epoll driver where io_uring is missing.
-fn build_runtime() -> std::io::Result<ShardRuntime> {
+/// (`RING_SETUPS`), or monoio's epoll driver where io_uring is missing; and whether a
+/// connection's pending read runs only when the thread asks (`DEFER_TASKRUN`, or epoll),
+/// which `conn::busy` needs.
+fn build_runtime() -> std::io::Result<(ShardRuntime, bool)> {
     let mut last = None;
     for (name, setup) in RING_SETUPS {
         let mut urb = io_uring::IoUring::builder();
@@ -56,8 +58,9 @@ fn build_runtime() -> std::io::Result<ShardRuntime> {
             .build()
         {
             Ok(rt) => {
+                let deferred = name == RING_SETUPS[0].0 || matches!(rt, ShardRuntime::Legacy(_));
                 tracing::debug!("shard runtime: io_uring with {name}");
-                return Ok(rt);
+                return Ok((rt, deferred));
             }
             Err(e) => {
                 tracing::debug!("shard runtime: io_uring with {name} refused: {e}");
@@ -76,7 +79,7 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
         return;
     }
     let rt = build_runtime();
-    let mut rt = match rt {
+    let (mut rt, deferred) = match rt {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot build the runtime: {e}")));
@@ -101,6 +104,10 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
             }
         };
         let shard = Rc::new(Shard::new(id, node));
+        if deferred {
+            // A busy script's thread answers its own clients (`-BUSY`, SCRIPT KILL).
+            crate::conn::busy::install(&shard);
+        }
         let c = shard.node.cluster.clone();
         let cfg = shard.node.config.lock().expect("config lock").clone();
         let seed = shard.rng.borrow_mut().next_u64();

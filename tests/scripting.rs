@@ -422,6 +422,112 @@ fn a_looping_script_does_not_hold_the_node() {
 /// thread's connection is answered `-BUSY` at once, SCRIPT KILL (from there) stops a script
 /// that has not written, answers `-UNKILLABLE` for one that has, and SHUTDOWN NOSAVE stops that
 /// one too with nothing it wrote kept.
+/// Raw RESP on a socket: the command's bytes.
+fn resp(argv: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", argv.len()).into_bytes();
+    for a in argv {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+/// Reads from `s` until `want` bytes arrived (or the timeout hits: what came).
+fn read_n(s: &mut std::net::TcpStream, want: usize) -> String {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < want {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// One shard thread: the clients of the busy script's own thread are answered while it runs
+/// (the count hook serves them, `conn::busy`): `-BUSY` for every command, in order, a command
+/// sent in two parts across the script's end answered after it, SCRIPT KILL from one of them
+/// stops the script, and with a password, a client that has not authenticated gets NOAUTH;
+/// SHUTDOWN NOSAVE from one of them stops a script that wrote, and the node.
+#[test]
+fn a_busy_script_answers_its_own_threads_clients_and_takes_script_kill_from_them() {
+    use std::io::Write;
+    const BUSY: &str = "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
+    let s = Server::start(
+        "0",
+        &["--busy-reply-threshold", "100", "--requirepass", "pw"],
+    );
+    let connect = || {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(&resp(&["AUTH", "pw"])).unwrap();
+        assert_eq!(read_n(&mut c, 5), "+OK\r\n");
+        c
+    };
+    let (mut r, mut partial, mut script) = (connect(), connect(), connect());
+    let mut stranger = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    const NOAUTH: &str = "-NOAUTH Authentication required.\r\n";
+    // (Accepted and set up before the script holds the thread.)
+    stranger.write_all(&resp(&["PING"])).unwrap();
+    assert_eq!(read_n(&mut stranger, NOAUTH.len()), NOAUTH);
+    script
+        .write_all(&resp(&[
+            "EVAL",
+            "local i = 0 while true do i = i + 1 end",
+            "0",
+        ]))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    // Pipelined: each answered, in order.
+    let mut two = resp(&["PING"]);
+    two.extend(resp(&["GET", "k"]));
+    r.write_all(&two).unwrap();
+    assert_eq!(read_n(&mut r, 2 * BUSY.len()), format!("{BUSY}{BUSY}"));
+    stranger.write_all(&resp(&["SCRIPT", "KILL"])).unwrap();
+    assert_eq!(read_n(&mut stranger, NOAUTH.len()), NOAUTH);
+    // Half a command now, the rest once the script has ended.
+    let set = resp(&["SET", "k", "after"]);
+    partial.write_all(&set[..7]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    r.write_all(&resp(&["SCRIPT", "KILL"])).unwrap();
+    assert_eq!(read_n(&mut r, 5), "+OK\r\n");
+    let killed = read_n(&mut script, 20);
+    assert!(
+        killed.starts_with("-ERR Script killed by user with SCRIPT KILL"),
+        "{killed}"
+    );
+    partial.write_all(&set[7..]).unwrap();
+    assert_eq!(read_n(&mut partial, 5), "+OK\r\n");
+    r.write_all(&resp(&["GET", "k"])).unwrap();
+    assert_eq!(read_n(&mut r, 11), "$5\r\nafter\r\n");
+    // A script that wrote: SCRIPT KILL refuses; SHUTDOWN NOSAVE from the same thread ends it
+    // and the node (what it wrote is not kept).
+    script
+        .write_all(&resp(&[
+            "EVAL",
+            "redis.call('set', KEYS[1], 'x') while true do end",
+            "1",
+            "k",
+        ]))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    r.write_all(&resp(&["SCRIPT", "KILL"])).unwrap();
+    assert!(read_n(&mut r, 12).starts_with("-UNKILLABLE"));
+    r.write_all(&resp(&["SHUTDOWN", "NOSAVE"])).unwrap();
+    let mut s = s;
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    s.kill_and_restart();
+    let mut c = s.client();
+    let () = redis::cmd("AUTH").arg("pw").query(&mut c).unwrap();
+    let kept: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(kept, "after", "nothing of the stopped script was kept");
+}
+
 #[test]
 fn a_busy_script_answers_busy_to_the_other_threads_and_script_kill_stops_it() {
     let mut s = Server::start("0-1", &["--busy-reply-threshold", "200"]);
@@ -436,8 +542,8 @@ fn a_busy_script_answers_busy_to_the_other_threads_and_script_kill_stops_it() {
                 .query::<()>(&mut c)
         })
     };
-    // A connection of the other thread: the one whose GET of the key is answered -BUSY (a
-    // connection of the busy thread waits for it instead).
+    // A connection of the other thread: the one whose GET of the key is answered -BUSY (one
+    // the busy thread has not accepted yet waits for it instead).
     let other_thread = |s: &Server| {
         for _ in 0..24 {
             // (A connection the busy thread accepted is not even set up: a short timeout.)

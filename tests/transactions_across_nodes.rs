@@ -556,3 +556,63 @@ fn kill_9_amid_transactions(nodes: usize) {
     want.sort();
     assert_eq!(items, want, "every element once");
 }
+
+/// A command on a key that a stream of transactions keeps naming is not starved: it takes a
+/// place in the key's queue, and transactions sequenced after it wait for it (found when four
+/// clients ran scripts across vShards on one key while another client's EXISTS on it waited
+/// for minutes). Four clients increment `hot` and a key led by another node in MULTI/EXECs
+/// without pause while another client GETs and INCRs `hot` on its leader: each of those
+/// answers (a read timeout fails the test), and the counts add up.
+#[test]
+fn a_single_key_command_is_not_starved_by_transactions_on_its_key() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let c = TestCluster::start(3, false, &[]);
+    let tags = spread_tags(&c, 2);
+    let (hot, other) = (
+        format!("{{{}}}hot", tags[0]),
+        format!("{{{}}}other", tags[1]),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            // (On `hot`'s leader: a MULTI whose first key is led elsewhere is -MOVED there.)
+            let mut n = plain(&c, 0).unwrap();
+            let (hot, other, stop, done) = (hot.clone(), other.clone(), stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r: redis::RedisResult<(i64, i64)> = redis::pipe()
+                        .atomic()
+                        .incr(&hot, 1)
+                        .incr(&other, 1)
+                        .query(&mut n);
+                    r.expect("a transaction across nodes");
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut conn = plain(&c, 0).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..100 {
+        let _: Option<i64> = conn.get(&hot).expect("answered while transactions go on");
+        let _: i64 = conn
+            .incr(&hot, 1)
+            .expect("answered while transactions go on");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let txns = done.load(Ordering::Relaxed) as i64;
+    assert!(txns > 50, "the transactions went on meanwhile: {txns}");
+    let (h, o): (i64, i64) = redis::pipe()
+        .atomic()
+        .get(&hot)
+        .get(&other)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(o, txns, "every transaction applied once");
+    assert_eq!(h, txns + 100, "and the single-key increments");
+}

@@ -95,6 +95,7 @@ impl Conn {
             buf: Vec::new(),
             spans: Vec::new(),
             ops: vec![Op::Unblock { origin, token }],
+            calvin_place: None,
         };
         let ack = job.token;
         send_job(&self.shard, t, job).await;

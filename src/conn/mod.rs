@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 mod assemble;
 mod blocking;
+pub mod busy;
 mod cluster;
 mod proxy;
 mod pubsub;
@@ -166,6 +167,10 @@ pub struct Conn {
     /// This batch ends with a Calvin transaction (`Op::Txn` in this thread's job): it is
     /// submitted once the batch's other jobs are answered, and the batch stops there.
     barrier: bool,
+    /// This connection's `ClientInfo::busy_idle`, and the waker its idle reads wait with
+    /// (`busy::idle_read`: the task's, which also clears the flag).
+    busy_idle: Arc<AtomicBool>,
+    busy_waker: Option<(std::task::Waker, std::task::Waker)>,
 }
 
 /// Answers a connection we will not serve, then closes it.
@@ -195,7 +200,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         fd: stream.as_raw_fd(),
         pubsub: false,
         killed: false,
+        busy_idle: Arc::new(AtomicBool::new(false)),
+        busy_authed: false,
+        busy_in: Vec::new(),
+        busy_out: Vec::new(),
     }));
+    let busy_idle = info.borrow().busy_idle.clone();
     shard.clients.borrow_mut().push(info.clone());
     let authed = shard
         .node
@@ -228,6 +238,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         links: Vec::new(),
         durable_seq: 0,
         barrier: false,
+        busy_idle,
+        busy_waker: None,
     };
     if let Err(e) = conn.run(stream).await {
         tracing::debug!(client = id, error = %e, "connection ended with an error");
@@ -301,13 +313,31 @@ impl Conn {
                 }
                 let len = rbuf.len();
                 let cap = rbuf.capacity();
-                let (res, slice) = stream
-                    .read(monoio::buf::IoBufMut::slice_mut(rbuf, len..cap))
-                    .await;
+                // Nothing of the client's kept, nothing to write: while its read waits, a busy
+                // script on this thread may answer what it sends (`busy`).
+                let idle = len == 0
+                    && self.sub.is_none()
+                    && self.multi.is_none()
+                    && self.blocked.is_none()
+                    && busy::installed();
+                let read = stream.read(monoio::buf::IoBufMut::slice_mut(rbuf, len..cap));
+                let (res, slice) = if idle {
+                    self.info.borrow_mut().busy_authed = self.authed;
+                    busy::idle_read(read, &self.busy_idle, &mut self.busy_waker).await
+                } else {
+                    read.await
+                };
                 rbuf = slice.into_inner();
                 let n = res?;
                 if n == 0 {
                     return Ok(());
+                }
+                if idle {
+                    let answered = busy::take_busy(&self.info, &mut rbuf);
+                    if !answered.is_empty() {
+                        let (res, _) = stream.write_all(answered).await;
+                        res?;
+                    }
                 }
                 self.shard.local.borrow_mut().net_input_bytes += n as u64;
             }
@@ -648,6 +678,7 @@ impl Conn {
             buf: Vec::with_capacity(256),
             spans: Vec::with_capacity(16),
             ops: Vec::with_capacity(4),
+            calvin_place: None,
         })
     }
 

@@ -59,8 +59,6 @@ impl FileLock {
     }
 }
 
-/// Whether the peer of a readable socket has closed it: a non-blocking one-byte `MSG_PEEK`
-/// returns 0 at end of stream. Consumes nothing, so bytes the client sent stay for later reads.
 /// Shuts a socket down both ways: a read pending on it ends (CLIENT KILL).
 pub fn shutdown(fd: std::os::fd::RawFd) {
     // SAFETY: plain syscall on a descriptor; an invalid one yields an error, ignored.
@@ -69,6 +67,8 @@ pub fn shutdown(fd: std::os::fd::RawFd) {
     }
 }
 
+/// Whether the peer of a readable socket has closed it: a non-blocking one-byte `MSG_PEEK`
+/// returns 0 at end of stream. Consumes nothing, so bytes the client sent stay for later reads.
 pub fn peer_closed(fd: std::os::fd::RawFd) -> bool {
     let mut b = [0u8; 1];
     // SAFETY: `b` is a valid writable one-byte buffer; an invalid `fd` yields an error.
@@ -88,4 +88,59 @@ pub fn peer_closed(fd: std::os::fd::RawFd) -> bool {
             std::io::Error::last_os_error().kind(),
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
         )
+}
+
+/// Which of `fds` are ready for `events` (`libc::POLLIN`, `libc::POLLOUT`) within
+/// `timeout_ms` (0: now), in order; a descriptor in error or hung up counts as ready (the
+/// read or write that follows says what happened). All not ready if the poll fails.
+pub fn poll_ready(fds: &[std::os::fd::RawFd], events: i16, timeout_ms: i32) -> Vec<bool> {
+    let mut set: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `set` is a valid array of `set.len()` pollfd structures, alive for the call.
+    let n = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, timeout_ms) };
+    if n <= 0 {
+        return vec![false; fds.len()];
+    }
+    set.iter().map(|p| p.revents != 0).collect()
+}
+
+/// Receives what a socket holds now, without waiting, appending at most `max` bytes to `buf`:
+/// the count (0 at end of stream), or the error (`WouldBlock` when it holds nothing).
+pub fn recv_now(fd: std::os::fd::RawFd, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let len = spare.len().min(max);
+    // SAFETY: `spare` is `len` or more writable bytes of `buf`'s allocation; `recv` writes at
+    // most `len` of them, and exactly the count it returns, which is then set as initialized.
+    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), len, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel initialized `n` (<= `len`) bytes past the old length.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
+}
+
+/// Sends what a socket takes now of `bytes`, without waiting (no SIGPIPE): the count, or the
+/// error (`WouldBlock` when it takes nothing).
+pub fn send_now(fd: std::os::fd::RawFd, bytes: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: `bytes` is a valid readable buffer of its length for the call.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }

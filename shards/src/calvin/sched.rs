@@ -98,7 +98,17 @@ pub struct Scheduler {
     busy: std::collections::BTreeSet<VShardId>,
     early: BTreeMap<Seq, Vec<(VShardId, Vec<Read>)>>,
     out: Vec<Output>,
+    /// Single-vShard commands waiting in key queues (`wait_local`): each place's keys. A
+    /// place is a `Seq` with `LOCAL` set, queued like a transaction: the transactions
+    /// delivered after it wait behind it, so a stream of transactions on a key cannot starve
+    /// a command on it.
+    locals: HashMap<Seq, Vec<(VShardId, Vec<u8>)>>,
+    next_local: Seq,
 }
+
+/// The bit that marks a command's place in a key queue (`Scheduler::wait_local`); sequence
+/// numbers never reach it.
+const LOCAL: Seq = 1 << 63;
 
 impl Scheduler {
     /// Takes part for `v`, which this thread now leads: every transaction of `v` below `next`
@@ -125,6 +135,11 @@ impl Scheduler {
 
     /// `v`'s part `old` (if it had one) is gone: its transactions wait here no more.
     fn dropped(&mut self, v: VShardId, old: Option<Part>) {
+        // (Commands' places in its queues go with them: those commands run, and are
+        // redirected, when they are looked at again.)
+        for at in self.locals.values_mut() {
+            at.retain(|(w, _)| *w != v);
+        }
         for seq in old.iter().flat_map(|p| p.txns.keys()) {
             self.waiting -= 1;
             unhold(&mut self.holders, *seq, v);
@@ -240,6 +255,7 @@ impl Scheduler {
                 }
             }
         }
+        debug_assert!(seq & LOCAL == 0, "sequence numbers stay below LOCAL");
         if part.txns.is_empty() {
             self.busy.remove(&v);
         }
@@ -319,11 +335,76 @@ impl Scheduler {
     }
 
     /// Whether a single-vShard command on `key` of `v` must wait: a transaction delivered
-    /// here names it and has not executed.
+    /// here names it and has not executed (or a command waits for it there). A command that
+    /// has a place (`place`) waits only while something is ahead of it there.
     pub fn is_locked(&self, v: VShardId, key: &[u8]) -> bool {
-        self.parts
-            .get(&v)
-            .is_some_and(|p| p.queues.contains_key(key))
+        self.is_locked_for(v, key, None)
+    }
+
+    /// `is_locked` for a command with place `place`.
+    pub fn is_locked_for(&self, v: VShardId, key: &[u8], place: Option<Seq>) -> bool {
+        let Some(q) = self.parts.get(&v).and_then(|p| p.queues.get(key)) else {
+            return false;
+        };
+        match place {
+            Some(id) if q.contains(&id) => q.front() != Some(&id),
+            _ => true,
+        }
+    }
+
+    /// A single-vShard command must wait for keys transactions hold (`is_locked_for`): it
+    /// takes a place at the back of the queue of each key it names (`keys`) it is not in yet
+    /// (`place`, or a new one), so transactions delivered after it wait for it
+    /// (`local_done`). Returns the place.
+    pub fn wait_local<'a>(
+        &mut self,
+        place: Option<Seq>,
+        keys: impl IntoIterator<Item = (VShardId, &'a [u8])>,
+    ) -> Seq {
+        let id = place.unwrap_or_else(|| {
+            self.next_local += 1;
+            LOCAL | self.next_local
+        });
+        let at = self.locals.entry(id).or_default();
+        for (v, key) in keys {
+            // (Every key it names, held or not: a transaction delivered later must not get
+            // ahead of it on any, or the two could wait for each other.)
+            let Some(part) = self.parts.get_mut(&v) else {
+                continue;
+            };
+            let q = part.queues.entry(key.to_vec()).or_default();
+            if !q.contains(&id) {
+                q.push_back(id);
+                at.push((v, key.to_vec()));
+            }
+        }
+        id
+    }
+
+    /// The command with place `place` ran (its entries proposed, `proposed(v)` now `v`'s
+    /// last proposed index): it leaves its queues, and the transactions waiting in its
+    /// vShards read only once their logs applied what it proposed.
+    pub fn local_done(&mut self, place: Seq, proposed: impl Fn(VShardId) -> u64) {
+        let Some(at) = self.locals.remove(&place) else {
+            return;
+        };
+        for (v, key) in at {
+            let Some(part) = self.parts.get_mut(&v) else {
+                continue;
+            };
+            if let Some(q) = part.queues.get_mut(&key) {
+                q.retain(|s| *s != place);
+                if q.is_empty() {
+                    part.queues.remove(&key);
+                }
+            }
+            let index = proposed(v);
+            for p in part.txns.values_mut() {
+                if p.phase == Phase::Waiting {
+                    p.after = p.after.max(index);
+                }
+            }
+        }
     }
 
     /// Advances every vShard: reads what may be read (from `db`, at each transaction's own
@@ -570,6 +651,59 @@ mod tests {
             };
             assert!(reads.iter().all(|r| r.broken_by().is_none()));
         }
+    }
+
+    #[test]
+    fn a_command_waiting_on_a_key_goes_before_the_transactions_delivered_after_it() {
+        let (mut s, mut db) = (Scheduler::default(), db());
+        s.lead(V1, 0, 0);
+        s.deliver(txn(1, &[(V1, "a"), (FAR, "x")]), |_| 0);
+        assert!(s.is_locked(V1, b"a"));
+        // A command on `a` waits: it takes a place (on every key it names here).
+        let place = s.wait_local(None, [(V1, &b"a"[..]), (V1, &b"c"[..])]);
+        assert!(s.is_locked_for(V1, b"a", Some(place)), "1 is ahead of it");
+        assert!(
+            !s.is_locked_for(V1, b"c", Some(place)),
+            "nothing ahead on c"
+        );
+        assert!(
+            s.is_locked(V1, b"c"),
+            "another command waits behind it on c"
+        );
+        s.deliver(txn(2, &[(V1, "a"), (FAR, "y")]), |_| 0);
+        s.deliver(txn(3, &[(V1, "c"), (FAR, "z")]), |_| 0);
+        s.reads(2, FAR, absent("y"));
+        s.reads(3, FAR, absent("z"));
+        assert_eq!(
+            shape(&step(&mut s, &mut db)),
+            [('r', 1, 1)],
+            "2 and 3 wait behind it"
+        );
+        s.reads(1, FAR, absent("x"));
+        step(&mut s, &mut db);
+        s.executed(V1, 1);
+        assert!(!s.is_locked_for(V1, b"a", Some(place)), "its turn");
+        assert!(
+            step(&mut s, &mut db).is_empty(),
+            "2 and 3 still wait for it"
+        );
+        // It ran and proposed up to index 7: those behind read once that applied.
+        s.local_done(place, |_| 7);
+        assert!(
+            step(&mut s, &mut db).is_empty(),
+            "its entries are not applied yet"
+        );
+        s.applied(V1, 7);
+        let out = shape(&step(&mut s, &mut db));
+        assert!(
+            out.contains(&('r', 2, 1)) && out.contains(&('r', 3, 1)),
+            "{out:?}"
+        );
+        // A place whose vShard is no longer led here holds nothing.
+        let p2 = s.wait_local(None, [(V1, &b"a"[..])]);
+        s.step_down(V1);
+        assert!(!s.is_locked_for(V1, b"a", Some(p2)));
+        s.local_done(p2, |_| 0);
     }
 
     #[test]

@@ -380,6 +380,15 @@ mod tests {
             "*3\r\n:1\r\n:2\r\n*2\r\n:3\r\n$1\r\na\r\n"
         );
         assert_eq!(eval(&mut h, "return 3.99", &["0"]), ":3\r\n");
+        // Numbers given to redis.call are written as `%.17g`.
+        assert_eq!(
+            eval(
+                &mut h,
+                "redis.call('set','x',3.14) redis.call('set','y',1e15) redis.call('set','z',2^53+1) redis.call('set','w',1/3) redis.call('set','v',-0.0) redis.call('set','u',1e300) return redis.call('mget','x','y','z','w','v','u')",
+                &["0"]
+            ),
+            "*6\r\n$18\r\n3.1400000000000001\r\n$16\r\n1000000000000000\r\n$16\r\n9007199254740992\r\n$19\r\n0.33333333333333331\r\n$2\r\n-0\r\n$23\r\n1.0000000000000001e+300\r\n"
+        );
         assert_eq!(
             eval(&mut h, "return {1e20}", &["0"]),
             "*1\r\n:-9223372036854775808\r\n"

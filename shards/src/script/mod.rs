@@ -10,6 +10,7 @@
 //! `require`, ...; reading an undefined global or creating one is an error).
 
 mod busy;
+mod call;
 mod convert;
 pub mod functions;
 mod isolation;
@@ -98,6 +99,10 @@ pub struct Scripts {
     pub txn: Option<TxnRun>,
     /// The last script was stopped by SHUTDOWN (a transaction's run is then not proposed).
     pub shut_down: bool,
+    /// The driver's service of this thread's own clients while a script holds the thread
+    /// past `busy-reply-threshold` (`-BUSY`, SCRIPT KILL, SHUTDOWN): called by the count
+    /// hook at most every `SERVE_EVERY_MS`, and with `true` once the script ended.
+    pub serve_busy: Option<fn(bool)>,
 }
 
 /// Redis's `busy-reply-threshold` default.
@@ -112,6 +117,9 @@ const LUA_MEMORY_MAX: usize = 1 << 30;
 
 /// How often (in Lua instructions) a running script's clock is looked at.
 const HOOK_EVERY: u32 = 100_000;
+
+/// How often a busy script's thread serves its own clients (`Scripts::serve_busy`).
+const SERVE_EVERY_MS: u64 = 5;
 
 impl Default for Scripts {
     fn default() -> Self {
@@ -129,6 +137,7 @@ impl Default for Scripts {
             bodies: Default::default(),
             txn: None,
             shut_down: false,
+            serve_busy: None,
         }
     }
 }
@@ -151,6 +160,9 @@ struct Budget {
     /// and whether it was.
     hooks_left: Option<u64>,
     exhausted: bool,
+    /// `Scripts::serve_busy`, and when it last ran.
+    serve: Option<fn(bool)>,
+    served_ms: u64,
 }
 
 /// The error of a script stopped for running too long without writing.
@@ -187,8 +199,6 @@ impl Scripts {
 /// its line, and the scripts compiled here by id.
 struct Engine {
     lua: Lua,
-    /// The globals (the sandbox's `R`: the state's global table reads through to it).
-    globals: Table,
     run: Function,
     compiled: HashMap<String, Function>,
     generation: u64,
@@ -205,6 +215,9 @@ struct Engine {
     /// (`txn::carried`), and the one the running FCALL calls into.
     carried: HashMap<String, txn::Carried>,
     carried_now: Option<String>,
+    /// The running script's context (`RunCtx`), which `redis.call` reaches through the
+    /// registry (`call::RUN_KEY`): boxed, so its address is fixed for the state's life.
+    run_cell: Box<std::cell::Cell<RunCtx>>,
 }
 
 /// What a script may do: EVAL_RO and `no-writes` refuse write commands.
@@ -220,22 +233,13 @@ pub struct Mode {
 /// script can neither add a global nor replace one (`redis = nil` once broke every later
 /// script of its thread); the libraries (`redis`, `string`, `cjson`, ...) are read-only
 /// proxies of theirs, whose `pairs` and `next` still walk them; `rawset` refuses them all.
-/// Returns the runners, the loader, the load-time API's maker and `R` (where EVAL sets KEYS
-/// and ARGV).
+/// Takes the error handler and `run_args` (KEYS and ARGV of the running script, `call.rs`);
+/// returns the runners, the loader and the load-time API's maker.
 const SANDBOX: &str = r##"
-local xp, err, tostr, handler = xpcall, error, tostring, ...
+local xp, err, tostr, handler, run_args = xpcall, error, tostring, ...
 local setenv, setmt, getmt, rawset_, rawget_, next_, type_, select_, ipairs_ =
   setfenv, setmetatable, getmetatable, rawset, rawget, next, type, select, ipairs
 local G = _G
-local runner = function(f)
-  local ok, res = xp(f, handler)
-  return ok, res
-end
--- A function's call: its keys and arguments are its parameters (KEYS and ARGV are not globals).
-local fn_runner = function(f, keys, args)
-  local ok, res = xp(function() return f(keys, args) end, handler)
-  return ok, res
-end
 local missing = function(t, n)
   err("Script attempted to access nonexistent global variable '" .. tostr(n) .. "'", 2)
 end
@@ -309,7 +313,19 @@ local load_api = function(redis_api)
   setmt(redis_api, {__index = missing, __newindex = readonly, __metatable = shield})
   return setmt({redis = redis_api}, {__index = missing, __newindex = readonly, __metatable = shield})
 end
-return runner, fn_runner, loader, load_api, R
+-- A script's run: KEYS and ARGV (made by `run_args` from the run's words) are globals.
+local runner = function(f)
+  R.KEYS, R.ARGV = run_args()
+  local ok, res = xp(f, handler)
+  return ok, res
+end
+-- A function's call: its keys and arguments are its parameters (KEYS and ARGV are not globals).
+local fn_runner = function(f)
+  local keys, args = run_args()
+  local ok, res = xp(function() return f(keys, args) end, handler)
+  return ok, res
+end
+return runner, fn_runner, loader, load_api
 "##;
 
 /// The line of the script where the error being handled was raised: the innermost frame of
@@ -340,50 +356,12 @@ fn error_line(lua: &Lua, e: Value) -> mlua::Result<Value> {
     Ok(e)
 }
 
-/// `redis.pcall` in Lua over the Rust function of the run (`raw.f`): it answers an error as a
-/// table `{err = ...}` (no other reply converts to a table with that field).
-const REDIS_LIB: &str = r#"
-local redis, raw = ...
-redis.pcall = function(...) return raw.f(...) end
-"#;
-
-/// The registry name of the run's Rust function for `redis.call` (`redis_call`).
-const RAW_F: &std::ffi::CStr = c"shardline.raw_f";
-
-/// `redis.call`: a C function, so that `return redis.call(...)` (a tail call) keeps the
-/// script's frame on the stack, where the error's line is found, and so that it can raise the
-/// error *table* Redis raises (what `pcall(redis.call, ...)` in a script catches).
-///
-/// # Safety
-/// Called by Lua only, as a `lua_CFunction`. It holds no Rust value with a destructor when it
-/// raises (`lua_error` does not return), and calls the run's function unprotected, so an
-/// error in it propagates to the script's `xpcall` as any Lua error does.
-unsafe extern "C-unwind" fn redis_call(state: *mut mlua::lua_State) -> std::os::raw::c_int {
-    use mlua::ffi;
-    // SAFETY: `state` is the running Lua state; every index used is on its stack.
-    unsafe {
-        let n = ffi::lua_gettop(state);
-        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, RAW_F.as_ptr());
-        if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
-            ffi::lua_pushstring(state, c"redis.call outside a script".as_ptr());
-            ffi::lua_error(state)
-        }
-        ffi::lua_insert(state, 1);
-        ffi::lua_call(state, n, 1);
-        if ffi::lua_type(state, -1) == ffi::LUA_TTABLE {
-            ffi::lua_getfield(state, -1, c"err".as_ptr());
-            let failed = ffi::lua_type(state, -1) != ffi::LUA_TNIL;
-            ffi::lua_settop(state, -2);
-            if failed {
-                ffi::lua_error(state)
-            }
-        }
-        1
-    }
-}
-
 impl Engine {
     fn new() -> mlua::Result<Engine> {
+        // The running script's context, where `redis.call` (a C function), `setresp` and the
+        // hook find it (the box outlives the state: both are the engine's).
+        let run_cell = Box::new(std::cell::Cell::new(RunCtx::idle()));
+        let cell: *const std::cell::Cell<RunCtx> = &*run_cell;
         let lua = Lua::new_with(
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             LuaOptions::default(),
@@ -440,13 +418,16 @@ impl Engine {
         redis.set("log", lua.create_function(|_, _: mlua::MultiValue| Ok(()))?)?;
         redis.set(
             "setresp",
-            lua.create_function(|lua, v: i64| {
+            lua.create_function(move |_, v: i64| {
                 if v != 2 && v != 3 {
                     return Err(mlua::Error::runtime("RESP version must be 2 or 3."));
                 }
-                if let Some(mut run) = lua.app_data_mut::<RunCtx>() {
-                    run.resp3 = v == 3;
-                }
+                // SAFETY: the cell lives as long as the state (see above).
+                let cell = unsafe { &*cell };
+                cell.set(RunCtx {
+                    resp3: v == 3,
+                    ..cell.get()
+                });
                 Ok(())
             })?,
         )?;
@@ -458,36 +439,30 @@ impl Engine {
             "debug",
             lua.create_function(|_, _: mlua::MultiValue| Ok(()))?,
         )?;
-        let raw = lua.create_table()?;
-        // `redis.call`'s and `redis.pcall`'s Rust side, for every run: it finds the run's
-        // keyspace in `RunCtx`.
-        let f_raw = lua.create_function(|lua, args: mlua::MultiValue| {
-            let run = lua.app_data_ref::<RunCtx>().map(|r| *r);
-            let Some(run) = run.filter(|r| !r.db.is_null()) else {
+        // `redis.call`'s conversion of a reply that is not a scalar (`call.rs`).
+        let conv = lua.create_function(move |lua, ()| {
+            // SAFETY: the cell lives as long as the state; its `db`, while not null, is the
+            // running script's, which `redis.call` (this function's only caller) does not
+            // touch meanwhile.
+            let run = unsafe { (*cell).get() };
+            if run.db.is_null() {
                 return Err(mlua::Error::runtime("redis.call outside a script"));
-            };
-            // SAFETY: `run_in` set these from its `&mut Db` and `&mut Rng`, which it leaves
-            // untouched while the script runs and nulls when the script returns; Lua calls
-            // this on the same thread, within that call, and no other borrow of them exists
-            // meanwhile (a command run here cannot start another script: scripts are
-            // NOSCRIPT).
-            let (db, rng) = unsafe { (&mut *run.db, &mut *run.rng) };
-            let mut ctx = Ctx {
-                now_ms: run.now_ms,
-                now_us: run.now_us,
-                rng,
-            };
-            redis_command(lua, db, &args, &mut ctx, run.mode, run.resp3)
+            }
+            let db = unsafe { &*run.db };
+            convert::from_resp(lua, &db.scripts.reply_buf, run.resp3)
         })?;
-        raw.raw_set("f", &f_raw)?;
-        lua.set_named_registry_value(RAW_F.to_str().expect("ASCII"), &f_raw)?;
-        lua.set_app_data(RunCtx::idle());
+        lua.set_named_registry_value(call::CONV_KEY.to_str().expect("ASCII"), conv)?;
+        lua.set_named_registry_value(
+            call::RUN_KEY.to_str().expect("ASCII"),
+            Value::LightUserData(mlua::LightUserData(cell as *mut std::ffi::c_void)),
+        )?;
         let g = lua.globals();
-        lua.load(REDIS_LIB)
-            .set_name("=redis")
-            .call::<()>((&redis, &raw))?;
-        // SAFETY: `redis_call` is a `lua_CFunction` that follows the C API's rules (above).
-        redis.set("call", unsafe { lua.create_c_function(redis_call)? })?;
+        // SAFETY: `redis_call` and `redis_pcall` are `lua_CFunction`s that follow the C
+        // API's rules (`call.rs`).
+        redis.set("call", unsafe { lua.create_c_function(call::redis_call)? })?;
+        redis.set("pcall", unsafe {
+            lua.create_c_function(call::redis_pcall)?
+        })?;
         let redis_real = redis.clone();
         g.set("redis", redis)?;
         libs::open(&lua)?;
@@ -504,31 +479,31 @@ impl Engine {
             stop: STOPPED,
             hooks_left: None,
             exhausted: false,
+            serve: None,
+            served_ms: 0,
         });
         lua.set_hook(
             mlua::HookTriggers {
                 every_nth_instruction: Some(HOOK_EVERY),
                 ..Default::default()
             },
-            |lua, _| {
+            move |lua, _| {
                 let Some(mut b) = lua.app_data_mut::<Budget>() else {
                     return Ok(mlua::VmState::Continue);
                 };
+                // SAFETY: the cell lives as long as the state.
+                b.wrote |= unsafe { (*cell).get().wrote };
                 hook(&mut b).map(|()| mlua::VmState::Continue)
             },
         )?;
         let handler = lua.create_function(error_line)?;
-        let (run, fn_run, loader, make_api, globals): (
-            Function,
-            Function,
-            Function,
-            Function,
-            Table,
-        ) = lua.load(SANDBOX).set_name("=sandbox").call(handler)?;
+        let (run, fn_run, loader, make_api): (Function, Function, Function, Function) = lua
+            .load(SANDBOX)
+            // SAFETY: `run_args` is a `lua_CFunction` that follows the C API's rules.
+            .call((handler, unsafe { lua.create_c_function(call::run_args)? }))?;
         let load_api = library::load_api(&lua, &make_api, &redis_real)?;
         Ok(Engine {
             lua,
-            globals,
             run,
             compiled: HashMap::new(),
             generation: 0,
@@ -539,6 +514,7 @@ impl Engine {
             fn_generation: None,
             carried: HashMap::new(),
             carried_now: None,
+            run_cell,
         })
     }
 }
@@ -630,6 +606,12 @@ pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
         db.scripts.shut_down = kill == KILL_SHUTDOWN;
     }
     if kill != 0 || busy.is_busy() {
+        if busy.is_busy()
+            && let Some(serve) = db.scripts.serve_busy
+        {
+            // (What it answered its thread's clients meanwhile is all sent.)
+            serve(true);
+        }
         busy.clear();
     }
     db.scripts.engine = Some(engine);
@@ -661,6 +643,14 @@ fn hook(b: &mut Budget) -> mlua::Result<()> {
         busy.function.store(b.function, Ordering::Release);
         busy.wrote.store(b.wrote, Ordering::Release);
         busy.since_ms.store(b.started_ms.max(1), Ordering::Release);
+    }
+    if b.marked
+        && let Some(serve) = b.serve
+        && elapsed >= b.served_ms + SERVE_EVERY_MS
+    {
+        // The thread's own clients: `-BUSY`, or SCRIPT KILL / SHUTDOWN, which set `kill`.
+        b.served_ms = elapsed;
+        serve(false);
     }
     match busy.kill.load(Ordering::Acquire) {
         KILL_SHUTDOWN => return Err(mlua::Error::runtime(SHUT_DOWN)),
@@ -723,6 +713,8 @@ fn set_budget(
         b.stop = stop;
         b.hooks_left = None;
         b.exhausted = false;
+        b.serve = db.scripts.serve_busy;
+        b.served_ms = 0;
     }
 }
 
@@ -761,33 +753,27 @@ fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut
         },
     };
     let result = (|| -> mlua::Result<()> {
-        let g = &engine.globals;
-        let (keys, argv) = (strings(lua, &keys)?, strings(lua, &argv)?);
-        if !is_fn {
-            g.raw_set("KEYS", &keys)?;
-            g.raw_set("ARGV", &argv)?;
-        }
         // A generator per script, from the run's seed (the same on a retry of the same run).
         libs::seed_random(lua, ctx.rng.next_u64());
-        set_run(
-            lua,
-            RunCtx {
-                db: db as *mut Db,
-                rng: ctx.rng as *mut crate::rng::Rng,
-                now_ms: ctx.now_ms,
-                now_us: ctx.now_us,
-                mode,
-                resp3: false,
-            },
-        );
+        engine.run_cell.set(RunCtx {
+            db: db as *mut Db,
+            rng: ctx.rng as *mut crate::rng::Rng,
+            now_ms: ctx.now_ms,
+            now_us: ctx.now_us,
+            mode,
+            resp3: false,
+            wrote: false,
+            keys: (keys.as_ptr().cast(), keys.len()),
+            argv: (argv.as_ptr().cast(), argv.len()),
+        });
         // (From here until the run is idle again, `db` and `ctx.rng` are reached only
-        // through `RunCtx`, by `redis.call`.)
+        // through `RunCtx`, by `redis.call`; the words by the runner's `run_args`.)
         let ran: mlua::Result<(bool, Value)> = if is_fn {
-            engine.fn_run.call((f.clone(), keys, argv))
+            engine.fn_run.call(&f)
         } else {
-            engine.run.call(f.clone())
+            engine.run.call(&f)
         };
-        set_run(lua, RunCtx::idle());
+        engine.run_cell.set(RunCtx::idle());
         let (ok, res) = ran?;
         if ok {
             convert::to_resp(&res, out, 0);
@@ -805,8 +791,9 @@ fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut
     }
 }
 
-/// What `redis.call` works on while a script runs (the state's app data; `idle` between runs):
-/// the run's keyspace and generator as `run_in` lent them, its clock, its mode and protocol.
+/// What `redis.call` works on while a script runs (`Engine::run_cell`; `idle` between runs):
+/// the run's keyspace and generator as `run_in` lent them, its clock, its mode and protocol,
+/// and whether it wrote.
 #[derive(Clone, Copy)]
 struct RunCtx {
     db: *mut Db,
@@ -815,13 +802,11 @@ struct RunCtx {
     now_us: u64,
     mode: Mode,
     resp3: bool,
-}
-
-/// Sets the state's `RunCtx` in place (no allocation per run).
-fn set_run(lua: &Lua, run: RunCtx) {
-    if let Some(mut r) = lua.app_data_mut::<RunCtx>() {
-        *r = run;
-    }
+    wrote: bool,
+    /// The script's keys and arguments (`run_in`'s, alive while it runs): `call::run_args`
+    /// makes KEYS and ARGV of them.
+    keys: (*const &'static [u8], usize),
+    argv: (*const &'static [u8], usize),
 }
 
 impl RunCtx {
@@ -833,18 +818,11 @@ impl RunCtx {
             now_us: 0,
             mode: Mode::default(),
             resp3: false,
+            wrote: false,
+            keys: (std::ptr::null(), 0),
+            argv: (std::ptr::null(), 0),
         }
     }
-}
-
-/// A Lua sequence of `words` (KEYS, ARGV). A string the state has no memory left for is the
-/// script's error, never a panic.
-fn strings(lua: &Lua, words: &[&[u8]]) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(words.len(), 0)?;
-    for (i, w) in words.iter().enumerate() {
-        t.raw_set(i + 1, lua.create_string(w)?)?;
-    }
-    Ok(t)
 }
 
 /// The body after a `#!` line (the shebang is read by `shebang`).
@@ -916,127 +894,4 @@ fn lua_message(e: &mlua::Error) -> String {
         mlua::Error::CallbackError { cause, .. } => lua_message(cause),
         other => other.to_string(),
     }
-}
-
-/// `redis.call` / `redis.pcall`: runs `args` as a command on `db`, answering its reply as a
-/// Lua value, or an error table (`{err = ...}`, marked for `call` to raise).
-/// `{err = msg}`: a command's error as `redis.pcall` answers it (and `redis.call` raises it).
-fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
-    let t = lua.create_table()?;
-    t.raw_set("err", msg)?;
-    Ok(Value::Table(t))
-}
-
-fn redis_command(
-    lua: &Lua,
-    db: &mut Db,
-    args: &mlua::MultiValue,
-    ctx: &mut Ctx,
-    mode: Mode,
-    resp3: bool,
-) -> mlua::Result<Value> {
-    let fail = |msg: &str| error_table(lua, msg);
-    if args.is_empty() {
-        return fail("ERR Please specify at least one argument for this redis lib call");
-    }
-    // The command's words into the thread's buffers (lent out for the call, no allocation
-    // once they have grown); numbers as Lua writes them.
-    let (mut buf, mut spans) = std::mem::take(&mut db.scripts.call_words);
-    buf.clear();
-    spans.clear();
-    for a in args.iter() {
-        let start = buf.len() as u32;
-        match a {
-            Value::String(s) => buf.extend_from_slice(&s.as_bytes()),
-            Value::Integer(i) => buf.extend_from_slice(i.to_string().as_bytes()),
-            Value::Number(x) => buf.extend_from_slice(libs::lua_number_text(*x).as_bytes()),
-            _ => {
-                db.scripts.call_words = (buf, spans);
-                return fail("ERR Lua redis lib command arguments must be strings or integers");
-            }
-        }
-        spans.push((start, buf.len() as u32));
-    }
-    let reply = redis_command_words(lua, db, Args::new(&buf, &spans), ctx, (mode, resp3));
-    db.scripts.call_words = (buf, spans);
-    reply
-}
-
-/// `redis_command` once the command's words are in `cmd`.
-fn redis_command_words(
-    lua: &Lua,
-    db: &mut Db,
-    cmd: Args,
-    ctx: &mut Ctx,
-    (mode, resp3): (Mode, bool),
-) -> mlua::Result<Value> {
-    let fail = |msg: &str| error_table(lua, msg);
-    let Some(spec) = command::lookup(cmd.get(0)) else {
-        return fail("ERR Unknown Redis command called from script");
-    };
-    if spec.flags & flags::NOSCRIPT != 0 || spec.handler.is_none() {
-        return fail("ERR This Redis command is not allowed from script");
-    }
-    if !spec.arity_ok(cmd.len()) {
-        return fail("ERR Wrong number of args calling Redis command from script");
-    }
-    let writes = spec.flags & flags::WRITE != 0;
-    if writes && mode.read_only {
-        return fail("ERR Write commands are not allowed from read-only scripts.");
-    }
-    if let Some(why) = db
-        .scripts
-        .txn
-        .as_ref()
-        .and_then(|t| txn::refusal(t, spec, cmd))
-    {
-        return fail(why);
-    }
-    for k in spec.keys_of(cmd) {
-        let slot = key_slot(cmd.get(k));
-        let local = match &db.scripts.isolation {
-            Some(iso) => iso.vshard == Some(db.layout().vshard_of(slot)),
-            None => db.owns_slot(slot),
-        };
-        if !local {
-            return fail("ERR Script attempted to access a non local key in a cluster node script");
-        }
-    }
-    if let Some(mut iso) = db.scripts.isolation.take() {
-        if writes && spec.keys_of(cmd).next().is_none() {
-            db.scripts.isolation = Some(iso);
-            // (It would write this replica alone: FLUSHALL, SWAPDB, ...)
-            return fail("ERR This Redis command is not allowed from script");
-        }
-        if writes {
-            for k in spec.keys_of(cmd) {
-                iso.keep(db, cmd.get(k));
-            }
-        }
-        db.scripts.isolation = Some(iso);
-    }
-    let mut reply = Out {
-        buf: std::mem::take(&mut db.scripts.reply_buf),
-        proto: if resp3 { Proto::Resp3 } else { Proto::Resp2 },
-        errors: 0,
-    };
-    reply.buf.clear();
-    command::execute(db, cmd, ctx, &mut reply);
-    if writes && let Some(mut b) = lua.app_data_mut::<Budget>() {
-        b.wrote = true;
-        if b.marked {
-            db.scripts.busy.wrote.store(true, Ordering::Release);
-        }
-    }
-    if writes {
-        for k in spec.keys_of(cmd) {
-            let key = cmd.get(k);
-            if !db.scripts.written.iter().any(|w| w == key) {
-                db.scripts.written.push(key.to_vec());
-            }
-        }
-    }
-    let value = convert::from_resp(lua, &reply.buf, resp3);
-    db.scripts.reply_buf = reply.buf;
-    value
 }

@@ -115,7 +115,10 @@ impl Shard {
                 return;
             }
             if r.calvin_blocks(&job) {
-                // Keys a transaction holds: run once it executed (`calvin/`).
+                // Keys a transaction holds: run once it executed (`calvin/`), before those
+                // delivered after it (its place in the keys' queues).
+                let mut job = job;
+                r.calvin_place(&mut job);
                 r.calvin.deferred.push_back(job);
                 self.node
                     .cluster
@@ -153,6 +156,7 @@ impl Shard {
         }
         self.with_replicas(|r| {
             r.submit(&mut self.db.borrow_mut(), plan, now, seed);
+            r.calvin_ran(&job);
             self.deliver_finished(r);
         });
         self.after_writes();

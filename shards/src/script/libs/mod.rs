@@ -212,13 +212,12 @@ fn check_string(lua: &Lua, args: &MultiValue, n: usize) -> Result<Vec<u8>, Strin
     s.ok_or_else(|| arg_error(lua, n, &format!("string expected, got {}", type_name(v))))
 }
 
-/// A number as Lua 5.1 writes it (`%.14g`), without making a Lua string.
-pub(super) fn lua_number_text(x: f64) -> String {
+/// A number given to `redis.call` as Redis 7.0 writes it (`%.17g`).
+pub(super) fn number_arg(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 && !(x == 0.0 && x.is_sign_negative()) {
-        // (An integer in that range prints as itself: the common case, cheaply.)
         return format!("{}", x as i64);
     }
-    cjson::fmt_g(x, 14)
+    cjson::fmt_g(x, 17)
 }
 
 /// A Lua number's value (mlua hands integral ones as integers), `None` for anything else.

@@ -382,7 +382,7 @@ impl Replicas {
             let held = keys.any(|k| {
                 let key = args.get(k);
                 let v = layout.vshard_of(shardline_shards::slot::key_slot(key));
-                self.calvin.sched.is_locked(v, key)
+                self.calvin.sched.is_locked_for(v, key, job.calvin_place)
                     || self.calvin.catching_up.contains(&(v.0 as u32))
             });
             if !held {
@@ -416,7 +416,7 @@ impl Replicas {
                 let (s, e) = job.spans[*first as usize];
                 let key = &job.buf[s as usize..e as usize];
                 let v = layout.vshard_of(shardline_shards::slot::key_slot(key));
-                self.calvin.sched.is_locked(v, key)
+                self.calvin.sched.is_locked_for(v, key, job.calvin_place)
                     || self.calvin.catching_up.contains(&(v.0 as u32))
             }
             Op::Exec { cmds, .. } => {
@@ -425,6 +425,61 @@ impl Replicas {
             }
             _ => false,
         })
+    }
+
+    /// `job` waits for keys transactions hold (`calvin_blocks`): it takes a place in the queues
+    /// of all its keys here (those of vShards this thread leads), so the transactions
+    /// delivered after it wait for it, and a stream of them cannot starve it (found by four
+    /// clients running scripts across vShards on one key while another client's EXISTS on it
+    /// waited for minutes). Keys it names later than its first wait join its place.
+    pub(crate) fn calvin_place(&mut self, job: &mut Job) {
+        let layout = self.c.layout;
+        let mut keys: Vec<(VShardId, &[u8])> = Vec::new();
+        let mut add = |f: u32, l: u32| {
+            let args = Args::new(&job.buf, &job.spans[f as usize..(f + l) as usize]);
+            let Some(spec) = command::lookup(args.get(0)) else {
+                return;
+            };
+            if !spec.arity_ok(args.len()) {
+                return;
+            }
+            for k in spec.keys_of(args) {
+                let key = args.get(k);
+                keys.push((layout.vshard_of(shardline_shards::slot::key_slot(key)), key));
+            }
+        };
+        for op in &job.ops {
+            match op {
+                Op::Cmd { first, len, .. }
+                | Op::Local { first, len }
+                | Op::Block { first, len } => add(*first, *len),
+                Op::Exec { cmds, .. } => cmds.iter().for_each(|&(f, l)| add(f, l)),
+                _ => {}
+            }
+        }
+        for op in &job.ops {
+            if let Op::Watch { first, .. } = op {
+                let (s, e) = job.spans[*first as usize];
+                let key = &job.buf[s as usize..e as usize];
+                keys.push((layout.vshard_of(shardline_shards::slot::key_slot(key)), key));
+            }
+        }
+        let place = self.calvin.sched.wait_local(job.calvin_place, keys);
+        job.calvin_place = Some(place);
+    }
+
+    /// A job that had a place in the key queues ran (its entries proposed): the transactions
+    /// behind it go on, reading once their logs applied what it proposed.
+    pub(crate) fn calvin_ran(&mut self, job: &Job) {
+        let Some(place) = job.calvin_place else {
+            return;
+        };
+        let groups = &self.groups;
+        self.calvin.sched.local_done(place, |v| {
+            groups[v.0 as usize]
+                .as_ref()
+                .map_or(0, |grp| grp.last_index())
+        });
     }
 
     /// Whether any transaction waits on this thread (one count: the direct paths then leave

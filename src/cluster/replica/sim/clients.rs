@@ -614,7 +614,9 @@ impl Sim {
         }
         if r.calvin_blocks(&job) {
             // Keys a transaction holds: run once one executed, as `Shard::run_job_replicated`
-            // defers it (`step_thread` runs them again).
+            // defers it (`step_thread` runs them again), with its place in their queues.
+            let mut job = job;
+            r.calvin_place(&mut job);
             r.calvin.deferred.push_back(job);
             return;
         }
@@ -638,6 +640,7 @@ impl Sim {
         };
         let plan = r.plan_job(&mut n.db, &job, now, seed, &mut local);
         r.submit(&mut n.db, plan, now, seed);
+        r.calvin_ran(&job);
         let done: Vec<PendingJob> = r.pending.take_finished().collect();
         for job in done {
             if job.token != NO_REPLY {
@@ -663,6 +666,7 @@ pub(super) fn job_of(words: &[&[u8]], token: u64, op: impl FnOnce(u32) -> Op) ->
         buf,
         spans,
         ops: vec![op(words.len() as u32)],
+        calvin_place: None,
     }
 }
 
