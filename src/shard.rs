@@ -225,7 +225,7 @@ pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 /// Unix time now, in microseconds. The one clock read of a batch.
 /// Milliseconds on a monotonic clock since the process's first reading (scripts' budgets).
-fn mono_ms() -> u64 {
+pub(crate) fn mono_ms() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
@@ -248,6 +248,7 @@ impl Shard {
         db.scripts.cache = node.scripts.clone();
         db.scripts.functions = node.cluster.functions.clone();
         db.scripts.busy = node.script_busy[id].clone();
+        db.scripts.node_busy = node.script_busy.clone();
         db.scripts.clock = Some(mono_ms);
         let seed = unix_now_us() ^ ((id as u64 + 1) << 48);
         Shard {

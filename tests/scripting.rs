@@ -445,10 +445,25 @@ fn read_n(s: &mut std::net::TcpStream, want: usize) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// Reads from `s` until what came ends with `end` (or the timeout hits: what came).
+fn read_until(s: &mut std::net::TcpStream, end: &str) -> String {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(end.as_bytes()) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 /// One shard thread: the clients of the busy script's own thread are answered while it runs
 /// (the count hook serves them, `conn::busy`): `-BUSY` for every command, in order, a command
 /// sent in two parts across the script's end answered after it, SCRIPT KILL from one of them
-/// stops the script, and with a password, a client that has not authenticated gets NOAUTH;
+/// stops the script, FUNCTION STATS names a busy function and FUNCTION KILL stops it, and
+/// with a password, a client that has not authenticated gets NOAUTH;
 /// SHUTDOWN NOSAVE from one of them stops a script that wrote, and the node.
 #[test]
 fn a_busy_script_answers_its_own_threads_clients_and_takes_script_kill_from_them() {
@@ -504,6 +519,24 @@ fn a_busy_script_answers_its_own_threads_clients_and_takes_script_kill_from_them
     assert_eq!(read_n(&mut partial, 5), "+OK\r\n");
     r.write_all(&resp(&["GET", "k"])).unwrap();
     assert_eq!(read_n(&mut r, 11), "$5\r\nafter\r\n");
+    // A busy function: FUNCTION STATS names it (as Redis shows it), FUNCTION KILL stops it.
+    let lib = "#!lua name=busylib\nredis.register_function{function_name='spin', callback=function(keys, args) while true do end end, flags={'no-writes'}}";
+    r.write_all(&resp(&["FUNCTION", "LOAD", lib])).unwrap();
+    assert_eq!(read_n(&mut r, 13), "$7\r\nbusylib\r\n");
+    script
+        .write_all(&resp(&["FCALL", "spin", "1", "k", "a1"]))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    r.write_all(&resp(&["FUNCTION", "STATS"])).unwrap();
+    let stats = read_until(&mut r, "$15\r\nfunctions_count\r\n:1\r\n");
+    assert!(
+        stats.starts_with("*4\r\n$14\r\nrunning_script\r\n*6\r\n$4\r\nname\r\n$4\r\nspin\r\n$7\r\ncommand\r\n*5\r\n$5\r\nfcall\r\n$4\r\nspin\r\n$1\r\n1\r\n$1\r\nk\r\n$2\r\na1\r\n$11\r\nduration_ms\r\n:"),
+        "{stats}"
+    );
+    r.write_all(&resp(&["FUNCTION", "KILL"])).unwrap();
+    assert_eq!(read_n(&mut r, 5), "+OK\r\n");
+    let killed = read_n(&mut script, 20);
+    assert!(killed.starts_with("-ERR Script killed by user"), "{killed}");
     // A script that wrote: SCRIPT KILL refuses; SHUTDOWN NOSAVE from the same thread ends it
     // and the node (what it wrote is not kept).
     script

@@ -27,8 +27,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = shardline_shards::calvin::seq::Sequencer::decode(data, Default::default());
     let _ = shardline_shards::calvin::exec::Execution::head(data);
-    if let Ok((_, Some(state))) = shardline_shards::calvin::seq::split_state(data) {
-        let _ = shardline_shards::calvin::seq::Sequencer::decode(state, Default::default());
+    if let Ok(parts) = shardline_shards::calvin::seq::split_state(data) {
+        if let Some(state) = parts.seq {
+            let _ = shardline_shards::calvin::seq::Sequencer::decode(state, Default::default());
+        }
+        if let Some(libs) = parts.libs {
+            let _ = shardline_shards::script::functions::Libraries::decode(libs);
+        }
     }
     let Some((&k, rest)) = data.split_first() else {
         return;

@@ -17,6 +17,7 @@
 
 use crate::shard::{ClientInfo, Shard};
 use shardline_shards::command::Args;
+use shardline_shards::reply::{Out, Proto};
 use shardline_transport::net;
 use shardline_transport::resp;
 use std::cell::RefCell;
@@ -106,7 +107,11 @@ fn answer(shard: &Shard, info: &mut ClientInfo) {
             &info.busy_in[used..]
         };
         if !spans.is_empty() {
-            let reply = reply_to(shard, info.busy_authed, Args::new(buf, &spans));
+            let reply = reply_to(
+                shard,
+                (info.busy_authed, info.proto),
+                Args::new(buf, &spans),
+            );
             info.busy_out.extend_from_slice(&reply);
         }
         used += frame.consumed;
@@ -115,10 +120,27 @@ fn answer(shard: &Shard, info: &mut ClientInfo) {
 }
 
 /// What a command gets while this thread's script is busy (Redis's rules): SCRIPT KILL and
-/// FUNCTION KILL stop it if they may, SHUTDOWN stops it and the node, any other `-BUSY`.
-fn reply_to(shard: &Shard, authed: bool, args: Args) -> Vec<u8> {
+/// FUNCTION KILL stop it if they may, SHUTDOWN stops it and the node, FUNCTION STATS
+/// answers, any other `-BUSY`.
+fn reply_to(shard: &Shard, (authed, proto): (bool, Proto), args: Args) -> Vec<u8> {
     if !authed {
         return b"-NOAUTH Authentication required.\r\n".to_vec();
+    }
+    if args.len() == 2
+        && args.get(0).eq_ignore_ascii_case(b"function")
+        && args.get(1).eq_ignore_ascii_case(b"stats")
+    {
+        // (Redis answers it while a function is busy: which one, for how long.)
+        let mut out = Out::new(proto);
+        let libs = shard.node.cluster.functions.get();
+        let now_ms = crate::shard::mono_ms();
+        shardline_shards::command::scripting::function_stats(
+            &libs,
+            &shard.node.script_busy,
+            now_ms,
+            &mut out,
+        );
+        return out.buf;
     }
     let node = &shard.node;
     let name = args.get(0).to_ascii_lowercase();

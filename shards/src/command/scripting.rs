@@ -103,6 +103,41 @@ pub fn fcall_ro(db: &mut Db, a: Args, c: &mut Ctx, out: &mut Out) {
     fcall_generic(db, a, c, out, true)
 }
 
+/// FUNCTION STATS' reply: the busy function among `threads` (any thread's; `now_ms` the
+/// node's monotonic clock), and the libraries' counts.
+pub fn function_stats(
+    libs: &functions::Libraries,
+    threads: &[std::sync::Arc<script::Busy>],
+    now_ms: u64,
+    out: &mut Out,
+) {
+    out.map(2);
+    out.bulk(b"running_script");
+    match script::running_function(threads, now_ms) {
+        Some((r, ms)) => {
+            out.map(3);
+            out.bulk(b"name");
+            out.bulk(&r.name);
+            out.bulk(b"command");
+            out.array(r.command.len());
+            for w in &r.command {
+                out.bulk(w);
+            }
+            out.bulk(b"duration_ms");
+            out.int(ms as i64);
+        }
+        None => out.null(),
+    }
+    out.bulk(b"engines");
+    out.map(1);
+    out.bulk(b"LUA");
+    out.map(2);
+    out.bulk(b"libraries_count");
+    out.int(libs.len() as i64);
+    out.bulk(b"functions_count");
+    out.int(libs.functions_count() as i64);
+}
+
 /// FUNCTION: LIST, STATS, DUMP, KILL and HELP read the node's libraries; LOAD, DELETE, FLUSH
 /// and RESTORE change them. On a node, those go to the metadata group (the connection takes
 /// them before this handler, `function_change`); here, where there is none (the command
@@ -115,19 +150,13 @@ pub fn function(db: &mut Db, a: Args, _c: &mut Ctx, out: &mut Out) {
     match a.get(1).to_ascii_lowercase().as_slice() {
         b"list" => function_list(db, a, out),
         b"stats" => {
-            let libs = db.scripts.functions.get();
-            out.map(2);
-            out.bulk(b"running_script");
-            // A running script holds its thread: nothing runs beside it there to see it.
-            out.null();
-            out.bulk(b"engines");
-            out.map(1);
-            out.bulk(b"LUA");
-            out.map(2);
-            out.bulk(b"libraries_count");
-            out.int(libs.len() as i64);
-            out.bulk(b"functions_count");
-            out.int(libs.functions_count() as i64);
+            let now_ms = db.scripts.clock.map_or(0, |now| now());
+            function_stats(
+                &db.scripts.functions.get(),
+                &db.scripts.node_busy,
+                now_ms,
+                out,
+            );
         }
         b"dump" => {
             let libs = db.scripts.functions.get();

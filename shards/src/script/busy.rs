@@ -2,8 +2,8 @@
 //! whether it is busy (past `busy-reply-threshold`), and the kill requests SCRIPT KILL,
 //! FUNCTION KILL and SHUTDOWN leave for its count hook.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A thread's running script as the node's other threads see it (issue 18, step 2): set once
 /// it has run past `busy-reply-threshold`, when they answer `-BUSY` for jobs bound to its
@@ -21,6 +21,16 @@ pub struct Busy {
     pub wrote: AtomicBool,
     /// It is a function (FUNCTION KILL's, not SCRIPT KILL's).
     pub function: AtomicBool,
+    /// The function's name and command while a busy function runs (FUNCTION STATS'
+    /// `running_script`; written once, when it turns busy).
+    pub running: Mutex<Option<Running>>,
+}
+
+/// A busy function as FUNCTION STATS shows it.
+#[derive(Clone, Debug)]
+pub struct Running {
+    pub name: Vec<u8>,
+    pub command: Vec<Vec<u8>>,
 }
 
 pub const KILL_SCRIPT: u8 = 1;
@@ -36,6 +46,9 @@ impl Busy {
         self.since_ms.store(0, Ordering::Release);
         self.kill.store(0, Ordering::Release);
         self.wrote.store(false, Ordering::Release);
+        if let Ok(mut r) = self.running.lock() {
+            *r = None;
+        }
     }
 }
 
@@ -59,6 +72,19 @@ pub fn kill(threads: &[Arc<Busy>], function: bool) -> Result<(), &'static str> {
     }
     b.kill.store(KILL_SCRIPT, Ordering::Release);
     Ok(())
+}
+
+/// FUNCTION STATS' `running_script` among `threads`: the busy function's name, command and
+/// how long it has run at `now_ms` (the node's monotonic clock).
+pub fn running_function(threads: &[Arc<Busy>], now_ms: u64) -> Option<(Running, u64)> {
+    threads.iter().find_map(|b| {
+        let since = b.since_ms.load(Ordering::Acquire);
+        if since == 0 || !b.function.load(Ordering::Acquire) {
+            return None;
+        }
+        let running = b.running.lock().ok()?.clone()?;
+        Some((running, now_ms.saturating_sub(since)))
+    })
 }
 
 /// The `-BUSY` answer for a job bound to a thread whose script is busy.

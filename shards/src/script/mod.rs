@@ -17,7 +17,7 @@ mod isolation;
 mod library;
 mod libs;
 mod txn;
-pub use busy::{Busy, KILL_SCRIPT, KILL_SHUTDOWN, busy_error, kill};
+pub use busy::{Busy, KILL_SCRIPT, KILL_SHUTDOWN, Running, busy_error, kill, running_function};
 pub use isolation::Isolation;
 pub use library::{describe, flags_of};
 pub use txn::{TXN_INSTRUCTIONS_MAX, TxnRun};
@@ -90,6 +90,8 @@ pub struct Scripts {
     pub isolation: Option<Isolation>,
     /// This thread's running script as the node's other threads see it.
     pub busy: Arc<Busy>,
+    /// Every thread's (FUNCTION STATS).
+    pub node_busy: Vec<Arc<Busy>>,
     /// `redis.call`'s buffers, kept between calls: the command's words and its reply.
     call_words: (Vec<u8>, Vec<command::Span>),
     reply_buf: Vec<u8>,
@@ -132,6 +134,7 @@ impl Default for Scripts {
             functions: Arc::default(),
             isolation: None,
             busy: Arc::default(),
+            node_busy: Vec::new(),
             call_words: Default::default(),
             reply_buf: Vec::new(),
             bodies: Default::default(),
@@ -320,9 +323,14 @@ local runner = function(f)
   return ok, res
 end
 -- A function's call: its keys and arguments are its parameters (KEYS and ARGV are not globals).
+-- (One closure for every call, over the call's upvalues: none made per call.)
+local cur_f, cur_keys, cur_args
+local call_fn = function() return cur_f(cur_keys, cur_args) end
 local fn_runner = function(f)
-  local keys, args = run_args()
-  local ok, res = xp(function() return f(keys, args) end, handler)
+  cur_f = f
+  cur_keys, cur_args = run_args()
+  local ok, res = xp(call_fn, handler)
+  cur_f, cur_keys, cur_args = nil, nil, nil
   return ok, res
 end
 return runner, fn_runner, loader, load_api
@@ -492,8 +500,9 @@ impl Engine {
                     return Ok(mlua::VmState::Continue);
                 };
                 // SAFETY: the cell lives as long as the state.
-                b.wrote |= unsafe { (*cell).get().wrote };
-                hook(&mut b).map(|()| mlua::VmState::Continue)
+                let run = unsafe { (*cell).get() };
+                b.wrote |= run.wrote;
+                hook(&mut b, run).map(|()| mlua::VmState::Continue)
             },
         )?;
         let handler = lua.create_function(error_line)?;
@@ -619,7 +628,7 @@ pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
 
 /// The count hook's look at a running script: marks its thread busy past the threshold,
 /// stops it when killed or past `stop_ms` without writing.
-fn hook(b: &mut Budget) -> mlua::Result<()> {
+fn hook(b: &mut Budget, run: RunCtx) -> mlua::Result<()> {
     if let Some(left) = &mut b.hooks_left {
         // (Counted before any clock is read: it must end alike on every participant.)
         if *left == 0 {
@@ -640,6 +649,11 @@ fn hook(b: &mut Budget) -> mlua::Result<()> {
     };
     if !b.marked && elapsed > b.busy_ms {
         b.marked = true;
+        if b.function
+            && let Ok(mut r) = busy.running.lock()
+        {
+            *r = Some(run.running());
+        }
         busy.function.store(b.function, Ordering::Release);
         busy.wrote.store(b.wrote, Ordering::Release);
         busy.since_ms.store(b.started_ms.max(1), Ordering::Release);
@@ -765,6 +779,11 @@ fn run_in(engine: &mut Engine, db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut
             wrote: false,
             keys: (keys.as_ptr().cast(), keys.len()),
             argv: (argv.as_ptr().cast(), argv.len()),
+            name: if is_fn {
+                (id.as_ptr(), id.len())
+            } else {
+                (std::ptr::null(), 0)
+            },
         });
         // (From here until the run is idle again, `db` and `ctx.rng` are reached only
         // through `RunCtx`, by `redis.call`; the words by the runner's `run_args`.)
@@ -807,6 +826,33 @@ struct RunCtx {
     /// makes KEYS and ARGV of them.
     keys: (*const &'static [u8], usize),
     argv: (*const &'static [u8], usize),
+    /// A function's name (`run_in`'s, alive while it runs; empty for a script).
+    name: (*const u8, usize),
+}
+
+impl RunCtx {
+    /// The running function as FUNCTION STATS shows it (its command as FCALL's words).
+    fn running(&self) -> Running {
+        // SAFETY: `run_in` set these from its `Call`, alive while the function runs, which
+        // is when the hook (the only caller) runs.
+        let words = |(p, n): (*const &'static [u8], usize)| -> &[&[u8]] {
+            if n == 0 {
+                &[]
+            } else {
+                unsafe { std::slice::from_raw_parts(p, n) }
+            }
+        };
+        let name = if self.name.1 == 0 {
+            Vec::new()
+        } else {
+            unsafe { std::slice::from_raw_parts(self.name.0, self.name.1) }.to_vec()
+        };
+        let (keys, argv) = (words(self.keys), words(self.argv));
+        let mut command = vec![b"fcall".to_vec(), name.clone()];
+        command.push(keys.len().to_string().into_bytes());
+        command.extend(keys.iter().chain(argv).map(|w| w.to_vec()));
+        Running { name, command }
+    }
 }
 
 impl RunCtx {
@@ -821,6 +867,7 @@ impl RunCtx {
             wrote: false,
             keys: (std::ptr::null(), 0),
             argv: (std::ptr::null(), 0),
+            name: (std::ptr::null(), 0),
         }
     }
 }
