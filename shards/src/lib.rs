@@ -25,6 +25,7 @@ pub mod ids;
 pub mod longdouble;
 pub mod mem;
 pub mod meta;
+pub mod migrate;
 pub mod notify;
 pub mod num;
 pub mod ostree;
