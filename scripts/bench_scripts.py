@@ -9,9 +9,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_vs_redis import CLIENT_CORE, SERVER_CORE, Server  # noqa: E402
+from bench_vs_redis import CLIENT_CORE, REPEATS, SERVER_CORE, alternated  # noqa: E402
 
-REPEATS = int(os.environ.get("REPEATS", "3"))
 N = int(os.environ.get("N", "200000"))
 KEYS = 100_000
 CONNS = 50
@@ -54,15 +53,7 @@ def main():
     print("\n".join(lines), flush=True)
     for workload in ("evalsha", "fcall"):
         for pipeline in (1, 16):
-            runs = {"shardline": [], "redis": []}
-            for i in range(REPEATS):
-                order = ["shardline", "redis"] if i % 2 == 0 else ["redis", "shardline"]
-                for kind in order:
-                    srv = Server(kind)
-                    try:
-                        runs[kind].append(run(srv, workload, pipeline))
-                    finally:
-                        srv.stop()
+            runs = alternated(lambda srv: run(srv, workload, pipeline))
             med = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50_ms", "p99_ms")}
                    for k, v in runs.items()}
             s, r = med["shardline"], med["redis"]

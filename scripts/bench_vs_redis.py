@@ -132,6 +132,21 @@ def run_redis_benchmark(srv, workload, pipeline):
             "cpu_us_per_req": (after - before) / n}
 
 
+def alternated(one):
+    """Runs `one(srv)` on a fresh shardline and a fresh redis-server REPEATS times each, the
+    order reversed every other round; each kind's results in a list."""
+    runs = {"shardline": [], "redis": []}
+    for i in range(REPEATS):
+        order = ["shardline", "redis"] if i % 2 == 0 else ["redis", "shardline"]
+        for kind in order:
+            srv = Server(kind)
+            try:
+                runs[kind].append(one(srv))
+            finally:
+                srv.stop()
+    return runs
+
+
 def median_of(runs, key):
     return statistics.median(r[key] for r in runs)
 
@@ -151,17 +166,11 @@ def compare(client, runner, lines):
     results = {}
     for workload in ("set", "get"):
         for pipeline in (1, 16):
-            runs = {"shardline": [], "redis": []}
-            for i in range(REPEATS):
-                order = ["shardline", "redis"] if i % 2 == 0 else ["redis", "shardline"]
-                for kind in order:
-                    srv = Server(kind)
-                    try:
-                        if workload == "get":
-                            prefill(srv)
-                        runs[kind].append(runner(srv, workload, pipeline))
-                    finally:
-                        srv.stop()
+            def one(srv):
+                if workload == "get":
+                    prefill(srv)
+                return runner(srv, workload, pipeline)
+            runs = alternated(one)
             s, r = runs["shardline"], runs["redis"]
             row = {k: (median_of(s, k), median_of(r, k)) for k in ("rps", "p99_ms", "cpu_us_per_req")}
             results[(workload, pipeline)] = row

@@ -142,7 +142,7 @@ fn run_on(
         // (An FCALL's library follows it: what the function runs, `resolve_script`.)
         let library = cmds.next_if(|c| is_library(c)).and_then(|c| c.get(1));
         if let Some(t) = scratch.scripts.txn.as_mut() {
-            t.library = library.map(|code| std::sync::Arc::from(code.as_slice()));
+            t.library = library.map(|code| crate::script::CarriedCode::new(code));
         }
         command::words_into(argv, &mut buf, &mut spans);
         let args = Args::new(&buf, &spans);
@@ -645,19 +645,9 @@ impl Execution {
             return Ok(());
         }
         if let Some(fx) = &self.effects {
-            // A script's: its leader's run decided; the values are applied as they are (each
-            // checked first: a damaged entry changes nothing).
-            let values = decode_writes(&fx.writes, &db.tunables)?;
-            let now_ms = self.now_us / 1000;
-            for (w, value) in fx.writes.iter().zip(values) {
-                if layout.vshard_of(key_slot(&w.key)) != v {
-                    continue;
-                }
-                db.remove(&w.key, now_ms);
-                if let Some((at, value)) = value {
-                    db.set(&w.key, value, at, false);
-                }
-            }
+            // A script's: its leader's run decided; the values are applied as they are (a
+            // damaged entry changes nothing).
+            apply(db, &fx.writes, |w| w == v, self.now_us / 1000)?;
             out.buf.extend_from_slice(&fx.reply);
         } else if self.split {
             // Its own keys only, on the keyspace itself (`replicate::run` refuses a key of
@@ -682,7 +672,7 @@ impl Execution {
             };
             // `execute` checks every read before it writes a reply.
             let writes = execute(&db.tunables, &self.reads, txn, out)?;
-            apply(db, &writes, |w| w == v, self.now_us / 1000);
+            apply(db, &writes, |w| w == v, self.now_us / 1000).expect("what execute dumped loads");
         }
         let vs = db.vshard_mut(v).expect("owned");
         vs.calvin_next = self.seq + 1;
@@ -722,39 +712,37 @@ fn read_of(w: Vec<Vec<u8>>) -> Option<Read> {
     Some(Read { key, value })
 }
 
-/// A value with its absolute expiry in ms (`None`: persistent).
-type Expiring = (Option<u64>, crate::db::Value);
-
-/// The values `writes` carry, each with its expiry; the first that does not decode refuses
-/// them all.
-fn decode_writes(writes: &[Read], tunables: &Tunables) -> Result<Vec<Option<Expiring>>, ExecError> {
-    writes
-        .iter()
-        .map(|w| match &w.value {
-            None => Ok(None),
-            Some((at, payload)) => rdb::verify(payload)
-                .and_then(|body| rdb::load(body, tunables))
-                .map(|value| Some((*at, value)))
-                .map_err(|_| ExecError::BadRead { key: w.key.clone() }),
-        })
-        .collect()
-}
-
 /// Gives the keys of `writes` that are in vShards `db` owns and `mine` accepts their values
-/// (a key with none is removed), at `now_ms`. The payloads came from `execute` on the same
-/// build: one that does not decode is our bug.
-pub fn apply(db: &mut Db, writes: &[Read], mine: impl Fn(VShardId) -> bool, now_ms: u64) {
+/// (a key with none is removed), at `now_ms`. Every value is decoded first: one that does not
+/// (a damaged or forged entry) refuses them all, and nothing changes.
+pub fn apply(
+    db: &mut Db,
+    writes: &[Read],
+    mine: impl Fn(VShardId) -> bool,
+    now_ms: u64,
+) -> Result<(), ExecError> {
     let layout = db.layout();
-    for w in writes {
-        if !mine(layout.vshard_of(key_slot(&w.key))) {
-            continue;
-        }
+    let mine: Vec<&Read> = writes
+        .iter()
+        .filter(|w| mine(layout.vshard_of(key_slot(&w.key))))
+        .collect();
+    let mut values = Vec::with_capacity(mine.len());
+    for w in &mine {
+        values.push(match &w.value {
+            None => None,
+            Some((at, payload)) => Some((
+                *at,
+                rdb::verify(payload)
+                    .and_then(|body| rdb::load(body, &db.tunables))
+                    .map_err(|_| ExecError::BadRead { key: w.key.clone() })?,
+            )),
+        });
+    }
+    for (w, value) in mine.into_iter().zip(values) {
         db.remove(&w.key, now_ms);
-        if let Some((at, payload)) = &w.value {
-            let value = rdb::verify(payload)
-                .and_then(|body| rdb::load(body, &db.tunables))
-                .expect("a payload execute dumped loads");
-            db.set(&w.key, value, *at, false);
+        if let Some((at, value)) = value {
+            db.set(&w.key, value, at, false);
         }
     }
+    Ok(())
 }

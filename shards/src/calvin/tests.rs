@@ -154,7 +154,7 @@ fn each_participant_answers_and_writes_what_one_keyspace_would() {
                 };
                 let writes = exec::execute(&tunables, &reads, txn, &mut out)
                     .expect("reads of this build decode");
-                exec::apply(&mut parts, &writes, |w| w == v, now_ms);
+                exec::apply(&mut parts, &writes, |w| w == v, now_ms).unwrap();
                 replies.push(out.buf);
             }
             let shown = || {
@@ -237,7 +237,7 @@ fn a_transaction_runs_all_its_commands_on_one_scratch_and_answers_one_array() {
     // MGET writes nothing: only the two counters come back, in the order first written.
     let keys: Vec<&[u8]> = writes.iter().map(|r| r.key.as_slice()).collect();
     assert_eq!(keys, [&b"from"[..], b"to"]);
-    exec::apply(&mut db, &writes, |_| true, NOW_MS);
+    exec::apply(&mut db, &writes, |_| true, NOW_MS).unwrap();
     assert_eq!(
         run(&mut db, &w(&["mget", "from", "to"]), NOW_MS, 0),
         b"*2\r\n$1\r\n7\r\n$1\r\n8\r\n"
@@ -690,7 +690,7 @@ fn a_sort_whose_patterns_name_keys_it_does_not_hold_runs_nothing_and_names_them(
         [&b"ids"[..], b"d"],
         "the list and STORE's destination"
     );
-    exec::apply(&mut db, &writes, |_| true, NOW_MS);
+    exec::apply(&mut db, &writes, |_| true, NOW_MS).unwrap();
     assert_eq!(
         run(&mut db, &w(&["lrange", "d", "0", "-1"]), NOW_MS, 0),
         b"*8\r\n$1\r\n2\r\n$3\r\nbob\r\n$1\r\n3\r\n$0\r\n\r\n$1\r\n1\r\n$0\r\n\r\n$1\r\n1\r\n$0\r\n\r\n"

@@ -279,7 +279,12 @@ unsafe fn push(state: *mut ffi::lua_State, outcome: Outcome, reply: &[u8], resp3
             push_tagged(state, c"err", reply);
             return true;
         }
-        let Some(line_end) = reply.windows(2).position(|w| w == b"\r\n") else {
+        // (A reply's first line holds its type byte: one that does not is converted whole.)
+        let Some(line_end) = reply
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .filter(|&e| e >= 1)
+        else {
             return push_converted(state);
         };
         let head = &reply[1..line_end];

@@ -23,7 +23,11 @@ pub(super) fn from_resp(lua: &Lua, bytes: &[u8], resp3: bool) -> mlua::Result<Va
 /// The common replies (an integer, a bulk string, a null) straight from their bytes, without
 /// decoding into a value first; `None` for the others.
 fn scalar(lua: &Lua, bytes: &[u8], resp3: bool) -> mlua::Result<Option<Value>> {
-    let Some(line_end) = bytes.windows(2).position(|w| w == b"\r\n") else {
+    let Some(line_end) = bytes
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .filter(|&e| e >= 1)
+    else {
         return Ok(None);
     };
     let head = &bytes[1..line_end];

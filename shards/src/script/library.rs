@@ -291,8 +291,8 @@ pub(super) fn sync(engine: &mut Engine, db: &Db) {
 pub fn flags_of(db: &mut Db, name: &str) -> Option<u8> {
     let mut scratch = Out::new(Proto::Resp2);
     let mut engine = take_engine(db, &mut scratch)?;
-    match db.scripts.txn.as_ref().and_then(|t| t.library.clone()) {
-        Some(code) => engine.carried_now = Some(super::txn::carried(&mut engine, db, &code)),
+    match db.scripts.txn.as_ref().and_then(|t| t.library.as_ref()) {
+        Some(lib) => engine.carried_now = Some(super::txn::carried(&mut engine, db, lib)),
         None => sync(&mut engine, db),
     }
     // (A carried library that did not load answers why when called: flags of none.)

@@ -20,7 +20,7 @@ mod txn;
 pub use busy::{Busy, KILL_SCRIPT, KILL_SHUTDOWN, Running, busy_error, kill, running_function};
 pub use isolation::Isolation;
 pub use library::{describe, flags_of};
-pub use txn::{TXN_INSTRUCTIONS_MAX, TxnRun};
+pub use txn::{CarriedCode, TXN_INSTRUCTIONS_MAX, TxnRun};
 pub mod sha1;
 
 use crate::command::{self, Args, Ctx, flags};
@@ -157,7 +157,9 @@ struct Budget {
     function: bool,
     /// Past it, a run that has not written is stopped with `stop` (0: never).
     stop_ms: u64,
-    wrote: bool,
+    /// It counts as having written from the start (a transaction's run: SCRIPT KILL answers
+    /// `-UNKILLABLE`); otherwise its `RunCtx::wrote` says.
+    unkillable: bool,
     stop: &'static str,
     /// A transaction's run: the hook's calls left before it is stopped (`txn::TXN_HOOKS`),
     /// and whether it was.
@@ -483,7 +485,7 @@ impl Engine {
             marked: false,
             function: false,
             stop_ms: STOP_MS,
-            wrote: false,
+            unkillable: false,
             stop: STOPPED,
             hooks_left: None,
             exhausted: false,
@@ -501,7 +503,6 @@ impl Engine {
                 };
                 // SAFETY: the cell lives as long as the state.
                 let run = unsafe { (*cell).get() };
-                b.wrote |= run.wrote;
                 hook(&mut b, run).map(|()| mlua::VmState::Continue)
             },
         )?;
@@ -571,15 +572,14 @@ pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
     };
     let function = matches!(call.target, Target::Function { .. });
     let in_txn = db.scripts.txn.is_some();
-    let carried = db.scripts.txn.as_ref().and_then(|t| t.library.clone());
     let hooks = db
         .scripts
         .txn
         .as_ref()
         .map(|t| t.instructions_max / u64::from(HOOK_EVERY));
     engine.carried_now = None;
-    match carried {
-        Some(code) if function => engine.carried_now = Some(txn::carried(&mut engine, db, &code)),
+    match db.scripts.txn.as_ref().and_then(|t| t.library.as_ref()) {
+        Some(lib) if function => engine.carried_now = Some(txn::carried(&mut engine, db, lib)),
         _ if function => library::sync(&mut engine, db),
         _ => {}
     }
@@ -597,7 +597,7 @@ pub fn run(db: &mut Db, call: Call, ctx: &mut Ctx, out: &mut Out) {
     {
         // (Marked as having written: SCRIPT KILL answers -UNKILLABLE, since one participant
         // stopping alone would split the transaction's outcome.)
-        b.wrote = true;
+        b.unkillable = true;
         b.hooks_left = Some(hooks);
     }
     run_in(&mut engine, db, call, ctx, out);
@@ -641,9 +641,10 @@ fn hook(b: &mut Budget, run: RunCtx) -> mlua::Result<()> {
         return Ok(());
     };
     let elapsed = now().saturating_sub(b.started_ms);
+    let wrote = b.unkillable || run.wrote;
     let Some(busy) = &b.busy else {
         return match b.stop_ms {
-            ms if ms > 0 && elapsed > ms && !b.wrote => Err(mlua::Error::runtime(b.stop)),
+            ms if ms > 0 && elapsed > ms && !wrote => Err(mlua::Error::runtime(b.stop)),
             _ => Ok(()),
         };
     };
@@ -655,7 +656,7 @@ fn hook(b: &mut Budget, run: RunCtx) -> mlua::Result<()> {
             *r = Some(run.running());
         }
         busy.function.store(b.function, Ordering::Release);
-        busy.wrote.store(b.wrote, Ordering::Release);
+        busy.wrote.store(wrote, Ordering::Release);
         busy.since_ms.store(b.started_ms.max(1), Ordering::Release);
     }
     if b.marked
@@ -668,10 +669,10 @@ fn hook(b: &mut Budget, run: RunCtx) -> mlua::Result<()> {
     }
     match busy.kill.load(Ordering::Acquire) {
         KILL_SHUTDOWN => return Err(mlua::Error::runtime(SHUT_DOWN)),
-        KILL_SCRIPT if !b.wrote => return Err(mlua::Error::runtime(KILLED)),
+        KILL_SCRIPT if !wrote => return Err(mlua::Error::runtime(KILLED)),
         _ => {}
     }
-    if b.stop_ms > 0 && elapsed > b.stop_ms && !b.wrote {
+    if b.stop_ms > 0 && elapsed > b.stop_ms && !wrote {
         return Err(mlua::Error::runtime(b.stop));
     }
     Ok(())
@@ -723,7 +724,7 @@ fn set_budget(
         b.marked = false;
         b.function = function.unwrap_or(false);
         b.stop_ms = stop_ms;
-        b.wrote = false;
+        b.unkillable = false;
         b.stop = stop;
         b.hooks_left = None;
         b.exhausted = false;

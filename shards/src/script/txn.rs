@@ -16,7 +16,7 @@ pub struct TxnRun {
     /// The transaction's keys: the only ones its commands may name.
     pub held: HashSet<Vec<u8>>,
     /// FCALL's library, as the origin had it (`calvin::exec::LIBRARY`).
-    pub library: Option<Arc<[u8]>>,
+    pub library: Option<CarriedCode>,
     /// The most Lua instructions it runs (`TXN_INSTRUCTIONS_MAX`; counted every
     /// `HOOK_EVERY`).
     pub instructions_max: u64,
@@ -56,11 +56,29 @@ pub(super) fn refusal(
         .then_some(UNDECLARED)
 }
 
-/// The functions of carried library `code` in `engine`, loaded at its first use here (by the
-/// code's SHA-1; the few kept are all dropped when there are too many).
-pub(super) fn carried(engine: &mut Engine, db: &Db, code: &[u8]) -> String {
-    let sha = sha1::hex(code);
-    if !engine.carried.contains_key(&sha) {
+/// A library's code carried by a transaction, with its SHA-1 (what the loaded copies are
+/// kept by; computed once per FCALL).
+#[derive(Clone, Debug)]
+pub struct CarriedCode {
+    pub code: Arc<[u8]>,
+    pub sha: String,
+}
+
+impl CarriedCode {
+    pub fn new(code: &[u8]) -> CarriedCode {
+        CarriedCode {
+            code: Arc::from(code),
+            sha: sha1::hex(code),
+        }
+    }
+}
+
+/// The functions of carried library `lib` in `engine`, loaded at its first use here (by the
+/// code's SHA-1; the few kept are all dropped when there are too many): the key they are
+/// kept by.
+pub(super) fn carried(engine: &mut Engine, db: &Db, lib: &CarriedCode) -> String {
+    let (sha, code) = (&lib.sha, &lib.code[..]);
+    if !engine.carried.contains_key(sha) {
         if engine.carried.len() >= CARRIED_MAX {
             engine.carried.clear();
         }
@@ -71,5 +89,5 @@ pub(super) fn carried(engine: &mut Engine, db: &Db, code: &[u8]) -> String {
         });
         engine.carried.insert(sha.clone(), loaded);
     }
-    sha
+    sha.clone()
 }
