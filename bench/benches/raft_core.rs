@@ -23,6 +23,7 @@ fn cluster() -> Vec<Vec<Group>> {
                         heartbeat_ticks: 3,
                         max_batch: 64,
                         snapshot_chunk_bytes: 1 << 20,
+                        bulk_snapshots: false,
                         pre_vote: true,
                         seed: g as u64,
                         check_snapshot: shardline_shards::raft::SnapshotCheck::any(),

@@ -758,6 +758,7 @@ fn raft_config(
         // A replica far behind gets its state one chunk per round trip: a large snapshot
         // needs no huge frame and holds up other groups' messages only briefly.
         snapshot_chunk_bytes,
+        bulk_snapshots: false,
         pre_vote: true,
         seed: seed ^ (g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         // A snapshot from a peer is installed only if it decodes and is this group's (this

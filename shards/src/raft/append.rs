@@ -62,6 +62,18 @@ impl Group {
                 debug_assert!(false, "a released snapshot blob wanted by a peer");
                 return;
             }
+            if self.cfg.bulk_snapshots {
+                // The entries it needs are in the snapshot now: offered, its bytes sent by the
+                // driver's bulk session (a heartbeat offers it again, should the offer be lost,
+                // and keeps the follower from campaigning meanwhile).
+                self.snap_sending.insert(to, (self.snap.index, 0));
+                let msg = Msg::SnapshotOffer {
+                    term: self.term,
+                    last: self.snap,
+                    total: self.snap_data.len() as u64,
+                };
+                return self.send(to, msg);
+            }
             // The entries it needs are in the snapshot now: the chunk after what it holds (a
             // heartbeat resends it, should it be lost).
             let offset = match self.snap_sending.get(&to) {
@@ -187,6 +199,7 @@ impl Group {
         }
         // The log continues from the leader's entries: a half-received snapshot is moot.
         self.snap_recv = None;
+        self.snap_wanted = None;
         if commit > self.commit {
             self.commit = commit.min(last_new);
         }

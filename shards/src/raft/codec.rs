@@ -14,6 +14,7 @@ const PRE_VOTE: u8 = 6;
 const PRE_VOTE_REPLY: u8 = 7;
 const SNAPSHOT_ACK: u8 = 8;
 const TIMEOUT_NOW: u8 = 9;
+const SNAPSHOT_OFFER: u8 = 10;
 
 /// Why a payload is not a message.
 #[derive(Debug, PartialEq, Eq)]
@@ -114,6 +115,12 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
             out.push(TIMEOUT_NOW);
             out.extend_from_slice(&term.to_le_bytes());
         }
+        Msg::SnapshotOffer { term, last, total } => {
+            out.push(SNAPSHOT_OFFER);
+            out.extend_from_slice(&term.to_le_bytes());
+            put_id(out, *last);
+            out.extend_from_slice(&total.to_le_bytes());
+        }
         Msg::SnapshotAck { term, last, offset } => {
             out.push(SNAPSHOT_ACK);
             out.extend_from_slice(&term.to_le_bytes());
@@ -207,6 +214,11 @@ pub fn decode(buf: &[u8]) -> Result<Msg, DecodeError> {
             data: r.bytes_u32()?.to_vec().into(),
         },
         TIMEOUT_NOW => Msg::TimeoutNow { term: r.u64()? },
+        SNAPSHOT_OFFER => Msg::SnapshotOffer {
+            term: r.u64()?,
+            last: id(&mut r)?,
+            total: r.u64()?,
+        },
         SNAPSHOT_ACK => Msg::SnapshotAck {
             term: r.u64()?,
             last: r.u64()?,
@@ -274,6 +286,11 @@ mod tests {
                 term: 6,
                 last: 42,
                 offset: 4099,
+            },
+            Msg::SnapshotOffer {
+                term: 7,
+                last: id,
+                total: 1 << 33,
             },
         ]
     }

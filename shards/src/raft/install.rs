@@ -1,7 +1,11 @@
 //! Receiving a snapshot: chunks assembled in order (the ack says where to resume), then the
-//! whole blob installed. (Sending is `send_append`; compaction is `compact`.)
+//! whole blob installed; or, offered (`SnapshotOffer`), its bytes brought by the driver's bulk
+//! session and handed to `install_snapshot`. (Sending is `send_append`; compaction is
+//! `compact`.)
 
-use super::{Group, LogId, Msg, NodeId, SNAPSHOT_BYTES_MAX, SnapRecv, SnapshotIn, conf};
+use super::{
+    Group, LogId, Msg, NodeId, SNAPSHOT_BYTES_MAX, SnapRecv, SnapshotIn, SnapshotWanted, conf,
+};
 use bytes::Bytes;
 
 impl Group {
@@ -53,6 +57,42 @@ impl Group {
                 offset,
             },
         );
+    }
+
+    /// The leader offers its snapshot: wanted (`snapshot_wanted`) if it holds entries this
+    /// replica has not committed; otherwise answered at once, as a snapshot would be.
+    pub(super) fn on_snapshot_offer(&mut self, from: NodeId, term: u64, last: LogId, total: u64) {
+        if term < self.term || last.index <= self.commit {
+            return self.on_snapshot(from, term, last, Bytes::new());
+        }
+        self.become_follower(term, Some(from));
+        self.snap_recv = None;
+        self.snap_wanted = Some(SnapshotWanted {
+            from,
+            term,
+            last,
+            total,
+        });
+    }
+
+    /// The snapshot this follower was offered and needs: the driver's bulk session is to
+    /// bring its bytes (then `install_snapshot`). `None` once installed, or once the leader's
+    /// appends made it moot.
+    pub fn snapshot_wanted(&self) -> Option<SnapshotWanted> {
+        self.snap_wanted
+    }
+
+    /// The bytes of an offered snapshot, whole, as a bulk session brought them: installed
+    /// and answered as a snapshot sent in Raft messages is (nothing changes if the blob does
+    /// not decode or is not this group's, or if its term is past).
+    pub fn install_snapshot(&mut self, wanted: SnapshotWanted, blob: Bytes) {
+        if blob.len() as u64 != wanted.total {
+            return;
+        }
+        if self.snap_wanted == Some(wanted) {
+            self.snap_wanted = None;
+        }
+        self.on_snapshot(wanted.from, wanted.term, wanted.last, blob);
     }
 
     pub(super) fn on_snapshot(&mut self, from: NodeId, term: u64, last: LogId, data: Bytes) {

@@ -60,6 +60,9 @@ pub struct Group {
     snap_sending: HashMap<NodeId, (u64, u64)>,
     /// Follower: the snapshot being assembled from chunks.
     snap_recv: Option<SnapRecv>,
+    /// Follower: the leader's latest `SnapshotOffer` it needs (its bytes come through the
+    /// driver's bulk session: `snapshot_wanted`, `install_snapshot`).
+    snap_wanted: Option<SnapshotWanted>,
     matched: HashMap<NodeId, u64>,
     elapsed: u32,
     timeout: u32,
@@ -156,6 +159,7 @@ impl Group {
             next: HashMap::new(),
             snap_sending: HashMap::new(),
             snap_recv: None,
+            snap_wanted: None,
             matched: HashMap::new(),
             elapsed: 0,
             timeout,
@@ -460,6 +464,8 @@ impl Group {
             self.term = term;
             self.vote = None;
             self.hs_dirty = true;
+            // An offer of an earlier term's leader: the new one offers its own.
+            self.snap_wanted = None;
         }
         self.role = Role::Follower;
         self.leader = leader;
@@ -633,9 +639,11 @@ impl Group {
         let known = match msg {
             Msg::VoteReply { .. } | Msg::PreVoteReply { .. } => self.conf.is_voter(from),
             Msg::AppendReply { .. } | Msg::SnapshotAck { .. } => self.conf.contains(from),
-            Msg::Vote { .. } | Msg::PreVote { .. } | Msg::Append { .. } | Msg::Snapshot { .. } => {
-                true
-            }
+            Msg::Vote { .. }
+            | Msg::PreVote { .. }
+            | Msg::Append { .. }
+            | Msg::Snapshot { .. }
+            | Msg::SnapshotOffer { .. } => true,
             // Only from the leader this replica follows, in its term (checked below).
             Msg::TimeoutNow { .. } => self.leader == Some(from),
         };
@@ -750,6 +758,9 @@ impl Group {
                 total,
                 data,
             } => self.on_snapshot_chunk(from, term, last, offset, total, data),
+            Msg::SnapshotOffer { term, last, total } => {
+                self.on_snapshot_offer(from, term, last, total)
+            }
             Msg::SnapshotAck { term, last, offset } => {
                 if self.role != Role::Leader || term != self.term || last != self.snap.index {
                     return; // stale: a heartbeat sends the current snapshot

@@ -155,6 +155,10 @@ struct Sim {
     /// Leadership handovers sent (`Group::transfer_leader`).
     transfers: usize,
     proposed: u64,
+    /// Bulk copies under way, as the driver's bulk sessions carry them: `(from, to, the
+    /// offer's term and last, the blob the leader held when it offered)`.
+    bulk: Vec<(NodeId, NodeId, u64, LogId, Bytes)>,
+    bulk_installed: usize,
     seed: u64,
 }
 
@@ -181,6 +185,9 @@ impl Sim {
             heartbeat_ticks: 3,
             max_batch: 8,
             snapshot_chunk_bytes: 48,
+            // A third of the seeds send snapshots as offers, their bytes as a bulk session
+            // brings them (`bulk`).
+            bulk_snapshots: seed % 3 == 1,
             pre_vote: seed.is_multiple_of(2),
             seed,
             check_snapshot: SnapshotCheck::any(),
@@ -211,6 +218,8 @@ impl Sim {
             conf_changes,
             transfers: 0,
             proposed: 0,
+            bulk: Vec::new(),
+            bulk_installed: 0,
             seed,
         }
     }
@@ -244,6 +253,18 @@ impl Sim {
         storage::persist(&mut node.wal, GROUP, &r).expect("contiguous appends");
         let term = g.term();
         node.flush();
+        let offered = node.group.as_ref().map(|g| g.snapshot_blob().clone());
+        for e in &r.messages {
+            if let Msg::SnapshotOffer { term, last, .. } = e.msg
+                && !self
+                    .bulk
+                    .iter()
+                    .any(|b| (b.0, b.1, b.2, b.3) == (id, e.to, term, last))
+            {
+                let blob = offered.clone().expect("a live replica offered");
+                self.bulk.push((id, e.to, term, last, blob));
+            }
+        }
         self.net.extend(r.messages);
         for (rid, index) in r.reads {
             let (floor, computed) = self.reads.remove(&rid).unwrap_or((0, None));
@@ -402,6 +423,10 @@ impl Sim {
                     self.drain(to);
                 }
             }
+            75..=77 if !self.bulk.is_empty() => {
+                let k = pick(&mut self.rng, self.bulk.len());
+                self.bulk_copy(k);
+            }
             72..=74 => {
                 // A linearizable read on whoever believes it leads: computed at once on its
                 // state where the core allows it (as the driver does), else served at the
@@ -536,6 +561,26 @@ impl Sim {
 
     /// One round: every live replica ticks, then every message is delivered (unless a
     /// partition cuts its link) until none is left. Returns how many messages were sent.
+    /// Bulk copy `k` arrives, if its link is up: installed if its target still wants it,
+    /// forgotten either way.
+    fn bulk_copy(&mut self, k: usize) {
+        let (from, to, term, last, _) = self.bulk[k];
+        if !self.linked(from, to) {
+            return;
+        }
+        let (.., blob) = self.bulk.swap_remove(k);
+        let Some(g) = self.nodes.get_mut(&to).and_then(|n| n.group.as_mut()) else {
+            return;
+        };
+        if let Some(w) = g.snapshot_wanted()
+            && (w.from, w.term, w.last) == (from, term, last)
+        {
+            g.install_snapshot(w, blob);
+            self.bulk_installed += (g.snapshot_id() == last) as usize;
+            self.drain(to);
+        }
+    }
+
     fn round(&mut self, tick: bool) -> usize {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
@@ -556,6 +601,11 @@ impl Sim {
             if let Some(g) = self.nodes.get_mut(&env.to).and_then(|n| n.group.as_mut()) {
                 g.step(env.from, env.msg);
                 self.drain(env.to);
+            }
+        }
+        for k in (0..self.bulk.len()).rev() {
+            if k < self.bulk.len() {
+                self.bulk_copy(k);
             }
         }
         sent
@@ -642,8 +692,10 @@ fn a_single_member_group_commits_alone() {
 /// membership.
 fn run_seeds(seeds: std::ops::Range<u64>, changes: bool) {
     let (mut reads, mut fast, mut installed, mut confs, mut transfers) = (0, 0, 0, 0, 0);
+    let mut bulk = 0;
     // Handovers need a settled leader, rare under these faults: expected over many seeds only.
     let many = seeds.end - seeds.start >= 50;
+    let seeds_len = seeds.end - seeds.start;
     let trace = std::env::var_os("RAFT_SIM_TRACE").is_some();
     for seed in seeds {
         if trace {
@@ -662,6 +714,7 @@ fn run_seeds(seeds: std::ops::Range<u64>, changes: bool) {
             reads += sim.confirmed_reads;
             fast += sim.fast_reads;
             installed += sim.installed;
+            bulk += sim.bulk_installed;
             confs += sim.conf_applied;
             transfers += sim.transfers;
         }
@@ -674,11 +727,15 @@ fn run_seeds(seeds: std::ops::Range<u64>, changes: bool) {
     );
     assert!(installed > 0, "no snapshot was ever installed");
     assert!(
+        seeds_len < 3 || bulk > 0,
+        "no snapshot was ever installed from a bulk copy"
+    );
+    assert!(
         !many || transfers > 0,
         "no leadership handover was ever sent"
     );
     eprintln!(
-        "{reads} reads confirmed ({fast} computed at once), {installed} snapshots installed, {confs} membership changes applied, {transfers} leadership handovers"
+        "{reads} reads confirmed ({fast} computed at once), {installed} snapshots installed ({bulk} from bulk copies), {confs} membership changes applied, {transfers} leadership handovers"
     );
 }
 

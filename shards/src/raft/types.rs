@@ -74,6 +74,16 @@ pub enum Msg {
         total: u64,
         data: Bytes,
     },
+    /// The leader's snapshot up to `last`, a blob of `total` bytes, is there for a follower
+    /// whose next entry the leader no longer has: its bytes travel in a bulk session beside
+    /// the bus (`migrate::hub`), not in Raft messages (`Config::bulk_snapshots`). Sent again
+    /// every heartbeat while the follower needs it (it keeps the follower from campaigning);
+    /// answered with an `AppendReply` once the follower installed it (`install_snapshot`).
+    SnapshotOffer {
+        term: u64,
+        last: LogId,
+        total: u64,
+    },
     /// The follower holds the first `offset` bytes of the snapshot up to index `last`: send
     /// what follows.
     SnapshotAck {
@@ -152,6 +162,9 @@ impl Msg {
                             .is_some_and(|end| end <= *total)
                 }
                 Msg::SnapshotAck { last, offset, .. } => index(last) && index(offset),
+                Msg::SnapshotOffer { term, last, total } => {
+                    log(last) && last.term <= *term && *total > 0 && *total <= SNAPSHOT_BYTES_MAX
+                }
             }
     }
 
@@ -163,6 +176,7 @@ impl Msg {
             | Msg::AppendReply { term, .. }
             | Msg::Snapshot { term, .. }
             | Msg::SnapshotAck { term, .. }
+            | Msg::SnapshotOffer { term, .. }
             | Msg::PreVote { term, .. }
             | Msg::PreVoteReply { term, .. }
             | Msg::TimeoutNow { term } => *term,
@@ -215,6 +229,9 @@ pub struct Config {
     /// Bytes of snapshot per message: a follower far behind is sent its snapshot one chunk at
     /// a time, the next when it acknowledges the last (one chunk in flight per follower).
     pub snapshot_chunk_bytes: usize,
+    /// Snapshots go to followers as `SnapshotOffer`s, their bytes through the driver's bulk
+    /// sessions; otherwise in `Snapshot` chunks of `snapshot_chunk_bytes`.
+    pub bulk_snapshots: bool,
     /// Ask before raising the term, so a replica that was cut off cannot depose a working
     /// leader when it comes back.
     pub pre_vote: bool,
@@ -300,6 +317,16 @@ impl Ready {
             && self.purge.is_none()
             && self.snapshot.is_none()
     }
+}
+
+/// A follower's wish for its leader's snapshot (`Group::snapshot_wanted`): a bulk session from
+/// `from` is to bring the blob up to `last`, of `total` bytes, offered in `term`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotWanted {
+    pub from: NodeId,
+    pub term: u64,
+    pub last: LogId,
+    pub total: u64,
 }
 
 /// A snapshot a follower received.
