@@ -241,24 +241,32 @@ impl Sender {
 
     /// The message carrying `data`, the bytes of the range `next_chunk` named.
     pub fn chunk(&mut self, data: Vec<u8>) -> BulkMsg {
-        debug_assert_eq!(
-            self.next_chunk().map(|(_, len)| len),
-            Some(data.len() as u64),
-            "the range next_chunk named"
-        );
-        let offset = self.next;
-        let crc = crc32c::crc32c(&data);
-        if offset == self.hashed {
-            self.crc = crc32c::crc32c_append(self.crc, &data);
-            self.hashed += data.len() as u64;
-        }
-        self.next += data.len() as u64;
+        let (offset, crc) = self.chunk_ref(&data);
         BulkMsg::Chunk {
             session: self.id,
             offset,
             crc,
             data,
         }
+    }
+
+    /// `chunk` without the message: the offset and CRC32C of `data` (the bytes of the range
+    /// `next_chunk` named), for a driver that writes the chunk's frame itself (no copy).
+    pub fn chunk_ref(&mut self, data: &[u8]) -> (u64, u32) {
+        debug_assert_eq!(
+            self.next_chunk().map(|(_, len)| len),
+            Some(data.len() as u64),
+            "the range next_chunk named"
+        );
+        let offset = self.next;
+        let crc = crc32c::crc32c(data);
+        if offset == self.hashed {
+            // The whole copy's CRC from the chunk's, without a second pass over its bytes.
+            self.crc = crc32c::crc32c_combine(self.crc, crc, data.len());
+            self.hashed += data.len() as u64;
+        }
+        self.next += data.len() as u64;
+        (offset, crc)
     }
 
     /// `Finish`, once every byte is acknowledged (sent again by `tick` until answered).
@@ -356,6 +364,18 @@ impl Sender {
         }
     }
 
+    /// A fresh sender of a copy whose target already holds its first `held` bytes (from an
+    /// earlier sender of the same session, gone with a restart of the source's side):
+    /// continues from there, given those bytes' CRC32C. Nothing changes once it sent.
+    pub fn resume(&mut self, held: u64, crc_of_held: u32) {
+        if self.state == SenderState::Copying && self.hashed == 0 && held <= self.total {
+            self.acked = held;
+            self.next = held;
+            self.hashed = held;
+            self.crc = crc_of_held;
+        }
+    }
+
     /// Abandons the copy: the message to tell the target.
     pub fn cancel(&mut self) -> BulkMsg {
         self.state = SenderState::Cancelled;
@@ -422,41 +442,80 @@ impl Receiver {
 
     /// A message from the source: what the installer does, and what to answer.
     pub fn on_msg(&mut self, msg: BulkMsg) -> (Received, Option<BulkMsg>) {
+        match msg {
+            BulkMsg::Chunk {
+                session,
+                offset,
+                crc,
+                data,
+            } => {
+                let (taken, answer) = self.on_chunk(session, offset, crc, &data);
+                let r = if taken {
+                    Received::Accepted(data)
+                } else {
+                    Received::Nothing
+                };
+                (r, answer)
+            }
+            msg => self.on_control(msg),
+        }
+    }
+
+    /// A chunk, borrowed: whether the installer is to append `data` (at the offset held
+    /// before), and what to answer.
+    pub fn on_chunk(
+        &mut self,
+        session: SessionId,
+        offset: u64,
+        crc: u32,
+        data: &[u8],
+    ) -> (bool, Option<BulkMsg>) {
+        let id = self.id;
+        if session != id || self.cancelled {
+            return (false, None);
+        }
+        let ack = |held| Some(BulkMsg::Ack { session: id, held });
+        let resend = |held| Some(BulkMsg::Resend { session: id, held });
+        let fits = offset
+            .checked_add(data.len() as u64)
+            .is_some_and(|end| end <= self.total);
+        if self.installed || offset < self.held {
+            // A duplicate: say what is held.
+            return (false, ack(self.held));
+        }
+        if offset > self.held || !fits || data.is_empty() {
+            // A gap (what came before it was lost) or a range outside the copy.
+            return (false, resend(self.held));
+        }
+        let got = crc32c::crc32c(data);
+        if got != crc {
+            self.bad_chunks += 1;
+            return (false, resend(self.held));
+        }
+        self.crc = crc32c::crc32c_combine(self.crc, got, data.len());
+        self.held += data.len() as u64;
+        (true, ack(self.held))
+    }
+
+    /// Any message but a chunk (a chunk here is ignored).
+    pub fn on_control(&mut self, msg: BulkMsg) -> (Received, Option<BulkMsg>) {
         let id = self.id;
         if msg.session() != id || self.cancelled {
             return (Received::Nothing, None);
         }
-        let ack = |held| Some(BulkMsg::Ack { session: id, held });
-        let resend = |held| Some(BulkMsg::Resend { session: id, held });
         match msg {
-            BulkMsg::Chunk {
-                offset, crc, data, ..
-            } => {
-                let fits = offset
-                    .checked_add(data.len() as u64)
-                    .is_some_and(|end| end <= self.total);
-                if self.installed || offset < self.held {
-                    // A duplicate: say what is held.
-                    return (Received::Nothing, ack(self.held));
-                }
-                if offset > self.held || !fits || data.is_empty() {
-                    // A gap (what came before it was lost) or a range outside the copy.
-                    return (Received::Nothing, resend(self.held));
-                }
-                if crc32c::crc32c(&data) != crc {
-                    self.bad_chunks += 1;
-                    return (Received::Nothing, resend(self.held));
-                }
-                self.crc = crc32c::crc32c_append(self.crc, &data);
-                self.held += data.len() as u64;
-                (Received::Accepted(data), ack(self.held))
-            }
             BulkMsg::Finish { total, crc, .. } => {
                 if self.installed {
                     return (Received::Nothing, Some(BulkMsg::Installed { session: id }));
                 }
                 if self.held != self.total {
-                    return (Received::Nothing, ack(self.held));
+                    return (
+                        Received::Nothing,
+                        Some(BulkMsg::Ack {
+                            session: id,
+                            held: self.held,
+                        }),
+                    );
                 }
                 if total != self.total || crc != self.crc {
                     self.bad_copies += 1;

@@ -1,0 +1,576 @@
+//! A shard thread's bulk sessions (issue 19, step 2; `docs/design/migration.md`): the base
+//! copies of the snapshots its Raft groups offer (as source) and want (as target), and the
+//! bytes of the bulk lanes that carry them. Sans-IO: the driver registers offers and wants
+//! as its groups make them, feeds what a lane read, writes what [`Hub::poll`] hands out,
+//! installs what [`Hub::take_installs`] gives, and ticks it.
+//!
+//! Two lanes per peer, one connection each, both ways: the [`Dir::Source`] lane is the one
+//! this thread dialed to the peer (its chunks out, the peer's answers in), the
+//! [`Dir::Target`] lane the one the peer dialed to it (the peer's chunks in, its answers
+//! out). A frame is `len: u32 | group: u32 | message` (`session::BulkMsg`), `len` counting
+//! what follows it; a chunk's data is covered by its own CRC32C and the whole copy by the
+//! running one, so the frame has none of its own (a damaged header is a gap or an unknown
+//! session, which the protocol answers).
+//!
+//! A session is one offer: the leader of `group` offering its snapshot up to `last` in
+//! `term` to one follower; both ends name it [`session_id`]`(term, last)`. The source sends
+//! nothing until the target's first answer (`Resend` with what it holds), which comes when
+//! the target wants the offer and its lane is up, and again after any reconnect: so a copy
+//! resumes from what the target holds, on a new connection or after the source's session
+//! was made again.
+
+use super::session::{BulkMsg, Limits, Received, Receiver, Sender, SenderState, SessionId};
+use crate::ids::NodeId;
+use crate::raft::{LogId, SnapshotWanted};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+/// Which connection of a peer's pair (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// Dialed by this thread: its chunks out, the target's answers in.
+    Source,
+    /// Dialed by the peer: its chunks in, this thread's answers out.
+    Target,
+}
+
+impl Dir {
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
+/// `len: u32 | group: u32` before each message.
+pub const FRAME_HEAD_BYTES: usize = 8;
+/// A chunk message's bytes besides its data: kind, session, offset, CRC32C, data length.
+const CHUNK_HEAD_BYTES: usize = 1 + 8 + 8 + 4 + 4;
+const CHUNK: u8 = 1;
+
+/// A source's session not offered again for this long is dropped (its group stopped
+/// offering: the follower caught up otherwise, or leadership moved).
+pub const OFFER_STALE_MS: u64 = 5_000;
+/// A target that heard nothing of a session for this long says again what it holds (its
+/// first answer, or the source's chunks, may have been lost).
+pub const HELLO_AGAIN_MS: u64 = 2_000;
+/// A target's session that heard nothing for this long is dropped with what it held (its
+/// group wants it again at the leader's next offer).
+pub const INCOMING_STALE_MS: u64 = 60_000;
+
+/// The id both ends give the session of an offer (`SnapshotOffer` in `term`, up to `last`),
+/// unique per group across leaders (a new leader offers in a new term).
+pub fn session_id(term: u64, last: LogId) -> SessionId {
+    term.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ last.index.rotate_left(29)
+        ^ last.term.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+struct Outgoing {
+    sender: Sender,
+    blob: Bytes,
+    offered_ms: u64,
+    /// The target answered on the current lane (chunks go out only then).
+    started: bool,
+}
+
+struct Incoming {
+    recv: Receiver,
+    wanted: SnapshotWanted,
+    buf: Vec<u8>,
+    /// When the source last sent anything of it, and when this end last said what it holds.
+    heard_ms: u64,
+    hello_ms: u64,
+}
+
+#[derive(Default)]
+struct Lane {
+    up: [bool; 2],
+    /// Small frames (answers, `Finish`, `Cancel`) queued per direction.
+    ctrl: [Vec<u8>; 2],
+}
+
+/// A whole copy, checked: the group installs it (`Group::install_snapshot`).
+#[derive(Debug)]
+pub struct Install {
+    pub group: u32,
+    pub wanted: SnapshotWanted,
+    pub blob: Bytes,
+}
+
+/// Counters (INFO).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Chunk bytes sent and received (resent bytes counted again).
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    /// Copies the target installed, as source and as target.
+    pub done_out: u64,
+    pub done_in: u64,
+    /// Windows sent again, whole copies restarted, chunks refused for their CRC.
+    pub resends: u64,
+    pub restarts: u64,
+    pub bad_chunks: u64,
+}
+
+/// Why a lane's bytes were refused: the driver closes that connection (the sessions on it
+/// resume on the next).
+#[derive(Debug, PartialEq, Eq)]
+pub struct LaneError(pub String);
+
+pub struct Hub {
+    limits: Limits,
+    out: HashMap<(NodeId, u32), Outgoing>,
+    inc: HashMap<(NodeId, u32), Incoming>,
+    lanes: HashMap<NodeId, Lane>,
+    installs: Vec<Install>,
+    ready: Vec<(NodeId, Dir)>,
+    stats: Stats,
+}
+
+impl Hub {
+    pub fn new(limits: Limits) -> Hub {
+        Hub {
+            limits,
+            out: HashMap::new(),
+            inc: HashMap::new(),
+            lanes: HashMap::new(),
+            installs: Vec::new(),
+            ready: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Sessions under way, as source and as target.
+    pub fn sessions(&self) -> (usize, usize) {
+        (self.out.len(), self.inc.len())
+    }
+
+    /// The largest frame a lane carries (a chunk and its heads).
+    pub fn frame_bytes_max(&self) -> usize {
+        self.limits.chunk_bytes as usize + FRAME_HEAD_BYTES + CHUNK_HEAD_BYTES
+    }
+
+    /// Whether a source lane to `peer` is needed (the driver dials it while so).
+    pub fn wants_lane(&self, peer: NodeId) -> bool {
+        self.out.keys().any(|&(p, _)| p == peer)
+    }
+
+    /// Lanes with something to write since the driver last asked: wake their writers.
+    pub fn take_ready(&mut self) -> std::vec::Drain<'_, (NodeId, Dir)> {
+        self.ready.drain(..)
+    }
+
+    fn mark(&mut self, peer: NodeId, dir: Dir) {
+        if !self.ready.contains(&(peer, dir)) {
+            self.ready.push((peer, dir));
+        }
+    }
+
+    /// Queues a small message on a lane (dropped while it is down: the protocol resends).
+    fn queue(&mut self, peer: NodeId, dir: Dir, group: u32, msg: &BulkMsg) {
+        let lane = self.lanes.entry(peer).or_default();
+        if !lane.up[dir.at()] {
+            return;
+        }
+        let out = &mut lane.ctrl[dir.at()];
+        let at = out.len();
+        out.extend_from_slice(&[0; FRAME_HEAD_BYTES]);
+        msg.encode(out);
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        out[at + 4..at + 8].copy_from_slice(&group.to_le_bytes());
+        self.mark(peer, dir);
+    }
+
+    fn lane_is_up(&self, peer: NodeId, dir: Dir) -> bool {
+        self.lanes.get(&peer).is_some_and(|l| l.up[dir.at()])
+    }
+
+    /// Source: the leader of `group` offered `to` its snapshot up to `last` in `term`, whose
+    /// blob is `blob`. A new offer replaces an older one's session; the same offer again only
+    /// keeps it alive.
+    pub fn offer(
+        &mut self,
+        to: NodeId,
+        group: u32,
+        term: u64,
+        last: LogId,
+        blob: &Bytes,
+        now_ms: u64,
+    ) {
+        let id = session_id(term, last);
+        match self.out.entry((to, group)) {
+            Entry::Occupied(mut o) if o.get().sender.id == id => {
+                o.get_mut().offered_ms = now_ms;
+                return;
+            }
+            e => {
+                let fresh = Outgoing {
+                    sender: Sender::new(id, blob.len() as u64, self.limits, now_ms),
+                    blob: blob.clone(),
+                    offered_ms: now_ms,
+                    started: false,
+                };
+                match e {
+                    Entry::Occupied(mut o) => {
+                        o.insert(fresh);
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(fresh);
+                    }
+                }
+            }
+        }
+        // The writer dials the lane if it is not up.
+        self.mark(to, Dir::Source);
+    }
+
+    /// Target: what `group` wants now (`Group::snapshot_wanted`), after it stepped messages.
+    /// A new wish starts a session (answered on the lane once it is up); none drops what the
+    /// group's sessions held, telling their sources.
+    pub fn want(&mut self, group: u32, wanted: Option<SnapshotWanted>, now_ms: u64) {
+        if self.inc.is_empty() && wanted.is_none() {
+            return;
+        }
+        let stale: Vec<(NodeId, u32)> = self
+            .inc
+            .iter()
+            .filter(|(k, i)| k.1 == group && Some(i.wanted) != wanted.filter(|w| w.from == k.0))
+            .map(|(&k, _)| k)
+            .collect();
+        for k in stale {
+            let i = self.inc.remove(&k).expect("listed");
+            if !i.recv.is_installed() {
+                self.queue(
+                    k.0,
+                    Dir::Target,
+                    group,
+                    &BulkMsg::Cancel { session: i.recv.id },
+                );
+            }
+        }
+        let Some(w) = wanted else { return };
+        if let Entry::Vacant(v) = self.inc.entry((w.from, group)) {
+            let recv = Receiver::new(session_id(w.term, w.last), w.total);
+            let hello = recv.hello();
+            v.insert(Incoming {
+                recv,
+                wanted: w,
+                // Memory is taken as bytes arrive, beyond a first 64 MiB.
+                buf: Vec::with_capacity(w.total.min(64 << 20) as usize),
+                heard_ms: now_ms,
+                hello_ms: now_ms,
+            });
+            self.queue(w.from, Dir::Target, group, &hello);
+        }
+    }
+
+    /// A lane connected: a target lane says what each of the peer's sessions holds (the
+    /// source resumes from there); a source lane waits for those answers.
+    pub fn lane_up(&mut self, peer: NodeId, dir: Dir) {
+        let lane = self.lanes.entry(peer).or_default();
+        lane.up[dir.at()] = true;
+        lane.ctrl[dir.at()].clear();
+        match dir {
+            Dir::Source => {
+                for ((p, _), o) in self.out.iter_mut() {
+                    if *p == peer {
+                        o.started = false;
+                        o.sender.rewind();
+                    }
+                }
+            }
+            Dir::Target => {
+                let hellos: Vec<(u32, BulkMsg)> = self
+                    .inc
+                    .iter()
+                    .filter(|((p, _), _)| *p == peer)
+                    .map(|(&(_, g), i)| (g, i.recv.hello()))
+                    .collect();
+                for (g, h) in hellos {
+                    self.queue(peer, Dir::Target, g, &h);
+                }
+            }
+        }
+        self.mark(peer, dir);
+    }
+
+    /// A lane's connection ended: what was queued on it is dropped; the sessions resume on
+    /// the next.
+    pub fn lane_down(&mut self, peer: NodeId, dir: Dir) {
+        let lane = self.lanes.entry(peer).or_default();
+        lane.up[dir.at()] = false;
+        lane.ctrl[dir.at()].clear();
+        if dir == Dir::Source {
+            for ((p, _), o) in self.out.iter_mut() {
+                if *p == peer {
+                    o.started = false;
+                    o.sender.rewind();
+                }
+            }
+        }
+    }
+
+    /// What a lane read: every whole frame at the front of `buf` is handled and taken out
+    /// (a partial one stays). An error closes the connection.
+    pub fn on_bytes(
+        &mut self,
+        peer: NodeId,
+        dir: Dir,
+        buf: &mut Vec<u8>,
+        now_ms: u64,
+    ) -> Result<(), LaneError> {
+        let max = self.frame_bytes_max();
+        let mut at = 0;
+        let res = loop {
+            let rest = &buf[at..];
+            if rest.len() < 4 {
+                break Ok(());
+            }
+            let len = u32::from_le_bytes(rest[..4].try_into().expect("4")) as usize;
+            if len < 4 + 9 || len + 4 > max {
+                break Err(LaneError(format!(
+                    "a bulk frame of {len} bytes (at most {max})"
+                )));
+            }
+            if rest.len() < 4 + len {
+                break Ok(());
+            }
+            let group = u32::from_le_bytes(rest[4..8].try_into().expect("4"));
+            let body = &rest[8..4 + len];
+            let handled = match dir {
+                Dir::Source => self.on_answer(peer, group, body, now_ms),
+                Dir::Target => self.on_source_frame(peer, group, body, now_ms),
+            };
+            if let Err(e) = handled {
+                break Err(e);
+            }
+            at += 4 + len;
+        };
+        buf.drain(..at);
+        res
+    }
+
+    /// Source lane: the target's answer for `group`.
+    fn on_answer(
+        &mut self,
+        peer: NodeId,
+        group: u32,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<(), LaneError> {
+        let msg = BulkMsg::decode(body).map_err(|e| LaneError(format!("a bulk answer: {e}")))?;
+        if matches!(msg, BulkMsg::Chunk { .. } | BulkMsg::Finish { .. }) {
+            return Err(LaneError("a chunk on a source lane".into()));
+        }
+        let Some(o) = self.out.get_mut(&(peer, group)) else {
+            return Ok(()); // ended here
+        };
+        if o.sender.id != msg.session() {
+            return Ok(()); // an older offer's
+        }
+        if let BulkMsg::Resend { held, .. } = msg
+            && !o.started
+        {
+            o.started = true;
+            if held > 0 && o.sender.acked() == 0 && held <= o.blob.len() as u64 {
+                // The target holds part of this copy from an earlier sender of it.
+                let crc = crc32c::crc32c(&o.blob[..held as usize]);
+                o.sender.resume(held, crc);
+            }
+        }
+        let (resends, restarts) = (o.sender.resends, o.sender.restarts);
+        let answer = o.sender.on_msg(&msg, now_ms);
+        self.stats.resends += o.sender.resends - resends;
+        self.stats.restarts += o.sender.restarts - restarts;
+        match o.sender.state() {
+            SenderState::Done => {
+                self.stats.done_out += 1;
+                self.out.remove(&(peer, group));
+            }
+            SenderState::Cancelled => {
+                self.out.remove(&(peer, group));
+            }
+            _ => {}
+        }
+        if let Some(a) = answer {
+            self.queue(peer, Dir::Source, group, &a);
+        }
+        // Acknowledged bytes open the window.
+        self.mark(peer, Dir::Source);
+        Ok(())
+    }
+
+    /// Target lane: the source's chunk or control message for `group`.
+    fn on_source_frame(
+        &mut self,
+        peer: NodeId,
+        group: u32,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<(), LaneError> {
+        let bad = |what: &str| LaneError(format!("a bulk message: {what}"));
+        if body[0] == CHUNK {
+            // Borrowed: the data goes straight into the copy being built.
+            if body.len() < CHUNK_HEAD_BYTES {
+                return Err(bad("a short chunk"));
+            }
+            let u64_at = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().expect("8"));
+            let session = u64_at(1);
+            let offset = u64_at(9);
+            let crc = u32::from_le_bytes(body[17..21].try_into().expect("4"));
+            let len = u32::from_le_bytes(body[21..25].try_into().expect("4")) as usize;
+            let data = &body[CHUNK_HEAD_BYTES..];
+            if data.len() != len {
+                return Err(bad("a chunk's length"));
+            }
+            let Some(i) = self.inc.get_mut(&(peer, group)) else {
+                self.queue(peer, Dir::Target, group, &BulkMsg::Cancel { session });
+                return Ok(());
+            };
+            if i.recv.id != session {
+                return Ok(()); // an older offer's
+            }
+            i.heard_ms = now_ms;
+            let bad_before = i.recv.bad_chunks;
+            let (taken, answer) = i.recv.on_chunk(session, offset, crc, data);
+            self.stats.bad_chunks += i.recv.bad_chunks - bad_before;
+            if taken {
+                i.buf.extend_from_slice(data);
+                self.stats.bytes_in += data.len() as u64;
+            }
+            if let Some(a) = answer {
+                self.queue(peer, Dir::Target, group, &a);
+            }
+            return Ok(());
+        }
+        let msg = BulkMsg::decode(body).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(msg, BulkMsg::Finish { .. } | BulkMsg::Cancel { .. }) {
+            return Err(bad("an answer on a target lane"));
+        }
+        let Some(i) = self.inc.get_mut(&(peer, group)) else {
+            if let BulkMsg::Finish { session, .. } = msg {
+                self.queue(peer, Dir::Target, group, &BulkMsg::Cancel { session });
+            }
+            return Ok(());
+        };
+        if i.recv.id != msg.session() {
+            return Ok(());
+        }
+        i.heard_ms = now_ms;
+        let (what, answer) = i.recv.on_control(msg);
+        match what {
+            Received::Install => {
+                let blob = std::mem::take(&mut i.buf);
+                self.stats.done_in += 1;
+                self.installs.push(Install {
+                    group,
+                    wanted: i.wanted,
+                    blob: blob.into(),
+                });
+            }
+            Received::Drop => i.buf.clear(),
+            Received::Accepted(_) | Received::Nothing => {}
+        }
+        if let Some(a) = answer {
+            self.queue(peer, Dir::Target, group, &a);
+        }
+        Ok(())
+    }
+
+    /// Appends to `out` what lane `(peer, dir)` is to write: its small messages, then (a
+    /// source lane) chunks of its started sessions while their windows have room, until
+    /// `out` holds `max_bytes`. Nothing while the lane is down.
+    pub fn poll(&mut self, peer: NodeId, dir: Dir, out: &mut Vec<u8>, max_bytes: usize) {
+        let Some(lane) = self.lanes.get_mut(&peer) else {
+            return;
+        };
+        if !lane.up[dir.at()] {
+            return;
+        }
+        out.append(&mut lane.ctrl[dir.at()]);
+        if dir == Dir::Target {
+            return;
+        }
+        for (&(p, group), o) in self.out.iter_mut() {
+            if p != peer || !o.started {
+                continue;
+            }
+            while out.len() < max_bytes {
+                let Some((offset, len)) = o.sender.next_chunk() else {
+                    break;
+                };
+                let data = &o.blob[offset as usize..(offset + len) as usize];
+                let (at_offset, crc) = o.sender.chunk_ref(data);
+                debug_assert_eq!(at_offset, offset);
+                let frame_len = (4 + CHUNK_HEAD_BYTES + data.len()) as u32;
+                out.extend_from_slice(&frame_len.to_le_bytes());
+                out.extend_from_slice(&group.to_le_bytes());
+                out.push(CHUNK);
+                out.extend_from_slice(&o.sender.id.to_le_bytes());
+                out.extend_from_slice(&offset.to_le_bytes());
+                out.extend_from_slice(&crc.to_le_bytes());
+                out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                out.extend_from_slice(data);
+                self.stats.bytes_out += len;
+            }
+        }
+    }
+
+    /// Time passed: windows without progress go again, unanswered `Finish`es again, a
+    /// target that heard nothing says again what it holds; sessions whose group stopped
+    /// offering, or that heard nothing for long, are dropped.
+    pub fn tick(&mut self, now_ms: u64) {
+        let mut msgs: Vec<(NodeId, Dir, u32, BulkMsg)> = Vec::new();
+        let mut wake = Vec::new();
+        self.out.retain(|&(p, g), o| {
+            if now_ms.saturating_sub(o.offered_ms) > OFFER_STALE_MS {
+                msgs.push((p, Dir::Source, g, o.sender.cancel()));
+                return false;
+            }
+            let before = o.sender.resends;
+            if let Some(m) = o.sender.tick(now_ms) {
+                msgs.push((p, Dir::Source, g, m));
+            }
+            if o.sender.resends != before {
+                wake.push((p, o.sender.resends - before));
+            }
+            true
+        });
+        self.inc.retain(|&(p, g), i| {
+            let quiet = now_ms.saturating_sub(i.heard_ms);
+            if quiet > INCOMING_STALE_MS {
+                return false;
+            }
+            if quiet > HELLO_AGAIN_MS
+                && now_ms.saturating_sub(i.hello_ms) > HELLO_AGAIN_MS
+                && !i.recv.is_installed()
+            {
+                i.hello_ms = now_ms;
+                msgs.push((p, Dir::Target, g, i.recv.hello()));
+            }
+            true
+        });
+        for (p, n) in wake {
+            self.stats.resends += n;
+            self.mark(p, Dir::Source);
+        }
+        for (p, d, g, m) in msgs {
+            if self.lane_is_up(p, d) {
+                self.queue(p, d, g, &m);
+            }
+        }
+    }
+
+    /// Whole copies to install, each once.
+    pub fn take_installs(&mut self) -> std::vec::Drain<'_, Install> {
+        self.installs.drain(..)
+    }
+}
+
+#[cfg(test)]
+mod tests;

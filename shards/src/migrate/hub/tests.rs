@@ -1,0 +1,341 @@
+//! Two hubs joined by lanes in virtual time: the leader's side (`a`, node 1) offers, the
+//! follower's (`b`, node 2) wants; a drive loop moves each lane's bytes, in pieces, through
+//! faults the test chooses; the installed blob is compared byte for byte.
+
+use super::*;
+use crate::rng::Rng;
+
+const A: NodeId = NodeId(1);
+const B: NodeId = NodeId(2);
+const G: u32 = 7;
+
+fn limits() -> Limits {
+    Limits {
+        chunk_bytes: 64 << 10,
+        window_bytes: 512 << 10,
+        resend_after_ms: 200,
+    }
+}
+
+fn blob(len: usize, seed: u64) -> Bytes {
+    let mut rng = Rng::new(seed);
+    (0..len)
+        .map(|_| rng.next_u64() as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+fn wanted(total: u64) -> SnapshotWanted {
+    SnapshotWanted {
+        from: A,
+        term: 3,
+        last: LogId { term: 2, index: 40 },
+        total,
+    }
+}
+
+struct Pair {
+    a: Hub,
+    b: Hub,
+    /// Bytes on their way, per lane: a's source lane to b, b's answers back.
+    to_b: Vec<u8>,
+    to_a: Vec<u8>,
+    now_ms: u64,
+    installed: Vec<Install>,
+    rng: Rng,
+    /// Per mille of each write whose bytes are damaged (one bit).
+    damage: u64,
+}
+
+impl Pair {
+    fn new(seed: u64) -> Pair {
+        Pair {
+            a: Hub::new(limits()),
+            b: Hub::new(limits()),
+            to_b: Vec::new(),
+            to_a: Vec::new(),
+            now_ms: 0,
+            installed: Vec::new(),
+            rng: Rng::new(seed),
+            damage: 0,
+        }
+    }
+
+    fn connect(&mut self) {
+        self.to_a.clear();
+        self.to_b.clear();
+        self.a.lane_up(B, Dir::Source);
+        self.b.lane_up(A, Dir::Target);
+    }
+
+    fn disconnect(&mut self) {
+        self.a.lane_down(B, Dir::Source);
+        self.b.lane_down(A, Dir::Target);
+        self.to_a.clear();
+        self.to_b.clear();
+    }
+
+    /// One round: each side writes what it has, the other reads it in two pieces.
+    fn round(&mut self) {
+        self.now_ms += 1;
+        let mut w = Vec::new();
+        self.a.poll(B, Dir::Source, &mut w, 256 << 10);
+        if !w.is_empty() && self.rng.below(1000) < self.damage {
+            let at = self.rng.below(w.len() as u64) as usize;
+            if at >= 64 {
+                // The data of a chunk, most likely (heads are few bytes).
+                w[at] ^= 1;
+            }
+        }
+        self.to_b.extend_from_slice(&w);
+        let cut = self.to_b.len() / 2;
+        let mut part: Vec<u8> = self.to_b.drain(..cut).collect();
+        let read = self.b.on_bytes(A, Dir::Target, &mut part, self.now_ms);
+        // What did not make a whole frame is read again with what follows.
+        part.append(&mut self.to_b);
+        self.to_b = part;
+        let read = read.and_then(|()| self.b.on_bytes(A, Dir::Target, &mut self.to_b, self.now_ms));
+        if read.is_err() {
+            // A damaged head: the driver ends the connection and dials again.
+            self.disconnect();
+            self.connect();
+            return;
+        }
+        let mut w = Vec::new();
+        self.b.poll(A, Dir::Target, &mut w, usize::MAX);
+        self.to_a.extend_from_slice(&w);
+        self.a
+            .on_bytes(B, Dir::Source, &mut self.to_a, self.now_ms)
+            .unwrap();
+        self.installed.extend(self.b.take_installs());
+        if self.now_ms.is_multiple_of(50) {
+            self.a.tick(self.now_ms);
+            self.b.tick(self.now_ms);
+        }
+    }
+
+    fn run_until_installed(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            self.round();
+            if !self.installed.is_empty() {
+                return;
+            }
+        }
+        panic!(
+            "not installed after {rounds} rounds: {:?} / {:?}",
+            self.a.stats(),
+            self.b.stats()
+        );
+    }
+}
+
+fn offered(p: &mut Pair, data: &Bytes) {
+    let w = wanted(data.len() as u64);
+    p.a.offer(B, G, w.term, w.last, data, p.now_ms);
+}
+
+#[test]
+fn an_offered_and_wanted_copy_installs_exactly_its_bytes() {
+    let data = blob(3 << 20, 1);
+    let mut p = Pair::new(1);
+    p.connect();
+    offered(&mut p, &data);
+    // Offered, not wanted yet: nothing goes.
+    for _ in 0..10 {
+        p.round();
+    }
+    assert_eq!(
+        p.a.stats().bytes_out,
+        0,
+        "no chunk before the target answers"
+    );
+    p.b.want(G, Some(wanted(data.len() as u64)), p.now_ms);
+    p.run_until_installed(1000);
+    let i = p.installed.pop().unwrap();
+    assert_eq!(
+        (i.group, i.wanted, &i.blob[..]),
+        (G, wanted(data.len() as u64), &data[..])
+    );
+    // The source hears it was installed and ends its session; every byte went once.
+    p.round();
+    assert_eq!(p.a.sessions(), (0, 0));
+    assert_eq!(p.a.stats().bytes_out, data.len() as u64);
+    assert_eq!(p.a.stats().done_out, 1);
+    assert_eq!(p.b.stats().done_in, 1);
+}
+
+#[test]
+fn a_broken_lane_resumes_from_what_the_target_holds() {
+    let data = blob(4 << 20, 2);
+    let mut p = Pair::new(2);
+    p.connect();
+    offered(&mut p, &data);
+    p.b.want(G, Some(wanted(data.len() as u64)), 0);
+    while p.b.stats().bytes_in < (2 << 20) {
+        p.round();
+    }
+    p.disconnect();
+    for _ in 0..20 {
+        p.round();
+    }
+    p.connect();
+    p.run_until_installed(1000);
+    assert_eq!(&p.installed[0].blob[..], &data[..]);
+    let sent = p.a.stats().bytes_out;
+    assert!(
+        sent < data.len() as u64 + (1 << 20),
+        "resumed, not restarted: {sent} bytes sent"
+    );
+}
+
+/// The source's session made again (its hub restarted, or dropped and offered anew) while
+/// the target holds part of the copy: it continues from there, and the whole still checks.
+#[test]
+fn a_new_source_session_continues_what_the_target_holds() {
+    let data = blob(2 << 20, 3);
+    let mut p = Pair::new(3);
+    p.connect();
+    offered(&mut p, &data);
+    p.b.want(G, Some(wanted(data.len() as u64)), 0);
+    while p.b.stats().bytes_in < (1 << 20) {
+        p.round();
+    }
+    p.a = Hub::new(limits());
+    p.disconnect();
+    p.connect();
+    offered(&mut p, &data);
+    p.run_until_installed(1000);
+    assert_eq!(&p.installed[0].blob[..], &data[..]);
+    assert!(
+        p.a.stats().bytes_out <= (1 << 20) + (512 << 10),
+        "{:?}",
+        p.a.stats()
+    );
+}
+
+#[test]
+fn damaged_chunks_are_sent_again_and_the_copy_installs_exactly() {
+    let mut bad = 0;
+    for seed in 0..10 {
+        let data = blob(1 << 20, seed);
+        let mut p = Pair::new(seed);
+        p.damage = 300;
+        p.connect();
+        offered(&mut p, &data);
+        p.b.want(G, Some(wanted(data.len() as u64)), 0);
+        p.run_until_installed(20_000);
+        assert_eq!(&p.installed[0].blob[..], &data[..], "seed {seed}");
+        bad += p.b.stats().bad_chunks;
+    }
+    assert!(bad > 0, "no damaged chunk was refused");
+}
+
+/// A group that stops wanting the copy (the leader's appends caught it up) drops what it
+/// held and tells the source, which ends its session; a source whose group stops offering
+/// drops its session too.
+#[test]
+fn a_copy_no_longer_wanted_or_offered_ends_on_both_sides() {
+    let data = blob(2 << 20, 4);
+    let mut p = Pair::new(4);
+    p.connect();
+    offered(&mut p, &data);
+    p.b.want(G, Some(wanted(data.len() as u64)), 0);
+    while p.b.stats().bytes_in == 0 {
+        p.round();
+    }
+    p.b.want(G, None, p.now_ms);
+    assert_eq!(p.b.sessions(), (0, 0));
+    for _ in 0..5 {
+        p.round();
+    }
+    assert_eq!(p.a.sessions(), (0, 0), "cancelled by the target");
+    assert!(p.installed.is_empty());
+
+    // Offered, then never again.
+    offered(&mut p, &data);
+    assert_eq!(p.a.sessions(), (1, 0));
+    let t = p.now_ms + OFFER_STALE_MS + 100;
+    p.a.tick(t);
+    assert_eq!(p.a.sessions(), (0, 0));
+    assert!(!p.a.wants_lane(B));
+}
+
+/// A newer offer (a later snapshot, or a new leader's) replaces the older one's session on
+/// both sides; chunks of the older one change nothing.
+#[test]
+fn a_newer_offer_replaces_the_older_session() {
+    let old = blob(1 << 20, 5);
+    let new = blob(1 << 20, 6);
+    let mut p = Pair::new(5);
+    p.connect();
+    offered(&mut p, &old);
+    p.b.want(G, Some(wanted(old.len() as u64)), 0);
+    while p.b.stats().bytes_in == 0 {
+        p.round();
+    }
+    let w2 = SnapshotWanted {
+        term: 4,
+        last: LogId { term: 4, index: 90 },
+        ..wanted(new.len() as u64)
+    };
+    p.a.offer(B, G, w2.term, w2.last, &new, p.now_ms);
+    p.b.want(G, Some(w2), p.now_ms);
+    p.run_until_installed(1000);
+    let i = p.installed.pop().unwrap();
+    assert_eq!((i.wanted, &i.blob[..]), (w2, &new[..]));
+}
+
+/// A peer's bytes never panic the hub: frames too long or too short, unknown kinds, answers
+/// on the wrong lane end the connection with a reason; truncations wait for more.
+#[test]
+fn bad_lane_bytes_are_refused_with_a_reason() {
+    let mut h = Hub::new(limits());
+    h.lane_up(A, Dir::Target);
+    h.lane_up(A, Dir::Source);
+    let frame = |group: u32, body: &[u8]| {
+        let mut f = ((body.len() + 4) as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&group.to_le_bytes());
+        f.extend_from_slice(body);
+        f
+    };
+    let mut ack = Vec::new();
+    BulkMsg::Ack {
+        session: 1,
+        held: 0,
+    }
+    .encode(&mut ack);
+    let mut chunk = Vec::new();
+    BulkMsg::Chunk {
+        session: 1,
+        offset: 0,
+        crc: 0,
+        data: vec![1, 2, 3],
+    }
+    .encode(&mut chunk);
+    let cases: Vec<(Dir, Vec<u8>)> = vec![
+        (Dir::Target, u32::MAX.to_le_bytes().to_vec()),
+        (Dir::Target, 3u32.to_le_bytes().to_vec()),
+        (Dir::Target, frame(G, &[99; 20])),
+        (Dir::Target, frame(G, &ack)),
+        (Dir::Source, frame(G, &chunk)),
+        (Dir::Target, frame(G, &chunk[..chunk.len() - 1])),
+    ];
+    for (dir, mut bytes) in cases {
+        let r = h.on_bytes(A, dir, &mut bytes, 0);
+        assert!(r.is_err(), "{dir:?} {bytes:?}");
+    }
+    // A whole chunk for a session nobody wants: answered with a cancel, nothing kept.
+    let mut bytes = frame(G, &chunk);
+    h.on_bytes(A, Dir::Target, &mut bytes, 0).unwrap();
+    assert!(bytes.is_empty());
+    let mut out = Vec::new();
+    h.poll(A, Dir::Target, &mut out, usize::MAX);
+    assert!(!out.is_empty(), "a cancel");
+    // Every truncation of a good frame waits for more.
+    let good = frame(G, &ack);
+    for cut in 0..good.len() {
+        let mut part = good[..cut].to_vec();
+        h.on_bytes(A, Dir::Source, &mut part, 0).unwrap();
+        assert_eq!(part.len(), cut);
+    }
+}
