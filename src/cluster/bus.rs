@@ -31,6 +31,23 @@ pub fn hello(c: &Cluster, shard: usize) -> Hello {
     }
 }
 
+/// The byte of a hello's `node_id` that names the connection's lane: 0 the bus, 1 a bulk
+/// lane (`lanes.rs`).
+const LANE_AT: usize = 10;
+const LANE_BULK: u8 = 1;
+
+/// Our `Hello` as shard thread `shard` dialing a bulk lane (`lanes.rs`).
+pub fn lane_hello(c: &Cluster, shard: usize) -> Hello {
+    let mut h = hello(c, shard);
+    h.node_id[LANE_AT] = LANE_BULK;
+    h
+}
+
+/// Whether a hello opens a bulk lane.
+pub fn is_lane(h: &Hello) -> bool {
+    h.node_id[LANE_AT] == LANE_BULK
+}
+
 /// The member id and shard thread count a `Hello` carries (in `node_id`, as [`hello`] puts
 /// them).
 fn node_of(h: &Hello) -> (NodeId, usize) {
@@ -187,7 +204,7 @@ impl tcp::Acceptor for Accepting {
         self.0.inbound[shard]
             .lock()
             .expect("inbound")
-            .push((id, s, rest));
+            .push((id, s, rest, is_lane(&theirs)));
         self.0.inbound_waker[shard].wake();
     }
 
@@ -218,7 +235,11 @@ pub async fn inbound(shard: Rc<Shard>, c: Arc<Cluster>) {
         })
         .await;
         let taken = std::mem::take(&mut *c.inbound[shard.id].lock().expect("inbound"));
-        for (peer, s, rest) in taken {
+        for (peer, s, rest, lane) in taken {
+            if lane {
+                monoio::spawn(super::lanes::serve_accepted(shard.clone(), peer, s, rest));
+                continue;
+            }
             match tcp::Reader::adopt(s, rest) {
                 Ok(reader) => {
                     monoio::spawn(read_peer(shard.clone(), peer, reader));
@@ -273,6 +294,7 @@ pub async fn dial_members(shard: Rc<Shard>, c: Arc<Cluster>) {
             for peer in c.member_ids() {
                 if peer != c.me && !std::mem::replace(&mut dialing[peer.slot()], true) {
                     monoio::spawn(dial(shard.clone(), c.clone(), peer));
+                    monoio::spawn(super::lanes::dial_lane(shard.clone(), c.clone(), peer));
                 }
             }
         }

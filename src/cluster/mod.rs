@@ -11,6 +11,7 @@
 
 pub mod bus;
 pub mod join;
+pub mod lanes;
 pub mod replica;
 
 use atomic_waker::AtomicWaker;
@@ -224,7 +225,9 @@ pub struct Cluster {
 }
 
 /// A connection the bus accepted: the peer, its socket, the bytes read past its hello.
-pub type Accepted = (NodeId, std::net::TcpStream, Vec<u8>);
+/// An accepted connection: the peer, its socket, what came after its hello, and whether it
+/// is a bulk lane (`lanes.rs`) rather than the bus.
+pub type Accepted = (NodeId, std::net::TcpStream, Vec<u8>, bool);
 
 /// How a node learned that it is no longer a member (`Cluster::retire`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -31,6 +31,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 mod blocked;
+mod bulk;
 pub(crate) mod calvin;
 mod direct;
 mod meta;
@@ -188,6 +189,12 @@ pub struct Replicas {
     to_drop: Vec<u32>,
     /// What new replicas are configured with (`raft_config`).
     chunk_bytes: usize,
+    /// The bulk sessions of this thread's snapshot copies, as source and as target
+    /// (`shardline_shards::migrate::hub`), and the state of the tasks that run their lanes
+    /// (`cluster/lanes.rs`); `hub_epoch` is the hub's time zero.
+    pub(crate) hub: shardline_shards::migrate::hub::Hub,
+    pub(crate) lane_io: super::lanes::LaneIo,
+    hub_epoch: Instant,
     /// Bytes of entries the groups of this thread keep in memory (logs since their snapshots)
     /// beyond which the largest log is compacted, one per step (`raft-log-memory-bytes`): with
     /// thousands of groups, `COMPACT_ENTRIES` alone would let logs hold gigabytes.
@@ -728,6 +735,7 @@ impl Shard {
 
     /// Wakes the dialers of the peers the replicas queued bytes for (`Replicas::out_ready`).
     pub fn wake_dialers(&self, r: &mut Replicas) {
+        super::lanes::wake(&mut r.hub, &mut r.lane_io);
         if r.out_ready.is_empty() {
             return;
         }
@@ -758,7 +766,8 @@ fn raft_config(
         // A replica far behind gets its state one chunk per round trip: a large snapshot
         // needs no huge frame and holds up other groups' messages only briefly.
         snapshot_chunk_bytes,
-        bulk_snapshots: false,
+        // Snapshots' bytes go through the bulk lanes (`lanes.rs`), not the bus.
+        bulk_snapshots: true,
         pre_vote: true,
         seed: seed ^ (g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         // A snapshot from a peer is installed only if it decodes and is this group's (this

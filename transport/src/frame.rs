@@ -28,8 +28,11 @@
 /// 8: WATCH with a transaction across nodes: a submission lists the vShards whose keys it
 ///    watches (a version-7 sequencer replica would refuse the entry and stop), and the WATCH
 ///    registrations travel as Calvin messages (`Watch`, `Watched`, `Unwatch`).
-pub const WIRE_MIN: u8 = 8;
-pub const WIRE_MAX: u8 = 8;
+/// 9: snapshots offered (`SnapshotOffer`) and their bytes sent on bulk lanes beside the bus
+///    (a hello whose `node_id` names the lane); a version-8 node would close the connection
+///    on the offer.
+pub const WIRE_MIN: u8 = 9;
+pub const WIRE_MAX: u8 = 9;
 
 use crate::wire::{Reader, WireError};
 

@@ -186,7 +186,8 @@ impl Hub {
         self.mark(peer, dir);
     }
 
-    fn lane_is_up(&self, peer: NodeId, dir: Dir) -> bool {
+    /// Whether the hub takes lane `(peer, dir)` for up (`lane_up`, `lane_down`).
+    pub fn lane_is_up(&self, peer: NodeId, dir: Dir) -> bool {
         self.lanes.get(&peer).is_some_and(|l| l.up[dir.at()])
     }
 
@@ -315,44 +316,45 @@ impl Hub {
         }
     }
 
-    /// What a lane read: every whole frame at the front of `buf` is handled and taken out
-    /// (a partial one stays). An error closes the connection.
+    /// What a lane read: every whole frame at the front of `buf` is handled; the bytes they
+    /// took are returned (a partial frame is left for the next read). An error closes the
+    /// connection.
     pub fn on_bytes(
         &mut self,
         peer: NodeId,
         dir: Dir,
-        buf: &mut Vec<u8>,
+        buf: &[u8],
         now_ms: u64,
-    ) -> Result<(), LaneError> {
+    ) -> Result<usize, LaneError> {
         let max = self.frame_bytes_max();
         let mut at = 0;
-        let res = loop {
+        loop {
             let rest = &buf[at..];
             if rest.len() < 4 {
-                break Ok(());
+                return Ok(at);
             }
             let len = u32::from_le_bytes(rest[..4].try_into().expect("4")) as usize;
             if len < 4 + 9 || len + 4 > max {
-                break Err(LaneError(format!(
+                return Err(LaneError(format!(
                     "a bulk frame of {len} bytes (at most {max})"
                 )));
             }
             if rest.len() < 4 + len {
-                break Ok(());
+                return Ok(at);
             }
             let group = u32::from_le_bytes(rest[4..8].try_into().expect("4"));
             let body = &rest[8..4 + len];
-            let handled = match dir {
-                Dir::Source => self.on_answer(peer, group, body, now_ms),
-                Dir::Target => self.on_source_frame(peer, group, body, now_ms),
-            };
-            if let Err(e) = handled {
-                break Err(e);
+            match dir {
+                Dir::Source => self.on_answer(peer, group, body, now_ms)?,
+                Dir::Target => self.on_source_frame(peer, group, body, now_ms)?,
             }
             at += 4 + len;
-        };
-        buf.drain(..at);
-        res
+        }
+    }
+
+    /// Whether copies wait to be installed (`take_installs`).
+    pub fn has_installs(&self) -> bool {
+        !self.installs.is_empty()
     }
 
     /// Source lane: the target's answer for `group`.

@@ -193,6 +193,14 @@ impl Replicas {
             meta_g,
             to_drop: Vec::new(),
             chunk_bytes: cfg.snapshot_chunk_bytes as usize,
+            hub: shardline_shards::migrate::hub::Hub::new(
+                shardline_shards::migrate::session::Limits {
+                    chunk_bytes: cfg.snapshot_chunk_bytes.max(4096),
+                    ..Default::default()
+                },
+            ),
+            lane_io: Default::default(),
+            hub_epoch: now,
             log_bytes_max: cfg.raft_log_memory_bytes as usize,
             arena: bytes::BytesMut::new(),
             memory_published: 0,

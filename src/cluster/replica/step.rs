@@ -82,6 +82,8 @@ impl Replicas {
         r.direct_cuts(db);
         // Ops across vShards: each one's entries as one record, before the groups' own.
         r.write_units()?;
+        // Copies the bulk lanes completed, installed before the messages that follow them.
+        r.hub_installs();
         for (g, from, msg) in std::mem::take(&mut r.incoming) {
             if let Some(grp) = r.groups[g as usize].as_mut() {
                 grp.step(from, msg);
@@ -117,6 +119,7 @@ impl Replicas {
             // Proposals and read rounds no quorum answered in time (a cut-off leader).
             r.pending.expire(now, PROPOSAL_TIMEOUT);
             r.settle_blocks();
+            r.hub_tick(now);
         }
         // Persist every touched group's Ready, then one flush for all of them.
         let mut readies = std::mem::take(&mut r.readies_buf);
@@ -124,6 +127,8 @@ impl Replicas {
         let mut dirty = std::mem::take(&mut r.dirty);
         for &g in &dirty {
             r.is_dirty[g as usize] = false;
+            // The snapshot it wants (or no longer does), for the bulk hub.
+            r.hub_want(g, now);
             let Some(grp) = r.groups[g as usize].as_mut() else {
                 continue;
             };
@@ -225,6 +230,10 @@ impl Replicas {
         r.payloads.clear();
         for (g, ready) in &readies {
             for env in &ready.messages {
+                if let Msg::SnapshotOffer { term, last, total } = env.msg {
+                    // Its bytes go by the bulk lane; the offer itself on the bus.
+                    r.hub_offer(env.to, *g, term, last, total, now);
+                }
                 let start = r.payloads.len();
                 codec::encode(&env.msg, &mut r.payloads);
                 let end = r.payloads.len();

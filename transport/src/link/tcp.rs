@@ -5,7 +5,7 @@
 use super::{Answer, FRAME_BYTES_MAX, Frames, HandshakeReader, encode_answer};
 use crate::frame::{self, Hello};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +24,66 @@ impl Writer {
     pub async fn send(&mut self, bytes: Vec<u8>) -> std::io::Result<Vec<u8>> {
         let (r, bytes) = self.s.write_all(bytes).await;
         r.map(|_| bytes)
+    }
+}
+
+impl Writer {
+    /// The connection both ways (a bulk lane, issue 19: its acceptor answers on it).
+    pub fn into_duplex(self) -> (DuplexReader, DuplexWriter) {
+        duplex(self.s)
+    }
+}
+
+/// The reading half of a two-way connection (a bulk lane).
+pub struct DuplexReader {
+    r: OwnedReadHalf<monoio::net::TcpStream>,
+}
+
+/// The writing half of a two-way connection (a bulk lane).
+pub struct DuplexWriter {
+    w: OwnedWriteHalf<monoio::net::TcpStream>,
+    fd: std::os::fd::RawFd,
+}
+
+fn duplex(s: monoio::net::TcpStream) -> (DuplexReader, DuplexWriter) {
+    use std::os::fd::AsRawFd;
+    let fd = s.as_raw_fd();
+    let (r, w) = s.into_split();
+    (DuplexReader { r }, DuplexWriter { w, fd })
+}
+
+/// An accepted socket, both ways, on this thread's runtime.
+pub fn adopt_duplex(s: std::net::TcpStream) -> std::io::Result<(DuplexReader, DuplexWriter)> {
+    Ok(duplex(monoio::net::TcpStream::from_std(s)?))
+}
+
+impl DuplexReader {
+    /// Reads into `buf`'s spare capacity (grown to at least `want` bytes free); `Ok(0)` when
+    /// the peer closed the connection.
+    pub async fn read(&mut self, buf: Vec<u8>, want: usize) -> (std::io::Result<usize>, Vec<u8>) {
+        let mut buf = buf;
+        buf.reserve(want);
+        let (len, cap) = (buf.len(), buf.capacity());
+        let (r, slice) = self.r.read(buf.slice_mut(len..cap)).await;
+        (r, slice.into_inner())
+    }
+}
+
+impl DuplexWriter {
+    /// Writes `bytes` whole and gives the buffer back.
+    pub async fn send(&mut self, bytes: Vec<u8>) -> (std::io::Result<()>, Vec<u8>) {
+        let (r, bytes) = self.w.write_all(bytes).await;
+        (r.map(|_| ()), bytes)
+    }
+
+    /// Shuts the connection down both ways: the reading half's pending read ends (with
+    /// nothing read), whatever the peer does.
+    pub fn close(&self) {
+        // SAFETY: `fd` is the socket both halves share, open while this half lives; shutdown
+        // changes no memory and fails harmlessly on a socket already shut down.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
     }
 }
 

@@ -5,6 +5,19 @@
 use super::*;
 use crate::rng::Rng;
 
+/// `Hub::on_bytes` as a driver calls it: what it took leaves the buffer.
+fn feed(
+    h: &mut Hub,
+    peer: NodeId,
+    dir: Dir,
+    buf: &mut Vec<u8>,
+    now_ms: u64,
+) -> Result<(), LaneError> {
+    let took = h.on_bytes(peer, dir, buf, now_ms)?;
+    buf.drain(..took);
+    Ok(())
+}
+
 const A: NodeId = NodeId(1);
 const B: NodeId = NodeId(2);
 const G: u32 = 7;
@@ -90,11 +103,12 @@ impl Pair {
         self.to_b.extend_from_slice(&w);
         let cut = self.to_b.len() / 2;
         let mut part: Vec<u8> = self.to_b.drain(..cut).collect();
-        let read = self.b.on_bytes(A, Dir::Target, &mut part, self.now_ms);
+        let read = feed(&mut self.b, A, Dir::Target, &mut part, self.now_ms);
         // What did not make a whole frame is read again with what follows.
         part.append(&mut self.to_b);
         self.to_b = part;
-        let read = read.and_then(|()| self.b.on_bytes(A, Dir::Target, &mut self.to_b, self.now_ms));
+        let read =
+            read.and_then(|()| feed(&mut self.b, A, Dir::Target, &mut self.to_b, self.now_ms));
         if read.is_err() {
             // A damaged head: the driver ends the connection and dials again.
             self.disconnect();
@@ -104,9 +118,7 @@ impl Pair {
         let mut w = Vec::new();
         self.b.poll(A, Dir::Target, &mut w, usize::MAX);
         self.to_a.extend_from_slice(&w);
-        self.a
-            .on_bytes(B, Dir::Source, &mut self.to_a, self.now_ms)
-            .unwrap();
+        feed(&mut self.a, B, Dir::Source, &mut self.to_a, self.now_ms).unwrap();
         self.installed.extend(self.b.take_installs());
         if self.now_ms.is_multiple_of(50) {
             self.a.tick(self.now_ms);
@@ -321,12 +333,12 @@ fn bad_lane_bytes_are_refused_with_a_reason() {
         (Dir::Target, frame(G, &chunk[..chunk.len() - 1])),
     ];
     for (dir, mut bytes) in cases {
-        let r = h.on_bytes(A, dir, &mut bytes, 0);
+        let r = feed(&mut h, A, dir, &mut bytes, 0);
         assert!(r.is_err(), "{dir:?} {bytes:?}");
     }
     // A whole chunk for a session nobody wants: answered with a cancel, nothing kept.
     let mut bytes = frame(G, &chunk);
-    h.on_bytes(A, Dir::Target, &mut bytes, 0).unwrap();
+    feed(&mut h, A, Dir::Target, &mut bytes, 0).unwrap();
     assert!(bytes.is_empty());
     let mut out = Vec::new();
     h.poll(A, Dir::Target, &mut out, usize::MAX);
@@ -335,7 +347,7 @@ fn bad_lane_bytes_are_refused_with_a_reason() {
     let good = frame(G, &ack);
     for cut in 0..good.len() {
         let mut part = good[..cut].to_vec();
-        h.on_bytes(A, Dir::Source, &mut part, 0).unwrap();
+        feed(&mut h, A, Dir::Source, &mut part, 0).unwrap();
         assert_eq!(part.len(), cut);
     }
 }

@@ -446,7 +446,7 @@ impl Sim {
         self.restart_everything();
         let elections: usize = self.leaders.iter().map(BTreeMap::len).sum();
         eprintln!(
-            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}, connection resets: {}, power cuts: {}, snapshot files written behind: {} (lost to crashes: {})",
+            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}, connection resets: {}, power cuts: {}, snapshot files written behind: {} (lost to crashes: {}), bulk lane bytes: {}",
             self.seed,
             self.now_ms,
             self.acked,
@@ -459,7 +459,8 @@ impl Sim {
             self.resets,
             self.power_cuts,
             self.behind_written,
-            self.behind_lost
+            self.behind_lost,
+            self.lane_bytes_sent
         );
         // A quorum was there all along: the clients got work done.
         assert!(

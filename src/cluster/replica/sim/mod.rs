@@ -32,6 +32,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 mod checks;
 mod clients;
 mod faults;
+mod lanes;
 mod membership;
 use clients::job_of;
 use faults::run_ops;
@@ -299,6 +300,9 @@ struct Sim {
     /// accepts `from` (`bus::check_hello`'s rule: a member, or an id above every member it
     /// knows, which may have joined since).
     links: BTreeSet<(NodeId, NodeId)>,
+    /// The writes in flight on the bulk lanes (`lanes.rs`), and their bytes sent.
+    lane_net: mem::Net<lanes::LaneLink>,
+    lane_bytes_sent: u64,
     /// Membership changes to make, each at its time (ms), one at a time.
     admin_queue: VecDeque<(u64, Admin)>,
     admin: Option<AdminState>,
@@ -374,6 +378,8 @@ impl Sim {
             queue_stats: (0, 0),
             leaders: Vec::new(),
             links: BTreeSet::new(),
+            lane_net: mem::Net::default(),
+            lane_bytes_sent: 0,
             admin_queue: VecDeque::new(),
             admin: None,
             next_admin: ADMIN_TOKEN,
@@ -569,6 +575,8 @@ impl Sim {
             // Read once the node runs again.
             self.net.send(self.now_ms + 1, (from, to, t), bytes);
         }
+        self.sync_lanes();
+        self.deliver_lanes();
         for id in self.ids() {
             if self.paused != Some(id) {
                 self.step(id);
@@ -762,6 +770,8 @@ impl Sim {
         for (t2, msg) in mail {
             self.replicas(id, t2).calvin_receive(msg);
         }
+        self.sync_lanes();
+        self.flush_lanes(id, t);
         for (to, bytes) in sent {
             if to.0 as usize > self.nodes.len()
                 || self.cut.contains(&(id, to))

@@ -1,0 +1,85 @@
+//! The replicas' side of the bulk hub (issue 19, step 2): what the driver step and the lane
+//! tasks (`cluster/lanes.rs`) hand it and take from it. The hub's rules are in
+//! `shardline_shards::migrate::hub`; this only carries things between it and the groups.
+
+use super::*;
+use shardline_shards::migrate::hub::Dir;
+
+impl Replicas {
+    fn hub_now_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.hub_epoch).as_millis() as u64
+    }
+
+    /// What a lane read: handed to the hub (the bytes it took are returned); copies it
+    /// completed wake the driver step, its answers the lanes' writers.
+    pub(crate) fn lane_bytes(
+        &mut self,
+        peer: NodeId,
+        dir: Dir,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<usize, String> {
+        let now_ms = self.hub_now_ms(now);
+        let took = self.hub.on_bytes(peer, dir, bytes, now_ms);
+        if self.hub.has_installs() {
+            self.wake();
+        }
+        super::super::lanes::wake(&mut self.hub, &mut self.lane_io);
+        took.map_err(|e| e.0)
+    }
+
+    /// The driver step's share of the hub: copies completed are installed by their groups.
+    pub(super) fn hub_installs(&mut self) {
+        if !self.hub.has_installs() {
+            return;
+        }
+        let installs: Vec<_> = self.hub.take_installs().collect();
+        for i in installs {
+            if let Some(g) = self.groups[i.group as usize].as_mut() {
+                tracing::info!(
+                    vshard = i.group,
+                    bytes = i.blob.len(),
+                    from = %i.wanted.from,
+                    "a snapshot's bulk copy arrived whole"
+                );
+                g.install_snapshot(i.wanted, i.blob);
+                self.touch(i.group);
+            }
+        }
+    }
+
+    /// The driver step's share of the hub: what group `g` wants now (after it stepped).
+    pub(super) fn hub_want(&mut self, g: u32, now: Instant) {
+        let Some(grp) = self.groups[g as usize].as_ref() else {
+            return;
+        };
+        let wanted = grp.snapshot_wanted();
+        let now_ms = self.hub_now_ms(now);
+        self.hub.want(g, wanted, now_ms);
+    }
+
+    /// The driver step's share of the hub: the leader of `g` offered `to` its snapshot.
+    pub(super) fn hub_offer(
+        &mut self,
+        to: NodeId,
+        g: u32,
+        term: u64,
+        last: shardline_shards::raft::LogId,
+        total: u64,
+        now: Instant,
+    ) {
+        let now_ms = self.hub_now_ms(now);
+        let Some(grp) = self.groups[g as usize].as_ref() else {
+            return;
+        };
+        let blob = grp.snapshot_blob();
+        if grp.snapshot_id() == last && blob.len() as u64 == total {
+            self.hub.offer(to, g, term, last, blob, now_ms);
+        }
+    }
+
+    pub(super) fn hub_tick(&mut self, now: Instant) {
+        let now_ms = self.hub_now_ms(now);
+        self.hub.tick(now_ms);
+    }
+}
