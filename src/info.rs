@@ -281,6 +281,7 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
                 c.leader(meta)
             );
             t.push_str(&c.calvin.info());
+            t.push_str(&c.bulk_info());
         }
         "keyspace" => {
             t.push_str("# Keyspace\r\n");

@@ -219,12 +219,51 @@ pub struct Cluster {
     pub leaving: AtomicBool,
     /// The transactions across vShards sequenced and not yet forgotten (`replica/calvin/`).
     pub calvin: replica::calvin::Stream,
+    /// Per shard thread: its bulk hub's counters (`migrate::hub::Stats`), published by the
+    /// thread's driver step, summed by INFO.
+    pub bulk: Vec<BulkSlot>,
     /// The function libraries (FUNCTION LOAD) as this node's metadata group applied them:
     /// every shard thread's FCALL reads them (`shardline_shards::script::functions`).
     pub functions: std::sync::Arc<shardline_shards::script::functions::Registry>,
 }
 
 /// A connection the bus accepted: the peer, its socket, the bytes read past its hello.
+/// One shard thread's bulk counters as last published (`Cluster::bulk`): bytes of copies
+/// received and sent, copies installed here and by targets, sessions under way each way,
+/// windows resent, copies restarted, chunks refused.
+#[derive(Default)]
+pub struct BulkSlot(pub [AtomicU64; BULK_FIELDS]);
+
+pub const BULK_FIELDS: usize = 9;
+/// INFO's names of `BulkSlot`'s fields, in order.
+pub const BULK_NAMES: [&str; BULK_FIELDS] = [
+    "bulk_bytes_in",
+    "bulk_bytes_out",
+    "bulk_copies_in",
+    "bulk_copies_out",
+    "bulk_sessions_in",
+    "bulk_sessions_out",
+    "bulk_resends",
+    "bulk_restarts",
+    "bulk_bad_chunks",
+];
+
+impl Cluster {
+    /// `BULK_NAMES` as INFO lines, summed over the shard threads.
+    pub fn bulk_info(&self) -> String {
+        let mut t = String::new();
+        for (i, name) in BULK_NAMES.iter().enumerate() {
+            let v: u64 = self
+                .bulk
+                .iter()
+                .map(|s| s.0[i].load(Ordering::Relaxed))
+                .sum();
+            t.push_str(&format!("{name}:{v}\r\n"));
+        }
+        t
+    }
+}
+
 /// An accepted connection: the peer, its socket, what came after its hello, and whether it
 /// is a bulk lane (`lanes.rs`) rather than the bus.
 pub type Accepted = (NodeId, std::net::TcpStream, Vec<u8>, bool);
@@ -415,6 +454,7 @@ impl Cluster {
                 .collect(),
             proxy: cfg.cluster_proxy,
             calvin: replica::calvin::Stream::new(layout.count() as usize),
+            bulk: (0..threads).map(|_| BulkSlot::default()).collect(),
             functions: std::sync::Arc::default(),
         }
     }

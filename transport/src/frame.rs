@@ -322,11 +322,11 @@ mod tests {
         ));
         let mut future = Vec::new();
         let at = begin(&mut future, KIND_BATCH);
-        future[at + 8] = 9;
+        future[at + 8] = WIRE_MAX + 1;
         finish(&mut future, at);
         assert_eq!(
             decode(&future, 1 << 20),
-            Err(FrameError::UnsupportedVersion(9))
+            Err(FrameError::UnsupportedVersion(WIRE_MAX + 1))
         );
     }
 

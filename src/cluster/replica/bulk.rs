@@ -78,8 +78,26 @@ impl Replicas {
         }
     }
 
+    /// Time passed for the hub; its counters published for INFO (`Cluster::bulk`).
     pub(super) fn hub_tick(&mut self, now: Instant) {
         let now_ms = self.hub_now_ms(now);
         self.hub.tick(now_ms);
+        let s = self.hub.stats();
+        let (out, inc) = self.hub.sessions();
+        let values = [
+            s.bytes_in,
+            s.bytes_out,
+            s.done_in,
+            s.done_out,
+            inc as u64,
+            out as u64,
+            s.resends,
+            s.restarts,
+            s.bad_chunks,
+        ];
+        let slot = &self.c.bulk[self.shard];
+        for (a, v) in slot.0.iter().zip(values) {
+            a.store(v, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }

@@ -1,0 +1,143 @@
+"""Driver of scripts/bench-bulk.sh: see that file for what it measures."""
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARDLINE = os.path.join(ROOT, "target/release/shardline")
+BENCH = os.path.join(ROOT, "target/release/shardline-bench")
+BASE = os.environ.get("BASE")
+REPEATS = int(os.environ.get("REPEATS", "3"))
+KEYS = int(os.environ.get("KEYS", "300000"))
+VALUE = int(os.environ.get("VALUE", "1000"))
+VSHARDS = os.environ.get("VSHARDS", "16")
+NCPU = os.cpu_count() or 2
+out_lines = []
+
+
+def say(s=""):
+    print(s, flush=True)
+    out_lines.append(s)
+
+
+def cli(port, *args):
+    r = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=5)
+    return r.stdout
+
+
+def wait(cond, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if cond():
+                return
+        except Exception:
+            pass
+        time.sleep(0.02)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def field(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split(":", 1)[1])
+    return None
+
+
+def iperf():
+    port = "5299"
+    srv = subprocess.Popen(["taskset", "-c", str(1 % NCPU), "iperf3", "-s", "-1", "-p", port],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        r = subprocess.run(["taskset", "-c", "0", "iperf3", "-c", "127.0.0.1", "-p", port, "-t", "5", "-J"],
+                           capture_output=True, text=True, check=True)
+    finally:
+        srv.wait(timeout=10)
+    return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 8
+
+
+def join(binary):
+    """Three nodes filled, a fourth joins: (copy bytes, copy seconds, join seconds)."""
+    d = tempfile.mkdtemp(prefix="sl-bulk-")
+    base = 7501
+    nodes = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+    common = ["--fsync", "always", "--log-level", "warn", "--raft-log-memory-bytes", "1048576"]
+    procs = []
+    try:
+        for i in range(3):
+            procs.append(subprocess.Popen(
+                [binary, "--port", str(base + i), "--cores", str(i % NCPU), "--data-dir", os.path.join(d, f"n{i}"),
+                 "--cluster-nodes", nodes, "--vshards", VSHARDS, *common],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for i in range(3):
+            wait(lambda: "cluster_slots_ok:16384" in cli(base + i, "cluster", "info"), 60, f"node {i}")
+            wait(lambda: "cluster_moves_pending:0" in cli(base + i, "info", "cluster"), 60, f"node {i} settled")
+        r = subprocess.run([BENCH, "--port", str(base), "--cluster", "--keys", str(KEYS), "--value-size", str(VALUE),
+                            "--prefill", "--requests", "1", "--connections", "32", "--pipeline", "16", "--quiet",
+                            "--workload", "set"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"prefill failed: {r.stderr}")
+        time.sleep(2)
+        t0 = time.time()
+        procs.append(subprocess.Popen(
+            [binary, "--port", str(base + 3), "--cores", str(1 % NCPU), "--data-dir", os.path.join(d, "n3"),
+             "--cluster-join", f"127.0.0.1:{base}", *common],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        samples = []
+        settled = None
+        deadline = t0 + 600
+        while time.time() < deadline:
+            now = time.time()
+            try:
+                info = cli(base + 3, "info", "cluster")
+            except Exception:
+                info = ""
+            b = field(info, "bulk_bytes_in")
+            if b is not None:
+                samples.append((now, b))
+            pending = [field(cli(base + i, "info", "cluster"), "cluster_moves_pending") for i in range(4)]
+            replicas = field(info, "cluster_vshard_replicas") or 0
+            if replicas > 0 and all(p == 0 for p in pending):
+                settled = now
+                break
+            time.sleep(0.02)
+        if settled is None:
+            raise SystemExit("the join did not settle in 600 s")
+        total = samples[-1][1] if samples else 0
+        first = next((t for t, b in samples if b > 0), None)
+        last = next((t for t, b in samples if b == total), None)
+        secs = (last - first) if first and last and last > first else 0.0
+        return total, secs, settled - t0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    say(f"## Base copies: a node joining 3 (RF 3, {KEYS:,} keys of {VALUE} B, --vshards {VSHARDS}) vs iperf3, "
+        f"medians of {REPEATS}")
+    say("")
+    rows = []
+    for r in range(REPEATS):
+        ip = iperf()
+        total, secs, whole = join(SHARDLINE)
+        rate = total / secs if secs > 0 else 0
+        old = join(BASE) if BASE else None
+        rows.append((ip, total, secs, rate, whole, old))
+        extra = f", base binary join {old[2]:.2f} s" if old else ""
+        say(f"  run {r + 1}: iperf3 {ip / 1e6:,.0f} MB/s; copies {total / 1e6:,.1f} MB in {secs:.2f} s = "
+            f"{rate / 1e6:,.0f} MB/s ({rate / ip:.0%} of iperf3); join {whole:.2f} s{extra}")
+    med = lambda i: statistics.median(x[i] for x in rows)
+    say("")
+    say("| iperf3 MB/s | copied MB | copy s | copy MB/s | of iperf3 | whole join s |" + (" base join s |" if BASE else ""))
+    say("|---|---|---|---|---|---|" + ("---|" if BASE else ""))
+    base_col = f" {statistics.median(x[5][2] for x in rows):.2f} |" if BASE else ""
+    say(f"| {med(0) / 1e6:,.0f} | {med(1) / 1e6:,.1f} | {med(2):.2f} | {med(3) / 1e6:,.0f} | {med(3) / med(0):.0%} | "
+        f"{med(4):.2f} |{base_col}")
+    os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
+    open(os.path.join(ROOT, "target/bench/bulk.md"), "w").write("\n".join(out_lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
