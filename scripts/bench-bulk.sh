@@ -4,7 +4,10 @@
 # loopback and the same two cores (Debian's iperf3), REPEATS times, medians quoted; results
 # also go to target/bench/bulk.md.
 #   1. iperf3 -s pinned to core 1, iperf3 -c pinned to core 0, 5 s, one stream;
-#   2. three Shardline nodes (RF 3, fsync always, --vshards VSHARDS, a small in-memory log so
+#   2. the bulk lane alone: the ignored test `bulk_lane_throughput` copies LANE_BYTES (2 GiB)
+#      between two shard runtimes (io_uring, as the shard threads build them) pinned to cores
+#      0 and 1 through the real lane tasks and hubs, checked byte for byte;
+#   3. three Shardline nodes (RF 3, fsync always, --vshards VSHARDS, a small in-memory log so
 #      groups are compacted into snapshots) on cores 0, 1, 0, filled with KEYS keys of VALUE
 #      bytes; a fourth node joins on core 1 and takes its share. Measured on the joining node
 #      (INFO cluster's bulk_bytes_in, sampled every 20 ms): the bytes its copies brought, over
@@ -13,7 +16,7 @@
 #   BASE=/path/to/an/older/shardline also runs the join with that binary (its snapshots
 #   travelled on the bus before bulk lanes; only the whole-join time compares).
 #
-#   scripts/bench-bulk.sh            # REPEATS=3 KEYS=300000 VALUE=1000 VSHARDS=16
+#   scripts/bench-bulk.sh            # REPEATS=3 KEYS=300000 VALUE=1000 VSHARDS=16 LANE_BYTES=2147483648
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-prepare.sh

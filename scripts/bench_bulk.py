@@ -9,6 +9,7 @@ REPEATS = int(os.environ.get("REPEATS", "3"))
 KEYS = int(os.environ.get("KEYS", "300000"))
 VALUE = int(os.environ.get("VALUE", "1000"))
 VSHARDS = os.environ.get("VSHARDS", "16")
+LANE_BYTES = int(os.environ.get("LANE_BYTES", str(2 << 30)))
 NCPU = os.cpu_count() or 2
 out_lines = []
 
@@ -55,6 +56,18 @@ def iperf():
     return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 8
 
 
+def lane():
+    """The bulk lane alone (the ignored test `bulk_lane_throughput`): bytes per second."""
+    r = subprocess.run(["cargo", "test", "--release", "-q", "-p", "shardline", "--bin", "shardline",
+                        "bulk_lane_throughput", "--", "--ignored", "--nocapture"],
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "BULK_BENCH_BYTES": str(LANE_BYTES)})
+    for line in r.stdout.splitlines():
+        if line.startswith("BULK_LANE"):
+            f = dict(kv.split("=") for kv in line.split()[1:])
+            return float(f["mb_per_s"]) * 1e6
+    raise SystemExit(f"the lane benchmark failed: {r.stdout[-2000:]} {r.stderr[-2000:]}")
+
+
 def join(binary):
     """Three nodes filled, a fourth joins: (copy bytes, copy seconds, join seconds)."""
     d = tempfile.mkdtemp(prefix="sl-bulk-")
@@ -80,12 +93,14 @@ def join(binary):
         t0 = time.time()
         procs.append(subprocess.Popen(
             [binary, "--port", str(base + 3), "--cores", str(1 % NCPU), "--data-dir", os.path.join(d, "n3"),
-             "--cluster-join", f"127.0.0.1:{base}", *common],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+             "--vshards", VSHARDS, "--cluster-join", f"127.0.0.1:{base}", *common],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
         samples = []
         settled = None
         deadline = t0 + 600
         while time.time() < deadline:
+            if procs[3].poll() is not None:
+                raise SystemExit(f"the joining node exited: {procs[3].stderr.read()}")
             now = time.time()
             try:
                 info = cli(base + 3, "info", "cluster")
@@ -115,26 +130,31 @@ def join(binary):
 
 
 def main():
-    say(f"## Base copies: a node joining 3 (RF 3, {KEYS:,} keys of {VALUE} B, --vshards {VSHARDS}) vs iperf3, "
-        f"medians of {REPEATS}")
+    say(f"## Base copies vs iperf3 (one TCP stream, core 0 to core 1), medians of {REPEATS}")
+    say("")
+    say(f"Lane: one {LANE_BYTES / 2**30:.0f} GiB copy between two shard runtimes pinned to cores 0 and 1 "
+        f"(`bulk_lane_throughput`). Join: a node joining 3 (RF 3, {KEYS:,} keys of {VALUE} B, "
+        f"--vshards {VSHARDS}), copies from the first byte to the last on the joiner, and the whole join.")
     say("")
     rows = []
     for r in range(REPEATS):
         ip = iperf()
+        ln = lane()
         total, secs, whole = join(SHARDLINE)
         rate = total / secs if secs > 0 else 0
         old = join(BASE) if BASE else None
-        rows.append((ip, total, secs, rate, whole, old))
+        rows.append((ip, ln, total, secs, rate, whole, old))
         extra = f", base binary join {old[2]:.2f} s" if old else ""
-        say(f"  run {r + 1}: iperf3 {ip / 1e6:,.0f} MB/s; copies {total / 1e6:,.1f} MB in {secs:.2f} s = "
-            f"{rate / 1e6:,.0f} MB/s ({rate / ip:.0%} of iperf3); join {whole:.2f} s{extra}")
+        say(f"  run {r + 1}: iperf3 {ip / 1e6:,.0f} MB/s; lane {ln / 1e6:,.0f} MB/s ({ln / ip:.0%}); join copies "
+            f"{total / 1e6:,.1f} MB in {secs:.2f} s = {rate / 1e6:,.0f} MB/s ({rate / ip:.0%}); join {whole:.2f} s{extra}")
     med = lambda i: statistics.median(x[i] for x in rows)
     say("")
-    say("| iperf3 MB/s | copied MB | copy s | copy MB/s | of iperf3 | whole join s |" + (" base join s |" if BASE else ""))
-    say("|---|---|---|---|---|---|" + ("---|" if BASE else ""))
-    base_col = f" {statistics.median(x[5][2] for x in rows):.2f} |" if BASE else ""
-    say(f"| {med(0) / 1e6:,.0f} | {med(1) / 1e6:,.1f} | {med(2):.2f} | {med(3) / 1e6:,.0f} | {med(3) / med(0):.0%} | "
-        f"{med(4):.2f} |{base_col}")
+    say("| iperf3 MB/s | lane MB/s | lane / iperf3 | join: copied MB | copy s | copy MB/s | copy / iperf3 | whole join s |"
+        + (" base join s |" if BASE else ""))
+    say("|---|---|---|---|---|---|---|---|" + ("---|" if BASE else ""))
+    base_col = f" {statistics.median(x[6][2] for x in rows):.2f} |" if BASE else ""
+    say(f"| {med(0) / 1e6:,.0f} | {med(1) / 1e6:,.0f} | {med(1) / med(0):.0%} | {med(2) / 1e6:,.1f} | {med(3):.2f} | "
+        f"{med(4) / 1e6:,.0f} | {med(4) / med(0):.0%} | {med(5):.2f} |{base_col}")
     os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
     open(os.path.join(ROOT, "target/bench/bulk.md"), "w").write("\n".join(out_lines) + "\n")
 

@@ -34,7 +34,7 @@ const RING_SETUPS: [(&str, RingSetup); 3] = [
 ];
 
 /// A shard thread's runtime (io_uring, or epoll where io_uring is missing), with timers.
-type ShardRuntime = monoio::FusionRuntime<
+pub(crate) type ShardRuntime = monoio::FusionRuntime<
     monoio::time::TimeDriver<monoio::IoUringDriver>,
     monoio::time::TimeDriver<monoio::LegacyDriver>,
 >;
@@ -46,7 +46,7 @@ type RingSetup = fn(&mut io_uring::Builder);
 /// (`RING_SETUPS`), or monoio's epoll driver where io_uring is missing; and whether a
 /// connection's pending read runs only when the thread asks (`DEFER_TASKRUN`, or epoll),
 /// which `conn::busy` needs.
-fn build_runtime() -> std::io::Result<(ShardRuntime, bool)> {
+pub(crate) fn build_runtime() -> std::io::Result<(ShardRuntime, bool)> {
     let mut last = None;
     for (name, setup) in RING_SETUPS {
         let mut urb = io_uring::IoUring::builder();

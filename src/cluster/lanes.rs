@@ -72,6 +72,37 @@ impl LaneIo {
     }
 }
 
+/// What runs lanes: a shard thread (its replicas hold the hub), or a benchmark's host.
+pub trait LaneHost: 'static {
+    /// `f` on the hub and the lane tasks' state.
+    fn with_lanes<R>(&self, f: impl FnOnce(&mut Hub, &mut LaneIo) -> R) -> R;
+    /// What a lane read, handed to the hub: the bytes it took (the host wakes what copies
+    /// completed and answers concern).
+    fn lane_bytes(
+        &self,
+        peer: NodeId,
+        dir: Dir,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<usize, String>;
+}
+
+impl LaneHost for Shard {
+    fn with_lanes<R>(&self, f: impl FnOnce(&mut Hub, &mut LaneIo) -> R) -> R {
+        self.with_replicas(|r| f(&mut r.hub, &mut r.lane_io))
+    }
+
+    fn lane_bytes(
+        &self,
+        peer: NodeId,
+        dir: Dir,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<usize, String> {
+        self.with_replicas(|r| r.lane_bytes(peer, dir, bytes, now))
+    }
+}
+
 /// Wakes the tasks of the lanes the hub has something for.
 pub fn wake(hub: &mut Hub, io: &mut LaneIo) {
     for (peer, dir) in hub.take_ready() {
@@ -108,8 +139,8 @@ pub async fn dial_lane(shard: Rc<Shard>, c: Arc<Cluster>, peer: NodeId) {
             }
         };
         logged = false;
-        let (rd, wr) = w.into_duplex();
-        let why = run(shard.clone(), peer, Dir::Source, rd, wr, Vec::new()).await;
+        let (rd, wr, rest) = w.into_duplex();
+        let why = run(shard.clone(), peer, Dir::Source, rd, wr, rest).await;
         tracing::info!(%peer, shard = shard.id, "bulk lane to peer ended: {why}");
         monoio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -118,11 +149,11 @@ pub async fn dial_lane(shard: Rc<Shard>, c: Arc<Cluster>, peer: NodeId) {
 /// Resolves once the hub has a session for `peer`.
 async fn needed(shard: &Shard, peer: NodeId) {
     std::future::poll_fn(|cx| {
-        shard.with_replicas(|r| {
-            if r.hub.wants_lane(peer) {
+        shard.with_lanes(|hub, io| {
+            if hub.wants_lane(peer) {
                 Poll::Ready(())
             } else {
-                r.lane_io.register(peer, Dir::Source, cx.waker());
+                io.register(peer, Dir::Source, cx.waker());
                 Poll::Pending
             }
         })
@@ -143,28 +174,28 @@ pub async fn serve_accepted(shard: Rc<Shard>, peer: NodeId, s: std::net::TcpStre
 }
 
 /// Runs one connection of lane `(peer, dir)` until either half ends; why it ended.
-async fn run(
-    shard: Rc<Shard>,
+pub async fn run<H: LaneHost>(
+    shard: Rc<H>,
     peer: NodeId,
     dir: Dir,
     rd: tcp::DuplexReader,
     mut wr: tcp::DuplexWriter,
     rest: Vec<u8>,
 ) -> String {
-    let generation = shard.with_replicas(|r| {
-        let generation = r.lane_io.take_over(peer, dir);
-        r.hub.lane_up(peer, dir);
-        wake(&mut r.hub, &mut r.lane_io);
+    let generation = shard.with_lanes(|hub, io| {
+        let generation = io.take_over(peer, dir);
+        hub.lane_up(peer, dir);
+        wake(hub, io);
         generation
     });
     let ended: Rc<RefCell<Option<String>>> = Rc::default();
     let reader = monoio::spawn(read(shard.clone(), peer, dir, rd, rest, ended.clone()));
-    let why = write(&shard, peer, dir, &mut wr, generation, &ended).await;
+    let why = write(&*shard, peer, dir, &mut wr, generation, &ended).await;
     wr.close();
     reader.await;
-    shard.with_replicas(|r| {
-        if r.lane_io.is_current(peer, dir, generation) {
-            r.hub.lane_down(peer, dir);
+    shard.with_lanes(|hub, io| {
+        if io.is_current(peer, dir, generation) {
+            hub.lane_down(peer, dir);
         }
     });
     why
@@ -172,8 +203,8 @@ async fn run(
 
 /// The reading half: what arrives goes to the hub; on its end, `ended` says why and the
 /// writer is woken.
-async fn read(
-    shard: Rc<Shard>,
+async fn read<H: LaneHost>(
+    shard: Rc<H>,
     peer: NodeId,
     dir: Dir,
     mut rd: tcp::DuplexReader,
@@ -185,8 +216,7 @@ async fn read(
     let mut start = 0;
     let why = loop {
         if start < buf.len() {
-            let took =
-                shard.with_replicas(|r| r.lane_bytes(peer, dir, &buf[start..], Instant::now()));
+            let took = shard.lane_bytes(peer, dir, &buf[start..], Instant::now());
             match took {
                 Ok(n) => start += n,
                 Err(e) => break e,
@@ -209,14 +239,14 @@ async fn read(
         }
     };
     *ended.borrow_mut() = Some(why);
-    shard.with_replicas(|r| r.lane_io.wake_one(peer, dir));
+    shard.with_lanes(|_, io| io.wake_one(peer, dir));
 }
 
 /// The writing half: writes what the hub hands out for the lane until the reader ends, a
 /// write fails, a newer connection takes the lane over, or (a source lane) no session
 /// needed it for a while.
-async fn write(
-    shard: &Shard,
+async fn write<H: LaneHost>(
+    shard: &H,
     peer: NodeId,
     dir: Dir,
     wr: &mut tcp::DuplexWriter,
@@ -229,14 +259,14 @@ async fn write(
             if let Some(why) = ended.borrow_mut().take() {
                 return Poll::Ready(Err(why));
             }
-            shard.with_replicas(|r| {
-                if !r.lane_io.is_current(peer, dir, generation) {
+            shard.with_lanes(|hub, io| {
+                if !io.is_current(peer, dir, generation) {
                     return Poll::Ready(Err("a newer connection took the lane over".into()));
                 }
                 buf.clear();
-                r.hub.poll(peer, dir, &mut buf, WRITE_BYTES);
+                hub.poll(peer, dir, &mut buf, WRITE_BYTES);
                 if buf.is_empty() {
-                    r.lane_io.register(peer, dir, cx.waker());
+                    io.register(peer, dir, cx.waker());
                     Poll::Pending
                 } else {
                     Poll::Ready(Ok(std::mem::take(&mut buf)))
@@ -246,7 +276,7 @@ async fn write(
         let bytes = monoio::select! {
             n = next => n,
             _ = monoio::time::sleep(IDLE_CLOSE) => {
-                if dir == Dir::Source && !shard.with_replicas(|r| r.hub.wants_lane(peer)) {
+                if dir == Dir::Source && !shard.with_lanes(|hub, _| hub.wants_lane(peer)) {
                     return "no session needed it".into();
                 }
                 continue;
@@ -263,3 +293,6 @@ async fn write(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -57,6 +57,10 @@ pub const HELLO_AGAIN_MS: u64 = 2_000;
 /// group wants it again at the leader's next offer).
 pub const INCOMING_STALE_MS: u64 = 60_000;
 
+/// The most address space a target's copy reserves up front (larger ones grow as they
+/// arrive).
+const RESERVE_BYTES_MAX: u64 = 8 << 30;
+
 /// The id both ends give the session of an offer (`SnapshotOffer` in `term`, up to `last`),
 /// unique per group across leaders (a new leader offers in a new term).
 pub fn session_id(term: u64, last: LogId) -> SessionId {
@@ -261,8 +265,12 @@ impl Hub {
             v.insert(Incoming {
                 recv,
                 wanted: w,
-                // Memory is taken as bytes arrive, beyond a first 64 MiB.
-                buf: Vec::with_capacity(w.total.min(64 << 20) as usize),
+                // Reserved whole (up to `RESERVE_BYTES_MAX`): memory is taken as bytes
+                // arrive, in huge pages where the kernel gives them, and the copy is never
+                // moved to grow.
+                buf: shardline_transport::alloc::large_buffer(
+                    w.total.min(RESERVE_BYTES_MAX) as usize
+                ),
                 heard_ms: now_ms,
                 hello_ms: now_ms,
             });

@@ -14,9 +14,11 @@ use std::time::Duration;
 /// A handshake that takes longer than this is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The writing end of a connection this node dialed.
+/// The writing end of a connection this node dialed (and what the acceptor sent after its
+/// answer, read with it: nothing on the bus, a two-way lane's first bytes).
 pub struct Writer {
     s: monoio::net::TcpStream,
+    rest: Vec<u8>,
 }
 
 impl Writer {
@@ -28,9 +30,11 @@ impl Writer {
 }
 
 impl Writer {
-    /// The connection both ways (a bulk lane, issue 19: its acceptor answers on it).
-    pub fn into_duplex(self) -> (DuplexReader, DuplexWriter) {
-        duplex(self.s)
+    /// The connection both ways (a bulk lane, issue 19: its acceptor answers on it), and
+    /// the bytes the acceptor sent that were read with its answer.
+    pub fn into_duplex(self) -> (DuplexReader, DuplexWriter, Vec<u8>) {
+        let (r, w) = duplex(self.s);
+        (r, w, self.rest)
     }
 }
 
@@ -110,7 +114,8 @@ pub async fn dial(addr: SocketAddr, ours: &Hello) -> std::io::Result<(Writer, An
                 ));
             }
             if let Some(answer) = reader.answer(&chunk).map_err(std::io::Error::other)? {
-                return Ok((Writer { s }, answer));
+                let rest = reader.rest().to_vec();
+                return Ok((Writer { s, rest }, answer));
             }
         }
     })

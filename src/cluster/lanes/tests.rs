@@ -1,0 +1,213 @@
+//! The lane tasks over real TCP on loopback, with two hubs in two threads (each its shard
+//! runtime), as two nodes' shard threads run them: a copy installs byte for byte; and, ignored
+//! (a benchmark, `scripts/bench-bulk.sh`), how fast a large copy goes.
+
+use super::*;
+use shardline_shards::migrate::hub::Install;
+use shardline_shards::migrate::session::Limits;
+use shardline_shards::raft::{LogId, SnapshotWanted};
+use shardline_transport::frame::{Hello, WIRE_MAX, WIRE_MIN};
+use shardline_transport::link::Answer;
+use std::sync::mpsc;
+
+const SOURCE: NodeId = NodeId(1);
+const TARGET: NodeId = NodeId(2);
+const GROUP: u32 = 3;
+
+struct Host {
+    hub: RefCell<Hub>,
+    io: RefCell<LaneIo>,
+    installs: RefCell<Vec<Install>>,
+    /// Why the lane's connection ended, if it did.
+    ended: RefCell<Option<String>>,
+    t0: Instant,
+}
+
+impl Host {
+    fn new(limits: Limits) -> Rc<Host> {
+        Rc::new(Host {
+            hub: RefCell::new(Hub::new(limits)),
+            io: RefCell::default(),
+            installs: RefCell::default(),
+            ended: RefCell::default(),
+            t0: Instant::now(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+
+    /// Runs a lane connection, keeping why it ended.
+    fn spawn_lane(
+        self: &Rc<Host>,
+        peer: NodeId,
+        dir: Dir,
+        rd: tcp::DuplexReader,
+        wr: tcp::DuplexWriter,
+        rest: Vec<u8>,
+    ) {
+        let host = self.clone();
+        monoio::spawn(async move {
+            let why = run(host.clone(), peer, dir, rd, wr, rest).await;
+            *host.ended.borrow_mut() = Some(why);
+        });
+    }
+
+    /// Panics if the lane ended, or nothing finished within a minute.
+    fn check(&self) {
+        if let Some(why) = self.ended.borrow().as_ref() {
+            panic!("the lane ended: {why}; {:?}", self.hub.borrow().stats());
+        }
+        assert!(
+            self.t0.elapsed() < Duration::from_secs(60),
+            "not done in 60 s: {:?} {:?}",
+            self.hub.borrow().stats(),
+            self.hub.borrow().sessions()
+        );
+    }
+}
+
+impl LaneHost for Host {
+    fn with_lanes<R>(&self, f: impl FnOnce(&mut Hub, &mut LaneIo) -> R) -> R {
+        f(&mut self.hub.borrow_mut(), &mut self.io.borrow_mut())
+    }
+
+    fn lane_bytes(
+        &self,
+        peer: NodeId,
+        dir: Dir,
+        bytes: &[u8],
+        _: Instant,
+    ) -> Result<usize, String> {
+        let mut hub = self.hub.borrow_mut();
+        let took = hub.on_bytes(peer, dir, bytes, self.now_ms());
+        self.installs.borrow_mut().extend(hub.take_installs());
+        wake(&mut hub, &mut self.io.borrow_mut());
+        took.map_err(|e| e.0)
+    }
+}
+
+fn hello() -> Hello {
+    Hello {
+        wire_min: WIRE_MIN,
+        wire_max: WIRE_MAX,
+        cluster_id: [9; 16],
+        node_id: [0; 20],
+        shard: 0,
+    }
+}
+
+struct Accept(std::sync::Mutex<mpsc::Sender<(std::net::TcpStream, Vec<u8>)>>);
+
+impl tcp::Acceptor for Accept {
+    fn judge(&self, _: &Hello) -> Answer {
+        Answer::Accepted(hello())
+    }
+    fn adopt(&self, _: Hello, s: std::net::TcpStream, rest: Vec<u8>) {
+        let _ = self.0.lock().unwrap().send((s, rest));
+    }
+    fn dropped(&self, _: Option<std::net::SocketAddr>, _: String) {}
+}
+
+/// Copies `total` bytes from a source thread to a target thread over a lane on loopback
+/// (threads pinned to `cores` when given): the installed copy and the time from the offer
+/// to the install.
+fn copy(total: usize, cores: Option<(usize, usize)>) -> (Vec<u8>, Vec<u8>, Duration) {
+    let blob: Vec<u8> = (0..total)
+        .map(|i| (i as u64).wrapping_mul(0x9E37_79B9) as u8 ^ (i >> 13) as u8)
+        .collect();
+    let blob = bytes::Bytes::from(blob);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    tcp::serve(listener, Arc::new(Accept(std::sync::Mutex::new(tx)))).unwrap();
+    let last = LogId { term: 2, index: 77 };
+    let wanted = SnapshotWanted {
+        from: SOURCE,
+        term: 3,
+        last,
+        total: total as u64,
+    };
+    let (done_tx, done_rx) = mpsc::channel::<Instant>();
+    let target = std::thread::spawn(move || {
+        if let Some((_, c)) = cores {
+            shardline_transport::cpu::pin_current_thread(c).unwrap();
+        }
+        let (s, rest) = rx.recv().unwrap();
+        let (mut rt, _) = crate::thread::build_runtime().unwrap();
+        rt.block_on(async move {
+            let host = Host::new(Limits::default());
+            host.hub.borrow_mut().want(GROUP, Some(wanted), 0);
+            let (rd, wr) = tcp::adopt_duplex(s).unwrap();
+            host.spawn_lane(SOURCE, Dir::Target, rd, wr, rest);
+            loop {
+                let installed = host.installs.borrow_mut().pop();
+                if let Some(i) = installed {
+                    let _ = done_tx.send(Instant::now());
+                    // Time for the `Installed` answer to go out.
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                    return i.blob.to_vec();
+                }
+                host.check();
+                monoio::time::sleep(Duration::from_micros(200)).await;
+            }
+        })
+    });
+    let source_blob = blob.clone();
+    let source = std::thread::spawn(move || {
+        if let Some((c, _)) = cores {
+            shardline_transport::cpu::pin_current_thread(c).unwrap();
+        }
+        let (mut rt, _) = crate::thread::build_runtime().unwrap();
+        rt.block_on(async move {
+            let host = Host::new(Limits::default());
+            let t0 = Instant::now();
+            host.hub
+                .borrow_mut()
+                .offer(TARGET, GROUP, 3, last, &source_blob, 0);
+            let (w, answer) = tcp::dial(addr, &hello()).await.unwrap();
+            assert!(matches!(answer, Answer::Accepted(_)));
+            let (rd, wr, rest) = w.into_duplex();
+            host.spawn_lane(TARGET, Dir::Source, rd, wr, rest);
+            // Done once the target said it installed the copy.
+            while host.hub.borrow().sessions().0 > 0 {
+                host.check();
+                monoio::time::sleep(Duration::from_micros(200)).await;
+            }
+            t0
+        })
+    });
+    let t0 = source.join().unwrap();
+    let installed = target.join().unwrap();
+    let took = done_rx.recv().unwrap().duration_since(t0);
+    (blob.to_vec(), installed, took)
+}
+
+#[test]
+fn a_copy_over_a_tcp_lane_installs_byte_for_byte() {
+    let (blob, installed, _) = copy(5 << 20 | 12345, None);
+    assert!(installed == blob, "the installed copy differs");
+}
+
+/// The lane's throughput on loopback (`scripts/bench-bulk.sh` runs it next to iperf3):
+/// `BULK_BENCH_BYTES` (default 2 GiB) copied from core 0 to core 1.
+#[test]
+#[ignore]
+fn bulk_lane_throughput() {
+    let total: usize = std::env::var("BULK_BENCH_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2 << 30);
+    let (blob, installed, took) = copy(total, Some((0, 1 % num_cpus())));
+    assert!(installed == blob, "the installed copy differs");
+    println!(
+        "BULK_LANE bytes={total} seconds={:.4} mb_per_s={:.1}",
+        took.as_secs_f64(),
+        total as f64 / took.as_secs_f64() / 1e6
+    );
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
