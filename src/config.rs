@@ -70,6 +70,10 @@ pub struct Config {
     /// Bytes of a vShard snapshot per cluster-bus message when a replica catches up by
     /// snapshot (one chunk in flight per replica).
     pub snapshot_chunk_bytes: u64,
+    /// Bytes per chunk of a snapshot's copy on a bulk lane, and bytes sent and not yet
+    /// acknowledged per copy (`migrate::session::Limits`).
+    pub bulk_chunk_bytes: u64,
+    pub bulk_window_bytes: u64,
     /// Bytes of Raft log entries a shard thread keeps in memory, beyond which its largest log
     /// is compacted into a snapshot.
     pub raft_log_memory_bytes: u64,
@@ -323,6 +327,8 @@ impl Default for Config {
             wal_segment_bytes: 64 << 20,
             fsync_batch_ms: 10,
             snapshot_chunk_bytes: 1 << 20,
+            bulk_chunk_bytes: 4 << 20,
+            bulk_window_bytes: 8 << 20,
             raft_log_memory_bytes: 64 << 20,
         }
     }

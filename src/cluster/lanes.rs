@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// Bytes a lane's writer hands the kernel in one write (several chunks in flight).
 const WRITE_BYTES: usize = 4 << 20;
 /// Bytes a lane's reader asks the kernel for in one read.
-const READ_BYTES: usize = 1 << 20;
+const READ_BYTES: usize = 256 << 10;
 /// A source lane no session needed for this long is closed.
 const IDLE_CLOSE: Duration = Duration::from_secs(30);
 

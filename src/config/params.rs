@@ -199,6 +199,22 @@ pub static PARAMS: &[Param] = &[
         "Bytes of a snapshot per cluster-bus message when a replica catches up (default 1mb)."
     ),
     num_param!(
+        "bulk-chunk-bytes",
+        bulk_chunk_bytes,
+        64 << 10,
+        64 << 20,
+        false,
+        "Bytes per chunk of a snapshot's copy on a bulk lane (default 4mb)."
+    ),
+    num_param!(
+        "bulk-window-bytes",
+        bulk_window_bytes,
+        64 << 10,
+        1 << 30,
+        false,
+        "Bytes of a snapshot's copy sent and not yet acknowledged, per copy (default 8mb; at least one chunk)."
+    ),
+    num_param!(
         "raft-log-memory-bytes",
         raft_log_memory_bytes,
         1 << 20,

@@ -57,6 +57,9 @@ pub const HELLO_AGAIN_MS: u64 = 2_000;
 /// group wants it again at the leader's next offer).
 pub const INCOMING_STALE_MS: u64 = 60_000;
 
+/// The largest chunk a lane carries (`bulk-chunk-bytes` is at most this).
+pub const CHUNK_BYTES_MAX: usize = 64 << 20;
+
 /// The most address space a target's copy reserves up front (larger ones grow as they
 /// arrive).
 const RESERVE_BYTES_MAX: u64 = 8 << 30;
@@ -133,6 +136,11 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(limits: Limits) -> Hub {
+        let limits = Limits {
+            chunk_bytes: limits.chunk_bytes.clamp(1, CHUNK_BYTES_MAX as u64),
+            window_bytes: limits.window_bytes.max(limits.chunk_bytes),
+            ..limits
+        };
         Hub {
             limits,
             out: HashMap::new(),
@@ -153,9 +161,10 @@ impl Hub {
         (self.out.len(), self.inc.len())
     }
 
-    /// The largest frame a lane carries (a chunk and its heads).
+    /// The largest frame a lane takes: a chunk of the largest size any node may be
+    /// configured with (`CHUNK_BYTES_MAX`, not this node's own: peers may differ) and its heads.
     pub fn frame_bytes_max(&self) -> usize {
-        self.limits.chunk_bytes as usize + FRAME_HEAD_BYTES + CHUNK_HEAD_BYTES
+        CHUNK_BYTES_MAX + FRAME_HEAD_BYTES + CHUNK_HEAD_BYTES
     }
 
     /// Whether a source lane to `peer` is needed (the driver dials it while so).

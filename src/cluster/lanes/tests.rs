@@ -3,6 +3,7 @@
 //! (a benchmark, `scripts/bench-bulk.sh`), how fast a large copy goes.
 
 use super::*;
+use crate::config::Config;
 use shardline_shards::migrate::hub::Install;
 use shardline_shards::migrate::session::Limits;
 use shardline_shards::raft::{LogId, SnapshotWanted};
@@ -137,7 +138,7 @@ fn copy(total: usize, cores: Option<(usize, usize)>) -> (Vec<u8>, Vec<u8>, Durat
         let (s, rest) = rx.recv().unwrap();
         let (mut rt, _) = crate::thread::build_runtime().unwrap();
         rt.block_on(async move {
-            let host = Host::new(Limits::default());
+            let host = Host::new(limits());
             host.hub.borrow_mut().want(GROUP, Some(wanted), 0);
             let (rd, wr) = tcp::adopt_duplex(s).unwrap();
             host.spawn_lane(SOURCE, Dir::Target, rd, wr, rest);
@@ -161,7 +162,7 @@ fn copy(total: usize, cores: Option<(usize, usize)>) -> (Vec<u8>, Vec<u8>, Durat
         }
         let (mut rt, _) = crate::thread::build_runtime().unwrap();
         rt.block_on(async move {
-            let host = Host::new(Limits::default());
+            let host = Host::new(limits());
             let t0 = Instant::now();
             host.hub
                 .borrow_mut()
@@ -210,4 +211,22 @@ fn bulk_lane_throughput() {
 
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The node's defaults (`bulk-chunk-bytes`, `bulk-window-bytes`), or `BULK_BENCH_CHUNK` and
+/// `BULK_BENCH_WINDOW`.
+fn limits() -> Limits {
+    let chunk = std::env::var("BULK_BENCH_CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(Config::default().bulk_chunk_bytes);
+    let window = std::env::var("BULK_BENCH_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(Config::default().bulk_window_bytes);
+    Limits {
+        chunk_bytes: chunk,
+        window_bytes: window,
+        ..Limits::default()
+    }
 }
