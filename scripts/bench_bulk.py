@@ -1,4 +1,5 @@
 """Driver of scripts/bench-bulk.sh: see that file for what it measures."""
+from bench_common import cli, wait
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,23 +18,6 @@ out_lines = []
 def say(s=""):
     print(s, flush=True)
     out_lines.append(s)
-
-
-def cli(port, *args):
-    r = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=5)
-    return r.stdout
-
-
-def wait(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if cond():
-                return
-        except Exception:
-            pass
-        time.sleep(0.02)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def field(text, name):

@@ -1,4 +1,5 @@
 """Driver of scripts/bench-replicated.sh: see that file for what it measures."""
+from bench_common import cli, wait
 import json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,23 +20,6 @@ def say(s=""):
 
 def sh(*args, **kw):
     return subprocess.run(list(args), check=True, capture_output=True, text=True, **kw).stdout
-
-
-def cli(port, *args):
-    r = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=5)
-    return r.stdout
-
-
-def wait(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if cond():
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 class Shardline:
