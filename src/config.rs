@@ -74,6 +74,9 @@ pub struct Config {
     /// acknowledged per copy (`migrate::session::Limits`).
     pub bulk_chunk_bytes: u64,
     pub bulk_window_bytes: u64,
+    /// Bytes a second this node's snapshot copies may send, over all its shard threads (0: no
+    /// cap).
+    pub bulk_max_bytes_per_sec: u64,
     /// Bytes of Raft log entries a shard thread keeps in memory, beyond which its largest log
     /// is compacted into a snapshot.
     pub raft_log_memory_bytes: u64,
@@ -329,6 +332,7 @@ impl Default for Config {
             snapshot_chunk_bytes: 1 << 20,
             bulk_chunk_bytes: 4 << 20,
             bulk_window_bytes: 8 << 20,
+            bulk_max_bytes_per_sec: 0,
             raft_log_memory_bytes: 64 << 20,
         }
     }

@@ -23,6 +23,9 @@ pub struct Live {
     /// The log's fsync policy (`config::fsync_code`), which each shard thread's log takes at
     /// its next step.
     pub fsync: AtomicU64,
+    /// Bytes a second the node's snapshot copies may send (0: no cap), shared by its shard
+    /// threads' hubs at their next step.
+    pub bulk_max_bytes_per_sec: AtomicU64,
     /// The command layer's settings; shard threads copy them into their `Db` when
     /// `tunables_version` moves (one relaxed load per batch).
     pub tunables: Mutex<Tunables>,
@@ -44,6 +47,8 @@ impl Live {
             .store(c.active_expire_keys_per_pass, r);
         self.shutdown_timeout_ms.store(c.shutdown_timeout_ms, r);
         self.fsync.store(crate::config::fsync_code(c.fsync), r);
+        self.bulk_max_bytes_per_sec
+            .store(c.bulk_max_bytes_per_sec, r);
         *self.tunables.lock().expect("tunables lock") = c.tunables;
         self.tunables_version.fetch_add(1, Ordering::Release);
     }

@@ -29,15 +29,29 @@ const READ_BYTES: usize = 256 << 10;
 const IDLE_CLOSE: Duration = Duration::from_secs(30);
 
 /// The lane tasks' state, kept with the replicas (one borrow for the hub and them).
-#[derive(Default)]
 pub struct LaneIo {
     /// Per peer slot and direction: the task waiting for the hub (a writer, or an idle
     /// dialer), and the generation of the connection that holds the lane now.
     wakers: Vec<[Option<Waker>; 2]>,
     gens: Vec<[u64; 2]>,
+    /// The hub's time zero.
+    epoch: Instant,
 }
 
 impl LaneIo {
+    pub fn new(epoch: Instant) -> LaneIo {
+        LaneIo {
+            wakers: Vec::new(),
+            gens: Vec::new(),
+            epoch,
+        }
+    }
+
+    /// The hub's time (ms since `epoch`).
+    pub fn now_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
     fn at(&mut self, peer: NodeId) -> usize {
         let i = peer.slot();
         if self.wakers.len() <= i {
@@ -264,7 +278,7 @@ async fn write<H: LaneHost>(
                     return Poll::Ready(Err("a newer connection took the lane over".into()));
                 }
                 buf.clear();
-                hub.poll(peer, dir, &mut buf, WRITE_BYTES);
+                hub.poll(peer, dir, &mut buf, WRITE_BYTES, io.now_ms(Instant::now()));
                 if buf.is_empty() {
                     io.register(peer, dir, cx.waker());
                     Poll::Pending

@@ -191,10 +191,9 @@ pub struct Replicas {
     chunk_bytes: usize,
     /// The bulk sessions of this thread's snapshot copies, as source and as target
     /// (`shardline_shards::migrate::hub`), and the state of the tasks that run their lanes
-    /// (`cluster/lanes.rs`); `hub_epoch` is the hub's time zero.
+    /// (`cluster/lanes.rs`, which keeps the hub's time zero).
     pub(crate) hub: shardline_shards::migrate::hub::Hub,
     pub(crate) lane_io: super::lanes::LaneIo,
-    hub_epoch: Instant,
     /// Bytes of entries the groups of this thread keep in memory (logs since their snapshots)
     /// beyond which the largest log is compacted, one per step (`raft-log-memory-bytes`): with
     /// thousands of groups, `COMPACT_ENTRIES` alone would let logs hold gigabytes.
@@ -615,7 +614,9 @@ impl Replicas {
                 .map(|f| f.blob.len())
                 .sum();
             let wal = self.wal.buffer_bytes();
-            (self.log_bytes_total + snaps + spare + readies + files + wal) as u64
+            // Snapshots' copies being received on bulk lanes.
+            let bulk = self.hub.held_bytes();
+            (self.log_bytes_total + snaps + spare + readies + files + wal + bulk) as u64
         } else {
             0
         };

@@ -215,6 +215,14 @@ pub static PARAMS: &[Param] = &[
         "Bytes of a snapshot's copy sent and not yet acknowledged, per copy (default 8mb; at least one chunk)."
     ),
     num_param!(
+        "bulk-max-bytes-per-sec",
+        bulk_max_bytes_per_sec,
+        0,
+        1 << 40,
+        true,
+        "Bytes a second this node's snapshot copies may send, shared by its shard threads (default 0: no cap); CONFIG SET takes effect at once."
+    ),
+    num_param!(
         "raft-log-memory-bytes",
         raft_log_memory_bytes,
         1 << 20,

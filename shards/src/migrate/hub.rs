@@ -124,8 +124,48 @@ pub struct Stats {
 #[derive(Debug, PartialEq, Eq)]
 pub struct LaneError(pub String);
 
+/// A cap on the bytes of chunks the hub sends (`Hub::set_rate`): a token bucket refilled at
+/// `rate` bytes a second up to `burst`, allowed into debt by one chunk (so any chunk size
+/// passes), and 0 for no cap.
+#[derive(Debug, Default)]
+struct Throttle {
+    rate: u64,
+    tokens: i64,
+    at_ms: u64,
+    /// A source lane had a chunk to send and no tokens: the next `tick` wakes the lanes.
+    held: bool,
+}
+
+impl Throttle {
+    /// At most 100 ms of the rate, or one chunk if that is more, may go at once.
+    fn burst(&self, chunk: u64) -> i64 {
+        (self.rate / 10).max(chunk) as i64
+    }
+
+    fn refill(&mut self, now_ms: u64, chunk: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        let ms = now_ms.saturating_sub(self.at_ms);
+        self.at_ms = self.at_ms.max(now_ms);
+        let add = (ms.saturating_mul(self.rate) / 1000) as i64;
+        self.tokens = self.tokens.saturating_add(add).min(self.burst(chunk));
+    }
+
+    fn allows(&self) -> bool {
+        self.rate == 0 || self.tokens > 0
+    }
+
+    fn spend(&mut self, bytes: u64) {
+        if self.rate > 0 {
+            self.tokens -= bytes as i64;
+        }
+    }
+}
+
 pub struct Hub {
     limits: Limits,
+    throttle: Throttle,
     out: HashMap<(NodeId, u32), Outgoing>,
     inc: HashMap<(NodeId, u32), Incoming>,
     lanes: HashMap<NodeId, Lane>,
@@ -143,6 +183,7 @@ impl Hub {
         };
         Hub {
             limits,
+            throttle: Throttle::default(),
             out: HashMap::new(),
             inc: HashMap::new(),
             lanes: HashMap::new(),
@@ -154,6 +195,22 @@ impl Hub {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Caps the bytes of chunks sent at `bytes_per_sec` (0: no cap), from `now_ms`.
+    pub fn set_rate(&mut self, bytes_per_sec: u64, now_ms: u64) {
+        if bytes_per_sec != self.throttle.rate {
+            let chunk = self.limits.chunk_bytes;
+            self.throttle.refill(now_ms, chunk);
+            self.throttle.rate = bytes_per_sec;
+            self.throttle.at_ms = now_ms;
+            self.throttle.tokens = self.throttle.tokens.min(self.throttle.burst(chunk));
+        }
+    }
+
+    /// Bytes the copies being received hold (replication memory, as the logs' are).
+    pub fn held_bytes(&self) -> usize {
+        self.inc.values().map(|i| i.buf.len()).sum()
     }
 
     /// Sessions under way, as source and as target.
@@ -502,9 +559,17 @@ impl Hub {
     }
 
     /// Appends to `out` what lane `(peer, dir)` is to write: its small messages, then (a
-    /// source lane) chunks of its started sessions while their windows have room, until
-    /// `out` holds `max_bytes`. Nothing while the lane is down.
-    pub fn poll(&mut self, peer: NodeId, dir: Dir, out: &mut Vec<u8>, max_bytes: usize) {
+    /// source lane) chunks of its started sessions while their windows have room and the
+    /// rate allows (`set_rate`), until `out` holds `max_bytes`. Nothing while the lane is
+    /// down.
+    pub fn poll(
+        &mut self,
+        peer: NodeId,
+        dir: Dir,
+        out: &mut Vec<u8>,
+        max_bytes: usize,
+        now_ms: u64,
+    ) {
         let Some(lane) = self.lanes.get_mut(&peer) else {
             return;
         };
@@ -523,6 +588,13 @@ impl Hub {
                 let Some((offset, len)) = o.sender.next_chunk() else {
                     break;
                 };
+                self.throttle.refill(now_ms, self.limits.chunk_bytes);
+                if !self.throttle.allows() {
+                    // Sent when the bucket refills (`tick` wakes the lanes).
+                    self.throttle.held = true;
+                    return;
+                }
+                self.throttle.spend(len);
                 let data = &o.blob[offset as usize..(offset + len) as usize];
                 let (at_offset, crc) = o.sender.chunk_ref(data);
                 debug_assert_eq!(at_offset, offset);
@@ -577,6 +649,12 @@ impl Hub {
         for (p, n) in wake {
             self.stats.resends += n;
             self.mark(p, Dir::Source);
+        }
+        if std::mem::take(&mut self.throttle.held) {
+            let peers: Vec<NodeId> = self.out.keys().map(|&(p, _)| p).collect();
+            for p in peers {
+                self.mark(p, Dir::Source);
+            }
         }
         for (p, d, g, m) in msgs {
             if self.lane_is_up(p, d) {

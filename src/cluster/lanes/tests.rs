@@ -28,7 +28,7 @@ impl Host {
     fn new(limits: Limits) -> Rc<Host> {
         Rc::new(Host {
             hub: RefCell::new(Hub::new(limits)),
-            io: RefCell::default(),
+            io: RefCell::new(LaneIo::new(Instant::now())),
             installs: RefCell::default(),
             ended: RefCell::default(),
             t0: Instant::now(),

@@ -6,8 +6,8 @@ use super::*;
 use shardline_shards::migrate::hub::Dir;
 
 impl Replicas {
-    fn hub_now_ms(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.hub_epoch).as_millis() as u64
+    pub(crate) fn hub_now_ms(&self, now: Instant) -> u64 {
+        self.lane_io.now_ms(now)
     }
 
     /// What a lane read: handed to the hub (the bytes it took are returned); copies it

@@ -199,8 +199,7 @@ impl Replicas {
                     ..Default::default()
                 },
             ),
-            lane_io: Default::default(),
-            hub_epoch: now,
+            lane_io: super::super::lanes::LaneIo::new(now),
             log_bytes_max: cfg.raft_log_memory_bytes as usize,
             arena: bytes::BytesMut::new(),
             memory_published: 0,

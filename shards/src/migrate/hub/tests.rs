@@ -92,7 +92,7 @@ impl Pair {
     fn round(&mut self) {
         self.now_ms += 1;
         let mut w = Vec::new();
-        self.a.poll(B, Dir::Source, &mut w, 256 << 10);
+        self.a.poll(B, Dir::Source, &mut w, 256 << 10, self.now_ms);
         if !w.is_empty() && self.rng.below(1000) < self.damage {
             let at = self.rng.below(w.len() as u64) as usize;
             if at >= 64 {
@@ -116,7 +116,7 @@ impl Pair {
             return;
         }
         let mut w = Vec::new();
-        self.b.poll(A, Dir::Target, &mut w, usize::MAX);
+        self.b.poll(A, Dir::Target, &mut w, usize::MAX, self.now_ms);
         self.to_a.extend_from_slice(&w);
         feed(&mut self.a, B, Dir::Source, &mut self.to_a, self.now_ms).unwrap();
         self.installed.extend(self.b.take_installs());
@@ -341,7 +341,7 @@ fn bad_lane_bytes_are_refused_with_a_reason() {
     feed(&mut h, A, Dir::Target, &mut bytes, 0).unwrap();
     assert!(bytes.is_empty());
     let mut out = Vec::new();
-    h.poll(A, Dir::Target, &mut out, usize::MAX);
+    h.poll(A, Dir::Target, &mut out, usize::MAX, 0);
     assert!(!out.is_empty(), "a cancel");
     // Every truncation of a good frame waits for more.
     let good = frame(G, &ack);
@@ -350,4 +350,32 @@ fn bad_lane_bytes_are_refused_with_a_reason() {
         feed(&mut h, A, Dir::Source, &mut part, 0).unwrap();
         assert_eq!(part.len(), cut);
     }
+}
+
+/// With a rate set, a copy takes as long as the rate says (within a burst and a tick), and
+/// still installs exactly; with none, at once.
+#[test]
+fn a_rate_caps_what_copies_send() {
+    let data = blob(1 << 20, 9);
+    let rate = 256 << 10;
+    let mut p = Pair::new(9);
+    p.a.set_rate(rate, 0);
+    p.connect();
+    offered(&mut p, &data);
+    p.b.want(G, Some(wanted(data.len() as u64)), 0);
+    p.run_until_installed(20_000);
+    assert_eq!(&p.installed[0].blob[..], &data[..]);
+    let fastest = (data.len() as u64 - limits().chunk_bytes) * 1000 / rate;
+    assert!(
+        p.now_ms >= fastest && p.now_ms <= fastest + 1000,
+        "{} ms for 1 MiB at 256 KiB/s",
+        p.now_ms
+    );
+    // No cap: the same copy in a few rounds.
+    let mut q = Pair::new(9);
+    q.connect();
+    offered(&mut q, &data);
+    q.b.want(G, Some(wanted(data.len() as u64)), 0);
+    q.run_until_installed(20_000);
+    assert!(q.now_ms < 100, "{} ms uncapped", q.now_ms);
 }

@@ -51,7 +51,10 @@ impl Sim {
                     continue;
                 }
                 let mut bytes = Vec::new();
-                self.replicas(id, t).hub.poll(p, dir, &mut bytes, 4 << 20);
+                let now = self.now().mono;
+                let r = self.replicas(id, t);
+                let now_ms = r.hub_now_ms(now);
+                r.hub.poll(p, dir, &mut bytes, 4 << 20, now_ms);
                 if bytes.is_empty() || self.cut.contains(&(id, p)) {
                     continue;
                 }
