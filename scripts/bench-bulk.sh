@@ -16,6 +16,7 @@
 #   BASE=/path/to/an/older/shardline also runs the join with that binary (its snapshots
 #   travelled on the bus before bulk lanes; only the whole-join time compares).
 #
+#   NODE_ARGS="--bulk-max-bytes-per-sec 50000000" adds flags to every node.
 #   scripts/bench-bulk.sh            # REPEATS=3 KEYS=300000 VALUE=1000 VSHARDS=16 LANE_BYTES=2147483648
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -57,7 +57,8 @@ def join(binary):
     d = tempfile.mkdtemp(prefix="sl-bulk-")
     base = 7501
     nodes = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
-    common = ["--fsync", "always", "--log-level", "warn", "--raft-log-memory-bytes", "1048576"]
+    common = ["--fsync", "always", "--log-level", "warn", "--raft-log-memory-bytes", "1048576",
+              *os.environ.get("NODE_ARGS", "").split()]
     procs = []
     try:
         for i in range(3):
