@@ -21,12 +21,20 @@ $PY - "$BASE_PORT" <<'PY'
 import sys, time, redis
 from redis.cluster import RedisCluster, ClusterNode
 # Right after formation the nodes may still disagree on who leads what for a moment (leaders'
-# hints travel once a second): start once all three answer the same CLUSTER SLOTS.
+# hints travel once a second), and leaders are handed to the preferred replicas (a slot is
+# unserved for a moment each): start once every node serves every slot, has no handover
+# pending, and all three answer the same CLUSTER SLOTS.
 base = int(sys.argv[1])
-deadline = time.time() + 20
+deadline = time.time() + 30
 while time.time() < deadline:
-    views = [redis.Redis(port=base + i).execute_command("CLUSTER", "SLOTS") for i in range(3)]
-    if all(sorted(map(str, v)) == sorted(map(str, views[0])) for v in views):
+    nodes = [redis.Redis(port=base + i) for i in range(3)]
+    views = [n.execute_command("CLUSTER", "SLOTS") for n in nodes]
+    settled = all(
+        n.info("cluster").get("cluster_moves_pending") == 0
+        and b"cluster_slots_ok:16384" in n.execute_command("CLUSTER", "INFO")
+        for n in nodes
+    )
+    if settled and all(sorted(map(str, v)) == sorted(map(str, views[0])) for v in views):
         break
     time.sleep(0.2)
 rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", int(sys.argv[1]))])
