@@ -720,9 +720,9 @@ fn a_node_behind_compacted_logs_catches_up_by_snapshot_and_a_full_restart_keeps_
             "65536",
             "--cluster-routing",
             "proxy",
-            // Snapshots of a few KiB travel in several chunks.
-            "--snapshot-chunk-bytes",
-            "1024",
+            // Snapshots of several KiB travel on bulk lanes in several chunks.
+            "--bulk-chunk-bytes",
+            "4096",
         ],
     );
     c.kill(2);
@@ -763,6 +763,18 @@ fn a_node_behind_compacted_logs_catches_up_by_snapshot_and_a_full_restart_keeps_
         .map(|d| d.count())
         .unwrap_or(0);
     assert!(snaps > 0, "node 2 stored snapshots");
+    // They came on bulk lanes, whole and checked.
+    let info = c.info_section(2, "cluster").unwrap();
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        field("bulk_copies_in") > 0 && field("bulk_bytes_in") > 4096,
+        "node 2's copies: {info}"
+    );
     c.restart_all();
     let mut conn = c.client().get_connection().unwrap();
     for i in (0..5000).step_by(3) {

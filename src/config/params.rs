@@ -201,7 +201,7 @@ pub static PARAMS: &[Param] = &[
     num_param!(
         "bulk-chunk-bytes",
         bulk_chunk_bytes,
-        64 << 10,
+        4 << 10,
         64 << 20,
         false,
         "Bytes per chunk of a snapshot's copy on a bulk lane (default 4mb)."
