@@ -119,9 +119,16 @@ pub fn used_bytes() -> u64 {
 /// An empty buffer of `capacity` bytes for a large copy that fills it in order (a snapshot's
 /// bulk copy): its memory is taken as it is written, and asked to come in huge pages
 /// (`MADV_HUGEPAGE`, where transparent huge pages are `madvise`), so filling it costs a page
-/// fault per 2 MiB instead of per 4 KiB. A refused hint changes nothing.
+/// fault per 2 MiB instead of per 4 KiB. A refused hint changes nothing; a refused
+/// reservation gives a smaller one.
 pub fn large_buffer(capacity: usize) -> Vec<u8> {
-    let v: Vec<u8> = Vec::with_capacity(capacity);
+    let mut v: Vec<u8> = Vec::new();
+    if v.try_reserve_exact(capacity).is_err() {
+        // Refused (strict overcommit, or too large for this machine): a smaller start, grown
+        // as bytes arrive; a copy that cannot fit fails later, where growing it does.
+        let _ = v.try_reserve_exact(capacity.min(64 << 20));
+    }
+    let capacity = v.capacity();
     const HUGE: usize = 2 << 20;
     let start = v.as_ptr() as usize;
     let aligned = start.next_multiple_of(HUGE);
@@ -136,4 +143,19 @@ pub fn large_buffer(capacity: usize) -> Vec<u8> {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A large buffer holds its capacity empty; one the machine cannot reserve starts smaller
+    /// instead of aborting.
+    #[test]
+    fn a_large_buffer_is_reserved_or_starts_smaller() {
+        let v = large_buffer(8 << 20);
+        assert!(v.is_empty() && v.capacity() >= 8 << 20);
+        let v = large_buffer(usize::MAX / 4);
+        assert!(v.capacity() <= 64 << 20, "{}", v.capacity());
+    }
 }
