@@ -758,4 +758,5 @@ fn raft_soak() {
 
 mod catch_up;
 mod membership;
+mod offers;
 mod steps;

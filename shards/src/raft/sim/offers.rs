@@ -1,0 +1,163 @@
+//! Step-by-step tests of snapshots offered for a bulk copy (`SnapshotOffer`,
+//! `snapshot_wanted`, `install_snapshot`): one fixture, a few inputs, the exact outcome.
+
+use super::steps::three;
+use super::*;
+
+/// A leader with bulk snapshots offers its snapshot to a follower behind it (no chunks), again
+/// every heartbeat until the follower answers; the follower wants it, and once its bytes come
+/// (`install_snapshot`) it installs and answers as a chunked snapshot is answered.
+#[test]
+fn a_snapshot_is_offered_then_installed_from_its_bulk_bytes() {
+    let bulk = |id| Config {
+        bulk_snapshots: true,
+        ..three(id, 11)
+    };
+    let mut a = Group::new(bulk(NodeId(1)));
+    let term = elect(&mut a, &[NodeId(2)]);
+    let _ = a.take_ready();
+    for i in 0..3 {
+        a.propose(vec![b'a' + i]).unwrap();
+    }
+    // Node 2 holds everything; node 3 nothing, and the log is compacted past it.
+    let last = a.last_id();
+    a.step(
+        NodeId(2),
+        Msg::AppendReply {
+            term,
+            success: true,
+            last: last.index,
+            ctx: 0,
+        },
+    );
+    let _ = a.take_ready();
+    a.compact(last.index, b"state".to_vec());
+    let _ = a.take_ready();
+    a.step(
+        NodeId(3),
+        Msg::AppendReply {
+            term,
+            success: false,
+            last: 0,
+            ctx: 0,
+        },
+    );
+    let r = a.take_ready();
+    let offers: Vec<_> = r.messages.iter().filter(|e| e.to == NodeId(3)).collect();
+    let total = a.snapshot_blob().len() as u64;
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(
+        offers[0].msg,
+        Msg::SnapshotOffer { term, last, total },
+        "offered, not sent in chunks"
+    );
+    for _ in 0..3 {
+        a.tick();
+    }
+    let r = a.take_ready();
+    assert!(
+        r.messages
+            .iter()
+            .any(|e| e.to == NodeId(3) && matches!(e.msg, Msg::SnapshotOffer { .. })),
+        "offered again by a heartbeat"
+    );
+
+    // The follower: wants it, answers nothing yet.
+    let mut c = Group::new(bulk(NodeId(3)));
+    let _ = c.take_ready();
+    c.step(NodeId(1), Msg::SnapshotOffer { term, last, total });
+    let wanted = c.snapshot_wanted().expect("wanted");
+    assert_eq!(
+        (wanted.from, wanted.last, wanted.total),
+        (NodeId(1), last, total)
+    );
+    let r = c.take_ready();
+    assert!(r.messages.is_empty() && r.snapshot.is_none());
+    assert_eq!(c.leader(), Some(NodeId(1)));
+    // Bytes of the wrong length change nothing; the offered blob installs.
+    c.install_snapshot(wanted, Bytes::from_static(b"short"));
+    assert!(c.take_ready().snapshot.is_none());
+    c.install_snapshot(wanted, a.snapshot_blob().clone());
+    let r = c.take_ready();
+    assert_eq!(r.snapshot.map(|s| s.last), Some(last));
+    assert_eq!(c.snapshot_wanted(), None);
+    let reply = r.messages.iter().map(|e| &e.msg).collect::<Vec<_>>();
+    assert_eq!(
+        reply,
+        [&Msg::AppendReply {
+            term,
+            success: true,
+            last: last.index,
+            ctx: 0
+        }]
+    );
+    // An offer of what it holds is answered at once; the leader stops offering.
+    c.step(NodeId(1), Msg::SnapshotOffer { term, last, total });
+    assert_eq!(c.snapshot_wanted(), None);
+    let r = c.take_ready();
+    assert!(matches!(
+        r.messages[..],
+        [Envelope {
+            msg: Msg::AppendReply { success: true, .. },
+            ..
+        }]
+    ));
+    a.step(NodeId(3), r.messages[0].msg.clone());
+    let _ = a.take_ready();
+    for _ in 0..3 {
+        a.tick();
+    }
+    let r = a.take_ready();
+    assert!(
+        !r.messages
+            .iter()
+            .any(|e| matches!(e.msg, Msg::SnapshotOffer { .. })),
+        "{:?}",
+        r.messages
+    );
+}
+
+/// A wanted snapshot is forgotten when the leader's appends continue the follower's log, and
+/// when a later term begins (its leader offers its own); an offer with an impossible size is
+/// dropped whole.
+#[test]
+fn a_wanted_snapshot_is_dropped_by_appends_a_new_term_or_a_bad_size() {
+    let mut c = Group::new(Config {
+        bulk_snapshots: true,
+        ..three(NodeId(3), 12)
+    });
+    let _ = c.take_ready();
+    let last = LogId { term: 1, index: 7 };
+    let offer = |term, total| Msg::SnapshotOffer { term, last, total };
+    c.step(NodeId(1), offer(1, 0));
+    c.step(NodeId(1), offer(1, SNAPSHOT_BYTES_MAX + 1));
+    assert_eq!(c.snapshot_wanted(), None, "impossible sizes");
+    c.step(NodeId(1), offer(1, 100));
+    assert!(c.snapshot_wanted().is_some());
+    c.step(
+        NodeId(1),
+        Msg::Append {
+            term: 1,
+            prev: LogId::default(),
+            entries: vec![Entry {
+                term: 1,
+                index: 1,
+                data: Bytes::from_static(b"x"),
+            }],
+            commit: 0,
+            quiet: false,
+            ctx: 0,
+        },
+    );
+    assert_eq!(c.snapshot_wanted(), None, "appends continue the log");
+    c.step(NodeId(1), offer(1, 100));
+    assert!(c.snapshot_wanted().is_some());
+    c.step(
+        NodeId(2),
+        Msg::Vote {
+            term: 2,
+            last: LogId { term: 1, index: 9 },
+        },
+    );
+    assert_eq!(c.snapshot_wanted(), None, "a later term");
+}

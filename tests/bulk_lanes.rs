@@ -1,0 +1,96 @@
+//! Snapshot copies on bulk lanes between real processes (issue 19): copies whose connections
+//! a fault-injecting proxy cuts mid-way resume and install whole.
+
+mod common;
+
+use common::cluster::TestCluster;
+use redis::Commands;
+use std::time::{Duration, Instant};
+
+/// A node that comes back behind compacted logs gets its vShards' snapshots on bulk lanes;
+/// its links are cut in the middle of the copies (throttled so they take a while): the copies
+/// resume on new connections and node 2 ends with every value, no chunk refused.
+#[test]
+fn snapshot_copies_cut_mid_way_resume_and_install_whole() {
+    let mut c = TestCluster::start(
+        3,
+        true,
+        &[
+            "--cluster-routing",
+            "proxy",
+            "--raft-log-memory-bytes",
+            "1048576",
+            "--bulk-chunk-bytes",
+            "16384",
+            "--bulk-max-bytes-per-sec",
+            "1500000",
+        ],
+    );
+    c.kill(2);
+    let mut conn = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let value = |i: usize| format!("{i}-{}", "x".repeat(1000));
+    for part in 0..4 {
+        let mut pipe = redis::pipe();
+        for i in part * 2000..(part + 1) * 2000 {
+            pipe.set(format!("cut:{i}"), value(i)).ignore();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(e) = pipe.query::<()>(&mut conn) {
+            assert!(Instant::now() < deadline, "writes still refused: {e}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    drop(conn);
+    c.spawn(2);
+    let bulk = |c: &TestCluster, name: &str| -> u64 {
+        c.info_section(2, "cluster")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")).map(str::to_string))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // Once some copies are under way, cut the links that carry them (the leaders' lanes to
+    // node 2, with their bus connections), then heal.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bulk(&c, "bulk_bytes_in") < 200_000 {
+        assert!(Instant::now() < deadline, "no copy started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let under_way = bulk(&c, "bulk_sessions_in");
+    for i in 0..2 {
+        c.links[i][2].as_ref().unwrap().partition();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    c.heal();
+    c.wait_served(Duration::from_secs(60));
+    let mut r = redis::Client::open(c.url(2))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("READONLY").query(&mut r).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in (0..8000).step_by(7) {
+        loop {
+            let v: Option<String> = r.get(format!("cut:{i}")).unwrap_or(None);
+            if v.as_deref() == Some(value(i).as_str()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node 2 cut:{i} = {:?}",
+                v.map(|v| v.len())
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(
+        under_way > 0,
+        "copies were under way when the links were cut"
+    );
+    assert!(bulk(&c, "bulk_copies_in") > 0);
+    assert_eq!(bulk(&c, "bulk_bad_chunks"), 0);
+}
