@@ -45,14 +45,7 @@ fn snapshot_copies_cut_mid_way_resume_and_install_whole() {
     }
     drop(conn);
     c.spawn(2);
-    let bulk = |c: &TestCluster, name: &str| -> u64 {
-        c.info_section(2, "cluster")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")).map(str::to_string))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let bulk = |c: &TestCluster, name: &str| c.cluster_field(2, name).unwrap_or(0);
     // Once some copies are under way, cut the links that carry them (the leaders' lanes to
     // node 2, with their bus connections), then heal.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -200,7 +200,10 @@ fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
     // Every vShard (64) has exactly three replicas, a quarter of them on the new node.
     let hosted = |c: &TestCluster| -> Vec<u64> {
         (0..c.ports.len())
-            .map(|i| info_field(c, i, "cluster_vshard_replicas:").expect("answers"))
+            .map(|i| {
+                c.cluster_field(i, "cluster_vshard_replicas")
+                    .expect("answers")
+            })
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -218,7 +221,7 @@ fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
     // its share (16 of 64; without handovers the new node led nothing).
     c.wait_served(Duration::from_secs(30));
     let led: Vec<_> = (0..c.ports.len())
-        .map(|i| info_field(&c, i, "cluster_vshards_led:").expect("answers"))
+        .map(|i| c.cluster_field(i, "cluster_vshards_led").expect("answers"))
         .collect();
     assert!(led.iter().all(|&n| (15..=17).contains(&n)), "led: {led:?}");
     check_bulk(&c);
@@ -239,13 +242,6 @@ fn a_cluster_grows_from_three_to_four_nodes_under_writes_and_loses_nothing() {
     }
 }
 
-/// A field of INFO cluster on node `i` (None: it does not answer).
-fn info_field(c: &TestCluster, i: usize, field: &str) -> Option<u64> {
-    let info = c.info_section(i, "cluster")?;
-    let line = info.lines().find(|l| l.starts_with(field))?;
-    line.split(':').nth(1)?.trim().parse().ok()
-}
-
 #[test]
 fn killing_the_metadata_leader_during_the_moves_loses_nothing_and_the_moves_finish() {
     let mut c = TestCluster::start(3, false, &[]);
@@ -254,7 +250,10 @@ fn killing_the_metadata_leader_during_the_moves_loses_nothing_and_the_moves_fini
     // As soon as the new node is a member, the node leading the metadata dies mid-move.
     let deadline = Instant::now() + Duration::from_secs(30);
     let leader = loop {
-        if let Some(l) = info_field(&c, j, "cluster_metadata_leader:").filter(|&l| l != 0) {
+        if let Some(l) = c
+            .cluster_field(j, "cluster_metadata_leader")
+            .filter(|&l| l != 0)
+        {
             break l as usize - 1;
         }
         assert!(
@@ -270,7 +269,7 @@ fn killing_the_metadata_leader_during_the_moves_loses_nothing_and_the_moves_fini
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let hosted: Vec<Option<u64>> = (0..4)
-            .map(|i| info_field(&c, i, "cluster_vshard_replicas:"))
+            .map(|i| c.cluster_field(i, "cluster_vshard_replicas"))
             .collect();
         if hosted.iter().all(|h| *h == Some(48)) {
             break;
@@ -312,11 +311,11 @@ fn a_one_node_cluster_grows_to_three_replicas_and_its_metadata_survives_the_firs
     c.join(0, &[]);
     wait_for("three replicas of every vShard", 60, || {
         let h: Vec<_> = (0..3)
-            .map(|i| info_field(&c, i, "cluster_vshard_replicas:"))
+            .map(|i| c.cluster_field(i, "cluster_vshard_replicas"))
             .collect();
         // Moves pending anywhere: a group may still have two voters and a learner.
         let pending: Vec<_> = (0..3)
-            .map(|i| info_field(&c, i, "cluster_moves_pending:"))
+            .map(|i| c.cluster_field(i, "cluster_moves_pending"))
             .collect();
         let done = h.iter().all(|x| *x == Some(64))
             && pending.iter().all(|x| *x == Some(0))
@@ -328,7 +327,7 @@ fn a_one_node_cluster_grows_to_three_replicas_and_its_metadata_survives_the_firs
     c.kill(0);
     let j = c.join(1, &[]);
     wait_for("the fourth node's share", 60, || {
-        let h = info_field(&c, j, "cluster_vshard_replicas:");
+        let h = c.cluster_field(j, "cluster_vshard_replicas");
         (h == Some(48), h)
     });
     c.wait_served(Duration::from_secs(30));

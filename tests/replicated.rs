@@ -764,16 +764,11 @@ fn a_node_behind_compacted_logs_catches_up_by_snapshot_and_a_full_restart_keeps_
         .unwrap_or(0);
     assert!(snaps > 0, "node 2 stored snapshots");
     // They came on bulk lanes, whole and checked.
-    let info = c.info_section(2, "cluster").unwrap();
-    let field = |name: &str| -> u64 {
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let field = |name: &str| c.cluster_field(2, name).unwrap_or(0);
     assert!(
         field("bulk_copies_in") > 0 && field("bulk_bytes_in") > 4096,
-        "node 2's copies: {info}"
+        "node 2's copies: {:?}",
+        c.info_section(2, "cluster")
     );
     c.restart_all();
     let mut conn = c.client().get_connection().unwrap();

@@ -322,6 +322,17 @@ impl TestCluster {
         }
     }
 
+    /// A number of INFO cluster on node `i` (`name`, without its colon); None if the node
+    /// does not answer or has no such field.
+    pub fn cluster_field(&self, i: usize, name: &str) -> Option<u64> {
+        let info = self.info_section(i, "cluster")?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// INFO `section` of node `i`, if it answers.
     pub fn info_section(&self, i: usize, section: &str) -> Option<String> {
         let c = redis::Client::open(self.url(i)).ok()?;

@@ -19,7 +19,9 @@
 //! resumes from what the target holds, on a new connection or after the source's session
 //! was made again.
 
-use super::session::{BulkMsg, Limits, Received, Receiver, Sender, SenderState, SessionId};
+use super::session::{
+    BulkMsg, ChunkRef, Limits, Received, Receiver, Sender, SenderState, SessionId,
+};
 use crate::ids::NodeId;
 use crate::raft::{LogId, SnapshotWanted};
 use bytes::Bytes;
@@ -45,7 +47,20 @@ impl Dir {
 pub const FRAME_HEAD_BYTES: usize = 8;
 /// A chunk message's bytes besides its data: kind, session, offset, CRC32C, data length.
 const CHUNK_HEAD_BYTES: usize = 1 + 8 + 8 + 4 + 4;
-const CHUNK: u8 = 1;
+
+/// Starts a frame of `group` in `out`: where it starts, for `end_frame`.
+fn begin_frame(out: &mut Vec<u8>, group: u32) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&group.to_le_bytes());
+    at
+}
+
+/// Writes the length of the frame begun at `at` (what follows its length field).
+fn end_frame(out: &mut [u8], at: usize) {
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
 
 /// A source's session not offered again for this long is dropped (its group stopped
 /// offering: the follower caught up otherwise, or leadership moved).
@@ -59,6 +74,10 @@ pub const INCOMING_STALE_MS: u64 = 60_000;
 
 /// The largest chunk a lane carries (`bulk-chunk-bytes` is at most this).
 pub const CHUNK_BYTES_MAX: usize = 64 << 20;
+
+/// The largest frame a lane takes: a chunk of the largest size any node may be configured
+/// with (not this node's own: peers may differ) and its heads.
+pub const FRAME_BYTES_MAX: usize = CHUNK_BYTES_MAX + FRAME_HEAD_BYTES + CHUNK_HEAD_BYTES;
 
 /// The most address space a target's copy reserves up front (larger ones grow as they
 /// arrive).
@@ -197,6 +216,11 @@ impl Hub {
         self.stats
     }
 
+    /// The cap `set_rate` set (bytes a second; 0: none).
+    pub fn rate(&self) -> u64 {
+        self.throttle.rate
+    }
+
     /// Caps the bytes of chunks sent at `bytes_per_sec` (0: no cap), from `now_ms`.
     pub fn set_rate(&mut self, bytes_per_sec: u64, now_ms: u64) {
         if bytes_per_sec != self.throttle.rate {
@@ -216,12 +240,6 @@ impl Hub {
     /// Sessions under way, as source and as target.
     pub fn sessions(&self) -> (usize, usize) {
         (self.out.len(), self.inc.len())
-    }
-
-    /// The largest frame a lane takes: a chunk of the largest size any node may be
-    /// configured with (`CHUNK_BYTES_MAX`, not this node's own: peers may differ) and its heads.
-    pub fn frame_bytes_max(&self) -> usize {
-        CHUNK_BYTES_MAX + FRAME_HEAD_BYTES + CHUNK_HEAD_BYTES
     }
 
     /// Whether a source lane to `peer` is needed (the driver dials it while so).
@@ -247,12 +265,9 @@ impl Hub {
             return;
         }
         let out = &mut lane.ctrl[dir.at()];
-        let at = out.len();
-        out.extend_from_slice(&[0; FRAME_HEAD_BYTES]);
+        let at = begin_frame(out, group);
         msg.encode(out);
-        let len = (out.len() - at - 4) as u32;
-        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        out[at + 4..at + 8].copy_from_slice(&group.to_le_bytes());
+        end_frame(out, at);
         self.mark(peer, dir);
     }
 
@@ -400,7 +415,7 @@ impl Hub {
         buf: &[u8],
         now_ms: u64,
     ) -> Result<usize, LaneError> {
-        let max = self.frame_bytes_max();
+        let max = FRAME_BYTES_MAX;
         let mut at = 0;
         loop {
             let rest = &buf[at..];
@@ -490,20 +505,14 @@ impl Hub {
         now_ms: u64,
     ) -> Result<(), LaneError> {
         let bad = |what: &str| LaneError(format!("a bulk message: {what}"));
-        if body[0] == CHUNK {
+        if let Some(chunk) = ChunkRef::decode(body) {
             // Borrowed: the data goes straight into the copy being built.
-            if body.len() < CHUNK_HEAD_BYTES {
-                return Err(bad("a short chunk"));
-            }
-            let u64_at = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().expect("8"));
-            let session = u64_at(1);
-            let offset = u64_at(9);
-            let crc = u32::from_le_bytes(body[17..21].try_into().expect("4"));
-            let len = u32::from_le_bytes(body[21..25].try_into().expect("4")) as usize;
-            let data = &body[CHUNK_HEAD_BYTES..];
-            if data.len() != len {
-                return Err(bad("a chunk's length"));
-            }
+            let ChunkRef {
+                session,
+                offset,
+                crc,
+                data,
+            } = chunk.map_err(|e| bad(&e.to_string()))?;
             let Some(i) = self.inc.get_mut(&(peer, group)) else {
                 self.queue(peer, Dir::Target, group, &BulkMsg::Cancel { session });
                 return Ok(());
@@ -598,15 +607,9 @@ impl Hub {
                 let data = &o.blob[offset as usize..(offset + len) as usize];
                 let (at_offset, crc) = o.sender.chunk_ref(data);
                 debug_assert_eq!(at_offset, offset);
-                let frame_len = (4 + CHUNK_HEAD_BYTES + data.len()) as u32;
-                out.extend_from_slice(&frame_len.to_le_bytes());
-                out.extend_from_slice(&group.to_le_bytes());
-                out.push(CHUNK);
-                out.extend_from_slice(&o.sender.id.to_le_bytes());
-                out.extend_from_slice(&offset.to_le_bytes());
-                out.extend_from_slice(&crc.to_le_bytes());
-                out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-                out.extend_from_slice(data);
+                let at = begin_frame(out, group);
+                ChunkRef::encode(out, o.sender.id, offset, crc, data);
+                end_frame(out, at);
                 self.stats.bytes_out += len;
             }
         }

@@ -88,11 +88,7 @@ impl BulkMsg {
         match self {
             BulkMsg::Chunk {
                 offset, crc, data, ..
-            } => {
-                out.extend_from_slice(&offset.to_le_bytes());
-                out.extend_from_slice(&crc.to_le_bytes());
-                wire::put_bytes_u32(out, data);
-            }
+            } => encode_chunk_tail(out, *offset, *crc, data),
             BulkMsg::Finish { total, crc, .. } => {
                 out.extend_from_slice(&total.to_le_bytes());
                 out.extend_from_slice(&crc.to_le_bytes());
@@ -106,16 +102,19 @@ impl BulkMsg {
 
     /// The message in `b` (exactly), or why not: a peer's bytes, never trusted.
     pub fn decode(b: &[u8]) -> Result<BulkMsg, WireError> {
+        if let Some(c) = ChunkRef::decode(b) {
+            let c = c?;
+            return Ok(BulkMsg::Chunk {
+                session: c.session,
+                offset: c.offset,
+                crc: c.crc,
+                data: c.data.to_vec(),
+            });
+        }
         let mut r = Reader::new(b);
         let kind = r.u8()?;
         let session = r.u64()?;
         let msg = match kind {
-            CHUNK => BulkMsg::Chunk {
-                session,
-                offset: r.u64()?,
-                crc: r.u32()?,
-                data: r.bytes_u32()?.to_vec(),
-            },
             FINISH => BulkMsg::Finish {
                 session,
                 total: r.u64()?,
@@ -137,6 +136,52 @@ impl BulkMsg {
         r.finish()?;
         Ok(msg)
     }
+}
+
+/// A chunk message's bytes, its data borrowed from them (what a target copies straight into
+/// the copy it builds).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChunkRef<'a> {
+    pub session: SessionId,
+    pub offset: u64,
+    pub crc: u32,
+    pub data: &'a [u8],
+}
+
+impl<'a> ChunkRef<'a> {
+    /// `None` if `b` is not a chunk message; else the chunk (exactly `b`), or why not.
+    pub fn decode(b: &'a [u8]) -> Option<Result<ChunkRef<'a>, WireError>> {
+        if b.first() != Some(&CHUNK) {
+            return None;
+        }
+        let mut r = Reader::new(b);
+        let chunk = (|| {
+            r.u8()?;
+            let c = ChunkRef {
+                session: r.u64()?,
+                offset: r.u64()?,
+                crc: r.u32()?,
+                data: r.bytes_u32()?,
+            };
+            r.finish()?;
+            Ok(c)
+        })();
+        Some(chunk)
+    }
+
+    /// Appends the chunk message for `data` at `offset` (with its `crc`) of `session`: the
+    /// bytes `BulkMsg::Chunk` encodes to, without the message.
+    pub fn encode(out: &mut Vec<u8>, session: SessionId, offset: u64, crc: u32, data: &[u8]) {
+        out.push(CHUNK);
+        out.extend_from_slice(&session.to_le_bytes());
+        encode_chunk_tail(out, offset, crc, data);
+    }
+}
+
+fn encode_chunk_tail(out: &mut Vec<u8>, offset: u64, crc: u32, data: &[u8]) {
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    wire::put_bytes_u32(out, data);
 }
 
 /// A session's limits.

@@ -194,8 +194,10 @@ impl Replicas {
             to_drop: Vec::new(),
             chunk_bytes: cfg.snapshot_chunk_bytes as usize,
             hub: shardline_shards::migrate::hub::Hub::new(
+                // The hub keeps the window at least one chunk.
                 shardline_shards::migrate::session::Limits {
-                    chunk_bytes: cfg.snapshot_chunk_bytes.max(4096),
+                    chunk_bytes: cfg.bulk_chunk_bytes,
+                    window_bytes: cfg.bulk_window_bytes,
                     ..Default::default()
                 },
             ),

@@ -12,11 +12,16 @@ impl Shard {
         if fsync != r.wal.fsync() {
             r.wal.set_fsync(fsync);
         }
-        let rate = self.node.live.get(|l| &l.bulk_max_bytes_per_sec);
-        let now_ms = r.hub_now_ms(Instant::now());
-        // The node's cap, shared evenly by its threads.
-        r.hub
-            .set_rate(rate.div_ceil(self.node.threads as u64), now_ms);
+        // The node's cap on copies, shared evenly by its threads (set when CONFIG SET moved it).
+        let rate = self
+            .node
+            .live
+            .get(|l| &l.bulk_max_bytes_per_sec)
+            .div_ceil(self.node.threads as u64);
+        if rate != r.hub.rate() {
+            let now_ms = r.hub_now_ms(Instant::now());
+            r.hub.set_rate(rate, now_ms);
+        }
         let step = r.start_step(
             &mut self.db.borrow_mut(),
             Instant::now(),
