@@ -547,7 +547,7 @@ pub fn to_toml(cfg: &Config) -> String {
 
 pub fn usage() -> String {
     let mut s = String::from(
-        "shardline [CONFIG.toml] [--config FILE] [--NAME VALUE ...] [--print-config] [--version]\n\nParameters (also SHARDLINE_NAME in the environment, NAME = value in the TOML file):\n",
+        "shardline [CONFIG.toml] [--config FILE] [--NAME VALUE ...] [--print-config] [--version]\nshardline ctl [-h HOST:PORT] <command>   (moves, move, move-slots, cancel, drain, undrain: `shardline ctl help`)\n\nParameters (also SHARDLINE_NAME in the environment, NAME = value in the TOML file):\n",
     );
     for p in PARAMS {
         s.push_str(&format!("  --{:<28} {}\n", p.name, p.help));

@@ -276,8 +276,9 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
                 .count();
             let _ = write!(
                 t,
-                "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\ncluster_vshards_led:{led}\r\ncluster_vshards_alone:{alone}\r\ncluster_moves_pending:{moving}\r\ncluster_metadata_leader:{}\r\n",
+                "cluster_member_id:{}\r\ncluster_vshard_replicas:{hosted}\r\ncluster_vshards_led:{led}\r\ncluster_vshards_alone:{alone}\r\ncluster_moves_pending:{moving}\r\ncluster_moves_open:{}\r\ncluster_metadata_leader:{}\r\n",
                 c.me,
+                c.moves_open(),
                 c.leader(meta)
             );
             t.push_str(&c.calvin.info());

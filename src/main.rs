@@ -4,9 +4,11 @@
 //! the vShard count; start one pinned shard thread per configured core, each with its own
 //! listener; wait until all listen; then wait for SIGINT/SIGTERM or SHUTDOWN.
 
+mod client;
 mod cluster;
 mod config;
 mod conn;
+mod ctl;
 mod datadir;
 mod hop;
 mod info;
@@ -26,6 +28,9 @@ static ALLOC: shardline_transport::alloc::Counting = shardline_transport::alloc:
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "ctl") {
+        std::process::exit(ctl::main(&args[1..]));
+    }
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (cfg, cli) = match config::load(&args, &env) {
         Ok(x) => x,

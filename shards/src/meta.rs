@@ -5,6 +5,11 @@
 //! leaders walk their groups to `replicas` with `raft::conf::next_change`. Removing a node is
 //! two commands: `RemoveNode` marks it leaving (the placement moves everything off it), and
 //! `Drained`, proposed by the metadata leader once no group holds a replica there, drops it.
+//! Operators move replicas themselves (`Move`, `CancelMove`, closed by `MoveDone`) and drain a
+//! node without removing it (`Drain`, `Undrain`): `moves.rs`.
+
+mod moves;
+pub use moves::{MoveKind, MoveRec, MoveState};
 
 use crate::placement::{self, NodeId, NodeSpec, Placement, PlacementError, Replica};
 use shardline_transport::wire::{Reader, WireError};
@@ -12,6 +17,8 @@ use std::net::{IpAddr, SocketAddr};
 
 /// The encoding's version (the first byte of a command or a state snapshot).
 const VERSION: u8 = 1;
+/// The state's encoding from issue 19 on (drained nodes, move records); version 1 is still read.
+const STATE_VERSION: u8 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -24,6 +31,16 @@ pub struct NodeInfo {
     /// Asked to leave (`RemoveNode`): the placement holds nothing there; `Drained` drops it
     /// once no group does either.
     pub leaving: bool,
+    /// Drained by an operator (`Drain`): the placement holds nothing there, but it stays a
+    /// member (and in the metadata group) until `Undrain` gives it a share again.
+    pub drained: bool,
+}
+
+impl NodeInfo {
+    /// Whether the placement may put replicas here.
+    pub fn placeable(&self) -> bool {
+        !self.leaving && !self.drained
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +58,9 @@ pub struct Meta {
     /// the groups' memberships converge to it (routing follows the memberships themselves).
     pub replicas: Vec<Vec<Replica>>,
     next_id: u64,
+    /// Operators' moves: the open ones, then the last `moves::FINISHED_KEPT` finished, by id.
+    pub moves: Vec<MoveRec>,
+    next_move: u64,
 }
 
 /// A change, as the metadata group's log carries it.
@@ -53,10 +73,38 @@ pub enum Cmd {
     },
     /// Start removing a node: it is marked leaving and the placement moves its replicas to
     /// the others. Refused when fewer nodes than the replication factor would be left.
-    RemoveNode { id: NodeId },
+    RemoveNode {
+        id: NodeId,
+    },
     /// A leaving node holds no replica of any group any more (the metadata leader saw every
     /// group's committed voters leave it out): it stops being a member.
-    Drained { id: NodeId },
+    Drained {
+        id: NodeId,
+    },
+    /// An operator moves vShard `vshard`'s replica on `from` (`None`: the one on the node
+    /// holding the most replicas) to `to`: the placement changes at once and a move record
+    /// opens; the vShard's leader walks its group there as after a join.
+    Move {
+        vshard: u16,
+        to: NodeId,
+        from: Option<NodeId>,
+    },
+    /// Puts an open move's replica back where it was (the leader walks the group back; a
+    /// learner made for it is removed) and closes the record.
+    CancelMove {
+        id: u64,
+    },
+    /// Proposed by the metadata leader once the vShard's committed voters are its placement.
+    MoveDone {
+        id: u64,
+    },
+    /// Moves every replica off a node that stays a member (maintenance); `Undrain` undoes it.
+    Drain {
+        id: NodeId,
+    },
+    Undrain {
+        id: NodeId,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -72,6 +120,16 @@ pub enum Applied {
         new: bool,
     },
     Dropped,
+    /// `Move`: the record opened.
+    MoveStarted {
+        id: u64,
+    },
+    /// `CancelMove`, `MoveDone`.
+    MoveEnded,
+    /// `Drain`, `Undrain`: `new` is false when the node already was so.
+    Drain {
+        new: bool,
+    },
 }
 
 /// Why a command changed nothing (every replica refuses it the same way).
@@ -92,6 +150,30 @@ pub enum MetaError {
     },
     /// `Drained` for a node that was not asked to leave.
     NotLeaving(NodeId),
+    NoSuchVShard(u16),
+    /// A move to a node that is leaving or drained.
+    NotPlaceable(NodeId),
+    /// A move to a node that already holds a replica of the vShard.
+    AlreadyHolds {
+        vshard: u16,
+        node: NodeId,
+    },
+    /// A move from a node that holds no replica of the vShard.
+    NotHolding {
+        vshard: u16,
+        node: NodeId,
+    },
+    /// A vShard moves one replica at a time.
+    MoveOpen {
+        vshard: u16,
+        id: u64,
+    },
+    /// `CancelMove`/`MoveDone` of a move that is not open (finished, or never made).
+    NoOpenMove(u64),
+    /// `OPEN_MAX` moves are open already.
+    TooManyMoves,
+    /// `CancelMove` of a move whose source cannot take the replica back.
+    CannotUndo(u64),
 }
 
 impl std::fmt::Display for MetaError {
@@ -111,6 +193,34 @@ impl std::fmt::Display for MetaError {
                 "removing it would leave {left} node(s) for {rf} replicas per vShard: add a node first"
             ),
             MetaError::NotLeaving(id) => write!(f, "node {} is not leaving", id.0),
+            MetaError::NoSuchVShard(v) => write!(f, "no vShard {v} in this cluster"),
+            MetaError::NotPlaceable(id) => write!(
+                f,
+                "node {} is leaving or drained: it takes no replicas (CLUSTER UNDRAIN gives it a share again)",
+                id.0
+            ),
+            MetaError::AlreadyHolds { vshard, node } => write!(
+                f,
+                "node {} already holds a replica of vShard {vshard}",
+                node.0
+            ),
+            MetaError::NotHolding { vshard, node } => {
+                write!(f, "node {} holds no replica of vShard {vshard}", node.0)
+            }
+            MetaError::MoveOpen { vshard, id } => write!(
+                f,
+                "vShard {vshard} is already moving (move {id}): wait for it or CLUSTER CANCELMOVE {id}"
+            ),
+            MetaError::NoOpenMove(id) => write!(f, "no open move {id} (see CLUSTER MOVES)"),
+            MetaError::TooManyMoves => write!(
+                f,
+                "{} moves are open already: wait for some to finish",
+                moves::OPEN_MAX
+            ),
+            MetaError::CannotUndo(id) => write!(
+                f,
+                "move {id} cannot be undone: its source is not a node that may hold replicas (drained, leaving or gone), or it added a replica"
+            ),
         }
     }
 }
@@ -148,6 +258,7 @@ impl Meta {
             bus,
             threads,
             leaving: false,
+            drained: false,
         };
         let spec = [NodeSpec {
             id: first.id,
@@ -161,6 +272,8 @@ impl Meta {
             nodes: vec![first],
             replicas: p.replicas,
             next_id: 2,
+            moves: Vec::new(),
+            next_move: 1,
         })
     }
 
@@ -185,6 +298,7 @@ impl Meta {
                 bus,
                 threads,
                 leaving: false,
+                drained: false,
             })
             .collect();
         let specs: Vec<NodeSpec> = nodes
@@ -201,6 +315,8 @@ impl Meta {
             next_id: nodes.len() as u64 + 1,
             nodes,
             replicas: p.replicas,
+            moves: Vec::new(),
+            next_move: 1,
         })
     }
 
@@ -229,7 +345,7 @@ impl Meta {
                     let changed = std::mem::replace(&mut n.leaving, false);
                     let id = n.id;
                     if changed {
-                        self.retarget(|m| {
+                        self.retarget(MoveKind::Join, |m| {
                             let n = m.nodes.iter_mut().find(|n| n.id == id).expect("found");
                             n.leaving = true;
                         })?;
@@ -248,10 +364,11 @@ impl Meta {
                     bus: *bus,
                     threads: *threads,
                     leaving: false,
+                    drained: false,
                 });
                 // Where the replicas are to be from now on: the vShards' leaders walk their
                 // groups there (`raft::conf::next_change`); the next change starts from it.
-                self.retarget(|m| {
+                self.retarget(MoveKind::Join, |m| {
                     m.nodes.pop();
                     m.next_id -= 1;
                 })?;
@@ -262,17 +379,10 @@ impl Meta {
                 if n.leaving {
                     return Ok(Applied::Leaving { new: false });
                 }
-                let staying = self.nodes.iter().filter(|n| !n.leaving).count();
-                let rf = (self.rf as usize).min(staying);
-                if staying - 1 < rf.max(1) {
-                    return Err(MetaError::TooFewNodes {
-                        left: staying - 1,
-                        rf: rf.max(1),
-                    });
-                }
+                self.check_enough_without(*id)?;
                 let n = self.nodes.iter_mut().find(|n| n.id == *id).expect("found");
                 n.leaving = true;
-                self.retarget(|m| {
+                self.retarget(MoveKind::Leave, |m| {
                     let n = m.nodes.iter_mut().find(|n| n.id == *id).expect("found");
                     n.leaving = false;
                 })?;
@@ -287,17 +397,24 @@ impl Meta {
                 self.nodes.retain(|n| n.id != *id);
                 Applied::Dropped
             }
+            Cmd::Move { vshard, to, from } => self.start_move(*vshard, *to, *from)?,
+            Cmd::CancelMove { id } => self.cancel_move(*id)?,
+            Cmd::MoveDone { id } => self.end_move(*id, MoveState::Done)?,
+            Cmd::Drain { id } => self.set_drained(*id, true)?,
+            Cmd::Undrain { id } => self.set_drained(*id, false)?,
         };
         self.epoch += 1;
         Ok(applied)
     }
 
-    /// Recomputes where the replicas are to be after the nodes changed; on failure `undo`
-    /// restores the nodes and nothing changed.
-    fn retarget(&mut self, undo: impl FnOnce(&mut Meta)) -> Result<(), MetaError> {
+    /// Recomputes where the replicas are to be after the nodes changed, recording each
+    /// replica it moves (as `kind`); on failure `undo` restores the nodes and nothing changed.
+    fn retarget(&mut self, kind: MoveKind, undo: impl FnOnce(&mut Meta)) -> Result<(), MetaError> {
         match self.target() {
             Ok(t) => {
-                self.replicas = t.replicas;
+                let old = std::mem::replace(&mut self.replicas, t.replicas);
+                self.settle_moves();
+                self.record_moves(&old, kind);
                 Ok(())
             }
             Err(e) => {
@@ -307,13 +424,31 @@ impl Meta {
         }
     }
 
-    /// Where the replicas should be: on the nodes not leaving, `rf` of them per vShard (fewer
-    /// while there are fewer nodes), moving as few as it can from where they are.
+    /// Refuses to take node `id` out of the placement when fewer nodes than the replication
+    /// factor (at most the nodes there are) would be left.
+    fn check_enough_without(&self, id: NodeId) -> Result<(), MetaError> {
+        let placeable = self.nodes.iter().filter(|n| n.placeable()).count();
+        if !self.node(id).is_some_and(|n| n.placeable()) {
+            return Ok(());
+        }
+        let rf = (self.rf as usize).min(placeable).max(1);
+        if placeable - 1 < rf {
+            return Err(MetaError::TooFewNodes {
+                left: placeable - 1,
+                rf,
+            });
+        }
+        Ok(())
+    }
+
+    /// Where the replicas should be: on the nodes neither leaving nor drained, `rf` of them
+    /// per vShard (fewer while there are fewer nodes), moving as few as it can from where they
+    /// are.
     pub fn target(&self) -> Result<Placement, MetaError> {
         let specs: Vec<NodeSpec> = self
             .nodes
             .iter()
-            .filter(|n| !n.leaving)
+            .filter(|n| n.placeable())
             .map(|n| NodeSpec {
                 id: n.id,
                 threads: n.threads,
@@ -329,7 +464,7 @@ impl Meta {
 
     /// The state's encoding (the metadata group's snapshot).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(VERSION);
+        out.push(STATE_VERSION);
         out.extend_from_slice(&self.cluster_id);
         out.extend_from_slice(&self.epoch.to_le_bytes());
         out.push(self.rf);
@@ -341,16 +476,23 @@ impl Meta {
             put_addr(out, n.bus);
             out.extend_from_slice(&n.threads.to_le_bytes());
             out.push(n.leaving as u8);
+            out.push(n.drained as u8);
         }
         out.extend_from_slice(&(self.replicas.len() as u32).to_le_bytes());
         for set in &self.replicas {
             put_replicas(out, set);
         }
+        out.extend_from_slice(&self.next_move.to_le_bytes());
+        out.extend_from_slice(&(self.moves.len() as u32).to_le_bytes());
+        for rec in &self.moves {
+            rec.encode(out);
+        }
     }
 
     pub fn decode(b: &[u8]) -> Result<Meta, DecodeError> {
         let mut r = Reader::new(b);
-        if r.u8()? != VERSION {
+        let version = r.u8()?;
+        if version != VERSION && version != STATE_VERSION {
             return Err(DecodeError("unknown metadata version"));
         }
         let cluster_id = r.array()?;
@@ -366,12 +508,22 @@ impl Meta {
                 bus: addr(&mut r)?,
                 threads: r.u16()?,
                 leaving: r.flag()?,
+                drained: version >= STATE_VERSION && r.flag()?,
             });
         }
         let v = count(&mut r, 1)?;
         let mut replicas = Vec::with_capacity(v);
         for _ in 0..v {
             replicas.push(replica_set(&mut r)?);
+        }
+        let (mut next_move, mut moves) = (1, Vec::new());
+        if version >= STATE_VERSION {
+            next_move = r.u64()?;
+            let n = count(&mut r, moves::RECORD_BYTES)?;
+            moves.reserve(n);
+            for _ in 0..n {
+                moves.push(MoveRec::decode(&mut r)?);
+            }
         }
         r.finish()?;
         let m = Meta {
@@ -381,6 +533,8 @@ impl Meta {
             nodes,
             replicas,
             next_id,
+            moves,
+            next_move,
         };
         m.check()?;
         Ok(m)
@@ -422,7 +576,7 @@ impl Meta {
                 in_set |= bit;
             }
         }
-        Ok(())
+        self.check_moves()
     }
 }
 
@@ -448,6 +602,28 @@ impl Cmd {
                 out.push(3);
                 out.extend_from_slice(&id.0.to_le_bytes());
             }
+            Cmd::Move { vshard, to, from } => {
+                out.push(4);
+                out.extend_from_slice(&vshard.to_le_bytes());
+                out.extend_from_slice(&to.0.to_le_bytes());
+                out.extend_from_slice(&from.unwrap_or(NodeId(0)).0.to_le_bytes());
+            }
+            Cmd::CancelMove { id } | Cmd::MoveDone { id } => {
+                out.push(if matches!(self, Cmd::CancelMove { .. }) {
+                    5
+                } else {
+                    6
+                });
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+            Cmd::Drain { id } | Cmd::Undrain { id } => {
+                out.push(if matches!(self, Cmd::Drain { .. }) {
+                    7
+                } else {
+                    8
+                });
+                out.extend_from_slice(&id.0.to_le_bytes());
+            }
         }
     }
 
@@ -466,6 +642,19 @@ impl Cmd {
                 id: NodeId(r.u64()?),
             },
             3 => Cmd::Drained {
+                id: NodeId(r.u64()?),
+            },
+            4 => Cmd::Move {
+                vshard: r.u16()?,
+                to: NodeId(r.u64()?),
+                from: Some(NodeId(r.u64()?)).filter(|id| id.0 != 0),
+            },
+            5 => Cmd::CancelMove { id: r.u64()? },
+            6 => Cmd::MoveDone { id: r.u64()? },
+            7 => Cmd::Drain {
+                id: NodeId(r.u64()?),
+            },
+            8 => Cmd::Undrain {
                 id: NodeId(r.u64()?),
             },
             _ => return Err(DecodeError("unknown metadata command")),
@@ -534,300 +723,4 @@ fn replica_set(r: &mut Reader) -> Result<Vec<Replica>, DecodeError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
-    fn add(port: u16, threads: u16) -> Cmd {
-        Cmd::AddNode {
-            client: addr(port),
-            bus: addr(port + 10000),
-            threads,
-        }
-    }
-
-    fn three_nodes() -> Meta {
-        let mut m = Meta::bootstrap([9; 16], 16, 3, addr(7001), addr(17001), 2).unwrap();
-        for p in [7002, 7003] {
-            m.apply(&add(p, 2)).unwrap();
-        }
-        m
-    }
-
-    #[test]
-    fn a_bootstrapped_cluster_holds_every_vshard_on_its_one_node() {
-        let m = Meta::bootstrap([9; 16], 16, 3, addr(7001), addr(17001), 2).unwrap();
-        assert_eq!(m.nodes.len(), 1);
-        assert!(
-            m.replicas
-                .iter()
-                .all(|s| s.len() == 1 && s[0].node == NodeId(1))
-        );
-        // With one node the target is that node, whatever the factor asked for.
-        assert_eq!(m.target().unwrap().replicas, m.replicas);
-    }
-
-    #[test]
-    fn a_listed_cluster_starts_alike_everywhere_and_ids_run_out_at_the_limit() {
-        let list: Vec<_> = (0..3).map(|i| (addr(7001 + i), addr(17001 + i))).collect();
-        let a = Meta::from_list([9; 16], 16, 3, &list, 2).unwrap();
-        assert_eq!(a, Meta::from_list([9; 16], 16, 3, &list, 2).unwrap());
-        assert_eq!(
-            a.nodes.iter().map(|n| n.id.0).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
-        assert!(a.replicas.iter().all(|r| r.len() == 3));
-        let mut m = a.clone();
-        // A 4th node is given its share of the replicas to be: 12 of 48, moved off the others.
-        m.apply(&add(7004, 2)).unwrap();
-        let on = |m: &Meta, id: u64| {
-            m.replicas
-                .iter()
-                .flatten()
-                .filter(|r| r.node.0 == id)
-                .count()
-        };
-        assert_eq!(on(&m, 4), 12);
-        assert_eq!(a.replicas.len(), m.replicas.len());
-        assert!(m.replicas.iter().all(|r| r.len() == 3));
-        assert_eq!(
-            m.replicas
-                .iter()
-                .zip(&a.replicas)
-                .filter(|(x, y)| x != y)
-                .count(),
-            12
-        );
-        for p in 5..=NODES_MAX as u16 {
-            let add = Cmd::AddNode {
-                client: addr(7000 + p),
-                bus: addr(17000 + p),
-                threads: 2,
-            };
-            assert!(matches!(
-                m.apply(&add),
-                Ok(Applied::Added { new: true, .. })
-            ));
-        }
-        let epoch = m.epoch;
-        let one_more = Cmd::AddNode {
-            client: addr(9999),
-            bus: addr(19999),
-            threads: 2,
-        };
-        assert_eq!(m.apply(&one_more), Err(MetaError::Full));
-        assert_eq!(m.epoch, epoch, "a refused change changes nothing");
-    }
-
-    #[test]
-    fn joining_assigns_ids_in_order_and_is_idempotent() {
-        let mut m = Meta::bootstrap([9; 16], 16, 3, addr(7001), addr(17001), 2).unwrap();
-        let e = m.epoch;
-        assert_eq!(
-            m.apply(&add(7002, 2)),
-            Ok(Applied::Added {
-                id: NodeId(2),
-                new: true
-            })
-        );
-        assert_eq!(
-            m.apply(&add(7002, 2)),
-            Ok(Applied::Added {
-                id: NodeId(2),
-                new: false
-            }),
-            "joining twice answers the same id"
-        );
-        assert_eq!(m.epoch, e + 1, "a repeated join changes nothing");
-        assert_eq!(
-            m.apply(&add(7002, 4)),
-            Err(MetaError::AddressTaken(NodeId(2)))
-        );
-        assert_eq!(m.apply(&add(7003, 0)), Err(MetaError::BadThreads(0)));
-        assert_eq!(m.nodes.len(), 2);
-    }
-
-    #[test]
-    fn the_target_spreads_rf_replicas_over_the_nodes_and_moves_only_what_it_must() {
-        let m = three_nodes();
-        let t = m.target().unwrap();
-        assert_eq!(t.rf, 3);
-        for set in &t.replicas {
-            let mut nodes: Vec<u64> = set.iter().map(|r| r.node.0).collect();
-            nodes.sort_unstable();
-            assert_eq!(nodes, vec![1, 2, 3]);
-        }
-        // Once the groups got there, a fourth node takes its share: 3 x 16 / 4 = 12.
-        let mut m = m;
-        m.apply(&add(7004, 2)).unwrap();
-        let t4 = m.target().unwrap();
-        let moved = t4.moves_from(&t);
-        assert_eq!(moved, 12, "{}", t4.render());
-    }
-
-    #[test]
-    fn a_leaving_node_gets_nothing_and_is_dropped_once_drained() {
-        let mut m = three_nodes();
-        m.apply(&add(7004, 1)).unwrap();
-        let before = m.replicas.clone();
-        let e = m.epoch;
-        assert_eq!(
-            m.apply(&Cmd::Drained { id: NodeId(2) }),
-            Err(MetaError::NotLeaving(NodeId(2)))
-        );
-        assert_eq!(
-            m.apply(&Cmd::RemoveNode { id: NodeId(2) }),
-            Ok(Applied::Leaving { new: true })
-        );
-        assert!(
-            m.node(NodeId(2)).is_some_and(|n| n.leaving),
-            "a member while it drains"
-        );
-        assert!(m.replicas.iter().flatten().all(|r| r.node != NodeId(2)));
-        // Only what node 2 held moves: every other replica stays where it was.
-        for (v, (a, b)) in before.iter().zip(&m.replicas).enumerate() {
-            let kept = a
-                .iter()
-                .filter(|r| r.node != NodeId(2))
-                .all(|r| b.contains(r));
-            assert!(kept, "vShard {v}: {a:?} -> {b:?}");
-        }
-        assert_eq!(m.epoch, e + 1);
-        assert_eq!(
-            m.apply(&Cmd::RemoveNode { id: NodeId(2) }),
-            Ok(Applied::Leaving { new: false }),
-            "asking twice is harmless"
-        );
-        assert_eq!(
-            m.apply(&Cmd::Drained { id: NodeId(2) }),
-            Ok(Applied::Dropped)
-        );
-        assert_eq!(m.node(NodeId(2)), None);
-        assert_eq!(
-            m.apply(&Cmd::RemoveNode { id: NodeId(2) }),
-            Err(MetaError::UnknownNode(NodeId(2)))
-        );
-        // Three nodes for three replicas: none may leave.
-        let e = m.epoch;
-        assert_eq!(
-            m.apply(&Cmd::RemoveNode { id: NodeId(1) }),
-            Err(MetaError::TooFewNodes { left: 2, rf: 3 })
-        );
-        assert_eq!(m.epoch, e, "a refused change changes nothing");
-        assert!(m.nodes.iter().all(|n| !n.leaving));
-    }
-
-    #[test]
-    fn a_leaving_node_that_joins_again_stays_and_gets_its_share_back() {
-        let mut m = three_nodes();
-        m.apply(&add(7004, 2)).unwrap();
-        let placed = m.replicas.clone();
-        m.apply(&Cmd::RemoveNode { id: NodeId(4) }).unwrap();
-        assert_eq!(
-            m.apply(&add(7004, 2)),
-            Ok(Applied::Added {
-                id: NodeId(4),
-                new: false
-            })
-        );
-        assert!(!m.node(NodeId(4)).unwrap().leaving);
-        let share =
-            |r: &Vec<Vec<Replica>>| r.iter().flatten().filter(|r| r.node == NodeId(4)).count();
-        assert_eq!(share(&m.replicas), share(&placed));
-    }
-
-    #[test]
-    fn a_one_replica_cluster_can_shrink_to_one_node_but_not_to_none() {
-        let mut m = Meta::bootstrap([9; 16], 16, 1, addr(7001), addr(17001), 2).unwrap();
-        m.apply(&add(7002, 2)).unwrap();
-        m.apply(&Cmd::RemoveNode { id: NodeId(1) }).unwrap();
-        assert!(m.replicas.iter().flatten().all(|r| r.node == NodeId(2)));
-        assert_eq!(
-            m.apply(&Cmd::RemoveNode { id: NodeId(2) }),
-            Err(MetaError::TooFewNodes { left: 0, rf: 1 })
-        );
-    }
-
-    #[test]
-    fn state_and_commands_round_trip_and_damage_is_refused_without_panicking() {
-        let mut m = three_nodes();
-        m.apply(&Cmd::AddNode {
-            client: "[::1]:7009".parse().unwrap(),
-            bus: "[::1]:17009".parse().unwrap(),
-            threads: 3,
-        })
-        .unwrap();
-        let mut b = Vec::new();
-        m.encode(&mut b);
-        assert_eq!(Meta::decode(&b), Ok(m.clone()));
-        for cut in 0..b.len() {
-            assert!(Meta::decode(&b[..cut]).is_err(), "cut at {cut}");
-        }
-        let cmds = [
-            add(7005, 2),
-            Cmd::RemoveNode { id: NodeId(3) },
-            Cmd::Drained { id: NodeId(4) },
-        ];
-        for c in cmds {
-            let mut b = Vec::new();
-            c.encode(&mut b);
-            assert_eq!(Cmd::decode(&b), Ok(c.clone()));
-            for cut in 0..b.len() {
-                assert!(Cmd::decode(&b[..cut]).is_err());
-            }
-            b.push(0);
-            assert!(Cmd::decode(&b).is_err(), "trailing bytes");
-        }
-    }
-
-    #[test]
-    fn decoded_metadata_names_only_members_in_range() {
-        let m = three_nodes();
-        let mut b = Vec::new();
-        m.encode(&mut b);
-        assert_eq!(Meta::decode(&b).expect("round trip"), m);
-        let bad = |f: &dyn Fn(&mut Meta)| {
-            let mut x = m.clone();
-            f(&mut x);
-            let mut b = Vec::new();
-            x.encode(&mut b);
-            Meta::decode(&b).expect_err("refused")
-        };
-        bad(&|x| x.nodes[0].id = NodeId(0));
-        bad(&|x| x.nodes[0].id = NodeId(1000));
-        bad(&|x| x.nodes[1].id = x.nodes[0].id);
-        bad(&|x| x.next_id = NODES_MAX + 2);
-        bad(&|x| x.replicas[0][0].node = NodeId(9));
-        bad(&|x| x.replicas[0][0].thread = 99);
-        bad(&|x| {
-            let r = x.replicas[0][0];
-            x.replicas[0].push(r)
-        });
-    }
-
-    #[test]
-    fn damaged_metadata_is_refused_or_holds_the_checked_rules_never_a_panic() {
-        let mut b = Vec::new();
-        three_nodes().encode(&mut b);
-        let mut rng = crate::rng::Rng::new(0x3e7a);
-        for _ in 0..20_000 {
-            let mut x = b.clone();
-            for _ in 0..1 + rng.below(4) {
-                let at = rng.below(x.len() as u64) as usize;
-                x[at] = match rng.below(3) {
-                    0 => x[at] ^ (1 << rng.below(8)),
-                    1 => 0xff,
-                    _ => rng.next_u64() as u8,
-                };
-            }
-            if rng.below(8) == 0 {
-                x.truncate(rng.below(x.len() as u64) as usize);
-            }
-            // Refused or accepted (with `check` passed inside), never a panic or an overflow.
-            let _ = Meta::decode(&x);
-        }
-    }
-}
+mod tests;

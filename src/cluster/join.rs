@@ -6,9 +6,10 @@
 //! address is answered with the same id anyway.
 
 use super::NodeId;
+use crate::client::{Reply, encode, read_reply};
 use crate::config::Config;
 use shardline_transport::frame::{WIRE_MAX, WIRE_MIN};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +19,8 @@ pub const FILE: &str = "cluster.conf";
 const PATIENCE: Duration = Duration::from_secs(60);
 /// `-NOTLEADER` redirects followed before giving up (leadership moving all the while).
 const HOPS_MAX: usize = 16;
+/// The items of an array in a join's answer (its member list).
+const ITEMS_MAX: usize = super::NODES_MAX * 4 + 8;
 
 /// What a node that joined knows of its cluster before its metadata replica catches up.
 #[derive(Debug, PartialEq, Eq)]
@@ -117,15 +120,8 @@ fn ask(cfg: &Config, seed: SocketAddr) -> Result<Joined, String> {
 /// `load_or_join` keeps it: the simulator's joins, which carry the request themselves.
 #[cfg(test)]
 pub(crate) fn accept(cfg: &Config, seed: SocketAddr, reply: &[u8]) -> Result<Joined, String> {
-    let r = read_reply(&mut &reply[..], 0)?;
+    let r = read_reply(&mut &reply[..], 0, ITEMS_MAX)?;
     keep(cfg, seed, parse_answer(&r)?)
-}
-
-fn encode(args: &[&str], out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
 }
 
 /// Sends `req` and reads the last reply (after AUTH's, when `auth`).
@@ -136,58 +132,10 @@ fn exchange(to: SocketAddr, req: &[u8], auth: bool) -> Result<Reply, String> {
         .map_err(|e| e.to_string())?;
     s.write_all(req).map_err(|e| e.to_string())?;
     let mut r = BufReader::new(s.take(1 << 20));
-    if auth && let Reply::Error(e) = read_reply(&mut r, 0)? {
+    if auth && let Reply::Error(e) = read_reply(&mut r, 0, ITEMS_MAX)? {
         return Err(format!("AUTH was refused: {e}"));
     }
-    read_reply(&mut r, 0)
-}
-
-#[derive(Debug, PartialEq)]
-enum Reply {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Vec<u8>),
-    Array(Vec<Reply>),
-}
-
-fn read_reply(r: &mut impl BufRead, depth: usize) -> Result<Reply, String> {
-    if depth > 4 {
-        return Err("a reply nested too deep".into());
-    }
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    let line = line
-        .strip_suffix("\r\n")
-        .ok_or("the connection closed mid-reply")?;
-    let (kind, rest) = line.split_at_checked(1).ok_or("an empty reply line")?;
-    let n = || {
-        rest.parse::<i64>()
-            .map_err(|_| format!("bad reply line '{line}'"))
-    };
-    Ok(match kind {
-        "+" => Reply::Simple(rest.to_string()),
-        "-" => Reply::Error(rest.to_string()),
-        ":" => Reply::Int(n()?),
-        "$" => {
-            let len = usize::try_from(n()?).map_err(|_| "a null bulk reply")?;
-            let mut b = vec![0; len + 2];
-            r.read_exact(&mut b).map_err(|e| e.to_string())?;
-            b.truncate(len);
-            Reply::Bulk(b)
-        }
-        "*" => {
-            let len = usize::try_from(n()?).map_err(|_| "a null array reply")?;
-            if len > super::NODES_MAX * 4 + 8 {
-                return Err(format!("an array of {len} items"));
-            }
-            let items = (0..len)
-                .map(|_| read_reply(r, depth + 1))
-                .collect::<Result<_, _>>()?;
-            Reply::Array(items)
-        }
-        _ => return Err(format!("bad reply line '{line}'")),
-    })
+    read_reply(&mut r, 0, ITEMS_MAX)
 }
 
 /// `[cluster id (hex), id, vShards, rf, [[id, client, bus, threads]...]]`.
@@ -356,13 +304,13 @@ mod tests {
     #[test]
     fn join_answers_parse_and_malformed_ones_are_refused() {
         let wire = b"*5\r\n$32\r\nabababababababababababababababab\r\n:4\r\n:256\r\n:3\r\n*2\r\n*4\r\n:1\r\n$14\r\n127.0.0.1:7001\r\n$15\r\n127.0.0.1:17001\r\n:2\r\n*4\r\n:4\r\n$14\r\n127.0.0.1:7004\r\n$15\r\n127.0.0.1:17004\r\n:2\r\n";
-        let r = read_reply(&mut &wire[..], 0).unwrap();
+        let r = read_reply(&mut &wire[..], 0, ITEMS_MAX).unwrap();
         assert_eq!(parse_answer(&r).unwrap(), sample());
-        let r = read_reply(&mut &b"*2\r\n:1\r\n:2\r\n"[..], 0).unwrap();
+        let r = read_reply(&mut &b"*2\r\n:1\r\n:2\r\n"[..], 0, ITEMS_MAX).unwrap();
         assert!(parse_answer(&r).unwrap_err().contains("not understood"));
-        assert!(read_reply(&mut &b"*1\r\n"[..], 0).is_err());
+        assert!(read_reply(&mut &b"*1\r\n"[..], 0, ITEMS_MAX).is_err());
         assert_eq!(
-            read_reply(&mut &b"-NOTLEADER 127.0.0.1:7002 x\r\n"[..], 0).unwrap(),
+            read_reply(&mut &b"-NOTLEADER 127.0.0.1:7002 x\r\n"[..], 0, ITEMS_MAX).unwrap(),
             Reply::Error("NOTLEADER 127.0.0.1:7002 x".into())
         );
     }

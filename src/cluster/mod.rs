@@ -12,6 +12,7 @@
 pub mod bus;
 pub mod join;
 pub mod lanes;
+pub mod progress;
 pub mod replica;
 
 use atomic_waker::AtomicWaker;
@@ -61,7 +62,7 @@ pub const REMOVED_GROUP: u32 = u32::MAX - 1;
 /// (`shardline_shards::calvin::msg`: submissions, reads, replies, asks, executed marks),
 /// each naming the shard thread it is for.
 pub const CALVIN_GROUP: u32 = u32::MAX - 2;
-const HINT_BYTES: usize = 26;
+const HINT_BYTES: usize = 27;
 
 /// What a leader tells its peers about a group it leads (`encode_hints`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,17 +74,27 @@ pub struct Hint {
     pub voters: u64,
     /// The entry that set that membership.
     pub conf_index: u64,
+    /// The group's learners (a bit set), and how far the base copy of one of them has come
+    /// (`CLUSTER MOVES`); encoded only when there are learners.
+    pub learners: u64,
+    pub copy: progress::CopyProgress,
 }
 
-/// A leader's hint to its peers about the groups it leads, 26 bytes each: nodes without a
-/// replica of a vShard route it by them, and a replica that a committed membership left out
-/// learns it from them (its removal notice may have been lost).
+/// A leader's hint to its peers about the groups it leads, 27 bytes each (59 with learners):
+/// nodes without a replica of a vShard route it by them, a replica that a committed
+/// membership left out learns it from them (its removal notice may have been lost), and every
+/// node follows the moves under way (`CLUSTER MOVES`).
 pub fn encode_hints(led: impl Iterator<Item = Hint>, out: &mut Vec<u8>) {
     for h in led {
         out.extend_from_slice(&h.group.to_le_bytes());
         out.extend_from_slice(&h.term.to_le_bytes());
         out.extend_from_slice(&h.voters.to_le_bytes());
         out.extend_from_slice(&h.conf_index.to_le_bytes());
+        out.push((h.learners != 0) as u8);
+        if h.learners != 0 {
+            out.extend_from_slice(&h.learners.to_le_bytes());
+            h.copy.encode(out);
+        }
     }
 }
 
@@ -93,11 +104,18 @@ pub fn decode_hints(b: &[u8], groups: usize) -> Result<Vec<Hint>, String> {
     let mut hints = Vec::with_capacity(b.len() / HINT_BYTES);
     while !r.is_empty() {
         let read = |r: &mut Reader| -> Result<Hint, WireError> {
+            let (group, term, voters, conf_index) = (r.u16()?, r.u64()?, r.u64()?, r.u64()?);
+            let (learners, copy) = match r.flag()? {
+                false => (0, progress::CopyProgress::default()),
+                true => (r.u64()?, progress::CopyProgress::decode(r)?),
+            };
             Ok(Hint {
-                group: r.u16()?,
-                term: r.u64()?,
-                voters: r.u64()?,
-                conf_index: r.u64()?,
+                group,
+                term,
+                voters,
+                conf_index,
+                learners,
+                copy,
             })
         };
         let h = read(&mut r).map_err(|e| format!("a leader hint: {e}"))?;
@@ -225,6 +243,10 @@ pub struct Cluster {
     /// The function libraries (FUNCTION LOAD) as this node's metadata group applied them:
     /// every shard thread's FCALL reads them (`shardline_shards::script::functions`).
     pub functions: std::sync::Arc<shardline_shards::script::functions::Registry>,
+    /// Per vShard, its leader's last word on its learners and base copy (`progress.rs`).
+    seen: Vec<progress::Seen>,
+    /// The metadata's move records as thread 0 applied them (`CLUSTER MOVES`).
+    moves: Mutex<Vec<shardline_shards::meta::MoveRec>>,
 }
 
 /// A connection the bus accepted: the peer, its socket, the bytes read past its hello.
@@ -435,6 +457,8 @@ impl Cluster {
             replicas: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
             targets: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
             preferred: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
+            seen: (0..layout.count()).map(|_| Default::default()).collect(),
+            moves: Mutex::new(Vec::new()),
             initial: vec![Vec::new(); layout.count() as usize],
             layout,
             threads,
@@ -866,16 +890,30 @@ mod tests {
                 term: 7,
                 voters: 0b111,
                 conf_index: 0,
+                learners: 0,
+                copy: Default::default(),
             },
             Hint {
                 group: 3,
                 term: 1 << 40,
                 voters: 1 << 63,
                 conf_index: 12,
+                learners: 0b1000,
+                copy: progress::CopyProgress {
+                    acked: 5,
+                    total: 9,
+                    elapsed_ms: 300,
+                },
             },
         ];
         encode_hints(hints.into_iter(), &mut b);
         assert_eq!(decode_hints(&b, 4).unwrap(), hints);
+        for cut in 1..b.len() {
+            assert!(
+                decode_hints(&b[..cut], 4).is_err() || cut == HINT_BYTES,
+                "cut {cut}"
+            );
+        }
         let e = decode_hints(&b[..9], 4).unwrap_err();
         assert!(e.contains("runs past the end at offset 2"), "{e}");
         assert!(decode_hints(&b, 3).err().unwrap().contains("vShard 3"));

@@ -212,6 +212,8 @@ pub struct Replicas {
     /// Metadata leader: when `Drained` may be proposed again (`meta::propose_drained`), and
     /// since when a leaving node has looked drained.
     drained_at: Option<Instant>,
+    /// When the metadata leader may next propose `MoveDone` for moves whose groups arrived.
+    moves_closed_at: Option<Instant>,
     drained_seen: Option<(NodeId, Instant)>,
     /// A metadata leader said a committed membership of the metadata group leaves this node
     /// out (the conf index it named): with nothing hosted, a leaving node is then done.
@@ -635,15 +637,37 @@ impl Replicas {
         self.hint_due = now + HINT_PERIOD;
         let mut payload = std::mem::take(&mut self.payloads);
         payload.clear();
+        let now_ms = self.hub_now_ms(now);
+        let (hub, c) = (&self.hub, &self.c);
         let led = self.groups.iter().enumerate().filter_map(|(v, g)| {
             let g = g.as_ref()?;
+            if g.role() != raft::Role::Leader {
+                return None;
+            }
             let committed = g.conf_index() <= g.commit_index();
-            let voters = super::mask(g.membership().voters.iter().copied());
-            (g.role() == raft::Role::Leader).then(|| super::Hint {
+            let m = g.membership();
+            let voters = super::mask(m.voters.iter().copied());
+            let learners = super::mask(m.learners.iter().copied());
+            let copy = m
+                .learners
+                .iter()
+                .find_map(|&l| hub.copy_progress(l, v as u32, now_ms))
+                .map(|(acked, total, elapsed_ms)| super::progress::CopyProgress {
+                    acked,
+                    total,
+                    elapsed_ms,
+                })
+                .unwrap_or_default();
+            if (v as u32) < self.meta_g {
+                c.note_progress(VShardId(v as u16), learners, copy);
+            }
+            Some(super::Hint {
                 group: v as u16,
                 term: g.term(),
                 voters: if committed { voters } else { 0 },
                 conf_index: g.conf_index(),
+                learners,
+                copy,
             })
         });
         super::encode_hints(led, &mut payload);

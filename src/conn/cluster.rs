@@ -1,5 +1,6 @@
 //! Redis Cluster's view of this node: CLUSTER KEYSLOT MYID INFO SLOTS SHARDS NODES
-//! COUNTKEYSINSLOT GETKEYSINSLOT JOIN FORGET, READONLY/READWRITE/ASKING, and where a data
+//! COUNTKEYSINSLOT GETKEYSINSLOT JOIN FORGET (and MOVE, MOVES, CANCELMOVE, DRAIN, UNDRAIN:
+//! `moves.rs`), READONLY/READWRITE/ASKING, and where a data
 //! command goes on a node of a cluster (every node is one: a node given no cluster is a
 //! cluster of itself), which is what lets cluster-aware clients (`redis-cli -c`, the `redis`
 //! crate's cluster client, redis-py's RedisCluster) talk to it.
@@ -7,33 +8,6 @@
 use super::*;
 use crate::cluster::NodeId;
 use shardline_shards::slot::{SLOTS, Slot, key_slot};
-
-const HELP: &[&str] = &[
-    "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "COUNTKEYSINSLOT <slot>",
-    "    Return the number of keys in <slot>.",
-    "GETKEYSINSLOT <slot> <count>",
-    "    Return key names stored by current node in a slot.",
-    "INFO",
-    "    Return information about the cluster.",
-    "KEYSLOT <key>",
-    "    Return the hash slot for <key>.",
-    "MYID",
-    "    Return the node id.",
-    "NODES",
-    "    Return cluster configuration seen by node.",
-    "SHARDS",
-    "    Return information about slot range mappings and the nodes associated with them.",
-    "SLOTS",
-    "    Return information about slots range mappings.",
-    "JOIN <client-addr> <bus-addr> <threads> <vshards> <wire-min> <wire-max>",
-    "    Add a node to this cluster (what `shardline --cluster-join` sends).",
-    "FORGET <node-id>",
-    "    Remove a node (its 40-character id or its member number): its replicas move to the",
-    "    others, then it leaves and its process exits.",
-    "HELP",
-    "    Prints this help.",
-];
 
 impl Conn {
     /// A data command on a replicated node: a command on keys goes to its vShard's leader (this
@@ -355,22 +329,8 @@ impl Conn {
     /// leaving: proposed to the metadata group on thread 0 (`RemoveNode`), `+OK` once applied;
     /// `-NOTLEADER <addr>` when another node leads the metadata.
     fn cluster_forget(&mut self, c: &crate::cluster::Cluster, args: Args) {
-        let arg = args.get(2);
-        let id = std::str::from_utf8(arg)
-            .ok()
-            .and_then(|t| t.parse::<u64>().ok())
-            .map(NodeId)
-            .filter(|&id| c.member(id).is_some())
-            .or_else(|| {
-                c.member_ids()
-                    .into_iter()
-                    .find(|&id| c.node_name(id).as_bytes().eq_ignore_ascii_case(arg))
-            });
-        let Some(id) = id else {
-            return self.out.error(&format!(
-                "ERR unknown node {}: give its id from CLUSTER NODES or its member number",
-                String::from_utf8_lossy(arg)
-            ));
+        let Some(id) = node_arg(c, args.get(2)) else {
+            return self.out.error(&unknown_node(args.get(2)));
         };
         let mut cmd = Vec::new();
         shardline_shards::meta::Cmd::RemoveNode { id }.encode(&mut cmd);
@@ -429,21 +389,12 @@ impl Conn {
     }
 
     pub(super) fn cluster(&mut self, args: Args) {
-        let sub = args.get(1).to_ascii_lowercase();
-        let arity_ok = match sub.as_slice() {
-            b"help" | b"myid" | b"info" | b"slots" | b"shards" | b"nodes" => args.len() == 2,
-            b"keyslot" | b"countkeysinslot" => args.len() == 3,
-            b"getkeysinslot" => args.len() == 4,
-            b"join" => args.len() == 8,
-            b"forget" => args.len() == 3,
-            _ => return err::unknown_subcommand(&mut self.out, args.get(1), "cluster"),
-        };
-        if !arity_ok {
-            return err::arity(
-                &mut self.out,
-                &format!("cluster|{}", String::from_utf8_lossy(&sub)),
-            );
+        let spec = command::lookup(b"cluster").expect("in the table");
+        // Unknown subcommands, arities and HELP from the subcommand table.
+        if let Err(msg) = command::check_subcommand(spec, args) {
+            return self.out.error(&msg);
         }
+        let sub = args.get(1).to_ascii_lowercase();
         let c = self.shard.node.cluster.clone();
         match sub.as_slice() {
             b"myid" | b"info" | b"slots" | b"shards" | b"nodes" => {
@@ -451,12 +402,9 @@ impl Conn {
             }
             b"join" => self.cluster_join(&c, args),
             b"forget" => self.cluster_forget(&c, args),
-            b"help" => {
-                self.out.array(HELP.len());
-                for l in HELP {
-                    self.out.simple(l);
-                }
-            }
+            b"move" | b"cancelmove" | b"drain" | b"undrain" => self.cluster_move(&c, spec, args),
+            b"moves" => self.cluster_moves(&c),
+            b"help" => err::unknown_subcommand(&mut self.out, b"help", "cluster"),
             b"keyslot" => self.out.int(key_slot(args.get(2)) as i64),
             _ => self.slot_keys(args, sub == b"getkeysinslot"),
         }
@@ -609,4 +557,24 @@ impl Conn {
             self.hole(vec![PartRef::Remote { thread: t, op }], Finish::Raw);
         }
     }
+}
+
+/// A member named by its number, its 40-character id (CLUSTER NODES) or its client address.
+pub(super) fn node_arg(c: &crate::cluster::Cluster, arg: &[u8]) -> Option<NodeId> {
+    let text = std::str::from_utf8(arg).ok()?;
+    if let Ok(n) = text.parse::<u64>() {
+        return Some(NodeId(n)).filter(|&id| c.member(id).is_some());
+    }
+    let addr = text.parse::<std::net::SocketAddr>().ok();
+    c.member_ids().into_iter().find(|&id| {
+        c.node_name(id).as_bytes().eq_ignore_ascii_case(arg)
+            || addr.is_some_and(|a| c.client_addr(id) == a)
+    })
+}
+
+pub(super) fn unknown_node(arg: &[u8]) -> String {
+    format!(
+        "ERR unknown node {}: give its id from CLUSTER NODES, its member number or its client address",
+        err::sanitize(arg)
+    )
 }

@@ -29,6 +29,7 @@ mod assemble;
 mod blocking;
 pub mod busy;
 mod cluster;
+mod moves;
 mod proxy;
 mod pubsub;
 mod server_cmds;

@@ -31,8 +31,10 @@
 /// 9: snapshots offered (`SnapshotOffer`) and their bytes sent on bulk lanes beside the bus
 ///    (a hello whose `node_id` names the lane); a version-8 node would close the connection
 ///    on the offer.
-pub const WIRE_MIN: u8 = 9;
-pub const WIRE_MAX: u8 = 9;
+/// 10: leaders' hints carry their groups' learners and base-copy progress (a flag byte, then
+///    the learners and the copy when there are some); a version-9 node refuses the hints.
+pub const WIRE_MIN: u8 = 10;
+pub const WIRE_MAX: u8 = 10;
 
 use crate::wire::{Reader, WireError};
 

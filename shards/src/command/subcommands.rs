@@ -273,10 +273,22 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
         "cluster",
         &[
             s(
+                "cancelmove",
+                3,
+                "CANCELMOVE <id>",
+                "Cancel an open move: the replica goes back where it was.",
+            ),
+            s(
                 "countkeysinslot",
                 3,
                 "COUNTKEYSINSLOT <slot>",
                 "Return the number of keys in <slot>.",
+            ),
+            s(
+                "drain",
+                3,
+                "DRAIN <node>",
+                "Move every replica off a node that stays a member (UNDRAIN undoes it).",
             ),
             s(
                 "forget",
@@ -303,6 +315,18 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
                 "KEYSLOT <key>",
                 "Return the hash slot for <key>.",
             ),
+            s(
+                "move",
+                -4,
+                "MOVE <vshard>|SLOTS <first> <last> <node> [FROM <node>]",
+                "Move a vShard's replica (or the vShards of a slot range) to a node.",
+            ),
+            s(
+                "moves",
+                2,
+                "MOVES",
+                "List moves with their phase, bytes copied, rate and ETA.",
+            ),
             s("myid", 2, "MYID", "Return the node id."),
             s(
                 "nodes",
@@ -321,6 +345,12 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
                 2,
                 "SLOTS",
                 "Return information about slots range mappings.",
+            ),
+            s(
+                "undrain",
+                3,
+                "UNDRAIN <node>",
+                "Give a drained node its share of replicas again.",
             ),
             HELP,
         ],

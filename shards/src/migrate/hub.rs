@@ -95,6 +95,8 @@ struct Outgoing {
     sender: Sender,
     blob: Bytes,
     offered_ms: u64,
+    /// When this session was made (progress reports: `copy_progress`).
+    begun_ms: u64,
     /// The target answered on the current lane (chunks go out only then).
     started: bool,
 }
@@ -242,6 +244,18 @@ impl Hub {
         (self.out.len(), self.inc.len())
     }
 
+    /// Source: how far the copy of `group` to `peer` has come, `(bytes acknowledged, total,
+    /// ms since the session began)`; `None` without such a session.
+    pub fn copy_progress(&self, peer: NodeId, group: u32, now_ms: u64) -> Option<(u64, u64, u64)> {
+        self.out.get(&(peer, group)).map(|o| {
+            (
+                o.sender.acked(),
+                o.blob.len() as u64,
+                now_ms.saturating_sub(o.begun_ms),
+            )
+        })
+    }
+
     /// Whether a source lane to `peer` is needed (the driver dials it while so).
     pub fn wants_lane(&self, peer: NodeId) -> bool {
         self.out.keys().any(|&(p, _)| p == peer)
@@ -299,6 +313,7 @@ impl Hub {
                     sender: Sender::new(id, blob.len() as u64, self.limits, now_ms),
                     blob: blob.clone(),
                     offered_ms: now_ms,
+                    begun_ms: now_ms,
                     started: false,
                 };
                 match e {
@@ -468,8 +483,9 @@ impl Hub {
             && !o.started
         {
             o.started = true;
-            if held > 0 && o.sender.acked() == 0 && held <= o.blob.len() as u64 {
-                // The target holds part of this copy from an earlier sender of it.
+            if held != o.sender.acked() && held <= o.blob.len() as u64 {
+                // The target holds more of this copy (from an earlier sender of it) or less
+                // (it restarted) than this sender knew: from there on.
                 let crc = crc32c::crc32c(&o.blob[..held as usize]);
                 o.sender.resume(held, crc);
             }

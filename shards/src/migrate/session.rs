@@ -409,15 +409,19 @@ impl Sender {
         }
     }
 
-    /// A fresh sender of a copy whose target already holds its first `held` bytes (from an
-    /// earlier sender of the same session, gone with a restart of the source's side):
-    /// continues from there, given those bytes' CRC32C. Nothing changes once it sent.
+    /// Continues from what the target says it holds on a new connection, `held` bytes whose
+    /// CRC32C is `crc_of_held`: more than this sender knew (an earlier sender of the same
+    /// session, gone with a restart of the source's side) or less (the target restarted and
+    /// lost what it had acknowledged). A copy that was finishing goes back to copying.
     pub fn resume(&mut self, held: u64, crc_of_held: u32) {
-        if self.state == SenderState::Copying && self.hashed == 0 && held <= self.total {
+        if matches!(self.state, SenderState::Copying | SenderState::Finishing) && held <= self.total
+        {
+            self.state = SenderState::Copying;
             self.acked = held;
             self.next = held;
             self.hashed = held;
             self.crc = crc_of_held;
+            self.rewound_at = None;
         }
     }
 

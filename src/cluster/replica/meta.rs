@@ -78,6 +78,7 @@ pub(super) fn publish_meta(c: &Cluster, m: &Meta) {
     }
     c.note_meta_next_id(m.next_id());
     c.set_targets(&m.replicas);
+    c.set_moves(&m.moves);
 }
 
 /// Thread 0, at start: the members that the metadata log's entries beyond what is known
@@ -180,6 +181,17 @@ impl Replicas {
                     tracing::info!(node = id.0, epoch = m.epoch, "a node joined the cluster");
                 }
                 join_answer(m, id.0, out);
+            }
+            Ok(Applied::MoveStarted { id }) => {
+                let rec = m.moves.last().expect("just opened");
+                tracing::info!(
+                    id,
+                    vshard = rec.vshard,
+                    from = rec.from.0,
+                    to = rec.to.0,
+                    "a move started"
+                );
+                out.int(id as i64)
             }
             Ok(_) => out.ok(),
             Err(e) => out.error(&format!("ERR {e}")),
@@ -311,7 +323,10 @@ impl Replicas {
             match (ready, departing) {
                 (Some(l), _) if voters < want => ConfChange::Promote(l),
                 (_, Some(d)) if voters >= want || !conf.is_voter(d) => ConfChange::Remove(d),
-                _ => return self.propose_drained(now),
+                _ => {
+                    self.propose_drained(now);
+                    return self.close_moves(now);
+                }
             }
         };
         if grp.propose_conf(change).is_ok() {
@@ -359,6 +374,35 @@ impl Replicas {
                 "no group holds a replica on a leaving node: dropping it"
             );
             self.drained_at = Some(now + DRAINED_AGAIN);
+        }
+    }
+
+    /// On the metadata leader: `MoveDone` for every open move whose group's committed voters
+    /// (as routing knows them) are its placement, at most once per `DRAINED_AGAIN` (a repeat
+    /// is refused harmlessly once the first applied).
+    fn close_moves(&mut self, now: Instant) {
+        let Some(m) = &self.meta else { return };
+        if self.moves_closed_at.is_some_and(|t| now < t) {
+            return;
+        }
+        let arrived: Vec<u64> = m
+            .moves
+            .iter()
+            .filter(|r| r.state == shardline_shards::meta::MoveState::Open)
+            .filter(|r| {
+                let v = VShardId(r.vshard);
+                let voters = self.c.replica_mask(v);
+                voters != 0 && voters == self.c.target_mask(v)
+            })
+            .map(|r| r.id)
+            .collect();
+        for id in arrived {
+            let mut cmd = Vec::new();
+            Cmd::MoveDone { id }.encode(&mut cmd);
+            if self.propose_meta(cmd).is_ok() {
+                tracing::info!(id, "a move's group is where it was moved: closing it");
+                self.moves_closed_at = Some(now + DRAINED_AGAIN);
+            }
         }
     }
 

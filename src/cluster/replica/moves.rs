@@ -95,6 +95,9 @@ impl Replicas {
         if !held && self.c.leader(v) == peer {
             self.c.set_replicas(v, h.voters);
         }
+        if self.c.leader(v) == peer {
+            self.c.note_progress(v, h.learners, h.copy);
+        }
         let me = super::super::mask(std::iter::once(self.c.me));
         if h.voters & me == 0
             && !self.c.is_target(v)

@@ -210,6 +210,7 @@ impl Replicas {
             moves_due: now,
             handover_at: vec![None; count],
             drained_at: None,
+            moves_closed_at: None,
             drained_seen: None,
             meta_removed: None,
             blocked: std::collections::BTreeMap::new(),

@@ -225,6 +225,27 @@ fn a_new_source_session_continues_what_the_target_holds() {
     );
 }
 
+/// The target restarted mid-copy (found by the kill -9 test of `tests/moves.rs`): its new hub
+/// holds nothing of the copy the source's session had sent half of; the source goes back to
+/// what the target says it holds on the new lane, and the copy installs whole.
+#[test]
+fn a_target_that_restarted_mid_copy_gets_the_copy_from_the_start() {
+    let data = blob(2 << 20, 5);
+    let mut p = Pair::new(5);
+    p.connect();
+    offered(&mut p, &data);
+    p.b.want(G, Some(wanted(data.len() as u64)), 0);
+    while p.b.stats().bytes_in < (1 << 20) {
+        p.round();
+    }
+    p.b = Hub::new(limits());
+    p.disconnect();
+    p.connect();
+    p.b.want(G, Some(wanted(data.len() as u64)), p.now_ms);
+    p.run_until_installed(1000);
+    assert_eq!(&p.installed[0].blob[..], &data[..]);
+}
+
 #[test]
 fn damaged_chunks_are_sent_again_and_the_copy_installs_exactly() {
     let mut bad = 0;

@@ -389,6 +389,43 @@ impl Sim {
         self.check_replicas_and_queues();
     }
 
+    /// After `finish`: every move (an operator's, a drain's) closes and every group's voters
+    /// are where the metadata places them, on every member's view, within 30 s of quiet.
+    pub(super) fn check_moves_settled(&mut self) {
+        for waited in 0.. {
+            let unsettled: Vec<String> = self
+                .members()
+                .into_iter()
+                .filter(|&id| self.up(id))
+                .filter_map(|id| {
+                    let c = &self.nodes[id.slot()].c;
+                    let off: Vec<u16> = (0..c.meta_group() as u16)
+                        .filter(|&v| {
+                            let v = VShardId(v);
+                            c.replica_mask(v) != c.target_mask(v)
+                        })
+                        .collect();
+                    (c.moves_open() > 0 || !off.is_empty()).then(|| {
+                        format!(
+                            "node {id}: {} moves open, vShards not in place {off:?}",
+                            c.moves_open()
+                        )
+                    })
+                })
+                .collect();
+            if unsettled.is_empty() {
+                return;
+            }
+            assert!(
+                waited < 30_000,
+                "seed {:#x}: moves not settled: {unsettled:?}\n{}",
+                self.seed,
+                self.log.join("\n")
+            );
+            self.tick();
+        }
+    }
+
     /// Lets the cluster settle, then reads every key until a read succeeds, and checks the
     /// histories and that every node hears every other.
     pub(super) fn finish(&mut self) {

@@ -119,6 +119,29 @@ impl Sim {
                             self.leaving = Some(id);
                             id
                         }
+                        Admin::Move {
+                            vshard,
+                            to: NodeId(0),
+                        } => {
+                            let placed = self.nodes[0].c.target_mask(VShardId(vshard));
+                            let free: Vec<NodeId> = self
+                                .members()
+                                .into_iter()
+                                .filter(|id| placed & (1 << (id.0 - 1)) == 0)
+                                .collect();
+                            let Some(&to) =
+                                free.get(self.rng.below(free.len().max(1) as u64) as usize)
+                            else {
+                                return;
+                            };
+                            self.admin_queue
+                                .push_front((at, Admin::Move { vshard, to }));
+                            return;
+                        }
+                        Admin::Move { to, .. } => to,
+                        Admin::Drain(id) | Admin::Undrain(id) => id,
+                        Admin::CancelLast if self.last_move.is_none() => return,
+                        Admin::CancelLast => NodeId(0),
                     };
                     self.note(format!("{op:?}: node {node}"));
                     self.admin = Some(AdminState {
@@ -165,6 +188,18 @@ impl Sim {
                 .encode(&mut cmd);
             }
             Admin::Remove(id) => shardline_shards::meta::Cmd::RemoveNode { id }.encode(&mut cmd),
+            Admin::Move { vshard, to } => shardline_shards::meta::Cmd::Move {
+                vshard,
+                to,
+                from: None,
+            }
+            .encode(&mut cmd),
+            Admin::CancelLast => shardline_shards::meta::Cmd::CancelMove {
+                id: self.last_move.expect("checked when it started"),
+            }
+            .encode(&mut cmd),
+            Admin::Drain(id) => shardline_shards::meta::Cmd::Drain { id }.encode(&mut cmd),
+            Admin::Undrain(id) => shardline_shards::meta::Cmd::Undrain { id }.encode(&mut cmd),
         }
         let token = self.next_admin;
         self.next_admin += 1;
@@ -194,6 +229,15 @@ impl Sim {
                 .expect("NOTLEADER names an address");
             a.target = Some(NodeId((port - 40_000) as u64));
             a.next_at = now_ms + 1;
+            return;
+        }
+        let operator = !matches!(a.op, Admin::Join | Admin::Remove(_));
+        if operator && text.starts_with("-ERR") {
+            // A move, cancel or drain the metadata refused (the vShard is there already or
+            // moving, the move finished): the same on every replica, nothing changed.
+            let op = a.op;
+            self.admin = None;
+            self.note(format!("{op:?} refused: {}", text.trim_end()));
             return;
         }
         if text.starts_with('-') {
@@ -228,6 +272,18 @@ impl Sim {
             Admin::Remove(id) => {
                 assert_eq!(text, "+OK\r\n", "seed {:#x}: FORGET {id}", self.seed);
                 self.note(format!("node {id} is leaving"));
+            }
+            Admin::Move { .. } => {
+                let id = text
+                    .strip_prefix(':')
+                    .and_then(|t| t.trim_end().parse().ok())
+                    .unwrap_or_else(|| panic!("seed {:#x}: MOVE answered {text}", self.seed));
+                self.note(format!("{op:?}: move {id}"));
+                self.last_move = Some(id);
+            }
+            _ => {
+                assert_eq!(text, "+OK\r\n", "seed {:#x}: {op:?}", self.seed);
+                self.note(format!("{op:?} done"));
             }
         }
     }

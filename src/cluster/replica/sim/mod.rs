@@ -101,6 +101,16 @@ enum Admin {
     Join,
     /// The member leaves: it hands its replicas over, then its process ends.
     Remove(NodeId),
+    /// `CLUSTER MOVE <vshard> <to>` (refused when `to` holds it already, or it moves); `to`
+    /// `NodeId(0)`: a member the placement does not put it on when the move starts.
+    Move {
+        vshard: u16,
+        to: NodeId,
+    },
+    /// `CLUSTER CANCELMOVE` of the last move started (refused once it finished).
+    CancelLast,
+    Drain(NodeId),
+    Undrain(NodeId),
 }
 
 /// The membership change under way.
@@ -309,6 +319,8 @@ struct Sim {
     next_admin: u64,
     /// The member asked to leave that has not left yet.
     leaving: Option<NodeId>,
+    /// The id the last `Admin::Move` was answered with.
+    last_move: Option<u64>,
     /// What happened, for a failure's report.
     log: Vec<String>,
     /// Replies by kind: acknowledged, refused (not applied), unknown outcome.
@@ -384,6 +396,7 @@ impl Sim {
             admin: None,
             next_admin: ADMIN_TOKEN,
             leaving: None,
+            last_move: None,
             log: Vec::new(),
             acked: 0,
             audits: 0,
@@ -860,6 +873,33 @@ fn sim_nodes_join_and_leave_while_crashes_cuts_and_pauses_go_on() {
         sim.finish();
         assert!(sim.nodes[leaver.slot()].gone, "node {leaver} left");
         assert_eq!(sim.members().len(), 4);
+    }
+}
+
+#[test]
+fn sim_operators_move_drain_and_cancel_while_crashes_cuts_and_pauses_go_on() {
+    for seed in seeds(4) {
+        let mut sim = Sim::new(seed, 4, 1 + (seed as usize & 1));
+        let vshards = sim.nodes[0].c.meta_group() as u64;
+        // To a node that does not hold it when the move starts (`NodeId(0)`).
+        let pick = |sim: &mut Sim| Admin::Move {
+            vshard: sim.rng.below(vshards) as u16,
+            to: NodeId(0),
+        };
+        let drained = NodeId(1 + sim.rng.below(4));
+        for (at, op) in [
+            (1_000, pick(&mut sim)),
+            (1_500, pick(&mut sim)),
+            (1_520, Admin::CancelLast),
+            (2_500, Admin::Drain(drained)),
+            (5_000, Admin::Undrain(drained)),
+            (6_500, pick(&mut sim)),
+        ] {
+            sim.admin_queue.push_back((at, op));
+        }
+        sim.run_with_faults(9_000);
+        sim.finish();
+        sim.check_moves_settled();
     }
 }
 
