@@ -209,6 +209,9 @@ pub struct Replicas {
     moves_due: Instant,
     /// Per group, when its leadership may be handed over again.
     handover_at: Vec<Option<Instant>>,
+    /// Per vShard: since when this leader's next change removes its own replica (it hands
+    /// leadership over first: `moves::drive_moves`).
+    leaving_lead: Vec<Option<Instant>>,
     /// Metadata leader: when `Drained` may be proposed again (`meta::propose_drained`), and
     /// since when a leaving node has looked drained.
     drained_at: Option<Instant>,
@@ -418,7 +421,7 @@ impl Replicas {
 
     /// Folds group `g`'s applied entries into a snapshot of its vShard (stored first), so the
     /// log can drop them.
-    fn compact(&mut self, db: &shardline_shards::db::Db, g: u32) {
+    pub(super) fn compact(&mut self, db: &shardline_shards::db::Db, g: u32) {
         let applied = self.applied[g as usize];
         let Some(grp) = self.groups[g as usize].as_mut() else {
             return;

@@ -16,6 +16,9 @@ const MOVES_MAX: usize = 4;
 /// over again (a preferred leader that cannot win must not make its group flap).
 const HANDOVERS_MAX: usize = 8;
 const HANDOVER_AGAIN: Duration = Duration::from_secs(10);
+/// How long a leader whose own replica is to leave waits for the handover it started before it
+/// removes itself anyway (an election follows then).
+const HANDOVER_WAIT: Duration = Duration::from_secs(2);
 /// How often leaders look for groups to move.
 pub(super) const MOVES_PERIOD: Duration = Duration::from_millis(100);
 
@@ -77,12 +80,13 @@ impl Replicas {
 
     /// A leader's hint from `peer`: routing learns the leader and voters of a group with no
     /// replica here (a replica's own Raft state routes its group: a peer's word, a wrong term
-    /// included, must not override it); a replica here that the committed voters leave out is
-    /// dropped if this node is not placed there any more, unless it is a learner of the
-    /// hinting leader's term or of a membership at least as new (learners are not in the
-    /// hint). A learner of an older term whose addition never committed (its leader lost the
-    /// lead before) hears from nobody and asks nobody: it was never dropped, and routed its
-    /// vShard to that old leader for good (found by the simulator's join scenario).
+    /// included, must not override it); a replica here that the committed membership leaves
+    /// out (neither a voter nor a learner of it) is dropped if this node is not placed there
+    /// any more. Before hints named learners (wire 10), a learner here was kept unless older
+    /// than the hint's term and membership, and a learner removed in the same term it was
+    /// added in, that missed its removal, was kept for good (found by the simulator's
+    /// operators scenario; before it, a learner whose addition never committed, by the join
+    /// scenario).
     pub(super) fn hint(&mut self, peer: NodeId, h: super::super::Hint) {
         let v = VShardId(h.group);
         let held = self.groups[h.group as usize].is_some();
@@ -98,14 +102,10 @@ impl Replicas {
         if self.c.leader(v) == peer {
             self.c.note_progress(v, h.learners, h.copy);
         }
+        // The hint names the committed membership's voters and learners (both of the same
+        // membership: voters are 0 while a change is not committed).
         let me = super::super::mask(std::iter::once(self.c.me));
-        if h.voters & me == 0
-            && !self.c.is_target(v)
-            && self.groups[h.group as usize].as_ref().is_some_and(|g| {
-                !g.membership().learners.contains(&self.c.me)
-                    || (g.term() < h.term && g.conf_index() < h.conf_index)
-            })
-        {
+        if h.voters & me == 0 && h.learners & me == 0 && held && !self.c.is_target(v) {
             self.removed_notice(h.group as u32, h.conf_index);
         }
     }
@@ -171,7 +171,11 @@ impl Replicas {
     /// groups in place whose preferred leader is another live voter are handed over to it
     /// (once settled: `Group::transfer_leader`), so leaders spread as the placement does.
     /// `Err(Fatal::Left)` once this node, asked to leave, holds nothing more (thread 0).
-    pub(super) fn drive_moves(&mut self, now: Instant) -> Result<(), Fatal> {
+    pub(super) fn drive_moves(
+        &mut self,
+        db: &shardline_shards::db::Db,
+        now: Instant,
+    ) -> Result<(), Fatal> {
         if self.shard == 0 && self.left() {
             return Err(Fatal::Left);
         }
@@ -197,6 +201,7 @@ impl Replicas {
                 continue;
             };
             if grp.role() != raft::Role::Leader {
+                self.leaving_lead[g as usize] = None;
                 continue;
             }
             let m = grp.membership();
@@ -245,7 +250,47 @@ impl Replicas {
             match change {
                 None => continue,
                 Some(ConfChange::AddLearner(_)) if catching_up >= MOVES_MAX => continue,
+                Some(ConfChange::AddLearner(_)) if grp.snapshot_id().index == 0 => {
+                    // A new replica must start from a snapshot: the membership the group
+                    // started with is not in its log, so one that took the whole log would
+                    // take its creator's placeholder for it, and its own compactions would
+                    // write that into their blobs (found by the simulator: a replica made
+                    // from such a blob elsewhere stood alone and led a stale log). So a
+                    // leader that never compacted compacts first, as the metadata's does.
+                    self.compact(db, g);
+                    continue;
+                }
                 Some(ConfChange::AddLearner(_)) => catching_up += 1,
+                Some(ConfChange::Remove(id)) if id == self.c.me => {
+                    // The leader's own replica leaves: it hands leadership to a voter that
+                    // stays first (the preferred one if it votes), which then removes it.
+                    // Removing itself, it would leave the group leaderless for an election
+                    // timeout (the cutover gap `scripts/bench-move.sh` measured: 1-2 s). A
+                    // handover is sent once nothing is in flight (`Group::transfer_leader`);
+                    // one not made within `HANDOVER_WAIT` falls back to removing itself.
+                    let since = *self.leaving_lead[g as usize].get_or_insert(now);
+                    if now < since + HANDOVER_WAIT {
+                        let p = self.c.preferred(VShardId(g as u16));
+                        let m = grp.membership().clone();
+                        let heirs =
+                            std::iter::once(p)
+                                .chain(m.voters.iter().copied())
+                                .filter(|&id| {
+                                    id != self.c.me
+                                        && m.is_voter(id)
+                                        && target.contains(&id)
+                                        && self.c.is_up(id)
+                                });
+                        for heir in heirs {
+                            if grp.transfer_leader(heir) {
+                                self.touch(g);
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    self.leaving_lead[g as usize] = None;
+                }
                 Some(_) => {}
             }
             let change = change.expect("matched");

@@ -209,6 +209,7 @@ impl Replicas {
             seed,
             moves_due: now,
             handover_at: vec![None; count],
+            leaving_lead: vec![None; count],
             drained_at: None,
             moves_closed_at: None,
             drained_seen: None,

@@ -455,7 +455,7 @@ impl Replicas {
         }
         if now >= r.moves_due {
             r.moves_due = now + moves::MOVES_PERIOD;
-            r.drive_moves(now)?;
+            r.drive_moves(db, now)?;
         }
         let mut readies = readies;
         for (_, mut ready) in readies.drain(..) {
