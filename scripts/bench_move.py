@@ -165,7 +165,7 @@ def main():
         rows.append((res, summarize(res)))
         x = rows[-1][1]
         say(f"  run {r + 1}: vShard {res['v']} {res['frm']}->{res['to']} {res['state']}, "
-            f"{res['total'] / 1e6:.1f} MB copied, move {res['end'] - res['start']:.2f} s; "
+            f"target received {res['total'] / 1e6:.1f} MB, move {res['end'] - res['start']:.2f} s; "
             f"moving vShard p50/p99 {x['moving'][0] * 1e3:.2f}/{x['moving'][1] * 1e3:.2f} ms before, "
             f"{x['moving'][2] * 1e3:.2f}/{x['moving'][3] * 1e3:.2f} ms during; others "
             f"{x['others'][0] * 1e3:.2f}/{x['others'][1] * 1e3:.2f} before, "
@@ -183,7 +183,8 @@ def main():
     say(f"Moving vShard's longest gap between accepted writes: {med(lambda x: x['gap_before']) * 1e3:.0f} ms before "
         f"the move, {med(lambda x: x['gap_during']) * 1e3:.0f} ms during it (medians); move time "
         f"{statistics.median(r['end'] - r['start'] for r, _ in rows):.2f} s, "
-        f"{statistics.median(r['total'] for r, _ in rows) / 1e6:.1f} MB copied.")
+        f"{statistics.median(r['total'] for r, _ in rows) / 1e6:.1f} MB of copies received by the target meanwhile "
+        f"(its other groups' catch-ups included).")
     os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
     open(os.path.join(ROOT, "target/bench/move.md"), "w").write("\n".join(out_lines) + "\n")
 

@@ -54,11 +54,19 @@ fn loaded_cluster() -> TestCluster {
     c
 }
 
+/// A connection to node `i`, waiting up to 20 s for it to listen (a node just restarted).
 fn conn(c: &TestCluster, i: usize) -> redis::Connection {
-    redis::Client::open(c.url(i))
-        .unwrap()
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .unwrap()
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match redis::Client::open(c.url(i))
+            .unwrap()
+            .get_connection_with_timeout(Duration::from_secs(2))
+        {
+            Ok(n) => return n,
+            Err(e) => assert!(Instant::now() < deadline, "node {i}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// CLUSTER MOVES on node `i`, each move's fields as text.
@@ -233,13 +241,14 @@ fn a_move_copies_and_cuts_over_and_a_cancelled_one_goes_back() {
 }
 
 /// Moves under way when their target, their source (the vShard's leader) or the metadata
-/// leader is killed with SIGKILL and restarted: each finishes, with nothing lost.
+/// leader is killed with SIGKILL and restarted, mid-copy, and the vShard's leader killed as
+/// its copy ends (the cutover begins): each finishes, with nothing lost.
 #[test]
 fn moves_finish_after_kill_9_of_the_target_the_source_or_the_metadata_leader() {
     let mut c = loaded_cluster();
     let work = Workload::start(&c, 3);
     let mut moved = Vec::new();
-    for victim in ["target", "source", "metadata leader"] {
+    for victim in ["target", "source", "metadata leader", "leader at cutover"] {
         // A target that is not the victim when the source or the metadata leader is killed
         // (so the copy's two ends are different processes).
         let meta = c.cluster_field(0, "cluster_metadata_leader").unwrap() as usize - 1;
@@ -249,10 +258,20 @@ fn moves_finish_after_kill_9_of_the_target_the_source_or_the_metadata_leader() {
             .unwrap();
         let (id, v, _) = start_move(&c, (to + 1) % 4, to as u64 + 1, &moved);
         moved.push(v);
+        let installed = c.cluster_field(to, "bulk_copies_in").unwrap();
         wait_move(&c, to, id, Duration::from_secs(30), copying);
+        if victim == "leader at cutover" {
+            // The copy installed on the target: its learner catches up, is promoted, and the
+            // leader hands over and leaves; the leader dies right then.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.cluster_field(to, "bulk_copies_in").unwrap_or(0) == installed {
+                assert!(Instant::now() < deadline, "the copy never installed");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let kill = match victim {
             "target" => to,
-            "source" => {
+            "source" | "leader at cutover" => {
                 let ports = replica_ports(&c, v);
                 c.ports.iter().position(|&p| p == ports[0]).unwrap()
             }
@@ -269,6 +288,66 @@ fn moves_finish_after_kill_9_of_the_target_the_source_or_the_metadata_leader() {
         wait_replicas(&c, v, &[to], &[]);
     }
     c.wait_served(Duration::from_secs(60));
+    work.finish_and_check(&c);
+    check_values(&c);
+}
+
+/// `shardline ctl drain --wait` empties a node that stays a member, `undrain --wait` gives it
+/// its share back; both exit 0 once their moves are done; a cancel of a drain's move is
+/// refused (its source takes nothing), and writes go on throughout.
+#[test]
+fn ctl_drains_a_node_and_gives_it_its_share_back() {
+    let c = loaded_cluster();
+    let work = Workload::start(&c, 2);
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
+            .arg("ctl")
+            .arg("-h")
+            .arg(format!("127.0.0.1:{}", c.ports[1]))
+            .args(args)
+            .output()
+            .expect("shardline ctl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let held = |c: &TestCluster| c.cluster_field(3, "cluster_vshard_replicas").unwrap();
+    let before = held(&c);
+    assert!(before > 0);
+    let (code, out, err) = ctl(&["drain", "4", "--wait"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("{before}/{before} moves finished")),
+        "{out}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while held(&c) != 0 {
+        assert!(Instant::now() < deadline, "node 4 still holds {}", held(&c));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listed = moves(&c, 0);
+    let drained: Vec<_> = listed.iter().filter(|m| m["kind"] == "drain").collect();
+    assert_eq!(drained.len() as u64, before);
+    assert!(
+        drained
+            .iter()
+            .all(|m| m["from"] == "4" && m["state"] == "done")
+    );
+    let (code, out, err) = ctl(&["cancel", &drained[0]["id"]]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("no open move"), "{err}");
+    let (code, out, err) = ctl(&["moves"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("drain") && out.contains("done"), "{out}");
+    let (code, out, err) = ctl(&["undrain", "4", "--wait"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while held(&c) != before {
+        assert!(Instant::now() < deadline, "node 4 holds {}", held(&c));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     work.finish_and_check(&c);
     check_values(&c);
 }
