@@ -1,5 +1,5 @@
 """Driver of scripts/bench-bulk.sh: see that file for what it measures."""
-from bench_common import cli, wait
+from bench_common import cli, prefill, start_listed, wait
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,30 +56,12 @@ def join(binary):
     """Three nodes filled, a fourth joins: (copy bytes, copy seconds, join seconds)."""
     d = tempfile.mkdtemp(prefix="sl-bulk-")
     base = 7501
-    nodes = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
     common = ["--fsync", "always", "--log-level", "warn", "--raft-log-memory-bytes", "1048576",
               *os.environ.get("NODE_ARGS", "").split()]
     procs = []
     try:
-        for i in range(3):
-            procs.append(subprocess.Popen(
-                [binary, "--port", str(base + i), "--cores", str(i % NCPU), "--data-dir", os.path.join(d, f"n{i}"),
-                 "--cluster-nodes", nodes, "--vshards", VSHARDS, *common],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for i in range(3):
-            wait(lambda: "cluster_slots_ok:16384" in cli(base + i, "cluster", "info"), 60, f"node {i}")
-            wait(lambda: "cluster_moves_pending:0" in cli(base + i, "info", "cluster"), 60, f"node {i} settled")
-        for attempt in range(5):
-            # A leadership handover right after formation can leave a slot unserved for a
-            # moment: the prefill asks again.
-            r = subprocess.run([BENCH, "--port", str(base), "--cluster", "--keys", str(KEYS), "--value-size",
-                                str(VALUE), "--prefill", "--requests", "1", "--connections", "32", "--pipeline", "16",
-                                "--quiet", "--workload", "set"], capture_output=True, text=True)
-            if r.returncode == 0:
-                break
-            time.sleep(1)
-        else:
-            raise SystemExit(f"prefill failed: {r.stderr}")
+        procs += start_listed(binary, 3, base, d, ["--vshards", VSHARDS, *common])
+        prefill(BENCH, base, KEYS, VALUE)
         time.sleep(2)
         t0 = time.time()
         procs.append(subprocess.Popen(

@@ -1,5 +1,5 @@
 """Driver of scripts/bench-move.sh: see that file for what it measures."""
-from bench_common import cli, wait
+from bench_common import cli, prefill, start_listed
 import multiprocessing as mp
 import logging, os, shutil, statistics, subprocess, tempfile, time
 import redis
@@ -15,7 +15,6 @@ VALUE = int(os.environ.get("VALUE", "1000"))
 BASELINE = float(os.environ.get("BASELINE", "5"))
 VSHARDS = 16
 SLOTS_PER = 16384 // VSHARDS
-NCPU = os.cpu_count() or 2
 out_lines = []
 
 
@@ -75,27 +74,12 @@ def moves(port):
 def run_once():
     d = tempfile.mkdtemp(prefix="sl-move-")
     base = 7601
-    nodes = ",".join(f"127.0.0.1:{base + i}" for i in range(4))
     procs = []
     try:
-        for i in range(4):
-            procs.append(subprocess.Popen(
-                [SHARDLINE, "--port", str(base + i), "--cores", str(i % NCPU), "--data-dir", os.path.join(d, f"n{i}"),
-                 "--cluster-nodes", nodes, "--cluster-replicas", "3", "--vshards", str(VSHARDS), "--fsync", "always",
-                 "--log-level", "warn", "--raft-log-memory-bytes", "1048576", *os.environ.get("NODE_ARGS", "").split()],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for i in range(4):
-            wait(lambda: "cluster_slots_ok:16384" in cli(base + i, "cluster", "info"), 60, f"node {i}")
-            wait(lambda: "cluster_moves_pending:0" in cli(base + i, "info", "cluster"), 60, f"node {i} settled")
-        for attempt in range(5):
-            r = subprocess.run([BENCH, "--port", str(base), "--cluster", "--keys", str(KEYS), "--value-size",
-                                str(VALUE), "--prefill", "--requests", "1", "--connections", "32", "--pipeline", "16",
-                                "--quiet", "--workload", "set"], capture_output=True, text=True)
-            if r.returncode == 0:
-                break
-            time.sleep(1)
-        else:
-            raise SystemExit(f"prefill failed: {r.stderr}")
+        procs += start_listed(SHARDLINE, 4, base, d, [
+            "--cluster-replicas", "3", "--vshards", str(VSHARDS), "--fsync", "always", "--log-level", "warn",
+            "--raft-log-memory-bytes", "1048576", *os.environ.get("NODE_ARGS", "").split()])
+        prefill(BENCH, base, KEYS, VALUE)
         time.sleep(2)
         # The vShard to move: one whose preferred leader's replica goes to the node lacking it.
         r = redis.Redis(port=base)
