@@ -1,5 +1,6 @@
 //! Snapshot copies on bulk lanes between real processes (issue 19): copies whose connections
-//! a fault-injecting proxy cuts mid-way resume and install whole.
+//! a fault-injecting proxy cuts mid-way resume and install whole; snapshots stay on disk, not
+//! in memory.
 
 mod common;
 
@@ -86,4 +87,93 @@ fn snapshot_copies_cut_mid_way_resume_and_install_whole() {
     );
     assert!(bulk(&c, "bulk_copies_in") > 0);
     assert_eq!(bulk(&c, "bulk_bad_chunks"), 0);
+}
+
+/// A replicated node keeps no second copy of its data in memory: its snapshots' blobs are in
+/// their files once written (read back only while a copy is sent), so what replication holds
+/// (`mem_not_counted_for_evict`, the logs and buffers) stays far below the data. Before
+/// session 25 every replica kept its latest snapshot's blob: about the data once more. A node
+/// then brought back behind compacted logs still gets every value (its copies read from
+/// the leaders' files).
+#[test]
+fn replicas_keep_their_snapshots_on_disk_not_in_memory() {
+    let mut c = TestCluster::start(
+        3,
+        false,
+        &[
+            "--cluster-routing",
+            "proxy",
+            "--maxmemory",
+            "4gb",
+            "--raft-log-memory-bytes",
+            "1048576",
+            "--vshards",
+            "16",
+        ],
+    );
+    let mut conn = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let value = |i: usize| format!("{i}-{}", "m".repeat(1000));
+    let keys = 24_000;
+    for part in 0..keys / 2000 {
+        let mut pipe = redis::pipe();
+        for i in part * 2000..(part + 1) * 2000 {
+            pipe.set(format!("mem:{i}"), value(i)).ignore();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(e) = pipe.query::<()>(&mut conn) {
+            assert!(Instant::now() < deadline, "writes still refused: {e}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let held = |c: &TestCluster, i: usize| -> u64 {
+        let info = c.info_section(i, "memory").unwrap_or_default();
+        info.lines()
+            .find_map(|l| l.strip_prefix("mem_not_counted_for_evict:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    // 24 MB of values on every node; the logs hold at most about 1 MiB each.
+    for i in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while held(&c, i) > 8_000_000 {
+            assert!(
+                Instant::now() < deadline,
+                "node {i} holds {} bytes for replication",
+                held(&c, i)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    c.kill(2);
+    let mut pipe = redis::pipe();
+    for i in 0..keys {
+        pipe.set(format!("mem:{i}"), value(i + 1)).ignore();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = pipe.query::<()>(&mut conn) {
+        assert!(Instant::now() < deadline, "writes still refused: {e}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.spawn(2);
+    c.wait_served(Duration::from_secs(60));
+    let mut r = redis::Client::open(c.url(2))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("READONLY").query(&mut r).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in (0..keys).step_by(11) {
+        loop {
+            let v: Option<String> = r.get(format!("mem:{i}")).unwrap_or(None);
+            if v.as_deref() == Some(value(i + 1).as_str()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node 2 mem:{i} is behind");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(c.cluster_field(2, "bulk_copies_in").unwrap() > 0);
 }

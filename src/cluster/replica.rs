@@ -465,7 +465,7 @@ impl Replicas {
             kind: SnapshotKind::Compacted,
         });
         if g != self.meta_g {
-            // Nobody to send it to in a group of one: its file holds it (`restore_blob`).
+            // Its file holds it; a base copy reads it back (`snapshot_for_copy`).
             grp.release_snapshot_blob();
         }
         self.log_bytes_total -= std::mem::take(&mut self.log_bytes[g as usize]);
@@ -522,49 +522,33 @@ impl Replicas {
         }
     }
 
-    /// Before a member is added to group `g`: its snapshot blob back in memory if it was
-    /// released (taken from the file about to be written, or read from the one written).
-    /// False if it cannot be (the change waits; the warning says why).
-    fn restore_blob(&mut self, g: u32) -> bool {
-        let Some(grp) = self.groups[g as usize].as_mut() else {
-            return false;
-        };
-        if !grp.snapshot_blob_released() {
-            return true;
+    /// The blob of group `g`'s snapshot `id`, for a base copy: the group's copy if it holds
+    /// one, or the file about to be written, or the one written (read back whole; released
+    /// again once the copies that took it end: the hub's sessions hold it meanwhile).
+    pub(super) fn snapshot_for_copy(
+        &self,
+        g: u32,
+        id: shardline_shards::raft::LogId,
+    ) -> Result<bytes::Bytes, String> {
+        let grp = self.groups[g as usize].as_ref().ok_or("no replica")?;
+        if grp.snapshot_id() == id && !grp.snapshot_blob_released() {
+            return Ok(grp.snapshot_blob().clone());
         }
-        let id = grp.snapshot_id();
         let pending = self
             .before_flush
             .iter()
             .chain(&self.behind)
             .chain(self.in_flight_snapshots.iter().map(|(_, f)| f))
-            .filter(|f| f.group == g && f.last == id && f.kind == SnapshotKind::Compacted)
+            .filter(|f| f.group == g && f.last == id && f.kind != SnapshotKind::Tombstone)
             .last()
             .map(|f| f.blob.clone());
-        let blob = match pending {
+        match pending {
             Some(b) => Ok(b),
             None => match snapfile::read_snapshot(&self.snap_dir, g) {
                 Ok(Some((at, data))) if at == id => Ok(bytes::Bytes::from(data)),
                 Ok(_) => Err("its snapshot file is not the group's snapshot".to_string()),
                 Err(e) => Err(e),
             },
-        };
-        match blob.map(|b| grp.restore_snapshot_blob(b)) {
-            Ok(Ok(())) => true,
-            Ok(Err(_)) => {
-                tracing::warn!(
-                    vshard = g,
-                    "its snapshot file holds another membership; the move waits"
-                );
-                false
-            }
-            Err(e) => {
-                tracing::warn!(
-                    vshard = g,
-                    "cannot read back its snapshot: {e}; the move waits"
-                );
-                false
-            }
         }
     }
 

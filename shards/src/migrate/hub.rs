@@ -193,6 +193,9 @@ pub struct Hub {
     installs: Vec<Install>,
     ready: Vec<(NodeId, Dir)>,
     stats: Stats,
+    /// Source sessions that ended installed, and when (`refresh_offer` answers for them for
+    /// `OFFER_STALE_MS`: the leader offers until its group hears the install).
+    done: Vec<(NodeId, u32, SessionId, u64)>,
 }
 
 impl Hub {
@@ -211,6 +214,7 @@ impl Hub {
             installs: Vec::new(),
             ready: Vec::new(),
             stats: Stats::default(),
+            done: Vec::new(),
         }
     }
 
@@ -234,9 +238,11 @@ impl Hub {
         }
     }
 
-    /// Bytes the copies being received hold (replication memory, as the logs' are).
+    /// Bytes the copies being received hold, and the snapshots being sent (read back from
+    /// their files for the copy): replication memory, as the logs' are.
     pub fn held_bytes(&self) -> usize {
-        self.inc.values().map(|i| i.buf.len()).sum()
+        self.inc.values().map(|i| i.buf.len()).sum::<usize>()
+            + self.out.values().map(|o| o.blob.len()).sum::<usize>()
     }
 
     /// Sessions under way, as source and as target.
@@ -288,6 +294,29 @@ impl Hub {
     /// Whether the hub takes lane `(peer, dir)` for up (`lane_up`, `lane_down`).
     pub fn lane_is_up(&self, peer: NodeId, dir: Dir) -> bool {
         self.lanes.get(&peer).is_some_and(|l| l.up[dir.at()])
+    }
+
+    /// Source: the same offer again (a heartbeat's) for a session under way only keeps it
+    /// alive, and one for a copy that just installed changes nothing: true then (the driver
+    /// need not find the blob again, which may mean reading a snapshot file back).
+    pub fn refresh_offer(
+        &mut self,
+        to: NodeId,
+        group: u32,
+        term: u64,
+        last: LogId,
+        now_ms: u64,
+    ) -> bool {
+        let id = session_id(term, last);
+        match self.out.get_mut(&(to, group)) {
+            Some(o) if o.sender.id == id => {
+                o.offered_ms = now_ms;
+                true
+            }
+            _ => self.done.iter().any(|&(p, g, s, at)| {
+                (p, g, s) == (to, group, id) && now_ms.saturating_sub(at) <= OFFER_STALE_MS
+            }),
+        }
     }
 
     /// Source: the leader of `group` offered `to` its snapshot up to `last` in `term`, whose
@@ -497,7 +526,9 @@ impl Hub {
         match o.sender.state() {
             SenderState::Done => {
                 self.stats.done_out += 1;
+                let id = o.sender.id;
                 self.out.remove(&(peer, group));
+                self.done.push((peer, group, id, now_ms));
             }
             SenderState::Cancelled => {
                 self.out.remove(&(peer, group));
@@ -635,6 +666,8 @@ impl Hub {
     /// target that heard nothing says again what it holds; sessions whose group stopped
     /// offering, or that heard nothing for long, are dropped.
     pub fn tick(&mut self, now_ms: u64) {
+        self.done
+            .retain(|&(.., at)| now_ms.saturating_sub(at) <= OFFER_STALE_MS);
         let mut msgs: Vec<(NodeId, Dir, u32, BulkMsg)> = Vec::new();
         let mut wake = Vec::new();
         self.out.retain(|&(p, g), o| {

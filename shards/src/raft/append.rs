@@ -56,12 +56,6 @@ impl Group {
         };
         let next = next.max(1);
         if next <= self.snap.index {
-            if self.snapshot_blob_released() {
-                // Only a group without peers releases its blob (and takes none before it is
-                // back): nothing to send to a peer that cannot be.
-                debug_assert!(false, "a released snapshot blob wanted by a peer");
-                return;
-            }
             if self.cfg.bulk_snapshots {
                 // The entries it needs are in the snapshot now: offered, its bytes sent by the
                 // driver's bulk session (a heartbeat offers it again, should the offer be lost,
@@ -70,9 +64,15 @@ impl Group {
                 let msg = Msg::SnapshotOffer {
                     term: self.term,
                     last: self.snap,
-                    total: self.snap_data.len() as u64,
+                    total: self.snap_total,
                 };
                 return self.send(to, msg);
+            }
+            if self.snapshot_blob_released() {
+                // Without bulk snapshots only a group without peers releases its blob (and
+                // takes none before it is back): nothing to send to a peer that cannot be.
+                debug_assert!(false, "a released snapshot blob wanted by a peer");
+                return;
             }
             // The entries it needs are in the snapshot now: the chunk after what it holds (a
             // heartbeat resends it, should it be lost).

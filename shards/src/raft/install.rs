@@ -119,6 +119,7 @@ impl Group {
                 }
                 self.snap = last;
                 self.snap_data = data.clone();
+                self.snap_total = data.len() as u64;
                 self.snap_conf = conf;
                 self.recompute_conf();
                 self.commit = last.index;

@@ -43,8 +43,9 @@ impl Group {
         {
             return Err(ConfError::Pending);
         }
-        // A new member may need the snapshot: not before its blob is back in memory.
-        if self.snapshot_blob_released() {
+        // A new member may need the snapshot: not before its blob is back in memory (bulk
+        // snapshots are read from the snapshot's file by the driver).
+        if self.snapshot_blob_released() && !self.cfg.bulk_snapshots {
             return Err(ConfError::Pending);
         }
         // A learner votes only once it holds everything committed: a voter with an empty log

@@ -36,6 +36,8 @@ pub struct Group {
     /// (empty: none) with the membership in effect at `snap`.
     snap: LogId,
     snap_data: Bytes,
+    /// The latest snapshot blob's length, kept when the blob is released (offers name it).
+    snap_total: u64,
     snap_conf: Membership,
     /// The membership in effect: the latest config entry in the log (appended, committed or
     /// not), else `snap_conf`; `conf_index` is that entry's index (`snap.index` for
@@ -144,6 +146,7 @@ impl Group {
             leader: None,
             log,
             snap,
+            snap_total: snap_data.len() as u64,
             snap_data,
             conf: snap_conf.clone(),
             conf_index: snap.index,
@@ -334,14 +337,22 @@ impl Group {
         &self.snap_data
     }
 
-    /// Drops the in-memory copy of the snapshot blob when nobody can need it: this replica is
-    /// the group's only voter and there is no learner (a group of one keeps a copy of its whole
-    /// state otherwise). Its file holds it; `restore_snapshot_blob` gives it back before a
-    /// member is added (`propose_conf` refuses until then).
+    /// Drops the in-memory copy of the snapshot blob when the core cannot need it: with
+    /// `bulk_snapshots` always (an offer names only the blob's length; the driver's bulk
+    /// session reads the bytes, from the snapshot's file), else when this replica is the
+    /// group's only voter and there is no learner. Its file holds it; without bulk snapshots
+    /// `restore_snapshot_blob` gives it back before a member is added (`propose_conf` refuses
+    /// until then).
     pub fn release_snapshot_blob(&mut self) {
-        if self.conf.voters.len() == 1 && self.is_voter() && self.conf.learners.is_empty() {
+        let alone = self.conf.voters.len() == 1 && self.is_voter() && self.conf.learners.is_empty();
+        if self.cfg.bulk_snapshots || alone {
             self.snap_data = Bytes::new();
         }
+    }
+
+    /// The latest snapshot blob's length (also while it is released).
+    pub fn snapshot_total(&self) -> u64 {
+        self.snap_total
     }
 
     /// Whether the snapshot's blob was released (`release_snapshot_blob`).
@@ -412,6 +423,7 @@ impl Group {
         }
         self.snap = LogId { term, index };
         self.snap_data = conf::snapshot_blob(&conf, &data);
+        self.snap_total = self.snap_data.len() as u64;
         self.snap_conf = conf;
         self.purge = Some(self.snap);
     }

@@ -69,12 +69,15 @@ impl Replicas {
         now: Instant,
     ) {
         let now_ms = self.hub_now_ms(now);
-        let Some(grp) = self.groups[g as usize].as_ref() else {
-            return;
-        };
-        let blob = grp.snapshot_blob();
-        if grp.snapshot_id() == last && blob.len() as u64 == total {
-            self.hub.offer(to, g, term, last, blob, now_ms);
+        if self.hub.refresh_offer(to, g, term, last, now_ms) {
+            return; // under way: the offer only keeps it alive
+        }
+        match self.snapshot_for_copy(g, last) {
+            Ok(blob) if blob.len() as u64 == total => {
+                self.hub.offer(to, g, term, last, &blob, now_ms);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(vshard = g, "cannot read back its snapshot for a copy: {e}"),
         }
     }
 

@@ -237,9 +237,6 @@ impl Replicas {
             std::sync::atomic::Ordering::Relaxed,
         );
         for (g, target) in off_target {
-            if !self.restore_blob(g) {
-                continue;
-            }
             let grp = self.groups[g as usize].as_mut().expect("listed");
             let change = raft::conf::next_change(
                 &target,

@@ -126,7 +126,7 @@ impl Replicas {
             };
             let mut grp = grp.map_err(|_| corrupt(SNAP_HEADER_BYTES, "bad membership"))?;
             if g != meta_g {
-                // A group of one needs no copy of its snapshot in memory (`restore_blob`).
+                // No copy of its snapshot in memory: its file holds it (`snapshot_for_copy`).
                 grp.release_snapshot_blob();
             }
             *slot = Some(grp);

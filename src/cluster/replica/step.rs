@@ -181,6 +181,12 @@ impl Replicas {
                         );
                         r.clocks[g as usize] = clock;
                         r.applied[g as usize] = snap.last;
+                        if g != r.meta_g
+                            && let Some(grp) = r.groups[g as usize].as_mut()
+                        {
+                            // Its file (written before this step's batch) holds it now.
+                            grp.release_snapshot_blob();
+                        }
                         r.log_bytes_total -= std::mem::take(&mut r.log_bytes[g as usize]);
                     }
                     Err(e) => {

@@ -161,3 +161,63 @@ fn a_wanted_snapshot_is_dropped_by_appends_a_new_term_or_a_bad_size() {
     );
     assert_eq!(c.snapshot_wanted(), None, "a later term");
 }
+
+/// With bulk snapshots a replicated group drops its snapshot's blob (its file holds it; the
+/// driver reads it back for a copy): it still offers the snapshot with its length, and adds
+/// members; a follower that installed one drops it too.
+#[test]
+fn a_released_blob_is_still_offered_with_its_length_and_members_are_still_added() {
+    let bulk = |id| Config {
+        bulk_snapshots: true,
+        ..three(id, 12)
+    };
+    let mut a = Group::new(bulk(NodeId(1)));
+    let term = elect(&mut a, &[NodeId(2)]);
+    let _ = a.take_ready();
+    a.propose(b"x".to_vec()).unwrap();
+    let last = a.last_id();
+    a.step(
+        NodeId(2),
+        Msg::AppendReply {
+            term,
+            success: true,
+            last: last.index,
+            ctx: 0,
+        },
+    );
+    let _ = a.take_ready();
+    a.compact(last.index, b"state".to_vec());
+    let total = a.snapshot_blob().len() as u64;
+    let blob = a.snapshot_blob().clone();
+    a.release_snapshot_blob();
+    assert!(a.snapshot_blob_released(), "released with peers");
+    assert_eq!(a.snapshot_total(), total);
+    a.step(
+        NodeId(3),
+        Msg::AppendReply {
+            term,
+            success: false,
+            last: 0,
+            ctx: 0,
+        },
+    );
+    let offers: Vec<_> = a
+        .take_ready()
+        .messages
+        .into_iter()
+        .filter(|e| e.to == NodeId(3))
+        .collect();
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].msg, Msg::SnapshotOffer { term, last, total });
+    assert!(a.propose_conf(ConfChange::AddLearner(NodeId(4))).is_ok());
+
+    let mut c = Group::new(bulk(NodeId(3)));
+    let _ = c.take_ready();
+    c.step(NodeId(1), Msg::SnapshotOffer { term, last, total });
+    let wanted = c.snapshot_wanted().expect("wanted");
+    c.install_snapshot(wanted, blob);
+    assert!(c.take_ready().snapshot.is_some());
+    c.release_snapshot_blob();
+    assert!(c.snapshot_blob_released());
+    assert_eq!(c.snapshot_total(), total);
+}
