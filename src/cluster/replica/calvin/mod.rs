@@ -892,4 +892,3 @@ impl Replicas {
         });
     }
 }
-
