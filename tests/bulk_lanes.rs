@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::TestCluster;
+use common::cluster::{TestCluster, set_all};
 use redis::Commands;
 use std::time::{Duration, Instant};
 
@@ -33,17 +33,7 @@ fn snapshot_copies_cut_mid_way_resume_and_install_whole() {
         .get_connection()
         .unwrap();
     let value = |i: usize| format!("{i}-{}", "x".repeat(1000));
-    for part in 0..4 {
-        let mut pipe = redis::pipe();
-        for i in part * 2000..(part + 1) * 2000 {
-            pipe.set(format!("cut:{i}"), value(i)).ignore();
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Err(e) = pipe.query::<()>(&mut conn) {
-            assert!(Instant::now() < deadline, "writes still refused: {e}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    set_all(&mut conn, 0..8000, |i| format!("cut:{i}"), value);
     drop(conn);
     c.spawn(2);
     let bulk = |c: &TestCluster, name: &str| c.cluster_field(2, name).unwrap_or(0);
@@ -117,17 +107,7 @@ fn replicas_keep_their_snapshots_on_disk_not_in_memory() {
         .unwrap();
     let value = |i: usize| format!("{i}-{}", "m".repeat(1000));
     let keys = 24_000;
-    for part in 0..keys / 2000 {
-        let mut pipe = redis::pipe();
-        for i in part * 2000..(part + 1) * 2000 {
-            pipe.set(format!("mem:{i}"), value(i)).ignore();
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Err(e) = pipe.query::<()>(&mut conn) {
-            assert!(Instant::now() < deadline, "writes still refused: {e}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    set_all(&mut conn, 0..keys, |i| format!("mem:{i}"), value);
     let held = |c: &TestCluster, i: usize| -> u64 {
         let info = c.info_section(i, "memory").unwrap_or_default();
         info.lines()
@@ -148,15 +128,7 @@ fn replicas_keep_their_snapshots_on_disk_not_in_memory() {
         }
     }
     c.kill(2);
-    let mut pipe = redis::pipe();
-    for i in 0..keys {
-        pipe.set(format!("mem:{i}"), value(i + 1)).ignore();
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while let Err(e) = pipe.query::<()>(&mut conn) {
-        assert!(Instant::now() < deadline, "writes still refused: {e}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    set_all(&mut conn, 0..keys, |i| format!("mem:{i}"), |i| value(i + 1));
     c.spawn(2);
     c.wait_served(Duration::from_secs(60));
     let mut r = redis::Client::open(c.url(2))

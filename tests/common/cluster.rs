@@ -468,3 +468,27 @@ pub fn retry_tryagain<T>(mut f: impl FnMut() -> redis::RedisResult<T>) -> T {
         }
     }
 }
+
+/// SETs `key(i)` to `value(i)` for every `i` of `range` through `conn`, pipelined 2,000 at a
+/// time; a pipeline refused (an election, a handover) is sent again for up to 30 s.
+pub fn set_all(
+    conn: &mut redis::Connection,
+    range: std::ops::Range<usize>,
+    key: impl Fn(usize) -> String,
+    value: impl Fn(usize) -> String,
+) {
+    let mut at = range.start;
+    while at < range.end {
+        let end = (at + 2000).min(range.end);
+        let mut pipe = redis::pipe();
+        for i in at..end {
+            pipe.set(key(i), value(i)).ignore();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = pipe.query::<()>(conn) {
+            assert!(Instant::now() < deadline, "writes still refused: {e}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        at = end;
+    }
+}
