@@ -77,9 +77,44 @@ fn replicas_hold(c: &TestCluster, key: &str, want: &[&str]) {
     }
 }
 
+/// Set when a waiter of `waiting_scenario` was answered `-TRYAGAIN` or `-MOVED`: its slot's
+/// leadership moved mid-test (an election on a loaded machine), which this test is not about.
+static LEADERSHIP_MOVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A waiter's answer; a redirect (the leadership moved) is noted for the retry below.
+fn steady<T>(r: redis::RedisResult<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) if matches!(e.code(), Some("TRYAGAIN") | Some("MOVED")) => {
+            LEADERSHIP_MOVED.store(true, std::sync::atomic::Ordering::SeqCst);
+            panic!("the slot's leadership moved mid-test: {e}")
+        }
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
 #[test]
 fn blocking_pops_wait_on_the_leader_in_arrival_order_and_pop_the_same_element_everywhere() {
     let _one = serial();
+    // Run again on a fresh cluster if an election moved the waited slot's leader mid-test
+    // (seen in sessions 24 and 25 under the full suite): the waiters are then redirected,
+    // which `a_leader_cut_off_from_its_quorum_redirects_its_waiters` covers; any other
+    // failure fails the test.
+    for attempt in 1..=3 {
+        LEADERSHIP_MOVED.store(false, std::sync::atomic::Ordering::SeqCst);
+        match std::panic::catch_unwind(waiting_scenario) {
+            Ok(()) => return,
+            Err(_) if attempt < 3 && LEADERSHIP_MOVED.load(std::sync::atomic::Ordering::SeqCst) => {
+                eprintln!(
+                    "attempt {attempt}: the leadership moved mid-test; again on a fresh cluster"
+                )
+            }
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+fn waiting_scenario() {
     // About waiting, not failure detection: a longer node timeout keeps a debug build on a
     // loaded 2-core machine from electing a new leader mid-test (a waiter is then redirected,
     // which `a_leader_cut_off_from_its_quorum_redirects_its_waiters` covers).
@@ -92,12 +127,12 @@ fn blocking_pops_wait_on_the_leader_in_arrival_order_and_pop_the_same_element_ev
     // Two waiters, in order; one push of two elements serves both, first come first served.
     let first = {
         let (mut w, k) = (conn(&c, 0), k.clone());
-        std::thread::spawn(move || -> (String, String) { w.blpop(&k, 10.0).unwrap() })
+        std::thread::spawn(move || -> (String, String) { steady(w.blpop(&k, 10.0)) })
     };
     wait_blocked(&c, 0, 1);
     let second = {
         let (mut w, k) = (conn(&c, 0), k.clone());
-        std::thread::spawn(move || -> (String, String) { w.blpop(&k, 10.0).unwrap() })
+        std::thread::spawn(move || -> (String, String) { steady(w.blpop(&k, 10.0)) })
     };
     wait_blocked(&c, 0, 2);
     let _: () = writer.rpush(&k, &["a", "b", "c"]).unwrap();
@@ -112,14 +147,15 @@ fn blocking_pops_wait_on_the_leader_in_arrival_order_and_pop_the_same_element_ev
         let (mut w, dst) = (conn(&c, 0), dst.clone());
         let src = format!("{{{k}}}:src");
         std::thread::spawn(move || -> Option<String> {
-            redis::cmd("BLMOVE")
-                .arg(&src)
-                .arg(&dst)
-                .arg("LEFT")
-                .arg("RIGHT")
-                .arg(10)
-                .query(&mut w)
-                .unwrap()
+            steady(
+                redis::cmd("BLMOVE")
+                    .arg(&src)
+                    .arg(&dst)
+                    .arg("LEFT")
+                    .arg("RIGHT")
+                    .arg(10)
+                    .query(&mut w),
+            )
         })
     };
     wait_blocked(&c, 0, 1);
@@ -139,14 +175,15 @@ fn blocking_pops_wait_on_the_leader_in_arrival_order_and_pop_the_same_element_ev
     let reader = {
         let (mut w, stream) = (conn(&c, 0), stream.clone());
         std::thread::spawn(move || -> redis::Value {
-            redis::cmd("XREAD")
-                .arg("BLOCK")
-                .arg(10_000)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg("$")
-                .query(&mut w)
-                .unwrap()
+            steady(
+                redis::cmd("XREAD")
+                    .arg("BLOCK")
+                    .arg(10_000)
+                    .arg("STREAMS")
+                    .arg(&stream)
+                    .arg("$")
+                    .query(&mut w),
+            )
         })
     };
     wait_blocked(&c, 0, 1);
@@ -166,7 +203,7 @@ fn blocking_pops_wait_on_the_leader_in_arrival_order_and_pop_the_same_element_ev
     let list = format!("{{{k}}}:typed");
     let popper = {
         let (mut w, list) = (conn(&c, 0), list.clone());
-        std::thread::spawn(move || -> Option<(String, String)> { w.blpop(&list, 15.0).unwrap() })
+        std::thread::spawn(move || -> Option<(String, String)> { steady(w.blpop(&list, 15.0)) })
     };
     wait_blocked(&c, 0, 1);
     let mut leader = conn(&c, 0);
