@@ -188,6 +188,16 @@ fn check_values(c: &TestCluster) {
 #[test]
 fn a_move_copies_and_cuts_over_and_a_cancelled_one_goes_back() {
     let c = loaded_cluster();
+    // Not inside a transaction: refused at MULTI's queueing, and nothing moves.
+    let queued: redis::RedisResult<()> = redis::pipe()
+        .atomic()
+        .cmd("CLUSTER")
+        .arg("MOVE")
+        .arg(0)
+        .arg(4)
+        .query(&mut conn(&c, 0));
+    assert!(queued.is_err());
+    assert!(moves(&c, 0).iter().all(|m| m["kind"] != "operator"));
     let work = Workload::start(&c, 3);
     let (id, v, from) = start_move(&c, 1, 4, &[]);
     let seen = wait_move(&c, 2, id, Duration::from_secs(30), copying);

@@ -25,6 +25,26 @@ impl Conn {
                 "ERR FUNCTION LOAD/DELETE/FLUSH/RESTORE inside MULTI is not supported yet"
                     .to_string(),
             ),
+            // Changes to the cluster's metadata (proposed on the metadata leader, answered
+            // once applied there) are not part of a transaction.
+            _ if spec.name == "cluster"
+                && args.len() > 1
+                && [
+                    &b"move"[..],
+                    b"cancelmove",
+                    b"drain",
+                    b"undrain",
+                    b"join",
+                    b"forget",
+                ]
+                .iter()
+                .any(|s| args.get(1).eq_ignore_ascii_case(s)) =>
+            {
+                Some(format!(
+                    "ERR CLUSTER {} inside MULTI is not supported: it changes the cluster's metadata, not keys",
+                    String::from_utf8_lossy(args.get(1)).to_ascii_uppercase()
+                ))
+            }
             // A transaction with a script runs as a Calvin transaction, whatever its keys: its
             // participants' leaders run it and log its effects (`calvin::exec::run_script`),
             // so a script may name only its declared keys, and needs some.
