@@ -3,7 +3,7 @@
 //! given (any member: changes are forwarded to the metadata leader), and `--wait` follows the
 //! moves it started in `CLUSTER MOVES` until they finish, with a progress bar on a terminal.
 
-use crate::client::{Client, Reply};
+use crate::client::{Client, Reply, text};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -167,7 +167,7 @@ pub fn parse_moves(r: &Reply) -> Result<Vec<MoveView>, String> {
         let mut m = MoveView::default();
         for pair in kv.chunks(2) {
             let [k, v] = pair else { break };
-            let (k, v) = (k.text().unwrap_or_default(), v.text().unwrap_or_default());
+            let (k, v) = (text(k).unwrap_or_default(), text(v).unwrap_or_default());
             let n = || v.parse::<u64>().unwrap_or(0);
             match k.as_str() {
                 "id" => m.id = n(),

@@ -5,7 +5,6 @@
 mod common;
 
 use common::cluster::{TestCluster, set_all};
-use redis::Commands;
 use std::time::{Duration, Instant};
 
 /// A node that comes back behind compacted logs gets its vShards' snapshots on bulk lanes;
@@ -51,26 +50,13 @@ fn snapshot_copies_cut_mid_way_resume_and_install_whole() {
     std::thread::sleep(Duration::from_millis(300));
     c.heal();
     c.wait_served(Duration::from_secs(60));
-    let mut r = redis::Client::open(c.url(2))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let _: () = redis::cmd("READONLY").query(&mut r).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for i in (0..8000).step_by(7) {
-        loop {
-            let v: Option<String> = r.get(format!("cut:{i}")).unwrap_or(None);
-            if v.as_deref() == Some(value(i).as_str()) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node 2 cut:{i} = {:?}",
-                v.map(|v| v.len())
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    c.wait_replica_holds(
+        2,
+        (0..8000).step_by(7),
+        |i| format!("cut:{i}"),
+        |i, v| v == value(i),
+        Duration::from_secs(60),
+    );
     assert!(
         under_way > 0,
         "copies were under way when the links were cut"
@@ -131,21 +117,12 @@ fn replicas_keep_their_snapshots_on_disk_not_in_memory() {
     set_all(&mut conn, 0..keys, |i| format!("mem:{i}"), |i| value(i + 1));
     c.spawn(2);
     c.wait_served(Duration::from_secs(60));
-    let mut r = redis::Client::open(c.url(2))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let _: () = redis::cmd("READONLY").query(&mut r).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for i in (0..keys).step_by(11) {
-        loop {
-            let v: Option<String> = r.get(format!("mem:{i}")).unwrap_or(None);
-            if v.as_deref() == Some(value(i + 1).as_str()) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "node 2 mem:{i} is behind");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    c.wait_replica_holds(
+        2,
+        (0..keys).step_by(11),
+        |i| format!("mem:{i}"),
+        |i, v| v == value(i + 1),
+        Duration::from_secs(60),
+    );
     assert!(c.cluster_field(2, "bulk_copies_in").unwrap() > 0);
 }

@@ -9,7 +9,7 @@ use super::NodeId;
 use crate::client::{Reply, encode, read_reply};
 use crate::config::Config;
 use shardline_transport::frame::{WIRE_MAX, WIRE_MIN};
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,8 +19,8 @@ pub const FILE: &str = "cluster.conf";
 const PATIENCE: Duration = Duration::from_secs(60);
 /// `-NOTLEADER` redirects followed before giving up (leadership moving all the while).
 const HOPS_MAX: usize = 16;
-/// The items of an array in a join's answer (its member list).
-const ITEMS_MAX: usize = super::NODES_MAX * 4 + 8;
+/// The largest answer to a join read (its member list).
+const REPLY_BYTES_MAX: usize = 1 << 20;
 
 /// What a node that joined knows of its cluster before its metadata replica catches up.
 #[derive(Debug, PartialEq, Eq)]
@@ -120,7 +120,7 @@ fn ask(cfg: &Config, seed: SocketAddr) -> Result<Joined, String> {
 /// `load_or_join` keeps it: the simulator's joins, which carry the request themselves.
 #[cfg(test)]
 pub(crate) fn accept(cfg: &Config, seed: SocketAddr, reply: &[u8]) -> Result<Joined, String> {
-    let r = read_reply(&mut &reply[..], 0, ITEMS_MAX)?;
+    let r = read_reply(&mut &reply[..], &mut Vec::new(), REPLY_BYTES_MAX)?;
     keep(cfg, seed, parse_answer(&r)?)
 }
 
@@ -131,11 +131,11 @@ fn exchange(to: SocketAddr, req: &[u8], auth: bool) -> Result<Reply, String> {
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     s.write_all(req).map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(s.take(1 << 20));
-    if auth && let Reply::Error(e) = read_reply(&mut r, 0, ITEMS_MAX)? {
+    let mut buf = Vec::new();
+    if auth && let Reply::Error(e) = read_reply(&mut s, &mut buf, REPLY_BYTES_MAX)? {
         return Err(format!("AUTH was refused: {e}"));
     }
-    read_reply(&mut r, 0, ITEMS_MAX)
+    read_reply(&mut s, &mut buf, REPLY_BYTES_MAX)
 }
 
 /// `[cluster id (hex), id, vShards, rf, [[id, client, bus, threads]...]]`.
@@ -304,13 +304,23 @@ mod tests {
     #[test]
     fn join_answers_parse_and_malformed_ones_are_refused() {
         let wire = b"*5\r\n$32\r\nabababababababababababababababab\r\n:4\r\n:256\r\n:3\r\n*2\r\n*4\r\n:1\r\n$14\r\n127.0.0.1:7001\r\n$15\r\n127.0.0.1:17001\r\n:2\r\n*4\r\n:4\r\n$14\r\n127.0.0.1:7004\r\n$15\r\n127.0.0.1:17004\r\n:2\r\n";
-        let r = read_reply(&mut &wire[..], 0, ITEMS_MAX).unwrap();
+        let r = read_reply(&mut &wire[..], &mut Vec::new(), REPLY_BYTES_MAX).unwrap();
         assert_eq!(parse_answer(&r).unwrap(), sample());
-        let r = read_reply(&mut &b"*2\r\n:1\r\n:2\r\n"[..], 0, ITEMS_MAX).unwrap();
+        let r = read_reply(
+            &mut &b"*2\r\n:1\r\n:2\r\n"[..],
+            &mut Vec::new(),
+            REPLY_BYTES_MAX,
+        )
+        .unwrap();
         assert!(parse_answer(&r).unwrap_err().contains("not understood"));
-        assert!(read_reply(&mut &b"*1\r\n"[..], 0, ITEMS_MAX).is_err());
+        assert!(read_reply(&mut &b"*1\r\n"[..], &mut Vec::new(), REPLY_BYTES_MAX).is_err());
         assert_eq!(
-            read_reply(&mut &b"-NOTLEADER 127.0.0.1:7002 x\r\n"[..], 0, ITEMS_MAX).unwrap(),
+            read_reply(
+                &mut &b"-NOTLEADER 127.0.0.1:7002 x\r\n"[..],
+                &mut Vec::new(),
+                REPLY_BYTES_MAX
+            )
+            .unwrap(),
             Reply::Error("NOTLEADER 127.0.0.1:7002 x".into())
         );
     }

@@ -427,6 +427,40 @@ impl TestCluster {
         panic!("node {i} leads nothing");
     }
 
+    /// Waits up to `timeout` until node `i`'s own state (read with READONLY) holds, at every
+    /// key `key(k)` of `keys`, a value `ok(k, value)` accepts.
+    pub fn wait_replica_holds(
+        &self,
+        i: usize,
+        keys: impl IntoIterator<Item = usize>,
+        key: impl Fn(usize) -> String,
+        ok: impl Fn(usize, &str) -> bool,
+        timeout: Duration,
+    ) {
+        use redis::Commands;
+        let mut r = redis::Client::open(self.url(i))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = redis::cmd("READONLY").query(&mut r).unwrap();
+        let deadline = Instant::now() + timeout;
+        for k in keys {
+            loop {
+                let v: Option<String> = r.get(key(k)).unwrap_or(None);
+                if v.as_deref().is_some_and(|v| ok(k, v)) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i} {} = {:?}",
+                    key(k),
+                    v.map(|v| v.chars().take(24).collect::<String>())
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
     /// Cuts node `i` off from the others (both directions of each link).
     pub fn isolate(&self, i: usize) {
         for j in 0..self.ports.len() {

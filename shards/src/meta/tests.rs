@@ -225,12 +225,7 @@ fn state_and_commands_round_trip_and_damage_is_refused_without_panicking() {
         threads: 3,
     })
     .unwrap();
-    let mut b = Vec::new();
-    m.encode(&mut b);
-    assert_eq!(Meta::decode(&b), Ok(m.clone()));
-    for cut in 0..b.len() {
-        assert!(Meta::decode(&b[..cut]).is_err(), "cut at {cut}");
-    }
+    round_trips(&m);
     let cmds = [
         add(7005, 2),
         Cmd::RemoveNode { id: NodeId(3) },
@@ -240,11 +235,7 @@ fn state_and_commands_round_trip_and_damage_is_refused_without_panicking() {
             to: NodeId(4),
             from: Some(NodeId(2)),
         },
-        Cmd::Move {
-            vshard: 3,
-            to: NodeId(4),
-            from: None,
-        },
+        move_to(3, 4),
         Cmd::CancelMove { id: 7 },
         Cmd::MoveDone { id: 7 },
         Cmd::Drain { id: NodeId(2) },
@@ -410,14 +401,7 @@ fn a_move_replaces_one_replica_in_place_and_opens_a_record() {
                 node: w_free,
             },
         ),
-        (
-            Cmd::Move {
-                vshard: 16,
-                to: NodeId(4),
-                from: None,
-            },
-            MetaError::NoSuchVShard(16),
-        ),
+        (move_to(16, 4), MetaError::NoSuchVShard(16)),
         (mv(9, None), MetaError::UnknownNode(NodeId(9))),
         (
             Cmd::MoveDone { id: first + 1 },
@@ -462,11 +446,7 @@ fn a_move_without_a_source_takes_the_busiest_node_s_replica_and_cancel_puts_it_b
             .iter()
             .all(|r| r.node == busy || held(&m, r.node.0) < held(&m, busy.0))
     );
-    let Ok(Applied::MoveStarted { id }) = m.apply(&Cmd::Move {
-        vshard: v,
-        to: NodeId(4),
-        from: None,
-    }) else {
+    let Ok(Applied::MoveStarted { id }) = m.apply(&move_to(v, 4)) else {
         panic!("refused")
     };
     assert_eq!(m.open_move(v).unwrap().from, busy);
@@ -479,11 +459,7 @@ fn a_move_without_a_source_takes_the_busiest_node_s_replica_and_cancel_puts_it_b
 #[test]
 fn a_drained_node_holds_nothing_stays_a_member_and_undrain_gives_it_a_share() {
     let (mut m, v) = four_nodes_and_a_vshard_off_node_4();
-    let Ok(Applied::MoveStarted { id }) = m.apply(&Cmd::Move {
-        vshard: v,
-        to: NodeId(4),
-        from: None,
-    }) else {
+    let Ok(Applied::MoveStarted { id }) = m.apply(&move_to(v, 4)) else {
         panic!("refused")
     };
     assert_eq!(
@@ -524,11 +500,7 @@ fn a_drained_node_holds_nothing_stays_a_member_and_undrain_gives_it_a_share() {
         Ok(Applied::Drain { new: false })
     );
     assert_eq!(
-        m.apply(&Cmd::Move {
-            vshard: v,
-            to: NodeId(4),
-            from: None
-        }),
+        m.apply(&move_to(v, 4)),
         Err(MetaError::NotPlaceable(NodeId(4)))
     );
     // Three placeable nodes for three replicas: none may be drained or removed.
@@ -570,11 +542,7 @@ fn a_drained_node_holds_nothing_stays_a_member_and_undrain_gives_it_a_share() {
 fn finished_moves_are_kept_to_a_bound_and_records_round_trip() {
     let (mut m, v) = four_nodes_and_a_vshard_off_node_4();
     for _ in 0..FINISHED_KEPT + 5 {
-        let Ok(Applied::MoveStarted { id }) = m.apply(&Cmd::Move {
-            vshard: v,
-            to: NodeId(4),
-            from: None,
-        }) else {
+        let Ok(Applied::MoveStarted { id }) = m.apply(&move_to(v, 4)) else {
             panic!("refused")
         };
         m.apply(&Cmd::CancelMove { id }).unwrap();
@@ -585,18 +553,8 @@ fn finished_moves_are_kept_to_a_bound_and_records_round_trip() {
         m.next_move - FINISHED_KEPT as u64,
         "the oldest dropped first"
     );
-    m.apply(&Cmd::Move {
-        vshard: v,
-        to: NodeId(4),
-        from: None,
-    })
-    .unwrap();
-    let mut b = Vec::new();
-    m.encode(&mut b);
-    assert_eq!(Meta::decode(&b), Ok(m.clone()));
-    for cut in 0..b.len() {
-        assert!(Meta::decode(&b[..cut]).is_err(), "cut at {cut}");
-    }
+    m.apply(&move_to(v, 4)).unwrap();
+    round_trips(&m);
     let bad = |f: &dyn Fn(&mut Meta)| {
         let mut x = m.clone();
         f(&mut x);
@@ -682,4 +640,22 @@ fn joins_and_removals_record_each_replica_they_move() {
             .all(|r| r.from == NodeId(2) && r.kind == MoveKind::Leave)
     );
     assert_eq!(open.count(), on_2);
+}
+
+fn move_to(vshard: u16, to: u64) -> Cmd {
+    Cmd::Move {
+        vshard,
+        to: NodeId(to),
+        from: None,
+    }
+}
+
+/// `m` encodes and decodes to itself, and every cut of its encoding is refused.
+fn round_trips(m: &Meta) {
+    let mut b = Vec::new();
+    m.encode(&mut b);
+    assert_eq!(Meta::decode(&b).as_ref(), Ok(m));
+    for cut in 0..b.len() {
+        assert!(Meta::decode(&b[..cut]).is_err(), "cut at {cut}");
+    }
 }

@@ -94,6 +94,8 @@ pub fn session_id(term: u64, last: LogId) -> SessionId {
 struct Outgoing {
     sender: Sender,
     blob: Bytes,
+    /// The snapshot the blob is (`blob_of`: another target of it takes the same bytes).
+    last: LogId,
     offered_ms: u64,
     /// When this session was made (progress reports: `copy_progress`).
     begun_ms: u64,
@@ -319,6 +321,15 @@ impl Hub {
         }
     }
 
+    /// Source: the blob of `group`'s snapshot `last` if a copy of it is under way (a second
+    /// target of the same snapshot needs it read from its file no more).
+    pub fn blob_of(&self, group: u32, last: LogId) -> Option<Bytes> {
+        self.out
+            .iter()
+            .find(|((_, g), o)| *g == group && o.last == last)
+            .map(|(_, o)| o.blob.clone())
+    }
+
     /// Source: the leader of `group` offered `to` its snapshot up to `last` in `term`, whose
     /// blob is `blob`. A new offer replaces an older one's session; the same offer again only
     /// keeps it alive.
@@ -341,6 +352,7 @@ impl Hub {
                 let fresh = Outgoing {
                     sender: Sender::new(id, blob.len() as u64, self.limits, now_ms),
                     blob: blob.clone(),
+                    last,
                     offered_ms: now_ms,
                     begun_ms: now_ms,
                     started: false,

@@ -72,7 +72,8 @@ impl Replicas {
         if self.hub.refresh_offer(to, g, term, last, now_ms) {
             return; // under way: the offer only keeps it alive
         }
-        match self.snapshot_for_copy(g, last) {
+        let held = self.hub.blob_of(g, last).map(Ok);
+        match held.unwrap_or_else(|| self.snapshot_for_copy(g, last)) {
             Ok(blob) if blob.len() as u64 == total => {
                 self.hub.offer(to, g, term, last, &blob, now_ms);
             }

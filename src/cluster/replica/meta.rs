@@ -377,9 +377,9 @@ impl Replicas {
         }
     }
 
-    /// On the metadata leader: `MoveDone` for every open move whose group's committed voters
-    /// (as routing knows them) are its placement, at most once per `DRAINED_AGAIN` (a repeat
-    /// is refused harmlessly once the first applied).
+    /// On the metadata leader, once per moves period: `MoveDone` for every open move whose
+    /// group's committed voters (as routing knows them) are its placement, again at most once
+    /// per `DRAINED_AGAIN` (a repeat is refused harmlessly once the first applied).
     fn close_moves(&mut self, now: Instant) {
         let Some(m) = &self.meta else { return };
         if self.moves_closed_at.is_some_and(|t| now < t) {
@@ -396,6 +396,8 @@ impl Replicas {
             })
             .map(|r| r.id)
             .collect();
+        // Looked at once per moves period, not at every step.
+        self.moves_closed_at = Some(now + super::moves::MOVES_PERIOD);
         for id in arrived {
             let mut cmd = Vec::new();
             Cmd::MoveDone { id }.encode(&mut cmd);

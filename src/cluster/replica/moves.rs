@@ -259,45 +259,45 @@ impl Replicas {
                 }
                 Some(ConfChange::AddLearner(_)) => catching_up += 1,
                 Some(ConfChange::Remove(id)) if id == self.c.me => {
-                    // The leader's own replica leaves: it hands leadership to a voter that
-                    // stays first (the preferred one if it votes), which then removes it.
-                    // Removing itself, it would leave the group leaderless for an election
-                    // timeout (the cutover gap `scripts/bench-move.sh` measured: 1-2 s). A
-                    // handover is sent once nothing is in flight (`Group::transfer_leader`);
-                    // one not made within `HANDOVER_WAIT` falls back to removing itself.
-                    let since = *self.leaving_lead[g as usize].get_or_insert(now);
-                    if now < since + HANDOVER_WAIT {
-                        let p = self.c.preferred(VShardId(g as u16));
-                        let m = grp.membership().clone();
-                        let heirs =
-                            std::iter::once(p)
-                                .chain(m.voters.iter().copied())
-                                .filter(|&id| {
-                                    id != self.c.me
-                                        && m.is_voter(id)
-                                        && target.contains(&id)
-                                        && self.c.is_up(id)
-                                });
-                        for heir in heirs {
-                            if grp.transfer_leader(heir) {
-                                self.touch(g);
-                                break;
-                            }
-                        }
+                    if self.hand_over_first(g, &target, now) {
                         continue;
                     }
-                    self.leaving_lead[g as usize] = None;
                 }
                 Some(_) => {}
             }
             let change = change.expect("matched");
             self.thread_direct.set(None);
+            let grp = self.groups[g as usize].as_mut().expect("listed");
             if grp.propose_conf(change).is_ok() {
                 tracing::info!(vshard = g, ?change, "moving a replica");
                 self.touch(g);
             }
         }
         Ok(())
+    }
+
+    /// On the leader of `g`, whose next change removes its own replica: it hands leadership
+    /// to a voter that stays in `target` first (the preferred one if it votes), which then
+    /// removes it; removing itself, it would leave the group leaderless for an election
+    /// timeout (the cutover gap `scripts/bench-move.sh` measured: 1-2 s). A handover goes
+    /// once nothing is in flight (`Group::transfer_leader`). True while that is tried (the
+    /// removal waits); false once `HANDOVER_WAIT` passed without one (it removes itself).
+    fn hand_over_first(&mut self, g: u32, target: &[NodeId], now: Instant) -> bool {
+        let since = *self.leaving_lead[g as usize].get_or_insert(now);
+        if now >= since + HANDOVER_WAIT {
+            self.leaving_lead[g as usize] = None;
+            return false;
+        }
+        let (c, grp) = (&self.c, self.groups[g as usize].as_mut().expect("led"));
+        let m = grp.membership();
+        let heirs: Vec<NodeId> = std::iter::once(c.preferred(VShardId(g as u16)))
+            .chain(m.voters.iter().copied())
+            .filter(|&id| id != c.me && m.is_voter(id) && target.contains(&id) && c.is_up(id))
+            .collect();
+        if heirs.into_iter().any(|heir| grp.transfer_leader(heir)) {
+            self.touch(g);
+        }
+        true
     }
 
     /// Thread 0: whether this node is out of the metadata group (its replica's membership

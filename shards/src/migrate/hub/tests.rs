@@ -400,3 +400,32 @@ fn a_rate_caps_what_copies_send() {
     q.run_until_installed(20_000);
     assert!(q.now_ms < 100, "{} ms uncapped", q.now_ms);
 }
+
+/// A second target of the same snapshot takes the bytes of the copy under way (the driver
+/// reads a snapshot file back once); a finished copy's heartbeat offers are answered as
+/// under way, so the file is not read again for them.
+#[test]
+fn a_copy_under_way_lends_its_bytes_and_a_finished_one_needs_none() {
+    let data = blob(1 << 20, 6);
+    let mut p = Pair::new(6);
+    p.connect();
+    offered(&mut p, &data);
+    let w = wanted(data.len() as u64);
+    assert_eq!(p.a.blob_of(G, w.last).as_deref(), Some(&data[..]));
+    let other = LogId {
+        term: w.last.term,
+        index: w.last.index + 1,
+    };
+    assert!(p.a.blob_of(G, other).is_none());
+    assert!(p.a.blob_of(G + 1, w.last).is_none());
+    assert!(p.a.refresh_offer(B, G, w.term, w.last, p.now_ms));
+    p.b.want(G, Some(w), 0);
+    p.run_until_installed(1000);
+    assert!(p.a.blob_of(G, w.last).is_none(), "the session ended");
+    assert!(
+        p.a.refresh_offer(B, G, w.term, w.last, p.now_ms),
+        "just installed"
+    );
+    p.a.tick(p.now_ms + OFFER_STALE_MS + 1);
+    assert!(!p.a.refresh_offer(B, G, w.term, w.last, p.now_ms + OFFER_STALE_MS + 1));
+}

@@ -4,22 +4,22 @@
 use super::steps::three;
 use super::*;
 
-/// A leader with bulk snapshots offers its snapshot to a follower behind it (no chunks), again
-/// every heartbeat until the follower answers; the follower wants it, and once its bytes come
-/// (`install_snapshot`) it installs and answers as a chunked snapshot is answered.
-#[test]
-fn a_snapshot_is_offered_then_installed_from_its_bulk_bytes() {
-    let bulk = |id| Config {
+fn bulk(id: NodeId, seed: u64) -> Config {
+    Config {
         bulk_snapshots: true,
-        ..three(id, 11)
-    };
-    let mut a = Group::new(bulk(NodeId(1)));
+        ..three(id, seed)
+    }
+}
+
+/// Node 1 leading with bulk snapshots, its `entries` entries held by node 2 (node 3 holds
+/// nothing) and folded into a snapshot: the leader, its term and the snapshot's last entry.
+fn compacted_leader(seed: u64, entries: u8) -> (Group, u64, LogId) {
+    let mut a = Group::new(bulk(NodeId(1), seed));
     let term = elect(&mut a, &[NodeId(2)]);
     let _ = a.take_ready();
-    for i in 0..3 {
+    for i in 0..entries {
         a.propose(vec![b'a' + i]).unwrap();
     }
-    // Node 2 holds everything; node 3 nothing, and the log is compacted past it.
     let last = a.last_id();
     a.step(
         NodeId(2),
@@ -33,6 +33,16 @@ fn a_snapshot_is_offered_then_installed_from_its_bulk_bytes() {
     let _ = a.take_ready();
     a.compact(last.index, b"state".to_vec());
     let _ = a.take_ready();
+    (a, term, last)
+}
+
+/// A leader with bulk snapshots offers its snapshot to a follower behind it (no chunks), again
+/// every heartbeat until the follower answers; the follower wants it, and once its bytes come
+/// (`install_snapshot`) it installs and answers as a chunked snapshot is answered.
+#[test]
+fn a_snapshot_is_offered_then_installed_from_its_bulk_bytes() {
+    // Node 2 holds everything; node 3 nothing, and the log is compacted past it.
+    let (mut a, term, last) = compacted_leader(11, 3);
     a.step(
         NodeId(3),
         Msg::AppendReply {
@@ -63,7 +73,7 @@ fn a_snapshot_is_offered_then_installed_from_its_bulk_bytes() {
     );
 
     // The follower: wants it, answers nothing yet.
-    let mut c = Group::new(bulk(NodeId(3)));
+    let mut c = Group::new(bulk(NodeId(3), 11));
     let _ = c.take_ready();
     c.step(NodeId(1), Msg::SnapshotOffer { term, last, total });
     let wanted = c.snapshot_wanted().expect("wanted");
@@ -122,10 +132,7 @@ fn a_snapshot_is_offered_then_installed_from_its_bulk_bytes() {
 /// dropped whole.
 #[test]
 fn a_wanted_snapshot_is_dropped_by_appends_a_new_term_or_a_bad_size() {
-    let mut c = Group::new(Config {
-        bulk_snapshots: true,
-        ..three(NodeId(3), 12)
-    });
+    let mut c = Group::new(bulk(NodeId(3), 12));
     let _ = c.take_ready();
     let last = LogId { term: 1, index: 7 };
     let offer = |term, total| Msg::SnapshotOffer { term, last, total };
@@ -167,26 +174,7 @@ fn a_wanted_snapshot_is_dropped_by_appends_a_new_term_or_a_bad_size() {
 /// members; a follower that installed one drops it too.
 #[test]
 fn a_released_blob_is_still_offered_with_its_length_and_members_are_still_added() {
-    let bulk = |id| Config {
-        bulk_snapshots: true,
-        ..three(id, 12)
-    };
-    let mut a = Group::new(bulk(NodeId(1)));
-    let term = elect(&mut a, &[NodeId(2)]);
-    let _ = a.take_ready();
-    a.propose(b"x".to_vec()).unwrap();
-    let last = a.last_id();
-    a.step(
-        NodeId(2),
-        Msg::AppendReply {
-            term,
-            success: true,
-            last: last.index,
-            ctx: 0,
-        },
-    );
-    let _ = a.take_ready();
-    a.compact(last.index, b"state".to_vec());
+    let (mut a, term, last) = compacted_leader(12, 1);
     let total = a.snapshot_blob().len() as u64;
     let blob = a.snapshot_blob().clone();
     a.release_snapshot_blob();
@@ -211,7 +199,7 @@ fn a_released_blob_is_still_offered_with_its_length_and_members_are_still_added(
     assert_eq!(offers[0].msg, Msg::SnapshotOffer { term, last, total });
     assert!(a.propose_conf(ConfChange::AddLearner(NodeId(4))).is_ok());
 
-    let mut c = Group::new(bulk(NodeId(3)));
+    let mut c = Group::new(bulk(NodeId(3), 12));
     let _ = c.take_ready();
     c.step(NodeId(1), Msg::SnapshotOffer { term, last, total });
     let wanted = c.snapshot_wanted().expect("wanted");
