@@ -90,3 +90,46 @@ impl Client {
             .map_err(|e| format!("{}: {e}", self.addr))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out one byte per read (replies arrive in pieces).
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(out.len()).min(1);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn replies_read_in_pieces_one_after_another_and_bounded() {
+        let wire = b"+OK\r\n*2\r\n:1\r\n$3\r\nabc\r\n-ERR no\r\n";
+        let (mut r, mut buf) = (Trickle(wire), Vec::new());
+        assert_eq!(
+            read_reply(&mut r, &mut buf, 1 << 10),
+            Ok(Reply::Simple("OK".into()))
+        );
+        assert_eq!(
+            read_reply(&mut r, &mut buf, 1 << 10),
+            Ok(Reply::Array(vec![
+                Reply::Int(1),
+                Reply::Bulk(b"abc".to_vec())
+            ]))
+        );
+        assert_eq!(
+            read_reply(&mut r, &mut buf, 1 << 10),
+            Ok(Reply::Error("ERR no".into()))
+        );
+        assert!(read_reply(&mut r, &mut buf, 1 << 10).is_err(), "closed");
+        let big = b"$100\r\n";
+        assert!(read_reply(&mut &big[..], &mut Vec::new(), 4).is_err());
+        assert!(read_reply(&mut &b"*1\r\n"[..], &mut Vec::new(), 1 << 10).is_err());
+        assert_eq!(text(&Reply::Int(5)).as_deref(), Some("5"));
+    }
+}
