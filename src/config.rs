@@ -77,6 +77,11 @@ pub struct Config {
     /// Bytes a second this node's snapshot copies may send, over all its shard threads (0: no
     /// cap).
     pub bulk_max_bytes_per_sec: u64,
+    /// The load-based rebalancer (`cluster-rebalance`), the moves it may have open at once and
+    /// how often it samples the load.
+    pub cluster_rebalance: bool,
+    pub cluster_rebalance_moves: u64,
+    pub cluster_rebalance_period_ms: u64,
     /// Bytes of Raft log entries a shard thread keeps in memory, beyond which its largest log
     /// is compacted into a snapshot.
     pub raft_log_memory_bytes: u64,
@@ -333,6 +338,9 @@ impl Default for Config {
             bulk_chunk_bytes: 4 << 20,
             bulk_window_bytes: 8 << 20,
             bulk_max_bytes_per_sec: 0,
+            cluster_rebalance: false,
+            cluster_rebalance_moves: 2,
+            cluster_rebalance_period_ms: 10_000,
             raft_log_memory_bytes: 64 << 20,
         }
     }

@@ -281,6 +281,21 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
                 c.moves_open(),
                 c.leader(meta)
             );
+            let rebalancing = c
+                .moves()
+                .iter()
+                .filter(|m| m.state == shardline_shards::meta::MoveState::Open)
+                .filter(|m| {
+                    use shardline_shards::meta::MoveKind;
+                    matches!(m.kind, MoveKind::Rebalance | MoveKind::Lead)
+                })
+                .count();
+            let on = node.live.get(|l| &l.cluster_rebalance) != 0;
+            let _ = write!(
+                t,
+                "cluster_rebalance:{}\r\ncluster_rebalance_moves_open:{rebalancing}\r\n",
+                if on { "yes" } else { "no" }
+            );
             t.push_str(&c.calvin.info());
             t.push_str(&c.bulk_info());
         }

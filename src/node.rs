@@ -26,6 +26,10 @@ pub struct Live {
     /// Bytes a second the node's snapshot copies may send (0: no cap), shared by its shard
     /// threads' hubs at their next step.
     pub bulk_max_bytes_per_sec: AtomicU64,
+    /// The rebalancer's settings (`cluster-rebalance*`), read by thread 0 each step.
+    pub cluster_rebalance: AtomicU64,
+    pub cluster_rebalance_moves: AtomicU64,
+    pub cluster_rebalance_period_ms: AtomicU64,
     /// The command layer's settings; shard threads copy them into their `Db` when
     /// `tunables_version` moves (one relaxed load per batch).
     pub tunables: Mutex<Tunables>,
@@ -49,6 +53,11 @@ impl Live {
         self.fsync.store(crate::config::fsync_code(c.fsync), r);
         self.bulk_max_bytes_per_sec
             .store(c.bulk_max_bytes_per_sec, r);
+        self.cluster_rebalance.store(c.cluster_rebalance as u64, r);
+        self.cluster_rebalance_moves
+            .store(c.cluster_rebalance_moves, r);
+        self.cluster_rebalance_period_ms
+            .store(c.cluster_rebalance_period_ms, r);
         *self.tunables.lock().expect("tunables lock") = c.tunables;
         self.tunables_version.fetch_add(1, Ordering::Release);
     }

@@ -9,6 +9,7 @@
 //! node without removing it (`Drain`, `Undrain`): `moves.rs`.
 
 mod moves;
+pub mod rebalance;
 pub use moves::{MoveKind, MoveRec, MoveState};
 
 use crate::placement::{self, NodeId, NodeSpec, Placement, PlacementError, Replica};
@@ -105,6 +106,15 @@ pub enum Cmd {
     Undrain {
         id: NodeId,
     },
+    /// The rebalancer's decision (`rebalance.rs`), applied as `Move` (a replica moves off
+    /// `from`, record kind `Rebalance`) or, with `lead`, as a change of preferred leader
+    /// between two replicas of the vShard (record kind `Lead`).
+    Rebalance {
+        vshard: u16,
+        from: NodeId,
+        to: NodeId,
+        lead: bool,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -158,6 +168,11 @@ pub enum MetaError {
         vshard: u16,
         node: NodeId,
     },
+    /// A leadership move from a node that is not the vShard's preferred leader.
+    NotPreferred {
+        vshard: u16,
+        node: NodeId,
+    },
     /// A move from a node that holds no replica of the vShard.
     NotHolding {
         vshard: u16,
@@ -202,6 +217,11 @@ impl std::fmt::Display for MetaError {
             MetaError::AlreadyHolds { vshard, node } => write!(
                 f,
                 "node {} already holds a replica of vShard {vshard}",
+                node.0
+            ),
+            MetaError::NotPreferred { vshard, node } => write!(
+                f,
+                "node {} is not vShard {vshard}'s preferred leader",
                 node.0
             ),
             MetaError::NotHolding { vshard, node } => {
@@ -397,7 +417,26 @@ impl Meta {
                 self.nodes.retain(|n| n.id != *id);
                 Applied::Dropped
             }
-            Cmd::Move { vshard, to, from } => self.start_move(*vshard, *to, *from)?,
+            Cmd::Move { vshard, to, from } => {
+                self.start_move(*vshard, *to, *from, MoveKind::Operator)?
+            }
+            Cmd::Rebalance {
+                vshard,
+                from,
+                to,
+                lead: false,
+            } => {
+                if self.node(*from).is_none() {
+                    return Err(MetaError::UnknownNode(*from));
+                }
+                self.start_move(*vshard, *to, Some(*from), MoveKind::Rebalance)?
+            }
+            Cmd::Rebalance {
+                vshard,
+                from,
+                to,
+                lead: true,
+            } => self.prefer(*vshard, *from, *to)?,
             Cmd::CancelMove { id } => self.cancel_move(*id)?,
             Cmd::MoveDone { id } => self.end_move(*id, MoveState::Done)?,
             Cmd::Drain { id } => self.set_drained(*id, true)?,
@@ -624,6 +663,18 @@ impl Cmd {
                 });
                 out.extend_from_slice(&id.0.to_le_bytes());
             }
+            Cmd::Rebalance {
+                vshard,
+                from,
+                to,
+                lead,
+            } => {
+                out.push(9);
+                out.extend_from_slice(&vshard.to_le_bytes());
+                out.extend_from_slice(&from.0.to_le_bytes());
+                out.extend_from_slice(&to.0.to_le_bytes());
+                out.push(*lead as u8);
+            }
         }
     }
 
@@ -656,6 +707,12 @@ impl Cmd {
             },
             8 => Cmd::Undrain {
                 id: NodeId(r.u64()?),
+            },
+            9 => Cmd::Rebalance {
+                vshard: r.u16()?,
+                from: NodeId(r.u64()?),
+                to: NodeId(r.u64()?),
+                lead: r.flag()?,
             },
             _ => return Err(DecodeError("unknown metadata command")),
         };

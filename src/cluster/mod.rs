@@ -62,7 +62,7 @@ pub const REMOVED_GROUP: u32 = u32::MAX - 1;
 /// (`shardline_shards::calvin::msg`: submissions, reads, replies, asks, executed marks),
 /// each naming the shard thread it is for.
 pub const CALVIN_GROUP: u32 = u32::MAX - 2;
-const HINT_BYTES: usize = 27;
+const HINT_BYTES: usize = 28;
 
 /// What a leader tells its peers about a group it leads (`encode_hints`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,9 +78,12 @@ pub struct Hint {
     /// (`CLUSTER MOVES`); encoded only when there are learners.
     pub learners: u64,
     pub copy: progress::CopyProgress,
+    /// The group's load on its leader (`replica/load.rs`); encoded only when not zero.
+    pub load: shardline_shards::meta::rebalance::Load,
 }
 
-/// A leader's hint to its peers about the groups it leads, 27 bytes each (59 with learners):
+/// A leader's hint to its peers about the groups it leads, 28 bytes each (32 more with
+/// learners, 8 more with a load):
 /// nodes without a replica of a vShard route it by them, a replica that a committed
 /// membership left out learns it from them (its removal notice may have been lost), and every
 /// node follows the moves under way (`CLUSTER MOVES`).
@@ -94,6 +97,12 @@ pub fn encode_hints(led: impl Iterator<Item = Hint>, out: &mut Vec<u8>) {
         if h.learners != 0 {
             out.extend_from_slice(&h.learners.to_le_bytes());
             h.copy.encode(out);
+        }
+        let loaded = h.load != Default::default();
+        out.push(loaded as u8);
+        if loaded {
+            out.extend_from_slice(&h.load.ops.to_le_bytes());
+            out.extend_from_slice(&h.load.bytes.to_le_bytes());
         }
     }
 }
@@ -109,6 +118,13 @@ pub fn decode_hints(b: &[u8], groups: usize) -> Result<Vec<Hint>, String> {
                 false => (0, progress::CopyProgress::default()),
                 true => (r.u64()?, progress::CopyProgress::decode(r)?),
             };
+            let load = match r.flag()? {
+                false => Default::default(),
+                true => shardline_shards::meta::rebalance::Load {
+                    ops: r.u32()?,
+                    bytes: r.u32()?,
+                },
+            };
             Ok(Hint {
                 group,
                 term,
@@ -116,6 +132,7 @@ pub fn decode_hints(b: &[u8], groups: usize) -> Result<Vec<Hint>, String> {
                 conf_index,
                 learners,
                 copy,
+                load,
             })
         };
         let h = read(&mut r).map_err(|e| format!("a leader hint: {e}"))?;
@@ -892,6 +909,7 @@ mod tests {
                 conf_index: 0,
                 learners: 0,
                 copy: Default::default(),
+                load: Default::default(),
             },
             Hint {
                 group: 3,
@@ -903,6 +921,10 @@ mod tests {
                     acked: 5,
                     total: 9,
                     elapsed_ms: 300,
+                },
+                load: shardline_shards::meta::rebalance::Load {
+                    ops: 1200,
+                    bytes: 1 << 20,
                 },
             },
         ];

@@ -1,4 +1,5 @@
-//! What a node knows of the moves under way (issue 19, step 4), for `CLUSTER MOVES` and INFO:
+//! What a node knows of the moves under way (issue 19, step 4), for `CLUSTER MOVES` and INFO,
+//! and of every vShard's load (step 7, for the rebalancer):
 //! the records come from the metadata (`meta::MoveRec`, published by thread 0 as it applies
 //! them); where each move stands comes from the vShard's leader, whose hints carry its
 //! group's learners and how far a learner's base copy has come (`Hint::learners`,
@@ -6,6 +7,7 @@
 //! operator's command.
 
 use super::{Cluster, VShardId, bit};
+use shardline_shards::meta::rebalance::Load;
 use shardline_shards::meta::{MoveRec, MoveState};
 use shardline_transport::wire::{Reader, WireError};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,9 +51,11 @@ impl CopyProgress {
     }
 }
 
-/// Per vShard, the leader's last word on its learners and a learner's base copy.
+/// Per vShard, the leader's last word on its learners, a learner's base copy and the group's
+/// load (operations a second in the high half, bytes a second in the low half).
 #[derive(Default)]
 pub struct Seen {
+    load: AtomicU64,
     learners: AtomicU64,
     acked: AtomicU64,
     total: AtomicU64,
@@ -116,6 +120,28 @@ impl Cluster {
         s.acked.store(copy.acked, Ordering::Relaxed);
         s.total.store(copy.total, Ordering::Relaxed);
         s.elapsed_ms.store(copy.elapsed_ms, Ordering::Relaxed);
+    }
+
+    /// The leader's word on group `v`'s load (`replica/load.rs`).
+    pub fn note_load(&self, v: VShardId, l: Load) {
+        let packed = (l.ops as u64) << 32 | l.bytes as u64;
+        self.seen[v.0 as usize]
+            .load
+            .store(packed, Ordering::Relaxed);
+    }
+
+    /// The first `n` vShards' loads, as their leaders last reported them.
+    pub fn loads(&self, n: usize) -> Vec<Load> {
+        self.seen[..n.min(self.seen.len())]
+            .iter()
+            .map(|s| {
+                let packed = s.load.load(Ordering::Relaxed);
+                Load {
+                    ops: (packed >> 32) as u32,
+                    bytes: packed as u32,
+                }
+            })
+            .collect()
     }
 
     pub fn progress(&self, v: VShardId) -> (u64, CopyProgress) {

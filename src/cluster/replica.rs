@@ -34,6 +34,7 @@ mod blocked;
 mod bulk;
 pub(crate) mod calvin;
 mod direct;
+mod load;
 mod meta;
 mod moves;
 mod open;
@@ -218,6 +219,15 @@ pub struct Replicas {
     /// When the metadata leader may next propose `MoveDone` for moves whose groups arrived.
     moves_closed_at: Option<Instant>,
     drained_seen: Option<(NodeId, Instant)>,
+    /// Per vShard, what this thread's leaders ran (`load.rs`), carried by the hints.
+    pub(crate) meter: load::Meter,
+    /// Thread 0: the rebalancer's settings (from the config, each step), its memory on the
+    /// metadata leader, when it next samples, and when this leader first saw each open
+    /// leadership record (`load::LEAD_WAIT`).
+    pub(crate) rebalance_cfg: load::RebalanceConfig,
+    rebalancer: Option<shardline_shards::meta::rebalance::Rebalancer>,
+    rebalance_at: Option<Instant>,
+    lead_seen: Vec<(u64, Instant)>,
     /// A metadata leader said a committed membership of the metadata group leaves this node
     /// out (the conf index it named): with nothing hosted, a leaving node is then done.
     meta_removed: Option<u64>,
@@ -625,7 +635,8 @@ impl Replicas {
         let mut payload = std::mem::take(&mut self.payloads);
         payload.clear();
         let now_ms = self.hub_now_ms(now);
-        let (hub, c) = (&self.hub, &self.c);
+        self.meter.roll(now);
+        let (hub, c, meter) = (&self.hub, &self.c, &self.meter);
         let led = self.groups.iter().enumerate().filter_map(|(v, g)| {
             let g = g.as_ref()?;
             if g.role() != raft::Role::Leader {
@@ -645,8 +656,10 @@ impl Replicas {
                     elapsed_ms,
                 })
                 .unwrap_or_default();
+            let load = meter.rate(v as u32);
             if (v as u32) < self.meta_g {
                 c.note_progress(VShardId(v as u16), learners, copy);
+                c.note_load(VShardId(v as u16), load);
             }
             Some(super::Hint {
                 group: v as u16,
@@ -655,6 +668,7 @@ impl Replicas {
                 conf_index: g.conf_index(),
                 learners,
                 copy,
+                load,
             })
         });
         super::encode_hints(led, &mut payload);

@@ -114,6 +114,36 @@ pub static PARAMS: &[Param] = &[
         },
         get: |c| if c.cluster_proxy { "proxy" } else { "moved" }.into(),
     },
+    Param {
+        name: "cluster-rebalance",
+        help: "yes: the metadata leader moves leaderships, then replicas, off nodes that lead more than their share of the load (default no; set it on every node: whichever leads the metadata decides); CONFIG SET takes effect at once.",
+        runtime: true,
+        set: |c, v| {
+            c.cluster_rebalance = match v.trim().to_ascii_lowercase().as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return Err("argument must be 'yes' or 'no'".into()),
+            };
+            Ok(())
+        },
+        get: |c| if c.cluster_rebalance { "yes" } else { "no" }.into(),
+    },
+    num_param!(
+        "cluster-rebalance-moves",
+        cluster_rebalance_moves,
+        1,
+        256,
+        true,
+        "The rebalancer's moves (leaderships and replicas) open at once (default 2)."
+    ),
+    num_param!(
+        "cluster-rebalance-period-ms",
+        cluster_rebalance_period_ms,
+        100,
+        3_600_000,
+        true,
+        "How often the rebalancer samples the load (default 10000); a node must stay 20% above the mean for 6 samples in a row before anything moves, and a vShard moved rests for 30."
+    ),
     num_param!(
         "cluster-replicas",
         cluster_replicas,

@@ -33,8 +33,10 @@
 ///    on the offer.
 /// 10: leaders' hints carry their groups' learners and base-copy progress (a flag byte, then
 ///    the learners and the copy when there are some); a version-9 node refuses the hints.
-pub const WIRE_MIN: u8 = 10;
-pub const WIRE_MAX: u8 = 10;
+/// 11: leaders' hints carry their groups' load (a flag byte, then operations and bytes a
+///    second), and the metadata log the rebalancer's command; a version-10 node refuses both.
+pub const WIRE_MIN: u8 = 11;
+pub const WIRE_MAX: u8 = 11;
 
 use crate::wire::{Reader, WireError};
 

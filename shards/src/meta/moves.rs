@@ -32,6 +32,11 @@ pub enum MoveKind {
     Join,
     /// A node is leaving (`CLUSTER FORGET`).
     Leave,
+    /// The rebalancer moved a replica off a node leading more than its share of the load.
+    Rebalance,
+    /// The rebalancer made another replica the preferred leader (`from` and `to` both keep
+    /// their replicas; the leader hands over to `to`).
+    Lead,
 }
 
 impl MoveKind {
@@ -41,6 +46,8 @@ impl MoveKind {
             MoveKind::Drain => "drain",
             MoveKind::Join => "join",
             MoveKind::Leave => "leave",
+            MoveKind::Rebalance => "rebalance",
+            MoveKind::Lead => "leader",
         }
     }
 }
@@ -108,6 +115,8 @@ impl MoveRec {
                 1 => MoveKind::Drain,
                 2 => MoveKind::Join,
                 3 => MoveKind::Leave,
+                4 => MoveKind::Rebalance,
+                5 => MoveKind::Lead,
                 _ => return Err(DecodeError("an unknown move kind")),
             },
         })
@@ -127,6 +136,7 @@ impl Meta {
         v: u16,
         to: NodeId,
         from: Option<NodeId>,
+        kind: MoveKind,
     ) -> Result<Applied, MetaError> {
         let set = self
             .replicas
@@ -178,11 +188,61 @@ impl Meta {
         // its `Layout` owns it by, the same on every node: the placement's thread is a label).
         let thread = set[k].thread.min(to_info.threads - 1);
         self.replicas[v as usize][k] = Replica { node: to, thread };
-        let id = self.open(v, from, to, MoveKind::Operator);
+        let id = self.open(v, from, to, kind);
         Ok(Applied::MoveStarted { id })
     }
 
-    fn open_moves(&self) -> usize {
+    /// The rebalancer's leadership move: `to`, which holds a replica of `v`, becomes its
+    /// preferred leader in place of `from` (the two swap places in the set; the leader then
+    /// hands over, as it does to any preferred replica). A record of kind `Lead` opens; it
+    /// closes once `to` leads.
+    pub(super) fn prefer(
+        &mut self,
+        v: u16,
+        from: NodeId,
+        to: NodeId,
+    ) -> Result<Applied, MetaError> {
+        let set = self
+            .replicas
+            .get(v as usize)
+            .ok_or(MetaError::NoSuchVShard(v))?;
+        if !self.node(to).ok_or(MetaError::UnknownNode(to))?.placeable() {
+            return Err(MetaError::NotPlaceable(to));
+        }
+        if set[0].node != from {
+            return Err(MetaError::NotPreferred {
+                vshard: v,
+                node: from,
+            });
+        }
+        let k = set
+            .iter()
+            .position(|r| r.node == to)
+            .ok_or(MetaError::NotHolding {
+                vshard: v,
+                node: to,
+            })?;
+        if k == 0 {
+            return Err(MetaError::AlreadyHolds {
+                vshard: v,
+                node: to,
+            });
+        }
+        if let Some(open) = self.open_move(v) {
+            return Err(MetaError::MoveOpen {
+                vshard: v,
+                id: open.id,
+            });
+        }
+        if self.open_moves() >= OPEN_MAX {
+            return Err(MetaError::TooManyMoves);
+        }
+        self.replicas[v as usize].swap(0, k);
+        let id = self.open(v, from, to, MoveKind::Lead);
+        Ok(Applied::MoveStarted { id })
+    }
+
+    pub(crate) fn open_moves(&self) -> usize {
         self.moves
             .iter()
             .filter(|m| m.state == MoveState::Open)
@@ -230,6 +290,17 @@ impl Meta {
             .iter()
             .find(|m| m.id == id && m.state == MoveState::Open)
             .ok_or(MetaError::NoOpenMove(id))?;
+        if rec.kind == MoveKind::Lead {
+            // Both keep their replicas: `from` is preferred again if `to` still is.
+            let set = &mut self.replicas[rec.vshard as usize];
+            if let (true, Some(k)) = (
+                set[0].node == rec.to,
+                set.iter().position(|r| r.node == rec.from),
+            ) {
+                set.swap(0, k);
+            }
+            return self.end_move(id, MoveState::Cancelled);
+        }
         let set = &self.replicas[rec.vshard as usize];
         if !self.node(rec.from).is_some_and(|n| n.placeable()) {
             // Nowhere to put it back (a replica added, or one moved off a node that is

@@ -470,6 +470,11 @@ impl Shard {
             let seed = self.rng.borrow_mut().next_u64();
             let errors = out.errors;
             let room = r.evict_now(&mut db, spec, now_us);
+            let bytes = match spec.flags & flags::WRITE {
+                0 => 0,
+                _ => (0..args.len()).map(|k| args.get(k).len() as u64).sum(),
+            };
+            r.meter.count(v, bytes);
             let seq = if spec.flags & flags::WRITE == 0 {
                 let mut rng = Rng::new(seed ^ super::propose::READ_STREAM);
                 run_one(&mut db, args, now, &mut rng, out);

@@ -381,28 +381,42 @@ impl Replicas {
     /// group's committed voters (as routing knows them) are its placement, again at most once
     /// per `DRAINED_AGAIN` (a repeat is refused harmlessly once the first applied).
     fn close_moves(&mut self, now: Instant) {
-        let Some(m) = &self.meta else { return };
         if self.moves_closed_at.is_some_and(|t| now < t) {
             return;
         }
-        let arrived: Vec<u64> = m
+        // Looked at once per moves period, not at every step.
+        self.moves_closed_at = Some(now + super::moves::MOVES_PERIOD);
+        self.rebalance(now);
+        let Some(m) = &self.meta else { return };
+        let open: Vec<_> = m
             .moves
             .iter()
             .filter(|r| r.state == shardline_shards::meta::MoveState::Open)
-            .filter(|r| {
-                let v = VShardId(r.vshard);
-                let voters = self.c.replica_mask(v);
-                voters != 0 && voters == self.c.target_mask(v)
-            })
-            .map(|r| r.id)
+            .copied()
             .collect();
-        // Looked at once per moves period, not at every step.
-        self.moves_closed_at = Some(now + super::moves::MOVES_PERIOD);
-        for id in arrived {
-            let mut cmd = Vec::new();
-            Cmd::MoveDone { id }.encode(&mut cmd);
-            if self.propose_meta(cmd).is_ok() {
-                tracing::info!(id, "a move's group is where it was moved: closing it");
+        self.lead_seen
+            .retain(|(id, _)| open.iter().any(|r| r.id == *id));
+        for rec in open {
+            let id = rec.id;
+            let cmd = match self.move_arrived(&rec, now) {
+                (true, _) => Cmd::MoveDone { id },
+                (false, true) => Cmd::CancelMove { id },
+                (false, false) => continue,
+            };
+            let done = matches!(cmd, Cmd::MoveDone { .. });
+            let mut b = Vec::new();
+            cmd.encode(&mut b);
+            if self.propose_meta(b).is_ok() {
+                if done {
+                    tracing::info!(id, "a move's group is where it was moved: closing it");
+                } else {
+                    tracing::info!(
+                        id,
+                        vshard = rec.vshard,
+                        to = rec.to.0,
+                        "a leadership move's node did not take the lead in time: cancelling it"
+                    );
+                }
                 self.moves_closed_at = Some(now + DRAINED_AGAIN);
             }
         }

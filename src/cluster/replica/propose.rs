@@ -366,7 +366,23 @@ impl Replicas {
             };
             let room = db.tunables.maxmemory == 0
                 || self.evict_for(&mut p, db, job, cmds, i, (now_us, seed));
-            match plan_entry(c, db, &job.buf, &job.spans, cmds, room) {
+            let planned = plan_entry(c, db, &job.buf, &job.spans, cmds, room);
+            if let Ok(Some((v, _))) = planned {
+                // The rebalancer's load (`load.rs`): a read counts, a write its bytes too.
+                let read =
+                    matches!(op, Op::Cmd { spec: Some(s), .. } if s.flags & flags::WRITE == 0);
+                let bytes = match read {
+                    true => 0,
+                    false => cmds
+                        .iter()
+                        .map(|&(f, l)| {
+                            super::load::words_bytes(&job.spans[f as usize..(f + l) as usize])
+                        })
+                        .sum(),
+                };
+                self.meter.count(v, bytes);
+            }
+            match planned {
                 Err(msg) if msg == route::CROSSSLOT => {
                     let at = OpAt {
                         job,

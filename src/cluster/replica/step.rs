@@ -22,6 +22,14 @@ impl Shard {
             let now_ms = r.hub_now_ms(Instant::now());
             r.hub.set_rate(rate, now_ms);
         }
+        if self.id == 0 {
+            let live = &self.node.live;
+            r.rebalance_cfg = super::load::RebalanceConfig {
+                on: live.get(|l| &l.cluster_rebalance) != 0,
+                period: Duration::from_millis(live.get(|l| &l.cluster_rebalance_period_ms)),
+                max_open: live.get(|l| &l.cluster_rebalance_moves) as usize,
+            };
+        }
         let step = r.start_step(
             &mut self.db.borrow_mut(),
             Instant::now(),

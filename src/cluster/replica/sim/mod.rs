@@ -264,6 +264,8 @@ struct Sim {
     /// Transaction pairs put their two keys in different vShards of one shard thread (run
     /// across vShards on groups of one: their effects in one log record).
     cross_pairs: bool,
+    /// The rebalancer is on (sampling every 500 ms) on every node.
+    rebalance: bool,
     /// Transaction pairs put their two keys in different vShards (of different shard
     /// threads, with two) and go as Calvin transactions (`Op::Txn`: a MULTI/EXEC of two
     /// SETs or GETs, or an MSET or MGET split by key), whatever node they are sent to; pops
@@ -335,6 +337,18 @@ struct Sim {
 
 impl Sim {
     fn new(seed: u64, nodes: usize, threads: usize) -> Sim {
+        Sim::with(seed, nodes, threads, None, false)
+    }
+
+    /// `new` with a replication factor (`None`: as many replicas as nodes, up to three) and
+    /// the rebalancer on or off.
+    fn with(
+        seed: u64,
+        nodes: usize,
+        threads: usize,
+        rf: Option<u64>,
+        rebalance: bool,
+    ) -> Sim {
         // Per process and simulation: the scenarios run in parallel on the same seeds.
         let dir = std::env::temp_dir().join(format!(
             "shardline-sim-{}-{}-{seed:x}",
@@ -363,6 +377,7 @@ impl Sim {
             resumed: None,
             hostile: None,
             cross_pairs: false,
+            rebalance,
             calvin_pairs: false,
             mutated: 0,
             direct_entries: 0,
@@ -414,7 +429,7 @@ impl Sim {
                 vshards: 4,
                 cluster_nodes: addrs.clone(),
                 // (Fewer nodes: as many replicas as nodes, three once enough have joined.)
-                cluster_replicas: if nodes < 3 { 0 } else { 3 },
+                cluster_replicas: rf.unwrap_or(if nodes < 3 { 0 } else { 3 }),
                 cluster_node_timeout_ms: 1000,
                 // Every batch fsyncs, as in production; the fsyncs are only noted (`run_ops`).
                 fsync: shardline_shards::wal::FsyncPolicy::Always,
@@ -477,6 +492,7 @@ impl Sim {
         let now = self.now();
         let now_ms = self.now_ms;
         let seed = self.seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now_ms;
+        let rebalance = self.rebalance;
         let n = self.node(id);
         let layout = n.c.layout;
         n.c = Arc::new(if n.cfg.cluster_join.is_some() {
@@ -490,8 +506,13 @@ impl Sim {
         let threads = n.threads.len();
         for (t, th) in n.threads.iter_mut().enumerate() {
             th.db = thread_db(layout, threads, t);
-            let r = Replicas::open(n.c.clone(), t, &n.cfg, &mut th.db, seed, now.mono)
+            let mut r = Replicas::open(n.c.clone(), t, &n.cfg, &mut th.db, seed, now.mono)
                 .unwrap_or_else(|e| panic!("node {id} does not restart: {e}"));
+            r.rebalance_cfg = super::load::RebalanceConfig {
+                on: rebalance,
+                period: Duration::from_millis(500),
+                max_open: 2,
+            };
             th.r = Some(r);
             th.last_step_ms = now_ms;
         }

@@ -85,6 +85,34 @@ fn sim_operators_move_drain_and_cancel_while_crashes_cuts_and_pauses_go_on() {
 }
 
 #[test]
+fn sim_the_rebalancer_moves_leaders_and_replicas_under_a_skewed_load_through_faults() {
+    let mut acted = 0;
+    for seed in seeds(4) {
+        // Three keys take every request: a few vShards carry the whole load, and the
+        // rebalancer (every 500 ms) spreads their leaders (RF 3 on three nodes: leaderships
+        // only) or, with one replica each, the replicas, while crashes, cuts and pauses go
+        // on; every move closes and every group is where it is placed in the end.
+        let rf = if seed & 2 == 0 { 3 } else { 1 };
+        let mut sim = Sim::with(seed, 3, 1 + (seed as usize & 1), Some(rf), true);
+        sim.run_with_faults(9_000);
+        sim.finish();
+        sim.check_moves_settled();
+        let c = &sim.nodes[0].c;
+        let n = c
+            .moves()
+            .iter()
+            .filter(|m| {
+                use shardline_shards::meta::MoveKind;
+                matches!(m.kind, MoveKind::Rebalance | MoveKind::Lead)
+            })
+            .count();
+        eprintln!("sim seed {:#x}: rf {rf}, {n} rebalancer moves", sim.seed);
+        acted += n;
+    }
+    assert!(acted > 0, "the rebalancer acted on some seed");
+}
+
+#[test]
 fn sim_a_node_alone_applies_at_append_survives_power_cuts_and_grows_by_joins() {
     for seed in seeds(6) {
         // One node: every vShard a group of one (direct: applied at append, answered once on
