@@ -80,6 +80,9 @@ pub struct Config {
     /// The load-based rebalancer (`cluster-rebalance`), the moves it may have open at once and
     /// how often it samples the load.
     pub cluster_rebalance: bool,
+    /// `cluster-bulk-transports` names RDMA: lanes use it with peers that do too (where the
+    /// build has the `rdma` feature and the machine a device).
+    pub bulk_rdma: bool,
     pub cluster_rebalance_moves: u64,
     pub cluster_rebalance_period_ms: u64,
     /// Bytes of Raft log entries a shard thread keeps in memory, beyond which its largest log
@@ -339,6 +342,7 @@ impl Default for Config {
             bulk_window_bytes: 8 << 20,
             bulk_max_bytes_per_sec: 0,
             cluster_rebalance: false,
+            bulk_rdma: true,
             cluster_rebalance_moves: 2,
             cluster_rebalance_period_ms: 10_000,
             raft_log_memory_bytes: 64 << 20,

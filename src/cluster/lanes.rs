@@ -10,11 +10,19 @@
 //! dialer, answers from its acceptor. Each end runs a reader task and a writer loop; when
 //! either ends, the socket is shut down, the other ends, and the hub hears the lane is down
 //! (its sessions resume on the next connection from what the target holds).
+//!
+//! Right after the hello, both ends exchange a lane-open record (`rdma::LaneOpen`, issue 19,
+//! step 6): when both offer RDMA, the source's bytes (chunks, `Finish`, `Cancel`) go over a
+//! queue pair instead of the socket (`rdma::Stream`, polled from 50 µs to 1 ms apart while
+//! the lane lives), and the socket carries the target's answers and says the lane is alive.
+//! A lane whose RDMA failed ends like any other; its peer is offered TCP only for
+//! `RDMA_PENALTY`, and the copies resume from what the target holds.
 
 use super::{Cluster, NodeId, bus};
 use crate::shard::Shard;
 use shardline_shards::migrate::hub::{Dir, Hub};
 use shardline_transport::link::tcp;
+use shardline_transport::rdma::{self, LANE_OPEN_BYTES, LaneOpen, Provider, Stream};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,6 +35,14 @@ const WRITE_BYTES: usize = 4 << 20;
 const READ_BYTES: usize = 256 << 10;
 /// A source lane no session needed for this long is closed.
 const IDLE_CLOSE: Duration = Duration::from_secs(30);
+/// RDMA rings: buffers on the sending side (the source) and the receiving side (the
+/// target), of `RDMA_BUFFER_BYTES` each (a lane's frames run across buffers).
+const RDMA_RING: usize = 16;
+const RDMA_BUFFER_BYTES: usize = 1 << 20;
+/// After a lane's RDMA failed, its peer is offered TCP only for this long.
+const RDMA_PENALTY: Duration = Duration::from_secs(60);
+/// How long the lane-open exchange may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The lane tasks' state, kept with the replicas (one borrow for the hub and them).
 pub struct LaneIo {
@@ -34,6 +50,10 @@ pub struct LaneIo {
     /// dialer), and the generation of the connection that holds the lane now.
     wakers: Vec<[Option<Waker>; 2]>,
     gens: Vec<[u64; 2]>,
+    /// Per peer slot: when its lane's RDMA last failed.
+    rdma_failed: Vec<Option<Instant>>,
+    /// Lane connections that carried the source's bytes over RDMA, since start.
+    pub rdma_lanes: u64,
     /// The hub's time zero.
     epoch: Instant,
 }
@@ -43,6 +63,8 @@ impl LaneIo {
         LaneIo {
             wakers: Vec::new(),
             gens: Vec::new(),
+            rdma_failed: Vec::new(),
+            rdma_lanes: 0,
             epoch,
         }
     }
@@ -57,6 +79,7 @@ impl LaneIo {
         if self.wakers.len() <= i {
             self.wakers.resize_with(i + 1, Default::default);
             self.gens.resize(i + 1, [0; 2]);
+            self.rdma_failed.resize(i + 1, None);
         }
         i
     }
@@ -76,6 +99,17 @@ impl LaneIo {
     fn is_current(&mut self, peer: NodeId, dir: Dir, generation: u64) -> bool {
         let i = self.at(peer);
         self.gens[i][dir as usize] == generation
+    }
+
+    /// Whether RDMA may be offered to `peer` (it did not fail lately).
+    fn rdma_allowed(&mut self, peer: NodeId, now: Instant) -> bool {
+        let i = self.at(peer);
+        self.rdma_failed[i].is_none_or(|t| now >= t + RDMA_PENALTY)
+    }
+
+    fn rdma_failed(&mut self, peer: NodeId, now: Instant) {
+        let i = self.at(peer);
+        self.rdma_failed[i] = Some(now);
     }
 
     fn wake_one(&mut self, peer: NodeId, dir: Dir) {
@@ -99,6 +133,10 @@ pub trait LaneHost: 'static {
         bytes: &[u8],
         now: Instant,
     ) -> Result<usize, String>;
+    /// What makes queue pairs for this node's lanes, if it has RDMA (and offers it).
+    fn rdma(&self) -> Option<Arc<dyn Provider + Send + Sync>> {
+        None
+    }
 }
 
 impl LaneHost for Shard {
@@ -114,6 +152,29 @@ impl LaneHost for Shard {
         now: Instant,
     ) -> Result<usize, String> {
         self.with_replicas(|r| r.lane_bytes(peer, dir, bytes, now))
+    }
+
+    fn rdma(&self) -> Option<Arc<dyn Provider + Send + Sync>> {
+        self.node.cluster.rdma.clone()
+    }
+}
+
+/// This node's RDMA for its lanes (`offered`: `cluster-bulk-transports` names it): the
+/// provider, and what INFO says (`bulk_rdma`).
+pub fn rdma_for(offered: bool) -> (Option<Arc<dyn Provider + Send + Sync>>, String) {
+    if !offered {
+        return (None, "off (cluster-bulk-transports)".into());
+    }
+    match rdma::detect() {
+        Ok(p) => {
+            let status = format!("on: {}", p.name());
+            tracing::info!("bulk lanes: RDMA {status}");
+            (Some(Arc::from(p)), status)
+        }
+        Err(why) => {
+            tracing::info!("bulk lanes on TCP only: {why}");
+            (None, format!("none: {why}"))
+        }
     }
 }
 
@@ -192,27 +253,198 @@ pub async fn run<H: LaneHost>(
     shard: Rc<H>,
     peer: NodeId,
     dir: Dir,
-    rd: tcp::DuplexReader,
+    mut rd: tcp::DuplexReader,
     mut wr: tcp::DuplexWriter,
     rest: Vec<u8>,
 ) -> String {
+    let (carrier, rest) = match open_lane(&*shard, peer, dir, &mut rd, &mut wr, rest).await {
+        Ok(opened) => opened,
+        Err(why) => {
+            wr.close();
+            return why;
+        }
+    };
+    let on_rdma = carrier.is_some();
     let generation = shard.with_lanes(|hub, io| {
         let generation = io.take_over(peer, dir);
+        io.rdma_lanes += on_rdma as u64;
         hub.lane_up(peer, dir);
         wake(hub, io);
         generation
     });
     let ended: Rc<RefCell<Option<String>>> = Rc::default();
-    let reader = monoio::spawn(read(shard.clone(), peer, dir, rd, rest, ended.clone()));
-    let why = write(&*shard, peer, dir, &mut wr, generation, &ended).await;
+    let (reader, mut sink) = match (dir, carrier) {
+        (Dir::Target, Some(stream)) => {
+            // The source's bytes come on the queue pair; the socket only says it is alive.
+            let watch = monoio::spawn(watch(shard.clone(), peer, dir, rd, rest, ended.clone()));
+            let r = monoio::spawn(read_rdma(shard.clone(), peer, stream, ended.clone()));
+            (LaneReader::Rdma(r, watch), Sink::Tcp(&mut wr))
+        }
+        (_, carrier) => {
+            let r = monoio::spawn(read(shard.clone(), peer, dir, rd, rest, ended.clone()));
+            let sink = match carrier {
+                Some(stream) => Sink::Rdma(stream),
+                None => Sink::Tcp(&mut wr),
+            };
+            (LaneReader::Tcp(r), sink)
+        }
+    };
+    let why = write(&*shard, peer, dir, &mut sink, generation, &ended).await;
+    drop(sink);
     wr.close();
-    reader.await;
+    match reader {
+        LaneReader::Tcp(r) => r.await,
+        LaneReader::Rdma(r, watch) => {
+            watch.await;
+            r.await;
+        }
+    }
+    // An RDMA failure on either half is the reason given (and keeps RDMA off for a while).
+    let why = match ended.borrow_mut().take() {
+        Some(r) if r.starts_with("RDMA") && !why.starts_with("RDMA") => r,
+        _ => why,
+    };
     shard.with_lanes(|hub, io| {
+        if why.starts_with("RDMA") {
+            io.rdma_failed(peer, Instant::now());
+        }
         if io.is_current(peer, dir, generation) {
             hub.lane_down(peer, dir);
         }
     });
     why
+}
+
+/// The tasks reading a lane's connection.
+enum LaneReader {
+    Tcp(monoio::task::JoinHandle<()>),
+    /// The queue pair's reader and the socket's watcher.
+    Rdma(monoio::task::JoinHandle<()>, monoio::task::JoinHandle<()>),
+}
+
+/// Where a lane's writer puts the hub's bytes.
+enum Sink<'a> {
+    Tcp(&'a mut tcp::DuplexWriter),
+    Rdma(Stream),
+}
+
+/// The lane-open exchange right after the hello: the dialer (the source) sends its record
+/// and reads the acceptor's; the acceptor answers with its own, offering RDMA only if the
+/// dialer did. With RDMA on both, the queue pair is connected: the stream that carries the
+/// source's bytes. What was read past the record goes back to the lane's reader.
+async fn open_lane<H: LaneHost>(
+    shard: &H,
+    peer: NodeId,
+    dir: Dir,
+    rd: &mut tcp::DuplexReader,
+    wr: &mut tcp::DuplexWriter,
+    rest: Vec<u8>,
+) -> Result<(Option<Stream>, Vec<u8>), String> {
+    let allowed = shard.with_lanes(|_, io| io.rdma_allowed(peer, Instant::now()));
+    let mut stream = match shard.rdma().filter(|_| allowed) {
+        Some(p) => {
+            let (sends, recvs) = match dir {
+                Dir::Source => (RDMA_RING, 1),
+                Dir::Target => (1, RDMA_RING),
+            };
+            match p.open(sends, recvs, RDMA_BUFFER_BYTES) {
+                Ok(v) => Some(Stream::new(v)),
+                Err(e) => {
+                    tracing::warn!(%peer, "bulk lane: no RDMA queue pair ({}): {e}", p.name());
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let record = |s: &Option<Stream>| LaneOpen {
+        transports: rdma::TCP | if s.is_some() { rdma::RDMA } else { 0 },
+        rdma: s.as_ref().map(|s| s.endpoint()),
+    };
+    let exchange = async {
+        let (theirs, rest) = match dir {
+            Dir::Source => {
+                send_all(wr, record(&stream).encode().to_vec()).await?;
+                read_record(rd, rest).await?
+            }
+            Dir::Target => {
+                let (theirs, rest) = read_record(rd, rest).await?;
+                if theirs.rdma.is_none() {
+                    stream = None;
+                }
+                send_all(wr, record(&stream).encode().to_vec()).await?;
+                (theirs, rest)
+            }
+        };
+        Ok::<_, String>((theirs, rest))
+    };
+    let (theirs, rest) = monoio::time::timeout(OPEN_TIMEOUT, exchange)
+        .await
+        .map_err(|_| "the lane-open exchange timed out".to_string())??;
+    let ours = record(&stream);
+    match (ours.rdma_with(&theirs), stream) {
+        (Some(at), Some(mut s)) => {
+            s.connect(&at)?;
+            tracing::info!(%peer, ?dir, "bulk lane: the source's bytes go over RDMA");
+            Ok((Some(s), rest))
+        }
+        _ => Ok((None, rest)),
+    }
+}
+
+async fn send_all(wr: &mut tcp::DuplexWriter, bytes: Vec<u8>) -> Result<(), String> {
+    wr.send(bytes)
+        .await
+        .0
+        .map_err(|e| format!("write failed: {e}"))
+}
+
+/// Reads the peer's lane-open record (after what `buf` holds already); the bytes past it.
+async fn read_record(
+    rd: &mut tcp::DuplexReader,
+    mut buf: Vec<u8>,
+) -> Result<(LaneOpen, Vec<u8>), String> {
+    while buf.len() < LANE_OPEN_BYTES {
+        let (r, b) = rd.read(buf, LANE_OPEN_BYTES).await;
+        buf = b;
+        match r {
+            Ok(0) => return Err("closed by the peer".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let theirs = LaneOpen::decode(&buf[..LANE_OPEN_BYTES])?;
+    Ok((theirs, buf[LANE_OPEN_BYTES..].to_vec()))
+}
+
+/// What a lane's reader holds: bytes read and not yet taken by the hub (a partial frame).
+struct Feed {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Feed {
+    fn new(rest: Vec<u8>) -> Feed {
+        let mut buf = rest;
+        buf.reserve(2 * READ_BYTES);
+        Feed { buf, start: 0 }
+    }
+
+    /// Hands the hub what it has not taken; keeps a partial frame for the next bytes.
+    fn hand<H: LaneHost>(&mut self, shard: &H, peer: NodeId, dir: Dir) -> Result<(), String> {
+        if self.start < self.buf.len() {
+            self.start += shard.lane_bytes(peer, dir, &self.buf[self.start..], Instant::now())?;
+        }
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.buf.capacity() - self.buf.len() < READ_BYTES {
+            // A partial frame goes to the front (at most one frame's bytes, once per frame).
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(())
+    }
 }
 
 /// The reading half: what arrives goes to the hub; on its end, `ended` says why and the
@@ -225,35 +457,106 @@ async fn read<H: LaneHost>(
     rest: Vec<u8>,
     ended: Rc<RefCell<Option<String>>>,
 ) {
-    let mut buf = rest;
-    buf.reserve(2 * READ_BYTES);
-    let mut start = 0;
+    let mut feed = Feed::new(rest);
     let why = loop {
-        if start < buf.len() {
-            let took = shard.lane_bytes(peer, dir, &buf[start..], Instant::now());
-            match took {
-                Ok(n) => start += n,
-                Err(e) => break e,
-            }
+        if let Err(e) = feed.hand(&*shard, peer, dir) {
+            break e;
         }
-        if start == buf.len() {
-            buf.clear();
-            start = 0;
-        } else if start > 0 && buf.capacity() - buf.len() < READ_BYTES {
-            // A partial frame goes to the front (at most one frame's bytes, once per frame).
-            buf.drain(..start);
-            start = 0;
-        }
-        let (r, b) = rd.read(buf, READ_BYTES).await;
-        buf = b;
+        let (r, b) = rd.read(std::mem::take(&mut feed.buf), READ_BYTES).await;
+        feed.buf = b;
         match r {
             Ok(0) => break "closed by the peer".to_string(),
             Ok(_) => {}
             Err(e) => break e.to_string(),
         }
     };
-    *ended.borrow_mut() = Some(why);
+    end(&*shard, peer, dir, &ended, why);
+}
+
+/// Says why the lane ended (the first reason kept) and wakes its writer.
+fn end<H: LaneHost>(
+    shard: &H,
+    peer: NodeId,
+    dir: Dir,
+    ended: &RefCell<Option<String>>,
+    why: String,
+) {
+    ended.borrow_mut().get_or_insert(why);
     shard.with_lanes(|_, io| io.wake_one(peer, dir));
+}
+
+/// A target lane on RDMA: the socket must bring nothing more (its end, or a byte, ends the
+/// lane).
+async fn watch<H: LaneHost>(
+    shard: Rc<H>,
+    peer: NodeId,
+    dir: Dir,
+    mut rd: tcp::DuplexReader,
+    rest: Vec<u8>,
+    ended: Rc<RefCell<Option<String>>>,
+) {
+    let why = if rest.is_empty() {
+        let (r, _) = rd.read(Vec::new(), 64).await;
+        match r {
+            Ok(0) => "closed by the peer".to_string(),
+            Ok(_) => "the source wrote on the socket of a lane it carries over RDMA".to_string(),
+            Err(e) => e.to_string(),
+        }
+    } else {
+        "the source wrote on the socket of a lane it carries over RDMA".to_string()
+    };
+    end(&*shard, peer, dir, &ended, why);
+}
+
+/// Time between polls of a queue pair with nothing to do: from `MIN` doubling up to `MAX`,
+/// back to `MIN` once something happened.
+struct Backoff(Duration);
+
+impl Backoff {
+    const MIN: Duration = Duration::from_micros(50);
+    const MAX: Duration = Duration::from_millis(1);
+
+    fn new() -> Backoff {
+        Backoff(Self::MIN)
+    }
+
+    fn reset(&mut self) {
+        self.0 = Self::MIN;
+    }
+
+    async fn wait(&mut self) {
+        monoio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Self::MAX);
+    }
+}
+
+/// A target lane on RDMA: what the queue pair receives goes to the hub, in order, until the
+/// stream fails or the lane ends.
+async fn read_rdma<H: LaneHost>(
+    shard: Rc<H>,
+    peer: NodeId,
+    mut stream: Stream,
+    ended: Rc<RefCell<Option<String>>>,
+) {
+    let mut feed = Feed::new(Vec::new());
+    let mut backoff = Backoff::new();
+    let why = loop {
+        if ended.borrow().is_some() {
+            return;
+        }
+        let got = stream.poll().and_then(|_| stream.recv(&mut feed.buf));
+        match got {
+            Err(e) => break e,
+            Ok(0) => backoff.wait().await,
+            Ok(_) => {
+                backoff.reset();
+                if let Err(e) = feed.hand(&*shard, peer, Dir::Target) {
+                    break e;
+                }
+            }
+        }
+    };
+    end(&*shard, peer, Dir::Target, &ended, why);
 }
 
 /// The writing half: writes what the hub hands out for the lane until the reader ends, a
@@ -263,14 +566,14 @@ async fn write<H: LaneHost>(
     shard: &H,
     peer: NodeId,
     dir: Dir,
-    wr: &mut tcp::DuplexWriter,
+    sink: &mut Sink<'_>,
     generation: u64,
     ended: &RefCell<Option<String>>,
 ) -> String {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let next = std::future::poll_fn(|cx| {
-            if let Some(why) = ended.borrow_mut().take() {
+            if let Some(why) = ended.borrow().clone() {
                 return Poll::Ready(Err(why));
             }
             shard.with_lanes(|hub, io| {
@@ -300,11 +603,46 @@ async fn write<H: LaneHost>(
             Ok(b) => b,
             Err(why) => return why,
         };
-        let (res, b) = wr.send(bytes).await;
-        buf = b;
-        if let Err(e) = res {
-            return format!("write failed: {e}");
+        match sink {
+            Sink::Tcp(wr) => {
+                let (res, b) = wr.send(bytes).await;
+                buf = b;
+                if let Err(e) = res {
+                    return format!("write failed: {e}");
+                }
+            }
+            Sink::Rdma(stream) => {
+                if let Err(why) = send_rdma(stream, &bytes, ended).await {
+                    return why;
+                }
+                buf = bytes;
+            }
         }
+    }
+}
+
+/// Puts `bytes` on the queue pair whole, waiting for send buffers as the target frees them.
+async fn send_rdma(
+    stream: &mut Stream,
+    bytes: &[u8],
+    ended: &RefCell<Option<String>>,
+) -> Result<(), String> {
+    let mut at = 0;
+    let mut backoff = Backoff::new();
+    loop {
+        stream.poll()?;
+        let n = stream.send(&bytes[at..])?;
+        at += n;
+        if at == bytes.len() {
+            return Ok(());
+        }
+        if let Some(why) = ended.borrow().clone() {
+            return Err(why);
+        }
+        if n > 0 {
+            backoff.reset();
+        }
+        backoff.wait().await;
     }
 }
 

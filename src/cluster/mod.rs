@@ -78,8 +78,9 @@ pub struct Hint {
     /// (`CLUSTER MOVES`); encoded only when there are learners.
     pub learners: u64,
     pub copy: progress::CopyProgress,
-    /// The group's load on its leader (`replica/load.rs`); encoded only when not zero.
-    pub load: shardline_shards::meta::rebalance::Load,
+    /// The group's load on its leader (`replica/load.rs`), once the leader has a figure
+    /// (`None`: every node keeps the one it had).
+    pub load: Option<shardline_shards::meta::rebalance::Load>,
 }
 
 /// A leader's hint to its peers about the groups it leads, 28 bytes each (32 more with
@@ -98,11 +99,10 @@ pub fn encode_hints(led: impl Iterator<Item = Hint>, out: &mut Vec<u8>) {
             out.extend_from_slice(&h.learners.to_le_bytes());
             h.copy.encode(out);
         }
-        let loaded = h.load != Default::default();
-        out.push(loaded as u8);
-        if loaded {
-            out.extend_from_slice(&h.load.ops.to_le_bytes());
-            out.extend_from_slice(&h.load.bytes.to_le_bytes());
+        out.push(h.load.is_some() as u8);
+        if let Some(l) = h.load {
+            out.extend_from_slice(&l.ops.to_le_bytes());
+            out.extend_from_slice(&l.bytes.to_le_bytes());
         }
     }
 }
@@ -119,11 +119,11 @@ pub fn decode_hints(b: &[u8], groups: usize) -> Result<Vec<Hint>, String> {
                 true => (r.u64()?, progress::CopyProgress::decode(r)?),
             };
             let load = match r.flag()? {
-                false => Default::default(),
-                true => shardline_shards::meta::rebalance::Load {
+                false => None,
+                true => Some(shardline_shards::meta::rebalance::Load {
                     ops: r.u32()?,
                     bytes: r.u32()?,
-                },
+                }),
             };
             Ok(Hint {
                 group,
@@ -262,6 +262,10 @@ pub struct Cluster {
     pub functions: std::sync::Arc<shardline_shards::script::functions::Registry>,
     /// Per vShard, its leader's last word on its learners and base copy (`progress.rs`).
     seen: Vec<progress::Seen>,
+    /// What makes RDMA queue pairs for the bulk lanes (`lanes.rs`), if this node has RDMA
+    /// and offers it (`cluster-bulk-transports`), and what INFO says of it.
+    pub rdma: Option<std::sync::Arc<dyn shardline_transport::rdma::Provider + Send + Sync>>,
+    pub rdma_status: String,
     /// The metadata's move records as thread 0 applied them (`CLUSTER MOVES`).
     moves: Mutex<Vec<shardline_shards::meta::MoveRec>>,
 }
@@ -269,11 +273,11 @@ pub struct Cluster {
 /// A connection the bus accepted: the peer, its socket, the bytes read past its hello.
 /// One shard thread's bulk counters as last published (`Cluster::bulk`): bytes of copies
 /// received and sent, copies installed here and by targets, sessions under way each way,
-/// windows resent, copies restarted, chunks refused.
+/// windows resent, copies restarted, chunks refused, lane connections on RDMA.
 #[derive(Default)]
 pub struct BulkSlot(pub [AtomicU64; BULK_FIELDS]);
 
-pub const BULK_FIELDS: usize = 9;
+pub const BULK_FIELDS: usize = 10;
 /// INFO's names of `BulkSlot`'s fields, in order.
 pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_bytes_in",
@@ -285,6 +289,7 @@ pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_resends",
     "bulk_restarts",
     "bulk_bad_chunks",
+    "bulk_rdma_lanes",
 ];
 
 impl Cluster {
@@ -454,6 +459,7 @@ impl Cluster {
         bootstrap: Vec<(SocketAddr, SocketAddr)>,
         known: &[(NodeId, (SocketAddr, SocketAddr))],
     ) -> Cluster {
+        let (rdma, rdma_status) = lanes::rdma_for(cfg.bulk_rdma);
         let mut members = vec![None; NODES_MAX];
         for &(id, (client, bus)) in known {
             members[id.slot()] = Some(MemberAddrs { client, bus });
@@ -494,6 +500,8 @@ impl Cluster {
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),
             proxy: cfg.cluster_proxy,
+            rdma,
+            rdma_status,
             calvin: replica::calvin::Stream::new(layout.count() as usize),
             bulk: (0..threads).map(|_| BulkSlot::default()).collect(),
             functions: std::sync::Arc::default(),
@@ -909,7 +917,7 @@ mod tests {
                 conf_index: 0,
                 learners: 0,
                 copy: Default::default(),
-                load: Default::default(),
+                load: None,
             },
             Hint {
                 group: 3,
@@ -922,10 +930,10 @@ mod tests {
                     total: 9,
                     elapsed_ms: 300,
                 },
-                load: shardline_shards::meta::rebalance::Load {
+                load: Some(shardline_shards::meta::rebalance::Load {
                     ops: 1200,
-                    bytes: 1 << 20,
-                },
+                    bytes: 0,
+                }),
             },
         ];
         encode_hints(hints.into_iter(), &mut b);

@@ -635,7 +635,12 @@ impl Replicas {
         let mut payload = std::mem::take(&mut self.payloads);
         payload.clear();
         let now_ms = self.hub_now_ms(now);
-        self.meter.roll(now);
+        let groups = &self.groups;
+        self.meter.roll(now, |v| {
+            groups[v]
+                .as_ref()
+                .is_some_and(|g| g.role() == raft::Role::Leader)
+        });
         let (hub, c, meter) = (&self.hub, &self.c, &self.meter);
         let led = self.groups.iter().enumerate().filter_map(|(v, g)| {
             let g = g.as_ref()?;
@@ -659,7 +664,9 @@ impl Replicas {
             let load = meter.rate(v as u32);
             if (v as u32) < self.meta_g {
                 c.note_progress(VShardId(v as u16), learners, copy);
-                c.note_load(VShardId(v as u16), load);
+                if let Some(l) = load {
+                    c.note_load(VShardId(v as u16), l);
+                }
             }
             Some(super::Hint {
                 group: v as u16,

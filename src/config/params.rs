@@ -244,6 +244,28 @@ pub static PARAMS: &[Param] = &[
         false,
         "Bytes of a snapshot's copy sent and not yet acknowledged, per copy (default 8mb; at least one chunk)."
     ),
+    Param {
+        name: "cluster-bulk-transports",
+        help: "What snapshot copies may travel on besides TCP: rdma,tcp (default: RDMA with peers that have it too, where this build has the rdma feature and the machine a device; TCP otherwise) or tcp.",
+        runtime: false,
+        set: |c, v| {
+            let mut rdma = false;
+            let mut tcp = false;
+            for t in v.split(',').map(|t| t.trim().to_ascii_lowercase()) {
+                match t.as_str() {
+                    "rdma" => rdma = true,
+                    "tcp" => tcp = true,
+                    _ => return Err(format!("unknown transport '{t}' (rdma, tcp)")),
+                }
+            }
+            if !tcp {
+                return Err("tcp must be listed: every node carries copies on TCP".into());
+            }
+            c.bulk_rdma = rdma;
+            Ok(())
+        },
+        get: |c| if c.bulk_rdma { "rdma,tcp" } else { "tcp" }.into(),
+    },
     num_param!(
         "bulk-max-bytes-per-sec",
         bulk_max_bytes_per_sec,

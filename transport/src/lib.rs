@@ -7,6 +7,8 @@
 //! - [`wire`]: the bounds-checked reader every binary format decodes with, sans-IO;
 //! - [`net`]: listening sockets with SO_REUSEPORT, one per shard thread;
 //! - [`cpu`]: pinning a thread to a core, reading the process's CPU time.
+//! - [`rdma`]: RDMA as the carrier of a bulk lane's bytes (the `ibverbs` implementation
+//!   behind the `rdma` feature; a fake fabric for tests);
 //! - [`hint`]: cache prefetch hints for the keyspace's batched lookups;
 //!
 //! Every `unsafe` block of the project lives here, with a `// SAFETY:` line.
@@ -17,5 +19,6 @@ pub mod frame;
 pub mod hint;
 pub mod link;
 pub mod net;
+pub mod rdma;
 pub mod resp;
 pub mod wire;

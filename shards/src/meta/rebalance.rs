@@ -129,9 +129,7 @@ impl Rebalancer {
             }
         }
         let total: u64 = load.iter().sum();
-        let Some(hot) = (0..nodes.len()).max_by_key(|&i| (load[i], std::cmp::Reverse(i))) else {
-            return None;
-        };
+        let hot = (0..nodes.len()).max_by_key(|&i| (load[i], std::cmp::Reverse(i)))?;
         let n = nodes.len() as u64;
         // hot > mean * (100 + pct) / 100, with mean = total / n, in integers.
         if nodes.len() < 2

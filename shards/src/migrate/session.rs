@@ -351,9 +351,14 @@ impl Sender {
                 if let BulkMsg::Resend { .. } = msg
                     && self.state == SenderState::Copying
                     && self.rewound_at != Some(held)
+                    && self.next > held
                 {
                     // What followed `held` was lost or damaged: from there again (once per
-                    // point: the chunks of the same window say the same).
+                    // point: the chunks of the same window say the same). A `Resend` of
+                    // where the sender stands (a target's first answer) rewinds nothing and
+                    // does not use up the point: found by a copy whose first chunk was
+                    // damaged right after that answer, sent again only at the window's
+                    // timeout.
                     self.rewound_at = Some(held);
                     self.resends += 1;
                     self.next = held.max(self.acked);

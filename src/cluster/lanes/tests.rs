@@ -1,6 +1,8 @@
 //! The lane tasks over real TCP on loopback, with two hubs in two threads (each its shard
-//! runtime), as two nodes' shard threads run them: a copy installs byte for byte; and, ignored
-//! (a benchmark, `scripts/bench-bulk.sh`), how fast a large copy goes.
+//! runtime), as two nodes' shard threads run them: a copy installs byte for byte, on TCP and
+//! with the source's bytes over RDMA (the fake fabric: its queue pair failing mid-copy, a
+//! message damaged); and, ignored (a benchmark, `scripts/bench-bulk.sh`), how fast a large
+//! copy goes.
 
 use super::*;
 use crate::config::Config;
@@ -9,6 +11,7 @@ use shardline_shards::migrate::session::Limits;
 use shardline_shards::raft::{LogId, SnapshotWanted};
 use shardline_transport::frame::{Hello, WIRE_MAX, WIRE_MIN};
 use shardline_transport::link::Answer;
+use shardline_transport::rdma::fake::Fabric;
 use std::sync::mpsc;
 
 const SOURCE: NodeId = NodeId(1);
@@ -21,16 +24,24 @@ struct Host {
     installs: RefCell<Vec<Install>>,
     /// Why the lane's connection ended, if it did.
     ended: RefCell<Option<String>>,
+    /// Why each lane connection ended, in order.
+    endings: RefCell<Vec<String>>,
+    fabric: Option<Fabric>,
+    /// Lanes may end (they are dialed again).
+    redial: bool,
     t0: Instant,
 }
 
 impl Host {
-    fn new(limits: Limits) -> Rc<Host> {
+    fn new(limits: Limits, o: &Opts) -> Rc<Host> {
         Rc::new(Host {
             hub: RefCell::new(Hub::new(limits)),
             io: RefCell::new(LaneIo::new(Instant::now())),
             installs: RefCell::default(),
             ended: RefCell::default(),
+            endings: RefCell::default(),
+            fabric: o.fabric.clone(),
+            redial: o.redial,
             t0: Instant::now(),
         })
     }
@@ -51,13 +62,15 @@ impl Host {
         let host = self.clone();
         monoio::spawn(async move {
             let why = run(host.clone(), peer, dir, rd, wr, rest).await;
+            host.endings.borrow_mut().push(why.clone());
             *host.ended.borrow_mut() = Some(why);
         });
     }
 
-    /// Panics if the lane ended, or nothing finished within a minute.
+    /// Panics if the lane ended (unless lanes are dialed again), or nothing finished within a
+    /// minute.
     fn check(&self) {
-        if let Some(why) = self.ended.borrow().as_ref() {
+        if let Some(why) = self.ended.borrow().as_ref().filter(|_| !self.redial) {
             panic!("the lane ended: {why}; {:?}", self.hub.borrow().stats());
         }
         assert!(
@@ -87,6 +100,10 @@ impl LaneHost for Host {
         wake(&mut hub, &mut self.io.borrow_mut());
         took.map_err(|e| e.0)
     }
+
+    fn rdma(&self) -> Option<Arc<dyn shardline_transport::rdma::Provider + Send + Sync>> {
+        self.fabric.clone().map(|f| Arc::new(f) as _)
+    }
 }
 
 fn hello() -> Hello {
@@ -111,10 +128,33 @@ impl tcp::Acceptor for Accept {
     fn dropped(&self, _: Option<std::net::SocketAddr>, _: String) {}
 }
 
+#[derive(Clone, Default)]
+struct Opts {
+    /// Both ends offer RDMA on this fabric.
+    fabric: Option<Fabric>,
+    /// Lanes that end are dialed again (a fault is injected).
+    redial: bool,
+}
+
+/// What a copy did.
+struct Copied {
+    blob: Vec<u8>,
+    installed: Vec<u8>,
+    took: Duration,
+    /// Why the source's lane connections ended, in order; its lanes on RDMA.
+    source_endings: Vec<String>,
+    source_rdma_lanes: u64,
+    target: shardline_shards::migrate::hub::Stats,
+}
+
 /// Copies `total` bytes from a source thread to a target thread over a lane on loopback
-/// (threads pinned to `cores` when given): the installed copy and the time from the offer
-/// to the install.
+/// (threads pinned to `cores` when given).
 fn copy(total: usize, cores: Option<(usize, usize)>) -> (Vec<u8>, Vec<u8>, Duration) {
+    let c = copy_with(total, cores, Opts::default());
+    (c.blob, c.installed, c.took)
+}
+
+fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
     let blob: Vec<u8> = (0..total)
         .map(|i| (i as u64).wrapping_mul(0x9E37_79B9) as u8 ^ (i >> 13) as u8)
         .collect();
@@ -131,24 +171,27 @@ fn copy(total: usize, cores: Option<(usize, usize)>) -> (Vec<u8>, Vec<u8>, Durat
         total: total as u64,
     };
     let (done_tx, done_rx) = mpsc::channel::<Instant>();
+    let (to, so) = (o.clone(), o);
     let target = std::thread::spawn(move || {
         if let Some((_, c)) = cores {
             shardline_transport::cpu::pin_current_thread(c).unwrap();
         }
-        let (s, rest) = rx.recv().unwrap();
         let (mut rt, _) = crate::thread::build_runtime().unwrap();
         rt.block_on(async move {
-            let host = Host::new(limits());
+            let host = Host::new(limits(), &to);
             host.hub.borrow_mut().want(GROUP, Some(wanted), 0);
-            let (rd, wr) = tcp::adopt_duplex(s).unwrap();
-            host.spawn_lane(SOURCE, Dir::Target, rd, wr, rest);
             loop {
+                // Every connection the source dials (again, after a fault).
+                while let Ok((s, rest)) = rx.try_recv() {
+                    let (rd, wr) = tcp::adopt_duplex(s).unwrap();
+                    host.spawn_lane(SOURCE, Dir::Target, rd, wr, rest);
+                }
                 let installed = host.installs.borrow_mut().pop();
                 if let Some(i) = installed {
                     let _ = done_tx.send(Instant::now());
                     // Time for the `Installed` answer to go out.
                     monoio::time::sleep(Duration::from_millis(50)).await;
-                    return i.blob.to_vec();
+                    return (i.blob.to_vec(), host.hub.borrow().stats());
                 }
                 host.check();
                 monoio::time::sleep(Duration::from_micros(200)).await;
@@ -162,33 +205,107 @@ fn copy(total: usize, cores: Option<(usize, usize)>) -> (Vec<u8>, Vec<u8>, Durat
         }
         let (mut rt, _) = crate::thread::build_runtime().unwrap();
         rt.block_on(async move {
-            let host = Host::new(limits());
+            let host = Host::new(limits(), &so);
             let t0 = Instant::now();
             host.hub
                 .borrow_mut()
                 .offer(TARGET, GROUP, 3, last, &source_blob, 0);
-            let (w, answer) = tcp::dial(addr, &hello()).await.unwrap();
-            assert!(matches!(answer, Answer::Accepted(_)));
-            let (rd, wr, rest) = w.into_duplex();
-            host.spawn_lane(TARGET, Dir::Source, rd, wr, rest);
+            let mut dial = true;
             // Done once the target said it installed the copy.
             while host.hub.borrow().sessions().0 > 0 {
+                if std::mem::take(&mut dial) {
+                    let (w, answer) = tcp::dial(addr, &hello()).await.unwrap();
+                    assert!(matches!(answer, Answer::Accepted(_)));
+                    let (rd, wr, rest) = w.into_duplex();
+                    host.spawn_lane(TARGET, Dir::Source, rd, wr, rest);
+                }
                 host.check();
+                if host.ended.borrow_mut().take().is_some() {
+                    dial = true;
+                }
+                // (The offer is made again, as the leader's heartbeats do.)
+                let now = host.now_ms();
+                host.hub
+                    .borrow_mut()
+                    .offer(TARGET, GROUP, 3, last, &source_blob, now);
                 monoio::time::sleep(Duration::from_micros(200)).await;
             }
-            t0
+            let endings = host.endings.borrow().clone();
+            (t0, endings, host.io.borrow().rdma_lanes)
         })
     });
-    let t0 = source.join().unwrap();
-    let installed = target.join().unwrap();
+    let (t0, source_endings, source_rdma_lanes) = source.join().unwrap();
+    let (installed, target) = target.join().unwrap();
     let took = done_rx.recv().unwrap().duration_since(t0);
-    (blob.to_vec(), installed, took)
+    Copied {
+        blob: blob.to_vec(),
+        installed,
+        took,
+        source_endings,
+        source_rdma_lanes,
+        target,
+    }
 }
 
 #[test]
 fn a_copy_over_a_tcp_lane_installs_byte_for_byte() {
     let (blob, installed, _) = copy(5 << 20 | 12345, None);
     assert!(installed == blob, "the installed copy differs");
+}
+
+#[test]
+fn a_copy_whose_source_bytes_go_over_rdma_installs_byte_for_byte() {
+    let fabric = Fabric::new();
+    let o = Opts {
+        fabric: Some(fabric.clone()),
+        redial: false,
+    };
+    let c = copy_with(9 << 20 | 777, None, o);
+    assert!(c.installed == c.blob, "the installed copy differs");
+    assert_eq!(c.source_rdma_lanes, 1);
+    // Every byte of the copy went over the fabric (1 MiB messages), none on the socket.
+    assert!(fabric.delivered() >= 9, "{} messages", fabric.delivered());
+}
+
+#[test]
+fn a_queue_pair_failing_mid_copy_ends_the_lane_and_the_copy_resumes_on_tcp() {
+    let fabric = Fabric::new();
+    fabric.fail_in(4);
+    let o = Opts {
+        fabric: Some(fabric.clone()),
+        redial: true,
+    };
+    let c = copy_with(12 << 20, None, o);
+    assert!(c.installed == c.blob, "the installed copy differs");
+    assert!(
+        c.source_endings
+            .first()
+            .is_some_and(|w| w.starts_with("RDMA")),
+        "{:?}",
+        c.source_endings
+    );
+    // The next connection was on TCP (RDMA kept off for that peer), and the copy resumed
+    // from what the target held: not restarted.
+    assert_eq!(c.source_rdma_lanes, 1);
+    assert_eq!(c.target.restarts, 0);
+    assert!(
+        c.target.bytes_in < 2 * c.blob.len() as u64,
+        "{:?}",
+        c.target
+    );
+}
+
+#[test]
+fn a_message_damaged_on_the_fabric_is_caught_and_sent_again() {
+    let fabric = Fabric::new();
+    fabric.damage_in(3);
+    let o = Opts {
+        fabric: Some(fabric.clone()),
+        redial: false,
+    };
+    let c = copy_with(8 << 20, None, o);
+    assert!(c.installed == c.blob, "the installed copy differs");
+    assert!(c.target.bad_chunks >= 1, "{:?}", c.target);
 }
 
 /// The lane's throughput on loopback (`scripts/bench-bulk.sh` runs it next to iperf3):

@@ -98,6 +98,7 @@ impl Replicas {
             s.resends,
             s.restarts,
             s.bad_chunks,
+            self.lane_io.rdma_lanes,
         ];
         let slot = &self.c.bulk[self.shard];
         for (a, v) in slot.0.iter().zip(values) {

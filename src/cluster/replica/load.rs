@@ -3,7 +3,9 @@
 //! - each shard thread counts, per vShard, the commands its leaders run and the bytes of those
 //!   that write (`Meter`: a plain add per command into the thread's own array, no atomics, no
 //!   clock read); once a second, as it sends its hints, it turns the counts into rates (a
-//!   moving average over a few seconds) that the hints carry to every member;
+//!   moving average over a few seconds) that the hints carry to every member, once the
+//!   group has been led here for a whole second (a new leader's first figures would say the
+//!   vShard went cold: until then every node keeps the previous leader's);
 //! - the metadata leader's thread 0, when `cluster-rebalance` is on, samples every vShard's
 //!   rate once per `cluster-rebalance-period-ms` and proposes what the planner decides
 //!   (`Cmd::Rebalance`), logging the figures that decided it; it closes its leadership records
@@ -17,10 +19,12 @@ use std::cell::Cell;
 /// (its node cannot win an election now): the rebalancer may try elsewhere.
 pub(super) const LEAD_WAIT: Duration = Duration::from_secs(30);
 
-/// Per vShard, what this thread's leaders ran since the last roll, and the rates so far.
+/// Per vShard, what this thread's leaders ran since the last roll, the rates so far, and
+/// for how many rolls in a row the group was led here.
 pub(crate) struct Meter {
     counts: Vec<Cell<(u32, u64)>>,
     rates: Vec<Load>,
+    led: Vec<u8>,
     since: Instant,
 }
 
@@ -29,6 +33,7 @@ impl Meter {
         Meter {
             counts: (0..groups).map(|_| Cell::new((0, 0))).collect(),
             rates: vec![Load::default(); groups],
+            led: vec![0; groups],
             since: now,
         }
     }
@@ -42,26 +47,46 @@ impl Meter {
         }
     }
 
-    /// Turns the counts since the last roll into rates: each vShard's rate moves a third of
-    /// the way to the last interval's (so a second's burst is a third of itself, and a steady
-    /// load is seen within a few seconds). Intervals under 100 ms wait for the next roll.
-    pub(super) fn roll(&mut self, now: Instant) {
+    /// Turns the counts since the last roll into rates, for the groups `led` says this
+    /// thread leads: a group's first roll led here is dropped (it was led for part of it),
+    /// its second sets its rate, and from then on each moves a third of the way to the last
+    /// interval's (a second's burst is a third of itself; a steady load is seen at once).
+    /// Intervals under 100 ms wait for the next roll.
+    pub(super) fn roll(&mut self, now: Instant, led: impl Fn(usize) -> bool) {
         let ms = now.saturating_duration_since(self.since).as_millis() as u64;
         if ms < 100 {
             return;
         }
         self.since = now;
-        for (c, r) in self.counts.iter().zip(&mut self.rates) {
+        let per_sec = |n: u64| (n.saturating_mul(1000) / ms).min(u32::MAX as u64) as u32;
+        for (v, c) in self.counts.iter().enumerate() {
             let (ops, bytes) = c.replace((0, 0));
-            let per_sec = |n: u64| (n.saturating_mul(1000) / ms).min(u32::MAX as u64);
-            let avg = |old: u32, new: u64| ((old as u64 * 2 + new) / 3) as u32;
-            r.ops = avg(r.ops, per_sec(ops as u64));
-            r.bytes = avg(r.bytes, per_sec(bytes));
+            let (r, n) = (&mut self.rates[v], &mut self.led[v]);
+            if !led(v) {
+                (*r, *n) = (Load::default(), 0);
+                continue;
+            }
+            *n = n.saturating_add(1);
+            let sample = Load {
+                ops: per_sec(ops as u64),
+                bytes: per_sec(bytes),
+            };
+            let avg = |old: u32, new: u32| ((old as u64 * 2 + new as u64) / 3) as u32;
+            *r = match *n {
+                1 => Load::default(),
+                2 => sample,
+                _ => Load {
+                    ops: avg(r.ops, sample.ops),
+                    bytes: avg(r.bytes, sample.bytes),
+                },
+            };
         }
     }
 
-    pub(super) fn rate(&self, v: u32) -> Load {
-        self.rates.get(v as usize).copied().unwrap_or_default()
+    /// Group `v`'s rate, once it has one (led here for a whole roll).
+    pub(super) fn rate(&self, v: u32) -> Option<Load> {
+        let v = v as usize;
+        (self.led.get(v).is_some_and(|&n| n >= 2)).then(|| self.rates[v])
     }
 }
 
@@ -153,5 +178,52 @@ impl Replicas {
             }
         };
         (arrived, !arrived && now >= seen + LEAD_WAIT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_s_rate_comes_after_a_whole_second_led_and_follows_its_load() {
+        let t0 = Instant::now();
+        let mut m = Meter::new(2, t0);
+        let sec = |k: u64| t0 + Duration::from_millis(1000 * k);
+        let run = |m: &Meter, n: u32| {
+            for _ in 0..n {
+                m.count(0, 4096);
+            }
+        };
+        // Led from the first roll: that second is dropped (led for part of it).
+        run(&m, 300);
+        m.roll(sec(1), |v| v == 0);
+        assert_eq!(m.rate(0), None);
+        assert_eq!(m.rate(1), None, "never led here");
+        run(&m, 600);
+        m.roll(sec(2), |v| v == 0);
+        assert_eq!(
+            m.rate(0),
+            Some(Load {
+                ops: 600,
+                bytes: 600 * 4096
+            })
+        );
+        // Then a third of the way to each second's figure.
+        run(&m, 0);
+        m.roll(sec(3), |v| v == 0);
+        assert_eq!(m.rate(0).unwrap().ops, 400);
+        // Too soon: waits for the next roll.
+        run(&m, 900);
+        m.roll(sec(3) + Duration::from_millis(50), |v| v == 0);
+        assert_eq!(m.rate(0).unwrap().ops, 400);
+        m.roll(sec(4), |v| v == 0);
+        assert_eq!(m.rate(0).unwrap().ops, 566);
+        // Leadership lost: no figure, and the count starts over when it comes back.
+        m.roll(sec(5), |_| false);
+        assert_eq!(m.rate(0), None);
+        run(&m, 10);
+        m.roll(sec(6), |v| v == 0);
+        assert_eq!(m.rate(0), None);
     }
 }

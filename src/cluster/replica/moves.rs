@@ -101,7 +101,9 @@ impl Replicas {
         }
         if self.c.leader(v) == peer {
             self.c.note_progress(v, h.learners, h.copy);
-            self.c.note_load(v, h.load);
+            if let Some(l) = h.load {
+                self.c.note_load(v, l);
+            }
         }
         // The hint names the committed membership's voters and learners (both of the same
         // membership: voters are 0 while a change is not committed).

@@ -165,6 +165,31 @@ fn a_copy_survives_loss_repeats_and_damage_and_installs_exactly_the_source() {
 }
 
 #[test]
+fn a_damaged_first_chunk_right_after_the_target_s_first_answer_goes_again_at_once() {
+    let l = limits();
+    let mut s = Sender::new(7, 4 * l.chunk_bytes, l, 0);
+    let mut r = Receiver::new(7, 4 * l.chunk_bytes);
+    // The target's first answer: it holds nothing (a `Resend` of where the sender stands).
+    assert_eq!(s.on_msg(&r.hello(), 0), None);
+    assert_eq!(s.resends, 0, "nothing was rewound");
+    let data = vec![9u8; l.chunk_bytes as usize];
+    let (offset, crc) = s.chunk_ref(&data);
+    let mut damaged = data.clone();
+    damaged[5] ^= 1;
+    let (taken, answer) = r.on_chunk(7, offset, crc, &damaged);
+    assert!(!taken);
+    let (_, crc1) = s.chunk_ref(&data);
+    // The next chunk meets a gap: the same answer again.
+    let (_, gap) = r.on_chunk(7, l.chunk_bytes, crc1, &data);
+    assert_eq!(answer, gap);
+    // The sender goes back at once (not at the window's timeout), once for both answers.
+    s.on_msg(&answer.unwrap(), 1);
+    s.on_msg(&gap.unwrap(), 1);
+    assert_eq!(s.resends, 1);
+    assert_eq!(s.next_chunk(), Some((0, l.chunk_bytes)));
+}
+
+#[test]
 fn a_broken_link_resumes_from_what_the_target_holds() {
     let mut p = Pair::new(2 << 20, limits(), 3, Faults::default());
     for _ in 0..3 {

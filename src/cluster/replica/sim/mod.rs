@@ -342,13 +342,7 @@ impl Sim {
 
     /// `new` with a replication factor (`None`: as many replicas as nodes, up to three) and
     /// the rebalancer on or off.
-    fn with(
-        seed: u64,
-        nodes: usize,
-        threads: usize,
-        rf: Option<u64>,
-        rebalance: bool,
-    ) -> Sim {
+    fn with(seed: u64, nodes: usize, threads: usize, rf: Option<u64>, rebalance: bool) -> Sim {
         // Per process and simulation: the scenarios run in parallel on the same seeds.
         let dir = std::env::temp_dir().join(format!(
             "shardline-sim-{}-{}-{seed:x}",
