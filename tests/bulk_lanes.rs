@@ -63,6 +63,11 @@ fn snapshot_copies_cut_mid_way_resume_and_install_whole() {
     );
     assert!(bulk(&c, "bulk_copies_in") > 0);
     assert_eq!(bulk(&c, "bulk_bad_chunks"), 0);
+    // The leaders' snapshots were on disk only: their copies streamed from the files.
+    let from_files: u64 = (0..2)
+        .map(|i| c.cluster_field(i, "bulk_copies_from_files").unwrap_or(0))
+        .sum();
+    assert!(from_files > 0, "no copy streamed from a snapshot file");
 }
 
 /// A replicated node keeps no second copy of its data in memory: its snapshots' blobs are in

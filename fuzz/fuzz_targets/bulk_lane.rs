@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
         }
         for d in [Dir::Source, Dir::Target] {
             let mut out = Vec::new();
-            hub.poll(PEER, d, &mut out, 1 << 14, now);
+            hub.poll(PEER, d, &mut out, 1 << 14, now, &mut shardline_shards::migrate::hub::no_files);
             // Whole frames: each length covers what follows it, to the end.
             let mut at = 0;
             while at < out.len() {

@@ -20,7 +20,7 @@
 
 use super::{Cluster, NodeId, bus};
 use crate::shard::Shard;
-use shardline_shards::migrate::hub::{Dir, Hub};
+use shardline_shards::migrate::hub::{Dir, Fetch, Hub, no_files};
 use shardline_transport::link::tcp;
 use shardline_transport::rdma::{self, LANE_OPEN_BYTES, LaneOpen, Provider, Stream};
 use std::cell::RefCell;
@@ -133,6 +133,11 @@ pub trait LaneHost: 'static {
         bytes: &[u8],
         now: Instant,
     ) -> Result<usize, String>;
+    /// `with_lanes`, with the reader of the snapshot files copies stream from (none by
+    /// default: every copy from memory).
+    fn with_lanes_fetch<R>(&self, f: impl FnOnce(&mut Hub, &mut LaneIo, Fetch<'_>) -> R) -> R {
+        self.with_lanes(|hub, io| f(hub, io, &mut no_files))
+    }
     /// What makes queue pairs for this node's lanes, if it has RDMA (and offers it).
     fn rdma(&self) -> Option<Arc<dyn Provider + Send + Sync>> {
         None
@@ -152,6 +157,10 @@ impl LaneHost for Shard {
         now: Instant,
     ) -> Result<usize, String> {
         self.with_replicas(|r| r.lane_bytes(peer, dir, bytes, now))
+    }
+
+    fn with_lanes_fetch<R>(&self, f: impl FnOnce(&mut Hub, &mut LaneIo, Fetch<'_>) -> R) -> R {
+        self.with_replicas(|r| r.with_hub_fetch(f))
     }
 
     fn rdma(&self) -> Option<Arc<dyn Provider + Send + Sync>> {
@@ -576,12 +585,13 @@ async fn write<H: LaneHost>(
             if let Some(why) = ended.borrow().clone() {
                 return Poll::Ready(Err(why));
             }
-            shard.with_lanes(|hub, io| {
+            shard.with_lanes_fetch(|hub, io, fetch| {
                 if !io.is_current(peer, dir, generation) {
                     return Poll::Ready(Err("a newer connection took the lane over".into()));
                 }
                 buf.clear();
-                hub.poll(peer, dir, &mut buf, WRITE_BYTES, io.now_ms(Instant::now()));
+                let now_ms = io.now_ms(Instant::now());
+                hub.poll(peer, dir, &mut buf, WRITE_BYTES, now_ms, fetch);
                 if buf.is_empty() {
                     io.register(peer, dir, cx.waker());
                     Poll::Pending

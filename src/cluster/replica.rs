@@ -219,6 +219,8 @@ pub struct Replicas {
     /// When the metadata leader may next propose `MoveDone` for moves whose groups arrived.
     moves_closed_at: Option<Instant>,
     drained_seen: Option<(NodeId, Instant)>,
+    /// Snapshot files copies stream from now (`bulk.rs`), open while the hub reads them.
+    copy_files: HashMap<(u32, shardline_shards::raft::LogId), snapfile::CopyFile>,
     /// Per vShard, what this thread's leaders ran (`load.rs`), carried by the hints.
     pub(crate) meter: load::Meter,
     /// Thread 0: the rebalancer's settings (from the config, each step), its memory on the
@@ -532,17 +534,17 @@ impl Replicas {
         }
     }
 
-    /// The blob of group `g`'s snapshot `id`, for a base copy: the group's copy if it holds
-    /// one, or the file about to be written, or the one written (read back whole; released
-    /// again once the copies that took it end: the hub's sessions hold it meanwhile).
+    /// The blob of group `g`'s snapshot `id` for a base copy, if memory holds it: the
+    /// group's own, or the file about to be written (`Ok(None)`: its file holds it, and the
+    /// copy streams from there: `bulk.rs`).
     pub(super) fn snapshot_for_copy(
         &self,
         g: u32,
         id: shardline_shards::raft::LogId,
-    ) -> Result<bytes::Bytes, String> {
+    ) -> Result<Option<bytes::Bytes>, String> {
         let grp = self.groups[g as usize].as_ref().ok_or("no replica")?;
         if grp.snapshot_id() == id && !grp.snapshot_blob_released() {
-            return Ok(grp.snapshot_blob().clone());
+            return Ok(Some(grp.snapshot_blob().clone()));
         }
         let pending = self
             .before_flush
@@ -552,14 +554,7 @@ impl Replicas {
             .filter(|f| f.group == g && f.last == id && f.kind != SnapshotKind::Tombstone)
             .last()
             .map(|f| f.blob.clone());
-        match pending {
-            Some(b) => Ok(b),
-            None => match snapfile::read_snapshot(&self.snap_dir, g) {
-                Ok(Some((at, data))) if at == id => Ok(bytes::Bytes::from(data)),
-                Ok(_) => Err("its snapshot file is not the group's snapshot".to_string()),
-                Err(e) => Err(e),
-            },
-        }
+        Ok(pending)
     }
 
     /// The bytes of entries this thread's logs may hold before the largest is compacted:

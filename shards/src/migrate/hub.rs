@@ -56,6 +56,27 @@ fn begin_frame(out: &mut Vec<u8>, group: u32) -> usize {
     at
 }
 
+/// Source: a copy from a file resumes from `held` bytes the reconnected target holds, whose
+/// CRC32C is read back from the file here.
+fn resume_from_file(
+    o: &mut Outgoing,
+    group: u32,
+    held: u64,
+    fetch: Fetch<'_>,
+) -> Result<(), String> {
+    let mut crc = 0;
+    let mut buf = vec![0u8; (1 << 20).min(held as usize)];
+    let mut at = 0;
+    while at < held {
+        let n = (held - at).min(buf.len() as u64) as usize;
+        fetch(group, o.last, at, &mut buf[..n])?;
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        at += n as u64;
+    }
+    o.sender.resume(held, crc);
+    Ok(())
+}
+
 /// Writes the length of the frame begun at `at` (what follows its length field).
 fn end_frame(out: &mut [u8], at: usize) {
     let len = (out.len() - at - 4) as u32;
@@ -91,11 +112,42 @@ pub fn session_id(term: u64, last: LogId) -> SessionId {
         ^ last.term.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 
+/// Where a source session's bytes come from: a blob in memory, or the driver's snapshot
+/// file, read a chunk at a time as the copy goes (`Fetch`), whose whole CRC32C is known (the
+/// file's header): the copy's running CRC must come to it, or the file changed or rotted and
+/// the copy is cancelled before it can install.
+enum CopyData {
+    Mem(Bytes),
+    File { total: u64, crc: u32 },
+}
+
+impl CopyData {
+    fn total(&self) -> u64 {
+        match self {
+            CopyData::Mem(b) => b.len() as u64,
+            CopyData::File { total, .. } => *total,
+        }
+    }
+}
+
+/// The driver's reader of snapshot files for copies that stream from them: fills the buffer
+/// with the bytes of `group`'s snapshot `last` at `offset`.
+pub type Fetch<'a> = &'a mut dyn FnMut(u32, LogId, u64, &mut [u8]) -> Result<(), String>;
+
+/// A `Fetch` for a hub whose copies are all in memory.
+pub fn no_files(_: u32, _: LogId, _: u64, _: &mut [u8]) -> Result<(), String> {
+    Err("this hub reads no snapshot files".into())
+}
+
 struct Outgoing {
     sender: Sender,
-    blob: Bytes,
+    data: CopyData,
     /// The snapshot the blob is (`blob_of`: another target of it takes the same bytes).
     last: LogId,
+    /// A reconnected target holds this much, which differs from what the sender knew: the
+    /// sender resumes from it once the CRC of those bytes is known (read at the next `poll`
+    /// for a copy from a file).
+    resume_at: Option<u64>,
     offered_ms: u64,
     /// When this session was made (progress reports: `copy_progress`).
     begun_ms: u64,
@@ -140,6 +192,8 @@ pub struct Stats {
     pub resends: u64,
     pub restarts: u64,
     pub bad_chunks: u64,
+    /// Source sessions made to stream from a snapshot file (not a blob in memory).
+    pub from_files: u64,
 }
 
 /// Why a lane's bytes were refused: the driver closes that connection (the sessions on it
@@ -198,6 +252,8 @@ pub struct Hub {
     /// Source sessions that ended installed, and when (`refresh_offer` answers for them for
     /// `OFFER_STALE_MS`: the leader offers until its group hears the install).
     done: Vec<(NodeId, u32, SessionId, u64)>,
+    /// Copies from files cancelled: their group and why (`take_errors`, for the log).
+    errors: Vec<(u32, String)>,
 }
 
 impl Hub {
@@ -217,7 +273,22 @@ impl Hub {
             ready: Vec::new(),
             stats: Stats::default(),
             done: Vec::new(),
+            errors: Vec::new(),
         }
+    }
+
+    /// Copies from snapshot files that failed (a read, or a file whose bytes do not check),
+    /// each once: their group and why. The leader's next offer starts them again.
+    pub fn take_errors(&mut self) -> std::vec::Drain<'_, (u32, String)> {
+        self.errors.drain(..)
+    }
+
+    /// Whether a copy of `group`'s snapshot `last` streams from its file now (the driver
+    /// keeps the file open while so).
+    pub fn reads_file(&self, group: u32, last: LogId) -> bool {
+        self.out.iter().any(|(&(_, g), o)| {
+            g == group && o.last == last && matches!(o.data, CopyData::File { .. })
+        })
     }
 
     pub fn stats(&self) -> Stats {
@@ -243,8 +314,12 @@ impl Hub {
     /// Bytes the copies being received hold, and the snapshots being sent (read back from
     /// their files for the copy): replication memory, as the logs' are.
     pub fn held_bytes(&self) -> usize {
+        let mem = |o: &Outgoing| match &o.data {
+            CopyData::Mem(b) => b.len(),
+            CopyData::File { .. } => 0,
+        };
         self.inc.values().map(|i| i.buf.len()).sum::<usize>()
-            + self.out.values().map(|o| o.blob.len()).sum::<usize>()
+            + self.out.values().map(mem).sum::<usize>()
     }
 
     /// Sessions under way, as source and as target.
@@ -258,7 +333,7 @@ impl Hub {
         self.out.get(&(peer, group)).map(|o| {
             (
                 o.sender.acked(),
-                o.blob.len() as u64,
+                o.data.total(),
                 now_ms.saturating_sub(o.begun_ms),
             )
         })
@@ -324,10 +399,10 @@ impl Hub {
     /// Source: the blob of `group`'s snapshot `last` if a copy of it is under way (a second
     /// target of the same snapshot needs it read from its file no more).
     pub fn blob_of(&self, group: u32, last: LogId) -> Option<Bytes> {
-        self.out
-            .iter()
-            .find(|((_, g), o)| *g == group && o.last == last)
-            .map(|(_, o)| o.blob.clone())
+        self.out.iter().find_map(|(&(_, g), o)| match &o.data {
+            CopyData::Mem(b) if g == group && o.last == last => Some(b.clone()),
+            _ => None,
+        })
     }
 
     /// Source: the leader of `group` offered `to` its snapshot up to `last` in `term`, whose
@@ -342,6 +417,39 @@ impl Hub {
         blob: &Bytes,
         now_ms: u64,
     ) {
+        self.offer_data(to, (group, term, last), CopyData::Mem(blob.clone()), now_ms);
+    }
+
+    /// `offer` of a snapshot the driver reads from its file as the copy goes (`poll`'s
+    /// `Fetch`): `total` bytes whose CRC32C is `crc` (the file's header says both).
+    pub fn offer_file(
+        &mut self,
+        to: NodeId,
+        (group, term, last): (u32, u64, LogId),
+        total: u64,
+        crc: u32,
+        now_ms: u64,
+    ) {
+        let fresh = self
+            .out
+            .get(&(to, group))
+            .is_none_or(|o| o.sender.id != session_id(term, last));
+        self.stats.from_files += fresh as u64;
+        self.offer_data(
+            to,
+            (group, term, last),
+            CopyData::File { total, crc },
+            now_ms,
+        );
+    }
+
+    fn offer_data(
+        &mut self,
+        to: NodeId,
+        (group, term, last): (u32, u64, LogId),
+        data: CopyData,
+        now_ms: u64,
+    ) {
         let id = session_id(term, last);
         match self.out.entry((to, group)) {
             Entry::Occupied(mut o) if o.get().sender.id == id => {
@@ -350,9 +458,10 @@ impl Hub {
             }
             e => {
                 let fresh = Outgoing {
-                    sender: Sender::new(id, blob.len() as u64, self.limits, now_ms),
-                    blob: blob.clone(),
+                    sender: Sender::new(id, data.total(), self.limits, now_ms),
+                    data,
                     last,
+                    resume_at: None,
                     offered_ms: now_ms,
                     begun_ms: now_ms,
                     started: false,
@@ -524,17 +633,43 @@ impl Hub {
             && !o.started
         {
             o.started = true;
-            if held != o.sender.acked() && held <= o.blob.len() as u64 {
+            if held != o.sender.acked() && held <= o.data.total() {
                 // The target holds more of this copy (from an earlier sender of it) or less
-                // (it restarted) than this sender knew: from there on.
-                let crc = crc32c::crc32c(&o.blob[..held as usize]);
-                o.sender.resume(held, crc);
+                // (it restarted) than this sender knew: from there on, once the CRC of what
+                // it holds is known.
+                match &o.data {
+                    CopyData::Mem(b) => {
+                        let crc = crc32c::crc32c(&b[..held as usize]);
+                        o.sender.resume(held, crc);
+                    }
+                    CopyData::File { .. } => o.resume_at = Some(held),
+                }
             }
         }
         let (resends, restarts) = (o.sender.resends, o.sender.restarts);
         let answer = o.sender.on_msg(&msg, now_ms);
         self.stats.resends += o.sender.resends - resends;
         self.stats.restarts += o.sender.restarts - restarts;
+        let mismatch = match (&answer, &o.data) {
+            (Some(BulkMsg::Finish { crc, .. }), CopyData::File { crc: want, .. })
+                if crc != want =>
+            {
+                Some((*crc, *want))
+            }
+            _ => None,
+        };
+        if let Some((crc, want)) = mismatch {
+            // The file read back is not the snapshot written (changed or damaged on disk):
+            // never installed.
+            let cancel = o.sender.cancel();
+            self.out.remove(&(peer, group));
+            self.errors.push((
+                group,
+                format!("the snapshot file read back does not check (CRC32C {crc:#x}, written {want:#x}): copy cancelled"),
+            ));
+            self.queue(peer, Dir::Source, group, &cancel);
+            return Ok(());
+        }
         match o.sender.state() {
             SenderState::Done => {
                 self.stats.done_out += 1;
@@ -617,7 +752,11 @@ impl Hub {
                     blob: blob.into(),
                 });
             }
-            Received::Drop => i.buf.clear(),
+            Received::Drop => {
+                // The source cancelled: the session goes with what it held (the group's next
+                // `want` starts one afresh for the source's next offer).
+                self.inc.remove(&(peer, group));
+            }
             Received::Accepted(_) | Received::Nothing => {}
         }
         if let Some(a) = answer {
@@ -637,6 +776,7 @@ impl Hub {
         out: &mut Vec<u8>,
         max_bytes: usize,
         now_ms: u64,
+        fetch: Fetch<'_>,
     ) {
         let Some(lane) = self.lanes.get_mut(&peer) else {
             return;
@@ -648,8 +788,15 @@ impl Hub {
         if dir == Dir::Target {
             return;
         }
+        let mut failed = Vec::new();
         for (&(p, group), o) in self.out.iter_mut() {
             if p != peer || !o.started {
+                continue;
+            }
+            if let Some(held) = o.resume_at.take()
+                && let Err(e) = resume_from_file(o, group, held, fetch)
+            {
+                failed.push((group, e));
                 continue;
             }
             while out.len() < max_bytes {
@@ -660,17 +807,49 @@ impl Hub {
                 if !self.throttle.allows() {
                     // Sent when the bucket refills (`tick` wakes the lanes).
                     self.throttle.held = true;
-                    return;
+                    break;
                 }
-                self.throttle.spend(len);
-                let data = &o.blob[offset as usize..(offset + len) as usize];
-                let (at_offset, crc) = o.sender.chunk_ref(data);
-                debug_assert_eq!(at_offset, offset);
                 let at = begin_frame(out, group);
-                ChunkRef::encode(out, o.sender.id, offset, crc, data);
+                let crc = match &o.data {
+                    CopyData::Mem(b) => {
+                        let data = &b[offset as usize..(offset + len) as usize];
+                        let (_, crc) = o.sender.chunk_ref(data);
+                        ChunkRef::encode(out, o.sender.id, offset, crc, data);
+                        Ok(crc)
+                    }
+                    CopyData::File { .. } => {
+                        // Read into its place in the frame: one copy, from the page cache.
+                        let head = ChunkRef::encode_head(out, o.sender.id, offset, len as u32);
+                        let start = out.len();
+                        out.resize(start + len as usize, 0);
+                        fetch(group, o.last, offset, &mut out[start..]).map(|()| {
+                            let (_, crc) = o.sender.chunk_ref(&out[start..]);
+                            out[head..head + 4].copy_from_slice(&crc.to_le_bytes());
+                            crc
+                        })
+                    }
+                };
+                if let Err(e) = crc {
+                    out.truncate(at);
+                    failed.push((group, e));
+                    break;
+                }
                 end_frame(out, at);
+                self.throttle.spend(len);
                 self.stats.bytes_out += len;
             }
+            if self.throttle.held {
+                break;
+            }
+        }
+        for (group, why) in failed {
+            // The session goes; the target is not told: it keeps what it holds, and the
+            // leader's next offer (the file opened anew) continues from there.
+            self.out.remove(&(peer, group));
+            self.errors.push((
+                group,
+                format!("reading its snapshot file for a copy: {why}"),
+            ));
         }
     }
 

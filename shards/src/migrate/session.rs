@@ -169,6 +169,18 @@ impl<'a> ChunkRef<'a> {
         Some(chunk)
     }
 
+    /// Appends the head of a chunk message of `len` bytes at `offset` of `session`, its CRC
+    /// left zero: where the CRC is (the caller writes the data after the head, then the CRC).
+    pub fn encode_head(out: &mut Vec<u8>, session: SessionId, offset: u64, len: u32) -> usize {
+        out.push(CHUNK);
+        out.extend_from_slice(&session.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        let crc_at = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        crc_at
+    }
+
     /// Appends the chunk message for `data` at `offset` (with its `crc`) of `session`: the
     /// bytes `BulkMsg::Chunk` encodes to, without the message.
     pub fn encode(out: &mut Vec<u8>, session: SessionId, offset: u64, crc: u32, data: &[u8]) {

@@ -2,8 +2,9 @@
 //! tasks (`cluster/lanes.rs`) hand it and take from it. The hub's rules are in
 //! `shardline_shards::migrate::hub`; this only carries things between it and the groups.
 
+use super::super::lanes::LaneIo;
 use super::*;
-use shardline_shards::migrate::hub::Dir;
+use shardline_shards::migrate::hub::{Dir, Fetch, Hub};
 
 impl Replicas {
     pub(crate) fn hub_now_ms(&self, now: Instant) -> u64 {
@@ -72,20 +73,61 @@ impl Replicas {
         if self.hub.refresh_offer(to, g, term, last, now_ms) {
             return; // under way: the offer only keeps it alive
         }
-        let held = self.hub.blob_of(g, last).map(Ok);
+        let held = self.hub.blob_of(g, last).map(|b| Ok(Some(b)));
         match held.unwrap_or_else(|| self.snapshot_for_copy(g, last)) {
-            Ok(blob) if blob.len() as u64 == total => {
+            Ok(Some(blob)) if blob.len() as u64 == total => {
                 self.hub.offer(to, g, term, last, &blob, now_ms);
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(vshard = g, "cannot read back its snapshot for a copy: {e}"),
+            Ok(Some(_)) => {}
+            // Its file holds it: the copy streams from the file, a chunk at a time (the open
+            // file keeps reading this snapshot even if a newer one takes its name).
+            Ok(None) => {
+                if !self.copy_files.contains_key(&(g, last)) {
+                    match snapfile::open_for_copy(&self.snap_dir, g) {
+                        Ok(Some((id, f))) if id == last && f.total == total => {
+                            self.copy_files.insert((g, last), f);
+                        }
+                        Ok(_) => return, // a newer snapshot: the group offers that one next
+                        Err(e) => {
+                            tracing::warn!(vshard = g, "cannot open its snapshot for a copy: {e}");
+                            return;
+                        }
+                    }
+                }
+                let f = &self.copy_files[&(g, last)];
+                self.hub
+                    .offer_file(to, (g, term, last), f.total, f.crc, now_ms);
+            }
+            Err(e) => tracing::warn!(vshard = g, "cannot find its snapshot for a copy: {e}"),
         }
+    }
+
+    /// `f` on the hub, the lane tasks' state and the reader of the files copies stream from.
+    pub(crate) fn with_hub_fetch<R>(
+        &mut self,
+        f: impl FnOnce(&mut Hub, &mut LaneIo, Fetch<'_>) -> R,
+    ) -> R {
+        let files = &self.copy_files;
+        let mut fetch = |g: u32, last, offset, buf: &mut [u8]| {
+            let f = files.get(&(g, last)).ok_or("its file is not open")?;
+            snapfile::read_for_copy(f, offset, buf)
+        };
+        f(&mut self.hub, &mut self.lane_io, &mut fetch)
     }
 
     /// Time passed for the hub; its counters published for INFO (`Cluster::bulk`).
     pub(super) fn hub_tick(&mut self, now: Instant) {
         let now_ms = self.hub_now_ms(now);
         self.hub.tick(now_ms);
+        for (g, why) in self.hub.take_errors() {
+            tracing::error!(
+                vshard = g,
+                "a base copy from its snapshot file failed: {why}"
+            );
+        }
+        let hub = &self.hub;
+        self.copy_files
+            .retain(|&(g, last), _| hub.reads_file(g, last));
         let s = self.hub.stats();
         let (out, inc) = self.hub.sessions();
         let values = [
@@ -99,6 +141,7 @@ impl Replicas {
             s.restarts,
             s.bad_chunks,
             self.lane_io.rdma_lanes,
+            s.from_files,
         ];
         let slot = &self.c.bulk[self.shard];
         for (a, v) in slot.0.iter().zip(values) {

@@ -213,6 +213,7 @@ impl Replicas {
             drained_at: None,
             moves_closed_at: None,
             drained_seen: None,
+            copy_files: HashMap::new(),
             meter: load::Meter::new(count, now),
             rebalance_cfg: Default::default(),
             rebalancer: None,

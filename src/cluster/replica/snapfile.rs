@@ -75,6 +75,59 @@ pub(super) fn read_snapshot(dir: &Path, v: u32) -> Result<Option<(LogId, Vec<u8>
     Ok(Some((id, data)))
 }
 
+/// A snapshot file opened for a base copy that streams from it (issue 19, step 3): its id,
+/// the blob's length and CRC32C from its header (checked against the copy's running CRC as
+/// the copy ends: a file damaged since it was written never installs anywhere). The open
+/// file keeps reading the snapshot it was even if a newer one replaces its name.
+pub(super) struct CopyFile {
+    pub file: std::fs::File,
+    pub total: u64,
+    pub crc: u32,
+}
+
+/// Opens group `v`'s snapshot file for a copy: `None` without one.
+pub(super) fn open_for_copy(dir: &Path, v: u32) -> Result<Option<(LogId, CopyFile)>, String> {
+    use std::io::Read;
+    let path = snap_path(dir, v);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut h = [0u8; SNAP_HEADER_BYTES];
+    file.read_exact(&mut h)
+        .map_err(|e| format!("{}: its header: {e}", path.display()))?;
+    if &h[..8] != SNAP_MAGIC {
+        return Err(format!("{}: not a snapshot header", path.display()));
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().expect("8"));
+    let id = LogId {
+        index: u64_at(8),
+        term: u64_at(16),
+    };
+    let total = u64_at(24);
+    let len = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if len != SNAP_HEADER_BYTES as u64 + total {
+        return Err(format!(
+            "{}: length does not match the file",
+            path.display()
+        ));
+    }
+    let crc = u32::from_le_bytes(h[32..36].try_into().expect("4"));
+    Ok(Some((id, CopyFile { file, total, crc })))
+}
+
+/// Reads `buf.len()` bytes of an open snapshot's blob at `offset`.
+pub(super) fn read_for_copy(f: &CopyFile, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    f.file
+        .read_exact_at(buf, SNAP_HEADER_BYTES as u64 + offset)
+        .map_err(|e| e.to_string())
+}
+
 /// A replica's snapshot bytes: its apply clock, then the vShard's keys.
 pub(super) fn snapshot_bytes(clock_us: u64, vs: &shardline_shards::db::VShard) -> Vec<u8> {
     let mut b = clock_us.to_le_bytes().to_vec();

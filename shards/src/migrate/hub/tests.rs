@@ -58,6 +58,12 @@ struct Pair {
     rng: Rng,
     /// Per mille of each write whose bytes are damaged (one bit).
     damage: u64,
+    /// The source's snapshot file, for copies offered with `offer_file`, and whether its
+    /// reads fail.
+    file: Vec<u8>,
+    fail_reads: bool,
+    /// Bytes of the file read.
+    file_reads: u64,
 }
 
 impl Pair {
@@ -71,6 +77,9 @@ impl Pair {
             installed: Vec::new(),
             rng: Rng::new(seed),
             damage: 0,
+            file: Vec::new(),
+            fail_reads: false,
+            file_reads: 0,
         }
     }
 
@@ -92,7 +101,19 @@ impl Pair {
     fn round(&mut self) {
         self.now_ms += 1;
         let mut w = Vec::new();
-        self.a.poll(B, Dir::Source, &mut w, 256 << 10, self.now_ms);
+        let (file, fail, reads) = (&self.file, self.fail_reads, &mut self.file_reads);
+        let mut fetch = |g: u32, last: LogId, at: u64, buf: &mut [u8]| {
+            assert_eq!((g, last), (G, wanted(0).last));
+            let end = at as usize + buf.len();
+            if fail || end > file.len() {
+                return Err("an injected read error".to_string());
+            }
+            buf.copy_from_slice(&file[at as usize..end]);
+            *reads += buf.len() as u64;
+            Ok(())
+        };
+        self.a
+            .poll(B, Dir::Source, &mut w, 256 << 10, self.now_ms, &mut fetch);
         if !w.is_empty() && self.rng.below(1000) < self.damage {
             let at = self.rng.below(w.len() as u64) as usize;
             if at >= 64 {
@@ -116,7 +137,14 @@ impl Pair {
             return;
         }
         let mut w = Vec::new();
-        self.b.poll(A, Dir::Target, &mut w, usize::MAX, self.now_ms);
+        self.b.poll(
+            A,
+            Dir::Target,
+            &mut w,
+            usize::MAX,
+            self.now_ms,
+            &mut no_files,
+        );
         self.to_a.extend_from_slice(&w);
         feed(&mut self.a, B, Dir::Source, &mut self.to_a, self.now_ms).unwrap();
         self.installed.extend(self.b.take_installs());
@@ -144,6 +172,93 @@ impl Pair {
 fn offered(p: &mut Pair, data: &Bytes) {
     let w = wanted(data.len() as u64);
     p.a.offer(B, G, w.term, w.last, data, p.now_ms);
+}
+
+/// Offers `p.file` as read from its file, whose header says `crc`.
+fn offered_file(p: &mut Pair, crc: u32) {
+    let w = wanted(p.file.len() as u64);
+    let total = p.file.len() as u64;
+    p.a.offer_file(B, (G, w.term, w.last), total, crc, p.now_ms);
+}
+
+/// A copy that streams from the source's snapshot file (issue 19, step 3): the source holds
+/// none of it in memory, reads each byte once, and the target installs exactly the file.
+#[test]
+fn a_copy_streamed_from_a_file_installs_its_bytes_and_holds_none_of_them() {
+    let mut p = Pair::new(11);
+    p.file = blob(3 << 20 | 5, 11).to_vec();
+    let crc = crc32c::crc32c(&p.file);
+    p.connect();
+    offered_file(&mut p, crc);
+    p.b.want(G, Some(wanted(p.file.len() as u64)), p.now_ms);
+    while p.b.stats().bytes_in < (1 << 20) {
+        p.round();
+        assert_eq!(p.a.held_bytes(), 0, "no blob in the source's memory");
+    }
+    assert!(p.a.reads_file(G, wanted(0).last));
+    p.run_until_installed(1000);
+    assert_eq!(&p.installed[0].blob[..], &p.file[..]);
+    assert_eq!(p.file_reads, p.file.len() as u64, "each byte read once");
+    p.round();
+    assert!(!p.a.reads_file(G, wanted(0).last), "the file may be closed");
+    assert_eq!(p.a.take_errors().count(), 0);
+}
+
+/// A file whose bytes are not what its header's CRC32C says (damaged on disk after it was
+/// written): the copy is cancelled at its end and never installs.
+#[test]
+fn a_file_that_does_not_check_is_never_installed() {
+    let mut p = Pair::new(12);
+    p.file = blob(1 << 20, 12).to_vec();
+    let crc = crc32c::crc32c(&p.file);
+    p.file[777] ^= 4;
+    p.connect();
+    offered_file(&mut p, crc);
+    p.b.want(G, Some(wanted(p.file.len() as u64)), p.now_ms);
+    for _ in 0..500 {
+        p.round();
+    }
+    assert!(p.installed.is_empty());
+    let errors: Vec<_> = p.a.take_errors().collect();
+    assert!(
+        errors.len() == 1 && errors[0].1.contains("does not check"),
+        "{errors:?}"
+    );
+    assert_eq!(p.a.sessions(), (0, 0));
+    assert_eq!(p.b.sessions(), (0, 0), "the target was told");
+}
+
+/// A read that fails cancels the copy (the target is told); the leader's next offer starts
+/// it again, and a source made anew continues from what the target holds, reading the CRC
+/// of those bytes back from the file.
+#[test]
+fn a_failed_read_cancels_the_copy_and_a_new_session_resumes_from_the_file() {
+    let mut p = Pair::new(13);
+    p.file = blob(2 << 20, 13).to_vec();
+    let crc = crc32c::crc32c(&p.file);
+    p.connect();
+    offered_file(&mut p, crc);
+    p.b.want(G, Some(wanted(p.file.len() as u64)), p.now_ms);
+    while p.b.stats().bytes_in < (1 << 20) {
+        p.round();
+    }
+    p.fail_reads = true;
+    for _ in 0..20 {
+        p.round();
+    }
+    let errors: Vec<_> = p.a.take_errors().collect();
+    assert!(errors.iter().all(|e| e.1.contains("injected")) && !errors.is_empty());
+    assert_eq!(p.a.sessions(), (0, 0));
+    // The target's group still wants it: a new source session (a restarted source) takes
+    // the copy up where the target is.
+    p.fail_reads = false;
+    p.b.want(G, Some(wanted(p.file.len() as u64)), p.now_ms);
+    p.a = Hub::new(limits());
+    p.disconnect();
+    p.connect();
+    offered_file(&mut p, crc);
+    p.run_until_installed(1000);
+    assert_eq!(&p.installed[0].blob[..], &p.file[..]);
 }
 
 #[test]
@@ -362,7 +477,7 @@ fn bad_lane_bytes_are_refused_with_a_reason() {
     feed(&mut h, A, Dir::Target, &mut bytes, 0).unwrap();
     assert!(bytes.is_empty());
     let mut out = Vec::new();
-    h.poll(A, Dir::Target, &mut out, usize::MAX, 0);
+    h.poll(A, Dir::Target, &mut out, usize::MAX, 0, &mut no_files);
     assert!(!out.is_empty(), "a cancel");
     // Every truncation of a good frame waits for more.
     let good = frame(G, &ack);

@@ -54,7 +54,9 @@ impl Sim {
                 let now = self.now().mono;
                 let r = self.replicas(id, t);
                 let now_ms = r.hub_now_ms(now);
-                r.hub.poll(p, dir, &mut bytes, 4 << 20, now_ms);
+                r.with_hub_fetch(|hub, _, fetch| {
+                    hub.poll(p, dir, &mut bytes, 4 << 20, now_ms, fetch)
+                });
                 if bytes.is_empty() || self.cut.contains(&(id, p)) {
                     continue;
                 }
