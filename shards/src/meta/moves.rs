@@ -138,28 +138,13 @@ impl Meta {
         from: Option<NodeId>,
         kind: MoveKind,
     ) -> Result<Applied, MetaError> {
-        let set = self
-            .replicas
-            .get(v as usize)
-            .ok_or(MetaError::NoSuchVShard(v))?;
-        let to_info = self.node(to).ok_or(MetaError::UnknownNode(to))?;
-        if !to_info.placeable() {
-            return Err(MetaError::NotPlaceable(to));
-        }
+        let set = self.movable(v, to)?;
+        let to_info = self.node(to).expect("checked");
         if set.iter().any(|r| r.node == to) {
             return Err(MetaError::AlreadyHolds {
                 vshard: v,
                 node: to,
             });
-        }
-        if let Some(open) = self.open_move(v) {
-            return Err(MetaError::MoveOpen {
-                vshard: v,
-                id: open.id,
-            });
-        }
-        if self.open_moves() >= OPEN_MAX {
-            return Err(MetaError::TooManyMoves);
         }
         let held = |id: NodeId| {
             self.replicas
@@ -202,13 +187,7 @@ impl Meta {
         from: NodeId,
         to: NodeId,
     ) -> Result<Applied, MetaError> {
-        let set = self
-            .replicas
-            .get(v as usize)
-            .ok_or(MetaError::NoSuchVShard(v))?;
-        if !self.node(to).ok_or(MetaError::UnknownNode(to))?.placeable() {
-            return Err(MetaError::NotPlaceable(to));
-        }
+        let set = self.movable(v, to)?;
         if set[0].node != from {
             return Err(MetaError::NotPreferred {
                 vshard: v,
@@ -228,6 +207,21 @@ impl Meta {
                 node: to,
             });
         }
+        self.replicas[v as usize].swap(0, k);
+        let id = self.open(v, from, to, MoveKind::Lead);
+        Ok(Applied::MoveStarted { id })
+    }
+
+    /// What every move of vShard `v` toward `to` needs: the vShard, `to` a member that may
+    /// hold replicas, no move of `v` open and room for one more; `v`'s replica set.
+    fn movable(&self, v: u16, to: NodeId) -> Result<&[Replica], MetaError> {
+        let set = self
+            .replicas
+            .get(v as usize)
+            .ok_or(MetaError::NoSuchVShard(v))?;
+        if !self.node(to).ok_or(MetaError::UnknownNode(to))?.placeable() {
+            return Err(MetaError::NotPlaceable(to));
+        }
         if let Some(open) = self.open_move(v) {
             return Err(MetaError::MoveOpen {
                 vshard: v,
@@ -237,9 +231,7 @@ impl Meta {
         if self.open_moves() >= OPEN_MAX {
             return Err(MetaError::TooManyMoves);
         }
-        self.replicas[v as usize].swap(0, k);
-        let id = self.open(v, from, to, MoveKind::Lead);
-        Ok(Applied::MoveStarted { id })
+        Ok(set)
     }
 
     pub(crate) fn open_moves(&self) -> usize {
