@@ -408,10 +408,13 @@ fn hot_writes(
     })
 }
 
-/// The rebalancer (step 7), on: node 1 prefers every vShard the load hits, so it leads them
-/// all. Three nodes with RF 3: leaderships move (records of kind `leader`) until each node
-/// leads one hot vShard, no data moves, and it then stays so. Three nodes with RF 1: the
-/// replicas themselves move (kind `rebalance`). Every write acknowledged is there.
+/// The rebalancer (step 7), on: node 1 leads every vShard the load hits. Three nodes with
+/// RF 3: leaderships move (records of kind `leader`) until each node leads one hot vShard,
+/// no data moves, and it then stays so. Three nodes with RF 1: the replicas themselves move
+/// (kind `rebalance`), two of them, off node 1. Every write acknowledged is there. (With RF
+/// 3 the count of moves is not fixed: under a loaded machine an election may have moved a
+/// leadership away from its preferred node before the test picked the hot vShards, and the
+/// rebalancer counts by the preferred leaders; failed so in CI once when it asked for two.)
 #[test]
 fn the_rebalancer_moves_leaders_then_replicas_off_a_hot_node() {
     for rf in ["3", "1"] {
@@ -439,7 +442,7 @@ fn the_rebalancer_moves_leaders_then_replicas_off_a_hot_node() {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = hot_writes(&c, tags, stop.clone());
         let kind = if rf == "3" { "leader" } else { "rebalance" };
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(120);
         let leaders = |c: &TestCluster| -> Vec<u16> {
             let mut l: Vec<u16> = led
                 .iter()
@@ -454,7 +457,7 @@ fn the_rebalancer_moves_leaders_then_replicas_off_a_hot_node() {
                 .iter()
                 .filter(|m| m["kind"] == kind && m["state"] == "done")
                 .count();
-            if done >= 2 && leaders(&c).len() == 3 {
+            if done >= if rf == "1" { 2 } else { 1 } && leaders(&c).len() == 3 {
                 break;
             }
             assert!(
@@ -466,14 +469,22 @@ fn the_rebalancer_moves_leaders_then_replicas_off_a_hot_node() {
             std::thread::sleep(Duration::from_millis(200));
         }
         // Balanced now: it stays so (a few more samples under the same load).
+        let before = moves(&c, 2).len();
         std::thread::sleep(Duration::from_secs(3));
         let all = moves(&c, 2);
-        assert_eq!(all.len(), 2, "rf {rf}: {all:?}");
-        assert!(
-            all.iter().all(|m| m["kind"] == kind && m["from"] == "1"),
-            "{all:?}"
-        );
-        assert_eq!(leaders(&c).len(), 3);
+        assert_eq!(all.len(), before, "rf {rf}: nothing more moved: {all:?}");
+        assert!(all.iter().all(|m| m["kind"] == kind), "{all:?}");
+        if rf == "1" {
+            assert_eq!(all.len(), 2, "{all:?}");
+            assert!(all.iter().all(|m| m["from"] == "1"), "{all:?}");
+        }
+        // (An election may move a leader off its preferred node for a moment; leaders hand
+        // back to the preferred ones.)
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while leaders(&c).len() != 3 {
+            assert!(Instant::now() < deadline, "rf {rf}: {:?}", leaders(&c));
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let info = c.info_section(0, "cluster").unwrap();
         assert!(info.contains("cluster_rebalance:yes"), "{info}");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
