@@ -44,6 +44,18 @@ pub struct Completion {
     pub len: usize,
 }
 
+impl Completion {
+    /// A request flushed by a queue pair in error.
+    pub fn flushed(buffer: usize, recv: bool) -> Completion {
+        Completion {
+            buffer,
+            recv,
+            ok: false,
+            len: 0,
+        }
+    }
+}
+
 /// One lane's queue pair and its registered buffers: `buffers()` of `buffer_bytes()` each;
 /// the first `sends()` of them for sending, the rest for receiving.
 pub trait Verbs {

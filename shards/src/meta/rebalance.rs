@@ -78,13 +78,29 @@ impl Default for Settings {
 /// One decision, with the figures that made it (for the log line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
-    pub cmd: Cmd,
+    pub vshard: u16,
+    /// The hottest node, and where the leadership (`lead`) or the replica goes.
+    pub from: NodeId,
+    pub to: NodeId,
+    pub lead: bool,
     /// The hottest node's load, the mean over the nodes, the vShard's weight and the
     /// target's load before the action.
     pub hot_load: u64,
     pub mean: u64,
     pub weight: u64,
     pub to_load: u64,
+}
+
+impl Decision {
+    /// The metadata command that carries it out.
+    pub fn cmd(&self) -> Cmd {
+        Cmd::Rebalance {
+            vshard: self.vshard,
+            from: self.from,
+            to: self.to,
+            lead: self.lead,
+        }
+    }
 }
 
 /// The rebalancer's memory between samples (on the metadata leader; a new leader starts
@@ -203,12 +219,10 @@ impl Rebalancer {
         self.acted.push((v as u16, tick));
         self.streak = 0;
         Some(Decision {
-            cmd: Cmd::Rebalance {
-                vshard: v as u16,
-                from: hot_id,
-                to,
-                lead,
-            },
+            vshard: v as u16,
+            from: hot_id,
+            to,
+            lead,
             hot_load: load[hot],
             mean: total / n,
             weight: weight(v),

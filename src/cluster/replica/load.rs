@@ -128,23 +128,14 @@ impl Replicas {
         let Some(d) = r.sample(m, &loads, live, &settings) else {
             return;
         };
-        let shardline_shards::meta::Cmd::Rebalance {
-            vshard,
-            from,
-            to,
-            lead,
-        } = d.cmd
-        else {
-            return;
-        };
         let mut cmd = Vec::new();
-        d.cmd.encode(&mut cmd);
+        d.cmd().encode(&mut cmd);
         if self.propose_meta(cmd).is_ok() {
             tracing::info!(
-                vshard,
-                from = from.0,
-                to = to.0,
-                what = if lead { "leadership" } else { "replica" },
+                vshard = d.vshard,
+                from = d.from.0,
+                to = d.to.0,
+                what = if d.lead { "leadership" } else { "replica" },
                 hot_load = d.hot_load,
                 mean_load = d.mean,
                 vshard_load = d.weight,

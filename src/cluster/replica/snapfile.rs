@@ -110,7 +110,8 @@ pub(super) fn open_for_copy(dir: &Path, v: u32) -> Result<Option<(LogId, CopyFil
         .metadata()
         .map_err(|e| format!("{}: {e}", path.display()))?
         .len();
-    if len != SNAP_HEADER_BYTES as u64 + total {
+    // (A damaged header may name any length: no overflow on the way.)
+    if Some(len) != total.checked_add(SNAP_HEADER_BYTES as u64) {
         return Err(format!(
             "{}: length does not match the file",
             path.display()
@@ -237,6 +238,34 @@ mod tests {
             e.contains("offset 0") && e.contains("earlier format"),
             "{e}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A file opened for a copy: its header's id, length and CRC; a header whose length
+    /// disagrees with the file (any length, the largest included) is refused, not trusted.
+    #[test]
+    fn a_snapshot_opened_for_a_copy_reads_its_blob_and_a_bad_length_is_refused() {
+        let dir = tempdir("copy");
+        let id = LogId { term: 3, index: 42 };
+        write_snapshot(&dir, 7, id, b"blob bytes").unwrap();
+        let (at, f) = open_for_copy(&dir, 7).unwrap().unwrap();
+        assert_eq!(
+            (at, f.total, f.crc),
+            (id, 10, crc32c::crc32c(b"blob bytes"))
+        );
+        let mut buf = [0u8; 5];
+        read_for_copy(&f, 5, &mut buf).unwrap();
+        assert_eq!(&buf, b"bytes");
+        assert!(read_for_copy(&f, 8, &mut buf).is_err(), "past the end");
+        assert!(open_for_copy(&dir, 8).unwrap().is_none());
+        let path = snap_path(&dir, 7);
+        let mut b = std::fs::read(&path).unwrap();
+        for len in [11u64, u64::MAX] {
+            b[24..32].copy_from_slice(&len.to_le_bytes());
+            std::fs::write(&path, &b).unwrap();
+            let e = open_for_copy(&dir, 7).err().unwrap();
+            assert!(e.contains("length does not match"), "{e}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -75,18 +75,12 @@ impl State {
             let flushed: Vec<Completion> = q
                 .sending
                 .drain(..)
-                .map(|(buffer, _)| Completion {
-                    buffer,
-                    recv: false,
-                    ok: false,
-                    len: 0,
-                })
-                .chain(q.recv_posted.drain(..).map(|buffer| Completion {
-                    buffer,
-                    recv: true,
-                    ok: false,
-                    len: 0,
-                }))
+                .map(|(buffer, _)| Completion::flushed(buffer, false))
+                .chain(
+                    q.recv_posted
+                        .drain(..)
+                        .map(|b| Completion::flushed(b, true)),
+                )
                 .collect();
             q.done.extend(flushed);
         }
@@ -251,12 +245,7 @@ impl Verbs for FakeVerbs {
             );
             if q.error {
                 // Posted on a queue pair in error: flushed at once.
-                q.done.push_back(Completion {
-                    buffer: i,
-                    recv: false,
-                    ok: false,
-                    len: 0,
-                });
+                q.done.push_back(Completion::flushed(i, false));
                 return Ok(());
             }
             q.sending.push_back((i, len));
@@ -273,12 +262,7 @@ impl Verbs for FakeVerbs {
                 "a receive into a send buffer"
             );
             if q.error {
-                q.done.push_back(Completion {
-                    buffer: i,
-                    recv: true,
-                    ok: false,
-                    len: 0,
-                });
+                q.done.push_back(Completion::flushed(i, true));
                 return Ok(());
             }
             q.recv_posted.push_back(i);

@@ -26,7 +26,6 @@ const IBV_GID_TYPE_ROCE_V2: ibverbs::ibv_gid_type = 2;
 const RECV_BIT: u64 = 1 << 63;
 
 struct Device {
-    ctx: &'static ibverbs::Context,
     pd: &'static ibverbs::ProtectionDomain<'static>,
     cq: &'static ibverbs::CompletionQueue<'static>,
     /// The GID table entry queue pairs route by (RoCE v2 if the port has one).
@@ -57,7 +56,6 @@ fn device() -> io::Result<Rc<Device>> {
         .or(table.first())
         .map(|e| e.gid_index);
     let d = Rc::new(Device {
-        ctx,
         pd,
         cq,
         gid_index,
@@ -261,6 +259,5 @@ impl Drop for IbVerbs {
         // The queue pair goes before the region its requests point into.
         self.qp = None;
         self.prepared = None;
-        let _ = self.dev.ctx;
     }
 }

@@ -56,8 +56,8 @@ fn node_loads(m: &Meta, l: &[Load]) -> Vec<u64> {
 
 /// Applies a decision and closes its record (the group got there).
 fn apply(m: &mut Meta, d: &Decision) {
-    let Ok(Applied::MoveStarted { id }) = m.apply(&d.cmd) else {
-        panic!("{:?} refused", d.cmd);
+    let Ok(Applied::MoveStarted { id }) = m.apply(&d.cmd()) else {
+        panic!("{:?} refused", d.cmd());
     };
     m.apply(&Cmd::MoveDone { id }).unwrap();
 }
@@ -113,7 +113,7 @@ fn a_hot_node_must_stay_hot_for_the_samples_before_anything_moves() {
         from,
         to,
         lead,
-    } = d.cmd
+    } = d.cmd()
     else {
         panic!()
     };
@@ -137,7 +137,7 @@ fn leaders_move_before_replicas_and_the_highest_load_only_falls() {
     let mut actions = 0;
     for _ in 0..200 {
         if let Some(d) = r.sample(&m, &l, ALL, &fast()) {
-            assert!(matches!(d.cmd, Cmd::Rebalance { lead: true, .. }));
+            assert!(matches!(d.cmd(), Cmd::Rebalance { lead: true, .. }));
             apply(&mut m, &d);
             actions += 1;
             let now = *node_loads(&m, &l).iter().max().unwrap();
@@ -174,7 +174,7 @@ fn with_one_replica_per_vshard_replicas_move_to_the_coolest_node() {
     for _ in 0..100 {
         if let Some(d) = r.sample(&m, &l, ALL, &fast()) {
             apply(&mut m, &d);
-            decisions.push(d.cmd);
+            decisions.push(d.cmd());
         }
     }
     assert_eq!(decisions.len(), 1, "{decisions:?}");
@@ -215,13 +215,13 @@ fn open_moves_limit_it_acted_on_vshards_rest_and_down_nodes_get_nothing() {
     assert_eq!(r.sample(&m, &l, 0b001, &s), None);
     // Node 3 down: only node 2 can take it.
     let d = r.sample(&m, &l, 0b011, &s).expect("node 2 is up");
-    let Cmd::Rebalance { vshard, to, .. } = d.cmd else {
+    let Cmd::Rebalance { vshard, to, .. } = d.cmd() else {
         panic!()
     };
     assert_eq!(to, NodeId(2));
     // (The first in a tie of weights.)
     assert_eq!(vshard as usize, v);
-    let Ok(Applied::MoveStarted { id }) = m.apply(&d.cmd) else {
+    let Ok(Applied::MoveStarted { id }) = m.apply(&d.cmd()) else {
         panic!()
     };
     // Its record is open: nothing more while `max_open` are.
@@ -234,7 +234,7 @@ fn open_moves_limit_it_acted_on_vshards_rest_and_down_nodes_get_nothing() {
     // vShard v (now on node 2, with another hot one there) rests for the cooldown: the
     // other one moves first.
     let d = r.sample(&m, &l, ALL, &s).expect("node 2 is hot");
-    let Cmd::Rebalance { vshard, .. } = d.cmd else {
+    let Cmd::Rebalance { vshard, .. } = d.cmd() else {
         panic!()
     };
     assert_eq!(vshard as usize, second);

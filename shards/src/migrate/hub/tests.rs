@@ -181,16 +181,23 @@ fn offered_file(p: &mut Pair, crc: u32) {
     p.a.offer_file(B, (G, w.term, w.last), total, crc, p.now_ms);
 }
 
+/// A pair whose source offers a file of `len` bytes (its CRC32C in the header) that the
+/// target wants, connected; the CRC.
+fn file_pair(seed: u64, len: usize) -> (Pair, u32) {
+    let mut p = Pair::new(seed);
+    p.file = blob(len, seed).to_vec();
+    let crc = crc32c::crc32c(&p.file);
+    p.connect();
+    offered_file(&mut p, crc);
+    p.b.want(G, Some(wanted(len as u64)), p.now_ms);
+    (p, crc)
+}
+
 /// A copy that streams from the source's snapshot file (issue 19, step 3): the source holds
 /// none of it in memory, reads each byte once, and the target installs exactly the file.
 #[test]
 fn a_copy_streamed_from_a_file_installs_its_bytes_and_holds_none_of_them() {
-    let mut p = Pair::new(11);
-    p.file = blob(3 << 20 | 5, 11).to_vec();
-    let crc = crc32c::crc32c(&p.file);
-    p.connect();
-    offered_file(&mut p, crc);
-    p.b.want(G, Some(wanted(p.file.len() as u64)), p.now_ms);
+    let (mut p, _crc) = file_pair(11, 3 << 20 | 5);
     while p.b.stats().bytes_in < (1 << 20) {
         p.round();
         assert_eq!(p.a.held_bytes(), 0, "no blob in the source's memory");
@@ -208,13 +215,9 @@ fn a_copy_streamed_from_a_file_installs_its_bytes_and_holds_none_of_them() {
 /// written): the copy is cancelled at its end and never installs.
 #[test]
 fn a_file_that_does_not_check_is_never_installed() {
-    let mut p = Pair::new(12);
-    p.file = blob(1 << 20, 12).to_vec();
-    let crc = crc32c::crc32c(&p.file);
+    let (mut p, _) = file_pair(12, 1 << 20);
+    // Damaged after the header was written (nothing of it read yet).
     p.file[777] ^= 4;
-    p.connect();
-    offered_file(&mut p, crc);
-    p.b.want(G, Some(wanted(p.file.len() as u64)), p.now_ms);
     for _ in 0..500 {
         p.round();
     }
@@ -233,12 +236,7 @@ fn a_file_that_does_not_check_is_never_installed() {
 /// of those bytes back from the file.
 #[test]
 fn a_failed_read_cancels_the_copy_and_a_new_session_resumes_from_the_file() {
-    let mut p = Pair::new(13);
-    p.file = blob(2 << 20, 13).to_vec();
-    let crc = crc32c::crc32c(&p.file);
-    p.connect();
-    offered_file(&mut p, crc);
-    p.b.want(G, Some(wanted(p.file.len() as u64)), p.now_ms);
+    let (mut p, crc) = file_pair(13, 2 << 20);
     while p.b.stats().bytes_in < (1 << 20) {
         p.round();
     }
