@@ -68,6 +68,13 @@ fn snapshot_copies_cut_mid_way_resume_and_install_whole() {
         .map(|i| c.cluster_field(i, "bulk_copies_from_files").unwrap_or(0))
         .sum();
     assert!(from_files > 0, "no copy streamed from a snapshot file");
+    // And on the target the vShards' copies were decoded as they came, none held whole
+    // (copies offered in a term that ended before they arrived are not taken).
+    let streamed_in = bulk(&c, "bulk_copies_streamed_in");
+    assert!(
+        streamed_in > 0 && streamed_in <= bulk(&c, "bulk_copies_in"),
+        "{streamed_in} copies decoded as they came"
+    );
 }
 
 /// A replicated node keeps no second copy of its data in memory: its snapshots' blobs are in

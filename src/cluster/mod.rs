@@ -270,15 +270,14 @@ pub struct Cluster {
     moves: Mutex<Vec<shardline_shards::meta::MoveRec>>,
 }
 
-/// A connection the bus accepted: the peer, its socket, the bytes read past its hello.
 /// One shard thread's bulk counters as last published (`Cluster::bulk`): bytes of copies
 /// received and sent, copies installed here and by targets, sessions under way each way,
 /// windows resent, copies restarted, chunks refused, lane connections on RDMA, copies that
-/// streamed from snapshot files.
+/// streamed from snapshot files, copies received that were decoded as they came.
 #[derive(Default)]
 pub struct BulkSlot(pub [AtomicU64; BULK_FIELDS]);
 
-pub const BULK_FIELDS: usize = 11;
+pub const BULK_FIELDS: usize = 12;
 /// INFO's names of `BulkSlot`'s fields, in order.
 pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_bytes_in",
@@ -292,6 +291,7 @@ pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_bad_chunks",
     "bulk_rdma_lanes",
     "bulk_copies_from_files",
+    "bulk_copies_streamed_in",
 ];
 
 impl Cluster {

@@ -43,6 +43,7 @@ pub(crate) mod scripts;
 #[cfg(test)]
 mod sim;
 mod snapfile;
+mod staging;
 mod step;
 pub(crate) use direct::{SCRIPTS_ALONE, over_maxmemory, vshards_of};
 use meta::{meta_members, publish_meta, static_meta};
@@ -50,8 +51,8 @@ use shardline_shards::replica::job::PendingJob;
 use shardline_shards::replica::pending::{OpList, Pending, ReadOp, Waiter};
 use shardline_shards::replica::{Fatal, Now, SnapshotFile, SnapshotKind};
 use snapfile::{
-    SNAP_HEADER_BYTES, install, is_tombstone, read_snapshot, snap_path, snapshot_bytes,
-    write_snapshot,
+    SNAP_HEADER_BYTES, install, install_decoded, is_tombstone, read_snapshot, snap_path,
+    snapshot_bytes, write_snapshot,
 };
 pub use step::run;
 
@@ -221,6 +222,14 @@ pub struct Replicas {
     drained_seen: Option<(NodeId, Instant)>,
     /// Snapshot files copies stream from now (`bulk.rs`), open while the hub reads them.
     copy_files: HashMap<(u32, shardline_shards::raft::LogId), snapfile::CopyFile>,
+    /// Base copies being received, written and decoded as they come (`staging.rs`), and
+    /// those received whole, waiting for their group's step to install them.
+    staging: HashMap<u32, staging::Staging>,
+    staged: HashMap<u32, staging::Staged>,
+    /// Copies received that installed through `staging` (INFO `bulk_copies_streamed_in`).
+    streamed_in: u64,
+    /// The encoding thresholds copies are decoded under (the shard's, as of the last step).
+    tunables: shardline_shards::db::Tunables,
     /// Per vShard, what this thread's leaders ran (`load.rs`), carried by the hints.
     pub(crate) meter: load::Meter,
     /// Thread 0: the rebalancer's settings (from the config, each step), its memory on the
@@ -475,6 +484,7 @@ impl Replicas {
             last,
             blob: grp.snapshot_blob().clone(),
             kind: SnapshotKind::Compacted,
+            staged: None,
         });
         if g != self.meta_g {
             // Its file holds it; a base copy reads it back (`snapshot_for_copy`).
@@ -552,6 +562,8 @@ impl Replicas {
             .chain(&self.behind)
             .chain(self.in_flight_snapshots.iter().map(|(_, f)| f))
             .filter(|f| f.group == g && f.last == id && f.kind != SnapshotKind::Tombstone)
+            // (A staged copy's file holds it: read from there once in place.)
+            .filter(|f| f.staged.is_none())
             .last()
             .map(|f| f.blob.clone());
         Ok(pending)
@@ -608,8 +620,8 @@ impl Replicas {
                 .map(|f| f.blob.len())
                 .sum();
             let wal = self.wal.buffer_bytes();
-            // Snapshots' copies being received on bulk lanes.
-            let bulk = self.hub.held_bytes();
+            // Snapshots' copies being received on bulk lanes, in memory or staged.
+            let bulk = self.hub.held_bytes() + self.staging_bytes();
             (self.log_bytes_total + snaps + spare + readies + files + wal + bulk) as u64
         } else {
             0
@@ -836,11 +848,14 @@ fn snapshot_writes(dir: &std::path::Path, files: Vec<SnapshotFile>) -> Vec<crate
         .collect()
 }
 
-/// Writes a snapshot file, its error naming what it was and its vShard.
+/// Writes a snapshot file (or puts a staged one in place), its error naming what it was and
+/// its vShard.
 fn write_file(dir: &std::path::Path, f: &SnapshotFile) -> std::io::Result<()> {
-    write_snapshot(dir, f.group, f.last, &f.blob).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("{} of vShard {}: {e}", f.kind, f.group))
-    })
+    match &f.staged {
+        Some(part) => snapfile::place_snapshot(dir, f.group, part),
+        None => write_snapshot(dir, f.group, f.last, &f.blob),
+    }
+    .map_err(|e| std::io::Error::new(e.kind(), format!("{} of vShard {}: {e}", f.kind, f.group)))
 }
 
 /// The log or a snapshot cannot be written or trusted: acknowledging anything more would be a

@@ -33,7 +33,14 @@ pub struct WireError {
 impl WireError {
     /// A short description, for formats whose errors are static text.
     pub fn what(&self) -> &'static str {
-        match self.kind {
+        self.kind.what()
+    }
+}
+
+impl WireErrorKind {
+    /// A short description (`WireError::what`).
+    pub fn what(self) -> &'static str {
+        match self {
             WireErrorKind::Short => "a field runs past the end",
             WireErrorKind::Length => "declares more than it holds",
             WireErrorKind::Flag(_) => "a flag byte other than 0 or 1",

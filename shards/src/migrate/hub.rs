@@ -139,6 +139,16 @@ pub fn no_files(_: u32, _: LogId, _: u64, _: &mut [u8]) -> Result<(), String> {
     Err("this hub reads no snapshot files".into())
 }
 
+/// The driver's taker of stored copies' bytes (`Hub::store_copies`; issue 19, step 3): the
+/// bytes of `group`'s copy of `wanted` at `offset`, checked and in order (offset 0 begins a
+/// copy afresh). An error cancels the copy.
+pub type Store<'a> = &'a mut dyn FnMut(u32, &SnapshotWanted, u64, &[u8]) -> Result<(), String>;
+
+/// A `Store` for a hub that keeps every copy in memory.
+pub fn no_store(_: u32, _: &SnapshotWanted, _: u64, _: &[u8]) -> Result<(), String> {
+    Err("this hub stores no copies".into())
+}
+
 struct Outgoing {
     sender: Sender,
     data: CopyData,
@@ -158,7 +168,8 @@ struct Outgoing {
 struct Incoming {
     recv: Receiver,
     wanted: SnapshotWanted,
-    buf: Vec<u8>,
+    /// The copy so far; `None`: the driver's store takes it (`store_copies`).
+    buf: Option<Vec<u8>>,
     /// When the source last sent anything of it, and when this end last said what it holds.
     heard_ms: u64,
     hello_ms: u64,
@@ -171,12 +182,13 @@ struct Lane {
     ctrl: [Vec<u8>; 2],
 }
 
-/// A whole copy, checked: the group installs it (`Group::install_snapshot`).
+/// A whole copy, checked: the group installs it (`Group::install_snapshot`), or, `blob`
+/// `None`, the driver's store holds it (`Group::install_snapshot_staged`).
 #[derive(Debug)]
 pub struct Install {
     pub group: u32,
     pub wanted: SnapshotWanted,
-    pub blob: Bytes,
+    pub blob: Option<Bytes>,
 }
 
 /// Counters (INFO).
@@ -254,6 +266,8 @@ pub struct Hub {
     done: Vec<(NodeId, u32, SessionId, u64)>,
     /// Copies from files cancelled: their group and why (`take_errors`, for the log).
     errors: Vec<(u32, String)>,
+    /// Which groups' incoming copies go to the driver's `Store` (`store_copies`).
+    stored: Option<Box<dyn Fn(u32) -> bool>>,
 }
 
 impl Hub {
@@ -274,11 +288,28 @@ impl Hub {
             stats: Stats::default(),
             done: Vec::new(),
             errors: Vec::new(),
+            stored: None,
         }
     }
 
-    /// Copies from snapshot files that failed (a read, or a file whose bytes do not check),
-    /// each once: their group and why. The leader's next offer starts them again.
+    /// Incoming copies of the groups `stored` picks go to the driver's `Store` as they come
+    /// (decoded and written to a file there), not into memory here; their `Install`s carry no
+    /// bytes.
+    pub fn store_copies(&mut self, stored: impl Fn(u32) -> bool + 'static) {
+        self.stored = Some(Box::new(stored));
+    }
+
+    /// Whether `group`'s copy of `wanted` is still being received or installed (a stored
+    /// copy's staging is kept while it is).
+    pub fn receives(&self, group: u32, wanted: &SnapshotWanted) -> bool {
+        self.inc
+            .get(&(wanted.from, group))
+            .is_some_and(|i| i.wanted == *wanted)
+    }
+
+    /// Copies that failed, each once, with their group and why: from snapshot files (a read,
+    /// or a file whose bytes do not check) and into the driver's store (a write, or bytes
+    /// that are not a snapshot). The leader's next offer starts them again.
     pub fn take_errors(&mut self) -> std::vec::Drain<'_, (u32, String)> {
         self.errors.drain(..)
     }
@@ -318,7 +349,10 @@ impl Hub {
             CopyData::Mem(b) => b.len(),
             CopyData::File { .. } => 0,
         };
-        self.inc.values().map(|i| i.buf.len()).sum::<usize>()
+        self.inc
+            .values()
+            .map(|i| i.buf.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
             + self.out.values().map(mem).sum::<usize>()
     }
 
@@ -514,9 +548,12 @@ impl Hub {
                 // Reserved whole (up to `RESERVE_BYTES_MAX`): memory is taken as bytes
                 // arrive, in huge pages where the kernel gives them, and the copy is never
                 // moved to grow.
-                buf: shardline_transport::alloc::large_buffer(
-                    w.total.min(RESERVE_BYTES_MAX) as usize
-                ),
+                buf:
+                    (!self.stored.as_ref().is_some_and(|f| f(group))).then(|| {
+                        shardline_transport::alloc::large_buffer(
+                            w.total.min(RESERVE_BYTES_MAX) as usize
+                        )
+                    }),
                 heard_ms: now_ms,
                 hello_ms: now_ms,
             });
@@ -579,6 +616,7 @@ impl Hub {
         dir: Dir,
         buf: &[u8],
         now_ms: u64,
+        store: Store<'_>,
     ) -> Result<usize, LaneError> {
         let max = FRAME_BYTES_MAX;
         let mut at = 0;
@@ -600,7 +638,7 @@ impl Hub {
             let body = &rest[8..4 + len];
             match dir {
                 Dir::Source => self.on_answer(peer, group, body, now_ms)?,
-                Dir::Target => self.on_source_frame(peer, group, body, now_ms)?,
+                Dir::Target => self.on_source_frame(peer, group, body, now_ms, store)?,
             }
             at += 4 + len;
         }
@@ -697,6 +735,7 @@ impl Hub {
         group: u32,
         body: &[u8],
         now_ms: u64,
+        store: Store<'_>,
     ) -> Result<(), LaneError> {
         let bad = |what: &str| LaneError(format!("a bulk message: {what}"));
         if let Some(chunk) = ChunkRef::decode(body) {
@@ -719,8 +758,23 @@ impl Hub {
             let (taken, answer) = i.recv.on_chunk(session, offset, crc, data);
             self.stats.bad_chunks += i.recv.bad_chunks - bad_before;
             if taken {
-                i.buf.extend_from_slice(data);
+                let stored = match &mut i.buf {
+                    Some(buf) => {
+                        buf.extend_from_slice(data);
+                        Ok(())
+                    }
+                    None => store(group, &i.wanted, offset, data),
+                };
                 self.stats.bytes_in += data.len() as u64;
+                if let Err(why) = stored {
+                    // The driver could not take it (a write failed, or the bytes are not a
+                    // snapshot): the copy ends here; the group's next want starts afresh.
+                    self.inc.remove(&(peer, group));
+                    self.queue(peer, Dir::Target, group, &BulkMsg::Cancel { session });
+                    self.errors
+                        .push((group, format!("a base copy being received: {why}")));
+                    return Ok(());
+                }
             }
             if let Some(a) = answer {
                 self.queue(peer, Dir::Target, group, &a);
@@ -744,12 +798,12 @@ impl Hub {
         let (what, answer) = i.recv.on_control(msg);
         match what {
             Received::Install => {
-                let blob = std::mem::take(&mut i.buf);
+                let blob = i.buf.take().map(Bytes::from);
                 self.stats.done_in += 1;
                 self.installs.push(Install {
                     group,
                     wanted: i.wanted,
-                    blob: blob.into(),
+                    blob,
                 });
             }
             Received::Drop => {

@@ -150,7 +150,7 @@ impl Membership {
     /// Voters, at most `MAX_MEMBERS` members, each once, each a member id the cluster can
     /// give (`1..=NODES_MAX`: a forged id out of that range was once taken in from a hostile
     /// member's snapshot, found by the simulator, and tripped the routing's replica masks).
-    fn valid(&self) -> bool {
+    pub(crate) fn valid(&self) -> bool {
         let n = self.voters.len() + self.learners.len();
         let mut ids: Vec<NodeId> = self.all().collect();
         ids.sort_unstable();
@@ -229,6 +229,16 @@ pub fn snapshot_blob(conf: &Membership, state: &[u8]) -> Bytes {
     out.extend_from_slice(state);
     out.into()
 }
+
+/// The membership at the front of a snapshot blob and the bytes it takes (`None`: malformed,
+/// or cut short). At most `MEMBERSHIP_BYTES_MAX` bytes.
+pub fn membership_prefix(b: &[u8]) -> Option<(Membership, usize)> {
+    let (m, rest) = Membership::take(b)?;
+    Some((m, b.len() - rest.len()))
+}
+
+/// The most bytes a membership takes at the front of a snapshot blob.
+pub const MEMBERSHIP_BYTES_MAX: usize = 2 * (1 + MAX_MEMBERS * 8);
 
 /// Splits a snapshot blob into its membership and the state machine's bytes (a zero-copy
 /// slice of `blob`). `None`: the blob is malformed.

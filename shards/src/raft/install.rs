@@ -95,18 +95,68 @@ impl Group {
         self.on_snapshot(wanted.from, wanted.term, wanted.last, blob);
     }
 
+    /// An offered snapshot whose bytes the driver decoded as they came and keeps in a file of
+    /// its own (issue 19, step 3): installed as `install_snapshot` installs a blob, with no
+    /// blob in memory (`snapshot_blob_released`; the driver's file holds it). The driver has
+    /// checked the state (it decoded it whole, and it is this group's). Whether it was taken:
+    /// a `Ready::snapshot` (marked `staged`) follows, else nothing changed.
+    pub fn install_snapshot_staged(
+        &mut self,
+        wanted: SnapshotWanted,
+        conf: conf::Membership,
+    ) -> bool {
+        if self.snap_wanted == Some(wanted) {
+            self.snap_wanted = None;
+        }
+        let before = self.snapshot_in.is_some();
+        self.take_snapshot(
+            wanted.from,
+            wanted.term,
+            wanted.last,
+            Taken::Staged {
+                conf,
+                total: wanted.total,
+            },
+        );
+        !before && self.snapshot_in.is_some()
+    }
+
+    /// The bytes of the offered snapshot `wanted` did not install (the driver could not
+    /// decode them whole): forgotten, so the leader's next offer wants it afresh.
+    pub fn snapshot_refused(&mut self, wanted: SnapshotWanted) {
+        if self.snap_wanted == Some(wanted) {
+            self.snap_wanted = None;
+        }
+    }
+
     pub(super) fn on_snapshot(&mut self, from: NodeId, term: u64, last: LogId, data: Bytes) {
+        self.take_snapshot(from, term, last, Taken::Blob(data));
+    }
+
+    fn take_snapshot(&mut self, from: NodeId, term: u64, last: LogId, data: Taken) {
         let reply_last = if term < self.term {
             None
         } else {
             self.become_follower(term, Some(from));
             if last.index > self.commit {
-                let Some((conf, state)) = conf::split_snapshot(&data) else {
-                    return; // a blob no leader of ours wrote: nothing to answer
+                let (conf, blob, state, total, staged) = match data {
+                    Taken::Blob(data) => {
+                        let Some((conf, state)) = conf::split_snapshot(&data) else {
+                            return; // a blob no leader of ours wrote: nothing to answer
+                        };
+                        if !self.cfg.check_snapshot.accepts(&state) {
+                            return; // nor is a state that does not decode
+                        }
+                        let total = data.len() as u64;
+                        (conf, data, state, total, false)
+                    }
+                    Taken::Staged { conf, total } => {
+                        if !conf.valid() {
+                            return;
+                        }
+                        (conf, Bytes::new(), Bytes::new(), total, true)
+                    }
                 };
-                if !self.cfg.check_snapshot.accepts(&state) {
-                    return; // nor is a state that does not decode
-                }
                 if self.term_at(last.index) == Some(last.term) {
                     // Keep what follows it.
                     let drop = (last.index - self.snap.index) as usize;
@@ -118,8 +168,8 @@ impl Group {
                     self.unpersisted_from = last.index + 1;
                 }
                 self.snap = last;
-                self.snap_data = data.clone();
-                self.snap_total = data.len() as u64;
+                self.snap_data = blob.clone();
+                self.snap_total = total;
                 self.snap_conf = conf;
                 self.recompute_conf();
                 self.commit = last.index;
@@ -127,8 +177,9 @@ impl Group {
                 self.purge = Some(last);
                 self.snapshot_in = Some(SnapshotIn {
                     last,
-                    blob: data,
+                    blob,
                     state,
+                    staged,
                 });
                 self.unpersisted_from = self.unpersisted_from.max(last.index + 1);
             }
@@ -142,4 +193,11 @@ impl Group {
         };
         self.send(from, reply);
     }
+}
+
+/// How a snapshot's bytes came: whole in memory, or decoded by the driver into a file of its
+/// own (`install_snapshot_staged`).
+enum Taken {
+    Blob(Bytes),
+    Staged { conf: conf::Membership, total: u64 },
 }

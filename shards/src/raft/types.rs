@@ -337,6 +337,9 @@ pub struct SnapshotIn {
     pub blob: Bytes,
     /// The state machine's bytes (a slice of `blob`): what to install.
     pub state: Bytes,
+    /// Neither: the driver decoded the bytes as they came and holds the state and the file
+    /// (`Group::install_snapshot_staged`).
+    pub staged: bool,
 }
 
 /// A snapshot blob that does not decode (given back to `restore_from`): the snapshot store

@@ -6,6 +6,7 @@
 
 pub mod job;
 pub mod pending;
+pub mod stream;
 
 /// A token of a pending reply on the sending thread: slot index in the low 32 bits, the slot's
 /// generation in the high 32, so a late reply to a released slot is never taken for another's.
@@ -38,6 +39,9 @@ pub struct SnapshotFile {
     /// The group's snapshot blob (membership and state), as `raft::Group` keeps it.
     pub blob: bytes::Bytes,
     pub kind: SnapshotKind,
+    /// Or, `blob` empty, a file holding the whole snapshot already (header included: a base
+    /// copy received as it came), to sync and put in place.
+    pub staged: Option<std::path::PathBuf>,
 }
 
 /// Why a snapshot file is written (said in the error if it cannot be).

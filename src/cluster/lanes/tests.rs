@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::config::Config;
-use shardline_shards::migrate::hub::Install;
+use shardline_shards::migrate::hub::{Install, no_store};
 use shardline_shards::migrate::session::Limits;
 use shardline_shards::raft::{LogId, SnapshotWanted};
 use shardline_transport::frame::{Hello, WIRE_MAX, WIRE_MIN};
@@ -95,7 +95,7 @@ impl LaneHost for Host {
         _: Instant,
     ) -> Result<usize, String> {
         let mut hub = self.hub.borrow_mut();
-        let took = hub.on_bytes(peer, dir, bytes, self.now_ms());
+        let took = hub.on_bytes(peer, dir, bytes, self.now_ms(), &mut no_store);
         self.installs.borrow_mut().extend(hub.take_installs());
         wake(&mut hub, &mut self.io.borrow_mut());
         took.map_err(|e| e.0)
@@ -191,7 +191,10 @@ fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
                     let _ = done_tx.send(Instant::now());
                     // Time for the `Installed` answer to go out.
                     monoio::time::sleep(Duration::from_millis(50)).await;
-                    return (i.blob.to_vec(), host.hub.borrow().stats());
+                    return (
+                        i.blob.expect("in memory").to_vec(),
+                        host.hub.borrow().stats(),
+                    );
                 }
                 host.check();
                 monoio::time::sleep(Duration::from_micros(200)).await;

@@ -21,7 +21,12 @@ impl Replicas {
         now: Instant,
     ) -> Result<usize, String> {
         let now_ms = self.hub_now_ms(now);
-        let took = self.hub.on_bytes(peer, dir, bytes, now_ms);
+        let (staging, snap_dir, t) = (&mut self.staging, &self.snap_dir, &self.tunables);
+        let took = self
+            .hub
+            .on_bytes(peer, dir, bytes, now_ms, &mut |g, w, at, data| {
+                super::staging::store_copy(staging, snap_dir, t, (g, w), at, data)
+            });
         if self.hub.has_installs() {
             self.wake();
         }
@@ -36,14 +41,18 @@ impl Replicas {
         }
         let installs: Vec<_> = self.hub.take_installs().collect();
         for i in installs {
+            let Some(blob) = i.blob else {
+                self.install_staged(i.group, i.wanted);
+                continue;
+            };
             if let Some(g) = self.groups[i.group as usize].as_mut() {
                 tracing::info!(
                     vshard = i.group,
-                    bytes = i.blob.len(),
+                    bytes = blob.len(),
                     from = %i.wanted.from,
                     "a snapshot's bulk copy arrived whole"
                 );
-                g.install_snapshot(i.wanted, i.blob);
+                g.install_snapshot(i.wanted, blob);
                 self.touch(i.group);
             }
         }
@@ -128,6 +137,7 @@ impl Replicas {
         let hub = &self.hub;
         self.copy_files
             .retain(|&(g, last), _| hub.reads_file(g, last));
+        self.drop_stale_staging();
         let s = self.hub.stats();
         let (out, inc) = self.hub.sessions();
         let values = [
@@ -142,6 +152,7 @@ impl Replicas {
             s.bad_chunks,
             self.lane_io.rdma_lanes,
             s.from_files,
+            self.streamed_in,
         ];
         let slot = &self.c.bulk[self.shard];
         for (a, v) in slot.0.iter().zip(values) {

@@ -154,6 +154,7 @@ impl Replicas {
                 last,
                 blob: raft::conf::snapshot_blob(&without, &[]),
                 kind: SnapshotKind::Tombstone,
+                staged: None,
             });
             // The log forgets the group: a replica placed here again starts from nothing.
             self.wal.reset(g);

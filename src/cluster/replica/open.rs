@@ -17,6 +17,7 @@ impl Replicas {
         let wal_dir = cfg.data_dir.join("wal").join(format!("shard-{shard}"));
         let snap_dir = cfg.data_dir.join("snap").join(format!("shard-{shard}"));
         std::fs::create_dir_all(&snap_dir).map_err(|e| format!("{}: {e}", snap_dir.display()))?;
+        staging::remove_parts(&snap_dir)?;
         let (log, mut wal) = FsLog::open(
             &wal_dir,
             WalConfig {
@@ -214,6 +215,10 @@ impl Replicas {
             moves_closed_at: None,
             drained_seen: None,
             copy_files: HashMap::new(),
+            staging: HashMap::new(),
+            staged: HashMap::new(),
+            streamed_in: 0,
+            tunables: db.tunables,
             meter: load::Meter::new(count, now),
             rebalance_cfg: Default::default(),
             rebalancer: None,
@@ -227,6 +232,9 @@ impl Replicas {
             c,
         };
         r.install_functions(libs);
+        // Every vShard's base copies are written and decoded as they arrive; the metadata
+        // group's (small) stay in memory.
+        r.hub.store_copies(move |g| g != meta_g);
         if let Some((at, b)) = seq_state {
             r.install_seq(Some(&b)).map_err(|reason| {
                 format!(

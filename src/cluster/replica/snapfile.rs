@@ -23,16 +23,29 @@ pub(super) fn write_snapshot(dir: &Path, v: u32, id: LogId, data: &[u8]) -> std:
     let path = snap_path(dir, v);
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
-    let mut head = Vec::with_capacity(36);
-    head.extend_from_slice(SNAP_MAGIC);
-    head.extend_from_slice(&id.index.to_le_bytes());
-    head.extend_from_slice(&id.term.to_le_bytes());
-    head.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    head.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
-    f.write_all(&head)?;
+    f.write_all(&snap_header(id, data.len() as u64, crc32c::crc32c(data)))?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A snapshot file's header: magic, index, term, the blob's length and CRC32C.
+pub(super) fn snap_header(id: LogId, len: u64, crc: u32) -> [u8; SNAP_HEADER_BYTES] {
+    let mut h = [0u8; SNAP_HEADER_BYTES];
+    h[..8].copy_from_slice(SNAP_MAGIC);
+    h[8..16].copy_from_slice(&id.index.to_le_bytes());
+    h[16..24].copy_from_slice(&id.term.to_le_bytes());
+    h[24..32].copy_from_slice(&len.to_le_bytes());
+    h[32..36].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Puts a snapshot file written elsewhere whole (`part`: a base copy received as it came,
+/// header included) in group `v`'s place atomically: synced, renamed, the directory synced.
+pub(super) fn place_snapshot(dir: &Path, v: u32, part: &Path) -> std::io::Result<()> {
+    std::fs::File::open(part)?.sync_all()?;
+    std::fs::rename(part, snap_path(dir, v))?;
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -147,13 +160,23 @@ pub(super) fn install(
     };
     let clock = u64::from_le_bytes(data.get(..8).ok_or(short)?.try_into().expect("8"));
     let vs = shardline_shards::snapshot::decode(&data[8..], &db.tunables)?;
+    install_decoded(db, vs)
+        .map_err(|e| shardline_shards::snapshot::SnapshotError { offset: 8, ..e })?;
+    Ok(clock)
+}
+
+/// Installs a decoded vShard into `db` (in place of what it held of it).
+pub(super) fn install_decoded(
+    db: &mut shardline_shards::db::Db,
+    vs: shardline_shards::db::VShard,
+) -> Result<(), shardline_shards::snapshot::SnapshotError> {
     if !db.install(vs) {
         return Err(shardline_shards::snapshot::SnapshotError {
-            offset: 8,
+            offset: 0,
             reason: "a vShard this shard thread does not own",
         });
     }
-    Ok(clock)
+    Ok(())
 }
 
 /// Whether the state of a snapshot of vShard `v` received from a peer decodes and holds that

@@ -166,6 +166,18 @@ impl Replicas {
                 r.pending.round_failed(id);
             }
             if let Some(snap) = &ready.snapshot {
+                // A copy decoded as it came (`staging.rs`): its vShard and its file.
+                let staged = match r.staged.remove(&g) {
+                    Some(s) if snap.staged && s.last == snap.last => Some(s),
+                    _ if snap.staged => {
+                        return Err(Fatal::SnapshotInstall {
+                            group: g,
+                            offset: 0,
+                            reason: "a staged snapshot that is not here".into(),
+                        });
+                    }
+                    _ => None,
+                };
                 // Stored by the flush thread before this step's batch, which records the
                 // install: nothing of the step goes out before both are on disk.
                 r.before_flush.push(SnapshotFile {
@@ -173,18 +185,21 @@ impl Replicas {
                     last: snap.last,
                     blob: snap.blob.clone(),
                     kind: SnapshotKind::Received,
+                    staged: staged.as_ref().map(|s| s.path.clone()),
                 });
-                let installed = if g == r.meta_g {
-                    r.install_meta(&snap.state)
-                } else {
-                    install(db, &snap.state)
+                let installed = match staged {
+                    Some(s) => install_decoded(db, s.decoded.vshard).map(|()| s.decoded.clock_us),
+                    None if g == r.meta_g => r.install_meta(&snap.state),
+                    None => install(db, &snap.state),
                 };
                 match installed {
                     Ok(clock) => {
                         tracing::info!(
                             vshard = g,
                             index = snap.last.index,
-                            bytes = snap.blob.len(),
+                            bytes = r.groups[g as usize]
+                                .as_ref()
+                                .map_or(0, |x| x.snapshot_total()),
                             "installed a snapshot from the leader"
                         );
                         r.clocks[g as usize] = clock;

@@ -12,8 +12,9 @@ fn feed(
     dir: Dir,
     buf: &mut Vec<u8>,
     now_ms: u64,
+    store: Store<'_>,
 ) -> Result<(), LaneError> {
-    let took = h.on_bytes(peer, dir, buf, now_ms)?;
+    let took = h.on_bytes(peer, dir, buf, now_ms, store)?;
     buf.drain(..took);
     Ok(())
 }
@@ -64,6 +65,11 @@ struct Pair {
     fail_reads: bool,
     /// Bytes of the file read.
     file_reads: u64,
+    /// The target's store (`Pair::stored`: its hub stores every copy), whether its writes
+    /// fail, and the offsets at which copies began afresh in it.
+    store: Vec<u8>,
+    fail_stores: bool,
+    store_starts: Vec<u64>,
 }
 
 impl Pair {
@@ -80,6 +86,24 @@ impl Pair {
             file: Vec::new(),
             fail_reads: false,
             file_reads: 0,
+            store: Vec::new(),
+            fail_stores: false,
+            store_starts: Vec::new(),
+        }
+    }
+
+    /// A pair whose target stores its copies (`Hub::store_copies`).
+    fn stored(seed: u64) -> Pair {
+        let mut p = Pair::new(seed);
+        p.b.store_copies(|g| g == G);
+        p
+    }
+
+    /// The bytes copy `i` installed: its blob, or what the store took.
+    fn got(&self, i: usize) -> &[u8] {
+        match &self.installed[i].blob {
+            Some(b) => b,
+            None => &self.store,
         }
     }
 
@@ -124,12 +148,35 @@ impl Pair {
         self.to_b.extend_from_slice(&w);
         let cut = self.to_b.len() / 2;
         let mut part: Vec<u8> = self.to_b.drain(..cut).collect();
-        let read = feed(&mut self.b, A, Dir::Target, &mut part, self.now_ms);
+        let (kept, fail, starts) = (&mut self.store, self.fail_stores, &mut self.store_starts);
+        let mut store = |g: u32, w: &SnapshotWanted, at: u64, data: &[u8]| {
+            assert_eq!((g, w.last), (G, wanted(0).last));
+            if fail {
+                return Err("an injected write error".to_string());
+            }
+            if at == 0 {
+                kept.clear();
+                starts.push(at);
+            }
+            assert_eq!(at, kept.len() as u64, "bytes in order, never a gap");
+            kept.extend_from_slice(data);
+            Ok(())
+        };
+        let read = feed(
+            &mut self.b,
+            A,
+            Dir::Target,
+            &mut part,
+            self.now_ms,
+            &mut store,
+        );
         // What did not make a whole frame is read again with what follows.
         part.append(&mut self.to_b);
         self.to_b = part;
-        let read =
-            read.and_then(|()| feed(&mut self.b, A, Dir::Target, &mut self.to_b, self.now_ms));
+        let read = read.and_then(|()| {
+            let now = self.now_ms;
+            feed(&mut self.b, A, Dir::Target, &mut self.to_b, now, &mut store)
+        });
         if read.is_err() {
             // A damaged head: the driver ends the connection and dials again.
             self.disconnect();
@@ -146,7 +193,15 @@ impl Pair {
             &mut no_files,
         );
         self.to_a.extend_from_slice(&w);
-        feed(&mut self.a, B, Dir::Source, &mut self.to_a, self.now_ms).unwrap();
+        feed(
+            &mut self.a,
+            B,
+            Dir::Source,
+            &mut self.to_a,
+            self.now_ms,
+            &mut no_store,
+        )
+        .unwrap();
         self.installed.extend(self.b.take_installs());
         if self.now_ms.is_multiple_of(50) {
             self.a.tick(self.now_ms);
@@ -204,7 +259,7 @@ fn a_copy_streamed_from_a_file_installs_its_bytes_and_holds_none_of_them() {
     }
     assert!(p.a.reads_file(G, wanted(0).last));
     p.run_until_installed(1000);
-    assert_eq!(&p.installed[0].blob[..], &p.file[..]);
+    assert_eq!(p.got(0), &p.file[..]);
     assert_eq!(p.file_reads, p.file.len() as u64, "each byte read once");
     p.round();
     assert!(!p.a.reads_file(G, wanted(0).last), "the file may be closed");
@@ -256,7 +311,7 @@ fn a_failed_read_cancels_the_copy_and_a_new_session_resumes_from_the_file() {
     p.connect();
     offered_file(&mut p, crc);
     p.run_until_installed(1000);
-    assert_eq!(&p.installed[0].blob[..], &p.file[..]);
+    assert_eq!(p.got(0), &p.file[..]);
 }
 
 #[test]
@@ -278,7 +333,7 @@ fn an_offered_and_wanted_copy_installs_exactly_its_bytes() {
     p.run_until_installed(1000);
     let i = p.installed.pop().unwrap();
     assert_eq!(
-        (i.group, i.wanted, &i.blob[..]),
+        (i.group, i.wanted, &i.blob.unwrap()[..]),
         (G, wanted(data.len() as u64), &data[..])
     );
     // The source hears it was installed and ends its session; every byte went once.
@@ -305,7 +360,7 @@ fn a_broken_lane_resumes_from_what_the_target_holds() {
     }
     p.connect();
     p.run_until_installed(1000);
-    assert_eq!(&p.installed[0].blob[..], &data[..]);
+    assert_eq!(p.got(0), &data[..]);
     let sent = p.a.stats().bytes_out;
     assert!(
         sent < data.len() as u64 + (1 << 20),
@@ -330,7 +385,7 @@ fn a_new_source_session_continues_what_the_target_holds() {
     p.connect();
     offered(&mut p, &data);
     p.run_until_installed(1000);
-    assert_eq!(&p.installed[0].blob[..], &data[..]);
+    assert_eq!(p.got(0), &data[..]);
     assert!(
         p.a.stats().bytes_out <= (1 << 20) + (512 << 10),
         "{:?}",
@@ -356,7 +411,7 @@ fn a_target_that_restarted_mid_copy_gets_the_copy_from_the_start() {
     p.connect();
     p.b.want(G, Some(wanted(data.len() as u64)), p.now_ms);
     p.run_until_installed(1000);
-    assert_eq!(&p.installed[0].blob[..], &data[..]);
+    assert_eq!(p.got(0), &data[..]);
 }
 
 #[test]
@@ -370,7 +425,7 @@ fn damaged_chunks_are_sent_again_and_the_copy_installs_exactly() {
         offered(&mut p, &data);
         p.b.want(G, Some(wanted(data.len() as u64)), 0);
         p.run_until_installed(20_000);
-        assert_eq!(&p.installed[0].blob[..], &data[..], "seed {seed}");
+        assert_eq!(p.got(0), &data[..], "seed {seed}");
         bad += p.b.stats().bad_chunks;
     }
     assert!(bad > 0, "no damaged chunk was refused");
@@ -428,7 +483,7 @@ fn a_newer_offer_replaces_the_older_session() {
     p.b.want(G, Some(w2), p.now_ms);
     p.run_until_installed(1000);
     let i = p.installed.pop().unwrap();
-    assert_eq!((i.wanted, &i.blob[..]), (w2, &new[..]));
+    assert_eq!((i.wanted, &i.blob.unwrap()[..]), (w2, &new[..]));
 }
 
 /// A peer's bytes never panic the hub: frames too long or too short, unknown kinds, answers
@@ -467,12 +522,12 @@ fn bad_lane_bytes_are_refused_with_a_reason() {
         (Dir::Target, frame(G, &chunk[..chunk.len() - 1])),
     ];
     for (dir, mut bytes) in cases {
-        let r = feed(&mut h, A, dir, &mut bytes, 0);
+        let r = feed(&mut h, A, dir, &mut bytes, 0, &mut no_store);
         assert!(r.is_err(), "{dir:?} {bytes:?}");
     }
     // A whole chunk for a session nobody wants: answered with a cancel, nothing kept.
     let mut bytes = frame(G, &chunk);
-    feed(&mut h, A, Dir::Target, &mut bytes, 0).unwrap();
+    feed(&mut h, A, Dir::Target, &mut bytes, 0, &mut no_store).unwrap();
     assert!(bytes.is_empty());
     let mut out = Vec::new();
     h.poll(A, Dir::Target, &mut out, usize::MAX, 0, &mut no_files);
@@ -481,7 +536,7 @@ fn bad_lane_bytes_are_refused_with_a_reason() {
     let good = frame(G, &ack);
     for cut in 0..good.len() {
         let mut part = good[..cut].to_vec();
-        feed(&mut h, A, Dir::Source, &mut part, 0).unwrap();
+        feed(&mut h, A, Dir::Source, &mut part, 0, &mut no_store).unwrap();
         assert_eq!(part.len(), cut);
     }
 }
@@ -498,7 +553,7 @@ fn a_rate_caps_what_copies_send() {
     offered(&mut p, &data);
     p.b.want(G, Some(wanted(data.len() as u64)), 0);
     p.run_until_installed(20_000);
-    assert_eq!(&p.installed[0].blob[..], &data[..]);
+    assert_eq!(p.got(0), &data[..]);
     let fastest = (data.len() as u64 - limits().chunk_bytes) * 1000 / rate;
     assert!(
         p.now_ms >= fastest && p.now_ms <= fastest + 1000,
@@ -541,4 +596,63 @@ fn a_copy_under_way_lends_its_bytes_and_a_finished_one_needs_none() {
     );
     p.a.tick(p.now_ms + OFFER_STALE_MS + 1);
     assert!(!p.a.refresh_offer(B, G, w.term, w.last, p.now_ms + OFFER_STALE_MS + 1));
+}
+
+/// Issue 19, step 3: a target that stores its copies holds none of their bytes in its hub;
+/// the store takes every byte once, in order, through damage and a broken lane, and the
+/// install carries no bytes.
+#[test]
+fn a_stored_copy_goes_to_the_store_in_order_and_installs_without_bytes() {
+    for seed in 0..10 {
+        let data = blob(3 << 20 | 77, 70 + seed);
+        let mut p = Pair::stored(70 + seed);
+        p.damage = 50;
+        p.connect();
+        offered(&mut p, &data);
+        p.b.want(G, Some(wanted(data.len() as u64)), 0);
+        while p.b.stats().bytes_in < (1 << 20) {
+            p.round();
+            assert_eq!(p.b.held_bytes(), 0, "no copy in the target's memory");
+        }
+        assert!(p.b.receives(G, &wanted(data.len() as u64)));
+        p.disconnect();
+        p.connect();
+        p.run_until_installed(5000);
+        assert!(p.installed[0].blob.is_none());
+        assert_eq!(p.got(0), &data[..], "seed {seed}");
+        assert_eq!(p.store_starts, [0], "resumed, never begun again");
+    }
+}
+
+/// A store that fails cancels the copy on both ends (the error is reported once); the
+/// group's next want and the leader's next offer begin it again from offset 0.
+#[test]
+fn a_store_that_fails_cancels_the_copy_and_the_next_want_begins_afresh() {
+    let data = blob(2 << 20, 80);
+    let mut p = Pair::stored(80);
+    p.connect();
+    offered(&mut p, &data);
+    let w = wanted(data.len() as u64);
+    p.b.want(G, Some(w), 0);
+    while p.b.stats().bytes_in < (1 << 20) {
+        p.round();
+    }
+    p.fail_stores = true;
+    for _ in 0..20 {
+        p.round();
+    }
+    let errors: Vec<_> = p.b.take_errors().collect();
+    assert!(
+        errors.len() == 1 && errors[0].1.contains("injected"),
+        "{errors:?}"
+    );
+    assert!(!p.b.receives(G, &w));
+    assert_eq!(p.b.sessions(), (0, 0));
+    assert_eq!(p.a.sessions(), (0, 0), "the source was told");
+    p.fail_stores = false;
+    p.b.want(G, Some(w), p.now_ms);
+    offered(&mut p, &data);
+    p.run_until_installed(2000);
+    assert_eq!(p.got(0), &data[..]);
+    assert_eq!(p.store_starts, [0, 0]);
 }

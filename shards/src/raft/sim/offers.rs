@@ -127,6 +127,53 @@ fn a_snapshot_is_offered_then_installed_from_its_bulk_bytes() {
     );
 }
 
+/// Issue 19, step 3: a snapshot the driver decoded as its bytes came installs with no blob
+/// (`install_snapshot_staged`): the membership it names, its length kept for offers of its
+/// own, the same answer; an offer past its term, or a second install, is refused.
+#[test]
+fn a_staged_snapshot_installs_without_its_blob() {
+    let (mut a, term, last) = compacted_leader(13, 4);
+    let total = a.snapshot_blob().len() as u64;
+    let (members, _) = conf::split_snapshot(a.snapshot_blob()).unwrap();
+    let mut c = Group::new(bulk(NodeId(3), 13));
+    let _ = c.take_ready();
+    c.step(NodeId(1), Msg::SnapshotOffer { term, last, total });
+    let wanted = c.snapshot_wanted().expect("wanted");
+    let _ = c.take_ready();
+    assert!(c.install_snapshot_staged(wanted, members.clone()));
+    let r = c.take_ready();
+    let snap = r.snapshot.expect("a staged snapshot to store and install");
+    assert!(snap.staged && snap.blob.is_empty() && snap.state.is_empty());
+    assert_eq!(snap.last, last);
+    assert_eq!(r.purge, Some(last));
+    assert_eq!(c.snapshot_wanted(), None);
+    assert!(c.snapshot_blob_released());
+    assert_eq!((c.snapshot_id(), c.snapshot_total()), (last, total));
+    assert_eq!(c.commit_index(), last.index);
+    assert_eq!(
+        r.messages.iter().map(|e| &e.msg).collect::<Vec<_>>(),
+        [&Msg::AppendReply {
+            term,
+            success: true,
+            last: last.index,
+            ctx: 0
+        }]
+    );
+    // Its membership is the snapshot's: the leader's appends continue from it.
+    a.step(NodeId(3), r.messages[0].msg.clone());
+    let _ = a.take_ready();
+    a.propose(b"next".to_vec()).unwrap();
+    let r = a.take_ready();
+    for e in r.messages.into_iter().filter(|e| e.to == NodeId(3)) {
+        c.step(NodeId(1), e.msg);
+    }
+    let r = c.take_ready();
+    assert_eq!(r.entries.len(), 1, "appends follow the staged install");
+    // Taken already: the same install again changes nothing.
+    assert!(!c.install_snapshot_staged(wanted, members));
+    assert!(c.take_ready().snapshot.is_none());
+}
+
 /// A wanted snapshot is forgotten when the leader's appends continue the follower's log, and
 /// when a later term begins (its leader offers its own); an offer with an impossible size is
 /// dropped whole.

@@ -317,6 +317,8 @@ struct Sim {
     /// The writes in flight on the bulk lanes (`lanes.rs`), and their bytes sent.
     lane_net: mem::Net<lanes::LaneLink>,
     lane_bytes_sent: u64,
+    /// Base copies installed as they were decoded on arrival (`staging.rs`).
+    streamed_in: u64,
     /// Membership changes to make, each at its time (ms), one at a time.
     admin_queue: VecDeque<(u64, Admin)>,
     admin: Option<AdminState>,
@@ -403,6 +405,7 @@ impl Sim {
             links: BTreeSet::new(),
             lane_net: mem::Net::default(),
             lane_bytes_sent: 0,
+            streamed_in: 0,
             admin_queue: VecDeque::new(),
             admin: None,
             next_admin: ADMIN_TOKEN,
@@ -694,9 +697,11 @@ impl Sim {
             return;
         }
         n.last_step_ms = now_ms;
+        let streamed = r.streamed_in;
         let step = r
             .start_step(&mut n.db, now.mono, now.unix_us / 1000)
             .unwrap_or_else(|e| panic!("node {id}: {e}"));
+        self.streamed_in += r.streamed_in - streamed;
         r.undirect();
         let mut log = r.log.take().expect("one flush at a time");
         // The driver serves its connections while the flush thread writes the batch: their

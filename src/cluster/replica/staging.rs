@@ -1,0 +1,183 @@
+//! A base copy received as it arrives (issue 19, step 3, target side): each checked piece the
+//! hub hands over (`Hub::store_copies`) is written at its place in a file beside the group's
+//! snapshot (`<vshard>.snap.part`) and decoded into a vShard nobody sees yet
+//! (`replica::stream::BlobDecoder`), so the copy is never held whole in memory. When the hub
+//! has checked the whole copy, the decoder finishes, the file gets its header, and the group
+//! takes the snapshot with no blob (`Group::install_snapshot_staged`); the step that reports
+//! it has the flush thread sync the file and rename it into place before its batch, and swaps
+//! the decoded vShard in (`step.rs`).
+
+use super::snapfile::{SNAP_HEADER_BYTES, snap_header, snap_path};
+use super::*;
+use shardline_shards::raft::SnapshotWanted;
+use shardline_shards::replica::stream::{BlobDecoder, Decoded};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// A copy being received.
+pub(super) struct Staging {
+    wanted: SnapshotWanted,
+    file: std::fs::File,
+    dec: BlobDecoder,
+    /// CRC32C of the bytes so far (the file's header).
+    crc: u32,
+}
+
+/// A copy received whole, decoded and in its file, waiting for its group's step.
+pub(super) struct Staged {
+    pub last: shardline_shards::raft::LogId,
+    pub path: PathBuf,
+    pub decoded: Decoded,
+}
+
+/// Where group `g`'s copy is written as it arrives.
+pub(super) fn part_path(dir: &Path, g: u32) -> PathBuf {
+    let mut p = snap_path(dir, g).into_os_string();
+    p.push(".part");
+    p.into()
+}
+
+/// Removes what copies under way left behind (a restart holds nothing of them).
+pub(super) fn remove_parts(dir: &Path) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().ends_with(".snap.part") {
+            std::fs::remove_file(e.path()).map_err(|x| format!("{}: {x}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The hub's `Store` (`Replicas::lane_bytes`): `data` of group `g`'s copy of `wanted` at
+/// `offset` (in order; 0 begins it afresh), written to its file in `dir` and decoded under
+/// `t`.
+pub(super) fn store_copy(
+    staging: &mut HashMap<u32, Staging>,
+    dir: &Path,
+    t: &shardline_shards::db::Tunables,
+    (g, wanted): (u32, &SnapshotWanted),
+    offset: u64,
+    data: &[u8],
+) -> Result<(), String> {
+    let path = part_path(dir, g);
+    let current = staging
+        .get(&g)
+        .is_some_and(|s| s.wanted == *wanted && s.dec.fed() == offset);
+    if !current {
+        if offset != 0 {
+            staging.remove(&g);
+            return Err(format!("bytes at {offset} of a copy not begun here"));
+        }
+        let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        staging.insert(
+            g,
+            Staging {
+                wanted: *wanted,
+                file,
+                dec: BlobDecoder::new(wanted.total, t),
+                crc: 0,
+            },
+        );
+    }
+    let s = staging.get_mut(&g).expect("made above");
+    s.file
+        .write_all_at(data, SNAP_HEADER_BYTES as u64 + offset)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    s.crc = crc32c::crc32c_append(s.crc, data);
+    s.dec.feed(data).map_err(|e| {
+        format!(
+            "not a snapshot of ours at offset {}: {}",
+            e.offset, e.reason
+        )
+    })
+}
+
+impl Replicas {
+    /// Group `g`'s stored copy of `wanted` arrived whole and checked: finished and handed to
+    /// the group; a copy that does not decode whole or is not this vShard's is dropped, and
+    /// the group forgets the offer (the leader's next one begins a copy afresh).
+    pub(super) fn install_staged(&mut self, g: u32, wanted: SnapshotWanted) {
+        let Some(grp) = self.groups[g as usize].as_mut() else {
+            return;
+        };
+        let path = part_path(&self.snap_dir, g);
+        let finished = match self.staging.remove(&g) {
+            Some(s) if s.wanted == wanted => finish(s, g, &path),
+            _ => Err("its bytes are not here".to_string()),
+        };
+        match finished {
+            Ok(decoded) => {
+                tracing::info!(
+                    vshard = g,
+                    bytes = wanted.total,
+                    from = %wanted.from,
+                    "a snapshot's bulk copy arrived whole, decoded as it came"
+                );
+                let m = decoded.membership.clone();
+                if grp.install_snapshot_staged(wanted, m) {
+                    self.streamed_in += 1;
+                    self.staged.insert(
+                        g,
+                        Staged {
+                            last: wanted.last,
+                            path,
+                            decoded,
+                        },
+                    );
+                    self.touch(g);
+                    return;
+                }
+                // Offered in a term past (a new leader offers its own) or overtaken.
+                tracing::debug!(vshard = g, term = wanted.term, "a base copy not taken");
+            }
+            Err(why) => {
+                tracing::error!(vshard = g, from = %wanted.from, "a base copy does not install: {why}");
+                grp.snapshot_refused(wanted);
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// Stagings whose copies the hub no longer receives (cancelled, failed, overtaken) are
+    /// dropped with their files.
+    pub(super) fn drop_stale_staging(&mut self) {
+        let (hub, dir) = (&self.hub, &self.snap_dir);
+        self.staging.retain(|&g, s| {
+            let keep = hub.receives(g, &s.wanted);
+            if !keep {
+                let _ = std::fs::remove_file(part_path(dir, g));
+            }
+            keep
+        });
+    }
+
+    /// Bytes copies being received and staged hold (replication memory): what was fed to
+    /// their decoders stands for the decoded keys.
+    pub(super) fn staging_bytes(&self) -> usize {
+        let staging: u64 = self
+            .staging
+            .values()
+            .map(|s| s.dec.fed() + s.dec.held_bytes() as u64)
+            .sum();
+        let staged: u64 = self.staged.values().map(|s| s.decoded.bytes).sum();
+        (staging + staged) as usize
+    }
+}
+
+/// The decoder finished (the vShard is this group's) and the file's header written.
+fn finish(s: Staging, g: u32, path: &Path) -> Result<Decoded, String> {
+    let decoded = s.dec.finish().map_err(|e| {
+        format!(
+            "not a snapshot of ours at offset {}: {}",
+            e.offset, e.reason
+        )
+    })?;
+    if decoded.vshard.id.0 as u32 != g {
+        return Err(format!("a snapshot of vShard {}", decoded.vshard.id.0));
+    }
+    let head = snap_header(s.wanted.last, s.wanted.total, s.crc);
+    s.file
+        .write_all_at(&head, 0)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(decoded)
+}
