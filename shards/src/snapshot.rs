@@ -60,24 +60,51 @@ impl W {
 
 /// Encodes the live keys of `vs` at `now_ms`.
 pub fn encode(vs: &VShard, now_ms: u64) -> Vec<u8> {
-    let mut w = W(Vec::with_capacity(64 + vs.len() * 48));
+    let mut out = Vec::with_capacity(64 + vs.len() * 48);
+    encode_to(vs, now_ms, usize::MAX, &mut |b: &[u8]| {
+        out.extend_from_slice(b);
+        Ok(())
+    })
+    .expect("a Vec takes every piece");
+    out
+}
+
+/// Encodes the live keys of `vs` at `now_ms` into `sink` a piece of about `piece` bytes at a
+/// time (a compaction written straight to its file: the snapshot is never whole in memory);
+/// the bytes written.
+pub fn encode_to(
+    vs: &VShard,
+    now_ms: u64,
+    piece: usize,
+    sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    let live = |expire: u64| expire == 0 || expire > now_ms;
+    let expired = vs.expires.iter().filter(|(_, e)| !live(**e)).count();
+    let mut w = W(Vec::with_capacity(piece.min(64 + vs.len() * 48)));
+    let (mut crc, mut written) = (0u32, 0u64);
+    let mut flush = |w: &mut W, crc: &mut u32| -> std::io::Result<()> {
+        *crc = crc32c::crc32c_append(*crc, &w.0);
+        written += w.0.len() as u64;
+        sink(&w.0)?;
+        w.0.clear();
+        Ok(())
+    };
     w.0.extend_from_slice(&MAGIC);
     w.0.extend_from_slice(&VERSION.to_le_bytes());
     w.0.extend_from_slice(&vs.id.0.to_le_bytes());
-    let count_at = w.0.len();
-    w.u64(0);
-    let mut count = 0u64;
+    w.u64((vs.len() - expired) as u64);
     for (key, value) in vs.keys.iter() {
         let expire = vs.expires.get(key).copied().unwrap_or(0);
-        if expire != 0 && expire <= now_ms {
+        if !live(expire) {
             continue;
         }
-        count += 1;
         w.bytes(key);
         w.u64(expire);
         value_into(&mut w, value);
+        if w.0.len() >= piece {
+            flush(&mut w, &mut crc)?;
+        }
     }
-    w.0[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
     w.u64(vs.calvin_next);
     w.varint(vs.calvin_sent.len() as u64);
     for (seq, reads) in &vs.calvin_sent {
@@ -95,9 +122,10 @@ pub fn encode(vs: &VShard, now_ms: u64) -> Vec<u8> {
             }
         }
     }
-    let crc = crc32c::crc32c(&w.0);
+    flush(&mut w, &mut crc)?;
     w.0.extend_from_slice(&crc.to_le_bytes());
-    w.0
+    flush(&mut w, &mut crc)?;
+    Ok(written)
 }
 
 fn value_into(w: &mut W, value: &Value) {
@@ -915,6 +943,27 @@ mod tests {
         long.push(0);
         assert!(run(&long, bytes.len() as u64).is_err());
         assert!(Decoder::new(10, &t).is_err());
+    }
+
+    /// A snapshot encoded in pieces (a compaction written straight to its file) is byte for
+    /// byte the one encoded whole.
+    #[test]
+    fn a_snapshot_encoded_in_pieces_is_the_one_encoded_whole() {
+        let mut h = Harness::new();
+        let (_, whole) = varied(&mut h);
+        let vid = h.db.layout().vshard_of(crate::slot::key_slot(b"{k}"));
+        for piece in [1, 1000, 1 << 20] {
+            let mut parts = Vec::new();
+            let mut out = Vec::new();
+            let n = encode_to(h.db.vshard(vid).unwrap(), h.now_ms, piece, &mut |b| {
+                parts.push(b.len());
+                out.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!((n, &out), (whole.len() as u64, &whole), "piece {piece}");
+            assert!(parts.len() > 1);
+        }
     }
 
     #[test]

@@ -52,7 +52,7 @@ use shardline_shards::replica::pending::{OpList, Pending, ReadOp, Waiter};
 use shardline_shards::replica::{Fatal, Now, SnapshotFile, SnapshotKind};
 use snapfile::{
     SNAP_HEADER_BYTES, install, install_decoded, is_tombstone, read_snapshot, snap_path,
-    snapshot_bytes, write_snapshot,
+    write_snapshot,
 };
 pub use step::run;
 
@@ -454,37 +454,74 @@ impl Replicas {
             // Its keyspace is ahead of what is applied: cut at the next step's start.
             return;
         }
-        let state = if g == self.meta_g {
+        let cut = if g == self.meta_g {
             let Some(m) = &self.meta else { return };
             let mut b = Vec::new();
             m.encode(&mut b);
-            self.meta_state(&b)
+            Cut::Mem(self.meta_state(&b))
         } else {
-            let Some(vs) = db.vshard(VShardId(g as u16)) else {
-                return;
-            };
-            snapshot_bytes(self.clocks[g as usize], vs)
+            match self.write_cut(db, g, applied) {
+                Some(cut) => cut,
+                None => return,
+            }
         };
-        self.compact_at(g, applied, state);
+        self.compact_at(g, applied, cut);
     }
 
-    /// Folds group `g`'s log up to `last` (applied) into a snapshot holding `state`.
-    fn compact_at(&mut self, g: u32, last: LogId, state: Vec<u8>) {
+    /// Group `g`'s vShard written to a snapshot file up to `last` (`write_compaction`); on an
+    /// error nothing is compacted (the log keeps its entries) and it is logged.
+    pub(super) fn write_cut(
+        &self,
+        db: &shardline_shards::db::Db,
+        g: u32,
+        last: LogId,
+    ) -> Option<Cut> {
+        let grp = self.groups[g as usize].as_ref()?;
+        let vs = db.vshard(VShardId(g as u16))?;
+        let conf = grp.membership_at(last.index)?;
+        let clock = self.clocks[g as usize];
+        match snapfile::write_compaction(&self.snap_dir, g, last, &conf, clock, vs) {
+            Ok((path, total)) => Some(Cut::Written { path, total, conf }),
+            Err(e) => {
+                tracing::error!(
+                    vshard = g,
+                    "cannot write a snapshot file: {e}; the log keeps its entries"
+                );
+                None
+            }
+        }
+    }
+
+    /// Folds group `g`'s log up to `last` (applied) into the snapshot `cut`.
+    fn compact_at(&mut self, g: u32, last: LogId, cut: Cut) {
         let Some(grp) = self.groups[g as usize].as_mut() else {
-            return;
+            return cut.discard();
         };
         if last.index <= grp.snapshot_id().index {
-            return;
+            return cut.discard();
         }
-        grp.compact(last.index, state);
-        // The file is written behind the log's batches; the log purges what it covers once
-        // it is on disk (`snapshot_written`): the log drops nothing the snapshot file lacks.
+        let (blob, staged) = match cut {
+            Cut::Mem(state) => {
+                grp.compact(last.index, state);
+                (grp.snapshot_blob().clone(), None)
+            }
+            Cut::Written { path, total, conf } => {
+                if !grp.compact_written(last.index, total, &conf) {
+                    let _ = std::fs::remove_file(&path);
+                    return;
+                }
+                (bytes::Bytes::new(), Some(path))
+            }
+        };
+        // The file is written (or, written already, synced and put in place) behind the
+        // log's batches; the log purges what it covers once it is on disk
+        // (`snapshot_written`): the log drops nothing the snapshot file lacks.
         self.behind.push(SnapshotFile {
             group: g,
             last,
-            blob: grp.snapshot_blob().clone(),
+            blob,
             kind: SnapshotKind::Compacted,
-            staged: None,
+            staged,
         });
         if g != self.meta_g {
             // Its file holds it; a base copy reads it back (`snapshot_for_copy`).
@@ -833,6 +870,27 @@ impl Shard {
         }
         for (t, msg) in r.calvin.outbox.drain(..) {
             self.node.mailboxes[t].push_calvin(msg);
+        }
+    }
+}
+
+/// A compaction's snapshot: bytes in memory (the metadata group's, small), or a vShard's
+/// written to a file of its own already (`snapfile::write_compaction`: never whole in
+/// memory), with the membership at its front.
+pub(super) enum Cut {
+    Mem(Vec<u8>),
+    Written {
+        path: PathBuf,
+        total: u64,
+        conf: raft::Membership,
+    },
+}
+
+impl Cut {
+    /// Not taken: its file goes.
+    pub(super) fn discard(self) {
+        if let Cut::Written { path, .. } = self {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

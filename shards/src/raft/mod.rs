@@ -410,11 +410,40 @@ impl Group {
     /// snapshot instead. The blob to store before the purge is `snapshot_blob()`.
     pub fn compact(&mut self, index: u64, data: impl Into<Bytes>) {
         let data = data.into();
-        if index <= self.snap.index || index > self.applied {
-            return;
+        if let Some(conf) = self.compactable(index) {
+            let blob = conf::snapshot_blob(&conf, &data);
+            self.fold(index, conf, blob.len() as u64, blob);
         }
+    }
+
+    /// The membership as of entry `index` (past the snapshot, in the log): what the driver
+    /// writes at the front of a snapshot up to `index` it writes to its file itself
+    /// (`compact_written`). `None` outside the log.
+    pub fn membership_at(&self, index: u64) -> Option<Membership> {
+        (index >= self.snap.index && index <= self.last_index()).then(|| self.conf_at(index))
+    }
+
+    fn compactable(&self, index: u64) -> Option<Membership> {
+        (index > self.snap.index && index <= self.applied).then(|| self.conf_at(index))
+    }
+
+    /// `compact` of a snapshot the driver wrote to its file itself: `total` bytes with
+    /// `written` (`membership_at(index)`) at its front (issue 19, step 3: a large vShard's
+    /// snapshot is never whole in memory). No blob is kept (`snapshot_blob_released`).
+    /// Whether it was taken (not if `index` is not applied or not past the snapshot, or the
+    /// membership there is not `written`): if not, the file is not this group's snapshot.
+    pub fn compact_written(&mut self, index: u64, total: u64, written: &Membership) -> bool {
+        match self.compactable(index) {
+            Some(conf) if conf == *written => {
+                self.fold(index, conf, total, Bytes::new());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn fold(&mut self, index: u64, conf: Membership, total: u64, blob: Bytes) {
         let term = self.term_at(index).expect("applied entries are in the log");
-        let conf = self.conf_at(index);
         let drop = (index - self.snap.index) as usize;
         self.log.drain(..drop);
         // A burst's room is given back once compacted away.
@@ -422,8 +451,8 @@ impl Group {
             self.log.shrink_to(2 * self.log.len().max(256));
         }
         self.snap = LogId { term, index };
-        self.snap_data = conf::snapshot_blob(&conf, &data);
-        self.snap_total = self.snap_data.len() as u64;
+        self.snap_data = blob;
+        self.snap_total = total;
         self.snap_conf = conf;
         self.purge = Some(self.snap);
     }

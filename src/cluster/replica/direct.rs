@@ -26,7 +26,7 @@ pub(super) struct Direct {
     /// Compactions of groups whose keyspace is ahead of their commit: cut at the start of the
     /// next step (`cut`), handed to the group once that step committed the cut's entry.
     want_cut: Vec<u32>,
-    cuts: Vec<(u32, LogId, Vec<u8>)>,
+    cuts: Vec<(u32, LogId, super::Cut)>,
     /// Ops across vShards waiting for the next step: each one's entries (`(group, index)`)
     /// are written as one log record (`write_units`).
     units: Vec<Vec<(u32, u64)>>,
@@ -405,18 +405,16 @@ impl Replicas {
             if !self.is_direct(g) {
                 continue; // compacted the usual way once applied
             }
-            let (Some(grp), Some(vs)) = (
-                self.groups[g as usize].as_ref(),
-                db.vshard(VShardId(g as u16)),
-            ) else {
+            let Some(grp) = self.groups[g as usize].as_ref() else {
                 continue;
             };
             let last = LogId {
                 term: grp.term(),
                 index: grp.last_index(),
             };
-            let state = snapshot_bytes(self.clocks[g as usize], vs);
-            self.direct.cuts.push((g, last, state));
+            if let Some(cut) = self.write_cut(db, g, last) {
+                self.direct.cuts.push((g, last, cut));
+            }
         }
     }
 
@@ -440,7 +438,9 @@ impl Replicas {
     pub(super) fn drop_direct(&mut self, g: u32) {
         self.direct.pre[g as usize].clear();
         self.direct.want_cut.retain(|&x| x != g);
-        self.direct.cuts.retain(|c| c.0 != g);
+        while let Some(i) = self.direct.cuts.iter().position(|c| c.0 == g) {
+            self.direct.cuts.swap_remove(i).2.discard();
+        }
     }
 }
 

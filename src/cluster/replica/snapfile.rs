@@ -41,6 +41,45 @@ pub(super) fn snap_header(id: LogId, len: u64, crc: u32) -> [u8; SNAP_HEADER_BYT
     h
 }
 
+/// Writes group `v`'s snapshot up to `last` straight to a file of its own beside its place
+/// (`<v>.<index>.snap.new`; issue 19, step 3: never whole in memory): the header, the
+/// membership `conf`, the apply clock, then the vShard a megabyte at a time. Not synced: the
+/// flush thread syncs it and puts it in place (`place_snapshot`) before the log purges what
+/// it covers. The file and the blob's length.
+pub(super) fn write_compaction(
+    dir: &Path,
+    v: u32,
+    last: LogId,
+    conf: &shardline_shards::raft::Membership,
+    clock_us: u64,
+    vs: &shardline_shards::db::VShard,
+) -> std::io::Result<(PathBuf, u64)> {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(format!("{v:05}.{}.snap.new", last.index));
+    let mut f = std::fs::File::create(&path)?;
+    let front = shardline_shards::raft::conf::snapshot_blob(conf, &clock_us.to_le_bytes());
+    f.write_all(&[0u8; SNAP_HEADER_BYTES])?;
+    f.write_all(&front)?;
+    let mut crc = crc32c::crc32c(&front);
+    let state = shardline_shards::snapshot::encode_to(vs, clock_us / 1000, 1 << 20, &mut |b| {
+        crc = crc32c::crc32c_append(crc, b);
+        f.write_all(b)
+    });
+    let total = match state {
+        Ok(n) => front.len() as u64 + n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    if let Err(e) = f.write_all_at(&snap_header(last, total, crc), 0) {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok((path, total))
+}
+
 /// Puts a snapshot file written elsewhere whole (`part`: a base copy received as it came,
 /// header included) in group `v`'s place atomically: synced, renamed, the directory synced.
 pub(super) fn place_snapshot(dir: &Path, v: u32, part: &Path) -> std::io::Result<()> {
@@ -142,7 +181,9 @@ pub(super) fn read_for_copy(f: &CopyFile, offset: u64, buf: &mut [u8]) -> Result
         .map_err(|e| e.to_string())
 }
 
-/// A replica's snapshot bytes: its apply clock, then the vShard's keys.
+/// A replica's snapshot bytes: its apply clock, then the vShard's keys (what
+/// `write_compaction` writes after the membership).
+#[cfg(test)]
 pub(super) fn snapshot_bytes(clock_us: u64, vs: &shardline_shards::db::VShard) -> Vec<u8> {
     let mut b = clock_us.to_le_bytes().to_vec();
     b.extend_from_slice(&shardline_shards::snapshot::encode(vs, clock_us / 1000));
@@ -310,6 +351,36 @@ mod tests {
             !is_tombstone(b"\xff", NodeId(4)),
             "malformed: not a tombstone"
         );
+    }
+
+    /// Issue 19, step 3: a compaction written straight to its file is the blob the
+    /// in-memory path makes (membership, clock, vShard), with a header that checks; it is
+    /// not in place until `place_snapshot` puts it there.
+    #[test]
+    fn a_compaction_written_to_its_file_is_the_blob_and_checks() {
+        use shardline_shards::raft::{Membership, conf::snapshot_blob};
+        let dir = std::env::temp_dir().join(format!("sl-compact-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut vs = shardline_shards::db::VShard::new(VShardId(5));
+        for i in 0..3000 {
+            let v = shardline_shards::db::Value::Str(shardline_shards::bytes::SmallBytes::new(
+                &vec![b'x'; i % 900],
+            ));
+            vs.keys.insert(format!("k{i}").as_bytes(), v);
+        }
+        let conf = Membership::of_voters(&[NodeId(1), NodeId(2)]);
+        let id = LogId { index: 9, term: 2 };
+        let (path, total) = write_compaction(&dir, 5, id, &conf, 7_000, &vs).unwrap();
+        let want = snapshot_blob(&conf, &snapshot_bytes(7_000, &vs));
+        assert_eq!(total, want.len() as u64);
+        assert!(
+            read_snapshot(&dir, 5).unwrap().is_none(),
+            "not in place yet"
+        );
+        place_snapshot(&dir, 5, &path).unwrap();
+        assert_eq!(read_snapshot(&dir, 5).unwrap(), Some((id, want.to_vec())));
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -37,11 +37,14 @@ pub(super) fn part_path(dir: &Path, g: u32) -> PathBuf {
     p.into()
 }
 
-/// Removes what copies under way left behind (a restart holds nothing of them).
+/// Removes what copies under way and compactions not yet in place left behind (a restart
+/// holds nothing of them; the log kept what a compaction's file would have covered).
 pub(super) fn remove_parts(dir: &Path) -> Result<(), String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().ends_with(".snap.part") {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".snap.part") || name.ends_with(".snap.new") {
             std::fs::remove_file(e.path()).map_err(|x| format!("{}: {x}", e.path().display()))?;
         }
     }
