@@ -28,6 +28,29 @@ def status(pid, field):
     raise SystemExit(f"no {field} for {pid}")
 
 
+def used(port):
+    """INFO's used_memory: what the allocator holds live (RSS also keeps what it freed)."""
+    for line in cli(port, "info", "memory").splitlines():
+        if line.startswith("used_memory:"):
+            return int(line.split(":")[1])
+    return 0
+
+
+def sampler(ports, stop, peaks, series):
+    """The highest used_memory of each port until `stop` is set, every 50 ms; each sample
+    also goes to `series` as (seconds, port, bytes)."""
+    t0 = time.time()
+    while not stop.is_set():
+        for p in ports:
+            try:
+                u = used(p)
+                peaks[p] = max(peaks.get(p, 0), u)
+                series.append((time.time() - t0, p, u))
+            except Exception:
+                pass
+        time.sleep(0.05)
+
+
 def run_once(binary):
     d = tempfile.mkdtemp(prefix="sl-copymem-")
     base = 7701
@@ -55,6 +78,11 @@ def run_once(binary):
         data = keys * VALUE
         time.sleep(2)
         before = {n: status(pid, "VmRSS") for n, pid in (("source", src), ("target", dst))}
+        ports = {"source": base + frm - 1, "target": base + to - 1}
+        used_before = {n: used(p) for n, p in ports.items()}
+        stop, peaks, series = threading.Event(), {}, []
+        th = threading.Thread(target=sampler, args=(list(ports.values()), stop, peaks, series))
+        th.start()
         for pid in (src, dst):
             with open(f"/proc/{pid}/clear_refs", "w") as f:
                 f.write("5")
@@ -70,7 +98,15 @@ def run_once(binary):
         wait(done, 1800, "the move", every=0.1)
         took = time.time() - start
         time.sleep(1)
+        stop.set()
+        th.join()
         res = dict(data=data, took=took)
+        for n, p in ports.items():
+            res["used_" + n] = (used_before[n], peaks.get(p, 0), used(p))
+        name = {p: n for n, p in ports.items()}
+        with open(os.path.join(ROOT, "target/bench/copy-memory-series.csv"), "a") as f:
+            for t, p, u in series:
+                f.write(f"{os.path.basename(binary)},{t:.2f},{name[p]},{u}\n")
         for n, pid in (("source", src), ("target", dst)):
             res[n] = (before[n], status(pid, "VmHWM"), status(pid, "VmRSS"))
         # Every key is on the target now.
@@ -87,13 +123,18 @@ def run_once(binary):
 
 
 def main():
+    os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
+    open(os.path.join(ROOT, "target/bench/copy-memory-series.csv"), "w").close()
     builds = [("this build", NEW)]
     if os.environ.get("OLD"):
         builds.append(("OLD", os.environ["OLD"]))
     say(f"## Memory of a base copy: one vShard of {SIZE_MB} MiB ({VALUE} B values) moved between two nodes (RF 1), {REPEATS} run(s), medians")
     say("")
+    say("Resident memory (VmRSS; the peak is VmHWM, reset before the move):")
+    say("")
     say("| build | data MiB | source before / peak / after MiB | peak over before | target before / peak / after MiB | peak over after | move s |")
     say("|---|---|---|---|---|---|---|")
+    rows = []
     for name, binary in builds:
         runs = [run_once(binary) for _ in range(REPEATS)]
         med = lambda f: statistics.median(f(x) for x in runs)
@@ -102,6 +143,17 @@ def main():
         t = [med(lambda x, i=i: x["target"][i] / MIB) for i in range(3)]
         say(f"| {name} | {data:.0f} | {s[0]:.0f} / {s[1]:.0f} / {s[2]:.0f} | {(s[1] - s[0]) / data:.2f}x data | "
             f"{t[0]:.0f} / {t[1]:.0f} / {t[2]:.0f} | {(t[1] - t[2]) / data:.2f}x data | {med(lambda x: x['took']):.1f} |")
+        us = [med(lambda x, i=i: x["used_source"][i] / MIB) for i in range(3)]
+        ut = [med(lambda x, i=i: x["used_target"][i] / MIB) for i in range(3)]
+        rows.append(f"| {name} | {us[0]:.0f} / {us[1]:.0f} / {us[2]:.0f} | {(us[1] - us[0]) / data:.2f}x data | "
+                    f"{ut[0]:.0f} / {ut[1]:.0f} / {ut[2]:.0f} | {(ut[1] - ut[2]) / data:.2f}x data |")
+    say("")
+    say("Live allocations (INFO used_memory, sampled every 50 ms during the move):")
+    say("")
+    say("| build | source before / peak / after MiB | peak over before | target before / peak / after MiB | peak over after |")
+    say("|---|---|---|---|---|")
+    for row in rows:
+        say(row)
     os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
     with open(os.path.join(ROOT, "target/bench/copy-memory.md"), "w") as f:
         f.write("\n".join(out_lines) + "\n")

@@ -51,8 +51,8 @@ use shardline_shards::replica::job::PendingJob;
 use shardline_shards::replica::pending::{OpList, Pending, ReadOp, Waiter};
 use shardline_shards::replica::{Fatal, Now, SnapshotFile, SnapshotKind};
 use snapfile::{
-    SNAP_HEADER_BYTES, install, install_decoded, is_tombstone, read_snapshot, snap_path,
-    write_snapshot,
+    OnDisk, SNAP_HEADER_BYTES, install, install_decoded, is_tombstone, read_snapshot,
+    read_vshard_snapshot, snap_path, write_snapshot,
 };
 pub use step::run;
 

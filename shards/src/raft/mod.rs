@@ -350,6 +350,16 @@ impl Group {
         }
     }
 
+    /// The snapshot this group was restored from is in its file, `total` bytes long (the
+    /// driver read it in pieces and gave `restore_from` only its membership): no blob in
+    /// memory, as after `release_snapshot_blob`.
+    pub fn snapshot_in_file(&mut self, total: u64) {
+        if self.snap.index > 0 {
+            self.snap_data = Bytes::new();
+            self.snap_total = total;
+        }
+    }
+
     /// The latest snapshot blob's length (also while it is released).
     pub fn snapshot_total(&self) -> u64 {
         self.snap_total

@@ -67,11 +67,15 @@ impl Replicas {
                     snap_path(&snap_dir, g).display(),
                 )
             };
-            let snapshot = read_snapshot(&snap_dir, g)?;
+            let snapshot = if g == meta_g {
+                read_snapshot(&snap_dir, g)?.map(|(id, b)| (id, OnDisk::Whole(b)))
+            } else {
+                read_vshard_snapshot(&snap_dir, g, &db.tunables)?
+            };
             // A tombstone (a snapshot without this node: the replica was moved off it) counts
             // only if no replica was created here since (its log starts after the reset).
             let snapshot = match snapshot {
-                Some((_, blob)) if g != meta_g && is_tombstone(&blob, c.me) => {
+                Some((_, OnDisk::Whole(blob))) if g != meta_g && is_tombstone(&blob, c.me) => {
                     if wal.group(g).is_none() {
                         continue;
                     }
@@ -95,7 +99,20 @@ impl Replicas {
                     }
                     storage::restore(&wal, g, rcfg, bytes::Bytes::new())
                 }
-                Some((id, blob)) => {
+                Some((id, OnDisk::Decoded { decoded, total })) => {
+                    // Read in pieces and decoded as read: never whole in memory.
+                    clocks[v] = decoded.clock_us;
+                    install_decoded(db, decoded.vshard)
+                        .map_err(|e| corrupt(SNAP_HEADER_BYTES, e.reason))?;
+                    applied[v] = id;
+                    storage::align_to_snapshot(&mut wal, g, id);
+                    let front = raft::conf::snapshot_blob(&decoded.membership, &[]);
+                    storage::restore_at(&wal, g, rcfg, Some(id), front).map(|mut grp| {
+                        grp.snapshot_in_file(total);
+                        grp
+                    })
+                }
+                Some((id, OnDisk::Whole(blob))) => {
                     let blob = bytes::Bytes::from(blob);
                     let (_, state) = raft::conf::split_snapshot(&blob)
                         .ok_or_else(|| corrupt(SNAP_HEADER_BYTES, "bad membership"))?;

@@ -127,6 +127,75 @@ pub(super) fn read_snapshot(dir: &Path, v: u32) -> Result<Option<(LogId, Vec<u8>
     Ok(Some((id, data)))
 }
 
+/// A vShard's snapshot file as start-up reads it: whole (a tombstone: a membership and no
+/// state), or read in pieces and decoded as read (`read_vshard_snapshot`).
+pub(super) enum OnDisk {
+    Whole(Vec<u8>),
+    Decoded {
+        decoded: Box<shardline_shards::replica::stream::Decoded>,
+        total: u64,
+    },
+}
+
+/// Reads group `v`'s snapshot file at start-up, a vShard's (issue 19, step 3): a piece at a
+/// time into the decoder, so a large vShard is never in memory twice; a damaged one stops
+/// start-up with the file, the offset and what to do, as `read_snapshot` does.
+pub(super) fn read_vshard_snapshot(
+    dir: &Path,
+    v: u32,
+    t: &shardline_shards::db::Tunables,
+) -> Result<Option<(LogId, OnDisk)>, String> {
+    let path = snap_path(dir, v);
+    let small = match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Ok(m) => m.len() <= (SNAP_HEADER_BYTES + TOMBSTONE_BYTES_MAX) as u64,
+    };
+    if small {
+        return Ok(read_snapshot(dir, v)?.map(|(id, b)| (id, OnDisk::Whole(b))));
+    }
+    let bad = |offset: u64, why: &str| {
+        format!(
+            "{}: corrupt snapshot at offset {offset}: {why}. This replica cannot be trusted: stop the node, move its data directory away and start it again to rejoin the cluster",
+            path.display()
+        )
+    };
+    let Some((id, f)) = open_for_copy(dir, v).map_err(|e| bad(0, &e))? else {
+        return Ok(None);
+    };
+    let mut dec = shardline_shards::replica::stream::BlobDecoder::new(f.total, t);
+    let mut buf = vec![0u8; (4 << 20).min(f.total as usize)];
+    let (mut at, mut crc) = (0u64, 0u32);
+    while at < f.total {
+        let n = (f.total - at).min(buf.len() as u64) as usize;
+        read_for_copy(&f, at, &mut buf[..n]).map_err(|e| format!("{}: {e}", path.display()))?;
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        dec.feed(&buf[..n])
+            .map_err(|e| bad(SNAP_HEADER_BYTES as u64 + e.offset as u64, e.reason))?;
+        at += n as u64;
+    }
+    if crc != f.crc {
+        return Err(bad(SNAP_HEADER_BYTES as u64, "checksum mismatch"));
+    }
+    let decoded = dec
+        .finish()
+        .map_err(|e| bad(SNAP_HEADER_BYTES as u64 + e.offset as u64, e.reason))?;
+    if decoded.vshard.id.0 as u32 != v {
+        return Err(bad(SNAP_HEADER_BYTES as u64, "another vShard's snapshot"));
+    }
+    let total = f.total;
+    Ok(Some((
+        id,
+        OnDisk::Decoded {
+            decoded: Box::new(decoded),
+            total,
+        },
+    )))
+}
+
+/// The largest blob a tombstone can be (a membership, no state).
+const TOMBSTONE_BYTES_MAX: usize = shardline_shards::raft::conf::MEMBERSHIP_BYTES_MAX;
+
 /// A snapshot file opened for a base copy that streams from it (issue 19, step 3): its id,
 /// the blob's length and CRC32C from its header (checked against the copy's running CRC as
 /// the copy ends: a file damaged since it was written never installs anywhere). The open
@@ -380,6 +449,32 @@ mod tests {
         place_snapshot(&dir, 5, &path).unwrap();
         assert_eq!(read_snapshot(&dir, 5).unwrap(), Some((id, want.to_vec())));
         assert!(!path.exists());
+        // Start-up reads it in pieces and decodes it as read.
+        let t = shardline_shards::db::Tunables::default();
+        match read_vshard_snapshot(&dir, 5, &t).unwrap() {
+            Some((got, OnDisk::Decoded { decoded, total })) => {
+                assert_eq!((got, total), (id, want.len() as u64));
+                assert_eq!(decoded.membership, conf);
+                assert_eq!(decoded.clock_us, 7_000);
+                assert_eq!(decoded.vshard.len(), 3000);
+            }
+            _ => panic!("not decoded"),
+        }
+        // A damaged byte anywhere stops start-up with the file, the offset and what to do.
+        let file = snap_path(&dir, 5);
+        let good = std::fs::read(&file).unwrap();
+        for at in [SNAP_HEADER_BYTES + 3, good.len() / 2, good.len() - 2] {
+            let mut b = good.clone();
+            b[at] ^= 0x40;
+            std::fs::write(&file, &b).unwrap();
+            let e = read_vshard_snapshot(&dir, 5, &t).err().expect("refused");
+            assert!(
+                e.contains("00005.snap: corrupt snapshot at offset") && e.contains("move"),
+                "{e}"
+            );
+        }
+        std::fs::write(&file, &good[..good.len() - 100]).unwrap();
+        assert!(read_vshard_snapshot(&dir, 5, &t).is_err(), "cut short");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
