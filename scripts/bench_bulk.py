@@ -1,5 +1,5 @@
 """Driver of scripts/bench-bulk.sh: see that file for what it measures."""
-from bench_common import cli, prefill, start_listed, wait
+from bench_common import stop_all, cli, prefill, start_listed, wait
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,10 +96,7 @@ def join(binary):
         secs = (last - first) if first and last and last > first else 0.0
         return total, secs, settled - t0
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        shutil.rmtree(d, ignore_errors=True)
+        stop_all(procs, d)
 
 
 def main():

@@ -48,3 +48,12 @@ def prefill(bench, port, keys, value):
             return
         time.sleep(1)
     raise SystemExit(f"prefill failed: {r.stderr}")
+
+
+def stop_all(procs, data_dir):
+    """Kills the nodes `procs` and removes their data directory."""
+    import shutil
+    for p in procs:
+        p.kill()
+        p.wait()
+    shutil.rmtree(data_dir, ignore_errors=True)

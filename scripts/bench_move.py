@@ -1,5 +1,5 @@
 """Driver of scripts/bench-move.sh: see that file for what it measures."""
-from bench_common import cli, prefill, start_listed
+from bench_common import stop_all, cli, prefill, start_listed
 import multiprocessing as mp
 import logging, os, shutil, statistics, subprocess, tempfile, time
 import redis
@@ -120,10 +120,7 @@ def run_once():
         return dict(state=m["state"].decode(), start=start, end=end, total=total, samples=got,
                     v=v, frm=frm, to=to, t0=start - BASELINE)
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        shutil.rmtree(d, ignore_errors=True)
+        stop_all(procs, d)
 
 
 def summarize(res):

@@ -10,9 +10,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-prepare.sh
-if ! /usr/bin/python3 -c "import redis" 2>/dev/null; then
-  echo "== installing python3-redis from Debian's packages"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq python3-redis >/dev/null
-fi
 exec /usr/bin/python3 scripts/copy_memory.py "$@"

@@ -1,5 +1,5 @@
 """Driver of scripts/copy-memory.sh: see that file for what it measures."""
-from bench_common import cli, start_listed, wait
+from bench_common import stop_all, cli, start_listed, wait
 import os, shutil, statistics, tempfile, threading, time
 import redis
 from redis.crc import key_slot
@@ -116,10 +116,7 @@ def run_once(binary):
             raise SystemExit(f"the target holds {got} keys, not {keys}")
         return res
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        shutil.rmtree(d, ignore_errors=True)
+        stop_all(procs, d)
 
 
 def main():

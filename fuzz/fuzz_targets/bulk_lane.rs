@@ -2,6 +2,8 @@
 //! either side of the lane (as target of a copy its group wants, and as source of one it
 //! offers), in pieces as reads return them: never panics; a read never takes more than it was
 //! given; a copy installs only at the offered length; what the hub writes back is whole frames.
+//! With the first byte odd the target's copies go to a store (as a node's vShards' do), which
+//! must get them in order, from offset 0 on.
 #![no_main]
 
 use bytes::Bytes;
@@ -29,6 +31,11 @@ fuzz_target!(|data: &[u8]| {
         last,
         total: TOTAL,
     };
+    let stored = data.first().is_some_and(|b| b & 1 == 1);
+    if stored {
+        hub.store_copies(|g| g == 3);
+    }
+    let mut kept: Vec<u8> = Vec::new();
     hub.want(3, Some(wanted), 0);
     let blob = Bytes::from(vec![7u8; TOTAL as usize]);
     hub.offer(PEER, 4, 2, last, &blob, 0);
@@ -44,7 +51,16 @@ fuzz_target!(|data: &[u8]| {
         let buf = &mut bufs[dir as usize];
         buf.extend_from_slice(bytes);
         now += 13;
-        match hub.on_bytes(PEER, dir, buf, now) {
+        let mut store = |g: u32, w: &SnapshotWanted, at: u64, b: &[u8]| {
+            assert_eq!((g, *w), (3, wanted));
+            if at == 0 {
+                kept.clear();
+            }
+            assert_eq!(at, kept.len() as u64, "in order, no gap");
+            kept.extend_from_slice(b);
+            Ok(())
+        };
+        match hub.on_bytes(PEER, dir, buf, now, &mut store) {
             Ok(took) => {
                 assert!(took <= buf.len());
                 buf.drain(..took);
@@ -57,7 +73,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         for i in hub.take_installs() {
-            assert_eq!(i.blob.len() as u64, TOTAL);
+            let len = i.blob.map_or(kept.len(), |b| b.len());
+            assert_eq!(len as u64, TOTAL);
             assert_eq!(i.wanted, wanted);
         }
         if head[0] & 2 != 0 {
