@@ -7,7 +7,7 @@
 //! it has the flush thread sync the file and rename it into place before its batch, and swaps
 //! the decoded vShard in (`step.rs`).
 
-use super::snapfile::{SNAP_HEADER_BYTES, snap_header, snap_path};
+use super::snapfile::{SNAP_HEADER_BYTES, snap_header};
 use super::*;
 use shardline_shards::raft::SnapshotWanted;
 use shardline_shards::replica::stream::{BlobDecoder, Decoded};
@@ -17,6 +17,7 @@ use std::path::Path;
 /// A copy being received.
 pub(super) struct Staging {
     wanted: SnapshotWanted,
+    path: PathBuf,
     file: std::fs::File,
     dec: BlobDecoder,
     /// CRC32C of the bytes so far (the file's header).
@@ -30,11 +31,10 @@ pub(super) struct Staged {
     pub decoded: Decoded,
 }
 
-/// Where group `g`'s copy is written as it arrives.
-pub(super) fn part_path(dir: &Path, g: u32) -> PathBuf {
-    let mut p = snap_path(dir, g).into_os_string();
-    p.push(".part");
-    p.into()
+/// Where group `g`'s copy of `w` is written as it arrives: a name of its own per offer, so a
+/// later copy never touches the file of one received whole and waiting to be put in place.
+pub(super) fn part_path(dir: &Path, g: u32, w: &SnapshotWanted) -> PathBuf {
+    dir.join(format!("{g:05}.{}-{}.snap.part", w.term, w.last.index))
 }
 
 /// Removes what copies under way and compactions not yet in place left behind (a restart
@@ -62,20 +62,23 @@ pub(super) fn store_copy(
     offset: u64,
     data: &[u8],
 ) -> Result<(), String> {
-    let path = part_path(dir, g);
     let current = staging
         .get(&g)
         .is_some_and(|s| s.wanted == *wanted && s.dec.fed() == offset);
     if !current {
+        if let Some(old) = staging.remove(&g) {
+            let _ = std::fs::remove_file(&old.path);
+        }
         if offset != 0 {
-            staging.remove(&g);
             return Err(format!("bytes at {offset} of a copy not begun here"));
         }
+        let path = part_path(dir, g, wanted);
         let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         staging.insert(
             g,
             Staging {
                 wanted: *wanted,
+                path,
                 file,
                 dec: BlobDecoder::new(wanted.total, t),
                 crc: 0,
@@ -85,7 +88,7 @@ pub(super) fn store_copy(
     let s = staging.get_mut(&g).expect("made above");
     s.file
         .write_all_at(data, SNAP_HEADER_BYTES as u64 + offset)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| format!("{}: {e}", s.path.display()))?;
     s.crc = crc32c::crc32c_append(s.crc, data);
     s.dec.feed(data).map_err(|e| {
         format!(
@@ -103,10 +106,15 @@ impl Replicas {
         let Some(grp) = self.groups[g as usize].as_mut() else {
             return;
         };
-        let path = part_path(&self.snap_dir, g);
-        let finished = match self.staging.remove(&g) {
-            Some(s) if s.wanted == wanted => finish(s, g, &path),
-            _ => Err("its bytes are not here".to_string()),
+        let (finished, path) = match self.staging.remove(&g) {
+            Some(s) if s.wanted == wanted => {
+                let path = s.path.clone();
+                (finish(s, g), Some(path))
+            }
+            other => {
+                other.map(|s| std::fs::remove_file(s.path));
+                (Err("its bytes are not here".to_string()), None)
+            }
         };
         match finished {
             Ok(decoded) => {
@@ -123,7 +131,7 @@ impl Replicas {
                         g,
                         Staged {
                             last: wanted.last,
-                            path,
+                            path: path.expect("finished a staging"),
                             decoded,
                         },
                     );
@@ -138,17 +146,19 @@ impl Replicas {
                 grp.snapshot_refused(wanted);
             }
         }
-        let _ = std::fs::remove_file(&path);
+        if let Some(path) = path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// Stagings whose copies the hub no longer receives (cancelled, failed, overtaken) are
     /// dropped with their files.
     pub(super) fn drop_stale_staging(&mut self) {
-        let (hub, dir) = (&self.hub, &self.snap_dir);
+        let hub = &self.hub;
         self.staging.retain(|&g, s| {
             let keep = hub.receives(g, &s.wanted);
             if !keep {
-                let _ = std::fs::remove_file(part_path(dir, g));
+                let _ = std::fs::remove_file(&s.path);
             }
             keep
         });
@@ -168,7 +178,7 @@ impl Replicas {
 }
 
 /// The decoder finished (the vShard is this group's) and the file's header written.
-fn finish(s: Staging, g: u32, path: &Path) -> Result<Decoded, String> {
+fn finish(s: Staging, g: u32) -> Result<Decoded, String> {
     let decoded = s.dec.finish().map_err(|e| {
         format!(
             "not a snapshot of ours at offset {}: {}",
@@ -181,6 +191,6 @@ fn finish(s: Staging, g: u32, path: &Path) -> Result<Decoded, String> {
     let head = snap_header(s.wanted.last, s.wanted.total, s.crc);
     s.file
         .write_all_at(&head, 0)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| format!("{}: {e}", s.path.display()))?;
     Ok(decoded)
 }
