@@ -189,6 +189,8 @@ pub struct Install {
     pub group: u32,
     pub wanted: SnapshotWanted,
     pub blob: Option<Bytes>,
+    /// The whole copy's CRC32C, checked against the source's (a stored copy's file header).
+    pub crc: u32,
 }
 
 /// Counters (INFO).
@@ -804,6 +806,7 @@ impl Hub {
                     group,
                     wanted: i.wanted,
                     blob,
+                    crc: i.recv.crc(),
                 });
             }
             Received::Drop => {

@@ -494,6 +494,11 @@ impl Receiver {
         self.held
     }
 
+    /// The CRC32C of the bytes held (of the whole copy once installed).
+    pub fn crc(&self) -> u32 {
+        self.crc
+    }
+
     pub fn is_installed(&self) -> bool {
         self.installed
     }

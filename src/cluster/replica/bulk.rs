@@ -42,7 +42,7 @@ impl Replicas {
         let installs: Vec<_> = self.hub.take_installs().collect();
         for i in installs {
             let Some(blob) = i.blob else {
-                self.install_staged(i.group, i.wanted);
+                self.install_staged(i.group, i.wanted, i.crc);
                 continue;
             };
             if let Some(g) = self.groups[i.group as usize].as_mut() {

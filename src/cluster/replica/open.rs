@@ -62,10 +62,7 @@ impl Replicas {
             };
             let rcfg = raft_config(&c, g, members, cfg.snapshot_chunk_bytes as usize, seed);
             let corrupt = |offset: usize, reason: &str| {
-                format!(
-                    "{}: corrupt snapshot at offset {offset}: {reason}; move the data directory away and restart the node to rejoin",
-                    snap_path(&snap_dir, g).display(),
-                )
+                snapfile::corrupt(&snap_path(&snap_dir, g), offset as u64, reason)
             };
             let snapshot = if g == meta_g {
                 read_snapshot(&snap_dir, g)?.map(|(id, b)| (id, OnDisk::Whole(b)))
@@ -254,9 +251,10 @@ impl Replicas {
         r.hub.store_copies(move |g| g != meta_g);
         if let Some((at, b)) = seq_state {
             r.install_seq(Some(&b)).map_err(|reason| {
-                format!(
-                    "{}: corrupt snapshot at offset {at}: the sequencer's state: {reason}; move the data directory away and restart the node to rejoin",
-                    snap_path(&r.snap_dir, meta_g).display(),
+                snapfile::corrupt(
+                    &snap_path(&r.snap_dir, meta_g),
+                    at as u64,
+                    &format!("the sequencer's state: {reason}"),
                 )
             })?;
         }

@@ -62,22 +62,22 @@ pub(super) fn write_compaction(
     f.write_all(&[0u8; SNAP_HEADER_BYTES])?;
     f.write_all(&front)?;
     let mut crc = crc32c::crc32c(&front);
-    let state = shardline_shards::snapshot::encode_to(vs, clock_us / 1000, 1 << 20, &mut |b| {
+    let written = shardline_shards::snapshot::encode_to(vs, clock_us / 1000, 1 << 20, &mut |b| {
         crc = crc32c::crc32c_append(crc, b);
         f.write_all(b)
+    })
+    .and_then(|n| {
+        let total = front.len() as u64 + n;
+        f.write_all_at(&snap_header(last, total, crc), 0)?;
+        Ok(total)
     });
-    let total = match state {
-        Ok(n) => front.len() as u64 + n,
+    match written {
+        Ok(total) => Ok((path, total)),
         Err(e) => {
             let _ = std::fs::remove_file(&path);
-            return Err(e);
+            Err(e)
         }
-    };
-    if let Err(e) = f.write_all_at(&snap_header(last, total, crc), 0) {
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
     }
-    Ok((path, total))
 }
 
 /// Puts a snapshot file written elsewhere whole (`part`: a base copy received as it came,
@@ -88,6 +88,14 @@ pub(super) fn place_snapshot(dir: &Path, v: u32, part: &Path) -> std::io::Result
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// What start-up says of a damaged snapshot file: the file, the offset, what to do.
+pub(super) fn corrupt(path: &Path, offset: u64, why: &str) -> String {
+    format!(
+        "{}: corrupt snapshot at offset {offset}: {why}. This replica cannot be trusted: stop the node, move its data directory away and start it again to rejoin the cluster",
+        path.display()
+    )
+}
+
 /// Reads a snapshot file; a damaged one stops start-up with the file and what to do.
 pub(super) fn read_snapshot(dir: &Path, v: u32) -> Result<Option<(LogId, Vec<u8>)>, String> {
     let path = snap_path(dir, v);
@@ -96,12 +104,7 @@ pub(super) fn read_snapshot(dir: &Path, v: u32) -> Result<Option<(LogId, Vec<u8>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let bad = |offset: usize, why: &str| {
-        format!(
-            "{}: corrupt snapshot at offset {offset}: {why}. This replica cannot be trusted: stop the node, move its data directory away and start it again to rejoin the cluster",
-            path.display()
-        )
-    };
+    let bad = |offset: usize, why: &str| corrupt(&path, offset as u64, why);
     if b.len() >= 8 && &b[..8] == b"SLSNAP01" {
         return Err(bad(
             0,
@@ -154,12 +157,7 @@ pub(super) fn read_vshard_snapshot(
     if small {
         return Ok(read_snapshot(dir, v)?.map(|(id, b)| (id, OnDisk::Whole(b))));
     }
-    let bad = |offset: u64, why: &str| {
-        format!(
-            "{}: corrupt snapshot at offset {offset}: {why}. This replica cannot be trusted: stop the node, move its data directory away and start it again to rejoin the cluster",
-            path.display()
-        )
-    };
+    let bad = |offset: u64, why: &str| corrupt(&path, offset, why);
     let Some((id, f)) = open_for_copy(dir, v).map_err(|e| bad(0, &e))? else {
         return Ok(None);
     };

@@ -1,6 +1,6 @@
 //! A base copy received as it arrives (issue 19, step 3, target side): each checked piece the
 //! hub hands over (`Hub::store_copies`) is written at its place in a file beside the group's
-//! snapshot (`<vshard>.snap.part`) and decoded into a vShard nobody sees yet
+//! snapshot (`<vshard>.<term>-<index>.snap.part`) and decoded into a vShard nobody sees yet
 //! (`replica::stream::BlobDecoder`), so the copy is never held whole in memory. When the hub
 //! has checked the whole copy, the decoder finishes, the file gets its header, and the group
 //! takes the snapshot with no blob (`Group::install_snapshot_staged`); the step that reports
@@ -20,8 +20,6 @@ pub(super) struct Staging {
     path: PathBuf,
     file: std::fs::File,
     dec: BlobDecoder,
-    /// CRC32C of the bytes so far (the file's header).
-    crc: u32,
 }
 
 /// A copy received whole, decoded and in its file, waiting for its group's step.
@@ -81,7 +79,6 @@ pub(super) fn store_copy(
                 path,
                 file,
                 dec: BlobDecoder::new(wanted.total, t),
-                crc: 0,
             },
         );
     }
@@ -89,32 +86,34 @@ pub(super) fn store_copy(
     s.file
         .write_all_at(data, SNAP_HEADER_BYTES as u64 + offset)
         .map_err(|e| format!("{}: {e}", s.path.display()))?;
-    s.crc = crc32c::crc32c_append(s.crc, data);
-    s.dec.feed(data).map_err(|e| {
-        format!(
-            "not a snapshot of ours at offset {}: {}",
-            e.offset, e.reason
-        )
-    })
+    s.dec.feed(data).map_err(not_ours)
+}
+
+fn not_ours(e: shardline_shards::snapshot::SnapshotError) -> String {
+    format!(
+        "not a snapshot of ours at offset {}: {}",
+        e.offset, e.reason
+    )
 }
 
 impl Replicas {
-    /// Group `g`'s stored copy of `wanted` arrived whole and checked: finished and handed to
-    /// the group; a copy that does not decode whole or is not this vShard's is dropped, and
-    /// the group forgets the offer (the leader's next one begins a copy afresh).
-    pub(super) fn install_staged(&mut self, g: u32, wanted: SnapshotWanted) {
+    /// Group `g`'s stored copy of `wanted` arrived whole and checked (its CRC32C `crc`, the
+    /// hub's): finished and handed to the group; a copy that does not decode whole or is not
+    /// this vShard's is dropped, and the group forgets the offer (the leader's next one
+    /// begins a copy afresh).
+    pub(super) fn install_staged(&mut self, g: u32, wanted: SnapshotWanted, crc: u32) {
         let Some(grp) = self.groups[g as usize].as_mut() else {
             return;
         };
         let (finished, path) = match self.staging.remove(&g) {
             Some(s) if s.wanted == wanted => {
                 let path = s.path.clone();
-                (finish(s, g), Some(path))
+                (finish(s, g, crc), Some(path))
             }
-            other => {
-                other.map(|s| std::fs::remove_file(s.path));
-                (Err("its bytes are not here".to_string()), None)
-            }
+            other => (
+                Err("its bytes are not here".to_string()),
+                other.map(|s| s.path),
+            ),
         };
         match finished {
             Ok(decoded) => {
@@ -178,17 +177,12 @@ impl Replicas {
 }
 
 /// The decoder finished (the vShard is this group's) and the file's header written.
-fn finish(s: Staging, g: u32) -> Result<Decoded, String> {
-    let decoded = s.dec.finish().map_err(|e| {
-        format!(
-            "not a snapshot of ours at offset {}: {}",
-            e.offset, e.reason
-        )
-    })?;
+fn finish(s: Staging, g: u32, crc: u32) -> Result<Decoded, String> {
+    let decoded = s.dec.finish().map_err(not_ours)?;
     if decoded.vshard.id.0 as u32 != g {
         return Err(format!("a snapshot of vShard {}", decoded.vshard.id.0));
     }
-    let head = snap_header(s.wanted.last, s.wanted.total, s.crc);
+    let head = snap_header(s.wanted.last, s.wanted.total, crc);
     s.file
         .write_all_at(&head, 0)
         .map_err(|e| format!("{}: {e}", s.path.display()))?;

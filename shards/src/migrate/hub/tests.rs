@@ -620,6 +620,11 @@ fn a_stored_copy_goes_to_the_store_in_order_and_installs_without_bytes() {
         p.run_until_installed(5000);
         assert!(p.installed[0].blob.is_none());
         assert_eq!(p.got(0), &data[..], "seed {seed}");
+        assert_eq!(
+            p.installed[0].crc,
+            crc32c::crc32c(&data),
+            "the copy's CRC rides along"
+        );
         assert_eq!(p.store_starts, [0], "resumed, never begun again");
     }
 }
