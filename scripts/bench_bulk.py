@@ -5,12 +5,14 @@ import json, os, shutil, statistics, subprocess, sys, tempfile, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARDLINE = os.path.join(ROOT, "target/release/shardline")
 BENCH = os.path.join(ROOT, "target/release/shardline-bench")
+QUINN_PEER = os.path.join(ROOT, "bench/quinn-peer/target/release/quinn-peer")
 BASE = os.environ.get("BASE")
 REPEATS = int(os.environ.get("REPEATS", "3"))
 KEYS = int(os.environ.get("KEYS", "300000"))
 VALUE = int(os.environ.get("VALUE", "1000"))
 VSHARDS = os.environ.get("VSHARDS", "16")
 LANE_BYTES = int(os.environ.get("LANE_BYTES", str(2 << 30)))
+JOIN = os.environ.get("JOIN", "1") != "0"
 NCPU = os.cpu_count() or 2
 out_lines = []
 
@@ -40,16 +42,29 @@ def iperf():
     return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 8
 
 
-def lane():
-    """The bulk lane alone (the ignored test `bulk_lane_throughput`): bytes per second."""
+def lane(carrier):
+    """The bulk lane alone (the ignored test `bulk_lane_throughput`), the source's bytes on
+    `carrier` (tcp or quic): bytes per second."""
+    env = {**os.environ, "BULK_BENCH_BYTES": str(LANE_BYTES), "BULK_BENCH_CARRIER": carrier}
     r = subprocess.run(["cargo", "test", "--release", "-q", "-p", "shardline", "--bin", "shardline",
                         "bulk_lane_throughput", "--", "--ignored", "--nocapture"],
-                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "BULK_BENCH_BYTES": str(LANE_BYTES)})
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    return rate_of(r, "BULK_LANE", "the lane benchmark")
+
+
+def quinn_tokio():
+    """quinn on tokio runtimes of their own, handing bytes to and from the shard threads
+    through channels (bench/quinn-peer): bytes per second."""
+    r = subprocess.run([QUINN_PEER, str(LANE_BYTES), "0", str(1 % NCPU)], capture_output=True, text=True)
+    return rate_of(r, "QUINN_TOKIO", "quinn-peer")
+
+
+def rate_of(r, tag, what):
     for line in r.stdout.splitlines():
-        if line.startswith("BULK_LANE"):
+        if line.startswith(tag):
             f = dict(kv.split("=") for kv in line.split()[1:])
             return float(f["mb_per_s"]) * 1e6
-    raise SystemExit(f"the lane benchmark failed: {r.stdout[-2000:]} {r.stderr[-2000:]}")
+    raise SystemExit(f"{what} failed: {r.stdout[-2000:]} {r.stderr[-2000:]}")
 
 
 def join(binary):
@@ -103,28 +118,38 @@ def main():
     say(f"## Base copies vs iperf3 (one TCP stream, core 0 to core 1), medians of {REPEATS}")
     say("")
     say(f"Lane: one {LANE_BYTES / 2**30:.0f} GiB copy between two shard runtimes pinned to cores 0 and 1 "
-        f"(`bulk_lane_throughput`). Join: a node joining 3 (RF 3, {KEYS:,} keys of {VALUE} B, "
-        f"--vshards {VSHARDS}), copies from the first byte to the last on the joiner, and the whole join.")
+        f"(`bulk_lane_throughput`), the source's bytes on TCP, then on QUIC (quinn-proto driven by the shard "
+        f"threads); quinn on tokio: the same copy through quinn on a tokio thread per side, handing bytes to "
+        f"and from the side's shard thread (bench/quinn-peer). Join: a node joining 3 (RF 3, {KEYS:,} keys of "
+        f"{VALUE} B, --vshards {VSHARDS}), copies from the first byte to the last on the joiner, and the whole "
+        f"join." + (" JOIN=0: no join." if not JOIN else ""))
     say("")
     rows = []
     for r in range(REPEATS):
         ip = iperf()
-        ln = lane()
-        total, secs, whole = join(SHARDLINE)
+        ln = lane("tcp")
+        lq = lane("quic")
+        qt = quinn_tokio()
+        total, secs, whole = join(SHARDLINE) if JOIN else (0, 0, 0)
         rate = total / secs if secs > 0 else 0
         old = join(BASE) if BASE else None
-        rows.append((ip, ln, total, secs, rate, whole, old))
+        rows.append((ip, ln, total, secs, rate, whole, old, lq, qt))
         extra = f", base binary join {old[2]:.2f} s" if old else ""
-        say(f"  run {r + 1}: iperf3 {ip / 1e6:,.0f} MB/s; lane {ln / 1e6:,.0f} MB/s ({ln / ip:.0%}); join copies "
-            f"{total / 1e6:,.1f} MB in {secs:.2f} s = {rate / 1e6:,.0f} MB/s ({rate / ip:.0%}); join {whole:.2f} s{extra}")
+        say(f"  run {r + 1}: iperf3 {ip / 1e6:,.0f} MB/s; lane TCP {ln / 1e6:,.0f} MB/s ({ln / ip:.0%}); "
+            f"lane QUIC {lq / 1e6:,.0f} MB/s ({lq / ip:.0%}); quinn on tokio {qt / 1e6:,.0f} MB/s ({qt / ip:.0%}); "
+            f"join copies {total / 1e6:,.1f} MB in {secs:.2f} s = {rate / 1e6:,.0f} MB/s ({rate / ip:.0%}); "
+            f"join {whole:.2f} s{extra}")
     med = lambda i: statistics.median(x[i] for x in rows)
     say("")
-    say("| iperf3 MB/s | lane MB/s | lane / iperf3 | join: copied MB | copy s | copy MB/s | copy / iperf3 | whole join s |"
+    say("| iperf3 MB/s | lane TCP MB/s | TCP / iperf3 | lane QUIC MB/s | QUIC / iperf3 | quinn on tokio MB/s | "
+        "lane QUIC / quinn on tokio | join: copied MB | copy s | copy MB/s | copy / iperf3 | whole join s |"
         + (" base join s |" if BASE else ""))
-    say("|---|---|---|---|---|---|---|---|" + ("---|" if BASE else ""))
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if BASE else ""))
     base_col = f" {statistics.median(x[6][2] for x in rows):.2f} |" if BASE else ""
-    say(f"| {med(0) / 1e6:,.0f} | {med(1) / 1e6:,.0f} | {med(1) / med(0):.0%} | {med(2) / 1e6:,.1f} | {med(3):.2f} | "
-        f"{med(4) / 1e6:,.0f} | {med(4) / med(0):.0%} | {med(5):.2f} |{base_col}")
+    copy_ratio = f"{med(4) / med(0):.0%}" if JOIN else "-"
+    say(f"| {med(0) / 1e6:,.0f} | {med(1) / 1e6:,.0f} | {med(1) / med(0):.0%} | {med(7) / 1e6:,.0f} | "
+        f"{med(7) / med(0):.0%} | {med(8) / 1e6:,.0f} | {med(7) / med(8):.2f}x | {med(2) / 1e6:,.1f} | {med(3):.2f} | "
+        f"{med(4) / 1e6:,.0f} | {copy_ratio} | {med(5):.2f} |{base_col}")
     os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
     open(os.path.join(ROOT, "target/bench/bulk.md"), "w").write("\n".join(out_lines) + "\n")
 

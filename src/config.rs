@@ -83,6 +83,9 @@ pub struct Config {
     /// `cluster-bulk-transports` names RDMA: lanes use it with peers that do too (where the
     /// build has the `rdma` feature and the machine a device).
     pub bulk_rdma: bool,
+    /// `cluster-bulk-transports` names QUIC: lanes use it with peers that do too (where
+    /// neither end offered RDMA both have).
+    pub bulk_quic: bool,
     pub cluster_rebalance_moves: u64,
     pub cluster_rebalance_period_ms: u64,
     /// Bytes of Raft log entries a shard thread keeps in memory, beyond which its largest log
@@ -343,6 +346,7 @@ impl Default for Config {
             bulk_max_bytes_per_sec: 0,
             cluster_rebalance: false,
             bulk_rdma: true,
+            bulk_quic: false,
             cluster_rebalance_moves: 2,
             cluster_rebalance_period_ms: 10_000,
             raft_log_memory_bytes: 64 << 20,

@@ -299,6 +299,7 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
             t.push_str(&c.calvin.info());
             t.push_str(&c.bulk_info());
             let _ = write!(t, "bulk_rdma:{}\r\n", c.rdma_status);
+            let _ = write!(t, "bulk_quic:{}\r\n", c.quic_status);
         }
         "keyspace" => {
             t.push_str("# Keyspace\r\n");

@@ -138,3 +138,43 @@ fn replicas_keep_their_snapshots_on_disk_not_in_memory() {
     );
     assert!(c.cluster_field(2, "bulk_copies_in").unwrap() > 0);
 }
+
+/// Nodes that offer QUIC (`--cluster-bulk-transports quic,tcp`) carry their copies' bytes on
+/// it (quinn-proto on the shard threads, over UDP sockets of the lanes' own): a node back
+/// behind compacted logs gets every value, its lanes having run on QUIC, no chunk refused.
+#[test]
+fn copies_travel_on_quic_between_nodes_that_offer_it() {
+    let mut c = TestCluster::start(
+        3,
+        true,
+        &[
+            "--cluster-routing",
+            "proxy",
+            "--raft-log-memory-bytes",
+            "1048576",
+            "--cluster-bulk-transports",
+            "quic,tcp",
+        ],
+    );
+    c.kill(2);
+    let mut conn = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let value = |i: usize| format!("{i}-{}", "q".repeat(1000));
+    set_all(&mut conn, 0..6000, |i| format!("quic:{i}"), value);
+    drop(conn);
+    c.spawn(2);
+    c.wait_served(Duration::from_secs(60));
+    c.wait_replica_holds(
+        2,
+        (0..6000).step_by(7),
+        |i| format!("quic:{i}"),
+        |i, v| v == value(i),
+        Duration::from_secs(60),
+    );
+    let bulk = |c: &TestCluster, name: &str| c.cluster_field(2, name).unwrap_or(0);
+    assert!(bulk(&c, "bulk_copies_in") > 0);
+    assert!(bulk(&c, "bulk_quic_lanes") > 0, "no lane ran on QUIC");
+    assert_eq!(bulk(&c, "bulk_bad_chunks"), 0);
+}

@@ -11,18 +11,24 @@
 //! either ends, the socket is shut down, the other ends, and the hub hears the lane is down
 //! (its sessions resume on the next connection from what the target holds).
 //!
-//! Right after the hello, both ends exchange a lane-open record (`rdma::LaneOpen`, issue 19,
-//! step 6): when both offer RDMA, the source's bytes (chunks, `Finish`, `Cancel`) go over a
-//! queue pair instead of the socket (`rdma::Stream`, polled from 50 µs to 1 ms apart while
-//! the lane lives), and the socket carries the target's answers and says the lane is alive.
-//! A lane whose RDMA failed ends like any other; its peer is offered TCP only for
-//! `RDMA_PENALTY`, and the copies resume from what the target holds.
+//! Right after the hello, both ends exchange a lane-open record (`lane::LaneOpen`, issue
+//! 19, steps 5 and 6) and the source's bytes (chunks, `Finish`, `Cancel`) go on the best
+//! carrier both offered instead of the socket: RDMA (a queue pair, `rdma::Stream`, polled
+//! from 50 µs to 1 ms apart while the lane lives), then QUIC (a connection of the lane's own
+//! on UDP, `quic.rs`), then the socket itself. The socket carries the target's answers and
+//! says the lane is alive. A lane whose carrier failed ends like any other; its peer is
+//! offered TCP only for `CARRIER_PENALTY`, and the copies resume from what the target holds.
+
+mod quic;
 
 use super::{Cluster, NodeId, bus};
 use crate::shard::Shard;
+use quic::QuicLane;
 use shardline_shards::migrate::hub::{Dir, Fetch, Hub, no_files};
+use shardline_transport::lane::{self, Carrier, LANE_OPEN_BYTES, LaneOpen, QuicAt};
 use shardline_transport::link::tcp;
-use shardline_transport::rdma::{self, LANE_OPEN_BYTES, LaneOpen, Provider, Stream};
+use shardline_transport::quic::{Identity, Pipe};
+use shardline_transport::rdma::{self, Provider, Stream};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -39,8 +45,8 @@ const IDLE_CLOSE: Duration = Duration::from_secs(30);
 /// target), of `RDMA_BUFFER_BYTES` each (a lane's frames run across buffers).
 const RDMA_RING: usize = 16;
 const RDMA_BUFFER_BYTES: usize = 1 << 20;
-/// After a lane's RDMA failed, its peer is offered TCP only for this long.
-const RDMA_PENALTY: Duration = Duration::from_secs(60);
+/// After a lane's carrier (RDMA or QUIC) failed, its peer is offered TCP only for this long.
+const CARRIER_PENALTY: Duration = Duration::from_secs(60);
 /// How long the lane-open exchange may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -50,10 +56,12 @@ pub struct LaneIo {
     /// dialer), and the generation of the connection that holds the lane now.
     wakers: Vec<[Option<Waker>; 2]>,
     gens: Vec<[u64; 2]>,
-    /// Per peer slot: when its lane's RDMA last failed.
-    rdma_failed: Vec<Option<Instant>>,
-    /// Lane connections that carried the source's bytes over RDMA, since start.
+    /// Per peer slot: when its lane's carrier last failed.
+    carrier_failed: Vec<Option<Instant>>,
+    /// Lane connections that carried the source's bytes over RDMA, and over QUIC, since
+    /// start.
     pub rdma_lanes: u64,
+    pub quic_lanes: u64,
     /// The hub's time zero.
     epoch: Instant,
 }
@@ -63,8 +71,9 @@ impl LaneIo {
         LaneIo {
             wakers: Vec::new(),
             gens: Vec::new(),
-            rdma_failed: Vec::new(),
+            carrier_failed: Vec::new(),
             rdma_lanes: 0,
+            quic_lanes: 0,
             epoch,
         }
     }
@@ -79,7 +88,7 @@ impl LaneIo {
         if self.wakers.len() <= i {
             self.wakers.resize_with(i + 1, Default::default);
             self.gens.resize(i + 1, [0; 2]);
-            self.rdma_failed.resize(i + 1, None);
+            self.carrier_failed.resize(i + 1, None);
         }
         i
     }
@@ -101,15 +110,15 @@ impl LaneIo {
         self.gens[i][dir as usize] == generation
     }
 
-    /// Whether RDMA may be offered to `peer` (it did not fail lately).
-    fn rdma_allowed(&mut self, peer: NodeId, now: Instant) -> bool {
+    /// Whether carriers other than TCP may be offered to `peer` (none failed lately).
+    fn carriers_allowed(&mut self, peer: NodeId, now: Instant) -> bool {
         let i = self.at(peer);
-        self.rdma_failed[i].is_none_or(|t| now >= t + RDMA_PENALTY)
+        self.carrier_failed[i].is_none_or(|t| now >= t + CARRIER_PENALTY)
     }
 
-    fn rdma_failed(&mut self, peer: NodeId, now: Instant) {
+    fn carrier_failed(&mut self, peer: NodeId, now: Instant) {
         let i = self.at(peer);
-        self.rdma_failed[i] = Some(now);
+        self.carrier_failed[i] = Some(now);
     }
 
     fn wake_one(&mut self, peer: NodeId, dir: Dir) {
@@ -142,6 +151,10 @@ pub trait LaneHost: 'static {
     fn rdma(&self) -> Option<Arc<dyn Provider + Send + Sync>> {
         None
     }
+    /// This node's certificate for its lanes' QUIC, if it offers QUIC.
+    fn quic(&self) -> Option<Arc<Identity>> {
+        None
+    }
 }
 
 impl LaneHost for Shard {
@@ -166,6 +179,10 @@ impl LaneHost for Shard {
     fn rdma(&self) -> Option<Arc<dyn Provider + Send + Sync>> {
         self.node.cluster.rdma.clone()
     }
+
+    fn quic(&self) -> Option<Arc<Identity>> {
+        self.node.cluster.quic.clone()
+    }
 }
 
 /// This node's RDMA for its lanes (`offered`: `cluster-bulk-transports` names it): the
@@ -185,6 +202,30 @@ pub fn rdma_for(offered: bool) -> (Option<Arc<dyn Provider + Send + Sync>>, Stri
             (None, format!("none: {why}"))
         }
     }
+}
+
+/// This node's QUIC for its lanes (`offered`: `cluster-bulk-transports` names it): its
+/// certificate, made now, and what INFO says (`bulk_quic`).
+pub fn quic_for(offered: bool) -> (Option<Arc<Identity>>, String) {
+    if !offered {
+        return (None, "off (cluster-bulk-transports)".into());
+    }
+    match Identity::generate() {
+        Ok(id) => {
+            tracing::info!("bulk lanes: QUIC offered");
+            (Some(Arc::new(id)), "on".into())
+        }
+        Err(why) => {
+            tracing::warn!("bulk lanes without QUIC: {why}");
+            (None, format!("none: {why}"))
+        }
+    }
+}
+
+/// Whether a lane ended because its carrier (RDMA or QUIC) failed: its reasons, and only
+/// those, begin with the carrier's name.
+fn carrier_failure(why: &str) -> bool {
+    why.starts_with("RDMA") || why.starts_with("QUIC")
 }
 
 /// Wakes the tasks of the lanes the hub has something for.
@@ -266,33 +307,49 @@ pub async fn run<H: LaneHost>(
     mut wr: tcp::DuplexWriter,
     rest: Vec<u8>,
 ) -> String {
-    let (carrier, rest) = match open_lane(&*shard, peer, dir, &mut rd, &mut wr, rest).await {
+    let (carried, rest) = match open_lane(&*shard, peer, dir, &mut rd, &mut wr, rest).await {
         Ok(opened) => opened,
         Err(why) => {
             wr.close();
             return why;
         }
     };
-    let on_rdma = carrier.is_some();
+    let on = |rdma: bool| match &carried {
+        Some(Carried::Rdma(_)) => rdma,
+        Some(Carried::Quic(_)) => !rdma,
+        None => false,
+    };
+    let (on_rdma, on_quic) = (on(true), on(false));
     let generation = shard.with_lanes(|hub, io| {
         let generation = io.take_over(peer, dir);
         io.rdma_lanes += on_rdma as u64;
+        io.quic_lanes += on_quic as u64;
         hub.lane_up(peer, dir);
         wake(hub, io);
         generation
     });
     let ended: Rc<RefCell<Option<String>>> = Rc::default();
-    let (reader, mut sink) = match (dir, carrier) {
-        (Dir::Target, Some(stream)) => {
-            // The source's bytes come on the queue pair; the socket only says it is alive.
+    let quic_lane = match &carried {
+        Some(Carried::Quic(l)) => Some(l.clone()),
+        _ => None,
+    };
+    let (reader, mut sink) = match (dir, carried) {
+        (Dir::Target, Some(carried)) => {
+            // The source's bytes come on the carrier; the socket only says it is alive.
             let watch = monoio::spawn(watch(shard.clone(), peer, dir, rd, rest, ended.clone()));
-            let r = monoio::spawn(read_rdma(shard.clone(), peer, stream, ended.clone()));
-            (LaneReader::Rdma(r, watch), Sink::Tcp(&mut wr))
+            let r = match carried {
+                Carried::Rdma(stream) => {
+                    monoio::spawn(read_rdma(shard.clone(), peer, stream, ended.clone()))
+                }
+                Carried::Quic(l) => monoio::spawn(read_quic(shard.clone(), peer, l, ended.clone())),
+            };
+            (LaneReader::Carried(r, watch), Sink::Tcp(&mut wr))
         }
-        (_, carrier) => {
+        (_, carried) => {
             let r = monoio::spawn(read(shard.clone(), peer, dir, rd, rest, ended.clone()));
-            let sink = match carrier {
-                Some(stream) => Sink::Rdma(stream),
+            let sink = match carried {
+                Some(Carried::Rdma(stream)) => Sink::Rdma(stream),
+                Some(Carried::Quic(l)) => Sink::Quic(l),
                 None => Sink::Tcp(&mut wr),
             };
             (LaneReader::Tcp(r), sink)
@@ -300,22 +357,26 @@ pub async fn run<H: LaneHost>(
     };
     let why = write(&*shard, peer, dir, &mut sink, generation, &ended).await;
     drop(sink);
+    if let Some(l) = &quic_lane {
+        l.shutdown();
+    }
     wr.close();
     match reader {
         LaneReader::Tcp(r) => r.await,
-        LaneReader::Rdma(r, watch) => {
+        LaneReader::Carried(r, watch) => {
             watch.await;
             r.await;
         }
     }
-    // An RDMA failure on either half is the reason given (and keeps RDMA off for a while).
+    // A carrier's failure on either half is the reason given (and keeps carriers other
+    // than TCP off for a while).
     let why = match ended.borrow_mut().take() {
-        Some(r) if r.starts_with("RDMA") && !why.starts_with("RDMA") => r,
+        Some(r) if carrier_failure(&r) && !carrier_failure(&why) => r,
         _ => why,
     };
     shard.with_lanes(|hub, io| {
-        if why.starts_with("RDMA") {
-            io.rdma_failed(peer, Instant::now());
+        if carrier_failure(&why) {
+            io.carrier_failed(peer, Instant::now());
         }
         if io.is_current(peer, dir, generation) {
             hub.lane_down(peer, dir);
@@ -327,20 +388,28 @@ pub async fn run<H: LaneHost>(
 /// The tasks reading a lane's connection.
 enum LaneReader {
     Tcp(monoio::task::JoinHandle<()>),
-    /// The queue pair's reader and the socket's watcher.
-    Rdma(monoio::task::JoinHandle<()>, monoio::task::JoinHandle<()>),
+    /// The carrier's reader and the socket's watcher.
+    Carried(monoio::task::JoinHandle<()>, monoio::task::JoinHandle<()>),
+}
+
+/// What carries a lane's source-to-target bytes besides its socket.
+enum Carried {
+    Rdma(Stream),
+    Quic(Rc<QuicLane>),
 }
 
 /// Where a lane's writer puts the hub's bytes.
 enum Sink<'a> {
     Tcp(&'a mut tcp::DuplexWriter),
     Rdma(Stream),
+    Quic(Rc<QuicLane>),
 }
 
 /// The lane-open exchange right after the hello: the dialer (the source) sends its record
-/// and reads the acceptor's; the acceptor answers with its own, offering RDMA only if the
-/// dialer did. With RDMA on both, the queue pair is connected: the stream that carries the
-/// source's bytes. What was read past the record goes back to the lane's reader.
+/// and reads the acceptor's; the acceptor answers with its own, offering a carrier only if
+/// the dialer did (QUIC only where RDMA is not to be used: it binds a socket for it). The
+/// carrier both offered is set up: the queue pair connected, or the QUIC connection started.
+/// What was read past the record goes back to the lane's reader.
 async fn open_lane<H: LaneHost>(
     shard: &H,
     peer: NodeId,
@@ -348,8 +417,8 @@ async fn open_lane<H: LaneHost>(
     rd: &mut tcp::DuplexReader,
     wr: &mut tcp::DuplexWriter,
     rest: Vec<u8>,
-) -> Result<(Option<Stream>, Vec<u8>), String> {
-    let allowed = shard.with_lanes(|_, io| io.rdma_allowed(peer, Instant::now()));
+) -> Result<(Option<Carried>, Vec<u8>), String> {
+    let allowed = shard.with_lanes(|_, io| io.carriers_allowed(peer, Instant::now()));
     let mut stream = match shard.rdma().filter(|_| allowed) {
         Some(p) => {
             let (sends, recvs) = match dir {
@@ -366,39 +435,108 @@ async fn open_lane<H: LaneHost>(
         }
         None => None,
     };
-    let record = |s: &Option<Stream>| LaneOpen {
-        transports: rdma::TCP | if s.is_some() { rdma::RDMA } else { 0 },
+    let identity = shard.quic().filter(|_| allowed);
+    // The target's end of the QUIC connection, made once the source offered QUIC.
+    let mut server: Option<(Pipe, std::net::UdpSocket)> = None;
+    let record = |s: &Option<Stream>, quic: Option<QuicAt>| LaneOpen {
+        transports: lane::TCP
+            | if s.is_some() { lane::RDMA } else { 0 }
+            | if quic.is_some() { lane::QUIC } else { 0 },
         rdma: s.as_ref().map(|s| s.endpoint()),
+        quic,
     };
     let exchange = async {
-        let (theirs, rest) = match dir {
+        match dir {
             Dir::Source => {
-                send_all(wr, record(&stream).encode().to_vec()).await?;
-                read_record(rd, rest).await?
+                let quic = identity.as_ref().map(|id| QuicAt {
+                    port: 0,
+                    fingerprint: id.fingerprint,
+                });
+                let ours = record(&stream, quic);
+                send_all(wr, ours.encode().to_vec()).await?;
+                let (theirs, rest) = read_record(rd, rest).await?;
+                Ok::<_, String>((ours, theirs, rest))
             }
             Dir::Target => {
                 let (theirs, rest) = read_record(rd, rest).await?;
                 if theirs.rdma.is_none() {
                     stream = None;
                 }
-                send_all(wr, record(&stream).encode().to_vec()).await?;
-                (theirs, rest)
+                let quic = match (&identity, theirs.quic) {
+                    (Some(id), Some(at)) if stream.is_none() => match quic_server(id, at, wr) {
+                        Ok((pipe, sock, port)) => {
+                            server = Some((pipe, sock));
+                            Some(QuicAt {
+                                port,
+                                fingerprint: id.fingerprint,
+                            })
+                        }
+                        Err(e) => {
+                            tracing::warn!(%peer, "bulk lane: no QUIC: {e}");
+                            None
+                        }
+                    },
+                    _ => None,
+                };
+                let ours = record(&stream, quic);
+                send_all(wr, ours.encode().to_vec()).await?;
+                Ok((ours, theirs, rest))
             }
-        };
-        Ok::<_, String>((theirs, rest))
+        }
     };
-    let (theirs, rest) = monoio::time::timeout(OPEN_TIMEOUT, exchange)
+    let (ours, theirs, rest) = monoio::time::timeout(OPEN_TIMEOUT, exchange)
         .await
         .map_err(|_| "the lane-open exchange timed out".to_string())??;
-    let ours = record(&stream);
-    match (ours.rdma_with(&theirs), stream) {
-        (Some(at), Some(mut s)) => {
+    let carried = match (ours.carrier(&theirs), stream, identity) {
+        (Carrier::Rdma(at), Some(mut s), _) => {
             s.connect(&at)?;
             tracing::info!(%peer, ?dir, "bulk lane: the source's bytes go over RDMA");
-            Ok((Some(s), rest))
+            Some(Carried::Rdma(s))
         }
-        _ => Ok((None, rest)),
+        (Carrier::Quic(at), _, Some(id)) => {
+            let (pipe, sock) = match (dir, server) {
+                (Dir::Target, Some(end)) => end,
+                (Dir::Source, _) => quic_client(&id, at, wr)?,
+                (Dir::Target, None) => return Err("QUIC: the target's end is missing".into()),
+            };
+            tracing::info!(%peer, ?dir, "bulk lane: the source's bytes go over QUIC");
+            Some(Carried::Quic(QuicLane::start(pipe, sock)?))
+        }
+        _ => None,
+    };
+    Ok((carried, rest))
+}
+
+/// The target's QUIC end of a lane: a UDP socket on the address the source reached this
+/// node at (an ephemeral port), accepting only the certificate `source` announced.
+fn quic_server(
+    id: &Identity,
+    source: QuicAt,
+    wr: &tcp::DuplexWriter,
+) -> Result<(Pipe, std::net::UdpSocket, u16), String> {
+    let (local, _) = wr.addrs().map_err(|e| format!("QUIC: {e}"))?;
+    let sock = shardline_transport::net::lane_udp(local.ip())
+        .map_err(|e| format!("QUIC: cannot bind a UDP socket on {}: {e}", local.ip()))?;
+    let port = sock.local_addr().map_err(|e| format!("QUIC: {e}"))?.port();
+    Ok((Pipe::server(id, source.fingerprint)?, sock, port))
+}
+
+/// The source's QUIC end of a lane: connects to the port the target named, on the
+/// target's address, accepting only the certificate it announced.
+fn quic_client(
+    id: &Identity,
+    target: QuicAt,
+    wr: &tcp::DuplexWriter,
+) -> Result<(Pipe, std::net::UdpSocket), String> {
+    if target.port == 0 {
+        return Err("QUIC: the target offered QUIC without a port".into());
     }
+    let (local, remote) = wr.addrs().map_err(|e| format!("QUIC: {e}"))?;
+    let sock = shardline_transport::net::lane_udp(local.ip())
+        .map_err(|e| format!("QUIC: cannot bind a UDP socket on {}: {e}", local.ip()))?;
+    let to = std::net::SocketAddr::new(remote.ip(), target.port);
+    let pipe = Pipe::client(id, target.fingerprint, to, Instant::now())?;
+    Ok((pipe, sock))
 }
 
 async fn send_all(wr: &mut tcp::DuplexWriter, bytes: Vec<u8>) -> Result<(), String> {
@@ -494,8 +632,11 @@ fn end<H: LaneHost>(
     shard.with_lanes(|_, io| io.wake_one(peer, dir));
 }
 
-/// A target lane on RDMA: the socket must bring nothing more (its end, or a byte, ends the
-/// lane).
+const CARRIED_BUT_WROTE: &str =
+    "the source wrote on the socket of a lane whose bytes go on another carrier";
+
+/// A target lane on a carrier: the socket must bring nothing more (its end, or a byte, ends
+/// the lane).
 async fn watch<H: LaneHost>(
     shard: Rc<H>,
     peer: NodeId,
@@ -508,11 +649,11 @@ async fn watch<H: LaneHost>(
         let (r, _) = rd.read(Vec::new(), 64).await;
         match r {
             Ok(0) => "closed by the peer".to_string(),
-            Ok(_) => "the source wrote on the socket of a lane it carries over RDMA".to_string(),
+            Ok(_) => CARRIED_BUT_WROTE.to_string(),
             Err(e) => e.to_string(),
         }
     } else {
-        "the source wrote on the socket of a lane it carries over RDMA".to_string()
+        CARRIED_BUT_WROTE.to_string()
     };
     end(&*shard, peer, dir, &ended, why);
 }
@@ -559,6 +700,32 @@ async fn read_rdma<H: LaneHost>(
             Ok(0) => backoff.wait().await,
             Ok(_) => {
                 backoff.reset();
+                if let Err(e) = feed.hand(&*shard, peer, Dir::Target) {
+                    break e;
+                }
+            }
+        }
+    };
+    end(&*shard, peer, Dir::Target, &ended, why);
+}
+
+/// A target lane on QUIC: what the stream brings goes to the hub, in order, until the
+/// connection fails or the lane ends.
+async fn read_quic<H: LaneHost>(
+    shard: Rc<H>,
+    peer: NodeId,
+    lane: Rc<QuicLane>,
+    ended: Rc<RefCell<Option<String>>>,
+) {
+    let mut feed = Feed::new(Vec::new());
+    let why = loop {
+        if ended.borrow().is_some() {
+            return;
+        }
+        match lane.read(&mut feed.buf, READ_BYTES).await {
+            Err(e) => break e,
+            Ok(0) => {}
+            Ok(_) => {
                 if let Err(e) = feed.hand(&*shard, peer, Dir::Target) {
                     break e;
                 }
@@ -623,6 +790,12 @@ async fn write<H: LaneHost>(
             }
             Sink::Rdma(stream) => {
                 if let Err(why) = send_rdma(stream, &bytes, ended).await {
+                    return why;
+                }
+                buf = bytes;
+            }
+            Sink::Quic(l) => {
+                if let Err(why) = l.write_all(&bytes, ended).await {
                     return why;
                 }
                 buf = bytes;

@@ -266,6 +266,10 @@ pub struct Cluster {
     /// and offers it (`cluster-bulk-transports`), and what INFO says of it.
     pub rdma: Option<std::sync::Arc<dyn shardline_transport::rdma::Provider + Send + Sync>>,
     pub rdma_status: String,
+    /// This node's certificate for the bulk lanes' QUIC, if it offers QUIC
+    /// (`cluster-bulk-transports`), and what INFO says of it.
+    pub quic: Option<std::sync::Arc<shardline_transport::quic::Identity>>,
+    pub quic_status: String,
     /// The metadata's move records as thread 0 applied them (`CLUSTER MOVES`).
     moves: Mutex<Vec<shardline_shards::meta::MoveRec>>,
 }
@@ -273,11 +277,12 @@ pub struct Cluster {
 /// One shard thread's bulk counters as last published (`Cluster::bulk`): bytes of copies
 /// received and sent, copies installed here and by targets, sessions under way each way,
 /// windows resent, copies restarted, chunks refused, lane connections on RDMA, copies that
-/// streamed from snapshot files, copies received that were decoded as they came.
+/// streamed from snapshot files, copies received that were decoded as they came, lane
+/// connections on QUIC.
 #[derive(Default)]
 pub struct BulkSlot(pub [AtomicU64; BULK_FIELDS]);
 
-pub const BULK_FIELDS: usize = 12;
+pub const BULK_FIELDS: usize = 13;
 /// INFO's names of `BulkSlot`'s fields, in order.
 pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_bytes_in",
@@ -292,6 +297,7 @@ pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_rdma_lanes",
     "bulk_copies_from_files",
     "bulk_copies_streamed_in",
+    "bulk_quic_lanes",
 ];
 
 impl Cluster {
@@ -462,6 +468,7 @@ impl Cluster {
         known: &[(NodeId, (SocketAddr, SocketAddr))],
     ) -> Cluster {
         let (rdma, rdma_status) = lanes::rdma_for(cfg.bulk_rdma);
+        let (quic, quic_status) = lanes::quic_for(cfg.bulk_quic);
         let mut members = vec![None; NODES_MAX];
         for &(id, (client, bus)) in known {
             members[id.slot()] = Some(MemberAddrs { client, bus });
@@ -504,6 +511,8 @@ impl Cluster {
             proxy: cfg.cluster_proxy,
             rdma,
             rdma_status,
+            quic,
+            quic_status,
             calvin: replica::calvin::Stream::new(layout.count() as usize),
             bulk: (0..threads).map(|_| BulkSlot::default()).collect(),
             functions: std::sync::Arc::default(),

@@ -246,25 +246,35 @@ pub static PARAMS: &[Param] = &[
     ),
     Param {
         name: "cluster-bulk-transports",
-        help: "What snapshot copies may travel on besides TCP: rdma,tcp (default: RDMA with peers that have it too, where this build has the rdma feature and the machine a device; TCP otherwise) or tcp.",
+        help: "What snapshot copies may travel on besides TCP, a list of rdma, quic and tcp (default rdma,tcp): a copy goes on the best its two nodes both offer, RDMA (where this build has the rdma feature and the machine a device), then QUIC, then TCP.",
         runtime: false,
         set: |c, v| {
-            let mut rdma = false;
-            let mut tcp = false;
+            let (mut rdma, mut quic, mut tcp) = (false, false, false);
             for t in v.split(',').map(|t| t.trim().to_ascii_lowercase()) {
                 match t.as_str() {
                     "rdma" => rdma = true,
+                    "quic" => quic = true,
                     "tcp" => tcp = true,
-                    _ => return Err(format!("unknown transport '{t}' (rdma, tcp)")),
+                    _ => return Err(format!("unknown transport '{t}' (rdma, quic, tcp)")),
                 }
             }
             if !tcp {
                 return Err("tcp must be listed: every node carries copies on TCP".into());
             }
-            c.bulk_rdma = rdma;
+            (c.bulk_rdma, c.bulk_quic) = (rdma, quic);
             Ok(())
         },
-        get: |c| if c.bulk_rdma { "rdma,tcp" } else { "tcp" }.into(),
+        get: |c| {
+            let mut v = Vec::new();
+            if c.bulk_rdma {
+                v.push("rdma");
+            }
+            if c.bulk_quic {
+                v.push("quic");
+            }
+            v.push("tcp");
+            v.join(",")
+        },
     },
     num_param!(
         "bulk-max-bytes-per-sec",

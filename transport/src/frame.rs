@@ -35,10 +35,13 @@
 ///    the learners and the copy when there are some); a version-9 node refuses the hints.
 /// 11: leaders' hints carry their groups' load (a flag byte, then operations and bytes a
 ///    second), and the metadata log the rebalancer's command; a version-10 node refuses both.
-///    Bulk lanes begin with a lane-open record each way (`rdma::LaneOpen`: the transports an
+///    Bulk lanes begin with a lane-open record each way (`LaneOpen`: the transports an
 ///    end offers, its RDMA queue pair), which a version-10 node would take for a frame.
-pub const WIRE_MIN: u8 = 11;
-pub const WIRE_MAX: u8 = 11;
+/// 12: the lane-open record (`lane::LaneOpen`) grew QUIC's port and certificate fingerprint
+///    (60 bytes, was 26): a version-11 node would read a record short and the frames after
+///    it wrong.
+pub const WIRE_MIN: u8 = 12;
+pub const WIRE_MAX: u8 = 12;
 
 use crate::wire::{Reader, WireError};
 

@@ -7,8 +7,11 @@
 //! - [`wire`]: the bounds-checked reader every binary format decodes with, sans-IO;
 //! - [`net`]: listening sockets with SO_REUSEPORT, one per shard thread;
 //! - [`cpu`]: pinning a thread to a core, reading the process's CPU time.
+//! - [`lane`]: the record a bulk lane's ends open it with (which carrier: TCP, RDMA, QUIC);
 //! - [`rdma`]: RDMA as the carrier of a bulk lane's bytes (the `ibverbs` implementation
 //!   behind the `rdma` feature; a fake fabric for tests);
+//! - [`quic`]: QUIC (quinn-proto, rustls) as the other carrier of a bulk lane's bytes,
+//!   sans-IO;
 //! - [`hint`]: cache prefetch hints for the keyspace's batched lookups;
 //!
 //! Every `unsafe` block of the project lives here, with a `// SAFETY:` line.
@@ -17,8 +20,10 @@ pub mod alloc;
 pub mod cpu;
 pub mod frame;
 pub mod hint;
+pub mod lane;
 pub mod link;
 pub mod net;
+pub mod quic;
 pub mod rdma;
 pub mod resp;
 pub mod wire;

@@ -144,3 +144,54 @@ pub fn send_now(fd: std::os::fd::RawFd, bytes: &[u8]) -> std::io::Result<usize> 
     }
     Ok(n as usize)
 }
+
+/// Bytes of a bulk lane's UDP socket buffers (QUIC, issue 19): several of its 64 KiB
+/// datagrams per round trip, so a burst is not dropped by the socket.
+const LANE_UDP_BUFFER: libc::c_int = 8 << 20;
+
+/// A UDP socket for a bulk lane's QUIC on `ip` (an ephemeral port): large buffers (beyond
+/// `rmem_max` where the process may), and datagrams never fragmented (`IP_PMTUDISC_DO`):
+/// QUIC's path MTU discovery then sees a datagram too large for the path as lost.
+pub fn lane_udp(ip: std::net::IpAddr) -> std::io::Result<std::net::UdpSocket> {
+    use std::os::fd::AsRawFd;
+    let s = std::net::UdpSocket::bind((ip, 0))?;
+    let fd = s.as_raw_fd();
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
+        // SAFETY: `fd` is the open socket `s` owns; the option's value is a c_int on the
+        // stack, its size passed with it.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    for (force, plain) in [
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+    ] {
+        if !set(libc::SOL_SOCKET, force, LANE_UDP_BUFFER) {
+            set(libc::SOL_SOCKET, plain, LANE_UDP_BUFFER);
+        }
+    }
+    let dont_fragment = match ip {
+        std::net::IpAddr::V4(_) => set(
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        ),
+        std::net::IpAddr::V6(_) => set(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        ),
+    };
+    if !dont_fragment {
+        return Err(std::io::Error::last_os_error());
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
+}

@@ -9,8 +9,9 @@
 //!   ([`fake`]) the tests run everything above it on;
 //! - [`Stream`]: the rings of send and receive buffers over a `Verbs` (sans-IO: the driver
 //!   calls it and waits between polls);
-//! - [`LaneOpen`]: the record both ends of a lane exchange after its hello, saying what they
-//!   carry bytes on, and with RDMA, where their queue pair is.
+//!
+//! Both ends of a lane say what they carry bytes on, and with RDMA where their queue pair
+//! is, in the lane-open record (`crate::lane::LaneOpen`).
 //!
 //! Nothing of the `ibverbs` implementation has run on RDMA hardware: these machines have no
 //! device and their kernel no RDMA support (not even soft-RoCE).
@@ -22,7 +23,6 @@ mod stream;
 
 pub use stream::Stream;
 
-use crate::wire::{Reader, WireError};
 use std::io;
 
 /// Where a queue pair is, for its peer to connect to: the queue pair number, the port's
@@ -95,85 +95,6 @@ pub fn detect() -> Result<Box<dyn Provider + Send + Sync>, String> {
     #[cfg(not(feature = "rdma"))]
     {
         Err("this build has no RDMA support (the rdma cargo feature)".into())
-    }
-}
-
-/// Transports a lane may carry bytes on (a bit set).
-pub const TCP: u8 = 1;
-pub const RDMA: u8 = 2;
-
-/// The record each end of a lane sends right after the hello (the dialer first, the
-/// acceptor in answer): the transports it offers and, with RDMA, its queue pair.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LaneOpen {
-    pub transports: u8,
-    pub rdma: Option<Endpoint>,
-}
-
-/// The record's bytes: `magic "LO" | transports | flags | qpn: u32 | lid: u16 | gid: [16]`.
-pub const LANE_OPEN_BYTES: usize = 2 + 1 + 1 + 4 + 2 + 16;
-const MAGIC: [u8; 2] = *b"LO";
-
-impl LaneOpen {
-    pub fn encode(&self) -> [u8; LANE_OPEN_BYTES] {
-        let mut b = [0u8; LANE_OPEN_BYTES];
-        b[..2].copy_from_slice(&MAGIC);
-        b[2] = self.transports;
-        if let Some(e) = self.rdma {
-            b[3] = 1 | (e.gid.is_some() as u8) << 1;
-            b[4..8].copy_from_slice(&e.qpn.to_le_bytes());
-            b[8..10].copy_from_slice(&e.lid.to_le_bytes());
-            b[10..26].copy_from_slice(&e.gid.unwrap_or_default());
-        }
-        b
-    }
-
-    pub fn decode(b: &[u8]) -> Result<LaneOpen, String> {
-        let bad = |e: WireError| format!("a lane-open record: {e}");
-        let mut r = Reader::new(b);
-        if r.array::<2>().map_err(bad)? != MAGIC {
-            return Err("a lane-open record without its magic".into());
-        }
-        let transports = r.u8().map_err(bad)?;
-        let flags = r.u8().map_err(bad)?;
-        let (qpn, lid, gid) = (
-            r.u32().map_err(bad)?,
-            r.u16().map_err(bad)?,
-            r.array::<16>().map_err(bad)?,
-        );
-        r.finish().map_err(bad)?;
-        if flags & !3 != 0 || (flags & 1 == 0 && flags != 0) {
-            return Err(format!("a lane-open record with flags {flags:#x}"));
-        }
-        if transports & TCP == 0 {
-            return Err("a lane-open record without TCP (every node carries lanes on TCP)".into());
-        }
-        // One encoding: what a record does not use is zero.
-        let unused_zero = match flags {
-            0 => qpn == 0 && lid == 0 && gid == [0; 16],
-            1 => gid == [0; 16],
-            _ => true,
-        };
-        if !unused_zero {
-            return Err("a lane-open record with bytes in fields it does not use".into());
-        }
-        let rdma = (flags & 1 != 0).then_some(Endpoint {
-            qpn,
-            lid,
-            gid: (flags & 2 != 0).then_some(gid),
-        });
-        if rdma.is_some() != (transports & RDMA != 0) {
-            return Err(
-                "a lane-open record offering RDMA without a queue pair, or one without RDMA".into(),
-            );
-        }
-        Ok(LaneOpen { transports, rdma })
-    }
-
-    /// Whether the lane's source-to-target bytes go over RDMA (both ends offered it): the
-    /// peer's queue pair, to connect to.
-    pub fn rdma_with(&self, peer: &LaneOpen) -> Option<Endpoint> {
-        self.rdma.and(peer.rdma)
     }
 }
 

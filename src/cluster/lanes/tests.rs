@@ -1,7 +1,8 @@
 //! The lane tasks over real TCP on loopback, with two hubs in two threads (each its shard
-//! runtime), as two nodes' shard threads run them: a copy installs byte for byte, on TCP and
+//! runtime), as two nodes' shard threads run them: a copy installs byte for byte, on TCP,
 //! with the source's bytes over RDMA (the fake fabric: its queue pair failing mid-copy, a
-//! message damaged); and, ignored (a benchmark, `scripts/bench-bulk.sh`), how fast a large
+//! message damaged) and over QUIC on real UDP sockets (a certificate not the one announced
+//! falls back to TCP); and, ignored (a benchmark, `scripts/bench-bulk.sh`), how fast a large
 //! copy goes.
 
 use super::*;
@@ -27,6 +28,7 @@ struct Host {
     /// Why each lane connection ended, in order.
     endings: RefCell<Vec<String>>,
     fabric: Option<Fabric>,
+    quic: RefCell<Option<Arc<Identity>>>,
     /// Lanes may end (they are dialed again).
     redial: bool,
     t0: Instant,
@@ -41,6 +43,7 @@ impl Host {
             ended: RefCell::default(),
             endings: RefCell::default(),
             fabric: o.fabric.clone(),
+            quic: RefCell::new(o.quic.then(|| Arc::new(Identity::generate().unwrap()))),
             redial: o.redial,
             t0: Instant::now(),
         })
@@ -104,6 +107,10 @@ impl LaneHost for Host {
     fn rdma(&self) -> Option<Arc<dyn shardline_transport::rdma::Provider + Send + Sync>> {
         self.fabric.clone().map(|f| Arc::new(f) as _)
     }
+
+    fn quic(&self) -> Option<Arc<Identity>> {
+        self.quic.borrow().clone()
+    }
 }
 
 fn hello() -> Hello {
@@ -132,6 +139,10 @@ impl tcp::Acceptor for Accept {
 struct Opts {
     /// Both ends offer RDMA on this fabric.
     fabric: Option<Fabric>,
+    /// Both ends offer QUIC.
+    quic: bool,
+    /// The source announces a certificate other than the one it presents.
+    quic_lies: bool,
     /// Lanes that end are dialed again (a fault is injected).
     redial: bool,
 }
@@ -141,19 +152,17 @@ struct Copied {
     blob: Vec<u8>,
     installed: Vec<u8>,
     took: Duration,
-    /// Why the source's lane connections ended, in order; its lanes on RDMA.
+    /// Why the source's lane connections ended, in order; its lanes on RDMA, on QUIC.
     source_endings: Vec<String>,
     source_rdma_lanes: u64,
+    source_quic_lanes: u64,
     target: shardline_shards::migrate::hub::Stats,
+    /// Why the target's lane connections ended, in order.
+    target_endings: Vec<String>,
 }
 
 /// Copies `total` bytes from a source thread to a target thread over a lane on loopback
 /// (threads pinned to `cores` when given).
-fn copy(total: usize, cores: Option<(usize, usize)>) -> (Vec<u8>, Vec<u8>, Duration) {
-    let c = copy_with(total, cores, Opts::default());
-    (c.blob, c.installed, c.took)
-}
-
 fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
     let blob: Vec<u8> = (0..total)
         .map(|i| (i as u64).wrapping_mul(0x9E37_79B9) as u8 ^ (i >> 13) as u8)
@@ -194,6 +203,7 @@ fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
                     return (
                         i.blob.expect("in memory").to_vec(),
                         host.hub.borrow().stats(),
+                        host.endings.borrow().clone(),
                     );
                 }
                 host.check();
@@ -209,6 +219,11 @@ fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
         let (mut rt, _) = crate::thread::build_runtime().unwrap();
         rt.block_on(async move {
             let host = Host::new(limits(), &so);
+            if so.quic_lies {
+                let mut id = Identity::generate().unwrap();
+                id.fingerprint = Identity::generate().unwrap().fingerprint;
+                *host.quic.borrow_mut() = Some(Arc::new(id));
+            }
             let t0 = Instant::now();
             host.hub
                 .borrow_mut()
@@ -234,11 +249,12 @@ fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
                 monoio::time::sleep(Duration::from_micros(200)).await;
             }
             let endings = host.endings.borrow().clone();
-            (t0, endings, host.io.borrow().rdma_lanes)
+            let io = host.io.borrow();
+            (t0, endings, io.rdma_lanes, io.quic_lanes)
         })
     });
-    let (t0, source_endings, source_rdma_lanes) = source.join().unwrap();
-    let (installed, target) = target.join().unwrap();
+    let (t0, source_endings, source_rdma_lanes, source_quic_lanes) = source.join().unwrap();
+    let (installed, target, target_endings) = target.join().unwrap();
     let took = done_rx.recv().unwrap().duration_since(t0);
     Copied {
         blob: blob.to_vec(),
@@ -246,14 +262,17 @@ fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
         took,
         source_endings,
         source_rdma_lanes,
+        source_quic_lanes,
         target,
+        target_endings,
     }
 }
 
 #[test]
 fn a_copy_over_a_tcp_lane_installs_byte_for_byte() {
-    let (blob, installed, _) = copy(5 << 20 | 12345, None);
-    assert!(installed == blob, "the installed copy differs");
+    let c = copy_with(5 << 20 | 12345, None, Opts::default());
+    assert!(c.installed == c.blob, "the installed copy differs");
+    assert_eq!((c.source_rdma_lanes, c.source_quic_lanes), (0, 0));
 }
 
 #[test]
@@ -261,7 +280,7 @@ fn a_copy_whose_source_bytes_go_over_rdma_installs_byte_for_byte() {
     let fabric = Fabric::new();
     let o = Opts {
         fabric: Some(fabric.clone()),
-        redial: false,
+        ..Opts::default()
     };
     let c = copy_with(9 << 20 | 777, None, o);
     assert!(c.installed == c.blob, "the installed copy differs");
@@ -277,6 +296,7 @@ fn a_queue_pair_failing_mid_copy_ends_the_lane_and_the_copy_resumes_on_tcp() {
     let o = Opts {
         fabric: Some(fabric.clone()),
         redial: true,
+        ..Opts::default()
     };
     let c = copy_with(12 << 20, None, o);
     assert!(c.installed == c.blob, "the installed copy differs");
@@ -304,15 +324,67 @@ fn a_message_damaged_on_the_fabric_is_caught_and_sent_again() {
     fabric.damage_in(3);
     let o = Opts {
         fabric: Some(fabric.clone()),
-        redial: false,
+        ..Opts::default()
     };
     let c = copy_with(8 << 20, None, o);
     assert!(c.installed == c.blob, "the installed copy differs");
     assert!(c.target.bad_chunks >= 1, "{:?}", c.target);
 }
 
+#[test]
+fn a_copy_whose_source_bytes_go_over_quic_installs_byte_for_byte() {
+    let o = Opts {
+        quic: true,
+        ..Opts::default()
+    };
+    let c = copy_with(9 << 20 | 777, None, o);
+    assert!(c.installed == c.blob, "the installed copy differs");
+    assert_eq!(c.source_quic_lanes, 1);
+    assert_eq!(c.source_rdma_lanes, 0);
+    assert_eq!(c.target.restarts, 0);
+}
+
+#[test]
+fn rdma_is_preferred_to_quic_where_both_ends_have_both() {
+    let fabric = Fabric::new();
+    let o = Opts {
+        fabric: Some(fabric.clone()),
+        quic: true,
+        ..Opts::default()
+    };
+    let c = copy_with(3 << 20, None, o);
+    assert!(c.installed == c.blob, "the installed copy differs");
+    assert_eq!((c.source_rdma_lanes, c.source_quic_lanes), (1, 0));
+}
+
+#[test]
+fn a_source_whose_quic_certificate_is_not_the_announced_one_is_refused_and_tcp_carries_the_copy() {
+    let o = Opts {
+        quic: true,
+        quic_lies: true,
+        redial: true,
+        ..Opts::default()
+    };
+    let c = copy_with(6 << 20, None, o);
+    assert!(c.installed == c.blob, "the installed copy differs");
+    // The first lane ended on QUIC's refusal (seen by the target, or by both ends).
+    assert!(
+        c.target_endings
+            .first()
+            .is_some_and(|w| w.starts_with("QUIC") && w.contains("certificate")),
+        "{:?} / {:?}",
+        c.target_endings,
+        c.source_endings
+    );
+    // The refused connection carried nothing; the next one went on TCP (QUIC kept off for
+    // that peer), and the copy came whole from it.
+    assert_eq!(c.source_quic_lanes, 1);
+    assert_eq!(c.target.restarts, 0);
+}
+
 /// The lane's throughput on loopback (`scripts/bench-bulk.sh` runs it next to iperf3):
-/// `BULK_BENCH_BYTES` (default 2 GiB) copied from the process's first CPU to its second.
+/// `BULK_BENCH_BYTES` (default 2 GiB) copied from the process's first CPU to its second,
+/// the source's bytes on `BULK_BENCH_CARRIER` (`tcp`, the default, or `quic`).
 #[test]
 #[ignore]
 fn bulk_lane_throughput() {
@@ -320,14 +392,20 @@ fn bulk_lane_throughput() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2 << 30);
+    let carrier = std::env::var("BULK_BENCH_CARRIER").unwrap_or_else(|_| "tcp".into());
+    let o = Opts {
+        quic: carrier == "quic",
+        ..Opts::default()
+    };
     // The first two CPUs the process may use (the same one twice on a machine of one).
     let cpus = shardline_transport::cpu::process_cpus().unwrap();
-    let (blob, installed, took) = copy(total, Some((cpus[0], cpus[1 % cpus.len()])));
-    assert!(installed == blob, "the installed copy differs");
+    let c = copy_with(total, Some((cpus[0], cpus[1 % cpus.len()])), o);
+    assert!(c.installed == c.blob, "the installed copy differs");
+    assert_eq!(c.source_quic_lanes, (carrier == "quic") as u64);
     println!(
-        "BULK_LANE bytes={total} seconds={:.4} mb_per_s={:.1}",
-        took.as_secs_f64(),
-        total as f64 / took.as_secs_f64() / 1e6
+        "BULK_LANE carrier={carrier} bytes={total} seconds={:.4} mb_per_s={:.1}",
+        c.took.as_secs_f64(),
+        total as f64 / c.took.as_secs_f64() / 1e6
     );
 }
 

@@ -153,6 +153,7 @@ impl Replicas {
             self.lane_io.rdma_lanes,
             s.from_files,
             self.streamed_in,
+            self.lane_io.quic_lanes,
         ];
         let slot = &self.c.bulk[self.shard];
         for (a, v) in slot.0.iter().zip(values) {

@@ -80,6 +80,15 @@ impl DuplexWriter {
         (r.map(|_| ()), bytes)
     }
 
+    /// The connection's local and peer addresses.
+    pub fn addrs(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: `fd` is the socket both halves share, open while this half lives; the
+        // std stream made over it is never dropped (it does not own the descriptor).
+        let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(self.fd) });
+        Ok((s.local_addr()?, s.peer_addr()?))
+    }
+
     /// Shuts the connection down both ways: the reading half's pending read ends (with
     /// nothing read), whatever the peer does.
     pub fn close(&self) {
