@@ -77,6 +77,9 @@ pub struct Config {
     /// Bytes a second this node's snapshot copies may send, over all its shard threads (0: no
     /// cap).
     pub bulk_max_bytes_per_sec: u64,
+    /// The share of a shard thread's time its copies may take, in percent
+    /// (`bulk-thread-share`; 100: no limit).
+    pub bulk_thread_share: u64,
     /// The load-based rebalancer (`cluster-rebalance`), the moves it may have open at once and
     /// how often it samples the load.
     pub cluster_rebalance: bool,
@@ -344,6 +347,7 @@ impl Default for Config {
             bulk_chunk_bytes: 4 << 20,
             bulk_window_bytes: 8 << 20,
             bulk_max_bytes_per_sec: 0,
+            bulk_thread_share: 100,
             cluster_rebalance: false,
             bulk_rdma: true,
             bulk_quic: false,

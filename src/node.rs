@@ -26,6 +26,9 @@ pub struct Live {
     /// Bytes a second the node's snapshot copies may send (0: no cap), shared by its shard
     /// threads' hubs at their next step.
     pub bulk_max_bytes_per_sec: AtomicU64,
+    /// The share of each shard thread's time its copies may take, in percent, taken by the
+    /// threads at their next step.
+    pub bulk_thread_share: AtomicU64,
     /// The rebalancer's settings (`cluster-rebalance*`), read by thread 0 each step.
     pub cluster_rebalance: AtomicU64,
     pub cluster_rebalance_moves: AtomicU64,
@@ -53,6 +56,7 @@ impl Live {
         self.fsync.store(crate::config::fsync_code(c.fsync), r);
         self.bulk_max_bytes_per_sec
             .store(c.bulk_max_bytes_per_sec, r);
+        self.bulk_thread_share.store(c.bulk_thread_share, r);
         self.cluster_rebalance.store(c.cluster_rebalance as u64, r);
         self.cluster_rebalance_moves
             .store(c.cluster_rebalance_moves, r);

@@ -25,6 +25,7 @@ use super::{Cluster, NodeId, bus};
 use crate::shard::Shard;
 use quic::QuicLane;
 use shardline_shards::migrate::hub::{Dir, Fetch, Hub, no_files};
+use shardline_shards::migrate::share::TimeShare;
 use shardline_transport::lane::{self, Carrier, LANE_OPEN_BYTES, LaneOpen, QuicAt};
 use shardline_transport::link::tcp;
 use shardline_transport::quic::{Identity, Pipe};
@@ -62,6 +63,11 @@ pub struct LaneIo {
     /// start.
     pub rdma_lanes: u64,
     pub quic_lanes: u64,
+    /// The share of the thread's time copies may take (`bulk-thread-share`), over every
+    /// lane of the thread both ways.
+    pub share: TimeShare,
+    /// Time the lanes waited for it, since start (µs).
+    pub share_waited_us: u64,
     /// The hub's time zero.
     epoch: Instant,
 }
@@ -74,6 +80,8 @@ impl LaneIo {
             carrier_failed: Vec::new(),
             rdma_lanes: 0,
             quic_lanes: 0,
+            share: TimeShare::new(100),
+            share_waited_us: 0,
             epoch,
         }
     }
@@ -81,6 +89,18 @@ impl LaneIo {
     /// The hub's time (ms since `epoch`).
     pub fn now_ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// µs since `epoch` (the time share's clock).
+    fn now_us(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// Copy work ran from `start` until now.
+    fn spent(&mut self, start: Instant) {
+        let took = start.elapsed().as_micros() as u64;
+        let at = self.now_us(start);
+        self.share.spent(at, took);
     }
 
     fn at(&mut self, peer: NodeId) -> usize {
@@ -580,7 +600,10 @@ impl Feed {
     /// Hands the hub what it has not taken; keeps a partial frame for the next bytes.
     fn hand<H: LaneHost>(&mut self, shard: &H, peer: NodeId, dir: Dir) -> Result<(), String> {
         if self.start < self.buf.len() {
-            self.start += shard.lane_bytes(peer, dir, &self.buf[self.start..], Instant::now())?;
+            let t = Instant::now();
+            let took = shard.lane_bytes(peer, dir, &self.buf[self.start..], t);
+            shard.with_lanes(|_, io| io.spent(t));
+            self.start += took?;
         }
         if self.start == self.buf.len() {
             self.buf.clear();
@@ -609,6 +632,7 @@ async fn read<H: LaneHost>(
         if let Err(e) = feed.hand(&*shard, peer, dir) {
             break e;
         }
+        share_wait(&*shard).await;
         let (r, b) = rd.read(std::mem::take(&mut feed.buf), READ_BYTES).await;
         feed.buf = b;
         match r {
@@ -658,6 +682,21 @@ async fn watch<H: LaneHost>(
     end(&*shard, peer, dir, &ended, why);
 }
 
+/// Waits while the thread's copies owe it idle time (`bulk-thread-share`).
+async fn share_wait<H: LaneHost>(shard: &H) {
+    loop {
+        let owed = shard.with_lanes(|_, io| {
+            let owed = io.share.wait_us(io.now_us(Instant::now()));
+            io.share_waited_us += owed;
+            owed
+        });
+        if owed == 0 {
+            return;
+        }
+        monoio::time::sleep(Duration::from_micros(owed)).await;
+    }
+}
+
 /// Time between polls of a queue pair with nothing to do: from `MIN` doubling up to `MAX`,
 /// back to `MIN` once something happened.
 struct Backoff(Duration);
@@ -703,6 +742,7 @@ async fn read_rdma<H: LaneHost>(
                 if let Err(e) = feed.hand(&*shard, peer, Dir::Target) {
                     break e;
                 }
+                share_wait(&*shard).await;
             }
         }
     };
@@ -729,6 +769,7 @@ async fn read_quic<H: LaneHost>(
                 if let Err(e) = feed.hand(&*shard, peer, Dir::Target) {
                     break e;
                 }
+                share_wait(&*shard).await;
             }
         }
     };
@@ -748,6 +789,7 @@ async fn write<H: LaneHost>(
 ) -> String {
     let mut buf: Vec<u8> = Vec::new();
     loop {
+        share_wait(shard).await;
         let next = std::future::poll_fn(|cx| {
             if let Some(why) = ended.borrow().clone() {
                 return Poll::Ready(Err(why));
@@ -757,8 +799,9 @@ async fn write<H: LaneHost>(
                     return Poll::Ready(Err("a newer connection took the lane over".into()));
                 }
                 buf.clear();
-                let now_ms = io.now_ms(Instant::now());
-                hub.poll(peer, dir, &mut buf, WRITE_BYTES, now_ms, fetch);
+                let t = Instant::now();
+                hub.poll(peer, dir, &mut buf, WRITE_BYTES, io.now_ms(t), fetch);
+                io.spent(t);
                 if buf.is_empty() {
                     io.register(peer, dir, cx.waker());
                     Poll::Pending

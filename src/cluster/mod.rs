@@ -278,11 +278,11 @@ pub struct Cluster {
 /// received and sent, copies installed here and by targets, sessions under way each way,
 /// windows resent, copies restarted, chunks refused, lane connections on RDMA, copies that
 /// streamed from snapshot files, copies received that were decoded as they came, lane
-/// connections on QUIC.
+/// connections on QUIC, time lanes waited for `bulk-thread-share`.
 #[derive(Default)]
 pub struct BulkSlot(pub [AtomicU64; BULK_FIELDS]);
 
-pub const BULK_FIELDS: usize = 13;
+pub const BULK_FIELDS: usize = 14;
 /// INFO's names of `BulkSlot`'s fields, in order.
 pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_bytes_in",
@@ -298,6 +298,7 @@ pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_copies_from_files",
     "bulk_copies_streamed_in",
     "bulk_quic_lanes",
+    "bulk_share_waited_ms",
 ];
 
 impl Cluster {

@@ -285,6 +285,14 @@ pub static PARAMS: &[Param] = &[
         "Bytes a second this node's snapshot copies may send, shared by its shard threads (default 0: no cap); CONFIG SET takes effect at once."
     ),
     num_param!(
+        "bulk-thread-share",
+        bulk_thread_share,
+        1,
+        100,
+        true,
+        "The share of each shard thread's time, in percent, its snapshot copies may take, sending and receiving (default 100: no limit); a thread that copies then serves other work for the rest. CONFIG SET takes effect at once."
+    ),
+    num_param!(
         "raft-log-memory-bytes",
         raft_log_memory_bytes,
         1 << 20,

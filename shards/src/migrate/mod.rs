@@ -7,8 +7,11 @@
 //! - [`hub`]: a shard thread's sessions, as source of the snapshots its groups offer and as
 //!   target of those they want, and the framing of the bulk lanes that carry them.
 //!
-//! Not here yet (the design's later steps): QUIC and RDMA transports, streaming
-//! snapshots, moves as metadata records, the rebalancer.
+//! - [`share`]: the share of a shard thread's time its copies may take.
+//!
+//! The transports that carry lanes are in `shardline-transport` (`quic`, `rdma`, `lane`);
+//! moves and the rebalancer in `meta`.
 
 pub mod hub;
 pub mod session;
+pub mod share;

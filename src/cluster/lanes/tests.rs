@@ -36,9 +36,13 @@ struct Host {
 
 impl Host {
     fn new(limits: Limits, o: &Opts) -> Rc<Host> {
+        let mut io = LaneIo::new(Instant::now());
+        if o.share > 0 {
+            io.share.set_pct(o.share);
+        }
         Rc::new(Host {
             hub: RefCell::new(Hub::new(limits)),
-            io: RefCell::new(LaneIo::new(Instant::now())),
+            io: RefCell::new(io),
             installs: RefCell::default(),
             ended: RefCell::default(),
             endings: RefCell::default(),
@@ -143,6 +147,8 @@ struct Opts {
     quic: bool,
     /// The source announces a certificate other than the one it presents.
     quic_lies: bool,
+    /// Both ends' `bulk-thread-share` (100 when 0).
+    share: u64,
     /// Lanes that end are dialed again (a fault is injected).
     redial: bool,
 }
@@ -152,10 +158,12 @@ struct Copied {
     blob: Vec<u8>,
     installed: Vec<u8>,
     took: Duration,
-    /// Why the source's lane connections ended, in order; its lanes on RDMA, on QUIC.
+    /// Why the source's lane connections ended, in order; its lanes on RDMA, on QUIC; the
+    /// time its lanes waited for their share of the thread (µs).
     source_endings: Vec<String>,
     source_rdma_lanes: u64,
     source_quic_lanes: u64,
+    source_share_waited_us: u64,
     target: shardline_shards::migrate::hub::Stats,
     /// Why the target's lane connections ended, in order.
     target_endings: Vec<String>,
@@ -250,10 +258,15 @@ fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
             }
             let endings = host.endings.borrow().clone();
             let io = host.io.borrow();
-            (t0, endings, io.rdma_lanes, io.quic_lanes)
+            (
+                t0,
+                endings,
+                [io.rdma_lanes, io.quic_lanes, io.share_waited_us],
+            )
         })
     });
-    let (t0, source_endings, source_rdma_lanes, source_quic_lanes) = source.join().unwrap();
+    let (t0, source_endings, [source_rdma_lanes, source_quic_lanes, source_share_waited_us]) =
+        source.join().unwrap();
     let (installed, target, target_endings) = target.join().unwrap();
     let took = done_rx.recv().unwrap().duration_since(t0);
     Copied {
@@ -263,6 +276,7 @@ fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
         source_endings,
         source_rdma_lanes,
         source_quic_lanes,
+        source_share_waited_us,
         target,
         target_endings,
     }
@@ -273,6 +287,7 @@ fn a_copy_over_a_tcp_lane_installs_byte_for_byte() {
     let c = copy_with(5 << 20 | 12345, None, Opts::default());
     assert!(c.installed == c.blob, "the installed copy differs");
     assert_eq!((c.source_rdma_lanes, c.source_quic_lanes), (0, 0));
+    assert_eq!(c.source_share_waited_us, 0, "no share set, no wait");
 }
 
 #[test]
@@ -380,6 +395,17 @@ fn a_source_whose_quic_certificate_is_not_the_announced_one_is_refused_and_tcp_c
     // that peer), and the copy came whole from it.
     assert_eq!(c.source_quic_lanes, 1);
     assert_eq!(c.target.restarts, 0);
+}
+
+#[test]
+fn a_copy_limited_to_a_share_of_its_threads_waits_between_chunks_and_installs_whole() {
+    let o = Opts {
+        share: 10,
+        ..Opts::default()
+    };
+    let c = copy_with(12 << 20, None, o);
+    assert!(c.installed == c.blob, "the installed copy differs");
+    assert!(c.source_share_waited_us > 0, "the source never waited");
 }
 
 /// The lane's throughput on loopback (`scripts/bench-bulk.sh` runs it next to iperf3):

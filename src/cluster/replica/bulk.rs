@@ -154,6 +154,7 @@ impl Replicas {
             s.from_files,
             self.streamed_in,
             self.lane_io.quic_lanes,
+            self.lane_io.share_waited_us / 1000,
         ];
         let slot = &self.c.bulk[self.shard];
         for (a, v) in slot.0.iter().zip(values) {

@@ -22,6 +22,10 @@ impl Shard {
             let now_ms = r.hub_now_ms(Instant::now());
             r.hub.set_rate(rate, now_ms);
         }
+        let share = self.node.live.get(|l| &l.bulk_thread_share);
+        if share != r.lane_io.share.pct() {
+            r.lane_io.share.set_pct(share);
+        }
         if self.id == 0 {
             let live = &self.node.live;
             r.rebalance_cfg = super::load::RebalanceConfig {
