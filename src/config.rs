@@ -78,7 +78,7 @@ pub struct Config {
     /// cap).
     pub bulk_max_bytes_per_sec: u64,
     /// The share of a shard thread's time its copies may take, in percent
-    /// (`bulk-thread-share`; 100: no limit).
+    /// (`bulk-thread-share`, default 25; 100: no limit).
     pub bulk_thread_share: u64,
     /// The load-based rebalancer (`cluster-rebalance`), the moves it may have open at once and
     /// how often it samples the load.
@@ -347,7 +347,7 @@ impl Default for Config {
             bulk_chunk_bytes: 4 << 20,
             bulk_window_bytes: 8 << 20,
             bulk_max_bytes_per_sec: 0,
-            bulk_thread_share: 100,
+            bulk_thread_share: 25,
             cluster_rebalance: false,
             bulk_rdma: true,
             bulk_quic: false,

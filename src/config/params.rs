@@ -290,7 +290,7 @@ pub static PARAMS: &[Param] = &[
         1,
         100,
         true,
-        "The share of each shard thread's time, in percent, its snapshot copies may take, sending and receiving (default 100: no limit); a thread that copies then serves other work for the rest. CONFIG SET takes effect at once."
+        "The share of each shard thread's time, in percent, its snapshot copies may take, sending and receiving (default 25; 100: no limit); a thread that copies then serves other work for the rest. CONFIG SET takes effect at once."
     ),
     num_param!(
         "raft-log-memory-bytes",
