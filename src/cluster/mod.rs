@@ -278,11 +278,12 @@ pub struct Cluster {
 /// received and sent, copies installed here and by targets, sessions under way each way,
 /// windows resent, copies restarted, chunks refused, lane connections on RDMA, copies that
 /// streamed from snapshot files, copies received that were decoded as they came, lane
-/// connections on QUIC, time lanes waited for `bulk-thread-share`.
+/// connections on QUIC, time lanes waited for `bulk-thread-share`, snapshot files replaced
+/// after failing a copy.
 #[derive(Default)]
 pub struct BulkSlot(pub [AtomicU64; BULK_FIELDS]);
 
-pub const BULK_FIELDS: usize = 14;
+pub const BULK_FIELDS: usize = 15;
 /// INFO's names of `BulkSlot`'s fields, in order.
 pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_bytes_in",
@@ -299,6 +300,7 @@ pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_copies_streamed_in",
     "bulk_quic_lanes",
     "bulk_share_waited_ms",
+    "bulk_snapshots_rewritten",
 ];
 
 impl Cluster {

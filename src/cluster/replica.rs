@@ -138,6 +138,12 @@ pub struct Replicas {
     /// Groups keeping the oldest log segment alive when there are too many: compacted one per
     /// step (`MAX_SEGMENTS`).
     to_compact: Vec<u32>,
+    /// Groups whose snapshot file failed a base copy (`Hub::take_damaged_files`): written
+    /// anew, one per step (`rewrite_snapshot`).
+    damaged_files: Vec<u32>,
+    /// Snapshot files replaced after failing a copy, since start (INFO
+    /// `bulk_snapshots_rewritten`).
+    snapshots_rewritten: u64,
     /// Per group, about the entry bytes its log holds (added when persisted, zeroed when
     /// compacted; truncations not subtracted), and their sum (`log_bytes_max`).
     log_bytes: Vec<usize>,

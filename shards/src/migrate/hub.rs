@@ -268,6 +268,8 @@ pub struct Hub {
     done: Vec<(NodeId, u32, SessionId, u64)>,
     /// Copies from files cancelled: their group and why (`take_errors`, for the log).
     errors: Vec<(u32, String)>,
+    /// Groups whose snapshot file failed a copy (`take_damaged_files`).
+    damaged: Vec<u32>,
     /// Which groups' incoming copies go to the driver's `Store` (`store_copies`).
     stored: Option<Box<dyn Fn(u32) -> bool>>,
 }
@@ -290,6 +292,7 @@ impl Hub {
             stats: Stats::default(),
             done: Vec::new(),
             errors: Vec::new(),
+            damaged: Vec::new(),
             stored: None,
         }
     }
@@ -314,6 +317,13 @@ impl Hub {
     /// that are not a snapshot). The leader's next offer starts them again.
     pub fn take_errors(&mut self) -> std::vec::Drain<'_, (u32, String)> {
         self.errors.drain(..)
+    }
+
+    /// Groups whose snapshot file failed a copy since the last call (a read failed, or the
+    /// bytes read do not check): offered again, the same file would fail again, so the
+    /// driver writes it anew.
+    pub fn take_damaged_files(&mut self) -> std::vec::Drain<'_, u32> {
+        self.damaged.drain(..)
     }
 
     /// Whether a copy of `group`'s snapshot `last` streams from its file now (the driver
@@ -707,6 +717,7 @@ impl Hub {
                 group,
                 format!("the snapshot file read back does not check (CRC32C {crc:#x}, written {want:#x}): copy cancelled"),
             ));
+            self.damaged.push(group);
             self.queue(peer, Dir::Source, group, &cancel);
             return Ok(());
         }
@@ -907,6 +918,7 @@ impl Hub {
                 group,
                 format!("reading its snapshot file for a copy: {why}"),
             ));
+            self.damaged.push(group);
         }
     }
 

@@ -92,15 +92,32 @@ impl Replicas {
             // file keeps reading this snapshot even if a newer one takes its name).
             Ok(None) => {
                 if !self.copy_files.contains_key(&(g, last)) {
-                    match snapfile::open_for_copy(&self.snap_dir, g) {
+                    let why = match snapfile::open_for_copy(&self.snap_dir, g) {
                         Ok(Some((id, f))) if id == last && f.total == total => {
                             self.copy_files.insert((g, last), f);
+                            None
                         }
-                        Ok(_) => return, // a newer snapshot: the group offers that one next
-                        Err(e) => {
-                            tracing::warn!(vshard = g, "cannot open its snapshot for a copy: {e}");
-                            return;
+                        // A newer snapshot: the group offers that one next.
+                        Ok(Some((id, _))) if id.index > last.index => return,
+                        Ok(Some((id, f))) => Some(format!(
+                            "it holds {id:?} of {} bytes, not {last:?} of {total}",
+                            f.total
+                        )),
+                        Ok(None) => Some("it is missing".to_string()),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    if let Some(why) = why {
+                        // (A file on its way to disk replaces it: nothing to say then.)
+                        if !self.file_pending(g) {
+                            tracing::warn!(
+                                vshard = g,
+                                "its snapshot file cannot serve a copy ({why}): written anew"
+                            );
+                            if !self.damaged_files.contains(&g) {
+                                self.damaged_files.push(g);
+                            }
                         }
+                        return;
                     }
                 }
                 let f = &self.copy_files[&(g, last)];
@@ -134,6 +151,11 @@ impl Replicas {
                 "a base copy from its snapshot file failed: {why}"
             );
         }
+        for g in self.hub.take_damaged_files() {
+            if !self.damaged_files.contains(&g) {
+                self.damaged_files.push(g);
+            }
+        }
         let hub = &self.hub;
         self.copy_files
             .retain(|&(g, last), _| hub.reads_file(g, last));
@@ -155,10 +177,81 @@ impl Replicas {
             self.streamed_in,
             self.lane_io.quic_lanes,
             self.lane_io.share_waited_us / 1000,
+            self.snapshots_rewritten,
         ];
         let slot = &self.c.bulk[self.shard];
         for (a, v) in slot.0.iter().zip(values) {
             a.store(v, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+}
+
+impl Replicas {
+    /// Whether a snapshot file of group `g` is on its way to disk (written or to be written
+    /// behind the log, not yet in place).
+    fn file_pending(&self, g: u32) -> bool {
+        self.before_flush
+            .iter()
+            .chain(&self.behind)
+            .chain(self.in_flight_snapshots.iter().map(|(_, f)| f))
+            .any(|f| f.group == g)
+    }
+
+    /// Group `g`'s snapshot file failed a base copy (damaged on disk since it was written, or
+    /// unreadable): offered again it would fail again, and a follower that needs it would
+    /// never catch up while the vShard stays idle. A new file is written from the vShard: by
+    /// a compaction if entries were applied since the snapshot, else at the snapshot's own
+    /// index (the vShard is the snapshot's state then), put in place by the flush thread as a
+    /// compaction's is. Nothing is done while a file of the group is on its way to disk (it
+    /// replaces this one).
+    pub(super) fn rewrite_snapshot(&mut self, db: &shardline_shards::db::Db, g: u32) {
+        let Some(grp) = self.groups[g as usize].as_ref() else {
+            return;
+        };
+        if g == self.meta_g {
+            return; // (its copies come from memory)
+        }
+        let id = grp.snapshot_id();
+        let total = grp.snapshot_total();
+        if self.file_pending(g) {
+            return;
+        }
+        let applied = self.applied[g as usize];
+        if applied.index > id.index || self.want_direct_cut(g) {
+            if !self.to_compact.contains(&g) {
+                self.to_compact.push(g);
+                self.snapshots_rewritten += 1;
+            }
+            return;
+        }
+        if applied != id {
+            return;
+        }
+        let Some(Cut::Written { path, total: t, .. }) = self.write_cut(db, g, id) else {
+            return;
+        };
+        if t != total {
+            // (The same state at the same index encodes to the same length: if not, the
+            // file would not be the snapshot the group offers.)
+            tracing::error!(
+                vshard = g,
+                "its snapshot written anew is {t} bytes, not the {total} offered: not used"
+            );
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+        tracing::warn!(
+            vshard = g,
+            index = id.index,
+            "its snapshot file failed a base copy: written anew from the vShard"
+        );
+        self.snapshots_rewritten += 1;
+        self.behind.push(SnapshotFile {
+            group: g,
+            last: id,
+            blob: bytes::Bytes::new(),
+            kind: SnapshotKind::Compacted,
+            staged: Some(path),
+        });
     }
 }

@@ -178,6 +178,8 @@ impl Replicas {
             snap_dir,
             incoming: Vec::new(),
             to_compact: Vec::new(),
+            damaged_files: Vec::new(),
+            snapshots_rewritten: 0,
             before_flush: Vec::new(),
             behind: Vec::new(),
             in_flight_snapshots: Vec::new(),

@@ -442,6 +442,9 @@ impl Replicas {
                 .max_by_key(|&g| r.log_bytes[g])
                 .map(|g| (0, g as u32));
         }
+        if let Some(g) = r.damaged_files.pop() {
+            r.rewrite_snapshot(db, g);
+        }
         if let Some(g) = r.to_compact.pop().or(longest.map(|(_, g)| g)) {
             r.compact(db, g);
         }

@@ -282,6 +282,8 @@ fn a_file_that_does_not_check_is_never_installed() {
         errors.len() == 1 && errors[0].1.contains("does not check"),
         "{errors:?}"
     );
+    // The driver hears the file is damaged (it writes it anew).
+    assert_eq!(p.a.take_damaged_files().collect::<Vec<_>>(), vec![G]);
     assert_eq!(p.a.sessions(), (0, 0));
     assert_eq!(p.b.sessions(), (0, 0), "the target was told");
 }
@@ -301,6 +303,7 @@ fn a_failed_read_cancels_the_copy_and_a_new_session_resumes_from_the_file() {
     }
     let errors: Vec<_> = p.a.take_errors().collect();
     assert!(errors.iter().all(|e| e.1.contains("injected")) && !errors.is_empty());
+    assert!(p.a.take_damaged_files().all(|g| g == G));
     assert_eq!(p.a.sessions(), (0, 0));
     // The target's group still wants it: a new source session (a restarted source) takes
     // the copy up where the target is.
