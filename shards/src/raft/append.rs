@@ -4,6 +4,15 @@
 
 use super::*;
 
+/// Bytes of entries in one `Append` (at least one entry, at most `Config::max_batch`): a
+/// follower far behind is not sent its whole log in one message.
+pub const BATCH_BYTES: usize = 8 << 20;
+/// Bytes of entries sent to a peer and not acknowledged yet past which nothing more is sent
+/// to it until it answers (at least one batch).
+pub const INFLIGHT_BYTES: usize = 32 << 20;
+/// Heartbeats after which entries sent and not acknowledged are sent again (lost).
+const RESEND_HEARTBEATS: u64 = 4;
+
 impl Group {
     /// Leader: a connection to `to` was made again (the driver's dialer reconnected). What was
     /// sent to it meanwhile may be lost, and its refusals with it: a leader elected while it
@@ -22,6 +31,7 @@ impl Group {
         };
         self.next.insert(to, m + 1);
         self.snap_sending.remove(&to);
+        self.flight.remove(&to);
         self.quiet = false;
         self.send_append(to);
     }
@@ -40,16 +50,93 @@ impl Group {
     pub(super) fn broadcast(&mut self, heartbeat: bool) {
         let (peers, n) = self.peer_ids();
         for &p in &peers[..n] {
-            let next = self.next[&p];
-            if heartbeat || next <= self.last().index {
+            if heartbeat {
                 self.send_append(p);
+            } else if self.next[&p] <= self.last().index {
+                self.send_more(p);
             }
         }
         self.elapsed = 0;
     }
 
-    /// Sends `to` what it needs next (nothing to a non-member, e.g. a removed replica asking
-    /// for votes).
+    /// The entries to send `to` next, after what it acknowledged and what is in flight to it
+    /// (`flight`): none while `INFLIGHT_BYTES` are unacknowledged, or when it has everything.
+    /// What was sent and not acknowledged within `RESEND_HEARTBEATS` heartbeats is sent
+    /// again (it was lost). Before this, every heartbeat and every reply sent the batch after
+    /// what the peer acknowledged: a follower catching up was sent the same batch again each
+    /// heartbeat, and each copy's reply sent the next batch again, so a lagging follower of
+    /// large entries had its leader encode hundreds of megabytes of the same entries (found
+    /// measuring a vShard's move, issue 19).
+    fn next_batch(&mut self, to: NodeId) -> Option<(LogId, Vec<Entry>)> {
+        let next = self.next.get(&to)?.max(&1).to_owned();
+        let resend = RESEND_HEARTBEATS * u64::from(self.cfg.heartbeat_ticks.max(1));
+        let start = match self.flight.get(&to) {
+            Some(&(end, at))
+                if end >= next && end >= self.snap.index && self.ticks < at + resend =>
+            {
+                let unacked: usize = self.slice(next, end + 1).iter().map(|e| e.data.len()).sum();
+                if unacked >= INFLIGHT_BYTES {
+                    return None;
+                }
+                end + 1
+            }
+            _ => next,
+        };
+        if start > self.last().index || start <= self.snap.index {
+            return None;
+        }
+        let prev = LogId {
+            index: start - 1,
+            term: self.term_at(start - 1)?,
+        };
+        let mut bytes = 0;
+        let candidates = self.slice(start, start + self.cfg.max_batch as u64);
+        let n = candidates
+            .iter()
+            .position(|e| {
+                bytes += e.data.len();
+                bytes > BATCH_BYTES
+            })
+            .unwrap_or(candidates.len())
+            .max(1);
+        let entries = candidates[..n.min(candidates.len())].to_vec();
+        let end = entries.last()?.index;
+        self.flight.insert(to, (end, self.ticks));
+        Some((prev, entries))
+    }
+
+    /// Sends `to` the entries it lacks that may go now (`next_batch`), if any; what it needs
+    /// from a snapshot, if that is where it stands.
+    pub(super) fn send_more(&mut self, to: NodeId) {
+        let Some(&next) = self.next.get(&to) else {
+            return;
+        };
+        if next.max(1) <= self.snap.index {
+            return self.send_append(to);
+        }
+        if let Some((prev, entries)) = self.next_batch(to) {
+            self.send_entries(to, prev, entries);
+        }
+    }
+
+    fn send_entries(&mut self, to: NodeId, prev: LogId, entries: Vec<Entry>) {
+        let (term, commit, quiet, ctx) = (self.term, self.commit, self.quiet, self.read_seq);
+        self.send(
+            to,
+            Msg::Append {
+                term,
+                prev,
+                entries,
+                commit,
+                quiet,
+                ctx,
+            },
+        );
+    }
+
+    /// Sends `to` what it needs next, always a message (a heartbeat when nothing may go:
+    /// entries in flight, or none to send), nothing to a non-member (e.g. a removed replica
+    /// asking for votes).
     pub(super) fn send_append(&mut self, to: NodeId) {
         let Some(&next) = self.next.get(&to) else {
             return;
@@ -92,24 +179,18 @@ impl Group {
             };
             return self.send(to, msg);
         }
-        let prev_index = next - 1;
-        let prev = LogId {
-            index: prev_index,
-            term: self.term_at(prev_index).expect("next is within the log"),
+        let (prev, entries) = match self.next_batch(to) {
+            Some(batch) => batch,
+            None => {
+                let prev_index = next - 1;
+                let prev = LogId {
+                    index: prev_index,
+                    term: self.term_at(prev_index).expect("next is within the log"),
+                };
+                (prev, Vec::new())
+            }
         };
-        let entries = self.slice(next, next + self.cfg.max_batch as u64).to_vec();
-        let (term, commit, quiet, ctx) = (self.term, self.commit, self.quiet, self.read_seq);
-        self.send(
-            to,
-            Msg::Append {
-                term,
-                prev,
-                entries,
-                commit,
-                quiet,
-                ctx,
-            },
-        );
+        self.send_entries(to, prev, entries);
     }
 
     pub(super) fn on_append(
@@ -227,13 +308,17 @@ impl Group {
             *m = (*m).max(last);
             let m = *m;
             self.next.insert(from, m + 1);
+            if self.flight.get(&from).is_some_and(|&(end, _)| m >= end) {
+                self.flight.remove(&from);
+            }
             self.advance_commit();
             if m < self.last().index {
                 self.quiet = false;
-                self.send_append(from);
+                self.send_more(from);
             }
         } else {
             self.quiet = false;
+            self.flight.remove(&from);
             let next = self.next[&from];
             let back = (last + 1).min(next.saturating_sub(1)).max(1);
             self.next.insert(from, back);

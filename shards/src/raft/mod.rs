@@ -60,6 +60,12 @@ pub struct Group {
     /// Leader: followers being sent a snapshot: `(snapshot's last index, bytes acknowledged)`.
     /// A newer snapshot starts over from 0.
     snap_sending: HashMap<NodeId, (u64, u64)>,
+    /// Leader: per peer, the last entry sent to it in an `Append` it has not acknowledged
+    /// yet, and the tick it was sent at (`append.rs`: what follows it goes next, up to
+    /// `INFLIGHT_BYTES` unacknowledged; it is sent again only once `RESEND_TICKS` passed).
+    flight: HashMap<NodeId, (u64, u64)>,
+    /// Ticks since the group was made (the leader's clock for `flight`).
+    ticks: u64,
     /// Follower: the snapshot being assembled from chunks.
     snap_recv: Option<SnapRecv>,
     /// Follower: the leader's latest `SnapshotOffer` it needs (its bytes come through the
@@ -161,6 +167,8 @@ impl Group {
             votes: HashSet::new(),
             next: HashMap::new(),
             snap_sending: HashMap::new(),
+            flight: HashMap::new(),
+            ticks: 0,
             snap_recv: None,
             snap_wanted: None,
             matched: HashMap::new(),
@@ -579,6 +587,7 @@ impl Group {
         self.since_check = 0;
         self.next = peers[..n].iter().map(|&p| (p, next)).collect();
         self.snap_sending.clear();
+        self.flight.clear();
         self.matched = peers[..n].iter().map(|&p| (p, 0)).collect();
         // A no-op of the new term lets earlier entries commit through it.
         self.append_local(Bytes::new());
@@ -591,6 +600,7 @@ impl Group {
             return;
         }
         self.elapsed = self.elapsed.saturating_add(1);
+        self.ticks += 1;
         match self.role {
             Role::Leader => {
                 self.transfer_ticks = self.transfer_ticks.saturating_sub(1);
@@ -631,6 +641,7 @@ impl Group {
                             };
                             self.next.insert(p, next);
                             self.snap_sending.remove(&p);
+                            self.flight.remove(&p);
                         }
                     }
                     self.active.clear();
@@ -862,7 +873,7 @@ impl Group {
                         .iter()
                         .any(|e| e.to == p && matches!(e.msg, Msg::Append { .. }))
                 {
-                    self.send_append(p);
+                    self.send_more(p);
                 }
             }
         }

@@ -370,3 +370,114 @@ fn a_group_of_one_releases_its_snapshot_blob_and_adds_a_member_only_once_it_is_b
     g.release_snapshot_blob();
     assert!(!g.snapshot_blob_released());
 }
+
+/// A follower far behind a log of large entries is sent each entry once, in batches of at
+/// most `BATCH_BYTES`, with at most `INFLIGHT_BYTES` unacknowledged (heartbeats carry no
+/// entries then); entries it does not acknowledge in time are sent again. Before, every
+/// heartbeat sent the batch after what it acknowledged once more, and every copy's reply
+/// the next batch once more (found measuring a vShard's move: a leader encoded hundreds of
+/// megabytes of the same entries for its new replica).
+#[test]
+fn a_follower_far_behind_is_sent_each_entry_once_in_bounded_batches() {
+    use super::super::append::{BATCH_BYTES, INFLIGHT_BYTES};
+    let big = Bytes::from(vec![7u8; 1 << 20]);
+    let log: Vec<Entry> = (1..=60)
+        .map(|index| Entry {
+            term: 1,
+            index,
+            data: big.clone(),
+        })
+        .collect();
+    let mut cfg = three(NodeId(1), 7);
+    cfg.max_batch = 512;
+    cfg.election_ticks = 1000;
+    let hs = HardState {
+        term: 1,
+        vote: None,
+    };
+    let mut a = Group::restore(cfg, hs, log);
+    let term = elect(&mut a, &[NodeId(2)]);
+    let last = a.last_index();
+    // Node 3 holds nothing: it refuses the first append, which sends the leader back.
+    let mut sent = vec![0u32; last as usize + 1];
+    let mut held = 0u64; // what node 3 holds
+    let mut replies: Vec<Msg> = Vec::new();
+    // `answer`: node 3's replies reach the leader this round.
+    let mut round = |a: &mut Group, answer: bool, sent: &mut Vec<u32>, held: &mut u64| {
+        if answer {
+            for m in replies.drain(..) {
+                a.step(NodeId(3), m);
+            }
+        }
+        a.tick();
+        let r = a.take_ready();
+        for m in r.messages.iter().filter(|m| m.to == NodeId(3)) {
+            let Msg::Append { prev, entries, .. } = &m.msg else {
+                continue;
+            };
+            let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
+            assert!(
+                entries.len() <= 1 || bytes <= BATCH_BYTES,
+                "{bytes} bytes in one append"
+            );
+            for e in entries {
+                sent[e.index as usize] += 1;
+            }
+            // Node 3 takes what follows what it holds (in order, as one connection brings).
+            let reply = if prev.index <= *held {
+                *held = (*held).max(entries.last().map_or(prev.index, |e| e.index));
+                Msg::AppendReply {
+                    term,
+                    success: true,
+                    last: *held,
+                    ctx: 0,
+                }
+            } else {
+                Msg::AppendReply {
+                    term,
+                    success: false,
+                    last: *held,
+                    ctx: 0,
+                }
+            };
+            replies.push(reply);
+        }
+        // Node 2 has everything.
+        let l = a.last_index();
+        a.step(
+            NodeId(2),
+            Msg::AppendReply {
+                term,
+                success: true,
+                last: l,
+                ctx: 0,
+            },
+        );
+    };
+    // The refusal comes back; then node 3 stays silent for three heartbeats: what is in
+    // flight to it stays within the bound and nothing is sent twice.
+    round(&mut a, true, &mut sent, &mut held);
+    round(&mut a, true, &mut sent, &mut held);
+    for _ in 0..6 {
+        round(&mut a, false, &mut sent, &mut held);
+    }
+    let unacked: usize = (1..=last as usize).filter(|&i| sent[i] > 0).count() << 20;
+    assert!(
+        unacked > BATCH_BYTES,
+        "batches go out before the first is acknowledged"
+    );
+    assert!(
+        unacked <= INFLIGHT_BYTES + BATCH_BYTES,
+        "{unacked} bytes unacknowledged"
+    );
+    assert!(sent[..last as usize].iter().all(|&n| n <= 1), "{sent:?}");
+    // Then it answers every round: it gets everything, each of entries 1..=60 once.
+    for _ in 0..200 {
+        round(&mut a, true, &mut sent, &mut held);
+        if held == last {
+            break;
+        }
+    }
+    assert_eq!(held, last, "caught up");
+    assert!(sent[1..=60].iter().all(|&n| n == 1), "{sent:?}");
+}
