@@ -11,7 +11,7 @@
 #
 #   scripts/bench-replicated.sh                 # REPEATS=3 DURATION=10 KILLS=10
 # Environment: REPEATS, DURATION (s per run), CONNECTIONS (50), KILLS, SKIP_ETCD=1, SKIP_AOF=1,
-# SKIP_IDLE=1, SKIP_FAILOVER=1.
+# SKIP_IDLE=1, SKIP_FAILOVER=1, SHARDLINE=<binary> (another build than target/release's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-prepare.sh

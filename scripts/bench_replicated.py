@@ -3,7 +3,7 @@ from bench_common import cli, wait
 import json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARDLINE = os.path.join(ROOT, "target/release/shardline")
+SHARDLINE = os.environ.get("SHARDLINE") or os.path.join(ROOT, "target/release/shardline")
 BENCH = os.path.join(ROOT, "target/release/shardline-bench")
 REPEATS = int(os.environ.get("REPEATS", "3"))
 DURATION = os.environ.get("DURATION", "10")
