@@ -50,6 +50,9 @@ const WINDOW_BYTES: u32 = 16 << 20;
 /// A connection that heard nothing for this long is lost (keep-alives every second).
 const IDLE: Duration = Duration::from_secs(10);
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// Answers the endpoint makes by itself (refusals of strangers' connections) waiting to be
+/// sent, at most.
+const RESPONSES_MAX: usize = 64;
 /// The name the certificates carry and the client asks for (nothing checks it: the
 /// fingerprint is the identity).
 const NAME: &str = "shardline-lane";
@@ -334,8 +337,7 @@ impl Pipe {
             .handle(now, from, None, None, data, &mut self.buf);
         match event {
             Some(DatagramEvent::ConnectionEvent(ch, ev)) => {
-                if let Some((h, c)) = self.conn.as_mut().filter(|(h, _)| *h == ch) {
-                    let _ = h;
+                if let Some((_, c)) = self.conn.as_mut().filter(|(h, _)| *h == ch) {
                     c.handle_event(ev);
                 }
             }
@@ -346,25 +348,29 @@ impl Pipe {
                         Ok(conn) => self.conn = Some(conn),
                         Err(e) => {
                             if let Some(t) = e.response {
-                                self.responses
-                                    .push_back((t.destination, self.buf[..t.size].to_vec()));
+                                self.respond(t.destination, t.size);
                             }
                         }
                     }
                 } else {
                     self.buf.clear();
                     let t = self.endpoint.refuse(incoming, &mut self.buf);
-                    self.responses
-                        .push_back((t.destination, self.buf[..t.size].to_vec()));
+                    self.respond(t.destination, t.size);
                 }
             }
-            Some(DatagramEvent::Response(t)) => {
-                self.responses
-                    .push_back((t.destination, self.buf[..t.size].to_vec()));
-            }
+            Some(DatagramEvent::Response(t)) => self.respond(t.destination, t.size),
             None => {}
         }
         self.drive();
+    }
+
+    /// Queues the endpoint's own answer (the first `len` bytes of `buf`) to `to`: at most
+    /// `RESPONSES_MAX` wait, the rest are dropped (strangers flooding the port get no more
+    /// answers than the socket can send).
+    fn respond(&mut self, to: SocketAddr, len: usize) {
+        if self.responses.len() < RESPONSES_MAX {
+            self.responses.push_back((to, self.buf[..len].to_vec()));
+        }
     }
 
     /// Hands events between the connection and the endpoint, and takes the connection's.

@@ -296,6 +296,21 @@ fn strangers_datagrams_and_garbage_change_nothing() {
         stranger.on_timeout(net.now);
     }
     assert!(!stranger.connected());
+    // A flood of strangers' connections: the target answers at most RESPONSES_MAX of them
+    // at a time (what it queues is bounded, whatever arrives).
+    for i in 0..200u16 {
+        let mut s = Pipe::client(&t, t.fingerprint, at(TARGET_AT), net.now).unwrap();
+        let from: SocketAddr = format!("10.8.{}.{}:9", i / 250, i % 250).parse().unwrap();
+        while s.transmit(net.now, &mut out).is_some() {
+            net.target.datagram(net.now, from, BytesMut::from(&out[..]));
+        }
+    }
+    assert!(net.target.responses.len() <= RESPONSES_MAX);
+    assert!(!net.target.responses.is_empty(), "strangers are refused");
+    while !net.target.responses.is_empty() {
+        let to = net.target.transmit(net.now, &mut out).unwrap();
+        assert!(to.ip().to_string().starts_with("10.8."), "{to}");
+    }
     // The lane's connection still carries bytes.
     let more = pattern(100_000);
     assert!(net.copy(&more, 100_000) == more);
