@@ -600,16 +600,22 @@ impl Replicas {
             return Ok(Some(grp.snapshot_blob().clone()));
         }
         let pending = self
-            .before_flush
-            .iter()
-            .chain(&self.behind)
-            .chain(self.in_flight_snapshots.iter().map(|(_, f)| f))
+            .pending_files()
             .filter(|f| f.group == g && f.last == id && f.kind != SnapshotKind::Tombstone)
             // (A staged copy's file holds it: read from there once in place.)
             .filter(|f| f.staged.is_none())
             .last()
             .map(|f| f.blob.clone());
         Ok(pending)
+    }
+
+    /// The snapshot files on their way to disk: to be written before the next batch, behind
+    /// the log's batches, or handed to the flush thread and not yet in place.
+    fn pending_files(&self) -> impl Iterator<Item = &SnapshotFile> {
+        self.before_flush
+            .iter()
+            .chain(&self.behind)
+            .chain(self.in_flight_snapshots.iter().map(|(_, f)| f))
     }
 
     /// The bytes of entries this thread's logs may hold before the largest is compacted:
@@ -655,13 +661,7 @@ impl Replicas {
                 })
                 .sum();
             // Snapshots on their way to their files (a group of one's no longer in the group).
-            let files: usize = self
-                .before_flush
-                .iter()
-                .chain(&self.behind)
-                .chain(self.in_flight_snapshots.iter().map(|(_, f)| f))
-                .map(|f| f.blob.len())
-                .sum();
+            let files: usize = self.pending_files().map(|f| f.blob.len()).sum();
             let wal = self.wal.buffer_bytes();
             // Snapshots' copies being received on bulk lanes, in memory or staged.
             let bulk = self.hub.held_bytes() + self.staging_bytes();

@@ -113,9 +113,7 @@ impl Replicas {
                                 vshard = g,
                                 "its snapshot file cannot serve a copy ({why}): written anew"
                             );
-                            if !self.damaged_files.contains(&g) {
-                                self.damaged_files.push(g);
-                            }
+                            self.note_damaged(g);
                         }
                         return;
                     }
@@ -151,10 +149,9 @@ impl Replicas {
                 "a base copy from its snapshot file failed: {why}"
             );
         }
-        for g in self.hub.take_damaged_files() {
-            if !self.damaged_files.contains(&g) {
-                self.damaged_files.push(g);
-            }
+        let damaged: Vec<u32> = self.hub.take_damaged_files().collect();
+        for g in damaged {
+            self.note_damaged(g);
         }
         let hub = &self.hub;
         self.copy_files
@@ -184,17 +181,18 @@ impl Replicas {
             a.store(v, std::sync::atomic::Ordering::Relaxed);
         }
     }
-}
 
-impl Replicas {
-    /// Whether a snapshot file of group `g` is on its way to disk (written or to be written
-    /// behind the log, not yet in place).
+    /// Whether a snapshot file of group `g` is on its way to disk.
     fn file_pending(&self, g: u32) -> bool {
-        self.before_flush
-            .iter()
-            .chain(&self.behind)
-            .chain(self.in_flight_snapshots.iter().map(|(_, f)| f))
-            .any(|f| f.group == g)
+        self.pending_files().any(|f| f.group == g)
+    }
+
+    /// Group `g`'s snapshot file cannot serve copies: written anew at a step
+    /// (`rewrite_snapshot`), once however often it is noted.
+    fn note_damaged(&mut self, g: u32) {
+        if !self.damaged_files.contains(&g) {
+            self.damaged_files.push(g);
+        }
     }
 
     /// Group `g`'s snapshot file failed a base copy (damaged on disk since it was written, or
