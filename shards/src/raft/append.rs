@@ -13,6 +13,16 @@ pub const INFLIGHT_BYTES: usize = 32 << 20;
 /// Heartbeats after which entries sent and not acknowledged are sent again (lost).
 const RESEND_HEARTBEATS: u64 = 4;
 
+/// Leader: the entries sent to a peer and not acknowledged (`Group::flight`): the last one,
+/// the tick it was sent at, and the bytes of those after what the peer acknowledged (kept as
+/// batches go and acknowledgements come, so each entry is counted once each way).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Flight {
+    end: u64,
+    at: u64,
+    bytes: usize,
+}
+
 impl Group {
     /// Leader: a connection to `to` was made again (the driver's dialer reconnected). What was
     /// sent to it meanwhile may be lost, and its refusals with it: a leader elected while it
@@ -71,16 +81,16 @@ impl Group {
         let next = self.next.get(&to)?.max(&1).to_owned();
         let resend = RESEND_HEARTBEATS * u64::from(self.cfg.heartbeat_ticks.max(1));
         let start = match self.flight.get(&to) {
-            Some(&(end, at))
-                if end >= next && end >= self.snap.index && self.ticks < at + resend =>
-            {
-                let unacked: usize = self.slice(next, end + 1).iter().map(|e| e.data.len()).sum();
-                if unacked >= INFLIGHT_BYTES {
+            Some(f) if f.end >= next && f.end >= self.snap.index && self.ticks < f.at + resend => {
+                if f.bytes >= INFLIGHT_BYTES {
                     return None;
                 }
-                end + 1
+                f.end + 1
             }
-            _ => next,
+            _ => {
+                self.flight.remove(&to);
+                next
+            }
         };
         if start > self.last().index || start <= self.snap.index {
             return None;
@@ -101,7 +111,14 @@ impl Group {
             .max(1);
         let entries = candidates[..n.min(candidates.len())].to_vec();
         let end = entries.last()?.index;
-        self.flight.insert(to, (end, self.ticks));
+        let sent: usize = entries.iter().map(|e| e.data.len()).sum();
+        let ticks = self.ticks;
+        let f = self.flight.entry(to).or_insert(Flight {
+            end,
+            at: ticks,
+            bytes: 0,
+        });
+        (f.end, f.at, f.bytes) = (end, ticks, f.bytes + sent);
         Some((prev, entries))
     }
 
@@ -305,11 +322,24 @@ impl Group {
         };
         if success {
             self.snap_sending.remove(&from);
+            let before = *m;
             *m = (*m).max(last);
             let m = *m;
             self.next.insert(from, m + 1);
-            if self.flight.get(&from).is_some_and(|&(end, _)| m >= end) {
-                self.flight.remove(&from);
+            if let Some(f) = self.flight.get(&from).copied() {
+                if m >= f.end {
+                    self.flight.remove(&from);
+                } else if m > before {
+                    // What it acknowledged now is no longer in flight.
+                    let acked: usize = self
+                        .slice(before + 1, m + 1)
+                        .iter()
+                        .map(|e| e.data.len())
+                        .sum();
+                    if let Some(f) = self.flight.get_mut(&from) {
+                        f.bytes = f.bytes.saturating_sub(acked);
+                    }
+                }
             }
             self.advance_commit();
             if m < self.last().index {

@@ -60,10 +60,10 @@ pub struct Group {
     /// Leader: followers being sent a snapshot: `(snapshot's last index, bytes acknowledged)`.
     /// A newer snapshot starts over from 0.
     snap_sending: HashMap<NodeId, (u64, u64)>,
-    /// Leader: per peer, the last entry sent to it in an `Append` it has not acknowledged
-    /// yet, and the tick it was sent at (`append.rs`: what follows it goes next, up to
-    /// `INFLIGHT_BYTES` unacknowledged; it is sent again only once `RESEND_TICKS` passed).
-    flight: HashMap<NodeId, (u64, u64)>,
+    /// Leader: per peer, the entries sent to it and not acknowledged yet (`append.rs`: what
+    /// follows them goes next, up to `INFLIGHT_BYTES` unacknowledged; they are sent again
+    /// only once `RESEND_HEARTBEATS` heartbeats passed).
+    flight: HashMap<NodeId, append::Flight>,
     /// Ticks since the group was made (the leader's clock for `flight`).
     ticks: u64,
     /// Follower: the snapshot being assembled from chunks.
