@@ -357,12 +357,7 @@ pub async fn run<H: LaneHost>(
         (Dir::Target, Some(carried)) => {
             // The source's bytes come on the carrier; the socket only says it is alive.
             let watch = monoio::spawn(watch(shard.clone(), peer, dir, rd, rest, ended.clone()));
-            let r = match carried {
-                Carried::Rdma(stream) => {
-                    monoio::spawn(read_rdma(shard.clone(), peer, stream, ended.clone()))
-                }
-                Carried::Quic(l) => monoio::spawn(read_quic(shard.clone(), peer, l, ended.clone())),
-            };
+            let r = monoio::spawn(read_carried(shard.clone(), peer, carried, ended.clone()));
             (LaneReader::Carried(r, watch), Sink::Tcp(&mut wr))
         }
         (_, carried) => {
@@ -719,12 +714,12 @@ impl Backoff {
     }
 }
 
-/// A target lane on RDMA: what the queue pair receives goes to the hub, in order, until the
-/// stream fails or the lane ends.
-async fn read_rdma<H: LaneHost>(
+/// A target lane on a carrier: what the queue pair or the QUIC stream brings goes to the
+/// hub, in order, until the carrier fails or the lane ends.
+async fn read_carried<H: LaneHost>(
     shard: Rc<H>,
     peer: NodeId,
-    mut stream: Stream,
+    mut carried: Carried,
     ended: Rc<RefCell<Option<String>>>,
 ) {
     let mut feed = Feed::new(Vec::new());
@@ -733,36 +728,22 @@ async fn read_rdma<H: LaneHost>(
         if ended.borrow().is_some() {
             return;
         }
-        let got = stream.poll().and_then(|_| stream.recv(&mut feed.buf));
-        match got {
-            Err(e) => break e,
-            Ok(0) => backoff.wait().await,
-            Ok(_) => {
-                backoff.reset();
-                if let Err(e) = feed.hand(&*shard, peer, Dir::Target) {
-                    break e;
+        let got = match &mut carried {
+            // A queue pair is polled, less often while it brings nothing.
+            Carried::Rdma(stream) => match stream.poll().and_then(|_| stream.recv(&mut feed.buf)) {
+                Ok(0) => {
+                    backoff.wait().await;
+                    Ok(0)
                 }
-                share_wait(&*shard).await;
-            }
-        }
-    };
-    end(&*shard, peer, Dir::Target, &ended, why);
-}
-
-/// A target lane on QUIC: what the stream brings goes to the hub, in order, until the
-/// connection fails or the lane ends.
-async fn read_quic<H: LaneHost>(
-    shard: Rc<H>,
-    peer: NodeId,
-    lane: Rc<QuicLane>,
-    ended: Rc<RefCell<Option<String>>>,
-) {
-    let mut feed = Feed::new(Vec::new());
-    let why = loop {
-        if ended.borrow().is_some() {
-            return;
-        }
-        match lane.read(&mut feed.buf, READ_BYTES).await {
+                got => {
+                    backoff.reset();
+                    got
+                }
+            },
+            // The QUIC lane wakes its reader when datagrams arrive.
+            Carried::Quic(lane) => lane.read(&mut feed.buf, READ_BYTES).await,
+        };
+        match got {
             Err(e) => break e,
             Ok(0) => {}
             Ok(_) => {
