@@ -104,7 +104,10 @@ impl Identity {
         })
     }
 
-    fn client_config(&self, peer: Fingerprint) -> Result<ClientConfig, String> {
+    /// A lane source's configuration: TLS 1.3 presenting this certificate, accepting only
+    /// `peer`'s, and the lanes' transport settings (also what `bench/quinn-peer` runs quinn
+    /// with).
+    pub fn client_config(&self, peer: Fingerprint) -> Result<ClientConfig, String> {
         let bad = |e: rustls::Error| format!("QUIC: client configuration: {e}");
         let mut tls = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -120,7 +123,8 @@ impl Identity {
         Ok(c)
     }
 
-    fn server_config(&self, peer: Fingerprint) -> Result<ServerConfig, String> {
+    /// A lane target's configuration (the mirror of `client_config`).
+    pub fn server_config(&self, peer: Fingerprint) -> Result<ServerConfig, String> {
         let bad = |e: rustls::Error| format!("QUIC: server configuration: {e}");
         let mut tls = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
