@@ -52,6 +52,18 @@ fn max_used(buckets: usize) -> usize {
     buckets - buckets / 8
 }
 
+/// Where a change to a key happens in a table whose layout holds (`Dict::change_site`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// The key is in this bucket.
+    Present(usize),
+    /// The key is absent; inserted, it would go in this bucket.
+    Absent(usize),
+    /// The change may lay the buckets out anew (an insertion that grows or rehashes the
+    /// table, a removal that shrinks or empties it).
+    Relayout,
+}
+
 #[derive(Clone)]
 pub struct Dict<V> {
     ctrl: Vec<u8>,
@@ -62,6 +74,9 @@ pub struct Dict<V> {
     track_meta: bool,
     len: usize,
     deleted: usize,
+    /// Times the buckets were laid out anew (a resize, a rehash, a clear): a snapshot capture
+    /// (`snapshot::capture`) knows entries by bucket and must see no layout change under it.
+    layouts: u64,
     hasher: Hasher,
 }
 
@@ -74,6 +89,7 @@ impl<V> Default for Dict<V> {
             track_meta: false,
             len: 0,
             deleted: 0,
+            layouts: 0,
             hasher: Hasher::default(),
         }
     }
@@ -236,6 +252,7 @@ impl<V> Dict<V> {
 
     fn rebuild(&mut self, buckets: usize) {
         debug_assert!(max_used(buckets) > self.len);
+        self.layouts += 1;
         let old = std::mem::take(&mut self.slots);
         let old_meta = std::mem::take(&mut self.meta);
         self.ctrl = vec![EMPTY; buckets];
@@ -345,6 +362,7 @@ impl<V> Dict<V> {
     }
 
     pub fn clear(&mut self) {
+        self.layouts += 1;
         self.ctrl = Vec::new();
         self.slots = Vec::new();
         self.meta = Vec::new();
@@ -358,6 +376,38 @@ impl<V> Dict<V> {
 
     pub fn num_buckets(&self) -> usize {
         self.ctrl.len()
+    }
+
+    /// How many times the buckets were laid out anew (see `layouts`).
+    #[inline]
+    pub fn layouts(&self) -> u64 {
+        self.layouts
+    }
+
+    /// The entry in bucket `i`, if it is full.
+    #[inline]
+    pub fn entry_at(&self, i: usize) -> Option<(&SmallBytes, &V)> {
+        self.slots.get(i)?.as_ref().map(|(k, v)| (k, v))
+    }
+
+    /// Where a change to `key` happens, if the buckets keep their layout through it: the
+    /// bucket of a present key (whose removal would not shrink or empty the table), or the one
+    /// an absent key would take (its insertion would not grow or rehash it); else `Relayout`.
+    pub fn change_site(&self, key: &[u8]) -> Site {
+        let hash = self.hash(key);
+        let n = self.ctrl.len();
+        match self.find(key, hash) {
+            Some(i) => {
+                let shrinks = self.len <= 1 || (self.len - 1 < n / 16 && n > 64);
+                if shrinks {
+                    Site::Relayout
+                } else {
+                    Site::Present(i)
+                }
+            }
+            None if n == 0 || self.len + self.deleted >= max_used(n) => Site::Relayout,
+            None => Site::Absent(self.free_bucket(hash)),
+        }
     }
 
     /// Visits entries from bucket `cursor` on until `visit` has been called `count` times or the

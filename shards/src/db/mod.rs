@@ -16,6 +16,7 @@ use crate::evict::{self, Policy};
 use crate::notify::{Event, Touch, class};
 use crate::rng::Rng;
 use crate::slot::{Slot, VShardId, VShardLayout, key_slot};
+use crate::snapshot::Capture;
 
 mod tunables;
 mod value;
@@ -38,6 +39,9 @@ pub struct VShard {
     /// participant has executed it (a participant that lost them, restarted or with a new
     /// leader, asks again): replicated state, in the snapshot.
     pub calvin_sent: std::collections::BTreeMap<u64, Vec<crate::calvin::exec::Read>>,
+    /// A snapshot being serialized while the vShard serves (`snapshot::capture`): every
+    /// change to a key goes through `cow` first.
+    pub capture: Option<Box<Capture>>,
 }
 
 impl VShard {
@@ -48,6 +52,37 @@ impl VShard {
             expires: Dict::default(),
             calvin_next: 0,
             calvin_sent: std::collections::BTreeMap::new(),
+            capture: None,
+        }
+    }
+
+    /// `key` is about to change (its value, its expiry, its insertion or removal): a capture
+    /// under way serializes it first if it has not yet (`Capture::before_change`).
+    #[inline]
+    pub fn cow(&mut self, key: &[u8]) {
+        if let Some(c) = self.capture.as_deref_mut() {
+            c.before_change(&self.keys, &self.expires, key);
+        }
+    }
+
+    /// Every key is about to go: a capture under way finishes its walk first.
+    pub fn cow_all(&mut self) {
+        if let Some(c) = self.capture.as_deref_mut() {
+            c.before_clear(&self.keys, &self.expires);
+        }
+    }
+
+    /// Starts a capture of the vShard as it is now (one under way is dropped).
+    pub fn begin_capture(&mut self, now_ms: u64, id: u64) {
+        self.capture = Some(Box::new(Capture::new(self, now_ms, id)));
+    }
+
+    /// Walks the capture under way on by about `budget` bytes (see `Capture::walk`); true
+    /// once every key is written; false with none under way.
+    pub fn capture_walk(&mut self, budget: usize) -> bool {
+        match self.capture.as_deref_mut() {
+            Some(c) => c.walk(&self.keys, &self.expires, budget),
+            None => false,
         }
     }
 
@@ -203,6 +238,7 @@ impl Db {
         }
         match t.expires.get(key) {
             Some(&at) if at <= now_ms => {
+                t.cow(key);
                 t.expires.remove(key);
                 t.keys.remove(key);
                 self.stats.expired_keys += 1;
@@ -304,7 +340,9 @@ impl Db {
     #[inline]
     pub fn get_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Value> {
         let (slot, i) = self.find_and_touch(key, now_ms)?;
-        Some(self.table_mut(slot).keys.at_mut(i))
+        let t = self.table_mut(slot);
+        t.cow(key);
+        Some(t.keys.at_mut(i))
     }
 
     /// Whether `key` is live, without counting a hit or miss.
@@ -331,6 +369,7 @@ impl Db {
             self.touched.push((key.to_vec(), Touch::Write));
         }
         let vs = table_in_mut(&mut self.vshards, self.layout, slot);
+        vs.cow(key);
         let (i, inserted) = vs.keys.index_or_insert_with(key, make);
         let m = if inserted {
             fresh_meta(&self.tunables, now_ms)
@@ -442,7 +481,9 @@ impl Db {
     pub fn set(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>, keep_ttl: bool) {
         let slot = key_slot(key);
         self.changed(key);
-        let (i, inserted) = self.table_mut(slot).keys.insert_at(key, value);
+        let t = self.table_mut(slot);
+        t.cow(key);
+        let (i, inserted) = t.keys.insert_at(key, value);
         self.stored(slot, key, i, inserted, expire_at_ms, keep_ttl);
     }
 
@@ -453,6 +494,7 @@ impl Db {
         let slot = key_slot(key);
         self.changed(key);
         let t = self.table_mut(slot);
+        t.cow(key);
         let (i, inserted) = t
             .keys
             .index_or_insert_with(key, || Value::Str(SmallBytes::new(bytes)));
@@ -508,6 +550,7 @@ impl Db {
             return None;
         }
         let t = self.table_mut(slot);
+        t.cow(key);
         let v = t.keys.remove(key)?;
         t.expires.remove(key);
         self.changed(key);
@@ -529,6 +572,7 @@ impl Db {
         let slot = key_slot(key);
         let meta = fresh_meta(&self.tunables, self.now_ms);
         let t = self.table_mut(slot);
+        t.cow(key);
         match entry {
             None => {
                 t.keys.remove(key);
@@ -566,14 +610,18 @@ impl Db {
         let slot = key_slot(key);
         self.watches.touch(key);
         self.note(key, Touch::Expire);
-        self.table_mut(slot).expires.insert(key, at_ms);
+        let t = self.table_mut(slot);
+        t.cow(key);
+        t.expires.insert(key, at_ms);
     }
 
     /// Removes the expiry of `key`; true if it had one.
     pub fn persist(&mut self, key: &[u8], now_ms: u64) -> bool {
         let slot = key_slot(key);
         self.expire_if_due(slot, key, now_ms);
-        let removed = self.table_mut(slot).expires.remove(key).is_some();
+        let t = self.table_mut(slot);
+        t.cow(key);
+        let removed = t.expires.remove(key).is_some();
         if removed {
             self.watches.touch(key);
             self.note(key, Touch::Persist);
@@ -734,6 +782,7 @@ impl Db {
         }
         let (_, key) = best?;
         let vs = table_in_mut(&mut self.vshards, self.layout, key_slot(&key));
+        vs.cow(&key);
         vs.keys.remove(&key);
         vs.expires.remove(&key);
         self.changed(&key);
@@ -746,6 +795,7 @@ impl Db {
     /// every WATCH is broken, as after FLUSHALL. Nothing if this `Db` does not own it.
     pub fn flush_vshard(&mut self, id: VShardId) {
         if let Some(Some(vs)) = self.vshards.get_mut(id.0 as usize) {
+            vs.cow_all();
             vs.keys.clear();
             vs.expires.clear();
             self.changed_all();
@@ -755,6 +805,7 @@ impl Db {
     /// Removes every key.
     pub fn flush(&mut self) {
         for vs in self.vshards.iter_mut().flatten() {
+            vs.cow_all();
             vs.keys.clear();
             vs.expires.clear();
         }
@@ -803,6 +854,7 @@ impl Db {
         for (v, keys) in due {
             let vs = self.vshards[v.0 as usize].as_mut().expect("scanned");
             for k in &keys {
+                vs.cow(k);
                 vs.expires.remove(k);
                 vs.keys.remove(k);
             }
