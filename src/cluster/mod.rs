@@ -279,11 +279,12 @@ pub struct Cluster {
 /// windows resent, copies restarted, chunks refused, lane connections on RDMA, copies that
 /// streamed from snapshot files, copies received that were decoded as they came, lane
 /// connections on QUIC, time lanes waited for `bulk-thread-share`, snapshot files replaced
-/// after failing a copy.
+/// after failing a copy; and the compactions' captures (`replica/capture.rs`): written whole,
+/// under way, and the longest step of their walks and writes.
 #[derive(Default)]
 pub struct BulkSlot(pub [AtomicU64; BULK_FIELDS]);
 
-pub const BULK_FIELDS: usize = 15;
+pub const BULK_FIELDS: usize = 18;
 /// INFO's names of `BulkSlot`'s fields, in order.
 pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_bytes_in",
@@ -301,18 +302,22 @@ pub const BULK_NAMES: [&str; BULK_FIELDS] = [
     "bulk_quic_lanes",
     "bulk_share_waited_ms",
     "bulk_snapshots_rewritten",
+    "snapshot_captures",
+    "snapshot_captures_running",
+    "snapshot_capture_step_max_us",
 ];
 
 impl Cluster {
-    /// `BULK_NAMES` as INFO lines, summed over the shard threads.
+    /// `BULK_NAMES` as INFO lines, summed over the shard threads (the largest of a `_max`).
     pub fn bulk_info(&self) -> String {
         let mut t = String::new();
         for (i, name) in BULK_NAMES.iter().enumerate() {
-            let v: u64 = self
-                .bulk
-                .iter()
-                .map(|s| s.0[i].load(Ordering::Relaxed))
-                .sum();
+            let each = self.bulk.iter().map(|s| s.0[i].load(Ordering::Relaxed));
+            let v: u64 = if name.contains("_max") {
+                each.max().unwrap_or(0)
+            } else {
+                each.sum()
+            };
             t.push_str(&format!("{name}:{v}\r\n"));
         }
         t

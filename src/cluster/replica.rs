@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 mod blocked;
 mod bulk;
 pub(crate) mod calvin;
+mod capture;
 mod direct;
 mod load;
 mod meta;
@@ -261,6 +262,8 @@ pub struct Replicas {
     direct: direct::Direct,
     /// Transactions across vShards (`calvin/`).
     calvin: calvin::Calvin,
+    /// Compactions of vShard groups being written from captures (`capture.rs`).
+    captures: capture::Captures,
 }
 
 impl Replicas {
@@ -448,7 +451,7 @@ impl Replicas {
 
     /// Folds group `g`'s applied entries into a snapshot of its vShard (stored first), so the
     /// log can drop them.
-    pub(super) fn compact(&mut self, db: &shardline_shards::db::Db, g: u32) {
+    pub(super) fn compact(&mut self, g: u32) {
         let applied = self.applied[g as usize];
         let Some(grp) = self.groups[g as usize].as_mut() else {
             return;
@@ -456,46 +459,22 @@ impl Replicas {
         if applied.index <= grp.snapshot_id().index {
             return;
         }
+        if self.capturing(g) {
+            return; // its file is being written
+        }
         if self.want_direct_cut(g) {
             // Its keyspace is ahead of what is applied: cut at the next step's start.
             return;
         }
-        let cut = if g == self.meta_g {
-            let Some(m) = &self.meta else { return };
-            let mut b = Vec::new();
-            m.encode(&mut b);
-            Cut::Mem(self.meta_state(&b))
-        } else {
-            match self.write_cut(db, g, applied) {
-                Some(cut) => cut,
-                None => return,
-            }
-        };
-        self.compact_at(g, applied, cut);
-    }
-
-    /// Group `g`'s vShard written to a snapshot file up to `last` (`write_compaction`); on an
-    /// error nothing is compacted (the log keeps its entries) and it is logged.
-    pub(super) fn write_cut(
-        &self,
-        db: &shardline_shards::db::Db,
-        g: u32,
-        last: LogId,
-    ) -> Option<Cut> {
-        let grp = self.groups[g as usize].as_ref()?;
-        let vs = db.vshard(VShardId(g as u16))?;
-        let conf = grp.membership_at(last.index)?;
-        let clock = self.clocks[g as usize];
-        match snapfile::write_compaction(&self.snap_dir, g, last, &conf, clock, vs) {
-            Ok((path, total)) => Some(Cut::Written { path, total, conf }),
-            Err(e) => {
-                tracing::error!(
-                    vshard = g,
-                    "cannot write a snapshot file: {e}; the log keeps its entries"
-                );
-                None
-            }
+        if g != self.meta_g {
+            // Written from a capture a piece per step (`capture.rs`), folded once whole.
+            return self.want_capture(g, capture::Purpose::Compact);
         }
+        let Some(m) = &self.meta else { return };
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        let cut = Cut::Mem(self.meta_state(&b));
+        self.compact_at(g, applied, cut);
     }
 
     /// Folds group `g`'s log up to `last` (applied) into the snapshot `cut`.
@@ -881,8 +860,8 @@ impl Shard {
 }
 
 /// A compaction's snapshot: bytes in memory (the metadata group's, small), or a vShard's
-/// written to a file of its own already (`snapfile::write_compaction`: never whole in
-/// memory), with the membership at its front.
+/// written to a file of its own already (`snapfile::CompactionFile`, from a capture: never
+/// whole in memory), with the membership at its front.
 pub(super) enum Cut {
     Mem(Vec<u8>),
     Written {

@@ -43,6 +43,8 @@ pub struct Capture {
     walked: bool,
     broken: bool,
     count: u64,
+    /// Keys written by their first change rather than by the walk.
+    changed_first: u64,
     out: W,
     /// The Calvin state at the start, written after the entries.
     tail: Vec<u8>,
@@ -55,6 +57,8 @@ pub struct Captured {
     pub tail: Vec<u8>,
     /// Keys written.
     pub count: u64,
+    /// Of them, keys written by their first change rather than by the walk.
+    pub changed_first: u64,
 }
 
 impl Capture {
@@ -74,6 +78,7 @@ impl Capture {
             walked: false,
             broken: false,
             count: 0,
+            changed_first: 0,
             out: W(Vec::new()),
             tail: tail.0,
         }
@@ -185,6 +190,7 @@ impl Capture {
                 if i >= self.cursor && !self.marked(i) {
                     self.emit_bucket(keys, expires, i);
                     self.mark(i);
+                    self.changed_first += 1;
                 }
             }
             Site::Absent(i) => {
@@ -208,6 +214,7 @@ impl Capture {
             header: header(self.vshard, self.count),
             tail: self.tail,
             count: self.count,
+            changed_first: self.changed_first,
         }
     }
 }

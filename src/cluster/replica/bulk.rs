@@ -175,6 +175,9 @@ impl Replicas {
             self.lane_io.quic_lanes,
             self.lane_io.share_waited_us / 1000,
             self.snapshots_rewritten,
+            self.captures.done,
+            self.captures.running() as u64,
+            self.captures.step_max_us,
         ];
         let slot = &self.c.bulk[self.shard];
         for (a, v) in slot.0.iter().zip(values) {
@@ -202,7 +205,7 @@ impl Replicas {
     /// index (the vShard is the snapshot's state then), put in place by the flush thread as a
     /// compaction's is. Nothing is done while a file of the group is on its way to disk (it
     /// replaces this one).
-    pub(super) fn rewrite_snapshot(&mut self, db: &shardline_shards::db::Db, g: u32) {
+    pub(super) fn rewrite_snapshot(&mut self, g: u32) {
         let Some(grp) = self.groups[g as usize].as_ref() else {
             return;
         };
@@ -222,31 +225,44 @@ impl Replicas {
             }
             return;
         }
-        if applied != id {
+        if applied == id && !self.capturing(g) {
+            self.want_capture(g, super::capture::Purpose::Rewrite { total });
+        }
+    }
+
+    /// The capture `rewrite_snapshot` wanted is written (`cut`, at `last`): in place of the
+    /// group's file if the group still offers that snapshot, of length `want`.
+    pub(super) fn rewritten(&mut self, g: u32, last: LogId, want: u64, cut: Cut) {
+        let Cut::Written { path, total, .. } = cut else {
+            return cut.discard();
+        };
+        let offered = self.groups[g as usize]
+            .as_ref()
+            .is_some_and(|grp| grp.snapshot_id() == last);
+        if !offered || self.file_pending(g) {
+            // A newer snapshot took its place meanwhile.
+            let _ = std::fs::remove_file(&path);
             return;
         }
-        let Some(Cut::Written { path, total: t, .. }) = self.write_cut(db, g, id) else {
-            return;
-        };
-        if t != total {
+        if total != want {
             // (The same state at the same index encodes to the same length: if not, the
             // file would not be the snapshot the group offers.)
             tracing::error!(
                 vshard = g,
-                "its snapshot written anew is {t} bytes, not the {total} offered: not used"
+                "its snapshot written anew is {total} bytes, not the {want} offered: not used"
             );
             let _ = std::fs::remove_file(&path);
             return;
         }
         tracing::warn!(
             vshard = g,
-            index = id.index,
+            index = last.index,
             "its snapshot file failed a base copy: written anew from the vShard"
         );
         self.snapshots_rewritten += 1;
         self.behind.push(SnapshotFile {
             group: g,
-            last: id,
+            last,
             blob: bytes::Bytes::new(),
             kind: SnapshotKind::Compacted,
             staged: Some(path),

@@ -392,7 +392,10 @@ impl Replicas {
         if self.direct.pre[g as usize].is_empty() {
             return false;
         }
-        if !self.direct.want_cut.contains(&g) && !self.direct.cuts.iter().any(|c| c.0 == g) {
+        if !self.direct.want_cut.contains(&g)
+            && !self.direct.cuts.iter().any(|c| c.0 == g)
+            && !self.capturing(g)
+        {
             self.direct.want_cut.push(g);
         }
         true
@@ -400,10 +403,10 @@ impl Replicas {
 
     /// At a step's start the keyspace of a direct group holds exactly its log: the snapshot
     /// of what compactions wait for is taken there.
-    pub(super) fn direct_cuts(&mut self, db: &Db) {
+    pub(super) fn direct_cuts(&mut self, db: &mut Db) {
         for g in std::mem::take(&mut self.direct.want_cut) {
-            if !self.is_direct(g) {
-                continue; // compacted the usual way once applied
+            if !self.is_direct(g) || self.capturing(g) {
+                continue; // compacted the usual way once applied; being written
             }
             let Some(grp) = self.groups[g as usize].as_ref() else {
                 continue;
@@ -412,10 +415,14 @@ impl Replicas {
                 term: grp.term(),
                 index: grp.last_index(),
             };
-            if let Some(cut) = self.write_cut(db, g, last) {
-                self.direct.cuts.push((g, last, cut));
-            }
+            // Its cut is folded once written and committed (`capture::captured`).
+            self.begin_capture(db, g, last, super::capture::Purpose::Compact);
         }
+    }
+
+    /// A direct group's cut at `last` is written: folded once committed and applied.
+    pub(super) fn direct_cut_written(&mut self, g: u32, last: LogId, cut: Cut) {
+        self.direct.cuts.push((g, last, cut));
     }
 
     /// The cuts whose entry is committed and applied now: folded into their groups' snapshots.

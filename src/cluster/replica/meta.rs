@@ -265,7 +265,7 @@ impl Replicas {
     /// dropped nodes from the group, and leaving ones once no vShard holds them and the voters
     /// that stay are enough; and
     /// proposes `Drained` for a leaving node no group holds a replica on any more.
-    pub(super) fn meta_duty(&mut self, db: &shardline_shards::db::Db, now: Instant) {
+    pub(super) fn meta_duty(&mut self, now: Instant) {
         let g = self.meta_g;
         let (Some(m), Some(grp)) = (&self.meta, self.groups[g as usize].as_mut()) else {
             return;
@@ -282,7 +282,7 @@ impl Replicas {
         // the metadata leader mid-join: the new leader sent entries from index 1, and the
         // joined node stopped on an entry it could not apply).
         if grp.snapshot_id().index == 0 {
-            return self.compact(db, g);
+            return self.compact(g);
         }
         let staying = |id: NodeId| m.node(id).is_some_and(|n| !n.leaving);
         let conf = grp.membership().clone();

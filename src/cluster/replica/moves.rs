@@ -175,11 +175,7 @@ impl Replicas {
     /// groups in place whose preferred leader is another live voter are handed over to it
     /// (once settled: `Group::transfer_leader`), so leaders spread as the placement does.
     /// `Err(Fatal::Left)` once this node, asked to leave, holds nothing more (thread 0).
-    pub(super) fn drive_moves(
-        &mut self,
-        db: &shardline_shards::db::Db,
-        now: Instant,
-    ) -> Result<(), Fatal> {
+    pub(super) fn drive_moves(&mut self, now: Instant) -> Result<(), Fatal> {
         if self.shard == 0 && self.left() {
             return Err(Fatal::Left);
         }
@@ -258,7 +254,7 @@ impl Replicas {
                     // write that into their blobs (found by the simulator: a replica made
                     // from such a blob elsewhere stood alone and led a stale log). So a
                     // leader that never compacted compacts first, as the metadata's does.
-                    self.compact(db, g);
+                    self.compact(g);
                     continue;
                 }
                 Some(ConfChange::AddLearner(_)) => catching_up += 1,

@@ -189,6 +189,7 @@ impl Replicas {
             pending: Pending::new(count),
             direct: direct::Direct::new(count),
             calvin: calvin::Calvin::default(),
+            captures: Default::default(),
             free_readies: Vec::new(),
             readies_buf: Vec::new(),
             dirty: Vec::new(),

@@ -4,6 +4,7 @@
 use shardline_shards::ids::NodeId;
 use shardline_shards::raft::LogId;
 use shardline_shards::slot::VShardId;
+use shardline_shards::snapshot;
 use std::path::{Path, PathBuf};
 
 pub(super) fn snap_path(dir: &Path, v: u32) -> PathBuf {
@@ -41,11 +42,108 @@ pub(super) fn snap_header(id: LogId, len: u64, crc: u32) -> [u8; SNAP_HEADER_BYT
     h
 }
 
-/// Writes group `v`'s snapshot up to `last` straight to a file of its own beside its place
-/// (`<v>.<index>.snap.new`; issue 19, step 3: never whole in memory): the header, the
-/// membership `conf`, the apply clock, then the vShard a megabyte at a time. Not synced: the
+/// Group `v`'s snapshot up to `last` being written to a file of its own beside its place
+/// (`<v>.<index>.snap.new`; issue 19, step 3: never whole in memory, and the vShard walked a
+/// piece at a time while it serves: `capture.rs`): the header, the membership `conf`, the
+/// apply clock, then the vShard's entries as they come, in any order; the snapshot's header
+/// (its key count known last) and both checksums are written at the end. Not synced: the
 /// flush thread syncs it and puts it in place (`place_snapshot`) before the log purges what
-/// it covers. The file and the blob's length.
+/// it covers.
+pub(super) struct CompactionFile {
+    path: PathBuf,
+    file: std::fs::File,
+    last: LogId,
+    /// The membership and clock in front of the vShard's snapshot, and their CRC32C.
+    front_len: u64,
+    front_crc: u32,
+    /// The CRC32C and length of what follows the snapshot's header.
+    rest_crc: u32,
+    rest_len: u64,
+}
+
+impl CompactionFile {
+    pub(super) fn create(
+        dir: &Path,
+        v: u32,
+        last: LogId,
+        conf: &shardline_shards::raft::Membership,
+        clock_us: u64,
+    ) -> std::io::Result<CompactionFile> {
+        use std::io::Write;
+        let path = dir.join(format!("{v:05}.{}.snap.new", last.index));
+        let mut file = std::fs::File::create(&path)?;
+        let front = shardline_shards::raft::conf::snapshot_blob(conf, &clock_us.to_le_bytes());
+        let placeholders = file
+            .write_all(&[0u8; SNAP_HEADER_BYTES])
+            .and_then(|()| file.write_all(&front))
+            .and_then(|()| file.write_all(&[0u8; snapshot::HEADER_BYTES]));
+        if let Err(e) = placeholders {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(CompactionFile {
+            path,
+            file,
+            last,
+            front_len: front.len() as u64,
+            front_crc: crc32c::crc32c(&front),
+            rest_crc: 0,
+            rest_len: 0,
+        })
+    }
+
+    /// Entries (or the tail) of the snapshot, after what came before.
+    pub(super) fn append(&mut self, b: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.rest_crc = crc32c::crc32c_append(self.rest_crc, b);
+        self.rest_len += b.len() as u64;
+        self.file.write_all(b)
+    }
+
+    /// Ends the file with the capture's tail and the checksums, and writes the headers in
+    /// their places: the file and the blob's length. On an error the file is removed.
+    pub(super) fn finish(mut self, whole: snapshot::Captured) -> std::io::Result<(PathBuf, u64)> {
+        use std::os::unix::fs::FileExt;
+        let res = (|| {
+            self.append(&whole.tail)?;
+            let head = &whole.header;
+            let combine = crc32c::crc32c_combine;
+            // The snapshot's own checksum: its header, then the rest.
+            let inner = combine(crc32c::crc32c(head), self.rest_crc, self.rest_len as usize);
+            let inner = inner.to_le_bytes();
+            std::io::Write::write_all(&mut self.file, &inner)?;
+            // The file's: the front, the snapshot's header, the rest, its checksum.
+            let with_head = combine(self.front_crc, crc32c::crc32c(head), head.len());
+            let outer = combine(
+                combine(with_head, self.rest_crc, self.rest_len as usize),
+                crc32c::crc32c(&inner),
+                4,
+            );
+            let total = self.front_len + head.len() as u64 + self.rest_len + 4;
+            let at = SNAP_HEADER_BYTES as u64 + self.front_len;
+            self.file.write_all_at(head, at)?;
+            self.file
+                .write_all_at(&snap_header(self.last, total, outer), 0)?;
+            Ok(total)
+        })();
+        match res {
+            Ok(total) => Ok((self.path, total)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Not finished: the file goes.
+    pub(super) fn discard(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Group `v`'s vShard written to a compaction file in one go (as a capture nothing changes
+/// meanwhile): the file and the blob's length.
+#[cfg(test)]
 pub(super) fn write_compaction(
     dir: &Path,
     v: u32,
@@ -54,30 +152,17 @@ pub(super) fn write_compaction(
     clock_us: u64,
     vs: &shardline_shards::db::VShard,
 ) -> std::io::Result<(PathBuf, u64)> {
-    use std::io::Write;
-    use std::os::unix::fs::FileExt;
-    let path = dir.join(format!("{v:05}.{}.snap.new", last.index));
-    let mut f = std::fs::File::create(&path)?;
-    let front = shardline_shards::raft::conf::snapshot_blob(conf, &clock_us.to_le_bytes());
-    f.write_all(&[0u8; SNAP_HEADER_BYTES])?;
-    f.write_all(&front)?;
-    let mut crc = crc32c::crc32c(&front);
-    let written = shardline_shards::snapshot::encode_to(vs, clock_us / 1000, 1 << 20, &mut |b| {
-        crc = crc32c::crc32c_append(crc, b);
-        f.write_all(b)
-    })
-    .and_then(|n| {
-        let total = front.len() as u64 + n;
-        f.write_all_at(&snap_header(last, total, crc), 0)?;
-        Ok(total)
-    });
-    match written {
-        Ok(total) => Ok((path, total)),
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            Err(e)
+    let mut f = CompactionFile::create(dir, v, last, conf, clock_us)?;
+    let mut c = snapshot::Capture::new(vs, clock_us / 1000, 0);
+    loop {
+        let done = c.walk(&vs.keys, &vs.expires, 1 << 16);
+        f.append(c.out())?;
+        c.out().clear();
+        if done {
+            break;
         }
     }
+    f.finish(c.finish())
 }
 
 /// Puts a snapshot file written elsewhere whole (`part`: a base copy received as it came,

@@ -443,11 +443,12 @@ impl Replicas {
                 .map(|g| (0, g as u32));
         }
         if let Some(g) = r.damaged_files.pop() {
-            r.rewrite_snapshot(db, g);
+            r.rewrite_snapshot(g);
         }
         if let Some(g) = r.to_compact.pop().or(longest.map(|(_, g)| g)) {
-            r.compact(db, g);
+            r.compact(g);
         }
+        r.advance_captures(db);
         if db.tunables.maxmemory > 0 || r.memory_published > 0 {
             r.publish_memory(db, db.tunables.maxmemory > 0);
         }
@@ -487,11 +488,11 @@ impl Replicas {
                 // Caught up: now the members it no longer names go (`publish_meta`).
                 meta::publish_meta(&c, m);
             }
-            r.meta_duty(db, now);
+            r.meta_duty(now);
         }
         if now >= r.moves_due {
             r.moves_due = now + moves::MOVES_PERIOD;
-            r.drive_moves(db, now)?;
+            r.drive_moves(now)?;
         }
         let mut readies = readies;
         for (_, mut ready) in readies.drain(..) {
@@ -532,9 +533,13 @@ pub async fn run(shard: std::rc::Rc<Shard>) {
     };
     loop {
         let work = std::future::poll_fn(|cx| shard.with_replicas(|r| r.poll_work(cx.waker())));
+        let pause = match shard.with_replicas(|r| r.captures.running()) {
+            0 => TICK,
+            _ => super::capture::CAPTURE_PAUSE,
+        };
         monoio::select! {
             _ = work => {},
-            _ = monoio::time::sleep(TICK) => {},
+            _ = monoio::time::sleep(pause) => {},
         }
         match flusher.behind_done() {
             Ok(done) => {

@@ -483,7 +483,7 @@ impl Sim {
         self.restart_everything();
         let elections: usize = self.leaders.iter().map(BTreeMap::len).sum();
         eprintln!(
-            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}, connection resets: {}, power cuts: {}, snapshot files written behind: {} (lost to crashes: {}), bulk lane bytes: {} (copies installed as they were decoded: {})",
+            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}, connection resets: {}, power cuts: {}, snapshot files written behind: {} (lost to crashes: {}), bulk lane bytes: {} (copies installed as they were decoded: {}), compactions from captures: {} (steps with one under way: {})",
             self.seed,
             self.now_ms,
             self.acked,
@@ -498,7 +498,9 @@ impl Sim {
             self.behind_written,
             self.behind_lost,
             self.lane_bytes_sent,
-            self.streamed_in
+            self.streamed_in,
+            self.captures,
+            self.capture_steps
         );
         // A quorum was there all along: the clients got work done.
         assert!(

@@ -319,6 +319,9 @@ struct Sim {
     lane_bytes_sent: u64,
     /// Base copies installed as they were decoded on arrival (`staging.rs`).
     streamed_in: u64,
+    /// Compactions written from captures, and the steps that ended with one under way.
+    pub(super) captures: u64,
+    pub(super) capture_steps: u64,
     /// Membership changes to make, each at its time (ms), one at a time.
     admin_queue: VecDeque<(u64, Admin)>,
     admin: Option<AdminState>,
@@ -406,6 +409,8 @@ impl Sim {
             lane_net: mem::Net::default(),
             lane_bytes_sent: 0,
             streamed_in: 0,
+            captures: 0,
+            capture_steps: 0,
             admin_queue: VecDeque::new(),
             admin: None,
             next_admin: ADMIN_TOKEN,
@@ -510,6 +515,10 @@ impl Sim {
                 period: Duration::from_millis(500),
                 max_open: 2,
             };
+            // Captures of a few dozen bytes a step, each ending at its fourth step: every
+            // compaction's walk spans steps, with writes, crashes and installs in between.
+            r.captures.step_bytes = 64;
+            r.captures.fixed_steps = Some(4);
             th.r = Some(r);
             th.last_step_ms = now_ms;
         }
@@ -754,7 +763,10 @@ impl Sim {
             }
         }
         r.log = Some(log);
+        let captured = r.captures.done;
         let res = r.finish_step(&mut n.db, now.mono, step.readies);
+        self.captures += r.captures.done - captured;
+        self.capture_steps += (r.captures.running() > 0) as u64;
         r.undirect();
         self.direct_entries += std::mem::take(&mut r.direct.appended);
         match res {
