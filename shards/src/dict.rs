@@ -52,18 +52,6 @@ fn max_used(buckets: usize) -> usize {
     buckets - buckets / 8
 }
 
-/// Where a change to a key happens in a table whose layout holds (`Dict::change_site`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Site {
-    /// The key is in this bucket.
-    Present(usize),
-    /// The key is absent; inserted, it would go in this bucket.
-    Absent(usize),
-    /// The change may lay the buckets out anew (an insertion that grows or rehashes the
-    /// table, a removal that shrinks or empties it).
-    Relayout,
-}
-
 #[derive(Clone)]
 pub struct Dict<V> {
     ctrl: Vec<u8>,
@@ -75,8 +63,13 @@ pub struct Dict<V> {
     len: usize,
     deleted: usize,
     /// Times the buckets were laid out anew (a resize, a rehash, a clear): a snapshot capture
-    /// (`snapshot::capture`) knows entries by bucket and must see no layout change under it.
+    /// (`snapshot::capture`) that walks the buckets starts its walk over after one.
     layouts: u64,
+    /// One bit per bucket once `reset_marks` was called (empty before): the snapshot capture
+    /// under way has written the entry there (`snapshot::capture`). A new entry is marked (it
+    /// is not of the capture's point); the bit moves with its entry when the table is laid
+    /// out anew, so a capture survives resizes.
+    marks: Vec<u64>,
     hasher: Hasher,
 }
 
@@ -90,6 +83,7 @@ impl<V> Default for Dict<V> {
             len: 0,
             deleted: 0,
             layouts: 0,
+            marks: Vec::new(),
             hasher: Hasher::default(),
         }
     }
@@ -255,6 +249,10 @@ impl<V> Dict<V> {
         self.layouts += 1;
         let old = std::mem::take(&mut self.slots);
         let old_meta = std::mem::take(&mut self.meta);
+        let old_marks = std::mem::take(&mut self.marks);
+        if !old_marks.is_empty() {
+            self.marks = vec![0; buckets.div_ceil(64)];
+        }
         self.ctrl = vec![EMPTY; buckets];
         self.slots = (0..buckets).map(|_| None).collect();
         if self.track_meta {
@@ -270,6 +268,12 @@ impl<V> Dict<V> {
             if let Some(&m) = old_meta.get(j) {
                 self.meta[i] = m;
             }
+            if old_marks
+                .get(j / 64)
+                .is_some_and(|w| w & (1 << (j % 64)) != 0)
+            {
+                self.set_mark(i);
+            }
         }
     }
 
@@ -282,6 +286,7 @@ impl<V> Dict<V> {
         self.ctrl[i] = tag(hash);
         self.slots[i] = Some((SmallBytes::new(key), value));
         self.set_meta(i, 0);
+        self.set_mark(i);
         self.len += 1;
         i
     }
@@ -363,6 +368,7 @@ impl<V> Dict<V> {
 
     pub fn clear(&mut self) {
         self.layouts += 1;
+        self.marks = Vec::new();
         self.ctrl = Vec::new();
         self.slots = Vec::new();
         self.meta = Vec::new();
@@ -390,23 +396,25 @@ impl<V> Dict<V> {
         self.slots.get(i)?.as_ref().map(|(k, v)| (k, v))
     }
 
-    /// Where a change to `key` happens, if the buckets keep their layout through it: the
-    /// bucket of a present key (whose removal would not shrink or empty the table), or the one
-    /// an absent key would take (its insertion would not grow or rehash it); else `Relayout`.
-    pub fn change_site(&self, key: &[u8]) -> Site {
-        let hash = self.hash(key);
-        let n = self.ctrl.len();
-        match self.find(key, hash) {
-            Some(i) => {
-                let shrinks = self.len <= 1 || (self.len - 1 < n / 16 && n > 64);
-                if shrinks {
-                    Site::Relayout
-                } else {
-                    Site::Present(i)
-                }
-            }
-            None if n == 0 || self.len + self.deleted >= max_used(n) => Site::Relayout,
-            None => Site::Absent(self.free_bucket(hash)),
+    /// Clears every entry's capture mark (and keeps them from now on: see `marks`).
+    pub fn reset_marks(&mut self) {
+        self.marks.clear();
+        self.marks.resize(self.ctrl.len().div_ceil(64).max(1), 0);
+    }
+
+    /// Whether the entry in bucket `i` is marked.
+    #[inline]
+    pub fn marked(&self, i: usize) -> bool {
+        self.marks
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Marks the entry in bucket `i` (kept through resizes, moving with the entry).
+    #[inline]
+    pub fn set_mark(&mut self, i: usize) {
+        if let Some(w) = self.marks.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
         }
     }
 

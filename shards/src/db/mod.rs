@@ -61,19 +61,20 @@ impl VShard {
     #[inline]
     pub fn cow(&mut self, key: &[u8]) {
         if let Some(c) = self.capture.as_deref_mut() {
-            c.before_change(&self.keys, &self.expires, key);
+            c.before_change(&mut self.keys, &self.expires, key);
         }
     }
 
-    /// Every key is about to go: a capture under way finishes its walk first.
+    /// Every key is about to go: a capture under way keeps the tables (`Capture::before_clear`).
     pub fn cow_all(&mut self) {
         if let Some(c) = self.capture.as_deref_mut() {
-            c.before_clear(&self.keys, &self.expires);
+            c.before_clear(&mut self.keys, &mut self.expires);
         }
     }
 
     /// Starts a capture of the vShard as it is now (one under way is dropped).
     pub fn begin_capture(&mut self, now_ms: u64, id: u64) {
+        self.keys.reset_marks();
         self.capture = Some(Box::new(Capture::new(self, now_ms, id)));
     }
 
@@ -81,7 +82,7 @@ impl VShard {
     /// once every key is written; false with none under way.
     pub fn capture_walk(&mut self, budget: usize) -> bool {
         match self.capture.as_deref_mut() {
-            Some(c) => c.walk(&self.keys, &self.expires, budget),
+            Some(c) => c.walk(&mut self.keys, &self.expires, budget),
             None => false,
         }
     }

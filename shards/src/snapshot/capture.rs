@@ -1,29 +1,29 @@
 //! `Capture`: a vShard's snapshot as it was at one point, serialized a piece at a time while
-//! the vShard keeps serving (issue 19, step 3; Dragonfly's snapshotting, by bucket). A
+//! the vShard keeps serving (issue 19, step 3; Dragonfly's snapshotting, by entry). A
 //! compaction of a vShard of gigabytes no longer stops its shard thread for the whole walk.
 //!
-//! The capture walks the key table's buckets in order from a cursor. Every change to a key
-//! (its value, its expiry, its insertion or removal) calls [`Capture::before_change`] first
-//! (`VShard::cow`, from each of `Db`'s changing paths): a key in a bucket the walk has not
-//! passed is serialized there and then, as it still is, and its bucket is marked so the walk
-//! passes over it; the bucket a new key is about to take is marked too (its content is not
-//! of the snapshot's point). So every key live at the start is written exactly once, as it
-//! was at the start: by the walk if nothing touched it first, else by its first change. The
-//! entries come in another order than a plain walk's; the format does not care (each entry
-//! is self-delimiting, the key count and the checksums are written once the count is known).
+//! The capture walks the key table's buckets in order and marks each entry it writes (a bit
+//! per bucket in the table, `Dict::marks`, cleared when the capture starts). Every change to
+//! a key (its value, its expiry, its removal) calls [`Capture::before_change`] first
+//! (`VShard::cow`, from each of `Db`'s changing paths): an unmarked key is written there and
+//! then, as it still is, and marked. A key inserted meanwhile is marked as it is inserted (it
+//! is not of the snapshot's point). So every key live at the start is written exactly once,
+//! as it was at the start: by the walk if nothing touched it first, else by its first
+//! change. The entries come in another order than a plain walk's; the format does not care
+//! (each entry is self-delimiting; the key count and the checksums are written once known).
 //!
-//! The marks hold only while the buckets keep their layout. A change that would lay them out
-//! anew (the table growing, shrinking, rehashed or cleared) first finishes the walk in one go:
-//! the one pause left, taken at most once per capture, and no longer than the resize it comes
-//! with. As a safety net, a capture that finds the layout changed under it anyway is
-//! [`Capture::broken`], and its bytes must not be used.
+//! The marks move with their entries when the table is laid out anew (it grows, shrinks or
+//! is rehashed): the walk then starts over from the first bucket of the new layout, passing
+//! over marked entries (a check of a bit each). A flush of the vShard hands the capture the
+//! tables it had (`before_clear`), which it walks to their end while the vShard starts anew:
+//! no pause and no copy in either case.
 //!
-//! Memory: the marks (one bit per bucket) and what the owner has not drained from `out`
-//! (the walk's pieces and the keys changes serialized since).
+//! Memory: one bit per bucket, and what the owner has not drained from `out` (the walk's
+//! pieces and the keys changes wrote since).
 
 use super::{HEADER_BYTES, MAGIC, VERSION, W, tail_into, value_into};
 use crate::db::{VShard, Value};
-use crate::dict::{Dict, Site};
+use crate::dict::Dict;
 use crate::slot::VShardId;
 
 /// A snapshot of one vShard being serialized (see the module documentation).
@@ -32,16 +32,14 @@ pub struct Capture {
     vshard: VShardId,
     /// Keys whose expiry is at or before this (Unix ms) are not live: not written.
     now_ms: u64,
-    /// Buckets below it are done.
+    /// The next bucket to look at, in the layout `layouts` names.
     cursor: usize,
-    buckets: usize,
-    /// The key table's `Dict::layouts` at the start.
     layouts: u64,
-    /// One bit per bucket at or past the cursor that the walk must pass over; empty until
-    /// the first one.
-    marks: Vec<u64>,
+    /// Walks started over because the table was laid out anew.
+    rewalks: u32,
+    /// The vShard's tables as a flush found them: walked to their end in its place.
+    frozen: Option<Box<(Dict<Value>, Dict<u64>)>>,
     walked: bool,
-    broken: bool,
     count: u64,
     /// Keys written by their first change rather than by the walk.
     changed_first: u64,
@@ -59,11 +57,14 @@ pub struct Captured {
     pub count: u64,
     /// Of them, keys written by their first change rather than by the walk.
     pub changed_first: u64,
+    /// Walks started over because the table was laid out anew.
+    pub rewalks: u32,
 }
 
 impl Capture {
-    /// A capture of `vs` as it is now, keys live at `now_ms`. `id` is the owner's, to know
-    /// its capture from a later one.
+    /// A capture of `vs` as it is now, keys live at `now_ms`, whose walk reads and sets the
+    /// table's marks (`VShard::begin_capture` clears them first). `id` is the owner's, to
+    /// know its capture from a later one.
     pub fn new(vs: &VShard, now_ms: u64, id: u64) -> Capture {
         let mut tail = W(Vec::new());
         tail_into(&mut tail, vs);
@@ -72,11 +73,10 @@ impl Capture {
             vshard: vs.id,
             now_ms,
             cursor: 0,
-            buckets: vs.keys.num_buckets(),
             layouts: vs.keys.layouts(),
-            marks: Vec::new(),
+            rewalks: 0,
+            frozen: None,
             walked: false,
-            broken: false,
             count: 0,
             changed_first: 0,
             out: W(Vec::new()),
@@ -93,35 +93,9 @@ impl Capture {
         self.walked
     }
 
-    /// The key table was laid out anew under an unfinished walk: entries may be missing or
-    /// twice, and the capture must be dropped.
-    pub fn broken(&self) -> bool {
-        self.broken
-    }
-
     /// Serialized entries not yet taken: the owner writes them out and clears it.
     pub fn out(&mut self) -> &mut Vec<u8> {
         &mut self.out.0
-    }
-
-    /// The walk's position, in buckets, and the table's size at the start.
-    pub fn progress(&self) -> (usize, usize) {
-        (self.cursor, self.buckets)
-    }
-
-    fn marked(&self, i: usize) -> bool {
-        self.marks
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    fn mark(&mut self, i: usize) {
-        if self.marks.is_empty() {
-            self.marks = vec![0; self.buckets.div_ceil(64)];
-        }
-        if let Some(w) = self.marks.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
-        }
     }
 
     /// Writes an entry as the format has it, if the key was live at the start.
@@ -143,80 +117,133 @@ impl Capture {
     }
 
     /// Walks on until about `budget` more bytes are in `out` (or `budget / 8` buckets were
-    /// looked at, for a table mostly empty or already passed); true once every key is written.
-    /// `keys` and `expires` must be the captured vShard's.
-    pub fn walk(&mut self, keys: &Dict<Value>, expires: &Dict<u64>, budget: usize) -> bool {
-        if self.walked || self.broken {
-            return self.walked;
+    /// looked at, for a table mostly empty or already written); true once every key is
+    /// written. `keys` and `expires` must be the captured vShard's.
+    pub fn walk(&mut self, keys: &mut Dict<Value>, expires: &Dict<u64>, budget: usize) -> bool {
+        if self.walked {
+            return true;
+        }
+        if let Some(mut f) = self.frozen.take() {
+            let done = self.walk_table(&mut f.0, &f.1, budget, true);
+            if !done {
+                self.frozen = Some(f);
+            }
+            return done;
         }
         if keys.layouts() != self.layouts {
-            self.broken = true;
-            return false;
+            // Laid out anew: the marks moved with their entries; walk the new layout.
+            self.layouts = keys.layouts();
+            self.cursor = 0;
+            self.rewalks += 1;
+        }
+        self.walk_table(keys, expires, budget, true)
+    }
+
+    /// `walk` of a vShard that does not change meanwhile, marks neither read nor set
+    /// (`encode_to`).
+    pub fn walk_unchanging(&mut self, vs: &VShard, budget: usize) -> bool {
+        let mut keys = &vs.keys;
+        self.walk_table(&mut keys, &vs.expires, budget, false)
+    }
+
+    fn walk_table<K: Keys>(
+        &mut self,
+        keys: &mut K,
+        expires: &Dict<u64>,
+        budget: usize,
+        marks: bool,
+    ) -> bool {
+        if self.walked {
+            return true;
         }
         let stop_at = self.out.0.len().saturating_add(budget);
-        let end = self
-            .buckets
-            .min(self.cursor.saturating_add((budget / 8).max(64)));
+        let buckets = keys.table().num_buckets();
+        let end = buckets.min(self.cursor.saturating_add((budget / 8).max(64)));
         while self.cursor < end && self.out.0.len() < stop_at {
             let i = self.cursor;
             self.cursor += 1;
-            if !self.marked(i) {
-                self.emit_bucket(keys, expires, i);
+            if marks && keys.table().marked(i) {
+                continue;
+            }
+            self.emit_bucket(keys.table(), expires, i);
+            if marks {
+                keys.mark(i);
             }
         }
-        if self.cursor >= self.buckets {
+        if self.cursor >= buckets {
             self.walked = true;
-            self.marks = Vec::new();
+            self.frozen = None;
         }
         self.walked
     }
 
-    /// `key` of the captured vShard is about to change (any change: value, expiry, insertion,
-    /// removal). `keys` and `expires` must be the vShard's, as they are before the change.
-    pub fn before_change(&mut self, keys: &Dict<Value>, expires: &Dict<u64>, key: &[u8]) {
-        if self.walked || self.broken {
+    /// `key` of the captured vShard is about to change (its value, its expiry, its removal;
+    /// an insertion needs nothing). `keys` and `expires` must be the vShard's, as they are
+    /// before the change.
+    pub fn before_change(&mut self, keys: &mut Dict<Value>, expires: &Dict<u64>, key: &[u8]) {
+        if self.walked || self.frozen.is_some() {
             return;
         }
-        if keys.layouts() != self.layouts {
-            self.broken = true;
-            return;
-        }
-        match keys.change_site(key) {
-            // The buckets may be laid out anew: the rest of the walk now, while they hold.
-            Site::Relayout => {
-                self.walk(keys, expires, usize::MAX);
-            }
-            Site::Present(i) => {
-                if i >= self.cursor && !self.marked(i) {
-                    self.emit_bucket(keys, expires, i);
-                    self.mark(i);
-                    self.changed_first += 1;
-                }
-            }
-            Site::Absent(i) => {
-                if i >= self.cursor {
-                    self.mark(i);
-                }
-            }
+        if let Some(i) = keys.index_of(key)
+            && !keys.marked(i)
+        {
+            self.emit_bucket(keys, expires, i);
+            keys.set_mark(i);
+            self.changed_first += 1;
         }
     }
 
-    /// Every key of the vShard is about to go (a flush): the rest of the walk now.
-    pub fn before_clear(&mut self, keys: &Dict<Value>, expires: &Dict<u64>) {
-        self.walk(keys, expires, usize::MAX);
+    /// Every key of the vShard is about to go (a flush): the capture keeps the tables as they
+    /// are and walks them on in their place; the vShard gets empty ones.
+    pub fn before_clear(&mut self, keys: &mut Dict<Value>, expires: &mut Dict<u64>) {
+        if self.walked || self.frozen.is_some() {
+            return;
+        }
+        if keys.layouts() != self.layouts {
+            self.layouts = keys.layouts();
+            self.cursor = 0;
+            self.rewalks += 1;
+        }
+        let k = std::mem::replace(keys, Dict::with_meta());
+        let e = std::mem::take(expires);
+        self.frozen = Some(Box::new((k, e)));
     }
 
     /// The header and tail of a walked capture; what `out` still holds is the owner's to
     /// write before the tail.
     pub fn finish(self) -> Captured {
-        debug_assert!(self.walked && !self.broken);
+        debug_assert!(self.walked);
         Captured {
             header: header(self.vshard, self.count),
             tail: self.tail,
             count: self.count,
             changed_first: self.changed_first,
+            rewalks: self.rewalks,
         }
     }
+}
+
+/// The key table a walk reads, and marks if it may (`Capture::walk_unchanging` walks a
+/// shared one).
+trait Keys {
+    fn table(&self) -> &Dict<Value>;
+    fn mark(&mut self, i: usize);
+}
+
+impl Keys for Dict<Value> {
+    fn table(&self) -> &Dict<Value> {
+        self
+    }
+    fn mark(&mut self, i: usize) {
+        self.set_mark(i)
+    }
+}
+
+impl Keys for &Dict<Value> {
+    fn table(&self) -> &Dict<Value> {
+        self
+    }
+    fn mark(&mut self, _: usize) {}
 }
 
 /// A snapshot's header: magic, version, vShard, key count.

@@ -94,7 +94,7 @@ pub fn encode_to(
     flush(&capture::header(vs.id, count))?;
     let mut c = Capture::new(vs, now_ms, 0);
     loop {
-        let done = c.walk(&vs.keys, &vs.expires, piece);
+        let done = c.walk_unchanging(vs, piece);
         if done || c.out().len() >= piece {
             flush(c.out())?;
             c.out().clear();

@@ -180,13 +180,8 @@ impl Replicas {
                 None => vs.capture_walk(budget),
             };
             let cap = vs.capture.as_deref_mut().expect("checked");
-            let res = if cap.broken() {
-                Err("the vShard's table was laid out anew under the walk".to_string())
-            } else {
-                let r = c.file.append(cap.out()).map_err(|e| e.to_string());
-                cap.out().clear();
-                r
-            };
+            let res = c.file.append(cap.out());
+            cap.out().clear();
             if let Err(e) = res {
                 tracing::error!(
                     vshard = c.g,
@@ -208,6 +203,7 @@ impl Replicas {
                 steps = c.steps,
                 keys = whole.count,
                 changed_first = whole.changed_first,
+                rewalks = whole.rewalks,
                 ms = c.began.elapsed().as_millis() as u64,
                 "compaction written from a capture"
             );

@@ -155,7 +155,7 @@ pub(super) fn write_compaction(
     let mut f = CompactionFile::create(dir, v, last, conf, clock_us)?;
     let mut c = snapshot::Capture::new(vs, clock_us / 1000, 0);
     loop {
-        let done = c.walk(&vs.keys, &vs.expires, 1 << 16);
+        let done = c.walk_unchanging(vs, 1 << 16);
         f.append(c.out())?;
         c.out().clear();
         if done {
