@@ -368,7 +368,12 @@ impl<V> Dict<V> {
 
     pub fn clear(&mut self) {
         self.layouts += 1;
-        self.marks = Vec::new();
+        // Kept on if it was: what a capture under way sees inserted next must be marked.
+        self.marks = if self.marks.is_empty() {
+            Vec::new()
+        } else {
+            vec![0]
+        };
         self.ctrl = Vec::new();
         self.slots = Vec::new();
         self.meta = Vec::new();

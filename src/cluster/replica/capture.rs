@@ -76,13 +76,17 @@ impl Captures {
     pub(super) fn running(&self) -> usize {
         self.running.len()
     }
+
+    /// Whether a capture of group `g` is wanted or under way.
+    pub(super) fn has(&self, g: u32) -> bool {
+        self.wanted.iter().any(|w| w.0 == g) || self.running.iter().any(|c| c.g == g)
+    }
 }
 
 impl Replicas {
     /// Whether a capture of group `g` is wanted or under way.
     pub(super) fn capturing(&self, g: u32) -> bool {
-        self.captures.wanted.iter().any(|w| w.0 == g)
-            || self.captures.running.iter().any(|c| c.g == g)
+        self.captures.has(g)
     }
 
     /// A capture of group `g`'s vShard for `purpose`, begun at the step's end (`advance_captures`).

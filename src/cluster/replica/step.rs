@@ -432,13 +432,16 @@ impl Replicas {
                 c.set_replicas(VShardId(*g as u16), voters);
             }
             let len = grp.log().len();
-            if len > COMPACT_ENTRIES && longest.is_none_or(|(l, _)| len > l) {
+            // (A group whose compaction is being written is passed over: others take turns.)
+            if len > COMPACT_ENTRIES && longest.is_none_or(|(l, _)| len > l) && !r.captures.has(*g)
+            {
                 longest = Some((len, *g));
             }
         }
         if longest.is_none() && r.log_bytes_total > r.log_budget(db.tunables.maxmemory) {
             // Over the thread's memory budget for logs: the largest one.
             longest = (0..r.log_bytes.len())
+                .filter(|&g| !r.captures.has(g as u32))
                 .max_by_key(|&g| r.log_bytes[g])
                 .map(|g| (0, g as u32));
         }

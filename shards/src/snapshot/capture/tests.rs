@@ -269,3 +269,36 @@ fn a_capture_survives_resizes_and_a_flush_of_its_table() {
     assert_eq!(entries(&back), want);
     assert_eq!(vs.keys.len(), 1);
 }
+
+/// The last key of a table removed under a capture (the table is cleared) and new keys put
+/// in before the walk's next piece: the capture writes the old key only.
+#[test]
+fn a_table_emptied_and_refilled_under_a_capture_adds_nothing_to_it() {
+    let t = Tunables::default();
+    let mut vs = VShard::new(VShardId(2));
+    vs.keys
+        .insert(b"only", Value::Str(crate::bytes::SmallBytes::new(b"was")));
+    vs.begin_capture(0, 1);
+    vs.cow(b"only");
+    vs.keys.remove(b"only");
+    for i in 0..50 {
+        let k = format!("later{i}");
+        vs.cow(k.as_bytes());
+        let v = Value::Str(crate::bytes::SmallBytes::new(b"new"));
+        vs.keys.insert(k.as_bytes(), v);
+    }
+    let mut out = Vec::new();
+    loop {
+        let done = vs.capture_walk(16);
+        let c = vs.capture.as_deref_mut().unwrap();
+        out.extend_from_slice(c.out());
+        c.out().clear();
+        if done {
+            break;
+        }
+    }
+    let whole = vs.capture.take().unwrap().finish();
+    let back = super::super::decode(&assemble(whole, &out), &t).unwrap();
+    assert_eq!(back.keys.len(), 1);
+    assert!(back.keys.get(b"only").is_some());
+}
