@@ -22,6 +22,7 @@ def say(s=""):
 BENCH = os.path.join(ROOT, "target/release/shardline-bench")
 RATE = int(os.environ.get("RATE", "4000"))
 WRITES = int(os.environ.get("WRITES", "10000"))
+BGSAVE_EVERY = float(os.environ.get("BGSAVE_EVERY", "2"))
 
 
 def bench(port, *args):
@@ -30,11 +31,18 @@ def bench(port, *args):
 
 
 def run_once(binary):
+    """One run against `binary`, or against redis-server (`binary` None) made to BGSAVE every
+    `BGSAVE_EVERY` seconds, Redis's way of writing a snapshot while serving (a fork)."""
     d = tempfile.mkdtemp(prefix="sl-compact-")
     port = 7701
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--cores", "0", "--data-dir", d, "--raft-log-memory-bytes", LOG_BYTES,
-         "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if binary:
+        cmd = [binary, "--port", str(port), "--cores", "0", "--data-dir", d, "--raft-log-memory-bytes",
+               LOG_BYTES, "--log-level", "warn"]
+    else:
+        cmd = ["taskset", "-c", "0", "redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+               "--dir", d, "--logfile", ""]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saver = None
     try:
         wait(lambda: "PONG" in cli(port, "ping"), 30, "the server")
         keys = SIZE_MB * (1 << 20) // VALUE
@@ -50,31 +58,45 @@ def run_once(binary):
                    "--json", j)
         wr = bench(port, *big, "--rate", str(WRITES), "--connections", "4", "--duration", str(SECONDS),
                    "--json", os.path.join(d, "writer.json"))
+        if not binary:
+            saver = subprocess.Popen(["bash", "-c", f"for i in $(seq {int(SECONDS / BGSAVE_EVERY)}); do "
+                                      f"sleep {BGSAVE_EVERY}; redis-cli -p {port} bgsave >/dev/null; done"])
         rd.wait()
         wr.wait()
         x = json.load(open(j))
         w = json.load(open(os.path.join(d, "writer.json")))
-        info = r.info("cluster")
-        caps = "-" if before is None else str(info["snapshot_captures"] - before)
+        info = r.info("cluster") if binary else r.info("persistence")
+        if binary:
+            caps = "-" if before is None else str(info["snapshot_captures"] - before)
+        else:
+            caps = f"{int(SECONDS / BGSAVE_EVERY)} BGSAVE (fork {r.info('stats')['latest_fork_usec']} us)"
         return {
             "p50": x["p50_us"] / 1e3, "p99": x["p99_us"] / 1e3, "p999": x["p999_us"] / 1e3,
             "max": x["max_us"] / 1e3, "reads": x["throughput"], "writes": w["throughput"],
             "captures": caps, "step_us": info.get("snapshot_capture_step_max_us", "-"),
         }
     finally:
+        if saver:
+            saver.kill()
         proc.kill()
         proc.wait()
         shutil.rmtree(d, ignore_errors=True)
 
 
+def redis_version():
+    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    return next((w.split("=")[1] for w in out.split() if w.startswith("v=")), "?")
+
+
 def main():
-    builds = [("this build", NEW)] + ([("old build", OLD)] if OLD else [])
+    builds = [("this build", NEW)] + ([("old build", OLD)] if OLD else []) + [("redis-server", None)]
     say(f"## Compactions of a {SIZE_MB} MB vShard under load ({time.strftime('%Y-%m-%d %H:%M')})")
     say(f"one node on core 0 (`--raft-log-memory-bytes {LOG_BYTES}`), shardline-bench on core 1: a reader "
         f"GETs 100-byte keys of other vShards open loop at {RATE}/s over 8 connections (latency from the "
         f"intended send time); a writer overwrites the large vShard's {VALUE}-byte values open loop at "
         f"{WRITES}/s over 4 connections (its log compacts every {LOG_BYTES}); {SECONDS:.0f} s per run, builds alternated, "
-        f"{REPEATS} runs each")
+        f"{REPEATS} runs each; redis-server {redis_version()} on core 0 under the same load, BGSAVE every "
+        f"{BGSAVE_EVERY:.0f} s (its snapshot: a forked child writes it, on whichever core is free)")
     say()
     say("| build | run | reader p50 ms | p99 ms | p99.9 ms | max ms | reads/s | writes/s | captures | longest capture step us |")
     say("|---|---|---|---|---|---|---|---|---|---|")
