@@ -256,5 +256,6 @@ pub fn header(vshard: VShardId, count: u64) -> [u8; HEADER_BYTES] {
     h
 }
 
+pub mod check;
 #[cfg(test)]
 mod tests;
