@@ -46,6 +46,12 @@ fn next(i: usize, buckets: usize) -> usize {
     if i + 1 == buckets { 0 } else { i + 1 }
 }
 
+/// Bit `i` of a bitset (false past its end).
+#[inline]
+fn bit(words: &[u64], i: usize) -> bool {
+    words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
 /// Buckets in use (full or deleted) may not pass 7/8 of the capacity.
 #[inline]
 fn max_used(buckets: usize) -> usize {
@@ -268,10 +274,7 @@ impl<V> Dict<V> {
             if let Some(&m) = old_meta.get(j) {
                 self.meta[i] = m;
             }
-            if old_marks
-                .get(j / 64)
-                .is_some_and(|w| w & (1 << (j % 64)) != 0)
-            {
+            if bit(&old_marks, j) {
                 self.set_mark(i);
             }
         }
@@ -410,9 +413,7 @@ impl<V> Dict<V> {
     /// Whether the entry in bucket `i` is marked.
     #[inline]
     pub fn marked(&self, i: usize) -> bool {
-        self.marks
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        bit(&self.marks, i)
     }
 
     /// Marks the entry in bucket `i` (kept through resizes, moving with the entry).

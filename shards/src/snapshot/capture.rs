@@ -88,11 +88,6 @@ impl Capture {
         self.id
     }
 
-    /// Every key is written (to `out`, for the owner to drain).
-    pub fn walked(&self) -> bool {
-        self.walked
-    }
-
     /// Serialized entries not yet taken: the owner writes them out and clears it.
     pub fn out(&mut self) -> &mut Vec<u8> {
         &mut self.out.0
@@ -124,35 +119,48 @@ impl Capture {
             return true;
         }
         if let Some(mut f) = self.frozen.take() {
-            let done = self.walk_table(&mut f.0, &f.1, budget, true);
+            let done = self.walk_table(&mut f.0, &f.1, budget);
             if !done {
                 self.frozen = Some(f);
             }
             return done;
         }
+        self.follow_layout(keys);
+        self.walk_table(keys, expires, budget)
+    }
+
+    /// The whole walk of a vShard that does not change meanwhile, marks neither read nor
+    /// set, handed to `sink` about `piece` bytes at a time (`encode_to`).
+    pub fn write_unchanging(
+        &mut self,
+        vs: &VShard,
+        piece: usize,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let mut keys = &vs.keys;
+        loop {
+            let done = self.walk_table(&mut keys, &vs.expires, piece);
+            if done || self.out.0.len() >= piece {
+                sink(&self.out.0)?;
+                self.out.0.clear();
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A table laid out anew since the walk last looked: the marks moved with their entries,
+    /// so the walk starts over on the new layout.
+    fn follow_layout(&mut self, keys: &Dict<Value>) {
         if keys.layouts() != self.layouts {
-            // Laid out anew: the marks moved with their entries; walk the new layout.
             self.layouts = keys.layouts();
             self.cursor = 0;
             self.rewalks += 1;
         }
-        self.walk_table(keys, expires, budget, true)
     }
 
-    /// `walk` of a vShard that does not change meanwhile, marks neither read nor set
-    /// (`encode_to`).
-    pub fn walk_unchanging(&mut self, vs: &VShard, budget: usize) -> bool {
-        let mut keys = &vs.keys;
-        self.walk_table(&mut keys, &vs.expires, budget, false)
-    }
-
-    fn walk_table<K: Keys>(
-        &mut self,
-        keys: &mut K,
-        expires: &Dict<u64>,
-        budget: usize,
-        marks: bool,
-    ) -> bool {
+    fn walk_table<K: Keys>(&mut self, keys: &mut K, expires: &Dict<u64>, budget: usize) -> bool {
         if self.walked {
             return true;
         }
@@ -162,13 +170,11 @@ impl Capture {
         while self.cursor < end && self.out.0.len() < stop_at {
             let i = self.cursor;
             self.cursor += 1;
-            if marks && keys.table().marked(i) {
+            if keys.marked(i) {
                 continue;
             }
             self.emit_bucket(keys.table(), expires, i);
-            if marks {
-                keys.mark(i);
-            }
+            keys.mark(i);
         }
         if self.cursor >= buckets {
             self.walked = true;
@@ -199,11 +205,7 @@ impl Capture {
         if self.walked || self.frozen.is_some() {
             return;
         }
-        if keys.layouts() != self.layouts {
-            self.layouts = keys.layouts();
-            self.cursor = 0;
-            self.rewalks += 1;
-        }
+        self.follow_layout(keys);
         let k = std::mem::replace(keys, Dict::with_meta());
         let e = std::mem::take(expires);
         self.frozen = Some(Box::new((k, e)));
@@ -223,16 +225,20 @@ impl Capture {
     }
 }
 
-/// The key table a walk reads, and marks if it may (`Capture::walk_unchanging` walks a
-/// shared one).
+/// The key table a walk reads, with its marks (`Capture::write_unchanging` walks a shared
+/// one, as if nothing were marked, and marks nothing).
 trait Keys {
     fn table(&self) -> &Dict<Value>;
+    fn marked(&self, i: usize) -> bool;
     fn mark(&mut self, i: usize);
 }
 
 impl Keys for Dict<Value> {
     fn table(&self) -> &Dict<Value> {
         self
+    }
+    fn marked(&self, i: usize) -> bool {
+        Dict::marked(self, i)
     }
     fn mark(&mut self, i: usize) {
         self.set_mark(i)
@@ -242,6 +248,9 @@ impl Keys for Dict<Value> {
 impl Keys for &Dict<Value> {
     fn table(&self) -> &Dict<Value> {
         self
+    }
+    fn marked(&self, _: usize) -> bool {
+        false
     }
     fn mark(&mut self, _: usize) {}
 }

@@ -93,16 +93,7 @@ pub fn encode_to(
     };
     flush(&capture::header(vs.id, count))?;
     let mut c = Capture::new(vs, now_ms, 0);
-    loop {
-        let done = c.walk_unchanging(vs, piece);
-        if done || c.out().len() >= piece {
-            flush(c.out())?;
-            c.out().clear();
-        }
-        if done {
-            break;
-        }
-    }
+    c.write_unchanging(vs, piece, &mut flush)?;
     let whole = c.finish();
     debug_assert_eq!(whole.count, count);
     flush(&whole.tail)?;

@@ -154,14 +154,7 @@ pub(super) fn write_compaction(
 ) -> std::io::Result<(PathBuf, u64)> {
     let mut f = CompactionFile::create(dir, v, last, conf, clock_us)?;
     let mut c = snapshot::Capture::new(vs, clock_us / 1000, 0);
-    loop {
-        let done = c.walk_unchanging(vs, 1 << 16);
-        f.append(c.out())?;
-        c.out().clear();
-        if done {
-            break;
-        }
-    }
+    c.write_unchanging(vs, 1 << 16, &mut |b| f.append(b))?;
     f.finish(c.finish())
 }
 
