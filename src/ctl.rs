@@ -12,6 +12,9 @@ usage: shardline ctl [-h <host:port>] [-a <password>] <command>
 
 Commands (on any member of the cluster; changes go to its metadata leader):
   moves [--watch]                        list moves: phase, bytes copied, rate, ETA
+  load                                   list the vShards' loads (commands, bytes written and
+                                         CPU a second) and each node's, as the rebalancer
+                                         weighs them
   move <vshard> <node> [--from <node>] [--wait]
                                          move a vShard's replica to a node
   move-slots <first> <last> <node> [--from <node>] [--wait]
@@ -85,6 +88,13 @@ fn run(args: &[String]) -> Result<i32, String> {
         None => vec![],
     };
     let ids: Vec<u64> = match w[..] {
+        ["load"] => {
+            print!(
+                "{}",
+                load_table(&parse_load(&c.call(&["CLUSTER", "LOAD"])?)?)
+            );
+            return Ok(0);
+        }
         ["moves"] => {
             if !o.wait {
                 print!("{}", table(&moves(&mut c)?));
@@ -154,20 +164,35 @@ fn moves(c: &mut Client) -> Result<Vec<MoveView>, String> {
     parse_moves(&c.call(&["CLUSTER", "MOVES"])?)
 }
 
+/// A reply that is an array of maps (`CLUSTER MOVES`, `CLUSTER LOAD`), each map's pairs as
+/// text; `what` names the command in errors.
+fn maps(r: &Reply, what: &str) -> Result<Vec<Vec<(String, String)>>, String> {
+    let Reply::Array(items) = r else {
+        return Err(format!("{what} answered {r:?}"));
+    };
+    items
+        .iter()
+        .map(|item| {
+            let Reply::Array(kv) = item else {
+                return Err(format!("{what}: an item that is not a map: {item:?}"));
+            };
+            Ok(kv
+                .chunks_exact(2)
+                .map(|p| {
+                    let text = |r: &Reply| text(r).unwrap_or_default();
+                    (text(&p[0]), text(&p[1]))
+                })
+                .collect())
+        })
+        .collect()
+}
+
 /// `CLUSTER MOVES`'s reply read into views.
 pub fn parse_moves(r: &Reply) -> Result<Vec<MoveView>, String> {
-    let Reply::Array(items) = r else {
-        return Err(format!("CLUSTER MOVES answered {r:?}"));
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let Reply::Array(kv) = item else {
-            return Err(format!("a move that is not a map: {item:?}"));
-        };
+    let mut out = Vec::new();
+    for kv in maps(r, "CLUSTER MOVES")? {
         let mut m = MoveView::default();
-        for pair in kv.chunks(2) {
-            let [k, v] = pair else { break };
-            let (k, v) = (text(k).unwrap_or_default(), text(v).unwrap_or_default());
+        for (k, v) in kv {
             let n = || v.parse::<u64>().unwrap_or(0);
             match k.as_str() {
                 "id" => m.id = n(),
@@ -188,6 +213,73 @@ pub fn parse_moves(r: &Reply) -> Result<Vec<MoveView>, String> {
         out.push(m);
     }
     Ok(out)
+}
+
+/// A vShard's load as `CLUSTER LOAD` lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadView {
+    pub vshard: u64,
+    pub slots: String,
+    pub leader: u64,
+    pub ops: u64,
+    pub bytes: u64,
+    pub cpu_us: u64,
+    pub weight: u64,
+}
+
+/// `CLUSTER LOAD`'s reply read into views.
+pub fn parse_load(r: &Reply) -> Result<Vec<LoadView>, String> {
+    let mut out = Vec::new();
+    for kv in maps(r, "CLUSTER LOAD")? {
+        let mut l = LoadView::default();
+        for (k, v) in kv {
+            let n = v.parse::<u64>().unwrap_or(0);
+            match k.as_str() {
+                "vshard" => l.vshard = n,
+                "slots" => l.slots = v,
+                "leader" => l.leader = n,
+                "ops-per-sec" => l.ops = n,
+                "write-bytes-per-sec" => l.bytes = n,
+                "cpu-us-per-sec" => l.cpu_us = n,
+                "weight" => l.weight = n,
+                _ => {}
+            }
+        }
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// The loaded vShards, heaviest first, then each leading node's total (what the rebalancer
+/// compares).
+fn load_table(all: &[LoadView]) -> String {
+    let mut busy: Vec<&LoadView> = all.iter().filter(|l| l.weight > 0).collect();
+    busy.sort_by_key(|l| (std::cmp::Reverse(l.weight), l.vshard));
+    let mut t = format!(
+        "{:>6} {:>11} {:>6} {:>9} {:>10} {:>8} {:>9}\n",
+        "vshard", "slots", "leader", "ops/s", "writes/s", "cpu", "weight"
+    );
+    for l in &busy {
+        t.push_str(&format!(
+            "{:>6} {:>11} {:>6} {:>9} {:>10} {:>7.1}% {:>9}\n",
+            l.vshard,
+            l.slots,
+            l.leader,
+            l.ops,
+            bytes(l.bytes),
+            l.cpu_us as f64 / 1e4, // a core: a million µs a second
+            l.weight
+        ));
+    }
+    let mut nodes: Vec<u64> = all.iter().map(|l| l.leader).filter(|&n| n > 0).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    t.push_str(&format!("{:>6} {:>9}\n", "node", "weight"));
+    for n in nodes {
+        let w: u64 = all.iter().filter(|l| l.leader == n).map(|l| l.weight).sum();
+        t.push_str(&format!("{n:>6} {w:>9}\n"));
+    }
+    t
 }
 
 fn ok(r: Reply) -> Result<(), String> {
@@ -409,5 +501,44 @@ mod tests {
             [3]
         );
         assert!(started(Reply::Error("ERR no".into())).is_err());
+    }
+
+    #[test]
+    fn load_parses_and_the_table_lists_busy_vshards_heaviest_first_and_node_totals() {
+        let kv = |k: &str, v: Reply| [Reply::Bulk(k.as_bytes().to_vec()), v];
+        let one = |v: i64, leader: i64, ops: i64, cpu: i64| {
+            let item: Vec<Reply> = [
+                kv("vshard", Reply::Int(v)),
+                kv("slots", Reply::Bulk(b"0-1023".to_vec())),
+                kv("leader", Reply::Int(leader)),
+                kv("ops-per-sec", Reply::Int(ops)),
+                kv("write-bytes-per-sec", Reply::Int(0)),
+                kv("cpu-us-per-sec", Reply::Int(cpu)),
+                kv("weight", Reply::Int(ops + cpu)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            Reply::Array(item)
+        };
+        let r = Reply::Array(vec![
+            one(0, 1, 100, 50),
+            one(1, 2, 0, 0),
+            one(2, 1, 10, 250_000),
+        ]);
+        let all = parse_load(&r).unwrap();
+        assert_eq!(all[2].cpu_us, 250_000);
+        assert_eq!(all[0].weight, 150);
+        let t = load_table(&all);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].trim_start().starts_with('2'), "{t}");
+        assert!(lines[1].contains("25.0%"), "{t}");
+        assert!(lines[2].trim_start().starts_with('0'), "{t}");
+        assert!(
+            lines[3].contains("node"),
+            "an idle vShard is not listed: {t}"
+        );
+        assert!(t.ends_with("     1    250160\n     2         0\n"), "{t}");
+        assert!(parse_load(&Reply::Int(1)).is_err());
     }
 }

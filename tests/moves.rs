@@ -60,11 +60,16 @@ fn conn(c: &TestCluster, i: usize) -> redis::Connection {
 
 /// CLUSTER MOVES on node `i`, each move's fields as text.
 fn moves(c: &TestCluster, i: usize) -> Vec<HashMap<String, String>> {
+    cluster_maps(c, i, "MOVES")
+}
+
+/// CLUSTER `sub` on node `i` (MOVES, LOAD: an array of maps), each map's fields as text.
+fn cluster_maps(c: &TestCluster, i: usize, sub: &str) -> Vec<HashMap<String, String>> {
     let Ok(mut n) = redis::Client::open(c.url(i)).and_then(|c| c.get_connection()) else {
         return Vec::new();
     };
     let Ok(all) = redis::cmd("CLUSTER")
-        .arg("MOVES")
+        .arg(sub)
         .query::<Vec<Vec<redis::Value>>>(&mut n)
     else {
         return Vec::new();
@@ -500,4 +505,142 @@ fn the_rebalancer_moves_leaders_then_replicas_off_a_hot_node() {
             assert_eq!(got.as_deref(), Some(v.as_str()), "rf {rf}: {k}");
         }
     }
+}
+
+/// The rebalancer weighs CPU time (step 7): three nodes, RF 3, one client running the same
+/// number of commands a second on two vShards led by each node, ZRANGEs of a thousand
+/// members on node 1's and GETs on the others'. By commands (and bytes: none are written)
+/// the nodes are even; by CPU, node 1 is hot: CLUSTER LOAD shows its vShards' CPU far above
+/// the others' at the same rate, and the rebalancer moves one of their leaderships away (with
+/// the weight of commands alone nothing would move), then leaves them apart.
+#[test]
+fn the_rebalancer_moves_a_leadership_off_a_node_hot_by_cpu_at_an_even_rate_of_commands() {
+    let c = TestCluster::start(
+        3,
+        false,
+        &[
+            "--cluster-replicas",
+            "3",
+            "--vshards",
+            "16",
+            "--cluster-rebalance",
+            "yes",
+            "--cluster-rebalance-period-ms",
+            "200",
+        ],
+    );
+    c.wait_served(Duration::from_secs(60));
+    let led_by = |i: usize| -> Vec<u16> {
+        (0..VSHARDS)
+            .filter(|&v| replica_ports(&c, v).first() == Some(&c.ports[i]))
+            .take(2)
+            .collect()
+    };
+    let (costly, cheap): (Vec<u16>, Vec<u16>) = (led_by(0), [led_by(1), led_by(2)].concat());
+    assert_eq!(
+        (costly.len(), cheap.len()),
+        (2, 4),
+        "each node leads 2 of 16 vShards"
+    );
+    let mut conn = c.client().get_connection().unwrap();
+    let keys: Vec<(u16, String)> = costly
+        .iter()
+        .chain(&cheap)
+        .map(|&v| (v, format!("{}:k", tag_in(&c, v))))
+        .collect();
+    for (v, k) in &keys {
+        if costly.contains(v) {
+            let members: Vec<(i64, String)> = (0..1000).map(|m| (m, format!("m{m}"))).collect();
+            let _: () = conn.zadd_multiple(k, &members).unwrap();
+        } else {
+            let _: () = conn.set(k, "v").unwrap();
+        }
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (client, stop, keys, costly) = (c.client(), stop.clone(), keys.clone(), costly.clone());
+        std::thread::spawn(move || {
+            let mut conn = client.get_connection().unwrap();
+            let mut runs = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (v, k) in &keys {
+                    let ok = if costly.contains(v) {
+                        conn.zrange::<_, Vec<String>>(k, 0, -1)
+                            .is_ok_and(|m| m.len() == 1000)
+                    } else {
+                        conn.get::<_, String>(k).is_ok_and(|g| g == "v")
+                    };
+                    runs += ok as u64;
+                }
+            }
+            runs
+        })
+    };
+    let load = |v: u16| -> (u64, u64) {
+        let all = cluster_maps(&c, 0, "LOAD");
+        let Some(m) = all.iter().find(|m| m["vshard"] == v.to_string()) else {
+            return (0, 0);
+        };
+        (
+            m["ops-per-sec"].parse().unwrap(),
+            m["cpu-us-per-sec"].parse().unwrap(),
+        )
+    };
+    // CLUSTER LOAD: the same commands a second, CPU far apart (seen once every vShard has a
+    // figure from its leader).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let figures = loop {
+        let f: Vec<(u64, u64)> = keys.iter().map(|(v, _)| load(*v)).collect();
+        if f.iter().all(|&(ops, cpu)| ops > 0 && cpu > 0) {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no load figures: {f:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (hi, lo) = figures.split_at(2);
+    let max_ops = figures.iter().map(|f| f.0).max().unwrap();
+    let min_ops = figures.iter().map(|f| f.0).min().unwrap();
+    assert!(
+        max_ops <= min_ops * 2,
+        "an even rate of commands: {figures:?}"
+    );
+    let cheap_cpu = lo.iter().map(|f| f.1).max().unwrap();
+    assert!(
+        hi.iter().all(|f| f.1 > cheap_cpu * 5),
+        "ZRANGEs cost more CPU than GETs: {figures:?}"
+    );
+    // A leadership moves; the costly vShards end on two nodes.
+    let leaders = |c: &TestCluster| -> Vec<u16> {
+        let mut l: Vec<u16> = costly
+            .iter()
+            .filter_map(|&v| replica_ports(c, v).first().copied())
+            .collect();
+        l.sort();
+        l.dedup();
+        l
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = moves(&c, 0)
+            .iter()
+            .filter(|m| m["kind"] == "leader" && m["state"] == "done")
+            .count();
+        if done >= 1 && leaders(&c).len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaders on ports {:?}, moves {:?}, load {:?}",
+            leaders(&c),
+            moves(&c, 0),
+            cluster_maps(&c, 0, "LOAD")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Apart now: nothing more moves under the same load.
+    let before = moves(&c, 0).len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(moves(&c, 0).len(), before, "{:?}", moves(&c, 0));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 100);
 }

@@ -84,7 +84,7 @@ pub struct Hint {
 }
 
 /// A leader's hint to its peers about the groups it leads, 28 bytes each (32 more with
-/// learners, 8 more with a load):
+/// learners, 12 more with a load):
 /// nodes without a replica of a vShard route it by them, a replica that a committed
 /// membership left out learns it from them (its removal notice may have been lost), and every
 /// node follows the moves under way (`CLUSTER MOVES`).
@@ -103,6 +103,7 @@ pub fn encode_hints(led: impl Iterator<Item = Hint>, out: &mut Vec<u8>) {
         if let Some(l) = h.load {
             out.extend_from_slice(&l.ops.to_le_bytes());
             out.extend_from_slice(&l.bytes.to_le_bytes());
+            out.extend_from_slice(&l.cpu_us.to_le_bytes());
         }
     }
 }
@@ -123,6 +124,7 @@ pub fn decode_hints(b: &[u8], groups: usize) -> Result<Vec<Hint>, String> {
                 true => Some(shardline_shards::meta::rebalance::Load {
                     ops: r.u32()?,
                     bytes: r.u32()?,
+                    cpu_us: r.u32()?,
                 }),
             };
             Ok(Hint {
@@ -952,6 +954,7 @@ mod tests {
                 load: Some(shardline_shards::meta::rebalance::Load {
                     ops: 1200,
                     bytes: 0,
+                    cpu_us: 77_000,
                 }),
             },
         ];

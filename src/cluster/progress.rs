@@ -52,10 +52,13 @@ impl CopyProgress {
 }
 
 /// Per vShard, the leader's last word on its learners, a learner's base copy and the group's
-/// load (operations a second in the high half, bytes a second in the low half).
+/// load.
 #[derive(Default)]
 pub struct Seen {
+    /// A load's operations (high half) and bytes (low half) a second; its CPU time beside
+    /// (a reader may pair one report's with the next's: figures, not state).
     load: AtomicU64,
+    cpu_us: std::sync::atomic::AtomicU32,
     learners: AtomicU64,
     acked: AtomicU64,
     total: AtomicU64,
@@ -125,9 +128,9 @@ impl Cluster {
     /// The leader's word on group `v`'s load (`replica/load.rs`).
     pub fn note_load(&self, v: VShardId, l: Load) {
         let packed = (l.ops as u64) << 32 | l.bytes as u64;
-        self.seen[v.0 as usize]
-            .load
-            .store(packed, Ordering::Relaxed);
+        let s = &self.seen[v.0 as usize];
+        s.load.store(packed, Ordering::Relaxed);
+        s.cpu_us.store(l.cpu_us, Ordering::Relaxed);
     }
 
     /// The first `n` vShards' loads, as their leaders last reported them.
@@ -139,6 +142,7 @@ impl Cluster {
                 Load {
                     ops: (packed >> 32) as u32,
                     bytes: packed as u32,
+                    cpu_us: s.cpu_us.load(Ordering::Relaxed),
                 }
             })
             .collect()

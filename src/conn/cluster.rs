@@ -1,5 +1,5 @@
 //! Redis Cluster's view of this node: CLUSTER KEYSLOT MYID INFO SLOTS SHARDS NODES
-//! COUNTKEYSINSLOT GETKEYSINSLOT JOIN FORGET (and MOVE, MOVES, CANCELMOVE, DRAIN, UNDRAIN:
+//! COUNTKEYSINSLOT GETKEYSINSLOT JOIN FORGET (and MOVE, MOVES, CANCELMOVE, DRAIN, UNDRAIN, LOAD:
 //! `moves.rs`), READONLY/READWRITE/ASKING, and where a data
 //! command goes on a node of a cluster (every node is one: a node given no cluster is a
 //! cluster of itself), which is what lets cluster-aware clients (`redis-cli -c`, the `redis`
@@ -404,6 +404,7 @@ impl Conn {
             b"forget" => self.cluster_forget(&c, args),
             b"move" | b"cancelmove" | b"drain" | b"undrain" => self.cluster_move(&c, spec, args),
             b"moves" => self.cluster_moves(&c),
+            b"load" => self.cluster_load(&c),
             b"help" => err::unknown_subcommand(&mut self.out, b"help", "cluster"),
             b"keyslot" => self.out.int(key_slot(args.get(2)) as i64),
             _ => self.slot_keys(args, sub == b"getkeysinslot"),

@@ -1,8 +1,8 @@
 //! Moves an operator controls (issue 19, step 4): CLUSTER MOVE, CANCELMOVE, DRAIN, UNDRAIN
 //! change the metadata (`shardline_shards::meta::moves`), proposed on thread 0 of the
 //! metadata group's leader (another node's request is forwarded there); CLUSTER MOVES lists
-//! the records with where each move stands, as this node knows it (`cluster::progress`).
-//! `shardline ctl` calls these.
+//! the records with where each move stands, as this node knows it (`cluster::progress`), and
+//! CLUSTER LOAD the vShards' loads the rebalancer weighs. `shardline ctl` calls these.
 
 use super::cluster::{node_arg, unknown_node};
 use super::*;
@@ -79,6 +79,36 @@ impl Conn {
             self.out.int(copy.rate() as i64);
             self.out.bulk(b"eta-seconds");
             self.out.int(copy.eta_secs().map_or(-1, |s| s as i64));
+        }
+    }
+
+    /// CLUSTER LOAD: every vShard's load as its leader last reported it (what the
+    /// rebalancer weighs), each a map of vshard, slots, leader (the preferred one, by which
+    /// the rebalancer counts a node's load), ops-per-sec, write-bytes-per-sec,
+    /// cpu-us-per-sec (time its commands took to run, from a sample) and weight (the three
+    /// in operations: `rebalance::Load::weight`). A vShard no leader has reported on yet
+    /// shows zeros.
+    pub(super) fn cluster_load(&mut self, c: &crate::cluster::Cluster) {
+        let loads = c.loads(c.layout.count() as usize);
+        self.out.array(loads.len());
+        for (v, l) in loads.iter().enumerate() {
+            let range = c.layout.slot_range(VShardId(v as u16));
+            self.out.map(7);
+            self.out.bulk(b"vshard");
+            self.out.int(v as i64);
+            self.out.bulk(b"slots");
+            self.out
+                .bulk(format!("{}-{}", range.start, range.end - 1).as_bytes());
+            self.out.bulk(b"leader");
+            self.out.int(c.preferred(VShardId(v as u16)).0 as i64);
+            self.out.bulk(b"ops-per-sec");
+            self.out.int(l.ops as i64);
+            self.out.bulk(b"write-bytes-per-sec");
+            self.out.int(l.bytes as i64);
+            self.out.bulk(b"cpu-us-per-sec");
+            self.out.int(l.cpu_us as i64);
+            self.out.bulk(b"weight");
+            self.out.int(l.weight() as i64);
         }
     }
 }

@@ -40,8 +40,10 @@
 /// 12: the lane-open record (`lane::LaneOpen`) grew QUIC's port and certificate fingerprint
 ///    (60 bytes, was 26): a version-11 node would read a record short and the frames after
 ///    it wrong.
-pub const WIRE_MIN: u8 = 12;
-pub const WIRE_MAX: u8 = 12;
+/// 13: a load in the leaders' hints carries its CPU time (microseconds a second) after its
+///    operations and bytes: a version-12 node would read the hints after it wrong.
+pub const WIRE_MIN: u8 = 13;
+pub const WIRE_MAX: u8 = 13;
 
 use crate::wire::{Reader, WireError};
 

@@ -316,6 +316,12 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
                 "Return the hash slot for <key>.",
             ),
             s(
+                "load",
+                2,
+                "LOAD",
+                "List each vShard's load as its leader measures it: commands, bytes written and CPU time a second.",
+            ),
+            s(
                 "move",
                 -4,
                 "MOVE <vshard>|SLOTS <first> <last> <node> [FROM <node>]",

@@ -1,6 +1,7 @@
 //! The load-based rebalancer's decisions (issue 19, step 7): pure and deterministic, run by
 //! the metadata leader once per period when `cluster-rebalance` is on, fed the load every
-//! vShard's leader reports (`Load`, per second, in the leaders' hints).
+//! vShard's leader reports (`Load`, per second, in the leaders' hints: commands, bytes written
+//! and CPU time).
 //!
 //! A node's load is the sum of the loads of the vShards it is the preferred leader of (the
 //! placement's first replica: leaders hand over to it, and the leader does a vShard's work:
@@ -29,9 +30,17 @@ use crate::placement::NodeId;
 
 /// Bytes counted as one operation when a vShard's operations and bytes are weighed together
 /// (a 1 KiB write weighs 1.25 operations: the leader's cost grows with the bytes it logs and
-/// sends, slower than with the commands it runs). CPU time per vShard is not measured (a
-/// clock read per command is not paid on the request path): these two stand in for it.
+/// sends, slower than with the commands it runs).
 pub const BYTES_PER_OP: u64 = 4096;
+
+/// Microseconds of running commands counted as one operation. What a command costs its
+/// leader around its run (reading and parsing it, writing the reply, logging and sending
+/// it) is about this much on a busy node: measured at pipeline 16 on one core, a GET costs
+/// the server 1.6-1.8 µs of which 0.35 is its run, a SET 3.5-4.0 µs (its log write
+/// included) of which 0.3 (docs/BENCHMARKS.md, session 30): about 1.3 and 3.3 µs around the
+/// run. So a GET weighs about one operation, and a ZRANGE of a thousand members (tens of µs
+/// to run) tens of them.
+pub const CPU_US_PER_OP: u64 = 2;
 
 /// A vShard's load on its leader, per second.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,11 +49,17 @@ pub struct Load {
     pub ops: u32,
     /// Bytes of the commands that wrote (as logged).
     pub bytes: u32,
+    /// Microseconds its commands took to run (in the keyspace, replies included), estimated
+    /// from a sample of them: what makes a vShard of sorted-set ranges or Lua scripts heavier
+    /// than one of GETs at the same rate.
+    pub cpu_us: u32,
 }
 
 impl Load {
+    /// The load in operations: its commands, its bytes written and its CPU time each
+    /// converted (`BYTES_PER_OP`, `CPU_US_PER_OP`).
     pub fn weight(self) -> u64 {
-        self.ops as u64 + self.bytes as u64 / BYTES_PER_OP
+        self.ops as u64 + self.bytes as u64 / BYTES_PER_OP + self.cpu_us as u64 / CPU_US_PER_OP
     }
 }
 

@@ -484,7 +484,9 @@ impl Shard {
             r.meter.count(v, bytes);
             let seq = if spec.flags & flags::WRITE == 0 {
                 let mut rng = Rng::new(seed ^ super::propose::READ_STREAM);
+                let t = r.meter.start();
                 run_one(&mut db, args, now, &mut rng, out);
+                r.meter.ran(v, t);
                 r.direct_read_seq()
             } else if !room {
                 out.error(OOM);
@@ -492,7 +494,9 @@ impl Shard {
             } else {
                 touch_watches(&mut db, spec, args);
                 let mut rng = Rng::new(seed);
+                let t = r.meter.start();
                 run_one(&mut db, args, now, &mut rng, out);
+                r.meter.ran(v, t);
                 let words = (0..args.len()).map(|k| args.get(k));
                 let entry = r.arena_entry(Kind::Commands, now, seed, words);
                 r.propose_direct(v, entry, now);

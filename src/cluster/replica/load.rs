@@ -1,11 +1,14 @@
 //! The load-based rebalancer's two ends on a node (issue 19, step 7; decisions in
 //! `shardline_shards::meta::rebalance`):
 //! - each shard thread counts, per vShard, the commands its leaders run and the bytes of those
-//!   that write (`Meter`: a plain add per command into the thread's own array, no atomics, no
-//!   clock read); once a second, as it sends its hints, it turns the counts into rates (a
-//!   moving average over a few seconds) that the hints carry to every member, once the
-//!   group has been led here for a whole second (a new leader's first figures would say the
-//!   vShard went cold: until then every node keeps the previous leader's);
+//!   that write (`Meter`: a plain add per command into the thread's own array, no atomics),
+//!   and the time its commands take to run, from a sample: about one run in `SAMPLE_EVERY`
+//!   (at random gaps, so a load's own period cannot hide a vShard from it) reads the clock
+//!   before and after, and counts `SAMPLE_EVERY` times what it measured. Once a second, as it
+//!   sends its hints, it turns the counts into rates (a moving average over a few seconds)
+//!   that the hints carry to every member, once the group has been led here for a whole
+//!   second (a new leader's first figures would say the vShard went cold: until then every
+//!   node keeps the previous leader's);
 //! - the metadata leader's thread 0, when `cluster-rebalance` is on, samples every vShard's
 //!   rate once per `cluster-rebalance-period-ms` and proposes what the planner decides
 //!   (`Cmd::Rebalance`), logging the figures that decided it; it closes its leadership records
@@ -19,31 +22,99 @@ use std::cell::Cell;
 /// (its node cannot win an election now): the rebalancer may try elsewhere.
 pub(super) const LEAD_WAIT: Duration = Duration::from_secs(30);
 
+/// About one command run in this many is timed (gaps drawn from 1 to `2 * SAMPLE_EVERY - 1`).
+/// Two clock reads (a vDSO call each, some 20 ns) every 64 runs: under a nanosecond a command.
+pub(crate) const SAMPLE_EVERY: u32 = 64;
+
+/// A monotonic clock in nanoseconds (injected: the simulator's runs take no time).
+pub(crate) type Clock = fn() -> u64;
+
+/// The OS's monotonic clock, from the first read in this process.
+pub(crate) fn os_clock() -> u64 {
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// One vShard's counts since the last roll.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    ops: u32,
+    bytes: u64,
+    /// Estimated nanoseconds of running its commands (sampled, scaled).
+    run_ns: u64,
+}
+
 /// Per vShard, what this thread's leaders ran since the last roll, the rates so far, and
 /// for how many rolls in a row the group was led here.
 pub(crate) struct Meter {
-    counts: Vec<Cell<(u32, u64)>>,
+    counts: Vec<Cell<Counts>>,
     rates: Vec<Load>,
     led: Vec<u8>,
     since: Instant,
+    clock: Clock,
+    /// Runs left before the next timed one (1: the next).
+    gap: Cell<u32>,
+    /// xorshift32 state for the gaps.
+    draw: Cell<u32>,
 }
 
 impl Meter {
-    pub(super) fn new(groups: usize, now: Instant) -> Meter {
+    pub(super) fn new(groups: usize, now: Instant, clock: Clock) -> Meter {
         Meter {
-            counts: (0..groups).map(|_| Cell::new((0, 0))).collect(),
+            counts: (0..groups).map(|_| Cell::new(Counts::default())).collect(),
             rates: vec![Load::default(); groups],
             led: vec![0; groups],
             since: now,
+            clock,
+            gap: Cell::new(1),
+            draw: Cell::new(0x9e37_79b9),
         }
+    }
+
+    /// Times runs by `clock` from now on (the simulator's).
+    #[cfg(test)]
+    pub(super) fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
     }
 
     /// A command of vShard `v` that wrote `bytes` (0 for a read).
     #[inline]
     pub(crate) fn count(&self, v: u32, bytes: u64) {
         if let Some(c) = self.counts.get(v as usize) {
-            let (ops, b) = c.get();
-            c.set((ops.saturating_add(1), b.saturating_add(bytes)));
+            let mut n = c.get();
+            n.ops = n.ops.saturating_add(1);
+            n.bytes = n.bytes.saturating_add(bytes);
+            c.set(n);
+        }
+    }
+
+    /// Before a run of commands (one command, an op's, or a log entry's): the clock when
+    /// this run is one of the sample, to hand to `ran`.
+    #[inline]
+    pub(crate) fn start(&self) -> Option<u64> {
+        let gap = self.gap.get();
+        if gap > 1 {
+            self.gap.set(gap - 1);
+            return None;
+        }
+        let mut x = self.draw.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.draw.set(x);
+        self.gap.set(1 + x % (2 * SAMPLE_EVERY - 1));
+        Some((self.clock)())
+    }
+
+    /// After the run `start` began, of vShard `v`'s commands.
+    #[inline]
+    pub(crate) fn ran(&self, v: u32, started: Option<u64>) {
+        let Some(t) = started else { return };
+        let took = (self.clock)().saturating_sub(t);
+        if let Some(c) = self.counts.get(v as usize) {
+            let mut n = c.get();
+            n.run_ns = n.run_ns.saturating_add(took * SAMPLE_EVERY as u64);
+            c.set(n);
         }
     }
 
@@ -60,24 +131,26 @@ impl Meter {
         self.since = now;
         let per_sec = |n: u64| (n.saturating_mul(1000) / ms).min(u32::MAX as u64) as u32;
         for (v, c) in self.counts.iter().enumerate() {
-            let (ops, bytes) = c.replace((0, 0));
-            let (r, n) = (&mut self.rates[v], &mut self.led[v]);
+            let n = c.replace(Counts::default());
+            let (r, led_for) = (&mut self.rates[v], &mut self.led[v]);
             if !led(v) {
-                (*r, *n) = (Load::default(), 0);
+                (*r, *led_for) = (Load::default(), 0);
                 continue;
             }
-            *n = n.saturating_add(1);
+            *led_for = led_for.saturating_add(1);
             let sample = Load {
-                ops: per_sec(ops as u64),
-                bytes: per_sec(bytes),
+                ops: per_sec(n.ops as u64),
+                bytes: per_sec(n.bytes),
+                cpu_us: per_sec(n.run_ns / 1000),
             };
             let avg = |old: u32, new: u32| ((old as u64 * 2 + new as u64) / 3) as u32;
-            *r = match *n {
+            *r = match *led_for {
                 1 => Load::default(),
                 2 => sample,
                 _ => Load {
                     ops: avg(r.ops, sample.ops),
                     bytes: avg(r.bytes, sample.bytes),
+                    cpu_us: avg(r.cpu_us, sample.cpu_us),
                 },
             };
         }
@@ -176,10 +249,61 @@ impl Replicas {
 mod tests {
     use super::*;
 
+    thread_local! {
+        static NOW_NS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn fake_clock() -> u64 {
+        NOW_NS.with(Cell::get)
+    }
+
+    /// Runs one command of `v` that takes `ns` on the fake clock, as the call sites do.
+    fn run(m: &Meter, v: u32, ns: u64) {
+        m.count(v, 0);
+        let t = m.start();
+        NOW_NS.with(|c| c.set(c.get() + ns));
+        m.ran(v, t);
+    }
+
+    /// Three vShards at the same rate of commands, each 20 µs, 1 µs and 100 ns to run,
+    /// interleaved in a period of `SAMPLE_EVERY` (a fixed stride would time only one of
+    /// them): each one's CPU estimate lands within 15% of what its runs took.
+    #[test]
+    fn sampled_run_times_estimate_each_vshard_s_cpu_whatever_the_load_s_period() {
+        let t0 = Instant::now();
+        let mut m = Meter::new(3, t0, fake_clock);
+        let cost = [20_000u64, 1_000, 100];
+        let pattern: Vec<u32> = (0..SAMPLE_EVERY)
+            .map(|i| if i == 0 { 0 } else { 1 + i % 2 })
+            .collect();
+        let mut truth = [0u64; 3];
+        for sec in 1..=3u64 {
+            for _ in 0..2_000 {
+                for &v in &pattern {
+                    run(&m, v, cost[v as usize]);
+                    truth[v as usize] += cost[v as usize];
+                }
+            }
+            m.roll(t0 + Duration::from_secs(sec), |_| true);
+            if sec == 1 {
+                truth = [0; 3]; // (the first roll led here is dropped)
+            }
+        }
+        for (v, &ran_ns) in truth.iter().enumerate() {
+            let est = m.rate(v as u32).unwrap().cpu_us as f64;
+            let real = ran_ns as f64 / 1000.0 / 2.0; // µs a second over the two seconds
+            assert!(
+                (est - real).abs() <= real * 0.15,
+                "vShard {v}: estimated {est} µs/s, ran {real}"
+            );
+        }
+        assert_eq!(m.rate(0).unwrap().ops, 2_000);
+    }
+
     #[test]
     fn a_group_s_rate_comes_after_a_whole_second_led_and_follows_its_load() {
         let t0 = Instant::now();
-        let mut m = Meter::new(2, t0);
+        let mut m = Meter::new(2, t0, fake_clock);
         let sec = |k: u64| t0 + Duration::from_millis(1000 * k);
         let run = |m: &Meter, n: u32| {
             for _ in 0..n {
@@ -197,7 +321,8 @@ mod tests {
             m.rate(0),
             Some(Load {
                 ops: 600,
-                bytes: 600 * 4096
+                bytes: 600 * 4096,
+                cpu_us: 0,
             })
         );
         // Then a third of the way to each second's figure.

@@ -236,7 +236,7 @@ impl Replicas {
             staged: HashMap::new(),
             streamed_in: 0,
             tunables: db.tunables,
-            meter: load::Meter::new(count, now),
+            meter: load::Meter::new(count, now, load::os_clock),
             rebalance_cfg: Default::default(),
             rebalancer: None,
             rebalance_at: None,

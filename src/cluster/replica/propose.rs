@@ -420,7 +420,9 @@ impl Replicas {
                     // confirms the leadership. (A read after such a write rides in the write's
                     // entry, to see it.)
                     let (first, len) = cmds[0];
+                    let t = self.meter.start();
                     p.pj.write(i, true, |o| local(db, &Op::Local { first, len }, o));
+                    self.meter.ran(v, t);
                     p.reads.push((v, slot, i));
                 }
                 Ok(Some((v, slot))) => {
@@ -678,9 +680,11 @@ impl Replicas {
             }
         };
         let now = self.direct_clock(v, now_us);
+        let t = self.meter.start();
         if !writes {
             let mut rng = Rng::new(seed ^ READ_STREAM);
             p.pj.write(i, true, |o| run(db, &mut rng, now, o));
+            self.meter.ran(v, t);
         } else {
             let kind = if exec {
                 Kind::Transaction
@@ -696,6 +700,7 @@ impl Replicas {
             let e = &mut p.entries[at];
             let d = e.4.as_mut().expect("a direct entry");
             p.pj.write(i, true, |o| run(db, &mut d.rng, d.now_us, o));
+            self.meter.ran(v, t);
             for c in cmds {
                 let a = args(c);
                 e.2.push((0..a.len()).map(|k| a.get(k)));

@@ -345,6 +345,7 @@ impl Replicas {
                         if calvin {
                             out.proto = r.calvin_proto(*g, &e.data);
                         }
+                        let t = r.meter.start();
                         let res = replicate::apply(
                             db,
                             &e.data,
@@ -353,6 +354,7 @@ impl Replicas {
                             &mut ends,
                             &mut r.scratch,
                         );
+                        r.meter.ran(*g, t);
                         if calvin && res.is_ok() {
                             r.calvin_applied(db, (*g, &e.data), &out.buf, now);
                         }

@@ -30,7 +30,7 @@ fn loads(m: &Meta, hot: &[usize], ops: u32) -> Vec<Load> {
     (0..m.replicas.len())
         .map(|v| Load {
             ops: if hot.contains(&v) { ops } else { 10 },
-            bytes: 0,
+            ..Load::default()
         })
         .collect()
 }
@@ -74,7 +74,7 @@ fn nothing_moves_when_balanced_idle_or_alone() {
     let idle: Vec<Load> = (0..16)
         .map(|v| Load {
             ops: (v == 0) as u32 * 90,
-            bytes: 0,
+            ..Load::default()
         })
         .collect();
     for _ in 0..50 {
@@ -304,4 +304,35 @@ fn a_leadership_move_swaps_the_preferred_replica_and_cancel_swaps_it_back() {
     let mut enc = Vec::new();
     m.encode(&mut enc);
     assert_eq!(Meta::decode(&enc).unwrap(), m);
+}
+
+/// The same commands a second everywhere, but node 1's vShards run costly ones (sorted-set
+/// ranges, scripts): by operations and bytes the nodes are even, by CPU node 1 is hot, and
+/// its leaderships move.
+#[test]
+fn cpu_time_makes_a_node_hot_at_an_even_rate_of_commands() {
+    let mut r = Rebalancer::default();
+    let m = cluster(3, 3);
+    let costly = &led_by(&m, 1)[..2];
+    let l: Vec<Load> = (0..m.replicas.len())
+        .map(|v| Load {
+            ops: 1_000,
+            bytes: 200_000,
+            cpu_us: if costly.contains(&v) { 40_000 } else { 100 },
+        })
+        .collect();
+    let even: Vec<Load> = l.iter().map(|l| Load { cpu_us: 100, ..*l }).collect();
+    for _ in 0..50 {
+        assert_eq!(r.sample(&m, &even, ALL, &fast()), None, "even without CPU");
+    }
+    let mut r = Rebalancer::default();
+    let d = (0..fast().samples)
+        .find_map(|_| r.sample(&m, &l, ALL, &fast()))
+        .expect("node 1 is hot by CPU");
+    assert!(d.lead && d.from == NodeId(1), "{d:?}");
+    assert!(costly.contains(&(d.vshard as usize)), "{d:?}");
+    assert_eq!(
+        d.weight,
+        1_000 + 200_000 / BYTES_PER_OP + 40_000 / CPU_US_PER_OP
+    );
 }
