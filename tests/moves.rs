@@ -604,7 +604,11 @@ fn the_rebalancer_moves_a_leadership_off_a_node_hot_by_cpu_at_an_even_rate_of_co
         max_ops <= min_ops * 2,
         "an even rate of commands: {figures:?}"
     );
-    let cheap_cpu = lo.iter().map(|f| f.1).max().unwrap();
+    // (Against the cheap ones' median: a figure is an estimate from one run in 64, and a
+    // slow GET, a page fault, weighs 64 times.)
+    let mut cheap: Vec<u64> = lo.iter().map(|f| f.1).collect();
+    cheap.sort_unstable();
+    let cheap_cpu = cheap[cheap.len() / 2];
     assert!(
         hi.iter().all(|f| f.1 > cheap_cpu * 5),
         "ZRANGEs cost more CPU than GETs: {figures:?}"

@@ -41,5 +41,6 @@ pub mod route;
 pub mod script;
 pub mod slot;
 pub mod snapshot;
+pub mod swim;
 pub mod types;
 pub mod wal;

@@ -2,7 +2,7 @@
 //! `shardline_shards::meta::rebalance`):
 //! - each shard thread counts, per vShard, the commands its leaders run and the bytes of those
 //!   that write (`Meter`: a plain add per command into the thread's own array, no atomics),
-//!   and the time its commands take to run, from a sample: about one run in `SAMPLE_EVERY`
+//!   and the CPU time its commands take to run, from a sample: about one run in `SAMPLE_EVERY`
 //!   (at random gaps, so a load's own period cannot hide a vShard from it) reads the clock
 //!   before and after, and counts `SAMPLE_EVERY` times what it measured. Once a second, as it
 //!   sends its hints, it turns the counts into rates (a moving average over a few seconds)
@@ -23,16 +23,18 @@ use std::cell::Cell;
 pub(super) const LEAD_WAIT: Duration = Duration::from_secs(30);
 
 /// About one command run in this many is timed (gaps drawn from 1 to `2 * SAMPLE_EVERY - 1`).
-/// Two clock reads (a vDSO call each, some 20 ns) every 64 runs: under a nanosecond a command.
+/// Two reads of the thread's CPU clock (a system call each, some 0.2 µs) every 64 runs: about
+/// 7 ns a command.
 pub(crate) const SAMPLE_EVERY: u32 = 64;
 
-/// A monotonic clock in nanoseconds (injected: the simulator's runs take no time).
+/// A clock in nanoseconds (injected: the simulator's runs take no time).
 pub(crate) type Clock = fn() -> u64;
 
-/// The OS's monotonic clock, from the first read in this process.
+/// The calling thread's CPU time: a run preempted by another process (or another test's
+/// node on the same core) counts only what it ran. (The monotonic clock, tried first, let
+/// one preempted GET weigh as much as a thousand-member ZRANGE in the end-to-end test.)
 pub(crate) fn os_clock() -> u64 {
-    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    shardline_transport::cpu::thread_cpu_ns()
 }
 
 /// One vShard's counts since the last roll.
