@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
                     let Some(u) = take(3) else { break };
                     let member = NodeId(1 + u[0] as u64 % 7);
                     let inc = (u[1] % 8) as u32;
-                    let up = match (u[2] + k) % 4 {
+                    let up = match u[2].wrapping_add(k) % 4 {
                         0 => Update::Alive { member, inc },
                         1 => Update::Suspect { member, inc, from: NodeId(1 + u[2] as u64 % 7) },
                         2 => Update::Dead { member, inc },

@@ -195,6 +195,8 @@ pub struct Swim {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     leaving: bool,
+    /// Deaths and departures new to this node while a packet is applied, to `spread` after.
+    to_spread: Vec<NodeId>,
     pub stats: Stats,
 }
 
@@ -234,6 +236,7 @@ impl Swim {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             leaving: false,
+            to_spread: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -445,6 +448,9 @@ impl Swim {
         for u in p.updates {
             self.apply(now_ms, u);
         }
+        for member in std::mem::take(&mut self.to_spread) {
+            self.spread(member);
+        }
         match p.msg {
             Msg::Ping { seq } => self.send(p.from, Msg::Ack { seq }),
             Msg::PingReq { seq, target } => {
@@ -544,7 +550,9 @@ impl Swim {
         }
         self.queue(u);
         if matches!(new_state, State::Dead | State::Left) && new_state != state {
-            self.spread(member);
+            // Once the whole packet is applied (a refutation later in it would raise this
+            // node's incarnation: its packets carry the new one).
+            self.to_spread.push(member);
         }
     }
 

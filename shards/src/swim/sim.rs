@@ -11,11 +11,13 @@ use std::collections::BinaryHeap;
 
 const CLUSTER: [u8; 16] = [7; 16];
 
+/// A datagram on its way: (delivery time, order sent, to, bytes).
+type InFlight = (u64, u64, usize, Vec<u8>);
+
 pub(super) struct Net {
     pub nodes: Vec<Swim>,
     pub now: u64,
-    /// (delivery time, order, to, bytes)
-    queue: BinaryHeap<Reverse<(u64, u64, usize, Vec<u8>)>>,
+    queue: BinaryHeap<Reverse<InFlight>>,
     order: u64,
     /// (due, node); stale entries are checked against the node when popped.
     timers: BinaryHeap<Reverse<(u64, usize)>>,
