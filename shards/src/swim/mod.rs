@@ -327,21 +327,29 @@ impl Swim {
     /// takes some periods to reach everyone; so a death crosses the cluster in a few network
     /// hops, at `spread_fanout` packets per member (each forwards it once).
     fn spread(&mut self, about: NodeId) {
-        let mut to: Vec<NodeId> = self
-            .members
-            .iter()
-            .filter(|m| m.id != about && matches!(m.state, State::Alive | State::Suspect))
-            .map(|m| m.id)
-            .collect();
-        let k = self.cfg.spread_fanout.min(to.len());
-        for j in 0..k {
-            let pick = j + self.rng.below((to.len() - j) as u64) as usize;
-            to.swap(j, pick);
-        }
-        to.truncate(k);
+        let to = self.pick(self.cfg.spread_fanout, |m| {
+            m.id != about && matches!(m.state, State::Alive | State::Suspect)
+        });
         for id in to {
             self.send(id, Msg::Notify);
         }
+    }
+
+    /// Up to `k` members that pass `keep`, drawn at random.
+    fn pick(&mut self, k: usize, keep: impl Fn(&Member) -> bool) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|m| keep(m))
+            .map(|m| m.id)
+            .collect();
+        let k = k.min(ids.len());
+        for j in 0..k {
+            let at = j + self.rng.below((ids.len() - j) as u64) as usize;
+            ids.swap(j, at);
+        }
+        ids.truncate(k);
+        ids
     }
 
     /// When `handle_timeout` is next due.
@@ -718,21 +726,12 @@ impl Swim {
     fn go_indirect(&mut self) {
         let Some(p) = &self.probe else { return };
         let (target, seq) = (p.target, p.seq);
-        let mut via: Vec<NodeId> = self
-            .members
-            .iter()
-            .filter(|m| m.id != target && m.state == State::Alive)
-            .map(|m| m.id)
-            .collect();
-        let k = self.cfg.indirect.min(via.len());
-        for j in 0..k {
-            let pick = j + self.rng.below((via.len() - j) as u64) as usize;
-            via.swap(j, pick);
-        }
-        via.truncate(k);
+        let via = self.pick(self.cfg.indirect, |m| {
+            m.id != target && m.state == State::Alive
+        });
         if let Some(p) = &mut self.probe {
             p.indirect_sent = true;
-            p.nacks_owed = k as u32;
+            p.nacks_owed = via.len() as u32;
         }
         for id in via {
             self.send(id, Msg::PingReq { seq, target });
