@@ -57,8 +57,12 @@ pub struct Config {
     pub cluster_replicas: u64,
     /// `cluster-routing proxy`: forward a command to its slot's leader instead of `-MOVED`.
     pub cluster_proxy: bool,
-    /// A peer that sends nothing for this long is taken as down (its leaders fail over).
+    /// A shard thread's bus connection silent this long takes its peer for down (its leaders
+    /// fail over): the backstop for a peer whose node SWIM holds alive but whose thread is
+    /// stuck. SWIM (the control thread) judges nodes.
     pub cluster_node_timeout_ms: u64,
+    /// The control thread's core (`None`: not pinned, the OS places it).
+    pub control_core: Option<usize>,
     /// When the write-ahead log is fsynced: always (before a write is acknowledged), batch
     /// (every `fsync-batch-ms`), never.
     pub fsync: shardline_shards::wal::FsyncPolicy,
@@ -338,7 +342,8 @@ impl Default for Config {
             cluster_bus_nodes: Vec::new(),
             cluster_replicas: 0,
             cluster_proxy: false,
-            cluster_node_timeout_ms: 1000,
+            cluster_node_timeout_ms: 5000,
+            control_core: None,
             fsync: shardline_shards::wal::FsyncPolicy::Always,
             fsync_default: true,
             wal_segment_bytes: 64 << 20,

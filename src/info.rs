@@ -298,6 +298,7 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
             );
             t.push_str(&c.calvin.info());
             t.push_str(&c.bulk_info());
+            t.push_str(&crate::control::info(c));
             let _ = write!(t, "bulk_rdma:{}\r\n", c.rdma_status);
             let _ = write!(t, "bulk_quic:{}\r\n", c.quic_status);
         }

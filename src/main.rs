@@ -8,6 +8,7 @@ mod client;
 mod cluster;
 mod config;
 mod conn;
+mod control;
 mod ctl;
 mod datadir;
 mod hop;
@@ -109,6 +110,7 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
     let cores = cfg.cores.clone();
     let addr = cfg.listen_addr();
     let bind = cfg.bind;
+    let control_core = cfg.control_core;
     let layout = shardline_shards::slot::VShardLayout::new(cfg.vshards).expect("validated");
     cluster::check_not_removed(&cfg.data_dir)?;
     let cluster = if cfg.cluster_join.is_some() {
@@ -129,7 +131,9 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
         tracing::warn!(
             "no cluster bus: the client port + 10000 is past 65535, so no node can join this one (set cluster-bus-addr)"
         );
-    } else if let Err(e) = cluster::bus::start_acceptor(c.clone(), bind) {
+    } else if let Err(e) = cluster::bus::start_acceptor(c.clone(), bind)
+        .and_then(|()| control::start(c.clone(), bind, control_core))
+    {
         if !given_none {
             return Err(e);
         }
@@ -189,6 +193,9 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
 /// Stops accepting, gives in-flight replies up to `shutdown-timeout-ms`, then exits 0.
 fn shutdown(node: &node::Node) {
     node.shutting_down.store(true, Ordering::Release);
+    // The members hear at once that this node leaves (SWIM's `Left`): its groups fail over
+    // without waiting out a suspicion.
+    control::leave(&node.cluster, Duration::from_millis(200));
     node.stop_scripts();
     let budget = Duration::from_millis(node.live.get(|l| &l.shutdown_timeout_ms));
     let start = Instant::now();

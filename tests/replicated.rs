@@ -335,9 +335,27 @@ fn killing_a_node_under_writes_loses_no_acknowledged_write() {
         "writes to 64 keys over all slots succeeded {:?} after the kill",
         killed_at.elapsed()
     );
+    // SWIM holds it dead on both survivors (the target is 3 s; the bound is loose for a
+    // loaded machine, the time is printed).
+    for i in [1, 2] {
+        while c.swim(i, "dead") != Some(1) {
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(15),
+                "node {i}: SWIM does not hold the killed node dead: {:?}",
+                c.info_section(i, "cluster")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "node {i}: SWIM held the killed node dead {:?} after the kill",
+            killed_at.elapsed()
+        );
+    }
     std::thread::sleep(Duration::from_millis(500));
     c.spawn(0);
     c.wait_served(Duration::from_secs(20));
+    // Restarted, it is alive again for everyone (its new incarnation outranks its death).
+    c.wait_swim_alive(Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(800));
     w.finish_and_check(&c);
     // The restarted node caught up: it holds every key (it replicates everything).
@@ -359,6 +377,164 @@ fn killing_a_node_under_writes_loses_no_acknowledged_write() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// `cluster_current_epoch` of node `i`'s CLUSTER INFO: it moves whenever a leader changes.
+fn leader_epoch(c: &TestCluster, i: usize) -> u64 {
+    let info = c.info(i).expect("CLUSTER INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cluster_current_epoch:"))
+        .expect("cluster_current_epoch")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_node_paused_for_two_seconds_is_suspected_but_not_declared_dead_and_nothing_fails_over() {
+    let c = TestCluster::start(3, false, &[]);
+    c.wait_swim_alive(Duration::from_secs(10));
+    let led = c.cluster_field(2, "cluster_vshards_led").unwrap();
+    assert!(led > 0, "node 2 leads something");
+    let epochs: Vec<u64> = (0..2).map(|i| leader_epoch(&c, i)).collect();
+    let k = c.key_led_by(2);
+    let mut on2 = redis::Client::open(c.url(2))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = on2.set(&k, "before").unwrap();
+    // Writes keep the key's group busy (its followers' election timers run; a quiet group
+    // runs none) before, through and after the pause.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, k, url) = (stop.clone(), k.clone(), c.url(2));
+        std::thread::spawn(move || {
+            let mut w = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let mut last = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _: () = w
+                    .set(format!("{{{k}}}:w"), last + 1)
+                    .expect("a write on node 2");
+                last += 1;
+            }
+            last
+        })
+    };
+    // The two others' view through the pause and a few seconds after it.
+    let watch = {
+        let urls = [c.url(0), c.url(1)];
+        std::thread::spawn(move || {
+            let (mut suspect, mut dead) = (0u64, 0u64);
+            let mut conns: Vec<redis::Connection> = urls
+                .iter()
+                .map(|u| {
+                    redis::Client::open(u.as_str())
+                        .unwrap()
+                        .get_connection()
+                        .unwrap()
+                })
+                .collect();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(7) {
+                for conn in &mut conns {
+                    let info: String = redis::cmd("INFO").arg("cluster").query(conn).unwrap();
+                    let field = |name: &str| -> u64 {
+                        info.lines()
+                            .find_map(|l| l.strip_prefix(name))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0)
+                    };
+                    suspect = suspect.max(field("swim_members_suspect:"));
+                    dead = dead.max(field("swim_members_dead:"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (suspect, dead)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    c.pause(2, true);
+    std::thread::sleep(Duration::from_secs(2));
+    c.pause(2, false);
+    let (suspect, dead) = watch.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let last = writer.join().unwrap();
+    assert!(last > 0);
+    let v: u64 = on2.get(format!("{{{k}}}:w")).unwrap();
+    assert_eq!(v, last, "the last acknowledged write");
+    assert_eq!(dead, 0, "a node paused for 2 s was declared dead");
+    assert!(suspect > 0, "SWIM never noticed the pause");
+    assert_eq!(
+        c.cluster_field(2, "cluster_vshards_led"),
+        Some(led),
+        "node 2 lost leaderships"
+    );
+    let now: Vec<u64> = (0..2).map(|i| leader_epoch(&c, i)).collect();
+    assert_eq!(now, epochs, "a leader changed");
+    // Node 2 still leads the key: it answers it itself.
+    let v: String = on2.get(&k).unwrap();
+    assert_eq!(v, "before");
+    for i in 0..3 {
+        assert_eq!(c.swim(i, "dead"), Some(0), "node {i}");
+    }
+}
+
+#[test]
+fn swim_declares_a_node_whose_links_drop_everything_dead_and_its_vshards_fail_over() {
+    // The links stay open but carry nothing, and the connections' own silence backstop is set
+    // far off: only SWIM can tell.
+    let c = TestCluster::start(3, true, &["--cluster-node-timeout-ms", "600000"]);
+    c.wait_swim_alive(Duration::from_secs(10));
+    let k = c.key_led_by(0);
+    let majority = redis::cluster::ClusterClient::builder(vec![c.url(1), c.url(2)])
+        .retries(60)
+        .max_retry_wait(300)
+        .build()
+        .unwrap();
+    let mut m = majority.get_connection().unwrap();
+    let _: () = m.set(&k, "before").unwrap();
+    let t = Instant::now();
+    c.silence(0);
+    for i in [1, 2] {
+        while c.swim(i, "dead") != Some(1) {
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "node {i}: SWIM does not hold the silent node dead: {:?}",
+                c.info_section(i, "cluster")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "node {i}: SWIM held the silent node dead {:?} after the cut",
+            t.elapsed()
+        );
+    }
+    // The majority elects a leader for its vShards and takes writes. (A client that still
+    // routes the key to the cut-off node is answered that the outcome is unknown or to try
+    // again, as it knows no leader: a new connection reads the slots from the majority.)
+    loop {
+        let r = majority
+            .get_connection()
+            .and_then(|mut m| m.set::<_, _, ()>(&k, "after"));
+        match r {
+            Ok(()) => break,
+            Err(e) => assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "no write after the cut: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "a write to a vShard it led succeeded {:?} after the cut",
+        t.elapsed()
+    );
+    c.heal();
+    c.wait_swim_alive(Duration::from_secs(15));
+    c.wait_served(Duration::from_secs(30));
+    let mut all = c.client().get_connection().unwrap();
+    let v: String = all.get(&k).unwrap();
+    assert_eq!(v, "after");
 }
 
 #[test]

@@ -20,6 +20,7 @@ fn cluster() -> Vec<Vec<Group>> {
                         id: NodeId(id),
                         members: vec![NodeId(1), NodeId(2), NodeId(3)],
                         election_ticks: 10,
+                        leader_wait_ticks: 0,
                         heartbeat_ticks: 3,
                         max_batch: 64,
                         snapshot_chunk_bytes: 1 << 20,

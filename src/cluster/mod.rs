@@ -91,6 +91,7 @@ pub fn decode_removed(b: &[u8], groups: usize) -> Result<Vec<(u32, u64)>, String
 pub const BUS_PORT_OFFSET: u16 = 10000;
 
 pub use shardline_shards::ids::NodeId;
+pub use shardline_shards::swim::State as SwimState;
 
 /// Member ids are 1..=`NODES_MAX`: per-member tables are allocated at this size up front, so a
 /// node joining changes no table's shape, and a vShard's replicas fit in a `u64` bit set.
@@ -151,6 +152,19 @@ pub struct Cluster {
     pub epoch: AtomicU64,
     /// Per member (by id - 1, `NODES_MAX` of them), whether this node currently hears from it.
     pub up: Vec<AtomicBool>,
+    /// Per member (by id - 1), SWIM's verdict as the control thread last published it
+    /// (`control::Membership`): `state << 32 | incarnation`, the state as `liveness_code`.
+    /// All `Alive` at 0 until the control thread says otherwise.
+    liveness: Vec<AtomicU64>,
+    /// Bumped after each verdict is published: the shard threads compare it each tick and
+    /// follow what changed (`Replicas::follow_liveness`).
+    pub liveness_epoch: AtomicU64,
+    /// SWIM's counters, this node's incarnation and local health, as the control thread last
+    /// published them (INFO's `swim_*`, `control::SWIM_NAMES`).
+    pub swim_stats: [AtomicU64; crate::control::SWIM_FIELDS],
+    /// 0; 1: shutting down, the control thread is to tell the members (`control::leave`);
+    /// 2: it did.
+    pub swim_leave: std::sync::atomic::AtomicU8,
     /// Sockets accepted by the bus, handed to the shard thread they name.
     pub inbound: Vec<Mutex<Vec<Accepted>>>,
     pub inbound_waker: Vec<AtomicWaker>,
@@ -425,6 +439,10 @@ impl Cluster {
             up: (0..NODES_MAX)
                 .map(|i| AtomicBool::new(NodeId::of_slot(i) == me))
                 .collect(),
+            liveness: (0..NODES_MAX).map(|_| AtomicU64::new(0)).collect(),
+            liveness_epoch: AtomicU64::new(0),
+            swim_stats: Default::default(),
+            swim_leave: Default::default(),
             inbound: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
             inbound_waker: (0..threads).map(|_| AtomicWaker::new()).collect(),
             node_timeout_ms: cfg.cluster_node_timeout_ms,
@@ -620,10 +638,44 @@ impl Cluster {
         self.members_version.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Whether this node hears from member `id` and SWIM does not hold it dead or gone.
     pub fn is_up(&self, id: NodeId) -> bool {
         self.up
             .get((id.0 as usize).wrapping_sub(1))
             .is_some_and(|u| u.load(Ordering::Relaxed))
+            && !matches!(self.liveness(id).0, SwimState::Dead | SwimState::Left)
+    }
+
+    /// SWIM's verdict on member `id` and its incarnation (`Alive` at 0 for this node, for an
+    /// id out of range, and before the control thread's first word).
+    pub fn liveness(&self, id: NodeId) -> (SwimState, u32) {
+        let Some(l) = self.liveness.get((id.0 as usize).wrapping_sub(1)) else {
+            return (SwimState::Alive, 0);
+        };
+        let x = l.load(Ordering::Acquire);
+        let state = match x >> 32 {
+            1 => SwimState::Suspect,
+            2 => SwimState::Dead,
+            3 => SwimState::Left,
+            _ => SwimState::Alive,
+        };
+        (state, x as u32)
+    }
+
+    /// Publishes SWIM's verdict on member `id` (the control thread); the shard threads see
+    /// it at their next tick.
+    pub fn set_liveness(&self, id: NodeId, state: SwimState, inc: u32) {
+        let Some(l) = self.liveness.get((id.0 as usize).wrapping_sub(1)) else {
+            return;
+        };
+        let code: u64 = match state {
+            SwimState::Alive => 0,
+            SwimState::Suspect => 1,
+            SwimState::Dead => 2,
+            SwimState::Left => 3,
+        };
+        l.store(code << 32 | inc as u64, Ordering::Release);
+        self.liveness_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     #[inline]

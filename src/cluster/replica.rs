@@ -65,6 +65,12 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// machine (seen at 150 ms: leaders stepped down under the test suite's load) does not depose
 /// healthy leaders.
 const ELECTION_TICKS: u32 = 50;
+/// A follower that heard from its leader waits this long before standing (3 s, randomized up
+/// to 6): longer than a pause SWIM tolerates (2 s: a node paused that long is not declared
+/// dead, and its groups must not fail over either). A leader's node that dies is reported
+/// sooner (its connections break at once; SWIM holds it dead within about 3 s), so this
+/// timer only covers a leader whose node is up but whose group went silent.
+const LEADER_WAIT_TICKS: u32 = 300;
 const HEARTBEAT_TICKS: u32 = 5;
 /// Most entries in one Append message.
 const MAX_BATCH: usize = 512;
@@ -122,6 +128,9 @@ struct Peer {
     /// connection, one asked to leave just after it joined that never got the metadata,
     /// learns it: found by the simulator, such a node ran on forever).
     removed: bool,
+    /// SWIM holds it dead or gone (`Cluster::liveness`), and this thread acted on it
+    /// (`follow_liveness`); cleared when SWIM holds it up again.
+    swim_down: bool,
 }
 
 pub struct Replicas {
@@ -172,6 +181,8 @@ pub struct Replicas {
     /// Peers whose empty outbox got bytes since the driver last woke their dialers.
     out_ready: Vec<NodeId>,
     last_tick: Instant,
+    /// The `Cluster::liveness_epoch` this thread last followed.
+    liveness_seen: u64,
     waker: Option<Waker>,
     woken: bool,
     /// Message payloads of one step, and per peer the `(group, range)` of each.
@@ -369,6 +380,38 @@ impl Replicas {
         p.live = p.live.saturating_sub(1);
         if p.live == 0 {
             self.peer_down(peer);
+        }
+    }
+
+    /// Follows SWIM's verdicts (the control thread's, through `Cluster`) if any changed since
+    /// the last call: a member newly held dead or gone is down for this thread (`peer_down`:
+    /// its groups elect at once), whatever its connections say (they may stay open to a
+    /// machine that is gone, or through a partition that drops everything).
+    pub(super) fn follow_liveness(&mut self) {
+        let epoch = self
+            .c
+            .liveness_epoch
+            .load(std::sync::atomic::Ordering::Acquire);
+        if epoch == self.liveness_seen {
+            return;
+        }
+        self.liveness_seen = epoch;
+        for slot in 0..self.peers.len() {
+            let p = NodeId::of_slot(slot);
+            if p == self.c.me {
+                continue;
+            }
+            let down = matches!(
+                self.c.liveness(p).0,
+                crate::cluster::SwimState::Dead | crate::cluster::SwimState::Left
+            );
+            if down && !self.peers[slot].swim_down {
+                self.peers[slot].swim_down = true;
+                tracing::info!(peer = %p, shard = self.shard, "SWIM holds the peer dead or gone");
+                self.peer_down(p);
+            } else if !down {
+                self.peers[slot].swim_down = false;
+            }
         }
     }
 
@@ -823,6 +866,7 @@ fn raft_config(
         id: c.me,
         members,
         election_ticks: ELECTION_TICKS,
+        leader_wait_ticks: LEADER_WAIT_TICKS,
         heartbeat_ticks: HEARTBEAT_TICKS,
         max_batch: MAX_BATCH,
         // A replica far behind gets its state one chunk per round trip: a large snapshot

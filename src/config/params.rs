@@ -158,8 +158,22 @@ pub static PARAMS: &[Param] = &[
         50,
         600_000,
         false,
-        "A peer silent this long is taken as down and its vShards fail over (default 1000)."
+        "A shard thread's bus connection silent this long takes its peer for down and its vShards fail over (default 5000): the backstop for a stuck thread on a node SWIM holds alive. SWIM judges nodes: a killed one is dead everywhere within about 3 s, one paused for 2 s is not."
     ),
+    Param {
+        name: "control-core",
+        help: "The core of the control thread (SWIM membership), which runs beside the shard threads (empty, the default: not pinned).",
+        runtime: false,
+        set: |c, v| {
+            c.control_core = if v.trim().is_empty() {
+                None
+            } else {
+                Some(parse_u64(v, 0, 4095)? as usize)
+            };
+            Ok(())
+        },
+        get: |c| c.control_core.map(|x| x.to_string()).unwrap_or_default(),
+    },
     Param {
         name: "fsync",
         help: "When the write-ahead log is fsynced: always (a write is on disk, on a quorum, before it is acknowledged; the default of a cluster of several nodes), batch (every fsync-batch-ms; a node alone defaults to batch every second), never (left to the OS).",

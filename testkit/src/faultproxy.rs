@@ -2,9 +2,15 @@
 //! link (`partition`: connections reset, new ones refused), silence it (`blackhole`: connections
 //! stay open but bytes vanish, as a network that drops packets), slow it (`set_delay`), and
 //! `heal` it. It only ever connects to loopback targets.
+//!
+//! It also forwards UDP datagrams sent to its port to the target's port under the same
+//! faults (a partition or a blackhole drops them, a delay delays them): a node's SWIM packets
+//! go to a member's bus address, so a proxied bus cuts membership as a network would.
+//! Datagrams go one way: the target answers a member at that member's own address, not at
+//! the datagram's source, so the proxy in the other direction carries the answer.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +43,19 @@ impl FaultProxy {
                 "the fault proxy only forwards to loopback addresses",
             ));
         }
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        // A TCP port whose UDP twin is free too.
+        let (listener, udp) = {
+            let mut tries = 0;
+            loop {
+                let l = TcpListener::bind("127.0.0.1:0")?;
+                match UdpSocket::bind(l.local_addr()?) {
+                    Ok(u) => break (l, u),
+                    Err(e) if tries > 20 => return Err(e),
+                    Err(_) => tries += 1,
+                }
+            }
+        };
+        udp.set_read_timeout(Some(Duration::from_millis(100)))?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             target,
@@ -51,6 +69,10 @@ impl FaultProxy {
         std::thread::Builder::new()
             .name("fault-proxy".into())
             .spawn(move || accept_loop(listener, s))?;
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("fault-proxy-udp".into())
+            .spawn(move || datagram_loop(udp, s))?;
         Ok(FaultProxy { addr, shared })
     }
 
@@ -130,6 +152,24 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let (a, b) = (shared.clone(), shared.clone());
         std::thread::spawn(move || pump(client, server, a));
         std::thread::spawn(move || pump(s2, c2, b));
+    }
+}
+
+/// Forwards each datagram to the target's UDP port under the current mode until stopped.
+fn datagram_loop(udp: UdpSocket, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while !shared.stopped.load(Ordering::SeqCst) {
+        let Ok((n, _)) = udp.recv_from(&mut buf) else {
+            continue; // the read timeout: look at `stopped` again
+        };
+        if shared.mode.load(Ordering::SeqCst) != PASS {
+            continue;
+        }
+        let delay = shared.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        let _ = udp.send_to(&buf[..n], shared.target);
     }
 }
 
@@ -233,6 +273,29 @@ mod tests {
         c.read_exact(&mut got).unwrap();
         // Both directions are delayed: at least 200 ms (a lower bound, not a timing target).
         assert!(t.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn datagrams_are_forwarded_then_dropped_by_a_partition_then_forwarded_again() {
+        let target = UdpSocket::bind("127.0.0.1:0").unwrap();
+        target
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        // A TCP listener on the target's port too (the proxy's target is a TCP address).
+        let p = FaultProxy::start(target.local_addr().unwrap()).unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut buf = [0u8; 16];
+        let mut got = |msg: &[u8]| -> bool {
+            sender.send_to(msg, p.addr()).unwrap();
+            matches!(target.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == msg)
+        };
+        assert!(got(b"one"));
+        p.partition();
+        assert!(!got(b"two"), "a partition drops datagrams");
+        p.heal();
+        assert!(got(b"three"));
+        p.blackhole();
+        assert!(!got(b"four"), "a blackhole drops datagrams");
     }
 
     #[test]

@@ -471,6 +471,41 @@ impl TestCluster {
         }
     }
 
+    /// Node `i`'s links to and from the others stay open but carry nothing (TCP bytes and
+    /// UDP datagrams dropped), as a network that drops every packet: no connection breaks.
+    pub fn silence(&self, i: usize) {
+        for j in 0..self.ports.len() {
+            if i != j {
+                self.links[i][j].as_ref().unwrap().blackhole();
+                self.links[j][i].as_ref().unwrap().blackhole();
+            }
+        }
+    }
+
+    /// INFO cluster's `swim_members_<state>` on node `i` (`alive`, `suspect`, `dead`, `left`).
+    pub fn swim(&self, i: usize, state: &str) -> Option<u64> {
+        self.cluster_field(i, &format!("swim_members_{state}"))
+    }
+
+    /// Waits until every running node's SWIM holds every other member alive.
+    pub fn wait_swim_alive(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let others = self.ports.len() as u64 - 1;
+        for i in 0..self.ports.len() {
+            if self.children[i].is_none() {
+                continue;
+            }
+            while self.swim(i, "alive") != Some(others) {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i}: SWIM does not hold every member alive: {:?}",
+                    self.info_section(i, "cluster")
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     pub fn heal(&self) {
         for row in &self.links {
             for p in row.iter().flatten() {

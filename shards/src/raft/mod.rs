@@ -235,7 +235,8 @@ impl Group {
             // The failure detector vouches for the loss: no pre-vote round.
             self.campaign();
         } else {
-            self.reset_timer();
+            // A fallback should the successor be gone too: the leaderless wait.
+            self.start_timer(self.cfg.election_ticks);
         }
     }
 
@@ -509,9 +510,21 @@ impl Group {
         });
     }
 
+    /// The election timer again: `leader_wait_ticks` for a follower with a leader,
+    /// `election_ticks` otherwise (randomized up to twice).
     fn reset_timer(&mut self) {
+        let with_leader = self.role == Role::Follower && self.leader.is_some();
+        let wait = if with_leader && self.cfg.leader_wait_ticks > 0 {
+            self.cfg.leader_wait_ticks
+        } else {
+            self.cfg.election_ticks
+        };
+        self.start_timer(wait);
+    }
+
+    fn start_timer(&mut self, base: u32) {
         self.elapsed = 0;
-        let base = self.cfg.election_ticks.max(1);
+        let base = base.max(1);
         self.timeout = base + self.rng.below(base as u64) as u32;
     }
 

@@ -182,6 +182,7 @@ impl Sim {
             id,
             members: members.to_vec(),
             election_ticks: 10,
+            leader_wait_ticks: 0,
             heartbeat_ticks: 3,
             max_batch: 8,
             snapshot_chunk_bytes: 48,

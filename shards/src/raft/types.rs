@@ -223,6 +223,13 @@ pub struct Config {
     pub members: Vec<NodeId>,
     /// Ticks without a leader before standing for election (randomized up to twice this).
     pub election_ticks: u32,
+    /// Ticks a follower that heard from its leader waits before standing (randomized up to
+    /// twice this; 0: `election_ticks`). A driver with a node-level failure detector that
+    /// reports a dead leader's node (`leader_lost`) sets it above the pauses that detector
+    /// tolerates, so a leader's node paused briefly loses nothing; the timer still covers a
+    /// leader whose node is up but whose group went silent. Without a known leader (at start,
+    /// after `leader_lost`, while campaigning) the wait is `election_ticks`.
+    pub leader_wait_ticks: u32,
     pub heartbeat_ticks: u32,
     /// Most entries in one Append.
     pub max_batch: usize,

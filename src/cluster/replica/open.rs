@@ -197,6 +197,7 @@ impl Replicas {
             peers: (0..n).map(|_| Peer::default()).collect(),
             out_ready: Vec::new(),
             last_tick: now,
+            liveness_seen: 0,
             waker: None,
             woken: false,
             payloads: Vec::new(),

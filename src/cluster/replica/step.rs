@@ -122,6 +122,7 @@ impl Replicas {
                     r.touch(v as u32);
                 }
             }
+            r.follow_liveness();
             let timeout = Duration::from_millis(c.node_timeout_ms);
             for p in (0..r.peers.len()).map(NodeId::of_slot) {
                 if p != c.me

@@ -13,6 +13,27 @@ impl Sim {
         if let Some(a) = &self.admin {
             return Some(format!("{:?} of node {} is under way", a.op, a.node));
         }
+        // Every running member holds every other alive (a healed partition's verdicts
+        // refuted, a restarted node's death outranked by its new incarnation).
+        let running: Vec<NodeId> = self
+            .members()
+            .into_iter()
+            .filter(|&id| self.up(id))
+            .collect();
+        for &id in &running {
+            for &p in &running {
+                if let Some((state, inc)) = self.swim_state(id, p)
+                    && matches!(
+                        state,
+                        shardline_shards::swim::State::Dead | shardline_shards::swim::State::Left
+                    )
+                {
+                    return Some(format!(
+                        "node {id}'s SWIM holds node {p} {state:?} at {inc}"
+                    ));
+                }
+            }
+        }
         if let Some(id) = self.leaving {
             let n = &self.nodes[id.slot()];
             let why = match n.threads[0].r.as_ref() {
@@ -483,13 +504,14 @@ impl Sim {
         self.restart_everything();
         let elections: usize = self.leaders.iter().map(BTreeMap::len).sum();
         eprintln!(
-            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, {} pushed and {} popped, faults: {}, connection resets: {}, power cuts: {}, snapshot files written behind: {} (lost to crashes: {}), bulk lane bytes: {} (copies installed as they were decoded: {}), compactions from captures: {} (steps with one under way: {})",
+            "sim seed {:#x}: {} ms, {} acknowledged, {} refused, {} unknown, {} leader terms, SWIM deaths declared: {}, {} pushed and {} popped, faults: {}, connection resets: {}, power cuts: {}, snapshot files written behind: {} (lost to crashes: {}), bulk lane bytes: {} (copies installed as they were decoded: {}), compactions from captures: {} (steps with one under way: {})",
             self.seed,
             self.now_ms,
             self.acked,
             self.refused,
             self.unknown,
             elections,
+            self.swim_deaths,
             self.queue_stats.0,
             self.queue_stats.1,
             self.log.len(),

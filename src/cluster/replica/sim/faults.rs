@@ -70,7 +70,9 @@ impl Sim {
                             }
                             Fault::Pause => {
                                 self.paused = Some(id);
-                                // Long enough for the others to elect new leaders.
+                                // 1.5 to 3 s: about SWIM's verdict time (a pause of 2 s is
+                                // not a death), so some pauses end in a failover and some
+                                // in the node carrying on as it was.
                                 next_fault = self.now_ms + 1_500 + self.rng.below(1_500);
                             }
                         }

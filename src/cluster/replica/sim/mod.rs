@@ -31,6 +31,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 mod checks;
 mod clients;
+mod control;
 mod faults;
 mod lanes;
 mod membership;
@@ -72,6 +73,8 @@ struct Node {
     member: bool,
     /// It left the cluster (`Fatal::Left`): its process ended for good.
     gone: bool,
+    /// Its control thread's SWIM (`None` while it is not running).
+    swim: Option<crate::control::Membership>,
 }
 
 impl Node {
@@ -90,6 +93,7 @@ impl Node {
             c,
             member,
             gone: false,
+            swim: None,
         }
     }
 }
@@ -252,6 +256,10 @@ struct Sim {
     nodes: Vec<Node>,
     /// The in-memory link: writes in flight between shard threads, each due at its time.
     net: mem::Net<Link>,
+    /// SWIM's datagrams in flight between nodes' control threads (`control.rs`).
+    swim_net: mem::Net<(NodeId, NodeId)>,
+    /// `Dead` verdicts SWIM published, over all nodes.
+    swim_deaths: u64,
     /// Directed links that drop what they carry.
     cut: Vec<(NodeId, NodeId)>,
     /// A node that runs nothing (its messages wait for it), and one that just resumed.
@@ -371,6 +379,8 @@ impl Sim {
             dir: dir.clone(),
             nodes: Vec::new(),
             net: mem::Net::default(),
+            swim_net: mem::Net::default(),
+            swim_deaths: 0,
             cut: Vec::new(),
             paused: None,
             resumed: None,
@@ -432,7 +442,8 @@ impl Sim {
                 cluster_nodes: addrs.clone(),
                 // (Fewer nodes: as many replicas as nodes, three once enough have joined.)
                 cluster_replicas: rf.unwrap_or(if nodes < 3 { 0 } else { 3 }),
-                cluster_node_timeout_ms: 1000,
+                // The production default: SWIM finds a node cut off first (`control.rs`).
+                cluster_node_timeout_ms: Config::default().cluster_node_timeout_ms,
                 // Every batch fsyncs, as in production; the fsyncs are only noted (`run_ops`).
                 fsync: shardline_shards::wal::FsyncPolicy::Always,
                 // Small segments: new ones are made and old ones deleted all along.
@@ -525,6 +536,7 @@ impl Sim {
             th.r = Some(r);
             th.last_step_ms = now_ms;
         }
+        self.start_swim(id);
         self.connect_known();
     }
 
@@ -541,6 +553,7 @@ impl Sim {
         for th in &mut self.node(id).threads {
             th.r = None;
         }
+        self.node(id).swim = None;
         self.net.retain(|&(from, to, _)| from != id && to != id);
         for p in self.ids() {
             // Its connections end: its peers' readers of it see so; their dialers to it
@@ -622,6 +635,7 @@ impl Sim {
         }
         self.sync_lanes();
         self.deliver_lanes();
+        self.swim_tick();
         for id in self.ids() {
             if self.paused != Some(id) {
                 self.step(id);
