@@ -538,6 +538,30 @@ fn swim_declares_a_node_whose_links_drop_everything_dead_and_its_vshards_fail_ov
 }
 
 #[test]
+fn a_node_shut_down_tells_the_others_it_left_and_is_alive_again_after_a_restart() {
+    let mut c = TestCluster::start(3, false, &[]);
+    c.wait_swim_alive(Duration::from_secs(10));
+    let t = Instant::now();
+    c.terminate(2);
+    // `Left`, not a death after a suspicion (which takes 2.4 s at least).
+    for i in [0, 1] {
+        while c.swim(i, "left") != Some(1) {
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "node {i}: SWIM does not hold the node that shut down as gone: {:?}",
+                c.info_section(i, "cluster")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(c.swim(i, "dead"), Some(0));
+    }
+    eprintln!("both others held it gone {:?} after SIGTERM", t.elapsed());
+    c.spawn(2);
+    c.wait_served(Duration::from_secs(30));
+    c.wait_swim_alive(Duration::from_secs(10));
+}
+
+#[test]
 fn a_full_cluster_restart_keeps_every_acknowledged_write() {
     let mut c = TestCluster::start(3, false, &[]);
     {

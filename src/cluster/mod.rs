@@ -162,8 +162,8 @@ pub struct Cluster {
     /// SWIM's counters, this node's incarnation and local health, as the control thread last
     /// published them (INFO's `swim_*`, `control::SWIM_NAMES`).
     pub swim_stats: [AtomicU64; crate::control::SWIM_FIELDS],
-    /// 0; 1: shutting down, the control thread is to tell the members (`control::leave`);
-    /// 2: it did.
+    /// Where the control thread is with telling the members this node leaves (its
+    /// constants; `control::leave`).
     pub swim_leave: std::sync::atomic::AtomicU8,
     /// Sockets accepted by the bus, handed to the shard thread they name.
     pub inbound: Vec<Mutex<Vec<Accepted>>>,

@@ -190,16 +190,25 @@ impl Membership {
 }
 
 /// Asks the control thread to tell the members this node leaves, and waits (at most
-/// `within`) until it did.
+/// `within`) until it did. Nothing to do on a node with no control thread (no bus).
 pub fn leave(c: &Cluster, within: Duration) {
-    let _ = c
-        .swim_leave
-        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire);
+    if c.swim_leave
+        .compare_exchange(RUNNING, LEAVING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
     let start = Instant::now();
-    while c.swim_leave.load(Ordering::Acquire) != 2 && start.elapsed() < within {
+    while c.swim_leave.load(Ordering::Acquire) != LEFT && start.elapsed() < within {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// `Cluster::swim_leave`: no control thread; it runs; shutting down, it is to tell the
+/// members (`leave`); it did.
+const RUNNING: u8 = 1;
+const LEAVING: u8 = 2;
+const LEFT: u8 = 3;
 
 /// Binds SWIM's UDP socket on the bus port (`bind`'s address) and starts the control thread,
 /// pinned to `core` if one is given. An error (the port taken) stops start-up.
@@ -208,6 +217,7 @@ pub fn start(c: Arc<Cluster>, bind: std::net::IpAddr, core: Option<usize>) -> Re
     let sock = std::net::UdpSocket::bind(addr)
         .map_err(|e| format!("cannot bind SWIM's UDP socket on {addr}: {e}"))?;
     sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+    c.swim_leave.store(RUNNING, Ordering::Release);
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -252,10 +262,10 @@ async fn run(c: Arc<Cluster>, sock: std::net::UdpSocket) {
     tracing::info!(member = %c.me, inc = wall_s as u32, "SWIM: started on the bus port (UDP)");
     let mut buf = Some(vec![0u8; DATAGRAM_MAX]);
     loop {
-        if c.swim_leave.load(Ordering::Acquire) == 1 {
+        if c.swim_leave.load(Ordering::Acquire) == LEAVING {
             m.leave();
             send_all(&sock, &mut m).await;
-            c.swim_leave.store(2, Ordering::Release);
+            c.swim_leave.store(LEFT, Ordering::Release);
         }
         let now = now_ms();
         let due = m.poll_timeout();

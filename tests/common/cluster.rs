@@ -263,6 +263,24 @@ impl TestCluster {
         }
     }
 
+    /// SIGTERM to node `i` (a graceful shutdown), waiting until it exited.
+    pub fn terminate(&mut self, i: usize) {
+        let mut child = self.children[i].take().expect("node running");
+        let st = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "node {i} did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();
