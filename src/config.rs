@@ -61,6 +61,8 @@ pub struct Config {
     /// fail over): the backstop for a peer whose node SWIM holds alive but whose thread is
     /// stuck. SWIM (the control thread) judges nodes.
     pub cluster_node_timeout_ms: u64,
+    /// A member SWIM holds dead this long is removed and its replicas made again (0: never).
+    pub cluster_node_down_after_ms: u64,
     /// The control thread's core (`None`: not pinned, the OS places it).
     pub control_core: Option<usize>,
     /// When the write-ahead log is fsynced: always (before a write is acknowledged), batch
@@ -344,6 +346,7 @@ impl Default for Config {
             cluster_proxy: false,
             cluster_node_timeout_ms: 5000,
             control_core: None,
+            cluster_node_down_after_ms: 0,
             fsync: shardline_shards::wal::FsyncPolicy::Always,
             fsync_default: true,
             wal_segment_bytes: 64 << 20,

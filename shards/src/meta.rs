@@ -10,6 +10,7 @@
 
 mod moves;
 pub mod rebalance;
+pub mod repair;
 pub use moves::{MoveKind, MoveRec, MoveState};
 
 use crate::placement::{self, NodeId, NodeSpec, Placement, PlacementError, Replica};
@@ -143,7 +144,7 @@ pub enum Applied {
 }
 
 /// Why a command changed nothing (every replica refuses it the same way).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetaError {
     /// A member already uses this client address with another bus address or thread count.
     AddressTaken(NodeId),

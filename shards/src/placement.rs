@@ -28,7 +28,7 @@ pub struct Placement {
     pub replicas: Vec<Vec<Replica>>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlacementError {
     /// Fewer nodes than the replication factor: replicas must sit on distinct nodes.
     TooFewNodes {

@@ -169,6 +169,13 @@ pub struct Cluster {
     pub inbound: Vec<Mutex<Vec<Accepted>>>,
     pub inbound_waker: Vec<AtomicWaker>,
     pub node_timeout_ms: u64,
+    /// `cluster-node-down-after-ms`: a member SWIM holds dead this long is removed by the
+    /// metadata leader (0: never; `Replicas::repair`).
+    pub node_down_after_ms: u64,
+    /// On the metadata leader: vShards whose lack of a live majority blocks a repair (INFO
+    /// `cluster_repair_blocked`), and the removals it proposed (`cluster_repairs`).
+    pub repair_blocked: AtomicU64,
+    pub repairs: AtomicU64,
     /// Per shard thread, the vShard replicas it drives (INFO's `cluster_vshard_replicas`).
     pub hosted: Vec<std::sync::atomic::AtomicUsize>,
     /// Per shard thread, the groups it leads that are not yet where the metadata places them
@@ -446,6 +453,9 @@ impl Cluster {
             inbound: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
             inbound_waker: (0..threads).map(|_| AtomicWaker::new()).collect(),
             node_timeout_ms: cfg.cluster_node_timeout_ms,
+            node_down_after_ms: cfg.cluster_node_down_after_ms,
+            repair_blocked: AtomicU64::new(0),
+            repairs: AtomicU64::new(0),
             hosted: (0..threads)
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),

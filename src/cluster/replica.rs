@@ -131,6 +131,9 @@ struct Peer {
     /// SWIM holds it dead or gone (`Cluster::liveness`), and this thread acted on it
     /// (`follow_liveness`); cleared when SWIM holds it up again.
     swim_down: bool,
+    /// Since when SWIM holds it `Dead` (not `Left`: a node shut down on purpose is the
+    /// operator's to forget), for automatic repair (`repair`).
+    dead_since: Option<Instant>,
 }
 
 pub struct Replicas {
@@ -238,6 +241,10 @@ pub struct Replicas {
     /// When the metadata leader may next propose `MoveDone` for moves whose groups arrived.
     moves_closed_at: Option<Instant>,
     drained_seen: Option<(NodeId, Instant)>,
+    /// When the metadata leader next looks for dead members to remove (`repair`), and when it
+    /// last logged why it could not.
+    repair_at: Option<Instant>,
+    repair_logged: Option<Instant>,
     /// Snapshot files copies stream from now (`bulk.rs`), open while the hub reads them.
     copy_files: HashMap<(u32, shardline_shards::raft::LogId), snapfile::CopyFile>,
     /// Base copies being received, written and decoded as they come (`staging.rs`), and
@@ -411,6 +418,13 @@ impl Replicas {
                 self.peer_down(p);
             } else if !down {
                 self.peers[slot].swim_down = false;
+            }
+            let dead = self.c.liveness(p).0 == crate::cluster::SwimState::Dead;
+            let since = &mut self.peers[slot].dead_since;
+            if !dead {
+                *since = None;
+            } else if since.is_none() {
+                *since = Some(self.last_tick);
             }
         }
     }

@@ -160,6 +160,14 @@ pub static PARAMS: &[Param] = &[
         false,
         "A shard thread's bus connection silent this long takes its peer for down and its vShards fail over (default 5000): the backstop for a stuck thread on a node SWIM holds alive. SWIM judges nodes: a killed one is dead everywhere within about 3 s, one paused for 2 s is not."
     ),
+    num_param!(
+        "cluster-node-down-after-ms",
+        cluster_node_down_after_ms,
+        0,
+        u64::MAX / 2,
+        false,
+        "A member SWIM has held dead this long is removed as CLUSTER FORGET removes it, and its replicas are made again on the others (0, the default: never). Never when a vShard it holds would be left without a live majority of its replicas: that is reported (INFO cluster_repair_blocked, the log)."
+    ),
     Param {
         name: "control-core",
         help: "The core of the control thread (SWIM membership), which runs beside the shard threads (empty, the default: not pinned).",

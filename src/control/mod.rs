@@ -44,8 +44,14 @@ pub fn info(c: &Cluster) -> String {
         }] += 1;
     }
     let mut t = format!(
-        "swim_members_alive:{}\r\nswim_members_suspect:{}\r\nswim_members_dead:{}\r\nswim_members_left:{}\r\n",
-        counts[0], counts[1], counts[2], counts[3]
+        "swim_members_alive:{}\r\nswim_members_suspect:{}\r\nswim_members_dead:{}\r\nswim_members_left:{}\r\ncluster_node_down_after_ms:{}\r\ncluster_repairs:{}\r\ncluster_repair_blocked:{}\r\n",
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        c.node_down_after_ms,
+        c.repairs.load(Ordering::Relaxed),
+        c.repair_blocked.load(Ordering::Relaxed)
     );
     for (name, v) in SWIM_NAMES.iter().zip(&c.swim_stats) {
         let _ = write!(t, "{name}:{}\r\n", v.load(Ordering::Relaxed));

@@ -11,6 +11,10 @@ use shardline_shards::script::functions::{FN_TAG, FnApplied, FnCmd, Libraries};
 
 /// How soon the metadata leader proposes `Drained` again if the first did not apply.
 const DRAINED_AGAIN: Duration = Duration::from_secs(5);
+/// How often the metadata leader looks for dead members to remove (`repair`), and how often
+/// it says again why it cannot.
+const REPAIR_PERIOD: Duration = Duration::from_secs(1);
+const REPAIR_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long a live leaving node that no group holds any more keeps hearing the leaders before
 /// it is dropped (hints go out every second; it exits by itself once it has dropped all).
 const DRAINED_GRACE: Duration = Duration::from_secs(5);
@@ -325,6 +329,7 @@ impl Replicas {
                 (_, Some(d)) if voters >= want || !conf.is_voter(d) => ConfChange::Remove(d),
                 _ => {
                     self.propose_drained(now);
+                    self.repair(now);
                     return self.close_moves(now);
                 }
             }
@@ -374,6 +379,76 @@ impl Replicas {
                 "no group holds a replica on a leaving node: dropping it"
             );
             self.drained_at = Some(now + DRAINED_AGAIN);
+        }
+    }
+
+    /// On the metadata leader, once every `REPAIR_PERIOD` when `cluster-node-down-after-ms`
+    /// is set: removes a member SWIM has held dead that long (`RemoveNode`, as CLUSTER FORGET;
+    /// the moves machinery makes its replicas again elsewhere), unless a vShard it holds has
+    /// no live majority without it or the metadata would refuse (`meta::repair::decide`):
+    /// then it says why (INFO `cluster_repair_blocked`, a log line every `REPAIR_LOG_EVERY`).
+    fn repair(&mut self, now: Instant) {
+        use shardline_shards::meta::repair::{Blocked, Repair, decide};
+        let after = self.c.node_down_after_ms;
+        if after == 0 || self.repair_at.is_some_and(|t| now < t) {
+            return;
+        }
+        self.repair_at = Some(now + REPAIR_PERIOD);
+        let Some(m) = &self.meta else { return };
+        let c = self.c.clone();
+        let dead: Vec<Option<u64>> = self
+            .peers
+            .iter()
+            .map(|p| {
+                p.dead_since
+                    .map(|t| now.saturating_duration_since(t).as_millis() as u64)
+            })
+            .collect();
+        let dead_ms = |id: NodeId| dead.get(id.slot()).copied().flatten();
+        let vshards = self.meta_g as u16;
+        let decision = decide(m, vshards, |v| c.members(VShardId(v)), dead_ms, after);
+        let blocked = match &decision {
+            Repair::Blocked {
+                why: Blocked::NoMajority(v),
+                ..
+            } => v.len() as u64,
+            _ => 0,
+        };
+        c.repair_blocked
+            .store(blocked, std::sync::atomic::Ordering::Relaxed);
+        match decision {
+            Repair::Nothing => {}
+            Repair::Remove(id) => {
+                let mut cmd = Vec::new();
+                Cmd::RemoveNode { id }.encode(&mut cmd);
+                if self.propose_meta(cmd).is_ok() {
+                    c.repairs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        node = id.0,
+                        dead_ms = dead_ms(id),
+                        "automatic repair: removing a member dead for cluster-node-down-after-ms; its replicas are made again on the others"
+                    );
+                }
+            }
+            Repair::Blocked { id, why } => {
+                if self
+                    .repair_logged
+                    .is_none_or(|t| now >= t + REPAIR_LOG_EVERY)
+                {
+                    self.repair_logged = Some(now);
+                    match why {
+                        Blocked::NoMajority(v) => tracing::warn!(
+                            node = id.0,
+                            vshards = ?v,
+                            "automatic repair: not removing a dead member: these vShards have no live majority of their replicas (bring their dead replicas back)"
+                        ),
+                        Blocked::Refused(e) => tracing::warn!(
+                            node = id.0,
+                            "automatic repair: not removing a dead member: {e:?}"
+                        ),
+                    }
+                }
+            }
         }
     }
 

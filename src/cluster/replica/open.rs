@@ -232,6 +232,8 @@ impl Replicas {
             drained_at: None,
             moves_closed_at: None,
             drained_seen: None,
+            repair_at: None,
+            repair_logged: None,
             copy_files: HashMap::new(),
             staging: HashMap::new(),
             staged: HashMap::new(),
