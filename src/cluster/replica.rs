@@ -107,9 +107,14 @@ pub(crate) static EVICTABLE_KEYS: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
 /// Log segments beyond which the groups keeping the oldest one alive are compacted.
 const MAX_SEGMENTS: usize = 4;
-/// How often a shard thread tells its peers which vShards it leads (`send_hints`), besides at
-/// once after winning an election.
+/// How often a shard thread looks for changes to tell its peers about the vShards it leads
+/// (`send_hints`: a new term, a committed membership, a move's progress), besides at once
+/// after winning an election.
 const HINT_PERIOD: Duration = Duration::from_secs(1);
+/// How often it tells them about every vShard it leads, with their loads, whatever changed
+/// (or every `cluster-rebalance-period-ms` while the rebalancer is on, if shorter): what a
+/// lost message or a missed change would leave wrong is mended by then.
+const FULL_HINT_PERIOD: Duration = Duration::from_secs(10);
 /// The answer to a proposal whose committed entry did not decode (`finish_step`).
 const SKIPPED: &str = "ERR the log entry of this command did not decode and was skipped by every replica; it was not applied";
 /// Bytes queued for one peer beyond which new messages are dropped (Raft resends).
@@ -194,6 +199,12 @@ pub struct Replicas {
     scratch: replicate::Scratch,
     /// When leader hints are next sent (`send_hints`).
     hint_due: Instant,
+    /// When every led vShard is hinted next (`FULL_HINT_PERIOD`), what each led vShard's
+    /// last hint said (its routing: term, voters, membership entry, learners), and peers
+    /// (re)connected since the last hints, which get every led vShard's.
+    full_hint_due: Instant,
+    hinted: Vec<Option<(u64, u64, u64, u64)>>,
+    hint_full_to: Vec<NodeId>,
     /// Thread 0: the cluster's metadata as the metadata group has applied it (`None` on a node
     /// that joined, until the group's snapshot arrives).
     meta: Option<shardline_shards::meta::Meta>,
@@ -481,6 +492,11 @@ impl Replicas {
     /// them), so its refusals never reached that leader and it never caught up.
     pub fn dialed(&mut self, peer: NodeId) {
         self.peers[peer.slot()].out.clear();
+        // It may have missed the hints sent while it was away: every led vShard's, next step.
+        if !self.hint_full_to.contains(&peer) {
+            self.hint_full_to.push(peer);
+        }
+        self.hint_due = self.last_tick;
         for v in 0..self.groups.len() {
             let Some(g) = self.groups[v].as_mut() else {
                 continue;
@@ -713,13 +729,28 @@ impl Replicas {
         }
     }
 
-    /// Tells every peer which vShards this thread leads (a frame of one `HINTS_GROUP` message),
-    /// so nodes that do not replicate them can route them: at once when this thread wins an
-    /// election, else every `HINT_PERIOD`.
+    /// Tells every peer about the vShards this thread leads that changed since it last did
+    /// (a frame of one `HINTS_GROUP` message), so nodes that do not replicate them can route
+    /// them: at once when this thread wins an election, else every `HINT_PERIOD`. A vShard's
+    /// hint goes when its term, committed voters, membership entry or learners changed, every
+    /// period while it has learners (a move's progress), and with every other led vShard's
+    /// and their loads every `FULL_HINT_PERIOD` (the rebalancer's period if shorter while it
+    /// is on). A peer that (re)connected gets every led vShard's at once. So the cost follows
+    /// the changes; the full round mends a lost message within 10 s.
     fn send_hints(&mut self, now: Instant) {
         self.hint_due = now + HINT_PERIOD;
+        let full = now >= self.full_hint_due;
+        if full {
+            let period = if self.rebalance_cfg.on {
+                self.rebalance_cfg.period.min(FULL_HINT_PERIOD)
+            } else {
+                FULL_HINT_PERIOD
+            };
+            self.full_hint_due = now + period;
+        }
         let mut payload = std::mem::take(&mut self.payloads);
         payload.clear();
+        let mut every = Vec::new();
         let now_ms = self.hub_now_ms(now);
         let groups = &self.groups;
         self.meter.roll(now, |v| {
@@ -728,11 +759,14 @@ impl Replicas {
                 .is_some_and(|g| g.role() == raft::Role::Leader)
         });
         let (hub, c, meter) = (&self.hub, &self.c, &self.meter);
+        let hinted = &mut self.hinted;
+        let want_every = !self.hint_full_to.is_empty();
+        let every_out = &mut every;
         let led = self.groups.iter().enumerate().filter_map(|(v, g)| {
-            let g = g.as_ref()?;
-            if g.role() != raft::Role::Leader {
+            let Some(g) = g.as_ref().filter(|g| g.role() == raft::Role::Leader) else {
+                hinted[v] = None;
                 return None;
-            }
+            };
             let committed = g.conf_index() <= g.commit_index();
             let m = g.membership();
             let voters = super::mask(m.voters.iter().copied());
@@ -754,15 +788,22 @@ impl Replicas {
                     c.note_load(VShardId(v as u16), l);
                 }
             }
-            Some(super::Hint {
+            let h = super::Hint {
                 group: v as u16,
                 term: g.term(),
                 voters: if committed { voters } else { 0 },
                 conf_index: g.conf_index(),
                 learners,
                 copy,
-                load,
-            })
+                load: if full { load } else { None },
+            };
+            if want_every {
+                every_out.push(super::Hint { load, ..h });
+            }
+            let key = (h.term, h.voters, h.conf_index, h.learners);
+            let changed = hinted[v] != Some(key);
+            hinted[v] = Some(key);
+            (full || changed || learners != 0).then_some(h)
         });
         super::encode_hints(led, &mut payload);
         if !payload.is_empty() {
@@ -770,6 +811,14 @@ impl Replicas {
                 self.queue_control(peer, super::HINTS_GROUP, &payload);
             }
         }
+        if !every.is_empty() {
+            payload.clear();
+            super::encode_hints(every.into_iter(), &mut payload);
+            for peer in std::mem::take(&mut self.hint_full_to) {
+                self.queue_control(peer, super::HINTS_GROUP, &payload);
+            }
+        }
+        self.hint_full_to.clear();
         self.payloads = payload;
     }
 
