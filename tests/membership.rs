@@ -127,18 +127,8 @@ fn swim_declares_a_node_whose_links_drop_everything_dead_and_its_vshards_fail_ov
     let t = Instant::now();
     c.silence(0);
     for i in [1, 2] {
-        while c.swim(i, "dead") != Some(1) {
-            assert!(
-                t.elapsed() < Duration::from_secs(15),
-                "node {i}: SWIM does not hold the silent node dead: {:?}",
-                c.info_section(i, "cluster")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "node {i}: SWIM held the silent node dead {:?} after the cut",
-            t.elapsed()
-        );
+        let took = c.wait_swim(i, "dead", t, Duration::from_secs(15));
+        eprintln!("node {i}: SWIM held the silent node dead {took:?} after the cut");
     }
     // The majority elects a leader for its vShards and takes writes. (A client that still
     // routes the key to the cut-off node is answered that the outcome is unknown or to try
@@ -176,14 +166,7 @@ fn a_node_shut_down_tells_the_others_it_left_and_is_alive_again_after_a_restart(
     c.terminate(2);
     // `Left`, not a death after a suspicion (which takes 2.4 s at least).
     for i in [0, 1] {
-        while c.swim(i, "left") != Some(1) {
-            assert!(
-                t.elapsed() < Duration::from_secs(2),
-                "node {i}: SWIM does not hold the node that shut down as gone: {:?}",
-                c.info_section(i, "cluster")
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        c.wait_swim(i, "left", t, Duration::from_secs(2));
         assert_eq!(c.swim(i, "dead"), Some(0));
     }
     eprintln!("both others held it gone {:?} after SIGTERM", t.elapsed());

@@ -338,18 +338,8 @@ fn killing_a_node_under_writes_loses_no_acknowledged_write() {
     // SWIM holds it dead on both survivors (the target is 3 s; the bound is loose for a
     // loaded machine, the time is printed).
     for i in [1, 2] {
-        while c.swim(i, "dead") != Some(1) {
-            assert!(
-                killed_at.elapsed() < Duration::from_secs(15),
-                "node {i}: SWIM does not hold the killed node dead: {:?}",
-                c.info_section(i, "cluster")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "node {i}: SWIM held the killed node dead {:?} after the kill",
-            killed_at.elapsed()
-        );
+        let took = c.wait_swim(i, "dead", killed_at, Duration::from_secs(15));
+        eprintln!("node {i}: SWIM held the killed node dead {took:?} after the kill");
     }
     std::thread::sleep(Duration::from_millis(500));
     c.spawn(0);

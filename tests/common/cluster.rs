@@ -505,6 +505,20 @@ impl TestCluster {
         self.cluster_field(i, &format!("swim_members_{state}"))
     }
 
+    /// Waits until node `i`'s SWIM holds one member `state` (`dead`, `left`), failing once
+    /// `within` has passed since `since`; how long after `since` it did.
+    pub fn wait_swim(&self, i: usize, state: &str, since: Instant, within: Duration) -> Duration {
+        while self.swim(i, state) != Some(1) {
+            assert!(
+                since.elapsed() < within,
+                "node {i}: SWIM does not hold a member {state}: {:?}",
+                self.info_section(i, "cluster")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        since.elapsed()
+    }
+
     /// Waits until every running node's SWIM holds every other member alive.
     pub fn wait_swim_alive(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
