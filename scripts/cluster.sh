@@ -14,13 +14,16 @@
 # Environment: BASE_PORT (7001), CLUSTER_DIR (/tmp/shardline-cluster: data and logs),
 # REPLICAS (cluster-replicas, default min(3, N)), FSYNC (always), SHARDLINE (the binary; built in
 # release mode if not given), CORES_PER_NODE (1: node i is pinned to core (i-1) mod cores),
-# EXTRA (more flags for every node).
+# EXTRA (more flags for every node), TLS (1, the default: the nodes' links are mutual TLS under a
+# development CA and secret that `shardline ctl certs` makes in $CLUSTER_DIR/certs, each node's
+# certificate made when it first starts; 0: links in clear).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE_PORT=${BASE_PORT:-7001}
 DIR=${CLUSTER_DIR:-/tmp/shardline-cluster}
 FSYNC=${FSYNC:-always}
 CORES_PER_NODE=${CORES_PER_NODE:-1}
+TLS=${TLS:-1}
 
 bin() {
   if [ -n "${SHARDLINE:-}" ]; then echo "$SHARDLINE"; return; fi
@@ -104,9 +107,16 @@ start_node() {
   for j in $(seq 1 "$listed"); do nodes+="${nodes:+,}127.0.0.1:$((BASE_PORT + j - 1))"; done
   local membership=(--cluster-nodes "$nodes")
   [ "$i" -le "$listed" ] || membership=(--cluster-join "127.0.0.1:$((BASE_PORT + $(first_member) - 1))")
+  local tls=()
+  if [ "$TLS" = 1 ]; then
+    local certs="$DIR/certs" stem="127.0.0.1_$port"
+    [ -f "$certs/$stem.pem" ] || "$shardline" ctl certs "$certs" "127.0.0.1:$port" >/dev/null
+    tls=(--cluster-tls-ca-file "$certs/ca.pem" --cluster-tls-cert-file "$certs/$stem.pem"
+         --cluster-tls-key-file "$certs/$stem.key" --cluster-secret-file "$certs/cluster.secret")
+  fi
   # shellcheck disable=SC2086
   "$shardline" --port "$port" --cores "$cores" --data-dir "$DIR/node-$i" \
-    "${membership[@]}" ${REPLICAS:+--cluster-replicas "$REPLICAS"} --fsync "$FSYNC" \
+    "${membership[@]}" "${tls[@]}" ${REPLICAS:+--cluster-replicas "$REPLICAS"} --fsync "$FSYNC" \
     ${EXTRA:-} >>"$DIR/node-$i.log" 2>&1 &
   echo $! > "$DIR/node-$i.pid"
 }

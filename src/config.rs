@@ -65,6 +65,12 @@ pub struct Config {
     pub cluster_node_down_after_ms: u64,
     /// The control thread's core (`None`: not pinned, the OS places it).
     pub control_core: Option<usize>,
+    /// The cluster's TLS (all three or none): the CA, this node's certificate and its key.
+    pub cluster_tls_ca_file: Option<PathBuf>,
+    pub cluster_tls_cert_file: Option<PathBuf>,
+    pub cluster_tls_key_file: Option<PathBuf>,
+    /// The cluster's shared secret (SWIM's HMAC, joins' proofs).
+    pub cluster_secret_file: Option<PathBuf>,
     /// When the write-ahead log is fsynced: always (before a write is acknowledged), batch
     /// (every `fsync-batch-ms`), never.
     pub fsync: shardline_shards::wal::FsyncPolicy,
@@ -346,6 +352,10 @@ impl Default for Config {
             cluster_proxy: false,
             cluster_node_timeout_ms: 5000,
             control_core: None,
+            cluster_tls_ca_file: None,
+            cluster_tls_cert_file: None,
+            cluster_tls_key_file: None,
+            cluster_secret_file: None,
             cluster_node_down_after_ms: 0,
             fsync: shardline_shards::wal::FsyncPolicy::Always,
             fsync_default: true,
@@ -492,6 +502,19 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
             "refusing to listen on non-loopback address {} without requirepass (protected mode): set requirepass, or protected-mode no if the network is trusted",
             cfg.bind
         ));
+    }
+    let tls = [
+        &cfg.cluster_tls_ca_file,
+        &cfg.cluster_tls_cert_file,
+        &cfg.cluster_tls_key_file,
+    ];
+    if tls.iter().any(|f| f.is_some()) {
+        if tls.iter().any(|f| f.is_none()) {
+            return Err("cluster TLS needs all three of 'cluster-tls-ca-file', 'cluster-tls-cert-file' and 'cluster-tls-key-file'".into());
+        }
+        if cfg.cluster_secret_file.is_none() {
+            return Err("cluster TLS needs 'cluster-secret-file' too: without it SWIM's datagrams and joins would go unauthenticated beside authenticated links".into());
+        }
     }
     if cfg.cluster_join.is_some() {
         if !cfg.cluster_nodes.is_empty() {

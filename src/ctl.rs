@@ -23,11 +23,82 @@ Commands (on any member of the cluster; changes go to its metadata leader):
   drain <node> [--wait]                  move every replica off a node that stays a member
   undrain <node> [--wait]                give a drained node its share again
 
+Local (no node asked):
+  certs <dir> <ip:port>...               a development cluster CA (kept in <dir>: ca.pem,
+                                         ca.key; made once, reused after), a cluster secret
+                                         (cluster.secret) and, for each member's client
+                                         address, its certificate and key (<ip>_<port>.pem,
+                                         <ip>_<port>.key) for the cluster-tls-* parameters
+
 A node is its member number, its 40-character id (CLUSTER NODES) or its client address.
 -h defaults to 127.0.0.1:6379; -a (or REDISCLI_AUTH) is the password.
 --wait returns once every move it started has finished: status 0 when all are done, 1
 when any was cancelled or overtaken.
 ";
+
+/// `ctl certs`: the CA and the secret in `dir` (made when missing), and a certificate and
+/// key for each member address in `addrs`. Keys are written readable by their owner only.
+fn make_certs(dir: &std::path::Path, addrs: &[String]) -> Result<(), String> {
+    use shardline_transport::tls::{dev, member_name};
+    if addrs.is_empty() {
+        return Err(format!(
+            "certs wants at least one member address (ip:port)\n\n{USAGE}"
+        ));
+    }
+    let addrs: Vec<std::net::SocketAddr> = addrs
+        .iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| format!("'{a}' is not an ip:port address"))
+        })
+        .collect::<Result<_, _>>()?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let write = |name: &str, text: &str, private: bool| -> Result<(), String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(if private { 0o600 } else { 0o644 })
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()).map(|()| f))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        f.flush().map_err(|e| e.to_string())
+    };
+    let (ca_pem, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let ca_key = if ca_key.exists() {
+        println!("using the CA in {}", ca_pem.display());
+        std::fs::read_to_string(&ca_key)
+            .map_err(|e| format!("cannot read {}: {e}", ca_key.display()))?
+    } else {
+        let (cert, key) = dev::ca()?;
+        write("ca.pem", &cert, false)?;
+        write("ca.key", &key, true)?;
+        println!("made a CA: {}", ca_pem.display());
+        key
+    };
+    if !dir.join("cluster.secret").exists() {
+        let mut secret = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
+            .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        write("cluster.secret", &format!("{hex}\n"), true)?;
+        println!(
+            "made a cluster secret: {}",
+            dir.join("cluster.secret").display()
+        );
+    }
+    for a in addrs {
+        let (cert, key) = dev::node(&ca_key, a)?;
+        let stem = format!("{}_{}", a.ip(), a.port());
+        write(&format!("{stem}.pem"), &cert, false)?;
+        write(&format!("{stem}.key"), &key, true)?;
+        println!("{a}: {stem}.pem, {stem}.key (names {})", member_name(a));
+    }
+    Ok(())
+}
 
 /// How often `--wait` and `--watch` ask.
 const POLL: Duration = Duration::from_millis(250);
@@ -81,6 +152,11 @@ fn parse(args: &[String]) -> Result<Opts, String> {
 
 fn run(args: &[String]) -> Result<i32, String> {
     let o = parse(args)?;
+    if let [certs, dir, addrs @ ..] = &o.words[..]
+        && certs == "certs"
+    {
+        return make_certs(std::path::Path::new(dir), addrs).map(|()| 0);
+    }
     let mut c = Client::connect(&o.host, o.password.as_deref())?;
     let w: Vec<&str> = o.words.iter().map(String::as_str).collect();
     let from: Vec<&str> = match &o.from {

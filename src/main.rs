@@ -113,12 +113,14 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
     let control_core = cfg.control_core;
     let layout = shardline_shards::slot::VShardLayout::new(cfg.vshards).expect("validated");
     cluster::check_not_removed(&cfg.data_dir)?;
-    let cluster = if cfg.cluster_join.is_some() {
-        let joined = cluster::join::load_or_join(&cfg)?;
+    let security = cluster::secure::Security::load(&cfg)?;
+    let mut cluster = if cfg.cluster_join.is_some() {
+        let joined = cluster::join::load_or_join(&cfg, &security)?;
         cluster::Cluster::joined(&cfg, layout, &joined)?
     } else {
         cluster::Cluster::new(&cfg, layout)?
     };
+    cluster.security = security;
     let node = Arc::new(node::Node::new(
         cfg,
         shutdown_tx,

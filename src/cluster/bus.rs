@@ -13,6 +13,7 @@ use super::{Cluster, NodeId, Retired};
 use crate::shard::Shard;
 use shardline_transport::frame::{self, Hello, Refused, WIRE_MAX, WIRE_MIN};
 use shardline_transport::link::{Answer, Frames, tcp};
+use shardline_transport::tls::CertificateDer;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,10 +121,15 @@ pub fn check_hello(c: &Cluster, h: &Hello) -> Result<(NodeId, usize), Refusal> {
     Ok((id, h.shard as usize))
 }
 
-/// The acceptor's answer to a dialer's hello: this node's hello for the thread it names, or
-/// the refusal and why.
-pub fn judge(c: &Cluster, theirs: &Hello) -> Answer {
-    match check_hello(c, theirs) {
+/// The acceptor's answer to a dialer's hello (and its certificate, when the links are TLS):
+/// this node's hello for the thread it names, or the refusal and why.
+pub fn judge(c: &Cluster, theirs: &Hello, cert: Option<&CertificateDer<'_>>) -> Answer {
+    let checked = check_hello(c, theirs).and_then(|(id, shard)| {
+        super::secure::check_cert(c, id, cert)
+            .map(|()| (id, shard))
+            .map_err(Refusal::because)
+    });
+    match checked {
         Ok((_, shard)) => Answer::Accepted(hello(c, shard)),
         Err(r) => Answer::Refused(Refused {
             cluster_id: c.cluster_id,
@@ -186,8 +192,8 @@ pub fn deliver(
 struct Accepting(Arc<Cluster>);
 
 impl tcp::Acceptor for Accepting {
-    fn judge(&self, theirs: &Hello) -> Answer {
-        let answer = judge(&self.0, theirs);
+    fn judge(&self, theirs: &Hello, cert: Option<&CertificateDer<'_>>) -> Answer {
+        let answer = judge(&self.0, theirs, cert);
         if let Answer::Refused(r) = &answer {
             tracing::warn!(
                 from = r.from,
@@ -198,13 +204,13 @@ impl tcp::Acceptor for Accepting {
         answer
     }
 
-    fn adopt(&self, theirs: Hello, s: std::net::TcpStream, rest: Vec<u8>) {
+    fn adopt(&self, theirs: Hello, accepted: tcp::Accepted) {
         let (id, _) = node_of(&theirs);
         let shard = theirs.shard as usize;
         self.0.inbound[shard]
             .lock()
             .expect("inbound")
-            .push((id, s, rest, is_lane(&theirs)));
+            .push((id, accepted, is_lane(&theirs)));
         self.0.inbound_waker[shard].wake();
     }
 
@@ -219,7 +225,8 @@ pub fn start_acceptor(c: Arc<Cluster>, bind: std::net::IpAddr) -> Result<(), Str
     let addr = std::net::SocketAddr::new(bind, me.port());
     let listener = shardline_transport::net::bind_patiently(addr)
         .map_err(|e| format!("cannot listen on the cluster bus {addr}: {e}"))?;
-    tcp::serve(listener, Arc::new(Accepting(c))).map_err(|e| e.to_string())
+    let tls = c.security.tls.clone();
+    tcp::serve(listener, Arc::new(Accepting(c)), tls).map_err(|e| e.to_string())
 }
 
 /// Takes the sockets the acceptor handed to this shard thread and reads each.
@@ -235,12 +242,12 @@ pub async fn inbound(shard: Rc<Shard>, c: Arc<Cluster>) {
         })
         .await;
         let taken = std::mem::take(&mut *c.inbound[shard.id].lock().expect("inbound"));
-        for (peer, s, rest, lane) in taken {
+        for (peer, accepted, lane) in taken {
             if lane {
-                monoio::spawn(super::lanes::serve_accepted(shard.clone(), peer, s, rest));
+                monoio::spawn(super::lanes::serve_accepted(shard.clone(), peer, accepted));
                 continue;
             }
-            match tcp::Reader::adopt(s, rest) {
+            match tcp::Reader::adopt(accepted) {
                 Ok(reader) => {
                     monoio::spawn(read_peer(shard.clone(), peer, reader));
                 }
@@ -302,6 +309,22 @@ pub async fn dial_members(shard: Rc<Shard>, c: Arc<Cluster>) {
     }
 }
 
+/// Dials `peer` at its bus address with `ours` (a bus or lane hello), over mutual TLS when the
+/// links are (the acceptor's certificate must name `peer`), and takes its answer.
+pub async fn open(c: &Cluster, peer: NodeId, ours: &Hello) -> Result<tcp::Writer, NotConnected> {
+    let not = |why: String| NotConnected { retire: None, why };
+    let name = super::secure::member_name(c, peer);
+    let tls = match (&c.security.tls, &name) {
+        (None, _) => None,
+        (Some(t), Some(name)) => Some((&**t, name.as_str())),
+        (Some(_), None) => return Err(not(format!("member {peer} has no address here"))),
+    };
+    let (w, answer) = tcp::dial(c.bus_addr(peer), ours, tls)
+        .await
+        .map_err(|e| not(e.to_string()))?;
+    take_answer(c, &answer).map(|()| w)
+}
+
 /// Dials `peer`'s shard thread, then writes what the replicas queue for it (and a heartbeat
 /// frame when there is nothing else), reconnecting after any failure, until `peer` is no
 /// longer a member.
@@ -310,14 +333,7 @@ pub async fn dial(shard: Rc<Shard>, c: Arc<Cluster>, peer: NodeId) {
     let heartbeat = Duration::from_millis((c.node_timeout_ms / 4).max(10));
     let mut logged = false;
     while c.member(peer).is_some() {
-        let opened = match tcp::dial(addr, &hello(&c, shard.id)).await {
-            Ok((w, answer)) => take_answer(&c, &answer).map(|()| w),
-            Err(e) => Err(NotConnected {
-                retire: None,
-                why: e.to_string(),
-            }),
-        };
-        let mut w = match opened {
+        let mut w = match open(&c, peer, &hello(&c, shard.id)).await {
             Ok(w) => w,
             Err(e) => {
                 if let Some(how) = e.retire {

@@ -1,11 +1,13 @@
 //! Joining a running cluster (`cluster-join`): before the shard threads start, the node sends
-//! `CLUSTER JOIN <client> <bus> <threads> <vshards> <wire-min> <wire-max>` to the member it was
-//! given, follows `-NOTLEADER` to the metadata group's leader, retries `-TRYAGAIN`, and keeps
+//! `CLUSTER JOIN <client> <bus> <threads> <vshards> <wire-min> <wire-max> [<time> <proof>]` to
+//! the member it was given (the proof, of the cluster's secret, when it holds one:
+//! `secure.rs`), follows `-NOTLEADER` to the metadata group's leader, retries `-TRYAGAIN`, and keeps
 //! the answer (cluster id, its member id, the members) in `cluster.conf` in its data
 //! directory. Later starts read that file and never ask again; joining twice from the same
 //! address is answered with the same id anyway.
 
 use super::NodeId;
+use super::secure::Security;
 use crate::client::{Reply, encode, read_reply};
 use crate::config::Config;
 use shardline_transport::frame::{WIRE_MAX, WIRE_MIN};
@@ -41,13 +43,13 @@ pub fn bus_addr(cfg: &Config) -> SocketAddr {
 }
 
 /// The membership kept from an earlier join, or a new one asked of `cluster-join`.
-pub fn load_or_join(cfg: &Config) -> Result<Joined, String> {
+pub fn load_or_join(cfg: &Config, security: &Security) -> Result<Joined, String> {
     let path = cfg.data_dir.join(FILE);
     if path.exists() {
         return read(&path);
     }
     let seed = cfg.cluster_join.ok_or("cluster-join is not set")?;
-    let j = ask(cfg, seed)?;
+    let j = ask(cfg, seed, security)?;
     keep(cfg, seed, j)
 }
 
@@ -69,14 +71,14 @@ fn keep(cfg: &Config, seed: SocketAddr, j: Joined) -> Result<Joined, String> {
     Ok(j)
 }
 
-fn ask(cfg: &Config, seed: SocketAddr) -> Result<Joined, String> {
+fn ask(cfg: &Config, seed: SocketAddr, security: &Security) -> Result<Joined, String> {
     let mut req = Vec::new();
     let mut target = seed;
     let mut hops = 0;
     let deadline = Instant::now() + PATIENCE;
     loop {
         req.clear();
-        let args = [
+        let mut args = vec![
             "CLUSTER".to_string(),
             "JOIN".to_string(),
             cfg.listen_addr().to_string(),
@@ -86,6 +88,17 @@ fn ask(cfg: &Config, seed: SocketAddr) -> Result<Joined, String> {
             WIRE_MIN.to_string(),
             WIRE_MAX.to_string(),
         ];
+        // A proof that this node holds the cluster's secret, made afresh each try (it is good
+        // for `secure::JOIN_SKEW_S` around the member's clock).
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        args.extend(
+            security
+                .join_proof(cfg.listen_addr(), bus_addr(cfg), now_s)
+                .into_iter()
+                .flatten(),
+        );
         if let Some(pass) = &cfg.requirepass {
             encode(&["AUTH", pass], &mut req);
         }

@@ -205,11 +205,21 @@ impl LaneHost for Shard {
     }
 }
 
-/// This node's RDMA for its lanes (`offered`: `cluster-bulk-transports` names it): the
-/// provider, and what INFO says (`bulk_rdma`).
-pub fn rdma_for(offered: bool) -> (Option<Arc<dyn Provider + Send + Sync>>, String) {
+/// This node's RDMA for its lanes (`offered`: `cluster-bulk-transports` names it; `tls`:
+/// the cluster's links are mutual TLS): the provider, and what INFO says (`bulk_rdma`).
+///
+/// RDMA moves memory between the nodes' adapters unencrypted, so a node whose links are TLS
+/// does not offer it: its copies go on QUIC (TLS 1.3, its certificate's fingerprint sent on
+/// the authenticated lane) or on the TLS lane itself.
+pub fn rdma_for(offered: bool, tls: bool) -> (Option<Arc<dyn Provider + Send + Sync>>, String) {
     if !offered {
         return (None, "off (cluster-bulk-transports)".into());
+    }
+    if tls {
+        tracing::info!(
+            "bulk lanes: RDMA not offered: the cluster's links are TLS and RDMA would carry copies in clear"
+        );
+        return (None, "off (cluster TLS: RDMA is unencrypted)".into());
     }
     match rdma::detect() {
         Ok(p) => {
@@ -268,11 +278,10 @@ pub async fn dial_lane(shard: Rc<Shard>, c: Arc<Cluster>, peer: NodeId) {
         if !needed {
             continue;
         }
-        let opened = match tcp::dial(addr, &bus::lane_hello(&c, shard.id)).await {
-            Ok((w, answer)) => bus::take_answer(&c, &answer).map(|()| w).map_err(|e| e.why),
-            Err(e) => Err(e.to_string()),
-        };
-        let w = match opened {
+        let w = match bus::open(&c, peer, &bus::lane_hello(&c, shard.id))
+            .await
+            .map_err(|e| e.why)
+        {
             Ok(w) => w,
             Err(why) => {
                 if !logged {
@@ -308,9 +317,9 @@ async fn needed(shard: &Shard, peer: NodeId) {
 
 /// Serves a lane `peer` dialed (its chunks in, this thread's answers out), `rest` being what
 /// came after its hello.
-pub async fn serve_accepted(shard: Rc<Shard>, peer: NodeId, s: std::net::TcpStream, rest: Vec<u8>) {
-    match tcp::adopt_duplex(s) {
-        Ok((rd, wr)) => {
+pub async fn serve_accepted(shard: Rc<Shard>, peer: NodeId, accepted: tcp::Accepted) {
+    match tcp::adopt_duplex(accepted) {
+        Ok((rd, wr, rest)) => {
             let why = run(shard.clone(), peer, Dir::Target, rd, wr, rest).await;
             tracing::info!(%peer, shard = shard.id, "bulk lane from peer ended: {why}");
         }

@@ -15,6 +15,7 @@ pub mod join;
 pub mod lanes;
 pub mod progress;
 pub mod replica;
+pub mod secure;
 
 pub use hints::{Hint, decode_hints, encode_hints};
 
@@ -162,6 +163,8 @@ pub struct Cluster {
     /// SWIM's counters, this node's incarnation and local health, as the control thread last
     /// published them (INFO's `swim_*`, `control::SWIM_NAMES`).
     pub swim_stats: [AtomicU64; crate::control::SWIM_FIELDS],
+    /// The credentials on the cluster's channels (set once at start, before any channel).
+    pub security: secure::Security,
     /// Where the control thread is with telling the members this node leaves (its
     /// constants; `control::leave`).
     pub swim_leave: std::sync::atomic::AtomicU8,
@@ -263,9 +266,9 @@ impl Cluster {
     }
 }
 
-/// An accepted connection: the peer, its socket, what came after its hello, and whether it
-/// is a bulk lane (`lanes.rs`) rather than the bus.
-pub type Accepted = (NodeId, std::net::TcpStream, Vec<u8>, bool);
+/// An accepted connection: the peer, its socket (with its TLS session and what came after
+/// its hello), and whether it is a bulk lane (`lanes.rs`) rather than the bus.
+pub type Accepted = (NodeId, shardline_transport::link::tcp::Accepted, bool);
 
 /// How a node learned that it is no longer a member (`Cluster::retire`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -414,7 +417,7 @@ impl Cluster {
         bootstrap: Vec<(SocketAddr, SocketAddr)>,
         known: &[(NodeId, (SocketAddr, SocketAddr))],
     ) -> Cluster {
-        let (rdma, rdma_status) = lanes::rdma_for(cfg.bulk_rdma);
+        let (rdma, rdma_status) = lanes::rdma_for(cfg.bulk_rdma, cfg.cluster_tls_ca_file.is_some());
         let (quic, quic_status) = lanes::quic_for(cfg.bulk_quic);
         let mut members = vec![None; NODES_MAX];
         for &(id, (client, bus)) in known {
@@ -449,6 +452,7 @@ impl Cluster {
             liveness: (0..NODES_MAX).map(|_| AtomicU64::new(0)).collect(),
             liveness_epoch: AtomicU64::new(0),
             swim_stats: Default::default(),
+            security: Default::default(),
             swim_leave: Default::default(),
             inbound: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
             inbound_waker: (0..threads).map(|_| AtomicWaker::new()).collect(),

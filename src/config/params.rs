@@ -32,6 +32,27 @@ macro_rules! tunable_param {
     };
 }
 
+/// An optional file's path (empty: none).
+macro_rules! path_param {
+    ($name:literal, $field:ident, $help:literal) => {
+        Param {
+            name: $name,
+            help: $help,
+            runtime: false,
+            set: |c, v| {
+                c.$field = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+                Ok(())
+            },
+            get: |c| {
+                c.$field
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            },
+        }
+    };
+}
+
 fn set_list_max_listpack_size(c: &mut Config, v: &str) -> Result<(), String> {
     let n: i64 = v.trim().parse().map_err(|_| "not an integer".to_string())?;
     if n == 0 || !(-5..=1_000_000_000).contains(&n) {
@@ -182,6 +203,26 @@ pub static PARAMS: &[Param] = &[
         },
         get: |c| c.control_core.map(|x| x.to_string()).unwrap_or_default(),
     },
+    path_param!(
+        "cluster-tls-ca-file",
+        cluster_tls_ca_file,
+        "The cluster CA's certificate (PEM). With cluster-tls-cert-file and cluster-tls-key-file, every node-to-node connection (the bus, bulk lanes) is mutual TLS 1.3: both ends present a certificate this CA signed that names their member (`shardline ctl certs` makes a development CA). Empty, the default: the links are in clear."
+    ),
+    path_param!(
+        "cluster-tls-cert-file",
+        cluster_tls_cert_file,
+        "This node's certificate (PEM, the CA's signature; it names the member: n<port>.<ip with dashes>.shardline)."
+    ),
+    path_param!(
+        "cluster-tls-key-file",
+        cluster_tls_key_file,
+        "This node's private key (PEM)."
+    ),
+    path_param!(
+        "cluster-secret-file",
+        cluster_secret_file,
+        "The cluster's shared secret (a file of at least 64 hex digits, the same on every member; `shardline ctl certs` makes one): SWIM's datagrams carry an HMAC under it with a replay window, and CLUSTER JOIN a proof of it. Required with cluster TLS. Empty, the default: SWIM in clear and joins unproven."
+    ),
     Param {
         name: "fsync",
         help: "When the write-ahead log is fsynced: always (a write is on disk, on a quorum, before it is acknowledged; the default of a cluster of several nodes), batch (every fsync-batch-ms; a node alone defaults to batch every second), never (left to the OS).",

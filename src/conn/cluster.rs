@@ -351,6 +351,22 @@ impl Conn {
                 .out
                 .error("ERR CLUSTER JOIN wants the client and bus addresses as ip:port");
         };
+        let proof = match args.len() {
+            8 => None,
+            10 => Some((text(8), text(9))),
+            _ => {
+                return self.out.error(
+                    "ERR CLUSTER JOIN takes 6 arguments, or 8 with a join proof (its time and HMAC)",
+                );
+            }
+        };
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Err(why) = c.security.check_join(client, bus, proof, now_s) {
+            tracing::warn!(%client, "refused a join: {why}");
+            return self.out.error(&format!("ERR join refused: {why}"));
+        }
         let (Ok(threads), Ok(vshards), Ok(wmin), Ok(wmax)) = (num(4), num(5), num(6), num(7))
         else {
             return self.out.error(

@@ -11,13 +11,14 @@
 
 use crate::cluster::{Cluster, NodeId};
 use shardline_shards::swim::{self, Swim};
+use shardline_transport::seal::{self, Opener, Sealer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// INFO's names of `Cluster::swim_stats`, in order.
-pub const SWIM_FIELDS: usize = 9;
+pub const SWIM_FIELDS: usize = 11;
 pub const SWIM_NAMES: [&str; SWIM_FIELDS] = [
     "swim_incarnation",
     "swim_local_health",
@@ -28,6 +29,8 @@ pub const SWIM_NAMES: [&str; SWIM_FIELDS] = [
     "swim_refused",
     "swim_probes_failed",
     "swim_refutations",
+    "swim_unauthenticated",
+    "swim_replayed",
 ];
 
 /// INFO's lines on membership: the members SWIM holds alive, suspect, dead and gone, then
@@ -44,7 +47,8 @@ pub fn info(c: &Cluster) -> String {
         }] += 1;
     }
     let mut t = format!(
-        "swim_members_alive:{}\r\nswim_members_suspect:{}\r\nswim_members_dead:{}\r\nswim_members_left:{}\r\ncluster_node_down_after_ms:{}\r\ncluster_repairs:{}\r\ncluster_repair_blocked:{}\r\n",
+        "cluster_links:{}\r\nswim_members_alive:{}\r\nswim_members_suspect:{}\r\nswim_members_dead:{}\r\nswim_members_left:{}\r\ncluster_node_down_after_ms:{}\r\ncluster_repairs:{}\r\ncluster_repair_blocked:{}\r\n",
+        c.security.describe(),
         counts[0],
         counts[1],
         counts[2],
@@ -73,6 +77,11 @@ pub struct Membership {
     members_version: u64,
     /// When a refused datagram was last logged (one line a second at most).
     refusal_logged_ms: Option<u64>,
+    /// With the cluster's secret: datagrams sealed going out and opened coming in
+    /// (`transport::seal`), and the counts refused as unauthenticated and as replayed.
+    seal: Option<(Sealer, Opener)>,
+    unauthenticated: u64,
+    replayed: u64,
     /// `Dead` verdicts published (the simulator takes them).
     pub deaths: u64,
 }
@@ -80,14 +89,30 @@ pub struct Membership {
 impl Membership {
     /// SWIM for node `c.me`, starting at incarnation `inc` (the driver passes the wall
     /// clock's seconds, so a restart starts above what others may still hold about the
-    /// previous run), with the cluster's members.
-    pub fn new(c: Arc<Cluster>, cfg: swim::Config, inc: u32, seed: u64, now_ms: u64) -> Self {
+    /// previous run), with the cluster's members. `run` names this run in sealed datagrams
+    /// (the driver passes the wall clock's nanoseconds: later runs are larger).
+    pub fn new(
+        c: Arc<Cluster>,
+        cfg: swim::Config,
+        inc: u32,
+        seed: u64,
+        now_ms: u64,
+        run: u64,
+    ) -> Self {
         let swim = Swim::new(c.me, c.cluster_id, inc, cfg, seed, now_ms);
+        let seal = c
+            .security
+            .secret
+            .as_deref()
+            .map(|k| (Sealer::new(k, c.me.0, run), Opener::new(k)));
         let mut m = Membership {
             swim,
             c,
             members_version: 0,
             refusal_logged_ms: None,
+            seal,
+            unauthenticated: 0,
+            replayed: 0,
             deaths: 0,
         };
         m.sync_members(now_ms);
@@ -108,9 +133,26 @@ impl Membership {
     }
 
     /// One datagram from anyone.
+    ///
+    /// With the cluster's secret, only a sealed datagram that opens reaches SWIM.
     pub fn handle_packet(&mut self, now_ms: u64, bytes: &[u8], from: SocketAddr) {
         self.sync_members(now_ms);
-        if let Err(e) = self.swim.handle_packet(now_ms, bytes)
+        let opened = match &mut self.seal {
+            None => Ok(bytes),
+            Some((_, opener)) => opener.open(bytes, now_ms).map_err(|e| {
+                match e {
+                    seal::Refused::Replayed => self.replayed += 1,
+                    _ => self.unauthenticated += 1,
+                }
+                format!("{e}")
+            }),
+        };
+        let handled = opened.and_then(|b| {
+            self.swim
+                .handle_packet(now_ms, b)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = handled
             && self
                 .refusal_logged_ms
                 .is_none_or(|t| now_ms >= t.saturating_add(1000))
@@ -139,7 +181,15 @@ impl Membership {
         loop {
             let t = self.swim.poll_transmit()?;
             if let Some(a) = self.c.member(t.to) {
-                return Some((t.to, a.bus, t.bytes));
+                let bytes = match &mut self.seal {
+                    None => t.bytes,
+                    Some((sealer, _)) => {
+                        let mut out = Vec::with_capacity(t.bytes.len() + seal::OVERHEAD);
+                        sealer.seal(&t.bytes, &mut out);
+                        out
+                    }
+                };
+                return Some((t.to, a.bus, bytes));
             }
         }
     }
@@ -188,6 +238,8 @@ impl Membership {
             s.refused,
             s.probes_failed,
             s.refutations,
+            self.unauthenticated,
+            self.replayed,
         ];
         for (slot, v) in self.c.swim_stats.iter().zip(values) {
             slot.store(v, Ordering::Relaxed);
@@ -254,9 +306,10 @@ async fn run(c: Arc<Cluster>, sock: std::net::UdpSocket) {
     };
     let start = Instant::now();
     let now_ms = || start.elapsed().as_millis() as u64;
-    let wall_s = std::time::SystemTime::now()
+    let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+        .unwrap_or_default();
+    let wall_s = wall.as_secs();
     let seed = wall_s ^ c.me.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
     let mut m = Membership::new(
         c.clone(),
@@ -264,6 +317,7 @@ async fn run(c: Arc<Cluster>, sock: std::net::UdpSocket) {
         wall_s as u32,
         seed,
         now_ms(),
+        wall.as_nanos() as u64,
     );
     tracing::info!(member = %c.me, inc = wall_s as u32, "SWIM: started on the bus port (UDP)");
     let mut buf = Some(vec![0u8; DATAGRAM_MAX]);

@@ -19,6 +19,9 @@ pub struct TestCluster {
     /// Per node, the node it asked to join (`--cluster-join`), for nodes added by `join`; the
     /// first ones start from the static list.
     joined_via: Vec<Option<usize>>,
+    /// Where `shardline ctl certs` keeps the cluster's CA, secret and node certificates, when
+    /// the links are mutual TLS (`start_tls`).
+    pub certs: Option<PathBuf>,
 }
 
 /// A free port below the kernel's ephemeral range (32768 and up by default): a node restarted
@@ -41,6 +44,16 @@ fn free_port() -> u16 {
 impl TestCluster {
     /// Starts `n` nodes (one shard thread each) and waits until every slot has a leader.
     pub fn start(n: usize, proxied: bool, extra: &[&str]) -> TestCluster {
+        Self::start_with(n, proxied, extra, false)
+    }
+
+    /// The same with the links mutual TLS: a CA, a secret and each node's certificate made by
+    /// `shardline ctl certs` in the cluster's directory.
+    pub fn start_tls(n: usize, proxied: bool, extra: &[&str]) -> TestCluster {
+        Self::start_with(n, proxied, extra, true)
+    }
+
+    fn start_with(n: usize, proxied: bool, extra: &[&str], tls: bool) -> TestCluster {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let bus: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let links = (0..n)
@@ -67,7 +80,14 @@ impl TestCluster {
             links,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             joined_via: vec![None; n],
+            certs: None,
         };
+        if tls {
+            c.certs = Some(c.dir.join("certs"));
+            for i in 0..n {
+                c.make_cert(i);
+            }
+        }
         for i in 0..n {
             c.spawn(i);
         }
@@ -137,8 +157,47 @@ impl TestCluster {
         self.links.push((0..=i).map(|_| None).collect());
         self.children.push(None);
         self.joined_via.push(Some(via));
+        if self.certs.is_some() {
+            self.make_cert(i);
+        }
         self.spawn_logged(i, extra);
         i
+    }
+
+    /// Node `i`'s certificate, made with `shardline ctl certs` (the CA and the secret too, the
+    /// first time).
+    fn make_cert(&self, i: usize) {
+        let dir = self.certs.as_ref().expect("a TLS cluster");
+        let out = Command::new(env!("CARGO_BIN_EXE_shardline"))
+            .args(["ctl", "certs"])
+            .arg(dir)
+            .arg(format!("127.0.0.1:{}", self.ports[i]))
+            .output()
+            .expect("run shardline ctl certs");
+        assert!(
+            out.status.success(),
+            "ctl certs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The TLS flags of node `i` (none unless the links are TLS).
+    pub fn tls_flags(&self, i: usize) -> Vec<String> {
+        let Some(dir) = &self.certs else {
+            return Vec::new();
+        };
+        let stem = format!("127.0.0.1_{}", self.ports[i]);
+        let path = |name: String| dir.join(name).display().to_string();
+        vec![
+            "--cluster-tls-ca-file".into(),
+            path("ca.pem".into()),
+            "--cluster-tls-cert-file".into(),
+            path(format!("{stem}.pem")),
+            "--cluster-tls-key-file".into(),
+            path(format!("{stem}.key")),
+            "--cluster-secret-file".into(),
+            path("cluster.secret".into()),
+        ]
     }
 
     /// Starts node `i` with `extra` flags, its stderr kept for `wait_exit`: in a file, not a
@@ -193,6 +252,7 @@ impl TestCluster {
                 "--vshards",
                 "64",
             ])
+            .args(self.tls_flags(i))
             .args(&self.extra)
             .env("SHARDLINE_LOG_LEVEL", "warn");
             return cmd;
@@ -223,6 +283,7 @@ impl TestCluster {
             "--vshards".into(),
             "64".into(),
         ];
+        args.extend(self.tls_flags(i));
         args.extend(self.extra.iter().cloned());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardline"));
         cmd.args(&args).env("SHARDLINE_LOG_LEVEL", "warn");

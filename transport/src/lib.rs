@@ -13,6 +13,9 @@
 //! - [`quic`]: QUIC (quinn-proto, rustls) as the other carrier of a bulk lane's bytes,
 //!   sans-IO;
 //! - [`hint`]: cache prefetch hints for the keyspace's batched lookups;
+//! - [`tls`]: mutual TLS on the node-to-node links (rustls driven over monoio sockets), and
+//!   the development CA `shardline ctl certs` makes;
+//! - [`seal`]: SWIM's datagrams sealed with an HMAC and a replay window, sans-IO;
 //!
 //! Every `unsafe` block of the project lives here, with a `// SAFETY:` line.
 
@@ -26,4 +29,6 @@ pub mod net;
 pub mod quic;
 pub mod rdma;
 pub mod resp;
+pub mod seal;
+pub mod tls;
 pub mod wire;

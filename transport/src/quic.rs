@@ -85,11 +85,7 @@ impl Identity {
             fingerprint: fingerprint(&cert),
             key: ck.signing_key.serialize_der(),
             cert,
-            // ring (what quinn-proto's `rustls-ring` builds; half aws-lc-rs's build time),
-            // deprecated by rustls for lacking a post-quantum key exchange: issue 20's
-            // mutual TLS chooses one provider for every channel (ARCHITECTURE.md).
-            #[allow(deprecated)]
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            provider: crate::tls::provider(),
         })
     }
 

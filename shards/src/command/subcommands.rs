@@ -305,7 +305,7 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
             s("info", 2, "INFO", "Return information about the cluster."),
             s(
                 "join",
-                8,
+                -8,
                 "JOIN <args>",
                 "Used by a node joining the cluster.",
             ),

@@ -13,6 +13,7 @@ use shardline_shards::raft::{LogId, SnapshotWanted};
 use shardline_transport::frame::{Hello, WIRE_MAX, WIRE_MIN};
 use shardline_transport::link::Answer;
 use shardline_transport::rdma::fake::Fabric;
+use shardline_transport::tls::{CertificateDer, ClusterTls, dev, member_name};
 use std::sync::mpsc;
 
 const SOURCE: NodeId = NodeId(1);
@@ -127,14 +128,14 @@ fn hello() -> Hello {
     }
 }
 
-struct Accept(std::sync::Mutex<mpsc::Sender<(std::net::TcpStream, Vec<u8>)>>);
+struct Accept(std::sync::Mutex<mpsc::Sender<tcp::Accepted>>);
 
 impl tcp::Acceptor for Accept {
-    fn judge(&self, _: &Hello) -> Answer {
+    fn judge(&self, _: &Hello, _: Option<&CertificateDer<'_>>) -> Answer {
         Answer::Accepted(hello())
     }
-    fn adopt(&self, _: Hello, s: std::net::TcpStream, rest: Vec<u8>) {
-        let _ = self.0.lock().unwrap().send((s, rest));
+    fn adopt(&self, _: Hello, accepted: tcp::Accepted) {
+        let _ = self.0.lock().unwrap().send(accepted);
     }
     fn dropped(&self, _: Option<std::net::SocketAddr>, _: String) {}
 }
@@ -151,6 +152,8 @@ struct Opts {
     share: u64,
     /// Lanes that end are dialed again (a fault is injected).
     redial: bool,
+    /// The lane is mutual TLS (the cluster's links are).
+    tls: bool,
 }
 
 /// What a copy did.
@@ -179,7 +182,23 @@ fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
-    tcp::serve(listener, Arc::new(Accept(std::sync::Mutex::new(tx)))).unwrap();
+    let (source_tls, target_tls) = if o.tls {
+        let ca = dev::ca().unwrap();
+        let tls = |port: u16| {
+            let (c, k) = dev::node(&ca.1, ([127, 0, 0, 1], port).into()).unwrap();
+            ClusterTls::from_pem(ca.0.as_bytes(), c.as_bytes(), k.as_bytes()).unwrap()
+        };
+        (Some(tls(1)), Some(Arc::new(tls(2))))
+    } else {
+        (None, None)
+    };
+    let target_name = member_name(([127, 0, 0, 1], 2).into());
+    tcp::serve(
+        listener,
+        Arc::new(Accept(std::sync::Mutex::new(tx))),
+        target_tls,
+    )
+    .unwrap();
     let last = LogId { term: 2, index: 77 };
     let wanted = SnapshotWanted {
         from: SOURCE,
@@ -199,8 +218,8 @@ fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
             host.hub.borrow_mut().want(GROUP, Some(wanted), 0);
             loop {
                 // Every connection the source dials (again, after a fault).
-                while let Ok((s, rest)) = rx.try_recv() {
-                    let (rd, wr) = tcp::adopt_duplex(s).unwrap();
+                while let Ok(accepted) = rx.try_recv() {
+                    let (rd, wr, rest) = tcp::adopt_duplex(accepted).unwrap();
                     host.spawn_lane(SOURCE, Dir::Target, rd, wr, rest);
                 }
                 let installed = host.installs.borrow_mut().pop();
@@ -240,7 +259,8 @@ fn copy_with(total: usize, cores: Option<(usize, usize)>, o: Opts) -> Copied {
             // Done once the target said it installed the copy.
             while host.hub.borrow().sessions().0 > 0 {
                 if std::mem::take(&mut dial) {
-                    let (w, answer) = tcp::dial(addr, &hello()).await.unwrap();
+                    let tls = source_tls.as_ref().map(|t| (t, target_name.as_str()));
+                    let (w, answer) = tcp::dial(addr, &hello(), tls).await.unwrap();
                     assert!(matches!(answer, Answer::Accepted(_)));
                     let (rd, wr, rest) = w.into_duplex();
                     host.spawn_lane(TARGET, Dir::Source, rd, wr, rest);
@@ -288,6 +308,33 @@ fn a_copy_over_a_tcp_lane_installs_byte_for_byte() {
     assert!(c.installed == c.blob, "the installed copy differs");
     assert_eq!((c.source_rdma_lanes, c.source_quic_lanes), (0, 0));
     assert_eq!(c.source_share_waited_us, 0, "no share set, no wait");
+}
+
+/// Over mutual TLS: the copy arrives whole on the encrypted lane, and QUIC (its certificate's
+/// fingerprint announced on the TLS lane) still carries the source's bytes when offered.
+#[test]
+fn a_copy_over_a_tls_lane_installs_byte_for_byte_and_quic_still_carries() {
+    let c = copy_with(
+        5 << 20 | 12345,
+        None,
+        Opts {
+            tls: true,
+            ..Opts::default()
+        },
+    );
+    assert!(c.installed == c.blob, "the installed copy differs");
+    assert_eq!((c.source_rdma_lanes, c.source_quic_lanes), (0, 0));
+    let c = copy_with(
+        3 << 20 | 7,
+        None,
+        Opts {
+            tls: true,
+            quic: true,
+            ..Opts::default()
+        },
+    );
+    assert!(c.installed == c.blob, "the installed copy differs");
+    assert_eq!(c.source_quic_lanes, 1);
 }
 
 #[test]
@@ -410,7 +457,8 @@ fn a_copy_limited_to_a_share_of_its_threads_waits_between_chunks_and_installs_wh
 
 /// The lane's throughput on loopback (`scripts/bench-bulk.sh` runs it next to iperf3):
 /// `BULK_BENCH_BYTES` (default 2 GiB) copied from the process's first CPU to its second,
-/// the source's bytes on `BULK_BENCH_CARRIER` (`tcp`, the default, or `quic`).
+/// the source's bytes on `BULK_BENCH_CARRIER` (`tcp`, the default, `tls`: the lane itself
+/// under mutual TLS, or `quic`).
 #[test]
 #[ignore]
 fn bulk_lane_throughput() {
@@ -421,6 +469,7 @@ fn bulk_lane_throughput() {
     let carrier = std::env::var("BULK_BENCH_CARRIER").unwrap_or_else(|_| "tcp".into());
     let o = Opts {
         quic: carrier == "quic",
+        tls: carrier == "tls",
         ..Opts::default()
     };
     // The first two CPUs the process may use (the same one twice on a machine of one).

@@ -23,6 +23,7 @@ impl Sim {
             inc,
             seed,
             now_ms,
+            now_ms,
         ));
         self.send_datagrams(id);
     }

@@ -21,7 +21,7 @@ impl Sim {
                     // The dialer needs the peer's address.
                     continue;
                 }
-                let answer = mem::handshake(&bus::hello(ca, 0), |h| bus::judge(cb, h))
+                let answer = mem::handshake(&bus::hello(ca, 0), |h| bus::judge(cb, h, None))
                     .expect("hellos encoded by the bus read back whole");
                 match bus::take_answer(ca, &answer) {
                     Ok(()) => {}

@@ -98,6 +98,13 @@ impl Node {
     }
 }
 
+/// Every simulated node holds the cluster's secret: SWIM's datagrams are sealed and opened
+/// (`transport::seal`) under the simulator's drops, delays, duplicates and partitions.
+fn sealed(mut c: Cluster) -> Cluster {
+    c.security.secret = Some(vec![0x5a; 32]);
+    c
+}
+
 /// A membership change asked of the cluster as an operator asks it: `CLUSTER JOIN` from a new
 /// node, `CLUSTER FORGET` of a member. Sent to thread 0 of a member, following `-NOTLEADER`,
 /// and sent again (elsewhere, later) on an error or no answer, until answered.
@@ -454,7 +461,7 @@ impl Sim {
                 ..Config::default()
             };
             let layout = VShardLayout::new(cfg.vshards).expect("a valid count");
-            let c = Arc::new(Cluster::new(&cfg, layout).expect("a cluster"));
+            let c = Arc::new(sealed(Cluster::new(&cfg, layout).expect("a cluster")));
             sim.nodes.push(Node::new(cfg, c, threads, true));
         }
         sim.leaders = vec![BTreeMap::new(); sim.nodes[0].c.meta_group() as usize + 1];
@@ -508,13 +515,13 @@ impl Sim {
         let rebalance = self.rebalance;
         let n = self.node(id);
         let layout = n.c.layout;
-        n.c = Arc::new(if n.cfg.cluster_join.is_some() {
+        n.c = Arc::new(sealed(if n.cfg.cluster_join.is_some() {
             // Its cluster.conf, kept when the cluster answered its join.
-            let j = join::load_or_join(&n.cfg).expect("cluster.conf");
+            let j = join::load_or_join(&n.cfg, &Default::default()).expect("cluster.conf");
             Cluster::joined(&n.cfg, layout, &j).expect("a cluster")
         } else {
             Cluster::new(&n.cfg, layout).expect("a cluster")
-        });
+        }));
         n.member = true;
         let threads = n.threads.len();
         for (t, th) in n.threads.iter_mut().enumerate() {

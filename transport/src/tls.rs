@@ -1,0 +1,428 @@
+//! Mutual TLS for the node-to-node links (issue 20, step 5): TLS 1.3 only, both ends present a
+//! certificate the cluster's CA signed, and each names a member.
+//!
+//! The cryptography is rustls's sans-IO `Connection`; what is here is its configuration (from
+//! PEM files), the name a member's certificate must carry, and the driving of a connection
+//! over monoio sockets (`drive_*`: ciphertext in and out of a buffer, the socket's read and
+//! write awaited outside any borrow) or, on the acceptor's handshake thread, over a blocking
+//! socket (rustls's own `complete_io`). The TCP link (`link::tcp`) uses them when the node
+//! was given a [`ClusterTls`].
+//!
+//! A member is named by its client address (the one in `cluster-nodes`, CLUSTER NODES and
+//! CLUSTER JOIN): the certificate carries the DNS name [`member_name`] makes of it, so two
+//! members on one host (ports apart) hold different names. `shardline ctl certs` makes a CA
+//! and such certificates.
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+pub use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{PrivateKeyDer, ServerName};
+use std::io::{BufRead, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+/// How many ciphertext bytes one socket read asks for.
+const READ_CHUNK: usize = 64 << 10;
+
+/// The DNS name a member's certificate carries: its client address as
+/// `n<port>.<address with '-' for '.' or ':'>.shardline` (`n7001.127-0-0-1.shardline`; an
+/// IPv6 address is written out in full, `n7001.0-0-0-0-0-0-0-1.shardline`).
+pub fn member_name(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) => v4
+            .octets()
+            .iter()
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join("-"),
+        IpAddr::V6(v6) => v6
+            .segments()
+            .iter()
+            .map(|s| format!("{s:x}"))
+            .collect::<Vec<_>>()
+            .join("-"),
+    };
+    format!("n{}.{ip}.shardline", addr.port())
+}
+
+/// The crypto provider of every TLS channel between nodes (these links and QUIC's): ring, what
+/// quinn-proto's `rustls-ring` builds, at half aws-lc-rs's build time. rustls deprecates it for
+/// lacking a post-quantum key exchange (X25519MLKEM768); ARCHITECTURE.md's decisions weigh it.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// This node's side of the cluster's TLS: its certificate and key, and the CA it checks peers
+/// against, as a client (dialing) and as a server (accepting).
+pub struct ClusterTls {
+    client: Arc<rustls::ClientConfig>,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterTls")
+    }
+}
+
+fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+}
+
+impl ClusterTls {
+    /// Reads the CA's certificate, this node's certificate (chain) and its private key from
+    /// PEM files; an error names the file and what is wrong with it.
+    pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<ClusterTls, String> {
+        let (ca_pem, cert_pem, key_pem) = (
+            read_file("cluster CA certificate", ca)?,
+            read_file("node certificate", cert)?,
+            read_file("node key", key)?,
+        );
+        ClusterTls::from_pem(&ca_pem, &cert_pem, &key_pem).map_err(|e| {
+            format!(
+                "{e} (files: CA {}, certificate {}, key {})",
+                ca.display(),
+                cert.display(),
+                key.display()
+            )
+        })
+    }
+
+    /// The same from PEM bytes.
+    pub fn from_pem(ca: &[u8], cert: &[u8], key: &[u8]) -> Result<ClusterTls, String> {
+        let provider = provider();
+        let mut roots = rustls::RootCertStore::empty();
+        let cas = CertificateDer::pem_slice_iter(ca)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the cluster CA certificate is not PEM: {e}"))?;
+        if cas.is_empty() {
+            return Err("the cluster CA file holds no certificate".into());
+        }
+        for c in cas {
+            roots
+                .add(c)
+                .map_err(|e| format!("the cluster CA certificate is unusable: {e}"))?;
+        }
+        let roots = Arc::new(roots);
+        let chain = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the node certificate is not PEM: {e}"))?;
+        if chain.is_empty() {
+            return Err("the node certificate file holds no certificate".into());
+        }
+        let key = PrivateKeyDer::from_pem_slice(key)
+            .map_err(|e| format!("the node key is not a PEM private key: {e}"))?;
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("the cluster CA cannot check peers: {e}"))?;
+        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(clients)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|e| format!("the node certificate and key do not go together: {e}"))?;
+        // The dialer only writes: tickets would sit unread in its socket.
+        server.send_tls13_tickets = 0;
+        let servers =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|e| format!("the cluster CA cannot check peers: {e}"))?;
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_webpki_verifier(servers)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the node certificate and key do not go together: {e}"))?;
+        client.resumption = rustls::client::Resumption::disabled();
+        Ok(ClusterTls {
+            client: Arc::new(client),
+            server: Arc::new(server),
+        })
+    }
+
+    /// A client connection to the member named `name` ([`member_name`]).
+    pub fn client(&self, name: &str) -> Result<rustls::Connection, String> {
+        let server = ServerName::try_from(name.to_string())
+            .map_err(|e| format!("'{name}' is not a certificate name: {e}"))?;
+        let mut c = rustls::ClientConnection::new(self.client.clone(), server)
+            .map_err(|e| e.to_string())?;
+        c.set_buffer_limit(None);
+        Ok(c.into())
+    }
+
+    /// A server connection for a dialer.
+    pub fn server(&self) -> Result<rustls::ServerConnection, String> {
+        let mut c =
+            rustls::ServerConnection::new(self.server.clone()).map_err(|e| e.to_string())?;
+        c.set_buffer_limit(None);
+        Ok(c)
+    }
+}
+
+/// Whether `cert` (a peer's end-entity certificate, which the handshake checked against the
+/// CA) names `name`.
+pub fn names(cert: &CertificateDer<'_>, name: &str) -> bool {
+    let Ok(name) = ServerName::try_from(name) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(cert)
+        .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
+}
+
+/// The peer's end-entity certificate on a connection whose handshake is done.
+pub fn peer_cert(c: &rustls::CommonState) -> Option<&CertificateDer<'static>> {
+    c.peer_certificates().and_then(|chain| chain.first())
+}
+
+/// Completes a server handshake on a blocking socket (the acceptor's handshake thread; its
+/// read timeout bounds it).
+pub fn accept_blocking<S: Read + Write>(
+    c: &mut rustls::ServerConnection,
+    s: &mut S,
+) -> std::io::Result<()> {
+    while c.is_handshaking() {
+        c.complete_io(s)?;
+    }
+    Ok(())
+}
+
+/// Reads plaintext on a blocking socket (the acceptor's handshake thread) into `buf`;
+/// `Ok(0)` when the peer closed.
+pub fn read_blocking<S: Read + Write>(
+    c: &mut rustls::ServerConnection,
+    s: &mut S,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    rustls::Stream::new(c, s).read(buf)
+}
+
+/// Writes plaintext on a blocking socket, whole, and flushes it.
+pub fn write_blocking<S: Read + Write>(
+    c: &mut rustls::ServerConnection,
+    s: &mut S,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let mut st = rustls::Stream::new(c, s);
+    st.write_all(bytes)?;
+    st.flush()
+}
+
+fn tls_error(e: rustls::Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("TLS: {e}"))
+}
+
+/// Writes whatever TLS records `c` holds to `w`, through the buffer `out`.
+async fn flush<W: AsyncWriteRent>(
+    c: &std::cell::RefCell<rustls::Connection>,
+    w: &mut W,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    out.clear();
+    {
+        let mut c = c.borrow_mut();
+        while c.wants_write() {
+            c.write_tls(out)?;
+        }
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    let (r, b) = w.write_all(std::mem::take(out)).await;
+    *out = b;
+    r.map(|_| ())
+}
+
+/// Completes a handshake over a monoio socket (a dialer's, or an accepted socket's when the
+/// acceptor is a monoio task), flushing the last flight.
+///
+/// What the peer sent after its last handshake message stays in `rd` for [`read`].
+pub async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
+    c: &std::cell::RefCell<rustls::Connection>,
+    s: &mut S,
+    rd: &mut Half,
+) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    loop {
+        flush(c, s, &mut out).await?;
+        if !c.borrow().is_handshaking() {
+            return Ok(());
+        }
+        if rd.at == rd.buf.len() {
+            rd.at = 0;
+            let mut buf = std::mem::take(&mut rd.buf);
+            buf.clear();
+            buf.reserve(READ_CHUNK);
+            let (r, b) = s.read(buf.slice_mut(0..READ_CHUNK)).await;
+            rd.buf = b.into_inner();
+            if r? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection during the TLS handshake",
+                ));
+            }
+        }
+        // Only until the handshake ends: the records after it are the application's.
+        let processed = {
+            let mut c = c.borrow_mut();
+            let mut res = Ok(());
+            while rd.at < rd.buf.len() && res.is_ok() && c.is_handshaking() {
+                let mut from = &rd.buf[rd.at..];
+                let left = from.len();
+                res = c
+                    .read_tls(&mut from)
+                    .and_then(|_| c.process_new_packets().map(|_| ()).map_err(tls_error));
+                rd.at += left - from.len();
+            }
+            res
+        };
+        if let Err(e) = processed {
+            // Tell the peer why (the alert rustls queued), then give up.
+            let _ = flush(c, s, &mut out).await;
+            return Err(e);
+        }
+    }
+}
+
+/// One direction's buffers of a TLS connection driven over monoio: ciphertext read and not
+/// yet handed to rustls (reading), or records to write (writing).
+#[derive(Default)]
+pub struct Half {
+    buf: Vec<u8>,
+    at: usize,
+}
+
+/// Encrypts `bytes` and writes the records to `w`, whole.
+pub async fn send<W: AsyncWriteRent>(
+    c: &std::cell::RefCell<rustls::Connection>,
+    half: &mut Half,
+    w: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    c.borrow_mut().writer().write_all(bytes)?;
+    flush(c, w, &mut half.buf).await
+}
+
+/// Reads and decrypts what the peer sent next, appended to `out` (at least `want` bytes of
+/// room made); `Ok(0)` when the peer closed (with or without a `close_notify`).
+pub async fn read<R: AsyncReadRent>(
+    c: &std::cell::RefCell<rustls::Connection>,
+    half: &mut Half,
+    r: &mut R,
+    out: &mut Vec<u8>,
+    want: usize,
+) -> std::io::Result<usize> {
+    loop {
+        {
+            let mut c = c.borrow_mut();
+            let before = out.len();
+            loop {
+                let mut rd = c.reader();
+                match rd.fill_buf() {
+                    Ok([]) => {
+                        if out.len() == before {
+                            return Ok(0);
+                        }
+                        break;
+                    }
+                    Ok(got) => {
+                        let n = got.len();
+                        if out.len() == before {
+                            out.reserve(want.max(n));
+                        }
+                        out.extend_from_slice(got);
+                        rd.consume(n);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if out.len() > before {
+                return Ok(out.len() - before);
+            }
+            // Hand rustls the ciphertext already read, a record's worth at a time.
+            if half.at < half.buf.len() {
+                let mut rd = &half.buf[half.at..];
+                let left = rd.len();
+                c.read_tls(&mut rd)?;
+                half.at += left - rd.len();
+                c.process_new_packets().map_err(tls_error)?;
+                continue;
+            }
+        }
+        half.at = 0;
+        let mut buf = std::mem::take(&mut half.buf);
+        buf.clear();
+        buf.reserve(READ_CHUNK);
+        let (res, b) = r.read(buf.slice_mut(0..READ_CHUNK)).await;
+        half.buf = b.into_inner();
+        if res? == 0 {
+            return Ok(0);
+        }
+    }
+}
+
+/// A development CA and node certificates (`shardline ctl certs`): ECDSA P-256 keys, the
+/// CA's subject fixed, so the CA's key alone (`ca.key`) signs more node certificates later.
+pub mod dev {
+    use super::member_name;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    use std::net::SocketAddr;
+
+    /// The CA's subject (common name).
+    pub const CA_NAME: &str = "Shardline cluster CA";
+
+    fn ca_params() -> CertificateParams {
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, CA_NAME);
+        p.distinguished_name = dn;
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p
+    }
+
+    fn bad(e: rcgen::Error) -> String {
+        format!("cannot make a certificate: {e}")
+    }
+
+    /// A new CA: its certificate and its private key, PEM.
+    pub fn ca() -> Result<(String, String), String> {
+        let key = KeyPair::generate().map_err(bad)?;
+        let cert = ca_params().self_signed(&key).map_err(bad)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// A certificate for the member at client address `addr`, signed by the CA whose key is
+    /// `ca_key` (PEM): it names [`member_name`]`(addr)` and the address's IP, for both ends of
+    /// a connection. The certificate and its private key, PEM.
+    pub fn node(ca_key: &str, addr: SocketAddr) -> Result<(String, String), String> {
+        let ca_key =
+            KeyPair::from_pem(ca_key).map_err(|e| format!("the CA key is not usable: {e}"))?;
+        let issuer = Issuer::new(ca_params(), ca_key);
+        let name = member_name(addr);
+        let mut p =
+            CertificateParams::new(vec![name.clone(), addr.ip().to_string()]).map_err(bad)?;
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().map_err(bad)?;
+        let cert = p.signed_by(&key, &issuer).map_err(bad)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+#[cfg(test)]
+mod tests;
