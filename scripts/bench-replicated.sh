@@ -8,6 +8,9 @@
 #      appendfsync always, pipeline 1 and 16;
 #   3. idle CPU of a node hosting 1,024 vShard replicas (3 nodes, --vshards 1024, RF 3);
 #   4. failover time over KILLS kill -9s of a node (median and max).
+#   5. with TLS=1 (or ONLY_TLS=1 for it alone): the cost of mutual TLS on the bus, the same
+#      3-node RF 3 cluster with its links under TLS and in clear, runs interleaved, 1 KB values,
+#      pipeline 1 and 16.
 #
 #   scripts/bench-replicated.sh                 # REPEATS=3 DURATION=10 KILLS=10
 # Environment: REPEATS, DURATION (s per run), CONNECTIONS (50), KILLS, SKIP_ETCD=1, SKIP_AOF=1,

@@ -22,14 +22,24 @@ def sh(*args, **kw):
     return subprocess.run(list(args), check=True, capture_output=True, text=True, **kw).stdout
 
 
+def tls_flags(d, port):
+    """`shardline ctl certs` in `d` (the CA and secret made once) for the node on `port`."""
+    sh(SHARDLINE, "ctl", "certs", d, f"127.0.0.1:{port}")
+    stem = os.path.join(d, f"127.0.0.1_{port}")
+    return ["--cluster-tls-ca-file", os.path.join(d, "ca.pem"), "--cluster-tls-cert-file", stem + ".pem",
+            "--cluster-tls-key-file", stem + ".key", "--cluster-secret-file", os.path.join(d, "cluster.secret")]
+
+
 class Shardline:
-    def __init__(self, n, base, extra=()):
+    def __init__(self, n, base, extra=(), tls=False):
         self.n, self.base, self.dir = n, base, tempfile.mkdtemp(prefix="sl-bench-")
         nodes = ",".join(f"127.0.0.1:{base + i}" for i in range(n))
         self.procs = [None] * n
+        certs = os.path.join(self.dir, "certs")
         self.args = [[SHARDLINE, "--port", str(base + i), "--cores", str(i % NCPU), "--data-dir",
                       os.path.join(self.dir, f"n{i}"), "--cluster-nodes", nodes, "--fsync", "always",
-                      "--log-level", "warn", *extra] for i in range(n)]
+                      "--log-level", "warn", *(tls_flags(certs, base + i) if tls else []), *extra]
+                     for i in range(n)]
         for i in range(n):
             self.start(i)
         self.wait_served()
@@ -65,8 +75,8 @@ class Shardline:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def bench(port, extra):
-    r = subprocess.run([BENCH, "--port", str(port), "--connections", CONNECTIONS, "--value-size", "64",
+def bench(port, extra, value_size="64"):
+    r = subprocess.run([BENCH, "--port", str(port), "--connections", CONNECTIONS, "--value-size", value_size,
                         "--keys", "100000", "--duration", DURATION, "--quiet", "--json", "/tmp/slb.json",
                         "--workload", "set", *extra], capture_output=True, text=True)
     if r.returncode != 0:
@@ -168,6 +178,26 @@ def vs_aof():
           f"{CONNECTIONS} connections, medians of {REPEATS}", pairs, "redis AOF")
 
 
+def vs_clear():
+    """The cost of mutual TLS on the bus: the same 3-node RF 3 cluster with its links in clear
+    and under TLS, runs interleaved, the same load generator."""
+    pairs = []
+    for pipeline, size in (("1", "1024"), ("16", "1024")):
+        a, b = [], []
+        for r in range(REPEATS):
+            for tls, runs in ((True, a), (False, b)):
+                c = Shardline(3, 7601, tls=tls)
+                try:
+                    runs.append(bench(7601, ["--cluster", "--pipeline", pipeline], size))
+                finally:
+                    c.stop()
+            say(f"  run {r + 1}, pipeline {pipeline}: TLS {a[-1]['throughput']:,.0f}/s p99 {a[-1]['p99_us']} µs, "
+                f"clear {b[-1]['throughput']:,.0f}/s p99 {b[-1]['p99_us']} µs")
+        pairs.append((f"SET {size} B pipeline {pipeline}", a, b))
+    table(f"3 nodes, RF 3, fsync always: bus and lanes mutual TLS (shardline) vs in clear (peer), "
+          f"{CONNECTIONS} connections, medians of {REPEATS}", pairs, "clear")
+
+
 def cpu_ticks(pid):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(f[11]) + int(f[12])
@@ -223,6 +253,11 @@ def failover():
 
 
 if __name__ == "__main__":
+    if os.environ.get("ONLY_TLS"):
+        for k in ("SKIP_ETCD", "SKIP_AOF", "SKIP_IDLE", "SKIP_FAILOVER"):
+            os.environ[k] = "1"
+    if os.environ.get("ONLY_TLS") or os.environ.get("TLS"):
+        vs_clear()
     if not os.environ.get("SKIP_ETCD"):
         vs_etcd()
     if not os.environ.get("SKIP_AOF"):

@@ -180,14 +180,22 @@ pub fn peer_cert(c: &rustls::CommonState) -> Option<&CertificateDer<'static>> {
     c.peer_certificates().and_then(|chain| chain.first())
 }
 
-/// Completes a server handshake on a blocking socket (the acceptor's handshake thread; its
-/// read timeout bounds it).
+/// Completes a server handshake on a blocking socket (the acceptor's handshake thread), by
+/// `deadline` (the socket's read timeout bounds each read; a peer that trickles bytes is cut
+/// off at the deadline).
 pub fn accept_blocking<S: Read + Write>(
     c: &mut rustls::ServerConnection,
     s: &mut S,
+    deadline: std::time::Instant,
 ) -> std::io::Result<()> {
     while c.is_handshaking() {
-        c.complete_io(s)?;
+        let (read, wrote) = c.complete_io(s)?;
+        if (read, wrote) == (0, 0) || std::time::Instant::now() > deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the TLS handshake did not finish in time",
+            ));
+        }
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A connection's TLS session, shared by its two halves on a two-way connection.
 type Session = Rc<RefCell<rustls::Connection>>;
@@ -290,7 +290,7 @@ fn accept<A: Acceptor>(a: &A, mut s: std::net::TcpStream, tls: Option<&ClusterTl
         Err(e) => return a.dropped(peer, e),
     };
     if let Some(c) = &mut session
-        && let Err(e) = tls::accept_blocking(c, &mut s)
+        && let Err(e) = tls::accept_blocking(c, &mut s, Instant::now() + HANDSHAKE_TIMEOUT)
     {
         return a.dropped(peer, format!("TLS handshake failed: {e}"));
     }
