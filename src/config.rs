@@ -65,6 +65,8 @@ pub struct Config {
     pub cluster_node_down_after_ms: u64,
     /// The control thread's core (`None`: not pinned, the OS places it).
     pub control_core: Option<usize>,
+    /// The Prometheus endpoint's port on `bind` (0: none), served by the control thread.
+    pub metrics_port: u64,
     /// The cluster's TLS (all three or none): the CA, this node's certificate and its key.
     pub cluster_tls_ca_file: Option<PathBuf>,
     pub cluster_tls_cert_file: Option<PathBuf>,
@@ -352,6 +354,7 @@ impl Default for Config {
             cluster_proxy: false,
             cluster_node_timeout_ms: 5000,
             control_core: None,
+            metrics_port: 0,
             cluster_tls_ca_file: None,
             cluster_tls_cert_file: None,
             cluster_tls_key_file: None,

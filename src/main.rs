@@ -134,7 +134,7 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
             "no cluster bus: the client port + 10000 is past 65535, so no node can join this one (set cluster-bus-addr)"
         );
     } else if let Err(e) = cluster::bus::start_acceptor(c.clone(), bind)
-        .and_then(|()| control::start(c.clone(), bind, control_core))
+        .and_then(|()| control::start(node.clone(), bind, control_core))
     {
         if !given_none {
             return Err(e);

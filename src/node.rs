@@ -88,10 +88,26 @@ pub struct ShardStats {
     pub cpu_user_us: AtomicU64,
     pub cpu_sys_us: AtomicU64,
     pub latency_us: [AtomicU64; LATENCY_BUCKETS],
+    /// The batches' times summed (µs), beside `latency_us`'s counts.
+    pub latency_sum_us: AtomicU64,
+    /// Per command of the table (`command::COMMANDS`), the thread's `CmdStat` counts as of
+    /// its last tick (the metrics endpoint reads them).
+    pub cmds: Box<[CmdCounters]>,
+    /// The keyspace's counts (`DbStats`) as of the thread's last tick: expired, evicted,
+    /// hits, misses.
+    pub keyspace: [AtomicU64; 4],
     pub rejected_connections: AtomicU64,
     pub protocol_errors: AtomicU64,
     /// Batches read but not yet answered (shutdown waits for them to drain).
     pub batches_in_flight: AtomicU64,
+}
+
+/// A command's counts on one shard thread, published each tick (`Shard::publish_stats`).
+#[derive(Default)]
+pub struct CmdCounters {
+    pub calls: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
 }
 
 pub struct Node {
@@ -144,7 +160,14 @@ impl Node {
             layout,
             threads,
             mailboxes: (0..threads).map(|_| Mailbox::new(depth)).collect(),
-            stats: (0..threads).map(|_| ShardStats::default()).collect(),
+            stats: (0..threads)
+                .map(|_| ShardStats {
+                    cmds: (0..shardline_shards::command::COMMANDS.len())
+                        .map(|_| CmdCounters::default())
+                        .collect(),
+                    ..ShardStats::default()
+                })
+                .collect(),
             started: Instant::now(),
             run_id: run_id[run_id.len() - 40..].to_string(),
             next_client_id: AtomicU64::new(1),

@@ -28,6 +28,7 @@ pub struct LocalStats {
     pub hops_sent: u64,
     pub jobs_run: u64,
     pub latency_us: [u64; LATENCY_BUCKETS],
+    pub latency_sum_us: u64,
     pub protocol_errors: u64,
 }
 
@@ -35,6 +36,7 @@ impl LocalStats {
     pub fn record_latency(&mut self, us: u64) {
         let b = (64 - us.max(1).leading_zeros() as usize - 1).min(LATENCY_BUCKETS - 1);
         self.latency_us[b] += 1;
+        self.latency_sum_us += us;
     }
 }
 
@@ -625,6 +627,30 @@ impl Shard {
             .fetch_add(std::mem::take(&mut l.protocol_errors), r);
         for (i, b) in l.latency_us.iter_mut().enumerate() {
             s.latency_us[i].fetch_add(std::mem::take(b), r);
+        }
+        s.latency_sum_us
+            .fetch_add(std::mem::take(&mut l.latency_sum_us), r);
+        let d = self.db.borrow().stats;
+        for (slot, v) in s.keyspace.iter().zip([
+            d.expired_keys,
+            d.evicted_keys,
+            d.keyspace_hits,
+            d.keyspace_misses,
+        ]) {
+            slot.store(v, r);
+        }
+        // The command counts as they stand (CONFIG RESETSTAT lowers them: a counter reset
+        // to a scraper); only those that changed are stored.
+        for (c, a) in self.cmd_stats.borrow().iter().zip(s.cmds.iter()) {
+            for (v, slot) in [
+                (c.calls, &a.calls),
+                (c.rejected, &a.rejected),
+                (c.failed, &a.failed),
+            ] {
+                if slot.load(r) != v {
+                    slot.store(v, r);
+                }
+            }
         }
         let (user, sys) = shardline_transport::cpu::thread_cpu_time_us();
         s.cpu_user_us.store(user, r);

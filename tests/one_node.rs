@@ -668,3 +668,174 @@ fn compactions_captured_while_counters_change_keep_every_value_across_kill_9() {
         }
     }
 }
+
+/// GET of `path` on `port`: the status line and the body.
+fn http(port: u16, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    let (head, body) = got.split_once("\r\n\r\n").unwrap_or((&got, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The samples of a scrape: `name{labels}` → value; every line is a comment or a sample.
+fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let v: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("not a number: {line}")),
+        };
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        out.insert(series.to_string(), v);
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The Prometheus endpoint (issue 20, step 6): the series a scrape returns move with the
+/// commands run; other paths, methods and garbage get HTTP errors; a client that sends
+/// nothing holds up no scrape; the sample Grafana dashboard asks only for series that exist.
+#[test]
+fn the_metrics_endpoint_is_scraped_and_its_series_move() {
+    let port = free_port();
+    let c = TestCluster::start(1, false, &["--metrics-port", &port.to_string()]);
+    // One that connects and says nothing, all along.
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (status, body) = http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Every family declared, samples or not (a node alone has no peers' states).
+    let families: Vec<String> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let before = samples(&body);
+    for family in [
+        "shardline_build_info",
+        "shardline_memory_used_bytes",
+        "shardline_commands_total",
+        "shardline_connected_clients",
+        "shardline_batch_duration_seconds_count",
+        "shardline_cpu_seconds_total",
+        "shardline_cluster_members",
+        "shardline_vshards_led",
+        "shardline_swim_packets_in_total",
+    ] {
+        assert!(
+            before.keys().any(|k| k.split('{').next() == Some(family)),
+            "no {family} in\n{body}"
+        );
+    }
+    let mut conn = connect(&c);
+    for i in 0..200 {
+        let _: () = conn.set(format!("k{i}"), vec![b'x'; 1024]).unwrap();
+    }
+    let _: () = conn.set("word", "abc").unwrap();
+    assert!(
+        redis::cmd("INCR")
+            .arg("word")
+            .query::<i64>(&mut conn)
+            .is_err()
+    );
+    assert!(redis::cmd("GET").query::<String>(&mut conn).is_err());
+    let value =
+        |m: &std::collections::BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+    // Published once a tick (10 ms): within a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let after = samples(&http(port, "GET /metrics HTTP/1.0\r\n\r\n").1);
+        if value(&after, "shardline_command_calls_total{cmd=\"set\"}") >= 201.0
+            || Instant::now() > deadline
+        {
+            break after;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(value(&after, "shardline_command_calls_total{cmd=\"set\"}") >= 201.0);
+    assert!(value(&after, "shardline_command_failed_total{cmd=\"incr\"}") >= 1.0);
+    assert!(value(&after, "shardline_command_rejected_total{cmd=\"get\"}") >= 1.0);
+    let moved = |k: &str, by: f64| {
+        let (b, a) = (value(&before, k), value(&after, k));
+        assert!(a - b >= by, "{k}: {b} then {a}");
+    };
+    moved("shardline_commands_total{thread=\"0\"}", 203.0);
+    moved(
+        "shardline_batch_duration_seconds_count{thread=\"0\"}",
+        200.0,
+    );
+    moved(
+        "shardline_net_input_bytes_total{thread=\"0\"}",
+        200.0 * 1024.0,
+    );
+    assert!(value(&after, "shardline_connected_clients{thread=\"0\"}") >= 1.0);
+    assert_eq!(
+        value(
+            &after,
+            "shardline_batch_duration_seconds_bucket{thread=\"0\",le=\"+Inf\"}"
+        ),
+        value(
+            &after,
+            "shardline_batch_duration_seconds_count{thread=\"0\"}"
+        )
+    );
+    // Not metrics.
+    assert_eq!(
+        http(port, "GET / HTTP/1.1\r\n\r\n").0,
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(
+        http(port, "POST /metrics HTTP/1.1\r\n\r\n").0,
+        "HTTP/1.1 405 Method Not Allowed"
+    );
+    assert_eq!(
+        http(port, "\x00\x01garbage\r\n\r\n").0,
+        "HTTP/1.1 400 Bad Request"
+    );
+    // The dashboard: valid JSON whose expressions name only series the endpoint has.
+    let dash = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dashboards/shardline-grafana.json"
+    );
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import json,sys; json.load(open(sys.argv[1]))", dash])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "the dashboard is not JSON");
+    let text = std::fs::read_to_string(dash).unwrap();
+    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if let Some(rest) = word.strip_prefix("shardline_") {
+            let name = format!("shardline_{rest}");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                families.iter().any(|f| f == family),
+                "the dashboard asks for {name}, which the endpoint does not declare"
+            );
+        }
+    }
+}

@@ -203,6 +203,14 @@ pub static PARAMS: &[Param] = &[
         },
         get: |c| c.control_core.map(|x| x.to_string()).unwrap_or_default(),
     },
+    num_param!(
+        "metrics-port",
+        metrics_port,
+        0,
+        65535,
+        false,
+        "The port of the Prometheus endpoint (GET /metrics) on the bind address, served by the control thread (0, the default: none)."
+    ),
     path_param!(
         "cluster-tls-ca-file",
         cluster_tls_ca_file,

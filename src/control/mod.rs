@@ -9,7 +9,10 @@
 //! receive consumes nothing, unlike an io_uring one whose buffer may already hold a
 //! datagram) waiting for a datagram or SWIM's next timer, whichever comes first.
 
+pub mod metrics;
+
 use crate::cluster::{Cluster, NodeId};
+use crate::node::Node;
 use shardline_shards::swim::{self, Swim};
 use shardline_transport::seal::{self, Opener, Sealer};
 use std::net::SocketAddr;
@@ -270,11 +273,23 @@ const LEFT: u8 = 3;
 
 /// Binds SWIM's UDP socket on the bus port (`bind`'s address) and starts the control thread,
 /// pinned to `core` if one is given. An error (the port taken) stops start-up.
-pub fn start(c: Arc<Cluster>, bind: std::net::IpAddr, core: Option<usize>) -> Result<(), String> {
+pub fn start(node: Arc<Node>, bind: std::net::IpAddr, core: Option<usize>) -> Result<(), String> {
+    let c = node.cluster.clone();
     let addr = SocketAddr::new(bind, c.bus_addr(c.me).port());
     let sock = std::net::UdpSocket::bind(addr)
         .map_err(|e| format!("cannot bind SWIM's UDP socket on {addr}: {e}"))?;
     sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let port = node.config.lock().expect("config lock").metrics_port as u16;
+    let metrics = if port == 0 {
+        None
+    } else {
+        let at = SocketAddr::new(bind, port);
+        let l = std::net::TcpListener::bind(at)
+            .map_err(|e| format!("cannot listen for metrics on {at}: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        tracing::info!(%at, "metrics: Prometheus endpoint on /metrics");
+        Some(l)
+    };
     c.swim_leave.store(RUNNING, Ordering::Release);
     std::thread::Builder::new()
         .name("control".into())
@@ -288,7 +303,12 @@ pub fn start(c: Arc<Cluster>, bind: std::net::IpAddr, core: Option<usize>) -> Re
                 .enable_timer()
                 .build();
             match rt {
-                Ok(mut rt) => rt.block_on(run(c, sock)),
+                Ok(mut rt) => rt.block_on(async move {
+                    if let Some(l) = metrics {
+                        monoio::spawn(metrics::serve(node, l));
+                    }
+                    run(c, sock).await
+                }),
                 Err(e) => tracing::error!("control thread: cannot build its runtime: {e}"),
             }
         })
