@@ -43,6 +43,8 @@ pub enum Op {
     },
     /// Keyspace figures for INFO: a RESP array of integers.
     Stats,
+    /// SLOWLOG or LATENCY on this thread's log and events (`crate::slowlog`).
+    Slow(crate::slowlog::SlowOp),
     /// This thread's clients for CLIENT LIST: one bulk string.
     Clients,
     /// CLIENT KILL on this thread's clients; replies with how many it killed.

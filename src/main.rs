@@ -17,6 +17,7 @@ mod merge;
 mod node;
 mod pubsub;
 mod shard;
+mod slowlog;
 mod thread;
 mod wal;
 

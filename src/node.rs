@@ -119,6 +119,8 @@ pub struct Node {
     pub stats: Vec<ShardStats>,
     pub started: Instant,
     pub run_id: String,
+    /// SLOWLOG's ids, one counter for every shard thread's log.
+    pub slow_ids: std::sync::Arc<AtomicU64>,
     pub next_client_id: AtomicU64,
     pub shutting_down: AtomicBool,
     /// Bumped by CONFIG RESETSTAT; each shard thread zeroes its own counters when it sees a new one.
@@ -171,6 +173,7 @@ impl Node {
             started: Instant::now(),
             run_id: run_id[run_id.len() - 40..].to_string(),
             next_client_id: AtomicU64::new(1),
+            slow_ids: Default::default(),
             shutting_down: AtomicBool::new(false),
             stats_epoch: AtomicU64::new(0),
             shutdown_tx: Mutex::new(shutdown_tx),

@@ -252,6 +252,9 @@ impl Shard {
         db.scripts.busy = node.script_busy[id].clone();
         db.scripts.node_busy = node.script_busy.clone();
         db.scripts.clock = Some(mono_ms);
+        let (now, ticks_per_us) = shardline_transport::cpu::Ticks::get().reader();
+        db.timer = shardline_shards::slowlog::Timer { now, ticks_per_us };
+        db.slowlog = shardline_shards::slowlog::SlowLog::with_ids(node.slow_ids.clone());
         let seed = unix_now_us() ^ ((id as u64 + 1) << 48);
         Shard {
             id,
@@ -500,6 +503,7 @@ impl Shard {
                 }
                 out.ok();
             }
+            Op::Slow(op) => crate::slowlog::answer(db, op, out),
             Op::Stats => {
                 let st = db.stats;
                 let ps = self.pubsub.borrow();

@@ -839,3 +839,108 @@ fn the_metrics_endpoint_is_scraped_and_its_series_move() {
         }
     }
 }
+
+/// SLOWLOG and LATENCY (issue 20, step 6) with a real client: every command logged at a
+/// threshold of 0, newest first with its arguments, cut to the count, kept to
+/// `slowlog-max-len`, reset; nothing logged at the default threshold for quick commands; a
+/// script that runs for tens of milliseconds logged, and a LATENCY `command` event once the
+/// monitor is on.
+#[test]
+fn slowlog_and_latency_record_slow_commands() {
+    let c = TestCluster::start(1, false, &[]);
+    let mut conn = connect(&c);
+    let cfg = |conn: &mut redis::Connection, k: &str, v: &str| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(k)
+            .arg(v)
+            .query(conn)
+            .unwrap();
+    };
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query(&mut conn).unwrap();
+    for i in 0..20 {
+        let _: () = conn.set(format!("quick{i}"), i).unwrap();
+    }
+    let len: i64 = redis::cmd("SLOWLOG").arg("LEN").query(&mut conn).unwrap();
+    assert_eq!(len, 0, "quick commands under the 10 ms default");
+    cfg(&mut conn, "slowlog-log-slower-than", "0");
+    let _: () = conn.set("k1", "v1").unwrap();
+    let _: Option<String> = conn.get("k1").unwrap();
+    let _: () = conn.set("k2", "x".repeat(300)).unwrap();
+    type Entry = (i64, i64, i64, Vec<Vec<u8>>, String, String);
+    let got: Vec<Entry> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(2)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(got[0].0 > got[1].0, "newest first: {got:?}");
+    assert!(got[0].3[0].eq_ignore_ascii_case(b"set"), "{got:?}");
+    assert_eq!(got[0].3[2].len(), 128 + "... (172 more bytes)".len());
+    assert!(
+        got[1].3[0].eq_ignore_ascii_case(b"get") && got[1].3[1] == b"k1",
+        "{got:?}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((got[0].1 - now).abs() < 60, "a Unix time: {}", got[0].1);
+    cfg(&mut conn, "slowlog-max-len", "3");
+    for i in 0..10 {
+        let _: () = conn.set(format!("m{i}"), i).unwrap();
+    }
+    let all: Vec<Entry> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        all.len() <= 3 * 2,
+        "at most 3 per shard thread: {}",
+        all.len()
+    );
+    assert_eq!(all[0].3[1], b"m9");
+    assert!(
+        redis::cmd("SLOWLOG")
+            .arg("GET")
+            .arg(-2)
+            .query::<()>(&mut conn)
+            .is_err()
+    );
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query(&mut conn).unwrap();
+    // A slow script at the default threshold, with the latency monitor on.
+    cfg(&mut conn, "slowlog-max-len", "128");
+    cfg(&mut conn, "slowlog-log-slower-than", "10000");
+    cfg(&mut conn, "latency-monitor-threshold", "5");
+    let script = "local n = 0 for i = 1, 5000000 do n = n + i end return n";
+    let _: i64 = redis::cmd("EVAL")
+        .arg(script)
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    let got: Vec<Entry> = redis::cmd("SLOWLOG").arg("GET").query(&mut conn).unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].3[0].eq_ignore_ascii_case(b"eval"), "{got:?}");
+    assert!(got[0].2 >= 10_000, "{} µs", got[0].2);
+    let latest: Vec<(String, i64, i64, i64)> = redis::cmd("LATENCY")
+        .arg("LATEST")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(latest.len(), 1, "{latest:?}");
+    assert_eq!(latest[0].0, "command");
+    assert!(latest[0].2 >= 5 && latest[0].3 >= latest[0].2, "{latest:?}");
+    let history: Vec<(i64, i64)> = redis::cmd("LATENCY")
+        .arg("HISTORY")
+        .arg("command")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    let reset: i64 = redis::cmd("LATENCY").arg("RESET").query(&mut conn).unwrap();
+    assert_eq!(reset, 1);
+    let latest: Vec<(String, i64, i64, i64)> = redis::cmd("LATENCY")
+        .arg("LATEST")
+        .query(&mut conn)
+        .unwrap();
+    assert!(latest.is_empty());
+}

@@ -40,6 +40,7 @@ pub mod rng;
 pub mod route;
 pub mod script;
 pub mod slot;
+pub mod slowlog;
 pub mod snapshot;
 pub mod swim;
 pub mod types;

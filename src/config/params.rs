@@ -580,6 +580,31 @@ pub static PARAMS: &[Param] = &[
         },
         get: |c| c.tunables.maxmemory_policy.name().to_string(),
     },
+    Param {
+        name: "slowlog-log-slower-than",
+        help: "Microseconds a command must run to enter SLOWLOG (default 10000; 0: every command; negative: none, and commands are not timed). Each shard thread keeps its own log; SLOWLOG GET merges them. CONFIG SET takes effect at once.",
+        runtime: true,
+        set: |c, v| {
+            let n: i64 = v.trim().parse().map_err(|_| "not an integer".to_string())?;
+            c.tunables.slowlog_log_slower_than = n;
+            Ok(())
+        },
+        get: |c| c.tunables.slowlog_log_slower_than.to_string(),
+    },
+    tunable_param!(
+        "slowlog-max-len",
+        slowlog_max_len,
+        0,
+        1 << 20,
+        "Entries each shard thread's SLOWLOG keeps, the newest (default 128)."
+    ),
+    tunable_param!(
+        "latency-monitor-threshold",
+        latency_monitor_threshold,
+        0,
+        1 << 40,
+        "Milliseconds a command must run to be a LATENCY event (`command`, or `fast-command` for O(1) ones; default 0: off). CONFIG SET takes effect at once."
+    ),
     tunable_param!(
         "busy-reply-threshold",
         busy_reply_ms,

@@ -174,6 +174,7 @@ impl Conn {
             }
             Finish::Info(sections) => crate::info::write(&self.shard, sections, parts, out),
             Finish::MemoryStats => crate::info::memory_stats(parts, out),
+            Finish::Slow(how) => crate::slowlog::merge(*how, parts, out),
             Finish::Union | Finish::UnionCount => {
                 let mut all: Vec<Vec<u8>> = Vec::new();
                 for p in parts {

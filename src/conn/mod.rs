@@ -33,6 +33,7 @@ mod moves;
 mod proxy;
 mod pubsub;
 mod server_cmds;
+mod slow;
 mod txn;
 
 /// Replies buffered in one batch before the connection stops parsing and writes.
@@ -80,6 +81,8 @@ enum Finish {
     Killed { old_form: bool },
     /// MEMORY STATS from every thread's `Op::Stats`.
     MemoryStats,
+    /// SLOWLOG GET, LATENCY LATEST or HISTORY from every thread's `Op::Slow`.
+    Slow(crate::slowlog::SlowMerge),
     /// This simple string once every part answered `+OK` (SAVE, BGSAVE, BGREWRITEAOF).
     Text(&'static str),
     /// Arrays of names from every thread, without duplicates (PUBSUB CHANNELS).
@@ -800,6 +803,7 @@ impl Conn {
             }
             "asking" => self.out.ok(),
             "memory" => self.memory(args),
+            "slowlog" | "latency" => self.slow(spec.name, args),
             "info" => {
                 let sections = args
                     .iter()
@@ -871,15 +875,19 @@ impl Conn {
     }
 
     fn stats_part(&mut self, t: usize) -> PartRef {
+        self.thread_part(t, Op::Stats)
+    }
+
+    /// An op without arguments on thread `t`: run here when `t` is this thread, else sent.
+    fn thread_part(&mut self, t: usize, op: Op) -> PartRef {
         if t == self.shard.id {
             let mut out = Out::new(self.proto);
-            self.shard
-                .run_op(&Op::Stats, &[], &[], self.now_us, &mut out);
+            self.shard.run_op(&op, &[], &[], self.now_us, &mut out);
             PartRef::Local(out.buf)
         } else {
             PartRef::Remote {
                 thread: t,
-                op: self.push_op(t, Op::Stats),
+                op: self.push_op(t, op),
             }
         }
     }

@@ -579,6 +579,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("bgsave", -1, ADMIN, NOKEY, Conn, None, "server", "Asynchronously saves the database(s) to disk."),
     cmd("bgrewriteaof", 1, ADMIN | NO_MULTI, NOKEY, Conn, None, "server", "Asynchronously rewrites the append-only file to disk."),
     cmd("lastsave", 1, FAST | STALE, NOKEY, Conn, None, "server", "Returns the Unix timestamp of the last successful save to disk."),
+    cmd("slowlog", -2, ADMIN | STALE, NOKEY, Conn, None, "server", "SLOWLOG GET [count], SLOWLOG LEN, SLOWLOG RESET: the slow commands log."),
+    cmd("latency", -2, ADMIN | STALE, NOKEY, Conn, None, "server", "LATENCY LATEST, LATENCY HISTORY <event>, LATENCY RESET [event ...]: the latency monitor."),
     cmd("multi", 1, FAST | IMMEDIATE, NOKEY, Conn, None, "transaction", "Starts a transaction."),
     cmd("eval", -3, NOSCRIPT | STALE | NUMKEYS2, NOKEY, Keys(Single), Some(scripting::eval), "scripting", "Executes a server-side Lua script."),
     cmd("evalsha", -3, NOSCRIPT | STALE | NUMKEYS2, NOKEY, Keys(Single), Some(scripting::evalsha), "scripting", "Executes a server-side Lua script by SHA1 digest."),
@@ -643,13 +645,56 @@ pub fn apply(spec: &CommandSpec, db: &mut Db, args: Args, ctx: &mut Ctx, out: &m
         return out.error("ERR this command is handled by the connection, not the keyspace");
     };
     db.now_ms = ctx.now_ms;
-    if db.tunables.notify_keyspace_events == 0 {
+    let t = &db.tunables;
+    let timed =
+        db.apply_depth == 0 && (t.slowlog_log_slower_than >= 0 || t.latency_monitor_threshold > 0);
+    if !timed && t.notify_keyspace_events == 0 {
         return h(db, args, ctx, out);
     }
+    let start = if timed { (db.timer.now)() } else { 0 };
+    db.apply_depth += 1;
     let errors = out.errors;
     h(db, args, ctx, out);
-    let failed = out.errors != errors;
-    crate::notify::after_command(db, spec, &args, failed);
+    db.apply_depth -= 1;
+    if timed {
+        slow(spec, db, args, ctx.now_ms, start);
+    }
+    if db.tunables.notify_keyspace_events != 0 {
+        let failed = out.errors != errors;
+        crate::notify::after_command(db, spec, &args, failed);
+    }
+}
+
+/// Records a command that ran since `start` (ticks of `db.timer`) in the slow log and as a
+/// latency event, when it took long enough.
+#[cold]
+#[inline(never)]
+fn slow_record(spec: &CommandSpec, db: &mut Db, args: Args, now_ms: u64, us: u64) {
+    let t = db.tunables;
+    let at_s = now_ms / 1000;
+    if t.slowlog_log_slower_than >= 0 && us >= t.slowlog_log_slower_than as u64 {
+        db.slowlog
+            .push(args.len(), args.iter(), us, at_s, t.slowlog_max_len);
+    }
+    if t.latency_monitor_threshold > 0 && us / 1000 >= t.latency_monitor_threshold {
+        let event = if spec.flags & flags::FAST != 0 {
+            "fast-command"
+        } else {
+            "command"
+        };
+        db.latency.add(event, at_s, us / 1000);
+    }
+}
+
+#[inline]
+fn slow(spec: &CommandSpec, db: &mut Db, args: Args, now_ms: u64, start: u64) {
+    let us = db.timer.us_since(start);
+    let t = &db.tunables;
+    let slowlog = t.slowlog_log_slower_than >= 0 && us >= t.slowlog_log_slower_than as u64;
+    let latency = t.latency_monitor_threshold > 0 && us / 1000 >= t.latency_monitor_threshold;
+    if slowlog || latency {
+        slow_record(spec, db, args, now_ms, us);
+    }
 }
 
 /// Looks up and runs a whole command: the entry point of tests and of replicated apply. Returns

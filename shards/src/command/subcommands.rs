@@ -106,6 +106,44 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
         ],
     ),
     (
+        "slowlog",
+        &[
+            s(
+                "get",
+                -2,
+                "GET [<count>]",
+                "Return top <count> entries from the slowlog (default: 10, -1 mean all).\nEntries are made of:\nid, timestamp, time in microseconds, arguments array, client IP and port,\nclient name",
+            ),
+            s("len", 2, "LEN", "Return the length of the slowlog."),
+            s("reset", 2, "RESET", "Reset the slowlog."),
+            HELP,
+        ],
+    ),
+    (
+        "latency",
+        &[
+            s(
+                "latest",
+                2,
+                "LATEST",
+                "Return the latest latency samples for all events.",
+            ),
+            s(
+                "history",
+                3,
+                "HISTORY <event>",
+                "Return time-latency samples for the <event>.",
+            ),
+            s(
+                "reset",
+                -2,
+                "RESET [<event> ...]",
+                "Reset latency data of one or more <event> classes.\n(default: reset all data for all event classes)",
+            ),
+            HELP,
+        ],
+    ),
+    (
         "memory",
         &[
             s("doctor", 2, "DOCTOR", "Return memory problems reports."),

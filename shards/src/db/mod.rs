@@ -150,6 +150,13 @@ pub struct Db {
     /// Lua scripting on this thread: the node's script cache, the Lua state, the keys the
     /// last script wrote (`script`).
     pub scripts: crate::script::Scripts,
+    /// SLOWLOG and LATENCY of this thread, the clock that times commands (the driver's;
+    /// the default never advances), and how deep `command::apply` is (a script's calls
+    /// are not timed on their own).
+    pub slowlog: crate::slowlog::SlowLog,
+    pub latency: crate::slowlog::Latency,
+    pub timer: crate::slowlog::Timer,
+    pub apply_depth: u32,
 }
 
 /// The access metadata of a key just created.
@@ -202,6 +209,10 @@ impl Db {
             now_ms: 0,
             across_slots: false,
             scripts: crate::script::Scripts::default(),
+            slowlog: Default::default(),
+            latency: Default::default(),
+            timer: Default::default(),
+            apply_depth: 0,
         }
     }
 

@@ -34,6 +34,14 @@ pub struct Tunables {
     pub busy_reply_ms: u64,
     /// `script-stop-ms`: a script that has not written is stopped past it (0: never).
     pub script_stop_ms: u64,
+    /// `slowlog-log-slower-than` (µs): commands that ran at least this long are logged
+    /// (negative: none, and no timing; 0: every command).
+    pub slowlog_log_slower_than: i64,
+    /// `slowlog-max-len`: entries each shard thread keeps.
+    pub slowlog_max_len: usize,
+    /// `latency-monitor-threshold` (ms): commands at least this slow are LATENCY events
+    /// (0: off).
+    pub latency_monitor_threshold: u64,
 }
 
 /// How far a packed collection may grow before it converts to its indexed encoding.
@@ -95,6 +103,9 @@ impl Default for Tunables {
             list_max_listpack_size: -2,
             busy_reply_ms: crate::script::BUSY_MS,
             script_stop_ms: crate::script::STOP_MS,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
         }
     }
 }
