@@ -706,20 +706,12 @@ fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The Prometheus endpoint (issue 20, step 6): the series a scrape returns move with the
 /// commands run; other paths, methods and garbage get HTTP errors; a client that sends
 /// nothing holds up no scrape; the sample Grafana dashboard asks only for series that exist.
 #[test]
 fn the_metrics_endpoint_is_scraped_and_its_series_move() {
-    let port = free_port();
+    let port = common::free_port();
     let c = TestCluster::start(1, false, &["--metrics-port", &port.to_string()]);
     // One that connects and says nothing, all along.
     let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

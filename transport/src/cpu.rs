@@ -111,20 +111,6 @@ pub fn rss_bytes() -> u64 {
     pages * page.max(4096) as u64
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn this_process_may_run_somewhere_and_can_pin_there() {
-        let cpus = allowed_cpus().unwrap();
-        assert!(!cpus.is_empty());
-        let t = std::thread::spawn(move || pin_current_thread(cpus[0]));
-        t.join().unwrap().unwrap();
-        assert!(pin_current_thread(100_000).is_err());
-    }
-}
-
 /// A cheap monotonic clock for timing commands (SLOWLOG, LATENCY): the CPU's time-stamp
 /// counter where the kernel says it is invariant (`constant_tsc` and `nonstop_tsc`: it ticks
 /// at one rate in every power state and on every core), else nanoseconds of `Instant`. Read
@@ -194,5 +180,30 @@ impl Ticks {
     /// The function that reads it (for a keyspace's `Timer`), and ticks per microsecond.
     pub fn reader(&self) -> (fn() -> u64, u64) {
         (if self.tsc { tsc } else { instant_ns }, self.per_us)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_may_run_somewhere_and_can_pin_there() {
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        let t = std::thread::spawn(move || pin_current_thread(cpus[0]));
+        t.join().unwrap().unwrap();
+        assert!(pin_current_thread(100_000).is_err());
+    }
+
+    #[test]
+    fn ticks_advance_at_their_rate() {
+        let t = Ticks::get();
+        let (now, per_us) = t.reader();
+        assert!(per_us >= 1);
+        let start = now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let us = (now() - start) / per_us;
+        assert!((15_000..2_000_000).contains(&us), "20 ms read as {us} µs");
     }
 }

@@ -261,19 +261,11 @@ pub async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
         if !c.borrow().is_handshaking() {
             return Ok(());
         }
-        if rd.at == rd.buf.len() {
-            rd.at = 0;
-            let mut buf = std::mem::take(&mut rd.buf);
-            buf.clear();
-            buf.reserve(READ_CHUNK);
-            let (r, b) = s.read(buf.slice_mut(0..READ_CHUNK)).await;
-            rd.buf = b.into_inner();
-            if r? == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the peer closed the connection during the TLS handshake",
-                ));
-            }
+        if rd.at == rd.buf.len() && rd.refill(s).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the peer closed the connection during the TLS handshake",
+            ));
         }
         // Only until the handshake ends: the records after it are the application's.
         let processed = {
@@ -303,6 +295,20 @@ pub async fn handshake<S: AsyncReadRent + AsyncWriteRent>(
 pub struct Half {
     buf: Vec<u8>,
     at: usize,
+}
+
+impl Half {
+    /// Reads the next ciphertext from `r` in place of what was handed on; `Ok(0)` when the
+    /// peer closed.
+    async fn refill<R: AsyncReadRent>(&mut self, r: &mut R) -> std::io::Result<usize> {
+        self.at = 0;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.reserve(READ_CHUNK);
+        let (res, b) = r.read(buf.slice_mut(0..READ_CHUNK)).await;
+        self.buf = b.into_inner();
+        res
+    }
 }
 
 /// Encrypts `bytes` and writes the records to `w`, whole.
@@ -363,13 +369,7 @@ pub async fn read<R: AsyncReadRent>(
                 continue;
             }
         }
-        half.at = 0;
-        let mut buf = std::mem::take(&mut half.buf);
-        buf.clear();
-        buf.reserve(READ_CHUNK);
-        let (res, b) = r.read(buf.slice_mut(0..READ_CHUNK)).await;
-        half.buf = b.into_inner();
-        if res? == 0 {
+        if half.refill(r).await? == 0 {
             return Ok(0);
         }
     }

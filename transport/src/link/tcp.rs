@@ -415,14 +415,25 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    /// Member `port`'s TLS under the CA `ca` (its certificate and key).
+    fn tls_under(ca: &(String, String), port: u16) -> ClusterTls {
+        let (c, k) = dev::node(&ca.1, addr(port)).unwrap();
+        ClusterTls::from_pem(ca.0.as_bytes(), c.as_bytes(), k.as_bytes()).unwrap()
+    }
+
     /// The dialer's and the acceptor's TLS, both under one CA, as members 7001 and 7002.
     fn cluster_tls() -> (ClusterTls, Arc<ClusterTls>) {
         let ca = dev::ca().unwrap();
-        let tls = |port| {
-            let (c, k) = dev::node(&ca.1, addr(port)).unwrap();
-            ClusterTls::from_pem(ca.0.as_bytes(), c.as_bytes(), k.as_bytes()).unwrap()
-        };
-        (tls(7001), Arc::new(tls(7002)))
+        (tls_under(&ca, 7001), Arc::new(tls_under(&ca, 7002)))
+    }
+
+    /// Runs `f` on a monoio runtime of its own.
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     /// A dialer refused, one accepted, a big batch across, and the dialer's close seen: in
@@ -436,11 +447,7 @@ mod tests {
             None => (None, None),
         };
         serve(listener, Arc::new(OnlyThreadOne(Mutex::new(tx))), theirs).unwrap();
-        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
+        run(async move {
             let name = member_name(addr(7002));
             let dial_tls = ours.as_ref().map(|t| (t, name.as_str()));
             let (_, answer) = dial(at, &hello(0), dial_tls).await.unwrap();
@@ -502,24 +509,13 @@ mod tests {
     #[test]
     fn tls_dialers_under_the_wrong_name_or_in_clear_are_refused() {
         let ca = dev::ca().unwrap();
-        let tls = |port| {
-            let (c, k) = dev::node(&ca.1, addr(port)).unwrap();
-            ClusterTls::from_pem(ca.0.as_bytes(), c.as_bytes(), k.as_bytes()).unwrap()
-        };
+        let tls = |port| tls_under(&ca, port);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let at = listener.local_addr().unwrap();
         let (tx, _rx) = mpsc::channel();
-        serve(
-            listener,
-            Arc::new(OnlyThreadOne(Mutex::new(tx))),
-            Some(Arc::new(tls(7002))),
-        )
-        .unwrap();
-        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
+        let acceptor = Some(Arc::new(tls(7002)));
+        serve(listener, Arc::new(OnlyThreadOne(Mutex::new(tx))), acceptor).unwrap();
+        run(async move {
             let name = member_name(addr(7002));
             let other = tls(7003);
             let (_, answer) = dial(at, &hello(1), Some((&other, &name))).await.unwrap();
