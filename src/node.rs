@@ -96,6 +96,8 @@ pub struct ShardStats {
     /// The keyspace's counts (`DbStats`) as of the thread's last tick: expired, evicted,
     /// hits, misses.
     pub keyspace: [AtomicU64; 4],
+    /// The thread's log as its flush thread measures it (fsync times, batch sizes).
+    pub log: std::sync::Arc<crate::wal::LogStats>,
     pub rejected_connections: AtomicU64,
     pub protocol_errors: AtomicU64,
     /// Batches read but not yet answered (shutdown waits for them to drain).

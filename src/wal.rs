@@ -25,6 +25,43 @@ pub struct FsLog {
     open: HashMap<u64, Open>,
     /// `ZERO_CHUNK_BYTES` of zeros, allocated at the first extension.
     zeros: Vec<u8>,
+    /// Where its batches' fsync times and sizes are counted (the flush thread sets it at
+    /// the first batch; the fsyncs left behind before it are not counted).
+    stats: Option<Arc<LogStats>>,
+}
+
+/// Power-of-two buckets of a log's histograms.
+pub const LOG_BUCKETS: usize = 24;
+
+/// A shard thread's log as its flush thread measures it (the metrics endpoint reads it):
+/// fsync times (bucket `b`: `[2^b, 2^(b+1))` µs) and the bytes each batch wrote (bucket `b`:
+/// `[2^(b+9), 2^(b+10))` bytes, the first everything below 1 KiB).
+#[derive(Default)]
+pub struct LogStats {
+    pub fsync_us: [std::sync::atomic::AtomicU64; LOG_BUCKETS],
+    pub fsync_sum_us: std::sync::atomic::AtomicU64,
+    pub batch_bytes: [std::sync::atomic::AtomicU64; LOG_BUCKETS],
+    pub batch_bytes_sum: std::sync::atomic::AtomicU64,
+}
+
+/// The bucket of `v` where bucket `b` holds `[2^(b+shift), 2^(b+shift+1))`.
+pub fn log_bucket(v: u64, shift: u32) -> usize {
+    let top = 63 - (v >> shift).max(1).leading_zeros() as usize;
+    top.min(LOG_BUCKETS - 1)
+}
+
+impl LogStats {
+    fn fsynced(&self, us: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.fsync_us[log_bucket(us, 0)].fetch_add(1, Relaxed);
+        self.fsync_sum_us.fetch_add(us, Relaxed);
+    }
+
+    fn wrote(&self, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.batch_bytes[log_bucket(bytes, 9)].fetch_add(1, Relaxed);
+        self.batch_bytes_sum.fetch_add(bytes, Relaxed);
+    }
 }
 
 /// An open segment file; it holds records or zeros up to `zeroed` (its length).
@@ -98,6 +135,7 @@ impl FsLog {
                 dir: dir.to_path_buf(),
                 open: HashMap::new(),
                 zeros: Vec::new(),
+                stats: None,
             },
             rec.engine,
         ))
@@ -150,7 +188,9 @@ impl FsLog {
     /// Runs `batch`'s operations in order, its write buffers kept in `spent` for reuse
     /// (`Engine::recycle`). On an error, as `run`.
     pub fn run_batch(&mut self, batch: &mut Batch) -> io::Result<()> {
-        batch.run(|op| match op {
+        let stats = self.stats.clone();
+        let mut wrote = 0u64;
+        let res = batch.run(|op| match op {
             Io::Create { seq, header } => {
                 let path = self.dir.join(segment_name(*seq));
                 let f = OpenOptions::new()
@@ -170,13 +210,30 @@ impl FsLog {
                 );
                 Ok(())
             }
-            Io::Write { seq, offset, bytes } => self.write_at(*seq, *offset, bytes),
-            Io::Sync { seq } => self.file(*seq)?.file.sync_data(),
+            Io::Write { seq, offset, bytes } => {
+                wrote += bytes.len() as u64;
+                self.write_at(*seq, *offset, bytes)
+            }
+            Io::Sync { seq } => {
+                let f = &self.file(*seq)?.file;
+                let start = std::time::Instant::now();
+                let res = f.sync_data();
+                if let Some(s) = &stats {
+                    s.fsynced(start.elapsed().as_micros() as u64);
+                }
+                res
+            }
             Io::Delete { seq } => {
                 self.open.remove(seq);
                 std::fs::remove_file(self.dir.join(segment_name(*seq)))
             }
-        })
+        });
+        if let Some(s) = &stats
+            && wrote > 0
+        {
+            s.wrote(wrote);
+        }
+        res
     }
 }
 
@@ -244,10 +301,18 @@ impl Back {
     }
 }
 
-/// Runs a periodic batch's fsyncs, then the deletions they make safe.
-fn sync_then_delete(files: Vec<File>, paths: Vec<PathBuf>) -> io::Result<()> {
+/// Runs a periodic batch's fsyncs (timed into `stats`), then the deletions they make safe.
+fn sync_then_delete(
+    files: Vec<File>,
+    paths: Vec<PathBuf>,
+    stats: Option<&LogStats>,
+) -> io::Result<()> {
     for f in files {
+        let start = std::time::Instant::now();
         f.sync_data()?;
+        if let Some(s) = stats {
+            s.fsynced(start.elapsed().as_micros() as u64);
+        }
     }
     for p in paths {
         std::fs::remove_file(p)?;
@@ -259,7 +324,7 @@ impl Flusher {
     /// Starts the helper of shard thread `shard`, allowed on every core the process may use (a
     /// thread spawned by a pinned shard thread would otherwise share its core). It stops when
     /// the `Flusher` is dropped.
-    pub fn spawn(shard: usize) -> io::Result<Flusher> {
+    pub fn spawn(shard: usize, stats: Arc<LogStats>) -> io::Result<Flusher> {
         let (tx, rx) = mpsc::channel::<Job>();
         let back = Arc::new(Back {
             done: Mutex::new(None),
@@ -277,6 +342,7 @@ impl Flusher {
                 while let Ok(job) = rx.recv() {
                     match job {
                         Job::Batch(mut log, mut batch, before) => {
+                            log.stats.get_or_insert_with(|| stats.clone());
                             let res = run_job(&mut log, &mut batch, before);
                             *theirs.done.lock().expect("flusher lock") = Some((log, batch, res));
                             theirs.waker.wake();
@@ -352,7 +418,11 @@ impl Flusher {
                 }
             }
         }
-        self.behind(Box::new(move || sync_then_delete(files, paths)), None);
+        let stats = log.stats.clone();
+        self.behind(
+            Box::new(move || sync_then_delete(files, paths, stats.as_deref())),
+            None,
+        );
         Ok(())
     }
 
@@ -546,8 +616,36 @@ mod tests {
     }
 
     #[test]
+    fn log_histogram_buckets_are_powers_of_two_with_open_ends() {
+        // fsync times in µs: bucket b holds [2^b, 2^(b+1)), 0 with 1.
+        assert_eq!(log_bucket(0, 0), 0);
+        assert_eq!(log_bucket(1, 0), 0);
+        assert_eq!(log_bucket(2, 0), 1);
+        assert_eq!(log_bucket(1023, 0), 9);
+        assert_eq!(log_bucket(1024, 0), 10);
+        assert_eq!(log_bucket(u64::MAX, 0), LOG_BUCKETS - 1);
+        // Batch bytes: the first bucket holds everything below 1 KiB.
+        assert_eq!(log_bucket(0, 9), 0);
+        assert_eq!(log_bucket(1023, 9), 0);
+        assert_eq!(log_bucket(1024, 9), 1);
+        assert_eq!(log_bucket(1 << 20, 9), 11);
+        let s = LogStats::default();
+        s.wrote(5000);
+        s.fsynced(300);
+        assert_eq!(
+            s.batch_bytes[3].load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(s.fsync_us[8].load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            s.batch_bytes_sum.load(std::sync::atomic::Ordering::Relaxed),
+            5000
+        );
+    }
+
+    #[test]
     fn work_left_behind_hands_back_its_token_and_its_first_error_once() {
-        let f = Flusher::spawn(0).unwrap();
+        let f = Flusher::spawn(0, Default::default()).unwrap();
         assert!(f.behind_done().unwrap().is_empty(), "nothing yet");
         f.behind(Box::new(|| Ok(())), Some(7));
         assert_eq!(news(&f).unwrap(), vec![7]);
@@ -570,7 +668,7 @@ mod tests {
         let batch = e.take_batch(1).unwrap();
         assert!(batch.syncs_behind);
         let seg = dir.join(segment_name(1));
-        let f = Flusher::spawn(0).unwrap();
+        let f = Flusher::spawn(0, Default::default()).unwrap();
         let gone = seg.clone();
         log.run_batch(&mut Batch {
             ops: batch.ops,

@@ -735,6 +735,8 @@ fn the_metrics_endpoint_is_scraped_and_its_series_move() {
         "shardline_cluster_members",
         "shardline_vshards_led",
         "shardline_swim_packets_in_total",
+        "shardline_log_fsync_duration_seconds_count",
+        "shardline_log_batch_bytes_count",
     ] {
         assert!(
             before.keys().any(|k| k.split('{').next() == Some(family)),
@@ -759,7 +761,8 @@ fn the_metrics_endpoint_is_scraped_and_its_series_move() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let after = loop {
         let after = samples(&http(port, "GET /metrics HTTP/1.0\r\n\r\n").1);
-        if value(&after, "shardline_command_calls_total{cmd=\"set\"}") >= 201.0
+        if (value(&after, "shardline_command_calls_total{cmd=\"set\"}") >= 201.0
+            && value(&after, "shardline_log_batch_bytes_sum{thread=\"0\"}") >= 200.0 * 1024.0)
             || Instant::now() > deadline
         {
             break after;
@@ -782,6 +785,10 @@ fn the_metrics_endpoint_is_scraped_and_its_series_move() {
         "shardline_net_input_bytes_total{thread=\"0\"}",
         200.0 * 1024.0,
     );
+    // Every write is in the log: 200 KB at least went through its batches (a node alone
+    // fsyncs every second, behind them).
+    let logged = value(&after, "shardline_log_batch_bytes_sum{thread=\"0\"}");
+    assert!(logged >= 200.0 * 1024.0, "{logged} bytes logged");
     assert!(value(&after, "shardline_connected_clients{thread=\"0\"}") >= 1.0);
     assert_eq!(
         value(

@@ -12,7 +12,7 @@
 //! `HEAD`) of `/metrics`, one request per connection, a request line and headers of at most
 //! 8 KiB read within 5 s, at most 8 connections at once.
 
-use crate::node::{LATENCY_BUCKETS, Node};
+use crate::node::Node;
 use shardline_shards::swim;
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -257,6 +257,7 @@ pub fn render(node: &Node) -> String {
             );
         }
     }
+    // Bucket b of these holds [2^b, 2^(b+1)) µs, the last one everything above.
     let name = "shardline_batch_duration_seconds";
     e.family(
         name,
@@ -264,34 +265,72 @@ pub fn render(node: &Node) -> String {
         "Time from reading a batch of (pipelined) commands to writing its replies, per batch.",
     );
     for (t, s) in threads.iter().zip(&node.stats) {
-        let mut count = 0u64;
-        for b in 0..LATENCY_BUCKETS {
-            count += s.latency_us[b].load(r);
-            // Bucket b holds [2^b, 2^(b+1)) µs; the last one everything above.
-            if b + 1 < LATENCY_BUCKETS {
-                let le = format!("{}", (1u64 << (b + 1)) as f64 / 1e6);
-                e.sample(
-                    &format!("{name}_bucket"),
-                    &[("thread", t), ("le", &le)],
-                    count,
-                );
-            }
-        }
-        e.sample(
-            &format!("{name}_bucket"),
-            &[("thread", t), ("le", "+Inf")],
-            count,
+        let sum = s.latency_sum_us.load(r) as f64 / 1e6;
+        histogram(
+            &mut e,
+            name,
+            t,
+            &s.latency_us,
+            |b| (1u64 << (b + 1)) as f64 / 1e6,
+            sum,
         );
-        e.sample(
-            &format!("{name}_sum"),
-            &[("thread", t)],
-            s.latency_sum_us.load(r) as f64 / 1e6,
+    }
+    let name = "shardline_log_fsync_duration_seconds";
+    e.family(name, "histogram", "Time of each fsync of the write-ahead log (a batch's with fsync always, the periodic ones with batch), on the shard thread's flush thread.");
+    for (t, s) in threads.iter().zip(&node.stats) {
+        let sum = s.log.fsync_sum_us.load(r) as f64 / 1e6;
+        histogram(
+            &mut e,
+            name,
+            t,
+            &s.log.fsync_us,
+            |b| (1u64 << (b + 1)) as f64 / 1e6,
+            sum,
         );
-        e.sample(&format!("{name}_count"), &[("thread", t)], count);
+    }
+    let name = "shardline_log_batch_bytes";
+    e.family(name, "histogram", "Bytes each batch of the write-ahead log wrote (a group commit of the shard thread's vShards).");
+    for (t, s) in threads.iter().zip(&node.stats) {
+        let sum = s.log.batch_bytes_sum.load(r) as f64;
+        histogram(
+            &mut e,
+            name,
+            t,
+            &s.log.batch_bytes,
+            |b| (1u64 << (b + 10)) as f64,
+            sum,
+        );
     }
     commands(&mut e, node);
     cluster(&mut e, &node.cluster);
     e.out
+}
+
+/// One thread's histogram from power-of-two `buckets` (cumulated here; the last one is
+/// open-ended), `le(b)` the upper bound of bucket `b`.
+fn histogram(
+    e: &mut Exposition,
+    name: &str,
+    thread: &str,
+    buckets: &[std::sync::atomic::AtomicU64],
+    le: impl Fn(usize) -> f64,
+    sum: f64,
+) {
+    let mut count = 0u64;
+    let bucket = format!("{name}_bucket");
+    for (b, n) in buckets.iter().enumerate() {
+        count += n.load(Ordering::Relaxed);
+        if b + 1 < buckets.len() {
+            e.sample(
+                &bucket,
+                &[("thread", thread), ("le", &le(b).to_string())],
+                count,
+            );
+        }
+    }
+    e.sample(&bucket, &[("thread", thread), ("le", "+Inf")], count);
+    e.sample(&format!("{name}_sum"), &[("thread", thread)], sum);
+    e.sample(&format!("{name}_count"), &[("thread", thread)], count);
 }
 
 /// Calls, refusals and errors by command, summed over the shard threads (commands never

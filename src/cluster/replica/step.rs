@@ -533,7 +533,8 @@ pub(super) struct Step {
 /// messages are stepped only between flushes, so a Ready is never taken before the previous one
 /// is on disk), which makes the next group commit larger.
 pub async fn run(shard: std::rc::Rc<Shard>) {
-    let flusher = match crate::wal::Flusher::spawn(shard.id) {
+    let flusher = match crate::wal::Flusher::spawn(shard.id, shard.node.stats[shard.id].log.clone())
+    {
         Ok(f) => f,
         Err(e) => fatal(&format!("cannot start the log's flush thread: {e}")),
     };
