@@ -317,10 +317,7 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
             );
             for (i, s) in node.stats.iter().enumerate() {
                 let r = Ordering::Relaxed;
-                let mut lat = [0u64; LATENCY_BUCKETS];
-                for (b, a) in lat.iter_mut().zip(s.latency_us.iter()) {
-                    *b = a.load(r);
-                }
+                let lat = s.latency_us.counts();
                 let p = per.get(i).copied().unwrap_or([0; STATS]);
                 let _ = write!(
                     t,

@@ -71,8 +71,48 @@ impl Live {
     }
 }
 
-/// Latency buckets: bucket `i` counts batches whose service time was in `[2^i, 2^(i+1))` µs.
+/// Buckets of the node's histograms (`Histogram`).
 pub const LATENCY_BUCKETS: usize = 24;
+
+/// The bucket of `v` in a histogram whose bucket `b` holds `[2^(b+shift), 2^(b+shift+1))`,
+/// the first everything below, the last everything above.
+pub fn bucket(v: u64, shift: u32) -> usize {
+    let top = 63 - (v >> shift).max(1).leading_zeros() as usize;
+    top.min(LATENCY_BUCKETS - 1)
+}
+
+/// A histogram of power-of-two buckets (`bucket(v, SHIFT)`) and its values' sum, written
+/// by one thread with relaxed atomics and read by the metrics endpoint and INFO.
+#[derive(Default)]
+pub struct Histogram<const SHIFT: u32 = 0> {
+    pub buckets: [AtomicU64; LATENCY_BUCKETS],
+    pub sum: AtomicU64,
+}
+
+impl<const SHIFT: u32> Histogram<SHIFT> {
+    pub fn record(&self, v: u64) {
+        self.buckets[bucket(v, SHIFT)].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(v, Ordering::Relaxed);
+    }
+
+    /// Adds a thread's local counts (taken: left zero) and their sum.
+    pub fn add(&self, counts: &mut [u64; LATENCY_BUCKETS], sum: &mut u64) {
+        for (a, n) in self.buckets.iter().zip(counts.iter_mut()) {
+            a.fetch_add(std::mem::take(n), Ordering::Relaxed);
+        }
+        self.sum.fetch_add(std::mem::take(sum), Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> [u64; LATENCY_BUCKETS] {
+        std::array::from_fn(|b| self.buckets[b].load(Ordering::Relaxed))
+    }
+
+    pub fn reset(&self) {
+        for a in self.buckets.iter().chain([&self.sum]) {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Counters of one shard thread, written by that thread only (published once per tick).
 #[repr(align(64))]
@@ -87,9 +127,8 @@ pub struct ShardStats {
     pub jobs_run: AtomicU64,
     pub cpu_user_us: AtomicU64,
     pub cpu_sys_us: AtomicU64,
-    pub latency_us: [AtomicU64; LATENCY_BUCKETS],
-    /// The batches' times summed (µs), beside `latency_us`'s counts.
-    pub latency_sum_us: AtomicU64,
+    /// The batches' times (µs): read to replies written.
+    pub latency_us: Histogram,
     /// Per command of the table (`command::COMMANDS`), the thread's `CmdStat` counts as of
     /// its last tick (the metrics endpoint reads them).
     pub cmds: Box<[CmdCounters]>,
@@ -218,5 +257,40 @@ impl Node {
         if let Ok(tx) = self.shutdown_tx.lock() {
             let _ = tx.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_powers_of_two_with_open_ends() {
+        assert_eq!(bucket(0, 0), 0);
+        assert_eq!(bucket(1, 0), 0);
+        assert_eq!(bucket(2, 0), 1);
+        assert_eq!(bucket(1023, 0), 9);
+        assert_eq!(bucket(1024, 0), 10);
+        assert_eq!(bucket(u64::MAX, 0), LATENCY_BUCKETS - 1);
+        // Shifted by 9: the first bucket holds everything below 1 KiB.
+        assert_eq!(bucket(0, 9), 0);
+        assert_eq!(bucket(1023, 9), 0);
+        assert_eq!(bucket(1024, 9), 1);
+        assert_eq!(bucket(1 << 20, 9), 11);
+        let h = Histogram::<9>::default();
+        h.record(5000);
+        h.record(100);
+        let mut local = [0u64; LATENCY_BUCKETS];
+        local[3] = 2;
+        let mut sum = 7;
+        h.add(&mut local, &mut sum);
+        assert_eq!(local, [0; LATENCY_BUCKETS], "taken");
+        assert_eq!(sum, 0);
+        let c = h.counts();
+        assert_eq!((c[0], c[3]), (1, 3));
+        assert_eq!(h.sum.load(Ordering::Relaxed), 5107);
+        h.reset();
+        assert_eq!(h.counts(), [0; LATENCY_BUCKETS]);
+        assert_eq!(h.sum.load(Ordering::Relaxed), 0);
     }
 }

@@ -34,8 +34,7 @@ pub struct LocalStats {
 
 impl LocalStats {
     pub fn record_latency(&mut self, us: u64) {
-        let b = (64 - us.max(1).leading_zeros() as usize - 1).min(LATENCY_BUCKETS - 1);
-        self.latency_us[b] += 1;
+        self.latency_us[crate::node::bucket(us, 0)] += 1;
         self.latency_sum_us += us;
     }
 }
@@ -629,11 +628,8 @@ impl Shard {
         s.jobs_run.fetch_add(std::mem::take(&mut l.jobs_run), r);
         s.protocol_errors
             .fetch_add(std::mem::take(&mut l.protocol_errors), r);
-        for (i, b) in l.latency_us.iter_mut().enumerate() {
-            s.latency_us[i].fetch_add(std::mem::take(b), r);
-        }
-        s.latency_sum_us
-            .fetch_add(std::mem::take(&mut l.latency_sum_us), r);
+        let l = &mut *l;
+        s.latency_us.add(&mut l.latency_us, &mut l.latency_sum_us);
         let d = self.db.borrow().stats;
         for (slot, v) in s.keyspace.iter().zip([
             d.expired_keys,

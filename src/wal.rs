@@ -5,6 +5,7 @@
 //! shard threads, "The log flush runs on a helper thread": io_uring's fsync measured 650-870 µs
 //! per flush here, the helper's 300-400 µs, then about 120 µs with zero-extended segments).
 
+use crate::node::Histogram;
 use shardline_shards::wal::{Batch, Engine, Io, WalConfig};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -30,38 +31,13 @@ pub struct FsLog {
     stats: Option<Arc<LogStats>>,
 }
 
-/// Power-of-two buckets of a log's histograms.
-pub const LOG_BUCKETS: usize = 24;
-
 /// A shard thread's log as its flush thread measures it (the metrics endpoint reads it):
-/// fsync times (bucket `b`: `[2^b, 2^(b+1))` µs) and the bytes each batch wrote (bucket `b`:
-/// `[2^(b+9), 2^(b+10))` bytes, the first everything below 1 KiB).
+/// fsync times in µs, and the bytes each batch wrote (the first bucket everything below
+/// 1 KiB).
 #[derive(Default)]
 pub struct LogStats {
-    pub fsync_us: [std::sync::atomic::AtomicU64; LOG_BUCKETS],
-    pub fsync_sum_us: std::sync::atomic::AtomicU64,
-    pub batch_bytes: [std::sync::atomic::AtomicU64; LOG_BUCKETS],
-    pub batch_bytes_sum: std::sync::atomic::AtomicU64,
-}
-
-/// The bucket of `v` where bucket `b` holds `[2^(b+shift), 2^(b+shift+1))`.
-pub fn log_bucket(v: u64, shift: u32) -> usize {
-    let top = 63 - (v >> shift).max(1).leading_zeros() as usize;
-    top.min(LOG_BUCKETS - 1)
-}
-
-impl LogStats {
-    fn fsynced(&self, us: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.fsync_us[log_bucket(us, 0)].fetch_add(1, Relaxed);
-        self.fsync_sum_us.fetch_add(us, Relaxed);
-    }
-
-    fn wrote(&self, bytes: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.batch_bytes[log_bucket(bytes, 9)].fetch_add(1, Relaxed);
-        self.batch_bytes_sum.fetch_add(bytes, Relaxed);
-    }
+    pub fsync_us: Histogram,
+    pub batch_bytes: Histogram<9>,
 }
 
 /// An open segment file; it holds records or zeros up to `zeroed` (its length).
@@ -219,7 +195,7 @@ impl FsLog {
                 let start = std::time::Instant::now();
                 let res = f.sync_data();
                 if let Some(s) = &stats {
-                    s.fsynced(start.elapsed().as_micros() as u64);
+                    s.fsync_us.record(start.elapsed().as_micros() as u64);
                 }
                 res
             }
@@ -231,7 +207,7 @@ impl FsLog {
         if let Some(s) = &stats
             && wrote > 0
         {
-            s.wrote(wrote);
+            s.batch_bytes.record(wrote);
         }
         res
     }
@@ -311,7 +287,7 @@ fn sync_then_delete(
         let start = std::time::Instant::now();
         f.sync_data()?;
         if let Some(s) = stats {
-            s.fsynced(start.elapsed().as_micros() as u64);
+            s.fsync_us.record(start.elapsed().as_micros() as u64);
         }
     }
     for p in paths {
@@ -613,34 +589,6 @@ mod tests {
             }
         }
         panic!("no news from the flush thread");
-    }
-
-    #[test]
-    fn log_histogram_buckets_are_powers_of_two_with_open_ends() {
-        // fsync times in µs: bucket b holds [2^b, 2^(b+1)), 0 with 1.
-        assert_eq!(log_bucket(0, 0), 0);
-        assert_eq!(log_bucket(1, 0), 0);
-        assert_eq!(log_bucket(2, 0), 1);
-        assert_eq!(log_bucket(1023, 0), 9);
-        assert_eq!(log_bucket(1024, 0), 10);
-        assert_eq!(log_bucket(u64::MAX, 0), LOG_BUCKETS - 1);
-        // Batch bytes: the first bucket holds everything below 1 KiB.
-        assert_eq!(log_bucket(0, 9), 0);
-        assert_eq!(log_bucket(1023, 9), 0);
-        assert_eq!(log_bucket(1024, 9), 1);
-        assert_eq!(log_bucket(1 << 20, 9), 11);
-        let s = LogStats::default();
-        s.wrote(5000);
-        s.fsynced(300);
-        assert_eq!(
-            s.batch_bytes[3].load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
-        assert_eq!(s.fsync_us[8].load(std::sync::atomic::Ordering::Relaxed), 1);
-        assert_eq!(
-            s.batch_bytes_sum.load(std::sync::atomic::Ordering::Relaxed),
-            5000
-        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod common;
 
 use common::cluster::TestCluster;
+use common::{http, samples};
 use redis::Commands;
 use std::time::{Duration, Instant};
 
@@ -669,50 +670,13 @@ fn compactions_captured_while_counters_change_keep_every_value_across_kill_9() {
     }
 }
 
-/// GET of `path` on `port`: the status line and the body.
-fn http(port: u16, request: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut got = String::new();
-    s.read_to_string(&mut got).unwrap();
-    let (head, body) = got.split_once("\r\n\r\n").unwrap_or((&got, ""));
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
-/// The samples of a scrape: `name{labels}` → value; every line is a comment or a sample.
-fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
-    let mut out = std::collections::BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
-        let v: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("not a number: {line}")),
-        };
-        let name = series.split('{').next().unwrap();
-        assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "{line}"
-        );
-        out.insert(series.to_string(), v);
-    }
-    out
-}
-
 /// The Prometheus endpoint (issue 20, step 6): the series a scrape returns move with the
 /// commands run; other paths, methods and garbage get HTTP errors; a client that sends
 /// nothing holds up no scrape; the sample Grafana dashboard asks only for series that exist.
 #[test]
 fn the_metrics_endpoint_is_scraped_and_its_series_move() {
-    let port = common::free_port();
-    let c = TestCluster::start(1, false, &["--metrics-port", &port.to_string()]);
+    let c = TestCluster::start(1, false, &[]);
+    let port = c.metrics[0];
     // One that connects and says nothing, all along.
     let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (status, body) = http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -616,3 +616,92 @@ fn a_single_key_command_is_not_starved_by_transactions_on_its_key() {
     assert_eq!(o, txns, "every transaction applied once");
     assert_eq!(h, txns + 100, "and the single-key increments");
 }
+
+/// The metrics endpoint of a cluster's nodes (issue 20, step 6): every group has one leader
+/// among the nodes' replicas, each node shows the replicas it holds with their indexes, and
+/// the transactions across nodes submitted at a node are counted there with their time.
+#[test]
+fn a_cluster_s_metrics_show_its_replicas_and_its_transactions() {
+    let c = TestCluster::start(3, false, &[]);
+    let tags = spread_tags(&c, 3);
+    let mut conn = plain(&c, 0).unwrap();
+    for n in 0..20 {
+        let mut mset = redis::cmd("MSET");
+        for t in &tags {
+            mset.arg(format!("{{{t}}}m")).arg(vec![b'x'; 1024 + n]);
+        }
+        retry_tryagain(|| mset.query::<()>(&mut conn));
+    }
+    let groups: Vec<String> = (0..64)
+        .map(|v| v.to_string())
+        .chain(["meta".to_string()])
+        .collect();
+    // The replicas' figures are published once a second: wait for one leader per group.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let scrapes = loop {
+        let scrapes: Vec<_> = c.metrics.iter().map(|&p| common::scrape(p)).collect();
+        let leaders = |v: &String| {
+            scrapes
+                .iter()
+                .filter(|s| {
+                    s.contains_key(&format!(
+                        "shardline_replica_role{{vshard=\"{v}\",role=\"leader\"}}"
+                    ))
+                })
+                .count()
+        };
+        if groups.iter().all(|v| leaders(v) == 1) || std::time::Instant::now() > deadline {
+            for v in &groups {
+                assert_eq!(leaders(v), 1, "group {v}'s leaders");
+            }
+            break scrapes;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (i, s) in scrapes.iter().enumerate() {
+        // Three nodes, three replicas a group: every node holds every group.
+        let roles = s
+            .keys()
+            .filter(|k| k.starts_with("shardline_replica_role{"))
+            .count();
+        assert_eq!(roles, groups.len(), "node {i}'s replicas");
+        for v in &groups {
+            let get = |f: &str| s[&format!("shardline_replica_{f}{{vshard=\"{v}\"}}")];
+            assert!(get("term") >= 1.0, "node {i} group {v}");
+            assert!(
+                get("applied_index") <= get("commit_index"),
+                "node {i} group {v}"
+            );
+        }
+        let alive = s
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("shardline_member_state{") && k.contains("state=\"alive\"")
+            })
+            .count();
+        assert_eq!(alive, 2, "node {i}'s peers");
+    }
+    // The MSETs went to node 0: its transactions, each executed once.
+    let v0 = c.info_section(0, "cluster").unwrap();
+    assert!(v0.contains("calvin_answered_executed:20\r\n"), "{v0}");
+    let s0 = &scrapes[0];
+    // (A refusal, TRYAGAIN while the sequencer moved, was submitted and retried.)
+    let how = |h: &str| s0[&format!("shardline_calvin_answered_total{{how=\"{h}\"}}")];
+    assert_eq!(how("executed"), 20.0);
+    assert_eq!(how("unknown"), 0.0);
+    assert_eq!(
+        s0["shardline_calvin_submitted_total"],
+        how("executed") + how("refused")
+    );
+    assert_eq!(s0["shardline_calvin_duration_seconds_count"], 20.0);
+    assert!(s0["shardline_calvin_duration_seconds_sum"] > 0.0);
+    assert!(s0["shardline_calvin_sequenced_total"] >= 20.0);
+    for (i, s) in scrapes.iter().enumerate().skip(1) {
+        assert_eq!(s["shardline_calvin_submitted_total"], 0.0, "node {i}");
+    }
+    let executions: f64 = scrapes
+        .iter()
+        .map(|s| s["shardline_calvin_executions_total"])
+        .sum();
+    assert!(executions >= 20.0, "{executions} executions");
+}

@@ -49,7 +49,7 @@ fn ids(mask: u64) -> Vec<NodeId> {
 }
 
 /// Member `id`'s bit in a replica set.
-fn bit(id: NodeId) -> u64 {
+pub(crate) fn bit(id: NodeId) -> u64 {
     debug_assert!((1..=NODES_MAX as u64).contains(&id.0));
     1u64 << (id.slot() & 63)
 }
@@ -204,6 +204,8 @@ pub struct Cluster {
     pub functions: std::sync::Arc<shardline_shards::script::functions::Registry>,
     /// Per vShard, its leader's last word on its learners and base copy (`progress.rs`).
     seen: Vec<progress::Seen>,
+    /// Per group (the metadata group last), its replica here, if any (`progress::Held`).
+    pub held: Vec<progress::Held>,
     /// What makes RDMA queue pairs for the bulk lanes (`lanes.rs`), if this node has RDMA
     /// and offers it (`cluster-bulk-transports`), and what INFO says of it.
     pub rdma: Option<std::sync::Arc<dyn shardline_transport::rdma::Provider + Send + Sync>>,
@@ -440,6 +442,7 @@ impl Cluster {
             targets: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
             preferred: (0..layout.count()).map(|_| AtomicU64::new(0)).collect(),
             seen: (0..layout.count()).map(|_| Default::default()).collect(),
+            held: (0..=layout.count()).map(|_| Default::default()).collect(),
             moves: Mutex::new(Vec::new()),
             initial: vec![Vec::new(); layout.count() as usize],
             layout,

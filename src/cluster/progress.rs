@@ -65,6 +65,31 @@ pub struct Seen {
     elapsed_ms: AtomicU64,
 }
 
+/// A replica held on this node as its shard thread last published it (every second,
+/// `Replicas::publish_held`), for the metrics endpoint: written by that thread only.
+#[derive(Default)]
+pub struct Held {
+    /// 0: no replica here; else `Held::ROLES[role - 1]`.
+    pub role: std::sync::atomic::AtomicU8,
+    pub term: AtomicU64,
+    pub commit: AtomicU64,
+    pub applied: AtomicU64,
+    /// About the entry bytes its log holds in memory (`Replicas::log_bytes`).
+    pub log_bytes: AtomicU64,
+    /// The index its last snapshot covers.
+    pub snapshot: AtomicU64,
+}
+
+impl Held {
+    pub const ROLES: [&'static str; 5] = [
+        "follower",
+        "pre-candidate",
+        "candidate",
+        "leader",
+        "learner",
+    ];
+}
+
 /// Where a move stands, as the group's state shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {

@@ -354,9 +354,7 @@ fn config_cmd(c: &mut Conn, a: Args) {
                 ] {
                     a.store(0, Ordering::Relaxed);
                 }
-                for b in &s.latency_us {
-                    b.store(0, Ordering::Relaxed);
-                }
+                s.latency_us.reset();
             }
             c.out().ok()
         }

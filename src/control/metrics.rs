@@ -257,80 +257,61 @@ pub fn render(node: &Node) -> String {
             );
         }
     }
-    // Bucket b of these holds [2^b, 2^(b+1)) µs, the last one everything above.
-    let name = "shardline_batch_duration_seconds";
     e.family(
-        name,
+        "shardline_batch_duration_seconds",
         "histogram",
         "Time from reading a batch of (pipelined) commands to writing its replies, per batch.",
     );
     for (t, s) in threads.iter().zip(&node.stats) {
-        let sum = s.latency_sum_us.load(r) as f64 / 1e6;
         histogram(
             &mut e,
-            name,
-            t,
+            "shardline_batch_duration_seconds",
+            &[("thread", t)],
             &s.latency_us,
-            |b| (1u64 << (b + 1)) as f64 / 1e6,
-            sum,
+            1e-6,
         );
     }
     let name = "shardline_log_fsync_duration_seconds";
     e.family(name, "histogram", "Time of each fsync of the write-ahead log (a batch's with fsync always, the periodic ones with batch), on the shard thread's flush thread.");
     for (t, s) in threads.iter().zip(&node.stats) {
-        let sum = s.log.fsync_sum_us.load(r) as f64 / 1e6;
-        histogram(
-            &mut e,
-            name,
-            t,
-            &s.log.fsync_us,
-            |b| (1u64 << (b + 1)) as f64 / 1e6,
-            sum,
-        );
+        histogram(&mut e, name, &[("thread", t)], &s.log.fsync_us, 1e-6);
     }
     let name = "shardline_log_batch_bytes";
     e.family(name, "histogram", "Bytes each batch of the write-ahead log wrote (a group commit of the shard thread's vShards).");
     for (t, s) in threads.iter().zip(&node.stats) {
-        let sum = s.log.batch_bytes_sum.load(r) as f64;
-        histogram(
-            &mut e,
-            name,
-            t,
-            &s.log.batch_bytes,
-            |b| (1u64 << (b + 10)) as f64,
-            sum,
-        );
+        histogram(&mut e, name, &[("thread", t)], &s.log.batch_bytes, 1.0);
     }
     commands(&mut e, node);
     cluster(&mut e, &node.cluster);
     e.out
 }
 
-/// One thread's histogram from power-of-two `buckets` (cumulated here; the last one is
-/// open-ended), `le(b)` the upper bound of bucket `b`.
-fn histogram(
+/// A histogram's samples (`labels` on each): its buckets cumulated, each bound `2^(b+SHIFT+1)`
+/// times `unit` (1e-6 for µs as seconds), the last one open-ended, its sum and count.
+fn histogram<const SHIFT: u32>(
     e: &mut Exposition,
     name: &str,
-    thread: &str,
-    buckets: &[std::sync::atomic::AtomicU64],
-    le: impl Fn(usize) -> f64,
-    sum: f64,
+    labels: &[(&str, &str)],
+    h: &crate::node::Histogram<SHIFT>,
+    unit: f64,
 ) {
     let mut count = 0u64;
     let bucket = format!("{name}_bucket");
-    for (b, n) in buckets.iter().enumerate() {
-        count += n.load(Ordering::Relaxed);
-        if b + 1 < buckets.len() {
-            e.sample(
-                &bucket,
-                &[("thread", thread), ("le", &le(b).to_string())],
-                count,
-            );
-        }
+    let counts = h.counts();
+    for (b, n) in counts.iter().enumerate() {
+        count += n;
+        let le = if b + 1 < counts.len() {
+            ((1u64 << (b as u32 + SHIFT + 1)) as f64 * unit).to_string()
+        } else {
+            "+Inf".to_string()
+        };
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", &le));
+        e.sample(&bucket, &with_le, count);
     }
-    e.sample(&bucket, &[("thread", thread), ("le", "+Inf")], count);
-    e.sample(&format!("{name}_sum"), &[("thread", thread)], sum);
-    e.sample(&format!("{name}_count"), &[("thread", thread)], count);
+    let sum = h.sum.load(Ordering::Relaxed) as f64 * unit;
+    e.sample(&format!("{name}_sum"), labels, sum);
+    e.sample(&format!("{name}_count"), labels, count);
 }
 
 /// Calls, refusals and errors by command, summed over the shard threads (commands never
@@ -454,6 +435,9 @@ pub fn cluster(e: &mut Exposition, c: &crate::cluster::Cluster) {
         "Replica moves open in the metadata (CLUSTER MOVES).",
     );
     e.sample("shardline_moves_open", &[], c.moves_open());
+    moves(e, c);
+    replicas(e, c);
+    calvin(e, &c.calvin);
     e.family(
         "shardline_cluster_links_tls",
         "gauge",
@@ -464,6 +448,206 @@ pub fn cluster(e: &mut Exposition, c: &crate::cluster::Cluster) {
         &[],
         c.security.tls.is_some() as u8,
     );
+}
+
+/// Each open move's phase and its base copy's progress, as this node knows them (the
+/// leader's hints; `CLUSTER MOVES` shows the same).
+fn moves(e: &mut Exposition, c: &crate::cluster::Cluster) {
+    use crate::cluster::progress::Phase;
+    let open: Vec<_> = c
+        .move_views()
+        .into_iter()
+        .filter(|(_, p, _)| !matches!(p, Phase::Done | Phase::Cancelled))
+        .collect();
+    let label = |rec: &shardline_shards::meta::MoveRec| {
+        [
+            rec.id.to_string(),
+            rec.vshard.to_string(),
+            rec.from.0.to_string(),
+            rec.to.0.to_string(),
+        ]
+    };
+    e.family(
+        "shardline_move_phase",
+        "gauge",
+        "1 for each open move's phase (waiting, copying, catching-up, cutting-over).",
+    );
+    for (rec, phase, _) in &open {
+        let [id, v, from, to] = label(rec);
+        e.sample(
+            "shardline_move_phase",
+            &[
+                ("move", &id),
+                ("vshard", &v),
+                ("from", &from),
+                ("to", &to),
+                ("phase", phase.name()),
+            ],
+            1,
+        );
+    }
+    for (name, help, pick) in [
+        (
+            "shardline_move_copied_bytes",
+            "Bytes of an open move's base copy its target acknowledged (0 outside the copy).",
+            (|p: &crate::cluster::progress::CopyProgress| p.acked) as fn(&_) -> u64,
+        ),
+        (
+            "shardline_move_copy_bytes",
+            "Bytes of an open move's base copy in all.",
+            |p| p.total,
+        ),
+        (
+            "shardline_move_copy_rate_bytes",
+            "Bytes a second of an open move's base copy so far.",
+            |p| p.rate(),
+        ),
+    ] {
+        e.family(name, "gauge", help);
+        for (rec, _, copy) in &open {
+            let [id, v, ..] = label(rec);
+            e.sample(name, &[("move", &id), ("vshard", &v)], pick(copy));
+        }
+    }
+}
+
+/// The replicas this node holds, per group, as their shard threads published them a
+/// second ago at most (`progress::Held`).
+fn replicas(e: &mut Exposition, c: &crate::cluster::Cluster) {
+    use crate::cluster::progress::Held;
+    let r = Ordering::Relaxed;
+    let meta = c.meta_group() as usize;
+    let held: Vec<(String, &Held, u8)> = c
+        .held
+        .iter()
+        .enumerate()
+        .filter_map(|(g, h)| {
+            let role = h.role.load(r);
+            let name = if g == meta {
+                "meta".to_string()
+            } else {
+                g.to_string()
+            };
+            (role != 0).then_some((name, h, role))
+        })
+        .collect();
+    e.family(
+        "shardline_replica_role",
+        "gauge",
+        "1 for the role of each replica held here (follower, pre-candidate, candidate, leader, learner); vshard \"meta\" is the metadata group.",
+    );
+    for (v, _, role) in &held {
+        let role = Held::ROLES[*role as usize - 1];
+        e.sample(
+            "shardline_replica_role",
+            &[("vshard", v), ("role", role)],
+            1,
+        );
+    }
+    for (name, help, pick) in [
+        (
+            "shardline_replica_term",
+            "The Raft term of each replica held here.",
+            (|h: &Held| &h.term) as fn(&Held) -> &std::sync::atomic::AtomicU64,
+        ),
+        (
+            "shardline_replica_commit_index",
+            "The commit index each replica held here knows.",
+            |h| &h.commit,
+        ),
+        (
+            "shardline_replica_applied_index",
+            "The last index each replica held here applied.",
+            |h| &h.applied,
+        ),
+        (
+            "shardline_replica_log_bytes",
+            "About the entry bytes each replica's log holds in memory (compaction empties it).",
+            |h| &h.log_bytes,
+        ),
+        (
+            "shardline_replica_snapshot_index",
+            "The index each replica's last snapshot covers (commit index minus it: entries since).",
+            |h| &h.snapshot,
+        ),
+    ] {
+        e.family(name, "gauge", help);
+        for (v, h, _) in &held {
+            e.sample(name, &[("vshard", v)], pick(h).load(r));
+        }
+    }
+}
+
+/// Calvin: the transactions across vShards submitted here and how they ended, their time,
+/// and this node's share of the executions.
+fn calvin(e: &mut Exposition, s: &crate::cluster::replica::calvin::Stream) {
+    let r = Ordering::Relaxed;
+    let (sequenced, retained) = s.marks();
+    e.family(
+        "shardline_calvin_sequenced_total",
+        "counter",
+        "Transactions across vShards the sequencer has ordered, as this node's copy of the metadata shows.",
+    );
+    e.sample("shardline_calvin_sequenced_total", &[], sequenced);
+    e.family(
+        "shardline_calvin_retained",
+        "gauge",
+        "Sequenced transactions not yet executed by every participant.",
+    );
+    e.sample("shardline_calvin_retained", &[], retained);
+    e.family(
+        "shardline_calvin_submitted_total",
+        "counter",
+        "Transactions across vShards submitted from this node's connections.",
+    );
+    e.sample("shardline_calvin_submitted_total", &[], s.submitted.load(r));
+    e.family(
+        "shardline_calvin_answered_total",
+        "counter",
+        "Transactions submitted here, by how they were answered: executed, refused (not applied), unknown (not confirmed in time), timed-out (a blocking command's timeout).",
+    );
+    for (how, n) in ["executed", "refused", "unknown", "timed-out"]
+        .iter()
+        .zip(&s.answers)
+    {
+        e.sample(
+            "shardline_calvin_answered_total",
+            &[("how", how)],
+            n.load(r),
+        );
+    }
+    let name = "shardline_calvin_duration_seconds";
+    e.family(
+        name,
+        "histogram",
+        "Time from submitting a transaction here to its execution's reply (blocking commands left out).",
+    );
+    histogram(e, name, &[], &s.latency_us, 1e-6);
+    for (name, help, v) in [
+        (
+            "shardline_calvin_executions_total",
+            "Execution entries applied by this node's leaders.",
+            &s.executions,
+        ),
+        (
+            "shardline_calvin_reads_asked_again_total",
+            "Remote reads a participant here asked for again.",
+            &s.asked_again,
+        ),
+        (
+            "shardline_calvin_jobs_deferred_total",
+            "Jobs that waited for keys a transaction held.",
+            &s.deferred,
+        ),
+        (
+            "shardline_calvin_submissions_resent_total",
+            "Submissions sent again to a new sequencer leader.",
+            &s.resent,
+        ),
+    ] {
+        e.family(name, "counter", help);
+        e.sample(name, &[], v.load(r));
+    }
 }
 
 /// Serves `listener` on the control thread's runtime until the process ends.
@@ -609,5 +793,73 @@ mod tests {
         assert!(!e.out.contains("member=\"1\""), "itself is not a peer");
         assert!(e.out.contains("shardline_swim_packets_in_total 0\n"));
         assert!(e.out.contains("shardline_cluster_links_tls 0\n"));
+    }
+
+    /// An open move's phase and copy, the replicas held here, and Calvin's families.
+    #[test]
+    fn moves_replicas_and_transactions_are_rendered() {
+        use crate::cluster::progress::CopyProgress;
+        use shardline_shards::meta::{MoveKind, MoveRec, MoveState};
+        use shardline_shards::slot::VShardId;
+        let cfg = crate::config::Config {
+            cluster_nodes: vec![
+                "127.0.0.1:7001".parse().unwrap(),
+                "127.0.0.1:7002".parse().unwrap(),
+            ],
+            port: 7001,
+            cores: vec![0],
+            ..Default::default()
+        };
+        let c = crate::cluster::Cluster::new(
+            &cfg,
+            shardline_shards::slot::VShardLayout::new(16).unwrap(),
+        )
+        .unwrap();
+        let rec = |id, vshard, state| MoveRec {
+            id,
+            vshard,
+            from: NodeId(1),
+            to: NodeId(2),
+            state,
+            epoch: 1,
+            kind: MoveKind::Operator,
+        };
+        c.set_moves(&[rec(7, 3, MoveState::Open), rec(6, 4, MoveState::Done)]);
+        let copy = CopyProgress {
+            acked: 500,
+            total: 2000,
+            elapsed_ms: 1000,
+        };
+        c.set_replicas(VShardId(3), crate::cluster::bit(NodeId(1)));
+        c.note_progress(VShardId(3), crate::cluster::bit(NodeId(2)), copy);
+        let r = Ordering::Relaxed;
+        c.held[5].role.store(4, r);
+        c.held[5].commit.store(42, r);
+        c.held[16].role.store(5, r);
+        c.calvin.submitted.store(3, r);
+        c.calvin.answers[2].store(1, r);
+        c.calvin.latency_us.record(1500);
+        let mut e = Exposition::default();
+        cluster(&mut e, &c);
+        let o = &e.out;
+        for line in [
+            "shardline_move_phase{move=\"7\",vshard=\"3\",from=\"1\",to=\"2\",phase=\"copying\"} 1\n",
+            "shardline_move_copied_bytes{move=\"7\",vshard=\"3\"} 500\n",
+            "shardline_move_copy_bytes{move=\"7\",vshard=\"3\"} 2000\n",
+            "shardline_move_copy_rate_bytes{move=\"7\",vshard=\"3\"} 500\n",
+            "shardline_replica_role{vshard=\"5\",role=\"leader\"} 1\n",
+            "shardline_replica_commit_index{vshard=\"5\"} 42\n",
+            "shardline_replica_role{vshard=\"meta\",role=\"learner\"} 1\n",
+            "shardline_calvin_submitted_total 3\n",
+            "shardline_calvin_answered_total{how=\"unknown\"} 1\n",
+            "shardline_calvin_duration_seconds_bucket{le=\"0.001024\"} 0\n",
+            "shardline_calvin_duration_seconds_bucket{le=\"0.002048\"} 1\n",
+            "shardline_calvin_duration_seconds_sum 0.0015\n",
+            "shardline_calvin_duration_seconds_count 1\n",
+        ] {
+            assert!(o.contains(line), "{line} in {o}");
+        }
+        assert!(!o.contains("move=\"6\""), "a done move is not shown");
+        assert!(!o.contains("vshard=\"0\""), "no replica of vShard 0 here");
     }
 }

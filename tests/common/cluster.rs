@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct TestCluster {
     pub ports: Vec<u16>,
     bus: Vec<u16>,
+    /// Each node's metrics endpoint (`--metrics-port`).
+    pub metrics: Vec<u16>,
     children: Vec<Option<Child>>,
     pub dir: std::path::PathBuf,
     /// `links[i][j]`: the proxy node `i` dials to reach node `j` (None on the diagonal).
@@ -56,6 +58,7 @@ impl TestCluster {
     fn start_with(n: usize, proxied: bool, extra: &[&str], tls: bool) -> TestCluster {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let bus: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let metrics: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let links = (0..n)
             .map(|i| {
                 (0..n)
@@ -75,6 +78,7 @@ impl TestCluster {
         let mut c = TestCluster {
             ports,
             bus,
+            metrics,
             children: (0..n).map(|_| None).collect(),
             dir,
             links,
@@ -151,6 +155,7 @@ impl TestCluster {
         let i = self.ports.len();
         self.ports.push(free_port());
         self.bus.push(free_port());
+        self.metrics.push(free_port());
         for row in &mut self.links {
             row.push(None);
         }
@@ -251,6 +256,8 @@ impl TestCluster {
                 &format!("127.0.0.1:{}", self.bus[i]),
                 "--vshards",
                 "64",
+                "--metrics-port",
+                &self.metrics[i].to_string(),
             ])
             .args(self.tls_flags(i))
             .args(&self.extra)
@@ -282,6 +289,8 @@ impl TestCluster {
             bus.join(","),
             "--vshards".into(),
             "64".into(),
+            "--metrics-port".into(),
+            self.metrics[i].to_string(),
         ];
         args.extend(self.tls_flags(i));
         args.extend(self.extra.iter().cloned());

@@ -262,3 +262,45 @@ impl Drop for Redis {
         let _ = self.child.wait();
     }
 }
+
+/// `request` (HTTP) to `port`: the status line and the body.
+pub fn http(port: u16, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    let (head, body) = got.split_once("\r\n\r\n").unwrap_or((&got, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The samples of a scrape: `name{labels}` → value; every line is a comment or a sample.
+pub fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let v: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("not a number: {line}")),
+        };
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        out.insert(series.to_string(), v);
+    }
+    out
+}
+
+/// A scrape of the metrics endpoint on `port`: its samples.
+pub fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
+    samples(&http(port, "GET /metrics HTTP/1.0\r\n\r\n").1)
+}

@@ -24,6 +24,7 @@ impl Replicas {
     /// the changes; the full round mends a lost message within 10 s.
     pub(super) fn send_hints(&mut self, now: Instant) {
         self.hint_due = now + HINT_PERIOD;
+        self.publish_held();
         let full = now >= self.full_hint_due;
         if full {
             let period = if self.rebalance_cfg.on {
@@ -107,5 +108,36 @@ impl Replicas {
         }
         self.hint_full_to.clear();
         self.payloads = payload;
+    }
+
+    /// Publishes the state of the replicas this thread owns (`Cluster::held`) for the
+    /// metrics endpoint: a few relaxed stores per group a second.
+    fn publish_held(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (g, held) in self.c.held.iter().enumerate() {
+            if self.c.thread_of(g as u32) != self.shard {
+                continue;
+            }
+            let Some(grp) = self.groups.get(g).and_then(Option::as_ref) else {
+                held.role.store(0, Relaxed);
+                continue;
+            };
+            let role = if grp.membership().learners.contains(&self.c.me) {
+                5
+            } else {
+                match grp.role() {
+                    raft::Role::Follower => 1,
+                    raft::Role::PreCandidate => 2,
+                    raft::Role::Candidate => 3,
+                    raft::Role::Leader => 4,
+                }
+            };
+            held.term.store(grp.term(), Relaxed);
+            held.commit.store(grp.commit_index(), Relaxed);
+            held.applied.store(self.applied[g].index, Relaxed);
+            held.log_bytes.store(self.log_bytes[g] as u64, Relaxed);
+            held.snapshot.store(grp.snapshot_id().index, Relaxed);
+            held.role.store(role, Relaxed);
+        }
     }
 }

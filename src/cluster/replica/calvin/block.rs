@@ -80,7 +80,7 @@ impl Replicas {
             return false;
         }
         if b.cancelled {
-            let w = self.waited(id).expect("present");
+            let w = self.waited(id, Answered::TimedOut).expect("present");
             self.fail_blocked_wait(w);
             return true;
         }
@@ -145,7 +145,7 @@ impl Replicas {
             b.cancelled = true;
             return true;
         }
-        let w = self.waited(id).expect("found");
+        let w = self.waited(id, Answered::TimedOut).expect("found");
         self.fail_blocked_wait(w);
         true
     }

@@ -122,6 +122,19 @@ struct WatchAck {
     flag: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// How a transaction submitted from this thread was answered (counted in `Stream::answers`).
+#[derive(Clone, Copy)]
+pub enum Answered {
+    /// With its execution's reply.
+    Executed = 0,
+    /// With an error: not applied.
+    Refused = 1,
+    /// With `TXN_UNKNOWN`: not confirmed in time.
+    Unknown = 2,
+    /// A blocking command whose timeout came first (or whose client went).
+    TimedOut = 3,
+}
+
 /// A transaction submitted from this thread: the job and op that wait for its reply, since
 /// when, and for a command split by key, the parts and what came of them.
 struct Wait {
@@ -268,6 +281,7 @@ impl Replicas {
             wait.unwatch = w.keys.into_iter().filter(|k| k.at.is_some()).collect();
         }
         self.calvin.waits.insert(id, wait);
+        self.c.calvin.submitted.fetch_add(1, Ordering::Relaxed);
         self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
     }
 
@@ -307,10 +321,11 @@ impl Replicas {
         self.send_to(sequencer, 0, CalvinMsg::Submit(sub));
     }
 
-    /// Origin: transaction `id` is answered (or given up): its WATCH registrations, if any,
-    /// go, here and on the nodes that hold them.
-    fn waited(&mut self, id: TxnId) -> Option<Wait> {
+    /// Origin: transaction `id` is answered (or given up) as `how`: its WATCH registrations,
+    /// if any, go, here and on the nodes that hold them.
+    fn waited(&mut self, id: TxnId, how: Answered) -> Option<Wait> {
         let mut w = self.calvin.waits.remove(&id)?;
+        self.c.calvin.answers[how as usize].fetch_add(1, Ordering::Relaxed);
         if let Some(wid) = w.sub.watch.as_ref().map(|wg| wg.id) {
             self.c
                 .calvin
@@ -546,7 +561,7 @@ impl Replicas {
             }
         }
         for id in late {
-            let w = self.waited(id).expect("listed");
+            let w = self.waited(id, Answered::Unknown).expect("listed");
             self.pending.fail(w.job, w.op, TXN_UNKNOWN);
         }
         for id in again {
@@ -653,7 +668,7 @@ impl Replicas {
         }
         let bytes = match (reply, &mut w.split) {
             (Err(msg), _) => {
-                let w = self.waited(id).expect("present");
+                let w = self.waited(id, Answered::Refused).expect("present");
                 return self.pending.fail(w.job, w.op, msg);
             }
             (Ok(bytes), None) => bytes,
@@ -678,7 +693,11 @@ impl Replicas {
                 out.buf
             }
         };
-        let w = self.waited(id).expect("present");
+        let w = self.waited(id, Answered::Executed).expect("present");
+        if w.block.is_none() {
+            let us = now.saturating_duration_since(w.since).as_micros() as u64;
+            self.c.calvin.latency_us.record(us);
+        }
         self.pending.fill(w.job, w.op, &bytes);
     }
 
@@ -711,7 +730,7 @@ impl Replicas {
         };
         if let Some(msg) = refusal {
             self.calvin.waits.insert(id, w);
-            let w = self.waited(id).expect("present");
+            let w = self.waited(id, Answered::Refused).expect("present");
             return self.pending.fail(w.job, w.op, msg);
         }
         let id = self.next_txn_id();

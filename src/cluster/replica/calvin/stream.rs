@@ -21,6 +21,12 @@ pub struct Stream {
     pub deferred: AtomicU64,
     /// Submissions sent again to a new sequencer leader.
     pub resent: AtomicU64,
+    /// Transactions submitted from this node's connections, and how they were answered
+    /// (by `Answered`), and the time from submission to an execution's reply (blocking
+    /// commands left out: they wait for data by design).
+    pub submitted: AtomicU64,
+    pub answers: [AtomicU64; 4],
+    pub latency_us: crate::node::Histogram,
     /// The WATCH registrations on this node of MULTI/EXECs across vShards, by the id they
     /// were registered under (`seq::Watching::id`): those of connections here (made when submitted) and those other nodes asked for
     /// (`Msg::Watch`). A participant's leader here reads its verdict from it
@@ -58,16 +64,30 @@ impl Stream {
             asked_again: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
             resent: AtomicU64::new(0),
+            submitted: AtomicU64::new(0),
+            answers: Default::default(),
+            latency_us: Default::default(),
             watches: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The sequence number after the last sequenced, and how many are retained.
+    pub fn marks(&self) -> (u64, u64) {
+        let (first, end) = (self.first(), self.end.load(Ordering::Acquire));
+        (end, end.saturating_sub(first))
+    }
+
     /// INFO's lines: `calvin_*`.
     pub fn info(&self) -> String {
-        let (first, end) = (self.first(), self.end.load(Ordering::Acquire));
+        let (end, retained) = self.marks();
+        let a = |i: usize| self.answers[i].load(Ordering::Relaxed);
         format!(
-            "calvin_sequenced:{end}\r\ncalvin_retained:{}\r\ncalvin_executions:{}\r\ncalvin_reads_asked_again:{}\r\ncalvin_jobs_deferred:{}\r\ncalvin_submissions_resent:{}\r\ncalvin_watch_registrations:{}\r\n",
-            end.saturating_sub(first),
+            "calvin_sequenced:{end}\r\ncalvin_retained:{retained}\r\ncalvin_submitted:{}\r\ncalvin_answered_executed:{}\r\ncalvin_answered_refused:{}\r\ncalvin_answered_unknown:{}\r\ncalvin_blocking_timed_out:{}\r\ncalvin_executions:{}\r\ncalvin_reads_asked_again:{}\r\ncalvin_jobs_deferred:{}\r\ncalvin_submissions_resent:{}\r\ncalvin_watch_registrations:{}\r\n",
+            self.submitted.load(Ordering::Relaxed),
+            a(0),
+            a(1),
+            a(2),
+            a(3),
             self.executions.load(Ordering::Relaxed),
             self.asked_again.load(Ordering::Relaxed),
             self.deferred.load(Ordering::Relaxed),
