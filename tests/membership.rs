@@ -25,9 +25,21 @@ fn leader_epoch(c: &TestCluster, i: usize) -> u64 {
 fn a_node_paused_for_two_seconds_is_suspected_but_not_declared_dead_and_nothing_fails_over() {
     let c = TestCluster::start(3, false, &[]);
     c.wait_swim_alive(Duration::from_secs(10));
+    // Leaderships settle first (handovers to the preferred replicas after the start, slower
+    // on a loaded machine): the epochs stay put for a second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut epochs: Vec<u64> = (0..2).map(|i| leader_epoch(&c, i)).collect();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now: Vec<u64> = (0..2).map(|i| leader_epoch(&c, i)).collect();
+        if now == epochs || Instant::now() > deadline {
+            epochs = now;
+            break;
+        }
+        epochs = now;
+    }
     let led = c.cluster_field(2, "cluster_vshards_led").unwrap();
     assert!(led > 0, "node 2 leads something");
-    let epochs: Vec<u64> = (0..2).map(|i| leader_epoch(&c, i)).collect();
     let k = c.key_led_by(2);
     let mut on2 = redis::Client::open(c.url(2))
         .unwrap()

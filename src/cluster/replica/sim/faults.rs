@@ -80,6 +80,21 @@ impl Sim {
                     }
                 }
             }
+            if self.kill_at.is_some_and(|at| self.now_ms >= at) {
+                // A member other than the one under a fault dies for good (its machine
+                // is lost): automatic repair is to remove it and make its replicas again.
+                self.kill_at = None;
+                let others: Vec<NodeId> = self
+                    .members()
+                    .into_iter()
+                    .filter(|&p| out.is_none_or(|(id, _)| id != p) && self.up(p))
+                    .collect();
+                let id = others[self.rng.below(others.len() as u64) as usize];
+                self.note(format!("node {id} dies for good"));
+                self.crash(id);
+                self.node(id).gone = true;
+                self.killed = Some(id);
+            }
             if self.rng.below(RESET_EVERY_MS) == 0 && !self.links.is_empty() {
                 let i = self.rng.below(self.links.len() as u64) as usize;
                 let (from, to) = *self.links.iter().nth(i).expect("in range");

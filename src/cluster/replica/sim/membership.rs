@@ -70,7 +70,9 @@ impl Sim {
         m[self.rng.below(m.len() as u64) as usize]
     }
 
-    /// Node `id` left the cluster (`Fatal::Left`): its process ends for good.
+    /// Node `id` left the cluster (`Fatal::Left`): its process ends for good. Only a node
+    /// asked to leave does: automatic repair removes only a node dead past
+    /// `cluster-node-down-after-ms`, and the faults' crashes and pauses end sooner.
     pub(super) fn left(&mut self, id: NodeId) {
         assert_eq!(
             self.leaving,

@@ -353,16 +353,27 @@ struct Sim {
     unknown: u64,
     /// Bank audits answered (each checked to sum to 0).
     audits: u64,
+    /// With automatic repair on (`cluster-node-down-after-ms`): when (ms) a member is killed
+    /// for good, and which one it was (`run_with_faults`).
+    kill_at: Option<u64>,
+    killed: Option<NodeId>,
 }
 
 impl Sim {
     fn new(seed: u64, nodes: usize, threads: usize) -> Sim {
-        Sim::with(seed, nodes, threads, None, false)
+        Sim::with(seed, nodes, threads, None, false, 0)
     }
 
-    /// `new` with a replication factor (`None`: as many replicas as nodes, up to three) and
-    /// the rebalancer on or off.
-    fn with(seed: u64, nodes: usize, threads: usize, rf: Option<u64>, rebalance: bool) -> Sim {
+    /// `new` with a replication factor (`None`: as many replicas as nodes, up to three),
+    /// the rebalancer on or off, and automatic repair after `down_after_ms` (0: off).
+    fn with(
+        seed: u64,
+        nodes: usize,
+        threads: usize,
+        rf: Option<u64>,
+        rebalance: bool,
+        down_after_ms: u64,
+    ) -> Sim {
         // Per process and simulation: the scenarios run in parallel on the same seeds.
         let dir = std::env::temp_dir().join(format!(
             "shardline-sim-{}-{}-{seed:x}",
@@ -438,6 +449,8 @@ impl Sim {
             audits: 0,
             refused: 0,
             unknown: 0,
+            kill_at: None,
+            killed: None,
         };
         for (i, addr) in addrs.iter().enumerate() {
             let cfg = Config {
@@ -458,6 +471,7 @@ impl Sim {
                 // Small logs: compactions (their files written behind the batches) and
                 // snapshots sent to lagging followers all along.
                 raft_log_memory_bytes: 64 << 10,
+                cluster_node_down_after_ms: down_after_ms,
                 ..Config::default()
             };
             let layout = VShardLayout::new(cfg.vshards).expect("a valid count");

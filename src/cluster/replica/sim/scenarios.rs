@@ -101,7 +101,7 @@ fn sim_the_rebalancer_moves_leaders_and_replicas_under_a_skewed_load_through_fau
         // only) or, with one replica each, the replicas, while crashes, cuts and pauses go
         // on; every move closes and every group is where it is placed in the end.
         let rf = if seed & 2 == 0 { 3 } else { 1 };
-        let mut sim = Sim::with(seed, 3, 1 + (seed as usize & 1), Some(rf), true);
+        let mut sim = Sim::with(seed, 3, 1 + (seed as usize & 1), Some(rf), true, 0);
         sim.run_with_faults(9_000);
         sim.finish();
         sim.check_moves_settled();
@@ -118,6 +118,66 @@ fn sim_the_rebalancer_moves_leaders_and_replicas_under_a_skewed_load_through_fau
         acted += n;
     }
     assert!(acted > 0, "the rebalancer acted on some seed");
+}
+
+#[test]
+fn sim_a_dead_node_is_removed_and_its_replicas_made_again_while_faults_go_on() {
+    for seed in seeds(4) {
+        // Five nodes, three replicas a vShard, automatic repair after 2 s: a member dies for
+        // good while crashes, power cuts, partitions and pauses go on among the others (none
+        // lasts long enough to be repaired: `left` fails a run where one is). SWIM finds it
+        // dead, the metadata leader removes it once a majority of every vShard it held is
+        // alive, the moves make its replicas again on the others; the histories stay
+        // linearizable and the cluster settles without it.
+        let mut sim = Sim::with(seed, 5, 1 + (seed as usize & 1), Some(3), false, 2_000);
+        sim.kill_at = Some(2_000 + sim.rng.below(2_000));
+        sim.run_with_faults(14_000);
+        sim.finish();
+        sim.check_moves_settled();
+        let dead = sim.killed.expect("a member died");
+        let members = sim.members();
+        assert_eq!(members.len(), 4);
+        // Each member drops it from its member table once its metadata is current again
+        // after the restart of every node (its leader's first entry committed).
+        for waited in 0.. {
+            let holding: Vec<NodeId> = members
+                .iter()
+                .copied()
+                .filter(|id| sim.nodes[id.slot()].c.member(dead).is_some())
+                .collect();
+            if holding.is_empty() {
+                break;
+            }
+            assert!(
+                waited < 10_000,
+                "seed {:#x}: nodes {holding:?} still count node {dead} a member\n{}",
+                sim.seed,
+                sim.log.join("\n")
+            );
+            sim.tick();
+        }
+        for &id in &members {
+            let c = &sim.nodes[id.slot()].c;
+            let r = sim.nodes[id.slot()].threads[0].r.as_ref().expect("up");
+            for v in 0..c.meta_group() {
+                let voters = c.members(VShardId(v as u16));
+                assert!(
+                    !voters.contains(&dead) && voters.len() == 3,
+                    "seed {:#x}: node {id} places vShard {v} on {voters:?}",
+                    sim.seed
+                );
+            }
+            // The metadata group too, where this node holds a replica of it.
+            if let Some(g) = r.groups[r.meta_g as usize].as_ref() {
+                let m = g.membership();
+                assert!(
+                    !m.voters.contains(&dead) && !m.learners.contains(&dead),
+                    "seed {:#x}: node {id}'s metadata group: {m:?}",
+                    sim.seed
+                );
+            }
+        }
+    }
 }
 
 #[test]
