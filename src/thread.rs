@@ -168,6 +168,67 @@ async fn lead_alone_groups(c: &crate::cluster::Cluster, id: usize) {
     }
 }
 
+/// How long a TLS handshake on the client port may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to the client port of a node whose cluster links are TLS: its first bytes
+/// tell a TLS handshake (a record of type 22, which no RESP command starts with) from a
+/// client's commands. A handshake is taken under the cluster's CA (a joining node's
+/// certificate: `conn::cluster_join` checks it names the address it joins as); anything
+/// else is served in clear as ever.
+async fn serve_or_tls(
+    shard: Rc<Shard>,
+    mut stream: monoio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    laddr: std::net::SocketAddr,
+    tls: std::sync::Arc<shardline_transport::tls::ClusterTls>,
+) {
+    use monoio::io::AsyncReadRent;
+    // Counted as a client until `serve` counts it (`maxclients` holds for connections that
+    // say nothing or stall their handshake too).
+    struct Counted<'a>(&'a std::sync::atomic::AtomicU64);
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let counted = Counted(&shard.node.stats[shard.id].connected);
+    counted.0.fetch_add(1, Ordering::Relaxed);
+    let (res, first) = stream.read(Vec::with_capacity(16 * 1024)).await;
+    if !matches!(res, Ok(n) if n > 0) {
+        return;
+    }
+    if first[0] != 0x16 {
+        drop(counted);
+        return crate::conn::serve(shard, stream, peer, laddr, first).await;
+    }
+    let conn = match tls.server() {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!(%peer, "TLS on the client port: {e}"),
+    };
+    let accepted = monoio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        shardline_transport::tls::TlsStream::accept(stream, conn, first),
+    )
+    .await;
+    let c = &shard.node.cluster;
+    match accepted {
+        Ok(Ok(s)) => {
+            c.tls_in.fetch_add(1, Ordering::Relaxed);
+            drop(counted);
+            crate::conn::serve(shard.clone(), s, peer, laddr, Vec::new()).await
+        }
+        Ok(Err(e)) => {
+            c.tls_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, "a TLS handshake on the client port failed: {e}")
+        }
+        Err(_) => {
+            c.tls_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, "a TLS handshake on the client port took too long")
+        }
+    }
+}
+
 async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
     loop {
         let accepted = monoio::select! {
@@ -190,7 +251,22 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
                     ));
                     continue;
                 }
-                monoio::spawn(crate::conn::serve(shard.clone(), stream, peer));
+                let _ = stream.set_nodelay(true);
+                let laddr = stream.local_addr().unwrap_or(peer);
+                match shard.node.cluster.security.tls.clone() {
+                    Some(tls) => {
+                        monoio::spawn(serve_or_tls(shard.clone(), stream, peer, laddr, tls));
+                    }
+                    None => {
+                        monoio::spawn(crate::conn::serve(
+                            shard.clone(),
+                            stream,
+                            peer,
+                            laddr,
+                            Vec::new(),
+                        ));
+                    }
+                }
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

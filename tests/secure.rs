@@ -111,6 +111,62 @@ fn a_tls_cluster_replicates_restarts_and_takes_a_join() {
     }
 }
 
+/// `cluster-routing proxy` forwards a command to its leader's client port under the
+/// cluster's TLS (the leader counts a TLS connection in); a client in clear is served as ever
+/// on the same port; a TLS handshake with a certificate of another CA is refused and counted.
+#[test]
+fn proxied_commands_travel_under_the_cluster_s_tls() {
+    let c = TestCluster::start_tls(3, false, &["--cluster-routing", "proxy"]);
+    let count = |i: usize, f: &str| c.cluster_field(i, f).unwrap();
+    let before: Vec<u64> = (0..3)
+        .map(|i| count(i, "cluster_tls_client_port_in"))
+        .collect();
+    let key = c.key_led_by(1);
+    let mut on0 = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let value = vec![b'p'; 1024];
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&value)
+        .query(&mut on0)
+        .unwrap();
+    let got: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut on0).unwrap();
+    assert_eq!(got, value);
+    assert!(
+        count(1, "cluster_tls_client_port_in") > before[1],
+        "node 1 took no TLS connection: {before:?}"
+    );
+    // A TLS client whose certificate another CA signed is refused at the handshake.
+    let other = dev::ca().unwrap();
+    let ca = read(&c, "ca.pem");
+    let (cert, key_pem) = dev::node(&other.1, addr(c.ports[0])).unwrap();
+    let forged = ClusterTls::from_pem(ca.as_bytes(), cert.as_bytes(), key_pem.as_bytes()).unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", c.ports[1])).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let refused_before = count(1, "cluster_tls_client_port_refused");
+    let r = shardline_transport::tls::exchange_blocking(
+        &forged,
+        &member_name(addr(c.ports[1])),
+        &mut s,
+        b"PING\r\n",
+        |r| {
+            let mut b = [0u8; 7];
+            r.read_exact(&mut b).map_err(|e| e.to_string())
+        },
+    );
+    assert!(
+        matches!(r, Err(shardline_transport::tls::ExchangeError::Refused(_))),
+        "{r:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count(1, "cluster_tls_client_port_refused") == refused_before {
+        assert!(Instant::now() < deadline, "the refusal was not counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn forged_peers_on_the_bus_are_refused_with_the_reason() {
     let c = TestCluster::start_tls(3, false, &[]);
@@ -212,20 +268,81 @@ fn forged_other_cluster_and_replayed_swim_datagrams_are_refused() {
 }
 
 #[test]
-fn a_join_without_the_secret_or_with_another_is_refused() {
+fn a_join_without_the_secret_or_tls_or_with_anothers_is_refused() {
     let mut c = TestCluster::start_tls(3, false, &[]);
     let other = c.dir.join("other.secret");
     std::fs::write(&other, "ab".repeat(32)).unwrap();
     let other = other.display().to_string();
-    for (flags, why) in [
-        (vec![], "needs a join proof"),
+    let certs = c.certs.clone().unwrap();
+    let file = |dir: &std::path::Path, name: &str| dir.join(name).display().to_string();
+    let ctl_certs = |dir: &std::path::Path, port: u16| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
+            .args(["ctl", "certs"])
+            .arg(dir)
+            .arg(format!("127.0.0.1:{port}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let base = 20_000 + (std::process::id() % 9_000) as u16;
+    // Another CA, and its certificate for the joiner's address.
+    let stranger = c.dir.join("stranger-ca");
+    ctl_certs(&stranger, base + 30);
+    // A certificate of the cluster's CA for another address than the joiner's.
+    ctl_certs(&certs, base + 99);
+    let secret = file(&certs, "cluster.secret");
+    let ca = file(&certs, "ca.pem");
+    let cases: Vec<(u16, Vec<String>, &str)> = vec![
+        (base, vec![], "needs a join proof"),
         (
-            vec!["--cluster-secret-file", other.as_str()],
+            base + 10,
+            vec!["--cluster-secret-file".into(), other.clone()],
             "another cluster's secret",
         ),
-    ] {
-        let port = 20_000 + (std::process::id() % 9_000) as u16 + flags.len() as u16 * 7;
+        // The secret, but no certificate: a join must come over TLS.
+        (
+            base + 20,
+            vec!["--cluster-secret-file".into(), secret.clone()],
+            "a join must come over TLS",
+        ),
+        // A certificate of another CA: the member refuses the handshake, at once.
+        (
+            base + 30,
+            vec![
+                "--cluster-secret-file".into(),
+                secret.clone(),
+                "--cluster-tls-ca-file".into(),
+                ca.clone(),
+                "--cluster-tls-cert-file".into(),
+                file(&stranger, &format!("127.0.0.1_{}.pem", base + 30)),
+                "--cluster-tls-key-file".into(),
+                file(&stranger, &format!("127.0.0.1_{}.key", base + 30)),
+            ],
+            "refused this node",
+        ),
+        // The cluster's CA, but a certificate naming another address.
+        (
+            base + 40,
+            vec![
+                "--cluster-secret-file".into(),
+                secret.clone(),
+                "--cluster-tls-ca-file".into(),
+                ca.clone(),
+                "--cluster-tls-cert-file".into(),
+                file(&certs, &format!("127.0.0.1_{}.pem", base + 99)),
+                "--cluster-tls-key-file".into(),
+                file(&certs, &format!("127.0.0.1_{}.key", base + 99)),
+            ],
+            "does not name the address it joins as",
+        ),
+    ];
+    for (port, flags, why) in cases {
         let dir = c.dir.join(format!("joiner-{port}"));
+        let started = std::time::Instant::now();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
             .args(["--port", &port.to_string(), "--data-dir"])
             .arg(&dir)
@@ -238,6 +355,8 @@ fn a_join_without_the_secret_or_with_another_is_refused() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "joined with {flags:?}");
         assert!(err.contains(why), "{flags:?}: {err}");
+        // Refused for good, not retried for the minute a join waits for a leader.
+        assert!(started.elapsed() < Duration::from_secs(20), "{flags:?}");
     }
     // Nothing was added.
     c.assert_running();

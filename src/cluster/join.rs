@@ -106,7 +106,12 @@ fn ask(cfg: &Config, seed: SocketAddr, security: &Security) -> Result<Joined, St
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
             &mut req,
         );
-        let answer = exchange(target, &req, cfg.requirepass.is_some());
+        let answer = exchange(
+            target,
+            &req,
+            cfg.requirepass.is_some(),
+            security.tls.as_deref(),
+        );
         let retry = match answer {
             Ok(Reply::Error(e)) if e.starts_with("NOTLEADER ") && hops < HOPS_MAX => {
                 let addr = e.split_whitespace().nth(1).unwrap_or_default();
@@ -119,7 +124,10 @@ fn ask(cfg: &Config, seed: SocketAddr, security: &Security) -> Result<Joined, St
             Ok(Reply::Error(e)) if e.starts_with("TRYAGAIN") => e,
             Ok(Reply::Error(e)) => return Err(format!("the cluster at {target} refused: {e}")),
             Ok(r) => return parse_answer(&r).map_err(|e| format!("{target}: {e}")),
-            Err(e) => format!("cannot reach {target}: {e}"),
+            Err(Failed::Final(e)) => {
+                return Err(format!("the cluster at {target} refused this node: {e}"));
+            }
+            Err(Failed::Retry(e)) => format!("cannot reach {target}: {e}"),
         };
         if Instant::now() > deadline {
             return Err(format!("could not join within {PATIENCE:?}: {retry}"));
@@ -137,18 +145,51 @@ pub(crate) fn accept(cfg: &Config, seed: SocketAddr, reply: &[u8]) -> Result<Joi
     keep(cfg, seed, parse_answer(&r)?)
 }
 
-/// Sends `req` and reads the last reply (after AUTH's, when `auth`).
-fn exchange(to: SocketAddr, req: &[u8], auth: bool) -> Result<Reply, String> {
-    let mut s =
-        TcpStream::connect_timeout(&to, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+/// Sends `req` and reads the last reply (after AUTH's, when `auth`); under the cluster's TLS
+/// when the node has it (the member must present a certificate of the cluster's CA naming
+/// the address dialed, and this node presents its own).
+fn exchange(
+    to: SocketAddr,
+    req: &[u8],
+    auth: bool,
+    tls: Option<&shardline_transport::tls::ClusterTls>,
+) -> Result<Reply, Failed> {
+    let fail = |e: std::io::Error| Failed::Retry(e.to_string());
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).map_err(fail)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(req).map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    if auth && let Reply::Error(e) = read_reply(&mut s, &mut buf, REPLY_BYTES_MAX)? {
-        return Err(format!("AUTH was refused: {e}"));
+        .map_err(fail)?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))
+        .map_err(fail)?;
+    let read = |r: &mut dyn std::io::Read| {
+        let mut r = r;
+        let mut buf = Vec::new();
+        if auth && let Reply::Error(e) = read_reply(&mut r, &mut buf, REPLY_BYTES_MAX)? {
+            return Err(format!("AUTH was refused: {e}"));
+        }
+        read_reply(&mut r, &mut buf, REPLY_BYTES_MAX)
+    };
+    use shardline_transport::tls::{self, ExchangeError};
+    match tls {
+        Some(tls) => {
+            let name = tls::member_name(to);
+            tls::exchange_blocking(tls, &name, &mut s, req, read).map_err(|e| match e {
+                ExchangeError::Refused(e) => Failed::Final(e),
+                ExchangeError::Failed(e) => Failed::Retry(e),
+            })
+        }
+        None => {
+            s.write_all(req).map_err(|e| Failed::Retry(e.to_string()))?;
+            read(&mut s).map_err(Failed::Retry)
+        }
     }
-    read_reply(&mut s, &mut buf, REPLY_BYTES_MAX)
+}
+
+/// Why an exchange with a member failed.
+enum Failed {
+    /// Perhaps transient (the member is down, or restarting): tried again.
+    Retry(String),
+    /// Its TLS refused this node (or this node its): given up at once.
+    Final(String),
 }
 
 /// `[cluster id (hex), id, vShards, rf, [[id, client, bus, threads]...]]`.

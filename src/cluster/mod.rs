@@ -179,6 +179,10 @@ pub struct Cluster {
     /// `cluster_repair_blocked`), and the removals it proposed (`cluster_repairs`).
     pub repair_blocked: AtomicU64,
     pub repairs: AtomicU64,
+    /// Connections to the client port that came under the cluster's TLS (joining nodes,
+    /// other nodes' proxied commands), and TLS handshakes there that failed.
+    pub tls_in: AtomicU64,
+    pub tls_refused: AtomicU64,
     /// Per shard thread, the vShard replicas it drives (INFO's `cluster_vshard_replicas`).
     pub hosted: Vec<std::sync::atomic::AtomicUsize>,
     /// Per shard thread, the groups it leads that are not yet where the metadata places them
@@ -463,6 +467,8 @@ impl Cluster {
             node_down_after_ms: cfg.cluster_node_down_after_ms,
             repair_blocked: AtomicU64::new(0),
             repairs: AtomicU64::new(0),
+            tls_in: AtomicU64::new(0),
+            tls_refused: AtomicU64::new(0),
             hosted: (0..threads)
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect(),

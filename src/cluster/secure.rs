@@ -109,6 +109,30 @@ impl Security {
     }
 }
 
+impl Security {
+    /// With the cluster's TLS, a join comes over TLS from a node whose certificate (which
+    /// the handshake checked against the CA) names the client address it joins as.
+    pub fn check_joiner_cert(
+        &self,
+        client: SocketAddr,
+        cert: Option<&tls::CertificateDer<'_>>,
+    ) -> Result<(), String> {
+        if self.tls.is_none() {
+            return Ok(());
+        }
+        let Some(cert) = cert else {
+            return Err("this cluster's links are TLS: a join must come over TLS with a certificate of the cluster's CA (start the joining node with cluster-tls-ca-file, cluster-tls-cert-file and cluster-tls-key-file)".into());
+        };
+        let name = tls::member_name(client);
+        if !tls::names(cert, &name) {
+            return Err(format!(
+                "the joining node's certificate does not name the address it joins as ({client}: {name})"
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn join_msg(client: SocketAddr, bus: SocketAddr, at: u64) -> String {
     format!("join {client} {bus} {at}")
 }

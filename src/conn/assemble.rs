@@ -5,7 +5,10 @@ use super::*;
 
 impl Conn {
     /// Sends the batch's jobs, fills the holes and writes the replies.
-    pub(super) async fn finish_batch(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+    pub(super) async fn finish_batch<S: ClientIo>(
+        &mut self,
+        stream: &mut S,
+    ) -> std::io::Result<()> {
         // Allocation-free when the batch stayed on this thread (the common case).
         let mut dones: Vec<Option<Done>> = Vec::new();
         if self.jobs.iter().any(Option::is_some) {
@@ -92,7 +95,7 @@ impl Conn {
         }
         if !buf.is_empty() {
             self.shard.local.borrow_mut().net_output_bytes += buf.len() as u64;
-            let (res, mut back) = stream.write_all(buf).await;
+            let (res, mut back) = stream.io_write(buf).await;
             back.clear();
             self.out.buf = back;
             res?;

@@ -50,9 +50,9 @@ impl Conn {
     /// Waits for the reply to a parked blocking command: until it is served, its timeout passes
     /// (then the owner is told to give up, and whichever reply it sent is taken: nothing popped is
     /// ever dropped), or the client hangs up.
-    pub(super) async fn wait_blocked(
+    pub(super) async fn wait_blocked<S: ClientIo>(
         &mut self,
-        stream: &TcpStream,
+        stream: &S,
         t: usize,
         token: Token,
         timeout: Option<Duration>,
@@ -75,7 +75,7 @@ impl Conn {
                 Event::Done(d) => return d,
                 Event::Timeout => return self.cancel_block(t, token).await,
                 Event::Readable => {
-                    if shardline_transport::net::peer_closed(stream.as_raw_fd()) {
+                    if shardline_transport::net::peer_closed(stream.io_fd()) {
                         self.closing = true;
                         return self.cancel_block(t, token).await;
                     }
@@ -113,9 +113,9 @@ async fn sleep_for(d: Option<Duration>) {
     }
 }
 
-async fn readable_if(stream: &TcpStream, on: bool) {
+async fn readable_if<S: ClientIo>(stream: &S, on: bool) {
     if on {
-        let _ = stream.readable(false).await;
+        let _ = stream.io_readable().await;
     } else {
         std::future::pending::<()>().await
     }

@@ -363,7 +363,14 @@ impl Conn {
         let now_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        if let Err(why) = c.security.check_join(client, bus, proof, now_s) {
+        let checked = c
+            .security
+            .check_join(client, bus, proof, now_s)
+            .and_then(|()| {
+                c.security
+                    .check_joiner_cert(client, self.node_cert.as_ref())
+            });
+        if let Err(why) = checked {
             tracing::warn!(%client, "refused a join: {why}");
             return self.out.error(&format!("ERR join refused: {why}"));
         }

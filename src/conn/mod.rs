@@ -10,7 +10,8 @@
 use crate::hop::{Done, Job, Op, Token};
 use crate::pubsub::{Kind, Subscriber};
 use crate::shard::{ClientInfo, Shard, send_job, wait};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use io::ClientIo;
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use shardline_shards::command::{self, Args, CommandSpec, Merge, Scope, Span, err, flags, lookup};
 use shardline_shards::db::Prefetched;
@@ -19,7 +20,6 @@ use shardline_shards::route::{Plan, plan};
 use shardline_transport::resp::{self, Limits};
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,7 @@ mod assemble;
 mod blocking;
 pub mod busy;
 mod cluster;
+pub(crate) mod io;
 mod moves;
 mod proxy;
 mod pubsub;
@@ -175,6 +176,9 @@ pub struct Conn {
     /// (`busy::idle_read`: the task's, which also clears the flag).
     busy_idle: Arc<AtomicBool>,
     busy_waker: Option<(std::task::Waker, std::task::Waker)>,
+    /// The certificate a peer connected over TLS presented (a joining node's, which the
+    /// cluster's CA signed: CLUSTER JOIN checks it names the address it joins as).
+    node_cert: Option<shardline_transport::tls::CertificateDer<'static>>,
 }
 
 /// Answers a connection we will not serve, then closes it.
@@ -183,12 +187,18 @@ pub async fn refuse(mut stream: TcpStream, msg: &'static str) {
     let _ = stream.write_all(line).await;
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+/// Serves a client (or a joining node) from `peer` on `stream` (accepted at `laddr`), `read`
+/// being what was read from it already.
+pub async fn serve<S: ClientIo>(
+    shard: Rc<Shard>,
+    stream: S,
+    peer: SocketAddr,
+    laddr: SocketAddr,
+    read: Vec<u8>,
+) {
     let stats = &shard.node.stats[shard.id];
     stats.connected.fetch_add(1, Ordering::Relaxed);
     let id = shard.node.next_client_id.fetch_add(1, Ordering::Relaxed);
-    let laddr = stream.local_addr().unwrap_or(peer);
     let info = Rc::new(RefCell::new(ClientInfo {
         id,
         addr: peer,
@@ -201,7 +211,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         multi: -1,
         watching: 0,
         qbuf: 0,
-        fd: stream.as_raw_fd(),
+        fd: stream.io_fd(),
         pubsub: false,
         killed: false,
         busy_idle: Arc::new(AtomicBool::new(false)),
@@ -244,8 +254,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         barrier: false,
         busy_idle,
         busy_waker: None,
+        node_cert: stream.io_peer_cert(),
     };
-    if let Err(e) = conn.run(stream).await {
+    if let Err(e) = conn.run(stream, read).await {
         tracing::debug!(client = id, error = %e, "connection ended with an error");
     }
     conn.drop_watches().await;
@@ -255,13 +266,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 }
 
 impl Conn {
-    async fn run(&mut self, mut stream: TcpStream) -> std::io::Result<()> {
+    async fn run<S: ClientIo>(&mut self, mut stream: S, read: Vec<u8>) -> std::io::Result<()> {
         let shard = self.shard.clone();
-        let mut rbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut rbuf: Vec<u8> = read;
+        rbuf.reserve(READ_CHUNK);
         let mut rpos = 0usize;
         let mut spans: Vec<Span> = Vec::with_capacity(16);
         let mut scratch: Vec<u8> = Vec::new();
-        let mut need_read = true;
+        // What was read already is parsed before anything more is read.
+        let mut need_read = rbuf.is_empty();
         loop {
             if need_read {
                 if rpos == rbuf.len() {
@@ -282,7 +295,7 @@ impl Conn {
                         "query buffer limit exceeded; closing"
                     );
                     let _ = stream
-                        .write_all(b"-ERR Protocol error: query buffer limit exceeded\r\n".to_vec())
+                        .io_write(b"-ERR Protocol error: query buffer limit exceeded\r\n".to_vec())
                         .await;
                     return Ok(());
                 }
@@ -302,12 +315,12 @@ impl Conn {
                         let pending = std::mem::take(&mut *sub.queue.borrow_mut());
                         if !pending.is_empty() {
                             self.shard.local.borrow_mut().net_output_bytes += pending.len() as u64;
-                            let (res, _) = stream.write_all(pending).await;
+                            let (res, _) = stream.io_write(pending).await;
                             res?;
                             continue;
                         }
                         let readable = monoio::select! {
-                            r = stream.readable(false) => { r?; true },
+                            r = stream.io_readable() => { r?; true },
                             _ = sub.notified() => false,
                         };
                         if readable {
@@ -316,7 +329,6 @@ impl Conn {
                     }
                 }
                 let len = rbuf.len();
-                let cap = rbuf.capacity();
                 // Nothing of the client's kept, nothing to write: while its read waits, a busy
                 // script on this thread may answer what it sends (`busy`).
                 let idle = len == 0
@@ -324,14 +336,14 @@ impl Conn {
                     && self.multi.is_none()
                     && self.blocked.is_none()
                     && busy::installed();
-                let read = stream.read(monoio::buf::IoBufMut::slice_mut(rbuf, len..cap));
-                let (res, slice) = if idle {
+                let read = stream.io_read(rbuf);
+                let (res, buf) = if idle {
                     self.info.borrow_mut().busy_authed = self.authed;
                     busy::idle_read(read, &self.busy_idle, &mut self.busy_waker).await
                 } else {
                     read.await
                 };
-                rbuf = slice.into_inner();
+                rbuf = buf;
                 let n = res?;
                 if n == 0 {
                     return Ok(());
@@ -339,7 +351,7 @@ impl Conn {
                 if idle {
                     let answered = busy::take_busy(&self.info, &mut rbuf);
                     if !answered.is_empty() {
-                        let (res, _) = stream.write_all(answered).await;
+                        let (res, _) = stream.io_write(answered).await;
                         res?;
                     }
                 }

@@ -4,13 +4,14 @@
 //! the batch's commands for a peer are pipelined on its link in request order, so per key the
 //! order of a client's commands is kept.
 
+use super::io::Dialed;
 use super::*;
 use crate::cluster::NodeId;
 
 /// This connection's link to one peer.
 #[derive(Default)]
 pub(super) struct Link {
-    stream: Option<TcpStream>,
+    stream: Option<Dialed>,
     /// The batch's commands for the peer, encoded, and whether each is a write.
     out: Vec<u8>,
     writes: Vec<bool>,
@@ -58,7 +59,8 @@ impl Conn {
             let link = &mut self.links[i];
             link.replies.clear();
             link.sent = false;
-            let got = exchange(link, addr).await;
+            let tls = c.security.tls.clone();
+            let got = exchange(link, addr, tls.as_deref()).await;
             if got.is_err() {
                 link.stream = None;
             }
@@ -78,17 +80,40 @@ impl Conn {
     }
 }
 
-async fn exchange(link: &mut Link, addr: SocketAddr) -> std::io::Result<()> {
+/// Opens a link to `addr`'s client port: under the cluster's TLS when the node has it (the
+/// peer's certificate must name the member at `addr`).
+async fn dial(
+    addr: SocketAddr,
+    tls: Option<&shardline_transport::tls::ClusterTls>,
+) -> std::io::Result<Dialed> {
+    use shardline_transport::tls;
+    let s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let Some(t) = tls else {
+        return Ok(Dialed::Plain(s));
+    };
+    let conn = t
+        .client(&tls::member_name(addr))
+        .map_err(std::io::Error::other)?;
+    Ok(Dialed::Tls(Box::new(
+        tls::TlsStream::connect(s, conn).await?,
+    )))
+}
+
+async fn exchange(
+    link: &mut Link,
+    addr: SocketAddr,
+    tls: Option<&shardline_transport::tls::ClusterTls>,
+) -> std::io::Result<()> {
     if link.stream.is_none() {
-        let s = monoio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        let s = monoio::time::timeout(Duration::from_secs(2), dial(addr, tls))
             .await
             .map_err(|_| std::io::Error::other("connect timed out"))??;
-        s.set_nodelay(true)?;
         link.stream = Some(s);
     }
     let s = link.stream.as_mut().expect("connected");
     link.sent = true;
-    let (r, back) = s.write_all(std::mem::take(&mut link.out)).await;
+    let (r, back) = s.io_write(std::mem::take(&mut link.out)).await;
     link.out = back;
     r?;
     let want = link.writes.len();
@@ -113,7 +138,7 @@ async fn exchange(link: &mut Link, addr: SocketAddr) -> std::io::Result<()> {
         link.rbuf.drain(..pos);
         pos = 0;
         let chunk = Vec::with_capacity(16 * 1024);
-        let (r, chunk) = s.read(chunk).await;
+        let (r, chunk) = s.io_read(chunk).await;
         if r? == 0 {
             return Err(std::io::Error::other("leader closed the connection"));
         }

@@ -50,7 +50,7 @@ pub fn info(c: &Cluster) -> String {
         }] += 1;
     }
     let mut t = format!(
-        "cluster_links:{}\r\nswim_members_alive:{}\r\nswim_members_suspect:{}\r\nswim_members_dead:{}\r\nswim_members_left:{}\r\ncluster_node_down_after_ms:{}\r\ncluster_repairs:{}\r\ncluster_repair_blocked:{}\r\n",
+        "cluster_links:{}\r\nswim_members_alive:{}\r\nswim_members_suspect:{}\r\nswim_members_dead:{}\r\nswim_members_left:{}\r\ncluster_node_down_after_ms:{}\r\ncluster_repairs:{}\r\ncluster_repair_blocked:{}\r\ncluster_tls_client_port_in:{}\r\ncluster_tls_client_port_refused:{}\r\n",
         c.security.describe(),
         counts[0],
         counts[1],
@@ -58,7 +58,9 @@ pub fn info(c: &Cluster) -> String {
         counts[3],
         c.node_down_after_ms,
         c.repairs.load(Ordering::Relaxed),
-        c.repair_blocked.load(Ordering::Relaxed)
+        c.repair_blocked.load(Ordering::Relaxed),
+        c.tls_in.load(Ordering::Relaxed),
+        c.tls_refused.load(Ordering::Relaxed)
     );
     for (name, v) in SWIM_NAMES.iter().zip(&c.swim_stats) {
         let _ = write!(t, "{name}:{}\r\n", v.load(Ordering::Relaxed));

@@ -148,12 +148,16 @@ impl ClusterTls {
 
     /// A client connection to the member named `name` ([`member_name`]).
     pub fn client(&self, name: &str) -> Result<rustls::Connection, String> {
+        self.client_connection(name).map(Into::into)
+    }
+
+    fn client_connection(&self, name: &str) -> Result<rustls::ClientConnection, String> {
         let server = ServerName::try_from(name.to_string())
             .map_err(|e| format!("'{name}' is not a certificate name: {e}"))?;
         let mut c = rustls::ClientConnection::new(self.client.clone(), server)
             .map_err(|e| e.to_string())?;
         c.set_buffer_limit(None);
-        Ok(c.into())
+        Ok(c)
     }
 
     /// A server connection for a dialer.
@@ -372,6 +376,139 @@ pub async fn read<R: AsyncReadRent>(
         if half.refill(r).await? == 0 {
             return Ok(0);
         }
+    }
+}
+
+/// A TLS connection over a monoio socket seen as a stream of plaintext: the server side of
+/// a connection to the client port (a joining node's, under the cluster's CA). Reads and
+/// writes drive the one rustls connection through [`read`] and [`send`]; what the peer sent
+/// past what was read stays in the read half ([`TlsStream::buffered`]).
+pub struct TlsStream<S> {
+    io: S,
+    conn: std::cell::RefCell<rustls::Connection>,
+    rd: Half,
+    wr: Half,
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> TlsStream<S> {
+    /// Completes the server side of a handshake on `io`, `read` being what was read from it
+    /// already (the first bytes, looked at to tell TLS from RESP).
+    pub async fn accept(
+        mut io: S,
+        conn: rustls::ServerConnection,
+        read: Vec<u8>,
+    ) -> std::io::Result<TlsStream<S>> {
+        let conn = std::cell::RefCell::new(rustls::Connection::from(conn));
+        let mut rd = Half { buf: read, at: 0 };
+        handshake(&conn, &mut io, &mut rd).await?;
+        Ok(TlsStream {
+            io,
+            conn,
+            rd,
+            wr: Half::default(),
+        })
+    }
+
+    /// Completes the client side of a handshake on `io` (`conn` from [`ClusterTls::client`]).
+    pub async fn connect(mut io: S, conn: rustls::Connection) -> std::io::Result<TlsStream<S>> {
+        let conn = std::cell::RefCell::new(conn);
+        let mut rd = Half::default();
+        handshake(&conn, &mut io, &mut rd).await?;
+        Ok(TlsStream {
+            io,
+            conn,
+            rd,
+            wr: Half::default(),
+        })
+    }
+
+    /// Appends what the peer sent next, decrypted, to `out` (at least `want` bytes of room
+    /// made); `Ok(0)` when it closed.
+    pub async fn read_plain(&mut self, out: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+        read(&self.conn, &mut self.rd, &mut self.io, out, want).await
+    }
+
+    /// Encrypts `bytes` and writes them whole.
+    pub async fn write_plain(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        send(&self.conn, &mut self.wr, &mut self.io, bytes).await
+    }
+
+    /// Whether ciphertext already read waits to be decrypted (a read will not wait for the
+    /// socket).
+    pub fn buffered(&self) -> bool {
+        self.rd.at < self.rd.buf.len()
+    }
+
+    /// The peer's end-entity certificate, which the handshake checked against the CA.
+    pub fn peer_cert(&self) -> Option<CertificateDer<'static>> {
+        peer_cert(&self.conn.borrow()).cloned()
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+}
+
+/// Why [`exchange_blocking`] failed, and whether trying again may help.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// The TLS handshake or a record was refused (a certificate of another CA or under
+    /// another name, a peer that does not speak TLS): trying again will not help.
+    Refused(String),
+    /// The socket failed, or the answer could not be read: perhaps transient.
+    Failed(String),
+}
+
+/// Sends `request` to the member named `name` over a blocking socket under this node's
+/// certificate and reads its answer with `read_reply` (the plaintext side of the
+/// connection); a joining node's CLUSTER JOIN, before its runtime starts.
+pub fn exchange_blocking<R>(
+    tls: &ClusterTls,
+    name: &str,
+    sock: &mut std::net::TcpStream,
+    request: &[u8],
+    read_reply: impl FnOnce(&mut dyn Read) -> Result<R, String>,
+) -> Result<R, ExchangeError> {
+    let mut conn = tls
+        .client_connection(name)
+        .map_err(ExchangeError::Refused)?;
+    let mut stream = rustls::Stream::new(&mut conn, sock);
+    let sent = stream.write_all(request).and_then(|_| stream.flush());
+    let refused = |e: &std::io::Error| e.kind() == std::io::ErrorKind::InvalidData;
+    match sent {
+        Err(e) if refused(&e) => Err(ExchangeError::Refused(format!("TLS with {name}: {e}"))),
+        Err(e) => Err(ExchangeError::Failed(format!("TLS with {name}: {e}"))),
+        Ok(()) => {
+            // (Under TLS 1.3 a server's refusal of this node's certificate comes after the
+            // handshake, as an alert in place of the answer.)
+            let mut watched = Watched {
+                inner: stream,
+                refused: false,
+            };
+            read_reply(&mut watched).map_err(|e| {
+                if watched.refused {
+                    ExchangeError::Refused(format!("TLS with {name}: {e}"))
+                } else {
+                    ExchangeError::Failed(e)
+                }
+            })
+        }
+    }
+}
+
+/// A reader that notes whether TLS refused what it read (an alert, a record that is not TLS).
+struct Watched<R> {
+    inner: R,
+    refused: bool,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let r = self.inner.read(buf);
+        if let Err(e) = &r {
+            self.refused |= e.kind() == std::io::ErrorKind::InvalidData;
+        }
+        r
     }
 }
 

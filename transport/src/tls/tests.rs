@@ -127,3 +127,95 @@ fn a_peer_of_another_ca_or_under_another_name_is_refused() {
     let e = rs.unwrap_err().to_string();
     assert!(e.contains("certificate"), "{e}");
 }
+
+/// Serves one connection on a monoio runtime in a thread as the client port does: the first
+/// bytes read, then a TLS handshake taking them ([`TlsStream::accept`]), the peer's
+/// certificate read, a line answered. The server's result: the peer's certificate named
+/// `expect`, and what it read.
+fn serve_once(
+    server: ClusterTls,
+    expect: String,
+) -> (
+    SocketAddr,
+    std::thread::JoinHandle<Result<(bool, Vec<u8>), String>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = listener.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use monoio::io::AsyncReadRent;
+            let ls = monoio::net::TcpListener::from_std(listener).unwrap();
+            let (mut s, _) = ls.accept().await.unwrap();
+            let (res, first) = s.read(Vec::with_capacity(4096)).await;
+            res.map_err(|e| e.to_string())?;
+            assert_eq!(first[0], 0x16, "a TLS record first");
+            let mut t = TlsStream::accept(s, server.server().unwrap(), first)
+                .await
+                .map_err(|e| e.to_string())?;
+            let named = t.peer_cert().is_some_and(|c| names(&c, &expect));
+            let mut got = Vec::new();
+            while !got.ends_with(b"\r\n") {
+                let n = t
+                    .read_plain(&mut got, 1024)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("closed".to_string());
+                }
+            }
+            t.write_plain(b"+PONG\r\n")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((named, got))
+        })
+    });
+    (at, h)
+}
+
+fn ask(client: &ClusterTls, name: &str, at: SocketAddr) -> Result<Vec<u8>, ExchangeError> {
+    let mut s = std::net::TcpStream::connect(at).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    exchange_blocking(client, name, &mut s, b"PING\r\n", |r| {
+        let mut buf = [0u8; 7];
+        r.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        Ok(buf.to_vec())
+    })
+}
+
+#[test]
+fn a_blocking_client_and_a_stream_server_exchange_under_one_ca() {
+    let ca = dev::ca().unwrap();
+    let (joiner, member) = (node(&ca, 7004), node(&ca, 7001));
+    let (at, h) = serve_once(member, member_name(addr(7004)));
+    let answer = ask(&joiner, &member_name(addr(7001)), at).unwrap();
+    assert_eq!(answer, b"+PONG\r\n");
+    let (named, got) = h.join().unwrap().unwrap();
+    assert!(
+        named,
+        "the server read the client's certificate and its name"
+    );
+    assert_eq!(got, b"PING\r\n");
+}
+
+#[test]
+fn a_blocking_client_of_another_ca_is_refused_for_good() {
+    let ca = dev::ca().unwrap();
+    let other = dev::ca().unwrap();
+    // The member refuses a client certificate of another CA (that trusts the member's).
+    let (cert, key) = dev::node(&other.1, addr(7004)).unwrap();
+    let forged = ClusterTls::from_pem(ca.0.as_bytes(), cert.as_bytes(), key.as_bytes()).unwrap();
+    let (at, h) = serve_once(node(&ca, 7001), member_name(addr(7004)));
+    let e = ask(&forged, &member_name(addr(7001)), at).unwrap_err();
+    assert!(matches!(e, ExchangeError::Refused(_)), "{e:?}");
+    assert!(h.join().unwrap().unwrap_err().contains("certificate"));
+    // A member under another name than the one dialed: the client refuses it.
+    let (at, h) = serve_once(node(&ca, 7002), member_name(addr(7004)));
+    let e = ask(&node(&ca, 7004), &member_name(addr(7001)), at).unwrap_err();
+    assert!(matches!(e, ExchangeError::Refused(_)), "{e:?}");
+    let _ = h.join();
+}
