@@ -132,13 +132,10 @@ fn a_peer_of_another_ca_or_under_another_name_is_refused() {
 /// bytes read, then a TLS handshake taking them ([`TlsStream::accept`]), the peer's
 /// certificate read, a line answered. The server's result: the peer's certificate named
 /// `expect`, and what it read.
-fn serve_once(
-    server: ClusterTls,
-    expect: String,
-) -> (
-    SocketAddr,
-    std::thread::JoinHandle<Result<(bool, Vec<u8>), String>>,
-) {
+/// What `serve_once`'s server ends with.
+type Served = std::thread::JoinHandle<Result<(bool, Vec<u8>), String>>;
+
+fn serve_once(server: ClusterTls, expect: String) -> (SocketAddr, Served) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let at = listener.local_addr().unwrap();
     let h = std::thread::spawn(move || {
