@@ -73,6 +73,16 @@ pub struct Config {
     pub cluster_tls_key_file: Option<PathBuf>,
     /// The cluster's shared secret (SWIM's HMAC, joins' proofs).
     pub cluster_secret_file: Option<PathBuf>,
+    /// The clients' TLS port (0: none) and what it is made of, as Redis's `tls-*`
+    /// parameters (`client_tls`).
+    pub tls_port: u64,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_ca_cert_file: Option<PathBuf>,
+    pub tls_auth_clients: shardline_transport::tls::ClientAuth,
+    pub tls_protocols: String,
+    pub tls_ciphersuites: String,
+    pub tls_ciphers: String,
     /// When the write-ahead log is fsynced: always (before a write is acknowledged), batch
     /// (every `fsync-batch-ms`), never.
     pub fsync: shardline_shards::wal::FsyncPolicy,
@@ -359,6 +369,14 @@ impl Default for Config {
             cluster_tls_cert_file: None,
             cluster_tls_key_file: None,
             cluster_secret_file: None,
+            tls_port: 0,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_cert_file: None,
+            tls_auth_clients: shardline_transport::tls::ClientAuth::Required,
+            tls_protocols: String::new(),
+            tls_ciphersuites: String::new(),
+            tls_ciphers: String::new(),
             cluster_node_down_after_ms: 0,
             fsync: shardline_shards::wal::FsyncPolicy::Always,
             fsync_default: true,
@@ -496,6 +514,54 @@ pub fn apply_toml(cfg: &mut Config, text: &str) -> Result<(), String> {
         p.set(cfg, &s)?;
     }
     Ok(())
+}
+
+/// The clients' TLS port's server configuration (`None` without `tls-port`), read from the
+/// files the `tls-*` parameters name; an error names the parameter, the file and what is
+/// wrong with it.
+pub fn client_tls(
+    cfg: &Config,
+) -> Result<Option<std::sync::Arc<shardline_transport::tls::ServerConfig>>, String> {
+    if cfg.tls_port == 0 {
+        return Ok(None);
+    }
+    let read = |what: &str, path: &Option<PathBuf>| -> Result<Option<Vec<u8>>, String> {
+        path.as_ref()
+            .map(|p| {
+                std::fs::read(p).map_err(|e| format!("cannot read {what} {}: {e}", p.display()))
+            })
+            .transpose()
+    };
+    let (Some(cert), Some(key)) = (
+        read("tls-cert-file", &cfg.tls_cert_file)?,
+        read("tls-key-file", &cfg.tls_key_file)?,
+    ) else {
+        return Err("tls-port needs tls-cert-file and tls-key-file".into());
+    };
+    let ca = read("tls-ca-cert-file", &cfg.tls_ca_cert_file)?;
+    shardline_transport::tls::client_port_config(
+        &cert,
+        &key,
+        ca.as_deref(),
+        cfg.tls_auth_clients,
+        &cfg.tls_protocols,
+        &cfg.tls_ciphersuites,
+        &cfg.tls_ciphers,
+    )
+    .map(Some)
+    .map_err(|e| {
+        let file = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        format!(
+            "{e} (tls-cert-file {}, tls-key-file {}, tls-ca-cert-file {})",
+            file(&cfg.tls_cert_file),
+            file(&cfg.tls_key_file),
+            file(&cfg.tls_ca_cert_file)
+        )
+    })
 }
 
 /// Checks that concern several parameters or the machine.

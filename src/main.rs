@@ -115,6 +115,7 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
     let layout = shardline_shards::slot::VShardLayout::new(cfg.vshards).expect("validated");
     cluster::check_not_removed(&cfg.data_dir)?;
     let security = cluster::secure::Security::load(&cfg)?;
+    let client_tls = config::client_tls(&cfg)?;
     let mut cluster = if cfg.cluster_join.is_some() {
         let joined = cluster::join::load_or_join(&cfg, &security)?;
         cluster::Cluster::joined(&cfg, layout, &joined)?
@@ -128,6 +129,7 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
         io_uring,
         Arc::new(cluster),
     ));
+    *node.client_tls.lock().expect("client tls lock") = client_tls;
     let c = &node.cluster;
     // A node alone serves without its bus; it needs one only to be joined.
     if given_none && c.bus_addr(c.me).port() == 0 {

@@ -178,6 +178,9 @@ pub struct Node {
     pub scripts: std::sync::Arc<shardline_shards::script::Cache>,
     /// Per shard thread, its running script as the others see it (`-BUSY`, SCRIPT KILL).
     pub script_busy: Vec<std::sync::Arc<shardline_shards::script::Busy>>,
+    /// The clients' TLS port's configuration (`tls-port`), read per accepted connection and
+    /// replaced by CONFIG SET of a `tls-*` parameter.
+    pub client_tls: Mutex<Option<std::sync::Arc<shardline_transport::tls::ServerConfig>>>,
 }
 
 impl Node {
@@ -227,6 +230,7 @@ impl Node {
             cluster,
             scripts: std::sync::Arc::default(),
             script_busy: (0..threads).map(|_| std::sync::Arc::default()).collect(),
+            client_tls: Mutex::new(None),
         }
     }
 

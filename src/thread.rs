@@ -103,6 +103,19 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
                 return;
             }
         };
+        let tls_port = node.config.lock().expect("config lock").tls_port;
+        let tls_listener = if tls_port == 0 {
+            None
+        } else {
+            let at = std::net::SocketAddr::new(addr.ip(), tls_port as u16);
+            match monoio::net::TcpListener::bind_with_config(at, &opts) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    let _ = ready.send(Err(format!("cannot listen on {at} (tls-port): {e}")));
+                    return;
+                }
+            }
+        };
         let shard = Rc::new(Shard::new(id, node));
         if deferred {
             // A busy script's thread answers its own clients (`-BUSY`, SCRIPT KILL).
@@ -135,8 +148,11 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
         lead_alone_groups(&c, id).await;
         monoio::spawn(crate::shard::inbox(shard.clone()));
         monoio::spawn(crate::shard::ticker(shard.clone()));
+        if let Some(l) = tls_listener {
+            monoio::spawn(accept_loop(shard.clone(), l, true));
+        }
         let _ = ready.send(Ok(()));
-        accept_loop(shard.clone(), listener).await;
+        accept_loop(shard.clone(), listener, false).await;
         // Keep serving in-flight connections and hops until the process exits.
         loop {
             monoio::time::sleep(Duration::from_secs(3600)).await;
@@ -171,6 +187,33 @@ async fn lead_alone_groups(c: &crate::cluster::Cluster, id: usize) {
 /// How long a TLS handshake on the client port may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection counted as a client until `conn::serve` counts it (`maxclients` holds for
+/// connections that say nothing or stall their handshake too).
+struct Counted {
+    node: Arc<Node>,
+    shard: usize,
+}
+
+impl Counted {
+    fn new(shard: &Shard) -> Counted {
+        shard.node.stats[shard.id]
+            .connected
+            .fetch_add(1, Ordering::Relaxed);
+        Counted {
+            node: shard.node.clone(),
+            shard: shard.id,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.node.stats[self.shard]
+            .connected
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A connection to the client port of a node whose cluster links are TLS: its first bytes
 /// tell a TLS handshake (a record of type 22, which no RESP command starts with) from a
 /// client's commands. A handshake is taken under the cluster's CA (a joining node's
@@ -184,16 +227,7 @@ async fn serve_or_tls(
     tls: std::sync::Arc<shardline_transport::tls::ClusterTls>,
 ) {
     use monoio::io::AsyncReadRent;
-    // Counted as a client until `serve` counts it (`maxclients` holds for connections that
-    // say nothing or stall their handshake too).
-    struct Counted<'a>(&'a std::sync::atomic::AtomicU64);
-    impl Drop for Counted<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-    let counted = Counted(&shard.node.stats[shard.id].connected);
-    counted.0.fetch_add(1, Ordering::Relaxed);
+    let counted = Counted::new(&shard);
     let (res, first) = stream.read(Vec::with_capacity(16 * 1024)).await;
     if !matches!(res, Ok(n) if n > 0) {
         return;
@@ -206,30 +240,75 @@ async fn serve_or_tls(
         Ok(c) => c,
         Err(e) => return tracing::warn!(%peer, "TLS on the client port: {e}"),
     };
+    let c = shard.node.cluster.clone();
+    if serve_tls(shard, stream, peer, laddr, conn, first, counted).await {
+        c.tls_in.fetch_add(1, Ordering::Relaxed);
+    } else {
+        c.tls_refused.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection to the clients' TLS port (`tls-port`): a handshake under the port's
+/// configuration as it is now, then served as any client.
+async fn serve_tls_client(
+    shard: Rc<Shard>,
+    stream: monoio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    laddr: std::net::SocketAddr,
+) {
+    let counted = Counted::new(&shard);
+    let config = shard
+        .node
+        .client_tls
+        .lock()
+        .expect("client tls lock")
+        .clone();
+    let Some(config) = config else {
+        return;
+    };
+    let conn = match shardline_transport::tls::client_port_connection(&config) {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!(%peer, "TLS port: {e}"),
+    };
+    serve_tls(shard, stream, peer, laddr, conn, Vec::new(), counted).await;
+}
+
+/// Completes the server side of a TLS handshake (within `TLS_HANDSHAKE_TIMEOUT`), `read`
+/// being what was read of it already, then serves the connection (`counted` is released
+/// when `conn::serve` counts it). Whether the handshake succeeded (its failure is logged).
+async fn serve_tls(
+    shard: Rc<Shard>,
+    stream: monoio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    laddr: std::net::SocketAddr,
+    conn: shardline_transport::tls::ServerConnection,
+    read: Vec<u8>,
+    counted: Counted,
+) -> bool {
     let accepted = monoio::time::timeout(
         TLS_HANDSHAKE_TIMEOUT,
-        shardline_transport::tls::TlsStream::accept(stream, conn, first),
+        shardline_transport::tls::TlsStream::accept(stream, conn, read),
     )
     .await;
-    let c = &shard.node.cluster;
     match accepted {
         Ok(Ok(s)) => {
-            c.tls_in.fetch_add(1, Ordering::Relaxed);
             drop(counted);
-            crate::conn::serve(shard.clone(), s, peer, laddr, Vec::new()).await
+            monoio::spawn(crate::conn::serve(shard, s, peer, laddr, Vec::new()));
+            true
         }
         Ok(Err(e)) => {
-            c.tls_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, "a TLS handshake on the client port failed: {e}")
+            tracing::info!(%peer, "a TLS handshake failed: {e}");
+            false
         }
         Err(_) => {
-            c.tls_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, "a TLS handshake on the client port took too long")
+            tracing::info!(%peer, "a TLS handshake took too long");
+            false
         }
     }
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
+/// Accepts clients on `listener` (the clients' TLS port's with `tls`) until the node stops.
+async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener, tls: bool) {
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => Some(r),
@@ -253,6 +332,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
                 }
                 let _ = stream.set_nodelay(true);
                 let laddr = stream.local_addr().unwrap_or(peer);
+                if tls {
+                    monoio::spawn(serve_tls_client(shard.clone(), stream, peer, laddr));
+                    continue;
+                }
                 match shard.node.cluster.security.tls.clone() {
                     Some(tls) => {
                         monoio::spawn(serve_or_tls(shard.clone(), stream, peer, laddr, tls));

@@ -53,6 +53,43 @@ macro_rules! path_param {
     };
 }
 
+/// A file's path (empty: none) CONFIG SET may change.
+macro_rules! live_path_param {
+    ($name:literal, $field:ident, $help:literal) => {
+        Param {
+            name: $name,
+            help: $help,
+            runtime: true,
+            set: |c, v| {
+                c.$field = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+                Ok(())
+            },
+            get: |c| {
+                c.$field
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            },
+        }
+    };
+}
+
+/// Text CONFIG SET may change (checked where it is used).
+macro_rules! text_param {
+    ($name:literal, $field:ident, $help:literal) => {
+        Param {
+            name: $name,
+            help: $help,
+            runtime: true,
+            set: |c, v| {
+                c.$field = v.trim().to_string();
+                Ok(())
+            },
+            get: |c| c.$field.clone(),
+        }
+    };
+}
+
 fn set_list_max_listpack_size(c: &mut Config, v: &str) -> Result<(), String> {
     let n: i64 = v.trim().parse().map_err(|_| "not an integer".to_string())?;
     if n == 0 || !(-5..=1_000_000_000).contains(&n) {
@@ -230,6 +267,68 @@ pub static PARAMS: &[Param] = &[
         "cluster-secret-file",
         cluster_secret_file,
         "The cluster's shared secret (a file of at least 64 hex digits, the same on every member; `shardline ctl certs` makes one): SWIM's datagrams carry an HMAC under it with a replay window, and CLUSTER JOIN a proof of it. Required with cluster TLS. Empty, the default: SWIM in clear and joins unproven."
+    ),
+    num_param!(
+        "tls-port",
+        tls_port,
+        0,
+        65535,
+        false,
+        "The clients' TLS port on the bind address (0, the default: none), served by the shard threads as the client port is; needs tls-cert-file and tls-key-file."
+    ),
+    live_path_param!(
+        "tls-cert-file",
+        tls_cert_file,
+        "The TLS port's certificate (chain), PEM. CONFIG SET of any tls-* parameter reloads the files for new connections (the old configuration stays if they are refused)."
+    ),
+    live_path_param!(
+        "tls-key-file",
+        tls_key_file,
+        "The TLS port's private key, PEM."
+    ),
+    live_path_param!(
+        "tls-ca-cert-file",
+        tls_ca_cert_file,
+        "The CA clients' certificates are checked against (PEM), with tls-auth-clients yes or optional."
+    ),
+    Param {
+        name: "tls-auth-clients",
+        help: "Whether a TLS client must present a certificate the CA signed: yes (the default), optional (checked when presented), no.",
+        runtime: true,
+        set: |c, v| {
+            use shardline_transport::tls::ClientAuth;
+            c.tls_auth_clients = match v.trim().to_ascii_lowercase().as_str() {
+                "yes" => ClientAuth::Required,
+                "optional" => ClientAuth::Optional,
+                "no" => ClientAuth::Off,
+                _ => return Err("must be yes, optional or no".into()),
+            };
+            Ok(())
+        },
+        get: |c| {
+            use shardline_transport::tls::ClientAuth;
+            match c.tls_auth_clients {
+                ClientAuth::Required => "yes",
+                ClientAuth::Optional => "optional",
+                ClientAuth::Off => "no",
+            }
+            .to_string()
+        },
+    },
+    text_param!(
+        "tls-protocols",
+        tls_protocols,
+        "The TLS versions offered, space-separated: TLSv1.2, TLSv1.3 (empty, the default: both)."
+    ),
+    text_param!(
+        "tls-ciphersuites",
+        tls_ciphersuites,
+        "TLS 1.3 suites, colon-separated names (TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256; empty, the default: all)."
+    ),
+    text_param!(
+        "tls-ciphers",
+        tls_ciphers,
+        "TLS 1.2 suites, colon-separated OpenSSL or IANA names (ECDHE-RSA-AES128-GCM-SHA256, ...; empty or DEFAULT: all). OpenSSL's cipher expressions (HIGH, !aNULL) are not taken."
     ),
     Param {
         name: "fsync",

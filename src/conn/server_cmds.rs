@@ -333,6 +333,21 @@ fn config_cmd(c: &mut Conn, a: Args) {
                     ));
                 }
             }
+            let tls_changed = (2..a.len())
+                .step_by(2)
+                .any(|i| a.get(i).len() > 4 && a.get(i)[..4].eq_ignore_ascii_case(b"tls-"));
+            if tls_changed && next.tls_port != 0 {
+                // New connections get the files as they are now; on an error nothing changes.
+                match config::client_tls(&next) {
+                    Ok(t) => *node.client_tls.lock().expect("client tls lock") = t,
+                    Err(why) => {
+                        drop(cfg);
+                        return c
+                            .out()
+                            .error(&format!("ERR CONFIG SET failed (TLS) - {why}"));
+                    }
+                }
+            }
             *cfg = next;
             node.live.load(&cfg);
             drop(cfg);

@@ -169,6 +169,208 @@ impl ClusterTls {
     }
 }
 
+pub use rustls::{ServerConfig, ServerConnection};
+
+/// How a client TLS port checks its clients' certificates (`tls-auth-clients`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A certificate the CA signed is required (`yes`, Redis's default).
+    Required,
+    /// Checked against the CA when a client presents one (`optional`).
+    Optional,
+    /// Not asked for (`no`).
+    Off,
+}
+
+/// The TLS 1.2 suites rustls has, by their OpenSSL names (what Redis's `tls-ciphers` takes)
+/// and their IANA names (rustls's).
+const TLS12_NAMES: [(&str, &str); 6] = [
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+];
+
+/// The IANA name of suite `s` as rustls spells it (`TLS13_AES_128_GCM_SHA256`).
+fn suite_name(s: &rustls::SupportedCipherSuite) -> String {
+    format!("{:?}", s.suite())
+}
+
+/// Whether `name` (OpenSSL's or IANA's spelling, TLS 1.3's with `TLS_` as OpenSSL writes it)
+/// is suite `s`.
+fn suite_is(s: &rustls::SupportedCipherSuite, name: &str) -> bool {
+    let ours = suite_name(s);
+    let name = name.trim();
+    ours.eq_ignore_ascii_case(name)
+        || ours.strip_prefix("TLS13_").is_some_and(|rest| {
+            name.strip_prefix("TLS_")
+                .is_some_and(|n| n.eq_ignore_ascii_case(rest))
+        })
+        || TLS12_NAMES
+            .iter()
+            .any(|(openssl, iana)| openssl.eq_ignore_ascii_case(name) && *iana == ours)
+}
+
+/// The suites of `version` a colon-separated list names (empty or `DEFAULT`: all of them);
+/// a name rustls lacks is refused with it.
+fn pick_suites(
+    all: &[rustls::SupportedCipherSuite],
+    version: rustls::ProtocolVersion,
+    list: &str,
+    what: &str,
+) -> Result<Vec<rustls::SupportedCipherSuite>, String> {
+    let of_version: Vec<_> = all
+        .iter()
+        .filter(|s| s.version().version == version)
+        .copied()
+        .collect();
+    let list = list.trim();
+    if list.is_empty() || list.eq_ignore_ascii_case("DEFAULT") {
+        return Ok(of_version);
+    }
+    let mut out = Vec::new();
+    for name in list.split(':').filter(|n| !n.trim().is_empty()) {
+        let Some(s) = of_version.iter().find(|s| suite_is(s, name)) else {
+            let known: Vec<String> = of_version.iter().map(suite_name).collect();
+            return Err(format!(
+                "{what}: '{}' is not a suite this server has (it has {}; OpenSSL's cipher expressions are not taken, only names)",
+                name.trim(),
+                known.join(", ")
+            ));
+        };
+        out.push(*s);
+    }
+    Ok(out)
+}
+
+/// The server configuration of a client TLS port (Redis's `tls-*` parameters): this server's
+/// certificate chain and key (PEM), the CA clients' certificates are checked against,
+/// `protocols` (`TLSv1.2`, `TLSv1.3`, space-separated; empty: both), TLS 1.3 suites
+/// (`ciphersuites`) and TLS 1.2 suites (`ciphers`), colon-separated names (empty: all).
+pub fn client_port_config(
+    cert: &[u8],
+    key: &[u8],
+    ca: Option<&[u8]>,
+    auth: ClientAuth,
+    protocols: &str,
+    ciphersuites: &str,
+    ciphers: &str,
+) -> Result<Arc<ServerConfig>, String> {
+    let base = provider();
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    for p in protocols.split_whitespace() {
+        match p.to_ascii_lowercase().as_str() {
+            "tlsv1.2" => versions.push(&rustls::version::TLS12),
+            "tlsv1.3" => versions.push(&rustls::version::TLS13),
+            "tlsv1" | "tlsv1.1" => {
+                return Err(format!(
+                    "tls-protocols: {p} is not offered (TLSv1.2 and TLSv1.3 are: older versions are broken)"
+                ));
+            }
+            _ => return Err(format!("tls-protocols: '{p}' is not a protocol version")),
+        }
+    }
+    if versions.is_empty() {
+        versions = vec![&rustls::version::TLS12, &rustls::version::TLS13];
+    }
+    let mut suites = pick_suites(
+        &base.cipher_suites,
+        rustls::ProtocolVersion::TLSv1_3,
+        ciphersuites,
+        "tls-ciphersuites",
+    )?;
+    suites.extend(pick_suites(
+        &base.cipher_suites,
+        rustls::ProtocolVersion::TLSv1_2,
+        ciphers,
+        "tls-ciphers",
+    )?);
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: suites,
+        ..(*base).clone()
+    });
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("tls-cert-file is not PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("tls-cert-file holds no certificate".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| format!("tls-key-file is not a PEM private key: {e}"))?;
+    let verifier = match (auth, ca) {
+        (ClientAuth::Off, _) => rustls::server::WebPkiClientVerifier::no_client_auth(),
+        (_, None) => {
+            return Err(
+                "tls-auth-clients yes or optional needs tls-ca-cert-file (the CA clients' certificates are checked against)".into(),
+            );
+        }
+        (auth, Some(ca)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let cas = CertificateDer::pem_slice_iter(ca)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("tls-ca-cert-file is not PEM: {e}"))?;
+            if cas.is_empty() {
+                return Err("tls-ca-cert-file holds no certificate".into());
+            }
+            for c in cas {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("tls-ca-cert-file: a certificate is unusable: {e}"))?;
+            }
+            let b = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            );
+            let b = if auth == ClientAuth::Optional {
+                b.allow_unauthenticated()
+            } else {
+                b
+            };
+            b.build()
+                .map_err(|e| format!("tls-ca-cert-file cannot check clients: {e}"))?
+        }
+    };
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| {
+            format!("tls-protocols, tls-ciphersuites and tls-ciphers leave nothing to speak: {e}")
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("tls-cert-file and tls-key-file do not go together: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+/// A server connection of a client TLS port.
+pub fn client_port_connection(
+    config: &Arc<ServerConfig>,
+) -> Result<rustls::ServerConnection, String> {
+    let mut c = rustls::ServerConnection::new(config.clone()).map_err(|e| e.to_string())?;
+    // Replies are bounded by the connection's own output limit, not rustls's buffer.
+    c.set_buffer_limit(None);
+    Ok(c)
+}
+
 /// Whether `cert` (a peer's end-entity certificate, which the handshake checked against the
 /// CA) names `name`.
 pub fn names(cert: &CertificateDer<'_>, name: &str) -> bool {
