@@ -9,7 +9,9 @@
 #
 # Environment: SERVER_CORE (0), CLIENT_CORE (1), REPEATS, DURATION (s per shardline-bench run),
 # SKIP_MEMORY=1, SKIP_SCALING=1, SKIP_REDIS_BENCHMARK=1, REDIS_AOF=everysec|always|no (how the
-# redis-server peer persists; everysec by default, as Shardline's node alone does).
+# redis-server peer persists; everysec by default, as Shardline's node alone does), VALUE (bytes,
+# 64), TLS=1 (both servers' TLS ports, client certificates required, driven by redis-benchmark
+# --tls; the shardline-bench comparison, scaling and memory are skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-prepare.sh

@@ -24,7 +24,24 @@ DURATION = float(os.environ.get("DURATION", "5"))
 REDIS_AOF = os.environ.get("REDIS_AOF", "everysec")
 KEYS = 100_000
 CONNS = 50
-VALUE = 64
+VALUE = int(os.environ.get("VALUE", "64"))
+# TLS=1: both servers also listen on a TLS port (a development CA from `shardline ctl certs`,
+# client certificates required) and redis-benchmark --tls drives it; only redis-benchmark
+# speaks TLS, so the shardline-bench comparison, scaling and memory are skipped.
+TLS = os.environ.get("TLS") == "1"
+CERTS = None
+
+
+def certs():
+    """The CA, and one certificate for 127.0.0.1 used by the servers and the client."""
+    global CERTS
+    if CERTS is None:
+        d = tempfile.mkdtemp(prefix="bench-certs-")
+        subprocess.run([SHARDLINE, "ctl", "certs", d, "127.0.0.1:1"], check=True,
+                       stdout=subprocess.DEVNULL)
+        CERTS = {"ca": os.path.join(d, "ca.pem"), "cert": os.path.join(d, "127.0.0.1_1.pem"),
+                 "key": os.path.join(d, "127.0.0.1_1.key")}
+    return CERTS
 
 
 def free_port():
@@ -63,10 +80,16 @@ class Server:
         self.kind = kind
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
+        self.tls_port = free_port() if TLS else None
+        tls = []
+        if TLS:
+            c = certs()
+            tls = ["--tls-port", str(self.tls_port), "--tls-cert-file", c["cert"], "--tls-key-file", c["key"],
+                   "--tls-ca-cert-file", c["ca"]]
         if kind == "shardline":
             ncores = len(expand(cores))
             cmd = ["taskset", "-c", cores, SHARDLINE, "--port", str(self.port), "--cores", cores,
-                   "--data-dir", self.dir, "--log-level", "warn"]
+                   "--data-dir", self.dir, "--log-level", "warn", *tls]
             self.name = f"shardline({ncores} core{'s' if ncores > 1 else ''})"
         else:
             # The peer persists as Shardline does by default (a log fsynced every second),
@@ -74,10 +97,12 @@ class Server:
             aof = ["--appendonly", "no"] if REDIS_AOF == "no" else \
                 ["--appendonly", "yes", "--appendfsync", REDIS_AOF]
             cmd = ["taskset", "-c", cores, "redis-server", "--port", str(self.port), "--save", "",
-                   *aof, "--dir", self.dir, "--protected-mode", "yes"]
+                   *aof, "--dir", self.dir, "--protected-mode", "yes", *tls]
             self.name = "redis-server"
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
+        if TLS:
+            wait_port(self.tls_port)
 
     def info(self, section):
         out = subprocess.run(["redis-cli", "-p", str(self.port), "INFO", section], capture_output=True, text=True).stdout
@@ -121,7 +146,12 @@ def run_shardline_bench(srv, workload, pipeline):
 def run_redis_benchmark(srv, workload, pipeline):
     n = int(300_000 * (4 if pipeline > 1 else 1) * DURATION / 5)
     before = cpu_us(srv.proc.pid)
-    res = subprocess.run(["taskset", "-c", CLIENT_CORE, "redis-benchmark", "-p", str(srv.port), "-c", str(CONNS),
+    tls = []
+    if TLS:
+        c = certs()
+        tls = ["--tls", "--cacert", c["ca"], "--cert", c["cert"], "--key", c["key"]]
+    port = srv.tls_port if TLS else srv.port
+    res = subprocess.run(["taskset", "-c", CLIENT_CORE, "redis-benchmark", *tls, "-p", str(port), "-c", str(CONNS),
                           "-P", str(pipeline), "-d", str(VALUE), "-r", str(KEYS), "-n", str(n), "-t", workload,
                           "--csv", "-q"], check=True, capture_output=True, text=True)
     after = cpu_us(srv.proc.pid)
@@ -158,7 +188,7 @@ def prefill(srv):
 
 
 def compare(client, runner, lines):
-    lines.append(f"\n### client: {client} (server on core {SERVER_CORE}, client on core {CLIENT_CORE}, "
+    lines.append(f"\n### client: {client}{' over TLS' if TLS else ''} (server on core {SERVER_CORE}, client on core {CLIENT_CORE}, "
                  f"{CONNS} connections, {VALUE}-byte values, {KEYS} keys, medians of {REPEATS} alternated runs)\n")
     lines.append("| workload | pipeline | shardline req/s | redis req/s | ratio | shardline p99 ms | redis p99 ms "
                  "| shardline CPU us/req | redis CPU us/req | CPU ratio |")
@@ -232,13 +262,17 @@ def main():
              f"machine: {os.cpu_count()} cores; REPEATS={REPEATS}, DURATION={DURATION}s",
              "persistence: shardline as started with no flags (its log, fsync every second); "
              f"redis-server appendonly {'no' if REDIS_AOF == 'no' else 'yes, appendfsync ' + REDIS_AOF}"]
-    compare("shardline-bench", run_shardline_bench, lines)
-    if not os.environ.get("SKIP_REDIS_BENCHMARK"):
+    if TLS:
+        lines.append("TLS: both servers' TLS ports (TLS 1.3 as negotiated, client certificates required)")
         compare("redis-benchmark", run_redis_benchmark, lines)
-    if not os.environ.get("SKIP_SCALING"):
-        scaling(lines)
-    if not os.environ.get("SKIP_MEMORY"):
-        memory(lines)
+    else:
+        compare("shardline-bench", run_shardline_bench, lines)
+        if not os.environ.get("SKIP_REDIS_BENCHMARK"):
+            compare("redis-benchmark", run_redis_benchmark, lines)
+        if not os.environ.get("SKIP_SCALING"):
+            scaling(lines)
+        if not os.environ.get("SKIP_MEMORY"):
+            memory(lines)
     text = "\n".join(lines) + "\n"
     with open(os.path.join(ROOT, "target/bench/vs-redis.md"), "w") as f:
         f.write(text)
