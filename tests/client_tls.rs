@@ -9,22 +9,9 @@ use common::cluster::TestCluster;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `shardline ctl certs <dir> <addr>...`: a development CA in `dir` (made once, reused) and a
-/// certificate for each address (its IP in the certificate: good as a server's for
-/// 127.0.0.1, and as a client's).
-fn certs(dir: &Path, addrs: &[String]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shardline"))
-        .args(["ctl", "certs"])
-        .arg(dir)
-        .args(addrs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+/// A development CA and certificates (their IP in them: good as a server's for 127.0.0.1,
+/// and as a client's).
+use common::ctl_certs as certs;
 
 struct Tls {
     dir: PathBuf,

@@ -275,19 +275,8 @@ fn a_join_without_the_secret_or_tls_or_with_anothers_is_refused() {
     let other = other.display().to_string();
     let certs = c.certs.clone().unwrap();
     let file = |dir: &std::path::Path, name: &str| dir.join(name).display().to_string();
-    let ctl_certs = |dir: &std::path::Path, port: u16| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
-            .args(["ctl", "certs"])
-            .arg(dir)
-            .arg(format!("127.0.0.1:{port}"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let ctl_certs =
+        |dir: &std::path::Path, port: u16| common::ctl_certs(dir, &[format!("127.0.0.1:{port}")]);
     let base = 20_000 + (std::process::id() % 9_000) as u16;
     // Another CA, and its certificate for the joiner's address.
     let stranger = c.dir.join("stranger-ca");

@@ -32,34 +32,19 @@ macro_rules! tunable_param {
     };
 }
 
-/// An optional file's path (empty: none).
+/// An optional file's path (empty: none); `live` when CONFIG SET may change it.
 macro_rules! path_param {
     ($name:literal, $field:ident, $help:literal) => {
-        Param {
-            name: $name,
-            help: $help,
-            runtime: false,
-            set: |c, v| {
-                c.$field = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
-                Ok(())
-            },
-            get: |c| {
-                c.$field
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            },
-        }
+        path_param!($name, $field, false, $help)
     };
-}
-
-/// A file's path (empty: none) CONFIG SET may change.
-macro_rules! live_path_param {
-    ($name:literal, $field:ident, $help:literal) => {
+    ($name:literal, $field:ident, live, $help:literal) => {
+        path_param!($name, $field, true, $help)
+    };
+    ($name:literal, $field:ident, $runtime:expr, $help:literal) => {
         Param {
             name: $name,
             help: $help,
-            runtime: true,
+            runtime: $runtime,
             set: |c, v| {
                 c.$field = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
                 Ok(())
@@ -276,19 +261,22 @@ pub static PARAMS: &[Param] = &[
         false,
         "The clients' TLS port on the bind address (0, the default: none), served by the shard threads as the client port is; needs tls-cert-file and tls-key-file."
     ),
-    live_path_param!(
+    path_param!(
         "tls-cert-file",
         tls_cert_file,
+        live,
         "The TLS port's certificate (chain), PEM. CONFIG SET of any tls-* parameter reloads the files for new connections (the old configuration stays if they are refused)."
     ),
-    live_path_param!(
+    path_param!(
         "tls-key-file",
         tls_key_file,
+        live,
         "The TLS port's private key, PEM."
     ),
-    live_path_param!(
+    path_param!(
         "tls-ca-cert-file",
         tls_ca_cert_file,
+        live,
         "The CA clients' certificates are checked against (PEM), with tls-auth-clients yes or optional."
     ),
     Param {

@@ -760,24 +760,24 @@ mod tests {
         assert!(response("200 OK", "text/plain", "abc", true).ends_with(b"\r\n\r\n"));
     }
 
-    /// The cluster's families: every other member's state, once, by SWIM's verdict.
-    #[test]
-    fn members_are_rendered_with_their_state() {
+    /// Member 1 of a cluster of `n` nodes on 127.0.0.1:7001 and up, 16 vShards.
+    fn cluster_of(n: u16) -> crate::cluster::Cluster {
         let cfg = crate::config::Config {
-            cluster_nodes: vec![
-                "127.0.0.1:7001".parse().unwrap(),
-                "127.0.0.1:7002".parse().unwrap(),
-                "127.0.0.1:7003".parse().unwrap(),
-            ],
+            cluster_nodes: (1..=n)
+                .map(|i| std::net::SocketAddr::from(([127, 0, 0, 1], 7000 + i)))
+                .collect(),
             port: 7001,
             cores: vec![0],
             ..Default::default()
         };
-        let c = crate::cluster::Cluster::new(
-            &cfg,
-            shardline_shards::slot::VShardLayout::new(16).unwrap(),
-        )
-        .unwrap();
+        let layout = shardline_shards::slot::VShardLayout::new(16).unwrap();
+        crate::cluster::Cluster::new(&cfg, layout).unwrap()
+    }
+
+    /// The cluster's families: every other member's state, once, by SWIM's verdict.
+    #[test]
+    fn members_are_rendered_with_their_state() {
+        let c = cluster_of(3);
         c.set_liveness(NodeId(3), swim::State::Dead, 7);
         let mut e = Exposition::default();
         cluster(&mut e, &c);
@@ -801,20 +801,7 @@ mod tests {
         use crate::cluster::progress::CopyProgress;
         use shardline_shards::meta::{MoveKind, MoveRec, MoveState};
         use shardline_shards::slot::VShardId;
-        let cfg = crate::config::Config {
-            cluster_nodes: vec![
-                "127.0.0.1:7001".parse().unwrap(),
-                "127.0.0.1:7002".parse().unwrap(),
-            ],
-            port: 7001,
-            cores: vec![0],
-            ..Default::default()
-        };
-        let c = crate::cluster::Cluster::new(
-            &cfg,
-            shardline_shards::slot::VShardLayout::new(16).unwrap(),
-        )
-        .unwrap();
+        let c = cluster_of(2);
         let rec = |id, vshard, state| MoveRec {
             id,
             vshard,

@@ -173,17 +173,7 @@ impl TestCluster {
     /// first time).
     fn make_cert(&self, i: usize) {
         let dir = self.certs.as_ref().expect("a TLS cluster");
-        let out = Command::new(env!("CARGO_BIN_EXE_shardline"))
-            .args(["ctl", "certs"])
-            .arg(dir)
-            .arg(format!("127.0.0.1:{}", self.ports[i]))
-            .output()
-            .expect("run shardline ctl certs");
-        assert!(
-            out.status.success(),
-            "ctl certs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::ctl_certs(dir, &[format!("127.0.0.1:{}", self.ports[i])]);
     }
 
     /// The TLS flags of node `i` (none unless the links are TLS).

@@ -304,3 +304,19 @@ pub fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
 pub fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
     samples(&http(port, "GET /metrics HTTP/1.0\r\n\r\n").1)
 }
+
+/// `shardline ctl certs <dir> <addr>...`: a development CA in `dir` (made once, reused after)
+/// and a certificate and key for each address (`<ip>_<port>.pem`/`.key`).
+pub fn ctl_certs(dir: &std::path::Path, addrs: &[String]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
+        .args(["ctl", "certs"])
+        .arg(dir)
+        .args(addrs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ctl certs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

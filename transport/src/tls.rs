@@ -94,19 +94,7 @@ impl ClusterTls {
     /// The same from PEM bytes.
     pub fn from_pem(ca: &[u8], cert: &[u8], key: &[u8]) -> Result<ClusterTls, String> {
         let provider = provider();
-        let mut roots = rustls::RootCertStore::empty();
-        let cas = CertificateDer::pem_slice_iter(ca)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("the cluster CA certificate is not PEM: {e}"))?;
-        if cas.is_empty() {
-            return Err("the cluster CA file holds no certificate".into());
-        }
-        for c in cas {
-            roots
-                .add(c)
-                .map_err(|e| format!("the cluster CA certificate is unusable: {e}"))?;
-        }
-        let roots = Arc::new(roots);
+        let roots = Arc::new(roots(ca, "the cluster CA file")?);
         let chain = CertificateDer::pem_slice_iter(cert)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("the node certificate is not PEM: {e}"))?;
@@ -170,6 +158,23 @@ impl ClusterTls {
 }
 
 pub use rustls::{ServerConfig, ServerConnection};
+
+/// The CA certificates of `pem` (`what` names it in an error) as trust roots.
+fn roots(pem: &[u8], what: &str) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let cas = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{what} is not PEM: {e}"))?;
+    if cas.is_empty() {
+        return Err(format!("{what} holds no certificate"));
+    }
+    for c in cas {
+        roots
+            .add(c)
+            .map_err(|e| format!("{what}: a certificate is unusable: {e}"))?;
+    }
+    Ok(roots)
+}
 
 /// How a client TLS port checks its clients' certificates (`tls-auth-clients`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,20 +330,8 @@ pub fn client_port_config(
             );
         }
         (auth, Some(ca)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let cas = CertificateDer::pem_slice_iter(ca)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("tls-ca-cert-file is not PEM: {e}"))?;
-            if cas.is_empty() {
-                return Err("tls-ca-cert-file holds no certificate".into());
-            }
-            for c in cas {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("tls-ca-cert-file: a certificate is unusable: {e}"))?;
-            }
             let b = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
+                Arc::new(roots(ca, "tls-ca-cert-file")?),
                 provider.clone(),
             );
             let b = if auth == ClientAuth::Optional {
