@@ -285,6 +285,19 @@ fn a_join_without_the_secret_or_tls_or_with_anothers_is_refused() {
     ctl_certs(&certs, base + 99);
     let secret = file(&certs, "cluster.secret");
     let ca = file(&certs, "ca.pem");
+    // The secret, the cluster's CA, and the certificate `dir` holds for `port`.
+    let with_cert = |dir: &std::path::Path, port: u16| -> Vec<String> {
+        vec![
+            "--cluster-secret-file".into(),
+            secret.clone(),
+            "--cluster-tls-ca-file".into(),
+            ca.clone(),
+            "--cluster-tls-cert-file".into(),
+            file(dir, &format!("127.0.0.1_{port}.pem")),
+            "--cluster-tls-key-file".into(),
+            file(dir, &format!("127.0.0.1_{port}.key")),
+        ]
+    };
     let cases: Vec<(u16, Vec<String>, &str)> = vec![
         (base, vec![], "needs a join proof"),
         (
@@ -301,31 +314,13 @@ fn a_join_without_the_secret_or_tls_or_with_anothers_is_refused() {
         // A certificate of another CA: the member refuses the handshake, at once.
         (
             base + 30,
-            vec![
-                "--cluster-secret-file".into(),
-                secret.clone(),
-                "--cluster-tls-ca-file".into(),
-                ca.clone(),
-                "--cluster-tls-cert-file".into(),
-                file(&stranger, &format!("127.0.0.1_{}.pem", base + 30)),
-                "--cluster-tls-key-file".into(),
-                file(&stranger, &format!("127.0.0.1_{}.key", base + 30)),
-            ],
+            with_cert(&stranger, base + 30),
             "refused this node",
         ),
         // The cluster's CA, but a certificate naming another address.
         (
             base + 40,
-            vec![
-                "--cluster-secret-file".into(),
-                secret.clone(),
-                "--cluster-tls-ca-file".into(),
-                ca.clone(),
-                "--cluster-tls-cert-file".into(),
-                file(&certs, &format!("127.0.0.1_{}.pem", base + 99)),
-                "--cluster-tls-key-file".into(),
-                file(&certs, &format!("127.0.0.1_{}.key", base + 99)),
-            ],
+            with_cert(&certs, base + 99),
             "does not name the address it joins as",
         ),
     ];

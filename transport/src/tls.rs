@@ -95,14 +95,7 @@ impl ClusterTls {
     pub fn from_pem(ca: &[u8], cert: &[u8], key: &[u8]) -> Result<ClusterTls, String> {
         let provider = provider();
         let roots = Arc::new(roots(ca, "the cluster CA file")?);
-        let chain = CertificateDer::pem_slice_iter(cert)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("the node certificate is not PEM: {e}"))?;
-        if chain.is_empty() {
-            return Err("the node certificate file holds no certificate".into());
-        }
-        let key = PrivateKeyDer::from_pem_slice(key)
-            .map_err(|e| format!("the node key is not a PEM private key: {e}"))?;
+        let (chain, key) = identity(cert, "the node certificate file", key, "the node key")?;
         let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
             roots.clone(),
             provider.clone(),
@@ -174,6 +167,25 @@ fn roots(pem: &[u8], what: &str) -> Result<rustls::RootCertStore, String> {
             .map_err(|e| format!("{what}: a certificate is unusable: {e}"))?;
     }
     Ok(roots)
+}
+
+/// A certificate chain and its private key from PEM (`cert_what`, `key_what` name them in an
+/// error).
+fn identity(
+    cert: &[u8],
+    cert_what: &str,
+    key: &[u8],
+    key_what: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{cert_what} is not PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!("{cert_what} holds no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| format!("{key_what} is not a PEM private key: {e}"))?;
+    Ok((chain, key))
 }
 
 /// How a client TLS port checks its clients' certificates (`tls-auth-clients`).
@@ -314,14 +326,7 @@ pub fn client_port_config(
         cipher_suites: suites,
         ..(*base).clone()
     });
-    let chain = CertificateDer::pem_slice_iter(cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("tls-cert-file is not PEM: {e}"))?;
-    if chain.is_empty() {
-        return Err("tls-cert-file holds no certificate".into());
-    }
-    let key = PrivateKeyDer::from_pem_slice(key)
-        .map_err(|e| format!("tls-key-file is not a PEM private key: {e}"))?;
+    let (chain, key) = identity(cert, "tls-cert-file", key, "tls-key-file")?;
     let verifier = match (auth, ca) {
         (ClientAuth::Off, _) => rustls::server::WebPkiClientVerifier::no_client_auth(),
         (_, None) => {
