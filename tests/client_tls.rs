@@ -152,6 +152,52 @@ print("ok")
     assert_eq!(got.len(), big.len());
 }
 
+/// The connection states that wait on the socket work over TLS as in clear: a subscriber
+/// receives what is published elsewhere, a blocked BLPOP is served by a push elsewhere and a
+/// pipelined command after it waits its turn, a client in MULTI/EXEC.
+#[test]
+fn pub_sub_blocking_pops_and_transactions_work_over_tls() {
+    let t = setup("states");
+    let c = start(&t, &[]);
+    let script = format!(
+        r#"
+import redis, threading, time
+def tls():
+    return redis.Redis(host="127.0.0.1", port={port}, ssl=True, ssl_ca_certs="{ca}",
+                       ssl_certfile="{cert}", ssl_keyfile="{key}")
+plain = redis.Redis(host="127.0.0.1", port={plain})
+p = tls().pubsub()
+p.subscribe("news")
+assert p.get_message(timeout=5)["type"] == "subscribe"
+time.sleep(0.2)
+assert plain.publish("news", b"y" * 2000) == 1
+m = p.get_message(timeout=5)
+assert m and m["data"] == b"y" * 2000, m
+b = tls()
+threading.Timer(0.5, lambda: plain.rpush("q", "v")).start()
+assert b.blpop("q", timeout=5) == (b"q", b"v")
+pipe = tls().pipeline(transaction=True)
+pipe.set("a", 1).incr("a").get("a")
+assert pipe.execute() == [True, 2, b"2"]
+print("ok")
+"#,
+        port = t.port,
+        plain = c.ports[0],
+        ca = t.file("ca.pem"),
+        cert = t.client.0.display(),
+        key = t.client.1.display(),
+    );
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "redis-py over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn client_certificates_are_checked_as_tls_auth_clients_says_and_files_reload() {
     let t = setup("auth");
