@@ -164,7 +164,8 @@ impl FsLog {
     /// Runs `batch`'s operations in order, its write buffers kept in `spent` for reuse
     /// (`Engine::recycle`). On an error, as `run`.
     pub fn run_batch(&mut self, batch: &mut Batch) -> io::Result<()> {
-        let stats = self.stats.clone();
+        // Taken for the batch (the closure borrows the log), put back after it.
+        let stats = self.stats.take();
         let mut wrote = 0u64;
         let res = batch.run(|op| match op {
             Io::Create { seq, header } => {
@@ -209,6 +210,7 @@ impl FsLog {
         {
             s.batch_bytes.record(wrote);
         }
+        self.stats = stats;
         res
     }
 }

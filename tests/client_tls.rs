@@ -51,6 +51,19 @@ fn setup(name: &str) -> Tls {
     Tls { dir, port, client }
 }
 
+/// Runs a redis-py script (Debian's python3-redis), which prints `ok` when its asserts held.
+fn redis_py(script: &str) {
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .output()
+        .expect("/usr/bin/python3 runs");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "redis-py over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn start(t: &Tls, more: &[&str]) -> TestCluster {
     let mut flags: Vec<String> = t.server_flags();
     flags.extend(more.iter().map(|s| s.to_string()));
@@ -123,15 +136,7 @@ print("ok")
         port = t.port,
         ca = t.file("ca.pem"),
     );
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("ok"),
-        "redis-py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    redis_py(&script);
     // The redis crate with rustls.
     let client = rust_client(t.port, &t.dir.join("ca.pem"), Some(&t.client));
     let mut conn = client.get_connection().unwrap();
@@ -187,15 +192,7 @@ print("ok")
         cert = t.client.0.display(),
         key = t.client.1.display(),
     );
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("ok"),
-        "redis-py over TLS: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    redis_py(&script);
 }
 
 #[test]

@@ -11,6 +11,7 @@ use super::secure::Security;
 use crate::client::{Reply, encode, read_reply};
 use crate::config::Config;
 use shardline_transport::frame::{WIRE_MAX, WIRE_MIN};
+use shardline_transport::tls::ExchangeError;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -124,10 +125,10 @@ fn ask(cfg: &Config, seed: SocketAddr, security: &Security) -> Result<Joined, St
             Ok(Reply::Error(e)) if e.starts_with("TRYAGAIN") => e,
             Ok(Reply::Error(e)) => return Err(format!("the cluster at {target} refused: {e}")),
             Ok(r) => return parse_answer(&r).map_err(|e| format!("{target}: {e}")),
-            Err(Failed::Final(e)) => {
+            Err(ExchangeError::Refused(e)) => {
                 return Err(format!("the cluster at {target} refused this node: {e}"));
             }
-            Err(Failed::Retry(e)) => format!("cannot reach {target}: {e}"),
+            Err(ExchangeError::Failed(e)) => format!("cannot reach {target}: {e}"),
         };
         if Instant::now() > deadline {
             return Err(format!("could not join within {PATIENCE:?}: {retry}"));
@@ -153,8 +154,8 @@ fn exchange(
     req: &[u8],
     auth: bool,
     tls: Option<&shardline_transport::tls::ClusterTls>,
-) -> Result<Reply, Failed> {
-    let fail = |e: std::io::Error| Failed::Retry(e.to_string());
+) -> Result<Reply, ExchangeError> {
+    let fail = |e: std::io::Error| ExchangeError::Failed(e.to_string());
     let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).map_err(fail)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(fail)?;
@@ -168,28 +169,17 @@ fn exchange(
         }
         read_reply(&mut r, &mut buf, REPLY_BYTES_MAX)
     };
-    use shardline_transport::tls::{self, ExchangeError};
+    use shardline_transport::tls;
     match tls {
         Some(tls) => {
             let name = tls::member_name(to);
-            tls::exchange_blocking(tls, &name, &mut s, req, read).map_err(|e| match e {
-                ExchangeError::Refused(e) => Failed::Final(e),
-                ExchangeError::Failed(e) => Failed::Retry(e),
-            })
+            tls::exchange_blocking(tls, &name, &mut s, req, read)
         }
         None => {
-            s.write_all(req).map_err(|e| Failed::Retry(e.to_string()))?;
-            read(&mut s).map_err(Failed::Retry)
+            s.write_all(req).map_err(fail)?;
+            read(&mut s).map_err(ExchangeError::Failed)
         }
     }
-}
-
-/// Why an exchange with a member failed.
-enum Failed {
-    /// Perhaps transient (the member is down, or restarting): tried again.
-    Retry(String),
-    /// Its TLS refused this node (or this node its): given up at once.
-    Final(String),
 }
 
 /// `[cluster id (hex), id, vShards, rf, [[id, client, bus, threads]...]]`.

@@ -594,25 +594,25 @@ impl<S: AsyncReadRent + AsyncWriteRent> TlsStream<S> {
     /// Completes the server side of a handshake on `io`, `read` being what was read from it
     /// already (the first bytes, looked at to tell TLS from RESP).
     pub async fn accept(
-        mut io: S,
+        io: S,
         conn: rustls::ServerConnection,
         read: Vec<u8>,
     ) -> std::io::Result<TlsStream<S>> {
-        let conn = std::cell::RefCell::new(rustls::Connection::from(conn));
-        let mut rd = Half { buf: read, at: 0 };
-        handshake(&conn, &mut io, &mut rd).await?;
-        Ok(TlsStream {
-            io,
-            conn,
-            rd,
-            wr: Half::default(),
-        })
+        TlsStream::handshaken(io, conn.into(), Half { buf: read, at: 0 }).await
     }
 
     /// Completes the client side of a handshake on `io` (`conn` from [`ClusterTls::client`]).
-    pub async fn connect(mut io: S, conn: rustls::Connection) -> std::io::Result<TlsStream<S>> {
+    pub async fn connect(io: S, conn: rustls::Connection) -> std::io::Result<TlsStream<S>> {
+        TlsStream::handshaken(io, conn, Half::default()).await
+    }
+
+    /// Completes `conn`'s handshake on `io`, `rd` holding what was read of it already.
+    async fn handshaken(
+        mut io: S,
+        conn: rustls::Connection,
+        mut rd: Half,
+    ) -> std::io::Result<TlsStream<S>> {
         let conn = std::cell::RefCell::new(conn);
-        let mut rd = Half::default();
         handshake(&conn, &mut io, &mut rd).await?;
         Ok(TlsStream {
             io,
