@@ -22,6 +22,12 @@ pub struct Config {
     pub cores: Vec<usize>,
     pub data_dir: PathBuf,
     pub requirepass: Option<String>,
+    /// ACL users' file (`aclfile`): read at start and by ACL LOAD, written by ACL SAVE.
+    pub aclfile: Option<PathBuf>,
+    /// `user` lines of the configuration (Redis's `user <name> <rules...>` directive).
+    pub users: Vec<String>,
+    /// ACL LOG's length (`acllog-max-len`).
+    pub acllog_max_len: u64,
     pub log_level: String,
     /// Refuse a non-loopback bind without `requirepass`.
     pub protected_mode: bool,
@@ -342,6 +348,9 @@ impl Default for Config {
             cores: vec![0],
             data_dir: PathBuf::from("./shardline-data"),
             requirepass: None,
+            aclfile: None,
+            users: Vec::new(),
+            acllog_max_len: 128,
             log_level: "info".into(),
             protected_mode: true,
             vshards: 256,
@@ -500,6 +509,18 @@ pub fn apply_toml(cfg: &mut Config, text: &str) -> Result<(), String> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
     for (k, v) in table {
         let p = find(&k).ok_or_else(|| format!("unknown key '{k}'"))?;
+        if let toml::Value::Array(lines) = &v
+            && k == "user"
+        {
+            // One element per user: `user = ["alice on >pw ~* +@all", ...]`.
+            for l in lines {
+                let l = l
+                    .as_str()
+                    .ok_or_else(|| format!("key 'user': {l} is not a string"))?;
+                p.set(cfg, l)?;
+            }
+            continue;
+        }
         let s = match v {
             toml::Value::String(s) => s,
             toml::Value::Integer(n) => n.to_string(),
@@ -566,6 +587,18 @@ pub fn client_tls(
 
 /// Checks that concern several parameters or the machine.
 pub fn validate(cfg: &Config) -> Result<(), String> {
+    if cfg.aclfile.is_some() && !cfg.users.is_empty() {
+        return Err("users are defined both by 'user' lines and in an aclfile: define them in one place (the aclfile, or 'user' lines without aclfile)".into());
+    }
+    for u in &cfg.users {
+        let words: Vec<&str> = u.split_ascii_whitespace().collect();
+        let mut users = shardline_shards::acl::Users::new();
+        if let Some((name, rules)) = words.split_first() {
+            users
+                .set(name.as_bytes(), rules)
+                .map_err(|e| format!("user {name}: {}", e.0))?;
+        }
+    }
     if cfg.protected_mode && !cfg.bind.is_loopback() && cfg.requirepass.is_none() {
         return Err(format!(
             "refusing to listen on non-loopback address {} without requirepass (protected mode): set requirepass, or protected-mode no if the network is trusted",

@@ -4,6 +4,7 @@
 //! the vShard count; start one pinned shard thread per configured core, each with its own
 //! listener; wait until all listen; then wait for SIGINT/SIGTERM or SHUTDOWN.
 
+mod acl;
 mod client;
 mod cluster;
 mod config;
@@ -116,6 +117,7 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
     cluster::check_not_removed(&cfg.data_dir)?;
     let security = cluster::secure::Security::load(&cfg)?;
     let client_tls = config::client_tls(&cfg)?;
+    let users = acl::initial_users(&cfg)?;
     let mut cluster = if cfg.cluster_join.is_some() {
         let joined = cluster::join::load_or_join(&cfg, &security)?;
         cluster::Cluster::joined(&cfg, layout, &joined)?
@@ -130,6 +132,7 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
         Arc::new(cluster),
     ));
     *node.client_tls.lock().expect("client tls lock") = client_tls;
+    node.acl.change(|u| *u = users);
     let c = &node.cluster;
     // A node alone serves without its bus; it needs one only to be joined.
     if given_none && c.bus_addr(c.me).port() == 0 {

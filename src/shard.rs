@@ -68,6 +68,8 @@ pub struct ClientInfo {
     /// the socket has not taken yet: the task takes both when its read completes.
     pub busy_in: Vec<u8>,
     pub busy_out: Vec<u8>,
+    /// The ACL user it runs as (CLIENT LIST `user=`).
+    pub user: Arc<str>,
 }
 
 /// What CLIENT KILL matches (its new form's filters; the old form is `addr` alone).
@@ -105,7 +107,7 @@ impl ClientInfo {
     pub fn line(&self, shard: usize) -> String {
         let now = Instant::now();
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi={} watch={} qbuf={} obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default resp={} lib-name= lib-ver= shard={}\n",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi={} watch={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name= lib-ver= shard={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -116,6 +118,7 @@ impl ClientInfo {
             self.watching,
             self.qbuf,
             self.last_cmd,
+            self.user,
             if self.proto == Proto::Resp3 { 3 } else { 2 },
             shard,
         )

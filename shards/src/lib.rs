@@ -13,6 +13,7 @@
 //! It will not: parse RESP (see `shardline-transport`), decide placement across nodes, or read
 //! the time.
 
+pub mod acl;
 pub mod bytes;
 pub mod calvin;
 pub mod cmdfuzz;

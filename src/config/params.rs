@@ -518,6 +518,31 @@ pub static PARAMS: &[Param] = &[
         },
         get: |c| c.requirepass.clone().unwrap_or_default(),
     },
+    path_param!(
+        "aclfile",
+        aclfile,
+        "ACL users' file: read at start and by ACL LOAD, written by ACL SAVE (not with 'user')."
+    ),
+    Param {
+        name: "user",
+        help: "An ACL user, as Redis's directive: 'alice on >password ~keys:* +@read' (repeat the flag; a list in TOML). Not printed back: ACL LIST shows users.",
+        runtime: false,
+        set: |c, v| {
+            if !v.trim().is_empty() {
+                c.users.push(v.trim().to_string());
+            }
+            Ok(())
+        },
+        get: |_| String::new(),
+    },
+    num_param!(
+        "acllog-max-len",
+        acllog_max_len,
+        0,
+        1 << 20,
+        true,
+        "ACL LOG's length (default 128)."
+    ),
     Param {
         name: "log-level",
         help: "error, warn, info, debug or trace (default info).",

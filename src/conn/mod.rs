@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod acl;
 mod assemble;
 mod blocking;
 pub mod busy;
@@ -137,6 +138,11 @@ pub struct Conn {
     info: Rc<RefCell<ClientInfo>>,
     proto: Proto,
     authed: bool,
+    /// The ACL user the connection runs as (`default` until AUTH), the users' generation it
+    /// was read at, and whether it is allowed everything (no check per command).
+    user: Arc<shardline_shards::acl::User>,
+    acl_gen: u64,
+    acl_open: bool,
     multi: Option<Multi>,
     /// The flag WATCHed keys set when written; replaced after each EXEC/DISCARD/UNWATCH.
     watch_flag: Arc<AtomicBool>,
@@ -218,21 +224,20 @@ pub async fn serve<S: ClientIo>(
         busy_authed: false,
         busy_in: Vec::new(),
         busy_out: Vec::new(),
+        user: "default".into(),
     }));
     let busy_idle = info.borrow().busy_idle.clone();
     shard.clients.borrow_mut().push(info.clone());
-    let authed = shard
-        .node
-        .config
-        .lock()
-        .map(|c| c.requirepass.is_none())
-        .unwrap_or(false);
+    let (user, acl_gen) = shard.node.acl.default_user();
     let threads = shard.node.threads;
     let mut conn = Conn {
         shard: shard.clone(),
         info: info.clone(),
         proto: Proto::Resp2,
-        authed,
+        authed: user.enabled && user.nopass,
+        acl_open: user.unrestricted(),
+        user,
+        acl_gen,
         multi: None,
         watch_flag: Arc::new(AtomicBool::new(false)),
         watched: Vec::new(),
@@ -356,6 +361,10 @@ impl Conn {
                     }
                 }
                 self.shard.local.borrow_mut().net_input_bytes += n as u64;
+            }
+            if self.shard.node.acl.generation() != self.acl_gen && !self.refresh_user() {
+                // Its user was deleted (ACL DELUSER, ACL LOAD): as Redis, the connection goes.
+                return Ok(());
             }
             let started = Instant::now();
             self.now_us = self.shard.clock.unix_us(started);
@@ -552,6 +561,14 @@ impl Conn {
             self.flag_multi();
             self.reject(spec);
             return self.out.error("NOAUTH Authentication required.");
+        }
+        if !self.acl_open
+            && let Err(d) = shardline_shards::acl::check_command(&self.user, spec, args)
+        {
+            self.flag_multi();
+            self.reject(spec);
+            let msg = self.acl_denied(d, args, "toplevel");
+            return self.out.error(&msg);
         }
         self.shard.check_reset();
         let index = command::index_of(spec);
@@ -931,6 +948,92 @@ impl Conn {
         self.authed = a;
     }
 
+    /// Runs as `user` from now on (AUTH, HELLO AUTH, RESET).
+    pub fn set_user(&mut self, user: Arc<shardline_shards::acl::User>) {
+        self.acl_gen = self.shard.node.acl.generation();
+        self.acl_open = user.unrestricted();
+        self.info.borrow_mut().user = user.name.as_str().into();
+        self.user = user;
+    }
+
+    pub fn user(&self) -> &Arc<shardline_shards::acl::User> {
+        &self.user
+    }
+
+    /// The users changed: takes this connection's user again by name. False if it is gone.
+    fn refresh_user(&mut self) -> bool {
+        match self.shard.node.acl.user(self.user.name.as_bytes()) {
+            (Some(u), generation) => {
+                self.acl_open = u.unrestricted();
+                self.user = u;
+                self.acl_gen = generation;
+                true
+            }
+            (None, _) => false,
+        }
+    }
+
+    /// Counts and logs (ACL LOG) a command `check` refused, and gives the error to answer
+    /// (Redis 7.2's wording: the command is named, a key or channel is not).
+    pub fn acl_denied(
+        &mut self,
+        d: shardline_shards::acl::Denied,
+        args: Args,
+        context: &'static str,
+    ) -> String {
+        use shardline_shards::acl::{DeniedKind, LogReason, entry};
+        let name = entry(d.id).name;
+        let (reason, object, msg) = match d.kind {
+            DeniedKind::Command => (
+                LogReason::Command,
+                name.to_string(),
+                format!(
+                    "NOPERM User {} has no permissions to run the '{name}' command",
+                    self.user.name
+                ),
+            ),
+            DeniedKind::Key => (
+                LogReason::Key,
+                String::from_utf8_lossy(args.get(d.arg)).into_owned(),
+                "NOPERM No permissions to access a key".to_string(),
+            ),
+            DeniedKind::Channel => (
+                LogReason::Channel,
+                String::from_utf8_lossy(args.get(d.arg)).into_owned(),
+                "NOPERM No permissions to access a channel".to_string(),
+            ),
+        };
+        self.acl_log(reason, context, object, self.user.name.clone());
+        msg
+    }
+
+    /// Adds an ACL LOG entry (and counts it in INFO's `acl_access_denied_*`).
+    pub fn acl_log(
+        &mut self,
+        reason: shardline_shards::acl::LogReason,
+        context: &'static str,
+        object: String,
+        username: String,
+    ) {
+        let node = &self.shard.node;
+        node.acl.count_denied(reason);
+        let info = self.info.borrow().line(self.shard.id);
+        let max = node
+            .config
+            .lock()
+            .map_or(128, |c| c.acllog_max_len as usize);
+        let now_ms = self.now_us / 1000;
+        node.acl.lock().log.add(
+            reason,
+            context,
+            object,
+            username,
+            info.trim_end().to_string(),
+            now_ms,
+            max,
+        );
+    }
+
     pub fn close_after_reply(&mut self) {
         self.closing = true;
     }
@@ -943,13 +1046,9 @@ impl Conn {
         self.unwatch_all();
         self.set_proto(Proto::Resp2);
         self.info.borrow_mut().name.clear();
-        self.authed = self
-            .shard
-            .node
-            .config
-            .lock()
-            .map(|c| c.requirepass.is_none())
-            .unwrap_or(false);
+        let (user, _) = self.shard.node.acl.default_user();
+        self.authed = user.enabled && user.nopass;
+        self.set_user(user);
     }
 
     /// CLIENT LIST: every thread's clients.

@@ -28,6 +28,7 @@ pub fn run(c: &mut Conn, spec: &'static CommandSpec, a: Args) {
         }
         "client" => client(c, a),
         "config" => config_cmd(c, a),
+        "acl" => super::acl::run(c, a),
         "shutdown" => shutdown(c, a),
         "lastsave" => {
             let at = c.shard().node.last_save.load(Ordering::Relaxed);
@@ -37,25 +38,24 @@ pub fn run(c: &mut Conn, spec: &'static CommandSpec, a: Args) {
     }
 }
 
-/// Checks a password against requirepass; writes the error and returns false if it is wrong.
+/// Authenticates as `user` with `pass` (ACL users; `requirepass` is the default user's
+/// password). Writes the error and returns false if refused (logged in ACL LOG as Redis does).
 fn check_password(c: &mut Conn, user: &[u8], pass: &[u8]) -> bool {
-    let required = c
-        .shard()
-        .node
-        .config
-        .lock()
-        .map(|cfg| cfg.requirepass.clone())
-        .unwrap_or(None);
-    match required {
-        None => {
-            c.out().error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
-            false
-        }
-        Some(p) if user == b"default" && p.as_bytes() == pass => {
+    let (found, _) = c.shard().node.acl.user(user);
+    match found {
+        Some(u) if u.password_ok(pass) => {
+            c.set_user(u);
             c.set_authed(true);
             true
         }
-        Some(_) => {
+        _ => {
+            let name = String::from_utf8_lossy(user).into_owned();
+            c.acl_log(
+                shardline_shards::acl::LogReason::Auth,
+                "toplevel",
+                "AUTH".into(),
+                name,
+            );
             c.out()
                 .error("WRONGPASS invalid username-password pair or user is disabled.");
             false
@@ -65,6 +65,9 @@ fn check_password(c: &mut Conn, user: &[u8], pass: &[u8]) -> bool {
 
 fn auth(c: &mut Conn, a: Args) {
     let ok = match a.len() {
+        2 if c.shard().node.acl.default_user().0.nopass => {
+            return c.out().error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+        }
         2 => check_password(c, b"default", a.get(1)),
         3 => check_password(c, a.get(1), a.get(2)),
         _ => return c.out().error(err::SYNTAX),
@@ -108,14 +111,7 @@ fn hello(c: &mut Conn, a: Args) {
             ));
         }
     }
-    let required = c
-        .shard()
-        .node
-        .config
-        .lock()
-        .map(|cfg| cfg.requirepass.is_some())
-        .unwrap_or(true);
-    if required && !authed(c) {
+    if !c.is_authed() {
         return c.out().error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     if let Some(n) = name {
@@ -139,12 +135,6 @@ fn hello(c: &mut Conn, a: Args) {
     out.bulk(b"master");
     out.bulk(b"modules");
     out.array(0);
-}
-
-fn authed(c: &mut Conn) -> bool {
-    // A NOAUTH connection cannot reach here except through HELLO (flagged NO_AUTH): probe the
-    // state by what AUTH set.
-    c.is_authed()
 }
 
 fn client(c: &mut Conn, a: Args) {
@@ -347,6 +337,15 @@ fn config_cmd(c: &mut Conn, a: Args) {
                             .error(&format!("ERR CONFIG SET failed (TLS) - {why}"));
                     }
                 }
+            }
+            let pass_changed = (2..a.len())
+                .step_by(2)
+                .any(|i| a.get(i).eq_ignore_ascii_case(b"requirepass"));
+            if pass_changed {
+                // requirepass is the default user's password, as in Redis.
+                let pass = next.requirepass.clone();
+                node.acl
+                    .change(|u| u.set_requirepass(pass.as_deref().map(str::as_bytes)));
             }
             *cfg = next;
             node.live.load(&cfg);

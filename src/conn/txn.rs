@@ -200,6 +200,24 @@ impl Conn {
                 .out
                 .error("EXECABORT Transaction discarded because of previous errors.");
         }
+        // The user's permissions may have changed since the commands were queued (they were
+        // checked then): each is checked again, and one no longer allowed discards all of
+        // them (nothing runs), where Redis would run the others.
+        if !self.acl_open {
+            for &(first, n) in &m.cmds {
+                let args = Args::new(&m.buf, &m.spans[first as usize..(first + n) as usize]);
+                let Some(spec) = lookup(args.get(0)) else {
+                    continue;
+                };
+                if let Err(d) = shardline_shards::acl::check_command(&self.user, spec, args) {
+                    let why = self.acl_denied(d, args, "multi");
+                    return self.out.error(&format!(
+                        "NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call; the transaction was discarded, nothing ran ({})",
+                        why.trim_start_matches("NOPERM ")
+                    ));
+                }
+            }
+        }
         if m.across && watched && (changed || !sound) {
             return self.out.null_array();
         }

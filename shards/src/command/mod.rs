@@ -574,6 +574,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("client", -2, ADMIN | STALE, NOKEY, Conn, None, "connection", "CLIENT ID, SETNAME, GETNAME, LIST, INFO."),
     cmd("info", -1, STALE, NOKEY, Conn, None, "server", "Returns information and statistics about the server."),
     cmd("config", -2, ADMIN | STALE, NOKEY, Conn, None, "server", "CONFIG GET, CONFIG SET, CONFIG RESETSTAT."),
+    cmd("acl", -2, NOSCRIPT | LOADING | STALE, NOKEY, Conn, None, "server", "ACL users: SETUSER, GETUSER, DELUSER, LIST, USERS, WHOAMI, CAT, GENPASS, LOG, SAVE, LOAD, DRYRUN."),
     cmd("shutdown", -1, ADMIN | STALE | NO_MULTI, NOKEY, Conn, None, "server", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
     cmd("save", 1, ADMIN | NO_MULTI, NOKEY, Conn, None, "server", "Synchronously saves the database(s) to disk."),
     cmd("bgsave", -1, ADMIN, NOKEY, Conn, None, "server", "Asynchronously saves the database(s) to disk."),
@@ -611,6 +612,12 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 /// Finds a command by name, case-insensitively, without allocating.
 #[inline]
+/// The row of a command in `COMMANDS`.
+pub fn row(spec: &'static CommandSpec) -> usize {
+    (spec as *const CommandSpec as usize - COMMANDS.as_ptr() as usize)
+        / std::mem::size_of::<CommandSpec>()
+}
+
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     let mut lower = [0u8; 24];
     if name.len() > lower.len() {

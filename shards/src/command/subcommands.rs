@@ -235,6 +235,74 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
         ],
     ),
     (
+        "acl",
+        &[
+            s(
+                "cat",
+                -2,
+                "CAT [<category>]",
+                "List all commands that belong to <category>, or all command categories\nwhen no category is specified.",
+            ),
+            s(
+                "deluser",
+                -3,
+                "DELUSER <username> [<username> ...]",
+                "Delete a list of users.",
+            ),
+            s(
+                "dryrun",
+                -4,
+                "DRYRUN <username> <command> [<arg> ...]",
+                "Returns whether the user can execute the given command without executing the command.",
+            ),
+            s(
+                "getuser",
+                3,
+                "GETUSER <username>",
+                "Get the user's details.",
+            ),
+            s(
+                "list",
+                2,
+                "LIST",
+                "Show users details in config file format.",
+            ),
+            s("users", 2, "USERS", "List all the registered usernames."),
+            s(
+                "setuser",
+                -3,
+                "SETUSER <username> [<attribs> ...]",
+                "Create or modify a user with the specified attributes.",
+            ),
+            s(
+                "save",
+                2,
+                "SAVE",
+                "Save the current config to the ACL file.",
+            ),
+            s("load", 2, "LOAD", "Reload users from the ACL file."),
+            s(
+                "log",
+                -2,
+                "LOG [<count> | RESET]",
+                "Show the ACL log entries.",
+            ),
+            s(
+                "whoami",
+                2,
+                "WHOAMI",
+                "Return the current connection username.",
+            ),
+            s(
+                "genpass",
+                -2,
+                "GENPASS [<bits>]",
+                "Generate a secure 256-bit user password. The optional `bits` argument can\nbe used to specify a different size.",
+            ),
+            HELP,
+        ],
+    ),
+    (
         "config",
         &[
             s(

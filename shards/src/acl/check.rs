@@ -1,0 +1,197 @@
+//! The check a connection makes before it runs a command: one selector of the user must allow
+//! the command, every key it names (with the access the key spec says) and every channel.
+
+use super::keyspec::{K_VARIABLE_FLAGS, NEED_READ, NEED_WRITE, needs};
+use super::{Id, Selector, User, command_id, entry, has_subcommands, subcommand};
+use crate::command::{Args, CommandSpec, flags};
+use crate::glob::glob_match;
+
+/// What was refused. The order is Redis's: when no selector allows a command, the reason
+/// reported is the one that got furthest (a key beats the command, a channel beats a key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeniedKind {
+    Command,
+    Key,
+    Channel,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Denied {
+    pub kind: DeniedKind,
+    /// The refused key's or channel's argument index (0 for the command).
+    pub arg: usize,
+    /// The command's ACL id (a subcommand's if it has one): `super::entry(id).name` names it
+    /// as Redis does (`config|get`).
+    pub id: Id,
+}
+
+/// The ACL id of a command as called: the subcommand's if it is a known one.
+pub fn command_id_of(spec: &'static CommandSpec, args: Args) -> (Id, bool) {
+    let id = command_id(spec);
+    if args.len() >= 2
+        && has_subcommands(id)
+        && let Some(sub) = subcommand(id, args.get(1))
+    {
+        return (sub, true);
+    }
+    (id, false)
+}
+
+/// Whether `user` may run this command with these arguments.
+#[inline]
+pub fn check(user: &User, spec: &'static CommandSpec, args: Args) -> Result<(), Denied> {
+    if user.unrestricted() {
+        return Ok(());
+    }
+    check_command(user, spec, args)
+}
+
+/// `check` without the shortcut for a user allowed everything.
+pub fn check_command(user: &User, spec: &'static CommandSpec, args: Args) -> Result<(), Denied> {
+    let (id, is_sub) = command_id_of(spec, args);
+    let mut keys: Option<Vec<(usize, u8)>> = None;
+    let mut worst: Option<Denied> = None;
+    for sel in std::iter::once(&user.root).chain(&user.selectors) {
+        match check_selector(sel, spec, id, is_sub, args, &mut keys) {
+            Ok(()) => return Ok(()),
+            Err(d) => {
+                if worst.is_none_or(|w| d.kind > w.kind || (d.kind == w.kind && d.arg > w.arg)) {
+                    worst = Some(d);
+                }
+            }
+        }
+    }
+    Err(worst.unwrap_or(Denied {
+        kind: DeniedKind::Command,
+        arg: 0,
+        id,
+    }))
+}
+
+fn check_selector(
+    sel: &Selector,
+    spec: &'static CommandSpec,
+    id: Id,
+    is_sub: bool,
+    args: Args,
+    keys: &mut Option<Vec<(usize, u8)>>,
+) -> Result<(), Denied> {
+    let denied = |kind, arg| Denied { kind, arg, id };
+    if spec.flags & flags::NO_AUTH == 0 && !sel.allows_command(id, is_sub, args) {
+        return Err(denied(DeniedKind::Command, 0));
+    }
+    if !sel.all_keys {
+        let keys = keys.get_or_insert_with(|| key_needs(spec, id, args));
+        for &(at, need) in keys.iter() {
+            let key = args.get(at);
+            let ok = sel
+                .keys
+                .iter()
+                .any(|k| k.perms & need == need && glob_match(&k.pattern, key));
+            if !ok {
+                return Err(denied(DeniedKind::Key, at));
+            }
+        }
+    }
+    if !sel.all_channels {
+        let (from, pattern) = match spec.name {
+            "publish" | "spublish" => (1, false),
+            "subscribe" | "ssubscribe" => (1, false),
+            "psubscribe" => (1, true),
+            _ => return Ok(()),
+        };
+        let to = if matches!(spec.name, "publish" | "spublish") {
+            2.min(args.len())
+        } else {
+            args.len()
+        };
+        for at in from..to {
+            let ch = args.get(at);
+            let ok = sel.channels.iter().any(|p| {
+                if pattern {
+                    p.as_slice() == ch
+                } else {
+                    glob_match(p, ch)
+                }
+            });
+            if !ok {
+                return Err(denied(DeniedKind::Channel, at));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every key argument of the command and the access it needs (`NEED_READ`, `NEED_WRITE`,
+/// both or neither). Positions come from the key specs, as Redis finds them; then every key
+/// the command will route by (`CommandSpec::keys_of`) that they did not name is added with
+/// the strictest access the specs give, so nothing the command touches goes unchecked.
+pub fn key_needs(spec: &'static CommandSpec, id: Id, args: Args) -> Vec<(usize, u8)> {
+    let e = entry(id);
+    let mut out: Vec<(usize, u8)> = Vec::new();
+    let mut strictest = 0;
+    for ks in e.keys {
+        let mut flags = ks.flags;
+        if flags & K_VARIABLE_FLAGS != 0 {
+            flags = variable_flags(e.name, args).unwrap_or(flags);
+        }
+        strictest |= needs(ks.flags);
+        if let Some((first, last, step)) = ks.range(args) {
+            let n = needs(flags);
+            for at in (first..=last).step_by(step) {
+                out.push((at, n));
+            }
+        }
+    }
+    if e.keys.is_empty() {
+        strictest = NEED_READ | NEED_WRITE;
+    }
+    if matches!(e.name, "sort" | "sort_ro")
+        && let Some(at) = crate::command::sort::store_key_index(&args)
+    {
+        out.push((at, NEED_WRITE));
+    }
+    for at in spec.keys_of(args) {
+        if at < args.len() && !out.iter().any(|&(p, _)| p == at) {
+            out.push((at, strictest));
+        }
+    }
+    out
+}
+
+/// SET needs read access only with GET; BITFIELD only write access with SET or INCRBY.
+fn variable_flags(name: &str, args: Args) -> Option<u16> {
+    use super::keyspec::*;
+    match name {
+        "set" => Some(
+            if args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get")) {
+                K_RW | K_ACCESS | K_UPDATE
+            } else {
+                K_OW | K_UPDATE
+            },
+        ),
+        "bitfield" => {
+            let mut i = 2;
+            let mut readonly = true;
+            while i < args.len() {
+                let rest = args.len() - i - 1;
+                let a = args.get(i);
+                if a.eq_ignore_ascii_case(b"get") && rest >= 2 {
+                    i += 3;
+                } else if a.eq_ignore_ascii_case(b"overflow") && rest >= 1 {
+                    i += 2;
+                } else {
+                    // SET, INCRBY, or a syntax error: take it as a write.
+                    readonly = false;
+                    break;
+                }
+            }
+            Some(if readonly {
+                K_RO | K_ACCESS
+            } else {
+                K_RW | K_ACCESS | K_UPDATE
+            })
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,290 @@
+//! The ACL command: users (SETUSER, GETUSER, DELUSER, LIST, USERS, WHOAMI), categories (CAT),
+//! GENPASS, LOG, SAVE/LOAD of the aclfile, and DRYRUN.
+
+use super::Conn;
+use shardline_shards::acl::{self, DeniedKind, cats};
+use shardline_shards::command::{self, Args, err};
+use shardline_shards::reply::Out;
+
+pub fn run(c: &mut Conn, a: Args) {
+    let spec = command::lookup(b"acl").expect("in the table");
+    if let Err(e) = command::check_subcommand(spec, a) {
+        return c.out().error(&e);
+    }
+    let sub = a.get(1).to_ascii_lowercase();
+    match sub.as_slice() {
+        b"whoami" => {
+            let name = c.user().name.clone();
+            c.out().bulk(name.as_bytes())
+        }
+        b"users" => {
+            let names: Vec<String> = c
+                .shard()
+                .node
+                .acl
+                .lock()
+                .users
+                .names()
+                .map(String::from)
+                .collect();
+            let out = c.out();
+            out.array(names.len());
+            for n in names {
+                out.bulk(n.as_bytes());
+            }
+        }
+        b"list" => {
+            let lines = c.shard().node.acl.lock().users.list();
+            let out = c.out();
+            out.array(lines.len());
+            for l in lines {
+                out.bulk(l.as_bytes());
+            }
+        }
+        b"getuser" => getuser(c, a.get(2)),
+        b"setuser" => {
+            let rules: Vec<&[u8]> = a.iter().skip(3).collect();
+            let r = c.shard().node.acl.change(|u| u.set(a.get(2), &rules));
+            match r {
+                Ok(()) => c.out().ok(),
+                Err(e) => c.out().error(&format!("ERR {}", e.0)),
+            }
+        }
+        b"deluser" => {
+            let r = c.shard().node.acl.change(|u| {
+                if a.iter().skip(2).any(|n| n == b"default") {
+                    return Err("ERR The 'default' user cannot be removed".to_string());
+                }
+                let mut n = 0;
+                for name in a.iter().skip(2) {
+                    n += u.delete(name).map_err(|e| format!("ERR {}", e.0))? as i64;
+                }
+                Ok(n)
+            });
+            match r {
+                Ok(n) => c.out().int(n),
+                Err(e) => c.out().error(&e),
+            }
+        }
+        b"cat" => cat(c.out(), a),
+        b"genpass" => {
+            let bits = if a.len() > 2 {
+                match shardline_shards::num::parse_i64(a.get(2)) {
+                    Some(b) if (1..=4096).contains(&b) => b as usize,
+                    _ => return c.out().error("ERR ACL GENPASS argument must be the number of bits for the output password, a positive number up to 4096"),
+                }
+            } else {
+                256
+            };
+            c.out().bulk(crate::acl::genpass(bits).as_bytes())
+        }
+        b"log" => log(c, a),
+        b"save" | b"load" => file(c, sub == b"save"),
+        b"dryrun" => dryrun(c, a),
+        b"help" => {
+            command::err::unknown_subcommand(c.out(), b"help", "acl");
+        }
+        _ => err::unknown_subcommand(c.out(), a.get(1), "acl"),
+    }
+}
+
+fn getuser(c: &mut Conn, name: &[u8]) {
+    let (user, _) = c.shard().node.acl.user(name);
+    let out = c.out();
+    let Some(u) = user else {
+        return out.null();
+    };
+    out.map(6);
+    out.bulk(b"flags");
+    let flags = u.flags();
+    out.array(flags.len());
+    for f in flags {
+        out.bulk(f.as_bytes());
+    }
+    out.bulk(b"passwords");
+    out.array(u.passwords.len());
+    for p in &u.passwords {
+        out.bulk(acl::hex(p).as_bytes());
+    }
+    selector(out, &u.root);
+    out.bulk(b"selectors");
+    out.array(u.selectors.len());
+    for s in &u.selectors {
+        out.map(3);
+        selector(out, s);
+    }
+}
+
+/// A selector's `commands`, `keys` and `channels` pairs.
+fn selector(out: &mut Out, s: &acl::Selector) {
+    out.bulk(b"commands");
+    out.bulk(s.describe_commands().as_bytes());
+    out.bulk(b"keys");
+    out.bulk(s.describe_keys().as_bytes());
+    out.bulk(b"channels");
+    out.bulk(s.describe_channels().as_bytes());
+}
+
+fn cat(out: &mut Out, a: Args) {
+    if a.len() == 2 {
+        out.array(cats::NAMES.len());
+        for n in cats::NAMES {
+            out.bulk(n.as_bytes());
+        }
+        return;
+    }
+    if a.len() > 3 {
+        return out.error("ERR wrong number of arguments for 'acl|cat' command");
+    }
+    let Some(cat) = cats::by_name(a.get(2)) else {
+        return out.error(&format!(
+            "ERR Unknown category '{}'",
+            err::sanitize(a.get(2))
+        ));
+    };
+    let names: Vec<&str> = (0..acl::ids() as acl::Id)
+        .map(acl::entry)
+        .filter(|e| e.cats & cat != 0)
+        .map(|e| e.name)
+        .collect();
+    out.array(names.len());
+    for n in names {
+        out.bulk(n.as_bytes());
+    }
+}
+
+fn log(c: &mut Conn, a: Args) {
+    if a.len() > 3 {
+        return c
+            .out()
+            .error("ERR wrong number of arguments for 'acl|log' command");
+    }
+    let mut count = usize::MAX;
+    if a.len() == 3 {
+        if a.get(2).eq_ignore_ascii_case(b"reset") {
+            c.shard().node.acl.lock().log.reset();
+            return c.out().ok();
+        }
+        match shardline_shards::num::parse_i64(a.get(2)) {
+            Some(n) => count = n.max(0) as usize,
+            None => return c.out().error(err::NOT_INT),
+        }
+    }
+    let now_ms = crate::shard::unix_now_us() / 1000;
+    let max = c
+        .shard()
+        .node
+        .config
+        .lock()
+        .map_or(128, |cfg| cfg.acllog_max_len as usize);
+    let entries: Vec<acl::LogEntry> = {
+        let acl = c.shard().node.acl.lock();
+        acl.log.entries().take(count.min(max)).cloned().collect()
+    };
+    let out = c.out();
+    out.array(entries.len());
+    for e in entries {
+        out.map(10);
+        out.bulk(b"count");
+        out.int(e.count as i64);
+        out.bulk(b"reason");
+        out.bulk(e.reason.name().as_bytes());
+        out.bulk(b"context");
+        out.bulk(e.context.as_bytes());
+        out.bulk(b"object");
+        out.bulk(e.object.as_bytes());
+        out.bulk(b"username");
+        out.bulk(e.username.as_bytes());
+        out.bulk(b"age-seconds");
+        out.double(now_ms.saturating_sub(e.created_ms) as f64 / 1000.0);
+        out.bulk(b"client-info");
+        out.bulk(e.client_info.as_bytes());
+        out.bulk(b"entry-id");
+        out.int(e.entry_id as i64);
+        out.bulk(b"timestamp-created");
+        out.int(e.created_ms as i64);
+        out.bulk(b"timestamp-last-updated");
+        out.int(e.updated_ms as i64);
+    }
+}
+
+/// ACL SAVE and ACL LOAD, with the aclfile.
+fn file(c: &mut Conn, save: bool) {
+    let node = c.shard().node.clone();
+    let cfg = node.config.lock().map(|c| c.clone());
+    let Ok(cfg) = cfg else {
+        return c.out().error("ERR the configuration is unavailable");
+    };
+    let Some(path) = cfg.aclfile.clone() else {
+        return c.out().error("ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.");
+    };
+    if save {
+        let users = node.acl.lock().users.clone();
+        return match crate::acl::save_file(&path, &users) {
+            Ok(()) => c.out().ok(),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "ACL SAVE failed");
+                c.out().error(&format!(
+                    "ERR There was an error trying to save the ACLs. Please check the server logs for more information ({}: {e})",
+                    path.display()
+                ))
+            }
+        };
+    }
+    let loaded = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+        .and_then(|text| crate::acl::load_file(&text, &path.display().to_string(), &cfg));
+    match loaded {
+        Ok(users) => {
+            node.acl.change(|u| *u = users);
+            c.out().ok()
+        }
+        Err(e) => c.out().error(&format!(
+            "ERR {e} WARNING: ACL errors detected, no change to the previously active ACL rules was performed"
+        )),
+    }
+}
+
+fn dryrun(c: &mut Conn, a: Args) {
+    let (user, _) = c.shard().node.acl.user(a.get(2));
+    let Some(user) = user else {
+        return c
+            .out()
+            .error(&format!("ERR User '{}' not found", err::sanitize(a.get(2))));
+    };
+    let Some(spec) = command::lookup(a.get(3)) else {
+        return c.out().error(&format!(
+            "ERR Command '{}' not found",
+            err::sanitize(a.get(3))
+        ));
+    };
+    // The command as it would be called: its arguments from the command name on.
+    let spans = &a.spans()[3..];
+    let args = Args::new(a.buf(), spans);
+    if !spec.arity_ok(args.len()) {
+        return err::arity(c.out(), spec.name);
+    }
+    match acl::check(&user, spec, args) {
+        Ok(()) => c.out().ok(),
+        Err(d) => {
+            let msg = match d.kind {
+                DeniedKind::Command => format!(
+                    "User {} has no permissions to run the '{}' command",
+                    user.name,
+                    acl::entry(d.id).name
+                ),
+                DeniedKind::Key => format!(
+                    "User {} has no permissions to access the '{}' key",
+                    user.name,
+                    String::from_utf8_lossy(args.get(d.arg))
+                ),
+                DeniedKind::Channel => format!(
+                    "User {} has no permissions to access the '{}' channel",
+                    user.name,
+                    String::from_utf8_lossy(args.get(d.arg))
+                ),
+            };
+            c.out().bulk(msg.as_bytes())
+        }
+    }
+}
