@@ -149,6 +149,9 @@ pub struct Job {
     /// Its place in the key queues of transactions, once it waited for keys one held
     /// (`calvin::sched::Scheduler::wait_local`): those delivered after it wait for it.
     pub calvin_place: Option<u64>,
+    /// The ACL user the client runs as, if restricted: scripts of this job check the
+    /// commands they call against it (`acl::set_caller`).
+    pub user: Option<std::sync::Arc<shardline_shards::acl::User>>,
 }
 
 pub struct Mailbox {

@@ -417,6 +417,7 @@ impl Shard {
                 spans: spans.clone(),
                 ops: ops(),
                 calvin_place: None,
+                user: None,
             };
             if let Err(job) = self.node.mailboxes[t].push_job(job) {
                 let node = self.node.clone();

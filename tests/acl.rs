@@ -662,3 +662,131 @@ fn acl_answers_match_redis_servers() {
         );
     }
 }
+
+#[test]
+fn scripts_run_with_their_callers_permissions() {
+    // Two shard threads: a script's keys on one thread run through a job, across threads
+    // as a transaction.
+    let s = Server::start("0,1", &[]);
+    let mut admin = s.client();
+    ok(
+        &mut admin,
+        &[
+            "ACL", "SETUSER", "lua", "on", ">lpw", "~s:*", "-@all", "+eval", "+evalsha", "+get",
+            "+fcall",
+        ],
+    );
+    let mut u = conn_as(&s, "lua", "lpw").unwrap();
+    // Allowed inside: GET of its keys.
+    ok(&mut admin, &["SET", "s:1", "v"]);
+    let v = q(
+        &mut u,
+        &["EVAL", "return redis.call('get', KEYS[1])", "1", "s:1"],
+    )
+    .unwrap();
+    assert_eq!(text(v), "v");
+    // Not allowed inside: SET (the command), a key it may not touch (even one it did not
+    // declare), FLUSHALL.
+    let e = err(
+        &mut u,
+        &["EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "s:1"],
+    );
+    assert!(e.contains("NOPERM") && e.contains("'set'"), "{e}");
+    let e = err(&mut u, &["EVAL", "return redis.call('get', 'other')", "0"]);
+    assert!(e.contains("NOPERM No permissions to access a key"), "{e}");
+    let e = err(&mut u, &["EVAL", "return redis.call('flushall')", "0"]);
+    assert!(e.contains("NOPERM"), "{e}");
+    assert_eq!(text(q(&mut admin, &["GET", "s:1"]).unwrap()), "v");
+    assert_eq!(q(&mut admin, &["DBSIZE"]).unwrap(), Value::Int(1));
+    // pcall sees the refusal as an error reply.
+    let v = q(
+        &mut u,
+        &[
+            "EVAL",
+            "local r = redis.pcall('set', KEYS[1], 'x'); return r['err']",
+            "1",
+            "s:1",
+        ],
+    )
+    .unwrap();
+    assert!(text(v).starts_with("NOPERM"));
+    // Keys on both threads: a transaction, which cannot check yet: refused, nothing ran.
+    let (a, b) = keys_on_two_threads(&mut admin);
+    let e = err(
+        &mut u,
+        &["EVAL", "return redis.call('get', KEYS[1])", "2", &a, &b],
+    );
+    assert!(e.contains("NOPERM") && e.contains("span vShards"), "{e}");
+    // The default user (allowed everything) runs the same script.
+    let v = q(
+        &mut admin,
+        &["EVAL", "return redis.call('get', KEYS[1])", "2", &a, &b],
+    );
+    assert!(v.is_ok(), "{v:?}");
+    // SORT BY/GET patterns need access to every key.
+    ok(&mut admin, &["ACL", "SETUSER", "lua", "+sort", "+rpush"]);
+    ok(&mut admin, &["RPUSH", "s:list", "1", "2"]);
+    let e = err(&mut u, &["SORT", "s:list", "BY", "w_*"]);
+    assert_eq!(
+        e,
+        "ERR BY option of SORT denied due to insufficient ACL permissions."
+    );
+    assert!(q(&mut u, &["SORT", "s:list"]).is_ok());
+}
+
+/// Two keys `s:<n>` whose slots belong to different shard threads of a two-thread node.
+fn keys_on_two_threads(c: &mut Connection) -> (String, String) {
+    let first = "s:0".to_string();
+    for i in 1..1000 {
+        let k = format!("s:{i}");
+        let layout = shardline_shards::slot::VShardLayout::new(256).unwrap();
+        let thread = |k: &str| {
+            let v = layout.vshard_of(shardline_shards::slot::key_slot(k.as_bytes()));
+            layout.owner_thread(v, 2)
+        };
+        if thread(&first) != thread(&k) {
+            let _ = c;
+            return (first, k);
+        }
+    }
+    unreachable!("two threads")
+}
+
+#[test]
+fn a_subscriber_no_longer_allowed_its_channel_is_disconnected() {
+    let s = Server::start("0", &[]);
+    let mut admin = s.client();
+    ok(
+        &mut admin,
+        &[
+            "ACL",
+            "SETUSER",
+            "sub",
+            "on",
+            ">spw",
+            "resetchannels",
+            "&news.*",
+            "+@all",
+        ],
+    );
+    let mut c = conn_as(&s, "sub", "spw").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut ps = c.as_pubsub();
+    ps.subscribe("news.a").unwrap();
+    ok(&mut admin, &["PUBLISH", "news.a", "one"]);
+    let m = ps.get_message().unwrap();
+    assert_eq!(m.get_payload::<String>().unwrap(), "one");
+    ok(
+        &mut admin,
+        &["ACL", "SETUSER", "sub", "resetchannels", "&other"],
+    );
+    ok(&mut admin, &["PUBLISH", "news.a", "two"]);
+    // The connection closes instead of delivering it.
+    match ps.get_message() {
+        Ok(m) => panic!(
+            "delivered {:?} after the permission went",
+            m.get_payload::<String>()
+        ),
+        Err(e) => assert!(e.is_io_error() || e.is_connection_dropped(), "{e:?}"),
+    }
+}

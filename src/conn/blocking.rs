@@ -96,6 +96,7 @@ impl Conn {
             spans: Vec::new(),
             ops: vec![Op::Unblock { origin, token }],
             calvin_place: None,
+            user: None,
         };
         let ack = job.token;
         send_job(&self.shard, t, job).await;

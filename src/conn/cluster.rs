@@ -279,6 +279,18 @@ impl Conn {
         watch: Option<crate::hop::Watched>,
     ) -> Vec<PartRef> {
         let here = self.shard.id;
+        let script = |&(f, _): &(u32, u32)| {
+            let (s, e) = spans[f as usize];
+            command::lookup(&buf[s as usize..e as usize])
+                .is_some_and(|spec| spec.group == "scripting" && spec.flags & flags::NUMKEYS2 != 0)
+        };
+        if !self.acl_open && cmds.iter().any(script) {
+            // A script run as a transaction across vShards runs at its participants, which do
+            // not know this connection's user yet: refused rather than run unchecked.
+            let mut out = Out::new(self.proto);
+            out.error("NOPERM a script whose keys span vShards cannot run for an ACL user with restricted permissions yet; keep its keys in one slot (a hash tag)");
+            return vec![PartRef::Local(out.buf)];
+        }
         let base = self.copy_args(here, buf, spans);
         let cmds = cmds.iter().map(|&(f, l)| (f + base, l)).collect();
         let watch = watch.map(Box::new);

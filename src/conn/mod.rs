@@ -317,6 +317,12 @@ impl Conn {
                             );
                             return Ok(());
                         }
+                        if self.shard.node.acl.generation() != self.acl_gen && !self.refresh_user()
+                        {
+                            // Not allowed its subscriptions any more: nothing more is
+                            // delivered to it.
+                            return Ok(());
+                        }
                         let pending = std::mem::take(&mut *sub.queue.borrow_mut());
                         if !pending.is_empty() {
                             self.shard.local.borrow_mut().net_output_bytes += pending.len() as u64;
@@ -570,6 +576,20 @@ impl Conn {
             let msg = self.acl_denied(d, args, "toplevel");
             return self.out.error(&msg);
         }
+        if !self.acl_open
+            && spec.name.starts_with("sort")
+            && let Some(opt) = shardline_shards::acl::sort_uses_patterns(args)
+            && !shardline_shards::acl::sort_patterns_allowed(&self.user, spec, args)
+        {
+            self.flag_multi();
+            self.reject(spec);
+            return self.out.error(&format!(
+                "ERR {opt} option of SORT denied due to insufficient ACL permissions."
+            ));
+        }
+        // Scripts this command runs here check what they call against the user.
+        let _caller =
+            (!self.acl_open).then(|| shardline_shards::acl::set_caller(Some(self.user.clone())));
         self.shard.check_reset();
         let index = command::index_of(spec);
         self.shard.cmd_stats.borrow_mut()[index].calls += 1;
@@ -704,6 +724,7 @@ impl Conn {
     fn job(&mut self, t: usize) -> &mut Job {
         let (origin, proto) = (self.shard.id, self.proto);
         let shard = &self.shard;
+        let user = (!self.acl_open).then(|| self.user.clone());
         self.jobs[t].get_or_insert_with(|| Job {
             origin,
             token: shard.pending.borrow_mut().alloc(),
@@ -712,6 +733,7 @@ impl Conn {
             spans: Vec::with_capacity(16),
             ops: Vec::with_capacity(4),
             calvin_place: None,
+            user,
         })
     }
 
@@ -960,17 +982,34 @@ impl Conn {
         &self.user
     }
 
-    /// The users changed: takes this connection's user again by name. False if it is gone.
+    /// The users changed: takes this connection's user again by name. False if it is gone,
+    /// or no longer allowed a channel it is subscribed to (Redis disconnects both).
     fn refresh_user(&mut self) -> bool {
         match self.shard.node.acl.user(self.user.name.as_bytes()) {
             (Some(u), generation) => {
                 self.acl_open = u.unrestricted();
                 self.user = u;
                 self.acl_gen = generation;
-                true
+                self.acl_open || self.subscriptions_allowed()
             }
             (None, _) => false,
         }
+    }
+
+    /// Whether the user may still hold every subscription of this connection.
+    fn subscriptions_allowed(&self) -> bool {
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        self.subscriptions.iter().all(|(kind, name)| {
+            let cmd = match kind {
+                Kind::Channel => "subscribe",
+                Kind::Pattern => "psubscribe",
+                Kind::Shard => "ssubscribe",
+            };
+            command::words_into(&[cmd.as_bytes(), name.as_slice()], &mut buf, &mut spans);
+            let spec = lookup(cmd.as_bytes()).expect("in the table");
+            shardline_shards::acl::check_command(&self.user, spec, Args::new(&buf, &spans)).is_ok()
+        })
     }
 
     /// Counts and logs (ACL LOG) a command `check` refused, and gives the error to answer
@@ -983,24 +1022,16 @@ impl Conn {
     ) -> String {
         use shardline_shards::acl::{DeniedKind, LogReason, entry};
         let name = entry(d.id).name;
-        let (reason, object, msg) = match d.kind {
-            DeniedKind::Command => (
-                LogReason::Command,
-                name.to_string(),
-                format!(
-                    "NOPERM User {} has no permissions to run the '{name}' command",
-                    self.user.name
-                ),
-            ),
+        let msg = shardline_shards::acl::denial_message(&d, &self.user.name);
+        let (reason, object) = match d.kind {
+            DeniedKind::Command => (LogReason::Command, name.to_string()),
             DeniedKind::Key => (
                 LogReason::Key,
                 String::from_utf8_lossy(args.get(d.arg)).into_owned(),
-                "NOPERM No permissions to access a key".to_string(),
             ),
             DeniedKind::Channel => (
                 LogReason::Channel,
                 String::from_utf8_lossy(args.get(d.arg)).into_owned(),
-                "NOPERM No permissions to access a channel".to_string(),
             ),
         };
         self.acl_log(reason, context, object, self.user.name.clone());

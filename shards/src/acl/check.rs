@@ -195,3 +195,90 @@ fn variable_flags(name: &str, args: Args) -> Option<u16> {
         _ => None,
     }
 }
+
+/// The error a refused command is answered (Redis 7.2's wording: the command is named, a key
+/// or a channel is not).
+pub fn denial_message(d: &Denied, user: &str) -> String {
+    match d.kind {
+        DeniedKind::Command => format!(
+            "NOPERM User {user} has no permissions to run the '{}' command",
+            entry(d.id).name
+        ),
+        DeniedKind::Key => "NOPERM No permissions to access a key".to_string(),
+        DeniedKind::Channel => "NOPERM No permissions to access a channel".to_string(),
+    }
+}
+
+thread_local! {
+    /// The user a script runs for on this thread (`set_caller`), whose permissions its
+    /// `redis.call`s are checked against; `None`: allowed everything.
+    static CALLER: std::cell::RefCell<Option<std::sync::Arc<User>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Puts back the caller before `set_caller` when dropped.
+pub struct CallerGuard(Option<std::sync::Arc<User>>);
+
+impl Drop for CallerGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        CALLER.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+/// Runs what follows (until the guard drops) for `user` (`None`: a user allowed
+/// everything): the commands a script calls are checked against it. The driver sets it
+/// around a client's job, and around a script it deferred.
+pub fn set_caller(user: Option<std::sync::Arc<User>>) -> CallerGuard {
+    let user = user.filter(|u| !u.unrestricted());
+    CallerGuard(CALLER.with(|c| std::mem::replace(&mut *c.borrow_mut(), user)))
+}
+
+/// The user set by `set_caller`, if it is restricted.
+pub fn caller() -> Option<std::sync::Arc<User>> {
+    CALLER.with(|c| c.borrow().clone())
+}
+
+/// Checks a command a script calls against the caller: the error to raise if refused.
+pub fn check_caller(spec: &'static CommandSpec, args: Args) -> Result<(), String> {
+    CALLER.with(|c| match c.borrow().as_deref() {
+        None => Ok(()),
+        Some(u) => check_command(u, spec, args).map_err(|d| denial_message(&d, &u.name)),
+    })
+}
+
+/// SORT's BY and GET patterns name keys found only as it runs: Redis allows them only to a
+/// user one of whose selectors allows the command on every key (reading).
+pub fn sort_patterns_allowed(user: &User, spec: &'static CommandSpec, args: Args) -> bool {
+    if user.unrestricted() {
+        return true;
+    }
+    let (id, is_sub) = command_id_of(spec, args);
+    std::iter::once(&user.root)
+        .chain(&user.selectors)
+        .any(|sel| {
+            (spec.flags & flags::NO_AUTH != 0 || sel.allows_command(id, is_sub, args))
+                && (sel.all_keys
+                    || sel
+                        .keys
+                        .iter()
+                        .any(|k| k.pattern == b"*" && k.perms & NEED_READ != 0))
+        })
+}
+
+/// Whether a SORT's arguments use a BY or GET pattern (BY without `*` only skips sorting,
+/// GET `#` is the element itself).
+pub fn sort_uses_patterns(args: Args) -> Option<&'static str> {
+    let mut i = 2;
+    while i + 1 < args.len() {
+        let (opt, val) = (args.get(i), args.get(i + 1));
+        if opt.eq_ignore_ascii_case(b"by") && val.contains(&b'*') {
+            return Some("BY");
+        }
+        if opt.eq_ignore_ascii_case(b"get") && val != b"#" {
+            return Some("GET");
+        }
+        i += 1;
+    }
+    None
+}

@@ -18,7 +18,10 @@ pub mod table;
 mod tests;
 mod users;
 
-pub use check::{Denied, DeniedKind, check, check_command, command_id_of, key_needs};
+pub use check::{
+    CallerGuard, Denied, DeniedKind, caller, check, check_caller, check_command, command_id_of,
+    denial_message, key_needs, set_caller, sort_patterns_allowed, sort_uses_patterns,
+};
 pub use rules::{RuleError, SetError};
 pub use users::{Log, LogEntry, LogReason, Users};
 

@@ -434,3 +434,99 @@ fn the_log_groups_alike_denials_for_a_minute_and_keeps_the_newest() {
     let objs: Vec<&str> = log.entries().map(|e| e.object.as_str()).collect();
     assert_eq!(objs, ["c", "b", "a"]);
 }
+
+/// A random rule from the grammar (valid or not).
+fn random_rule(r: &mut crate::rng::Rng) -> String {
+    let pick =
+        |r: &mut crate::rng::Rng, xs: &[&str]| xs[r.below(xs.len() as u64) as usize].to_string();
+    let cmds = [
+        "get",
+        "set",
+        "config",
+        "config|get",
+        "client|kill",
+        "select|0",
+        "hset",
+        "acl",
+        "nocmd",
+    ];
+    let cats = [
+        "all",
+        "read",
+        "write",
+        "hash",
+        "dangerous",
+        "admin",
+        "slow",
+        "nocat",
+    ];
+    let pats = ["*", "a*", "b", "c?d", "[xy]*"];
+    match r.below(16) {
+        0 => format!("+{}", pick(r, &cmds)),
+        1 => format!("-{}", pick(r, &cmds)),
+        2 => format!("+@{}", pick(r, &cats)),
+        3 => format!("-@{}", pick(r, &cats)),
+        4 => format!("~{}", pick(r, &pats)),
+        5 => format!(
+            "%{}~{}",
+            pick(r, &["R", "W", "RW", "X", ""]),
+            pick(r, &pats)
+        ),
+        6 => format!("&{}", pick(r, &pats)),
+        7 => format!(">{}", pick(r, &["p1", "p2"])),
+        8 => format!("<{}", pick(r, &["p1", "p2"])),
+        9 => format!("({} {})", random_simple(r), random_simple(r)),
+        _ => pick(
+            r,
+            &[
+                "on",
+                "off",
+                "nopass",
+                "resetpass",
+                "allkeys",
+                "resetkeys",
+                "allchannels",
+                "resetchannels",
+                "allcommands",
+                "nocommands",
+                "reset",
+                "clearselectors",
+                "sanitize-payload",
+            ],
+        ),
+    }
+}
+
+fn random_simple(r: &mut crate::rng::Rng) -> String {
+    loop {
+        let rule = random_rule(r);
+        if !rule.starts_with(['(', '>', '<']) && !matches!(rule.as_str(), "on" | "off" | "reset") {
+            return rule;
+        }
+    }
+}
+
+/// What `ACL LIST` writes of any user, read back, is the same user: the same description and
+/// the same commands allowed (the description is what ACL SAVE persists).
+#[test]
+fn any_users_description_reads_back_as_the_same_user() {
+    let mut r = crate::rng::Rng::new(21);
+    for round in 0..3000 {
+        let mut u = User::new("u");
+        for _ in 0..1 + r.below(12) {
+            let rule = random_rule(&mut r);
+            let _ = u.apply_all(&[rule.as_str()]);
+        }
+        let text = u.describe();
+        let words: Vec<&str> = text.split(' ').collect();
+        let mut back = User::new("u");
+        back.apply_all(&words)
+            .unwrap_or_else(|e| panic!("round {round}: {text}: {}", e.0));
+        assert_eq!(back.describe(), text, "round {round}");
+        assert_eq!(back.root.allowed, u.root.allowed, "round {round}: {text}");
+        for (a, b) in back.selectors.iter().zip(&u.selectors) {
+            assert_eq!(a.allowed, b.allowed, "round {round}: {text}");
+        }
+        assert_eq!(back.passwords, u.passwords);
+    }
+}

@@ -24,7 +24,7 @@ pub fn time(_db: &mut Db, _a: Args, c: &mut Ctx, out: &mut Out) {
 }
 
 /// One entry of COMMAND / COMMAND INFO, in Redis 7's shape.
-fn command_entry(c: &CommandSpec, out: &mut Out) {
+fn command_entry(c: &'static CommandSpec, out: &mut Out) {
     out.array(10);
     out.bulk(c.name.as_bytes());
     out.int(c.arity as i64);
@@ -40,8 +40,13 @@ fn command_entry(c: &CommandSpec, out: &mut Out) {
     out.int(c.first_key as i64);
     out.int(c.last_key as i64);
     out.int(c.step as i64);
-    out.set(1);
-    out.simple(&format!("@{}", c.group));
+    // ACL categories, as ACL rules use them (`crate::acl::table`).
+    let cats = crate::acl::entry(crate::acl::command_id(c)).cats;
+    let names: Vec<&str> = crate::acl::cats::names(cats).collect();
+    out.set(names.len());
+    for n in names {
+        out.simple(&format!("@{n}"));
+    }
     out.set(0); // tips
     out.array(0); // key specs
     out.array(0); // subcommands

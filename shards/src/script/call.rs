@@ -196,6 +196,10 @@ fn command(db: &mut Db, cmd: Args, ctx: &mut Ctx, cell: &Cell<RunCtx>) -> Outcom
             "ERR Wrong number of args calling Redis command from script",
         );
     }
+    // The caller's permissions (ACL), as a command it sent itself.
+    if let Err(why) = crate::acl::check_caller(spec, cmd) {
+        return refuse(db, &why);
+    }
     let writes = spec.flags & flags::WRITE != 0;
     if writes && run.mode.read_only {
         return refuse(

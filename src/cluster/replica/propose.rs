@@ -106,6 +106,7 @@ impl Shard {
     /// entry per vShard per job, in request order); other ops run here at once. The replies go
     /// back when the entries are applied.
     pub fn run_job_replicated(&self, job: Job) {
+        let _caller = shardline_shards::acl::set_caller(job.user.clone());
         let job = {
             let mut guard = self.repl.borrow_mut();
             let r = guard.as_mut().expect("replicated");

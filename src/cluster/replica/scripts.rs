@@ -30,6 +30,8 @@ pub(crate) struct ScriptWait {
     slot: Slot,
     words: Vec<Vec<u8>>,
     since: Instant,
+    /// The ACL user it runs for (`acl::set_caller`), taken when it was deferred.
+    caller: Option<std::sync::Arc<shardline_shards::acl::User>>,
 }
 
 impl ScriptWait {
@@ -46,6 +48,7 @@ impl ScriptWait {
             slot,
             words,
             since,
+            caller: shardline_shards::acl::caller(),
         }
     }
 }
@@ -97,6 +100,7 @@ impl Replicas {
     /// A script of job `w.job` for replicated vShard `w.v`: run now if the vShard has settled
     /// and no script waits there before it, else queued.
     pub(super) fn start_script(&mut self, db: &mut Db, w: ScriptWait, now: Now, seed: u64) {
+        let _caller = shardline_shards::acl::set_caller(w.caller.clone());
         if !self.gated(w.v) && self.settled(w.v) {
             let v = w.v;
             let left = self.run_batch(db, v, vec![w], now, seed);

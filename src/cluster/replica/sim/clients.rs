@@ -667,6 +667,7 @@ pub(super) fn job_of(words: &[&[u8]], token: u64, op: impl FnOnce(u32) -> Op) ->
         spans,
         ops: vec![op(words.len() as u32)],
         calvin_place: None,
+        user: None,
     }
 }
 

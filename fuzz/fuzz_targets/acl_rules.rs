@@ -1,0 +1,44 @@
+//! ACL rules (`shardline_shards::acl`, issue 21), as any client with ACL SETUSER, an aclfile
+//! or a `user` line may write them: the fuzzer's bytes are words (split at spaces and
+//! newlines) given to ACL SETUSER, then a command checked against the user, then the whole
+//! text read as an aclfile. Never panics; a refused SETUSER changes nothing; what ACL LIST
+//! says of the user reads back as the same user (what ACL SAVE persists is what was set).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shardline_shards::acl::{User, Users, check};
+use shardline_shards::command::{Args, Span, lookup, words_into};
+
+fuzz_target!(|data: &[u8]| {
+    let words: Vec<&[u8]> = data
+        .split(|&b| b == b' ' || b == b'\n')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let (rules, cmd) = match words.iter().position(|w| *w == b"|") {
+        Some(at) => (&words[..at], &words[at + 1..]),
+        None => (&words[..], &words[..0]),
+    };
+    let mut users = Users::new();
+    let before = users.clone();
+    if users.set(b"u", rules).is_err() {
+        assert_eq!(users, before, "a refused SETUSER changed the users");
+    }
+    if let Some(u) = users.get(b"u") {
+        let text = u.describe();
+        let back: Vec<&str> = text.split(' ').collect();
+        let mut again = User::new("u");
+        again
+            .apply_all(&back)
+            .unwrap_or_else(|e| panic!("{text} does not read back: {}", e.0));
+        assert_eq!(again.describe(), text);
+        if let Some(spec) = cmd.first().and_then(|n| lookup(n)) {
+            let (mut buf, mut spans): (Vec<u8>, Vec<Span>) = (Vec::new(), Vec::new());
+            words_into(cmd, &mut buf, &mut spans);
+            let args = Args::new(&buf, &spans);
+            assert_eq!(check(u, spec, args), check(&again, spec, args));
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = Users::parse(text, "fuzz");
+    }
+});
