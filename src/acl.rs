@@ -19,8 +19,16 @@ pub struct State {
 pub struct Acl {
     state: Mutex<State>,
     generation: AtomicU64,
+    /// The users are the cluster's (the metadata group holds some): changes go through it.
+    cluster: std::sync::atomic::AtomicBool,
     /// INFO stats `acl_access_denied_*`: auth, cmd, key, channel.
     pub denied: [AtomicU64; 4],
+}
+
+impl Default for Acl {
+    fn default() -> Self {
+        Acl::new(Users::new())
+    }
 }
 
 impl Acl {
@@ -31,6 +39,7 @@ impl Acl {
                 log: Log::default(),
             }),
             generation: AtomicU64::new(1),
+            cluster: std::sync::atomic::AtomicBool::new(false),
             denied: Default::default(),
         }
     }
@@ -49,6 +58,17 @@ impl Acl {
         let r = f(&mut s.users);
         self.generation.fetch_add(1, Ordering::Relaxed);
         r
+    }
+
+    /// The cluster's users as the metadata group applied them: they replace this node's.
+    pub fn install_cluster(&self, users: Users) {
+        self.cluster.store(true, Ordering::Release);
+        self.change(|u| *u = users);
+    }
+
+    /// Whether the users are the cluster's (some ACL change went through the metadata group).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.load(Ordering::Acquire)
     }
 
     /// The user named `name` now, and the generation it was read at.
@@ -79,7 +99,7 @@ pub fn initial_users(cfg: &Config) -> Result<Users, String> {
     let mut users = Users::new();
     users.set_requirepass(cfg.requirepass.as_deref().map(str::as_bytes));
     if let Some(path) = &cfg.aclfile {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = std::fs::read(path).map_err(|e| {
             format!(
                 "cannot read the aclfile {}: {e} (create it, even empty, or unset aclfile)",
                 path.display()
@@ -99,11 +119,13 @@ pub fn initial_users(cfg: &Config) -> Result<Users, String> {
 }
 
 /// An aclfile's users; the default user keeps `requirepass` unless the file defines it.
-pub fn load_file(text: &str, source: &str, cfg: &Config) -> Result<Users, String> {
+pub fn load_file(text: &[u8], source: &str, cfg: &Config) -> Result<Users, String> {
     let mut users = Users::parse(text, source)?;
-    let defines_default = text.lines().any(|l| {
-        let mut w = l.split_ascii_whitespace();
-        w.next() == Some("user") && w.next() == Some("default")
+    let defines_default = text.split(|&b| b == b'\n').any(|l| {
+        let mut w = l
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        w.next() == Some(b"user".as_slice()) && w.next() == Some(b"default".as_slice())
     });
     if !defines_default {
         users.set_requirepass(cfg.requirepass.as_deref().map(str::as_bytes));
@@ -116,7 +138,7 @@ pub fn save_file(path: &std::path::Path, users: &Users) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp-acl");
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(users.to_file().as_bytes())?;
+    f.write_all(&users.to_file())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -237,6 +237,16 @@ fn section(node: &Node, name: &str, per: &[[i64; STATS]], errors: i64, t: &mut S
                 node.sum(|s| &s.protocol_errors),
                 node.sum(|s| &s.hops_sent),
             );
+            let d =
+                |i: usize| node.cluster.acl.denied[i].load(std::sync::atomic::Ordering::Relaxed);
+            let _ = write!(
+                t,
+                "acl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:{}\r\n",
+                d(0),
+                d(1),
+                d(2),
+                d(3)
+            );
         }
         "replication" => t.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"),
         "cpu" => {

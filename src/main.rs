@@ -132,7 +132,7 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
         Arc::new(cluster),
     ));
     *node.client_tls.lock().expect("client tls lock") = client_tls;
-    node.acl.change(|u| *u = users);
+    node.cluster.acl.change(|u| *u = users);
     let c = &node.cluster;
     // A node alone serves without its bus; it needs one only to be joined.
     if given_none && c.bus_addr(c.me).port() == 0 {

@@ -181,8 +181,6 @@ pub struct Node {
     /// The clients' TLS port's configuration (`tls-port`), read per accepted connection and
     /// replaced by CONFIG SET of a `tls-*` parameter.
     pub client_tls: Mutex<Option<std::sync::Arc<shardline_transport::tls::ServerConfig>>>,
-    /// ACL users and ACL LOG.
-    pub acl: crate::acl::Acl,
 }
 
 impl Node {
@@ -202,9 +200,10 @@ impl Node {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let run_id = format!("{:040x}", seed ^ ((std::process::id() as u128) << 64));
-        let mut users = shardline_shards::acl::Users::new();
-        users.set_requirepass(config.requirepass.as_deref().map(str::as_bytes));
-        let acl = crate::acl::Acl::new(users);
+        let requirepass = config.requirepass.clone();
+        cluster
+            .acl
+            .change(|u| u.set_requirepass(requirepass.as_deref().map(str::as_bytes)));
         Node {
             config: Mutex::new(config),
             live,
@@ -236,7 +235,6 @@ impl Node {
             scripts: std::sync::Arc::default(),
             script_busy: (0..threads).map(|_| std::sync::Arc::default()).collect(),
             client_tls: Mutex::new(None),
-            acl,
         }
     }
 

@@ -162,6 +162,14 @@ fn users_are_checked_on_commands_keys_channels_and_transactions() {
     let e = conn_as(&s, "reader", "bad").map(|_| ()).unwrap_err();
     assert_eq!(e.kind(), redis::ErrorKind::AuthenticationFailed, "{e:?}");
     assert_eq!(log(&mut admin)[0]["reason"], "auth");
+    // Counted in INFO stats.
+    let info = text(q(&mut admin, &["INFO", "stats"]).unwrap());
+    for (field, n) in [("auth", 1), ("cmd", 2), ("key", 3), ("channel", 1)] {
+        assert!(
+            info.contains(&format!("acl_access_denied_{field}:{n}\r\n")),
+            "{field}: {info}"
+        );
+    }
     // CLIENT LIST names the user.
     let list = text(q(&mut admin, &["CLIENT", "LIST"]).unwrap());
     assert!(list.contains("user=reader"), "{list}");
@@ -788,5 +796,99 @@ fn a_subscriber_no_longer_allowed_its_channel_is_disconnected() {
             m.get_payload::<String>()
         ),
         Err(e) => assert!(e.is_io_error() || e.is_connection_dropped(), "{e:?}"),
+    }
+}
+
+#[test]
+fn users_set_on_one_node_hold_on_every_node_and_survive_restarts() {
+    let mut c = common::cluster::TestCluster::start(3, false, &[]);
+    let node = |c: &common::cluster::TestCluster, i: usize| {
+        redis::Client::open(c.url(i))
+            .unwrap()
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap()
+    };
+    let auth = |c: &common::cluster::TestCluster, i: usize, user: &str, pass: &str| {
+        redis::Client::open(
+            c.url(i)
+                .replace("redis://", &format!("redis://{user}:{pass}@")),
+        )
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(5))
+    };
+    // Set on each node in turn (one of them leads the metadata, the others forward).
+    for i in 0..3 {
+        let mut n = node(&c, i);
+        let name = format!("u{i}");
+        ok(
+            &mut n,
+            &[
+                "ACL",
+                "SETUSER",
+                &name,
+                "on",
+                &format!(">pw{i}"),
+                "~*",
+                "+@read",
+            ],
+        );
+    }
+    // Every node knows every user, with the same rules.
+    let wait_for = |c: &common::cluster::TestCluster, want: &[&str]| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let lists: Vec<Vec<Vec<u8>>> = (0..3)
+                .map(|i| {
+                    redis::cmd("ACL")
+                        .arg("LIST")
+                        .query(&mut node(c, i))
+                        .unwrap()
+                })
+                .collect();
+            let names = |l: &Vec<Vec<u8>>| -> Vec<String> {
+                l.iter()
+                    .map(|line| {
+                        String::from_utf8_lossy(line)
+                            .split(' ')
+                            .nth(1)
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect()
+            };
+            if lists.iter().all(|l| names(l) == want) && lists.windows(2).all(|w| w[0] == w[1]) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ACL LIST on each node: {lists:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&c, &["default", "u0", "u1", "u2"]);
+    for i in 0..3 {
+        let mut u = auth(&c, (i + 1) % 3, &format!("u{i}"), &format!("pw{i}")).unwrap();
+        ok(&mut u, &["DBSIZE"]);
+        assert!(err(&mut u, &["SET", "k", "v"]).starts_with("NOPERM"));
+    }
+    // Deleted on one node: gone everywhere.
+    let mut n = node(&c, 2);
+    assert_eq!(q(&mut n, &["ACL", "DELUSER", "u1"]).unwrap(), Value::Int(1));
+    wait_for(&c, &["default", "u0", "u2"]);
+    // A refused change answers at once and changes nothing anywhere.
+    assert!(err(&mut n, &["ACL", "SETUSER", "u0", "+nocmd"]).contains("Unknown command"));
+    // Every node restarted: the users are still the cluster's.
+    for i in 0..3 {
+        c.kill(i);
+    }
+    for i in 0..3 {
+        c.spawn(i);
+    }
+    c.wait_served(Duration::from_secs(30));
+    wait_for(&c, &["default", "u0", "u2"]);
+    for i in 0..3 {
+        assert!(auth(&c, i, "u2", "pw2").is_ok(), "node {i}");
+        assert!(auth(&c, i, "u1", "pw1").is_err(), "node {i}");
     }
 }

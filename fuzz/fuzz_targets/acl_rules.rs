@@ -25,11 +25,13 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(u) = users.get(b"u") {
         let text = u.describe();
-        let back: Vec<&str> = text.split(' ').collect();
+        let back: Vec<&[u8]> = text.split(|&b| b == b' ').collect();
         let mut again = User::new("u");
         again
             .apply_all(&back)
-            .unwrap_or_else(|e| panic!("{text} does not read back: {}", e.0));
+            .unwrap_or_else(|e| {
+                panic!("{} does not read back: {}", String::from_utf8_lossy(&text), e.0)
+            });
         assert_eq!(again.describe(), text);
         if let Some(spec) = cmd.first().and_then(|n| lookup(n)) {
             let (mut buf, mut spans): (Vec<u8>, Vec<Span>) = (Vec::new(), Vec::new());
@@ -38,7 +40,5 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(check(u, spec, args), check(&again, spec, args));
         }
     }
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = Users::parse(text, "fuzz");
-    }
+    let _ = Users::parse(data, "fuzz");
 });

@@ -206,6 +206,9 @@ pub struct Cluster {
     /// The function libraries (FUNCTION LOAD) as this node's metadata group applied them:
     /// every shard thread's FCALL reads them (`shardline_shards::script::functions`).
     pub functions: std::sync::Arc<shardline_shards::script::functions::Registry>,
+    /// ACL users (and ACL LOG): the configuration's until the metadata group holds the
+    /// cluster's (`replica/meta.rs`), then those, the same on every node.
+    pub acl: crate::acl::Acl,
     /// Per vShard, its leader's last word on its learners and base copy (`progress.rs`).
     seen: Vec<progress::Seen>,
     /// Per group (the metadata group last), its replica here, if any (`progress::Held`).
@@ -483,6 +486,7 @@ impl Cluster {
             calvin: replica::calvin::Stream::new(layout.count() as usize),
             bulk: (0..threads).map(|_| BulkSlot::default()).collect(),
             functions: std::sync::Arc::default(),
+            acl: crate::acl::Acl::default(),
         }
     }
 

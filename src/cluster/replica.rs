@@ -204,6 +204,9 @@ pub struct Replicas {
     /// Thread 0: the function libraries as the metadata group has applied them (published
     /// to `Cluster::functions` at every change).
     functions: shardline_shards::script::functions::Libraries,
+    /// The cluster's ACL users as the metadata group applied them (`None`: no ACL change
+    /// yet: each node uses its configuration's), thread 0 only.
+    acl_users: Option<shardline_shards::acl::Users>,
     /// Scripts waiting for their vShards to settle (`scripts.rs`), in arrival order, and the
     /// jobs waiting behind them.
     script_waits: std::collections::VecDeque<scripts::ScriptWait>,

@@ -2,6 +2,7 @@
 //! GENPASS, LOG, SAVE/LOAD of the aclfile, and DRYRUN.
 
 use super::Conn;
+use shardline_shards::acl::wire::{AclCmd, AclEntry};
 use shardline_shards::acl::{self, DeniedKind, cats};
 use shardline_shards::command::{self, Args, err};
 use shardline_shards::reply::Out;
@@ -21,6 +22,7 @@ pub fn run(c: &mut Conn, a: Args) {
             let names: Vec<String> = c
                 .shard()
                 .node
+                .cluster
                 .acl
                 .lock()
                 .users
@@ -34,37 +36,26 @@ pub fn run(c: &mut Conn, a: Args) {
             }
         }
         b"list" => {
-            let lines = c.shard().node.acl.lock().users.list();
+            let lines = c.shard().node.cluster.acl.lock().users.list();
             let out = c.out();
             out.array(lines.len());
             for l in lines {
-                out.bulk(l.as_bytes());
+                out.bulk(&l);
             }
         }
         b"getuser" => getuser(c, a.get(2)),
         b"setuser" => {
-            let rules: Vec<&[u8]> = a.iter().skip(3).collect();
-            let r = c.shard().node.acl.change(|u| u.set(a.get(2), &rules));
-            match r {
-                Ok(()) => c.out().ok(),
-                Err(e) => c.out().error(&format!("ERR {}", e.0)),
-            }
+            let cmd = AclCmd::Set {
+                name: a.get(2).to_vec(),
+                rules: a.iter().skip(3).map(<[u8]>::to_vec).collect(),
+            };
+            propose(c, spec, a, cmd)
         }
         b"deluser" => {
-            let r = c.shard().node.acl.change(|u| {
-                if a.iter().skip(2).any(|n| n == b"default") {
-                    return Err("ERR The 'default' user cannot be removed".to_string());
-                }
-                let mut n = 0;
-                for name in a.iter().skip(2) {
-                    n += u.delete(name).map_err(|e| format!("ERR {}", e.0))? as i64;
-                }
-                Ok(n)
-            });
-            match r {
-                Ok(n) => c.out().int(n),
-                Err(e) => c.out().error(&e),
-            }
+            let cmd = AclCmd::Del {
+                names: a.iter().skip(2).map(<[u8]>::to_vec).collect(),
+            };
+            propose(c, spec, a, cmd)
         }
         b"cat" => cat(c.out(), a),
         b"genpass" => {
@@ -79,7 +70,7 @@ pub fn run(c: &mut Conn, a: Args) {
             c.out().bulk(crate::acl::genpass(bits).as_bytes())
         }
         b"log" => log(c, a),
-        b"save" | b"load" => file(c, sub == b"save"),
+        b"save" | b"load" => file(c, a, sub == b"save"),
         b"dryrun" => dryrun(c, a),
         b"help" => {
             command::err::unknown_subcommand(c.out(), b"help", "acl");
@@ -89,7 +80,7 @@ pub fn run(c: &mut Conn, a: Args) {
 }
 
 fn getuser(c: &mut Conn, name: &[u8]) {
-    let (user, _) = c.shard().node.acl.user(name);
+    let (user, _) = c.shard().node.cluster.acl.user(name);
     let out = c.out();
     let Some(u) = user else {
         return out.null();
@@ -120,9 +111,9 @@ fn selector(out: &mut Out, s: &acl::Selector) {
     out.bulk(b"commands");
     out.bulk(s.describe_commands().as_bytes());
     out.bulk(b"keys");
-    out.bulk(s.describe_keys().as_bytes());
+    out.bulk(&s.describe_keys());
     out.bulk(b"channels");
-    out.bulk(s.describe_channels().as_bytes());
+    out.bulk(&s.describe_channels());
 }
 
 fn cat(out: &mut Out, a: Args) {
@@ -162,7 +153,7 @@ fn log(c: &mut Conn, a: Args) {
     let mut count = usize::MAX;
     if a.len() == 3 {
         if a.get(2).eq_ignore_ascii_case(b"reset") {
-            c.shard().node.acl.lock().log.reset();
+            c.shard().node.cluster.acl.lock().log.reset();
             return c.out().ok();
         }
         match shardline_shards::num::parse_i64(a.get(2)) {
@@ -178,7 +169,7 @@ fn log(c: &mut Conn, a: Args) {
         .lock()
         .map_or(128, |cfg| cfg.acllog_max_len as usize);
     let entries: Vec<acl::LogEntry> = {
-        let acl = c.shard().node.acl.lock();
+        let acl = c.shard().node.cluster.acl.lock();
         acl.log.entries().take(count.min(max)).cloned().collect()
     };
     let out = c.out();
@@ -209,7 +200,7 @@ fn log(c: &mut Conn, a: Args) {
 }
 
 /// ACL SAVE and ACL LOAD, with the aclfile.
-fn file(c: &mut Conn, save: bool) {
+fn file(c: &mut Conn, a: Args, save: bool) {
     let node = c.shard().node.clone();
     let cfg = node.config.lock().map(|c| c.clone());
     let Ok(cfg) = cfg else {
@@ -218,35 +209,71 @@ fn file(c: &mut Conn, save: bool) {
     let Some(path) = cfg.aclfile.clone() else {
         return c.out().error("ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.");
     };
-    if save {
-        let users = node.acl.lock().users.clone();
-        return match crate::acl::save_file(&path, &users) {
-            Ok(()) => c.out().ok(),
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "ACL SAVE failed");
-                c.out().error(&format!(
-                    "ERR There was an error trying to save the ACLs. Please check the server logs for more information ({}: {e})",
-                    path.display()
-                ))
+    if !save {
+        // Read (and checked) here: the default user keeps requirepass if the file has none.
+        let source = path.display().to_string();
+        let loaded = std::fs::read(&path)
+            .map_err(|e| format!("{source}: {e}"))
+            .and_then(|text| crate::acl::load_file(&text, &source, &cfg));
+        return match loaded {
+            Ok(users) => {
+                let spec = command::lookup(b"acl").expect("in the table");
+                let file = users.to_file();
+                propose(c, spec, a, AclCmd::Load { file, source })
             }
+            Err(e) => c.out().error(&format!(
+                "ERR {e} WARNING: ACL errors detected, no change to the previously active ACL rules was performed"
+            )),
         };
     }
-    let loaded = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))
-        .and_then(|text| crate::acl::load_file(&text, &path.display().to_string(), &cfg));
-    match loaded {
-        Ok(users) => {
-            node.acl.change(|u| *u = users);
-            c.out().ok()
+    let users = node.cluster.acl.lock().users.clone();
+    match crate::acl::save_file(&path, &users) {
+        Ok(()) => c.out().ok(),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "ACL SAVE failed");
+            c.out().error(&format!(
+                "ERR There was an error trying to save the ACLs. Please check the server logs for more information ({}: {e})",
+                path.display()
+            ))
         }
-        Err(e) => c.out().error(&format!(
-            "ERR {e} WARNING: ACL errors detected, no change to the previously active ACL rules was performed"
-        )),
     }
 }
 
+/// An ACL change goes through the metadata group, so every node applies it and it survives
+/// restarts: checked here first (a refused change answers at once), then proposed on thread 0
+/// and answered once applied. Where another node leads the metadata, the command is forwarded
+/// there, as FUNCTION LOAD is.
+fn propose(c: &mut Conn, spec: &'static command::CommandSpec, a: Args, cmd: AclCmd) {
+    let cluster = c.shard().node.cluster.clone();
+    let leader = cluster.leader(shardline_shards::slot::VShardId(cluster.meta_group() as u16));
+    if leader != cluster.me && leader != crate::cluster::NodeId(0) {
+        return c.proxy(leader, spec, a);
+    }
+    let acl = &cluster.acl;
+    let (seed, mut trial) = {
+        let s = acl.lock();
+        if acl.is_cluster() {
+            (Vec::new(), Some(s.users.clone()))
+        } else {
+            // The first change: this node's users (its configuration's) are the seed.
+            (s.users.to_file(), None)
+        }
+    };
+    let entry = AclEntry { seed, cmd };
+    if let Err(e) = entry.apply(&mut trial) {
+        return c.out().error(&e);
+    }
+    let mut b = Vec::new();
+    entry.encode(&mut b);
+    let op = c.push_op(0, crate::hop::Op::Meta(b));
+    c.hole(
+        vec![super::PartRef::Remote { thread: 0, op }],
+        super::Finish::Raw,
+    );
+}
+
 fn dryrun(c: &mut Conn, a: Args) {
-    let (user, _) = c.shard().node.acl.user(a.get(2));
+    let (user, _) = c.shard().node.cluster.acl.user(a.get(2));
     let Some(user) = user else {
         return c
             .out()

@@ -228,7 +228,7 @@ pub async fn serve<S: ClientIo>(
     }));
     let busy_idle = info.borrow().busy_idle.clone();
     shard.clients.borrow_mut().push(info.clone());
-    let (user, acl_gen) = shard.node.acl.default_user();
+    let (user, acl_gen) = shard.node.cluster.acl.default_user();
     let threads = shard.node.threads;
     let mut conn = Conn {
         shard: shard.clone(),
@@ -317,7 +317,8 @@ impl Conn {
                             );
                             return Ok(());
                         }
-                        if self.shard.node.acl.generation() != self.acl_gen && !self.refresh_user()
+                        if self.shard.node.cluster.acl.generation() != self.acl_gen
+                            && !self.refresh_user()
                         {
                             // Not allowed its subscriptions any more: nothing more is
                             // delivered to it.
@@ -368,7 +369,7 @@ impl Conn {
                 }
                 self.shard.local.borrow_mut().net_input_bytes += n as u64;
             }
-            if self.shard.node.acl.generation() != self.acl_gen && !self.refresh_user() {
+            if self.shard.node.cluster.acl.generation() != self.acl_gen && !self.refresh_user() {
                 // Its user was deleted (ACL DELUSER, ACL LOAD): as Redis, the connection goes.
                 return Ok(());
             }
@@ -972,7 +973,7 @@ impl Conn {
 
     /// Runs as `user` from now on (AUTH, HELLO AUTH, RESET).
     pub fn set_user(&mut self, user: Arc<shardline_shards::acl::User>) {
-        self.acl_gen = self.shard.node.acl.generation();
+        self.acl_gen = self.shard.node.cluster.acl.generation();
         self.acl_open = user.unrestricted();
         self.info.borrow_mut().user = user.name.as_str().into();
         self.user = user;
@@ -985,7 +986,7 @@ impl Conn {
     /// The users changed: takes this connection's user again by name. False if it is gone,
     /// or no longer allowed a channel it is subscribed to (Redis disconnects both).
     fn refresh_user(&mut self) -> bool {
-        match self.shard.node.acl.user(self.user.name.as_bytes()) {
+        match self.shard.node.cluster.acl.user(self.user.name.as_bytes()) {
             (Some(u), generation) => {
                 self.acl_open = u.unrestricted();
                 self.user = u;
@@ -1047,14 +1048,14 @@ impl Conn {
         username: String,
     ) {
         let node = &self.shard.node;
-        node.acl.count_denied(reason);
+        node.cluster.acl.count_denied(reason);
         let info = self.info.borrow().line(self.shard.id);
         let max = node
             .config
             .lock()
             .map_or(128, |c| c.acllog_max_len as usize);
         let now_ms = self.now_us / 1000;
-        node.acl.lock().log.add(
+        node.cluster.acl.lock().log.add(
             reason,
             context,
             object,
@@ -1077,7 +1078,7 @@ impl Conn {
         self.unwatch_all();
         self.set_proto(Proto::Resp2);
         self.info.borrow_mut().name.clear();
-        let (user, _) = self.shard.node.acl.default_user();
+        let (user, _) = self.shard.node.cluster.acl.default_user();
         self.authed = user.enabled && user.nopass;
         self.set_user(user);
     }

@@ -41,7 +41,7 @@ pub fn run(c: &mut Conn, spec: &'static CommandSpec, a: Args) {
 /// Authenticates as `user` with `pass` (ACL users; `requirepass` is the default user's
 /// password). Writes the error and returns false if refused (logged in ACL LOG as Redis does).
 fn check_password(c: &mut Conn, user: &[u8], pass: &[u8]) -> bool {
-    let (found, _) = c.shard().node.acl.user(user);
+    let (found, _) = c.shard().node.cluster.acl.user(user);
     match found {
         Some(u) if u.password_ok(pass) => {
             c.set_user(u);
@@ -65,7 +65,7 @@ fn check_password(c: &mut Conn, user: &[u8], pass: &[u8]) -> bool {
 
 fn auth(c: &mut Conn, a: Args) {
     let ok = match a.len() {
-        2 if c.shard().node.acl.default_user().0.nopass => {
+        2 if c.shard().node.cluster.acl.default_user().0.nopass => {
             return c.out().error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
         }
         2 => check_password(c, b"default", a.get(1)),
@@ -341,10 +341,15 @@ fn config_cmd(c: &mut Conn, a: Args) {
             let pass_changed = (2..a.len())
                 .step_by(2)
                 .any(|i| a.get(i).eq_ignore_ascii_case(b"requirepass"));
+            if pass_changed && node.cluster.acl.is_cluster() {
+                drop(cfg);
+                return c.out().error("ERR CONFIG SET failed (possibly related to argument 'requirepass') - the users are the cluster's since an ACL command changed them: set the default user's password with ACL SETUSER default resetpass >password");
+            }
             if pass_changed {
                 // requirepass is the default user's password, as in Redis.
                 let pass = next.requirepass.clone();
-                node.acl
+                node.cluster
+                    .acl
                     .change(|u| u.set_requirepass(pass.as_deref().map(str::as_bytes)));
             }
             *cfg = next;

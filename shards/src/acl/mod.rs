@@ -17,6 +17,7 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 mod users;
+pub mod wire;
 
 pub use check::{
     CallerGuard, Denied, DeniedKind, caller, check, check_caller, check_command, command_id_of,
@@ -198,61 +199,62 @@ impl Selector {
         s
     }
 
-    /// The key patterns: `~*`, or `~a* %R~b*`.
-    pub fn describe_keys(&self) -> String {
+    /// The key patterns: `~*`, or `~a* %R~b*` (bytes: a pattern may be any bytes but
+    /// spaces).
+    pub fn describe_keys(&self) -> Vec<u8> {
         if self.all_keys {
-            return "~*".into();
+            return b"~*".to_vec();
         }
-        let mut s = String::new();
+        let mut s = Vec::new();
         for k in &self.keys {
             if !s.is_empty() {
-                s.push(' ');
+                s.push(b' ');
             }
-            s.push_str(match k.perms {
-                keyspec::NEED_READ => "%R~",
-                keyspec::NEED_WRITE => "%W~",
-                _ => "~",
+            s.extend_from_slice(match k.perms {
+                keyspec::NEED_READ => b"%R~",
+                keyspec::NEED_WRITE => b"%W~",
+                _ => b"~",
             });
-            s.push_str(&String::from_utf8_lossy(&k.pattern));
+            s.extend_from_slice(&k.pattern);
         }
         s
     }
 
     /// The channel patterns: `&*`, or `&a &b`.
-    pub fn describe_channels(&self) -> String {
+    pub fn describe_channels(&self) -> Vec<u8> {
         if self.all_channels {
-            return "&*".into();
+            return b"&*".to_vec();
         }
-        let mut s = String::new();
+        let mut s = Vec::new();
         for c in &self.channels {
             if !s.is_empty() {
-                s.push(' ');
+                s.push(b' ');
             }
-            s.push('&');
-            s.push_str(&String::from_utf8_lossy(c));
+            s.push(b'&');
+            s.extend_from_slice(c);
         }
         s
     }
 
     /// As `ACL LIST` writes it: keys, channels (`resetchannels` first unless all), commands.
-    pub fn describe(&self) -> String {
-        let mut s = String::new();
+    pub fn describe(&self) -> Vec<u8> {
+        let mut s = Vec::new();
         let keys = self.describe_keys();
         if !keys.is_empty() {
-            s.push_str(&keys);
-            s.push(' ');
+            s.extend_from_slice(&keys);
+            s.push(b' ');
         }
         if self.all_channels {
-            s.push_str("&* ");
+            s.extend_from_slice(b"&* ");
         } else {
-            s.push_str("resetchannels ");
+            s.extend_from_slice(b"resetchannels ");
             let ch = self.describe_channels();
             if !ch.is_empty() {
-                s.push_str(&ch);
-                s.push(' ');
+                s.extend_from_slice(&ch);
+                s.push(b' ');
             }
         }
-        s.push_str(&self.describe_commands());
+        s.extend_from_slice(self.describe_commands().as_bytes());
         s
     }
 }
@@ -336,18 +338,18 @@ impl User {
     }
 
     /// The user as `ACL LIST` and the aclfile write it, without the leading `user <name> `.
-    pub fn describe(&self) -> String {
-        let mut s = self.flags().join(" ");
+    pub fn describe(&self) -> Vec<u8> {
+        let mut s = self.flags().join(" ").into_bytes();
         for p in &self.passwords {
-            s.push_str(" #");
-            s.push_str(&hex(p));
+            s.extend_from_slice(b" #");
+            s.extend_from_slice(hex(p).as_bytes());
         }
-        s.push(' ');
-        s.push_str(&self.root.describe());
+        s.push(b' ');
+        s.extend_from_slice(&self.root.describe());
         for sel in &self.selectors {
-            s.push_str(" (");
-            s.push_str(&sel.describe());
-            s.push(')');
+            s.extend_from_slice(b" (");
+            s.extend_from_slice(&sel.describe());
+            s.push(b')');
         }
         s
     }

@@ -127,6 +127,10 @@ impl User {
                         .split(|b| b.is_ascii_whitespace())
                         .filter(|w| !w.is_empty())
                     {
+                        // (A word ending in `)` would end the selector when read back.)
+                        if word.ends_with(b")") {
+                            return Err(RuleError::Syntax);
+                        }
                         sel.apply(word)?;
                     }
                     self.selectors.push(sel);
@@ -164,6 +168,12 @@ fn merge_selectors<A: AsRef<[u8]>>(rules: &[A]) -> Result<Vec<Vec<u8>>, SetError
         )));
     }
     Ok(out)
+}
+
+/// A pattern may not hold spaces or NULs (they would not read back from ACL LIST or a file).
+fn has_spaces(p: &[u8]) -> bool {
+    p.iter()
+        .any(|&b| b.is_ascii_whitespace() || b == 0 || b == 0x0b)
 }
 
 fn parse_hash(h: &[u8]) -> Option<[u8; 32]> {
@@ -222,6 +232,9 @@ impl Selector {
                         return Err(RuleError::ChannelAfterAll);
                     }
                     let pat = &rule[1..];
+                    if has_spaces(pat) {
+                        return Err(RuleError::Syntax);
+                    }
                     if pat == b"*" {
                         self.all_channels = true;
                         self.channels.clear();
@@ -270,6 +283,9 @@ impl Selector {
         } else {
             (NEED_READ | NEED_WRITE, &rule[1..])
         };
+        if has_spaces(pat) {
+            return Err(RuleError::Syntax);
+        }
         if pat == b"*" && perms == NEED_READ | NEED_WRITE {
             self.all_keys = true;
             self.keys.clear();

@@ -80,19 +80,19 @@ impl Users {
     }
 
     /// `ACL LIST`: one `user <name> <rules>` line per user.
-    pub fn list(&self) -> Vec<String> {
+    pub fn list(&self) -> Vec<Vec<u8>> {
         self.map
             .values()
-            .map(|u| format!("user {} {}", u.name, u.describe()))
+            .map(|u| [format!("user {} ", u.name).as_bytes(), &u.describe()].concat())
             .collect()
     }
 
     /// What `ACL SAVE` writes: the lines of `list`, each ending in a newline.
-    pub fn to_file(&self) -> String {
-        let mut s = String::new();
+    pub fn to_file(&self) -> Vec<u8> {
+        let mut s = Vec::new();
         for l in self.list() {
-            s.push_str(&l);
-            s.push('\n');
+            s.extend_from_slice(&l);
+            s.push(b'\n');
         }
         s
     }
@@ -101,17 +101,20 @@ impl Users {
     /// blank lines and `#` comments skipped. Every error is reported with its line, and any
     /// error refuses the whole file (errors read `<source>:<line>: <what>.`). A file that does
     /// not define `default` gets the default user of a fresh server.
-    pub fn parse(text: &str, source: &str) -> Result<Users, String> {
+    pub fn parse(text: &[u8], source: &str) -> Result<Users, String> {
         let mut users = Users::new();
         let mut seen = std::collections::HashSet::new();
         let mut errors = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+        for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+            let words: Vec<&[u8]> = line
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|w| !w.is_empty())
+                .collect();
+            if words.is_empty() || words[0].starts_with(b"#") {
                 continue;
             }
-            let words: Vec<&str> = line.split_ascii_whitespace().collect();
-            if words[0] != "user" || words.len() < 2 {
+            let name = String::from_utf8_lossy(words.get(1).copied().unwrap_or_default());
+            if words[0] != b"user" || words.len() < 2 {
                 errors.push(format!(
                     "{source}:{}: should start with user keyword.",
                     n + 1
@@ -120,19 +123,18 @@ impl Users {
             }
             if !seen.insert(words[1]) {
                 errors.push(format!(
-                    "{source}:{}: Duplicate user '{}' found.",
-                    n + 1,
-                    words[1]
+                    "{source}:{}: Duplicate user '{name}' found.",
+                    n + 1
                 ));
                 continue;
             }
-            if words[1] == "default" {
+            if words[1] == b"default" {
                 // The file says all of it: start from nothing.
                 users
                     .map
                     .insert("default".into(), Arc::new(User::new("default")));
             }
-            if let Err(e) = users.set(words[1].as_bytes(), &words[2..]) {
+            if let Err(e) = users.set(words[1], &words[2..]) {
                 errors.push(format!("{source}:{}: {}.", n + 1, e.0));
             }
         }

@@ -189,6 +189,16 @@ pub const STATE_TAG: u8 = 0xC6;
 /// The first byte of a metadata-group snapshot state that holds the metadata's, the
 /// sequencer's and the function libraries' (`join_state`).
 pub const STATE_TAG_2: u8 = 0xC7;
+/// The metadata group's snapshot state with the ACL users too (`join_state`).
+pub const STATE_TAG_3: u8 = 0xCA;
+const _: () = assert!(
+    STATE_TAG_3 != SEQ_TAG
+        && STATE_TAG_3 != STATE_TAG
+        && STATE_TAG_3 != STATE_TAG_2
+        && crate::acl::wire::ACL_TAG != SEQ_TAG
+        && crate::acl::wire::ACL_TAG != crate::script::functions::FN_TAG
+        && crate::acl::wire::ACL_TAG != crate::raft::conf::CONF_TAG
+);
 const _: () = assert!(
     SEQ_TAG != crate::raft::conf::CONF_TAG
         && STATE_TAG != SEQ_TAG
@@ -198,19 +208,29 @@ const _: () = assert!(
         && crate::script::functions::FN_TAG != crate::raft::conf::CONF_TAG
 );
 
-/// The metadata group's snapshot state: `STATE_TAG_2 | meta length: u32 | meta | sequencer
-/// length: u32 | sequencer | libraries`.
-pub fn join_state(meta: &[u8], seq: &Sequencer, libs: &Libraries) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + meta.len() + 64);
-    out.push(STATE_TAG_2);
+/// The metadata group's snapshot state: `STATE_TAG_3 | meta length: u32 | meta | sequencer
+/// length: u32 | sequencer | libraries length: u32 | libraries | users`
+/// (`acl::wire::encode_users`).
+pub fn join_state(
+    meta: &[u8],
+    seq: &Sequencer,
+    libs: &Libraries,
+    users: Option<&crate::acl::Users>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(13 + meta.len() + 64);
+    out.push(STATE_TAG_3);
     out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
     out.extend_from_slice(meta);
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    seq.encode(&mut out);
-    let n = (out.len() - at - 4) as u32;
-    out[at..at + 4].copy_from_slice(&n.to_le_bytes());
-    libs.encode(&mut out);
+    let part = |out: &mut Vec<u8>, write: &dyn Fn(&mut Vec<u8>)| {
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        write(out);
+        let n = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+    };
+    part(&mut out, &|o| seq.encode(o));
+    part(&mut out, &|o| libs.encode(o));
+    crate::acl::wire::encode_users(users, &mut out);
     out
 }
 
@@ -222,16 +242,19 @@ pub struct StateParts<'a> {
     pub seq: Option<&'a [u8]>,
     /// `None` in a state written before functions had one.
     pub libs: Option<&'a [u8]>,
+    /// `None` in a state written before users had one (`acl::wire::decode_users` reads it).
+    pub users: Option<&'a [u8]>,
 }
 
-/// The metadata's bytes, the sequencer's and the libraries'.
+/// The metadata's bytes, the sequencer's, the libraries' and the users'.
 pub fn split_state(b: &[u8]) -> Result<StateParts<'_>, WireError> {
     let tag = b.first().copied();
-    if tag != Some(STATE_TAG) && tag != Some(STATE_TAG_2) {
+    if !matches!(tag, Some(STATE_TAG | STATE_TAG_2 | STATE_TAG_3)) {
         return Ok(StateParts {
             meta: b,
             seq: None,
             libs: None,
+            users: None,
         });
     }
     let mut r = Reader::new(&b[1..]);
@@ -242,13 +265,24 @@ pub fn split_state(b: &[u8]) -> Result<StateParts<'_>, WireError> {
             meta,
             seq: Some(seq),
             libs: None,
+            users: None,
         });
     }
     let seq = r.bytes_u32()?;
+    if tag == Some(STATE_TAG_2) {
+        return Ok(StateParts {
+            meta,
+            seq: Some(seq),
+            libs: Some(&b[1 + r.offset()..]),
+            users: None,
+        });
+    }
+    let libs = r.bytes_u32()?;
     Ok(StateParts {
         meta,
         seq: Some(seq),
-        libs: Some(&b[1 + r.offset()..]),
+        libs: Some(libs),
+        users: Some(&b[1 + r.offset()..]),
     })
 }
 
@@ -589,11 +623,35 @@ mod tests {
         })
         .unwrap();
         let seq = Sequencer::default();
-        let state = join_state(b"meta", &seq, &libs);
+        let mut users = crate::acl::Users::new();
+        users.set(b"app", &["on", ">pw", "+get", "~a:*"]).unwrap();
+        let state = join_state(b"meta", &seq, &libs, Some(&users));
         let parts = split_state(&state).unwrap();
         assert_eq!(parts.meta, b"meta");
         assert!(Sequencer::decode(parts.seq.unwrap(), Limits::default()).is_ok());
+        assert_eq!(Libraries::decode(parts.libs.unwrap()), Ok(libs.clone()));
+        assert_eq!(
+            crate::acl::wire::decode_users(parts.users.unwrap()),
+            Ok(Some(users))
+        );
+        let none = join_state(b"meta", &seq, &libs, None);
+        let parts = split_state(&none).unwrap();
+        assert_eq!(
+            crate::acl::wire::decode_users(parts.users.unwrap()),
+            Ok(None)
+        );
+        // The layout before users: the libraries to the end.
+        let mut two = vec![STATE_TAG_2];
+        two.extend_from_slice(&4u32.to_le_bytes());
+        two.extend_from_slice(b"meta");
+        let mut sq = Vec::new();
+        seq.encode(&mut sq);
+        two.extend_from_slice(&(sq.len() as u32).to_le_bytes());
+        two.extend_from_slice(&sq);
+        libs.encode(&mut two);
+        let parts = split_state(&two).unwrap();
         assert_eq!(Libraries::decode(parts.libs.unwrap()), Ok(libs));
+        assert_eq!(parts.users, None);
         // The layout before functions: tag, metadata, then the sequencer to the end.
         let mut old = vec![STATE_TAG];
         old.extend_from_slice(&4u32.to_le_bytes());

@@ -164,6 +164,11 @@ impl Replicas {
             ends.push(out.buf.len() as u32);
             return Ok(());
         }
+        if data[0] == shardline_shards::acl::wire::ACL_TAG {
+            self.apply_acl(&data[1..], out);
+            ends.push(out.buf.len() as u32);
+            return Ok(());
+        }
         let cmd = match Cmd::decode(data) {
             Ok(cmd) => cmd,
             Err(e) => {
@@ -225,6 +230,35 @@ impl Replicas {
         self.c.functions.publish(self.functions.clone());
     }
 
+    /// Applies a committed ACL change (SETUSER, DELUSER, LOAD), writing its answer, and hands
+    /// the users to every connection of the node.
+    fn apply_acl(&mut self, data: &[u8], out: &mut Out) {
+        use shardline_shards::acl::wire::{AclApplied, AclEntry};
+        let entry = match AclEntry::decode(data) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("a committed ACL entry does not decode ({e}); skipped");
+                return out.error("ERR the ACL change did not decode (nothing was changed)");
+            }
+        };
+        match entry.apply(&mut self.acl_users) {
+            Ok(AclApplied::Ok) => out.ok(),
+            Ok(AclApplied::Deleted(n)) => out.int(n),
+            Err(e) => return out.error(&e),
+        }
+        if let Some(u) = &self.acl_users {
+            self.c.acl.install_cluster(u.clone());
+        }
+    }
+
+    /// The ACL users of the metadata group's snapshot (or none), handed to the connections.
+    pub(super) fn install_acl(&mut self, users: Option<shardline_shards::acl::Users>) {
+        self.acl_users = users;
+        if let Some(u) = &self.acl_users {
+            self.c.acl.install_cluster(u.clone());
+        }
+    }
+
     /// The function libraries of the metadata group's snapshot (or start state), published.
     pub(super) fn install_functions(&mut self, libs: Libraries) {
         self.functions = libs;
@@ -255,9 +289,17 @@ impl Replicas {
                 reason: "the metadata of another cluster",
             });
         }
+        let users = match parts.users {
+            None => None,
+            Some(b) => shardline_shards::acl::wire::decode_users(b).map_err(|_| SnapshotError {
+                offset: 0,
+                reason: "the ACL users do not decode",
+            })?,
+        };
         self.install_seq(parts.seq)
             .map_err(|reason| SnapshotError { offset: 0, reason })?;
         self.install_functions(libs);
+        self.install_acl(users);
         publish_meta(&self.c, &m);
         self.meta = Some(m);
         Ok(0)

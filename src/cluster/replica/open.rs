@@ -32,6 +32,7 @@ impl Replicas {
         let mut meta = None;
         let mut seq_state: Option<(usize, Vec<u8>)> = None;
         let mut libs = Libraries::default();
+        let mut acl_users = None;
         let mut groups: Vec<Option<Group>> = (0..count).map(|_| None).collect();
         let mut clocks = vec![0u64; count];
         let mut applied = vec![LogId::default(); count];
@@ -130,6 +131,11 @@ impl Replicas {
                                 corrupt(libs_at + e.offset, "the function libraries do not decode")
                             })?;
                         }
+                        if let Some(b) = parts.users {
+                            let users_at = at + (state.len() - b.len());
+                            acl_users = shardline_shards::acl::wire::decode_users(b)
+                                .map_err(|_| corrupt(users_at, "the ACL users do not decode"))?;
+                        }
                     } else {
                         clocks[v] = install(db, &state)
                             .map_err(|e| corrupt(at + 8 + e.offset, e.reason))?;
@@ -209,6 +215,7 @@ impl Replicas {
             hint_full_to: Vec::new(),
             meta,
             functions: Libraries::default(),
+            acl_users: None,
             script_waits: Default::default(),
             thread_direct: Default::default(),
             script_deferred: Default::default(),
@@ -255,6 +262,7 @@ impl Replicas {
             c,
         };
         r.install_functions(libs);
+        r.install_acl(acl_users);
         // Every vShard's base copies are written and decoded as they arrive; the metadata
         // group's (small) stay in memory.
         r.hub.store_copies(move |g| g != meta_g);

@@ -388,8 +388,12 @@ pub(super) fn meta_snapshot_fits(state: &[u8], cluster: [u8; 16]) -> bool {
     let libs_ok = parts
         .libs
         .is_none_or(|b| shardline_shards::script::functions::Libraries::decode(b).is_ok());
+    let users_ok = parts
+        .users
+        .is_none_or(|b| shardline_shards::acl::wire::decode_users(b).is_ok());
     seq_ok
         && libs_ok
+        && users_ok
         && shardline_shards::meta::Meta::decode(parts.meta).is_ok_and(|m| m.cluster_id == cluster)
 }
 

@@ -45,7 +45,12 @@ impl Replicas {
     /// The metadata group's snapshot state: the metadata's, the sequencer's and the
     /// function libraries'.
     pub(in crate::cluster::replica) fn meta_state(&self, meta: &[u8]) -> Vec<u8> {
-        seq::join_state(meta, &self.calvin.seq, &self.functions)
+        seq::join_state(
+            meta,
+            &self.calvin.seq,
+            &self.functions,
+            self.acl_users.as_ref(),
+        )
     }
 
     pub(super) fn publish(&mut self, from: u64, replace: bool) {
