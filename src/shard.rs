@@ -85,6 +85,8 @@ pub struct KillFilter {
     pub skip_me: bool,
     /// TYPE master or replica: no client is one here.
     pub none: bool,
+    /// USER: clients authenticated as this user.
+    pub user: Option<Vec<u8>>,
 }
 
 impl KillFilter {
@@ -98,6 +100,7 @@ impl KillFilter {
                 .is_none_or(|a| a == c.laddr.to_string().as_bytes())
             && self.pubsub.is_none_or(|p| p == c.pubsub)
             && self.id.is_none_or(|id| id == c.id)
+            && self.user.as_ref().is_none_or(|u| u == c.user.as_bytes())
             && !(self.skip_me && c.id == self.requester)
             && !self.none
     }

@@ -183,6 +183,19 @@ fn users_are_checked_on_commands_keys_channels_and_transactions() {
     // ACL LOG RESET.
     ok(&mut admin, &["ACL", "LOG", "RESET"]);
     assert!(log(&mut admin).is_empty());
+    // CLIENT KILL USER.
+    ok(
+        &mut admin,
+        &["ACL", "SETUSER", "k", "on", "nopass", "+@all", "~*"],
+    );
+    let mut k = conn_as(&s, "k", "x").unwrap();
+    ok(&mut k, &["PING"]);
+    assert_eq!(
+        q(&mut admin, &["CLIENT", "KILL", "USER", "k"]).unwrap(),
+        Value::Int(1)
+    );
+    assert!(q(&mut k, &["PING"]).is_err());
+    assert!(err(&mut admin, &["CLIENT", "KILL", "USER", "nobody"]).contains("No such user"));
 }
 
 #[test]
@@ -891,4 +904,52 @@ fn users_set_on_one_node_hold_on_every_node_and_survive_restarts() {
         assert!(auth(&c, i, "u2", "pw2").is_ok(), "node {i}");
         assert!(auth(&c, i, "u1", "pw1").is_err(), "node {i}");
     }
+}
+
+/// `cluster-routing proxy`: a node forwards a command to its key's leader after checking it
+/// against the client's user; a restricted user's script is not forwarded (the leader would
+/// not know whose it is).
+#[test]
+fn forwarded_commands_are_checked_where_the_client_is() {
+    let c = common::cluster::TestCluster::start(3, false, &["--cluster-routing", "proxy"]);
+    let mut n0 = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    ok(
+        &mut n0,
+        &[
+            "ACL",
+            "SETUSER",
+            "p",
+            "on",
+            ">ppw",
+            "~p:*",
+            "+@all",
+            "-flushall",
+        ],
+    );
+    // A key of the user's pattern that node 1 leads (a hash tag of one it leads).
+    let key = format!("p:{{{}}}", c.key_led_by(1));
+    // Users are set through the metadata group: wait until node 0 applied it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut p = loop {
+        match redis::Client::open(c.url(0).replace("redis://", "redis://p:ppw@"))
+            .unwrap()
+            .get_connection()
+        {
+            Ok(p) => break p,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    ok(&mut p, &["SET", &key, "v"]);
+    assert_eq!(text(q(&mut p, &["GET", &key]).unwrap()), "v");
+    let other = c.key_led_by(1);
+    assert!(err(&mut p, &["SET", &other, "v"]).starts_with("NOPERM"));
+    let e = err(
+        &mut p,
+        &["EVAL", "return redis.call('get', KEYS[1])", "1", &key],
+    );
+    assert!(e.contains("NOPERM") && e.contains("forwarded"), "{e}");
 }

@@ -30,6 +30,11 @@ const LOST_READ: &str =
 impl Conn {
     /// Queues a command for the leader `peer` and leaves a hole for its reply.
     pub(super) fn proxy(&mut self, peer: NodeId, spec: &'static CommandSpec, args: Args) {
+        if !self.acl_open && spec.group == "scripting" && spec.flags & flags::NUMKEYS2 != 0 {
+            // The leader would run it as this link's connection, not as this client's user:
+            // refused rather than run unchecked.
+            return self.out.error("NOPERM a script forwarded to another node cannot run for an ACL user with restricted permissions yet; send it to its keys' leader (cluster-aware clients follow -MOVED there)");
+        }
         let i = peer.slot();
         if self.links.len() <= i {
             self.links.resize_with(i + 1, Link::default);

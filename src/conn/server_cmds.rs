@@ -219,12 +219,14 @@ fn client_kill(c: &mut Conn, a: Args) {
             }
             b"addr" => f.addr = Some(v.to_vec()),
             b"laddr" => f.laddr = Some(v.to_vec()),
-            b"user" if v == b"default" => {}
             b"user" => {
-                return c.out().error(&format!(
-                    "ERR No such user '{}'",
-                    String::from_utf8_lossy(v)
-                ));
+                if c.shard().node.cluster.acl.user(v).0.is_none() {
+                    return c.out().error(&format!(
+                        "ERR No such user '{}'",
+                        String::from_utf8_lossy(v)
+                    ));
+                }
+                f.user = Some(v.to_vec());
             }
             b"skipme" => {
                 f.skip_me = match v.to_ascii_lowercase().as_slice() {
