@@ -23,6 +23,8 @@ pub struct Acl {
     cluster: std::sync::atomic::AtomicBool,
     /// INFO stats `acl_access_denied_*`: auth, cmd, key, channel.
     pub denied: [AtomicU64; 4],
+    /// `acllog-max-len`.
+    log_max: AtomicU64,
 }
 
 impl Default for Acl {
@@ -41,6 +43,7 @@ impl Acl {
             generation: AtomicU64::new(1),
             cluster: std::sync::atomic::AtomicBool::new(false),
             denied: Default::default(),
+            log_max: AtomicU64::new(128),
         }
     }
 
@@ -80,6 +83,27 @@ impl Acl {
     pub fn default_user(&self) -> (Arc<User>, u64) {
         let s = self.lock();
         (s.users.default_user().clone(), self.generation())
+    }
+
+    pub fn set_log_max(&self, n: u64) {
+        self.log_max.store(n, Ordering::Relaxed);
+    }
+
+    /// Counts a denial and adds it to ACL LOG.
+    pub fn log(
+        &self,
+        reason: LogReason,
+        context: &'static str,
+        object: String,
+        username: String,
+        client_info: String,
+        now_ms: u64,
+    ) {
+        self.count_denied(reason);
+        let max = self.log_max.load(Ordering::Relaxed) as usize;
+        self.lock()
+            .log
+            .add(reason, context, object, username, client_info, now_ms, max);
     }
 
     pub fn count_denied(&self, reason: LogReason) {

@@ -133,6 +133,9 @@ fn run(mut cfg: config::Config) -> Result<(), String> {
     ));
     *node.client_tls.lock().expect("client tls lock") = client_tls;
     node.cluster.acl.change(|u| *u = users);
+    node.cluster
+        .acl
+        .set_log_max(node.config.lock().map_or(128, |c| c.acllog_max_len));
     let c = &node.cluster;
     // A node alone serves without its bus; it needs one only to be joined.
     if given_none && c.bus_addr(c.me).port() == 0 {

@@ -117,6 +117,23 @@ pub fn run(id: usize, core: usize, node: Arc<Node>, ready: mpsc::Sender<Result<(
             }
         };
         let shard = Rc::new(Shard::new(id, node));
+        {
+            // What this thread's scripts' callers are refused goes to ACL LOG (context `lua`).
+            let cluster = shard.node.cluster.clone();
+            shardline_shards::acl::set_denial_sink(std::sync::Arc::new(
+                move |reason, object, user: &str| {
+                    let now_ms = crate::shard::unix_now_us() / 1000;
+                    cluster.acl.log(
+                        reason,
+                        "lua",
+                        object,
+                        user.to_string(),
+                        String::new(),
+                        now_ms,
+                    );
+                },
+            ));
+        }
         if deferred {
             // A busy script's thread answers its own clients (`-BUSY`, SCRIPT KILL).
             crate::conn::busy::install(&shard);

@@ -713,6 +713,21 @@ fn scripts_run_with_their_callers_permissions() {
         &["EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "s:1"],
     );
     assert!(e.contains("NOPERM") && e.contains("'set'"), "{e}");
+    let entries = log(&mut admin);
+    assert_eq!(
+        (
+            entries[0]["reason"].as_str(),
+            entries[0]["context"].as_str()
+        ),
+        ("command", "lua")
+    );
+    assert_eq!(
+        (
+            entries[0]["object"].as_str(),
+            entries[0]["username"].as_str()
+        ),
+        ("set", "lua")
+    );
     let e = err(&mut u, &["EVAL", "return redis.call('get', 'other')", "0"]);
     assert!(e.contains("NOPERM No permissions to access a key"), "{e}");
     let e = err(&mut u, &["EVAL", "return redis.call('flushall')", "0"]);

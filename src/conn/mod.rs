@@ -1047,22 +1047,14 @@ impl Conn {
         object: String,
         username: String,
     ) {
-        let node = &self.shard.node;
-        node.cluster.acl.count_denied(reason);
         let info = self.info.borrow().line(self.shard.id);
-        let max = node
-            .config
-            .lock()
-            .map_or(128, |c| c.acllog_max_len as usize);
-        let now_ms = self.now_us / 1000;
-        node.cluster.acl.lock().log.add(
+        self.shard.node.cluster.acl.log(
             reason,
             context,
             object,
             username,
             info.trim_end().to_string(),
-            now_ms,
-            max,
+            self.now_us / 1000,
         );
     }
 

@@ -356,6 +356,7 @@ fn config_cmd(c: &mut Conn, a: Args) {
             }
             *cfg = next;
             node.live.load(&cfg);
+            node.cluster.acl.set_log_max(cfg.acllog_max_len);
             drop(cfg);
             c.out().ok()
         }

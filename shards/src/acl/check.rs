@@ -239,11 +239,43 @@ pub fn caller() -> Option<std::sync::Arc<User>> {
     CALLER.with(|c| c.borrow().clone())
 }
 
-/// Checks a command a script calls against the caller: the error to raise if refused.
+/// Where a shard thread's scripts report what their callers were refused (ACL LOG, context
+/// `lua`): the reason, the object (command, key or channel) and the user.
+pub type DenialSink = std::sync::Arc<dyn Fn(super::LogReason, String, &str) + Send + Sync>;
+
+thread_local! {
+    static SINK: std::cell::RefCell<Option<DenialSink>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sets this thread's `DenialSink` (the driver's ACL LOG), once per shard thread.
+pub fn set_denial_sink(sink: DenialSink) {
+    SINK.with(|s| *s.borrow_mut() = Some(sink));
+}
+
+/// Checks a command a script calls against the caller: the error to raise if refused (the
+/// refusal also goes to the thread's `DenialSink`).
 pub fn check_caller(spec: &'static CommandSpec, args: Args) -> Result<(), String> {
     CALLER.with(|c| match c.borrow().as_deref() {
         None => Ok(()),
-        Some(u) => check_command(u, spec, args).map_err(|d| denial_message(&d, &u.name)),
+        Some(u) => check_command(u, spec, args).map_err(|d| {
+            let (reason, object) = match d.kind {
+                DeniedKind::Command => (super::LogReason::Command, entry(d.id).name.to_string()),
+                DeniedKind::Key => (
+                    super::LogReason::Key,
+                    String::from_utf8_lossy(args.get(d.arg)).into_owned(),
+                ),
+                DeniedKind::Channel => (
+                    super::LogReason::Channel,
+                    String::from_utf8_lossy(args.get(d.arg)).into_owned(),
+                ),
+            };
+            SINK.with(|s| {
+                if let Some(sink) = s.borrow().as_ref() {
+                    sink(reason, object, &u.name);
+                }
+            });
+            denial_message(&d, &u.name)
+        }),
     })
 }
 

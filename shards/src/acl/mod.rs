@@ -20,8 +20,9 @@ mod users;
 pub mod wire;
 
 pub use check::{
-    CallerGuard, Denied, DeniedKind, caller, check, check_caller, check_command, command_id_of,
-    denial_message, key_needs, set_caller, sort_patterns_allowed, sort_uses_patterns,
+    CallerGuard, DenialSink, Denied, DeniedKind, caller, check, check_caller, check_command,
+    command_id_of, denial_message, key_needs, set_caller, set_denial_sink, sort_patterns_allowed,
+    sort_uses_patterns,
 };
 pub use rules::{RuleError, SetError};
 pub use users::{Log, LogEntry, LogReason, Users};
