@@ -62,8 +62,10 @@ pub struct ClientInfo {
     /// and nothing to write (not in MULTI, subscribed or blocked), cleared by that read's
     /// wake-up: a busy script's thread may then serve it (`conn::busy`).
     pub busy_idle: Arc<AtomicBool>,
-    /// It has authenticated (what `conn::busy` may let it do).
+    /// It has authenticated, and as which user if restricted (what `conn::busy` may let it
+    /// do).
     pub busy_authed: bool,
+    pub busy_user: Option<Arc<shardline_shards::acl::User>>,
     /// Bytes `conn::busy` read and did not answer (an incomplete command), and the replies
     /// the socket has not taken yet: the task takes both when its read completes.
     pub busy_in: Vec<u8>,

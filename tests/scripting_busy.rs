@@ -258,3 +258,56 @@ fn a_busy_script_answers_busy_to_the_other_threads_and_script_kill_stops_it() {
     let kept: Option<String> = redis::cmd("GET").arg("busykey").query(&mut c).unwrap();
     assert_eq!(kept, None, "nothing of the stopped script was kept");
 }
+
+/// While a script holds the thread, its clients are still held to their ACL users: a user
+/// without `@dangerous` may not SHUTDOWN or SCRIPT KILL (NOPERM), the default user may.
+#[test]
+fn a_busy_scripts_thread_checks_its_clients_acl_users() {
+    use std::io::Write;
+    let s = Server::start("0", &["--busy-reply-threshold", "100"]);
+    let connect = |auth: Option<(&str, &str)>| {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        if let Some((u, p)) = auth {
+            c.write_all(&resp(&["AUTH", u, p])).unwrap();
+            assert_eq!(read_n(&mut c, 5), "+OK\r\n");
+        }
+        c
+    };
+    let mut admin = connect(None);
+    admin
+        .write_all(&resp(&[
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            ">apw",
+            "~*",
+            "+@all",
+            "-@dangerous",
+            "-script",
+        ]))
+        .unwrap();
+    assert_eq!(read_n(&mut admin, 5), "+OK\r\n");
+    let (mut app, mut script) = (connect(Some(("app", "apw"))), connect(None));
+    script
+        .write_all(&resp(&[
+            "EVAL",
+            "local i = 0 while true do i = i + 1 end",
+            "0",
+        ]))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let refused = "-NOPERM User app has no permissions to run the 'shutdown' command\r\n";
+    app.write_all(&resp(&["SHUTDOWN", "NOSAVE"])).unwrap();
+    assert_eq!(read_n(&mut app, refused.len()), refused);
+    let refused = "-NOPERM User app has no permissions to run the 'script|kill' command\r\n";
+    app.write_all(&resp(&["SCRIPT", "KILL"])).unwrap();
+    assert_eq!(read_n(&mut app, refused.len()), refused);
+    admin.write_all(&resp(&["SCRIPT", "KILL"])).unwrap();
+    assert_eq!(read_n(&mut admin, 5), "+OK\r\n");
+    let killed = read_n(&mut script, 20);
+    assert!(killed.starts_with("-ERR Script killed"), "{killed}");
+    admin.write_all(&resp(&["PING"])).unwrap();
+    assert_eq!(read_n(&mut admin, 7), "+PONG\r\n");
+}

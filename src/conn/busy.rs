@@ -107,11 +107,16 @@ fn answer(shard: &Shard, info: &mut ClientInfo) {
             &info.busy_in[used..]
         };
         if !spans.is_empty() {
-            let reply = reply_to(
-                shard,
-                (info.busy_authed, info.proto),
-                Args::new(buf, &spans),
-            );
+            let args = Args::new(buf, &spans);
+            let refused = info.busy_user.as_ref().and_then(|u| {
+                let spec = shardline_shards::command::lookup(args.get(0))?;
+                let d = shardline_shards::acl::check_command(u, spec, args).err()?;
+                Some(shardline_shards::acl::denial_message(&d, &u.name))
+            });
+            let reply = match refused {
+                Some(msg) if info.busy_authed => format!("-{msg}\r\n").into_bytes(),
+                _ => reply_to(shard, (info.busy_authed, info.proto), args),
+            };
             info.busy_out.extend_from_slice(&reply);
         }
         used += frame.consumed;

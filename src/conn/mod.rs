@@ -222,6 +222,7 @@ pub async fn serve<S: ClientIo>(
         killed: false,
         busy_idle: Arc::new(AtomicBool::new(false)),
         busy_authed: false,
+        busy_user: None,
         busy_in: Vec::new(),
         busy_out: Vec::new(),
         user: "default".into(),
@@ -350,7 +351,11 @@ impl Conn {
                     && busy::installed();
                 let read = stream.io_read(rbuf);
                 let (res, buf) = if idle {
-                    self.info.borrow_mut().busy_authed = self.authed;
+                    {
+                        let mut info = self.info.borrow_mut();
+                        info.busy_authed = self.authed;
+                        info.busy_user = (!self.acl_open).then(|| self.user.clone());
+                    }
                     busy::idle_read(read, &self.busy_idle, &mut self.busy_waker).await
                 } else {
                     read.await
