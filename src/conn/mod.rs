@@ -143,6 +143,8 @@ pub struct Conn {
     user: Arc<shardline_shards::acl::User>,
     acl_gen: u64,
     acl_open: bool,
+    /// The ACL check's buffer of keys (kept: no allocation per command).
+    acl_keys: Vec<(usize, u8)>,
     multi: Option<Multi>,
     /// The flag WATCHed keys set when written; replaced after each EXEC/DISCARD/UNWATCH.
     watch_flag: Arc<AtomicBool>,
@@ -239,6 +241,7 @@ pub async fn serve<S: ClientIo>(
         acl_open: user.unrestricted(),
         user,
         acl_gen,
+        acl_keys: Vec::new(),
         multi: None,
         watch_flag: Arc::new(AtomicBool::new(false)),
         watched: Vec::new(),
@@ -575,7 +578,12 @@ impl Conn {
             return self.out.error("NOAUTH Authentication required.");
         }
         if !self.acl_open
-            && let Err(d) = shardline_shards::acl::check_command(&self.user, spec, args)
+            && let Err(d) = shardline_shards::acl::check_command_with(
+                &self.user,
+                spec,
+                args,
+                &mut self.acl_keys,
+            )
         {
             self.flag_multi();
             self.reject(spec);

@@ -48,8 +48,22 @@ pub fn check(user: &User, spec: &'static CommandSpec, args: Args) -> Result<(), 
 
 /// `check` without the shortcut for a user allowed everything.
 pub fn check_command(user: &User, spec: &'static CommandSpec, args: Args) -> Result<(), Denied> {
+    check_command_with(user, spec, args, &mut Vec::new())
+}
+
+/// `check_command` with a buffer for the keys' needed access, kept by the caller between
+/// commands (a connection's: no allocation per command).
+pub fn check_command_with(
+    user: &User,
+    spec: &'static CommandSpec,
+    args: Args,
+    scratch: &mut Vec<(usize, u8)>,
+) -> Result<(), Denied> {
     let (id, is_sub) = command_id_of(spec, args);
-    let mut keys: Option<Vec<(usize, u8)>> = None;
+    let mut keys = Keys {
+        found: false,
+        buf: scratch,
+    };
     let mut worst: Option<Denied> = None;
     for sel in std::iter::once(&user.root).chain(&user.selectors) {
         match check_selector(sel, spec, id, is_sub, args, &mut keys) {
@@ -74,15 +88,18 @@ fn check_selector(
     id: Id,
     is_sub: bool,
     args: Args,
-    keys: &mut Option<Vec<(usize, u8)>>,
+    keys: &mut Keys,
 ) -> Result<(), Denied> {
     let denied = |kind, arg| Denied { kind, arg, id };
     if spec.flags & flags::NO_AUTH == 0 && !sel.allows_command(id, is_sub, args) {
         return Err(denied(DeniedKind::Command, 0));
     }
     if !sel.all_keys {
-        let keys = keys.get_or_insert_with(|| key_needs(spec, id, args));
-        for &(at, need) in keys.iter() {
+        if !keys.found {
+            key_needs(spec, id, args, keys.buf);
+            keys.found = true;
+        }
+        for &(at, need) in keys.buf.iter() {
             let key = args.get(at);
             let ok = sel
                 .keys
@@ -126,9 +143,9 @@ fn check_selector(
 /// both or neither). Positions come from the key specs, as Redis finds them; then every key
 /// the command will route by (`CommandSpec::keys_of`) that they did not name is added with
 /// the strictest access the specs give, so nothing the command touches goes unchecked.
-pub fn key_needs(spec: &'static CommandSpec, id: Id, args: Args) -> Vec<(usize, u8)> {
+pub fn key_needs(spec: &'static CommandSpec, id: Id, args: Args, out: &mut Vec<(usize, u8)>) {
     let e = entry(id);
-    let mut out: Vec<(usize, u8)> = Vec::new();
+    out.clear();
     let mut strictest = 0;
     for ks in e.keys {
         let mut flags = ks.flags;
@@ -151,12 +168,20 @@ pub fn key_needs(spec: &'static CommandSpec, id: Id, args: Args) -> Vec<(usize, 
     {
         out.push((at, NEED_WRITE));
     }
+    // (Sorted to look the routed keys up: a command of thousands of keys stays linear-ish.)
+    out.sort_unstable_by_key(|&(at, _)| at);
+    let named = out.len();
     for at in spec.keys_of(args) {
-        if at < args.len() && !out.iter().any(|&(p, _)| p == at) {
+        if at < args.len() && out[..named].binary_search_by_key(&at, |&(p, _)| p).is_err() {
             out.push((at, strictest));
         }
     }
-    out
+}
+
+/// The keys' needed access, found once per command for all selectors.
+struct Keys<'a> {
+    found: bool,
+    buf: &'a mut Vec<(usize, u8)>,
 }
 
 /// SET needs read access only with GET; BITFIELD only write access with SET or INCRBY.
