@@ -31,6 +31,24 @@ fn q(c: &mut Connection, words: &[&str]) -> redis::RedisResult<Value> {
     cmd.query(c)
 }
 
+/// `ok`, retrying while the cluster's metadata group has no leader yet (`TRYAGAIN`: nothing
+/// was changed), as a client would.
+fn ok_retrying(c: &mut Connection, words: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match q(c, words) {
+            Ok(_) => return,
+            Err(e)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("{words:?}: {e}"),
+        }
+    }
+}
+
 fn ok(c: &mut Connection, words: &[&str]) {
     if let Err(e) = q(c, words) {
         panic!("{words:?}: {e}");
@@ -848,7 +866,7 @@ fn users_set_on_one_node_hold_on_every_node_and_survive_restarts() {
     for i in 0..3 {
         let mut n = node(&c, i);
         let name = format!("u{i}");
-        ok(
+        ok_retrying(
             &mut n,
             &[
                 "ACL",
@@ -931,7 +949,7 @@ fn forwarded_commands_are_checked_where_the_client_is() {
         .unwrap()
         .get_connection()
         .unwrap();
-    ok(
+    ok_retrying(
         &mut n0,
         &[
             "ACL",
