@@ -48,6 +48,7 @@ def cats_expr(cats):
 EXTRA = {
     "client": [("client|setinfo", ["@slow", "@connection"])],
     "cluster": [
+        ("cluster|acluser", ["@admin", "@slow", "@dangerous"]),
         ("cluster|cancelmove", ["@admin", "@slow", "@dangerous"]),
         ("cluster|drain", ["@admin", "@slow", "@dangerous"]),
         ("cluster|join", ["@admin", "@slow", "@dangerous"]),

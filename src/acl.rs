@@ -183,3 +183,16 @@ pub fn genpass(bits: usize) -> String {
     s.truncate(chars);
     s
 }
+
+/// The identity a node of the cluster runs as on another's client port (under the cluster's
+/// TLS): allowed everything, named `(cluster-node)`; kept apart from the users (a connection
+/// running as it never looks it up by name).
+pub fn node_user() -> Arc<User> {
+    static NODE: std::sync::OnceLock<Arc<User>> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| {
+        let mut u = User::default_user();
+        u.name = "(cluster-node)".into();
+        Arc::new(u)
+    })
+    .clone()
+}

@@ -251,14 +251,15 @@ async fn serve_or_tls(
     }
     if first[0] != 0x16 {
         drop(counted);
-        return crate::conn::serve(shard, stream, peer, laddr, first).await;
+        return crate::conn::serve(shard, stream, peer, laddr, first, false).await;
     }
     let conn = match tls.server() {
         Ok(c) => c,
         Err(e) => return tracing::warn!(%peer, "TLS on the client port: {e}"),
     };
     let c = shard.node.cluster.clone();
-    if serve_tls(shard, stream, peer, laddr, conn, first, counted).await {
+    // (A certificate of the cluster's CA: one of the cluster's nodes.)
+    if serve_tls(shard, stream, peer, laddr, conn, first, counted, true).await {
         c.tls_in.fetch_add(1, Ordering::Relaxed);
     } else {
         c.tls_refused.fetch_add(1, Ordering::Relaxed);
@@ -287,12 +288,14 @@ async fn serve_tls_client(
         Ok(c) => c,
         Err(e) => return tracing::warn!(%peer, "TLS port: {e}"),
     };
-    serve_tls(shard, stream, peer, laddr, conn, Vec::new(), counted).await;
+    serve_tls(shard, stream, peer, laddr, conn, Vec::new(), counted, false).await;
 }
 
 /// Completes the server side of a TLS handshake (within `TLS_HANDSHAKE_TIMEOUT`), `read`
 /// being what was read of it already, then serves the connection (`counted` is released
 /// when `conn::serve` counts it). Whether the handshake succeeded (its failure is logged).
+/// `node_peer`: the handshake was under the cluster's CA (a node of the cluster).
+#[allow(clippy::too_many_arguments)]
 async fn serve_tls(
     shard: Rc<Shard>,
     stream: monoio::net::TcpStream,
@@ -301,6 +304,7 @@ async fn serve_tls(
     conn: shardline_transport::tls::ServerConnection,
     read: Vec<u8>,
     counted: Counted,
+    node_peer: bool,
 ) -> bool {
     let accepted = monoio::time::timeout(
         TLS_HANDSHAKE_TIMEOUT,
@@ -310,7 +314,14 @@ async fn serve_tls(
     match accepted {
         Ok(Ok(s)) => {
             drop(counted);
-            monoio::spawn(crate::conn::serve(shard, s, peer, laddr, Vec::new()));
+            monoio::spawn(crate::conn::serve(
+                shard,
+                s,
+                peer,
+                laddr,
+                Vec::new(),
+                node_peer,
+            ));
             true
         }
         Ok(Err(e)) => {
@@ -364,6 +375,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener, tls: 
                             peer,
                             laddr,
                             Vec::new(),
+                            false,
                         ));
                     }
                 }

@@ -986,3 +986,92 @@ fn forwarded_commands_are_checked_where_the_client_is() {
     );
     assert!(e.contains("NOPERM") && e.contains("forwarded"), "{e}");
 }
+
+/// Under the cluster's TLS a forwarding node tells the leader whose commands it forwards
+/// (CLUSTER ACLUSER, which only the cluster's nodes may send): a restricted user's script
+/// runs on the leader with the user's permissions.
+#[test]
+fn under_the_clusters_tls_forwarded_scripts_run_as_their_user_on_the_leader() {
+    let c = common::cluster::TestCluster::start_tls(3, false, &["--cluster-routing", "proxy"]);
+    let mut n0 = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert!(err(&mut n0, &["CLUSTER", "ACLUSER", "default"]).contains("cluster's own nodes"));
+    ok_retrying(
+        &mut n0,
+        &[
+            "ACL",
+            "SETUSER",
+            "p",
+            "on",
+            ">ppw",
+            "~p:*",
+            "+@all",
+            "-flushall",
+        ],
+    );
+    let key = format!("p:{{{}}}", c.key_led_by(1));
+    let other = format!("o:{{{}}}", c.key_led_by(1));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut p = loop {
+        match redis::Client::open(c.url(0).replace("redis://", "redis://p:ppw@"))
+            .unwrap()
+            .get_connection()
+        {
+            Ok(p) => break p,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Node 1 must know the user too before it runs the script as it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while redis::Client::open(c.url(1).replace("redis://", "redis://p:ppw@"))
+        .unwrap()
+        .get_connection()
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 never knew the user"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok(&mut p, &["SET", &key, "v"]);
+    let v = q(
+        &mut p,
+        &["EVAL", "return redis.call('get', KEYS[1])", "1", &key],
+    )
+    .unwrap();
+    assert_eq!(text(v), "v");
+    // The leader refuses what the user may not, inside a script this node forwarded (its
+    // declared key is allowed): a key of the same slot outside the user's pattern, FLUSHALL.
+    let e = err(
+        &mut p,
+        &[
+            "EVAL",
+            "return redis.call('set', ARGV[1], 'x')",
+            "1",
+            &key,
+            &other,
+        ],
+    );
+    assert!(e.contains("NOPERM No permissions to access a key"), "{e}");
+    let e = err(
+        &mut p,
+        &["EVAL", "return redis.call('flushall')", "1", &key],
+    );
+    assert!(e.contains("NOPERM") && e.contains("flushall"), "{e}");
+    let mut n1 = redis::Client::open(c.url(1))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert_eq!(q(&mut n1, &["EXISTS", &other]).unwrap(), Value::Int(0));
+    let entries = log(&mut n1);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["context"] == "lua" && e["username"] == "p"),
+        "{entries:?}"
+    );
+}

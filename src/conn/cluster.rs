@@ -436,6 +436,7 @@ impl Conn {
                 self.replicated_cluster(&c, &sub)
             }
             b"join" => self.cluster_join(&c, args),
+            b"acluser" => self.cluster_acluser(&c, args),
             b"forget" => self.cluster_forget(&c, args),
             b"move" | b"cancelmove" | b"drain" | b"undrain" => self.cluster_move(&c, spec, args),
             b"moves" => self.cluster_moves(&c),
@@ -443,6 +444,31 @@ impl Conn {
             b"help" => err::unknown_subcommand(&mut self.out, b"help", "cluster"),
             b"keyslot" => self.out.int(key_slot(args.get(2)) as i64),
             _ => self.slot_keys(args, sub == b"getkeysinslot"),
+        }
+    }
+
+    /// CLUSTER ACLUSER <user>, from a node forwarding a client's commands (`proxy.rs`): this
+    /// connection runs as that user from now on, so the commands (and the scripts they run)
+    /// are checked here as the client's. Only a node of the cluster may say so (a connection
+    /// under the cluster's TLS). A user this node does not know yet (its metadata lags) is
+    /// allowed nothing until it does.
+    fn cluster_acluser(&mut self, c: &crate::cluster::Cluster, args: Args) {
+        if !self.node_peer {
+            return self.out.error("ERR CLUSTER ACLUSER is for the cluster's own nodes (a connection under the cluster's TLS)");
+        }
+        match c.acl.user(args.get(2)) {
+            (Some(u), _) => {
+                self.set_user(u);
+                self.out.ok()
+            }
+            (None, _) => {
+                let name = String::from_utf8_lossy(args.get(2)).into_owned();
+                self.set_user(Arc::new(shardline_shards::acl::User::new(&name)));
+                self.out.error(&format!(
+                    "ERR no user '{}' on this node yet: its commands are refused until there is",
+                    err::sanitize(args.get(2))
+                ))
+            }
         }
     }
 

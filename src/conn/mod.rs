@@ -143,6 +143,12 @@ pub struct Conn {
     user: Arc<shardline_shards::acl::User>,
     acl_gen: u64,
     acl_open: bool,
+    /// Its user is not one of the users (a node of the cluster's own identity): kept when the
+    /// users change.
+    acl_fixed: bool,
+    /// A node of the cluster (a TLS connection under the cluster's CA): it may name the
+    /// user it forwards for (`CLUSTER ACLUSER`).
+    node_peer: bool,
     /// The ACL check's buffer of keys (kept: no allocation per command).
     acl_keys: Vec<(usize, u8)>,
     multi: Option<Multi>,
@@ -203,6 +209,7 @@ pub async fn serve<S: ClientIo>(
     peer: SocketAddr,
     laddr: SocketAddr,
     read: Vec<u8>,
+    node_peer: bool,
 ) {
     let stats = &shard.node.stats[shard.id];
     stats.connected.fetch_add(1, Ordering::Relaxed);
@@ -231,7 +238,13 @@ pub async fn serve<S: ClientIo>(
     }));
     let busy_idle = info.borrow().busy_idle.clone();
     shard.clients.borrow_mut().push(info.clone());
-    let (user, acl_gen) = shard.node.cluster.acl.default_user();
+    // A node of the cluster (TLS under its CA) runs as the cluster itself, allowed
+    // everything, until it names the client it forwards for (CLUSTER ACLUSER).
+    let (user, acl_gen) = if node_peer {
+        (crate::acl::node_user(), shard.node.cluster.acl.generation())
+    } else {
+        shard.node.cluster.acl.default_user()
+    };
     let threads = shard.node.threads;
     let mut conn = Conn {
         shard: shard.clone(),
@@ -239,9 +252,11 @@ pub async fn serve<S: ClientIo>(
         proto: Proto::Resp2,
         authed: user.enabled && user.nopass,
         acl_open: user.unrestricted(),
+        acl_fixed: node_peer,
         user,
         acl_gen,
         acl_keys: Vec::new(),
+        node_peer,
         multi: None,
         watch_flag: Arc::new(AtomicBool::new(false)),
         watched: Vec::new(),
@@ -986,6 +1001,7 @@ impl Conn {
 
     /// Runs as `user` from now on (AUTH, HELLO AUTH, RESET).
     pub fn set_user(&mut self, user: Arc<shardline_shards::acl::User>) {
+        self.acl_fixed = false;
         self.acl_gen = self.shard.node.cluster.acl.generation();
         self.acl_open = user.unrestricted();
         self.info.borrow_mut().user = user.name.as_str().into();
@@ -999,6 +1015,10 @@ impl Conn {
     /// The users changed: takes this connection's user again by name. False if it is gone,
     /// or no longer allowed a channel it is subscribed to (Redis disconnects both).
     fn refresh_user(&mut self) -> bool {
+        if self.acl_fixed {
+            self.acl_gen = self.shard.node.cluster.acl.generation();
+            return true;
+        }
         match self.shard.node.cluster.acl.user(self.user.name.as_bytes()) {
             (Some(u), generation) => {
                 self.acl_open = u.unrestricted();

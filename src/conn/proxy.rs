@@ -15,6 +15,9 @@ pub(super) struct Link {
     /// The batch's commands for the peer, encoded, and whether each is a write.
     out: Vec<u8>,
     writes: Vec<bool>,
+    /// The ACL user the peer's connection runs as (`CLUSTER ACLUSER`; `None`: the cluster's
+    /// own identity, allowed everything).
+    as_user: Option<String>,
     /// The replies, in order, once the batch was exchanged.
     pub(super) replies: Vec<Vec<u8>>,
     rbuf: Vec<u8>,
@@ -30,16 +33,36 @@ const LOST_READ: &str =
 impl Conn {
     /// Queues a command for the leader `peer` and leaves a hole for its reply.
     pub(super) fn proxy(&mut self, peer: NodeId, spec: &'static CommandSpec, args: Args) {
-        if !self.acl_open && spec.group == "scripting" && spec.flags & flags::NUMKEYS2 != 0 {
-            // The leader would run it as this link's connection, not as this client's user:
-            // refused rather than run unchecked.
-            return self.out.error("NOPERM a script forwarded to another node cannot run for an ACL user with restricted permissions yet; send it to its keys' leader (cluster-aware clients follow -MOVED there)");
+        // Under the cluster's TLS the leader is told whose commands these are (and checks them,
+        // scripts' calls too). In clear it cannot trust being told: a restricted user's script
+        // is refused (its other commands were checked here).
+        let tls = self.shard.node.cluster.security.tls.is_some();
+        if !tls && !self.acl_open && spec.group == "scripting" && spec.flags & flags::NUMKEYS2 != 0
+        {
+            return self.out.error("NOPERM a script forwarded to another node cannot run for an ACL user with restricted permissions without the cluster's TLS; send it to its keys' leader (cluster-aware clients follow -MOVED there)");
         }
         let i = peer.slot();
         if self.links.len() <= i {
             self.links.resize_with(i + 1, Link::default);
         }
         let link = &mut self.links[i];
+        if tls
+            && (!self.acl_open || link.as_user.is_some())
+            && link.as_user.as_deref() != Some(self.user.name.as_str())
+        {
+            // (Its reply is not relayed: a refusal leaves the peer refusing this user's
+            // commands, which is what is relayed.)
+            let name = &self.user.name;
+            link.out.extend_from_slice(
+                format!(
+                    "*3\r\n$7\r\nCLUSTER\r\n$7\r\nACLUSER\r\n${}\r\n{name}\r\n",
+                    name.len()
+                )
+                .as_bytes(),
+            );
+            link.writes.push(false);
+            link.as_user = Some(name.clone());
+        }
         link.out
             .extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
         for a in args.iter() {
@@ -68,6 +91,7 @@ impl Conn {
             let got = exchange(link, addr, tls.as_deref()).await;
             if got.is_err() {
                 link.stream = None;
+                link.as_user = None;
             }
             // Whatever did not come back: unknown for writes that went out, retryable otherwise.
             for k in link.replies.len()..link.writes.len() {

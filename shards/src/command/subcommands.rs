@@ -410,6 +410,12 @@ pub static SUBCOMMANDS: &[(&str, &[Sub])] = &[
             ),
             s("info", 2, "INFO", "Return information about the cluster."),
             s(
+                "acluser",
+                3,
+                "ACLUSER <username>",
+                "Used by a node forwarding a client's commands: run them as this ACL user.",
+            ),
+            s(
                 "join",
                 -8,
                 "JOIN <args>",
