@@ -100,19 +100,18 @@ fn ask(cfg: &Config, seed: SocketAddr, security: &Security) -> Result<Joined, St
                 .into_iter()
                 .flatten(),
         );
-        if let Some(pass) = &cfg.requirepass {
+        // Under the cluster's TLS the member knows a node of the cluster by its certificate
+        // (whatever its ACL users say of the default user); in clear it authenticates as the
+        // default user with requirepass.
+        let auth = cfg.requirepass.as_ref().filter(|_| security.tls.is_none());
+        if let Some(pass) = auth {
             encode(&["AUTH", pass], &mut req);
         }
         encode(
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
             &mut req,
         );
-        let answer = exchange(
-            target,
-            &req,
-            cfg.requirepass.is_some(),
-            security.tls.as_deref(),
-        );
+        let answer = exchange(target, &req, auth.is_some(), security.tls.as_deref());
         let retry = match answer {
             Ok(Reply::Error(e)) if e.starts_with("NOTLEADER ") && hops < HOPS_MAX => {
                 let addr = e.split_whitespace().nth(1).unwrap_or_default();
