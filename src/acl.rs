@@ -132,11 +132,13 @@ pub fn initial_users(cfg: &Config) -> Result<Users, String> {
         users = load_file(&text, &path.display().to_string(), cfg)?;
     }
     for line in &cfg.users {
-        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let words: Vec<&[u8]> = line.split_ascii_whitespace().map(str::as_bytes).collect();
         if let Some((name, rules)) = words.split_first() {
+            let new = users.get(name).is_none();
+            let rules = shardline_shards::acl::with_pubsub_default(rules, new, cfg.acl_pubsub_all);
             users
-                .set(name.as_bytes(), rules)
-                .map_err(|e| format!("user {name}: {}", e.0))?;
+                .set(name, &rules)
+                .map_err(|e| format!("user {}: {}", String::from_utf8_lossy(name), e.0))?;
         }
     }
     Ok(users)
@@ -144,7 +146,7 @@ pub fn initial_users(cfg: &Config) -> Result<Users, String> {
 
 /// An aclfile's users; the default user keeps `requirepass` unless the file defines it.
 pub fn load_file(text: &[u8], source: &str, cfg: &Config) -> Result<Users, String> {
-    let mut users = Users::parse(text, source)?;
+    let mut users = Users::parse_with(text, source, cfg.acl_pubsub_all)?;
     let defines_default = text.split(|&b| b == b'\n').any(|l| {
         let mut w = l
             .split(|b| b.is_ascii_whitespace())

@@ -28,6 +28,8 @@ pub struct Config {
     pub users: Vec<String>,
     /// ACL LOG's length (`acllog-max-len`).
     pub acllog_max_len: u64,
+    /// `acl-pubsub-default allchannels`: new users start with every channel.
+    pub acl_pubsub_all: bool,
     pub log_level: String,
     /// Refuse a non-loopback bind without `requirepass`.
     pub protected_mode: bool,
@@ -351,6 +353,7 @@ impl Default for Config {
             aclfile: None,
             users: Vec::new(),
             acllog_max_len: 128,
+            acl_pubsub_all: false,
             log_level: "info".into(),
             protected_mode: true,
             vshards: 256,

@@ -345,6 +345,34 @@ fn the_acl_command_answers_as_redis_documents() {
     assert_eq!(users, ["default", "v"]);
     let help: Vec<String> = redis::cmd("ACL").arg("HELP").query(&mut c).unwrap();
     assert!(help[0].starts_with("ACL <subcommand>"));
+    // acl-pubsub-default: what a new (or reset) user's channels start as.
+    ok(
+        &mut c,
+        &["CONFIG", "SET", "acl-pubsub-default", "allchannels"],
+    );
+    ok(&mut c, &["ACL", "SETUSER", "ps"]);
+    let lines: Vec<String> = redis::cmd("ACL").arg("LIST").query(&mut c).unwrap();
+    assert!(
+        lines.contains(&"user ps off &* -@all".to_string()),
+        "{lines:?}"
+    );
+    assert!(err(&mut c, &["ACL", "SETUSER", "ps2", "&foo"]).contains("'allchannels' flag"));
+    ok(&mut c, &["ACL", "SETUSER", "v", "reset"]);
+    let lines: Vec<String> = redis::cmd("ACL").arg("LIST").query(&mut c).unwrap();
+    assert!(
+        lines.contains(&"user v off sanitize-payload &* -@all".to_string()),
+        "{lines:?}"
+    );
+    ok(
+        &mut c,
+        &["CONFIG", "SET", "acl-pubsub-default", "resetchannels"],
+    );
+    ok(&mut c, &["ACL", "SETUSER", "ps3"]);
+    let lines: Vec<String> = redis::cmd("ACL").arg("LIST").query(&mut c).unwrap();
+    assert!(
+        lines.contains(&"user ps3 off resetchannels -@all".to_string()),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -535,6 +535,27 @@ pub static PARAMS: &[Param] = &[
         },
         get: |_| String::new(),
     },
+    Param {
+        name: "acl-pubsub-default",
+        help: "The channels a new ACL user starts with: resetchannels (none, the default) or allchannels.",
+        runtime: true,
+        set: |c, v| {
+            c.acl_pubsub_all = match v.trim().to_ascii_lowercase().as_str() {
+                "resetchannels" => false,
+                "allchannels" => true,
+                _ => return Err("must be resetchannels or allchannels".into()),
+            };
+            Ok(())
+        },
+        get: |c| {
+            if c.acl_pubsub_all {
+                "allchannels"
+            } else {
+                "resetchannels"
+            }
+            .into()
+        },
+    },
     num_param!(
         "acllog-max-len",
         acllog_max_len,

@@ -45,9 +45,16 @@ pub fn run(c: &mut Conn, a: Args) {
         }
         b"getuser" => getuser(c, a.get(2)),
         b"setuser" => {
+            let node = &c.shard().node;
+            let all = node.config.lock().is_ok_and(|cfg| cfg.acl_pubsub_all);
+            let new = node.cluster.acl.user(a.get(2)).0.is_none();
+            let rules: Vec<&[u8]> = a.iter().skip(3).collect();
             let cmd = AclCmd::Set {
                 name: a.get(2).to_vec(),
-                rules: a.iter().skip(3).map(<[u8]>::to_vec).collect(),
+                rules: acl::with_pubsub_default(&rules, new, all)
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect(),
             };
             propose(c, spec, a, cmd)
         }

@@ -25,7 +25,7 @@ pub use check::{
     sort_patterns_allowed, sort_uses_patterns,
 };
 pub use rules::{RuleError, SetError};
-pub use users::{Log, LogEntry, LogReason, Users};
+pub use users::{Log, LogEntry, LogReason, Users, with_pubsub_default};
 
 use crate::command::CommandSpec;
 use keyspec::Entry;

@@ -102,6 +102,12 @@ impl Users {
     /// error refuses the whole file (errors read `<source>:<line>: <what>.`). A file that does
     /// not define `default` gets the default user of a fresh server.
     pub fn parse(text: &[u8], source: &str) -> Result<Users, String> {
+        Users::parse_with(text, source, false)
+    }
+
+    /// `parse`, new users starting with every channel when `all_channels`
+    /// (`acl-pubsub-default allchannels`).
+    pub fn parse_with(text: &[u8], source: &str, all_channels: bool) -> Result<Users, String> {
         let mut users = Users::new();
         let mut seen = std::collections::HashSet::new();
         let mut errors = Vec::new();
@@ -134,7 +140,8 @@ impl Users {
                     .map
                     .insert("default".into(), Arc::new(User::new("default")));
             }
-            if let Err(e) = users.set(words[1], &words[2..]) {
+            let rules = with_pubsub_default(&words[2..], true, all_channels);
+            if let Err(e) = users.set(words[1], &rules) {
                 errors.push(format!("{source}:{}: {}.", n + 1, e.0));
             }
         }
@@ -144,6 +151,26 @@ impl Users {
             Err(errors.join(" "))
         }
     }
+}
+
+/// The rules of an ACL SETUSER as `acl-pubsub-default allchannels` makes them: a new user
+/// starts with every channel, and so does one `reset`. (The users are the cluster's: this is
+/// applied where the change is made, so every node applies the same rules.)
+pub fn with_pubsub_default<'a>(rules: &[&'a [u8]], new: bool, all_channels: bool) -> Vec<&'a [u8]> {
+    if !all_channels {
+        return rules.to_vec();
+    }
+    let mut out = Vec::with_capacity(rules.len() + 2);
+    if new {
+        out.push(b"allchannels".as_slice());
+    }
+    for r in rules {
+        out.push(r);
+        if r.eq_ignore_ascii_case(b"reset") {
+            out.push(b"allchannels".as_slice());
+        }
+    }
+    out
 }
 
 /// What ACL LOG records.
