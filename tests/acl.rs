@@ -1103,3 +1103,44 @@ fn under_the_clusters_tls_forwarded_scripts_run_as_their_user_on_the_leader() {
         "{entries:?}"
     );
 }
+
+/// A blocked command is checked again when a write wakes it (as Redis 7.2 does): a user that
+/// lost the command meanwhile is answered NOPERM and nothing is popped.
+#[test]
+fn a_blocked_command_is_checked_again_when_it_is_woken() {
+    let s = Server::start("0", &[]);
+    let mut admin = s.client();
+    ok(
+        &mut admin,
+        &[
+            "ACL", "SETUSER", "w", "on", ">wpw", "~q*", "+blpop", "+ping",
+        ],
+    );
+    let port = s.port;
+    let waiter = std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://w:wpw@127.0.0.1:{port}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        q(&mut c, &["BLPOP", "q", "10"]).map_err(msg)
+    });
+    // Parked (CLIENT LIST shows it waiting on BLPOP).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !text(q(&mut admin, &["CLIENT", "LIST"]).unwrap()).contains("cmd=blpop") {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    ok(&mut admin, &["ACL", "SETUSER", "w", "-blpop"]);
+    ok(&mut admin, &["RPUSH", "q", "x"]);
+    let answer = waiter.join().unwrap();
+    assert_eq!(
+        answer,
+        Err("NOPERM User w has no permissions to run the 'blpop' command".to_string())
+    );
+    assert_eq!(
+        q(&mut admin, &["LLEN", "q"]).unwrap(),
+        Value::Int(1),
+        "nothing popped"
+    );
+}

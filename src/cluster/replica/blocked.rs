@@ -36,6 +36,9 @@ pub(super) struct Blocked {
     /// is tried at once, not through a log, and a try that serves logs its effects on each
     /// (`try_across`).
     across: Option<Vec<u32>>,
+    /// Its client's ACL user when restricted (`acl::caller` when it parked): each retry
+    /// checks the command against that user's permissions as they are then (Redis 7.2).
+    user: Option<std::sync::Arc<shardline_shards::acl::User>>,
 }
 
 impl Replicas {
@@ -72,6 +75,7 @@ impl Replicas {
                 cancelled: false,
                 had_turn: false,
                 across,
+                user: shardline_shards::acl::caller(),
             },
         );
         self.try_blocked(db, id, now, seed, None)
@@ -88,6 +92,18 @@ impl Replicas {
         seed: u64,
         ready: Option<&[u8]>,
     ) {
+        if ready.is_some()
+            && let Some(why) = self.refused_now(id)
+        {
+            // (Nothing was popped; the key's turn passes to its next waiter.)
+            let b = &self.blocked[&id];
+            let (job, op) = (b.job, b.op);
+            for k in &b.cmd.keys {
+                db.mark_ready(k);
+            }
+            self.forget_blocked(id);
+            return self.pending.fail(job, op, &why);
+        }
         if self.blocked[&id].across.is_some() {
             return self.try_across(db, id, now, seed, ready);
         }
@@ -306,6 +322,24 @@ impl Replicas {
     }
 
     /// Drops blocking command `id`'s record (its op is being answered).
+    /// Why blocking command `id` may no longer run for its client's user (its permissions
+    /// changed, or it was deleted, while it waited), if so.
+    fn refused_now(&self, id: u64) -> Option<String> {
+        let b = &self.blocked[&id];
+        let user = b.user.as_ref()?;
+        let spec = shardline_shards::command::lookup(b.cmd.name.as_bytes())?;
+        let args = shardline_shards::command::Args::new(&b.cmd.buf, &b.cmd.spans);
+        match self.c.acl.user(user.name.as_bytes()).0 {
+            None => Some(format!(
+                "NOPERM User {} was deleted while its command waited",
+                user.name
+            )),
+            Some(now) => shardline_shards::acl::check_command(&now, spec, args)
+                .err()
+                .map(|d| shardline_shards::acl::denial_message(&d, &now.name)),
+        }
+    }
+
     pub(super) fn forget_blocked(&mut self, id: u64) {
         if let Some(b) = self.blocked.remove(&id) {
             self.blocked_ids.remove(&b.conn);
