@@ -972,38 +972,9 @@ fn users_set_on_one_node_hold_on_every_node_and_survive_restarts() {
 /// not know whose it is).
 #[test]
 fn forwarded_commands_are_checked_where_the_client_is() {
-    let c = common::cluster::TestCluster::start(3, false, &["--cluster-routing", "proxy"]);
-    let mut n0 = redis::Client::open(c.url(0))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    ok_retrying(
-        &mut n0,
-        &[
-            "ACL",
-            "SETUSER",
-            "p",
-            "on",
-            ">ppw",
-            "~p:*",
-            "+@all",
-            "-flushall",
-        ],
-    );
+    let (c, mut p) = proxied_cluster_with_user(false);
     // A key of the user's pattern that node 1 leads (a hash tag of one it leads).
     let key = format!("p:{{{}}}", c.key_led_by(1));
-    // Users are set through the metadata group: wait until node 0 applied it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut p = loop {
-        match redis::Client::open(c.url(0).replace("redis://", "redis://p:ppw@"))
-            .unwrap()
-            .get_connection()
-        {
-            Ok(p) => break p,
-            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
     ok(&mut p, &["SET", &key, "v"]);
     assert_eq!(text(q(&mut p, &["GET", &key]).unwrap()), "v");
     let other = c.key_led_by(1);
@@ -1020,51 +991,14 @@ fn forwarded_commands_are_checked_where_the_client_is() {
 /// runs on the leader with the user's permissions.
 #[test]
 fn under_the_clusters_tls_forwarded_scripts_run_as_their_user_on_the_leader() {
-    let c = common::cluster::TestCluster::start_tls(3, false, &["--cluster-routing", "proxy"]);
+    let (c, mut p) = proxied_cluster_with_user(true);
     let mut n0 = redis::Client::open(c.url(0))
         .unwrap()
         .get_connection()
         .unwrap();
     assert!(err(&mut n0, &["CLUSTER", "ACLUSER", "default"]).contains("cluster's own nodes"));
-    ok_retrying(
-        &mut n0,
-        &[
-            "ACL",
-            "SETUSER",
-            "p",
-            "on",
-            ">ppw",
-            "~p:*",
-            "+@all",
-            "-flushall",
-        ],
-    );
     let key = format!("p:{{{}}}", c.key_led_by(1));
     let other = format!("o:{{{}}}", c.key_led_by(1));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut p = loop {
-        match redis::Client::open(c.url(0).replace("redis://", "redis://p:ppw@"))
-            .unwrap()
-            .get_connection()
-        {
-            Ok(p) => break p,
-            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // Node 1 must know the user too before it runs the script as it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while redis::Client::open(c.url(1).replace("redis://", "redis://p:ppw@"))
-        .unwrap()
-        .get_connection()
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node 1 never knew the user"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     ok(&mut p, &["SET", &key, "v"]);
     let v = q(
         &mut p,
@@ -1143,4 +1077,50 @@ fn a_blocked_command_is_checked_again_when_it_is_woken() {
         Value::Int(1),
         "nothing popped"
     );
+}
+
+/// A 3-node cluster (its links under TLS if `tls`) forwarding commands (`cluster-routing
+/// proxy`), with user `p` (`~p:* +@all -flushall`) known on nodes 0 and 1, and a connection to
+/// node 0 as `p`.
+fn proxied_cluster_with_user(tls: bool) -> (common::cluster::TestCluster, Connection) {
+    let flags = ["--cluster-routing", "proxy"];
+    let c = if tls {
+        common::cluster::TestCluster::start_tls(3, false, &flags)
+    } else {
+        common::cluster::TestCluster::start(3, false, &flags)
+    };
+    let mut n0 = redis::Client::open(c.url(0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    ok_retrying(
+        &mut n0,
+        &[
+            "ACL",
+            "SETUSER",
+            "p",
+            "on",
+            ">ppw",
+            "~p:*",
+            "+@all",
+            "-flushall",
+        ],
+    );
+    // Users are set through the metadata group: each node has it once it applied it.
+    let as_p = |i: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match redis::Client::open(c.url(i).replace("redis://", "redis://p:ppw@"))
+                .unwrap()
+                .get_connection()
+            {
+                Ok(p) => return p,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "node {i}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    as_p(1);
+    let p = as_p(0);
+    (c, p)
 }
