@@ -245,6 +245,7 @@ pub async fn serve<S: ClientIo>(
     } else {
         shard.node.cluster.acl.default_user()
     };
+    info.borrow_mut().user = user.name.as_str().into();
     let threads = shard.node.threads;
     let mut conn = Conn {
         shard: shard.clone(),
