@@ -11,13 +11,14 @@ A unit test (`acl::table::tests`) checks the table lines up with `command::COMMA
 """
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import redis
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_vs_redis import free_port, wait_port  # noqa: E402  (shared helpers)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CATS = ["keyspace", "read", "write", "set", "sortedset", "list", "hash", "string", "bitmap",
@@ -25,14 +26,6 @@ CATS = ["keyspace", "read", "write", "set", "sortedset", "list", "hash", "string
         "dangerous", "connection", "transaction", "scripting"]
 KFLAGS = ["RO", "RW", "OW", "RM", "access", "update", "insert", "delete", "not_key",
           "incomplete", "variable_flags"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def cats_expr(cats):
@@ -94,13 +87,8 @@ def main():
     srv = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--dir", d],
                            stdout=subprocess.DEVNULL)
     try:
+        wait_port(port)
         r = redis.Redis(port=port, decode_responses=True)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         for k in list(r.response_callbacks):
             if k.startswith("COMMAND"):
                 r.response_callbacks.pop(k)
@@ -122,10 +110,11 @@ def main():
     subs = []
     for i, e in enumerate(infos):
         out.append(f"    {entry(e, i)[0]},\n")
-        for s in e[9]:
+        # (Sorted by name: Redis lists them in its dictionary's order, which varies by run.)
+        mine = list(e[9]) + [[name, 0, [], 0, 0, 0, cats, [], [], []]
+                             for name, cats in EXTRA.get(e[0], [])]
+        for s in sorted(mine, key=lambda s: s[0]):
             subs.append((i, s))
-        for name, cats in EXTRA.get(e[0], []):
-            subs.append((i, [name, 0, [], 0, 0, 0, cats, [], [], []]))
     out.append("];\n\n#[rustfmt::skip]\npub static SUBCOMMANDS: &[(u16, Entry)] = &[\n")
     for i, s in subs:
         out.append(f"    ({i}, {entry(s, i)[0]}),\n")

@@ -49,6 +49,21 @@ fn resp(argv: &[&str]) -> Vec<u8> {
     out
 }
 
+/// A raw connection to `port` with a 10 s read timeout, authenticated with `auth` (AUTH's
+/// arguments) unless empty.
+fn connect(port: u16, auth: &[&str]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if !auth.is_empty() {
+        let mut words = vec!["AUTH"];
+        words.extend_from_slice(auth);
+        c.write_all(&resp(&words)).unwrap();
+        assert_eq!(read_n(&mut c, 5), "+OK\r\n");
+    }
+    c
+}
+
 /// Reads from `s` until `want` bytes arrived (or the timeout hits: what came).
 fn read_n(s: &mut std::net::TcpStream, want: usize) -> String {
     use std::io::Read;
@@ -91,13 +106,7 @@ fn a_busy_script_answers_its_own_threads_clients_and_takes_script_kill_from_them
         "0",
         &["--busy-reply-threshold", "100", "--requirepass", "pw"],
     );
-    let connect = || {
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(&resp(&["AUTH", "pw"])).unwrap();
-        assert_eq!(read_n(&mut c, 5), "+OK\r\n");
-        c
-    };
+    let connect = || connect(s.port, &["pw"]);
     let (mut r, mut partial, mut script) = (connect(), connect(), connect());
     let mut stranger = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     stranger
@@ -265,16 +274,7 @@ fn a_busy_script_answers_busy_to_the_other_threads_and_script_kill_stops_it() {
 fn a_busy_scripts_thread_checks_its_clients_acl_users() {
     use std::io::Write;
     let s = Server::start("0", &["--busy-reply-threshold", "100"]);
-    let connect = |auth: Option<(&str, &str)>| {
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        if let Some((u, p)) = auth {
-            c.write_all(&resp(&["AUTH", u, p])).unwrap();
-            assert_eq!(read_n(&mut c, 5), "+OK\r\n");
-        }
-        c
-    };
-    let mut admin = connect(None);
+    let mut admin = connect(s.port, &[]);
     admin
         .write_all(&resp(&[
             "ACL",
@@ -289,7 +289,7 @@ fn a_busy_scripts_thread_checks_its_clients_acl_users() {
         ]))
         .unwrap();
     assert_eq!(read_n(&mut admin, 5), "+OK\r\n");
-    let (mut app, mut script) = (connect(Some(("app", "apw"))), connect(None));
+    let (mut app, mut script) = (connect(s.port, &["app", "apw"]), connect(s.port, &[]));
     script
         .write_all(&resp(&[
             "EVAL",

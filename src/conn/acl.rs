@@ -1,11 +1,97 @@
-//! The ACL command: users (SETUSER, GETUSER, DELUSER, LIST, USERS, WHOAMI), categories (CAT),
+//! A connection's ACL user (kept current as the users change; its denials logged), and the
+//! ACL command: users (SETUSER, GETUSER, DELUSER, LIST, USERS, WHOAMI), categories (CAT),
 //! GENPASS, LOG, SAVE/LOAD of the aclfile, and DRYRUN.
 
 use super::Conn;
+use crate::pubsub::Kind;
 use shardline_shards::acl::wire::{AclCmd, AclEntry};
 use shardline_shards::acl::{self, DeniedKind, cats};
 use shardline_shards::command::{self, Args, err};
 use shardline_shards::reply::Out;
+use std::sync::Arc;
+
+/// A connection's ACL user: which it is, keeping it current, and what it was refused.
+impl Conn {
+    /// Runs as `user` from now on (AUTH, HELLO AUTH, RESET).
+    pub fn set_user(&mut self, user: Arc<acl::User>) {
+        self.acl_fixed = false;
+        self.acl_gen = self.shard.node.cluster.acl.generation();
+        self.acl_open = user.unrestricted();
+        self.info.borrow_mut().user = user.name.as_str().into();
+        self.user = user;
+    }
+
+    pub fn user(&self) -> &Arc<acl::User> {
+        &self.user
+    }
+
+    /// Whether the connection may go on as its user: the users changed since it read it
+    /// (one relaxed load per batch when they did not), it takes it again (`refresh_user`).
+    pub(super) fn user_current(&mut self) -> bool {
+        self.shard.node.cluster.acl.generation() == self.acl_gen || self.refresh_user()
+    }
+
+    /// The users changed: takes this connection's user again by name. False if it is gone,
+    /// or no longer allowed a channel it is subscribed to (Redis disconnects both).
+    fn refresh_user(&mut self) -> bool {
+        if self.acl_fixed {
+            self.acl_gen = self.shard.node.cluster.acl.generation();
+            return true;
+        }
+        match self.shard.node.cluster.acl.user(self.user.name.as_bytes()) {
+            (Some(u), generation) => {
+                self.acl_open = u.unrestricted();
+                self.user = u;
+                self.acl_gen = generation;
+                self.acl_open || self.subscriptions_allowed()
+            }
+            (None, _) => false,
+        }
+    }
+
+    /// Whether the user may still hold every subscription of this connection.
+    fn subscriptions_allowed(&self) -> bool {
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        self.subscriptions.iter().all(|(kind, name)| {
+            let cmd = match kind {
+                Kind::Channel => "subscribe",
+                Kind::Pattern => "psubscribe",
+                Kind::Shard => "ssubscribe",
+            };
+            command::words_into(&[cmd.as_bytes(), name.as_slice()], &mut buf, &mut spans);
+            let spec = command::lookup(cmd.as_bytes()).expect("in the table");
+            acl::check_command(&self.user, spec, Args::new(&buf, &spans)).is_ok()
+        })
+    }
+
+    /// Counts and logs (ACL LOG) a command `check` refused, and gives the error to answer
+    /// (Redis 7.2's wording: the command is named, a key or channel is not).
+    pub fn acl_denied(&mut self, d: acl::Denied, args: Args, context: &'static str) -> String {
+        let (reason, object) = acl::denial_log(&d, args);
+        self.acl_log(reason, context, object, self.user.name.clone());
+        acl::denial_message(&d, &self.user.name)
+    }
+
+    /// Adds an ACL LOG entry (and counts it in INFO's `acl_access_denied_*`).
+    pub fn acl_log(
+        &mut self,
+        reason: acl::LogReason,
+        context: &'static str,
+        object: String,
+        username: String,
+    ) {
+        let info = self.info.borrow().line(self.shard.id);
+        self.shard.node.cluster.acl.log(
+            reason,
+            context,
+            object,
+            username,
+            info.trim_end().to_string(),
+            self.now_us / 1000,
+        );
+    }
+}
 
 pub fn run(c: &mut Conn, a: Args) {
     let spec = command::lookup(b"acl").expect("in the table");

@@ -282,7 +282,7 @@ impl Conn {
         let script = |&(f, _): &(u32, u32)| {
             let (s, e) = spans[f as usize];
             command::lookup(&buf[s as usize..e as usize])
-                .is_some_and(|spec| spec.group == "scripting" && spec.flags & flags::NUMKEYS2 != 0)
+                .is_some_and(crate::cluster::replica::propose::is_script)
         };
         if !self.acl_open && cmds.iter().any(script) {
             // A script run as a transaction across vShards runs at its participants, which do

@@ -337,9 +337,7 @@ impl Conn {
                             );
                             return Ok(());
                         }
-                        if self.shard.node.cluster.acl.generation() != self.acl_gen
-                            && !self.refresh_user()
-                        {
+                        if !self.user_current() {
                             // Not allowed its subscriptions any more: nothing more is
                             // delivered to it.
                             return Ok(());
@@ -393,7 +391,7 @@ impl Conn {
                 }
                 self.shard.local.borrow_mut().net_input_bytes += n as u64;
             }
-            if self.shard.node.cluster.acl.generation() != self.acl_gen && !self.refresh_user() {
+            if !self.user_current() {
                 // Its user was deleted (ACL DELUSER, ACL LOAD): as Redis, the connection goes.
                 return Ok(());
             }
@@ -998,98 +996,6 @@ impl Conn {
 
     pub fn set_authed(&mut self, a: bool) {
         self.authed = a;
-    }
-
-    /// Runs as `user` from now on (AUTH, HELLO AUTH, RESET).
-    pub fn set_user(&mut self, user: Arc<shardline_shards::acl::User>) {
-        self.acl_fixed = false;
-        self.acl_gen = self.shard.node.cluster.acl.generation();
-        self.acl_open = user.unrestricted();
-        self.info.borrow_mut().user = user.name.as_str().into();
-        self.user = user;
-    }
-
-    pub fn user(&self) -> &Arc<shardline_shards::acl::User> {
-        &self.user
-    }
-
-    /// The users changed: takes this connection's user again by name. False if it is gone,
-    /// or no longer allowed a channel it is subscribed to (Redis disconnects both).
-    fn refresh_user(&mut self) -> bool {
-        if self.acl_fixed {
-            self.acl_gen = self.shard.node.cluster.acl.generation();
-            return true;
-        }
-        match self.shard.node.cluster.acl.user(self.user.name.as_bytes()) {
-            (Some(u), generation) => {
-                self.acl_open = u.unrestricted();
-                self.user = u;
-                self.acl_gen = generation;
-                self.acl_open || self.subscriptions_allowed()
-            }
-            (None, _) => false,
-        }
-    }
-
-    /// Whether the user may still hold every subscription of this connection.
-    fn subscriptions_allowed(&self) -> bool {
-        let mut buf = Vec::new();
-        let mut spans = Vec::new();
-        self.subscriptions.iter().all(|(kind, name)| {
-            let cmd = match kind {
-                Kind::Channel => "subscribe",
-                Kind::Pattern => "psubscribe",
-                Kind::Shard => "ssubscribe",
-            };
-            command::words_into(&[cmd.as_bytes(), name.as_slice()], &mut buf, &mut spans);
-            let spec = lookup(cmd.as_bytes()).expect("in the table");
-            shardline_shards::acl::check_command(&self.user, spec, Args::new(&buf, &spans)).is_ok()
-        })
-    }
-
-    /// Counts and logs (ACL LOG) a command `check` refused, and gives the error to answer
-    /// (Redis 7.2's wording: the command is named, a key or channel is not).
-    pub fn acl_denied(
-        &mut self,
-        d: shardline_shards::acl::Denied,
-        args: Args,
-        context: &'static str,
-    ) -> String {
-        use shardline_shards::acl::{DeniedKind, LogReason, entry};
-        let name = entry(d.id).name;
-        let msg = shardline_shards::acl::denial_message(&d, &self.user.name);
-        let (reason, object) = match d.kind {
-            DeniedKind::Command => (LogReason::Command, name.to_string()),
-            DeniedKind::Key => (
-                LogReason::Key,
-                String::from_utf8_lossy(args.get(d.arg)).into_owned(),
-            ),
-            DeniedKind::Channel => (
-                LogReason::Channel,
-                String::from_utf8_lossy(args.get(d.arg)).into_owned(),
-            ),
-        };
-        self.acl_log(reason, context, object, self.user.name.clone());
-        msg
-    }
-
-    /// Adds an ACL LOG entry (and counts it in INFO's `acl_access_denied_*`).
-    pub fn acl_log(
-        &mut self,
-        reason: shardline_shards::acl::LogReason,
-        context: &'static str,
-        object: String,
-        username: String,
-    ) {
-        let info = self.info.borrow().line(self.shard.id);
-        self.shard.node.cluster.acl.log(
-            reason,
-            context,
-            object,
-            username,
-            info.trim_end().to_string(),
-            self.now_us / 1000,
-        );
     }
 
     pub fn close_after_reply(&mut self) {

@@ -37,8 +37,7 @@ impl Conn {
         // scripts' calls too). In clear it cannot trust being told: a restricted user's script
         // is refused (its other commands were checked here).
         let tls = self.shard.node.cluster.security.tls.is_some();
-        if !tls && !self.acl_open && spec.group == "scripting" && spec.flags & flags::NUMKEYS2 != 0
-        {
+        if !tls && !self.acl_open && crate::cluster::replica::propose::is_script(spec) {
             return self.out.error("NOPERM a script forwarded to another node cannot run for an ACL user with restricted permissions without the cluster's TLS; send it to its keys' leader (cluster-aware clients follow -MOVED there)");
         }
         let i = peer.slot();

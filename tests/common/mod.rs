@@ -1,6 +1,7 @@
 //! Test support: start the real `shardline` binary on a free loopback port and talk to it.
 #![allow(dead_code)]
 
+pub mod acl;
 pub mod cluster;
 pub mod workload;
 

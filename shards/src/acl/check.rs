@@ -143,7 +143,7 @@ fn check_selector(
 /// both or neither). Positions come from the key specs, as Redis finds them; then every key
 /// the command will route by (`CommandSpec::keys_of`) that they did not name is added with
 /// the strictest access the specs give, so nothing the command touches goes unchecked.
-pub fn key_needs(spec: &'static CommandSpec, id: Id, args: Args, out: &mut Vec<(usize, u8)>) {
+fn key_needs(spec: &'static CommandSpec, id: Id, args: Args, out: &mut Vec<(usize, u8)>) {
     let e = entry(id);
     out.clear();
     let mut strictest = 0;
@@ -221,6 +221,23 @@ fn variable_flags(name: &str, args: Args) -> Option<u16> {
     }
 }
 
+/// What ACL LOG records of a denial: its reason, and its object (the command's name as Redis
+/// writes it, or the refused key or channel).
+pub fn denial_log(d: &Denied, args: Args) -> (super::LogReason, String) {
+    use super::LogReason;
+    match d.kind {
+        DeniedKind::Command => (LogReason::Command, entry(d.id).name.to_string()),
+        DeniedKind::Key => (
+            LogReason::Key,
+            String::from_utf8_lossy(args.get(d.arg)).into_owned(),
+        ),
+        DeniedKind::Channel => (
+            LogReason::Channel,
+            String::from_utf8_lossy(args.get(d.arg)).into_owned(),
+        ),
+    }
+}
+
 /// The error a refused command is answered (Redis 7.2's wording: the command is named, a key
 /// or a channel is not).
 pub fn denial_message(d: &Denied, user: &str) -> String {
@@ -283,17 +300,7 @@ pub fn check_caller(spec: &'static CommandSpec, args: Args) -> Result<(), String
     CALLER.with(|c| match c.borrow().as_deref() {
         None => Ok(()),
         Some(u) => check_command(u, spec, args).map_err(|d| {
-            let (reason, object) = match d.kind {
-                DeniedKind::Command => (super::LogReason::Command, entry(d.id).name.to_string()),
-                DeniedKind::Key => (
-                    super::LogReason::Key,
-                    String::from_utf8_lossy(args.get(d.arg)).into_owned(),
-                ),
-                DeniedKind::Channel => (
-                    super::LogReason::Channel,
-                    String::from_utf8_lossy(args.get(d.arg)).into_owned(),
-                ),
-            };
+            let (reason, object) = denial_log(&d, args);
             SINK.with(|s| {
                 if let Some(sink) = s.borrow().as_ref() {
                     sink(reason, object, &u.name);

@@ -21,7 +21,7 @@ pub mod wire;
 
 pub use check::{
     CallerGuard, DenialSink, Denied, DeniedKind, caller, check, check_caller, check_command,
-    check_command_with, command_id_of, denial_message, key_needs, set_caller, set_denial_sink,
+    check_command_with, command_id_of, denial_log, denial_message, set_caller, set_denial_sink,
     sort_patterns_allowed, sort_uses_patterns,
 };
 pub use rules::{RuleError, SetError};

@@ -276,8 +276,4 @@ impl Log {
     pub fn reset(&mut self) {
         self.entries.clear();
     }
-
-    pub fn trim(&mut self, max_len: usize) {
-        self.entries.truncate(max_len);
-    }
 }
