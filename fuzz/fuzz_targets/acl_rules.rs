@@ -1,11 +1,13 @@
 //! ACL rules (`shardline_shards::acl`, issue 21), as any client with ACL SETUSER, an aclfile
 //! or a `user` line may write them: the fuzzer's bytes are words (split at spaces and
 //! newlines) given to ACL SETUSER, then a command checked against the user, then the whole
-//! text read as an aclfile. Never panics; a refused SETUSER changes nothing; what ACL LIST
+//! text read as an aclfile, as an ACL entry of the metadata group's log and as a snapshot's
+//! users. Never panics; a refused SETUSER changes nothing; what ACL LIST
 //! says of the user reads back as the same user (what ACL SAVE persists is what was set).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use shardline_shards::acl::wire::{AclEntry, decode_users};
 use shardline_shards::acl::{User, Users, check};
 use shardline_shards::command::{Args, Span, lookup, words_into};
 
@@ -41,4 +43,14 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = Users::parse(data, "fuzz");
+    // The same bytes as a metadata-group entry and as a snapshot's users part, as a peer's
+    // log or snapshot may carry them: never a panic; an entry that applies changes the users
+    // only if it answers OK (or a count).
+    if let Ok(entry) = AclEntry::decode(data) {
+        let mut users = None;
+        if entry.apply(&mut users).is_err() {
+            assert!(users.is_none(), "a refused entry took its seed");
+        }
+    }
+    let _ = decode_users(data);
 });
