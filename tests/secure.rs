@@ -277,7 +277,17 @@ fn a_join_without_the_secret_or_tls_or_with_anothers_is_refused() {
     let file = |dir: &std::path::Path, name: &str| dir.join(name).display().to_string();
     let ctl_certs =
         |dir: &std::path::Path, port: u16| common::ctl_certs(dir, &[format!("127.0.0.1:{port}")]);
-    let base = 20_000 + (std::process::id() % 9_000) as u16;
+    // The joiners' client and bus ports (`base + k`, `+ 1`), checked free now: the other
+    // tests' nodes, run beside this one, take ports of the same range.
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let base = (0..9_000u32)
+        .map(|i| 20_000 + ((std::process::id() + i * 101) % 9_000) as u16)
+        .find(|&b| {
+            [0, 10, 20, 30, 40]
+                .iter()
+                .all(|&k| free(b + k) && free(b + k + 1))
+        })
+        .expect("free ports for the joiners");
     // Another CA, and its certificate for the joiner's address.
     let stranger = c.dir.join("stranger-ca");
     ctl_certs(&stranger, base + 30);
